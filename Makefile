@@ -1,0 +1,62 @@
+# cairn — the two commands a newcomer needs are `make run` and `make test`.
+# Everything else here is a step of those or an optional extra.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+PYTHON     ?= /usr/bin/python3
+FUZZ_SECONDS ?= 30
+comma := ,
+
+.PHONY: all deps build run test test-unit test-integration test-asan bench bench-quick fuzz fuzz-quick clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+# Reconfigures when the set of source files changes (meson.build lists folders).
+define meson_build
+	@mkdir -p $(1)
+	@find src tests bench -name '*.c' 2>/dev/null | sort > $(1)/.srclist.new
+	@if [ ! -f $(1)/build.ninja ]; then meson setup $(1) $(2) >/dev/null; \
+	 elif ! cmp -s $(1)/.srclist.new $(1)/.srclist; then meson setup --reconfigure $(1) $(2) >/dev/null; fi
+	@mv $(1)/.srclist.new $(1)/.srclist
+	@ninja -C $(1) $(3)
+endef
+
+build: deps
+	$(call meson_build,$(BUILD),)
+
+run: build
+	./$(BUILD)/cairn server
+
+test-unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+test-integration: build
+	CAIRN_BIN=$(CURDIR)/$(BUILD)/cairn $(PYTHON) -m pytest -q tests/integration
+
+test: build
+	@bash scripts/run-tests.sh $(BUILD)
+
+test-asan: deps
+	$(call meson_build,$(ASAN_BUILD),-Db_sanitize=address$(comma)undefined -Db_lundef=false)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  bash scripts/run-tests.sh $(ASAN_BUILD)
+
+fuzz: deps
+	$(call meson_build,$(FUZZ_BUILD),-Dfuzz=true --native-file scripts/clang.ini -Db_sanitize=address$(comma)undefined -Db_lundef=false)
+	@bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-quick:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+bench-quick: build
+	@BENCH_QUICK=1 bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# bench/run.sh — `make bench` / `make bench-quick`: cairn against nginx on loopback.
+#
+# Usage: bash bench/run.sh [BUILD_DIR]        (BUILD_DIR defaults to ./build)
+#
+# Starts nginx (a WebDAV PUT/GET file server with sendfile: the least work any
+# object store could do for the same requests) and `cairn server` on free
+# 127.0.0.1 ports, with their data in one temporary directory so both write to
+# the same filesystem, then drives both with build/cairn-loadgen:
+#
+#   1. 4 KiB objects, 16 keep-alive connections: PUT and GET requests/s
+#   2. 64 MiB objects, 1 and 4 streams: PUT and GET MB/s (10^6 bytes/s)
+#   3. ListObjectsV2, 1000 keys a page, in a 100k-object bucket (10k in quick
+#      mode): median latency of page 1 and page 50 (page 10 in quick mode)
+#
+# Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
+# in the machine hits both alike; every figure is the median of the runs and
+# each cairn figure is also shown as a ratio of nginx's from this invocation.
+# Every write-side run starts after `sync`, so neither server pays for the
+# other's dirty pages.  A run with any failed request is invalid: its figure is
+# marked and the script exits 1.  Targets are printed beside the figures for
+# reading, not enforced.
+#
+# Environment: BENCH_QUICK=1 (short CI version), BENCH_RUNS (default 5, quick 3),
+# BENCH_DIR (parent of the temp dir, default $TMPDIR or /tmp), BENCH_SERVERS
+# ("nginx cairn"; "nginx" alone checks the harness without a cairn build),
+# BENCH_KEEP=1 keeps the temp dir (logs, raw loadgen lines) for inspection.
+# Only 127.0.0.1 is ever contacted.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=${1:-build}
+QUICK=${BENCH_QUICK:-0}
+SERVERS=${BENCH_SERVERS:-nginx cairn}
+LOADGEN=$BUILD/cairn-loadgen
+CAIRN=$BUILD/cairn
+
+if [ "$QUICK" = 1 ]; then
+  RUNS=${BENCH_RUNS:-3}
+  SMALL_SECONDS=2        # per 4 KiB run
+  BIG_REQ_1=3            # 64 MiB requests per single-stream run
+  BIG_STREAMS=""         # no 4-stream rows in quick mode
+  LIST_OBJECTS=10000
+  LIST_DEEP_PAGE=10
+  SEED_MAX_SECONDS=60
+else
+  RUNS=${BENCH_RUNS:-5}
+  SMALL_SECONDS=5
+  BIG_REQ_1=6
+  BIG_STREAMS=4
+  LIST_OBJECTS=100000
+  LIST_DEEP_PAGE=50
+  SEED_MAX_SECONDS=240
+fi
+SMALL=4096
+BIG=$((64 * 1024 * 1024))
+BIG_KEYS=4
+CONC=16
+
+die() { echo "bench: $*" >&2; exit 2; }
+
+# ---- prerequisites -----------------------------------------------------------
+
+[ -x "$LOADGEN" ] || die "$LOADGEN not built (run make build)"
+want_cairn=0; want_nginx=0
+for s in $SERVERS; do
+  case $s in
+    cairn) want_cairn=1 ;;
+    nginx) want_nginx=1 ;;
+    *) die "unknown server in BENCH_SERVERS: $s" ;;
+  esac
+done
+if [ $want_cairn = 1 ]; then [ -x "$CAIRN" ] || die "$CAIRN not built (run make build)"; fi
+if [ $want_nginx = 1 ]; then
+  command -v nginx >/dev/null || die "nginx not installed (make deps)"
+  nginx -V 2>&1 | grep -q -- --with-http_dav_module || die "this nginx lacks the DAV module (install Debian's nginx)"
+fi
+
+# ---- temp dir, cleanup ---------------------------------------------------------
+
+T=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/cairn-bench.XXXXXX")
+NGINX_PID=""
+CAIRN_PID=""
+cleanup() {
+  local rc=$?
+  for pid in $NGINX_PID $CAIRN_PID; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in $NGINX_PID $CAIRN_PID; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $T" >&2; else rm -rf "$T"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+RESULTS=$T/results.log     # every raw loadgen line, tagged
+: >"$RESULTS"
+
+# A port nobody listens on now (a refused connect).  The server's own bind
+# failing is still caught by the readiness wait below.
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  die "no free port found"
+}
+
+# wait_ready NAME PID PORT PATH: polls until PATH answers 2xx (30 s deadline).
+wait_ready() {
+  local name=$1 pid=$2 port=$3 path=$4
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$T/$name.log" >&2 || true; die "$name exited during startup"; }
+    "$LOADGEN" --url "http://127.0.0.1:$port" --op probe --path "$path" && return 0
+    sleep 0.1
+  done
+  tail -n 30 "$T/$name.log" >&2 || true
+  die "$name not ready on port $port after 30 s"
+}
+
+start_nginx() {
+  NGINX_PORT=$(free_port)
+  mkdir -p "$T/nginx-root" "$T/nginx-tmp"
+  echo ok >"$T/nginx-root/ready.txt"
+  local user_line="# not root: no user directive"
+  [ "$(id -u)" = 0 ] && user_line="user root root;"
+  sed -e "s|@TMP@|$T|g" -e "s|@ROOT@|$T/nginx-root|g" -e "s|@PORT@|$NGINX_PORT|g" \
+      -e "s|@USER_LINE@|$user_line|" "$HERE/nginx.conf.in" >"$T/nginx.conf"
+  nginx -e "$T/nginx-error.log" -p "$T" -c "$T/nginx.conf" >"$T/nginx.log" 2>&1 &
+  NGINX_PID=$!
+  wait_ready nginx "$NGINX_PID" "$NGINX_PORT" /ready.txt
+}
+
+start_cairn() {
+  CAIRN_PORT=$(free_port)
+  CAIRN_AK=benchadmin
+  CAIRN_SK=$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')
+  mkdir -p "$T/cairn-data"
+  CAIRN_ROOT_USER=$CAIRN_AK CAIRN_ROOT_PASSWORD=$CAIRN_SK \
+    "$CAIRN" server --listen "127.0.0.1:$CAIRN_PORT" --data "$T/cairn-data" >"$T/cairn.log" 2>&1 &
+  CAIRN_PID=$!
+  wait_ready cairn "$CAIRN_PID" "$CAIRN_PORT" /health/live
+}
+
+# ---- running loadgen -----------------------------------------------------------
+
+INVALID=0
+declare -A VALS BAD
+
+# lg SERVER TAG loadgen-args...: one run; appends the figure's source line to
+# RESULTS and prints it; failed requests mark TAG invalid for SERVER.
+LAST=""
+lg() {
+  local server=$1 tag=$2; shift 2
+  local target
+  if [ "$server" = cairn ]; then
+    target=(--url "http://127.0.0.1:$CAIRN_PORT" --access-key "$CAIRN_AK" --secret-key "$CAIRN_SK")
+  else
+    target=(--url "http://127.0.0.1:$NGINX_PORT" --nosign)
+  fi
+  local rc=0
+  LAST=$("$LOADGEN" "${target[@]}" "$@" 2>"$T/loadgen.err") || rc=$?
+  echo "$server $tag $LAST" >>"$RESULTS"
+  if [ $rc -ne 0 ] || [ -z "$LAST" ]; then
+    BAD[$server.$tag]=1
+    INVALID=$((INVALID + 1))
+    echo "bench: $server $tag: run failed (exit $rc): ${LAST:-no output}" >&2
+    head -n 5 "$T/loadgen.err" >&2 || true
+  fi
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $LAST"; }
+
+# record SERVER TAG FIELD: keeps this run's figure for the median.
+record() {
+  local v
+  v=$(field "$3")
+  VALS[$1.$2]="${VALS[$1.$2]:-} ${v:-NA}"
+  printf '  %-6s %-12s %-9s %s\n' "$1" "$2" "$3=${v:-NA}" "(errors=$(field errors))" >&2
+}
+
+median() {
+  local sorted n
+  sorted=$(tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | sort -g) || true
+  n=$(grep -c . <<<"$sorted" || true)
+  [ "$n" -gt 0 ] || { echo NA; return; }
+  if [ $((n % 2)) = 1 ]; then
+    sed -n "$(((n + 1) / 2))p" <<<"$sorted"
+  else
+    awk -v a="$(sed -n "$((n / 2))p" <<<"$sorted")" -v b="$(sed -n "$((n / 2 + 1))p" <<<"$sorted")" \
+      'BEGIN { printf "%.3f\n", (a + b) / 2 }'
+  fi
+}
+
+# ---- phases ----------------------------------------------------------------------
+
+phase_small() {
+  echo "== 4 KiB objects, $CONC connections, ${SMALL_SECONDS}s a run, $RUNS runs" >&2
+  declare -gA SMALL_KEYS
+  for s in $SERVERS; do  # warm-up: connections, caches, first directory creation
+    lg "$s" warmup --op put --size $SMALL --concurrency $CONC --requests 500 --bucket bench --prefix warm/
+    lg "$s" warmup --op get --size $SMALL --concurrency $CONC --requests 2000 --bucket bench --prefix warm/ --keys 500
+  done
+  for r in $(seq "$RUNS"); do
+    for s in $SERVERS; do
+      sync
+      lg "$s" put4k --op put --size $SMALL --concurrency $CONC --duration $SMALL_SECONDS \
+        --bucket bench --prefix "small/r$r/"
+      record "$s" put4k rps
+      [ "$r" = 1 ] && SMALL_KEYS[$s]=$(field requests)
+    done
+  done
+  for r in $(seq "$RUNS"); do
+    for s in $SERVERS; do
+      lg "$s" get4k --op get --size $SMALL --concurrency $CONC --duration $SMALL_SECONDS \
+        --bucket bench --prefix small/r1/ --keys "${SMALL_KEYS[$s]:-1}"
+      record "$s" get4k rps
+    done
+  done
+}
+
+# big_run SERVER STREAMS: one PUT run then one GET run of 64 MiB objects.  The
+# PUTs cycle over at most BIG_KEYS keys (overwrites keep the disk use bounded)
+# and the GETs read exactly those keys back.
+big_run() {
+  local s=$1 streams=$2 n keys
+  n=$BIG_REQ_1
+  [ "$streams" -gt 1 ] && n=$((BIG_REQ_1 * 2))
+  keys=$((n < BIG_KEYS ? n : BIG_KEYS))
+  sync
+  lg "$s" "put64m.c$streams" --op put --size $BIG --concurrency "$streams" --requests "$n" \
+    --bucket bench --prefix "big/c$streams/" --keys $keys
+  record "$s" "put64m.c$streams" mbps
+  lg "$s" "get64m.c$streams" --op get --size $BIG --concurrency "$streams" --requests $((n * 2)) \
+    --bucket bench --prefix "big/c$streams/" --keys $keys
+  record "$s" "get64m.c$streams" mbps
+}
+
+phase_big() {
+  echo "== 64 MiB objects, 1 stream${BIG_STREAMS:+ and $BIG_STREAMS streams}, $RUNS runs" >&2
+  for r in $(seq "$RUNS"); do
+    for s in $SERVERS; do
+      for streams in 1 $BIG_STREAMS; do big_run "$s" "$streams"; done
+    done
+  done
+}
+
+# Fills a bucket with LIST_OBJECTS tiny objects (capped at SEED_MAX_SECONDS; the
+# table says how many it got), then walks it RUNS times.
+phase_list() {
+  [ $want_cairn = 1 ] || return 0
+  echo "== ListObjectsV2 over $LIST_OBJECTS objects (seeding at concurrency 32)" >&2
+  "$LOADGEN" --url "http://127.0.0.1:$CAIRN_PORT" --access-key "$CAIRN_AK" --secret-key "$CAIRN_SK" \
+    --op mkbucket --bucket list >/dev/null 2>>"$T/loadgen.err" || die "cannot create bucket 'list'"
+  sync
+  lg cairn seed --op put --size 64 --concurrency 32 --requests $LIST_OBJECTS \
+    --duration $SEED_MAX_SECONDS --bucket list --prefix k/
+  record cairn seed rps
+  LIST_KEYS=$(($(field requests) - $(field errors)))
+  [ "$(field errors)" = 0 ] || LIST_KEYS=0   # failed PUTs leave the count unknown
+  lg cairn list --op list --concurrency 1 --requests "$RUNS" --bucket list --prefix k/ \
+    ${LIST_KEYS:+--keys $LIST_KEYS} --pages "1,$LIST_DEEP_PAGE"
+  record cairn listp1 page1_ms
+  record cairn listpd "page${LIST_DEEP_PAGE}_ms"
+  if [ -n "${BAD[cairn.list]:-}" ]; then BAD[cairn.listp1]=1; BAD[cairn.listpd]=1; fi
+}
+
+# ---- report ------------------------------------------------------------------------
+
+fmt() {  # fmt VALUE DECIMALS
+  if [ "$1" = NA ]; then echo n/a; else printf "%.${2}f" "$1"; fi
+}
+
+# row LABEL KEY DECIMALS TARGET_KIND TARGET_VALUE: one table line.
+# TARGET_KIND: ratio (cairn/nginx >= value), abs (cairn >= value), none.
+row() {
+  local label=$1 key=$2 dec=$3 kind=$4 tv=$5
+  local c=NA n=NA ratio="-" target="-" note=""
+  [ $want_cairn = 1 ] && c=$(median "${VALS[cairn.$key]:-}")
+  [ $want_nginx = 1 ] && n=$(median "${VALS[nginx.$key]:-}")
+  if [ "$c" != NA ] && [ "$n" != NA ] && awk -v n="$n" 'BEGIN { exit !(n > 0) }'; then
+    ratio=$(awk -v c="$c" -v n="$n" 'BEGIN { printf "%.2fx", c / n }')
+  fi
+  case $kind in
+    ratio) target=">= ${tv}x nginx"
+           [ "$ratio" != "-" ] && note=$(awk -v r="${ratio%x}" -v t="$tv" 'BEGIN { print (r >= t) ? "met" : "below" }') ;;
+    abs)   target=">= $(fmt "$tv" 0)"
+           [ "$c" != NA ] && note=$(awk -v c="$c" -v t="$tv" 'BEGIN { print (c >= t) ? "met" : "below" }') ;;
+  esac
+  [ -n "${BAD[cairn.$key]:-}" ] && c="INVALID" || c=$(fmt "$c" "$dec")
+  [ -n "${BAD[nginx.$key]:-}" ] && n="INVALID" || n=$(fmt "$n" "$dec")
+  printf '%-34s %12s %12s %8s   %-18s %s\n' "$label" "$c" "$n" "$ratio" "$target" "$note"
+}
+
+report() {
+  local fs
+  fs=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS -T "$T" 2>/dev/null || stat -f -c '%T' "$T")
+  echo
+  echo "cairn benchmark ($([ "$QUICK" = 1 ] && echo quick || echo full)): median of $RUNS runs, loopback, $(nproc) CPUs shared by loadgen and server"
+  echo "  data dirs: $T (filesystem: $fs)"
+  echo "  cairn: $CAIRN, default config (fsync on); nginx: $(nginx -v 2>&1 | sed 's/.*: //'), 2 workers, sendfile, WebDAV PUT (no fsync)"
+  echo "  load average: $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (other work on the box skews figures)"
+  echo "  MB = 10^6 bytes; ratio = cairn / nginx in this invocation"
+  echo
+  printf '%-34s %12s %12s %8s   %-18s %s\n' metric cairn nginx ratio target ""
+  printf '%s\n' "------------------------------------------------------------------------------------------------"
+  row "4 KiB PUT req/s (c=$CONC)" put4k 0 abs 2000
+  row "4 KiB GET req/s (c=$CONC)" get4k 0 ratio 0.3
+  row "64 MiB PUT MB/s (1 stream)" put64m.c1 0 ratio 0.5
+  row "64 MiB GET MB/s (1 stream)" get64m.c1 0 ratio 0.8
+  if [ -n "$BIG_STREAMS" ]; then
+    row "64 MiB PUT MB/s ($BIG_STREAMS streams)" "put64m.c$BIG_STREAMS" 0 ratio 0.5
+    row "64 MiB GET MB/s ($BIG_STREAMS streams)" "get64m.c$BIG_STREAMS" 0 ratio 0.8
+  fi
+  if [ $want_cairn = 1 ]; then
+    row "64 B PUT req/s (c=32, list seeding)" seed 0 none 0
+    row "List page 1 ms ($LIST_KEYS objects)" listp1 2 none 0
+    row "List page $LIST_DEEP_PAGE ms ($LIST_KEYS objects)" listpd 2 none 0
+  fi
+  echo
+  if [ "$INVALID" -gt 0 ]; then
+    echo "INVALID: $INVALID loadgen run(s) had failed requests (see messages above); their figures are not trustworthy."
+    return 1
+  fi
+}
+
+# ---- main ------------------------------------------------------------------------
+
+LIST_KEYS=0
+START=$SECONDS
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+[ $want_nginx = 1 ] && start_nginx
+[ $want_cairn = 1 ] && start_cairn
+if [ $want_cairn = 1 ]; then
+  "$LOADGEN" --url "http://127.0.0.1:$CAIRN_PORT" --access-key "$CAIRN_AK" --secret-key "$CAIRN_SK" \
+    --op mkbucket --bucket bench >/dev/null || die "cannot create bucket 'bench' on cairn"
+fi
+phase_small
+phase_big
+phase_list
+report
+echo "bench: finished in $((SECONDS - START)) s" >&2

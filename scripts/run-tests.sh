@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test suite against the build in $1 (default: build):
+#   1. C unit tests (Criterion, via meson test)
+#   2. integration and end-to-end tests (pytest, real cairn processes)
+# Exits non-zero if any suite fails.  Used by `make test` and `make test-asan`.
+set -uo pipefail
+BUILD=${1:-build}
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+status=0
+
+echo "== unit tests ($BUILD)"
+if ! meson test -C "$BUILD" --print-errorlogs --num-processes 2; then
+  status=1
+fi
+
+echo "== integration tests ($BUILD)"
+export CAIRN_BIN="$PWD/$BUILD/cairn"
+set +e
+$PY -m pytest -q -p no:cacheprovider tests/integration ${PYTEST_ARGS:-}
+rc=$?
+set -e
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+if [ $rc -ne 0 ]; then status=1; fi
+
+if [ $status -eq 0 ]; then echo "== all suites passed"; else echo "== FAILED"; fi
+exit $status

@@ -1,0 +1,170 @@
+/*
+ * auth — who is asking, and may they.
+ *
+ * sigv4.c     AWS Signature Version 4: parsing the Authorization header or the
+ *             presigned-URL query, building the canonical request, verifying
+ *             with a constant-time compare, and signing (for tools and tests).
+ * chunked.c   The aws-chunked body decoder (STREAMING-AWS4-HMAC-SHA256-PAYLOAD,
+ *             STREAMING-UNSIGNED-PAYLOAD-TRAILER), verifying every chunk
+ *             signature as the body streams through; memory is O(1) in the body.
+ * secrets.c   Sealing access-key secrets with the master key (XChaCha20-Poly1305).
+ *
+ * Nothing here touches the network or the database; callers supply the request
+ * pieces and the secret.  Everything is thread-safe (no shared state).
+ */
+#ifndef CAIRN_AUTH_H
+#define CAIRN_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* A header as received: name in any case, value untrimmed.  Not NUL-terminated
+ * necessarily; lengths rule. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} auth_header;
+
+/* The request as it came off the wire. */
+typedef struct {
+    const char *method;       /* "GET", "PUT", ... */
+    const char *raw_path;     /* percent-encoded path as sent, without '?' and query */
+    const char *raw_query;    /* as sent after '?', "" when none; never NULL */
+    const auth_header *headers;
+    size_t nheaders;
+} sigv4_request;
+
+typedef enum {
+    SIGV4_ANONYMOUS = 0,      /* no Authorization header, no X-Amz-Algorithm */
+    SIGV4_HEADER,             /* Authorization: AWS4-HMAC-SHA256 ... */
+    SIGV4_PRESIGNED,          /* X-Amz-Algorithm=AWS4-HMAC-SHA256 in the query */
+} sigv4_kind;
+
+typedef enum {
+    PAYLOAD_SHA256 = 0,       /* x-amz-content-sha256 is a hex digest of the body */
+    PAYLOAD_UNSIGNED,         /* UNSIGNED-PAYLOAD (always for presigned) */
+    PAYLOAD_STREAMING_SIGNED, /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
+    PAYLOAD_STREAMING_SIGNED_TRAILER,   /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
+    PAYLOAD_STREAMING_UNSIGNED_TRAILER, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
+} sigv4_payload;
+
+typedef struct {
+    sigv4_kind kind;
+    char access_key[129];
+    char date[9];             /* credential scope date YYYYMMDD */
+    char amz_date[17];        /* request time YYYYMMDDTHHMMSSZ */
+    char region[64];
+    char service[32];         /* must be "s3" for S3 requests; checked by the caller */
+    char signed_headers[1024];/* "host;x-amz-date" as given */
+    char signature[65];       /* lowercase hex */
+    int64_t expires;          /* presigned: X-Amz-Expires seconds; else 0 */
+    sigv4_payload payload;
+    char payload_hash[65];    /* lowercase hex when payload == PAYLOAD_SHA256 */
+} sigv4_auth;
+
+/*
+ * Reads the authentication parameters from the request.  Returns 0 and fills
+ * out (kind ANONYMOUS when the request carries none), or CAIRN_EINVAL with
+ * *s3_code set to the S3 error code to answer with:
+ * "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError",
+ * "InvalidArgument" (bad x-amz-content-sha256), "AccessDenied" (unsupported
+ * algorithm or a request with both header and query auth), and *message to a
+ * static human-readable reason.
+ */
+int sigv4_parse(const sigv4_request *r, sigv4_auth *out, const char **s3_code,
+                const char **message);
+
+/*
+ * Verifies the signature with the user's secret.  now is seconds since epoch.
+ * Header auth: |now - amz_date| must be within skew_sec (RequestTimeTooSkewed).
+ * Presigned: amz_date <= now + skew_sec and now <= amz_date + expires, expires in
+ * 1..604800 (AccessDenied "Request has expired" / AuthorizationQueryParametersError).
+ * Signature mismatch: "SignatureDoesNotMatch".  Compare is constant time.
+ * Returns 0 or CAIRN_EAUTH with *s3_code / *message set as in sigv4_parse.
+ * On success a->signature is the seed signature the chunked decoder chains from.
+ */
+int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret,
+                 int64_t now, int skew_sec, const char **s3_code, const char **message);
+
+/* Builds the canonical request text (for tests and debugging).  Appends to out.
+ * Returns 0 or CAIRN_EINVAL when a signed header is missing. */
+int sigv4_canonical_request(const sigv4_request *r, const sigv4_auth *a, buf_t *out);
+/* Builds the string to sign from the canonical request. */
+void sigv4_string_to_sign(const sigv4_auth *a, const char *canonical_request,
+                          size_t len, buf_t *out);
+/* Derives the signing key HMAC chain: out 32 bytes. */
+void sigv4_signing_key(const char *secret, const char *date, const char *region,
+                       const char *service, uint8_t out[32]);
+
+/*
+ * Signs a request as a client would (header auth): fills authorization (the
+ * complete Authorization header value) for the given headers, which must
+ * include host and x-amz-date and x-amz-content-sha256.  signed_headers is the
+ * sorted, lowercase, ';'-joined list of names to sign.  For tools and tests.
+ */
+int sigv4_sign(const sigv4_request *r, const char *access_key, const char *secret,
+               const char *region, const char *service, const char *amz_date,
+               const char *signed_headers, const char *payload_hash, buf_t *authorization);
+
+/*
+ * Presigns a request as a client would (query auth, UNSIGNED-PAYLOAD): appends
+ * to query_out the request's raw_query (if any) followed by the X-Amz-Algorithm,
+ * -Credential, -Date, -Expires, -SignedHeaders and -Signature parameters, i.e.
+ * the complete query string to send after '?'.  expires is 1..604800 seconds.
+ * Returns 0, CAIRN_EINVAL (bad argument, signed header missing) or CAIRN_ENOMEM.
+ * For tools (presigned download links) and tests.
+ */
+int sigv4_presign(const sigv4_request *r, const char *access_key, const char *secret,
+                  const char *region, const char *service, const char *amz_date, int64_t expires,
+                  const char *signed_headers, buf_t *query_out);
+
+/*
+ * aws-chunked body decoder.  Created after sigv4_verify succeeded on a request
+ * whose payload is one of the STREAMING-* kinds.  Feed it the raw body as it
+ * arrives; it calls sink with the decoded payload bytes.  Signed streams check
+ * every chunk's signature (chained from the seed signature) and, for the
+ * -TRAILER kinds, the trailer signature.  Memory is bounded (a chunk header
+ * line is at most 4 KiB; chunk data is passed through, never buffered whole).
+ */
+typedef struct chunked_decoder chunked_decoder;
+
+/* sink returns 0 to continue or a negative code to abort the decode. */
+typedef int (*chunked_sink)(void *ud, const char *data, size_t n);
+
+/* Returns a new decoder or NULL on OOM.  For unsigned kinds, secret may be NULL.
+ * Caller frees with chunked_free. */
+chunked_decoder *chunked_new(const sigv4_auth *a, const char *secret);
+/* Returns 0, or CAIRN_EAUTH (a chunk signature is wrong: SignatureDoesNotMatch),
+ * CAIRN_EINVAL (malformed framing: *s3_code "IncompleteBody" or "InvalidRequest"),
+ * or the sink's error. */
+int chunked_feed(chunked_decoder *d, const char *in, size_t n, chunked_sink sink,
+                 void *ud, const char **s3_code);
+/* Call at end of body: returns 0 if the final zero-length chunk (and trailer, if
+ * any) was seen and verified, else CAIRN_EINVAL with *s3_code "IncompleteBody". */
+int chunked_finish(chunked_decoder *d, const char **s3_code);
+/* Total decoded bytes so far. */
+uint64_t chunked_decoded_bytes(const chunked_decoder *d);
+/* After finish: the trailer header (e.g. "x-amz-checksum-crc32") and its value,
+ * or NULL when there was none.  Pointers live as long as the decoder. */
+const char *chunked_trailer_name(const chunked_decoder *d);
+const char *chunked_trailer_value(const chunked_decoder *d);
+void chunked_free(chunked_decoder *d);
+
+/* ---- secrets at rest ---------------------------------------------------- */
+
+#define AUTH_MASTER_KEY_LEN 32
+/* Seals secret with the master key; out receives nonce || ciphertext || tag as
+ * hex (so it can live in a TEXT column).  Returns 0 or CAIRN_ENOMEM. */
+int auth_secret_seal(const uint8_t key[AUTH_MASTER_KEY_LEN], const char *secret, buf_t *out);
+/* Opens a sealed secret; out receives the plaintext.  CAIRN_EAUTH if the key is
+ * wrong or the blob was tampered with. */
+int auth_secret_open(const uint8_t key[AUTH_MASTER_KEY_LEN], const char *sealed, buf_t *out);
+/* Generates a random access key id (20 chars, A-Z0-9) and secret (40 chars base64url-ish). */
+void auth_generate_key(char access_key[21], char secret[41]);
+
+#endif

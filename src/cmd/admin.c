@@ -1,0 +1,330 @@
+/*
+ * admin.c — operator commands that work directly on a data directory's
+ * metadata database (safe beside a running server: SQLite WAL serializes the
+ * writers), plus the helpers server.c shares: configuration loading and the
+ * master key that seals access-key secrets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "cmd/cmd.h"
+
+extern char **environ;
+
+static void print_errors(const char *source, const config_errors *e) {
+    for (int i = 0; i < e->count; i++)
+        fprintf(stderr, "cairn: %s: %s: %s\n", source, e->items[i].key, e->items[i].reason);
+    if (e->total > e->count) fprintf(stderr, "cairn: %s: ... and %d more\n", source, e->total - e->count);
+}
+
+static const struct { const char *flag, *key; } flag_keys[] = {
+    {"--listen", "listen"}, {"--data", "data_dir"}, {"--domain", "domain"},
+    {"--log-level", "log_level"}, {"--region", "region"},
+};
+
+int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest) {
+    config_defaults(cfg);
+    const char *file = NULL;
+    const char *flag_vals[sizeof flag_keys / sizeof flag_keys[0]] = {0};
+    *nrest = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        int matched = -1;
+        size_t al = strcspn(a, "=");
+        if (!strncmp(a, "--config", al) && al == 8) matched = 100;
+        for (size_t k = 0; k < sizeof flag_keys / sizeof flag_keys[0]; k++)
+            if (strlen(flag_keys[k].flag) == al && !strncmp(a, flag_keys[k].flag, al)) matched = (int)k;
+        if (matched < 0) {
+            rest[(*nrest)++] = argv[i];
+            continue;
+        }
+        if (a[al] == '=') val = a + al + 1;
+        else if (i + 1 < argc) val = argv[++i];
+        else {
+            fprintf(stderr, "cairn: %.*s needs a value\n", (int)al, a);
+            return 2;
+        }
+        if (matched == 100) file = val;
+        else flag_vals[matched] = val;
+    }
+    config_errors errs = {0};
+    if (file && config_load_file(cfg, file, &errs) != 0) {
+        print_errors(file, &errs);
+        return 2;
+    }
+    memset(&errs, 0, sizeof errs);
+    if (config_load_env(cfg, environ, &errs) != 0) {
+        print_errors("environment", &errs);
+        return 2;
+    }
+    memset(&errs, 0, sizeof errs);
+    for (size_t k = 0; k < sizeof flag_keys / sizeof flag_keys[0]; k++)
+        if (flag_vals[k]) config_set(cfg, flag_keys[k].key, flag_vals[k], &errs);
+    if (errs.total) {
+        print_errors("flags", &errs);
+        return 2;
+    }
+    if (config_validate(cfg, &errs) != 0) {
+        print_errors("configuration", &errs);
+        return 2;
+    }
+    return 0;
+}
+
+/* Reads or creates DATA/master.key (64 hex chars, mode 0600). */
+static int load_master_key(const config_t *cfg, unsigned char key[32]) {
+    size_t n = 0;
+    if (cfg->master_key[0])
+        return hex_decode(cfg->master_key, strlen(cfg->master_key), key, 32, &n) == 0 && n == 32 ? 0 : CAIRN_EINVAL;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/master.key", cfg->data_dir);
+    char hex[80] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, hex, sizeof hex - 1);
+        close(fd);
+        if (r < 64 || hex_decode(hex, 64, key, 32, &n) != 0) return CAIRN_EINVAL;
+        return 0;
+    }
+    if (errno != ENOENT) return CAIRN_EIO;
+    rand_bytes(key, 32);
+    hex_encode(key, 32, hex);
+    hex[64] = '\n';
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return CAIRN_EIO;
+    bool ok = write(fd, hex, 65) == 65 && fsync(fd) == 0;
+    close(fd);
+    /* link() fails if another process created the key first: then use theirs. */
+    int linked = ok ? link(tmp, path) : -1;
+    bool raced = linked != 0 && errno == EEXIST;
+    unlink(tmp);
+    if (raced) return load_master_key(cfg, key);
+    return ok && linked == 0 ? 0 : CAIRN_EIO;
+}
+
+int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]) {
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    if (load_master_key(cfg, master_key) != 0) {
+        fprintf(stderr, "cairn: cannot read or create the master key in %s (or master_key is invalid)\n", cfg->data_dir);
+        return 1;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/meta.db", cfg->data_dir);
+    meta_options mo = {.readers = cfg->db_readers, .fsync = cfg->fsync, .busy_timeout_ms = 5000};
+    int rc = meta_open(path, &mo, ms);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot open metadata database %s: %s\n", path, cairn_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- admin subcommands ------------------------------------------------------------ */
+
+static int create_key_for(meta_store *ms, const unsigned char mk[32], const meta_user *u) {
+    char ak[21], sk[41];
+    auth_generate_key(ak, sk);
+    meta_key k = {0};
+    snprintf(k.access_key, sizeof k.access_key, "%s", ak);
+    k.user_id = u->id;
+    k.active = true;
+    k.created_ms = time_now_ms();
+    buf_t sealed;
+    buf_init(&sealed);
+    if (auth_secret_seal(mk, sk, &sealed) != 0 || sealed.len >= sizeof k.sealed_secret) {
+        buf_free(&sealed);
+        fprintf(stderr, "cairn: sealing the secret failed\n");
+        return 1;
+    }
+    memcpy(k.sealed_secret, sealed.data, sealed.len + 1);
+    buf_free(&sealed);
+    int rc = meta_key_create(ms, &k);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: storing the key failed: %s\n", cairn_strerror(rc));
+        return 1;
+    }
+    printf("user: %s\naccess_key_id: %s\nsecret_access_key: %s\n", u->name, ak, sk);
+    return 0;
+}
+
+static bool valid_user_name(const char *n) {
+    size_t l = strlen(n);
+    if (l < 1 || l > 128) return false;
+    for (size_t i = 0; i < l; i++) {
+        char c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.' || c == '@'))
+            return false;
+    }
+    return true;
+}
+
+static int print_user(void *ud, const meta_user *u) {
+    (void)ud;
+    printf("%lld %s%s\n", (long long)u->id, u->name, u->is_root ? " root" : "");
+    return 0;
+}
+
+typedef struct {
+    meta_store *ms;
+} key_list_ctx;
+
+static int print_key(void *ud, const meta_key *k) {
+    key_list_ctx *c = ud;
+    meta_user u = {0};
+    if (meta_user_get(c->ms, k->user_id, &u) != 0) snprintf(u.name, sizeof u.name, "?");
+    printf("%s %s %s\n", k->access_key, u.name, k->active ? "active" : "revoked");
+    return 0;
+}
+
+static int print_bucket(void *ud, const meta_bucket *b) {
+    (void)ud;
+    printf("%s owner=%lld%s\n", b->name, (long long)b->owner_id, b->public_read ? " public-read" : "");
+    return 0;
+}
+
+static int admin_run(meta_store *ms, const unsigned char mk[32], int argc, char **argv) {
+    const char *what = argc > 0 ? argv[0] : "", *verb = argc > 1 ? argv[1] : "";
+    const char *arg = argc > 2 ? argv[2] : NULL;
+    meta_user u = {0};
+    int rc;
+    if (!strcmp(what, "user") && !strcmp(verb, "create") && arg) {
+        if (!valid_user_name(arg)) {
+            fprintf(stderr, "cairn: invalid user name '%s' (1-128 of A-Z a-z 0-9 - _ . @)\n", arg);
+            return 2;
+        }
+        snprintf(u.name, sizeof u.name, "%s", arg);
+        snprintf(u.display_name, sizeof u.display_name, "%s", arg);
+        u.created_ms = time_now_ms();
+        rc = meta_user_create(ms, &u);
+        if (rc == CAIRN_EEXIST) {
+            fprintf(stderr, "cairn: user '%s' already exists\n", arg);
+            return 1;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "cairn: creating the user failed: %s\n", cairn_strerror(rc));
+            return 1;
+        }
+        return create_key_for(ms, mk, &u);
+    }
+    if (!strcmp(what, "user") && !strcmp(verb, "list")) return meta_user_list(ms, print_user, NULL) ? 1 : 0;
+    if (!strcmp(what, "key") && !strcmp(verb, "create") && arg) {
+        if (meta_user_get_by_name(ms, arg, &u) != 0) {
+            fprintf(stderr, "cairn: no user '%s'\n", arg);
+            return 1;
+        }
+        return create_key_for(ms, mk, &u);
+    }
+    if (!strcmp(what, "key") && !strcmp(verb, "list")) {
+        int64_t uid = -1;
+        if (arg) {
+            if (meta_user_get_by_name(ms, arg, &u) != 0) {
+                fprintf(stderr, "cairn: no user '%s'\n", arg);
+                return 1;
+            }
+            uid = u.id;
+        }
+        key_list_ctx c = {ms};
+        return meta_key_list(ms, uid, print_key, &c) ? 1 : 0;
+    }
+    if (!strcmp(what, "key") && !strcmp(verb, "revoke") && arg) {
+        rc = meta_key_set_active(ms, arg, false);
+        if (rc == CAIRN_ENOTFOUND) {
+            fprintf(stderr, "cairn: no access key '%s'\n", arg);
+            return 1;
+        }
+        if (rc == 0) printf("revoked %s\n", arg);
+        return rc ? 1 : 0;
+    }
+    if (!strcmp(what, "bucket") && !strcmp(verb, "set-public") && arg) {
+        bool off = argc > 3 && !strcmp(argv[3], "--off");
+        rc = meta_bucket_set_public(ms, arg, !off);
+        if (rc == CAIRN_ENOTFOUND) {
+            fprintf(stderr, "cairn: no bucket '%s'\n", arg);
+            return 1;
+        }
+        if (rc == 0) printf("bucket %s is %s\n", arg, off ? "private" : "public-read");
+        return rc ? 1 : 0;
+    }
+    if (!strcmp(what, "bucket") && !strcmp(verb, "list")) return meta_bucket_list(ms, -1, print_bucket, NULL) ? 1 : 0;
+    fprintf(stderr,
+            "usage: cairn admin [--data DIR] user create NAME | user list\n"
+            "       cairn admin [--data DIR] key create NAME | key list [NAME] | key revoke ACCESS_KEY\n"
+            "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n");
+    return 2;
+}
+
+int cmd_admin(int argc, char **argv) {
+    if (core_init() != 0) return 1;
+    config_t cfg;
+    char *rest[64];
+    int nrest = 0;
+    if (argc > 64) return 2;
+    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
+    if (rc != 0) return rc;
+    meta_store *ms;
+    unsigned char mk[32];
+    if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
+    rc = admin_run(ms, mk, nrest, rest);
+    meta_close(ms);
+    return rc;
+}
+
+int cmd_migrate(int argc, char **argv) {
+    if (core_init() != 0) return 1;
+    config_t cfg;
+    char *rest[64];
+    int nrest = 0;
+    if (argc > 64) return 2;
+    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
+    if (rc != 0) return rc;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/meta.db", cfg.data_dir);
+    meta_options mo = {.readers = 1, .fsync = true, .busy_timeout_ms = 5000};
+    meta_store *ms;
+    if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cairn: cannot create %s\n", cfg.data_dir);
+        return 1;
+    }
+    if ((rc = meta_open_raw(path, &mo, &ms)) != 0) {
+        fprintf(stderr, "cairn: cannot open %s: %s\n", path, cairn_strerror(rc));
+        return 1;
+    }
+    int cur = 0;
+    meta_schema_version(ms, &cur);
+    const char *verb = nrest > 0 ? rest[0] : "status";
+    int target = -1;
+    if (nrest > 1) target = atoi(rest[1]);
+    if (!strcmp(verb, "status")) {
+        printf("schema version %d of %d\n", cur, meta_schema_latest());
+        for (int v = 1; v <= meta_schema_latest(); v++)
+            printf("  %s %d %s\n", v <= cur ? "[x]" : "[ ]", v, meta_migration_name(v));
+        rc = 0;
+    } else if (!strcmp(verb, "up") || !strcmp(verb, "down")) {
+        if (!strcmp(verb, "up") && target < 0) target = meta_schema_latest();
+        if (target < 0 || target > meta_schema_latest() || (!strcmp(verb, "up") ? target < cur : target > cur)) {
+            fprintf(stderr, "cairn: bad target version for %s (current %d, latest %d)\n", verb, cur, meta_schema_latest());
+            rc = 2;
+        } else {
+            rc = meta_migrate(ms, target) == 0 ? 0 : 1;
+            if (rc == 0) printf("schema version %d\n", target);
+            else fprintf(stderr, "cairn: migration failed\n");
+        }
+    } else {
+        fprintf(stderr, "usage: cairn migrate [--data DIR] status | up [VERSION] | down VERSION\n");
+        rc = 2;
+    }
+    meta_close(ms);
+    return rc;
+}

@@ -1,0 +1,37 @@
+/*
+ * cmd — the subcommands of the `cairn` binary.  main.c picks one by argv[1]
+ * and calls it with argv shifted so that argv[0] is the subcommand's name;
+ * the process exits with the returned value.  Only this layer prints to the
+ * terminal or decides exit codes.
+ */
+#ifndef CAIRN_CMD_H
+#define CAIRN_CMD_H
+
+/* `cairn config check FILE` and `cairn config describe` (config_cmd.c).
+ * Returns 0 when the file is valid or the table was printed, 2 on invalid
+ * configuration or bad usage. */
+int cmd_config(int argc, char **argv);
+
+/* `cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE]` (server.c):
+ * runs the embedded gateway until SIGTERM/SIGINT.  0 on a clean shutdown, 2 on
+ * bad configuration, 1 on a runtime failure. */
+int cmd_server(int argc, char **argv);
+
+/* `cairn admin [--data DIR] [--config FILE] user|key|bucket ...` (admin.c). */
+int cmd_admin(int argc, char **argv);
+
+/* `cairn migrate [--data DIR] status|up|down [VERSION]` (admin.c). */
+int cmd_migrate(int argc, char **argv);
+
+/* Shared by server and admin: loads configuration from defaults, the file named
+ * by --config (or CAIRN_CONFIG), the environment and the flags.  Consumes the
+ * flags it knows (--listen --data --config --domain) from argv, leaving the rest
+ * in rest/nrest.  Prints every problem on stderr; returns 0 or 2. */
+#include "core/core.h"
+int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest);
+
+/* Opens the metadata database and master key of a data dir (admin.c). */
+#include "meta/meta.h"
+int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);
+
+#endif

@@ -1,0 +1,224 @@
+/*
+ * server.c — `cairn server`: the embedded default.  One process: the S3
+ * gateway over HTTP, SQLite metadata at DATA/meta.db, object bytes under
+ * DATA/drives/d0.
+ *
+ * Signals: SIGTERM and SIGINT are blocked in every thread and taken by the
+ * main thread with sigwait, so shutdown runs in ordinary code: stop
+ * accepting, let in-flight requests finish (up to shutdown_timeout), close
+ * connections, close the database cleanly.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "cmd/cmd.h"
+#include "data/data.h"
+#include "http/http.h"
+#include "obs/obs.h"
+#include "s3/s3.h"
+
+#include <pthread.h>
+#include <sodium.h>
+
+typedef struct {
+    char user[129];
+    char password[257];
+    bool generated;
+    bool from_file;
+} root_creds;
+
+/* Parses DATA/root-credentials: lines CAIRN_ROOT_USER=... and CAIRN_ROOT_PASSWORD=... */
+static int read_root_file(const char *path, root_creds *rc) {
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!strncmp(line, "CAIRN_ROOT_USER=", 16)) snprintf(rc->user, sizeof rc->user, "%s", line + 16);
+        else if (!strncmp(line, "CAIRN_ROOT_PASSWORD=", 20)) snprintf(rc->password, sizeof rc->password, "%s", line + 20);
+    }
+    fclose(f);
+    return rc->user[0] && rc->password[0] ? 0 : CAIRN_EINVAL;
+}
+
+static int write_root_file(const char *path, const root_creds *rc) {
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return CAIRN_EIO;
+    char text[512];
+    int n = snprintf(text, sizeof text, "CAIRN_ROOT_USER=%s\nCAIRN_ROOT_PASSWORD=%s\n", rc->user, rc->password);
+    bool ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
+static int resolve_root(const config_t *cfg, root_creds *rc) {
+    memset(rc, 0, sizeof *rc);
+    if (cfg->root_user[0] || cfg->root_password[0]) {
+        if (!cfg->root_user[0] || !cfg->root_password[0]) {
+            fprintf(stderr, "cairn: set both CAIRN_ROOT_USER and CAIRN_ROOT_PASSWORD, or neither\n");
+            return 2;
+        }
+        if (strlen(cfg->root_user) < 3 || strlen(cfg->root_password) < 8) {
+            fprintf(stderr, "cairn: CAIRN_ROOT_USER needs at least 3 characters and CAIRN_ROOT_PASSWORD at least 8\n");
+            return 2;
+        }
+        snprintf(rc->user, sizeof rc->user, "%s", cfg->root_user);
+        snprintf(rc->password, sizeof rc->password, "%s", cfg->root_password);
+        return 0;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/root-credentials", cfg->data_dir);
+    int r = read_root_file(path, rc);
+    if (r == 0) {
+        rc->from_file = true;
+        return 0;
+    }
+    if (r != CAIRN_ENOTFOUND) {
+        fprintf(stderr, "cairn: %s is unreadable or malformed\n", path);
+        return 1;
+    }
+    char ak[21], sk[41];
+    auth_generate_key(ak, sk);
+    snprintf(rc->user, sizeof rc->user, "%s", ak);
+    snprintf(rc->password, sizeof rc->password, "%s", sk);
+    if (write_root_file(path, rc) != 0) {
+        fprintf(stderr, "cairn: cannot write %s\n", path);
+        return 1;
+    }
+    rc->generated = true;
+    return 0;
+}
+
+static void print_banner(const config_t *cfg, int port, const root_creds *rc) {
+    char host[128];
+    snprintf(host, sizeof host, "%s", cfg->listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    if (!strcmp(host, "0.0.0.0") || !host[0]) snprintf(host, sizeof host, "127.0.0.1");
+    printf("cairn server listening on http://%s:%d\n", host, port);
+    printf("data directory: %s\n", cfg->data_dir);
+    printf("access key: %s\n", rc->user);
+    if (rc->generated)
+        printf("secret key: %s\n(generated on first start and stored in %s/root-credentials, mode 0600)\n",
+               rc->password, cfg->data_dir);
+    else if (rc->from_file)
+        printf("secret key: stored in %s/root-credentials\n", cfg->data_dir);
+    else
+        printf("secret key: from CAIRN_ROOT_PASSWORD\n");
+    printf("try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=... aws --endpoint-url http://%s:%d s3 ls\n",
+           rc->user, host, port);
+    fflush(stdout);
+}
+
+static void wait_drain(http_server *srv, int timeout_s) {
+    int64_t deadline = time_mono_ns() + (int64_t)timeout_s * 1000000000LL;
+    while (http_server_inflight(srv) > 0 && time_mono_ns() < deadline) usleep(20 * 1000);
+}
+
+int cmd_server(int argc, char **argv) {
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (core_init() != 0) return 1;
+
+    config_t cfg;
+    char *rest[64];
+    int nrest = 0;
+    if (argc > 64) return 2;
+    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
+    if (rc != 0) return rc;
+    if (nrest > 0) {
+        fprintf(stderr, "cairn server: unknown argument '%s'\n"
+                        "usage: cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE]\n", rest[0]);
+        return 2;
+    }
+    log_level lvl = LOG_INFO;
+    log_level_parse(cfg.log_level, &lvl);
+    log_set_level(lvl);
+
+    meta_store *ms = NULL;
+    unsigned char mk[32];
+    if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
+    root_creds root;
+    if ((rc = resolve_root(&cfg, &root)) != 0) {
+        meta_close(ms);
+        return rc;
+    }
+    meta_user root_user;
+    if (meta_user_ensure_root(ms, root.user, &root_user) != 0) {
+        fprintf(stderr, "cairn: cannot record the root user\n");
+        meta_close(ms);
+        return 1;
+    }
+    char drive[1100];
+    snprintf(drive, sizeof drive, "%s/drives/d0", cfg.data_dir);
+    data_store *ds = NULL;
+    int cleaned = 0;
+    if ((rc = data_open(drive, cfg.fsync, &ds, &cleaned)) != 0) {
+        fprintf(stderr, "cairn: cannot open data drive %s: %s\n", drive, cairn_strerror(rc));
+        meta_close(ms);
+        return 1;
+    }
+    if (cleaned) {
+        char n[24];
+        log_write(LOG_INFO, NULL, "removed temporary files of interrupted uploads", "count", log_int(n, cleaned), NULL);
+    }
+    obs_registry *obs = obs_new();
+    s3_deps deps = {.cfg = &cfg, .meta = ms, .data = ds, .obs = obs, .root_access_key = root.user,
+                    .root_secret = root.password, .root_user_id = root_user.id};
+    memcpy(deps.master_key, mk, 32);
+    s3_gateway *gw = NULL;
+    if (!obs || s3_gateway_new(&deps, &gw) != 0) {
+        fprintf(stderr, "cairn: out of memory\n");
+        return 1;
+    }
+    http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
+                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes};
+    http_server *srv = NULL;
+    int port = 0;
+    char err[256];
+    if (http_server_start(&ho, s3_http_handler(), gw, &srv, &port, err, sizeof err) != 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        s3_gateway_free(gw);
+        data_close(ds);
+        meta_close(ms);
+        obs_free(obs);
+        return 1;
+    }
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    log_write(LOG_INFO, NULL, "listening", "listen", cfg.listen, "port", portstr, "data_dir", cfg.data_dir, NULL);
+    print_banner(&cfg, port, &root);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_write(LOG_INFO, NULL, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    http_server_quiesce(srv);
+    wait_drain(srv, cfg.shutdown_timeout);
+    char left[24];
+    int inflight = http_server_inflight(srv);
+    http_server_stop(srv);
+    s3_gateway_free(gw);
+    data_close(ds);
+    meta_close(ms);
+    obs_free(obs);
+    sodium_memzero(root.password, sizeof root.password);
+    log_write(LOG_INFO, NULL, "stopped", "abandoned_requests", log_int(left, inflight), NULL);
+    return 0;
+}

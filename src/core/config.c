@@ -1,0 +1,1119 @@
+/*
+ * config.c — cairn's configuration: one static table of options and the
+ * loaders that fill a config_t from it.
+ *
+ * Every option is one row of `options[]`: its YAML key, its CAIRN_*
+ * environment variable, its type (string, size, int, bool, enum), where it
+ * lives in config_t, its valid range or check, its default (as text) and a
+ * one-line description.  Everything else is driven by that table, so an
+ * option cannot exist without a default, a description, validation and an
+ * environment variable:
+ *
+ *   - config_defaults() parses each row's default text through the same code
+ *     path as user input, so defaults are validated too;
+ *   - the YAML loader walks libyaml's event stream (not its document tree),
+ *     which lets it report duplicate keys, non-scalar values and syntax errors
+ *     with line numbers, and skip nested junk without building it in memory;
+ *   - config_load_env() maps CAIRN_* variables through the table and rejects
+ *     unknown ones, so a typo in a deployment's environment is not silently
+ *     ignored;
+ *   - config_describe() renders the table as Markdown for docs/ and
+ *     `cairn config describe`.
+ *
+ * Errors are collected, not returned one at a time: each loader appends every
+ * problem it finds to a config_errors (key + reason) and keeps going, so an
+ * operator fixes a file in one round.  A value that fails validation leaves
+ * the field as it was.  Reasons never echo the value of a string option, so
+ * a mistyped secret does not end up in a terminal or a log.
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "core/core.h"
+
+/* ---- the option table --------------------------------------------------- */
+
+typedef enum { OPT_STRING, OPT_SIZE, OPT_INT, OPT_BOOL, OPT_ENUM } opt_type;
+
+/* Extra validation of a string option; on failure writes a reason and
+ * returns false.  The value is always NUL-terminated and fits the field. */
+typedef bool (*str_check_fn)(const char *v, char *reason, size_t rn);
+
+typedef struct {
+    const char *key;        /* YAML key and config_set name */
+    const char *env;        /* environment variable */
+    opt_type type;
+    size_t offset;          /* field offset in config_t */
+    size_t cap;             /* string/enum: field size including the NUL */
+    int64_t min, max;       /* size/int: inclusive range */
+    const char *choices;    /* enum: '|'-separated lowercase words */
+    str_check_fn check;     /* string: extra check, may be NULL */
+    const char *form;       /* string: what a value looks like, for describe */
+    const char *def;        /* default, as text a user could write */
+    const char *desc;       /* one line */
+} option;
+
+#define FIELD_CAP(f) sizeof(((config_t *)0)->f)
+
+#define KIB ((int64_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+
+static bool check_listen(const char *v, char *reason, size_t rn);
+static bool check_nonempty(const char *v, char *reason, size_t rn);
+static bool check_region(const char *v, char *reason, size_t rn);
+static bool check_domain(const char *v, char *reason, size_t rn);
+static bool check_user(const char *v, char *reason, size_t rn);
+static bool check_password(const char *v, char *reason, size_t rn);
+static bool check_master_key(const char *v, char *reason, size_t rn);
+
+#define OPT_STR(k, e, chk, form, d, text) \
+    { #k, e, OPT_STRING, offsetof(config_t, k), FIELD_CAP(k), 0, 0, NULL, chk, form, d, text }
+#define OPT_SZ(k, e, lo, hi, d, text) \
+    { #k, e, OPT_SIZE, offsetof(config_t, k), 0, lo, hi, NULL, NULL, NULL, d, text }
+#define OPT_NUM(k, e, lo, hi, d, text) \
+    { #k, e, OPT_INT, offsetof(config_t, k), 0, lo, hi, NULL, NULL, NULL, d, text }
+#define OPT_BOOLEAN(k, e, d, text) \
+    { #k, e, OPT_BOOL, offsetof(config_t, k), 0, 0, 0, NULL, NULL, NULL, d, text }
+#define OPT_CHOICE(k, e, choices, d, text) \
+    { #k, e, OPT_ENUM, offsetof(config_t, k), FIELD_CAP(k), 0, 0, choices, NULL, NULL, d, text }
+
+static const option options[] = {
+    OPT_STR(listen, "CAIRN_LISTEN", check_listen, "HOST:PORT", "127.0.0.1:9000",
+            "Address and port the S3 API listens on; IPv6 in brackets, e.g. [::]:9000"),
+    OPT_STR(data_dir, "CAIRN_DATA_DIR", check_nonempty, "path", "./data",
+            "Directory holding object data, the metadata database and the key file"),
+    OPT_STR(region, "CAIRN_REGION", check_region, "name of a-z, 0-9, -", "us-east-1",
+            "Region name reported to clients and expected in SigV4 credential scopes"),
+    OPT_STR(domain, "CAIRN_DOMAIN", check_domain, "hostname", "",
+            "Base domain for virtual-host-style requests (BUCKET.DOMAIN); empty turns them off"),
+    OPT_STR(root_user, "CAIRN_ROOT_USER", check_user, "access key id", "",
+            "Root user's access key id (3+ printable characters); set with root_password"),
+    OPT_STR(root_password, "CAIRN_ROOT_PASSWORD", check_password, "secret", "",
+            "Root user's secret key (8+ printable characters); never logged"),
+    OPT_STR(master_key, "CAIRN_MASTER_KEY", check_master_key, "64 hex digits", "",
+            "Key that encrypts secrets at rest; empty = use the key file in data_dir"),
+    OPT_CHOICE(log_level, "CAIRN_LOG_LEVEL", "debug|info|warn|error", "info",
+               "Lowest level of log line written"),
+    OPT_SZ(max_object_size, "CAIRN_MAX_OBJECT_SIZE", 1, 5 * GIB, "5GiB",
+           "Largest object a single PUT may upload"),
+    OPT_SZ(inline_max_size, "CAIRN_INLINE_MAX_SIZE", 0, 1 * MIB, "16KiB",
+           "Objects up to this size are stored inside the metadata database"),
+    OPT_SZ(min_free_disk, "CAIRN_MIN_FREE_DISK", 0, INT64_MAX, "100MiB",
+           "Readiness fails when free space in data_dir drops below this"),
+    OPT_NUM(connection_limit, "CAIRN_CONNECTION_LIMIT", 1, 65536, "1024",
+            "Most client connections served at once"),
+    OPT_NUM(connection_timeout, "CAIRN_CONNECTION_TIMEOUT", 1, 86400, "60",
+            "Seconds a connection may sit idle before it is closed"),
+    OPT_NUM(shutdown_timeout, "CAIRN_SHUTDOWN_TIMEOUT", 0, 3600, "30",
+            "Seconds in-flight requests get to finish on shutdown"),
+    OPT_NUM(health_timeout_ms, "CAIRN_HEALTH_TIMEOUT_MS", 1, 60000, "2000",
+            "Milliseconds each readiness check may take"),
+    OPT_NUM(max_header_bytes, "CAIRN_MAX_HEADER_BYTES", 4096, 1048576, "65536",
+            "Largest request head (request line and headers) accepted, in bytes"),
+    OPT_NUM(clock_skew, "CAIRN_CLOCK_SKEW", 1, 86400, "900",
+            "Seconds a signed request's date may differ from the server clock"),
+    OPT_NUM(db_readers, "CAIRN_DB_READERS", 1, 64, "4",
+            "Read connections in the SQLite connection pool"),
+    OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",
+                "fsync object data and metadata before acknowledging; turn off only for tests"),
+};
+
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+/* CAIRN_* variables that are not options but are used by tools and tests;
+ * a trailing '*' matches a prefix. */
+static const char *const env_allowlist[] = {
+    "CAIRN_BIN", "CAIRN_CONFIG", "CAIRN_TEST_*", "CAIRN_BENCH_*",
+};
+
+/* ---- error collection ---------------------------------------------------- */
+
+/* Copies s into dst (size n), keeping printable ASCII only, so a hostile key
+ * or value cannot put escape sequences on an operator's terminal. */
+static void copy_printable(char *dst, size_t n, const char *s, size_t len)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < len && j + 1 < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        dst[j++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    dst[j] = '\0';
+}
+
+static void err_addn(config_errors *errs, const char *key, size_t keylen,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void err_addn(config_errors *errs, const char *key, size_t keylen,
+                     const char *fmt, ...)
+{
+    if (!errs)
+        return;
+    errs->total++;
+    if (errs->count >= (int)(sizeof errs->items / sizeof errs->items[0]))
+        return;
+    config_error *e = &errs->items[errs->count++];
+    char reason[sizeof e->reason];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    copy_printable(e->key, sizeof e->key, key, keylen);
+    copy_printable(e->reason, sizeof e->reason, reason, strlen(reason));
+}
+
+#define err_add(errs, key, ...) err_addn(errs, key, strlen(key), __VA_ARGS__)
+
+/* Loaders report "did this call add errors"; with errs == NULL they count
+ * into a scratch list so the return value is still right. */
+typedef struct {
+    config_errors *errs;
+    config_errors scratch;
+    int before;
+} err_scope;
+
+static config_errors *scope_begin(err_scope *s, config_errors *errs)
+{
+    if (!errs) {
+        memset(&s->scratch, 0, sizeof s->scratch);
+        errs = &s->scratch;
+    }
+    s->errs = errs;
+    s->before = errs->total;
+    return errs;
+}
+
+static int scope_end(const err_scope *s)
+{
+    return s->errs->total > s->before ? CAIRN_EINVAL : 0;
+}
+
+/* ---- value parsers -------------------------------------------------------- */
+
+static void fmt_size(int64_t v, char *out, size_t n)
+{
+    static const struct { const char *unit; int64_t mult; } units[] = {
+        {"TiB", TIB}, {"GiB", GIB}, {"MiB", MIB}, {"KiB", KIB},
+    };
+    for (size_t i = 0; v != 0 && i < sizeof units / sizeof units[0]; i++) {
+        if (v % units[i].mult == 0) {
+            snprintf(out, n, "%lld%s", (long long)(v / units[i].mult), units[i].unit);
+            return;
+        }
+    }
+    snprintf(out, n, "%lld", (long long)v);
+}
+
+/* Parses a non-negative decimal prefix; returns chars consumed, or -1 when
+ * the number exceeds INT64_MAX. */
+static long parse_digits(const char *s, int64_t *out)
+{
+    int64_t n = 0;
+    long i = 0;
+    for (; isdigit((unsigned char)s[i]); i++) {
+        int d = s[i] - '0';
+        if (n > (INT64_MAX - d) / 10)
+            return -1;
+        n = n * 10 + d;
+    }
+    *out = n;
+    return i;
+}
+
+static const struct { const char *name; int64_t mult; } size_units[] = {
+    {"", 1},     {"k", KIB},   {"K", KIB},   {"KiB", KIB}, {"M", MIB}, {"MiB", MIB},
+    {"G", GIB},  {"GiB", GIB}, {"T", TIB},   {"TiB", TIB},
+};
+
+static int size_parse(const char *s, int64_t *out, char *reason, size_t rn)
+{
+    if (!*s) {
+        snprintf(reason, rn, "empty value; expected a size such as 64MiB");
+        return CAIRN_EINVAL;
+    }
+    if (*s == '-') {
+        snprintf(reason, rn, "must not be negative");
+        return CAIRN_EINVAL;
+    }
+    if (!isdigit((unsigned char)*s)) {
+        snprintf(reason, rn, "not a size; expected digits and an optional unit (k, KiB, M, MiB, G, GiB, T, TiB)");
+        return CAIRN_EINVAL;
+    }
+    int64_t n;
+    long used = parse_digits(s, &n);
+    if (used < 0) {
+        snprintf(reason, rn, "too large");
+        return CAIRN_EINVAL;
+    }
+    const char *unit = s + used;
+    if (*unit == ' ' && unit[strspn(unit, " ")] != '\0')
+        unit += strspn(unit, " ");       /* "5 GiB" reads like "5GiB" */
+    for (size_t i = 0; i < sizeof size_units / sizeof size_units[0]; i++) {
+        if (strcmp(unit, size_units[i].name) != 0)
+            continue;
+        if (n > INT64_MAX / size_units[i].mult) {
+            snprintf(reason, rn, "too large");
+            return CAIRN_EINVAL;
+        }
+        *out = n * size_units[i].mult;
+        return 0;
+    }
+    snprintf(reason, rn, "unknown unit \"%.16s\"; expected k, KiB, M, MiB, G, GiB, T or TiB", unit);
+    return CAIRN_EINVAL;
+}
+
+int config_parse_size(const char *s, int64_t *out)
+{
+    char reason[128];
+    int64_t v;
+    if (!s || !out || size_parse(s, &v, reason, sizeof reason) != 0)
+        return CAIRN_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int int_parse(const char *s, int64_t *out, char *reason, size_t rn)
+{
+    const char *p = s + (*s == '-');
+    if (!*s) {
+        snprintf(reason, rn, "empty value; expected an integer");
+        return CAIRN_EINVAL;
+    }
+    if (!isdigit((unsigned char)*p)) {
+        snprintf(reason, rn, "not an integer");
+        return CAIRN_EINVAL;
+    }
+    int64_t n;
+    long used = parse_digits(p, &n);
+    if (used < 0) {
+        snprintf(reason, rn, "out of range");
+        return CAIRN_EINVAL;
+    }
+    if (p[used] != '\0') {
+        snprintf(reason, rn, "not an integer (trailing \"%.16s\")", p + used);
+        return CAIRN_EINVAL;
+    }
+    *out = (*s == '-') ? -n : n;
+    return 0;
+}
+
+static int bool_parse(const char *s, bool *out, char *reason, size_t rn)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0) { *out = true; return 0; }
+        if (strcasecmp(s, no[i]) == 0) { *out = false; return 0; }
+    }
+    snprintf(reason, rn, "not a boolean; expected true, false, yes, no, on, off, 1 or 0");
+    return CAIRN_EINVAL;
+}
+
+/* Finds s among the '|'-separated choices, case-insensitively; copies the
+ * canonical spelling into canon (size n). */
+static bool enum_match(const char *choices, const char *s, char *canon, size_t n)
+{
+    size_t slen = strlen(s);
+    for (const char *p = choices; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == slen && strncasecmp(p, s, len) == 0) {
+            snprintf(canon, n, "%.*s", (int)len, p);
+            return true;
+        }
+        p += len + (p[len] == '|');
+    }
+    return false;
+}
+
+/* Writes "a, b or c" for the '|'-separated choices. */
+static void choices_text(const char *choices, char *out, size_t n)
+{
+    size_t used = 0, count = 0, total = 1;
+    for (const char *p = choices; *p; p++)
+        total += *p == '|';
+    out[0] = '\0';
+    for (const char *p = choices; *p && used < n;) {
+        size_t len = strcspn(p, "|");
+        const char *sep = count == 0 ? "" : count + 1 == total ? " or " : ", ";
+        int w = snprintf(out + used, n - used, "%s%.*s", sep, (int)len, p);
+        used += w > 0 ? (size_t)w : 0;
+        count++;
+        p += len + (p[len] == '|');
+    }
+}
+
+/* ---- string checks -------------------------------------------------------- */
+
+static bool is_hostname(const char *s, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || ch == '-') {
+            if (ch == '-' && label == 0)
+                return false;
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0 && s[len - 1] != '-';
+}
+
+static bool check_port(const char *port, char *reason, size_t rn)
+{
+    size_t n = strlen(port);
+    if (n == 0 || n > 5 || strspn(port, "0123456789") != n || atoi(port) < 1 || atoi(port) > 65535) {
+        snprintf(reason, rn, "port must be a number from 1 to 65535");
+        return false;
+    }
+    return true;
+}
+
+static bool check_listen_host(const char *host, size_t len, char *reason, size_t rn)
+{
+    char buf[128];
+    struct in_addr a4;
+    if (len == 0) {
+        snprintf(reason, rn, "host is empty; use 0.0.0.0 or [::] to listen on every address");
+        return false;
+    }
+    if (len >= sizeof buf || !is_hostname(host, len)) {
+        snprintf(reason, rn, "\"%.*s\" is not a hostname or IP address", (int)(len > 64 ? 64 : len), host);
+        return false;
+    }
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    /* All digits and dots: must then be a real dotted quad, not "999.1". */
+    if (strspn(buf, "0123456789.") == len && inet_pton(AF_INET, buf, &a4) != 1) {
+        snprintf(reason, rn, "\"%s\" is not a valid IPv4 address", buf);
+        return false;
+    }
+    return true;
+}
+
+static bool check_listen(const char *v, char *reason, size_t rn)
+{
+    if (*v == '[') {
+        const char *close = strchr(v, ']');
+        char addr[64];
+        struct in6_addr a6;
+        if (!close) {
+            snprintf(reason, rn, "missing ']' after IPv6 address");
+            return false;
+        }
+        size_t len = (size_t)(close - v - 1);
+        if (len >= sizeof addr) {
+            snprintf(reason, rn, "IPv6 address too long");
+            return false;
+        }
+        memcpy(addr, v + 1, len);
+        addr[len] = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1) {
+            snprintf(reason, rn, "\"%s\" is not a valid IPv6 address", addr);
+            return false;
+        }
+        if (close[1] != ':') {
+            snprintf(reason, rn, "expected [IPV6]:PORT, e.g. [::1]:9000");
+            return false;
+        }
+        return check_port(close + 2, reason, rn);
+    }
+    const char *colon = strrchr(v, ':');
+    if (!colon) {
+        snprintf(reason, rn, "expected HOST:PORT, e.g. 127.0.0.1:9000");
+        return false;
+    }
+    if (memchr(v, ':', (size_t)(colon - v))) {
+        snprintf(reason, rn, "IPv6 addresses must be in brackets, e.g. [::1]:9000");
+        return false;
+    }
+    return check_listen_host(v, (size_t)(colon - v), reason, rn) && check_port(colon + 1, reason, rn);
+}
+
+static bool check_nonempty(const char *v, char *reason, size_t rn)
+{
+    if (*v)
+        return true;
+    snprintf(reason, rn, "must not be empty");
+    return false;
+}
+
+static bool check_region(const char *v, char *reason, size_t rn)
+{
+    if (*v && strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(v))
+        return true;
+    snprintf(reason, rn, "must be non-empty and use only a-z, 0-9 and '-'");
+    return false;
+}
+
+static bool check_domain(const char *v, char *reason, size_t rn)
+{
+    if (!*v || is_hostname(v, strlen(v)))
+        return true;
+    snprintf(reason, rn, "must be a hostname such as s3.example.com, or empty");
+    return false;
+}
+
+/* Printable ASCII without spaces: credentials travel in headers and URLs. */
+static bool check_credential(const char *v, size_t min, const char *what, char *reason, size_t rn)
+{
+    size_t n = strlen(v);
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] <= 0x20 || v[i] >= 0x7f) {
+            snprintf(reason, rn, "%s may contain only printable ASCII without spaces", what);
+            return false;
+        }
+    }
+    if (n < min) {
+        snprintf(reason, rn, "%s must be at least %zu characters", what, min);
+        return false;
+    }
+    return true;
+}
+
+static bool check_user(const char *v, char *reason, size_t rn)
+{
+    return check_credential(v, 3, "root user", reason, rn);
+}
+
+static bool check_password(const char *v, char *reason, size_t rn)
+{
+    return check_credential(v, 8, "root password", reason, rn);
+}
+
+static bool check_master_key(const char *v, char *reason, size_t rn)
+{
+    size_t n = strlen(v);
+    if (n == 0 || (n == 64 && strspn(v, "0123456789abcdefABCDEF") == 64))
+        return true;
+    snprintf(reason, rn, "must be exactly 64 hex digits (32 bytes), or empty");
+    return false;
+}
+
+/* ---- applying one value ---------------------------------------------------- */
+
+static const option *find_by_key(const char *key, size_t len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strlen(options[i].key) == len && memcmp(options[i].key, key, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static const option *find_by_env(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strlen(options[i].env) == len && memcmp(options[i].env, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static void range_text(const option *o, char *out, size_t n)
+{
+    char lo[32], hi[32];
+    if (o->type == OPT_SIZE) {
+        fmt_size(o->min, lo, sizeof lo);
+        fmt_size(o->max, hi, sizeof hi);
+    } else {
+        snprintf(lo, sizeof lo, "%lld", (long long)o->min);
+        snprintf(hi, sizeof hi, "%lld", (long long)o->max);
+    }
+    if (o->max == INT64_MAX)
+        snprintf(out, n, "at least %s", lo);
+    else
+        snprintf(out, n, "from %s to %s", lo, hi);
+}
+
+static bool in_range(const option *o, int64_t v, char *reason, size_t rn)
+{
+    if (v >= o->min && v <= o->max)
+        return true;
+    char range[80];
+    range_text(o, range, sizeof range);
+    snprintf(reason, rn, "must be %s", range);
+    return false;
+}
+
+/* Validates v (len bytes, may contain NULs) for option o and stores it in c.
+ * Returns 0, or CAIRN_EINVAL with a reason and c untouched. */
+static int option_apply(config_t *c, const option *o, const char *v, size_t len,
+                        char *reason, size_t rn)
+{
+    char *field = (char *)c + o->offset;
+    char text[1100], canon[96];
+    if (memchr(v, '\0', len)) {
+        snprintf(reason, rn, "contains a NUL byte");
+        return CAIRN_EINVAL;
+    }
+    size_t limit = o->cap ? o->cap - 1 : 64;
+    if (len > limit || len >= sizeof text) {
+        snprintf(reason, rn, "too long (%zu bytes; at most %zu)", len, limit);
+        return CAIRN_EINVAL;
+    }
+    memcpy(text, v, len);
+    text[len] = '\0';
+
+    int64_t n;
+    bool b;
+    switch (o->type) {
+    case OPT_STRING:
+        if (o->check && !o->check(text, reason, rn))
+            return CAIRN_EINVAL;
+        memcpy(field, text, len + 1);
+        return 0;
+    case OPT_ENUM:
+        if (!enum_match(o->choices, text, field, o->cap)) {
+            choices_text(o->choices, canon, sizeof canon);
+            snprintf(reason, rn, "must be %s", canon);
+            return CAIRN_EINVAL;
+        }
+        return 0;
+    case OPT_SIZE:
+        if (size_parse(text, &n, reason, rn) != 0 || !in_range(o, n, reason, rn))
+            return CAIRN_EINVAL;
+        *(int64_t *)(void *)field = n;
+        return 0;
+    case OPT_INT:
+        if (int_parse(text, &n, reason, rn) != 0 || !in_range(o, n, reason, rn))
+            return CAIRN_EINVAL;
+        *(int *)(void *)field = (int)n;
+        return 0;
+    case OPT_BOOL:
+        if (bool_parse(text, &b, reason, rn) != 0)
+            return CAIRN_EINVAL;
+        *(bool *)(void *)field = b;
+        return 0;
+    }
+    return CAIRN_EINVAL;
+}
+
+/* Checks the value already in c for option o (used by config_validate, so a
+ * config_t filled by hand is held to the same rules). */
+static bool option_check_current(const config_t *c, const option *o, char *reason, size_t rn)
+{
+    const char *field = (const char *)c + o->offset;
+    char canon[96];
+    switch (o->type) {
+    case OPT_STRING:
+        if (!memchr(field, '\0', o->cap)) {
+            snprintf(reason, rn, "not NUL-terminated");
+            return false;
+        }
+        return !o->check || o->check(field, reason, rn);
+    case OPT_ENUM:
+        if (memchr(field, '\0', o->cap) && enum_match(o->choices, field, canon, sizeof canon))
+            return true;
+        choices_text(o->choices, canon, sizeof canon);
+        snprintf(reason, rn, "must be %s", canon);
+        return false;
+    case OPT_SIZE:
+        return in_range(o, *(const int64_t *)(const void *)field, reason, rn);
+    case OPT_INT:
+        return in_range(o, *(const int *)(const void *)field, reason, rn);
+    case OPT_BOOL:
+        return true;
+    }
+    return false;
+}
+
+/* ---- public: defaults, set, validate ------------------------------------- */
+
+void config_defaults(config_t *c)
+{
+    char reason[192];
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        int rc = option_apply(c, &options[i], options[i].def, strlen(options[i].def),
+                              reason, sizeof reason);
+        assert(rc == 0 && "a default in the option table does not validate");
+        (void)rc;
+    }
+}
+
+/* Edit distance between two short strings, capped: enough to turn a typo
+ * like "regoin" into a suggestion. */
+static size_t edit_distance(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t row[64];
+    if (alen >= 64 || blen >= 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= blen; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= alen; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= blen; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[blen];
+}
+
+/* The option an unknown key was probably meant to be: the same key in
+ * another case or with '-' for '_', or one within two typos. */
+static const option *find_similar(const char *key, size_t len)
+{
+    char norm[64];
+    if (len >= sizeof norm)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        norm[i] = key[i] == '-' ? '_' : (char)tolower((unsigned char)key[i]);
+    const option *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        size_t d = edit_distance(norm, len, options[i].key, strlen(options[i].key));
+        if (d < best_d) {
+            best_d = d;
+            best = &options[i];
+        }
+    }
+    return best;
+}
+
+static void err_unknown_key(config_errors *errs, const char *key, size_t len, const char *prefix)
+{
+    const option *like = find_similar(key, len);
+    if (like)
+        err_addn(errs, key, len, "%sunknown key; did you mean %s?", prefix, like->key);
+    else
+        err_addn(errs, key, len, "%sunknown key (`cairn config describe` lists them)", prefix);
+}
+
+int config_set(config_t *c, const char *key, const char *value, config_errors *errs)
+{
+    err_scope scope;
+    errs = scope_begin(&scope, errs);
+    const option *o = find_by_key(key, strlen(key));
+    char reason[192];
+    if (!o)
+        err_unknown_key(errs, key, strlen(key), "");
+    else if (option_apply(c, o, value, strlen(value), reason, sizeof reason) != 0)
+        err_add(errs, key, "%s", reason);
+    return scope_end(&scope);
+}
+
+int config_validate(const config_t *c, config_errors *errs)
+{
+    err_scope scope;
+    errs = scope_begin(&scope, errs);
+    char reason[192];
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (!option_check_current(c, &options[i], reason, sizeof reason))
+            err_add(errs, options[i].key, "%s", reason);
+    /* Credentials come as a pair: one without the other is a half-configured
+     * root account, which is never what the operator meant. */
+    if (c->root_user[0] && !c->root_password[0])
+        err_add(errs, "root_password", "must be set when root_user is set");
+    if (!c->root_user[0] && c->root_password[0])
+        err_add(errs, "root_user", "must be set when root_password is set");
+    return scope_end(&scope);
+}
+
+/* ---- YAML ------------------------------------------------------------------ */
+
+typedef struct {
+    yaml_parser_t parser;
+    const char *text;           /* the input, to place reader errors */
+    size_t len;
+    config_t *c;
+    config_errors *errs;
+    int seen_line[NOPTIONS];    /* line where each option was set, 0 = not yet */
+} yaml_walk;
+
+#define YAML_DOC_KEY "<yaml>"
+
+/* Pulls the next event; on a syntax error reports it and returns -1. */
+static int yaml_next(yaml_walk *w, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(&w->parser, ev))
+        return 0;
+    const yaml_parser_t *p = &w->parser;
+    const char *problem = p->problem ? p->problem : "syntax error";
+    size_t line = p->problem_mark.line + 1, column = p->problem_mark.column + 1;
+    if (p->error == YAML_READER_ERROR) {
+        /* The reader (bad UTF-8, control characters) only knows a byte
+         * offset; count lines up to it so every syntax error reads alike. */
+        line = 1, column = 1;
+        for (size_t i = 0; i < p->problem_offset && i < w->len; i++, column++)
+            if (w->text[i] == '\n')
+                line++, column = 0;
+    }
+    if (p->context)
+        err_add(w->errs, YAML_DOC_KEY, "line %zu, column %zu: %s %s", line, column, problem, p->context);
+    else
+        err_add(w->errs, YAML_DOC_KEY, "line %zu, column %zu: %s", line, column, problem);
+    return -1;
+}
+
+static size_t ev_line(const yaml_event_t *ev)
+{
+    return ev->start_mark.line + 1;
+}
+
+/* Consumes the rest of a node whose first event is ev (already pulled). */
+static int yaml_skip_node(yaml_walk *w, const yaml_event_t *first)
+{
+    if (first->type != YAML_MAPPING_START_EVENT && first->type != YAML_SEQUENCE_START_EVENT)
+        return 0;
+    for (long depth = 1; depth > 0;) {
+        yaml_event_t ev;
+        if (yaml_next(w, &ev) != 0)
+            return -1;
+        if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
+            depth--;
+        yaml_event_delete(&ev);
+    }
+    return 0;
+}
+
+/* YAML's null spellings mean "empty" for our purposes: `domain:` and
+ * `domain: ~` both switch virtual hosts off. */
+static bool scalar_is_null(const yaml_event_t *ev)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        if (ev->data.scalar.length == strlen(nulls[i]) &&
+            memcmp(ev->data.scalar.value, nulls[i], ev->data.scalar.length) == 0)
+            return true;
+    return false;
+}
+
+static const char *node_kind(yaml_event_type_t t)
+{
+    switch (t) {
+    case YAML_MAPPING_START_EVENT: return "a mapping";
+    case YAML_SEQUENCE_START_EVENT: return "a list";
+    case YAML_ALIAS_EVENT: return "an alias";
+    default: return "not a scalar";
+    }
+}
+
+/* Applies one `key: value` pair; key is the scalar event, val the value's
+ * first event (its remaining events, if any, are consumed here). */
+static int yaml_pair(yaml_walk *w, const yaml_event_t *key, const yaml_event_t *val)
+{
+    const char *k = (const char *)key->data.scalar.value;
+    size_t klen = key->data.scalar.length;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "line %zu: ", ev_line(key));
+
+    const option *o = find_by_key(k, klen);
+    if (!o) {
+        err_unknown_key(w->errs, k, klen, prefix);
+        return yaml_skip_node(w, val);
+    }
+    if (val->type != YAML_SCALAR_EVENT) {
+        err_addn(w->errs, k, klen, "%svalue must be a single value, not %s%s", prefix,
+                 node_kind(val->type),
+                 val->type == YAML_ALIAS_EVENT ? "" : " (quote values that start with [ or {)");
+        return yaml_skip_node(w, val);
+    }
+    int *seen = &w->seen_line[o - options];
+    if (*seen) {
+        err_addn(w->errs, k, klen, "%sduplicate key (first set on line %d)", prefix, *seen);
+        return 0;
+    }
+    *seen = (int)ev_line(key);
+    bool null = scalar_is_null(val);
+    const char *v = null ? "" : (const char *)val->data.scalar.value;
+    size_t vlen = null ? 0 : val->data.scalar.length;
+    char reason[160];
+    if (option_apply(w->c, o, v, vlen, reason, sizeof reason) != 0)
+        err_addn(w->errs, k, klen, "%s%s", prefix, reason);
+    return 0;
+}
+
+/* A scalar key: pull its value and apply the pair. */
+static int yaml_scalar_key(yaml_walk *w, const yaml_event_t *key)
+{
+    yaml_event_t val;
+    if (yaml_next(w, &val) != 0)
+        return -1;
+    int rc = yaml_pair(w, key, &val);
+    yaml_event_delete(&val);
+    return rc;
+}
+
+/* A mapping, list or alias used as a key: report it, then consume the key
+ * node and the value node that follows it. */
+static int yaml_bad_key(yaml_walk *w, const yaml_event_t *key)
+{
+    err_add(w->errs, YAML_DOC_KEY, "line %zu: keys must be plain words, not %s",
+            ev_line(key), node_kind(key->type));
+    yaml_event_t val;
+    if (yaml_skip_node(w, key) != 0 || yaml_next(w, &val) != 0)
+        return -1;
+    int rc = yaml_skip_node(w, &val);
+    yaml_event_delete(&val);
+    return rc;
+}
+
+/* Walks the pairs of the top-level mapping up to its end event. */
+static int yaml_mapping(yaml_walk *w)
+{
+    for (;;) {
+        yaml_event_t key;
+        if (yaml_next(w, &key) != 0)
+            return -1;
+        if (key.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&key);
+            return 0;
+        }
+        int rc = key.type == YAML_SCALAR_EVENT ? yaml_scalar_key(w, &key) : yaml_bad_key(w, &key);
+        yaml_event_delete(&key);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* Handles the root node of the (single) document. */
+static int yaml_root(yaml_walk *w, const yaml_event_t *root)
+{
+    switch (root->type) {
+    case YAML_MAPPING_START_EVENT:
+        return yaml_mapping(w);
+    case YAML_SCALAR_EVENT:
+        if (scalar_is_null(root))
+            return 0;          /* an empty document sets nothing */
+        break;
+    default:
+        break;
+    }
+    err_add(w->errs, YAML_DOC_KEY, "line %zu: the file must be a mapping of key: value lines, not %s",
+            ev_line(root), root->type == YAML_SCALAR_EVENT ? "a single value" : node_kind(root->type));
+    return yaml_skip_node(w, root);
+}
+
+/* Walks the whole stream: STREAM-START, at most one document, STREAM-END. */
+static void yaml_stream(yaml_walk *w)
+{
+    int docs = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (yaml_next(w, &ev) != 0)
+            return;
+        yaml_event_type_t type = ev.type;
+        size_t line = ev_line(&ev);
+        int rc = 0;
+        if (type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+            err_add(w->errs, YAML_DOC_KEY, "line %zu: only one YAML document is allowed", line);
+            yaml_event_delete(&ev);
+            return;
+        }
+        if (type == YAML_DOCUMENT_START_EVENT) {
+            yaml_event_t root;
+            if ((rc = yaml_next(w, &root)) == 0) {
+                rc = yaml_root(w, &root);
+                yaml_event_delete(&root);
+            }
+        }
+        yaml_event_delete(&ev);
+        if (rc != 0 || type == YAML_STREAM_END_EVENT)
+            return;
+    }
+}
+
+int config_load_yaml(config_t *c, const char *text, size_t len, config_errors *errs)
+{
+    err_scope scope;
+    yaml_walk *w = calloc(1, sizeof *w);
+    if (!w)
+        return CAIRN_ENOMEM;
+    w->c = c;
+    w->text = text;
+    w->len = len;
+    w->errs = scope_begin(&scope, errs);
+    if (!yaml_parser_initialize(&w->parser)) {
+        free(w);
+        return CAIRN_ENOMEM;
+    }
+    yaml_parser_set_input_string(&w->parser, (const unsigned char *)text, len);
+    yaml_stream(w);
+    yaml_parser_delete(&w->parser);
+    free(w);
+    return scope_end(&scope);
+}
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+/* Reads a whole small file; returns a malloc'd buffer (caller frees) or
+ * NULL with a reason. */
+static char *read_small_file(const char *path, size_t *len, char *reason, size_t rn)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char ebuf[128];
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(reason, rn, "cannot open: %s", strerror_r(errno, ebuf, sizeof ebuf));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+        snprintf(reason, rn, S_ISREG(st.st_mode) ? "file is larger than 1 MiB" : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    char *data = malloc((size_t)st.st_size + 1);
+    if (!data)
+        snprintf(reason, rn, "out of memory");
+    size_t got = 0;
+    while (data && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, data + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(reason, rn, "cannot read: %s", r < 0 ? strerror_r(errno, ebuf, sizeof ebuf) : "file shrank");
+            free(data);
+            data = NULL;
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *len = got;
+    return data;
+}
+
+int config_load_file(config_t *c, const char *path, config_errors *errs)
+{
+    err_scope scope;
+    errs = scope_begin(&scope, errs);
+    char reason[160];
+    size_t len = 0;
+    char *data = read_small_file(path, &len, reason, sizeof reason);
+    if (!data) {
+        err_add(errs, "<file>", "%s", reason);
+        return scope_end(&scope);
+    }
+    int rc = config_load_yaml(c, data, len, errs);
+    free(data);
+    return rc == CAIRN_ENOMEM ? rc : scope_end(&scope);
+}
+
+/* ---- environment ------------------------------------------------------------ */
+
+static bool env_allowed(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof env_allowlist / sizeof env_allowlist[0]; i++) {
+        const char *a = env_allowlist[i];
+        size_t alen = strlen(a);
+        if (a[alen - 1] == '*' ? (len >= alen - 1 && memcmp(a, name, alen - 1) == 0)
+                               : (len == alen && memcmp(a, name, len) == 0))
+            return true;
+    }
+    return false;
+}
+
+int config_load_env(config_t *c, char *const *envp, config_errors *errs)
+{
+    err_scope scope;
+    errs = scope_begin(&scope, errs);
+    char reason[192];
+    for (size_t i = 0; envp && envp[i]; i++) {
+        const char *e = envp[i];
+        const char *eq = strchr(e, '=');
+        if (strncmp(e, "CAIRN_", 6) != 0 || !eq)
+            continue;
+        size_t nlen = (size_t)(eq - e);
+        const option *o = find_by_env(e, nlen);
+        if (!o) {
+            if (!env_allowed(e, nlen))
+                err_addn(errs, e, nlen, "unknown CAIRN_ environment variable");
+            continue;
+        }
+        if (option_apply(c, o, eq + 1, strlen(eq + 1), reason, sizeof reason) != 0)
+            err_addn(errs, e, nlen, "%s", reason);
+    }
+    return scope_end(&scope);
+}
+
+/* ---- describe ----------------------------------------------------------------- */
+
+/* Appends s as a Markdown table cell body: '|' would end the cell. */
+static void md_cell(buf_t *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|')
+            buf_puts(out, "\\|");
+        else
+            buf_putc(out, *s);
+    }
+}
+
+static void type_text(const option *o, char *out, size_t n)
+{
+    char range[80];
+    switch (o->type) {
+    case OPT_STRING:
+        snprintf(out, n, "%s", o->form);
+        return;
+    case OPT_ENUM:
+        choices_text(o->choices, out, n);
+        return;
+    case OPT_BOOL:
+        snprintf(out, n, "true / false");
+        return;
+    case OPT_SIZE:
+    case OPT_INT:
+        range_text(o, range, sizeof range);
+        snprintf(out, n, "%s, %s", o->type == OPT_SIZE ? "size" : "integer", range);
+        return;
+    }
+    out[0] = '\0';
+}
+
+void config_describe(buf_t *out)
+{
+    char type[128];
+    buf_puts(out, "| Key | Environment variable | Type | Default | Description |\n");
+    buf_puts(out, "| --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const option *o = &options[i];
+        type_text(o, type, sizeof type);
+        buf_printf(out, "| `%s` | `%s` | ", o->key, o->env);
+        md_cell(out, type);
+        buf_puts(out, " | ");
+        if (o->def[0]) {
+            buf_putc(out, '`');
+            md_cell(out, o->def);
+            buf_putc(out, '`');
+        } else {
+            buf_puts(out, "(empty)");
+        }
+        buf_puts(out, " | ");
+        md_cell(out, o->desc);
+        buf_puts(out, " |\n");
+    }
+}

@@ -1,0 +1,190 @@
+/*
+ * core — the pieces every other module leans on: error codes, the JSON line
+ * logger, growable byte buffers, time, randomness, hex, and the configuration
+ * table.  Nothing here knows about HTTP, S3 or storage.
+ *
+ * Error convention: functions return 0 on success or a negative CAIRN_E* code.
+ * Thread-safety: everything in this header is thread-safe unless its comment
+ * says otherwise.
+ */
+#ifndef CAIRN_CORE_H
+#define CAIRN_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ----------------------------------------------------------- */
+
+enum {
+    CAIRN_OK = 0,
+    CAIRN_EINVAL = -1,     /* bad argument / malformed input */
+    CAIRN_ENOMEM = -2,
+    CAIRN_EIO = -3,        /* I/O error on a file or socket */
+    CAIRN_ENOTFOUND = -4,
+    CAIRN_EEXIST = -5,
+    CAIRN_EDB = -6,        /* metadata database error */
+    CAIRN_ETOOBIG = -7,
+    CAIRN_ENOSPC = -8,
+    CAIRN_ENOTEMPTY = -9,
+    CAIRN_EAUTH = -10,     /* authentication failed */
+    CAIRN_ECONFLICT = -11, /* a concurrent change won */
+    CAIRN_EBUSY = -12,
+    CAIRN_ETIMEDOUT = -13,
+};
+
+/* Returns a static, human-readable name for an error code. */
+const char *cairn_strerror(int err);
+
+/* ---- logging ---------------------------------------------------------- */
+
+typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+/* Sets the minimum level written; default LOG_INFO.  Not thread-safe: call at startup. */
+void log_set_level(log_level lvl);
+int log_level_parse(const char *s, log_level *out);
+/* Redirects log output (default stderr).  Not thread-safe: call at startup. */
+void log_set_fd(int fd);
+
+/*
+ * Writes one JSON object per line: {"ts":..,"level":..,"msg":..,"request_id":..,
+ * plus fields}.  `fields` is a list of key/value pairs: "k1", "v1", "k2", "v2",
+ * NULL — string values, escaped here.  request_id may be NULL.
+ * Each line is written with one write(2), so concurrent lines never interleave.
+ */
+void log_write(log_level lvl, const char *request_id, const char *msg, ...);
+/* Like log_write but with printf formatting of msg and no extra fields. */
+void log_msgf(log_level lvl, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adds an integer field: use as a value in log_write's list via logf_int(). */
+const char *log_int(char buf[24], long long v);
+
+#define log_info(...)  log_write(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_write(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
+#define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__)
+
+/* ---- buffers ---------------------------------------------------------- */
+
+/* A growable byte buffer, always NUL-terminated (len excludes the NUL).
+ * Owned by the caller; free with buf_free.  On allocation failure the buffer
+ * latches `oom` and further appends are no-ops, so callers check once at the end. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool oom;
+} buf_t;
+
+void buf_init(buf_t *b);
+void buf_free(buf_t *b);
+void buf_reset(buf_t *b);
+int buf_reserve(buf_t *b, size_t extra);
+void buf_append(buf_t *b, const void *p, size_t n);
+void buf_puts(buf_t *b, const char *s);
+void buf_putc(buf_t *b, char c);
+void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s with XML escaping of & < > " ' and control characters. */
+void buf_xml_escape(buf_t *b, const char *s, size_t n);
+/* Appends s as a JSON string body (no surrounding quotes). */
+void buf_json_escape(buf_t *b, const char *s, size_t n);
+/* Returns data and hands ownership to the caller (free()); buffer is reset. */
+char *buf_steal(buf_t *b);
+
+/* ---- time ------------------------------------------------------------- */
+
+int64_t time_now_ms(void);      /* wall clock, ms since epoch */
+int64_t time_mono_ns(void);     /* monotonic, ns */
+/* RFC 3339 with milliseconds, UTC: 2026-11-21T10:00:00.000Z.  out >= 32. */
+void time_fmt_iso8601(int64_t ms, char *out, size_t n);
+/* RFC 7231 IMF-fixdate: Sat, 21 Nov 2026 10:00:00 GMT.  out >= 32. */
+void time_fmt_http(int64_t ms, char *out, size_t n);
+/* Parses IMF-fixdate, RFC 850 and asctime forms; returns 0 and ms, or CAIRN_EINVAL. */
+int time_parse_http(const char *s, int64_t *ms_out);
+/* Parses the ISO 8601 basic form 20150830T123600Z; returns 0 and seconds since epoch. */
+int time_parse_amz(const char *s, int64_t *sec_out);
+
+/* ---- randomness and encoding ------------------------------------------- */
+
+/* Fills p with n cryptographically secure random bytes (libsodium). */
+void rand_bytes(void *p, size_t n);
+/* Writes 2n lowercase hex digits and a NUL to out. */
+void hex_encode(const void *p, size_t n, char *out);
+/* Decodes 2n hex digits; returns 0 or CAIRN_EINVAL. */
+int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t *outlen);
+/* Fills out (>= 2n+1) with a random lowercase hex id of n random bytes. */
+void rand_hex_id(char *out, size_t nbytes);
+/* Percent-decodes src (n bytes) into dst (>= n+1); '+' is kept as '+'.
+ * Returns decoded length or CAIRN_EINVAL on a bad escape. */
+long url_decode(const char *src, size_t n, char *dst);
+/* Appends the AWS-style URI encoding of s: unreserved A-Za-z0-9-_.~ kept,
+ * '/' kept when keep_slash, everything else %XX uppercase. */
+void buf_url_encode(buf_t *b, const char *s, size_t n, bool keep_slash);
+
+/* Returns the process-wide library init (libsodium); call once from main. */
+int core_init(void);
+
+/* ---- configuration ------------------------------------------------------
+ *
+ * Every option lives in one table in config.c: name (the YAML key), the
+ * CAIRN_* environment variable, type, default, one-line description and its
+ * validation.  Sources apply in order defaults < YAML file < environment <
+ * command-line flags; each later source overrides the earlier.
+ */
+
+typedef struct {
+    char listen[128];          /* listen: ADDR:PORT, default 127.0.0.1:9000 */
+    char data_dir[1024];       /* data_dir: default ./data */
+    char region[64];           /* region: default us-east-1 */
+    char domain[256];          /* domain: for virtual-host style; empty = off */
+    char root_user[128];       /* root_user: CAIRN_ROOT_USER */
+    char root_password[256];   /* root_password: CAIRN_ROOT_PASSWORD */
+    char master_key[128];      /* master_key: 64 hex chars; empty = key file in data dir */
+    char log_level[16];        /* log_level: debug|info|warn|error */
+    int64_t max_object_size;   /* max_object_size: bytes, <= 5 GiB */
+    int64_t inline_max_size;   /* inline_max_size: objects up to this many bytes live in the DB */
+    int64_t min_free_disk;     /* min_free_disk: bytes; readiness fails below */
+    int connection_limit;      /* connection_limit */
+    int connection_timeout;    /* connection_timeout: seconds idle before a slow client is cut */
+    int shutdown_timeout;      /* shutdown_timeout: seconds to finish in-flight requests */
+    int health_timeout_ms;     /* health_timeout_ms: per readiness check */
+    int max_header_bytes;      /* max_header_bytes: request head limit per connection */
+    int clock_skew;            /* clock_skew: seconds of SigV4 skew accepted, default 900 */
+    int db_readers;            /* db_readers: read connections in the SQLite pool */
+    bool fsync;                /* fsync: fsync object data and metadata (default true) */
+} config_t;
+
+/* One problem found while loading: key name and reason. */
+typedef struct {
+    char key[64];
+    char reason[192];
+} config_error;
+
+typedef struct {
+    config_error items[32];
+    int count;                 /* number stored (capped at 32) */
+    int total;                 /* number found */
+} config_errors;
+
+/* Fills every field with its default. */
+void config_defaults(config_t *c);
+/* Applies a YAML file (a flat mapping of key: value).  Every unknown key and
+ * every invalid value is added to errs; returns 0 if none, else CAIRN_EINVAL.
+ * A missing or unreadable file is reported as key "<file>". */
+int config_load_file(config_t *c, const char *path, config_errors *errs);
+/* Same, from a buffer (used by the fuzz target and tests). */
+int config_load_yaml(config_t *c, const char *text, size_t len, config_errors *errs);
+/* Applies CAIRN_* environment variables from envp (NULL-terminated "K=V"). */
+int config_load_env(config_t *c, char *const *envp, config_errors *errs);
+/* Sets one option by YAML key name from a string (flags use this). */
+int config_set(config_t *c, const char *key, const char *value, config_errors *errs);
+/* Cross-field validation after all sources are applied. */
+int config_validate(const config_t *c, config_errors *errs);
+/* Writes the option table (key, env var, default, description) as Markdown. */
+void config_describe(buf_t *out);
+/* Parses sizes like "5GiB", "64MiB", "4096", "1k" into bytes. */
+int config_parse_size(const char *s, int64_t *out);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * util.c — small shared mechanisms: error names, growable buffers with XML and
+ * JSON escaping, clocks and date formats, randomness, hex and URI encoding.
+ *
+ * Buffers latch an out-of-memory flag instead of failing every append, so the
+ * builders of long responses (XML listings) check once at the end.
+ */
+#include "core/core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <sodium.h>
+
+const char *cairn_strerror(int err) {
+    switch (err) {
+    case CAIRN_OK: return "ok";
+    case CAIRN_EINVAL: return "invalid argument";
+    case CAIRN_ENOMEM: return "out of memory";
+    case CAIRN_EIO: return "I/O error";
+    case CAIRN_ENOTFOUND: return "not found";
+    case CAIRN_EEXIST: return "already exists";
+    case CAIRN_EDB: return "database error";
+    case CAIRN_ETOOBIG: return "too big";
+    case CAIRN_ENOSPC: return "no space left";
+    case CAIRN_ENOTEMPTY: return "not empty";
+    case CAIRN_EAUTH: return "authentication failed";
+    case CAIRN_ECONFLICT: return "conflict";
+    case CAIRN_EBUSY: return "busy";
+    case CAIRN_ETIMEDOUT: return "timed out";
+    default: return "unknown error";
+    }
+}
+
+int core_init(void) {
+    return sodium_init() < 0 ? CAIRN_EIO : 0;
+}
+
+/* ---- buffers ------------------------------------------------------------ */
+
+void buf_init(buf_t *b) { memset(b, 0, sizeof *b); }
+
+void buf_free(buf_t *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+void buf_reset(buf_t *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+int buf_reserve(buf_t *b, size_t extra) {
+    if (b->oom) return CAIRN_ENOMEM;
+    if (b->len + extra + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra + 1) {
+        if (cap > SIZE_MAX / 2) { b->oom = true; return CAIRN_ENOMEM; }
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) { b->oom = true; return CAIRN_ENOMEM; }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+void buf_append(buf_t *b, const void *p, size_t n) {
+    if (buf_reserve(b, n) != 0) return;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void buf_puts(buf_t *b, const char *s) { buf_append(b, s, strlen(s)); }
+
+void buf_putc(buf_t *b, char c) { buf_append(b, &c, 1); }
+
+void buf_printf(buf_t *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) { buf_append(b, tmp, (size_t)n); return; }
+    if (buf_reserve(b, (size_t)n) != 0) return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void buf_xml_escape(buf_t *b, const char *s, size_t n) {
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *rep = NULL;
+        char num[8];
+        switch (c) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&apos;"; break;
+        default:
+            /* XML 1.0 cannot carry most C0 controls even escaped; S3 clients expect
+             * numeric references, which is what AWS emits. */
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+                snprintf(num, sizeof num, "&#x%X;", c);
+                rep = num;
+            } else if (c == '\r' || c == '\n' || c == '\t') {
+                snprintf(num, sizeof num, "&#x%X;", c);
+                rep = num;
+            }
+        }
+        if (rep) {
+            buf_append(b, s + i - run, run);
+            run = 0;
+            buf_puts(b, rep);
+        } else {
+            run++;
+        }
+    }
+    buf_append(b, s + n - run, run);
+}
+
+void buf_json_escape(buf_t *b, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': buf_puts(b, "\\\""); break;
+        case '\\': buf_puts(b, "\\\\"); break;
+        case '\n': buf_puts(b, "\\n"); break;
+        case '\r': buf_puts(b, "\\r"); break;
+        case '\t': buf_puts(b, "\\t"); break;
+        default:
+            if (c < 0x20 || c == 0x7f) buf_printf(b, "\\u%04x", c);
+            else buf_putc(b, (char)c);
+        }
+    }
+}
+
+char *buf_steal(buf_t *b) {
+    char *p = b->data;
+    if (!p) p = calloc(1, 1);
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+int64_t time_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t time_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void time_fmt_iso8601(int64_t ms, char *out, size_t n) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static const char *const wkday[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const month[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void time_fmt_http(int64_t ms, char *out, size_t n) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, n, "%s, %02d %s %04d %02d:%02d:%02d GMT", wkday[tm.tm_wday], tm.tm_mday,
+             month[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static int month_index(const char *m) {
+    for (int i = 0; i < 12; i++)
+        if (strncasecmp(m, month[i], 3) == 0) return i;
+    return -1;
+}
+
+static int tm_valid(const struct tm *tm) {
+    return tm->tm_mon >= 0 && tm->tm_mon < 12 && tm->tm_mday >= 1 && tm->tm_mday <= 31 &&
+           tm->tm_hour >= 0 && tm->tm_hour < 24 && tm->tm_min >= 0 && tm->tm_min < 60 &&
+           tm->tm_sec >= 0 && tm->tm_sec <= 60 && tm->tm_year >= 0 && tm->tm_year < 8100;
+}
+
+int time_parse_http(const char *s, int64_t *ms_out) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    char wd[16], mon[4];
+    int day, year, hh, mm, ss, used = 0;
+    if (!s || strlen(s) > 64) return CAIRN_EINVAL;
+    /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+    if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d GMT%n", wd, &day, mon, &year, &hh, &mm, &ss,
+               &used) == 7 && s[used] == '\0') {
+    } else if (sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d GMT%n", wd, &day, mon, &year, &hh, &mm,
+                      &ss, &used) == 7 && s[used] == '\0') {
+        /* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
+        if (year < 100) year += year < 70 ? 2000 : 1900;
+    } else if (sscanf(s, "%15[A-Za-z] %3s %d %d:%d:%d %d%n", wd, mon, &day, &hh, &mm, &ss, &year,
+                      &used) == 7 && s[used] == '\0') {
+        /* asctime: Sun Nov  6 08:49:37 1994 */
+    } else {
+        return CAIRN_EINVAL;
+    }
+    tm.tm_mon = month_index(mon);
+    tm.tm_mday = day;
+    tm.tm_year = year - 1900;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    if (!tm_valid(&tm)) return CAIRN_EINVAL;
+    *ms_out = (int64_t)timegm(&tm) * 1000;
+    return 0;
+}
+
+int time_parse_amz(const char *s, int64_t *sec_out) {
+    if (!s || strlen(s) != 16 || s[8] != 'T' || s[15] != 'Z') return CAIRN_EINVAL;
+    for (int i = 0; i < 15; i++)
+        if (i != 8 && !isdigit((unsigned char)s[i])) return CAIRN_EINVAL;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    char tmp[5];
+    memcpy(tmp, s, 4); tmp[4] = 0; tm.tm_year = atoi(tmp) - 1900;
+    memcpy(tmp, s + 4, 2); tmp[2] = 0; tm.tm_mon = atoi(tmp) - 1;
+    memcpy(tmp, s + 6, 2); tm.tm_mday = atoi(tmp);
+    memcpy(tmp, s + 9, 2); tm.tm_hour = atoi(tmp);
+    memcpy(tmp, s + 11, 2); tm.tm_min = atoi(tmp);
+    memcpy(tmp, s + 13, 2); tm.tm_sec = atoi(tmp);
+    if (!tm_valid(&tm)) return CAIRN_EINVAL;
+    *sec_out = (int64_t)timegm(&tm);
+    return 0;
+}
+
+/* ---- randomness and encodings ------------------------------------------------- */
+
+void rand_bytes(void *p, size_t n) { randombytes_buf(p, n); }
+
+void hex_encode(const void *p, size_t n, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[s[i] >> 4];
+        out[2 * i + 1] = digits[s[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t *outlen) {
+    if (hexlen % 2 || hexlen / 2 > outcap) return CAIRN_EINVAL;
+    unsigned char *o = out;
+    for (size_t i = 0; i < hexlen; i += 2) {
+        int hi = hexval((unsigned char)hex[i]), lo = hexval((unsigned char)hex[i + 1]);
+        if (hi < 0 || lo < 0) return CAIRN_EINVAL;
+        o[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    if (outlen) *outlen = hexlen / 2;
+    return 0;
+}
+
+void rand_hex_id(char *out, size_t nbytes) {
+    unsigned char tmp[64];
+    if (nbytes > sizeof tmp) nbytes = sizeof tmp;
+    rand_bytes(tmp, nbytes);
+    hex_encode(tmp, nbytes, out);
+}
+
+long url_decode(const char *src, size_t n, char *dst) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (src[i] == '%') {
+            if (i + 2 >= n) return CAIRN_EINVAL;
+            int hi = hexval((unsigned char)src[i + 1]), lo = hexval((unsigned char)src[i + 2]);
+            if (hi < 0 || lo < 0) return CAIRN_EINVAL;
+            dst[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            dst[o++] = src[i];
+        }
+    }
+    dst[o] = '\0';
+    return (long)o;
+}
+
+void buf_url_encode(buf_t *b, const char *s, size_t n, bool keep_slash) {
+    static const char digits[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+            buf_putc(b, (char)c);
+        } else {
+            char e[3] = {'%', digits[c >> 4], digits[c & 15]};
+            buf_append(b, e, 3);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+/*
+ * http — the HTTP/1.1 server the S3 gateway sits on, a thin wrapper over
+ * libmicrohttpd (MHD).
+ *
+ * One thread per connection (MHD_USE_THREAD_PER_CONNECTION): handlers may
+ * block on fsync and SQLite without stalling other clients, and the connection
+ * limit bounds the thread count.  The raw request target (path and query
+ * exactly as sent, needed for SigV4) is captured by MHD's URI log callback,
+ * which is also where each request's state is born.
+ *
+ * A request moves through the handler's callbacks in order:
+ *   begin (head parsed) -> body* (pieces of the body) -> end -> done.
+ * Any callback may respond; once a response is set the remaining body is
+ * drained/discarded and `end` is skipped.  `done` is always called once, with
+ * completed_ok false when the client vanished or timed out, so handlers can
+ * remove temporary data.
+ *
+ * Thread-safety: a request is touched by one thread at a time.  Server
+ * functions are safe to call from any thread.
+ */
+#ifndef CAIRN_HTTP_H
+#define CAIRN_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/auth.h"
+#include "core/core.h"
+
+#define HTTP_MAX_HEADERS 128
+
+typedef struct http_req {
+    /* --- filled by the server; read-only for handlers --- */
+    char request_id[40];
+    char method[16];
+    char *raw_target;          /* owned copy of the request target, split at '?' */
+    const char *raw_path;      /* the path part as sent, percent-encoded */
+    const char *raw_query;     /* after '?', "" when none */
+    auth_header headers[HTTP_MAX_HEADERS];
+    size_t nheaders;
+    bool too_many_headers;
+    int64_t content_length;    /* -1 when absent (or chunked transfer) */
+    bool chunked_transfer;     /* Transfer-Encoding: chunked */
+    int64_t start_ns;
+    char remote_addr[64];
+
+    /* --- set by handlers --- */
+    void *ctx;                 /* handler's per-request state */
+    const char *api;           /* operation name for logs and metrics (static string) */
+    char principal[130];       /* who made the request, for the access log */
+    uint64_t bytes_in;         /* body bytes received (counted by the server) */
+
+    /* --- private to the server --- */
+    void *conn_;
+    void *resp_;
+    unsigned status_;
+    uint64_t resp_size_;
+    buf_t resp_headers_;       /* "name\0value\0" pairs */
+    int state_;
+} http_req;
+
+/* Looks up a request header (case-insensitive); returns its value (NUL-terminated,
+ * valid for the request) or NULL.  Repeated headers: the first. */
+const char *http_header(const http_req *r, const char *name);
+
+/* Adds a response header to send with whatever response is set. */
+void http_add_header(http_req *r, const char *name, const char *value);
+
+/* Response setters: exactly one per request.  They copy or take what they say. */
+/* Copies body (len bytes) into the response. */
+int http_respond(http_req *r, unsigned status, const void *body, size_t len);
+/* Takes ownership of body (malloc'd); frees it when sent. */
+int http_respond_take(http_req *r, unsigned status, char *body, size_t len);
+/* Sends len bytes of fd from offset (sendfile where possible); takes ownership of fd. */
+int http_respond_fd(http_req *r, unsigned status, int fd, uint64_t offset, uint64_t len);
+/* True once a response is set. */
+bool http_responded(const http_req *r);
+unsigned http_status(const http_req *r);
+
+typedef struct {
+    /* All callbacks get the app pointer given to http_server_start. */
+    void (*begin)(void *app, http_req *r);
+    /* Body piece; respond (an error) to stop reading. */
+    void (*body)(void *app, http_req *r, const char *data, size_t n);
+    /* The body is complete (or there was none); must respond. */
+    void (*end)(void *app, http_req *r);
+    /* Always called last; completed_ok is false when the client went away or
+     * timed out before the response was sent.  Free r->ctx here. */
+    void (*done)(void *app, http_req *r, bool completed_ok);
+} http_handler;
+
+typedef struct {
+    const char *listen;        /* "127.0.0.1:9000", "[::1]:9000", "0.0.0.0:9000" */
+    int connection_limit;
+    int connection_timeout;    /* seconds */
+    int max_header_bytes;
+} http_options;
+
+typedef struct http_server http_server;
+
+/* Starts listening and serving.  Returns 0 or CAIRN_EIO (bind failure) with
+ * errbuf filled.  bound_port receives the actual port (useful with port 0). */
+int http_server_start(const http_options *opt, const http_handler *h, void *app,
+                      http_server **out, int *bound_port, char *errbuf, size_t errlen);
+/* Stops accepting new connections; in-flight requests continue. */
+void http_server_quiesce(http_server *s);
+/* Requests begun and not yet done. */
+int http_server_inflight(http_server *s);
+/* Closes all connections and frees the server. */
+void http_server_stop(http_server *s);
+
+#endif

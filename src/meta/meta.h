@@ -1,0 +1,179 @@
+/*
+ * meta — the metadata store: users, access keys, buckets, objects and the
+ * schema that holds them.  One interface; sqlite.c is the embedded backend
+ * (PostgreSQL lands later behind the same calls).
+ *
+ * Consistency: every call is its own transaction.  A successful
+ * meta_object_put is visible to every later call on any thread (read-after-
+ * write).  Writes are serialized on one writer connection; reads use a pool of
+ * reader connections (SQLite WAL lets them run beside the writer).
+ *
+ * Thread-safety: every function taking a meta_store is thread-safe.
+ * Strings in the structs below are NUL-terminated; object keys are arbitrary
+ * UTF-8 without NUL, up to 1024 bytes, compared as bytes (binary order).
+ */
+#ifndef CAIRN_META_H
+#define CAIRN_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+typedef struct meta_store meta_store;
+
+typedef struct {
+    int readers;       /* reader connections in the pool (>= 1) */
+    bool fsync;        /* synchronous=FULL when true, OFF when false (tests/bench only) */
+    int busy_timeout_ms;
+} meta_options;
+
+/* Opens (creating if needed) the database at path, in WAL mode, and migrates
+ * the schema to the latest version.  Caller closes with meta_close. */
+int meta_open(const char *path, const meta_options *opt, meta_store **out);
+/* Opens without migrating (for `cairn migrate`). */
+int meta_open_raw(const char *path, const meta_options *opt, meta_store **out);
+void meta_close(meta_store *ms);
+/* A cheap liveness query on a reader connection and a no-op write
+ * transaction on the writer; returns 0 when both work. */
+int meta_ping(meta_store *ms);
+
+/* ---- schema migrations -------------------------------------------------- */
+
+/* Current schema version (0 = empty database). */
+int meta_schema_version(meta_store *ms, int *version);
+/* Latest version this binary knows. */
+int meta_schema_latest(void);
+/* Migrates up or down to target, each step in its own transaction, recording
+ * the version.  Returns 0 or CAIRN_EDB with the failing step logged. */
+int meta_migrate(meta_store *ms, int target);
+/* Name of migration v (1-based), or NULL. */
+const char *meta_migration_name(int v);
+
+/* ---- users and access keys ---------------------------------------------- */
+
+typedef struct {
+    int64_t id;
+    char name[129];
+    char display_name[129];
+    bool is_root;
+    int64_t created_ms;
+} meta_user;
+
+/* Creates a user; fills u->id.  CAIRN_EEXIST if the name is taken. */
+int meta_user_create(meta_store *ms, meta_user *u);
+/* Returns the root user's row, creating it (named name) if absent; if it
+ * exists under another name it is renamed. */
+int meta_user_ensure_root(meta_store *ms, const char *name, meta_user *out);
+int meta_user_get(meta_store *ms, int64_t id, meta_user *out);           /* ENOTFOUND */
+int meta_user_get_by_name(meta_store *ms, const char *name, meta_user *out);
+/* Calls cb for each user ordered by id; cb returns nonzero to stop. */
+int meta_user_list(meta_store *ms, int (*cb)(void *ud, const meta_user *u), void *ud);
+
+typedef struct {
+    char access_key[129];
+    int64_t user_id;
+    char sealed_secret[512];   /* auth_secret_seal output */
+    bool active;
+    int64_t created_ms;
+} meta_key;
+
+int meta_key_create(meta_store *ms, const meta_key *k);                  /* EEXIST */
+int meta_key_get(meta_store *ms, const char *access_key, meta_key *out); /* ENOTFOUND */
+/* user_id < 0 lists every key. */
+int meta_key_list(meta_store *ms, int64_t user_id,
+                  int (*cb)(void *ud, const meta_key *k), void *ud);
+int meta_key_set_active(meta_store *ms, const char *access_key, bool active); /* ENOTFOUND */
+
+/* ---- buckets -------------------------------------------------------------- */
+
+typedef struct {
+    char name[64];
+    int64_t owner_id;
+    int64_t created_ms;
+    bool public_read;
+    char region[64];
+} meta_bucket;
+
+/* CAIRN_EEXIST if it exists; then existing_owner (if not NULL) gets its owner. */
+int meta_bucket_create(meta_store *ms, const meta_bucket *b, int64_t *existing_owner);
+int meta_bucket_get(meta_store *ms, const char *name, meta_bucket *out);  /* ENOTFOUND */
+/* CAIRN_ENOTEMPTY if it holds objects, CAIRN_ENOTFOUND if absent. */
+int meta_bucket_delete(meta_store *ms, const char *name);
+/* owner_id < 0 lists all; ordered by name. */
+int meta_bucket_list(meta_store *ms, int64_t owner_id,
+                     int (*cb)(void *ud, const meta_bucket *b), void *ud);
+int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read);
+
+/* ---- objects ---------------------------------------------------------------- */
+
+typedef enum {
+    META_STORE_INLINE = 0,  /* bytes live in the database (small objects) */
+    META_STORE_FILE = 1,    /* bytes live in a data file named by version_id */
+} meta_storage;
+
+typedef struct {
+    char bucket[64];
+    char key[1025];
+    size_t key_len;
+    char version_id[33];    /* 32 lowercase hex, random per write */
+    int64_t size;
+    char etag[72];          /* without quotes: md5 hex, or "md5hex-N" for multipart */
+    int64_t mtime_ms;
+    int64_t owner_id;
+    meta_storage storage;
+    /* JSON object of the stored headers: {"content-type":..,"x-amz-meta-a":..}.
+     * Owned by the struct (malloc); freed by meta_object_clear. */
+    char *headers_json;
+    /* Inline bytes when storage == INLINE and the getter asked for them.
+     * Owned by the struct; freed by meta_object_clear. */
+    uint8_t *data;
+    size_t data_len;
+} meta_object;
+
+/* Frees the owned members and zeroes the pointers. */
+void meta_object_clear(meta_object *o);
+
+/*
+ * Makes obj the current version of (bucket, key) in one transaction.  When it
+ * replaced an earlier version, *replaced is filled with that version (without
+ * inline data) and *had_replaced set, so the caller can delete its bytes.
+ * CAIRN_ENOTFOUND if the bucket does not exist (at commit time).
+ */
+int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
+                    bool *had_replaced);
+/* with_data: also load inline bytes.  CAIRN_ENOTFOUND if no such object. */
+int meta_object_get(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+                    bool with_data, meta_object *out);
+/* Removes (bucket, key); fills *deleted with the removed version.
+ * CAIRN_ENOTFOUND if absent. */
+int meta_object_delete(meta_store *ms, const char *bucket, const char *key,
+                       size_t key_len, meta_object *deleted);
+
+/* One listing row; pointers valid only during the callback. */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    int64_t size;
+    const char *etag;
+    int64_t mtime_ms;
+    int64_t owner_id;
+} meta_list_entry;
+
+/*
+ * Calls cb for up to limit objects of bucket, in binary key order, whose key
+ * starts with prefix (prefix_len bytes, may be 0) and is > from (or >= from when
+ * inclusive; from may be NULL for the start).  Cost is O(rows returned): it is
+ * an index range scan.  cb returns nonzero to stop early.  cb must not call
+ * back into meta (a reader connection is held).  *more is set when rows beyond
+ * those delivered exist (only meaningful if cb never stopped early).
+ */
+int meta_object_list(meta_store *ms, const char *bucket, const char *prefix,
+                     size_t prefix_len, const char *from, size_t from_len, bool inclusive,
+                     int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud,
+                     bool *more);
+/* Counts objects in the bucket (bounded scan; for admin and tests). */
+int meta_object_count(meta_store *ms, const char *bucket, int64_t *count);
+
+#endif

@@ -1,0 +1,221 @@
+/*
+ * migrations.c — versioned schema migrations for the SQLite metadata store.
+ *
+ * The schema is a static table of steps {version, name, up_sql, down_sql}.
+ * Applied versions are recorded in schema_migrations (one row per applied
+ * step), so the current version is max(version) and an empty database is 0.
+ * meta_migrate moves one step per transaction (BEGIN IMMEDIATE ... COMMIT):
+ * a failing step rolls back completely and leaves the previous version in
+ * place.  The current version is re-read inside each step's transaction, so
+ * two processes migrating the same file at once cannot apply a step twice.
+ *
+ * Rules for adding a migration: append a row with the next version number,
+ * never edit a released one, and give it a down_sql that restores the
+ * previous schema exactly (tests go up, down to 0 and up again).
+ */
+#include "meta/meta.h"
+#include "meta/sqlite_int.h"
+
+#include <stdio.h>
+
+typedef struct {
+    int version;
+    const char *name;
+    const char *up_sql;
+    const char *down_sql;
+} migration;
+
+/*
+ * Version 1.  Notes on the choices:
+ *  - users.id uses AUTOINCREMENT so an id is never reused: buckets and
+ *    objects keep owner ids, and a recycled id would hand them to a stranger.
+ *  - objects is WITHOUT ROWID, clustered on (bucket, key): a listing is one
+ *    contiguous range scan of the table itself with no index-to-row hops,
+ *    and rows are small (the inline bytes live in object_data).
+ *  - key compares with BINARY collation (memcmp, then length), which is the
+ *    byte order S3 lists in.
+ *  - object_data is keyed by version_id, not (bucket, key), so replacing an
+ *    object never collides with the bytes of the version it replaces.
+ */
+static const char up_v1[] =
+    "CREATE TABLE users("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  display_name TEXT NOT NULL DEFAULT '',"
+    "  is_root INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE TABLE access_keys("
+    "  access_key TEXT PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed_secret TEXT NOT NULL,"
+    "  active INTEGER NOT NULL DEFAULT 1,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE INDEX access_keys_user ON access_keys(user_id);"
+    "CREATE TABLE buckets("
+    "  name TEXT PRIMARY KEY,"
+    "  owner_id INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  public_read INTEGER NOT NULL DEFAULT 0,"
+    "  region TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX buckets_owner ON buckets(owner_id);"
+    "CREATE TABLE objects("
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL COLLATE BINARY,"
+    "  version_id TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  owner_id INTEGER NOT NULL,"
+    "  storage INTEGER NOT NULL CHECK (storage IN (0, 1)),"
+    "  headers_json TEXT NOT NULL DEFAULT '{}',"
+    "  PRIMARY KEY (bucket, key)) WITHOUT ROWID;"
+    "CREATE TABLE object_data("
+    "  version_id TEXT PRIMARY KEY,"
+    "  data BLOB NOT NULL);";
+
+static const char down_v1[] =
+    "DROP TABLE object_data;"
+    "DROP TABLE objects;"
+    "DROP TABLE buckets;"
+    "DROP TABLE access_keys;"
+    "DROP TABLE users;"
+    /* sqlite_sequence itself cannot be dropped; forget the users counter. */
+    "DELETE FROM sqlite_sequence WHERE name = 'users';";
+
+static const migration migrations[] = {
+    {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
+};
+
+#define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
+
+static const char bootstrap_sql[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations("
+    "  version INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  applied_ms INTEGER NOT NULL)";
+
+int meta_schema_latest(void) { return MIGRATION_COUNT; }
+
+const char *meta_migration_name(int v) {
+    if (v < 1 || v > MIGRATION_COUNT) return NULL;
+    return migrations[v - 1].name;
+}
+
+static void log_db(const char *msg, sqlite3 *db, int version) {
+    char vbuf[24];
+    log_write(LOG_ERROR, NULL, msg, "version", log_int(vbuf, version),
+              "error", sqlite3_errmsg(db), NULL);
+}
+
+/* Reads max(version); 0 when schema_migrations does not exist yet. */
+static int read_version(sqlite3 *db, int *version) {
+    sqlite3_stmt *st = NULL;
+    /* SQLite resolves table names at prepare time, so probe for the table
+     * first and only then prepare the statement that reads it. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                           " AND name = 'schema_migrations'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CAIRN_EDB;
+    int rc = sqlite3_step(st);
+    bool exists = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return CAIRN_EDB;
+    if (!exists) {
+        *version = 0;
+        return 0;
+    }
+    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1,
+                           &st, NULL) != SQLITE_OK)
+        return CAIRN_EDB;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : CAIRN_EDB;
+}
+
+int meta_schema_version(meta_store *ms, int *version) {
+    if (!ms || !version) return CAIRN_EINVAL;
+    sqlite3 *db = meta_sqlite_writer_lock(ms);
+    int rc = read_version(db, version);
+    meta_sqlite_writer_unlock(ms);
+    return rc;
+}
+
+/* Records (up) or forgets (down) version v inside the open transaction. */
+static int record_step(sqlite3 *db, int v, bool up) {
+    sqlite3_stmt *st = NULL;
+    const char *sql = up ? "INSERT INTO schema_migrations(version, name, applied_ms)"
+                           " VALUES (?1, ?2, ?3)"
+                         : "DELETE FROM schema_migrations WHERE version = ?1";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return CAIRN_EDB;
+    int b = sqlite3_bind_int(st, 1, v);
+    if (up) {
+        b |= sqlite3_bind_text(st, 2, migrations[v - 1].name, -1, SQLITE_STATIC);
+        b |= sqlite3_bind_int64(st, 3, time_now_ms());
+    }
+    int rc = b == SQLITE_OK ? sqlite3_step(st) : SQLITE_ERROR;
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : CAIRN_EDB;
+}
+
+/*
+ * One step toward target in its own transaction.  Sets *done when the
+ * database already is at target.  allow_down=false refuses to touch a
+ * database whose version is above target.
+ */
+static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done) {
+    int cur = 0;
+    *done = false;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        log_db("meta: cannot begin migration", db, target);
+        return CAIRN_EDB;
+    }
+    int rc = sqlite3_exec(db, bootstrap_sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CAIRN_EDB;
+    if (rc == 0) rc = read_version(db, &cur);
+    if (rc != 0) {
+        log_db("meta: cannot read schema version", db, target);
+    } else if (cur == target) {
+        *done = true;
+    } else if (cur > target && !allow_down) {
+        char vbuf[24];
+        log_write(LOG_ERROR, NULL, "meta: database schema is newer than this binary; refusing",
+                  "version", log_int(vbuf, cur), NULL);
+        rc = CAIRN_EDB;
+    } else if (cur > MIGRATION_COUNT) {
+        log_db("meta: unknown schema version, cannot migrate down from it", db, cur);
+        rc = CAIRN_EDB;
+    } else {
+        bool up = cur < target;
+        int v = up ? cur + 1 : cur;
+        const char *sql = up ? migrations[v - 1].up_sql : migrations[v - 1].down_sql;
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK || record_step(db, v, up) != 0) {
+            log_db(up ? "meta: migration up failed" : "meta: migration down failed", db, v);
+            rc = CAIRN_EDB;
+        }
+    }
+    if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        log_db("meta: migration commit failed", db, target);
+        rc = CAIRN_EDB;
+    }
+    if (rc != 0) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int migrate_to(meta_store *ms, int target, bool allow_down) {
+    if (!ms || target < 0 || target > MIGRATION_COUNT) return CAIRN_EINVAL;
+    sqlite3 *db = meta_sqlite_writer_lock(ms);
+    int rc = 0;
+    /* Bounded: each step moves one version closer to target. */
+    for (int i = 0; i <= MIGRATION_COUNT + 1; i++) {
+        bool done = false;
+        rc = migrate_step(db, target, allow_down, &done);
+        if (rc != 0 || done) break;
+    }
+    meta_sqlite_writer_unlock(ms);
+    return rc;
+}
+
+int meta_migrate(meta_store *ms, int target) { return migrate_to(ms, target, true); }
+
+int meta_migrate_up_to_latest(meta_store *ms) { return migrate_to(ms, MIGRATION_COUNT, false); }

@@ -1,0 +1,1135 @@
+/*
+ * sqlite.c — the embedded metadata backend: meta.h on one SQLite file.
+ *
+ * Connections.  The database runs in WAL mode.  All writes go through ONE
+ * writer connection guarded by a mutex, so our own threads never race each
+ * other for SQLite's write lock (no SQLITE_BUSY spinning in-process; the busy
+ * timeout only matters when another process, e.g. `cairn migrate`, holds it).
+ * Reads check out one of `readers` reader connections from a small pool
+ * (mutex + condvar).  WAL lets readers run beside the writer, and because
+ * every statement is reset right after use, a reader never keeps an old
+ * snapshot open: each read starts a fresh read transaction and therefore sees
+ * every write committed before it began (read-after-write across threads).
+ *
+ * Statements.  Every SQL text used on the hot path lives in one table
+ * (stmt_sql) indexed by stmt_id.  Each connection prepares a statement the
+ * first time it needs it (SQLITE_PREPARE_PERSISTENT) and keeps it for its
+ * lifetime; use = bind, step, reset.  Lazy preparation also means a store
+ * opened at schema version 0 works until a statement actually needs a table.
+ *
+ * Transactions.  Each meta call is one transaction: single statements are
+ * implicitly atomic, and multi-statement writes run between BEGIN IMMEDIATE
+ * and COMMIT on the writer.  Reads that need two tables (object + inline
+ * bytes) do it in a single JOIN, which is a single snapshot.
+ *
+ * Keys.  Object keys are bound as TEXT with explicit lengths and compared
+ * with BINARY collation (memcmp order).  Listing computes one lower bound
+ * (max of `from` and the prefix) and one upper bound (the prefix successor)
+ * in C so the query is a pure range scan of the (bucket, key) primary key:
+ * cost O(rows returned), independent of how deep into the bucket it starts.
+ *
+ * Nothing here prints; database errors are logged once with log_write and
+ * returned as CAIRN_E* codes.
+ */
+#include "meta/meta.h"
+#include "meta/sqlite_int.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_MAX 1024
+#define READERS_DEFAULT 4
+#define READERS_MAX 64
+#define BUSY_DEFAULT_MS 5000
+
+/* Object columns, in the order every object SELECT returns them. */
+#define OBJ_COLS "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json"
+#define OBJ_COLS_O \
+    "o.bucket, o.key, o.version_id, o.size, o.etag, o.mtime_ms, o.owner_id, o.storage, " \
+    "o.headers_json"
+#define LIST_COLS "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE bucket = ?1 AND "
+
+typedef enum {
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_PING,
+    ST_USER_INSERT,
+    ST_USER_GET,
+    ST_USER_GET_NAME,
+    ST_USER_LIST,
+    ST_USER_ROOT,
+    ST_USER_RENAME,
+    ST_KEY_INSERT,
+    ST_KEY_GET,
+    ST_KEY_LIST,
+    ST_KEY_SET_ACTIVE,
+    ST_BUCKET_INSERT,
+    ST_BUCKET_GET,
+    ST_BUCKET_EXISTS,
+    ST_BUCKET_HAS_OBJECTS,
+    ST_BUCKET_DELETE,
+    ST_BUCKET_LIST,
+    ST_BUCKET_SET_PUBLIC,
+    ST_OBJ_GET,
+    ST_OBJ_GET_DATA,
+    ST_OBJ_UPSERT,
+    ST_OBJ_DELETE,
+    ST_DATA_INSERT,
+    ST_DATA_DELETE,
+    ST_OBJ_LIST_GT,
+    ST_OBJ_LIST_GE,
+    ST_OBJ_LIST_GT_UB,
+    ST_OBJ_LIST_GE_UB,
+    ST_OBJ_COUNT,
+    ST__COUNT
+} stmt_id;
+
+static const char *const stmt_sql[ST__COUNT] = {
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_PING] = "SELECT 1",
+    [ST_USER_INSERT] = "INSERT INTO users(name, display_name, is_root, created_ms)"
+                       " VALUES (?1, ?2, ?3, ?4)",
+    [ST_USER_GET] = "SELECT id, name, display_name, is_root, created_ms FROM users WHERE id = ?1",
+    [ST_USER_GET_NAME] = "SELECT id, name, display_name, is_root, created_ms FROM users"
+                         " WHERE name = ?1",
+    [ST_USER_LIST] = "SELECT id, name, display_name, is_root, created_ms FROM users ORDER BY id",
+    [ST_USER_ROOT] = "SELECT id, name, display_name, is_root, created_ms FROM users"
+                     " WHERE is_root = 1 ORDER BY id LIMIT 1",
+    [ST_USER_RENAME] = "UPDATE users SET name = ?2 WHERE id = ?1",
+    [ST_KEY_INSERT] = "INSERT INTO access_keys(access_key, user_id, sealed_secret, active,"
+                      " created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_KEY_GET] = "SELECT access_key, user_id, sealed_secret, active, created_ms"
+                   " FROM access_keys WHERE access_key = ?1",
+    [ST_KEY_LIST] = "SELECT access_key, user_id, sealed_secret, active, created_ms"
+                    " FROM access_keys WHERE ?1 < 0 OR user_id = ?1 ORDER BY access_key",
+    [ST_KEY_SET_ACTIVE] = "UPDATE access_keys SET active = ?2 WHERE access_key = ?1",
+    [ST_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_BUCKET_GET] = "SELECT name, owner_id, created_ms, public_read, region FROM buckets"
+                      " WHERE name = ?1",
+    [ST_BUCKET_EXISTS] = "SELECT owner_id FROM buckets WHERE name = ?1",
+    [ST_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
+    [ST_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
+    [ST_BUCKET_LIST] = "SELECT name, owner_id, created_ms, public_read, region FROM buckets"
+                       " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
+    [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
+    [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
+    [ST_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
+                        " LEFT JOIN object_data d ON d.version_id = o.version_id"
+                        " WHERE o.bucket = ?1 AND o.key = ?2",
+    [ST_OBJ_UPSERT] =
+        "INSERT INTO objects(" OBJ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " ON CONFLICT(bucket, key) DO UPDATE SET version_id = excluded.version_id,"
+        " size = excluded.size, etag = excluded.etag, mtime_ms = excluded.mtime_ms,"
+        " owner_id = excluded.owner_id, storage = excluded.storage,"
+        " headers_json = excluded.headers_json",
+    [ST_OBJ_DELETE] = "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+    [ST_DATA_INSERT] = "INSERT INTO object_data(version_id, data) VALUES (?1, ?2)",
+    [ST_DATA_DELETE] = "DELETE FROM object_data WHERE version_id = ?1",
+    [ST_OBJ_LIST_GT] = LIST_COLS "key > ?2 ORDER BY key LIMIT ?4",
+    [ST_OBJ_LIST_GE] = LIST_COLS "key >= ?2 ORDER BY key LIMIT ?4",
+    [ST_OBJ_LIST_GT_UB] = LIST_COLS "key > ?2 AND key < ?3 ORDER BY key LIMIT ?4",
+    [ST_OBJ_LIST_GE_UB] = LIST_COLS "key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4",
+    [ST_OBJ_COUNT] = "SELECT count(*) FROM objects WHERE bucket = ?1",
+};
+
+typedef struct {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__COUNT];
+} conn;
+
+struct meta_store {
+    pthread_mutex_t wmu;   /* serializes every use of writer */
+    conn writer;
+    pthread_mutex_t rmu;   /* guards idle/nidle */
+    pthread_cond_t rcv;    /* signalled when a reader is returned */
+    conn *readers;
+    conn **idle;
+    int nreaders;
+    int nidle;
+};
+
+/* ---- errors ----------------------------------------------------------------- */
+
+static int map_rc(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE: return 0;
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+            return CAIRN_EEXIST;
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return CAIRN_ENOTFOUND;
+        return CAIRN_EINVAL;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return CAIRN_EBUSY;
+    case SQLITE_FULL: return CAIRN_ENOSPC;
+    case SQLITE_IOERR: return CAIRN_EIO;
+    case SQLITE_NOMEM: return CAIRN_ENOMEM;
+    default: return CAIRN_EDB;
+    }
+}
+
+/* Maps a failed SQLite result, logging it unless it is an expected outcome
+ * (a uniqueness or reference violation the caller turns into EEXIST etc.). */
+static int db_fail(const conn *c, int rc, const char *op) {
+    int err = map_rc(rc);
+    if (err == 0) err = CAIRN_EDB; /* a row/done where none was expected */
+    if (err != CAIRN_EEXIST && err != CAIRN_ENOTFOUND) {
+        char code[24];
+        log_write(LOG_ERROR, NULL, "meta: sqlite error", "op", op, "code", log_int(code, rc),
+                  "error", sqlite3_errmsg(c->db), NULL);
+    }
+    return err;
+}
+
+/* ---- statements ------------------------------------------------------------- */
+
+/* Returns the connection's cached statement id, preparing it on first use. */
+static sqlite3_stmt *stmt(conn *c, stmt_id id) {
+    if (c->st[id]) return c->st[id];
+    int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id],
+                                NULL);
+    if (rc != SQLITE_OK) {
+        db_fail(c, rc, stmt_sql[id]);
+        c->st[id] = NULL;
+    }
+    return c->st[id];
+}
+
+/* Ends one use: ends the statement's read snapshot and drops bound pointers
+ * (bindings use SQLITE_STATIC, so they must not outlive the caller's data). */
+static void stmt_done(sqlite3_stmt *st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Steps a statement that returns no rows, then resets it. */
+static int stmt_exec(conn *c, sqlite3_stmt *st, const char *op) {
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_DONE ? 0 : db_fail(c, rc, op);
+    stmt_done(st);
+    return err;
+}
+
+static int bind_str(sqlite3_stmt *st, int i, const char *s) {
+    return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+static int bind_bytes_text(sqlite3_stmt *st, int i, const char *s, size_t n) {
+    return sqlite3_bind_text(st, i, n ? s : "", (int)n, SQLITE_STATIC);
+}
+
+/* Copies a TEXT column into a fixed buffer; CAIRN_EDB if it would not fit
+ * (inputs are length-checked on the way in, so that means a foreign row). */
+static int col_copy(sqlite3_stmt *st, int col, char *dst, size_t cap) {
+    const unsigned char *s = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (n >= cap) return CAIRN_EDB;
+    if (n) memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void conn_close(conn *c) {
+    for (int i = 0; i < ST__COUNT; i++) {
+        sqlite3_finalize(c->st[i]);
+        c->st[i] = NULL;
+    }
+    if (c->db) sqlite3_close_v2(c->db);
+    c->db = NULL;
+}
+
+static int conn_pragma(conn *c, const char *sql) {
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(c, rc, sql);
+}
+
+/* Switches to WAL and checks it took: WAL is what lets readers run beside
+ * the writer, so a filesystem that refuses it is an error, not a fallback. */
+static int conn_enable_wal(conn *c) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc != SQLITE_OK) return db_fail(c, rc, "journal_mode");
+    rc = sqlite3_step(st);
+    bool wal = rc == SQLITE_ROW &&
+               strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    int err = rc == SQLITE_ROW ? 0 : db_fail(c, rc, "journal_mode");
+    sqlite3_finalize(st);
+    if (err == 0 && !wal) {
+        log_write(LOG_ERROR, NULL, "meta: database refused WAL journal mode", NULL);
+        err = CAIRN_EDB;
+    }
+    return err;
+}
+
+static int conn_open(conn *c, const char *path, const meta_options *opt, bool writer) {
+    memset(c, 0, sizeof *c);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (c->db) db_fail(c, rc, "open");
+        conn_close(c);
+        int err = rc == SQLITE_CANTOPEN ? CAIRN_EIO : map_rc(rc);
+        return err ? err : CAIRN_EDB;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, opt->busy_timeout_ms);
+    int err = conn_pragma(c, "PRAGMA foreign_keys=ON");
+    if (err == 0 && writer) err = conn_enable_wal(c);
+    if (err == 0 && writer)
+        err = conn_pragma(c, opt->fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
+    /* Readers are read-only by construction; query_only makes a stray write
+     * on one an error instead of a second writer racing ours. */
+    if (err == 0 && !writer) err = conn_pragma(c, "PRAGMA query_only=ON");
+    if (err != 0) conn_close(c);
+    return err;
+}
+
+sqlite3 *meta_sqlite_writer_lock(meta_store *ms) {
+    pthread_mutex_lock(&ms->wmu);
+    return ms->writer.db;
+}
+
+void meta_sqlite_writer_unlock(meta_store *ms) { pthread_mutex_unlock(&ms->wmu); }
+
+static conn *reader_get(meta_store *ms) {
+    pthread_mutex_lock(&ms->rmu);
+    while (ms->nidle == 0) pthread_cond_wait(&ms->rcv, &ms->rmu);
+    conn *c = ms->idle[--ms->nidle];
+    pthread_mutex_unlock(&ms->rmu);
+    return c;
+}
+
+static void reader_put(meta_store *ms, conn *c) {
+    pthread_mutex_lock(&ms->rmu);
+    ms->idle[ms->nidle++] = c;
+    pthread_cond_signal(&ms->rcv);
+    pthread_mutex_unlock(&ms->rmu);
+}
+
+/* ---- open / close ----------------------------------------------------------- */
+
+static meta_options effective_options(const meta_options *opt) {
+    meta_options o = {.readers = READERS_DEFAULT, .fsync = true, .busy_timeout_ms = BUSY_DEFAULT_MS};
+    if (opt) {
+        o.fsync = opt->fsync;
+        if (opt->readers > 0) o.readers = opt->readers < READERS_MAX ? opt->readers : READERS_MAX;
+        if (opt->busy_timeout_ms > 0) o.busy_timeout_ms = opt->busy_timeout_ms;
+    }
+    return o;
+}
+
+static void store_free(meta_store *ms) {
+    for (int i = 0; i < ms->nreaders; i++) conn_close(&ms->readers[i]);
+    conn_close(&ms->writer);
+    free(ms->readers);
+    free(ms->idle);
+    pthread_cond_destroy(&ms->rcv);
+    pthread_mutex_destroy(&ms->rmu);
+    pthread_mutex_destroy(&ms->wmu);
+    free(ms);
+}
+
+int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
+    if (!path || !out || !*path || strcmp(path, ":memory:") == 0) return CAIRN_EINVAL;
+    *out = NULL;
+    meta_options o = effective_options(opt);
+    meta_store *ms = calloc(1, sizeof *ms);
+    if (!ms) return CAIRN_ENOMEM;
+    pthread_mutex_init(&ms->wmu, NULL);
+    pthread_mutex_init(&ms->rmu, NULL);
+    pthread_cond_init(&ms->rcv, NULL);
+    ms->readers = calloc((size_t)o.readers, sizeof *ms->readers);
+    ms->idle = calloc((size_t)o.readers, sizeof *ms->idle);
+    if (!ms->readers || !ms->idle) {
+        store_free(ms);
+        return CAIRN_ENOMEM;
+    }
+    /* The writer goes first: it creates the file and switches it to WAL,
+     * which is persistent, so the readers open an existing WAL database. */
+    int err = conn_open(&ms->writer, path, &o, true);
+    for (int i = 0; err == 0 && i < o.readers; i++) {
+        err = conn_open(&ms->readers[i], path, &o, false);
+        if (err == 0) {
+            ms->idle[ms->nidle++] = &ms->readers[i];
+            ms->nreaders++;
+        }
+    }
+    if (err != 0) {
+        store_free(ms);
+        return err;
+    }
+    *out = ms;
+    return 0;
+}
+
+int meta_open(const char *path, const meta_options *opt, meta_store **out) {
+    int err = meta_open_raw(path, opt, out);
+    if (err != 0) return err;
+    err = meta_migrate_up_to_latest(*out);
+    if (err != 0) {
+        meta_close(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+void meta_close(meta_store *ms) {
+    if (ms) store_free(ms);
+}
+
+int meta_ping(meta_store *ms) {
+    if (!ms) return CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_PING);
+    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+    int err = rc == SQLITE_ROW ? 0 : st ? db_fail(r, rc, "ping") : CAIRN_EDB;
+    if (st) stmt_done(st);
+    reader_put(ms, r);
+    if (err != 0) return err;
+
+    conn *w = &ms->writer;
+    pthread_mutex_lock(&ms->wmu);
+    sqlite3_stmt *b = stmt(w, ST_BEGIN_IMMEDIATE), *c = stmt(w, ST_COMMIT);
+    err = b && c ? stmt_exec(w, b, "ping begin") : CAIRN_EDB;
+    if (err == 0) err = stmt_exec(w, c, "ping commit");
+    pthread_mutex_unlock(&ms->wmu);
+    return err;
+}
+
+/* ---- write transactions ---------------------------------------------------- */
+
+/* Locks the writer and opens BEGIN IMMEDIATE; on failure the lock is released. */
+static int wtx_begin(meta_store *ms, conn **out) {
+    pthread_mutex_lock(&ms->wmu);
+    conn *w = &ms->writer;
+    sqlite3_stmt *st = stmt(w, ST_BEGIN_IMMEDIATE);
+    int err = st ? stmt_exec(w, st, "begin") : CAIRN_EDB;
+    if (err != 0) {
+        pthread_mutex_unlock(&ms->wmu);
+        return err;
+    }
+    *out = w;
+    return 0;
+}
+
+/* Commits when err == 0, else rolls back; unlocks; returns the outcome. */
+static int wtx_end(meta_store *ms, int err) {
+    conn *w = &ms->writer;
+    if (err == 0) {
+        sqlite3_stmt *st = stmt(w, ST_COMMIT);
+        err = st ? stmt_exec(w, st, "commit") : CAIRN_EDB;
+    }
+    /* A failed COMMIT can leave the transaction open; ROLLBACK is then
+     * required, and harmless (an error we ignore) if it already ended. */
+    if (err != 0 && !sqlite3_get_autocommit(w->db)) {
+        sqlite3_stmt *st = stmt(w, ST_ROLLBACK);
+        if (st) {
+            sqlite3_step(st);
+            stmt_done(st);
+        } else {
+            sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+    pthread_mutex_unlock(&ms->wmu);
+    return err;
+}
+
+/* ---- small growable arrays for list calls ----------------------------------- */
+
+/* List calls collect rows first and call back after the connection is
+ * returned, so a callback may safely call into meta again. */
+typedef struct {
+    void *items;
+    size_t n, cap, size;
+} vec;
+
+static void *vec_push(vec *v) {
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        void *p = realloc(v->items, cap * v->size);
+        if (!p) return NULL;
+        v->items = p;
+        v->cap = cap;
+    }
+    return (char *)v->items + v->size * v->n++;
+}
+
+/* ---- users ------------------------------------------------------------------ */
+
+static bool name_ok(const char *s, size_t cap) {
+    return s && s[0] && strnlen(s, cap) < cap;
+}
+
+static int row_user(sqlite3_stmt *st, meta_user *u) {
+    memset(u, 0, sizeof *u);
+    u->id = sqlite3_column_int64(st, 0);
+    int err = col_copy(st, 1, u->name, sizeof u->name);
+    if (err == 0) err = col_copy(st, 2, u->display_name, sizeof u->display_name);
+    u->is_root = sqlite3_column_int(st, 3) != 0;
+    u->created_ms = sqlite3_column_int64(st, 4);
+    return err;
+}
+
+/* Runs a statement expected to yield at most one user row. */
+static int query_user(conn *c, sqlite3_stmt *st, meta_user *out, const char *op) {
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? (out ? row_user(st, out) : 0)
+              : rc == SQLITE_DONE ? CAIRN_ENOTFOUND
+                                  : db_fail(c, rc, op);
+    stmt_done(st);
+    return err;
+}
+
+static int user_insert(conn *w, meta_user *u) {
+    sqlite3_stmt *st = stmt(w, ST_USER_INSERT);
+    if (!st) return CAIRN_EDB;
+    if (u->created_ms == 0) u->created_ms = time_now_ms();
+    int b = bind_str(st, 1, u->name);
+    b |= bind_str(st, 2, u->display_name);
+    b |= sqlite3_bind_int(st, 3, u->is_root);
+    b |= sqlite3_bind_int64(st, 4, u->created_ms);
+    int err = b ? db_fail(w, b, "user insert bind") : stmt_exec(w, st, "user insert");
+    if (b) stmt_done(st);
+    if (err == 0) u->id = sqlite3_last_insert_rowid(w->db);
+    return err;
+}
+
+int meta_user_create(meta_store *ms, meta_user *u) {
+    if (!ms || !u || !name_ok(u->name, sizeof u->name) ||
+        strnlen(u->display_name, sizeof u->display_name) >= sizeof u->display_name)
+        return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    return wtx_end(ms, user_insert(w, u));
+}
+
+static int user_ensure_root_tx(conn *w, const char *name, meta_user *out) {
+    sqlite3_stmt *st = stmt(w, ST_USER_ROOT);
+    if (!st) return CAIRN_EDB;
+    meta_user u;
+    int err = query_user(w, st, &u, "user root");
+    if (err == CAIRN_ENOTFOUND) {
+        memset(&u, 0, sizeof u);
+        strcpy(u.name, name);
+        strcpy(u.display_name, name);
+        u.is_root = true;
+        err = user_insert(w, &u);
+    } else if (err == 0 && strcmp(u.name, name) != 0) {
+        st = stmt(w, ST_USER_RENAME);
+        if (!st) return CAIRN_EDB;
+        int b = sqlite3_bind_int64(st, 1, u.id) | bind_str(st, 2, name);
+        err = b ? db_fail(w, b, "user rename bind") : stmt_exec(w, st, "user rename");
+        if (b) stmt_done(st);
+        if (err == 0) strcpy(u.name, name);
+    }
+    if (err == 0 && out) *out = u;
+    return err;
+}
+
+int meta_user_ensure_root(meta_store *ms, const char *name, meta_user *out) {
+    if (!ms || !name_ok(name, sizeof out->name)) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    return wtx_end(ms, user_ensure_root_tx(w, name, out));
+}
+
+int meta_user_get(meta_store *ms, int64_t id, meta_user *out) {
+    if (!ms || !out) return CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_USER_GET);
+    int err = CAIRN_EDB;
+    if (st) {
+        int b = sqlite3_bind_int64(st, 1, id);
+        err = b ? db_fail(r, b, "user get bind") : query_user(r, st, out, "user get");
+        if (b) stmt_done(st);
+    }
+    reader_put(ms, r);
+    return err;
+}
+
+int meta_user_get_by_name(meta_store *ms, const char *name, meta_user *out) {
+    if (!ms || !name || !out) return CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_USER_GET_NAME);
+    int err = CAIRN_EDB;
+    if (st) {
+        int b = bind_str(st, 1, name);
+        err = b ? db_fail(r, b, "user get bind") : query_user(r, st, out, "user get by name");
+        if (b) stmt_done(st);
+    }
+    reader_put(ms, r);
+    return err;
+}
+
+int meta_user_list(meta_store *ms, int (*cb)(void *ud, const meta_user *u), void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    vec v = {.size = sizeof(meta_user)};
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_USER_LIST);
+    int err = st ? 0 : CAIRN_EDB, rc = SQLITE_DONE;
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        meta_user *u = vec_push(&v);
+        err = u ? row_user(st, u) : CAIRN_ENOMEM;
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = db_fail(r, rc, "user list");
+    if (st) stmt_done(st);
+    reader_put(ms, r);
+    for (size_t i = 0; err == 0 && i < v.n; i++)
+        if (cb(ud, (meta_user *)v.items + i)) break;
+    free(v.items);
+    return err;
+}
+
+/* ---- access keys ------------------------------------------------------------ */
+
+static int row_key(sqlite3_stmt *st, meta_key *k) {
+    memset(k, 0, sizeof *k);
+    int err = col_copy(st, 0, k->access_key, sizeof k->access_key);
+    k->user_id = sqlite3_column_int64(st, 1);
+    if (err == 0) err = col_copy(st, 2, k->sealed_secret, sizeof k->sealed_secret);
+    k->active = sqlite3_column_int(st, 3) != 0;
+    k->created_ms = sqlite3_column_int64(st, 4);
+    return err;
+}
+
+int meta_key_create(meta_store *ms, const meta_key *k) {
+    if (!ms || !k || !name_ok(k->access_key, sizeof k->access_key) ||
+        !name_ok(k->sealed_secret, sizeof k->sealed_secret))
+        return CAIRN_EINVAL;
+    pthread_mutex_lock(&ms->wmu);
+    conn *w = &ms->writer;
+    sqlite3_stmt *st = stmt(w, ST_KEY_INSERT);
+    int err = CAIRN_EDB;
+    if (st) {
+        int b = bind_str(st, 1, k->access_key);
+        b |= sqlite3_bind_int64(st, 2, k->user_id);
+        b |= bind_str(st, 3, k->sealed_secret);
+        b |= sqlite3_bind_int(st, 4, k->active);
+        b |= sqlite3_bind_int64(st, 5, k->created_ms ? k->created_ms : time_now_ms());
+        /* A missing user surfaces as a foreign-key violation: ENOTFOUND. */
+        err = b ? db_fail(w, b, "key insert bind") : stmt_exec(w, st, "key insert");
+        if (b) stmt_done(st);
+    }
+    pthread_mutex_unlock(&ms->wmu);
+    return err;
+}
+
+int meta_key_get(meta_store *ms, const char *access_key, meta_key *out) {
+    if (!ms || !access_key || !out) return CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_KEY_GET);
+    int err = CAIRN_EDB;
+    if (st) {
+        int rc = bind_str(st, 1, access_key);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        err = rc == SQLITE_ROW ? row_key(st, out)
+              : rc == SQLITE_DONE ? CAIRN_ENOTFOUND
+                                  : db_fail(r, rc, "key get");
+        stmt_done(st);
+    }
+    reader_put(ms, r);
+    return err;
+}
+
+int meta_key_list(meta_store *ms, int64_t user_id, int (*cb)(void *ud, const meta_key *k),
+                  void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    vec v = {.size = sizeof(meta_key)};
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_KEY_LIST);
+    int err = st ? map_rc(sqlite3_bind_int64(st, 1, user_id)) : CAIRN_EDB, rc = SQLITE_DONE;
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        meta_key *k = vec_push(&v);
+        err = k ? row_key(st, k) : CAIRN_ENOMEM;
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = db_fail(r, rc, "key list");
+    if (st) stmt_done(st);
+    reader_put(ms, r);
+    for (size_t i = 0; err == 0 && i < v.n; i++)
+        if (cb(ud, (meta_key *)v.items + i)) break;
+    free(v.items);
+    return err;
+}
+
+/* Runs an UPDATE on the writer; ENOTFOUND when it touched no row. */
+static int update_one(meta_store *ms, stmt_id id, const char *name, int value, const char *op) {
+    pthread_mutex_lock(&ms->wmu);
+    conn *w = &ms->writer;
+    sqlite3_stmt *st = stmt(w, id);
+    int err = CAIRN_EDB;
+    if (st) {
+        int b = bind_str(st, 1, name) | sqlite3_bind_int(st, 2, value);
+        err = b ? db_fail(w, b, op) : stmt_exec(w, st, op);
+        if (b) stmt_done(st);
+        if (err == 0 && sqlite3_changes(w->db) == 0) err = CAIRN_ENOTFOUND;
+    }
+    pthread_mutex_unlock(&ms->wmu);
+    return err;
+}
+
+int meta_key_set_active(meta_store *ms, const char *access_key, bool active) {
+    if (!ms || !access_key) return CAIRN_EINVAL;
+    return update_one(ms, ST_KEY_SET_ACTIVE, access_key, active, "key set active");
+}
+
+/* ---- buckets ---------------------------------------------------------------- */
+
+static int row_bucket(sqlite3_stmt *st, meta_bucket *b) {
+    memset(b, 0, sizeof *b);
+    int err = col_copy(st, 0, b->name, sizeof b->name);
+    b->owner_id = sqlite3_column_int64(st, 1);
+    b->created_ms = sqlite3_column_int64(st, 2);
+    b->public_read = sqlite3_column_int(st, 3) != 0;
+    if (err == 0) err = col_copy(st, 4, b->region, sizeof b->region);
+    return err;
+}
+
+/* Looks a bucket up inside the current connection; 0, ENOTFOUND or error. */
+static int bucket_owner(conn *c, const char *name, int64_t *owner) {
+    sqlite3_stmt *st = stmt(c, ST_BUCKET_EXISTS);
+    if (!st) return CAIRN_EDB;
+    int rc = bind_str(st, 1, name);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(c, rc, "bucket");
+    if (err == 0 && owner) *owner = sqlite3_column_int64(st, 0);
+    stmt_done(st);
+    return err;
+}
+
+static int bucket_insert(conn *w, const meta_bucket *bk) {
+    sqlite3_stmt *st = stmt(w, ST_BUCKET_INSERT);
+    if (!st) return CAIRN_EDB;
+    int b = bind_str(st, 1, bk->name);
+    b |= sqlite3_bind_int64(st, 2, bk->owner_id);
+    b |= sqlite3_bind_int64(st, 3, bk->created_ms ? bk->created_ms : time_now_ms());
+    b |= sqlite3_bind_int(st, 4, bk->public_read);
+    b |= bind_str(st, 5, bk->region);
+    if (b) {
+        stmt_done(st);
+        return db_fail(w, b, "bucket insert bind");
+    }
+    return stmt_exec(w, st, "bucket insert");
+}
+
+int meta_bucket_create(meta_store *ms, const meta_bucket *b, int64_t *existing_owner) {
+    if (!ms || !b || !name_ok(b->name, sizeof b->name) ||
+        strnlen(b->region, sizeof b->region) >= sizeof b->region)
+        return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    int64_t owner = 0;
+    err = bucket_owner(w, b->name, &owner);
+    if (err == 0) {
+        if (existing_owner) *existing_owner = owner;
+        err = CAIRN_EEXIST;
+    } else if (err == CAIRN_ENOTFOUND) {
+        err = bucket_insert(w, b);
+    }
+    return wtx_end(ms, err);
+}
+
+int meta_bucket_get(meta_store *ms, const char *name, meta_bucket *out) {
+    if (!ms || !name || !out) return CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_BUCKET_GET);
+    int err = CAIRN_EDB;
+    if (st) {
+        int rc = bind_str(st, 1, name);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        err = rc == SQLITE_ROW ? row_bucket(st, out)
+              : rc == SQLITE_DONE ? CAIRN_ENOTFOUND
+                                  : db_fail(r, rc, "bucket get");
+        stmt_done(st);
+    }
+    reader_put(ms, r);
+    return err;
+}
+
+/* Inside the write transaction: ENOTFOUND, ENOTEMPTY, or deletes. */
+static int bucket_delete_tx(conn *w, const char *name) {
+    int err = bucket_owner(w, name, NULL);
+    if (err != 0) return err;
+    sqlite3_stmt *st = stmt(w, ST_BUCKET_HAS_OBJECTS);
+    if (!st) return CAIRN_EDB;
+    int rc = bind_str(st, 1, name);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    err = rc == SQLITE_ROW ? CAIRN_ENOTEMPTY : rc == SQLITE_DONE ? 0 : db_fail(w, rc, "bucket empty");
+    stmt_done(st);
+    if (err != 0) return err;
+    st = stmt(w, ST_BUCKET_DELETE);
+    if (!st) return CAIRN_EDB;
+    rc = bind_str(st, 1, name);
+    if (rc != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(w, rc, "bucket delete bind");
+    }
+    return stmt_exec(w, st, "bucket delete");
+}
+
+int meta_bucket_delete(meta_store *ms, const char *name) {
+    if (!ms || !name) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    return wtx_end(ms, bucket_delete_tx(w, name));
+}
+
+int meta_bucket_list(meta_store *ms, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b),
+                     void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    vec v = {.size = sizeof(meta_bucket)};
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_BUCKET_LIST);
+    int err = st ? map_rc(sqlite3_bind_int64(st, 1, owner_id)) : CAIRN_EDB, rc = SQLITE_DONE;
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        meta_bucket *b = vec_push(&v);
+        err = b ? row_bucket(st, b) : CAIRN_ENOMEM;
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = db_fail(r, rc, "bucket list");
+    if (st) stmt_done(st);
+    reader_put(ms, r);
+    for (size_t i = 0; err == 0 && i < v.n; i++)
+        if (cb(ud, (meta_bucket *)v.items + i)) break;
+    free(v.items);
+    return err;
+}
+
+int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read) {
+    if (!ms || !name) return CAIRN_EINVAL;
+    return update_one(ms, ST_BUCKET_SET_PUBLIC, name, public_read, "bucket set public");
+}
+
+/* ---- objects ---------------------------------------------------------------- */
+
+void meta_object_clear(meta_object *o) {
+    if (!o) return;
+    free(o->headers_json);
+    free(o->data);
+    o->headers_json = NULL;
+    o->data = NULL;
+    o->data_len = 0;
+}
+
+static bool key_ok(const char *key, size_t key_len) {
+    return key && key_len >= 1 && key_len <= KEY_MAX && !memchr(key, '\0', key_len);
+}
+
+static int obj_validate(const meta_object *o) {
+    if (!name_ok(o->bucket, sizeof o->bucket) || !key_ok(o->key, o->key_len) ||
+        !name_ok(o->version_id, sizeof o->version_id) ||
+        strnlen(o->etag, sizeof o->etag) >= sizeof o->etag || o->size < 0)
+        return CAIRN_EINVAL;
+    if (o->storage != META_STORE_INLINE && o->storage != META_STORE_FILE) return CAIRN_EINVAL;
+    /* Inline bytes are the object: a size that disagrees would be served as
+     * a wrong Content-Length. */
+    if (o->storage == META_STORE_INLINE &&
+        ((uint64_t)o->size != o->data_len || (o->data_len && !o->data)))
+        return CAIRN_EINVAL;
+    return 0;
+}
+
+/* Fills o from an object row (OBJ_COLS, then optionally the data column).
+ * On error o is cleared; on success the caller owns headers_json and data. */
+static int row_object(sqlite3_stmt *st, meta_object *o, bool data_col) {
+    memset(o, 0, sizeof *o);
+    int err = col_copy(st, 0, o->bucket, sizeof o->bucket);
+    if (err == 0) err = col_copy(st, 1, o->key, sizeof o->key);
+    o->key_len = (size_t)sqlite3_column_bytes(st, 1);
+    if (err == 0) err = col_copy(st, 2, o->version_id, sizeof o->version_id);
+    o->size = sqlite3_column_int64(st, 3);
+    if (err == 0) err = col_copy(st, 4, o->etag, sizeof o->etag);
+    o->mtime_ms = sqlite3_column_int64(st, 5);
+    o->owner_id = sqlite3_column_int64(st, 6);
+    o->storage = sqlite3_column_int(st, 7) == META_STORE_FILE ? META_STORE_FILE : META_STORE_INLINE;
+    if (err == 0) {
+        const char *h = (const char *)sqlite3_column_text(st, 8);
+        o->headers_json = strdup(h ? h : "{}");
+        if (!o->headers_json) err = CAIRN_ENOMEM;
+    }
+    if (err == 0 && data_col && o->storage == META_STORE_INLINE) {
+        if (sqlite3_column_type(st, 9) == SQLITE_NULL) {
+            log_write(LOG_ERROR, NULL, "meta: inline object has no data row", "version",
+                      o->version_id, NULL);
+            err = CAIRN_EDB;
+        } else {
+            const void *p = sqlite3_column_blob(st, 9);
+            o->data_len = (size_t)sqlite3_column_bytes(st, 9);
+            /* Never NULL for an inline object, even when empty. */
+            o->data = malloc(o->data_len ? o->data_len : 1);
+            if (!o->data) err = CAIRN_ENOMEM;
+            else if (o->data_len) memcpy(o->data, p, o->data_len);
+        }
+    }
+    if (err != 0) meta_object_clear(o);
+    return err;
+}
+
+/* Reads (bucket, key) on connection c into out (may be NULL to only test). */
+static int object_read(conn *c, const char *bucket, const char *key, size_t key_len,
+                       bool with_data, meta_object *out) {
+    sqlite3_stmt *st = stmt(c, with_data ? ST_OBJ_GET_DATA : ST_OBJ_GET);
+    if (!st) return CAIRN_EDB;
+    int rc = bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key, key_len);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int err;
+    if (rc == SQLITE_ROW) {
+        meta_object tmp;
+        err = row_object(st, out ? out : &tmp, with_data);
+        if (!out && err == 0) meta_object_clear(&tmp);
+    } else {
+        err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(c, rc, "object get");
+    }
+    stmt_done(st);
+    return err;
+}
+
+int meta_object_get(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+                    bool with_data, meta_object *out) {
+    if (!ms || !bucket || !out) return CAIRN_EINVAL;
+    /* Zeroed on every outcome, so meta_object_clear(out) is always safe. */
+    memset(out, 0, sizeof *out);
+    if (!key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    int err = object_read(r, bucket, key, key_len, with_data, out);
+    reader_put(ms, r);
+    return err;
+}
+
+/* Deletes the inline bytes of version_id (no-op if there are none). */
+static int data_delete(conn *w, const char *version_id) {
+    sqlite3_stmt *st = stmt(w, ST_DATA_DELETE);
+    if (!st) return CAIRN_EDB;
+    int rc = bind_str(st, 1, version_id);
+    if (rc != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(w, rc, "data delete bind");
+    }
+    return stmt_exec(w, st, "data delete");
+}
+
+static int data_insert(conn *w, const meta_object *o) {
+    sqlite3_stmt *st = stmt(w, ST_DATA_INSERT);
+    if (!st) return CAIRN_EDB;
+    /* A NULL pointer would bind SQL NULL; "" binds an empty blob. */
+    const void *p = o->data_len ? (const void *)o->data : "";
+    int b = bind_str(st, 1, o->version_id);
+    b |= sqlite3_bind_blob64(st, 2, p, o->data_len, SQLITE_STATIC);
+    if (b) {
+        stmt_done(st);
+        return db_fail(w, b, "data insert bind");
+    }
+    return stmt_exec(w, st, "data insert");
+}
+
+static int object_upsert(conn *w, const meta_object *o) {
+    sqlite3_stmt *st = stmt(w, ST_OBJ_UPSERT);
+    if (!st) return CAIRN_EDB;
+    int b = bind_str(st, 1, o->bucket);
+    b |= bind_bytes_text(st, 2, o->key, o->key_len);
+    b |= bind_str(st, 3, o->version_id);
+    b |= sqlite3_bind_int64(st, 4, o->size);
+    b |= bind_str(st, 5, o->etag);
+    b |= sqlite3_bind_int64(st, 6, o->mtime_ms);
+    b |= sqlite3_bind_int64(st, 7, o->owner_id);
+    b |= sqlite3_bind_int(st, 8, (int)o->storage);
+    b |= bind_str(st, 9, o->headers_json ? o->headers_json : "{}");
+    if (b) {
+        stmt_done(st);
+        return db_fail(w, b, "object upsert bind");
+    }
+    return stmt_exec(w, st, "object upsert");
+}
+
+static int object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *had_old) {
+    int err = bucket_owner(w, obj->bucket, NULL);
+    if (err != 0) return err;
+    err = object_read(w, obj->bucket, obj->key, obj->key_len, false, old);
+    if (err == 0) *had_old = true;
+    else if (err != CAIRN_ENOTFOUND) return err;
+    err = object_upsert(w, obj);
+    /* Drop the replaced version's bytes before inserting the new ones, which
+     * also covers a (never expected) rewrite under the same version id. */
+    if (err == 0 && *had_old && old->storage == META_STORE_INLINE)
+        err = data_delete(w, old->version_id);
+    if (err == 0 && obj->storage == META_STORE_INLINE) err = data_insert(w, obj);
+    return err;
+}
+
+int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
+                    bool *had_replaced) {
+    if (had_replaced) *had_replaced = false;
+    if (!ms || !obj) return CAIRN_EINVAL;
+    int err = obj_validate(obj);
+    if (err != 0) return err;
+    meta_object old;
+    memset(&old, 0, sizeof old);
+    bool had_old = false;
+    conn *w;
+    err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    err = wtx_end(ms, object_put_tx(w, obj, &old, &had_old));
+    if (err != 0 || !had_old) {
+        meta_object_clear(&old);
+        had_old = false;
+    }
+    if (replaced) {
+        *replaced = old;
+    } else {
+        meta_object_clear(&old);
+    }
+    if (had_replaced) *had_replaced = had_old;
+    return err;
+}
+
+static int object_delete_tx(conn *w, const char *bucket, const char *key, size_t key_len,
+                            meta_object *old) {
+    int err = object_read(w, bucket, key, key_len, false, old);
+    if (err != 0) return err;
+    sqlite3_stmt *st = stmt(w, ST_OBJ_DELETE);
+    if (!st) return CAIRN_EDB;
+    int b = bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key, key_len);
+    if (b) {
+        stmt_done(st);
+        return db_fail(w, b, "object delete bind");
+    }
+    err = stmt_exec(w, st, "object delete");
+    if (err == 0 && old->storage == META_STORE_INLINE) err = data_delete(w, old->version_id);
+    return err;
+}
+
+int meta_object_delete(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+                       meta_object *deleted) {
+    if (!ms || !bucket) return CAIRN_EINVAL;
+    if (!key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    meta_object old;
+    memset(&old, 0, sizeof old);
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    err = wtx_end(ms, object_delete_tx(w, bucket, key, key_len, &old));
+    if (err != 0) meta_object_clear(&old);
+    if (deleted) *deleted = old;
+    else meta_object_clear(&old);
+    return err;
+}
+
+/* Byte-wise comparison with the shorter string first on a common prefix:
+ * the same order SQLite's BINARY collation gives. */
+static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0) return c;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+/* The smallest string greater than every string starting with prefix:
+ * drop trailing 0xFF bytes, then increment the last byte.  Returns its
+ * length, or 0 when none exists (the prefix is all 0xFF: no upper bound). */
+static size_t prefix_successor(const char *prefix, size_t n, char *out) {
+    while (n > 0 && (unsigned char)prefix[n - 1] == 0xFF) n--;
+    if (n == 0) return 0;
+    memcpy(out, prefix, n);
+    out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+    return n;
+}
+
+/* Steps the bound listing statement, delivering up to limit rows. */
+static int list_rows(conn *r, sqlite3_stmt *st, int limit,
+                     int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {
+    int rc, n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == limit) {
+            *more = true;
+            return 0;
+        }
+        n++;
+        /* text before bytes, as SQLite asks (initializers are unsequenced). */
+        meta_list_entry e;
+        e.key = (const char *)sqlite3_column_text(st, 0);
+        e.key_len = (size_t)sqlite3_column_bytes(st, 0);
+        e.size = sqlite3_column_int64(st, 1);
+        e.etag = (const char *)sqlite3_column_text(st, 2);
+        e.mtime_ms = sqlite3_column_int64(st, 3);
+        e.owner_id = sqlite3_column_int64(st, 4);
+        if (!e.key || !e.etag) return db_fail(r, SQLITE_NOMEM, "object list");
+        if (cb(ud, &e)) return 0;
+    }
+    return rc == SQLITE_DONE ? 0 : db_fail(r, rc, "object list");
+}
+
+int meta_object_list(meta_store *ms, const char *bucket, const char *prefix, size_t prefix_len,
+                     const char *from, size_t from_len, bool inclusive, int limit,
+                     int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {
+    bool more_local = false;
+    if (!more) more = &more_local;
+    *more = false;
+    if (!ms || !bucket || !cb || limit < 0 || (prefix_len && !prefix) || (from_len && !from))
+        return CAIRN_EINVAL;
+    /* No key is longer than KEY_MAX or contains NUL: such a prefix matches nothing. */
+    if (prefix_len > KEY_MAX || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
+    if (!prefix) prefix = "";
+
+    /* One lower bound: `from` when it sorts at or after the prefix, else the
+     * prefix itself (inclusive).  Two separate lower bounds in SQL would let
+     * the planner seek on the wrong one and scan from the prefix start. */
+    const char *lo = prefix;
+    size_t lo_len = prefix_len;
+    bool lo_incl = true;
+    if (from && bytes_cmp(from, from_len, prefix, prefix_len) >= 0) {
+        lo = from;
+        lo_len = from_len;
+        lo_incl = inclusive;
+    }
+    char hi[KEY_MAX];
+    size_t hi_len = prefix_len ? prefix_successor(prefix, prefix_len, hi) : 0;
+
+    stmt_id id = hi_len ? (lo_incl ? ST_OBJ_LIST_GE_UB : ST_OBJ_LIST_GT_UB)
+                        : (lo_incl ? ST_OBJ_LIST_GE : ST_OBJ_LIST_GT);
+    /* One row past the limit tells whether more exist. */
+    int64_t fetch = (int64_t)limit + 1;
+
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, id);
+    int err = CAIRN_EDB;
+    if (st) {
+        int b = bind_str(st, 1, bucket);
+        b |= bind_bytes_text(st, 2, lo, lo_len);
+        if (hi_len) b |= bind_bytes_text(st, 3, hi, hi_len);
+        b |= sqlite3_bind_int64(st, 4, fetch);
+        err = b ? db_fail(r, b, "object list bind") : list_rows(r, st, limit, cb, ud, more);
+        stmt_done(st);
+    }
+    reader_put(ms, r);
+    return err;
+}
+
+int meta_object_count(meta_store *ms, const char *bucket, int64_t *count) {
+    if (!ms || !bucket || !count) return CAIRN_EINVAL;
+    conn *r = reader_get(ms);
+    sqlite3_stmt *st = stmt(r, ST_OBJ_COUNT);
+    int err = CAIRN_EDB;
+    if (st) {
+        int rc = bind_str(st, 1, bucket);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *count = sqlite3_column_int64(st, 0);
+            err = 0;
+        } else {
+            err = db_fail(r, rc, "object count");
+        }
+        stmt_done(st);
+    }
+    reader_put(ms, r);
+    return err;
+}

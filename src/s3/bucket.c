@@ -1,0 +1,455 @@
+/*
+ * bucket.c — bucket operations and object listing (ListObjects V1 and V2).
+ *
+ * Listing walks the (bucket, key) index in binary order.  With a delimiter,
+ * each common prefix found makes the walk seek past every key under it (to the
+ * prefix's successor), so a page costs O(entries on the page) index seeks no
+ * matter how many keys a prefix holds or how deep into the bucket the page is.
+ */
+#include "s3/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- buckets -------------------------------------------------------------------- */
+
+typedef struct {
+    buf_t *b;
+} list_buckets_ctx;
+
+static int add_bucket(void *ud, const meta_bucket *bk) {
+    list_buckets_ctx *c = ud;
+    char ts[40];
+    time_fmt_iso8601(bk->created_ms, ts, sizeof ts);
+    buf_puts(c->b, "<Bucket><Name>");
+    buf_xml_escape(c->b, bk->name, strlen(bk->name));
+    buf_puts(c->b, "</Name><CreationDate>");
+    buf_puts(c->b, ts);
+    buf_puts(c->b, "</CreationDate></Bucket>");
+    return 0;
+}
+
+void s3_list_buckets(s3_req *q) {
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_owner_xml(q, &b, q->user_id);
+    buf_puts(&b, "<Buckets>");
+    list_buckets_ctx c = {&b};
+    if (meta_bucket_list(q->gw->d.meta, q->is_root ? -1 : q->user_id, add_bucket, &c) != 0) {
+        buf_free(&b);
+        s3_error(q, "InternalError", "listing buckets failed");
+        return;
+    }
+    buf_puts(&b, "</Buckets></ListAllMyBucketsResult>");
+    s3_respond_xml(q, 200, &b);
+}
+
+void s3_create_bucket(s3_req *q) {
+    if (!s3_bucket_name_valid(q->bucket)) {
+        s3_error(q, "InvalidBucketName", NULL);
+        return;
+    }
+    char location[64];
+    if (s3_parse_create_bucket_xml(q->body.data ? q->body.data : "", q->body.len, location,
+                                   sizeof location) != 0) {
+        s3_error(q, "MalformedXML", NULL);
+        return;
+    }
+    const char *region = q->gw->cfg.region;
+    if (location[0] && strcmp(location, region) != 0) {
+        s3_error(q, "InvalidLocationConstraint",
+                 "The specified location-constraint is not valid for this endpoint.");
+        return;
+    }
+    meta_bucket bk = {0};
+    snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
+    bk.owner_id = q->user_id;
+    bk.created_ms = time_now_ms();
+    snprintf(bk.region, sizeof bk.region, "%s", region);
+    int64_t owner = 0;
+    int rc = meta_bucket_create(q->gw->d.meta, &bk, &owner);
+    if (rc == CAIRN_EEXIST) {
+        s3_error(q, owner == q->user_id ? "BucketAlreadyOwnedByYou" : "BucketAlreadyExists", NULL);
+        return;
+    }
+    if (rc != 0) {
+        s3_error(q, "InternalError", "creating the bucket failed");
+        return;
+    }
+    char loc[300];
+    snprintf(loc, sizeof loc, "/%s", q->bucket);
+    http_add_header(q->http, "Location", loc);
+    http_respond(q->http, 200, "", 0);
+}
+
+void s3_head_bucket(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, true) != 0) return;
+    http_add_header(q->http, "x-amz-bucket-region", bk.region);
+    http_respond(q->http, 200, "", 0);
+}
+
+void s3_delete_bucket(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    int rc = meta_bucket_delete(q->gw->d.meta, q->bucket);
+    if (rc == CAIRN_ENOTEMPTY) s3_error(q, "BucketNotEmpty", NULL);
+    else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchBucket", NULL);
+    else if (rc != 0) s3_error(q, "InternalError", "deleting the bucket failed");
+    else http_respond(q->http, 204, "", 0);
+}
+
+void s3_get_bucket_location(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, true) != 0) return;
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    /* S3 answers an empty constraint for us-east-1. */
+    if (strcmp(bk.region, "us-east-1") != 0) buf_xml_escape(&b, bk.region, strlen(bk.region));
+    buf_puts(&b, "</LocationConstraint>");
+    s3_respond_xml(q, 200, &b);
+}
+
+/* GET on bucket subresources we do not store yet: answer as S3 does for a bucket
+ * without that configuration, so clients that probe them keep working. */
+void s3_bucket_subresource(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    if (q->op == OP_GET_BUCKET_VERSIONING) {
+        buf_puts(&b, "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
+    } else if (q->op == OP_GET_BUCKET_ACL) {
+        buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        s3_owner_xml(q, &b, bk.owner_id);
+        buf_puts(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+                     "xsi:type=\"CanonicalUser\">");
+        buf_printf(&b, "<ID>%lld</ID>", (long long)bk.owner_id);
+        buf_puts(&b, "</Grantee><Permission>FULL_CONTROL</Permission></Grant>");
+        if (bk.public_read)
+            buf_puts(&b, "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"Group\">"
+                         "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
+                         "<Permission>READ</Permission></Grant>");
+        buf_puts(&b, "</AccessControlList></AccessControlPolicy>");
+    } else if (q->op == OP_LIST_MULTIPART_UPLOADS) {
+        buf_puts(&b, "<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>");
+        buf_xml_escape(&b, q->bucket, strlen(q->bucket));
+        buf_puts(&b, "</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>"
+                     "<MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>");
+    } else {
+        buf_free(&b);
+        const char *code = "NotImplemented";
+        if (s3_param_has(q, "policy")) code = "NoSuchBucketPolicy";
+        else if (s3_param_has(q, "lifecycle")) code = "NoSuchLifecycleConfiguration";
+        else if (s3_param_has(q, "cors")) code = "NoSuchCORSConfiguration";
+        else if (s3_param_has(q, "tagging")) code = "NoSuchTagSet";
+        else if (s3_param_has(q, "encryption")) code = "ServerSideEncryptionConfigurationNotFoundError";
+        else if (s3_param_has(q, "object-lock")) code = "ObjectLockConfigurationNotFoundError";
+        else if (s3_param_has(q, "website")) code = "NoSuchWebsiteConfiguration";
+        s3_error(q, code, NULL);
+        return;
+    }
+    s3_respond_xml(q, 200, &b);
+}
+
+/* ---- listing ---------------------------------------------------------------------------- */
+
+typedef struct {
+    char *key;          /* owned */
+    size_t key_len;
+    bool is_prefix;
+    int64_t size;
+    char etag[72];
+    int64_t mtime_ms;
+    int64_t owner_id;
+} list_item;
+
+typedef struct {
+    list_item *items;
+    int n, max;
+    const char *prefix;
+    size_t prefix_len;
+    const char *delim;
+    size_t delim_len;
+    const char *marker;     /* V1 marker / V2 start-after: a prefix equal to it is skipped */
+    size_t marker_len;
+    /* where the next batch starts */
+    char *from;
+    size_t from_len;
+    bool inclusive;
+    bool restart;           /* a common prefix was taken: seek past it */
+    bool truncated;
+    bool stop;              /* nothing can follow (prefix of only 0xff bytes) */
+    bool oom;
+} list_walk;
+
+/* The smallest string greater than every string starting with s: drop trailing
+ * 0xff bytes, then increment the last byte.  Returns false if none exists. */
+static bool successor(char *s, size_t *len) {
+    while (*len && (unsigned char)s[*len - 1] == 0xff) (*len)--;
+    if (!*len) return false;
+    s[*len - 1] = (char)((unsigned char)s[*len - 1] + 1);
+    return true;
+}
+
+static bool push_item(list_walk *w, const char *key, size_t kl, bool is_prefix, const meta_list_entry *e) {
+    list_item *it = &w->items[w->n];
+    it->key = malloc(kl + 1);
+    if (!it->key) { w->oom = true; return false; }
+    memcpy(it->key, key, kl);
+    it->key[kl] = '\0';
+    it->key_len = kl;
+    it->is_prefix = is_prefix;
+    if (e) {
+        it->size = e->size;
+        snprintf(it->etag, sizeof it->etag, "%s", e->etag);
+        it->mtime_ms = e->mtime_ms;
+        it->owner_id = e->owner_id;
+    }
+    w->n++;
+    return true;
+}
+
+static bool set_from(list_walk *w, const char *k, size_t kl, bool inclusive) {
+    char *f = realloc(w->from, kl + 1);
+    if (!f) { w->oom = true; return false; }
+    memcpy(f, k, kl);
+    f[kl] = '\0';
+    w->from = f;
+    w->from_len = kl;
+    w->inclusive = inclusive;
+    return true;
+}
+
+static int walk_entry(void *ud, const meta_list_entry *e) {
+    list_walk *w = ud;
+    if (w->delim_len) {
+        const char *rest = e->key + w->prefix_len;
+        size_t rl = e->key_len - w->prefix_len;
+        const char *d = memmem(rest, rl, w->delim, w->delim_len);
+        if (d) {
+            size_t cpl = (size_t)(d - e->key) + w->delim_len;
+            bool is_marker = w->marker && cpl == w->marker_len && memcmp(e->key, w->marker, cpl) == 0;
+            if (!is_marker) {
+                if (w->n == w->max) { w->truncated = true; return 1; }
+                if (!push_item(w, e->key, cpl, true, NULL)) return 1;
+            }
+            /* Seek past every key under this prefix. */
+            if (!set_from(w, e->key, cpl, true)) return 1;
+            if (!successor(w->from, &w->from_len)) { w->stop = true; return 1; }
+            w->restart = true;
+            return 1;
+        }
+    }
+    if (w->n == w->max) { w->truncated = true; return 1; }
+    if (!push_item(w, e->key, e->key_len, false, e)) return 1;
+    return set_from(w, e->key, e->key_len, false) ? 0 : 1;
+}
+
+/* Runs the walk until the page is full or the keys run out. */
+static int walk(s3_req *q, list_walk *w) {
+    for (;;) {
+        w->restart = false;
+        bool more = false;
+        int want = w->max - w->n + 1;
+        int rc = meta_object_list(q->gw->d.meta, q->bucket, w->prefix, w->prefix_len,
+                                  w->from_len || w->from ? w->from : NULL, w->from_len, w->inclusive,
+                                  want, walk_entry, w, &more);
+        if (rc != 0) return rc;
+        if (w->oom) return CAIRN_ENOMEM;
+        if (w->truncated || w->stop) return 0;
+        if (w->restart) continue;
+        if (!more) return 0;
+    }
+}
+
+/* Continuation tokens: 'K' + key (resume after the key) or 'P' + key (resume at
+ * it, inclusive), base64-encoded.  Opaque to clients, as S3's are. */
+static char *make_token(const list_item *last) {
+    size_t n = last->key_len + 1;
+    uint8_t *raw = malloc(n);
+    if (!raw) return NULL;
+    raw[0] = last->is_prefix ? 'P' : 'K';
+    memcpy(raw + 1, last->key, last->key_len);
+    size_t rl = n;
+    if (last->is_prefix) {
+        /* resume at the successor of the prefix, inclusive */
+        char *k = (char *)raw + 1;
+        size_t kl = last->key_len;
+        if (!successor(k, &kl)) kl = 0;
+        rl = kl + 1;
+    }
+    char *out = malloc(4 * ((rl + 2) / 3) + 1);
+    if (out) s3_base64_encode(raw, rl, out);
+    free(raw);
+    return out;
+}
+
+static int parse_token(const char *tok, list_walk *w) {
+    size_t n = strlen(tok);
+    uint8_t *raw = malloc(n + 1);
+    size_t rl = 0;
+    if (!raw) return CAIRN_ENOMEM;
+    if (!s3_base64_decode(tok, raw, n, &rl) || rl < 1 || (raw[0] != 'K' && raw[0] != 'P') || rl - 1 > 1024) {
+        free(raw);
+        return CAIRN_EINVAL;
+    }
+    bool ok = set_from(w, (char *)raw + 1, rl - 1, raw[0] == 'P');
+    free(raw);
+    return ok ? 0 : CAIRN_ENOMEM;
+}
+
+static void put_enc(buf_t *b, const char *s, size_t n, bool url) {
+    if (url) {
+        buf_t e;
+        buf_init(&e);
+        buf_url_encode(&e, s, n, true);
+        buf_xml_escape(b, e.data ? e.data : "", e.len);
+        buf_free(&e);
+    } else {
+        buf_xml_escape(b, s, n);
+    }
+}
+
+static void put_elem(buf_t *b, const char *name, const char *v, size_t n, bool url) {
+    buf_printf(b, "<%s>", name);
+    put_enc(b, v, n, url);
+    buf_printf(b, "</%s>", name);
+}
+
+void s3_list_objects(s3_req *q, bool v2) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, true) != 0) return;
+    const char *prefix = s3_param_get(q, "prefix");
+    const char *delim = s3_param_get(q, "delimiter");
+    const char *mk = s3_param_get(q, "max-keys");
+    const char *enc = s3_param_get(q, "encoding-type");
+    const char *token = v2 ? s3_param_get(q, "continuation-token") : NULL;
+    const char *start_after = v2 ? s3_param_get(q, "start-after") : s3_param_get(q, "marker");
+    bool fetch_owner = !v2 || (s3_param_get(q, "fetch-owner") && !strcmp(s3_param_get(q, "fetch-owner"), "true"));
+    if (enc && strcmp(enc, "url") != 0) {
+        s3_error(q, "InvalidArgument", "Invalid Encoding Method specified in Request");
+        return;
+    }
+    bool url = enc != NULL;
+    int max = 1000;
+    if (mk) {
+        char *end;
+        long v = strtol(mk, &end, 10);
+        if (!*mk || *end || v < 0) {
+            s3_error(q, "InvalidArgument", "Provided max-keys not an integer or within integer range");
+            return;
+        }
+        max = v > 1000 ? 1000 : (int)v;
+    }
+    if (token && !*token) {
+        s3_error(q, "InvalidArgument", "The continuation token provided is incorrect");
+        return;
+    }
+    if (delim && !*delim) delim = NULL;
+    list_walk w = {0};
+    w.max = max;
+    w.prefix = prefix ? prefix : "";
+    w.prefix_len = strlen(w.prefix);
+    w.delim = delim;
+    w.delim_len = delim ? strlen(delim) : 0;
+    w.items = calloc((size_t)max + 1, sizeof *w.items);
+    if (!w.items) { s3_error(q, "InternalError", NULL); return; }
+    int rc = 0;
+    if (token) {
+        rc = parse_token(token, &w);
+        if (rc == CAIRN_EINVAL) {
+            free(w.items);
+            s3_error(q, "InvalidArgument", "The continuation token provided is incorrect");
+            return;
+        }
+    } else if (start_after && *start_after) {
+        set_from(&w, start_after, strlen(start_after), false);
+        w.marker = start_after;
+        w.marker_len = strlen(start_after);
+    }
+    if (rc == 0 && max > 0) rc = walk(q, &w);
+    else if (rc == 0 && max == 0) {
+        /* max-keys=0: S3 reports truncation if anything would follow. */
+        bool more = false;
+        rc = meta_object_list(q->gw->d.meta, q->bucket, w.prefix, w.prefix_len, w.from, w.from_len,
+                              w.inclusive, 0, walk_entry, &w, &more);
+        w.truncated = more;
+    }
+    if (rc != 0) {
+        for (int i = 0; i < w.n; i++) free(w.items[i].key);
+        free(w.items);
+        free(w.from);
+        s3_error(q, "InternalError", "listing failed");
+        return;
+    }
+
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+               v2 ? "ListBucketResult" : "ListBucketResult");
+    put_elem(&b, "Name", q->bucket, strlen(q->bucket), false);
+    put_elem(&b, "Prefix", w.prefix, w.prefix_len, url);
+    if (v2) {
+        if (token) put_elem(&b, "ContinuationToken", token, strlen(token), false);
+        if (start_after) put_elem(&b, "StartAfter", start_after, strlen(start_after), url);
+        int keycount = w.n;
+        buf_printf(&b, "<KeyCount>%d</KeyCount>", keycount);
+    } else {
+        put_elem(&b, "Marker", start_after ? start_after : "", start_after ? strlen(start_after) : 0, url);
+    }
+    buf_printf(&b, "<MaxKeys>%d</MaxKeys>", max);
+    if (delim) put_elem(&b, "Delimiter", delim, strlen(delim), url);
+    if (url) buf_puts(&b, "<EncodingType>url</EncodingType>");
+    buf_printf(&b, "<IsTruncated>%s</IsTruncated>", w.truncated ? "true" : "false");
+    if (w.truncated && w.n > 0) {
+        const list_item *last = &w.items[w.n - 1];
+        if (v2) {
+            char *t = make_token(last);
+            if (t) put_elem(&b, "NextContinuationToken", t, strlen(t), false);
+            free(t);
+        } else {
+            put_elem(&b, "NextMarker", last->key, last->key_len, url);
+        }
+    }
+    int64_t cached_owner = -1;
+    buf_t owner_xml;
+    buf_init(&owner_xml);
+    for (int i = 0; i < w.n; i++) {
+        list_item *it = &w.items[i];
+        if (it->is_prefix) continue;
+        char ts[40];
+        time_fmt_iso8601(it->mtime_ms, ts, sizeof ts);
+        buf_puts(&b, "<Contents>");
+        put_elem(&b, "Key", it->key, it->key_len, url);
+        buf_printf(&b, "<LastModified>%s</LastModified><ETag>&quot;%s&quot;</ETag><Size>%lld</Size>",
+                   ts, it->etag, (long long)it->size);
+        if (fetch_owner) {
+            if (it->owner_id != cached_owner) {
+                buf_reset(&owner_xml);
+                s3_owner_xml(q, &owner_xml, it->owner_id);
+                cached_owner = it->owner_id;
+            }
+            buf_append(&b, owner_xml.data, owner_xml.len);
+        }
+        buf_puts(&b, "<StorageClass>STANDARD</StorageClass></Contents>");
+    }
+    for (int i = 0; i < w.n; i++) {
+        list_item *it = &w.items[i];
+        if (!it->is_prefix) continue;
+        buf_puts(&b, "<CommonPrefixes>");
+        put_elem(&b, "Prefix", it->key, it->key_len, url);
+        buf_puts(&b, "</CommonPrefixes>");
+    }
+    buf_puts(&b, "</ListBucketResult>");
+    buf_free(&owner_xml);
+    for (int i = 0; i < w.n; i++) free(w.items[i].key);
+    free(w.items);
+    free(w.from);
+    s3_respond_xml(q, 200, &b);
+}

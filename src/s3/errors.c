@@ -1,0 +1,116 @@
+/*
+ * errors.c — the one table mapping S3 error codes to HTTP statuses and
+ * default messages (from the S3 API reference's error code list).
+ */
+#include "s3/internal.h"
+
+#include <string.h>
+
+typedef struct {
+    const char *code;
+    unsigned status;
+    const char *message;
+} s3_error_def;
+
+static const s3_error_def errors[] = {
+    {"AccessDenied", 403, "Access Denied"},
+    {"AuthorizationHeaderMalformed", 400, "The authorization header is malformed."},
+    {"AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter."},
+    {"BadDigest", 400, "The Content-MD5 you specified did not match what we received."},
+    {"BucketAlreadyExists", 409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."},
+    {"BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it."},
+    {"BucketNotEmpty", 409, "The bucket you tried to delete is not empty"},
+    {"EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size."},
+    {"EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."},
+    {"IllegalLocationConstraintException", 400, "The location constraint is incompatible with the region of this endpoint."},
+    {"IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."},
+    {"InternalError", 500, "We encountered an internal error. Please try again."},
+    {"InvalidAccessKeyId", 403, "The AWS access key ID you provided does not exist in our records."},
+    {"InvalidArgument", 400, "Invalid Argument"},
+    {"InvalidBucketName", 400, "The specified bucket is not valid."},
+    {"InvalidDigest", 400, "The Content-MD5 you specified is not valid."},
+    {"InvalidLocationConstraint", 400, "The specified location constraint is not valid."},
+    {"InvalidRange", 416, "The requested range is not satisfiable"},
+    {"InvalidRequest", 400, "Invalid Request"},
+    {"InvalidStorageClass", 400, "The storage class you specified is not valid."},
+    {"KeyTooLongError", 400, "Your key is too long."},
+    {"MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema."},
+    {"MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size."},
+    {"MethodNotAllowed", 405, "The specified method is not allowed against this resource."},
+    {"MissingContentLength", 411, "You must provide the Content-Length HTTP header."},
+    {"MissingSecurityHeader", 400, "Your request is missing a required header."},
+    {"NoSuchBucket", 404, "The specified bucket does not exist."},
+    {"NoSuchBucketPolicy", 404, "The bucket policy does not exist."},
+    {"NoSuchCORSConfiguration", 404, "The CORS configuration does not exist."},
+    {"NoSuchKey", 404, "The specified key does not exist."},
+    {"NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist."},
+    {"NoSuchTagSet", 404, "The TagSet does not exist."},
+    {"NoSuchUpload", 404, "The specified upload does not exist."},
+    {"NoSuchWebsiteConfiguration", 404, "The specified bucket does not have a website configuration."},
+    {"NotImplemented", 501, "A header or query you provided implies functionality that is not implemented."},
+    {"ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket."},
+    {"PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold."},
+    {"RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large."},
+    {"RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."},
+    {"ServerSideEncryptionConfigurationNotFoundError", 404, "The server side encryption configuration was not found."},
+    {"ServiceUnavailable", 503, "Please reduce your request rate."},
+    {"SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."},
+    {"SlowDown", 503, "Please reduce your request rate."},
+    {"InsufficientStorage", 507, "The storage is full."},
+    {"XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed."},
+    {"InvalidObjectState", 403, "The operation is not valid for the current state of the object."},
+    {"NotModified", 304, "Not Modified"},
+};
+
+static const s3_error_def *find(const char *code) {
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        if (strcmp(errors[i].code, code) == 0) return &errors[i];
+    return NULL;
+}
+
+unsigned s3_error_status(const char *code) {
+    const s3_error_def *d = find(code);
+    return d ? d->status : 500;
+}
+
+void s3_error(s3_req *q, const char *code, const char *message) {
+    http_req *r = q->http;
+    if (http_responded(r)) return;
+    const s3_error_def *d = find(code);
+    unsigned status = d ? d->status : 500;
+    if (!message) message = d ? d->message : "Error";
+    snprintf(q->error_code, sizeof q->error_code, "%s", code);
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>");
+    buf_puts(&b, code);
+    buf_puts(&b, "</Code><Message>");
+    buf_xml_escape(&b, message, strlen(message));
+    buf_puts(&b, "</Message>");
+    if (q->bucket[0]) {
+        buf_puts(&b, "<BucketName>");
+        buf_xml_escape(&b, q->bucket, strlen(q->bucket));
+        buf_puts(&b, "</BucketName>");
+    }
+    if (q->has_key && (strcmp(code, "NoSuchKey") == 0)) {
+        buf_puts(&b, "<Key>");
+        buf_xml_escape(&b, q->key, q->key_len);
+        buf_puts(&b, "</Key>");
+    }
+    buf_puts(&b, "<Resource>");
+    buf_xml_escape(&b, r->raw_path, strlen(r->raw_path));
+    buf_puts(&b, "</Resource><RequestId>");
+    buf_puts(&b, r->request_id);
+    buf_puts(&b, "</RequestId></Error>");
+    if (b.oom) {
+        buf_free(&b);
+        http_respond(r, status, "", 0);
+        return;
+    }
+    http_add_header(r, "Content-Type", "application/xml");
+    /* An error answered before the body was read ends the connection: the rest of
+     * the body is still on the wire. */
+    if (!q->body_done && r->content_length > 0) http_add_header(r, "Connection", "close");
+    size_t len = b.len;
+    http_respond_take(r, status, buf_steal(&b), len);
+}

@@ -1,0 +1,128 @@
+/*
+ * internal.h — private to s3/: the per-request state and the helpers shared
+ * by the gateway, bucket and object handler files.
+ */
+#ifndef CAIRN_S3_INTERNAL_H
+#define CAIRN_S3_INTERNAL_H
+
+#include <openssl/evp.h>
+
+#include "auth/auth.h"
+#include "s3/s3.h"
+
+struct s3_gateway {
+    s3_deps d;
+    config_t cfg;               /* private copy: immutable after start */
+};
+
+typedef enum {
+    OP_NONE = 0,
+    OP_HEALTH_LIVE, OP_HEALTH_READY, OP_METRICS,
+    OP_LIST_BUCKETS,
+    OP_CREATE_BUCKET, OP_HEAD_BUCKET, OP_DELETE_BUCKET, OP_GET_BUCKET_LOCATION,
+    OP_LIST_OBJECTS, OP_LIST_OBJECTS_V2, OP_DELETE_OBJECTS,
+    OP_GET_BUCKET_VERSIONING, OP_GET_BUCKET_ACL, OP_BUCKET_SUBRESOURCE_EMPTY,
+    OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
+    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
+    OP_LIST_MULTIPART_UPLOADS,
+} s3_op;
+
+/* What happens to the request body. */
+typedef enum {
+    BODY_IGNORE = 0,            /* none expected; any bytes are hashed then dropped */
+    BODY_BUFFER,                /* small XML documents, capped at body_limit */
+    BODY_OBJECT,                /* object data: inline buffer or data writer */
+} s3_body_mode;
+
+#define S3_MAX_QUERY 48
+
+typedef struct {
+    char *name;                 /* decoded, owned by the query arena (qbuf) */
+    char *value;
+} s3_param;
+
+typedef struct s3_req {
+    s3_gateway *gw;
+    http_req *http;
+    s3_op op;
+    char error_code[64];        /* set by s3_error, for the access log */
+
+    /* addressing */
+    char bucket[256];
+    char key[1025];
+    size_t key_len;
+    bool has_key;
+    char *qbuf;                 /* decoded query strings live here */
+    s3_param params[S3_MAX_QUERY];
+    int nparams;
+
+    /* identity */
+    sigv4_auth auth;
+    bool anonymous;
+    bool is_root;
+    int64_t user_id;
+    char secret[128];           /* the verified user's secret, for aws-chunked */
+
+    /* body */
+    s3_body_mode body_mode;
+    bool body_done;
+    int64_t declared_size;      /* decoded payload size the client announced; -1 unknown */
+    uint64_t payload_bytes;     /* decoded payload bytes seen */
+    uint64_t body_limit;
+    buf_t body;                 /* BODY_BUFFER, or inline object bytes */
+    bool inline_object;
+    data_writer *writer;
+    chunked_decoder *chunked;
+    EVP_MD_CTX *md5;
+    EVP_MD_CTX *sha256;         /* when the payload hash was signed */
+    const char *checksum_name;  /* x-amz-checksum-<algo> header being verified, or NULL */
+    char checksum_expected[96];
+    EVP_MD_CTX *checksum_md;    /* sha1/sha256 checksums */
+    uint32_t crc;               /* crc32 / crc32c running value */
+    int crc_kind;               /* 0 none, 1 crc32, 2 crc32c */
+    int body_error;             /* first error while storing the body */
+    const char *body_error_code;
+} s3_req;
+
+/* errors.c */
+void s3_error(s3_req *q, const char *code, const char *message);
+
+/* gateway.c */
+const char *s3_param_get(const s3_req *q, const char *name);
+bool s3_param_has(const s3_req *q, const char *name);
+/* Responds with an XML document (takes b's contents). */
+void s3_respond_xml(s3_req *q, unsigned status, buf_t *b);
+/* True when the caller may act on a bucket owned by owner_id. */
+bool s3_may_access(const s3_req *q, int64_t owner_id);
+/* Loads the bucket and checks access; on failure responds and returns nonzero. */
+int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read);
+void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id);
+
+/* bucket.c */
+void s3_list_buckets(s3_req *q);
+void s3_create_bucket(s3_req *q);
+void s3_head_bucket(s3_req *q);
+void s3_delete_bucket(s3_req *q);
+void s3_get_bucket_location(s3_req *q);
+void s3_list_objects(s3_req *q, bool v2);
+void s3_bucket_subresource(s3_req *q);
+
+/* object.c */
+int s3_object_begin(s3_req *q);      /* validates headers before the body; nonzero = answered */
+int s3_object_sink(s3_req *q, const char *data, size_t n);
+void s3_put_object(s3_req *q);
+void s3_copy_object(s3_req *q);
+void s3_get_object(s3_req *q, bool head);
+void s3_delete_object(s3_req *q);
+void s3_delete_objects(s3_req *q);
+void s3_object_subresource(s3_req *q);
+void s3_object_cleanup(s3_req *q);
+
+/* util.c */
+/* Formats an ETag with quotes into out (>= 80). */
+void s3_quote_etag(const char *etag, char *out, size_t n);
+bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen);
+void s3_base64_encode(const uint8_t *in, size_t n, char *out);
+uint32_t s3_crc32c(uint32_t crc, const void *data, size_t n);
+
+#endif

@@ -1,0 +1,681 @@
+/*
+ * object.c — object operations: PutObject, GetObject/HeadObject, CopyObject,
+ * DeleteObject, DeleteObjects and the object subresources we answer.
+ *
+ * PUT streams: bytes are hashed (MD5 for the ETag, plus any x-amz-checksum-*
+ * the client sent) and go either to a bounded in-memory buffer (objects up to
+ * inline_max_size, stored in the metadata database in the same transaction
+ * that publishes them) or to a data writer (temp file, fsync, rename).  The
+ * metadata commit is the single point at which the object appears; an
+ * overwrite swaps versions atomically and the old bytes are removed after.
+ *
+ * GET serves inline bytes from the row, and files with sendfile from an fd
+ * opened before the response starts, so a concurrent overwrite or delete
+ * cannot change the bytes of a response already under way.
+ */
+#include "s3/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#define MAX_USER_METADATA 2048
+#define MAX_SINGLE_PUT (5LL * 1024 * 1024 * 1024)
+
+static const char *const stored_headers[] = {
+    "content-type", "content-encoding", "content-disposition", "content-language",
+    "cache-control", "expires", "x-amz-website-redirect-location",
+};
+
+/* ---- headers stored with the object ------------------------------------------------------- */
+
+static bool is_stored_header(const char *name, size_t n) {
+    if (n > 11 && strncasecmp(name, "x-amz-meta-", 11) == 0) return true;
+    for (size_t i = 0; i < sizeof stored_headers / sizeof stored_headers[0]; i++)
+        if (strlen(stored_headers[i]) == n && strncasecmp(stored_headers[i], name, n) == 0) return true;
+    return false;
+}
+
+/* Builds the JSON object of stored headers from the request; returns NULL and
+ * answers the request on error. */
+static char *headers_json_from_request(s3_req *q) {
+    http_req *r = q->http;
+    buf_t b;
+    buf_init(&b);
+    buf_putc(&b, '{');
+    bool first = true;
+    size_t meta_bytes = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const auth_header *h = &r->headers[i];
+        if (!is_stored_header(h->name, h->name_len)) continue;
+        /* aws-chunked is a transfer detail, not the object's encoding */
+        if (h->name_len == 16 && !strncasecmp(h->name, "content-encoding", 16) &&
+            q->chunked && strstr(h->value, "aws-chunked")) {
+            char tmp[256];
+            size_t o = 0;
+            const char *p = h->value;
+            while (*p && o < sizeof tmp - 1) {
+                size_t l = strcspn(p, ",");
+                const char *s = p, *e = p + l;
+                while (s < e && *s == ' ') s++;
+                while (e > s && e[-1] == ' ') e--;
+                if (e > s && !(e - s == 11 && !strncmp(s, "aws-chunked", 11))) {
+                    if (o) tmp[o++] = ',';
+                    size_t k = (size_t)(e - s);
+                    if (k > sizeof tmp - 1 - o) k = sizeof tmp - 1 - o;
+                    memcpy(tmp + o, s, k);
+                    o += k;
+                }
+                p += l;
+                if (*p == ',') p++;
+            }
+            tmp[o] = '\0';
+            if (!o) continue;
+            buf_puts(&b, first ? "\"" : ",\"");
+            buf_puts(&b, "content-encoding\":\"");
+            buf_json_escape(&b, tmp, o);
+            buf_putc(&b, '"');
+            first = false;
+            continue;
+        }
+        if (h->name_len > 11 && strncasecmp(h->name, "x-amz-meta-", 11) == 0)
+            meta_bytes += h->name_len - 11 + h->value_len;
+        buf_puts(&b, first ? "\"" : ",\"");
+        for (size_t k = 0; k < h->name_len; k++) {
+            char c = h->name[k];
+            if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+            buf_json_escape(&b, &c, 1);
+        }
+        buf_puts(&b, "\":\"");
+        buf_json_escape(&b, h->value, h->value_len);
+        buf_putc(&b, '"');
+        first = false;
+    }
+    buf_putc(&b, '}');
+    if (meta_bytes > MAX_USER_METADATA) {
+        buf_free(&b);
+        s3_error(q, "MetadataTooLarge", NULL);
+        return NULL;
+    }
+    if (b.oom) {
+        buf_free(&b);
+        s3_error(q, "InternalError", NULL);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+/* Adds the stored headers of an object to the response. */
+static void add_stored_headers(http_req *r, const char *json, bool *has_content_type) {
+    *has_content_type = false;
+    if (!json) return;
+    json_error_t err;
+    json_t *o = json_loads(json, 0, &err);
+    if (!o) return;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        if (!json_is_string(v)) continue;
+        http_add_header(r, k, json_string_value(v));
+        if (!strcmp(k, "content-type")) *has_content_type = true;
+    }
+    json_decref(o);
+}
+
+/* ---- PUT --------------------------------------------------------------------------------------- */
+
+static int setup_checksum(s3_req *q) {
+    static const char *const names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
+                                        "x-amz-checksum-sha1", "x-amz-checksum-sha256"};
+    for (size_t i = 0; i < 4; i++) {
+        const char *v = http_header(q->http, names[i]);
+        if (!v) continue;
+        q->checksum_name = names[i];
+        snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", v);
+        if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
+        else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
+        else {
+            q->checksum_md = EVP_MD_CTX_new();
+            if (!q->checksum_md ||
+                !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
+                return CAIRN_ENOMEM;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* The checksum value to verify: a header, or the aws-chunked trailer. */
+static bool checksum_matches(s3_req *q) {
+    const char *name = q->checksum_name, *expected = q->checksum_expected;
+    if (q->chunked && chunked_trailer_name(q->chunked)) {
+        const char *tn = chunked_trailer_name(q->chunked);
+        if (!name || strcasecmp(tn, name) == 0) {
+            name = tn;
+            expected = chunked_trailer_value(q->chunked);
+        }
+    }
+    if (!name || !expected) return true;
+    uint8_t raw[64];
+    size_t rl = 0;
+    if (q->crc_kind) {
+        raw[0] = (uint8_t)(q->crc >> 24);
+        raw[1] = (uint8_t)(q->crc >> 16);
+        raw[2] = (uint8_t)(q->crc >> 8);
+        raw[3] = (uint8_t)q->crc;
+        rl = 4;
+    } else if (q->checksum_md) {
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(q->checksum_md, raw, &dl);
+        rl = dl;
+    } else {
+        return true; /* an algorithm we do not compute (e.g. crc64nvme) */
+    }
+    char b64[100];
+    s3_base64_encode(raw, rl, b64);
+    return strcmp(b64, expected) == 0;
+}
+
+int s3_object_begin(s3_req *q) {
+    s3_gateway *gw = q->gw;
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return -1;
+    if (q->declared_size < 0) {
+        s3_error(q, "MissingContentLength", NULL);
+        return -1;
+    }
+    if (q->declared_size > MAX_SINGLE_PUT || q->declared_size > gw->cfg.max_object_size) {
+        s3_error(q, "EntityTooLarge", NULL);
+        return -1;
+    }
+    const char *sc = http_header(q->http, "x-amz-storage-class");
+    if (sc && strcmp(sc, "STANDARD") != 0 && strcmp(sc, "REDUCED_REDUNDANCY") != 0 &&
+        strcmp(sc, "STANDARD_IA") != 0) {
+        s3_error(q, "InvalidStorageClass", NULL);
+        return -1;
+    }
+    const char *md5h = http_header(q->http, "content-md5");
+    if (md5h) {
+        uint8_t d[20];
+        size_t dl = 0;
+        if (!s3_base64_decode(md5h, d, sizeof d, &dl) || dl != 16) {
+            s3_error(q, "InvalidDigest", NULL);
+            return -1;
+        }
+    }
+    q->md5 = EVP_MD_CTX_new();
+    if (!q->md5 || !EVP_DigestInit_ex(q->md5, EVP_md5(), NULL) || setup_checksum(q) != 0) {
+        s3_error(q, "InternalError", NULL);
+        return -1;
+    }
+    if (q->declared_size <= gw->cfg.inline_max_size) {
+        q->inline_object = true;
+        if (buf_reserve(&q->body, (size_t)q->declared_size) != 0) {
+            s3_error(q, "InternalError", NULL);
+            return -1;
+        }
+        return 0;
+    }
+    int rc = data_writer_open(gw->d.data, &q->writer);
+    if (rc != 0) {
+        s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
+                 "cannot create a temporary file for the upload");
+        return -1;
+    }
+    return 0;
+}
+
+int s3_object_sink(s3_req *q, const char *data, size_t n) {
+    if ((int64_t)q->payload_bytes > q->declared_size) {
+        q->body_error_code = "IncompleteBody";
+        return CAIRN_EINVAL;
+    }
+    EVP_DigestUpdate(q->md5, data, n);
+    if (q->crc_kind == 1) q->crc = (uint32_t)crc32(q->crc, (const Bytef *)data, (uInt)n);
+    else if (q->crc_kind == 2) q->crc = s3_crc32c(q->crc, data, n);
+    else if (q->checksum_md) EVP_DigestUpdate(q->checksum_md, data, n);
+    if (q->inline_object) {
+        buf_append(&q->body, data, n);
+        return q->body.oom ? CAIRN_ENOMEM : 0;
+    }
+    return data_writer_write(q->writer, data, n);
+}
+
+void s3_object_cleanup(s3_req *q) {
+    if (q->writer) {
+        data_writer_abort(q->writer);
+        q->writer = NULL;
+    }
+    if (q->md5) EVP_MD_CTX_free(q->md5);
+    if (q->checksum_md) EVP_MD_CTX_free(q->checksum_md);
+    q->md5 = q->checksum_md = NULL;
+}
+
+/* Removes the bytes of a version that metadata no longer references. */
+static void drop_version_data(s3_req *q, const meta_object *o) {
+    if (o->storage == META_STORE_FILE) {
+        int rc = data_delete(q->gw->d.data, o->version_id);
+        if (rc != 0)
+            log_write(LOG_WARN, q->http->request_id, "could not delete replaced object data",
+                      "version_id", o->version_id, "error", cairn_strerror(rc), NULL);
+    }
+}
+
+/* Publishes obj; answers NoSuchBucket/InternalError itself on failure (after
+ * removing the new version's bytes).  Returns 0 on success. */
+static int publish(s3_req *q, meta_object *obj) {
+    meta_object old = {0};
+    bool had_old = false;
+    int rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
+    if (rc != 0) {
+        drop_version_data(q, obj);
+        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
+                 rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
+        return rc;
+    }
+    if (had_old) {
+        drop_version_data(q, &old);
+        meta_object_clear(&old);
+    }
+    return 0;
+}
+
+void s3_put_object(s3_req *q) {
+    if ((int64_t)q->payload_bytes != q->declared_size) {
+        s3_error(q, "IncompleteBody", NULL);
+        return;
+    }
+    unsigned char md5[16];
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(q->md5, md5, &dl);
+    const char *md5h = http_header(q->http, "content-md5");
+    if (md5h) {
+        uint8_t want[20];
+        size_t wl = 0;
+        s3_base64_decode(md5h, want, sizeof want, &wl);
+        if (memcmp(want, md5, 16) != 0) {
+            s3_error(q, "BadDigest", NULL);
+            return;
+        }
+    }
+    if (!checksum_matches(q)) {
+        s3_error(q, "BadDigest", "The checksum you specified did not match what we received.");
+        return;
+    }
+    meta_object obj = {0};
+    snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
+    memcpy(obj.key, q->key, q->key_len);
+    obj.key_len = q->key_len;
+    rand_hex_id(obj.version_id, 16);
+    obj.size = (int64_t)q->payload_bytes;
+    hex_encode(md5, 16, obj.etag);
+    obj.mtime_ms = time_now_ms();
+    obj.owner_id = q->user_id;
+    obj.headers_json = headers_json_from_request(q);
+    if (!obj.headers_json) return;
+    if (q->inline_object) {
+        obj.storage = META_STORE_INLINE;
+        obj.data = (uint8_t *)q->body.data;
+        obj.data_len = q->body.len;
+    } else {
+        obj.storage = META_STORE_FILE;
+        data_writer *w = q->writer;
+        q->writer = NULL;
+        int rc = data_writer_commit(w, obj.version_id);
+        if (rc != 0) {
+            free(obj.headers_json);
+            s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
+                     "making the object durable failed");
+            return;
+        }
+    }
+    int rc = publish(q, &obj);
+    obj.data = NULL; /* owned by q->body */
+    free(obj.headers_json);
+    if (rc != 0) return;
+    char etag[80];
+    s3_quote_etag(obj.etag, etag, sizeof etag);
+    http_add_header(q->http, "ETag", etag);
+    if (q->checksum_name && q->checksum_expected[0])
+        http_add_header(q->http, q->checksum_name, q->checksum_expected);
+    http_respond(q->http, 200, "", 0);
+}
+
+/* ---- GET / HEAD ------------------------------------------------------------------------------ */
+
+static const struct { const char *param, *header; } overrides[] = {
+    {"response-content-type", "Content-Type"},
+    {"response-content-language", "Content-Language"},
+    {"response-expires", "Expires"},
+    {"response-cache-control", "Cache-Control"},
+    {"response-content-disposition", "Content-Disposition"},
+    {"response-content-encoding", "Content-Encoding"},
+};
+
+void s3_get_object(s3_req *q, bool head) {
+    http_req *r = q->http;
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, true) != 0) return;
+    meta_object o = {0};
+    int fd = -1;
+    int rc = 0;
+    /* An overwrite may remove the file between reading the row and opening it;
+     * reading the row again then finds the new version. */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        meta_object_clear(&o);
+        rc = meta_object_get(q->gw->d.meta, q->bucket, q->key, q->key_len, !head, &o);
+        if (rc != 0 || o.storage != META_STORE_FILE || head) break;
+        int64_t fsize = 0;
+        rc = data_open_read(q->gw->d.data, o.version_id, &fd, &fsize);
+        if (rc != CAIRN_ENOTFOUND) break;
+    }
+    if (rc == CAIRN_ENOTFOUND) {
+        s3_error(q, "NoSuchKey", NULL);
+        meta_object_clear(&o);
+        return;
+    }
+    if (rc != 0) {
+        s3_error(q, "InternalError", "reading the object failed");
+        meta_object_clear(&o);
+        return;
+    }
+    char etag[80], lm[40];
+    s3_quote_etag(o.etag, etag, sizeof etag);
+    time_fmt_http(o.mtime_ms, lm, sizeof lm);
+    int cond = s3_eval_conditionals(http_header(r, "if-match"), http_header(r, "if-none-match"),
+                                    http_header(r, "if-modified-since"),
+                                    http_header(r, "if-unmodified-since"), o.etag, o.mtime_ms);
+    if (cond) {
+        if (fd >= 0) close(fd);
+        if (cond == 304) {
+            http_add_header(r, "ETag", etag);
+            http_add_header(r, "Last-Modified", lm);
+            http_respond(r, 304, "", 0);
+        } else {
+            s3_error(q, "PreconditionFailed", NULL);
+        }
+        meta_object_clear(&o);
+        return;
+    }
+    int64_t start = 0, len = o.size;
+    unsigned status = 200;
+    s3_range_result rr = s3_parse_range(http_header(r, "range"), o.size, &start, &len);
+    if (rr == S3_RANGE_UNSATISFIABLE) {
+        if (fd >= 0) close(fd);
+        char cr[64];
+        snprintf(cr, sizeof cr, "bytes */%lld", (long long)o.size);
+        http_add_header(r, "Content-Range", cr);
+        s3_error(q, "InvalidRange", NULL);
+        meta_object_clear(&o);
+        return;
+    }
+    if (rr == S3_RANGE_OK) {
+        status = 206;
+        char cr[96];
+        snprintf(cr, sizeof cr, "bytes %lld-%lld/%lld", (long long)start, (long long)(start + len - 1),
+                 (long long)o.size);
+        http_add_header(r, "Content-Range", cr);
+    } else {
+        start = 0;
+        len = o.size;
+    }
+    bool has_ct = false;
+    add_stored_headers(r, o.headers_json, &has_ct);
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
+        const char *v = s3_param_get(q, overrides[i].param);
+        if (v && !q->anonymous) {
+            http_add_header(r, overrides[i].header, v);
+            if (i == 0) has_ct = true;
+        }
+    }
+    if (!has_ct) http_add_header(r, "Content-Type", "binary/octet-stream");
+    http_add_header(r, "ETag", etag);
+    http_add_header(r, "Last-Modified", lm);
+    http_add_header(r, "Accept-Ranges", "bytes");
+    if (head) {
+        /* HEAD: MHD sends the headers of a body of this size, and not the body. */
+        if (o.storage == META_STORE_FILE) {
+            int64_t fsize = 0;
+            rc = data_open_read(q->gw->d.data, o.version_id, &fd, &fsize);
+            if (rc == 0) http_respond_fd(r, status, fd, (uint64_t)start, (uint64_t)len);
+            else s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        } else {
+            char *zeros = calloc(1, (size_t)len + 1);
+            if (zeros) http_respond_take(r, status, zeros, (size_t)len);
+            else s3_error(q, "InternalError", NULL);
+        }
+    } else if (o.storage == META_STORE_INLINE) {
+        if ((int64_t)o.data_len != o.size) s3_error(q, "InternalError", "inline object size mismatch");
+        else http_respond(r, status, o.data + start, (size_t)len);
+    } else {
+        http_respond_fd(r, status, fd, (uint64_t)start, (uint64_t)len);
+    }
+    meta_object_clear(&o);
+}
+
+/* ---- COPY ---------------------------------------------------------------------------------------- */
+
+/* Parses x-amz-copy-source ("/bucket/key" or "bucket/key", URL-encoded,
+ * optionally "?versionId=..."). */
+static int parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen) {
+    size_t n = strcspn(src, "?");
+    char *dec = malloc(n + 1);
+    if (!dec) return CAIRN_ENOMEM;
+    long dl = url_decode(src, n, dec);
+    if (dl < 0) { free(dec); return CAIRN_EINVAL; }
+    const char *p = dec;
+    if (*p == '/') p++;
+    const char *slash = strchr(p, '/');
+    if (!slash || (size_t)(slash - p) >= blen || slash == p) { free(dec); return CAIRN_EINVAL; }
+    memcpy(bucket, p, (size_t)(slash - p));
+    bucket[slash - p] = '\0';
+    size_t kl = (size_t)(dec + dl - slash - 1);
+    if (kl == 0 || kl > 1024 || memchr(slash + 1, '\0', kl)) { free(dec); return CAIRN_EINVAL; }
+    memcpy(key, slash + 1, kl);
+    key[kl] = '\0';
+    *klen = kl;
+    free(dec);
+    return 0;
+}
+
+static int copy_file_data(s3_req *q, const meta_object *src, meta_object *dst) {
+    int fd;
+    int64_t size;
+    int rc = data_open_read(q->gw->d.data, src->version_id, &fd, &size);
+    if (rc != 0) return rc;
+    data_writer *w;
+    rc = data_writer_open(q->gw->d.data, &w);
+    if (rc != 0) { close(fd); return rc; }
+    static const size_t bufsz = 256 * 1024;
+    char *buf = malloc(bufsz);
+    if (!buf) rc = CAIRN_ENOMEM;
+    while (rc == 0) {
+        ssize_t n = read(fd, buf, bufsz);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { rc = CAIRN_EIO; break; }
+        if (n == 0) break;
+        rc = data_writer_write(w, buf, (size_t)n);
+    }
+    free(buf);
+    close(fd);
+    if (rc != 0) { data_writer_abort(w); return rc; }
+    return data_writer_commit(w, dst->version_id);
+}
+
+void s3_copy_object(s3_req *q) {
+    http_req *r = q->http;
+    meta_bucket dbk, sbk;
+    if (s3_load_bucket(q, &dbk, false) != 0) return;
+    char sbucket[256], skey[1025];
+    size_t sklen = 0;
+    if (parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, sizeof sbucket, skey, &sklen) != 0) {
+        s3_error(q, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+        return;
+    }
+    int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
+    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return; }
+    if (rc != 0) { s3_error(q, "InternalError", NULL); return; }
+    if (!s3_may_access(q, sbk.owner_id) && !sbk.public_read) { s3_error(q, "AccessDenied", NULL); return; }
+    const char *directive = http_header(r, "x-amz-metadata-directive");
+    bool replace = directive && !strcasecmp(directive, "REPLACE");
+    if (directive && !replace && strcasecmp(directive, "COPY") != 0) {
+        s3_error(q, "InvalidArgument", "Unknown metadata directive.");
+        return;
+    }
+    if (!strcmp(sbucket, q->bucket) && sklen == q->key_len && !memcmp(skey, q->key, sklen) && !replace) {
+        s3_error(q, "InvalidRequest",
+                 "This copy request is illegal because it is trying to copy an object to itself without "
+                 "changing the object's metadata, storage class, website redirect location or encryption attributes.");
+        return;
+    }
+    meta_object src = {0};
+    rc = meta_object_get(q->gw->d.meta, sbucket, skey, sklen, true, &src);
+    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return; }
+    if (rc != 0) { s3_error(q, "InternalError", NULL); return; }
+    int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
+                                    http_header(r, "x-amz-copy-source-if-none-match"),
+                                    http_header(r, "x-amz-copy-source-if-modified-since"),
+                                    http_header(r, "x-amz-copy-source-if-unmodified-since"), src.etag, src.mtime_ms);
+    if (cond) {
+        meta_object_clear(&src);
+        s3_error(q, "PreconditionFailed", NULL);
+        return;
+    }
+    if (src.size > q->gw->cfg.max_object_size) {
+        meta_object_clear(&src);
+        s3_error(q, "EntityTooLarge", NULL);
+        return;
+    }
+    meta_object dst = {0};
+    snprintf(dst.bucket, sizeof dst.bucket, "%s", q->bucket);
+    memcpy(dst.key, q->key, q->key_len);
+    dst.key_len = q->key_len;
+    rand_hex_id(dst.version_id, 16);
+    dst.size = src.size;
+    snprintf(dst.etag, sizeof dst.etag, "%s", src.etag);
+    dst.mtime_ms = time_now_ms();
+    dst.owner_id = q->user_id;
+    dst.storage = src.storage;
+    dst.headers_json = replace ? headers_json_from_request(q) : strdup(src.headers_json ? src.headers_json : "{}");
+    if (!dst.headers_json) {
+        meta_object_clear(&src);
+        if (!http_responded(r)) s3_error(q, "InternalError", NULL);
+        return;
+    }
+    if (src.storage == META_STORE_INLINE) {
+        dst.data = src.data;
+        dst.data_len = src.data_len;
+    } else if ((rc = copy_file_data(q, &src, &dst)) != 0) {
+        free(dst.headers_json);
+        meta_object_clear(&src);
+        s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        return;
+    }
+    rc = publish(q, &dst);
+    dst.data = NULL;
+    free(dst.headers_json);
+    meta_object_clear(&src);
+    if (rc != 0) return;
+    char ts[40];
+    time_fmt_iso8601(dst.mtime_ms, ts, sizeof ts);
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CopyObjectResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                   "<LastModified>%s</LastModified><ETag>&quot;%s&quot;</ETag></CopyObjectResult>", ts, dst.etag);
+    s3_respond_xml(q, 200, &b);
+}
+
+/* ---- DELETE -------------------------------------------------------------------------------------- */
+
+/* Deletes one key; 0 when deleted or absent. */
+static int delete_key(s3_req *q, const char *key, size_t klen) {
+    meta_object old = {0};
+    int rc = meta_object_delete(q->gw->d.meta, q->bucket, key, klen, &old);
+    if (rc == CAIRN_ENOTFOUND) return 0;
+    if (rc != 0) return rc;
+    drop_version_data(q, &old);
+    meta_object_clear(&old);
+    return 0;
+}
+
+void s3_delete_object(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    if (delete_key(q, q->key, q->key_len) != 0) s3_error(q, "InternalError", "deleting the object failed");
+    else http_respond(q->http, 204, "", 0);
+}
+
+void s3_delete_objects(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    const char *md5h = http_header(q->http, "content-md5");
+    if (md5h) {
+        uint8_t want[20], got[16];
+        size_t wl = 0;
+        unsigned gl = 0;
+        if (!s3_base64_decode(md5h, want, sizeof want, &wl) || wl != 16) { s3_error(q, "InvalidDigest", NULL); return; }
+        EVP_Digest(q->body.data ? q->body.data : "", q->body.len, got, &gl, EVP_md5(), NULL);
+        if (memcmp(want, got, 16) != 0) { s3_error(q, "BadDigest", NULL); return; }
+    }
+    s3_delete_req d;
+    if (s3_parse_delete_xml(q->body.data ? q->body.data : "", q->body.len, &d) != 0) {
+        s3_error(q, "MalformedXML", NULL);
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    for (int i = 0; i < d.count; i++) {
+        const char *k = d.objects[i].key;
+        size_t kl = d.objects[i].key_len;
+        int rc = kl > 1024 ? CAIRN_EINVAL : delete_key(q, k, kl);
+        if (rc == 0) {
+            if (d.quiet) continue;
+            buf_puts(&b, "<Deleted><Key>");
+            buf_xml_escape(&b, k, kl);
+            buf_puts(&b, "</Key></Deleted>");
+        } else {
+            buf_puts(&b, "<Error><Key>");
+            buf_xml_escape(&b, k, kl);
+            buf_puts(&b, rc == CAIRN_EINVAL ? "</Key><Code>KeyTooLongError</Code><Message>Your key is too long.</Message></Error>"
+                                            : "</Key><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>");
+        }
+    }
+    buf_puts(&b, "</DeleteResult>");
+    s3_delete_req_free(&d);
+    s3_respond_xml(q, 200, &b);
+}
+
+/* ---- subresources ---------------------------------------------------------------------------------- */
+
+void s3_object_subresource(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    meta_object o = {0};
+    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->key, q->key_len, false, &o);
+    if (rc != 0) {
+        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    if (q->op == OP_GET_OBJECT_TAGGING) {
+        buf_puts(&b, "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet></TagSet></Tagging>");
+    } else {
+        buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        s3_owner_xml(q, &b, o.owner_id);
+        buf_printf(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+                       "xsi:type=\"CanonicalUser\"><ID>%lld</ID></Grantee><Permission>FULL_CONTROL</Permission>"
+                       "</Grant></AccessControlList></AccessControlPolicy>", (long long)o.owner_id);
+    }
+    meta_object_clear(&o);
+    s3_respond_xml(q, 200, &b);
+}

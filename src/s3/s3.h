@@ -1,0 +1,84 @@
+/*
+ * s3 — the S3 API: routing, authentication and authorization of each request,
+ * the bucket and object handlers, XML in and out, and the S3 error table.
+ * Also serves the unauthenticated operator endpoints /health/live,
+ * /health/ready and /metrics.
+ *
+ * The gateway plugs into http/ as an http_handler.  Per request: begin()
+ * routes and authenticates from the head alone (so a bad signature or an
+ * oversized Content-Length is answered before any body is read), body()
+ * streams the payload through the aws-chunked decoder and the hashes into
+ * storage (memory bounded by inline_max_size or one I/O buffer), end()
+ * commits and answers, done() cleans up and writes the access log line.
+ *
+ * Thread-safety: the gateway is shared by all connection threads; it holds
+ * only thread-safe handles (meta, data, obs) and immutable configuration.
+ */
+#ifndef CAIRN_S3_H
+#define CAIRN_S3_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "data/data.h"
+#include "http/http.h"
+#include "meta/meta.h"
+#include "obs/obs.h"
+
+typedef struct s3_gateway s3_gateway;
+
+typedef struct {
+    const config_t *cfg;
+    meta_store *meta;
+    data_store *data;
+    obs_registry *obs;
+    const char *root_access_key;
+    const char *root_secret;
+    int64_t root_user_id;
+    uint8_t master_key[32];
+} s3_deps;
+
+/* The gateway copies deps (the handles stay owned by the caller). */
+int s3_gateway_new(const s3_deps *deps, s3_gateway **out);
+void s3_gateway_free(s3_gateway *gw);
+/* The callbacks to give http_server_start with the gateway as app. */
+const http_handler *s3_http_handler(void);
+
+/* ---- pure helpers, exposed for unit tests and fuzzing ------------------------ */
+
+/* Bucket naming rules of S3 (3-63 chars, a-z 0-9 . -, no "..", not an IP, ...). */
+bool s3_bucket_name_valid(const char *name);
+
+typedef enum {
+    S3_RANGE_NONE = 0,      /* no usable range: answer 200 with the whole object */
+    S3_RANGE_OK = 1,        /* answer 206 with [*start, *start + *len) */
+    S3_RANGE_UNSATISFIABLE = 2, /* answer 416 InvalidRange */
+} s3_range_result;
+/* Parses a Range header against an object of size bytes.  Syntactically
+ * invalid or multi-range headers are ignored (S3 serves the whole object). */
+s3_range_result s3_parse_range(const char *header, int64_t size, int64_t *start, int64_t *len);
+
+/* Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since
+ * (any may be NULL) for an object with etag (unquoted) and mtime_ms, following
+ * RFC 7232 precedence as S3 applies it.  Returns 0 (serve), 304 or 412. */
+int s3_eval_conditionals(const char *if_match, const char *if_none_match,
+                         const char *if_modified_since, const char *if_unmodified_since,
+                         const char *etag, int64_t mtime_ms);
+
+/* Parsed DeleteObjects request body. */
+typedef struct {
+    bool quiet;
+    int count;
+    struct { char *key; size_t key_len; } *objects;  /* owned; s3_delete_req_free */
+} s3_delete_req;
+/* Parses <Delete> XML (at most 1000 objects).  CAIRN_EINVAL means MalformedXML. */
+int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out);
+void s3_delete_req_free(s3_delete_req *d);
+/* Parses <CreateBucketConfiguration>; an empty body gives "".  CAIRN_EINVAL on bad XML. */
+int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen);
+
+/* Looks up the HTTP status of an S3 error code (500 for unknown codes). */
+unsigned s3_error_status(const char *code);
+
+#endif

@@ -1,0 +1,245 @@
+/*
+ * util.c — pure helpers of the S3 layer: bucket-name rules, Range and
+ * conditional-header evaluation, ETag quoting, base64, CRC32C, and parsing of
+ * the small XML request bodies (DeleteObjects, CreateBucketConfiguration).
+ *
+ * XML input goes through libxml2 with network access and DTD loading off and
+ * entity substitution off (no XXE), and bodies are size-capped by the caller.
+ */
+#include "s3/internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <openssl/evp.h>
+
+bool s3_bucket_name_valid(const char *name) {
+    size_t n = strlen(name);
+    if (n < 3 || n > 63) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-')) return false;
+    }
+    if (!isalnum((unsigned char)name[0]) || !isalnum((unsigned char)name[n - 1])) return false;
+    if (strstr(name, "..") || strstr(name, ".-") || strstr(name, "-.")) return false;
+    if (strncmp(name, "xn--", 4) == 0 || strncmp(name, "sthree-", 7) == 0) return false;
+    if (n >= 8 && strcmp(name + n - 8, "-s3alias") == 0) return false;
+    if (n >= 6 && strcmp(name + n - 6, "--ol-s3") == 0) return false;
+    /* Not formatted as an IPv4 address. */
+    int dots = 0, digits = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '.') dots++;
+        else if (!isdigit((unsigned char)name[i])) digits = 0;
+    }
+    if (digits && dots == 3) return false;
+    return true;
+}
+
+/* Parses a non-negative decimal that must fill [s, end). */
+static bool parse_num(const char *s, const char *end, int64_t *out) {
+    if (s == end || end - s > 18) return false;
+    int64_t v = 0;
+    for (const char *p = s; p < end; p++) {
+        if (*p < '0' || *p > '9') return false;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return true;
+}
+
+s3_range_result s3_parse_range(const char *h, int64_t size, int64_t *start, int64_t *len) {
+    if (!h) return S3_RANGE_NONE;
+    while (*h == ' ') h++;
+    if (strncasecmp(h, "bytes=", 6) != 0) return S3_RANGE_NONE;
+    const char *spec = h + 6;
+    while (*spec == ' ') spec++;
+    if (strchr(spec, ',')) return S3_RANGE_NONE; /* S3 ignores multiple ranges */
+    const char *end = spec + strlen(spec);
+    while (end > spec && end[-1] == ' ') end--;
+    const char *dash = memchr(spec, '-', (size_t)(end - spec));
+    if (!dash) return S3_RANGE_NONE;
+    int64_t a, b;
+    if (dash == spec) {
+        /* suffix: last n bytes */
+        if (!parse_num(dash + 1, end, &b)) return S3_RANGE_NONE;
+        if (b == 0) return S3_RANGE_UNSATISFIABLE;
+        if (size == 0) return S3_RANGE_UNSATISFIABLE;
+        if (b > size) b = size;
+        *start = size - b;
+        *len = b;
+        return S3_RANGE_OK;
+    }
+    if (!parse_num(spec, dash, &a)) return S3_RANGE_NONE;
+    if (dash + 1 == end) {
+        b = INT64_MAX;
+    } else {
+        if (!parse_num(dash + 1, end, &b)) return S3_RANGE_NONE;
+        if (b < a) return S3_RANGE_NONE; /* invalid per RFC 7233: ignored */
+    }
+    if (a >= size) return S3_RANGE_UNSATISFIABLE;
+    if (b >= size) b = size - 1;
+    *start = a;
+    *len = b - a + 1;
+    return S3_RANGE_OK;
+}
+
+/* True when the comma-separated ETag list in header matches etag ("*" matches all). */
+static bool etag_list_matches(const char *header, const char *etag) {
+    const char *p = header;
+    size_t elen = strlen(etag);
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        const char *s = p;
+        while (*p && *p != ',') p++;
+        const char *e = p;
+        while (e > s && e[-1] == ' ') e--;
+        if (e - s >= 2 && s[0] == 'W' && s[1] == '/') s += 2;
+        if (e - s == 1 && *s == '*') return true;
+        if (e - s >= 2 && *s == '"' && e[-1] == '"') { s++; e--; }
+        if ((size_t)(e - s) == elen && memcmp(s, etag, elen) == 0) return true;
+    }
+    return false;
+}
+
+int s3_eval_conditionals(const char *if_match, const char *if_none_match,
+                         const char *if_modified_since, const char *if_unmodified_since,
+                         const char *etag, int64_t mtime_ms) {
+    int64_t t, mtime_s = mtime_ms / 1000;
+    /* RFC 7232 section 6 order; S3 follows it: a true If-Match overrides a false
+     * If-Unmodified-Since, a false If-None-Match overrides If-Modified-Since. */
+    if (if_match) {
+        if (!etag_list_matches(if_match, etag)) return 412;
+    } else if (if_unmodified_since && time_parse_http(if_unmodified_since, &t) == 0) {
+        if (mtime_s > t / 1000) return 412;
+    }
+    if (if_none_match) {
+        if (etag_list_matches(if_none_match, etag)) return 304;
+    } else if (if_modified_since && time_parse_http(if_modified_since, &t) == 0) {
+        if (mtime_s <= t / 1000) return 304;
+    }
+    return 0;
+}
+
+void s3_quote_etag(const char *etag, char *out, size_t n) { snprintf(out, n, "\"%s\"", etag); }
+
+bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen) {
+    size_t n = strlen(in);
+    if (n % 4 != 0 || (n / 4) * 3 > cap + 2) return false;
+    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (len < 0) return false;
+    if (n >= 1 && in[n - 1] == '=') len--;
+    if (n >= 2 && in[n - 2] == '=') len--;
+    if ((size_t)len > cap) return false;
+    *outlen = (size_t)len;
+    return true;
+}
+
+void s3_base64_encode(const uint8_t *in, size_t n, char *out) {
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+uint32_t s3_crc32c(uint32_t crc, const void *data, size_t n) {
+    static uint32_t table[256];
+    static bool init;
+    if (!__atomic_load_n(&init, __ATOMIC_ACQUIRE)) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+        __atomic_store_n(&init, true, __ATOMIC_RELEASE);
+    }
+    const uint8_t *p = data;
+    crc = ~crc;
+    while (n--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---- XML input ---------------------------------------------------------------- */
+
+static xmlDocPtr parse_xml(const char *body, size_t len) {
+    if (len == 0 || len > 8 * 1024 * 1024) return NULL;
+    return xmlReadMemory(body, (int)len, "body.xml", NULL,
+                         XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
+                         XML_PARSE_NOWARNING);
+}
+
+static bool is_elem(xmlNodePtr n, const char *name) {
+    return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
+void s3_delete_req_free(s3_delete_req *d) {
+    for (int i = 0; i < d->count; i++) free(d->objects[i].key);
+    free(d->objects);
+    memset(d, 0, sizeof *d);
+}
+
+int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out) {
+    memset(out, 0, sizeof *out);
+    xmlDocPtr doc = parse_xml(body, len);
+    if (!doc) return CAIRN_EINVAL;
+    int rc = CAIRN_EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (!root || !is_elem(root, "Delete")) goto done;
+    int n = 0;
+    for (xmlNodePtr c = root->children; c; c = c->next)
+        if (is_elem(c, "Object")) n++;
+    if (n == 0 || n > 1000) goto done;
+    out->objects = calloc((size_t)n, sizeof *out->objects);
+    if (!out->objects) { rc = CAIRN_ENOMEM; goto done; }
+    for (xmlNodePtr c = root->children; c; c = c->next) {
+        if (is_elem(c, "Quiet")) {
+            xmlChar *v = xmlNodeGetContent(c);
+            out->quiet = v && strcasecmp((const char *)v, "true") == 0;
+            xmlFree(v);
+        } else if (is_elem(c, "Object")) {
+            xmlChar *key = NULL;
+            for (xmlNodePtr k = c->children; k; k = k->next)
+                if (is_elem(k, "Key") && !key) key = xmlNodeGetContent(k);
+            if (!key) goto bad;
+            size_t kl = strlen((const char *)key);
+            out->objects[out->count].key = strdup((const char *)key);
+            out->objects[out->count].key_len = kl;
+            xmlFree(key);
+            if (!out->objects[out->count].key) { rc = CAIRN_ENOMEM; goto bad; }
+            out->count++;
+        } else if (c->type == XML_ELEMENT_NODE) {
+            goto bad;
+        }
+    }
+    rc = 0;
+    goto done;
+bad:
+    s3_delete_req_free(out);
+done:
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen) {
+    location[0] = '\0';
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)body[i])) i++;
+    if (i == len) return 0;
+    xmlDocPtr doc = parse_xml(body, len);
+    if (!doc) return CAIRN_EINVAL;
+    int rc = CAIRN_EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (root && is_elem(root, "CreateBucketConfiguration")) {
+        rc = 0;
+        for (xmlNodePtr c = root->children; c; c = c->next) {
+            if (!is_elem(c, "LocationConstraint")) continue;
+            xmlChar *v = xmlNodeGetContent(c);
+            snprintf(location, loclen, "%s", v ? (const char *)v : "");
+            xmlFree(v);
+        }
+    }
+    xmlFreeDoc(doc);
+    return rc;
+}

@@ -1,0 +1,591 @@
+"""Fixtures for the cairn integration and end-to-end tests.
+
+Every test drives a real `cairn server` process on a random loopback port with
+its own temporary data directory.  One server is shared by the whole session
+(`server`, with root credentials from `root_creds`); tests that restart, kill
+or reconfigure a server ask for `make_server`, which starts fresh ones and
+stops them at the end of the test.  Both kinds write the server's stderr (JSON
+log lines) and stdout to files in the temporary directory; on a failure the
+tail of those logs is attached to the pytest report.
+
+Helpers here, used by several modules:
+  CairnServer.client()   a boto3 client (path style, us-east-1, no retries)
+  CairnServer.request()  a raw HTTP request signed with SigV4 (see sigv4.py),
+                         or anonymous, returning a small Response object
+  CairnServer.admin()    runs `cairn admin --data DIR ...` and parses its output
+  unique_bucket()        a fresh, valid bucket name
+
+The binary is $CAIRN_BIN, default <repo>/build/cairn.  Variables named CAIRN_*
+in the caller's environment are not passed to servers (the Makefile sets
+CAIRN_BIN, which a server must not see as configuration).
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+import sigv4
+
+REPO = Path(__file__).resolve().parents[2]
+CAIRN_BIN = os.environ.get("CAIRN_BIN", str(REPO / "build" / "cairn"))
+REGION = "us-east-1"
+READY_DEADLINE = 20.0
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+DEFAULT_TEST_DEADLINE = 180
+
+
+# ---- small utilities -----------------------------------------------------
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique_bucket(prefix="b"):
+    """A valid, unused bucket name (lowercase, <= 63 chars)."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"[:63]
+
+
+def unique_name(prefix="u"):
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def random_secret():
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(40))
+
+
+def random_access_key():
+    alphabet = string.ascii_uppercase + string.digits
+    return "ROOT" + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def md5_hex(data):
+    return hashlib.md5(data).hexdigest()
+
+
+def wait_until(predicate, deadline_s, interval=0.05, what="condition"):
+    """Polls predicate until it returns a truthy value or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
+        time.sleep(interval)
+
+
+def strip_ns(tag):
+    return tag.split("}", 1)[1] if "}" in tag else tag
+
+
+def xml_find(elem, path):
+    """ElementTree find that ignores the S3 namespace: path like 'Contents/Key'."""
+    node = elem
+    for part in path.split("/"):
+        found = None
+        for child in node:
+            if strip_ns(child.tag) == part:
+                found = child
+                break
+        if found is None:
+            return None
+        node = found
+    return node
+
+
+def xml_findall(elem, name):
+    return [c for c in elem if strip_ns(c.tag) == name]
+
+
+def xml_text(elem, path, default=None):
+    node = xml_find(elem, path)
+    if node is None:
+        return default
+    return node.text if node.text is not None else ""
+
+
+def leftover_tmp_files(data_dir):
+    """Regular files under data_dir with 'tmp' in their relative path."""
+    out = []
+    for root, _dirs, files in os.walk(data_dir):
+        rel_root = os.path.relpath(root, data_dir)
+        for f in files:
+            rel = os.path.normpath(os.path.join(rel_root, f))
+            if "tmp" in rel.lower():
+                out.append(rel)
+    return sorted(out)
+
+
+def server_env(extra=None):
+    """The environment for a cairn process: ours minus CAIRN_*, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env.update(extra or {})
+    return env
+
+
+# ---- raw responses ---------------------------------------------------------
+
+
+class Response:
+    """What a raw request got back: status, headers (case-insensitive), body."""
+
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    def header(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def xml(self):
+        return ET.fromstring(self.body)
+
+    @property
+    def error_code(self):
+        if not self.body:
+            return None
+        try:
+            return xml_text(self.xml(), "Code")
+        except ET.ParseError:
+            return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.reason} body={self.body[:300]!r}>"
+
+
+def read_response(resp, method):
+    body = b"" if method == "HEAD" else resp.read()
+    return Response(resp.status, resp.reason, resp.headers, body)
+
+
+# ---- the server process ----------------------------------------------------
+
+
+class CairnServer:
+    """One cairn server process and its data directory (kept across restarts)."""
+
+    def __init__(self, workdir, env=None, root=None, name="server", args=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.workdir / "data"
+        self.name = name
+        self.extra_env = dict(env or {})
+        self.extra_args = list(args or [])
+        self.root = root  # (access key, secret) or None: the server generates them
+        self.proc = None
+        self.port = None
+        self.starts = 0
+        self.stderr_paths = []
+        self.stdout_paths = []
+        self._clients = {}
+
+    # -- lifecycle --
+
+    def env(self):
+        extra = dict(self.extra_env)
+        if self.root:
+            extra["CAIRN_ROOT_USER"] = self.root[0]
+            extra["CAIRN_ROOT_PASSWORD"] = self.root[1]
+        return server_env(extra)
+
+    def spawn(self, port=None):
+        """Starts the process without waiting for readiness."""
+        self.port = port or free_port()
+        self.starts += 1
+        err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
+        out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
+        self.stderr_paths.append(err)
+        self.stdout_paths.append(out)
+        cmd = [CAIRN_BIN, "server", "--listen", f"127.0.0.1:{self.port}",
+               "--data", str(self.data_dir)] + self.extra_args
+        with open(err, "wb") as ferr, open(out, "wb") as fout:
+            self.proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
+                                         env=self.env(), cwd=self.workdir)
+        self._clients = {}
+        return self.proc
+
+    def start(self, port=None):
+        if not os.access(CAIRN_BIN, os.X_OK):
+            pytest.fail(f"cairn binary not found or not executable: {CAIRN_BIN} "
+                        "(build it with `make build` or set CAIRN_BIN)")
+        self.spawn(port)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, deadline=READY_DEADLINE):
+        end = time.monotonic() + deadline
+        last = None
+        while time.monotonic() < end:
+            code = self.proc.poll()
+            if code is not None:
+                raise AssertionError(f"cairn server exited with {code} before becoming live\n"
+                                     + self.log_tail())
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/health/live")
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                if resp.status == 200:
+                    return
+                last = resp.status
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise AssertionError(f"cairn server not live within {deadline}s (last: {last})\n"
+                             + self.log_tail())
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"cairn did not exit within {timeout}s of SIGTERM")
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # -- logs --
+
+    def log_text(self):
+        return "".join(p.read_text(errors="replace") for p in self.stderr_paths if p.exists())
+
+    def stdout_text(self, start_index=-1):
+        p = self.stdout_paths[start_index]
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def log_records(self):
+        out = []
+        for line in self.log_text().splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def log_tail(self, n=40):
+        lines = self.log_text().splitlines()[-n:]
+        return f"--- {self.name} stderr (last {len(lines)} lines) ---\n" + "\n".join(lines)
+
+    # -- clients --
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, access_key=None, secret=None, **s3_config):
+        """A boto3 S3 client; defaults to the root credentials."""
+        if access_key is None:
+            access_key, secret = self.root
+        cfg_key = (access_key, secret, tuple(sorted(s3_config.items())))
+        if cfg_key not in self._clients:
+            s3cfg = {"addressing_style": "path"}
+            s3cfg.update(s3_config)
+            self._clients[cfg_key] = boto3.session.Session().client(
+                "s3", endpoint_url=self.endpoint, region_name=REGION,
+                aws_access_key_id=access_key, aws_secret_access_key=secret,
+                config=Config(s3=s3cfg, retries={"max_attempts": 1, "mode": "standard"},
+                              connect_timeout=10, read_timeout=120,
+                              max_pool_connections=32, signature_version="s3v4"))
+        return self._clients[cfg_key]
+
+    def anonymous_client(self):
+        from botocore import UNSIGNED
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=REGION,
+            config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"},
+                          retries={"max_attempts": 1, "mode": "standard"}))
+
+    def request(self, method, path, query=None, headers=None, body=b"", creds=None,
+                anonymous=False, payload_hash=None, date=None, host=None, timeout=60):
+        """Sends one raw request.  Signed with SigV4 header auth (root unless
+        creds=(ak, sk)) unless anonymous.  payload_hash defaults to the SHA-256
+        of body.  Returns a Response."""
+        headers = dict(headers or {})
+        headers.setdefault("Host", host or self.host)
+        if isinstance(body, str):
+            body = body.encode()
+        if not anonymous:
+            ak, sk = creds or self.root
+            if payload_hash is None:
+                payload_hash = hashlib.sha256(body).hexdigest()
+            headers, _sig, _date = sigv4.sign_request(method, path, query, headers, ak, sk,
+                                                      payload_hash, date=date)
+        q = sigv4.wire_query(query)
+        url = path + ("?" + q if q else "")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, url, body=body if body or method in ("PUT", "POST") else None,
+                         headers=headers)
+            return read_response(conn.getresponse(), method)
+        finally:
+            conn.close()
+
+    def get_url(self, method, url_path_and_query, headers=None, body=None, timeout=60):
+        """Sends a request to an already built path?query (presigned URLs)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, url_path_and_query, body=body, headers=headers or {})
+            return read_response(conn.getresponse(), method)
+        finally:
+            conn.close()
+
+    # -- admin CLI --
+
+    def admin(self, *args, check=True, timeout=60):
+        """Runs `cairn admin --data DIR args...`; returns CompletedProcess with
+        .fields: the `name: value` lines of stdout as a dict."""
+        cmd = [CAIRN_BIN, "admin", "--data", str(self.data_dir)] + [str(a) for a in args]
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                            env=server_env(), stdin=subprocess.DEVNULL)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {cp.returncode}\n"
+                                 f"stdout: {cp.stdout}\nstderr: {cp.stderr}")
+        fields = {}
+        for line in cp.stdout.splitlines():
+            if ": " in line:
+                k, v = line.split(": ", 1)
+                fields[k.strip()] = v.strip()
+        cp.fields = fields
+        return cp
+
+    def create_user(self, name=None):
+        name = name or unique_name()
+        cp = self.admin("user", "create", name)
+        assert cp.fields.get("user") == name, cp.stdout
+        return User(name, cp.fields["access_key_id"], cp.fields["secret_access_key"])
+
+    def pid_rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS in /proc/PID/status")
+
+
+class User:
+    def __init__(self, name, access_key, secret):
+        self.name = name
+        self.access_key = access_key
+        self.secret = secret
+
+    @property
+    def creds(self):
+        return (self.access_key, self.secret)
+
+
+# ---- fixtures ----------------------------------------------------------------
+
+_started_servers = []  # every CairnServer of the current test, for failure reports
+
+
+@pytest.fixture(scope="session")
+def root_creds():
+    return (random_access_key(), random_secret())
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, root_creds):
+    """The shared server.  Tests must use unique bucket names."""
+    srv = CairnServer(tmp_path_factory.mktemp("session-server"), root=root_creds,
+                      name="session")
+    srv.start()
+    yield srv
+    code = srv.stop()
+    assert code == 0, f"session server exited {code} on SIGTERM\n{srv.log_tail()}"
+
+
+@pytest.fixture(autouse=True)
+def _session_server_guard(request):
+    """After a test that used the shared server, fail it if the server died
+    (and restart the server so the following tests can run)."""
+    yield
+    if "server" not in request.fixturenames:
+        return
+    srv = request.getfixturevalue("server")
+    _started_servers.append(srv)
+    if not srv.alive():
+        code = srv.proc.returncode
+        tail = srv.log_tail()
+        srv.start()
+        pytest.fail(f"the shared cairn server died during this test (exit {code})\n{tail}")
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Factory: make_server(env={...}, root=(ak, sk) | None, args=[...], start=True)."""
+    made = []
+    counter = [0]
+
+    def factory(env=None, root="default", args=None, start=True, workdir=None):
+        counter[0] += 1
+        if root == "default":
+            root = (random_access_key(), random_secret())
+        srv = CairnServer(workdir or tmp_path / f"srv{counter[0]}", env=env, root=root,
+                          name=f"fresh{counter[0]}", args=args)
+        made.append(srv)
+        _started_servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield factory
+    for srv in made:
+        srv.kill()
+
+
+@pytest.fixture
+def s3(server):
+    """boto3 client with root credentials on the shared server."""
+    return server.client()
+
+
+@pytest.fixture
+def bucket(server, s3):
+    """A new, empty bucket on the shared server, owned by root."""
+    name = unique_bucket()
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def user(server):
+    """A new user (not root) on the shared server."""
+    return server.create_user()
+
+
+# ---- per-test deadline and failure reports ---------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "deadline(seconds): per-test time limit (default 180 s)")
+
+
+@pytest.fixture(autouse=True)
+def _deadline(request):
+    """Fails a test that runs past its deadline instead of hanging the suite."""
+    marker = request.node.get_closest_marker("deadline")
+    seconds = int(marker.args[0]) if marker else DEFAULT_TEST_DEADLINE
+
+    def on_alarm(_signum, _frame):
+        raise TimeoutError(f"test exceeded its deadline of {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "setup":
+        _started_servers.clear()
+    if report.failed and report.when in ("call", "teardown"):
+        seen = set()
+        for srv in list(_started_servers):
+            if id(srv) in seen:
+                continue
+            seen.add(id(srv))
+            report.sections.append((f"cairn log: {srv.name}", srv.log_tail(30)))
+
+
+# ---- helpers for raw streaming requests --------------------------------------------
+
+
+def open_put(srv, bucket, key, content_length, extra_headers=None, creds=None, timeout=30):
+    """Opens a socket and sends the head of a signed PUT with UNSIGNED-PAYLOAD;
+    the caller sends the body.  Returns the connected socket."""
+    path = sigv4.object_path(bucket, key)
+    headers = {"Host": srv.host, "Content-Length": str(content_length)}
+    headers.update(extra_headers or {})
+    ak, sk = creds or srv.root
+    headers, _sig, _date = sigv4.sign_request("PUT", path, None, headers, ak, sk,
+                                              sigv4.UNSIGNED_PAYLOAD)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
+    sock.sendall(head.encode() + b"\r\n")
+    return sock
+
+
+def read_socket_response(sock, method="PUT"):
+    """Reads one HTTP response from a raw socket."""
+    resp = http.client.HTTPResponse(sock, method=method)
+    resp.begin()
+    return read_response(resp, method)
+
+
+def background(fn, *args, **kwargs):
+    """Runs fn in a daemon thread; returns (thread, result dict with 'value'/'error')."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def which_all(name):
+    """Every executable called name on PATH (like `which -a`), in order."""
+    out = []
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        p = os.path.join(d, name)
+        if os.path.isfile(p) and os.access(p, os.X_OK) and p not in out:
+            out.append(p)
+    return out
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + ["shutil"]
