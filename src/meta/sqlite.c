@@ -143,7 +143,21 @@ typedef struct {
     sqlite3_stmt *st[ST__COUNT];
 } conn;
 
+/* One object put waiting for the group commit (see meta_object_put). */
+typedef struct put_req {
+    const meta_object *obj;
+    meta_object old;
+    bool had_old;
+    int err;
+    bool done;
+    struct put_req *next;
+} put_req;
+
 struct meta_store {
+    pthread_mutex_t gmu;   /* guards the group-commit queue below */
+    pthread_cond_t gcv;    /* signalled when a batch has committed */
+    put_req *qhead, *qtail;
+    bool leader;           /* a thread is committing a batch */
     pthread_mutex_t wmu;   /* serializes every use of writer */
     conn writer;
     pthread_mutex_t rmu;   /* guards idle/nidle */
@@ -335,6 +349,8 @@ static void store_free(meta_store *ms) {
     pthread_cond_destroy(&ms->rcv);
     pthread_mutex_destroy(&ms->rmu);
     pthread_mutex_destroy(&ms->wmu);
+    pthread_mutex_destroy(&ms->gmu);
+    pthread_cond_destroy(&ms->gcv);
     free(ms);
 }
 
@@ -345,6 +361,8 @@ int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
     meta_store *ms = calloc(1, sizeof *ms);
     if (!ms) return CAIRN_ENOMEM;
     pthread_mutex_init(&ms->wmu, NULL);
+    pthread_mutex_init(&ms->gmu, NULL);
+    pthread_cond_init(&ms->gcv, NULL);
     pthread_mutex_init(&ms->rmu, NULL);
     pthread_cond_init(&ms->rcv, NULL);
     ms->readers = calloc((size_t)o.readers, sizeof *ms->readers);
@@ -967,29 +985,85 @@ static int object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool
     return err;
 }
 
+/*
+ * Group commit.  A durable commit costs one fsync of the WAL (~0.2-0.5 ms
+ * here), which would cap puts at a few thousand a second if each paid its
+ * own.  So puts queue up; whoever finds no leader becomes it, takes the whole
+ * queue and commits it as one transaction, each put inside its own SAVEPOINT
+ * so that one failing put (its bucket just vanished) does not undo the others.
+ * Every put returns only after the commit that contains it, so durability and
+ * read-after-write are unchanged; under load many puts share one fsync.
+ */
+#define GROUP_MAX 128
+
+static void run_batch(meta_store *ms, put_req *batch) {
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) {
+        for (put_req *r = batch; r; r = r->next) r->err = err;
+        return;
+    }
+    bool any_ok = false;
+    for (put_req *r = batch; r; r = r->next) {
+        if (sqlite3_exec(w->db, "SAVEPOINT put", NULL, NULL, NULL) != SQLITE_OK) {
+            r->err = db_fail(w, sqlite3_errcode(w->db), "savepoint");
+            continue;
+        }
+        r->err = object_put_tx(w, r->obj, &r->old, &r->had_old);
+        if (r->err != 0) sqlite3_exec(w->db, "ROLLBACK TO put", NULL, NULL, NULL);
+        sqlite3_exec(w->db, "RELEASE put", NULL, NULL, NULL);
+        any_ok |= r->err == 0;
+    }
+    err = wtx_end(ms, any_ok ? 0 : CAIRN_EINVAL);
+    if (any_ok && err != 0)
+        for (put_req *r = batch; r; r = r->next)
+            if (r->err == 0) r->err = err;
+}
+
 int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
                     bool *had_replaced) {
     if (had_replaced) *had_replaced = false;
     if (!ms || !obj) return CAIRN_EINVAL;
     int err = obj_validate(obj);
     if (err != 0) return err;
-    meta_object old;
-    memset(&old, 0, sizeof old);
-    bool had_old = false;
-    conn *w;
-    err = wtx_begin(ms, &w);
-    if (err != 0) return err;
-    err = wtx_end(ms, object_put_tx(w, obj, &old, &had_old));
-    if (err != 0 || !had_old) {
-        meta_object_clear(&old);
-        had_old = false;
+    put_req me;
+    memset(&me, 0, sizeof me);
+    me.obj = obj;
+    pthread_mutex_lock(&ms->gmu);
+    if (ms->qtail) ms->qtail->next = &me;
+    else ms->qhead = &me;
+    ms->qtail = &me;
+    while (!me.done) {
+        if (ms->leader) {
+            pthread_cond_wait(&ms->gcv, &ms->gmu);
+            continue;
+        }
+        /* Lead: detach up to GROUP_MAX queued puts (ours is among them). */
+        ms->leader = true;
+        put_req *batch = ms->qhead, *last = batch;
+        for (int n = 1; n < GROUP_MAX && last->next; n++) last = last->next;
+        ms->qhead = last->next;
+        if (!ms->qhead) ms->qtail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&ms->gmu);
+        run_batch(ms, batch);
+        pthread_mutex_lock(&ms->gmu);
+        for (put_req *r = batch, *nx; r; r = nx) {
+            nx = r->next;
+            r->done = true;
+        }
+        ms->leader = false;
+        pthread_cond_broadcast(&ms->gcv);
     }
-    if (replaced) {
-        *replaced = old;
-    } else {
-        meta_object_clear(&old);
+    pthread_mutex_unlock(&ms->gmu);
+    err = me.err;
+    if (err != 0 || !me.had_old) {
+        meta_object_clear(&me.old);
+        me.had_old = false;
     }
-    if (had_replaced) *had_replaced = had_old;
+    if (replaced) *replaced = me.old;
+    else meta_object_clear(&me.old);
+    if (had_replaced) *had_replaced = me.had_old;
     return err;
 }
 

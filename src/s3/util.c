@@ -29,7 +29,7 @@ bool s3_bucket_name_valid(const char *name) {
     if (strstr(name, "..") || strstr(name, ".-") || strstr(name, "-.")) return false;
     if (strncmp(name, "xn--", 4) == 0 || strncmp(name, "sthree-", 7) == 0) return false;
     if (n >= 8 && strcmp(name + n - 8, "-s3alias") == 0) return false;
-    if (n >= 6 && strcmp(name + n - 6, "--ol-s3") == 0) return false;
+    if (n >= 7 && strcmp(name + n - 7, "--ol-s3") == 0) return false;
     /* Not formatted as an IPv4 address. */
     int dots = 0, digits = 1;
     for (size_t i = 0; i < n; i++) {

@@ -103,7 +103,7 @@ def aws_params():
     params = []
     for want in ("aws-v2", "aws-v1"):
         path = next((p for i, p in AWS_CLIS if i == want), None)
-        params.append(pytest.param(want, path, id=want))
+        params.append(pytest.param((want, path), id=want))
     return params
 
 
