@@ -90,7 +90,12 @@ cleanup() {
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $T" >&2; else rm -rf "$T"; fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    echo "bench: kept $T" >&2
+  else
+    echo "bench: removing $T" >&2
+    rm -rf "$T"
+  fi
   exit $rc
 }
 trap cleanup EXIT
@@ -260,10 +265,10 @@ phase_list() {
   lg cairn seed --op put --size 64 --concurrency 32 --requests $LIST_OBJECTS \
     --duration $SEED_MAX_SECONDS --bucket list --prefix k/
   record cairn seed rps
-  LIST_KEYS=$(($(field requests) - $(field errors)))
+  LIST_KEYS=$(field requests)
   [ "$(field errors)" = 0 ] || LIST_KEYS=0   # failed PUTs leave the count unknown
   lg cairn list --op list --concurrency 1 --requests "$RUNS" --bucket list --prefix k/ \
-    ${LIST_KEYS:+--keys $LIST_KEYS} --pages "1,$LIST_DEEP_PAGE"
+    --keys "${LIST_KEYS:-0}" --pages "1,$LIST_DEEP_PAGE"
   record cairn listp1 page1_ms
   record cairn listpd "page${LIST_DEEP_PAGE}_ms"
   if [ -n "${BAD[cairn.list]:-}" ]; then BAD[cairn.listp1]=1; BAD[cairn.listpd]=1; fi
@@ -298,7 +303,7 @@ row() {
 
 report() {
   local fs
-  fs=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS -T "$T" 2>/dev/null || stat -f -c '%T' "$T")
+  fs=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS -T "$T" 2>/dev/null | tr -s ' ' || stat -f -c '%T' "$T")
   echo
   echo "cairn benchmark ($([ "$QUICK" = 1 ] && echo quick || echo full)): median of $RUNS runs, loopback, $(nproc) CPUs shared by loadgen and server"
   echo "  data dirs: $T (filesystem: $fs)"

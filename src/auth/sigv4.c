@@ -523,7 +523,12 @@ static int parse_header_auth(const sigv4_request *r, const auth_header *h, sigv4
     if (memcmp(out->amz_date, out->date, 8) != 0)
         return fail(CAIRN_EINVAL, code, msg, E_HDR,
                     "Invalid credential date: it is not the date of the request");
-    const auth_header *p = find_header(r, "x-amz-content-sha256", NULL);
+    int np = 0;
+    const auth_header *p = find_header(r, "x-amz-content-sha256", &np);
+    /* Two copies could let the body be checked against another hash than the
+     * one that was signed. */
+    if (np > 1)
+        return fail(CAIRN_EINVAL, code, msg, E_ARG, "More than one x-amz-content-sha256 header");
     if (!p) {
         if (strcmp(out->service, "s3") == 0)
             return fail(CAIRN_EINVAL, code, msg, E_ARG,

@@ -53,6 +53,7 @@ int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nres
         if (matched == 100) file = val;
         else flag_vals[matched] = val;
     }
+    if (!file && getenv("CAIRN_CONFIG") && *getenv("CAIRN_CONFIG")) file = getenv("CAIRN_CONFIG");
     config_errors errs = {0};
     if (file && config_load_file(cfg, file, &errs) != 0) {
         print_errors(file, &errs);

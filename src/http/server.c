@@ -35,6 +35,9 @@ struct http_server {
 
 enum { ST_HEAD = 0, ST_BODY, ST_QUEUED };
 
+/* Body bytes we read and discard after an early answer rather than reset. */
+#define HTTP_DRAIN_LIMIT (64u * 1024 * 1024)
+
 /* ---- request helpers ------------------------------------------------------ */
 
 const char *http_header(const http_req *r, const char *name) {
@@ -122,6 +125,13 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         r->too_many_headers = true;
         return MHD_NO;
     }
+    if (value) {
+        /* HTTP field values exclude trailing whitespace (RFC 9110 5.5); MHD keeps
+         * it.  Trim in place: the bytes are this request's, and values are used
+         * both as C strings and with lengths. */
+        while (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
+            ((char *)(uintptr_t)value)[--value_size] = '\0';
+    }
     r->headers[r->nheaders++] = (auth_header){key, key_size, value ? value : "", value ? value_size : 0};
     return MHD_YES;
 }
@@ -189,9 +199,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         r->bytes_in += n;
-        if (r->state_ == ST_QUEUED) return MHD_YES;  /* draining after an early answer */
-        if (!http_responded(r)) s->h->body(s->app, r, upload_data, n);
-        return http_responded(r) ? queue(r) : MHD_YES;
+        if (r->state_ == ST_QUEUED) return MHD_YES;
+        if (!http_responded(r)) {
+            s->h->body(s->app, r, upload_data, n);
+            if (!http_responded(r)) return MHD_YES;
+        }
+        /* Answered mid-body.  Closing with unread bytes in flight makes TCP reset
+         * the connection and the client may never see the answer, so read and
+         * drop the rest when it is small; a large remainder is cut short. */
+        if (r->content_length >= 0 && (uint64_t)r->content_length - r->bytes_in <= HTTP_DRAIN_LIMIT)
+            return MHD_YES;
+        return queue(r);
     }
     if (r->state_ == ST_QUEUED) return MHD_YES;
     if (!http_responded(r)) s->h->end(s->app, r);

@@ -425,7 +425,7 @@ static int plan_body(s3_req *q) {
         q->chunked = chunked_new(&q->auth, q->secret);
         if (!q->chunked) { s3_error(q, "InternalError", NULL); return -1; }
     }
-    if (q->auth.payload == PAYLOAD_SHA256) {
+    if (!q->anonymous && q->auth.payload == PAYLOAD_SHA256) {
         q->sha256 = EVP_MD_CTX_new();
         if (!q->sha256 || !EVP_DigestInit_ex(q->sha256, EVP_sha256(), NULL)) {
             s3_error(q, "InternalError", NULL);
@@ -466,8 +466,9 @@ static void on_begin(void *app, http_req *r) {
         s3_error(q, "InvalidRequest", "Too many headers.");
         return;
     }
-    bool signed_req = http_header(r, "authorization") || strstr(r->raw_query, "X-Amz-Algorithm");
-    if (!signed_req && !strcmp(r->method, "GET")) {
+    /* Operator endpoints answer whatever credentials come along; the bucket
+     * names "health" and "metrics" are reserved so these paths are never S3. */
+    if (!strcmp(r->method, "GET")) {
         if (!strcmp(r->raw_path, "/health/live")) q->op = OP_HEALTH_LIVE;
         else if (!strcmp(r->raw_path, "/health/ready")) q->op = OP_HEALTH_READY;
         else if (!strcmp(r->raw_path, "/metrics")) q->op = OP_METRICS;

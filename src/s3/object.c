@@ -112,9 +112,34 @@ static char *headers_json_from_request(s3_req *q) {
     return buf_steal(&b);
 }
 
-/* Adds the stored headers of an object to the response. */
-static void add_stored_headers(http_req *r, const char *json, bool *has_content_type) {
+static const struct { const char *param, *header; } overrides[] = {
+    {"response-content-type", "content-type"},
+    {"response-content-language", "content-language"},
+    {"response-expires", "expires"},
+    {"response-cache-control", "cache-control"},
+    {"response-content-disposition", "content-disposition"},
+    {"response-content-encoding", "content-encoding"},
+};
+
+/* The response-* query value replacing stored header name, or NULL.  S3 honours
+ * them only on authenticated requests. */
+static const char *override_for(const s3_req *q, const char *name) {
+    if (q->anonymous) return NULL;
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
+        if (!strcasecmp(overrides[i].header, name)) return s3_param_get(q, overrides[i].param);
+    return NULL;
+}
+
+/* Adds the stored headers of an object to the response, then the overrides. */
+static void add_object_headers(s3_req *q, const char *json, bool *has_content_type) {
+    http_req *r = q->http;
     *has_content_type = false;
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
+        const char *v = override_for(q, overrides[i].header);
+        if (!v) continue;
+        http_add_header(r, overrides[i].header, v);
+        if (i == 0) *has_content_type = true;
+    }
     if (!json) return;
     json_error_t err;
     json_t *o = json_loads(json, 0, &err);
@@ -122,7 +147,7 @@ static void add_stored_headers(http_req *r, const char *json, bool *has_content_
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v) {
-        if (!json_is_string(v)) continue;
+        if (!json_is_string(v) || override_for(q, k)) continue;
         http_add_header(r, k, json_string_value(v));
         if (!strcmp(k, "content-type")) *has_content_type = true;
     }
@@ -134,8 +159,12 @@ static void add_stored_headers(http_req *r, const char *json, bool *has_content_
 static int setup_checksum(s3_req *q) {
     static const char *const names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
                                         "x-amz-checksum-sha1", "x-amz-checksum-sha256"};
+    /* The value comes in a header, or (aws-chunked) in a trailer that
+     * x-amz-trailer announces; either way the algorithm is known up front. */
+    const char *trailer = http_header(q->http, "x-amz-trailer");
     for (size_t i = 0; i < 4; i++) {
         const char *v = http_header(q->http, names[i]);
+        if (!v && trailer && q->chunked && !strcasecmp(trailer, names[i])) v = "";
         if (!v) continue;
         q->checksum_name = names[i];
         snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", v);
@@ -163,6 +192,7 @@ static bool checksum_matches(s3_req *q) {
         }
     }
     if (!name || !expected) return true;
+    if (!*expected) return false; /* announced in x-amz-trailer but never sent */
     uint8_t raw[64];
     size_t rl = 0;
     if (q->crc_kind) {
@@ -350,15 +380,6 @@ void s3_put_object(s3_req *q) {
 
 /* ---- GET / HEAD ------------------------------------------------------------------------------ */
 
-static const struct { const char *param, *header; } overrides[] = {
-    {"response-content-type", "Content-Type"},
-    {"response-content-language", "Content-Language"},
-    {"response-expires", "Expires"},
-    {"response-cache-control", "Cache-Control"},
-    {"response-content-disposition", "Content-Disposition"},
-    {"response-content-encoding", "Content-Encoding"},
-};
-
 void s3_get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     meta_bucket bk;
@@ -427,14 +448,7 @@ void s3_get_object(s3_req *q, bool head) {
         len = o.size;
     }
     bool has_ct = false;
-    add_stored_headers(r, o.headers_json, &has_ct);
-    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
-        const char *v = s3_param_get(q, overrides[i].param);
-        if (v && !q->anonymous) {
-            http_add_header(r, overrides[i].header, v);
-            if (i == 0) has_ct = true;
-        }
-    }
+    add_object_headers(q, o.headers_json, &has_ct);
     if (!has_ct) http_add_header(r, "Content-Type", "binary/octet-stream");
     http_add_header(r, "ETag", etag);
     http_add_header(r, "Last-Modified", lm);

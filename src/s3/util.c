@@ -30,6 +30,8 @@ bool s3_bucket_name_valid(const char *name) {
     if (strncmp(name, "xn--", 4) == 0 || strncmp(name, "sthree-", 7) == 0) return false;
     if (n >= 8 && strcmp(name + n - 8, "-s3alias") == 0) return false;
     if (n >= 7 && strcmp(name + n - 7, "--ol-s3") == 0) return false;
+    /* Reserved: /health/... and /metrics are the operator endpoints. */
+    if (!strcmp(name, "health") || !strcmp(name, "metrics")) return false;
     /* Not formatted as an IPv4 address. */
     int dots = 0, digits = 1;
     for (size_t i = 0; i < n; i++) {

@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import sigv4
-from conftest import (background, leftover_tmp_files, md5_hex, open_put,
+from conftest import (leftover_tmp_files, md5_hex, open_put,
                       read_socket_response, unique_bucket, wait_until)
 
 MiB = 1024 * 1024
@@ -53,6 +53,8 @@ def test_kill_9_during_large_put(make_server):
     block = os.urandom(256 * 1024)
     for _ in range(64):                      # 16 MiB of the 256 MiB
         sock.sendall(block)
+    # the upload is being written to a temporary file when the crash comes
+    wait_until(lambda: leftover_tmp_files(srv.data_dir), 10, what="the upload's temporary file")
     srv.kill()
     sock.close()
 
@@ -166,6 +168,7 @@ def test_client_disconnect_mid_put(make_server):
     s3.create_bucket(Bucket=name)
     sock = open_put(srv, name, "cut", 8 * MiB)
     sock.sendall(os.urandom(3 * MiB))
+    wait_until(lambda: leftover_tmp_files(srv.data_dir), 10, what="the upload's temporary file")
     sock.close()
     assert_absent(s3, name, "cut")
     wait_tmp_clean(srv)

@@ -8,6 +8,7 @@ import base64
 import datetime
 import hashlib
 import os
+import socket
 
 import pytest
 from botocore.exceptions import ClientError
@@ -183,6 +184,15 @@ def test_response_header_overrides(s3, bucket):
     assert got["CacheControl"] == "no-cache"
     # the stored value is unchanged
     assert s3.head_object(Bucket=bucket, Key="o")["ContentType"] == "text/plain"
+
+
+def test_metadata_too_large(s3, bucket):
+    # S3 limits user-defined metadata to 2 KB (names and values, UTF-8 bytes)
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="fat", Body=b"x", Metadata={"big": "v" * 3000})
+    assert code_status(ei) == ("MetadataTooLarge", 400)
+    s3.put_object(Bucket=bucket, Key="fit", Body=b"x", Metadata={"ok": "v" * 1500})
+    assert s3.head_object(Bucket=bucket, Key="fit")["Metadata"] == {"ok": "v" * 1500}
 
 
 # ---- integrity ----------------------------------------------------------------------
@@ -472,3 +482,67 @@ def test_default_limit_rejects_over_5gib(server, bucket):
     r = _declared_put(server, bucket, "over5g", 5 * 1024 ** 3 + 1)
     assert r.status == 400, r
     assert r.error_code == "EntityTooLarge", r
+
+
+# ---- connection reuse --------------------------------------------------------------------
+
+
+def _read_one_response(sock, buf):
+    """Reads one HTTP response (with Content-Length) from sock; buf holds bytes
+    already received.  Returns (status, headers dict lowercased, body, leftover)."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        assert data, f"connection closed before a full response head: {buf[:200]!r}"
+        buf += data
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        data = sock.recv(65536)
+        assert data, "connection closed inside a response body"
+        rest += data
+    return status, headers, rest[:n], rest[n:]
+
+
+def test_keep_alive_after_early_error_response(server, s3, bucket):
+    """An error answered before the body was read (PUT into a missing bucket)
+    must not leave body bytes to be parsed as the next request on the same
+    connection: the server drains them or closes the connection."""
+    s3.put_object(Bucket=bucket, Key="after", Body=b"the right answer")
+    body = b"GET /evil HTTP/1.1\r\nHost: x\r\n\r\n" * 20000   # ~ 700 KB of fake requests
+    path = sigv4.object_path(unique_bucket("missing"), "k")
+    headers, _, _ = sigv4.sign_request("PUT", path, None, {"Host": server.host,
+                                       "Content-Length": str(len(body))},
+                                       *server.root, sigv4.UNSIGNED_PAYLOAD)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        try:
+            sock.sendall(head.encode() + b"\r\n" + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed early: the response must still be readable
+        status, hdrs, _b, left = _read_one_response(sock, b"")
+        assert status == 404
+        if hdrs.get("connection", "").lower() == "close":
+            rest = left
+            try:
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    rest += data
+            except ConnectionResetError:
+                pass
+            assert b"HTTP/1." not in rest, "the body was parsed as further requests"
+            return
+        path = sigv4.object_path(bucket, "after")
+        headers, _, _ = sigv4.sign_request("GET", path, None, {"Host": server.host},
+                                           *server.root, sigv4.EMPTY_SHA256)
+        req = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(req.encode() + b"\r\n")
+        status, _h, got, _left = _read_one_response(sock, left)
+        assert (status, got) == (200, b"the right answer")

@@ -295,29 +295,51 @@ def test_config_check_not_a_mapping(tmp_path):
 # ---- configuration errors stop the server ----------------------------------------------------------
 
 
+def server_must_exit(tmp_path, args=(), env=None, deadline=8):
+    """Starts `cairn server` expecting it to refuse to run; returns
+    (exit code, stderr).  A server that keeps running is killed and fails the test."""
+    cmd = [CAIRN_BIN, "server", "--listen", f"127.0.0.1:{free_port()}",
+           "--data", str(tmp_path / "d"), *args]
+    base = {"CAIRN_ROOT_USER": "rootuser", "CAIRN_ROOT_PASSWORD": "rootpassword123"}
+    base.update(env or {})
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=server_env(base), stdin=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"cairn server started instead of refusing the configuration\n{err[-2000:]}")
+    return proc.returncode, err
+
+
 def test_unknown_env_option_stops_server(tmp_path):
-    cp = run_cairn("server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(tmp_path / "d"),
-                   env={"CAIRN_NO_SUCH_OPTION": "1", "CAIRN_ROOT_USER": "rootuser",
-                        "CAIRN_ROOT_PASSWORD": "rootpassword123"})
-    assert cp.returncode == 2, (cp.returncode, cp.stderr)
-    assert "CAIRN_NO_SUCH_OPTION" in cp.stderr or "no_such_option" in cp.stderr.lower()
+    code, err = server_must_exit(tmp_path, env={"CAIRN_NO_SUCH_OPTION": "1"})
+    assert code == 2, (code, err)
+    assert "CAIRN_NO_SUCH_OPTION" in err or "no_such_option" in err.lower()
 
 
 def test_unknown_key_in_config_file_stops_server(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("region: us-east-1\nno_such_key: 5\n")
-    cp = run_cairn("server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(tmp_path / "d"),
-                   env={"CAIRN_CONFIG": str(cfg), "CAIRN_ROOT_USER": "rootuser",
-                        "CAIRN_ROOT_PASSWORD": "rootpassword123"})
-    assert cp.returncode == 2, (cp.returncode, cp.stderr)
-    assert "no_such_key" in cp.stderr
+    code, err = server_must_exit(tmp_path, args=["--config", str(cfg)])
+    assert code == 2, (code, err)
+    assert "no_such_key" in err
+
+
+def test_cairn_config_env_names_the_file(tmp_path):
+    # src/cmd/cmd.h: configuration comes from --config "(or CAIRN_CONFIG)"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("region: us-east-1\nno_such_key: 5\n")
+    code, err = server_must_exit(tmp_path, env={"CAIRN_CONFIG": str(cfg)})
+    assert code == 2, (code, err)
+    assert "no_such_key" in err
 
 
 def test_invalid_env_value_stops_server(tmp_path):
-    cp = run_cairn("server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(tmp_path / "d"),
-                   env={"CAIRN_MAX_OBJECT_SIZE": "banana"})
-    assert cp.returncode == 2, (cp.returncode, cp.stderr)
-    assert "max_object_size" in cp.stderr.lower()
+    code, err = server_must_exit(tmp_path, env={"CAIRN_MAX_OBJECT_SIZE": "banana"})
+    assert code == 2, (code, err)
+    assert "max_object_size" in err.lower()
 
 
 def test_cairn_bin_in_env_does_not_stop_server(make_server):

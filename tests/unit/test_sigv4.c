@@ -690,6 +690,13 @@ Test(sigv4_errors, content_sha256_and_date_headers) {
         cr_assert_eq(a.payload, kinds[i]);
     }
 
+    const auth_header twice[] = {H("Host", "examplebucket.s3.amazonaws.com"),
+                                 H("x-amz-date", "20130524T000000Z"),
+                                 H("x-amz-content-sha256", EMPTY_SHA),
+                                 H("x-amz-content-sha256", "UNSIGNED-PAYLOAD")};
+    cr_assert_eq(parse_only(authz, twice, NH(twice), &code), CAIRN_EINVAL);
+    cr_assert_str_eq(code, "InvalidArgument");
+
     const auth_header nodate[] = {H("Host", "examplebucket.s3.amazonaws.com"),
                                   H("x-amz-content-sha256", EMPTY_SHA)};
     cr_assert_eq(parse_only(authz, nodate, NH(nodate), &code), CAIRN_EINVAL);
