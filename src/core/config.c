@@ -777,6 +777,15 @@ static size_t ev_line(const yaml_event_t *ev)
     return ev->start_mark.line + 1;
 }
 
+/* Events that may appear where a node is expected.  libyaml hands out
+ * YAML_NO_EVENT forever after the stream ends, so every loop here stops on
+ * anything else rather than trusting the walk to be in step. */
+static bool is_node_event(yaml_event_type_t t)
+{
+    return t == YAML_SCALAR_EVENT || t == YAML_ALIAS_EVENT ||
+           t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT;
+}
+
 /* Consumes the rest of a node whose first event is ev (already pulled). */
 static int yaml_skip_node(yaml_walk *w, const yaml_event_t *first)
 {
@@ -786,11 +795,14 @@ static int yaml_skip_node(yaml_walk *w, const yaml_event_t *first)
         yaml_event_t ev;
         if (yaml_next(w, &ev) != 0)
             return -1;
-        if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
-            depth++;
-        else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
-            depth--;
+        yaml_event_type_t type = ev.type;
         yaml_event_delete(&ev);
+        if (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT)
+            depth++;
+        else if (type == YAML_MAPPING_END_EVENT || type == YAML_SEQUENCE_END_EVENT)
+            depth--;
+        else if (!is_node_event(type))
+            return -1;     /* cannot happen inside a node; never spin on it */
     }
     return 0;
 }
@@ -860,6 +872,10 @@ static int yaml_scalar_key(yaml_walk *w, const yaml_event_t *key)
     yaml_event_t val;
     if (yaml_next(w, &val) != 0)
         return -1;
+    if (!is_node_event(val.type)) {
+        yaml_event_delete(&val);
+        return -1;
+    }
     int rc = yaml_pair(w, key, &val);
     yaml_event_delete(&val);
     return rc;
@@ -874,7 +890,7 @@ static int yaml_bad_key(yaml_walk *w, const yaml_event_t *key)
     yaml_event_t val;
     if (yaml_skip_node(w, key) != 0 || yaml_next(w, &val) != 0)
         return -1;
-    int rc = yaml_skip_node(w, &val);
+    int rc = is_node_event(val.type) ? yaml_skip_node(w, &val) : -1;
     yaml_event_delete(&val);
     return rc;
 }
@@ -886,9 +902,10 @@ static int yaml_mapping(yaml_walk *w)
         yaml_event_t key;
         if (yaml_next(w, &key) != 0)
             return -1;
-        if (key.type == YAML_MAPPING_END_EVENT) {
+        if (!is_node_event(key.type)) {
+            yaml_event_type_t type = key.type;
             yaml_event_delete(&key);
-            return 0;
+            return type == YAML_MAPPING_END_EVENT ? 0 : -1;
         }
         int rc = key.type == YAML_SCALAR_EVENT ? yaml_scalar_key(w, &key) : yaml_bad_key(w, &key);
         yaml_event_delete(&key);
@@ -939,7 +956,7 @@ static void yaml_stream(yaml_walk *w)
             }
         }
         yaml_event_delete(&ev);
-        if (rc != 0 || type == YAML_STREAM_END_EVENT)
+        if (rc != 0 || type == YAML_STREAM_END_EVENT || type == YAML_NO_EVENT)
             return;
     }
 }

@@ -96,20 +96,21 @@ def aws_clis():
     return found
 
 
-AWS_CLIS = aws_clis()
+_aws_clis = None
 
 
-def aws_params():
-    params = []
-    for want in ("aws-v2", "aws-v1"):
-        path = next((p for i, p in AWS_CLIS if i == want), None)
-        params.append(pytest.param((want, path), id=want))
-    return params
+def aws_cli_path(flavour):
+    """Path of the AWS CLI of that flavour, or None; found once, on first use."""
+    global _aws_clis
+    if _aws_clis is None:
+        _aws_clis = dict(aws_clis())
+    return _aws_clis.get(flavour)
 
 
 @pytest.fixture
 def aws(server, cli_user, tmp_path, request):
-    flavour, path = request.param
+    flavour = request.param
+    path = aws_cli_path(flavour)
     if path is None:
         why = ("Debian's awscli (/usr/bin/aws) is not installed" if flavour == "aws-v2"
                else "no AWS CLI v1 found on PATH besides /usr/bin/aws")
@@ -135,7 +136,7 @@ def aws(server, cli_user, tmp_path, request):
     return call
 
 
-@pytest.mark.parametrize("aws", aws_params(), indirect=True)
+@pytest.mark.parametrize("aws", ["aws-v2", "aws-v1"], indirect=True)
 @pytest.mark.deadline(300)
 def test_aws_cli_end_to_end(aws, server, cli_user, tmp_path):
     name = unique_bucket("awscli")

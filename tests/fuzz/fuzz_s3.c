@@ -1,0 +1,70 @@
+/*
+ * fuzz_s3.c — the S3 layer's parsers of untrusted input: Range headers,
+ * conditional headers (HTTP dates, ETag lists), DeleteObjects and
+ * CreateBucketConfiguration XML, bucket names, and percent-decoding.
+ * The first byte picks the parser; the rest is its input.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3/s3.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    uint8_t sel = data[0];
+    data++, size--;
+    char *s = malloc(size + 1);
+    if (!s) return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    switch (sel % 6) {
+    case 0: {
+        int64_t st = 0, len = 0;
+        int64_t objsize = size ? data[0] * 1000 : 0;
+        if (s3_parse_range(s, objsize, &st, &len) == S3_RANGE_OK) {
+            if (st < 0 || len <= 0 || st + len > objsize) abort();
+        }
+        break;
+    }
+    case 1: {
+        /* split into four header values at NUL-free separators */
+        char *parts[4] = {s, NULL, NULL, NULL};
+        int n = 1;
+        for (char *p = s; *p && n < 4; p++)
+            if (*p == '\n') { *p = '\0'; parts[n++] = p + 1; }
+        int r = s3_eval_conditionals(parts[0], parts[1], parts[2], parts[3], "abc", 1795255200000LL);
+        if (r != 0 && r != 304 && r != 412) abort();
+        int64_t ms;
+        time_parse_http(s, &ms);
+        break;
+    }
+    case 2: {
+        s3_delete_req d;
+        if (s3_parse_delete_xml(s, size, &d) == 0) {
+            if (d.count < 1 || d.count > 1000) abort();
+            s3_delete_req_free(&d);
+        }
+        break;
+    }
+    case 3: {
+        char loc[64];
+        s3_parse_create_bucket_xml(s, size, loc, sizeof loc);
+        break;
+    }
+    case 4:
+        s3_bucket_name_valid(s);
+        break;
+    case 5: {
+        char *out = malloc(size + 1);
+        if (out) {
+            long n = url_decode(s, size, out);
+            if (n > (long)size) abort();
+            free(out);
+        }
+        break;
+    }
+    }
+    free(s);
+    return 0;
+}
