@@ -42,7 +42,7 @@ test: build
 
 test-asan: deps
 	$(call meson_build,$(ASAN_BUILD),-Db_sanitize=address$(comma)undefined -Db_lundef=false)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bash scripts/run-tests.sh $(ASAN_BUILD)
 
 fuzz: deps

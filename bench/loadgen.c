@@ -154,6 +154,10 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static void lat_sort(lat_vec *l) {
+    if (l->n) qsort(l->v, l->n, sizeof *l->v, cmp_u32);
+}
+
 /* Nearest-rank percentile in ms of a sorted vector; 0 when empty. */
 static double lat_pct_ms(const lat_vec *l, double p) {
     if (l->n == 0) return 0;
@@ -768,7 +772,8 @@ static const char *op_name(lg_op op) {
     return names[op];
 }
 
-/* Merges the workers' figures and prints the summary line. */
+/* Merges the workers' figures and prints the summary line; returns the exit
+ * status (0 clean, 1 some request failed, 2 out of memory). */
 static int report(const lg_opts *o, lg_worker *ws, double seconds) {
     uint64_t ok = 0, errors = 0, bytes = 0, keys_listed = 0;
     lat_vec all = {0};
@@ -777,9 +782,9 @@ static int report(const lg_opts *o, lg_worker *ws, double seconds) {
         errors += ws[i].errors;
         bytes += ws[i].bytes;
         keys_listed += ws[i].keys_listed;
-        if (lat_append(&all, &ws[i].lat) != 0) return CAIRN_ENOMEM;
+        if (lat_append(&all, &ws[i].lat) != 0) return 2;
     }
-    qsort(all.v, all.n, sizeof *all.v, cmp_u32);
+    lat_sort(&all);
     uint64_t done = ok + errors;
     printf("op=%s size=%" PRIu64 " conc=%d requests=%" PRIu64 " errors=%" PRIu64
            " seconds=%.3f rps=%.1f mbps=%.2f p50_ms=%.3f p99_ms=%.3f",
@@ -797,8 +802,8 @@ static int report(const lg_opts *o, lg_worker *ws, double seconds) {
             int p = o->report_pages[j] - 1;
             lat_vec pv = {0};
             for (int i = 0; i < o->concurrency; i++)
-                if (lat_append(&pv, &ws[i].pages[p]) != 0) return CAIRN_ENOMEM;
-            qsort(pv.v, pv.n, sizeof *pv.v, cmp_u32);
+                if (lat_append(&pv, &ws[i].pages[p]) != 0) return 2;
+            lat_sort(&pv);
             if (pv.n) printf(" page%d_ms=%.3f", p + 1, lat_pct_ms(&pv, 50));
             else printf(" page%d_ms=NA", p + 1);
             free(pv.v);

@@ -37,7 +37,8 @@ CAIRN=$BUILD/cairn
 
 if [ "$QUICK" = 1 ]; then
   RUNS=${BENCH_RUNS:-3}
-  SMALL_SECONDS=2        # per 4 KiB run
+  SMALL_SECONDS=2        # per 4 KiB run...
+  SMALL_MAX_PUTS=6000    # ...or this many PUTs, whichever ends first
   BIG_REQ_1=3            # 64 MiB requests per single-stream run
   BIG_STREAMS=""         # no 4-stream rows in quick mode
   LIST_OBJECTS=10000
@@ -46,6 +47,7 @@ if [ "$QUICK" = 1 ]; then
 else
   RUNS=${BENCH_RUNS:-5}
   SMALL_SECONDS=5
+  SMALL_MAX_PUTS=20000
   BIG_REQ_1=6
   BIG_STREAMS=4
   LIST_OBJECTS=100000
@@ -161,14 +163,14 @@ declare -A VALS BAD
 LAST=""
 lg() {
   local server=$1 tag=$2; shift 2
-  local target
+  local conn
   if [ "$server" = cairn ]; then
-    target=(--url "http://127.0.0.1:$CAIRN_PORT" --access-key "$CAIRN_AK" --secret-key "$CAIRN_SK")
+    conn=(--url "http://127.0.0.1:$CAIRN_PORT" --access-key "$CAIRN_AK" --secret-key "$CAIRN_SK")
   else
-    target=(--url "http://127.0.0.1:$NGINX_PORT" --nosign)
+    conn=(--url "http://127.0.0.1:$NGINX_PORT" --nosign)
   fi
   local rc=0
-  LAST=$("$LOADGEN" "${target[@]}" "$@" 2>"$T/loadgen.err") || rc=$?
+  LAST=$("$LOADGEN" "${conn[@]}" "$@" 2>"$T/loadgen.err") || rc=$?
   echo "$server $tag $LAST" >>"$RESULTS"
   if [ $rc -ne 0 ] || [ -z "$LAST" ]; then
     BAD[$server.$tag]=1
@@ -203,8 +205,11 @@ median() {
 
 # ---- phases ----------------------------------------------------------------------
 
+# The PUT runs stop at SMALL_MAX_PUTS too: every file nginx creates must be
+# deleted again at exit, and unlinking hundreds of thousands of small files
+# (ext4 mounted with discard) costs minutes.
 phase_small() {
-  echo "== 4 KiB objects, $CONC connections, ${SMALL_SECONDS}s a run, $RUNS runs" >&2
+  echo "== 4 KiB objects, $CONC connections, ${SMALL_SECONDS}s or $SMALL_MAX_PUTS PUTs a run, $RUNS runs" >&2
   declare -gA SMALL_KEYS
   for s in $SERVERS; do  # warm-up: connections, caches, first directory creation
     lg "$s" warmup --op put --size $SMALL --concurrency $CONC --requests 500 --bucket bench --prefix warm/
@@ -214,7 +219,7 @@ phase_small() {
     for s in $SERVERS; do
       sync
       lg "$s" put4k --op put --size $SMALL --concurrency $CONC --duration $SMALL_SECONDS \
-        --bucket bench --prefix "small/r$r/"
+        --requests $SMALL_MAX_PUTS --bucket bench --prefix "small/r$r/"
       record "$s" put4k rps
       [ "$r" = 1 ] && SMALL_KEYS[$s]=$(field requests)
     done
@@ -280,6 +285,16 @@ fmt() {  # fmt VALUE DECIMALS
   if [ "$1" = NA ]; then echo n/a; else printf "%.${2}f" "$1"; fi
 }
 
+# cell VALUES DECIMALS BADFLAG: "median (min..max)" of one server's runs.
+cell() {
+  local vals=$1 dec=$2 bad=$3 m lo hi
+  [ -n "$bad" ] && { echo INVALID; return; }
+  m=$(median "$vals")
+  [ "$m" = NA ] && { echo n/a; return; }
+  read -r lo hi < <(tr ' ' '\n' <<<"$vals" | grep -E '^[0-9.]+$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
+  if [ "$lo" = "$hi" ]; then fmt "$m" "$dec"; else echo "$(fmt "$m" "$dec") ($(fmt "$lo" "$dec")..$(fmt "$hi" "$dec"))"; fi
+}
+
 # row LABEL KEY DECIMALS TARGET_KIND TARGET_VALUE: one table line.
 # TARGET_KIND: ratio (cairn/nginx >= value), abs (cairn >= value), none.
 row() {
@@ -296,9 +311,9 @@ row() {
     abs)   target=">= $(fmt "$tv" 0)"
            [ "$c" != NA ] && note=$(awk -v c="$c" -v t="$tv" 'BEGIN { print (c >= t) ? "met" : "below" }') ;;
   esac
-  [ -n "${BAD[cairn.$key]:-}" ] && c="INVALID" || c=$(fmt "$c" "$dec")
-  [ -n "${BAD[nginx.$key]:-}" ] && n="INVALID" || n=$(fmt "$n" "$dec")
-  printf '%-34s %12s %12s %8s   %-18s %s\n' "$label" "$c" "$n" "$ratio" "$target" "$note"
+  c=$(cell "${VALS[cairn.$key]:-}" "$dec" "${BAD[cairn.$key]:-}")
+  n=$(cell "${VALS[nginx.$key]:-}" "$dec" "${BAD[nginx.$key]:-}")
+  printf '%-34s %22s %22s %7s   %-15s %s\n' "$label" "$c" "$n" "$ratio" "$target" "$note"
 }
 
 report() {
@@ -306,13 +321,13 @@ report() {
   fs=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS -T "$T" 2>/dev/null | tr -s ' ' || stat -f -c '%T' "$T")
   echo
   echo "cairn benchmark ($([ "$QUICK" = 1 ] && echo quick || echo full)): median of $RUNS runs, loopback, $(nproc) CPUs shared by loadgen and server"
-  echo "  data dirs: $T (filesystem: $fs)"
+  echo "  data dirs: $T, removed at exit (filesystem: $fs)"
   echo "  cairn: $CAIRN, default config (fsync on); nginx: $(nginx -v 2>&1 | sed 's/.*: //'), 2 workers, sendfile, WebDAV PUT (no fsync)"
   echo "  load average: $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (other work on the box skews figures)"
-  echo "  MB = 10^6 bytes; ratio = cairn / nginx in this invocation"
+  echo "  MB = 10^6 bytes; figures are medians, (min..max) over the runs; ratio = cairn median / nginx median"
   echo
-  printf '%-34s %12s %12s %8s   %-18s %s\n' metric cairn nginx ratio target ""
-  printf '%s\n' "------------------------------------------------------------------------------------------------"
+  printf '%-34s %22s %22s %7s   %-15s %s\n' metric "cairn (min..max)" "nginx (min..max)" ratio target ""
+  printf '%s\n' "----------------------------------------------------------------------------------------------------------------"
   row "4 KiB PUT req/s (c=$CONC)" put4k 0 abs 2000
   row "4 KiB GET req/s (c=$CONC)" get4k 0 ratio 0.3
   row "64 MiB PUT MB/s (1 stream)" put64m.c1 0 ratio 0.5

@@ -748,6 +748,7 @@ typedef struct {
 } yaml_walk;
 
 #define YAML_DOC_KEY "<yaml>"
+#define YAML_MAX_DEPTH 64
 
 /* Pulls the next event; on a syntax error reports it and returns -1. */
 static int yaml_next(yaml_walk *w, yaml_event_t *ev)
@@ -797,9 +798,15 @@ static int yaml_skip_node(yaml_walk *w, const yaml_event_t *first)
             return -1;
         yaml_event_type_t type = ev.type;
         yaml_event_delete(&ev);
-        if (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT)
-            depth++;
-        else if (type == YAML_MAPPING_END_EVENT || type == YAML_SEQUENCE_END_EVENT)
+        if (type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT) {
+            /* libyaml's scanner slows down quadratically with nesting depth,
+             * and a flat config never nests: stop early on deep input. */
+            if (++depth > YAML_MAX_DEPTH) {
+                err_add(w->errs, YAML_DOC_KEY, "line %zu: nested more than %d levels deep",
+                        first->start_mark.line + 1, YAML_MAX_DEPTH);
+                return -1;
+            }
+        } else if (type == YAML_MAPPING_END_EVENT || type == YAML_SEQUENCE_END_EVENT)
             depth--;
         else if (!is_node_event(type))
             return -1;     /* cannot happen inside a node; never spin on it */

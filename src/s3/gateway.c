@@ -155,8 +155,29 @@ static void serve_ops(s3_req *q) {
 
 /* ---- addressing ------------------------------------------------------------------ */
 
-/* Splits the raw query into decoded name/value pairs ('+' means space, as in
- * form encoding; real clients send %2B for a plus). */
+/* Percent-decodes a query component; a literal '+' is a space (form
+ * encoding), while "%2B" stays a plus.  dst holds n + 1 bytes. */
+static long query_decode(const char *src, size_t n, char *dst) {
+    long o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t run = strcspn(src + i, "+&");
+        if (run > n - i) run = n - i;
+        long k = url_decode(src + i, run, dst + o);
+        if (k < 0) return k;
+        o += k;
+        i += run;
+        if (i < n && src[i] == '+') {
+            dst[o++] = ' ';
+            i++;
+        } else if (i < n) {
+            return CAIRN_EINVAL; /* '&' cannot occur inside a component */
+        }
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+/* Splits the raw query into decoded name/value pairs. */
 static int parse_query(s3_req *q) {
     const char *raw = q->http->raw_query;
     size_t n = strlen(raw);
@@ -173,15 +194,13 @@ static int parse_query(s3_req *q) {
             const char *eq = memchr(p, '=', (size_t)(amp - p));
             const char *ne = eq ? eq : amp;
             char *name = out;
-            long nl = url_decode(p, (size_t)(ne - p), name);
+            long nl = query_decode(p, (size_t)(ne - p), name);
             if (nl < 0) return CAIRN_EINVAL;
-            for (long i = 0; i < nl; i++) if (name[i] == '+') name[i] = ' ';
             out += nl + 1;
             char *value = out;
-            long vl = eq ? url_decode(eq + 1, (size_t)(amp - eq - 1), value) : 0;
+            long vl = eq ? query_decode(eq + 1, (size_t)(amp - eq - 1), value) : 0;
             if (vl < 0) return CAIRN_EINVAL;
             if (!eq) value[0] = '\0';
-            for (long i = 0; i < vl; i++) if (value[i] == '+') value[i] = ' ';
             out += vl + 1;
             q->params[q->nparams++] = (s3_param){name, value};
         }
@@ -338,6 +357,13 @@ static int authenticate(s3_req *q) {
         s3_error(q, q->auth.kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError"
                                                     : "AuthorizationHeaderMalformed",
                  "The credential scope must name the service 's3'.");
+        return -1;
+    }
+    if (strcmp(q->auth.region, gw->cfg.region) != 0) {
+        char why[200];
+        snprintf(why, sizeof why, "the region '%s' is wrong; expecting '%s'", q->auth.region, gw->cfg.region);
+        s3_error(q, q->auth.kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError"
+                                                    : "AuthorizationHeaderMalformed", why);
         return -1;
     }
     const char *secret = NULL;

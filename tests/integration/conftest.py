@@ -25,12 +25,10 @@ import http.client
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import string
 import subprocess
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -563,21 +561,6 @@ def read_socket_response(sock, method="PUT"):
     return read_response(resp, method)
 
 
-def background(fn, *args, **kwargs):
-    """Runs fn in a daemon thread; returns (thread, result dict with 'value'/'error')."""
-    result = {}
-
-    def run():
-        try:
-            result["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # reported by the test
-            result["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, result
-
-
 def which_all(name):
     """Every executable called name on PATH (like `which -a`), in order."""
     out = []
@@ -586,6 +569,3 @@ def which_all(name):
         if os.path.isfile(p) and os.access(p, os.X_OK) and p not in out:
             out.append(p)
     return out
-
-
-__all__ = [name for name in dir() if not name.startswith("_")] + ["shutil"]

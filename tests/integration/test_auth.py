@@ -96,9 +96,18 @@ def test_small_skew_is_accepted(server, bucket):
 def test_malformed_authorization_header(server, bucket):
     r = server.request("GET", "/" + bucket, anonymous=True,
                        headers={"Authorization": "AWS4-HMAC-SHA256 Credential=garbage"})
-    assert r.status in (400, 403), r
-    assert r.error_code in ("AuthorizationHeaderMalformed", "AccessDenied",
-                            "InvalidArgument", "SignatureDoesNotMatch"), r
+    assert r.status == 400, r
+    assert r.error_code == "AuthorizationHeaderMalformed", r
+
+
+def test_wrong_region_in_credential_scope(server, bucket):
+    path = "/" + bucket
+    headers, _, _ = sigv4.sign_request("GET", path, None, {"Host": server.host}, *server.root,
+                                       sigv4.EMPTY_SHA256, region="eu-west-1")
+    r = server.get_url("GET", path, headers=headers)
+    assert r.status == 400, r
+    assert r.error_code == "AuthorizationHeaderMalformed", r
+
 
 
 # ---- presigned URLs -------------------------------------------------------------------------
@@ -121,6 +130,17 @@ def test_presigned_get_and_put_boto3(server, s3, bucket):
     r = server.get_url("PUT", split_url(url), body=b"uploaded via url")
     assert r.status == 200, r
     assert s3.get_object(Bucket=bucket, Key="pre/put")["Body"].read() == b"uploaded via url"
+
+
+def test_presigned_awkward_keys(server, s3, bucket):
+    for key in ("pre/ü + space", "pre/a%2Fb", "pre/~tilde=eq&amp", "pre/日本/😀"):
+        put = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key})
+        r = server.get_url("PUT", split_url(put), body=key.encode())
+        assert r.status == 200, (key, r)
+        get = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key})
+        r = server.get_url("GET", split_url(get))
+        assert (r.status, r.body) == (200, key.encode()), (key, r)
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
 
 
 def test_presigned_url_with_own_signer(server, s3, bucket):

@@ -105,6 +105,15 @@ def test_concurrent_overwrite_readers_see_whole_versions(server, s3, bucket):
     counts = {"reads": 0, "ranges": 0, "writes": 0}
     lock = threading.Lock()
 
+    def guarded(fn):
+        def run(*args):
+            try:
+                fn(*args)
+            except Exception as e:  # reported through `problems`
+                problems.append(f"{fn.__name__}: {e!r}")
+        return run
+
+    @guarded
     def writer(offset):
         for i in range(12):
             v = versions[(i + offset) % len(versions)]
@@ -114,6 +123,7 @@ def test_concurrent_overwrite_readers_see_whole_versions(server, s3, bucket):
             with lock:
                 counts["writes"] += 1
 
+    @guarded
     def reader():
         while not stop.is_set():
             got = s3.get_object(Bucket=bucket, Key="hot")
@@ -128,6 +138,7 @@ def test_concurrent_overwrite_readers_see_whole_versions(server, s3, bucket):
             with lock:
                 counts["reads"] += 1
 
+    @guarded
     def range_reader():
         while not stop.is_set():
             got = s3.get_object(Bucket=bucket, Key="hot", Range="bytes=7990-8009")
@@ -291,6 +302,31 @@ def test_sigterm_lets_inflight_upload_finish(make_server):
     got = srv.client().get_object(Bucket=name, Key="inflight")
     assert got["ContentLength"] == total
     assert md5_hex(got["Body"].read()) == body_md5
+
+
+@pytest.mark.deadline(90)
+def test_sigterm_with_stalled_upload_respects_shutdown_timeout(make_server):
+    """A client that never finishes cannot hold the shutdown past its deadline;
+    its partial upload is not committed."""
+    srv = make_server(env={"CAIRN_SHUTDOWN_TIMEOUT": "2"})
+    s3 = srv.client()
+    name = unique_bucket("stuck")
+    s3.create_bucket(Bucket=name)
+    sock = open_put(srv, name, "never-finished", 8 * MiB)
+    sock.sendall(os.urandom(MiB))
+    wait_until(lambda: leftover_tmp_files(srv.data_dir), 10, what="the upload's temporary file")
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        srv.proc.wait(30)
+    except Exception:
+        raise AssertionError("server still running 30 s after SIGTERM with a 2 s shutdown timeout")
+    finally:
+        sock.close()
+    assert time.monotonic() - t0 < 30
+    srv.start()
+    assert_absent(srv.client(), name, "never-finished")
+    wait_tmp_clean(srv)
 
 
 @pytest.mark.deadline(60)

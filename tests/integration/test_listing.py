@@ -182,6 +182,19 @@ def test_v1_prefix_delimiter(s3, tree):
     assert resp["Prefix"] == "a/" and resp["Delimiter"] == "/"
 
 
+def test_prefix_and_start_after_with_special_characters(s3, bucket):
+    # query values arrive percent-encoded; '+' (sent as %2B) is a plus, never a space
+    for k in ("sp ace/1", "plus+/2", "uni/ü/3", "eq=amp&/4"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"")
+    for prefix in ("sp ace", "plus+", "uni/ü", "eq=amp&"):
+        resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        assert resp["Prefix"] == prefix
+        keys = keys_of(resp)
+        assert len(keys) == 1 and keys[0].startswith(prefix), (prefix, keys)
+    resp = s3.list_objects_v2(Bucket=bucket, StartAfter="plus+/2", Delimiter="/")
+    assert [p["Prefix"] for p in resp.get("CommonPrefixes", [])] == ["sp ace/", "uni/"]
+
+
 # ---- raw XML: encoding-type and escaping ---------------------------------------------------
 
 

@@ -182,6 +182,11 @@ def test_response_header_overrides(s3, bucket):
     assert got["ContentType"] == "application/json"
     assert got["ContentDisposition"] == "inline"
     assert got["CacheControl"] == "no-cache"
+    # values arrive percent-encoded in the query: '+' stays '+', spaces and quotes survive
+    got = s3.get_object(Bucket=bucket, Key="o", ResponseContentType="application/ld+json",
+                        ResponseContentDisposition='attachment; filename="x y.txt"')
+    assert got["ContentType"] == "application/ld+json"
+    assert got["ContentDisposition"] == 'attachment; filename="x y.txt"'
     # the stored value is unchanged
     assert s3.head_object(Bucket=bucket, Key="o")["ContentType"] == "text/plain"
 

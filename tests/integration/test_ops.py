@@ -140,6 +140,18 @@ def test_metrics_change_after_requests(server, s3, bucket):
     assert 'api="PutObject",code="200"' in text or 'code="200",api="PutObject"' in text
 
 
+def test_metrics_in_flight_counts_an_open_upload(server, bucket):
+    from conftest import open_put
+    before = find(scrape(server)[0], "cairn_http_requests_in_flight") or 0
+    sock = open_put(server, bucket, "inflight", 1024 * 1024)
+    try:
+        sock.sendall(b"x" * 1000)
+        wait_until(lambda: (find(scrape(server)[0], "cairn_http_requests_in_flight") or 0)
+                   >= before + 1, 5, what="in-flight gauge to count the open upload")
+    finally:
+        sock.close()
+
+
 # ---- request ids ------------------------------------------------------------------------------
 
 

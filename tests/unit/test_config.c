@@ -536,6 +536,24 @@ Test(config, yaml_non_scalar_values_and_keys)
     cr_assert_str_eq(c.listen, "127.0.0.1:9000");
 }
 
+Test(config, yaml_deep_nesting_stops_early)
+{
+    /* 100k levels would take libyaml minutes to scan; the walker gives up
+     * at a fixed depth instead. */
+    size_t n = 100000;
+    char *y = malloc(n + 8);
+    cr_assert(y);
+    memcpy(y, "a: ", 3);
+    memset(y + 3, '[', n);
+    strcpy(y + 3 + n, "\n");
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    cr_assert_eq(load(&c, y, &e), CAIRN_EINVAL);
+    expect_err(&e, "<yaml>", "nested more than");
+    free(y);
+}
+
 Test(config, yaml_root_must_be_mapping)
 {
     config_t c;
