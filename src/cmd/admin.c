@@ -29,6 +29,14 @@ static const struct { const char *flag, *key; } flag_keys[] = {
 };
 
 int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest) {
+    if (core_init() != 0) {
+        fprintf(stderr, "cairn: cannot initialise libsodium\n");
+        return 1;
+    }
+    if (argc > CMD_MAX_ARGS) {
+        fprintf(stderr, "cairn: too many arguments\n");
+        return 2;
+    }
     config_defaults(cfg);
     const char *file = NULL;
     const char *flag_vals[sizeof flag_keys / sizeof flag_keys[0]] = {0};
@@ -267,11 +275,9 @@ static int admin_run(meta_store *ms, const unsigned char mk[32], int argc, char 
 }
 
 int cmd_admin(int argc, char **argv) {
-    if (core_init() != 0) return 1;
     config_t cfg;
-    char *rest[64];
+    char *rest[CMD_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) return 2;
     int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
     if (rc != 0) return rc;
     meta_store *ms;
@@ -283,11 +289,9 @@ int cmd_admin(int argc, char **argv) {
 }
 
 int cmd_migrate(int argc, char **argv) {
-    if (core_init() != 0) return 1;
     config_t cfg;
-    char *rest[64];
+    char *rest[CMD_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) return 2;
     int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
     if (rc != 0) return rc;
     char path[1100];

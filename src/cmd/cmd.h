@@ -23,10 +23,13 @@ int cmd_admin(int argc, char **argv);
 /* `cairn migrate [--data DIR] status|up|down [VERSION]` (admin.c). */
 int cmd_migrate(int argc, char **argv);
 
-/* Shared by server and admin: loads configuration from defaults, the file named
+#define CMD_MAX_ARGS 64
+
+/* Shared by server and admin: initialises core, then loads configuration from defaults, the file named
  * by --config (or CAIRN_CONFIG), the environment and the flags.  Consumes the
  * flags it knows (--listen --data --config --domain) from argv, leaving the rest
- * in rest/nrest.  Prints every problem on stderr; returns 0 or 2. */
+ * in rest/nrest (room for CMD_MAX_ARGS).  Prints every problem on stderr;
+ * returns 0, 2 (bad configuration or usage) or 1. */
 #include "core/core.h"
 int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest);
 

@@ -135,12 +135,9 @@ int cmd_server(int argc, char **argv) {
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (core_init() != 0) return 1;
-
     config_t cfg;
-    char *rest[64];
+    char *rest[CMD_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) return 2;
     int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
     if (rc != 0) return rc;
     if (nrest > 0) {
