@@ -3,12 +3,13 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
 comma := ,
 
-.PHONY: all deps build run test test-unit test-integration test-asan bench bench-quick fuzz fuzz-quick clean
+.PHONY: all deps build run test test-unit test-integration test-asan test-tsan bench bench-quick fuzz fuzz-quick clean
 
 all: build
 
@@ -45,6 +46,13 @@ test-asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bash scripts/run-tests.sh $(ASAN_BUILD)
 
+# TSan: Criterion's runner does not start under TSan, so this runs the
+# integration suite against a TSan-built server (the concurrency lives there).
+test-tsan: deps
+	$(call meson_build,$(TSAN_BUILD),-Db_sanitize=thread -Db_lundef=false)
+	CAIRN_BIN=$(CURDIR)/$(TSAN_BUILD)/cairn TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
 fuzz: deps
 	$(call meson_build,$(FUZZ_BUILD),-Dfuzz=true --native-file scripts/clang.ini -Db_sanitize=address$(comma)undefined -Db_lundef=false)
 	@bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
@@ -59,4 +67,4 @@ bench-quick: build
 	@BENCH_QUICK=1 bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -269,7 +269,20 @@ class CairnServer:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError(f"cairn did not exit within {timeout}s of SIGTERM")
+        self.check_sanitizers()
         return self.proc.returncode
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer")
+
+    def check_sanitizers(self):
+        """Under make test-asan / test-tsan the server reports memory and thread
+        errors on stderr; any such report fails the test that stopped it."""
+        text = self.log_text()
+        for mark in self.SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                raise AssertionError(f"sanitizer report in {self.name}'s log:\n{text[max(0, i - 200):i + 3000]}")
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
