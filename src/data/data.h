@@ -37,6 +37,9 @@ int data_writer_open(data_store *ds, data_writer **w);
 /* Appends bytes; CAIRN_ENOSPC on a full disk, CAIRN_EIO otherwise. */
 int data_writer_write(data_writer *w, const void *p, size_t n);
 uint64_t data_writer_size(const data_writer *w);
+/* Opens the bytes written so far for reading (e.g. to hash them on another
+ * thread while writing goes on); the caller closes the fd. */
+int data_writer_open_reader(data_writer *w, int *fd);
 /* Makes the bytes durable under version_id and frees w (also on error, after
  * removing the temp file). */
 int data_writer_commit(data_writer *w, const char *version_id);

@@ -407,7 +407,8 @@ static int authenticate(s3_req *q) {
 static int payload_sink(void *ud, const char *data, size_t n) {
     s3_req *q = ud;
     q->payload_bytes += n;
-    if (q->sha256) EVP_DigestUpdate(q->sha256, data, n);
+    /* Object bodies are hashed by object.c, possibly on another thread. */
+    if (q->sha256 && q->body_mode != BODY_OBJECT) EVP_DigestUpdate(q->sha256, data, n);
     switch (q->body_mode) {
     case BODY_IGNORE:
         return 0;
@@ -584,6 +585,7 @@ static void on_end(void *app, http_req *r) {
     s3_req *q = r->ctx;
     if (!q) return;
     q->body_done = true;
+    if (q->body_mode == BODY_OBJECT && s3_object_body_end(q) != 0) return;
     if (finish_payload(q) != 0) return;
     switch (q->op) {
     case OP_LIST_BUCKETS: s3_list_buckets(q); break;

@@ -551,3 +551,54 @@ def test_keep_alive_after_early_error_response(server, s3, bucket):
         sock.sendall(req.encode() + b"\r\n")
         status, _h, got, _left = _read_one_response(sock, left)
         assert (status, got) == (200, b"the right answer")
+
+
+# ---- large bodies: hashed on a background thread (>= 4 MiB) -----------------------------------
+
+LARGE = 6 * 1024 * 1024 + 12345
+
+
+def _large_body(seed):
+    return hashlib.sha256(seed).digest() * (LARGE // 32) + b"x" * (LARGE % 32)
+
+
+def test_large_signed_payload_round_trip(server, bucket):
+    body = _large_body(b"ok")
+    r = server.request("PUT", sigv4.object_path(bucket, "large-ok"), body=body,
+                       payload_hash=hashlib.sha256(body).hexdigest(),
+                       headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+                                "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(body).digest()).decode()})
+    assert r.status == 200, r
+    assert r.header("ETag") == '"%s"' % hashlib.md5(body).hexdigest()
+    r = server.request("GET", sigv4.object_path(bucket, "large-ok"))
+    assert r.status == 200 and hashlib.md5(r.body).digest() == hashlib.md5(body).digest()
+
+
+def test_large_wrong_content_md5_is_bad_digest(server, bucket):
+    body = _large_body(b"md5")
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    r = server.request("PUT", sigv4.object_path(bucket, "large-md5"), body=body,
+                       headers={"Content-MD5": wrong})
+    assert (r.status, r.error_code) == (400, "BadDigest"), r
+    assert server.request("HEAD", sigv4.object_path(bucket, "large-md5")).status == 404
+
+
+def test_large_wrong_content_sha256_is_rejected(server, bucket):
+    body = _large_body(b"sha")
+    r = server.request("PUT", sigv4.object_path(bucket, "large-sha"), body=body,
+                       payload_hash=hashlib.sha256(body[:-1] + b"!").hexdigest())
+    assert (r.status, r.error_code) == (400, "XAmzContentSHA256Mismatch"), r
+    assert server.request("HEAD", sigv4.object_path(bucket, "large-sha")).status == 404
+
+
+def test_large_wrong_checksum_crc32_is_bad_digest(server, bucket):
+    body = _large_body(b"crc")
+    import zlib
+    crc = zlib.crc32(body[1:]).to_bytes(4, "big")
+    r = server.request("PUT", sigv4.object_path(bucket, "large-crc"), body=body,
+                       headers={"x-amz-checksum-crc32": base64.b64encode(crc).decode()})
+    assert (r.status, r.error_code) == (400, "BadDigest"), r
+    good = zlib.crc32(body).to_bytes(4, "big")
+    r = server.request("PUT", sigv4.object_path(bucket, "large-crc"), body=body,
+                       headers={"x-amz-checksum-crc32": base64.b64encode(good).decode()})
+    assert r.status == 200, r
