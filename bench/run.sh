@@ -362,5 +362,20 @@ fi
 phase_small
 phase_big
 phase_list
-report
+# Memory bound: one large PutObject (5 GiB; 1 GiB in quick mode) streamed to
+# cairn; the server's peak RSS must not grow with the object.
+RSS_LINE=""
+if [ $want_cairn = 1 ]; then
+  RSS_SIZE=$(( QUICK == 1 ? 1024 * 1024 * 1024 : 5 * 1024 * 1024 * 1024 ))
+  sync
+  RSS_LINE=$(/usr/bin/python3 "$HERE/put_rss.py" "http://127.0.0.1:$CAIRN_PORT" "$CAIRN_PID" \
+             "$CAIRN_AK" "$CAIRN_SK" bench "$RSS_SIZE" 2>&1) || INVALID=$((INVALID + 1))
+fi
+rc=0
+report || rc=$?
+if [ -n "$RSS_LINE" ]; then
+  echo "memory: one PutObject of $((RSS_SIZE / 1024 / 1024)) MiB, server RSS before -> peak (VmHWM):"
+  echo "  $RSS_LINE"
+fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
+exit $rc

@@ -411,3 +411,33 @@ def test_clean_shutdown_exit_code(make_server):
     srv = make_server()
     srv.client().list_buckets()
     assert srv.stop() == 0
+
+
+def test_ready_times_out_when_the_database_hangs(make_server):
+    # Another process holds the SQLite write lock, so the readiness write probe
+    # blocks (up to the 5 s busy timeout); readiness must answer within its own
+    # deadline, say the database timed out, and recover when the lock goes.
+    import sqlite3
+    import time as _time
+    srv = make_server(env={"CAIRN_HEALTH_TIMEOUT_MS": "300"})
+    status, _h, _b = http_get(srv, "/health/ready")
+    assert status == 200
+    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        status, _h, body = http_get(srv, "/health/ready")
+        doc = json.loads(body)
+        assert status == 503, body
+        assert doc["checks"]["database"]["status"] == "fail"
+        # only the deadline produces this detail (a 5 s busy wait would say "not answering")
+        assert doc["checks"]["database"]["detail"] == "timed out"
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    deadline = _time.monotonic() + 10
+    while _time.monotonic() < deadline:
+        status, _h, _b = http_get(srv, "/health/ready")
+        if status == 200:
+            break
+        _time.sleep(0.2)
+    assert status == 200
