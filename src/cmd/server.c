@@ -123,6 +123,44 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc) {
     fflush(stdout);
 }
 
+/* The drives named by `drives`, or DATA/drives/d0 (the embedded default). */
+static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
+    char list[sizeof cfg->drives];
+    char *paths[64];
+    int n = 0;
+    if (cfg->drives[0]) {
+        snprintf(list, sizeof list, "%s", cfg->drives);
+        for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
+            paths[n++] = p;
+    } else {
+        snprintf(list, sizeof list, "%s/drives/d0", cfg->data_dir);
+        paths[n++] = list;
+    }
+    data_options o = {.drives = (const char *const *)paths, .ndrives = n, .k = cfg->ec_data,
+                      .m = cfg->ec_parity, .block = (uint32_t)cfg->ec_block_size, .fsync = cfg->fsync};
+    int rc = data_open(&o, ds, cleaned);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot open the data drives (%s): %s\n", cfg->drives[0] ? cfg->drives : list,
+                rc == CAIRN_EEXIST ? "the same drive is listed twice" :
+                rc == CAIRN_EINVAL ? "ec_data + ec_parity exceeds the number of drives" : cairn_strerror(rc));
+        return rc == CAIRN_EINVAL || rc == CAIRN_EEXIST ? 2 : 1;
+    }
+    int k, m;
+    uint32_t block;
+    data_store_layout(*ds, &k, &m, &block);
+    char geo[64], nd[16];
+    snprintf(geo, sizeof geo, "%d+%d", k, m);
+    snprintf(nd, sizeof nd, "%d", n);
+    log_write(LOG_INFO, NULL, "data drives open", "drives", nd, "erasure_coding", geo, NULL);
+    return 0;
+}
+
+static bool version_still_exists(void *ud, const char *version_id) {
+    bool exists = true; /* on a lookup error, heal: a spare shard is cheaper than a lost one */
+    meta_version_exists(ud, version_id, &exists);
+    return exists;
+}
+
 static void wait_drain(http_server *srv, int timeout_s) {
     int64_t deadline = time_mono_ns() + (int64_t)timeout_s * 1000000000LL;
     while (http_server_inflight(srv) > 0 && time_mono_ns() < deadline) usleep(20 * 1000);
@@ -163,15 +201,13 @@ int cmd_server(int argc, char **argv) {
         meta_close(ms);
         return 1;
     }
-    char drive[1100];
-    snprintf(drive, sizeof drive, "%s/drives/d0", cfg.data_dir);
     data_store *ds = NULL;
     int cleaned = 0;
-    if ((rc = data_open(drive, cfg.fsync, &ds, &cleaned)) != 0) {
-        fprintf(stderr, "cairn: cannot open data drive %s: %s\n", drive, cairn_strerror(rc));
+    if ((rc = open_drives(&cfg, &ds, &cleaned)) != 0) {
         meta_close(ms);
-        return 1;
+        return rc;
     }
+    data_set_heal_check(ds, version_still_exists, ms);
     if (cleaned) {
         char n[24];
         log_write(LOG_INFO, NULL, "removed temporary files of interrupted uploads", "count", log_int(n, cleaned), NULL);

@@ -69,6 +69,29 @@ typedef struct {
 #define GIB (MIB * 1024)
 #define TIB (GIB * 1024)
 
+static bool check_drives(const char *v, char *reason, size_t rn)
+{
+    if (!*v)
+        return true;
+    int n = 0;
+    for (const char *p = v;; p++) {
+        size_t len = strcspn(p, ",");
+        if (len == 0) {
+            snprintf(reason, rn, "empty directory in the list (drive %d)", n + 1);
+            return false;
+        }
+        n++;
+        p += len;
+        if (!*p)
+            break;
+    }
+    if (n > 64) {
+        snprintf(reason, rn, "at most 64 drives");
+        return false;
+    }
+    return true;
+}
+
 static bool check_listen(const char *v, char *reason, size_t rn);
 static bool check_nonempty(const char *v, char *reason, size_t rn);
 static bool check_region(const char *v, char *reason, size_t rn);
@@ -76,6 +99,7 @@ static bool check_domain(const char *v, char *reason, size_t rn);
 static bool check_user(const char *v, char *reason, size_t rn);
 static bool check_password(const char *v, char *reason, size_t rn);
 static bool check_master_key(const char *v, char *reason, size_t rn);
+static bool check_drives(const char *v, char *reason, size_t rn);
 
 #define OPT_STR(k, e, chk, form, d, text) \
     { #k, e, OPT_STRING, offsetof(config_t, k), FIELD_CAP(k), 0, 0, NULL, chk, form, d, text }
@@ -127,6 +151,14 @@ static const option options[] = {
             "Read connections in the SQLite connection pool"),
     OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",
                 "fsync object data and metadata before acknowledging; turn off only for tests"),
+    OPT_STR(drives, "CAIRN_DRIVES", check_drives, "DIR,DIR,...", "",
+            "Directories to erasure-code objects across, one per drive; empty = data_dir/drives/d0"),
+    OPT_NUM(ec_data, "CAIRN_EC_DATA", 0, 16, "0",
+            "Data shards per stripe; 0 picks the default for the drive count (4+2 from six drives)"),
+    OPT_NUM(ec_parity, "CAIRN_EC_PARITY", 0, 15, "0",
+            "Parity shards per stripe (lost shards survivable); used when ec_data is set"),
+    OPT_SZ(ec_block_size, "CAIRN_EC_BLOCK_SIZE", 4 * KIB, 16 * MIB, "256KiB",
+           "Bytes of each shard block; a stripe holds ec_data blocks of object data"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -733,6 +765,20 @@ int config_validate(const config_t *c, config_errors *errs)
         err_add(errs, "root_password", "must be set when root_user is set");
     if (!c->root_user[0] && c->root_password[0])
         err_add(errs, "root_user", "must be set when root_password is set");
+    /* Erasure-coding geometry must fit the drives it spreads over. */
+    if (c->ec_data == 0 && c->ec_parity != 0)
+        err_add(errs, "ec_parity", "set ec_data too (ec_data 0 means the default layout)");
+    if (c->ec_data + c->ec_parity > 16)
+        err_add(errs, "ec_data", "ec_data + ec_parity must be at most 16");
+    if (c->ec_data > 0) {
+        int ndrives = 1;
+        if (c->drives[0])
+            for (const char *p = c->drives; *p; p++)
+                ndrives += *p == ',';
+        if (c->ec_data + c->ec_parity > ndrives)
+            err_add(errs, "ec_data", "ec_data + ec_parity (%d) exceeds the number of drives (%d)",
+                    c->ec_data + c->ec_parity, ndrives);
+    }
     return scope_end(&scope);
 }
 

@@ -154,6 +154,10 @@ typedef struct {
     int clock_skew;            /* clock_skew: seconds of SigV4 skew accepted, default 900 */
     int db_readers;            /* db_readers: read connections in the SQLite pool */
     bool fsync;                /* fsync: fsync object data and metadata (default true) */
+    char drives[4096];         /* drives: comma-separated directories; empty = DATA/drives/d0 */
+    int ec_data;               /* ec_data: data shards per stripe; 0 = default for the drive count */
+    int ec_parity;             /* ec_parity: parity shards per stripe (with ec_data) */
+    int64_t ec_block_size;     /* ec_block_size: bytes per shard block */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

@@ -1,19 +1,31 @@
 /*
- * data — where object bytes live.  For now one local drive directory:
+ * data — where object bytes live: erasure-coded shards on drives.
  *
- *   <drive>/objects/<vv>/<version_id>   committed object data (vv = first 2 hex)
- *   <drive>/tmp/<random>                 data being written
+ * An object is cut into stripes of k data blocks (each `block` bytes; the last
+ * stripe's blocks are shorter), ISA-L computes m parity blocks per stripe, and
+ * shard i (of k+m) is the sequence of block i of every stripe, stored on its
+ * own drive as  [crc32c | block] [crc32c | block] ...  so every block is
+ * verified when read.  Which drives hold the shards is chosen by rendezvous
+ * hashing of the version id over the drive ids and returned as a data_layout,
+ * which the caller stores in metadata: reads never depend on the current
+ * drive set.  1+0 on a single drive is the same code with no parity.
  *
- * Files are named by the object's random version id, never by the user's key,
- * so no user input becomes a path.  A writer streams into a temp file; commit
- * fsyncs it, renames it into place and fsyncs the directory, so a committed
- * file survives a crash.  Only the metadata commit that follows makes it
- * visible; a crash in between leaves an unreferenced file for GC.  Opening the
- * store removes leftover temp files (they belong to writes that never
- * committed).  Memory used is O(1) in the object size.
+ * Files are named by the object's random version id and shard index, never by
+ * a user's key.  Shards are written to temp files, fsynced, renamed into place
+ * and their directories fsynced by data_writer_commit; only the metadata commit
+ * that follows makes the version visible, so a crash in between leaves garbage
+ * for GC, never a partial object.  Opening the store removes temp files.
  *
- * Thread-safety: data_store functions are thread-safe; a data_writer belongs
- * to one request at a time.
+ * Reads verify every block; a missing, short or corrupt block is rebuilt from
+ * parity (up to m per stripe), counted, and the version is queued for healing,
+ * which rewrites the bad shards in place.  More than m lost: CAIRN_EIO, never
+ * wrong bytes.
+ *
+ * Memory: a writer holds two stripes ((k+m) x block each, double-buffered so
+ * encoding and writing overlap receiving); a reader one stripe.
+ *
+ * Thread-safety: data_store functions are thread-safe; a writer or reader
+ * belongs to one request at a time.
  */
 #ifndef CAIRN_DATA_H
 #define CAIRN_DATA_H
@@ -21,40 +33,114 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/core.h"
 
+#define DATA_MAX_SHARDS 16
+#define DATA_DRIVE_ID_LEN 16          /* hex characters */
+#define DATA_LAYOUT_MAX 320           /* formatted layout text, with NUL */
+
+/* Where one version's shards are: shard i lives on drive drive_ids[i]. */
+typedef struct {
+    int k, m;
+    uint32_t block;
+    char drive_ids[DATA_MAX_SHARDS][DATA_DRIVE_ID_LEN + 1];
+} data_layout;
+
+/* "k+m:block:id,id,..." — the text stored in metadata. */
+int data_layout_format(const data_layout *l, char *out, size_t n);
+int data_layout_parse(const char *s, data_layout *out);
+
 typedef struct data_store data_store;
 typedef struct data_writer data_writer;
+typedef struct data_reader data_reader;
 
-/* Opens (creating) the drive at dir; removes stale temp files and reports how
- * many in *cleaned (may be NULL).  Caller frees with data_close. */
-int data_open(const char *dir, bool fsync, data_store **out, int *cleaned);
+typedef struct {
+    const char *const *drives;  /* directories; created if absent */
+    int ndrives;
+    int k, m;                   /* 0, 0: the default for ndrives */
+    uint32_t block;             /* shard block size; 0: 256 KiB */
+    bool fsync;
+} data_options;
+
+/* Opens every drive (giving each a persistent random id on first use), removes
+ * stale temp files (count in *cleaned, may be NULL) and starts the heal worker.
+ * CAIRN_EINVAL when k+m exceeds the drive count.  Free with data_close. */
+int data_open(const data_options *opt, data_store **out, int *cleaned);
 void data_close(data_store *ds);
+/* The layout new objects get. */
+void data_store_layout(const data_store *ds, int *k, int *m, uint32_t *block);
 
-/* Starts writing a new object; caller must commit or abort, which frees w. */
-int data_writer_open(data_store *ds, data_writer **w);
-/* Appends bytes; CAIRN_ENOSPC on a full disk, CAIRN_EIO otherwise. */
+/* ---- writing -------------------------------------------------------------------- */
+
+/* Receives every byte written, in order, exactly once, before it is stored; for
+ * large objects on the writer's own thread.  Used to hash bodies off the
+ * connection thread. */
+typedef void (*data_tap)(void *ud, const void *p, size_t n);
+
+/* Starts writing a new version.  version_id: 32 lowercase hex (it decides the
+ * placement).  tap may be NULL.  The caller must finish+commit or abort. */
+int data_writer_open(data_store *ds, const char *version_id, data_tap tap, void *tap_ud,
+                     data_writer **w);
+/* Appends bytes.  CAIRN_ENOSPC / CAIRN_EIO only when write quorum is lost. */
 int data_writer_write(data_writer *w, const void *p, size_t n);
 uint64_t data_writer_size(const data_writer *w);
-/* Opens the bytes written so far for reading (e.g. to hash them on another
- * thread while writing goes on); the caller closes the fd. */
-int data_writer_open_reader(data_writer *w, int *fd);
-/* Makes the bytes durable under version_id and frees w (also on error, after
- * removing the temp file). */
-int data_writer_commit(data_writer *w, const char *version_id);
-/* Removes the temp file and frees w. */
+/* Encodes and writes what remains and stops the writer's thread: after it
+ * returns 0 the tap has seen every byte.  Nothing is durable yet. */
+int data_writer_finish(data_writer *w);
+/* Makes the shards durable and frees w (also on error, removing them); fills
+ * the layout to store in metadata. */
+int data_writer_commit(data_writer *w, data_layout *out);
+/* Removes the temp shards and frees w (safe at any point before commit). */
 void data_writer_abort(data_writer *w);
 
-/* Opens committed data for reading: fd (caller closes) and size. */
-int data_open_read(data_store *ds, const char *version_id, int *fd, int64_t *size);
-/* Removes committed data; a missing file is not an error. */
-int data_delete(data_store *ds, const char *version_id);
+/* ---- reading --------------------------------------------------------------------- */
 
-/* Readiness: creates, writes, fsyncs and removes a probe file. */
+/* Opens a version of size bytes for reading.  CAIRN_ENOTFOUND when no shard
+ * exists at all (deleted), CAIRN_EIO when fewer than k shards can be opened. */
+int data_reader_open(data_store *ds, const char *version_id, const data_layout *l, int64_t size,
+                     data_reader **r);
+/* Reads up to n bytes at offset; returns the count (0 at the end) or a negative
+ * CAIRN_E* (CAIRN_EIO when a stripe has fewer than k good blocks). */
+ssize_t data_reader_read(data_reader *r, uint64_t offset, void *buf, size_t n);
+/* Closes; queues a heal if the reads found missing or corrupt blocks. */
+void data_reader_close(data_reader *r);
+
+/* Removes every shard of a version (missing files are not an error). */
+int data_delete(data_store *ds, const char *version_id, const data_layout *l);
+
+/* Verifies every block of every shard and rewrites the shards that are
+ * missing or damaged; *repaired gets how many.  CAIRN_EIO when more than m
+ * shards are bad in some stripe.  Idempotent. */
+int data_heal(data_store *ds, const char *version_id, const data_layout *l, int64_t size,
+              int *repaired);
+
+/* Heals queue here (readers add to it); a worker thread drains it.  The check
+ * callback, if set, is asked before each heal whether the version still exists
+ * (so a deleted object is not resurrected as orphan shards). */
+void data_set_heal_check(data_store *ds, bool (*still_exists)(void *ud, const char *version_id),
+                         void *ud);
+/* Waits until the heal queue is empty (tests, shutdown). */
+void data_heal_drain(data_store *ds);
+
+typedef struct {
+    uint64_t corrupt_blocks;    /* blocks whose checksum failed or that were short */
+    uint64_t missing_shards;    /* shard files absent when a reader opened them */
+    uint64_t degraded_reads;    /* readers that needed parity */
+    uint64_t healed_shards;     /* shards rewritten by healing */
+    uint64_t heal_failures;
+    uint64_t heals_dropped;     /* queue full */
+} data_stats;
+void data_get_stats(data_store *ds, data_stats *out);
+
+/* ---- health -------------------------------------------------------------------------- */
+
+/* Creates, writes, fsyncs and removes a probe file on every drive. */
 int data_check_writable(data_store *ds);
+/* The smallest free space among the drives. */
 int data_free_bytes(data_store *ds, int64_t *free_bytes);
-/* Number of temp files currently present (tests and metrics). */
+/* Temp files present across drives (tests). */
 int data_tmp_count(data_store *ds);
 
 #endif

@@ -74,6 +74,13 @@ int http_respond(http_req *r, unsigned status, const void *body, size_t len);
 int http_respond_take(http_req *r, unsigned status, char *body, size_t len);
 /* Sends len bytes of fd from offset (sendfile where possible); takes ownership of fd. */
 int http_respond_fd(http_req *r, unsigned status, int fd, uint64_t offset, uint64_t len);
+/* Streams size bytes produced by fn(ud, pos, buf, max), which returns how many
+ * bytes it wrote (> 0) or a negative value to abort the connection (the status
+ * line is already sent by then).  free_fn(ud) runs when the response is done.
+ * For HEAD, fn is never called. */
+typedef long (*http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
+int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream_fn fn, void *ud,
+                        void (*free_fn)(void *ud));
 /* True once a response is set. */
 bool http_responded(const http_req *r);
 unsigned http_status(const http_req *r);

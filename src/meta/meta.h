@@ -123,6 +123,9 @@ typedef struct {
     int64_t mtime_ms;
     int64_t owner_id;
     meta_storage storage;
+    /* FILE objects: where the shards are, as data_layout_format writes it
+     * ("k+m:block:drive,..."); empty for INLINE. */
+    char layout[320];
     /* JSON object of the stored headers: {"content-type":..,"x-amz-meta-a":..}.
      * Owned by the struct (malloc); freed by meta_object_clear. */
     char *headers_json;
@@ -173,6 +176,8 @@ int meta_object_list(meta_store *ms, const char *bucket, const char *prefix,
                      size_t prefix_len, const char *from, size_t from_len, bool inclusive,
                      int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud,
                      bool *more);
+/* Sets *exists to whether any object's current version is version_id. */
+int meta_version_exists(meta_store *ms, const char *version_id, bool *exists);
 /* Counts objects in the bucket (bounded scan; for admin and tests). */
 int meta_object_count(meta_store *ms, const char *bucket, int64_t *count);
 

@@ -82,8 +82,19 @@ static const char down_v1[] =
     /* sqlite_sequence itself cannot be dropped; forget the users counter. */
     "DELETE FROM sqlite_sequence WHERE name = 'users';";
 
+/* v2: where an object's erasure-coded shards are ("k+m:block:drive,...");
+ * empty for objects stored inline. */
+static const char up_v2[] =
+    "ALTER TABLE objects ADD COLUMN layout TEXT NOT NULL DEFAULT '';"
+    /* healing and GC ask "is this version still referenced?" */
+    "CREATE INDEX objects_version ON objects(version_id);";
+static const char down_v2[] =
+    "DROP INDEX objects_version;"
+    "ALTER TABLE objects DROP COLUMN layout;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
+    {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

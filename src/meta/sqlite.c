@@ -45,10 +45,10 @@
 #define BUSY_DEFAULT_MS 5000
 
 /* Object columns, in the order every object SELECT returns them. */
-#define OBJ_COLS "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json"
+#define OBJ_COLS "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json, layout"
 #define OBJ_COLS_O \
     "o.bucket, o.key, o.version_id, o.size, o.etag, o.mtime_ms, o.owner_id, o.storage, " \
-    "o.headers_json"
+    "o.headers_json, o.layout"
 #define LIST_COLS "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE bucket = ?1 AND "
 
 typedef enum {
@@ -74,6 +74,7 @@ typedef enum {
     ST_BUCKET_LIST,
     ST_BUCKET_SET_PUBLIC,
     ST_OBJ_GET,
+    ST_VERSION_EXISTS,
     ST_OBJ_GET_DATA,
     ST_OBJ_UPSERT,
     ST_OBJ_DELETE,
@@ -119,15 +120,16 @@ static const char *const stmt_sql[ST__COUNT] = {
                        " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
+    [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
     [ST_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
                         " LEFT JOIN object_data d ON d.version_id = o.version_id"
                         " WHERE o.bucket = ?1 AND o.key = ?2",
     [ST_OBJ_UPSERT] =
-        "INSERT INTO objects(" OBJ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO objects(" OBJ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         " ON CONFLICT(bucket, key) DO UPDATE SET version_id = excluded.version_id,"
         " size = excluded.size, etag = excluded.etag, mtime_ms = excluded.mtime_ms,"
         " owner_id = excluded.owner_id, storage = excluded.storage,"
-        " headers_json = excluded.headers_json",
+        " headers_json = excluded.headers_json, layout = excluded.layout",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
     [ST_DATA_INSERT] = "INSERT INTO object_data(version_id, data) VALUES (?1, ?2)",
     [ST_DATA_DELETE] = "DELETE FROM object_data WHERE version_id = ?1",
@@ -876,14 +878,15 @@ static int row_object(sqlite3_stmt *st, meta_object *o, bool data_col) {
         o->headers_json = strdup(h ? h : "{}");
         if (!o->headers_json) err = CAIRN_ENOMEM;
     }
+    if (err == 0) err = col_copy(st, 9, o->layout, sizeof o->layout);
     if (err == 0 && data_col && o->storage == META_STORE_INLINE) {
-        if (sqlite3_column_type(st, 9) == SQLITE_NULL) {
+        if (sqlite3_column_type(st, 10) == SQLITE_NULL) {
             log_write(LOG_ERROR, NULL, "meta: inline object has no data row", "version",
                       o->version_id, NULL);
             err = CAIRN_EDB;
         } else {
-            const void *p = sqlite3_column_blob(st, 9);
-            o->data_len = (size_t)sqlite3_column_bytes(st, 9);
+            const void *p = sqlite3_column_blob(st, 10);
+            o->data_len = (size_t)sqlite3_column_bytes(st, 10);
             /* Never NULL for an inline object, even when empty. */
             o->data = malloc(o->data_len ? o->data_len : 1);
             if (!o->data) err = CAIRN_ENOMEM;
@@ -963,6 +966,7 @@ static int object_upsert(conn *w, const meta_object *o) {
     b |= sqlite3_bind_int64(st, 7, o->owner_id);
     b |= sqlite3_bind_int(st, 8, (int)o->storage);
     b |= bind_str(st, 9, o->headers_json ? o->headers_json : "{}");
+    b |= bind_str(st, 10, o->layout);
     if (b) {
         stmt_done(st);
         return db_fail(w, b, "object upsert bind");
@@ -1205,5 +1209,22 @@ int meta_object_count(meta_store *ms, const char *bucket, int64_t *count) {
         stmt_done(st);
     }
     reader_put(ms, r);
+    return err;
+}
+
+int meta_version_exists(meta_store *ms, const char *version_id, bool *exists) {
+    *exists = false;
+    if (!ms || !version_id) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_VERSION_EXISTS);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "version exists bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) *exists = true;
+        else if (rc != SQLITE_DONE) err = db_fail(c, rc, "version exists");
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
     return err;
 }

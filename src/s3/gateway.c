@@ -226,6 +226,21 @@ static void serve_ops(s3_req *q) {
         buf_t b;
         buf_init(&b);
         obs_render(q->gw->d.obs, &b);
+        data_stats ds;
+        data_get_stats(q->gw->d.data, &ds);
+        buf_printf(&b, "# HELP cairn_data_corrupt_blocks_total Blocks whose checksum failed or that were short on read.\n"
+                       "# TYPE cairn_data_corrupt_blocks_total counter\ncairn_data_corrupt_blocks_total %llu\n"
+                       "# HELP cairn_data_missing_shards_total Shard files absent when an object was read.\n"
+                       "# TYPE cairn_data_missing_shards_total counter\ncairn_data_missing_shards_total %llu\n"
+                       "# HELP cairn_data_degraded_reads_total Object reads that needed parity.\n"
+                       "# TYPE cairn_data_degraded_reads_total counter\ncairn_data_degraded_reads_total %llu\n"
+                       "# HELP cairn_data_healed_shards_total Shards rewritten by healing.\n"
+                       "# TYPE cairn_data_healed_shards_total counter\ncairn_data_healed_shards_total %llu\n"
+                       "# HELP cairn_data_heal_failures_total Heals that could not complete.\n"
+                       "# TYPE cairn_data_heal_failures_total counter\ncairn_data_heal_failures_total %llu\n",
+                   (unsigned long long)ds.corrupt_blocks, (unsigned long long)ds.missing_shards,
+                   (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
+                   (unsigned long long)ds.heal_failures);
         http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
         size_t len = b.len;
         http_respond_take(q->http, 200, buf_steal(&b), len);

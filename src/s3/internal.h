@@ -72,6 +72,7 @@ typedef struct s3_req {
     buf_t body;                 /* BODY_BUFFER, or inline object bytes */
     bool inline_object;
     data_writer *writer;
+    char version_id[33];        /* of the object being written */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;         /* when the payload hash was signed */
@@ -80,7 +81,6 @@ typedef struct s3_req {
     EVP_MD_CTX *checksum_md;    /* sha1/sha256 checksums */
     uint32_t crc;               /* crc32 / crc32c running value */
     int crc_kind;               /* 0 none, 1 crc32, 2 crc32c */
-    struct s3_hasher *hasher;   /* large uploads: hashing on its own thread */
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
 } s3_req;
@@ -111,7 +111,8 @@ void s3_bucket_subresource(s3_req *q);
 /* object.c */
 int s3_object_begin(s3_req *q);      /* validates headers before the body; nonzero = answered */
 int s3_object_sink(s3_req *q, const char *data, size_t n);
-/* The body is complete: waits for background hashing; nonzero = answered. */
+/* The body is complete: the writer encodes what remains and its tap (the
+ * hashes) has seen every byte; nonzero = answered. */
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
 void s3_copy_object(s3_req *q);

@@ -23,16 +23,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <pthread.h>
-
 #include <jansson.h>
 #include <openssl/evp.h>
 
 #define MAX_USER_METADATA 2048
-/* Uploads at least this large are hashed on their own thread (see hasher_main). */
-#define ASYNC_HASH_MIN (4LL * 1024 * 1024)
 
-static void hasher_start(s3_req *q);
+static void hash_update(void *ud, const void *data, size_t n);
+
 #define MAX_SINGLE_PUT (5LL * 1024 * 1024 * 1024)
 
 static const char *const stored_headers[] = {
@@ -259,120 +256,25 @@ int s3_object_begin(s3_req *q) {
         }
         return 0;
     }
-    int rc = data_writer_open(gw->d.data, &q->writer);
+    rand_hex_id(q->version_id, 16);
+    int rc = data_writer_open(gw->d.data, q->version_id, hash_update, q, &q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
-                 "cannot create a temporary file for the upload");
+                 "cannot create the object's shards");
         return -1;
     }
-    if (q->declared_size >= ASYNC_HASH_MIN) hasher_start(q);
     return 0;
 }
 
 /* Every digest the body needs: MD5 (ETag), the signed payload SHA-256, and
  * the x-amz-checksum-* the client asked for. */
-static void hash_update(s3_req *q, const char *data, size_t n) {
+static void hash_update(void *ud, const void *data, size_t n) {
+    s3_req *q = ud;
     EVP_DigestUpdate(q->md5, data, n);
     if (q->sha256) EVP_DigestUpdate(q->sha256, data, n);
     if (q->crc_kind == 1) q->crc = (uint32_t)crc32(q->crc, (const Bytef *)data, (uInt)n);
     else if (q->crc_kind == 2) q->crc = s3_crc32c(q->crc, data, n);
     else if (q->checksum_md) EVP_DigestUpdate(q->checksum_md, data, n);
-}
-
-/*
- * Background hashing for large uploads.  MD5 alone runs at ~670 MB/s here, so
- * hashing on the connection thread makes a single stream pay for receive,
- * write and hash in turn.  Instead the connection thread only writes, and this
- * thread reads back what was written (from the page cache) and hashes it, so
- * hashing overlaps the network and disk.  The digests are touched only by this
- * thread until s3_object_body_end joins it.
- */
-#define HASH_CHUNK (1024 * 1024)
-
-typedef struct s3_hasher {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    s3_req *q;
-    int fd;
-    uint64_t written;   /* bytes the writer has written (guarded by mu) */
-    uint64_t hashed;    /* bytes hashed (only the hasher thread writes it) */
-    bool finished;      /* no more bytes will come */
-    bool abort;
-    int err;
-} s3_hasher;
-
-static void *hasher_main(void *arg) {
-    s3_hasher *h = arg;
-    char *buf = malloc(HASH_CHUNK);
-    if (!buf) h->err = CAIRN_ENOMEM;
-    pthread_mutex_lock(&h->mu);
-    for (;;) {
-        while (!h->abort && h->hashed == h->written && !h->finished) pthread_cond_wait(&h->cv, &h->mu);
-        if (h->abort || h->err || h->hashed == h->written) break;
-        uint64_t want = h->written - h->hashed;
-        pthread_mutex_unlock(&h->mu);
-        size_t n = want > HASH_CHUNK ? HASH_CHUNK : (size_t)want;
-        ssize_t r = pread(h->fd, buf, n, (off_t)h->hashed);
-        pthread_mutex_lock(&h->mu);
-        if (r <= 0) {
-            if (r < 0 && errno == EINTR) continue;
-            h->err = CAIRN_EIO;
-            break;
-        }
-        pthread_mutex_unlock(&h->mu);
-        hash_update(h->q, buf, (size_t)r);
-        pthread_mutex_lock(&h->mu);
-        h->hashed += (uint64_t)r;
-    }
-    pthread_mutex_unlock(&h->mu);
-    free(buf);
-    return NULL;
-}
-
-static void hasher_start(s3_req *q) {
-    s3_hasher *h = calloc(1, sizeof *h);
-    if (!h) return; /* hashing inline still works */
-    h->q = q;
-    if (data_writer_open_reader(q->writer, &h->fd) != 0) {
-        free(h);
-        return;
-    }
-    pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 128 * 1024);
-    int rc = pthread_create(&h->thread, &attr, hasher_main, h);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        close(h->fd);
-        pthread_mutex_destroy(&h->mu);
-        pthread_cond_destroy(&h->cv);
-        free(h);
-        return;
-    }
-    q->hasher = h;
-}
-
-/* Finishes (or aborts) the hasher; returns its error. */
-static int hasher_join(s3_req *q, bool abort) {
-    s3_hasher *h = q->hasher;
-    if (!h) return 0;
-    pthread_mutex_lock(&h->mu);
-    h->finished = true;
-    h->abort = abort;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    pthread_join(h->thread, NULL);
-    int err = h->err;
-    if (!abort && !err && h->hashed != h->written) err = CAIRN_EIO;
-    close(h->fd);
-    pthread_mutex_destroy(&h->mu);
-    pthread_cond_destroy(&h->cv);
-    free(h);
-    q->hasher = NULL;
-    return err;
 }
 
 int s3_object_sink(s3_req *q, const char *data, size_t n) {
@@ -385,28 +287,23 @@ int s3_object_sink(s3_req *q, const char *data, size_t n) {
         buf_append(&q->body, data, n);
         return q->body.oom ? CAIRN_ENOMEM : 0;
     }
-    if (!q->hasher) hash_update(q, data, n);
-    int rc = data_writer_write(q->writer, data, n);
-    if (rc == 0 && q->hasher) {
-        s3_hasher *h = q->hasher;
-        pthread_mutex_lock(&h->mu);
-        h->written += n;
-        pthread_cond_signal(&h->cv);
-        pthread_mutex_unlock(&h->mu);
-    }
-    return rc;
+    /* The writer runs hash_update as its tap, on its own thread for large
+     * bodies, so hashing overlaps receiving. */
+    return data_writer_write(q->writer, data, n);
 }
 
 int s3_object_body_end(s3_req *q) {
-    if (hasher_join(q, false) != 0) {
-        s3_error(q, "InternalError", "hashing the upload failed");
+    if (!q->writer) return 0;
+    int rc = data_writer_finish(q->writer);
+    if (rc != 0) {
+        s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
+                 "storing the object's shards failed");
         return -1;
     }
     return 0;
 }
 
 void s3_object_cleanup(s3_req *q) {
-    hasher_join(q, true);
     if (q->writer) {
         data_writer_abort(q->writer);
         q->writer = NULL;
@@ -418,8 +315,10 @@ void s3_object_cleanup(s3_req *q) {
 
 /* Removes the bytes of a version that metadata no longer references. */
 static void drop_version_data(s3_req *q, const meta_object *o) {
+    data_layout l;
     if (o->storage == META_STORE_FILE) {
-        int rc = data_delete(q->gw->d.data, o->version_id);
+        int rc = data_layout_parse(o->layout, &l);
+        if (rc == 0) rc = data_delete(q->gw->d.data, o->version_id, &l);
         if (rc != 0)
             log_write(LOG_WARN, q->http->request_id, "could not delete replaced object data",
                       "version_id", o->version_id, "error", cairn_strerror(rc), NULL);
@@ -471,7 +370,8 @@ void s3_put_object(s3_req *q) {
     snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
     memcpy(obj.key, q->key, q->key_len);
     obj.key_len = q->key_len;
-    rand_hex_id(obj.version_id, 16);
+    if (q->inline_object) rand_hex_id(obj.version_id, 16);
+    else memcpy(obj.version_id, q->version_id, sizeof obj.version_id);
     obj.size = (int64_t)q->payload_bytes;
     hex_encode(md5, 16, obj.etag);
     obj.mtime_ms = time_now_ms();
@@ -486,7 +386,9 @@ void s3_put_object(s3_req *q) {
         obj.storage = META_STORE_FILE;
         data_writer *w = q->writer;
         q->writer = NULL;
-        int rc = data_writer_commit(w, obj.version_id);
+        data_layout l;
+        int rc = data_writer_commit(w, &l);
+        if (rc == 0) rc = data_layout_format(&l, obj.layout, sizeof obj.layout);
         if (rc != 0) {
             free(obj.headers_json);
             s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
@@ -508,30 +410,81 @@ void s3_put_object(s3_req *q) {
 
 /* ---- GET / HEAD ------------------------------------------------------------------------------ */
 
+/* A GET body served from a data reader (verifying and rebuilding blocks). */
+typedef struct {
+    data_reader *reader;
+    uint64_t start;
+    char request_id[40];
+    char version_id[33];
+} object_stream;
+
+static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
+    object_stream *st = ud;
+    size_t done = 0;
+    while (done < max) {
+        ssize_t n = data_reader_read(st->reader, st->start + pos + done, buf + done, max - done);
+        if (n < 0) {
+            /* The status line is sent: the only honest answer left is to cut the
+             * connection, so the client sees a short body, never wrong bytes. */
+            log_write(LOG_ERROR, st->request_id, "object unreadable mid-response: too many shards lost",
+                      "version_id", st->version_id, NULL);
+            return -1;
+        }
+        if (n == 0) break;
+        done += (size_t)n;
+    }
+    return done ? (long)done : -1;
+}
+
+static void stream_free(void *ud) {
+    object_stream *st = ud;
+    data_reader_close(st->reader);
+    free(st);
+}
+
+static long never_called(void *ud, uint64_t pos, char *buf, size_t max) {
+    (void)ud, (void)pos, (void)buf, (void)max;
+    return -1;
+}
+
+/* Opens the stored bytes of o.  CAIRN_ENOTFOUND when the shards are gone (an
+ * overwrite or delete removed them after the row was read). */
+static int open_reader(s3_req *q, const meta_object *o, data_reader **r) {
+    data_layout l;
+    if (data_layout_parse(o->layout, &l) != 0) {
+        log_write(LOG_ERROR, q->http->request_id, "object has no valid layout", "version_id", o->version_id, NULL);
+        return CAIRN_EIO;
+    }
+    return data_reader_open(q->gw->d.data, o->version_id, &l, o->size, r);
+}
+
+static void unreadable(s3_req *q) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "The object %s/%.*s cannot be read: more shards are lost than parity can rebuild.",
+             q->bucket, (int)q->key_len, q->key);
+    s3_error(q, "InternalError", msg);
+}
+
 void s3_get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, true) != 0) return;
     meta_object o = {0};
-    int fd = -1;
+    data_reader *reader = NULL;
     int rc = 0;
-    /* An overwrite may remove the file between reading the row and opening it;
-     * reading the row again then finds the new version. */
+    /* An overwrite may remove the shards between reading the row and opening
+     * them; reading the row again then finds the new version. */
     for (int attempt = 0; attempt < 4; attempt++) {
         meta_object_clear(&o);
         rc = meta_object_get(q->gw->d.meta, q->bucket, q->key, q->key_len, !head, &o);
         if (rc != 0 || o.storage != META_STORE_FILE || head) break;
-        int64_t fsize = 0;
-        rc = data_open_read(q->gw->d.data, o.version_id, &fd, &fsize);
+        rc = open_reader(q, &o, &reader);
         if (rc != CAIRN_ENOTFOUND) break;
     }
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchKey", NULL);
-        meta_object_clear(&o);
-        return;
-    }
     if (rc != 0) {
-        s3_error(q, "InternalError", "reading the object failed");
+        if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchKey", NULL);
+        else if (rc == CAIRN_EIO) unreadable(q);
+        else s3_error(q, "InternalError", "reading the object failed");
         meta_object_clear(&o);
         return;
     }
@@ -541,39 +494,47 @@ void s3_get_object(s3_req *q, bool head) {
     int cond = s3_eval_conditionals(http_header(r, "if-match"), http_header(r, "if-none-match"),
                                     http_header(r, "if-modified-since"),
                                     http_header(r, "if-unmodified-since"), o.etag, o.mtime_ms);
-    if (cond) {
-        if (fd >= 0) close(fd);
+    int64_t start = 0, len = o.size;
+    s3_range_result rr = cond ? S3_RANGE_NONE : s3_parse_range(http_header(r, "range"), o.size, &start, &len);
+    if (rr != S3_RANGE_OK) {
+        start = 0;
+        len = o.size;
+    }
+    /* Read the first bytes before answering: a lost object gets a clean 500,
+     * not a 200 that breaks off. */
+    if (!cond && rr != S3_RANGE_UNSATISFIABLE && reader && len > 0) {
+        char probe[1];
+        if (data_reader_read(reader, (uint64_t)start, probe, 1) < 0) {
+            data_reader_close(reader);
+            meta_object_clear(&o);
+            unreadable(q);
+            return;
+        }
+    }
+    if (cond || rr == S3_RANGE_UNSATISFIABLE) {
+        data_reader_close(reader);
         if (cond == 304) {
             http_add_header(r, "ETag", etag);
             http_add_header(r, "Last-Modified", lm);
             http_respond(r, 304, "", 0);
-        } else {
+        } else if (cond == 412) {
             s3_error(q, "PreconditionFailed", NULL);
+        } else {
+            char cr[64];
+            snprintf(cr, sizeof cr, "bytes */%lld", (long long)o.size);
+            http_add_header(r, "Content-Range", cr);
+            s3_error(q, "InvalidRange", NULL);
         }
         meta_object_clear(&o);
         return;
     }
-    int64_t start = 0, len = o.size;
     unsigned status = 200;
-    s3_range_result rr = s3_parse_range(http_header(r, "range"), o.size, &start, &len);
-    if (rr == S3_RANGE_UNSATISFIABLE) {
-        if (fd >= 0) close(fd);
-        char cr[64];
-        snprintf(cr, sizeof cr, "bytes */%lld", (long long)o.size);
-        http_add_header(r, "Content-Range", cr);
-        s3_error(q, "InvalidRange", NULL);
-        meta_object_clear(&o);
-        return;
-    }
     if (rr == S3_RANGE_OK) {
         status = 206;
         char cr[96];
         snprintf(cr, sizeof cr, "bytes %lld-%lld/%lld", (long long)start, (long long)(start + len - 1),
                  (long long)o.size);
         http_add_header(r, "Content-Range", cr);
-    } else {
-        start = 0;
-        len = o.size;
     }
     bool has_ct = false;
     add_object_headers(q, o.headers_json, &has_ct);
@@ -582,22 +543,26 @@ void s3_get_object(s3_req *q, bool head) {
     http_add_header(r, "Last-Modified", lm);
     http_add_header(r, "Accept-Ranges", "bytes");
     if (head) {
-        /* HEAD: MHD sends the headers of a body of this size, and not the body. */
-        if (o.storage == META_STORE_FILE) {
-            int64_t fsize = 0;
-            rc = data_open_read(q->gw->d.data, o.version_id, &fd, &fsize);
-            if (rc == 0) http_respond_fd(r, status, fd, (uint64_t)start, (uint64_t)len);
-            else s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
-        } else {
-            char *zeros = calloc(1, (size_t)len + 1);
-            if (zeros) http_respond_take(r, status, zeros, (size_t)len);
-            else s3_error(q, "InternalError", NULL);
-        }
+        /* MHD sends the headers of a body of this size, and not the body. */
+        http_respond_stream(r, status, (uint64_t)len, never_called, NULL, NULL);
     } else if (o.storage == META_STORE_INLINE) {
         if ((int64_t)o.data_len != o.size) s3_error(q, "InternalError", "inline object size mismatch");
         else http_respond(r, status, o.data + start, (size_t)len);
+    } else if (len == 0) {
+        data_reader_close(reader);
+        http_respond(r, status, "", 0);
     } else {
-        http_respond_fd(r, status, fd, (uint64_t)start, (uint64_t)len);
+        object_stream *st = calloc(1, sizeof *st);
+        if (!st) {
+            data_reader_close(reader);
+            s3_error(q, "InternalError", NULL);
+        } else {
+            st->reader = reader;
+            st->start = (uint64_t)start;
+            snprintf(st->request_id, sizeof st->request_id, "%s", r->request_id);
+            snprintf(st->version_id, sizeof st->version_id, "%s", o.version_id);
+            http_respond_stream(r, status, (uint64_t)len, stream_object, st, stream_free);
+        }
     }
     meta_object_clear(&o);
 }
@@ -627,28 +592,40 @@ static int parse_copy_source(const char *src, char *bucket, size_t blen, char *k
     return 0;
 }
 
+/* Copies the stored bytes of src into a new version (dst->version_id must be
+ * set); fills dst->layout. */
 static int copy_file_data(s3_req *q, const meta_object *src, meta_object *dst) {
-    int fd;
-    int64_t size;
-    int rc = data_open_read(q->gw->d.data, src->version_id, &fd, &size);
+    data_reader *r;
+    int rc = open_reader(q, src, &r);
     if (rc != 0) return rc;
     data_writer *w;
-    rc = data_writer_open(q->gw->d.data, &w);
-    if (rc != 0) { close(fd); return rc; }
+    rc = data_writer_open(q->gw->d.data, dst->version_id, NULL, NULL, &w);
+    if (rc != 0) {
+        data_reader_close(r);
+        return rc;
+    }
     static const size_t bufsz = 256 * 1024;
     char *buf = malloc(bufsz);
     if (!buf) rc = CAIRN_ENOMEM;
-    while (rc == 0) {
-        ssize_t n = read(fd, buf, bufsz);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { rc = CAIRN_EIO; break; }
-        if (n == 0) break;
+    for (uint64_t off = 0; rc == 0 && off < (uint64_t)src->size;) {
+        ssize_t n = data_reader_read(r, off, buf, bufsz);
+        if (n <= 0) {
+            rc = n < 0 ? (int)n : CAIRN_EIO;
+            break;
+        }
         rc = data_writer_write(w, buf, (size_t)n);
+        off += (uint64_t)n;
     }
     free(buf);
-    close(fd);
-    if (rc != 0) { data_writer_abort(w); return rc; }
-    return data_writer_commit(w, dst->version_id);
+    data_reader_close(r);
+    if (rc != 0) {
+        data_writer_abort(w);
+        return rc;
+    }
+    data_layout l;
+    rc = data_writer_commit(w, &l);
+    if (rc == 0) rc = data_layout_format(&l, dst->layout, sizeof dst->layout);
+    return rc;
 }
 
 void s3_copy_object(s3_req *q) {

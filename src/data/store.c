@@ -1,0 +1,1050 @@
+/*
+ * store.c — the erasure-coded store described in data.h.
+ *
+ * Drive layout (each drive directory):
+ *   drive-id                     16 hex chars, random, written on first open
+ *   objects/<vv>/<version>.<i>   shard i of a version (vv = its first 2 hex)
+ *   tmp/<random>                 shards being written
+ *
+ * Writer pipeline: the connection thread copies bytes into the current stripe
+ * buffer; a full stripe goes to the writer's worker thread (started with the
+ * first full stripe, so small objects never start one), which runs the tap
+ * (hashing), encodes parity and appends the k+m blocks, while the connection
+ * thread fills the other buffer.  A shard whose drive fails is dropped; the
+ * write continues while write quorum (k+1, or k+m when m = 0) holds.
+ */
+#include "data/data.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "data/ec.h"
+
+#define DEFAULT_BLOCK (256u * 1024)
+#define CRC_LEN 4
+#define WRITEBACK_WINDOW (8u * 1024 * 1024)
+#define HEAL_QUEUE_MAX 1024
+
+typedef struct {
+    char path[PATH_MAX - 128];
+    char id[DATA_DRIVE_ID_LEN + 1];
+} drive;
+
+typedef struct heal_item {
+    char version_id[33];
+    data_layout layout;
+    int64_t size;
+    struct heal_item *next;
+} heal_item;
+
+struct data_store {
+    drive *drives;
+    int ndrives;
+    int k, m;
+    uint32_t block;
+    bool fsync;
+    pthread_mutex_t codec_mu;
+    ec_codec *codecs[EC_MAX_SHARDS + 1][EC_MAX_SHARDS + 1];
+
+    _Atomic uint64_t corrupt_blocks, missing_shards, degraded_reads, healed_shards,
+        heal_failures, heals_dropped;
+
+    pthread_mutex_t heal_mu;
+    pthread_cond_t heal_cv;
+    heal_item *heal_head, *heal_tail;
+    int heal_len;
+    bool heal_busy, heal_stop;
+    pthread_t heal_thread;
+    bool heal_started;
+    bool (*still_exists)(void *, const char *);
+    void *still_exists_ud;
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static int err_from_errno(int e) { return e == ENOSPC || e == EDQUOT ? CAIRN_ENOSPC : CAIRN_EIO; }
+
+static int mkdir_p(const char *path) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return CAIRN_EINVAL;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST) return CAIRN_EIO;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) != 0 && errno != EEXIST) return CAIRN_EIO;
+    return 0;
+}
+
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return CAIRN_EIO;
+    int rc = fsync(fd) == 0 ? 0 : CAIRN_EIO;
+    close(fd);
+    return rc;
+}
+
+static bool valid_version_id(const char *v) {
+    size_t n = strlen(v);
+    if (n < 8 || n > 32) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f'))) return false;
+    return true;
+}
+
+static void shard_path(const drive *d, const char *version_id, int idx, char *dir, size_t dn,
+                       char *path, size_t pn) {
+    snprintf(dir, dn, "%s/objects/%.2s", d->path, version_id);
+    snprintf(path, pn, "%s/%s.%d", dir, version_id, idx);
+}
+
+static const drive *find_drive(const data_store *ds, const char *id) {
+    for (int i = 0; i < ds->ndrives; i++)
+        if (strcmp(ds->drives[i].id, id) == 0) return &ds->drives[i];
+    return NULL;
+}
+
+static ec_codec *codec_for(data_store *ds, int k, int m) {
+    if (k < 1 || m < 0 || k + m > EC_MAX_SHARDS) return NULL;
+    pthread_mutex_lock(&ds->codec_mu);
+    ec_codec *c = ds->codecs[k][m];
+    if (!c && ec_codec_new(k, m, &c) == 0) ds->codecs[k][m] = c;
+    pthread_mutex_unlock(&ds->codec_mu);
+    return c;
+}
+
+/* Stripe geometry of an object: how many stripes and the last one's block length. */
+static void geometry(int64_t size, int k, uint32_t block, uint64_t *nstripes, uint32_t *last_len) {
+    uint64_t stripe = (uint64_t)k * block;
+    *nstripes = size > 0 ? ((uint64_t)size + stripe - 1) / stripe : 0;
+    if (*nstripes == 0) { *last_len = 0; return; }
+    uint64_t rem = (uint64_t)size - (*nstripes - 1) * stripe;
+    *last_len = (uint32_t)((rem + (uint64_t)k - 1) / (uint64_t)k);
+}
+
+static void put_le32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+static uint32_t get_le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- layouts ----------------------------------------------------------------------------- */
+
+int data_layout_format(const data_layout *l, char *out, size_t n) {
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "%d+%d:%u:", l->k, l->m, l->block);
+    for (int i = 0; i < l->k + l->m; i++) {
+        if (i) buf_putc(&b, ',');
+        buf_puts(&b, l->drive_ids[i]);
+    }
+    int rc = b.oom || b.len >= n ? CAIRN_EINVAL : 0;
+    if (rc == 0) memcpy(out, b.data, b.len + 1);
+    buf_free(&b);
+    return rc;
+}
+
+int data_layout_parse(const char *s, data_layout *out) {
+    memset(out, 0, sizeof *out);
+    int k, m, used = 0;
+    unsigned block;
+    if (!s || sscanf(s, "%d+%d:%u:%n", &k, &m, &block, &used) != 3 || used == 0) return CAIRN_EINVAL;
+    if (k < 1 || m < 0 || k + m > DATA_MAX_SHARDS || block == 0 || block > (64u << 20)) return CAIRN_EINVAL;
+    out->k = k;
+    out->m = m;
+    out->block = block;
+    const char *p = s + used;
+    for (int i = 0; i < k + m; i++) {
+        size_t len = strcspn(p, ",");
+        if (len != DATA_DRIVE_ID_LEN) return CAIRN_EINVAL;
+        memcpy(out->drive_ids[i], p, len);
+        out->drive_ids[i][len] = '\0';
+        p += len;
+        if (i + 1 < k + m) {
+            if (*p != ',') return CAIRN_EINVAL;
+            p++;
+        }
+    }
+    return *p == '\0' ? 0 : CAIRN_EINVAL;
+}
+
+/* Rendezvous hashing: every drive gets a score for this version; the k+m
+ * highest win.  Adding or removing a drive changes few placements, and the
+ * chosen drives are recorded, so reads never recompute this. */
+static uint64_t score(const char *version_id, const char *drive_id) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, then a 64-bit finalizer */
+    for (const char *p = version_id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *p = drive_id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static void place(const data_store *ds, const char *version_id, int n, int *out) {
+    uint64_t sc[1024];
+    int nd = ds->ndrives > 1024 ? 1024 : ds->ndrives;
+    for (int i = 0; i < nd; i++) sc[i] = score(version_id, ds->drives[i].id);
+    bool used[1024] = {false};
+    for (int s = 0; s < n; s++) {
+        int best = -1;
+        for (int i = 0; i < nd; i++)
+            if (!used[i] && (best < 0 || sc[i] > sc[best])) best = i;
+        used[best] = true;
+        out[s] = best;
+    }
+}
+
+/* ---- opening drives ------------------------------------------------------------------------ */
+
+static int clean_tmp(const char *tmp) {
+    DIR *d = opendir(tmp);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
+    closedir(d);
+    return n;
+}
+
+/* Reads the drive's id, creating one on first use. */
+static int drive_load_id(drive *d) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/drive-id", d->path);
+    char buf[64] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (r < DATA_DRIVE_ID_LEN) return CAIRN_EIO;
+        memcpy(d->id, buf, DATA_DRIVE_ID_LEN);
+        d->id[DATA_DRIVE_ID_LEN] = '\0';
+        for (int i = 0; i < DATA_DRIVE_ID_LEN; i++)
+            if (!((d->id[i] >= '0' && d->id[i] <= '9') || (d->id[i] >= 'a' && d->id[i] <= 'f'))) return CAIRN_EIO;
+        return 0;
+    }
+    if (errno != ENOENT) return CAIRN_EIO;
+    rand_hex_id(d->id, DATA_DRIVE_ID_LEN / 2);
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/drive-id.tmp", d->path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return CAIRN_EIO;
+    char line[DATA_DRIVE_ID_LEN + 1];
+    memcpy(line, d->id, DATA_DRIVE_ID_LEN);
+    line[DATA_DRIVE_ID_LEN] = '\n';
+    bool ok = write(fd, line, sizeof line) == (ssize_t)sizeof line && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) return CAIRN_EIO;
+    return fsync_dir(d->path);
+}
+
+static void *heal_main(void *arg);
+
+int data_open(const data_options *opt, data_store **out, int *cleaned) {
+    if (!opt || opt->ndrives < 1 || opt->ndrives > 1024) return CAIRN_EINVAL;
+    data_store *ds = calloc(1, sizeof *ds);
+    if (!ds) return CAIRN_ENOMEM;
+    pthread_mutex_init(&ds->codec_mu, NULL);
+    pthread_mutex_init(&ds->heal_mu, NULL);
+    pthread_cond_init(&ds->heal_cv, NULL);
+    ds->fsync = opt->fsync;
+    ds->block = opt->block ? opt->block : DEFAULT_BLOCK;
+    ds->k = opt->k;
+    ds->m = opt->m;
+    if (ds->k == 0) ec_default_layout(opt->ndrives, &ds->k, &ds->m);
+    int rc = 0;
+    if (ds->k < 1 || ds->m < 0 || ds->k + ds->m > opt->ndrives || ds->k + ds->m > DATA_MAX_SHARDS) rc = CAIRN_EINVAL;
+    ds->drives = rc ? NULL : calloc((size_t)opt->ndrives, sizeof *ds->drives);
+    if (!rc && !ds->drives) rc = CAIRN_ENOMEM;
+    int total_cleaned = 0;
+    for (int i = 0; rc == 0 && i < opt->ndrives; i++) {
+        drive *d = &ds->drives[i];
+        if (strlen(opt->drives[i]) >= sizeof d->path) { rc = CAIRN_EINVAL; break; }
+        snprintf(d->path, sizeof d->path, "%s", opt->drives[i]);
+        char sub[PATH_MAX];
+        snprintf(sub, sizeof sub, "%s/objects", d->path);
+        if ((rc = mkdir_p(sub)) != 0) break;
+        snprintf(sub, sizeof sub, "%s/tmp", d->path);
+        if ((rc = mkdir_p(sub)) != 0) break;
+        total_cleaned += clean_tmp(sub);
+        if ((rc = drive_load_id(d)) != 0) break;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(ds->drives[j].id, d->id)) rc = CAIRN_EEXIST; /* the same drive listed twice */
+        ds->ndrives++;
+    }
+    if (rc == 0 && !codec_for(ds, ds->k, ds->m)) rc = CAIRN_ENOMEM;
+    if (rc == 0) {
+        if (pthread_create(&ds->heal_thread, NULL, heal_main, ds) != 0) rc = CAIRN_ENOMEM;
+        else ds->heal_started = true;
+    }
+    if (rc != 0) {
+        data_close(ds);
+        return rc;
+    }
+    if (cleaned) *cleaned = total_cleaned;
+    *out = ds;
+    return 0;
+}
+
+void data_close(data_store *ds) {
+    if (!ds) return;
+    if (ds->heal_started) {
+        pthread_mutex_lock(&ds->heal_mu);
+        ds->heal_stop = true;
+        pthread_cond_broadcast(&ds->heal_cv);
+        pthread_mutex_unlock(&ds->heal_mu);
+        pthread_join(ds->heal_thread, NULL);
+    }
+    while (ds->heal_head) {
+        heal_item *h = ds->heal_head;
+        ds->heal_head = h->next;
+        free(h);
+    }
+    for (int k = 0; k <= EC_MAX_SHARDS; k++)
+        for (int m = 0; m <= EC_MAX_SHARDS; m++) ec_codec_free(ds->codecs[k][m]);
+    pthread_mutex_destroy(&ds->codec_mu);
+    pthread_mutex_destroy(&ds->heal_mu);
+    pthread_cond_destroy(&ds->heal_cv);
+    free(ds->drives);
+    free(ds);
+}
+
+void data_store_layout(const data_store *ds, int *k, int *m, uint32_t *block) {
+    *k = ds->k;
+    *m = ds->m;
+    *block = ds->block;
+}
+
+/* ---- writer ------------------------------------------------------------------------------- */
+
+struct data_writer {
+    data_store *ds;
+    ec_codec *codec;
+    int k, m, n;
+    uint32_t block;
+    char version_id[33];
+    int drive_idx[DATA_MAX_SHARDS];
+    int fd[DATA_MAX_SHARDS];          /* -1 once the shard failed */
+    char tmp[DATA_MAX_SHARDS][PATH_MAX];
+    _Atomic int shard_err;            /* the first shard failure (set by the worker) */
+    _Atomic int alive;
+    uint64_t written;                 /* bytes per shard file so far */
+    uint64_t flushed;
+    uint64_t size;                    /* object bytes accepted */
+    data_tap tap;
+    void *tap_ud;
+
+    unsigned char *stripe[2];         /* (k+m) x block each */
+    int cur;
+    size_t fill;
+
+    /* Worker threads: one encodes and writes stripes, one runs the tap over
+     * the same stripes (the data region is read-only to both), so hashing,
+     * encoding and receiving all overlap.  Job j uses stripe[j % 2]. */
+    bool threaded;
+    int nthreads;
+    pthread_t thread[2];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t submitted;               /* jobs handed out */
+    size_t job_len[2];
+    int in_flight[2];                 /* threads still using stripe[i] */
+    bool stop;
+    bool finished;
+};
+
+typedef struct {
+    data_writer *w;
+    bool tap;                         /* this thread runs the tap, else it writes */
+} worker_arg;
+
+static int write_quorum(int k, int m) { return m == 0 ? k : k + 1; }
+
+static void drop_shard(data_writer *w, int i, int err) {
+    if (w->fd[i] < 0) return;
+    close(w->fd[i]);
+    unlink(w->tmp[i]);
+    w->fd[i] = -1;
+    w->alive--;
+    if (!w->shard_err) w->shard_err = err;
+}
+
+/* Encodes one stripe holding len object bytes and appends its blocks. */
+static void encode_and_write(data_writer *w, unsigned char *s, size_t len) {
+    if (len == 0) return;
+    size_t blen = (len + (size_t)w->k - 1) / (size_t)w->k;
+    memset(s + len, 0, (size_t)w->k * blen - len);
+    unsigned char *data[EC_MAX_SHARDS], *parity[EC_MAX_SHARDS];
+    for (int i = 0; i < w->k; i++) data[i] = s + (size_t)i * blen;
+    for (int j = 0; j < w->m; j++) parity[j] = s + (size_t)(w->k + j) * blen;
+    ec_encode(w->codec, blen, data, parity);
+    for (int i = 0; i < w->n; i++) {
+        if (w->fd[i] < 0) continue;
+        unsigned char *blk = i < w->k ? data[i] : parity[i - w->k];
+        unsigned char crc[CRC_LEN];
+        put_le32(crc, ec_crc32c(0, blk, blen));
+        struct iovec iov[2] = {{crc, CRC_LEN}, {blk, blen}};
+        size_t want = CRC_LEN + blen, done = 0;
+        while (done < want) {
+            ssize_t r = pwritev(w->fd[i], iov, 2, (off_t)(w->written + done));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) { drop_shard(w, i, err_from_errno(errno)); break; }
+            done += (size_t)r;
+            size_t adv = (size_t)r;
+            for (int v = 0; v < 2 && adv; v++) {
+                size_t take = adv < iov[v].iov_len ? adv : iov[v].iov_len;
+                iov[v].iov_base = (char *)iov[v].iov_base + take;
+                iov[v].iov_len -= take;
+                adv -= take;
+            }
+        }
+    }
+    w->written += CRC_LEN + blen;
+    if (w->ds->fsync && w->written - w->flushed >= WRITEBACK_WINDOW) {
+        for (int i = 0; i < w->n; i++)
+            if (w->fd[i] >= 0)
+                sync_file_range(w->fd[i], (off_t)w->flushed, (off_t)(w->written - w->flushed), SYNC_FILE_RANGE_WRITE);
+        w->flushed = w->written;
+    }
+}
+
+static void encode_and_write(data_writer *w, unsigned char *s, size_t len);
+
+static void *writer_main(void *arg) {
+    worker_arg *wa = arg;
+    data_writer *w = wa->w;
+    bool tap = wa->tap;
+    free(wa);
+    uint64_t done = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (done == w->submitted && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+        if (done == w->submitted) break;
+        int idx = (int)(done % 2);
+        size_t len = w->job_len[idx];
+        pthread_mutex_unlock(&w->mu);
+        if (tap) w->tap(w->tap_ud, w->stripe[idx], len);
+        else encode_and_write(w, w->stripe[idx], len);
+        pthread_mutex_lock(&w->mu);
+        done++;
+        w->in_flight[idx]--;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Waits until no thread uses stripe[idx]. */
+static void wait_free(data_writer *w, int idx) {
+    if (!w->threaded) return;
+    pthread_mutex_lock(&w->mu);
+    while (w->in_flight[idx] > 0) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static bool start_workers(data_writer *w) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int want = w->tap ? 2 : 1;
+    for (int t = 0; t < want; t++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) break;
+        wa->w = w;
+        wa->tap = t == 1;
+        if (pthread_create(&w->thread[t], &attr, writer_main, wa) != 0) {
+            free(wa);
+            break;
+        }
+        w->nthreads++;
+    }
+    pthread_attr_destroy(&attr);
+    if (w->nthreads == want) return true;
+    /* Partial start: stop what started and work inline. */
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int t = 0; t < w->nthreads; t++) pthread_join(w->thread[t], NULL);
+    w->nthreads = 0;
+    w->stop = false;
+    return false;
+}
+
+/* Processes a stripe on this thread (tap, then encode and write). */
+static void process_stripe(data_writer *w, unsigned char *s, size_t len) {
+    if (len == 0) return;
+    if (w->tap) w->tap(w->tap_ud, s, len);
+    encode_and_write(w, s, len);
+}
+
+/* Hands the current stripe to the workers (starting them on first use), or
+ * processes it here when no thread can be had. */
+static void submit(data_writer *w, size_t len) {
+    if (!w->threaded) w->threaded = start_workers(w);
+    if (!w->threaded) {
+        process_stripe(w, w->stripe[w->cur], len);
+        w->fill = 0;
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->job_len[w->cur] = len;
+    w->in_flight[w->cur] = w->nthreads;
+    w->submitted++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    w->cur ^= 1;
+    w->fill = 0;
+    wait_free(w, w->cur);
+}
+
+static void stop_worker(data_writer *w) {
+    if (!w->threaded) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int t = 0; t < w->nthreads; t++) pthread_join(w->thread[t], NULL);
+    w->threaded = false;
+    w->nthreads = 0;
+}
+
+int data_writer_open(data_store *ds, const char *version_id, data_tap tap, void *tap_ud,
+                     data_writer **out) {
+    if (!valid_version_id(version_id)) return CAIRN_EINVAL;
+    data_writer *w = calloc(1, sizeof *w);
+    if (!w) return CAIRN_ENOMEM;
+    w->ds = ds;
+    w->k = ds->k;
+    w->m = ds->m;
+    w->n = ds->k + ds->m;
+    w->block = ds->block;
+    w->codec = codec_for(ds, w->k, w->m);
+    w->tap = tap;
+    w->tap_ud = tap_ud;
+    snprintf(w->version_id, sizeof w->version_id, "%s", version_id);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    size_t sz = (size_t)w->n * w->block;
+    w->stripe[0] = malloc(sz);
+    if (!w->codec || !w->stripe[0]) {
+        free(w->stripe[0]);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return CAIRN_ENOMEM;
+    }
+    place(ds, version_id, w->n, w->drive_idx);
+    int rc = 0;
+    for (int i = 0; i < w->n; i++) {
+        char id[33];
+        rand_hex_id(id, 16);
+        snprintf(w->tmp[i], sizeof w->tmp[i], "%s/tmp/%s", ds->drives[w->drive_idx[i]].path, id);
+        w->fd[i] = open(w->tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (w->fd[i] < 0) {
+            if (!rc) rc = err_from_errno(errno);
+            if (!w->shard_err) w->shard_err = rc;
+        } else {
+            w->alive++;
+        }
+    }
+    if (w->alive < write_quorum(w->k, w->m)) {
+        data_writer_abort(w);
+        return rc ? rc : CAIRN_EIO;
+    }
+    *out = w;
+    return 0;
+}
+
+int data_writer_write(data_writer *w, const void *p, size_t n) {
+    const unsigned char *c = p;
+    size_t stripe_data = (size_t)w->k * w->block;
+    while (n) {
+        if (!w->stripe[w->cur]) {
+            w->stripe[w->cur] = malloc((size_t)w->n * w->block);
+            if (!w->stripe[w->cur]) return CAIRN_ENOMEM;
+        }
+        size_t take = stripe_data - w->fill;
+        if (take > n) take = n;
+        memcpy(w->stripe[w->cur] + w->fill, c, take);
+        w->fill += take;
+        w->size += take;
+        c += take;
+        n -= take;
+        if (w->fill == stripe_data) submit(w, w->fill);
+    }
+    /* A failure seen by the worker surfaces on a later write or at finish. */
+    if (w->alive < write_quorum(w->k, w->m)) return w->shard_err ? w->shard_err : CAIRN_EIO;
+    return 0;
+}
+
+uint64_t data_writer_size(const data_writer *w) { return w->size; }
+
+int data_writer_finish(data_writer *w) {
+    if (!w->finished) {
+        stop_worker(w);
+        if (w->fill) process_stripe(w, w->stripe[w->cur], w->fill);
+        w->fill = 0;
+        w->finished = true;
+    }
+    if (w->alive < write_quorum(w->k, w->m)) return w->shard_err ? w->shard_err : CAIRN_EIO;
+    return 0;
+}
+
+static void writer_free(data_writer *w) {
+    stop_worker(w);
+    for (int i = 0; i < w->n; i++)
+        if (w->fd[i] >= 0) {
+            close(w->fd[i]);
+            unlink(w->tmp[i]);
+        }
+    free(w->stripe[0]);
+    free(w->stripe[1]);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+void data_writer_abort(data_writer *w) {
+    if (w) writer_free(w);
+}
+
+int data_writer_commit(data_writer *w, data_layout *out) {
+    int rc = data_writer_finish(w);
+    data_store *ds = w->ds;
+    char dirs[DATA_MAX_SHARDS][PATH_MAX], paths[DATA_MAX_SHARDS][PATH_MAX];
+    for (int i = 0; rc == 0 && i < w->n; i++) {
+        if (w->fd[i] < 0) continue;
+        if (ds->fsync && fdatasync(w->fd[i]) != 0) {
+            drop_shard(w, i, err_from_errno(errno));
+            continue;
+        }
+        shard_path(&ds->drives[w->drive_idx[i]], w->version_id, i, dirs[i], sizeof dirs[i], paths[i], sizeof paths[i]);
+        if (mkdir(dirs[i], 0750) != 0 && errno != EEXIST) drop_shard(w, i, err_from_errno(errno));
+    }
+    if (rc == 0 && w->alive < write_quorum(w->k, w->m)) rc = w->shard_err ? w->shard_err : CAIRN_EIO;
+    int renamed = 0;
+    for (int i = 0; rc == 0 && i < w->n; i++) {
+        if (w->fd[i] < 0) continue;
+        if (rename(w->tmp[i], paths[i]) != 0) {
+            drop_shard(w, i, err_from_errno(errno));
+            continue;
+        }
+        close(w->fd[i]);
+        w->fd[i] = -2; /* renamed: no longer a temp file to remove */
+        renamed++;
+    }
+    if (rc == 0 && renamed < write_quorum(w->k, w->m)) rc = w->shard_err ? w->shard_err : CAIRN_EIO;
+    for (int i = 0; rc == 0 && ds->fsync && i < w->n; i++)
+        if (w->fd[i] == -2 && fsync_dir(dirs[i]) != 0) rc = CAIRN_EIO;
+    if (rc != 0) {
+        for (int i = 0; i < w->n; i++)
+            if (w->fd[i] == -2) unlink(paths[i]);
+    } else if (out) {
+        memset(out, 0, sizeof *out);
+        out->k = w->k;
+        out->m = w->m;
+        out->block = w->block;
+        for (int i = 0; i < w->n; i++) memcpy(out->drive_ids[i], ds->drives[w->drive_idx[i]].id, DATA_DRIVE_ID_LEN + 1);
+    }
+    for (int i = 0; i < w->n; i++)
+        if (w->fd[i] == -2) w->fd[i] = -1;
+    writer_free(w);
+    return rc;
+}
+
+/* ---- reader ------------------------------------------------------------------------------ */
+
+struct data_reader {
+    data_store *ds;
+    ec_codec *codec;
+    data_layout layout;
+    char version_id[33];
+    int64_t size;
+    int k, m, n;
+    uint64_t nstripes;
+    uint32_t last_len;
+    int fd[DATA_MAX_SHARDS];
+    bool bad[DATA_MAX_SHARDS];
+    unsigned char *buf;               /* (k+m) x block */
+    int64_t cached;                   /* stripe whose data blocks are in buf, -1 none */
+    uint32_t cached_len;
+    bool degraded;
+};
+
+int data_reader_open(data_store *ds, const char *version_id, const data_layout *l, int64_t size,
+                     data_reader **out) {
+    if (!valid_version_id(version_id) || size < 0) return CAIRN_EINVAL;
+    data_reader *r = calloc(1, sizeof *r);
+    if (!r) return CAIRN_ENOMEM;
+    r->ds = ds;
+    r->layout = *l;
+    r->k = l->k;
+    r->m = l->m;
+    r->n = l->k + l->m;
+    r->size = size;
+    r->cached = -1;
+    snprintf(r->version_id, sizeof r->version_id, "%s", version_id);
+    geometry(size, r->k, l->block, &r->nstripes, &r->last_len);
+    r->codec = codec_for(ds, r->k, r->m);
+    r->buf = malloc((size_t)r->n * l->block);
+    if (!r->codec || !r->buf) {
+        free(r->buf);
+        free(r);
+        return CAIRN_ENOMEM;
+    }
+    int opened = 0, missing = 0;
+    for (int i = 0; i < r->n; i++) {
+        r->fd[i] = -1;
+        const drive *d = find_drive(ds, l->drive_ids[i]);
+        char dir[PATH_MAX], path[PATH_MAX];
+        if (d) {
+            shard_path(d, version_id, i, dir, sizeof dir, path, sizeof path);
+            r->fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+        }
+        if (r->fd[i] < 0) {
+            r->bad[i] = true;
+            missing++;
+        } else {
+            opened++;
+        }
+    }
+    if (opened == 0) {
+        data_reader_close(r);
+        return CAIRN_ENOTFOUND;
+    }
+    if (missing) {
+        atomic_fetch_add(&ds->missing_shards, (uint64_t)missing);
+        r->degraded = true;
+    }
+    if (opened < r->k) {
+        data_reader_close(r);
+        return CAIRN_EIO;
+    }
+    *out = r;
+    return 0;
+}
+
+/* Reads and verifies block `stripe` of shard i into dst; false if bad. */
+static bool read_block(data_reader *r, int i, uint64_t stripe, uint32_t blen, unsigned char *dst) {
+    unsigned char crc[CRC_LEN];
+    off_t off = (off_t)(stripe * (CRC_LEN + (uint64_t)r->layout.block));
+    struct iovec iov[2] = {{crc, CRC_LEN}, {dst, blen}};
+    size_t want = CRC_LEN + blen;
+    ssize_t got = preadv(r->fd[i], iov, 2, off);
+    if (got != (ssize_t)want || get_le32(crc) != ec_crc32c(0, dst, blen)) {
+        atomic_fetch_add(&r->ds->corrupt_blocks, 1);
+        r->bad[i] = true;
+        r->degraded = true;
+        return false;
+    }
+    return true;
+}
+
+/* Makes the data blocks of one stripe available in r->buf (contiguous). */
+static int load_stripe(data_reader *r, uint64_t s) {
+    if (r->cached == (int64_t)s) return 0;
+    uint32_t blen = s + 1 == r->nstripes ? r->last_len : r->layout.block;
+    unsigned char *shards[EC_MAX_SHARDS];
+    bool present[EC_MAX_SHARDS] = {false};
+    int have = 0;
+    for (int i = 0; i < r->n; i++) shards[i] = r->buf + (size_t)i * blen;
+    /* Data shards first; parity only for what is missing. */
+    for (int i = 0; i < r->k; i++)
+        if (!r->bad[i] && read_block(r, i, s, blen, shards[i])) { present[i] = true; have++; }
+    for (int i = r->k; i < r->n && have < r->k; i++)
+        if (!r->bad[i] && read_block(r, i, s, blen, shards[i])) { present[i] = true; have++; }
+    if (have < r->k) {
+        r->cached = -1;
+        return CAIRN_EIO;
+    }
+    if (have < r->n || !present[0]) {
+        bool lost_data = false;
+        for (int i = 0; i < r->k; i++) lost_data |= !present[i];
+        if (lost_data) {
+            /* Only the data blocks are needed; mark parity we did not read as
+             * present-but-unneeded by rebuilding data from what we have. */
+            bool pres[EC_MAX_SHARDS];
+            memcpy(pres, present, sizeof pres);
+            int rc = ec_reconstruct(r->codec, blen, shards, pres);
+            if (rc != 0) return rc;
+        }
+    }
+    r->cached = (int64_t)s;
+    r->cached_len = blen;
+    return 0;
+}
+
+ssize_t data_reader_read(data_reader *r, uint64_t offset, void *buf, size_t n) {
+    if (offset >= (uint64_t)r->size || n == 0) return 0;
+    uint64_t stripe_data = (uint64_t)r->k * r->layout.block;
+    uint64_t s = offset / stripe_data;
+    /* Fast path: a whole stripe wanted and room for it: read the data blocks
+     * straight into the caller's buffer (verified), skipping a copy.  Any bad
+     * block falls back to the reconstructing path below. */
+    uint32_t blen = s + 1 == r->nstripes ? r->last_len : r->layout.block;
+    if (offset == s * stripe_data && n >= (size_t)r->k * blen && r->cached != (int64_t)s) {
+        bool ok = true;
+        for (int i = 0; i < r->k && ok; i++)
+            ok = !r->bad[i] && read_block(r, i, s, blen, (unsigned char *)buf + (size_t)i * blen);
+        if (ok) {
+            uint64_t bytes = (uint64_t)r->size - offset;
+            return (ssize_t)(bytes < stripe_data ? bytes : stripe_data);
+        }
+    }
+    int rc = load_stripe(r, s);
+    if (rc != 0) return rc;
+    uint64_t stripe_start = s * stripe_data;
+    uint64_t stripe_bytes = (uint64_t)r->size - stripe_start;
+    if (stripe_bytes > stripe_data) stripe_bytes = stripe_data;
+    uint64_t within = offset - stripe_start;
+    size_t take = (size_t)(stripe_bytes - within);
+    if (take > n) take = n;
+    memcpy(buf, r->buf + within, take);
+    return (ssize_t)take;
+}
+
+static void heal_enqueue(data_store *ds, const char *version_id, const data_layout *l, int64_t size);
+
+void data_reader_close(data_reader *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n; i++)
+        if (r->fd[i] >= 0) close(r->fd[i]);
+    if (r->degraded) {
+        atomic_fetch_add(&r->ds->degraded_reads, 1);
+        heal_enqueue(r->ds, r->version_id, &r->layout, r->size);
+    }
+    free(r->buf);
+    free(r);
+}
+
+int data_delete(data_store *ds, const char *version_id, const data_layout *l) {
+    if (!valid_version_id(version_id)) return CAIRN_EINVAL;
+    int rc = 0;
+    for (int i = 0; i < l->k + l->m; i++) {
+        const drive *d = find_drive(ds, l->drive_ids[i]);
+        if (!d) continue;
+        char dir[PATH_MAX], path[PATH_MAX];
+        shard_path(d, version_id, i, dir, sizeof dir, path, sizeof path);
+        if (unlink(path) != 0 && errno != ENOENT) rc = CAIRN_EIO;
+    }
+    return rc;
+}
+
+/* ---- healing -------------------------------------------------------------------------------- */
+
+int data_heal(data_store *ds, const char *version_id, const data_layout *l, int64_t size, int *repaired) {
+    *repaired = 0;
+    data_reader *r;
+    int rc = data_reader_open(ds, version_id, l, size, &r);
+    if (rc != 0) return rc;
+    r->degraded = false; /* this reader never queues another heal */
+    /* Pass 1: verify every block of every shard. */
+    bool bad[EC_MAX_SHARDS];
+    unsigned char *scratch = malloc(l->block);
+    if (!scratch) { data_reader_close(r); return CAIRN_ENOMEM; }
+    for (uint64_t s = 0; s < r->nstripes; s++) {
+        uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
+        for (int i = 0; i < r->n; i++)
+            if (!r->bad[i]) read_block(r, i, s, blen, scratch);
+    }
+    free(scratch);
+    int nbad = 0;
+    for (int i = 0; i < r->n; i++) {
+        bad[i] = r->bad[i];
+        nbad += bad[i];
+    }
+    if (nbad == 0) { data_reader_close(r); return 0; }
+    if (nbad > r->m) { data_reader_close(r); return CAIRN_EIO; }
+    /* Pass 2: rebuild the bad shards stripe by stripe into temp files. */
+    int fds[EC_MAX_SHARDS];
+    char tmp[EC_MAX_SHARDS][PATH_MAX], dirs[EC_MAX_SHARDS][PATH_MAX], paths[EC_MAX_SHARDS][PATH_MAX];
+    for (int i = 0; i < r->n; i++) fds[i] = -1;
+    for (int i = 0; rc == 0 && i < r->n; i++) {
+        if (!bad[i]) continue;
+        const drive *d = find_drive(ds, l->drive_ids[i]);
+        if (!d) { rc = CAIRN_EIO; break; }
+        char id[33];
+        rand_hex_id(id, 16);
+        char tmpdir[PATH_MAX];
+        snprintf(tmpdir, sizeof tmpdir, "%s/tmp", d->path);
+        mkdir_p(tmpdir);
+        snprintf(tmp[i], sizeof tmp[i], "%s/%s", tmpdir, id);
+        shard_path(d, version_id, i, dirs[i], sizeof dirs[i], paths[i], sizeof paths[i]);
+        fds[i] = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fds[i] < 0) rc = err_from_errno(errno);
+    }
+    for (uint64_t s = 0; rc == 0 && s < r->nstripes; s++) {
+        uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
+        unsigned char *shards[EC_MAX_SHARDS];
+        bool present[EC_MAX_SHARDS];
+        int have = 0;
+        for (int i = 0; i < r->n; i++) {
+            shards[i] = r->buf + (size_t)i * blen;
+            present[i] = !bad[i] && have < r->k && read_block(r, i, s, blen, shards[i]);
+            have += present[i];
+        }
+        if (have < r->k || ec_reconstruct(r->codec, blen, shards, present) != 0) { rc = CAIRN_EIO; break; }
+        for (int i = 0; i < r->n && rc == 0; i++) {
+            if (!bad[i]) continue;
+            unsigned char crc[CRC_LEN];
+            put_le32(crc, ec_crc32c(0, shards[i], blen));
+            struct iovec iov[2] = {{crc, CRC_LEN}, {shards[i], blen}};
+            if (pwritev(fds[i], iov, 2, (off_t)(s * (CRC_LEN + (uint64_t)l->block))) != (ssize_t)(CRC_LEN + blen))
+                rc = err_from_errno(errno);
+        }
+    }
+    for (int i = 0; i < r->n; i++) {
+        if (fds[i] < 0) continue;
+        if (rc == 0 && ds->fsync && fdatasync(fds[i]) != 0) rc = CAIRN_EIO;
+        close(fds[i]);
+        if (rc == 0 && (mkdir_p(dirs[i]) != 0 || rename(tmp[i], paths[i]) != 0)) rc = CAIRN_EIO;
+        if (rc != 0) unlink(tmp[i]);
+        else {
+            if (ds->fsync) fsync_dir(dirs[i]);
+            (*repaired)++;
+        }
+    }
+    data_reader_close(r);
+    if (*repaired) atomic_fetch_add(&ds->healed_shards, (uint64_t)*repaired);
+    return rc;
+}
+
+static void heal_enqueue(data_store *ds, const char *version_id, const data_layout *l, int64_t size) {
+    pthread_mutex_lock(&ds->heal_mu);
+    bool dup = false;
+    for (heal_item *h = ds->heal_head; h && !dup; h = h->next) dup = !strcmp(h->version_id, version_id);
+    if (!dup && ds->heal_len >= HEAL_QUEUE_MAX) {
+        atomic_fetch_add(&ds->heals_dropped, 1);
+    } else if (!dup) {
+        heal_item *h = calloc(1, sizeof *h);
+        if (h) {
+            snprintf(h->version_id, sizeof h->version_id, "%s", version_id);
+            h->layout = *l;
+            h->size = size;
+            if (ds->heal_tail) ds->heal_tail->next = h;
+            else ds->heal_head = h;
+            ds->heal_tail = h;
+            ds->heal_len++;
+            pthread_cond_signal(&ds->heal_cv);
+        }
+    }
+    pthread_mutex_unlock(&ds->heal_mu);
+}
+
+static void *heal_main(void *arg) {
+    data_store *ds = arg;
+    pthread_mutex_lock(&ds->heal_mu);
+    for (;;) {
+        while (!ds->heal_head && !ds->heal_stop) pthread_cond_wait(&ds->heal_cv, &ds->heal_mu);
+        if (ds->heal_stop) break;
+        heal_item *h = ds->heal_head;
+        ds->heal_head = h->next;
+        if (!ds->heal_head) ds->heal_tail = NULL;
+        ds->heal_len--;
+        ds->heal_busy = true;
+        bool (*check)(void *, const char *) = ds->still_exists;
+        void *ud = ds->still_exists_ud;
+        pthread_mutex_unlock(&ds->heal_mu);
+        int repaired = 0;
+        if (!check || check(ud, h->version_id)) {
+            int rc = data_heal(ds, h->version_id, &h->layout, h->size, &repaired);
+            if (rc != 0 && rc != CAIRN_ENOTFOUND) {
+                atomic_fetch_add(&ds->heal_failures, 1);
+                log_write(LOG_WARN, NULL, "heal failed", "version_id", h->version_id, "error", cairn_strerror(rc), NULL);
+            } else if (repaired) {
+                char n[24];
+                log_write(LOG_INFO, NULL, "healed shards", "version_id", h->version_id, "shards", log_int(n, repaired), NULL);
+            }
+        }
+        free(h);
+        pthread_mutex_lock(&ds->heal_mu);
+        ds->heal_busy = false;
+        pthread_cond_broadcast(&ds->heal_cv);
+    }
+    pthread_mutex_unlock(&ds->heal_mu);
+    return NULL;
+}
+
+void data_set_heal_check(data_store *ds, bool (*still_exists)(void *, const char *), void *ud) {
+    pthread_mutex_lock(&ds->heal_mu);
+    ds->still_exists = still_exists;
+    ds->still_exists_ud = ud;
+    pthread_mutex_unlock(&ds->heal_mu);
+}
+
+void data_heal_drain(data_store *ds) {
+    pthread_mutex_lock(&ds->heal_mu);
+    while ((ds->heal_head || ds->heal_busy) && !ds->heal_stop) pthread_cond_wait(&ds->heal_cv, &ds->heal_mu);
+    pthread_mutex_unlock(&ds->heal_mu);
+}
+
+void data_get_stats(data_store *ds, data_stats *o) {
+    o->corrupt_blocks = atomic_load(&ds->corrupt_blocks);
+    o->missing_shards = atomic_load(&ds->missing_shards);
+    o->degraded_reads = atomic_load(&ds->degraded_reads);
+    o->healed_shards = atomic_load(&ds->healed_shards);
+    o->heal_failures = atomic_load(&ds->heal_failures);
+    o->heals_dropped = atomic_load(&ds->heals_dropped);
+}
+
+/* ---- health ----------------------------------------------------------------------------------- */
+
+int data_check_writable(data_store *ds) {
+    for (int i = 0; i < ds->ndrives; i++) {
+        char path[PATH_MAX], id[33];
+        rand_hex_id(id, 8);
+        snprintf(path, sizeof path, "%s/tmp/probe-%s", ds->drives[i].path, id);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd < 0) return err_from_errno(errno);
+        int rc = write(fd, "probe", 5) == 5 && fsync(fd) == 0 ? 0 : CAIRN_EIO;
+        close(fd);
+        unlink(path);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int data_free_bytes(data_store *ds, int64_t *free_bytes) {
+    int64_t min = -1;
+    for (int i = 0; i < ds->ndrives; i++) {
+        struct statvfs sv;
+        if (statvfs(ds->drives[i].path, &sv) != 0) return CAIRN_EIO;
+        int64_t f = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+        if (min < 0 || f < min) min = f;
+    }
+    *free_bytes = min;
+    return 0;
+}
+
+int data_tmp_count(data_store *ds) {
+    int n = 0;
+    for (int i = 0; i < ds->ndrives; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/tmp", ds->drives[i].path);
+        DIR *d = opendir(path);
+        if (!d) continue;
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.') n++;
+        closedir(d);
+    }
+    return n;
+}
