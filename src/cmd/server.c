@@ -21,6 +21,7 @@
 #include "cmd/cmd.h"
 #include "data/data.h"
 #include "http/http.h"
+#include "jobs/jobs.h"
 #include "obs/obs.h"
 #include "s3/s3.h"
 
@@ -234,6 +235,9 @@ int cmd_server(int argc, char **argv) {
         obs_free(obs);
         return 1;
     }
+    scrubber *scrub = NULL;
+    if (scrub_start(ms, ds, obs, cfg.scrub_interval, cfg.scrub_rate, &scrub) != 0)
+        log_write(LOG_WARN, NULL, "scrubber not started: out of memory", NULL);
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
     log_write(LOG_INFO, NULL, "listening", "listen", cfg.listen, "port", portstr, "data_dir", cfg.data_dir, NULL);
@@ -247,6 +251,7 @@ int cmd_server(int argc, char **argv) {
     char left[24];
     int inflight = http_server_inflight(srv);
     http_server_stop(srv);
+    scrub_stop(scrub);
     s3_gateway_free(gw);
     data_close(ds);
     meta_close(ms);

@@ -159,6 +159,10 @@ static const option options[] = {
             "Parity shards per stripe (lost shards survivable); used when ec_data is set"),
     OPT_SZ(ec_block_size, "CAIRN_EC_BLOCK_SIZE", 4 * KIB, 16 * MIB, "256KiB",
            "Bytes of each shard block; a stripe holds ec_data blocks of object data"),
+    OPT_NUM(scrub_interval, "CAIRN_SCRUB_INTERVAL", 0, 31536000, "86400",
+            "Seconds from the start of one scrub pass (verify every block, heal) to the next; 0 = off"),
+    OPT_SZ(scrub_rate, "CAIRN_SCRUB_RATE", 0, INT64_MAX, "64MiB",
+           "Object bytes the scrubber verifies per second at most; 0 = no limit"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

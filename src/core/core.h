@@ -158,6 +158,8 @@ typedef struct {
     int ec_data;               /* ec_data: data shards per stripe; 0 = default for the drive count */
     int ec_parity;             /* ec_parity: parity shards per stripe (with ec_data) */
     int64_t ec_block_size;     /* ec_block_size: bytes per shard block */
+    int scrub_interval;        /* scrub_interval: seconds between scrub passes; 0 = off */
+    int64_t scrub_rate;        /* scrub_rate: bytes verified per second at most */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

@@ -176,6 +176,24 @@ int meta_object_list(meta_store *ms, const char *bucket, const char *prefix,
                      size_t prefix_len, const char *from, size_t from_len, bool inclusive,
                      int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud,
                      bool *more);
+/* One row of a whole-store scan; pointers valid only during the callback. */
+typedef struct {
+    const char *bucket;
+    const char *key;
+    size_t key_len;
+    const char *version_id;
+    int64_t size;
+    meta_storage storage;
+    const char *layout;
+} meta_scan_entry;
+
+/* Calls cb for up to limit objects of every bucket in (bucket, key) order,
+ * starting after (after_bucket, after_key) — both "" to start at the top.
+ * Same rules as meta_object_list (cb must not call meta; *more). */
+int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after_key,
+                     size_t after_key_len, int limit,
+                     int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);
+
 /* Sets *exists to whether any object's current version is version_id. */
 int meta_version_exists(meta_store *ms, const char *version_id, bool *exists);
 /* Counts objects in the bucket (bounded scan; for admin and tests). */

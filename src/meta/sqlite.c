@@ -75,6 +75,7 @@ typedef enum {
     ST_BUCKET_SET_PUBLIC,
     ST_OBJ_GET,
     ST_VERSION_EXISTS,
+    ST_OBJ_SCAN,
     ST_OBJ_GET_DATA,
     ST_OBJ_UPSERT,
     ST_OBJ_DELETE,
@@ -121,6 +122,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
     [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
+    [ST_OBJ_SCAN] = "SELECT bucket, key, version_id, size, storage, layout FROM objects"
+                    " WHERE (bucket, key) > (?1, ?2) ORDER BY bucket, key LIMIT ?3",
     [ST_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
                         " LEFT JOIN object_data d ON d.version_id = o.version_id"
                         " WHERE o.bucket = ?1 AND o.key = ?2",
@@ -1224,6 +1227,49 @@ int meta_version_exists(meta_store *ms, const char *version_id, bool *exists) {
         if (rc == SQLITE_ROW) *exists = true;
         else if (rc != SQLITE_DONE) err = db_fail(c, rc, "version exists");
     }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after_key,
+                     size_t after_key_len, int limit,
+                     int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more) {
+    if (more) *more = false;
+    if (!ms || !cb || limit < 0 || !after_bucket || !after_key) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_OBJ_SCAN);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && (bind_str(st, 1, after_bucket) | bind_bytes_text(st, 2, after_key, after_key_len) |
+                     sqlite3_bind_int(st, 3, limit + 1)))
+        err = db_fail(c, SQLITE_ERROR, "object scan bind");
+    int n = 0;
+    bool stopped = false;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) {
+            err = db_fail(c, rc, "object scan");
+            break;
+        }
+        if (n == limit) {
+            if (more) *more = true;
+            break;
+        }
+        n++;
+        meta_scan_entry e = {
+            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+            (size_t)sqlite3_column_bytes(st, 1), (const char *)sqlite3_column_text(st, 2),
+            sqlite3_column_int64(st, 3),
+            sqlite3_column_int(st, 4) == META_STORE_FILE ? META_STORE_FILE : META_STORE_INLINE,
+            (const char *)sqlite3_column_text(st, 5)};
+        if (!e.bucket || !e.key || !e.version_id || !e.layout) continue;
+        if (cb(ud, &e)) {
+            stopped = true;
+            break;
+        }
+    }
+    (void)stopped;
     if (st) stmt_done(st);
     reader_put(ms, c);
     return err;
