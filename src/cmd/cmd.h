@@ -17,6 +17,20 @@ int cmd_config(int argc, char **argv);
  * bad configuration, 1 on a runtime failure. */
 int cmd_server(int argc, char **argv);
 
+/* `cairn node --listen ADDR:PORT --drives DIR[,DIR...]` (node.c): a storage
+ * node serving the shard API; needs cluster_secret.  Exit codes as server. */
+int cmd_node(int argc, char **argv);
+
+/* Blocks SIGTERM/SIGINT in this and all later threads (call before starting
+ * any), ignores SIGPIPE (server.c). */
+#include <signal.h>
+void cmd_block_signals(sigset_t *sigs);
+/* Waits for one of sigs, then stops accepting, waits for in-flight requests up
+ * to shutdown_timeout seconds and stops the server; returns how many requests
+ * were still running (server.c). */
+#include "http/http.h"
+int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout);
+
 /* `cairn admin [--data DIR] [--config FILE] user|key|bucket ...` (admin.c). */
 int cmd_admin(int argc, char **argv);
 

@@ -162,18 +162,29 @@ static bool version_still_exists(void *ud, const char *version_id) {
     return exists;
 }
 
-static void wait_drain(http_server *srv, int timeout_s) {
-    int64_t deadline = time_mono_ns() + (int64_t)timeout_s * 1000000000LL;
+void cmd_block_signals(sigset_t *sigs) {
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout) {
+    int sig = 0;
+    sigwait(sigs, &sig);
+    log_write(LOG_INFO, NULL, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    http_server_quiesce(srv);
+    int64_t deadline = time_mono_ns() + (int64_t)shutdown_timeout * 1000000000LL;
     while (http_server_inflight(srv) > 0 && time_mono_ns() < deadline) usleep(20 * 1000);
+    int left = http_server_inflight(srv);
+    http_server_stop(srv);
+    return left;
 }
 
 int cmd_server(int argc, char **argv) {
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cmd_block_signals(&sigs);
     config_t cfg;
     char *rest[CMD_MAX_ARGS];
     int nrest = 0;
@@ -243,14 +254,8 @@ int cmd_server(int argc, char **argv) {
     log_write(LOG_INFO, NULL, "listening", "listen", cfg.listen, "port", portstr, "data_dir", cfg.data_dir, NULL);
     print_banner(&cfg, port, &root);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    log_write(LOG_INFO, NULL, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
-    http_server_quiesce(srv);
-    wait_drain(srv, cfg.shutdown_timeout);
+    int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     char left[24];
-    int inflight = http_server_inflight(srv);
-    http_server_stop(srv);
     scrub_stop(scrub);
     s3_gateway_free(gw);
     data_close(ds);

@@ -69,6 +69,20 @@ typedef struct {
 #define GIB (MIB * 1024)
 #define TIB (GIB * 1024)
 
+static bool check_cluster_secret(const char *v, char *reason, size_t rn)
+{
+    if (*v && strlen(v) < 16) {
+        snprintf(reason, rn, "must be at least 16 characters (or empty)");
+        return false;
+    }
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+            snprintf(reason, rn, "printable ASCII without spaces only");
+            return false;
+        }
+    return true;
+}
+
 static bool check_drives(const char *v, char *reason, size_t rn)
 {
     if (!*v)
@@ -100,6 +114,7 @@ static bool check_user(const char *v, char *reason, size_t rn);
 static bool check_password(const char *v, char *reason, size_t rn);
 static bool check_master_key(const char *v, char *reason, size_t rn);
 static bool check_drives(const char *v, char *reason, size_t rn);
+static bool check_cluster_secret(const char *v, char *reason, size_t rn);
 
 #define OPT_STR(k, e, chk, form, d, text) \
     { #k, e, OPT_STRING, offsetof(config_t, k), FIELD_CAP(k), 0, 0, NULL, chk, form, d, text }
@@ -163,6 +178,8 @@ static const option options[] = {
             "Seconds from the start of one scrub pass (verify every block, heal) to the next; 0 = off"),
     OPT_SZ(scrub_rate, "CAIRN_SCRUB_RATE", 0, INT64_MAX, "64MiB",
            "Object bytes the scrubber verifies per second at most; 0 = no limit"),
+    OPT_STR(cluster_secret, "CAIRN_CLUSTER_SECRET", check_cluster_secret, "secret", "",
+            "Secret shared by gateways and storage nodes to sign shard API calls (16+ characters); never logged"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

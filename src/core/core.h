@@ -160,6 +160,7 @@ typedef struct {
     int64_t ec_block_size;     /* ec_block_size: bytes per shard block */
     int scrub_interval;        /* scrub_interval: seconds between scrub passes; 0 = off */
     int64_t scrub_rate;        /* scrub_rate: bytes verified per second at most */
+    char cluster_secret[256];  /* cluster_secret: shared by gateways and nodes (shard API HMAC) */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

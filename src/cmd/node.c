@@ -1,0 +1,73 @@
+/*
+ * node.c — `cairn node`: a storage node serving the shard API
+ * (docs/shard-api.md) from its drives.  Gateways reach it with the cluster
+ * secret; it keeps no metadata of its own beyond the drives' ids.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+#include "data/node.h"
+
+int cmd_node(int argc, char **argv) {
+    sigset_t sigs;
+    cmd_block_signals(&sigs);
+    config_t cfg;
+    char *rest[CMD_MAX_ARGS];
+    int nrest = 0;
+    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
+    if (rc != 0) return rc;
+    if (nrest > 0) {
+        fprintf(stderr, "cairn node: unknown argument '%s'\n"
+                        "usage: cairn node --listen ADDR:PORT --drives DIR[,DIR...] (CAIRN_CLUSTER_SECRET set)\n",
+                rest[0]);
+        return 2;
+    }
+    if (!cfg.cluster_secret[0]) {
+        fprintf(stderr, "cairn node: set cluster_secret (CAIRN_CLUSTER_SECRET), the secret gateways sign with\n");
+        return 2;
+    }
+    log_level lvl = LOG_INFO;
+    log_level_parse(cfg.log_level, &lvl);
+    log_set_level(lvl);
+    char list[sizeof cfg.drives];
+    const char *paths[64];
+    int n = 0;
+    if (cfg.drives[0]) {
+        snprintf(list, sizeof list, "%s", cfg.drives);
+        for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
+            paths[n++] = p;
+    } else {
+        snprintf(list, sizeof list, "%s/drives/d0", cfg.data_dir);
+        paths[n++] = list;
+    }
+    node_server *node = NULL;
+    int cleaned = 0;
+    if ((rc = node_server_new(paths, n, cfg.fsync, cfg.cluster_secret, &node, &cleaned)) != 0) {
+        fprintf(stderr, "cairn node: cannot open the drives: %s\n", cairn_strerror(rc));
+        return 1;
+    }
+    http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
+                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes};
+    http_server *srv = NULL;
+    int port = 0;
+    char err[256];
+    if (http_server_start(&ho, node_http_handler(), node, &srv, &port, err, sizeof err) != 0) {
+        fprintf(stderr, "cairn node: %s\n", err);
+        node_server_free(node);
+        return 1;
+    }
+    char portstr[16], nd[16], cl[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    snprintf(nd, sizeof nd, "%d", n);
+    snprintf(cl, sizeof cl, "%d", cleaned);
+    log_write(LOG_INFO, NULL, "node listening", "listen", cfg.listen, "port", portstr, "node_id",
+              node_server_id(node), "drives", nd, "temp_files_removed", cl, NULL);
+    printf("cairn node %s listening on %s (port %d), %d drive(s)\n", node_server_id(node), cfg.listen, port, n);
+    fflush(stdout);
+    cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
+    node_server_free(node);
+    log_write(LOG_INFO, NULL, "node stopped", NULL);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * drive.h — private to data/: one place shards live, behind a small set of
+ * operations so the store does not care whether a drive is a local directory
+ * (drive.c) or a storage node reached over the shard API (remote.c).
+ *
+ * Shards are named "<version_id>.<index>"; a shard is written once, as an
+ * append-only stream, and becomes visible under its name only when committed
+ * (durable: data and directory entry synced).  Reads are positional.
+ *
+ * Thread-safety: a drive is shared by all threads; a shard_out or shard_in
+ * belongs to one thread at a time.
+ */
+#ifndef CAIRN_DATA_DRIVE_H
+#define CAIRN_DATA_DRIVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "core/core.h"
+
+typedef struct drive drive;
+typedef struct shard_out shard_out;
+typedef struct shard_in shard_in;
+
+/* True for "<32 lowercase hex>.<0..15>". */
+bool drive_shard_name_valid(const char *name);
+
+/* ---- local directories ----------------------------------------------------------- */
+
+/* Opens (creating) a drive directory: objects/, tmp/ (emptied: returns how many
+ * stale temp files in *cleaned) and a persistent random id in drive-id. */
+int drive_local_open(const char *path, bool fsync, drive **out, int *cleaned);
+void drive_close(drive *d);
+const char *drive_id(const drive *d);
+const char *drive_path(const drive *d);
+
+/* Starts a shard in a temp file. */
+int drive_create(drive *d, const char *name, shard_out **out);
+/* Appends; CAIRN_ENOSPC / CAIRN_EIO. */
+int drive_append(shard_out *o, const struct iovec *iov, int iovcnt);
+/* Asks the kernel to start writing back what was appended (a hint). */
+void drive_writeback(shard_out *o);
+/* fdatasync, rename into place, fsync the directory; frees o (on error the
+ * temp file is removed). */
+int drive_commit(shard_out *o);
+void drive_abort(shard_out *o);
+
+/* CAIRN_ENOTFOUND when the shard does not exist. */
+int drive_open(drive *d, const char *name, shard_in **out);
+ssize_t drive_preadv(shard_in *in, const struct iovec *iov, int iovcnt, uint64_t off);
+int64_t drive_shard_size(shard_in *in);
+void drive_close_shard(shard_in *in);
+/* Missing is not an error. */
+int drive_remove(drive *d, const char *name);
+
+int drive_check_writable(drive *d);
+int drive_free_bytes(drive *d, int64_t *free_bytes, int64_t *total_bytes);
+int drive_tmp_count(drive *d);
+
+#endif
