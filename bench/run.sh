@@ -12,6 +12,8 @@
 #   2. 64 MiB objects, 1 and 4 streams: PUT and GET MB/s (10^6 bytes/s)
 #   3. ListObjectsV2, 1000 keys a page, in a 100k-object bucket (10k in quick
 #      mode): median latency of page 1 and page 50 (page 10 in quick mode)
+#   4. build/cairn-ecbench (no server): 4+2 encode, decode and CRC-32C GB/s of
+#      cairn's codec beside raw ISA-L, printed after the table
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -371,11 +373,21 @@ if [ $want_cairn = 1 ]; then
   RSS_LINE=$(/usr/bin/python3 "$HERE/put_rss.py" "http://127.0.0.1:$CAIRN_PORT" "$CAIRN_PID" \
              "$CAIRN_AK" "$CAIRN_SK" bench "$RSS_SIZE" 2>&1) || INVALID=$((INVALID + 1))
 fi
+# Codec throughput, in-process (same figures in quick and full mode: ~1 s).
+EC_LINES=""
+if [ -x "$BUILD/cairn-ecbench" ]; then
+  EC_LINES=$("$BUILD/cairn-ecbench" 2>&1) || INVALID=$((INVALID + 1))
+else
+  echo "bench: $BUILD/cairn-ecbench not built; no codec figures" >&2
+fi
 rc=0
 report || rc=$?
 if [ -n "$RSS_LINE" ]; then
   echo "memory: one PutObject of $((RSS_SIZE / 1024 / 1024)) MiB, server RSS before -> peak (VmHWM):"
   echo "  $RSS_LINE"
+fi
+if [ -n "$EC_LINES" ]; then
+  echo "$EC_LINES"
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc

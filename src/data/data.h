@@ -59,6 +59,10 @@ typedef struct data_reader data_reader;
 typedef struct {
     const char *const *drives;  /* directories; created if absent */
     int ndrives;
+    const char *const *nodes;   /* or storage node URLs (http://host:port); not both */
+    int nnodes;
+    const char *cluster_secret; /* signs shard API calls to nodes */
+    int shard_timeout_ms;       /* bound on every wait for a node; 0 = 5000 */
     int k, m;                   /* 0, 0: the default for ndrives */
     uint32_t block;             /* shard block size; 0: 256 KiB */
     bool fsync;
@@ -83,6 +87,10 @@ typedef void (*data_tap)(void *ud, const void *p, size_t n);
  * placement).  tap may be NULL.  The caller must finish+commit or abort. */
 int data_writer_open(data_store *ds, const char *version_id, data_tap tap, void *tap_ud,
                      data_writer **w);
+/* The same for an object of exactly size bytes (needed by storage nodes,
+ * which are told each shard's length; -1 = unknown, local drives only). */
+int data_writer_open_size(data_store *ds, const char *version_id, int64_t size, data_tap tap,
+                          void *tap_ud, data_writer **w);
 /* Appends bytes.  CAIRN_ENOSPC / CAIRN_EIO only when write quorum is lost. */
 int data_writer_write(data_writer *w, const void *p, size_t n);
 uint64_t data_writer_size(const data_writer *w);

@@ -21,24 +21,30 @@
 
 #define WRITEBACK_WINDOW (8u * 1024 * 1024)
 
-struct drive {
+typedef struct {
+    drive base;
     char path[PATH_MAX - 160];
     char id[DATA_DRIVE_ID_LEN + 1];
     bool fsync;
-};
+} local_drive;
 
-struct shard_out {
-    drive *d;
+typedef struct {
+    shard_out base;
     int fd;
     uint64_t size, flushed;
     char name[48];
     char tmp[PATH_MAX];
-};
+} local_out;
 
-struct shard_in {
+typedef struct {
+    shard_in base;
     int fd;
     int64_t size;
-};
+} local_in;
+
+#define LD(x) ((local_drive *)(x))
+#define LO(x) ((local_out *)(x))
+#define LI(x) ((local_in *)(x))
 
 bool drive_shard_name_valid(const char *name) {
     size_t n = strlen(name);
@@ -85,7 +91,39 @@ static int clean_tmp(const char *tmp) {
     return n;
 }
 
-static int load_id(drive *d) {
+/* Writes drive-id from the id in memory (atomically, synced). */
+static int write_id(local_drive *d) {
+    char path[PATH_MAX], tmp[PATH_MAX];
+    snprintf(path, sizeof path, "%s/drive-id", d->path);
+    snprintf(tmp, sizeof tmp, "%s/drive-id.tmp", d->path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return CAIRN_EIO;
+    char line[DATA_DRIVE_ID_LEN + 1];
+    memcpy(line, d->id, DATA_DRIVE_ID_LEN);
+    line[DATA_DRIVE_ID_LEN] = '\n';
+    bool ok = write(fd, line, sizeof line) == (ssize_t)sizeof line && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) return CAIRN_EIO;
+    return fsync_dir(d->path);
+}
+
+/* A drive whose contents vanished while we run (a wiped or replaced disk) is
+ * rebuilt in place: directories and, crucially, its id, or everything healed
+ * onto it would belong to no drive after a restart. */
+static int revive(local_drive *d) {
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof sub, "%s/tmp", d->path);
+    if (mkdir_p(sub) != 0) return CAIRN_EIO;
+    snprintf(sub, sizeof sub, "%s/objects", d->path);
+    if (mkdir_p(sub) != 0) return CAIRN_EIO;
+    char id[PATH_MAX];
+    snprintf(id, sizeof id, "%s/drive-id", d->path);
+    if (access(id, F_OK) != 0 && write_id(d) != 0) return CAIRN_EIO;
+    log_write(LOG_WARN, NULL, "drive directories were missing; recreated them", "drive", d->path, "drive_id", d->id, NULL);
+    return 0;
+}
+
+static int load_id(local_drive *d) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/drive-id", d->path);
     char buf[64] = {0};
@@ -102,22 +140,15 @@ static int load_id(drive *d) {
     }
     if (errno != ENOENT) return CAIRN_EIO;
     rand_hex_id(d->id, DATA_DRIVE_ID_LEN / 2);
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/drive-id.tmp", d->path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return CAIRN_EIO;
-    char line[DATA_DRIVE_ID_LEN + 1];
-    memcpy(line, d->id, DATA_DRIVE_ID_LEN);
-    line[DATA_DRIVE_ID_LEN] = '\n';
-    bool ok = write(fd, line, sizeof line) == (ssize_t)sizeof line && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) return CAIRN_EIO;
-    return fsync_dir(d->path);
+    return write_id(d);
 }
 
+static const drive_ops local_ops;
+
 int drive_local_open(const char *path, bool do_fsync, drive **out, int *cleaned) {
-    drive *d = calloc(1, sizeof *d);
+    local_drive *d = calloc(1, sizeof *d);
     if (!d) return CAIRN_ENOMEM;
+    d->base.ops = &local_ops;
     d->fsync = do_fsync;
     if (strlen(path) >= sizeof d->path) {
         free(d);
@@ -140,24 +171,26 @@ int drive_local_open(const char *path, bool do_fsync, drive **out, int *cleaned)
         free(d);
         return rc;
     }
-    *out = d;
+    *out = &d->base;
     return 0;
 }
 
-void drive_close(drive *d) { free(d); }
-const char *drive_id(const drive *d) { return d->id; }
-const char *drive_path(const drive *d) { return d->path; }
+static void local_close(drive *d) { free(LD(d)); }
+static const char *local_id(const drive *d) { return ((const local_drive *)d)->id; }
+static const char *local_path(const drive *d) { return ((const local_drive *)d)->path; }
 
-static void shard_path(const drive *d, const char *name, char *dir, size_t dn, char *path, size_t pn) {
+static void shard_path(const local_drive *d, const char *name, char *dir, size_t dn, char *path, size_t pn) {
     snprintf(dir, dn, "%s/objects/%.2s", d->path, name);
     snprintf(path, pn, "%s/%s", dir, name);
 }
 
-int drive_create(drive *d, const char *name, shard_out **out) {
+static int local_create(drive *dd, const char *name, uint64_t size, shard_out **out) {
+    (void)size;
+    local_drive *d = LD(dd);
     if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
-    shard_out *o = calloc(1, sizeof *o);
+    local_out *o = calloc(1, sizeof *o);
     if (!o) return CAIRN_ENOMEM;
-    o->d = d;
+    o->base.d = dd;
     snprintf(o->name, sizeof o->name, "%s", name);
     char id[33];
     rand_hex_id(id, 16);
@@ -165,20 +198,18 @@ int drive_create(drive *d, const char *name, shard_out **out) {
     o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (o->fd < 0) {
         int e = errno;
-        /* A drive whose directories vanished (replaced disk) is recreated. */
-        char sub[PATH_MAX];
-        snprintf(sub, sizeof sub, "%s/tmp", d->path);
-        if (e == ENOENT && mkdir_p(sub) == 0) o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (e == ENOENT && revive(d) == 0) o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (o->fd < 0) {
             free(o);
             return err_from_errno(e);
         }
     }
-    *out = o;
+    *out = &o->base;
     return 0;
 }
 
-int drive_append(shard_out *o, const struct iovec *iov_in, int iovcnt) {
+static int local_append(shard_out *oo, const struct iovec *iov_in, int iovcnt) {
+    local_out *o = LO(oo);
     struct iovec iov[8];
     if (iovcnt > 8) return CAIRN_EINVAL;
     memcpy(iov, iov_in, sizeof *iov * (size_t)iovcnt);
@@ -204,30 +235,33 @@ int drive_append(shard_out *o, const struct iovec *iov_in, int iovcnt) {
     return 0;
 }
 
-void drive_writeback(shard_out *o) {
-    if (!o->d->fsync || o->size - o->flushed < WRITEBACK_WINDOW) return;
+static void local_writeback(shard_out *oo) {
+    local_out *o = LO(oo);
+    if (!LD(oo->d)->fsync || o->size - o->flushed < WRITEBACK_WINDOW) return;
     sync_file_range(o->fd, (off_t)o->flushed, (off_t)(o->size - o->flushed), SYNC_FILE_RANGE_WRITE);
     o->flushed = o->size;
 }
 
-void drive_abort(shard_out *o) {
-    if (!o) return;
+static void local_abort(shard_out *oo) {
+    local_out *o = LO(oo);
     close(o->fd);
     unlink(o->tmp);
     free(o);
 }
 
-int drive_commit(shard_out *o) {
+static int local_commit(shard_out *oo) {
+    local_out *o = LO(oo);
+    local_drive *d = LD(oo->d);
     char dir[PATH_MAX], path[PATH_MAX];
-    shard_path(o->d, o->name, dir, sizeof dir, path, sizeof path);
+    shard_path(d, o->name, dir, sizeof dir, path, sizeof path);
     int rc = 0;
-    if (o->d->fsync && fdatasync(o->fd) != 0) rc = err_from_errno(errno);
+    if (d->fsync && fdatasync(o->fd) != 0) rc = err_from_errno(errno);
     if (rc == 0 && mkdir(dir, 0750) != 0 && errno != EEXIST) {
-        /* objects/ itself may be gone with a replaced disk */
-        rc = mkdir_p(dir) == 0 ? 0 : CAIRN_EIO;
+        /* objects/ itself may be gone with a wiped disk */
+        rc = revive(d) == 0 && mkdir_p(dir) == 0 ? 0 : CAIRN_EIO;
     }
     if (rc == 0 && rename(o->tmp, path) != 0) rc = err_from_errno(errno);
-    if (rc == 0 && o->d->fsync && fsync_dir(dir) != 0) {
+    if (rc == 0 && d->fsync && fsync_dir(dir) != 0) {
         unlink(path);
         rc = CAIRN_EIO;
     }
@@ -237,52 +271,52 @@ int drive_commit(shard_out *o) {
     return rc;
 }
 
-int drive_open(drive *d, const char *name, shard_in **out) {
+static int local_open(drive *dd, const char *name, shard_in **out) {
     if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
     char dir[PATH_MAX], path[PATH_MAX];
-    shard_path(d, name, dir, sizeof dir, path, sizeof path);
+    shard_path(LD(dd), name, dir, sizeof dir, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? CAIRN_ENOTFOUND : CAIRN_EIO;
     struct stat st;
-    shard_in *in = malloc(sizeof *in);
+    local_in *in = malloc(sizeof *in);
     if (!in || fstat(fd, &st) != 0) {
         free(in);
         close(fd);
         return in ? CAIRN_EIO : CAIRN_ENOMEM;
     }
+    in->base.d = dd;
     in->fd = fd;
     in->size = st.st_size;
-    *out = in;
+    *out = &in->base;
     return 0;
 }
 
-ssize_t drive_preadv(shard_in *in, const struct iovec *iov, int iovcnt, uint64_t off) {
+static ssize_t local_preadv(shard_in *in, const struct iovec *iov, int iovcnt, uint64_t off) {
     ssize_t r;
-    do r = preadv(in->fd, iov, iovcnt, (off_t)off);
+    do r = preadv(LI(in)->fd, iov, iovcnt, (off_t)off);
     while (r < 0 && errno == EINTR);
     return r < 0 ? CAIRN_EIO : r;
 }
 
-int64_t drive_shard_size(shard_in *in) { return in->size; }
+static int64_t local_shard_size(shard_in *in) { return LI(in)->size; }
 
-void drive_close_shard(shard_in *in) {
-    if (!in) return;
-    close(in->fd);
-    free(in);
+static void local_close_shard(shard_in *in) {
+    close(LI(in)->fd);
+    free(LI(in));
 }
 
-int drive_remove(drive *d, const char *name) {
+static int local_remove(drive *dd, const char *name) {
     if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
     char dir[PATH_MAX], path[PATH_MAX];
-    shard_path(d, name, dir, sizeof dir, path, sizeof path);
+    shard_path(LD(dd), name, dir, sizeof dir, path, sizeof path);
     if (unlink(path) != 0 && errno != ENOENT && errno != ENOTDIR) return CAIRN_EIO;
     return 0;
 }
 
-int drive_check_writable(drive *d) {
+static int local_check_writable(drive *dd) {
     char path[PATH_MAX], id[17];
     rand_hex_id(id, 8);
-    snprintf(path, sizeof path, "%s/tmp/probe-%s", d->path, id);
+    snprintf(path, sizeof path, "%s/tmp/probe-%s", LD(dd)->path, id);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0) return err_from_errno(errno);
     int rc = write(fd, "probe", 5) == 5 && fsync(fd) == 0 ? 0 : CAIRN_EIO;
@@ -291,23 +325,49 @@ int drive_check_writable(drive *d) {
     return rc;
 }
 
-int drive_free_bytes(drive *d, int64_t *free_bytes, int64_t *total_bytes) {
+static int local_free_bytes(drive *dd, int64_t *free_bytes, int64_t *total_bytes) {
     struct statvfs sv;
-    if (statvfs(d->path, &sv) != 0) return CAIRN_EIO;
+    if (statvfs(LD(dd)->path, &sv) != 0) return CAIRN_EIO;
     *free_bytes = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
     if (total_bytes) *total_bytes = (int64_t)sv.f_blocks * (int64_t)sv.f_frsize;
     return 0;
 }
 
-int drive_tmp_count(drive *d) {
+static int local_tmp_count(drive *dd) {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tmp", d->path);
-    DIR *dd = opendir(path);
-    if (!dd) return 0;
+    snprintf(path, sizeof path, "%s/tmp", LD(dd)->path);
+    DIR *dir = opendir(path);
+    if (!dir) return 0;
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(dd)))
+    while ((e = readdir(dir)))
         if (e->d_name[0] != '.') n++;
-    closedir(dd);
+    closedir(dir);
     return n;
 }
+
+static const drive_ops local_ops = {
+    local_close, local_id, local_path, local_create, local_append, local_writeback, local_commit,
+    local_abort, local_open, local_preadv, local_shard_size, local_close_shard, local_remove,
+    local_check_writable, local_free_bytes, local_tmp_count,
+};
+
+/* ---- dispatch ----------------------------------------------------------------------- */
+
+
+void drive_close(drive *d) { if (d) d->ops->close(d); }
+const char *drive_id(const drive *d) { return d->ops->id(d); }
+const char *drive_path(const drive *d) { return d->ops->path(d); }
+int drive_create(drive *d, const char *name, uint64_t size, shard_out **out) { return d->ops->create(d, name, size, out); }
+int drive_append(shard_out *o, const struct iovec *iov, int n) { return o->d->ops->append(o, iov, n); }
+void drive_writeback(shard_out *o) { o->d->ops->writeback(o); }
+int drive_commit(shard_out *o) { return o->d->ops->commit(o); }
+void drive_abort(shard_out *o) { if (o) o->d->ops->abort(o); }
+int drive_open(drive *d, const char *name, shard_in **out) { return d->ops->open(d, name, out); }
+ssize_t drive_preadv(shard_in *in, const struct iovec *iov, int n, uint64_t off) { return in->d->ops->preadv(in, iov, n, off); }
+int64_t drive_shard_size(shard_in *in) { return in->d->ops->shard_size(in); }
+void drive_close_shard(shard_in *in) { if (in) in->d->ops->close_shard(in); }
+int drive_remove(drive *d, const char *name) { return d->ops->remove(d, name); }
+int drive_check_writable(drive *d) { return d->ops->check_writable(d); }
+int drive_free_bytes(drive *d, int64_t *f, int64_t *t) { return d->ops->free_bytes(d, f, t); }
+int drive_tmp_count(drive *d) { return d->ops->tmp_count(d); }

@@ -23,11 +23,43 @@
 typedef struct drive drive;
 typedef struct shard_out shard_out;
 typedef struct shard_in shard_in;
+typedef struct drive_ops drive_ops;
+
+/* Base parts: each implementation's structs begin with these. */
+struct drive { const drive_ops *ops; };
+struct shard_out { drive *d; };
+struct shard_in { drive *d; };
+
+/* The operations behind a drive. */
+struct drive_ops {
+    void (*close)(drive *d);
+    const char *(*id)(const drive *d);
+    const char *(*path)(const drive *d);
+    int (*create)(drive *d, const char *name, uint64_t size, shard_out **out);
+    int (*append)(shard_out *o, const struct iovec *iov, int iovcnt);
+    void (*writeback)(shard_out *o);
+    int (*commit)(shard_out *o);
+    void (*abort)(shard_out *o);
+    int (*open)(drive *d, const char *name, shard_in **out);
+    ssize_t (*preadv)(shard_in *in, const struct iovec *iov, int iovcnt, uint64_t off);
+    int64_t (*shard_size)(shard_in *in);
+    void (*close_shard)(shard_in *in);
+    int (*remove)(drive *d, const char *name);
+    int (*check_writable)(drive *d);
+    int (*free_bytes)(drive *d, int64_t *free_bytes, int64_t *total_bytes);
+    int (*tmp_count)(drive *d);
+};
 
 /* True for "<32 lowercase hex>.<0..15>". */
 bool drive_shard_name_valid(const char *name);
 
-/* ---- local directories ----------------------------------------------------------- */
+/* ---- local directories (drive.c) and storage nodes (remote.c) ------------------------ */
+
+/* A storage node as a drive: url "http://host:port"; the node's id is fetched
+ * from /v1/info (CAIRN_EIO when unreachable).  timeout_ms bounds every network
+ * wait of every call, so a hung node turns into a failed shard, not a hung
+ * request. */
+int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive **out);
 
 /* Opens (creating) a drive directory: objects/, tmp/ (emptied: returns how many
  * stale temp files in *cleaned) and a persistent random id in drive-id. */
@@ -36,8 +68,8 @@ void drive_close(drive *d);
 const char *drive_id(const drive *d);
 const char *drive_path(const drive *d);
 
-/* Starts a shard in a temp file. */
-int drive_create(drive *d, const char *name, shard_out **out);
+/* Starts a shard of exactly size bytes (remote drives announce it). */
+int drive_create(drive *d, const char *name, uint64_t size, shard_out **out);
 /* Appends; CAIRN_ENOSPC / CAIRN_EIO. */
 int drive_append(shard_out *o, const struct iovec *iov, int iovcnt);
 /* Asks the kernel to start writing back what was appended (a hint). */

@@ -241,7 +241,7 @@ static void on_begin(void *app, http_req *r) {
         r->api = "ShardPut";
         if (r->content_length < 0) return reply(r, 411, "Content-Length required\n");
         q->expected = (uint64_t)r->content_length;
-        int rc = drive_create(home_drive(n, name), name, &q->out);
+        int rc = drive_create(home_drive(n, name), name, q->expected, &q->out);
         if (rc == CAIRN_ENOSPC) return reply(r, 507, "drive full\n");
         if (rc != 0) return reply(r, 500, "cannot create shard\n");
         q->is_shard = true;

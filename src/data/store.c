@@ -29,17 +29,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "data/drive.h"
 #include "data/ec.h"
 
 #define DEFAULT_BLOCK (256u * 1024)
 #define CRC_LEN 4
 #define WRITEBACK_WINDOW (8u * 1024 * 1024)
 #define HEAL_QUEUE_MAX 1024
-
-typedef struct {
-    char path[PATH_MAX - 128];
-    char id[DATA_DRIVE_ID_LEN + 1];
-} drive;
 
 typedef struct heal_item {
     char version_id[33];
@@ -49,7 +45,7 @@ typedef struct heal_item {
 } heal_item;
 
 struct data_store {
-    drive *drives;
+    drive **drives;
     int ndrives;
     int k, m;
     uint32_t block;
@@ -73,28 +69,6 @@ struct data_store {
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
-static int err_from_errno(int e) { return e == ENOSPC || e == EDQUOT ? CAIRN_ENOSPC : CAIRN_EIO; }
-
-static int mkdir_p(const char *path) {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return CAIRN_EINVAL;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST) return CAIRN_EIO;
-        *p = '/';
-    }
-    if (mkdir(buf, 0750) != 0 && errno != EEXIST) return CAIRN_EIO;
-    return 0;
-}
-
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return CAIRN_EIO;
-    int rc = fsync(fd) == 0 ? 0 : CAIRN_EIO;
-    close(fd);
-    return rc;
-}
 
 static bool valid_version_id(const char *v) {
     size_t n = strlen(v);
@@ -104,16 +78,26 @@ static bool valid_version_id(const char *v) {
     return true;
 }
 
-static void shard_path(const drive *d, const char *version_id, int idx, char *dir, size_t dn,
-                       char *path, size_t pn) {
-    snprintf(dir, dn, "%s/objects/%.2s", d->path, version_id);
-    snprintf(path, pn, "%s/%s.%d", dir, version_id, idx);
+static drive *find_drive(const data_store *ds, const char *id) {
+    for (int i = 0; i < ds->ndrives; i++)
+        if (strcmp(drive_id(ds->drives[i]), id) == 0) return ds->drives[i];
+    return NULL;
 }
 
-static const drive *find_drive(const data_store *ds, const char *id) {
-    for (int i = 0; i < ds->ndrives; i++)
-        if (strcmp(ds->drives[i].id, id) == 0) return &ds->drives[i];
-    return NULL;
+static void shard_name(const char *version_id, int idx, char *out, size_t n) {
+    snprintf(out, n, "%s.%d", version_id, idx);
+}
+
+/* Bytes of one shard file of an object of size bytes. */
+static uint64_t shard_bytes(int64_t size, int k, uint32_t block) {
+    uint64_t nstripes;
+    uint32_t last;
+    uint64_t stripe = (uint64_t)k * block;
+    nstripes = size > 0 ? ((uint64_t)size + stripe - 1) / stripe : 0;
+    if (nstripes == 0) return 0;
+    uint64_t rem = (uint64_t)size - (nstripes - 1) * stripe;
+    last = (uint32_t)((rem + (uint64_t)k - 1) / (uint64_t)k);
+    return nstripes * CRC_LEN + (nstripes - 1) * block + last;
 }
 
 static ec_codec *codec_for(data_store *ds, int k, int m) {
@@ -200,7 +184,7 @@ static uint64_t score(const char *version_id, const char *drive_id) {
 static void place(const data_store *ds, const char *version_id, int n, int *out) {
     uint64_t sc[1024];
     int nd = ds->ndrives > 1024 ? 1024 : ds->ndrives;
-    for (int i = 0; i < nd; i++) sc[i] = score(version_id, ds->drives[i].id);
+    for (int i = 0; i < nd; i++) sc[i] = score(version_id, drive_id(ds->drives[i]));
     bool used[1024] = {false};
     for (int s = 0; s < n; s++) {
         int best = -1;
@@ -211,54 +195,13 @@ static void place(const data_store *ds, const char *version_id, int n, int *out)
     }
 }
 
-/* ---- opening drives ------------------------------------------------------------------------ */
-
-static int clean_tmp(const char *tmp) {
-    DIR *d = opendir(tmp);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.' && unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
-    closedir(d);
-    return n;
-}
-
-/* Reads the drive's id, creating one on first use. */
-static int drive_load_id(drive *d) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/drive-id", d->path);
-    char buf[64] = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t r = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (r < DATA_DRIVE_ID_LEN) return CAIRN_EIO;
-        memcpy(d->id, buf, DATA_DRIVE_ID_LEN);
-        d->id[DATA_DRIVE_ID_LEN] = '\0';
-        for (int i = 0; i < DATA_DRIVE_ID_LEN; i++)
-            if (!((d->id[i] >= '0' && d->id[i] <= '9') || (d->id[i] >= 'a' && d->id[i] <= 'f'))) return CAIRN_EIO;
-        return 0;
-    }
-    if (errno != ENOENT) return CAIRN_EIO;
-    rand_hex_id(d->id, DATA_DRIVE_ID_LEN / 2);
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/drive-id.tmp", d->path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return CAIRN_EIO;
-    char line[DATA_DRIVE_ID_LEN + 1];
-    memcpy(line, d->id, DATA_DRIVE_ID_LEN);
-    line[DATA_DRIVE_ID_LEN] = '\n';
-    bool ok = write(fd, line, sizeof line) == (ssize_t)sizeof line && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) return CAIRN_EIO;
-    return fsync_dir(d->path);
-}
+/* ---- opening ---------------------------------------------------------------------------- */
 
 static void *heal_main(void *arg);
 
 int data_open(const data_options *opt, data_store **out, int *cleaned) {
-    if (!opt || opt->ndrives < 1 || opt->ndrives > 1024) return CAIRN_EINVAL;
+    int n = opt ? opt->ndrives + opt->nnodes : 0;
+    if (!opt || n < 1 || n > 1024 || (opt->ndrives && opt->nnodes)) return CAIRN_EINVAL;
     data_store *ds = calloc(1, sizeof *ds);
     if (!ds) return CAIRN_ENOMEM;
     pthread_mutex_init(&ds->codec_mu, NULL);
@@ -268,26 +211,22 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
     ds->block = opt->block ? opt->block : DEFAULT_BLOCK;
     ds->k = opt->k;
     ds->m = opt->m;
-    if (ds->k == 0) ec_default_layout(opt->ndrives, &ds->k, &ds->m);
+    if (ds->k == 0) ec_default_layout(n, &ds->k, &ds->m);
     int rc = 0;
-    if (ds->k < 1 || ds->m < 0 || ds->k + ds->m > opt->ndrives || ds->k + ds->m > DATA_MAX_SHARDS) rc = CAIRN_EINVAL;
-    ds->drives = rc ? NULL : calloc((size_t)opt->ndrives, sizeof *ds->drives);
+    if (ds->k < 1 || ds->m < 0 || ds->k + ds->m > n || ds->k + ds->m > DATA_MAX_SHARDS) rc = CAIRN_EINVAL;
+    ds->drives = rc ? NULL : calloc((size_t)n, sizeof *ds->drives);
     if (!rc && !ds->drives) rc = CAIRN_ENOMEM;
     int total_cleaned = 0;
-    for (int i = 0; rc == 0 && i < opt->ndrives; i++) {
-        drive *d = &ds->drives[i];
-        if (strlen(opt->drives[i]) >= sizeof d->path) { rc = CAIRN_EINVAL; break; }
-        snprintf(d->path, sizeof d->path, "%s", opt->drives[i]);
-        char sub[PATH_MAX];
-        snprintf(sub, sizeof sub, "%s/objects", d->path);
-        if ((rc = mkdir_p(sub)) != 0) break;
-        snprintf(sub, sizeof sub, "%s/tmp", d->path);
-        if ((rc = mkdir_p(sub)) != 0) break;
-        total_cleaned += clean_tmp(sub);
-        if ((rc = drive_load_id(d)) != 0) break;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        drive *d = NULL;
+        int c = 0;
+        if (opt->nnodes) rc = drive_remote_open(opt->nodes[i], opt->cluster_secret, opt->shard_timeout_ms, &d);
+        else rc = drive_local_open(opt->drives[i], opt->fsync, &d, &c);
+        if (rc != 0) break;
+        total_cleaned += c;
         for (int j = 0; j < i; j++)
-            if (!strcmp(ds->drives[j].id, d->id)) rc = CAIRN_EEXIST; /* the same drive listed twice */
-        ds->ndrives++;
+            if (!strcmp(drive_id(ds->drives[j]), drive_id(d))) rc = CAIRN_EEXIST; /* listed twice */
+        ds->drives[ds->ndrives++] = d;
     }
     if (rc == 0 && !codec_for(ds, ds->k, ds->m)) rc = CAIRN_ENOMEM;
     if (rc == 0) {
@@ -322,6 +261,7 @@ void data_close(data_store *ds) {
     pthread_mutex_destroy(&ds->codec_mu);
     pthread_mutex_destroy(&ds->heal_mu);
     pthread_cond_destroy(&ds->heal_cv);
+    for (int i = 0; i < ds->ndrives; i++) drive_close(ds->drives[i]);
     free(ds->drives);
     free(ds);
 }
@@ -341,12 +281,9 @@ struct data_writer {
     uint32_t block;
     char version_id[33];
     int drive_idx[DATA_MAX_SHARDS];
-    int fd[DATA_MAX_SHARDS];          /* -1 once the shard failed */
-    char tmp[DATA_MAX_SHARDS][PATH_MAX];
+    shard_out *out[DATA_MAX_SHARDS];  /* NULL once the shard failed */
     _Atomic int shard_err;            /* the first shard failure (set by the worker) */
     _Atomic int alive;
-    uint64_t written;                 /* bytes per shard file so far */
-    uint64_t flushed;
     uint64_t size;                    /* object bytes accepted */
     data_tap tap;
     void *tap_ud;
@@ -378,10 +315,9 @@ typedef struct {
 static int write_quorum(int k, int m) { return m == 0 ? k : k + 1; }
 
 static void drop_shard(data_writer *w, int i, int err) {
-    if (w->fd[i] < 0) return;
-    close(w->fd[i]);
-    unlink(w->tmp[i]);
-    w->fd[i] = -1;
+    if (!w->out[i]) return;
+    drive_abort(w->out[i]);
+    w->out[i] = NULL;
     w->alive--;
     if (!w->shard_err) w->shard_err = err;
 }
@@ -396,32 +332,14 @@ static void encode_and_write(data_writer *w, unsigned char *s, size_t len) {
     for (int j = 0; j < w->m; j++) parity[j] = s + (size_t)(w->k + j) * blen;
     ec_encode(w->codec, blen, data, parity);
     for (int i = 0; i < w->n; i++) {
-        if (w->fd[i] < 0) continue;
+        if (!w->out[i]) continue;
         unsigned char *blk = i < w->k ? data[i] : parity[i - w->k];
         unsigned char crc[CRC_LEN];
         put_le32(crc, ec_crc32c(0, blk, blen));
         struct iovec iov[2] = {{crc, CRC_LEN}, {blk, blen}};
-        size_t want = CRC_LEN + blen, done = 0;
-        while (done < want) {
-            ssize_t r = pwritev(w->fd[i], iov, 2, (off_t)(w->written + done));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) { drop_shard(w, i, err_from_errno(errno)); break; }
-            done += (size_t)r;
-            size_t adv = (size_t)r;
-            for (int v = 0; v < 2 && adv; v++) {
-                size_t take = adv < iov[v].iov_len ? adv : iov[v].iov_len;
-                iov[v].iov_base = (char *)iov[v].iov_base + take;
-                iov[v].iov_len -= take;
-                adv -= take;
-            }
-        }
-    }
-    w->written += CRC_LEN + blen;
-    if (w->ds->fsync && w->written - w->flushed >= WRITEBACK_WINDOW) {
-        for (int i = 0; i < w->n; i++)
-            if (w->fd[i] >= 0)
-                sync_file_range(w->fd[i], (off_t)w->flushed, (off_t)(w->written - w->flushed), SYNC_FILE_RANGE_WRITE);
-        w->flushed = w->written;
+        int rc = drive_append(w->out[i], iov, 2);
+        if (rc != 0) drop_shard(w, i, rc);
+        else drive_writeback(w->out[i]);
     }
 }
 
@@ -528,6 +446,11 @@ static void stop_worker(data_writer *w) {
 
 int data_writer_open(data_store *ds, const char *version_id, data_tap tap, void *tap_ud,
                      data_writer **out) {
+    return data_writer_open_size(ds, version_id, -1, tap, tap_ud, out);
+}
+
+int data_writer_open_size(data_store *ds, const char *version_id, int64_t size, data_tap tap,
+                          void *tap_ud, data_writer **out) {
     if (!valid_version_id(version_id)) return CAIRN_EINVAL;
     data_writer *w = calloc(1, sizeof *w);
     if (!w) return CAIRN_ENOMEM;
@@ -553,14 +476,15 @@ int data_writer_open(data_store *ds, const char *version_id, data_tap tap, void 
     }
     place(ds, version_id, w->n, w->drive_idx);
     int rc = 0;
+    uint64_t sbytes = size >= 0 ? shard_bytes(size, w->k, w->block) : 0;
     for (int i = 0; i < w->n; i++) {
-        char id[33];
-        rand_hex_id(id, 16);
-        snprintf(w->tmp[i], sizeof w->tmp[i], "%s/tmp/%s", ds->drives[w->drive_idx[i]].path, id);
-        w->fd[i] = open(w->tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-        if (w->fd[i] < 0) {
-            if (!rc) rc = err_from_errno(errno);
-            if (!w->shard_err) w->shard_err = rc;
+        char name[48];
+        shard_name(version_id, i, name, sizeof name);
+        int e = drive_create(ds->drives[w->drive_idx[i]], name, sbytes, &w->out[i]);
+        if (e != 0) {
+            w->out[i] = NULL;
+            if (!rc) rc = e;
+            if (!w->shard_err) w->shard_err = e;
         } else {
             w->alive++;
         }
@@ -611,10 +535,7 @@ int data_writer_finish(data_writer *w) {
 static void writer_free(data_writer *w) {
     stop_worker(w);
     for (int i = 0; i < w->n; i++)
-        if (w->fd[i] >= 0) {
-            close(w->fd[i]);
-            unlink(w->tmp[i]);
-        }
+        if (w->out[i]) drive_abort(w->out[i]);
     free(w->stripe[0]);
     free(w->stripe[1]);
     pthread_mutex_destroy(&w->mu);
@@ -629,43 +550,38 @@ void data_writer_abort(data_writer *w) {
 int data_writer_commit(data_writer *w, data_layout *out) {
     int rc = data_writer_finish(w);
     data_store *ds = w->ds;
-    char dirs[DATA_MAX_SHARDS][PATH_MAX], paths[DATA_MAX_SHARDS][PATH_MAX];
+    bool committed[DATA_MAX_SHARDS] = {false};
+    int ncommitted = 0;
     for (int i = 0; rc == 0 && i < w->n; i++) {
-        if (w->fd[i] < 0) continue;
-        if (ds->fsync && fdatasync(w->fd[i]) != 0) {
-            drop_shard(w, i, err_from_errno(errno));
-            continue;
+        if (!w->out[i]) continue;
+        shard_out *o = w->out[i];
+        w->out[i] = NULL; /* commit frees it either way */
+        int e = drive_commit(o);
+        if (e == 0) {
+            committed[i] = true;
+            ncommitted++;
+        } else {
+            w->alive--;
+            if (!w->shard_err) w->shard_err = e;
         }
-        shard_path(&ds->drives[w->drive_idx[i]], w->version_id, i, dirs[i], sizeof dirs[i], paths[i], sizeof paths[i]);
-        if (mkdir(dirs[i], 0750) != 0 && errno != EEXIST) drop_shard(w, i, err_from_errno(errno));
     }
-    if (rc == 0 && w->alive < write_quorum(w->k, w->m)) rc = w->shard_err ? w->shard_err : CAIRN_EIO;
-    int renamed = 0;
-    for (int i = 0; rc == 0 && i < w->n; i++) {
-        if (w->fd[i] < 0) continue;
-        if (rename(w->tmp[i], paths[i]) != 0) {
-            drop_shard(w, i, err_from_errno(errno));
-            continue;
-        }
-        close(w->fd[i]);
-        w->fd[i] = -2; /* renamed: no longer a temp file to remove */
-        renamed++;
-    }
-    if (rc == 0 && renamed < write_quorum(w->k, w->m)) rc = w->shard_err ? w->shard_err : CAIRN_EIO;
-    for (int i = 0; rc == 0 && ds->fsync && i < w->n; i++)
-        if (w->fd[i] == -2 && fsync_dir(dirs[i]) != 0) rc = CAIRN_EIO;
+    if (rc == 0 && ncommitted < write_quorum(w->k, w->m)) rc = w->shard_err ? w->shard_err : CAIRN_EIO;
     if (rc != 0) {
-        for (int i = 0; i < w->n; i++)
-            if (w->fd[i] == -2) unlink(paths[i]);
+        /* Not enough durable shards: take back the ones that were. */
+        for (int i = 0; i < w->n; i++) {
+            if (!committed[i]) continue;
+            char name[48];
+            shard_name(w->version_id, i, name, sizeof name);
+            drive_remove(ds->drives[w->drive_idx[i]], name);
+        }
     } else if (out) {
         memset(out, 0, sizeof *out);
         out->k = w->k;
         out->m = w->m;
         out->block = w->block;
-        for (int i = 0; i < w->n; i++) memcpy(out->drive_ids[i], ds->drives[w->drive_idx[i]].id, DATA_DRIVE_ID_LEN + 1);
+        for (int i = 0; i < w->n; i++)
+            memcpy(out->drive_ids[i], drive_id(ds->drives[w->drive_idx[i]]), DATA_DRIVE_ID_LEN + 1);
     }
-    for (int i = 0; i < w->n; i++)
-        if (w->fd[i] == -2) w->fd[i] = -1;
     writer_free(w);
     return rc;
 }
@@ -681,8 +597,15 @@ struct data_reader {
     int k, m, n;
     uint64_t nstripes;
     uint32_t last_len;
-    int fd[DATA_MAX_SHARDS];
+    shard_in *in[DATA_MAX_SHARDS];
+    /* Shards that cannot be read at all (absent, unreachable, I/O error).  A
+     * corrupt block condemns only itself: the shard's other blocks are still
+     * tried, so damage spread over shards in different stripes stays
+     * readable as long as no stripe has more than m bad blocks. */
     bool bad[DATA_MAX_SHARDS];
+    bool no_heal;                     /* a healer's own reader queues nothing */
+    int64_t failed_stripe;            /* blocks of this stripe already found bad: */
+    uint32_t failed_mask;             /* not read (or counted) twice */
     unsigned char *buf;               /* (k+m) x block */
     int64_t cached;                   /* stripe whose data blocks are in buf, -1 none */
     uint32_t cached_len;
@@ -701,6 +624,7 @@ int data_reader_open(data_store *ds, const char *version_id, const data_layout *
     r->n = l->k + l->m;
     r->size = size;
     r->cached = -1;
+    r->failed_stripe = -1;
     snprintf(r->version_id, sizeof r->version_id, "%s", version_id);
     geometry(size, r->k, l->block, &r->nstripes, &r->last_len);
     r->codec = codec_for(ds, r->k, r->m);
@@ -710,21 +634,29 @@ int data_reader_open(data_store *ds, const char *version_id, const data_layout *
         free(r);
         return CAIRN_ENOMEM;
     }
-    int opened = 0, missing = 0;
+    int opened = 0, missing = 0, failed = 0;
     for (int i = 0; i < r->n; i++) {
-        r->fd[i] = -1;
-        const drive *d = find_drive(ds, l->drive_ids[i]);
-        char dir[PATH_MAX], path[PATH_MAX];
+        r->in[i] = NULL;
+        drive *d = find_drive(ds, l->drive_ids[i]);
+        int e = CAIRN_ENOTFOUND;
         if (d) {
-            shard_path(d, version_id, i, dir, sizeof dir, path, sizeof path);
-            r->fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+            char name[48];
+            shard_name(version_id, i, name, sizeof name);
+            e = drive_open(d, name, &r->in[i]);
         }
-        if (r->fd[i] < 0) {
+        if (e != 0) {
+            r->in[i] = NULL;
             r->bad[i] = true;
-            missing++;
+            if (e == CAIRN_ENOTFOUND) missing++;
+            else failed++;
         } else {
             opened++;
         }
+    }
+    missing += failed;
+    if (opened == 0 && failed) {
+        data_reader_close(r);
+        return CAIRN_EIO; /* unreachable drives: not proof the object is gone */
     }
     if (opened == 0) {
         data_reader_close(r);
@@ -742,20 +674,27 @@ int data_reader_open(data_store *ds, const char *version_id, const data_layout *
     return 0;
 }
 
-/* Reads and verifies block `stripe` of shard i into dst; false if bad. */
+/* Reads and verifies block `stripe` of shard i into dst; false if bad.  An
+ * I/O error writes the whole shard off; a bad checksum or a short shard only
+ * this block. */
 static bool read_block(data_reader *r, int i, uint64_t stripe, uint32_t blen, unsigned char *dst) {
+    if (r->bad[i]) return false;
+    if (r->failed_stripe == (int64_t)stripe && (r->failed_mask & (1u << i))) return false;
     unsigned char crc[CRC_LEN];
-    off_t off = (off_t)(stripe * (CRC_LEN + (uint64_t)r->layout.block));
+    uint64_t off = stripe * (CRC_LEN + (uint64_t)r->layout.block);
     struct iovec iov[2] = {{crc, CRC_LEN}, {dst, blen}};
     size_t want = CRC_LEN + blen;
-    ssize_t got = preadv(r->fd[i], iov, 2, off);
-    if (got != (ssize_t)want || get_le32(crc) != ec_crc32c(0, dst, blen)) {
-        atomic_fetch_add(&r->ds->corrupt_blocks, 1);
-        r->bad[i] = true;
-        r->degraded = true;
-        return false;
+    ssize_t got = drive_preadv(r->in[i], iov, 2, off);
+    if (got == (ssize_t)want && get_le32(crc) == ec_crc32c(0, dst, blen)) return true;
+    if (got < 0) r->bad[i] = true;
+    if (r->failed_stripe != (int64_t)stripe) {
+        r->failed_stripe = (int64_t)stripe;
+        r->failed_mask = 0;
     }
-    return true;
+    r->failed_mask |= 1u << i;
+    atomic_fetch_add(&r->ds->corrupt_blocks, 1);
+    r->degraded = true;
+    return false;
 }
 
 /* Makes the data blocks of one stripe available in r->buf (contiguous). */
@@ -768,9 +707,9 @@ static int load_stripe(data_reader *r, uint64_t s) {
     for (int i = 0; i < r->n; i++) shards[i] = r->buf + (size_t)i * blen;
     /* Data shards first; parity only for what is missing. */
     for (int i = 0; i < r->k; i++)
-        if (!r->bad[i] && read_block(r, i, s, blen, shards[i])) { present[i] = true; have++; }
+        if (read_block(r, i, s, blen, shards[i])) { present[i] = true; have++; }
     for (int i = r->k; i < r->n && have < r->k; i++)
-        if (!r->bad[i] && read_block(r, i, s, blen, shards[i])) { present[i] = true; have++; }
+        if (read_block(r, i, s, blen, shards[i])) { present[i] = true; have++; }
     if (have < r->k) {
         r->cached = -1;
         return CAIRN_EIO;
@@ -803,7 +742,7 @@ ssize_t data_reader_read(data_reader *r, uint64_t offset, void *buf, size_t n) {
     if (offset == s * stripe_data && n >= (size_t)r->k * blen && r->cached != (int64_t)s) {
         bool ok = true;
         for (int i = 0; i < r->k && ok; i++)
-            ok = !r->bad[i] && read_block(r, i, s, blen, (unsigned char *)buf + (size_t)i * blen);
+            ok = read_block(r, i, s, blen, (unsigned char *)buf + (size_t)i * blen);
         if (ok) {
             uint64_t bytes = (uint64_t)r->size - offset;
             return (ssize_t)(bytes < stripe_data ? bytes : stripe_data);
@@ -825,9 +764,8 @@ static void heal_enqueue(data_store *ds, const char *version_id, const data_layo
 
 void data_reader_close(data_reader *r) {
     if (!r) return;
-    for (int i = 0; i < r->n; i++)
-        if (r->fd[i] >= 0) close(r->fd[i]);
-    if (r->degraded) {
+    for (int i = 0; i < r->n; i++) drive_close_shard(r->in[i]);
+    if (r->degraded && !r->no_heal) {
         atomic_fetch_add(&r->ds->degraded_reads, 1);
         heal_enqueue(r->ds, r->version_id, &r->layout, r->size);
     }
@@ -839,11 +777,11 @@ int data_delete(data_store *ds, const char *version_id, const data_layout *l) {
     if (!valid_version_id(version_id)) return CAIRN_EINVAL;
     int rc = 0;
     for (int i = 0; i < l->k + l->m; i++) {
-        const drive *d = find_drive(ds, l->drive_ids[i]);
+        drive *d = find_drive(ds, l->drive_ids[i]);
         if (!d) continue;
-        char dir[PATH_MAX], path[PATH_MAX];
-        shard_path(d, version_id, i, dir, sizeof dir, path, sizeof path);
-        if (unlink(path) != 0 && errno != ENOENT) rc = CAIRN_EIO;
+        char name[48];
+        shard_name(version_id, i, name, sizeof name);
+        if (drive_remove(d, name) != 0) rc = CAIRN_EIO;
     }
     return rc;
 }
@@ -855,71 +793,62 @@ int data_heal(data_store *ds, const char *version_id, const data_layout *l, int6
     data_reader *r;
     int rc = data_reader_open(ds, version_id, l, size, &r);
     if (rc != 0) return rc;
-    r->degraded = false; /* this reader never queues another heal */
-    /* Pass 1: verify every block of every shard. */
+    r->no_heal = true;
+    /* Pass 1: verify every block of every shard; a shard with any bad block
+     * is rewritten whole. */
     bool bad[EC_MAX_SHARDS];
+    for (int i = 0; i < r->n; i++) bad[i] = r->bad[i];
     unsigned char *scratch = malloc(l->block);
     if (!scratch) { data_reader_close(r); return CAIRN_ENOMEM; }
     for (uint64_t s = 0; s < r->nstripes; s++) {
         uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
         for (int i = 0; i < r->n; i++)
-            if (!r->bad[i]) read_block(r, i, s, blen, scratch);
+            if (!bad[i] && !read_block(r, i, s, blen, scratch)) bad[i] = true;
     }
     free(scratch);
     int nbad = 0;
-    for (int i = 0; i < r->n; i++) {
-        bad[i] = r->bad[i];
-        nbad += bad[i];
-    }
+    for (int i = 0; i < r->n; i++) nbad += bad[i];
     if (nbad == 0) { data_reader_close(r); return 0; }
-    if (nbad > r->m) { data_reader_close(r); return CAIRN_EIO; }
-    /* Pass 2: rebuild the bad shards stripe by stripe into temp files. */
-    int fds[EC_MAX_SHARDS];
-    char tmp[EC_MAX_SHARDS][PATH_MAX], dirs[EC_MAX_SHARDS][PATH_MAX], paths[EC_MAX_SHARDS][PATH_MAX];
-    for (int i = 0; i < r->n; i++) fds[i] = -1;
+    /* Pass 2: rebuild the bad shards stripe by stripe into new shards. */
+    shard_out *outs[EC_MAX_SHARDS] = {NULL};
+    uint64_t sbytes = shard_bytes(size, r->k, l->block);
     for (int i = 0; rc == 0 && i < r->n; i++) {
         if (!bad[i]) continue;
-        const drive *d = find_drive(ds, l->drive_ids[i]);
-        if (!d) { rc = CAIRN_EIO; break; }
-        char id[33];
-        rand_hex_id(id, 16);
-        char tmpdir[PATH_MAX];
-        snprintf(tmpdir, sizeof tmpdir, "%s/tmp", d->path);
-        mkdir_p(tmpdir);
-        snprintf(tmp[i], sizeof tmp[i], "%s/%s", tmpdir, id);
-        shard_path(d, version_id, i, dirs[i], sizeof dirs[i], paths[i], sizeof paths[i]);
-        fds[i] = open(tmp[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-        if (fds[i] < 0) rc = err_from_errno(errno);
+        drive *d = find_drive(ds, l->drive_ids[i]);
+        char name[48];
+        shard_name(version_id, i, name, sizeof name);
+        rc = d ? drive_create(d, name, sbytes, &outs[i]) : CAIRN_EIO;
     }
     for (uint64_t s = 0; rc == 0 && s < r->nstripes; s++) {
         uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
+        /* Per stripe: every block that verifies counts, also those of shards
+         * being rewritten, so damage spread over shards in different stripes
+         * heals as long as each stripe keeps k good blocks. */
         unsigned char *shards[EC_MAX_SHARDS];
         bool present[EC_MAX_SHARDS];
         int have = 0;
         for (int i = 0; i < r->n; i++) {
             shards[i] = r->buf + (size_t)i * blen;
-            present[i] = !bad[i] && have < r->k && read_block(r, i, s, blen, shards[i]);
+            present[i] = read_block(r, i, s, blen, shards[i]);
             have += present[i];
         }
         if (have < r->k || ec_reconstruct(r->codec, blen, shards, present) != 0) { rc = CAIRN_EIO; break; }
         for (int i = 0; i < r->n && rc == 0; i++) {
-            if (!bad[i]) continue;
+            if (!outs[i]) continue;
             unsigned char crc[CRC_LEN];
             put_le32(crc, ec_crc32c(0, shards[i], blen));
             struct iovec iov[2] = {{crc, CRC_LEN}, {shards[i], blen}};
-            if (pwritev(fds[i], iov, 2, (off_t)(s * (CRC_LEN + (uint64_t)l->block))) != (ssize_t)(CRC_LEN + blen))
-                rc = err_from_errno(errno);
+            rc = drive_append(outs[i], iov, 2);
         }
     }
     for (int i = 0; i < r->n; i++) {
-        if (fds[i] < 0) continue;
-        if (rc == 0 && ds->fsync && fdatasync(fds[i]) != 0) rc = CAIRN_EIO;
-        close(fds[i]);
-        if (rc == 0 && (mkdir_p(dirs[i]) != 0 || rename(tmp[i], paths[i]) != 0)) rc = CAIRN_EIO;
-        if (rc != 0) unlink(tmp[i]);
-        else {
-            if (ds->fsync) fsync_dir(dirs[i]);
+        if (!outs[i]) continue;
+        if (rc != 0) {
+            drive_abort(outs[i]);
+        } else if (drive_commit(outs[i]) == 0) {
             (*repaired)++;
+        } else {
+            rc = CAIRN_EIO;
         }
     }
     data_reader_close(r);
@@ -1009,14 +938,7 @@ void data_get_stats(data_store *ds, data_stats *o) {
 
 int data_check_writable(data_store *ds) {
     for (int i = 0; i < ds->ndrives; i++) {
-        char path[PATH_MAX], id[33];
-        rand_hex_id(id, 8);
-        snprintf(path, sizeof path, "%s/tmp/probe-%s", ds->drives[i].path, id);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-        if (fd < 0) return err_from_errno(errno);
-        int rc = write(fd, "probe", 5) == 5 && fsync(fd) == 0 ? 0 : CAIRN_EIO;
-        close(fd);
-        unlink(path);
+        int rc = drive_check_writable(ds->drives[i]);
         if (rc) return rc;
     }
     return 0;
@@ -1025,9 +947,8 @@ int data_check_writable(data_store *ds) {
 int data_free_bytes(data_store *ds, int64_t *free_bytes) {
     int64_t min = -1;
     for (int i = 0; i < ds->ndrives; i++) {
-        struct statvfs sv;
-        if (statvfs(ds->drives[i].path, &sv) != 0) return CAIRN_EIO;
-        int64_t f = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+        int64_t f = 0;
+        if (drive_free_bytes(ds->drives[i], &f, NULL) != 0) return CAIRN_EIO;
         if (min < 0 || f < min) min = f;
     }
     *free_bytes = min;
@@ -1036,15 +957,6 @@ int data_free_bytes(data_store *ds, int64_t *free_bytes) {
 
 int data_tmp_count(data_store *ds) {
     int n = 0;
-    for (int i = 0; i < ds->ndrives; i++) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/tmp", ds->drives[i].path);
-        DIR *d = opendir(path);
-        if (!d) continue;
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (e->d_name[0] != '.') n++;
-        closedir(d);
-    }
+    for (int i = 0; i < ds->ndrives; i++) n += drive_tmp_count(ds->drives[i]);
     return n;
 }

@@ -257,7 +257,7 @@ int s3_object_begin(s3_req *q) {
         return 0;
     }
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open(gw->d.data, q->version_id, hash_update, q, &q->writer);
+    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, hash_update, q, &q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "cannot create the object's shards");
@@ -473,13 +473,22 @@ void s3_get_object(s3_req *q, bool head) {
     data_reader *reader = NULL;
     int rc = 0;
     /* An overwrite may remove the shards between reading the row and opening
-     * them; reading the row again then finds the new version. */
+     * them; reading the row again then finds the new version.  If the row
+     * still names the version whose shards are all gone, they are lost, not
+     * replaced: that is an unreadable object (500), never a missing key. */
+    char tried[33] = "";
     for (int attempt = 0; attempt < 4; attempt++) {
         meta_object_clear(&o);
         rc = meta_object_get(q->gw->d.meta, q->bucket, q->key, q->key_len, !head, &o);
-        if (rc != 0 || o.storage != META_STORE_FILE || head) break;
+        if (rc != 0 || o.storage != META_STORE_FILE || head) break;   /* NoSuchKey stays NoSuchKey */
+        if (!strcmp(tried, o.version_id)) {
+            rc = CAIRN_EIO;
+            break;
+        }
         rc = open_reader(q, &o, &reader);
         if (rc != CAIRN_ENOTFOUND) break;
+        memcpy(tried, o.version_id, sizeof tried);
+        rc = CAIRN_EIO; /* if the attempts run out, the shards are lost */
     }
     if (rc != 0) {
         if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchKey", NULL);
@@ -599,7 +608,7 @@ static int copy_file_data(s3_req *q, const meta_object *src, meta_object *dst) {
     int rc = open_reader(q, src, &r);
     if (rc != 0) return rc;
     data_writer *w;
-    rc = data_writer_open(q->gw->d.data, dst->version_id, NULL, NULL, &w);
+    rc = data_writer_open_size(q->gw->d.data, dst->version_id, src->size, NULL, NULL, &w);
     if (rc != 0) {
         data_reader_close(r);
         return rc;

@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shutil
-import time
 
 import pytest
 
@@ -579,10 +578,9 @@ def test_whole_drive_removed_while_running(make_server, tmp_path):
     old = {f"old{i}": payload(s, 60 + i) for i, s in enumerate([100, 20000, 3 * STRIPE + 1, 300 * KiB])}
     for k, v in old.items():
         put(srv, b, k, v)
-    lost = drives[2]
-    shutil.rmtree(lost)
-    # new writes first (before any read could start healing onto the lost
-    # drive): k+1 = 5 shards make write quorum
+    shutil.rmtree(drives[2])
+    # new writes succeed: k+1 = 5 shards make write quorum (a server may also
+    # recreate the directory and write all six; either way at least five)
     new = {f"new{i}": payload(s, 70 + i) for i, s in enumerate([5, 17000, 5 * STRIPE + 3, 700 * KiB])}
     for k, v in new.items():
         before = shard_files(drives)
@@ -592,7 +590,7 @@ def test_whole_drive_removed_while_running(make_server, tmp_path):
             vids = [x for x in after if x not in before]
             assert len(vids) == 1
             on = {drive_of(p, drives) for p in after[vids[0]].values()}
-            assert len(on) == K + 1 and lost not in on, on
+            assert len(on) >= K + 1, on
     for k, v in {**old, **new}.items():
         assert_reads_back(srv, b, k, v)
     r = get(srv, b, "old3", f"bytes={STRIPE - 1}-{STRIPE * 7}")
@@ -602,15 +600,17 @@ def test_whole_drive_removed_while_running(make_server, tmp_path):
 
 @pytest.mark.deadline(60)
 def test_two_drives_removed_breaks_write_quorum_cleanly(make_server, tmp_path):
-    """With 4+2 a write needs k+1 = 5 shards: two drives gone must refuse a large
-    PUT (5xx, nothing visible, no temp files left) while small inline PUTs and
-    reads of what was stored keep working."""
+    """With 4+2 a write needs k+1 = 5 shards: two unusable drives must refuse a
+    large PUT (5xx, nothing visible, no temp files left) while small inline PUTs
+    and reads of what was stored keep working.  A drive is made unusable by
+    putting a regular file where its directory was (nothing can recreate it)."""
     srv, drives = start_ec(make_server, tmp_path)
     b = new_bucket(srv)
     kept = payload(10 * STRIPE + 1, 65)
     put(srv, b, "kept", kept)
-    shutil.rmtree(drives[1])
-    shutil.rmtree(drives[4])
+    for d in (drives[1], drives[4]):
+        shutil.rmtree(d)
+        d.write_bytes(b"this drive has failed\n")
     r = srv.request("PUT", sigv4.object_path(b, "refused"), body=payload(5 * STRIPE, 66))
     assert 500 <= r.status < 600, r
     assert r.error_code in ("InternalError", "InsufficientStorage", "ServiceUnavailable"), r
@@ -697,6 +697,7 @@ def test_overwrite_and_delete_remove_old_shard_files(make_server, tmp_path):
     b = new_bucket(srv)
     v1, _ = put_ec(srv, drives, b, "k", payload(100 * KiB, 90))
     v2, _ = put_ec(srv, drives, b, "k", payload(60 * KiB, 91))
+    assert v1 != v2
     assert set(shard_files(drives)) == {v2}, "the replaced version's shards remain"
     put(srv, b, "k", b"small now")                 # replaced by an inline object
     assert shard_files(drives) == {}, "shards of a version replaced by an inline object remain"
@@ -714,7 +715,7 @@ def test_overwrite_and_delete_remove_old_shard_files(make_server, tmp_path):
     assert len(shard_files(drives)) == 3
     s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": f"m{i}"} for i in range(3)]})
     assert shard_files(drives) == {}
-    assert v1 and tmp_files(drives) == []
+    assert tmp_files(drives) == []
 
 
 # ---- 8. crash in the middle of a PUT --------------------------------------------------------------------

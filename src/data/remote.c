@@ -1,0 +1,421 @@
+/*
+ * remote.c — a storage node as a drive (drive.h), speaking the shard API
+ * (docs/shard-api.md) over plain HTTP/1.1 sockets.
+ *
+ * Why blocking sockets and not libcurl's multi interface: each shard of an
+ * upload is already fed by the writer's own thread, one append per stripe, and
+ * a socket send buffer absorbs a block, so the k+m uploads proceed in
+ * parallel without an event loop.  Every socket has SO_SNDTIMEO/SO_RCVTIMEO
+ * of timeout_ms, so a dead or hung (SIGSTOPped) node costs at most one timeout
+ * per call, after which the store treats that shard as lost and uses parity.
+ *
+ * Uploads announce Content-Length (the store knows each shard's size up
+ * front); a shard read is one ranged GET streamed forward, re-issued only when
+ * the reader jumps.
+ */
+#include "data/drive.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "data/data.h"
+#include "data/node.h"
+
+typedef struct {
+    drive base;
+    char host[256];
+    char port[16];
+    char url[300];
+    char id[DATA_DRIVE_ID_LEN + 1];
+    char secret[256];
+    int timeout_ms;
+} remote_drive;
+
+typedef struct {
+    shard_out base;
+    int fd;
+    uint64_t remaining;
+    bool failed;
+} remote_out;
+
+typedef struct {
+    shard_in base;
+    char name[48];
+    int64_t size;
+    int fd;             /* an open GET streaming from pos, or -1 */
+    uint64_t pos;
+    uint64_t left;      /* body bytes of that GET not consumed yet */
+    char spill[8192];   /* body bytes that arrived with the response head */
+    size_t spill_len, spill_off;
+} remote_in;
+
+#define RD(x) ((remote_drive *)(x))
+
+/* ---- sockets -------------------------------------------------------------------- */
+
+static int connect_to(remote_drive *d) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(d->host, d->port, &hints, &ai) != 0) return -1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return -1;
+    }
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (rc != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    if (rc != 0) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (poll(&p, 1, d->timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err) {
+            close(fd);
+            return -1;
+        }
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    struct timeval tv = {d->timeout_ms / 1000, (d->timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static int send_all(int fd, const struct iovec *iov_in, int iovcnt) {
+    struct iovec iov[8];
+    if (iovcnt > 8) return CAIRN_EINVAL;
+    memcpy(iov, iov_in, sizeof *iov * (size_t)iovcnt);
+    int first = 0;
+    while (first < iovcnt) {
+        struct msghdr m = {.msg_iov = iov + first, .msg_iovlen = (size_t)(iovcnt - first)};
+        ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return CAIRN_EIO; /* includes the send timeout */
+        size_t adv = (size_t)r;
+        while (adv && first < iovcnt) {
+            size_t take = adv < iov[first].iov_len ? adv : iov[first].iov_len;
+            iov[first].iov_base = (char *)iov[first].iov_base + take;
+            iov[first].iov_len -= take;
+            adv -= take;
+            if (iov[first].iov_len == 0) first++;
+        }
+        while (first < iovcnt && iov[first].iov_len == 0) first++;
+    }
+    return 0;
+}
+
+/* Sends a signed request head. */
+static int send_head(remote_drive *d, int fd, const char *method, const char *target, int64_t content_length,
+                     const char *extra) {
+    char date[24], sig[65];
+    snprintf(date, sizeof date, "%lld", (long long)(time_now_ms() / 1000));
+    node_sign(d->secret, method, target, date, sig);
+    char head[2048];
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nX-Cairn-Date: %s\r\nX-Cairn-Signature: %s\r\n"
+                     "Connection: close\r\n%s",
+                     method, target, d->host, d->port, date, sig, extra ? extra : "");
+    if (content_length >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n", (long long)content_length);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    struct iovec iov = {head, (size_t)n};
+    return send_all(fd, &iov, 1);
+}
+
+/* Reads the response head; returns the status, fills *content_length (-1 when
+ * absent).  Body bytes read past the head are copied to spill/spill_len. */
+static int read_head(int fd, int64_t *content_length, char *spill, size_t *spill_len) {
+    char buf[8192];
+    size_t have = 0;
+    *content_length = -1;
+    *spill_len = 0;
+    for (;;) {
+        if (have == sizeof buf - 1) return -1;
+        ssize_t r = recv(fd, buf + have, sizeof buf - 1 - have, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end) continue;
+        int status = 0;
+        if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
+        for (char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+            if (strncasecmp(line + 2, "content-length:", 15) == 0) *content_length = strtoll(line + 17, NULL, 10);
+        size_t body = have - (size_t)(end + 4 - buf);
+        memcpy(spill, end + 4, body);
+        *spill_len = body;
+        return status;
+    }
+}
+
+/* One signed request without a body to send and with a small answer. */
+static int simple_call(remote_drive *d, const char *method, const char *target, const char *extra,
+                       buf_t *body_out, int64_t *content_length) {
+    int fd = connect_to(d);
+    if (fd < 0) return -1;
+    int status = -1;
+    char spill[8192];
+    size_t sl = 0;
+    int64_t cl = -1;
+    if (send_head(d, fd, method, target, -1, extra) == 0) status = read_head(fd, &cl, spill, &sl);
+    if (status > 0 && body_out) {
+        buf_append(body_out, spill, sl);
+        while (cl < 0 || (int64_t)body_out->len < cl) {
+            char tmp[8192];
+            ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+            if (r <= 0) break;
+            buf_append(body_out, tmp, (size_t)r);
+            if (body_out->len > (1u << 20)) break;
+        }
+    }
+    if (content_length) *content_length = cl;
+    close(fd);
+    return status;
+}
+
+static void shard_target(const char *name, char *out, size_t n) { snprintf(out, n, "/v1/shards/%s", name); }
+
+/* ---- the drive operations ---------------------------------------------------------------- */
+
+static void remote_close(drive *d) { free(RD(d)); }
+static const char *remote_id(const drive *d) { return ((const remote_drive *)d)->id; }
+static const char *remote_path(const drive *d) { return ((const remote_drive *)d)->url; }
+
+static int remote_create(drive *dd, const char *name, uint64_t size, shard_out **out) {
+    remote_drive *d = RD(dd);
+    if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
+    remote_out *o = calloc(1, sizeof *o);
+    if (!o) return CAIRN_ENOMEM;
+    o->base.d = dd;
+    o->remaining = size;
+    o->fd = connect_to(d);
+    char target[80];
+    shard_target(name, target, sizeof target);
+    if (o->fd < 0 || send_head(d, o->fd, "PUT", target, (int64_t)size, NULL) != 0) {
+        if (o->fd >= 0) close(o->fd);
+        free(o);
+        return CAIRN_EIO;
+    }
+    *out = &o->base;
+    return 0;
+}
+
+static int remote_append(shard_out *oo, const struct iovec *iov, int iovcnt) {
+    remote_out *o = (remote_out *)oo;
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++) n += iov[i].iov_len;
+    if (o->failed || n > o->remaining) return CAIRN_EIO;
+    int rc = send_all(o->fd, iov, iovcnt);
+    if (rc != 0) {
+        o->failed = true;
+        return rc;
+    }
+    o->remaining -= n;
+    return 0;
+}
+
+static void remote_writeback(shard_out *o) { (void)o; }
+
+static void remote_abort(shard_out *oo) {
+    remote_out *o = (remote_out *)oo;
+    /* Closing before the announced length leaves the node a cut-short body,
+     * which it discards. */
+    close(o->fd);
+    free(o);
+}
+
+static int remote_commit(shard_out *oo) {
+    remote_out *o = (remote_out *)oo;
+    int rc = CAIRN_EIO;
+    if (!o->failed && o->remaining == 0) {
+        int64_t cl;
+        char spill[8192];
+        size_t sl;
+        int status = read_head(o->fd, &cl, spill, &sl);
+        rc = status == 201 ? 0 : status == 507 ? CAIRN_ENOSPC : CAIRN_EIO;
+    }
+    close(o->fd);
+    free(o);
+    return rc;
+}
+
+static int remote_open(drive *dd, const char *name, shard_in **out) {
+    remote_drive *d = RD(dd);
+    if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
+    char target[80];
+    shard_target(name, target, sizeof target);
+    int64_t cl = -1;
+    int status = simple_call(d, "HEAD", target, NULL, NULL, &cl);
+    if (status == 404) return CAIRN_ENOTFOUND;
+    if (status != 200 || cl < 0) return CAIRN_EIO;
+    remote_in *in = calloc(1, sizeof *in);
+    if (!in) return CAIRN_ENOMEM;
+    in->base.d = dd;
+    snprintf(in->name, sizeof in->name, "%s", name);
+    in->size = cl;
+    in->fd = -1;
+    *out = &in->base;
+    return 0;
+}
+
+/* (Re)starts a ranged GET at off. */
+static int restart_get(remote_in *in, uint64_t off) {
+    remote_drive *d = RD(in->base.d);
+    if (in->fd >= 0) close(in->fd);
+    in->fd = connect_to(d);
+    if (in->fd < 0) return CAIRN_EIO;
+    char target[80], range[96];
+    shard_target(in->name, target, sizeof target);
+    snprintf(range, sizeof range, "Range: bytes=%llu-%lld\r\n", (unsigned long long)off, (long long)in->size - 1);
+    int64_t cl;
+    size_t sl = 0;
+    int status = send_head(d, in->fd, "GET", target, -1, range) == 0 ? read_head(in->fd, &cl, in->spill, &sl) : -1;
+    if ((status != 206 && (status != 200 || off != 0)) || cl < 0 || (uint64_t)sl > (uint64_t)cl) {
+        close(in->fd);
+        in->fd = -1;
+        return CAIRN_EIO;
+    }
+    in->pos = off;
+    in->left = (uint64_t)cl;
+    in->spill_len = sl;
+    in->spill_off = 0;
+    return 0;
+}
+
+static ssize_t remote_preadv(shard_in *ii, const struct iovec *iov, int iovcnt, uint64_t off) {
+    remote_in *in = (remote_in *)ii;
+    if (off >= (uint64_t)in->size) return 0;
+    if (in->fd < 0 || in->pos != off || in->left == 0)
+        if (restart_get(in, off) != 0) return CAIRN_EIO;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t got = 0;
+        while (got < iov[i].iov_len && in->left > 0) {
+            size_t want = iov[i].iov_len - got;
+            if (want > in->left) want = (size_t)in->left;
+            ssize_t r;
+            if (in->spill_off < in->spill_len) {
+                r = (ssize_t)(in->spill_len - in->spill_off < want ? in->spill_len - in->spill_off : want);
+                memcpy((char *)iov[i].iov_base + got, in->spill + in->spill_off, (size_t)r);
+                in->spill_off += (size_t)r;
+            } else {
+                r = recv(in->fd, (char *)iov[i].iov_base + got, want, 0);
+            }
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                close(in->fd);
+                in->fd = -1;
+                return total + got ? (ssize_t)(total + got) : CAIRN_EIO;
+            }
+            got += (size_t)r;
+            in->left -= (uint64_t)r;
+            in->pos += (uint64_t)r;
+        }
+        total += got;
+        if (got < iov[i].iov_len) break;
+    }
+    return (ssize_t)total;
+}
+
+static int64_t remote_shard_size(shard_in *in) { return ((remote_in *)in)->size; }
+
+static void remote_close_shard(shard_in *ii) {
+    remote_in *in = (remote_in *)ii;
+    if (in->fd >= 0) close(in->fd);
+    free(in);
+}
+
+static int remote_remove(drive *dd, const char *name) {
+    char target[80];
+    shard_target(name, target, sizeof target);
+    int status = simple_call(RD(dd), "DELETE", target, NULL, NULL, NULL);
+    return status == 204 || status == 404 ? 0 : CAIRN_EIO;
+}
+
+/* Fetches /v1/info; fills id and the smallest free space of the node's drives. */
+static int fetch_info(remote_drive *d, char *id, int64_t *free_min, int64_t *total_sum) {
+    buf_t b;
+    buf_init(&b);
+    int status = simple_call(d, "GET", "/v1/info", NULL, &b, NULL);
+    int rc = CAIRN_EIO;
+    json_t *doc = status == 200 && b.data ? json_loads(b.data, 0, NULL) : NULL;
+    if (doc) {
+        const char *nid = json_string_value(json_object_get(doc, "node_id"));
+        json_t *drives = json_object_get(doc, "drives");
+        if (nid && strlen(nid) == DATA_DRIVE_ID_LEN && json_is_array(drives)) {
+            if (id) memcpy(id, nid, DATA_DRIVE_ID_LEN + 1);
+            int64_t fmin = -1, tsum = 0;
+            size_t i;
+            json_t *dv;
+            json_array_foreach(drives, i, dv) {
+                int64_t f = json_integer_value(json_object_get(dv, "free_bytes"));
+                tsum += json_integer_value(json_object_get(dv, "total_bytes"));
+                if (fmin < 0 || f < fmin) fmin = f;
+            }
+            if (free_min) *free_min = fmin;
+            if (total_sum) *total_sum = tsum;
+            rc = 0;
+        }
+        json_decref(doc);
+    }
+    buf_free(&b);
+    return rc;
+}
+
+static int remote_check_writable(drive *dd) { return fetch_info(RD(dd), NULL, NULL, NULL); }
+static int remote_free_bytes(drive *dd, int64_t *f, int64_t *t) { return fetch_info(RD(dd), NULL, f, t); }
+static int remote_tmp_count(drive *dd) { (void)dd; return 0; }
+
+static const drive_ops remote_ops = {
+    remote_close, remote_id, remote_path, remote_create, remote_append, remote_writeback, remote_commit,
+    remote_abort, remote_open, remote_preadv, remote_shard_size, remote_close_shard, remote_remove,
+    remote_check_writable, remote_free_bytes, remote_tmp_count,
+};
+
+int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive **out) {
+    remote_drive *d = calloc(1, sizeof *d);
+    if (!d) return CAIRN_ENOMEM;
+    d->base.ops = &remote_ops;
+    d->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    snprintf(d->secret, sizeof d->secret, "%s", secret ? secret : "");
+    const char *p = url;
+    if (strncmp(p, "http://", 7) == 0) p += 7;
+    size_t hl = strcspn(p, ":/");
+    if (hl == 0 || hl >= sizeof d->host || p[hl] != ':') {
+        free(d);
+        return CAIRN_EINVAL;
+    }
+    memcpy(d->host, p, hl);
+    d->host[hl] = '\0';
+    size_t pl = strcspn(p + hl + 1, "/");
+    if (pl == 0 || pl >= sizeof d->port) {
+        free(d);
+        return CAIRN_EINVAL;
+    }
+    memcpy(d->port, p + hl + 1, pl);
+    d->port[pl] = '\0';
+    snprintf(d->url, sizeof d->url, "http://%s:%s", d->host, d->port);
+    int rc = fetch_info(d, d->id, NULL, NULL);
+    if (rc != 0) {
+        free(d);
+        return rc;
+    }
+    *out = &d->base;
+    return 0;
+}
