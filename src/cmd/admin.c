@@ -25,7 +25,7 @@ static void print_errors(const char *source, const config_errors *e) {
 
 static const struct { const char *flag, *key; } flag_keys[] = {
     {"--listen", "listen"}, {"--data", "data_dir"}, {"--domain", "domain"},
-    {"--log-level", "log_level"}, {"--region", "region"}, {"--drives", "drives"},
+    {"--log-level", "log_level"}, {"--region", "region"}, {"--drives", "drives"}, {"--nodes", "nodes"},
 };
 
 int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest) {

@@ -17,6 +17,10 @@ int cmd_config(int argc, char **argv);
  * bad configuration, 1 on a runtime failure. */
 int cmd_server(int argc, char **argv);
 
+/* `cairn gateway --nodes URL,... [server flags]`: the S3 gateway with its data
+ * erasure-coded across storage nodes (server.c). */
+int cmd_gateway(int argc, char **argv);
+
 /* `cairn node --listen ADDR:PORT --drives DIR[,DIR...]` (node.c): a storage
  * node serving the shard API; needs cluster_secret.  Exit codes as server. */
 int cmd_node(int argc, char **argv);

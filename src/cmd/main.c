@@ -11,6 +11,7 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  server [--listen ADDR:PORT] [--data DIR] [--config FILE]   run the embedded S3 server\n"
+    "  gateway --nodes URL,URL,... [server options]               S3 gateway over storage nodes\n"
     "  node   --listen ADDR:PORT --drives DIR[,DIR...]            run a storage node (shard API)\n"
     "  admin  [--data DIR] user create|list NAME                   manage users\n"
     "  admin  [--data DIR] key create NAME | list [NAME] | revoke AK\n"
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "server")) return cmd_server(argc - 1, argv + 1);
     if (!strcmp(c, "admin")) return cmd_admin(argc - 1, argv + 1);
     if (!strcmp(c, "node")) return cmd_node(argc - 1, argv + 1);
+    if (!strcmp(c, "gateway")) return cmd_gateway(argc - 1, argv + 1);
     if (!strcmp(c, "migrate")) return cmd_migrate(argc - 1, argv + 1);
     if (!strcmp(c, "config")) return cmd_config(argc - 1, argv + 1);
     if (!strcmp(c, "version") || !strcmp(c, "--version")) {

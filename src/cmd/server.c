@@ -103,13 +103,13 @@ static int resolve_root(const config_t *cfg, root_creds *rc) {
     return 0;
 }
 
-static void print_banner(const config_t *cfg, int port, const root_creds *rc) {
+static void print_banner(const config_t *cfg, int port, const root_creds *rc, bool gateway) {
     char host[128];
     snprintf(host, sizeof host, "%s", cfg->listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
     if (!strcmp(host, "0.0.0.0") || !host[0]) snprintf(host, sizeof host, "127.0.0.1");
-    printf("cairn server listening on http://%s:%d\n", host, port);
+    printf("cairn %s listening on http://%s:%d\n", gateway ? "gateway" : "server", host, port);
     printf("data directory: %s\n", cfg->data_dir);
     printf("access key: %s\n", rc->user);
     if (rc->generated)
@@ -124,12 +124,18 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc) {
     fflush(stdout);
 }
 
-/* The drives named by `drives`, or DATA/drives/d0 (the embedded default). */
+/* The storage nodes of a gateway, the drives named by `drives`, or
+ * DATA/drives/d0 (the embedded default). */
 static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
-    char list[sizeof cfg->drives];
+    char list[sizeof cfg->drives > sizeof cfg->nodes ? sizeof cfg->drives : sizeof cfg->nodes];
     char *paths[64];
     int n = 0;
-    if (cfg->drives[0]) {
+    bool remote = cfg->nodes[0] != '\0';
+    if (remote) {
+        snprintf(list, sizeof list, "%s", cfg->nodes);
+        for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
+            paths[n++] = p;
+    } else if (cfg->drives[0]) {
         snprintf(list, sizeof list, "%s", cfg->drives);
         for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
             paths[n++] = p;
@@ -137,13 +143,24 @@ static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
         snprintf(list, sizeof list, "%s/drives/d0", cfg->data_dir);
         paths[n++] = list;
     }
-    data_options o = {.drives = (const char *const *)paths, .ndrives = n, .k = cfg->ec_data,
-                      .m = cfg->ec_parity, .block = (uint32_t)cfg->ec_block_size, .fsync = cfg->fsync};
+    data_options o = {.k = cfg->ec_data, .m = cfg->ec_parity, .block = (uint32_t)cfg->ec_block_size,
+                      .fsync = cfg->fsync, .cluster_secret = cfg->cluster_secret,
+                      .shard_timeout_ms = cfg->shard_timeout_ms};
+    if (remote) {
+        o.nodes = (const char *const *)paths;
+        o.nnodes = n;
+    } else {
+        o.drives = (const char *const *)paths;
+        o.ndrives = n;
+    }
     int rc = data_open(&o, ds, cleaned);
     if (rc != 0) {
-        fprintf(stderr, "cairn: cannot open the data drives (%s): %s\n", cfg->drives[0] ? cfg->drives : list,
-                rc == CAIRN_EEXIST ? "the same drive is listed twice" :
-                rc == CAIRN_EINVAL ? "ec_data + ec_parity exceeds the number of drives" : cairn_strerror(rc));
+        fprintf(stderr, "cairn: cannot open the %s (%s): %s\n", remote ? "storage nodes" : "data drives",
+                remote ? cfg->nodes : cfg->drives[0] ? cfg->drives : list,
+                rc == CAIRN_EEXIST ? "the same drive or node is listed twice" :
+                rc == CAIRN_EINVAL ? "ec_data + ec_parity exceeds the number of drives or nodes" :
+                remote && rc == CAIRN_EIO ? "a node did not answer /v1/info (down, wrong URL or wrong cluster_secret)" :
+                cairn_strerror(rc));
         return rc == CAIRN_EINVAL || rc == CAIRN_EEXIST ? 2 : 1;
     }
     int k, m;
@@ -152,7 +169,8 @@ static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
     char geo[64], nd[16];
     snprintf(geo, sizeof geo, "%d+%d", k, m);
     snprintf(nd, sizeof nd, "%d", n);
-    log_write(LOG_INFO, NULL, "data drives open", "drives", nd, "erasure_coding", geo, NULL);
+    log_write(LOG_INFO, NULL, remote ? "storage nodes open" : "data drives open", remote ? "nodes" : "drives", nd,
+              "erasure_coding", geo, NULL);
     return 0;
 }
 
@@ -182,7 +200,12 @@ int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_
     return left;
 }
 
-int cmd_server(int argc, char **argv) {
+static int run(int argc, char **argv, bool gateway);
+
+int cmd_server(int argc, char **argv) { return run(argc, argv, false); }
+int cmd_gateway(int argc, char **argv) { return run(argc, argv, true); }
+
+static int run(int argc, char **argv, bool gateway) {
     sigset_t sigs;
     cmd_block_signals(&sigs);
     config_t cfg;
@@ -191,8 +214,18 @@ int cmd_server(int argc, char **argv) {
     int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
     if (rc != 0) return rc;
     if (nrest > 0) {
-        fprintf(stderr, "cairn server: unknown argument '%s'\n"
-                        "usage: cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE]\n", rest[0]);
+        fprintf(stderr, "cairn %s: unknown argument '%s'\n"
+                        "usage: cairn %s [--listen ADDR:PORT] [--data DIR] [--config FILE]%s\n",
+                gateway ? "gateway" : "server", rest[0], gateway ? "gateway" : "server",
+                gateway ? " --nodes URL,URL,..." : " [--drives DIR,...]");
+        return 2;
+    }
+    if (gateway && (!cfg.nodes[0] || !cfg.cluster_secret[0])) {
+        fprintf(stderr, "cairn gateway: set nodes (--nodes URL,...) and cluster_secret (CAIRN_CLUSTER_SECRET)\n");
+        return 2;
+    }
+    if (!gateway && cfg.nodes[0]) {
+        fprintf(stderr, "cairn server: nodes are for `cairn gateway`; the server keeps data on --drives\n");
         return 2;
     }
     log_level lvl = LOG_INFO;
@@ -252,7 +285,7 @@ int cmd_server(int argc, char **argv) {
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
     log_write(LOG_INFO, NULL, "listening", "listen", cfg.listen, "port", portstr, "data_dir", cfg.data_dir, NULL);
-    print_banner(&cfg, port, &root);
+    print_banner(&cfg, port, &root, gateway);
 
     int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     char left[24];

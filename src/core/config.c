@@ -69,6 +69,27 @@ typedef struct {
 #define GIB (MIB * 1024)
 #define TIB (GIB * 1024)
 
+static bool check_nodes(const char *v, char *reason, size_t rn)
+{
+    int n = 0;
+    for (const char *p = v; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len < 10 || strncmp(p, "http://", 7) != 0 || !memchr(p + 7, ':', len - 7)) {
+            snprintf(reason, rn, "node %d is not http://HOST:PORT", n + 1);
+            return false;
+        }
+        n++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (n > 64) {
+        snprintf(reason, rn, "at most 64 nodes");
+        return false;
+    }
+    return true;
+}
+
 static bool check_cluster_secret(const char *v, char *reason, size_t rn)
 {
     if (*v && strlen(v) < 16) {
@@ -115,6 +136,7 @@ static bool check_password(const char *v, char *reason, size_t rn);
 static bool check_master_key(const char *v, char *reason, size_t rn);
 static bool check_drives(const char *v, char *reason, size_t rn);
 static bool check_cluster_secret(const char *v, char *reason, size_t rn);
+static bool check_nodes(const char *v, char *reason, size_t rn);
 
 #define OPT_STR(k, e, chk, form, d, text) \
     { #k, e, OPT_STRING, offsetof(config_t, k), FIELD_CAP(k), 0, 0, NULL, chk, form, d, text }
@@ -180,6 +202,10 @@ static const option options[] = {
            "Object bytes the scrubber verifies per second at most; 0 = no limit"),
     OPT_STR(cluster_secret, "CAIRN_CLUSTER_SECRET", check_cluster_secret, "secret", "",
             "Secret shared by gateways and storage nodes to sign shard API calls (16+ characters); never logged"),
+    OPT_STR(nodes, "CAIRN_NODES", check_nodes, "http://HOST:PORT,...", "",
+            "Storage nodes a gateway erasure-codes objects across (cairn gateway)"),
+    OPT_NUM(shard_timeout_ms, "CAIRN_SHARD_TIMEOUT_MS", 100, 600000, "5000",
+            "Milliseconds a gateway waits on a node before treating that shard as lost"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -161,6 +161,8 @@ typedef struct {
     int scrub_interval;        /* scrub_interval: seconds between scrub passes; 0 = off */
     int64_t scrub_rate;        /* scrub_rate: bytes verified per second at most */
     char cluster_secret[256];  /* cluster_secret: shared by gateways and nodes (shard API HMAC) */
+    char nodes[4096];          /* nodes: comma-separated storage node URLs (gateway) */
+    int shard_timeout_ms;      /* shard_timeout_ms: bound on each wait for a node */
 } config_t;
 
 /* One problem found while loading: key name and reason. */
