@@ -14,6 +14,8 @@
 
 #include "auth/auth.h"
 #include "cmd/cmd.h"
+#include "data/data.h"
+
 
 extern char **environ;
 
@@ -203,7 +205,64 @@ static int print_bucket(void *ud, const meta_bucket *b) {
     return 0;
 }
 
-static int admin_run(meta_store *ms, const unsigned char mk[32], int argc, char **argv) {
+static int print_node(void *ud, const meta_node *n) {
+    meta_store *ms = ud;
+    int64_t refs = 0;
+    meta_layout_refs(ms, n->id, &refs);
+    char seen[40] = "never";
+    if (n->last_seen_ms) time_fmt_iso8601(n->last_seen_ms, seen, sizeof seen);
+    printf("%s %s %s objects=%lld last_seen=%s%s%s\n", n->id, n->url, n->state, (long long)refs, seen,
+           n->last_error[0] ? " error=" : "", n->last_error);
+    return 0;
+}
+
+/* `admin node ...`: the storage node registry gateways follow. */
+static int admin_node(meta_store *ms, const config_t *cfg, const char *verb, const char *arg) {
+    meta_node n;
+    if (!strcmp(verb, "list")) return meta_node_list(ms, print_node, ms) ? 1 : 0;
+    if (!arg) return 2;
+    if (!strcmp(verb, "add")) {
+        char id[DATA_DRIVE_ID_LEN + 1];
+        if (!cfg->cluster_secret[0]) {
+            fprintf(stderr, "cairn: set cluster_secret (CAIRN_CLUSTER_SECRET) to reach the node\n");
+            return 2;
+        }
+        if (data_probe_node(arg, cfg->cluster_secret, cfg->shard_timeout_ms, id) != 0) {
+            fprintf(stderr, "cairn: %s did not answer /v1/info (down, wrong URL or wrong cluster_secret)\n", arg);
+            return 1;
+        }
+        if (meta_node_upsert(ms, id, arg) != 0 || meta_node_set_state(ms, id, "active") != 0) {
+            fprintf(stderr, "cairn: recording the node failed\n");
+            return 1;
+        }
+        printf("node %s at %s added; gateways rebalance onto it within seconds\n", id, arg);
+        return 0;
+    }
+    if (meta_node_get(ms, arg, &n) != 0) {
+        fprintf(stderr, "cairn: no node '%s' (give its id or url; see `cairn admin node list`)\n", arg);
+        return 1;
+    }
+    if (!strcmp(verb, "drain")) {
+        if (meta_node_set_state(ms, n.id, "draining") != 0) return 1;
+        printf("node %s draining: gateways move its shards to other nodes; `node list` shows what is left\n", n.id);
+        return 0;
+    }
+    if (!strcmp(verb, "remove")) {
+        int64_t refs = 0;
+        if (meta_layout_refs(ms, n.id, &refs) != 0) return 1;
+        if (refs > 0) {
+            fprintf(stderr, "cairn: node %s still holds shards of %lld object(s); drain it first and wait "
+                            "until `node list` shows objects=0\n", n.id, (long long)refs);
+            return 1;
+        }
+        if (meta_node_set_state(ms, n.id, "removed") != 0) return 1;
+        printf("node %s removed\n", n.id);
+        return 0;
+    }
+    return 2;
+}
+
+static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk[32], int argc, char **argv) {
     const char *what = argc > 0 ? argv[0] : "", *verb = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : NULL;
     meta_user u = {0};
@@ -267,10 +326,15 @@ static int admin_run(meta_store *ms, const unsigned char mk[32], int argc, char 
         return rc ? 1 : 0;
     }
     if (!strcmp(what, "bucket") && !strcmp(verb, "list")) return meta_bucket_list(ms, -1, print_bucket, NULL) ? 1 : 0;
+    if (!strcmp(what, "node")) {
+        rc = admin_node(ms, cfg, verb, arg);
+        if (rc != 2) return rc;
+    }
     fprintf(stderr,
             "usage: cairn admin [--data DIR] user create NAME | user list\n"
             "       cairn admin [--data DIR] key create NAME | key list [NAME] | key revoke ACCESS_KEY\n"
-            "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n");
+            "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n"
+            "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n");
     return 2;
 }
 
@@ -283,7 +347,7 @@ int cmd_admin(int argc, char **argv) {
     meta_store *ms;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
-    rc = admin_run(ms, mk, nrest, rest);
+    rc = admin_run(ms, &cfg, mk, nrest, rest);
     meta_close(ms);
     return rc;
 }

@@ -174,6 +174,11 @@ static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
     return 0;
 }
 
+static void register_node(void *ud, const char *id, const char *url, bool up) {
+    (void)up;
+    meta_node_upsert(ud, id, url);
+}
+
 static bool version_still_exists(void *ud, const char *version_id) {
     bool exists = true; /* on a lookup error, heal: a spare shard is cheaper than a lost one */
     meta_version_exists(ud, version_id, &exists);
@@ -282,6 +287,14 @@ static int run(int argc, char **argv, bool gateway) {
     scrubber *scrub = NULL;
     if (scrub_start(ms, ds, obs, cfg.scrub_interval, cfg.scrub_rate, &scrub) != 0)
         log_write(LOG_WARN, NULL, "scrubber not started: out of memory", NULL);
+    membership *members = NULL;
+    if (gateway) {
+        /* The configured nodes join the registry, where admins add, drain and
+         * remove nodes for every gateway sharing this database. */
+        data_check_drives(ds, register_node, ms);
+        if (membership_start(ms, ds, obs, 2000, &members) != 0)
+            log_write(LOG_WARN, NULL, "membership thread not started: out of memory", NULL);
+    }
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
     log_write(LOG_INFO, NULL, "listening", "listen", cfg.listen, "port", portstr, "data_dir", cfg.data_dir, NULL);
@@ -289,6 +302,7 @@ static int run(int argc, char **argv, bool gateway) {
 
     int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     char left[24];
+    membership_stop(members);
     scrub_stop(scrub);
     s3_gateway_free(gw);
     data_close(ds);

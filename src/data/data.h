@@ -132,6 +132,32 @@ void data_set_heal_check(data_store *ds, bool (*still_exists)(void *ud, const ch
 /* Waits until the heal queue is empty (tests, shutdown). */
 void data_heal_drain(data_store *ds);
 
+/* ---- membership (gateways over storage nodes) ------------------------------------- */
+
+/* Asks a storage node for its id (GET /v1/info, signed): CAIRN_EIO when it
+ * does not answer or refuses the secret. */
+int data_probe_node(const char *url, const char *secret, int timeout_ms, char id_out[DATA_DRIVE_ID_LEN + 1]);
+/* Adds a storage node while running; id_out gets its id.  CAIRN_EEXIST if it
+ * is already known (id_out still filled), CAIRN_EIO if it does not answer. */
+int data_add_node(data_store *ds, const char *url, char id_out[DATA_DRIVE_ID_LEN + 1]);
+/* Whether a drive or node takes new shards (false while draining). */
+int data_set_placeable(data_store *ds, const char *id, bool placeable);
+/* Health-checks every drive or node, recording which are up (new writes go
+ * to those); cb (may be NULL) hears each result.  Returns how many are up. */
+int data_check_drives(data_store *ds, void (*cb)(void *ud, const char *id, const char *where, bool up), void *ud);
+/* Where a version's shards belong now: rendezvous placement over placeable
+ * drives, keeping every shard already on a wanted drive.  Returns true (and
+ * fills want) when some shard should move. */
+bool data_desired_layout(data_store *ds, const char *version_id, const data_layout *cur, data_layout *want);
+/* Writes the shards whose drive differs between cur and want onto their new
+ * drives (rebuilt from any k good blocks per stripe); *moved gets how many.
+ * The caller then points metadata at want and removes the old copies with
+ * data_delete_moved(ds, vid, cur, want) — or, if metadata moved on, removes
+ * the new ones with data_delete_moved(ds, vid, want, cur). */
+int data_relocate(data_store *ds, const char *version_id, int64_t size, const data_layout *cur,
+                  const data_layout *want, int *moved);
+int data_delete_moved(data_store *ds, const char *version_id, const data_layout *from, const data_layout *to);
+
 typedef struct {
     uint64_t corrupt_blocks;    /* blocks whose checksum failed or that were short */
     uint64_t missing_shards;    /* shard files absent when a reader opened them */

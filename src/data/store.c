@@ -44,9 +44,20 @@ typedef struct heal_item {
     struct heal_item *next;
 } heal_item;
 
+#define MAX_DRIVES 1024
+
 struct data_store {
-    drive **drives;
-    int ndrives;
+    /* Drives only ever get added (gateways add nodes at runtime): the table
+     * has a fixed capacity and ndrives is published with release/acquire, so
+     * readers need no lock and a drive pointer stays valid until close. */
+    drive *drives[MAX_DRIVES];
+    _Atomic int ndrives;
+    _Atomic bool up[MAX_DRIVES];        /* answered its last health check */
+    _Atomic bool placeable[MAX_DRIVES]; /* takes new shards (not draining) */
+    bool remote;
+    const char *cluster_secret;
+    int shard_timeout_ms;
+    pthread_mutex_t add_mu;
     int k, m;
     uint32_t block;
     bool fsync;
@@ -78,10 +89,18 @@ static bool valid_version_id(const char *v) {
     return true;
 }
 
+static int drive_count(const data_store *ds) { return atomic_load_explicit(&ds->ndrives, memory_order_acquire); }
+
+static int find_index(const data_store *ds, const char *id) {
+    int n = drive_count(ds);
+    for (int i = 0; i < n; i++)
+        if (strcmp(drive_id(ds->drives[i]), id) == 0) return i;
+    return -1;
+}
+
 static drive *find_drive(const data_store *ds, const char *id) {
-    for (int i = 0; i < ds->ndrives; i++)
-        if (strcmp(drive_id(ds->drives[i]), id) == 0) return ds->drives[i];
-    return NULL;
+    int i = find_index(ds, id);
+    return i < 0 ? NULL : ds->drives[i];
 }
 
 static void shard_name(const char *version_id, int idx, char *out, size_t n) {
@@ -181,18 +200,37 @@ static uint64_t score(const char *version_id, const char *drive_id) {
     return h;
 }
 
-static void place(const data_store *ds, const char *version_id, int n, int *out) {
-    uint64_t sc[1024];
-    int nd = ds->ndrives > 1024 ? 1024 : ds->ndrives;
-    for (int i = 0; i < nd; i++) sc[i] = score(version_id, drive_id(ds->drives[i]));
-    bool used[1024] = {false};
+/* Ranks candidate drives for a version; fills out with the n best.  New
+ * writes prefer drives that are up and placeable; with too few of those it
+ * falls back to placeable ones, then to all (writes to a down drive fail and
+ * count against write quorum). */
+static void place_among(const data_store *ds, const char *version_id, int n, int *out, bool need_up) {
+    int nd = drive_count(ds);
+    uint64_t sc[MAX_DRIVES];
+    bool cand[MAX_DRIVES];
+    int ncand = 0;
+    for (int pass = 0; pass < 3 && ncand < n; pass++) {
+        ncand = 0;
+        for (int i = 0; i < nd; i++) {
+            bool ok = pass == 2 || (atomic_load(&ds->placeable[i]) && (pass == 1 || !need_up || atomic_load(&ds->up[i])));
+            cand[i] = ok;
+            ncand += ok;
+        }
+    }
+    for (int i = 0; i < nd; i++) sc[i] = cand[i] ? score(version_id, drive_id(ds->drives[i])) : 0;
+    bool used[MAX_DRIVES] = {false};
     for (int s = 0; s < n; s++) {
         int best = -1;
         for (int i = 0; i < nd; i++)
-            if (!used[i] && (best < 0 || sc[i] > sc[best])) best = i;
+            if (cand[i] && !used[i] && (best < 0 || sc[i] > sc[best])) best = i;
+        if (best < 0) best = 0; /* cannot happen: k+m <= drives checked at open */
         used[best] = true;
         out[s] = best;
     }
+}
+
+static void place(const data_store *ds, const char *version_id, int n, int *out) {
+    place_among(ds, version_id, n, out, true);
 }
 
 /* ---- opening ---------------------------------------------------------------------------- */
@@ -201,9 +239,13 @@ static void *heal_main(void *arg);
 
 int data_open(const data_options *opt, data_store **out, int *cleaned) {
     int n = opt ? opt->ndrives + opt->nnodes : 0;
-    if (!opt || n < 1 || n > 1024 || (opt->ndrives && opt->nnodes)) return CAIRN_EINVAL;
+    if (!opt || n < 1 || n > MAX_DRIVES || (opt->ndrives && opt->nnodes)) return CAIRN_EINVAL;
     data_store *ds = calloc(1, sizeof *ds);
     if (!ds) return CAIRN_ENOMEM;
+    pthread_mutex_init(&ds->add_mu, NULL);
+    ds->remote = opt->nnodes > 0;
+    ds->cluster_secret = opt->cluster_secret;
+    ds->shard_timeout_ms = opt->shard_timeout_ms;
     pthread_mutex_init(&ds->codec_mu, NULL);
     pthread_mutex_init(&ds->heal_mu, NULL);
     pthread_cond_init(&ds->heal_cv, NULL);
@@ -214,8 +256,6 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
     if (ds->k == 0) ec_default_layout(n, &ds->k, &ds->m);
     int rc = 0;
     if (ds->k < 1 || ds->m < 0 || ds->k + ds->m > n || ds->k + ds->m > DATA_MAX_SHARDS) rc = CAIRN_EINVAL;
-    ds->drives = rc ? NULL : calloc((size_t)n, sizeof *ds->drives);
-    if (!rc && !ds->drives) rc = CAIRN_ENOMEM;
     int total_cleaned = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         drive *d = NULL;
@@ -226,7 +266,10 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
         total_cleaned += c;
         for (int j = 0; j < i; j++)
             if (!strcmp(drive_id(ds->drives[j]), drive_id(d))) rc = CAIRN_EEXIST; /* listed twice */
-        ds->drives[ds->ndrives++] = d;
+        ds->drives[i] = d;
+        atomic_store(&ds->up[i], true);
+        atomic_store(&ds->placeable[i], true);
+        atomic_store_explicit(&ds->ndrives, i + 1, memory_order_release);
     }
     if (rc == 0 && !codec_for(ds, ds->k, ds->m)) rc = CAIRN_ENOMEM;
     if (rc == 0) {
@@ -261,8 +304,8 @@ void data_close(data_store *ds) {
     pthread_mutex_destroy(&ds->codec_mu);
     pthread_mutex_destroy(&ds->heal_mu);
     pthread_cond_destroy(&ds->heal_cv);
-    for (int i = 0; i < ds->ndrives; i++) drive_close(ds->drives[i]);
-    free(ds->drives);
+    for (int i = 0; i < drive_count(ds); i++) drive_close(ds->drives[i]);
+    pthread_mutex_destroy(&ds->add_mu);
     free(ds);
 }
 
@@ -788,39 +831,23 @@ int data_delete(data_store *ds, const char *version_id, const data_layout *l) {
 
 /* ---- healing -------------------------------------------------------------------------------- */
 
-int data_heal(data_store *ds, const char *version_id, const data_layout *l, int64_t size, int *repaired) {
-    *repaired = 0;
-    data_reader *r;
-    int rc = data_reader_open(ds, version_id, l, size, &r);
-    if (rc != 0) return rc;
-    r->no_heal = true;
-    /* Pass 1: verify every block of every shard; a shard with any bad block
-     * is rewritten whole. */
-    bool bad[EC_MAX_SHARDS];
-    for (int i = 0; i < r->n; i++) bad[i] = r->bad[i];
-    unsigned char *scratch = malloc(l->block);
-    if (!scratch) { data_reader_close(r); return CAIRN_ENOMEM; }
-    for (uint64_t s = 0; s < r->nstripes; s++) {
-        uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
-        for (int i = 0; i < r->n; i++)
-            if (!bad[i] && !read_block(r, i, s, blen, scratch)) bad[i] = true;
-    }
-    free(scratch);
-    int nbad = 0;
-    for (int i = 0; i < r->n; i++) nbad += bad[i];
-    if (nbad == 0) { data_reader_close(r); return 0; }
-    /* Pass 2: rebuild the bad shards stripe by stripe into new shards. */
+/* Writes shard i of r's version anew onto targets[i] (NULL: leave it) for
+ * every stripe, from whichever blocks verify (at least k per stripe), and
+ * commits them.  Shared by healing (same drive) and relocation (new drive).
+ * *written gets how many shards were committed. */
+static int rebuild_shards(data_store *ds, data_reader *r, drive *const *targets, int *written) {
+    *written = 0;
+    int rc = 0;
     shard_out *outs[EC_MAX_SHARDS] = {NULL};
-    uint64_t sbytes = shard_bytes(size, r->k, l->block);
+    uint64_t sbytes = shard_bytes(r->size, r->k, r->layout.block);
     for (int i = 0; rc == 0 && i < r->n; i++) {
-        if (!bad[i]) continue;
-        drive *d = find_drive(ds, l->drive_ids[i]);
+        if (!targets[i]) continue;
         char name[48];
-        shard_name(version_id, i, name, sizeof name);
-        rc = d ? drive_create(d, name, sbytes, &outs[i]) : CAIRN_EIO;
+        shard_name(r->version_id, i, name, sizeof name);
+        rc = drive_create(targets[i], name, sbytes, &outs[i]);
     }
     for (uint64_t s = 0; rc == 0 && s < r->nstripes; s++) {
-        uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
+        uint32_t blen = s + 1 == r->nstripes ? r->last_len : r->layout.block;
         /* Per stripe: every block that verifies counts, also those of shards
          * being rewritten, so damage spread over shards in different stripes
          * heals as long as each stripe keeps k good blocks. */
@@ -843,16 +870,162 @@ int data_heal(data_store *ds, const char *version_id, const data_layout *l, int6
     }
     for (int i = 0; i < r->n; i++) {
         if (!outs[i]) continue;
-        if (rc != 0) {
-            drive_abort(outs[i]);
-        } else if (drive_commit(outs[i]) == 0) {
-            (*repaired)++;
-        } else {
-            rc = CAIRN_EIO;
-        }
+        if (rc != 0) drive_abort(outs[i]);
+        else if (drive_commit(outs[i]) == 0) (*written)++;
+        else rc = CAIRN_EIO;
     }
+    (void)ds;
+    return rc;
+}
+
+int data_heal(data_store *ds, const char *version_id, const data_layout *l, int64_t size, int *repaired) {
+    *repaired = 0;
+    data_reader *r;
+    int rc = data_reader_open(ds, version_id, l, size, &r);
+    if (rc != 0) return rc;
+    r->no_heal = true;
+    /* Pass 1: verify every block of every shard; a shard with any bad block
+     * is rewritten whole. */
+    bool bad[EC_MAX_SHARDS];
+    for (int i = 0; i < r->n; i++) bad[i] = r->bad[i];
+    unsigned char *scratch = malloc(l->block);
+    if (!scratch) { data_reader_close(r); return CAIRN_ENOMEM; }
+    for (uint64_t s = 0; s < r->nstripes; s++) {
+        uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
+        for (int i = 0; i < r->n; i++)
+            if (!bad[i] && !read_block(r, i, s, blen, scratch)) bad[i] = true;
+    }
+    free(scratch);
+    drive *targets[EC_MAX_SHARDS] = {NULL};
+    int nbad = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (!bad[i]) continue;
+        nbad++;
+        targets[i] = find_drive(ds, l->drive_ids[i]);
+        if (!targets[i]) rc = CAIRN_EIO; /* its drive is gone: relocation's job */
+    }
+    if (nbad == 0 || rc != 0) {
+        data_reader_close(r);
+        return rc;
+    }
+    /* Pass 2: rebuild the bad shards on their own drives. */
+    rc = rebuild_shards(ds, r, targets, repaired);
     data_reader_close(r);
     if (*repaired) atomic_fetch_add(&ds->healed_shards, (uint64_t)*repaired);
+    return rc;
+}
+
+/* ---- membership: nodes, placement changes, relocation ------------------------------------ */
+
+int data_probe_node(const char *url, const char *secret, int timeout_ms, char id_out[DATA_DRIVE_ID_LEN + 1]) {
+    drive *d;
+    int rc = drive_remote_open(url, secret, timeout_ms, &d);
+    if (rc != 0) return rc;
+    snprintf(id_out, DATA_DRIVE_ID_LEN + 1, "%s", drive_id(d));
+    drive_close(d);
+    return 0;
+}
+
+int data_add_node(data_store *ds, const char *url, char id_out[DATA_DRIVE_ID_LEN + 1]) {
+    if (!ds->remote) return CAIRN_EINVAL;
+    drive *d;
+    int rc = drive_remote_open(url, ds->cluster_secret, ds->shard_timeout_ms, &d);
+    if (rc != 0) return rc;
+    pthread_mutex_lock(&ds->add_mu);
+    int n = drive_count(ds), existing = find_index(ds, drive_id(d));
+    if (existing >= 0 || n == MAX_DRIVES) {
+        pthread_mutex_unlock(&ds->add_mu);
+        if (id_out) snprintf(id_out, DATA_DRIVE_ID_LEN + 1, "%s", drive_id(d));
+        drive_close(d);
+        return existing >= 0 ? CAIRN_EEXIST : CAIRN_ENOSPC;
+    }
+    ds->drives[n] = d;
+    atomic_store(&ds->up[n], true);
+    atomic_store(&ds->placeable[n], true);
+    atomic_store_explicit(&ds->ndrives, n + 1, memory_order_release);
+    pthread_mutex_unlock(&ds->add_mu);
+    if (id_out) snprintf(id_out, DATA_DRIVE_ID_LEN + 1, "%s", drive_id(d));
+    return 0;
+}
+
+int data_set_placeable(data_store *ds, const char *id, bool placeable) {
+    int i = find_index(ds, id);
+    if (i < 0) return CAIRN_ENOTFOUND;
+    atomic_store(&ds->placeable[i], placeable);
+    return 0;
+}
+
+int data_check_drives(data_store *ds, void (*cb)(void *ud, const char *id, const char *where, bool up), void *ud) {
+    int n = drive_count(ds), up = 0;
+    for (int i = 0; i < n; i++) {
+        bool ok = drive_check_writable(ds->drives[i]) == 0;
+        atomic_store(&ds->up[i], ok);
+        up += ok;
+        if (cb) cb(ud, drive_id(ds->drives[i]), drive_path(ds->drives[i]), ok);
+    }
+    return up;
+}
+
+bool data_desired_layout(data_store *ds, const char *version_id, const data_layout *cur, data_layout *want) {
+    *want = *cur;
+    int n = cur->k + cur->m;
+    int best[DATA_MAX_SHARDS];
+    /* The set comes from rendezvous hashing over placeable drives, up or not:
+     * a node that is merely down keeps its shards (healing and reads cope);
+     * draining and removal move them. */
+    place_among(ds, version_id, n, best, false);
+    bool in_want[MAX_DRIVES] = {false}, taken[MAX_DRIVES] = {false};
+    for (int s = 0; s < n; s++) in_want[best[s]] = true;
+    /* Shards already on a wanted drive stay put: only the others move. */
+    bool keep[DATA_MAX_SHARDS] = {false};
+    for (int i = 0; i < n; i++) {
+        int di = find_index(ds, cur->drive_ids[i]);
+        if (di >= 0 && in_want[di] && !taken[di]) {
+            keep[i] = true;
+            taken[di] = true;
+        }
+    }
+    bool changed = false;
+    int next = 0;
+    for (int i = 0; i < n; i++) {
+        if (keep[i]) continue;
+        while (next < n && taken[best[next]]) next++;
+        if (next == n) break;
+        taken[best[next]] = true;
+        memcpy(want->drive_ids[i], drive_id(ds->drives[best[next]]), DATA_DRIVE_ID_LEN + 1);
+        changed = true;
+    }
+    return changed;
+}
+
+int data_relocate(data_store *ds, const char *version_id, int64_t size, const data_layout *cur,
+                  const data_layout *want, int *moved) {
+    *moved = 0;
+    data_reader *r;
+    int rc = data_reader_open(ds, version_id, cur, size, &r);
+    if (rc != 0) return rc;
+    r->no_heal = true;
+    drive *targets[EC_MAX_SHARDS] = {NULL};
+    for (int i = 0; i < r->n; i++) {
+        if (!strcmp(cur->drive_ids[i], want->drive_ids[i])) continue;
+        targets[i] = find_drive(ds, want->drive_ids[i]);
+        if (!targets[i]) rc = CAIRN_EINVAL;
+    }
+    if (rc == 0) rc = rebuild_shards(ds, r, targets, moved);
+    data_reader_close(r);
+    return rc;
+}
+
+int data_delete_moved(data_store *ds, const char *version_id, const data_layout *from, const data_layout *to) {
+    int rc = 0;
+    for (int i = 0; i < from->k + from->m; i++) {
+        if (!strcmp(from->drive_ids[i], to->drive_ids[i])) continue;
+        drive *d = find_drive(ds, from->drive_ids[i]);
+        if (!d) continue;
+        char name[48];
+        shard_name(version_id, i, name, sizeof name);
+        if (drive_remove(d, name) != 0) rc = CAIRN_EIO;
+    }
     return rc;
 }
 
@@ -937,26 +1110,30 @@ void data_get_stats(data_store *ds, data_stats *o) {
 /* ---- health ----------------------------------------------------------------------------------- */
 
 int data_check_writable(data_store *ds) {
-    for (int i = 0; i < ds->ndrives; i++) {
-        int rc = drive_check_writable(ds->drives[i]);
-        if (rc) return rc;
-    }
-    return 0;
+    /* A store is writable while write quorum can be met on live drives. */
+    int ok = 0, nd = drive_count(ds);
+    for (int i = 0; i < nd; i++) ok += drive_check_writable(ds->drives[i]) == 0;
+    return ok >= write_quorum(ds->k, ds->m) && (ok == nd || ds->remote) ? 0 : CAIRN_EIO;
 }
 
 int data_free_bytes(data_store *ds, int64_t *free_bytes) {
     int64_t min = -1;
-    for (int i = 0; i < ds->ndrives; i++) {
+    int nd = drive_count(ds);
+    for (int i = 0; i < nd; i++) {
         int64_t f = 0;
-        if (drive_free_bytes(ds->drives[i], &f, NULL) != 0) return CAIRN_EIO;
+        if (drive_free_bytes(ds->drives[i], &f, NULL) != 0) {
+            if (ds->remote) continue; /* a down node is the heartbeat's business */
+            return CAIRN_EIO;
+        }
         if (min < 0 || f < min) min = f;
     }
+    if (min < 0) return CAIRN_EIO;
     *free_bytes = min;
     return 0;
 }
 
 int data_tmp_count(data_store *ds) {
     int n = 0;
-    for (int i = 0; i < ds->ndrives; i++) n += drive_tmp_count(ds->drives[i]);
+    for (int i = 0; i < drive_count(ds); i++) n += drive_tmp_count(ds->drives[i]);
     return n;
 }

@@ -31,4 +31,23 @@ int scrub_start(meta_store *ms, data_store *ds, obs_registry *obs, int interval_
 /* Stops and joins the thread (the current object finishes first). */
 void scrub_stop(scrubber *s);
 
+/*
+ * Membership (gateways over storage nodes).  A thread that every heartbeat:
+ *  - health-checks every node and records it in the registry (last_seen,
+ *    last_error); nodes that do not answer get no new shards;
+ *  - applies the registry: nodes added with `cairn admin node add` join the
+ *    store, `draining` and `removed` nodes stop taking shards;
+ *  - after any change to the set of placeable nodes, runs a rebalance pass:
+ *    every object whose rendezvous placement moved gets just the moved shards
+ *    rewritten on their new nodes, metadata repointed (only if the version is
+ *    unchanged), and the old copies removed.  Objects already in place cost a
+ *    metadata read, so a pass interrupted by a restart simply runs again.
+ */
+typedef struct membership membership;
+
+int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int heartbeat_ms, membership **out);
+void membership_stop(membership *m);
+/* Runs one rebalance pass now (tests, admin); returns objects moved or < 0. */
+int membership_rebalance(membership *m);
+
 #endif

@@ -194,6 +194,34 @@ int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after
                      size_t after_key_len, int limit,
                      int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);
 
+/* Replaces the layout of (bucket, key) only if its current version is still
+ * version_id (a rebalance must not clobber a newer write): CAIRN_ECONFLICT
+ * otherwise, CAIRN_ENOTFOUND if the object is gone. */
+int meta_object_set_layout(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+                           const char *version_id, const char *layout);
+/* Counts objects whose layout mentions a drive or node id (admin checks). */
+int meta_layout_refs(meta_store *ms, const char *id, int64_t *count);
+
+/* ---- storage node registry -------------------------------------------------------- */
+
+typedef struct {
+    char id[17];
+    char url[256];
+    char state[16];            /* active | draining | removed */
+    int64_t added_ms;
+    int64_t last_seen_ms;
+    char last_error[192];
+} meta_node;
+
+/* Records a node (by id) at url; an existing row keeps its state. */
+int meta_node_upsert(meta_store *ms, const char *id, const char *url);
+int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void *ud);
+/* Finds a node by id or url.  CAIRN_ENOTFOUND. */
+int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out);
+int meta_node_set_state(meta_store *ms, const char *id, const char *state);
+/* Heartbeat bookkeeping: ok updates last_seen_ms; error text is stored. */
+int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error);
+
 /* Sets *exists to whether any object's current version is version_id. */
 int meta_version_exists(meta_store *ms, const char *version_id, bool *exists);
 /* Counts objects in the bucket (bounded scan; for admin and tests). */

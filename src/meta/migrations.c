@@ -92,9 +92,21 @@ static const char down_v2[] =
     "DROP INDEX objects_version;"
     "ALTER TABLE objects DROP COLUMN layout;";
 
+/* v3: the storage node registry (gateways share it through the database). */
+static const char up_v3[] =
+    "CREATE TABLE nodes("
+    "  id TEXT PRIMARY KEY,"
+    "  url TEXT NOT NULL UNIQUE,"
+    "  state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'draining', 'removed')),"
+    "  added_ms INTEGER NOT NULL,"
+    "  last_seen_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT NOT NULL DEFAULT '');";
+static const char down_v3[] = "DROP TABLE nodes;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
+    {3, "storage node registry", up_v3, down_v3},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -76,6 +76,14 @@ typedef enum {
     ST_OBJ_GET,
     ST_VERSION_EXISTS,
     ST_OBJ_SCAN,
+    ST_OBJ_SET_LAYOUT,
+    ST_LAYOUT_REFS,
+    ST_NODE_UPSERT,
+    ST_NODE_LIST,
+    ST_NODE_GET,
+    ST_NODE_SET_STATE,
+    ST_NODE_SEEN_OK,
+    ST_NODE_SEEN_ERR,
     ST_OBJ_GET_DATA,
     ST_OBJ_UPSERT,
     ST_OBJ_DELETE,
@@ -122,6 +130,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
     [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
+    [ST_OBJ_SET_LAYOUT] = "UPDATE objects SET layout = ?4 WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
+    [ST_LAYOUT_REFS] = "SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0",
+    [ST_NODE_UPSERT] = "INSERT INTO nodes(id, url, added_ms) VALUES (?1, ?2, ?3)"
+                       " ON CONFLICT(id) DO UPDATE SET url = excluded.url",
+    [ST_NODE_LIST] = "SELECT id, url, state, added_ms, last_seen_ms, last_error FROM nodes ORDER BY added_ms, id",
+    [ST_NODE_GET] = "SELECT id, url, state, added_ms, last_seen_ms, last_error FROM nodes WHERE id = ?1 OR url = ?1",
+    [ST_NODE_SET_STATE] = "UPDATE nodes SET state = ?2 WHERE id = ?1",
+    [ST_NODE_SEEN_OK] = "UPDATE nodes SET last_seen_ms = ?2, last_error = '' WHERE id = ?1",
+    [ST_NODE_SEEN_ERR] = "UPDATE nodes SET last_error = ?2 WHERE id = ?1",
     [ST_OBJ_SCAN] = "SELECT bucket, key, version_id, size, storage, layout FROM objects"
                     " WHERE (bucket, key) > (?1, ?2) ORDER BY bucket, key LIMIT ?3",
     [ST_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
@@ -1273,4 +1290,154 @@ int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after
     if (st) stmt_done(st);
     reader_put(ms, c);
     return err;
+}
+
+/* ---- layouts and the node registry ---------------------------------------------------- */
+
+/* Runs one single-statement write on the writer; *changes gets rows changed. */
+static int write_one(meta_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, const void *), const void *args,
+                     int *changes, const char *op) {
+    pthread_mutex_lock(&ms->wmu);
+    conn *w = &ms->writer;
+    sqlite3_stmt *st = stmt(w, id);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind(st, args) != SQLITE_OK) err = db_fail(w, SQLITE_ERROR, op);
+    if (err == 0) err = stmt_exec(w, st, op);
+    else if (st) stmt_done(st);
+    if (changes) *changes = err == 0 ? sqlite3_changes(w->db) : 0;
+    pthread_mutex_unlock(&ms->wmu);
+    return err;
+}
+
+typedef struct { const char *bucket, *key; size_t key_len; const char *version_id, *layout; } set_layout_args;
+
+static int bind_set_layout(sqlite3_stmt *st, const void *p) {
+    const set_layout_args *a = p;
+    return bind_str(st, 1, a->bucket) | bind_bytes_text(st, 2, a->key, a->key_len) |
+           bind_str(st, 3, a->version_id) | bind_str(st, 4, a->layout);
+}
+
+int meta_object_set_layout(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+                           const char *version_id, const char *layout) {
+    if (!ms || !bucket || !key || !version_id || !layout) return CAIRN_EINVAL;
+    set_layout_args a = {bucket, key, key_len, version_id, layout};
+    int changes = 0;
+    int err = write_one(ms, ST_OBJ_SET_LAYOUT, bind_set_layout, &a, &changes, "object set layout");
+    if (err != 0) return err;
+    if (changes == 1) return 0;
+    meta_object o;
+    err = meta_object_get(ms, bucket, key, key_len, false, &o);
+    meta_object_clear(&o);
+    return err == CAIRN_ENOTFOUND ? CAIRN_ENOTFOUND : CAIRN_ECONFLICT;
+}
+
+int meta_layout_refs(meta_store *ms, const char *id, int64_t *count) {
+    *count = 0;
+    if (!ms || !id || !*id) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_LAYOUT_REFS);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "layout refs bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) *count = sqlite3_column_int64(st, 0);
+        else err = db_fail(c, rc, "layout refs");
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+typedef struct { const char *a, *b; int64_t n; } str2_args;
+
+static int bind_node_upsert(sqlite3_stmt *st, const void *p) {
+    const str2_args *a = p;
+    return bind_str(st, 1, a->a) | bind_str(st, 2, a->b) | sqlite3_bind_int64(st, 3, a->n);
+}
+
+int meta_node_upsert(meta_store *ms, const char *id, const char *url) {
+    if (!ms || !id || !url || strlen(id) != 16 || strlen(url) >= 256) return CAIRN_EINVAL;
+    str2_args a = {id, url, time_now_ms()};
+    return write_one(ms, ST_NODE_UPSERT, bind_node_upsert, &a, NULL, "node upsert");
+}
+
+static void row_node(sqlite3_stmt *st, meta_node *n) {
+    memset(n, 0, sizeof *n);
+    col_copy(st, 0, n->id, sizeof n->id);
+    col_copy(st, 1, n->url, sizeof n->url);
+    col_copy(st, 2, n->state, sizeof n->state);
+    n->added_ms = sqlite3_column_int64(st, 3);
+    n->last_seen_ms = sqlite3_column_int64(st, 4);
+    col_copy(st, 5, n->last_error, sizeof n->last_error);
+}
+
+int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_NODE_LIST);
+    int err = st ? 0 : CAIRN_EDB;
+    meta_node *rows = NULL;
+    size_t n = 0, cap = 0;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "node list"); break; }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            meta_node *nr = realloc(rows, cap * sizeof *rows);
+            if (!nr) { err = CAIRN_ENOMEM; break; }
+            rows = nr;
+        }
+        row_node(st, &rows[n++]);
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    for (size_t i = 0; err == 0 && i < n; i++)
+        if (cb(ud, &rows[i])) break;
+    free(rows);
+    return err;
+}
+
+int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out) {
+    if (!ms || !id_or_url) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_NODE_GET);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, id_or_url) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "node get bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) row_node(st, out);
+        else if (rc == SQLITE_DONE) err = CAIRN_ENOTFOUND;
+        else err = db_fail(c, rc, "node get");
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+static int bind_str2(sqlite3_stmt *st, const void *p) {
+    const str2_args *a = p;
+    return bind_str(st, 1, a->a) | bind_str(st, 2, a->b);
+}
+
+static int bind_str_int(sqlite3_stmt *st, const void *p) {
+    const str2_args *a = p;
+    return bind_str(st, 1, a->a) | sqlite3_bind_int64(st, 2, a->n);
+}
+
+int meta_node_set_state(meta_store *ms, const char *id, const char *state) {
+    if (!ms || !id || !state ||
+        (strcmp(state, "active") && strcmp(state, "draining") && strcmp(state, "removed")))
+        return CAIRN_EINVAL;
+    str2_args a = {id, state, 0};
+    int changes = 0;
+    int err = write_one(ms, ST_NODE_SET_STATE, bind_str2, &a, &changes, "node set state");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}
+
+int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error) {
+    if (!ms || !id) return CAIRN_EINVAL;
+    str2_args a = {id, error ? error : "", time_now_ms()};
+    return ok ? write_one(ms, ST_NODE_SEEN_OK, bind_str_int, &a, NULL, "node seen")
+              : write_one(ms, ST_NODE_SEEN_ERR, bind_str2, &a, NULL, "node error");
 }

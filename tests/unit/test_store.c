@@ -2,7 +2,8 @@
  * test_store.c — the erasure-coded data store (src/data/data.h) on real files.
  *
  * Every test gets its own mkdtemp directory (under $TMPDIR or /tmp, removed by
- * the suite's fini) holding the drive directories.  Objects are written with a
+ * the suite's fini; on /dev/shm for the two tests that make thousands of tiny
+ * files) holding the drive directories.  Objects are written with a
  * small block size (4 KiB) so that a few MiB make hundreds of stripes, then
  * read back and compared byte for byte.  Damage is done the way a disk or an
  * operator does it: shard files (<drive>/objects/<vv>/<version>.<i>) deleted,

@@ -1,0 +1,214 @@
+/*
+ * membership.c — node heartbeats, registry changes and rebalancing (jobs.h).
+ */
+#include "jobs/jobs.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCAN_BATCH 64
+
+struct membership {
+    meta_store *ms;
+    data_store *ds;
+    obs_registry *obs;
+    int heartbeat_ms;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    pthread_mutex_t pass_mu;          /* one rebalance pass at a time */
+    char placeable_sig[4096];         /* which nodes took shards at the last pass */
+};
+
+typedef struct {
+    char bucket[64];
+    char key[1025];
+    size_t key_len;
+    char version_id[33];
+    int64_t size;
+    char layout[DATA_LAYOUT_MAX];
+} item;
+
+typedef struct {
+    item *items;
+    int n;
+} batch;
+
+static int collect(void *ud, const meta_scan_entry *e) {
+    batch *b = ud;
+    if (e->storage != META_STORE_FILE) {
+        /* inline objects have no shards; still advance the cursor */
+    }
+    item *it = &b->items[b->n++];
+    snprintf(it->bucket, sizeof it->bucket, "%s", e->bucket);
+    it->key_len = e->key_len < sizeof it->key ? e->key_len : sizeof it->key - 1;
+    memcpy(it->key, e->key, it->key_len);
+    it->key[it->key_len] = '\0';
+    snprintf(it->version_id, sizeof it->version_id, "%s", e->version_id);
+    it->size = e->storage == META_STORE_FILE ? e->size : -1;
+    snprintf(it->layout, sizeof it->layout, "%s", e->layout);
+    return 0;
+}
+
+static bool stopping(membership *m) {
+    pthread_mutex_lock(&m->mu);
+    bool s = m->stop;
+    pthread_mutex_unlock(&m->mu);
+    return s;
+}
+
+/* Moves one object's shards if its placement changed; returns 1 if moved. */
+static int rebalance_one(membership *m, const item *it) {
+    data_layout cur, want;
+    if (it->size < 0 || data_layout_parse(it->layout, &cur) != 0) return 0;
+    if (!data_desired_layout(m->ds, it->version_id, &cur, &want)) return 0;
+    int moved = 0;
+    int rc = data_relocate(m->ds, it->version_id, it->size, &cur, &want, &moved);
+    if (rc != 0) {
+        obs_counter_add(m->obs, "cairn_rebalance_failures_total", "Objects a rebalance could not move (retried next pass).", 1);
+        log_write(LOG_WARN, NULL, "rebalance could not move object", "bucket", it->bucket, "key", it->key,
+                  "error", cairn_strerror(rc), NULL);
+        data_delete_moved(m->ds, it->version_id, &want, &cur);
+        return 0;
+    }
+    char text[DATA_LAYOUT_MAX];
+    data_layout_format(&want, text, sizeof text);
+    rc = meta_object_set_layout(m->ms, it->bucket, it->key, it->key_len, it->version_id, text);
+    if (rc == 0) {
+        data_delete_moved(m->ds, it->version_id, &cur, &want);
+        obs_counter_add(m->obs, "cairn_rebalance_objects_moved_total", "Objects whose shards a rebalance moved.", 1);
+        obs_counter_add(m->obs, "cairn_rebalance_shards_moved_total", "Shards a rebalance moved to another node.",
+                        (uint64_t)moved);
+        return 1;
+    }
+    /* Overwritten or deleted meanwhile: the new copies belong to nothing. */
+    data_delete_moved(m->ds, it->version_id, &want, &cur);
+    return 0;
+}
+
+int membership_rebalance(membership *m) {
+    pthread_mutex_lock(&m->pass_mu);
+    batch b = {calloc(SCAN_BATCH, sizeof(item)), 0};
+    if (!b.items) {
+        pthread_mutex_unlock(&m->pass_mu);
+        return CAIRN_ENOMEM;
+    }
+    char after_bucket[64] = "", after_key[1025] = "";
+    size_t after_len = 0;
+    bool more = true;
+    int moved = 0, seen = 0;
+    int64_t t0 = time_now_ms();
+    while (more && !stopping(m)) {
+        b.n = 0;
+        if (meta_object_scan(m->ms, after_bucket, after_key, after_len, SCAN_BATCH, collect, &b, &more) != 0) break;
+        for (int i = 0; i < b.n && !stopping(m); i++) {
+            moved += rebalance_one(m, &b.items[i]);
+            seen++;
+        }
+        if (b.n) {
+            item *last = &b.items[b.n - 1];
+            memcpy(after_bucket, last->bucket, sizeof after_bucket);
+            memcpy(after_key, last->key, last->key_len + 1);
+            after_len = last->key_len;
+        }
+    }
+    free(b.items);
+    pthread_mutex_unlock(&m->pass_mu);
+    char ns[24], nm[24], ms[24];
+    log_write(LOG_INFO, NULL, "rebalance pass done", "objects_seen", log_int(ns, seen), "objects_moved",
+              log_int(nm, moved), "duration_ms", log_int(ms, time_now_ms() - t0), NULL);
+    obs_counter_add(m->obs, "cairn_rebalance_passes_total", "Rebalance passes run.", 1);
+    return moved;
+}
+
+static void record_seen(void *ud, const char *id, const char *where, bool up) {
+    membership *m = ud;
+    (void)where;
+    meta_node_seen(m->ms, id, up, up ? NULL : "did not answer /v1/info");
+}
+
+typedef struct {
+    membership *m;
+    buf_t sig;
+} apply_ctx;
+
+/* Applies one registry row to the store; builds the placeable signature. */
+static int apply_node(void *ud, const meta_node *n) {
+    apply_ctx *c = ud;
+    char id[DATA_DRIVE_ID_LEN + 1];
+    bool active = !strcmp(n->state, "active");
+    if (data_set_placeable(c->m->ds, n->id, active) == CAIRN_ENOTFOUND && strcmp(n->state, "removed") != 0) {
+        int rc = data_add_node(c->m->ds, n->url, id);
+        if (rc == 0 || rc == CAIRN_EEXIST) {
+            data_set_placeable(c->m->ds, id, active);
+            log_write(LOG_INFO, NULL, "node joined", "node_id", id, "url", n->url, NULL);
+        }
+    }
+    if (active) {
+        buf_puts(&c->sig, n->id);
+        buf_putc(&c->sig, ',');
+    }
+    return 0;
+}
+
+static void *membership_main(void *arg) {
+    membership *m = arg;
+    for (;;) {
+        data_check_drives(m->ds, record_seen, m);
+        apply_ctx c = {m, {0}};
+        buf_init(&c.sig);
+        meta_node_list(m->ms, apply_node, &c);
+        bool changed = c.sig.data && strcmp(c.sig.data, m->placeable_sig) != 0;
+        if (c.sig.data) snprintf(m->placeable_sig, sizeof m->placeable_sig, "%s", c.sig.data);
+        buf_free(&c.sig);
+        if (changed) membership_rebalance(m);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + (int64_t)m->heartbeat_ms * 1000000LL;
+        until.tv_sec += (time_t)(ns / 1000000000LL);
+        until.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_mutex_lock(&m->mu);
+        while (!m->stop)
+            if (pthread_cond_timedwait(&m->cv, &m->mu, &until) != 0) break;
+        bool stop = m->stop;
+        pthread_mutex_unlock(&m->mu);
+        if (stop) break;
+    }
+    return NULL;
+}
+
+int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int heartbeat_ms, membership **out) {
+    membership *m = calloc(1, sizeof *m);
+    if (!m) return CAIRN_ENOMEM;
+    *m = (membership){.ms = ms, .ds = ds, .obs = obs, .heartbeat_ms = heartbeat_ms > 0 ? heartbeat_ms : 2000};
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    pthread_mutex_init(&m->pass_mu, NULL);
+    /* The first heartbeat counts as a change, so every start runs a pass: one
+     * interrupted by a restart, or registry changes made while this gateway
+     * was down, are picked up (objects already in place cost a lookup). */
+    m->placeable_sig[0] = '\0';
+    if (pthread_create(&m->thread, NULL, membership_main, m) != 0) {
+        free(m);
+        return CAIRN_ENOMEM;
+    }
+    *out = m;
+    return 0;
+}
+
+void membership_stop(membership *m) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->stop = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->pass_mu);
+    free(m);
+}
