@@ -12,6 +12,8 @@
 #   2. 64 MiB objects, 1 and 4 streams: PUT and GET MB/s (10^6 bytes/s)
 #   3. ListObjectsV2, 1000 keys a page, in a 100k-object bucket (10k in quick
 #      mode): median latency of page 1 and page 50 (page 10 in quick mode)
+#   5. bench/dataplane.sh: 64 MiB PUT/GET on one drive, 4+2 in-process, 4+2
+#      over six nodes, and GET with two nodes killed
 #   4. build/cairn-ecbench (no server): 4+2 encode, decode and CRC-32C GB/s of
 #      cairn's codec beside raw ISA-L, printed after the table
 #
@@ -388,6 +390,11 @@ if [ -n "$RSS_LINE" ]; then
 fi
 if [ -n "$EC_LINES" ]; then
   echo "$EC_LINES"
+fi
+# The data plane: one drive vs 4+2 in-process vs 4+2 over six nodes, and
+# degraded GET.  Its own servers, started after ours are done with the disk.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/dataplane.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
