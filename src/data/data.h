@@ -142,6 +142,9 @@ int data_probe_node(const char *url, const char *secret, int timeout_ms, char id
 int data_add_node(data_store *ds, const char *url, char id_out[DATA_DRIVE_ID_LEN + 1]);
 /* Whether a drive or node takes new shards (false while draining). */
 int data_set_placeable(data_store *ds, const char *id, bool placeable);
+/* Appends Prometheus lines per drive or node: cairn_node_up, and the free and
+ * total bytes last reported (nodes) or measured (local drives). */
+void data_render_metrics(data_store *ds, buf_t *out);
 /* Health-checks every drive or node, recording which are up (new writes go
  * to those); cb (may be NULL) hears each result.  Returns how many are up. */
 int data_check_drives(data_store *ds, void (*cb)(void *ud, const char *id, const char *where, bool up), void *ud);

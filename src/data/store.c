@@ -54,6 +54,7 @@ struct data_store {
     _Atomic int ndrives;
     _Atomic bool up[MAX_DRIVES];        /* answered its last health check */
     _Atomic bool placeable[MAX_DRIVES]; /* takes new shards (not draining) */
+    _Atomic int64_t free_bytes[MAX_DRIVES], total_bytes[MAX_DRIVES]; /* at the last check */
     bool remote;
     const char *cluster_secret;
     int shard_timeout_ms;
@@ -959,11 +960,34 @@ int data_check_drives(data_store *ds, void (*cb)(void *ud, const char *id, const
     int n = drive_count(ds), up = 0;
     for (int i = 0; i < n; i++) {
         bool ok = drive_check_writable(ds->drives[i]) == 0;
+        int64_t f = -1, t = -1;
+        if (ok && drive_free_bytes(ds->drives[i], &f, &t) == 0) {
+            atomic_store(&ds->free_bytes[i], f);
+            atomic_store(&ds->total_bytes[i], t);
+        }
         atomic_store(&ds->up[i], ok);
         up += ok;
         if (cb) cb(ud, drive_id(ds->drives[i]), drive_path(ds->drives[i]), ok);
     }
     return up;
+}
+
+void data_render_metrics(data_store *ds, buf_t *out) {
+    int n = drive_count(ds);
+    buf_puts(out, "# HELP cairn_node_up Whether a drive or storage node answered its last health check.\n"
+                  "# TYPE cairn_node_up gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out, "cairn_node_up{node=\"%s\"} %d\n", drive_id(ds->drives[i]), atomic_load(&ds->up[i]) ? 1 : 0);
+    buf_puts(out, "# HELP cairn_node_free_bytes Free bytes of a drive or node at its last health check.\n"
+                  "# TYPE cairn_node_free_bytes gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out, "cairn_node_free_bytes{node=\"%s\"} %lld\n", drive_id(ds->drives[i]),
+                   (long long)atomic_load(&ds->free_bytes[i]));
+    buf_puts(out, "# HELP cairn_node_total_bytes Capacity of a drive or node at its last health check.\n"
+                  "# TYPE cairn_node_total_bytes gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out, "cairn_node_total_bytes{node=\"%s\"} %lld\n", drive_id(ds->drives[i]),
+                   (long long)atomic_load(&ds->total_bytes[i]));
 }
 
 bool data_desired_layout(data_store *ds, const char *version_id, const data_layout *cur, data_layout *want) {
@@ -1120,11 +1144,13 @@ int data_free_bytes(data_store *ds, int64_t *free_bytes) {
     int64_t min = -1;
     int nd = drive_count(ds);
     for (int i = 0; i < nd; i++) {
-        int64_t f = 0;
-        if (drive_free_bytes(ds->drives[i], &f, NULL) != 0) {
+        int64_t f = 0, t = 0;
+        if (drive_free_bytes(ds->drives[i], &f, &t) != 0) {
             if (ds->remote) continue; /* a down node is the heartbeat's business */
             return CAIRN_EIO;
         }
+        atomic_store(&ds->free_bytes[i], f);
+        atomic_store(&ds->total_bytes[i], t);
         if (min < 0 || f < min) min = f;
     }
     if (min < 0) return CAIRN_EIO;

@@ -241,6 +241,7 @@ static void serve_ops(s3_req *q) {
                    (unsigned long long)ds.corrupt_blocks, (unsigned long long)ds.missing_shards,
                    (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
                    (unsigned long long)ds.heal_failures);
+        data_render_metrics(q->gw->d.data, &b);
         http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
         size_t len = b.len;
         http_respond_take(q->http, 200, buf_steal(&b), len);
