@@ -126,7 +126,7 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc, bo
 
 /* The storage nodes of a gateway, the drives named by `drives`, or
  * DATA/drives/d0 (the embedded default). */
-static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
+static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int *cleaned) {
     char list[sizeof cfg->drives > sizeof cfg->nodes ? sizeof cfg->drives : sizeof cfg->nodes];
     char *paths[64];
     int n = 0;
@@ -146,9 +146,16 @@ static int open_drives(const config_t *cfg, data_store **ds, int *cleaned) {
     data_options o = {.k = cfg->ec_data, .m = cfg->ec_parity, .block = (uint32_t)cfg->ec_block_size,
                       .fsync = cfg->fsync, .cluster_secret = cfg->cluster_secret,
                       .shard_timeout_ms = cfg->shard_timeout_ms};
+    meta_node known[64];
+    const char *known_ids[64];
     if (remote) {
         o.nodes = (const char *const *)paths;
         o.nnodes = n;
+        /* Ids the registry holds let a node that is down now still be placed
+         * in every layout that names it. */
+        for (int i = 0; i < n; i++)
+            known_ids[i] = meta_node_get(ms, paths[i], &known[i]) == 0 ? known[i].id : "";
+        o.node_ids = known_ids;
     } else {
         o.drives = (const char *const *)paths;
         o.ndrives = n;
@@ -253,7 +260,7 @@ static int run(int argc, char **argv, bool gateway) {
     }
     data_store *ds = NULL;
     int cleaned = 0;
-    if ((rc = open_drives(&cfg, &ds, &cleaned)) != 0) {
+    if ((rc = open_drives(&cfg, ms, &ds, &cleaned)) != 0) {
         meta_close(ms);
         return rc;
     }

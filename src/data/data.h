@@ -61,6 +61,9 @@ typedef struct {
     int ndrives;
     const char *const *nodes;   /* or storage node URLs (http://host:port); not both */
     int nnodes;
+    const char *const *node_ids; /* ids the registry knows for nodes[i] (NULL or "" =
+                                    unknown): a node that is down at start is then
+                                    opened as down instead of failing the open */
     const char *cluster_secret; /* signs shard API calls to nodes */
     int shard_timeout_ms;       /* bound on every wait for a node; 0 = 5000 */
     int k, m;                   /* 0, 0: the default for ndrives */

@@ -60,6 +60,12 @@ bool drive_shard_name_valid(const char *name);
  * wait of every call, so a hung node turns into a failed shard, not a hung
  * request. */
 int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive **out);
+/* The same, but when the node does not answer and known_id (its id from the
+ * registry) is given, returns a drive with that id whose calls fail until the
+ * node is back: reads use parity meanwhile, placement avoids it.  *answered
+ * says which happened. */
+int drive_remote_open_known(const char *url, const char *secret, int timeout_ms, const char *known_id,
+                            drive **out, bool *answered);
 
 /* Opens (creating) a drive directory: objects/, tmp/ (emptied: returns how many
  * stale temp files in *cleaned) and a persistent random id in drive-id. */

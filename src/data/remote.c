@@ -389,6 +389,12 @@ static const drive_ops remote_ops = {
 };
 
 int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive **out) {
+    bool answered;
+    return drive_remote_open_known(url, secret, timeout_ms, NULL, out, &answered);
+}
+
+int drive_remote_open_known(const char *url, const char *secret, int timeout_ms, const char *known_id,
+                            drive **out, bool *answered) {
     remote_drive *d = calloc(1, sizeof *d);
     if (!d) return CAIRN_ENOMEM;
     d->base.ops = &remote_ops;
@@ -412,6 +418,11 @@ int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive
     d->port[pl] = '\0';
     snprintf(d->url, sizeof d->url, "http://%s:%s", d->host, d->port);
     int rc = fetch_info(d, d->id, NULL, NULL);
+    *answered = rc == 0;
+    if (rc != 0 && known_id && strlen(known_id) == DATA_DRIVE_ID_LEN) {
+        memcpy(d->id, known_id, DATA_DRIVE_ID_LEN + 1);
+        rc = 0;
+    }
     if (rc != 0) {
         free(d);
         return rc;

@@ -261,16 +261,23 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
     for (int i = 0; rc == 0 && i < n; i++) {
         drive *d = NULL;
         int c = 0;
-        if (opt->nnodes) rc = drive_remote_open(opt->nodes[i], opt->cluster_secret, opt->shard_timeout_ms, &d);
-        else rc = drive_local_open(opt->drives[i], opt->fsync, &d, &c);
+        bool answered = true;
+        if (opt->nnodes)
+            rc = drive_remote_open_known(opt->nodes[i], opt->cluster_secret, opt->shard_timeout_ms,
+                                         opt->node_ids ? opt->node_ids[i] : NULL, &d, &answered);
+        else
+            rc = drive_local_open(opt->drives[i], opt->fsync, &d, &c);
         if (rc != 0) break;
         total_cleaned += c;
         for (int j = 0; j < i; j++)
             if (!strcmp(drive_id(ds->drives[j]), drive_id(d))) rc = CAIRN_EEXIST; /* listed twice */
         ds->drives[i] = d;
-        atomic_store(&ds->up[i], true);
+        atomic_store(&ds->up[i], answered);
         atomic_store(&ds->placeable[i], true);
         atomic_store_explicit(&ds->ndrives, i + 1, memory_order_release);
+        if (!answered)
+            log_write(LOG_WARN, NULL, "storage node down at start; using its registered id until it returns",
+                      "url", opt->nodes[i], "node_id", drive_id(d), NULL);
     }
     if (rc == 0 && !codec_for(ds, ds->k, ds->m)) rc = CAIRN_ENOMEM;
     if (rc == 0) {

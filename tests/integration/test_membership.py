@@ -42,15 +42,23 @@ class Cluster:
         for i in range(nodes + 1):  # one spare, started but not configured
             self.start_node(i)
         self.port = free_port()
-        urls = ",".join(f"http://127.0.0.1:{p}" for p in self.node_ports[:nodes])
-        self.gw_log = open(tmp_path / "gw.log", "w")
+        self.urls = ",".join(f"http://127.0.0.1:{p}" for p in self.node_ports[:nodes])
+        self.gw_log = open(tmp_path / "gw.log", "a")
+        self.start_gateway()
+
+    def start_gateway(self):
         self.gw = subprocess.Popen([CAIRN_BIN, "gateway", "--listen", f"127.0.0.1:{self.port}",
-                                    "--data", str(tmp_path / "gw"), "--nodes", urls],
+                                    "--data", str(self.tmp / "gw"), "--nodes", self.urls],
                                    env=base_env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
-                                                 "CAIRN_EC_BLOCK_SIZE": "4KiB", "CAIRN_SCRUB_INTERVAL": "0"}),
+                                                 "CAIRN_EC_BLOCK_SIZE": "4KiB", "CAIRN_SCRUB_INTERVAL": "0",
+                                                 "CAIRN_SHARD_TIMEOUT_MS": "1000"}),
                                    stdout=subprocess.DEVNULL, stderr=self.gw_log)
         self.procs.append(self.gw)
         wait_until(lambda: live(self.port), 20, what="the gateway")
+
+    def stop_gateway(self):
+        self.gw.send_signal(signal.SIGTERM)
+        assert self.gw.wait(30) == 0
 
     def start_node(self, i):
         port = free_port()
@@ -165,3 +173,31 @@ def test_drain_moves_every_shard_then_remove(cluster):
 def test_admin_node_add_refuses_a_node_that_does_not_answer(cluster):
     cp = cluster.admin("node", "add", f"http://127.0.0.1:{free_port()}", check=False)
     assert cp.returncode == 1 and "did not answer" in cp.stderr
+
+
+def test_gateway_starts_with_a_node_down(cluster):
+    bucket, objs = put_objects(cluster, n=10)
+    cluster.stop_gateway()
+    victim = cluster.procs[2]           # node 2, configured
+    victim.kill()
+    victim.wait()
+    cluster.start_gateway()             # must start: the registry knows node 2's id
+    all_read_back(cluster, bucket, objs)
+    body = os.urandom(80_000)
+    assert cluster.request("PUT", sigv4.object_path(bucket, "while-down"), body)[0] == 200
+    assert cluster.request("GET", sigv4.object_path(bucket, "while-down")) == (200, body)
+    assert cluster.shards(2) == 10      # nothing new went to the dead node
+    # The node comes back on the same port and drive: the heartbeat sees it,
+    # and new writes use it again.
+    port = cluster.node_ports[2]
+    log = open(cluster.tmp / "node2-again.log", "w")
+    cluster.procs.append(subprocess.Popen([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{port}", "--drives",
+                                           str(cluster.tmp / "node2")], env=base_env(),
+                                          stdout=subprocess.DEVNULL, stderr=log))
+    wait_until(lambda: live(port), 20, what="node 2 to come back")
+
+    def used_again():
+        for i in range(20):
+            assert cluster.request("PUT", sigv4.object_path(bucket, f"back{i}"), os.urandom(30_000))[0] == 200
+        return cluster.shards(2) > 10
+    wait_until(used_again, 20, what="new writes to land on the returned node")
