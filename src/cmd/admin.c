@@ -107,18 +107,10 @@ static int load_master_key(const config_t *cfg, unsigned char key[32]) {
     rand_bytes(key, 32);
     hex_encode(key, 32, hex);
     hex[64] = '\n';
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return CAIRN_EIO;
-    bool ok = write(fd, hex, 65) == 65 && fsync(fd) == 0;
-    close(fd);
-    /* link() fails if another process created the key first: then use theirs. */
-    int linked = ok ? link(tmp, path) : -1;
-    bool raced = linked != 0 && errno == EEXIST;
-    unlink(tmp);
-    if (raced) return load_master_key(cfg, key);
-    return ok && linked == 0 ? 0 : CAIRN_EIO;
+    /* Create only: if another process made the key first, use theirs. */
+    int rc = file_write_atomic(path, hex, 65, 0600, false);
+    if (rc == CAIRN_EEXIST) return load_master_key(cfg, key);
+    return rc;
 }
 
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]) {

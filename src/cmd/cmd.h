@@ -51,6 +51,10 @@ int cmd_migrate(int argc, char **argv);
 #include "core/core.h"
 int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest);
 
+/* Splits a comma-separated list (copied into buf) into at most max items;
+ * returns how many (server.c). */
+int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max);
+
 /* Opens the metadata database and master key of a data dir (admin.c). */
 #include "meta/meta.h"
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);

@@ -32,19 +32,17 @@ int cmd_node(int argc, char **argv) {
     log_level_parse(cfg.log_level, &lvl);
     log_set_level(lvl);
     char list[sizeof cfg.drives];
-    const char *paths[64];
+    char *paths[64];
     int n = 0;
     if (cfg.drives[0]) {
-        snprintf(list, sizeof list, "%s", cfg.drives);
-        for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
-            paths[n++] = p;
+        n = cmd_split_list(cfg.drives, list, sizeof list, paths, 64);
     } else {
         snprintf(list, sizeof list, "%s/drives/d0", cfg.data_dir);
         paths[n++] = list;
     }
     node_server *node = NULL;
     int cleaned = 0;
-    if ((rc = node_server_new(paths, n, cfg.fsync, cfg.cluster_secret, &node, &cleaned)) != 0) {
+    if ((rc = node_server_new((const char *const *)paths, n, cfg.fsync, cfg.cluster_secret, &node, &cleaned)) != 0) {
         fprintf(stderr, "cairn node: cannot open the drives: %s\n", cairn_strerror(rc));
         return 1;
     }

@@ -50,19 +50,11 @@ static int read_root_file(const char *path, root_creds *rc) {
 }
 
 static int write_root_file(const char *path, const root_creds *rc) {
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return CAIRN_EIO;
     char text[512];
     int n = snprintf(text, sizeof text, "CAIRN_ROOT_USER=%s\nCAIRN_ROOT_PASSWORD=%s\n", rc->user, rc->password);
-    bool ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return CAIRN_EIO;
-    }
-    return 0;
+    int r = file_write_atomic(path, text, (size_t)n, 0600, true);
+    sodium_memzero(text, sizeof text);
+    return r;
 }
 
 static int resolve_root(const config_t *cfg, root_creds *rc) {
@@ -124,6 +116,14 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc, bo
     fflush(stdout);
 }
 
+int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max) {
+    snprintf(buf, bufsz, "%s", csv);
+    int n = 0;
+    for (char *save = NULL, *p = strtok_r(buf, ",", &save); p && n < max; p = strtok_r(NULL, ",", &save))
+        out[n++] = p;
+    return n;
+}
+
 /* The storage nodes of a gateway, the drives named by `drives`, or
  * DATA/drives/d0 (the embedded default). */
 static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int *cleaned) {
@@ -132,13 +132,9 @@ static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int
     int n = 0;
     bool remote = cfg->nodes[0] != '\0';
     if (remote) {
-        snprintf(list, sizeof list, "%s", cfg->nodes);
-        for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
-            paths[n++] = p;
+        n = cmd_split_list(cfg->nodes, list, sizeof list, paths, 64);
     } else if (cfg->drives[0]) {
-        snprintf(list, sizeof list, "%s", cfg->drives);
-        for (char *save = NULL, *p = strtok_r(list, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
-            paths[n++] = p;
+        n = cmd_split_list(cfg->drives, list, sizeof list, paths, 64);
     } else {
         snprintf(list, sizeof list, "%s/drives/d0", cfg->data_dir);
         paths[n++] = list;

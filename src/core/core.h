@@ -123,6 +123,11 @@ long url_decode(const char *src, size_t n, char *dst);
  * '/' kept when keep_slash, everything else %XX uppercase. */
 void buf_url_encode(buf_t *b, const char *s, size_t n, bool keep_slash);
 
+/* Writes a small file so that a crash leaves either the old file or the whole
+ * new one: temp file, write, fsync, then rename (replace) or link (create
+ * only: CAIRN_EEXIST if path exists), then fsync of the directory. */
+int file_write_atomic(const char *path, const void *data, size_t len, int mode, bool replace);
+
 /* Returns the process-wide library init (libsodium); call once from main. */
 int core_init(void);
 

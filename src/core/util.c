@@ -15,6 +15,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <libgen.h>
+#include <unistd.h>
+
 #include <sodium.h>
 
 const char *cairn_strerror(int err) {
@@ -315,4 +319,33 @@ void buf_url_encode(buf_t *b, const char *s, size_t n, bool keep_slash) {
             buf_append(b, e, 3);
         }
     }
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+int file_write_atomic(const char *path, const void *data, size_t len, int mode, bool replace) {
+    char tmp[4200];
+    char suffix[17];
+    rand_hex_id(suffix, 8);
+    if (snprintf(tmp, sizeof tmp, "%s.%s.tmp", path, suffix) >= (int)sizeof tmp) return CAIRN_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) return CAIRN_EIO;
+    bool ok = write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    int rc = ok ? 0 : CAIRN_EIO;
+    if (rc == 0) {
+        if (replace) rc = rename(tmp, path) == 0 ? 0 : CAIRN_EIO;
+        else if (link(tmp, path) != 0) rc = errno == EEXIST ? CAIRN_EEXIST : CAIRN_EIO;
+    }
+    if (rc != 0 || !replace) unlink(tmp);
+    if (rc == 0) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s", path);
+        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (fsync(dfd) != 0) rc = CAIRN_EIO;
+            close(dfd);
+        }
+    }
+    return rc;
 }

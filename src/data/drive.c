@@ -93,18 +93,12 @@ static int clean_tmp(const char *tmp) {
 
 /* Writes drive-id from the id in memory (atomically, synced). */
 static int write_id(local_drive *d) {
-    char path[PATH_MAX], tmp[PATH_MAX];
+    char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/drive-id", d->path);
-    snprintf(tmp, sizeof tmp, "%s/drive-id.tmp", d->path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return CAIRN_EIO;
     char line[DATA_DRIVE_ID_LEN + 1];
     memcpy(line, d->id, DATA_DRIVE_ID_LEN);
     line[DATA_DRIVE_ID_LEN] = '\n';
-    bool ok = write(fd, line, sizeof line) == (ssize_t)sizeof line && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) return CAIRN_EIO;
-    return fsync_dir(d->path);
+    return file_write_atomic(path, line, sizeof line, 0640, true);
 }
 
 /* A drive whose contents vanished while we run (a wiped or replaced disk) is
@@ -222,14 +216,7 @@ static int local_append(shard_out *oo, const struct iovec *iov_in, int iovcnt) {
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return err_from_errno(r < 0 ? errno : EIO);
         done += (size_t)r;
-        size_t adv = (size_t)r;
-        while (adv && first < iovcnt) {
-            size_t take = adv < iov[first].iov_len ? adv : iov[first].iov_len;
-            iov[first].iov_base = (char *)iov[first].iov_base + take;
-            iov[first].iov_len -= take;
-            adv -= take;
-            if (iov[first].iov_len == 0) first++;
-        }
+        drive_iov_advance(iov, iovcnt, &first, (size_t)r);
     }
     o->size += want;
     return 0;

@@ -50,6 +50,19 @@ struct drive_ops {
     int (*tmp_count)(drive *d);
 };
 
+/* Advances iov[*first..iovcnt) past n bytes written, moving *first past the
+ * entries that are done (for partial writev/sendmsg). */
+static inline void drive_iov_advance(struct iovec *iov, int iovcnt, int *first, size_t n) {
+    while (n && *first < iovcnt) {
+        size_t take = n < iov[*first].iov_len ? n : iov[*first].iov_len;
+        iov[*first].iov_base = (char *)iov[*first].iov_base + take;
+        iov[*first].iov_len -= take;
+        n -= take;
+        if (iov[*first].iov_len == 0) (*first)++;
+    }
+    while (*first < iovcnt && iov[*first].iov_len == 0) (*first)++;
+}
+
 /* True for "<32 lowercase hex>.<0..15>". */
 bool drive_shard_name_valid(const char *name);
 

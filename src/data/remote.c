@@ -107,15 +107,7 @@ static int send_all(int fd, const struct iovec *iov_in, int iovcnt) {
         ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return CAIRN_EIO; /* includes the send timeout */
-        size_t adv = (size_t)r;
-        while (adv && first < iovcnt) {
-            size_t take = adv < iov[first].iov_len ? adv : iov[first].iov_len;
-            iov[first].iov_base = (char *)iov[first].iov_base + take;
-            iov[first].iov_len -= take;
-            adv -= take;
-            if (iov[first].iov_len == 0) first++;
-        }
-        while (first < iovcnt && iov[first].iov_len == 0) first++;
+        drive_iov_advance(iov, iovcnt, &first, (size_t)r);
     }
     return 0;
 }

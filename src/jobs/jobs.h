@@ -22,6 +22,22 @@
 #include "meta/meta.h"
 #include "obs/obs.h"
 
+/* One object as the background jobs see it; size is -1 for inline objects
+ * (they have no shards). */
+typedef struct {
+    char bucket[64];
+    char key[1025];
+    size_t key_len;
+    char version_id[33];
+    int64_t size;
+    char layout[DATA_LAYOUT_MAX];
+} jobs_object;
+
+/* Calls fn for every object in (bucket, key) order without holding a database
+ * connection during fn; stops early when fn returns nonzero or stop(ud) (may
+ * be NULL) returns true.  Returns the number visited or a negative error. */
+int jobs_walk(meta_store *ms, int (*fn)(void *ud, const jobs_object *o), bool (*stop)(void *ud), void *ud);
+
 typedef struct scrubber scrubber;
 
 /* Starts the scrubber thread.  interval_s == 0 disables it (returns 0 and sets

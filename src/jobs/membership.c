@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#define SCAN_BATCH 64
 
 struct membership {
     meta_store *ms;
@@ -24,36 +23,6 @@ struct membership {
     char placeable_sig[4096];         /* which nodes took shards at the last pass */
 };
 
-typedef struct {
-    char bucket[64];
-    char key[1025];
-    size_t key_len;
-    char version_id[33];
-    int64_t size;
-    char layout[DATA_LAYOUT_MAX];
-} item;
-
-typedef struct {
-    item *items;
-    int n;
-} batch;
-
-static int collect(void *ud, const meta_scan_entry *e) {
-    batch *b = ud;
-    if (e->storage != META_STORE_FILE) {
-        /* inline objects have no shards; still advance the cursor */
-    }
-    item *it = &b->items[b->n++];
-    snprintf(it->bucket, sizeof it->bucket, "%s", e->bucket);
-    it->key_len = e->key_len < sizeof it->key ? e->key_len : sizeof it->key - 1;
-    memcpy(it->key, e->key, it->key_len);
-    it->key[it->key_len] = '\0';
-    snprintf(it->version_id, sizeof it->version_id, "%s", e->version_id);
-    it->size = e->storage == META_STORE_FILE ? e->size : -1;
-    snprintf(it->layout, sizeof it->layout, "%s", e->layout);
-    return 0;
-}
-
 static bool stopping(membership *m) {
     pthread_mutex_lock(&m->mu);
     bool s = m->stop;
@@ -62,7 +31,7 @@ static bool stopping(membership *m) {
 }
 
 /* Moves one object's shards if its placement changed; returns 1 if moved. */
-static int rebalance_one(membership *m, const item *it) {
+static int rebalance_one(membership *m, const jobs_object *it) {
     data_layout cur, want;
     if (it->size < 0 || data_layout_parse(it->layout, &cur) != 0) return 0;
     if (!data_desired_layout(m->ds, it->version_id, &cur, &want)) return 0;
@@ -90,39 +59,31 @@ static int rebalance_one(membership *m, const item *it) {
     return 0;
 }
 
+typedef struct {
+    membership *m;
+    int moved;
+} pass_ctx;
+
+static int rebalance_visit(void *ud, const jobs_object *o) {
+    pass_ctx *c = ud;
+    c->moved += rebalance_one(c->m, o);
+    return 0;
+}
+
+static bool pass_stop(void *ud) { return stopping(((pass_ctx *)ud)->m); }
+
 int membership_rebalance(membership *m) {
     pthread_mutex_lock(&m->pass_mu);
-    batch b = {calloc(SCAN_BATCH, sizeof(item)), 0};
-    if (!b.items) {
-        pthread_mutex_unlock(&m->pass_mu);
-        return CAIRN_ENOMEM;
-    }
-    char after_bucket[64] = "", after_key[1025] = "";
-    size_t after_len = 0;
-    bool more = true;
-    int moved = 0, seen = 0;
+    pass_ctx c = {m, 0};
     int64_t t0 = time_now_ms();
-    while (more && !stopping(m)) {
-        b.n = 0;
-        if (meta_object_scan(m->ms, after_bucket, after_key, after_len, SCAN_BATCH, collect, &b, &more) != 0) break;
-        for (int i = 0; i < b.n && !stopping(m); i++) {
-            moved += rebalance_one(m, &b.items[i]);
-            seen++;
-        }
-        if (b.n) {
-            item *last = &b.items[b.n - 1];
-            memcpy(after_bucket, last->bucket, sizeof after_bucket);
-            memcpy(after_key, last->key, last->key_len + 1);
-            after_len = last->key_len;
-        }
-    }
-    free(b.items);
+    int seen = jobs_walk(m->ms, rebalance_visit, pass_stop, &c);
     pthread_mutex_unlock(&m->pass_mu);
+    if (seen < 0) return seen;
     char ns[24], nm[24], ms[24];
     log_write(LOG_INFO, NULL, "rebalance pass done", "objects_seen", log_int(ns, seen), "objects_moved",
-              log_int(nm, moved), "duration_ms", log_int(ms, time_now_ms() - t0), NULL);
+              log_int(nm, c.moved), "duration_ms", log_int(ms, time_now_ms() - t0), NULL);
     obs_counter_add(m->obs, "cairn_rebalance_passes_total", "Rebalance passes run.", 1);
-    return moved;
+    return c.moved;
 }
 
 static void record_seen(void *ud, const char *id, const char *where, bool up) {

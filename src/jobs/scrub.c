@@ -9,17 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#define SCRUB_BATCH 64
-
-typedef struct {
-    char bucket[64];
-    char key[1025];
-    size_t key_len;
-    char version_id[33];
-    int64_t size;
-    char layout[DATA_LAYOUT_MAX];
-} scrub_item;
-
 struct scrubber {
     meta_store *ms;
     data_store *ds;
@@ -31,24 +20,6 @@ struct scrubber {
     pthread_cond_t cv;
     bool stop;
 };
-
-typedef struct {
-    scrub_item *items;
-    int n;
-} batch;
-
-static int collect(void *ud, const meta_scan_entry *e) {
-    batch *b = ud;
-    scrub_item *it = &b->items[b->n++];
-    snprintf(it->bucket, sizeof it->bucket, "%s", e->bucket);
-    it->key_len = e->key_len < sizeof it->key ? e->key_len : sizeof it->key - 1;
-    memcpy(it->key, e->key, it->key_len);
-    it->key[it->key_len] = '\0';
-    snprintf(it->version_id, sizeof it->version_id, "%s", e->version_id);
-    it->size = e->storage == META_STORE_FILE ? e->size : -1; /* -1: inline, nothing to scrub */
-    snprintf(it->layout, sizeof it->layout, "%s", e->layout);
-    return 0;
-}
 
 /* Sleeps up to ms milliseconds; returns true when asked to stop. */
 static bool pause_ms(scrubber *s, int64_t ms) {
@@ -72,7 +43,7 @@ static bool stopping(scrubber *s) {
     return stop;
 }
 
-static void scrub_one(scrubber *s, const scrub_item *it) {
+static void scrub_one(scrubber *s, const jobs_object *it) {
     data_layout l;
     if (data_layout_parse(it->layout, &l) != 0) return;
     int repaired = 0;
@@ -95,39 +66,27 @@ static void scrub_one(scrubber *s, const scrub_item *it) {
     }
 }
 
+static bool stopping_cb(void *ud) { return stopping(ud); }
+
+/* Verifies one object and paces the pass to scrub_rate; 1 stops the walk. */
+static int scrub_visit(void *ud, const jobs_object *it) {
+    scrubber *s = ud;
+    if (it->size < 0) return 0;
+    int64_t t0 = time_mono_ns();
+    scrub_one(s, it);
+    if (s->rate_bps > 0) {
+        int64_t want_ms = it->size * 1000 / s->rate_bps;
+        int64_t spent_ms = (time_mono_ns() - t0) / 1000000;
+        if (want_ms > spent_ms && pause_ms(s, want_ms - spent_ms)) return 1;
+    }
+    return 0;
+}
+
 /* One pass over every object; returns true when asked to stop. */
 static bool scrub_pass(scrubber *s) {
-    batch b = {calloc(SCRUB_BATCH, sizeof(scrub_item)), 0};
-    if (!b.items) return pause_ms(s, 1000);
-    char after_bucket[64] = "", after_key[1025] = "";
-    size_t after_len = 0;
-    bool more = true, stop = false;
-    while (more && !stop) {
-        b.n = 0;
-        if (meta_object_scan(s->ms, after_bucket, after_key, after_len, SCRUB_BATCH, collect, &b, &more) != 0) break;
-        for (int i = 0; i < b.n && !stop; i++) {
-            scrub_item *it = &b.items[i];
-            if (it->size >= 0) {
-                int64_t t0 = time_mono_ns();
-                scrub_one(s, it);
-                if (s->rate_bps > 0) {
-                    int64_t want_ms = it->size * 1000 / s->rate_bps;
-                    int64_t spent_ms = (time_mono_ns() - t0) / 1000000;
-                    if (want_ms > spent_ms) stop = pause_ms(s, want_ms - spent_ms);
-                }
-            }
-            stop = stop || stopping(s);
-        }
-        if (b.n) {
-            scrub_item *last = &b.items[b.n - 1];
-            memcpy(after_bucket, last->bucket, sizeof after_bucket);
-            memcpy(after_key, last->key, last->key_len + 1);
-            after_len = last->key_len;
-        }
-    }
-    free(b.items);
+    jobs_walk(s->ms, scrub_visit, stopping_cb, s);
     obs_counter_add(s->obs, "cairn_scrub_passes_total", "Completed or interrupted scrub passes.", 1);
-    return stop;
+    return stopping(s);
 }
 
 static void *scrub_main(void *arg) {

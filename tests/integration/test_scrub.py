@@ -40,9 +40,10 @@ def test_scrubber_repairs_unread_corruption(make_server, tmp_path):
         f.write(damaged)
     before = metric(srv, "cairn_scrub_repaired_shards_total")
     # Nobody reads the object: only the scrubber can notice.
-    wait_until(lambda: open(victim, "rb").read() == original, 30,
-               what="the scrubber to restore the corrupted shard")
-    assert metric(srv, "cairn_scrub_repaired_shards_total") >= before + 1
+    # The file is renamed into place inside the heal; the counter follows it.
+    wait_until(lambda: open(victim, "rb").read() == original
+               and metric(srv, "cairn_scrub_repaired_shards_total") >= before + 1, 30,
+               what="the scrubber to restore the corrupted shard and count it")
     assert metric(srv, "cairn_scrub_objects_total") >= 1
     r = srv.request("GET", sigv4.object_path(bucket, "scrubbed"))
     assert r.status == 200 and hashlib.md5(r.body).digest() == hashlib.md5(body).digest()
