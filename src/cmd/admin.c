@@ -219,7 +219,7 @@ static int admin_node(meta_store *ms, const config_t *cfg, const char *verb, con
             fprintf(stderr, "cairn: set cluster_secret (CAIRN_CLUSTER_SECRET) to reach the node\n");
             return 2;
         }
-        if (data_probe_node(arg, cfg->cluster_secret, cfg->shard_timeout_ms, id) != 0) {
+        if (data_probe_node(arg, cfg->cluster_secret, cfg->tls_ca, cfg->shard_timeout_ms, id) != 0) {
             fprintf(stderr, "cairn: %s did not answer /v1/info (down, wrong URL or wrong cluster_secret)\n", arg);
             return 1;
         }

@@ -55,6 +55,11 @@ int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nres
  * returns how many (server.c). */
 int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max);
 
+/* Reads tls_cert and tls_key (when set) into *cert and *key (malloc'd, NUL-
+ * terminated; the caller frees).  Prints the problem and returns 2 on error
+ * (server.c). */
+int cmd_load_tls(const config_t *cfg, char **cert, char **key);
+
 /* Opens the metadata database and master key of a data dir (admin.c). */
 #include "meta/meta.h"
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);

@@ -46,12 +46,21 @@ int cmd_node(int argc, char **argv) {
         fprintf(stderr, "cairn node: cannot open the drives: %s\n", cairn_strerror(rc));
         return 1;
     }
+    char *tls_cert = NULL, *tls_key = NULL;
+    if ((rc = cmd_load_tls(&cfg, &tls_cert, &tls_key)) != 0) {
+        node_server_free(node);
+        return rc;
+    }
     http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
-                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes};
+                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes,
+                       .tls_cert_pem = tls_cert, .tls_key_pem = tls_key};
     http_server *srv = NULL;
     int port = 0;
     char err[256];
-    if (http_server_start(&ho, node_http_handler(), node, &srv, &port, err, sizeof err) != 0) {
+    int started = http_server_start(&ho, node_http_handler(), node, &srv, &port, err, sizeof err);
+    free(tls_cert);
+    free(tls_key);
+    if (started != 0) {
         fprintf(stderr, "cairn node: %s\n", err);
         node_server_free(node);
         return 1;
@@ -62,7 +71,8 @@ int cmd_node(int argc, char **argv) {
     snprintf(cl, sizeof cl, "%d", cleaned);
     log_write(LOG_INFO, NULL, "node listening", "listen", cfg.listen, "port", portstr, "node_id",
               node_server_id(node), "drives", nd, "temp_files_removed", cl, NULL);
-    printf("cairn node %s listening on %s (port %d), %d drive(s)\n", node_server_id(node), cfg.listen, port, n);
+    printf("cairn node %s listening on %s (port %d, %s), %d drive(s)\n", node_server_id(node), cfg.listen, port,
+           cfg.tls_cert[0] ? "https" : "http", n);
     fflush(stdout);
     cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     node_server_free(node);

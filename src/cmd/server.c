@@ -101,7 +101,8 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc, bo
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
     if (!strcmp(host, "0.0.0.0") || !host[0]) snprintf(host, sizeof host, "127.0.0.1");
-    printf("cairn %s listening on http://%s:%d\n", gateway ? "gateway" : "server", host, port);
+    const char *scheme = cfg->tls_cert[0] ? "https" : "http";
+    printf("cairn %s listening on %s://%s:%d\n", gateway ? "gateway" : "server", scheme, host, port);
     printf("data directory: %s\n", cfg->data_dir);
     printf("access key: %s\n", rc->user);
     if (rc->generated)
@@ -111,9 +112,38 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc, bo
         printf("secret key: stored in %s/root-credentials\n", cfg->data_dir);
     else
         printf("secret key: from CAIRN_ROOT_PASSWORD\n");
-    printf("try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=... aws --endpoint-url http://%s:%d s3 ls\n",
-           rc->user, host, port);
+    printf("try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=... aws --endpoint-url %s://%s:%d s3 ls\n",
+           rc->user, scheme, host, port);
     fflush(stdout);
+}
+
+static char *read_pem(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    buf_t b;
+    buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < (1u << 20)) buf_append(&b, chunk, n);
+    fclose(f);
+    if (b.oom || b.len == 0 || b.len >= (1u << 20)) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+int cmd_load_tls(const config_t *cfg, char **cert, char **key) {
+    *cert = *key = NULL;
+    if (!cfg->tls_cert[0]) return 0;
+    *cert = read_pem(cfg->tls_cert);
+    *key = read_pem(cfg->tls_key);
+    if (*cert && *key) return 0;
+    fprintf(stderr, "cairn: cannot read %s (tls_%s)\n", *cert ? cfg->tls_key : cfg->tls_cert, *cert ? "key" : "cert");
+    free(*cert);
+    free(*key);
+    *cert = *key = NULL;
+    return 2;
 }
 
 int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max) {
@@ -141,7 +171,7 @@ static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int
     }
     data_options o = {.k = cfg->ec_data, .m = cfg->ec_parity, .block = (uint32_t)cfg->ec_block_size,
                       .fsync = cfg->fsync, .cluster_secret = cfg->cluster_secret,
-                      .shard_timeout_ms = cfg->shard_timeout_ms};
+                      .shard_timeout_ms = cfg->shard_timeout_ms, .tls_ca = cfg->tls_ca};
     meta_node known[64];
     const char *known_ids[64];
     if (remote) {
@@ -274,12 +304,19 @@ static int run(int argc, char **argv, bool gateway) {
         fprintf(stderr, "cairn: out of memory\n");
         return 1;
     }
+    char *tls_cert = NULL, *tls_key = NULL;
+    if ((rc = cmd_load_tls(&cfg, &tls_cert, &tls_key)) != 0) return rc;
     http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
-                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes};
+                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes,
+                       .tls_cert_pem = tls_cert, .tls_key_pem = tls_key};
     http_server *srv = NULL;
     int port = 0;
     char err[256];
-    if (http_server_start(&ho, s3_http_handler(), gw, &srv, &port, err, sizeof err) != 0) {
+    int started = http_server_start(&ho, s3_http_handler(), gw, &srv, &port, err, sizeof err);
+    if (tls_key) sodium_memzero(tls_key, strlen(tls_key));
+    free(tls_cert);
+    free(tls_key);
+    if (started != 0) {
         fprintf(stderr, "cairn: %s\n", err);
         s3_gateway_free(gw);
         data_close(ds);

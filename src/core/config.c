@@ -74,8 +74,9 @@ static bool check_nodes(const char *v, char *reason, size_t rn)
     int n = 0;
     for (const char *p = v; *p;) {
         size_t len = strcspn(p, ",");
-        if (len < 10 || strncmp(p, "http://", 7) != 0 || !memchr(p + 7, ':', len - 7)) {
-            snprintf(reason, rn, "node %d is not http://HOST:PORT", n + 1);
+        size_t scheme = strncmp(p, "https://", 8) == 0 ? 8 : strncmp(p, "http://", 7) == 0 ? 7 : 0;
+        if (len < 10 || !scheme || !memchr(p + scheme, ':', len - scheme)) {
+            snprintf(reason, rn, "node %d is not http(s)://HOST:PORT", n + 1);
             return false;
         }
         n++;
@@ -206,6 +207,12 @@ static const option options[] = {
             "Storage nodes a gateway erasure-codes objects across (cairn gateway)"),
     OPT_NUM(shard_timeout_ms, "CAIRN_SHARD_TIMEOUT_MS", 100, 600000, "5000",
             "Milliseconds a gateway waits on a node before treating that shard as lost"),
+    OPT_STR(tls_cert, "CAIRN_TLS_CERT", NULL, "path", "",
+            "PEM certificate chain: serve HTTPS (S3 API or shard API) instead of HTTP; with tls_key"),
+    OPT_STR(tls_key, "CAIRN_TLS_KEY", NULL, "path", "",
+            "PEM private key of tls_cert; never logged"),
+    OPT_STR(tls_ca, "CAIRN_TLS_CA", NULL, "path", "",
+            "CA bundle a gateway trusts for https:// nodes (hostnames are checked); empty = system CAs"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -812,6 +819,8 @@ int config_validate(const config_t *c, config_errors *errs)
         err_add(errs, "root_password", "must be set when root_user is set");
     if (!c->root_user[0] && c->root_password[0])
         err_add(errs, "root_user", "must be set when root_password is set");
+    if (!c->tls_cert[0] != !c->tls_key[0])
+        err_add(errs, c->tls_cert[0] ? "tls_key" : "tls_cert", "tls_cert and tls_key go together");
     /* Erasure-coding geometry must fit the drives it spreads over. */
     if (c->ec_data == 0 && c->ec_parity != 0)
         err_add(errs, "ec_parity", "set ec_data too (ec_data 0 means the default layout)");

@@ -65,6 +65,7 @@ typedef struct {
                                     unknown): a node that is down at start is then
                                     opened as down instead of failing the open */
     const char *cluster_secret; /* signs shard API calls to nodes */
+    const char *tls_ca;         /* CA bundle for https:// nodes; NULL or "" = system CAs */
     int shard_timeout_ms;       /* bound on every wait for a node; 0 = 5000 */
     int k, m;                   /* 0, 0: the default for ndrives */
     uint32_t block;             /* shard block size; 0: 256 KiB */
@@ -139,7 +140,8 @@ void data_heal_drain(data_store *ds);
 
 /* Asks a storage node for its id (GET /v1/info, signed): CAIRN_EIO when it
  * does not answer or refuses the secret. */
-int data_probe_node(const char *url, const char *secret, int timeout_ms, char id_out[DATA_DRIVE_ID_LEN + 1]);
+int data_probe_node(const char *url, const char *secret, const char *tls_ca, int timeout_ms,
+                    char id_out[DATA_DRIVE_ID_LEN + 1]);
 /* Adds a storage node while running; id_out gets its id.  CAIRN_EEXIST if it
  * is already known (id_out still filled), CAIRN_EIO if it does not answer. */
 int data_add_node(data_store *ds, const char *url, char id_out[DATA_DRIVE_ID_LEN + 1]);

@@ -68,17 +68,19 @@ bool drive_shard_name_valid(const char *name);
 
 /* ---- local directories (drive.c) and storage nodes (remote.c) ------------------------ */
 
-/* A storage node as a drive: url "http://host:port"; the node's id is fetched
+/* A storage node as a drive: url "http://host:port" or "https://host:port"
+ * (then verified against tls_ca, or the system CAs, hostname included); the
+ * node's id is fetched
  * from /v1/info (CAIRN_EIO when unreachable).  timeout_ms bounds every network
  * wait of every call, so a hung node turns into a failed shard, not a hung
  * request. */
-int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive **out);
+int drive_remote_open(const char *url, const char *secret, const char *tls_ca, int timeout_ms, drive **out);
 /* The same, but when the node does not answer and known_id (its id from the
  * registry) is given, returns a drive with that id whose calls fail until the
  * node is back: reads use parity meanwhile, placement avoids it.  *answered
  * says which happened. */
-int drive_remote_open_known(const char *url, const char *secret, int timeout_ms, const char *known_id,
-                            drive **out, bool *answered);
+int drive_remote_open_known(const char *url, const char *secret, const char *tls_ca, int timeout_ms,
+                            const char *known_id, drive **out, bool *answered);
 
 /* Opens (creating) a drive directory: objects/, tmp/ (emptied: returns how many
  * stale temp files in *cleaned) and a persistent random id in drive-id. */

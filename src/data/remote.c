@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "data/data.h"
 #include "data/node.h"
@@ -41,11 +45,18 @@ typedef struct {
     char id[DATA_DRIVE_ID_LEN + 1];
     char secret[256];
     int timeout_ms;
+    SSL_CTX *tls;       /* https:// nodes: verifies the node's certificate and name */
 } remote_drive;
+
+/* A connection to a node: a socket, with TLS on top for https:// nodes. */
+typedef struct {
+    int fd;
+    SSL *ssl;
+} rconn;
 
 typedef struct {
     shard_out base;
-    int fd;
+    rconn c;
     uint64_t remaining;
     bool failed;
 } remote_out;
@@ -54,7 +65,7 @@ typedef struct {
     shard_in base;
     char name[48];
     int64_t size;
-    int fd;             /* an open GET streaming from pos, or -1 */
+    rconn c;            /* an open GET streaming from pos, or c.fd == -1 */
     uint64_t pos;
     uint64_t left;      /* body bytes of that GET not consumed yet */
     char spill[8192];   /* body bytes that arrived with the response head */
@@ -65,7 +76,7 @@ typedef struct {
 
 /* ---- sockets -------------------------------------------------------------------- */
 
-static int connect_to(remote_drive *d) {
+static int tcp_connect(remote_drive *d) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     if (getaddrinfo(d->host, d->port, &hints, &ai) != 0) return -1;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -97,7 +108,63 @@ static int connect_to(remote_drive *d) {
     return fd;
 }
 
-static int send_all(int fd, const struct iovec *iov_in, int iovcnt) {
+static void rconn_close(rconn *c) {
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+}
+
+/* Connects (and, for https://, completes a verified TLS handshake). */
+static int rconn_open(remote_drive *d, rconn *c) {
+    c->ssl = NULL;
+    c->fd = tcp_connect(d);
+    if (c->fd < 0) return -1;
+    if (!d->tls) return 0;
+    c->ssl = SSL_new(d->tls);
+    /* The certificate must name the node as it is addressed: an IP address
+     * against the IP SANs (no SNI for literals), a host name against DNS. */
+    unsigned char ipbuf[16];
+    bool ip = inet_pton(AF_INET, d->host, ipbuf) == 1 || inet_pton(AF_INET6, d->host, ipbuf) == 1;
+    bool named = c->ssl && (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), d->host) == 1
+                               : SSL_set_tlsext_host_name(c->ssl, d->host) == 1 && SSL_set1_host(c->ssl, d->host) == 1);
+    if (!c->ssl || !named || !SSL_set_fd(c->ssl, c->fd) || SSL_connect(c->ssl) != 1) {
+        ERR_clear_error();
+        rconn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static ssize_t rconn_recv(rconn *c, void *p, size_t n) {
+    if (!c->ssl) return recv(c->fd, p, n, 0);
+    int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (r <= 0) ERR_clear_error();
+    return r;
+}
+
+static int send_all_tls(rconn *c, const struct iovec *iov, int iovcnt) {
+    for (int i = 0; i < iovcnt; i++) {
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (left) {
+            int r = SSL_write(c->ssl, p, left > (1u << 30) ? (1 << 30) : (int)left);
+            if (r <= 0) {
+                ERR_clear_error();
+                return CAIRN_EIO;
+            }
+            p += r;
+            left -= (size_t)r;
+        }
+    }
+    return 0;
+}
+
+static int send_all(rconn *c, const struct iovec *iov_in, int iovcnt) {
+    if (c->ssl) return send_all_tls(c, iov_in, iovcnt);
+    int fd = c->fd;
     struct iovec iov[8];
     if (iovcnt > 8) return CAIRN_EINVAL;
     memcpy(iov, iov_in, sizeof *iov * (size_t)iovcnt);
@@ -113,7 +180,7 @@ static int send_all(int fd, const struct iovec *iov_in, int iovcnt) {
 }
 
 /* Sends a signed request head. */
-static int send_head(remote_drive *d, int fd, const char *method, const char *target, int64_t content_length,
+static int send_head(remote_drive *d, rconn *c, const char *method, const char *target, int64_t content_length,
                      const char *extra) {
     char date[24], sig[65];
     snprintf(date, sizeof date, "%lld", (long long)(time_now_ms() / 1000));
@@ -126,20 +193,20 @@ static int send_head(remote_drive *d, int fd, const char *method, const char *ta
     if (content_length >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n", (long long)content_length);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
     struct iovec iov = {head, (size_t)n};
-    return send_all(fd, &iov, 1);
+    return send_all(c, &iov, 1);
 }
 
 /* Reads the response head; returns the status, fills *content_length (-1 when
  * absent).  Body bytes read past the head are copied to spill/spill_len. */
-static int read_head(int fd, int64_t *content_length, char *spill, size_t *spill_len) {
+static int read_head(rconn *c, int64_t *content_length, char *spill, size_t *spill_len) {
     char buf[8192];
     size_t have = 0;
     *content_length = -1;
     *spill_len = 0;
     for (;;) {
         if (have == sizeof buf - 1) return -1;
-        ssize_t r = recv(fd, buf + have, sizeof buf - 1 - have, 0);
-        if (r < 0 && errno == EINTR) continue;
+        ssize_t r = rconn_recv(c, buf + have, sizeof buf - 1 - have);
+        if (r < 0 && errno == EINTR && !c->ssl) continue;
         if (r <= 0) return -1;
         have += (size_t)r;
         buf[have] = '\0';
@@ -159,25 +226,25 @@ static int read_head(int fd, int64_t *content_length, char *spill, size_t *spill
 /* One signed request without a body to send and with a small answer. */
 static int simple_call(remote_drive *d, const char *method, const char *target, const char *extra,
                        buf_t *body_out, int64_t *content_length) {
-    int fd = connect_to(d);
-    if (fd < 0) return -1;
+    rconn c;
+    if (rconn_open(d, &c) != 0) return -1;
     int status = -1;
     char spill[8192];
     size_t sl = 0;
     int64_t cl = -1;
-    if (send_head(d, fd, method, target, -1, extra) == 0) status = read_head(fd, &cl, spill, &sl);
+    if (send_head(d, &c, method, target, -1, extra) == 0) status = read_head(&c, &cl, spill, &sl);
     if (status > 0 && body_out) {
         buf_append(body_out, spill, sl);
         while (cl < 0 || (int64_t)body_out->len < cl) {
             char tmp[8192];
-            ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+            ssize_t r = rconn_recv(&c, tmp, sizeof tmp);
             if (r <= 0) break;
             buf_append(body_out, tmp, (size_t)r);
             if (body_out->len > (1u << 20)) break;
         }
     }
     if (content_length) *content_length = cl;
-    close(fd);
+    rconn_close(&c);
     return status;
 }
 
@@ -185,7 +252,10 @@ static void shard_target(const char *name, char *out, size_t n) { snprintf(out, 
 
 /* ---- the drive operations ---------------------------------------------------------------- */
 
-static void remote_close(drive *d) { free(RD(d)); }
+static void remote_close(drive *d) {
+    if (RD(d)->tls) SSL_CTX_free(RD(d)->tls);
+    free(RD(d));
+}
 static const char *remote_id(const drive *d) { return ((const remote_drive *)d)->id; }
 static const char *remote_path(const drive *d) { return ((const remote_drive *)d)->url; }
 
@@ -196,11 +266,10 @@ static int remote_create(drive *dd, const char *name, uint64_t size, shard_out *
     if (!o) return CAIRN_ENOMEM;
     o->base.d = dd;
     o->remaining = size;
-    o->fd = connect_to(d);
     char target[80];
     shard_target(name, target, sizeof target);
-    if (o->fd < 0 || send_head(d, o->fd, "PUT", target, (int64_t)size, NULL) != 0) {
-        if (o->fd >= 0) close(o->fd);
+    if (rconn_open(d, &o->c) != 0 || send_head(d, &o->c, "PUT", target, (int64_t)size, NULL) != 0) {
+        rconn_close(&o->c);
         free(o);
         return CAIRN_EIO;
     }
@@ -213,7 +282,7 @@ static int remote_append(shard_out *oo, const struct iovec *iov, int iovcnt) {
     size_t n = 0;
     for (int i = 0; i < iovcnt; i++) n += iov[i].iov_len;
     if (o->failed || n > o->remaining) return CAIRN_EIO;
-    int rc = send_all(o->fd, iov, iovcnt);
+    int rc = send_all(&o->c, iov, iovcnt);
     if (rc != 0) {
         o->failed = true;
         return rc;
@@ -228,7 +297,7 @@ static void remote_abort(shard_out *oo) {
     remote_out *o = (remote_out *)oo;
     /* Closing before the announced length leaves the node a cut-short body,
      * which it discards. */
-    close(o->fd);
+    rconn_close(&o->c);
     free(o);
 }
 
@@ -239,10 +308,10 @@ static int remote_commit(shard_out *oo) {
         int64_t cl;
         char spill[8192];
         size_t sl;
-        int status = read_head(o->fd, &cl, spill, &sl);
+        int status = read_head(&o->c, &cl, spill, &sl);
         rc = status == 201 ? 0 : status == 507 ? CAIRN_ENOSPC : CAIRN_EIO;
     }
-    close(o->fd);
+    rconn_close(&o->c);
     free(o);
     return rc;
 }
@@ -261,7 +330,7 @@ static int remote_open(drive *dd, const char *name, shard_in **out) {
     in->base.d = dd;
     snprintf(in->name, sizeof in->name, "%s", name);
     in->size = cl;
-    in->fd = -1;
+    in->c.fd = -1;
     *out = &in->base;
     return 0;
 }
@@ -269,18 +338,16 @@ static int remote_open(drive *dd, const char *name, shard_in **out) {
 /* (Re)starts a ranged GET at off. */
 static int restart_get(remote_in *in, uint64_t off) {
     remote_drive *d = RD(in->base.d);
-    if (in->fd >= 0) close(in->fd);
-    in->fd = connect_to(d);
-    if (in->fd < 0) return CAIRN_EIO;
+    rconn_close(&in->c);
+    if (rconn_open(d, &in->c) != 0) return CAIRN_EIO;
     char target[80], range[96];
     shard_target(in->name, target, sizeof target);
     snprintf(range, sizeof range, "Range: bytes=%llu-%lld\r\n", (unsigned long long)off, (long long)in->size - 1);
     int64_t cl;
     size_t sl = 0;
-    int status = send_head(d, in->fd, "GET", target, -1, range) == 0 ? read_head(in->fd, &cl, in->spill, &sl) : -1;
+    int status = send_head(d, &in->c, "GET", target, -1, range) == 0 ? read_head(&in->c, &cl, in->spill, &sl) : -1;
     if ((status != 206 && (status != 200 || off != 0)) || cl < 0 || (uint64_t)sl > (uint64_t)cl) {
-        close(in->fd);
-        in->fd = -1;
+        rconn_close(&in->c);
         return CAIRN_EIO;
     }
     in->pos = off;
@@ -293,7 +360,7 @@ static int restart_get(remote_in *in, uint64_t off) {
 static ssize_t remote_preadv(shard_in *ii, const struct iovec *iov, int iovcnt, uint64_t off) {
     remote_in *in = (remote_in *)ii;
     if (off >= (uint64_t)in->size) return 0;
-    if (in->fd < 0 || in->pos != off || in->left == 0)
+    if (in->c.fd < 0 || in->pos != off || in->left == 0)
         if (restart_get(in, off) != 0) return CAIRN_EIO;
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++) {
@@ -307,12 +374,11 @@ static ssize_t remote_preadv(shard_in *ii, const struct iovec *iov, int iovcnt, 
                 memcpy((char *)iov[i].iov_base + got, in->spill + in->spill_off, (size_t)r);
                 in->spill_off += (size_t)r;
             } else {
-                r = recv(in->fd, (char *)iov[i].iov_base + got, want, 0);
+                r = rconn_recv(&in->c, (char *)iov[i].iov_base + got, want);
             }
-            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && errno == EINTR && !in->c.ssl) continue;
             if (r <= 0) {
-                close(in->fd);
-                in->fd = -1;
+                rconn_close(&in->c);
                 return total + got ? (ssize_t)(total + got) : CAIRN_EIO;
             }
             got += (size_t)r;
@@ -329,7 +395,7 @@ static int64_t remote_shard_size(shard_in *in) { return ((remote_in *)in)->size;
 
 static void remote_close_shard(shard_in *ii) {
     remote_in *in = (remote_in *)ii;
-    if (in->fd >= 0) close(in->fd);
+    rconn_close(&in->c);
     free(in);
 }
 
@@ -380,35 +446,56 @@ static const drive_ops remote_ops = {
     remote_check_writable, remote_free_bytes, remote_tmp_count,
 };
 
-int drive_remote_open(const char *url, const char *secret, int timeout_ms, drive **out) {
+int drive_remote_open(const char *url, const char *secret, const char *tls_ca, int timeout_ms, drive **out) {
     bool answered;
-    return drive_remote_open_known(url, secret, timeout_ms, NULL, out, &answered);
+    return drive_remote_open_known(url, secret, tls_ca, timeout_ms, NULL, out, &answered);
 }
 
-int drive_remote_open_known(const char *url, const char *secret, int timeout_ms, const char *known_id,
-                            drive **out, bool *answered) {
+/* A client context that verifies nodes against tls_ca (or the system CAs). */
+static SSL_CTX *tls_client(const char *tls_ca) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int ok = tls_ca && *tls_ca ? SSL_CTX_load_verify_locations(ctx, tls_ca, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int drive_remote_open_known(const char *url, const char *secret, const char *tls_ca, int timeout_ms,
+                            const char *known_id, drive **out, bool *answered) {
     remote_drive *d = calloc(1, sizeof *d);
     if (!d) return CAIRN_ENOMEM;
     d->base.ops = &remote_ops;
     d->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     snprintf(d->secret, sizeof d->secret, "%s", secret ? secret : "");
     const char *p = url;
-    if (strncmp(p, "http://", 7) == 0) p += 7;
+    bool https = strncmp(p, "https://", 8) == 0;
+    if (https) p += 8;
+    else if (strncmp(p, "http://", 7) == 0) p += 7;
+    if (https && !(d->tls = tls_client(tls_ca))) {
+        free(d);
+        return CAIRN_EINVAL;
+    }
     size_t hl = strcspn(p, ":/");
     if (hl == 0 || hl >= sizeof d->host || p[hl] != ':') {
-        free(d);
+        remote_close(&d->base);
         return CAIRN_EINVAL;
     }
     memcpy(d->host, p, hl);
     d->host[hl] = '\0';
     size_t pl = strcspn(p + hl + 1, "/");
     if (pl == 0 || pl >= sizeof d->port) {
-        free(d);
+        remote_close(&d->base);
         return CAIRN_EINVAL;
     }
     memcpy(d->port, p + hl + 1, pl);
     d->port[pl] = '\0';
-    snprintf(d->url, sizeof d->url, "http://%s:%s", d->host, d->port);
+    snprintf(d->url, sizeof d->url, "%s://%s:%s", https ? "https" : "http", d->host, d->port);
     int rc = fetch_info(d, d->id, NULL, NULL);
     *answered = rc == 0;
     if (rc != 0 && known_id && strlen(known_id) == DATA_DRIVE_ID_LEN) {
@@ -416,7 +503,7 @@ int drive_remote_open_known(const char *url, const char *secret, int timeout_ms,
         rc = 0;
     }
     if (rc != 0) {
-        free(d);
+        remote_close(&d->base);
         return rc;
     }
     *out = &d->base;

@@ -57,6 +57,7 @@ struct data_store {
     _Atomic int64_t free_bytes[MAX_DRIVES], total_bytes[MAX_DRIVES]; /* at the last check */
     bool remote;
     const char *cluster_secret;
+    const char *tls_ca;
     int shard_timeout_ms;
     pthread_mutex_t add_mu;
     int k, m;
@@ -246,6 +247,7 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
     pthread_mutex_init(&ds->add_mu, NULL);
     ds->remote = opt->nnodes > 0;
     ds->cluster_secret = opt->cluster_secret;
+    ds->tls_ca = opt->tls_ca;
     ds->shard_timeout_ms = opt->shard_timeout_ms;
     pthread_mutex_init(&ds->codec_mu, NULL);
     pthread_mutex_init(&ds->heal_mu, NULL);
@@ -263,7 +265,7 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
         int c = 0;
         bool answered = true;
         if (opt->nnodes)
-            rc = drive_remote_open_known(opt->nodes[i], opt->cluster_secret, opt->shard_timeout_ms,
+            rc = drive_remote_open_known(opt->nodes[i], opt->cluster_secret, opt->tls_ca, opt->shard_timeout_ms,
                                          opt->node_ids ? opt->node_ids[i] : NULL, &d, &answered);
         else
             rc = drive_local_open(opt->drives[i], opt->fsync, &d, &c);
@@ -925,9 +927,10 @@ int data_heal(data_store *ds, const char *version_id, const data_layout *l, int6
 
 /* ---- membership: nodes, placement changes, relocation ------------------------------------ */
 
-int data_probe_node(const char *url, const char *secret, int timeout_ms, char id_out[DATA_DRIVE_ID_LEN + 1]) {
+int data_probe_node(const char *url, const char *secret, const char *tls_ca, int timeout_ms,
+                    char id_out[DATA_DRIVE_ID_LEN + 1]) {
     drive *d;
-    int rc = drive_remote_open(url, secret, timeout_ms, &d);
+    int rc = drive_remote_open(url, secret, tls_ca, timeout_ms, &d);
     if (rc != 0) return rc;
     snprintf(id_out, DATA_DRIVE_ID_LEN + 1, "%s", drive_id(d));
     drive_close(d);
@@ -937,7 +940,7 @@ int data_probe_node(const char *url, const char *secret, int timeout_ms, char id
 int data_add_node(data_store *ds, const char *url, char id_out[DATA_DRIVE_ID_LEN + 1]) {
     if (!ds->remote) return CAIRN_EINVAL;
     drive *d;
-    int rc = drive_remote_open(url, ds->cluster_secret, ds->shard_timeout_ms, &d);
+    int rc = drive_remote_open(url, ds->cluster_secret, ds->tls_ca, ds->shard_timeout_ms, &d);
     if (rc != 0) return rc;
     pthread_mutex_lock(&ds->add_mu);
     int n = drive_count(ds), existing = find_index(ds, drive_id(d));

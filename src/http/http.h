@@ -102,6 +102,8 @@ typedef struct {
     int connection_limit;
     int connection_timeout;    /* seconds */
     int max_header_bytes;
+    const char *tls_cert_pem;  /* both set: serve HTTPS (GnuTLS inside MHD) */
+    const char *tls_key_pem;
 } http_options;
 
 typedef struct http_server http_server;

@@ -351,6 +351,8 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ipv6) flags |= MHD_USE_IPv6;
+    bool tls = opt->tls_cert_pem && opt->tls_key_pem;
+    if (tls) flags |= MHD_USE_TLS;
     /* The pool holds the head and the read buffer; a larger buffer hands the
      * body over in bigger pieces (fewer syscalls and callbacks per MiB). */
     size_t mem = (size_t)opt->max_header_bytes + 256 * 1024;
@@ -364,6 +366,8 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, opt->tls_cert_pem,
+        MHD_OPTION_HTTPS_MEM_KEY, opt->tls_key_pem,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errbuf, errlen, "cannot start HTTP server on %s", opt->listen);

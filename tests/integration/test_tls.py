@@ -1,0 +1,151 @@
+"""TLS: storage nodes serving the shard API over HTTPS, gateways verifying
+them against a CA, and the S3 API itself over HTTPS."""
+import hashlib
+import http.client
+import os
+import signal
+import ssl
+import subprocess
+
+import pytest
+
+import sigv4
+from conftest import CAIRN_BIN, free_port, unique_bucket, wait_until
+
+SECRET = "tls-test-secret-0123456789"
+AK, SK = "tlsroot", "tlsroot-secret-12345"
+
+
+def make_ca(d, name):
+    """A CA and a certificate it signs for 127.0.0.1 and localhost."""
+    d.mkdir(exist_ok=True)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name} CA",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(d / "node.key"), "-out", str(d / "node.csr"))
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", str(d / "node.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext.cnf"), "-out", str(d / "node.pem"))
+    return d
+
+
+def env(extra=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    e["CAIRN_CLUSTER_SECRET"] = SECRET
+    e.update(extra or {})
+    return e
+
+
+def https_live(port, cafile):
+    try:
+        ctx = ssl.create_default_context(cafile=cafile)
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=3)
+        c.request("GET", "/health/live")
+        return c.getresponse().status == 200
+    except (OSError, ssl.SSLError):
+        return False
+
+
+@pytest.fixture
+def tls_nodes(tmp_path):
+    ca = make_ca(tmp_path / "pki", "cairn-test")
+    procs, ports = [], []
+    for i in range(3):
+        port = free_port()
+        procs.append(subprocess.Popen(
+            [CAIRN_BIN, "node", "--listen", f"127.0.0.1:{port}", "--drives", str(tmp_path / f"n{i}")],
+            env=env({"CAIRN_TLS_CERT": str(ca / "node.pem"), "CAIRN_TLS_KEY": str(ca / "node.key")}),
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"n{i}.log", "w")))
+        ports.append(port)
+        wait_until(lambda p=port: https_live(p, str(ca / "ca.pem")), 20, what="a TLS node")
+    yield ca, ports
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def start_gateway(tmp_path, urls, extra):
+    port = free_port()
+    p = subprocess.Popen([CAIRN_BIN, "gateway", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "gw"),
+                          "--nodes", urls],
+                         env=env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK, **extra}),
+                         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gw.log", "a"))
+    return p, port
+
+
+def signed(port, method, path, body=b"", conn=None):
+    headers, _s, _d = sigv4.sign_request(method, path, {}, {"Host": f"127.0.0.1:{port}"}, AK, SK,
+                                         hashlib.sha256(body).hexdigest())
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+def test_gateway_over_tls_nodes(tls_nodes, tmp_path):
+    ca, ports = tls_nodes
+    urls = ",".join(f"https://127.0.0.1:{p}" for p in ports)
+    gw, port = start_gateway(tmp_path, urls, {"CAIRN_TLS_CA": str(ca / "ca.pem")})
+    try:
+        def live():
+            try:
+                return signed(port, "GET", "/health/live")[0] == 200
+            except OSError:
+                return False
+        wait_until(live, 20, what="the gateway over TLS nodes")
+        bucket = unique_bucket()
+        assert signed(port, "PUT", sigv4.object_path(bucket))[0] == 200
+        body = os.urandom(400_000)
+        assert signed(port, "PUT", sigv4.object_path(bucket, "k"), body)[0] == 200
+        assert signed(port, "GET", sigv4.object_path(bucket, "k")) == (200, body)
+        shard_files = list(tmp_path.glob("n*/objects/*/*"))
+        assert len(shard_files) == 3
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        assert gw.wait(20) == 0
+
+
+def test_gateway_refuses_nodes_it_cannot_verify(tls_nodes, tmp_path):
+    _ca, ports = tls_nodes
+    other = make_ca(tmp_path / "other-pki", "someone-else")
+    urls = ",".join(f"https://127.0.0.1:{p}" for p in ports)
+    gw, _port = start_gateway(tmp_path, urls, {"CAIRN_TLS_CA": str(other / "ca.pem")})
+    assert gw.wait(30) == 1
+    assert "did not answer /v1/info" in (tmp_path / "gw.log").read_text()
+    # Plain HTTP to a TLS node is no node either.
+    gw, _port = start_gateway(tmp_path, ",".join(f"http://127.0.0.1:{p}" for p in ports),
+                              {"CAIRN_SHARD_TIMEOUT_MS": "1000"})
+    assert gw.wait(30) == 1
+
+
+def test_s3_api_over_https(tmp_path):
+    ca = make_ca(tmp_path / "pki", "cairn-s3")
+    port = free_port()
+    srv = subprocess.Popen([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d")],
+                           env=env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
+                                    "CAIRN_TLS_CERT": str(ca / "node.pem"), "CAIRN_TLS_KEY": str(ca / "node.key")}),
+                           stdout=subprocess.PIPE, stderr=open(tmp_path / "srv.log", "w"), text=True)
+    try:
+        wait_until(lambda: https_live(port, str(ca / "ca.pem")), 20, what="the HTTPS server")
+        ctx = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+        conn = lambda: http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=20)
+        bucket = unique_bucket()
+        assert signed(port, "PUT", sigv4.object_path(bucket), conn=conn())[0] == 200
+        assert signed(port, "PUT", sigv4.object_path(bucket, "x"), b"over tls", conn=conn())[0] == 200
+        assert signed(port, "GET", sigv4.object_path(bucket, "x"), conn=conn()) == (200, b"over tls")
+        # A client that does not trust the CA gets no answer.
+        with pytest.raises(ssl.SSLError):
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(), timeout=5)
+            c.request("GET", "/health/live")
+            c.getresponse()
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        assert srv.wait(20) == 0
+    assert "https://" in srv.stdout.read()
+
+
+def test_tls_cert_without_key_is_a_config_error(tmp_path):
+    cp = subprocess.run([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(tmp_path / "d")],
+                        env=env({"CAIRN_TLS_CERT": "/nonexistent.pem"}), capture_output=True, text=True, timeout=20)
+    assert cp.returncode == 2 and "tls_key" in cp.stderr
