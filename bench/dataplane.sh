@@ -20,8 +20,9 @@ T=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/cairn-dataplane.XXXXXX")
 PIDS=()
 
 cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  # Processes may be gone already (killed on purpose): nothing here may fail.
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] || continue; kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] || continue; wait "$p" 2>/dev/null || true; done
   rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
@@ -93,7 +94,7 @@ nodes="" NODE_PIDS=()
 for i in 1 2 3 4 5 6; do
   np=$(free_port)
   CAIRN_LOG_LEVEL=warn "$CAIRN" node --listen "127.0.0.1:$np" --drives "$T/node$i" >/dev/null 2>"$T/node$i.log" &
-  PIDS+=($!); NODE_PIDS+=($!)
+  PIDS+=($!); NODE_PIDS+=($!); disown $!
   wait_ready "$np"
   nodes="$nodes${nodes:+,}http://127.0.0.1:$np"
 done
