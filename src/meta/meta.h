@@ -202,6 +202,68 @@ int meta_object_set_layout(meta_store *ms, const char *bucket, const char *key, 
 /* Counts objects whose layout mentions a drive or node id (admin checks). */
 int meta_layout_refs(meta_store *ms, const char *id, int64_t *count);
 
+/* ---- multipart uploads ------------------------------------------------------------
+ *
+ * A completed multipart object is an objects row whose layout is "mp:<N>";
+ * its parts (each stored like an object: own version id and layout) are in
+ * object_parts, found with meta_object_parts.  When such a version is replaced
+ * or deleted, its part rows stay until the caller has removed the parts' bytes
+ * and calls meta_object_parts_delete (a crash in between leaves rows for GC,
+ * never a reference to missing bytes).
+ */
+
+#define META_MULTIPART_PREFIX "mp:"
+
+typedef struct {
+    char upload_id[65];
+    char bucket[64];
+    char key[1025];
+    size_t key_len;
+    int64_t owner_id;
+    int64_t initiated_ms;
+    char *headers_json;        /* owned; meta_upload_clear */
+} meta_upload;
+
+typedef struct {
+    int part_number;
+    char version_id[33];
+    int64_t size;
+    char etag[72];
+    char layout[320];
+    int64_t mtime_ms;
+    int64_t offset;            /* completed objects only: where the part starts */
+} meta_part;
+
+void meta_upload_clear(meta_upload *u);
+int meta_upload_create(meta_store *ms, const meta_upload *u);
+int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out);   /* ENOTFOUND */
+/* Uploads of bucket in (key, upload_id) order after the markers, keys starting
+ * with prefix; cb must not call meta.  *more as in meta_object_list. */
+int meta_upload_list(meta_store *ms, const char *bucket, const char *prefix, size_t prefix_len,
+                     const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit,
+                     int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more);
+/* Records a part (replacing one with the same number: *replaced filled).
+ * CAIRN_ENOTFOUND when the upload is gone (aborted or completed meanwhile). */
+int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced,
+                  bool *had_replaced);
+/* Parts of an upload with part_number > after, in order. */
+int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
+                   int (*cb)(void *ud, const meta_part *p), void *ud, bool *more);
+/* Completes an upload in one transaction: obj becomes the current version
+ * (layout "mp:<n>"; replaced and had_replaced as in meta_object_put), parts
+ * (n, in order, offsets set) become its object_parts, and the upload and its
+ * part rows go.  unused(ud, part) hears every uploaded part not in the list
+ * (after the commit) so its bytes can be removed.  CAIRN_ENOTFOUND: no upload. */
+int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
+                         int n, meta_object *replaced, bool *had_replaced,
+                         void (*unused)(void *ud, const meta_part *p), void *ud);
+/* Removes an upload; parts(ud, part) hears each part so its bytes can go.
+ * CAIRN_ENOTFOUND when there is no such upload. */
+int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void *ud, const meta_part *p), void *ud);
+/* Parts of a completed multipart version, in order (offsets set). */
+int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud);
+int meta_object_parts_delete(meta_store *ms, const char *version_id);
+
 /* ---- storage node registry -------------------------------------------------------- */
 
 typedef struct {

@@ -103,10 +103,43 @@ static const char up_v3[] =
     "  last_error TEXT NOT NULL DEFAULT '');";
 static const char down_v3[] = "DROP TABLE nodes;";
 
+/* v4: multipart uploads.  An upload's parts are stored like objects (own
+ * version ids and layouts); completing writes the object row with layout
+ * "mp:<parts>" and moves the chosen parts to object_parts. */
+static const char up_v4[] =
+    "CREATE TABLE uploads("
+    "  upload_id TEXT PRIMARY KEY,"
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL COLLATE BINARY,"
+    "  owner_id INTEGER NOT NULL,"
+    "  initiated_ms INTEGER NOT NULL,"
+    "  headers_json TEXT NOT NULL DEFAULT '{}');"
+    "CREATE INDEX uploads_by_key ON uploads(bucket, key, upload_id);"
+    "CREATE TABLE upload_parts("
+    "  upload_id TEXT NOT NULL,"
+    "  part_number INTEGER NOT NULL,"
+    "  version_id TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  layout TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;"
+    "CREATE TABLE object_parts("
+    "  version_id TEXT NOT NULL,"
+    "  part_number INTEGER NOT NULL,"
+    "  offset INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  part_version_id TEXT NOT NULL,"
+    "  layout TEXT NOT NULL,"
+    "  PRIMARY KEY (version_id, part_number)) WITHOUT ROWID;";
+static const char down_v4[] = "DROP TABLE object_parts; DROP TABLE upload_parts; DROP TABLE uploads;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
     {3, "storage node registry", up_v3, down_v3},
+    {4, "multipart uploads and parts", up_v4, down_v4},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -77,6 +77,17 @@ typedef enum {
     ST_VERSION_EXISTS,
     ST_OBJ_SCAN,
     ST_OBJ_SET_LAYOUT,
+    ST_UPLOAD_INSERT,
+    ST_UPLOAD_GET,
+    ST_UPLOAD_LIST,
+    ST_PART_UPSERT,
+    ST_PART_GET,
+    ST_PART_LIST,
+    ST_UPLOAD_DELETE,
+    ST_PARTS_DELETE,
+    ST_OBJPART_INSERT,
+    ST_OBJPART_LIST,
+    ST_OBJPARTS_DELETE,
     ST_LAYOUT_REFS,
     ST_NODE_UPSERT,
     ST_NODE_LIST,
@@ -130,6 +141,29 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
     [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
+    [ST_UPLOAD_INSERT] = "INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms, headers_json)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_UPLOAD_GET] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
+                      " WHERE upload_id = ?1",
+    [ST_UPLOAD_LIST] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
+                       " WHERE bucket = ?1 AND (key > ?2 OR (key = ?2 AND upload_id > ?3))"
+                       " AND substr(CAST(key AS BLOB), 1, ?5) = CAST(?4 AS BLOB)"
+                       " ORDER BY key, upload_id LIMIT ?6",
+    [ST_PART_UPSERT] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(upload_id, part_number) DO UPDATE SET"
+                       " version_id = excluded.version_id, size = excluded.size, etag = excluded.etag,"
+                       " layout = excluded.layout, mtime_ms = excluded.mtime_ms",
+    [ST_PART_GET] = "SELECT part_number, version_id, size, etag, layout, mtime_ms FROM upload_parts"
+                    " WHERE upload_id = ?1 AND part_number = ?2",
+    [ST_PART_LIST] = "SELECT part_number, version_id, size, etag, layout, mtime_ms FROM upload_parts"
+                     " WHERE upload_id = ?1 AND part_number > ?2 ORDER BY part_number LIMIT ?3",
+    [ST_UPLOAD_DELETE] = "DELETE FROM uploads WHERE upload_id = ?1",
+    [ST_PARTS_DELETE] = "DELETE FROM upload_parts WHERE upload_id = ?1",
+    [ST_OBJPART_INSERT] = "INSERT OR REPLACE INTO object_parts(version_id, part_number, offset, size, etag,"
+                          " part_version_id, layout) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset FROM object_parts"
+                        " WHERE version_id = ?1 ORDER BY part_number",
+    [ST_OBJPARTS_DELETE] = "DELETE FROM object_parts WHERE version_id = ?1",
     [ST_OBJ_SET_LAYOUT] = "UPDATE objects SET layout = ?4 WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
     [ST_LAYOUT_REFS] = "SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0",
     [ST_NODE_UPSERT] = "INSERT INTO nodes(id, url, added_ms) VALUES (?1, ?2, ?3)"
@@ -1440,4 +1474,297 @@ int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error) {
     str2_args a = {id, error ? error : "", time_now_ms()};
     return ok ? write_one(ms, ST_NODE_SEEN_OK, bind_str_int, &a, NULL, "node seen")
               : write_one(ms, ST_NODE_SEEN_ERR, bind_str2, &a, NULL, "node error");
+}
+
+/* ---- multipart uploads -------------------------------------------------------------- */
+
+void meta_upload_clear(meta_upload *u) {
+    free(u->headers_json);
+    u->headers_json = NULL;
+}
+
+static int row_upload(sqlite3_stmt *st, meta_upload *u) {
+    memset(u, 0, sizeof *u);
+    int err = col_copy(st, 0, u->upload_id, sizeof u->upload_id);
+    if (err == 0) err = col_copy(st, 1, u->bucket, sizeof u->bucket);
+    if (err == 0) err = col_copy(st, 2, u->key, sizeof u->key);
+    u->key_len = (size_t)sqlite3_column_bytes(st, 2);
+    u->owner_id = sqlite3_column_int64(st, 3);
+    u->initiated_ms = sqlite3_column_int64(st, 4);
+    const char *h = (const char *)sqlite3_column_text(st, 5);
+    if (err == 0 && !(u->headers_json = strdup(h ? h : "{}"))) err = CAIRN_ENOMEM;
+    return err;
+}
+
+/* Columns: part_number, version_id, size, etag, layout, mtime_ms[, offset]. */
+static void row_part(sqlite3_stmt *st, meta_part *p, bool with_offset) {
+    memset(p, 0, sizeof *p);
+    p->part_number = sqlite3_column_int(st, 0);
+    col_copy(st, 1, p->version_id, sizeof p->version_id);
+    p->size = sqlite3_column_int64(st, 2);
+    col_copy(st, 3, p->etag, sizeof p->etag);
+    col_copy(st, 4, p->layout, sizeof p->layout);
+    p->mtime_ms = sqlite3_column_int64(st, 5);
+    if (with_offset) p->offset = sqlite3_column_int64(st, 6);
+}
+
+int meta_upload_create(meta_store *ms, const meta_upload *u) {
+    if (!ms || !u || !key_ok(u->key, u->key_len)) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    err = bucket_owner(w, u->bucket, NULL);
+    sqlite3_stmt *st = err == 0 ? stmt(w, ST_UPLOAD_INSERT) : NULL;
+    if (err == 0 && !st) err = CAIRN_EDB;
+    if (err == 0) {
+        int b = bind_str(st, 1, u->upload_id) | bind_str(st, 2, u->bucket) |
+                bind_bytes_text(st, 3, u->key, u->key_len) | sqlite3_bind_int64(st, 4, u->owner_id) |
+                sqlite3_bind_int64(st, 5, u->initiated_ms) | bind_str(st, 6, u->headers_json ? u->headers_json : "{}");
+        err = b ? db_fail(w, b, "upload insert bind") : stmt_exec(w, st, "upload insert");
+        if (b) stmt_done(st);
+    }
+    return wtx_end(ms, err);
+}
+
+int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out) {
+    memset(out, 0, sizeof *out);
+    if (!ms || !upload_id) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_UPLOAD_GET);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, upload_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "upload get bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) err = row_upload(st, out);
+        else err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(c, rc, "upload get");
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+int meta_upload_list(meta_store *ms, const char *bucket, const char *prefix, size_t prefix_len,
+                     const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit,
+                     int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more) {
+    if (more) *more = false;
+    if (!ms || !bucket || !cb || limit < 0) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_UPLOAD_LIST);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && (bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key_marker ? key_marker : "", key_marker ? key_marker_len : 0) |
+                     bind_str(st, 3, upload_id_marker ? upload_id_marker : "") |
+                     bind_bytes_text(st, 4, prefix ? prefix : "", prefix ? prefix_len : 0) |
+                     sqlite3_bind_int64(st, 5, (int64_t)(prefix ? prefix_len : 0)) | sqlite3_bind_int(st, 6, limit + 1)))
+        err = db_fail(c, SQLITE_ERROR, "upload list bind");
+    int n = 0;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "upload list"); break; }
+        if (n == limit) { if (more) *more = true; break; }
+        n++;
+        meta_upload u;
+        err = row_upload(st, &u);
+        int stop = err == 0 ? cb(ud, &u) : 1;
+        meta_upload_clear(&u);
+        if (stop) break;
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+static int upload_exists(conn *w, const char *upload_id) {
+    sqlite3_stmt *st = stmt(w, ST_UPLOAD_GET);
+    if (!st) return CAIRN_EDB;
+    if (bind_str(st, 1, upload_id) != SQLITE_OK) { stmt_done(st); return CAIRN_EDB; }
+    int rc = sqlite3_step(st);
+    stmt_done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
+}
+
+int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced, bool *had_replaced) {
+    *had_replaced = false;
+    if (!ms || !upload_id || !p) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    err = upload_exists(w, upload_id);
+    if (err == 0) {
+        sqlite3_stmt *st = stmt(w, ST_PART_GET);
+        if (st && (bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number)) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            row_part(st, replaced, false);
+            *had_replaced = true;
+        }
+        if (st) stmt_done(st);
+        st = stmt(w, ST_PART_UPSERT);
+        if (!st) err = CAIRN_EDB;
+        else {
+            int b = bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number) | bind_str(st, 3, p->version_id) |
+                    sqlite3_bind_int64(st, 4, p->size) | bind_str(st, 5, p->etag) | bind_str(st, 6, p->layout) |
+                    sqlite3_bind_int64(st, 7, p->mtime_ms);
+            err = b ? db_fail(w, b, "part bind") : stmt_exec(w, st, "part upsert");
+            if (b) stmt_done(st);
+        }
+    }
+    err = wtx_end(ms, err);
+    if (err != 0) *had_replaced = false;
+    return err;
+}
+
+int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
+                   int (*cb)(void *ud, const meta_part *p), void *ud, bool *more) {
+    if (more) *more = false;
+    if (!ms || !upload_id || !cb || limit < 0) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_PART_LIST);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && (bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, after) | sqlite3_bind_int(st, 3, limit + 1)))
+        err = db_fail(c, SQLITE_ERROR, "part list bind");
+    int n = 0;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "part list"); break; }
+        if (n == limit) { if (more) *more = true; break; }
+        n++;
+        meta_part p;
+        row_part(st, &p, false);
+        if (cb(ud, &p)) break;
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+/* Reads every part row of an upload (inside the writer's transaction). */
+static int all_parts(conn *w, const char *upload_id, meta_part **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(w, ST_PART_LIST);
+    if (!st) return CAIRN_EDB;
+    if ((bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, 0) | sqlite3_bind_int(st, 3, 100000)) != SQLITE_OK) {
+        stmt_done(st);
+        return CAIRN_EDB;
+    }
+    int err = 0, cap = 0;
+    for (;;) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = CAIRN_EDB; break; }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            meta_part *np = realloc(*out, (size_t)cap * sizeof **out);
+            if (!np) { err = CAIRN_ENOMEM; break; }
+            *out = np;
+        }
+        row_part(st, &(*out)[(*n)++], false);
+    }
+    stmt_done(st);
+    return err;
+}
+
+static int exec_id(conn *w, stmt_id id, const char *text, const char *op) {
+    sqlite3_stmt *st = stmt(w, id);
+    if (!st) return CAIRN_EDB;
+    if (bind_str(st, 1, text) != SQLITE_OK) { stmt_done(st); return CAIRN_EDB; }
+    return stmt_exec(w, st, op);
+}
+
+int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
+                         int n, meta_object *replaced, bool *had_replaced,
+                         void (*unused)(void *ud, const meta_part *p), void *ud) {
+    *had_replaced = false;
+    memset(replaced, 0, sizeof *replaced);
+    if (!ms || !upload_id || !obj || (n > 0 && !parts)) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    meta_part *uploaded = NULL;
+    int nup = 0;
+    err = upload_exists(w, upload_id);
+    if (err == 0) err = all_parts(w, upload_id, &uploaded, &nup);
+    if (err == 0) err = object_put_tx(w, obj, replaced, had_replaced);
+    for (int i = 0; err == 0 && i < n; i++) {
+        sqlite3_stmt *st = stmt(w, ST_OBJPART_INSERT);
+        if (!st) { err = CAIRN_EDB; break; }
+        int b = bind_str(st, 1, obj->version_id) | sqlite3_bind_int(st, 2, parts[i].part_number) |
+                sqlite3_bind_int64(st, 3, parts[i].offset) | sqlite3_bind_int64(st, 4, parts[i].size) |
+                bind_str(st, 5, parts[i].etag) | bind_str(st, 6, parts[i].version_id) | bind_str(st, 7, parts[i].layout);
+        err = b ? db_fail(w, b, "object part bind") : stmt_exec(w, st, "object part insert");
+        if (b) stmt_done(st);
+    }
+    if (err == 0) err = exec_id(w, ST_PARTS_DELETE, upload_id, "upload parts delete");
+    if (err == 0) err = exec_id(w, ST_UPLOAD_DELETE, upload_id, "upload delete");
+    err = wtx_end(ms, err);
+    if (err == 0 && unused) {
+        for (int i = 0; i < nup; i++) {
+            bool chosen = false;
+            for (int j = 0; j < n && !chosen; j++)
+                chosen = parts[j].part_number == uploaded[i].part_number && !strcmp(parts[j].version_id, uploaded[i].version_id);
+            if (!chosen) unused(ud, &uploaded[i]);
+        }
+    }
+    if (err != 0) {
+        meta_object_clear(replaced);
+        *had_replaced = false;
+    }
+    free(uploaded);
+    return err;
+}
+
+int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void *ud, const meta_part *p), void *ud) {
+    if (!ms || !upload_id) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    meta_part *uploaded = NULL;
+    int nup = 0;
+    err = upload_exists(w, upload_id);
+    if (err == 0) err = all_parts(w, upload_id, &uploaded, &nup);
+    if (err == 0) err = exec_id(w, ST_PARTS_DELETE, upload_id, "upload parts delete");
+    if (err == 0) err = exec_id(w, ST_UPLOAD_DELETE, upload_id, "upload delete");
+    err = wtx_end(ms, err);
+    if (err == 0 && parts)
+        for (int i = 0; i < nup; i++) parts(ud, &uploaded[i]);
+    free(uploaded);
+    return err;
+}
+
+int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud) {
+    if (!ms || !version_id || !cb) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_OBJPART_LIST);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "object parts bind");
+    meta_part *rows = NULL;
+    int n = 0, cap = 0;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "object parts"); break; }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            meta_part *np = realloc(rows, (size_t)cap * sizeof *rows);
+            if (!np) { err = CAIRN_ENOMEM; break; }
+            rows = np;
+        }
+        row_part(st, &rows[n++], true);
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    for (int i = 0; err == 0 && i < n; i++)
+        if (cb(ud, &rows[i])) break;
+    free(rows);
+    return err;
+}
+
+int meta_object_parts_delete(meta_store *ms, const char *version_id) {
+    if (!ms || !version_id) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    err = exec_id(w, ST_OBJPARTS_DELETE, version_id, "object parts delete");
+    return wtx_end(ms, err);
 }

@@ -369,7 +369,7 @@ static const char *const bucket_empty_subresources[] = {
 };
 
 static bool has_any_subresource(const s3_req *q) {
-    static const char *const sub[] = {"uploads", "uploadId", "partNumber", "acl", "tagging",
+    static const char *const sub[] = {"acl", "tagging",
                                       "versions", "versionId", "retention", "legal-hold",
                                       "torrent", "restore", "select", "attributes"};
     for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++)
@@ -411,6 +411,22 @@ static s3_op choose_op(s3_req *q, const char **api) {
     }
     if (get && s3_param_has(q, "acl")) { *api = "GetObjectAcl"; return OP_GET_OBJECT_ACL; }
     if (get && s3_param_has(q, "tagging")) { *api = "GetObjectTagging"; return OP_GET_OBJECT_TAGGING; }
+    if (post && s3_param_has(q, "uploads")) { *api = "CreateMultipartUpload"; return OP_CREATE_MULTIPART; }
+    if (s3_param_has(q, "uploadId")) {
+        if (put && s3_param_has(q, "partNumber") && !http_header(q->http, "x-amz-copy-source")) {
+            *api = "UploadPart";
+            return OP_UPLOAD_PART;
+        }
+        if (post) { *api = "CompleteMultipartUpload"; return OP_COMPLETE_MULTIPART; }
+        if (del) { *api = "AbortMultipartUpload"; return OP_ABORT_MULTIPART; }
+        if (get) { *api = "ListParts"; return OP_LIST_PARTS; }
+        *api = "Multipart";
+        return OP_NONE;
+    }
+    if (s3_param_has(q, "uploads") || (s3_param_has(q, "partNumber") && !get && !head)) {
+        *api = "Multipart";
+        return OP_NONE;
+    }
     if (has_any_subresource(q)) {
         *api = s3_param_has(q, "uploads") || s3_param_has(q, "uploadId") ? "Multipart" : "ObjectSubresource";
         return OP_NONE;
@@ -558,7 +574,11 @@ static int plan_body(s3_req *q) {
         q->body_mode = BODY_OBJECT;
         return s3_object_begin(q);
     }
-    if (q->op == OP_DELETE_OBJECTS || q->op == OP_CREATE_BUCKET) {
+    if (q->op == OP_UPLOAD_PART) {
+        q->body_mode = BODY_OBJECT;
+        return s3_upload_part_begin(q);
+    }
+    if (q->op == OP_DELETE_OBJECTS || q->op == OP_CREATE_BUCKET || q->op == OP_COMPLETE_MULTIPART) {
         q->body_mode = BODY_BUFFER;
         q->body_limit = 4 * 1024 * 1024;
         if (q->declared_size > (int64_t)q->body_limit) {
@@ -693,8 +713,13 @@ static void on_end(void *app, http_req *r) {
     case OP_DELETE_OBJECTS: s3_delete_objects(q); break;
     case OP_GET_BUCKET_VERSIONING:
     case OP_GET_BUCKET_ACL:
-    case OP_BUCKET_SUBRESOURCE_EMPTY:
-    case OP_LIST_MULTIPART_UPLOADS: s3_bucket_subresource(q); break;
+    case OP_BUCKET_SUBRESOURCE_EMPTY: s3_bucket_subresource(q); break;
+    case OP_LIST_MULTIPART_UPLOADS: s3_list_uploads(q); break;
+    case OP_CREATE_MULTIPART: s3_create_multipart(q); break;
+    case OP_UPLOAD_PART: s3_upload_part(q); break;
+    case OP_COMPLETE_MULTIPART: s3_complete_multipart(q); break;
+    case OP_ABORT_MULTIPART: s3_abort_multipart(q); break;
+    case OP_LIST_PARTS: s3_list_parts(q); break;
     case OP_PUT_OBJECT: s3_put_object(q); break;
     case OP_COPY_OBJECT: s3_copy_object(q); break;
     case OP_GET_OBJECT: s3_get_object(q, false); break;

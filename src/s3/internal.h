@@ -25,6 +25,7 @@ typedef enum {
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
+    OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
 } s3_op;
 
 /* What happens to the request body. */
@@ -73,6 +74,8 @@ typedef struct s3_req {
     bool inline_object;
     data_writer *writer;
     char version_id[33];        /* of the object being written */
+    bool force_shards;          /* never inline (multipart parts) */
+    int part_number;            /* UploadPart */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;         /* when the payload hash was signed */
@@ -121,6 +124,23 @@ void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
 void s3_object_subresource(s3_req *q);
 void s3_object_cleanup(s3_req *q);
+/* The stored headers of the request as JSON (malloc'd), or NULL (answered). */
+char *s3_headers_json_from_request(s3_req *q);
+/* Verifies the received body and makes its shards durable (non-inline
+ * bodies); nonzero = answered. */
+int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]);
+/* Removes the bytes of a version metadata no longer references (multipart too). */
+void s3_drop_version_data(s3_req *q, const meta_object *o);
+
+/* multipart.c */
+void s3_create_multipart(s3_req *q);
+int s3_upload_part_begin(s3_req *q);
+void s3_upload_part(s3_req *q);
+void s3_complete_multipart(s3_req *q);
+void s3_abort_multipart(s3_req *q);
+void s3_list_parts(s3_req *q);
+void s3_list_uploads(s3_req *q);
+void s3_drop_multipart_version(s3_req *q, const char *version_id);
 
 /* util.c */
 /* Formats an ETag with quotes into out (>= 80). */

@@ -48,7 +48,7 @@ static bool is_stored_header(const char *name, size_t n) {
 
 /* Builds the JSON object of stored headers from the request; returns NULL and
  * answers the request on error. */
-static char *headers_json_from_request(s3_req *q) {
+char *s3_headers_json_from_request(s3_req *q) {
     http_req *r = q->http;
     buf_t b;
     buf_init(&b);
@@ -248,7 +248,7 @@ int s3_object_begin(s3_req *q) {
         s3_error(q, "InternalError", NULL);
         return -1;
     }
-    if (q->declared_size <= gw->cfg.inline_max_size) {
+    if (q->declared_size <= gw->cfg.inline_max_size && !q->force_shards) {
         q->inline_object = true;
         if (buf_reserve(&q->body, (size_t)q->declared_size) != 0) {
             s3_error(q, "InternalError", NULL);
@@ -314,8 +314,12 @@ void s3_object_cleanup(s3_req *q) {
 }
 
 /* Removes the bytes of a version that metadata no longer references. */
-static void drop_version_data(s3_req *q, const meta_object *o) {
+void s3_drop_version_data(s3_req *q, const meta_object *o) {
     data_layout l;
+    if (o->storage == META_STORE_FILE && !strncmp(o->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX))) {
+        s3_drop_multipart_version(q, o->version_id);
+        return;
+    }
     if (o->storage == META_STORE_FILE) {
         int rc = data_layout_parse(o->layout, &l);
         if (rc == 0) rc = data_delete(q->gw->d.data, o->version_id, &l);
@@ -332,24 +336,25 @@ static int publish(s3_req *q, meta_object *obj) {
     bool had_old = false;
     int rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
     if (rc != 0) {
-        drop_version_data(q, obj);
+        s3_drop_version_data(q, obj);
         s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
                  rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;
     }
     if (had_old) {
-        drop_version_data(q, &old);
+        s3_drop_version_data(q, &old);
         meta_object_clear(&old);
     }
     return 0;
 }
 
-void s3_put_object(s3_req *q) {
+/* Checks the received body against what was announced (length, Content-MD5,
+ * x-amz-checksum-*); fills md5.  Nonzero = answered. */
+static int verify_body(s3_req *q, unsigned char md5[16]) {
     if ((int64_t)q->payload_bytes != q->declared_size) {
         s3_error(q, "IncompleteBody", NULL);
-        return;
+        return -1;
     }
-    unsigned char md5[16];
     unsigned dl = 0;
     EVP_DigestFinal_ex(q->md5, md5, &dl);
     const char *md5h = http_header(q->http, "content-md5");
@@ -359,42 +364,65 @@ void s3_put_object(s3_req *q) {
         s3_base64_decode(md5h, want, sizeof want, &wl);
         if (memcmp(want, md5, 16) != 0) {
             s3_error(q, "BadDigest", NULL);
-            return;
+            return -1;
         }
     }
     if (!checksum_matches(q)) {
         s3_error(q, "BadDigest", "The checksum you specified did not match what we received.");
-        return;
+        return -1;
     }
+    return 0;
+}
+
+/* Makes the shards of a verified body durable: fills its version id, size,
+ * etag and layout.  Nonzero = answered. */
+static int commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
+                         char layout[320]) {
+    data_writer *w = q->writer;
+    q->writer = NULL;
+    data_layout l;
+    int rc = data_writer_commit(w, &l);
+    if (rc == 0) rc = data_layout_format(&l, layout, 320);
+    if (rc != 0) {
+        s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError", "making the object durable failed");
+        return -1;
+    }
+    memcpy(version_id, q->version_id, 33);
+    *size = (int64_t)q->payload_bytes;
+    hex_encode(md5, 16, etag);
+    return 0;
+}
+
+int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]) {
+    unsigned char md5[16];
+    if (verify_body(q, md5) != 0) return -1;
+    return commit_shards(q, md5, version_id, size, etag, layout);
+}
+
+void s3_put_object(s3_req *q) {
+    unsigned char md5[16];
+    if (verify_body(q, md5) != 0) return;
     meta_object obj = {0};
     snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
     memcpy(obj.key, q->key, q->key_len);
     obj.key_len = q->key_len;
-    if (q->inline_object) rand_hex_id(obj.version_id, 16);
-    else memcpy(obj.version_id, q->version_id, sizeof obj.version_id);
-    obj.size = (int64_t)q->payload_bytes;
-    hex_encode(md5, 16, obj.etag);
     obj.mtime_ms = time_now_ms();
     obj.owner_id = q->user_id;
-    obj.headers_json = headers_json_from_request(q);
-    if (!obj.headers_json) return;
     if (q->inline_object) {
+        rand_hex_id(obj.version_id, 16);
+        obj.size = (int64_t)q->payload_bytes;
+        hex_encode(md5, 16, obj.etag);
         obj.storage = META_STORE_INLINE;
         obj.data = (uint8_t *)q->body.data;
         obj.data_len = q->body.len;
     } else {
         obj.storage = META_STORE_FILE;
-        data_writer *w = q->writer;
-        q->writer = NULL;
-        data_layout l;
-        int rc = data_writer_commit(w, &l);
-        if (rc == 0) rc = data_layout_format(&l, obj.layout, sizeof obj.layout);
-        if (rc != 0) {
-            free(obj.headers_json);
-            s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
-                     "making the object durable failed");
-            return;
-        }
+        if (commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
+    }
+    obj.headers_json = s3_headers_json_from_request(q);
+    if (!obj.headers_json) {
+        s3_drop_version_data(q, &obj);
+        return;
     }
     int rc = publish(q, &obj);
     obj.data = NULL; /* owned by q->body */
@@ -410,9 +438,93 @@ void s3_put_object(s3_req *q) {
 
 /* ---- GET / HEAD ------------------------------------------------------------------------------ */
 
-/* A GET body served from a data reader (verifying and rebuilding blocks). */
+/*
+ * An object's bytes, whether one erasure-coded version or the parts of a
+ * multipart upload: reads locate the part holding an offset and keep one data
+ * reader (verifying and rebuilding blocks) open at a time.  It holds no
+ * reference to the request, so a response can outlive it.
+ */
 typedef struct {
-    data_reader *reader;
+    data_store *ds;
+    meta_part *parts;      /* owned; one pseudo-part for a plain object */
+    int nparts;
+    bool multipart;
+    int cur;               /* part whose reader is open, -1 none */
+    data_reader *r;
+} obj_reader;
+
+static int add_part(void *ud, const meta_part *p) {
+    obj_reader *o = ud;
+    meta_part *np = realloc(o->parts, (size_t)(o->nparts + 1) * sizeof *np);
+    if (!np) return 1;
+    o->parts = np;
+    o->parts[o->nparts++] = *p;
+    return 0;
+}
+
+static void obj_reader_close(obj_reader *o) {
+    if (!o) return;
+    data_reader_close(o->r);
+    free(o->parts);
+    free(o);
+}
+
+/* Opens reading at part i. */
+static int obj_reader_seek_part(obj_reader *o, int i) {
+    if (o->cur == i) return 0;
+    data_reader_close(o->r);
+    o->r = NULL;
+    o->cur = -1;
+    data_layout l;
+    if (data_layout_parse(o->parts[i].layout, &l) != 0) return CAIRN_EIO;
+    int rc = data_reader_open(o->ds, o->parts[i].version_id, &l, o->parts[i].size, &o->r);
+    if (rc == 0) o->cur = i;
+    return rc;
+}
+
+/* CAIRN_ENOTFOUND when the bytes are gone (replaced or deleted since the row
+ * was read), CAIRN_EIO when they cannot be rebuilt. */
+static int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
+    obj_reader *o = calloc(1, sizeof *o);
+    if (!o) return CAIRN_ENOMEM;
+    o->ds = q->gw->d.data;
+    o->cur = -1;
+    int rc = 0;
+    if (!strncmp(obj->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX))) {
+        o->multipart = true;
+        rc = meta_object_parts(q->gw->d.meta, obj->version_id, add_part, o);
+        if (rc == 0 && o->nparts == 0) rc = CAIRN_ENOTFOUND;
+    } else {
+        meta_part p = {0};
+        memcpy(p.version_id, obj->version_id, sizeof p.version_id);
+        p.size = obj->size;
+        snprintf(p.layout, sizeof p.layout, "%s", obj->layout);
+        rc = add_part(o, &p) ? CAIRN_ENOMEM : 0;
+    }
+    if (rc == 0) rc = obj_reader_seek_part(o, 0);
+    if (rc != 0) {
+        if (rc != CAIRN_ENOTFOUND && rc != CAIRN_EIO && rc != CAIRN_ENOMEM)
+            log_write(LOG_ERROR, q->http->request_id, "object has no valid layout", "version_id", obj->version_id, NULL);
+        obj_reader_close(o);
+        return rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOMEM ? rc : CAIRN_EIO;
+    }
+    *out = o;
+    return 0;
+}
+
+static ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n) {
+    int i = o->cur >= 0 ? o->cur : 0;
+    while (i > 0 && (uint64_t)o->parts[i].offset > off) i--;
+    while (i + 1 < o->nparts && (uint64_t)(o->parts[i].offset + o->parts[i].size) <= off) i++;
+    if (off >= (uint64_t)(o->parts[i].offset + o->parts[i].size)) return 0;
+    int rc = obj_reader_seek_part(o, i);
+    if (rc != 0) return rc == CAIRN_ENOTFOUND ? CAIRN_EIO : rc;
+    return data_reader_read(o->r, off - (uint64_t)o->parts[i].offset, buf, n);
+}
+
+/* A GET body served from an object reader. */
+typedef struct {
+    obj_reader *reader;
     uint64_t start;
     char request_id[40];
     char version_id[33];
@@ -422,7 +534,7 @@ static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
     object_stream *st = ud;
     size_t done = 0;
     while (done < max) {
-        ssize_t n = data_reader_read(st->reader, st->start + pos + done, buf + done, max - done);
+        ssize_t n = obj_reader_read(st->reader, st->start + pos + done, buf + done, max - done);
         if (n < 0) {
             /* The status line is sent: the only honest answer left is to cut the
              * connection, so the client sees a short body, never wrong bytes. */
@@ -438,24 +550,13 @@ static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *ud) {
     object_stream *st = ud;
-    data_reader_close(st->reader);
+    obj_reader_close(st->reader);
     free(st);
 }
 
 static long never_called(void *ud, uint64_t pos, char *buf, size_t max) {
     (void)ud, (void)pos, (void)buf, (void)max;
     return -1;
-}
-
-/* Opens the stored bytes of o.  CAIRN_ENOTFOUND when the shards are gone (an
- * overwrite or delete removed them after the row was read). */
-static int open_reader(s3_req *q, const meta_object *o, data_reader **r) {
-    data_layout l;
-    if (data_layout_parse(o->layout, &l) != 0) {
-        log_write(LOG_ERROR, q->http->request_id, "object has no valid layout", "version_id", o->version_id, NULL);
-        return CAIRN_EIO;
-    }
-    return data_reader_open(q->gw->d.data, o->version_id, &l, o->size, r);
 }
 
 static void unreadable(s3_req *q) {
@@ -465,12 +566,44 @@ static void unreadable(s3_req *q) {
     s3_error(q, "InternalError", msg);
 }
 
+/* The byte range of part N of an object: multipart parts by number; a plain
+ * object has one part.  Fills the part count.  Nonzero = answered. */
+static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *len, int *nparts) {
+    const char *pn = s3_param_get(q, "partNumber");
+    char *end = NULL;
+    long n = strtol(pn, &end, 10);
+    if (!*pn || *end || n < 1 || n > 10000) {
+        s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+        return -1;
+    }
+    obj_reader tmp = {0};
+    if (!strncmp(o->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX)))
+        meta_object_parts(q->gw->d.meta, o->version_id, add_part, &tmp);
+    else
+        tmp.nparts = 0;
+    *nparts = tmp.nparts ? tmp.nparts : 1;
+    int rc = 0;
+    if (tmp.nparts == 0) {
+        if (n != 1) rc = -1;
+        *start = 0;
+        *len = o->size;
+    } else if (n > tmp.nparts) {
+        rc = -1;
+    } else {
+        *start = tmp.parts[n - 1].offset;
+        *len = tmp.parts[n - 1].size;
+    }
+    free(tmp.parts);
+    if (rc) s3_error(q, "InvalidPartNumber", "The requested partnumber is not satisfiable");
+    return rc;
+}
+
 void s3_get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, true) != 0) return;
     meta_object o = {0};
-    data_reader *reader = NULL;
+    obj_reader *reader = NULL;
     int rc = 0;
     /* An overwrite may remove the shards between reading the row and opening
      * them; reading the row again then finds the new version.  If the row
@@ -485,7 +618,7 @@ void s3_get_object(s3_req *q, bool head) {
             rc = CAIRN_EIO;
             break;
         }
-        rc = open_reader(q, &o, &reader);
+        rc = obj_reader_open(q, &o, &reader);
         if (rc != CAIRN_ENOTFOUND) break;
         memcpy(tried, o.version_id, sizeof tried);
         rc = CAIRN_EIO; /* if the attempts run out, the shards are lost */
@@ -504,24 +637,41 @@ void s3_get_object(s3_req *q, bool head) {
                                     http_header(r, "if-modified-since"),
                                     http_header(r, "if-unmodified-since"), o.etag, o.mtime_ms);
     int64_t start = 0, len = o.size;
-    s3_range_result rr = cond ? S3_RANGE_NONE : s3_parse_range(http_header(r, "range"), o.size, &start, &len);
-    if (rr != S3_RANGE_OK) {
+    int nparts = 0;
+    bool by_part = s3_param_has(q, "partNumber");
+    s3_range_result rr = S3_RANGE_NONE;
+    if (by_part && !cond) {
+        if (part_range(q, &o, &start, &len, &nparts) != 0) {
+            obj_reader_close(reader);
+            meta_object_clear(&o);
+            return;
+        }
+        rr = nparts > 1 || strncmp(o.layout, META_MULTIPART_PREFIX, 3) == 0 ? S3_RANGE_OK : S3_RANGE_NONE;
+    } else if (!cond) {
+        rr = s3_parse_range(http_header(r, "range"), o.size, &start, &len);
+    }
+    if (rr == S3_RANGE_NONE) {
         start = 0;
         len = o.size;
+    }
+    if (nparts > 1 || (by_part && !strncmp(o.layout, META_MULTIPART_PREFIX, 3))) {
+        char pc[16];
+        snprintf(pc, sizeof pc, "%d", nparts);
+        http_add_header(r, "x-amz-mp-parts-count", pc);
     }
     /* Read the first bytes before answering: a lost object gets a clean 500,
      * not a 200 that breaks off. */
     if (!cond && rr != S3_RANGE_UNSATISFIABLE && reader && len > 0) {
         char probe[1];
-        if (data_reader_read(reader, (uint64_t)start, probe, 1) < 0) {
-            data_reader_close(reader);
+        if (obj_reader_read(reader, (uint64_t)start, probe, 1) < 0) {
+            obj_reader_close(reader);
             meta_object_clear(&o);
             unreadable(q);
             return;
         }
     }
     if (cond || rr == S3_RANGE_UNSATISFIABLE) {
-        data_reader_close(reader);
+        obj_reader_close(reader);
         if (cond == 304) {
             http_add_header(r, "ETag", etag);
             http_add_header(r, "Last-Modified", lm);
@@ -558,12 +708,12 @@ void s3_get_object(s3_req *q, bool head) {
         if ((int64_t)o.data_len != o.size) s3_error(q, "InternalError", "inline object size mismatch");
         else http_respond(r, status, o.data + start, (size_t)len);
     } else if (len == 0) {
-        data_reader_close(reader);
+        obj_reader_close(reader);
         http_respond(r, status, "", 0);
     } else {
         object_stream *st = calloc(1, sizeof *st);
         if (!st) {
-            data_reader_close(reader);
+            obj_reader_close(reader);
             s3_error(q, "InternalError", NULL);
         } else {
             st->reader = reader;
@@ -601,23 +751,34 @@ static int parse_copy_source(const char *src, char *bucket, size_t blen, char *k
     return 0;
 }
 
+static void md5_tap(void *ud, const void *p, size_t n) { EVP_DigestUpdate(ud, p, n); }
+
 /* Copies the stored bytes of src into a new version (dst->version_id must be
  * set); fills dst->layout. */
 static int copy_file_data(s3_req *q, const meta_object *src, meta_object *dst) {
-    data_reader *r;
-    int rc = open_reader(q, src, &r);
+    obj_reader *r;
+    int rc = obj_reader_open(q, src, &r);
     if (rc != 0) return rc;
+    /* A copy is a plain object: its ETag is the MD5 of its bytes (for a
+     * multipart source that differs from the source's "-N" ETag). */
+    EVP_MD_CTX *md5 = EVP_MD_CTX_new();
+    if (!md5 || !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
+        EVP_MD_CTX_free(md5);
+        obj_reader_close(r);
+        return CAIRN_ENOMEM;
+    }
     data_writer *w;
-    rc = data_writer_open_size(q->gw->d.data, dst->version_id, src->size, NULL, NULL, &w);
+    rc = data_writer_open_size(q->gw->d.data, dst->version_id, src->size, md5_tap, md5, &w);
     if (rc != 0) {
-        data_reader_close(r);
+        EVP_MD_CTX_free(md5);
+        obj_reader_close(r);
         return rc;
     }
     static const size_t bufsz = 256 * 1024;
     char *buf = malloc(bufsz);
     if (!buf) rc = CAIRN_ENOMEM;
     for (uint64_t off = 0; rc == 0 && off < (uint64_t)src->size;) {
-        ssize_t n = data_reader_read(r, off, buf, bufsz);
+        ssize_t n = obj_reader_read(r, off, buf, bufsz);
         if (n <= 0) {
             rc = n < 0 ? (int)n : CAIRN_EIO;
             break;
@@ -626,11 +787,18 @@ static int copy_file_data(s3_req *q, const meta_object *src, meta_object *dst) {
         off += (uint64_t)n;
     }
     free(buf);
-    data_reader_close(r);
+    obj_reader_close(r);
+    if (rc == 0) rc = data_writer_finish(w);
     if (rc != 0) {
         data_writer_abort(w);
+        EVP_MD_CTX_free(md5);
         return rc;
     }
+    unsigned char digest[16];
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(md5, digest, &dl);
+    EVP_MD_CTX_free(md5);
+    hex_encode(digest, 16, dst->etag);
     data_layout l;
     rc = data_writer_commit(w, &l);
     if (rc == 0) rc = data_layout_format(&l, dst->layout, sizeof dst->layout);
@@ -691,7 +859,7 @@ void s3_copy_object(s3_req *q) {
     dst.mtime_ms = time_now_ms();
     dst.owner_id = q->user_id;
     dst.storage = src.storage;
-    dst.headers_json = replace ? headers_json_from_request(q) : strdup(src.headers_json ? src.headers_json : "{}");
+    dst.headers_json = replace ? s3_headers_json_from_request(q) : strdup(src.headers_json ? src.headers_json : "{}");
     if (!dst.headers_json) {
         meta_object_clear(&src);
         if (!http_responded(r)) s3_error(q, "InternalError", NULL);
@@ -728,7 +896,7 @@ static int delete_key(s3_req *q, const char *key, size_t klen) {
     int rc = meta_object_delete(q->gw->d.meta, q->bucket, key, klen, &old);
     if (rc == CAIRN_ENOTFOUND) return 0;
     if (rc != 0) return rc;
-    drop_version_data(q, &old);
+    s3_drop_version_data(q, &old);
     meta_object_clear(&old);
     return 0;
 }

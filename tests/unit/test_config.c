@@ -119,7 +119,7 @@ Test(config, defaults_are_documented_values_and_valid)
     cr_assert_str_eq(c.root_password, "");
     cr_assert_str_eq(c.master_key, "");
     cr_assert_str_eq(c.log_level, "info");
-    cr_assert_eq(c.max_object_size, 5 * GIB);
+    cr_assert_eq(c.max_object_size, 5 * GIB * 1024);
     cr_assert_eq(c.inline_max_size, 16 * KIB);
     cr_assert_eq(c.min_free_disk, 100 * MIB);
     cr_assert_eq(c.connection_limit, 1024);
@@ -177,10 +177,11 @@ Test(config, size_rejects_bad_input)
 Test(config, size_option_ranges)
 {
     expect_set_ok("max_object_size", "5GiB");
+    expect_set_ok("max_object_size", "5TiB");
     expect_set_ok("max_object_size", "1");
-    expect_set_bad("max_object_size", "5368709121", "5GiB");
-    expect_set_bad("max_object_size", "6G", "5GiB");
-    expect_set_bad("max_object_size", "0", "from 1 to 5GiB");
+    expect_set_bad("max_object_size", "5497558138881", "5TiB");
+    expect_set_bad("max_object_size", "6T", "5TiB");
+    expect_set_bad("max_object_size", "0", "from 1 to 5TiB");
     expect_set_bad("max_object_size", "-1", "negative");
     expect_set_bad("max_object_size", "", "empty");
     expect_set_bad("max_object_size", "10MBx", "MBx");
@@ -715,13 +716,13 @@ Test(config, validate_cross_field_and_hand_edited)
     memset(&e, 0, sizeof e);
     config_defaults(&c);
     c.connection_limit = 0;
-    c.max_object_size = 6 * GIB;
+    c.max_object_size = 6 * GIB * 1024;
     strcpy(c.log_level, "loud");
     strcpy(c.listen, "nowhere");
     cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
     cr_assert_eq(e.total, 4);
     expect_err(&e, "connection_limit", "from 1");
-    expect_err(&e, "max_object_size", "5GiB");
+    expect_err(&e, "max_object_size", "5TiB");
     expect_err(&e, "log_level", "debug");
     expect_err(&e, "listen", "HOST:PORT");
 }

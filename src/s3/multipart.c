@@ -1,0 +1,489 @@
+/*
+ * multipart.c — multipart uploads: Create, UploadPart, Complete, Abort,
+ * ListParts, ListMultipartUploads.
+ *
+ * Each part is stored like an object of its own (a fresh version id, shards
+ * through the data writer, never inline) and recorded in the upload's part
+ * table; uploading a part number again replaces it and removes the old
+ * bytes.  Complete checks S3's rules (ascending part numbers, known parts with
+ * matching ETags, every part but the last at least 5 MiB), then publishes the
+ * object in one metadata transaction: the object row (layout "mp:<n>", ETag
+ * md5-of-md5s "-n") and its part list.  Parts left out are removed after.
+ */
+#include "s3/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <openssl/evp.h>
+
+#define MIN_PART_SIZE (5LL * 1024 * 1024)
+#define MAX_PARTS 10000
+#define MAX_MULTIPART_OBJECT (5LL * 1024 * 1024 * 1024 * 1024)
+
+/* Removes the bytes of a stored part (or any layout-addressed version). */
+static void drop_part(void *ud, const meta_part *p) {
+    s3_req *q = ud;
+    data_layout l;
+    if (data_layout_parse(p->layout, &l) == 0) data_delete(q->gw->d.data, p->version_id, &l);
+}
+
+static int drop_each(void *ud, const meta_part *p) {
+    drop_part(ud, p);
+    return 0;
+}
+
+void s3_drop_multipart_version(s3_req *q, const char *version_id) {
+    meta_object_parts(q->gw->d.meta, version_id, drop_each, q);
+    meta_object_parts_delete(q->gw->d.meta, version_id);
+}
+
+/* Loads the upload named by ?uploadId and checks it is for this bucket/key. */
+static int load_upload(s3_req *q, meta_upload *u) {
+    const char *id = s3_param_get(q, "uploadId");
+    int rc = id && *id && strlen(id) < sizeof u->upload_id ? meta_upload_get(q->gw->d.meta, id, u) : CAIRN_ENOTFOUND;
+    if (rc == 0 && (strcmp(u->bucket, q->bucket) != 0 || u->key_len != q->key_len || memcmp(u->key, q->key, q->key_len) != 0)) {
+        meta_upload_clear(u);
+        rc = CAIRN_ENOTFOUND;
+    }
+    if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchUpload", NULL);
+    else if (rc != 0) s3_error(q, "InternalError", NULL);
+    return rc;
+}
+
+static void put_key_xml(buf_t *b, const char *name, const char *v, size_t n) {
+    buf_printf(b, "<%s>", name);
+    buf_xml_escape(b, v, n);
+    buf_printf(b, "</%s>", name);
+}
+
+/* ---- Create ---------------------------------------------------------------------- */
+
+void s3_create_multipart(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    meta_upload u = {0};
+    char raw[32];
+    rand_bytes(raw, sizeof raw);
+    hex_encode(raw, sizeof raw, u.upload_id);
+    snprintf(u.bucket, sizeof u.bucket, "%s", q->bucket);
+    memcpy(u.key, q->key, q->key_len);
+    u.key_len = q->key_len;
+    u.owner_id = q->user_id;
+    u.initiated_ms = time_now_ms();
+    u.headers_json = s3_headers_json_from_request(q);
+    if (!u.headers_json) return;
+    int rc = meta_upload_create(q->gw->d.meta, &u);
+    free(u.headers_json);
+    if (rc != 0) {
+        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
+    put_key_xml(&b, "Key", q->key, q->key_len);
+    put_key_xml(&b, "UploadId", u.upload_id, strlen(u.upload_id));
+    buf_puts(&b, "</InitiateMultipartUploadResult>");
+    s3_respond_xml(q, 200, &b);
+}
+
+/* ---- UploadPart ------------------------------------------------------------------------ */
+
+int s3_upload_part_begin(s3_req *q) {
+    const char *pn = s3_param_get(q, "partNumber");
+    char *end = NULL;
+    long n = pn ? strtol(pn, &end, 10) : 0;
+    if (!pn || !*pn || *end || n < 1 || n > MAX_PARTS) {
+        s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+        return -1;
+    }
+    meta_upload u;
+    if (load_upload(q, &u) != 0) return -1;
+    meta_upload_clear(&u);
+    q->part_number = (int)n;
+    q->force_shards = true;
+    return s3_object_begin(q);
+}
+
+void s3_upload_part(s3_req *q) {
+    meta_part p = {0};
+    char etag[80];
+    if (s3_object_store_body(q, p.version_id, &p.size, p.etag, p.layout) != 0) return;
+    p.part_number = q->part_number;
+    p.mtime_ms = time_now_ms();
+    meta_part old;
+    bool had = false;
+    int rc = meta_part_put(q->gw->d.meta, s3_param_get(q, "uploadId"), &p, &old, &had);
+    if (rc != 0) {
+        drop_part(q, &p);
+        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
+        return;
+    }
+    if (had) drop_part(q, &old);
+    s3_quote_etag(p.etag, etag, sizeof etag);
+    http_add_header(q->http, "ETag", etag);
+    http_respond(q->http, 200, "", 0);
+}
+
+/* ---- Complete ---------------------------------------------------------------------------- */
+
+typedef struct {
+    int number;
+    char etag[72];
+} wanted_part;
+
+/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...;
+ * returns the count or -1 (MalformedXML). */
+static int parse_complete(const char *body, size_t len, wanted_part **out) {
+    *out = NULL;
+    if (len == 0 || len > 8 * 1024 * 1024) return -1;
+    xmlDocPtr doc = xmlReadMemory(body, (int)len, "complete.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) return -1;
+    int n = -1;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (root && root->type == XML_ELEMENT_NODE && !strcmp((const char *)root->name, "CompleteMultipartUpload")) {
+        int count = 0;
+        for (xmlNodePtr c = root->children; c; c = c->next)
+            if (c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "Part")) count++;
+        wanted_part *parts = count > 0 && count <= MAX_PARTS ? calloc((size_t)count, sizeof *parts) : NULL;
+        if (parts) {
+            n = 0;
+            for (xmlNodePtr c = root->children; c && n >= 0; c = c->next) {
+                if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "Part") != 0) continue;
+                wanted_part *w = &parts[n];
+                bool have_num = false, have_etag = false;
+                for (xmlNodePtr f = c->children; f; f = f->next) {
+                    if (f->type != XML_ELEMENT_NODE) continue;
+                    xmlChar *v = xmlNodeGetContent(f);
+                    const char *t = v ? (const char *)v : "";
+                    if (!strcmp((const char *)f->name, "PartNumber")) {
+                        char *e;
+                        long num = strtol(t, &e, 10);
+                        if (*t && !*e && num >= 1 && num <= MAX_PARTS) { w->number = (int)num; have_num = true; }
+                    } else if (!strcmp((const char *)f->name, "ETag")) {
+                        /* Clients send it quoted (sometimes escaped); compare unquoted. */
+                        const char *s = t;
+                        size_t l = strlen(s);
+                        if (l >= 2 && s[0] == '"' && s[l - 1] == '"') { s++; l -= 2; }
+                        if (l < sizeof w->etag) { memcpy(w->etag, s, l); w->etag[l] = '\0'; have_etag = true; }
+                    }
+                    xmlFree(v);
+                }
+                if (have_num && have_etag) n++;
+                else n = -1;
+            }
+            if (n > 0) *out = parts;
+            else free(parts);
+        }
+    }
+    xmlFreeDoc(doc);
+    return n > 0 ? n : -1;
+}
+
+typedef struct {
+    meta_part *parts;
+    int n;
+    int cap;
+} part_vec;
+
+static int gather_part(void *ud, const meta_part *p) {
+    part_vec *v = ud;
+    if (v->n == v->cap) {
+        int cap = v->cap ? v->cap * 2 : 64;
+        meta_part *np = realloc(v->parts, (size_t)cap * sizeof *np);
+        if (!np) return 1;
+        v->parts = np;
+        v->cap = cap;
+    }
+    v->parts[v->n++] = *p;
+    return 0;
+}
+
+static const meta_part *find_part(const part_vec *v, int number) {
+    for (int i = 0; i < v->n; i++)
+        if (v->parts[i].part_number == number) return &v->parts[i];
+    return NULL;
+}
+
+void s3_complete_multipart(s3_req *q) {
+    meta_upload u;
+    if (load_upload(q, &u) != 0) return;
+    wanted_part *want = NULL;
+    int n = parse_complete(q->body.data ? q->body.data : "", q->body.len, &want);
+    if (n < 0) {
+        meta_upload_clear(&u);
+        s3_error(q, "MalformedXML", NULL);
+        return;
+    }
+    part_vec have = {0};
+    if (meta_part_list(q->gw->d.meta, u.upload_id, 0, 100000, gather_part, &have, NULL) != 0) {
+        meta_upload_clear(&u);
+        free(want);
+        s3_error(q, "InternalError", NULL);
+        return;
+    }
+    meta_part *chosen = calloc((size_t)n, sizeof *chosen);
+    const char *code = chosen ? NULL : "InternalError", *msg = NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) code = "InternalError";
+    int64_t offset = 0;
+    for (int i = 0; !code && i < n; i++) {
+        if (i > 0 && want[i].number <= want[i - 1].number) {
+            code = "InvalidPartOrder";
+            msg = "The list of parts was not in ascending order. Parts must be ordered by part number.";
+            break;
+        }
+        const meta_part *p = find_part(&have, want[i].number);
+        if (!p || strcasecmp(p->etag, want[i].etag) != 0) {
+            code = "InvalidPart";
+            msg = "One or more of the specified parts could not be found. The part may not have been uploaded, "
+                  "or the specified entity tag may not match the part's entity tag.";
+            break;
+        }
+        if (i + 1 < n && p->size < MIN_PART_SIZE) {
+            code = "EntityTooSmall";
+            msg = "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).";
+            break;
+        }
+        chosen[i] = *p;
+        chosen[i].offset = offset;
+        offset += p->size;
+        unsigned char raw[16];
+        size_t rl = 0;
+        hex_decode(p->etag, strlen(p->etag), raw, sizeof raw, &rl);
+        EVP_DigestUpdate(md, raw, rl);
+    }
+    if (!code && (offset > MAX_MULTIPART_OBJECT || offset > q->gw->cfg.max_object_size)) code = "EntityTooLarge";
+    if (code) {
+        s3_error(q, code, msg);
+    } else {
+        meta_object obj = {0};
+        snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
+        memcpy(obj.key, q->key, q->key_len);
+        obj.key_len = q->key_len;
+        rand_hex_id(obj.version_id, 16);
+        obj.size = offset;
+        unsigned char digest[16];
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(md, digest, &dl);
+        char hex[33];
+        hex_encode(digest, 16, hex);
+        snprintf(obj.etag, sizeof obj.etag, "%s-%d", hex, n);
+        obj.mtime_ms = time_now_ms();
+        obj.owner_id = u.owner_id;
+        obj.storage = META_STORE_FILE;
+        snprintf(obj.layout, sizeof obj.layout, "%s%d", META_MULTIPART_PREFIX, n);
+        obj.headers_json = u.headers_json;
+        meta_object old = {0};
+        bool had = false;
+        int rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
+        if (rc != 0) {
+            s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
+        } else {
+            if (had) {
+                s3_drop_version_data(q, &old);
+                meta_object_clear(&old);
+            }
+            buf_t b;
+            buf_init(&b);
+            buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                         "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>/");
+            buf_xml_escape(&b, q->bucket, strlen(q->bucket));
+            buf_putc(&b, '/');
+            buf_xml_escape(&b, q->key, q->key_len);
+            buf_puts(&b, "</Location>");
+            put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
+            put_key_xml(&b, "Key", q->key, q->key_len);
+            buf_printf(&b, "<ETag>&quot;%s&quot;</ETag></CompleteMultipartUploadResult>", obj.etag);
+            s3_respond_xml(q, 200, &b);
+        }
+    }
+    EVP_MD_CTX_free(md);
+    free(chosen);
+    free(have.parts);
+    free(want);
+    meta_upload_clear(&u);
+}
+
+/* ---- Abort, ListParts, ListMultipartUploads ------------------------------------------------ */
+
+void s3_abort_multipart(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    meta_upload u;
+    if (load_upload(q, &u) != 0) return;
+    int rc = meta_upload_abort(q->gw->d.meta, u.upload_id, drop_part, q);
+    meta_upload_clear(&u);
+    if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchUpload", NULL);
+    else if (rc != 0) s3_error(q, "InternalError", NULL);
+    else http_respond(q->http, 204, "", 0);
+}
+
+typedef struct {
+    buf_t *b;
+    int last;
+} parts_ctx;
+
+static int emit_part(void *ud, const meta_part *p) {
+    parts_ctx *c = ud;
+    char ts[40];
+    time_fmt_iso8601(p->mtime_ms, ts, sizeof ts);
+    buf_printf(c->b, "<Part><PartNumber>%d</PartNumber><LastModified>%s</LastModified>"
+                     "<ETag>&quot;%s&quot;</ETag><Size>%lld</Size></Part>",
+               p->part_number, ts, p->etag, (long long)p->size);
+    c->last = p->part_number;
+    return 0;
+}
+
+static int int_param(s3_req *q, const char *name, int def, int lo, int hi, int *out) {
+    const char *v = s3_param_get(q, name);
+    if (!v) { *out = def; return 0; }
+    char *e;
+    long n = strtol(v, &e, 10);
+    if (!*v || *e || n < lo) return -1;
+    *out = n > hi ? hi : (int)n;
+    return 0;
+}
+
+void s3_list_parts(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    meta_upload u;
+    if (load_upload(q, &u) != 0) return;
+    int max, marker;
+    if (int_param(q, "max-parts", 1000, 0, 1000, &max) != 0 || int_param(q, "part-number-marker", 0, 0, MAX_PARTS, &marker) != 0) {
+        meta_upload_clear(&u);
+        s3_error(q, "InvalidArgument", "max-parts and part-number-marker must be non-negative integers");
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListPartsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
+    put_key_xml(&b, "Key", q->key, q->key_len);
+    put_key_xml(&b, "UploadId", u.upload_id, strlen(u.upload_id));
+    buf_printf(&b, "<PartNumberMarker>%d</PartNumberMarker>", marker);
+    buf_t parts;
+    buf_init(&parts);
+    parts_ctx c = {&parts, marker};
+    bool more = false;
+    int rc = meta_part_list(q->gw->d.meta, u.upload_id, marker, max, emit_part, &c, &more);
+    if (rc != 0) {
+        buf_free(&b);
+        buf_free(&parts);
+        meta_upload_clear(&u);
+        s3_error(q, "InternalError", NULL);
+        return;
+    }
+    buf_printf(&b, "<NextPartNumberMarker>%d</NextPartNumberMarker><MaxParts>%d</MaxParts><IsTruncated>%s</IsTruncated>",
+               c.last, max, more ? "true" : "false");
+    s3_owner_xml(q, &b, u.owner_id);
+    buf_puts(&b, "<StorageClass>STANDARD</StorageClass>");
+    buf_append(&b, parts.data ? parts.data : "", parts.len);
+    buf_puts(&b, "</ListPartsResult>");
+    buf_free(&parts);
+    meta_upload_clear(&u);
+    s3_respond_xml(q, 200, &b);
+}
+
+typedef struct {
+    s3_req *q;
+    buf_t *b;
+    const char *prefix;
+    size_t prefix_len;
+    const char *delim;
+    char last_cp[1025];
+    int count, max;
+    bool truncated;
+    char next_key[1025];
+    size_t next_key_len;
+    char next_id[65];
+} uploads_ctx;
+
+static int emit_upload(void *ud, const meta_upload *u) {
+    uploads_ctx *c = ud;
+    if (c->count == c->max) {
+        c->truncated = true;
+        return 1;
+    }
+    if (c->delim && *c->delim) {
+        const char *rest = u->key + c->prefix_len;
+        const char *d = strstr(rest, c->delim);
+        if (d) {
+            size_t cpl = (size_t)(d - u->key) + strlen(c->delim);
+            if (strlen(c->last_cp) == cpl && !memcmp(c->last_cp, u->key, cpl)) return 0;
+            memcpy(c->last_cp, u->key, cpl);
+            c->last_cp[cpl] = '\0';
+            buf_puts(c->b, "<CommonPrefixes>");
+            put_key_xml(c->b, "Prefix", u->key, cpl);
+            buf_puts(c->b, "</CommonPrefixes>");
+            c->count++;
+            memcpy(c->next_key, u->key, u->key_len + 1);
+            c->next_key_len = u->key_len;
+            snprintf(c->next_id, sizeof c->next_id, "%s", u->upload_id);
+            return 0;
+        }
+    }
+    char ts[40];
+    time_fmt_iso8601(u->initiated_ms, ts, sizeof ts);
+    buf_puts(c->b, "<Upload>");
+    put_key_xml(c->b, "Key", u->key, u->key_len);
+    put_key_xml(c->b, "UploadId", u->upload_id, strlen(u->upload_id));
+    s3_owner_xml(c->q, c->b, u->owner_id);
+    buf_printf(c->b, "<StorageClass>STANDARD</StorageClass><Initiated>%s</Initiated></Upload>", ts);
+    c->count++;
+    memcpy(c->next_key, u->key, u->key_len + 1);
+    c->next_key_len = u->key_len;
+    snprintf(c->next_id, sizeof c->next_id, "%s", u->upload_id);
+    return 0;
+}
+
+void s3_list_uploads(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    int max;
+    if (int_param(q, "max-uploads", 1000, 0, 1000, &max) != 0) {
+        s3_error(q, "InvalidArgument", "max-uploads must be a non-negative integer");
+        return;
+    }
+    const char *prefix = s3_param_get(q, "prefix"), *delim = s3_param_get(q, "delimiter");
+    const char *key_marker = s3_param_get(q, "key-marker"), *id_marker = s3_param_get(q, "upload-id-marker");
+    buf_t b, items;
+    buf_init(&b);
+    buf_init(&items);
+    uploads_ctx c = {.q = q, .b = &items, .prefix = prefix ? prefix : "", .prefix_len = prefix ? strlen(prefix) : 0,
+                     .delim = delim, .max = max};
+    /* Without a key marker the upload-id marker is ignored, as in S3. */
+    int rc = meta_upload_list(q->gw->d.meta, q->bucket, c.prefix, c.prefix_len, key_marker ? key_marker : "",
+                              key_marker ? strlen(key_marker) : 0, key_marker ? (id_marker ? id_marker : "") : "",
+                              max > 0 ? max * 4 + 1 : 1, emit_upload, &c, NULL);
+    if (rc != 0) {
+        buf_free(&b);
+        buf_free(&items);
+        s3_error(q, "InternalError", NULL);
+        return;
+    }
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
+    put_key_xml(&b, "KeyMarker", key_marker ? key_marker : "", key_marker ? strlen(key_marker) : 0);
+    put_key_xml(&b, "UploadIdMarker", id_marker ? id_marker : "", id_marker ? strlen(id_marker) : 0);
+    if (c.truncated) {
+        put_key_xml(&b, "NextKeyMarker", c.next_key, c.next_key_len);
+        put_key_xml(&b, "NextUploadIdMarker", c.next_id, strlen(c.next_id));
+    }
+    if (prefix) put_key_xml(&b, "Prefix", prefix, strlen(prefix));
+    if (delim) put_key_xml(&b, "Delimiter", delim, strlen(delim));
+    buf_printf(&b, "<MaxUploads>%d</MaxUploads><IsTruncated>%s</IsTruncated>", max, c.truncated ? "true" : "false");
+    buf_append(&b, items.data ? items.data : "", items.len);
+    buf_puts(&b, "</ListMultipartUploadsResult>");
+    buf_free(&items);
+    s3_respond_xml(q, 200, &b);
+}
