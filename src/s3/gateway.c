@@ -413,9 +413,10 @@ static s3_op choose_op(s3_req *q, const char **api) {
     if (get && s3_param_has(q, "tagging")) { *api = "GetObjectTagging"; return OP_GET_OBJECT_TAGGING; }
     if (post && s3_param_has(q, "uploads")) { *api = "CreateMultipartUpload"; return OP_CREATE_MULTIPART; }
     if (s3_param_has(q, "uploadId")) {
-        if (put && s3_param_has(q, "partNumber") && !http_header(q->http, "x-amz-copy-source")) {
-            *api = "UploadPart";
-            return OP_UPLOAD_PART;
+        if (put && s3_param_has(q, "partNumber")) {
+            bool copy = http_header(q->http, "x-amz-copy-source") != NULL;
+            *api = copy ? "UploadPartCopy" : "UploadPart";
+            return copy ? OP_UPLOAD_PART_COPY : OP_UPLOAD_PART;
         }
         if (post) { *api = "CompleteMultipartUpload"; return OP_COMPLETE_MULTIPART; }
         if (del) { *api = "AbortMultipartUpload"; return OP_ABORT_MULTIPART; }
@@ -717,6 +718,7 @@ static void on_end(void *app, http_req *r) {
     case OP_LIST_MULTIPART_UPLOADS: s3_list_uploads(q); break;
     case OP_CREATE_MULTIPART: s3_create_multipart(q); break;
     case OP_UPLOAD_PART: s3_upload_part(q); break;
+    case OP_UPLOAD_PART_COPY: s3_upload_part_copy(q); break;
     case OP_COMPLETE_MULTIPART: s3_complete_multipart(q); break;
     case OP_ABORT_MULTIPART: s3_abort_multipart(q); break;
     case OP_LIST_PARTS: s3_list_parts(q); break;

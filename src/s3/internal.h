@@ -25,7 +25,7 @@ typedef enum {
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
-    OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
+    OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
 } s3_op;
 
 /* What happens to the request body. */
@@ -132,7 +132,17 @@ int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char eta
 /* Removes the bytes of a version metadata no longer references (multipart too). */
 void s3_drop_version_data(s3_req *q, const meta_object *o);
 
+/* An object's bytes, plain or multipart (object.c).  CAIRN_ENOTFOUND when
+ * they are gone, CAIRN_EIO when they cannot be rebuilt. */
+typedef struct obj_reader obj_reader;
+int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out);
+ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n);
+void obj_reader_close(obj_reader *o);
+/* Parses x-amz-copy-source ("/bucket/key", URL-encoded, optional ?versionId). */
+int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen);
+
 /* multipart.c */
+void s3_upload_part_copy(s3_req *q);
 void s3_create_multipart(s3_req *q);
 int s3_upload_part_begin(s3_req *q);
 void s3_upload_part(s3_req *q);

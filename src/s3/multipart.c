@@ -131,6 +131,159 @@ void s3_upload_part(s3_req *q) {
     http_respond(q->http, 200, "", 0);
 }
 
+/* ---- UploadPartCopy ------------------------------------------------------------------------ */
+
+static void md5_tap(void *ud, const void *p, size_t n) { EVP_DigestUpdate(ud, p, n); }
+
+/* Copies [start, start+len) of src into a new part; fills p.  Nonzero = error code. */
+static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int64_t len, meta_part *p) {
+    obj_reader *r = NULL;
+    data_writer *w = NULL;
+    EVP_MD_CTX *md5 = EVP_MD_CTX_new();
+    char *buf = malloc(256 * 1024);
+    int rc = md5 && buf && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
+    if (rc == 0) rc = obj_reader_open(q, src, &r);
+    rand_hex_id(p->version_id, 16);
+    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, p->version_id, len, md5_tap, md5, &w);
+    for (int64_t off = 0; rc == 0 && off < len;) {
+        size_t want = len - off < 256 * 1024 ? (size_t)(len - off) : 256 * 1024;
+        ssize_t n = obj_reader_read(r, (uint64_t)(start + off), buf, want);
+        if (n <= 0) { rc = n < 0 ? (int)n : CAIRN_EIO; break; }
+        rc = data_writer_write(w, buf, (size_t)n);
+        off += n;
+    }
+    if (rc == 0) rc = data_writer_finish(w);
+    if (rc == 0) {
+        unsigned char digest[16];
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(md5, digest, &dl);
+        hex_encode(digest, 16, p->etag);
+        data_layout l;
+        data_writer *cw = w;
+        w = NULL;
+        rc = data_writer_commit(cw, &l);
+        if (rc == 0) rc = data_layout_format(&l, p->layout, sizeof p->layout);
+    }
+    if (w) data_writer_abort(w);
+    obj_reader_close(r);
+    EVP_MD_CTX_free(md5);
+    free(buf);
+    p->size = len;
+    p->mtime_ms = time_now_ms();
+    return rc;
+}
+
+void s3_upload_part_copy(s3_req *q) {
+    http_req *r = q->http;
+    meta_bucket dbk, sbk;
+    if (s3_load_bucket(q, &dbk, false) != 0) return;
+    const char *pn = s3_param_get(q, "partNumber");
+    char *end = NULL;
+    long n = pn ? strtol(pn, &end, 10) : 0;
+    if (!pn || !*pn || *end || n < 1 || n > MAX_PARTS) {
+        s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+        return;
+    }
+    meta_upload u;
+    if (load_upload(q, &u) != 0) return;
+    char sbucket[256], skey[1025];
+    size_t sklen = 0;
+    if (s3_parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, sizeof sbucket, skey, &sklen) != 0) {
+        meta_upload_clear(&u);
+        s3_error(q, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+        return;
+    }
+    int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
+    if (rc != 0 || (!s3_may_access(q, sbk.owner_id) && !sbk.public_read)) {
+        meta_upload_clear(&u);
+        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : rc ? "InternalError" : "AccessDenied", NULL);
+        return;
+    }
+    meta_object src = {0};
+    rc = meta_object_get(q->gw->d.meta, sbucket, skey, sklen, true, &src);
+    if (rc != 0) {
+        meta_upload_clear(&u);
+        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        return;
+    }
+    int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
+                                    http_header(r, "x-amz-copy-source-if-none-match"),
+                                    http_header(r, "x-amz-copy-source-if-modified-since"),
+                                    http_header(r, "x-amz-copy-source-if-unmodified-since"), src.etag, src.mtime_ms);
+    int64_t start = 0, len = src.size;
+    const char *range = http_header(r, "x-amz-copy-source-range");
+    const char *code = cond ? "PreconditionFailed" : NULL;
+    if (!code && range) {
+        long long a, b;
+        int used = 0;
+        if (sscanf(range, "bytes=%lld-%lld%n", &a, &b, &used) != 2 || range[used] || a < 0 || b < a)
+            code = "InvalidArgument";
+        else if (b >= src.size)
+            code = "InvalidRange";
+        else {
+            start = a;
+            len = b - a + 1;
+        }
+    }
+    if (!code && len > 5LL * 1024 * 1024 * 1024) code = "EntityTooLarge";
+    meta_part p = {0};
+    p.part_number = (int)n;
+    if (!code) {
+        if (src.storage == META_STORE_INLINE) {
+            /* Inline sources are small: write their bytes as a part directly. */
+            data_writer *w = NULL;
+            EVP_MD_CTX *md5 = EVP_MD_CTX_new();
+            rand_hex_id(p.version_id, 16);
+            rc = md5 && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
+            if (rc == 0) rc = data_writer_open_size(q->gw->d.data, p.version_id, len, md5_tap, md5, &w);
+            if (rc == 0) rc = data_writer_write(w, src.data + start, (size_t)len);
+            if (rc == 0) rc = data_writer_finish(w);
+            if (rc == 0) {
+                unsigned char digest[16];
+                unsigned dl = 0;
+                EVP_DigestFinal_ex(md5, digest, &dl);
+                hex_encode(digest, 16, p.etag);
+                data_layout l;
+                data_writer *cw = w;
+                w = NULL;
+                rc = data_writer_commit(cw, &l);
+                if (rc == 0) rc = data_layout_format(&l, p.layout, sizeof p.layout);
+            }
+            if (w) data_writer_abort(w);
+            EVP_MD_CTX_free(md5);
+            p.size = len;
+            p.mtime_ms = time_now_ms();
+        } else {
+            rc = copy_into_part(q, &src, start, len, &p);
+        }
+        if (rc != 0) code = rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError";
+    }
+    if (!code) {
+        meta_part old;
+        bool had = false;
+        rc = meta_part_put(q->gw->d.meta, u.upload_id, &p, &old, &had);
+        if (rc != 0) {
+            drop_part(q, &p);
+            code = rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError";
+        } else if (had) {
+            drop_part(q, &old);
+        }
+    }
+    meta_object_clear(&src);
+    meta_upload_clear(&u);
+    if (code) {
+        s3_error(q, code, NULL);
+        return;
+    }
+    char ts[40];
+    time_fmt_iso8601(p.mtime_ms, ts, sizeof ts);
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CopyPartResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                   "<LastModified>%s</LastModified><ETag>&quot;%s&quot;</ETag></CopyPartResult>", ts, p.etag);
+    s3_respond_xml(q, 200, &b);
+}
+
 /* ---- Complete ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -213,6 +366,8 @@ static const meta_part *find_part(const part_vec *v, int number) {
 }
 
 void s3_complete_multipart(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     wanted_part *want = NULL;
@@ -399,37 +554,54 @@ typedef struct {
     const char *prefix;
     size_t prefix_len;
     const char *delim;
+    const char *key_marker;
     char last_cp[1025];
     int count, max;
     bool truncated;
     char next_key[1025];
     size_t next_key_len;
     char next_id[65];
+    /* where the next fetch resumes (the last row seen) */
+    char seen_key[1025];
+    size_t seen_key_len;
+    char seen_id[65];
 } uploads_ctx;
 
 static int emit_upload(void *ud, const meta_upload *u) {
     uploads_ctx *c = ud;
-    if (c->count == c->max) {
-        c->truncated = true;
-        return 1;
-    }
+    memcpy(c->seen_key, u->key, u->key_len + 1);
+    c->seen_key_len = u->key_len;
+    snprintf(c->seen_id, sizeof c->seen_id, "%s", u->upload_id);
     if (c->delim && *c->delim) {
         const char *rest = u->key + c->prefix_len;
         const char *d = strstr(rest, c->delim);
         if (d) {
             size_t cpl = (size_t)(d - u->key) + strlen(c->delim);
+            /* One entry per prefix: skip the rest of a prefix already given on
+             * this page, or given on the page before (the key marker). */
             if (strlen(c->last_cp) == cpl && !memcmp(c->last_cp, u->key, cpl)) return 0;
+            if (c->key_marker && strlen(c->key_marker) == cpl && !memcmp(c->key_marker, u->key, cpl)) return 0;
+            if (c->count == c->max) {
+                c->truncated = true;
+                return 1;
+            }
             memcpy(c->last_cp, u->key, cpl);
             c->last_cp[cpl] = '\0';
             buf_puts(c->b, "<CommonPrefixes>");
             put_key_xml(c->b, "Prefix", u->key, cpl);
             buf_puts(c->b, "</CommonPrefixes>");
             c->count++;
-            memcpy(c->next_key, u->key, u->key_len + 1);
-            c->next_key_len = u->key_len;
-            snprintf(c->next_id, sizeof c->next_id, "%s", u->upload_id);
+            /* The next page resumes after the whole prefix. */
+            memcpy(c->next_key, u->key, cpl);
+            c->next_key[cpl] = '\0';
+            c->next_key_len = cpl;
+            c->next_id[0] = '\0';
             return 0;
         }
+    }
+    if (c->count == c->max) {
+        c->truncated = true;
+        return 1;
     }
     char ts[40];
     time_fmt_iso8601(u->initiated_ms, ts, sizeof ts);
@@ -459,11 +631,27 @@ void s3_list_uploads(s3_req *q) {
     buf_init(&b);
     buf_init(&items);
     uploads_ctx c = {.q = q, .b = &items, .prefix = prefix ? prefix : "", .prefix_len = prefix ? strlen(prefix) : 0,
-                     .delim = delim, .max = max};
-    /* Without a key marker the upload-id marker is ignored, as in S3. */
-    int rc = meta_upload_list(q->gw->d.meta, q->bucket, c.prefix, c.prefix_len, key_marker ? key_marker : "",
-                              key_marker ? strlen(key_marker) : 0, key_marker ? (id_marker ? id_marker : "") : "",
-                              max > 0 ? max * 4 + 1 : 1, emit_upload, &c, NULL);
+                     .delim = delim, .key_marker = key_marker, .max = max};
+    /* S3: the upload-id marker counts only with a key marker; a key marker
+     * alone starts after every upload of that key ("~" sorts after any hex
+     * upload id).  Fetch in batches until the page is full, since common
+     * prefixes fold many rows into one entry. */
+    const char *from_key = key_marker ? key_marker : "";
+    size_t from_len = strlen(from_key);
+    const char *from_id = key_marker ? (id_marker && *id_marker ? id_marker : "~") : "";
+    char kbuf[1025], ibuf[65];
+    int rc = 0;
+    bool more = true;
+    while (rc == 0 && more && !c.truncated && max > 0) {
+        rc = meta_upload_list(q->gw->d.meta, q->bucket, c.prefix, c.prefix_len, from_key, from_len, from_id, 1000,
+                              emit_upload, &c, &more);
+        if (!c.seen_key_len && !c.seen_id[0]) break;
+        memcpy(kbuf, c.seen_key, c.seen_key_len + 1);
+        memcpy(ibuf, c.seen_id, sizeof ibuf);
+        from_key = kbuf;
+        from_len = c.seen_key_len;
+        from_id = ibuf;
+    }
     if (rc != 0) {
         buf_free(&b);
         buf_free(&items);
@@ -477,6 +665,7 @@ void s3_list_uploads(s3_req *q) {
     put_key_xml(&b, "UploadIdMarker", id_marker ? id_marker : "", id_marker ? strlen(id_marker) : 0);
     if (c.truncated) {
         put_key_xml(&b, "NextKeyMarker", c.next_key, c.next_key_len);
+        /* Empty when the page ended on a common prefix, as in S3. */
         put_key_xml(&b, "NextUploadIdMarker", c.next_id, strlen(c.next_id));
     }
     if (prefix) put_key_xml(&b, "Prefix", prefix, strlen(prefix));

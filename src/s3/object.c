@@ -444,14 +444,14 @@ void s3_put_object(s3_req *q) {
  * reader (verifying and rebuilding blocks) open at a time.  It holds no
  * reference to the request, so a response can outlive it.
  */
-typedef struct {
+struct obj_reader {
     data_store *ds;
     meta_part *parts;      /* owned; one pseudo-part for a plain object */
     int nparts;
     bool multipart;
     int cur;               /* part whose reader is open, -1 none */
     data_reader *r;
-} obj_reader;
+};
 
 static int add_part(void *ud, const meta_part *p) {
     obj_reader *o = ud;
@@ -462,7 +462,7 @@ static int add_part(void *ud, const meta_part *p) {
     return 0;
 }
 
-static void obj_reader_close(obj_reader *o) {
+void obj_reader_close(obj_reader *o) {
     if (!o) return;
     data_reader_close(o->r);
     free(o->parts);
@@ -484,7 +484,7 @@ static int obj_reader_seek_part(obj_reader *o, int i) {
 
 /* CAIRN_ENOTFOUND when the bytes are gone (replaced or deleted since the row
  * was read), CAIRN_EIO when they cannot be rebuilt. */
-static int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
+int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
     obj_reader *o = calloc(1, sizeof *o);
     if (!o) return CAIRN_ENOMEM;
     o->ds = q->gw->d.data;
@@ -512,7 +512,7 @@ static int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) 
     return 0;
 }
 
-static ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n) {
+ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n) {
     int i = o->cur >= 0 ? o->cur : 0;
     while (i > 0 && (uint64_t)o->parts[i].offset > off) i--;
     while (i + 1 < o->nparts && (uint64_t)(o->parts[i].offset + o->parts[i].size) <= off) i++;
@@ -730,7 +730,7 @@ void s3_get_object(s3_req *q, bool head) {
 
 /* Parses x-amz-copy-source ("/bucket/key" or "bucket/key", URL-encoded,
  * optionally "?versionId=..."). */
-static int parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen) {
+int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen) {
     size_t n = strcspn(src, "?");
     char *dec = malloc(n + 1);
     if (!dec) return CAIRN_ENOMEM;
@@ -811,7 +811,7 @@ void s3_copy_object(s3_req *q) {
     if (s3_load_bucket(q, &dbk, false) != 0) return;
     char sbucket[256], skey[1025];
     size_t sklen = 0;
-    if (parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, sizeof sbucket, skey, &sklen) != 0) {
+    if (s3_parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, sizeof sbucket, skey, &sklen) != 0) {
         s3_error(q, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
         return;
     }
