@@ -391,6 +391,15 @@ fi
 if [ -n "$EC_LINES" ]; then
   echo "$EC_LINES"
 fi
+# Multipart transfers (issue 4): 4 and 16 parallel parts, and the server's
+# peak RSS over a large multipart upload.
+if [ "$want_cairn" = 1 ]; then
+  MP_SIZE=$(( QUICK == 1 ? 256 * 1024 * 1024 : 1024 * 1024 * 1024 ))
+  MP_RSS=$(( QUICK == 1 ? 512 * 1024 * 1024 : 5 * 1024 * 1024 * 1024 ))
+  echo "multipart (boto3 transfer manager, 8 MiB parts; RSS line: one upload of $((MP_RSS / 1024 / 1024)) MiB in 64 MiB parts):"
+  /usr/bin/python3 "$HERE/multipart.py" "http://127.0.0.1:$CAIRN_PORT" "$CAIRN_PID" "$CAIRN_AK" "$CAIRN_SK" \
+    "$MP_SIZE" "$MP_RSS" 2>&1 | sed 's/^/  /' || rc=1
+fi
 # The data plane: one drive vs 4+2 in-process vs 4+2 over six nodes, and
 # degraded GET.  Its own servers, started after ours are done with the disk.
 if [ "$want_cairn" = 1 ]; then
