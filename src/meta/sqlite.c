@@ -1672,6 +1672,16 @@ static int exec_id(conn *w, stmt_id id, const char *text, const char *op) {
     return stmt_exec(w, st, op);
 }
 
+/* Inside the writer's transaction: reads an upload's parts, then removes the
+ * upload and its part rows (complete and abort both end an upload so). */
+static int take_upload(conn *w, const char *upload_id, meta_part **parts, int *n) {
+    int err = upload_exists(w, upload_id);
+    if (err == 0) err = all_parts(w, upload_id, parts, n);
+    if (err == 0) err = exec_id(w, ST_PARTS_DELETE, upload_id, "upload parts delete");
+    if (err == 0) err = exec_id(w, ST_UPLOAD_DELETE, upload_id, "upload delete");
+    return err;
+}
+
 int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
                          int n, meta_object *replaced, bool *had_replaced,
                          void (*unused)(void *ud, const meta_part *p), void *ud) {
@@ -1683,8 +1693,7 @@ int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_objec
     if (err != 0) return err;
     meta_part *uploaded = NULL;
     int nup = 0;
-    err = upload_exists(w, upload_id);
-    if (err == 0) err = all_parts(w, upload_id, &uploaded, &nup);
+    err = take_upload(w, upload_id, &uploaded, &nup);
     if (err == 0) err = object_put_tx(w, obj, replaced, had_replaced);
     for (int i = 0; err == 0 && i < n; i++) {
         sqlite3_stmt *st = stmt(w, ST_OBJPART_INSERT);
@@ -1695,8 +1704,6 @@ int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_objec
         err = b ? db_fail(w, b, "object part bind") : stmt_exec(w, st, "object part insert");
         if (b) stmt_done(st);
     }
-    if (err == 0) err = exec_id(w, ST_PARTS_DELETE, upload_id, "upload parts delete");
-    if (err == 0) err = exec_id(w, ST_UPLOAD_DELETE, upload_id, "upload delete");
     err = wtx_end(ms, err);
     if (err == 0 && unused) {
         for (int i = 0; i < nup; i++) {
@@ -1721,10 +1728,7 @@ int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void 
     if (err != 0) return err;
     meta_part *uploaded = NULL;
     int nup = 0;
-    err = upload_exists(w, upload_id);
-    if (err == 0) err = all_parts(w, upload_id, &uploaded, &nup);
-    if (err == 0) err = exec_id(w, ST_PARTS_DELETE, upload_id, "upload parts delete");
-    if (err == 0) err = exec_id(w, ST_UPLOAD_DELETE, upload_id, "upload delete");
+    err = take_upload(w, upload_id, &uploaded, &nup);
     err = wtx_end(ms, err);
     if (err == 0 && parts)
         for (int i = 0; i < nup; i++) parts(ud, &uploaded[i]);
