@@ -83,6 +83,9 @@ void s3_error(s3_req *q, const char *code, const char *message) {
     unsigned status = d ? d->status : 500;
     if (!message) message = d ? d->message : "Error";
     snprintf(q->error_code, sizeof q->error_code, "%s", code);
+    /* An error ends any upload of this request: remove its temporary shards
+     * now, before the answer goes out, not when the connection is done. */
+    s3_object_abort_writer(q);
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>");

@@ -124,6 +124,8 @@ void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
 void s3_object_subresource(s3_req *q);
 void s3_object_cleanup(s3_req *q);
+/* Aborts the request's data writer, if any (its temp shards go at once). */
+void s3_object_abort_writer(s3_req *q);
 /* The stored headers of the request as JSON (malloc'd), or NULL (answered). */
 char *s3_headers_json_from_request(s3_req *q);
 /* Verifies the received body and makes its shards durable (non-inline

@@ -303,6 +303,13 @@ int s3_object_body_end(s3_req *q) {
     return 0;
 }
 
+void s3_object_abort_writer(s3_req *q) {
+    if (q->writer) {
+        data_writer_abort(q->writer); /* joins its threads before returning */
+        q->writer = NULL;
+    }
+}
+
 void s3_object_cleanup(s3_req *q) {
     if (q->writer) {
         data_writer_abort(q->writer);
