@@ -15,6 +15,7 @@
 #include "auth/auth.h"
 #include "cmd/cmd.h"
 #include "data/data.h"
+#include "jobs/jobs.h"
 
 
 extern char **environ;
@@ -254,6 +255,71 @@ static int admin_node(meta_store *ms, const config_t *cfg, const char *verb, con
     return 2;
 }
 
+static int print_job(void *ud, const meta_job *j) {
+    bool full = ud != NULL;
+    char created[40], run_at[40];
+    time_fmt_iso8601(j->created_ms, created, sizeof created);
+    time_fmt_iso8601(j->run_at_ms, run_at, sizeof run_at);
+    printf("%lld %s %s attempts=%d/%d run_at=%s%s%s\n", (long long)j->id, j->kind, j->state, j->attempts,
+           j->max_attempts, run_at, j->last_error[0] ? " error=" : "", j->last_error);
+    if (full)
+        printf("  args=%s priority=%d unique_key=%s lease_owner=%s created=%s\n", j->args, j->priority,
+               j->unique_key[0] ? j->unique_key : "-", j->lease_owner[0] ? j->lease_owner : "-", created);
+    return 0;
+}
+
+/* `admin jobs ...`: inspect and steer the durable job queue. */
+static int admin_jobs(meta_store *ms, int argc, char **argv) {
+    const char *verb = argc > 1 ? argv[1] : "";
+    const char *state = "", *kind = "";
+    int count = 1, max_attempts = 5;
+    for (int i = 2; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--state")) state = argv[++i];
+        else if (!strcmp(argv[i], "--kind")) kind = argv[++i];
+        else if (!strcmp(argv[i], "--count")) count = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--max-attempts")) max_attempts = atoi(argv[++i]);
+    }
+    if (!strcmp(verb, "list")) return meta_job_list(ms, state, kind, 1000, print_job, NULL) ? 1 : 0;
+    if (argc < 3) return 2;
+    if (!strcmp(verb, "enqueue")) {
+        meta_job j = {0};
+        snprintf(j.kind, sizeof j.kind, "%s", argv[2]);
+        j.args = (char *)(uintptr_t)(argc > 3 && argv[3][0] != '-' ? argv[3] : "{}");
+        j.max_attempts = max_attempts > 0 ? max_attempts : 5;
+        j.run_at_ms = time_now_ms();
+        for (int i = 0; i < (count > 0 ? count : 1); i++) {
+            int64_t id = 0;
+            if (meta_job_enqueue(ms, &j, &id) != 0) {
+                fprintf(stderr, "cairn: enqueue failed\n");
+                return 1;
+            }
+            if (count == 1) printf("%lld\n", (long long)id);
+        }
+        return 0;
+    }
+    char *end;
+    long long id = strtoll(argv[2], &end, 10);
+    if (*end) return 2;
+    meta_job j;
+    int rc;
+    if (!strcmp(verb, "show")) {
+        rc = meta_job_get(ms, id, &j);
+        if (rc == 0) print_job(&j, &j);
+        meta_job_clear(&j);
+    } else if (!strcmp(verb, "retry")) {
+        rc = meta_job_retry(ms, id);
+    } else if (!strcmp(verb, "cancel")) {
+        rc = meta_job_cancel(ms, id);
+    } else {
+        return 2;
+    }
+    if (rc == CAIRN_ENOTFOUND) fprintf(stderr, "cairn: no job %lld\n", id);
+    else if (rc == CAIRN_ECONFLICT) fprintf(stderr, "cairn: job %lld cannot be %s in its state\n", id,
+                                            !strcmp(verb, "retry") ? "retried" : "cancelled");
+    else if (rc == 0 && strcmp(verb, "show")) printf("job %lld %s\n", id, !strcmp(verb, "retry") ? "will run again" : "cancelled");
+    return rc ? 1 : 0;
+}
+
 static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk[32], int argc, char **argv) {
     const char *what = argc > 0 ? argv[0] : "", *verb = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : NULL;
@@ -322,11 +388,17 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         rc = admin_node(ms, cfg, verb, arg);
         if (rc != 2) return rc;
     }
+    if (!strcmp(what, "jobs")) {
+        rc = admin_jobs(ms, argc, argv);
+        if (rc != 2) return rc;
+    }
     fprintf(stderr,
             "usage: cairn admin [--data DIR] user create NAME | user list\n"
             "       cairn admin [--data DIR] key create NAME | key list [NAME] | key revoke ACCESS_KEY\n"
             "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n"
-            "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n");
+            "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n"
+            "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
+            "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N]\n");
     return 2;
 }
 

@@ -327,6 +327,13 @@ static int run(int argc, char **argv, bool gateway) {
     scrubber *scrub = NULL;
     if (scrub_start(ms, ds, obs, cfg.scrub_interval, cfg.scrub_rate, &scrub) != 0)
         log_write(LOG_WARN, NULL, "scrubber not started: out of memory", NULL);
+    job_queue *jobs = NULL;
+    job_options jo = {.workers = cfg.job_workers, .lease_ms = cfg.job_lease_ms,
+                      .backoff_base_ms = cfg.job_backoff_base_ms, .backoff_max_ms = cfg.job_backoff_max_ms,
+                      .poll_ms = 250, .periodic_s = cfg.job_period_s};
+    if (jobs_queue_new(ms, obs, &jo, &jobs) != 0 || jobs_register_builtin(jobs, ms, ds, cfg.multipart_expiry) != 0 ||
+        jobs_queue_start(jobs) != 0)
+        log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     membership *members = NULL;
     if (gateway) {
         /* The configured nodes join the registry, where admins add, drain and
@@ -343,6 +350,7 @@ static int run(int argc, char **argv, bool gateway) {
     int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     char left[24];
     membership_stop(members);
+    jobs_queue_free(jobs);
     scrub_stop(scrub);
     s3_gateway_free(gw);
     data_close(ds);

@@ -213,6 +213,18 @@ static const option options[] = {
             "PEM private key of tls_cert; never logged"),
     OPT_STR(tls_ca, "CAIRN_TLS_CA", NULL, "path", "",
             "CA bundle a gateway trusts for https:// nodes (hostnames are checked); empty = system CAs"),
+    OPT_NUM(job_workers, "CAIRN_JOB_WORKERS", 1, 64, "2",
+            "Threads running background jobs from the durable queue"),
+    OPT_NUM(job_lease_ms, "CAIRN_JOB_LEASE_MS", 100, 86400000, "60000",
+            "Milliseconds a job run holds its lease; a crashed worker's job runs again after it"),
+    OPT_NUM(job_backoff_base_ms, "CAIRN_JOB_BACKOFF_BASE_MS", 1, 86400000, "1000",
+            "Ceiling of the first retry delay; it doubles per attempt (full jitter below it)"),
+    OPT_NUM(job_backoff_max_ms, "CAIRN_JOB_BACKOFF_MAX_MS", 1, 86400000, "3600000",
+            "Largest retry delay ceiling"),
+    OPT_NUM(job_period_s, "CAIRN_JOB_PERIOD_S", 1, 86400, "3600",
+            "Seconds between schedulings of periodic jobs (abandoned upload expiry)"),
+    OPT_NUM(multipart_expiry, "CAIRN_MULTIPART_EXPIRY", 1, 31536000, "604800",
+            "Seconds after which an unfinished multipart upload is aborted and its parts removed"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

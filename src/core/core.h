@@ -171,6 +171,12 @@ typedef struct {
     char tls_cert[1024];       /* tls_cert: PEM certificate (chain) to serve HTTPS with */
     char tls_key[1024];        /* tls_key: PEM private key of tls_cert */
     char tls_ca[1024];         /* tls_ca: CA bundle that verifies https:// nodes; empty = system CAs */
+    int job_workers;           /* job_workers: threads running background jobs */
+    int job_lease_ms;          /* job_lease_ms: a run's lease; a crashed worker's job reruns after it */
+    int job_backoff_base_ms;   /* job_backoff_base_ms: first retry delay ceiling */
+    int job_backoff_max_ms;    /* job_backoff_max_ms: largest retry delay ceiling */
+    int job_period_s;          /* job_period_s: how often periodic jobs are scheduled */
+    int multipart_expiry;      /* multipart_expiry: seconds after which an unfinished upload is aborted */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

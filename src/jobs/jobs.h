@@ -66,4 +66,48 @@ void membership_stop(membership *m);
 /* Runs one rebalance pass now (tests, admin); returns objects moved or < 0. */
 int membership_rebalance(membership *m);
 
+/*
+ * The durable job queue.  Jobs live in the metadata database (kind, JSON
+ * arguments, priority, run-at time, attempts, state, lease).  Workers claim a
+ * due job in one write transaction and hold it under a lease; a worker that
+ * dies leaves a lease that expires, and the job runs again — so handlers must
+ * be idempotent: running one twice must have the effect of running it once.
+ * A failed run is retried after exponential backoff with full jitter
+ * (uniform in [0, min(cap, base * 2^(attempt-1))]); after max_attempts the job
+ * is discarded, keeping its last error (the queue's dead letters).
+ * Stopping the queue lets running jobs finish (or releases them) first.
+ */
+typedef struct job_queue job_queue;
+
+/* A handler runs one job.  Returns 0 on success, or nonzero with err filled
+ * (the run is retried or, after max_attempts, discarded).  Must be idempotent. */
+typedef int (*job_handler)(void *ud, const meta_job *job, char *err, size_t errlen);
+
+typedef struct {
+    int workers;               /* worker threads */
+    int64_t lease_ms;          /* a run's lease; a dead worker's job runs again after it */
+    int64_t backoff_base_ms;
+    int64_t backoff_max_ms;
+    int64_t poll_ms;           /* idle workers look for due jobs this often */
+    int64_t periodic_s;        /* schedule periodic jobs this often; 0 = never */
+} job_options;
+
+int jobs_queue_new(meta_store *ms, obs_registry *obs, const job_options *opt, job_queue **out);
+/* Registers a handler for kind (before start). */
+int jobs_register(job_queue *q, const char *kind, job_handler fn, void *ud);
+int jobs_queue_start(job_queue *q);
+/* Stops claiming, waits for running jobs to finish, joins the workers. */
+void jobs_queue_free(job_queue *q);
+/* Enqueues (wakes a worker); see meta_job_enqueue. */
+int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attempts, const char *unique_key,
+                 int64_t *id);
+/* Appends cairn_jobs{kind,state} gauges. */
+void jobs_render_metrics(meta_store *ms, buf_t *out);
+
+/* The kinds the gateway runs (kinds.c): abort multipart uploads older than
+ * expiry_s, every period_s (a periodic job with a unique key per period). */
+int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s);
+/* Enqueues the periodic jobs due now (call every period). */
+void jobs_schedule_periodic(job_queue *q, int64_t period_s);
+
 #endif

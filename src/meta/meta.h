@@ -264,6 +264,58 @@ int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void 
 int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud);
 int meta_object_parts_delete(meta_store *ms, const char *version_id);
 
+/* ---- the durable job queue ------------------------------------------------------------ */
+
+typedef struct {
+    int64_t id;
+    char kind[64];
+    char *args;                /* JSON text, owned; meta_job_clear */
+    int priority;              /* higher runs first */
+    int64_t run_at_ms;
+    int attempts;              /* runs started so far */
+    int max_attempts;
+    char state[16];            /* available running retryable completed cancelled discarded */
+    char lease_owner[64];
+    int64_t lease_expires_ms;
+    char unique_key[128];      /* "" = none */
+    char last_error[256];
+    int64_t created_ms;
+    int64_t finished_ms;
+} meta_job;
+
+void meta_job_clear(meta_job *j);
+/* Enqueues; *id gets the new id.  With a unique key that a job already holds,
+ * nothing is added: CAIRN_EEXIST and *id is that job's. */
+int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id);
+/* Claims the next runnable job (available or retryable and due, or running
+ * with an expired lease), highest priority first, in one write transaction:
+ * it becomes running under owner until now + lease_ms, attempts + 1.
+ * CAIRN_ENOTFOUND when there is none. */
+int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
+/* Ends a run held by owner: state "completed", "retryable" (run again at
+ * run_at_ms) or "discarded", keeping error.  CAIRN_ECONFLICT when owner no
+ * longer holds the lease (it expired and another worker took the job). */
+int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
+                    const char *error);
+/* Gives a claimed job back untouched (graceful shutdown): available again. */
+int meta_job_release(meta_store *ms, int64_t id, const char *owner);
+/* Extends the lease of a long run. */
+int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms);
+/* Cancels a job that is not running or finished (CAIRN_ECONFLICT otherwise). */
+int meta_job_cancel(meta_store *ms, int64_t id);
+/* Makes a discarded, cancelled or retryable job available now with its
+ * attempts reset (CAIRN_ECONFLICT when running or completed). */
+int meta_job_retry(meta_store *ms, int64_t id);
+int meta_job_get(meta_store *ms, int64_t id, meta_job *out);   /* ENOTFOUND */
+/* Jobs newest first; state and kind ("" = any) filter. */
+int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit,
+                  int (*cb)(void *ud, const meta_job *j), void *ud);
+/* Calls cb with the number of jobs per (kind, state). */
+int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const char *state, int64_t n), void *ud);
+/* Uploads initiated before before_ms, oldest first (expiry of abandoned uploads). */
+int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
+                           int (*cb)(void *ud, const meta_upload *u), void *ud);
+
 /* ---- storage node registry -------------------------------------------------------- */
 
 typedef struct {

@@ -135,11 +135,33 @@ static const char up_v4[] =
     "  PRIMARY KEY (version_id, part_number)) WITHOUT ROWID;";
 static const char down_v4[] = "DROP TABLE object_parts; DROP TABLE upload_parts; DROP TABLE uploads;";
 
+/* v5: the durable job queue. */
+static const char up_v5[] =
+    "CREATE TABLE jobs("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind TEXT NOT NULL,"
+    "  args TEXT NOT NULL DEFAULT '{}',"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  run_at_ms INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  max_attempts INTEGER NOT NULL DEFAULT 5,"
+    "  state TEXT NOT NULL DEFAULT 'available' CHECK (state IN"
+    "    ('available', 'running', 'retryable', 'completed', 'cancelled', 'discarded')),"
+    "  lease_owner TEXT NOT NULL DEFAULT '',"
+    "  lease_expires_ms INTEGER NOT NULL DEFAULT 0,"
+    "  unique_key TEXT UNIQUE,"
+    "  last_error TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL,"
+    "  finished_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX jobs_ready ON jobs(state, run_at_ms);";
+static const char down_v5[] = "DROP TABLE jobs;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
     {3, "storage node registry", up_v3, down_v3},
     {4, "multipart uploads and parts", up_v4, down_v4},
+    {5, "durable job queue", up_v5, down_v5},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -77,6 +77,19 @@ typedef enum {
     ST_VERSION_EXISTS,
     ST_OBJ_SCAN,
     ST_OBJ_SET_LAYOUT,
+    ST_JOB_INSERT,
+    ST_JOB_BY_UNIQUE,
+    ST_JOB_NEXT,
+    ST_JOB_TAKE,
+    ST_JOB_GET,
+    ST_JOB_FINISH,
+    ST_JOB_RELEASE,
+    ST_JOB_EXTEND,
+    ST_JOB_CANCEL,
+    ST_JOB_RETRY,
+    ST_JOB_LIST,
+    ST_JOB_COUNTS,
+    ST_UPLOAD_OLDER,
     ST_UPLOAD_INSERT,
     ST_UPLOAD_GET,
     ST_UPLOAD_LIST,
@@ -141,6 +154,32 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
     [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
+    [ST_JOB_INSERT] = "INSERT INTO jobs(kind, args, priority, run_at_ms, max_attempts, unique_key, created_ms)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_JOB_BY_UNIQUE] = "SELECT id FROM jobs WHERE unique_key = ?1",
+    [ST_JOB_NEXT] = "SELECT id FROM jobs WHERE ((state IN ('available', 'retryable') AND run_at_ms <= ?1)"
+                    " OR (state = 'running' AND lease_expires_ms < ?1))"
+                    " ORDER BY priority DESC, run_at_ms, id LIMIT 1",
+    [ST_JOB_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2,"
+                    " lease_expires_ms = ?3 WHERE id = ?1",
+    [ST_JOB_GET] = "SELECT id, kind, args, priority, run_at_ms, attempts, max_attempts, state, lease_owner,"
+                   " lease_expires_ms, coalesce(unique_key, ''), last_error, created_ms, finished_ms FROM jobs WHERE id = ?1",
+    [ST_JOB_FINISH] = "UPDATE jobs SET state = ?3, run_at_ms = ?4, last_error = ?5, lease_owner = '',"
+                      " lease_expires_ms = 0, finished_ms = CASE WHEN ?3 = 'retryable' THEN 0 ELSE ?6 END"
+                      " WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+    [ST_JOB_RELEASE] = "UPDATE jobs SET state = 'available', attempts = max(attempts - 1, 0), lease_owner = '',"
+                       " lease_expires_ms = 0 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+    [ST_JOB_EXTEND] = "UPDATE jobs SET lease_expires_ms = ?3 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+    [ST_JOB_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_ms = ?2 WHERE id = ?1"
+                      " AND state IN ('available', 'retryable')",
+    [ST_JOB_RETRY] = "UPDATE jobs SET state = 'available', attempts = 0, run_at_ms = ?2, finished_ms = 0"
+                     " WHERE id = ?1 AND state IN ('discarded', 'cancelled', 'retryable')",
+    [ST_JOB_LIST] = "SELECT id, kind, args, priority, run_at_ms, attempts, max_attempts, state, lease_owner,"
+                    " lease_expires_ms, coalesce(unique_key, ''), last_error, created_ms, finished_ms FROM jobs"
+                    " WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR kind = ?2) ORDER BY id DESC LIMIT ?3",
+    [ST_JOB_COUNTS] = "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+    [ST_UPLOAD_OLDER] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
+                        " WHERE initiated_ms < ?1 ORDER BY initiated_ms LIMIT ?2",
     [ST_UPLOAD_INSERT] = "INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms, headers_json)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_UPLOAD_GET] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
@@ -1771,4 +1810,254 @@ int meta_object_parts_delete(meta_store *ms, const char *version_id) {
     if (err != 0) return err;
     err = exec_id(w, ST_OBJPARTS_DELETE, version_id, "object parts delete");
     return wtx_end(ms, err);
+}
+
+/* ---- the job queue ------------------------------------------------------------------- */
+
+void meta_job_clear(meta_job *j) {
+    free(j->args);
+    j->args = NULL;
+}
+
+static int row_job(sqlite3_stmt *st, meta_job *j) {
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, j->kind, sizeof j->kind);
+    const char *a = (const char *)sqlite3_column_text(st, 2);
+    j->args = strdup(a ? a : "{}");
+    j->priority = sqlite3_column_int(st, 3);
+    j->run_at_ms = sqlite3_column_int64(st, 4);
+    j->attempts = sqlite3_column_int(st, 5);
+    j->max_attempts = sqlite3_column_int(st, 6);
+    col_copy(st, 7, j->state, sizeof j->state);
+    col_copy(st, 8, j->lease_owner, sizeof j->lease_owner);
+    j->lease_expires_ms = sqlite3_column_int64(st, 9);
+    col_copy(st, 10, j->unique_key, sizeof j->unique_key);
+    col_copy(st, 11, j->last_error, sizeof j->last_error);
+    j->created_ms = sqlite3_column_int64(st, 12);
+    j->finished_ms = sqlite3_column_int64(st, 13);
+    return j->args ? 0 : CAIRN_ENOMEM;
+}
+
+static int job_read(conn *c, int64_t id, meta_job *out) {
+    sqlite3_stmt *st = stmt(c, ST_JOB_GET);
+    if (!st) return CAIRN_EDB;
+    if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) { stmt_done(st); return CAIRN_EDB; }
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? row_job(st, out) : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
+    stmt_done(st);
+    return err;
+}
+
+int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
+    if (!ms || !j || !j->kind[0]) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    if (j->unique_key[0]) {
+        sqlite3_stmt *st = stmt(w, ST_JOB_BY_UNIQUE);
+        if (st && bind_str(st, 1, j->unique_key) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+            if (id) *id = sqlite3_column_int64(st, 0);
+            err = CAIRN_EEXIST;
+        }
+        if (st) stmt_done(st);
+    }
+    if (err == 0) {
+        sqlite3_stmt *st = stmt(w, ST_JOB_INSERT);
+        if (!st) err = CAIRN_EDB;
+        else {
+            int b = bind_str(st, 1, j->kind) | bind_str(st, 2, j->args ? j->args : "{}") | sqlite3_bind_int(st, 3, j->priority) |
+                    sqlite3_bind_int64(st, 4, j->run_at_ms) | sqlite3_bind_int(st, 5, j->max_attempts > 0 ? j->max_attempts : 5) |
+                    (j->unique_key[0] ? bind_str(st, 6, j->unique_key) : sqlite3_bind_null(st, 6)) |
+                    sqlite3_bind_int64(st, 7, time_now_ms());
+            err = b ? db_fail(w, b, "job bind") : stmt_exec(w, st, "job insert");
+            if (b) stmt_done(st);
+            if (err == 0 && id) *id = sqlite3_last_insert_rowid(w->db);
+        }
+    }
+    int end = wtx_end(ms, err == CAIRN_EEXIST ? 0 : err);
+    return err ? err : end;
+}
+
+int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+    memset(out, 0, sizeof *out);
+    if (!ms || !owner) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    int64_t id = 0;
+    sqlite3_stmt *st = stmt(w, ST_JOB_NEXT);
+    if (!st) err = CAIRN_EDB;
+    else {
+        if (sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK) err = CAIRN_EDB;
+        else {
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) id = sqlite3_column_int64(st, 0);
+            else err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
+        }
+        stmt_done(st);
+    }
+    if (err == 0) {
+        st = stmt(w, ST_JOB_TAKE);
+        if (!st) err = CAIRN_EDB;
+        else {
+            int b = sqlite3_bind_int64(st, 1, id) | bind_str(st, 2, owner) | sqlite3_bind_int64(st, 3, now_ms + lease_ms);
+            err = b ? db_fail(w, b, "job take bind") : stmt_exec(w, st, "job take");
+            if (b) stmt_done(st);
+        }
+    }
+    if (err == 0) err = job_read(w, id, out);
+    int end = wtx_end(ms, err == CAIRN_ENOTFOUND ? 0 : err);
+    if (err != 0 || end != 0) meta_job_clear(out);
+    return err ? err : end;
+}
+
+typedef struct { int64_t id; const char *owner, *state, *error; int64_t run_at, now; } job_finish_args;
+
+static int bind_job_finish(sqlite3_stmt *st, const void *p) {
+    const job_finish_args *a = p;
+    return sqlite3_bind_int64(st, 1, a->id) | bind_str(st, 2, a->owner) | bind_str(st, 3, a->state) |
+           sqlite3_bind_int64(st, 4, a->run_at) | bind_str(st, 5, a->error ? a->error : "") | sqlite3_bind_int64(st, 6, a->now);
+}
+
+int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
+                    const char *error) {
+    if (!ms || !owner || !state ||
+        (strcmp(state, "completed") && strcmp(state, "retryable") && strcmp(state, "discarded")))
+        return CAIRN_EINVAL;
+    job_finish_args a = {id, owner, state, error, run_at_ms, time_now_ms()};
+    int changes = 0;
+    int err = write_one(ms, ST_JOB_FINISH, bind_job_finish, &a, &changes, "job finish");
+    return err ? err : changes ? 0 : CAIRN_ECONFLICT;
+}
+
+static int bind_id_owner(sqlite3_stmt *st, const void *p) {
+    const job_finish_args *a = p;
+    return sqlite3_bind_int64(st, 1, a->id) | bind_str(st, 2, a->owner) | sqlite3_bind_int64(st, 3, a->run_at);
+}
+
+int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
+    job_finish_args a = {id, owner, NULL, NULL, 0, 0};
+    int changes = 0;
+    int err = write_one(ms, ST_JOB_RELEASE, bind_id_owner, &a, &changes, "job release");
+    return err ? err : changes ? 0 : CAIRN_ECONFLICT;
+}
+
+int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms) {
+    job_finish_args a = {id, owner, NULL, NULL, lease_expires_ms, 0};
+    int changes = 0;
+    int err = write_one(ms, ST_JOB_EXTEND, bind_id_owner, &a, &changes, "job extend");
+    return err ? err : changes ? 0 : CAIRN_ECONFLICT;
+}
+
+static int bind_id_time(sqlite3_stmt *st, const void *p) {
+    const job_finish_args *a = p;
+    return sqlite3_bind_int64(st, 1, a->id) | sqlite3_bind_int64(st, 2, a->now);
+}
+
+static int job_change(meta_store *ms, int64_t id, stmt_id which, const char *op) {
+    job_finish_args a = {id, NULL, NULL, NULL, 0, time_now_ms()};
+    int changes = 0;
+    int err = write_one(ms, which, bind_id_time, &a, &changes, op);
+    if (err || changes) return err;
+    meta_job j;
+    err = meta_job_get(ms, id, &j);
+    meta_job_clear(&j);
+    return err == CAIRN_ENOTFOUND ? CAIRN_ENOTFOUND : CAIRN_ECONFLICT;
+}
+
+int meta_job_cancel(meta_store *ms, int64_t id) { return job_change(ms, id, ST_JOB_CANCEL, "job cancel"); }
+int meta_job_retry(meta_store *ms, int64_t id) { return job_change(ms, id, ST_JOB_RETRY, "job retry"); }
+
+int meta_job_get(meta_store *ms, int64_t id, meta_job *out) {
+    memset(out, 0, sizeof *out);
+    if (!ms) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    int err = job_read(c, id, out);
+    reader_put(ms, c);
+    return err;
+}
+
+int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit,
+                  int (*cb)(void *ud, const meta_job *j), void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_JOB_LIST);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && (bind_str(st, 1, state ? state : "") | bind_str(st, 2, kind ? kind : "") | sqlite3_bind_int(st, 3, limit)))
+        err = db_fail(c, SQLITE_ERROR, "job list bind");
+    meta_job *rows = NULL;
+    int n = 0, cap = 0;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "job list"); break; }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            meta_job *nr = realloc(rows, (size_t)cap * sizeof *rows);
+            if (!nr) { err = CAIRN_ENOMEM; break; }
+            rows = nr;
+        }
+        err = row_job(st, &rows[n++]);
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    bool stop = false;
+    for (int i = 0; i < n; i++) {
+        if (err == 0 && !stop) stop = cb(ud, &rows[i]) != 0;
+        meta_job_clear(&rows[i]);
+    }
+    free(rows);
+    return err;
+}
+
+int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const char *state, int64_t n), void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_JOB_COUNTS);
+    int err = st ? 0 : CAIRN_EDB;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "job counts"); break; }
+        if (cb(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+               sqlite3_column_int64(st, 2)))
+            break;
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
+                           int (*cb)(void *ud, const meta_upload *u), void *ud) {
+    if (!ms || !cb) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_UPLOAD_OLDER);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && (sqlite3_bind_int64(st, 1, before_ms) | sqlite3_bind_int(st, 2, limit)))
+        err = db_fail(c, SQLITE_ERROR, "upload older bind");
+    meta_upload *rows = NULL;
+    int n = 0, cap = 0;
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "upload older"); break; }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            meta_upload *nr = realloc(rows, (size_t)cap * sizeof *rows);
+            if (!nr) { err = CAIRN_ENOMEM; break; }
+            rows = nr;
+        }
+        err = row_upload(st, &rows[n++]);
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    bool stop = false;
+    for (int i = 0; i < n; i++) {
+        if (err == 0 && !stop) stop = cb(ud, &rows[i]) != 0;
+        meta_upload_clear(&rows[i]);
+    }
+    free(rows);
+    return err;
 }

@@ -10,6 +10,7 @@
  * Everything that can be judged from the head is judged in begin, so a
  * request that will be refused is refused before its body is read.
  */
+#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <stdio.h>
@@ -242,6 +243,7 @@ static void serve_ops(s3_req *q) {
                    (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
                    (unsigned long long)ds.heal_failures);
         data_render_metrics(q->gw->d.data, &b);
+        jobs_render_metrics(q->gw->d.meta, &b);
         http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
         size_t len = b.len;
         http_respond_take(q->http, 200, buf_steal(&b), len);

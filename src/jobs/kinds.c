@@ -1,0 +1,135 @@
+/*
+ * kinds.c — the job kinds a gateway runs, and their periodic schedule.
+ *
+ * abort_abandoned_uploads: aborts multipart uploads initiated more than
+ *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
+ *   an upload already gone is simply not found again.
+ * test.record / test.fail (only with CAIRN_TEST_JOB_KINDS set): append to a
+ *   file named in the arguments, so tests can see every run; test.record may
+ *   sleep first (args "sleep_ms") and skips work already recorded as done.
+ */
+#include "jobs/jobs.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+typedef struct {
+    meta_store *ms;
+    data_store *ds;
+    int64_t expiry_s;
+    int aborted;
+} builtin_ctx;
+
+static builtin_ctx g_unused; /* never written: keeps ud non-NULL for test kinds */
+
+static void drop_part(void *ud, const meta_part *p) {
+    builtin_ctx *c = ud;
+    data_layout l;
+    if (data_layout_parse(p->layout, &l) == 0) data_delete(c->ds, p->version_id, &l);
+}
+
+static int abort_one(void *ud, const meta_upload *u) {
+    builtin_ctx *c = ud;
+    if (meta_upload_abort(c->ms, u->upload_id, drop_part, c) == 0) {
+        c->aborted++;
+        log_write(LOG_INFO, NULL, "aborted abandoned multipart upload", "bucket", u->bucket, "key", u->key,
+                  "upload_id", u->upload_id, NULL);
+    }
+    return 0;
+}
+
+static int run_abort_abandoned(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)job;
+    builtin_ctx *c = ud;
+    c->aborted = 0;
+    int64_t before = time_now_ms() - c->expiry_s * 1000;
+    int rc = meta_upload_list_older(c->ms, before, 1000, abort_one, c);
+    if (rc != 0) snprintf(err, errlen, "listing uploads failed: %s", cairn_strerror(rc));
+    return rc;
+}
+
+/* ---- test kinds ---------------------------------------------------------------------- */
+
+static int append_line(const char *path, const char *line) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return CAIRN_EIO;
+    size_t n = strlen(line);
+    int rc = write(fd, line, n) == (ssize_t)n && fsync(fd) == 0 ? 0 : CAIRN_EIO;
+    close(fd);
+    return rc;
+}
+
+static bool already_done(const char *path, long long id) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char line[128], want[64];
+    snprintf(want, sizeof want, "done %lld\n", id);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) found = !strcmp(line, want);
+    fclose(f);
+    return found;
+}
+
+static int run_test_record(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)ud;
+    json_t *a = json_loads(job->args, 0, NULL);
+    const char *file = a ? json_string_value(json_object_get(a, "file")) : NULL;
+    if (!file) {
+        json_decref(a);
+        snprintf(err, errlen, "args need \"file\"");
+        return -1;
+    }
+    long long id = (long long)job->id;
+    char line[96];
+    int rc = 0;
+    if (!already_done(file, id)) { /* idempotent: a rerun after a crash does the work once */
+        snprintf(line, sizeof line, "start %lld\n", id);
+        rc = append_line(file, line);
+        json_int_t sleep_ms = json_integer_value(json_object_get(a, "sleep_ms"));
+        if (rc == 0 && sleep_ms > 0) usleep((useconds_t)(sleep_ms * 1000));
+        snprintf(line, sizeof line, "done %lld\n", id);
+        if (rc == 0) rc = append_line(file, line);
+    }
+    json_decref(a);
+    if (rc) snprintf(err, errlen, "cannot write %s", file);
+    return rc;
+}
+
+static int run_test_fail(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)ud;
+    json_t *a = json_loads(job->args, 0, NULL);
+    const char *file = a ? json_string_value(json_object_get(a, "file")) : NULL;
+    if (file) {
+        char line[96];
+        snprintf(line, sizeof line, "attempt %d %lld\n", job->attempts, (long long)time_now_ms());
+        append_line(file, line);
+    }
+    json_decref(a);
+    snprintf(err, errlen, "test.fail always fails (attempt %d)", job->attempts);
+    return -1;
+}
+
+int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s) {
+    builtin_ctx *c = calloc(1, sizeof *c); /* lives as long as the process */
+    if (!c) return CAIRN_ENOMEM;
+    *c = (builtin_ctx){.ms = ms, .ds = ds, .expiry_s = multipart_expiry_s};
+    int rc = jobs_register(q, "abort_abandoned_uploads", run_abort_abandoned, c);
+    const char *t = getenv("CAIRN_TEST_JOB_KINDS");
+    if (rc == 0 && t && *t) {
+        rc = jobs_register(q, "test.record", run_test_record, &g_unused);
+        if (rc == 0) rc = jobs_register(q, "test.fail", run_test_fail, &g_unused);
+    }
+    return rc;
+}
+
+void jobs_schedule_periodic(job_queue *q, int64_t period_s) {
+    if (period_s <= 0) return;
+    char key[128];
+    snprintf(key, sizeof key, "periodic:abort_abandoned_uploads:%lld", (long long)(time_now_ms() / 1000 / period_s));
+    jobs_enqueue(q, "abort_abandoned_uploads", "{}", 3, key, NULL);
+}

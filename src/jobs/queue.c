@@ -1,0 +1,245 @@
+/*
+ * queue.c — the worker side of the durable job queue (jobs.h).
+ */
+#include "jobs/jobs.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_KINDS 32
+#define MAX_WORKERS 64
+
+typedef struct {
+    char kind[64];
+    job_handler fn;
+    void *ud;
+} kind_entry;
+
+typedef struct {
+    int64_t job_id;            /* 0 = idle */
+    char owner[64];
+} running_slot;
+
+struct job_queue {
+    running_slot running[MAX_WORKERS]; /* what each worker runs (guarded by mu) */
+    pthread_t keeper;
+    bool keeper_started;
+    meta_store *ms;
+    obs_registry *obs;
+    job_options opt;
+    kind_entry kinds[MAX_KINDS];
+    int nkinds;
+    pthread_t threads[MAX_WORKERS];
+    int nthreads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    char owner_prefix[48];
+};
+
+static const kind_entry *find_kind(const job_queue *q, const char *kind) {
+    for (int i = 0; i < q->nkinds; i++)
+        if (!strcmp(q->kinds[i].kind, kind)) return &q->kinds[i];
+    return NULL;
+}
+
+/* Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]. */
+static int64_t backoff_ms(const job_options *o, int attempt) {
+    int64_t ceil = o->backoff_base_ms;
+    for (int i = 1; i < attempt && ceil < o->backoff_max_ms; i++) ceil *= 2;
+    if (ceil > o->backoff_max_ms) ceil = o->backoff_max_ms;
+    uint64_t r;
+    rand_bytes(&r, sizeof r);
+    return ceil > 0 ? (int64_t)(r % (uint64_t)(ceil + 1)) : 0;
+}
+
+static void run_one(job_queue *q, const char *owner, meta_job *job) {
+    const kind_entry *k = find_kind(q, job->kind);
+    char err[256] = "";
+    int rc = k ? k->fn(k->ud, job, err, sizeof err) : -1;
+    if (!k) snprintf(err, sizeof err, "no handler for job kind '%s'", job->kind);
+    const char *state = rc == 0 ? "completed" : job->attempts >= job->max_attempts ? "discarded" : "retryable";
+    int64_t run_at = rc == 0 ? job->run_at_ms : time_now_ms() + backoff_ms(&q->opt, job->attempts);
+    int frc = meta_job_finish(q->ms, job->id, owner, state, run_at, rc == 0 ? "" : err);
+    char id[24], at[24];
+    snprintf(id, sizeof id, "%lld", (long long)job->id);
+    snprintf(at, sizeof at, "%d", job->attempts);
+    if (frc == CAIRN_ECONFLICT)
+        log_write(LOG_WARN, NULL, "job lease lost before it finished; another run owns it", "job_id", id, "kind", job->kind, NULL);
+    else if (rc != 0)
+        log_write(!strcmp(state, "discarded") ? LOG_ERROR : LOG_WARN, NULL,
+                  !strcmp(state, "discarded") ? "job discarded after its last attempt" : "job failed; will retry",
+                  "job_id", id, "kind", job->kind, "attempt", at, "error", err, NULL);
+    obs_counter_add(q->obs, rc == 0 ? "cairn_jobs_completed_total" : "cairn_jobs_failed_runs_total",
+                    rc == 0 ? "Job runs that completed." : "Job runs that failed (retried or discarded).", 1);
+}
+
+typedef struct {
+    job_queue *q;
+    int index;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+    worker_arg *wa = arg;
+    job_queue *q = wa->q;
+    char owner[64];
+    snprintf(owner, sizeof owner, "%s-w%d", q->owner_prefix, wa->index);
+    int index = wa->index;
+    bool scheduler = index == 0;
+    int64_t next_schedule = 0;
+    free(wa);
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        bool stop = q->stop;
+        pthread_mutex_unlock(&q->mu);
+        if (stop) break;
+        /* Worker 0 also schedules the periodic jobs; unique keys per period
+         * make a repeat (or another gateway doing the same) harmless. */
+        if (scheduler && q->opt.periodic_s > 0 && time_now_ms() >= next_schedule) {
+            jobs_schedule_periodic(q, q->opt.periodic_s);
+            next_schedule = time_now_ms() + (q->opt.periodic_s * 1000 < 60000 ? q->opt.periodic_s * 1000 : 60000);
+        }
+        meta_job job;
+        int rc = meta_job_claim(q->ms, owner, time_now_ms(), q->opt.lease_ms, &job);
+        if (rc == 0) {
+            pthread_mutex_lock(&q->mu);
+            q->running[index].job_id = job.id;
+            snprintf(q->running[index].owner, sizeof q->running[index].owner, "%s", owner);
+            pthread_mutex_unlock(&q->mu);
+            run_one(q, owner, &job);
+            pthread_mutex_lock(&q->mu);
+            q->running[index].job_id = 0;
+            pthread_mutex_unlock(&q->mu);
+            meta_job_clear(&job);
+            continue;
+        }
+        /* Nothing due: sleep until poked by an enqueue, or the poll interval. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + q->opt.poll_ms * 1000000LL;
+        until.tv_sec += (time_t)(ns / 1000000000LL);
+        until.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_mutex_lock(&q->mu);
+        if (!q->stop) pthread_cond_timedwait(&q->cv, &q->mu, &until);
+        pthread_mutex_unlock(&q->mu);
+    }
+    return NULL;
+}
+
+/* Renews the leases of running jobs every third of a lease, so a live run
+ * keeps its job however long it takes; only a dead process lets one lapse. */
+static void *keeper_main(void *arg) {
+    job_queue *q = arg;
+    for (;;) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + q->opt.lease_ms / 3 * 1000000LL;
+        until.tv_sec += (time_t)(ns / 1000000000LL);
+        until.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_mutex_lock(&q->mu);
+        while (!q->stop)
+            if (pthread_cond_timedwait(&q->cv, &q->mu, &until) != 0) break;
+        if (q->stop) {
+            pthread_mutex_unlock(&q->mu);
+            break;
+        }
+        running_slot slots[MAX_WORKERS];
+        memcpy(slots, q->running, sizeof slots);
+        pthread_mutex_unlock(&q->mu);
+        for (int i = 0; i < q->nthreads; i++)
+            if (slots[i].job_id) meta_job_extend(q->ms, slots[i].job_id, slots[i].owner, time_now_ms() + q->opt.lease_ms);
+    }
+    return NULL;
+}
+
+int jobs_queue_new(meta_store *ms, obs_registry *obs, const job_options *opt, job_queue **out) {
+    job_queue *q = calloc(1, sizeof *q);
+    if (!q) return CAIRN_ENOMEM;
+    q->ms = ms;
+    q->obs = obs;
+    q->opt = *opt;
+    if (q->opt.workers < 1) q->opt.workers = 1;
+    if (q->opt.workers > MAX_WORKERS) q->opt.workers = MAX_WORKERS;
+    if (q->opt.lease_ms <= 0) q->opt.lease_ms = 60000;
+    if (q->opt.poll_ms <= 0) q->opt.poll_ms = 500;
+    if (q->opt.backoff_base_ms <= 0) q->opt.backoff_base_ms = 1000;
+    if (q->opt.backoff_max_ms < q->opt.backoff_base_ms) q->opt.backoff_max_ms = q->opt.backoff_base_ms;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    char rnd[17];
+    rand_hex_id(rnd, 8);
+    snprintf(q->owner_prefix, sizeof q->owner_prefix, "%d-%s", (int)getpid(), rnd);
+    *out = q;
+    return 0;
+}
+
+int jobs_register(job_queue *q, const char *kind, job_handler fn, void *ud) {
+    if (q->nkinds == MAX_KINDS || strlen(kind) >= sizeof q->kinds[0].kind) return CAIRN_EINVAL;
+    kind_entry *k = &q->kinds[q->nkinds++];
+    snprintf(k->kind, sizeof k->kind, "%s", kind);
+    k->fn = fn;
+    k->ud = ud;
+    return 0;
+}
+
+int jobs_queue_start(job_queue *q) {
+    for (int i = 0; i < q->opt.workers; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) return CAIRN_ENOMEM;
+        *wa = (worker_arg){q, i};
+        if (pthread_create(&q->threads[q->nthreads], NULL, worker_main, wa) != 0) {
+            free(wa);
+            return CAIRN_ENOMEM;
+        }
+        q->nthreads++;
+    }
+    if (pthread_create(&q->keeper, NULL, keeper_main, q) != 0) return CAIRN_ENOMEM;
+    q->keeper_started = true;
+    return 0;
+}
+
+void jobs_queue_free(job_queue *q) {
+    if (!q) return;
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    /* Running jobs finish their run first (a handler that must stop sooner
+     * returns early and is retried: handlers are idempotent). */
+    for (int i = 0; i < q->nthreads; i++) pthread_join(q->threads[i], NULL);
+    if (q->keeper_started) pthread_join(q->keeper, NULL);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attempts, const char *unique_key,
+                 int64_t *id) {
+    meta_job j = {0};
+    snprintf(j.kind, sizeof j.kind, "%s", kind);
+    j.args = (char *)(uintptr_t)(args ? args : "{}");
+    j.run_at_ms = time_now_ms();
+    j.max_attempts = max_attempts > 0 ? max_attempts : 5;
+    if (unique_key) snprintf(j.unique_key, sizeof j.unique_key, "%s", unique_key);
+    int rc = meta_job_enqueue(q->ms, &j, id);
+    if (rc == 0) {
+        pthread_mutex_lock(&q->mu);
+        pthread_cond_signal(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    return rc;
+}
+
+static int count_line(void *ud, const char *kind, const char *state, int64_t n) {
+    buf_printf(ud, "cairn_jobs{kind=\"%s\",state=\"%s\"} %lld\n", kind ? kind : "", state ? state : "", (long long)n);
+    return 0;
+}
+
+void jobs_render_metrics(meta_store *ms, buf_t *out) {
+    buf_puts(out, "# HELP cairn_jobs Jobs in the durable queue by kind and state.\n# TYPE cairn_jobs gauge\n");
+    meta_job_counts(ms, count_line, out);
+}

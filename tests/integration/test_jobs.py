@@ -1,0 +1,122 @@
+"""The durable job queue: exactly-once completion across workers, retries with
+backoff ending in discarded, leases that bring back a crashed run, cancel and
+retry from the admin CLI, and the expiry of abandoned multipart uploads."""
+import glob
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+
+import sigv4
+from conftest import CAIRN_BIN, unique_bucket, wait_until
+
+
+def admin(srv, *args, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(srv.data_dir), *args], env=env,
+                        capture_output=True, text=True, timeout=120)
+    if check:
+        assert cp.returncode == 0, cp.stderr
+    return cp
+
+
+def job_line(srv, job_id):
+    return admin(srv, "jobs", "show", str(job_id)).stdout.split("\n")[0]
+
+
+def lines(path):
+    return open(path).read().split("\n")[:-1] if os.path.exists(path) else []
+
+
+def metric_text(srv):
+    return urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/metrics", timeout=10).read().decode()
+
+
+TEST_ENV = {"CAIRN_TEST_JOB_KINDS": "1", "CAIRN_SCRUB_INTERVAL": "0"}
+
+
+def test_thousand_jobs_over_four_workers_complete_exactly_once(make_server, tmp_path):
+    srv = make_server(env={**TEST_ENV, "CAIRN_JOB_WORKERS": "4"})
+    record = str(tmp_path / "record.txt")
+    admin(srv, "jobs", "enqueue", "test.record", json.dumps({"file": record}), "--count", "1000")
+    wait_until(lambda: sum(1 for l in lines(record) if l.startswith("done ")) >= 1000, 120,
+               what="1000 jobs to complete")
+    done = [l.split()[1] for l in lines(record) if l.startswith("done ")]
+    assert len(done) == 1000 and len(set(done)) == 1000
+    listing = admin(srv, "jobs", "list", "--state", "completed", "--kind", "test.record").stdout
+    assert len(listing.strip().split("\n")) == 1000
+    assert re.search(r'^cairn_jobs\{kind="test.record",state="completed"\} 1000$', metric_text(srv), re.M)
+
+
+def test_failing_job_backs_off_then_is_discarded_and_can_be_retried(make_server, tmp_path):
+    srv = make_server(env={**TEST_ENV, "CAIRN_JOB_BACKOFF_BASE_MS": "200", "CAIRN_JOB_BACKOFF_MAX_MS": "400"})
+    attempts = str(tmp_path / "attempts.txt")
+    job_id = admin(srv, "jobs", "enqueue", "test.fail", json.dumps({"file": attempts}),
+                   "--max-attempts", "3").stdout.strip()
+    wait_until(lambda: " discarded " in job_line(srv, job_id), 30, what="the job to be discarded")
+    line = job_line(srv, job_id)
+    assert "attempts=3/3" in line and "test.fail always fails (attempt 3)" in line, line
+    times = [int(l.split()[2]) for l in lines(attempts)]
+    assert len(times) == 3
+    # Full jitter: the delay before attempt n+1 is at most base * 2^(n-1), capped;
+    # workers poll every 250 ms, so allow for that and scheduling.
+    assert times[1] - times[0] <= 200 + 1500
+    assert times[2] - times[1] <= 400 + 1500
+    # retry brings it back with its attempts reset; it fails three more times.
+    admin(srv, "jobs", "retry", job_id)
+    wait_until(lambda: len(lines(attempts)) == 6 and " discarded " in job_line(srv, job_id), 30,
+               what="the retried job to be discarded again")
+    cp = admin(srv, "jobs", "cancel", job_id, check=False)
+    assert cp.returncode == 1 and "cannot be cancelled" in cp.stderr
+
+
+def test_lease_brings_back_a_job_whose_server_was_killed(make_server, tmp_path):
+    env = {**TEST_ENV, "CAIRN_JOB_LEASE_MS": "1500"}
+    srv = make_server(env=env)
+    record = str(tmp_path / "record.txt")
+    job_id = admin(srv, "jobs", "enqueue", "test.record", json.dumps({"file": record, "sleep_ms": 4000})).stdout.strip()
+    wait_until(lambda: f"start {job_id}" in lines(record), 20, what="the job to start")
+    srv.kill()
+    assert f"done {job_id}" not in lines(record)
+    srv.start()
+    wait_until(lambda: f"done {job_id}" in lines(record), 40, what="the job to run again and complete")
+    wait_until(lambda: " completed " in job_line(srv, job_id), 10, what="the job to be recorded complete")
+    assert lines(record).count(f"done {job_id}") == 1          # completed once in effect
+    assert lines(record).count(f"start {job_id}") == 2         # started twice: the crashed run and the rerun
+    assert "attempts=2/" in job_line(srv, job_id)
+
+
+def test_cancelled_job_never_runs(make_server, tmp_path):
+    srv = make_server(env=TEST_ENV, start=False)
+    srv.data_dir.mkdir(parents=True, exist_ok=True)
+    record = str(tmp_path / "record.txt")
+    job_id = admin(srv, "jobs", "enqueue", "test.record", json.dumps({"file": record})).stdout.strip()
+    other = admin(srv, "jobs", "enqueue", "test.record", json.dumps({"file": record})).stdout.strip()
+    admin(srv, "jobs", "cancel", job_id)
+    srv.start()
+    wait_until(lambda: f"done {other}" in lines(record), 20, what="the other job to run")
+    assert not any(job_id == l.split()[1] for l in lines(record))
+    assert " cancelled " in job_line(srv, job_id)
+
+
+def test_abandoned_uploads_expire_and_active_ones_stay(make_server):
+    srv = make_server(env={"CAIRN_MULTIPART_EXPIRY": "3", "CAIRN_JOB_PERIOD_S": "1", "CAIRN_SCRUB_INTERVAL": "0"})
+    bucket = unique_bucket()
+    assert srv.request("PUT", sigv4.object_path(bucket)).status == 200
+    r = srv.request("POST", sigv4.object_path(bucket, "old"), query={"uploads": ""})
+    upload_id = re.search(rb"<UploadId>([^<]+)</UploadId>", r.body).group(1).decode()
+    r = srv.request("PUT", sigv4.object_path(bucket, "old"), query={"partNumber": "1", "uploadId": upload_id},
+                    body=os.urandom(100_000))
+    assert r.status == 200
+    shard_glob = str(srv.data_dir / "drives" / "d0" / "objects" / "*" / "*")
+    assert len(glob.glob(shard_glob)) == 1
+
+    def listed():
+        return srv.request("GET", sigv4.object_path(bucket), query={"uploads": ""}).body
+    wait_until(lambda: upload_id.encode() not in listed(), 30, what="the abandoned upload to be aborted")
+    assert glob.glob(shard_glob) == []                      # its part's bytes went with it
+    r = srv.request("POST", sigv4.object_path(bucket, "young"), query={"uploads": ""})
+    young = re.search(rb"<UploadId>([^<]+)</UploadId>", r.body).group(1)
+    assert young in listed()                                 # a fresh upload is not touched
