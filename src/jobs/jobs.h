@@ -95,6 +95,8 @@ typedef struct {
 int jobs_queue_new(meta_store *ms, obs_registry *obs, const job_options *opt, job_queue **out);
 /* Registers a handler for kind (before start). */
 int jobs_register(job_queue *q, const char *kind, job_handler fn, void *ud);
+/* The same, and the queue frees ud (malloc'd) when it is freed. */
+int jobs_register_owned(job_queue *q, const char *kind, job_handler fn, void *ud);
 int jobs_queue_start(job_queue *q);
 /* Stops claiming, waits for running jobs to finish, joins the workers. */
 void jobs_queue_free(job_queue *q);

@@ -115,10 +115,11 @@ static int run_test_fail(void *ud, const meta_job *job, char *err, size_t errlen
 }
 
 int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s) {
-    builtin_ctx *c = calloc(1, sizeof *c); /* lives as long as the process */
+    builtin_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
     if (!c) return CAIRN_ENOMEM;
     *c = (builtin_ctx){.ms = ms, .ds = ds, .expiry_s = multipart_expiry_s};
-    int rc = jobs_register(q, "abort_abandoned_uploads", run_abort_abandoned, c);
+    int rc = jobs_register_owned(q, "abort_abandoned_uploads", run_abort_abandoned, c);
+    if (rc != 0) free(c);
     const char *t = getenv("CAIRN_TEST_JOB_KINDS");
     if (rc == 0 && t && *t) {
         rc = jobs_register(q, "test.record", run_test_record, &g_unused);

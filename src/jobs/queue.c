@@ -17,6 +17,7 @@ typedef struct {
     char kind[64];
     job_handler fn;
     void *ud;
+    bool owned;                /* ud is freed with the queue */
 } kind_entry;
 
 typedef struct {
@@ -177,13 +178,22 @@ int jobs_queue_new(meta_store *ms, obs_registry *obs, const job_options *opt, jo
     return 0;
 }
 
-int jobs_register(job_queue *q, const char *kind, job_handler fn, void *ud) {
+static int register_kind(job_queue *q, const char *kind, job_handler fn, void *ud, bool owned) {
     if (q->nkinds == MAX_KINDS || strlen(kind) >= sizeof q->kinds[0].kind) return CAIRN_EINVAL;
     kind_entry *k = &q->kinds[q->nkinds++];
     snprintf(k->kind, sizeof k->kind, "%s", kind);
     k->fn = fn;
     k->ud = ud;
+    k->owned = owned;
     return 0;
+}
+
+int jobs_register(job_queue *q, const char *kind, job_handler fn, void *ud) {
+    return register_kind(q, kind, fn, ud, false);
+}
+
+int jobs_register_owned(job_queue *q, const char *kind, job_handler fn, void *ud) {
+    return register_kind(q, kind, fn, ud, true);
 }
 
 int jobs_queue_start(job_queue *q) {
@@ -212,6 +222,8 @@ void jobs_queue_free(job_queue *q) {
      * returns early and is retried: handlers are idempotent). */
     for (int i = 0; i < q->nthreads; i++) pthread_join(q->threads[i], NULL);
     if (q->keeper_started) pthread_join(q->keeper, NULL);
+    for (int i = 0; i < q->nkinds; i++)
+        if (q->kinds[i].owned) free(q->kinds[i].ud);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     free(q);
