@@ -176,6 +176,15 @@ typedef struct {
 } data_stats;
 void data_get_stats(data_store *ds, data_stats *out);
 
+/* Calls cb for every committed shard file on the local drives (storage nodes
+ * are not walked from here): its drive, version id, shard index and age in
+ * seconds.  cb returns nonzero to stop.  For garbage collection. */
+int data_walk_local_shards(data_store *ds,
+                           int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s),
+                           void *ud);
+/* Removes one shard of a version from a drive (GC). */
+int data_remove_shard(data_store *ds, const char *drive_id, const char *version_id, int index);
+
 /* ---- health -------------------------------------------------------------------------- */
 
 /* Creates, writes, fsyncs and removes a probe file on every drive. */

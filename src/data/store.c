@@ -1173,3 +1173,49 @@ int data_tmp_count(data_store *ds) {
     for (int i = 0; i < drive_count(ds); i++) n += drive_tmp_count(ds->drives[i]);
     return n;
 }
+
+/* ---- garbage collection --------------------------------------------------------------- */
+
+int data_walk_local_shards(data_store *ds,
+                           int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s),
+                           void *ud) {
+    if (ds->remote) return 0;
+    int64_t now = time_now_ms() / 1000;
+    for (int i = 0; i < drive_count(ds); i++) {
+        char objects[PATH_MAX];
+        snprintf(objects, sizeof objects, "%s/objects", drive_path(ds->drives[i]));
+        DIR *top = opendir(objects);
+        if (!top) continue;
+        struct dirent *sub;
+        bool stop = false;
+        while (!stop && (sub = readdir(top))) {
+            if (sub->d_name[0] == '.') continue;
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof dir, "%s/%s", objects, sub->d_name);
+            DIR *d = opendir(dir);
+            if (!d) continue;
+            struct dirent *e;
+            while (!stop && (e = readdir(d))) {
+                if (!drive_shard_name_valid(e->d_name)) continue;
+                struct stat st;
+                if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
+                char vid[33];
+                memcpy(vid, e->d_name, 32);
+                vid[32] = '\0';
+                stop = cb(ud, drive_id(ds->drives[i]), vid, atoi(e->d_name + 33), now - (int64_t)st.st_mtime) != 0;
+            }
+            closedir(d);
+        }
+        closedir(top);
+        if (stop) break;
+    }
+    return 0;
+}
+
+int data_remove_shard(data_store *ds, const char *drive_id, const char *version_id, int index) {
+    drive *d = find_drive(ds, drive_id);
+    if (!d) return CAIRN_ENOTFOUND;
+    char name[48];
+    shard_name(version_id, index, name, sizeof name);
+    return drive_remove(d, name);
+}

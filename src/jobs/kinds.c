@@ -1,6 +1,8 @@
 /*
  * kinds.c — the job kinds a gateway runs, and their periodic schedule.
  *
+ * collect_orphans: removes shard files that no metadata references and that
+ *   are older than an hour (args "grace_s" overrides, for tests).
  * abort_abandoned_uploads: aborts multipart uploads initiated more than
  *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
  *   an upload already gone is simply not found again.
@@ -22,6 +24,7 @@ typedef struct {
     meta_store *ms;
     data_store *ds;
     int64_t expiry_s;
+    int64_t orphan_grace_s;
     int aborted;
 } builtin_ctx;
 
@@ -51,6 +54,39 @@ static int run_abort_abandoned(void *ud, const meta_job *job, char *err, size_t 
     int rc = meta_upload_list_older(c->ms, before, 1000, abort_one, c);
     if (rc != 0) snprintf(err, errlen, "listing uploads failed: %s", cairn_strerror(rc));
     return rc;
+}
+
+/* collect_orphans: shard files no metadata references (a crash between a
+ * shard's rename and its metadata commit, a failed rebalance) are removed once
+ * older than the grace period, which covers every legitimate window between
+ * a shard becoming durable and its commit.  Idempotent. */
+typedef struct {
+    builtin_ctx *c;
+    int64_t grace_s;
+    int removed;
+} orphan_ctx;
+
+static int orphan_visit(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s) {
+    orphan_ctx *o = ud;
+    if (age_s < o->grace_s) return 0;
+    bool referenced = true;
+    if (meta_version_referenced(o->c->ms, version_id, &referenced) != 0 || referenced) return 0;
+    if (data_remove_shard(o->c->ds, drive_id, version_id, index) == 0) {
+        o->removed++;
+        log_write(LOG_INFO, NULL, "removed unreferenced shard", "drive_id", drive_id, "version_id", version_id, NULL);
+    }
+    return 0;
+}
+
+static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    builtin_ctx *c = ud;
+    orphan_ctx o = {c, c->orphan_grace_s, 0};
+    json_t *a = json_loads(job->args, 0, NULL);
+    json_t *g = a ? json_object_get(a, "grace_s") : NULL;
+    if (json_is_integer(g)) o.grace_s = json_integer_value(g);
+    json_decref(a);
+    return data_walk_local_shards(c->ds, orphan_visit, &o);
 }
 
 /* ---- test kinds ---------------------------------------------------------------------- */
@@ -117,9 +153,10 @@ static int run_test_fail(void *ud, const meta_job *job, char *err, size_t errlen
 int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s) {
     builtin_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
     if (!c) return CAIRN_ENOMEM;
-    *c = (builtin_ctx){.ms = ms, .ds = ds, .expiry_s = multipart_expiry_s};
+    *c = (builtin_ctx){.ms = ms, .ds = ds, .expiry_s = multipart_expiry_s, .orphan_grace_s = 3600};
     int rc = jobs_register_owned(q, "abort_abandoned_uploads", run_abort_abandoned, c);
     if (rc != 0) free(c);
+    if (rc == 0) rc = jobs_register(q, "collect_orphans", run_collect_orphans, c);
     const char *t = getenv("CAIRN_TEST_JOB_KINDS");
     if (rc == 0 && t && *t) {
         rc = jobs_register(q, "test.record", run_test_record, &g_unused);
@@ -131,6 +168,9 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t 
 void jobs_schedule_periodic(job_queue *q, int64_t period_s) {
     if (period_s <= 0) return;
     char key[128];
-    snprintf(key, sizeof key, "periodic:abort_abandoned_uploads:%lld", (long long)(time_now_ms() / 1000 / period_s));
+    long long period = (long long)(time_now_ms() / 1000 / period_s);
+    snprintf(key, sizeof key, "periodic:abort_abandoned_uploads:%lld", period);
     jobs_enqueue(q, "abort_abandoned_uploads", "{}", 3, key, NULL);
+    snprintf(key, sizeof key, "periodic:collect_orphans:%lld", period);
+    jobs_enqueue(q, "collect_orphans", "{}", 3, key, NULL);
 }

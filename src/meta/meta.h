@@ -336,6 +336,10 @@ int meta_node_set_state(meta_store *ms, const char *id, const char *state);
 /* Heartbeat bookkeeping: ok updates last_seen_ms; error text is stored. */
 int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error);
 
+/* Sets *referenced to whether version_id is any object's current version, an
+ * uploaded part, or a part of a completed multipart object (GC). */
+int meta_version_referenced(meta_store *ms, const char *version_id, bool *referenced);
+
 /* Sets *exists to whether any object's current version is version_id. */
 int meta_version_exists(meta_store *ms, const char *version_id, bool *exists);
 /* Counts objects in the bucket (bounded scan; for admin and tests). */

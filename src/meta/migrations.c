@@ -156,12 +156,19 @@ static const char up_v5[] =
     "CREATE INDEX jobs_ready ON jobs(state, run_at_ms);";
 static const char down_v5[] = "DROP TABLE jobs;";
 
+/* v6: "is this version referenced anywhere?" for garbage collection. */
+static const char up_v6[] =
+    "CREATE INDEX upload_parts_version ON upload_parts(version_id);"
+    "CREATE INDEX object_parts_version ON object_parts(part_version_id);";
+static const char down_v6[] = "DROP INDEX upload_parts_version; DROP INDEX object_parts_version;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
     {3, "storage node registry", up_v3, down_v3},
     {4, "multipart uploads and parts", up_v4, down_v4},
     {5, "durable job queue", up_v5, down_v5},
+    {6, "indexes for garbage collection of unreferenced shards", up_v6, down_v6},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -75,6 +75,7 @@ typedef enum {
     ST_BUCKET_SET_PUBLIC,
     ST_OBJ_GET,
     ST_VERSION_EXISTS,
+    ST_VERSION_REFERENCED,
     ST_OBJ_SCAN,
     ST_OBJ_SET_LAYOUT,
     ST_JOB_INSERT,
@@ -154,6 +155,9 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
     [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
+    [ST_VERSION_REFERENCED] = "SELECT EXISTS(SELECT 1 FROM objects WHERE version_id = ?1)"
+                              " OR EXISTS(SELECT 1 FROM upload_parts WHERE version_id = ?1)"
+                              " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = ?1)",
     [ST_JOB_INSERT] = "INSERT INTO jobs(kind, args, priority, run_at_ms, max_attempts, unique_key, created_ms)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_JOB_BY_UNIQUE] = "SELECT id FROM jobs WHERE unique_key = ?1",
@@ -2059,5 +2063,22 @@ int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
         meta_upload_clear(&rows[i]);
     }
     free(rows);
+    return err;
+}
+
+int meta_version_referenced(meta_store *ms, const char *version_id, bool *referenced) {
+    *referenced = true; /* on any doubt, keep the bytes */
+    if (!ms || !version_id) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_VERSION_REFERENCED);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "version referenced bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) *referenced = sqlite3_column_int(st, 0) != 0;
+        else err = db_fail(c, rc, "version referenced");
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
     return err;
 }

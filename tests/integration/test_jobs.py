@@ -120,3 +120,42 @@ def test_abandoned_uploads_expire_and_active_ones_stay(make_server):
     r = srv.request("POST", sigv4.object_path(bucket, "young"), query={"uploads": ""})
     young = re.search(rb"<UploadId>([^<]+)</UploadId>", r.body).group(1)
     assert young in listed()                                 # a fresh upload is not touched
+
+
+def test_collect_orphans_removes_only_old_unreferenced_shards(make_server):
+    srv = make_server(env={"CAIRN_SCRUB_INTERVAL": "0"})
+    bucket = unique_bucket()
+    assert srv.request("PUT", sigv4.object_path(bucket)).status == 200
+    body = os.urandom(100_000)
+    assert srv.request("PUT", sigv4.object_path(bucket, "kept"), body=body).status == 200
+    r = srv.request("POST", sigv4.object_path(bucket, "mp"), query={"uploads": ""})
+    upload_id = re.search(rb"<UploadId>([^<]+)</UploadId>", r.body).group(1).decode()
+    part = os.urandom(60_000)
+    r = srv.request("PUT", sigv4.object_path(bucket, "mp"), query={"partNumber": "1", "uploadId": upload_id}, body=part)
+    assert r.status == 200
+    objects = srv.data_dir / "drives" / "d0" / "objects"
+    referenced = sorted(glob.glob(str(objects / "*" / "*")))
+    assert len(referenced) == 2
+    # Two shards nobody references: one two hours old (garbage), one new (it
+    # could be a write about to commit: the grace period protects it).
+    old = objects / "aa" / ("aa" + "1" * 30 + ".0")
+    new = objects / "bb" / ("bb" + "2" * 30 + ".0")
+    for p in (old, new):
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"stray")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    for p in referenced:                      # old referenced shards must survive too
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    job_id = admin(srv, "jobs", "enqueue", "collect_orphans", json.dumps({"grace_s": 3600})).stdout.strip()
+    wait_until(lambda: " completed " in job_line(srv, job_id), 30, what="the collect_orphans job")
+    assert not old.exists()
+    assert new.exists()
+    assert sorted(glob.glob(str(objects / "*" / "*"))) == sorted(referenced + [str(new)])
+    assert srv.request("GET", sigv4.object_path(bucket, "kept")).body == body
+    etag = r.header("ETag")
+    done = srv.request("POST", sigv4.object_path(bucket, "mp"), query={"uploadId": upload_id},
+                       body=f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>"
+                            f"</CompleteMultipartUpload>".encode())
+    assert done.status == 200, done
+    assert srv.request("GET", sigv4.object_path(bucket, "mp")).body == part
