@@ -51,6 +51,16 @@ int cmd_migrate(int argc, char **argv);
 #include "core/core.h"
 int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest);
 
+/* The start of every long-running command (server, gateway, node): blocks
+ * the shutdown signals, loads configuration, refuses leftover arguments with
+ * the command's usage line, and sets the log level.  Returns 0, or the exit
+ * code after printing why (server.c). */
+int cmd_service_begin(int argc, char **argv, const char *name, const char *usage, sigset_t *sigs,
+                      config_t *cfg);
+/* The drive directories a command uses: `drives`, or DATA/drives/d0.  Fills
+ * paths (pointing into buf, at most 64); returns how many (server.c). */
+int cmd_drive_paths(const config_t *cfg, char *buf, size_t bufsz, char **paths);
+
 /* Splits a comma-separated list (copied into buf) into at most max items;
  * returns how many (server.c). */
 int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max);

@@ -12,34 +12,17 @@
 
 int cmd_node(int argc, char **argv) {
     sigset_t sigs;
-    cmd_block_signals(&sigs);
     config_t cfg;
-    char *rest[CMD_MAX_ARGS];
-    int nrest = 0;
-    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
+    int rc = cmd_service_begin(argc, argv, "node",
+                               "cairn node --listen ADDR:PORT --drives DIR[,DIR...] (CAIRN_CLUSTER_SECRET set)", &sigs, &cfg);
     if (rc != 0) return rc;
-    if (nrest > 0) {
-        fprintf(stderr, "cairn node: unknown argument '%s'\n"
-                        "usage: cairn node --listen ADDR:PORT --drives DIR[,DIR...] (CAIRN_CLUSTER_SECRET set)\n",
-                rest[0]);
-        return 2;
-    }
     if (!cfg.cluster_secret[0]) {
         fprintf(stderr, "cairn node: set cluster_secret (CAIRN_CLUSTER_SECRET), the secret gateways sign with\n");
         return 2;
     }
-    log_level lvl = LOG_INFO;
-    log_level_parse(cfg.log_level, &lvl);
-    log_set_level(lvl);
     char list[sizeof cfg.drives];
     char *paths[64];
-    int n = 0;
-    if (cfg.drives[0]) {
-        n = cmd_split_list(cfg.drives, list, sizeof list, paths, 64);
-    } else {
-        snprintf(list, sizeof list, "%s/drives/d0", cfg.data_dir);
-        paths[n++] = list;
-    }
+    int n = cmd_drive_paths(&cfg, list, sizeof list, paths);
     node_server *node = NULL;
     int cleaned = 0;
     if ((rc = node_server_new((const char *const *)paths, n, cfg.fsync, cfg.cluster_secret, &node, &cleaned)) != 0) {

@@ -146,6 +146,30 @@ int cmd_load_tls(const config_t *cfg, char **cert, char **key) {
     return 2;
 }
 
+int cmd_service_begin(int argc, char **argv, const char *name, const char *usage, sigset_t *sigs,
+                      config_t *cfg) {
+    cmd_block_signals(sigs);
+    char *rest[CMD_MAX_ARGS];
+    int nrest = 0;
+    int rc = cmd_load_config(argc, argv, cfg, rest, &nrest);
+    if (rc != 0) return rc;
+    if (nrest > 0) {
+        fprintf(stderr, "cairn %s: unknown argument '%s'\nusage: %s\n", name, rest[0], usage);
+        return 2;
+    }
+    log_level lvl = LOG_INFO;
+    log_level_parse(cfg->log_level, &lvl);
+    log_set_level(lvl);
+    return 0;
+}
+
+int cmd_drive_paths(const config_t *cfg, char *buf, size_t bufsz, char **paths) {
+    if (cfg->drives[0]) return cmd_split_list(cfg->drives, buf, bufsz, paths, 64);
+    snprintf(buf, bufsz, "%s/drives/d0", cfg->data_dir);
+    paths[0] = buf;
+    return 1;
+}
+
 int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max) {
     snprintf(buf, bufsz, "%s", csv);
     int n = 0;
@@ -161,14 +185,8 @@ static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int
     char *paths[64];
     int n = 0;
     bool remote = cfg->nodes[0] != '\0';
-    if (remote) {
-        n = cmd_split_list(cfg->nodes, list, sizeof list, paths, 64);
-    } else if (cfg->drives[0]) {
-        n = cmd_split_list(cfg->drives, list, sizeof list, paths, 64);
-    } else {
-        snprintf(list, sizeof list, "%s/drives/d0", cfg->data_dir);
-        paths[n++] = list;
-    }
+    if (remote) n = cmd_split_list(cfg->nodes, list, sizeof list, paths, 64);
+    else n = cmd_drive_paths(cfg, list, sizeof list, paths);
     data_options o = {.k = cfg->ec_data, .m = cfg->ec_parity, .block = (uint32_t)cfg->ec_block_size,
                       .fsync = cfg->fsync, .cluster_secret = cfg->cluster_secret,
                       .shard_timeout_ms = cfg->shard_timeout_ms, .tls_ca = cfg->tls_ca};
@@ -245,19 +263,12 @@ int cmd_gateway(int argc, char **argv) { return run(argc, argv, true); }
 
 static int run(int argc, char **argv, bool gateway) {
     sigset_t sigs;
-    cmd_block_signals(&sigs);
     config_t cfg;
-    char *rest[CMD_MAX_ARGS];
-    int nrest = 0;
-    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
+    int rc = cmd_service_begin(argc, argv, gateway ? "gateway" : "server",
+                               gateway ? "cairn gateway [--listen ADDR:PORT] [--data DIR] [--config FILE] --nodes URL,URL,..."
+                                       : "cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE] [--drives DIR,...]",
+                               &sigs, &cfg);
     if (rc != 0) return rc;
-    if (nrest > 0) {
-        fprintf(stderr, "cairn %s: unknown argument '%s'\n"
-                        "usage: cairn %s [--listen ADDR:PORT] [--data DIR] [--config FILE]%s\n",
-                gateway ? "gateway" : "server", rest[0], gateway ? "gateway" : "server",
-                gateway ? " --nodes URL,URL,..." : " [--drives DIR,...]");
-        return 2;
-    }
     if (gateway && (!cfg.nodes[0] || !cfg.cluster_secret[0])) {
         fprintf(stderr, "cairn gateway: set nodes (--nodes URL,...) and cluster_secret (CAIRN_CLUSTER_SECRET)\n");
         return 2;
@@ -266,9 +277,6 @@ static int run(int argc, char **argv, bool gateway) {
         fprintf(stderr, "cairn server: nodes are for `cairn gateway`; the server keeps data on --drives\n");
         return 2;
     }
-    log_level lvl = LOG_INFO;
-    log_level_parse(cfg.log_level, &lvl);
-    log_set_level(lvl);
 
     meta_store *ms = NULL;
     unsigned char mk[32];

@@ -1453,23 +1453,19 @@ int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_NODE_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    meta_node *rows = NULL;
-    size_t n = 0, cap = 0;
+    vec v = {.size = sizeof(meta_node)};
     while (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
         if (rc != SQLITE_ROW) { err = db_fail(c, rc, "node list"); break; }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            meta_node *nr = realloc(rows, cap * sizeof *rows);
-            if (!nr) { err = CAIRN_ENOMEM; break; }
-            rows = nr;
-        }
-        row_node(st, &rows[n++]);
+        meta_node *row = vec_push(&v);
+        if (!row) { err = CAIRN_ENOMEM; break; }
+        row_node(st, row);
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
-    for (size_t i = 0; err == 0 && i < n; i++)
+    meta_node *rows = v.items;
+    for (size_t i = 0; err == 0 && i < v.n; i++)
         if (cb(ud, &rows[i])) break;
     free(rows);
     return err;
@@ -1691,20 +1687,19 @@ static int all_parts(conn *w, const char *upload_id, meta_part **out, int *n) {
         stmt_done(st);
         return CAIRN_EDB;
     }
-    int err = 0, cap = 0;
+    int err = 0;
+    vec v = {.size = sizeof(meta_part)};
     for (;;) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
         if (rc != SQLITE_ROW) { err = CAIRN_EDB; break; }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            meta_part *np = realloc(*out, (size_t)cap * sizeof **out);
-            if (!np) { err = CAIRN_ENOMEM; break; }
-            *out = np;
-        }
-        row_part(st, &(*out)[(*n)++], false);
+        meta_part *row = vec_push(&v);
+        if (!row) { err = CAIRN_ENOMEM; break; }
+        row_part(st, row, false);
     }
     stmt_done(st);
+    *out = v.items;
+    *n = (int)v.n;
     return err;
 }
 
@@ -1785,23 +1780,19 @@ int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud
     sqlite3_stmt *st = stmt(c, ST_OBJPART_LIST);
     int err = st ? 0 : CAIRN_EDB;
     if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "object parts bind");
-    meta_part *rows = NULL;
-    int n = 0, cap = 0;
+    vec v = {.size = sizeof(meta_part)};
     while (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
         if (rc != SQLITE_ROW) { err = db_fail(c, rc, "object parts"); break; }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            meta_part *np = realloc(rows, (size_t)cap * sizeof *rows);
-            if (!np) { err = CAIRN_ENOMEM; break; }
-            rows = np;
-        }
-        row_part(st, &rows[n++], true);
+        meta_part *row = vec_push(&v);
+        if (!row) { err = CAIRN_ENOMEM; break; }
+        row_part(st, row, true);
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
-    for (int i = 0; err == 0 && i < n; i++)
+    meta_part *rows = v.items;
+    for (size_t i = 0; err == 0 && i < v.n; i++)
         if (cb(ud, &rows[i])) break;
     free(rows);
     return err;
@@ -1990,24 +1981,20 @@ int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit
     int err = st ? 0 : CAIRN_EDB;
     if (err == 0 && (bind_str(st, 1, state ? state : "") | bind_str(st, 2, kind ? kind : "") | sqlite3_bind_int(st, 3, limit)))
         err = db_fail(c, SQLITE_ERROR, "job list bind");
-    meta_job *rows = NULL;
-    int n = 0, cap = 0;
+    vec v = {.size = sizeof(meta_job)};
     while (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
         if (rc != SQLITE_ROW) { err = db_fail(c, rc, "job list"); break; }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            meta_job *nr = realloc(rows, (size_t)cap * sizeof *rows);
-            if (!nr) { err = CAIRN_ENOMEM; break; }
-            rows = nr;
-        }
-        err = row_job(st, &rows[n++]);
+        meta_job *row = vec_push(&v);
+        if (!row) { err = CAIRN_ENOMEM; break; }
+        err = row_job(st, row);
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
+    meta_job *rows = v.items;
     bool stop = false;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < v.n; i++) {
         if (err == 0 && !stop) stop = cb(ud, &rows[i]) != 0;
         meta_job_clear(&rows[i]);
     }
@@ -2041,24 +2028,20 @@ int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
     int err = st ? 0 : CAIRN_EDB;
     if (err == 0 && (sqlite3_bind_int64(st, 1, before_ms) | sqlite3_bind_int(st, 2, limit)))
         err = db_fail(c, SQLITE_ERROR, "upload older bind");
-    meta_upload *rows = NULL;
-    int n = 0, cap = 0;
+    vec v = {.size = sizeof(meta_upload)};
     while (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
         if (rc != SQLITE_ROW) { err = db_fail(c, rc, "upload older"); break; }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            meta_upload *nr = realloc(rows, (size_t)cap * sizeof *rows);
-            if (!nr) { err = CAIRN_ENOMEM; break; }
-            rows = nr;
-        }
-        err = row_upload(st, &rows[n++]);
+        meta_upload *row = vec_push(&v);
+        if (!row) { err = CAIRN_ENOMEM; break; }
+        err = row_upload(st, row);
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
+    meta_upload *rows = v.items;
     bool stop = false;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < v.n; i++) {
         if (err == 0 && !stop) stop = cb(ud, &rows[i]) != 0;
         meta_upload_clear(&rows[i]);
     }
