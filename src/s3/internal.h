@@ -140,6 +140,10 @@ typedef struct obj_reader obj_reader;
 int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out);
 ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n);
 void obj_reader_close(obj_reader *o);
+/* Copies [start, start+len) of src (inline or stored) into a new stored
+ * version version_id: fills its etag (MD5 of the bytes) and layout. */
+int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
+                  char etag[72], char layout[320]);
 /* Parses x-amz-copy-source ("/bucket/key", URL-encoded, optional ?versionId). */
 int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen);
 

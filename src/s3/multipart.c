@@ -133,47 +133,12 @@ void s3_upload_part(s3_req *q) {
 
 /* ---- UploadPartCopy ------------------------------------------------------------------------ */
 
-static void md5_tap(void *ud, const void *p, size_t n) { EVP_DigestUpdate(ud, p, n); }
-
-/* Copies [start, start+len) of src (inline bytes or stored shards) into a new
- * part; fills p.  Nonzero = error code. */
+/* Copies [start, start+len) of src into a new part; fills p.  Nonzero = error code. */
 static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int64_t len, meta_part *p) {
-    obj_reader *r = NULL;
-    data_writer *w = NULL;
-    EVP_MD_CTX *md5 = EVP_MD_CTX_new();
-    char *buf = malloc(256 * 1024);
-    bool inline_src = src->storage == META_STORE_INLINE;
-    int rc = md5 && buf && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
-    if (rc == 0 && !inline_src) rc = obj_reader_open(q, src, &r);
     rand_hex_id(p->version_id, 16);
-    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, p->version_id, len, md5_tap, md5, &w);
-    if (rc == 0 && inline_src) rc = data_writer_write(w, src->data + start, (size_t)len);
-    for (int64_t off = 0; rc == 0 && !inline_src && off < len;) {
-        size_t want = len - off < 256 * 1024 ? (size_t)(len - off) : 256 * 1024;
-        ssize_t n = obj_reader_read(r, (uint64_t)(start + off), buf, want);
-        if (n <= 0) { rc = n < 0 ? (int)n : CAIRN_EIO; break; }
-        rc = data_writer_write(w, buf, (size_t)n);
-        off += n;
-    }
-    if (rc == 0) rc = data_writer_finish(w);
-    if (rc == 0) {
-        unsigned char digest[16];
-        unsigned dl = 0;
-        EVP_DigestFinal_ex(md5, digest, &dl);
-        hex_encode(digest, 16, p->etag);
-        data_layout l;
-        data_writer *cw = w;
-        w = NULL;
-        rc = data_writer_commit(cw, &l);
-        if (rc == 0) rc = data_layout_format(&l, p->layout, sizeof p->layout);
-    }
-    if (w) data_writer_abort(w);
-    obj_reader_close(r);
-    EVP_MD_CTX_free(md5);
-    free(buf);
     p->size = len;
     p->mtime_ms = time_now_ms();
-    return rc;
+    return s3_copy_range(q, src, start, len, p->version_id, p->etag, p->layout);
 }
 
 void s3_upload_part_copy(s3_req *q) {

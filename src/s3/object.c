@@ -760,55 +760,45 @@ int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, 
 
 static void md5_tap(void *ud, const void *p, size_t n) { EVP_DigestUpdate(ud, p, n); }
 
-/* Copies the stored bytes of src into a new version (dst->version_id must be
- * set); fills dst->layout. */
-static int copy_file_data(s3_req *q, const meta_object *src, meta_object *dst) {
-    obj_reader *r;
-    int rc = obj_reader_open(q, src, &r);
-    if (rc != 0) return rc;
+int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
+                  char etag[72], char layout[320]) {
+    obj_reader *r = NULL;
+    data_writer *w = NULL;
     /* A copy is a plain object: its ETag is the MD5 of its bytes (for a
      * multipart source that differs from the source's "-N" ETag). */
     EVP_MD_CTX *md5 = EVP_MD_CTX_new();
-    if (!md5 || !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
-        EVP_MD_CTX_free(md5);
-        obj_reader_close(r);
-        return CAIRN_ENOMEM;
-    }
-    data_writer *w;
-    rc = data_writer_open_size(q->gw->d.data, dst->version_id, src->size, md5_tap, md5, &w);
-    if (rc != 0) {
-        EVP_MD_CTX_free(md5);
-        obj_reader_close(r);
-        return rc;
-    }
-    static const size_t bufsz = 256 * 1024;
-    char *buf = malloc(bufsz);
-    if (!buf) rc = CAIRN_ENOMEM;
-    for (uint64_t off = 0; rc == 0 && off < (uint64_t)src->size;) {
-        ssize_t n = obj_reader_read(r, off, buf, bufsz);
+    char *buf = malloc(256 * 1024);
+    bool inline_src = src->storage == META_STORE_INLINE;
+    int rc = md5 && buf && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
+    if (rc == 0 && !inline_src) rc = obj_reader_open(q, src, &r);
+    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, version_id, len, md5_tap, md5, &w);
+    if (rc == 0 && inline_src) rc = data_writer_write(w, src->data + start, (size_t)len);
+    for (int64_t off = 0; rc == 0 && !inline_src && off < len;) {
+        size_t want = len - off < 256 * 1024 ? (size_t)(len - off) : 256 * 1024;
+        ssize_t n = obj_reader_read(r, (uint64_t)(start + off), buf, want);
         if (n <= 0) {
             rc = n < 0 ? (int)n : CAIRN_EIO;
             break;
         }
         rc = data_writer_write(w, buf, (size_t)n);
-        off += (uint64_t)n;
+        off += n;
     }
-    free(buf);
-    obj_reader_close(r);
     if (rc == 0) rc = data_writer_finish(w);
-    if (rc != 0) {
-        data_writer_abort(w);
-        EVP_MD_CTX_free(md5);
-        return rc;
+    if (rc == 0) {
+        unsigned char digest[16];
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(md5, digest, &dl);
+        hex_encode(digest, 16, etag);
+        data_layout l;
+        data_writer *cw = w;
+        w = NULL;
+        rc = data_writer_commit(cw, &l);
+        if (rc == 0) rc = data_layout_format(&l, layout, 320);
     }
-    unsigned char digest[16];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(md5, digest, &dl);
+    if (w) data_writer_abort(w);
+    obj_reader_close(r);
     EVP_MD_CTX_free(md5);
-    hex_encode(digest, 16, dst->etag);
-    data_layout l;
-    rc = data_writer_commit(w, &l);
-    if (rc == 0) rc = data_layout_format(&l, dst->layout, sizeof dst->layout);
+    free(buf);
     return rc;
 }
 
@@ -875,7 +865,7 @@ void s3_copy_object(s3_req *q) {
     if (src.storage == META_STORE_INLINE) {
         dst.data = src.data;
         dst.data_len = src.data_len;
-    } else if ((rc = copy_file_data(q, &src, &dst)) != 0) {
+    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout)) != 0) {
         free(dst.headers_json);
         meta_object_clear(&src);
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
