@@ -333,10 +333,78 @@ static int local_tmp_count(drive *dd) {
     return n;
 }
 
+static int drive_local_walk_all(drive *d, drive_entry_fn cb, void *ud);
+
+static int cmp_entry(const void *a, const void *b) {
+    return strcmp(((const drive_entry *)a)->name, ((const drive_entry *)b)->name);
+}
+
+/* The shards of one fan-out directory named after `after`, sorted. */
+static int read_fanout(const char *dir, const char *after, drive_entry **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    size_t cap = 0;
+    int64_t now = time_now_ms() / 1000;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!drive_shard_name_valid(e->d_name) || strcmp(e->d_name, after) <= 0) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            drive_entry *g = realloc(*out, nc * sizeof *g);
+            if (!g) {
+                closedir(d);
+                free(*out);
+                *out = NULL;
+                *n = 0;
+                return CAIRN_ENOMEM;
+            }
+            *out = g;
+            cap = nc;
+        }
+        snprintf((*out)[*n].name, sizeof (*out)[*n].name, "%s", e->d_name);
+        (*out)[*n].age_s = now - (int64_t)st.st_mtime;
+        (*n)++;
+    }
+    closedir(d);
+    if (*n > 1) qsort(*out, *n, sizeof **out, cmp_entry);
+    return 0;
+}
+
+int drive_local_list(drive *dd, const char *after, long limit, drive_entry_fn cb, void *ud) {
+    static const char hex[] = "0123456789abcdef";
+    if (dd->ops->walk != drive_local_walk_all) return CAIRN_EINVAL;
+    int first = 0;
+    if (after && after[0]) {
+        const char *a = strchr(hex, after[0]), *b = after[1] ? strchr(hex, after[1]) : NULL;
+        if (!a || !b) return CAIRN_EINVAL;
+        first = (int)(a - hex) * 16 + (int)(b - hex);
+    }
+    long sent = 0;
+    for (int i = first; i < 256 && sent < limit; i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/objects/%c%c", LD(dd)->path, hex[i / 16], hex[i % 16]);
+        drive_entry *v;
+        size_t n;
+        int rc = read_fanout(dir, after ? after : "", &v, &n);
+        for (size_t j = 0; rc == 0 && j < n && sent < limit; j++, sent++) rc = cb(ud, &v[j]);
+        free(v);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int drive_local_walk_all(drive *d, drive_entry_fn cb, void *ud) {
+    return drive_local_list(d, "", LONG_MAX, cb, ud);
+}
+
 static const drive_ops local_ops = {
     local_close, local_id, local_path, local_create, local_append, local_writeback, local_commit,
     local_abort, local_open, local_preadv, local_shard_size, local_close_shard, local_remove,
-    local_check_writable, local_free_bytes, local_tmp_count,
+    local_check_writable, local_free_bytes, local_tmp_count, drive_local_walk_all,
 };
 
 /* ---- dispatch ----------------------------------------------------------------------- */
@@ -358,3 +426,4 @@ int drive_remove(drive *d, const char *name) { return d->ops->remove(d, name); }
 int drive_check_writable(drive *d) { return d->ops->check_writable(d); }
 int drive_free_bytes(drive *d, int64_t *f, int64_t *t) { return d->ops->free_bytes(d, f, t); }
 int drive_tmp_count(drive *d) { return d->ops->tmp_count(d); }
+int drive_walk(drive *d, drive_entry_fn cb, void *ud) { return d->ops->walk(d, cb, ud); }

@@ -25,6 +25,15 @@ typedef struct shard_out shard_out;
 typedef struct shard_in shard_in;
 typedef struct drive_ops drive_ops;
 
+/* One committed shard as listed: its name and age in seconds (from its mtime,
+ * by the clock of the machine that holds it). */
+typedef struct {
+    char name[48];
+    int64_t age_s;
+} drive_entry;
+/* Called per listed shard; nonzero stops the listing (and is returned). */
+typedef int (*drive_entry_fn)(void *ud, const drive_entry *e);
+
 /* Base parts: each implementation's structs begin with these. */
 struct drive { const drive_ops *ops; };
 struct shard_out { drive *d; };
@@ -48,6 +57,7 @@ struct drive_ops {
     int (*check_writable)(drive *d);
     int (*free_bytes)(drive *d, int64_t *free_bytes, int64_t *total_bytes);
     int (*tmp_count)(drive *d);
+    int (*walk)(drive *d, drive_entry_fn cb, void *ud);
 };
 
 /* Advances iov[*first..iovcnt) past n bytes written, moving *first past the
@@ -111,5 +121,13 @@ int drive_remove(drive *d, const char *name);
 int drive_check_writable(drive *d);
 int drive_free_bytes(drive *d, int64_t *free_bytes, int64_t *total_bytes);
 int drive_tmp_count(drive *d);
+/* Visits every committed shard (for garbage collection; a remote drive pages
+ * through the node's listing).  0, cb's nonzero result, or CAIRN_EIO. */
+int drive_walk(drive *d, drive_entry_fn cb, void *ud);
+
+/* A local drive's committed shards with names after `after` ("" = from the
+ * first), in name order, at most limit of them.  Reads one fan-out directory
+ * at a time, so memory is bounded by the largest directory.  0 or cb's result. */
+int drive_local_list(drive *d, const char *after, long limit, drive_entry_fn cb, void *ud);
 
 #endif

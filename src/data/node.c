@@ -196,6 +196,98 @@ static void serve_get(node_server *n, http_req *r, const char *name, bool head) 
     http_respond_stream(r, status, (uint64_t)len, stream_shard, s, stream_free);
 }
 
+/* GET /v1/shards?after=NAME&limit=N: the node's committed shards after NAME in
+ * name order, across its drives (a name on two drives is listed once, with
+ * the younger age). */
+#define NODE_LIST_MAX 1000
+
+typedef struct {
+    drive_entry *v;
+    size_t n, cap;
+} entry_vec;
+
+static int collect_entry(void *ud, const drive_entry *e) {
+    entry_vec *ev = ud;
+    if (ev->n == ev->cap) {
+        size_t nc = ev->cap ? ev->cap * 2 : 256;
+        drive_entry *g = realloc(ev->v, nc * sizeof *g);
+        if (!g) return CAIRN_ENOMEM;
+        ev->v = g;
+        ev->cap = nc;
+    }
+    ev->v[ev->n++] = *e;
+    return 0;
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(((const drive_entry *)a)->name, ((const drive_entry *)b)->name);
+}
+
+/* after and limit from the query; false on anything else. */
+static bool parse_list_query(const char *q, char *after, size_t alen, long *limit) {
+    after[0] = '\0';
+    *limit = NODE_LIST_MAX;
+    while (*q) {
+        const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q), *eq = memchr(q, '=', (size_t)(end - q));
+        if (!eq) return false;
+        size_t kl = (size_t)(eq - q), vl = (size_t)(end - eq - 1);
+        if (kl == 5 && !strncmp(q, "after", 5)) {
+            if (vl >= alen) return false;
+            memcpy(after, eq + 1, vl);
+            after[vl] = '\0';
+            if (vl && !drive_shard_name_valid(after)) return false;
+        } else if (kl == 5 && !strncmp(q, "limit", 5)) {
+            char num[16];
+            if (vl == 0 || vl >= sizeof num) return false;
+            memcpy(num, eq + 1, vl);
+            num[vl] = '\0';
+            char *e;
+            *limit = strtol(num, &e, 10);
+            if (*e || *limit < 1) return false;
+            if (*limit > NODE_LIST_MAX) *limit = NODE_LIST_MAX;
+        } else {
+            return false;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return true;
+}
+
+static void serve_list(node_server *n, http_req *r) {
+    char after[48];
+    long limit;
+    if (!parse_list_query(r->raw_query, after, sizeof after, &limit)) return reply(r, 400, "bad listing query\n");
+    entry_vec ev = {0};
+    int rc = 0;
+    /* limit + 1 from each drive tells whether more follow the page. */
+    for (int i = 0; i < n->ndrives && rc == 0; i++) rc = drive_local_list(n->drives[i], after, limit + 1, collect_entry, &ev);
+    if (rc != 0) {
+        free(ev.v);
+        return reply(r, 500, "listing failed\n");
+    }
+    qsort(ev.v, ev.n, sizeof *ev.v, cmp_name);
+    size_t u = 0;
+    for (size_t i = 0; i < ev.n; i++) {
+        if (u && !strcmp(ev.v[u - 1].name, ev.v[i].name)) {
+            if (ev.v[i].age_s < ev.v[u - 1].age_s) ev.v[u - 1].age_s = ev.v[i].age_s;
+        } else {
+            ev.v[u++] = ev.v[i];
+        }
+    }
+    bool truncated = u > (size_t)limit;
+    if (truncated) u = (size_t)limit;
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "{\"shards\":[");
+    for (size_t i = 0; i < u; i++)
+        buf_printf(&b, "%s{\"name\":\"%s\",\"age_s\":%lld}", i ? "," : "", ev.v[i].name, (long long)ev.v[i].age_s);
+    buf_printf(&b, "],\"truncated\":%s}\n", truncated ? "true" : "false");
+    free(ev.v);
+    http_add_header(r, "Content-Type", "application/json");
+    size_t len = b.len;
+    http_respond_take(r, 200, buf_steal(&b), len);
+}
+
 static void on_begin(void *app, http_req *r) {
     node_server *n = app;
     node_req *q = calloc(1, sizeof *q);
@@ -216,6 +308,10 @@ static void on_begin(void *app, http_req *r) {
     if (get && !strcmp(r->raw_path, "/v1/info")) {
         r->api = "NodeInfo";
         return serve_info(n, r);
+    }
+    if (get && !strcmp(r->raw_path, "/v1/shards")) {
+        r->api = "ShardList";
+        return serve_list(n, r);
     }
     static const char prefix[] = "/v1/shards/";
     if (strncmp(r->raw_path, prefix, sizeof prefix - 1) != 0) return reply(r, 404, "unknown path\n");

@@ -440,10 +440,50 @@ static int remote_check_writable(drive *dd) { return fetch_info(RD(dd), NULL, NU
 static int remote_free_bytes(drive *dd, int64_t *f, int64_t *t) { return fetch_info(RD(dd), NULL, f, t); }
 static int remote_tmp_count(drive *dd) { (void)dd; return 0; }
 
+/* Pages through GET /v1/shards?after=&limit= (docs/shard-api.md). */
+#define LIST_PAGE 1000
+static int remote_walk(drive *dd, drive_entry_fn cb, void *ud) {
+    char after[48] = "";
+    for (;;) {
+        char target[160];
+        snprintf(target, sizeof target, "/v1/shards?limit=%d&after=%s", LIST_PAGE, after);
+        buf_t b;
+        buf_init(&b);
+        int status = simple_call(RD(dd), "GET", target, NULL, &b, NULL);
+        json_t *doc = status == 200 && b.data ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+        buf_free(&b);
+        json_t *list = doc ? json_object_get(doc, "shards") : NULL;
+        if (!json_is_array(list)) {
+            json_decref(doc);
+            return CAIRN_EIO;
+        }
+        bool more = json_is_true(json_object_get(doc, "truncated"));
+        int rc = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(list, i, v) {
+            const char *name = json_string_value(json_object_get(v, "name"));
+            json_t *age = json_object_get(v, "age_s");
+            if (!name || !drive_shard_name_valid(name) || !json_is_integer(age) || strcmp(name, after) <= 0) {
+                rc = CAIRN_EIO; /* a node answering out of order would loop us */
+                break;
+            }
+            drive_entry e;
+            snprintf(e.name, sizeof e.name, "%s", name);
+            e.age_s = json_integer_value(age);
+            snprintf(after, sizeof after, "%s", name);
+            if ((rc = cb(ud, &e)) != 0) break;
+        }
+        bool empty = json_array_size(list) == 0;
+        json_decref(doc);
+        if (rc != 0 || !more || empty) return rc;
+    }
+}
+
 static const drive_ops remote_ops = {
     remote_close, remote_id, remote_path, remote_create, remote_append, remote_writeback, remote_commit,
     remote_abort, remote_open, remote_preadv, remote_shard_size, remote_close_shard, remote_remove,
-    remote_check_writable, remote_free_bytes, remote_tmp_count,
+    remote_check_writable, remote_free_bytes, remote_tmp_count, remote_walk,
 };
 
 int drive_remote_open(const char *url, const char *secret, const char *tls_ca, int timeout_ms, drive **out) {

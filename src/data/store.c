@@ -1176,40 +1176,32 @@ int data_tmp_count(data_store *ds) {
 
 /* ---- garbage collection --------------------------------------------------------------- */
 
-int data_walk_local_shards(data_store *ds,
-                           int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s),
-                           void *ud) {
-    if (ds->remote) return 0;
-    int64_t now = time_now_ms() / 1000;
-    for (int i = 0; i < drive_count(ds); i++) {
-        char objects[PATH_MAX];
-        snprintf(objects, sizeof objects, "%s/objects", drive_path(ds->drives[i]));
-        DIR *top = opendir(objects);
-        if (!top) continue;
-        struct dirent *sub;
-        bool stop = false;
-        while (!stop && (sub = readdir(top))) {
-            if (sub->d_name[0] == '.') continue;
-            char dir[PATH_MAX];
-            snprintf(dir, sizeof dir, "%s/%s", objects, sub->d_name);
-            DIR *d = opendir(dir);
-            if (!d) continue;
-            struct dirent *e;
-            while (!stop && (e = readdir(d))) {
-                if (!drive_shard_name_valid(e->d_name)) continue;
-                struct stat st;
-                if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
-                char vid[33];
-                memcpy(vid, e->d_name, 32);
-                vid[32] = '\0';
-                stop = cb(ud, drive_id(ds->drives[i]), vid, atoi(e->d_name + 33), now - (int64_t)st.st_mtime) != 0;
-            }
-            closedir(d);
-        }
-        closedir(top);
-        if (stop) break;
+typedef struct {
+    const char *drive_id;
+    int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s);
+    void *ud;
+} walk_adapter;
+
+static int walk_entry(void *ud, const drive_entry *e) {
+    walk_adapter *w = ud;
+    char vid[33];
+    memcpy(vid, e->name, 32);
+    vid[32] = '\0';
+    return w->cb(w->ud, w->drive_id, vid, atoi(e->name + 33), e->age_s);
+}
+
+int data_walk_shards(data_store *ds,
+                     int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s),
+                     void *ud, int *unreachable) {
+    int bad = 0, rc = 0;
+    for (int i = 0; i < drive_count(ds) && rc == 0; i++) {
+        walk_adapter w = {drive_id(ds->drives[i]), cb, ud};
+        int e = drive_walk(ds->drives[i], walk_entry, &w);
+        if (e == CAIRN_EIO) bad++;
+        else rc = e;
     }
-    return 0;
+    if (unreachable) *unreachable = bad;
+    return rc;
 }
 
 int data_remove_shard(data_store *ds, const char *drive_id, const char *version_id, int index) {

@@ -2,7 +2,10 @@
  * kinds.c — the job kinds a gateway runs, and their periodic schedule.
  *
  * collect_orphans: removes shard files that no metadata references and that
- *   are older than an hour (args "grace_s" overrides, for tests).
+ *   are older than an hour (args "grace_s" overrides, for tests), on local
+ *   drives and on storage nodes (through their listing call).  A node that
+ *   cannot be listed fails the run after the rest is collected, so the job
+ *   is retried.
  * abort_abandoned_uploads: aborts multipart uploads initiated more than
  *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
  *   an upload already gone is simply not found again.
@@ -79,14 +82,23 @@ static int orphan_visit(void *ud, const char *drive_id, const char *version_id, 
 }
 
 static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t errlen) {
-    (void)err, (void)errlen;
     builtin_ctx *c = ud;
     orphan_ctx o = {c, c->orphan_grace_s, 0};
     json_t *a = json_loads(job->args, 0, NULL);
     json_t *g = a ? json_object_get(a, "grace_s") : NULL;
     if (json_is_integer(g)) o.grace_s = json_integer_value(g);
     json_decref(a);
-    return data_walk_local_shards(c->ds, orphan_visit, &o);
+    int unreachable = 0;
+    int rc = data_walk_shards(c->ds, orphan_visit, &o, &unreachable);
+    char rm[24], un[24];
+    log_write(LOG_INFO, NULL, "orphan collection pass", "removed", log_int(rm, o.removed), "unreachable_drives",
+              log_int(un, unreachable), NULL);
+    if (rc == 0 && unreachable > 0) {
+        /* The rest was collected; retrying later covers the nodes that were down. */
+        snprintf(err, errlen, "%d drive(s) could not be listed", unreachable);
+        rc = CAIRN_EIO;
+    }
+    return rc;
 }
 
 /* ---- test kinds ---------------------------------------------------------------------- */

@@ -711,3 +711,52 @@ def test_a_restarted_node_is_used_again(make_cluster):
     for key, data in objects.items():
         assert_reads_back(gw, b, key, data)
     cl.assert_processes_alive(except_nodes=(cl.nodes[0], cl.nodes[1]))
+
+
+def test_orphaned_shards_on_storage_nodes_are_collected(make_cluster):
+    """collect_orphans pages through every node's shard listing: old shards no
+    metadata references go, young ones and referenced ones stay; a node that
+    cannot be listed leaves the job retryable with that error, the others
+    collected."""
+    cl = make_cluster()
+    gw = cl.gateway
+    bucket = new_bucket(gw)
+    data = payload(100 * KiB, 41)
+    vid, shards = cl.put_new_version(bucket, "kept", data)
+
+    def stray(node, name, age_s):
+        p = node.drive / "objects" / name[:2] / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"stray")
+        os.utime(p, (time.time() - age_s, time.time() - age_s))
+        return p
+
+    old = [stray(cl.nodes[i], "%02x%s.%d" % (0x10 + i, "7" * 30, i), 7200) for i in range(3)]
+    young = stray(cl.nodes[3], "ee" + "8" * 30 + ".2", 10)
+    for _, p in shards.values():          # the object's own shards are old too
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+
+    def run_collect():
+        job = gw.admin("jobs", "enqueue", "collect_orphans", '{"grace_s": 3600}').stdout.strip()
+
+        def state():
+            line = gw.admin("jobs", "show", job).stdout
+            return line if re.search(r" (completed|retryable|discarded) ", line.split("\n")[0]) else None
+        return wait_until(state, 30, what="the collect_orphans job to finish a run")
+
+    out = run_collect()
+    assert " completed " in out.split("\n")[0], out
+    assert not any(p.exists() for p in old)
+    assert young.exists()
+    assert all(p.exists() for _, p in shards.values())
+    assert_reads_back(gw, bucket, "kept", data)
+
+    # One node down: the others are still collected, the job says why it must run again.
+    again = stray(cl.nodes[0], "ab" + "9" * 30 + ".0", 7200)
+    cl.nodes[5].kill9()
+    out = run_collect()
+    assert " retryable " in out.split("\n")[0], out
+    assert "could not be listed" in out, out
+    assert not again.exists()
+    assert young.exists()
+    assert_reads_back(gw, bucket, "kept", data)
