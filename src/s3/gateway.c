@@ -540,7 +540,7 @@ static int payload_sink(void *ud, const char *data, size_t n) {
 }
 
 static void fail_body(s3_req *q, int rc, const char *code) {
-    if (code) s3_error(q, code, NULL);
+    if (code) s3_error(q, code, q->body_error_code ? q->body_error_msg : NULL);
     else if (rc == CAIRN_ENOSPC) s3_error(q, "InsufficientStorage", "The storage is full.");
     else if (rc == CAIRN_ETOOBIG) s3_error(q, "EntityTooLarge", NULL);
     else s3_error(q, "InternalError", "storing the request body failed");

@@ -86,6 +86,7 @@ typedef struct s3_req {
     int crc_kind;               /* 0 none, 1 crc32, 2 crc32c */
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
+    const char *body_error_msg;    /* NULL: the code's usual message */
 } s3_req;
 
 /* errors.c */

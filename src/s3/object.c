@@ -280,6 +280,8 @@ static void hash_update(void *ud, const void *data, size_t n) {
 int s3_object_sink(s3_req *q, const char *data, size_t n) {
     if ((int64_t)q->payload_bytes > q->declared_size) {
         q->body_error_code = "IncompleteBody";
+        q->body_error_msg = q->chunked ? "The aws-chunked body carries more bytes than x-amz-decoded-content-length declares."
+                                       : "The body is longer than its declared length.";
         return CAIRN_EINVAL;
     }
     if (q->inline_object) {

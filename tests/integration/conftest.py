@@ -552,16 +552,19 @@ def pytest_runtest_makereport(item, call):
 # ---- helpers for raw streaming requests --------------------------------------------
 
 
-def open_put(srv, bucket, key, content_length, extra_headers=None, creds=None, timeout=30):
-    """Opens a socket and sends the head of a signed PUT with UNSIGNED-PAYLOAD;
+def open_put(srv, bucket, key, content_length, extra_headers=None, creds=None, timeout=30, query=None,
+             payload_hash=None):
+    """Opens a socket and sends the head of a signed PUT (UNSIGNED-PAYLOAD
+    unless payload_hash is given; query e.g. {"partNumber": 1, "uploadId": u});
     the caller sends the body.  Returns the connected socket."""
     path = sigv4.object_path(bucket, key)
     headers = {"Host": srv.host, "Content-Length": str(content_length)}
     headers.update(extra_headers or {})
     ak, sk = creds or srv.root
-    headers, _sig, _date = sigv4.sign_request("PUT", path, None, headers, ak, sk,
-                                              sigv4.UNSIGNED_PAYLOAD)
-    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    headers, _sig, _date = sigv4.sign_request("PUT", path, query, headers, ak, sk,
+                                              payload_hash or sigv4.UNSIGNED_PAYLOAD)
+    target = path + ("?" + sigv4.wire_query(query) if query else "")
+    head = f"PUT {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
     sock.sendall(head.encode() + b"\r\n")
     return sock

@@ -160,7 +160,10 @@ def list_all(node, limit):
 def test_listing_pages_through_every_shard_in_name_order(node):
     import random
     rnd = random.Random(7)
-    want = sorted({"%032x.%d" % (rnd.getrandbits(128), rnd.randrange(16)) for _ in range(57)})
+    want = {"%032x.%d" % (rnd.getrandbits(128), rnd.randrange(16)) for _ in range(57)}
+    # 23 in one fan-out directory, so pages start in the middle of one.
+    want |= {"aa%030x.%d" % (rnd.getrandbits(120), rnd.randrange(16)) for _ in range(23)}
+    want = sorted(want)
     for name in want:
         assert node.request("PUT", f"/v1/shards/{name}", body=b"s")[0] == 201
     # The same name on the second drive too (a drive added later, a copy left
@@ -172,7 +175,7 @@ def test_listing_pages_through_every_shard_in_name_order(node):
     # Files that are not shards are never listed.
     open(os.path.join(node.drives[0], "objects", dup[:2], "junk"), "wb").write(b"x")
     names, pages = list_all(node, 10)
-    assert names == want and pages == 6
+    assert names == want and pages == 8
     assert list_all(node, 1000) == (want, 1)
     st, body, _ = node.request("GET", f"/v1/shards?after={want[-1]}")
     assert st == 200 and json.loads(body) == {"shards": [], "truncated": False}
