@@ -16,6 +16,9 @@
 #      over six nodes, and GET with two nodes killed
 #   4. build/cairn-ecbench (no server): 4+2 encode, decode and CRC-32C GB/s of
 #      cairn's codec beside raw ISA-L, printed after the table
+#   6. bench/multipart.py: 1 GiB through multipart at 4 and 16 parallel parts,
+#      and peak RSS over a 5 GiB multipart upload
+#   7. bench/jobs.py: durable job queue jobs/s against a bare SQLite loop
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -399,6 +402,13 @@ if [ "$want_cairn" = 1 ]; then
   echo "multipart (boto3 transfer manager, 8 MiB parts; RSS line: one upload of $((MP_RSS / 1024 / 1024)) MiB in 64 MiB parts):"
   /usr/bin/python3 "$HERE/multipart.py" "http://127.0.0.1:$CAIRN_PORT" "$CAIRN_PID" "$CAIRN_AK" "$CAIRN_SK" \
     "$MP_SIZE" "$MP_RSS" 2>&1 | sed 's/^/  /' || rc=1
+fi
+# Job queue throughput (issue 4): no-op jobs through 4 workers against a bare
+# single-threaded SQLite loop running the same statements.
+if [ "$want_cairn" = 1 ]; then
+  JOBS_N=$(( QUICK == 1 ? 1000 : 5000 ))
+  echo "job queue (test.noop jobs, 4 workers; baseline: the same SQL in a bare 1-thread sqlite3 loop, median of $RUNS runs):"
+  /usr/bin/python3 "$HERE/jobs.py" "$CAIRN" "$JOBS_N" "$RUNS" 4 "$T/jobs" 2>&1 | sed 's/^/  /' || rc=1
 fi
 # The data plane: one drive vs 4+2 in-process vs 4+2 over six nodes, and
 # degraded GET.  Its own servers, started after ours are done with the disk.

@@ -273,11 +273,20 @@ static int admin_jobs(meta_store *ms, int argc, char **argv) {
     const char *verb = argc > 1 ? argv[1] : "";
     const char *state = "", *kind = "";
     int count = 1, max_attempts = 5;
+    long long delay_ms = 0;
     for (int i = 2; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--state")) state = argv[++i];
         else if (!strcmp(argv[i], "--kind")) kind = argv[++i];
         else if (!strcmp(argv[i], "--count")) count = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-attempts")) max_attempts = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--delay-ms")) {
+            char *end;
+            delay_ms = strtoll(argv[++i], &end, 10);
+            if (*end || delay_ms < 0) {
+                fprintf(stderr, "cairn: --delay-ms wants a number of milliseconds >= 0\n");
+                return 2;
+            }
+        }
     }
     if (!strcmp(verb, "list")) return meta_job_list(ms, state, kind, 1000, print_job, NULL) ? 1 : 0;
     if (argc < 3) return 2;
@@ -286,7 +295,7 @@ static int admin_jobs(meta_store *ms, int argc, char **argv) {
         snprintf(j.kind, sizeof j.kind, "%s", argv[2]);
         j.args = (char *)(uintptr_t)(argc > 3 && argv[3][0] != '-' ? argv[3] : "{}");
         j.max_attempts = max_attempts > 0 ? max_attempts : 5;
-        j.run_at_ms = time_now_ms();
+        j.run_at_ms = time_now_ms() + delay_ms;
         for (int i = 0; i < (count > 0 ? count : 1); i++) {
             int64_t id = 0;
             if (meta_job_enqueue(ms, &j, &id) != 0) {
@@ -398,7 +407,7 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n"
             "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n"
             "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
-            "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N]\n");
+            "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n");
     return 2;
 }
 

@@ -12,6 +12,7 @@
  * test.record / test.fail (only with CAIRN_TEST_JOB_KINDS set): append to a
  *   file named in the arguments, so tests can see every run; test.record may
  *   sleep first (args "sleep_ms") and skips work already recorded as done.
+ *   test.noop does nothing: the queue's own cost, for bench/jobs.py.
  */
 #include "jobs/jobs.h"
 
@@ -148,6 +149,11 @@ static int run_test_record(void *ud, const meta_job *job, char *err, size_t errl
     return rc;
 }
 
+static int run_test_noop(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)ud, (void)job, (void)err, (void)errlen;
+    return 0;
+}
+
 static int run_test_fail(void *ud, const meta_job *job, char *err, size_t errlen) {
     (void)ud;
     json_t *a = json_loads(job->args, 0, NULL);
@@ -173,6 +179,7 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t 
     if (rc == 0 && t && *t) {
         rc = jobs_register(q, "test.record", run_test_record, &g_unused);
         if (rc == 0) rc = jobs_register(q, "test.fail", run_test_fail, &g_unused);
+        if (rc == 0) rc = jobs_register(q, "test.noop", run_test_noop, &g_unused);
     }
     return rc;
 }
