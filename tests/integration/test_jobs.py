@@ -159,3 +159,23 @@ def test_collect_orphans_removes_only_old_unreferenced_shards(make_server):
                             f"</CompleteMultipartUpload>".encode())
     assert done.status == 200, done
     assert srv.request("GET", sigv4.object_path(bucket, "mp")).body == part
+
+
+def test_delayed_job_waits_for_its_run_at(make_server, tmp_path):
+    from datetime import datetime
+    srv = make_server(env=TEST_ENV)
+    record = str(tmp_path / "delayed.txt")
+    job_id = admin(srv, "jobs", "enqueue", "test.record", json.dumps({"file": record}),
+                   "--delay-ms", "4000").stdout.strip()
+    out = admin(srv, "jobs", "show", job_id).stdout
+    run_at = datetime.fromisoformat(re.search(r"run_at=(\S+)", out).group(1).replace("Z", "+00:00"))
+    created = datetime.fromisoformat(re.search(r"created=(\S+)", out).group(1).replace("Z", "+00:00"))
+    assert 3.9 <= (run_at - created).total_seconds() <= 4.5, out
+    # Not due yet: a worker does not take it (workers poll every 250 ms).
+    time.sleep(1.0)
+    assert " available " in job_line(srv, job_id) and lines(record) == []
+    wait_until(lambda: " completed " in job_line(srv, job_id), 30, what="the delayed job to run")
+    assert lines(record) == [f"start {job_id}", f"done {job_id}"]
+    for bad in ("-1", "soon"):
+        cp = admin(srv, "jobs", "enqueue", "test.record", "{}", "--delay-ms", bad, check=False)
+        assert cp.returncode == 2 and "--delay-ms" in cp.stderr
