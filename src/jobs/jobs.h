@@ -79,9 +79,13 @@ int membership_rebalance(membership *m);
  */
 typedef struct job_queue job_queue;
 
-/* A handler runs one job.  Returns 0 on success, or nonzero with err filled
- * (the run is retried or, after max_attempts, discarded).  Must be idempotent. */
+/* A handler runs one job.  Returns 0 on success, JOBS_RELEASE when it stopped
+ * early because the queue is stopping (jobs_stopping): the job goes back to
+ * available without counting the attempt and runs again later; or another
+ * nonzero value with err filled (the run is retried or, after max_attempts,
+ * discarded).  Must be idempotent. */
 typedef int (*job_handler)(void *ud, const meta_job *job, char *err, size_t errlen);
+#define JOBS_RELEASE 1
 
 typedef struct {
     int workers;               /* worker threads */
@@ -98,8 +102,11 @@ int jobs_register(job_queue *q, const char *kind, job_handler fn, void *ud);
 /* The same, and the queue frees ud (malloc'd) when it is freed. */
 int jobs_register_owned(job_queue *q, const char *kind, job_handler fn, void *ud);
 int jobs_queue_start(job_queue *q);
-/* Stops claiming, waits for running jobs to finish, joins the workers. */
+/* Stops claiming, waits for running jobs to finish (or release: handlers
+ * that can take long poll jobs_stopping), joins the workers. */
 void jobs_queue_free(job_queue *q);
+/* True once the queue is stopping. */
+bool jobs_stopping(job_queue *q);
 /* Enqueues (wakes a worker); see meta_job_enqueue. */
 int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attempts, const char *unique_key,
                  int64_t *id);

@@ -11,7 +11,8 @@
  *   an upload already gone is simply not found again.
  * test.record / test.fail (only with CAIRN_TEST_JOB_KINDS set): append to a
  *   file named in the arguments, so tests can see every run; test.record may
- *   sleep first (args "sleep_ms") and skips work already recorded as done.
+ *   sleep first (args "sleep_ms"; with "interruptible": true it releases the
+ *   job when the queue stops) and skips work already recorded as done.
  *   test.noop does nothing: the queue's own cost, for bench/jobs.py.
  */
 #include "jobs/jobs.h"
@@ -25,14 +26,19 @@
 #include <jansson.h>
 
 typedef struct {
+    job_queue *q;
     meta_store *ms;
     data_store *ds;
     int64_t expiry_s;
     int64_t orphan_grace_s;
-    int aborted;
 } builtin_ctx;
 
-static builtin_ctx g_unused; /* never written: keeps ud non-NULL for test kinds */
+/* Each run's own counters (runs of one kind may overlap). */
+typedef struct {
+    builtin_ctx *c;
+    int aborted, seen;
+    bool stopped;
+} abort_run;
 
 static void drop_part(void *ud, const meta_part *p) {
     builtin_ctx *c = ud;
@@ -41,9 +47,15 @@ static void drop_part(void *ud, const meta_part *p) {
 }
 
 static int abort_one(void *ud, const meta_upload *u) {
-    builtin_ctx *c = ud;
+    abort_run *a = ud;
+    builtin_ctx *c = a->c;
+    if (jobs_stopping(c->q)) {
+        a->stopped = true;
+        return 1;
+    }
+    a->seen++;
     if (meta_upload_abort(c->ms, u->upload_id, drop_part, c) == 0) {
-        c->aborted++;
+        a->aborted++;
         log_write(LOG_INFO, NULL, "aborted abandoned multipart upload", "bucket", u->bucket, "key", u->key,
                   "upload_id", u->upload_id, NULL);
     }
@@ -53,11 +65,19 @@ static int abort_one(void *ud, const meta_upload *u) {
 static int run_abort_abandoned(void *ud, const meta_job *job, char *err, size_t errlen) {
     (void)job;
     builtin_ctx *c = ud;
-    c->aborted = 0;
     int64_t before = time_now_ms() - c->expiry_s * 1000;
-    int rc = meta_upload_list_older(c->ms, before, 1000, abort_one, c);
+    abort_run a = {c, 0, 0, false};
+    int rc = 0;
+    /* Batches of 1000, oldest first, until none are left (or a batch could
+     * abort none of its uploads: the next run tries those again). */
+    for (;;) {
+        int aborted = a.aborted;
+        a.seen = 0;
+        rc = meta_upload_list_older(c->ms, before, 1000, abort_one, &a);
+        if (rc != 0 || a.stopped || a.seen < 1000 || a.aborted == aborted) break;
+    }
     if (rc != 0) snprintf(err, errlen, "listing uploads failed: %s", cairn_strerror(rc));
-    return rc;
+    return rc == 0 && a.stopped ? JOBS_RELEASE : rc;
 }
 
 /* collect_orphans: shard files no metadata references (a crash between a
@@ -68,10 +88,15 @@ typedef struct {
     builtin_ctx *c;
     int64_t grace_s;
     int removed;
+    bool stopped;
 } orphan_ctx;
 
 static int orphan_visit(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s) {
     orphan_ctx *o = ud;
+    if (jobs_stopping(o->c->q)) {
+        o->stopped = true;
+        return 1;
+    }
     if (age_s < o->grace_s) return 0;
     bool referenced = true;
     if (meta_version_referenced(o->c->ms, version_id, &referenced) != 0 || referenced) return 0;
@@ -84,13 +109,14 @@ static int orphan_visit(void *ud, const char *drive_id, const char *version_id, 
 
 static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t errlen) {
     builtin_ctx *c = ud;
-    orphan_ctx o = {c, c->orphan_grace_s, 0};
+    orphan_ctx o = {c, c->orphan_grace_s, 0, false};
     json_t *a = json_loads(job->args, 0, NULL);
     json_t *g = a ? json_object_get(a, "grace_s") : NULL;
     if (json_is_integer(g)) o.grace_s = json_integer_value(g);
     json_decref(a);
     int unreachable = 0;
     int rc = data_walk_shards(c->ds, orphan_visit, &o, &unreachable);
+    if (o.stopped) return JOBS_RELEASE;
     char rm[24], un[24];
     log_write(LOG_INFO, NULL, "orphan collection pass", "removed", log_int(rm, o.removed), "unreachable_drives",
               log_int(un, unreachable), NULL);
@@ -125,7 +151,7 @@ static bool already_done(const char *path, long long id) {
 }
 
 static int run_test_record(void *ud, const meta_job *job, char *err, size_t errlen) {
-    (void)ud;
+    builtin_ctx *c = ud;
     json_t *a = json_loads(job->args, 0, NULL);
     const char *file = a ? json_string_value(json_object_get(a, "file")) : NULL;
     if (!file) {
@@ -140,7 +166,14 @@ static int run_test_record(void *ud, const meta_job *job, char *err, size_t errl
         snprintf(line, sizeof line, "start %lld\n", id);
         rc = append_line(file, line);
         json_int_t sleep_ms = json_integer_value(json_object_get(a, "sleep_ms"));
-        if (rc == 0 && sleep_ms > 0) usleep((useconds_t)(sleep_ms * 1000));
+        bool interruptible = json_is_true(json_object_get(a, "interruptible"));
+        for (json_int_t slept = 0; rc == 0 && slept < sleep_ms; slept += 10) {
+            if (interruptible && jobs_stopping(c->q)) {
+                json_decref(a);
+                return JOBS_RELEASE;
+            }
+            usleep(10000);
+        }
         snprintf(line, sizeof line, "done %lld\n", id);
         if (rc == 0) rc = append_line(file, line);
     }
@@ -171,15 +204,15 @@ static int run_test_fail(void *ud, const meta_job *job, char *err, size_t errlen
 int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s) {
     builtin_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
     if (!c) return CAIRN_ENOMEM;
-    *c = (builtin_ctx){.ms = ms, .ds = ds, .expiry_s = multipart_expiry_s, .orphan_grace_s = 3600};
+    *c = (builtin_ctx){.q = q, .ms = ms, .ds = ds, .expiry_s = multipart_expiry_s, .orphan_grace_s = 3600};
     int rc = jobs_register_owned(q, "abort_abandoned_uploads", run_abort_abandoned, c);
     if (rc != 0) free(c);
     if (rc == 0) rc = jobs_register(q, "collect_orphans", run_collect_orphans, c);
     const char *t = getenv("CAIRN_TEST_JOB_KINDS");
     if (rc == 0 && t && *t) {
-        rc = jobs_register(q, "test.record", run_test_record, &g_unused);
-        if (rc == 0) rc = jobs_register(q, "test.fail", run_test_fail, &g_unused);
-        if (rc == 0) rc = jobs_register(q, "test.noop", run_test_noop, &g_unused);
+        rc = jobs_register(q, "test.record", run_test_record, c);
+        if (rc == 0) rc = jobs_register(q, "test.fail", run_test_fail, c);
+        if (rc == 0) rc = jobs_register(q, "test.noop", run_test_noop, c);
     }
     return rc;
 }

@@ -63,6 +63,16 @@ static void run_one(job_queue *q, const char *owner, meta_job *job) {
     char err[256] = "";
     int rc = k ? k->fn(k->ud, job, err, sizeof err) : -1;
     if (!k) snprintf(err, sizeof err, "no handler for job kind '%s'", job->kind);
+    if (rc == JOBS_RELEASE) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)job->id);
+        int rrc = meta_job_release(q->ms, job->id, owner);
+        log_write(rrc == 0 ? LOG_INFO : LOG_WARN, NULL,
+                  rrc == 0 ? "job released at shutdown; it runs again later"
+                           : "releasing a job at shutdown failed; it runs again when its lease expires",
+                  "job_id", id, "kind", job->kind, NULL);
+        return;
+    }
     const char *state = rc == 0 ? "completed" : job->attempts >= job->max_attempts ? "discarded" : "retryable";
     int64_t run_at = rc == 0 ? job->run_at_ms : time_now_ms() + backoff_ms(&q->opt, job->attempts);
     int frc = meta_job_finish(q->ms, job->id, owner, state, run_at, rc == 0 ? "" : err);
@@ -210,6 +220,13 @@ int jobs_queue_start(job_queue *q) {
     if (pthread_create(&q->keeper, NULL, keeper_main, q) != 0) return CAIRN_ENOMEM;
     q->keeper_started = true;
     return 0;
+}
+
+bool jobs_stopping(job_queue *q) {
+    pthread_mutex_lock(&q->mu);
+    bool stop = q->stop;
+    pthread_mutex_unlock(&q->mu);
+    return stop;
 }
 
 void jobs_queue_free(job_queue *q) {

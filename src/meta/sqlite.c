@@ -1928,7 +1928,12 @@ int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *s
 
 static int bind_id_owner(sqlite3_stmt *st, const void *p) {
     const job_finish_args *a = p;
-    return sqlite3_bind_int64(st, 1, a->id) | bind_str(st, 2, a->owner) | sqlite3_bind_int64(st, 3, a->run_at);
+    return sqlite3_bind_int64(st, 1, a->id) | bind_str(st, 2, a->owner);
+}
+
+static int bind_id_owner_time(sqlite3_stmt *st, const void *p) {
+    const job_finish_args *a = p;
+    return bind_id_owner(st, p) | sqlite3_bind_int64(st, 3, a->run_at);
 }
 
 int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
@@ -1941,7 +1946,7 @@ int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
 int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms) {
     job_finish_args a = {id, owner, NULL, NULL, lease_expires_ms, 0};
     int changes = 0;
-    int err = write_one(ms, ST_JOB_EXTEND, bind_id_owner, &a, &changes, "job extend");
+    int err = write_one(ms, ST_JOB_EXTEND, bind_id_owner_time, &a, &changes, "job extend");
     return err ? err : changes ? 0 : CAIRN_ECONFLICT;
 }
 

@@ -179,3 +179,35 @@ def test_delayed_job_waits_for_its_run_at(make_server, tmp_path):
     for bad in ("-1", "soon"):
         cp = admin(srv, "jobs", "enqueue", "test.record", "{}", "--delay-ms", bad, check=False)
         assert cp.returncode == 2 and "--delay-ms" in cp.stderr
+
+
+def test_shutdown_lets_a_running_job_finish(make_server, tmp_path):
+    srv = make_server(env=TEST_ENV)
+    record = str(tmp_path / "finish.txt")
+    job_id = admin(srv, "jobs", "enqueue", "test.record",
+                   json.dumps({"file": record, "sleep_ms": 2500})).stdout.strip()
+    wait_until(lambda: lines(record) == [f"start {job_id}"], 20, what="the job to start")
+    assert srv.stop() == 0
+    assert lines(record) == [f"start {job_id}", f"done {job_id}"]
+    assert " completed attempts=1/5 " in job_line(srv, job_id)
+    srv.start()
+    time.sleep(1.0)                      # nothing is left to run again
+    assert lines(record) == [f"start {job_id}", f"done {job_id}"]
+
+
+def test_shutdown_releases_a_job_that_stops_early(make_server, tmp_path):
+    """A handler that polls jobs_stopping gives its job back at shutdown: the
+    attempt does not count, no lease has to expire, and the next start runs
+    it to completion."""
+    srv = make_server(env={**TEST_ENV, "CAIRN_JOB_LEASE_MS": "600000"})
+    record = str(tmp_path / "release.txt")
+    job_id = admin(srv, "jobs", "enqueue", "test.record",
+                   json.dumps({"file": record, "sleep_ms": 3000, "interruptible": True})).stdout.strip()
+    wait_until(lambda: lines(record) == [f"start {job_id}"], 20, what="the job to start")
+    assert srv.stop() == 0
+    assert " available attempts=0/5 " in job_line(srv, job_id), job_line(srv, job_id)
+    assert "job released at shutdown" in srv.log_text()
+    srv.start()
+    # With a 10-minute lease, only the release lets it run again this soon.
+    wait_until(lambda: " completed " in job_line(srv, job_id), 30, what="the released job to complete")
+    assert lines(record) == [f"start {job_id}", f"start {job_id}", f"done {job_id}"]

@@ -933,3 +933,146 @@ Test(meta, concurrent_writers_and_readers_read_after_write, .timeout = 120) {
     cr_assert_eq(n, 4 * WORKER_PUTS + 1);
     fx_close(&f);
 }
+
+/* ---- the durable job queue ------------------------------------------------------------ */
+
+static int64_t enqueue_job(meta_store *ms, const char *kind, int priority, int64_t run_at, const char *unique) {
+    meta_job j = {.priority = priority, .run_at_ms = run_at, .max_attempts = 3};
+    snprintf(j.kind, sizeof j.kind, "%s", kind);
+    j.args = (char *)"{\"n\":1}";
+    if (unique) snprintf(j.unique_key, sizeof j.unique_key, "%s", unique);
+    int64_t id = 0;
+    cr_assert_eq(meta_job_enqueue(ms, &j, &id), 0, "enqueue %s", kind);
+    cr_assert_gt(id, 0);
+    return id;
+}
+
+static void expect_state(meta_store *ms, int64_t id, const char *state, int attempts) {
+    meta_job j;
+    cr_assert_eq(meta_job_get(ms, id, &j), 0);
+    cr_expect_str_eq(j.state, state, "job %lld", (long long)id);
+    cr_expect_eq(j.attempts, attempts, "job %lld attempts %d", (long long)id, j.attempts);
+    meta_job_clear(&j);
+}
+
+Test(jobs, claims_by_priority_then_run_at_and_waits_for_due_time) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t late = enqueue_job(f.ms, "k", 0, 2000, NULL);
+    int64_t early = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    int64_t urgent = enqueue_job(f.ms, "k", 5, 1500, NULL);
+    int64_t future = enqueue_job(f.ms, "k", 9, 100000, NULL);
+    meta_job j;
+    int64_t order[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(meta_job_claim(f.ms, "w1", 5000, 1000, &j), 0);
+        order[i] = j.id;
+        cr_expect_str_eq(j.state, "running");
+        cr_expect_str_eq(j.args, "{\"n\":1}");
+        cr_expect_eq(j.attempts, 1);
+        meta_job_clear(&j);
+    }
+    cr_expect_eq(order[0], urgent);
+    cr_expect_eq(order[1], early);
+    cr_expect_eq(order[2], late);
+    /* The delayed one is not due at 5000, whatever its priority. */
+    cr_expect_eq(meta_job_claim(f.ms, "w1", 5000, 1000, &j), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_claim(f.ms, "w1", 100000, 1000000, &j), 0);
+    cr_expect_eq(j.id, future);
+    meta_job_clear(&j);
+    fx_close(&f);
+}
+
+Test(jobs, unique_key_dedups_until_the_row_is_gone) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t a = enqueue_job(f.ms, "k", 0, 1000, "period:1");
+    meta_job j = {.run_at_ms = 1000, .max_attempts = 3};
+    strcpy(j.kind, "k");
+    j.args = (char *)"{}";
+    strcpy(j.unique_key, "period:1");
+    int64_t id = 0;
+    cr_expect_eq(meta_job_enqueue(f.ms, &j, &id), CAIRN_EEXIST);
+    cr_expect_eq(id, a);
+    cr_expect_neq(enqueue_job(f.ms, "k", 0, 1000, "period:2"), a);
+    fx_close(&f);
+}
+
+Test(jobs, finish_retry_discard_and_lost_leases) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t id = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    meta_job j;
+    cr_assert_eq(meta_job_claim(f.ms, "w1", 1000, 500, &j), 0);
+    meta_job_clear(&j);
+    /* w1's lease lapses at 1500; w2 takes the job over, and w1's late finish loses. */
+    cr_expect_eq(meta_job_claim(f.ms, "w2", 1400, 500, &j), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_claim(f.ms, "w2", 1600, 500, &j), 0);
+    cr_expect_eq(j.id, id);
+    cr_expect_str_eq(j.lease_owner, "w2");
+    meta_job_clear(&j);
+    expect_state(f.ms, id, "running", 2);
+    cr_expect_eq(meta_job_finish(f.ms, id, "w1", "completed", 0, ""), CAIRN_ECONFLICT);
+    cr_expect_eq(meta_job_extend(f.ms, id, "w1", 99999), CAIRN_ECONFLICT);
+    /* w2 extends, so the job is not claimable at 2200 any more. */
+    cr_assert_eq(meta_job_extend(f.ms, id, "w2", 5000), 0);
+    cr_expect_eq(meta_job_claim(f.ms, "w3", 2200, 500, &j), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_finish(f.ms, id, "w2", "retryable", 3000, "boom"), 0);
+    cr_assert_eq(meta_job_get(f.ms, id, &j), 0);
+    cr_expect_str_eq(j.state, "retryable");
+    cr_expect_str_eq(j.last_error, "boom");
+    cr_expect_str_eq(j.lease_owner, "");
+    meta_job_clear(&j);
+    cr_expect_eq(meta_job_claim(f.ms, "w3", 2999, 500, &j), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_claim(f.ms, "w3", 3000, 500, &j), 0);
+    meta_job_clear(&j);
+    cr_assert_eq(meta_job_finish(f.ms, id, "w3", "discarded", 0, "boom again"), 0);
+    expect_state(f.ms, id, "discarded", 3);
+    cr_expect_eq(meta_job_claim(f.ms, "w3", 100000, 500, &j), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_job_finish(f.ms, id, "w3", "bogus", 0, ""), CAIRN_EINVAL);
+    /* retry: available now, attempts reset; completed cannot be retried or cancelled. */
+    cr_assert_eq(meta_job_retry(f.ms, id), 0);
+    expect_state(f.ms, id, "available", 0);
+    cr_assert_eq(meta_job_claim(f.ms, "w4", time_now_ms() + 1000, 500, &j), 0);  /* retry uses the clock */
+    meta_job_clear(&j);
+    cr_expect_eq(meta_job_cancel(f.ms, id), CAIRN_ECONFLICT);   /* running */
+    cr_assert_eq(meta_job_finish(f.ms, id, "w4", "completed", 0, ""), 0);
+    cr_expect_eq(meta_job_retry(f.ms, id), CAIRN_ECONFLICT);
+    cr_expect_eq(meta_job_cancel(f.ms, id), CAIRN_ECONFLICT);
+    cr_expect_eq(meta_job_get(f.ms, 424242, &j), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+Test(jobs, release_gives_the_job_back_without_counting_the_attempt) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t id = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    meta_job j;
+    cr_assert_eq(meta_job_claim(f.ms, "w1", 1000, 60000, &j), 0);
+    meta_job_clear(&j);
+    cr_expect_eq(meta_job_release(f.ms, id, "someone-else"), CAIRN_ECONFLICT);
+    cr_assert_eq(meta_job_release(f.ms, id, "w1"), 0);
+    expect_state(f.ms, id, "available", 0);
+    /* Claimable at once, long before the 60 s lease would have lapsed. */
+    cr_assert_eq(meta_job_claim(f.ms, "w2", 1001, 60000, &j), 0);
+    cr_expect_eq(j.id, id);
+    cr_expect_eq(j.attempts, 1);
+    meta_job_clear(&j);
+    fx_close(&f);
+}
+
+Test(jobs, cancel_list_and_counts) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t a = enqueue_job(f.ms, "one", 0, 1000, NULL);
+    int64_t b = enqueue_job(f.ms, "two", 0, 1000, NULL);
+    cr_assert_eq(meta_job_cancel(f.ms, a), 0);
+    meta_job j;
+    cr_assert_eq(meta_job_claim(f.ms, "w", 2000, 100, &j), 0);
+    cr_expect_eq(j.id, b);   /* the cancelled job is never claimed */
+    meta_job_clear(&j);
+    cr_expect_eq(meta_job_claim(f.ms, "w", 2000, 100, &j), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_retry(f.ms, a), 0);   /* a cancelled job can be revived */
+    expect_state(f.ms, a, "available", 0);
+    fx_close(&f);
+}
