@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 import sigv4
-from conftest import (CAIRN_BIN, CairnServer, _started_servers, free_port, md5_hex, random_access_key,
+from conftest import (CAIRN_BIN, CairnServer, _started_servers, free_port, md5_hex, open_put, random_access_key,
                       random_secret, server_env, unique_bucket, wait_until)
 
 KiB = 1024
@@ -760,3 +760,43 @@ def test_orphaned_shards_on_storage_nodes_are_collected(make_cluster):
     assert not again.exists()
     assert young.exists()
     assert_reads_back(gw, bucket, "kept", data)
+
+
+@pytest.mark.deadline(120)
+def test_gateway_killed_mid_upload_part_leaves_nothing_behind_on_the_nodes(make_cluster):
+    """kill -9 of the gateway while a part streams to six nodes: the nodes drop
+    the cut shard uploads' temp files, nothing partial is visible after the
+    restart, and orphan collection finds nothing but referenced shards."""
+    cl = make_cluster()
+    gw = cl.gateway
+    bucket = new_bucket(gw)
+    kept = payload(200 * KiB, 51)
+    kept_vid, _ = cl.put_new_version(bucket, "kept", kept)
+    s3 = gw.client()
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    first = payload(5 * 1024 * KiB, 52)
+    e1 = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=1, Body=first)["ETag"]
+    referenced = set(cl.shard_map())
+    assert kept_vid in referenced and len(referenced) == 2
+    sock = open_put(gw, bucket, "mp", 8 * 1024 * KiB, query={"partNumber": "2", "uploadId": uid})
+    sock.sendall(payload(3 * 1024 * KiB, 53))
+    wait_until(lambda: any(n.tmp_files() for n in cl.nodes), 20, what="shard uploads to reach the nodes")
+    gw.kill()
+    sock.close()
+    wait_until(lambda: not any(n.tmp_files() for n in cl.nodes), 20,
+               what="the nodes to remove the cut shard uploads' temp files")
+    gw.start()
+    s3 = gw.client()
+    parts = s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, len(first))]
+    assert gw.request("HEAD", sigv4.object_path(bucket, "mp")).status == 404
+    job = gw.admin("jobs", "enqueue", "collect_orphans", '{"grace_s": 0}').stdout.strip()
+    wait_until(lambda: " completed " in gw.admin("jobs", "show", job).stdout.split("\n")[0], 30,
+               what="orphan collection")
+    assert set(cl.shard_map()) == referenced
+    last = b"the last part"
+    e2 = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=2, Body=last)["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert get(gw, bucket, "mp").body == first + last
+    assert_reads_back(gw, bucket, "kept", kept)
