@@ -342,6 +342,8 @@ static int run(int argc, char **argv, bool gateway) {
     if (jobs_queue_new(ms, obs, &jo, &jobs) != 0 || jobs_register_builtin(jobs, ms, ds, cfg.multipart_expiry) != 0 ||
         jobs_queue_start(jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
+    else
+        data_set_heal_sink(ds, jobs_enqueue_heal, ms); /* heals become durable, retried jobs */
     membership *members = NULL;
     if (gateway) {
         /* The configured nodes join the registry, where admins add, drain and
@@ -358,6 +360,7 @@ static int run(int argc, char **argv, bool gateway) {
     int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     char left[24];
     membership_stop(members);
+    data_set_heal_sink(ds, NULL, NULL);
     jobs_queue_free(jobs);
     scrub_stop(scrub);
     s3_gateway_free(gw);

@@ -135,6 +135,14 @@ void data_set_heal_check(data_store *ds, bool (*still_exists)(void *ud, const ch
                          void *ud);
 /* Waits until the heal queue is empty (tests, shutdown). */
 void data_heal_drain(data_store *ds);
+/* data_heal with its outcome logged and counted (heal_failures); 0 also
+ * when the version is gone.  For heal workers. */
+int data_heal_logged(data_store *ds, const char *version_id, const data_layout *l, int64_t size);
+/* Where heals go instead of the in-memory queue (a durable job queue, which
+ * retries a heal that fails while a node is down); NULL restores the queue.
+ * The sink returns 0 when it took the heal, else the in-memory queue does. */
+typedef int (*data_heal_sink_fn)(void *ud, const char *version_id, const data_layout *l, int64_t size);
+void data_set_heal_sink(data_store *ds, data_heal_sink_fn sink, void *ud);
 
 /* ---- membership (gateways over storage nodes) ------------------------------------- */
 

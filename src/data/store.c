@@ -78,6 +78,8 @@ struct data_store {
     bool heal_started;
     bool (*still_exists)(void *, const char *);
     void *still_exists_ud;
+    data_heal_sink_fn heal_sink;  /* set: heals go there (a durable queue) */
+    void *heal_sink_ud;
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -1065,6 +1067,11 @@ int data_delete_moved(data_store *ds, const char *version_id, const data_layout 
 
 static void heal_enqueue(data_store *ds, const char *version_id, const data_layout *l, int64_t size) {
     pthread_mutex_lock(&ds->heal_mu);
+    /* Called under heal_mu, so clearing the sink waits out a call in flight. */
+    if (ds->heal_sink && ds->heal_sink(ds->heal_sink_ud, version_id, l, size) == 0) {
+        pthread_mutex_unlock(&ds->heal_mu);
+        return;
+    }
     bool dup = false;
     for (heal_item *h = ds->heal_head; h && !dup; h = h->next) dup = !strcmp(h->version_id, version_id);
     if (!dup && ds->heal_len >= HEAL_QUEUE_MAX) {
@@ -1085,6 +1092,26 @@ static void heal_enqueue(data_store *ds, const char *version_id, const data_layo
     pthread_mutex_unlock(&ds->heal_mu);
 }
 
+int data_heal_logged(data_store *ds, const char *version_id, const data_layout *l, int64_t size) {
+    int repaired = 0;
+    int rc = data_heal(ds, version_id, l, size, &repaired);
+    if (rc != 0 && rc != CAIRN_ENOTFOUND) {
+        atomic_fetch_add(&ds->heal_failures, 1);
+        log_write(LOG_WARN, NULL, "heal failed", "version_id", version_id, "error", cairn_strerror(rc), NULL);
+    } else if (repaired) {
+        char n[24];
+        log_write(LOG_INFO, NULL, "healed shards", "version_id", version_id, "shards", log_int(n, repaired), NULL);
+    }
+    return rc == CAIRN_ENOTFOUND ? 0 : rc;
+}
+
+void data_set_heal_sink(data_store *ds, data_heal_sink_fn sink, void *ud) {
+    pthread_mutex_lock(&ds->heal_mu);
+    ds->heal_sink = sink;
+    ds->heal_sink_ud = ud;
+    pthread_mutex_unlock(&ds->heal_mu);
+}
+
 static void *heal_main(void *arg) {
     data_store *ds = arg;
     pthread_mutex_lock(&ds->heal_mu);
@@ -1099,17 +1126,7 @@ static void *heal_main(void *arg) {
         bool (*check)(void *, const char *) = ds->still_exists;
         void *ud = ds->still_exists_ud;
         pthread_mutex_unlock(&ds->heal_mu);
-        int repaired = 0;
-        if (!check || check(ud, h->version_id)) {
-            int rc = data_heal(ds, h->version_id, &h->layout, h->size, &repaired);
-            if (rc != 0 && rc != CAIRN_ENOTFOUND) {
-                atomic_fetch_add(&ds->heal_failures, 1);
-                log_write(LOG_WARN, NULL, "heal failed", "version_id", h->version_id, "error", cairn_strerror(rc), NULL);
-            } else if (repaired) {
-                char n[24];
-                log_write(LOG_INFO, NULL, "healed shards", "version_id", h->version_id, "shards", log_int(n, repaired), NULL);
-            }
-        }
+        if (!check || check(ud, h->version_id)) data_heal_logged(ds, h->version_id, &h->layout, h->size);
         free(h);
         pthread_mutex_lock(&ds->heal_mu);
         ds->heal_busy = false;

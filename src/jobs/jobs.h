@@ -116,6 +116,9 @@ void jobs_render_metrics(meta_store *ms, buf_t *out);
 /* The kinds the gateway runs (kinds.c): abort multipart uploads older than
  * expiry_s, every period_s (a periodic job with a unique key per period). */
 int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s);
+/* A data_heal_sink_fn (ud = the meta_store): queues a durable "heal" job for
+ * the version, unique while one is pending. */
+int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, int64_t size);
 /* Enqueues the periodic jobs due now (call every period). */
 void jobs_schedule_periodic(job_queue *q, int64_t period_s);
 

@@ -9,6 +9,11 @@
  * abort_abandoned_uploads: aborts multipart uploads initiated more than
  *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
  *   an upload already gone is simply not found again.
+ * heal: rewrites the missing or damaged shards of one version (args
+ *   version_id, layout, size), queued by reads that found damage
+ *   (jobs_enqueue_heal, the data store's heal sink).  A heal that fails, say
+ *   while a node is down, is retried with backoff.  A version deleted
+ *   meanwhile is skipped.  Idempotent: a healthy version needs no rewrite.
  * test.record / test.fail (only with CAIRN_TEST_JOB_KINDS set): append to a
  *   file named in the arguments, so tests can see every run; test.record may
  *   sleep first (args "sleep_ms"; with "interruptible": true it releases the
@@ -128,6 +133,44 @@ static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t 
     return rc;
 }
 
+/* heal */
+static int run_heal(void *ud, const meta_job *job, char *err, size_t errlen) {
+    builtin_ctx *c = ud;
+    json_t *a = json_loads(job->args, 0, NULL);
+    const char *vid = a ? json_string_value(json_object_get(a, "version_id")) : NULL;
+    const char *layout = a ? json_string_value(json_object_get(a, "layout")) : NULL;
+    json_t *size = a ? json_object_get(a, "size") : NULL;
+    data_layout l;
+    int rc = 0;
+    if (!vid || !layout || !json_is_integer(size) || data_layout_parse(layout, &l) != 0) {
+        snprintf(err, errlen, "heal args need version_id, layout and size");
+        rc = CAIRN_EINVAL;
+    } else {
+        bool exists = true;
+        meta_version_referenced(c->ms, vid, &exists); /* on doubt, heal */
+        if (exists) rc = data_heal_logged(c->ds, vid, &l, json_integer_value(size));
+        if (rc != 0) snprintf(err, errlen, "heal failed: %s", cairn_strerror(rc));
+    }
+    json_decref(a);
+    return rc;
+}
+
+int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, int64_t size) {
+    char layout[256];
+    if (data_layout_format(l, layout, sizeof layout) != 0) return CAIRN_EINVAL;
+    json_t *a = json_pack("{s:s, s:s, s:I}", "version_id", version_id, "layout", layout, "size", (json_int_t)size);
+    char *args = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!args) return CAIRN_ENOMEM;
+    meta_job j = {.priority = 5, .max_attempts = 10, .run_at_ms = time_now_ms(), .unique_while_pending = true};
+    snprintf(j.kind, sizeof j.kind, "heal");
+    snprintf(j.unique_key, sizeof j.unique_key, "heal:%s", version_id);
+    j.args = args;
+    int rc = meta_job_enqueue(ms, &j, NULL);
+    free(args);
+    return rc == CAIRN_EEXIST ? 0 : rc;  /* already pending: that run covers this damage */
+}
+
 /* ---- test kinds ---------------------------------------------------------------------- */
 
 static int append_line(const char *path, const char *line) {
@@ -208,6 +251,7 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t 
     int rc = jobs_register_owned(q, "abort_abandoned_uploads", run_abort_abandoned, c);
     if (rc != 0) free(c);
     if (rc == 0) rc = jobs_register(q, "collect_orphans", run_collect_orphans, c);
+    if (rc == 0) rc = jobs_register(q, "heal", run_heal, c);
     const char *t = getenv("CAIRN_TEST_JOB_KINDS");
     if (rc == 0 && t && *t) {
         rc = jobs_register(q, "test.record", run_test_record, c);

@@ -278,6 +278,7 @@ typedef struct {
     char lease_owner[64];
     int64_t lease_expires_ms;
     char unique_key[128];      /* "" = none */
+    bool unique_while_pending; /* enqueue: a finished job holding the key gives it up */
     char last_error[256];
     int64_t created_ms;
     int64_t finished_ms;
@@ -285,7 +286,9 @@ typedef struct {
 
 void meta_job_clear(meta_job *j);
 /* Enqueues; *id gets the new id.  With a unique key that a job already holds,
- * nothing is added: CAIRN_EEXIST and *id is that job's. */
+ * nothing is added: CAIRN_EEXIST and *id is that job's — unless
+ * unique_while_pending is set and that job has finished (completed,
+ * cancelled, discarded): then it gives the key up and the new job is added. */
 int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id);
 /* Claims the next runnable job (available or retryable and due, or running
  * with an expired lease), highest priority first, in one write transaction:

@@ -80,6 +80,7 @@ typedef enum {
     ST_OBJ_SET_LAYOUT,
     ST_JOB_INSERT,
     ST_JOB_BY_UNIQUE,
+    ST_JOB_DROP_KEY,
     ST_JOB_NEXT,
     ST_JOB_TAKE,
     ST_JOB_GET,
@@ -160,7 +161,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                               " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = ?1)",
     [ST_JOB_INSERT] = "INSERT INTO jobs(kind, args, priority, run_at_ms, max_attempts, unique_key, created_ms)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [ST_JOB_BY_UNIQUE] = "SELECT id FROM jobs WHERE unique_key = ?1",
+    [ST_JOB_BY_UNIQUE] = "SELECT id, state IN ('completed', 'cancelled', 'discarded') FROM jobs WHERE unique_key = ?1",
+    [ST_JOB_DROP_KEY] = "UPDATE jobs SET unique_key = NULL WHERE id = ?1",
     [ST_JOB_NEXT] = "SELECT id FROM jobs WHERE ((state IN ('available', 'retryable') AND run_at_ms <= ?1)"
                     " OR (state = 'running' AND lease_expires_ms < ?1))"
                     " ORDER BY priority DESC, run_at_ms, id LIMIT 1",
@@ -1851,11 +1853,33 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
     if (err != 0) return err;
     if (j->unique_key[0]) {
         sqlite3_stmt *st = stmt(w, ST_JOB_BY_UNIQUE);
-        if (st && bind_str(st, 1, j->unique_key) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-            if (id) *id = sqlite3_column_int64(st, 0);
-            err = CAIRN_EEXIST;
+        int64_t holder = 0;
+        bool finished = false;
+        if (!st) err = CAIRN_EDB;
+        else if (bind_str(st, 1, j->unique_key) != SQLITE_OK) err = CAIRN_EDB;
+        else {
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                holder = sqlite3_column_int64(st, 0);
+                finished = sqlite3_column_int(st, 1) != 0;
+            } else if (rc != SQLITE_DONE) {
+                err = db_fail(w, rc, "job by unique key");
+            }
         }
         if (st) stmt_done(st);
+        if (err == 0 && holder && finished && j->unique_while_pending) {
+            st = stmt(w, ST_JOB_DROP_KEY);
+            if (!st) err = CAIRN_EDB;
+            else if (sqlite3_bind_int64(st, 1, holder) != SQLITE_OK) {
+                stmt_done(st);
+                err = CAIRN_EDB;
+            } else {
+                err = stmt_exec(w, st, "job drop key");
+            }
+        } else if (err == 0 && holder) {
+            if (id) *id = holder;
+            err = CAIRN_EEXIST;
+        }
     }
     if (err == 0) {
         sqlite3_stmt *st = stmt(w, ST_JOB_INSERT);

@@ -217,12 +217,12 @@ class Cluster:
 
 @pytest.fixture
 def make_cluster(tmp_path):
-    """Factory: make_cluster(tmpfs_node=None, tmpfs_size="3m") starts six nodes
-    and a gateway.  With tmpfs_node=i, node i's drive is a fresh tmpfs of that
+    """Factory: make_cluster(tmpfs_node=None, tmpfs_size="3m", gateway_env=None)
+    starts six nodes and a gateway (gateway_env: extra CAIRN_* for it).  With tmpfs_node=i, node i's drive is a fresh tmpfs of that
     size (the test is skipped when it cannot be mounted)."""
     made, mounts = [], []
 
-    def factory(tmpfs_node=None, tmpfs_size="3m"):
+    def factory(tmpfs_node=None, tmpfs_size="3m", gateway_env=None):
         nodes = [Node(tmp_path / f"node{i}", i) for i in range(NNODES)]
         cl = Cluster(nodes)
         made.append(cl)
@@ -242,6 +242,7 @@ def make_cluster(tmp_path):
             "CAIRN_CLUSTER_SECRET": SECRET,
             "CAIRN_SHARD_TIMEOUT_MS": str(SHARD_TIMEOUT_MS),
             "CAIRN_EC_BLOCK_SIZE": "4KiB",
+            **(gateway_env or {}),
         })
         _started_servers.append(cl.gateway)
         cl.gateway.start()
@@ -800,3 +801,49 @@ def test_gateway_killed_mid_upload_part_leaves_nothing_behind_on_the_nodes(make_
         "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
     assert get(gw, bucket, "mp").body == first + last
     assert_reads_back(gw, bucket, "kept", kept)
+
+
+@pytest.mark.deadline(120)
+def test_heal_that_fails_while_its_node_is_down_is_retried_until_it_is_back(make_cluster):
+    """Heals are durable jobs: a read that finds a shard missing on a dead node
+    queues one, it fails and backs off while the node is down, and completes
+    (rewriting the shard) once the node is back."""
+    cl = make_cluster(gateway_env={"CAIRN_JOB_BACKOFF_BASE_MS": "300", "CAIRN_JOB_BACKOFF_MAX_MS": "1000",
+                                   "CAIRN_SCRUB_INTERVAL": "0"})
+    gw = cl.gateway
+    bucket = new_bucket(gw)
+    data = payload(100 * KiB, 61)
+    vid, shards = cl.put_new_version(bucket, "obj", data)
+    idx, (victim, path) = sorted(shards.items())[0]
+    path.unlink()                       # the shard is lost with the node
+    victim.kill9()
+    assert_reads_back(gw, bucket, "obj", data)
+
+    def heal_line(states):
+        out = gw.admin("jobs", "list", "--kind", "heal").stdout.strip().split("\n")
+        hits = [line for line in out if re.search(r" (%s) " % states, line)]
+        return hits[0] if hits else None
+
+    line = wait_until(lambda: heal_line("retryable|running"), 30, what="a heal job that fails while the node is down")
+    job_id = line.split()[0]
+    wait_until(lambda: re.search(r"attempts=([2-9]|10)/", gw.admin("jobs", "show", job_id).stdout), 30,
+               what="the heal to be retried")
+    show = gw.admin("jobs", "show", job_id).stdout
+    assert "heal failed" in show and f'"version_id":"{vid}"' in show, show
+    assert not path.exists()
+    # More degraded reads meanwhile do not pile up more jobs for the version.
+    for _ in range(3):
+        assert_reads_back(gw, bucket, "obj", data)
+    assert len([l for l in gw.admin("jobs", "list", "--kind", "heal").stdout.strip().split("\n") if l]) == 1
+    victim.start()
+    wait_until(lambda: " completed " in gw.admin("jobs", "show", job_id).stdout.split("\n")[0], 60,
+               what="the heal to complete once the node is back")
+    assert path.exists(), "the healed shard is back on its node"
+    # The healed shard holds the right bytes: with two other nodes down (all
+    # the loss 4+2 tolerates) the read needs it.
+    others = [n for i, (n, _) in sorted(shards.items()) if i != idx][:2]
+    for n in others:
+        n.kill9()
+    assert_reads_back(gw, bucket, "obj", data)
+    for n in others:
+        n.start()

@@ -995,6 +995,29 @@ Test(jobs, unique_key_dedups_until_the_row_is_gone) {
     cr_expect_eq(meta_job_enqueue(f.ms, &j, &id), CAIRN_EEXIST);
     cr_expect_eq(id, a);
     cr_expect_neq(enqueue_job(f.ms, "k", 0, 1000, "period:2"), a);
+    /* A plain unique key stays taken after its job completes (periodic jobs:
+     * once per period)... */
+    meta_job c;
+    cr_assert_eq(meta_job_claim(f.ms, "w", 5000, 1000, &c), 0);
+    cr_assert_eq(c.id, a);
+    meta_job_clear(&c);
+    cr_assert_eq(meta_job_finish(f.ms, a, "w", "completed", 0, ""), 0);
+    cr_expect_eq(meta_job_enqueue(f.ms, &j, &id), CAIRN_EEXIST);
+    /* ...while unique_while_pending only dedups against a job still to run. */
+    j.unique_while_pending = true;
+    strcpy(j.unique_key, "heal:v1");
+    int64_t h1 = 0, h2 = 0, h3 = 0;
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, &h1), 0);
+    cr_expect_eq(meta_job_enqueue(f.ms, &j, &h2), CAIRN_EEXIST);
+    cr_expect_eq(h2, h1);
+    cr_assert_eq(meta_job_cancel(f.ms, h1), 0);
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, &h3), 0);
+    cr_expect_neq(h3, h1);
+    meta_job old;
+    cr_assert_eq(meta_job_get(f.ms, h1, &old), 0);
+    cr_expect_str_eq(old.unique_key, "");
+    cr_expect_str_eq(old.state, "cancelled");
+    meta_job_clear(&old);
     fx_close(&f);
 }
 
