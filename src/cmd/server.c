@@ -339,7 +339,9 @@ static int run(int argc, char **argv, bool gateway) {
     job_options jo = {.workers = cfg.job_workers, .lease_ms = cfg.job_lease_ms,
                       .backoff_base_ms = cfg.job_backoff_base_ms, .backoff_max_ms = cfg.job_backoff_max_ms,
                       .poll_ms = 250, .periodic_s = cfg.job_period_s};
-    if (jobs_queue_new(ms, obs, &jo, &jobs) != 0 || jobs_register_builtin(jobs, ms, ds, cfg.multipart_expiry) != 0 ||
+    jobs_builtin_options jbo = {.multipart_expiry_s = cfg.multipart_expiry, .retention_s = cfg.job_retention_s,
+                                .discarded_retention_s = cfg.job_discarded_retention_s};
+    if (jobs_queue_new(ms, obs, &jo, &jobs) != 0 || jobs_register_builtin(jobs, ms, ds, &jbo) != 0 ||
         jobs_queue_start(jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else

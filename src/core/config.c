@@ -225,6 +225,10 @@ static const option options[] = {
             "Seconds between schedulings of periodic jobs (abandoned upload expiry)"),
     OPT_NUM(multipart_expiry, "CAIRN_MULTIPART_EXPIRY", 1, 31536000, "604800",
             "Seconds after which an unfinished multipart upload is aborted and its parts removed"),
+    OPT_NUM(job_retention_s, "CAIRN_JOB_RETENTION_S", 1, 315360000, "604800",
+            "Seconds a completed or cancelled job stays listed before it is deleted"),
+    OPT_NUM(job_discarded_retention_s, "CAIRN_JOB_DISCARDED_RETENTION_S", 1, 315360000, "2592000",
+            "Seconds a discarded job (a dead letter, with its last error) is kept before it is deleted"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

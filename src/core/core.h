@@ -177,6 +177,8 @@ typedef struct {
     int job_backoff_max_ms;    /* job_backoff_max_ms: largest retry delay ceiling */
     int job_period_s;          /* job_period_s: how often periodic jobs are scheduled */
     int multipart_expiry;      /* multipart_expiry: seconds after which an unfinished upload is aborted */
+    int job_retention_s;       /* job_retention_s: completed/cancelled jobs are deleted after this */
+    int job_discarded_retention_s; /* job_discarded_retention_s: discarded jobs are deleted after this */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

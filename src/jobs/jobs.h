@@ -113,9 +113,14 @@ int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attem
 /* Appends cairn_jobs{kind,state} gauges. */
 void jobs_render_metrics(meta_store *ms, buf_t *out);
 
-/* The kinds the gateway runs (kinds.c): abort multipart uploads older than
- * expiry_s, every period_s (a periodic job with a unique key per period). */
-int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s);
+/* The kinds the gateway runs (kinds.c); the periodic ones are scheduled every
+ * period with a unique key per period. */
+typedef struct {
+    int64_t multipart_expiry_s;        /* abort_abandoned_uploads: uploads older than this */
+    int64_t retention_s;               /* prune_jobs: completed and cancelled jobs older than this */
+    int64_t discarded_retention_s;     /* prune_jobs: discarded jobs older than this */
+} jobs_builtin_options;
+int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, const jobs_builtin_options *o);
 /* A data_heal_sink_fn (ud = the meta_store): queues a durable "heal" job for
  * the version, unique while one is pending. */
 int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, int64_t size);

@@ -9,6 +9,8 @@
  * abort_abandoned_uploads: aborts multipart uploads initiated more than
  *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
  *   an upload already gone is simply not found again.
+ * prune_jobs: deletes completed and cancelled jobs older than job_retention_s
+ *   and discarded ones older than job_discarded_retention_s.
  * heal: rewrites the missing or damaged shards of one version (args
  *   version_id, layout, size), queued by reads that found damage
  *   (jobs_enqueue_heal, the data store's heal sink).  A heal that fails, say
@@ -36,6 +38,7 @@ typedef struct {
     data_store *ds;
     int64_t expiry_s;
     int64_t orphan_grace_s;
+    int64_t retention_s, discarded_retention_s;
 } builtin_ctx;
 
 /* Each run's own counters (runs of one kind may overlap). */
@@ -171,6 +174,25 @@ int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, in
     return rc == CAIRN_EEXIST ? 0 : rc;  /* already pending: that run covers this damage */
 }
 
+/* prune_jobs: finished jobs past their retention, in batches of 1000. */
+static int run_prune_jobs(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)job;
+    builtin_ctx *c = ud;
+    int64_t now = time_now_ms(), total = 0, n = 0;
+    int rc;
+    do {
+        if (jobs_stopping(c->q)) return JOBS_RELEASE;
+        rc = meta_job_prune(c->ms, now - c->retention_s * 1000, now - c->discarded_retention_s * 1000, 1000, &n);
+        total += n;
+    } while (rc == 0 && n == 1000);
+    if (total > 0) {
+        char t[24];
+        log_write(LOG_INFO, NULL, "pruned finished jobs", "deleted", log_int(t, total), NULL);
+    }
+    if (rc != 0) snprintf(err, errlen, "pruning jobs failed: %s", cairn_strerror(rc));
+    return rc;
+}
+
 /* ---- test kinds ---------------------------------------------------------------------- */
 
 static int append_line(const char *path, const char *line) {
@@ -244,14 +266,16 @@ static int run_test_fail(void *ud, const meta_job *job, char *err, size_t errlen
     return -1;
 }
 
-int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, int64_t multipart_expiry_s) {
+int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, const jobs_builtin_options *o) {
     builtin_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
     if (!c) return CAIRN_ENOMEM;
-    *c = (builtin_ctx){.q = q, .ms = ms, .ds = ds, .expiry_s = multipart_expiry_s, .orphan_grace_s = 3600};
+    *c = (builtin_ctx){.q = q, .ms = ms, .ds = ds, .expiry_s = o->multipart_expiry_s, .orphan_grace_s = 3600,
+                       .retention_s = o->retention_s, .discarded_retention_s = o->discarded_retention_s};
     int rc = jobs_register_owned(q, "abort_abandoned_uploads", run_abort_abandoned, c);
     if (rc != 0) free(c);
     if (rc == 0) rc = jobs_register(q, "collect_orphans", run_collect_orphans, c);
     if (rc == 0) rc = jobs_register(q, "heal", run_heal, c);
+    if (rc == 0) rc = jobs_register(q, "prune_jobs", run_prune_jobs, c);
     const char *t = getenv("CAIRN_TEST_JOB_KINDS");
     if (rc == 0 && t && *t) {
         rc = jobs_register(q, "test.record", run_test_record, c);
@@ -269,4 +293,6 @@ void jobs_schedule_periodic(job_queue *q, int64_t period_s) {
     jobs_enqueue(q, "abort_abandoned_uploads", "{}", 3, key, NULL);
     snprintf(key, sizeof key, "periodic:collect_orphans:%lld", period);
     jobs_enqueue(q, "collect_orphans", "{}", 3, key, NULL);
+    snprintf(key, sizeof key, "periodic:prune_jobs:%lld", period);
+    jobs_enqueue(q, "prune_jobs", "{}", 3, key, NULL);
 }

@@ -313,6 +313,10 @@ int meta_job_get(meta_store *ms, int64_t id, meta_job *out);   /* ENOTFOUND */
 /* Jobs newest first; state and kind ("" = any) filter. */
 int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit,
                   int (*cb)(void *ud, const meta_job *j), void *ud);
+/* Deletes up to limit jobs that finished as completed or cancelled before
+ * done_before_ms, or as discarded before discarded_before_ms; *deleted gets
+ * how many. */
+int meta_job_prune(meta_store *ms, int64_t done_before_ms, int64_t discarded_before_ms, int limit, int64_t *deleted);
 /* Calls cb with the number of jobs per (kind, state). */
 int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const char *state, int64_t n), void *ud);
 /* Uploads initiated before before_ms, oldest first (expiry of abandoned uploads). */

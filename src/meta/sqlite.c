@@ -81,6 +81,7 @@ typedef enum {
     ST_JOB_INSERT,
     ST_JOB_BY_UNIQUE,
     ST_JOB_DROP_KEY,
+    ST_JOB_PRUNE,
     ST_JOB_NEXT,
     ST_JOB_TAKE,
     ST_JOB_GET,
@@ -163,6 +164,9 @@ static const char *const stmt_sql[ST__COUNT] = {
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_JOB_BY_UNIQUE] = "SELECT id, state IN ('completed', 'cancelled', 'discarded') FROM jobs WHERE unique_key = ?1",
     [ST_JOB_DROP_KEY] = "UPDATE jobs SET unique_key = NULL WHERE id = ?1",
+    [ST_JOB_PRUNE] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE"
+                     " (state IN ('completed', 'cancelled') AND finished_ms < ?1)"
+                     " OR (state = 'discarded' AND finished_ms < ?2) LIMIT ?3)",
     [ST_JOB_NEXT] = "SELECT id FROM jobs WHERE ((state IN ('available', 'retryable') AND run_at_ms <= ?1)"
                     " OR (state = 'running' AND lease_expires_ms < ?1))"
                     " ORDER BY priority DESC, run_at_ms, id LIMIT 1",
@@ -1958,6 +1962,23 @@ static int bind_id_owner(sqlite3_stmt *st, const void *p) {
 static int bind_id_owner_time(sqlite3_stmt *st, const void *p) {
     const job_finish_args *a = p;
     return bind_id_owner(st, p) | sqlite3_bind_int64(st, 3, a->run_at);
+}
+
+typedef struct { int64_t done_before, discarded_before; int limit; } job_prune_args;
+
+static int bind_job_prune(sqlite3_stmt *st, const void *p) {
+    const job_prune_args *a = p;
+    return sqlite3_bind_int64(st, 1, a->done_before) | sqlite3_bind_int64(st, 2, a->discarded_before) |
+           sqlite3_bind_int(st, 3, a->limit);
+}
+
+int meta_job_prune(meta_store *ms, int64_t done_before_ms, int64_t discarded_before_ms, int limit, int64_t *deleted) {
+    if (!ms || limit < 1) return CAIRN_EINVAL;
+    job_prune_args a = {done_before_ms, discarded_before_ms, limit};
+    int changes = 0;
+    int err = write_one(ms, ST_JOB_PRUNE, bind_job_prune, &a, &changes, "job prune");
+    if (deleted) *deleted = err ? 0 : changes;
+    return err;
 }
 
 int meta_job_release(meta_store *ms, int64_t id, const char *owner) {

@@ -211,3 +211,22 @@ def test_shutdown_releases_a_job_that_stops_early(make_server, tmp_path):
     # With a 10-minute lease, only the release lets it run again this soon.
     wait_until(lambda: " completed " in job_line(srv, job_id), 30, what="the released job to complete")
     assert lines(record) == [f"start {job_id}", f"start {job_id}", f"done {job_id}"]
+
+
+def test_prune_jobs_deletes_finished_jobs_past_retention(make_server, tmp_path):
+    srv = make_server(env={**TEST_ENV, "CAIRN_JOB_RETENTION_S": "1"})
+    admin(srv, "jobs", "enqueue", "test.noop", "--count", "5")
+    dead = admin(srv, "jobs", "enqueue", "test.fail", json.dumps({"file": str(tmp_path / "f.txt")}),
+                 "--max-attempts", "1").stdout.strip()
+    waiting = admin(srv, "jobs", "enqueue", "test.noop", "--delay-ms", "3600000").stdout.strip()
+    wait_until(lambda: len(admin(srv, "jobs", "list", "--kind", "test.noop", "--state", "completed")
+                           .stdout.strip().split("\n")) == 5, 30, what="the no-op jobs to complete")
+    wait_until(lambda: " discarded " in job_line(srv, dead), 30, what="the failing job to be discarded")
+    time.sleep(2.1)                      # past the 1 s retention
+    prune = admin(srv, "jobs", "enqueue", "prune_jobs").stdout.strip()
+    wait_until(lambda: admin(srv, "jobs", "list", "--kind", "test.noop", "--state", "completed").stdout.strip() == "",
+               30, what="the completed jobs to be pruned")
+    assert " discarded " in job_line(srv, dead)       # dead letters are kept for 30 days
+    assert " available " in job_line(srv, waiting)    # never pruned
+    wait_until(lambda: admin(srv, "jobs", "show", prune, check=False).returncode != 0
+               or " completed " in job_line(srv, prune), 30, what="the prune job to finish")

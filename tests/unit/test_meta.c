@@ -1099,3 +1099,37 @@ Test(jobs, cancel_list_and_counts) {
     expect_state(f.ms, a, "available", 0);
     fx_close(&f);
 }
+
+Test(jobs, prune_deletes_only_finished_jobs_past_their_retention) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t done = enqueue_job(f.ms, "k", 9, 1000, NULL);
+    int64_t dead = enqueue_job(f.ms, "k", 8, 1000, NULL);
+    int64_t cancelled = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    int64_t waiting = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    meta_job j;
+    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 1000, &j), 0);
+    cr_assert_eq(j.id, done);
+    meta_job_clear(&j);
+    cr_assert_eq(meta_job_finish(f.ms, done, "w", "completed", 0, ""), 0);
+    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 1000, &j), 0);
+    cr_assert_eq(j.id, dead);
+    meta_job_clear(&j);
+    cr_assert_eq(meta_job_finish(f.ms, dead, "w", "discarded", 0, "gave up"), 0);
+    cr_assert_eq(meta_job_cancel(f.ms, cancelled), 0);
+    int64_t now = time_now_ms(), n = -1;
+    /* Nothing finished before the cut-offs yet. */
+    cr_assert_eq(meta_job_prune(f.ms, now - 60000, now - 60000, 1000, &n), 0);
+    cr_expect_eq(n, 0);
+    /* Completed and cancelled past retention go; the discarded one has a longer one. */
+    cr_assert_eq(meta_job_prune(f.ms, now + 60000, now - 60000, 1000, &n), 0);
+    cr_expect_eq(n, 2);
+    cr_expect_eq(meta_job_get(f.ms, done, &j), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_job_get(f.ms, cancelled, &j), CAIRN_ENOTFOUND);
+    expect_state(f.ms, dead, "discarded", 1);
+    cr_assert_eq(meta_job_prune(f.ms, now + 60000, now + 60000, 1000, &n), 0);
+    cr_expect_eq(n, 1);
+    expect_state(f.ms, waiting, "available", 0);   /* never pruned */
+    cr_expect_eq(meta_job_prune(f.ms, 0, 0, 0, &n), CAIRN_EINVAL);
+    fx_close(&f);
+}
