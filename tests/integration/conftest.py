@@ -411,11 +411,7 @@ class CairnServer:
         return User(name, cp.fields["access_key_id"], cp.fields["secret_access_key"])
 
     def pid_rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS in /proc/PID/status")
+        return proc_status_kib(self.proc.pid, "VmRSS")
 
 
 class User:
@@ -585,3 +581,54 @@ def which_all(name):
         if os.path.isfile(p) and os.access(p, os.X_OK) and p not in out:
             out.append(p)
     return out
+
+
+def wait_closed(sock, deadline):
+    """Reads until the peer closes; returns (seconds waited, bytes received)."""
+    start = time.monotonic()
+    sock.settimeout(deadline)
+    received = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        except socket.timeout:
+            raise AssertionError(f"connection still open after {deadline}s")
+        if not data:
+            break
+        received += data
+    return time.monotonic() - start, received
+
+
+def wait_tmp_clean(srv, deadline=15):
+    """Waits until no temporary file is left under the server's data dir."""
+    wait_until(lambda: not leftover_tmp_files(srv.data_dir), deadline, interval=0.1,
+               what=f"temporary files to be removed: {leftover_tmp_files(srv.data_dir)}")
+
+
+def proc_status_kib(pid, field):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def aws_cli_env(srv, home):
+    """Environment for an AWS CLI talking to srv as root, with no config or
+    credentials file of the machine's in the way."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CAIRN_"))}
+    env.update({
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(Path(home) / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(Path(home) / "no-credentials"),
+        "AWS_ACCESS_KEY_ID": srv.root[0],
+        "AWS_SECRET_ACCESS_KEY": srv.root[1],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_PAGER": "",
+    })
+    return env
+

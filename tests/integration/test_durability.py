@@ -20,8 +20,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 import sigv4
-from conftest import (leftover_tmp_files, md5_hex, open_put,
-                      read_socket_response, unique_bucket, wait_until)
+from conftest import (leftover_tmp_files, md5_hex, open_put, read_socket_response, unique_bucket,
+                      wait_closed, wait_tmp_clean, wait_until)
 
 MiB = 1024 * 1024
 
@@ -31,11 +31,6 @@ def assert_absent(s3, bucket, key):
         s3.head_object(Bucket=bucket, Key=key)
     assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
-
-
-def wait_tmp_clean(srv, deadline=15):
-    wait_until(lambda: not leftover_tmp_files(srv.data_dir), deadline,
-               interval=0.1, what=f"temporary files to be removed: {leftover_tmp_files(srv.data_dir)}")
 
 
 # ---- crash during upload -------------------------------------------------------------------
@@ -199,24 +194,6 @@ def test_client_disconnect_mid_overwrite_keeps_old(server, s3, bucket):
     while time.monotonic() < deadline:
         assert s3.get_object(Bucket=bucket, Key="stay")["Body"].read() == b"old and complete"
         time.sleep(0.1)
-
-
-def wait_closed(sock, deadline):
-    """Reads until the peer closes; returns (seconds waited, bytes received)."""
-    start = time.monotonic()
-    sock.settimeout(deadline)
-    received = b""
-    while True:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        except socket.timeout:
-            raise AssertionError(f"connection still open after {deadline}s")
-        if not data:
-            break
-        received += data
-    return time.monotonic() - start, received
 
 
 @pytest.mark.deadline(90)

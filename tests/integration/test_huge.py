@@ -11,19 +11,11 @@ import subprocess
 
 import pytest
 
-from conftest import unique_bucket
+from conftest import aws_cli_env, proc_status_kib, unique_bucket
 
 MiB = 1024 * 1024
 SIZE_MIB = int(os.environ.get("CAIRN_HUGE_MIB", "5120"))
 RSS_GROWTH_LIMIT_MIB = 64
-
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 def write_file(path, size_mib):
@@ -58,17 +50,7 @@ def test_aws_cli_5gib_round_trip_with_bounded_gateway_memory(make_server, tmp_pa
     s3 = srv.client()
     bucket = unique_bucket("huge")
     s3.create_bucket(Bucket=bucket)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CAIRN_"))}
-    env.update({
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
-        "AWS_ACCESS_KEY_ID": srv.root[0],
-        "AWS_SECRET_ACCESS_KEY": srv.root[1],
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_PAGER": "",
-    })
+    env = aws_cli_env(srv, tmp_path)
 
     def cli(*args):
         cp = subprocess.run([aws, "--endpoint-url", srv.endpoint, "--no-progress", *map(str, args)],
@@ -81,7 +63,7 @@ def test_aws_cli_5gib_round_trip_with_bounded_gateway_memory(make_server, tmp_pa
     write_file(warm, 24)
     cli("s3", "cp", warm, f"s3://{bucket}/warm.bin")
     cli("s3", "cp", f"s3://{bucket}/warm.bin", tmp_path / "warm-down.bin")
-    baseline_kib = status_kib(srv.proc.pid, "VmRSS")
+    baseline_kib = proc_status_kib(srv.proc.pid, "VmRSS")
 
     src = tmp_path / "huge.bin"
     want = write_file(src, SIZE_MIB)
@@ -97,7 +79,7 @@ def test_aws_cli_5gib_round_trip_with_bounded_gateway_memory(make_server, tmp_pa
     dst.unlink()
     assert got == want, "the downloaded file differs from the uploaded one"
 
-    peak_kib = status_kib(srv.proc.pid, "VmHWM")
+    peak_kib = proc_status_kib(srv.proc.pid, "VmHWM")
     growth_mib = (peak_kib - baseline_kib) / 1024
     print(f"aws s3 cp {SIZE_MIB} MiB: gateway rss baseline {baseline_kib / 1024:.1f} MiB, "
           f"peak {peak_kib / 1024:.1f} MiB, growth {growth_mib:.1f} MiB")

@@ -6,21 +6,14 @@ data must go, and the connection must not take the server down with it.
 Uploads are sent by hand over a raw socket (conftest.open_put)."""
 import hashlib
 import os
-import socket
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import (leftover_tmp_files, md5_hex, open_put, read_socket_response, unique_bucket,
-                      wait_until)
+                      wait_closed, wait_tmp_clean, wait_until)
 
 MiB = 1024 * 1024
-
-
-def wait_tmp_clean(srv, deadline=15):
-    wait_until(lambda: not leftover_tmp_files(srv.data_dir), deadline, interval=0.1,
-               what=f"temporary files to be removed: {leftover_tmp_files(srv.data_dir)}")
 
 
 def new_upload(s3, bucket, key):
@@ -47,24 +40,6 @@ def finish_upload(s3, bucket, key, uid, body):
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=uid,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-
-
-def read_until_closed(sock, deadline):
-    """Everything the server sends until it closes; (seconds waited, bytes)."""
-    start = time.monotonic()
-    sock.settimeout(deadline)
-    got = b""
-    while True:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        except socket.timeout:
-            raise AssertionError(f"connection still open after {deadline}s")
-        if not data:
-            break
-        got += data
-    return time.monotonic() - start, got
 
 
 # ---- disconnects -----------------------------------------------------------------------------------
@@ -108,7 +83,7 @@ def test_stalled_upload_part_is_cut(make_server):
     uid = new_upload(s3, bucket, "stalled")
     sock = open_put(srv, bucket, "stalled", MiB, query=part_query(uid))
     sock.sendall(b"x" * 1000)
-    waited, received = read_until_closed(sock, 20)
+    waited, received = wait_closed(sock, 20)
     sock.close()
     assert waited >= 1.0, f"cut after {waited:.2f}s: sooner than the idle timeout"
     if received:
@@ -198,7 +173,7 @@ def test_overlong_unsigned_body_stores_exactly_the_declared_bytes(make_server, m
     r = read_socket_response(sock)
     assert r.status == 200, r
     assert r.header("ETag") == f'"{md5_hex(declared)}"'
-    _, rest = read_until_closed(sock, 20)
+    _, rest = wait_closed(sock, 20)
     sock.close()
     assert rest == b"" or rest.startswith(b"HTTP/1.1 400"), rest[:200]
     if multipart:

@@ -2,12 +2,10 @@
 drain a node (all its shards move away), remove it only when empty."""
 import glob
 import hashlib
-import hmac
 import http.client
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 

@@ -36,7 +36,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import sigv4
-from conftest import unique_bucket, xml_text
+from conftest import aws_cli_env, unique_bucket, xml_text
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -713,17 +713,7 @@ def test_aws_cli_cp_uses_multipart(server, s3, bucket, tmp_path):
     data = rbytes(20 * MiB + 777, 110)
     src = tmp_path / "cli-up.bin"
     src.write_bytes(data)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CAIRN_"))}
-    env.update({
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
-        "AWS_ACCESS_KEY_ID": server.root[0],
-        "AWS_SECRET_ACCESS_KEY": server.root[1],
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_PAGER": "",
-    })
+    env = aws_cli_env(server, tmp_path)
 
     def cli(*args):
         cp = subprocess.run([aws, "--endpoint-url", server.endpoint, *map(str, args)],

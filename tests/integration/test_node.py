@@ -183,7 +183,7 @@ def test_listing_pages_through_every_shard_in_name_order(node):
     old = os.path.join([d for d in node.drives if os.path.exists(os.path.join(d, "objects", want[3][:2], want[3]))][0],
                        "objects", want[3][:2], want[3])
     os.utime(old, (time.time() - 5000, time.time() - 5000))
-    st, body, _ = node.request("GET", f"/v1/shards?limit=5")
+    st, body, _ = node.request("GET", "/v1/shards?limit=5")
     ages = {e["name"]: e["age_s"] for e in json.loads(body)["shards"]}
     assert 4990 <= ages[want[3]] <= 5100 and ages[want[0]] < 100
 
