@@ -265,7 +265,7 @@ static void serve_list(node_server *n, http_req *r) {
         free(ev.v);
         return reply(r, 500, "listing failed\n");
     }
-    qsort(ev.v, ev.n, sizeof *ev.v, cmp_name);
+    if (ev.n > 1) qsort(ev.v, ev.n, sizeof *ev.v, cmp_name);
     size_t u = 0;
     for (size_t i = 0; i < ev.n; i++) {
         if (u && !strcmp(ev.v[u - 1].name, ev.v[i].name)) {
