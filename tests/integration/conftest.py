@@ -632,3 +632,18 @@ def aws_cli_env(srv, home):
     })
     return env
 
+
+_sanitizer = None
+
+
+def sanitizer_of_build():
+    """"asan" or "tsan" when CAIRN_BIN was built with that sanitizer, else
+    None: their allocators (ASan's quarantine of freed memory, shadow memory)
+    make the process's RSS a measure of the sanitizer, not of cairn."""
+    global _sanitizer
+    if _sanitizer is None:
+        with open(CAIRN_BIN, "rb") as f:
+            data = f.read()
+        _sanitizer = "asan" if b"__asan_init" in data else "tsan" if b"__tsan_init" in data else ""
+    return _sanitizer or None
+

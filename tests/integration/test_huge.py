@@ -4,14 +4,14 @@ back byte-identical while the gateway's resident memory grows by at most a
 few tens of MiB, whatever the object's size.
 
 CAIRN_HUGE_MIB shortens the file for local runs; `make test` uses the full
-5120 MiB."""
+5120 MiB.  The RSS bound is asserted on normal builds only (see below)."""
 import hashlib
 import os
 import subprocess
 
 import pytest
 
-from conftest import aws_cli_env, proc_status_kib, unique_bucket
+from conftest import aws_cli_env, proc_status_kib, sanitizer_of_build, unique_bucket
 
 MiB = 1024 * 1024
 SIZE_MIB = int(os.environ.get("CAIRN_HUGE_MIB", "5120"))
@@ -83,6 +83,10 @@ def test_aws_cli_5gib_round_trip_with_bounded_gateway_memory(make_server, tmp_pa
     growth_mib = (peak_kib - baseline_kib) / 1024
     print(f"aws s3 cp {SIZE_MIB} MiB: gateway rss baseline {baseline_kib / 1024:.1f} MiB, "
           f"peak {peak_kib / 1024:.1f} MiB, growth {growth_mib:.1f} MiB")
-    assert growth_mib <= RSS_GROWTH_LIMIT_MIB, \
-        f"gateway RSS grew by {growth_mib:.1f} MiB moving a {SIZE_MIB} MiB object"
+    # Under make test-asan the transfer and its byte-identity are still checked
+    # (with every access watched), but RSS there is ASan's: freed memory sits
+    # in its quarantine (256 MiB by default).  `make test` asserts the bound.
+    if sanitizer_of_build() is None:
+        assert growth_mib <= RSS_GROWTH_LIMIT_MIB, \
+            f"gateway RSS grew by {growth_mib:.1f} MiB moving a {SIZE_MIB} MiB object"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
