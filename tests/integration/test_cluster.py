@@ -847,3 +847,23 @@ def test_heal_that_fails_while_its_node_is_down_is_retried_until_it_is_back(make
     assert_reads_back(gw, bucket, "obj", data)
     for n in others:
         n.start()
+
+
+@pytest.mark.deadline(90)
+def test_client_disconnect_mid_put_leaves_nothing_on_the_nodes(make_cluster):
+    """A client that goes away mid-PutObject: the gateway aborts its six shard
+    uploads, the nodes drop their temp files, no shard of the cut version is
+    committed, and the key stays absent."""
+    cl = make_cluster()
+    gw = cl.gateway
+    bucket = new_bucket(gw)
+    before = set(cl.shard_map())
+    sock = open_put(gw, bucket, "cut", 8 * 1024 * KiB)
+    sock.sendall(payload(3 * 1024 * KiB, 71))
+    wait_until(lambda: all(n.tmp_files() for n in cl.nodes), 20, what="shard uploads on every node")
+    sock.close()
+    wait_until(lambda: not any(n.tmp_files() for n in cl.nodes), 20,
+               what="the nodes to drop the aborted shard uploads")
+    assert set(cl.shard_map()) == before
+    assert gw.request("HEAD", sigv4.object_path(bucket, "cut")).status == 404
+    cl.assert_processes_alive()
