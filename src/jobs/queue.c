@@ -58,35 +58,50 @@ static int64_t backoff_ms(const job_options *o, int attempt) {
     return ceil > 0 ? (int64_t)(r % (uint64_t)(ceil + 1)) : 0;
 }
 
-static void run_one(job_queue *q, const char *owner, meta_job *job) {
+/* What a run came to, for its finish. */
+typedef struct {
+    bool release;              /* the handler stopped early: give the job back */
+    const char *state;         /* completed, retryable or discarded */
+    int64_t run_at;
+    int rc;
+    char err[256];
+} run_outcome;
+
+static void run_job(job_queue *q, const meta_job *job, run_outcome *o) {
     const kind_entry *k = find_kind(q, job->kind);
-    char err[256] = "";
-    int rc = k ? k->fn(k->ud, job, err, sizeof err) : -1;
-    if (!k) snprintf(err, sizeof err, "no handler for job kind '%s'", job->kind);
-    if (rc == JOBS_RELEASE) {
-        char id[24];
-        snprintf(id, sizeof id, "%lld", (long long)job->id);
-        int rrc = meta_job_release(q->ms, job->id, owner);
-        log_write(rrc == 0 ? LOG_INFO : LOG_WARN, NULL,
-                  rrc == 0 ? "job released at shutdown; it runs again later"
-                           : "releasing a job at shutdown failed; it runs again when its lease expires",
-                  "job_id", id, "kind", job->kind, NULL);
-        return;
-    }
-    const char *state = rc == 0 ? "completed" : job->attempts >= job->max_attempts ? "discarded" : "retryable";
-    int64_t run_at = rc == 0 ? job->run_at_ms : time_now_ms() + backoff_ms(&q->opt, job->attempts);
-    int frc = meta_job_finish(q->ms, job->id, owner, state, run_at, rc == 0 ? "" : err);
+    o->err[0] = '\0';
+    o->rc = k ? k->fn(k->ud, job, o->err, sizeof o->err) : -1;
+    if (!k) snprintf(o->err, sizeof o->err, "no handler for job kind '%s'", job->kind);
+    o->release = o->rc == JOBS_RELEASE;
+    o->state = o->rc == 0 ? "completed" : job->attempts >= job->max_attempts ? "discarded" : "retryable";
+    o->run_at = o->rc == 0 ? job->run_at_ms : time_now_ms() + backoff_ms(&q->opt, job->attempts);
+}
+
+/* Logs and counts a run's end once its finish was recorded (frc). */
+static void report_run(job_queue *q, const meta_job *job, const run_outcome *o, int frc) {
     char id[24], at[24];
     snprintf(id, sizeof id, "%lld", (long long)job->id);
     snprintf(at, sizeof at, "%d", job->attempts);
     if (frc == CAIRN_ECONFLICT)
         log_write(LOG_WARN, NULL, "job lease lost before it finished; another run owns it", "job_id", id, "kind", job->kind, NULL);
-    else if (rc != 0)
-        log_write(!strcmp(state, "discarded") ? LOG_ERROR : LOG_WARN, NULL,
-                  !strcmp(state, "discarded") ? "job discarded after its last attempt" : "job failed; will retry",
-                  "job_id", id, "kind", job->kind, "attempt", at, "error", err, NULL);
-    obs_counter_add(q->obs, rc == 0 ? "cairn_jobs_completed_total" : "cairn_jobs_failed_runs_total",
-                    rc == 0 ? "Job runs that completed." : "Job runs that failed (retried or discarded).", 1);
+    else if (frc != 0)
+        log_write(LOG_WARN, NULL, "recording a job's end failed; it runs again when its lease expires", "job_id", id,
+                  "kind", job->kind, "error", cairn_strerror(frc), NULL);
+    else if (o->rc != 0)
+        log_write(!strcmp(o->state, "discarded") ? LOG_ERROR : LOG_WARN, NULL,
+                  !strcmp(o->state, "discarded") ? "job discarded after its last attempt" : "job failed; will retry",
+                  "job_id", id, "kind", job->kind, "attempt", at, "error", o->err, NULL);
+    obs_counter_add(q->obs, o->rc == 0 ? "cairn_jobs_completed_total" : "cairn_jobs_failed_runs_total",
+                    o->rc == 0 ? "Job runs that completed." : "Job runs that failed (retried or discarded).", 1);
+}
+
+static void release_job(job_queue *q, const char *owner, const meta_job *job, const char *why) {
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)job->id);
+    int rrc = meta_job_release(q->ms, job->id, owner);
+    log_write(rrc == 0 ? LOG_INFO : LOG_WARN, NULL,
+              rrc == 0 ? why : "releasing a job at shutdown failed; it runs again when its lease expires",
+              "job_id", id, "kind", job->kind, NULL);
 }
 
 typedef struct {
@@ -103,29 +118,53 @@ static void *worker_main(void *arg) {
     bool scheduler = index == 0;
     int64_t next_schedule = 0;
     free(wa);
+    meta_job job;
+    bool have = false;         /* job was claimed and waits to run */
     for (;;) {
-        pthread_mutex_lock(&q->mu);
-        bool stop = q->stop;
-        pthread_mutex_unlock(&q->mu);
-        if (stop) break;
+        if (jobs_stopping(q)) {
+            if (have) {
+                release_job(q, owner, &job, "job claimed at shutdown released unrun");
+                meta_job_clear(&job);
+            }
+            break;
+        }
         /* Worker 0 also schedules the periodic jobs; unique keys per period
          * make a repeat (or another gateway doing the same) harmless. */
         if (scheduler && q->opt.periodic_s > 0 && time_now_ms() >= next_schedule) {
             jobs_schedule_periodic(q, q->opt.periodic_s);
             next_schedule = time_now_ms() + (q->opt.periodic_s * 1000 < 60000 ? q->opt.periodic_s * 1000 : 60000);
         }
-        meta_job job;
-        int rc = meta_job_claim(q->ms, owner, time_now_ms(), q->opt.lease_ms, &job);
+        /* A job taken with the previous one's finish comes first. */
+        int rc = have ? 0 : meta_job_claim(q->ms, owner, time_now_ms(), q->opt.lease_ms, &job);
+        have = false;
         if (rc == 0) {
             pthread_mutex_lock(&q->mu);
             q->running[index].job_id = job.id;
             snprintf(q->running[index].owner, sizeof q->running[index].owner, "%s", owner);
             pthread_mutex_unlock(&q->mu);
-            run_one(q, owner, &job);
+            run_outcome o;
+            run_job(q, &job, &o);
+            if (o.release) {
+                release_job(q, owner, &job, "job released at shutdown; it runs again later");
+            } else if (jobs_stopping(q)) {
+                report_run(q, &job, &o, meta_job_finish(q->ms, job.id, owner, o.state, o.run_at, o.rc ? o.err : ""));
+            } else {
+                /* One transaction ends this run and takes the next job. */
+                int frc;
+                meta_job next;
+                int crc = meta_job_finish_claim(q->ms, job.id, owner, o.state, o.run_at, o.rc ? o.err : "",
+                                                time_now_ms(), q->opt.lease_ms, &frc, &next);
+                report_run(q, &job, &o, frc);
+                if (crc == 0) {
+                    meta_job_clear(&job);
+                    job = next;
+                    have = true;
+                }
+            }
             pthread_mutex_lock(&q->mu);
-            q->running[index].job_id = 0;
+            q->running[index].job_id = have ? job.id : 0;
             pthread_mutex_unlock(&q->mu);
-            meta_job_clear(&job);
+            if (!have) meta_job_clear(&job);
             continue;
         }
         /* Nothing due: sleep until poked by an enqueue, or the poll interval. */

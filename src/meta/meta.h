@@ -300,6 +300,13 @@ int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t le
  * longer holds the lease (it expired and another worker took the job). */
 int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
                     const char *error);
+/* meta_job_finish and then meta_job_claim in one write transaction (one
+ * synced commit per job instead of two): *finish_rc gets the finish's result
+ * (0 or CAIRN_ECONFLICT); returns the claim's (0 with next filled, or
+ * CAIRN_ENOTFOUND).  On a database error neither happened (the finish is
+ * rolled back with a failed claim) and both say so. */
+int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
+                          const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
 /* Gives a claimed job back untouched (graceful shutdown): available again. */
 int meta_job_release(meta_store *ms, int64_t id, const char *owner);
 /* Extends the lease of a long run. */

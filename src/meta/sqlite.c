@@ -1902,12 +1902,9 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
     return err ? err : end;
 }
 
-int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
-    memset(out, 0, sizeof *out);
-    if (!ms || !owner) return CAIRN_EINVAL;
-    conn *w;
-    int err = wtx_begin(ms, &w);
-    if (err != 0) return err;
+/* Inside a write transaction: takes the next runnable job into out. */
+static int claim_in_tx(conn *w, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+    int err = 0;
     int64_t id = 0;
     sqlite3_stmt *st = stmt(w, ST_JOB_NEXT);
     if (!st) err = CAIRN_EDB;
@@ -1930,6 +1927,16 @@ int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t le
         }
     }
     if (err == 0) err = job_read(w, id, out);
+    return err;
+}
+
+int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+    memset(out, 0, sizeof *out);
+    if (!ms || !owner) return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    err = claim_in_tx(w, owner, now_ms, lease_ms, out);
     int end = wtx_end(ms, err == CAIRN_ENOTFOUND ? 0 : err);
     if (err != 0 || end != 0) meta_job_clear(out);
     return err ? err : end;
@@ -1952,6 +1959,42 @@ int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *s
     int changes = 0;
     int err = write_one(ms, ST_JOB_FINISH, bind_job_finish, &a, &changes, "job finish");
     return err ? err : changes ? 0 : CAIRN_ECONFLICT;
+}
+
+int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
+                          const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
+    memset(next, 0, sizeof *next);
+    *finish_rc = CAIRN_EINVAL;
+    if (!ms || !owner || !state ||
+        (strcmp(state, "completed") && strcmp(state, "retryable") && strcmp(state, "discarded")))
+        return CAIRN_EINVAL;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) {
+        *finish_rc = err;
+        return err;
+    }
+    job_finish_args a = {id, owner, state, error, run_at_ms, time_now_ms()};
+    sqlite3_stmt *st = stmt(w, ST_JOB_FINISH);
+    if (!st) err = CAIRN_EDB;
+    else if (bind_job_finish(st, &a) != SQLITE_OK) {
+        stmt_done(st);
+        err = db_fail(w, SQLITE_ERROR, "job finish bind");
+    } else {
+        err = stmt_exec(w, st, "job finish");
+    }
+    int fin = err ? err : sqlite3_changes(w->db) ? 0 : CAIRN_ECONFLICT;
+    int claim = err ? err : claim_in_tx(w, owner, now_ms, lease_ms, next);
+    int end = wtx_end(ms, claim == CAIRN_ENOTFOUND ? 0 : claim);
+    if (end != 0) {
+        /* Nothing of the transaction stands: not the finish either. */
+        meta_job_clear(next);
+        *finish_rc = end;
+        return end;
+    }
+    if (claim != 0) meta_job_clear(next);
+    *finish_rc = fin;
+    return claim;
 }
 
 static int bind_id_owner(sqlite3_stmt *st, const void *p) {

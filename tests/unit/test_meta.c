@@ -1133,3 +1133,40 @@ Test(jobs, prune_deletes_only_finished_jobs_past_their_retention) {
     cr_expect_eq(meta_job_prune(f.ms, 0, 0, 0, &n), CAIRN_EINVAL);
     fx_close(&f);
 }
+
+Test(jobs, finish_claim_ends_one_run_and_takes_the_next_in_one_go) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t a = enqueue_job(f.ms, "k", 2, 1000, NULL);
+    int64_t b = enqueue_job(f.ms, "k", 1, 1000, NULL);
+    meta_job j, next;
+    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 1000, &j), 0);
+    cr_assert_eq(j.id, a);
+    meta_job_clear(&j);
+    int frc = -99;
+    cr_assert_eq(meta_job_finish_claim(f.ms, a, "w", "completed", 0, "", 1000, 1000, &frc, &next), 0);
+    cr_expect_eq(frc, 0);
+    cr_expect_eq(next.id, b);
+    cr_expect_str_eq(next.state, "running");
+    cr_expect_str_eq(next.lease_owner, "w");
+    meta_job_clear(&next);
+    expect_state(f.ms, a, "completed", 1);
+    /* Nothing left: the finish still lands. */
+    cr_assert_eq(meta_job_finish_claim(f.ms, b, "w", "retryable", 50000, "later", 1000, 1000, &frc, &next),
+                 CAIRN_ENOTFOUND);
+    cr_expect_eq(frc, 0);
+    expect_state(f.ms, b, "retryable", 1);
+    /* A lost lease: the finish conflicts, the claim still happens. */
+    cr_assert_eq(meta_job_claim(f.ms, "w1", 50000, 100, &j), 0);
+    meta_job_clear(&j);
+    cr_assert_eq(meta_job_claim(f.ms, "w2", 60000, 100000, &j), 0);   /* w1's lease lapsed */
+    meta_job_clear(&j);
+    int64_t c = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_eq(meta_job_finish_claim(f.ms, b, "w1", "completed", 0, "", 60000, 1000, &frc, &next), 0);
+    cr_expect_eq(frc, CAIRN_ECONFLICT);
+    cr_expect_eq(next.id, c);
+    meta_job_clear(&next);
+    expect_state(f.ms, b, "running", 3);   /* w, w1, w2 */
+    cr_expect_eq(meta_job_finish_claim(f.ms, b, "w2", "bogus", 0, "", 0, 0, &frc, &next), CAIRN_EINVAL);
+    fx_close(&f);
+}
