@@ -230,10 +230,13 @@ static void register_node(void *ud, const char *id, const char *url, bool up) {
     meta_node_upsert(ud, id, url);
 }
 
+/* An object's version or a multipart part: the same question the heal job
+ * and orphan collection ask.  On a lookup error it says yes: a spare shard is
+ * cheaper than a lost one. */
 static bool version_still_exists(void *ud, const char *version_id) {
-    bool exists = true; /* on a lookup error, heal: a spare shard is cheaper than a lost one */
-    meta_version_exists(ud, version_id, &exists);
-    return exists;
+    bool referenced = true;
+    meta_version_referenced(ud, version_id, &referenced);
+    return referenced;
 }
 
 void cmd_block_signals(sigset_t *sigs) {

@@ -354,8 +354,6 @@ int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error);
  * uploaded part, or a part of a completed multipart object (GC). */
 int meta_version_referenced(meta_store *ms, const char *version_id, bool *referenced);
 
-/* Sets *exists to whether any object's current version is version_id. */
-int meta_version_exists(meta_store *ms, const char *version_id, bool *exists);
 /* Counts objects in the bucket (bounded scan; for admin and tests). */
 int meta_object_count(meta_store *ms, const char *bucket, int64_t *count);
 

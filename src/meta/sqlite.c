@@ -74,7 +74,6 @@ typedef enum {
     ST_BUCKET_LIST,
     ST_BUCKET_SET_PUBLIC,
     ST_OBJ_GET,
-    ST_VERSION_EXISTS,
     ST_VERSION_REFERENCED,
     ST_OBJ_SCAN,
     ST_OBJ_SET_LAYOUT,
@@ -156,7 +155,6 @@ static const char *const stmt_sql[ST__COUNT] = {
                        " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
     [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
-    [ST_VERSION_EXISTS] = "SELECT 1 FROM objects WHERE version_id = ?1 LIMIT 1",
     [ST_VERSION_REFERENCED] = "SELECT EXISTS(SELECT 1 FROM objects WHERE version_id = ?1)"
                               " OR EXISTS(SELECT 1 FROM upload_parts WHERE version_id = ?1)"
                               " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = ?1)",
@@ -1312,23 +1310,6 @@ int meta_object_count(meta_store *ms, const char *bucket, int64_t *count) {
         stmt_done(st);
     }
     reader_put(ms, r);
-    return err;
-}
-
-int meta_version_exists(meta_store *ms, const char *version_id, bool *exists) {
-    *exists = false;
-    if (!ms || !version_id) return CAIRN_EINVAL;
-    conn *c = reader_get(ms);
-    sqlite3_stmt *st = stmt(c, ST_VERSION_EXISTS);
-    int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "version exists bind");
-    if (err == 0) {
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) *exists = true;
-        else if (rc != SQLITE_DONE) err = db_fail(c, rc, "version exists");
-    }
-    if (st) stmt_done(st);
-    reader_put(ms, c);
     return err;
 }
 
