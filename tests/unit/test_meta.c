@@ -947,6 +947,15 @@ static int64_t enqueue_job(meta_store *ms, const char *kind, int priority, int64
     return id;
 }
 
+/* Claims (which must succeed) and returns the claimed job's id. */
+static int64_t claim_id(meta_store *ms, const char *owner, int64_t now, int64_t lease) {
+    meta_job j;
+    cr_assert_eq(meta_job_claim(ms, owner, now, lease, &j), 0, "%s claims at %lld", owner, (long long)now);
+    int64_t id = j.id;
+    meta_job_clear(&j);
+    return id;
+}
+
 static void expect_state(meta_store *ms, int64_t id, const char *state, int attempts) {
     meta_job j;
     cr_assert_eq(meta_job_get(ms, id, &j), 0);
@@ -977,9 +986,7 @@ Test(jobs, claims_by_priority_then_run_at_and_waits_for_due_time) {
     cr_expect_eq(order[2], late);
     /* The delayed one is not due at 5000, whatever its priority. */
     cr_expect_eq(meta_job_claim(f.ms, "w1", 5000, 1000, &j), CAIRN_ENOTFOUND);
-    cr_assert_eq(meta_job_claim(f.ms, "w1", 100000, 1000000, &j), 0);
-    cr_expect_eq(j.id, future);
-    meta_job_clear(&j);
+    cr_expect_eq(claim_id(f.ms, "w1", 100000, 1000000), future);
     fx_close(&f);
 }
 
@@ -1026,8 +1033,7 @@ Test(jobs, finish_retry_discard_and_lost_leases) {
     fx_open(&f, 2);
     int64_t id = enqueue_job(f.ms, "k", 0, 1000, NULL);
     meta_job j;
-    cr_assert_eq(meta_job_claim(f.ms, "w1", 1000, 500, &j), 0);
-    meta_job_clear(&j);
+    claim_id(f.ms, "w1", 1000, 500);
     /* w1's lease lapses at 1500; w2 takes the job over, and w1's late finish loses. */
     cr_expect_eq(meta_job_claim(f.ms, "w2", 1400, 500, &j), CAIRN_ENOTFOUND);
     cr_assert_eq(meta_job_claim(f.ms, "w2", 1600, 500, &j), 0);
@@ -1047,8 +1053,7 @@ Test(jobs, finish_retry_discard_and_lost_leases) {
     cr_expect_str_eq(j.lease_owner, "");
     meta_job_clear(&j);
     cr_expect_eq(meta_job_claim(f.ms, "w3", 2999, 500, &j), CAIRN_ENOTFOUND);
-    cr_assert_eq(meta_job_claim(f.ms, "w3", 3000, 500, &j), 0);
-    meta_job_clear(&j);
+    claim_id(f.ms, "w3", 3000, 500);
     cr_assert_eq(meta_job_finish(f.ms, id, "w3", "discarded", 0, "boom again"), 0);
     expect_state(f.ms, id, "discarded", 3);
     cr_expect_eq(meta_job_claim(f.ms, "w3", 100000, 500, &j), CAIRN_ENOTFOUND);
@@ -1056,8 +1061,7 @@ Test(jobs, finish_retry_discard_and_lost_leases) {
     /* retry: available now, attempts reset; completed cannot be retried or cancelled. */
     cr_assert_eq(meta_job_retry(f.ms, id), 0);
     expect_state(f.ms, id, "available", 0);
-    cr_assert_eq(meta_job_claim(f.ms, "w4", time_now_ms() + 1000, 500, &j), 0);  /* retry uses the clock */
-    meta_job_clear(&j);
+    claim_id(f.ms, "w4", time_now_ms() + 1000, 500);  /* retry uses the clock */
     cr_expect_eq(meta_job_cancel(f.ms, id), CAIRN_ECONFLICT);   /* running */
     cr_assert_eq(meta_job_finish(f.ms, id, "w4", "completed", 0, ""), 0);
     cr_expect_eq(meta_job_retry(f.ms, id), CAIRN_ECONFLICT);
@@ -1071,8 +1075,7 @@ Test(jobs, release_gives_the_job_back_without_counting_the_attempt) {
     fx_open(&f, 2);
     int64_t id = enqueue_job(f.ms, "k", 0, 1000, NULL);
     meta_job j;
-    cr_assert_eq(meta_job_claim(f.ms, "w1", 1000, 60000, &j), 0);
-    meta_job_clear(&j);
+    claim_id(f.ms, "w1", 1000, 60000);
     cr_expect_eq(meta_job_release(f.ms, id, "someone-else"), CAIRN_ECONFLICT);
     cr_assert_eq(meta_job_release(f.ms, id, "w1"), 0);
     expect_state(f.ms, id, "available", 0);
@@ -1108,13 +1111,9 @@ Test(jobs, prune_deletes_only_finished_jobs_past_their_retention) {
     int64_t cancelled = enqueue_job(f.ms, "k", 0, 1000, NULL);
     int64_t waiting = enqueue_job(f.ms, "k", 0, 1000, NULL);
     meta_job j;
-    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 1000, &j), 0);
-    cr_assert_eq(j.id, done);
-    meta_job_clear(&j);
+    cr_assert_eq(claim_id(f.ms, "w", 1000, 1000), done);
     cr_assert_eq(meta_job_finish(f.ms, done, "w", "completed", 0, ""), 0);
-    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 1000, &j), 0);
-    cr_assert_eq(j.id, dead);
-    meta_job_clear(&j);
+    cr_assert_eq(claim_id(f.ms, "w", 1000, 1000), dead);
     cr_assert_eq(meta_job_finish(f.ms, dead, "w", "discarded", 0, "gave up"), 0);
     cr_assert_eq(meta_job_cancel(f.ms, cancelled), 0);
     int64_t now = time_now_ms(), n = -1;
@@ -1139,10 +1138,8 @@ Test(jobs, finish_claim_ends_one_run_and_takes_the_next_in_one_go) {
     fx_open(&f, 2);
     int64_t a = enqueue_job(f.ms, "k", 2, 1000, NULL);
     int64_t b = enqueue_job(f.ms, "k", 1, 1000, NULL);
-    meta_job j, next;
-    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 1000, &j), 0);
-    cr_assert_eq(j.id, a);
-    meta_job_clear(&j);
+    meta_job next;
+    cr_assert_eq(claim_id(f.ms, "w", 1000, 1000), a);
     int frc = -99;
     cr_assert_eq(meta_job_finish_claim(f.ms, a, "w", "completed", 0, "", 1000, 1000, &frc, &next), 0);
     cr_expect_eq(frc, 0);
@@ -1157,10 +1154,8 @@ Test(jobs, finish_claim_ends_one_run_and_takes_the_next_in_one_go) {
     cr_expect_eq(frc, 0);
     expect_state(f.ms, b, "retryable", 1);
     /* A lost lease: the finish conflicts, the claim still happens. */
-    cr_assert_eq(meta_job_claim(f.ms, "w1", 50000, 100, &j), 0);
-    meta_job_clear(&j);
-    cr_assert_eq(meta_job_claim(f.ms, "w2", 60000, 100000, &j), 0);   /* w1's lease lapsed */
-    meta_job_clear(&j);
+    claim_id(f.ms, "w1", 50000, 100);
+    claim_id(f.ms, "w2", 60000, 100000);   /* w1's lease lapsed */
     int64_t c = enqueue_job(f.ms, "k", 0, 1000, NULL);
     cr_assert_eq(meta_job_finish_claim(f.ms, b, "w1", "completed", 0, "", 60000, 1000, &frc, &next), 0);
     cr_expect_eq(frc, CAIRN_ECONFLICT);
