@@ -16,6 +16,15 @@ from conftest import (leftover_tmp_files, md5_hex, open_put, read_socket_respons
 MiB = 1024 * 1024
 
 
+def fresh(make_server, prefix, env=None):
+    """A new server, its boto3 client and a new bucket on it."""
+    srv = make_server(env=env)
+    s3 = srv.client()
+    bucket = unique_bucket(prefix)
+    s3.create_bucket(Bucket=bucket)
+    return srv, s3, bucket
+
+
 def new_upload(s3, bucket, key):
     return s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
 
@@ -47,10 +56,7 @@ def finish_upload(s3, bucket, key, uid, body):
 
 @pytest.mark.deadline(120)
 def test_client_disconnect_mid_upload_part(make_server):
-    srv = make_server()
-    s3 = srv.client()
-    bucket = unique_bucket("mpdisc")
-    s3.create_bucket(Bucket=bucket)
+    srv, s3, bucket = fresh(make_server, "mpdisc")
     uid = new_upload(s3, bucket, "cut")
     sock = open_put(srv, bucket, "cut", 8 * MiB, query=part_query(uid))
     sock.sendall(os.urandom(3 * MiB))
@@ -91,10 +97,7 @@ def test_client_disconnect_mid_upload_part(make_server):
 
 @pytest.mark.deadline(90)
 def test_stalled_upload_part_is_cut(make_server):
-    srv = make_server(env={"CAIRN_CONNECTION_TIMEOUT": "2"})
-    s3 = srv.client()
-    bucket = unique_bucket("mpstall")
-    s3.create_bucket(Bucket=bucket)
+    srv, s3, bucket = fresh(make_server, "mpstall", env={"CAIRN_CONNECTION_TIMEOUT": "2"})
     uid = new_upload(s3, bucket, "stalled")
     sock = open_put(srv, bucket, "stalled", MiB, query=part_query(uid))
     sock.sendall(b"x" * 1000)
@@ -110,10 +113,7 @@ def test_stalled_upload_part_is_cut(make_server):
 
 @pytest.mark.deadline(120)
 def test_kill9_mid_upload_part_leaves_nothing_partial(make_server):
-    srv = make_server()
-    s3 = srv.client()
-    bucket = unique_bucket("mpkill")
-    s3.create_bucket(Bucket=bucket)
+    srv, s3, bucket = fresh(make_server, "mpkill")
     uid = new_upload(s3, bucket, "k")
     first = os.urandom(5 * MiB)
     e1 = s3.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=1, Body=first)["ETag"]
@@ -141,10 +141,7 @@ def test_kill9_mid_upload_part_leaves_nothing_partial(make_server):
 def test_overlong_signed_body_is_refused(make_server, multipart):
     """The signature covers the whole body the client meant to send; the
     declared length cuts it short, so the hash of what arrived differs."""
-    srv = make_server()
-    s3 = srv.client()
-    bucket = unique_bucket("long")
-    s3.create_bucket(Bucket=bucket)
+    srv, s3, bucket = fresh(make_server, "long")
     s3.put_object(Bucket=bucket, Key="k", Body=b"the old version")
     uid = new_upload(s3, bucket, "k") if multipart else None
     body = os.urandom(300_000)
@@ -172,10 +169,7 @@ def test_overlong_unsigned_body_stores_exactly_the_declared_bytes(make_server, m
     Content-Length bytes are the body (stored exactly, nothing more), and
     what follows is parsed as the next request and answered 400 with the
     connection closed: the surplus never lands in any object."""
-    srv = make_server()
-    s3 = srv.client()
-    bucket = unique_bucket("long")
-    s3.create_bucket(Bucket=bucket)
+    srv, s3, bucket = fresh(make_server, "long")
     uid = new_upload(s3, bucket, "k") if multipart else None
     declared = os.urandom(100_000)
     surplus = os.urandom(50_000)
