@@ -162,8 +162,6 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id);
 /* util.c */
 /* Formats an ETag with quotes into out (>= 80). */
 void s3_quote_etag(const char *etag, char *out, size_t n);
-bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen);
-void s3_base64_encode(const uint8_t *in, size_t n, char *out);
 uint32_t s3_crc32c(uint32_t crc, const void *data, size_t n);
 
 #endif

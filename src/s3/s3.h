@@ -78,6 +78,13 @@ void s3_delete_req_free(s3_delete_req *d);
 /* Parses <CreateBucketConfiguration>; an empty body gives "".  CAIRN_EINVAL on bad XML. */
 int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen);
 
+/* Decodes standard base64 (with padding) into out, which holds cap bytes;
+ * false when the text is malformed or its decoding (counted before padding
+ * is dropped: 3 bytes per 4 characters) would not fit in cap. */
+bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen);
+/* Encodes n bytes as base64 with padding into out (>= 4 * ((n + 2) / 3) + 1). */
+void s3_base64_encode(const uint8_t *in, size_t n, char *out);
+
 /* Looks up the HTTP status of an S3 error code (500 for unknown codes). */
 unsigned s3_error_status(const char *code);
 

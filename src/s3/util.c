@@ -132,7 +132,9 @@ void s3_quote_etag(const char *etag, char *out, size_t n) { snprintf(out, n, "\"
 
 bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen) {
     size_t n = strlen(in);
-    if (n % 4 != 0 || (n / 4) * 3 > cap + 2) return false;
+    /* EVP_DecodeBlock writes three bytes for every four characters, padding
+     * included, before we subtract the padding: the whole of that must fit. */
+    if (n % 4 != 0 || (n / 4) * 3 > cap) return false;
     int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
     if (len < 0) return false;
     if (n >= 1 && in[n - 1] == '=') len--;

@@ -168,3 +168,38 @@ Test(errors, statuses) {
     cr_expect_eq(s3_error_status("NotImplemented"), 501);
     cr_expect_eq(s3_error_status("NoSuchThing"), 500);
 }
+
+/* Content-MD5 and continuation tokens are decoded into fixed buffers: the
+ * decoder must never write past cap, whatever the input's length. */
+Test(base64, never_writes_past_cap) {
+    const char *inputs[] = {"AAAAAAAAAAAAAAAAAAAAAAAAAAAA",   /* 28 chars: 21 bytes */
+                            "AAAAAAAAAAAAAAAAAAAAAAAA",       /* 24 chars: 18 bytes */
+                            "AAAAAAAAAAAAAAAAAAAAAA==",       /* 16 bytes, padded */
+                            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+    for (size_t cap = 0; cap <= 24; cap++) {
+        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+            uint8_t buf[64];
+            memset(buf, 0xA5, sizeof buf);
+            size_t n = 99;
+            bool ok = s3_base64_decode(inputs[i], buf, cap, &n);
+            for (size_t j = cap; j < sizeof buf; j++)
+                cr_assert_eq(buf[j], 0xA5, "byte %zu written with cap %zu for %s", j, cap, inputs[i]);
+            if (ok) cr_expect_leq(n, cap);
+        }
+    }
+}
+
+Test(base64, decodes_content_md5) {
+    uint8_t d[20];
+    size_t n = 0;
+    /* MD5("") = d41d8cd98f00b204e9800998ecf8427e */
+    cr_assert(s3_base64_decode("1B2M2Y8AsgTpgAmY7PhCfg==", d, sizeof d, &n));
+    cr_assert_eq(n, 16);
+    cr_expect_eq(d[0], 0xd4);
+    cr_expect_eq(d[15], 0x7e);
+    cr_expect(!s3_base64_decode("1B2M2Y8AsgTpgAmY7PhCfg=", d, sizeof d, &n), "length not a multiple of 4");
+    cr_expect(!s3_base64_decode("1B2M2Y8AsgTpgAmY7P!Cfg==", d, sizeof d, &n), "bad character");
+    char enc[32];
+    s3_base64_encode(d, 16, enc);
+    cr_expect_str_eq(enc, "1B2M2Y8AsgTpgAmY7PhCfg==");
+}
