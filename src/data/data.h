@@ -195,6 +195,10 @@ int data_walk_shards(data_store *ds,
 /* Removes one shard of a version from a drive (GC). */
 int data_remove_shard(data_store *ds, const char *drive_id, const char *version_id, int index);
 
+/* CRC-32C (Castagnoli, the x-amz-checksum-crc32c algorithm) of n bytes,
+ * continuing from crc (0 to start), computed by ISA-L.  Thread-safe. */
+uint32_t data_crc32c(uint32_t crc, const void *p, size_t n);
+
 /* ---- health -------------------------------------------------------------------------- */
 
 /* Creates, writes, fsyncs and removes a probe file on every drive. */

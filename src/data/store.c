@@ -148,6 +148,8 @@ static uint32_t get_le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+uint32_t data_crc32c(uint32_t crc, const void *p, size_t n) { return ec_crc32c(crc, p, n); }
+
 /* ---- layouts ----------------------------------------------------------------------------- */
 
 int data_layout_format(const data_layout *l, char *out, size_t n) {

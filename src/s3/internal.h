@@ -162,6 +162,5 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id);
 /* util.c */
 /* Formats an ETag with quotes into out (>= 80). */
 void s3_quote_etag(const char *etag, char *out, size_t n);
-uint32_t s3_crc32c(uint32_t crc, const void *data, size_t n);
 
 #endif

@@ -273,7 +273,7 @@ static void hash_update(void *ud, const void *data, size_t n) {
     EVP_DigestUpdate(q->md5, data, n);
     if (q->sha256) EVP_DigestUpdate(q->sha256, data, n);
     if (q->crc_kind == 1) q->crc = (uint32_t)crc32(q->crc, (const Bytef *)data, (uInt)n);
-    else if (q->crc_kind == 2) q->crc = s3_crc32c(q->crc, data, n);
+    else if (q->crc_kind == 2) q->crc = data_crc32c(q->crc, data, n);
     else if (q->checksum_md) EVP_DigestUpdate(q->checksum_md, data, n);
 }
 

@@ -1,6 +1,6 @@
 /*
  * util.c — pure helpers of the S3 layer: bucket-name rules, Range and
- * conditional-header evaluation, ETag quoting, base64, CRC32C, and parsing of
+ * conditional-header evaluation, ETag quoting, base64, and parsing of
  * the small XML request bodies (DeleteObjects, CreateBucketConfiguration).
  *
  * XML input goes through libxml2 with network access and DTD loading off and
@@ -146,23 +146,6 @@ bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen) 
 
 void s3_base64_encode(const uint8_t *in, size_t n, char *out) {
     EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-}
-
-uint32_t s3_crc32c(uint32_t crc, const void *data, size_t n) {
-    static uint32_t table[256];
-    static bool init;
-    if (!__atomic_load_n(&init, __ATOMIC_ACQUIRE)) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        __atomic_store_n(&init, true, __ATOMIC_RELEASE);
-    }
-    const uint8_t *p = data;
-    crc = ~crc;
-    while (n--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
 }
 
 /* ---- XML input ---------------------------------------------------------------- */

@@ -329,6 +329,14 @@ static void fill_ids(data_layout *l) {
     for (int i = 0; i < l->k + l->m; i++) snprintf(l->drive_ids[i], sizeof l->drive_ids[i], "%016x", 0xabc00 + i);
 }
 
+/* The x-amz-checksum-crc32c algorithm (CRC-32C), shared with the S3 layer. */
+Test(layout, crc32c_reference_and_chaining) {
+    cr_expect_eq(data_crc32c(0, "123456789", 9), 0xE3069283u);
+    cr_expect_eq(data_crc32c(0, "", 0), 0u);
+    uint32_t c = data_crc32c(0, "1234", 4);
+    cr_expect_eq(data_crc32c(c, "56789", 5), 0xE3069283u, "chained from a partial CRC");
+}
+
 Test(layout, round_trip) {
     const int km[][2] = {{1, 0}, {1, 1}, {4, 2}, {12, 4}, {16, 0}};
     for (int t = 0; t < 5; t++) {
