@@ -90,6 +90,9 @@ void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
 void buf_xml_escape(buf_t *b, const char *s, size_t n);
 /* Appends s as a JSON string body (no surrounding quotes). */
 void buf_json_escape(buf_t *b, const char *s, size_t n);
+/* Appends s as a Prometheus label value body (no quotes): backslash, double
+ * quote and newline escaped as the text exposition format requires. */
+void buf_prom_label(buf_t *b, const char *s);
 /* Returns data and hands ownership to the caller (free()); buffer is reset. */
 char *buf_steal(buf_t *b);
 

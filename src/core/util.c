@@ -134,6 +134,15 @@ void buf_xml_escape(buf_t *b, const char *s, size_t n) {
     buf_append(b, s + n - run, run);
 }
 
+void buf_prom_label(buf_t *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\') buf_puts(b, "\\\\");
+        else if (*s == '"') buf_puts(b, "\\\"");
+        else if (*s == '\n') buf_puts(b, "\\n");
+        else buf_putc(b, *s);
+    }
+}
+
 void buf_json_escape(buf_t *b, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];

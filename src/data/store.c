@@ -986,22 +986,27 @@ int data_check_drives(data_store *ds, void (*cb)(void *ud, const char *id, const
     return up;
 }
 
+/* One gauge line per drive or node; ids are hex today, escaped all the same. */
+static void node_gauge(buf_t *out, const char *name, const char *id, long long v) {
+    buf_printf(out, "%s{node=\"", name);
+    buf_prom_label(out, id);
+    buf_printf(out, "\"} %lld\n", v);
+}
+
 void data_render_metrics(data_store *ds, buf_t *out) {
     int n = drive_count(ds);
     buf_puts(out, "# HELP cairn_node_up Whether a drive or storage node answered its last health check.\n"
                   "# TYPE cairn_node_up gauge\n");
     for (int i = 0; i < n; i++)
-        buf_printf(out, "cairn_node_up{node=\"%s\"} %d\n", drive_id(ds->drives[i]), atomic_load(&ds->up[i]) ? 1 : 0);
+        node_gauge(out, "cairn_node_up", drive_id(ds->drives[i]), atomic_load(&ds->up[i]) ? 1 : 0);
     buf_puts(out, "# HELP cairn_node_free_bytes Free bytes of a drive or node at its last health check.\n"
                   "# TYPE cairn_node_free_bytes gauge\n");
     for (int i = 0; i < n; i++)
-        buf_printf(out, "cairn_node_free_bytes{node=\"%s\"} %lld\n", drive_id(ds->drives[i]),
-                   (long long)atomic_load(&ds->free_bytes[i]));
+        node_gauge(out, "cairn_node_free_bytes", drive_id(ds->drives[i]), (long long)atomic_load(&ds->free_bytes[i]));
     buf_puts(out, "# HELP cairn_node_total_bytes Capacity of a drive or node at its last health check.\n"
                   "# TYPE cairn_node_total_bytes gauge\n");
     for (int i = 0; i < n; i++)
-        buf_printf(out, "cairn_node_total_bytes{node=\"%s\"} %lld\n", drive_id(ds->drives[i]),
-                   (long long)atomic_load(&ds->total_bytes[i]));
+        node_gauge(out, "cairn_node_total_bytes", drive_id(ds->drives[i]), (long long)atomic_load(&ds->total_bytes[i]));
 }
 
 bool data_desired_layout(data_store *ds, const char *version_id, const data_layout *cur, data_layout *want) {

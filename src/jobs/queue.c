@@ -303,7 +303,12 @@ int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attem
 }
 
 static int count_line(void *ud, const char *kind, const char *state, int64_t n) {
-    buf_printf(ud, "cairn_jobs{kind=\"%s\",state=\"%s\"} %lld\n", kind ? kind : "", state ? state : "", (long long)n);
+    /* Kinds are operator input (`cairn admin jobs enqueue KIND`): escaped. */
+    buf_puts(ud, "cairn_jobs{kind=\"");
+    buf_prom_label(ud, kind ? kind : "");
+    buf_puts(ud, "\",state=\"");
+    buf_prom_label(ud, state ? state : "");
+    buf_printf(ud, "\"} %lld\n", (long long)n);
     return 0;
 }
 

@@ -132,23 +132,31 @@ void obs_render(obs_registry *o, buf_t *out) {
     buf_puts(out, "# HELP cairn_http_requests_total HTTP requests by S3 API and status code.\n"
                   "# TYPE cairn_http_requests_total counter\n");
     for (int i = 0; i < o->napis; i++)
-        for (int c = 0; c < o->apis[i].ncodes; c++)
-            buf_printf(out, "cairn_http_requests_total{api=\"%s\",code=\"%u\"} %llu\n",
-                       o->apis[i].api, o->apis[i].codes[c],
+        for (int c = 0; c < o->apis[i].ncodes; c++) {
+            buf_puts(out, "cairn_http_requests_total{api=\"");
+            buf_prom_label(out, o->apis[i].api);
+            buf_printf(out, "\",code=\"%u\"} %llu\n", o->apis[i].codes[c],
                        (unsigned long long)o->apis[i].code_count[c]);
+        }
     buf_puts(out, "# HELP cairn_http_request_duration_seconds Request latency by S3 API.\n"
                   "# TYPE cairn_http_request_duration_seconds histogram\n");
+    buf_t label;
+    buf_init(&label);
     for (int i = 0; i < o->napis; i++) {
         const api_stats *a = &o->apis[i];
+        buf_reset(&label);
+        buf_prom_label(&label, a->api);
+        const char *api = label.data ? label.data : "";
         for (size_t b = 0; b < NBUCKETS; b++)
             buf_printf(out, "cairn_http_request_duration_seconds_bucket{api=\"%s\",le=\"%g\"} %llu\n",
-                       a->api, bucket_bounds[b], (unsigned long long)a->buckets[b]);
+                       api, bucket_bounds[b], (unsigned long long)a->buckets[b]);
         buf_printf(out, "cairn_http_request_duration_seconds_bucket{api=\"%s\",le=\"+Inf\"} %llu\n",
-                   a->api, (unsigned long long)a->count);
-        buf_printf(out, "cairn_http_request_duration_seconds_sum{api=\"%s\"} %.6f\n", a->api, a->sum);
-        buf_printf(out, "cairn_http_request_duration_seconds_count{api=\"%s\"} %llu\n", a->api,
+                   api, (unsigned long long)a->count);
+        buf_printf(out, "cairn_http_request_duration_seconds_sum{api=\"%s\"} %.6f\n", api, a->sum);
+        buf_printf(out, "cairn_http_request_duration_seconds_count{api=\"%s\"} %llu\n", api,
                    (unsigned long long)a->count);
     }
+    buf_free(&label);
     buf_printf(out, "# HELP cairn_http_received_bytes_total Request body bytes received.\n"
                     "# TYPE cairn_http_received_bytes_total counter\n"
                     "cairn_http_received_bytes_total %llu\n", (unsigned long long)o->bytes_in);

@@ -68,7 +68,8 @@ def test_health_needs_no_auth_and_ignores_bad_auth(server):
 # ---- metrics ----------------------------------------------------------------------------------
 
 
-METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+# Label values may hold '}' (and escaped quotes), so braces are matched per value.
+METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)')
 
 
 def scrape(srv):
@@ -441,3 +442,25 @@ def test_ready_times_out_when_the_database_hangs(make_server):
             break
         _time.sleep(0.2)
     assert status == 200
+
+
+# A sample line of the text exposition format, label values with their escapes.
+LABEL_VALUE = r'"(?:[^"\\\n]|\\[\\"n])*"'
+STRICT_SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*'
+                           r'(\{[a-zA-Z_][a-zA-Z0-9_]*=' + LABEL_VALUE +
+                           r'(,[a-zA-Z_][a-zA-Z0-9_]*=' + LABEL_VALUE + r')*\})? \S+$')
+
+
+def test_metrics_escape_label_values(server):
+    # Job kinds are operator input; one with a quote, a backslash, a newline
+    # and a brace must still give parseable exposition text.
+    kind = 'we"ird\\kind\nx}'
+    server.admin("jobs", "enqueue", kind, "{}", "--max-attempts", "1")
+    status, _h, body = http_get(server, "/metrics")
+    assert status == 200
+    text = body.decode()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            assert STRICT_SAMPLE.match(line), f"not a valid sample line: {line!r}"
+    escaped = kind.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    assert f'cairn_jobs{{kind="{escaped}",' in text

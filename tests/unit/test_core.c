@@ -20,6 +20,17 @@ Test(buf, grows_and_escapes) {
     buf_free(&b);
 }
 
+Test(buf, prometheus_label_values) {
+    buf_t b;
+    buf_init(&b);
+    buf_prom_label(&b, "plain");
+    cr_expect_str_eq(b.data, "plain");
+    buf_reset(&b);
+    buf_prom_label(&b, "a\"b\\c\nd}e");
+    cr_expect_str_eq(b.data, "a\\\"b\\\\c\\nd}e");
+    buf_free(&b);
+}
+
 Test(time, http_dates) {
     int64_t ms;
     cr_assert_eq(time_parse_http("Sun, 06 Nov 1994 08:49:37 GMT", &ms), 0);
