@@ -349,6 +349,8 @@ static int run(int argc, char **argv, bool gateway) {
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(ds, jobs_enqueue_heal, ms); /* heals become durable, retried jobs */
+    /* What a crash left in the trash goes now, not at the next period. */
+    jobs_enqueue_empty_trash(ms);
     membership *members = NULL;
     if (gateway) {
         /* The configured nodes join the registry, where admins add, drain and

@@ -1,10 +1,11 @@
 /*
- * jobs — background work of the gateway.  For now the scrubber; the durable
- * job queue (issue 4) will run this and the other kinds (GC, expiry, heal,
- * rebalance) on leases and retries.
+ * jobs — background work of the gateway: the scrubber, membership and
+ * rebalancing, and the durable job queue with its kinds (GC, expiry, heal,
+ * trash).
  *
- * The scrubber walks every erasure-coded object in (bucket, key) order, a
- * batch at a time, verifies every block of every shard (data_heal), and
+ * The scrubber walks every placement (jobs_walk: objects, parts of multipart
+ * objects, parts of uploads in progress), a batch at a time, verifies every
+ * block of every shard (data_heal), and
  * rewrites the shards it finds missing or corrupt.  It paces itself to
  * scrub_rate bytes per second and starts a new pass scrub_interval seconds
  * after the previous one began, so a large store is verified continuously
@@ -22,21 +23,14 @@
 #include "meta/meta.h"
 #include "obs/obs.h"
 
-/* One object as the background jobs see it; size is -1 for inline objects
- * (they have no shards). */
-typedef struct {
-    char bucket[64];
-    char key[1025];
-    size_t key_len;
-    char version_id[33];
-    int64_t size;
-    char layout[DATA_LAYOUT_MAX];
-} jobs_object;
-
-/* Calls fn for every object in (bucket, key) order without holding a database
- * connection during fn; stops early when fn returns nonzero or stop(ud) (may
- * be NULL) returns true.  Returns the number visited or a negative error. */
-int jobs_walk(meta_store *ms, int (*fn)(void *ud, const jobs_object *o), bool (*stop)(void *ud), void *ud);
+/* Calls fn for every placement (meta_placement_scan: objects, parts of
+ * completed multipart objects, parts of uploads in progress) without holding
+ * a database connection during fn; stops early when fn returns nonzero or
+ * stop(ud) (may be NULL) returns true.  Returns the number visited or a
+ * negative error. */
+int jobs_walk(meta_store *ms, int (*fn)(void *ud, const meta_placement *p), bool (*stop)(void *ud), void *ud);
+/* A placement in words for logs: "object B/K", "upload part 3 of ID"... */
+void jobs_describe(const meta_placement *p, char *out, size_t n);
 
 typedef struct scrubber scrubber;
 
@@ -124,6 +118,12 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, const jo
 /* A data_heal_sink_fn (ud = the meta_store): queues a durable "heal" job for
  * the version, unique while one is pending. */
 int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, int64_t size);
+/* Removes the shards the trash lists (meta_trash_list) and forgets them;
+ * *removed gets how many versions went.  CAIRN_EIO when some could not be
+ * removed now (they stay listed).  The empty_trash job runs this. */
+int jobs_empty_trash(meta_store *ms, data_store *ds, int *removed);
+/* Asks for an empty_trash run soon (one pending run at a time). */
+int jobs_enqueue_empty_trash(meta_store *ms);
 /* Enqueues the periodic jobs due now (call every period). */
 void jobs_schedule_periodic(job_queue *q, int64_t period_s);
 

@@ -11,6 +11,10 @@
  *   an upload already gone is simply not found again.
  * prune_jobs: deletes completed and cancelled jobs older than job_retention_s
  *   and discarded ones older than job_discarded_retention_s.
+ * empty_trash: removes the shards listed in the trash (the parts of every
+ *   upload of a deleted bucket) and forgets them, a batch at a time; a shard
+ *   that cannot be removed now (its node is down) stays listed and the run is
+ *   retried.  Enqueued by DeleteBucket, at start and periodically.
  * heal: rewrites the missing or damaged shards of one version (args
  *   version_id, layout, size), queued by reads that found damage
  *   (jobs_enqueue_heal, the data store's heal sink).  A heal that fails, say
@@ -136,6 +140,68 @@ static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t 
     return rc;
 }
 
+/* empty_trash */
+#define TRASH_BATCH 256
+
+typedef struct {
+    meta_trash_entry *v;
+    int n;
+} trash_batch;
+
+static int take_trash(void *ud, const meta_trash_entry *e) {
+    trash_batch *b = ud;
+    b->v[b->n++] = *e;
+    return 0;
+}
+
+int jobs_empty_trash(meta_store *ms, data_store *ds, int *removed) {
+    *removed = 0;
+    trash_batch b = {calloc(TRASH_BATCH, sizeof(meta_trash_entry)), 0};
+    const char **done = calloc(TRASH_BATCH, sizeof *done);
+    int rc = b.v && done ? 0 : CAIRN_ENOMEM, failed = 0;
+    while (rc == 0) {
+        b.n = 0;
+        rc = meta_trash_list(ms, TRASH_BATCH, take_trash, &b);
+        if (rc != 0 || b.n == 0) break;
+        int nd = 0;
+        for (int i = 0; i < b.n; i++) {
+            data_layout l;
+            int e = data_layout_parse(b.v[i].layout, &l);
+            if (e == 0) e = data_delete(ds, b.v[i].version_id, &l);
+            if (e == 0 || e == CAIRN_EINVAL) done[nd++] = b.v[i].version_id; /* a bad layout has nothing to remove */
+            else failed++;
+        }
+        rc = meta_trash_remove(ms, done, nd);
+        if (rc == 0) *removed += nd;
+        if (nd < b.n) break; /* what is left cannot go now: retried later */
+    }
+    free(done);
+    free(b.v);
+    return rc != 0 ? rc : failed ? CAIRN_EIO : 0;
+}
+
+static int run_empty_trash(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)job;
+    builtin_ctx *c = ud;
+    int removed = 0;
+    int rc = jobs_empty_trash(c->ms, c->ds, &removed);
+    if (removed) {
+        char n[24];
+        log_write(LOG_INFO, NULL, "emptied the trash", "versions", log_int(n, removed), NULL);
+    }
+    if (rc != 0) snprintf(err, errlen, "emptying the trash: %s", cairn_strerror(rc));
+    return rc;
+}
+
+int jobs_enqueue_empty_trash(meta_store *ms) {
+    meta_job j = {.priority = 3, .max_attempts = 20, .run_at_ms = time_now_ms(), .unique_while_pending = true};
+    snprintf(j.kind, sizeof j.kind, "empty_trash");
+    snprintf(j.unique_key, sizeof j.unique_key, "empty_trash");
+    j.args = (char *)(uintptr_t)"{}";
+    int rc = meta_job_enqueue(ms, &j, NULL);
+    return rc == CAIRN_EEXIST ? 0 : rc; /* one pending run empties it all */
+}
+
 /* heal */
 static int run_heal(void *ud, const meta_job *job, char *err, size_t errlen) {
     builtin_ctx *c = ud;
@@ -185,6 +251,13 @@ static int run_prune_jobs(void *ud, const meta_job *job, char *err, size_t errle
         rc = meta_job_prune(c->ms, now - c->retention_s * 1000, now - c->discarded_retention_s * 1000, 1000, &n);
         total += n;
     } while (rc == 0 && n == 1000);
+    /* Completed uploads are remembered (for retried completes) as long as an
+     * unfinished upload would have lived. */
+    while (rc == 0) {
+        if (jobs_stopping(c->q)) return JOBS_RELEASE;
+        rc = meta_upload_completed_prune(c->ms, now - c->expiry_s * 1000, 1000, &n);
+        if (n < 1000) break;
+    }
     if (total > 0) {
         char t[24];
         log_write(LOG_INFO, NULL, "pruned finished jobs", "deleted", log_int(t, total), NULL);
@@ -275,6 +348,7 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, const jo
     if (rc != 0) free(c);
     if (rc == 0) rc = jobs_register(q, "collect_orphans", run_collect_orphans, c);
     if (rc == 0) rc = jobs_register(q, "heal", run_heal, c);
+    if (rc == 0) rc = jobs_register(q, "empty_trash", run_empty_trash, c);
     if (rc == 0) rc = jobs_register(q, "prune_jobs", run_prune_jobs, c);
     const char *t = getenv("CAIRN_TEST_JOB_KINDS");
     if (rc == 0 && t && *t) {
@@ -295,4 +369,6 @@ void jobs_schedule_periodic(job_queue *q, int64_t period_s) {
     jobs_enqueue(q, "collect_orphans", "{}", 3, key, NULL);
     snprintf(key, sizeof key, "periodic:prune_jobs:%lld", period);
     jobs_enqueue(q, "prune_jobs", "{}", 3, key, NULL);
+    snprintf(key, sizeof key, "periodic:empty_trash:%lld", period);
+    jobs_enqueue(q, "empty_trash", "{}", 20, key, NULL);
 }

@@ -30,32 +30,53 @@ static bool stopping(membership *m) {
     return s;
 }
 
-/* Moves one object's shards if its placement changed; returns 1 if moved. */
-static int rebalance_one(membership *m, const jobs_object *it) {
+/* Removes the copies of a placement's shards that nothing references any
+ * more (from = the layout given up, to = the one kept).  A copy that cannot
+ * be removed now is an orphan: logged and counted, and orphan collection
+ * takes it later. */
+static void drop_copies(membership *m, const meta_placement *it, const data_layout *from, const data_layout *to,
+                        const char *why) {
+    int rc = data_delete_moved(m->ds, it->version_id, from, to);
+    if (rc == 0) return;
+    char what[300];
+    jobs_describe(it, what, sizeof what);
+    obs_counter_add(m->obs, "cairn_rebalance_orphans_total",
+                    "Shard copies a rebalance could not remove (left for orphan collection).", 1);
+    log_write(LOG_WARN, NULL, why, "placement", what, "version_id", it->version_id, "error", cairn_strerror(rc), NULL);
+}
+
+/* Moves one placement's shards if where they belong changed; returns 1 if moved. */
+static int rebalance_one(membership *m, const meta_placement *it) {
     data_layout cur, want;
-    if (it->size < 0 || data_layout_parse(it->layout, &cur) != 0) return 0;
+    if (data_layout_parse(it->layout, &cur) != 0) return 0;
     if (!data_desired_layout(m->ds, it->version_id, &cur, &want)) return 0;
     int moved = 0;
+    char what[300];
+    jobs_describe(it, what, sizeof what);
     int rc = data_relocate(m->ds, it->version_id, it->size, &cur, &want, &moved);
     if (rc != 0) {
         obs_counter_add(m->obs, "cairn_rebalance_failures_total", "Objects a rebalance could not move (retried next pass).", 1);
-        log_write(LOG_WARN, NULL, "rebalance could not move object", "bucket", it->bucket, "key", it->key,
+        log_write(LOG_WARN, NULL, "rebalance could not move shards", "placement", what, "version_id", it->version_id,
                   "error", cairn_strerror(rc), NULL);
-        data_delete_moved(m->ds, it->version_id, &want, &cur);
+        drop_copies(m, it, &want, &cur, "rebalance could not remove the copies of a failed move");
         return 0;
     }
     char text[DATA_LAYOUT_MAX];
-    data_layout_format(&want, text, sizeof text);
-    rc = meta_object_set_layout(m->ms, it->bucket, it->key, it->key_len, it->version_id, text);
+    rc = data_layout_format(&want, text, sizeof text);
+    if (rc == 0) rc = meta_placement_set_layout(m->ms, it->version_id, it->layout, text);
     if (rc == 0) {
-        data_delete_moved(m->ds, it->version_id, &cur, &want);
+        drop_copies(m, it, &cur, &want, "rebalance could not remove the shards it moved away from");
         obs_counter_add(m->obs, "cairn_rebalance_objects_moved_total", "Objects whose shards a rebalance moved.", 1);
         obs_counter_add(m->obs, "cairn_rebalance_shards_moved_total", "Shards a rebalance moved to another node.",
                         (uint64_t)moved);
         return 1;
     }
-    /* Overwritten or deleted meanwhile: the new copies belong to nothing. */
-    data_delete_moved(m->ds, it->version_id, &want, &cur);
+    /* Overwritten, deleted or moved by another gateway meanwhile (or the
+     * metadata write failed): the new copies belong to nothing. */
+    if (rc != CAIRN_ECONFLICT && rc != CAIRN_ENOTFOUND)
+        log_write(LOG_WARN, NULL, "rebalance could not record a move", "placement", what, "version_id", it->version_id,
+                  "error", cairn_strerror(rc), NULL);
+    drop_copies(m, it, &want, &cur, "rebalance could not remove the copies of an abandoned move");
     return 0;
 }
 
@@ -64,7 +85,7 @@ typedef struct {
     int moved;
 } pass_ctx;
 
-static int rebalance_visit(void *ud, const jobs_object *o) {
+static int rebalance_visit(void *ud, const meta_placement *o) {
     pass_ctx *c = ud;
     c->moved += rebalance_one(c->m, o);
     return 0;

@@ -43,9 +43,16 @@ static bool stopping(scrubber *s) {
     return stop;
 }
 
-static void scrub_one(scrubber *s, const jobs_object *it) {
+static void scrub_one(scrubber *s, const meta_placement *it) {
     data_layout l;
-    if (data_layout_parse(it->layout, &l) != 0) return;
+    char what[300];
+    jobs_describe(it, what, sizeof what);
+    if (data_layout_parse(it->layout, &l) != 0) {
+        obs_counter_add(s->obs, "cairn_scrub_failures_total", "Objects the scrubber could not verify or repair.", 1);
+        log_write(LOG_ERROR, NULL, "scrub found a placement with a malformed layout", "placement", what,
+                  "version_id", it->version_id, NULL);
+        return;
+    }
     int repaired = 0;
     int rc = data_heal(s->ds, it->version_id, &l, it->size, &repaired);
     obs_counter_add(s->obs, "cairn_scrub_objects_total", "Objects whose every block the scrubber verified.", 1);
@@ -54,14 +61,14 @@ static void scrub_one(scrubber *s, const jobs_object *it) {
         obs_counter_add(s->obs, "cairn_scrub_repaired_shards_total", "Shards the scrubber found bad and rewrote.",
                         (uint64_t)repaired);
         char n[24];
-        log_write(LOG_WARN, NULL, "scrub repaired shards", "bucket", it->bucket, "key", it->key,
-                  "version_id", it->version_id, "shards", log_int(n, repaired), NULL);
+        log_write(LOG_WARN, NULL, "scrub repaired shards", "placement", what, "version_id", it->version_id,
+                  "shards", log_int(n, repaired), NULL);
     }
     if (rc != 0 && rc != CAIRN_ENOTFOUND) {
         /* ENOTFOUND: deleted since the batch was read.  Anything else is data loss
          * beyond parity or a failing drive: say so loudly. */
         obs_counter_add(s->obs, "cairn_scrub_failures_total", "Objects the scrubber could not verify or repair.", 1);
-        log_write(LOG_ERROR, NULL, "scrub could not repair object", "bucket", it->bucket, "key", it->key,
+        log_write(LOG_ERROR, NULL, "scrub could not repair object", "placement", what,
                   "version_id", it->version_id, "error", cairn_strerror(rc), NULL);
     }
 }
@@ -69,9 +76,8 @@ static void scrub_one(scrubber *s, const jobs_object *it) {
 static bool stopping_cb(void *ud) { return stopping(ud); }
 
 /* Verifies one object and paces the pass to scrub_rate; 1 stops the walk. */
-static int scrub_visit(void *ud, const jobs_object *it) {
+static int scrub_visit(void *ud, const meta_placement *it) {
     scrubber *s = ud;
-    if (it->size < 0) return 0;
     int64_t t0 = time_mono_ns();
     scrub_one(s, it);
     if (s->rate_bps > 0) {

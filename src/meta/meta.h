@@ -88,7 +88,16 @@ int meta_key_set_active(meta_store *ms, const char *access_key, bool active); /*
 
 /* ---- buckets -------------------------------------------------------------- */
 
+/*
+ * A bucket's identity is its id, never reused; its name can be, by another
+ * owner once it is deleted.  Every call that acts on a bucket's contents on
+ * behalf of a request takes the id the request resolved (bucket_id > 0) and
+ * finds nothing when the bucket of that name is now another one, so nothing
+ * of a deleted bucket can surface in its successor.  0 means "whichever
+ * bucket has the name" (operator tools).
+ */
 typedef struct {
+    int64_t id;
     char name[64];
     int64_t owner_id;
     int64_t created_ms;
@@ -96,11 +105,15 @@ typedef struct {
     char region[64];
 } meta_bucket;
 
-/* CAIRN_EEXIST if it exists; then existing_owner (if not NULL) gets its owner. */
-int meta_bucket_create(meta_store *ms, const meta_bucket *b, int64_t *existing_owner);
+/* Fills b->id.  CAIRN_EEXIST if the name is taken; then existing_owner (if
+ * not NULL) gets its owner. */
+int meta_bucket_create(meta_store *ms, meta_bucket *b, int64_t *existing_owner);
 int meta_bucket_get(meta_store *ms, const char *name, meta_bucket *out);  /* ENOTFOUND */
-/* CAIRN_ENOTEMPTY if it holds objects, CAIRN_ENOTFOUND if absent. */
-int meta_bucket_delete(meta_store *ms, const char *name);
+/* Deletes the bucket (id 0: whichever has the name) in one transaction that
+ * also aborts every multipart upload in it: their part rows go, and their
+ * shards are put in the trash (meta_trash_list) for removal.  CAIRN_ENOTEMPTY
+ * if it holds objects, CAIRN_ENOTFOUND if absent (or another bucket now). */
+int meta_bucket_delete(meta_store *ms, const char *name, int64_t id);
 /* owner_id < 0 lists all; ordered by name. */
 int meta_bucket_list(meta_store *ms, int64_t owner_id,
                      int (*cb)(void *ud, const meta_bucket *b), void *ud);
@@ -115,6 +128,7 @@ typedef enum {
 
 typedef struct {
     char bucket[64];
+    int64_t bucket_id;      /* puts: the bucket it must land in (0 = the one named) */
     char key[1025];
     size_t key_len;
     char version_id[33];    /* 32 lowercase hex, random per write */
@@ -146,13 +160,25 @@ void meta_object_clear(meta_object *o);
  */
 int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
                     bool *had_replaced);
-/* with_data: also load inline bytes.  CAIRN_ENOTFOUND if no such object. */
-int meta_object_get(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+/* with_data: also load inline bytes.  CAIRN_ENOTFOUND if no such object (or
+ * bucket_id > 0 and the bucket of that name is not that one). */
+int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                     bool with_data, meta_object *out);
 /* Removes (bucket, key); fills *deleted with the removed version.
- * CAIRN_ENOTFOUND if absent. */
-int meta_object_delete(meta_store *ms, const char *bucket, const char *key,
+ * CAIRN_ENOTFOUND if absent (bucket_id as in meta_object_get). */
+int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                        size_t key_len, meta_object *deleted);
+/* One key of a meta_object_delete_many batch. */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    int rc;                    /* out: 0 deleted or absent, or an error */
+    meta_object deleted;       /* out: the removed version (rc 0, version_id set) */
+} meta_delete_item;
+/* Deletes up to 1000 keys of one bucket in one transaction (one synced
+ * commit): DeleteObjects.  Each item gets its own outcome; the caller clears
+ * each item's deleted. */
+int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 
 /* One listing row; pointers valid only during the callback. */
 typedef struct {
@@ -172,7 +198,7 @@ typedef struct {
  * back into meta (a reader connection is held).  *more is set when rows beyond
  * those delivered exist (only meaningful if cb never stopped early).
  */
-int meta_object_list(meta_store *ms, const char *bucket, const char *prefix,
+int meta_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix,
                      size_t prefix_len, const char *from, size_t from_len, bool inclusive,
                      int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud,
                      bool *more);
@@ -194,12 +220,51 @@ int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after
                      size_t after_key_len, int limit,
                      int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);
 
-/* Replaces the layout of (bucket, key) only if its current version is still
- * version_id (a rebalance must not clobber a newer write): CAIRN_ECONFLICT
- * otherwise, CAIRN_ENOTFOUND if the object is gone. */
-int meta_object_set_layout(meta_store *ms, const char *bucket, const char *key, size_t key_len,
-                           const char *version_id, const char *layout);
-/* Counts objects whose layout mentions a drive or node id (admin checks). */
+/*
+ * Placements: every set of shards metadata references.  Three kinds hold
+ * shards — an object's own version (not inline, not multipart), a part of a
+ * completed multipart object, and a part of an upload in progress — and every
+ * job that moves or verifies shards (scrub, drain and rebalance, the
+ * reference count behind node removal, fsck) must see all three.  A
+ * placement is named by its version id, which is random and unique across
+ * all three tables.
+ */
+typedef enum {
+    META_PLACE_OBJECT = 0,     /* objects row; owner = bucket, key = key */
+    META_PLACE_OBJECT_PART,    /* object_parts row; owner = the multipart object's version id */
+    META_PLACE_UPLOAD_PART,    /* upload_parts row; owner = the upload id */
+} meta_place_kind;
+
+typedef struct {
+    meta_place_kind kind;
+    char version_id[33];
+    int64_t size;
+    char layout[320];
+    char owner[65];            /* bucket name, object version id or upload id (see kind) */
+    char key[1025];            /* META_PLACE_OBJECT: the object's key */
+    size_t key_len;
+    int part_number;           /* parts */
+} meta_placement;
+
+/* Where a placement scan resumes: kind, then version id ("" = the start). */
+typedef struct {
+    meta_place_kind kind;
+    char after[33];
+    bool done;
+} meta_place_cursor;
+
+/* Delivers up to limit placements after *cur, kind by kind, each kind in
+ * version id order, and advances *cur (cur->done once every kind is
+ * through).  Rows are copied before cb runs, so cb may call meta. */
+int meta_placement_scan(meta_store *ms, meta_place_cursor *cur, int limit,
+                        int (*cb)(void *ud, const meta_placement *p), void *ud);
+/* Points the placement version_id at new_layout, only if its layout is still
+ * old_layout (a rebalance must not clobber a concurrent change):
+ * CAIRN_ECONFLICT otherwise, CAIRN_ENOTFOUND if nothing references it now. */
+int meta_placement_set_layout(meta_store *ms, const char *version_id, const char *old_layout,
+                              const char *new_layout);
+/* Counts placements (of all three kinds) whose layout mentions a drive or
+ * node id: `cairn admin node remove` refuses while it is not 0. */
 int meta_layout_refs(meta_store *ms, const char *id, int64_t *count);
 
 /* ---- multipart uploads ------------------------------------------------------------
@@ -217,6 +282,7 @@ int meta_layout_refs(meta_store *ms, const char *id, int64_t *count);
 typedef struct {
     char upload_id[65];
     char bucket[64];
+    int64_t bucket_id;         /* the bucket it belongs to (see meta_bucket) */
     char key[1025];
     size_t key_len;
     int64_t owner_id;
@@ -235,11 +301,13 @@ typedef struct {
 } meta_part;
 
 void meta_upload_clear(meta_upload *u);
+/* CAIRN_ENOTFOUND when the bucket u->bucket_id (or, if 0, u->bucket) is gone. */
 int meta_upload_create(meta_store *ms, const meta_upload *u);
 int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out);   /* ENOTFOUND */
-/* Uploads of bucket in (key, upload_id) order after the markers, keys starting
- * with prefix; cb must not call meta.  *more as in meta_object_list. */
-int meta_upload_list(meta_store *ms, const char *bucket, const char *prefix, size_t prefix_len,
+/* Uploads of the bucket with id bucket_id in (key, upload_id) order after the
+ * markers, keys starting with prefix; cb must not call meta.  *more as in
+ * meta_object_list. */
+int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size_t prefix_len,
                      const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit,
                      int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more);
 /* Records a part (replacing one with the same number: *replaced filled).
@@ -252,8 +320,14 @@ int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
 /* Completes an upload in one transaction: obj becomes the current version
  * (layout "mp:<n>"; replaced and had_replaced as in meta_object_put), parts
  * (n, in order, offsets set) become its object_parts, and the upload and its
- * part rows go.  unused(ud, part) hears every uploaded part not in the list
- * (after the commit) so its bytes can be removed.  CAIRN_ENOTFOUND: no upload. */
+ * part rows go; the upload is remembered (meta_upload_completed_get).  Each
+ * chosen part must still be the upload's current part of that number (same
+ * version_id): if a re-upload replaced one since the caller read the list,
+ * nothing happens and CAIRN_ECONFLICT says to read it again.  Sizes, ETags
+ * and layouts are taken from the rows inside the transaction.  unused(ud,
+ * part) hears every uploaded part not in the list (after the commit) so its
+ * bytes can be removed.  CAIRN_ENOTFOUND: no upload, or not in obj's bucket
+ * (obj->bucket_id) under obj's key. */
 int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
                          int n, meta_object *replaced, bool *had_replaced,
                          void (*unused)(void *ud, const meta_part *p), void *ud);
@@ -263,6 +337,33 @@ int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void 
 /* Parts of a completed multipart version, in order (offsets set). */
 int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud);
 int meta_object_parts_delete(meta_store *ms, const char *version_id);
+
+/* A completed upload as remembered for retried completes. */
+typedef struct {
+    char upload_id[65];
+    int64_t bucket_id;
+    char key[1025];
+    size_t key_len;
+    char version_id[33];
+    char etag[72];
+    int64_t completed_ms;
+} meta_completed_upload;
+int meta_upload_completed_get(meta_store *ms, const char *upload_id, meta_completed_upload *out); /* ENOTFOUND */
+/* Forgets up to limit completed uploads older than before_ms. */
+int meta_upload_completed_prune(meta_store *ms, int64_t before_ms, int limit, int64_t *deleted);
+
+/* ---- the trash ------------------------------------------------------------------------
+ * Shards whose references a bulk deletion removed (meta_bucket_delete), to be
+ * removed from the drives and then forgotten. */
+typedef struct {
+    char version_id[33];
+    char layout[320];
+    int64_t added_ms;
+} meta_trash_entry;
+/* Up to limit entries, oldest first; cb may call meta. */
+int meta_trash_list(meta_store *ms, int limit, int (*cb)(void *ud, const meta_trash_entry *e), void *ud);
+/* Forgets n entries (their shards are gone) in one transaction. */
+int meta_trash_remove(meta_store *ms, const char *const *version_ids, int n);
 
 /* ---- the durable job queue ------------------------------------------------------------ */
 

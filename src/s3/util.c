@@ -8,6 +8,7 @@
  */
 #include "s3/internal.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -39,6 +40,34 @@ bool s3_bucket_name_valid(const char *name) {
         else if (!isdigit((unsigned char)name[i])) digits = 0;
     }
     if (digits && dots == 3) return false;
+    return true;
+}
+
+bool s3_utf8_valid(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+        else return false; /* a continuation byte first, an overlong lead, or > U+10FFFF */
+        if (n - i < len) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += len;
+    }
     return true;
 }
 
@@ -88,6 +117,18 @@ s3_range_result s3_parse_range(const char *h, int64_t size, int64_t *start, int6
     *start = a;
     *len = b - a + 1;
     return S3_RANGE_OK;
+}
+
+int s3_parse_copy_range(const char *h, int64_t size, int64_t *start, int64_t *len) {
+    if (!h || strncmp(h, "bytes=", 6) != 0) return CAIRN_EINVAL;
+    const char *spec = h + 6, *end = spec + strlen(spec);
+    const char *dash = memchr(spec, '-', (size_t)(end - spec));
+    int64_t a, b;
+    if (!dash || !parse_num(spec, dash, &a) || !parse_num(dash + 1, end, &b) || b < a) return CAIRN_EINVAL;
+    if (b >= size) return CAIRN_ETOOBIG;
+    *start = a;
+    *len = b - a + 1;
+    return 0;
 }
 
 /* True when the comma-separated ETag list in header matches etag ("*" matches all). */
@@ -207,6 +248,64 @@ bad:
 done:
     xmlFreeDoc(doc);
     return rc;
+}
+
+#define MAX_PARTS 10000
+
+/* One <Part>: both fields, a number in range, an ETag that fits. */
+static bool parse_part(xmlNodePtr c, s3_complete_part *w) {
+    bool have_num = false, have_etag = false;
+    for (xmlNodePtr f = c->children; f; f = f->next) {
+        if (f->type != XML_ELEMENT_NODE) continue;
+        xmlChar *v = xmlNodeGetContent(f);
+        const char *t = v ? (const char *)v : "";
+        if (is_elem(f, "PartNumber")) {
+            int64_t num;
+            if (parse_num(t, t + strlen(t), &num) && num >= 1 && num <= MAX_PARTS) {
+                w->number = (int)num;
+                have_num = true;
+            }
+        } else if (is_elem(f, "ETag")) {
+            /* Clients send it quoted (sometimes escaped); compare unquoted. */
+            const char *s = t;
+            size_t l = strlen(s);
+            if (l >= 2 && s[0] == '"' && s[l - 1] == '"') { s++; l -= 2; }
+            if (l < sizeof w->etag) { memcpy(w->etag, s, l); w->etag[l] = '\0'; have_etag = true; }
+        }
+        xmlFree(v);
+    }
+    return have_num && have_etag;
+}
+
+int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out) {
+    *out = NULL;
+    xmlDocPtr doc = parse_xml(body, len);
+    if (!doc) return CAIRN_EINVAL;
+    int n = CAIRN_EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (root && is_elem(root, "CompleteMultipartUpload")) {
+        int count = 0;
+        for (xmlNodePtr c = root->children; c; c = c->next)
+            if (is_elem(c, "Part")) count++;
+        s3_complete_part *parts = NULL;
+        if (count > 0 && count <= MAX_PARTS) {
+            parts = calloc((size_t)count, sizeof *parts);
+            if (!parts) n = CAIRN_ENOMEM;
+        }
+        if (parts) {
+            n = 0;
+            for (xmlNodePtr c = root->children; c && n >= 0; c = c->next) {
+                if (!is_elem(c, "Part")) continue;
+                if (parse_part(c, &parts[n])) n++;
+                else n = CAIRN_EINVAL;
+            }
+            assert(n != 0);
+            if (n > 0) *out = parts;
+            else free(parts);
+        }
+    }
+    xmlFreeDoc(doc);
+    return n;
 }
 
 int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen) {

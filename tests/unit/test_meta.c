@@ -120,7 +120,7 @@ static void collect_free(collect *c) {
 
 static int list_all(meta_store *ms, const char *bucket, const char *prefix, size_t plen,
                     const char *from, size_t flen, bool incl, int limit, collect *c, bool *more) {
-    return meta_object_list(ms, bucket, prefix, plen, from, flen, incl, limit, collect_cb, c, more);
+    return meta_object_list(ms, bucket, 0, prefix, plen, from, flen, incl, limit, collect_cb, c, more);
 }
 
 static bool key_is(const collect *c, int i, const char *key, size_t len) {
@@ -264,7 +264,7 @@ Test(meta, reopen_sees_committed_data) {
     cr_assert_eq(meta_bucket_get(f.ms, "persist", &b), 0);
     cr_assert_eq(b.owner_id, 7);
     meta_object got;
-    cr_assert_eq(meta_object_get(f.ms, "persist", "a/b.txt", 7, false, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "persist", 0, "a/b.txt", 7, false, &got), 0);
     cr_assert_str_eq(got.version_id, o.version_id);
     cr_assert_eq(got.size, 42);
     meta_object_clear(&got);
@@ -461,13 +461,13 @@ Test(meta, bucket_delete_not_empty_then_empty) {
     fx_open(&f, 1);
     mk_bucket(f.ms, "b", 1);
     put_key(f.ms, "b", "k", 1);
-    cr_assert_eq(meta_bucket_delete(f.ms, "b"), CAIRN_ENOTEMPTY);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", 0), CAIRN_ENOTEMPTY);
     meta_bucket got;
     cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0, "still there");
-    cr_assert_eq(meta_object_delete(f.ms, "b", "k", 1, NULL), 0);
-    cr_assert_eq(meta_bucket_delete(f.ms, "b"), 0);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "k", 1, NULL), 0);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", 0), 0);
     cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_ENOTFOUND);
-    cr_assert_eq(meta_bucket_delete(f.ms, "b"), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", 0), CAIRN_ENOTFOUND);
     meta_object o = mk_obj("b", "k", 1, 1);
     cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_ENOTFOUND, "bucket is gone");
     fx_close(&f);
@@ -507,7 +507,7 @@ Test(meta, object_put_get_delete_and_errors) {
     cr_assert_not(had, "first put replaces nothing");
 
     meta_object got;
-    cr_assert_eq(meta_object_get(f.ms, "b", "dir/file.txt", 12, false, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "dir/file.txt", 12, false, &got), 0);
     cr_assert_str_eq(got.bucket, "b");
     cr_assert_eq(got.key_len, 12);
     cr_assert_str_eq(got.key, "dir/file.txt");
@@ -522,20 +522,20 @@ Test(meta, object_put_get_delete_and_errors) {
     meta_object_clear(&got);
     cr_assert_null(got.headers_json);
 
-    cr_assert_eq(meta_object_get(f.ms, "b", "dir/file.tx", 11, false, &got), CAIRN_ENOTFOUND);
-    cr_assert_eq(meta_object_get(f.ms, "other", "dir/file.txt", 12, false, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "dir/file.tx", 11, false, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "other", 0, "dir/file.txt", 12, false, &got), CAIRN_ENOTFOUND);
 
     int64_t n = -1;
     cr_assert_eq(meta_object_count(f.ms, "b", &n), 0);
     cr_assert_eq(n, 1);
 
     meta_object del;
-    cr_assert_eq(meta_object_delete(f.ms, "b", "dir/file.txt", 12, &del), 0);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "dir/file.txt", 12, &del), 0);
     cr_assert_str_eq(del.version_id, o.version_id);
     cr_assert_eq(del.storage, META_STORE_FILE);
     meta_object_clear(&del);
-    cr_assert_eq(meta_object_delete(f.ms, "b", "dir/file.txt", 12, &del), CAIRN_ENOTFOUND);
-    cr_assert_eq(meta_object_get(f.ms, "b", "dir/file.txt", 12, false, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "dir/file.txt", 12, &del), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "dir/file.txt", 12, false, &got), CAIRN_ENOTFOUND);
     cr_assert_eq(meta_object_count(f.ms, "b", &n), 0);
     cr_assert_eq(n, 0);
 
@@ -575,7 +575,7 @@ Test(meta, odd_keys_round_trip) {
     for (size_t i = 0; i < nkeys; i++) put_key(f.ms, "b", keys[i].k, keys[i].len);
     for (size_t i = 0; i < nkeys; i++) {
         meta_object got;
-        cr_assert_eq(meta_object_get(f.ms, "b", keys[i].k, keys[i].len, false, &got), 0,
+        cr_assert_eq(meta_object_get(f.ms, "b", 0, keys[i].k, keys[i].len, false, &got), 0,
                      "key %zu", i);
         cr_assert_eq(got.key_len, keys[i].len);
         cr_assert_eq(memcmp(got.key, keys[i].k, keys[i].len), 0);
@@ -798,7 +798,7 @@ Test(meta, overwrite_returns_replaced_version) {
     meta_object_clear(&rep);
 
     meta_object got;
-    cr_assert_eq(meta_object_get(f.ms, "b", "k", 1, true, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, true, &got), 0);
     cr_assert_str_eq(got.version_id, v2.version_id);
     cr_assert_eq(got.storage, META_STORE_FILE);
     cr_assert_null(got.data, "file-stored objects carry no inline bytes");
@@ -814,7 +814,7 @@ Test(meta, overwrite_returns_replaced_version) {
     cr_assert_str_eq(rep.version_id, v2.version_id);
     cr_assert_eq(rep.storage, META_STORE_FILE);
     meta_object_clear(&rep);
-    cr_assert_eq(meta_object_get(f.ms, "b", "k", 1, true, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, true, &got), 0);
     cr_assert_eq(got.data_len, 5);
     cr_assert_eq(memcmp(got.data, "three", 5), 0);
     meta_object_clear(&got);
@@ -840,14 +840,14 @@ Test(meta, inline_data_round_trip) {
     cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
 
     meta_object got;
-    cr_assert_eq(meta_object_get(f.ms, "b", "bin", 3, true, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "bin", 3, true, &got), 0);
     cr_assert_eq(got.storage, META_STORE_INLINE);
     cr_assert_eq(got.data_len, sizeof bytes);
     cr_assert_eq(memcmp(got.data, bytes, sizeof bytes), 0);
     meta_object_clear(&got);
     cr_assert_null(got.data);
     cr_assert_eq(got.data_len, 0);
-    cr_assert_eq(meta_object_get(f.ms, "b", "bin", 3, false, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "bin", 3, false, &got), 0);
     cr_assert_null(got.data, "with_data=false loads no bytes");
     cr_assert_eq(got.size, (int64_t)sizeof bytes);
     meta_object_clear(&got);
@@ -856,17 +856,17 @@ Test(meta, inline_data_round_trip) {
     e.storage = META_STORE_INLINE;
     e.headers_json = NULL; /* stored as {} */
     cr_assert_eq(meta_object_put(f.ms, &e, NULL, NULL), 0);
-    cr_assert_eq(meta_object_get(f.ms, "b", "empty", 5, true, &got), 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "empty", 5, true, &got), 0);
     cr_assert_eq(got.data_len, 0);
     cr_assert_not_null(got.data, "inline data is never NULL when asked for");
     cr_assert_str_eq(got.headers_json, "{}");
     meta_object_clear(&got);
 
     meta_object del;
-    cr_assert_eq(meta_object_delete(f.ms, "b", "bin", 3, &del), 0);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "bin", 3, &del), 0);
     cr_assert_str_eq(del.version_id, o.version_id);
     meta_object_clear(&del);
-    cr_assert_eq(meta_object_get(f.ms, "b", "bin", 3, true, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "bin", 3, true, &got), CAIRN_ENOTFOUND);
     cr_assert_eq(count_rows(f.path, "object_data"), 1, "only the empty object's row is left");
     fx_close(&f);
 }
@@ -893,14 +893,14 @@ static void *worker_main(void *arg) {
         }
         /* Read-after-write: the get runs on a reader connection, not the writer. */
         meta_object got;
-        if (meta_object_get(w->ms, "c", key, (size_t)len, false, &got) != 0 ||
+        if (meta_object_get(w->ms, "c", 0, key, (size_t)len, false, &got) != 0 ||
             strcmp(got.version_id, o.version_id) != 0)
             w->failures++;
         meta_object_clear(&got);
         /* Another thread's shared key is overwritten concurrently: it must always exist. */
         meta_object s = mk_obj("c", "shared", 6, w->id);
         if (meta_object_put(w->ms, &s, NULL, NULL) != 0) w->failures++;
-        if (meta_object_get(w->ms, "c", "shared", 6, false, &got) != 0) w->failures++;
+        if (meta_object_get(w->ms, "c", 0, "shared", 6, false, &got) != 0) w->failures++;
         meta_object_clear(&got);
         if (i % 50 == 49) {
             char prefix[8];
@@ -1163,5 +1163,468 @@ Test(jobs, finish_claim_ends_one_run_and_takes_the_next_in_one_go) {
     meta_job_clear(&next);
     expect_state(f.ms, b, "running", 3);   /* w, w1, w2 */
     cr_expect_eq(meta_job_finish_claim(f.ms, b, "w2", "bogus", 0, "", 0, 0, &frc, &next), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+/* ---- bucket identity ---------------------------------------------------------------------- */
+
+/* An upload of bucket (name, id) for key, with one part per version id given. */
+static void mk_upload(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, const char *upload_id) {
+    meta_upload u = {.bucket_id = bucket_id, .owner_id = 1, .initiated_ms = 1000};
+    strcpy(u.upload_id, upload_id);
+    strcpy(u.bucket, bucket);
+    strcpy(u.key, key);
+    u.key_len = strlen(key);
+    cr_assert_eq(meta_upload_create(ms, &u), 0, "create upload %s", upload_id);
+}
+
+static meta_part mk_part(int number, int64_t size, const char *layout) {
+    meta_part p = {.part_number = number, .size = size, .mtime_ms = 1000};
+    rand_hex_id(p.version_id, 16);
+    rand_hex_id(p.etag, 16);
+    strcpy(p.layout, layout);
+    return p;
+}
+
+static int64_t bucket_id_of(meta_store *ms, const char *name) {
+    meta_bucket b;
+    cr_assert_eq(meta_bucket_get(ms, name, &b), 0);
+    return b.id;
+}
+
+static int count_listed(void *ud, const meta_list_entry *e) {
+    (void)e;
+    (*(int *)ud)++;
+    return 0;
+}
+
+Test(identity, bucket_ids_are_never_reused) {
+    fx f;
+    fx_open(&f, 2);
+    meta_bucket b = {.owner_id = 1};
+    strcpy(b.name, "b");
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), 0);
+    int64_t first = b.id;
+    cr_assert_gt(first, 0);
+    cr_assert_eq(bucket_id_of(f.ms, "b"), first);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", first), 0);
+    b.id = 0;
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), 0);
+    cr_assert_gt(b.id, first, "a recreated bucket is another bucket");
+    /* Deleting by a stale id finds nothing, even though the name exists. */
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", first), CAIRN_ENOTFOUND);
+    cr_assert_eq(bucket_id_of(f.ms, "b"), b.id);
+    fx_reopen(&f);
+    mk_bucket(f.ms, "c", 1);
+    cr_assert_gt(bucket_id_of(f.ms, "c"), b.id, "ids survive a reopen and keep growing");
+    fx_close(&f);
+}
+
+Test(identity, nothing_of_a_deleted_bucket_reaches_its_successor) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t old_id = bucket_id_of(f.ms, "b");
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", old_id), 0);
+    mk_bucket(f.ms, "b", 2);
+    int64_t new_id = bucket_id_of(f.ms, "b");
+    put_key(f.ms, "b", "k", 1);
+
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", old_id, "k", 1, true, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "b", new_id, "k", 1, true, &got), 0);
+    meta_object_clear(&got);
+    int n = 0;
+    cr_assert_eq(meta_object_list(f.ms, "b", old_id, NULL, 0, NULL, 0, false, 100, count_listed, &n, NULL), 0);
+    cr_assert_eq(n, 0, "a stale id lists nothing");
+    cr_assert_eq(meta_object_list(f.ms, "b", new_id, NULL, 0, NULL, 0, false, 100, count_listed, &n, NULL), 0);
+    cr_assert_eq(n, 1);
+    meta_object o = mk_obj("b", "k2", 2, 5);
+    o.bucket_id = old_id;
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_ENOTFOUND, "a put begun on the old bucket lands nowhere");
+    cr_assert_eq(meta_object_delete(f.ms, "b", old_id, "k", 1, NULL), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "b", new_id, "k", 1, false, &got), 0, "the successor's object stays");
+    meta_object_clear(&got);
+    meta_upload u = {.bucket_id = old_id, .owner_id = 1};
+    strcpy(u.upload_id, "u1");
+    strcpy(u.bucket, "b");
+    strcpy(u.key, "k");
+    u.key_len = 1;
+    cr_assert_eq(meta_upload_create(f.ms, &u), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+typedef struct {
+    char ids[16][33];
+    int n;
+} trash_seen;
+
+static int see_trash(void *ud, const meta_trash_entry *e) {
+    trash_seen *t = ud;
+    cr_assert_lt(t->n, 16);
+    strcpy(t->ids[t->n++], e->version_id);
+    cr_assert_str_eq(e->layout, "1+0:4096:0123456789abcdef");
+    return 0;
+}
+
+static int count_uploads(void *ud, const meta_upload *u) {
+    (void)u;
+    (*(int *)ud)++;
+    return 0;
+}
+
+Test(identity, deleting_a_bucket_aborts_its_uploads_into_the_trash) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    mk_bucket(f.ms, "keep", 1);
+    int64_t id = bucket_id_of(f.ms, "b"), keep = bucket_id_of(f.ms, "keep");
+    mk_upload(f.ms, "b", id, "k1", "up1");
+    mk_upload(f.ms, "b", id, "k2", "up2");
+    mk_upload(f.ms, "keep", keep, "k", "up3");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    meta_part p1 = mk_part(1, 10, layout), p2 = mk_part(2, 10, layout), p3 = mk_part(1, 10, layout),
+              p4 = mk_part(1, 10, layout);
+    meta_part old;
+    bool had;
+    cr_assert_eq(meta_part_put(f.ms, "up1", &p1, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "up1", &p2, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "up2", &p3, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "up3", &p4, &old, &had), 0);
+    put_key(f.ms, "b", "obj", 3);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", id), CAIRN_ENOTEMPTY, "objects still block the delete");
+    cr_assert_eq(meta_object_delete(f.ms, "b", id, "obj", 3, NULL), 0);
+    trash_seen t = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, see_trash, &t), 0);
+    cr_assert_eq(t.n, 0);
+
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", id), 0, "uploads in progress do not block it");
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up1", &u), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_get(f.ms, "up2", &u), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_get(f.ms, "up3", &u), 0, "another bucket's upload stays");
+    meta_upload_clear(&u);
+    bool referenced = true;
+    cr_assert_eq(meta_version_referenced(f.ms, p1.version_id, &referenced), 0);
+    cr_assert_not(referenced);
+    cr_assert_eq(meta_trash_list(f.ms, 100, see_trash, &t), 0);
+    cr_assert_eq(t.n, 3, "the three parts are in the trash");
+    bool seen[3] = {false};
+    for (int i = 0; i < t.n; i++) {
+        seen[0] |= !strcmp(t.ids[i], p1.version_id);
+        seen[1] |= !strcmp(t.ids[i], p2.version_id);
+        seen[2] |= !strcmp(t.ids[i], p3.version_id);
+    }
+    cr_assert(seen[0] && seen[1] && seen[2]);
+    /* The trash is forgotten once emptied; a limit pages it. */
+    trash_seen page = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 2, see_trash, &page), 0);
+    cr_assert_eq(page.n, 2);
+    const char *ids[3] = {t.ids[0], t.ids[1], t.ids[2]};
+    cr_assert_eq(meta_trash_remove(f.ms, ids, 2), 0);
+    trash_seen rest = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, see_trash, &rest), 0);
+    cr_assert_eq(rest.n, 1);
+    cr_assert_str_eq(rest.ids[0], t.ids[2]);
+    cr_assert_eq(meta_trash_remove(f.ms, ids + 2, 1), 0);
+    cr_assert_eq(meta_trash_remove(f.ms, ids, 0), 0);
+    cr_assert_eq(meta_trash_list(f.ms, 0, see_trash, &rest), CAIRN_EINVAL);
+    /* A new bucket of the same name has no uploads. */
+    mk_bucket(f.ms, "b", 2);
+    int n = 0;
+    cr_assert_eq(meta_upload_list(f.ms, bucket_id_of(f.ms, "b"), NULL, 0, NULL, 0, NULL, 100, count_uploads, &n, NULL), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(meta_upload_list(f.ms, keep, NULL, 0, NULL, 0, NULL, 100, count_uploads, &n, NULL), 0);
+    cr_assert_eq(n, 1);
+    fx_close(&f);
+}
+
+/* ---- completing uploads ------------------------------------------------------------------ */
+
+typedef struct {
+    meta_part p[8];
+    int n;
+} part_list;
+
+static int keep_part(void *ud, const meta_part *p) {
+    part_list *l = ud;
+    cr_assert_lt(l->n, 8);
+    l->p[l->n++] = *p;
+    return 0;
+}
+
+static meta_object mp_obj(const char *bucket, int64_t bucket_id, const char *key, int64_t size, int nparts) {
+    meta_object o = mk_obj(bucket, key, strlen(key), size);
+    o.bucket_id = bucket_id;
+    snprintf(o.layout, sizeof o.layout, "mp:%d", nparts);
+    strcpy(o.etag, "0123456789abcdef0123456789abcdef-1");
+    return o;
+}
+
+static void ignore_part(void *ud, const meta_part *p) {
+    (void)p;
+    (*(int *)ud)++;
+}
+
+Test(uploads, complete_refuses_a_part_replaced_since_it_was_read) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload(f.ms, "b", id, "k", "up");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    meta_part first = mk_part(1, 100, layout), again = mk_part(1, 100, layout);
+    meta_part old;
+    bool had = true;
+    cr_assert_eq(meta_part_put(f.ms, "up", &first, &old, &had), 0);
+    cr_assert_not(had);
+    /* The complete read the part list (first), then a re-upload replaced it. */
+    cr_assert_eq(meta_part_put(f.ms, "up", &again, &old, &had), 0);
+    cr_assert(had);
+    cr_assert_str_eq(old.version_id, first.version_id, "the replaced part is reported for removal");
+    meta_object obj = mp_obj("b", id, "k", 100, 1);
+    meta_object replaced;
+    bool had_replaced;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &obj, &first, 1, &replaced, &had_replaced, ignore_part, &unused),
+                 CAIRN_ECONFLICT, "the chosen bytes are gone: never commit a reference to them");
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", id, "k", 1, false, &got), CAIRN_ENOTFOUND, "nothing was committed");
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up", &u), 0, "the upload is intact");
+    meta_upload_clear(&u);
+    /* With the current part it commits, taking size, ETag and layout from the row. */
+    meta_part chosen = again;
+    strcpy(chosen.layout, "stale");
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &obj, &chosen, 1, &replaced, &had_replaced, ignore_part, &unused), 0);
+    cr_assert_not(had_replaced);
+    cr_assert_eq(unused, 0);
+    cr_assert_eq(meta_object_get(f.ms, "b", id, "k", 1, false, &got), 0);
+    meta_object_clear(&got);
+    part_list pl = {0};
+    cr_assert_eq(meta_object_parts(f.ms, obj.version_id, keep_part, &pl), 0);
+    cr_assert_eq(pl.n, 1);
+    cr_assert_str_eq(pl.p[0].version_id, again.version_id);
+    cr_assert_str_eq(pl.p[0].layout, layout, "the layout comes from the upload's row, not the caller");
+    cr_assert_str_eq(pl.p[0].etag, again.etag);
+    cr_assert_eq(pl.p[0].offset, 0);
+    /* The upload is remembered for a retried complete, then gone. */
+    meta_completed_upload c;
+    cr_assert_eq(meta_upload_completed_get(f.ms, "up", &c), 0);
+    cr_assert_eq(c.bucket_id, id);
+    cr_assert_str_eq(c.version_id, obj.version_id);
+    cr_assert_str_eq(c.etag, obj.etag);
+    cr_assert_eq(c.key_len, 1);
+    cr_assert_eq(meta_upload_get(f.ms, "up", &u), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &obj, &chosen, 1, &replaced, &had_replaced, ignore_part, &unused),
+                 CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_completed_get(f.ms, "nope", &c), CAIRN_ENOTFOUND);
+    int64_t pruned = -1;
+    cr_assert_eq(meta_upload_completed_prune(f.ms, obj.mtime_ms, 10, &pruned), 0);
+    cr_assert_eq(pruned, 0, "not older than the cutoff");
+    cr_assert_eq(meta_upload_completed_prune(f.ms, obj.mtime_ms + 1, 10, &pruned), 0);
+    cr_assert_eq(pruned, 1);
+    cr_assert_eq(meta_upload_completed_get(f.ms, "up", &c), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_completed_prune(f.ms, 0, 0, &pruned), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(uploads, complete_checks_the_bucket_key_and_sizes) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    mk_bucket(f.ms, "c", 1);
+    int64_t id = bucket_id_of(f.ms, "b"), other = bucket_id_of(f.ms, "c");
+    mk_upload(f.ms, "b", id, "k", "up");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    meta_part p1 = mk_part(1, 100, layout), p2 = mk_part(2, 50, layout), p3 = mk_part(3, 7, layout);
+    meta_part old;
+    bool had;
+    cr_assert_eq(meta_part_put(f.ms, "up", &p1, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "up", &p2, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "up", &p3, &old, &had), 0);
+    meta_part chosen[2] = {p1, p3};
+    meta_object replaced;
+    bool had_replaced;
+    int unused = 0;
+    meta_object wrong_bucket = mp_obj("c", other, "k", 107, 2);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &wrong_bucket, chosen, 2, &replaced, &had_replaced, ignore_part,
+                                      &unused), CAIRN_ENOTFOUND, "an upload completes only into its own bucket");
+    meta_object wrong_key = mp_obj("b", id, "kk", 107, 2);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &wrong_key, chosen, 2, &replaced, &had_replaced, ignore_part,
+                                      &unused), CAIRN_ENOTFOUND, "and under its own key");
+    meta_object wrong_size = mp_obj("b", id, "k", 150, 2);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &wrong_size, chosen, 2, &replaced, &had_replaced, ignore_part,
+                                      &unused), CAIRN_ECONFLICT, "sizes are checked against the rows");
+    meta_object ok = mp_obj("b", id, "k", 107, 2);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &ok, chosen, 2, &replaced, &had_replaced, ignore_part, &unused), 0);
+    cr_assert_eq(unused, 1, "part 2 was left out: its bytes are handed back");
+    part_list pl = {0};
+    cr_assert_eq(meta_object_parts(f.ms, ok.version_id, keep_part, &pl), 0);
+    cr_assert_eq(pl.n, 2);
+    cr_assert_eq(pl.p[0].part_number, 1);
+    cr_assert_eq(pl.p[1].part_number, 3, "part numbers are kept as uploaded");
+    cr_assert_eq(pl.p[1].offset, 100);
+    fx_close(&f);
+}
+
+/* ---- placements --------------------------------------------------------------------------- */
+
+typedef struct {
+    meta_placement p[64];
+    int n;
+} place_list;
+
+static int keep_place(void *ud, const meta_placement *p) {
+    place_list *l = ud;
+    cr_assert_lt(l->n, 64);
+    l->p[l->n++] = *p;
+    return 0;
+}
+
+static const meta_placement *find_place(const place_list *l, const char *version_id) {
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->p[i].version_id, version_id)) return &l->p[i];
+    return NULL;
+}
+
+/* Walks every placement in pages of page_size. */
+static void scan_all(meta_store *ms, int page_size, place_list *out) {
+    meta_place_cursor cur = {0};
+    int calls = 0;
+    while (!cur.done) {
+        cr_assert_eq(meta_placement_scan(ms, &cur, page_size, keep_place, out), 0);
+        cr_assert_lt(++calls, 100);
+    }
+}
+
+Test(placement, scan_sees_objects_object_parts_and_upload_parts) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const char *L1 = "4+2:4096:aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb,cccccccccccccccc,dddddddddddddddd,eeeeeeeeeeeeeeee,ffffffffffffffff";
+    meta_object plain = mk_obj("b", "plain", 5, 1000);
+    strcpy(plain.layout, L1);
+    cr_assert_eq(meta_object_put(f.ms, &plain, NULL, NULL), 0);
+    meta_object small = mk_obj("b", "inline", 6, 2);
+    small.storage = META_STORE_INLINE;
+    small.data = (uint8_t *)"hi";
+    small.data_len = 2;
+    cr_assert_eq(meta_object_put(f.ms, &small, NULL, NULL), 0);
+    /* A completed multipart object (parts p1, p2) and an upload with part p3. */
+    mk_upload(f.ms, "b", id, "mp", "done");
+    meta_part p1 = mk_part(1, 600, L1), p2 = mk_part(2, 400, L1), p3 = mk_part(1, 77, L1);
+    meta_part old;
+    bool had;
+    cr_assert_eq(meta_part_put(f.ms, "done", &p1, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "done", &p2, &old, &had), 0);
+    meta_part chosen[2] = {p1, p2};
+    meta_object mp = mp_obj("b", id, "mp", 1000, 2);
+    meta_object replaced;
+    bool had_replaced;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "done", &mp, chosen, 2, &replaced, &had_replaced, ignore_part, &unused), 0);
+    mk_upload(f.ms, "b", id, "live", "live");
+    cr_assert_eq(meta_part_put(f.ms, "live", &p3, &old, &had), 0);
+
+    for (int page = 1; page <= 5; page += 4) {
+        place_list l = {0};
+        scan_all(f.ms, page, &l);
+        cr_assert_eq(l.n, 4, "plain, two object parts, one upload part (page %d)", page);
+        const meta_placement *a = find_place(&l, plain.version_id), *b1 = find_place(&l, p1.version_id),
+                             *b2 = find_place(&l, p2.version_id), *c = find_place(&l, p3.version_id);
+        cr_assert(a && b1 && b2 && c);
+        cr_assert_null(find_place(&l, small.version_id), "inline objects have no shards");
+        cr_assert_null(find_place(&l, mp.version_id), "a multipart object's own row has no shards");
+        cr_assert_eq(a->kind, META_PLACE_OBJECT);
+        cr_assert_str_eq(a->owner, "b");
+        cr_assert_eq(a->key_len, 5);
+        cr_assert_eq(memcmp(a->key, "plain", 5), 0);
+        cr_assert_eq(a->size, 1000);
+        cr_assert_eq(b1->kind, META_PLACE_OBJECT_PART);
+        cr_assert_str_eq(b1->owner, mp.version_id);
+        cr_assert_eq(b2->part_number, 2);
+        cr_assert_eq(b2->size, 400);
+        cr_assert_eq(c->kind, META_PLACE_UPLOAD_PART);
+        cr_assert_str_eq(c->owner, "live");
+        cr_assert_str_eq(c->layout, L1);
+    }
+    meta_place_cursor done = {.done = true};
+    place_list none = {0};
+    cr_assert_eq(meta_placement_scan(f.ms, &done, 10, keep_place, &none), 0);
+    cr_assert_eq(none.n, 0);
+    cr_assert_eq(meta_placement_scan(f.ms, &done, 0, keep_place, &none), CAIRN_EINVAL);
+
+    /* Every kind counts toward a node's references. */
+    int64_t refs = -1;
+    cr_assert_eq(meta_layout_refs(f.ms, "cccccccccccccccc", &refs), 0);
+    cr_assert_eq(refs, 4);
+    cr_assert_eq(meta_layout_refs(f.ms, "9999999999999999", &refs), 0);
+    cr_assert_eq(refs, 0);
+    cr_assert_eq(meta_layout_refs(f.ms, "", &refs), CAIRN_EINVAL);
+
+    /* Moving each kind: compare-and-set on the layout. */
+    const char *L2 = "4+2:4096:aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb,9999999999999999,dddddddddddddddd,eeeeeeeeeeeeeeee,ffffffffffffffff";
+    const char *ids[] = {plain.version_id, p1.version_id, p2.version_id, p3.version_id};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(meta_placement_set_layout(f.ms, ids[i], L1, L2), 0, "placement %d", i);
+        cr_assert_eq(meta_placement_set_layout(f.ms, ids[i], L1, L2), CAIRN_ECONFLICT, "layout changed meanwhile");
+    }
+    cr_assert_eq(meta_layout_refs(f.ms, "cccccccccccccccc", &refs), 0);
+    cr_assert_eq(refs, 0);
+    cr_assert_eq(meta_layout_refs(f.ms, "9999999999999999", &refs), 0);
+    cr_assert_eq(refs, 4);
+    char gone[33];
+    rand_hex_id(gone, 16);
+    cr_assert_eq(meta_placement_set_layout(f.ms, gone, L1, L2), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_placement_set_layout(f.ms, NULL, L1, L2), CAIRN_EINVAL);
+    /* A part moved while its upload was in progress keeps its new layout
+     * through the complete that makes it an object part. */
+    meta_part live_chosen = p3;
+    meta_object live = mp_obj("b", id, "live", 77, 1);
+    cr_assert_eq(meta_upload_complete(f.ms, "live", &live, &live_chosen, 1, &replaced, &had_replaced, ignore_part,
+                                      &unused), 0);
+    part_list pl = {0};
+    cr_assert_eq(meta_object_parts(f.ms, live.version_id, keep_part, &pl), 0);
+    cr_assert_eq(pl.n, 1);
+    cr_assert_str_eq(pl.p[0].layout, L2);
+    fx_close(&f);
+}
+
+Test(meta, delete_many_in_one_transaction) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    put_key(f.ms, "b", "a", 1);
+    put_key(f.ms, "b", "c", 1);
+    char long_key[1100];
+    memset(long_key, 'x', sizeof long_key);
+    meta_delete_item items[4] = {{.key = "a", .key_len = 1}, {.key = "b", .key_len = 1},
+                                 {.key = long_key, .key_len = sizeof long_key}, {.key = "c", .key_len = 1}};
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", id, items, 4), 0);
+    cr_assert_eq(items[0].rc, 0);
+    cr_assert_neq(items[0].deleted.version_id[0], '\0', "deleted version reported");
+    cr_assert_eq(items[1].rc, 0, "absent counts as deleted");
+    cr_assert_eq(items[1].deleted.version_id[0], '\0');
+    cr_assert_eq(items[2].rc, 0, "a key too long to exist is absent");
+    cr_assert_eq(items[3].rc, 0);
+    for (int i = 0; i < 4; i++) meta_object_clear(&items[i].deleted);
+    int64_t n = -1;
+    cr_assert_eq(meta_object_count(f.ms, "b", &n), 0);
+    cr_assert_eq(n, 0);
+    /* A stale bucket id deletes nothing. */
+    put_key(f.ms, "b", "a", 1);
+    meta_delete_item stale = {.key = "a", .key_len = 1};
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", id + 100, &stale, 1), 0);
+    cr_assert_eq(stale.rc, 0);
+    cr_assert_eq(stale.deleted.version_id[0], '\0');
+    cr_assert_eq(meta_object_count(f.ms, "b", &n), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", id, items, 1001), CAIRN_EINVAL);
+    meta_delete_item nul = {.key = "a\0b", .key_len = 3};
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", id, &nul, 1), 0);
+    cr_assert_eq(nul.rc, CAIRN_EINVAL);
     fx_close(&f);
 }
