@@ -63,7 +63,9 @@ typedef struct s3_req {
     bool anonymous;
     bool is_root;
     int64_t user_id;
-    char secret[128];           /* the verified user's secret, for aws-chunked */
+    /* The verified user's secret, for aws-chunked: as long as the longest a
+     * secret can be (the root password's field). */
+    char secret[sizeof ((config_t *)0)->root_password];
 
     /* body */
     s3_body_mode body_mode;

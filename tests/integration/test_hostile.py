@@ -62,3 +62,21 @@ def test_concurrent_crc32c_uploads_all_verify(make_server):
     bad = base64.b64encode((crc32c(b"x") ^ 1).to_bytes(4, "big")).decode()
     r = srv.request("PUT", f"/{b}/bad", body=b"x", headers={"x-amz-checksum-crc32c": bad})
     assert r.status == 400 and r.error_code == "BadDigest"
+
+
+@pytest.mark.parametrize("length", [127, 128, 200, 255])
+def test_aws_chunked_upload_with_a_long_root_password(make_server, length):
+    """The verified secret seeds the aws-chunked chunk signatures; a root
+    password longer than the buffer that held it was cut and every chunk
+    failed SignatureDoesNotMatch."""
+    from conftest import random_access_key
+    from test_auth import streaming_put
+    secret = ("p" * length)[:length]
+    srv = make_server(root=(random_access_key(), secret))
+    b = unique_bucket()
+    assert srv.request("PUT", f"/{b}").status == 200
+    payload = bytes(range(256)) * 900
+    r = streaming_put(srv, b, "chunked", payload)
+    assert r.status == 200, r
+    got = srv.request("GET", f"/{b}/chunked")
+    assert got.status == 200 and got.body == payload
