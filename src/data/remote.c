@@ -12,9 +12,17 @@
  * Uploads announce Content-Length (the store knows each shard's size up
  * front); a shard read is one ranged GET streamed forward, re-issued only when
  * the reader jumps.
+ *
+ * Every request is signed for the node's id (learned from the unsigned
+ * /health/live, or the registry's when the node is down) with a nonce: this
+ * drive's session id, random per open, and the next number of its counter.
+ * An upload's shard bytes are followed by their Poly1305 tag, computed as
+ * they stream (node.c says why; docs/shard-api.md has the wire format).
+ * Response heads are untrusted input, parsed by node_head_parse.
  */
 #include "data/drive.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -22,6 +30,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +55,9 @@ typedef struct {
     char secret[256];
     int timeout_ms;
     SSL_CTX *tls;       /* https:// nodes: verifies the node's certificate and name */
+    EVP_MAC *poly;      /* Poly1305, for upload tags */
+    char session[2 * NODE_SESSION_BYTES + 1];
+    atomic_uint_fast64_t seq;   /* the last sequence number used */
 } remote_drive;
 
 /* A connection to a node: a socket, with TLS on top for https:// nodes. */
@@ -59,6 +71,7 @@ typedef struct {
     rconn c;
     uint64_t remaining;
     bool failed;
+    EVP_MAC_CTX *tag;   /* over the shard bytes sent so far */
 } remote_out;
 
 typedef struct {
@@ -68,7 +81,7 @@ typedef struct {
     rconn c;            /* an open GET streaming from pos, or c.fd == -1 */
     uint64_t pos;
     uint64_t left;      /* body bytes of that GET not consumed yet */
-    char spill[8192];   /* body bytes that arrived with the response head */
+    char spill[NODE_HEAD_MAX]; /* body bytes that arrived with the response head */
     size_t spill_len, spill_off;
 } remote_in;
 
@@ -179,47 +192,46 @@ static int send_all(rconn *c, const struct iovec *iov_in, int iovcnt) {
     return 0;
 }
 
-/* Sends a signed request head. */
+/* Sends a signed request head (sig_out, when given, gets its signature). */
 static int send_head(remote_drive *d, rconn *c, const char *method, const char *target, int64_t content_length,
-                     const char *extra) {
-    char date[24], sig[65];
-    snprintf(date, sizeof date, "%lld", (long long)(time_now_ms() / 1000));
-    node_sign(d->secret, method, target, date, sig);
+                     const char *extra, char *sig_out) {
+    char date[24], nonce[NODE_NONCE_MAX], sig[65];
+    snprintf(date, sizeof date, "%lld", (long long)time_now_ms());
+    unsigned long long seq = (unsigned long long)atomic_fetch_add(&d->seq, 1) + 1;
+    snprintf(nonce, sizeof nonce, "%s.%llu", d->session, seq);
+    if (node_sign(d->secret, d->id, method, target, date, nonce, content_length, sig) != 0) return CAIRN_EINVAL;
     char head[2048];
     int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nX-Cairn-Date: %s\r\nX-Cairn-Signature: %s\r\n"
-                     "Connection: close\r\n%s",
-                     method, target, d->host, d->port, date, sig, extra ? extra : "");
+                     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nX-Cairn-Date: %s\r\nX-Cairn-Nonce: %s\r\n"
+                     "X-Cairn-Signature: %s\r\nConnection: close\r\n%s",
+                     method, target, d->host, d->port, date, nonce, sig, extra ? extra : "");
+    if (n < 0 || n >= (int)sizeof head - 48) return CAIRN_EINVAL;
     if (content_length >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n", (long long)content_length);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    if (sig_out) memcpy(sig_out, sig, sizeof sig);
     struct iovec iov = {head, (size_t)n};
     return send_all(c, &iov, 1);
 }
 
-/* Reads the response head; returns the status, fills *content_length (-1 when
- * absent).  Body bytes read past the head are copied to spill/spill_len. */
-static int read_head(rconn *c, int64_t *content_length, char *spill, size_t *spill_len) {
-    char buf[8192];
+/* Reads the response head into *h (node_head_parse); returns the status or
+ * -1.  Body bytes read past the head (at most NODE_HEAD_MAX) are copied to
+ * spill/spill_len. */
+static int read_head(rconn *c, node_head *h, char spill[NODE_HEAD_MAX], size_t *spill_len) {
+    char buf[NODE_HEAD_MAX];
     size_t have = 0;
-    *content_length = -1;
     *spill_len = 0;
     for (;;) {
-        if (have == sizeof buf - 1) return -1;
-        ssize_t r = rconn_recv(c, buf + have, sizeof buf - 1 - have);
+        if (have == sizeof buf) return -1;
+        ssize_t r = rconn_recv(c, buf + have, sizeof buf - have);
         if (r < 0 && errno == EINTR && !c->ssl) continue;
         if (r <= 0) return -1;
         have += (size_t)r;
-        buf[have] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (!end) continue;
-        int status = 0;
-        if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
-        for (char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
-            if (strncasecmp(line + 2, "content-length:", 15) == 0) *content_length = strtoll(line + 17, NULL, 10);
-        size_t body = have - (size_t)(end + 4 - buf);
-        memcpy(spill, end + 4, body);
-        *spill_len = body;
-        return status;
+        if (node_head_parse(buf, have, h) != 0) return -1;
+        if (h->head_len == 0) continue;
+        assert(h->head_len <= have && have - h->head_len <= NODE_HEAD_MAX);
+        *spill_len = have - h->head_len;
+        memcpy(spill, buf + h->head_len, *spill_len);
+        return h->status;
     }
 }
 
@@ -229,10 +241,11 @@ static int simple_call(remote_drive *d, const char *method, const char *target, 
     rconn c;
     if (rconn_open(d, &c) != 0) return -1;
     int status = -1;
-    char spill[8192];
+    char spill[NODE_HEAD_MAX];
     size_t sl = 0;
-    int64_t cl = -1;
-    if (send_head(d, &c, method, target, -1, extra) == 0) status = read_head(&c, &cl, spill, &sl);
+    node_head h = {.content_length = -1};
+    if (send_head(d, &c, method, target, -1, extra, NULL) == 0) status = read_head(&c, &h, spill, &sl);
+    int64_t cl = h.content_length;
     if (status > 0 && body_out) {
         buf_append(body_out, spill, sl);
         while (cl < 0 || (int64_t)body_out->len < cl) {
@@ -254,6 +267,7 @@ static void shard_target(const char *name, char *out, size_t n) { snprintf(out, 
 
 static void remote_close(drive *d) {
     if (RD(d)->tls) SSL_CTX_free(RD(d)->tls);
+    EVP_MAC_free(RD(d)->poly);
     free(RD(d));
 }
 static const char *remote_id(const drive *d) { return ((const remote_drive *)d)->id; }
@@ -266,12 +280,16 @@ static int remote_create(drive *dd, const char *name, uint64_t size, shard_out *
     if (!o) return CAIRN_ENOMEM;
     o->base.d = dd;
     o->remaining = size;
-    char target[80];
+    char target[80], sig[65];
     shard_target(name, target, sizeof target);
-    if (rconn_open(d, &o->c) != 0 || send_head(d, &o->c, "PUT", target, (int64_t)size, NULL) != 0) {
-        rconn_close(&o->c);
+    o->c.fd = -1;
+    int rc = CAIRN_EIO;
+    if (rconn_open(d, &o->c) == 0 && send_head(d, &o->c, "PUT", target, (int64_t)(size + NODE_TAG_LEN), NULL, sig) == 0)
+        rc = (o->tag = node_tag_new(d->poly, d->secret, sig)) ? 0 : CAIRN_ENOMEM;
+    if (rc != 0) {
+        rconn_close(&o->c); /* the node discards a body cut short */
         free(o);
-        return CAIRN_EIO;
+        return rc;
     }
     *out = &o->base;
     return 0;
@@ -282,6 +300,7 @@ static int remote_append(shard_out *oo, const struct iovec *iov, int iovcnt) {
     size_t n = 0;
     for (int i = 0; i < iovcnt; i++) n += iov[i].iov_len;
     if (o->failed || n > o->remaining) return CAIRN_EIO;
+    for (int i = 0; i < iovcnt; i++) EVP_MAC_update(o->tag, iov[i].iov_base, iov[i].iov_len);
     int rc = send_all(&o->c, iov, iovcnt);
     if (rc != 0) {
         o->failed = true;
@@ -298,20 +317,25 @@ static void remote_abort(shard_out *oo) {
     /* Closing before the announced length leaves the node a cut-short body,
      * which it discards. */
     rconn_close(&o->c);
+    EVP_MAC_CTX_free(o->tag);
     free(o);
 }
 
 static int remote_commit(shard_out *oo) {
     remote_out *o = (remote_out *)oo;
     int rc = CAIRN_EIO;
-    if (!o->failed && o->remaining == 0) {
-        int64_t cl;
-        char spill[8192];
+    unsigned char tag[NODE_TAG_LEN + 16];
+    size_t tl = 0;
+    if (!o->failed && o->remaining == 0 && EVP_MAC_final(o->tag, tag, &tl, sizeof tag) && tl == NODE_TAG_LEN) {
+        struct iovec iov = {tag, NODE_TAG_LEN};
+        node_head h;
+        char spill[NODE_HEAD_MAX];
         size_t sl;
-        int status = read_head(&o->c, &cl, spill, &sl);
+        int status = send_all(&o->c, &iov, 1) == 0 ? read_head(&o->c, &h, spill, &sl) : -1;
         rc = status == 201 ? 0 : status == 507 ? CAIRN_ENOSPC : CAIRN_EIO;
     }
     rconn_close(&o->c);
+    EVP_MAC_CTX_free(o->tag);
     free(o);
     return rc;
 }
@@ -343,9 +367,10 @@ static int restart_get(remote_in *in, uint64_t off) {
     char target[80], range[96];
     shard_target(in->name, target, sizeof target);
     snprintf(range, sizeof range, "Range: bytes=%llu-%lld\r\n", (unsigned long long)off, (long long)in->size - 1);
-    int64_t cl;
+    node_head h = {.content_length = -1};
     size_t sl = 0;
-    int status = send_head(d, &in->c, "GET", target, -1, range) == 0 ? read_head(&in->c, &cl, in->spill, &sl) : -1;
+    int status = send_head(d, &in->c, "GET", target, -1, range, NULL) == 0 ? read_head(&in->c, &h, in->spill, &sl) : -1;
+    int64_t cl = h.content_length;
     if ((status != 206 && (status != 200 || off != 0)) || cl < 0 || (uint64_t)sl > (uint64_t)cl) {
         rconn_close(&in->c);
         return CAIRN_EIO;
@@ -406,8 +431,27 @@ static int remote_remove(drive *dd, const char *name) {
     return status == 204 || status == 404 ? 0 : CAIRN_EIO;
 }
 
-/* Fetches /v1/info; fills id and the smallest free space of the node's drives. */
-static int fetch_info(remote_drive *d, char *id, int64_t *free_min, int64_t *total_sum) {
+/* Asks the node its id: an unsigned GET /health/live, answered with
+ * X-Cairn-Node-Id.  A forged answer only makes our signatures fail. */
+static int probe_id(remote_drive *d) {
+    rconn c;
+    if (rconn_open(d, &c) != 0) return CAIRN_EIO;
+    char head[600], spill[NODE_HEAD_MAX];
+    int n = snprintf(head, sizeof head, "GET /health/live HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n",
+                     d->host, d->port);
+    struct iovec iov = {head, (size_t)n};
+    node_head h;
+    size_t sl;
+    int status = n > 0 && n < (int)sizeof head && send_all(&c, &iov, 1) == 0 ? read_head(&c, &h, spill, &sl) : -1;
+    rconn_close(&c);
+    if (status != 200 || !h.node_id[0]) return CAIRN_EIO;
+    memcpy(d->id, h.node_id, sizeof d->id);
+    return 0;
+}
+
+/* Fetches /v1/info (which must name the node we signed for); fills the
+ * smallest free space of the node's drives and their total. */
+static int fetch_info(remote_drive *d, int64_t *free_min, int64_t *total_sum) {
     buf_t b;
     buf_init(&b);
     int status = simple_call(d, "GET", "/v1/info", NULL, &b, NULL);
@@ -416,8 +460,7 @@ static int fetch_info(remote_drive *d, char *id, int64_t *free_min, int64_t *tot
     if (doc) {
         const char *nid = json_string_value(json_object_get(doc, "node_id"));
         json_t *drives = json_object_get(doc, "drives");
-        if (nid && strlen(nid) == DATA_DRIVE_ID_LEN && json_is_array(drives)) {
-            if (id) memcpy(id, nid, DATA_DRIVE_ID_LEN + 1);
+        if (nid && strcmp(nid, d->id) == 0 && json_is_array(drives)) {
             int64_t fmin = -1, tsum = 0;
             size_t i;
             json_t *dv;
@@ -436,8 +479,8 @@ static int fetch_info(remote_drive *d, char *id, int64_t *free_min, int64_t *tot
     return rc;
 }
 
-static int remote_check_writable(drive *dd) { return fetch_info(RD(dd), NULL, NULL, NULL); }
-static int remote_free_bytes(drive *dd, int64_t *f, int64_t *t) { return fetch_info(RD(dd), NULL, f, t); }
+static int remote_check_writable(drive *dd) { return fetch_info(RD(dd), NULL, NULL); }
+static int remote_free_bytes(drive *dd, int64_t *f, int64_t *t) { return fetch_info(RD(dd), f, t); }
 static int remote_tmp_count(drive *dd) { (void)dd; return 0; }
 
 /* Pages through GET /v1/shards?after=&limit= (docs/shard-api.md). */
@@ -513,12 +556,18 @@ int drive_remote_open_known(const char *url, const char *secret, const char *tls
     d->base.ops = &remote_ops;
     d->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     snprintf(d->secret, sizeof d->secret, "%s", secret ? secret : "");
+    rand_hex_id(d->session, NODE_SESSION_BYTES);
+    atomic_init(&d->seq, 0);
+    if (!(d->poly = EVP_MAC_fetch(NULL, "POLY1305", NULL))) {
+        free(d);
+        return CAIRN_ENOMEM;
+    }
     const char *p = url;
     bool https = strncmp(p, "https://", 8) == 0;
     if (https) p += 8;
     else if (strncmp(p, "http://", 7) == 0) p += 7;
     if (https && !(d->tls = tls_client(tls_ca))) {
-        free(d);
+        remote_close(&d->base);
         return CAIRN_EINVAL;
     }
     size_t hl = strcspn(p, ":/");
@@ -536,7 +585,8 @@ int drive_remote_open_known(const char *url, const char *secret, const char *tls
     memcpy(d->port, p + hl + 1, pl);
     d->port[pl] = '\0';
     snprintf(d->url, sizeof d->url, "%s://%s:%s", https ? "https" : "http", d->host, d->port);
-    int rc = fetch_info(d, d->id, NULL, NULL);
+    int rc = probe_id(d);
+    if (rc == 0) rc = fetch_info(d, NULL, NULL);
     *answered = rc == 0;
     if (rc != 0 && known_id && strlen(known_id) == DATA_DRIVE_ID_LEN) {
         memcpy(d->id, known_id, DATA_DRIVE_ID_LEN + 1);

@@ -1,11 +1,23 @@
-"""`cairn node`: the shard API (docs/shard-api.md) on real processes."""
+"""`cairn node`: the shard API (docs/shard-api.md) on real processes.
+
+Requests are signed here the way the gateway signs them (src/data/remote.c):
+a Signer is one gateway session (a random id and a counter), signing for one
+node's id; a PUT's shard bytes are followed by their Poly1305 tag, computed
+by the pure-Python poly1305() below, so the tests also check that the node
+agrees with an implementation that is not OpenSSL's.  Attacks are written
+as an attacker would run them: capture the bytes of a signed request
+(Signer.build), then send them again, altered or not, with send_raw.
+"""
 import hashlib
 import hmac
 import http.client
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -14,20 +26,109 @@ from conftest import CAIRN_BIN, free_port, wait_until
 
 SECRET = "node-test-secret-0123456789"
 NAME = "0123456789abcdef0123456789abcdef.3"
+TAG_LEN = 16
+WINDOW = 4096       # sequence numbers a node remembers per session
+SESSIONS = 1024     # sessions a node remembers
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def poly1305(key, msg):
+    """RFC 8439 Poly1305, as the node and gateway compute it with OpenSSL."""
+    r = int.from_bytes(key[:16], "little") & 0x0ffffffc0ffffffc0ffffffc0fffffff
+    s = int.from_bytes(key[16:], "little")
+    p, acc = (1 << 130) - 5, 0
+    for i in range(0, len(msg), 16):
+        acc = (acc + int.from_bytes(msg[i:i + 16] + b"\x01", "little")) * r % p
+    return ((acc + s) & ((1 << 128) - 1)).to_bytes(16, "little")
+
+
+def body_tag(secret, sig, shard):
+    key = hmac.new(secret.encode(), b"CAIRN-SHARD-2-BODY\n" + sig.encode(), hashlib.sha256).digest()
+    return poly1305(key, shard)
+
+
+class Signer:
+    """One gateway session: signs requests for one node as remote.c does."""
+
+    def __init__(self, node_id, secret=SECRET):
+        self.node_id = node_id
+        self.secret = secret
+        self.session = os.urandom(16).hex()
+        self.seq = 0
+
+    def next_seq(self):
+        self.seq += 1
+        return self.seq
+
+    def headers(self, method, target, length=None, date=None, seq=None):
+        d = str(now_ms() if date is None else date)
+        nonce = f"{self.session}.{self.next_seq() if seq is None else seq}"
+        sts = "\n".join(["CAIRN-SHARD-2", self.node_id, method, target, d, nonce,
+                         "" if length is None else str(length)])
+        sig = hmac.new(self.secret.encode(), sts.encode(), hashlib.sha256).hexdigest()
+        h = {"X-Cairn-Date": d, "X-Cairn-Nonce": nonce, "X-Cairn-Signature": sig}
+        if length is not None:
+            h["Content-Length"] = str(length)
+        return h
+
+    def build(self, method, target, shard=None, date=None, seq=None, extra=None):
+        """The bytes of one signed request: a PUT carries shard and its tag."""
+        body = b""
+        length = None
+        if shard is not None:
+            length = len(shard) + TAG_LEN
+        h = self.headers(method, target, length, date, seq)
+        if shard is not None:
+            body = shard + body_tag(self.secret, h["X-Cairn-Signature"], shard)
+        h.update(extra or {})
+        head = f"{method} {target} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
+        return head.encode() + body
+
+
+def split_request(raw):
+    """(head, body) of a request built by Signer.build."""
+    i = raw.index(b"\r\n\r\n") + 4
+    return raw[:i], raw[i:]
+
+
+def send_raw(port, raw, close_after=False):
+    """Sends request bytes as they are; returns (status, body), or None when
+    the node closed without answering (close_after: we hang up after sending)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(raw)
+        if close_after:
+            return None
+        resp = http.client.HTTPResponse(s, method=raw.split(b" ", 1)[0].decode())
+        resp.begin()
+        return resp.status, resp.read()
 
 
 class Node:
     def __init__(self, tmp_path, drives=2, env=None):
         self.port = free_port()
+        self.tmp_path = tmp_path
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.drives = [str(tmp_path / f"drive{i}") for i in range(drives)]
         e = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
         e.update({"CAIRN_CLUSTER_SECRET": SECRET})
         e.update(env or {})
-        self.log = open(tmp_path / "node.log", "w")
+        self.env = e
+        self.starts = 0
+        self.start()
+
+    def start(self):
+        self.starts += 1
+        self.log = open(self.tmp_path / f"node-{self.starts}.log", "w")
         self.proc = subprocess.Popen([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{self.port}",
                                       "--drives", ",".join(self.drives)],
-                                     env=e, stdout=subprocess.PIPE, stderr=self.log, text=True)
+                                     env=self.env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         wait_until(self._live, 20, what="the node to answer /health/live")
+        self.id = self.request("GET", "/health/live", sign=False)[2]["X-Cairn-Node-Id"]
+        self.signer = Signer(self.id)
 
     def _live(self):
         try:
@@ -36,21 +137,38 @@ class Node:
             return False
 
     def request(self, method, path, body=None, headers=None, secret=SECRET, date=None, sign=True):
+        """One request; signed by this node's Signer (or for another secret),
+        a PUT's body followed by its tag."""
         h = dict(headers or {})
         if sign:
-            d = str(int(time.time()) if date is None else date)
-            h["X-Cairn-Date"] = d
-            h["X-Cairn-Signature"] = hmac.new(secret.encode(), f"{method}\n{path}\n{d}".encode(),
-                                              hashlib.sha256).hexdigest()
+            signer = self.signer if secret == SECRET else Signer(self.id, secret)
+            length = None if body is None else len(body) + (TAG_LEN if method == "PUT" else 0)
+            h.update(signer.headers(method, path, length, date))
+            if method == "PUT" and body is not None:
+                body = body + body_tag(secret, h["X-Cairn-Signature"], body)
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         c.request(method, path, body=body, headers=h)
         r = c.getresponse()
         return r.status, r.read(), dict(r.getheaders())
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(20) == 0
+    def send(self, raw):
+        return send_raw(self.port, raw)
+
+    def tmp_files(self):
+        return [f for d in self.drives for f in os.listdir(os.path.join(d, "tmp"))]
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        assert self.proc.wait(20) == (0 if sig == signal.SIGTERM else -sig)
         self.log.close()
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stops and starts the node on the same port and drives; the Signer
+        (the gateway's session) is kept, as a gateway keeps it."""
+        signer = self.signer
+        self.stop(sig)
+        self.start()
+        self.signer = signer
 
 
 @pytest.fixture
@@ -94,8 +212,9 @@ def test_replace_is_whole(node):
 
 def test_authentication(node):
     assert node.request("GET", "/v1/info", secret="not-the-secret-at-all")[0] == 401
-    assert node.request("GET", "/v1/info", date=int(time.time()) - 1000)[0] == 401
-    assert node.request("GET", "/v1/info", date=int(time.time()) + 1000)[0] == 401
+    assert node.request("GET", "/v1/info", date=now_ms() - 301_000)[0] == 401
+    assert node.request("GET", "/v1/info", date=now_ms() + 301_000)[0] == 401
+    assert node.request("GET", "/v1/info", date=int(time.time()))[0] == 401  # seconds, not ms
     assert node.request("GET", "/v1/info", sign=False)[0] == 401
     assert node.request("PUT", f"/v1/shards/{NAME}", body=b"x", sign=False)[0] == 401
     assert node.request("GET", f"/v1/shards/{NAME}")[0] == 404  # nothing was stored
@@ -116,21 +235,17 @@ def test_bad_names_are_refused(node):
 
 
 def test_cut_short_upload_leaves_nothing(node):
-    d = str(int(time.time()))
     path = f"/v1/shards/{NAME}"
-    sig = hmac.new(SECRET.encode(), f"PUT\n{path}\n{d}".encode(), hashlib.sha256).hexdigest()
+    h = node.signer.headers("PUT", path, 1_000_000 + TAG_LEN)
     c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=20)
     c.putrequest("PUT", path)
-    c.putheader("Content-Length", "1000000")
-    c.putheader("X-Cairn-Date", d)
-    c.putheader("X-Cairn-Signature", sig)
+    for k, v in h.items():
+        c.putheader(k, v)
     c.endheaders()
     c.send(b"x" * 1000)
-    wait_until(lambda: any(os.listdir(os.path.join(dd, "tmp")) for dd in node.drives), 10,
-               what="the temp shard to appear")
+    wait_until(lambda: node.tmp_files(), 10, what="the temp shard to appear")
     c.close()
-    wait_until(lambda: not any(os.listdir(os.path.join(dd, "tmp")) for dd in node.drives), 10,
-               what="the temp shard to be removed")
+    wait_until(lambda: not node.tmp_files(), 10, what="the temp shard to be removed")
     assert node.request("GET", path)[0] == 404
 
 
@@ -193,3 +308,161 @@ def test_listing_refuses_bad_queries_and_unsigned_calls(node):
         assert node.request("GET", f"/v1/shards?{q}")[0] == 400, q
     assert node.request("GET", "/v1/shards", sign=False)[0] == 401
     assert node.request("GET", "/v1/shards?limit=5000")[0] == 200  # capped, not refused
+
+
+# ---- authentication: replays, body tags, other nodes, restarts ------------------------------
+
+
+def shard_files(node, name=NAME):
+    return [os.path.join(d, "objects", name[:2], name) for d in node.drives
+            if os.path.exists(os.path.join(d, "objects", name[:2], name))]
+
+
+def test_replayed_put_is_refused_with_other_bytes_and_with_the_same(node):
+    path = f"/v1/shards/{NAME}"
+    original = os.urandom(50_000)
+    captured = node.signer.build("PUT", path, original)
+    assert node.send(captured)[0] == 201
+    head, body = split_request(captured)
+    # The same head with other bytes of the same length (say, shard blocks
+    # with their CRCs recomputed), the captured tag kept: the attacker cannot
+    # make a new one.
+    forged = bytes(b ^ 0x5A for b in original)
+    assert node.send(head + forged + body[-TAG_LEN:])[0] == 401
+    assert node.send(captured)[0] == 401                 # the identical request
+    st, got, _ = node.request("GET", path)
+    assert st == 200 and got == original
+    assert not node.tmp_files()
+
+
+def test_a_body_that_is_not_the_signed_one_never_becomes_a_shard(node):
+    path = f"/v1/shards/{NAME}"
+    shard = os.urandom(20_000)
+    # Altered in flight, tag kept: refused once the body is in, nothing stored.
+    head, body = split_request(node.signer.build("PUT", path, shard))
+    assert node.send(head + b"\0" + body[1:])[0] == 401
+    # A wrong tag.
+    head, body = split_request(node.signer.build("PUT", path, shard))
+    assert node.send(head + body[:-TAG_LEN] + os.urandom(TAG_LEN))[0] == 401
+    # No tag at all: the shard alone under a correctly signed length (the
+    # last 16 shard bytes are then read as the tag).
+    h = node.signer.headers("PUT", path, len(shard))
+    assert node.request("PUT", path, headers=h, body=shard, sign=False)[0] == 401
+    # Shorter than a tag.
+    h = node.signer.headers("PUT", path, 5)
+    assert node.request("PUT", path, headers=h, body=b"12345", sign=False)[0] == 400
+    # Cut short: the tag never arrives.
+    head, body = split_request(node.signer.build("PUT", path, shard))
+    assert send_raw(node.port, head + body[:-TAG_LEN], close_after=True) is None
+    wait_until(lambda: not node.tmp_files(), 10, what="the temp shard to be removed")
+    assert node.request("GET", path)[0] == 404
+    assert shard_files(node) == []
+    assert not node.tmp_files()
+    # The node still takes a good one.
+    assert node.request("PUT", path, body=shard)[0] == 201
+    assert node.request("GET", path)[1] == shard
+
+
+def test_replayed_get_head_delete_and_listing_are_refused(node):
+    path = f"/v1/shards/{NAME}"
+    assert node.request("PUT", path, body=b"first")[0] == 201
+    get = node.signer.build("GET", path)
+    assert node.send(get) == (200, b"first")
+    assert node.send(get)[0] == 401
+    stat = node.signer.build("HEAD", path)
+    assert node.send(stat)[0] == 200
+    assert node.send(stat)[0] == 401
+    listing = node.signer.build("GET", "/v1/shards?limit=5")
+    assert node.send(listing)[0] == 200
+    assert node.send(listing)[0] == 401
+    delete = node.signer.build("DELETE", path)
+    assert node.send(delete)[0] == 204
+    assert node.request("PUT", path, body=b"second")[0] == 201
+    assert node.send(delete)[0] == 401                   # the new shard survives
+    assert node.request("GET", path)[1] == b"second"
+
+
+def test_requests_out_of_order_within_the_window_are_accepted(node):
+    # Gateway threads sign at once and their requests race: any order goes.
+    signed = [node.signer.build("GET", "/v1/info") for _ in range(64)]
+    order = list(range(64))
+    random.Random(3).shuffle(order)
+    assert [node.send(signed[i])[0] for i in order] == [200] * 64
+    assert [node.send(signed[i])[0] for i in order[:8]] == [401] * 8
+    # Concurrently, on many connections.
+    batch = [node.signer.build("GET", "/v1/info") for _ in range(48)]
+    statuses = []
+    threads = [threading.Thread(target=lambda r=r: statuses.append(node.send(r)[0])) for r in batch]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 48
+    # A number WINDOW or more behind the newest is refused even if never seen;
+    # one just inside the window is still accepted.
+    top = node.signer.seq + 2 * WINDOW
+    assert node.send(node.signer.build("GET", "/v1/info", seq=top))[0] == 200
+    assert node.send(node.signer.build("GET", "/v1/info", seq=top - WINDOW))[0] == 401
+    assert node.send(node.signer.build("GET", "/v1/info", seq=top - WINDOW + 1))[0] == 200
+
+
+def test_a_request_signed_for_one_node_is_refused_by_another(tmp_path):
+    a, b = Node(tmp_path / "a"), Node(tmp_path / "b")
+    try:
+        path = f"/v1/shards/{NAME}"
+        assert b.request("PUT", path, body=b"on b")[0] == 201
+        # A DELETE captured on its way to a (say, the source of a drain)
+        # replayed to b, which holds the shard now.
+        delete = a.signer.build("DELETE", path)
+        assert a.send(delete)[0] == 204
+        assert b.send(delete)[0] == 401
+        assert b.request("GET", path)[1] == b"on b"
+        put = a.signer.build("PUT", path, b"for a")
+        assert b.send(put)[0] == 401
+        assert b.request("GET", path)[1] == b"on b"
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_requests_captured_before_a_restart_are_refused_after_it(node):
+    path = f"/v1/shards/{NAME}"
+    put = node.signer.build("PUT", path, b"before")
+    get = node.signer.build("GET", path)
+    assert node.send(put)[0] == 201 and node.send(get)[0] == 200
+    unsent = node.signer.build("DELETE", path)           # signed, held back by the attacker
+    node.restart()
+    assert node.send(put)[0] == 401
+    assert node.send(get)[0] == 401
+    assert node.send(unsent)[0] == 401                   # dated before the node started
+    # The gateway's session goes on, numbered and dated after the restart.
+    assert node.request("GET", path)[1] == b"before"
+    assert node.request("PUT", path, body=b"after")[0] == 201
+    assert node.request("GET", path)[1] == b"after"
+
+
+def test_a_crashed_node_remembers_dates_ahead_of_its_clock(node):
+    # A gateway whose clock runs 30 s ahead of the node's: its requests are
+    # dated after the node's next start, so the start time alone would not
+    # refuse them; the newest date admitted, kept on the first drive, does.
+    path = f"/v1/shards/{NAME}"
+    ahead = now_ms() + 30_000
+    put = node.signer.build("PUT", path, b"ahead", date=ahead)
+    assert node.send(put)[0] == 201
+    node.restart(signal.SIGKILL)
+    assert node.send(put)[0] == 401
+    fresh = Signer(node.id)                              # a session the node has not seen
+    assert node.send(fresh.build("GET", path, date=ahead - 1000))[0] == 401
+    assert node.send(fresh.build("GET", path, date=ahead + 1000))[0] == 200
+
+
+def test_sessions_are_bounded_and_an_evicted_one_still_cannot_be_replayed(node):
+    first = node.signer.build("GET", "/v1/info")
+    assert node.send(first)[0] == 200
+    # As many other sessions as the node remembers: the first one is the
+    # least recently used and is forgotten.
+    for _ in range(SESSIONS):
+        assert node.send(Signer(node.id).build("GET", "/v1/info"))[0] == 200
+    assert node.send(first)[0] == 401
+    assert node.request("GET", "/v1/info")[0] == 200     # the session itself goes on
+    assert node.proc.poll() is None
