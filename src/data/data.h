@@ -138,9 +138,11 @@ void data_heal_drain(data_store *ds);
 /* data_heal with its outcome logged and counted (heal_failures); 0 also
  * when the version is gone.  For heal workers. */
 int data_heal_logged(data_store *ds, const char *version_id, const data_layout *l, int64_t size);
-/* Where heals go instead of the in-memory queue (a durable job queue, which
- * retries a heal that fails while a node is down); NULL restores the queue.
- * The sink returns 0 when it took the heal, else the in-memory queue does. */
+/* Where heals go (a durable job queue, which retries a heal that fails while
+ * a node is down).  Readers only queue in memory; the heal thread hands each
+ * heal to the sink, outside any lock readers take, and heals it itself when
+ * there is no sink or the sink returns nonzero.  NULL removes the sink; once
+ * this returns no call into the old one is in flight. */
 typedef int (*data_heal_sink_fn)(void *ud, const char *version_id, const data_layout *l, int64_t size);
 void data_set_heal_sink(data_store *ds, data_heal_sink_fn sink, void *ud);
 

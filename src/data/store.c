@@ -1072,13 +1072,12 @@ int data_delete_moved(data_store *ds, const char *version_id, const data_layout 
     return rc;
 }
 
+/* Called by every reader that found damage, on its request's thread: it only
+ * queues (no I/O, one short critical section), so degraded reads during a node
+ * outage never wait on each other or on the database.  The heal thread hands
+ * each item to the sink (the durable job queue) or heals it itself. */
 static void heal_enqueue(data_store *ds, const char *version_id, const data_layout *l, int64_t size) {
     pthread_mutex_lock(&ds->heal_mu);
-    /* Called under heal_mu, so clearing the sink waits out a call in flight. */
-    if (ds->heal_sink && ds->heal_sink(ds->heal_sink_ud, version_id, l, size) == 0) {
-        pthread_mutex_unlock(&ds->heal_mu);
-        return;
-    }
     bool dup = false;
     for (heal_item *h = ds->heal_head; h && !dup; h = h->next) dup = !strcmp(h->version_id, version_id);
     if (!dup && ds->heal_len >= HEAL_QUEUE_MAX) {
@@ -1094,6 +1093,8 @@ static void heal_enqueue(data_store *ds, const char *version_id, const data_layo
             ds->heal_tail = h;
             ds->heal_len++;
             pthread_cond_signal(&ds->heal_cv);
+        } else {
+            atomic_fetch_add(&ds->heals_dropped, 1);
         }
     }
     pthread_mutex_unlock(&ds->heal_mu);
@@ -1114,6 +1115,9 @@ int data_heal_logged(data_store *ds, const char *version_id, const data_layout *
 
 void data_set_heal_sink(data_store *ds, data_heal_sink_fn sink, void *ud) {
     pthread_mutex_lock(&ds->heal_mu);
+    /* The heal thread calls the sink outside the lock: wait out a call in
+     * flight, so the caller may free what ud points to once this returns. */
+    while (ds->heal_busy && !ds->heal_stop) pthread_cond_wait(&ds->heal_cv, &ds->heal_mu);
     ds->heal_sink = sink;
     ds->heal_sink_ud = ud;
     pthread_mutex_unlock(&ds->heal_mu);
@@ -1132,8 +1136,13 @@ static void *heal_main(void *arg) {
         ds->heal_busy = true;
         bool (*check)(void *, const char *) = ds->still_exists;
         void *ud = ds->still_exists_ud;
+        data_heal_sink_fn sink = ds->heal_sink;
+        void *sink_ud = ds->heal_sink_ud;
         pthread_mutex_unlock(&ds->heal_mu);
-        if (!check || check(ud, h->version_id)) data_heal_logged(ds, h->version_id, &h->layout, h->size);
+        /* A sink (the durable job queue) takes the heal and retries it while
+         * a node is down; without one, or when it fails, heal here. */
+        if (!sink || sink(sink_ud, h->version_id, &h->layout, h->size) != 0)
+            if (!check || check(ud, h->version_id)) data_heal_logged(ds, h->version_id, &h->layout, h->size);
         free(h);
         pthread_mutex_lock(&ds->heal_mu);
         ds->heal_busy = false;

@@ -80,3 +80,59 @@ def test_aws_chunked_upload_with_a_long_root_password(make_server, length):
     assert r.status == 200, r
     got = srv.request("GET", f"/{b}/chunked")
     assert got.status == 200 and got.body == payload
+
+
+@pytest.mark.deadline(120)
+def test_degraded_reads_do_not_wait_on_the_database(make_server, tmp_path):
+    """Every degraded read queues a heal.  That used to happen on the
+    request's thread, after the response, under one mutex held across a
+    database write: with the database slow (here: its write lock held by
+    another process for the busy timeout, 5 s) each connection that had
+    served a degraded GET hung in turn, so the next request on it waited
+    behind every other one's heal."""
+    import glob
+    import http.client
+    import os
+    import sqlite3
+    import sigv4
+    from concurrent.futures import ThreadPoolExecutor
+    from conftest import wait_until
+    drives = [str(tmp_path / f"d{i}") for i in range(6)]
+    srv = make_server(env={"CAIRN_DRIVES": ",".join(drives), "CAIRN_EC_BLOCK_SIZE": "4KiB",
+                           "CAIRN_SCRUB_INTERVAL": "0"})
+    b = unique_bucket()
+    assert srv.request("PUT", f"/{b}").status == 200
+    bodies = {f"k{i}": os.urandom(40_000 + i) for i in range(6)}
+    for k, v in bodies.items():
+        assert srv.request("PUT", f"/{b}/{k}", body=v).status == 200
+    for f in glob.glob(os.path.join(drives[0], "objects", "*", "*")):
+        os.remove(f)  # every object that had a shard there is now read degraded
+
+    def keep_alive_gets(k):
+        """Three GETs of one degraded object on one keep-alive connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        try:
+            for _ in range(3):
+                headers, _s, _d = sigv4.sign_request("GET", f"/{b}/{k}", None, {"Host": srv.host}, *srv.root,
+                                                     hashlib.sha256(b"").hexdigest())
+                conn.request("GET", f"/{b}/{k}", headers=headers)
+                r = conn.getresponse()
+                assert r.status == 200 and r.read() == bodies[k], k
+        finally:
+            conn.close()
+
+    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(keep_alive_gets, k) for k in bodies]
+            # Served from memory and disk alone: seconds at most, while one
+            # heal waiting on the locked database costs 5 s (18 in a row, 90 s).
+            for fut in futures:
+                fut.result(timeout=15)
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    # The heals still happen once the database answers.
+    wait_until(lambda: len(glob.glob(os.path.join(drives[0], "objects", "*", "*"))) > 0, 30,
+               what="the queued heals to rewrite the missing shards")
