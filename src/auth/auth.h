@@ -4,6 +4,9 @@
  * sigv4.c     AWS Signature Version 4: parsing the Authorization header or the
  *             presigned-URL query, building the canonical request, verifying
  *             with a constant-time compare, and signing (for tools and tests).
+ * sigv2.c     AWS Signature Version 2 (HMAC-SHA1), header and query forms,
+ *             for old clients (aws cli v1's `s3 presign`, s3cmd).  Requests of
+ *             both versions fill the same sigv4_auth.
  * chunked.c   The aws-chunked body decoder (STREAMING-AWS4-HMAC-SHA256-PAYLOAD,
  *             STREAMING-UNSIGNED-PAYLOAD-TRAILER), verifying every chunk
  *             signature as the body streams through; memory is O(1) in the body.
@@ -43,6 +46,8 @@ typedef enum {
     SIGV4_ANONYMOUS = 0,      /* no Authorization header, no X-Amz-Algorithm */
     SIGV4_HEADER,             /* Authorization: AWS4-HMAC-SHA256 ... */
     SIGV4_PRESIGNED,          /* X-Amz-Algorithm=AWS4-HMAC-SHA256 in the query */
+    SIGV2_HEADER,             /* Authorization: AWS AccessKeyId:Signature */
+    SIGV2_PRESIGNED,          /* AWSAccessKeyId, Signature and Expires in the query */
 } sigv4_kind;
 
 typedef enum {
@@ -53,6 +58,10 @@ typedef enum {
     PAYLOAD_STREAMING_UNSIGNED_TRAILER, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
 } sigv4_payload;
 
+/* The credentials a request carries.  For the SIGV2_* kinds only kind,
+ * access_key, signature (base64 as sent), expires (SIGV2_PRESIGNED: the
+ * Expires time, seconds since epoch), request_time (SIGV2_HEADER) and
+ * payload (always PAYLOAD_UNSIGNED: SigV2 does not sign the body) are set. */
 typedef struct {
     sigv4_kind kind;
     char access_key[129];
@@ -65,6 +74,7 @@ typedef struct {
     int64_t expires;          /* presigned: X-Amz-Expires seconds; else 0 */
     sigv4_payload payload;
     char payload_hash[65];    /* lowercase hex when payload == PAYLOAD_SHA256 */
+    int64_t request_time;     /* SIGV2_HEADER: x-amz-date or Date, seconds since epoch */
 } sigv4_auth;
 
 /*
@@ -122,6 +132,66 @@ int sigv4_sign(const sigv4_request *r, const char *access_key, const char *secre
 int sigv4_presign(const sigv4_request *r, const char *access_key, const char *secret,
                   const char *region, const char *service, const char *amz_date, int64_t expires,
                   const char *signed_headers, buf_t *query_out);
+
+/* ---- Signature Version 2 ----------------------------------------------------
+ *
+ * SigV2 signs HMAC-SHA1 over: verb, Content-MD5, Content-Type, the date (Date,
+ * or empty when x-amz-date is present; Expires for query auth), every x-amz-*
+ * header, and the resource ("/bucket" for virtual-host requests, the path as
+ * sent, the sub-resources).  vhost_bucket below is the bucket the Host header
+ * named, or NULL (or "") for path-style requests: only the caller knows the
+ * configured domain.
+ */
+
+/* True when the request carries SigV2 credentials and should go to
+ * sigv2_parse instead of sigv4_parse: an "Authorization: AWS ..." header, or,
+ * with no Authorization header and no X-Amz-Algorithm, an AWSAccessKeyId or
+ * Signature query parameter. */
+bool sigv2_present(const sigv4_request *r);
+
+/*
+ * Reads SigV2 credentials.  Returns 0 and fills out (kind SIGV2_*), or
+ * CAIRN_EINVAL with *s3_code / *message set (static strings):
+ * "InvalidArgument" (malformed Authorization header, or an aws-chunked
+ * x-amz-content-sha256, which needs SigV4), "AccessDenied" (missing or bad
+ * Date / x-amz-date, missing or bad query parameters, two auth mechanisms).
+ */
+int sigv2_parse(const sigv4_request *r, sigv4_auth *out, const char **s3_code,
+                const char **message);
+
+/* Appends the string to sign of a SigV2 request (a->kind says header or query
+ * form).  Returns 0, CAIRN_EINVAL (a malformed percent escape in the query) or
+ * CAIRN_ENOMEM. */
+int sigv2_string_to_sign(const sigv4_request *r, const sigv4_auth *a, const char *vhost_bucket,
+                         buf_t *out);
+
+/* base64(HMAC-SHA1(secret, sts)): 28 characters and a NUL. */
+void sigv2_signature(const char *secret, const char *sts, size_t len, char out[29]);
+
+/*
+ * Verifies a parsed SigV2 request with the user's secret; now is seconds since
+ * epoch.  Header auth: |now - request_time| <= skew_sec, else
+ * "RequestTimeTooSkewed".  Query auth: now <= Expires, else "AccessDenied"
+ * ("Request has expired").  The signature is compared as raw bytes, after
+ * base64 decoding, in constant time: "SignatureDoesNotMatch".  Returns 0,
+ * CAIRN_EAUTH with *s3_code / *message set, or CAIRN_ENOMEM.
+ */
+int sigv2_verify(const sigv4_request *r, const sigv4_auth *a, const char *vhost_bucket,
+                 const char *secret, int64_t now, int skew_sec, const char **s3_code,
+                 const char **message);
+
+/* Signs as a client would (header auth): appends "AWS access_key:signature" to
+ * authorization.  r must carry a Date or x-amz-date header.  Returns 0,
+ * CAIRN_EINVAL or CAIRN_ENOMEM.  For tools and tests. */
+int sigv2_sign(const sigv4_request *r, const char *vhost_bucket, const char *access_key,
+               const char *secret, buf_t *authorization);
+
+/* Presigns as a client would: appends to query_out r's raw_query (if any)
+ * followed by AWSAccessKeyId, Expires (expires_at, seconds since epoch) and
+ * Signature, i.e. the whole query to send.  CAIRN_EINVAL when the query
+ * already carries credentials.  For tools and tests. */
+int sigv2_presign(const sigv4_request *r, const char *vhost_bucket, const char *access_key,
+                  const char *secret, int64_t expires_at, buf_t *query_out);
 
 /*
  * aws-chunked body decoder.  Created after sigv4_verify succeeded on a request

@@ -229,6 +229,8 @@ static const option options[] = {
             "Seconds a completed or cancelled job stays listed before it is deleted"),
     OPT_NUM(job_discarded_retention_s, "CAIRN_JOB_DISCARDED_RETENTION_S", 1, 315360000, "2592000",
             "Seconds a discarded job (a dead letter, with its last error) is kept before it is deleted"),
+    OPT_BOOLEAN(sigv2, "CAIRN_SIGV2", "true",
+                "Accept AWS Signature Version 2 (HMAC-SHA1; aws cli v1 presigned URLs, s3cmd); false answers InvalidRequest"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

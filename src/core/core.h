@@ -182,6 +182,7 @@ typedef struct {
     int multipart_expiry;      /* multipart_expiry: seconds after which an unfinished upload is aborted */
     int job_retention_s;       /* job_retention_s: completed/cancelled jobs are deleted after this */
     int job_discarded_retention_s; /* job_discarded_retention_s: discarded jobs are deleted after this */
+    bool sigv2;                /* sigv2: accept AWS Signature Version 2 (default true) */
 } config_t;
 
 /* One problem found while loading: key name and reason. */
