@@ -158,6 +158,7 @@ typedef struct {
     int connection_timeout;    /* connection_timeout: seconds idle before a slow client is cut */
     int shutdown_timeout;      /* shutdown_timeout: seconds to finish in-flight requests */
     int health_timeout_ms;     /* health_timeout_ms: per readiness check */
+    int health_max_age_ms;     /* health_max_age_ms: a readiness result is reused this long */
     int max_header_bytes;      /* max_header_bytes: request head limit per connection */
     int clock_skew;            /* clock_skew: seconds of SigV4 skew accepted, default 900 */
     int db_readers;            /* db_readers: read connections in the SQLite pool */

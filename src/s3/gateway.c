@@ -31,11 +31,20 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     gw->d = *deps;
     gw->cfg = *deps->cfg;
     gw->d.cfg = &gw->cfg;
+    int rc = s3_health_start(gw, &gw->health);
+    if (rc != 0) {
+        free(gw);
+        return rc;
+    }
     *out = gw;
     return 0;
 }
 
-void s3_gateway_free(s3_gateway *gw) { free(gw); }
+void s3_gateway_free(s3_gateway *gw) {
+    if (!gw) return;
+    s3_health_stop(gw->health);
+    free(gw);
+}
 
 /* ---- small shared helpers --------------------------------------------------- */
 
@@ -94,136 +103,13 @@ void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id) {
 
 /* ---- operator endpoints -------------------------------------------------------- */
 
-static void add_check(buf_t *b, bool *first, const char *name, bool ok, const char *detail,
-                      double ms) {
-    buf_printf(b, "%s\"%s\":{\"status\":\"%s\",\"ms\":%.2f", *first ? "" : ",", name,
-               ok ? "ok" : "fail", ms);
-    if (detail) {
-        buf_puts(b, ",\"detail\":\"");
-        buf_json_escape(b, detail, strlen(detail));
-        buf_putc(b, '"');
-    }
-    buf_putc(b, '}');
-    *first = false;
-}
-
-/*
- * Readiness checks run on their own short-lived thread each, and the request
- * waits for them at most health_timeout_ms: a hung disk or a locked database
- * makes readiness answer "fail" on time instead of hanging with it.  A check
- * that outlives its wait finishes on its own; the shared state is freed by
- * whichever side lets go last.
- */
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int refs;
-    bool finished;
-    int rc;
-    int (*fn)(s3_gateway *gw);
-    s3_gateway *gw;
-} health_check;
-
-static void check_release(health_check *c) {
-    pthread_mutex_lock(&c->mu);
-    bool last = --c->refs == 0;
-    pthread_mutex_unlock(&c->mu);
-    if (last) {
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c);
-    }
-}
-
-static void *check_main(void *arg) {
-    health_check *c = arg;
-    int rc = c->fn(c->gw);
-    pthread_mutex_lock(&c->mu);
-    c->rc = rc;
-    c->finished = true;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    check_release(c);
-    return NULL;
-}
-
-/* Runs fn with a deadline; returns its result, or CAIRN_ETIMEDOUT. */
-static int run_check(s3_gateway *gw, int (*fn)(s3_gateway *), double *ms) {
-    int64_t t0 = time_mono_ns();
-    health_check *c = calloc(1, sizeof *c);
-    if (!c) return CAIRN_ENOMEM;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    c->refs = 2;
-    c->fn = fn;
-    c->gw = gw;
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, check_main, c) != 0) {
-        pthread_attr_destroy(&attr);
-        c->refs = 1;
-        check_release(c);
-        return CAIRN_ENOMEM;
-    }
-    pthread_attr_destroy(&attr);
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    int64_t ns = deadline.tv_nsec + (int64_t)gw->cfg.health_timeout_ms * 1000000LL;
-    deadline.tv_sec += ns / 1000000000LL;
-    deadline.tv_nsec = ns % 1000000000LL;
-    pthread_mutex_lock(&c->mu);
-    while (!c->finished)
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &deadline) != 0) break;
-    int rc = c->finished ? c->rc : CAIRN_ETIMEDOUT;
-    pthread_mutex_unlock(&c->mu);
-    check_release(c);
-    *ms = (double)(time_mono_ns() - t0) / 1e6;
-    return rc;
-}
-
-static int check_database(s3_gateway *gw) { return meta_ping(gw->d.meta); }
-static int check_data_dir(s3_gateway *gw) { return data_check_writable(gw->d.data); }
-
-static void add_timed_check(buf_t *b, bool *first, bool *all, s3_gateway *gw, const char *name,
-                            int (*fn)(s3_gateway *), const char *fail_detail) {
-    double ms = 0;
-    int rc = run_check(gw, fn, &ms);
-    bool ok = rc == 0;
-    *all &= ok;
-    add_check(b, first, name, ok, ok ? NULL : rc == CAIRN_ETIMEDOUT ? "timed out" : fail_detail, ms);
-}
-
-static void serve_ready(s3_req *q) {
-    s3_gateway *gw = q->gw;
-    buf_t b;
-    buf_init(&b);
-    bool first = true, all = true;
-    buf_puts(&b, "{\"checks\":{");
-    add_timed_check(&b, &first, &all, gw, "database", check_database, "metadata database not answering");
-    add_timed_check(&b, &first, &all, gw, "data_dir", check_data_dir, "data directory not writable");
-    int64_t free_bytes = 0;
-    bool ok = data_free_bytes(gw->d.data, &free_bytes) == 0 && free_bytes >= gw->cfg.min_free_disk;
-    all &= ok;
-    char detail[96];
-    snprintf(detail, sizeof detail, "free_bytes=%lld min_free_disk=%lld", (long long)free_bytes,
-             (long long)gw->cfg.min_free_disk);
-    add_check(&b, &first, "disk", ok, detail, 0);
-    buf_printf(&b, "},\"status\":\"%s\"}\n", all ? "ok" : "fail");
-    http_add_header(q->http, "Content-Type", "application/json");
-    http_add_header(q->http, "Cache-Control", "no-store");
-    size_t len = b.len;
-    http_respond_take(q->http, all ? 200 : 503, buf_steal(&b), len);
-}
-
 static void serve_ops(s3_req *q) {
     if (q->op == OP_HEALTH_LIVE) {
         static const char live[] = "{\"status\":\"ok\"}\n";
         http_add_header(q->http, "Content-Type", "application/json");
         http_respond(q->http, 200, live, sizeof live - 1);
     } else if (q->op == OP_HEALTH_READY) {
-        serve_ready(q);
+        s3_serve_ready(q);
     } else {
         buf_t b;
         buf_init(&b);

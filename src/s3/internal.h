@@ -10,9 +10,12 @@
 #include "auth/auth.h"
 #include "s3/s3.h"
 
+typedef struct s3_health s3_health;
+
 struct s3_gateway {
     s3_deps d;
     config_t cfg;               /* private copy: immutable after start */
+    s3_health *health;          /* the readiness checker (health.c) */
 };
 
 typedef enum {
@@ -91,6 +94,13 @@ typedef struct s3_req {
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
 } s3_req;
+
+/* health.c */
+/* Starts the gateway's one readiness checker thread / stops and joins it. */
+int s3_health_start(s3_gateway *gw, s3_health **out);
+void s3_health_stop(s3_health *h);
+/* Answers GET /health/ready from the checker's result (see health.c). */
+void s3_serve_ready(s3_req *q);
 
 /* errors.c */
 void s3_error(s3_req *q, const char *code, const char *message);

@@ -420,7 +420,7 @@ def test_ready_times_out_when_the_database_hangs(make_server):
     # deadline, say the database timed out, and recover when the lock goes.
     import sqlite3
     import time as _time
-    srv = make_server(env={"CAIRN_HEALTH_TIMEOUT_MS": "300"})
+    srv = make_server(env={"CAIRN_HEALTH_TIMEOUT_MS": "300", "CAIRN_HEALTH_MAX_AGE_MS": "0"})
     status, _h, _b = http_get(srv, "/health/ready")
     assert status == 200
     db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
@@ -464,3 +464,50 @@ def test_metrics_escape_label_values(server):
             assert STRICT_SAMPLE.match(line), f"not a valid sample line: {line!r}"
     escaped = kind.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     assert f'cairn_jobs{{kind="{escaped}",' in text
+
+
+def thread_count(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+@pytest.mark.deadline(120)
+def test_ready_polled_hard_while_the_database_hangs_costs_no_threads(make_server):
+    # Unauthenticated and cheap to send: each /health/ready once started two
+    # threads, and with a hung database they piled up.  Now one checker runs
+    # the checks and requests wait on its result, within the deadline.
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+    srv = make_server(env={"CAIRN_HEALTH_TIMEOUT_MS": "200", "CAIRN_HEALTH_MAX_AGE_MS": "0"})
+    assert http_get(srv, "/health/ready")[0] == 200
+    before = thread_count(srv.proc.pid)
+    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: http_get(srv, "/health/ready")[0], range(160)))
+        assert set(statuses) == {503}
+        # A connection's thread ends with it; allow for a few still closing.
+        assert thread_count(srv.proc.pid) <= before + 12, (before, thread_count(srv.proc.pid))
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    wait_until(lambda: http_get(srv, "/health/ready")[0] == 200, 15, what="readiness to recover")
+
+
+def test_ready_answers_from_a_recent_result(make_server):
+    # Within health_max_age_ms the last result answers: a database locked just
+    # after a good check does not show until the result is older.
+    import sqlite3
+    srv = make_server(env={"CAIRN_HEALTH_TIMEOUT_MS": "200", "CAIRN_HEALTH_MAX_AGE_MS": "60000"})
+    assert http_get(srv, "/health/ready")[0] == 200
+    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        assert http_get(srv, "/health/ready")[0] == 200
+    finally:
+        db.execute("ROLLBACK")
+        db.close()

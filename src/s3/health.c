@@ -1,0 +1,198 @@
+/*
+ * health.c — GET /health/ready: is this gateway fit to take traffic?
+ *
+ * One checker thread per gateway runs the checks (a metadata round trip, a
+ * probe file on every drive, free space) and keeps the last result.  A
+ * request is answered from that result while it is younger than
+ * health_max_age_ms; an older one makes the request ask the checker for a
+ * fresh pass and wait for it at most health_timeout_ms.  So readiness costs
+ * no thread per request however often it is polled, and a hung disk or a
+ * locked database ties up exactly one thread (the checker, which finishes its
+ * pass whenever the hang ends) while every request still answers on time:
+ * "fail", with "timed out" for the check that is still running.
+ *
+ * Unauthenticated callers reach this; nothing here grows with their number.
+ */
+#include "s3/internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { CHECK_DATABASE, CHECK_DATA_DIR, CHECK_DISK, NCHECKS };
+
+typedef struct {
+    int rc;                    /* 0 ok, CAIRN_E*, or CAIRN_ETIMEDOUT while it still runs */
+    double ms;
+} check_result;
+
+struct s3_health {
+    s3_gateway *gw;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;         /* the checker waits for work, requests for results */
+    bool stop;
+    bool running;              /* a pass is under way */
+    uint64_t wanted;           /* passes asked for */
+    uint64_t done;             /* passes finished */
+    int current;               /* the check the running pass is on */
+    int64_t pass_started_ns;
+    check_result last[NCHECKS];
+    int64_t last_ns;           /* when the last pass finished; 0 = never */
+    int64_t free_bytes;
+};
+
+static int64_t elapsed_ns(int64_t since) { return time_mono_ns() - since; }
+
+static void *checker_main(void *arg) {
+    s3_health *h = arg;
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->stop && h->done == h->wanted) pthread_cond_wait(&h->cv, &h->mu);
+        if (h->stop) break;
+        uint64_t pass = h->wanted;
+        h->running = true;
+        h->pass_started_ns = time_mono_ns();
+        check_result r[NCHECKS];
+        int64_t free_bytes = 0;
+        for (int c = 0; c < NCHECKS; c++) {
+            h->current = c;
+            pthread_mutex_unlock(&h->mu);
+            int64_t t0 = time_mono_ns();
+            s3_gateway *gw = h->gw;
+            if (c == CHECK_DATABASE) r[c].rc = meta_ping(gw->d.meta);
+            else if (c == CHECK_DATA_DIR) r[c].rc = data_check_writable(gw->d.data);
+            else {
+                r[c].rc = data_free_bytes(gw->d.data, &free_bytes);
+                if (r[c].rc == 0 && free_bytes < gw->cfg.min_free_disk) r[c].rc = CAIRN_ENOSPC;
+            }
+            r[c].ms = (double)elapsed_ns(t0) / 1e6;
+            pthread_mutex_lock(&h->mu);
+        }
+        memcpy(h->last, r, sizeof r);
+        h->free_bytes = free_bytes;
+        h->last_ns = time_mono_ns();
+        h->running = false;
+        h->done = pass;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+int s3_health_start(s3_gateway *gw, s3_health **out) {
+    s3_health *h = calloc(1, sizeof *h);
+    if (!h) return CAIRN_ENOMEM;
+    h->gw = gw;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int rc = pthread_create(&h->thread, &attr, checker_main, h);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return CAIRN_ENOMEM;
+    }
+    *out = h;
+    return 0;
+}
+
+void s3_health_stop(s3_health *h) {
+    if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    h->stop = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    /* A pass stuck on a hung disk or database keeps the checker until it
+     * ends; shutdown waits for it like for any in-flight work. */
+    pthread_join(h->thread, NULL);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+/* Fills r with a result no older than max_age, waiting for a fresh pass at
+ * most timeout_ms.  Checks the pass has not reached yet are "timed out". */
+static void current_results(s3_health *h, int64_t max_age_ms, int64_t timeout_ms, check_result r[NCHECKS],
+                            int64_t *free_bytes) {
+    pthread_mutex_lock(&h->mu);
+    bool fresh = h->last_ns && elapsed_ns(h->last_ns) <= max_age_ms * 1000000LL;
+    if (!fresh) {
+        uint64_t want = h->done + 1;
+        if (h->wanted < want) {
+            h->wanted = want;
+            pthread_cond_broadcast(&h->cv);
+        }
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        int64_t ns = deadline.tv_nsec + timeout_ms * 1000000LL;
+        deadline.tv_sec += (time_t)(ns / 1000000000LL);
+        deadline.tv_nsec = (long)(ns % 1000000000LL);
+        while (h->done < want && !h->stop)
+            if (pthread_cond_timedwait(&h->cv, &h->mu, &deadline) != 0) break;
+        fresh = h->done >= want;
+    }
+    if (fresh) {
+        memcpy(r, h->last, sizeof h->last);
+    } else {
+        /* No pass finished in time (one is stuck on a hung disk or database):
+         * every check is unknown, the one under way has overrun. */
+        double ms = h->running ? (double)elapsed_ns(h->pass_started_ns) / 1e6 : 0;
+        for (int c = 0; c < NCHECKS; c++) r[c] = (check_result){CAIRN_ETIMEDOUT, c == h->current ? ms : 0};
+    }
+    *free_bytes = h->free_bytes;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* detail: said when the check fails (or always, with always). */
+static void add_check(buf_t *b, bool *first, const char *name, const check_result *r, const char *detail_text,
+                      bool always) {
+    bool ok = r->rc == 0;
+    buf_printf(b, "%s\"%s\":{\"status\":\"%s\",\"ms\":%.2f", *first ? "" : ",", name, ok ? "ok" : "fail", r->ms);
+    const char *detail = r->rc == CAIRN_ETIMEDOUT ? "timed out" : ok && !always ? NULL : detail_text;
+    if (detail) {
+        buf_puts(b, ",\"detail\":\"");
+        buf_json_escape(b, detail, strlen(detail));
+        buf_putc(b, '"');
+    }
+    buf_putc(b, '}');
+    *first = false;
+}
+
+void s3_serve_ready(s3_req *q) {
+    s3_gateway *gw = q->gw;
+    check_result r[NCHECKS];
+    int64_t free_bytes = 0;
+    current_results(gw->health, gw->cfg.health_max_age_ms, gw->cfg.health_timeout_ms, r, &free_bytes);
+    char disk[96];
+    snprintf(disk, sizeof disk, "free_bytes=%lld min_free_disk=%lld", (long long)free_bytes,
+             (long long)gw->cfg.min_free_disk);
+    buf_t b;
+    buf_init(&b);
+    bool first = true;
+    buf_puts(&b, "{\"checks\":{");
+    add_check(&b, &first, "database", &r[CHECK_DATABASE], "metadata database not answering", false);
+    add_check(&b, &first, "data_dir", &r[CHECK_DATA_DIR], "data directory not writable", false);
+    add_check(&b, &first, "disk", &r[CHECK_DISK], disk, true);
+    bool all = r[0].rc == 0 && r[1].rc == 0 && r[2].rc == 0;
+    buf_printf(&b, "},\"status\":\"%s\"}\n", all ? "ok" : "fail");
+    http_add_header(q->http, "Content-Type", "application/json");
+    http_add_header(q->http, "Cache-Control", "no-store");
+    if (b.oom) {
+        buf_free(&b);
+        http_respond(q->http, 503, "", 0);
+        return;
+    }
+    size_t len = b.len;
+    http_respond_take(q->http, all ? 200 : 503, buf_steal(&b), len);
+}
