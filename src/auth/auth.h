@@ -95,6 +95,8 @@ int sigv4_parse(const sigv4_request *r, sigv4_auth *out, const char **s3_code,
  * Presigned: amz_date <= now + skew_sec and now <= amz_date + expires, expires in
  * 1..604800 (AccessDenied "Request has expired" / AuthorizationQueryParametersError).
  * Signature mismatch: "SignatureDoesNotMatch".  Compare is constant time.
+ * An x-amz-* header present but not among the signed headers: "AccessDenied"
+ * ("There were headers present in the request which were not signed").
  * Returns 0 or CAIRN_EAUTH with *s3_code / *message set as in sigv4_parse.
  * On success a->signature is the seed signature the chunked decoder chains from.
  */

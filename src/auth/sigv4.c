@@ -677,6 +677,33 @@ static int check_time(const sigv4_auth *a, int64_t now, int skew, const char **c
     return 0;
 }
 
+/* True when name (n bytes, any case) is in the ';'-joined lowercase list. */
+static bool header_listed(const char *list, const char *name, size_t n) {
+    for (const char *s = list; *s;) {
+        size_t len = strcspn(s, ";");
+        if (len == n && strncasecmp(s, name, n) == 0) return true;
+        s += len;
+        if (*s == ';') s++;
+    }
+    return false;
+}
+
+/* Every x-amz-* header present must be signed: an unsigned one could be
+ * added by whoever holds a presigned URL or a captured request (an
+ * x-amz-copy-source turning a PUT into a copy of someone else's object, an
+ * x-amz-meta-* stored as if the signer had sent it), and S3 refuses it. */
+static int check_unsigned_amz_headers(const sigv4_request *r, const sigv4_auth *a, const char **code,
+                                      const char **msg) {
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const auth_header *h = &r->headers[i];
+        if (h->name_len < 6 || strncasecmp(h->name, "x-amz-", 6) != 0) continue;
+        if (!header_listed(a->signed_headers, h->name, h->name_len))
+            return fail(CAIRN_EAUTH, code, msg, E_DENIED,
+                        "There were headers present in the request which were not signed");
+    }
+    return 0;
+}
+
 int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret, int64_t now,
                  int skew_sec, const char **s3_code, const char **message) {
     if (a->kind != SIGV4_HEADER && a->kind != SIGV4_PRESIGNED)
@@ -693,7 +720,7 @@ int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret
         return fail(CAIRN_EAUTH, s3_code, message, E_SIG,
                     "The request signature we calculated does not match the signature you "
                     "provided. Check your key and signing method.");
-    return 0;
+    return check_unsigned_amz_headers(r, a, s3_code, message);
 }
 
 /* ---- client side ------------------------------------------------------------ */

@@ -136,3 +136,69 @@ def test_degraded_reads_do_not_wait_on_the_database(make_server, tmp_path):
     # The heals still happen once the database answers.
     wait_until(lambda: len(glob.glob(os.path.join(drives[0], "objects", "*", "*"))) > 0, 30,
                what="the queued heals to rewrite the missing shards")
+
+
+# ---- unsigned x-amz-* headers ----------------------------------------------------------------
+
+
+def send_raw(srv, method, path, headers, body=b"", query=None):
+    import http.client
+    import sigv4
+    from conftest import read_response
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        q = sigv4.wire_query(query) if query else ""
+        conn.request(method, path + ("?" + q if q else ""), body=body, headers=headers)
+        return read_response(conn.getresponse(), method)
+    finally:
+        conn.close()
+
+
+def test_presigned_put_with_an_unsigned_copy_source_is_refused(server, bucket):
+    """A presigned PUT URL handed to an uploader must not become a CopyObject
+    of whatever the signer can read."""
+    import sigv4
+    assert server.request("PUT", f"/{bucket}/private/secret", body=b"the signer's secret").status == 200
+    query = sigv4.presign("PUT", server.host, f"/{bucket}/uploads/slot", *server.root)
+    for extra in ({"x-amz-copy-source": f"/{bucket}/private/secret"},
+                  {"x-amz-meta-owner": "mallory"},
+                  {"x-amz-website-redirect-location": "https://evil.example/"}):
+        r = server.get_url("PUT", f"/{bucket}/uploads/slot?{query}", headers={**extra, "Content-Length": "4"},
+                           body=b"mine")
+        assert (r.status, r.error_code) == (403, "AccessDenied"), (extra, r)
+        assert b"not signed" in r.body
+    assert server.request("GET", f"/{bucket}/uploads/slot").status == 404
+    # The URL itself still works as signed.
+    r = server.get_url("PUT", f"/{bucket}/uploads/slot?{query}", headers={"Content-Length": "4"}, body=b"mine")
+    assert r.status == 200, r
+    assert server.request("GET", f"/{bucket}/uploads/slot").body == b"mine"
+
+
+@pytest.mark.parametrize("extra", [{"x-amz-meta-a": "unsigned"},
+                                   {"x-amz-website-redirect-location": "/elsewhere"},
+                                   {"X-Amz-Meta-Mixed-Case": "unsigned"},
+                                   {"x-amz-storage-class": "STANDARD"}])
+def test_header_signed_request_with_an_unsigned_amz_header_is_refused(server, bucket, extra):
+    import sigv4
+    body = b"payload"
+    headers, _sig, _date = sigv4.sign_request("PUT", f"/{bucket}/k", None, {"Host": server.host}, *server.root,
+                                              hashlib.sha256(body).hexdigest())
+    r = send_raw(server, "PUT", f"/{bucket}/k", {**headers, **extra}, body)
+    assert (r.status, r.error_code) == (403, "AccessDenied"), r
+    assert server.request("GET", f"/{bucket}/k").status == 404
+    # Signed, the same header is fine.
+    r = server.request("PUT", f"/{bucket}/k", body=body, headers=extra)
+    assert r.status == 200, r
+
+
+def test_captured_request_replayed_with_a_copy_source_is_refused(server, bucket):
+    import sigv4
+    assert server.request("PUT", f"/{bucket}/private", body=b"secret bytes").status == 200
+    body = b"public bytes"
+    headers, _sig, _date = sigv4.sign_request("PUT", f"/{bucket}/public", None, {"Host": server.host},
+                                              *server.root, hashlib.sha256(body).hexdigest())
+    assert send_raw(server, "PUT", f"/{bucket}/public", headers, body).status == 200
+    replay = {**headers, "x-amz-copy-source": f"/{bucket}/private"}
+    r = send_raw(server, "PUT", f"/{bucket}/public", replay, body)
+    assert (r.status, r.error_code) == (403, "AccessDenied"), r
+    assert server.request("GET", f"/{bucket}/public").body == body
