@@ -34,8 +34,13 @@ int cmd_node(int argc, char **argv) {
         node_server_free(node);
         return rc;
     }
+    /* A node's clients are gateways: one address for all of a gateway's
+     * connections, and bodies paced by the gateway's own clients.  So no
+     * per-address limit, and the body rate only for bodies it refused. */
     http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
                        .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes,
+                       .header_timeout = cfg.client_header_timeout, .min_drain_rate = cfg.min_body_rate,
+                       .body_rate_window = cfg.min_body_rate_window,
                        .tls_cert_pem = tls_cert, .tls_key_pem = tls_key};
     http_server *srv = NULL;
     int port = 0;

@@ -319,6 +319,9 @@ static int run(int argc, char **argv, bool gateway) {
     if ((rc = cmd_load_tls(&cfg, &tls_cert, &tls_key)) != 0) return rc;
     http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
                        .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes,
+                       .connection_limit_per_ip = cfg.connection_limit_per_ip,
+                       .header_timeout = cfg.client_header_timeout, .min_body_rate = cfg.min_body_rate,
+                       .min_drain_rate = cfg.min_body_rate, .body_rate_window = cfg.min_body_rate_window,
                        .tls_cert_pem = tls_cert, .tls_key_pem = tls_key};
     http_server *srv = NULL;
     int port = 0;

@@ -183,6 +183,10 @@ typedef struct {
     int multipart_expiry;      /* multipart_expiry: seconds after which an unfinished upload is aborted */
     int job_retention_s;       /* job_retention_s: completed/cancelled jobs are deleted after this */
     int job_discarded_retention_s; /* job_discarded_retention_s: discarded jobs are deleted after this */
+    int client_header_timeout; /* client_header_timeout: seconds for a whole request head; 0 = off */
+    int64_t min_body_rate;     /* min_body_rate: bytes/s a request body must keep up; 0 = off */
+    int min_body_rate_window;  /* min_body_rate_window: seconds per judged window of a body */
+    int connection_limit_per_ip; /* connection_limit_per_ip: connections from one address; 0 = no limit */
     bool sigv2;                /* sigv2: accept AWS Signature Version 2 (default true) */
 } config_t;
 

@@ -15,6 +15,16 @@
  * completed_ok false when the client vanished or timed out, so handlers can
  * remove temporary data.
  *
+ * The server also protects itself from clients (see server.c for how):
+ * requests with conflicting or unsupported framing (two Content-Lengths,
+ * Content-Length with Transfer-Encoding, a transfer coding other than exactly
+ * "chunked", Transfer-Encoding on HTTP/1.0, whitespace in a field name) and
+ * heads larger than max_header_bytes are answered 400 (an S3-style XML error)
+ * without calling the handler, and the connection is closed; a head that is
+ * not complete within header_timeout, or a body slower than min_body_rate
+ * over a window, has its connection cut (done is called with completed_ok
+ * false).
+ *
  * Thread-safety: a request is touched by one thread at a time.  Server
  * functions are safe to call from any thread.
  */
@@ -58,6 +68,7 @@ typedef struct http_req {
     uint64_t resp_size_;
     buf_t resp_headers_;       /* "name\0value\0" pairs */
     int state_;
+    void *conn_track_;         /* the connection's watchdog record */
 } http_req;
 
 /* Looks up a request header (case-insensitive); returns its value (NUL-terminated,
@@ -100,8 +111,13 @@ typedef struct {
 typedef struct {
     const char *listen;        /* "127.0.0.1:9000", "[::1]:9000", "0.0.0.0:9000" */
     int connection_limit;
-    int connection_timeout;    /* seconds */
-    int max_header_bytes;
+    int connection_timeout;    /* seconds a connection may be idle */
+    int max_header_bytes;      /* request line + headers + the empty line, in bytes */
+    int connection_limit_per_ip; /* connections from one address; 0 = no limit */
+    int header_timeout;        /* seconds from a request's first byte to the end of its head; 0 = off */
+    int64_t min_body_rate;     /* bytes/s a body must average over each window; 0 = off */
+    int64_t min_drain_rate;    /* the same for a body read only to be discarded after an early answer */
+    int body_rate_window;      /* seconds per judged window (the first is the grace); 0 = 10 */
     const char *tls_cert_pem;  /* both set: serve HTTPS (GnuTLS inside MHD) */
     const char *tls_key_pem;
 } http_options;

@@ -9,21 +9,106 @@
  *
  * We bind the listening socket ourselves so a bind failure has a precise
  * reason, and so the port is known when the caller asked for port 0.
+ *
+ * Framing.  Before a head reaches the handler we judge its framing from every
+ * header MHD parsed (not only the HTTP_MAX_HEADERS we copy): at most one
+ * Content-Length, at most one Transfer-Encoding, never both, Transfer-Encoding
+ * only on HTTP/1.1 and only as exactly "chunked" (case-insensitive: the one
+ * value MHD itself decodes as chunked; "chunked " or "gzip, chunked" MHD
+ * would read as a body of unknown length), and field names that are tokens
+ * ("Transfer-Encoding : chunked" is a different field to MHD and the framing
+ * header to a lenient proxy).  Anything else is where request smuggling lives
+ * (RFC 9112 6.3): MHD would use the first Content-Length and parse the rest
+ * of the body as the next request.  Such a request is answered 400
+ * InvalidRequest with Connection: close from the head call, which makes MHD
+ * discard the rest and close, so nothing after it on the connection is read.
+ * Content-Length values that are not a plain decimal never get here: MHD
+ * answers those itself (400, or 413 past 2^64; its own HTML body) and closes;
+ * on_completed logs them.  The head size (MHD counts request line, headers
+ * and the empty line) is held to max_header_bytes the same way
+ * (RequestHeaderSectionTooLarge, as S3 answers); a head past the
+ * connection's memory pool (max_header_bytes + 256 KiB) is refused by MHD
+ * itself (431).
+ *
+ * Slow clients.  MHD's connection_timeout only measures idle time, so a
+ * client sending a header line every few seconds, or a body byte every few
+ * seconds, would keep its connection, and with thread per connection its
+ * thread, forever.  A watchdog thread therefore tracks every connection
+ * (MHD_OPTION_NOTIFY_CONNECTION: started/closed) in a list under one mutex,
+ * with the phase its current request is in:
+ *
+ *   HEAD   from accept (first request) or the first byte of the next request
+ *          on a kept-alive connection, to the end of the head: must end
+ *          within header_timeout (nginx's client_header_timeout);
+ *   BUSY   a handler callback is running: no deadline (fsync, slow nodes);
+ *   BODY   between body pieces: every window of body_rate_window seconds of
+ *          client time must bring min_body_rate * window bytes (the first
+ *          window is the grace); time spent inside the handler's body
+ *          callback is not client time, so back-pressure from a slow disk or
+ *          node never counts against the client;
+ *   REPLY  the response is being produced or sent: MHD's idle timeout only;
+ *   IDLE   between requests: MHD's idle timeout only.
+ *
+ * MHD reads bytes without telling us, so "the first byte of the next request"
+ * comes from the kernel: the socket's tcpi_bytes_received (TCP_INFO) is noted
+ * when a request completes, and a later tick that sees it grown starts the
+ * head clock (or the request line's arrival does, whichever is first).  The
+ * watchdog ticks every 250 ms; a connection past its deadline is cut with
+ * shutdown(fd, SHUT_RDWR): MHD's thread sees the socket end, closes the
+ * connection and reports the request as not completed, so handlers clean up
+ * as for any vanished client.  No answer is sent (as nginx does for a head
+ * timeout); one "connection cut" log line names the request id, the phase
+ * and the reason.  The fd is only ever shut down under the mutex while the
+ * connection is in the list, and MHD calls the closed notification (which
+ * takes the mutex and unlinks it) before it closes the fd, so a shutdown
+ * never hits an fd that was closed and reused; on_connection asserts the fd
+ * is still open when notified.
+ *
+ * connection_limit_per_ip is MHD's own (MHD_OPTION_PER_IP_CONNECTION_LIMIT):
+ * a connection over it is accepted and closed at once, before a thread is
+ * spent on it; the client sees the connection reset and an SDK retries.
  */
 #include "http/http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/tcp.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
+
+/* The watchdog's record of one connection; all fields under server.mu. */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    int phase;                  /* PH_* */
+    bool cut;                   /* shut down by the watchdog */
+    bool draining;              /* the body is read only to be discarded */
+    int64_t head_start_ns;      /* PH_HEAD: when the head's clock started */
+    uint64_t idle_mark;         /* PH_IDLE: tcpi_bytes_received when the last request ended */
+    bool idle_mark_ok;          /* TCP_INFO worked for this socket */
+    int64_t window_start_ns;    /* PH_BODY: the current rate window */
+    uint64_t window_bytes;      /* body bytes at the window's start */
+    int64_t busy_ns;            /* handler time inside the window */
+    int64_t busy_since_ns;      /* nonzero while the handler's body callback runs */
+    uint64_t bytes_in;          /* body bytes so far */
+    char request_id[40];        /* the current request's id; "" before its request line */
+    char remote[64];
+} http_conn;
+
+enum { PH_HEAD = 0, PH_BUSY, PH_BODY, PH_REPLY, PH_IDLE };
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -31,6 +116,17 @@ struct http_server {
     void *app;
     atomic_int inflight;
     int listen_fd;
+    int max_header_bytes;
+    /* watchdog */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t watchdog;
+    bool watchdog_running;
+    bool stopping;              /* under mu */
+    http_conn *conns;           /* under mu */
+    int64_t header_timeout_ns;  /* 0 = off */
+    int64_t window_ns;
+    int64_t min_body_rate, min_drain_rate;
 };
 
 enum { ST_HEAD = 0, ST_BODY, ST_QUEUED };
@@ -121,6 +217,281 @@ int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream
     return set_response(r, status, resp, size);
 }
 
+/* ---- connection tracking and the watchdog ------------------------------------ */
+
+#define WATCHDOG_TICK_NS (250 * 1000000LL)
+#define WATCHDOG_MAX_CUTS 64    /* cuts logged per tick; the rest wait for the next */
+
+/* The kernel's count of bytes received on a TCP socket. */
+static bool tcp_bytes_received(int fd, uint64_t *out) {
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
+        return false;
+    *out = ti.tcpi_bytes_received;
+    return true;
+}
+
+static http_conn *conn_of(const http_req *r) { return r ? r->conn_track_ : NULL; }
+
+/* Moves a request's connection to phase; the head clock starts on entering
+ * PH_HEAD from idle, the rate window on entering PH_BODY. */
+static void track_phase(http_server *s, http_req *r, int phase, bool draining) {
+    http_conn *hc = conn_of(r);
+    if (!hc) return;
+    int64_t now = time_mono_ns();
+    pthread_mutex_lock(&s->mu);
+    if (phase == PH_BODY && (hc->phase != PH_BODY || draining != hc->draining)) {
+        hc->window_start_ns = now;
+        hc->window_bytes = hc->bytes_in;
+        hc->busy_ns = 0;
+        hc->busy_since_ns = 0;
+    }
+    hc->phase = phase;
+    hc->draining = draining;
+    snprintf(hc->request_id, sizeof hc->request_id, "%s", r->request_id);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Brackets the handler's body callback: its time is not the client's. */
+static void track_busy(http_server *s, http_req *r, bool begin) {
+    http_conn *hc = conn_of(r);
+    if (!hc) return;
+    int64_t now = time_mono_ns();
+    pthread_mutex_lock(&s->mu);
+    hc->bytes_in = r->bytes_in;
+    if (begin) {
+        hc->busy_since_ns = now;
+    } else if (hc->busy_since_ns) {
+        hc->busy_ns += now - hc->busy_since_ns;
+        hc->busy_since_ns = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void track_bytes(http_server *s, http_req *r) {
+    http_conn *hc = conn_of(r);
+    if (!hc) return;
+    pthread_mutex_lock(&s->mu);
+    hc->bytes_in = r->bytes_in;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        http_conn *hc = calloc(1, sizeof *hc);
+        if (!hc) return;        /* untracked: MHD's idle timeout still applies */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hc->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, hc->remote, sizeof hc->remote);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, hc->remote, sizeof hc->remote);
+        }
+        hc->phase = PH_HEAD;
+        hc->head_start_ns = time_mono_ns();
+        pthread_mutex_lock(&s->mu);
+        hc->next = s->conns;
+        if (s->conns) s->conns->prev = hc;
+        s->conns = hc;
+        pthread_mutex_unlock(&s->mu);
+        *socket_context = hc;
+        return;
+    }
+    http_conn *hc = *socket_context;
+    if (!hc) return;
+    /* The watchdog may shut down only fds MHD has not closed: MHD notifies
+     * before it closes, so the fd must still be open here. */
+    assert(hc->fd < 0 || fcntl(hc->fd, F_GETFD) != -1);
+    pthread_mutex_lock(&s->mu);
+    if (hc->prev) hc->prev->next = hc->next;
+    else s->conns = hc->next;
+    if (hc->next) hc->next->prev = hc->prev;
+    pthread_mutex_unlock(&s->mu);
+    free(hc);
+    *socket_context = NULL;
+}
+
+typedef struct {
+    char request_id[40];
+    char remote[64];
+    const char *phase;
+    const char *reason;
+    int64_t elapsed_ms;
+    uint64_t bytes;
+} cut_note;
+
+/* Judges one connection at time now; returns the reason to cut it or NULL.
+ * Called with s->mu held. */
+static const char *judge(http_server *s, http_conn *hc, int64_t now, int64_t *elapsed_ns) {
+    if (hc->phase == PH_IDLE && s->header_timeout_ns && hc->idle_mark_ok) {
+        uint64_t got;
+        if (tcp_bytes_received(hc->fd, &got) && got > hc->idle_mark) {
+            hc->phase = PH_HEAD;            /* the next request has begun */
+            hc->head_start_ns = now;
+            hc->request_id[0] = '\0';
+        }
+    }
+    if (hc->phase == PH_HEAD && s->header_timeout_ns) {
+        *elapsed_ns = now - hc->head_start_ns;
+        if (*elapsed_ns > s->header_timeout_ns) return "request head not complete within client_header_timeout";
+        return NULL;
+    }
+    int64_t rate = hc->draining ? s->min_drain_rate : s->min_body_rate;
+    if (hc->phase != PH_BODY || rate <= 0) return NULL;
+    int64_t busy = hc->busy_ns + (hc->busy_since_ns ? now - hc->busy_since_ns : 0);
+    int64_t client = now - hc->window_start_ns - busy;
+    if (client < s->window_ns) return NULL;
+    uint64_t need = (uint64_t)rate * (uint64_t)(s->window_ns / 1000000000LL);
+    if (hc->bytes_in - hc->window_bytes < need) {
+        *elapsed_ns = client;
+        return hc->draining ? "discarded request body slower than min_body_rate"
+                            : "request body slower than min_body_rate";
+    }
+    hc->window_start_ns = now;              /* a new window */
+    hc->window_bytes = hc->bytes_in;
+    hc->busy_ns = 0;
+    if (hc->busy_since_ns) hc->busy_since_ns = now;
+    return NULL;
+}
+
+static const char *phase_name(int phase) {
+    return phase == PH_HEAD ? "head" : phase == PH_BODY ? "body" : "other";
+}
+
+static void *watchdog_main(void *arg) {
+    http_server *s = arg;
+    cut_note notes[WATCHDOG_MAX_CUTS];
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + WATCHDOG_TICK_NS;
+        ts.tv_sec += ns / 1000000000LL;
+        ts.tv_nsec = ns % 1000000000LL;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        if (s->stopping) break;
+        int64_t now = time_mono_ns();
+        int ncut = 0;
+        for (http_conn *hc = s->conns; hc && ncut < WATCHDOG_MAX_CUTS; hc = hc->next) {
+            if (hc->cut || hc->fd < 0) continue;
+            int64_t elapsed = 0;
+            const char *why = judge(s, hc, now, &elapsed);
+            if (!why) continue;
+            shutdown(hc->fd, SHUT_RDWR);
+            hc->cut = true;
+            cut_note *n = &notes[ncut++];
+            snprintf(n->request_id, sizeof n->request_id, "%s", hc->request_id);
+            snprintf(n->remote, sizeof n->remote, "%s", hc->remote);
+            n->phase = phase_name(hc->phase);
+            n->reason = why;
+            n->elapsed_ms = elapsed / 1000000;
+            n->bytes = hc->bytes_in;
+        }
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < ncut; i++) {
+            char el[24], by[24];
+            log_write(LOG_WARN, notes[i].request_id[0] ? notes[i].request_id : NULL, "connection cut",
+                      "phase", notes[i].phase, "reason", notes[i].reason, "remote", notes[i].remote,
+                      "elapsed_ms", log_int(el, notes[i].elapsed_ms),
+                      "bytes_in", log_int(by, (long long)notes[i].bytes), NULL);
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- framing and head checks ---------------------------------------------------- */
+
+typedef struct {
+    int ncl, nte;
+    const char *cl, *te;
+    size_t cl_len, te_len;
+    bool bad_name;
+} framing;
+
+/* RFC 9110 tchar. */
+static bool is_token(const char *p, size_t n) {
+    if (n == 0) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              strchr("!#$%&'*+-.^_`|~", ch)) || ch == '\0')
+            return false;
+    }
+    return true;
+}
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                    const char *value, size_t value_size) {
+    (void)kind;
+    framing *f = cls;
+    if (!key || !is_token(key, key_size)) f->bad_name = true;
+    if (!key) return MHD_YES;
+    if (key_size == 14 && strncasecmp(key, "content-length", 14) == 0) {
+        f->ncl++;
+        f->cl = value ? value : "";
+        f->cl_len = value ? value_size : 0;
+    } else if (key_size == 17 && strncasecmp(key, "transfer-encoding", 17) == 0) {
+        f->nte++;
+        f->te = value ? value : "";
+        f->te_len = value ? value_size : 0;
+    }
+    return MHD_YES;
+}
+
+/* Returns NULL when the request's framing is sound, else why it is not.
+ * Reads MHD's values as parsed, before read_head trims them. */
+static const char *framing_error(struct MHD_Connection *c, const char *version) {
+    framing f = {0};
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_framing, &f);
+    if (f.bad_name) return "A header field name is not a token (whitespace before the colon?).";
+    if (f.ncl > 1) return "The request has more than one Content-Length header.";
+    if (f.nte > 1) return "The request has more than one Transfer-Encoding header.";
+    if (f.ncl && f.nte) return "The request has both Content-Length and Transfer-Encoding.";
+    if (f.nte && version && strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+        return "Transfer-Encoding is only allowed in HTTP/1.1 requests.";
+    if (f.nte && !(f.te_len == 7 && strncasecmp(f.te, "chunked", 7) == 0))
+        return "The only transfer coding supported is chunked, alone.";
+    if (f.ncl) {
+        /* MHD has already refused anything else; this keeps it true. */
+        bool digits = f.cl_len > 0 && f.cl_len <= 19;
+        for (size_t i = 0; digits && i < f.cl_len; i++) digits = f.cl[i] >= '0' && f.cl[i] <= '9';
+        if (!digits) return "Content-Length must be a decimal number.";
+    }
+    return NULL;
+}
+
+/* Answers a request the server refuses from its head alone: an S3-style XML
+ * error, the connection closed after it.  Logged here, since the handler
+ * never sees the request. */
+static void refuse(http_req *r, const char *code, const char *message) {
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code><Message>", code);
+    buf_xml_escape(&b, message, strlen(message));
+    buf_printf(&b, "</Message><RequestId>%s</RequestId></Error>", r->request_id);
+    http_add_header(r, "Content-Type", "application/xml");
+    http_add_header(r, "Connection", "close");
+    size_t len = b.len;
+    if (b.oom) {
+        buf_free(&b);
+        http_respond(r, 400, "", 0);
+    } else {
+        http_respond_take(r, 400, buf_steal(&b), len);
+    }
+    log_write(LOG_INFO, r->request_id, "request refused", "status", "400", "error", code, "reason", message,
+              "remote", r->remote_addr, NULL);
+}
+
 /* ---- MHD callbacks ------------------------------------------------------------ */
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
@@ -147,6 +518,19 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
             inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote_addr, sizeof r->remote_addr);
         else if (sa->sa_family == AF_INET6)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote_addr, sizeof r->remote_addr);
+    }
+    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    http_conn *hc = sc ? sc->socket_context : NULL;
+    if (hc) {
+        r->conn_track_ = hc;
+        int64_t now = time_mono_ns();
+        pthread_mutex_lock(&s->mu);
+        if (hc->phase == PH_IDLE) {             /* a kept-alive connection's next request */
+            hc->phase = PH_HEAD;
+            hc->head_start_ns = now;
+        }
+        snprintf(hc->request_id, sizeof hc->request_id, "%s", r->request_id);
+        pthread_mutex_unlock(&s->mu);
     }
     atomic_fetch_add(&s->inflight, 1);
     return r;
@@ -181,8 +565,8 @@ static void read_head(http_req *r, const char *method) {
         long long v = strtoll(cl, &end, 10);
         if (errno == 0 && end != cl && *end == '\0' && v >= 0) r->content_length = v;
     }
-    const char *te = http_header(r, "transfer-encoding");
-    if (te && strcasestr(te, "chunked")) r->chunked_transfer = true;
+    /* framing_error() has made sure this is exactly "chunked". */
+    if (http_header(r, "transfer-encoding")) r->chunked_transfer = true;
     const char *rid = http_header(r, "x-request-id");
     if (rid && *rid) {
         /* Honour an incoming id, keeping only characters safe in headers and logs. */
@@ -220,15 +604,28 @@ static const char fallback_body[] =
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls) {
-    (void)c; (void)url; (void)version;
+    (void)url;
     http_server *s = cls;
     http_req *r = *con_cls;
     if (!r) return MHD_NO;
     if (r->state_ == ST_HEAD) {
         r->state_ = ST_BODY;
+        track_phase(s, r, PH_BUSY, false);
+        const char *bad = framing_error(c, version);
+        const union MHD_ConnectionInfo *hi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
         read_head(r, method);
+        track_phase(s, r, PH_BUSY, false);      /* with the id the client may have sent */
+        if (bad || (hi && hi->header_size > (size_t)s->max_header_bytes)) {
+            if (bad) refuse(r, "InvalidRequest", bad);
+            else refuse(r, "RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size.");
+            track_phase(s, r, PH_REPLY, false);
+            return queue(r);
+        }
         s->h->begin(s->app, r);
-        if (!http_responded(r)) return MHD_YES;
+        if (!http_responded(r)) {
+            track_phase(s, r, PH_BODY, false);
+            return MHD_YES;
+        }
         /* Answered from the head alone.  A client that asked for 100-continue
          * has not sent its body and will not; one that did not is sending it
          * now, and closing on unread bytes resets the connection before it
@@ -236,26 +633,41 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
          * one (over the drain limit) is cut short. */
         const char *expect = http_header(r, "expect");
         bool waits = expect && strcasecmp(expect, "100-continue") == 0;
-        if (!waits && r->content_length > 0 && (uint64_t)r->content_length <= HTTP_DRAIN_LIMIT) return MHD_YES;
+        if (!waits && r->content_length > 0 && (uint64_t)r->content_length <= HTTP_DRAIN_LIMIT) {
+            track_phase(s, r, PH_BODY, true);
+            return MHD_YES;
+        }
+        track_phase(s, r, PH_REPLY, false);
         return queue(r);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         r->bytes_in += n;
-        if (r->state_ == ST_QUEUED) return MHD_YES;
+        if (r->state_ == ST_QUEUED) {
+            track_bytes(s, r);
+            return MHD_YES;
+        }
         if (!http_responded(r)) {
+            track_busy(s, r, true);
             s->h->body(s->app, r, upload_data, n);
+            track_busy(s, r, false);
             if (!http_responded(r)) return MHD_YES;
+        } else {
+            track_bytes(s, r);
         }
         /* Answered mid-body.  Closing with unread bytes in flight makes TCP reset
          * the connection and the client may never see the answer, so read and
          * drop the rest when it is small; a large remainder is cut short. */
-        if (r->content_length >= 0 && (uint64_t)r->content_length - r->bytes_in <= HTTP_DRAIN_LIMIT)
+        if (r->content_length >= 0 && (uint64_t)r->content_length - r->bytes_in <= HTTP_DRAIN_LIMIT) {
+            track_phase(s, r, PH_BODY, true);
             return MHD_YES;
+        }
+        track_phase(s, r, PH_REPLY, false);
         return queue(r);
     }
     if (r->state_ == ST_QUEUED) return MHD_YES;
+    track_phase(s, r, PH_REPLY, false);
     if (!http_responded(r)) s->h->end(s->app, r);
     if (!http_responded(r))
         http_respond(r, 500, fallback_body, sizeof fallback_body - 1);
@@ -264,10 +676,33 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)c;
     http_server *s = cls;
     http_req *r = *con_cls;
     if (!r) return;
+    if (r->state_ == ST_HEAD) {
+        /* The head never reached on_access: MHD refused it itself (a
+         * Content-Length that is not a number, a head past the memory pool)
+         * or the client left mid-head.  Say which, with the request id. */
+        const union MHD_ConnectionInfo *st = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (st && st->http_status) {
+            char code[24];
+            r->status_ = st->http_status;
+            log_write(LOG_INFO, r->request_id, "request refused", "status", log_int(code, st->http_status),
+                      "reason", "malformed request head (refused by the HTTP parser)", "remote", r->remote_addr,
+                      NULL);
+        }
+    }
+    http_conn *hc = conn_of(r);
+    if (hc) {
+        uint64_t mark = 0;
+        bool ok = tcp_bytes_received(hc->fd, &mark);
+        pthread_mutex_lock(&s->mu);
+        hc->phase = PH_IDLE;
+        hc->idle_mark = mark;
+        hc->idle_mark_ok = ok;
+        hc->draining = false;
+        pthread_mutex_unlock(&s->mu);
+    }
     s->h->done(s->app, r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->state_ == ST_QUEUED);
     if (r->resp_) MHD_destroy_response(r->resp_);
     buf_free(&r->resp_headers_);
@@ -283,7 +718,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
-    log_write(LOG_DEBUG, NULL, "http", "detail", msg, NULL);
+    /* A connection turned away at accept (connection_limit or
+     * connection_limit_per_ip) is something an operator should see. */
+    if (strstr(msg, "connection limit")) log_write(LOG_WARN, NULL, "connection refused", "detail", msg, NULL);
+    else log_write(LOG_DEBUG, NULL, "http", "detail", msg, NULL);
 }
 
 /* ---- listening ------------------------------------------------------------------ */
@@ -338,16 +776,33 @@ static int open_listener(const char *listen_addr, int *fd_out, int *port_out, bo
     return 0;
 }
 
+static void server_free(http_server *s) {
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
 int http_server_start(const http_options *opt, const http_handler *h, void *app,
                       http_server **out, int *bound_port, char *errbuf, size_t errlen) {
     http_server *s = calloc(1, sizeof *s);
     if (!s) return CAIRN_ENOMEM;
     s->h = h;
     s->app = app;
+    s->max_header_bytes = opt->max_header_bytes;
+    s->header_timeout_ns = (int64_t)(opt->header_timeout > 0 ? opt->header_timeout : 0) * 1000000000LL;
+    s->window_ns = (int64_t)(opt->body_rate_window > 0 ? opt->body_rate_window : 10) * 1000000000LL;
+    s->min_body_rate = opt->min_body_rate > 0 ? opt->min_body_rate : 0;
+    s->min_drain_rate = opt->min_drain_rate > 0 ? opt->min_drain_rate : 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->mu, NULL);
     bool ipv6 = false;
     int port = 0;
     int rc = open_listener(opt->listen, &s->listen_fd, &port, &ipv6, errbuf, errlen);
-    if (rc != 0) { free(s); return rc; }
+    if (rc != 0) { server_free(s); return rc; }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ipv6) flags |= MHD_USE_IPv6;
@@ -358,6 +813,7 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     size_t mem = (size_t)opt->max_header_bytes + 256 * 1024;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout,
@@ -365,15 +821,25 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(opt->connection_limit_per_ip > 0 ? opt->connection_limit_per_ip : 0),
         tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, opt->tls_cert_pem,
         MHD_OPTION_HTTPS_MEM_KEY, opt->tls_key_pem,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errbuf, errlen, "cannot start HTTP server on %s", opt->listen);
         close(s->listen_fd);
-        free(s);
+        server_free(s);
         return CAIRN_EIO;
+    }
+    if (s->header_timeout_ns || s->min_body_rate || s->min_drain_rate) {
+        if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
+            snprintf(errbuf, errlen, "cannot start the HTTP watchdog thread");
+            MHD_stop_daemon(s->daemon);
+            server_free(s);
+            return CAIRN_ENOMEM;
+        }
+        s->watchdog_running = true;
     }
     if (bound_port) *bound_port = port;
     *out = s;
@@ -389,6 +855,14 @@ int http_server_inflight(http_server *s) { return atomic_load(&s->inflight); }
 
 void http_server_stop(http_server *s) {
     if (!s) return;
-    MHD_stop_daemon(s->daemon);
-    free(s);
+    if (s->watchdog_running) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->watchdog, NULL);
+    }
+    MHD_stop_daemon(s->daemon);     /* closed notifications free every http_conn */
+    assert(s->conns == NULL);
+    server_free(s);
 }
