@@ -610,11 +610,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (!r) return MHD_NO;
     if (r->state_ == ST_HEAD) {
         r->state_ = ST_BODY;
-        track_phase(s, r, PH_BUSY, false);
-        const char *bad = framing_error(c, version);
+        const char *bad = framing_error(c, version);   /* before read_head trims values */
         const union MHD_ConnectionInfo *hi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
         read_head(r, method);
-        track_phase(s, r, PH_BUSY, false);      /* with the id the client may have sent */
+        track_phase(s, r, PH_BUSY, false);      /* the head is in: its clock stops */
         if (bad || (hi && hi->header_size > (size_t)s->max_header_bytes)) {
             if (bad) refuse(r, "InvalidRequest", bad);
             else refuse(r, "RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size.");

@@ -137,6 +137,9 @@ def test_malformed_content_length_is_refused_and_the_connection_closed(server, c
     assert status_of(received) == status, received[:400]
     assert b'{"status":"ok"}' not in received, received
     assert answers(received) == 0, received
+    wait_until(lambda: any(r.get("msg") == "request refused" and r.get("status") == str(status)
+                           and "HTTP parser" in r.get("reason", "") for r in server.log_records()), 10,
+               what="a 'request refused' log line")
 
 
 @pytest.mark.parametrize("te", ["chunked", "CHUNKED", "  chunked"])
