@@ -612,11 +612,14 @@ static int parse_presigned(const presigned_params *pp, sigv4_auth *out, const ch
     if (memcmp(out->amz_date, out->date, 8) != 0)
         return fail(CAIRN_EINVAL, code, msg, E_QRY,
                     "Invalid credential date: it is not the date of X-Amz-Date");
-    if (!decode_param(&pp->expires, v, sizeof v, &n) || n == 0 || n > 7 || !all_digits(v, n))
+    /* As S3 answers: an X-Amz-Expires that is not a number is malformed, one
+     * out of range (zero, negative, over a week) is access denied. */
+    bool negative = decode_param(&pp->expires, v, sizeof v, &n) && n > 1 && v[0] == '-' && all_digits(v + 1, n - 1);
+    if (!negative && (!decode_param(&pp->expires, v, sizeof v, &n) || n == 0 || !all_digits(v, n)))
         return fail(CAIRN_EINVAL, code, msg, E_QRY, "X-Amz-Expires should be a number");
-    out->expires = strtoll(v, NULL, 10);
+    out->expires = negative || n > 7 ? -1 : strtoll(v, NULL, 10);
     if (out->expires < 1 || out->expires > MAX_EXPIRES)
-        return fail(CAIRN_EINVAL, code, msg, E_QRY,
+        return fail(CAIRN_EINVAL, code, msg, E_DENIED,
                     "X-Amz-Expires must be between 1 and 604800 seconds (one week)");
     if (!decode_param(&pp->signed_headers, v, sizeof v, &n) || !parse_signed_headers(v, n, out))
         return fail(CAIRN_EINVAL, code, msg, E_QRY,
@@ -670,7 +673,7 @@ static int check_time(const sigv4_auth *a, int64_t now, int skew, const char **c
         return 0;
     }
     if (a->expires < 1 || a->expires > MAX_EXPIRES)
-        return fail(CAIRN_EAUTH, code, msg, E_QRY,
+        return fail(CAIRN_EAUTH, code, msg, E_DENIED,
                     "X-Amz-Expires must be between 1 and 604800 seconds (one week)");
     if (t - skew > now) return fail(CAIRN_EAUTH, code, msg, E_DENIED, "Request is not valid yet");
     if (now > t + a->expires) return fail(CAIRN_EAUTH, code, msg, E_DENIED, "Request has expired");

@@ -274,40 +274,13 @@ static int walk(s3_req *q, list_walk *w) {
     }
 }
 
-/* Continuation tokens: 'K' + key (resume after the key) or 'P' + key (resume at
- * it, inclusive), base64-encoded.  Opaque to clients, as S3's are. */
-static char *make_token(const list_item *last) {
-    size_t n = last->key_len + 1;
-    uint8_t *raw = malloc(n);
-    if (!raw) return NULL;
-    raw[0] = last->is_prefix ? 'P' : 'K';
-    memcpy(raw + 1, last->key, last->key_len);
-    size_t rl = n;
-    if (last->is_prefix) {
-        /* resume at the successor of the prefix, inclusive */
-        char *k = (char *)raw + 1;
-        size_t kl = last->key_len;
-        if (!successor(k, &kl)) kl = 0;
-        rl = kl + 1;
-    }
-    char *out = malloc(4 * ((rl + 2) / 3) + 1);
-    if (out) s3_base64_encode(raw, rl, out);
-    free(raw);
-    return out;
-}
-
 static int parse_token(const char *tok, list_walk *w) {
-    size_t n = strlen(tok);
-    uint8_t *raw = malloc(n + 1);
-    size_t rl = 0;
-    if (!raw) return CAIRN_ENOMEM;
-    if (!s3_base64_decode(tok, raw, n, &rl) || rl < 1 || (raw[0] != 'K' && raw[0] != 'P') || rl - 1 > 1024) {
-        free(raw);
-        return CAIRN_EINVAL;
-    }
-    bool ok = set_from(w, (char *)raw + 1, rl - 1, raw[0] == 'P');
-    free(raw);
-    return ok ? 0 : CAIRN_ENOMEM;
+    char key[1025];
+    size_t len = 0;
+    bool inclusive = false;
+    int rc = s3_list_token_decode(tok, key, &len, &inclusive);
+    if (rc != 0) return rc;
+    return set_from(w, key, len, inclusive) ? 0 : CAIRN_ENOMEM;
 }
 
 static void put_enc(buf_t *b, const char *s, size_t n, bool url) {
@@ -344,19 +317,12 @@ void s3_list_objects(s3_req *q, bool v2) {
     }
     bool url = enc != NULL;
     int max = 1000;
-    if (mk) {
-        char *end;
-        long v = strtol(mk, &end, 10);
-        if (!*mk || *end || v < 0) {
-            s3_error(q, "InvalidArgument", "Provided max-keys not an integer or within integer range");
-            return;
-        }
-        max = v > 1000 ? 1000 : (int)v;
-    }
-    if (token && !*token) {
-        s3_error(q, "InvalidArgument", "The continuation token provided is incorrect");
+    if (s3_parse_max(mk, 1000, 1000, &max) != 0) {
+        s3_error(q, "InvalidArgument", "Provided max-keys not an integer or within integer range");
         return;
     }
+    /* S3 treats an empty continuation-token as none. */
+    if (token && !*token) token = NULL;
     if (delim && !*delim) delim = NULL;
     list_walk w = {0};
     w.max = max;
@@ -379,14 +345,8 @@ void s3_list_objects(s3_req *q, bool v2) {
         w.marker = start_after;
         w.marker_len = strlen(start_after);
     }
+    /* max-keys=0 answers no keys and IsTruncated false, as S3 does. */
     if (rc == 0 && max > 0) rc = walk(q, &w);
-    else if (rc == 0 && max == 0) {
-        /* max-keys=0: S3 reports truncation if anything would follow. */
-        bool more = false;
-        rc = meta_object_list(q->gw->d.meta, q->bucket, q->bucket_id, w.prefix, w.prefix_len, w.from, w.from_len,
-                              w.inclusive, 0, walk_entry, &w, &more);
-        w.truncated = more;
-    }
     if (rc != 0) {
         for (int i = 0; i < w.n; i++) free(w.items[i].key);
         free(w.items);
@@ -416,7 +376,7 @@ void s3_list_objects(s3_req *q, bool v2) {
     if (w.truncated && w.n > 0) {
         const list_item *last = &w.items[w.n - 1];
         if (v2) {
-            char *t = make_token(last);
+            char *t = s3_list_token_encode(last->key, last->key_len, last->is_prefix);
             if (t) put_elem(&b, "NextContinuationToken", t, strlen(t), false);
             free(t);
         } else {

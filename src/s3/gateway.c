@@ -139,60 +139,6 @@ static void serve_ops(s3_req *q) {
 
 /* ---- addressing ------------------------------------------------------------------ */
 
-/* Percent-decodes a query component; a literal '+' is a space (form
- * encoding), while "%2B" stays a plus.  dst holds n + 1 bytes. */
-static long query_decode(const char *src, size_t n, char *dst) {
-    long o = 0;
-    for (size_t i = 0; i < n;) {
-        size_t run = strcspn(src + i, "+&");
-        if (run > n - i) run = n - i;
-        long k = url_decode(src + i, run, dst + o);
-        if (k < 0) return k;
-        o += k;
-        i += run;
-        if (i < n && src[i] == '+') {
-            dst[o++] = ' ';
-            i++;
-        } else if (i < n) {
-            return CAIRN_EINVAL; /* '&' cannot occur inside a component */
-        }
-    }
-    dst[o] = '\0';
-    return o;
-}
-
-/* Splits the raw query into decoded name/value pairs. */
-static int parse_query(s3_req *q) {
-    const char *raw = q->http->raw_query;
-    size_t n = strlen(raw);
-    if (n == 0) return 0;
-    q->qbuf = malloc(2 * n + 2);
-    if (!q->qbuf) return CAIRN_ENOMEM;
-    char *out = q->qbuf;
-    const char *p = raw, *end = raw + n;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        if (!amp) amp = end;
-        if (amp > p) {
-            if (q->nparams == S3_MAX_QUERY) return CAIRN_EINVAL;
-            const char *eq = memchr(p, '=', (size_t)(amp - p));
-            const char *ne = eq ? eq : amp;
-            char *name = out;
-            long nl = query_decode(p, (size_t)(ne - p), name);
-            if (nl < 0) return CAIRN_EINVAL;
-            out += nl + 1;
-            char *value = out;
-            long vl = eq ? query_decode(eq + 1, (size_t)(amp - eq - 1), value) : 0;
-            if (vl < 0) return CAIRN_EINVAL;
-            if (!eq) value[0] = '\0';
-            out += vl + 1;
-            q->params[q->nparams++] = (s3_param){name, value};
-        }
-        p = amp + 1;
-    }
-    return 0;
-}
-
 /* Fills bucket and key from the Host header (virtual-host style, when a domain
  * is configured) or from the path.  Returns 0, or answers and returns nonzero. */
 static int parse_address(s3_req *q) {
@@ -240,6 +186,13 @@ static int parse_address(s3_req *q) {
             s3_error(q, "KeyTooLongError", NULL);
             return -1;
         }
+        /* Keys are UTF-8: anything else could be stored but never listed in
+         * XML that parses. */
+        if (!s3_utf8_valid(rest, kl)) {
+            free(path);
+            s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the object key is not valid UTF-8.");
+            return -1;
+        }
         memcpy(q->key, rest, kl);
         q->key[kl] = '\0';
         q->key_len = kl;
@@ -259,7 +212,7 @@ static const char *const bucket_empty_subresources[] = {
 
 static bool has_any_subresource(const s3_req *q) {
     static const char *const sub[] = {"acl", "tagging",
-                                      "versions", "versionId", "retention", "legal-hold",
+                                      "versions", "retention", "legal-hold",
                                       "torrent", "restore", "select", "attributes"};
     for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++)
         if (s3_param_has(q, sub[i])) return true;
@@ -539,8 +492,10 @@ static void on_begin(void *app, http_req *r) {
         }
     }
     if (parse_address(q) != 0) return;
-    if (parse_query(q) != 0) {
-        s3_error(q, "InvalidArgument", "The query string is malformed.");
+    int qrc = s3_parse_query(r->raw_query, q->params, S3_MAX_QUERY, &q->nparams, &q->qbuf);
+    if (qrc != 0) {
+        if (qrc == CAIRN_ENOMEM) s3_error(q, "InternalError", NULL);
+        else s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the query string is malformed.");
         return;
     }
     const char *api = "Unknown";

@@ -40,10 +40,7 @@ typedef enum {
 
 #define S3_MAX_QUERY 48
 
-typedef struct {
-    char *name;                 /* decoded, owned by the query arena (qbuf) */
-    char *value;
-} s3_param;
+typedef s3_query_param s3_param;  /* decoded, pointing into qbuf */
 
 typedef struct s3_req {
     s3_gateway *gw;

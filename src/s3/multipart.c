@@ -434,23 +434,13 @@ static int emit_part(void *ud, const meta_part *p) {
     return 0;
 }
 
-static int int_param(s3_req *q, const char *name, int def, int lo, int hi, int *out) {
-    const char *v = s3_param_get(q, name);
-    if (!v) { *out = def; return 0; }
-    char *e;
-    long n = strtol(v, &e, 10);
-    if (!*v || *e || n < lo) return -1;
-    *out = n > hi ? hi : (int)n;
-    return 0;
-}
-
 void s3_list_parts(s3_req *q) {
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     int max, marker;
-    if (int_param(q, "max-parts", 1000, 0, 1000, &max) != 0 || int_param(q, "part-number-marker", 0, 0, MAX_PARTS, &marker) != 0) {
+    if (s3_parse_max(s3_param_get(q, "max-parts"), 1000, 1000, &max) != 0 || s3_parse_max(s3_param_get(q, "part-number-marker"), 0, MAX_PARTS, &marker) != 0) {
         meta_upload_clear(&u);
         s3_error(q, "InvalidArgument", "max-parts and part-number-marker must be non-negative integers");
         return;
@@ -558,7 +548,7 @@ void s3_list_uploads(s3_req *q) {
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, false) != 0) return;
     int max;
-    if (int_param(q, "max-uploads", 1000, 0, 1000, &max) != 0) {
+    if (s3_parse_max(s3_param_get(q, "max-uploads"), 1000, 1000, &max) != 0) {
         s3_error(q, "InvalidArgument", "max-uploads must be a non-negative integer");
         return;
     }

@@ -110,6 +110,28 @@ int s3_parse_copy_range(const char *h, int64_t size, int64_t *start, int64_t *le
  * U+10FFFF): S3 object keys must be. */
 bool s3_utf8_valid(const char *s, size_t n);
 
+/* One parameter of a request's query string, percent-decoded. */
+typedef struct {
+    char *name;
+    char *value;               /* "" when the parameter had no '=' */
+} s3_query_param;
+/* Splits a raw query string (as sent after '?') into percent-decoded
+ * name/value pairs, '+' read as a space and "%2B" as a plus.  *buf (malloc'd;
+ * the caller frees it, also on error) holds the text the pairs point into.
+ * At most max pairs.  CAIRN_EINVAL on a malformed escape, a NUL or invalid
+ * UTF-8 in a component, or more than max parameters; CAIRN_ENOMEM. */
+int s3_parse_query(const char *raw, s3_query_param *params, int max, int *n, char **buf);
+/* A listing's continuation token: opaque base64 of 'K' + key (resume after
+ * the key) or 'P' + the successor of a common prefix (resume at it).
+ * Encode returns a malloc'd string or NULL; decode fills key (1025 bytes),
+ * *len and *inclusive, or returns CAIRN_EINVAL for anything we did not make
+ * (or CAIRN_ENOMEM). */
+char *s3_list_token_encode(const char *key, size_t len, bool is_prefix);
+int s3_list_token_decode(const char *tok, char *key, size_t *len, bool *inclusive);
+/* A max-keys / max-uploads / max-parts style parameter: absent gives def, a
+ * plain non-negative decimal is capped at cap; CAIRN_EINVAL otherwise. */
+int s3_parse_max(const char *v, int def, int cap, int *out);
+
 /* Looks up the HTTP status of an S3 error code (500 for unknown codes). */
 unsigned s3_error_status(const char *code);
 

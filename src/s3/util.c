@@ -71,6 +71,107 @@ bool s3_utf8_valid(const char *str, size_t n) {
     return true;
 }
 
+/* Percent-decodes a query component; a literal '+' is a space (form
+ * encoding), while "%2B" stays a plus.  dst holds n + 1 bytes. */
+static long query_decode(const char *src, size_t n, char *dst) {
+    long o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t run = 0;
+        while (i + run < n && src[i + run] != '+' && src[i + run] != '&') run++;
+        long k = url_decode(src + i, run, dst + o);
+        if (k < 0) return k;
+        o += k;
+        i += run;
+        if (i < n && src[i] == '+') {
+            dst[o++] = ' ';
+            i++;
+        } else if (i < n) {
+            return CAIRN_EINVAL; /* '&' cannot occur inside a component */
+        }
+    }
+    dst[o] = '\0';
+    if (memchr(dst, '\0', (size_t)o) || !s3_utf8_valid(dst, (size_t)o)) return CAIRN_EINVAL;
+    return o;
+}
+
+int s3_parse_query(const char *raw, s3_query_param *params, int max, int *n, char **buf) {
+    *n = 0;
+    *buf = NULL;
+    size_t len = strlen(raw);
+    if (len == 0) return 0;
+    /* Every decoded component is no longer than its encoding, plus a NUL. */
+    char *out = *buf = malloc(2 * len + 2);
+    if (!out) return CAIRN_ENOMEM;
+    const char *p = raw, *end = raw + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (!amp) amp = end;
+        if (amp > p) {
+            if (*n == max) return CAIRN_EINVAL;
+            const char *eq = memchr(p, '=', (size_t)(amp - p));
+            const char *ne = eq ? eq : amp;
+            char *name = out;
+            long nl = query_decode(p, (size_t)(ne - p), name);
+            if (nl < 0) return CAIRN_EINVAL;
+            out += nl + 1;
+            char *value = out;
+            long vl = eq ? query_decode(eq + 1, (size_t)(amp - eq - 1), value) : 0;
+            if (vl < 0) return CAIRN_EINVAL;
+            if (!eq) value[0] = '\0';
+            out += vl + 1;
+            params[(*n)++] = (s3_query_param){name, value};
+        }
+        p = amp + 1;
+    }
+    return 0;
+}
+
+/* The smallest string greater than every string starting with s: drop
+ * trailing 0xff bytes, then increment the last byte.  False if none exists. */
+static bool successor(char *s, size_t *len) {
+    while (*len && (unsigned char)s[*len - 1] == 0xff) (*len)--;
+    if (!*len) return false;
+    s[*len - 1] = (char)((unsigned char)s[*len - 1] + 1);
+    return true;
+}
+
+char *s3_list_token_encode(const char *key, size_t len, bool is_prefix) {
+    uint8_t *raw = malloc(len + 1);
+    if (!raw) return NULL;
+    raw[0] = is_prefix ? 'P' : 'K';
+    memcpy(raw + 1, key, len);
+    size_t rl = len + 1;
+    if (is_prefix) {
+        /* resume at the successor of the prefix, inclusive */
+        size_t kl = len;
+        if (!successor((char *)raw + 1, &kl)) kl = 0;
+        rl = kl + 1;
+    }
+    char *out = malloc(4 * ((rl + 2) / 3) + 1);
+    if (out) s3_base64_encode(raw, rl, out);
+    free(raw);
+    return out;
+}
+
+int s3_list_token_decode(const char *tok, char *key, size_t *len, bool *inclusive) {
+    size_t n = strlen(tok);
+    if (n == 0 || n > 4 * ((1025 + 2) / 3)) return CAIRN_EINVAL;
+    uint8_t *raw = malloc(n);
+    size_t rl = 0;
+    if (!raw) return CAIRN_ENOMEM;
+    int rc = CAIRN_EINVAL;
+    if (s3_base64_decode(tok, raw, n, &rl) && rl >= 1 && (raw[0] == 'K' || raw[0] == 'P') && rl - 1 <= 1024 &&
+        !memchr(raw + 1, '\0', rl - 1)) {
+        memcpy(key, raw + 1, rl - 1);
+        key[rl - 1] = '\0';
+        *len = rl - 1;
+        *inclusive = raw[0] == 'P';
+        rc = 0;
+    }
+    free(raw);
+    return rc;
+}
+
 /* Parses a non-negative decimal that must fill [s, end). */
 static bool parse_num(const char *s, const char *end, int64_t *out) {
     if (s == end || end - s > 18) return false;
@@ -128,6 +229,20 @@ int s3_parse_copy_range(const char *h, int64_t size, int64_t *start, int64_t *le
     if (b >= size) return CAIRN_ETOOBIG;
     *start = a;
     *len = b - a + 1;
+    return 0;
+}
+
+int s3_parse_max(const char *v, int def, int cap, int *out) {
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    /* Digits only; long runs of them are simply "more than cap". */
+    size_t n = strlen(v);
+    if (n == 0 || strspn(v, "0123456789") != n) return CAIRN_EINVAL;
+    int64_t x = cap;
+    if (n <= 18 && (!parse_num(v, v + n, &x) || x > cap)) x = cap;
+    *out = (int)x;
     return 0;
 }
 
