@@ -236,8 +236,9 @@ static bool tcp_bytes_received(int fd, uint64_t *out) {
 
 static http_conn *conn_of(const http_req *r) { return r ? r->conn_track_ : NULL; }
 
-/* Moves a request's connection to phase; the head clock starts on entering
- * PH_HEAD from idle, the rate window on entering PH_BODY. */
+/* Moves a request's connection to phase.  Entering PH_BODY, or turning a
+ * body into a drain, starts a new rate window (and so a new grace).  PH_HEAD
+ * is entered only in on_uri and by the watchdog. */
 static void track_phase(http_server *s, http_req *r, int phase, bool draining) {
     http_conn *hc = conn_of(r);
     if (!hc) return;
