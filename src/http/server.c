@@ -588,7 +588,11 @@ static enum MHD_Result queue(http_req *r) {
     while (p && p < end) {
         const char *name = p;
         const char *value = name + strlen(name) + 1;
-        MHD_add_response_header(resp, name, value);
+        /* MHD refuses an empty value; a lone space is sent as "name:  " and
+         * read back as empty (field values exclude surrounding whitespace),
+         * so an empty x-amz-meta-* header survives the round trip. */
+        if (MHD_add_response_header(resp, name, value[0] ? value : " ") != MHD_YES)
+            log_write(LOG_WARN, r->request_id, "response header dropped", "header", name, NULL);
         p = value + strlen(value) + 1;
     }
     enum MHD_Result ret = MHD_queue_response(r->conn_, r->status_, resp);

@@ -59,6 +59,14 @@ def test_huge_max_keys_is_capped(server, s3, bucket):
     assert xml_text(doc, "MaxKeys") == "1000"
 
 
+def test_user_metadata_with_an_empty_value_is_kept(server, bucket):
+    r = server.request("PUT", f"/{bucket}/k", body=b"x", headers={"x-amz-meta-empty": "", "x-amz-meta-full": "v"})
+    assert r.status == 200, r
+    h = server.request("HEAD", f"/{bucket}/k")
+    assert h.header("x-amz-meta-full") == "v"
+    assert h.header("x-amz-meta-empty") == "", dict(h.headers)
+
+
 def test_content_encoding_keeps_everything_but_aws_chunked(server, bucket):
     from test_auth import streaming_put
     for sent, stored in (("gzip, aws-chunked", "gzip"), ("aws-chunked,gzip", "gzip"),
