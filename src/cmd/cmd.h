@@ -70,6 +70,11 @@ int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max
  * (server.c). */
 int cmd_load_tls(const config_t *cfg, char **cert, char **key);
 
+/* Takes the data directory's lock (DATA/lock), creating the directory: one
+ * process serves a data directory at a time.  *fd holds it until closed.
+ * Prints why and returns 1 when another process holds it (server.c). */
+int cmd_lock_data_dir(const config_t *cfg, int *fd);
+
 /* Opens the metadata database and master key of a data dir (admin.c). */
 #include "meta/meta.h"
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);

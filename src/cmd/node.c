@@ -26,7 +26,9 @@ int cmd_node(int argc, char **argv) {
     node_server *node = NULL;
     int cleaned = 0;
     if ((rc = node_server_new((const char *const *)paths, n, cfg.fsync, cfg.cluster_secret, &node, &cleaned)) != 0) {
-        fprintf(stderr, "cairn node: cannot open the drives: %s\n", cairn_strerror(rc));
+        fprintf(stderr, "cairn node: cannot open the drives: %s\n",
+                rc == CAIRN_EBUSY ? "a drive is in use by another process (see the log line naming it)"
+                                  : cairn_strerror(rc));
         return 1;
     }
     char *tls_cert = NULL, *tls_key = NULL;

@@ -163,6 +163,27 @@ int cmd_service_begin(int argc, char **argv, const char *name, const char *usage
     return 0;
 }
 
+int cmd_lock_data_dir(const config_t *cfg, int *fd) {
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/lock", cfg->data_dir);
+    long holder = 0;
+    int rc = file_lock_exclusive(path, fd, &holder);
+    if (rc == CAIRN_EBUSY) {
+        fprintf(stderr, "cairn: data directory %s is in use by another cairn process (pid %ld); "
+                        "stop it first\n", cfg->data_dir, holder);
+        return 1;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot lock %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 int cmd_drive_paths(const config_t *cfg, char *buf, size_t bufsz, char **paths) {
     if (cfg->drives[0]) return cmd_split_list(cfg->drives, buf, bufsz, paths, 64);
     snprintf(buf, bufsz, "%s/drives/d0", cfg->data_dir);
@@ -209,6 +230,7 @@ static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int
         fprintf(stderr, "cairn: cannot open the %s (%s): %s\n", remote ? "storage nodes" : "data drives",
                 remote ? cfg->nodes : cfg->drives[0] ? cfg->drives : list,
                 rc == CAIRN_EEXIST ? "the same drive or node is listed twice" :
+                rc == CAIRN_EBUSY ? "a drive is in use by another process (see the log line naming it)" :
                 rc == CAIRN_EINVAL ? "ec_data + ec_parity exceeds the number of drives or nodes" :
                 remote && rc == CAIRN_EIO ? "a node did not answer /v1/info (down, wrong URL or wrong cluster_secret)" :
                 cairn_strerror(rc));
@@ -281,6 +303,8 @@ static int run(int argc, char **argv, bool gateway) {
         return 2;
     }
 
+    int lock_fd = -1;
+    if ((rc = cmd_lock_data_dir(&cfg, &lock_fd)) != 0) return rc;
     meta_store *ms = NULL;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
@@ -378,6 +402,7 @@ static int run(int argc, char **argv, bool gateway) {
     meta_close(ms);
     obs_free(obs);
     sodium_memzero(root.password, sizeof root.password);
+    close(lock_fd);
     log_write(LOG_INFO, NULL, "stopped", "abandoned_requests", log_int(left, inflight), NULL);
     return 0;
 }

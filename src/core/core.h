@@ -131,6 +131,13 @@ void buf_url_encode(buf_t *b, const char *s, size_t n, bool keep_slash);
  * only: CAIRN_EEXIST if path exists), then fsync of the directory. */
 int file_write_atomic(const char *path, const void *data, size_t len, int mode, bool replace);
 
+/* Takes an exclusive advisory lock (flock) on path, creating the file, and
+ * writes this process's pid into it; *fd gets the open file, which holds the
+ * lock until it is closed.  CAIRN_EBUSY when another process (or another open
+ * of the file in this one) holds it, with *holder_pid (0 if unknown; may be
+ * NULL); CAIRN_EIO when the file cannot be opened. */
+int file_lock_exclusive(const char *path, int *fd, long *holder_pid);
+
 /* Returns the process-wide library init (libsodium); call once from main. */
 int core_init(void);
 

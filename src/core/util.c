@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -331,6 +332,30 @@ void buf_url_encode(buf_t *b, const char *s, size_t n, bool keep_slash) {
 }
 
 /* ---- files ------------------------------------------------------------------------ */
+
+int file_lock_exclusive(const char *path, int *fd_out, long *holder_pid) {
+    if (holder_pid) *holder_pid = 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return CAIRN_EIO;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK && holder_pid) {
+            char buf[32] = {0};
+            ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+            if (n > 0) *holder_pid = strtol(buf, NULL, 10);
+        }
+        close(fd);
+        return e == EWOULDBLOCK ? CAIRN_EBUSY : CAIRN_EIO;
+    }
+    /* The pid is for the message another process prints; the lock is what counts. */
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* A full disk must not stop the process from running; it holds the lock. */
+    }
+    *fd_out = fd;
+    return 0;
+}
 
 int file_write_atomic(const char *path, const void *data, size_t len, int mode, bool replace) {
     char tmp[4200];

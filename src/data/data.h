@@ -74,7 +74,9 @@ typedef struct {
 
 /* Opens every drive (giving each a persistent random id on first use), removes
  * stale temp files (count in *cleaned, may be NULL) and starts the heal worker.
- * CAIRN_EINVAL when k+m exceeds the drive count.  Free with data_close. */
+ * CAIRN_EINVAL when k+m exceeds the drive count, CAIRN_EEXIST when a drive
+ * is listed twice, CAIRN_EBUSY when another process has a local drive open
+ * (each drive's lock file).  Free with data_close. */
 int data_open(const data_options *opt, data_store **out, int *cleaned);
 void data_close(data_store *ds);
 /* The layout new objects get. */

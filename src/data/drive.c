@@ -1,8 +1,13 @@
 /*
  * drive.c — a local drive directory (see drive.h):
  *   drive-id                    16 hex chars, random, written on first open
+ *   lock                        held (flock) by the one process using the drive
  *   objects/<vv>/<name>         committed shards (vv = first 2 hex of the name)
  *   tmp/<random>                shards being written
+ *
+ * Opening a drive takes its lock before anything else: opening also empties
+ * tmp/, which would delete another process's shards in flight, so a second
+ * process on the same drive must fail instead (CAIRN_EBUSY).
  */
 #include "data/drive.h"
 
@@ -26,6 +31,7 @@ typedef struct {
     char path[PATH_MAX - 160];
     char id[DATA_DRIVE_ID_LEN + 1];
     bool fsync;
+    int lock_fd;                /* the drive's lock, held while open */
 } local_drive;
 
 typedef struct {
@@ -149,10 +155,22 @@ int drive_local_open(const char *path, bool do_fsync, drive **out, int *cleaned)
         return CAIRN_EINVAL;
     }
     snprintf(d->path, sizeof d->path, "%s", path);
+    d->lock_fd = -1;
     char sub[PATH_MAX];
     int rc;
     snprintf(sub, sizeof sub, "%s/objects", path);
     if ((rc = mkdir_p(sub)) == 0) {
+        char lock[PATH_MAX];
+        snprintf(lock, sizeof lock, "%s/lock", path);
+        long holder = 0;
+        rc = file_lock_exclusive(lock, &d->lock_fd, &holder);
+        if (rc == CAIRN_EBUSY) {
+            char pid[24];
+            log_write(LOG_ERROR, NULL, "drive is in use by another process", "drive", path, "pid",
+                      log_int(pid, holder), NULL);
+        }
+    }
+    if (rc == 0) {
         snprintf(sub, sizeof sub, "%s/tmp", path);
         rc = mkdir_p(sub);
     }
@@ -162,6 +180,7 @@ int drive_local_open(const char *path, bool do_fsync, drive **out, int *cleaned)
         rc = load_id(d);
     }
     if (rc != 0) {
+        if (d->lock_fd >= 0) close(d->lock_fd);
         free(d);
         return rc;
     }
@@ -169,7 +188,10 @@ int drive_local_open(const char *path, bool do_fsync, drive **out, int *cleaned)
     return 0;
 }
 
-static void local_close(drive *d) { free(LD(d)); }
+static void local_close(drive *d) {
+    if (LD(d)->lock_fd >= 0) close(LD(d)->lock_fd);
+    free(LD(d));
+}
 static const char *local_id(const drive *d) { return ((const local_drive *)d)->id; }
 static const char *local_path(const drive *d) { return ((const local_drive *)d)->path; }
 

@@ -92,8 +92,9 @@ int drive_remote_open(const char *url, const char *secret, const char *tls_ca, i
 int drive_remote_open_known(const char *url, const char *secret, const char *tls_ca, int timeout_ms,
                             const char *known_id, drive **out, bool *answered);
 
-/* Opens (creating) a drive directory: objects/, tmp/ (emptied: returns how many
- * stale temp files in *cleaned) and a persistent random id in drive-id. */
+/* Opens (creating) a drive directory: takes its lock (CAIRN_EBUSY when another
+ * process uses the drive), objects/, tmp/ (emptied: returns how many stale temp
+ * files in *cleaned) and a persistent random id in drive-id. */
 int drive_local_open(const char *path, bool fsync, drive **out, int *cleaned);
 void drive_close(drive *d);
 const char *drive_id(const drive *d);

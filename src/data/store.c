@@ -273,6 +273,14 @@ int data_open(const data_options *opt, data_store **out, int *cleaned) {
                                          opt->node_ids ? opt->node_ids[i] : NULL, &d, &answered);
         else
             rc = drive_local_open(opt->drives[i], opt->fsync, &d, &c);
+        if (rc == CAIRN_EBUSY && !opt->nnodes) {
+            /* Locked by ourselves: the same directory listed twice. */
+            struct stat a, b;
+            for (int j = 0; j < i; j++)
+                if (stat(opt->drives[i], &a) == 0 && stat(drive_path(ds->drives[j]), &b) == 0 &&
+                    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+                    rc = CAIRN_EEXIST;
+        }
         if (rc != 0) break;
         total_cleaned += c;
         for (int j = 0; j < i; j++)

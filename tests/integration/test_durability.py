@@ -389,3 +389,46 @@ def test_1gib_put_and_get_keep_rss_bounded(make_server):
     r = s3.get_object(Bucket=name, Key="gig", Range=f"bytes={700 * MiB}-{700 * MiB + 99}")
     assert r["Body"].read() == block(700)[:100]
     s3.delete_object(Bucket=name, Key="gig")
+
+
+# ---- one process per data directory and per drive ------------------------------------------------
+
+
+def test_second_server_on_a_data_dir_refuses_and_leaves_the_first_alone(make_server):
+    """Each start empties the drives' temp directories: a second process on
+    the same data directory would delete the first one's uploads in flight.
+    It must refuse to start instead, naming the reason."""
+    import subprocess
+    from conftest import CAIRN_BIN, free_port, open_put, read_socket_response, server_env
+    first = make_server()
+    b = unique_bucket()
+    assert first.request("PUT", f"/{b}").status == 200
+    body = os.urandom(3 * 1024 * 1024)
+    sock = open_put(first, b, "in-flight", len(body))
+    sock.sendall(body[:1024 * 1024])
+    wait_until(lambda: leftover_tmp_files(first.data_dir), 10, what="the upload's temp file")
+    tmp_before = leftover_tmp_files(first.data_dir)
+    env = first.env()
+    cp = subprocess.run([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(first.data_dir)],
+                        env=env, capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 1, cp
+    assert "in use by another cairn process" in cp.stderr and str(first.proc.pid) in cp.stderr, cp.stderr
+    assert leftover_tmp_files(first.data_dir) == tmp_before, "the refused start touched the temp files"
+    sock.sendall(body[1024 * 1024:])
+    r = read_socket_response(sock)
+    sock.close()
+    assert r.status == 200, r
+    assert first.request("GET", f"/{b}/in-flight").body == body
+
+
+def test_second_server_on_the_same_drives_refuses(make_server, tmp_path):
+    import subprocess
+    from conftest import CAIRN_BIN, free_port
+    drives = ",".join(str(tmp_path / f"d{i}") for i in range(3))
+    first = make_server(env={"CAIRN_DRIVES": drives})
+    other = tmp_path / "other-data"
+    cp = subprocess.run([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(other)],
+                        env=first.env() | {"CAIRN_DRIVES": drives}, capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 1, cp
+    assert "in use by another process" in cp.stderr, cp.stderr
+    assert first.request("GET", "/health/ready").status == 200

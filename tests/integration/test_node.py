@@ -351,9 +351,12 @@ def test_a_body_that_is_not_the_signed_one_never_becomes_a_shard(node):
     # Shorter than a tag.
     h = node.signer.headers("PUT", path, 5)
     assert node.request("PUT", path, headers=h, body=b"12345", sign=False)[0] == 400
-    # Cut short: the tag never arrives.
+    # Cut short: the tag never arrives.  The connection stays open until the
+    # node has the temp shard, so the wait below cannot pass before it began.
     head, body = split_request(node.signer.build("PUT", path, shard))
-    assert send_raw(node.port, head + body[:-TAG_LEN], close_after=True) is None
+    with socket.create_connection(("127.0.0.1", node.port), timeout=20) as cut:
+        cut.sendall(head + body[:-TAG_LEN])
+        wait_until(lambda: node.tmp_files(), 10, what="the cut-short upload's temp shard")
     wait_until(lambda: not node.tmp_files(), 10, what="the temp shard to be removed")
     assert node.request("GET", path)[0] == 404
     assert shard_files(node) == []
@@ -466,3 +469,20 @@ def test_sessions_are_bounded_and_an_evicted_one_still_cannot_be_replayed(node):
     assert node.send(first)[0] == 401
     assert node.request("GET", "/v1/info")[0] == 200     # the session itself goes on
     assert node.proc.poll() is None
+
+
+def test_second_node_on_the_same_drive_refuses_and_keeps_the_first_ones_uploads(node):
+    """Opening a drive empties its tmp/: a second process on it would delete
+    the first one's shards in flight, so it must not start."""
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=20)
+    h = node.signer.headers("PUT", f"/v1/shards/{NAME}", 1000 + TAG_LEN, None)
+    head = f"PUT /v1/shards/{NAME} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    sock.sendall(head.encode() + b"\r\n" + b"x" * 400)
+    wait_until(lambda: node.tmp_files(), 10, what="the upload's temp file")
+    before = node.tmp_files()
+    cp = subprocess.run([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{free_port()}", "--drives", node.drives[1]],
+                        env=node.env, capture_output=True, text=True, timeout=20)
+    assert cp.returncode == 1, cp
+    assert "in use by another process" in cp.stderr, cp.stderr
+    assert node.tmp_files() == before
+    sock.close()
