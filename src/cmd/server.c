@@ -265,13 +265,19 @@ void cmd_block_signals(sigset_t *sigs) {
     sigemptyset(sigs);
     sigaddset(sigs, SIGTERM);
     sigaddset(sigs, SIGINT);
+    /* The fault build re-arms fault injection on SIGUSR1 (fault_reload). */
+    if (CAIRN_FAULT_BUILD) sigaddset(sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
 int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout) {
     int sig = 0;
-    sigwait(sigs, &sig);
+    for (;;) {
+        sigwait(sigs, &sig);
+        if (sig != SIGUSR1) break;
+        fault_reload();
+    }
     log_write(LOG_INFO, NULL, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     http_server_quiesce(srv);
     int64_t deadline = time_mono_ns() + (int64_t)shutdown_timeout * 1000000000LL;

@@ -138,6 +138,36 @@ int file_write_atomic(const char *path, const void *data, size_t len, int mode, 
  * NULL); CAIRN_EIO when the file cannot be opened. */
 int file_lock_exclusive(const char *path, int *fd, long *holder_pid);
 
+/* ---- fault injection (the fault-injection build only; see fault.c) ------- */
+
+typedef enum {
+    FAULT_DATA_OPEN = 0, FAULT_DATA_WRITE, FAULT_DATA_FSYNC, FAULT_DATA_RENAME, FAULT_DATA_UNLINK,
+    FAULT_META_OPEN, FAULT_META_WRITE, FAULT_META_FSYNC, FAULT_META_UNLINK,
+    FAULT_NET_SEND, FAULT_NET_RECV,
+    FAULT__COUNT
+} fault_site;
+
+#ifdef CAIRN_FAULTS
+/* 0, or the errno the call at this site must fail with (it may also abort the
+ * process: a crash point).  Thread-safe. */
+int fault_inject(fault_site site);
+/* A named point where a test may ask for a pause (pause=NAME:MS). */
+void fault_point(const char *name);
+/* Arms (or disarms, with "") from a spec; resets the call counter. */
+int fault_configure(const char *spec);
+/* Re-reads the spec from $CAIRN_TEST_FAULT_FILE (services: on SIGUSR1). */
+int fault_reload(void);
+/* Arms from $CAIRN_TEST_FAULT, if set (core_init calls it). */
+void fault_init_from_env(void);
+const char *fault_site_name(fault_site site);
+#define CAIRN_FAULT_BUILD 1
+#else
+static inline int fault_inject(fault_site site) { (void)site; return 0; }
+static inline void fault_point(const char *name) { (void)name; }
+static inline int fault_reload(void) { return 0; }
+#define CAIRN_FAULT_BUILD 0
+#endif
+
 /* Returns the process-wide library init (libsodium); call once from main. */
 int core_init(void);
 

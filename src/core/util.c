@@ -43,6 +43,9 @@ const char *cairn_strerror(int err) {
 }
 
 int core_init(void) {
+#ifdef CAIRN_FAULTS
+    fault_init_from_env();
+#endif
     return sodium_init() < 0 ? CAIRN_EIO : 0;
 }
 

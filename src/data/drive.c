@@ -65,6 +65,54 @@ bool drive_shard_name_valid(const char *name) {
 
 static int err_from_errno(int e) { return e == ENOSPC || e == EDQUOT ? CAIRN_ENOSPC : CAIRN_EIO; }
 
+/* The durability-deciding calls, each a fault-injection site (core.h): in the
+ * fault build a test can make any one of them fail or crash the process;
+ * otherwise these are the plain system calls. */
+static int f_open(const char *path, int flags, mode_t mode) {
+    int e = fault_inject(FAULT_DATA_OPEN);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return open(path, flags, mode);
+}
+
+static ssize_t f_pwritev(int fd, const struct iovec *iov, int n, off_t off) {
+    int e = fault_inject(FAULT_DATA_WRITE);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return pwritev(fd, iov, n, off);
+}
+
+static int f_sync(int fd, bool data_only) {
+    int e = fault_inject(FAULT_DATA_FSYNC);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return data_only ? fdatasync(fd) : fsync(fd);
+}
+
+static int f_rename(const char *from, const char *to) {
+    int e = fault_inject(FAULT_DATA_RENAME);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return rename(from, to);
+}
+
+static int f_unlink(const char *path) {
+    int e = fault_inject(FAULT_DATA_UNLINK);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return unlink(path);
+}
+
 static int mkdir_p(const char *path) {
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return CAIRN_EINVAL;
@@ -81,7 +129,7 @@ static int mkdir_p(const char *path) {
 static int fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return CAIRN_EIO;
-    int rc = fsync(fd) == 0 ? 0 : CAIRN_EIO;
+    int rc = f_sync(fd, false) == 0 ? 0 : CAIRN_EIO;
     close(fd);
     return rc;
 }
@@ -211,10 +259,10 @@ static int local_create(drive *dd, const char *name, uint64_t size, shard_out **
     char id[33];
     rand_hex_id(id, 16);
     snprintf(o->tmp, sizeof o->tmp, "%s/tmp/%s", d->path, id);
-    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    o->fd = f_open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (o->fd < 0) {
         int e = errno;
-        if (e == ENOENT && revive(d) == 0) o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (e == ENOENT && revive(d) == 0) o->fd = f_open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (o->fd < 0) {
             free(o);
             return err_from_errno(e);
@@ -234,7 +282,7 @@ static int local_append(shard_out *oo, const struct iovec *iov_in, int iovcnt) {
     size_t done = 0;
     int first = 0;
     while (done < want) {
-        ssize_t r = pwritev(o->fd, iov + first, iovcnt - first, (off_t)(o->size + done));
+        ssize_t r = f_pwritev(o->fd, iov + first, iovcnt - first, (off_t)(o->size + done));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return err_from_errno(r < 0 ? errno : EIO);
         done += (size_t)r;
@@ -254,7 +302,8 @@ static void local_writeback(shard_out *oo) {
 static void local_abort(shard_out *oo) {
     local_out *o = LO(oo);
     close(o->fd);
-    unlink(o->tmp);
+    /* A temp file that cannot go now goes at the next start (tmp/ is emptied). */
+    f_unlink(o->tmp);
     free(o);
 }
 
@@ -264,18 +313,18 @@ static int local_commit(shard_out *oo) {
     char dir[PATH_MAX], path[PATH_MAX];
     shard_path(d, o->name, dir, sizeof dir, path, sizeof path);
     int rc = 0;
-    if (d->fsync && fdatasync(o->fd) != 0) rc = err_from_errno(errno);
+    if (d->fsync && f_sync(o->fd, true) != 0) rc = err_from_errno(errno);
     if (rc == 0 && mkdir(dir, 0750) != 0 && errno != EEXIST) {
         /* objects/ itself may be gone with a wiped disk */
         rc = revive(d) == 0 && mkdir_p(dir) == 0 ? 0 : CAIRN_EIO;
     }
-    if (rc == 0 && rename(o->tmp, path) != 0) rc = err_from_errno(errno);
+    if (rc == 0 && f_rename(o->tmp, path) != 0) rc = err_from_errno(errno);
     if (rc == 0 && d->fsync && fsync_dir(dir) != 0) {
-        unlink(path);
+        f_unlink(path);
         rc = CAIRN_EIO;
     }
     close(o->fd);
-    if (rc != 0) unlink(o->tmp);
+    if (rc != 0) f_unlink(o->tmp);
     free(o);
     return rc;
 }
@@ -284,7 +333,7 @@ static int local_open(drive *dd, const char *name, shard_in **out) {
     if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
     char dir[PATH_MAX], path[PATH_MAX];
     shard_path(LD(dd), name, dir, sizeof dir, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = f_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? CAIRN_ENOTFOUND : CAIRN_EIO;
     struct stat st;
     local_in *in = malloc(sizeof *in);
@@ -318,7 +367,7 @@ static int local_remove(drive *dd, const char *name) {
     if (!drive_shard_name_valid(name)) return CAIRN_EINVAL;
     char dir[PATH_MAX], path[PATH_MAX];
     shard_path(LD(dd), name, dir, sizeof dir, path, sizeof path);
-    if (unlink(path) != 0 && errno != ENOENT && errno != ENOTDIR) return CAIRN_EIO;
+    if (f_unlink(path) != 0 && errno != ENOENT && errno != ENOTDIR) return CAIRN_EIO;
     return 0;
 }
 

@@ -152,6 +152,11 @@ static int rconn_open(remote_drive *d, rconn *c) {
 }
 
 static ssize_t rconn_recv(rconn *c, void *p, size_t n) {
+    int e = fault_inject(FAULT_NET_RECV); /* a fault-injection site (core.h) */
+    if (e) {
+        errno = e;
+        return -1;
+    }
     if (!c->ssl) return recv(c->fd, p, n, 0);
     int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
     if (r <= 0) ERR_clear_error();
@@ -176,6 +181,7 @@ static int send_all_tls(rconn *c, const struct iovec *iov, int iovcnt) {
 }
 
 static int send_all(rconn *c, const struct iovec *iov_in, int iovcnt) {
+    if (fault_inject(FAULT_NET_SEND)) return CAIRN_EIO; /* a fault-injection site (core.h) */
     if (c->ssl) return send_all_tls(c, iov_in, iovcnt);
     int fd = c->fd;
     struct iovec iov[8];

@@ -516,6 +516,7 @@ static void store_free(meta_store *ms) {
 int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
     if (!path || !out || !*path || strcmp(path, ":memory:") == 0) return CAIRN_EINVAL;
     *out = NULL;
+    meta_fault_vfs_install();
     meta_options o = effective_options(opt);
     meta_store *ms = calloc(1, sizeof *ms);
     if (!ms) return CAIRN_ENOMEM;

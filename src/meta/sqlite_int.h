@@ -23,4 +23,8 @@ void meta_sqlite_writer_unlock(meta_store *ms);
  * old binary must never run down-migrations and drop data.  (migrations.c) */
 int meta_migrate_up_to_latest(meta_store *ms);
 
+/* Makes the fault-injection VFS the default (fault build; else a no-op).
+ * (fault_vfs.c) */
+void meta_fault_vfs_install(void);
+
 #endif

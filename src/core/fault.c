@@ -1,0 +1,196 @@
+/*
+ * fault.c — fault injection and crash points for the fault-injection build
+ * (meson -Dfaults=true, which defines CAIRN_FAULTS; without it every call
+ * below is an inline no-op in core.h and this file compiles to nothing).
+ *
+ * The I/O calls that decide durability are sites (core.h: data.open,
+ * data.write, data.fsync, data.rename, data.unlink; the same for meta, seen
+ * through a SQLite VFS shim; net.send and net.recv for the shard API).  A
+ * spec arms a counter over the sites it selects; the nth call counted (and,
+ * with count > 1 or 0, the ones after it) fails with the chosen errno, or,
+ * with action=abort, the process aborts right before it: a crash at step n
+ * of whatever the process is doing.  A test loops n over every call an
+ * operation makes, until a run ends without the fault being reached.
+ *
+ * Spec (';' or newline separated):  sites=data.*,meta.write  nth=N
+ *   errno=EIO|ENOSPC  count=K (0 = every call from the nth on; default 1)
+ *   action=fail|abort  pause=NAME:MS (fault_point NAME sleeps MS ms, for
+ *   tests that widen a race window).  Set at start by CAIRN_TEST_FAULT, or
+ *   re-read from the file CAIRN_TEST_FAULT_FILE names on fault_reload()
+ *   (the services call it on SIGUSR1), which also resets the counter.  Each
+ *   injection is logged ("fault injected", with the site and call number) so
+ *   a test can tell whether its run reached the fault.
+ */
+#include "core/core.h"
+
+#ifdef CAIRN_FAULTS
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const site_names[FAULT__COUNT] = {
+    [FAULT_DATA_OPEN] = "data.open",     [FAULT_DATA_WRITE] = "data.write", [FAULT_DATA_FSYNC] = "data.fsync",
+    [FAULT_DATA_RENAME] = "data.rename", [FAULT_DATA_UNLINK] = "data.unlink",
+    [FAULT_META_OPEN] = "meta.open",     [FAULT_META_WRITE] = "meta.write", [FAULT_META_FSYNC] = "meta.fsync",
+    [FAULT_META_UNLINK] = "meta.unlink", [FAULT_NET_SEND] = "net.send",     [FAULT_NET_RECV] = "net.recv",
+};
+
+#define MAX_PAUSES 8
+
+typedef struct {
+    bool sites[FAULT__COUNT];
+    int64_t nth;
+    int64_t count;             /* 0 = unlimited */
+    int err;
+    bool abort_process;
+    struct {
+        char name[64];
+        int ms;
+    } pauses[MAX_PAUSES];
+    int npauses;
+} fault_spec;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static fault_spec spec;
+static atomic_bool armed;
+static atomic_int_fast64_t calls;
+
+const char *fault_site_name(fault_site site) {
+    return site >= 0 && site < FAULT__COUNT ? site_names[site] : "?";
+}
+
+/* Does pattern ("data.*", "*", "meta.write") select name? */
+static bool site_matches(const char *pattern, size_t n, const char *name) {
+    if (n == 1 && pattern[0] == '*') return true;
+    if (n >= 2 && pattern[n - 1] == '*' && pattern[n - 2] == '.')
+        return strncmp(name, pattern, n - 1) == 0;
+    return strlen(name) == n && strncmp(name, pattern, n) == 0;
+}
+
+static int parse_spec(const char *text, fault_spec *out) {
+    memset(out, 0, sizeof *out);
+    out->count = 1;
+    out->err = EIO;
+    const char *p = text;
+    while (*p) {
+        size_t len = strcspn(p, ";\n");
+        char item[256];
+        if (len >= sizeof item) return CAIRN_EINVAL;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        p += len;
+        if (*p) p++;
+        char *v = strchr(item, '=');
+        if (!v) {
+            if (item[0] && strspn(item, " \t\r") != strlen(item)) return CAIRN_EINVAL;
+            continue;
+        }
+        *v++ = '\0';
+        if (!strcmp(item, "sites")) {
+            for (char *s = v; *s;) {
+                size_t n = strcspn(s, ",");
+                bool any = false;
+                for (int i = 0; i < FAULT__COUNT; i++)
+                    if (site_matches(s, n, site_names[i])) out->sites[i] = any = true;
+                if (!any) return CAIRN_EINVAL;
+                s += n;
+                if (*s == ',') s++;
+            }
+        } else if (!strcmp(item, "nth")) {
+            out->nth = strtoll(v, NULL, 10);
+        } else if (!strcmp(item, "count")) {
+            out->count = strtoll(v, NULL, 10);
+        } else if (!strcmp(item, "errno")) {
+            if (!strcasecmp(v, "EIO")) out->err = EIO;
+            else if (!strcasecmp(v, "ENOSPC")) out->err = ENOSPC;
+            else return CAIRN_EINVAL;
+        } else if (!strcmp(item, "action")) {
+            if (!strcmp(v, "abort")) out->abort_process = true;
+            else if (strcmp(v, "fail") != 0) return CAIRN_EINVAL;
+        } else if (!strcmp(item, "pause")) {
+            char *colon = strrchr(v, ':');
+            if (!colon || out->npauses == MAX_PAUSES || (size_t)(colon - v) >= sizeof out->pauses[0].name)
+                return CAIRN_EINVAL;
+            *colon = '\0';
+            snprintf(out->pauses[out->npauses].name, sizeof out->pauses[0].name, "%s", v);
+            out->pauses[out->npauses++].ms = atoi(colon + 1);
+        } else {
+            return CAIRN_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int fault_configure(const char *text) {
+    fault_spec s;
+    if (!text) text = "";
+    int rc = parse_spec(text, &s);
+    if (rc != 0) {
+        log_write(LOG_ERROR, NULL, "fault spec not understood", "spec", text, NULL);
+        return rc;
+    }
+    pthread_mutex_lock(&mu);
+    spec = s;
+    atomic_store(&calls, 0);
+    atomic_store(&armed, s.nth > 0 || s.npauses > 0);
+    pthread_mutex_unlock(&mu);
+    log_write(LOG_WARN, NULL, "fault injection armed", "spec", text, NULL);
+    return 0;
+}
+
+int fault_reload(void) {
+    const char *path = getenv("CAIRN_TEST_FAULT_FILE");
+    if (!path || !*path) return CAIRN_ENOTFOUND;
+    FILE *f = fopen(path, "r");
+    if (!f) return CAIRN_EIO;
+    char text[2048];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return fault_configure(text);
+}
+
+void fault_init_from_env(void) {
+    const char *s = getenv("CAIRN_TEST_FAULT");
+    if (s && *s) fault_configure(s);
+}
+
+int fault_inject(fault_site site) {
+    if (!atomic_load_explicit(&armed, memory_order_relaxed)) return 0;
+    pthread_mutex_lock(&mu);
+    bool selected = site >= 0 && site < FAULT__COUNT && spec.sites[site] && spec.nth > 0;
+    int64_t nth = spec.nth, count = spec.count;
+    int err = spec.err;
+    bool abort_process = spec.abort_process;
+    pthread_mutex_unlock(&mu);
+    if (!selected) return 0;
+    int64_t n = atomic_fetch_add(&calls, 1) + 1;
+    if (n < nth || (count > 0 && n >= nth + count)) return 0;
+    char cn[24];
+    log_write(LOG_WARN, NULL, abort_process ? "fault injected: aborting" : "fault injected", "site",
+              site_names[site], "call", log_int(cn, n), "errno", err == ENOSPC ? "ENOSPC" : "EIO", NULL);
+    if (abort_process) abort();
+    return err;
+}
+
+void fault_point(const char *name) {
+    if (!atomic_load_explicit(&armed, memory_order_relaxed)) return;
+    int ms = 0;
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < spec.npauses; i++)
+        if (!strcmp(spec.pauses[i].name, name)) ms = spec.pauses[i].ms;
+    pthread_mutex_unlock(&mu);
+    if (ms <= 0) return;
+    log_write(LOG_WARN, NULL, "fault point: pausing", "point", name, NULL);
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+#endif
