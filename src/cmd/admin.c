@@ -407,7 +407,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n"
             "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n"
             "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
-            "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n");
+            "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n"
+            "       cairn admin [--data DIR] fsck [--repair] [--json]\n");
     return 2;
 }
 
@@ -417,6 +418,8 @@ int cmd_admin(int argc, char **argv) {
     int nrest = 0;
     int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
     if (rc != 0) return rc;
+    /* fsck opens the store itself, under the data directory's lock. */
+    if (nrest > 0 && !strcmp(rest[0], "fsck")) return cmd_fsck(&cfg, nrest, rest);
     meta_store *ms;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;

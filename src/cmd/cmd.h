@@ -75,6 +75,16 @@ int cmd_load_tls(const config_t *cfg, char **cert, char **key);
  * Prints why and returns 1 when another process holds it (server.c). */
 int cmd_lock_data_dir(const config_t *cfg, int *fd);
 
+/* Opens the data store of a configuration: the storage nodes of a gateway
+ * (nodes), the drives named by `drives`, or DATA/drives/d0 (the embedded
+ * default).  Prints why and returns an exit code on failure (server.c). */
+#include "data/data.h"
+#include "meta/meta.h"
+int cmd_open_data(const config_t *cfg, meta_store *ms, data_store **ds, int *cleaned);
+
+/* `cairn admin fsck [--repair] [--json]` (fsck.c): see docs/fsck.md. */
+int cmd_fsck(const config_t *cfg, int argc, char **argv);
+
 /* Opens the metadata database and master key of a data dir (admin.c). */
 #include "meta/meta.h"
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);

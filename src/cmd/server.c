@@ -199,9 +199,7 @@ int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max
     return n;
 }
 
-/* The storage nodes of a gateway, the drives named by `drives`, or
- * DATA/drives/d0 (the embedded default). */
-static int open_drives(const config_t *cfg, meta_store *ms, data_store **ds, int *cleaned) {
+int cmd_open_data(const config_t *cfg, meta_store *ms, data_store **ds, int *cleaned) {
     char list[sizeof cfg->drives > sizeof cfg->nodes ? sizeof cfg->drives : sizeof cfg->nodes];
     char *paths[64];
     int n = 0;
@@ -327,7 +325,7 @@ static int run(int argc, char **argv, bool gateway) {
     }
     data_store *ds = NULL;
     int cleaned = 0;
-    if ((rc = open_drives(&cfg, ms, &ds, &cleaned)) != 0) {
+    if ((rc = cmd_open_data(&cfg, ms, &ds, &cleaned)) != 0) {
         meta_close(ms);
         return rc;
     }

@@ -124,6 +124,18 @@ void data_reader_close(data_reader *r);
 /* Removes every shard of a version (missing files are not an error). */
 int data_delete(data_store *ds, const char *version_id, const data_layout *l);
 
+/* What data_check found, per shard of the layout. */
+typedef struct {
+    int n;                                  /* shards in the layout (k + m) */
+    bool missing[DATA_MAX_SHARDS];          /* absent on its drive */
+    bool unreachable[DATA_MAX_SHARDS];      /* its drive unknown, down, or an I/O error */
+    bool corrupt[DATA_MAX_SHARDS];          /* a block's checksum failed, or the wrong length */
+    bool lost;                              /* some stripe has fewer than k good blocks */
+} data_check_result;
+/* Verifies every block of every shard of a version without changing
+ * anything (fsck).  0 with out filled, or CAIRN_EINVAL / CAIRN_ENOMEM. */
+int data_check(data_store *ds, const char *version_id, const data_layout *l, int64_t size, data_check_result *out);
+
 /* Verifies every block of every shard and rewrites the shards that are
  * missing or damaged; *repaired gets how many.  CAIRN_EIO when more than m
  * shards are bad in some stripe.  Idempotent. */

@@ -410,8 +410,10 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(((const drive_entry *)a)->name, ((const drive_entry *)b)->name);
 }
 
-/* The shards of one fan-out directory named after `after`, sorted. */
-static int read_fanout(const char *dir, const char *after, drive_entry **out, size_t *n) {
+/* The shards of one fan-out directory (its two hex digits: fan) named after
+ * `after`, sorted.  A file in a directory its name does not belong to is not
+ * a shard: nothing reads or removes it there. */
+static int read_fanout(const char *dir, const char *fan, const char *after, drive_entry **out, size_t *n) {
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
@@ -420,7 +422,8 @@ static int read_fanout(const char *dir, const char *after, drive_entry **out, si
     int64_t now = time_now_ms() / 1000;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!drive_shard_name_valid(e->d_name) || strcmp(e->d_name, after) <= 0) continue;
+        if (!drive_shard_name_valid(e->d_name) || strncmp(e->d_name, fan, 2) != 0 || strcmp(e->d_name, after) <= 0)
+            continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
         if (*n == cap) {
@@ -457,10 +460,11 @@ int drive_local_list(drive *dd, const char *after, long limit, drive_entry_fn cb
     long sent = 0;
     for (int i = first; i < 256 && sent < limit; i++) {
         char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/objects/%c%c", LD(dd)->path, hex[i / 16], hex[i % 16]);
+        char fan[3] = {hex[i / 16], hex[i % 16], '\0'};
+        snprintf(dir, sizeof dir, "%s/objects/%s", LD(dd)->path, fan);
         drive_entry *v;
         size_t n;
-        int rc = read_fanout(dir, after ? after : "", &v, &n);
+        int rc = read_fanout(dir, fan, after ? after : "", &v, &n);
         for (size_t j = 0; rc == 0 && j < n && sent < limit; j++, sent++) rc = cb(ud, &v[j]);
         free(v);
         if (rc != 0) return rc;

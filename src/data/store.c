@@ -677,9 +677,12 @@ struct data_reader {
     bool degraded;
 };
 
-int data_reader_open(data_store *ds, const char *version_id, const data_layout *l, int64_t size,
-                     data_reader **out) {
-    if (!valid_version_id(version_id) || size < 0) return CAIRN_EINVAL;
+/* A reader over whatever shards of the version can be opened (the others
+ * marked bad): *opened, *missing (absent) and *failed (drive unknown or an
+ * I/O error) say how many.  CAIRN_EINVAL / CAIRN_ENOMEM only. */
+static int reader_new(data_store *ds, const char *version_id, const data_layout *l, int64_t size, data_reader **out,
+                      int *opened, int *missing, int *failed, int why[DATA_MAX_SHARDS]) {
+    if (!valid_version_id(version_id) || size < 0 || l->k < 1 || l->k + l->m > DATA_MAX_SHARDS) return CAIRN_EINVAL;
     data_reader *r = calloc(1, sizeof *r);
     if (!r) return CAIRN_ENOMEM;
     r->ds = ds;
@@ -699,36 +702,43 @@ int data_reader_open(data_store *ds, const char *version_id, const data_layout *
         free(r);
         return CAIRN_ENOMEM;
     }
-    int opened = 0, missing = 0, failed = 0;
+    *opened = *missing = *failed = 0;
     for (int i = 0; i < r->n; i++) {
         r->in[i] = NULL;
         drive *d = find_drive(ds, l->drive_ids[i]);
-        int e = CAIRN_ENOTFOUND;
+        int e = CAIRN_EIO;
         if (d) {
             char name[48];
             shard_name(version_id, i, name, sizeof name);
             e = drive_open(d, name, &r->in[i]);
         }
+        if (why) why[i] = e;
         if (e != 0) {
             r->in[i] = NULL;
             r->bad[i] = true;
-            if (e == CAIRN_ENOTFOUND) missing++;
-            else failed++;
+            if (e == CAIRN_ENOTFOUND) (*missing)++;
+            else (*failed)++;
         } else {
-            opened++;
+            (*opened)++;
         }
     }
-    missing += failed;
-    if (opened == 0 && failed) {
-        data_reader_close(r);
-        return CAIRN_EIO; /* unreachable drives: not proof the object is gone */
-    }
+    *out = r;
+    return 0;
+}
+
+int data_reader_open(data_store *ds, const char *version_id, const data_layout *l, int64_t size,
+                     data_reader **out) {
+    data_reader *r;
+    int opened, missing, failed;
+    int rc = reader_new(ds, version_id, l, size, &r, &opened, &missing, &failed, NULL);
+    if (rc != 0) return rc;
     if (opened == 0) {
         data_reader_close(r);
-        return CAIRN_ENOTFOUND;
+        /* Unreachable drives are not proof the object is gone. */
+        return failed ? CAIRN_EIO : CAIRN_ENOTFOUND;
     }
-    if (missing) {
-        atomic_fetch_add(&ds->missing_shards, (uint64_t)missing);
+    if (missing + failed) {
+        atomic_fetch_add(&ds->missing_shards, (uint64_t)(missing + failed));
         r->degraded = true;
     }
     if (opened < r->k) {
@@ -900,16 +910,59 @@ static int rebuild_shards(data_store *ds, data_reader *r, drive *const *targets,
     return rc;
 }
 
+int data_check(data_store *ds, const char *version_id, const data_layout *l, int64_t size, data_check_result *out) {
+    memset(out, 0, sizeof *out);
+    data_reader *r;
+    int opened, missing, failed, why[DATA_MAX_SHARDS];
+    int rc = reader_new(ds, version_id, l, size, &r, &opened, &missing, &failed, why);
+    if (rc != 0) return rc;
+    r->no_heal = true;
+    out->n = r->n;
+    uint64_t expect = shard_bytes(size, r->k, l->block);
+    for (int i = 0; i < r->n; i++) {
+        out->missing[i] = why[i] == CAIRN_ENOTFOUND;
+        out->unreachable[i] = why[i] != 0 && why[i] != CAIRN_ENOTFOUND;
+        /* A shard of another length than the geometry gives is damage too
+         * (a short one fails its last block anyway; a long one would not). */
+        if (r->in[i] && (uint64_t)drive_shard_size(r->in[i]) != expect) out->corrupt[i] = true;
+    }
+    unsigned char *scratch = malloc(l->block);
+    if (!scratch) {
+        data_reader_close(r);
+        return CAIRN_ENOMEM;
+    }
+    for (uint64_t s = 0; s < r->nstripes; s++) {
+        uint32_t blen = s + 1 == r->nstripes ? r->last_len : l->block;
+        int good = 0;
+        for (int i = 0; i < r->n; i++) {
+            bool written_off = r->bad[i];
+            if (read_block(r, i, s, blen, scratch)) good++;
+            else if (r->in[i] && !written_off) {
+                /* read_block writes a shard off on an I/O error; a bad
+                 * checksum or a short read condemns only the block. */
+                if (r->bad[i]) out->unreachable[i] = true;
+                else out->corrupt[i] = true;
+            }
+        }
+        if (good < r->k) out->lost = true;
+    }
+    if (r->nstripes == 0 && opened < r->k) out->lost = true;
+    free(scratch);
+    data_reader_close(r);
+    return 0;
+}
+
 int data_heal(data_store *ds, const char *version_id, const data_layout *l, int64_t size, int *repaired) {
     *repaired = 0;
     data_reader *r;
     int rc = data_reader_open(ds, version_id, l, size, &r);
     if (rc != 0) return rc;
     r->no_heal = true;
-    /* Pass 1: verify every block of every shard; a shard with any bad block
-     * is rewritten whole. */
+    /* Pass 1: verify every block of every shard; a shard with any bad block,
+     * or of another length than the geometry gives, is rewritten whole. */
     bool bad[EC_MAX_SHARDS];
-    for (int i = 0; i < r->n; i++) bad[i] = r->bad[i];
+    uint64_t expect = shard_bytes(size, r->k, l->block);
+    for (int i = 0; i < r->n; i++) bad[i] = r->bad[i] || (uint64_t)drive_shard_size(r->in[i]) != expect;
     unsigned char *scratch = malloc(l->block);
     if (!scratch) { data_reader_close(r); return CAIRN_ENOMEM; }
     for (uint64_t s = 0; s < r->nstripes; s++) {

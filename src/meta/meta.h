@@ -266,6 +266,44 @@ int meta_placement_set_layout(meta_store *ms, const char *version_id, const char
 /* Counts placements (of all three kinds) whose layout mentions a drive or
  * node id: `cairn admin node remove` refuses while it is not 0. */
 int meta_layout_refs(meta_store *ms, const char *id, int64_t *count);
+/* The placement named by version_id (any kind).  CAIRN_ENOTFOUND. */
+int meta_placement_get(meta_store *ms, const char *version_id, meta_placement *out);
+
+/* ---- consistency (fsck) ---------------------------------------------------------------
+ * Rows that contradict each other.  None of these can arise from the calls
+ * above (each is one transaction); they are what a bug, a crash in a
+ * backend that lost a transaction, or a hand-edited database leaves. */
+typedef enum {
+    META_PROBLEM_UPLOAD_WITHOUT_BUCKET = 0, /* id: upload id (its bucket id names no bucket) */
+    META_PROBLEM_OBJECT_WITHOUT_BUCKET,     /* id: bucket name, key: the object's key */
+    META_PROBLEM_PARTS_WITHOUT_UPLOAD,      /* id: an upload id that upload_parts rows name */
+    META_PROBLEM_PARTS_WITHOUT_OBJECT,      /* id: a version id that object_parts rows name */
+    META_PROBLEM_MULTIPART_MISMATCH,        /* id: an "mp:N" object's version: parts do not add up */
+    META_PROBLEM_INLINE_WITHOUT_DATA,       /* id: an inline object's version: bytes absent or of another size */
+    META_PROBLEM_DATA_WITHOUT_OBJECT,       /* id: inline bytes no object owns */
+    META_PROBLEM_DUPLICATE_VERSION,         /* id: a version id used by more than one placement or object */
+    META_PROBLEM__COUNT
+} meta_problem_kind;
+
+typedef struct {
+    meta_problem_kind kind;
+    char id[72];
+    char key[1025];
+    size_t key_len;
+} meta_problem;
+
+/* Stable names for reports ("upload_without_bucket"...). */
+const char *meta_problem_name(meta_problem_kind kind);
+/* Runs every consistency check; cb hears at most limit problems (rows copied
+ * first: cb may call meta), *total gets how many there are. */
+int meta_check(meta_store *ms, int limit, int (*cb)(void *ud, const meta_problem *p), void *ud, int64_t *total);
+/* Repairs one problem where the metadata alone can: an upload without a
+ * bucket is aborted; part rows without their upload or object, and inline
+ * bytes without an object, are deleted.  drop(ud, version_id, layout) hears
+ * each part whose shards should go (after the commit).  CAIRN_EINVAL for the
+ * kinds nothing can repair (the data they describe is lost or ambiguous). */
+int meta_repair(meta_store *ms, const meta_problem *p,
+                void (*drop)(void *ud, const char *version_id, const char *layout), void *ud);
 
 /* ---- multipart uploads ------------------------------------------------------------
  *

@@ -1146,6 +1146,45 @@ Test(heal, rewrites_missing_and_corrupt_shards) {
     damaged_teardown(&x);
 }
 
+Test(heal, check_reports_damage_without_changing_anything) {
+    damaged x;
+    damaged_setup(&x, "chk", 6, 4, 2, 40 * 4 * BLOCK + 99, false);
+    data_check_result r;
+    cr_assert_eq(data_check(x.ds, x.vid, &x.l, (int64_t)x.len, &r), 0);
+    cr_assert_eq(r.n, 6);
+    for (int i = 0; i < 6; i++) cr_expect(!r.missing[i] && !r.corrupt[i] && !r.unreachable[i], "shard %d", i);
+    cr_expect_not(r.lost);
+    cr_assert_eq(unlink(x.path[0]), 0);                      /* missing */
+    flip_byte(x.path[2], block_byte(13, BLOCK, 7));          /* corrupt */
+    int fd = open(x.path[5], O_WRONLY | O_APPEND);           /* too long */
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "junk", 4), 4);
+    close(fd);
+    cr_assert_eq(data_check(x.ds, x.vid, &x.l, (int64_t)x.len, &r), 0);
+    cr_expect(r.missing[0]);
+    cr_expect(r.corrupt[2]);
+    cr_expect(r.corrupt[5], "a shard longer than its geometry is damage");
+    cr_expect(!r.missing[1] && !r.corrupt[1] && !r.corrupt[3] && !r.corrupt[4]);
+    cr_expect_not(r.lost, "three bad shards, but never more than two in one stripe");
+    cr_expect_not(exists(x.path[0]), "check repairs nothing");
+    /* Heal fixes all three, the long one included. */
+    int repaired = -1;
+    cr_assert_eq(data_heal(x.ds, x.vid, &x.l, (int64_t)x.len, &repaired), 0);
+    cr_expect_eq(repaired, 3);
+    expect_shards_original(&x);
+    cr_assert_eq(data_check(x.ds, x.vid, &x.l, (int64_t)x.len, &r), 0);
+    for (int i = 0; i < 6; i++) cr_expect(!r.missing[i] && !r.corrupt[i], "shard %d after heal", i);
+    /* A third shard gone in the same stripes: lost. */
+    cr_assert_eq(unlink(x.path[0]), 0);
+    cr_assert_eq(unlink(x.path[1]), 0);
+    cr_assert_eq(unlink(x.path[3]), 0);
+    cr_assert_eq(data_check(x.ds, x.vid, &x.l, (int64_t)x.len, &r), 0);
+    cr_expect(r.lost);
+    char bad[33] = "not a version";
+    cr_expect_eq(data_check(x.ds, bad, &x.l, (int64_t)x.len, &r), CAIRN_EINVAL);
+    damaged_teardown(&x);
+}
+
 Test(heal, truncated_shard_and_whole_drive_wiped) {
     damaged x;
     damaged_setup(&x, "hw", 6, 4, 2, 30 * 4 * BLOCK + 17, false);
