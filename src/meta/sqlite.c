@@ -1458,7 +1458,7 @@ int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after
     sqlite3_stmt *st = stmt(c, ST_OBJ_SCAN);
     int err = st ? 0 : CAIRN_EDB;
     if (err == 0 && (bind_str(st, 1, after_bucket) | bind_bytes_text(st, 2, after_key, after_key_len) |
-                     sqlite3_bind_int(st, 3, limit + 1)))
+                     sqlite3_bind_int64(st, 3, (int64_t)limit + 1)))
         err = db_fail(c, SQLITE_ERROR, "object scan bind");
     int n = 0;
     bool stopped = false;
@@ -1625,6 +1625,7 @@ int meta_placement_set_layout(meta_store *ms, const char *version_id, const char
 }
 
 int meta_layout_refs(meta_store *ms, const char *id, int64_t *count) {
+    if (!count) return CAIRN_EINVAL;
     *count = 0;
     if (!ms || !id || !*id) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
@@ -1689,7 +1690,7 @@ int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void
 }
 
 int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out) {
-    if (!ms || !id_or_url) return CAIRN_EINVAL;
+    if (!ms || !id_or_url || !out) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_NODE_GET);
     int err = st ? 0 : CAIRN_EDB;
@@ -1733,13 +1734,16 @@ int meta_node_set_state(meta_store *ms, const char *id, const char *state) {
 int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error) {
     if (!ms || !id) return CAIRN_EINVAL;
     str2_args a = {id, error ? error : "", time_now_ms()};
-    return ok ? write_one(ms, ST_NODE_SEEN_OK, bind_str_int, &a, NULL, "node seen")
-              : write_one(ms, ST_NODE_SEEN_ERR, bind_node_error, &a, NULL, "node error");
+    int changes = 0;
+    int err = ok ? write_one(ms, ST_NODE_SEEN_OK, bind_str_int, &a, &changes, "node seen")
+                 : write_one(ms, ST_NODE_SEEN_ERR, bind_node_error, &a, &changes, "node error");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
 }
 
 /* ---- multipart uploads -------------------------------------------------------------- */
 
 void meta_upload_clear(meta_upload *u) {
+    if (!u) return;
     free(u->headers_json);
     u->headers_json = NULL;
 }
@@ -1794,6 +1798,7 @@ int meta_upload_create(meta_store *ms, const meta_upload *u) {
 }
 
 int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out) {
+    if (!out) return CAIRN_EINVAL;
     memset(out, 0, sizeof *out);
     if (!ms || !upload_id) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
@@ -1821,7 +1826,7 @@ int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size
     if (err == 0 && (sqlite3_bind_int64(st, 1, bucket_id) | bind_bytes_text(st, 2, key_marker ? key_marker : "", key_marker ? key_marker_len : 0) |
                      bind_str(st, 3, upload_id_marker ? upload_id_marker : "") |
                      bind_bytes_text(st, 4, prefix ? prefix : "", prefix ? prefix_len : 0) |
-                     sqlite3_bind_int64(st, 5, (int64_t)(prefix ? prefix_len : 0)) | sqlite3_bind_int(st, 6, limit + 1)))
+                     sqlite3_bind_int64(st, 5, (int64_t)(prefix ? prefix_len : 0)) | sqlite3_bind_int64(st, 6, (int64_t)limit + 1)))
         err = db_fail(c, SQLITE_ERROR, "upload list bind");
     int n = 0;
     while (err == 0) {
@@ -1851,8 +1856,9 @@ static int upload_exists(conn *w, const char *upload_id) {
 }
 
 int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced, bool *had_replaced) {
-    *had_replaced = false;
-    if (!ms || !upload_id || !p) return CAIRN_EINVAL;
+    if (had_replaced) *had_replaced = false;
+    /* The replaced part's bytes are the caller's to remove: it must hear of them. */
+    if (!ms || !upload_id || !p || !replaced || !had_replaced) return CAIRN_EINVAL;
     conn *w;
     int err = wtx_begin(ms, &w);
     if (err != 0) return err;
@@ -1898,7 +1904,7 @@ int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_PART_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, after) | sqlite3_bind_int(st, 3, limit + 1)))
+    if (err == 0 && (bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, after) | sqlite3_bind_int64(st, 3, (int64_t)limit + 1)))
         err = db_fail(c, SQLITE_ERROR, "part list bind");
     int n = 0;
     while (err == 0) {
@@ -2033,6 +2039,11 @@ static int complete_tx(conn *w, const char *upload_id, const meta_object *obj, c
 int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
                          int n, meta_object *replaced, bool *had_replaced,
                          void (*unused)(void *ud, const meta_part *p), void *ud) {
+    /* Both may be NULL, as in meta_object_put: the replaced version is then dropped. */
+    meta_object replaced_local;
+    bool had_local;
+    if (!replaced) replaced = &replaced_local;
+    if (!had_replaced) had_replaced = &had_local;
     *had_replaced = false;
     memset(replaced, 0, sizeof *replaced);
     if (!ms || !upload_id || !obj || (n > 0 && !parts)) return CAIRN_EINVAL;
@@ -2057,6 +2068,7 @@ int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_objec
         *had_replaced = false;
     }
     free(uploaded);
+    if (replaced == &replaced_local) meta_object_clear(&replaced_local);
     return err;
 }
 
@@ -2193,6 +2205,7 @@ int meta_trash_remove(meta_store *ms, const char *const *version_ids, int n) {
 /* ---- the job queue ------------------------------------------------------------------- */
 
 void meta_job_clear(meta_job *j) {
+    if (!j) return;
     free(j->args);
     j->args = NULL;
 }
@@ -2308,6 +2321,7 @@ static int claim_in_tx(conn *w, const char *owner, int64_t now_ms, int64_t lease
 }
 
 int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+    if (!out) return CAIRN_EINVAL;
     memset(out, 0, sizeof *out);
     if (!ms || !owner) return CAIRN_EINVAL;
     conn *w;
@@ -2341,6 +2355,7 @@ int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *s
 
 int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
                           const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
+    if (!finish_rc || !next) return CAIRN_EINVAL;
     memset(next, 0, sizeof *next);
     *finish_rc = CAIRN_EINVAL;
     if (!ms || !owner || !state ||
@@ -2403,6 +2418,7 @@ int meta_job_prune(meta_store *ms, int64_t done_before_ms, int64_t discarded_bef
 }
 
 int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
+    if (!ms) return CAIRN_EINVAL;
     job_finish_args a = {id, owner, NULL, NULL, 0, 0};
     int changes = 0;
     int err = write_one(ms, ST_JOB_RELEASE, bind_id_owner, &a, &changes, "job release");
@@ -2410,6 +2426,7 @@ int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
 }
 
 int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms) {
+    if (!ms) return CAIRN_EINVAL;
     job_finish_args a = {id, owner, NULL, NULL, lease_expires_ms, 0};
     int changes = 0;
     int err = write_one(ms, ST_JOB_EXTEND, bind_id_owner_time, &a, &changes, "job extend");
@@ -2422,6 +2439,7 @@ static int bind_id_time(sqlite3_stmt *st, const void *p) {
 }
 
 static int job_change(meta_store *ms, int64_t id, stmt_id which, const char *op) {
+    if (!ms) return CAIRN_EINVAL;
     job_finish_args a = {id, NULL, NULL, NULL, 0, time_now_ms()};
     int changes = 0;
     int err = write_one(ms, which, bind_id_time, &a, &changes, op);
@@ -2436,6 +2454,7 @@ int meta_job_cancel(meta_store *ms, int64_t id) { return job_change(ms, id, ST_J
 int meta_job_retry(meta_store *ms, int64_t id) { return job_change(ms, id, ST_JOB_RETRY, "job retry"); }
 
 int meta_job_get(meta_store *ms, int64_t id, meta_job *out) {
+    if (!out) return CAIRN_EINVAL;
     memset(out, 0, sizeof *out);
     if (!ms) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
@@ -2446,7 +2465,7 @@ int meta_job_get(meta_store *ms, int64_t id, meta_job *out) {
 
 int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit,
                   int (*cb)(void *ud, const meta_job *j), void *ud) {
-    if (!ms || !cb) return CAIRN_EINVAL;
+    if (!ms || !cb || limit < 0) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_JOB_LIST);
     int err = st ? 0 : CAIRN_EDB;
@@ -2493,7 +2512,7 @@ int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const 
 
 int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
                            int (*cb)(void *ud, const meta_upload *u), void *ud) {
-    if (!ms || !cb) return CAIRN_EINVAL;
+    if (!ms || !cb || limit < 0) return CAIRN_EINVAL;
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_UPLOAD_OLDER);
     int err = st ? 0 : CAIRN_EDB;
@@ -2521,6 +2540,7 @@ int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
 }
 
 int meta_version_referenced(meta_store *ms, const char *version_id, bool *referenced) {
+    if (!referenced) return CAIRN_EINVAL;
     *referenced = true; /* on any doubt, keep the bytes */
     if (!ms || !version_id) return CAIRN_EINVAL;
     conn *c = reader_get(ms);

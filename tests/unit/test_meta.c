@@ -5,10 +5,13 @@
  * the public meta.h calls only, asserting on what a caller can observe: error
  * codes, returned rows, listing order and paging.  A few tests also open the
  * file with plain SQLite to check what is on disk (tables after a
- * down-migration) or to plant a state the API cannot create (a newer schema).
+ * down-migration), to plant a state the API cannot create (a newer schema,
+ * rows that contradict each other for meta_check) or to hold the write lock
+ * as another process would.
  */
 #include <criterion/criterion.h>
 
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -1627,4 +1630,2357 @@ Test(meta, delete_many_in_one_transaction) {
     cr_assert_eq(meta_object_delete_many(f.ms, "b", id, &nul, 1), 0);
     cr_assert_eq(nul.rc, CAIRN_EINVAL);
     fx_close(&f);
+}
+
+/* ==== every meta.h call: bad arguments, absent rows, paging, callbacks ======================
+ *
+ * The tests below drive each call of meta.h through its contract: the rows
+ * it returns, the order and paging it promises, and every error a caller can
+ * provoke without fault injection (NULL and out-of-range arguments, rows
+ * that do not exist, conflicts, another process holding the write lock). */
+
+/* Collects up to 32 short strings from a callback; stops after stop_after. */
+typedef struct {
+    char s[32][80];
+    int n, stop_after;
+} names;
+
+static int names_add(names *l, const char *s, size_t len) {
+    cr_assert_lt(l->n, 32);
+    cr_assert_lt(len, sizeof l->s[0]);
+    memcpy(l->s[l->n], s, len);
+    l->s[l->n][len] = '\0';
+    l->n++;
+    return l->stop_after && l->n >= l->stop_after;
+}
+
+static void fx_mkdir(fx *f) {
+    cr_assert_eq(core_init(), 0);
+    strcpy(f->dir, "/tmp/cairn-test-meta-XXXXXX");
+    cr_assert_not_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
+    f->ms = NULL;
+}
+
+static int64_t mk_user(meta_store *ms, const char *name) {
+    meta_user u = {0};
+    strcpy(u.name, name);
+    cr_assert_eq(meta_user_create(ms, &u), 0, "create user %s", name);
+    return u.id;
+}
+
+/* An upload initiated at initiated_ms, with headers. */
+static void mk_upload_at(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                         const char *upload_id, int64_t initiated_ms) {
+    meta_upload u = {.bucket_id = bucket_id, .owner_id = 3, .initiated_ms = initiated_ms};
+    strcpy(u.upload_id, upload_id);
+    strcpy(u.bucket, bucket);
+    strcpy(u.key, key);
+    u.key_len = strlen(key);
+    u.headers_json = (char *)"{\"content-type\":\"a/b\"}";
+    cr_assert_eq(meta_upload_create(ms, &u), 0, "create upload %s", upload_id);
+}
+
+static void put_part(meta_store *ms, const char *upload_id, const meta_part *p) {
+    meta_part old;
+    bool had = true;
+    cr_assert_eq(meta_part_put(ms, upload_id, p, &old, &had), 0, "part %d of %s", p->part_number, upload_id);
+}
+
+/* Completes upload_id (one part p, of key) into a multipart object; returns it. */
+static meta_object complete_one(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                                const char *upload_id, const meta_part *p, int64_t mtime_ms) {
+    meta_object o = mp_obj(bucket, bucket_id, key, p->size, 1);
+    o.mtime_ms = mtime_ms;
+    meta_object replaced;
+    bool had;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(ms, upload_id, &o, p, 1, &replaced, &had, ignore_part, &unused), 0,
+                 "complete %s", upload_id);
+    meta_object_clear(&replaced);
+    return o;
+}
+
+/* ---- open, close, ping and schema: arguments and a busy database --------------------------- */
+
+Test(meta, open_and_schema_calls_reject_bad_arguments) {
+    fx f;
+    fx_mkdir(&f);
+    meta_options o = test_options(1);
+    meta_store *ms = NULL;
+    cr_assert_eq(meta_open_raw(NULL, &o, &ms), CAIRN_EINVAL);
+    cr_assert_eq(meta_open_raw("", &o, &ms), CAIRN_EINVAL);
+    cr_assert_eq(meta_open_raw(":memory:", &o, &ms), CAIRN_EINVAL, "the readers could not see the writer's database");
+    cr_assert_eq(meta_open(":memory:", &o, &ms), CAIRN_EINVAL);
+    cr_assert_eq(meta_open_raw(f.path, &o, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_open(f.path, &o, NULL), CAIRN_EINVAL);
+    cr_assert_null(ms);
+    cr_assert_eq(access(f.path, F_OK), -1, "a refused open creates no file");
+    meta_close(NULL); /* a no-op, like free(NULL) */
+    cr_assert_eq(meta_ping(NULL), CAIRN_EINVAL);
+    int v = -7;
+    cr_assert_eq(meta_schema_version(NULL, &v), CAIRN_EINVAL);
+    cr_assert_eq(v, -7);
+    cr_assert_eq(meta_migrate(NULL, 0), CAIRN_EINVAL);
+
+    /* NULL options: the defaults (durable commits, four readers) work. */
+    cr_assert_eq(meta_open(f.path, NULL, &f.ms), 0);
+    cr_assert_eq(meta_ping(f.ms), 0);
+    cr_assert_eq(meta_schema_version(f.ms, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_assert_eq(v, meta_schema_latest());
+    mk_bucket(f.ms, "b", 1);
+    fx_close(&f);
+}
+
+Test(meta, open_refuses_a_file_that_is_not_a_database) {
+    fx f;
+    fx_mkdir(&f);
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)('a' + i % 26);
+    FILE *fp = fopen(f.path, "wb");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+    meta_options o = test_options(2);
+    meta_store *ms = NULL;
+    cr_assert_eq(meta_open(f.path, &o, &ms), CAIRN_EDB);
+    cr_assert_null(ms);
+    cr_assert_eq(meta_open_raw(f.path, &o, &ms), CAIRN_EDB);
+    cr_assert_null(ms);
+    char back[sizeof junk + 1];
+    fp = fopen(f.path, "rb");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fread(back, 1, sizeof back, fp), sizeof junk, "the file was neither grown nor truncated");
+    fclose(fp);
+    cr_assert_eq(memcmp(back, junk, sizeof junk), 0, "the file was not overwritten");
+    fx_close(&f);
+}
+
+Test(meta, writes_report_busy_while_another_process_holds_the_write_lock, .timeout = 60) {
+    fx f;
+    fx_open(&f, 1);
+    meta_close(f.ms);
+    meta_options o = {.readers = 1, .fsync = false, .busy_timeout_ms = 20};
+    cr_assert_eq(meta_open(f.path, &o, &f.ms), 0);
+    mk_bucket(f.ms, "b", 1);
+    int64_t uid = mk_user(f.ms, "u");
+    meta_key k = {.user_id = uid, .active = true};
+    strcpy(k.access_key, "AKIA1");
+    strcpy(k.sealed_secret, "s");
+    cr_assert_eq(meta_key_create(f.ms, &k), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, "aaaaaaaaaaaaaaaa", "http://n1"), 0);
+
+    /* Another process (`cairn migrate`, an operator's sqlite3) holds the write lock. */
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(f.path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    cr_assert_eq(meta_ping(f.ms), CAIRN_EBUSY, "ping includes a write transaction");
+    meta_bucket nb = {.owner_id = 1};
+    strcpy(nb.name, "c");
+    cr_assert_eq(meta_bucket_create(f.ms, &nb, NULL), CAIRN_EBUSY);
+    meta_object obj = mk_obj("b", "k", 1, 1);
+    bool had = true;
+    cr_assert_eq(meta_object_put(f.ms, &obj, NULL, &had), CAIRN_EBUSY);
+    cr_assert_not(had);
+    strcpy(k.access_key, "AKIA2");
+    cr_assert_eq(meta_key_create(f.ms, &k), CAIRN_EBUSY);
+    cr_assert_eq(meta_key_set_active(f.ms, "AKIA1", false), CAIRN_EBUSY);
+    cr_assert_eq(meta_node_seen(f.ms, "aaaaaaaaaaaaaaaa", false, "down"), CAIRN_EBUSY);
+    meta_job j = {.run_at_ms = 1};
+    strcpy(j.kind, "k");
+    int64_t jid = 0;
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, &jid), CAIRN_EBUSY);
+    cr_assert_eq(meta_migrate(f.ms, 0), CAIRN_EDB, "a migration step cannot begin either");
+
+    /* Reads go on beside the other writer (WAL). */
+    meta_bucket got;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0);
+    int v = -1;
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_assert_eq(v, meta_schema_latest(), "the refused migration changed nothing");
+
+    cr_assert_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    /* Nothing of the refused calls happened, and the store works again. */
+    cr_assert_eq(meta_ping(f.ms), 0);
+    cr_assert_eq(meta_bucket_get(f.ms, "c", &got), CAIRN_ENOTFOUND);
+    meta_object gone;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, &gone), CAIRN_ENOTFOUND);
+    meta_key kg;
+    cr_assert_eq(meta_key_get(f.ms, "AKIA2", &kg), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_key_get(f.ms, "AKIA1", &kg), 0);
+    cr_assert(kg.active);
+    meta_node n;
+    cr_assert_eq(meta_node_get(f.ms, "aaaaaaaaaaaaaaaa", &n), 0);
+    cr_assert_str_eq(n.last_error, "");
+    cr_assert_eq(meta_bucket_create(f.ms, &nb, NULL), 0);
+    cr_assert_eq(meta_object_put(f.ms, &obj, NULL, NULL), 0);
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, &jid), 0);
+    cr_assert_gt(jid, 0);
+    fx_close(&f);
+}
+
+/* ---- users and keys ------------------------------------------------------------------------ */
+
+Test(meta, user_calls_reject_bad_arguments_and_match_exact_names) {
+    fx f;
+    fx_open(&f, 1);
+    meta_user u = {0}, got;
+    cr_assert_eq(meta_user_create(NULL, &u), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_create(f.ms, NULL), CAIRN_EINVAL);
+    memset(u.name, 'n', sizeof u.name); /* no room for the NUL */
+    cr_assert_eq(meta_user_create(f.ms, &u), CAIRN_EINVAL);
+    memset(&u, 0, sizeof u);
+    strcpy(u.name, "ok");
+    memset(u.display_name, 'd', sizeof u.display_name);
+    cr_assert_eq(meta_user_create(f.ms, &u), CAIRN_EINVAL);
+
+    memset(&u, 0, sizeof u);
+    memset(u.name, 'n', sizeof u.name - 1); /* the longest name that fits */
+    u.created_ms = 4242;
+    cr_assert_eq(meta_user_create(f.ms, &u), 0);
+    cr_assert_eq(meta_user_get_by_name(f.ms, u.name, &got), 0);
+    cr_assert_eq(got.id, u.id);
+    cr_assert_eq(strlen(got.name), sizeof u.name - 1);
+    cr_assert_eq(got.created_ms, 4242, "a given creation time is kept");
+    cr_assert_eq(meta_user_get_by_name(f.ms, "nnn", &got), CAIRN_ENOTFOUND, "no prefix match");
+    cr_assert_eq(meta_user_get_by_name(f.ms, "", &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_user_get_by_name(NULL, "x", &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_get_by_name(f.ms, NULL, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_get_by_name(f.ms, u.name, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_get(NULL, u.id, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_get(f.ms, u.id, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_get(f.ms, 0, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_user_get(f.ms, -1, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_user_list(NULL, user_list_cb, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_list(f.ms, NULL, NULL), CAIRN_EINVAL);
+
+    char long_name[130];
+    memset(long_name, 'r', 129);
+    long_name[129] = '\0';
+    cr_assert_eq(meta_user_ensure_root(NULL, "root", &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_ensure_root(f.ms, NULL, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_ensure_root(f.ms, "", &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_ensure_root(f.ms, long_name, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_user_ensure_root(f.ms, "root", NULL), 0, "out may be NULL");
+    cr_assert_eq(meta_user_get_by_name(f.ms, "root", &got), 0);
+    cr_assert(got.is_root);
+
+    collect c = {0};
+    cr_assert_eq(meta_user_list(f.ms, user_list_cb, &c), 0);
+    cr_assert_eq(c.n, 2, "the refused calls created nobody");
+    collect_free(&c);
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_key k[8];
+    int n;
+} key_rows;
+
+static int keep_key(void *ud, const meta_key *k) {
+    key_rows *r = ud;
+    cr_assert_lt(r->n, 8);
+    r->k[r->n++] = *k;
+    return 0;
+}
+
+Test(meta, key_calls_reject_bad_arguments_and_list_whole_rows) {
+    fx f;
+    fx_open(&f, 1);
+    int64_t a = mk_user(f.ms, "a"), b = mk_user(f.ms, "b");
+    meta_key k = {.user_id = a, .active = true};
+    strcpy(k.sealed_secret, "sealed");
+    cr_assert_eq(meta_key_create(NULL, &k), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_create(f.ms, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_create(f.ms, &k), CAIRN_EINVAL, "empty access key");
+    memset(k.access_key, 'A', sizeof k.access_key);
+    cr_assert_eq(meta_key_create(f.ms, &k), CAIRN_EINVAL, "unterminated access key");
+    strcpy(k.access_key, "AK1");
+    k.sealed_secret[0] = '\0';
+    cr_assert_eq(meta_key_create(f.ms, &k), CAIRN_EINVAL, "empty secret");
+    strcpy(k.sealed_secret, "sealed-1");
+    cr_assert_eq(meta_key_create(f.ms, &k), 0);
+    meta_key k2 = {.user_id = a, .active = false, .created_ms = 1234};
+    strcpy(k2.access_key, "AK2");
+    strcpy(k2.sealed_secret, "sealed-2");
+    cr_assert_eq(meta_key_create(f.ms, &k2), 0);
+
+    meta_key got;
+    cr_assert_eq(meta_key_get(NULL, "AK1", &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_get(f.ms, NULL, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_get(f.ms, "AK1", NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_get(f.ms, "ak1", &got), CAIRN_ENOTFOUND, "access keys are case-sensitive");
+
+    key_rows r = {0};
+    cr_assert_eq(meta_key_list(f.ms, a, keep_key, &r), 0);
+    cr_assert_eq(r.n, 2);
+    cr_assert_str_eq(r.k[0].access_key, "AK1");
+    cr_assert_str_eq(r.k[0].sealed_secret, "sealed-1");
+    cr_assert(r.k[0].active);
+    cr_assert_eq(r.k[0].user_id, a);
+    cr_assert_str_eq(r.k[1].access_key, "AK2");
+    cr_assert_str_eq(r.k[1].sealed_secret, "sealed-2");
+    cr_assert_not(r.k[1].active);
+    cr_assert_eq(r.k[1].created_ms, 1234);
+    collect c = {0};
+    cr_assert_eq(meta_key_list(f.ms, b, key_list_cb, &c), 0);
+    cr_assert_eq(c.n, 0, "a user without keys");
+    cr_assert_eq(meta_key_list(f.ms, 0, key_list_cb, &c), 0);
+    cr_assert_eq(c.n, 0, "user 0 is nobody, not everybody");
+    c.stop_after = 1;
+    cr_assert_eq(meta_key_list(f.ms, -1, key_list_cb, &c), 0);
+    cr_assert_eq(c.n, 1, "the callback stops the listing");
+    cr_assert_str_eq(c.keys[0], "AK1");
+    collect_free(&c);
+    cr_assert_eq(meta_key_list(NULL, -1, key_list_cb, &c), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_list(f.ms, -1, NULL, NULL), CAIRN_EINVAL);
+
+    cr_assert_eq(meta_key_set_active(NULL, "AK1", false), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_set_active(f.ms, NULL, false), CAIRN_EINVAL);
+    cr_assert_eq(meta_key_set_active(f.ms, "AK1", true), 0, "setting the current value still finds the key");
+    cr_assert_eq(meta_key_set_active(f.ms, "AK2", true), 0);
+    cr_assert_eq(meta_key_get(f.ms, "AK2", &got), 0);
+    cr_assert(got.active);
+    cr_assert_eq(meta_key_set_active(f.ms, "AK2", false), 0);
+    cr_assert_eq(meta_key_get(f.ms, "AK2", &got), 0);
+    cr_assert_not(got.active);
+    cr_assert_eq(meta_key_get(f.ms, "AK1", &got), 0);
+    cr_assert(got.active, "only the named key changed");
+    fx_close(&f);
+}
+
+/* ---- buckets -------------------------------------------------------------------------------- */
+
+typedef struct {
+    meta_bucket b[8];
+    int n, stop_after;
+} bucket_rows;
+
+static int keep_bucket(void *ud, const meta_bucket *b) {
+    bucket_rows *r = ud;
+    cr_assert_lt(r->n, 8);
+    r->b[r->n++] = *b;
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+Test(meta, bucket_calls_reject_bad_arguments_and_list_whole_rows) {
+    fx f;
+    fx_open(&f, 1);
+    meta_bucket b = {.owner_id = 5};
+    cr_assert_eq(meta_bucket_create(NULL, &b, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_create(f.ms, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), CAIRN_EINVAL, "empty name");
+    memset(b.name, 'x', sizeof b.name);
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), CAIRN_EINVAL, "unterminated name");
+    memset(b.name, 'x', sizeof b.name - 1);
+    b.name[sizeof b.name - 1] = '\0';
+    memset(b.region, 'r', sizeof b.region);
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), CAIRN_EINVAL, "unterminated region");
+    strcpy(b.region, "eu-west-1");
+    b.public_read = true;
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), 0, "the longest name that fits");
+    cr_assert_gt(b.id, 0);
+    mk_bucket(f.ms, "a", 6);
+
+    meta_bucket got;
+    cr_assert_eq(meta_bucket_get(NULL, "a", &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_get(f.ms, NULL, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_get(f.ms, "a", NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_delete(NULL, "a", 0), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_delete(f.ms, NULL, 0), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_list(NULL, -1, bucket_list_cb, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_list(f.ms, -1, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_set_public(NULL, "a", true), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_set_public(f.ms, NULL, true), CAIRN_EINVAL);
+
+    bucket_rows r = {0};
+    cr_assert_eq(meta_bucket_list(f.ms, -1, keep_bucket, &r), 0);
+    cr_assert_eq(r.n, 2, "the refused calls created nothing");
+    cr_assert_str_eq(r.b[0].name, "a");
+    cr_assert_eq(r.b[0].owner_id, 6);
+    cr_assert_eq(r.b[0].created_ms, 1000);
+    cr_assert_not(r.b[0].public_read);
+    cr_assert_str_eq(r.b[1].name, b.name);
+    cr_assert_eq(r.b[1].id, b.id);
+    cr_assert_eq(r.b[1].owner_id, 5);
+    cr_assert(r.b[1].public_read);
+    cr_assert_str_eq(r.b[1].region, "eu-west-1");
+    cr_assert_gt(r.b[1].created_ms, 0, "a creation time of 0 means now");
+    bucket_rows none = {0};
+    cr_assert_eq(meta_bucket_list(f.ms, 77, keep_bucket, &none), 0);
+    cr_assert_eq(none.n, 0, "an owner without buckets");
+    bucket_rows one = {.stop_after = 1};
+    cr_assert_eq(meta_bucket_list(f.ms, -1, keep_bucket, &one), 0);
+    cr_assert_eq(one.n, 1, "the callback stops the listing");
+
+    cr_assert_eq(meta_bucket_set_public(f.ms, b.name, true), 0, "setting the current value still finds it");
+    cr_assert_eq(meta_bucket_set_public(f.ms, b.name, false), 0);
+    cr_assert_eq(meta_bucket_get(f.ms, b.name, &got), 0);
+    cr_assert_not(got.public_read);
+    cr_assert_eq(meta_bucket_get(f.ms, "a", &got), 0);
+    cr_assert_not(got.public_read);
+    fx_close(&f);
+}
+
+/* ---- objects: arguments ---------------------------------------------------------------------- */
+
+Test(meta, object_calls_reject_bad_arguments) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    put_key(f.ms, "b", "k", 1);
+    meta_object got;
+    cr_assert_eq(meta_object_get(NULL, "b", 0, "k", 1, false, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_get(f.ms, NULL, 0, "k", 1, false, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, NULL, 1, false, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 0, false, &got), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k\0x", 3, false, &got), CAIRN_EINVAL);
+    char long_key[1025];
+    memset(long_key, 'k', sizeof long_key);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, long_key, 1025, false, &got), CAIRN_ENOTFOUND,
+                 "a key too long to exist is absent");
+    cr_assert_eq(meta_object_delete(NULL, "b", 0, "k", 1, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete(f.ms, NULL, 0, "k", 1, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, NULL, 1, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "k", 0, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, long_key, 1025, NULL), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, &got), 0, "the refused deletes removed nothing");
+    meta_object_clear(&got);
+
+    meta_object o = mk_obj("b", "n", 1, 1);
+    cr_assert_eq(meta_object_put(NULL, &o, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_put(f.ms, NULL, NULL, NULL), CAIRN_EINVAL);
+    o.bucket[0] = '\0';
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "no bucket");
+    o = mk_obj("b", "n", 1, 1);
+    o.version_id[0] = '\0';
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "no version id");
+    o = mk_obj("b", "n", 1, -1);
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "negative size");
+    o = mk_obj("b", "n", 1, 1);
+    o.storage = (meta_storage)7;
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "unknown storage");
+    o = mk_obj("b", "n", 1, 1);
+    memset(o.etag, 'e', sizeof o.etag);
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "unterminated etag");
+    o = mk_obj("b", "n", 1, 3);
+    o.storage = META_STORE_INLINE;
+    o.data_len = 3;
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "inline bytes missing");
+    int64_t n = -1;
+    cr_assert_eq(meta_object_count(f.ms, "b", &n), 0);
+    cr_assert_eq(n, 1, "none of the refused puts landed");
+    cr_assert_eq(meta_object_count(NULL, "b", &n), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_count(f.ms, NULL, &n), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_count(f.ms, "b", NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_count(f.ms, "absent", &n), 0);
+    cr_assert_eq(n, 0);
+
+    collect c = {0};
+    bool more = true;
+    cr_assert_eq(meta_object_list(NULL, "b", 0, NULL, 0, NULL, 0, false, 10, collect_cb, &c, &more), CAIRN_EINVAL);
+    cr_assert_not(more);
+    more = true;
+    cr_assert_eq(meta_object_list(f.ms, NULL, 0, NULL, 0, NULL, 0, false, 10, collect_cb, &c, &more), CAIRN_EINVAL);
+    cr_assert_not(more);
+    cr_assert_eq(meta_object_list(f.ms, "b", 0, NULL, 0, NULL, 0, false, 10, NULL, NULL, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_list(f.ms, "b", 0, NULL, 2, NULL, 0, false, 10, collect_cb, &c, &more), CAIRN_EINVAL,
+                 "a prefix length without a prefix");
+    cr_assert_eq(meta_object_list(f.ms, "b", 0, NULL, 0, NULL, 2, false, 10, collect_cb, &c, &more), CAIRN_EINVAL,
+                 "a from length without from");
+    cr_assert_eq(c.n, 0);
+    cr_assert_eq(meta_object_list(f.ms, "b", 0, long_key, 1025, NULL, 0, false, 10, collect_cb, &c, &more), 0);
+    cr_assert_eq(c.n, 0, "a prefix longer than any key matches nothing");
+    cr_assert_not(more);
+
+    bool referenced = false;
+    cr_assert_eq(meta_version_referenced(NULL, "v", &referenced), CAIRN_EINVAL);
+    cr_assert(referenced, "on an error the bytes are kept");
+    referenced = false;
+    cr_assert_eq(meta_version_referenced(f.ms, NULL, &referenced), CAIRN_EINVAL);
+    cr_assert(referenced);
+    cr_assert_eq(meta_version_referenced(f.ms, "v", NULL), CAIRN_EINVAL);
+
+    meta_delete_item item = {.key = "k", .key_len = 1};
+    cr_assert_eq(meta_object_delete_many(NULL, "b", 0, &item, 1), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete_many(f.ms, NULL, 0, &item, 1), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", 0, &item, -1), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", 0, NULL, 1), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", 0, NULL, 0), 0, "an empty batch is nothing to do");
+    cr_assert_eq(meta_object_count(f.ms, "b", &n), 0);
+    cr_assert_eq(n, 1);
+    meta_object_clear(NULL); /* a no-op */
+    fx_close(&f);
+}
+
+Test(meta, version_referenced_sees_objects_upload_parts_and_object_parts) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    meta_object o = mk_obj("b", "plain", 5, 1);
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    const char *layout = "1+0:4096:0123456789abcdef";
+    mk_upload(f.ms, "b", id, "live", "live");
+    meta_part up = mk_part(1, 10, layout), op = mk_part(1, 20, layout);
+    put_part(f.ms, "live", &up);
+    mk_upload(f.ms, "b", id, "mp", "done");
+    put_part(f.ms, "done", &op);
+    meta_object mp = complete_one(f.ms, "b", id, "mp", "done", &op, 1000);
+    const char *yes[] = {o.version_id, up.version_id, op.version_id, mp.version_id};
+    for (int i = 0; i < 4; i++) {
+        bool referenced = false;
+        cr_assert_eq(meta_version_referenced(f.ms, yes[i], &referenced), 0);
+        cr_assert(referenced, "version %d", i);
+    }
+    char other[33];
+    rand_hex_id(other, 16);
+    bool referenced = true;
+    cr_assert_eq(meta_version_referenced(f.ms, other, &referenced), 0);
+    cr_assert_not(referenced);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "plain", 5, NULL), 0);
+    referenced = true;
+    cr_assert_eq(meta_version_referenced(f.ms, o.version_id, &referenced), 0);
+    cr_assert_not(referenced, "a deleted version is no longer referenced");
+    fx_close(&f);
+}
+
+/* ---- the whole-store object scan ----------------------------------------------------------- */
+
+typedef struct {
+    char bucket[16][64];
+    char key[16][64];
+    size_t key_len[16];
+    char version[16][33];
+    int64_t size[16];
+    meta_storage storage[16];
+    char layout[16][64];
+    int n, stop_after;
+} scan_rows;
+
+static int keep_scan(void *ud, const meta_scan_entry *e) {
+    scan_rows *r = ud;
+    cr_assert_lt(r->n, 16);
+    cr_assert_lt(e->key_len, sizeof r->key[0]);
+    strcpy(r->bucket[r->n], e->bucket);
+    memcpy(r->key[r->n], e->key, e->key_len);
+    r->key[r->n][e->key_len] = '\0';
+    r->key_len[r->n] = e->key_len;
+    strcpy(r->version[r->n], e->version_id);
+    r->size[r->n] = e->size;
+    r->storage[r->n] = e->storage;
+    snprintf(r->layout[r->n], sizeof r->layout[0], "%s", e->layout);
+    r->n++;
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+static bool scan_is(const scan_rows *r, int i, const char *bucket, const char *key) {
+    return i < r->n && !strcmp(r->bucket[i], bucket) && r->key_len[i] == strlen(key) &&
+           !memcmp(r->key[i], key, r->key_len[i]);
+}
+
+Test(scan, walks_every_bucket_in_bucket_then_key_order) {
+    fx f;
+    fx_open(&f, 2);
+    scan_rows r = {0};
+    bool more = true;
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 10, keep_scan, &r, &more), 0);
+    cr_assert_eq(r.n, 0, "an empty store");
+    cr_assert_not(more);
+
+    mk_bucket(f.ms, "b", 1);
+    mk_bucket(f.ms, "a", 1);
+    mk_bucket(f.ms, "empty", 1);
+    /* "a" holds a key above every key of "b": the order is (bucket, key), not their concatenation. */
+    put_key(f.ms, "b", "B", 1);
+    put_key(f.ms, "b", "a", 1);
+    meta_object big = mk_obj("a", "\xff\xfe", 2, 77);
+    strcpy(big.layout, "2+1:4096:aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb,cccccccccccccccc");
+    cr_assert_eq(meta_object_put(f.ms, &big, NULL, NULL), 0);
+    meta_object small = mk_obj("a", "a/b", 3, 2);
+    small.storage = META_STORE_INLINE;
+    small.data = (uint8_t *)"hi";
+    small.data_len = 2;
+    cr_assert_eq(meta_object_put(f.ms, &small, NULL, NULL), 0);
+
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 100, keep_scan, &r, &more), 0);
+    cr_assert_eq(r.n, 4);
+    cr_assert_not(more);
+    cr_assert(scan_is(&r, 0, "a", "a/b"));
+    cr_assert(scan_is(&r, 1, "a", "\xff\xfe"));
+    cr_assert(scan_is(&r, 2, "b", "B"));
+    cr_assert(scan_is(&r, 3, "b", "a"));
+    cr_assert_eq(r.storage[0], META_STORE_INLINE);
+    cr_assert_eq(r.size[0], 2);
+    cr_assert_str_eq(r.version[0], small.version_id);
+    cr_assert_str_eq(r.layout[0], "");
+    cr_assert_eq(r.storage[1], META_STORE_FILE);
+    cr_assert_eq(r.size[1], 77);
+    cr_assert_str_eq(r.version[1], big.version_id);
+    cr_assert_str_eq(r.layout[1], big.layout);
+
+    /* Pages resume strictly after the last (bucket, key) seen. */
+    scan_rows p = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 2, keep_scan, &p, &more), 0);
+    cr_assert_eq(p.n, 2);
+    cr_assert(more);
+    scan_rows q = {0};
+    cr_assert_eq(meta_object_scan(f.ms, p.bucket[1], p.key[1], p.key_len[1], 2, keep_scan, &q, &more), 0);
+    cr_assert_eq(q.n, 2);
+    cr_assert(scan_is(&q, 0, "b", "B"));
+    cr_assert(scan_is(&q, 1, "b", "a"));
+    cr_assert_not(more, "exactly limit rows were left");
+    scan_rows z = {0};
+    cr_assert_eq(meta_object_scan(f.ms, q.bucket[1], q.key[1], q.key_len[1], 2, keep_scan, &z, &more), 0);
+    cr_assert_eq(z.n, 0);
+    cr_assert_not(more);
+
+    /* A bucket with an empty key starts at that bucket; a key absent starts at the next. */
+    scan_rows s = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "b", "", 0, 100, keep_scan, &s, &more), 0);
+    cr_assert_eq(s.n, 2);
+    cr_assert(scan_is(&s, 0, "b", "B"));
+    scan_rows t = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "a", "a/a", 3, 100, keep_scan, &t, &more), 0);
+    cr_assert_eq(t.n, 4);
+    cr_assert(scan_is(&t, 0, "a", "a/b"));
+    scan_rows u = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "a", "\xff\xff", 2, 100, keep_scan, &u, &more), 0);
+    cr_assert_eq(u.n, 2, "the next bucket follows the last key of the one before");
+    cr_assert(scan_is(&u, 0, "b", "B"));
+    scan_rows w = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "zzz", "", 0, 100, keep_scan, &w, &more), 0);
+    cr_assert_eq(w.n, 0);
+
+    /* limit 0 delivers nothing but says more exist; the callback stops early. */
+    scan_rows none = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 0, keep_scan, &none, &more), 0);
+    cr_assert_eq(none.n, 0);
+    cr_assert(more);
+    scan_rows one = {.stop_after = 1};
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 100, keep_scan, &one, NULL), 0, "more may be NULL");
+    cr_assert_eq(one.n, 1);
+
+    more = true;
+    cr_assert_eq(meta_object_scan(NULL, "", "", 0, 10, keep_scan, &none, &more), CAIRN_EINVAL);
+    cr_assert_not(more);
+    cr_assert_eq(meta_object_scan(f.ms, NULL, "", 0, 10, keep_scan, &none, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_scan(f.ms, "", NULL, 0, 10, keep_scan, &none, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 10, NULL, NULL, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, -1, keep_scan, &none, &more), CAIRN_EINVAL);
+    cr_assert_eq(none.n, 0);
+    fx_close(&f);
+}
+
+/* ---- multipart uploads ------------------------------------------------------------------------ */
+
+static int upload_names(void *ud, const meta_upload *u) {
+    names *l = ud;
+    char buf[80];
+    int n = snprintf(buf, sizeof buf, "%.*s|%s", (int)u->key_len, u->key, u->upload_id);
+    return names_add(l, buf, (size_t)n);
+}
+
+Test(uploads, create_and_get_round_trip_and_refuse_bad_uploads) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload_at(f.ms, "b", id, "dir/k", "up1", 5555);
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up1", &u), 0);
+    cr_assert_str_eq(u.upload_id, "up1");
+    cr_assert_str_eq(u.bucket, "b");
+    cr_assert_eq(u.bucket_id, id);
+    cr_assert_eq(u.key_len, 5);
+    cr_assert_str_eq(u.key, "dir/k");
+    cr_assert_eq(u.owner_id, 3);
+    cr_assert_eq(u.initiated_ms, 5555);
+    cr_assert_str_eq(u.headers_json, "{\"content-type\":\"a/b\"}");
+    meta_upload_clear(&u);
+    cr_assert_null(u.headers_json);
+    meta_upload_clear(&u); /* twice is harmless, */
+    meta_upload_clear(NULL); /* and NULL, as with meta_object_clear */
+
+    /* By name (bucket_id 0): the row still gets the bucket's id; no headers is "{}". */
+    meta_upload v = {.owner_id = 1, .initiated_ms = 1};
+    strcpy(v.upload_id, "up2");
+    strcpy(v.bucket, "b");
+    strcpy(v.key, "k");
+    v.key_len = 1;
+    cr_assert_eq(meta_upload_create(f.ms, &v), 0);
+    cr_assert_eq(meta_upload_get(f.ms, "up2", &u), 0);
+    cr_assert_eq(u.bucket_id, id);
+    cr_assert_str_eq(u.headers_json, "{}");
+    meta_upload_clear(&u);
+
+    cr_assert_eq(meta_upload_create(f.ms, &v), CAIRN_EEXIST, "upload ids are unique");
+    meta_upload bad = v;
+    strcpy(bad.upload_id, "up3");
+    strcpy(bad.bucket, "absent");
+    cr_assert_eq(meta_upload_create(f.ms, &bad), CAIRN_ENOTFOUND, "no such bucket");
+    bad = v;
+    bad.upload_id[0] = '\0';
+    cr_assert_eq(meta_upload_create(f.ms, &bad), CAIRN_EINVAL, "no upload id");
+    bad = v;
+    memset(bad.upload_id, 'u', sizeof bad.upload_id);
+    cr_assert_eq(meta_upload_create(f.ms, &bad), CAIRN_EINVAL, "unterminated upload id");
+    bad = v;
+    strcpy(bad.upload_id, "up3");
+    bad.key_len = 0;
+    cr_assert_eq(meta_upload_create(f.ms, &bad), CAIRN_EINVAL, "empty key");
+    memcpy(bad.key, "a\0b", 3);
+    bad.key_len = 3;
+    cr_assert_eq(meta_upload_create(f.ms, &bad), CAIRN_EINVAL, "NUL in the key");
+    bad.key_len = 1025;
+    cr_assert_eq(meta_upload_create(f.ms, &bad), CAIRN_EINVAL, "key too long");
+    cr_assert_eq(meta_upload_create(NULL, &v), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_create(f.ms, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_get(f.ms, "up3", &u), CAIRN_ENOTFOUND, "none of the refused creates landed");
+    cr_assert_eq(meta_upload_get(NULL, "up1", &u), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_get(f.ms, NULL, &u), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_get(f.ms, "up1", NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(uploads, list_orders_by_key_then_upload_id_and_pages_with_markers) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    mk_bucket(f.ms, "other", 1);
+    int64_t id = bucket_id_of(f.ms, "b"), other = bucket_id_of(f.ms, "other");
+    mk_upload_at(f.ms, "b", id, "k1", "u2", 1);
+    mk_upload_at(f.ms, "b", id, "k2", "u3", 1);
+    mk_upload_at(f.ms, "b", id, "k1", "u1", 1);
+    mk_upload_at(f.ms, "b", id, "a/y", "u5", 1);
+    mk_upload_at(f.ms, "b", id, "a/x", "u4", 1);
+    mk_upload_at(f.ms, "b", id, "k", "u6", 1);
+    mk_upload_at(f.ms, "other", other, "k1", "u9", 1);
+
+    names l = {0};
+    bool more = true;
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 100, upload_names, &l, &more), 0);
+    const char *all[] = {"a/x|u4", "a/y|u5", "k|u6", "k1|u1", "k1|u2", "k2|u3"};
+    cr_assert_eq(l.n, 6, "only this bucket's uploads");
+    for (int i = 0; i < 6; i++) cr_assert_str_eq(l.s[i], all[i]);
+    cr_assert_not(more);
+
+    names p = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, "a/", 2, NULL, 0, NULL, 100, upload_names, &p, &more), 0);
+    cr_assert_eq(p.n, 2);
+    cr_assert_str_eq(p.s[1], "a/y|u5");
+    names q = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, "k1", 2, NULL, 0, NULL, 100, upload_names, &q, &more), 0);
+    cr_assert_eq(q.n, 2, "k is shorter than the prefix k1: not a match");
+    cr_assert_str_eq(q.s[0], "k1|u1");
+    names none = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, "k1/longer", 9, NULL, 0, NULL, 100, upload_names, &none, &more), 0);
+    cr_assert_eq(none.n, 0);
+
+    /* Markers: strictly after (key_marker, upload_id_marker). */
+    names m1 = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, "k1", 2, "", 100, upload_names, &m1, &more), 0);
+    cr_assert_eq(m1.n, 3, "an empty upload id marker starts at the key's first upload");
+    cr_assert_str_eq(m1.s[0], "k1|u1");
+    names m2 = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, "k1", 2, "u1", 100, upload_names, &m2, &more), 0);
+    cr_assert_eq(m2.n, 2);
+    cr_assert_str_eq(m2.s[0], "k1|u2");
+    cr_assert_str_eq(m2.s[1], "k2|u3");
+    names m3 = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, "k1", 2, "~", 100, upload_names, &m3, &more), 0);
+    cr_assert_eq(m3.n, 1);
+    cr_assert_str_eq(m3.s[0], "k2|u3");
+    names m4 = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, "k", 1, "k1", 2, "u1", 100, upload_names, &m4, &more), 0);
+    cr_assert_eq(m4.n, 2, "prefix and markers together");
+    names m5 = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, "k2", 2, "u3", 100, upload_names, &m5, &more), 0);
+    cr_assert_eq(m5.n, 0);
+    cr_assert_not(more);
+
+    /* Paging: more says whether rows beyond the limit exist. */
+    names pg = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 4, upload_names, &pg, &more), 0);
+    cr_assert_eq(pg.n, 4);
+    cr_assert(more);
+    names pg2 = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, "k1", 2, "u1", 2, upload_names, &pg2, &more), 0);
+    cr_assert_eq(pg2.n, 2);
+    cr_assert_not(more, "exactly limit rows were left");
+    names zero = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 0, upload_names, &zero, &more), 0);
+    cr_assert_eq(zero.n, 0);
+    cr_assert(more, "limit 0 still says rows exist");
+    names stop = {.stop_after = 2};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 100, upload_names, &stop, NULL), 0);
+    cr_assert_eq(stop.n, 2, "the callback stops the listing");
+    names gone = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id + 100, NULL, 0, NULL, 0, NULL, 100, upload_names, &gone, &more), 0);
+    cr_assert_eq(gone.n, 0, "a bucket id nobody has lists nothing");
+
+    more = true;
+    cr_assert_eq(meta_upload_list(NULL, id, NULL, 0, NULL, 0, NULL, 10, upload_names, &gone, &more), CAIRN_EINVAL);
+    cr_assert_not(more);
+    cr_assert_eq(meta_upload_list(f.ms, 0, NULL, 0, NULL, 0, NULL, 10, upload_names, &gone, &more), CAIRN_EINVAL,
+                 "uploads are listed by bucket id, never by whichever bucket has the name");
+    cr_assert_eq(meta_upload_list(f.ms, -1, NULL, 0, NULL, 0, NULL, 10, upload_names, &gone, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 10, NULL, NULL, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, -1, upload_names, &gone, &more), CAIRN_EINVAL);
+    cr_assert_eq(gone.n, 0);
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_part p[16];
+    int n, stop_after;
+} parts_seen;
+
+static int see_part(void *ud, const meta_part *p) {
+    parts_seen *s = ud;
+    cr_assert_lt(s->n, 16);
+    s->p[s->n++] = *p;
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static void see_part_v(void *ud, const meta_part *p) { see_part(ud, p); }
+
+Test(uploads, part_put_and_part_list_page_by_part_number) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload(f.ms, "b", id, "k", "up");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    int numbers[] = {10000, 3, 1, 5, 2};
+    meta_part parts[5];
+    for (int i = 0; i < 5; i++) {
+        parts[i] = mk_part(numbers[i], 100 + numbers[i], layout);
+        parts[i].mtime_ms = 7000 + i;
+        put_part(f.ms, "up", &parts[i]);
+    }
+    parts_seen s = {0};
+    bool more = true;
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 100, see_part, &s, &more), 0);
+    cr_assert_eq(s.n, 5);
+    cr_assert_not(more);
+    int want[] = {1, 2, 3, 5, 10000};
+    for (int i = 0; i < 5; i++) cr_assert_eq(s.p[i].part_number, want[i], "in part number order");
+    /* Every column comes back: part 1 was parts[2]. */
+    cr_assert_str_eq(s.p[0].version_id, parts[2].version_id);
+    cr_assert_eq(s.p[0].size, 101);
+    cr_assert_str_eq(s.p[0].etag, parts[2].etag);
+    cr_assert_str_eq(s.p[0].layout, layout);
+    cr_assert_eq(s.p[0].mtime_ms, 7002);
+
+    parts_seen after = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 3, 100, see_part, &after, &more), 0);
+    cr_assert_eq(after.n, 2, "strictly after the marker");
+    cr_assert_eq(after.p[0].part_number, 5);
+    parts_seen page = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 2, see_part, &page, &more), 0);
+    cr_assert_eq(page.n, 2);
+    cr_assert(more);
+    parts_seen rest = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", page.p[1].part_number, 3, see_part, &rest, &more), 0);
+    cr_assert_eq(rest.n, 3);
+    cr_assert_not(more, "exactly limit rows were left");
+    parts_seen zero = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 0, see_part, &zero, &more), 0);
+    cr_assert_eq(zero.n, 0);
+    cr_assert(more);
+    parts_seen stop = {.stop_after = 1};
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 100, see_part, &stop, NULL), 0);
+    cr_assert_eq(stop.n, 1);
+
+    /* A re-upload replaces the part of that number and hands back the old one. */
+    meta_part again = mk_part(3, 999, "1+0:4096:fedcba9876543210");
+    meta_part old;
+    bool had = false;
+    cr_assert_eq(meta_part_put(f.ms, "up", &again, &old, &had), 0);
+    cr_assert(had);
+    cr_assert_str_eq(old.version_id, parts[1].version_id);
+    cr_assert_eq(old.size, 103);
+    cr_assert_str_eq(old.layout, layout);
+    parts_seen now = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 2, 1, see_part, &now, &more), 0);
+    cr_assert_eq(now.n, 1);
+    cr_assert_str_eq(now.p[0].version_id, again.version_id);
+    cr_assert_eq(now.p[0].size, 999);
+
+    parts_seen unknown = {0};
+    cr_assert_eq(meta_part_list(f.ms, "no-such-upload", 0, 100, see_part, &unknown, &more), 0);
+    cr_assert_eq(unknown.n, 0);
+    cr_assert_not(more);
+    had = true;
+    cr_assert_eq(meta_part_put(f.ms, "no-such-upload", &again, &old, &had), CAIRN_ENOTFOUND);
+    cr_assert_not(had);
+    cr_assert_eq(meta_part_put(NULL, "up", &again, &old, &had), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_put(f.ms, NULL, &again, &old, &had), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_put(f.ms, "up", NULL, &old, &had), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_put(f.ms, "up", &again, NULL, &had), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_put(f.ms, "up", &again, &old, NULL), CAIRN_EINVAL);
+    more = true;
+    cr_assert_eq(meta_part_list(NULL, "up", 0, 10, see_part, &unknown, &more), CAIRN_EINVAL);
+    cr_assert_not(more);
+    cr_assert_eq(meta_part_list(f.ms, NULL, 0, 10, see_part, &unknown, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 10, NULL, NULL, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, -1, see_part, &unknown, &more), CAIRN_EINVAL);
+    cr_assert_eq(unknown.n, 0);
+    fx_close(&f);
+}
+
+Test(uploads, abort_hands_every_current_part_to_the_callback_and_ends_the_upload) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload(f.ms, "b", id, "k", "up");
+    mk_upload(f.ms, "b", id, "k", "other");
+    mk_upload(f.ms, "b", id, "k", "empty");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    meta_part p1 = mk_part(1, 10, layout), p2 = mk_part(2, 20, layout), p2b = mk_part(2, 21, layout),
+              p3 = mk_part(3, 30, layout), keep = mk_part(1, 5, layout);
+    put_part(f.ms, "up", &p3);
+    put_part(f.ms, "up", &p1);
+    put_part(f.ms, "up", &p2);
+    put_part(f.ms, "up", &p2b); /* p2 was handed back by this put */
+    put_part(f.ms, "other", &keep);
+
+    parts_seen s = {0};
+    cr_assert_eq(meta_upload_abort(f.ms, "up", see_part_v, &s), 0);
+    cr_assert_eq(s.n, 3, "each current part, once");
+    const meta_part *want[] = {&p1, &p2b, &p3};
+    for (int i = 0; i < 3; i++) {
+        bool found = false;
+        for (int j = 0; j < s.n; j++)
+            if (!strcmp(s.p[j].version_id, want[i]->version_id)) {
+                found = true;
+                cr_assert_str_eq(s.p[j].layout, layout, "the layout says where its bytes are");
+                cr_assert_eq(s.p[j].size, want[i]->size);
+                cr_assert_eq(s.p[j].part_number, want[i]->part_number);
+            }
+        cr_assert(found, "part %d handed over", i);
+    }
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up", &u), CAIRN_ENOTFOUND);
+    parts_seen left = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 100, see_part, &left, NULL), 0);
+    cr_assert_eq(left.n, 0, "the part rows went with the upload");
+    for (int i = 0; i < 3; i++) {
+        bool referenced = true;
+        cr_assert_eq(meta_version_referenced(f.ms, want[i]->version_id, &referenced), 0);
+        cr_assert_not(referenced);
+    }
+    meta_part old;
+    bool had;
+    cr_assert_eq(meta_part_put(f.ms, "up", &p1, &old, &had), CAIRN_ENOTFOUND, "a part arriving late finds no upload");
+    trash_seen t = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, see_trash, &t), 0);
+    cr_assert_eq(t.n, 0, "the callback, not the trash, takes an aborted upload's parts");
+    parts_seen again = {0};
+    cr_assert_eq(meta_upload_abort(f.ms, "up", see_part_v, &again), CAIRN_ENOTFOUND);
+    cr_assert_eq(again.n, 0);
+
+    /* Other uploads are untouched; no parts means no calls; the callback may be NULL. */
+    cr_assert_eq(meta_upload_get(f.ms, "other", &u), 0);
+    meta_upload_clear(&u);
+    parts_seen e = {0};
+    cr_assert_eq(meta_upload_abort(f.ms, "empty", see_part_v, &e), 0);
+    cr_assert_eq(e.n, 0);
+    cr_assert_eq(meta_upload_abort(f.ms, "other", NULL, NULL), 0);
+    cr_assert_eq(meta_upload_get(f.ms, "other", &u), CAIRN_ENOTFOUND);
+    bool referenced = true;
+    cr_assert_eq(meta_version_referenced(f.ms, keep.version_id, &referenced), 0);
+    cr_assert_not(referenced);
+
+    /* A completed upload cannot be aborted any more. */
+    mk_upload(f.ms, "b", id, "k", "done");
+    meta_part d = mk_part(1, 8, layout);
+    put_part(f.ms, "done", &d);
+    meta_object o = complete_one(f.ms, "b", id, "k", "done", &d, 1000);
+    cr_assert_eq(meta_upload_abort(f.ms, "done", see_part_v, &e), CAIRN_ENOTFOUND);
+    cr_assert_eq(e.n, 0);
+    parts_seen op = {0};
+    cr_assert_eq(meta_object_parts(f.ms, o.version_id, see_part, &op), 0);
+    cr_assert_eq(op.n, 1, "the object's part is not given away");
+    cr_assert_eq(meta_upload_abort(NULL, "x", NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_abort(f.ms, NULL, NULL, NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(uploads, list_older_is_oldest_first_bounded_and_across_buckets) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    mk_bucket(f.ms, "c", 1);
+    int64_t b = bucket_id_of(f.ms, "b"), c = bucket_id_of(f.ms, "c");
+    mk_upload_at(f.ms, "b", b, "k", "t5000", 5000);
+    mk_upload_at(f.ms, "b", b, "k", "t1000", 1000);
+    mk_upload_at(f.ms, "c", c, "k", "t3000", 3000);
+    mk_upload_at(f.ms, "b", b, "a", "t2000", 2000);
+    mk_upload_at(f.ms, "b", b, "z", "t9000", 9000);
+    names l = {0};
+    cr_assert_eq(meta_upload_list_older(f.ms, 5000, 100, upload_names, &l), 0);
+    cr_assert_eq(l.n, 3, "strictly older than the cutoff");
+    cr_assert_str_eq(l.s[0], "k|t1000");
+    cr_assert_str_eq(l.s[1], "a|t2000");
+    cr_assert_str_eq(l.s[2], "k|t3000");
+    names two = {0};
+    cr_assert_eq(meta_upload_list_older(f.ms, 100000, 2, upload_names, &two), 0);
+    cr_assert_eq(two.n, 2, "a limit takes the oldest");
+    cr_assert_str_eq(two.s[1], "a|t2000");
+    names none = {0};
+    cr_assert_eq(meta_upload_list_older(f.ms, 1000, 100, upload_names, &none), 0);
+    cr_assert_eq(none.n, 0);
+    cr_assert_eq(meta_upload_list_older(f.ms, 100000, 0, upload_names, &none), 0);
+    cr_assert_eq(none.n, 0, "limit 0 lists nothing");
+    names stop = {.stop_after = 1};
+    cr_assert_eq(meta_upload_list_older(f.ms, 100000, 100, upload_names, &stop), 0);
+    cr_assert_eq(stop.n, 1, "the callback stops the listing");
+    cr_assert_eq(meta_upload_list_older(NULL, 1, 10, upload_names, &none), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_list_older(f.ms, 1, 10, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_list_older(f.ms, 100000, -1, upload_names, &none), CAIRN_EINVAL,
+                 "a negative limit is refused, not read as no limit");
+    cr_assert_eq(none.n, 0);
+    fx_close(&f);
+}
+
+static int keep_upload_headers(void *ud, const meta_upload *u) {
+    names *l = ud;
+    return names_add(l, u->headers_json, strlen(u->headers_json));
+}
+
+Test(uploads, list_rows_carry_headers_and_bucket_ids) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload_at(f.ms, "b", id, "k", "u", 10);
+    names a = {0}, o = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 10, keep_upload_headers, &a, NULL), 0);
+    cr_assert_eq(meta_upload_list_older(f.ms, 11, 10, keep_upload_headers, &o), 0);
+    cr_assert_eq(a.n, 1);
+    cr_assert_eq(o.n, 1);
+    cr_assert_str_eq(a.s[0], "{\"content-type\":\"a/b\"}");
+    cr_assert_str_eq(o.s[0], "{\"content-type\":\"a/b\"}");
+    fx_close(&f);
+}
+
+Test(uploads, object_parts_delete_forgets_only_that_versions_parts) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    mk_upload(f.ms, "b", id, "a", "ua");
+    meta_part a1 = mk_part(1, 10, layout), a2 = mk_part(2, 20, layout);
+    put_part(f.ms, "ua", &a1);
+    put_part(f.ms, "ua", &a2);
+    meta_part chosen[2] = {a1, a2};
+    meta_object A = mp_obj("b", id, "a", 30, 2);
+    meta_object replaced;
+    bool had;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "ua", &A, chosen, 2, &replaced, &had, ignore_part, &unused), 0);
+    mk_upload(f.ms, "b", id, "b", "ub");
+    meta_part b1 = mk_part(1, 5, layout);
+    put_part(f.ms, "ub", &b1);
+    meta_object B = complete_one(f.ms, "b", id, "b", "ub", &b1, 1000);
+
+    /* A is replaced by a plain object: its part rows stay until their bytes are gone. */
+    meta_object plain = mk_obj("b", "a", 1, 3);
+    cr_assert_eq(meta_object_put(f.ms, &plain, &replaced, &had), 0);
+    cr_assert(had);
+    cr_assert_str_eq(replaced.version_id, A.version_id);
+    cr_assert_str_eq(replaced.layout, "mp:2");
+    meta_object_clear(&replaced);
+    parts_seen s = {0};
+    cr_assert_eq(meta_object_parts(f.ms, A.version_id, see_part, &s), 0);
+    cr_assert_eq(s.n, 2);
+    cr_assert_eq(s.p[1].offset, 10);
+    bool referenced = false;
+    cr_assert_eq(meta_version_referenced(f.ms, a1.version_id, &referenced), 0);
+    cr_assert(referenced, "still referenced until the caller says the bytes are gone");
+    int64_t refs = 0;
+    cr_assert_eq(meta_layout_refs(f.ms, "0123456789abcdef", &refs), 0);
+    cr_assert_eq(refs, 3);
+
+    cr_assert_eq(meta_object_parts_delete(f.ms, A.version_id), 0);
+    parts_seen after = {0};
+    cr_assert_eq(meta_object_parts(f.ms, A.version_id, see_part, &after), 0);
+    cr_assert_eq(after.n, 0);
+    cr_assert_eq(meta_version_referenced(f.ms, a1.version_id, &referenced), 0);
+    cr_assert_not(referenced);
+    cr_assert_eq(meta_version_referenced(f.ms, a2.version_id, &referenced), 0);
+    cr_assert_not(referenced);
+    cr_assert_eq(meta_layout_refs(f.ms, "0123456789abcdef", &refs), 0);
+    cr_assert_eq(refs, 1, "only B's part is left");
+    parts_seen bs = {0};
+    cr_assert_eq(meta_object_parts(f.ms, B.version_id, see_part, &bs), 0);
+    cr_assert_eq(bs.n, 1, "another version's parts are untouched");
+    cr_assert_str_eq(bs.p[0].version_id, b1.version_id);
+    cr_assert_eq(meta_object_parts_delete(f.ms, A.version_id), 0, "a retry after a crash is harmless");
+    cr_assert_eq(meta_object_parts_delete(f.ms, "0000000000000000ffffffffffffffff"), 0);
+    cr_assert_eq(meta_object_parts_delete(NULL, A.version_id), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_parts_delete(f.ms, NULL), CAIRN_EINVAL);
+
+    /* meta_object_parts: an early stop, an unknown version, bad arguments. */
+    mk_upload(f.ms, "b", id, "c", "uc");
+    meta_part c1 = mk_part(1, 1, layout), c2 = mk_part(2, 2, layout), c3 = mk_part(3, 3, layout);
+    put_part(f.ms, "uc", &c1);
+    put_part(f.ms, "uc", &c2);
+    put_part(f.ms, "uc", &c3);
+    meta_part cc[3] = {c1, c2, c3};
+    meta_object C = mp_obj("b", id, "c", 6, 3);
+    cr_assert_eq(meta_upload_complete(f.ms, "uc", &C, cc, 3, &replaced, &had, ignore_part, &unused), 0);
+    parts_seen stop = {.stop_after = 2};
+    cr_assert_eq(meta_object_parts(f.ms, C.version_id, see_part, &stop), 0);
+    cr_assert_eq(stop.n, 2, "the callback stops the listing");
+    cr_assert_eq(stop.p[1].offset, 1);
+    parts_seen none = {0};
+    cr_assert_eq(meta_object_parts(f.ms, plain.version_id, see_part, &none), 0);
+    cr_assert_eq(none.n, 0, "a plain object has no parts");
+    cr_assert_eq(meta_object_parts(NULL, C.version_id, see_part, &none), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_parts(f.ms, NULL, see_part, &none), CAIRN_EINVAL);
+    cr_assert_eq(meta_object_parts(f.ms, C.version_id, NULL, NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(uploads, complete_refuses_bad_arguments_and_may_drop_the_replaced_version) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    mk_upload(f.ms, "b", id, "k", "up");
+    meta_part p = mk_part(1, 4, layout);
+    put_part(f.ms, "up", &p);
+    meta_object o = mp_obj("b", id, "k", 4, 1);
+    meta_object replaced;
+    bool had;
+    cr_assert_eq(meta_upload_complete(NULL, "up", &o, &p, 1, &replaced, &had, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_complete(f.ms, NULL, &o, &p, 1, &replaced, &had, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", NULL, &p, 1, &replaced, &had, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &o, NULL, 1, &replaced, &had, NULL, NULL), CAIRN_EINVAL);
+    meta_object bad = o;
+    bad.key_len = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &bad, &p, 1, &replaced, &had, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_complete(f.ms, "nope", &o, &p, 1, &replaced, &had, NULL, NULL), CAIRN_ENOTFOUND);
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up", &u), 0, "the upload survived every refusal");
+    meta_upload_clear(&u);
+
+    /* replaced and had_replaced may be NULL, as in meta_object_put. */
+    put_key(f.ms, "b", "k", 1);
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &o, &p, 1, NULL, NULL, NULL, NULL), 0);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", id, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, o.version_id);
+    cr_assert_str_eq(got.layout, "mp:1");
+    meta_object_clear(&got);
+    fx_close(&f);
+}
+
+Test(uploads, completed_uploads_are_pruned_by_age_within_a_limit) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    const char *ids[] = {"c300", "c100", "c200"};
+    int64_t when[] = {300, 100, 200};
+    for (int i = 0; i < 3; i++) {
+        mk_upload(f.ms, "b", id, ids[i], ids[i]);
+        meta_part p = mk_part(1, 1, layout);
+        put_part(f.ms, ids[i], &p);
+        complete_one(f.ms, "b", id, ids[i], ids[i], &p, when[i]);
+    }
+    meta_completed_upload c;
+    cr_assert_eq(meta_upload_completed_get(f.ms, "c100", &c), 0);
+    cr_assert_eq(c.completed_ms, 100);
+    cr_assert_str_eq(c.key, "c100");
+    cr_assert_str_eq(c.upload_id, "c100");
+    cr_assert_eq(meta_upload_completed_get(NULL, "c100", &c), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_completed_get(f.ms, NULL, &c), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_completed_get(f.ms, "c100", NULL), CAIRN_EINVAL);
+    int64_t n = -1;
+    cr_assert_eq(meta_upload_completed_prune(f.ms, 1000, 2, &n), 0);
+    cr_assert_eq(n, 2, "no more than the limit");
+    int left = 0;
+    for (int i = 0; i < 3; i++) left += meta_upload_completed_get(f.ms, ids[i], &c) == 0;
+    cr_assert_eq(left, 1);
+    cr_assert_eq(meta_upload_completed_prune(f.ms, 1000, 2, NULL), 0, "deleted may be NULL");
+    for (int i = 0; i < 3; i++) cr_assert_eq(meta_upload_completed_get(f.ms, ids[i], &c), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_completed_prune(f.ms, 1000, 2, &n), 0);
+    cr_assert_eq(n, 0);
+    n = -1;
+    cr_assert_eq(meta_upload_completed_prune(NULL, 1000, 2, &n), CAIRN_EINVAL);
+    cr_assert_eq(n, 0);
+    fx_close(&f);
+}
+
+/* ---- the storage node registry ------------------------------------------------------------- */
+
+#define NODE_A "aaaaaaaaaaaaaaaa"
+#define NODE_B "bbbbbbbbbbbbbbbb"
+#define NODE_C "cccccccccccccccc"
+
+typedef struct {
+    meta_node n[8];
+    int count, stop_after;
+} node_rows;
+
+static int keep_node(void *ud, const meta_node *n) {
+    node_rows *r = ud;
+    cr_assert_lt(r->count, 8);
+    r->n[r->count++] = *n;
+    return r->stop_after && r->count >= r->stop_after;
+}
+
+Test(nodes, upsert_get_and_list) {
+    fx f;
+    fx_open(&f, 2);
+    node_rows empty = {0};
+    cr_assert_eq(meta_node_list(f.ms, keep_node, &empty), 0);
+    cr_assert_eq(empty.count, 0);
+    int64_t before = time_now_ms();
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_B, "http://10.0.0.2:9000"), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_A, "http://10.0.0.1:9000"), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_C, "http://10.0.0.3:9000"), 0);
+    int64_t after = time_now_ms();
+
+    meta_node n;
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    cr_assert_str_eq(n.id, NODE_A);
+    cr_assert_str_eq(n.url, "http://10.0.0.1:9000");
+    cr_assert_str_eq(n.state, "active", "a new node is active");
+    cr_assert(n.added_ms >= before && n.added_ms <= after);
+    cr_assert_eq(n.last_seen_ms, 0);
+    cr_assert_str_eq(n.last_error, "");
+    meta_node by_url;
+    cr_assert_eq(meta_node_get(f.ms, "http://10.0.0.1:9000", &by_url), 0);
+    cr_assert_str_eq(by_url.id, NODE_A, "found by url too");
+    cr_assert_eq(meta_node_get(f.ms, "dddddddddddddddd", &n), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_node_get(f.ms, "http://10.0.0.1", &n), CAIRN_ENOTFOUND, "no prefix match");
+
+    node_rows r = {0};
+    cr_assert_eq(meta_node_list(f.ms, keep_node, &r), 0);
+    cr_assert_eq(r.count, 3);
+    for (int i = 1; i < r.count; i++)
+        cr_assert(r.n[i - 1].added_ms < r.n[i].added_ms ||
+                      (r.n[i - 1].added_ms == r.n[i].added_ms && strcmp(r.n[i - 1].id, r.n[i].id) < 0),
+                  "ordered by (added_ms, id)");
+    node_rows one = {.stop_after = 1};
+    cr_assert_eq(meta_node_list(f.ms, keep_node, &one), 0);
+    cr_assert_eq(one.count, 1, "the callback stops the listing");
+
+    /* Upserting a known id moves it to a new url and keeps its state and age. */
+    cr_assert_eq(meta_node_set_state(f.ms, NODE_A, "draining"), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_A, "http://10.0.0.9:9000"), 0);
+    meta_node moved;
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &moved), 0);
+    cr_assert_str_eq(moved.url, "http://10.0.0.9:9000");
+    cr_assert_str_eq(moved.state, "draining");
+    cr_assert_eq(moved.added_ms, by_url.added_ms, "and its age");
+    cr_assert_eq(meta_node_get(f.ms, "http://10.0.0.1:9000", &n), CAIRN_ENOTFOUND, "the old url is free");
+    /* Two nodes cannot share a url. */
+    cr_assert_eq(meta_node_upsert(f.ms, "dddddddddddddddd", "http://10.0.0.2:9000"), CAIRN_EEXIST);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_C, "http://10.0.0.2:9000"), CAIRN_EEXIST);
+    cr_assert_eq(meta_node_get(f.ms, "dddddddddddddddd", &n), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_node_get(f.ms, "http://10.0.0.2:9000", &n), 0);
+    cr_assert_str_eq(n.id, NODE_B);
+    cr_assert_eq(meta_node_get(f.ms, NODE_C, &n), 0);
+    cr_assert_str_eq(n.url, "http://10.0.0.3:9000");
+
+    char url[300];
+    memset(url, 'u', sizeof url);
+    url[255] = '\0';
+    cr_assert_eq(meta_node_upsert(f.ms, "eeeeeeeeeeeeeeee", url), 0, "a url of 255 bytes fits");
+    cr_assert_eq(meta_node_get(f.ms, "eeeeeeeeeeeeeeee", &n), 0);
+    cr_assert_eq(strlen(n.url), 255);
+    url[255] = 'u';
+    url[256] = '\0';
+    cr_assert_eq(meta_node_upsert(f.ms, "ffffffffffffffff", url), CAIRN_EINVAL, "256 bytes do not");
+    cr_assert_eq(meta_node_upsert(NULL, NODE_A, "http://x"), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_upsert(f.ms, NULL, "http://x"), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_A, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_upsert(f.ms, "aaaaaaaaaaaaaaa", "http://x"), CAIRN_EINVAL, "15 characters");
+    cr_assert_eq(meta_node_upsert(f.ms, "aaaaaaaaaaaaaaaaa", "http://x"), CAIRN_EINVAL, "17 characters");
+    cr_assert_eq(meta_node_get(f.ms, "http://x", &n), CAIRN_ENOTFOUND, "no refused upsert landed");
+    cr_assert_eq(meta_node_get(NULL, NODE_A, &n), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_get(f.ms, NULL, &n), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_list(NULL, keep_node, &r), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_list(f.ms, NULL, NULL), CAIRN_EINVAL);
+    node_rows all = {0};
+    cr_assert_eq(meta_node_list(f.ms, keep_node, &all), 0);
+    cr_assert_eq(all.count, 4);
+    fx_close(&f);
+}
+
+static void expect_node_state(meta_store *ms, const char *id, const char *state) {
+    meta_node n;
+    cr_assert_eq(meta_node_get(ms, id, &n), 0);
+    cr_assert_str_eq(n.state, state, "node %s", id);
+}
+
+Test(nodes, states_move_between_active_draining_and_removed) {
+    fx f;
+    fx_open(&f, 1);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_A, "http://a"), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_B, "http://b"), 0);
+    cr_assert_eq(meta_node_set_state(f.ms, NODE_A, "draining"), 0);
+    expect_node_state(f.ms, NODE_A, "draining");
+    cr_assert_eq(meta_node_set_state(f.ms, NODE_A, "removed"), 0);
+    expect_node_state(f.ms, NODE_A, "removed");
+    node_rows r = {0};
+    cr_assert_eq(meta_node_list(f.ms, keep_node, &r), 0);
+    cr_assert_eq(r.count, 2, "a removed node stays in the registry");
+    cr_assert_eq(meta_node_set_state(f.ms, NODE_A, "active"), 0);
+    expect_node_state(f.ms, NODE_A, "active");
+    cr_assert_eq(meta_node_set_state(f.ms, NODE_A, "active"), 0, "the current state again is fine");
+    expect_node_state(f.ms, NODE_B, "active");
+
+    const char *bad[] = {"bogus", "", "Active", "draining ", "removedx"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(meta_node_set_state(f.ms, NODE_A, bad[i]), CAIRN_EINVAL, "state '%s'", bad[i]);
+        expect_node_state(f.ms, NODE_A, "active");
+    }
+    cr_assert_eq(meta_node_set_state(f.ms, NODE_A, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_set_state(f.ms, NULL, "active"), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_set_state(NULL, NODE_A, "active"), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_set_state(f.ms, "dddddddddddddddd", "draining"), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_node_set_state(f.ms, "http://a", "draining"), CAIRN_ENOTFOUND, "states are set by id only");
+    expect_node_state(f.ms, NODE_A, "active");
+    fx_close(&f);
+}
+
+Test(nodes, seen_records_heartbeats_and_bounded_errors) {
+    fx f;
+    fx_open(&f, 1);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_A, "http://a"), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_B, "http://b"), 0);
+    int64_t before = time_now_ms();
+    cr_assert_eq(meta_node_seen(f.ms, NODE_A, true, NULL), 0);
+    int64_t after = time_now_ms();
+    meta_node n;
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    cr_assert(n.last_seen_ms >= before && n.last_seen_ms <= after);
+    int64_t seen = n.last_seen_ms;
+
+    cr_assert_eq(meta_node_seen(f.ms, NODE_A, false, "connection refused"), 0);
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    cr_assert_str_eq(n.last_error, "connection refused");
+    cr_assert_eq(n.last_seen_ms, seen, "a failed heartbeat does not count as seen");
+    cr_assert_eq(meta_node_get(f.ms, NODE_B, &n), 0);
+    cr_assert_str_eq(n.last_error, "", "only the named node");
+    cr_assert_eq(n.last_seen_ms, 0);
+    cr_assert_eq(meta_node_seen(f.ms, NODE_A, true, "ignored"), 0);
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    cr_assert_str_eq(n.last_error, "", "a good heartbeat clears the error");
+    cr_assert_geq(n.last_seen_ms, seen);
+    cr_assert_eq(meta_node_seen(f.ms, NODE_A, false, NULL), 0);
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    cr_assert_str_eq(n.last_error, "");
+
+    /* An error longer than the column is cut at a character boundary. */
+    char ascii[400];
+    memset(ascii, 'e', sizeof ascii - 1);
+    ascii[sizeof ascii - 1] = '\0';
+    cr_assert_eq(meta_node_seen(f.ms, NODE_A, false, ascii), 0);
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    cr_assert_eq(strlen(n.last_error), sizeof n.last_error - 1);
+    char utf8[401] = "";
+    for (int i = 0; i < 200; i++) strcat(utf8, "\xc3\xa9");
+    cr_assert_eq(meta_node_seen(f.ms, NODE_A, false, utf8), 0);
+    cr_assert_eq(meta_node_get(f.ms, NODE_A, &n), 0);
+    size_t len = strlen(n.last_error);
+    cr_assert_eq(len, 190, "95 whole characters: half of one would be invalid UTF-8");
+    cr_assert_eq(memcmp(n.last_error, utf8, len), 0);
+
+    cr_assert_eq(meta_node_seen(f.ms, "dddddddddddddddd", true, NULL), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_node_seen(f.ms, "dddddddddddddddd", false, "x"), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_node_seen(NULL, NODE_A, true, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_node_seen(f.ms, NULL, true, NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+/* ---- the job queue ----------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t id[16];
+    char kind[16][64];
+    char state[16][16];
+    int n, stop_after;
+} job_rows;
+
+static int keep_job(void *ud, const meta_job *j) {
+    job_rows *r = ud;
+    cr_assert_lt(r->n, 16);
+    r->id[r->n] = j->id;
+    strcpy(r->kind[r->n], j->kind);
+    strcpy(r->state[r->n], j->state);
+    r->n++;
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+Test(jobs, get_returns_the_whole_row_and_enqueue_refuses_bad_jobs) {
+    fx f;
+    fx_open(&f, 1);
+    int64_t before = time_now_ms();
+    meta_job in = {.priority = 7, .run_at_ms = 12345};
+    strcpy(in.kind, "heal");
+    strcpy(in.unique_key, "heal:x");
+    int64_t id = 0;
+    cr_assert_eq(meta_job_enqueue(f.ms, &in, &id), 0);
+    meta_job j;
+    cr_assert_eq(meta_job_get(f.ms, id, &j), 0);
+    cr_assert_eq(j.id, id);
+    cr_assert_str_eq(j.kind, "heal");
+    cr_assert_str_eq(j.args, "{}", "no args is an empty object");
+    cr_assert_eq(j.priority, 7);
+    cr_assert_eq(j.run_at_ms, 12345);
+    cr_assert_eq(j.attempts, 0);
+    cr_assert_eq(j.max_attempts, 5, "0 means the default");
+    cr_assert_str_eq(j.state, "available");
+    cr_assert_str_eq(j.lease_owner, "");
+    cr_assert_eq(j.lease_expires_ms, 0);
+    cr_assert_str_eq(j.unique_key, "heal:x");
+    cr_assert_str_eq(j.last_error, "");
+    cr_assert_geq(j.created_ms, before);
+    cr_assert_eq(j.finished_ms, 0);
+    meta_job_clear(&j);
+    cr_assert_null(j.args);
+    meta_job_clear(&j); /* twice is harmless, */
+    meta_job_clear(NULL); /* and NULL */
+
+    meta_job bad = {.run_at_ms = 1};
+    cr_assert_eq(meta_job_enqueue(f.ms, &bad, &id), CAIRN_EINVAL, "no kind");
+    strcpy(bad.kind, "k");
+    cr_assert_eq(meta_job_enqueue(NULL, &bad, &id), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_enqueue(f.ms, NULL, &id), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_enqueue(f.ms, &bad, NULL), 0, "id may be NULL");
+    cr_assert_eq(meta_job_get(NULL, id, &j), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_get(f.ms, id, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_get(f.ms, 0, &j), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_claim(NULL, "w", 1, 1, &j), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_claim(f.ms, NULL, 1, 1, &j), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_claim(f.ms, "w", 1, 1, NULL), CAIRN_EINVAL);
+    int frc = 0;
+    cr_assert_eq(meta_job_finish_claim(f.ms, id, "w", "completed", 0, "", 1, 1, NULL, &j), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish_claim(f.ms, id, "w", "completed", 0, "", 1, 1, &frc, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish_claim(NULL, id, "w", "completed", 0, "", 1, 1, &frc, &j), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish_claim(f.ms, id, NULL, "completed", 0, "", 1, 1, &frc, &j), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish(NULL, id, "w", "completed", 0, ""), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish(f.ms, id, NULL, "completed", 0, ""), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish(f.ms, id, "w", NULL, 0, ""), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_finish(f.ms, id, "w", "running", 0, ""), CAIRN_EINVAL, "finishing is not running");
+    cr_assert_eq(meta_job_finish(f.ms, id, "w", "cancelled", 0, ""), CAIRN_EINVAL, "cancel is meta_job_cancel");
+    cr_assert_eq(meta_job_release(NULL, id, "w"), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_extend(NULL, id, "w", 1), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_cancel(NULL, id), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_retry(NULL, id), CAIRN_EINVAL);
+    expect_state(f.ms, id, "available", 0);
+    fx_close(&f);
+}
+
+Test(jobs, lifecycle_calls_on_absent_and_finished_jobs) {
+    fx f;
+    fx_open(&f, 1);
+    cr_assert_eq(meta_job_cancel(f.ms, 4242), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_retry(f.ms, 4242), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_finish(f.ms, 4242, "w", "completed", 0, ""), CAIRN_ECONFLICT,
+                 "nobody holds a lease on a job that is not there");
+    cr_assert_eq(meta_job_release(f.ms, 4242, "w"), CAIRN_ECONFLICT);
+    cr_assert_eq(meta_job_extend(f.ms, 4242, "w", 1), CAIRN_ECONFLICT);
+
+    int64_t a = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_eq(meta_job_release(f.ms, a, "w"), CAIRN_ECONFLICT, "not running: nothing to release");
+    cr_assert_eq(meta_job_extend(f.ms, a, "w", 99999), CAIRN_ECONFLICT);
+    cr_assert_eq(meta_job_finish(f.ms, a, "w", "completed", 0, ""), CAIRN_ECONFLICT);
+    expect_state(f.ms, a, "available", 0);
+    int64_t before = time_now_ms();
+    cr_assert_eq(meta_job_cancel(f.ms, a), 0);
+    meta_job j;
+    cr_assert_eq(meta_job_get(f.ms, a, &j), 0);
+    cr_assert_str_eq(j.state, "cancelled");
+    cr_assert_geq(j.finished_ms, before, "a cancel is a finish");
+    meta_job_clear(&j);
+    cr_assert_eq(meta_job_cancel(f.ms, a), CAIRN_ECONFLICT, "already cancelled");
+
+    /* A retryable job can be cancelled, or retried at once with its attempts reset. */
+    int64_t b = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_eq(claim_id(f.ms, "w", 2000, 100), b);
+    cr_assert_eq(meta_job_finish(f.ms, b, "w", "retryable", 999999999999, "later"), 0);
+    expect_state(f.ms, b, "retryable", 1);
+    cr_assert_eq(meta_job_retry(f.ms, b), 0);
+    expect_state(f.ms, b, "available", 0);
+    cr_assert_eq(claim_id(f.ms, "w", time_now_ms() + 1000, 100), b, "due now, not at the retry time");
+    cr_assert_eq(meta_job_finish(f.ms, b, "w", "retryable", 999999999999, "later"), 0);
+    cr_assert_eq(meta_job_cancel(f.ms, b), 0);
+    expect_state(f.ms, b, "cancelled", 1);
+    fx_close(&f);
+}
+
+Test(jobs, list_filters_by_state_and_kind_newest_first) {
+    fx f;
+    fx_open(&f, 1);
+    job_rows none = {0};
+    cr_assert_eq(meta_job_list(f.ms, "", "", 100, keep_job, &none), 0);
+    cr_assert_eq(none.n, 0);
+    int64_t a = enqueue_job(f.ms, "x", 0, 1000, NULL);
+    int64_t b = enqueue_job(f.ms, "y", 0, 1000, NULL);
+    int64_t c = enqueue_job(f.ms, "x", 0, 1000, NULL);
+    int64_t d = enqueue_job(f.ms, "x", 0, 1000, NULL);
+    cr_assert_eq(meta_job_cancel(f.ms, d), 0);
+
+    job_rows r = {0};
+    cr_assert_eq(meta_job_list(f.ms, "", "", 100, keep_job, &r), 0);
+    cr_assert_eq(r.n, 4);
+    cr_assert_eq(r.id[0], d, "newest first");
+    cr_assert_eq(r.id[1], c);
+    cr_assert_eq(r.id[2], b);
+    cr_assert_eq(r.id[3], a);
+    cr_assert_str_eq(r.state[0], "cancelled");
+    job_rows x = {0};
+    cr_assert_eq(meta_job_list(f.ms, "available", "x", 100, keep_job, &x), 0);
+    cr_assert_eq(x.n, 2);
+    cr_assert_eq(x.id[0], c);
+    cr_assert_eq(x.id[1], a);
+    job_rows cancelled = {0};
+    cr_assert_eq(meta_job_list(f.ms, "cancelled", NULL, 100, keep_job, &cancelled), 0, "NULL filters match any");
+    cr_assert_eq(cancelled.n, 1);
+    cr_assert_eq(cancelled.id[0], d);
+    job_rows y = {0};
+    cr_assert_eq(meta_job_list(f.ms, NULL, "y", 100, keep_job, &y), 0);
+    cr_assert_eq(y.n, 1);
+    cr_assert_str_eq(y.kind[0], "y");
+    job_rows bogus = {0};
+    cr_assert_eq(meta_job_list(f.ms, "bogus", "", 100, keep_job, &bogus), 0);
+    cr_assert_eq(bogus.n, 0);
+    job_rows two = {0};
+    cr_assert_eq(meta_job_list(f.ms, "", "", 2, keep_job, &two), 0);
+    cr_assert_eq(two.n, 2, "the limit keeps the newest");
+    cr_assert_eq(two.id[1], c);
+    job_rows zero = {0};
+    cr_assert_eq(meta_job_list(f.ms, "", "", 0, keep_job, &zero), 0);
+    cr_assert_eq(zero.n, 0);
+    job_rows stop = {.stop_after = 1};
+    cr_assert_eq(meta_job_list(f.ms, "", "", 100, keep_job, &stop), 0);
+    cr_assert_eq(stop.n, 1, "the callback stops the listing");
+    cr_assert_eq(meta_job_list(NULL, "", "", 10, keep_job, &zero), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_list(f.ms, "", "", 10, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_list(f.ms, "", "", -1, keep_job, &zero), CAIRN_EINVAL,
+                 "a negative limit is refused, not read as no limit");
+    cr_assert_eq(zero.n, 0);
+    fx_close(&f);
+}
+
+typedef struct {
+    char line[16][96];
+    int n, stop_after;
+} job_counts_seen;
+
+static int keep_count(void *ud, const char *kind, const char *state, int64_t n) {
+    job_counts_seen *r = ud;
+    cr_assert_lt(r->n, 16);
+    snprintf(r->line[r->n++], sizeof r->line[0], "%s/%s=%lld", kind, state, (long long)n);
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+static bool has_line(const job_counts_seen *r, const char *line) {
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->line[i], line)) return true;
+    return false;
+}
+
+Test(jobs, counts_per_kind_and_state) {
+    fx f;
+    fx_open(&f, 1);
+    job_counts_seen empty = {0};
+    cr_assert_eq(meta_job_counts(f.ms, keep_count, &empty), 0);
+    cr_assert_eq(empty.n, 0, "an empty queue has no rows");
+    int64_t x1 = enqueue_job(f.ms, "x", 5, 1000, NULL);
+    int64_t x2 = enqueue_job(f.ms, "x", 0, 1000, NULL);
+    enqueue_job(f.ms, "x", 0, 1000, NULL);
+    enqueue_job(f.ms, "y", 0, 1000, NULL);
+    enqueue_job(f.ms, "y", 0, 1000, NULL);
+    cr_assert_eq(claim_id(f.ms, "w", 2000, 100000), x1);
+    cr_assert_eq(meta_job_cancel(f.ms, x2), 0);
+    job_counts_seen r = {0};
+    cr_assert_eq(meta_job_counts(f.ms, keep_count, &r), 0);
+    cr_assert_eq(r.n, 4, "one row per (kind, state) that has jobs");
+    cr_assert(has_line(&r, "x/available=1"));
+    cr_assert(has_line(&r, "x/cancelled=1"));
+    cr_assert(has_line(&r, "x/running=1"));
+    cr_assert(has_line(&r, "y/available=2"));
+    /* Finishing moves a job between rows. */
+    cr_assert_eq(meta_job_finish(f.ms, x1, "w", "completed", 0, ""), 0);
+    job_counts_seen after = {0};
+    cr_assert_eq(meta_job_counts(f.ms, keep_count, &after), 0);
+    cr_assert_eq(after.n, 4);
+    cr_assert(has_line(&after, "x/completed=1"));
+    cr_assert_not(has_line(&after, "x/running=1"));
+    job_counts_seen stop = {.stop_after = 1};
+    cr_assert_eq(meta_job_counts(f.ms, keep_count, &stop), 0);
+    cr_assert_eq(stop.n, 1, "the callback stops the counting");
+    cr_assert_eq(meta_job_counts(NULL, keep_count, &r), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_counts(f.ms, NULL, NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(jobs, ids_are_never_reused) {
+    fx f;
+    fx_open(&f, 1);
+    int64_t a = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_eq(claim_id(f.ms, "w", 1000, 100), a);
+    cr_assert_eq(meta_job_finish(f.ms, a, "w", "completed", 0, ""), 0);
+    int64_t n = 0;
+    cr_assert_eq(meta_job_prune(f.ms, time_now_ms() + 60000, 0, 10, &n), 0);
+    cr_assert_eq(n, 1);
+    meta_job j;
+    cr_assert_eq(meta_job_get(f.ms, a, &j), CAIRN_ENOTFOUND);
+    int64_t b = enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_gt(b, a, "the pruned job's id is not handed out again");
+    fx_reopen(&f);
+    cr_assert_gt(enqueue_job(f.ms, "k", 0, 1000, NULL), b);
+    cr_assert_eq(meta_job_prune(NULL, 0, 0, 10, &n), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+/* ---- trash and placements: arguments and ordering --------------------------------------------- */
+
+typedef struct {
+    meta_trash_entry e[16];
+    int n, stop_after;
+} trash_rows;
+
+static int keep_trash(void *ud, const meta_trash_entry *e) {
+    trash_rows *r = ud;
+    cr_assert_lt(r->n, 16);
+    r->e[r->n++] = *e;
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+/* Puts n parts in the trash by deleting a bucket with an upload of n parts. */
+static void trash_parts(meta_store *ms, const char *bucket, int n) {
+    mk_bucket(ms, bucket, 1);
+    int64_t id = bucket_id_of(ms, bucket);
+    mk_upload(ms, bucket, id, "k", bucket);
+    for (int i = 1; i <= n; i++) {
+        meta_part p = mk_part(i, 1, "1+0:4096:0123456789abcdef");
+        put_part(ms, bucket, &p);
+    }
+    cr_assert_eq(meta_bucket_delete(ms, bucket, id), 0);
+}
+
+Test(trash, lists_oldest_first_and_forgets_what_it_is_told) {
+    fx f;
+    fx_open(&f, 1);
+    trash_parts(f.ms, "one", 3);
+    trash_parts(f.ms, "two", 2);
+    trash_rows r = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, keep_trash, &r), 0);
+    cr_assert_eq(r.n, 5);
+    for (int i = 1; i < r.n; i++)
+        cr_assert(r.e[i - 1].added_ms < r.e[i].added_ms ||
+                      (r.e[i - 1].added_ms == r.e[i].added_ms && strcmp(r.e[i - 1].version_id, r.e[i].version_id) < 0),
+                  "oldest first, then by version id");
+    trash_rows stop = {.stop_after = 2};
+    cr_assert_eq(meta_trash_list(f.ms, 100, keep_trash, &stop), 0);
+    cr_assert_eq(stop.n, 2, "the callback stops the listing");
+    const char *unknown = "00000000000000000000000000000000";
+    cr_assert_eq(meta_trash_remove(f.ms, &unknown, 1), 0, "forgetting what is not there is harmless");
+    const char *two[2] = {r.e[0].version_id, r.e[4].version_id};
+    cr_assert_eq(meta_trash_remove(f.ms, two, 2), 0);
+    trash_rows left = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, keep_trash, &left), 0);
+    cr_assert_eq(left.n, 3);
+    for (int i = 0; i < left.n; i++) {
+        cr_assert_str_neq(left.e[i].version_id, two[0]);
+        cr_assert_str_neq(left.e[i].version_id, two[1]);
+    }
+    cr_assert_eq(meta_trash_list(NULL, 10, keep_trash, &left), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_list(f.ms, 10, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_list(f.ms, -1, keep_trash, &left), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_remove(NULL, two, 1), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_remove(f.ms, two, -1), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_remove(f.ms, NULL, 1), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_remove(f.ms, NULL, 0), 0, "nothing to forget");
+    trash_rows still = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, keep_trash, &still), 0);
+    cr_assert_eq(still.n, 3);
+    fx_close(&f);
+}
+
+typedef struct {
+    int n, stop_after;
+} counter;
+
+static int count_place(void *ud, const meta_placement *p) {
+    (void)p;
+    counter *c = ud;
+    c->n++;
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+Test(placement, scan_and_refs_reject_bad_arguments_and_stop_when_told) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    for (int i = 0; i < 5; i++) {
+        char key[8];
+        int len = snprintf(key, sizeof key, "k%d", i);
+        meta_object o = mk_obj("b", key, (size_t)len, 1);
+        strcpy(o.layout, "1+0:4096:0123456789abcdef");
+        cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    }
+    meta_place_cursor cur = {0};
+    counter c = {.stop_after = 2};
+    cr_assert_eq(meta_placement_scan(f.ms, &cur, 10, count_place, &c), 0);
+    cr_assert_eq(c.n, 2, "the callback stops the delivery");
+    meta_place_cursor all = {0};
+    counter every = {0};
+    while (!all.done) cr_assert_eq(meta_placement_scan(f.ms, &all, 2, count_place, &every), 0);
+    cr_assert_eq(every.n, 5);
+    cr_assert_eq(meta_placement_scan(NULL, &cur, 10, count_place, &c), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_scan(f.ms, NULL, 10, count_place, &c), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_scan(f.ms, &cur, 10, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_scan(f.ms, &cur, -1, count_place, &c), CAIRN_EINVAL);
+    int64_t refs = -1;
+    cr_assert_eq(meta_layout_refs(NULL, "0123456789abcdef", &refs), CAIRN_EINVAL);
+    cr_assert_eq(meta_layout_refs(f.ms, NULL, &refs), CAIRN_EINVAL);
+    cr_assert_eq(meta_layout_refs(f.ms, "0123456789abcdef", NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_layout_refs(f.ms, "0123456789abcdef", &refs), 0);
+    cr_assert_eq(refs, 5);
+    cr_assert_eq(meta_placement_set_layout(NULL, "v", "a", "b"), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_set_layout(f.ms, "v", NULL, "b"), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_set_layout(f.ms, "v", "a", NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+/* ---- limits at the edges of int ------------------------------------------------------------------ */
+
+Test(limits, int_max_means_every_row_and_negative_is_refused) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    put_key(f.ms, "b", "k1", 2);
+    put_key(f.ms, "b", "k2", 2);
+    mk_upload(f.ms, "b", id, "k", "u1");
+    mk_upload(f.ms, "b", id, "k", "u2");
+    meta_part p1 = mk_part(1, 1, "1+0:4096:0123456789abcdef"), p2 = mk_part(2, 1, "1+0:4096:0123456789abcdef");
+    put_part(f.ms, "u1", &p1);
+    put_part(f.ms, "u1", &p2);
+    enqueue_job(f.ms, "k", 0, 1000, NULL);
+
+    bool more = true;
+    int n = 0;
+    cr_assert_eq(meta_object_list(f.ms, "b", id, NULL, 0, NULL, 0, false, INT_MAX, count_listed, &n, &more), 0);
+    cr_assert_eq(n, 2);
+    cr_assert_not(more);
+    scan_rows s = {0};
+    more = true;
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, INT_MAX, keep_scan, &s, &more), 0);
+    cr_assert_eq(s.n, 2);
+    cr_assert_not(more);
+    names u = {0};
+    more = true;
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, INT_MAX, upload_names, &u, &more), 0);
+    cr_assert_eq(u.n, 2);
+    cr_assert_not(more);
+    parts_seen ps = {0};
+    more = true;
+    cr_assert_eq(meta_part_list(f.ms, "u1", 0, INT_MAX, see_part, &ps, &more), 0);
+    cr_assert_eq(ps.n, 2);
+    cr_assert_not(more);
+    names old = {0};
+    cr_assert_eq(meta_upload_list_older(f.ms, INT64_MAX, INT_MAX, upload_names, &old), 0);
+    cr_assert_eq(old.n, 2);
+    job_rows jr = {0};
+    cr_assert_eq(meta_job_list(f.ms, "", "", INT_MAX, keep_job, &jr), 0);
+    cr_assert_eq(jr.n, 1);
+    trash_rows tr = {0};
+    cr_assert_eq(meta_trash_list(f.ms, INT_MAX, keep_trash, &tr), 0);
+    cr_assert_eq(tr.n, 0);
+    meta_place_cursor cur = {0};
+    counter pc = {0};
+    cr_assert_eq(meta_placement_scan(f.ms, &cur, INT_MAX, count_place, &pc), 0);
+    cr_assert_eq(pc.n, 2, "the two objects (then the parts, on later calls)");
+    int64_t del = -1;
+    cr_assert_eq(meta_job_prune(f.ms, 0, 0, INT_MAX, &del), 0);
+    cr_assert_eq(del, 0);
+    cr_assert_eq(meta_upload_completed_prune(f.ms, 0, INT_MAX, &del), 0);
+    cr_assert_eq(del, 0);
+
+    /* Limits below the smallest allowed value. */
+    cr_assert_eq(meta_object_list(f.ms, "b", id, NULL, 0, NULL, 0, false, INT_MIN, count_listed, &n, &more),
+                 CAIRN_EINVAL);
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, INT_MIN, keep_scan, &s, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, INT_MIN, upload_names, &u, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_part_list(f.ms, "u1", 0, INT_MIN, see_part, &ps, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_list_older(f.ms, INT64_MAX, INT_MIN, upload_names, &old), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_list(f.ms, "", "", INT_MIN, keep_job, &jr), CAIRN_EINVAL);
+    cr_assert_eq(meta_trash_list(f.ms, 0, keep_trash, &tr), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_scan(f.ms, &cur, 0, count_place, &pc), CAIRN_EINVAL);
+    cr_assert_eq(meta_job_prune(f.ms, 0, 0, 0, &del), CAIRN_EINVAL);
+    cr_assert_eq(meta_upload_completed_prune(f.ms, 0, 0, &del), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+/* ---- callbacks that may call back into meta ----------------------------------------------------
+ *
+ * With one reader connection, a listing that still held it while calling
+ * back would deadlock here; these calls copy their rows first (meta.h says
+ * so for the trash and placements; the expiry job aborts uploads from inside
+ * meta_upload_list_older's callback). */
+
+typedef struct {
+    meta_store *ms;
+    int n;
+} reenter;
+
+static int reenter_user(void *ud, const meta_user *u) {
+    reenter *r = ud;
+    meta_user again;
+    cr_assert_eq(meta_user_get(r->ms, u->id, &again), 0);
+    cr_assert_str_eq(again.name, u->name);
+    r->n++;
+    return 0;
+}
+
+static int reenter_key(void *ud, const meta_key *k) {
+    reenter *r = ud;
+    cr_assert_eq(meta_key_set_active(r->ms, k->access_key, false), 0);
+    r->n++;
+    return 0;
+}
+
+static int reenter_bucket(void *ud, const meta_bucket *b) {
+    reenter *r = ud;
+    cr_assert_eq(meta_bucket_set_public(r->ms, b->name, true), 0);
+    r->n++;
+    return 0;
+}
+
+static int reenter_node(void *ud, const meta_node *n) {
+    reenter *r = ud;
+    cr_assert_eq(meta_node_set_state(r->ms, n->id, "draining"), 0);
+    r->n++;
+    return 0;
+}
+
+static int reenter_job(void *ud, const meta_job *j) {
+    reenter *r = ud;
+    cr_assert_eq(meta_job_cancel(r->ms, j->id), 0);
+    r->n++;
+    return 0;
+}
+
+static int reenter_upload(void *ud, const meta_upload *u) {
+    reenter *r = ud;
+    cr_assert_eq(meta_upload_abort(r->ms, u->upload_id, NULL, NULL), 0);
+    r->n++;
+    return 0;
+}
+
+static int reenter_object_part(void *ud, const meta_part *p) {
+    reenter *r = ud;
+    bool referenced = false;
+    cr_assert_eq(meta_version_referenced(r->ms, p->version_id, &referenced), 0);
+    cr_assert(referenced);
+    r->n++;
+    return 0;
+}
+
+static int reenter_trash(void *ud, const meta_trash_entry *e) {
+    reenter *r = ud;
+    const char *id = e->version_id;
+    cr_assert_eq(meta_trash_remove(r->ms, &id, 1), 0);
+    r->n++;
+    return 0;
+}
+
+static int reenter_place(void *ud, const meta_placement *p) {
+    reenter *r = ud;
+    char before[320];
+    strcpy(before, p->layout);
+    cr_assert_eq(meta_placement_set_layout(r->ms, p->version_id, p->layout, "1+0:4096:fedcba9876543210"), 0);
+    cr_assert_str_eq(p->layout, before, "the row was copied before the callback");
+    r->n++;
+    return 0;
+}
+
+Test(reentry, list_callbacks_may_call_meta_with_one_reader, .timeout = 60) {
+    fx f;
+    fx_open(&f, 1);
+    int64_t uid = mk_user(f.ms, "u");
+    mk_user(f.ms, "v");
+    meta_key k = {.user_id = uid, .active = true};
+    strcpy(k.sealed_secret, "s");
+    strcpy(k.access_key, "AK1");
+    cr_assert_eq(meta_key_create(f.ms, &k), 0);
+    strcpy(k.access_key, "AK2");
+    cr_assert_eq(meta_key_create(f.ms, &k), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_A, "http://a"), 0);
+    cr_assert_eq(meta_node_upsert(f.ms, NODE_B, "http://b"), 0);
+    enqueue_job(f.ms, "k", 0, 1000, NULL);
+    enqueue_job(f.ms, "k", 0, 1000, NULL);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload_at(f.ms, "b", id, "k", "old1", 10);
+    mk_upload_at(f.ms, "b", id, "k", "old2", 20);
+    const char *layout = "1+0:4096:0123456789abcdef";
+    mk_upload(f.ms, "b", id, "mp", "done");
+    meta_part p1 = mk_part(1, 3, layout), p2 = mk_part(2, 4, layout);
+    put_part(f.ms, "done", &p1);
+    put_part(f.ms, "done", &p2);
+    meta_part chosen[2] = {p1, p2};
+    meta_object mp = mp_obj("b", id, "mp", 7, 2);
+    meta_object replaced;
+    bool had;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "done", &mp, chosen, 2, &replaced, &had, ignore_part, &unused), 0);
+    trash_parts(f.ms, "gone", 2);
+
+    reenter r = {f.ms, 0};
+    cr_assert_eq(meta_user_list(f.ms, reenter_user, &r), 0);
+    cr_assert_eq(r.n, 2);
+    r.n = 0;
+    cr_assert_eq(meta_key_list(f.ms, -1, reenter_key, &r), 0);
+    cr_assert_eq(r.n, 2);
+    meta_key kg;
+    cr_assert_eq(meta_key_get(f.ms, "AK2", &kg), 0);
+    cr_assert_not(kg.active);
+    r.n = 0;
+    cr_assert_eq(meta_bucket_list(f.ms, -1, reenter_bucket, &r), 0);
+    cr_assert_eq(r.n, 1);
+    r.n = 0;
+    cr_assert_eq(meta_node_list(f.ms, reenter_node, &r), 0);
+    cr_assert_eq(r.n, 2);
+    expect_node_state(f.ms, NODE_B, "draining");
+    r.n = 0;
+    cr_assert_eq(meta_job_list(f.ms, "available", "", 100, reenter_job, &r), 0);
+    cr_assert_eq(r.n, 2);
+    r.n = 0;
+    cr_assert_eq(meta_upload_list_older(f.ms, 100, 100, reenter_upload, &r), 0);
+    cr_assert_eq(r.n, 2, "the expiry job aborts from inside the listing");
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "old2", &u), CAIRN_ENOTFOUND);
+    r.n = 0;
+    cr_assert_eq(meta_object_parts(f.ms, mp.version_id, reenter_object_part, &r), 0);
+    cr_assert_eq(r.n, 2);
+    r.n = 0;
+    cr_assert_eq(meta_trash_list(f.ms, 100, reenter_trash, &r), 0);
+    cr_assert_eq(r.n, 2);
+    trash_rows left = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 100, keep_trash, &left), 0);
+    cr_assert_eq(left.n, 0, "each entry was forgotten from inside the listing");
+    r.n = 0;
+    meta_place_cursor cur = {0};
+    while (!cur.done) cr_assert_eq(meta_placement_scan(f.ms, &cur, 1, reenter_place, &r), 0);
+    cr_assert_eq(r.n, 2, "the two object parts");
+    int64_t refs = -1;
+    cr_assert_eq(meta_layout_refs(f.ms, "fedcba9876543210", &refs), 0);
+    cr_assert_eq(refs, 2);
+    fx_close(&f);
+}
+
+/* ---- one placement by version id ---------------------------------------------------------- */
+
+Test(placement, get_finds_each_kind_by_version_id) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const char *L = "2+1:4096:aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb,cccccccccccccccc";
+    meta_object plain = mk_obj("b", "dir/plain", 9, 1234);
+    strcpy(plain.layout, L);
+    cr_assert_eq(meta_object_put(f.ms, &plain, NULL, NULL), 0);
+    meta_object small = mk_obj("b", "inline", 6, 2);
+    small.storage = META_STORE_INLINE;
+    small.data = (uint8_t *)"hi";
+    small.data_len = 2;
+    cr_assert_eq(meta_object_put(f.ms, &small, NULL, NULL), 0);
+    mk_upload(f.ms, "b", id, "mp", "done");
+    meta_part op = mk_part(1, 600, L);
+    put_part(f.ms, "done", &op);
+    meta_object mp = complete_one(f.ms, "b", id, "mp", "done", &op, 1000);
+    mk_upload(f.ms, "b", id, "live", "live");
+    meta_part up = mk_part(4, 77, L);
+    put_part(f.ms, "live", &up);
+
+    meta_placement p;
+    cr_assert_eq(meta_placement_get(f.ms, plain.version_id, &p), 0);
+    cr_assert_eq(p.kind, META_PLACE_OBJECT);
+    cr_assert_str_eq(p.version_id, plain.version_id);
+    cr_assert_eq(p.size, 1234);
+    cr_assert_str_eq(p.layout, L);
+    cr_assert_str_eq(p.owner, "b");
+    cr_assert_eq(p.key_len, 9);
+    cr_assert_str_eq(p.key, "dir/plain");
+    cr_assert_eq(meta_placement_get(f.ms, op.version_id, &p), 0);
+    cr_assert_eq(p.kind, META_PLACE_OBJECT_PART);
+    cr_assert_str_eq(p.owner, mp.version_id);
+    cr_assert_eq(p.part_number, 1);
+    cr_assert_eq(p.size, 600);
+    cr_assert_eq(p.key_len, 0);
+    cr_assert_eq(meta_placement_get(f.ms, up.version_id, &p), 0);
+    cr_assert_eq(p.kind, META_PLACE_UPLOAD_PART);
+    cr_assert_str_eq(p.owner, "live");
+    cr_assert_eq(p.part_number, 4);
+    cr_assert_str_eq(p.layout, L);
+
+    cr_assert_eq(meta_placement_get(f.ms, small.version_id, &p), CAIRN_ENOTFOUND, "inline bytes have no shards");
+    cr_assert_eq(meta_placement_get(f.ms, mp.version_id, &p), CAIRN_ENOTFOUND, "nor has a multipart object's row");
+    cr_assert_eq(meta_placement_get(f.ms, "0123456789abcdef0123456789abcdef", &p), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_placement_get(NULL, plain.version_id, &p), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_get(f.ms, NULL, &p), CAIRN_EINVAL);
+    cr_assert_eq(meta_placement_get(f.ms, plain.version_id, NULL), CAIRN_EINVAL);
+    /* Moving a placement is seen at once; a completed upload's part becomes an object part. */
+    cr_assert_eq(meta_placement_set_layout(f.ms, up.version_id, L, "1+0:4096:dddddddddddddddd"), 0);
+    cr_assert_eq(meta_placement_get(f.ms, up.version_id, &p), 0);
+    cr_assert_str_eq(p.layout, "1+0:4096:dddddddddddddddd");
+    complete_one(f.ms, "b", id, "live", "live", &up, 1000);
+    cr_assert_eq(meta_placement_get(f.ms, up.version_id, &p), 0);
+    cr_assert_eq(p.kind, META_PLACE_OBJECT_PART);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "dir/plain", 9, NULL), 0);
+    cr_assert_eq(meta_placement_get(f.ms, plain.version_id, &p), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+/* ---- consistency checks (fsck) ----------------------------------------------------------------- */
+
+Test(check, problem_names_are_stable_and_distinct) {
+    const char *want[META_PROBLEM__COUNT] = {
+        [META_PROBLEM_UPLOAD_WITHOUT_BUCKET] = "upload_without_bucket",
+        [META_PROBLEM_OBJECT_WITHOUT_BUCKET] = "object_without_bucket",
+        [META_PROBLEM_PARTS_WITHOUT_UPLOAD] = "parts_without_upload",
+        [META_PROBLEM_PARTS_WITHOUT_OBJECT] = "parts_without_object",
+        [META_PROBLEM_MULTIPART_MISMATCH] = "multipart_mismatch",
+        [META_PROBLEM_INLINE_WITHOUT_DATA] = "inline_without_data",
+        [META_PROBLEM_DATA_WITHOUT_OBJECT] = "data_without_object",
+        [META_PROBLEM_DUPLICATE_VERSION] = "duplicate_version",
+    };
+    for (int k = 0; k < META_PROBLEM__COUNT; k++) {
+        cr_assert_not_null(want[k], "kind %d has an expected name here", k);
+        cr_assert_str_eq(meta_problem_name((meta_problem_kind)k), want[k]);
+    }
+    cr_assert_str_eq(meta_problem_name(META_PROBLEM__COUNT), "unknown");
+    cr_assert_str_eq(meta_problem_name((meta_problem_kind)-1), "unknown");
+    cr_assert_str_eq(meta_problem_name((meta_problem_kind)1000), "unknown");
+}
+
+typedef struct {
+    meta_problem p[16];
+    int n, stop_after;
+} problem_rows;
+
+static int keep_problem(void *ud, const meta_problem *p) {
+    problem_rows *r = ud;
+    cr_assert_lt(r->n, 16);
+    r->p[r->n++] = *p;
+    return r->stop_after && r->n >= r->stop_after;
+}
+
+static const meta_problem *find_problem(const problem_rows *r, meta_problem_kind kind, const char *id) {
+    for (int i = 0; i < r->n; i++)
+        if (r->p[i].kind == kind && !strcmp(r->p[i].id, id)) return &r->p[i];
+    return NULL;
+}
+
+/* Runs SQL on the file with plain SQLite: states no meta call can create. */
+static void plant(const char *path, const char *sql) {
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+typedef struct {
+    char version[8][33];
+    char layout[8][64];
+    int n;
+} drops;
+
+static void keep_drop(void *ud, const char *version_id, const char *layout) {
+    drops *d = ud;
+    cr_assert_lt(d->n, 8);
+    snprintf(d->version[d->n], sizeof d->version[0], "%s", version_id);
+    snprintf(d->layout[d->n], sizeof d->layout[0], "%s", layout);
+    d->n++;
+}
+
+static bool dropped(const drops *d, const char *version_id) {
+    for (int i = 0; i < d->n; i++)
+        if (!strcmp(d->version[i], version_id)) return true;
+    return false;
+}
+
+/* A store with one problem of every kind beside healthy rows of each sort. */
+typedef struct {
+    fx f;
+    int64_t bucket_id;
+    meta_part orphan_parts[2];     /* of upload "orphan-up", whose bucket is gone */
+    meta_object replaced_mp;       /* replaced by a plain put: its part rows remain */
+    meta_part replaced_part;
+    meta_object mismatch, inl, dup;
+    meta_part live_part;
+} broken;
+
+static void mk_broken(broken *s) {
+    fx_open(&s->f, 1);
+    meta_store *ms = s->f.ms;
+    const char *L = "1+0:4096:0123456789abcdef";
+    mk_bucket(ms, "b", 1);
+    s->bucket_id = bucket_id_of(ms, "b");
+    int64_t id = s->bucket_id;
+    /* Healthy: a multipart object, an upload with a part, an inline object. */
+    mk_upload(ms, "b", id, "good-mp", "good-mp");
+    meta_part gp = mk_part(1, 5, L);
+    put_part(ms, "good-mp", &gp);
+    complete_one(ms, "b", id, "good-mp", "good-mp", &gp, 1000);
+    mk_upload(ms, "b", id, "live", "live");
+    s->live_part = mk_part(1, 5, L);
+    put_part(ms, "live", &s->live_part);
+    meta_object ok = mk_obj("b", "ok-inline", 9, 3);
+    ok.storage = META_STORE_INLINE;
+    ok.data = (uint8_t *)"abc";
+    ok.data_len = 3;
+    cr_assert_eq(meta_object_put(ms, &ok, NULL, NULL), 0);
+    problem_rows clean = {0};
+    int64_t total = -1;
+    cr_assert_eq(meta_check(ms, 100, keep_problem, &clean, &total), 0);
+    cr_assert_eq(clean.n, 0, "a healthy store has no problems");
+    cr_assert_eq(total, 0);
+
+    /* The problems, one of each kind. */
+    mk_upload(ms, "b", id, "k", "orphan-up");
+    for (int i = 0; i < 2; i++) {
+        s->orphan_parts[i] = mk_part(i + 1, 1, L);
+        put_part(ms, "orphan-up", &s->orphan_parts[i]);
+    }
+    plant(s->f.path, "UPDATE uploads SET bucket_id = 999999 WHERE upload_id = 'orphan-up'");
+    plant(s->f.path, "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, layout)"
+                     " VALUES ('ghost', 'gk', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1', 1, 'e', 1, 1, 1, '')");
+    plant(s->f.path, "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+                     " VALUES ('lost', 1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2', 1, 'e', '1+0:4096:0123456789abcdef', 1)");
+    mk_upload(ms, "b", id, "re", "re");
+    s->replaced_part = mk_part(1, 4, L);
+    put_part(ms, "re", &s->replaced_part);
+    s->replaced_mp = complete_one(ms, "b", id, "re", "re", &s->replaced_part, 1000);
+    put_key(ms, "b", "re", 2);
+    mk_upload(ms, "b", id, "mm", "mm");
+    meta_part mmp = mk_part(1, 4, L);
+    put_part(ms, "mm", &mmp);
+    s->mismatch = complete_one(ms, "b", id, "mm", "mm", &mmp, 1000);
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE objects SET size = size + 1 WHERE version_id = '%s'", s->mismatch.version_id);
+    plant(s->f.path, sql);
+    s->inl = mk_obj("b", "inl", 3, 2);
+    s->inl.storage = META_STORE_INLINE;
+    s->inl.data = (uint8_t *)"xy";
+    s->inl.data_len = 2;
+    cr_assert_eq(meta_object_put(ms, &s->inl, NULL, NULL), 0);
+    snprintf(sql, sizeof sql, "DELETE FROM object_data WHERE version_id = '%s'", s->inl.version_id);
+    plant(s->f.path, sql);
+    plant(s->f.path, "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', x'01')");
+    s->dup = mk_obj("b", "dup", 3, 1);
+    cr_assert_eq(meta_object_put(ms, &s->dup, NULL, NULL), 0);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+             " VALUES ('live', 9, '%s', 1, 'e', 'x', 1)", s->dup.version_id);
+    plant(s->f.path, sql);
+}
+
+Test(check, finds_one_problem_of_every_kind_and_nothing_healthy) {
+    broken s;
+    mk_broken(&s);
+    problem_rows r = {0};
+    int64_t total = -1;
+    cr_assert_eq(meta_check(s.f.ms, 100, keep_problem, &r, &total), 0);
+    cr_assert_eq(r.n, META_PROBLEM__COUNT, "one each, nothing healthy reported");
+    cr_assert_eq(total, META_PROBLEM__COUNT);
+    cr_assert_not_null(find_problem(&r, META_PROBLEM_UPLOAD_WITHOUT_BUCKET, "orphan-up"));
+    const meta_problem *ghost = find_problem(&r, META_PROBLEM_OBJECT_WITHOUT_BUCKET, "ghost");
+    cr_assert_not_null(ghost);
+    cr_assert_eq(ghost->key_len, 2);
+    cr_assert_str_eq(ghost->key, "gk");
+    cr_assert_not_null(find_problem(&r, META_PROBLEM_PARTS_WITHOUT_UPLOAD, "lost"));
+    cr_assert_not_null(find_problem(&r, META_PROBLEM_PARTS_WITHOUT_OBJECT, s.replaced_mp.version_id),
+                       "a replaced multipart version's part rows, until meta_object_parts_delete");
+    const meta_problem *mm = find_problem(&r, META_PROBLEM_MULTIPART_MISMATCH, s.mismatch.version_id);
+    cr_assert_not_null(mm);
+    cr_assert_str_eq(mm->key, "mm");
+    cr_assert_not_null(find_problem(&r, META_PROBLEM_INLINE_WITHOUT_DATA, s.inl.version_id));
+    cr_assert_not_null(find_problem(&r, META_PROBLEM_DATA_WITHOUT_OBJECT, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3"));
+    cr_assert_not_null(find_problem(&r, META_PROBLEM_DUPLICATE_VERSION, s.dup.version_id));
+
+    /* A limit bounds what the callback hears, never the total. */
+    problem_rows three = {0};
+    cr_assert_eq(meta_check(s.f.ms, 3, keep_problem, &three, &total), 0);
+    cr_assert_eq(three.n, 3);
+    cr_assert_eq(total, META_PROBLEM__COUNT);
+    problem_rows zero = {0};
+    cr_assert_eq(meta_check(s.f.ms, 0, keep_problem, &zero, &total), 0);
+    cr_assert_eq(zero.n, 0);
+    cr_assert_eq(total, META_PROBLEM__COUNT, "limit 0 only counts");
+    problem_rows stop = {.stop_after = 2};
+    cr_assert_eq(meta_check(s.f.ms, 100, keep_problem, &stop, NULL), 0, "total may be NULL");
+    cr_assert_eq(stop.n, 2, "the callback stops the report");
+    total = -1;
+    cr_assert_eq(meta_check(NULL, 10, keep_problem, &zero, &total), CAIRN_EINVAL);
+    cr_assert_eq(total, 0);
+    cr_assert_eq(meta_check(s.f.ms, 10, NULL, NULL, &total), CAIRN_EINVAL);
+    cr_assert_eq(meta_check(s.f.ms, -1, keep_problem, &zero, &total), CAIRN_EINVAL);
+    cr_assert_eq(zero.n, 0);
+    fx_close(&s.f);
+}
+
+Test(check, repair_fixes_what_metadata_alone_can_and_hands_over_the_shards) {
+    broken s;
+    mk_broken(&s);
+    meta_store *ms = s.f.ms;
+    problem_rows r = {0};
+    cr_assert_eq(meta_check(ms, 100, keep_problem, &r, NULL), 0);
+    cr_assert_eq(r.n, META_PROBLEM__COUNT);
+
+    /* An upload without a bucket is aborted; its parts are handed over. */
+    drops d = {0};
+    const meta_problem *p = find_problem(&r, META_PROBLEM_UPLOAD_WITHOUT_BUCKET, "orphan-up");
+    cr_assert_eq(meta_repair(ms, p, keep_drop, &d), 0);
+    cr_assert_eq(d.n, 2);
+    cr_assert(dropped(&d, s.orphan_parts[0].version_id) && dropped(&d, s.orphan_parts[1].version_id));
+    cr_assert_str_eq(d.layout[0], "1+0:4096:0123456789abcdef");
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(ms, "orphan-up", &u), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_repair(ms, p, keep_drop, &d), CAIRN_ENOTFOUND, "already repaired");
+    cr_assert_eq(d.n, 2);
+
+    /* Part rows without their upload. */
+    drops lost = {0};
+    p = find_problem(&r, META_PROBLEM_PARTS_WITHOUT_UPLOAD, "lost");
+    cr_assert_eq(meta_repair(ms, p, keep_drop, &lost), 0);
+    cr_assert_eq(lost.n, 1);
+    cr_assert_str_eq(lost.version[0], "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2");
+    bool referenced = true;
+    cr_assert_eq(meta_version_referenced(ms, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2", &referenced), 0);
+    cr_assert_not(referenced);
+    drops again = {0};
+    cr_assert_eq(meta_repair(ms, p, keep_drop, &again), 0, "a second repair finds nothing to do");
+    cr_assert_eq(again.n, 0);
+
+    /* Part rows without their object. */
+    drops gone = {0};
+    p = find_problem(&r, META_PROBLEM_PARTS_WITHOUT_OBJECT, s.replaced_mp.version_id);
+    cr_assert_eq(meta_repair(ms, p, keep_drop, &gone), 0);
+    cr_assert_eq(gone.n, 1);
+    cr_assert_str_eq(gone.version[0], s.replaced_part.version_id);
+    parts_seen ps = {0};
+    cr_assert_eq(meta_object_parts(ms, s.replaced_mp.version_id, see_part, &ps), 0);
+    cr_assert_eq(ps.n, 0);
+
+    /* Bytes without an object: deleted, with no shards to hand over; drop may be NULL. */
+    p = find_problem(&r, META_PROBLEM_DATA_WITHOUT_OBJECT, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3");
+    cr_assert_eq(meta_repair(ms, p, NULL, NULL), 0);
+
+    /* The rest describe data that is lost or ambiguous: nothing to repair here. */
+    meta_problem_kind unrepairable[] = {META_PROBLEM_OBJECT_WITHOUT_BUCKET, META_PROBLEM_MULTIPART_MISMATCH,
+                                        META_PROBLEM_INLINE_WITHOUT_DATA, META_PROBLEM_DUPLICATE_VERSION};
+    for (size_t i = 0; i < sizeof unrepairable / sizeof unrepairable[0]; i++) {
+        const meta_problem *q = NULL;
+        for (int j = 0; j < r.n && !q; j++)
+            if (r.p[j].kind == unrepairable[i]) q = &r.p[j];
+        cr_assert_not_null(q);
+        drops none = {0};
+        cr_assert_eq(meta_repair(ms, q, keep_drop, &none), CAIRN_EINVAL, "%s", meta_problem_name(q->kind));
+        cr_assert_eq(none.n, 0);
+    }
+    problem_rows after = {0};
+    int64_t total = -1;
+    cr_assert_eq(meta_check(ms, 100, keep_problem, &after, &total), 0);
+    cr_assert_eq(total, 4, "only the unrepairable four are left");
+    for (int i = 0; i < after.n; i++)
+        cr_assert(after.p[i].kind == META_PROBLEM_OBJECT_WITHOUT_BUCKET ||
+                      after.p[i].kind == META_PROBLEM_MULTIPART_MISMATCH ||
+                      after.p[i].kind == META_PROBLEM_INLINE_WITHOUT_DATA ||
+                      after.p[i].kind == META_PROBLEM_DUPLICATE_VERSION,
+                  "left: %s", meta_problem_name(after.p[i].kind));
+
+    cr_assert_eq(meta_repair(NULL, &r.p[0], NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_repair(ms, NULL, NULL, NULL), CAIRN_EINVAL);
+    meta_problem bogus = {.kind = (meta_problem_kind)99};
+    strcpy(bogus.id, "live");
+    cr_assert_eq(meta_repair(ms, &bogus, NULL, NULL), CAIRN_EINVAL);
+    fx_close(&s.f);
+}
+
+Test(check, repair_leaves_rows_whose_owner_exists) {
+    broken s;
+    mk_broken(&s);
+    meta_store *ms = s.f.ms;
+    /* Problems as a stale report would name them, for rows that have their owner. */
+    meta_problem p = {.kind = META_PROBLEM_PARTS_WITHOUT_UPLOAD};
+    strcpy(p.id, "live");
+    drops d = {0};
+    cr_assert_eq(meta_repair(ms, &p, keep_drop, &d), 0);
+    cr_assert_eq(d.n, 0, "the upload exists: its parts are not given away");
+    parts_seen ps = {0};
+    cr_assert_eq(meta_part_list(ms, "live", 0, 100, see_part, &ps, NULL), 0);
+    cr_assert_eq(ps.n, 2);
+    meta_object good;
+    cr_assert_eq(meta_object_get(ms, "b", 0, "good-mp", 7, false, &good), 0);
+    p.kind = META_PROBLEM_PARTS_WITHOUT_OBJECT;
+    strcpy(p.id, good.version_id);
+    meta_object_clear(&good);
+    cr_assert_eq(meta_repair(ms, &p, keep_drop, &d), 0);
+    cr_assert_eq(d.n, 0, "the object exists: its parts stay");
+    parts_seen gp = {0};
+    cr_assert_eq(meta_object_parts(ms, p.id, see_part, &gp), 0);
+    cr_assert_eq(gp.n, 1);
+    meta_object inl;
+    cr_assert_eq(meta_object_get(ms, "b", 0, "ok-inline", 9, true, &inl), 0);
+    p.kind = META_PROBLEM_DATA_WITHOUT_OBJECT;
+    strcpy(p.id, inl.version_id);
+    meta_object_clear(&inl);
+    cr_assert_eq(meta_repair(ms, &p, keep_drop, &d), 0);
+    cr_assert_eq(meta_object_get(ms, "b", 0, "ok-inline", 9, true, &inl), 0, "the object's bytes stay");
+    cr_assert_eq(inl.data_len, 3);
+    cr_assert_eq(memcmp(inl.data, "abc", 3), 0);
+    meta_object_clear(&inl);
+    p.kind = META_PROBLEM_UPLOAD_WITHOUT_BUCKET;
+    strcpy(p.id, "no-such-upload");
+    cr_assert_eq(meta_repair(ms, &p, keep_drop, &d), CAIRN_ENOTFOUND);
+    cr_assert_eq(d.n, 0);
+    fx_close(&s.f);
+}
+
+static int repair_from_check(void *ud, const meta_problem *p) {
+    reenter *r = ud;
+    int rc = meta_repair(r->ms, p, NULL, NULL);
+    cr_assert(rc == 0 || rc == CAIRN_EINVAL, "%s: %d", meta_problem_name(p->kind), rc);
+    r->n += rc == 0;
+    return 0;
+}
+
+Test(reentry, check_callback_may_repair_with_one_reader, .timeout = 60) {
+    broken s;
+    mk_broken(&s);
+    reenter r = {s.f.ms, 0};
+    int64_t total = 0;
+    cr_assert_eq(meta_check(s.f.ms, 100, repair_from_check, &r, &total), 0);
+    cr_assert_eq(total, META_PROBLEM__COUNT);
+    cr_assert_eq(r.n, 4, "the four repairable problems, repaired from inside the check");
+    cr_assert_eq(meta_check(s.f.ms, 100, keep_problem, &(problem_rows){0}, &total), 0);
+    cr_assert_eq(total, 4);
+    fx_close(&s.f);
 }
