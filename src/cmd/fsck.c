@@ -135,8 +135,8 @@ static int placement_seen(void *ud, const meta_placement *p) {
 
 /* ---- 3. orphans ----------------------------------------------------------------------- */
 
-static int shard_seen(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s) {
-    (void)age_s;
+static int shard_seen(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_ms) {
+    (void)age_ms;
     fsck_ctx *c = ud;
     c->shards++;
     meta_placement p;

@@ -307,6 +307,7 @@ static int run(int argc, char **argv, bool gateway) {
         return 2;
     }
 
+    int64_t started_ms = time_now_ms();
     int lock_fd = -1;
     if ((rc = cmd_lock_data_dir(&cfg, &lock_fd)) != 0) return rc;
     meta_store *ms = NULL;
@@ -380,8 +381,10 @@ static int run(int argc, char **argv, bool gateway) {
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(ds, jobs_enqueue_heal, ms); /* heals become durable, retried jobs */
-    /* What a crash left in the trash goes now, not at the next period. */
+    /* What a crash left goes now, not at the next period: the trash, and the
+     * shards written but never committed before this start. */
     jobs_enqueue_empty_trash(ms);
+    jobs_enqueue_startup_orphans(ms, started_ms);
     membership *members = NULL;
     if (gateway) {
         /* The configured nodes join the registry, where admins add, drain and

@@ -202,11 +202,11 @@ void data_get_stats(data_store *ds, data_stats *out);
 
 /* Calls cb for every committed shard on every drive, local or storage node
  * (nodes are paged through their listing call): its drive, version id, shard
- * index and age in seconds.  cb returns nonzero to stop (and that is
+ * index and age in milliseconds (a duration on the drive's own clock).  cb returns nonzero to stop (and that is
  * returned).  Drives that cannot be listed are skipped and counted in
  * *unreachable.  For garbage collection. */
 int data_walk_shards(data_store *ds,
-                     int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s),
+                     int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_ms),
                      void *ud, int *unreachable);
 /* Removes one shard of a version from a drive (GC). */
 int data_remove_shard(data_store *ds, const char *drive_id, const char *version_id, int index);

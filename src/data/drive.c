@@ -419,7 +419,7 @@ static int read_fanout(const char *dir, const char *fan, const char *after, driv
     DIR *d = opendir(dir);
     if (!d) return 0;
     size_t cap = 0;
-    int64_t now = time_now_ms() / 1000;
+    int64_t now = time_now_ms();
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!drive_shard_name_valid(e->d_name) || strncmp(e->d_name, fan, 2) != 0 || strcmp(e->d_name, after) <= 0)
@@ -440,7 +440,7 @@ static int read_fanout(const char *dir, const char *fan, const char *after, driv
             cap = nc;
         }
         snprintf((*out)[*n].name, sizeof (*out)[*n].name, "%s", e->d_name);
-        (*out)[*n].age_s = now - (int64_t)st.st_mtime;
+        (*out)[*n].age_ms = now - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
         (*n)++;
     }
     closedir(d);

@@ -25,11 +25,12 @@ typedef struct shard_out shard_out;
 typedef struct shard_in shard_in;
 typedef struct drive_ops drive_ops;
 
-/* One committed shard as listed: its name and age in seconds (from its mtime,
- * by the clock of the machine that holds it). */
+/* One committed shard as listed: its name and age in milliseconds (from its
+ * mtime, by the clock of the machine that holds it: a duration, so clocks
+ * need not agree). */
 typedef struct {
     char name[48];
-    int64_t age_s;
+    int64_t age_ms;
 } drive_entry;
 /* Called per listed shard; nonzero stops the listing (and is returned). */
 typedef int (*drive_entry_fn)(void *ud, const drive_entry *e);

@@ -712,7 +712,7 @@ static void serve_list(node_server *n, http_req *r) {
     size_t u = 0;
     for (size_t i = 0; i < ev.n; i++) {
         if (u && !strcmp(ev.v[u - 1].name, ev.v[i].name)) {
-            if (ev.v[i].age_s < ev.v[u - 1].age_s) ev.v[u - 1].age_s = ev.v[i].age_s;
+            if (ev.v[i].age_ms < ev.v[u - 1].age_ms) ev.v[u - 1].age_ms = ev.v[i].age_ms;
         } else {
             ev.v[u++] = ev.v[i];
         }
@@ -723,7 +723,8 @@ static void serve_list(node_server *n, http_req *r) {
     buf_init(&b);
     buf_puts(&b, "{\"shards\":[");
     for (size_t i = 0; i < u; i++)
-        buf_printf(&b, "%s{\"name\":\"%s\",\"age_s\":%lld}", i ? "," : "", ev.v[i].name, (long long)ev.v[i].age_s);
+        buf_printf(&b, "%s{\"name\":\"%s\",\"age_s\":%lld,\"age_ms\":%lld}", i ? "," : "", ev.v[i].name,
+                   (long long)(ev.v[i].age_ms / 1000), (long long)ev.v[i].age_ms);
     buf_printf(&b, "],\"truncated\":%s}\n", truncated ? "true" : "false");
     free(ev.v);
     http_add_header(r, "Content-Type", "application/json");

@@ -512,14 +512,16 @@ static int remote_walk(drive *dd, drive_entry_fn cb, void *ud) {
         json_t *v;
         json_array_foreach(list, i, v) {
             const char *name = json_string_value(json_object_get(v, "name"));
-            json_t *age = json_object_get(v, "age_s");
-            if (!name || !drive_shard_name_valid(name) || !json_is_integer(age) || strcmp(name, after) <= 0) {
+            /* age_ms from nodes that send it; whole seconds from older ones. */
+            json_t *age_ms = json_object_get(v, "age_ms"), *age = json_object_get(v, "age_s");
+            if (!name || !drive_shard_name_valid(name) || !(json_is_integer(age_ms) || json_is_integer(age)) ||
+                strcmp(name, after) <= 0) {
                 rc = CAIRN_EIO; /* a node answering out of order would loop us */
                 break;
             }
             drive_entry e;
             snprintf(e.name, sizeof e.name, "%s", name);
-            e.age_s = json_integer_value(age);
+            e.age_ms = json_is_integer(age_ms) ? json_integer_value(age_ms) : json_integer_value(age) * 1000;
             snprintf(after, sizeof after, "%s", name);
             if ((rc = cb(ud, &e)) != 0) break;
         }

@@ -1272,7 +1272,7 @@ int data_tmp_count(data_store *ds) {
 
 typedef struct {
     const char *drive_id;
-    int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s);
+    int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_ms);
     void *ud;
 } walk_adapter;
 
@@ -1281,11 +1281,11 @@ static int walk_entry(void *ud, const drive_entry *e) {
     char vid[33];
     memcpy(vid, e->name, 32);
     vid[32] = '\0';
-    return w->cb(w->ud, w->drive_id, vid, atoi(e->name + 33), e->age_s);
+    return w->cb(w->ud, w->drive_id, vid, atoi(e->name + 33), e->age_ms);
 }
 
 int data_walk_shards(data_store *ds,
-                     int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s),
+                     int (*cb)(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_ms),
                      void *ud, int *unreachable) {
     int bad = 0, rc = 0;
     for (int i = 0; i < drive_count(ds) && rc == 0; i++) {

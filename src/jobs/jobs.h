@@ -122,6 +122,9 @@ int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, in
  * *removed gets how many versions went.  CAIRN_EIO when some could not be
  * removed now (they stay listed).  The empty_trash job runs this. */
 int jobs_empty_trash(meta_store *ms, data_store *ds, int *removed);
+/* Asks for a collect_orphans run that removes every unreferenced shard
+ * written before started_ms (this process's start): what a crash left. */
+int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms);
 /* Asks for an empty_trash run soon (one pending run at a time). */
 int jobs_enqueue_empty_trash(meta_store *ms);
 /* Enqueues the periodic jobs due now (call every period). */

@@ -5,7 +5,13 @@
  *   are older than an hour (args "grace_s" overrides, for tests), on local
  *   drives and on storage nodes (through their listing call).  A node that
  *   cannot be listed fails the run after the rest is collected, so the job
- *   is retried.
+ *   is retried.  Enqueued at every start with "started_ms" (the process's
+ *   start): then a shard counts when it is older than the time since that
+ *   start, i.e. it was written before this process existed, so what a crash
+ *   left between writing shards and committing them goes at once.  Ages are
+ *   durations on the drive's own clock, so no clock needs to agree.  (Safe
+ *   because one process writes these drives: the data directory's lock, one
+ *   gateway per metadata database.)
  * abort_abandoned_uploads: aborts multipart uploads initiated more than
  *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
  *   an upload already gone is simply not found again.
@@ -98,18 +104,18 @@ static int run_abort_abandoned(void *ud, const meta_job *job, char *err, size_t 
  * a shard becoming durable and its commit.  Idempotent. */
 typedef struct {
     builtin_ctx *c;
-    int64_t grace_s;
+    int64_t grace_ms;
     int removed;
     bool stopped;
 } orphan_ctx;
 
-static int orphan_visit(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_s) {
+static int orphan_visit(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_ms) {
     orphan_ctx *o = ud;
     if (jobs_stopping(o->c->q)) {
         o->stopped = true;
         return 1;
     }
-    if (age_s < o->grace_s) return 0;
+    if (age_ms <= o->grace_ms) return 0;
     bool referenced = true;
     if (meta_version_referenced(o->c->ms, version_id, &referenced) != 0 || referenced) return 0;
     if (data_remove_shard(o->c->ds, drive_id, version_id, index) == 0) {
@@ -121,10 +127,15 @@ static int orphan_visit(void *ud, const char *drive_id, const char *version_id, 
 
 static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t errlen) {
     builtin_ctx *c = ud;
-    orphan_ctx o = {c, c->orphan_grace_s, 0, false};
+    orphan_ctx o = {c, c->orphan_grace_s * 1000, 0, false};
     json_t *a = json_loads(job->args, 0, NULL);
     json_t *g = a ? json_object_get(a, "grace_s") : NULL;
-    if (json_is_integer(g)) o.grace_s = json_integer_value(g);
+    json_t *started = a ? json_object_get(a, "started_ms") : NULL;
+    if (json_is_integer(g)) o.grace_ms = json_integer_value(g) * 1000;
+    /* Written before the process started: older than the time since then.
+     * That time only grows while the walk runs, and each age was measured
+     * before the comparison, so the test never takes a younger shard. */
+    if (json_is_integer(started)) o.grace_ms = time_now_ms() - json_integer_value(started);
     json_decref(a);
     int unreachable = 0;
     int rc = data_walk_shards(c->ds, orphan_visit, &o, &unreachable);
@@ -191,6 +202,15 @@ static int run_empty_trash(void *ud, const meta_job *job, char *err, size_t errl
     }
     if (rc != 0) snprintf(err, errlen, "emptying the trash: %s", cairn_strerror(rc));
     return rc;
+}
+
+int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms) {
+    char args[64];
+    snprintf(args, sizeof args, "{\"started_ms\":%lld}", (long long)started_ms);
+    meta_job j = {.priority = 2, .max_attempts = 5, .run_at_ms = time_now_ms()};
+    snprintf(j.kind, sizeof j.kind, "collect_orphans");
+    j.args = args;
+    return meta_job_enqueue(ms, &j, NULL);
 }
 
 int jobs_enqueue_empty_trash(meta_store *ms) {
