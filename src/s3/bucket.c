@@ -53,9 +53,9 @@ void s3_create_bucket(s3_req *q) {
         return;
     }
     char location[64];
-    if (s3_parse_create_bucket_xml(q->body.data ? q->body.data : "", q->body.len, location,
-                                   sizeof location) != 0) {
-        s3_error(q, "MalformedXML", NULL);
+    int prc = s3_parse_create_bucket_xml(q->body.data ? q->body.data : "", q->body.len, location, sizeof location);
+    if (prc != 0) {
+        s3_error(q, prc == CAIRN_ENOMEM ? "InternalError" : "MalformedXML", NULL);
         return;
     }
     const char *region = q->gw->cfg.region;

@@ -973,8 +973,9 @@ void s3_delete_objects(s3_req *q) {
         if (memcmp(want, got, 16) != 0) { s3_error(q, "BadDigest", NULL); return; }
     }
     s3_delete_req d;
-    if (s3_parse_delete_xml(q->body.data ? q->body.data : "", q->body.len, &d) != 0) {
-        s3_error(q, "MalformedXML", NULL);
+    int prc = s3_parse_delete_xml(q->body.data ? q->body.data : "", q->body.len, &d);
+    if (prc != 0) {
+        s3_error(q, prc == CAIRN_ENOMEM ? "InternalError" : "MalformedXML", NULL);
         return;
     }
     /* One transaction for the whole request: one synced commit, not one per key. */

@@ -72,7 +72,8 @@ typedef struct {
     int count;
     struct { char *key; size_t key_len; } *objects;  /* owned; s3_delete_req_free */
 } s3_delete_req;
-/* Parses <Delete> XML (at most 1000 objects).  CAIRN_EINVAL means MalformedXML. */
+/* Parses <Delete> XML (at most 1000 objects).  CAIRN_EINVAL means MalformedXML;
+ * CAIRN_ENOMEM. */
 int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out);
 void s3_delete_req_free(s3_delete_req *d);
 /* One <Part> of a CompleteMultipartUpload body. */

@@ -306,11 +306,38 @@ void s3_base64_encode(const uint8_t *in, size_t n, char *out) {
 
 /* ---- XML input ---------------------------------------------------------------- */
 
-static xmlDocPtr parse_xml(const char *body, size_t len) {
-    if (len == 0 || len > 8 * 1024 * 1024) return NULL;
-    return xmlReadMemory(body, (int)len, "body.xml", NULL,
-                         XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
-                         XML_PARSE_NOWARNING);
+static void xml_quiet(void *ctx, const char *msg, ...) { (void)ctx, (void)msg; }
+
+/* Parses a request body.  Only a document the parser read to its end counts:
+ * libxml2 can hand back a partial tree after an error (an allocation failing
+ * mid-parse leaves a CompleteMultipartUpload with fewer parts than were
+ * sent), so anything not well-formed is refused.  CAIRN_ENOMEM when the
+ * parser ran out of memory, CAIRN_EINVAL for bad XML. */
+static int parse_xml(const char *body, size_t len, xmlDocPtr *out) {
+    *out = NULL;
+    if (len == 0 || len > 8 * 1024 * 1024) return CAIRN_EINVAL;
+    /* libxml2 prints some errors (allocation failures) despite NOERROR. */
+    xmlSetGenericErrorFunc(NULL, xml_quiet);
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (!ctxt) return CAIRN_ENOMEM;
+    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, body, (int)len, "body.xml", NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    int rc = 0;
+    if (!doc || !ctxt->wellFormed || ctxt->errNo != 0)
+        rc = ctxt->errNo == XML_ERR_NO_MEMORY ? CAIRN_ENOMEM : CAIRN_EINVAL;
+    xmlFreeParserCtxt(ctxt);
+    if (rc != 0) {
+        xmlFreeDoc(doc);
+        return rc;
+    }
+    *out = doc;
+    return 0;
+}
+
+/* Text content of an element; CAIRN_ENOMEM when libxml2 could not give it. */
+static int xml_text_of(xmlNodePtr n, xmlChar **out) {
+    *out = xmlNodeGetContent(n);
+    return *out ? 0 : CAIRN_ENOMEM;
 }
 
 static bool is_elem(xmlNodePtr n, const char *name) {
@@ -325,9 +352,10 @@ void s3_delete_req_free(s3_delete_req *d) {
 
 int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out) {
     memset(out, 0, sizeof *out);
-    xmlDocPtr doc = parse_xml(body, len);
-    if (!doc) return CAIRN_EINVAL;
-    int rc = CAIRN_EINVAL;
+    xmlDocPtr doc;
+    int rc = parse_xml(body, len, &doc);
+    if (rc != 0) return rc;
+    rc = CAIRN_EINVAL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
     if (!root || !is_elem(root, "Delete")) goto done;
     int n = 0;
@@ -338,14 +366,19 @@ int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out) {
     if (!out->objects) { rc = CAIRN_ENOMEM; goto done; }
     for (xmlNodePtr c = root->children; c; c = c->next) {
         if (is_elem(c, "Quiet")) {
-            xmlChar *v = xmlNodeGetContent(c);
-            out->quiet = v && strcasecmp((const char *)v, "true") == 0;
+            xmlChar *v;
+            if ((rc = xml_text_of(c, &v)) != 0) goto bad;
+            out->quiet = strcasecmp((const char *)v, "true") == 0;
             xmlFree(v);
+            rc = CAIRN_EINVAL;
         } else if (is_elem(c, "Object")) {
             xmlChar *key = NULL;
-            for (xmlNodePtr k = c->children; k; k = k->next)
-                if (is_elem(k, "Key") && !key) key = xmlNodeGetContent(k);
-            if (!key) goto bad;
+            xmlNodePtr key_node = NULL;
+            for (xmlNodePtr k = c->children; k && !key_node; k = k->next)
+                if (is_elem(k, "Key")) key_node = k;
+            if (!key_node) goto bad;
+            if ((rc = xml_text_of(key_node, &key)) != 0) goto bad;
+            rc = CAIRN_EINVAL;
             size_t kl = strlen((const char *)key);
             out->objects[out->count].key = strdup((const char *)key);
             out->objects[out->count].key_len = kl;
@@ -367,13 +400,15 @@ done:
 
 #define MAX_PARTS 10000
 
-/* One <Part>: both fields, a number in range, an ETag that fits. */
-static bool parse_part(xmlNodePtr c, s3_complete_part *w) {
+/* One <Part>: both fields, a number in range, an ETag that fits: 0,
+ * CAIRN_EINVAL or CAIRN_ENOMEM. */
+static int parse_part(xmlNodePtr c, s3_complete_part *w) {
     bool have_num = false, have_etag = false;
     for (xmlNodePtr f = c->children; f; f = f->next) {
         if (f->type != XML_ELEMENT_NODE) continue;
-        xmlChar *v = xmlNodeGetContent(f);
-        const char *t = v ? (const char *)v : "";
+        xmlChar *v;
+        if (xml_text_of(f, &v) != 0) return CAIRN_ENOMEM;
+        const char *t = (const char *)v;
         if (is_elem(f, "PartNumber")) {
             int64_t num;
             if (parse_num(t, t + strlen(t), &num) && num >= 1 && num <= MAX_PARTS) {
@@ -389,14 +424,15 @@ static bool parse_part(xmlNodePtr c, s3_complete_part *w) {
         }
         xmlFree(v);
     }
-    return have_num && have_etag;
+    return have_num && have_etag ? 0 : CAIRN_EINVAL;
 }
 
 int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out) {
     *out = NULL;
-    xmlDocPtr doc = parse_xml(body, len);
-    if (!doc) return CAIRN_EINVAL;
-    int n = CAIRN_EINVAL;
+    xmlDocPtr doc;
+    int n = parse_xml(body, len, &doc);
+    if (n != 0) return n;
+    n = CAIRN_EINVAL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
     if (root && is_elem(root, "CompleteMultipartUpload")) {
         int count = 0;
@@ -411,8 +447,8 @@ int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out) 
             n = 0;
             for (xmlNodePtr c = root->children; c && n >= 0; c = c->next) {
                 if (!is_elem(c, "Part")) continue;
-                if (parse_part(c, &parts[n])) n++;
-                else n = CAIRN_EINVAL;
+                int prc = parse_part(c, &parts[n]);
+                n = prc == 0 ? n + 1 : prc;
             }
             assert(n != 0);
             if (n > 0) *out = parts;
@@ -428,16 +464,18 @@ int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, siz
     size_t i = 0;
     while (i < len && isspace((unsigned char)body[i])) i++;
     if (i == len) return 0;
-    xmlDocPtr doc = parse_xml(body, len);
-    if (!doc) return CAIRN_EINVAL;
-    int rc = CAIRN_EINVAL;
+    xmlDocPtr doc;
+    int rc = parse_xml(body, len, &doc);
+    if (rc != 0) return rc;
+    rc = CAIRN_EINVAL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
     if (root && is_elem(root, "CreateBucketConfiguration")) {
         rc = 0;
         for (xmlNodePtr c = root->children; c; c = c->next) {
             if (!is_elem(c, "LocationConstraint")) continue;
-            xmlChar *v = xmlNodeGetContent(c);
-            snprintf(location, loclen, "%s", v ? (const char *)v : "");
+            xmlChar *v;
+            if ((rc = xml_text_of(c, &v)) != 0) break;
+            snprintf(location, loclen, "%s", (const char *)v);
             xmlFree(v);
         }
     }
