@@ -172,7 +172,7 @@ static int run_pass(fsck_ctx *c) {
     }
     if (rc == 0 && c->repair) {
         int removed = 0;
-        if (jobs_empty_trash(c->ms, c->ds, &removed) == 0) c->repaired += removed;
+        if (jobs_empty_trash(c->ms, c->ds, 0, &removed) == 0) c->repaired += removed;
     }
     if (rc == 0) {
         int unreachable = 0;

@@ -118,10 +118,11 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, const jo
 /* A data_heal_sink_fn (ud = the meta_store): queues a durable "heal" job for
  * the version, unique while one is pending. */
 int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, int64_t size);
-/* Removes the shards the trash lists (meta_trash_list) and forgets them;
- * *removed gets how many versions went.  CAIRN_EIO when some could not be
- * removed now (they stay listed).  The empty_trash job runs this. */
-int jobs_empty_trash(meta_store *ms, data_store *ds, int *removed);
+/* Removes the shards the trash lists (meta_trash_list) and forgets them, in
+ * batches of 256 (max_batches of them; 0 = until it is empty); *removed gets
+ * how many versions went.  CAIRN_EIO when some could not be removed now
+ * (they stay listed).  The empty_trash job runs this. */
+int jobs_empty_trash(meta_store *ms, data_store *ds, int max_batches, int *removed);
 /* Asks for a collect_orphans run that removes every unreferenced shard
  * written before started_ms (this process's start): what a crash left. */
 int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms);

@@ -165,12 +165,12 @@ static int take_trash(void *ud, const meta_trash_entry *e) {
     return 0;
 }
 
-int jobs_empty_trash(meta_store *ms, data_store *ds, int *removed) {
+int jobs_empty_trash(meta_store *ms, data_store *ds, int max_batches, int *removed) {
     *removed = 0;
     trash_batch b = {calloc(TRASH_BATCH, sizeof(meta_trash_entry)), 0};
     const char **done = calloc(TRASH_BATCH, sizeof *done);
     int rc = b.v && done ? 0 : CAIRN_ENOMEM, failed = 0;
-    while (rc == 0) {
+    for (int batches = 0; rc == 0 && (max_batches <= 0 || batches < max_batches); batches++) {
         b.n = 0;
         rc = meta_trash_list(ms, TRASH_BATCH, take_trash, &b);
         if (rc != 0 || b.n == 0) break;
@@ -195,7 +195,7 @@ static int run_empty_trash(void *ud, const meta_job *job, char *err, size_t errl
     (void)job;
     builtin_ctx *c = ud;
     int removed = 0;
-    int rc = jobs_empty_trash(c->ms, c->ds, &removed);
+    int rc = jobs_empty_trash(c->ms, c->ds, 0, &removed);
     if (removed) {
         char n[24];
         log_write(LOG_INFO, NULL, "emptied the trash", "versions", log_int(n, removed), NULL);

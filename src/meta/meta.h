@@ -310,9 +310,9 @@ int meta_repair(meta_store *ms, const meta_problem *p,
  * A completed multipart object is an objects row whose layout is "mp:<N>";
  * its parts (each stored like an object: own version id and layout) are in
  * object_parts, found with meta_object_parts.  When such a version is replaced
- * or deleted, its part rows stay until the caller has removed the parts' bytes
- * and calls meta_object_parts_delete (a crash in between leaves rows for GC,
- * never a reference to missing bytes).
+ * or deleted, the same transaction moves its parts to the trash
+ * (meta_trash_list), whose emptier removes their bytes: no crash can leave
+ * part rows without their object or rows naming removed bytes.
  */
 
 #define META_MULTIPART_PREFIX "mp:"
@@ -374,7 +374,6 @@ int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_objec
 int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void *ud, const meta_part *p), void *ud);
 /* Parts of a completed multipart version, in order (offsets set). */
 int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud);
-int meta_object_parts_delete(meta_store *ms, const char *version_id);
 
 /* A completed upload as remembered for retried completes. */
 typedef struct {

@@ -142,6 +142,7 @@ typedef enum {
     ST_PLACE_SET_OBJECT_PART,
     ST_PLACE_SET_UPLOAD_PART,
     ST_PLACE_GET,
+    ST_OBJPARTS_TRASH,
     ST__COUNT
 } stmt_id;
 
@@ -262,6 +263,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset FROM object_parts"
                         " WHERE version_id = ?1 ORDER BY part_number",
     [ST_OBJPARTS_DELETE] = "DELETE FROM object_parts WHERE version_id = ?1",
+    [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
+                          " SELECT part_version_id, layout, ?2 FROM object_parts WHERE version_id = ?1",
     [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"
                        " + (SELECT count(*) FROM object_parts WHERE instr(layout, ?1) > 0)"
                        " + (SELECT count(*) FROM upload_parts WHERE instr(layout, ?1) > 0)",
@@ -1171,6 +1174,25 @@ static int object_upsert(conn *w, const meta_object *o) {
     return stmt_exec(w, st, "object upsert");
 }
 
+static int exec_id(conn *w, stmt_id id, const char *text, const char *op);
+
+/* A multipart version that stops being current takes its parts to the trash
+ * in the same transaction: no moment in which part rows outlive their object,
+ * or bytes are gone under rows that still name them. */
+static int trash_parts_of(conn *w, const meta_object *old) {
+    if (strncmp(old->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX)) != 0) return 0;
+    sqlite3_stmt *st = stmt(w, ST_OBJPARTS_TRASH);
+    if (!st) return CAIRN_EDB;
+    int b = bind_str(st, 1, old->version_id) | sqlite3_bind_int64(st, 2, time_now_ms());
+    if (b) {
+        stmt_done(st);
+        return db_fail(w, b, "object parts trash bind");
+    }
+    int err = stmt_exec(w, st, "object parts trash");
+    if (err == 0) err = exec_id(w, ST_OBJPARTS_DELETE, old->version_id, "object parts delete");
+    return err;
+}
+
 static int object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *had_old) {
     int err = bucket_lookup(w, obj->bucket, obj->bucket_id, NULL, NULL);
     if (err != 0) return err;
@@ -1182,6 +1204,7 @@ static int object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool
      * also covers a (never expected) rewrite under the same version id. */
     if (err == 0 && *had_old && old->storage == META_STORE_INLINE)
         err = data_delete(w, old->version_id);
+    if (err == 0 && *had_old) err = trash_parts_of(w, old);
     if (err == 0 && obj->storage == META_STORE_INLINE) err = data_insert(w, obj);
     return err;
 }
@@ -1281,6 +1304,7 @@ static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, cons
     }
     err = stmt_exec(w, st, "object delete");
     if (err == 0 && old->storage == META_STORE_INLINE) err = data_delete(w, old->version_id);
+    if (err == 0) err = trash_parts_of(w, old);
     return err;
 }
 
@@ -2111,14 +2135,6 @@ int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud
     return err;
 }
 
-int meta_object_parts_delete(meta_store *ms, const char *version_id) {
-    if (!ms || !version_id) return CAIRN_EINVAL;
-    conn *w;
-    int err = wtx_begin(ms, &w);
-    if (err != 0) return err;
-    err = exec_id(w, ST_OBJPARTS_DELETE, version_id, "object parts delete");
-    return wtx_end(ms, err);
-}
 
 int meta_upload_completed_get(meta_store *ms, const char *upload_id, meta_completed_upload *out) {
     if (!ms || !upload_id || !out) return CAIRN_EINVAL;

@@ -10,6 +10,7 @@
  * object in one metadata transaction: the object row (layout "mp:<n>", ETag
  * md5-of-md5s "-n") and its part list.  Parts left out are removed after.
  */
+#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <assert.h>
@@ -32,14 +33,14 @@ static void drop_part(void *ud, const meta_part *p) {
     if (data_layout_parse(p->layout, &l) == 0) data_delete(q->gw->d.data, p->version_id, &l);
 }
 
-static int drop_each(void *ud, const meta_part *p) {
-    drop_part(ud, p);
-    return 0;
-}
-
 void s3_drop_multipart_version(s3_req *q, const char *version_id) {
-    meta_object_parts(q->gw->d.meta, version_id, drop_each, q);
-    meta_object_parts_delete(q->gw->d.meta, version_id);
+    /* The commit that replaced or deleted the version put its parts in the
+     * trash.  Remove them now, a batch at most, as the bytes of a plain
+     * version go; what is left (a node down, a long trash) the job takes. */
+    (void)version_id;
+    int removed = 0;
+    if (jobs_empty_trash(q->gw->d.meta, q->gw->d.data, 1, &removed) != 0 || removed >= 256)
+        jobs_enqueue_empty_trash(q->gw->d.meta);
 }
 
 /* Loads the upload named by ?uploadId and checks it belongs to this bucket

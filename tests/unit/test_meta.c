@@ -2672,7 +2672,7 @@ Test(uploads, list_rows_carry_headers_and_bucket_ids) {
     fx_close(&f);
 }
 
-Test(uploads, object_parts_delete_forgets_only_that_versions_parts) {
+Test(uploads, replacing_a_multipart_version_forgets_only_its_parts) {
     fx f;
     fx_open(&f, 2);
     mk_bucket(f.ms, "b", 1);
@@ -2693,42 +2693,29 @@ Test(uploads, object_parts_delete_forgets_only_that_versions_parts) {
     put_part(f.ms, "ub", &b1);
     meta_object B = complete_one(f.ms, "b", id, "b", "ub", &b1, 1000);
 
-    /* A is replaced by a plain object: its part rows stay until their bytes are gone. */
+    /* A is replaced by a plain object: its part rows go in the same commit
+     * (to the trash, whose emptier removes their bytes). */
     meta_object plain = mk_obj("b", "a", 1, 3);
     cr_assert_eq(meta_object_put(f.ms, &plain, &replaced, &had), 0);
     cr_assert(had);
     cr_assert_str_eq(replaced.version_id, A.version_id);
     cr_assert_str_eq(replaced.layout, "mp:2");
     meta_object_clear(&replaced);
-    parts_seen s = {0};
-    cr_assert_eq(meta_object_parts(f.ms, A.version_id, see_part, &s), 0);
-    cr_assert_eq(s.n, 2);
-    cr_assert_eq(s.p[1].offset, 10);
-    bool referenced = false;
-    cr_assert_eq(meta_version_referenced(f.ms, a1.version_id, &referenced), 0);
-    cr_assert(referenced, "still referenced until the caller says the bytes are gone");
-    int64_t refs = 0;
-    cr_assert_eq(meta_layout_refs(f.ms, "0123456789abcdef", &refs), 0);
-    cr_assert_eq(refs, 3);
-
-    cr_assert_eq(meta_object_parts_delete(f.ms, A.version_id), 0);
     parts_seen after = {0};
     cr_assert_eq(meta_object_parts(f.ms, A.version_id, see_part, &after), 0);
     cr_assert_eq(after.n, 0);
+    bool referenced = true;
     cr_assert_eq(meta_version_referenced(f.ms, a1.version_id, &referenced), 0);
     cr_assert_not(referenced);
     cr_assert_eq(meta_version_referenced(f.ms, a2.version_id, &referenced), 0);
     cr_assert_not(referenced);
+    int64_t refs = 0;
     cr_assert_eq(meta_layout_refs(f.ms, "0123456789abcdef", &refs), 0);
     cr_assert_eq(refs, 1, "only B's part is left");
     parts_seen bs = {0};
     cr_assert_eq(meta_object_parts(f.ms, B.version_id, see_part, &bs), 0);
     cr_assert_eq(bs.n, 1, "another version's parts are untouched");
     cr_assert_str_eq(bs.p[0].version_id, b1.version_id);
-    cr_assert_eq(meta_object_parts_delete(f.ms, A.version_id), 0, "a retry after a crash is harmless");
-    cr_assert_eq(meta_object_parts_delete(f.ms, "0000000000000000ffffffffffffffff"), 0);
-    cr_assert_eq(meta_object_parts_delete(NULL, A.version_id), CAIRN_EINVAL);
-    cr_assert_eq(meta_object_parts_delete(f.ms, NULL), CAIRN_EINVAL);
 
     /* meta_object_parts: an early stop, an unknown version, bad arguments. */
     mk_upload(f.ms, "b", id, "c", "uc");
@@ -3731,7 +3718,7 @@ typedef struct {
     fx f;
     int64_t bucket_id;
     meta_part orphan_parts[2];     /* of upload "orphan-up", whose bucket is gone */
-    meta_object replaced_mp;       /* replaced by a plain put: its part rows remain */
+    meta_object replaced_mp;       /* its row deleted by hand: its part rows remain */
     meta_part replaced_part;
     meta_object mismatch, inl, dup;
     meta_part live_part;
@@ -3778,7 +3765,11 @@ static void mk_broken(broken *s) {
     s->replaced_part = mk_part(1, 4, L);
     put_part(ms, "re", &s->replaced_part);
     s->replaced_mp = complete_one(ms, "b", id, "re", "re", &s->replaced_part, 1000);
-    put_key(ms, "b", "re", 2);
+    /* The calls move a replaced version's parts to the trash with it; only a
+     * hand-edited (or broken) database drops the row and keeps the parts. */
+    char del[160];
+    snprintf(del, sizeof del, "DELETE FROM objects WHERE version_id = '%s'", s->replaced_mp.version_id);
+    plant(s->f.path, del);
     mk_upload(ms, "b", id, "mm", "mm");
     meta_part mmp = mk_part(1, 4, L);
     put_part(ms, "mm", &mmp);
@@ -3817,7 +3808,7 @@ Test(check, finds_one_problem_of_every_kind_and_nothing_healthy) {
     cr_assert_str_eq(ghost->key, "gk");
     cr_assert_not_null(find_problem(&r, META_PROBLEM_PARTS_WITHOUT_UPLOAD, "lost"));
     cr_assert_not_null(find_problem(&r, META_PROBLEM_PARTS_WITHOUT_OBJECT, s.replaced_mp.version_id),
-                       "a replaced multipart version's part rows, until meta_object_parts_delete");
+                       "a multipart version's part rows without the version");
     const meta_problem *mm = find_problem(&r, META_PROBLEM_MULTIPART_MISMATCH, s.mismatch.version_id);
     cr_assert_not_null(mm);
     cr_assert_str_eq(mm->key, "mm");
@@ -3983,4 +3974,59 @@ Test(reentry, check_callback_may_repair_with_one_reader, .timeout = 60) {
     cr_assert_eq(meta_check(s.f.ms, 100, keep_problem, &(problem_rows){0}, &total), 0);
     cr_assert_eq(total, 4);
     fx_close(&s.f);
+}
+
+
+Test(uploads, replacing_or_deleting_a_multipart_version_trashes_its_parts_atomically) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    const char *keys[] = {"replaced", "deleted"};
+    meta_object mps[2];
+    meta_part parts[2];
+    for (int i = 0; i < 2; i++) {
+        mk_upload(f.ms, "b", id, keys[i], keys[i]);
+        parts[i] = mk_part(1, 10, layout);
+        meta_part old;
+        bool had;
+        cr_assert_eq(meta_part_put(f.ms, keys[i], &parts[i], &old, &had), 0);
+        mps[i] = mp_obj("b", id, keys[i], 10, 1);
+        meta_object rep;
+        bool had_rep;
+        int unused = 0;
+        cr_assert_eq(meta_upload_complete(f.ms, keys[i], &mps[i], &parts[i], 1, &rep, &had_rep, ignore_part, &unused), 0);
+    }
+    meta_object plain = mk_obj("b", "replaced", 8, 1);
+    plain.bucket_id = id;
+    meta_object old;
+    bool had = false;
+    cr_assert_eq(meta_object_put(f.ms, &plain, &old, &had), 0);
+    cr_assert(had);
+    cr_assert_str_eq(old.version_id, mps[0].version_id);
+    meta_object_clear(&old);
+    cr_assert_eq(meta_object_delete(f.ms, "b", id, "deleted", 7, &old), 0);
+    cr_assert_str_eq(old.version_id, mps[1].version_id);
+    meta_object_clear(&old);
+    /* In the same commits: no part rows left, both parts in the trash. */
+    for (int i = 0; i < 2; i++) {
+        part_list pl = {0};
+        cr_assert_eq(meta_object_parts(f.ms, mps[i].version_id, keep_part, &pl), 0);
+        cr_assert_eq(pl.n, 0, "part rows of %s", keys[i]);
+    }
+    trash_seen t = {0};
+    cr_assert_eq(meta_trash_list(f.ms, 10, see_trash, &t), 0);
+    cr_assert_eq(t.n, 2);
+    bool seen0 = false, seen1 = false;
+    for (int i = 0; i < t.n; i++) {
+        seen0 |= !strcmp(t.ids[i], parts[0].version_id);
+        seen1 |= !strcmp(t.ids[i], parts[1].version_id);
+    }
+    cr_assert(seen0 && seen1);
+    int64_t total = -1;
+    problem_rows r = {0};
+    cr_assert_eq(meta_check(f.ms, 100, keep_problem, &r, &total), 0);
+    cr_assert_eq(total, 0, "nothing contradicts anything");
+    fx_close(&f);
 }
