@@ -5,11 +5,12 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
+FAULT_BUILD ?= build-faults
 PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
 comma := ,
 
-.PHONY: all deps build run test test-unit test-integration test-asan test-tsan bench bench-quick fuzz fuzz-quick clean
+.PHONY: all deps build run test test-unit test-integration test-asan test-tsan test-faults bench bench-quick fuzz fuzz-quick clean
 
 all: build
 
@@ -53,6 +54,15 @@ test-tsan: deps
 	CAIRN_BIN=$(CURDIR)/$(TSAN_BUILD)/cairn TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# The fault suite: a build with the fault-injection layer (-Dfaults=true),
+# its unit tests (allocation failures among them), then every I/O call of
+# PUT, overwrite, DELETE, multipart complete, heal and rebalance failed or
+# crashed in turn, each run checked by a restart, the ledger and fsck.
+test-faults: deps
+	$(call meson_build,$(FAULT_BUILD),-Dfaults=true)
+	meson test -C $(FAULT_BUILD) --print-errorlogs --num-processes 2
+	CAIRN_BIN=$(CURDIR)/$(FAULT_BUILD)/cairn $(PYTHON) -m pytest -q -p no:cacheprovider tests/fault
+
 fuzz: deps
 	$(call meson_build,$(FUZZ_BUILD),-Dfuzz=true --native-file scripts/clang.ini -Db_sanitize=address$(comma)undefined -Db_lundef=false)
 	@bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
@@ -67,4 +77,4 @@ bench-quick: build
 	@BENCH_QUICK=1 bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(FAULT_BUILD)

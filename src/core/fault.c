@@ -15,7 +15,9 @@
  * Spec (';' or newline separated):  sites=data.*,meta.write  nth=N
  *   errno=EIO|ENOSPC  count=K (0 = every call from the nth on; default 1)
  *   action=fail|abort  pause=NAME:MS (fault_point NAME sleeps MS ms, for
- *   tests that widen a race window).  Set at start by CAIRN_TEST_FAULT, or
+ *   tests that widen a race window)  window=NAME (count only between the
+ *   points NAME.begin and NAME.end, e.g. one rebalance pass, so a
+ *   background thread's calls around it do not move the nth call).  Set at start by CAIRN_TEST_FAULT, or
  *   re-read from the file CAIRN_TEST_FAULT_FILE names on fault_reload()
  *   (the services call it on SIGUSR1), which also resets the counter.  Each
  *   injection is logged ("fault injected", with the site and call number) so
@@ -55,12 +57,14 @@ typedef struct {
         int ms;
     } pauses[MAX_PAUSES];
     int npauses;
+    char window[64];           /* "" = always counting */
 } fault_spec;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static fault_spec spec;
 static atomic_bool armed;
 static atomic_int_fast64_t calls;
+static atomic_bool in_window;
 
 const char *fault_site_name(fault_site site) {
     return site >= 0 && site < FAULT__COUNT ? site_names[site] : "?";
@@ -114,6 +118,9 @@ static int parse_spec(const char *text, fault_spec *out) {
         } else if (!strcmp(item, "action")) {
             if (!strcmp(v, "abort")) out->abort_process = true;
             else if (strcmp(v, "fail") != 0) return CAIRN_EINVAL;
+        } else if (!strcmp(item, "window")) {
+            if (strlen(v) >= sizeof out->window) return CAIRN_EINVAL;
+            snprintf(out->window, sizeof out->window, "%s", v);
         } else if (!strcmp(item, "pause")) {
             char *colon = strrchr(v, ':');
             if (!colon || out->npauses == MAX_PAUSES || (size_t)(colon - v) >= sizeof out->pauses[0].name)
@@ -139,6 +146,7 @@ int fault_configure(const char *text) {
     pthread_mutex_lock(&mu);
     spec = s;
     atomic_store(&calls, 0);
+    atomic_store(&in_window, false);
     atomic_store(&armed, s.nth > 0 || s.npauses > 0);
     pthread_mutex_unlock(&mu);
     log_write(LOG_WARN, NULL, "fault injection armed", "spec", text, NULL);
@@ -165,7 +173,8 @@ void fault_init_from_env(void) {
 int fault_inject(fault_site site) {
     if (!atomic_load_explicit(&armed, memory_order_relaxed)) return 0;
     pthread_mutex_lock(&mu);
-    bool selected = site >= 0 && site < FAULT__COUNT && spec.sites[site] && spec.nth > 0;
+    bool selected = site >= 0 && site < FAULT__COUNT && spec.sites[site] && spec.nth > 0 &&
+                    (!spec.window[0] || atomic_load(&in_window));
     int64_t nth = spec.nth, count = spec.count;
     int err = spec.err;
     bool abort_process = spec.abort_process;
@@ -186,6 +195,11 @@ void fault_point(const char *name) {
     pthread_mutex_lock(&mu);
     for (int i = 0; i < spec.npauses; i++)
         if (!strcmp(spec.pauses[i].name, name)) ms = spec.pauses[i].ms;
+    size_t wl = strlen(spec.window);
+    if (wl && !strncmp(name, spec.window, wl)) {
+        if (!strcmp(name + wl, ".begin")) atomic_store(&in_window, true);
+        else if (!strcmp(name + wl, ".end")) atomic_store(&in_window, false);
+    }
     pthread_mutex_unlock(&mu);
     if (ms <= 0) return;
     log_write(LOG_WARN, NULL, "fault point: pausing", "point", name, NULL);

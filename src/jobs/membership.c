@@ -97,7 +97,9 @@ int membership_rebalance(membership *m) {
     pthread_mutex_lock(&m->pass_mu);
     pass_ctx c = {m, 0};
     int64_t t0 = time_now_ms();
+    fault_point("rebalance.begin");
     int seen = jobs_walk(m->ms, rebalance_visit, pass_stop, &c);
+    fault_point("rebalance.end");
     pthread_mutex_unlock(&m->pass_mu);
     if (seen < 0) return seen;
     char ns[24], nm[24], ms[24];
