@@ -139,17 +139,11 @@ static int shard_seen(void *ud, const char *drive_id, const char *version_id, in
     (void)age_ms;
     fsck_ctx *c = ud;
     c->shards++;
-    meta_placement p;
-    int rc = meta_placement_get(c->ms, version_id, &p);
-    if (rc != 0 && rc != CAIRN_ENOTFOUND) {
+    bool referenced;
+    if (jobs_shard_referenced(c->ms, drive_id, version_id, index, &referenced) != 0) {
         problem(c, "check_failed", false, version_id, "placement lookup failed", drive_id, index);
         return 0;
     }
-    data_layout l;
-    /* Referenced only where the layout puts it: a copy a move left behind on
-     * another drive is an orphan even though its version lives. */
-    bool referenced = rc == 0 && data_layout_parse(p.layout, &l) == 0 && index < l.k + l.m &&
-                      strcmp(l.drive_ids[index], drive_id) == 0;
     if (referenced) return 0;
     c->orphans++;
     problem(c, "orphan_shard", true, version_id, NULL, drive_id, index);

@@ -234,6 +234,9 @@ int cmd_open_data(const config_t *cfg, meta_store *ms, data_store **ds, int *cle
                 cairn_strerror(rc));
         return rc == CAIRN_EINVAL || rc == CAIRN_EEXIST ? 2 : 1;
     }
+    /* Nodes added with `admin node add` are not in the configuration: open
+     * them now, so no check, read or orphan pass runs without their shards. */
+    if (remote) membership_apply_registry(ms, *ds, NULL);
     int k, m;
     uint32_t block;
     data_store_layout(*ds, &k, &m, &block);
@@ -390,7 +393,7 @@ static int run(int argc, char **argv, bool gateway) {
         /* The configured nodes join the registry, where admins add, drain and
          * remove nodes for every gateway sharing this database. */
         data_check_drives(ds, register_node, ms);
-        if (membership_start(ms, ds, obs, 2000, &members) != 0)
+        if (membership_start(ms, ds, obs, cfg.node_heartbeat_ms, &members) != 0)
             log_write(LOG_WARN, NULL, "membership thread not started: out of memory", NULL);
     }
     char portstr[16];

@@ -31,6 +31,12 @@
 int jobs_walk(meta_store *ms, int (*fn)(void *ud, const meta_placement *p), bool (*stop)(void *ud), void *ud);
 /* A placement in words for logs: "object B/K", "upload part 3 of ID"... */
 void jobs_describe(const meta_placement *p, char *out, size_t n);
+/* Sets *referenced to whether shard `index` of version_id on drive_id is one
+ * metadata references: its version exists and its layout puts that shard on
+ * that drive.  A copy a move or a failed rebalance left on another drive is
+ * not referenced though its version lives.  Returns 0 or the lookup's error
+ * (then *referenced is true: a spare copy is cheaper than a lost one). */
+int jobs_shard_referenced(meta_store *ms, const char *drive_id, const char *version_id, int index, bool *referenced);
 
 typedef struct scrubber scrubber;
 
@@ -59,6 +65,13 @@ int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int hear
 void membership_stop(membership *m);
 /* Runs one rebalance pass now (tests, admin); returns objects moved or < 0. */
 int membership_rebalance(membership *m);
+/* Opens every node of the registry the store does not have yet (nodes added
+ * with `cairn admin node add`), and marks which take new shards (active) and
+ * which do not (draining, removed).  A node that does not answer is left for
+ * the next heartbeat.  Run once at open, so fsck and a starting gateway see
+ * the shards those nodes hold, and again by every heartbeat.  sig, if given,
+ * receives the ids of the active nodes ("id,id,"). */
+int membership_apply_registry(meta_store *ms, data_store *ds, buf_t *sig);
 
 /*
  * The durable job queue.  Jobs live in the metadata database (kind, JSON

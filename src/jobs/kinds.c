@@ -99,7 +99,9 @@ static int run_abort_abandoned(void *ud, const meta_job *job, char *err, size_t 
 }
 
 /* collect_orphans: shard files no metadata references (a crash between a
- * shard's rename and its metadata commit, a failed rebalance) are removed once
+ * shard's rename and its metadata commit, the old copy a rebalance moved but
+ * could not remove, the new copies of a move it could not record: see
+ * jobs_shard_referenced) are removed once
  * older than the grace period, which covers every legitimate window between
  * a shard becoming durable and its commit.  Idempotent. */
 typedef struct {
@@ -116,8 +118,8 @@ static int orphan_visit(void *ud, const char *drive_id, const char *version_id, 
         return 1;
     }
     if (age_ms <= o->grace_ms) return 0;
-    bool referenced = true;
-    if (meta_version_referenced(o->c->ms, version_id, &referenced) != 0 || referenced) return 0;
+    bool referenced;
+    if (jobs_shard_referenced(o->c->ms, drive_id, version_id, index, &referenced) != 0 || referenced) return 0;
     if (data_remove_shard(o->c->ds, drive_id, version_id, index) == 0) {
         o->removed++;
         log_write(LOG_INFO, NULL, "removed unreferenced shard", "drive_id", drive_id, "version_id", version_id, NULL);

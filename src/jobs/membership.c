@@ -116,8 +116,8 @@ static void record_seen(void *ud, const char *id, const char *where, bool up) {
 }
 
 typedef struct {
-    membership *m;
-    buf_t sig;
+    data_store *ds;
+    buf_t *sig;
 } apply_ctx;
 
 /* Applies one registry row to the store; builds the placeable signature. */
@@ -125,30 +125,35 @@ static int apply_node(void *ud, const meta_node *n) {
     apply_ctx *c = ud;
     char id[DATA_DRIVE_ID_LEN + 1];
     bool active = !strcmp(n->state, "active");
-    if (data_set_placeable(c->m->ds, n->id, active) == CAIRN_ENOTFOUND && strcmp(n->state, "removed") != 0) {
-        int rc = data_add_node(c->m->ds, n->url, id);
+    if (data_set_placeable(c->ds, n->id, active) == CAIRN_ENOTFOUND && strcmp(n->state, "removed") != 0) {
+        int rc = data_add_node(c->ds, n->url, id);
         if (rc == 0 || rc == CAIRN_EEXIST) {
-            data_set_placeable(c->m->ds, id, active);
+            data_set_placeable(c->ds, id, active);
             log_write(LOG_INFO, NULL, "node joined", "node_id", id, "url", n->url, NULL);
         }
     }
-    if (active) {
-        buf_puts(&c->sig, n->id);
-        buf_putc(&c->sig, ',');
+    if (active && c->sig) {
+        buf_puts(c->sig, n->id);
+        buf_putc(c->sig, ',');
     }
     return 0;
+}
+
+int membership_apply_registry(meta_store *ms, data_store *ds, buf_t *sig) {
+    apply_ctx c = {ds, sig};
+    return meta_node_list(ms, apply_node, &c);
 }
 
 static void *membership_main(void *arg) {
     membership *m = arg;
     for (;;) {
         data_check_drives(m->ds, record_seen, m);
-        apply_ctx c = {m, {0}};
-        buf_init(&c.sig);
-        meta_node_list(m->ms, apply_node, &c);
-        bool changed = c.sig.data && strcmp(c.sig.data, m->placeable_sig) != 0;
-        if (c.sig.data) snprintf(m->placeable_sig, sizeof m->placeable_sig, "%s", c.sig.data);
-        buf_free(&c.sig);
+        buf_t sig;
+        buf_init(&sig);
+        membership_apply_registry(m->ms, m->ds, &sig);
+        bool changed = sig.data && strcmp(sig.data, m->placeable_sig) != 0;
+        if (sig.data) snprintf(m->placeable_sig, sizeof m->placeable_sig, "%s", sig.data);
+        buf_free(&sig);
         if (changed) membership_rebalance(m);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);

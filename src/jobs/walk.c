@@ -56,3 +56,18 @@ void jobs_describe(const meta_placement *p, char *out, size_t n) {
     else
         snprintf(out, n, "%s %d of %s", kinds[p->kind], p->part_number, p->owner);
 }
+
+int jobs_shard_referenced(meta_store *ms, const char *drive_id, const char *version_id, int index, bool *referenced) {
+    *referenced = true;
+    meta_placement p;
+    int rc = meta_placement_get(ms, version_id, &p);
+    if (rc == CAIRN_ENOTFOUND) {
+        *referenced = false;
+        return 0;
+    }
+    if (rc != 0) return rc;
+    data_layout l;
+    if (data_layout_parse(p.layout, &l) != 0) return 0; /* fsck reports the layout itself */
+    *referenced = index >= 0 && index < l.k + l.m && strcmp(l.drive_ids[index], drive_id) == 0;
+    return 0;
+}

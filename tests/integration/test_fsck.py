@@ -152,6 +152,26 @@ def test_orphans_and_stale_copies_are_removed(store, tmp_path):
     assert store.client().get_object(Bucket=store.bucket, Key="big")["Body"].read() == store.big
 
 
+def test_the_server_removes_stale_copies_at_start(store, tmp_path):
+    """What fsck --repair removes, the orphan collection a start runs removes
+    too: a copy of a live version's shard on a drive its layout does not
+    name (a rebalance that moved a shard but could not remove the old one)."""
+    from conftest import wait_until
+    v = version_of(store, "big")
+    files = shards(tmp_path, v)
+    idx = int(files[0].rsplit(".", 1)[1])
+    other = next(d for d in range(6) if not files[0].startswith(str(tmp_path / f"d{d}") + "/"))
+    stale = tmp_path / f"d{other}" / "objects" / v[:2] / f"{v}.{idx}"
+    shutil.copy(files[0], stale)
+    store.start()
+    wait_until(lambda: not stale.exists(), 30, what="the stale copy to be collected")
+    assert all(os.path.exists(f) for f in files)
+    assert store.client().get_object(Bucket=store.bucket, Key="big")["Body"].read() == store.big
+    assert store.stop() == 0
+    code, doc = fsck_json(store)
+    assert code == 0, doc
+
+
 def test_temp_files_of_interrupted_uploads_are_removed(store, tmp_path):
     (tmp_path / "d3" / "tmp" / "0123456789abcdef").write_bytes(b"half an upload")
     code, doc = fsck_json(store)

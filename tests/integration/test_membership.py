@@ -199,3 +199,22 @@ def test_gateway_starts_with_a_node_down(cluster):
             assert cluster.request("PUT", sigv4.object_path(bucket, f"back{i}"), os.urandom(30_000))[0] == 200
         return cluster.shards(2) > 10
     wait_until(used_again, 20, what="new writes to land on the returned node")
+
+
+def test_fsck_and_a_restart_see_the_shards_of_an_added_node(cluster):
+    """A node added with `admin node add` is in the registry, not in the
+    configuration: fsck, and a gateway before its first heartbeat, must
+    still open it, or every shard moved onto it looks lost."""
+    bucket, objs = put_objects(cluster, n=12)
+    cluster.add_and_rebalance(f"http://127.0.0.1:{cluster.node_ports[6]}")
+    assert cluster.shards(6) > 0
+    cluster.stop_gateway()
+    cp = cluster.admin("--nodes", cluster.urls, "fsck", "--json", check=False)
+    assert cp.returncode == 0, cp.stdout + cp.stderr[-1000:]
+    # Killing the other nodes' worth of parity: with two configured nodes
+    # down, every read needs the added node's shards from the first request.
+    for i in (0, 1):
+        cluster.procs[i].kill()
+        cluster.procs[i].wait()
+    cluster.start_gateway()
+    all_read_back(cluster, bucket, objs)
