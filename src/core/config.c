@@ -209,6 +209,8 @@ static const option options[] = {
             "Storage nodes a gateway erasure-codes objects across (cairn gateway)"),
     OPT_NUM(shard_timeout_ms, "CAIRN_SHARD_TIMEOUT_MS", 100, 600000, "5000",
             "Milliseconds a gateway waits on a node before treating that shard as lost"),
+    OPT_NUM(node_heartbeat_ms, "CAIRN_NODE_HEARTBEAT_MS", 50, 600000, "2000",
+            "Milliseconds between a gateway's checks of its nodes and of the registry (joins, drains, rebalancing)"),
     OPT_STR(tls_cert, "CAIRN_TLS_CERT", NULL, "path", "",
             "PEM certificate chain: serve HTTPS (S3 API or shard API) instead of HTTP; with tls_key"),
     OPT_STR(tls_key, "CAIRN_TLS_KEY", NULL, "path", "",

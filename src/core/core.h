@@ -209,6 +209,7 @@ typedef struct {
     char cluster_secret[256];  /* cluster_secret: shared by gateways and nodes (shard API HMAC) */
     char nodes[4096];          /* nodes: comma-separated storage node URLs (gateway) */
     int shard_timeout_ms;      /* shard_timeout_ms: bound on each wait for a node */
+    int node_heartbeat_ms;     /* node_heartbeat_ms: how often a gateway checks its nodes and the registry */
     char tls_cert[1024];       /* tls_cert: PEM certificate (chain) to serve HTTPS with */
     char tls_key[1024];        /* tls_key: PEM private key of tls_cert */
     char tls_ca[1024];         /* tls_ca: CA bundle that verifies https:// nodes; empty = system CAs */

@@ -97,14 +97,15 @@ class FaultStore:
         return self.srv.log_text().splitlines()
 
     def arm(self, spec):
-        """Arms the spec in the running server; returns the log position after
-        which an injection belongs to this run."""
-        before = sum(1 for l in self.log_lines() if "fault injection armed" in l)
+        """Arms the spec in the running server; returns the log position from
+        which an injection belongs to this run (the arming included)."""
+        lines = self.log_lines()
+        before = sum(1 for l in lines if "fault injection armed" in l)
         self.spec_file.write_text(spec)
         self.srv.proc.send_signal(signal.SIGUSR1)
         wait_until(lambda: sum(1 for l in self.log_lines() if "fault injection armed" in l) > before, 10,
                    what="the server to arm the fault spec")
-        return len(self.log_lines())
+        return len(lines)
 
     def reached(self, mark):
         return any("fault injected" in l for l in self.log_lines()[mark:])
