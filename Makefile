@@ -39,8 +39,11 @@ test-unit: build
 test-integration: build
 	CAIRN_BIN=$(CURDIR)/$(BUILD)/cairn $(PYTHON) -m pytest -q tests/integration
 
+# Every suite: unit and integration on the normal build, then the fault suite
+# on its own build.
 test: build
 	@bash scripts/run-tests.sh $(BUILD)
+	@$(MAKE) --no-print-directory test-faults
 
 test-asan: deps
 	$(call meson_build,$(ASAN_BUILD),-Db_sanitize=address$(comma)undefined -Db_lundef=false)
@@ -56,8 +59,9 @@ test-tsan: deps
 
 # The fault suite: a build with the fault-injection layer (-Dfaults=true),
 # its unit tests (allocation failures among them), then every I/O call of
-# PUT, overwrite, DELETE, multipart complete, heal and rebalance failed or
-# crashed in turn, each run checked by a restart, the ledger and fsck.
+# PUT, overwrite, DELETE, multipart complete and heal on six drives, and of a
+# PUT and a rebalance pass over storage nodes, failed or crashed in turn,
+# each run checked by a restart, the ledger and fsck (about 9 minutes).
 test-faults: deps
 	$(call meson_build,$(FAULT_BUILD),-Dfaults=true)
 	meson test -C $(FAULT_BUILD) --print-errorlogs --num-processes 2

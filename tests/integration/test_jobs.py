@@ -161,6 +161,33 @@ def test_collect_orphans_removes_only_old_unreferenced_shards(make_server):
     assert srv.request("GET", sigv4.object_path(bucket, "mp")).body == part
 
 
+def test_a_start_collects_the_shards_a_crash_left_before_it(make_server):
+    """A crash between writing an object's shards and committing it leaves
+    shards nothing references, younger than the hour-long grace period.  A
+    start queues a collection of what was written before it began: those go
+    at once, and a shard written after the start (a write in flight) stays."""
+    srv = make_server(env={"CAIRN_SCRUB_INTERVAL": "0"})
+    bucket = unique_bucket()
+    assert srv.request("PUT", sigv4.object_path(bucket)).status == 200
+    body = os.urandom(100_000)
+    assert srv.request("PUT", sigv4.object_path(bucket, "kept"), body=body).status == 200
+    assert srv.stop() == 0
+    objects = srv.data_dir / "drives" / "d0" / "objects"
+    kept = sorted(glob.glob(str(objects / "*" / "*")))
+    crashed = objects / "cc" / ("cc" + "3" * 30 + ".0")       # written a moment ago, never committed
+    crashed.parent.mkdir(exist_ok=True)
+    crashed.write_bytes(b"a shard whose commit never happened")
+    srv.start()
+    in_flight = objects / "dd" / ("dd" + "4" * 30 + ".0")     # written after the start
+    in_flight.parent.mkdir(exist_ok=True)
+    in_flight.write_bytes(b"a shard about to be committed")
+    wait_until(lambda: "orphan collection pass" in srv.log_text(), 30, what="the start's orphan collection")
+    assert not crashed.exists()
+    assert in_flight.exists()
+    assert sorted(glob.glob(str(objects / "*" / "*"))) == sorted(kept + [str(in_flight)])
+    assert srv.request("GET", sigv4.object_path(bucket, "kept")).body == body
+
+
 def test_delayed_job_waits_for_its_run_at(make_server, tmp_path):
     from datetime import datetime
     srv = make_server(env=TEST_ENV)
@@ -171,8 +198,11 @@ def test_delayed_job_waits_for_its_run_at(make_server, tmp_path):
     run_at = datetime.fromisoformat(re.search(r"run_at=(\S+)", out).group(1).replace("Z", "+00:00"))
     created = datetime.fromisoformat(re.search(r"created=(\S+)", out).group(1).replace("Z", "+00:00"))
     assert 3.9 <= (run_at - created).total_seconds() <= 4.5, out
-    # Not due yet: a worker does not take it (workers poll every 250 ms).
-    time.sleep(1.0)
+    # Not due yet: a worker does not take it.  A job enqueued after it, due
+    # now, completing shows the workers polled the queue meanwhile.
+    marker = admin(srv, "jobs", "enqueue", "test.noop").stdout.strip()
+    wait_until(lambda: " completed " in job_line(srv, marker), 30, what="a job due now")
+    assert datetime.now(run_at.tzinfo) < run_at, "the machine was too slow to check before run_at"
     assert " available " in job_line(srv, job_id) and lines(record) == []
     wait_until(lambda: " completed " in job_line(srv, job_id), 30, what="the delayed job to run")
     assert lines(record) == [f"start {job_id}", f"done {job_id}"]
@@ -191,7 +221,10 @@ def test_shutdown_lets_a_running_job_finish(make_server, tmp_path):
     assert lines(record) == [f"start {job_id}", f"done {job_id}"]
     assert " completed attempts=1/5 " in job_line(srv, job_id)
     srv.start()
-    time.sleep(1.0)                      # nothing is left to run again
+    # Nothing is left to run again: a job enqueued after the restart
+    # completing shows the workers have been through the queue.
+    marker = admin(srv, "jobs", "enqueue", "test.noop").stdout.strip()
+    wait_until(lambda: " completed " in job_line(srv, marker), 30, what="a job after the restart")
     assert lines(record) == [f"start {job_id}", f"done {job_id}"]
 
 
@@ -222,10 +255,16 @@ def test_prune_jobs_deletes_finished_jobs_past_retention(make_server, tmp_path):
     wait_until(lambda: len(admin(srv, "jobs", "list", "--kind", "test.noop", "--state", "completed")
                            .stdout.strip().split("\n")) == 5, 30, what="the no-op jobs to complete")
     wait_until(lambda: " discarded " in job_line(srv, dead), 30, what="the failing job to be discarded")
-    time.sleep(2.1)                      # past the 1 s retention
-    prune = admin(srv, "jobs", "enqueue", "prune_jobs").stdout.strip()
-    wait_until(lambda: admin(srv, "jobs", "list", "--kind", "test.noop", "--state", "completed").stdout.strip() == "",
-               30, what="the completed jobs to be pruned")
+    # Prune runs until the 1 s retention has passed for them all.
+    prune = None
+
+    def pruned():
+        nonlocal prune
+        prune = admin(srv, "jobs", "enqueue", "prune_jobs").stdout.strip()
+        wait_until(lambda: admin(srv, "jobs", "show", prune, check=False).returncode != 0
+                   or " completed " in job_line(srv, prune), 30, what="a prune job to finish")
+        return admin(srv, "jobs", "list", "--kind", "test.noop", "--state", "completed").stdout.strip() == ""
+    wait_until(pruned, 30, interval=0.3, what="the completed jobs to be pruned")
     assert " discarded " in job_line(srv, dead)       # dead letters are kept for 30 days
     assert " available " in job_line(srv, waiting)    # never pruned
     wait_until(lambda: admin(srv, "jobs", "show", prune, check=False).returncode != 0
