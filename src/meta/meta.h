@@ -9,6 +9,17 @@
  * reader connections (SQLite WAL lets them run beside the writer).
  *
  * Thread-safety: every function taking a meta_store is thread-safe.
+ *
+ * Callbacks: a call that delivers rows to a callback copies them first and
+ * releases its connection, so the callback may call meta again — except
+ * five, which hold a reader connection while they call back:
+ * meta_object_list, meta_object_scan, meta_upload_list, meta_part_list and
+ * meta_job_counts.  Their callbacks must not call back into meta: a nested
+ * call waits for a reader from the same pool, which deadlocks once the pool
+ * is empty (at once with one reader).  The callbacks of
+ * meta_upload_complete, meta_upload_abort and meta_repair run after the
+ * commit, holding nothing.
+ *
  * Strings in the structs below are NUL-terminated; object keys are arbitrary
  * UTF-8 without NUL, up to 1024 bytes, compared as bytes (binary order).
  */
@@ -111,8 +122,9 @@ int meta_bucket_create(meta_store *ms, meta_bucket *b, int64_t *existing_owner);
 int meta_bucket_get(meta_store *ms, const char *name, meta_bucket *out);  /* ENOTFOUND */
 /* Deletes the bucket (id 0: whichever has the name) in one transaction that
  * also aborts every multipart upload in it: their part rows go, and their
- * shards are put in the trash (meta_trash_list) for removal.  CAIRN_ENOTEMPTY
- * if it holds objects, CAIRN_ENOTFOUND if absent (or another bucket now). */
+ * shards are put in the trash (meta_trash_list) for removal; its completed
+ * uploads are forgotten.  CAIRN_ENOTEMPTY if it holds objects,
+ * CAIRN_ENOTFOUND if absent (or another bucket now). */
 int meta_bucket_delete(meta_store *ms, const char *name, int64_t id);
 /* owner_id < 0 lists all; ordered by name. */
 int meta_bucket_list(meta_store *ms, int64_t owner_id,
@@ -153,10 +165,13 @@ typedef struct {
 void meta_object_clear(meta_object *o);
 
 /*
- * Makes obj the current version of (bucket, key) in one transaction.  When it
- * replaced an earlier version, *replaced is filled with that version (without
- * inline data) and *had_replaced set, so the caller can delete its bytes.
- * CAIRN_ENOTFOUND if the bucket does not exist (at commit time).
+ * Makes obj the current version of (bucket, key) in one transaction (grouped
+ * with concurrent puts: one synced commit for many).  When it replaced an
+ * earlier version, *replaced is filled with that version (without inline
+ * data) and *had_replaced set, so the caller can delete its bytes; a
+ * replaced multipart version's parts are moved to the trash by the same
+ * transaction.  CAIRN_ENOTFOUND if the bucket does not exist at commit time
+ * (or obj->bucket_id > 0 and the bucket of that name is another one now).
  */
 int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
                     bool *had_replaced);
@@ -164,7 +179,8 @@ int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replace
  * bucket_id > 0 and the bucket of that name is not that one). */
 int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                     bool with_data, meta_object *out);
-/* Removes (bucket, key); fills *deleted with the removed version.
+/* Removes (bucket, key); fills *deleted with the removed version (a
+ * multipart version's parts go to the trash in the same transaction).
  * CAIRN_ENOTFOUND if absent (bucket_id as in meta_object_get). */
 int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                        size_t key_len, meta_object *deleted);
@@ -176,8 +192,10 @@ typedef struct {
     meta_object deleted;       /* out: the removed version (rc 0, version_id set) */
 } meta_delete_item;
 /* Deletes up to 1000 keys of one bucket in one transaction (one synced
- * commit): DeleteObjects.  Each item gets its own outcome; the caller clears
- * each item's deleted. */
+ * commit): DeleteObjects.  Each key runs in its own savepoint and gets its
+ * own outcome (an absent key is rc 0 with no version_id); if the commit
+ * fails, every item gets its error and nothing was deleted.  The caller
+ * clears each item's deleted. */
 int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 
 /* One listing row; pointers valid only during the callback. */
@@ -215,7 +233,9 @@ typedef struct {
 
 /* Calls cb for up to limit objects of every bucket in (bucket, key) order,
  * starting after (after_bucket, after_key) — both "" to start at the top.
- * Same rules as meta_object_list (cb must not call meta; *more). */
+ * Same rules as meta_object_list (cb must not call meta; *more).  Nothing
+ * outside meta and its tests calls it now: the jobs walk placements
+ * (meta_placement_scan), which also cover multipart parts. */
 int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after_key,
                      size_t after_key_len, int limit,
                      int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);
@@ -342,17 +362,20 @@ void meta_upload_clear(meta_upload *u);
 /* CAIRN_ENOTFOUND when the bucket u->bucket_id (or, if 0, u->bucket) is gone. */
 int meta_upload_create(meta_store *ms, const meta_upload *u);
 int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out);   /* ENOTFOUND */
-/* Uploads of the bucket with id bucket_id in (key, upload_id) order after the
- * markers, keys starting with prefix; cb must not call meta.  *more as in
- * meta_object_list. */
+/* Uploads of the bucket with id bucket_id (> 0, else CAIRN_EINVAL) in (key,
+ * upload_id) order after the markers, keys starting with prefix.  cb must not
+ * call meta (a reader connection is held).  *more as in meta_object_list. */
 int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size_t prefix_len,
                      const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit,
                      int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more);
-/* Records a part (replacing one with the same number: *replaced filled).
+/* Records a part (replacing one with the same number: *replaced filled, so
+ * the caller removes its bytes; both out pointers are required).
  * CAIRN_ENOTFOUND when the upload is gone (aborted or completed meanwhile). */
 int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced,
                   bool *had_replaced);
-/* Parts of an upload with part_number > after, in order. */
+/* Up to limit parts of an upload with part_number > after, in order; *more
+ * as in meta_object_list.  cb must not call meta (a reader connection is
+ * held while it runs). */
 int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
                    int (*cb)(void *ud, const meta_part *p), void *ud, bool *more);
 /* Completes an upload in one transaction: obj becomes the current version
@@ -369,8 +392,9 @@ int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
 int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts,
                          int n, meta_object *replaced, bool *had_replaced,
                          void (*unused)(void *ud, const meta_part *p), void *ud);
-/* Removes an upload; parts(ud, part) hears each part so its bytes can go.
- * CAIRN_ENOTFOUND when there is no such upload. */
+/* Removes an upload and its part rows; parts(ud, part) hears each part after
+ * the commit so its bytes can go.  CAIRN_ENOTFOUND when there is no such
+ * upload. */
 int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void *ud, const meta_part *p), void *ud);
 /* Parts of a completed multipart version, in order (offsets set). */
 int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud);
@@ -386,12 +410,16 @@ typedef struct {
     int64_t completed_ms;
 } meta_completed_upload;
 int meta_upload_completed_get(meta_store *ms, const char *upload_id, meta_completed_upload *out); /* ENOTFOUND */
-/* Forgets up to limit completed uploads older than before_ms. */
+/* Forgets up to limit completed uploads older than before_ms (the prune_jobs
+ * job passes the multipart expiry); *deleted gets how many. */
 int meta_upload_completed_prune(meta_store *ms, int64_t before_ms, int limit, int64_t *deleted);
 
 /* ---- the trash ------------------------------------------------------------------------
- * Shards whose references a bulk deletion removed (meta_bucket_delete), to be
- * removed from the drives and then forgotten. */
+ * Shards whose last reference a transaction removed — the parts of every
+ * upload of a deleted bucket (meta_bucket_delete), the parts of a multipart
+ * version replaced or deleted (meta_object_put, meta_object_delete[_many],
+ * meta_upload_complete) — listed by that same transaction, so their bytes
+ * are removed afterwards even across a crash, and then forgotten. */
 typedef struct {
     char version_id[33];
     char layout[320];
@@ -462,7 +490,9 @@ int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit
  * done_before_ms, or as discarded before discarded_before_ms; *deleted gets
  * how many. */
 int meta_job_prune(meta_store *ms, int64_t done_before_ms, int64_t discarded_before_ms, int limit, int64_t *deleted);
-/* Calls cb with the number of jobs per (kind, state). */
+/* Calls cb with the number of jobs per (kind, state), ordered by kind and
+ * state; cb returns nonzero to stop.  cb must not call meta (a reader
+ * connection is held while it runs). */
 int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const char *state, int64_t n), void *ud);
 /* Uploads initiated before before_ms, oldest first (expiry of abandoned uploads). */
 int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
@@ -489,10 +519,14 @@ int meta_node_set_state(meta_store *ms, const char *id, const char *state);
 int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error);
 
 /* Sets *referenced to whether version_id is any object's current version, an
- * uploaded part, or a part of a completed multipart object (GC). */
+ * uploaded part, or a part of a completed multipart object (heals skip
+ * versions that are gone; fsck --repair keeps shards a version still names).
+ * Orphan collection and fsck's orphan check ask more: whether a shard sits
+ * where its placement's layout puts it (jobs_shard_referenced). */
 int meta_version_referenced(meta_store *ms, const char *version_id, bool *referenced);
 
-/* Counts objects in the bucket (bounded scan; for admin and tests). */
+/* Counts objects in the bucket by name (count(*) over the bucket's rows, not
+ * bounded; only tests call it). */
 int meta_object_count(meta_store *ms, const char *bucket, int64_t *count);
 
 #endif
