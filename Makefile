@@ -6,11 +6,12 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FAULT_BUILD ?= build-faults
+COV_BUILD  ?= build-coverage
 PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
 comma := ,
 
-.PHONY: all deps build run test test-unit test-integration test-asan test-tsan test-faults bench bench-quick fuzz fuzz-quick clean
+.PHONY: all deps build run test test-unit test-integration test-asan test-tsan test-faults coverage bench bench-quick fuzz fuzz-quick clean
 
 all: build
 
@@ -67,6 +68,12 @@ test-faults: deps
 	meson test -C $(FAULT_BUILD) --print-errorlogs --num-processes 2
 	CAIRN_BIN=$(CURDIR)/$(FAULT_BUILD)/cairn $(PYTHON) -m pytest -q -p no:cacheprovider tests/fault
 
+# Line and branch coverage per module over the unit, integration and fault
+# suites (gcovr; scripts/coverage.sh).  About 20 minutes; not part of CI.
+coverage: deps
+	$(call meson_build,$(COV_BUILD),-Db_coverage=true -Dfaults=true)
+	@bash scripts/coverage.sh $(COV_BUILD)
+
 fuzz: deps
 	$(call meson_build,$(FUZZ_BUILD),-Dfuzz=true --native-file scripts/clang.ini -Db_sanitize=address$(comma)undefined -Db_lundef=false)
 	@bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
@@ -81,4 +88,4 @@ bench-quick: build
 	@BENCH_QUICK=1 bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(FAULT_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(FAULT_BUILD) $(COV_BUILD)

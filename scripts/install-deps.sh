@@ -12,7 +12,7 @@ PKGS=(
   libssl-dev libsodium-dev libisal-dev libjansson-dev libxml2-dev libyaml-dev
   libwslay-dev libzstd-dev libxxhash-dev
   # tests
-  libcriterion-dev python3-pytest python3-boto3 python3-websockets
+  libcriterion-dev python3-pytest python3-boto3 python3-websockets gcovr
   awscli s3cmd rclone sqlite3
   # servers the tests and benchmarks start themselves
   nginx-light redis-server postgresql
