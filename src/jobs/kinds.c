@@ -18,9 +18,12 @@
  * prune_jobs: deletes completed and cancelled jobs older than job_retention_s
  *   and discarded ones older than job_discarded_retention_s.
  * empty_trash: removes the shards listed in the trash (the parts of every
- *   upload of a deleted bucket) and forgets them, a batch at a time; a shard
- *   that cannot be removed now (its node is down) stays listed and the run is
- *   retried.  Enqueued by DeleteBucket, at start and periodically.
+ *   upload of a deleted bucket, the parts of a multipart object overwritten
+ *   or deleted) and forgets them, a batch at a time; a shard that cannot be
+ *   removed now (its node is down) stays listed and the run is retried.  A
+ *   shard on a node this gateway has not opened (removed from the registry,
+ *   or down since the start) is forgotten: orphan collection takes it once
+ *   the node is back.  Enqueued by DeleteBucket, at start and periodically.
  * heal: rewrites the missing or damaged shards of one version (args
  *   version_id, layout, size), queued by reads that found damage
  *   (jobs_enqueue_heal, the data store's heal sink).  A heal that fails, say

@@ -216,7 +216,8 @@ static const char up_v8[] =
 static const char down_v8[] = "DROP TABLE completed_uploads;";
 
 /* v9: the trash.  Shards whose last reference a transaction removes in bulk
- * (the parts of every upload of a deleted bucket) are listed here in that
+ * (the parts of every upload of a deleted bucket; since then also the parts
+ * of a multipart object overwritten or deleted) are listed here in that
  * same transaction, so their bytes are removed afterwards even across a
  * crash, with memory bounded by a batch, not by how many there are. */
 static const char up_v9[] =
