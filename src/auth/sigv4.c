@@ -27,6 +27,7 @@
  * and are wiped after use.
  */
 #include "auth/auth.h"
+#include "auth/query.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -146,38 +147,6 @@ static const auth_header *find_header(const sigv4_request *r, const char *name, 
     }
     if (count) *count = c;
     return first;
-}
-
-/* ---- query strings ------------------------------------------------------- */
-
-typedef struct {
-    const char *name, *val;
-    size_t nlen, vlen;
-} qparam;
-
-/* Steps to the next non-empty '&'-separated parameter of [*cur, end). */
-static bool query_next(const char **cur, const char *end, qparam *p) {
-    while (*cur < end) {
-        const char *s = *cur;
-        const char *amp = memchr(s, '&', (size_t)(end - s));
-        const char *e = amp ? amp : end;
-        *cur = amp ? amp + 1 : end;
-        if (e == s) continue;
-        const char *eq = memchr(s, '=', (size_t)(e - s));
-        p->name = s;
-        p->nlen = (size_t)((eq ? eq : e) - s);
-        p->val = eq ? eq + 1 : e;
-        p->vlen = eq ? (size_t)(e - eq - 1) : 0;
-        return true;
-    }
-    return false;
-}
-
-/* Percent-decodes a query component into dst (>= n+1 bytes), '+' as space.
- * Returns the decoded length or CAIRN_EINVAL. */
-static long query_decode(const char *s, size_t n, char *dst) {
-    for (size_t i = 0; i < n; i++) dst[i] = s[i] == '+' ? ' ' : s[i];
-    return url_decode(dst, n, dst); /* in place: the write index never passes the read index */
 }
 
 /* ---- canonical request --------------------------------------------------- */
