@@ -137,6 +137,7 @@ void s3_upload_part(s3_req *q) {
     p.mtime_ms = time_now_ms();
     meta_part old;
     bool had = false;
+    fault_point("part.before_commit"); /* race tests: tests/fault/test_races.py */
     int rc = meta_part_put(q->gw->d.meta, s3_param_get(q, "uploadId"), &p, &old, &had);
     if (rc != 0) {
         drop_part(q, &p);
@@ -358,6 +359,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         obj.headers_json = u.headers_json;
         meta_object old = {0};
         bool had = false;
+        fault_point("complete.before_commit");
         rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
         if (rc == 0) {
             if (had) {
