@@ -231,6 +231,7 @@ static int admin_node(meta_store *ms, const config_t *cfg, const char *verb, con
         printf("node %s at %s added; gateways rebalance onto it within seconds\n", id, arg);
         return 0;
     }
+    if (strcmp(verb, "drain") != 0 && strcmp(verb, "remove") != 0) return 2;
     if (meta_node_get(ms, arg, &n) != 0) {
         fprintf(stderr, "cairn: no node '%s' (give its id or url; see `cairn admin node list`)\n", arg);
         return 1;
@@ -268,24 +269,48 @@ static int print_job(void *ud, const meta_job *j) {
     return 0;
 }
 
+/* A whole number in [lo, hi]: an optional '-' and digits, nothing else
+ * (atoi would read "oops" as 0). */
+static bool parse_whole(const char *s, long long lo, long long hi, long long *out) {
+    if (!s) return false;
+    const char *d = *s == '-' ? s + 1 : s;
+    if (!*d || strlen(d) > 18) return false;
+    for (const char *p = d; *p; p++)
+        if (*p < '0' || *p > '9') return false;
+    long long v = strtoll(s, NULL, 10);
+    if (v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
 /* `admin jobs ...`: inspect and steer the durable job queue. */
 static int admin_jobs(meta_store *ms, int argc, char **argv) {
     const char *verb = argc > 1 ? argv[1] : "";
     const char *state = "", *kind = "";
     int count = 1, max_attempts = 5;
     long long delay_ms = 0;
-    for (int i = 2; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], "--state")) state = argv[++i];
-        else if (!strcmp(argv[i], "--kind")) kind = argv[++i];
-        else if (!strcmp(argv[i], "--count")) count = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--max-attempts")) max_attempts = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--delay-ms")) {
-            char *end;
-            delay_ms = strtoll(argv[++i], &end, 10);
-            if (*end || delay_ms < 0) {
-                fprintf(stderr, "cairn: --delay-ms wants a number of milliseconds >= 0\n");
+    for (int i = 2; i < argc; i++) {
+        bool is_opt = !strcmp(argv[i], "--state") || !strcmp(argv[i], "--kind") || !strcmp(argv[i], "--count") ||
+                      !strcmp(argv[i], "--max-attempts") || !strcmp(argv[i], "--delay-ms");
+        if (!is_opt) continue;
+        if (i + 1 >= argc) {
+            fprintf(stderr, "cairn: %s needs a value\n", argv[i]);
+            return 2;
+        }
+        const char *opt = argv[i], *v = argv[++i];
+        if (!strcmp(opt, "--state")) state = v;
+        else if (!strcmp(opt, "--kind")) kind = v;
+        else {
+            long long x;
+            bool delay = !strcmp(opt, "--delay-ms");
+            if (!parse_whole(v, 0, delay ? 100000000000LL : 1000000, &x)) {
+                if (delay) fprintf(stderr, "cairn: --delay-ms wants a number of milliseconds >= 0\n");
+                else fprintf(stderr, "cairn: %s wants a whole number from 0 (the default) to 1000000\n", opt);
                 return 2;
             }
+            if (delay) delay_ms = x;
+            else if (!strcmp(opt, "--count")) count = (int)x;
+            else max_attempts = (int)x;
         }
     }
     if (!strcmp(verb, "list")) return meta_job_list(ms, state, kind, 1000, print_job, NULL) ? 1 : 0;
@@ -434,42 +459,56 @@ int cmd_migrate(int argc, char **argv) {
     int nrest = 0;
     int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
     if (rc != 0) return rc;
+    const char *verb = nrest > 0 ? rest[0] : "status";
+    bool moves = !strcmp(verb, "up") || !strcmp(verb, "down");
+    if (!moves && strcmp(verb, "status") != 0) {
+        fprintf(stderr, "usage: cairn migrate [--data DIR] status | up [VERSION] | down VERSION\n");
+        return 2;
+    }
+    long long target = -1;
+    bool given = moves && nrest > 1;
+    if (given && !parse_whole(rest[1], -1000000, 1000000, &target)) {
+        fprintf(stderr, "cairn: '%s' is not a schema version (a whole number)\n", rest[1]);
+        return 2;
+    }
+    /* Moving the schema under a running server would pull tables from under
+     * it: up and down take the data directory's lock, as fsck does. */
+    int lock_fd = -1;
+    if (moves) {
+        if ((rc = cmd_lock_data_dir(&cfg, &lock_fd)) != 0) return rc;
+    } else if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg.data_dir, strerror(errno));
+        return 1;
+    }
     char path[1100];
     snprintf(path, sizeof path, "%s/meta.db", cfg.data_dir);
     meta_options mo = {.readers = 1, .fsync = true, .busy_timeout_ms = 5000};
     meta_store *ms;
-    if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cairn: cannot create %s\n", cfg.data_dir);
-        return 1;
-    }
     if ((rc = meta_open_raw(path, &mo, &ms)) != 0) {
         fprintf(stderr, "cairn: cannot open %s: %s\n", path, cairn_strerror(rc));
+        if (lock_fd >= 0) close(lock_fd);
         return 1;
     }
     int cur = 0;
     meta_schema_version(ms, &cur);
-    const char *verb = nrest > 0 ? rest[0] : "status";
-    int target = -1;
-    if (nrest > 1) target = atoi(rest[1]);
-    if (!strcmp(verb, "status")) {
+    if (!moves) {
         printf("schema version %d of %d\n", cur, meta_schema_latest());
         for (int v = 1; v <= meta_schema_latest(); v++)
             printf("  %s %d %s\n", v <= cur ? "[x]" : "[ ]", v, meta_migration_name(v));
         rc = 0;
-    } else if (!strcmp(verb, "up") || !strcmp(verb, "down")) {
-        if (!strcmp(verb, "up") && target < 0) target = meta_schema_latest();
-        if (target < 0 || target > meta_schema_latest() || (!strcmp(verb, "up") ? target < cur : target > cur)) {
+    } else {
+        bool up = !strcmp(verb, "up");
+        if (up && !given) target = meta_schema_latest();
+        if (target < 0 || target > meta_schema_latest() || (up ? target < cur : target > cur)) {
             fprintf(stderr, "cairn: bad target version for %s (current %d, latest %d)\n", verb, cur, meta_schema_latest());
             rc = 2;
         } else {
-            rc = meta_migrate(ms, target) == 0 ? 0 : 1;
-            if (rc == 0) printf("schema version %d\n", target);
+            rc = meta_migrate(ms, (int)target) == 0 ? 0 : 1;
+            if (rc == 0) printf("schema version %lld\n", target);
             else fprintf(stderr, "cairn: migration failed\n");
         }
-    } else {
-        fprintf(stderr, "usage: cairn migrate [--data DIR] status | up [VERSION] | down VERSION\n");
-        rc = 2;
     }
     meta_close(ms);
+    if (lock_fd >= 0) close(lock_fd);
     return rc;
 }
