@@ -13,6 +13,14 @@ Helpers here, used by several modules:
   CairnServer.request()  a raw HTTP request signed with SigV4 (see sigv4.py),
                          or anonymous, returning a small Response object
   CairnServer.admin()    runs `cairn admin --data DIR ...` and parses its output
+  CairnServer.stop_and_fsck()
+                         the end of a fault test: waits for this start's
+                         orphan collection pass and for pending heals, stops
+                         the server (SIGTERM) and asserts `cairn admin fsck`
+                         finds nothing (CairnServer.fsck_json() for tests that
+                         leave damage on purpose and assert what fsck reports)
+  assert_fsck_clean()    `cairn admin fsck --json` on a stopped service's data
+                         directory must exit 0; the problems are the message
   unique_bucket()        a fresh, valid bucket name
 
 The binary is $CAIRN_BIN, default <repo>/build/cairn.  Variables named CAIRN_*
@@ -139,6 +147,50 @@ def server_env(extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env.update(extra or {})
     return env
+
+
+# ---- fsck: the oracle at the end of every fault test ------------------------------------
+
+
+def run_fsck(data_dir, env=None, extra_args=(), repair=False, timeout=120):
+    """Runs `cairn admin --data DIR [extra_args] fsck --json [--repair]` with
+    the service's own configuration: env its CAIRN_* variables (drives,
+    nodes, CAIRN_CLUSTER_SECRET), extra_args its --drives / --nodes.  The
+    service must be stopped (fsck refuses to run beside it).  Returns
+    (exit code, the JSON document or None, CompletedProcess)."""
+    cmd = [CAIRN_BIN, "admin", "--data", str(data_dir)] + [str(a) for a in extra_args] + ["fsck", "--json"]
+    if repair:
+        cmd.append("--repair")
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=server_env(env),
+                        stdin=subprocess.DEVNULL)
+    doc = None
+    if cp.stdout.strip().startswith("{"):
+        try:
+            doc = json.loads(cp.stdout)
+        except ValueError:
+            pass
+    return cp.returncode, doc, cp
+
+
+def fsck_report(code, doc, cp=None):
+    """What fsck said, for an assertion message."""
+    if doc is None:
+        return f"exit {code}, no JSON\nstdout: {cp.stdout[-3000:]}\nstderr: {cp.stderr[-3000:]}" if cp else \
+            f"exit {code}, no JSON"
+    check = doc.get("check", {})
+    return (f"exit {code}: {check.get('problems_found')} problem(s) in {check.get('placements')} placements, "
+            f"{check.get('shards')} shards\n" + json.dumps(check.get("problems", []), indent=1)[:6000]
+            + (f"\nstderr: {cp.stderr[-2000:]}" if cp is not None and cp.stderr.strip() else ""))
+
+
+def assert_fsck_clean(data_dir, env=None, extra_args=()):
+    """`cairn admin fsck` finds metadata and bytes in agreement (exit 0, no
+    problems, orphans included); otherwise fails with its problems.  Returns
+    the JSON document."""
+    code, doc, cp = run_fsck(data_dir, env, extra_args)
+    assert code == 0 and doc is not None and doc.get("ok") and not doc["check"]["problems"], \
+        f"fsck of {data_dir} found problems: " + fsck_report(code, doc, cp)
+    return doc
 
 
 # ---- raw responses ---------------------------------------------------------
@@ -384,6 +436,69 @@ class CairnServer:
             return read_response(conn.getresponse(), method)
         finally:
             conn.close()
+
+    # -- fsck --
+
+    ORPHAN_PASS = "orphan collection pass"
+
+    def current_log(self):
+        """The stderr of the current (latest) start only."""
+        p = self.stderr_paths[-1] if self.stderr_paths else None
+        return p.read_text(errors="replace") if p and p.exists() else ""
+
+    def wait_orphan_pass(self, deadline=30):
+        """Waits for the orphan collection a start runs (asynchronously) to
+        finish a pass: what a crash left before this start is gone after it."""
+        wait_until(lambda: self.ORPHAN_PASS in self.current_log(), deadline, interval=0.1,
+                   what=f"{self.name}'s start-up orphan collection pass")
+
+    def jobs(self, *args):
+        """`admin jobs list [args]` as lists of fields (id, kind, state, ...)."""
+        cp = self.admin("jobs", "list", *args)
+        return [line.split() for line in cp.stdout.splitlines() if line.strip()]
+
+    def wait_jobs_idle(self, kind=None, deadline=30):
+        """Waits until no job (of kind) is available, running or retryable:
+        heals queued by degraded reads are done."""
+        args = ("--kind", kind) if kind else ()
+
+        def busy():
+            return [j for j in self.jobs(*args) if j[2] in ("available", "running", "retryable")]
+        wait_until(lambda: not busy(), deadline, interval=0.1,
+                   what=f"{self.name}'s job queue to go idle: {busy()}")
+
+    def fsck_args(self):
+        """The command-line options of this service that configure the store
+        (--drives, --nodes), which fsck must be given as well."""
+        return list(self.extra_args)
+
+    def fsck_json(self, repair=False):
+        """fsck of this (stopped) service's store: (exit code, JSON document),
+        for tests that assert which problems a deliberate damage leaves."""
+        assert not self.alive(), "fsck refuses to run beside the server: stop it first"
+        code, doc, cp = run_fsck(self.data_dir, self.extra_env, self.fsck_args(), repair=repair)
+        assert code in (0, 1) and doc is not None, fsck_report(code, doc, cp)
+        return code, doc
+
+    def fsck(self):
+        """Asserts fsck of this (stopped) service's store is clean.  Stops
+        nothing itself."""
+        assert not self.alive(), "fsck refuses to run beside the server: stop it first"
+        return assert_fsck_clean(self.data_dir, self.extra_env, self.fsck_args())
+
+    def stop_and_fsck(self, heals=True):
+        """The end of a fault test: waits for the current start's orphan
+        collection pass (and, with heals, for queued heal jobs), stops the
+        server with SIGTERM (exit 0) and asserts fsck is clean.  A read
+        hands the heal it queues to the job queue from a background thread:
+        a test that damaged shards waits for the heal's effect (the files
+        back) first, or the job may not be listed yet."""
+        self.wait_orphan_pass()
+        if heals:
+            self.wait_jobs_idle(kind="heal")
+        code = self.stop()
+        assert code == 0, f"{self.name} exited {code} on SIGTERM\n{self.log_tail()}"
+        return self.fsck()
 
     # -- admin CLI --
 

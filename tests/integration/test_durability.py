@@ -3,6 +3,11 @@ concurrent overwrites seen by readers, clients that disconnect or stall
 mid-request, graceful shutdown with an upload in flight, and memory that
 stays bounded while a 1 GiB object streams through.
 
+Every test that injects a fault ends as the fault suite's runs do: each
+acknowledged write reads back byte-identical, then, after the start's orphan
+collection, the server is stopped and `cairn admin fsck` must find nothing
+(CairnServer.stop_and_fsck).
+
 Uploads that must be interrupted are sent by hand over a raw socket (see
 conftest.open_put): a signed PUT head with UNSIGNED-PAYLOAD, then as much of
 the body as the test wants.
@@ -66,6 +71,7 @@ def test_kill_9_during_large_put(make_server):
     # the server works normally afterwards
     s3.put_object(Bucket=name, Key="after", Body=b"ok")
     assert s3.get_object(Bucket=name, Key="after")["Body"].read() == b"ok"
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(120)
@@ -85,6 +91,7 @@ def test_kill_9_after_acknowledged_puts_keeps_them(make_server):
     assert listed == sorted(k for k in bodies if k != "k1")
     for k in listed:
         assert s3.get_object(Bucket=name, Key=k)["Body"].read() == bodies[k]
+    srv.stop_and_fsck()
 
 
 # ---- concurrent overwrite --------------------------------------------------------------------
@@ -181,10 +188,16 @@ def test_client_disconnect_mid_put(make_server):
     # the same key uploads fine afterwards
     s3.put_object(Bucket=name, Key="cut", Body=b"complete")
     assert s3.get_object(Bucket=name, Key="cut")["Body"].read() == b"complete"
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(60)
-def test_client_disconnect_mid_overwrite_keeps_old(server, s3, bucket):
+def test_client_disconnect_mid_overwrite_keeps_old(make_server):
+    # A server of its own (not the shared one): it is stopped for fsck.
+    server = make_server()
+    s3 = server.client()
+    bucket = unique_bucket("overw")
+    s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="stay", Body=b"old and complete")
     sock = open_put(server, bucket, "stay", 4 * MiB)
     sock.sendall(os.urandom(MiB))
@@ -196,6 +209,7 @@ def test_client_disconnect_mid_overwrite_keeps_old(server, s3, bucket):
     # ...and it never replaced the old version.
     assert s3.get_object(Bucket=bucket, Key="stay")["Body"].read() == b"old and complete"
     wait_tmp_clean(server)
+    server.stop_and_fsck()
 
 
 @pytest.mark.deadline(90)
@@ -213,6 +227,7 @@ def test_stalled_upload_is_cut(make_server):
         assert received.startswith(b"HTTP/1.1 4"), received[:200]
     assert_absent(s3, name, "stalled")
     wait_tmp_clean(srv)
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(90)
@@ -231,6 +246,7 @@ def test_stalled_request_head_is_cut(make_server):
     waited, _ = wait_closed(sock, 20)
     sock.close()
     assert srv.alive()
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(90)
@@ -281,6 +297,7 @@ def test_sigterm_lets_inflight_upload_finish(make_server):
     got = srv.client().get_object(Bucket=name, Key="inflight")
     assert got["ContentLength"] == total
     assert md5_hex(got["Body"].read()) == body_md5
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(90)
@@ -306,6 +323,7 @@ def test_sigterm_with_stalled_upload_respects_shutdown_timeout(make_server):
     srv.start()
     assert_absent(srv.client(), name, "never-finished")
     wait_tmp_clean(srv)
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(60)
@@ -421,6 +439,7 @@ def test_second_server_on_a_data_dir_refuses_and_leaves_the_first_alone(make_ser
     sock.close()
     assert r.status == 200, r
     assert first.request("GET", f"/{b}/in-flight").body == body
+    first.stop_and_fsck()
 
 
 def test_second_server_on_the_same_drives_refuses(make_server, tmp_path):

@@ -15,6 +15,10 @@ i >= k parity.
 
 Healing runs on a background thread, so tests wait for its effects (restored
 files, counters) by polling with deadlines of seconds, never by sleeping.
+
+Tests that lose, rot or wipe shards, or crash the server, end with `cairn
+admin fsck` on the stopped server: clean once healing is done, or, where
+the damage is beyond repair by design, exactly the problems it must report.
 """
 
 import concurrent.futures
@@ -28,7 +32,7 @@ import shutil
 import pytest
 
 import sigv4
-from conftest import md5_hex, open_put, unique_bucket, wait_until, xml_text
+from conftest import fsck_report, md5_hex, open_put, run_fsck, unique_bucket, wait_until, xml_text
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -77,6 +81,21 @@ def drive_dirs(tmp_path, n):
 
 def drives_arg(drives):
     return ["--drives", ",".join(str(d) for d in drives)]
+
+
+def stop_expecting_fsck(srv, expected, repairable=False):
+    """Stops srv if it runs (after its start's orphan collection); fsck
+    must report exactly the expected problems: a set of (kind, version_id,
+    shard index or None), each with the given repairable flag."""
+    if srv.alive():
+        srv.wait_orphan_pass()
+        assert srv.stop() == 0
+    code, doc = srv.fsck_json()
+    found = [(p["kind"], p.get("version_id"), p.get("shard")) for p in doc["check"]["problems"]]
+    assert code == 1 and sorted(found, key=str) == sorted(expected, key=str), \
+        f"fsck, want exactly {sorted(expected, key=str)}: " + fsck_report(code, doc)
+    assert all(p["repairable"] == repairable for p in doc["check"]["problems"]), fsck_report(code, doc)
+    return doc
 
 
 def start_ec(make_server, tmp_path, n=6, env=None, start=True):
@@ -265,12 +284,15 @@ def test_tiny_erasure_coded_objects_with_inline_storage_off(make_server, tmp_pat
         assert_reads_back(srv, b, f"t{size}", data)
     # a 5-byte object survives losing two shards, one of them a data shard
     vid, shards = put_ec(srv, drives, b, "five", b"abcde")
-    shards[0].unlink()
-    shards[K].unlink()
+    lost = [(shards[i], shards[i].read_bytes()) for i in (0, K)]
+    for p, _ in lost:
+        p.unlink()
     assert_reads_back(srv, b, "five", b"abcde")
+    wait_healed(lost)
     # the empty object needs no shards at all
     put(srv, b, "empty", b"")
     assert_reads_back(srv, b, "empty", b"")
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(60)
@@ -370,10 +392,13 @@ def test_geometry_for_each_drive_count(make_server, tmp_path, ndrives, env, k, m
     for p in shards.values():  # the file length reveals k
         assert p.stat().st_size == shard_file_size(size, k, BLOCK), p
     assert_reads_back(srv, b, "g", data)
-    if m > 0:  # m shard files may go; the object still reads
-        for idx in list(shards)[-m:]:
-            shards[idx].unlink()
+    if m > 0:  # m shard files may go; the object still reads, and they are healed
+        lost = [(shards[idx], shards[idx].read_bytes()) for idx in list(shards)[-m:]]
+        for p, _ in lost:
+            p.unlink()
         assert_reads_back(srv, b, "g", data)
+        wait_healed(lost)
+    srv.stop_and_fsck()
 
 
 # ---- 2./3. missing and corrupt shards: rebuilt on read, then healed -----------------------------
@@ -425,6 +450,7 @@ def test_missing_shards_are_rebuilt_and_healed(make_server, tmp_path):
     assert m4["missing_shards"] == m3["missing_shards"], (m3, m4)
     assert m4["heal_failures"] == 0, m4
     assert tmp_files(drives) == []
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(60)
@@ -456,6 +482,7 @@ def test_flipped_byte_is_detected_rebuilt_and_healed(make_server, tmp_path):
     m3 = metrics(srv)
     assert (m3["corrupt_blocks"], m3["degraded_reads"]) == (m2["corrupt_blocks"], m2["degraded_reads"])
     assert m3["heal_failures"] == 0
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(60)
@@ -473,6 +500,7 @@ def test_truncated_shard_is_rebuilt_and_healed(make_server, tmp_path):
     wait_metric(srv, "corrupt_blocks", m0["corrupt_blocks"] + 1)
     wait_healed([(shards[3], saved[3])])
     assert metrics(srv)["heal_failures"] == 0
+    srv.stop_and_fsck()
 
 
 # ---- 4. more lost than parity can rebuild ------------------------------------------------------------
@@ -495,7 +523,7 @@ def test_three_lost_shards_answer_500_naming_the_object(make_server, tmp_path):
     b = new_bucket(srv)
     key = "dir/lost object.bin"
     data = payload(20 * BLOCK + 9, 51)
-    _vid, shards = put_ec(srv, drives, b, key, data)
+    vid, shards = put_ec(srv, drives, b, key, data)
     m0 = metrics(srv)
     for i in (0, 3, K + 1):     # two data shards and one parity shard: 3 > m
         shards[i].unlink()
@@ -508,6 +536,8 @@ def test_three_lost_shards_answer_500_naming_the_object(make_server, tmp_path):
     # the server still serves everything else
     put(srv, b, "other", data)
     assert_reads_back(srv, b, "other", data)
+    # fsck: the three shards and the version are lost, nothing else is wrong
+    stop_expecting_fsck(srv, {("missing_shard", vid, i) for i in (0, 3, K + 1)} | {("lost_version", vid, None)})
 
 
 @pytest.mark.deadline(60)
@@ -517,12 +547,13 @@ def test_every_shard_lost_answers_500_not_404(make_server, tmp_path):
     srv, drives = start_ec(make_server, tmp_path)
     b = new_bucket(srv)
     data = payload(10 * BLOCK, 52)
-    _vid, shards = put_ec(srv, drives, b, "all-gone", data)
+    vid, shards = put_ec(srv, drives, b, "all-gone", data)
     for p in shards.values():
         p.unlink()
     keys = [o["Key"] for o in srv.client().list_objects_v2(Bucket=b).get("Contents", [])]
     assert keys == ["all-gone"]
     assert_unreadable(srv, b, "all-gone", len(data))
+    stop_expecting_fsck(srv, {("missing_shard", vid, i) for i in range(K + M)} | {("lost_version", vid, None)})
 
 
 @pytest.mark.deadline(60)
@@ -532,7 +563,7 @@ def test_rot_past_parity_in_a_later_stripe_never_returns_wrong_bytes(make_server
     srv, drives = start_ec(make_server, tmp_path)
     b = new_bucket(srv)
     data = payload(64 * STRIPE, 53)            # 1 MiB, 64 stripes
-    _vid, shards = put_ec(srv, drives, b, "rotten", data)
+    vid, shards = put_ec(srv, drives, b, "rotten", data)
     m0 = metrics(srv)
     bad_stripe = 40
     for i in (0, 1, K):                         # 3 > m blocks of the same stripe
@@ -566,6 +597,8 @@ def test_rot_past_parity_in_a_later_stripe_never_returns_wrong_bytes(make_server
     assert len(got) <= bad_stripe * STRIPE + STRIPE
     wait_metric(srv, "heal_failures", m0["heal_failures"] + 1)
     assert metrics(srv)["corrupt_blocks"] >= m0["corrupt_blocks"] + 3
+    # fsck reads every block: the three rotten shards, the version lost
+    stop_expecting_fsck(srv, {("corrupt_shard", vid, i) for i in (0, 1, K)} | {("lost_version", vid, None)})
 
 
 # ---- 5. a whole drive lost while running -------------------------------------------------------------
@@ -578,6 +611,9 @@ def test_whole_drive_removed_while_running(make_server, tmp_path):
     old = {f"old{i}": payload(s, 60 + i) for i, s in enumerate([100, 20000, 3 * STRIPE + 1, 300 * KiB])}
     for k, v in old.items():
         put(srv, b, k, v)
+    lost = [(p, p.read_bytes()) for shards in shard_files(drives).values() for p in shards.values()
+            if drive_of(p, drives) == drives[2]]
+    assert len(lost) == 3
     shutil.rmtree(drives[2])
     # new writes succeed: k+1 = 5 shards make write quorum (a server may also
     # recreate the directory and write all six; either way at least five)
@@ -596,6 +632,9 @@ def test_whole_drive_removed_while_running(make_server, tmp_path):
     r = get(srv, b, "old3", f"bytes={STRIPE - 1}-{STRIPE * 7}")
     assert r.status == 206 and r.body == old["old3"][STRIPE - 1:STRIPE * 7 + 1]
     assert srv.alive()
+    # the degraded reads above queued heals: the removed drive gets its shards back
+    wait_healed(lost)
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(60)
@@ -607,7 +646,7 @@ def test_two_drives_removed_breaks_write_quorum_cleanly(make_server, tmp_path):
     srv, drives = start_ec(make_server, tmp_path)
     b = new_bucket(srv)
     kept = payload(10 * STRIPE + 1, 65)
-    put(srv, b, "kept", kept)
+    kept_vid, kept_shards = put_ec(srv, drives, b, "kept", kept)
     for d in (drives[1], drives[4]):
         shutil.rmtree(d)
         d.write_bytes(b"this drive has failed\n")
@@ -621,6 +660,19 @@ def test_two_drives_removed_breaks_write_quorum_cleanly(make_server, tmp_path):
     put(srv, b, "small", b"inline still works")
     assert_reads_back(srv, b, "small", b"inline still works")
     assert_reads_back(srv, b, "kept", kept)
+    # fsck opens the drives as a start would, and cannot while two are files
+    srv.wait_orphan_pass()
+    assert srv.stop() == 0
+    code, doc, cp = run_fsck(srv.data_dir, srv.extra_env, srv.fsck_args())
+    assert code == 1 and "cannot open the data drives" in cp.stderr, fsck_report(code, doc, cp)
+    # Replaced by new, empty disks: the two shards of "kept" they held are
+    # unreachable (their drive ids are gone), and nothing else is amiss: the
+    # refused PUT left no shard anywhere.
+    for d in (drives[1], drives[4]):
+        d.unlink()
+        d.mkdir()
+    stop_expecting_fsck(srv, {("unreachable_shard", kept_vid, i) for i, p in kept_shards.items()
+                              if drive_of(p, drives) in (drives[1], drives[4])})
 
 
 @pytest.mark.deadline(60)
@@ -650,6 +702,7 @@ def test_drive_wiped_while_running_is_refilled_and_survives_restart(make_server,
     m = metrics(srv)
     assert m["missing_shards"] == 0 and m["degraded_reads"] == 0, \
         f"shards healed onto the wiped drive are not found after a restart: {m}"
+    srv.stop_and_fsck()
 
 
 # ---- 6. placement is by drive id, not position ---------------------------------------------------------
@@ -685,6 +738,14 @@ def test_restart_with_drives_in_another_order(make_server, tmp_path):
     srv.start()
     for k, v in {**objs, "after": objs["o4"]}.items():
         assert_reads_back(srv, b, k, v)
+    # fsck with the server's configuration: the left-out drive's shards are
+    # unreachable (not missing, not repairable: the drive may come back)...
+    left_out = shuffled[0]
+    stop_expecting_fsck(srv, {("unreachable_shard", vid, i) for vid, shards in shard_files(drives).items()
+                              for i, p in shards.items() if drive_of(p, drives) == left_out})
+    # ...and with every drive back, in yet another order, the store is whole.
+    srv.extra_args = drives_arg(list(reversed(drives)))
+    srv.fsck()
 
 
 # ---- 7. overwrite and delete remove the old shards ------------------------------------------------------
@@ -746,6 +807,7 @@ def test_kill_9_during_large_put_leaves_no_trace(make_server, tmp_path):
     assert_reads_back(srv, b, "committed", kept)
     put(srv, b, "after", kept)
     assert_reads_back(srv, b, "after", kept)
+    srv.stop_and_fsck()
 
 
 # ---- 9. configuration errors ---------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Full drives: with write quorum lost to ENOSPC the PUT answers 507
-InsufficientStorage and nothing becomes visible; with quorum it succeeds."""
+InsufficientStorage and nothing becomes visible; with quorum it succeeds.
+Then, with the server stopped, `cairn admin fsck` finds no trace of the
+refused write (no orphaned shard, no temp file) and nothing else amiss."""
 import hashlib
 import os
 import subprocess
@@ -49,3 +51,4 @@ def test_put_without_quorum_on_full_drives_is_507(make_server, tmp_path, tiny_mo
     assert r.status == 200, r
     r = srv.request("GET", sigv4.object_path(bucket, "fits"))
     assert r.status == 200 and hashlib.md5(r.body).digest() == hashlib.md5(small).digest()
+    srv.stop_and_fsck()

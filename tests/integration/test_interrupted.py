@@ -3,7 +3,10 @@ client that disconnects, stalls, or sends more bytes than it declared, and a
 gateway killed -9 mid-part.  Nothing partial may become visible, temporary
 data must go, and the connection must not take the server down with it.
 
-Uploads are sent by hand over a raw socket (conftest.open_put)."""
+Uploads are sent by hand over a raw socket (conftest.open_put).  Each test
+on a server of its own ends with what was acknowledged read back exactly
+and, after the start's orphan collection, `cairn admin fsck` clean with the
+server stopped (CairnServer.stop_and_fsck)."""
 import hashlib
 import os
 
@@ -93,6 +96,7 @@ def test_client_disconnect_mid_upload_part(make_server):
     assert parts_of(s3, bucket, "cut", uid) == []
     # The upload itself is unharmed.
     finish_upload(s3, bucket, "cut", uid, os.urandom(MiB))
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(90)
@@ -109,6 +113,7 @@ def test_stalled_upload_part_is_cut(make_server):
     wait_tmp_clean(srv)
     assert parts_of(s3, bucket, "stalled", uid) == []
     finish_upload(s3, bucket, "stalled", uid, b"after the stall")
+    srv.stop_and_fsck()
 
 
 @pytest.mark.deadline(120)
@@ -132,6 +137,7 @@ def test_kill9_mid_upload_part_leaves_nothing_partial(make_server):
     s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == first + last
+    srv.stop_and_fsck()
 
 
 # ---- more bytes than Content-Length -----------------------------------------------------------------
@@ -161,6 +167,7 @@ def test_overlong_signed_body_is_refused(make_server, multipart):
         assert parts_of(s3, bucket, "k", uid) == []
     wait_tmp_clean(srv)
     assert srv.alive()
+    srv.stop_and_fsck()
 
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["PutObject", "UploadPart"])
@@ -194,6 +201,7 @@ def test_overlong_unsigned_body_stores_exactly_the_declared_bytes(make_server, m
     assert got["Body"].read() == declared
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == ["k"]
     assert srv.alive()
+    srv.stop_and_fsck()
 
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["PutObject", "UploadPart"])

@@ -1,4 +1,7 @@
-"""The background scrubber: it finds corruption nobody has read yet and heals it."""
+"""The background scrubber: it finds corruption nobody has read yet and heals it.
+
+Both tests damage a shard on purpose; once it is healed the store is whole
+again, which `cairn admin fsck` confirms with the server stopped."""
 import glob
 import hashlib
 import os
@@ -47,6 +50,7 @@ def test_scrubber_repairs_unread_corruption(make_server, tmp_path):
     assert metric(srv, "cairn_scrub_objects_total") >= 1
     r = srv.request("GET", sigv4.object_path(bucket, "scrubbed"))
     assert r.status == 200 and hashlib.md5(r.body).digest() == hashlib.md5(body).digest()
+    srv.stop_and_fsck()
 
 
 def test_scrubber_off_leaves_damage_for_readers(make_server, tmp_path):
@@ -65,3 +69,4 @@ def test_scrubber_off_leaves_damage_for_readers(make_server, tmp_path):
     r = srv.request("GET", sigv4.object_path(bucket, "k"))
     assert r.status == 200 and r.body == body
     wait_until(lambda: os.path.exists(victim), 20, what="the heal queued by the read")
+    srv.stop_and_fsck()
