@@ -404,9 +404,12 @@ static int run(int argc, char **argv, bool gateway) {
     int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
     char left[24];
     membership_stop(members);
+    scrub_stop(scrub);
+    /* Heals that reads queued go to the durable queue before it is
+     * withdrawn: none is dropped or run inline by the exit. */
+    data_heal_drain(ds);
     data_set_heal_sink(ds, NULL, NULL);
     jobs_queue_free(jobs);
-    scrub_stop(scrub);
     s3_gateway_free(gw);
     data_close(ds);
     meta_close(ms);

@@ -1200,6 +1200,7 @@ static void *heal_main(void *arg) {
         data_heal_sink_fn sink = ds->heal_sink;
         void *sink_ud = ds->heal_sink_ud;
         pthread_mutex_unlock(&ds->heal_mu);
+        fault_point("heal.before_sink"); /* tests/fault/test_races.py */
         /* A sink (the durable job queue) takes the heal and retries it while
          * a node is down; without one, or when it fails, heal here. */
         if (!sink || sink(sink_ud, h->version_id, &h->layout, h->size) != 0)

@@ -137,3 +137,47 @@ def test_overlapping_uploads_of_one_part_the_last_to_commit_wins(store):
     ledger = Ledger()
     ledger.acknowledged("k", first + p2)
     store.after_run(lambda: ledger.check(getter(store, b)))
+
+
+@pytest.mark.deadline(120)
+def test_heals_queued_by_reads_survive_a_graceful_shutdown(store):
+    """Degraded reads queue heals in memory; a thread hands them to the
+    durable job queue.  A SIGTERM while heals wait there must hand them all
+    over before the process exits: the shutdown used to withdraw the queue
+    first, so the waiting heals ran inline, delaying the exit, or were
+    dropped when the store closed first.  After the restart every lost shard
+    comes back, each through its own heal job, without a scrub (off here)."""
+    import glob
+    import sqlite3
+    b = unique_bucket()
+    c = store.srv.client()
+    c.create_bucket(Bucket=b)
+    bodies = {f"o{i}": os.urandom(300_000) for i in range(3)}
+    for k, v in bodies.items():
+        c.put_object(Bucket=b, Key=k, Body=v)
+    db = sqlite3.connect(str(store.srv.data_dir / "meta.db"))
+    versions = [db.execute("SELECT version_id FROM objects WHERE key = ?", (k,)).fetchone()[0] for k in bodies]
+    db.close()
+    lost = []
+    for v in versions:
+        shard = sorted(glob.glob(str(store.tmp / "d*" / "objects" / v[:2] / f"{v}.*")))[0]
+        os.remove(shard)
+        lost.append(shard)
+    # Every heal is held a while in the handing-over thread, so at the
+    # SIGTERM the first is in its hands and the others still queue.
+    mark = store.arm("pause=heal.before_sink:1500\n")
+    for k, v in bodies.items():
+        assert c.get_object(Bucket=b, Key=k)["Body"].read() == v
+    wait_until(lambda: any("fault point: pausing" in l for l in store.log_lines()[mark:]), 20,
+               what="the first heal to be held")
+    assert store.stop_or_reap() == 0
+    store.start()
+    wait_until(lambda: all(os.path.exists(p) for p in lost), 30,
+               what=f"the lost shards to be healed: {[p for p in lost if not os.path.exists(p)]}")
+    store.jobs_idle()
+    heals = [j for j in store.jobs() if j[1] == "heal"]
+    assert len(heals) == 3 and all(j[2] == "completed" for j in heals), heals
+    ledger = Ledger()
+    for k, v in bodies.items():
+        ledger.acknowledged(k, v)
+    store.after_run(lambda: ledger.check(getter(store, b)))
