@@ -193,9 +193,10 @@ typedef struct {
 } meta_delete_item;
 /* Deletes up to 1000 keys of one bucket in one transaction (one synced
  * commit): DeleteObjects.  Each key runs in its own savepoint and gets its
- * own outcome (an absent key is rc 0 with no version_id); if the commit
- * fails, every item gets its error and nothing was deleted.  The caller
- * clears each item's deleted. */
+ * own outcome (an absent key is rc 0 with no version_id); if the batch
+ * fails as a whole (it cannot begin, SQLite rolls its transaction back, or
+ * the commit fails), every item gets its error and nothing was deleted.
+ * The caller clears each item's deleted. */
 int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 
 /* One listing row; pointers valid only during the callback. */

@@ -320,7 +320,16 @@ static int record_step(sqlite3 *db, int v, bool up) {
 static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done) {
     int cur = 0;
     *done = false;
+    /* Prepared before the transaction begins: out of memory later, a
+     * ROLLBACK that could not be prepared would leave it open, and every
+     * later write would join it and never commit. */
+    sqlite3_stmt *rollback = NULL;
+    if (sqlite3_prepare_v2(db, "ROLLBACK", -1, &rollback, NULL) != SQLITE_OK) {
+        log_db("meta: cannot prepare a migration", db, target);
+        return CAIRN_EDB;
+    }
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_finalize(rollback);
         log_db("meta: cannot begin migration", db, target);
         return CAIRN_EDB;
     }
@@ -351,7 +360,8 @@ static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done) {
         log_db("meta: migration commit failed", db, target);
         rc = CAIRN_EDB;
     }
-    if (rc != 0) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc != 0 && !sqlite3_get_autocommit(db)) sqlite3_step(rollback);
+    sqlite3_finalize(rollback);
     return rc;
 }
 

@@ -472,6 +472,10 @@ static int conn_open(conn *c, const char *path, const meta_options *opt, bool wr
     /* Readers are read-only by construction; query_only makes a stray write
      * on one an error instead of a second writer racing ours. */
     if (err == 0 && !writer) err = conn_pragma(c, "PRAGMA query_only=ON");
+    /* The writer's ROLLBACK is prepared now, not when a transaction fails:
+     * out of memory then, it could not be prepared, the transaction would
+     * stay open, and every later write would join it and never commit. */
+    if (err == 0 && writer && !stmt(c, ST_ROLLBACK)) err = CAIRN_ENOMEM;
     if (err != 0) conn_close(c);
     return err;
 }
@@ -617,15 +621,13 @@ static int wtx_end(meta_store *ms, int err) {
         err = st ? stmt_exec(w, st, "commit") : CAIRN_EDB;
     }
     /* A failed COMMIT can leave the transaction open; ROLLBACK is then
-     * required, and harmless (an error we ignore) if it already ended. */
+     * required, and harmless (an error we ignore) if it already ended.  It
+     * was prepared when the writer opened, so it needs no memory now. */
     if (err != 0 && !sqlite3_get_autocommit(w->db)) {
-        sqlite3_stmt *st = stmt(w, ST_ROLLBACK);
-        if (st) {
-            sqlite3_step(st);
-            stmt_done(st);
-        } else {
-            sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
-        }
+        sqlite3_stmt *st = w->st[ST_ROLLBACK];
+        assert(st);
+        sqlite3_step(st);
+        stmt_done(st);
     }
     pthread_mutex_unlock(&ms->wmu);
     return err;
@@ -1227,16 +1229,30 @@ static void run_batch(meta_store *ms, put_req *batch) {
         for (put_req *r = batch; r; r = r->next) r->err = err;
         return;
     }
-    bool any_ok = false;
+    bool any_ok = false, lost = false;
     for (put_req *r = batch; r; r = r->next) {
         if (sqlite3_exec(w->db, "SAVEPOINT put", NULL, NULL, NULL) != SQLITE_OK) {
             r->err = db_fail(w, sqlite3_errcode(w->db), "savepoint");
-            continue;
+        } else {
+            r->err = object_put_tx(w, r->obj, &r->old, &r->had_old);
+            if (r->err != 0 && sqlite3_exec(w->db, "ROLLBACK TO put", NULL, NULL, NULL) != SQLITE_OK)
+                lost = true; /* the failed put's half would be committed with the others */
+            sqlite3_exec(w->db, "RELEASE put", NULL, NULL, NULL);
         }
-        r->err = object_put_tx(w, r->obj, &r->old, &r->had_old);
-        if (r->err != 0) sqlite3_exec(w->db, "ROLLBACK TO put", NULL, NULL, NULL);
-        sqlite3_exec(w->db, "RELEASE put", NULL, NULL, NULL);
         any_ok |= r->err == 0;
+        if (lost || sqlite3_get_autocommit(w->db)) {
+            /* An I/O error, a full disk or no memory inside a statement
+             * makes SQLite roll back the whole transaction, not just the
+             * savepoint: the puts before this one are undone, and the ones
+             * after would each run (and commit) on their own, outside the
+             * transaction, while this batch reports them failed.  All of
+             * it fails. */
+            int e = r->err ? r->err : CAIRN_EDB;
+            for (put_req *q = batch; q; q = q->next)
+                if (q->err == 0) q->err = e;
+            any_ok = false;
+            break;
+        }
     }
     err = wtx_end(ms, any_ok ? 0 : CAIRN_EINVAL);
     if (any_ok && err != 0)
@@ -1334,24 +1350,42 @@ int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_i
     }
     conn *w;
     int err = wtx_begin(ms, &w);
-    if (err != 0) return err;
+    if (err != 0) {
+        /* Callers read each key's outcome: none of them was deleted. */
+        for (int i = 0; i < n; i++)
+            if (items[i].rc == 0) items[i].rc = err;
+        return err;
+    }
+    bool lost = false;
     for (int i = 0; i < n; i++) {
         if (items[i].rc != 0 || items[i].key_len > KEY_MAX) continue;
         /* Each key in its own savepoint: one failing key keeps the others. */
+        int rc;
         if (sqlite3_exec(w->db, "SAVEPOINT del", NULL, NULL, NULL) != SQLITE_OK) {
-            items[i].rc = db_fail(w, sqlite3_errcode(w->db), "savepoint");
-            continue;
+            rc = db_fail(w, sqlite3_errcode(w->db), "savepoint");
+        } else {
+            rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, &items[i].deleted);
+            if (rc != 0 && rc != CAIRN_ENOTFOUND &&
+                sqlite3_exec(w->db, "ROLLBACK TO del", NULL, NULL, NULL) != SQLITE_OK)
+                lost = true; /* the failed key's half would be committed with the others */
+            sqlite3_exec(w->db, "RELEASE del", NULL, NULL, NULL);
         }
-        int rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, &items[i].deleted);
-        if (rc != 0 && rc != CAIRN_ENOTFOUND) sqlite3_exec(w->db, "ROLLBACK TO del", NULL, NULL, NULL);
-        sqlite3_exec(w->db, "RELEASE del", NULL, NULL, NULL);
         if (rc != 0) {
             meta_object_clear(&items[i].deleted);
             memset(&items[i].deleted, 0, sizeof items[i].deleted);
         }
         items[i].rc = rc == CAIRN_ENOTFOUND ? 0 : rc;
+        if (lost || sqlite3_get_autocommit(w->db)) {
+            /* SQLite rolled the whole transaction back (an I/O error, a
+             * full disk or no memory inside a statement): the keys before
+             * this one are undone, and the ones after must not run (and
+             * commit) one by one outside it.  The batch fails as a whole
+             * (as it does when this key's own changes cannot be undone). */
+            err = rc != 0 && rc != CAIRN_ENOTFOUND ? rc : CAIRN_EDB;
+            break;
+        }
     }
-    err = wtx_end(ms, 0);
+    err = wtx_end(ms, err);
     if (err != 0) {
         /* Nothing was deleted after all. */
         for (int i = 0; i < n; i++) {
