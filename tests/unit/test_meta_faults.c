@@ -346,6 +346,19 @@ static void ctx_create(ctx *c) {
     ctx_open(c);
 }
 
+/* Removes the template (suite fini). */
+static void template_remove(void) {
+    if (!template_path[0]) return;
+    unlink(template_path);
+    char *slash = strrchr(template_path, '/');
+    *slash = '\0';
+    rmdir(template_path);
+    template_path[0] = '\0';
+}
+
+TestSuite(meta_faults, .fini = template_remove);
+TestSuite(meta_allocs, .fini = template_remove);
+
 static void ctx_remove(ctx *c) {
     ctx_close(c);
     meta_object_clear(&c->replaced);
