@@ -417,7 +417,10 @@ static int read_fanout(const char *dir, const char *fan, const char *after, driv
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
-    if (!d) return 0;
+    /* Missing: no shard was ever written there.  Anything else (a file in
+     * its place, EIO, EACCES) means shards may be there unseen: the drive
+     * cannot be listed, rather than listed as having none. */
+    if (!d) return errno == ENOENT ? 0 : CAIRN_EIO;
     size_t cap = 0;
     int64_t now = time_now_ms();
     struct dirent *e;

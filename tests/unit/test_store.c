@@ -1591,3 +1591,40 @@ Test(baddrive, drive_fails_during_the_write) {
     free(data);
     data_close(ds);
 }
+
+static int count_walked(void *ud, const char *drive_id, const char *version_id, int index, int64_t age_ms) {
+    (void)drive_id;
+    (void)version_id;
+    (void)index;
+    (void)age_ms;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* A fan-out directory that cannot be read (here a file where the directory
+ * belongs) makes its drive unreachable for the walk: it used to be read as
+ * empty, so fsck and orphan collection saw fewer shards than there are. */
+Test(baddrive, unreadable_fanout_directory_makes_the_drive_unreachable) {
+    drives d;
+    drives_make(&d, "fan", 6);
+    data_store *ds = store_open(&d, 6, 4, 2, BLOCK, false, NULL);
+    unsigned char *data = random_bytes(3 * BLOCK, 9);
+    char vid[33];
+    new_version(vid);
+    data_layout l;
+    cr_assert_eq(write_object(ds, vid, data, 3 * BLOCK, &l), 0);
+    int walked = 0, unreachable = -1;
+    cr_assert_eq(data_walk_shards(ds, count_walked, &walked, &unreachable), 0);
+    cr_expect_eq(walked, 6);
+    cr_expect_eq(unreachable, 0);
+    char fan[PATH_MAX + 16];
+    snprintf(fan, sizeof fan, "%s/objects/%c%c", d.path[0], vid[0] == '0' ? '1' : '0', '0');
+    FILE *f = fopen(fan, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    walked = 0;
+    cr_assert_eq(data_walk_shards(ds, count_walked, &walked, &unreachable), 0);
+    cr_expect_eq(unreachable, 1, "a drive with an unreadable fan-out directory was listed as complete");
+    free(data);
+    data_close(ds);
+}
