@@ -63,77 +63,9 @@ Test(store_faults, sites_are_no_ops_outside_the_fault_build) {
 #define K 4
 #define M 2
 
-/* ---- the log: whether, and where, a run was failed ------------------------------------------- */
+#include "fault_harness.h"
 
-static int log_fd = -1;
-
-static void log_capture(void) {
-    if (log_fd >= 0) return;
-    char path[] = "/tmp/cairn-test-store-faults-log-XXXXXX";
-    log_fd = mkstemp(path);
-    cr_assert_geq(log_fd, 0);
-    unlink(path);
-    /* Appending: after a truncation the logger's writes land at the start again. */
-    cr_assert_eq(fcntl(log_fd, F_SETFL, O_APPEND), 0);
-    log_set_fd(log_fd);
-}
-
-/* What a loop makes fail: data.* calls, or (where the build lets the test
- * wrap malloc) the nth memory allocation of the process — just that one, or
- * every one from the nth on until the operation returns. */
-typedef enum { FAIL_IO, FAIL_ALLOC, FAIL_ALLOC_ALL } fail_kind;
-static fail_kind failing = FAIL_IO;
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ALLOC_FAILURES 0 /* their allocators would bypass the wrappers */
-static void alloc_arm(long n) { (void)n; }
-static bool alloc_hit(void) { return false; }
-#else
-#define ALLOC_FAILURES 1
-/* malloc, calloc and realloc of the whole process (every thread's) go
- * through these; the armed nth one returns NULL, as in test_faults.c. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-
-static _Atomic long alloc_fail_at, alloc_count;
-
-static bool fail_this_one(void) {
-    if (!atomic_load_explicit(&alloc_fail_at, memory_order_relaxed)) return false;
-    long k = atomic_fetch_add(&alloc_count, 1) + 1;
-    return failing == FAIL_ALLOC_ALL ? k >= atomic_load(&alloc_fail_at) : k == atomic_load(&alloc_fail_at);
-}
-
-void *malloc(size_t n) { return fail_this_one() ? NULL : __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { return fail_this_one() ? NULL : __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { return fail_this_one() ? NULL : __libc_realloc(p, n); }
-
-static void alloc_arm(long n) {
-    atomic_store(&alloc_count, 0);
-    atomic_store(&alloc_fail_at, n);
-}
-
-/* Whether the armed allocation was reached (allocates nothing). */
-static bool alloc_hit(void) { return atomic_load(&alloc_count) >= atomic_load(&alloc_fail_at); }
-#endif
-
-/* Injections since the last arm, at site (NULL: any); file calls are
- * counted in the log. */
-static int injected(const char *site) {
-    if (failing != FAIL_IO) return site ? 0 : alloc_hit();
-    off_t len = lseek(log_fd, 0, SEEK_END);
-    char *text = malloc((size_t)len + 1);
-    cr_assert_not_null(text);
-    cr_assert_eq(pread(log_fd, text, (size_t)len, 0), len);
-    text[len] = '\0';
-    char pat[96];
-    if (site) snprintf(pat, sizeof pat, "\"msg\":\"fault injected\",\"site\":\"%s\"", site);
-    else snprintf(pat, sizeof pat, "\"msg\":\"fault injected\"");
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, pat)); p++) n++;
-    free(text);
-    return n;
-}
+static int injected(const char *site) { return injected_at(site); }
 
 typedef struct {
     int count;          /* calls failed from the nth: 1, 2 or 0 (all) */
