@@ -62,7 +62,7 @@ test-tsan: deps
 # its unit tests (allocation failures among them), then every I/O call of
 # PUT, overwrite, DELETE, multipart complete and heal on six drives, and of a
 # PUT and a rebalance pass over storage nodes, failed or crashed in turn,
-# each run checked by a restart, the ledger and fsck (about 9 minutes).
+# each run checked by a restart, the ledger and fsck (about 11 minutes).
 test-faults: deps
 	$(call meson_build,$(FAULT_BUILD),-Dfaults=true)
 	meson test -C $(FAULT_BUILD) --print-errorlogs --num-processes 2
