@@ -4030,3 +4030,181 @@ Test(uploads, replacing_or_deleting_a_multipart_version_trashes_its_parts_atomic
     cr_assert_eq(total, 0, "nothing contradicts anything");
     fx_close(&f);
 }
+
+/* ---- foreign rows: text longer than its field is an error, never a truncation ---------------- */
+
+/*
+ * Every row reader copies TEXT columns into fixed buffers.  Inputs are length-
+ * checked on the way in, so a value that does not fit was written by someone
+ * else (an operator's sqlite3, a newer build): the read fails CAIRN_EDB rather
+ * than hand back a cut id, key or layout that would then name other data.
+ * Each case plants one such value in a store holding one row of every sort and
+ * reads it back through the public call; LONG_TEXT is 600 characters.
+ */
+#define LONG_TEXT "hex(zeroblob(300))"
+
+typedef struct {
+    fx f;
+    meta_user root;
+    int64_t bucket_id;
+    char upload_id[40];
+    char done_upload_id[40];
+    int64_t job_id;
+} foreign_fx;
+
+static int stop_user(void *ud, const meta_user *u) { (void)ud; (void)u; return 0; }
+static int stop_key(void *ud, const meta_key *k) { (void)ud; (void)k; return 0; }
+static int stop_bucket(void *ud, const meta_bucket *b) { (void)ud; (void)b; return 0; }
+static int stop_node(void *ud, const meta_node *n) { (void)ud; (void)n; return 0; }
+static int stop_upload(void *ud, const meta_upload *u) { (void)ud; (void)u; return 0; }
+static int stop_part(void *ud, const meta_part *p) { (void)ud; (void)p; return 0; }
+static int stop_trash(void *ud, const meta_trash_entry *e) { (void)ud; (void)e; return 0; }
+static int stop_job(void *ud, const meta_job *j) { (void)ud; (void)j; return 0; }
+static int stop_place(void *ud, const meta_placement *p) { (void)ud; (void)p; return 0; }
+static int stop_problem(void *ud, const meta_problem *p) { (void)ud; (void)p; return 0; }
+
+static void foreign_open(foreign_fx *x) {
+    fx_open(&x->f, 2);
+    meta_store *ms = x->f.ms;
+    cr_assert_eq(meta_user_ensure_root(ms, "root", &x->root), 0);
+    meta_key k = {.user_id = x->root.id, .active = true};
+    strcpy(k.access_key, "AKIAFOREIGN");
+    strcpy(k.sealed_secret, "sealed:v1:abc");
+    cr_assert_eq(meta_key_create(ms, &k), 0);
+    mk_bucket(ms, "fb", x->root.id);
+    x->bucket_id = bucket_id_of(ms, "fb");
+    put_key(ms, "fb", "plain", 5);
+    cr_assert_eq(meta_node_upsert(ms, "n000000000000001", "http://127.0.0.1:1"), 0);
+    strcpy(x->upload_id, "up-foreign-1");
+    mk_upload(ms, "fb", x->bucket_id, "mp-live", x->upload_id);
+    meta_part p = mk_part(1, 10, "d:0");
+    put_part(ms, x->upload_id, &p);
+    strcpy(x->done_upload_id, "up-foreign-2");
+    mk_upload(ms, "fb", x->bucket_id, "mp-done", x->done_upload_id);
+    meta_part q = mk_part(1, 10, "d:0");
+    put_part(ms, x->done_upload_id, &q);
+    complete_one(ms, "fb", x->bucket_id, "mp-done", x->done_upload_id, &q, 2000);
+    x->job_id = enqueue_job(ms, "foreign.kind", 0, 0, NULL);
+    plant(x->f.path, "INSERT INTO trash(version_id, layout, added_ms) VALUES ('aaaabbbbccccdddd', 'd:0', 1)");
+}
+
+/* Plants sql (which must change exactly the rows meant) and returns the fixture. */
+static void foreign_plant(foreign_fx *x, const char *sql) {
+    plant(x->f.path, sql);
+}
+
+Test(foreign, a_user_name_too_long_for_its_field_is_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    meta_user u;
+    foreign_plant(&x, "UPDATE users SET display_name = " LONG_TEXT);
+    cr_assert_eq(meta_user_get(x.f.ms, x.root.id, &u), CAIRN_EDB, "display name");
+    foreign_plant(&x, "UPDATE users SET name = " LONG_TEXT);
+    cr_assert_eq(meta_user_get(x.f.ms, x.root.id, &u), CAIRN_EDB, "name");
+    cr_assert_eq(meta_user_list(x.f.ms, stop_user, NULL), CAIRN_EDB);
+    fx_close(&x.f);
+}
+
+Test(foreign, an_access_key_row_too_long_is_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    meta_key k;
+    foreign_plant(&x, "UPDATE access_keys SET sealed_secret = " LONG_TEXT " || " LONG_TEXT);
+    cr_assert_eq(meta_key_get(x.f.ms, "AKIAFOREIGN", &k), CAIRN_EDB, "sealed secret");
+    foreign_plant(&x, "UPDATE access_keys SET access_key = " LONG_TEXT);
+    cr_assert_eq(meta_key_list(x.f.ms, -1, stop_key, NULL), CAIRN_EDB, "access key");
+    fx_close(&x.f);
+}
+
+Test(foreign, a_bucket_row_too_long_is_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    meta_bucket b;
+    foreign_plant(&x, "UPDATE buckets SET region = " LONG_TEXT);
+    cr_assert_eq(meta_bucket_get(x.f.ms, "fb", &b), CAIRN_EDB, "region");
+    foreign_plant(&x, "UPDATE buckets SET name = " LONG_TEXT);
+    cr_assert_eq(meta_bucket_list(x.f.ms, -1, stop_bucket, NULL), CAIRN_EDB, "name");
+    fx_close(&x.f);
+}
+
+Test(foreign, an_object_row_too_long_is_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    meta_object o;
+    foreign_plant(&x, "UPDATE objects SET layout = " LONG_TEXT " WHERE key = 'plain'");
+    cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "layout");
+    foreign_plant(&x, "UPDATE objects SET etag = " LONG_TEXT " WHERE key = 'plain'");
+    cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "etag");
+    foreign_plant(&x, "UPDATE objects SET version_id = " LONG_TEXT " WHERE key = 'plain'");
+    cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "version id");
+    meta_place_cursor cur;
+    memset(&cur, 0, sizeof cur);
+    cr_assert_eq(meta_placement_scan(x.f.ms, &cur, 10, stop_place, NULL), CAIRN_EDB, "placement version id");
+    fx_close(&x.f);
+}
+
+Test(foreign, a_placement_row_too_long_is_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    foreign_plant(&x, "UPDATE objects SET key = " LONG_TEXT " || " LONG_TEXT " WHERE key = 'plain'");
+    meta_place_cursor cur;
+    memset(&cur, 0, sizeof cur);
+    cr_assert_eq(meta_placement_scan(x.f.ms, &cur, 10, stop_place, NULL), CAIRN_EDB, "a key over 1024 bytes");
+    fx_close(&x.f);
+}
+
+Test(foreign, a_node_row_too_long_is_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    meta_node n;
+    foreign_plant(&x, "UPDATE nodes SET last_error = " LONG_TEXT);
+    cr_assert_eq(meta_node_get(x.f.ms, "n000000000000001", &n), CAIRN_EDB, "last error");
+    foreign_plant(&x, "UPDATE nodes SET id = " LONG_TEXT);
+    cr_assert_eq(meta_node_list(x.f.ms, stop_node, NULL), CAIRN_EDB, "id");
+    fx_close(&x.f);
+}
+
+Test(foreign, upload_part_and_completed_rows_too_long_are_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    meta_completed_upload c;
+    foreign_plant(&x, "UPDATE completed_uploads SET key = " LONG_TEXT " || " LONG_TEXT);
+    cr_assert_eq(meta_upload_completed_get(x.f.ms, x.done_upload_id, &c), CAIRN_EDB, "completed key");
+    foreign_plant(&x, "UPDATE upload_parts SET etag = " LONG_TEXT);
+    cr_assert_eq(meta_part_list(x.f.ms, x.upload_id, 0, 10, stop_part, NULL, NULL), CAIRN_EDB, "part etag");
+    foreign_plant(&x, "UPDATE upload_parts SET version_id = " LONG_TEXT);
+    cr_assert_eq(meta_part_list(x.f.ms, x.upload_id, 0, 10, stop_part, NULL, NULL), CAIRN_EDB, "part version");
+    foreign_plant(&x, "UPDATE uploads SET key = " LONG_TEXT " || " LONG_TEXT);
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(x.f.ms, x.upload_id, &u), CAIRN_EDB, "upload key");
+    foreign_plant(&x, "UPDATE uploads SET upload_id = " LONG_TEXT);
+    cr_assert_eq(meta_upload_list(x.f.ms, x.bucket_id, NULL, 0, NULL, 0, NULL, 10, stop_upload, NULL, NULL),
+                 CAIRN_EDB, "upload id");
+    fx_close(&x.f);
+}
+
+Test(foreign, trash_and_job_rows_too_long_are_refused) {
+    foreign_fx x;
+    foreign_open(&x);
+    foreign_plant(&x, "UPDATE trash SET layout = " LONG_TEXT);
+    cr_assert_eq(meta_trash_list(x.f.ms, 10, stop_trash, NULL), CAIRN_EDB, "trash layout");
+    foreign_plant(&x, "UPDATE trash SET version_id = " LONG_TEXT);
+    cr_assert_eq(meta_trash_list(x.f.ms, 10, stop_trash, NULL), CAIRN_EDB, "trash version");
+    meta_job j;
+    foreign_plant(&x, "UPDATE jobs SET last_error = " LONG_TEXT);
+    cr_assert_eq(meta_job_get(x.f.ms, x.job_id, &j), CAIRN_EDB, "job last error");
+    foreign_plant(&x, "UPDATE jobs SET kind = " LONG_TEXT);
+    cr_assert_eq(meta_job_list(x.f.ms, "", "", 10, stop_job, NULL), CAIRN_EDB, "job kind");
+    fx_close(&x.f);
+}
+
+Test(foreign, a_problem_row_too_long_is_refused_by_check) {
+    foreign_fx x;
+    foreign_open(&x);
+    /* An upload whose bucket is gone, under an id no cairn would make. */
+    foreign_plant(&x, "UPDATE uploads SET bucket_id = 424242, upload_id = " LONG_TEXT
+                      " WHERE upload_id = 'up-foreign-1'");
+    int64_t total = -1;
+    cr_assert_eq(meta_check(x.f.ms, 10, stop_problem, NULL, &total), CAIRN_EDB);
+    fx_close(&x.f);
+}
