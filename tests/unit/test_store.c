@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "data/data.h"
+#include "data/drive.h"
 
 #define BLOCK 4096u
 #define MIB (1024u * 1024u)
@@ -408,6 +409,34 @@ Test(layout, rejects_malformed) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_expect_eq(data_layout_parse(bad[i], &l), CAIRN_EINVAL, "accepted \"%s\"", bad[i]);
     cr_expect_eq(data_layout_parse(NULL, &l), CAIRN_EINVAL);
+}
+
+/* A shard's file name is <32 hex version id>.<index 0..15>: anything else is
+ * refused before it reaches a path (a node takes names off the wire). */
+Test(layout, shard_names) {
+    const char *v = "0123456789abcdef0123456789abcdef";
+    char name[64];
+    const char *good[] = {"0", "9", "10", "15"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(name, sizeof name, "%s.%s", v, good[i]);
+        cr_expect(drive_shard_name_valid(name), "refused \"%s\"", name);
+    }
+    const char *bad_index[] = {"", "x", "16", "19", "1a", "20", "01", "100", "-1", "1 "};
+    for (size_t i = 0; i < sizeof bad_index / sizeof bad_index[0]; i++) {
+        snprintf(name, sizeof name, "%s.%s", v, bad_index[i]);
+        cr_expect(!drive_shard_name_valid(name), "accepted \"%s\"", name);
+    }
+    const char *bad[] = {
+        "0123456789abcdef0123456789abcde.0",    /* 31 hex digits */
+        "0123456789abcdef0123456789abcdef0.0",  /* 33 */
+        "0123456789abcdef0123456789abcdef_0",   /* no dot */
+        "0123456789ABCDEF0123456789abcdef.0",   /* upper case */
+        "0123456789abcdef0123456789abcdeg.0",   /* not hex */
+        "../3456789abcdef0123456789abcdef.0",   /* a path */
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect(!drive_shard_name_valid(bad[i]), "accepted \"%s\"", bad[i]);
 }
 
 /* ======================================================================================= */
