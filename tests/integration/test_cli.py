@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import CAIRN_BIN, REPO, CairnServer, server_env, unique_bucket, unique_name
+from conftest import CAIRN_BIN, REPO, CairnServer, free_port, server_env, unique_bucket, unique_name
 
 CMD_MAX_ARGS = 64  # src/cmd/cmd.h: arguments after the subcommand's name
 
@@ -572,3 +572,71 @@ def test_migrate_up_or_down_refuses_to_run_beside_a_server(make_server):
     assert migrate(srv.data_dir, "status").returncode == 0
     assert schema_status(srv.data_dir)[0] == latest
     assert srv.client().list_buckets()["Buckets"] is not None
+
+
+# ---- cairn server / gateway: refusals before serving ------------------------------------------
+
+
+def serve(kind, data, *args, env=None):
+    """`cairn server|gateway --data DATA --listen 127.0.0.1:PORT args...`, expected to refuse."""
+    return cairn(kind, "--data", data, "--listen", f"127.0.0.1:{free_port()}", *args, env=env, timeout=20)
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"CAIRN_ROOT_USER": "abc"}, "cairn: configuration: root_password: must be set when root_user is set\n"),
+    ({"CAIRN_ROOT_PASSWORD": "12345678"}, "cairn: configuration: root_user: must be set when root_password is set\n"),
+    ({"CAIRN_ROOT_USER": "ab", "CAIRN_ROOT_PASSWORD": "12345678"},
+     "cairn: environment: CAIRN_ROOT_USER: root user must be at least 3 characters\n"),
+    ({"CAIRN_ROOT_USER": "abc", "CAIRN_ROOT_PASSWORD": "1234567"},
+     "cairn: environment: CAIRN_ROOT_PASSWORD: root password must be at least 8 characters\n"),
+], ids=["user-alone", "password-alone", "short-user", "short-password"])
+def test_server_refuses_half_or_short_root_credentials(data, env, message):
+    cp = serve("server", data, env=env)
+    assert (cp.returncode, cp.stdout, cp.stderr) == (2, "", message)
+    assert not data.exists(), "a refused configuration touches nothing"
+
+
+def test_server_refuses_a_malformed_root_credentials_file(data):
+    data.mkdir()
+    (data / "root-credentials").write_text("CAIRN_ROOT_USER=abc\n")   # no password line
+    cp = serve("server", data)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert cp.stderr == f"cairn: {data}/root-credentials is unreadable or malformed\n"
+    assert (data / "root-credentials").read_text() == "CAIRN_ROOT_USER=abc\n", "left for the operator to fix"
+
+
+def test_server_refuses_unreadable_tls_files(data, tmp_path):
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x\n")
+    cp = serve("server", data, env={"CAIRN_TLS_CERT": str(tmp_path / "missing.pem"), "CAIRN_TLS_KEY": str(empty)})
+    assert cp.returncode == 2
+    assert cp.stderr.endswith(f"cairn: cannot read {tmp_path / 'missing.pem'} (tls_cert)\n"), cp.stderr
+    cp = serve("server", data, env={"CAIRN_TLS_CERT": str(cert), "CAIRN_TLS_KEY": str(empty)})
+    assert cp.returncode == 2
+    assert cp.stderr.endswith(f"cairn: cannot read {empty} (tls_key)\n"), cp.stderr
+
+
+GATEWAY_NEEDS = "cairn gateway: set nodes (--nodes URL,...) and cluster_secret (CAIRN_CLUSTER_SECRET)\n"
+
+
+@pytest.mark.parametrize("args,env", [((), None),
+                                      (("--nodes", "http://127.0.0.1:1"), None),
+                                      ((), {"CAIRN_CLUSTER_SECRET": "0123456789abcdef0123456789abcdef"})],
+                         ids=["neither", "nodes-only", "secret-only"])
+def test_gateway_needs_nodes_and_a_cluster_secret(data, args, env):
+    cp = serve("gateway", data, *args, env=env)
+    assert (cp.returncode, cp.stdout, cp.stderr) == (2, "", GATEWAY_NEEDS)
+    assert not data.exists()
+
+
+def test_server_refuses_nodes_and_stray_arguments(data):
+    cp = serve("server", data, "--nodes", "http://127.0.0.1:1",
+               env={"CAIRN_CLUSTER_SECRET": "0123456789abcdef0123456789abcdef"})
+    assert (cp.returncode, cp.stdout) == (2, "")
+    assert cp.stderr == "cairn server: nodes are for `cairn gateway`; the server keeps data on --drives\n"
+    cp = serve("server", data, "extra")
+    assert (cp.returncode, cp.stdout) == (2, "")
+    assert cp.stderr.startswith("cairn server: unknown argument 'extra'\nusage: cairn server ")
+    assert not data.exists()
