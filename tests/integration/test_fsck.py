@@ -6,6 +6,7 @@ whose uploads in flight would look like orphans."""
 import glob
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -221,3 +222,53 @@ def test_metadata_contradictions(store, tmp_path):
 def test_usage(store):
     cp = fsck(store, "--bogus")
     assert cp.returncode == 2 and "usage" in cp.stderr
+
+
+def test_the_text_report_names_each_problem(store, tmp_path):
+    """Without --json, one line per problem: its kind, the version, the drive
+    and the shard where they apply, and whether --repair can fix it."""
+    v = version_of(store, "big")
+    files = shards(tmp_path, v)
+    os.remove(files[0])
+    idx = int(files[0].rsplit(".", 1)[1])
+    orphan = tmp_path / "d0" / "objects" / "ab" / ("ab" * 16 + ".3")
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"nothing references this")
+    db = sqlite3.connect(str(store.data_dir / "meta.db"))
+    with db:
+        db.execute("INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms, headers_json, bucket_id)"
+                   " VALUES ('ownerless', 'gone', 'k', 1, 0, '{}', 999999)")
+    db.close()
+    cp = fsck(store)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    lines = cp.stdout.splitlines()
+    problems = sorted(line for line in lines if line.startswith("problem: "))
+    assert len(problems) == 3, cp.stdout
+    assert re.fullmatch(f"problem: missing_shard version {v} drive [0-9a-f]{{16}} "
+                        f"\\(object {store.bucket}/big, shard {idx}\\) \\[repairable\\]", problems[0]), problems
+    assert re.fullmatch("problem: orphan_shard version " + "ab" * 16 + " drive [0-9a-f]{16} \\(shard 3\\) \\[repairable\\]",
+                        problems[1]), problems
+    assert problems[2] == "problem: upload_without_bucket (ownerless) [repairable]", problems
+    assert "3 problem(s), 3 repairable" in cp.stdout
+    cp = fsck(store, "--repair")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "fsck: repaired 3" in cp.stdout
+    assert "after repair: 3 placements, 18 shards: consistent" in cp.stdout
+    assert not orphan.exists() and os.path.exists(files[0])
+
+
+def test_past_a_thousand_problems_each_is_counted_and_repaired(store, tmp_path):
+    """The report lists the first 1000 problems; the count and the repair
+    cover all of them."""
+    fan = tmp_path / "d1" / "objects" / "cd"
+    fan.mkdir(exist_ok=True)
+    for i in range(1003):
+        (fan / f"cd{i:030x}.0").write_bytes(b"x")
+    code, doc = fsck_json(store)
+    assert code == 1
+    assert doc["check"]["problems_found"] == 1003 and doc["check"]["orphans"] == 1003, doc["check"]["problems_found"]
+    assert len(doc["check"]["problems"]) == 1000
+    code, doc = fsck_json(store, "--repair")
+    assert code == 0 and doc["after_repair"]["ok"], doc["after_repair"]
+    assert doc["repaired"] == 1003
+    assert not any(fan.iterdir())
