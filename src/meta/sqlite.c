@@ -389,6 +389,15 @@ static int stmt_exec(conn *c, sqlite3_stmt *st, const char *op) {
     return err;
 }
 
+/* stmt_exec after the binds, whose results the caller ORed into bind_rc
+ * (SQLITE_OK is 0): a failed bind is logged under op and resets st. */
+static int stmt_exec_bound(conn *c, sqlite3_stmt *st, int bind_rc, const char *op) {
+    if (bind_rc == SQLITE_OK) return stmt_exec(c, st, op);
+    int err = db_fail(c, bind_rc, op);
+    stmt_done(st);
+    return err;
+}
+
 static int bind_str(sqlite3_stmt *st, int i, const char *s) {
     return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
 }
@@ -687,8 +696,7 @@ static int user_insert(conn *w, meta_user *u) {
     b |= bind_str(st, 2, u->display_name);
     b |= sqlite3_bind_int(st, 3, u->is_root);
     b |= sqlite3_bind_int64(st, 4, u->created_ms);
-    int err = b ? db_fail(w, b, "user insert bind") : stmt_exec(w, st, "user insert");
-    if (b) stmt_done(st);
+    int err = stmt_exec_bound(w, st, b, "user insert");
     if (err == 0) u->id = sqlite3_last_insert_rowid(w->db);
     return err;
 }
@@ -718,8 +726,7 @@ static int user_ensure_root_tx(conn *w, const char *name, meta_user *out) {
         st = stmt(w, ST_USER_RENAME);
         if (!st) return CAIRN_EDB;
         int b = sqlite3_bind_int64(st, 1, u.id) | bind_str(st, 2, name);
-        err = b ? db_fail(w, b, "user rename bind") : stmt_exec(w, st, "user rename");
-        if (b) stmt_done(st);
+        err = stmt_exec_bound(w, st, b, "user rename");
         if (err == 0) strcpy(u.name, name);
     }
     if (err == 0 && out) *out = u;
@@ -808,8 +815,7 @@ int meta_key_create(meta_store *ms, const meta_key *k) {
         b |= sqlite3_bind_int(st, 4, k->active);
         b |= sqlite3_bind_int64(st, 5, k->created_ms ? k->created_ms : time_now_ms());
         /* A missing user surfaces as a foreign-key violation: ENOTFOUND. */
-        err = b ? db_fail(w, b, "key insert bind") : stmt_exec(w, st, "key insert");
-        if (b) stmt_done(st);
+        err = stmt_exec_bound(w, st, b, "key insert");
     }
     pthread_mutex_unlock(&ms->wmu);
     return err;
@@ -860,8 +866,7 @@ static int update_one(meta_store *ms, stmt_id id, const char *name, int value, c
     int err = CAIRN_EDB;
     if (st) {
         int b = bind_str(st, 1, name) | sqlite3_bind_int(st, 2, value);
-        err = b ? db_fail(w, b, op) : stmt_exec(w, st, op);
-        if (b) stmt_done(st);
+        err = stmt_exec_bound(w, st, b, op);
         if (err == 0 && sqlite3_changes(w->db) == 0) err = CAIRN_ENOTFOUND;
     }
     pthread_mutex_unlock(&ms->wmu);
@@ -1849,8 +1854,7 @@ int meta_upload_create(meta_store *ms, const meta_upload *u) {
                 bind_bytes_text(st, 3, u->key, u->key_len) | sqlite3_bind_int64(st, 4, u->owner_id) |
                 sqlite3_bind_int64(st, 5, u->initiated_ms) | bind_str(st, 6, u->headers_json ? u->headers_json : "{}") |
                 sqlite3_bind_int64(st, 7, bucket_id);
-        err = b ? db_fail(w, b, "upload insert bind") : stmt_exec(w, st, "upload insert");
-        if (b) stmt_done(st);
+        err = stmt_exec_bound(w, st, b, "upload insert");
     }
     return wtx_end(ms, err);
 }
@@ -1946,8 +1950,7 @@ int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, met
             int b = bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number) | bind_str(st, 3, p->version_id) |
                     sqlite3_bind_int64(st, 4, p->size) | bind_str(st, 5, p->etag) | bind_str(st, 6, p->layout) |
                     sqlite3_bind_int64(st, 7, p->mtime_ms);
-            err = b ? db_fail(w, b, "part bind") : stmt_exec(w, st, "part upsert");
-            if (b) stmt_done(st);
+            err = stmt_exec_bound(w, st, b, "part upsert");
         }
     }
     err = wtx_end(ms, err);
@@ -2084,8 +2087,7 @@ static int complete_tx(conn *w, const char *upload_id, const meta_object *obj, c
         int b = bind_str(st, 1, obj->version_id) | sqlite3_bind_int(st, 2, p->part_number) |
                 sqlite3_bind_int64(st, 3, offset) | sqlite3_bind_int64(st, 4, p->size) |
                 bind_str(st, 5, p->etag) | bind_str(st, 6, p->version_id) | bind_str(st, 7, p->layout);
-        err = b ? db_fail(w, b, "object part bind") : stmt_exec(w, st, "object part insert");
-        if (b) stmt_done(st);
+        err = stmt_exec_bound(w, st, b, "object part insert");
         offset += p->size;
     }
     /* The object's size was computed from the same rows the caller read. */
@@ -2333,8 +2335,7 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
                     sqlite3_bind_int64(st, 4, j->run_at_ms) | sqlite3_bind_int(st, 5, j->max_attempts > 0 ? j->max_attempts : 5) |
                     (j->unique_key[0] ? bind_str(st, 6, j->unique_key) : sqlite3_bind_null(st, 6)) |
                     sqlite3_bind_int64(st, 7, time_now_ms());
-            err = b ? db_fail(w, b, "job bind") : stmt_exec(w, st, "job insert");
-            if (b) stmt_done(st);
+            err = stmt_exec_bound(w, st, b, "job insert");
             if (err == 0 && id) *id = sqlite3_last_insert_rowid(w->db);
         }
     }
@@ -2362,8 +2363,7 @@ static int claim_in_tx(conn *w, const char *owner, int64_t now_ms, int64_t lease
         if (!st) err = CAIRN_EDB;
         else {
             int b = sqlite3_bind_int64(st, 1, id) | bind_str(st, 2, owner) | sqlite3_bind_int64(st, 3, now_ms + lease_ms);
-            err = b ? db_fail(w, b, "job take bind") : stmt_exec(w, st, "job take");
-            if (b) stmt_done(st);
+            err = stmt_exec_bound(w, st, b, "job take");
         }
     }
     if (err == 0) err = job_read(w, id, out);
