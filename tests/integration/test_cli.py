@@ -640,3 +640,43 @@ def test_server_refuses_nodes_and_stray_arguments(data):
     assert (cp.returncode, cp.stdout) == (2, "")
     assert cp.stderr.startswith("cairn server: unknown argument 'extra'\nusage: cairn server ")
     assert not data.exists()
+
+
+SECRET_ENV = {"CAIRN_CLUSTER_SECRET": "0123456789abcdef0123456789abcdef"}
+
+
+@pytest.fixture
+def taken_port():
+    """A port something else is listening on."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_server_and_node_refuse_a_port_in_use(data, tmp_path, taken_port):
+    cp = cairn("server", "--data", data, "--listen", f"127.0.0.1:{taken_port}", timeout=20)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert cp.stderr.endswith(f"cairn: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"), cp.stderr
+    cp = cairn("node", "--drives", tmp_path / "n0", "--listen", f"127.0.0.1:{taken_port}", env=SECRET_ENV, timeout=20)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert cp.stderr.endswith(f"cairn node: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"), cp.stderr
+
+
+def test_node_refusals(tmp_path):
+    cp = cairn("node", "--drives", tmp_path / "n0", "--listen", f"127.0.0.1:{free_port()}")
+    assert (cp.returncode, cp.stdout) == (2, "")
+    assert cp.stderr == "cairn node: set cluster_secret (CAIRN_CLUSTER_SECRET), the secret gateways sign with\n"
+    (tmp_path / "file").write_text("x")
+    cp = cairn("node", "--drives", tmp_path / "file", "--listen", f"127.0.0.1:{free_port()}", env=SECRET_ENV)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert cp.stderr.endswith("cairn node: cannot open the drives: I/O error\n"), cp.stderr
+    cp = cairn("node", "--drives", tmp_path / "n1", "--listen", f"127.0.0.1:{free_port()}",
+               env={**SECRET_ENV, "CAIRN_TLS_CERT": str(tmp_path / "no.pem"), "CAIRN_TLS_KEY": str(tmp_path / "no.pem")})
+    assert (cp.returncode, cp.stdout) == (2, "")
+    assert cp.stderr.endswith(f"cairn: cannot read {tmp_path / 'no.pem'} (tls_cert)\n"), cp.stderr
+    cp = cairn("node", "--drives", tmp_path / "n1", "--listen", f"127.0.0.1:{free_port()}", "extra", env=SECRET_ENV)
+    assert (cp.returncode, cp.stdout) == (2, "")
+    assert cp.stderr.startswith("cairn node: unknown argument 'extra'\n"), cp.stderr
