@@ -530,6 +530,37 @@ Test(open, drive_that_is_a_file) {
     if (rc == 0) data_close(ds);
 }
 
+/* A drive's id file that is not 16 lower-case hex digits, or cannot be read,
+ * refuses the open: a made-up id would orphan every shard the drive holds. */
+Test(open, a_damaged_drive_id_refuses_the_open) {
+    drives d;
+    drives_make(&d, "badid", 1);
+    data_store *ds = NULL;
+    data_options o = {.drives = d.ptr, .ndrives = 1, .k = 1, .m = 0};
+    cr_assert_eq(data_open(&o, &ds, NULL), 0);
+    data_close(ds);
+    char id[PATH_MAX + 16];
+    snprintf(id, sizeof id, "%s/drive-id", d.path[0]);
+    const char *bad[] = {"0123abcd\n", "0123456789ABCDEF\n", "0123456789abcdeg\n", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        spit(id, bad[i], strlen(bad[i]));
+        ds = NULL;
+        cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EIO, "drive-id \"%s\" accepted", bad[i]);
+        cr_expect_null(ds);
+    }
+    cr_assert_eq(unlink(id), 0);
+    cr_assert_eq(symlink(id, id), 0); /* ELOOP: neither readable nor absent */
+    cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EIO);
+    /* A path longer than any drive path can be. */
+    char longp[PATH_MAX + 64];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = '\0';
+    const char *lp[] = {longp};
+    data_options lo = {.drives = lp, .ndrives = 1, .k = 1, .m = 0};
+    cr_expect_eq(data_open(&lo, &ds, NULL), CAIRN_EINVAL);
+}
+
 Test(open, drive_ids_persist_and_order_does_not_matter) {
     drives d;
     drives_make(&d, "p", 4);
