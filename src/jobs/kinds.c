@@ -340,8 +340,8 @@ static int run_test_record(void *ud, const meta_job *job, char *err, size_t errl
         snprintf(line, sizeof line, "done %lld\n", id);
         if (rc == 0) rc = append_line(file, line);
     }
+    if (rc) snprintf(err, errlen, "cannot write %s", file); /* file lives in a */
     json_decref(a);
-    if (rc) snprintf(err, errlen, "cannot write %s", file);
     return rc;
 }
 
