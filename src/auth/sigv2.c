@@ -81,9 +81,12 @@ static const char *const subresources[] = {
     "versions", "website",
 };
 
+/* Sets the S3 error code and message of a refusal.  code and msg are never
+ * NULL: sigv2_parse and sigv2_verify require both (every caller, the gateway,
+ * the tests and the fuzz targets, passes them). */
 static int fail(int rc, const char **code, const char **msg, const char *c, const char *m) {
-    if (code) *code = c;
-    if (msg) *msg = m;
+    *code = c;
+    *msg = m;
     return rc;
 }
 
@@ -380,10 +383,14 @@ int sigv2_string_to_sign(const sigv4_request *r, const sigv4_auth *a, const char
     return rc;
 }
 
+/* out is "" when OpenSSL could not compute the MAC (it allocates, and can fail). */
 void sigv2_signature(const char *secret, const char *sts, size_t len, char out[29]) {
     unsigned char mac[MAC_LEN];
     unsigned int ml = MAC_LEN;
-    HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)sts, len, mac, &ml);
+    if (!HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)sts, len, mac, &ml)) {
+        out[0] = '\0';
+        return;
+    }
     sodium_bin2base64(out, SIG_B64_LEN + 1, mac, MAC_LEN, sodium_base64_VARIANT_ORIGINAL);
     OPENSSL_cleanse(mac, sizeof mac);
 }
@@ -543,10 +550,11 @@ int sigv2_verify(const sigv4_request *r, const sigv4_auth *a, const char *vhost_
     }
     unsigned char want[MAC_LEN];
     unsigned int wl = MAC_LEN;
-    HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)sts.data, sts.len, want,
-         &wl);
+    bool computed = HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)sts.data,
+                         sts.len, want, &wl) != NULL;
     buf_free(&sts);
-    bool ok = wl == MAC_LEN && CRYPTO_memcmp(want, got, MAC_LEN) == 0;
+    if (!computed) return CAIRN_ENOMEM;
+    bool ok = CRYPTO_memcmp(want, got, MAC_LEN) == 0;
     OPENSSL_cleanse(want, sizeof want);
     if (!ok) return fail(CAIRN_EAUTH, s3_code, message, E_SIG, M_MISMATCH);
     return 0;
@@ -567,8 +575,8 @@ int sigv2_sign(const sigv4_request *r, const char *vhost_bucket, const char *acc
     if (rc == 0) {
         char sig[SIG_B64_LEN + 1];
         sigv2_signature(secret, sts.data, sts.len, sig);
-        buf_printf(authorization, "AWS %s:%s", a.access_key, sig);
-        if (authorization->oom) rc = CAIRN_ENOMEM;
+        if (sig[0]) buf_printf(authorization, "AWS %s:%s", a.access_key, sig);
+        if (!sig[0] || authorization->oom) rc = CAIRN_ENOMEM;
     }
     buf_free(&sts);
     return rc;
@@ -601,9 +609,10 @@ int sigv2_presign(const sigv4_request *r, const char *vhost_bucket, const char *
         pr.raw_query = q.data;
         rc = sigv2_string_to_sign(&pr, &a, vhost_bucket, &sts);
     }
+    char sig[SIG_B64_LEN + 1] = "";
+    if (rc == 0) sigv2_signature(secret, sts.data, sts.len, sig);
+    if (rc == 0 && !sig[0]) rc = CAIRN_ENOMEM;
     if (rc == 0) {
-        char sig[SIG_B64_LEN + 1];
-        sigv2_signature(secret, sts.data, sts.len, sig);
         buf_append(query_out, q.data, q.len);
         buf_puts(query_out, "&Signature=");
         buf_url_encode(query_out, sig, strlen(sig), false);

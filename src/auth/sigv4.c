@@ -52,45 +52,58 @@ static const char E_DENIED[] = "AccessDenied";
 static const char E_SIG[] = "SignatureDoesNotMatch";
 static const char E_SKEW[] = "RequestTimeTooSkewed";
 
+/* Sets the S3 error code and message of a refusal.  code and msg are never
+ * NULL: sigv4_parse and sigv4_verify require both (every caller, the gateway,
+ * the tests and the fuzz targets, passes them). */
 static int fail(int rc, const char **code, const char **msg, const char *c, const char *m) {
-    if (code) *code = c;
-    if (msg) *msg = m;
+    *code = c;
+    *msg = m;
     return rc;
 }
 
-/* ---- small crypto helpers ------------------------------------------------ */
+/* ---- small crypto helpers ------------------------------------------------ *
+ *
+ * OpenSSL allocates inside its one-shot digest and HMAC calls, so they can
+ * fail; each result is checked, and a failure is CAIRN_ENOMEM rather than a
+ * signature made from whatever an output buffer held before. */
 
-static void sha256_hex(const void *p, size_t n, char out[65]) {
+static bool sha256_hex(const void *p, size_t n, char out[65]) {
     unsigned char md[32];
     unsigned int len = 0;
-    EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+    if (!EVP_Digest(p, n, md, &len, EVP_sha256(), NULL)) return false;
     hex_encode(md, 32, out);
+    return true;
 }
 
-static void hmac256(const void *key, size_t klen, const void *p, size_t n, unsigned char out[32]) {
+static bool hmac256(const void *key, size_t klen, const void *p, size_t n, unsigned char out[32]) {
     unsigned int len = 32;
-    HMAC(EVP_sha256(), key, (int)klen, p, n, out, &len);
+    return HMAC(EVP_sha256(), key, (int)klen, p, n, out, &len) != NULL;
 }
 
-void sigv4_signing_key(const char *secret, const char *date, const char *region,
+/* The signing key's HMAC chain; false (out unset) when it could not be computed. */
+static bool derive_key(const char *secret, const char *date, const char *region,
                        const char *service, uint8_t out[32]) {
     size_t slen = strlen(secret);
     char *k = malloc(slen + 5);
     unsigned char a[32], b[32];
-    if (!k) { /* Cannot derive: hand back a key nobody can match. */
-        rand_bytes(out, 32);
-        return;
-    }
+    if (!k) return false;
     memcpy(k, "AWS4", 4);
     memcpy(k + 4, secret, slen);
-    hmac256(k, slen + 4, date, strlen(date), a);
-    hmac256(a, 32, region, strlen(region), b);
-    hmac256(b, 32, service, strlen(service), a);
-    hmac256(a, 32, "aws4_request", 12, out);
+    bool ok = hmac256(k, slen + 4, date, strlen(date), a) &&
+              hmac256(a, 32, region, strlen(region), b) &&
+              hmac256(b, 32, service, strlen(service), a) &&
+              hmac256(a, 32, "aws4_request", 12, out);
     OPENSSL_cleanse(k, slen + 4);
     OPENSSL_cleanse(a, sizeof a);
     OPENSSL_cleanse(b, sizeof b);
     free(k);
+    return ok;
+}
+
+void sigv4_signing_key(const char *secret, const char *date, const char *region,
+                       const char *service, uint8_t out[32]) {
+    /* Cannot derive: hand back a key nobody can match. */
+    if (!derive_key(secret, date, region, service, out)) rand_bytes(out, 32);
 }
 
 /* ---- string helpers -------------------------------------------------------- */
@@ -302,7 +315,10 @@ int sigv4_canonical_request(const sigv4_request *r, const sigv4_auth *a, buf_t *
 void sigv4_string_to_sign(const sigv4_auth *a, const char *canonical_request, size_t len,
                           buf_t *out) {
     char hash[65];
-    sha256_hex(canonical_request, len, hash);
+    if (!sha256_hex(canonical_request, len, hash)) {
+        out->oom = true; /* what callers check after building into a buf_t */
+        return;
+    }
     buf_printf(out, ALGO "\n%s\n%s/%s/%s/aws4_request\n%s", a->amz_date, a->date, a->region,
                a->service, hash);
 }
@@ -321,9 +337,11 @@ static int compute_signature(const sigv4_request *r, const sigv4_auth *a, const 
     if (rc == 0) {
         uint8_t key[32];
         unsigned char mac[32];
-        sigv4_signing_key(secret, a->date, a->region, a->service, key);
-        hmac256(key, 32, sts.data, sts.len, mac);
-        hex_encode(mac, 32, out);
+        if (derive_key(secret, a->date, a->region, a->service, key) &&
+            hmac256(key, 32, sts.data, sts.len, mac))
+            hex_encode(mac, 32, out);
+        else
+            rc = CAIRN_ENOMEM;
         OPENSSL_cleanse(key, sizeof key);
     }
     buf_free(&creq);

@@ -9,6 +9,7 @@
  * code); that signer is first checked against the published chunk signatures.
  */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 
 #include "auth/auth.h"
 
+#define NH_CASES(a) (sizeof(a) / sizeof((a)[0]))
 #define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 #define AMZ_DATE "20130524T000000Z"
 #define SCOPE "20130524/us-east-1/s3/aws4_request"
@@ -604,4 +606,181 @@ Test(chunked, constructor_contract) {
     a = auth_for(PAYLOAD_STREAMING_SIGNED, SEED);
     cr_assert_null(chunked_new(&a, NULL), "signed streams need the secret");
     chunked_free(NULL);
+}
+
+/* ---- one byte at a time wrong ------------------------------------------------- */
+
+Test(chunked, framing_bytes_each_wrong) {
+    char sig63[80];
+    snprintf(sig63, sizeof sig63, "%.63sg", SIG1); /* 64 characters, the last not hex */
+    char b_nonhex[256], b_prefix[256];
+    snprintf(b_nonhex, sizeof b_nonhex, "5;chunk-signature=%s\r\nhello\r\n", sig63);
+    snprintf(b_prefix, sizeof b_prefix, "5;chunk-signaturX=%s\r\nhello\r\n", SIG1);
+    const struct {
+        sigv4_payload p;
+        const char *body;
+    } cases[] = {
+        {PAYLOAD_STREAMING_SIGNED, b_nonhex},                 /* signature not hex */
+        {PAYLOAD_STREAMING_SIGNED, b_prefix},                 /* not chunk-signature= */
+        {PAYLOAD_STREAMING_SIGNED, "\n"},                     /* an empty header line, no CR */
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "5x\r\nhello\r\n"},  /* junk after the size */
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "5\r\nhello\rX"},    /* no LF after the data */
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "5\r\nhelloX"},      /* no CR after the data */
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "0\r\nbad trailer\r\n\r\n"},
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "0\r\n:v\r\n\r\n"},  /* an empty trailer name */
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "0\r\nx\x01y:v\r\n\r\n"},
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "0\r\nx\x7fy:v\r\n\r\n"},
+        {PAYLOAD_STREAMING_UNSIGNED_TRAILER, "0\r\nx y:v\r\n\r\n"},
+    };
+    for (size_t i = 0; i < NH_CASES(cases); i++) {
+        for (size_t step = 0; step < 2; step++) {
+            result r = decode_str(cases[i].p, cases[i].body, step);
+            cr_assert_eq(r.feed_rc, CAIRN_EINVAL, "case %zu step %zu rc %d", i, step, r.feed_rc);
+            cr_assert_str_eq(r.code, "InvalidRequest", "case %zu", i);
+            buf_free(&r.out);
+        }
+    }
+}
+
+Test(chunked, closing_line_of_signed_stream_each_wrong) {
+    /* After the final chunk of a stream without trailer: "\r\n" and nothing else. */
+    const char *tails[] = {"X", "\rX", "\r\nX"};
+    sigv4_auth a = auth_for(PAYLOAD_STREAMING_SIGNED, SEED);
+    for (size_t i = 0; i < NH_CASES(tails); i++) {
+        buf_t b;
+        buf_init(&b);
+        aws_body(&b, SIG1, SIG2, SIG_FINAL, tails[i]);
+        result r = decode(&a, SECRET, b.data, b.len, 0);
+        cr_assert_eq(r.feed_rc, CAIRN_EINVAL, "case %zu", i);
+        cr_assert_str_eq(r.code, "InvalidRequest");
+        cr_assert_eq(r.decoded, 66560, "the data before was decoded");
+        buf_free(&r.out);
+        buf_free(&b);
+    }
+}
+
+Test(chunked, uppercase_chunk_signatures_verify) {
+    char data[100];
+    memset(data, 'z', sizeof data);
+    buf_t b;
+    buf_init(&b);
+    build_signed(&b, SEED, data, sizeof data, 40, NULL);
+    /* Upper-case every signature's hex digits. */
+    for (char *p = b.data; (p = strstr(p, "chunk-signature=")) != NULL;) {
+        p += 16;
+        for (int k = 0; k < 64; k++, p++) *p = (char)toupper((unsigned char)*p);
+    }
+    sigv4_auth a = auth_for(PAYLOAD_STREAMING_SIGNED, SEED);
+    result r = decode(&a, SECRET, b.data, b.len, 7);
+    cr_assert_eq(rc_of(&r), 0, "rc %d", rc_of(&r));
+    cr_assert_eq(r.out.len, sizeof data);
+    cr_assert_eq(memcmp(r.out.data, data, sizeof data), 0);
+    buf_free(&r.out);
+    buf_free(&b);
+}
+
+Test(chunked, signed_trailer_section_with_only_the_signature) {
+    /* No trailer header at all, just its (signed, empty) signature. */
+    buf_t b;
+    buf_init(&b);
+    build_signed(&b, SEED, "hello", 5, 5, "");
+    sigv4_auth a = auth_for(PAYLOAD_STREAMING_SIGNED_TRAILER, SEED);
+    result r = decode(&a, SECRET, b.data, b.len, 0);
+    cr_assert_eq(rc_of(&r), 0, "rc %d %s", rc_of(&r), r.code ? r.code : "-");
+    cr_assert_eq(r.out.len, 5);
+    cr_assert_str_eq(r.tname, "", "no trailer reported");
+    buf_free(&r.out);
+    buf_free(&b);
+}
+
+Test(chunked, unsigned_trailer_edges) {
+    struct {
+        const char *body;
+        int rc;
+        const char *tname, *tvalue;
+    } cases[] = {
+        /* A trailer signature on an unsigned stream carries nothing to check: ignored. */
+        {"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\nx-amz-trailer-signature:abc\r\n\r\n", 0,
+         "x-amz-checksum-crc32", "NhCmhg=="},
+        /* Tabs around the value are trimmed. */
+        {"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:\t NhCmhg==\t\r\n\r\n", 0, "x-amz-checksum-crc32",
+         "NhCmhg=="},
+        /* A value of blanks only is empty. */
+        {"5\r\nhello\r\n0\r\nx-amz-meta-e: \t \r\n\r\n", 0, "x-amz-meta-e", ""},
+        /* The body ends on the CR of the closing line: the trailer is complete. */
+        {"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r", 0, "x-amz-checksum-crc32",
+         "NhCmhg=="},
+        /* The body ends in the middle of a malformed trailer line. */
+        {"5\r\nhello\r\n0\r\nno colon", CAIRN_EINVAL, "", ""},
+        /* A blank line after the final chunk, then a second one ends the section. */
+        {"5\r\nhello\r\n0\r\n\r\n\r\n", 0, "", ""},
+    };
+    for (size_t i = 0; i < NH_CASES(cases); i++) {
+        result r = decode_str(PAYLOAD_STREAMING_UNSIGNED_TRAILER, cases[i].body, 0);
+        cr_assert_eq(rc_of(&r), cases[i].rc, "case %zu rc %d", i, rc_of(&r));
+        if (cases[i].rc == 0) {
+            cr_assert_eq(r.out.len, 5, "case %zu", i);
+            cr_assert_str_eq(r.tname, cases[i].tname, "case %zu", i);
+            cr_assert_str_eq(r.tvalue, cases[i].tvalue, "case %zu", i);
+        } else {
+            cr_assert_str_eq(r.code, "InvalidRequest", "case %zu", i);
+        }
+        buf_free(&r.out);
+    }
+}
+
+Test(chunked, trailer_limits) {
+    buf_t b;
+    /* A name of 127 bytes fits, 128 does not. */
+    for (size_t len = 127; len <= 128; len++) {
+        buf_init(&b);
+        buf_puts(&b, "0\r\n");
+        for (size_t k = 0; k < len; k++) buf_putc(&b, 'n');
+        buf_puts(&b, ":v\r\n\r\n");
+        result r = decode_str(PAYLOAD_STREAMING_UNSIGNED_TRAILER, b.data, 0);
+        cr_assert_eq(rc_of(&r), len == 127 ? 0 : CAIRN_EINVAL, "name of %zu", len);
+        buf_free(&r.out);
+        buf_free(&b);
+    }
+    /* A value of 511 bytes fits, 512 does not. */
+    for (size_t len = 511; len <= 512; len++) {
+        buf_init(&b);
+        buf_puts(&b, "0\r\nx-amz-checksum-sha256:");
+        for (size_t k = 0; k < len; k++) buf_putc(&b, 'v');
+        buf_puts(&b, "\r\n\r\n");
+        result r = decode_str(PAYLOAD_STREAMING_UNSIGNED_TRAILER, b.data, 0);
+        cr_assert_eq(rc_of(&r), len == 511 ? 0 : CAIRN_EINVAL, "value of %zu", len);
+        if (len == 511) cr_assert_eq(strlen(r.tvalue), 511);
+        buf_free(&r.out);
+        buf_free(&b);
+    }
+    /* Sixteen trailers are accepted, the first is reported; seventeen are not. */
+    for (int n = 16; n <= 17; n++) {
+        buf_init(&b);
+        buf_puts(&b, "0\r\n");
+        for (int k = 0; k < n; k++) buf_printf(&b, "x-amz-meta-%d:%d\r\n", k, k);
+        buf_puts(&b, "\r\n");
+        result r = decode_str(PAYLOAD_STREAMING_UNSIGNED_TRAILER, b.data, 0);
+        cr_assert_eq(rc_of(&r), n == 16 ? 0 : CAIRN_EINVAL, "%d trailers", n);
+        if (n == 16) {
+            cr_assert_str_eq(r.tname, "x-amz-meta-0");
+            cr_assert_str_eq(r.tvalue, "0");
+        }
+        buf_free(&r.out);
+        buf_free(&b);
+    }
+}
+
+Test(chunked, null_sink_counts_bytes) {
+    sigv4_auth a = auth_for(PAYLOAD_STREAMING_UNSIGNED_TRAILER, SEED);
+    chunked_decoder *d = chunked_new(&a, NULL);
+    cr_assert_not_null(d);
+    const char *code = NULL;
+    const char body[] = "5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n";
+    cr_assert_eq(chunked_feed(d, body, sizeof body - 1, NULL, NULL, &code), 0);
+    cr_assert_eq(chunked_finish(d, &code), 0);
+    cr_assert_eq(chunked_decoded_bytes(d), 8);
+    cr_assert_null(chunked_trailer_name(d));
+    cr_assert_null(chunked_trailer_value(d));
+    chunked_free(d);
 }

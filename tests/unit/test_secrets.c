@@ -127,3 +127,25 @@ Test(secrets, generated_keys) {
     buf_free(&sealed);
     buf_free(&plain);
 }
+
+Test(secrets, non_hex_blob_of_valid_length_fails) {
+    buf_t sealed, plain;
+    buf_init(&sealed);
+    buf_init(&plain);
+    cr_assert_eq(auth_secret_seal(key1, "s3cr3t-value", &sealed), 0);
+    /* The right (even) length, one character that is not a hex digit, in the
+     * nonce, the ciphertext and the tag. */
+    size_t spots[] = {0, 48, sealed.len - 1};
+    for (size_t i = 0; i < sizeof spots / sizeof spots[0]; i++) {
+        char *t = strdup(sealed.data);
+        t[spots[i]] = 'g';
+        cr_assert_eq(auth_secret_open(key1, t, &plain), CAIRN_EAUTH, "spot %zu", spots[i]);
+        free(t);
+    }
+    cr_assert_eq(plain.len, 0);
+    /* The untouched blob still opens. */
+    cr_assert_eq(auth_secret_open(key1, sealed.data, &plain), 0);
+    cr_assert_str_eq(plain.data, "s3cr3t-value");
+    buf_free(&sealed);
+    buf_free(&plain);
+}
