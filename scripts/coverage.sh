@@ -25,7 +25,9 @@ if [ "${COVERAGE_FAULTS:-1}" = 1 ]; then
 fi
 
 echo "== coverage of src/"
+# The build directory is the search path: without it gcovr also reads the
+# .gcda files of any other coverage build under the tree.
 gcovr -r . --object-directory "$BUILD" --filter 'src/' --gcov-ignore-parse-errors \
-  --json-summary "$BUILD/coverage.json" --json-summary-pretty -o "$BUILD/coverage.txt" --txt -b >/dev/null || status=1
+  --json-summary "$BUILD/coverage.json" --json-summary-pretty -o "$BUILD/coverage.txt" --txt -b "$BUILD" >/dev/null || status=1
 $PY scripts/coverage-table.py "$BUILD/coverage.json" || status=1
 exit $status
