@@ -142,11 +142,6 @@ void s3_bucket_subresource(s3_req *q) {
                          "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
                          "<Permission>READ</Permission></Grant>");
         buf_puts(&b, "</AccessControlList></AccessControlPolicy>");
-    } else if (q->op == OP_LIST_MULTIPART_UPLOADS) {
-        buf_puts(&b, "<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>");
-        buf_xml_escape(&b, q->bucket, strlen(q->bucket));
-        buf_puts(&b, "</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>"
-                     "<MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>");
     } else {
         buf_free(&b);
         const char *code = "NotImplemented";
@@ -157,6 +152,9 @@ void s3_bucket_subresource(s3_req *q) {
         else if (s3_param_has(q, "encryption")) code = "ServerSideEncryptionConfigurationNotFoundError";
         else if (s3_param_has(q, "object-lock")) code = "ObjectLockConfigurationNotFoundError";
         else if (s3_param_has(q, "website")) code = "NoSuchWebsiteConfiguration";
+        else if (s3_param_has(q, "replication")) code = "ReplicationConfigurationNotFoundError";
+        else if (s3_param_has(q, "ownershipControls")) code = "OwnershipControlsNotFoundError";
+        else if (s3_param_has(q, "publicAccessBlock")) code = "NoSuchPublicAccessBlockConfiguration";
         s3_error(q, code, NULL);
         return;
     }
@@ -373,7 +371,7 @@ void s3_list_objects(s3_req *q, bool v2) {
     if (delim) put_elem(&b, "Delimiter", delim, strlen(delim), url);
     if (url) buf_puts(&b, "<EncodingType>url</EncodingType>");
     buf_printf(&b, "<IsTruncated>%s</IsTruncated>", w.truncated ? "true" : "false");
-    if (w.truncated && w.n > 0) {
+    if (w.truncated) { /* only ever set on a full page: w.n == max > 0 */
         const list_item *last = &w.items[w.n - 1];
         if (v2) {
             char *t = s3_list_token_encode(last->key, last->key_len, last->is_prefix);

@@ -270,10 +270,7 @@ static s3_op choose_op(s3_req *q, const char **api) {
         *api = "Multipart";
         return OP_NONE;
     }
-    if (has_any_subresource(q)) {
-        *api = s3_param_has(q, "uploads") || s3_param_has(q, "uploadId") ? "Multipart" : "ObjectSubresource";
-        return OP_NONE;
-    }
+    if (has_any_subresource(q)) { *api = "ObjectSubresource"; return OP_NONE; }
     if (put) {
         if (http_header(q->http, "x-amz-copy-source")) { *api = "CopyObject"; return OP_COPY_OBJECT; }
         *api = "PutObject";
@@ -420,8 +417,6 @@ static int plan_body(s3_req *q) {
     bool streaming = q->auth.payload == PAYLOAD_STREAMING_SIGNED ||
                      q->auth.payload == PAYLOAD_STREAMING_SIGNED_TRAILER ||
                      q->auth.payload == PAYLOAD_STREAMING_UNSIGNED_TRAILER;
-    const char *ce = http_header(r, "content-encoding");
-    if (!streaming && ce && strstr(ce, "aws-chunked") && q->auth.kind == SIGV4_ANONYMOUS) streaming = false;
     if (streaming) {
         const char *dcl = http_header(r, "x-amz-decoded-content-length");
         char *end = NULL;
@@ -509,7 +504,7 @@ static void on_begin(void *app, http_req *r) {
         else s3_error(q, "NotImplemented", NULL);
         return;
     }
-    if (q->bucket[0] && q->op != OP_CREATE_BUCKET && !s3_bucket_name_valid(q->bucket) && q->op != OP_LIST_BUCKETS) {
+    if (q->bucket[0] && q->op != OP_CREATE_BUCKET && !s3_bucket_name_valid(q->bucket)) {
         /* Names that could never have been created cannot exist. */
         s3_error(q, "NoSuchBucket", NULL);
         return;
