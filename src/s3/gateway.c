@@ -372,6 +372,10 @@ static int authenticate(s3_req *q) {
     if (rc == 0) snprintf(q->secret, sizeof q->secret, "%s", secret);
     if (opened.data) sodium_memzero(opened.data, opened.len);
     buf_free(&opened);
+    if (rc == CAIRN_ENOMEM) { /* could not compute it: a retry may succeed, a 403 would not */
+        s3_error(q, "InternalError", "out of memory while checking the signature");
+        return -1;
+    }
     if (rc != 0) {
         s3_error(q, code ? code : "SignatureDoesNotMatch", msg);
         return -1;
