@@ -142,6 +142,15 @@ void s3_bucket_subresource(s3_req *q) {
                          "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
                          "<Permission>READ</Permission></Grant>");
         buf_puts(&b, "</AccessControlList></AccessControlPolicy>");
+    } else if (s3_param_has(q, "logging")) { /* logging off: no LoggingEnabled */
+        buf_puts(&b, "<BucketLoggingStatus xmlns=\"http://doc.s3.amazonaws.com/2006-03-01\"/>");
+    } else if (s3_param_has(q, "notification")) {
+        buf_puts(&b, "<NotificationConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
+    } else if (s3_param_has(q, "accelerate")) { /* never enabled: no Status */
+        buf_puts(&b, "<AccelerateConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
+    } else if (s3_param_has(q, "requestPayment")) {
+        buf_puts(&b, "<RequestPaymentConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                     "<Payer>BucketOwner</Payer></RequestPaymentConfiguration>");
     } else {
         buf_free(&b);
         const char *code = "NotImplemented";

@@ -107,9 +107,28 @@ def test_subresource_of_a_foreign_bucket_is_denied(server, bucket, user):
     assert err(r) == (403, "AccessDenied"), r
 
 
+@pytest.mark.parametrize("sub,root,child", [
+    ("logging", "BucketLoggingStatus", None),
+    ("notification", "NotificationConfiguration", None),
+    ("accelerate", "AccelerateConfiguration", None),
+    ("requestPayment", "RequestPaymentConfiguration", ("Payer", "BucketOwner")),
+])
+def test_unconfigured_bucket_settings_are_empty_documents(server, bucket, sub, root, child):
+    """As S3 answers for a bucket without them (clients such as Terraform read
+    these on every refresh): 200 and the empty document, never 501."""
+    r = server.request("GET", path_of(bucket), query=[(sub, None)])
+    assert r.status == 200, r
+    doc = r.xml()
+    assert doc.tag.endswith("}" + root) or doc.tag == root, r.body
+    if child:
+        assert xml_text(doc, child[0]) == child[1], r.body
+    else:
+        assert len(doc) == 0, r.body
+    r = server.request("GET", path_of(unique_bucket("gone")), query=[(sub, None)])
+    assert err(r) == (404, "NoSuchBucket"), r
+
+
 @pytest.mark.parametrize("method,query", [
-    # S3 answers these with an empty document; cairn does not have them yet.
-    ("GET", [("logging", None)]),
     ("PUT", [("policy", None)]),               # configuring one
     ("DELETE", [("cors", None)]),
     ("GET", [("versions", None)]),             # ListObjectVersions
