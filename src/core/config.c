@@ -273,8 +273,8 @@ static void err_addn(config_errors *errs, const char *key, size_t keylen,
 static void err_addn(config_errors *errs, const char *key, size_t keylen,
                      const char *fmt, ...)
 {
-    if (!errs)
-        return;
+    /* errs is never NULL: every public entry point passes it through
+     * scope_begin, which substitutes its scratch list for a NULL one. */
     errs->total++;
     if (errs->count >= (int)(sizeof errs->items / sizeof errs->items[0]))
         return;

@@ -660,10 +660,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         } else {
             track_bytes(s, r);
         }
-        /* Answered mid-body.  Closing with unread bytes in flight makes TCP reset
-         * the connection and the client may never see the answer, so read and
-         * drop the rest when it is small; a large remainder is cut short. */
-        if (r->content_length >= 0 && (uint64_t)r->content_length - r->bytes_in <= HTTP_DRAIN_LIMIT) {
+        /* Answered mid-body: MHD cannot send while a body arrives, and closing on unread bytes
+         * resets the connection, so read and drop the rest when small (a chunked body: while the
+         * whole stays within the limit); a large remainder is cut short, unanswered. */
+        if ((r->content_length >= 0 ? (uint64_t)r->content_length - r->bytes_in : r->bytes_in) <= HTTP_DRAIN_LIMIT) {
             track_phase(s, r, PH_BODY, true);
             return MHD_YES;
         }

@@ -807,3 +807,302 @@ Test(config, describe_table_is_consistent)
               "defaults in the describe table differ from config_defaults()");
     buf_free(&out);
 }
+
+/* ---- cluster options: nodes, drives, secrets ---------------------------------------- */
+
+Test(config, nodes_list_forms_and_limits)
+{
+    expect_set_ok("nodes", "");
+    expect_set_ok("nodes", "http://node1:9100");
+    expect_set_ok("nodes", "https://n1.example:443,http://10.0.0.2:9100");
+    expect_set_bad("nodes", "ftp://node1:9100", "node 1 is not http(s)://HOST:PORT");
+    expect_set_bad("nodes", "http://node1:9100,http://nodeport", "node 2 is not");
+    expect_set_bad("nodes", "http://a:", "node 1 is not");    /* shorter than any real URL */
+    expect_set_ok("nodes", "http://a:1");
+    expect_set_bad("nodes", ",http://node1:9100", "node 1 is not");
+
+    buf_t b;
+    buf_init(&b);
+    for (int i = 0; i < 64; i++)
+        buf_printf(&b, "%shttp://n%02d:9", i ? "," : "", i);
+    expect_set_ok("nodes", b.data);
+    buf_puts(&b, ",http://n64:9");
+    expect_set_bad("nodes", b.data, "at most 64 nodes");
+    buf_free(&b);
+}
+
+Test(config, drives_list_forms_and_limits)
+{
+    expect_set_ok("drives", "/d0");
+    expect_set_ok("drives", "/d0,/d1,/d2");
+    expect_set_bad("drives", "/d0,,/d2", "empty directory in the list (drive 2)");
+    expect_set_bad("drives", ",/d0", "(drive 1)");
+    expect_set_bad("drives", "/d0,", "(drive 2)");
+
+    buf_t b;
+    buf_init(&b);
+    for (int i = 0; i < 64; i++)
+        buf_printf(&b, "%s/d%d", i ? "," : "", i);
+    expect_set_ok("drives", b.data);
+    buf_puts(&b, ",/d64");
+    expect_set_bad("drives", b.data, "at most 64 drives");
+    buf_free(&b);
+}
+
+Test(config, cluster_secret_rules_and_not_echoed)
+{
+    expect_set_ok("cluster_secret", "");
+    expect_set_ok("cluster_secret", "0123456789abcdef");
+    expect_set_bad("cluster_secret", "short", "at least 16");
+    expect_set_bad("cluster_secret", "0123456789 abcdef", "printable ASCII");
+    expect_set_bad("cluster_secret", "0123456789abcdef\x7f", "printable ASCII");
+    expect_set_bad("cluster_secret", "0123456789abcdef\t", "printable ASCII");
+    config_t c;
+    config_errors e;
+    cr_assert_eq(set1(&c, "cluster_secret", "topsecret-value with space", &e), CAIRN_EINVAL);
+    cr_assert_null(strstr(e.items[0].reason, "topsecret"), "reason echoes the secret: %s", e.items[0].reason);
+}
+
+/* ---- hostnames and listen hosts --------------------------------------------------- */
+
+Test(config, hostname_label_rules)
+{
+    expect_set_ok("domain", "a-b.c-d.example");
+    expect_set_ok("domain", "x1.y2");
+    expect_set_bad("domain", ".example.com", "hostname");
+    expect_set_bad("domain", "a-.example.com", "hostname");
+    expect_set_bad("domain", "example-", "hostname");
+    expect_set_bad("domain", "example.", "hostname");
+    expect_set_bad("domain", "exa_mple.com", "hostname");
+
+    char label[80];
+    memset(label, 'l', 63);
+    strcpy(label + 63, ".com");
+    expect_set_ok("domain", label);            /* a 63-byte label is the most DNS allows */
+    memset(label, 'l', 64);
+    strcpy(label + 64, ".com");
+    expect_set_bad("domain", label, "hostname");
+
+    char name[300];
+    size_t n = 0;
+    while (n < 250) {                          /* 25 labels of 9 + dot = 250 */
+        memcpy(name + n, "abcdefghi.", 10);
+        n += 10;
+    }
+    memcpy(name + n, "abc", 4);                /* 253 bytes: the longest name */
+    expect_set_ok("domain", name);
+    memcpy(name + n, "abcd", 5);               /* 254 */
+    expect_set_bad("domain", name, "hostname");
+}
+
+Test(config, listen_host_length_limits)
+{
+    char v[300];
+    memset(v, 'h', 100);
+    strcpy(v + 100, ":9000");                  /* a 100-byte label: not a hostname */
+    config_t c;
+    config_errors e;
+    cr_assert_eq(set1(&c, "listen", v, &e), CAIRN_EINVAL);
+    expect_err(&e, "listen", "is not a hostname or IP address");
+    /* The message quotes at most 64 bytes of what was typed. */
+    const char *q = strchr(e.items[0].reason, '"');
+    cr_assert_not_null(q);
+    cr_assert_eq(strspn(q + 1, "h"), 64, "%s", e.items[0].reason);
+    cr_assert_eq(q[65], '"', "%s", e.items[0].reason);
+
+    memset(v, 'h', 121);
+    v[60] = '.';
+    strcpy(v + 121, ":9000");                  /* 121-byte host of two labels: 126 bytes in all */
+    expect_set_ok("listen", v);
+    memset(v, 'h', 127);
+    v[60] = '.';
+    strcpy(v + 127, ":1");                     /* 129 bytes: more than listen[128] holds */
+    expect_set_bad("listen", v, "too long");
+
+    char six[120] = "[";
+    memset(six + 1, '1', 70);
+    strcpy(six + 71, "]:9000");
+    expect_set_bad("listen", six, "IPv6 address too long");
+}
+
+/* ---- hand-edited configs and cross-field rules -------------------------------------- */
+
+Test(config, validate_catches_unterminated_strings)
+{
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    memset(c.region, 'r', sizeof c.region);   /* no NUL anywhere in the field */
+    memset(c.log_level, 'i', sizeof c.log_level);
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    cr_assert_eq(e.total, 2, "got %d", e.total);
+    expect_err(&e, "region", "not NUL-terminated");
+    expect_err(&e, "log_level", "must be debug, info, warn or error");
+}
+
+Test(config, validate_tls_pair_and_erasure_geometry)
+{
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    strcpy(c.tls_cert, "/etc/cert.pem");
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    expect_err(&e, "tls_key", "go together");
+
+    memset(&e, 0, sizeof e);
+    config_defaults(&c);
+    strcpy(c.tls_key, "/etc/key.pem");
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    expect_err(&e, "tls_cert", "go together");
+
+    memset(&e, 0, sizeof e);
+    strcpy(c.tls_cert, "/etc/cert.pem");
+    cr_assert_eq(config_validate(&c, &e), 0, "both set is fine");
+
+    memset(&e, 0, sizeof e);
+    config_defaults(&c);
+    c.ec_parity = 2;
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    cr_assert_eq(e.total, 1);
+    expect_err(&e, "ec_parity", "set ec_data too");
+
+    memset(&e, 0, sizeof e);
+    config_defaults(&c);
+    c.ec_data = 12;
+    c.ec_parity = 6;
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    expect_err(&e, "ec_data", "at most 16");
+
+    memset(&e, 0, sizeof e);
+    config_defaults(&c);
+    cr_assert_eq(config_set(&c, "drives", "/d0,/d1,/d2,/d3,/d4", &e), 0);
+    cr_assert_eq(config_set(&c, "ec_data", "4", &e), 0);
+    cr_assert_eq(config_set(&c, "ec_parity", "2", &e), 0);
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    expect_err(&e, "ec_data", "ec_data + ec_parity (6) exceeds the number of drives (5)");
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(config_set(&c, "ec_parity", "1", &e), 0);
+    cr_assert_eq(config_validate(&c, &e), 0, "4+1 fits five drives");
+
+    memset(&e, 0, sizeof e);
+    config_defaults(&c);
+    c.ec_data = 1;
+    cr_assert_eq(config_validate(&c, &e), 0, "1+0 fits the single default drive");
+    c.ec_parity = 1;
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    expect_err(&e, "ec_data", "number of drives (1)");
+}
+
+/* ---- unknown keys: long and hostile ---------------------------------------------------- */
+
+Test(config, unknown_long_key_is_truncated_and_gets_no_suggestion)
+{
+    char key[120];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    config_t c;
+    config_errors e;
+    cr_assert_eq(set1(&c, key, "1", &e), CAIRN_EINVAL);
+    cr_assert_eq(e.count, 1);
+    cr_assert_eq(strlen(e.items[0].key), sizeof e.items[0].key - 1, "the key is cut to fit");
+    cr_assert_eq(strspn(e.items[0].key, "k"), sizeof e.items[0].key - 1);
+    cr_assert(strstr(e.items[0].reason, "unknown key (`cairn config describe` lists them)") != NULL, "%s",
+              e.items[0].reason);
+}
+
+/* ---- YAML: more malformed shapes ----------------------------------------------------- */
+
+Test(config, yaml_reader_error_is_placed_by_line)
+{
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    const char y[] = "region: eu-west-1\nlisten: \x01\n";
+    cr_assert_eq(config_load_yaml(&c, y, sizeof y - 1, &e), CAIRN_EINVAL);
+    expect_err(&e, "<yaml>", "line 2, column");
+}
+
+Test(config, yaml_mapping_and_alias_keys_are_refused)
+{
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    cr_assert_eq(load(&c, "? {a: 1}\n: [x]\nregion: eu-west-2\n", &e), CAIRN_EINVAL);
+    cr_assert_eq(e.total, 1);
+    expect_err(&e, "<yaml>", "keys must be plain words, not a mapping");
+    cr_assert_str_eq(c.region, "eu-west-2", "the walk goes on after the bad pair");
+
+    memset(&e, 0, sizeof e);
+    config_defaults(&c);
+    cr_assert_eq(load(&c, "region: &k eu-west-1\n*k : 1\n", &e), CAIRN_EINVAL);
+    expect_err(&e, "<yaml>", "not an alias");
+    cr_assert_str_eq(c.region, "eu-west-1");
+}
+
+Test(config, yaml_syntax_errors_inside_bad_keys_and_values)
+{
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    cr_assert_eq(load(&c, "? [a, b\n", &e), CAIRN_EINVAL);
+    expect_err(&e, "<yaml>", "keys must be plain words, not a list");
+    expect_err(&e, "<yaml>", "line ");
+    cr_assert_eq(e.total, 2, "the bad key and the syntax error inside it");
+
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(load(&c, "? [a]\n: {b: [c\n", &e), CAIRN_EINVAL);
+    cr_assert_eq(e.total, 2);
+    expect_err(&e, "<yaml>", "keys must be plain words");
+
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(load(&c, "--- ]\n", &e), CAIRN_EINVAL);
+    expect_err(&e, "<yaml>", "line 1");
+}
+
+/* ---- files: limits ------------------------------------------------------------------- */
+
+Test(config, load_file_refuses_files_over_one_mib)
+{
+    char path[] = "/tmp/cairn-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(ftruncate(fd, 1024 * 1024 + 1), 0);
+    close(fd);
+    config_t c, def;
+    config_errors e = {0};
+    config_defaults(&c);
+    config_defaults(&def);
+    cr_assert_eq(config_load_file(&c, path, &e), CAIRN_EINVAL);
+    expect_err(&e, "<file>", "file is larger than 1 MiB");
+    cr_assert(memcmp(&c, &def, sizeof c) == 0);
+    unlink(path);
+
+    /* Exactly 1 MiB of comment is read and is an empty config. */
+    strcpy(path, "/tmp/cairn-test-config-XXXXXX");
+    fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    char *big = malloc(1024 * 1024);
+    cr_assert_not_null(big);
+    memset(big, ' ', 1024 * 1024);
+    big[0] = '#';
+    big[1024 * 1024 - 1] = '\n';
+    cr_assert_eq(write(fd, big, 1024 * 1024), 1024 * 1024);
+    close(fd);
+    free(big);
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(config_load_file(&c, path, &e), 0);
+    cr_assert_eq(e.total, 0);
+    unlink(path);
+}
+
+Test(config, env_entries_without_equals_are_ignored)
+{
+    char *env[] = {"CAIRN_REGION", "CAIRN_DOMAIN=s3.test", NULL};
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    cr_assert_eq(config_load_env(&c, env, &e), 0);
+    cr_assert_eq(e.total, 0);
+    cr_assert_str_eq(c.region, "us-east-1");
+    cr_assert_str_eq(c.domain, "s3.test");
+}
