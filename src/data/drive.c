@@ -59,7 +59,7 @@ bool drive_shard_name_valid(const char *name) {
         if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return false;
     const char *idx = name + 33;
     if (!(idx[0] >= '0' && idx[0] <= '9')) return false;
-    if (idx[1] && !(idx[0] == '1' && idx[1] >= '0' && idx[1] <= '5' && !idx[2])) return false;
+    if (idx[1] && !(idx[0] == '1' && idx[1] >= '0' && idx[1] <= '5')) return false; /* at most 2 digits */
     return true;
 }
 
@@ -237,7 +237,7 @@ int drive_local_open(const char *path, bool do_fsync, drive **out, int *cleaned)
 }
 
 static void local_close(drive *d) {
-    if (LD(d)->lock_fd >= 0) close(LD(d)->lock_fd);
+    close(LD(d)->lock_fd); /* held by every open drive */
     free(LD(d));
 }
 static const char *local_id(const drive *d) { return ((const local_drive *)d)->id; }

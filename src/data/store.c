@@ -160,7 +160,7 @@ int data_layout_format(const data_layout *l, char *out, size_t n) {
         if (i) buf_putc(&b, ',');
         buf_puts(&b, l->drive_ids[i]);
     }
-    int rc = b.oom || b.len >= n ? CAIRN_EINVAL : 0;
+    int rc = b.oom ? CAIRN_ENOMEM : b.len >= n ? CAIRN_EINVAL : 0;
     if (rc == 0) memcpy(out, b.data, b.len + 1);
     buf_free(&b);
     return rc;
@@ -380,16 +380,14 @@ typedef struct {
 static int write_quorum(int k, int m) { return m == 0 ? k : k + 1; }
 
 static void drop_shard(data_writer *w, int i, int err) {
-    if (!w->out[i]) return;
     drive_abort(w->out[i]);
     w->out[i] = NULL;
     w->alive--;
     if (!w->shard_err) w->shard_err = err;
 }
 
-/* Encodes one stripe holding len object bytes and appends its blocks. */
+/* Encodes one stripe holding len (> 0) object bytes and appends its blocks. */
 static void encode_and_write(data_writer *w, unsigned char *s, size_t len) {
-    if (len == 0) return;
     size_t blen = (len + (size_t)w->k - 1) / (size_t)w->k;
     memset(s + len, 0, (size_t)w->k * blen - len);
     unsigned char *data[EC_MAX_SHARDS], *parity[EC_MAX_SHARDS];
@@ -434,9 +432,8 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-/* Waits until no thread uses stripe[idx]. */
+/* Waits until no worker thread (running: submit started them) uses stripe[idx]. */
 static void wait_free(data_writer *w, int idx) {
-    if (!w->threaded) return;
     pthread_mutex_lock(&w->mu);
     while (w->in_flight[idx] > 0) pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
@@ -471,9 +468,8 @@ static bool start_workers(data_writer *w) {
     return false;
 }
 
-/* Processes a stripe on this thread (tap, then encode and write). */
+/* Processes a non-empty stripe on this thread (tap, then encode and write). */
 static void process_stripe(data_writer *w, unsigned char *s, size_t len) {
-    if (len == 0) return;
     if (w->tap) w->tap(w->tap_ud, s, len);
     encode_and_write(w, s, len);
 }
@@ -682,7 +678,7 @@ struct data_reader {
  * I/O error) say how many.  CAIRN_EINVAL / CAIRN_ENOMEM only. */
 static int reader_new(data_store *ds, const char *version_id, const data_layout *l, int64_t size, data_reader **out,
                       int *opened, int *missing, int *failed, int why[DATA_MAX_SHARDS]) {
-    if (!valid_version_id(version_id) || size < 0 || l->k < 1 || l->k + l->m > DATA_MAX_SHARDS) return CAIRN_EINVAL;
+    if (!valid_version_id(version_id) || size < 0 || l->k < 1 || l->m < 0 || l->k + l->m > DATA_MAX_SHARDS) return CAIRN_EINVAL;
     data_reader *r = calloc(1, sizeof *r);
     if (!r) return CAIRN_ENOMEM;
     r->ds = ds;
@@ -789,7 +785,7 @@ static int load_stripe(data_reader *r, uint64_t s) {
         r->cached = -1;
         return CAIRN_EIO;
     }
-    if (have < r->n || !present[0]) {
+    if (have < r->n) {
         bool lost_data = false;
         for (int i = 0; i < r->k; i++) lost_data |= !present[i];
         if (lost_data) {

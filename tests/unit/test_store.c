@@ -29,10 +29,19 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "data/data.h"
 #include "data/drive.h"
+#include "data/node.h"
+#include "http/http.h"
 
 #define BLOCK 4096u
 #define MIB (1024u * 1024u)
@@ -327,7 +336,8 @@ static void check_layout(const drives *d, const data_layout *l, int k, int m, ui
 /* ======================================================================================= */
 
 static void fill_ids(data_layout *l) {
-    for (int i = 0; i < l->k + l->m; i++) snprintf(l->drive_ids[i], sizeof l->drive_ids[i], "%016x", 0xabc00 + i);
+    for (int i = 0; i < l->k + l->m && i < DATA_MAX_SHARDS; i++)
+        snprintf(l->drive_ids[i], sizeof l->drive_ids[i], "%016x", 0xabc00 + i);
 }
 
 /* The x-amz-checksum-crc32c algorithm (CRC-32C), shared with the S3 layer. */
@@ -1687,4 +1697,668 @@ Test(baddrive, unreadable_fanout_directory_makes_the_drive_unreachable) {
     cr_expect_eq(unreachable, 1, "a drive with an unreadable fan-out directory was listed as complete");
     free(data);
     data_close(ds);
+}
+
+/* ======================================================================================= */
+/* edges: options, foreign ids, optional outputs, other filesystems and storage nodes       */
+/* ======================================================================================= */
+
+TestSuite(edges, .init = suite_init, .fini = suite_fini, .timeout = 60);
+
+/* The ids and directories of a store's drives, in the store's order. */
+typedef struct {
+    char id[32][DATA_DRIVE_ID_LEN + 1];
+    int n, up;
+} drive_ids;
+
+static void note_drive(void *ud, const char *id, const char *where, bool up) {
+    (void)where;
+    drive_ids *x = ud;
+    snprintf(x->id[x->n++], sizeof x->id[0], "%s", id);
+    x->up += up;
+}
+
+static int list_drives(data_store *ds, drive_ids *x) {
+    memset(x, 0, sizeof *x);
+    return data_check_drives(ds, note_drive, x);
+}
+
+#define FOREIGN_ID "fedcba9876543210" /* a drive no store here has */
+
+Test(layout, block_over_64_mib_is_rejected) {
+    data_layout l;
+    cr_expect_eq(data_layout_parse("1+0:67108864:0123456789abcdef", &l), 0);
+    cr_expect_eq(l.block, 64u << 20);
+    cr_expect_eq(data_layout_parse("1+0:67108865:0123456789abcdef", &l), CAIRN_EINVAL);
+}
+
+Test(edges, open_rejects_options_that_cannot_work) {
+    drives d;
+    drives_make(&d, "opts", 4);
+    const char *nodes[] = {"http://127.0.0.1:1"};
+    data_store *ds = NULL;
+    /* Drives and nodes at once. */
+    data_options o = {.drives = d.ptr, .ndrives = 1, .nodes = nodes, .nnodes = 1, .k = 1, .m = 0};
+    cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EINVAL);
+    /* More drives than a store can hold (checked before any is opened). */
+    o = (data_options){.drives = d.ptr, .ndrives = 1025};
+    cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EINVAL);
+    /* A negative k is not "the default". */
+    o = (data_options){.drives = d.ptr, .ndrives = 4, .k = -1, .m = 1};
+    cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EINVAL);
+    cr_expect_null(ds);
+    cr_expect_not(exists(d.path[0]), "a refused open created a drive");
+}
+
+/* Two directories carrying one drive id (a copied disk): the second one is
+ * the same drive as far as every layout is concerned, so the open fails. */
+Test(edges, two_directories_with_one_drive_id) {
+    drives d;
+    drives_make(&d, "cloned", 2);
+    data_store *ds = store_open(&d, 2, 1, 1, BLOCK, false, NULL);
+    data_close(ds);
+    char id0[PATH_MAX + 16], id1[PATH_MAX + 16];
+    snprintf(id0, sizeof id0, "%s/drive-id", d.path[0]);
+    snprintf(id1, sizeof id1, "%s/drive-id", d.path[1]);
+    size_t n0, n1;
+    unsigned char *own = slurp(id1, &n1), *copy = slurp(id0, &n0);
+    spit(id1, copy, n0);
+    data_options o = {.drives = d.ptr, .ndrives = 2, .k = 1, .m = 1, .block = BLOCK};
+    ds = NULL;
+    cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EEXIST);
+    cr_expect_null(ds);
+    spit(id1, own, n1);
+    ds = store_open(&d, 2, 1, 1, BLOCK, false, NULL);
+    drive_ids x;
+    cr_expect_eq(list_drives(ds, &x), 2);
+    cr_expect_str_neq(x.id[0], x.id[1]);
+    data_close(ds);
+    free(own);
+    free(copy);
+}
+
+/* A drive held by another opener is busy, not "listed twice", even when an
+ * earlier drive of the list sits on another filesystem. */
+Test(edges, busy_drive_next_to_one_on_another_filesystem) {
+    struct stat shm, tmp;
+    cr_assert_eq(stat(root, &tmp), 0);
+    if (stat("/dev/shm", &shm) != 0 || access("/dev/shm", W_OK) != 0 || shm.st_dev == tmp.st_dev)
+        cr_skip_test("no second filesystem at /dev/shm");
+    char shm_dir[] = "/dev/shm/cairn-test-store-busy.XXXXXX";
+    cr_assert_not_null(mkdtemp(shm_dir));
+    char a[PATH_MAX], b[PATH_MAX];
+    snprintf(a, sizeof a, "%s/d0", shm_dir);
+    snprintf(b, sizeof b, "%s/busy/d1", root);
+    drive *held = NULL;
+    cr_assert_eq(drive_local_open(b, false, &held, NULL), 0);
+    const char *list[] = {a, b};
+    data_options o = {.drives = list, .ndrives = 2, .k = 1, .m = 1, .block = BLOCK};
+    data_store *ds = NULL;
+    cr_expect_eq(data_open(&o, &ds, NULL), CAIRN_EBUSY);
+    drive_close(held);
+    /* Released: the list opens (in either order), and free space is the
+     * smaller of the two. */
+    const char *reversed[] = {b, a};
+    o.drives = reversed;
+    cr_assert_eq(data_open(&o, &ds, NULL), 0);
+    int64_t f = -1;
+    cr_assert_eq(data_free_bytes(ds, &f), 0);
+    struct statvfs va, vb;
+    cr_assert_eq(statvfs(a, &va), 0);
+    cr_assert_eq(statvfs(b, &vb), 0);
+    int64_t fa = (int64_t)va.f_bavail * (int64_t)va.f_frsize, fb = (int64_t)vb.f_bavail * (int64_t)vb.f_frsize;
+    int64_t lo = fa < fb ? fa : fb;
+    /* Other processes write meanwhile: within 64 MiB of a fresh look. */
+    cr_expect(f > lo - (64 << 20) && f < lo + (64 << 20), "free %lld, smaller drive %lld", (long long)f,
+              (long long)lo);
+    data_close(ds);
+    nftw(shm_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A drive whose directory vanished cannot say how much room it has: free
+ * space is unknown (an error), not the other drives' minimum. */
+Test(edges, free_bytes_fails_when_a_drive_directory_is_gone) {
+    drives d;
+    drives_make(&d, "gone", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    int64_t f = -1;
+    cr_assert_eq(data_free_bytes(ds, &f), 0);
+    cr_expect_gt(f, 0);
+    char aside[PATH_MAX + 16];
+    snprintf(aside, sizeof aside, "%s.aside", d.path[1]);
+    cr_assert_eq(rename(d.path[1], aside), 0);
+    f = -1;
+    cr_expect_eq(data_free_bytes(ds, &f), CAIRN_EIO);
+    cr_expect_eq(f, -1);
+    drive_ids x;
+    cr_expect_eq(list_drives(ds, &x), 2);
+    cr_expect_eq(data_check_drives(ds, NULL, NULL), 2, "the count without a callback");
+    cr_assert_eq(rename(aside, d.path[1]), 0);
+    cr_expect_eq(data_check_drives(ds, NULL, NULL), 3);
+    data_close(ds);
+}
+
+/* Layouts whose geometry no store could have written are refused. */
+Test(edges, readers_refuse_impossible_geometry) {
+    drives d;
+    drives_make(&d, "geo", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    char vid[33];
+    new_version(vid);
+    data_layout l = {.k = 0, .m = 1, .block = BLOCK};
+    fill_ids(&l);
+    data_reader *r = NULL;
+    cr_expect_eq(data_reader_open(ds, vid, &l, 10, &r), CAIRN_EINVAL);
+    l = (data_layout){.k = 10, .m = 10, .block = BLOCK};
+    fill_ids(&l);
+    cr_expect_eq(data_reader_open(ds, vid, &l, 10, &r), CAIRN_EINVAL);
+    l = (data_layout){.k = 3, .m = -1, .block = BLOCK};
+    fill_ids(&l);
+    cr_expect_eq(data_reader_open(ds, vid, &l, 10, &r), CAIRN_EINVAL, "a negative parity count");
+    data_check_result res;
+    cr_expect_eq(data_check(ds, vid, &l, 10, &res), CAIRN_EINVAL);
+    cr_expect_null(r);
+    data_close(ds);
+}
+
+/* With fewer placeable drives than shards, a write still goes to every drive
+ * (a drained one included) rather than failing. */
+Test(edges, too_few_placeable_drives_fall_back_to_all) {
+    drives d;
+    drives_make(&d, "drain", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    drive_ids x;
+    cr_assert_eq(list_drives(ds, &x), 3);
+    cr_assert_eq(data_set_placeable(ds, x.id[1], false), 0);
+    cr_expect_eq(data_set_placeable(ds, FOREIGN_ID, false), CAIRN_ENOTFOUND);
+    size_t len = 3 * 2 * BLOCK + 11;
+    unsigned char *data = random_bytes(len, 21);
+    char vid[33];
+    new_version(vid);
+    data_layout l;
+    cr_assert_eq(write_object(ds, vid, data, len, &l), 0);
+    check_layout(&d, &l, 2, 1, BLOCK);
+    bool on_drained = false;
+    for (int i = 0; i < 3; i++) on_drained |= !strcmp(l.drive_ids[i], x.id[1]);
+    cr_expect(on_drained, "the drained drive was not used though every drive was needed");
+    expect_object_all(ds, vid, &l, data, len);
+    free(data);
+    data_close(ds);
+}
+
+/* Commit after a write that lost quorum returns the error and keeps
+ * nothing; a commit may also be told to return no layout. */
+Test(edges, commit_after_a_failed_write_and_without_a_layout) {
+    drives d;
+    drives_make(&d, "cmt", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    size_t len = 2 * MIB;
+    unsigned char *data = random_bytes(len, 22);
+    char vid[33];
+    new_version(vid);
+    data_writer *w;
+    cr_assert_eq(data_writer_open(ds, vid, NULL, NULL, &w), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = (struct rlimit){.rlim_cur = 100000, .rlim_max = old.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    for (size_t off = 0; off < len; off += 65536) (void)data_writer_write(w, data + off, 65536);
+    int frc = data_writer_finish(w);
+    setrlimit(RLIMIT_FSIZE, &old);
+    cr_expect_lt(frc, 0);
+    data_layout l;
+    memset(&l, 0x5a, sizeof l);
+    cr_expect_eq(data_writer_commit(w, &l), frc, "commit after a failed finish");
+    cr_expect_eq(l.k, 0x5a5a5a5a, "a failed commit filled the layout");
+    cr_expect_eq(data_tmp_count(ds), 0);
+    cr_expect_eq(count_object_files(&d), 0);
+
+    new_version(vid);
+    cr_assert_eq(data_writer_open(ds, vid, NULL, NULL, &w), 0);
+    cr_assert_eq(data_writer_write(w, data, 5000), 0);
+    cr_expect_eq(data_writer_commit(w, NULL), 0);
+    cr_expect_eq(count_object_files(&d), 3);
+    cr_expect_eq(data_tmp_count(ds), 0);
+    free(data);
+    data_close(ds);
+}
+
+/* A zero-byte object has no stripes: check judges it by how many shards
+ * open, and a heal of one that is gone altogether is no failure. */
+Test(edges, check_and_heal_of_a_zero_byte_object) {
+    drives d;
+    drives_make(&d, "zero", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    data_set_heal_check(ds, refuse_heal, NULL);
+    char vid[33];
+    new_version(vid);
+    data_layout l;
+    cr_assert_eq(write_object(ds, vid, (const unsigned char *)"", 0, &l), 0);
+    data_check_result res;
+    cr_assert_eq(data_check(ds, vid, &l, 0, &res), 0);
+    cr_expect_not(res.lost);
+    for (int i = 0; i < 3; i++) cr_expect(!res.missing[i] && !res.corrupt[i] && !res.unreachable[i]);
+    char p[PATH_MAX * 2];
+    for (int i = 0; i < 2; i++) {
+        shard_file(&d, &l, vid, i, p, sizeof p);
+        cr_assert_eq(unlink(p), 0);
+    }
+    cr_assert_eq(data_check(ds, vid, &l, 0, &res), 0);
+    cr_expect(res.missing[0] && res.missing[1] && !res.missing[2]);
+    cr_expect(res.lost, "one of three shards of a 2+1 object is not enough");
+    shard_file(&d, &l, vid, 2, p, sizeof p);
+    cr_assert_eq(unlink(p), 0);
+    data_stats before, after;
+    data_get_stats(ds, &before);
+    cr_expect_eq(data_heal_logged(ds, vid, &l, 0), 0, "a heal of an object that is gone");
+    data_get_stats(ds, &after);
+    cr_expect_eq(after.heal_failures, before.heal_failures);
+    data_close(ds);
+}
+
+/* A shard that opens but cannot be read (here a directory where the file
+ * belongs: every read fails) is unreachable, and the object still reads. */
+Test(edges, shard_that_cannot_be_read) {
+    drives d;
+    drives_make(&d, "eisdir", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    data_set_heal_check(ds, refuse_heal, NULL);
+    size_t len = 4 * 2 * BLOCK + 99;
+    unsigned char *data = random_bytes(len, 23);
+    char vid[33];
+    new_version(vid);
+    data_layout l;
+    cr_assert_eq(write_object(ds, vid, data, len, &l), 0);
+    char p[PATH_MAX * 2];
+    shard_file(&d, &l, vid, 0, p, sizeof p);
+    cr_assert_eq(unlink(p), 0);
+    cr_assert_eq(mkdir(p, 0750), 0);
+    data_check_result res;
+    cr_assert_eq(data_check(ds, vid, &l, (int64_t)len, &res), 0);
+    cr_expect(res.unreachable[0], "a shard no read succeeds on is not unreachable");
+    cr_expect(!res.missing[0]);
+    cr_expect(!res.unreachable[1] && !res.unreachable[2] && !res.corrupt[1] && !res.corrupt[2]);
+    cr_expect_not(res.lost);
+    expect_object_all(ds, vid, &l, data, len);
+    cr_assert_eq(rmdir(p), 0);
+    free(data);
+    data_close(ds);
+}
+
+/* Layouts naming a drive the store does not have (a removed node): each
+ * operation does what it can with the drives it has. */
+Test(edges, layouts_naming_an_unknown_drive) {
+    drives d;
+    drives_make(&d, "foreign", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    data_set_heal_check(ds, refuse_heal, NULL);
+    size_t len = 2 * 2 * BLOCK + 5;
+    unsigned char *data = random_bytes(len, 24);
+    char vid[33];
+    new_version(vid);
+    data_layout l, want;
+    cr_assert_eq(write_object(ds, vid, data, len, &l), 0);
+
+    /* Desired: a shard on an unknown drive moves to the drive left over. */
+    data_layout lost = l;
+    snprintf(lost.drive_ids[0], sizeof lost.drive_ids[0], "%s", FOREIGN_ID);
+    cr_expect(data_desired_layout(ds, vid, &lost, &want));
+    for (int i = 0; i < 3; i++) cr_expect_str_eq(want.drive_ids[i], l.drive_ids[i]);
+    /* Two shards listed on one drive: the second moves. */
+    data_layout twice = l;
+    memcpy(twice.drive_ids[1], l.drive_ids[0], sizeof twice.drive_ids[1]);
+    cr_expect(data_desired_layout(ds, vid, &twice, &want));
+    for (int i = 0; i < 3; i++) cr_expect_str_eq(want.drive_ids[i], l.drive_ids[i]);
+    cr_expect_not(data_desired_layout(ds, vid, &l, &want), "a layout where it belongs moves");
+
+    /* Moving onto an unknown drive is refused before anything is written. */
+    int moved = -1;
+    cr_expect_eq(data_relocate(ds, vid, (int64_t)len, &l, &lost, &moved), CAIRN_EINVAL);
+    cr_expect_eq(moved, 0);
+    cr_expect_eq(count_object_files(&d), 3);
+    cr_expect_eq(data_tmp_count(ds), 0);
+    /* Deleting moved shards from an unknown drive removes nothing. */
+    cr_expect_eq(data_delete_moved(ds, vid, &lost, &l), 0);
+    cr_expect_eq(count_object_files(&d), 3);
+    cr_expect_eq(data_remove_shard(ds, FOREIGN_ID, vid, 0), CAIRN_ENOTFOUND);
+    cr_expect_eq(count_object_files(&d), 3);
+    /* Delete removes the shards on known drives and skips the other. */
+    cr_expect_eq(data_delete(ds, vid, &lost), 0);
+    cr_expect_eq(count_object_files(&d), 1);
+    char p[PATH_MAX * 2];
+    shard_file(&d, &l, vid, 0, p, sizeof p);
+    cr_expect(exists(p), "the shard the layout did not name went");
+    int walked = 0;
+    cr_expect_eq(data_walk_shards(ds, count_walked, &walked, NULL), 0);
+    cr_expect_eq(walked, 1);
+    free(data);
+    data_close(ds);
+}
+
+/* A fan-out directory replaced by a file holds no shard to remove: removing
+ * one there succeeds (the shard is not there), like an absent one. */
+Test(edges, remove_where_the_fanout_is_a_file) {
+    drives d;
+    drives_make(&d, "fanfile", 3);
+    data_store *ds = store_open(&d, 3, 2, 1, BLOCK, false, NULL);
+    data_set_heal_check(ds, refuse_heal, NULL);
+    unsigned char *data = random_bytes(777, 25);
+    char vid[33];
+    new_version(vid);
+    data_layout l;
+    cr_assert_eq(write_object(ds, vid, data, 777, &l), 0);
+    char fan[PATH_MAX + 16];
+    snprintf(fan, sizeof fan, "%s/objects/%.2s", drive_dir(&d, l.drive_ids[1]), vid);
+    dir_to_file(fan);
+    cr_expect_eq(data_remove_shard(ds, l.drive_ids[1], vid, 1), 0);
+    file_to_dir(fan);
+    char p[PATH_MAX * 2];
+    shard_file(&d, &l, vid, 1, p, sizeof p);
+    cr_expect(exists(p), "the shard went after all");
+    cr_expect_eq(data_remove_shard(ds, l.drive_ids[1], vid, 1), 0);
+    cr_expect_not(exists(p));
+    free(data);
+    data_close(ds);
+}
+
+/* A drive path below a regular file cannot be created. */
+Test(edges, drive_below_a_file) {
+    char file[PATH_MAX], drive_path[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/below", root);
+    spit(file, "x", 1);
+    snprintf(drive_path, sizeof drive_path, "%s/sub/d0", file);
+    drive *dr = NULL;
+    cr_expect_eq(drive_local_open(drive_path, false, &dr, NULL), CAIRN_EIO);
+    cr_expect_null(dr);
+}
+
+/* ---- one local drive, through drive.h ------------------------------------------------- */
+
+/* Counts listed entries, checking that they come in name order. */
+typedef struct {
+    int n;
+    char last[48];
+    bool unordered;
+} listing;
+
+static int collect_entry(void *ud, const drive_entry *e) {
+    listing *x = ud;
+    if (x->n && strcmp(x->last, e->name) >= 0) x->unordered = true;
+    snprintf(x->last, sizeof x->last, "%s", e->name);
+    x->n++;
+    return 0;
+}
+
+static void shard_name_of(char *out, size_t n, const char *fan, int i, int idx) {
+    snprintf(out, n, "%s%030x.%d", fan, i, idx);
+}
+
+Test(edges, drive_refuses_bad_names_and_lists_by_fanout) {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/one", root);
+    drive *dr = NULL;
+    int cleaned = -1;
+    cr_assert_eq(drive_local_open(path, false, &dr, &cleaned), 0);
+    cr_expect_eq(cleaned, 0);
+    shard_out *o = NULL;
+    shard_in *in = NULL;
+    cr_expect_eq(drive_create(dr, "not-a-shard", 0, &o), CAIRN_EINVAL);
+    cr_expect_eq(drive_open(dr, "not-a-shard", &in), CAIRN_EINVAL);
+    cr_expect_eq(drive_remove(dr, "not-a-shard"), CAIRN_EINVAL);
+    cr_expect_null(o);
+    cr_expect_null(in);
+
+    /* At most 8 pieces per append. */
+    char name[48];
+    shard_name_of(name, sizeof name, "ab", 1, 0);
+    cr_assert_eq(drive_create(dr, name, 0, &o), 0);
+    char byte = 'x';
+    struct iovec iov[9];
+    for (int i = 0; i < 9; i++) iov[i] = (struct iovec){&byte, 1};
+    cr_expect_eq(drive_append(o, iov, 9), CAIRN_EINVAL);
+    cr_expect_eq(drive_append(o, iov, 8), 0);
+    cr_assert_eq(drive_commit(o), 0);
+
+    /* 70 shards in one fan-out directory (more than the first listing
+     * buffer holds), and one in a directory it does not belong to. */
+    char dir[PATH_MAX + 32], f[PATH_MAX + 96];
+    snprintf(dir, sizeof dir, "%s/objects/ab", path);
+    for (int i = 2; i <= 70; i++) {
+        shard_name_of(name, sizeof name, "ab", i, 3);
+        snprintf(f, sizeof f, "%s/%s", dir, name);
+        spit(f, "", 0);
+    }
+    shard_name_of(name, sizeof name, "cd", 1, 0);
+    snprintf(f, sizeof f, "%s/%s", dir, name);
+    spit(f, "", 0);
+    listing x = {0};
+    cr_expect_eq(drive_walk(dr, collect_entry, &x), 0);
+    cr_expect_not(x.unordered);
+    cr_expect_eq(x.n, 70, "a misfiled shard was listed or shards were missed");
+    x = (listing){0};
+    cr_expect_eq(drive_local_list(dr, NULL, 1000, collect_entry, &x), 0);
+    cr_expect_eq(x.n, 70);
+    x = (listing){0};
+    shard_name_of(name, sizeof name, "ab", 60, 3);
+    cr_expect_eq(drive_local_list(dr, name, 1000, collect_entry, &x), 0);
+    cr_expect_eq(x.n, 10, "listing after the 60th shard");
+    cr_expect_eq(drive_local_list(dr, "a", 1000, collect_entry, &x), CAIRN_EINVAL);
+    cr_expect_eq(drive_local_list(dr, "g0", 1000, collect_entry, &x), CAIRN_EINVAL);
+    cr_expect_eq(drive_local_list(dr, "0g", 1000, collect_entry, &x), CAIRN_EINVAL);
+    drive_close(dr);
+
+    /* Reopening empties tmp/ of files only: a directory there is no shard. */
+    char t[PATH_MAX + 64];
+    snprintf(t, sizeof t, "%s/tmp/stale-1", path);
+    spit(t, "a", 1);
+    snprintf(t, sizeof t, "%s/tmp/stale-2", path);
+    spit(t, "b", 1);
+    snprintf(t, sizeof t, "%s/tmp/subdir", path);
+    cr_assert_eq(mkdir(t, 0750), 0);
+    cr_assert_eq(drive_local_open(path, false, &dr, &cleaned), 0);
+    cr_expect_eq(cleaned, 2);
+    cr_expect(exists(t));
+    cr_expect_eq(drive_tmp_count(dr), 1);
+    drive_close(dr);
+}
+
+/* ---- a store of storage nodes (in-process node servers on loopback) ------------------- */
+
+#define NODE_SECRET "the-cluster-secret-0123"
+
+typedef struct {
+    char dir[PATH_MAX];
+    node_server *n;
+    http_server *s;
+    char url[64];
+} test_node;
+
+static void test_node_up(test_node *tn, const char *tag) {
+    memset(tn, 0, sizeof *tn);
+    snprintf(tn->dir, sizeof tn->dir, "%s/%s", root, tag);
+    const char *pv[] = {tn->dir};
+    cr_assert_eq(node_server_new(pv, 1, false, NODE_SECRET, &tn->n, NULL), 0);
+    http_options ho = {.listen = "127.0.0.1:0", .connection_limit = 64, .connection_timeout = 10,
+                       .max_header_bytes = 16384};
+    char err[256];
+    int port = 0;
+    cr_assert_eq(http_server_start(&ho, node_http_handler(), tn->n, &tn->s, &port, err, sizeof err), 0, "%s", err);
+    snprintf(tn->url, sizeof tn->url, "http://127.0.0.1:%d", port);
+    /* A node admits only requests dated after its start. */
+    int64_t t = time_now_ms();
+    while (time_now_ms() <= t + 1) usleep(200);
+}
+
+static void test_node_down(test_node *tn) {
+    if (tn->s) http_server_stop(tn->s);
+    if (tn->n) node_server_free(tn->n);
+    tn->s = NULL;
+    tn->n = NULL;
+}
+
+/* A port nothing listens on: bound, then closed. */
+static void dead_url(char *out, size_t n) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    snprintf(out, n, "http://127.0.0.1:%d", ntohs(a.sin_port));
+}
+
+Test(edges, nodes_join_once_and_a_down_node_is_tolerated) {
+    test_node a, b, c;
+    test_node_up(&a, "node-a");
+    test_node_up(&b, "node-b");
+    test_node_up(&c, "node-c");
+    const char *nodes[] = {a.url, b.url};
+    data_options o = {.nodes = nodes, .nnodes = 2, .cluster_secret = NODE_SECRET, .shard_timeout_ms = 2000,
+                      .k = 1, .m = 1, .block = BLOCK};
+    data_store *ds = NULL;
+    cr_assert_eq(data_open(&o, &ds, NULL), 0);
+
+    /* A node already in the store joins no second time; its id comes back. */
+    char id[DATA_DRIVE_ID_LEN + 1] = "";
+    cr_expect_eq(data_add_node(ds, a.url, id), CAIRN_EEXIST);
+    cr_expect_str_eq(id, node_server_id(a.n));
+    cr_expect_eq(data_add_node(ds, b.url, NULL), CAIRN_EEXIST);
+    char dead[64];
+    dead_url(dead, sizeof dead);
+    cr_expect_neq(data_add_node(ds, dead, id), 0, "a node that does not answer joined");
+    cr_expect_eq(data_add_node(ds, c.url, NULL), 0);
+    drive_ids x;
+    cr_expect_eq(list_drives(ds, &x), 3);
+    cr_expect_str_eq(x.id[2], node_server_id(c.n));
+
+    /* Only remote stores take nodes. */
+    drives d;
+    drives_make(&d, "local-only", 1);
+    data_store *local = store_open(&d, 1, 1, 0, BLOCK, false, NULL);
+    cr_expect_eq(data_add_node(local, c.url, id), CAIRN_EINVAL);
+    /* A node is no local drive to list. */
+    drive *rd = NULL;
+    cr_assert_eq(drive_remote_open(c.url, NODE_SECRET, NULL, 2000, &rd), 0);
+    listing l = {0};
+    cr_expect_eq(drive_local_list(rd, "", 10, collect_entry, &l), CAIRN_EINVAL);
+    drive_close(rd);
+    data_close(local);
+
+    /* One node down: still writable (quorum 2 of 3 for 1+1), and free space
+     * comes from the nodes that answer. */
+    test_node_down(&b);
+    cr_expect_eq(list_drives(ds, &x), 2);
+    cr_expect_eq(data_check_writable(ds), 0);
+    int64_t f = -1;
+    cr_expect_eq(data_free_bytes(ds, &f), 0);
+    cr_expect_gt(f, 0);
+    data_close(ds);
+    test_node_down(&a);
+    test_node_down(&c);
+}
+
+Test(edges, a_node_down_at_start_opens_under_its_known_id) {
+    char dead[64];
+    dead_url(dead, sizeof dead);
+    const char *nodes[] = {dead};
+    const char *ids[] = {"00000000000000aa"};
+    data_options o = {.nodes = nodes, .nnodes = 1, .node_ids = ids, .cluster_secret = NODE_SECRET,
+                      .shard_timeout_ms = 1000, .k = 1, .m = 0, .block = BLOCK};
+    data_store *ds = NULL;
+    cr_assert_eq(data_open(&o, &ds, NULL), 0);
+    drive_ids x;
+    cr_expect_eq(list_drives(ds, &x), 0);
+    cr_expect_str_eq(x.id[0], "00000000000000aa");
+    int64_t f = -1;
+    cr_expect_eq(data_free_bytes(ds, &f), CAIRN_EIO, "free space of a store whose only node is down");
+    cr_expect_eq(data_check_writable(ds), CAIRN_EIO);
+    data_close(ds);
+    /* Without a known id the open fails. */
+    o.node_ids = NULL;
+    ds = NULL;
+    cr_expect_neq(data_open(&o, &ds, NULL), 0);
+    cr_expect_null(ds);
+}
+
+/* ---- directories that refuse new entries (the immutable attribute) ---------------------- */
+
+/* Sets or clears the immutable attribute of a directory: nothing can be
+ * created in it, not even by root.  False where the filesystem or the
+ * process cannot (tmpfs, no CAP_LINUX_IMMUTABLE). */
+static bool set_immutable(const char *path, bool on) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    int flags = 0;
+    bool ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    if (ok) {
+        flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+        ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+static int append_text(shard_out *o, const char *text) {
+    struct iovec iov = {(void *)text, strlen(text)};
+    return drive_append(o, &iov, 1);
+}
+
+/* A drive whose directories went missing is rebuilt on the next write; when
+ * that cannot be done (the drive directory refuses new entries) the write
+ * fails cleanly, and works again once the directory takes entries. */
+Test(edges, a_drive_that_cannot_be_rebuilt_fails_the_write) {
+    char path[PATH_MAX + 16], sub[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/frozen", root);
+    drive *dr = NULL;
+    cr_assert_eq(drive_local_open(path, false, &dr, NULL), 0);
+    if (!set_immutable(path, false)) {
+        drive_close(dr);
+        cr_skip_test("the filesystem has no immutable attribute");
+    }
+    char name[48];
+    shard_name_of(name, sizeof name, "ab", 7, 0);
+    shard_out *o = NULL;
+
+    /* tmp/ gone, and it cannot be made again. */
+    snprintf(sub, sizeof sub, "%s/tmp", path);
+    cr_assert_eq(rmdir(sub), 0);
+    cr_assert(set_immutable(path, true));
+    int rc = drive_create(dr, name, 0, &o);
+    cr_assert(set_immutable(path, false));
+    cr_expect_eq(rc, CAIRN_EIO);
+    cr_expect_null(o);
+    cr_assert_eq(drive_create(dr, name, 0, &o), 0, "tmp/ was not made again");
+    cr_expect(exists(sub));
+
+    /* objects/ gone before the commit, and it cannot be made again. */
+    cr_assert_eq(append_text(o, "shard bytes"), 0);
+    snprintf(sub, sizeof sub, "%s/objects", path);
+    cr_assert_eq(rmdir(sub), 0);
+    cr_assert(set_immutable(path, true));
+    rc = drive_commit(o);
+    cr_assert(set_immutable(path, false));
+    cr_expect_eq(rc, CAIRN_EIO);
+    cr_expect_eq(drive_tmp_count(dr), 0, "a failed commit left its temp file");
+
+    /* objects/ there but refusing the shard's fan-out directory. */
+    cr_assert_eq(mkdir(sub, 0750), 0);
+    cr_assert_eq(drive_create(dr, name, 0, &o), 0);
+    cr_assert_eq(append_text(o, "shard bytes"), 0);
+    cr_assert(set_immutable(sub, true));
+    rc = drive_commit(o);
+    cr_assert(set_immutable(sub, false));
+    cr_expect_eq(rc, CAIRN_EIO);
+    cr_expect_eq(drive_tmp_count(dr), 0);
+
+    /* Both back: the shard commits and reads. */
+    cr_assert_eq(drive_create(dr, name, 0, &o), 0);
+    cr_assert_eq(append_text(o, "shard bytes"), 0);
+    cr_expect_eq(drive_commit(o), 0);
+    shard_in *in = NULL;
+    cr_assert_eq(drive_open(dr, name, &in), 0);
+    cr_expect_eq(drive_shard_size(in), 11);
+    drive_close_shard(in);
+    drive_close(dr);
 }

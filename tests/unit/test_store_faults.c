@@ -641,4 +641,55 @@ Test(store_allocs, walk_and_open, .disabled = !ALLOC_FAILURES) {
     walk_and_open();
 }
 
+/* ---- other geometries and layout text under failing allocations ---------------------------------- */
+
+/* An object written with another geometry than the store's (4+2 here, the
+ * store reopened as 2+1) needs a codec of its own, made on first read: when
+ * that allocation fails the read says so (no memory), and a later read works. */
+Test(store_allocs, reading_another_geometry, .disabled = !ALLOC_FAILURES) {
+    failing = FAIL_ALLOC;
+    run r;
+    run_init(&r, "geometry", NDRIVES, 0);
+    rand_hex_id(r.vid, 16);
+    r.len = 3 * K * BLOCK + 17;
+    r.data = random_bytes(r.len, 31);
+    cr_assert_eq(write_object(r.ds, r.vid, r.data, r.len, &r.l), 0);
+    int nomem = 0;
+    for (int n = 1; n < 64; n++) {
+        data_close(r.ds);
+        data_options o = {.drives = r.ptr, .ndrives = r.ndrives, .k = 2, .m = 1, .block = BLOCK};
+        cr_assert_eq(data_open(&o, &r.ds, NULL), 0);
+        data_set_heal_check(r.ds, refuse_heal, &r.refused);
+        data_reader *rd = NULL;
+        alloc_arm(n);
+        int rc = data_reader_open(r.ds, r.vid, &r.l, (int64_t)r.len, &rd);
+        bool hit = alloc_hit();
+        alloc_arm(0);
+        cr_assert(rc == 0 || rc == CAIRN_ENOMEM, "allocation %d failing: %d", n, rc);
+        if (rc == 0) data_reader_close(rd);
+        else nomem++;
+        cr_assert_eq(read_object(r.ds, r.vid, &r.l, r.data, r.len), 0, "allocation %d failing, then read", n);
+        if (!hit) break;
+    }
+    cr_expect_geq(nomem, 3, "the reader, its codec and its buffer each failed once");
+    run_free(&r);
+}
+
+/* Formatting a layout runs out of memory as that, not as a layout too long
+ * for the buffer. */
+Test(store_allocs, formatting_a_layout, .disabled = !ALLOC_FAILURES) {
+    failing = FAIL_ALLOC_ALL;
+    data_layout l = {.k = K, .m = M, .block = BLOCK};
+    for (int i = 0; i < K + M; i++) snprintf(l.drive_ids[i], sizeof l.drive_ids[i], "%016x", 0x5a00 + i);
+    char out[320];
+    alloc_arm(1);
+    int rc = data_layout_format(&l, out, sizeof out);
+    bool hit = alloc_hit();
+    alloc_arm(0);
+    cr_assert(hit, "formatting allocates nothing any more: the test needs another failure");
+    cr_expect_eq(rc, CAIRN_ENOMEM);
+    cr_expect_eq(data_layout_format(&l, out, sizeof out), 0);
+    cr_expect_eq(data_layout_format(&l, out, 20), CAIRN_EINVAL, "too long for the buffer");
+}
+
 #endif
