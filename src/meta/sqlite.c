@@ -389,11 +389,19 @@ static int stmt_exec(conn *c, sqlite3_stmt *st, const char *op) {
     return err;
 }
 
-/* stmt_exec after the binds, whose results the caller ORed into bind_rc
- * (SQLITE_OK is 0): a failed bind is logged under op and resets st. */
+/* What a statement's binds left, their results ORed into bind_rc (SQLITE_OK
+ * is 0): 0, or the error logged under op.  A bind fails only on a value over
+ * SQLite's length limit or out of memory; the fault build makes the nth one
+ * fail as too big (site meta.bind), so the callers' error paths are tested. */
+static int bind_result(conn *c, int bind_rc, const char *op) {
+    if (bind_rc == SQLITE_OK && fault_inject(FAULT_META_BIND)) bind_rc = SQLITE_TOOBIG;
+    return bind_rc == SQLITE_OK ? 0 : db_fail(c, bind_rc, op);
+}
+
+/* stmt_exec after the binds (bind_rc as in bind_result); a failed bind resets st. */
 static int stmt_exec_bound(conn *c, sqlite3_stmt *st, int bind_rc, const char *op) {
-    if (bind_rc == SQLITE_OK) return stmt_exec(c, st, op);
-    int err = db_fail(c, bind_rc, op);
+    int err = bind_result(c, bind_rc, op);
+    if (err == 0) return stmt_exec(c, st, op);
     stmt_done(st);
     return err;
 }
@@ -748,8 +756,8 @@ int meta_user_get(meta_store *ms, int64_t id, meta_user *out) {
     int err = CAIRN_EDB;
     if (st) {
         int b = sqlite3_bind_int64(st, 1, id);
-        err = b ? db_fail(r, b, "user get bind") : query_user(r, st, out, "user get");
-        if (b) stmt_done(st);
+        if ((err = bind_result(r, b, "user get bind")) == 0) err = query_user(r, st, out, "user get");
+        else stmt_done(st);
     }
     reader_put(ms, r);
     return err;
@@ -762,8 +770,8 @@ int meta_user_get_by_name(meta_store *ms, const char *name, meta_user *out) {
     int err = CAIRN_EDB;
     if (st) {
         int b = bind_str(st, 1, name);
-        err = b ? db_fail(r, b, "user get bind") : query_user(r, st, out, "user get by name");
-        if (b) stmt_done(st);
+        if ((err = bind_result(r, b, "user get bind")) == 0) err = query_user(r, st, out, "user get by name");
+        else stmt_done(st);
     }
     reader_put(ms, r);
     return err;
@@ -918,11 +926,7 @@ static int bucket_insert(conn *w, const meta_bucket *bk) {
     b |= sqlite3_bind_int64(st, 3, bk->created_ms ? bk->created_ms : time_now_ms());
     b |= sqlite3_bind_int(st, 4, bk->public_read);
     b |= bind_str(st, 5, bk->region);
-    if (b) {
-        stmt_done(st);
-        return db_fail(w, b, "bucket insert bind");
-    }
-    return stmt_exec(w, st, "bucket insert");
+    return stmt_exec_bound(w, st, b, "bucket insert");
 }
 
 int meta_bucket_create(meta_store *ms, meta_bucket *b, int64_t *existing_owner) {
@@ -967,11 +971,7 @@ static int exec_int2(conn *w, stmt_id id, int64_t a, int64_t b, const char *op) 
     if (!st) return CAIRN_EDB;
     int rc = sqlite3_bind_int64(st, 1, a);
     if (rc == SQLITE_OK && sqlite3_bind_parameter_count(st) >= 2) rc = sqlite3_bind_int64(st, 2, b);
-    if (rc != SQLITE_OK) {
-        stmt_done(st);
-        return db_fail(w, rc, op);
-    }
-    return stmt_exec(w, st, op);
+    return stmt_exec_bound(w, st, rc, op);
 }
 
 /* Inside the write transaction: ENOTFOUND, ENOTEMPTY, or deletes the bucket
@@ -996,11 +996,7 @@ static int bucket_delete_tx(conn *w, const char *name, int64_t want_id) {
     st = stmt(w, ST_BUCKET_DELETE);
     if (!st) return CAIRN_EDB;
     rc = bind_str(st, 1, name);
-    if (rc != SQLITE_OK) {
-        stmt_done(st);
-        return db_fail(w, rc, "bucket delete bind");
-    }
-    return stmt_exec(w, st, "bucket delete");
+    return stmt_exec_bound(w, st, rc, "bucket delete");
 }
 
 int meta_bucket_delete(meta_store *ms, const char *name, int64_t id) {
@@ -1140,11 +1136,7 @@ static int data_delete(conn *w, const char *version_id) {
     sqlite3_stmt *st = stmt(w, ST_DATA_DELETE);
     if (!st) return CAIRN_EDB;
     int rc = bind_str(st, 1, version_id);
-    if (rc != SQLITE_OK) {
-        stmt_done(st);
-        return db_fail(w, rc, "data delete bind");
-    }
-    return stmt_exec(w, st, "data delete");
+    return stmt_exec_bound(w, st, rc, "data delete");
 }
 
 static int data_insert(conn *w, const meta_object *o) {
@@ -1154,11 +1146,7 @@ static int data_insert(conn *w, const meta_object *o) {
     const void *p = o->data_len ? (const void *)o->data : "";
     int b = bind_str(st, 1, o->version_id);
     b |= sqlite3_bind_blob64(st, 2, p, o->data_len, SQLITE_STATIC);
-    if (b) {
-        stmt_done(st);
-        return db_fail(w, b, "data insert bind");
-    }
-    return stmt_exec(w, st, "data insert");
+    return stmt_exec_bound(w, st, b, "data insert");
 }
 
 static int object_upsert(conn *w, const meta_object *o) {
@@ -1174,11 +1162,7 @@ static int object_upsert(conn *w, const meta_object *o) {
     b |= sqlite3_bind_int(st, 8, (int)o->storage);
     b |= bind_str(st, 9, o->headers_json ? o->headers_json : "{}");
     b |= bind_str(st, 10, o->layout);
-    if (b) {
-        stmt_done(st);
-        return db_fail(w, b, "object upsert bind");
-    }
-    return stmt_exec(w, st, "object upsert");
+    return stmt_exec_bound(w, st, b, "object upsert");
 }
 
 static int exec_id(conn *w, stmt_id id, const char *text, const char *op);
@@ -1191,11 +1175,7 @@ static int trash_parts_of(conn *w, const meta_object *old) {
     sqlite3_stmt *st = stmt(w, ST_OBJPARTS_TRASH);
     if (!st) return CAIRN_EDB;
     int b = bind_str(st, 1, old->version_id) | sqlite3_bind_int64(st, 2, time_now_ms());
-    if (b) {
-        stmt_done(st);
-        return db_fail(w, b, "object parts trash bind");
-    }
-    int err = stmt_exec(w, st, "object parts trash");
+    int err = stmt_exec_bound(w, st, b, "object parts trash");
     if (err == 0) err = exec_id(w, ST_OBJPARTS_DELETE, old->version_id, "object parts delete");
     return err;
 }
@@ -1319,11 +1299,7 @@ static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, cons
     sqlite3_stmt *st = stmt(w, ST_OBJ_DELETE);
     if (!st) return CAIRN_EDB;
     int b = bind_str(st, 1, bucket) | bind_bytes_text(st, 2, key, key_len);
-    if (b) {
-        stmt_done(st);
-        return db_fail(w, b, "object delete bind");
-    }
-    err = stmt_exec(w, st, "object delete");
+    err = stmt_exec_bound(w, st, b, "object delete");
     if (err == 0 && old->storage == META_STORE_INLINE) err = data_delete(w, old->version_id);
     if (err == 0) err = trash_parts_of(w, old);
     return err;
@@ -1485,7 +1461,7 @@ int meta_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, cons
         if (hi_len) b |= bind_bytes_text(st, 3, hi, hi_len);
         b |= sqlite3_bind_int64(st, 4, fetch);
         b |= sqlite3_bind_int64(st, 5, bucket_id);
-        err = b ? db_fail(r, b, "object list bind") : list_rows(r, st, limit, cb, ud, more);
+        if ((err = bind_result(r, b, "object list bind")) == 0) err = list_rows(r, st, limit, cb, ud, more);
         stmt_done(st);
     }
     reader_put(ms, r);
@@ -1520,9 +1496,8 @@ int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_OBJ_SCAN);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (bind_str(st, 1, after_bucket) | bind_bytes_text(st, 2, after_key, after_key_len) |
-                     sqlite3_bind_int64(st, 3, (int64_t)limit + 1)))
-        err = db_fail(c, SQLITE_ERROR, "object scan bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, after_bucket) | bind_bytes_text(st, 2, after_key, after_key_len) |
+                     sqlite3_bind_int64(st, 3, (int64_t)limit + 1), "object scan bind");
     int n = 0;
     bool stopped = false;
     while (err == 0) {
@@ -1564,9 +1539,7 @@ static int write_one(meta_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, con
     conn *w = &ms->writer;
     sqlite3_stmt *st = stmt(w, id);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind(st, args) != SQLITE_OK) err = db_fail(w, SQLITE_ERROR, op);
-    if (err == 0) err = stmt_exec(w, st, op);
-    else if (st) stmt_done(st);
+    if (err == 0) err = stmt_exec_bound(w, st, bind(st, args), op);
     if (changes) *changes = err == 0 ? sqlite3_changes(w->db) : 0;
     pthread_mutex_unlock(&ms->wmu);
     return err;
@@ -1601,8 +1574,7 @@ int meta_placement_scan(meta_store *ms, meta_place_cursor *cur, int limit,
         conn *c = reader_get(ms);
         sqlite3_stmt *st = stmt(c, place_scan_stmt[cur->kind]);
         err = st ? 0 : CAIRN_EDB;
-        if (err == 0 && (bind_str(st, 1, cur->after) | sqlite3_bind_int(st, 2, limit)) != SQLITE_OK)
-            err = db_fail(c, SQLITE_ERROR, "placement scan bind");
+        if (err == 0) err = bind_result(c, bind_str(st, 1, cur->after) | sqlite3_bind_int(st, 2, limit), "placement scan bind");
         while (err == 0) {
             int rc = sqlite3_step(st);
             if (rc == SQLITE_DONE) break;
@@ -1636,7 +1608,7 @@ int meta_placement_get(meta_store *ms, const char *version_id, meta_placement *o
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_PLACE_GET);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "placement get bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, version_id), "placement get bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -1672,13 +1644,8 @@ int meta_placement_set_layout(meta_store *ms, const char *version_id, const char
     for (size_t i = 0; err == 0 && i < sizeof place_set_stmt / sizeof place_set_stmt[0]; i++) {
         sqlite3_stmt *st = stmt(w, place_set_stmt[i]);
         if (!st) err = CAIRN_EDB;
-        else if (bind_set_layout(st, &a) != SQLITE_OK) {
-            stmt_done(st);
-            err = db_fail(w, SQLITE_ERROR, "placement set layout bind");
-        } else {
-            err = stmt_exec(w, st, "placement set layout");
-            if (err == 0) changed += sqlite3_changes(w->db);
-        }
+        else if ((err = stmt_exec_bound(w, st, bind_set_layout(st, &a), "placement set layout")) == 0)
+            changed += sqlite3_changes(w->db);
     }
     err = wtx_end(ms, err);
     if (err != 0 || changed > 0) return err;
@@ -1694,7 +1661,7 @@ int meta_layout_refs(meta_store *ms, const char *id, int64_t *count) {
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_LAYOUT_REFS);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "layout refs bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, id), "layout refs bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) *count = sqlite3_column_int64(st, 0);
@@ -1757,7 +1724,7 @@ int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out) {
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_NODE_GET);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, id_or_url) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "node get bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, id_or_url), "node get bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) err = row_node(st, out);
@@ -1866,7 +1833,7 @@ int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out) {
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_UPLOAD_GET);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, upload_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "upload get bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, upload_id), "upload get bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) err = row_upload(st, out);
@@ -1885,11 +1852,10 @@ int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_UPLOAD_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (sqlite3_bind_int64(st, 1, bucket_id) | bind_bytes_text(st, 2, key_marker ? key_marker : "", key_marker ? key_marker_len : 0) |
+    if (err == 0) err = bind_result(c, sqlite3_bind_int64(st, 1, bucket_id) | bind_bytes_text(st, 2, key_marker ? key_marker : "", key_marker ? key_marker_len : 0) |
                      bind_str(st, 3, upload_id_marker ? upload_id_marker : "") |
                      bind_bytes_text(st, 4, prefix ? prefix : "", prefix ? prefix_len : 0) |
-                     sqlite3_bind_int64(st, 5, (int64_t)(prefix ? prefix_len : 0)) | sqlite3_bind_int64(st, 6, (int64_t)limit + 1)))
-        err = db_fail(c, SQLITE_ERROR, "upload list bind");
+                     sqlite3_bind_int64(st, 5, (int64_t)(prefix ? prefix_len : 0)) | sqlite3_bind_int64(st, 6, (int64_t)limit + 1), "upload list bind");
     int n = 0;
     while (err == 0) {
         int rc = sqlite3_step(st);
@@ -1911,10 +1877,10 @@ int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size
 static int upload_exists(conn *w, const char *upload_id) {
     sqlite3_stmt *st = stmt(w, ST_UPLOAD_GET);
     if (!st) return CAIRN_EDB;
-    if (bind_str(st, 1, upload_id) != SQLITE_OK) { stmt_done(st); return CAIRN_EDB; }
-    int rc = sqlite3_step(st);
+    int err = bind_result(w, bind_str(st, 1, upload_id), "upload exists bind");
+    int rc = err ? SQLITE_OK : sqlite3_step(st);
     stmt_done(st);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
+    return err ? err : rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
 }
 
 int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced, bool *had_replaced) {
@@ -1930,9 +1896,8 @@ int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, met
          * failed read here must fail the put, or they would stay forever. */
         sqlite3_stmt *st = stmt(w, ST_PART_GET);
         if (!st) err = CAIRN_EDB;
-        else if ((bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number)) != SQLITE_OK) {
-            err = db_fail(w, SQLITE_ERROR, "part get bind");
-        } else {
+        else if ((err = bind_result(w, bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number),
+                                    "part get bind")) == 0) {
             int rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
                 err = row_part(st, replaced, false);
@@ -1965,8 +1930,7 @@ int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_PART_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, after) | sqlite3_bind_int64(st, 3, (int64_t)limit + 1)))
-        err = db_fail(c, SQLITE_ERROR, "part list bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, after) | sqlite3_bind_int64(st, 3, (int64_t)limit + 1), "part list bind");
     int n = 0;
     while (err == 0) {
         int rc = sqlite3_step(st);
@@ -1989,11 +1953,12 @@ static int all_parts(conn *w, const char *upload_id, meta_part **out, int *n) {
     *n = 0;
     sqlite3_stmt *st = stmt(w, ST_PART_LIST);
     if (!st) return CAIRN_EDB;
-    if ((bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, 0) | sqlite3_bind_int(st, 3, 100000)) != SQLITE_OK) {
+    int err = bind_result(w, bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, 0) | sqlite3_bind_int(st, 3, 100000),
+                          "all parts bind");
+    if (err) {
         stmt_done(st);
-        return CAIRN_EDB;
+        return err;
     }
-    int err = 0;
     vec v = {.size = sizeof(meta_part)};
     for (;;) {
         int rc = sqlite3_step(st);
@@ -2012,20 +1977,20 @@ static int all_parts(conn *w, const char *upload_id, meta_part **out, int *n) {
 static int exec_id(conn *w, stmt_id id, const char *text, const char *op) {
     sqlite3_stmt *st = stmt(w, id);
     if (!st) return CAIRN_EDB;
-    if (bind_str(st, 1, text) != SQLITE_OK) { stmt_done(st); return CAIRN_EDB; }
-    return stmt_exec(w, st, op);
+    return stmt_exec_bound(w, st, bind_str(st, 1, text), op);
 }
 
 /* Reads an upload's row inside the writer's transaction; ENOTFOUND. */
 static int upload_read(conn *w, const char *upload_id, meta_upload *u) {
     sqlite3_stmt *st = stmt(w, ST_UPLOAD_GET);
     if (!st) return CAIRN_EDB;
-    if (bind_str(st, 1, upload_id) != SQLITE_OK) {
+    int err = bind_result(w, bind_str(st, 1, upload_id), "upload get bind");
+    if (err) {
         stmt_done(st);
-        return db_fail(w, SQLITE_ERROR, "upload get bind");
+        return err;
     }
     int rc = sqlite3_step(st);
-    int err = rc == SQLITE_ROW ? row_upload(st, u) : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(w, rc, "upload get");
+    err = rc == SQLITE_ROW ? row_upload(st, u) : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : db_fail(w, rc, "upload get");
     stmt_done(st);
     return err;
 }
@@ -2055,11 +2020,7 @@ static int record_completed(conn *w, const char *upload_id, const meta_object *o
     int b = bind_str(st, 1, upload_id) | sqlite3_bind_int64(st, 2, bucket_id) |
             bind_bytes_text(st, 3, obj->key, obj->key_len) | bind_str(st, 4, obj->version_id) |
             bind_str(st, 5, obj->etag) | sqlite3_bind_int64(st, 6, obj->mtime_ms);
-    if (b) {
-        stmt_done(st);
-        return db_fail(w, b, "completed upload bind");
-    }
-    return stmt_exec(w, st, "completed upload insert");
+    return stmt_exec_bound(w, st, b, "completed upload insert");
 }
 
 /* Inside the writer's transaction: the whole of a complete (see meta.h). */
@@ -2152,7 +2113,7 @@ int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_OBJPART_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "object parts bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, version_id), "object parts bind");
     vec v = {.size = sizeof(meta_part)};
     while (err == 0) {
         int rc = sqlite3_step(st);
@@ -2178,7 +2139,7 @@ int meta_upload_completed_get(meta_store *ms, const char *upload_id, meta_comple
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_COMPLETED_GET);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, upload_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "completed get bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, upload_id), "completed get bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -2222,7 +2183,7 @@ int meta_trash_list(meta_store *ms, int limit, int (*cb)(void *ud, const meta_tr
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_TRASH_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && sqlite3_bind_int(st, 1, limit) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "trash list bind");
+    if (err == 0) err = bind_result(c, sqlite3_bind_int(st, 1, limit), "trash list bind");
     vec v = {.size = sizeof(meta_trash_entry)};
     while (err == 0) {
         int rc = sqlite3_step(st);
@@ -2285,9 +2246,13 @@ static int row_job(sqlite3_stmt *st, meta_job *j) {
 static int job_read(conn *c, int64_t id, meta_job *out) {
     sqlite3_stmt *st = stmt(c, ST_JOB_GET);
     if (!st) return CAIRN_EDB;
-    if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) { stmt_done(st); return CAIRN_EDB; }
+    int err = bind_result(c, sqlite3_bind_int64(st, 1, id), "job get bind");
+    if (err) {
+        stmt_done(st);
+        return err;
+    }
     int rc = sqlite3_step(st);
-    int err = rc == SQLITE_ROW ? row_job(st, out) : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
+    err = rc == SQLITE_ROW ? row_job(st, out) : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
     stmt_done(st);
     return err;
 }
@@ -2302,8 +2267,7 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
         int64_t holder = 0;
         bool finished = false;
         if (!st) err = CAIRN_EDB;
-        else if (bind_str(st, 1, j->unique_key) != SQLITE_OK) err = CAIRN_EDB;
-        else {
+        else if ((err = bind_result(w, bind_str(st, 1, j->unique_key), "job by unique key bind")) == 0) {
             int rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) {
                 holder = sqlite3_column_int64(st, 0);
@@ -2316,12 +2280,7 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
         if (err == 0 && holder && finished && j->unique_while_pending) {
             st = stmt(w, ST_JOB_DROP_KEY);
             if (!st) err = CAIRN_EDB;
-            else if (sqlite3_bind_int64(st, 1, holder) != SQLITE_OK) {
-                stmt_done(st);
-                err = CAIRN_EDB;
-            } else {
-                err = stmt_exec(w, st, "job drop key");
-            }
+            else err = stmt_exec_bound(w, st, sqlite3_bind_int64(st, 1, holder), "job drop key");
         } else if (err == 0 && holder) {
             if (id) *id = holder;
             err = CAIRN_EEXIST;
@@ -2350,8 +2309,7 @@ static int claim_in_tx(conn *w, const char *owner, int64_t now_ms, int64_t lease
     sqlite3_stmt *st = stmt(w, ST_JOB_NEXT);
     if (!st) err = CAIRN_EDB;
     else {
-        if (sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK) err = CAIRN_EDB;
-        else {
+        if ((err = bind_result(w, sqlite3_bind_int64(st, 1, now_ms), "job next bind")) == 0) {
             int rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) id = sqlite3_column_int64(st, 0);
             else err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
@@ -2420,12 +2378,7 @@ int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const c
     job_finish_args a = {id, owner, state, error, run_at_ms, time_now_ms()};
     sqlite3_stmt *st = stmt(w, ST_JOB_FINISH);
     if (!st) err = CAIRN_EDB;
-    else if (bind_job_finish(st, &a) != SQLITE_OK) {
-        stmt_done(st);
-        err = db_fail(w, SQLITE_ERROR, "job finish bind");
-    } else {
-        err = stmt_exec(w, st, "job finish");
-    }
+    else err = stmt_exec_bound(w, st, bind_job_finish(st, &a), "job finish");
     int fin = err ? err : sqlite3_changes(w->db) ? 0 : CAIRN_ECONFLICT;
     int claim = err ? err : claim_in_tx(w, owner, now_ms, lease_ms, next);
     int end = wtx_end(ms, claim == CAIRN_ENOTFOUND ? 0 : claim);
@@ -2519,8 +2472,7 @@ int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_JOB_LIST);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (bind_str(st, 1, state ? state : "") | bind_str(st, 2, kind ? kind : "") | sqlite3_bind_int(st, 3, limit)))
-        err = db_fail(c, SQLITE_ERROR, "job list bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, state ? state : "") | bind_str(st, 2, kind ? kind : "") | sqlite3_bind_int(st, 3, limit), "job list bind");
     vec v = {.size = sizeof(meta_job)};
     while (err == 0) {
         int rc = sqlite3_step(st);
@@ -2566,8 +2518,7 @@ int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_UPLOAD_OLDER);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && (sqlite3_bind_int64(st, 1, before_ms) | sqlite3_bind_int(st, 2, limit)))
-        err = db_fail(c, SQLITE_ERROR, "upload older bind");
+    if (err == 0) err = bind_result(c, sqlite3_bind_int64(st, 1, before_ms) | sqlite3_bind_int(st, 2, limit), "upload older bind");
     vec v = {.size = sizeof(meta_upload)};
     while (err == 0) {
         int rc = sqlite3_step(st);
@@ -2596,7 +2547,7 @@ int meta_version_referenced(meta_store *ms, const char *version_id, bool *refere
     conn *c = reader_get(ms);
     sqlite3_stmt *st = stmt(c, ST_VERSION_REFERENCED);
     int err = st ? 0 : CAIRN_EDB;
-    if (err == 0 && bind_str(st, 1, version_id) != SQLITE_OK) err = db_fail(c, SQLITE_ERROR, "version referenced bind");
+    if (err == 0) err = bind_result(c, bind_str(st, 1, version_id), "version referenced bind");
     if (err == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) *referenced = sqlite3_column_int(st, 0) != 0;
@@ -2699,7 +2650,7 @@ static int take_rows(conn *w, const char *select_sql, const char *delete_sql, co
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(w->db, select_sql, -1, &st, NULL);
     int err = rc == SQLITE_OK ? 0 : db_fail(w, rc, "repair select");
-    if (err == 0 && bind_str(st, 1, id) != SQLITE_OK) err = db_fail(w, SQLITE_ERROR, "repair bind");
+    if (err == 0) err = bind_result(w, bind_str(st, 1, id), "repair bind");
     while (err == 0) {
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
@@ -2720,7 +2671,7 @@ static int take_rows(conn *w, const char *select_sql, const char *delete_sql, co
     if (err == 0) {
         rc = sqlite3_prepare_v2(w->db, delete_sql, -1, &st, NULL);
         err = rc == SQLITE_OK ? 0 : db_fail(w, rc, "repair delete");
-        if (err == 0 && bind_str(st, 1, id) != SQLITE_OK) err = db_fail(w, SQLITE_ERROR, "repair bind");
+        if (err == 0) err = bind_result(w, bind_str(st, 1, id), "repair bind");
         if (err == 0 && (rc = sqlite3_step(st)) != SQLITE_DONE) err = db_fail(w, rc, "repair delete");
         sqlite3_finalize(st);
     }
