@@ -21,6 +21,7 @@ struct membership {
     bool stop;
     pthread_mutex_t pass_mu;          /* one rebalance pass at a time */
     char placeable_sig[4096];         /* which nodes took shards at the last pass */
+    bool pass_failed;                 /* the last pass could not finish: run it again */
 };
 
 static bool stopping(membership *m) {
@@ -101,7 +102,11 @@ int membership_rebalance(membership *m) {
     int seen = jobs_walk(m->ms, rebalance_visit, pass_stop, &c);
     fault_point("rebalance.end");
     pthread_mutex_unlock(&m->pass_mu);
-    if (seen < 0) return seen;
+    if (seen < 0) {
+        log_write(LOG_WARN, NULL, "rebalance pass could not finish; it runs again at the next heartbeat", "error",
+                  cairn_strerror(seen), NULL);
+        return seen;
+    }
     char ns[24], nm[24], ms[24];
     log_write(LOG_INFO, NULL, "rebalance pass done", "objects_seen", log_int(ns, seen), "objects_moved",
               log_int(nm, c.moved), "duration_ms", log_int(ms, time_now_ms() - t0), NULL);
@@ -150,11 +155,15 @@ static void *membership_main(void *arg) {
         data_check_drives(m->ds, record_seen, m);
         buf_t sig;
         buf_init(&sig);
-        membership_apply_registry(m->ms, m->ds, &sig);
-        bool changed = sig.data && strcmp(sig.data, m->placeable_sig) != 0;
-        if (sig.data) snprintf(m->placeable_sig, sizeof m->placeable_sig, "%s", sig.data);
+        /* A registry that could not be read says nothing about a change. */
+        bool listed = membership_apply_registry(m->ms, m->ds, &sig) == 0;
+        bool changed = listed && sig.data && strcmp(sig.data, m->placeable_sig) != 0;
+        if (changed) snprintf(m->placeable_sig, sizeof m->placeable_sig, "%s", sig.data);
         buf_free(&sig);
-        if (changed) membership_rebalance(m);
+        /* A pass the metadata store failed under is run again at the next
+         * heartbeat, or the shards it did not reach would wait for the next
+         * membership change. */
+        if (changed || m->pass_failed) m->pass_failed = membership_rebalance(m) < 0;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         int64_t ns = until.tv_nsec + (int64_t)m->heartbeat_ms * 1000000LL;
