@@ -193,6 +193,13 @@ static int run_until_stop(void *ud, const meta_job *job, char *err, size_t errle
     return -1;
 }
 
+/* A queue of f's store with one kind registered (fn, k), started. */
+static void queue_start(fx *f, job_options o, const char *kind, job_handler fn, kind_state *k) {
+    cr_assert_eq(jobs_queue_new(f->ms, f->obs, &o, &f->q), 0);
+    cr_assert_eq(jobs_register(f->q, kind, fn, k), 0);
+    cr_assert_eq(jobs_queue_start(f->q), 0);
+}
+
 /* ---- tests ------------------------------------------------------------------ */
 
 TestSuite(queue, .timeout = 60);
@@ -200,11 +207,8 @@ TestSuite(queue, .timeout = 60);
 Test(queue, failed_runs_retry_with_backoff_until_one_succeeds) {
     fx f = {0};
     fx_open(&f);
-    job_options o = fast_options(2);
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state flaky = {.f = &f, .fail_before = 3};
-    cr_assert_eq(jobs_register(f.q, "t.flaky", run_flaky, &flaky), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, fast_options(2), "t.flaky", run_flaky, &flaky);
     int64_t id = 0;
     cr_assert_eq(jobs_enqueue(f.q, "t.flaky", "{\"n\":1}", 5, "flaky-1", &id), 0);
     meta_job j = wait_state(&f, id, "completed");
@@ -221,11 +225,8 @@ Test(queue, failed_runs_retry_with_backoff_until_one_succeeds) {
 Test(queue, last_attempt_discards_and_unknown_kinds_are_discarded) {
     fx f = {0};
     fx_open(&f);
-    job_options o = fast_options(1);
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state fail = {.f = &f};
-    cr_assert_eq(jobs_register(f.q, "t.fail", run_fail, &fail), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, fast_options(1), "t.fail", run_fail, &fail);
     int64_t id = 0, none = 0;
     cr_assert_eq(jobs_enqueue(f.q, "t.fail", "{}", 2, NULL, &id), 0);
     cr_assert_eq(jobs_enqueue(f.q, "t.none", "{}", 1, NULL, &none), 0);
@@ -246,11 +247,8 @@ Test(queue, last_attempt_discards_and_unknown_kinds_are_discarded) {
 Test(queue, a_run_that_lost_its_lease_records_nothing) {
     fx f = {0};
     fx_open(&f);
-    job_options o = fast_options(1);
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state k = {.f = &f};
-    cr_assert_eq(jobs_register(f.q, "t.steal", run_lose_lease, &k), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, fast_options(1), "t.steal", run_lose_lease, &k);
     int64_t id = 0;
     cr_assert_eq(jobs_enqueue(f.q, "t.steal", "{}", 3, NULL, &id), 0);
     meta_job j = wait_state(&f, id, "completed");
@@ -264,11 +262,8 @@ Test(queue, a_run_that_lost_its_lease_records_nothing) {
 Test(queue, a_release_of_a_job_no_longer_held_is_logged) {
     fx f = {0};
     fx_open(&f);
-    job_options o = fast_options(1);
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state k = {.f = &f};
-    cr_assert_eq(jobs_register(f.q, "t.release", run_release_twice, &k), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, fast_options(1), "t.release", run_release_twice, &k);
     int64_t id = 0;
     cr_assert_eq(jobs_enqueue(f.q, "t.release", "{}", 3, NULL, &id), 0);
     meta_job j = wait_state(&f, id, "completed");
@@ -283,11 +278,8 @@ Test(queue, a_release_of_a_job_no_longer_held_is_logged) {
 Test(queue, a_run_ending_at_shutdown_is_recorded) {
     fx f = {0};
     fx_open(&f);
-    job_options o = fast_options(1);
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state k = {.f = &f};
-    cr_assert_eq(jobs_register(f.q, "t.slow", run_until_stop, &k), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, fast_options(1), "t.slow", run_until_stop, &k);
     int64_t id = 0;
     cr_assert_eq(jobs_enqueue(f.q, "t.slow", "{}", 3, NULL, &id), 0);
     for (int i = 0; i < 10000 && !atomic_load(&k.entered); i++) usleep(1000);
@@ -308,11 +300,8 @@ Test(queue, a_run_ending_at_shutdown_is_recorded) {
 Test(queue, zero_options_take_the_defaults) {
     fx f = {0};
     fx_open(&f);
-    job_options o = {0};
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state k = {.f = &f};
-    cr_assert_eq(jobs_register(f.q, "t.lease", run_lease, &k), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, (job_options){0}, "t.lease", run_lease, &k);
     int64_t id = 0;
     cr_assert_eq(jobs_enqueue(f.q, "t.lease", "{}", 1, NULL, &id), 0);
     meta_job j = wait_state(&f, id, "completed");
@@ -326,11 +315,8 @@ Test(queue, zero_options_take_the_defaults) {
 Test(queue, worker_count_is_capped) {
     fx f = {0};
     fx_open(&f);
-    job_options o = fast_options(1000);
-    cr_assert_eq(jobs_queue_new(f.ms, f.obs, &o, &f.q), 0);
     kind_state k = {.f = &f};
-    cr_assert_eq(jobs_register(f.q, "t.ok", run_ok, &k), 0);
-    cr_assert_eq(jobs_queue_start(f.q), 0);
+    queue_start(&f, fast_options(1000), "t.ok", run_ok, &k);
     int64_t ids[8];
     for (int i = 0; i < 8; i++) cr_assert_eq(jobs_enqueue(f.q, "t.ok", "{}", 1, NULL, &ids[i]), 0);
     for (int i = 0; i < 8; i++) {
