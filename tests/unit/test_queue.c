@@ -193,6 +193,13 @@ static int run_until_stop(void *ud, const meta_job *job, char *err, size_t errle
     return -1;
 }
 
+/* Stops f's queue, waiting for its workers: what a run does after its job's
+ * row changes (counters, log lines) is then done. */
+static void queue_stop(fx *f) {
+    jobs_queue_free(f->q);
+    f->q = NULL;
+}
+
 /* A queue of f's store with one kind registered (fn, k), started. */
 static void queue_start(fx *f, job_options o, const char *kind, job_handler fn, kind_state *k) {
     cr_assert_eq(jobs_queue_new(f->ms, f->obs, &o, &f->q), 0);
@@ -215,6 +222,7 @@ Test(queue, failed_runs_retry_with_backoff_until_one_succeeds) {
     cr_expect_eq(j.attempts, 3);
     cr_expect_str_eq(j.args, "{\"n\":1}");
     meta_job_clear(&j);
+    queue_stop(&f);
     cr_expect_eq(atomic_load(&flaky.runs), 3);
     cr_expect_eq(counter(&f, "cairn_jobs_failed_runs_total"), 2);
     cr_expect_eq(counter(&f, "cairn_jobs_completed_total"), 1);
@@ -237,6 +245,7 @@ Test(queue, last_attempt_discards_and_unknown_kinds_are_discarded) {
     j = wait_state(&f, none, "discarded");
     cr_expect_str_eq(j.last_error, "no handler for job kind 't.none'");
     meta_job_clear(&j);
+    queue_stop(&f);
     cr_expect_eq(atomic_load(&fail.runs), 2);
     cr_expect(logged("job discarded after its last attempt"));
     fx_close(&f);
@@ -254,6 +263,7 @@ Test(queue, a_run_that_lost_its_lease_records_nothing) {
     meta_job j = wait_state(&f, id, "completed");
     cr_expect_str_eq(j.last_error, "", "the run without a lease recorded its failure");
     meta_job_clear(&j);
+    queue_stop(&f);
     cr_expect_eq(atomic_load(&k.runs), 2);
     cr_expect(logged("job lease lost before it finished; another run owns it"));
     fx_close(&f);
@@ -268,6 +278,7 @@ Test(queue, a_release_of_a_job_no_longer_held_is_logged) {
     cr_assert_eq(jobs_enqueue(f.q, "t.release", "{}", 3, NULL, &id), 0);
     meta_job j = wait_state(&f, id, "completed");
     meta_job_clear(&j);
+    queue_stop(&f);
     cr_expect_eq(atomic_load(&k.runs), 2);
     cr_expect(logged("releasing a job at shutdown failed"));
     fx_close(&f);
