@@ -1526,3 +1526,37 @@ Test(remote, https_to_a_node_that_speaks_plain_http_fails) {
     cr_expect_eq(drive_remote_open(url, SECRET, NULL, 2000, &d), CAIRN_EIO);
     fake_stop(&f);
 }
+
+#if CAIRN_FAULT_BUILD
+#include <dirent.h>
+
+static int files_in(const char *dir) {
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "%s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* A drive write that fails mid-upload (the fault build's data.write site):
+ * 507 when the drive is full, 500 for any other error, and nothing of the
+ * shard is kept, neither the shard nor its temp file. */
+Test(node, a_drive_write_that_fails_answers_507_or_500_and_keeps_nothing) {
+    live_node ln;
+    node_up(&ln, 1);
+    cr_assert_eq(fault_configure("sites=data.write\nnth=1\nerrno=ENOSPC"), 0);
+    cr_expect_eq(put_raw(&ln, SHARD_A, "abcd", 4, NULL), 507, "a full drive");
+    cr_assert_eq(fault_configure("sites=data.write\nnth=1\nerrno=EIO"), 0);
+    cr_expect_eq(put_raw(&ln, SHARD_B, "abcd", 4, NULL), 500, "an I/O error");
+    cr_assert_eq(fault_configure(""), 0);
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_A, NULL, NULL), 404);
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_B, NULL, NULL), 404);
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/d0/tmp", ln.dir);
+    cr_expect_eq(files_in(tmp), 0, "a failed upload left its temp file");
+    cr_expect_eq(put_raw(&ln, SHARD_A, "abcd", 4, NULL), 201, "the drive takes the next upload");
+    node_down(&ln);
+}
+#endif
