@@ -256,6 +256,33 @@ Test(meta, open_refuses_newer_schema) {
     fx_close(&f);
 }
 
+/* A version this binary has no migration for cannot be migrated down from
+ * either: nothing is dropped. */
+Test(meta, migrate_down_refuses_an_unknown_newer_schema) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "keep", 1);
+    meta_close(f.ms);
+    f.ms = NULL;
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
+             meta_schema_latest() + 1);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(f.path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    meta_options o = test_options(1);
+    cr_assert_eq(meta_open_raw(f.path, &o, &f.ms), 0);
+    cr_expect_eq(meta_migrate(f.ms, 0), CAIRN_EDB);
+    cr_expect_eq(meta_migrate(f.ms, meta_schema_latest()), CAIRN_EDB);
+    int v = -1;
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_expect_eq(v, meta_schema_latest() + 1);
+    cr_expect_eq(count_tables(f.path), 5, "nothing was dropped");
+    fx_close(&f);
+}
+
 Test(meta, reopen_sees_committed_data) {
     fx f;
     fx_open(&f, 2);
