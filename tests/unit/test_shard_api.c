@@ -1054,6 +1054,8 @@ Test(remote, refuses_urls_it_cannot_reach) {
     cr_expect_eq(drive_remote_open(longhost, SECRET, NULL, 500, &d), CAIRN_EINVAL);
     /* A port that is no number nor service: nothing to connect to. */
     cr_expect_eq(drive_remote_open("http://127.0.0.1:no-such-service", SECRET, NULL, 500, &d), CAIRN_EIO);
+    /* An address no TCP connection can go to: connect fails at once. */
+    cr_expect_eq(drive_remote_open("http://255.255.255.255:9", SECRET, NULL, 500, &d), CAIRN_EIO);
     /* A CA file that is not there. */
     cr_expect_eq(drive_remote_open("https://127.0.0.1:9", SECRET, "/nonexistent/ca.pem", 500, &d), CAIRN_EINVAL);
 }
