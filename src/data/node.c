@@ -104,16 +104,17 @@ int node_sign(const char *secret, const char *node_id, const char *method, const
     return 0;
 }
 
-void node_body_key(const char *secret, const char *sig, unsigned char key[32]) {
+bool node_body_key(const char *secret, const char *sig, unsigned char key[32]) {
     char msg[96];
     int n = snprintf(msg, sizeof msg, "CAIRN-SHARD-2-BODY\n%.64s", sig);
     unsigned int len = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, key, &len);
+    /* HMAC allocates and can fail: then key holds nothing to use. */
+    return HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, key, &len) != NULL;
 }
 
 EVP_MAC_CTX *node_tag_new(EVP_MAC *poly, const char *secret, const char *sig) {
     unsigned char key[32];
-    node_body_key(secret, sig, key);
+    if (!node_body_key(secret, sig, key)) return NULL;
     EVP_MAC_CTX *c = EVP_MAC_CTX_new(poly);
     if (c && !EVP_MAC_init(c, key, sizeof key, NULL)) {
         EVP_MAC_CTX_free(c);

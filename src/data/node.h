@@ -51,8 +51,9 @@ const http_handler *node_http_handler(void);
 int node_sign(const char *secret, const char *node_id, const char *method, const char *target,
                const char *date, const char *nonce, int64_t content_length, char out[65]);
 /* The one-time Poly1305 key of a PUT's body tag: HMAC-SHA256(secret,
- * "CAIRN-SHARD-2-BODY\n" sig), sig being the request's 64-hex signature. */
-void node_body_key(const char *secret, const char *sig, unsigned char key[32]);
+ * "CAIRN-SHARD-2-BODY\n" sig), sig being the request's 64-hex signature;
+ * false when it could not be computed (out of memory). */
+bool node_body_key(const char *secret, const char *sig, unsigned char key[32]);
 /* A Poly1305 context keyed with node_body_key (poly: EVP_MAC_fetch(NULL,
  * "POLY1305", NULL), shared); NULL when out of memory.  The caller frees it
  * with EVP_MAC_CTX_free. */
