@@ -390,6 +390,7 @@ Test(replay, threads_racing_admit_each_number_once) {
  */
 #include <arpa/inet.h>
 #include <ftw.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1056,6 +1057,17 @@ Test(remote, refuses_urls_it_cannot_reach) {
     cr_expect_eq(drive_remote_open("http://127.0.0.1:no-such-service", SECRET, NULL, 500, &d), CAIRN_EIO);
     /* An address no TCP connection can go to: connect fails at once. */
     cr_expect_eq(drive_remote_open("http://255.255.255.255:9", SECRET, NULL, 500, &d), CAIRN_EIO);
+    /* No descriptor left for a socket (the process at its open-file limit). */
+    struct rlimit was;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+    int lowest = dup(0); /* the lowest free descriptor: the limit leaves none from here */
+    cr_assert_geq(lowest, 0);
+    close(lowest);
+    struct rlimit none = {.rlim_cur = (rlim_t)lowest, .rlim_max = was.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+    int rc = drive_remote_open("http://127.0.0.1:9", SECRET, NULL, 500, &d);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+    cr_expect_eq(rc, CAIRN_EIO);
     /* A CA file that is not there. */
     cr_expect_eq(drive_remote_open("https://127.0.0.1:9", SECRET, "/nonexistent/ca.pem", 500, &d), CAIRN_EINVAL);
 }
