@@ -28,20 +28,27 @@ cleanup() {
 trap cleanup EXIT INT TERM
 die() { echo "dataplane: $*" >&2; exit 2; }
 
+# Ports below the kernel's ephemeral range: an outgoing connection's local port
+# in that range can make the server's bind fail (a likely cause of a CI run
+# whose first data-plane server never became ready).
+EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
 free_port() {
   local p
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   die "no free port"
 }
 
-wait_ready() {  # PORT
+wait_ready() {  # PORT PID LOG
   for _ in $(seq 300); do
+    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2 || true; die "the process for port $1 exited during startup"; }
     "$LOADGEN" --url "http://127.0.0.1:$1" --op probe --path /health/live && return 0
     sleep 0.1
   done
+  tail -n 20 "$3" >&2 || true
   die "nothing ready on port $1"
 }
 
@@ -77,7 +84,7 @@ start_server() {  # NAME [args...]: starts cairn server, sets PORT
     "$CAIRN" "$@" --listen "127.0.0.1:$PORT" --data "$T/$name" >"$T/$name.out" 2>"$T/$name.log" &
   PIDS+=($!)
   SERVER_PID=$!
-  wait_ready "$PORT"
+  wait_ready "$PORT" "$SERVER_PID" "$T/$name.log"
 }
 
 echo "== data plane: 64 MiB objects, 1 stream, $RUNS runs each" >&2
@@ -95,7 +102,7 @@ for i in 1 2 3 4 5 6; do
   np=$(free_port)
   CAIRN_LOG_LEVEL=warn "$CAIRN" node --listen "127.0.0.1:$np" --drives "$T/node$i" >/dev/null 2>"$T/node$i.log" &
   PIDS+=($!); NODE_PIDS+=($!); disown $!
-  wait_ready "$np"
+  wait_ready "$np" "$!" "$T/node$i.log"
   nodes="$nodes${nodes:+,}http://127.0.0.1:$np"
 done
 start_server gateway gateway --nodes "$nodes"

@@ -115,10 +115,15 @@ RESULTS=$T/results.log     # every raw loadgen line, tagged
 
 # A port nobody listens on now (a refused connect).  The server's own bind
 # failing is still caught by the readiness wait below.
+# Ports below the kernel's ephemeral range: an outgoing connection's local port
+# in that range can make the server's bind fail (a likely cause of a CI run
+# whose first data-plane server never became ready).
+EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
 free_port() {
   local p
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   die "no free port found"
