@@ -61,13 +61,14 @@ static int find_upload(s3_req *q, meta_upload *u, bool quiet_missing) {
 
 static int load_upload(s3_req *q, meta_upload *u) { return find_upload(q, u, false); }
 
-/* ?partNumber of UploadPart and UploadPartCopy (the gateway routes only
- * requests that have one to them): 1..10000; nonzero = answered. */
+/* ?partNumber of UploadPart and UploadPartCopy: 1..10000; nonzero = answered.
+ * The gateway routes only requests that have one here; an absent one is still
+ * refused, not dereferenced, should that routing change. */
 static int part_number_param(s3_req *q, int *out) {
     const char *pn = s3_param_get(q, "partNumber");
     char *end = NULL;
-    long n = strtol(pn, &end, 10);
-    if (!*pn || *end || n < 1 || n > MAX_PARTS || pn[0] == '+' || pn[0] == '-' || pn[0] == ' ') {
+    long n = pn ? strtol(pn, &end, 10) : 0;
+    if (!pn || !*pn || *end || n < 1 || n > MAX_PARTS || pn[0] == '+' || pn[0] == '-' || pn[0] == ' ') {
         s3_error(q, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
         return -1;
     }

@@ -295,8 +295,9 @@ bool s3_base64_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen) 
     if (len < 0) return false;
     if (n >= 1 && in[n - 1] == '=') len--;
     if (n >= 2 && in[n - 2] == '=') len--;
-    /* len <= (n / 4) * 3 <= cap, and >= 1 when padding was dropped: the
-     * decoder returns -1 or a positive multiple of 3 for non-blank input. */
+    /* (n / 4) * 3 <= cap bounds what the decoder wrote; this bounds what the
+     * caller is told, whatever the decoder makes of odd padding. */
+    if (len < 0 || (size_t)len > cap) return false;
     *outlen = (size_t)len;
     return true;
 }
