@@ -41,8 +41,8 @@ static const char *const site_names[FAULT__COUNT] = {
     [FAULT_DATA_OPEN] = "data.open",     [FAULT_DATA_WRITE] = "data.write", [FAULT_DATA_FSYNC] = "data.fsync",
     [FAULT_DATA_RENAME] = "data.rename", [FAULT_DATA_UNLINK] = "data.unlink",
     [FAULT_META_OPEN] = "meta.open",     [FAULT_META_WRITE] = "meta.write", [FAULT_META_FSYNC] = "meta.fsync",
-    [FAULT_META_UNLINK] = "meta.unlink", [FAULT_META_BIND] = "meta.bind",   [FAULT_NET_SEND] = "net.send",
-    [FAULT_NET_RECV] = "net.recv",
+    [FAULT_META_UNLINK] = "meta.unlink", [FAULT_META_BIND] = "meta.bind",   [FAULT_META_WAL] = "meta.wal",
+    [FAULT_NET_SEND] = "net.send",       [FAULT_NET_RECV] = "net.recv",     [FAULT_NODE_FLOOR] = "node.floor",
 };
 
 #define MAX_PAUSES 8

@@ -99,7 +99,11 @@ int node_sign(const char *secret, const char *node_id, const char *method, const
     }
     unsigned char mac[32];
     unsigned int maclen = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac, &maclen);
+    /* HMAC allocates and can fail: then mac holds nothing to send or compare. */
+    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac, &maclen)) {
+        out[0] = '\0';
+        return CAIRN_ENOMEM;
+    }
     hex_encode(mac, 32, out);
     return 0;
 }
@@ -445,8 +449,11 @@ static void advance_floor(node_server *n, int64_t date) {
         atomic_store(&n->newest_ms, date);
         char b[24];
         int len = snprintf(b, sizeof b, "%020lld\n", (long long)date);
-        if (pwrite(n->floor_fd, b, (size_t)len, 0) != len)
-            log_write(LOG_WARN, NULL, "cannot record the request floor", "path", drive_path(n->drives[0]), NULL);
+        int e = fault_inject(FAULT_NODE_FLOOR); /* a fault-injection site (core.h) */
+        if (e) errno = e;
+        if (e || pwrite(n->floor_fd, b, (size_t)len, 0) != len)
+            log_write(LOG_WARN, NULL, "cannot record the request floor", "path", drive_path(n->drives[0]), "error",
+                      strerror(errno), NULL);
     }
     pthread_mutex_unlock(&n->floor_mu);
 }
@@ -519,7 +526,8 @@ static void reply(http_req *r, unsigned status, const char *msg) {
 }
 
 /* Checks the head's signature, date and nonce, and admits the nonce once.
- * 0, CAIRN_ETOOBIG (target too long) or CAIRN_EAUTH with *why set. */
+ * 0, CAIRN_ETOOBIG (target too long), CAIRN_ENOMEM (no memory to check the
+ * signature with) or CAIRN_EAUTH with *why set. */
 static int authenticate(node_server *n, http_req *r, char sig_out[65], const char **why) {
     const char *date = http_header(r, "x-cairn-date");
     const char *nonce = http_header(r, "x-cairn-nonce");
@@ -540,14 +548,14 @@ static int authenticate(node_server *n, http_req *r, char sig_out[65], const cha
     int tl = snprintf(target, sizeof target, "%s%s%s", r->raw_path, r->raw_query[0] ? "?" : "", r->raw_query);
     if (tl < 0 || tl >= (int)sizeof target) return CAIRN_ETOOBIG;
     char want[65];
-    if (node_sign(n->secret, n->id, r->method, target, date, nonce, r->content_length, want) != 0)
-        return CAIRN_ETOOBIG;
+    int rc = node_sign(n->secret, n->id, r->method, target, date, nonce, r->content_length, want);
+    if (rc != 0) return rc == CAIRN_ENOMEM ? rc : CAIRN_ETOOBIG;
     if (CRYPTO_memcmp(want, sig, 64) != 0) {
         *why = "wrong signature";
         return CAIRN_EAUTH;
     }
     /* Only now, signed: the table never holds what an outsider made up. */
-    int rc = node_replay_admit(n->replay, session, seq, (int64_t)t);
+    rc = node_replay_admit(n->replay, session, seq, (int64_t)t);
     if (rc != 0) {
         *why = "replayed, or older than what the node remembers";
         return rc;
@@ -762,6 +770,7 @@ static void on_begin(void *app, http_req *r) {
         r->api = "Unauthorized";
         return reply(r, 414, "request target too long\n");
     }
+    if (auth == CAIRN_ENOMEM) return reply(r, 503, "out of memory\n");
     if (auth != 0) {
         r->api = "Unauthorized";
         return reply(r, 401, "bad, missing, stale or replayed cluster signature\n");
@@ -833,7 +842,9 @@ static void on_body(void *app, http_req *r, const char *data, size_t len) {
 static void on_end(void *app, http_req *r) {
     (void)app;
     node_req *q = r->ctx;
-    if (!q || !q->out) return reply(r, 400, "no body\n");
+    /* begin answered every request but a PUT it took: here without a shard
+     * being written, that answer could not be made (no memory for it). */
+    if (!q || !q->out) return reply(r, 500, "out of memory\n");
     if (q->got != q->expected) {
         drop_shard(q);
         return reply(r, 400, "incomplete body\n");

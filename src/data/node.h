@@ -47,7 +47,8 @@ const http_handler *node_http_handler(void);
  * "CAIRN-SHARD-2\n" node_id "\n" method "\n" target "\n" date "\n" nonce "\n"
  * length), length being the decimal Content-Length or "" (content_length < 0).
  * Shared by the node (to check) and the gateway (to sign).  CAIRN_EINVAL when
- * the parts are longer than a shard API request can be (4 KiB of target). */
+ * the parts are longer than a shard API request can be (4 KiB of target),
+ * CAIRN_ENOMEM when the HMAC could not be computed (out[0] is then NUL). */
 int node_sign(const char *secret, const char *node_id, const char *method, const char *target,
                const char *date, const char *nonce, int64_t content_length, char out[65]);
 /* The one-time Poly1305 key of a PUT's body tag: HMAC-SHA256(secret,

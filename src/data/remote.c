@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,7 +207,8 @@ static int send_head(remote_drive *d, rconn *c, const char *method, const char *
     snprintf(date, sizeof date, "%lld", (long long)time_now_ms());
     unsigned long long seq = (unsigned long long)atomic_fetch_add(&d->seq, 1) + 1;
     snprintf(nonce, sizeof nonce, "%s.%llu", d->session, seq);
-    if (node_sign(d->secret, d->id, method, target, date, nonce, content_length, sig) != 0) return CAIRN_EINVAL;
+    int rc = node_sign(d->secret, d->id, method, target, date, nonce, content_length, sig);
+    if (rc != 0) return rc;
     char head[2048];
     int n = snprintf(head, sizeof head,
                      "%s %s HTTP/1.1\r\nHost: %s:%s\r\nX-Cairn-Date: %s\r\nX-Cairn-Nonce: %s\r\n"
@@ -543,8 +545,22 @@ int drive_remote_open(const char *url, const char *secret, const char *tls_ca, i
     return drive_remote_open_known(url, secret, tls_ca, timeout_ms, NULL, out, &answered);
 }
 
+/* OpenSSL's socket BIO writes with write(), not send(MSG_NOSIGNAL): writing
+ * to a node that went away raises SIGPIPE, whose default ends the process.
+ * The servers ignore it (cmd_block_signals); any other process that opens a
+ * TLS drive (cairn admin fsck --repair) has it ignored here, unless it
+ * handles the signal itself. */
+static void ignore_sigpipe(void) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_unlock(&mu);
+}
+
 /* A client context that verifies nodes against tls_ca (or the system CAs). */
 static SSL_CTX *tls_client(const char *tls_ca) {
+    ignore_sigpipe();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);

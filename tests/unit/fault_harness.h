@@ -70,24 +70,53 @@ static void alloc_arm(long n) {
 
 /* Whether the armed allocation was reached (allocates nothing). */
 static bool alloc_hit(void) { return atomic_load(&alloc_count) >= atomic_load(&alloc_fail_at); }
+
+/* pthread_create wrapped the same way: from the nth thread the process
+ * creates on (0: none), creation fails with EAGAIN, as at the system's limit. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+
+static _Atomic long thread_fail_at, thread_count;
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
+    long at = atomic_load(&thread_fail_at);
+    if (at && atomic_fetch_add(&thread_count, 1) + 1 >= at) return EAGAIN;
+    return real(t, attr, fn, arg);
+}
+
+__attribute__((unused)) static void thread_arm(long n) {
+    atomic_store(&thread_count, 0);
+    atomic_store(&thread_fail_at, n);
+}
+
+/* Whether the armed creation was reached. */
+__attribute__((unused)) static bool thread_hit(void) { return atomic_load(&thread_count) >= atomic_load(&thread_fail_at); }
 #endif
 
-/* "fault injected" lines logged since the log was last truncated, at site
- * (NULL: any); with allocations failing, whether the armed one was reached. */
-static int injected_at(const char *site) {
-    if (failing != FAIL_IO) return site ? 0 : alloc_hit();
+/* How often pat occurs in the log since it was last truncated. */
+__attribute__((unused)) static int logged_times(const char *pat) {
     off_t len = lseek(log_fd, 0, SEEK_END);
     char *text = malloc((size_t)len + 1);
     cr_assert_not_null(text);
     cr_assert_eq(pread(log_fd, text, (size_t)len, 0), len);
     text[len] = '\0';
-    char pat[96];
-    if (site) snprintf(pat, sizeof pat, "\"msg\":\"fault injected\",\"site\":\"%s\"", site);
-    else snprintf(pat, sizeof pat, "\"msg\":\"fault injected\"");
     int n = 0;
     for (const char *p = text; (p = strstr(p, pat)); p++) n++;
     free(text);
     return n;
+}
+
+/* "fault injected" lines logged since the log was last truncated, at site
+ * (NULL: any); with allocations failing, whether the armed one was reached. */
+static int injected_at(const char *site) {
+    if (failing != FAIL_IO) return site ? 0 : alloc_hit();
+    char pat[96];
+    if (site) snprintf(pat, sizeof pat, "\"msg\":\"fault injected\",\"site\":\"%s\"", site);
+    else snprintf(pat, sizeof pat, "\"msg\":\"fault injected\"");
+    return logged_times(pat);
 }
 
 #endif

@@ -160,7 +160,7 @@ Test(meta_errors, inline_object_without_its_bytes) {
 #if !CAIRN_FAULT_BUILD
 
 Test(meta_faults, sites_are_no_ops_outside_the_fault_build) {
-    for (int i = FAULT_META_OPEN; i <= FAULT_META_BIND; i++) cr_expect_eq(fault_inject((fault_site)i), 0);
+    for (int i = FAULT_META_OPEN; i <= FAULT_META_WAL; i++) cr_expect_eq(fault_inject((fault_site)i), 0);
 }
 
 #else
@@ -303,6 +303,28 @@ static void ctx_remove(ctx *c) {
         unlink(p);
     }
     rmdir(c->dir);
+}
+
+/* A database that will not switch to WAL (as SQLite answers on a filesystem
+ * without shared memory: the mode left as it was) is refused, not run in
+ * another journal mode, where readers would block the writer. */
+Test(meta_faults, a_database_refusing_wal_is_not_opened) {
+    ctx c;
+    ctx_init(&c);
+    cr_assert_eq(ftruncate(log_fd, 0), 0);
+    cr_assert_eq(fault_configure("sites=meta.wal\nnth=1"), 0);
+    meta_options o = store_options();
+    cr_expect_eq(meta_open(c.path, &o, &c.ms), CAIRN_EDB);
+    cr_expect_null(c.ms);
+    disarm();
+    cr_expect_eq(injected_at("meta.wal"), 1);
+    cr_expect_eq(logged_times("meta: database refused WAL journal mode"), 1);
+    /* Nothing lasting: the next open switches and migrates as usual. */
+    ctx_open(&c);
+    int v = -1;
+    cr_expect_eq(meta_schema_version(c.ms, &v), 0);
+    cr_expect_eq(v, meta_schema_latest());
+    ctx_remove(&c);
 }
 
 /* ---- building state ----------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,9 +542,10 @@ static const char *body_of(const buf_t *b) {
     return p ? p + 4 : "";
 }
 
-/* PUTs shard bytes with the tag computed over tag_over (the shard itself
- * when NULL). */
-static int put_raw(live_node *ln, const char *name, const char *shard, size_t n, const char *tag_over) {
+/* A signed PUT of shard bytes, head and body, into out (the caller frees
+ * it), with the tag computed over tag_over (the shard itself when NULL). */
+static void put_request(live_node *ln, const char *name, const char *shard, size_t n, const char *tag_over,
+                        buf_t *out) {
     char target[96], date[24], nonce[NODE_NONCE_MAX], sig[65];
     snprintf(target, sizeof target, "/v1/shards/%s", name);
     snprintf(date, sizeof date, "%lld", (long long)time_now_ms());
@@ -564,6 +566,14 @@ static int put_raw(live_node *ln, const char *name, const char *shard, size_t n,
                    "X-Cairn-Signature: %s\r\nContent-Length: %lld\r\n\r\n", target, date, nonce, sig, (long long)len);
     buf_append(&b, shard, n);
     buf_append(&b, tag, NODE_TAG_LEN);
+    *out = b;
+}
+
+/* PUTs shard bytes with the tag computed over tag_over (the shard itself
+ * when NULL); the answer's status. */
+static int put_raw(live_node *ln, const char *name, const char *shard, size_t n, const char *tag_over) {
+    buf_t b;
+    put_request(ln, name, shard, n, tag_over, &b);
     int st = exchange(ln->port, b.data, b.len, NULL);
     buf_free(&b);
     return st;
@@ -765,6 +775,7 @@ Test(node, refuses_requests_without_a_good_signature) {
     cr_expect_eq(call(&ln, "GET", "/v1/info", &(req_opts){.nonce = nonce, .length = -1}, NULL), 401);
     /* A target longer than the API signs. */
     char *target = malloc(NODE_MAX_TARGET + 64);
+    cr_assert_not_null(target);
     snprintf(target, NODE_MAX_TARGET + 64, "/v1/shards/");
     memset(target + 11, 'a', NODE_MAX_TARGET + 20);
     target[NODE_MAX_TARGET + 31] = '\0';
@@ -1317,33 +1328,55 @@ static void make_cert(char **cert_pem, char **key_pem) {
     EVP_PKEY_free(key);
 }
 
-Test(tls, the_client_verifies_the_node_and_speaks_through_tls) {
+/* A node serving HTTPS with a certificate of its own; ca gets the path of
+ * the CA file that verifies it, url the node's https URL. */
+typedef struct {
     live_node ln;
-    memset(&ln, 0, sizeof ln);
-    snprintf(ln.dir, sizeof ln.dir, "/tmp/cairn-shard-api-XXXXXX");
-    cr_assert(mkdtemp(ln.dir));
-    char d0[96], ca[128];
-    snprintf(d0, sizeof d0, "%s/d0", ln.dir);
-    const char *pv[1] = {d0};
-    cr_assert_eq(node_server_new(pv, 1, false, SECRET, &ln.n, NULL), 0);
+    char ca[128], url[64];
     char *cert, *key;
-    make_cert(&cert, &key);
-    snprintf(ca, sizeof ca, "%s/ca.pem", ln.dir);
-    FILE *f = fopen(ca, "w");
+} tls_node;
+
+static void tls_node_up(tls_node *t) {
+    memset(t, 0, sizeof *t);
+    live_node *ln = &t->ln;
+    snprintf(ln->dir, sizeof ln->dir, "/tmp/cairn-shard-api-XXXXXX");
+    cr_assert(mkdtemp(ln->dir));
+    char d0[96];
+    snprintf(d0, sizeof d0, "%s/d0", ln->dir);
+    const char *pv[1] = {d0};
+    cr_assert_eq(node_server_new(pv, 1, false, SECRET, &ln->n, NULL), 0);
+    make_cert(&t->cert, &t->key);
+    snprintf(t->ca, sizeof t->ca, "%s/ca.pem", ln->dir);
+    FILE *f = fopen(t->ca, "w");
     cr_assert(f);
-    fputs(cert, f);
+    fputs(t->cert, f);
     fclose(f);
     /* localhost on both ends: the same address whichever family it is. */
     http_options ho = {.listen = "localhost:0", .connection_limit = 64, .connection_timeout = 10,
-                       .max_header_bytes = 16384, .tls_cert_pem = cert, .tls_key_pem = key};
+                       .max_header_bytes = 16384, .tls_cert_pem = t->cert, .tls_key_pem = t->key};
     char err[256];
-    cr_assert_eq(http_server_start(&ho, node_http_handler(), ln.n, &ln.s, &ln.port, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(http_server_start(&ho, node_http_handler(), ln->n, &ln->s, &ln->port, err, sizeof err), 0, "%s",
+                 err);
+    snprintf(t->url, sizeof t->url, "https://localhost:%d", ln->port);
     clock_past_start();
+}
 
-    char url[64];
+/* Stops the node if it still runs (s: NULL once stopped). */
+static void tls_node_down(tls_node *t) {
+    free(t->cert);
+    free(t->key);
+    http_server_stop(t->ln.s);
+    node_server_free(t->ln.n);
+    rm_tree(t->ln.dir);
+}
+
+Test(tls, the_client_verifies_the_node_and_speaks_through_tls) {
+    tls_node t;
+    tls_node_up(&t);
+    live_node ln = t.ln;
+    const char *url = t.url, *ca = t.ca;
     drive *d = NULL;
     /* Not trusted by the system's CAs; and not spoken to in plain HTTP. */
-    snprintf(url, sizeof url, "https://localhost:%d", ln.port);
     cr_expect_eq(drive_remote_open(url, SECRET, "", 2000, &d), CAIRN_EIO);
     /* By name, through the CA that signed it. */
     cr_assert_eq(drive_remote_open(url, SECRET, ca, 2000, &d), 0);
@@ -1365,11 +1398,36 @@ Test(tls, the_client_verifies_the_node_and_speaks_through_tls) {
     cr_expect_eq(drive_walk(d, count_entry, &w), 0);
     cr_expect_eq(w.n, 1);
     drive_close(d);
-    free(cert);
-    free(key);
-    http_server_stop(ln.s);
-    node_server_free(ln.n);
-    rm_tree(ln.dir);
+    tls_node_down(&t);
+}
+
+/* A node that goes away in the middle of an upload over TLS: the next
+ * writes fail with CAIRN_EIO (the store then counts that shard lost).  The
+ * writes go through OpenSSL's socket BIO, which uses write(): a process that
+ * left SIGPIPE at its default (cairn admin does) must not die of it, so this
+ * test leaves it there. */
+Test(tls, a_node_gone_mid_upload_fails_the_write_and_the_process_lives) {
+    signal(SIGPIPE, SIG_DFL);
+    tls_node t;
+    tls_node_up(&t);
+    drive *d = NULL;
+    cr_assert_eq(drive_remote_open(t.url, SECRET, t.ca, 2000, &d), 0);
+    static char chunk[1 << 16];
+    memset(chunk, 'c', sizeof chunk);
+    const int chunks = 256;
+    shard_out *o;
+    cr_assert_eq(drive_create(d, SHARD_A, (uint64_t)chunks * sizeof chunk, &o), 0);
+    struct iovec v = {chunk, sizeof chunk};
+    cr_assert_eq(drive_append(o, &v, 1), 0);
+    http_server_stop(t.ln.s); /* closes every connection */
+    t.ln.s = NULL;
+    int rc = 0, i = 1;
+    for (; i < chunks && rc == 0; i++) rc = drive_append(o, &v, 1);
+    cr_expect_eq(rc, CAIRN_EIO, "%d chunks written to a node that is gone", i);
+    cr_expect_eq(drive_append(o, &v, 1), CAIRN_EIO, "a failed upload takes nothing more");
+    drive_abort(o);
+    drive_close(d);
+    tls_node_down(&t);
 }
 
 /* ---- the node's own failures and its start ---------------------------------------------- */
@@ -1541,8 +1599,8 @@ Test(remote, https_to_a_node_that_speaks_plain_http_fails) {
     fake_stop(&f);
 }
 
-#if CAIRN_FAULT_BUILD
 #include <dirent.h>
+#include <microhttpd.h>
 
 static int files_in(const char *dir) {
     DIR *d = opendir(dir);
@@ -1553,6 +1611,82 @@ static int files_in(const char *dir) {
     closedir(d);
     return n;
 }
+
+/* ---- the node's handler, handed what the HTTP layer never passes on ------------------------ */
+
+/* A PUT as the HTTP layer hands it to the handler, signed for the live node. */
+typedef struct {
+    http_req r;
+    char target[96], date[24], nonce[NODE_NONCE_MAX], sig[65];
+} handed_req;
+
+static void hand_put(live_node *ln, handed_req *h, const char *name, int64_t len) {
+    memset(h, 0, sizeof *h);
+    snprintf(h->target, sizeof h->target, "/v1/shards/%s", name);
+    snprintf(h->date, sizeof h->date, "%lld", (long long)time_now_ms());
+    snprintf(h->nonce, sizeof h->nonce, "%s.%llu", ln->session, (unsigned long long)++ln->seq);
+    cr_assert_eq(node_sign(SECRET, node_server_id(ln->n), "PUT", h->target, h->date, h->nonce, len, h->sig), 0);
+    http_req *r = &h->r;
+    strcpy(r->request_id, "handed-request");
+    strcpy(r->method, "PUT");
+    r->raw_path = h->target;
+    r->raw_query = "";
+    r->content_length = len;
+    r->start_ns = time_mono_ns();
+    const char *names[] = {"X-Cairn-Date", "X-Cairn-Nonce", "X-Cairn-Signature"};
+    const char *values[] = {h->date, h->nonce, h->sig};
+    for (int i = 0; i < 3; i++)
+        r->headers[i] = (auth_header){names[i], strlen(names[i]), values[i], strlen(values[i])};
+    r->nheaders = 3;
+    buf_init(&r->resp_headers_);
+    node_http_handler()->begin(ln->n, r);
+    cr_assert_not(http_responded(r), "the handler refused a good head: %u", http_status(r));
+}
+
+/* Ends the request as the HTTP layer does, and frees its response. */
+static void hand_done(live_node *ln, handed_req *h) {
+    node_http_handler()->done(ln->n, &h->r, http_responded(&h->r));
+    cr_expect_null(h->r.ctx);
+    if (h->r.resp_) MHD_destroy_response(h->r.resp_);
+    buf_free(&h->r.resp_headers_);
+}
+
+/* The HTTP layer passes on no more than Content-Length announced, and ends
+ * a request only once all of it came; the handler does not count on that:
+ * a body longer than announced is refused before a byte of it lands past
+ * the tag's buffer, and one cut short is refused at its end, each 400 with
+ * nothing of the shard kept. */
+Test(node, the_handler_refuses_a_body_other_than_announced_whatever_it_is_handed) {
+    live_node ln;
+    node_up(&ln, 1);
+    char body[64];
+    memset(body, 'b', sizeof body);
+    const int64_t len = 4 + NODE_TAG_LEN;
+    handed_req h;
+    hand_put(&ln, &h, SHARD_A, len);
+    node_http_handler()->body(ln.n, &h.r, body, 2);
+    cr_assert_not(http_responded(&h.r));
+    node_http_handler()->body(ln.n, &h.r, body, (size_t)len - 1);
+    cr_expect_eq(http_status(&h.r), 400, "a body past its length");
+    node_http_handler()->body(ln.n, &h.r, body, 1); /* more after the answer: ignored */
+    hand_done(&ln, &h);
+
+    hand_put(&ln, &h, SHARD_B, len);
+    node_http_handler()->body(ln.n, &h.r, body, (size_t)len - 1);
+    node_http_handler()->end(ln.n, &h.r);
+    cr_expect_eq(http_status(&h.r), 400, "a body short of its length");
+    hand_done(&ln, &h);
+
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_A, NULL, NULL), 404);
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_B, NULL, NULL), 404);
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/d0/tmp", ln.dir);
+    cr_expect_eq(files_in(tmp), 0, "a refused body left its temp file");
+    cr_expect_eq(put_raw(&ln, SHARD_A, "abcd", 4, NULL), 201, "the next upload is taken");
+    node_down(&ln);
+}
+
+#if CAIRN_FAULT_BUILD
 
 /* A drive write that fails mid-upload (the fault build's data.write site):
  * 507 when the drive is full, 500 for any other error, and nothing of the
@@ -1573,4 +1707,131 @@ Test(node, a_drive_write_that_fails_answers_507_or_500_and_keeps_nothing) {
     cr_expect_eq(put_raw(&ln, SHARD_A, "abcd", 4, NULL), 201, "the drive takes the next upload");
     node_down(&ln);
 }
+
+#include "fault_harness.h"
+
+/* The request floor, as the node's first drive holds it (0: none yet). */
+static long long floor_in(const live_node *ln) {
+    char p[160], b[32] = {0};
+    snprintf(p, sizeof p, "%s/d0/request-floor", ln->dir);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f, "%s", p);
+    size_t got = fread(b, 1, sizeof b - 1, f);
+    fclose(f);
+    return got ? atoll(b) : 0;
+}
+
+/* The floor (the newest date admitted, for the next start to refuse
+ * anything older) is recorded without a sync and only as a precaution
+ * against a clock set back: a write of it that fails (the fault build's
+ * node.floor site) is logged and the requests are served all the same;
+ * the next request whose write works records it. */
+Test(node, a_floor_that_cannot_be_recorded_is_logged_and_serving_goes_on) {
+    log_capture();
+    live_node ln;
+    node_up(&ln, 1);
+    long long before = floor_in(&ln);
+    cr_assert_eq(ftruncate(log_fd, 0), 0);
+    cr_assert_eq(fault_configure("sites=node.floor\nnth=1\ncount=0"), 0);
+    cr_expect_eq(put_raw(&ln, SHARD_A, "abcd", 4, NULL), 201);
+    buf_t a;
+    cr_expect_eq(call(&ln, "GET", "/v1/shards/" SHARD_A, NULL, &a), 200);
+    cr_expect_str_eq(body_of(&a), "abcd");
+    buf_free(&a);
+    cr_assert_eq(fault_configure(""), 0);
+    cr_expect_geq(injected_at("node.floor"), 1);
+    cr_expect_eq(logged_times("\"msg\":\"cannot record the request floor\""), injected_at("node.floor"));
+    cr_expect_eq(floor_in(&ln), before, "a floor written while its writes fail");
+    clock_past_start();
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_A, NULL, NULL), 200);
+    cr_expect_gt(floor_in(&ln), before, "the floor is recorded again once it can be");
+    node_down(&ln);
+}
+
+#if ALLOC_FAILURES
+
+/* Sends raw on a connection made before the loop armed anything and reads
+ * the answer into ans (NUL-terminated), allocating nothing; the status, 0
+ * when the node closed without one. */
+static int exchange_fixed(int fd, const char *raw, size_t rawlen, char *ans, size_t cap) {
+    send_bytes(fd, raw, rawlen);
+    shutdown(fd, SHUT_WR);
+    size_t got = 0;
+    ssize_t r;
+    while (got < cap - 1 && (r = recv(fd, ans + got, cap - 1 - got, 0)) > 0) got += (size_t)r;
+    ans[got] = '\0';
+    close(fd);
+    return got >= 12 && !memcmp(ans, "HTTP/1.", 7) ? atoi(ans + 9) : 0;
+}
+
+static const char *answer_body(const char *ans) {
+    const char *p = strstr(ans, "\r\n\r\n");
+    return p ? p + 4 : "";
+}
+
+/* A request made again and again with the nth allocation of the process
+ * failing (the node's own, MHD's and OpenSSL's under it), n = 1, 2, ...
+ * until one run no longer reaches the nth.  Every answer must be the right
+ * one (want_status, and want_body if given), an error, or a closed
+ * connection.  Returns how often the node answered oom_status saying
+ * "out of memory". */
+typedef void (*make_request)(live_node *ln, buf_t *out);
+
+static int loop_allocs(live_node *ln, make_request make, int want_status, const char *want_body, int oom_status) {
+    static char ans[65536];
+    int oom = 0, n = 1;
+    failing = FAIL_ALLOC;
+    for (; n < 20000; n++) {
+        buf_t req;
+        make(ln, &req);
+        int fd = dial(ln->port);
+        alloc_arm(n);
+        int st = exchange_fixed(fd, req.data, req.len, ans, sizeof ans);
+        bool hit = alloc_hit();
+        alloc_arm(0);
+        buf_free(&req);
+        if (st == oom_status && !strcmp(answer_body(ans), "out of memory\n")) oom++;
+        else if (st == want_status && want_body)
+            cr_assert_str_eq(answer_body(ans), want_body, "allocation %d failing: other bytes", n);
+        else cr_assert(st == 0 || st == want_status || st >= 500, "allocation %d failing: %d %s", n, st, ans);
+        if (!hit) {
+            cr_assert_eq(st, want_status, "nothing failing: %s", ans);
+            break;
+        }
+    }
+    failing = FAIL_IO;
+    cr_assert_lt(n, 20000);
+    return oom;
+}
+
+#define LOOP_BYTES "the shard's bytes, stored and served out of memory or not"
+
+static void get_request(live_node *ln, buf_t *out) { signed_head(ln, "GET", "/v1/shards/" SHARD_A, NULL, out); }
+
+static void put_request_b(live_node *ln, buf_t *out) {
+    put_request(ln, SHARD_B, LOOP_BYTES, strlen(LOOP_BYTES), NULL, out);
+}
+
+/* Out of memory, a node serving a shard answers 500 "out of memory" (or
+ * MHD drops the connection) and serves the next request whole; one taking
+ * a shard answers 503 where it cannot make the body's tag context, and
+ * keeps nothing of a shard it did not take. */
+Test(node_allocs, a_node_out_of_memory_answers_an_error_and_keeps_nothing_half_made, .timeout = 600) {
+    log_capture();
+    live_node ln;
+    node_up(&ln, 1);
+    cr_assert_eq(put_raw(&ln, SHARD_A, LOOP_BYTES, strlen(LOOP_BYTES), NULL), 201);
+    cr_expect_gt(loop_allocs(&ln, get_request, 200, LOOP_BYTES, 500), 0, "serving never ran out of memory");
+    cr_expect_gt(loop_allocs(&ln, put_request_b, 201, NULL, 503), 0, "taking a shard never ran out of memory");
+    buf_t a;
+    cr_expect_eq(call(&ln, "GET", "/v1/shards/" SHARD_B, NULL, &a), 200);
+    cr_expect_str_eq(body_of(&a), LOOP_BYTES);
+    buf_free(&a);
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/d0/tmp", ln.dir);
+    cr_expect_eq(files_in(tmp), 0, "a failed upload left its temp file");
+    node_down(&ln);
+}
+
+#endif /* ALLOC_FAILURES */
 #endif

@@ -675,6 +675,54 @@ Test(store_allocs, reading_another_geometry, .disabled = !ALLOC_FAILURES) {
     run_free(&r);
 }
 
+/* What a writer's tap saw: the bytes in order, counted against the object. */
+typedef struct {
+    const unsigned char *want;
+    size_t seen;
+    bool in_order;
+} tap_seen;
+
+static void tap_check(void *ud, const void *p, size_t n) {
+    tap_seen *t = ud;
+    if (memcmp(p, t->want + t->seen, n) != 0) t->in_order = false;
+    t->seen += n;
+}
+
+/* A writer whose threads cannot be had (the nth thread creation failing,
+ * and every one after it, as at the system's limit) encodes, taps and
+ * writes on the caller's thread: the object is whole and the tap saw every
+ * byte in order.  With a tap it wants two threads; when only the second
+ * fails, the first is stopped and joined before the writer goes on alone. */
+Test(store_allocs, writing_without_threads, .disabled = !ALLOC_FAILURES) {
+    int inline_runs = 0;
+    for (int n = 1; n < 16; n++) {
+        run r;
+        run_init(&r, "threads", NDRIVES, n);
+        rand_hex_id(r.vid, 16);
+        r.len = 5 * K * BLOCK + 17;
+        r.data = random_bytes(r.len, (uint64_t)n);
+        tap_seen t = {.want = r.data, .in_order = true};
+        data_writer *w = NULL;
+        cr_assert_eq(data_writer_open(r.ds, r.vid, tap_check, &t, &w), 0);
+        thread_arm(n);
+        int rc = 0;
+        for (size_t off = 0; off < r.len && rc == 0; off += 65536)
+            rc = data_writer_write(w, r.data + off, r.len - off < 65536 ? r.len - off : 65536);
+        if (rc == 0) rc = data_writer_finish(w);
+        bool hit = thread_hit();
+        thread_arm(0);
+        cr_assert_eq(rc, 0, "thread %d failing: %d", n, rc);
+        cr_assert_eq(data_writer_commit(w, &r.l), 0);
+        cr_assert_eq(t.seen, r.len, "thread %d failing: the tap saw %zu of %zu bytes", n, t.seen, r.len);
+        cr_assert(t.in_order, "thread %d failing: the tap saw other bytes", n);
+        expect_whole(&r, &r.l, "written without threads");
+        inline_runs += hit;
+        run_free(&r);
+        if (!hit) break;
+    }
+    cr_expect_eq(inline_runs, 2, "the first and the second thread each failed once");
+}
+
 /* Formatting a layout runs out of memory as that, not as a layout too long
  * for the buffer. */
 Test(store_allocs, formatting_a_layout, .disabled = !ALLOC_FAILURES) {
