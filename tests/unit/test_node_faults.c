@@ -28,6 +28,22 @@
 #if ALLOC_FAILURES /* not under a sanitizer: its allocator bypasses the wrappers */
 
 #define SECRET "the-cluster-secret-for-node-faults"
+
+/* EVP_MAC_init wrapped: Poly1305's init allocates nothing, so no allocation
+ * failure reaches its error path; fail_mac_init makes it fail as the API
+ * allows, for the one test of what node_tag_new does then.  (The wrapper
+ * also sees libcrypto's own calls, HMAC()'s among them.) */
+#include <dlfcn.h>
+
+static bool fail_mac_init;
+
+int EVP_MAC_init(EVP_MAC_CTX *ctx, const unsigned char *key, size_t keylen, const OSSL_PARAM params[]) {
+    static int (*real)(EVP_MAC_CTX *, const unsigned char *, size_t, const OSSL_PARAM[]);
+    /* HMAC() inits through it too: only Poly1305 (the body tag) fails. */
+    if (fail_mac_init && EVP_MAC_is_a(EVP_MAC_CTX_get0_mac(ctx), "POLY1305")) return 0;
+    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "EVP_MAC_init");
+    return real(ctx, key, keylen, params);
+}
 #define SIG "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define MAX_N 100000
 
@@ -80,7 +96,36 @@ Test(node_allocs, a_body_tag_context_is_keyed_right_or_not_made) {
     }
     failing = FAIL_IO;
     cr_expect_gt(failed, 0, "no allocation failure ever reached node_tag_new");
+    /* A context that cannot be keyed is freed, not handed out. */
+    fail_mac_init = true;
+    cr_expect_null(node_tag_new(poly, SECRET, SIG));
+    fail_mac_init = false;
+    c = node_tag_new(poly, SECRET, SIG);
+    cr_assert_not_null(c, "a failed init costs nothing lasting");
+    EVP_MAC_CTX_free(c);
     EVP_MAC_free(poly);
+}
+
+/* The Poly1305 method is fetched by a process's first open of a node: out of
+ * memory then, the open is CAIRN_ENOMEM.  (This test runs in a process of
+ * its own, so no open came before it; opening_a_node_out_of_memory_is_enomem
+ * warms the method first and so never reaches this.) */
+Test(node_allocs, a_first_open_that_cannot_fetch_poly1305_is_enomem) {
+    int enomem = 0;
+    failing = FAIL_ALLOC;
+    for (int n = 1; n < MAX_N; n++) {
+        drive *d = NULL;
+        alloc_arm(n);
+        int rc = drive_remote_open("http://:9000", SECRET, NULL, 500, &d);
+        bool hit = injected_at(NULL);
+        alloc_arm(0);
+        cr_assert_null(d);
+        cr_assert(rc == CAIRN_EINVAL || rc == CAIRN_ENOMEM, "allocation %d: %d", n, rc);
+        if (rc == CAIRN_ENOMEM) enomem++;
+        if (!hit || rc == CAIRN_EINVAL) break; /* the method is fetched: past the point */
+    }
+    failing = FAIL_IO;
+    cr_expect_gt(enomem, 1, "the open's own allocation, then the method's fetch");
 }
 
 Test(node_allocs, a_replay_table_is_whole_or_not_made) {
