@@ -19,6 +19,8 @@
 #   6. bench/multipart.py: 1 GiB through multipart at 4 and 16 parallel parts,
 #      and peak RSS over a 5 GiB multipart upload
 #   7. bench/jobs.py: durable job queue jobs/s against a bare SQLite loop
+#   8. build/cairn-cachebench (no server): the L1 cache's hit ratio (S3-FIFO
+#      beside LRU, Zipf and Zipf polluted by scans) and the ns of a hit
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -390,6 +392,14 @@ if [ -x "$BUILD/cairn-ecbench" ]; then
 else
   echo "bench: $BUILD/cairn-ecbench not built; no codec figures" >&2
 fi
+# The L1 metadata cache, in-process: S3-FIFO's hit ratio beside LRU's on a
+# Zipf trace and on one polluted by scans, and the ns of a hit.
+CACHE_LINES=""
+if [ -x "$BUILD/cairn-cachebench" ]; then
+  CACHE_LINES=$("$BUILD/cairn-cachebench" 2>&1) || INVALID=$((INVALID + 1))
+else
+  echo "bench: $BUILD/cairn-cachebench not built; no cache figures" >&2
+fi
 rc=0
 report || rc=$?
 if [ -n "$RSS_LINE" ]; then
@@ -398,6 +408,9 @@ if [ -n "$RSS_LINE" ]; then
 fi
 if [ -n "$EC_LINES" ]; then
   echo "$EC_LINES"
+fi
+if [ -n "$CACHE_LINES" ]; then
+  echo "$CACHE_LINES"
 fi
 # Multipart transfers (issue 4): 4 and 16 parallel parts, and the server's
 # peak RSS over a large multipart upload.
