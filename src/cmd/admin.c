@@ -29,6 +29,7 @@ static void print_errors(const char *source, const config_errors *e) {
 static const struct { const char *flag, *key; } flag_keys[] = {
     {"--listen", "listen"}, {"--data", "data_dir"}, {"--domain", "domain"},
     {"--log-level", "log_level"}, {"--region", "region"}, {"--drives", "drives"}, {"--nodes", "nodes"},
+    {"--metadata-url", "metadata_url"},
 };
 
 int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nrest) {
@@ -123,12 +124,11 @@ int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key
         fprintf(stderr, "cairn: cannot read or create the master key in %s (or master_key is invalid)\n", cfg->data_dir);
         return 1;
     }
-    char path[1100];
-    snprintf(path, sizeof path, "%s/meta.db", cfg->data_dir);
     meta_options mo = {.readers = cfg->db_readers, .fsync = cfg->fsync, .busy_timeout_ms = 5000};
-    int rc = meta_open(path, &mo, ms);
+    char why[1400];
+    int rc = meta_open_url(cfg->metadata_url, cfg->data_dir, &mo, true, ms, why, sizeof why);
     if (rc != 0) {
-        fprintf(stderr, "cairn: cannot open metadata database %s: %s\n", path, cairn_strerror(rc));
+        fprintf(stderr, "cairn: cannot open the metadata database: %s\n", why);
         return 1;
     }
     return 0;
@@ -473,20 +473,19 @@ int cmd_migrate(int argc, char **argv) {
     }
     /* Moving the schema under a running server would pull tables from under
      * it: up and down take the data directory's lock, as fsck does. */
-    int lock_fd = -1;
+    int lock_fd[2] = {-1, -1};
     if (moves) {
-        if ((rc = cmd_lock_data_dir(&cfg, &lock_fd)) != 0) return rc;
+        if ((rc = cmd_lock_data_dir(&cfg, lock_fd)) != 0) return rc;
     } else if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg.data_dir, strerror(errno));
         return 1;
     }
-    char path[1100];
-    snprintf(path, sizeof path, "%s/meta.db", cfg.data_dir);
     meta_options mo = {.readers = 1, .fsync = true, .busy_timeout_ms = 5000};
     meta_store *ms;
-    if ((rc = meta_open_raw(path, &mo, &ms)) != 0) {
-        fprintf(stderr, "cairn: cannot open %s: %s\n", path, cairn_strerror(rc));
-        if (lock_fd >= 0) close(lock_fd);
+    char why[1400];
+    if ((rc = meta_open_url(cfg.metadata_url, cfg.data_dir, &mo, false, &ms, why, sizeof why)) != 0) {
+        fprintf(stderr, "cairn: cannot open the metadata database: %s\n", why);
+        cmd_unlock_data_dir(lock_fd);
         return 1;
     }
     int cur = 0;
@@ -509,6 +508,6 @@ int cmd_migrate(int argc, char **argv) {
         }
     }
     meta_close(ms);
-    if (lock_fd >= 0) close(lock_fd);
+    cmd_unlock_data_dir(lock_fd);
     return rc;
 }

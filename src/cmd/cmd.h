@@ -71,9 +71,12 @@ int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max
 int cmd_load_tls(const config_t *cfg, char **cert, char **key);
 
 /* Takes the data directory's lock (DATA/lock), creating the directory: one
- * process serves a data directory at a time.  *fd holds it until closed.
- * Prints why and returns 1 when another process holds it (server.c). */
-int cmd_lock_data_dir(const config_t *cfg, int *fd);
+ * process serves a data directory at a time; and, when metadata_url names a
+ * SQLite database elsewhere, that database's lock (PATH.lock).  fd[0] and
+ * fd[1] (-1 if none) hold them until cmd_unlock_data_dir.  Prints why and
+ * returns 1 when another process holds one (server.c). */
+int cmd_lock_data_dir(const config_t *cfg, int fd[2]);
+void cmd_unlock_data_dir(int fd[2]);
 
 /* Opens the data store of a configuration: the storage nodes of a gateway
  * (nodes), the drives named by `drives`, or DATA/drives/d0 (the embedded

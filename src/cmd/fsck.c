@@ -199,20 +199,20 @@ int cmd_fsck(const config_t *cfg, int argc, char **argv) {
             return 2;
         }
     }
-    int lock_fd = -1;
-    int rc = cmd_lock_data_dir(cfg, &lock_fd);
+    int lock_fd[2] = {-1, -1};
+    int rc = cmd_lock_data_dir(cfg, lock_fd);
     if (rc != 0) return rc;
     meta_store *ms = NULL;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(cfg, &ms, mk)) != 0) {
-        close(lock_fd);
+        cmd_unlock_data_dir(lock_fd);
         return rc;
     }
     data_store *ds = NULL;
     int cleaned = 0;
     if ((rc = cmd_open_data(cfg, ms, &ds, &cleaned)) != 0) {
         meta_close(ms);
-        close(lock_fd);
+        cmd_unlock_data_dir(lock_fd);
         return rc;
     }
     fsck_ctx c = {.ms = ms, .ds = ds, .repair = repair, .json = json, .problems = json_array(), .temp_files = cleaned};
@@ -251,6 +251,6 @@ int cmd_fsck(const config_t *cfg, int argc, char **argv) {
     if (rc != 0) fprintf(stderr, "cairn: fsck could not finish: %s\n", cairn_strerror(rc));
     data_close(ds);
     meta_close(ms);
-    close(lock_fd);
+    cmd_unlock_data_dir(lock_fd);
     return rc != 0 ? 1 : ok ? 0 : 1;
 }

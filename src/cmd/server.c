@@ -1,7 +1,7 @@
 /*
  * server.c — `cairn server`: the embedded default.  One process: the S3
- * gateway over HTTP, SQLite metadata at DATA/meta.db, object bytes under
- * DATA/drives/d0.
+ * gateway over HTTP, SQLite metadata at DATA/meta.db (or where metadata_url
+ * says), object bytes under DATA/drives/d0.
  *
  * Signals: SIGTERM and SIGINT are blocked in every thread and taken by the
  * main thread with sigwait, so shutdown runs in ordinary code: stop
@@ -156,18 +156,12 @@ int cmd_service_begin(int argc, char **argv, const char *name, const char *usage
     return 0;
 }
 
-int cmd_lock_data_dir(const config_t *cfg, int *fd) {
-    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
-        return 1;
-    }
-    char path[1100];
-    snprintf(path, sizeof path, "%s/lock", cfg->data_dir);
+static int lock_file(const char *path, const char *what, const char *name, int *fd) {
     long holder = 0;
     int rc = file_lock_exclusive(path, fd, &holder);
     if (rc == CAIRN_EBUSY) {
-        fprintf(stderr, "cairn: data directory %s is in use by another cairn process (pid %ld); "
-                        "stop it first\n", cfg->data_dir, holder);
+        fprintf(stderr, "cairn: %s %s is in use by another cairn process (pid %ld); stop it first\n", what, name,
+                holder);
         return 1;
     }
     if (rc != 0) {
@@ -175,6 +169,38 @@ int cmd_lock_data_dir(const config_t *cfg, int *fd) {
         return 1;
     }
     return 0;
+}
+
+int cmd_lock_data_dir(const config_t *cfg, int fd[2]) {
+    fd[0] = fd[1] = -1;
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/lock", cfg->data_dir);
+    if (lock_file(path, "data directory", cfg->data_dir, &fd[0]) != 0) return 1;
+    /* A SQLite database outside the data directory gets a lock of its own:
+     * two servers with different data directories must not share it. */
+    meta_url u;
+    char dflt[1100];
+    snprintf(dflt, sizeof dflt, "%s/meta.db", cfg->data_dir);
+    if (meta_url_parse(cfg->metadata_url, cfg->data_dir, &u, NULL, 0) == 0 && u.backend == META_BACKEND_SQLITE &&
+        strcmp(u.path, dflt) != 0) {
+        char mpath[1100];
+        snprintf(mpath, sizeof mpath, "%s.lock", u.path);
+        if (lock_file(mpath, "metadata database", u.path, &fd[1]) != 0) {
+            cmd_unlock_data_dir(fd);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void cmd_unlock_data_dir(int fd[2]) {
+    for (int i = 0; i < 2; i++)
+        if (fd[i] >= 0) close(fd[i]);
+    fd[0] = fd[1] = -1;
 }
 
 int cmd_drive_paths(const config_t *cfg, char *buf, size_t bufsz, char **paths) {
@@ -304,8 +330,8 @@ static int run(int argc, char **argv, bool gateway) {
     }
 
     int64_t started_ms = time_now_ms();
-    int lock_fd = -1;
-    if ((rc = cmd_lock_data_dir(&cfg, &lock_fd)) != 0) return rc;
+    int lock_fd[2] = {-1, -1};
+    if ((rc = cmd_lock_data_dir(&cfg, lock_fd)) != 0) return rc;
     meta_store *ms = NULL;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
@@ -408,7 +434,7 @@ static int run(int argc, char **argv, bool gateway) {
     meta_close(ms);
     obs_free(obs);
     sodium_memzero(root.password, sizeof root.password);
-    close(lock_fd);
+    cmd_unlock_data_dir(lock_fd);
     log_write(LOG_INFO, NULL, "stopped", "abandoned_requests", log_int(left, inflight), NULL);
     return 0;
 }

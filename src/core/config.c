@@ -91,6 +91,19 @@ static bool check_nodes(const char *v, char *reason, size_t rn)
     return true;
 }
 
+/* The scheme only: meta_url_parse checks the rest when the store opens. */
+static bool check_metadata_url(const char *v, char *reason, size_t rn)
+{
+    static const char *const schemes[] = {"sqlite://", "postgres://", "postgresql://"};
+    if (!*v)
+        return true;
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+        if (!strncmp(v, schemes[i], strlen(schemes[i])))
+            return true;
+    snprintf(reason, rn, "must start with sqlite:// or postgres:// (or be empty)");
+    return false;
+}
+
 static bool check_cluster_secret(const char *v, char *reason, size_t rn)
 {
     if (*v && strlen(v) < 16) {
@@ -187,6 +200,8 @@ static const option options[] = {
             "Largest request head (request line and headers) accepted, in bytes"),
     OPT_NUM(clock_skew, "CAIRN_CLOCK_SKEW", 1, 86400, "900",
             "Seconds a signed request's date may differ from the server clock"),
+    OPT_STR(metadata_url, "CAIRN_METADATA_URL", check_metadata_url, "sqlite:///ABS/PATH | postgres://USER:PASS@HOST:PORT/DB", "",
+            "Metadata database: sqlite:///absolute/path/meta.db or postgres://...; empty = sqlite at data_dir/meta.db"),
     OPT_NUM(db_readers, "CAIRN_DB_READERS", 1, 64, "4",
             "Read connections in the SQLite connection pool"),
     OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",

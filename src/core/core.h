@@ -198,6 +198,7 @@ typedef struct {
     int health_max_age_ms;     /* health_max_age_ms: a readiness result is reused this long */
     int max_header_bytes;      /* max_header_bytes: request head limit per connection */
     int clock_skew;            /* clock_skew: seconds of SigV4 skew accepted, default 900 */
+    char metadata_url[2048];   /* metadata_url: sqlite:///ABS/PATH or postgres://...; empty = DATA/meta.db */
     int db_readers;            /* db_readers: read connections in the SQLite pool */
     bool fsync;                /* fsync: fsync object data and metadata (default true) */
     char drives[4096];         /* drives: comma-separated directories; empty = DATA/drives/d0 */

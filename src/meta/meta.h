@@ -1,7 +1,9 @@
 /*
  * meta — the metadata store: users, access keys, buckets, objects and the
- * schema that holds them.  One interface; sqlite.c is the embedded backend
- * (PostgreSQL lands later behind the same calls).
+ * schema that holds them.  One interface over backends: each is a table of
+ * operations (meta_int.h) that meta.c forwards every call to.  SQLite
+ * (sqlite*.c) is the embedded backend; PostgreSQL lands behind the same
+ * table.
  *
  * Consistency: every call is its own transaction.  A successful
  * meta_object_put is visible to every later call on any thread (read-after-
@@ -10,15 +12,14 @@
  *
  * Thread-safety: every function taking a meta_store is thread-safe.
  *
- * Callbacks: a call that delivers rows to a callback copies them first and
- * releases its connection, so the callback may call meta again — except
- * five, which hold a reader connection while they call back:
- * meta_object_list, meta_object_scan, meta_upload_list, meta_part_list and
- * meta_job_counts.  Their callbacks must not call back into meta: a nested
- * call waits for a reader from the same pool, which deadlocks once the pool
- * is empty (at once with one reader).  The callbacks of
- * meta_upload_complete, meta_upload_abort and meta_repair run after the
- * commit, holding nothing.
+ * Callbacks: every call that delivers rows to a callback copies them out
+ * first and returns its connection to the pool before the callback runs,
+ * so no callback ever holds a connection and any may call meta again.  The
+ * long listings (objects, the scan, uploads, parts) copy their rows in
+ * batches of at most a few hundred, each fetched after the last row of the
+ * one before, so what a call holds is bounded whatever its limit.  The
+ * callbacks of meta_upload_complete, meta_upload_abort and meta_repair run
+ * after the commit, holding nothing.
  *
  * Strings in the structs below are NUL-terminated; object keys are arbitrary
  * UTF-8 without NUL, up to 1024 bytes, compared as bytes (binary order).
@@ -39,6 +40,27 @@ typedef struct {
     bool fsync;        /* synchronous=FULL when true, OFF when false (tests/bench only) */
     int busy_timeout_ms;
 } meta_options;
+
+/* Where the metadata lives, from metadata_url (CAIRN_METADATA_URL). */
+typedef enum { META_BACKEND_SQLITE = 1, META_BACKEND_POSTGRES = 2 } meta_backend;
+
+typedef struct {
+    meta_backend backend;
+    char path[1025];           /* SQLite: the database file, absolute or under data_dir */
+    char conninfo[2048];       /* PostgreSQL: the URL as given (libpq reads it) */
+} meta_url;
+
+/* Parses a metadata URL: "" = SQLite at data_dir/meta.db;
+ * sqlite:///ABS/PATH (an absolute path, %XX escapes decoded, no host, no
+ * query); postgres://... or postgresql://... (passed to libpq as is).
+ * CAIRN_EINVAL with why (may be NULL) saying what is wrong. */
+int meta_url_parse(const char *url, const char *data_dir, meta_url *out, char *why, size_t whylen);
+/* Opens the store url names (meta_url_parse), migrating it to the latest
+ * schema when migrate is true.  On failure why says what went wrong. */
+int meta_open_url(const char *url, const char *data_dir, const meta_options *opt, bool migrate, meta_store **out,
+                  char *why, size_t whylen);
+/* The store's backend: "sqlite" or "postgres". */
+const char *meta_backend_name(const meta_store *ms);
 
 /* Opens (creating if needed) the database at path, in WAL mode, and migrates
  * the schema to the latest version.  Caller closes with meta_close. */
@@ -213,8 +235,8 @@ typedef struct {
  * Calls cb for up to limit objects of bucket, in binary key order, whose key
  * starts with prefix (prefix_len bytes, may be 0) and is > from (or >= from when
  * inclusive; from may be NULL for the start).  Cost is O(rows returned): it is
- * an index range scan.  cb returns nonzero to stop early.  cb must not call
- * back into meta (a reader connection is held).  *more is set when rows beyond
+ * an index range scan.  cb returns nonzero to stop early; it may call meta
+ * (see Callbacks above).  *more is set when rows beyond
  * those delivered exist (only meaningful if cb never stopped early).
  */
 int meta_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix,
@@ -234,7 +256,7 @@ typedef struct {
 
 /* Calls cb for up to limit objects of every bucket in (bucket, key) order,
  * starting after (after_bucket, after_key) — both "" to start at the top.
- * Same rules as meta_object_list (cb must not call meta; *more).  Nothing
+ * Same rules as meta_object_list (callbacks; *more).  Nothing
  * outside meta and its tests calls it now: the jobs walk placements
  * (meta_placement_scan), which also cover multipart parts. */
 int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after_key,
@@ -364,8 +386,8 @@ void meta_upload_clear(meta_upload *u);
 int meta_upload_create(meta_store *ms, const meta_upload *u);
 int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out);   /* ENOTFOUND */
 /* Uploads of the bucket with id bucket_id (> 0, else CAIRN_EINVAL) in (key,
- * upload_id) order after the markers, keys starting with prefix.  cb must not
- * call meta (a reader connection is held).  *more as in meta_object_list. */
+ * upload_id) order after the markers, keys starting with prefix.  *more as
+ * in meta_object_list. */
 int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size_t prefix_len,
                      const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit,
                      int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more);
@@ -375,8 +397,7 @@ int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size
 int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced,
                   bool *had_replaced);
 /* Up to limit parts of an upload with part_number > after, in order; *more
- * as in meta_object_list.  cb must not call meta (a reader connection is
- * held while it runs). */
+ * as in meta_object_list. */
 int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit,
                    int (*cb)(void *ud, const meta_part *p), void *ud, bool *more);
 /* Completes an upload in one transaction: obj becomes the current version
@@ -492,8 +513,7 @@ int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit
  * how many. */
 int meta_job_prune(meta_store *ms, int64_t done_before_ms, int64_t discarded_before_ms, int limit, int64_t *deleted);
 /* Calls cb with the number of jobs per (kind, state), ordered by kind and
- * state; cb returns nonzero to stop.  cb must not call meta (a reader
- * connection is held while it runs). */
+ * state; cb returns nonzero to stop. */
 int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const char *state, int64_t n), void *ud);
 /* Uploads initiated before before_ms, oldest first (expiry of abandoned uploads). */
 int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,

@@ -287,7 +287,8 @@ static int read_version(sqlite3 *db, int *version) {
     return rc == SQLITE_ROW ? 0 : CAIRN_EDB;
 }
 
-int meta_schema_version(meta_store *ms, int *version) {
+int sq_schema_version(meta_store *base_, int *version) {
+    sq_store *ms = SQ(base_);
     if (!ms || !version) return CAIRN_EINVAL;
     sqlite3 *db = meta_sqlite_writer_lock(ms);
     int rc = read_version(db, version);
@@ -365,7 +366,7 @@ static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done) {
     return rc;
 }
 
-static int migrate_to(meta_store *ms, int target, bool allow_down) {
+static int migrate_to(sq_store *ms, int target, bool allow_down) {
     if (!ms || target < 0 || target > MIGRATION_COUNT) return CAIRN_EINVAL;
     sqlite3 *db = meta_sqlite_writer_lock(ms);
     int rc = 0;
@@ -379,6 +380,6 @@ static int migrate_to(meta_store *ms, int target, bool allow_down) {
     return rc;
 }
 
-int meta_migrate(meta_store *ms, int target) { return migrate_to(ms, target, true); }
+int sq_migrate(meta_store *ms, int target) { return migrate_to(SQ(ms), target, true); }
 
-int meta_migrate_up_to_latest(meta_store *ms) { return migrate_to(ms, MIGRATION_COUNT, false); }
+int meta_migrate_up_to_latest(sq_store *ms) { return migrate_to(ms, MIGRATION_COUNT, false); }

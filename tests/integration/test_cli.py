@@ -218,7 +218,7 @@ def test_migrate_database_that_cannot_be_opened(data):
     cp = migrate(data, "status")
     assert cp.returncode == 1
     assert cp.stdout == ""
-    assert f"cairn: cannot open {data}/meta.db: " in cp.stderr
+    assert f"cairn: cannot open the metadata database: {data}/meta.db: " in cp.stderr
 
 
 # ---- flags, environment and configuration files (admin and migrate) -------------------------------
@@ -346,7 +346,7 @@ def test_metadata_database_that_cannot_be_opened(data):
     (data / "meta.db").mkdir(parents=True)
     cp = admin(data, "user", "list")
     assert (cp.returncode, cp.stdout) == (1, "")
-    assert f"cairn: cannot open metadata database {data}/meta.db: " in cp.stderr
+    assert f"cairn: cannot open the metadata database: {data}/meta.db: " in cp.stderr
 
 
 # ---- admin usage ------------------------------------------------------------------------------------

@@ -130,6 +130,92 @@ static bool key_is(const collect *c, int i, const char *key, size_t len) {
     return i < c->n && c->lens[i] == len && memcmp(c->keys[i], key, len) == 0;
 }
 
+/* ---- metadata URLs ------------------------------------------------------------ */
+
+Test(url, metadata_urls_name_a_backend_or_say_what_is_wrong) {
+    meta_url u;
+    char why[256];
+    cr_assert_eq(meta_url_parse("", "/srv/cairn", &u, why, sizeof why), 0);
+    cr_expect_eq(u.backend, META_BACKEND_SQLITE);
+    cr_expect_str_eq(u.path, "/srv/cairn/meta.db", "the default is data_dir/meta.db");
+    cr_assert_eq(meta_url_parse("sqlite:///var/lib/cairn/m.db", NULL, &u, why, sizeof why), 0);
+    cr_expect_str_eq(u.path, "/var/lib/cairn/m.db");
+    cr_assert_eq(meta_url_parse("sqlite:///a%20b/%C3%A9%2fm.db", NULL, &u, why, sizeof why), 0);
+    cr_expect_str_eq(u.path, "/a b/\xc3\xa9/m.db", "escapes decoded, either case");
+    cr_assert_eq(meta_url_parse("postgres://u:p@db:5432/cairn?sslmode=require", NULL, &u, why, sizeof why), 0);
+    cr_expect_eq(u.backend, META_BACKEND_POSTGRES);
+    cr_expect_str_eq(u.conninfo, "postgres://u:p@db:5432/cairn?sslmode=require", "libpq reads the URL as given");
+    cr_assert_eq(meta_url_parse("postgresql://db/cairn", NULL, &u, why, sizeof why), 0);
+    cr_expect_eq(u.backend, META_BACKEND_POSTGRES);
+
+    static const struct {
+        const char *url, *why;
+    } bad[] = {
+        {"mysql://db/x", "not a sqlite:// or postgres:// URL"},
+        {"sqlite://host/x.db", "sqlite URLs name an absolute path and no host: sqlite:///ABS/PATH"},
+        {"sqlite://", "sqlite URLs name an absolute path and no host: sqlite:///ABS/PATH"},
+        {"sqlite:///", "the sqlite URL names a directory, not a file"},
+        {"sqlite:///var/lib/", "the sqlite URL names a directory, not a file"},
+        {"sqlite:///x.db?mode=ro", "sqlite URLs take no query or fragment"},
+        {"sqlite:///x.db#f", "sqlite URLs take no query or fragment"},
+        {"sqlite:///x%2", "bad %-escape in the sqlite path"},
+        {"sqlite:///x%zz", "bad %-escape in the sqlite path"},
+        {"sqlite:///x%00y", "NUL in the sqlite path"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        cr_expect_eq(meta_url_parse(bad[i].url, "/d", &u, why, sizeof why), CAIRN_EINVAL, "%s", bad[i].url);
+        cr_expect_str_eq(why, bad[i].why, "%s", bad[i].url);
+    }
+    char long_url[2100];
+    memset(long_url, 'a', sizeof long_url - 1);
+    long_url[sizeof long_url - 1] = '\0';
+    memcpy(long_url, "sqlite:///", 10);
+    cr_expect_eq(meta_url_parse(long_url, NULL, &u, why, sizeof why), CAIRN_EINVAL);
+    cr_expect_str_eq(why, "sqlite path too long");
+    memcpy(long_url, "postgres://", 11);
+    cr_expect_eq(meta_url_parse(long_url, NULL, &u, why, sizeof why), CAIRN_EINVAL);
+    cr_expect_str_eq(why, "postgres URL too long");
+    char long_dir[1100];
+    memset(long_dir, 'd', sizeof long_dir - 1);
+    long_dir[sizeof long_dir - 1] = '\0';
+    cr_expect_eq(meta_url_parse("", long_dir, &u, why, sizeof why), CAIRN_EINVAL);
+    cr_expect_str_eq(why, "data directory path too long");
+    cr_expect_eq(meta_url_parse("", "", &u, why, sizeof why), CAIRN_EINVAL);
+    cr_expect_str_eq(why, "no data directory for the default database");
+    cr_expect_eq(meta_url_parse(NULL, "/d", &u, NULL, 0), CAIRN_EINVAL, "why may be NULL");
+}
+
+Test(url, opening_by_url_reaches_the_named_database) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "here", 1);
+    meta_close(f.ms);
+    meta_options o = test_options(1);
+    char url[300], why[1400];
+    snprintf(url, sizeof url, "sqlite://%s", f.path);
+    cr_assert_eq(meta_open_url(url, NULL, &o, true, &f.ms, why, sizeof why), 0, "%s", why);
+    cr_expect_str_eq(meta_backend_name(f.ms), "sqlite");
+    meta_bucket b;
+    cr_expect_eq(meta_bucket_get(f.ms, "here", &b), 0);
+    meta_close(f.ms);
+    /* The default: meta.db under the data directory. */
+    cr_assert_eq(meta_open_url("", f.dir, &o, true, &f.ms, why, sizeof why), 0, "%s", why);
+    cr_expect_eq(meta_bucket_get(f.ms, "here", &b), 0);
+    meta_close(f.ms);
+    meta_store *none = (meta_store *)1;
+    cr_expect_eq(meta_open_url("postgres://u@127.0.0.1:1/x", NULL, &o, true, &none, why, sizeof why), CAIRN_EINVAL);
+    cr_expect_null(none);
+    cr_expect_str_eq(why, "PostgreSQL metadata is not in this build yet; use sqlite:// or leave metadata_url empty");
+    snprintf(url, sizeof url, "sqlite://%s/no/such/dir/m.db", f.dir);
+    cr_expect_eq(meta_open_url(url, NULL, &o, true, &none, why, sizeof why), CAIRN_EIO);
+    cr_expect(strstr(why, "/no/such/dir/m.db: ") != NULL, "%s", why);
+    cr_expect_eq(meta_open_url("mysql://x", NULL, &o, true, &none, why, sizeof why), CAIRN_EINVAL);
+    cr_expect_str_eq(meta_backend_name(NULL), "none");
+    f.ms = NULL;
+    fx_close(&f);
+}
+
 /* ---- open, ping, schema ----------------------------------------------------- */
 
 Test(meta, open_migrates_to_latest_and_pings) {
@@ -3522,6 +3608,46 @@ static int reenter_trash(void *ud, const meta_trash_entry *e) {
     return 0;
 }
 
+static int reenter_listed(void *ud, const meta_list_entry *e) {
+    reenter *r = ud;
+    meta_object o;
+    cr_assert_eq(meta_object_get(r->ms, "b", 0, e->key, e->key_len, false, &o), 0);
+    cr_assert_eq(o.size, e->size);
+    meta_object_clear(&o);
+    r->n++;
+    return 0;
+}
+
+static int reenter_scanned(void *ud, const meta_scan_entry *e) {
+    reenter *r = ud;
+    bool referenced = false;
+    cr_assert_eq(meta_version_referenced(r->ms, e->version_id, &referenced), 0);
+    cr_assert(referenced);
+    r->n++;
+    return 0;
+}
+
+static int reenter_part(void *ud, const meta_part *p) {
+    reenter *r = ud;
+    meta_part again = *p, replaced;
+    bool had = false;
+    again.size = p->size + 1;
+    cr_assert_eq(meta_part_put(r->ms, "open", &again, &replaced, &had), 0);
+    cr_assert(had);
+    r->n++;
+    return 0;
+}
+
+static int reenter_count(void *ud, const char *kind, const char *state, int64_t n) {
+    reenter *r = ud;
+    (void)kind, (void)state;
+    meta_job j;
+    cr_assert_eq(meta_job_get(r->ms, 1, &j), 0);
+    meta_job_clear(&j);
+    r->n += (int)n;
+    return 0;
+}
+
 static int reenter_place(void *ud, const meta_placement *p) {
     reenter *r = ud;
     char before[320];
@@ -3604,6 +3730,142 @@ Test(reentry, list_callbacks_may_call_meta_with_one_reader, .timeout = 60) {
     int64_t refs = -1;
     cr_assert_eq(meta_layout_refs(f.ms, "fedcba9876543210", &refs), 0);
     cr_assert_eq(refs, 2);
+
+    /* The listings that page through their rows copy each batch out too. */
+    put_key(f.ms, "b", "plain", 5);
+    r.n = 0;
+    cr_assert_eq(meta_object_list(f.ms, "b", id, NULL, 0, NULL, 0, false, 100, reenter_listed, &r, NULL), 0);
+    cr_assert_eq(r.n, 2, "mp and plain");
+    r.n = 0;
+    bool more = true;
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, 100, reenter_scanned, &r, &more), 0);
+    cr_assert_eq(r.n, 2);
+    cr_assert_not(more);
+    mk_upload(f.ms, "b", id, "k2", "open");
+    put_part(f.ms, "open", &p1);
+    put_part(f.ms, "open", &p2);
+    r.n = 0;
+    cr_assert_eq(meta_part_list(f.ms, "open", 0, 100, reenter_part, &r, NULL), 0);
+    cr_assert_eq(r.n, 2);
+    r.n = 0;
+    cr_assert_eq(meta_upload_list(f.ms, id, NULL, 0, NULL, 0, NULL, 100, reenter_upload, &r, NULL), 0);
+    cr_assert_eq(r.n, 1, "the upload is aborted from inside its listing");
+    cr_assert_eq(meta_upload_get(f.ms, "open", &u), CAIRN_ENOTFOUND);
+    r.n = 0;
+    cr_assert_eq(meta_job_counts(f.ms, reenter_count, &r), 0);
+    cr_assert_eq(r.n, 2, "the two jobs, counted");
+    fx_close(&f);
+}
+
+/* ---- list calls page through their rows ------------------------------------------------------- */
+
+static int part_numbers(void *ud, const meta_part *p) {
+    collect *c = ud;
+    char k[16];
+    snprintf(k, sizeof k, "%05d", p->part_number);
+    meta_list_entry e = {.key = k, .key_len = strlen(k)};
+    return collect_cb(c, &e);
+}
+
+static int upload_keys(void *ud, const meta_upload *u) {
+    collect *c = ud;
+    meta_list_entry e = {.key = u->upload_id, .key_len = strlen(u->upload_id)};
+    return collect_cb(c, &e);
+}
+
+static int scan_keys(void *ud, const meta_scan_entry *e) {
+    collect *c = ud;
+    meta_list_entry l = {.key = e->key, .key_len = e->key_len};
+    return collect_cb(c, &l);
+}
+
+/* The rows of a list call reach the callback in batches (16, then doubling
+ * up to 256): whatever the limit and wherever the callback stops, each row
+ * comes once, in order, and `more` tells the truth. */
+Test(paging, list_calls_deliver_each_row_once_across_batches, .timeout = 120) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    const int N = 700;
+    for (int i = 0; i < N; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%05d", i);
+        put_key(f.ms, "b", k, strlen(k));
+    }
+    static const int limits[] = {0, 1, 15, 16, 17, 48, 49, 300, 699, 700, 701, 1000};
+    for (size_t li = 0; li < sizeof limits / sizeof limits[0]; li++) {
+        int limit = limits[li];
+        collect c = {0};
+        bool more = false;
+        cr_assert_eq(meta_object_list(f.ms, "b", id, "k", 1, NULL, 0, false, limit, collect_cb, &c, &more), 0);
+        int want = limit < N ? limit : N;
+        cr_assert_eq(c.n, want, "limit %d", limit);
+        cr_assert_eq(more, limit < N, "limit %d: more", limit);
+        for (int i = 0; i < c.n; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "k%05d", i);
+            cr_assert(key_is(&c, i, k, strlen(k)), "limit %d: row %d is %s", limit, i, c.keys[i]);
+        }
+        collect_free(&c);
+    }
+    static const int stops[] = {1, 16, 17, 47, 48, 49, 500};
+    for (size_t si = 0; si < sizeof stops / sizeof stops[0]; si++) {
+        collect c = {.stop_after = stops[si]};
+        cr_assert_eq(meta_object_list(f.ms, "b", id, NULL, 0, "k00100", 6, true, 1000, collect_cb, &c, NULL), 0);
+        cr_assert_eq(c.n, stops[si], "stopped after %d", stops[si]);
+        char k[16];
+        snprintf(k, sizeof k, "k%05d", 100 + stops[si] - 1);
+        cr_assert(key_is(&c, c.n - 1, k, strlen(k)), "the last row delivered is %s", c.keys[c.n - 1]);
+        collect_free(&c);
+    }
+    /* The whole-store scan pages the same way. */
+    collect sc = {0};
+    bool more = true;
+    cr_assert_eq(meta_object_scan(f.ms, "", "", 0, N, scan_keys, &sc, &more), 0);
+    cr_assert_eq(sc.n, N);
+    cr_assert_not(more);
+    cr_assert(key_is(&sc, N - 1, "k00699", 6));
+    collect_free(&sc);
+    collect sc2 = {0};
+    cr_assert_eq(meta_object_scan(f.ms, "b", "k00600", 6, 50, scan_keys, &sc2, &more), 0);
+    cr_assert_eq(sc2.n, 50);
+    cr_assert(more);
+    cr_assert(key_is(&sc2, 0, "k00601", 6));
+    collect_free(&sc2);
+
+    /* Parts, by part number, across batches. */
+    mk_upload(f.ms, "b", id, "big", "up");
+    for (int i = 1; i <= 600; i++) {
+        meta_part p = mk_part(i, i, "1+0:4096:0123456789abcdef");
+        put_part(f.ms, "up", &p);
+    }
+    collect pc = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 10, 500, part_numbers, &pc, &more), 0);
+    cr_assert_eq(pc.n, 500);
+    cr_assert(more);
+    cr_assert(key_is(&pc, 0, "00011", 5));
+    cr_assert(key_is(&pc, 499, "00510", 5));
+    collect_free(&pc);
+    collect pc2 = {0};
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 10000, part_numbers, &pc2, &more), 0);
+    cr_assert_eq(pc2.n, 600);
+    cr_assert_not(more);
+    collect_free(&pc2);
+
+    /* Uploads of one key, ordered by upload id, across batches. */
+    for (int i = 0; i < 300; i++) {
+        char uid[16];
+        snprintf(uid, sizeof uid, "u%04d", i);
+        mk_upload(f.ms, "b", id, "same", uid);
+    }
+    collect uc = {0};
+    cr_assert_eq(meta_upload_list(f.ms, id, "same", 4, "same", 4, "u0009", 280, upload_keys, &uc, &more), 0);
+    cr_assert_eq(uc.n, 280);
+    cr_assert(more, "u0290 to u0299 remain");
+    cr_assert(key_is(&uc, 0, "u0010", 5));
+    cr_assert(key_is(&uc, 279, "u0289", 5));
+    collect_free(&uc);
     fx_close(&f);
 }
 

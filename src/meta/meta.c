@@ -1,0 +1,344 @@
+/*
+ * meta.c — the metadata interface (meta.h) over its backends: opening a store
+ * by URL, and every meta_* call forwarded through the store's table of
+ * operations (meta_int.h).  What holds whatever the backend is done here:
+ * a NULL store is CAIRN_EINVAL, and the out-flags and counts a caller may
+ * read after any result (more, had_replaced, deleted, total) start false or
+ * zero before the backend runs (referenced starts true: on doubt, keep).
+ */
+#include "meta/meta.h"
+#include "meta/meta_int.h"
+#include "meta/sqlite_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int refuse(char *why, size_t whylen, const char *text) {
+    if (why && whylen) snprintf(why, whylen, "%s", text);
+    return CAIRN_EINVAL;
+}
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int meta_url_parse(const char *url, const char *data_dir, meta_url *out, char *why, size_t whylen) {
+    if (!url || !out) return refuse(why, whylen, "no URL");
+    memset(out, 0, sizeof *out);
+    if (!*url) {
+        if (!data_dir || !*data_dir) return refuse(why, whylen, "no data directory for the default database");
+        out->backend = META_BACKEND_SQLITE;
+        int n = snprintf(out->path, sizeof out->path, "%s/meta.db", data_dir);
+        return n > 0 && (size_t)n < sizeof out->path ? 0 : refuse(why, whylen, "data directory path too long");
+    }
+    if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13)) {
+        size_t n = strlen(url);
+        if (n >= sizeof out->conninfo) return refuse(why, whylen, "postgres URL too long");
+        out->backend = META_BACKEND_POSTGRES;
+        memcpy(out->conninfo, url, n + 1);
+        return 0;
+    }
+    if (strncmp(url, "sqlite://", 9) != 0) return refuse(why, whylen, "not a sqlite:// or postgres:// URL");
+    const char *p = url + 9;
+    if (*p != '/') return refuse(why, whylen, "sqlite URLs name an absolute path and no host: sqlite:///ABS/PATH");
+    size_t n = 0;
+    for (; *p; p++) {
+        char c = *p;
+        if (c == '?' || c == '#') return refuse(why, whylen, "sqlite URLs take no query or fragment");
+        if (c == '%') {
+            int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+            if (lo < 0) return refuse(why, whylen, "bad %-escape in the sqlite path");
+            c = (char)(hi * 16 + lo);
+            if (!c) return refuse(why, whylen, "NUL in the sqlite path");
+            p += 2;
+        }
+        if (n + 1 >= sizeof out->path) return refuse(why, whylen, "sqlite path too long");
+        out->path[n++] = c;
+    }
+    out->path[n] = '\0';
+    if (n < 2 || out->path[n - 1] == '/') return refuse(why, whylen, "the sqlite URL names a directory, not a file");
+    out->backend = META_BACKEND_SQLITE;
+    return 0;
+}
+
+int meta_open_url(const char *url, const char *data_dir, const meta_options *opt, bool migrate, meta_store **out,
+                  char *why, size_t whylen) {
+    if (why && whylen) why[0] = '\0';
+    if (out) *out = NULL;
+    meta_url u;
+    int rc = meta_url_parse(url, data_dir, &u, why, whylen);
+    if (rc != 0) return rc;
+    if (u.backend == META_BACKEND_POSTGRES)
+        return refuse(why, whylen, "PostgreSQL metadata is not in this build yet; use sqlite:// or leave metadata_url empty");
+    rc = sq_open(u.path, opt, migrate, out);
+    if (rc != 0 && why && whylen) snprintf(why, whylen, "%s: %s", u.path, cairn_strerror(rc));
+    return rc;
+}
+
+const char *meta_backend_name(const meta_store *ms) { return ms ? ms->ops->name : "none"; }
+
+int meta_open(const char *path, const meta_options *opt, meta_store **out) {
+    return sq_open(path, opt, true, out);
+}
+
+int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
+    return sq_open(path, opt, false, out);
+}
+
+void meta_close(meta_store *ms) {
+    if (ms) ms->ops->close(ms);
+}
+
+int meta_ping(meta_store *ms) {
+    return ms ? ms->ops->ping(ms) : CAIRN_EINVAL;
+}
+
+int meta_schema_version(meta_store *ms, int *version) {
+    return ms ? ms->ops->schema_version(ms, version) : CAIRN_EINVAL;
+}
+
+int meta_migrate(meta_store *ms, int target) {
+    return ms ? ms->ops->migrate(ms, target) : CAIRN_EINVAL;
+}
+
+int meta_user_create(meta_store *ms, meta_user *u) {
+    return ms ? ms->ops->user_create(ms, u) : CAIRN_EINVAL;
+}
+
+int meta_user_ensure_root(meta_store *ms, const char *name, meta_user *out) {
+    return ms ? ms->ops->user_ensure_root(ms, name, out) : CAIRN_EINVAL;
+}
+
+int meta_user_get(meta_store *ms, int64_t id, meta_user *out) {
+    return ms ? ms->ops->user_get(ms, id, out) : CAIRN_EINVAL;
+}
+
+int meta_user_get_by_name(meta_store *ms, const char *name, meta_user *out) {
+    return ms ? ms->ops->user_get_by_name(ms, name, out) : CAIRN_EINVAL;
+}
+
+int meta_user_list(meta_store *ms, int (*cb)(void *ud, const meta_user *u), void *ud) {
+    return ms ? ms->ops->user_list(ms, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_key_create(meta_store *ms, const meta_key *k) {
+    return ms ? ms->ops->key_create(ms, k) : CAIRN_EINVAL;
+}
+
+int meta_key_get(meta_store *ms, const char *access_key, meta_key *out) {
+    return ms ? ms->ops->key_get(ms, access_key, out) : CAIRN_EINVAL;
+}
+
+int meta_key_list(meta_store *ms, int64_t user_id, int (*cb)(void *ud, const meta_key *k), void *ud) {
+    return ms ? ms->ops->key_list(ms, user_id, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_key_set_active(meta_store *ms, const char *access_key, bool active) {
+    return ms ? ms->ops->key_set_active(ms, access_key, active) : CAIRN_EINVAL;
+}
+
+int meta_bucket_create(meta_store *ms, meta_bucket *b, int64_t *existing_owner) {
+    return ms ? ms->ops->bucket_create(ms, b, existing_owner) : CAIRN_EINVAL;
+}
+
+int meta_bucket_get(meta_store *ms, const char *name, meta_bucket *out) {
+    return ms ? ms->ops->bucket_get(ms, name, out) : CAIRN_EINVAL;
+}
+
+int meta_bucket_delete(meta_store *ms, const char *name, int64_t id) {
+    return ms ? ms->ops->bucket_delete(ms, name, id) : CAIRN_EINVAL;
+}
+
+int meta_bucket_list(meta_store *ms, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b), void *ud) {
+    return ms ? ms->ops->bucket_list(ms, owner_id, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read) {
+    return ms ? ms->ops->bucket_set_public(ms, name, public_read) : CAIRN_EINVAL;
+}
+
+int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced) {
+    if (had_replaced) *had_replaced = false;
+    return ms ? ms->ops->object_put(ms, obj, replaced, had_replaced) : CAIRN_EINVAL;
+}
+
+int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out) {
+    return ms ? ms->ops->object_get(ms, bucket, bucket_id, key, key_len, with_data, out) : CAIRN_EINVAL;
+}
+
+int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, meta_object *deleted) {
+    return ms ? ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, deleted) : CAIRN_EINVAL;
+}
+
+int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
+    return ms ? ms->ops->object_delete_many(ms, bucket, bucket_id, items, n) : CAIRN_EINVAL;
+}
+
+int meta_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {
+    if (more) *more = false;
+    return ms ? ms->ops->object_list(ms, bucket, bucket_id, prefix, prefix_len, from, from_len, inclusive, limit, cb, ud, more) : CAIRN_EINVAL;
+}
+
+int meta_object_scan(meta_store *ms, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more) {
+    if (more) *more = false;
+    return ms ? ms->ops->object_scan(ms, after_bucket, after_key, after_key_len, limit, cb, ud, more) : CAIRN_EINVAL;
+}
+
+int meta_placement_scan(meta_store *ms, meta_place_cursor *cur, int limit, int (*cb)(void *ud, const meta_placement *p), void *ud) {
+    return ms ? ms->ops->placement_scan(ms, cur, limit, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_placement_set_layout(meta_store *ms, const char *version_id, const char *old_layout, const char *new_layout) {
+    return ms ? ms->ops->placement_set_layout(ms, version_id, old_layout, new_layout) : CAIRN_EINVAL;
+}
+
+int meta_layout_refs(meta_store *ms, const char *id, int64_t *count) {
+    return ms ? ms->ops->layout_refs(ms, id, count) : CAIRN_EINVAL;
+}
+
+int meta_placement_get(meta_store *ms, const char *version_id, meta_placement *out) {
+    return ms ? ms->ops->placement_get(ms, version_id, out) : CAIRN_EINVAL;
+}
+
+int meta_check(meta_store *ms, int limit, int (*cb)(void *ud, const meta_problem *p), void *ud, int64_t *total) {
+    if (total) *total = 0;
+    return ms ? ms->ops->check(ms, limit, cb, ud, total) : CAIRN_EINVAL;
+}
+
+int meta_repair(meta_store *ms, const meta_problem *p, void (*drop)(void *ud, const char *version_id, const char *layout), void *ud) {
+    return ms ? ms->ops->repair(ms, p, drop, ud) : CAIRN_EINVAL;
+}
+
+int meta_upload_create(meta_store *ms, const meta_upload *u) {
+    return ms ? ms->ops->upload_create(ms, u) : CAIRN_EINVAL;
+}
+
+int meta_upload_get(meta_store *ms, const char *upload_id, meta_upload *out) {
+    return ms ? ms->ops->upload_get(ms, upload_id, out) : CAIRN_EINVAL;
+}
+
+int meta_upload_list(meta_store *ms, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *key_marker, size_t key_marker_len, const char *upload_id_marker, int limit, int (*cb)(void *ud, const meta_upload *u), void *ud, bool *more) {
+    if (more) *more = false;
+    return ms ? ms->ops->upload_list(ms, bucket_id, prefix, prefix_len, key_marker, key_marker_len, upload_id_marker, limit, cb, ud, more) : CAIRN_EINVAL;
+}
+
+int meta_part_put(meta_store *ms, const char *upload_id, const meta_part *p, meta_part *replaced, bool *had_replaced) {
+    if (had_replaced) *had_replaced = false;
+    return ms ? ms->ops->part_put(ms, upload_id, p, replaced, had_replaced) : CAIRN_EINVAL;
+}
+
+int meta_part_list(meta_store *ms, const char *upload_id, int after, int limit, int (*cb)(void *ud, const meta_part *p), void *ud, bool *more) {
+    if (more) *more = false;
+    return ms ? ms->ops->part_list(ms, upload_id, after, limit, cb, ud, more) : CAIRN_EINVAL;
+}
+
+int meta_upload_complete(meta_store *ms, const char *upload_id, const meta_object *obj, const meta_part *parts, int n, meta_object *replaced, bool *had_replaced, void (*unused)(void *ud, const meta_part *p), void *ud) {
+    return ms ? ms->ops->upload_complete(ms, upload_id, obj, parts, n, replaced, had_replaced, unused, ud) : CAIRN_EINVAL;
+}
+
+int meta_upload_abort(meta_store *ms, const char *upload_id, void (*parts)(void *ud, const meta_part *p), void *ud) {
+    return ms ? ms->ops->upload_abort(ms, upload_id, parts, ud) : CAIRN_EINVAL;
+}
+
+int meta_object_parts(meta_store *ms, const char *version_id, int (*cb)(void *ud, const meta_part *p), void *ud) {
+    return ms ? ms->ops->object_parts(ms, version_id, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_upload_completed_get(meta_store *ms, const char *upload_id, meta_completed_upload *out) {
+    return ms ? ms->ops->upload_completed_get(ms, upload_id, out) : CAIRN_EINVAL;
+}
+
+int meta_upload_completed_prune(meta_store *ms, int64_t before_ms, int limit, int64_t *deleted) {
+    if (deleted) *deleted = 0;
+    return ms ? ms->ops->upload_completed_prune(ms, before_ms, limit, deleted) : CAIRN_EINVAL;
+}
+
+int meta_trash_list(meta_store *ms, int limit, int (*cb)(void *ud, const meta_trash_entry *e), void *ud) {
+    return ms ? ms->ops->trash_list(ms, limit, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_trash_remove(meta_store *ms, const char *const *version_ids, int n) {
+    return ms ? ms->ops->trash_remove(ms, version_ids, n) : CAIRN_EINVAL;
+}
+
+int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
+    return ms ? ms->ops->job_enqueue(ms, j, id) : CAIRN_EINVAL;
+}
+
+int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+    return ms ? ms->ops->job_claim(ms, owner, now_ms, lease_ms, out) : CAIRN_EINVAL;
+}
+
+int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error) {
+    return ms ? ms->ops->job_finish(ms, id, owner, state, run_at_ms, error) : CAIRN_EINVAL;
+}
+
+int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
+    return ms ? ms->ops->job_finish_claim(ms, id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next) : CAIRN_EINVAL;
+}
+
+int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
+    return ms ? ms->ops->job_release(ms, id, owner) : CAIRN_EINVAL;
+}
+
+int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms) {
+    return ms ? ms->ops->job_extend(ms, id, owner, lease_expires_ms) : CAIRN_EINVAL;
+}
+
+int meta_job_cancel(meta_store *ms, int64_t id) {
+    return ms ? ms->ops->job_cancel(ms, id) : CAIRN_EINVAL;
+}
+
+int meta_job_retry(meta_store *ms, int64_t id) {
+    return ms ? ms->ops->job_retry(ms, id) : CAIRN_EINVAL;
+}
+
+int meta_job_get(meta_store *ms, int64_t id, meta_job *out) {
+    return ms ? ms->ops->job_get(ms, id, out) : CAIRN_EINVAL;
+}
+
+int meta_job_list(meta_store *ms, const char *state, const char *kind, int limit, int (*cb)(void *ud, const meta_job *j), void *ud) {
+    return ms ? ms->ops->job_list(ms, state, kind, limit, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_job_prune(meta_store *ms, int64_t done_before_ms, int64_t discarded_before_ms, int limit, int64_t *deleted) {
+    if (deleted) *deleted = 0;
+    return ms ? ms->ops->job_prune(ms, done_before_ms, discarded_before_ms, limit, deleted) : CAIRN_EINVAL;
+}
+
+int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const char *state, int64_t n), void *ud) {
+    return ms ? ms->ops->job_counts(ms, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit, int (*cb)(void *ud, const meta_upload *u), void *ud) {
+    return ms ? ms->ops->upload_list_older(ms, before_ms, limit, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_node_upsert(meta_store *ms, const char *id, const char *url) {
+    return ms ? ms->ops->node_upsert(ms, id, url) : CAIRN_EINVAL;
+}
+
+int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void *ud) {
+    return ms ? ms->ops->node_list(ms, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_node_get(meta_store *ms, const char *id_or_url, meta_node *out) {
+    return ms ? ms->ops->node_get(ms, id_or_url, out) : CAIRN_EINVAL;
+}
+
+int meta_node_set_state(meta_store *ms, const char *id, const char *state) {
+    return ms ? ms->ops->node_set_state(ms, id, state) : CAIRN_EINVAL;
+}
+
+int meta_node_seen(meta_store *ms, const char *id, bool ok, const char *error) {
+    return ms ? ms->ops->node_seen(ms, id, ok, error) : CAIRN_EINVAL;
+}
+
+int meta_version_referenced(meta_store *ms, const char *version_id, bool *referenced) {
+    if (referenced) *referenced = true; /* on any doubt, keep the bytes */
+    return ms ? ms->ops->version_referenced(ms, version_id, referenced) : CAIRN_EINVAL;
+}
+
+int meta_object_count(meta_store *ms, const char *bucket, int64_t *count) {
+    return ms ? ms->ops->object_count(ms, bucket, count) : CAIRN_EINVAL;
+}
