@@ -291,7 +291,8 @@ void cmd_block_signals(sigset_t *sigs) {
     signal(SIGPIPE, SIG_IGN);
 }
 
-int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout) {
+/* Waits for SIGTERM or SIGINT (the fault build re-arms on SIGUSR1 meanwhile). */
+static int wait_for_stop_signal(const sigset_t *sigs) {
     int sig = 0;
     for (;;) {
         sigwait(sigs, &sig);
@@ -299,6 +300,12 @@ int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_
         fault_reload();
     }
     log_write(LOG_INFO, NULL, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    return sig;
+}
+
+/* Stops accepting, waits for in-flight requests up to shutdown_timeout
+ * seconds, stops the server; returns how many were still running. */
+static int drain_and_stop(http_server *srv, int shutdown_timeout) {
     http_server_quiesce(srv);
     int64_t deadline = time_mono_ns() + (int64_t)shutdown_timeout * 1000000000LL;
     while (http_server_inflight(srv) > 0 && time_mono_ns() < deadline) usleep(20 * 1000);
@@ -307,134 +314,320 @@ int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_
     return left;
 }
 
+int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout) {
+    wait_for_stop_signal(sigs);
+    return drain_and_stop(srv, shutdown_timeout);
+}
+
+/* ---- the server as services ---------------------------------------------------------- */
+
+/* Everything a server or gateway runs; each service's start fills its part
+ * and its stop frees it.  exit_code is what the process returns when a start
+ * fails (the start printed why). */
+typedef struct {
+    config_t cfg;
+    bool gateway;
+    int exit_code;
+    int64_t started_ms;
+    meta_store *ms;
+    unsigned char mk[32];
+    root_creds root;
+    meta_user root_user;
+    data_store *ds;
+    obs_registry *obs;
+    s3_gateway *gw;
+    char *tls_cert, *tls_key;  /* PEM text, until the HTTP server has read it */
+    int listen_fd;             /* the bound socket, until the HTTP server takes it (-1) */
+    http_server *srv;
+    int port;
+    int abandoned;             /* requests still running when http stopped */
+    scrubber *scrub;
+    job_queue *jobs;
+    membership *members;
+} server;
+
+static int fail_with(server *sv, int exit_code) {
+    sv->exit_code = exit_code;
+    return CAIRN_EINVAL;
+}
+
+static int metadata_start(void *ud) {
+    server *sv = ud;
+    int rc = cmd_open_meta(&sv->cfg, &sv->ms, sv->mk);
+    if (rc != 0) return fail_with(sv, rc);
+    if ((rc = resolve_root(&sv->cfg, &sv->root)) != 0) return fail_with(sv, rc);
+    if (meta_user_ensure_root(sv->ms, sv->root.user, &sv->root_user) != 0) {
+        fprintf(stderr, "cairn: cannot record the root user\n");
+        return fail_with(sv, 1);
+    }
+    return 0;
+}
+
+static void metadata_stop(void *ud) {
+    server *sv = ud;
+    meta_close(sv->ms);
+    sv->ms = NULL;
+    sodium_memzero(sv->root.password, sizeof sv->root.password);
+}
+
+static int data_start(void *ud) {
+    server *sv = ud;
+    int cleaned = 0;
+    int rc = cmd_open_data(&sv->cfg, sv->ms, &sv->ds, &cleaned);
+    if (rc != 0) return fail_with(sv, rc);
+    data_set_heal_check(sv->ds, version_still_exists, sv->ms);
+    if (cleaned) {
+        char n[24];
+        log_write(LOG_INFO, NULL, "removed temporary files of interrupted uploads", "count", log_int(n, cleaned), NULL);
+    }
+    return 0;
+}
+
+static void data_stop(void *ud) {
+    server *sv = ud;
+    data_close(sv->ds);
+    sv->ds = NULL;
+}
+
+static int obs_start(void *ud) {
+    server *sv = ud;
+    if ((sv->obs = obs_new())) return 0;
+    fprintf(stderr, "cairn: out of memory\n");
+    return fail_with(sv, 1);
+}
+
+static void obs_stop(void *ud) {
+    server *sv = ud;
+    obs_free(sv->obs);
+    sv->obs = NULL;
+}
+
+static int gateway_start(void *ud) {
+    server *sv = ud;
+    s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
+                    .root_secret = sv->root.password, .root_user_id = sv->root_user.id};
+    memcpy(deps.master_key, sv->mk, 32);
+    int rc = s3_gateway_new(&deps, &sv->gw);
+    sodium_memzero(deps.master_key, sizeof deps.master_key);
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: out of memory\n");
+    return fail_with(sv, 1);
+}
+
+static void gateway_stop(void *ud) {
+    server *sv = ud;
+    s3_gateway_free(sv->gw);
+    sv->gw = NULL;
+}
+
+/* Background work is best effort at start: a part that cannot start is
+ * logged and the server serves without it, as before the registry. */
+static int scrubber_start(void *ud) {
+    server *sv = ud;
+    if (scrub_start(sv->ms, sv->ds, sv->obs, sv->cfg.scrub_interval, sv->cfg.scrub_rate, &sv->scrub) != 0)
+        log_write(LOG_WARN, NULL, "scrubber not started: out of memory", NULL);
+    return 0;
+}
+
+static void scrubber_stop(void *ud) {
+    server *sv = ud;
+    scrub_stop(sv->scrub);
+    sv->scrub = NULL;
+}
+
+static int jobs_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    job_options jo = {.workers = c->job_workers, .lease_ms = c->job_lease_ms, .backoff_base_ms = c->job_backoff_base_ms,
+                      .backoff_max_ms = c->job_backoff_max_ms, .poll_ms = 250, .periodic_s = c->job_period_s};
+    jobs_builtin_options jbo = {.multipart_expiry_s = c->multipart_expiry, .retention_s = c->job_retention_s,
+                                .discarded_retention_s = c->job_discarded_retention_s};
+    if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
+        jobs_queue_start(sv->jobs) != 0)
+        log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
+    else
+        data_set_heal_sink(sv->ds, jobs_enqueue_heal, sv->ms); /* heals become durable, retried jobs */
+    /* What a crash left goes now, not at the next period: the trash, and the
+     * shards written but never committed before this start. */
+    jobs_enqueue_empty_trash(sv->ms);
+    jobs_enqueue_startup_orphans(sv->ms, sv->started_ms);
+    return 0;
+}
+
+static void jobs_stop(void *ud) {
+    server *sv = ud;
+    /* Heals that reads queued go to the durable queue before it is
+     * withdrawn: none is dropped or run inline by the exit. */
+    data_heal_drain(sv->ds);
+    data_set_heal_sink(sv->ds, NULL, NULL);
+    jobs_queue_free(sv->jobs);
+    sv->jobs = NULL;
+}
+
+static int membership_run(void *ud) {
+    server *sv = ud;
+    /* The configured nodes join the registry, where admins add, drain and
+     * remove nodes for every gateway sharing this database. */
+    data_check_drives(sv->ds, register_node, sv->ms);
+    if (membership_start(sv->ms, sv->ds, sv->obs, sv->cfg.node_heartbeat_ms, &sv->members) != 0)
+        log_write(LOG_WARN, NULL, "membership thread not started: out of memory", NULL);
+    return 0;
+}
+
+static void membership_end(void *ud) {
+    server *sv = ud;
+    membership_stop(sv->members);
+    sv->members = NULL;
+}
+
+/* The TLS files and the port come first: a server that cannot have them
+ * refuses to start before it opens or runs anything else. */
+static int tls_start(void *ud) {
+    server *sv = ud;
+    int rc = cmd_load_tls(&sv->cfg, &sv->tls_cert, &sv->tls_key);
+    return rc == 0 ? 0 : fail_with(sv, rc);
+}
+
+static void tls_forget(server *sv) {
+    if (sv->tls_key) sodium_memzero(sv->tls_key, strlen(sv->tls_key));
+    free(sv->tls_cert);
+    free(sv->tls_key);
+    sv->tls_cert = sv->tls_key = NULL;
+}
+
+static void tls_stop(void *ud) { tls_forget(ud); }
+
+static int listener_start(void *ud) {
+    server *sv = ud;
+    char err[256];
+    if (http_listener_open(sv->cfg.listen, &sv->listen_fd, &sv->port, err, sizeof err) == 0) return 0;
+    sv->listen_fd = -1;
+    fprintf(stderr, "cairn: %s\n", err);
+    return fail_with(sv, 1);
+}
+
+static void listener_stop(void *ud) {
+    server *sv = ud;
+    if (sv->listen_fd >= 0) close(sv->listen_fd);
+    sv->listen_fd = -1;
+}
+
+static int http_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    http_options ho = {.listen = c->listen, .connection_limit = c->connection_limit,
+                       .connection_timeout = c->connection_timeout, .max_header_bytes = c->max_header_bytes,
+                       .connection_limit_per_ip = c->connection_limit_per_ip, .header_timeout = c->client_header_timeout,
+                       .min_body_rate = c->min_body_rate, .min_drain_rate = c->min_body_rate,
+                       .body_rate_window = c->min_body_rate_window, .tls_cert_pem = sv->tls_cert,
+                       .tls_key_pem = sv->tls_key, .have_listen_fd = true, .listen_fd = sv->listen_fd};
+    char err[256];
+    sv->listen_fd = -1; /* the server takes it, whatever happens */
+    int rc = http_server_start(&ho, s3_http_handler(), sv->gw, &sv->srv, NULL, err, sizeof err);
+    tls_forget(sv); /* read by now */
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: %s\n", err);
+    return fail_with(sv, 1);
+}
+
+static void http_stop(void *ud) {
+    server *sv = ud;
+    sv->abandoned = drain_and_stop(sv->srv, sv->cfg.shutdown_timeout);
+    sv->srv = NULL;
+}
+
+/* The services of a server or gateway and what each needs.  The HTTP server
+ * starts last, once everything it may call on runs, and so stops first. */
+static int register_services(svc_registry *r, server *sv) {
+    const svc_def defs[] = {
+        {"tls", NULL, tls_start, tls_stop, sv, 0},
+        {"listener", NULL, listener_start, listener_stop, sv, 0},
+        {"metadata", NULL, metadata_start, metadata_stop, sv, 0},
+        {"data", "metadata", data_start, data_stop, sv, 0},
+        {"obs", NULL, obs_start, obs_stop, sv, 0},
+        {"gateway", "metadata,data,obs", gateway_start, gateway_stop, sv, 0},
+        {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
+        {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},
+        {"membership", "metadata,data,obs", membership_run, membership_end, sv, 0},
+        {"http", sv->gateway ? "tls,listener,gateway,scrubber,jobs,membership" : "tls,listener,gateway,scrubber,jobs",
+         http_start, http_stop, sv,
+         /* in-flight requests get shutdown_timeout, the stop a little more */
+         sv->cfg.shutdown_timeout * 1000 + 10000},
+    };
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        if (!sv->gateway && !strcmp(defs[i].name, "membership")) continue;
+        int rc = svc_add(r, &defs[i]);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
 static int run(int argc, char **argv, bool gateway);
 
 int cmd_server(int argc, char **argv) { return run(argc, argv, false); }
 int cmd_gateway(int argc, char **argv) { return run(argc, argv, true); }
 
+/* Stops that outlast this are left running and the process exits with them. */
+#define SERVICE_STOP_TIMEOUT_MS 60000
+
 static int run(int argc, char **argv, bool gateway) {
     sigset_t sigs;
-    config_t cfg;
-    int rc = cmd_service_begin(argc, argv, gateway ? "gateway" : "server",
-                               gateway ? "cairn gateway [--listen ADDR:PORT] [--data DIR] [--config FILE] --nodes URL,URL,..."
-                                       : "cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE] [--drives DIR,...]",
-                               &sigs, &cfg);
-    if (rc != 0) return rc;
-    if (gateway && (!cfg.nodes[0] || !cfg.cluster_secret[0])) {
-        fprintf(stderr, "cairn gateway: set nodes (--nodes URL,...) and cluster_secret (CAIRN_CLUSTER_SECRET)\n");
-        return 2;
-    }
-    if (!gateway && cfg.nodes[0]) {
-        fprintf(stderr, "cairn server: nodes are for `cairn gateway`; the server keeps data on --drives\n");
-        return 2;
-    }
-
-    int64_t started_ms = time_now_ms();
-    int lock_fd[2] = {-1, -1};
-    if ((rc = cmd_lock_data_dir(&cfg, lock_fd)) != 0) return rc;
-    meta_store *ms = NULL;
-    unsigned char mk[32];
-    if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
-    root_creds root;
-    if ((rc = resolve_root(&cfg, &root)) != 0) {
-        meta_close(ms);
-        return rc;
-    }
-    meta_user root_user;
-    if (meta_user_ensure_root(ms, root.user, &root_user) != 0) {
-        fprintf(stderr, "cairn: cannot record the root user\n");
-        meta_close(ms);
-        return 1;
-    }
-    data_store *ds = NULL;
-    int cleaned = 0;
-    if ((rc = cmd_open_data(&cfg, ms, &ds, &cleaned)) != 0) {
-        meta_close(ms);
-        return rc;
-    }
-    data_set_heal_check(ds, version_still_exists, ms);
-    if (cleaned) {
-        char n[24];
-        log_write(LOG_INFO, NULL, "removed temporary files of interrupted uploads", "count", log_int(n, cleaned), NULL);
-    }
-    obs_registry *obs = obs_new();
-    s3_deps deps = {.cfg = &cfg, .meta = ms, .data = ds, .obs = obs, .root_access_key = root.user,
-                    .root_secret = root.password, .root_user_id = root_user.id};
-    memcpy(deps.master_key, mk, 32);
-    s3_gateway *gw = NULL;
-    if (!obs || s3_gateway_new(&deps, &gw) != 0) {
+    server *sv = calloc(1, sizeof *sv);
+    if (!sv) {
         fprintf(stderr, "cairn: out of memory\n");
         return 1;
     }
-    char *tls_cert = NULL, *tls_key = NULL;
-    if ((rc = cmd_load_tls(&cfg, &tls_cert, &tls_key)) != 0) return rc;
-    http_options ho = {.listen = cfg.listen, .connection_limit = cfg.connection_limit,
-                       .connection_timeout = cfg.connection_timeout, .max_header_bytes = cfg.max_header_bytes,
-                       .connection_limit_per_ip = cfg.connection_limit_per_ip,
-                       .header_timeout = cfg.client_header_timeout, .min_body_rate = cfg.min_body_rate,
-                       .min_drain_rate = cfg.min_body_rate, .body_rate_window = cfg.min_body_rate_window,
-                       .tls_cert_pem = tls_cert, .tls_key_pem = tls_key};
-    http_server *srv = NULL;
-    int port = 0;
-    char err[256];
-    int started = http_server_start(&ho, s3_http_handler(), gw, &srv, &port, err, sizeof err);
-    if (tls_key) sodium_memzero(tls_key, strlen(tls_key));
-    free(tls_cert);
-    free(tls_key);
-    if (started != 0) {
-        fprintf(stderr, "cairn: %s\n", err);
-        s3_gateway_free(gw);
-        data_close(ds);
-        meta_close(ms);
-        obs_free(obs);
-        return 1;
+    int rc = cmd_service_begin(argc, argv, gateway ? "gateway" : "server",
+                               gateway ? "cairn gateway [--listen ADDR:PORT] [--data DIR] [--config FILE] --nodes URL,URL,..."
+                                       : "cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE] [--drives DIR,...]",
+                               &sigs, &sv->cfg);
+    if (rc == 0 && gateway && (!sv->cfg.nodes[0] || !sv->cfg.cluster_secret[0])) {
+        fprintf(stderr, "cairn gateway: set nodes (--nodes URL,...) and cluster_secret (CAIRN_CLUSTER_SECRET)\n");
+        rc = 2;
     }
-    scrubber *scrub = NULL;
-    if (scrub_start(ms, ds, obs, cfg.scrub_interval, cfg.scrub_rate, &scrub) != 0)
-        log_write(LOG_WARN, NULL, "scrubber not started: out of memory", NULL);
-    job_queue *jobs = NULL;
-    job_options jo = {.workers = cfg.job_workers, .lease_ms = cfg.job_lease_ms,
-                      .backoff_base_ms = cfg.job_backoff_base_ms, .backoff_max_ms = cfg.job_backoff_max_ms,
-                      .poll_ms = 250, .periodic_s = cfg.job_period_s};
-    jobs_builtin_options jbo = {.multipart_expiry_s = cfg.multipart_expiry, .retention_s = cfg.job_retention_s,
-                                .discarded_retention_s = cfg.job_discarded_retention_s};
-    if (jobs_queue_new(ms, obs, &jo, &jobs) != 0 || jobs_register_builtin(jobs, ms, ds, &jbo) != 0 ||
-        jobs_queue_start(jobs) != 0)
-        log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
-    else
-        data_set_heal_sink(ds, jobs_enqueue_heal, ms); /* heals become durable, retried jobs */
-    /* What a crash left goes now, not at the next period: the trash, and the
-     * shards written but never committed before this start. */
-    jobs_enqueue_empty_trash(ms);
-    jobs_enqueue_startup_orphans(ms, started_ms);
-    membership *members = NULL;
-    if (gateway) {
-        /* The configured nodes join the registry, where admins add, drain and
-         * remove nodes for every gateway sharing this database. */
-        data_check_drives(ds, register_node, ms);
-        if (membership_start(ms, ds, obs, cfg.node_heartbeat_ms, &members) != 0)
-            log_write(LOG_WARN, NULL, "membership thread not started: out of memory", NULL);
+    if (rc == 0 && !gateway && sv->cfg.nodes[0]) {
+        fprintf(stderr, "cairn server: nodes are for `cairn gateway`; the server keeps data on --drives\n");
+        rc = 2;
+    }
+    int lock_fd[2] = {-1, -1};
+    if (rc == 0) rc = cmd_lock_data_dir(&sv->cfg, lock_fd);
+    if (rc != 0) {
+        free(sv);
+        return rc;
+    }
+    sv->gateway = gateway;
+    sv->listen_fd = -1;
+    sv->started_ms = time_now_ms();
+    svc_registry *services = NULL;
+    char why[256];
+    rc = svc_registry_new(SERVICE_STOP_TIMEOUT_MS, &services);
+    if (rc == 0) rc = register_services(services, sv);
+    if (rc == 0) rc = svc_start_all(services, why, sizeof why);
+    if (rc != 0) {
+        /* A start that failed printed why (exit_code); anything else is ours. */
+        if (!sv->exit_code) fprintf(stderr, "cairn: cannot start: %s\n", why[0] ? why : cairn_strerror(rc));
+        rc = sv->exit_code ? sv->exit_code : 1;
+        svc_registry_free(services);
+        cmd_unlock_data_dir(lock_fd);
+        free(sv);
+        return rc;
     }
     char portstr[16];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    log_write(LOG_INFO, NULL, "listening", "listen", cfg.listen, "port", portstr, "data_dir", cfg.data_dir, NULL);
-    print_banner(&cfg, port, &root, gateway);
+    snprintf(portstr, sizeof portstr, "%d", sv->port);
+    log_write(LOG_INFO, NULL, "listening", "listen", sv->cfg.listen, "port", portstr, "data_dir", sv->cfg.data_dir, NULL);
+    print_banner(&sv->cfg, sv->port, &sv->root, gateway);
 
-    int inflight = cmd_serve_until_signal(srv, &sigs, cfg.shutdown_timeout);
+    wait_for_stop_signal(&sigs);
+    int stopped = svc_stop_all(services);
+    svc_registry_free(services);
     char left[24];
-    membership_stop(members);
-    scrub_stop(scrub);
-    /* Heals that reads queued go to the durable queue before it is
-     * withdrawn: none is dropped or run inline by the exit. */
-    data_heal_drain(ds);
-    data_set_heal_sink(ds, NULL, NULL);
-    jobs_queue_free(jobs);
-    s3_gateway_free(gw);
-    data_close(ds);
-    meta_close(ms);
-    obs_free(obs);
-    sodium_memzero(root.password, sizeof root.password);
+    log_write(LOG_INFO, NULL, "stopped", "abandoned_requests", log_int(left, sv->abandoned), NULL);
+    if (stopped != 0) {
+        /* A stop still runs: what it may use stays allocated; exit now. */
+        return 1;
+    }
     cmd_unlock_data_dir(lock_fd);
-    log_write(LOG_INFO, NULL, "stopped", "abandoned_requests", log_int(left, inflight), NULL);
+    sodium_memzero(sv, sizeof *sv);
+    free(sv);
     return 0;
 }

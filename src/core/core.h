@@ -171,6 +171,49 @@ static inline int fault_reload(void) { return 0; }
 /* Returns the process-wide library init (libsodium); call once from main. */
 int core_init(void);
 
+/* ---- service registry (service.c) ---------------------------------------
+ *
+ * Every long-lived component of a process (the metadata store, the data
+ * store, the gateway, the HTTP server, the job workers, membership...) is a
+ * service with a start, a stop and the services it needs.  The registry
+ * starts them in dependency order and stops them in reverse; a dependency
+ * cycle or an unknown name is an error before anything starts; a start that
+ * fails stops what already started; every stop has a deadline.  Not
+ * thread-safe: one thread registers, starts and stops. */
+
+typedef struct svc_registry svc_registry;
+
+typedef struct {
+    const char *name;          /* unique; the registry copies it */
+    const char *needs;         /* comma-separated names started before this one; NULL or "" = none */
+    int (*start)(void *ud);    /* 0 or a CAIRN_E* code; NULL = nothing to do */
+    void (*stop)(void *ud);    /* NULL = nothing to do */
+    void *ud;
+    int stop_timeout_ms;       /* 0 = the registry's default */
+} svc_def;
+
+/* default_stop_timeout_ms > 0.  Caller frees with svc_registry_free. */
+int svc_registry_new(int default_stop_timeout_ms, svc_registry **out);
+/* Frees the registry; stops nothing (call svc_stop_all first). */
+void svc_registry_free(svc_registry *r);
+/* Adds a service (before svc_start_all): CAIRN_EEXIST for a name taken,
+ * CAIRN_EINVAL for a missing name or one with a comma, CAIRN_ENOMEM. */
+int svc_add(svc_registry *r, const svc_def *d);
+/* Starts every service, each after the ones it needs.  A cycle or a need
+ * that names no service: CAIRN_EINVAL before anything starts.  A start that
+ * fails: the services started before it are stopped, newest first, and its
+ * error is returned.  why (may be NULL) says which service and what; the
+ * registry logs nothing of it (the caller reports it, or the start did). */
+int svc_start_all(svc_registry *r, char *why, size_t whylen);
+/* Stops the started services, newest first, each within its timeout (its
+ * stop runs on a thread of its own).  A stop that overruns is logged and
+ * left running, and nothing it needs is stopped after it (it may still use
+ * it); the result is then CAIRN_ETIMEDOUT, else 0. */
+int svc_stop_all(svc_registry *r);
+/* How many services are running, and the name of the ith in start order. */
+int svc_running(const svc_registry *r);
+const char *svc_started_name(const svc_registry *r, int i);
+
 /* ---- configuration ------------------------------------------------------
  *
  * Every option lives in one table in config.c: name (the YAML key), the

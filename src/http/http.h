@@ -120,7 +120,16 @@ typedef struct {
     int body_rate_window;      /* seconds per judged window (the first is the grace); 0 = 10 */
     const char *tls_cert_pem;  /* both set: serve HTTPS (GnuTLS inside MHD) */
     const char *tls_key_pem;
+    bool have_listen_fd;       /* listen_fd is a socket from http_listener_open, taken over */
+    int listen_fd;
 } http_options;
+
+/* Binds and listens on listen (HOST:PORT, as http_options.listen), so that
+ * a process can take its port before it starts anything else and hand the
+ * socket to http_server_start (have_listen_fd).  *port gets the bound port.
+ * CAIRN_EINVAL (a bad address) or CAIRN_EIO (cannot bind) with errbuf
+ * filled ("cannot listen on ADDR: why"). */
+int http_listener_open(const char *listen, int *fd, int *port, char *errbuf, size_t errlen);
 
 typedef struct http_server http_server;
 

@@ -780,6 +780,26 @@ static int open_listener(const char *listen_addr, int *fd_out, int *port_out, bo
     return 0;
 }
 
+int http_listener_open(const char *listen_addr, int *fd, int *port, char *errbuf, size_t errlen) {
+    bool ipv6 = false;
+    if (!listen_addr || !fd || !port) return CAIRN_EINVAL;
+    return open_listener(listen_addr, fd, port, &ipv6, errbuf, errlen);
+}
+
+/* What a socket handed over is: its family and bound port. */
+static int adopt_listener(int fd, int *port_out, bool *ipv6, char *errbuf, size_t errlen) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(errbuf, errlen, "the listening socket handed over is not one");
+        if (fd >= 0) close(fd);
+        return CAIRN_EINVAL;
+    }
+    *ipv6 = ss.ss_family == AF_INET6;
+    *port_out = ntohs(*ipv6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
 static void server_free(http_server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -805,7 +825,8 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     pthread_mutex_init(&s->mu, NULL);
     bool ipv6 = false;
     int port = 0;
-    int rc = open_listener(opt->listen, &s->listen_fd, &port, &ipv6, errbuf, errlen);
+    int rc = opt->have_listen_fd ? adopt_listener(s->listen_fd = opt->listen_fd, &port, &ipv6, errbuf, errlen)
+                                 : open_listener(opt->listen, &s->listen_fd, &port, &ipv6, errbuf, errlen);
     if (rc != 0) { server_free(s); return rc; }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;

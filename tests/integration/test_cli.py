@@ -660,6 +660,8 @@ def test_server_and_node_refuse_a_port_in_use(data, tmp_path, taken_port):
     cp = cairn("server", "--data", data, "--listen", f"127.0.0.1:{taken_port}", timeout=20)
     assert (cp.returncode, cp.stdout) == (1, "")
     assert cp.stderr.endswith(f"cairn: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"), cp.stderr
+    # The port is taken before anything else starts: no database, no drives.
+    assert not (data / "meta.db").exists() and not (data / "drives").exists()
     cp = cairn("node", "--drives", tmp_path / "n0", "--listen", f"127.0.0.1:{taken_port}", env=SECRET_ENV, timeout=20)
     assert (cp.returncode, cp.stdout) == (1, "")
     assert cp.stderr.endswith(f"cairn node: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"), cp.stderr

@@ -111,7 +111,7 @@ __attribute__((unused)) static int logged_times(const char *pat) {
 
 /* "fault injected" lines logged since the log was last truncated, at site
  * (NULL: any); with allocations failing, whether the armed one was reached. */
-static int injected_at(const char *site) {
+__attribute__((unused)) static int injected_at(const char *site) {
     if (failing != FAIL_IO) return site ? 0 : alloc_hit();
     char pat[96];
     if (site) snprintf(pat, sizeof pat, "\"msg\":\"fault injected\",\"site\":\"%s\"", site);

@@ -302,6 +302,41 @@ Test(http, bad_listen_addresses_are_reported) {
     http_server_stop(first);
 }
 
+/* A socket bound before the server starts (a process taking its port
+ * before anything else) is served as if the server had bound it. */
+Test(http, a_listener_opened_first_is_handed_over) {
+    int fd = -1, port = 0;
+    char err[256] = "";
+    cr_expect_eq(http_listener_open("127.0.0.1:no-such-service", &fd, &port, err, sizeof err), CAIRN_EINVAL);
+    cr_expect(strstr(err, "cannot resolve") != NULL, "%s", err);
+    cr_expect_eq(http_listener_open(NULL, &fd, &port, err, sizeof err), CAIRN_EINVAL);
+    cr_assert_eq(http_listener_open("127.0.0.1:0", &fd, &port, err, sizeof err), 0, "%s", err);
+    cr_assert_gt(port, 0);
+    /* Taken already: the second open says so. */
+    char busy[32];
+    snprintf(busy, sizeof busy, "127.0.0.1:%d", port);
+    int fd2 = -1, port2 = 0;
+    cr_expect_eq(http_listener_open(busy, &fd2, &port2, err, sizeof err), CAIRN_EIO);
+    cr_expect(strstr(err, "cannot listen on") != NULL && strstr(err, "in use") != NULL, "%s", err);
+    http_options o = base_options("ignored:0");
+    o.have_listen_fd = true;
+    o.listen_fd = fd;
+    http_server *s = NULL;
+    int served = 0;
+    cr_assert_eq(http_server_start(&o, &handler, NULL, &s, &served, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(served, port, "the port of the socket handed over");
+    char *resp = exchange_str(port, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    cr_expect_eq(status_of(resp), 200, "%s", resp);
+    http_server_stop(s);
+    /* Something that is not a socket is refused (and closed). */
+    int not_socket = open("/dev/null", O_RDONLY);
+    cr_assert_geq(not_socket, 0);
+    o.listen_fd = not_socket;
+    cr_expect_eq(http_server_start(&o, &handler, NULL, &s, NULL, err, sizeof err), CAIRN_EINVAL);
+    cr_expect_str_eq(err, "the listening socket handed over is not one");
+    cr_expect_eq(fcntl(not_socket, F_GETFD), -1, "taken over: closed");
+}
+
 Test(http, tls_with_a_bad_certificate_does_not_start) {
     http_options o = base_options("127.0.0.1:0");
     o.tls_cert_pem = "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n";
