@@ -1,16 +1,37 @@
 /*
- * test_meta.c — the metadata store on real SQLite files.
+ * test_meta.c — the metadata store's conformance suite, run on each backend.
  *
- * Each test opens a fresh database in its own mkdtemp directory and drives
- * the public meta.h calls only, asserting on what a caller can observe: error
- * codes, returned rows, listing order and paging.  A few tests also open the
- * file with plain SQLite to check what is on disk (tables after a
- * down-migration), to plant a state the API cannot create (a newer schema,
- * rows that contradict each other for meta_check) or to hold the write lock
- * as another process would.
+ * One source, two test programs (meson.build): test_meta runs every test on
+ * real SQLite files; test_meta_pg runs the same tests with
+ * CAIRN_TEST_METADATA=postgres against the PostgreSQL server that
+ * CAIRN_TEST_POSTGRES_URL names (scripts/pg-test.sh starts one from
+ * Debian's binaries; scripts/run-tests.sh does it for `meson test`).  Without
+ * that server every PostgreSQL test fails: a missing database is never a
+ * pass.
+ *
+ * Each test opens a fresh store: on SQLite a database in its own mkdtemp
+ * directory; on PostgreSQL a database cloned (CREATE DATABASE ... TEMPLATE)
+ * from a template that the runner migrates once before the first test and
+ * drops after the last, and dropped by fx_close.  The template's default
+ * collation is ICU's en-US (where the server has ICU), so any ordering that
+ * leaned on the database's locale instead of bytes would show.  The tests
+ * drive the public meta.h calls only and assert on what a caller can
+ * observe: error codes, returned rows, listing order and paging.  A few
+ * also reach into the database with the backend's own client (plant,
+ * count_rows) to check what is stored (tables after a down-migration) or to
+ * plant a state the API cannot create (a newer schema, rows that contradict
+ * each other for meta_check).
+ *
+ * Tests marked SQLITE_ONLY exercise what only SQLite has (a database file,
+ * its write lock held by another process, open-by-path); they are skipped
+ * on PostgreSQL.  Tests marked PG_ONLY exercise the PostgreSQL backend's
+ * pool, timeouts, reconnects and concurrent migrations; they are skipped on
+ * SQLite.  Every other test runs on both.
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 
+#include <libpq-fe.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -20,12 +41,152 @@
 #include <unistd.h>
 
 #include "meta/meta.h"
+#include "meta/pg_int.h"
+
+/* ---- the backend under test ---------------------------------------------------- */
+
+static bool on_pg(void) {
+    const char *m = getenv("CAIRN_TEST_METADATA");
+    return m && !strcmp(m, "postgres");
+}
+
+/* First statement of a test that only SQLite can run (say why). */
+#define SQLITE_ONLY(why)                                      \
+    do {                                                      \
+        if (on_pg()) cr_skip_test("SQLite only: %s", why);    \
+    } while (0)
+/* First statement of a test of the PostgreSQL backend itself. */
+#define PG_ONLY()                                             \
+    do {                                                      \
+        if (!on_pg()) cr_skip_test("PostgreSQL only");        \
+    } while (0)
+
+static void notice_discard(void *arg, const char *msg) {
+    (void)arg;
+    (void)msg;
+}
+
+/* The test server's URL with its database replaced by db. */
+static void pg_url(const char *db, char *out, size_t cap) {
+    const char *base = getenv("CAIRN_TEST_POSTGRES_URL");
+    const char *auth = base ? strstr(base, "://") : NULL;
+    cr_assert_not_null(auth, "CAIRN_TEST_POSTGRES_URL is not a postgres:// URL");
+    const char *path = strchr(auth + 3, '/');
+    const char *query = strchr(auth + 3, '?');
+    size_t host_end = path ? (size_t)(path - base) : query ? (size_t)(query - base) : strlen(base);
+    int n = snprintf(out, cap, "%.*s/%s%s", (int)host_end, base, db, query ? query : "");
+    cr_assert(n > 0 && (size_t)n < cap);
+}
+
+/* A plain libpq connection to db (the tests' own client). */
+static PGconn *pg_connect(const char *db) {
+    char url[512];
+    pg_url(db, url, sizeof url);
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "connect to %s: %s", db, PQerrorMessage(c));
+    PQsetNoticeProcessor(c, notice_discard, NULL);
+    return c;
+}
+
+/* Runs sql on db; returns the first column of the first row as a number
+ * (0 when there is none). */
+static long long pg_do(const char *db, const char *sql) {
+    PGconn *c = pg_connect(db);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    long long v = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* ---- the PostgreSQL template: made once per run, by the runner ------------------- */
+
+/* Runs sql on the admin database outside any test (no asserts here). */
+static bool runner_sql(const char *url, const char *sql, char *why, size_t whylen) {
+    PGconn *c = PQconnectdb(url);
+    PQsetNoticeProcessor(c, notice_discard, NULL);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    bool ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    if (!ok) snprintf(why, whylen, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    return ok;
+}
+
+static char template_name[64];
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set) {
+    (void)set;
+    if (!on_pg()) return;
+    char why[1024] = "";
+    const char *base = getenv("CAIRN_TEST_POSTGRES_URL");
+    if (!base || strncmp(base, "postgres", 8) != 0) {
+        setenv("CAIRN_TEST_PG_ERROR",
+               "CAIRN_TEST_POSTGRES_URL is not set: start a server with scripts/pg-test.sh start "
+               "(scripts/run-tests.sh does it) and export its URL",
+               1);
+        return;
+    }
+    core_init();
+    snprintf(template_name, sizeof template_name, "cairn_tpl_%d", (int)getpid());
+    char sql[256], url[512];
+    const char *auth = strstr(base, "://"), *path = auth ? strchr(auth + 3, '/') : NULL;
+    snprintf(url, sizeof url, "%.*s/%s", (int)(path ? path - base : (long)strlen(base)), base, template_name);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", template_name);
+    bool ok = runner_sql(base, sql, why, sizeof why);
+    /* ICU's en-US as the default collation where the server has ICU. */
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+             template_name);
+    if (ok && !runner_sql(base, sql, why, sizeof why)) {
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0", template_name);
+        ok = runner_sql(base, sql, why, sizeof why);
+    }
+    meta_store *ms = NULL;
+    if (ok && meta_open_url(url, NULL, NULL, true, &ms, why, sizeof why) != 0) ok = false;
+    meta_close(ms);
+    if (!ok) {
+        setenv("CAIRN_TEST_PG_ERROR", why, 1);
+        return;
+    }
+    setenv("CAIRN_TEST_PG_TEMPLATE", template_name, 1);
+}
+
+/* Drops the template and every clone a test left; a clone left by a run in
+ * which every test passed is a leak in fx_close: that fails the run. */
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    if (!on_pg() || !template_name[0] || !getenv("CAIRN_TEST_POSTGRES_URL")) return;
+    const char *base = getenv("CAIRN_TEST_POSTGRES_URL");
+    char why[1024], sql[256];
+    PGconn *c = PQconnectdb(base);
+    PQsetNoticeProcessor(c, notice_discard, NULL);
+    snprintf(sql, sizeof sql, "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%d\\_%%'", (int)getpid());
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    int leaked = r && PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+    for (int i = 0; i < leaked; i++) {
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", PQgetvalue(r, i, 0));
+        runner_sql(base, sql, why, sizeof why);
+    }
+    PQclear(r);
+    PQfinish(c);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", template_name);
+    runner_sql(base, sql, why, sizeof why);
+    if (leaked && stats->tests_failed == 0 && stats->tests_crashed == 0) {
+        fprintf(stderr, "test_meta: %d test database(s) were left behind: fx_close leaks them\n", leaked);
+        exit(1);
+    }
+}
 
 /* ---- fixture ---------------------------------------------------------------- */
 
 typedef struct {
     char dir[64];
-    char path[128];
+    char path[128];   /* SQLite: the database file */
+    char db[64];      /* PostgreSQL: this test's database */
+    char url[512];    /* PostgreSQL: its URL */
+    int readers;
     meta_store *ms;
 } fx;
 
@@ -34,19 +195,60 @@ static meta_options test_options(int readers) {
     return o;
 }
 
-static void fx_open(fx *f, int readers) {
+/* The pool a test's store gets on PostgreSQL: as many connections as the
+ * SQLite store would have readers, so the tests that prove no callback
+ * holds a connection (one reader) prove it on both. */
+static meta_pg_options test_pg_options(int readers) {
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.max_conns = readers;
+    po.min_conns = 1;
+    po.acquire_timeout_ms = 20000; /* a stuck checkout fails loudly, not in a timeout test's time */
+    return po;
+}
+
+/* Opens (migrate) or opens raw the test's store; returns the result. */
+static int fx_try_open(fx *f, int readers, bool migrate, meta_store **out) {
+    meta_options o = test_options(readers);
+    if (!on_pg()) return migrate ? meta_open(f->path, &o, out) : meta_open_raw(f->path, &o, out);
+    meta_pg_options po = test_pg_options(readers);
+    o.pg = &po;
+    char why[512];
+    return meta_open_url(f->url, NULL, &o, migrate, out, why, sizeof why);
+}
+
+/* A new, empty store location: a directory, or a database (cloned from the
+ * migrated template when migrated, else empty). */
+static void fx_make(fx *f, bool migrated) {
+    memset(f, 0, sizeof *f);
     cr_assert_eq(core_init(), 0);
     strcpy(f->dir, "/tmp/cairn-test-meta-XXXXXX");
     cr_assert_not_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
-    meta_options o = test_options(readers);
-    cr_assert_eq(meta_open(f->path, &o, &f->ms), 0);
+    if (!on_pg()) return;
+    const char *err = getenv("CAIRN_TEST_PG_ERROR");
+    cr_assert_null(err, "PostgreSQL is not available: %s", err);
+    const char *tpl = getenv("CAIRN_TEST_PG_TEMPLATE");
+    cr_assert_not_null(tpl, "no template database (the runner's PRE_ALL hook did not run)");
+    char id[13];
+    rand_hex_id(id, 6);
+    snprintf(f->db, sizeof f->db, "t_%d_%s", (int)getppid(), id);
+    char sql[200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", f->db, migrated ? tpl : "template0");
+    pg_do("postgres", sql);
+    pg_url(f->db, f->url, sizeof f->url);
+}
+
+static void fx_open(fx *f, int readers) {
+    fx_make(f, true);
+    f->readers = readers;
+    cr_assert_eq(fx_try_open(f, readers, true, &f->ms), 0);
 }
 
 static void fx_reopen(fx *f) {
     meta_close(f->ms);
-    meta_options o = test_options(2);
-    cr_assert_eq(meta_open(f->path, &o, &f->ms), 0);
+    f->ms = NULL;
+    cr_assert_eq(fx_try_open(f, 2, true, &f->ms), 0);
 }
 
 static void fx_close(fx *f) {
@@ -59,6 +261,44 @@ static void fx_close(fx *f) {
         unlink(p);
     }
     rmdir(f->dir);
+    if (f->db[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", f->db);
+        pg_do("postgres", sql);
+        f->db[0] = '\0';
+    }
+}
+
+/* Runs SQL on the test's database with the backend's own client: states no
+ * meta call can create.  pg_sql is the same statement in PostgreSQL's
+ * dialect, where it differs (NULL: the same text). */
+static void plant2(const fx *f, const char *sqlite_sql, const char *pg_sql) {
+    if (on_pg()) {
+        pg_do(f->db, pg_sql ? pg_sql : sqlite_sql);
+        return;
+    }
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(f->path, &db), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db, sqlite_sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sqlite_sql, msg ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+static void plant(const fx *f, const char *sql) { plant2(f, sql, NULL); }
+
+/* A number the database answers to sql (the first column of one row). */
+static long long db_number(const fx *f, const char *sqlite_sql, const char *pg_sql) {
+    if (on_pg()) return pg_do(f->db, pg_sql ? pg_sql : sqlite_sql);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, sqlite_sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite_sql);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -187,6 +427,7 @@ Test(url, metadata_urls_name_a_backend_or_say_what_is_wrong) {
 }
 
 Test(url, opening_by_url_reaches_the_named_database) {
+    SQLITE_ONLY("sqlite:// URLs and the data directory's default file");
     fx f;
     fx_open(&f, 1);
     mk_bucket(f.ms, "here", 1);
@@ -204,9 +445,11 @@ Test(url, opening_by_url_reaches_the_named_database) {
     cr_expect_eq(meta_bucket_get(f.ms, "here", &b), 0);
     meta_close(f.ms);
     meta_store *none = (meta_store *)1;
-    cr_expect_eq(meta_open_url("postgres://u@127.0.0.1:1/x", NULL, &o, true, &none, why, sizeof why), CAIRN_EINVAL);
+    /* PostgreSQL is in the build: a server nobody runs is an I/O error that
+     * says where it looked (never the password). */
+    cr_expect_eq(meta_open_url("postgres://u:secret@127.0.0.1:1/x", NULL, &o, true, &none, why, sizeof why), CAIRN_EIO);
     cr_expect_null(none);
-    cr_expect_str_eq(why, "PostgreSQL metadata is not in this build yet; use sqlite:// or leave metadata_url empty");
+    cr_expect(strstr(why, "127.0.0.1") && strstr(why, "port 1") && !strstr(why, "secret"), "%s", why);
     snprintf(url, sizeof url, "sqlite://%s/no/such/dir/m.db", f.dir);
     cr_expect_eq(meta_open_url(url, NULL, &o, true, &none, why, sizeof why), CAIRN_EIO);
     cr_expect(strstr(why, "/no/such/dir/m.db: ") != NULL, "%s", why);
@@ -233,6 +476,7 @@ Test(meta, open_migrates_to_latest_and_pings) {
 }
 
 Test(meta, open_rejects_bad_arguments) {
+    SQLITE_ONLY("meta_open takes a file path");
     meta_store *ms = NULL;
     cr_assert_eq(meta_open(NULL, NULL, &ms), CAIRN_EINVAL);
     cr_assert_eq(meta_open("", NULL, &ms), CAIRN_EINVAL);
@@ -242,11 +486,8 @@ Test(meta, open_rejects_bad_arguments) {
 
 Test(meta, open_raw_leaves_empty_schema) {
     fx f;
-    strcpy(f.dir, "/tmp/cairn-test-meta-XXXXXX");
-    cr_assert_not_null(mkdtemp(f.dir));
-    snprintf(f.path, sizeof f.path, "%s/meta.db", f.dir);
-    meta_options o = test_options(1);
-    cr_assert_eq(meta_open_raw(f.path, &o, &f.ms), 0);
+    fx_make(&f, false);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, 0);
@@ -257,37 +498,21 @@ Test(meta, open_raw_leaves_empty_schema) {
     fx_close(&f);
 }
 
-static int count_tables(const char *path) {
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
-                                    " name IN ('users','access_keys','buckets','objects',"
-                                    "'object_data')",
-                                    -1, &st, NULL),
-                 SQLITE_OK);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+/* How many of the first migration's five tables exist. */
+static int count_tables(const fx *f) {
+    return (int)db_number(f,
+                          "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+                          " name IN ('users','access_keys','buckets','objects','object_data')",
+                          "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+                          " AND table_name IN ('users','access_keys','buckets','objects','object_data')");
 }
 
-/* Rows in a table, read with plain SQLite: inline bytes of replaced or
- * deleted versions must not linger in object_data. */
-static int count_rows(const char *path, const char *table) {
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+/* Rows in a table: inline bytes of replaced or deleted versions must not
+ * linger in object_data. */
+static int count_rows(const fx *f, const char *table) {
     char sql[96];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
-    sqlite3_stmt *st = NULL;
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return (int)db_number(f, sql, NULL);
 }
 
 Test(meta, migrate_down_to_zero_and_up_again) {
@@ -296,20 +521,20 @@ Test(meta, migrate_down_to_zero_and_up_again) {
     mk_bucket(f.ms, "before", 1);
     meta_bucket b;
     cr_assert_eq(meta_bucket_get(f.ms, "before", &b), 0); /* caches the reader statement */
-    cr_assert_eq(count_tables(f.path), 5);
+    cr_assert_eq(count_tables(&f), 5);
 
     cr_assert_eq(meta_migrate(f.ms, 0), 0);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, 0);
-    cr_assert_eq(count_tables(f.path), 0, "down to 0 drops every table");
+    cr_assert_eq(count_tables(&f), 0, "down to 0 drops every table");
     cr_assert_eq(meta_bucket_get(f.ms, "before", &b), CAIRN_EDB);
     cr_assert_eq(meta_migrate(f.ms, 0), 0, "already there is a no-op");
 
     cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), 0);
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, meta_schema_latest());
-    cr_assert_eq(count_tables(f.path), 5);
+    cr_assert_eq(count_tables(&f), 5);
     cr_assert_eq(meta_bucket_get(f.ms, "before", &b), CAIRN_ENOTFOUND, "data went with the tables");
     mk_bucket(f.ms, "after", 1);
     cr_assert_eq(meta_bucket_get(f.ms, "after", &b), 0);
@@ -319,26 +544,26 @@ Test(meta, migrate_down_to_zero_and_up_again) {
     fx_close(&f);
 }
 
+/* Records a schema version newer than this binary knows. */
+static void plant_future_version(const fx *f) {
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
+             meta_schema_latest() + 1);
+    plant(f, sql);
+}
+
 Test(meta, open_refuses_newer_schema) {
     fx f;
     fx_open(&f, 1);
     mk_bucket(f.ms, "keep", 1);
     meta_close(f.ms);
     f.ms = NULL;
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open(f.path, &db), SQLITE_OK);
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
-             meta_schema_latest() + 1);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-
-    meta_options o = test_options(1);
+    plant_future_version(&f);
     meta_store *ms = NULL;
-    cr_assert_eq(meta_open(f.path, &o, &ms), CAIRN_EDB);
+    cr_assert_eq(fx_try_open(&f, 1, true, &ms), CAIRN_EDB);
     cr_assert_null(ms);
-    cr_assert_eq(count_tables(f.path), 5, "nothing was migrated down");
+    cr_assert_eq(count_tables(&f), 5, "nothing was migrated down");
     fx_close(&f);
 }
 
@@ -350,22 +575,14 @@ Test(meta, migrate_down_refuses_an_unknown_newer_schema) {
     mk_bucket(f.ms, "keep", 1);
     meta_close(f.ms);
     f.ms = NULL;
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
-             meta_schema_latest() + 1);
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open(f.path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    meta_options o = test_options(1);
-    cr_assert_eq(meta_open_raw(f.path, &o, &f.ms), 0);
+    plant_future_version(&f);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
     cr_expect_eq(meta_migrate(f.ms, 0), CAIRN_EDB);
     cr_expect_eq(meta_migrate(f.ms, meta_schema_latest()), CAIRN_EDB);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_expect_eq(v, meta_schema_latest() + 1);
-    cr_expect_eq(count_tables(f.path), 5, "nothing was dropped");
+    cr_expect_eq(count_tables(&f), 5, "nothing was dropped");
     fx_close(&f);
 }
 
@@ -909,7 +1126,7 @@ Test(meta, overwrite_returns_replaced_version) {
     cr_assert_eq(rep.storage, META_STORE_INLINE);
     cr_assert_eq(rep.size, 3);
     cr_assert_null(rep.data, "replaced comes without inline data");
-    cr_assert_eq(count_rows(f.path, "object_data"), 0, "replaced inline bytes are gone");
+    cr_assert_eq(count_rows(&f, "object_data"), 0, "replaced inline bytes are gone");
     cr_assert_str_eq(rep.headers_json, "{\"content-type\":\"text/plain\"}");
     meta_object_clear(&rep);
 
@@ -983,7 +1200,7 @@ Test(meta, inline_data_round_trip) {
     cr_assert_str_eq(del.version_id, o.version_id);
     meta_object_clear(&del);
     cr_assert_eq(meta_object_get(f.ms, "b", 0, "bin", 3, true, &got), CAIRN_ENOTFOUND);
-    cr_assert_eq(count_rows(f.path, "object_data"), 1, "only the empty object's row is left");
+    cr_assert_eq(count_rows(&f, "object_data"), 1, "only the empty object's row is left");
     fx_close(&f);
 }
 
@@ -1767,13 +1984,7 @@ static int names_add(names *l, const char *s, size_t len) {
     return l->stop_after && l->n >= l->stop_after;
 }
 
-static void fx_mkdir(fx *f) {
-    cr_assert_eq(core_init(), 0);
-    strcpy(f->dir, "/tmp/cairn-test-meta-XXXXXX");
-    cr_assert_not_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
-    f->ms = NULL;
-}
+static void fx_mkdir(fx *f) { fx_make(f, false); }
 
 static int64_t mk_user(meta_store *ms, const char *name) {
     meta_user u = {0};
@@ -1817,6 +2028,7 @@ static meta_object complete_one(meta_store *ms, const char *bucket, int64_t buck
 /* ---- open, close, ping and schema: arguments and a busy database --------------------------- */
 
 Test(meta, open_and_schema_calls_reject_bad_arguments) {
+    SQLITE_ONLY("open-by-path arguments and the file it must not create");
     fx f;
     fx_mkdir(&f);
     meta_options o = test_options(1);
@@ -1847,6 +2059,7 @@ Test(meta, open_and_schema_calls_reject_bad_arguments) {
 }
 
 Test(meta, open_refuses_a_file_that_is_not_a_database) {
+    SQLITE_ONLY("a file that is not a database");
     fx f;
     fx_mkdir(&f);
     char junk[4096];
@@ -1871,6 +2084,7 @@ Test(meta, open_refuses_a_file_that_is_not_a_database) {
 }
 
 Test(meta, writes_report_busy_while_another_process_holds_the_write_lock, .timeout = 60) {
+    SQLITE_ONLY("SQLite's single write lock, held by another process");
     fx f;
     fx_open(&f, 1);
     meta_close(f.ms);
@@ -3972,15 +4186,6 @@ static const meta_problem *find_problem(const problem_rows *r, meta_problem_kind
     return NULL;
 }
 
-/* Runs SQL on the file with plain SQLite: states no meta call can create. */
-static void plant(const char *path, const char *sql) {
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *msg = NULL;
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
-    sqlite3_free(msg);
-    sqlite3_close(db);
-}
 
 typedef struct {
     char version[8][33];
@@ -4045,10 +4250,10 @@ static void mk_broken(broken *s) {
         s->orphan_parts[i] = mk_part(i + 1, 1, L);
         put_part(ms, "orphan-up", &s->orphan_parts[i]);
     }
-    plant(s->f.path, "UPDATE uploads SET bucket_id = 999999 WHERE upload_id = 'orphan-up'");
-    plant(s->f.path, "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, layout)"
+    plant(&s->f, "UPDATE uploads SET bucket_id = 999999 WHERE upload_id = 'orphan-up'");
+    plant(&s->f, "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, layout)"
                      " VALUES ('ghost', 'gk', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1', 1, 'e', 1, 1, 1, '')");
-    plant(s->f.path, "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+    plant(&s->f, "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
                      " VALUES ('lost', 1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2', 1, 'e', '1+0:4096:0123456789abcdef', 1)");
     mk_upload(ms, "b", id, "re", "re");
     s->replaced_part = mk_part(1, 4, L);
@@ -4058,28 +4263,29 @@ static void mk_broken(broken *s) {
      * hand-edited (or broken) database drops the row and keeps the parts. */
     char del[160];
     snprintf(del, sizeof del, "DELETE FROM objects WHERE version_id = '%s'", s->replaced_mp.version_id);
-    plant(s->f.path, del);
+    plant(&s->f, del);
     mk_upload(ms, "b", id, "mm", "mm");
     meta_part mmp = mk_part(1, 4, L);
     put_part(ms, "mm", &mmp);
     s->mismatch = complete_one(ms, "b", id, "mm", "mm", &mmp, 1000);
     char sql[256];
     snprintf(sql, sizeof sql, "UPDATE objects SET size = size + 1 WHERE version_id = '%s'", s->mismatch.version_id);
-    plant(s->f.path, sql);
+    plant(&s->f, sql);
     s->inl = mk_obj("b", "inl", 3, 2);
     s->inl.storage = META_STORE_INLINE;
     s->inl.data = (uint8_t *)"xy";
     s->inl.data_len = 2;
     cr_assert_eq(meta_object_put(ms, &s->inl, NULL, NULL), 0);
     snprintf(sql, sizeof sql, "DELETE FROM object_data WHERE version_id = '%s'", s->inl.version_id);
-    plant(s->f.path, sql);
-    plant(s->f.path, "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', x'01')");
+    plant(&s->f, sql);
+    plant2(&s->f, "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', x'01')",
+           "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', '\\x01')");
     s->dup = mk_obj("b", "dup", 3, 1);
     cr_assert_eq(meta_object_put(ms, &s->dup, NULL, NULL), 0);
     snprintf(sql, sizeof sql,
              "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
              " VALUES ('live', 9, '%s', 1, 'e', 'x', 1)", s->dup.version_id);
-    plant(s->f.path, sql);
+    plant(&s->f, sql);
 }
 
 Test(check, finds_one_problem_of_every_kind_and_nothing_healthy) {
@@ -4328,9 +4534,18 @@ Test(uploads, replacing_or_deleting_a_multipart_version_trashes_its_parts_atomic
  * else (an operator's sqlite3, a newer build): the read fails CAIRN_EDB rather
  * than hand back a cut id, key or layout that would then name other data.
  * Each case plants one such value in a store holding one row of every sort and
- * reads it back through the public call; LONG_TEXT is 600 characters.
+ * reads it back through the public call; LONG_* is 600 characters.
  */
-#define LONG_TEXT "hex(zeroblob(300))"
+#define LONG_SQ "hex(zeroblob(300))"
+#define LONG_PG_T "repeat('0', 600)"
+#define LONG_PG_B "convert_to(repeat('0', 600), 'UTF8')"
+/* head, 600 characters, tail; twice that (1200) with LONG2.  _T for a
+ * text column, _B for one that is bytea on PostgreSQL (keys, headers,
+ * error texts). */
+#define LONG_T(head, tail) head LONG_SQ tail, head LONG_PG_T tail
+#define LONG_B(head, tail) head LONG_SQ tail, head LONG_PG_B tail
+#define LONG2_T(head, tail) head LONG_SQ " || " LONG_SQ tail, head LONG_PG_T " || " LONG_PG_T tail
+#define LONG2_B(head, tail) head LONG_SQ " || " LONG_SQ tail, head LONG_PG_B " || " LONG_PG_B tail
 
 typedef struct {
     fx f;
@@ -4374,21 +4589,21 @@ static void foreign_open(foreign_fx *x) {
     put_part(ms, x->done_upload_id, &q);
     complete_one(ms, "fb", x->bucket_id, "mp-done", x->done_upload_id, &q, 2000);
     x->job_id = enqueue_job(ms, "foreign.kind", 0, 0, NULL);
-    plant(x->f.path, "INSERT INTO trash(version_id, layout, added_ms) VALUES ('aaaabbbbccccdddd', 'd:0', 1)");
+    plant(&x->f, "INSERT INTO trash(version_id, layout, added_ms) VALUES ('aaaabbbbccccdddd', 'd:0', 1)");
 }
 
-/* Plants sql (which must change exactly the rows meant) and returns the fixture. */
-static void foreign_plant(foreign_fx *x, const char *sql) {
-    plant(x->f.path, sql);
+/* Plants sql (which must change exactly the rows meant), in each dialect. */
+static void foreign_plant(foreign_fx *x, const char *sqlite_sql, const char *pg_sql) {
+    plant2(&x->f, sqlite_sql, pg_sql);
 }
 
 Test(foreign, a_user_name_too_long_for_its_field_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_user u;
-    foreign_plant(&x, "UPDATE users SET display_name = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE users SET display_name = ", ""));
     cr_assert_eq(meta_user_get(x.f.ms, x.root.id, &u), CAIRN_EDB, "display name");
-    foreign_plant(&x, "UPDATE users SET name = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE users SET name = ", ""));
     cr_assert_eq(meta_user_get(x.f.ms, x.root.id, &u), CAIRN_EDB, "name");
     cr_assert_eq(meta_user_list(x.f.ms, stop_user, NULL), CAIRN_EDB);
     fx_close(&x.f);
@@ -4398,9 +4613,9 @@ Test(foreign, an_access_key_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_key k;
-    foreign_plant(&x, "UPDATE access_keys SET sealed_secret = " LONG_TEXT " || " LONG_TEXT);
+    foreign_plant(&x, LONG2_T("UPDATE access_keys SET sealed_secret = ", ""));
     cr_assert_eq(meta_key_get(x.f.ms, "AKIAFOREIGN", &k), CAIRN_EDB, "sealed secret");
-    foreign_plant(&x, "UPDATE access_keys SET access_key = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE access_keys SET access_key = ", ""));
     cr_assert_eq(meta_key_list(x.f.ms, -1, stop_key, NULL), CAIRN_EDB, "access key");
     fx_close(&x.f);
 }
@@ -4409,9 +4624,9 @@ Test(foreign, a_bucket_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_bucket b;
-    foreign_plant(&x, "UPDATE buckets SET region = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE buckets SET region = ", ""));
     cr_assert_eq(meta_bucket_get(x.f.ms, "fb", &b), CAIRN_EDB, "region");
-    foreign_plant(&x, "UPDATE buckets SET name = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE buckets SET name = ", ""));
     cr_assert_eq(meta_bucket_list(x.f.ms, -1, stop_bucket, NULL), CAIRN_EDB, "name");
     fx_close(&x.f);
 }
@@ -4420,11 +4635,11 @@ Test(foreign, an_object_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_object o;
-    foreign_plant(&x, "UPDATE objects SET layout = " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG_T("UPDATE objects SET layout = ", " WHERE key = 'plain'"));
     cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "layout");
-    foreign_plant(&x, "UPDATE objects SET etag = " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG_T("UPDATE objects SET etag = ", " WHERE key = 'plain'"));
     cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "etag");
-    foreign_plant(&x, "UPDATE objects SET version_id = " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG_T("UPDATE objects SET version_id = ", " WHERE key = 'plain'"));
     cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "version id");
     meta_place_cursor cur;
     memset(&cur, 0, sizeof cur);
@@ -4435,7 +4650,7 @@ Test(foreign, an_object_row_too_long_is_refused) {
 Test(foreign, a_placement_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
-    foreign_plant(&x, "UPDATE objects SET key = " LONG_TEXT " || " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG2_B("UPDATE objects SET key = ", " WHERE key = 'plain'"));
     meta_place_cursor cur;
     memset(&cur, 0, sizeof cur);
     cr_assert_eq(meta_placement_scan(x.f.ms, &cur, 10, stop_place, NULL), CAIRN_EDB, "a key over 1024 bytes");
@@ -4446,9 +4661,9 @@ Test(foreign, a_node_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_node n;
-    foreign_plant(&x, "UPDATE nodes SET last_error = " LONG_TEXT);
+    foreign_plant(&x, LONG_B("UPDATE nodes SET last_error = ", ""));
     cr_assert_eq(meta_node_get(x.f.ms, "n000000000000001", &n), CAIRN_EDB, "last error");
-    foreign_plant(&x, "UPDATE nodes SET id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE nodes SET id = ", ""));
     cr_assert_eq(meta_node_list(x.f.ms, stop_node, NULL), CAIRN_EDB, "id");
     fx_close(&x.f);
 }
@@ -4457,16 +4672,16 @@ Test(foreign, upload_part_and_completed_rows_too_long_are_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_completed_upload c;
-    foreign_plant(&x, "UPDATE completed_uploads SET key = " LONG_TEXT " || " LONG_TEXT);
+    foreign_plant(&x, LONG2_B("UPDATE completed_uploads SET key = ", ""));
     cr_assert_eq(meta_upload_completed_get(x.f.ms, x.done_upload_id, &c), CAIRN_EDB, "completed key");
-    foreign_plant(&x, "UPDATE upload_parts SET etag = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE upload_parts SET etag = ", ""));
     cr_assert_eq(meta_part_list(x.f.ms, x.upload_id, 0, 10, stop_part, NULL, NULL), CAIRN_EDB, "part etag");
-    foreign_plant(&x, "UPDATE upload_parts SET version_id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE upload_parts SET version_id = ", ""));
     cr_assert_eq(meta_part_list(x.f.ms, x.upload_id, 0, 10, stop_part, NULL, NULL), CAIRN_EDB, "part version");
-    foreign_plant(&x, "UPDATE uploads SET key = " LONG_TEXT " || " LONG_TEXT);
+    foreign_plant(&x, LONG2_B("UPDATE uploads SET key = ", ""));
     meta_upload u;
     cr_assert_eq(meta_upload_get(x.f.ms, x.upload_id, &u), CAIRN_EDB, "upload key");
-    foreign_plant(&x, "UPDATE uploads SET upload_id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE uploads SET upload_id = ", ""));
     cr_assert_eq(meta_upload_list(x.f.ms, x.bucket_id, NULL, 0, NULL, 0, NULL, 10, stop_upload, NULL, NULL),
                  CAIRN_EDB, "upload id");
     fx_close(&x.f);
@@ -4475,14 +4690,14 @@ Test(foreign, upload_part_and_completed_rows_too_long_are_refused) {
 Test(foreign, trash_and_job_rows_too_long_are_refused) {
     foreign_fx x;
     foreign_open(&x);
-    foreign_plant(&x, "UPDATE trash SET layout = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE trash SET layout = ", ""));
     cr_assert_eq(meta_trash_list(x.f.ms, 10, stop_trash, NULL), CAIRN_EDB, "trash layout");
-    foreign_plant(&x, "UPDATE trash SET version_id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE trash SET version_id = ", ""));
     cr_assert_eq(meta_trash_list(x.f.ms, 10, stop_trash, NULL), CAIRN_EDB, "trash version");
     meta_job j;
-    foreign_plant(&x, "UPDATE jobs SET last_error = " LONG_TEXT);
+    foreign_plant(&x, LONG_B("UPDATE jobs SET last_error = ", ""));
     cr_assert_eq(meta_job_get(x.f.ms, x.job_id, &j), CAIRN_EDB, "job last error");
-    foreign_plant(&x, "UPDATE jobs SET kind = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE jobs SET kind = ", ""));
     cr_assert_eq(meta_job_list(x.f.ms, "", "", 10, stop_job, NULL), CAIRN_EDB, "job kind");
     fx_close(&x.f);
 }
@@ -4491,8 +4706,7 @@ Test(foreign, a_problem_row_too_long_is_refused_by_check) {
     foreign_fx x;
     foreign_open(&x);
     /* An upload whose bucket is gone, under an id no cairn would make. */
-    foreign_plant(&x, "UPDATE uploads SET bucket_id = 424242, upload_id = " LONG_TEXT
-                      " WHERE upload_id = 'up-foreign-1'");
+    foreign_plant(&x, LONG_T("UPDATE uploads SET bucket_id = 424242, upload_id = ", " WHERE upload_id = 'up-foreign-1'"));
     int64_t total = -1;
     cr_assert_eq(meta_check(x.f.ms, 10, stop_problem, NULL, &total), CAIRN_EDB);
     fx_close(&x.f);
