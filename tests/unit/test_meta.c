@@ -4711,3 +4711,702 @@ Test(foreign, a_problem_row_too_long_is_refused_by_check) {
     cr_assert_eq(meta_check(x.f.ms, 10, stop_problem, NULL, &total), CAIRN_EDB);
     fx_close(&x.f);
 }
+
+/* ---- concurrency: what S3 needs from every backend ----------------------------------------- */
+
+/* 32 writers over 8 connections put versions of one key at once.  The last
+ * commit wins, and every other version is reported as replaced to exactly
+ * one writer, which would delete its bytes: nothing lost, nothing orphaned. */
+#define ONE_KEY_WRITERS 32
+#define ONE_KEY_PUTS 10
+
+typedef struct {
+    meta_store *ms;
+    char put[ONE_KEY_PUTS][33];
+    char replaced[ONE_KEY_PUTS][33];
+    int nreplaced, failures;
+} key_writer;
+
+static void *key_writer_main(void *arg) {
+    key_writer *w = arg;
+    for (int i = 0; i < ONE_KEY_PUTS; i++) {
+        meta_object o = mk_obj("c", "hot", 3, i);
+        if (i % 3 == 0) { /* inline versions too: their bytes live in the database */
+            o.storage = META_STORE_INLINE;
+            o.size = 1;
+            o.data = (uint8_t *)"x";
+            o.data_len = 1;
+        }
+        meta_object old;
+        bool had = false;
+        if (meta_object_put(w->ms, &o, &old, &had) != 0) {
+            w->failures++;
+            continue;
+        }
+        strcpy(w->put[i], o.version_id);
+        if (had) strcpy(w->replaced[w->nreplaced++], old.version_id);
+        meta_object_clear(&old);
+    }
+    return NULL;
+}
+
+static int cmp_version(const void *a, const void *b) { return strcmp(a, b); }
+
+Test(concurrency, writers_to_one_key_last_commit_wins_and_every_replaced_version_is_reported_once, .timeout = 120) {
+    fx f;
+    fx_open(&f, 8);
+    mk_bucket(f.ms, "c", 1);
+    pthread_t th[ONE_KEY_WRITERS];
+    static key_writer w[ONE_KEY_WRITERS];
+    for (int i = 0; i < ONE_KEY_WRITERS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].ms = f.ms;
+        cr_assert_eq(pthread_create(&th[i], NULL, key_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < ONE_KEY_WRITERS; i++) pthread_join(th[i], NULL);
+    static char put[ONE_KEY_WRITERS * ONE_KEY_PUTS][33], gone[ONE_KEY_WRITERS * ONE_KEY_PUTS + 1][33];
+    int nput = 0, ngone = 0;
+    for (int i = 0; i < ONE_KEY_WRITERS; i++) {
+        cr_assert_eq(w[i].failures, 0, "writer %d", i);
+        for (int j = 0; j < ONE_KEY_PUTS; j++) strcpy(put[nput++], w[i].put[j]);
+        for (int j = 0; j < w[i].nreplaced; j++) strcpy(gone[ngone++], w[i].replaced[j]);
+    }
+    meta_object cur;
+    cr_assert_eq(meta_object_get(f.ms, "c", 0, "hot", 3, true, &cur), 0);
+    strcpy(gone[ngone++], cur.version_id);
+    meta_object_clear(&cur);
+    /* Replaced versions plus the current one are exactly the versions put. */
+    cr_assert_eq(ngone, nput, "%d reported for %d put", ngone, nput);
+    qsort(put, (size_t)nput, sizeof put[0], cmp_version);
+    qsort(gone, (size_t)ngone, sizeof gone[0], cmp_version);
+    for (int i = 0; i < nput; i++) cr_assert_str_eq(gone[i], put[i], "version %d", i);
+    cr_assert_eq(count_rows(&f, "object_data"), cur.storage == META_STORE_INLINE ? 1 : 0, "no inline bytes linger");
+    int64_t total = -1;
+    cr_assert_eq(meta_check(f.ms, 10, keep_problem, &(problem_rows){0}, &total), 0);
+    cr_assert_eq(total, 0);
+    fx_close(&f);
+}
+
+/* Part uploads of one part number race the same way. */
+typedef struct {
+    meta_store *ms;
+    char put[ONE_KEY_PUTS][33];
+    char replaced[ONE_KEY_PUTS][33];
+    int nreplaced, failures;
+} part_writer;
+
+static void *part_writer_main(void *arg) {
+    part_writer *w = arg;
+    for (int i = 0; i < ONE_KEY_PUTS; i++) {
+        meta_part p = mk_part(7, 5, "1+0:4096:0123456789abcdef"), old;
+        bool had = false;
+        if (meta_part_put(w->ms, "up", &p, &old, &had) != 0) {
+            w->failures++;
+            continue;
+        }
+        strcpy(w->put[i], p.version_id);
+        if (had) strcpy(w->replaced[w->nreplaced++], old.version_id);
+    }
+    return NULL;
+}
+
+static int keep_part_version(void *ud, const meta_part *p) {
+    strcpy(ud, p->version_id);
+    return 0;
+}
+
+Test(concurrency, part_uploads_of_one_number_report_every_replaced_part_once, .timeout = 120) {
+    fx f;
+    fx_open(&f, 4);
+    mk_bucket(f.ms, "c", 1);
+    mk_upload(f.ms, "c", bucket_id_of(f.ms, "c"), "k", "up");
+    enum { N = 16 };
+    pthread_t th[N];
+    static part_writer w[N];
+    for (int i = 0; i < N; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].ms = f.ms;
+        cr_assert_eq(pthread_create(&th[i], NULL, part_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    static char put[N * ONE_KEY_PUTS][33], gone[N * ONE_KEY_PUTS][33];
+    int nput = 0, ngone = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(w[i].failures, 0, "writer %d", i);
+        for (int j = 0; j < ONE_KEY_PUTS; j++) strcpy(put[nput++], w[i].put[j]);
+        for (int j = 0; j < w[i].nreplaced; j++) strcpy(gone[ngone++], w[i].replaced[j]);
+    }
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 10, keep_part_version, gone[ngone++], NULL), 0);
+    cr_assert_eq(ngone, nput);
+    qsort(put, (size_t)nput, sizeof put[0], cmp_version);
+    qsort(gone, (size_t)ngone, sizeof gone[0], cmp_version);
+    for (int i = 0; i < nput; i++) cr_assert_str_eq(gone[i], put[i], "part version %d", i);
+    fx_close(&f);
+}
+
+/* Workers claiming from one queue at once: every job is claimed exactly once. */
+#define CLAIM_JOBS 200
+#define CLAIMERS 8
+
+typedef struct {
+    meta_store *ms;
+    int id;
+    int64_t got[CLAIM_JOBS];
+    int n, failures;
+} claimer;
+
+static void *claimer_main(void *arg) {
+    claimer *c = arg;
+    char owner[16];
+    snprintf(owner, sizeof owner, "w%d", c->id);
+    for (;;) {
+        meta_job j;
+        int rc = meta_job_claim(c->ms, owner, 5000, 600000, &j);
+        if (rc == CAIRN_ENOTFOUND) break;
+        if (rc != 0) {
+            c->failures++;
+            break;
+        }
+        c->got[c->n++] = j.id;
+        if (meta_job_finish(c->ms, j.id, owner, "completed", 0, "") != 0) c->failures++;
+        meta_job_clear(&j);
+    }
+    return NULL;
+}
+
+Test(concurrency, claimers_take_every_job_exactly_once, .timeout = 120) {
+    fx f;
+    fx_open(&f, 4);
+    for (int i = 0; i < CLAIM_JOBS; i++) enqueue_job(f.ms, "k", i % 3, 1000 + i, NULL);
+    pthread_t th[CLAIMERS];
+    static claimer c[CLAIMERS];
+    for (int i = 0; i < CLAIMERS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        c[i].ms = f.ms;
+        c[i].id = i;
+        cr_assert_eq(pthread_create(&th[i], NULL, claimer_main, &c[i]), 0);
+    }
+    for (int i = 0; i < CLAIMERS; i++) pthread_join(th[i], NULL);
+    static int seen[CLAIM_JOBS + 1];
+    memset(seen, 0, sizeof seen);
+    int total = 0;
+    for (int i = 0; i < CLAIMERS; i++) {
+        cr_assert_eq(c[i].failures, 0, "claimer %d", i);
+        for (int k = 0; k < c[i].n; k++) {
+            cr_assert(c[i].got[k] >= 1 && c[i].got[k] <= CLAIM_JOBS);
+            seen[c[i].got[k]]++;
+            total++;
+        }
+    }
+    cr_assert_eq(total, CLAIM_JOBS);
+    for (int i = 1; i <= CLAIM_JOBS; i++) cr_assert_eq(seen[i], 1, "job %d claimed %d times", i, seen[i]);
+    fx_close(&f);
+}
+
+/* Puts into a bucket while it is deleted: either the delete finds it not
+ * empty, or the puts find no bucket — never an object without its bucket. */
+typedef struct {
+    meta_store *ms;
+    int id, ok, refused, failures;
+} bucket_putter;
+
+static void *bucket_putter_main(void *arg) {
+    bucket_putter *p = arg;
+    for (int i = 0; i < 30; i++) {
+        char key[32];
+        int len = snprintf(key, sizeof key, "p%d/%d", p->id, i);
+        meta_object o = mk_obj("doomed", key, (size_t)len, 1);
+        int rc = meta_object_put(p->ms, &o, NULL, NULL);
+        if (rc == 0) p->ok++;
+        else if (rc == CAIRN_ENOTFOUND) p->refused++;
+        else p->failures++;
+    }
+    return NULL;
+}
+
+Test(concurrency, a_bucket_deleted_under_puts_never_leaves_objects_without_it, .timeout = 120) {
+    fx f;
+    fx_open(&f, 6);
+    for (int round = 0; round < 5; round++) {
+        mk_bucket(f.ms, "doomed", 1);
+        enum { N = 4 };
+        pthread_t th[N];
+        bucket_putter p[N];
+        for (int i = 0; i < N; i++) {
+            p[i] = (bucket_putter){.ms = f.ms, .id = i};
+            cr_assert_eq(pthread_create(&th[i], NULL, bucket_putter_main, &p[i]), 0);
+        }
+        /* Delete as soon as it is empty of what has been put so far. */
+        int rc = CAIRN_ENOTEMPTY;
+        for (int tries = 0; tries < 1000 && rc == CAIRN_ENOTEMPTY; tries++) {
+            rc = meta_bucket_delete(f.ms, "doomed", 0);
+            if (rc == CAIRN_ENOTEMPTY) {
+                collect c = {0};
+                cr_assert_eq(list_all(f.ms, "doomed", NULL, 0, NULL, 0, false, 1000, &c, NULL), 0);
+                for (int i = 0; i < c.n; i++) meta_object_delete(f.ms, "doomed", 0, c.keys[i], c.lens[i], NULL);
+                collect_free(&c);
+            }
+        }
+        for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < N; i++) cr_assert_eq(p[i].failures, 0);
+        /* Whatever happened, no row names a bucket that is not there. */
+        int64_t total = -1;
+        problem_rows pr = {0};
+        cr_assert_eq(meta_check(f.ms, 16, keep_problem, &pr, &total), 0);
+        cr_assert_eq(total, 0, "round %d: %s", round, pr.n ? meta_problem_name(pr.p[0].kind) : "");
+        if (rc == 0) {
+            int64_t n = -1;
+            cr_assert_eq(meta_object_count(f.ms, "doomed", &n), 0);
+            cr_assert_eq(n, 0);
+        } else {
+            cr_assert_eq(rc, CAIRN_ENOTEMPTY);
+            collect c = {0};
+            cr_assert_eq(list_all(f.ms, "doomed", NULL, 0, NULL, 0, false, 1000, &c, NULL), 0);
+            for (int i = 0; i < c.n; i++) meta_object_delete(f.ms, "doomed", 0, c.keys[i], c.lens[i], NULL);
+            collect_free(&c);
+            cr_assert_eq(meta_bucket_delete(f.ms, "doomed", 0), 0);
+        }
+    }
+    fx_close(&f);
+}
+
+/* ---- migrations: several processes at once, and a step that fails ------------------------- */
+
+typedef struct {
+    fx *f;
+    int rc;
+} migrator;
+
+static void *migrator_main(void *arg) {
+    migrator *m = arg;
+    meta_store *ms = NULL;
+    m->rc = fx_try_open(m->f, 1, true, &ms);
+    meta_close(ms);
+    return NULL;
+}
+
+Test(migrations, stores_opening_one_empty_database_at_once_run_each_step_once, .timeout = 120) {
+    fx f;
+    fx_make(&f, false);
+    enum { N = 6 };
+    pthread_t th[N];
+    migrator m[N];
+    for (int i = 0; i < N; i++) {
+        m[i] = (migrator){.f = &f, .rc = -100};
+        cr_assert_eq(pthread_create(&th[i], NULL, migrator_main, &m[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) cr_assert_eq(m[i].rc, 0, "opener %d: %s", i, cairn_strerror(m[i].rc));
+    cr_assert_eq(db_number(&f, "SELECT count(*) FROM schema_migrations", NULL), meta_schema_latest());
+    cr_assert_eq(db_number(&f, "SELECT count(DISTINCT version) FROM schema_migrations", NULL), meta_schema_latest());
+    cr_assert_eq(count_tables(&f), 5);
+    fx_close(&f);
+}
+
+Test(migrations, a_failing_step_rolls_back_whole_and_keeps_the_version_before) {
+    fx f;
+    fx_make(&f, false);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
+    cr_assert_eq(meta_migrate(f.ms, 3), 0);
+    /* Step 4 creates uploads, upload_parts, then object_parts: make its last
+     * statement fail. */
+    plant(&f, "CREATE TABLE object_parts(x INTEGER)");
+    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), CAIRN_EDB);
+    int v = -1;
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_assert_eq(v, 3, "step 4 is not recorded");
+    cr_assert_eq(db_number(&f, "SELECT count(*) FROM sqlite_master WHERE name = 'uploads'",
+                           "SELECT count(*) FROM information_schema.tables WHERE table_name = 'uploads'"),
+                 0, "the tables step 4 made before failing are gone with it");
+    plant(&f, "DROP TABLE object_parts");
+    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), 0);
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_assert_eq(v, meta_schema_latest());
+    fx_close(&f);
+}
+
+/* Keys are bytes: ones that are not UTF-8 round-trip and list in byte order. */
+Test(meta, keys_that_are_not_utf8_round_trip_in_byte_order) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    const char *keys[] = {"a\xff", "a\x80z", "a", "a\xc3\x28", "\xfe\xff", "B", "_b"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) put_key(f.ms, "b", keys[i], strlen(keys[i]));
+    collect c = {0};
+    cr_assert_eq(list_all(f.ms, "b", NULL, 0, NULL, 0, false, 100, &c, NULL), 0);
+    const char *want[] = {"B", "_b", "a", "a\x80z", "a\xc3\x28", "a\xff", "\xfe\xff"};
+    cr_assert_eq(c.n, 7);
+    for (int i = 0; i < 7; i++) cr_assert(key_is(&c, i, want[i], strlen(want[i])), "position %d", i);
+    collect_free(&c);
+    cr_assert_eq(list_all(f.ms, "b", "a\xff", 2, NULL, 0, false, 100, &c, NULL), 0);
+    cr_assert_eq(c.n, 1, "a prefix ending in 0xFF has no successor: the scan runs to the end");
+    collect_free(&c);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "a\x80z", 3, false, &got), 0);
+    cr_assert_eq(memcmp(got.key, "a\x80z", 3), 0);
+    meta_object_clear(&got);
+    fx_close(&f);
+}
+
+/* ---- the PostgreSQL backend's pool, timeouts and reconnects --------------------------------- */
+
+static void fx_open_pg(fx *f, const meta_pg_options *po) {
+    fx_make(f, true);
+    meta_options o = test_options(1);
+    o.pg = po;
+    char why[512];
+    cr_assert_eq(meta_open_url(f->url, NULL, &o, true, &f->ms, why, sizeof why), 0, "%s", why);
+}
+
+/* How many of the store's connections (application_name cairn) match cond. */
+static long long store_backends(const fx *f, const char *cond) {
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND application_name = 'cairn'%s%s", f->db,
+             cond ? " AND " : "", cond ? cond : "");
+    return pg_do("postgres", sql);
+}
+
+/* Polls (deadline 10 s) until n of the store's connections wait on a lock. */
+static void wait_lock_waiters(const fx *f, int n) {
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(5000))
+        if (store_backends(f, "wait_event_type = 'Lock'") >= n) return;
+    cr_assert_fail("no %d connection(s) of the store came to wait on the lock", n);
+}
+
+/* Terminates every connection of the store and waits until they are gone. */
+static void kill_store_backends(const fx *f) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s'"
+             " AND application_name = 'cairn'", f->db);
+    pg_do("postgres", sql);
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(5000))
+        if (store_backends(f, NULL) == 0) return;
+    cr_assert_fail("the store's connections did not go");
+}
+
+/* Another session holding a row lock until blocker_end: sql locks it. */
+static PGconn *blocker_begin(const fx *f, const char *sql) {
+    PGconn *b = pg_connect(f->db);
+    PGresult *r = PQexec(b, "BEGIN");
+    PQclear(r);
+    r = PQexec(b, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(b));
+    cr_assert_eq(PQntuples(r), 1, "%s locks one row", sql);
+    PQclear(r);
+    return b;
+}
+
+static void blocker_end(PGconn *b) {
+    PGresult *r = PQexec(b, "ROLLBACK");
+    PQclear(r);
+    PQfinish(b);
+}
+
+typedef struct {
+    meta_store *ms;
+    const char *key;
+    int rc;
+} bg_put;
+
+static void *bg_put_main(void *arg) {
+    bg_put *p = arg;
+    meta_object o = mk_obj("b", p->key, strlen(p->key), 1);
+    p->rc = meta_object_put(p->ms, &o, NULL, NULL);
+    return NULL;
+}
+
+Test(pg, pool_options_are_checked_and_the_defaults_open) {
+    PG_ONLY();
+    meta_pg_options d;
+    meta_pg_options_default(&d);
+    cr_assert_eq(d.min_conns, 1);
+    cr_assert_eq(d.max_conns, 8);
+    cr_assert_eq(d.acquire_timeout_ms, 2000);
+    cr_assert_eq(d.statement_timeout_ms, 5000);
+    fx f;
+    fx_make(&f, true);
+    meta_pg_options bad[8];
+    for (int i = 0; i < 8; i++) bad[i] = d;
+    bad[0].max_conns = 0;
+    bad[1].max_conns = 1001;
+    bad[2].min_conns = -1;
+    bad[3].min_conns = 9;
+    bad[4].acquire_timeout_ms = -1;
+    bad[5].statement_timeout_ms = -5;
+    bad[6].lifetime_jitter_pct = 51;
+    bad[7].lifetime_jitter_pct = -1;
+    const char *why_want[8] = {"max_conns", "max_conns", "min_conns", "min_conns", "negative", "negative",
+                               "jitter", "jitter"};
+    for (int i = 0; i < 8; i++) {
+        meta_options o = test_options(1);
+        o.pg = &bad[i];
+        meta_store *ms = (meta_store *)1;
+        char why[256] = "";
+        cr_expect_eq(meta_open_url(f.url, NULL, &o, true, &ms, why, sizeof why), CAIRN_EINVAL, "case %d", i);
+        cr_expect_null(ms);
+        cr_expect(strstr(why, why_want[i]) != NULL, "case %d: %s", i, why);
+    }
+    /* No options at all: the defaults. */
+    char why[256];
+    cr_assert_eq(meta_open_url(f.url, NULL, NULL, true, &f.ms, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(meta_backend_name(f.ms), "postgres");
+    cr_assert_eq(meta_ping(f.ms), 0);
+    mk_bucket(f.ms, "b", 1);
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.open, 1, "min_conns of the defaults, and no more for one caller");
+    cr_assert_eq(st.in_use, 0);
+    cr_assert_eq(st.idle, 1);
+    cr_assert_geq(st.acquires, 3);
+    cr_assert_eq(st.connects, 1);
+    fx_close(&f);
+}
+
+Test(pg, a_server_that_is_not_there_or_a_missing_database_is_an_io_error) {
+    PG_ONLY();
+    cr_assert_eq(core_init(), 0);
+    meta_store *ms = (meta_store *)1;
+    char why[512];
+    cr_assert_eq(meta_open_url("postgres://cairn:hunter2@127.0.0.1:1/x?connect_timeout=2", NULL, NULL, true, &ms, why,
+                               sizeof why),
+                 CAIRN_EIO);
+    cr_assert_null(ms);
+    cr_assert(strstr(why, "postgres: ") == why && strstr(why, "port 1") && !strstr(why, "hunter2"), "%s", why);
+    char url[512];
+    pg_url("no_such_database_here", url, sizeof url);
+    cr_assert_eq(meta_open_url(url, NULL, NULL, true, &ms, why, sizeof why), CAIRN_EIO);
+    cr_assert(strstr(why, "no_such_database_here") && strstr(why, "does not exist"), "%s", why);
+}
+
+Test(pg, a_statement_past_its_timeout_is_etimedout_and_changes_nothing, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.statement_timeout_ms = 200;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    meta_object v1 = mk_obj("b", "k", 1, 1);
+    cr_assert_eq(meta_object_put(f.ms, &v1, NULL, NULL), 0);
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM objects WHERE key = 'k' FOR UPDATE");
+    meta_object v2 = mk_obj("b", "k", 1, 2);
+    bool had = true;
+    cr_assert_eq(meta_object_put(f.ms, &v2, NULL, &had), CAIRN_ETIMEDOUT);
+    cr_assert_not(had);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "k", 1, NULL), CAIRN_ETIMEDOUT);
+    blocker_end(b);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v1.version_id, "the timed-out put was rolled back");
+    meta_object_clear(&got);
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_geq(st.errors, 2, "each timeout is an error, logged");
+    cr_assert_eq(meta_object_put(f.ms, &v2, NULL, &had), 0, "the connection is usable after a timeout");
+    cr_assert(had);
+    fx_close(&f);
+}
+
+Test(pg, with_every_connection_busy_a_call_waits_then_gets_ebusy_and_long_holds_are_logged, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.max_conns = 1;
+    po.acquire_timeout_ms = 150;
+    po.long_hold_ms = 50;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    char logpath[160];
+    snprintf(logpath, sizeof logpath, "%s/log", f.dir);
+    FILE *log = fopen(logpath, "w+");
+    cr_assert_not_null(log);
+    log_set_fd(fileno(log));
+    /* A put holds the only connection while it waits for the bucket's row. */
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM buckets WHERE name = 'b' FOR UPDATE");
+    bg_put p = {.ms = f.ms, .key = "k", .rc = -100};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, bg_put_main, &p), 0);
+    wait_lock_waiters(&f, 1);
+    meta_bucket got;
+    int64_t t0 = time_mono_ns();
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_EBUSY, "no connection within the acquire timeout");
+    cr_assert_geq(time_mono_ns() - t0, 150000000LL, "it waited the acquire timeout first");
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.in_use, 1);
+    cr_assert_geq(st.waits, 1);
+    cr_assert_geq(st.acquire_timeouts, 1);
+    cr_assert_geq(st.wait_ns, 150000000ULL);
+    blocker_end(b);
+    pthread_join(th, NULL);
+    cr_assert_eq(p.rc, 0, "the put went through once the lock was gone");
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_geq(st.long_holds, 1);
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0);
+    log_set_fd(2);
+    fflush(log);
+    char text[8192] = "";
+    rewind(log);
+    size_t n = fread(text, 1, sizeof text - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    unlink(logpath);
+    cr_assert(strstr(text, "postgres connection held long") && strstr(text, "\"function\":\"pg_object_put\""),
+              "the long hold names its call site: %s", text);
+    fx_close(&f);
+}
+
+Test(pg, a_connection_the_server_ended_while_idle_is_replaced_on_checkout, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.health_check_ms = 600000; /* no pings: the idle socket's state alone must tell */
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    kill_store_backends(&f);
+    meta_bucket got;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0, "served on a new connection");
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.reconnects, 1);
+    cr_assert_eq(st.errors, 0, "the caller never saw the dead connection");
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_store *ms;
+    meta_delete_item items[2];
+    int rc;
+} bg_delete_many;
+
+static void *bg_delete_many_main(void *arg) {
+    bg_delete_many *d = arg;
+    d->rc = meta_object_delete_many(d->ms, "b", 0, d->items, 2);
+    return NULL;
+}
+
+Test(pg, a_connection_lost_mid_batch_fails_the_batch_whole_and_the_pool_goes_on, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.statement_timeout_ms = 30000;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    put_key(f.ms, "b", "a", 1);
+    put_key(f.ms, "b", "z", 1);
+    /* The batch deletes a, then waits for z's row; its connection dies there. */
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM objects WHERE key = 'z' FOR UPDATE");
+    bg_delete_many d = {.ms = f.ms, .items = {{.key = "z", .key_len = 1}, {.key = "a", .key_len = 1}}, .rc = -100};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, bg_delete_many_main, &d), 0);
+    wait_lock_waiters(&f, 1);
+    kill_store_backends(&f);
+    pthread_join(th, NULL);
+    blocker_end(b);
+    cr_assert_eq(d.rc, CAIRN_EIO);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(d.items[i].rc, CAIRN_EIO, "item %d", i);
+        cr_assert_eq(d.items[i].deleted.version_id[0], '\0', "item %d reports nothing deleted", i);
+    }
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "a", 1, false, &got), 0, "a's delete went with the batch");
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "z", 1, NULL), 0, "a new connection serves the next call");
+    fx_close(&f);
+}
+
+Test(pg, a_database_that_refuses_connections_fails_calls_fast_and_service_comes_back_by_itself, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.min_conns = 2;
+    po.connect_timeout_s = 2;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    char sql[200];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", f.db);
+    pg_do("postgres", sql);
+    kill_store_backends(&f);
+    meta_bucket got;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_EIO);
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_EIO, "and again, without waiting for anything");
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_geq(st.connect_errors, 2);
+    cr_assert_eq(st.in_use, 0);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", f.db);
+    pg_do("postgres", sql);
+    int rc = -1;
+    for (int64_t end = time_mono_ns() + 10000000000LL; rc != 0 && time_mono_ns() < end; usleep(10000))
+        rc = meta_bucket_get(f.ms, "b", &got);
+    cr_assert_eq(rc, 0, "service came back without a restart");
+    /* The pool refills to min_conns by itself too. */
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(10000)) {
+        pg_pool_stats_get(f.ms, &st);
+        if (st.open == 2) break;
+    }
+    cr_assert_eq(st.open, 2);
+    fx_close(&f);
+}
+
+Test(pg, idle_connections_above_the_minimum_are_closed_after_the_idle_timeout, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.min_conns = 1;
+    po.max_conns = 4;
+    po.idle_timeout_ms = 200;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    /* Three puts waiting at once need three connections. */
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM buckets WHERE name = 'b' FOR UPDATE");
+    bg_put p[3] = {{f.ms, "k1", -100}, {f.ms, "k2", -100}, {f.ms, "k3", -100}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) cr_assert_eq(pthread_create(&th[i], NULL, bg_put_main, &p[i]), 0);
+    wait_lock_waiters(&f, 3);
+    blocker_end(b);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(p[i].rc, 0);
+    }
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.open, 3);
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(20000)) {
+        pg_pool_stats_get(f.ms, &st);
+        if (st.open == 1) break;
+    }
+    cr_assert_eq(st.open, 1, "back to min_conns");
+    cr_assert_eq(st.evicted, 2);
+    cr_assert_eq(store_backends(&f, NULL), 1, "the server agrees");
+    fx_close(&f);
+}
+
+Test(pg, connections_are_replaced_at_the_end_of_their_lifetime, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.max_lifetime_ms = 100;
+    po.lifetime_jitter_pct = 50;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    pg_pool_stats st;
+    meta_bucket got;
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(10000)) {
+        cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0, "calls go on across replacements");
+        pg_pool_stats_get(f.ms, &st);
+        if (st.expired >= 3) break;
+    }
+    cr_assert_geq(st.expired, 3);
+    cr_assert_geq(st.connects, 4, "each replaced by a new one");
+    cr_assert_eq(st.errors, 0);
+    fx_close(&f);
+}
