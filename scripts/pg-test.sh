@@ -5,6 +5,9 @@
 #                                   127.0.0.1 port; prints the directory
 #   scripts/pg-test.sh url DIR      prints the server's URL (postgres://...)
 #   scripts/pg-test.sh stop DIR     stops the server and removes DIR
+#   scripts/pg-test.sh run CMD...   runs CMD with CAIRN_TEST_POSTGRES_URL set:
+#                                   a server started for it and stopped after,
+#                                   unless the variable already names one
 #
 # Typical use (scripts/run-tests.sh does this):
 #   PGDIR=$(scripts/pg-test.sh start) && export CAIRN_TEST_POSTGRES_URL=$(scripts/pg-test.sh url "$PGDIR")
@@ -90,9 +93,29 @@ stop() {
   rm -rf "$dir"
 }
 
+RUN_DIR=
+run() {
+  [ $# -gt 0 ] || die "usage: pg-test.sh run CMD [ARGS...]"
+  if [ -z "${CAIRN_TEST_POSTGRES_URL:-}" ]; then
+    if RUN_DIR=$(start); then
+      trap 'stop "$RUN_DIR"' EXIT
+      trap 'exit 130' INT TERM
+      CAIRN_TEST_POSTGRES_URL=$(url "$RUN_DIR")
+      export CAIRN_TEST_POSTGRES_URL
+    else
+      # The suites that need it fail and say why; the others still run.
+      echo "pg-test.sh: no PostgreSQL server for the tests" >&2
+    fi
+  fi
+  local rc=0
+  "$@" || rc=$?
+  return $rc
+}
+
 case "${1:-}" in
   start) start ;;
   url) url "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) die "usage: pg-test.sh start | url DIR | stop DIR" ;;
+  run) shift; run "$@" ;;
+  *) die "usage: pg-test.sh start | url DIR | stop DIR | run CMD..." ;;
 esac
