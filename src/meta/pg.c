@@ -437,7 +437,25 @@ int pg_read_at(pg_store *ms, pg_stmt_id id, const pg_params *p, PGresult **out, 
     return err;
 }
 
+int pg_read_unbounded_at(pg_store *ms, pg_stmt_id id, const pg_params *p, PGresult **out, const char *op,
+                         const char *func, int line) {
+    if (out) *out = NULL;
+    pg_conn *c;
+    int err = pg_tx_begin_at(ms, &c, func, line);
+    if (err != 0) return err;
+    err = pg_no_timeout(c);
+    if (err == 0) err = pg_run(c, id, p, out, NULL, op);
+    err = pg_tx_end(ms, c, err);
+    if (err != 0 && out) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
 /* ---- transactions ---------------------------------------------------------------- */
+
+int pg_no_timeout(pg_conn *c) { return pg_exec_sql(c, "SET LOCAL statement_timeout = 0", "no statement timeout"); }
 
 int pg_tx_begin_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     *out = NULL;

@@ -118,7 +118,7 @@ int pg_layout_refs(meta_store *base_, const char *id, int64_t *count) {
     pg_params p = {0};
     pgp_text(&p, id);
     PGresult *r;
-    int err = pg_read(PG(base_), PS_LAYOUT_REFS, &p, &r, NULL, "layout refs");
+    int err = pg_read_unbounded(PG(base_), PS_LAYOUT_REFS, &p, &r, "layout refs");
     if (err != 0) return err;
     *count = pg_int(r, 0, 0);
     PQclear(r);

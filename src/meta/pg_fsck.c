@@ -2,9 +2,8 @@
  * pg_fsck.c — the PostgreSQL backend (pg.c): consistency: the checks `cairn
  * admin fsck` runs on the metadata, and their repairs.  The same checks as
  * sqlite_fsck.c, in PostgreSQL's dialect; each is one full scan, fsck's
- * price.  A check's rows come back in one result (a problem is rare: it is
- * what a bug or a hand edit leaves), are counted whole and kept up to the
- * limit, and reach the callback after the connection is back.
+ * price.  A check's rows are streamed and counted whole; up to the limit
+ * are kept, and they reach the callback after the connection is back.
  */
 #include "meta/pg_int.h"
 
@@ -42,6 +41,47 @@ static const char *const problem_sql[META_PROBLEM__COUNT] = {
         " UNION ALL SELECT version_id FROM upload_parts) s GROUP BY v HAVING count(*) > 1",
 };
 
+/* Runs one check on c, rows streamed one at a time (single-row mode): all
+ * are counted into *total, the first keep are copied into *rows (grown as
+ * they come, as SQLite's check does), so what it holds is bounded by the
+ * caller's limit, not by how many problems there are.  The result is always
+ * drained, so c is reusable whatever happens. */
+static int run_check(pg_conn *c, int k, int keep, meta_problem **rows, int *kept, int64_t *total) {
+    const char *op = meta_problem_name((meta_problem_kind)k);
+    if (!PQsendQueryParams(c->db, problem_sql[k], 0, NULL, NULL, NULL, NULL, 1)) return pg_fail(c, NULL, op);
+    PQsetSingleRowMode(c->db);
+    int err = 0, cap = 0;
+    PGresult *r;
+    while ((r = PQgetResult(c->db)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            if (total) (*total)++;
+            if (err == 0 && *kept < keep && *kept == cap) {
+                int ncap = cap ? cap * 2 : 16;
+                meta_problem *n = realloc(*rows, (size_t)ncap * sizeof *n);
+                if (n) {
+                    *rows = n;
+                    cap = ncap;
+                } else {
+                    err = CAIRN_ENOMEM;
+                }
+            }
+            if (err == 0 && *kept < keep) {
+                meta_problem *p = &(*rows)[(*kept)++];
+                memset(p, 0, sizeof *p);
+                p->kind = (meta_problem_kind)k;
+                err = pg_copy(r, 0, 0, p->id, sizeof p->id);
+                if (err == 0) err = pg_copy(r, 0, 1, p->key, sizeof p->key);
+                p->key_len = (size_t)PQgetlength(r, 0, 1);
+            }
+        } else if (st != PGRES_TUPLES_OK && err == 0) {
+            err = pg_fail(c, r, op);
+        }
+        PQclear(r);
+    }
+    return err;
+}
+
 int pg_check(meta_store *base_, int limit, int (*cb)(void *ud, const meta_problem *p), void *ud, int64_t *total) {
     pg_store *ms = PG(base_);
     if (total) *total = 0;
@@ -49,25 +89,16 @@ int pg_check(meta_store *base_, int limit, int (*cb)(void *ud, const meta_proble
     int err = 0, delivered = 0;
     bool stop = false;
     for (int k = 0; err == 0 && k < META_PROBLEM__COUNT; k++) {
+        /* A check scans whole tables: fsck's price, not bounded by the
+         * statement timeout meant for requests. */
         pg_conn *c;
-        PGresult *r = NULL;
-        if ((err = pg_acquire(ms, &c)) != 0) break;
-        err = pg_run_sql(c, problem_sql[k], NULL, &r, NULL, meta_problem_name((meta_problem_kind)k));
-        pg_release(ms, c);
-        if (err != 0) break;
-        int n = PQntuples(r);
-        if (total) *total += n;
-        int keep = limit - delivered < n ? limit - delivered : n;
-        meta_problem *rows = keep > 0 ? calloc((size_t)keep, sizeof *rows) : NULL;
-        if (keep > 0 && !rows) err = CAIRN_ENOMEM;
-        for (int i = 0; err == 0 && i < keep; i++) {
-            rows[i].kind = (meta_problem_kind)k;
-            err = pg_copy(r, i, 0, rows[i].id, sizeof rows[i].id);
-            if (err == 0) err = pg_copy(r, i, 1, rows[i].key, sizeof rows[i].key);
-            rows[i].key_len = (size_t)PQgetlength(r, i, 1);
-        }
-        PQclear(r);
-        for (int i = 0; err == 0 && i < keep && !stop; i++, delivered++) stop = cb(ud, &rows[i]) != 0;
+        if ((err = pg_tx_begin(ms, &c)) != 0) break;
+        meta_problem *rows = NULL;
+        int kept = 0;
+        err = pg_no_timeout(c);
+        if (err == 0) err = run_check(c, k, limit - delivered, &rows, &kept, total);
+        err = pg_tx_end(ms, c, err);
+        for (int i = 0; err == 0 && i < kept && !stop; i++, delivered++) stop = cb(ud, &rows[i]) != 0;
         free(rows);
     }
     return err;

@@ -243,6 +243,16 @@ int pg_read_at(pg_store *ms, pg_stmt_id id, const pg_params *p, PGresult **out, 
                const char *func, int line);
 #define pg_read(ms, id, p, out, changes, op) pg_read_at((ms), (id), (p), (out), (changes), (op), __func__, __LINE__)
 
+/* pg_read for the whole-table scans of operator tools (layout references,
+ * counts): in a transaction without the statement timeout, which is meant
+ * for request paths, not for a scan of every row. */
+int pg_read_unbounded_at(pg_store *ms, pg_stmt_id id, const pg_params *p, PGresult **out, const char *op,
+                         const char *func, int line);
+#define pg_read_unbounded(ms, id, p, out, op) pg_read_unbounded_at((ms), (id), (p), (out), (op), __func__, __LINE__)
+/* Inside a transaction: lifts statement_timeout until it ends (scans,
+ * migrations, which may also wait for another migrator's lock). */
+int pg_no_timeout(pg_conn *c);
+
 /* Write transactions: a connection and BEGIN; pg_tx_end commits when err is
  * 0, else rolls back, gives the connection back and returns the outcome. */
 int pg_tx_begin_at(pg_store *ms, pg_conn **out, const char *func, int line);

@@ -245,7 +245,9 @@ static int migrate_step_tx(pg_conn *c, int target, bool allow_down, bool *done) 
     pg_params p = {0};
     pgp_int(&p, MIGRATE_LOCK);
     int cur = 0;
-    int err = pg_run(c, PS_XACT_LOCK, &p, NULL, NULL, "migration lock");
+    /* A step may rewrite a large table, and wait for another migrator. */
+    int err = pg_no_timeout(c);
+    if (err == 0) err = pg_run(c, PS_XACT_LOCK, &p, NULL, NULL, "migration lock");
     if (err == 0) err = pg_exec_sql(c, bootstrap_sql, "schema_migrations");
     if (err == 0) err = read_version(c, &cur);
     if (err != 0) return err;

@@ -385,7 +385,7 @@ int pg_object_count(meta_store *base_, const char *bucket, int64_t *count) {
     pg_params p = {0};
     pgp_text(&p, bucket);
     PGresult *r;
-    int err = pg_read(PG(base_), PS_OBJ_COUNT, &p, &r, NULL, "object count");
+    int err = pg_read_unbounded(PG(base_), PS_OBJ_COUNT, &p, &r, "object count");
     if (err != 0) return err;
     *count = pg_int(r, 0, 0);
     PQclear(r);
