@@ -96,7 +96,9 @@ int meta_open(const char *path, const meta_options *opt, meta_store **out);
 int meta_open_raw(const char *path, const meta_options *opt, meta_store **out);
 void meta_close(meta_store *ms);
 /* A cheap liveness query on a reader connection and a no-op write
- * transaction on the writer; returns 0 when both work. */
+ * transaction on the writer; returns 0 when both work.  (PostgreSQL: one
+ * round trip on a pooled connection that also asks whether the server
+ * takes writes: a standby in recovery is CAIRN_EDB.) */
 int meta_ping(meta_store *ms);
 
 /* ---- schema migrations -------------------------------------------------- */

@@ -9,7 +9,8 @@
  * abort lock the upload's row FOR UPDATE before reading its parts, so they
  * wait for part puts in flight and see every part those committed; a part
  * put that comes after finds the upload gone (CAIRN_ENOTFOUND).  Nothing can
- * leave a part row, or bytes, that no one hears of.
+ * leave a part row, or bytes, that no one hears of.  Lock order, everywhere:
+ * bucket, upload, object (a bucket delete: bucket, its uploads).
  */
 #include "meta/pg_int.h"
 
@@ -295,8 +296,13 @@ static int record_completed(pg_conn *c, const char *upload_id, const meta_object
 /* Inside the transaction: the whole of a complete (see meta.h). */
 static int complete_tx(pg_conn *c, const char *upload_id, const meta_object *obj, const meta_part *parts, int n,
                        meta_part **uploaded, int *nup, meta_object *replaced, bool *had_replaced) {
+    /* The bucket first, then the upload, as a bucket delete takes them (its
+     * row, then its uploads): the other order could deadlock with it.  A
+     * missing bucket is ENOTFOUND either way, as a missing upload is. */
+    int err = pg_bucket_lookup(c, PS_BUCKET_SHARE, obj->bucket, obj->bucket_id, NULL, NULL);
+    if (err != 0) return err;
     meta_upload u;
-    int err = upload_read(c, PS_UPLOAD_LOCK, upload_id, &u);
+    err = upload_read(c, PS_UPLOAD_LOCK, upload_id, &u);
     if (err != 0) return err;
     bool mine = (obj->bucket_id == 0 || u.bucket_id == obj->bucket_id) && u.key_len == obj->key_len &&
                 memcmp(u.key, obj->key, obj->key_len) == 0;

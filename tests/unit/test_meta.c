@@ -5410,3 +5410,48 @@ Test(pg, connections_are_replaced_at_the_end_of_their_lifetime, .timeout = 60) {
     cr_assert_eq(st.errors, 0);
     fx_close(&f);
 }
+
+/* A complete racing the delete of its bucket: one of them wins, never a
+ * deadlock (both take the bucket before the upload) and never rows that
+ * contradict each other. */
+typedef struct {
+    meta_store *ms;
+    int64_t bucket_id;
+    meta_part part;
+    int rc;
+} bg_complete;
+
+static void *bg_complete_main(void *arg) {
+    bg_complete *b = arg;
+    meta_object o = mp_obj("race", b->bucket_id, "k", b->part.size, 1);
+    b->rc = meta_upload_complete(b->ms, "up", &o, &b->part, 1, NULL, NULL, NULL, NULL);
+    return NULL;
+}
+
+Test(concurrency, a_complete_racing_its_bucket_delete_ends_one_way_or_the_other, .timeout = 120) {
+    fx f;
+    fx_open(&f, 4);
+    for (int round = 0; round < 20; round++) {
+        mk_bucket(f.ms, "race", 1);
+        int64_t id = bucket_id_of(f.ms, "race");
+        mk_upload(f.ms, "race", id, "k", "up");
+        bg_complete b = {.ms = f.ms, .bucket_id = id, .part = mk_part(1, 5, "1+0:4096:0123456789abcdef"), .rc = -100};
+        put_part(f.ms, "up", &b.part);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, bg_complete_main, &b), 0);
+        int del = meta_bucket_delete(f.ms, "race", id);
+        pthread_join(th, NULL);
+        cr_assert(del == 0 || del == CAIRN_ENOTEMPTY, "round %d: delete %s", round, cairn_strerror(del));
+        cr_assert(b.rc == 0 || b.rc == CAIRN_ENOTFOUND, "round %d: complete %s", round, cairn_strerror(b.rc));
+        cr_assert((del == 0) != (b.rc == 0), "round %d: exactly one wins (delete %d, complete %d)", round, del, b.rc);
+        int64_t total = -1;
+        cr_assert_eq(meta_check(f.ms, 10, keep_problem, &(problem_rows){0}, &total), 0);
+        cr_assert_eq(total, 0, "round %d", round);
+        if (b.rc == 0) {
+            cr_assert_eq(meta_object_delete(f.ms, "race", id, "k", 1, NULL), 0);
+            cr_assert_eq(meta_bucket_delete(f.ms, "race", id), 0);
+        }
+        cr_assert_eq(meta_trash_remove(f.ms, (const char *const[]){b.part.version_id}, 1), 0);
+    }
+    fx_close(&f);
+}
