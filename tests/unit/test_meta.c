@@ -5455,3 +5455,32 @@ Test(concurrency, a_complete_racing_its_bucket_delete_ends_one_way_or_the_other,
     }
     fx_close(&f);
 }
+
+/* PostgreSQL's text is UTF-8: a name that is not is refused as a value the
+ * column cannot hold (SQLite would store its bytes).  Keys, stored headers
+ * and error texts are bytea there, and take any bytes. */
+Test(pg, names_that_are_not_utf8_are_einval_while_keys_and_error_texts_take_any_bytes) {
+    PG_ONLY();
+    fx f;
+    fx_open(&f, 1);
+    meta_user u = {0};
+    strcpy(u.name, "caf\xe9");
+    cr_assert_eq(meta_user_create(f.ms, &u), CAIRN_EINVAL);
+    meta_bucket b = {.owner_id = 1};
+    strcpy(b.name, "b\xff");
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), CAIRN_EINVAL);
+    mk_bucket(f.ms, "b", 1);
+    meta_object o = mk_obj("b", "k\xff", 2, 1);
+    o.headers_json = "{\"x-amz-meta-a\":\"\xe9\"}";
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k\xff", 2, false, &got), 0);
+    cr_assert_str_eq(got.headers_json, "{\"x-amz-meta-a\":\"\xe9\"}");
+    meta_object_clear(&got);
+    cr_assert_eq(meta_node_upsert(f.ms, "n000000000000001", "http://n1"), 0);
+    cr_assert_eq(meta_node_seen(f.ms, "n000000000000001", false, "read k\xff: refused"), 0);
+    meta_node n;
+    cr_assert_eq(meta_node_get(f.ms, "n000000000000001", &n), 0);
+    cr_assert_str_eq(n.last_error, "read k\xff: refused");
+    fx_close(&f);
+}
