@@ -35,7 +35,7 @@ run: build
 	./$(BUILD)/cairn server
 
 test-unit: build
-	meson test -C $(BUILD) --print-errorlogs
+	bash scripts/pg-test.sh run meson test -C $(BUILD) --print-errorlogs
 
 test-integration: build
 	CAIRN_BIN=$(CURDIR)/$(BUILD)/cairn $(PYTHON) -m pytest -q tests/integration
@@ -65,7 +65,7 @@ test-tsan: deps
 # each run checked by a restart, the ledger and fsck (about 11 minutes).
 test-faults: deps
 	$(call meson_build,$(FAULT_BUILD),-Dfaults=true)
-	meson test -C $(FAULT_BUILD) --print-errorlogs --num-processes 2
+	bash scripts/pg-test.sh run meson test -C $(FAULT_BUILD) --print-errorlogs --num-processes 2
 	CAIRN_BIN=$(CURDIR)/$(FAULT_BUILD)/cairn $(PYTHON) -m pytest -q -p no:cacheprovider tests/fault
 
 # Line and branch coverage per module over the unit, integration and fault

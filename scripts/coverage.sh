@@ -15,7 +15,7 @@ status=0
 find "$BUILD" -name '*.gcda' -delete
 
 echo "== unit tests ($BUILD)"
-meson test -C "$BUILD" --print-errorlogs --num-processes 2 || status=1
+scripts/pg-test.sh run meson test -C "$BUILD" --print-errorlogs --num-processes 2 || status=1
 export CAIRN_BIN="$PWD/$BUILD/cairn"
 echo "== integration tests ($BUILD)"
 $PY -m pytest -q -p no:cacheprovider tests/integration ${PYTEST_ARGS:-} || status=1

@@ -10,7 +10,9 @@ PY=/usr/bin/python3
 status=0
 
 echo "== unit tests ($BUILD)"
-if ! meson test -C "$BUILD" --print-errorlogs --num-processes 2; then
+# test_meta_pg needs a PostgreSQL server: pg-test.sh run starts a throwaway
+# one for meson test (unless CAIRN_TEST_POSTGRES_URL names one) and stops it.
+if ! scripts/pg-test.sh run meson test -C "$BUILD" --print-errorlogs --num-processes 2; then
   status=1
 fi
 

@@ -8,6 +8,7 @@
  */
 #include "meta/meta.h"
 #include "meta/meta_int.h"
+#include "meta/pg_int.h"
 #include "meta/sqlite_int.h"
 
 #include <stdio.h>
@@ -68,8 +69,7 @@ int meta_open_url(const char *url, const char *data_dir, const meta_options *opt
     meta_url u;
     int rc = meta_url_parse(url, data_dir, &u, why, whylen);
     if (rc != 0) return rc;
-    if (u.backend == META_BACKEND_POSTGRES)
-        return refuse(why, whylen, "PostgreSQL metadata is not in this build yet; use sqlite:// or leave metadata_url empty");
+    if (u.backend == META_BACKEND_POSTGRES) return pg_open(u.conninfo, opt ? opt->pg : NULL, migrate, out, why, whylen);
     rc = sq_open(u.path, opt, migrate, out);
     if (rc != 0 && why && whylen) snprintf(why, whylen, "%s: %s", u.path, cairn_strerror(rc));
     return rc;

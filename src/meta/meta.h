@@ -2,13 +2,14 @@
  * meta — the metadata store: users, access keys, buckets, objects and the
  * schema that holds them.  One interface over backends: each is a table of
  * operations (meta_int.h) that meta.c forwards every call to.  SQLite
- * (sqlite*.c) is the embedded backend; PostgreSQL lands behind the same
- * table.
+ * (sqlite*.c) is the embedded backend; PostgreSQL (pg*.c, through libpq) is
+ * the shared one, for several gateways.  docs/metadata.md compares them.
  *
  * Consistency: every call is its own transaction.  A successful
  * meta_object_put is visible to every later call on any thread (read-after-
- * write).  Writes are serialized on one writer connection; reads use a pool of
- * reader connections (SQLite WAL lets them run beside the writer).
+ * write).  SQLite serializes writes on one writer connection and reads on a
+ * pool of readers (WAL lets them run beside the writer); PostgreSQL runs
+ * every call on a pooled connection and lets row locks order the writers.
  *
  * Thread-safety: every function taking a meta_store is thread-safe.
  *
@@ -35,10 +36,33 @@
 
 typedef struct meta_store meta_store;
 
+/*
+ * PostgreSQL's connection pool (pg_pool.c).  meta_pg_options_default fills
+ * the defaults shown; a caller changes what it needs.  Every call takes a
+ * connection for its duration only (never across a callback), so
+ * max_conns bounds the concurrent calls, not the callers.
+ */
 typedef struct {
-    int readers;       /* reader connections in the pool (>= 1) */
-    bool fsync;        /* synchronous=FULL when true, OFF when false (tests/bench only) */
-    int busy_timeout_ms;
+    int min_conns;            /* opened at start and kept open (1); 0 .. max_conns */
+    int max_conns;            /* at most this many (8); 1 .. 1000 */
+    int acquire_timeout_ms;   /* wait for a free connection this long, then CAIRN_EBUSY (2000); 0 = no wait */
+    int health_check_ms;      /* a connection idle longer than this is pinged on checkout (1000); 0 = always */
+    int idle_timeout_ms;      /* idle connections above min_conns close after this (60000); 0 = never */
+    int max_lifetime_ms;      /* a connection is replaced after this (1800000); 0 = never */
+    int lifetime_jitter_pct;  /* each lifetime shortened by up to this percent, at random (10); 0 .. 50 */
+    int statement_timeout_ms; /* SET statement_timeout on every connection (5000); 0 = none */
+    int connect_timeout_s;    /* libpq connect_timeout, unless the URL sets one (5); 0 = none */
+    int long_hold_ms;         /* a connection held longer is logged with its call site (1000); 0 = never */
+} meta_pg_options;
+
+/* Fills o with the defaults above. */
+void meta_pg_options_default(meta_pg_options *o);
+
+typedef struct {
+    int readers;       /* SQLite: reader connections in the pool (>= 1) */
+    bool fsync;        /* SQLite: synchronous=FULL when true, OFF when false (tests/bench only) */
+    int busy_timeout_ms; /* SQLite */
+    const meta_pg_options *pg; /* PostgreSQL: the pool (NULL = meta_pg_options_default) */
 } meta_options;
 
 /* Where the metadata lives, from metadata_url (CAIRN_METADATA_URL). */
@@ -56,7 +80,10 @@ typedef struct {
  * CAIRN_EINVAL with why (may be NULL) saying what is wrong. */
 int meta_url_parse(const char *url, const char *data_dir, meta_url *out, char *why, size_t whylen);
 /* Opens the store url names (meta_url_parse), migrating it to the latest
- * schema when migrate is true.  On failure why says what went wrong. */
+ * schema when migrate is true.  On failure why says what went wrong (never
+ * the URL's password).  PostgreSQL: CAIRN_EINVAL for bad pool options,
+ * CAIRN_EIO when no connection can be made, CAIRN_EDB for a schema newer
+ * than this binary or a failed migration. */
 int meta_open_url(const char *url, const char *data_dir, const meta_options *opt, bool migrate, meta_store **out,
                   char *why, size_t whylen);
 /* The store's backend: "sqlite" or "postgres". */
@@ -69,7 +96,9 @@ int meta_open(const char *path, const meta_options *opt, meta_store **out);
 int meta_open_raw(const char *path, const meta_options *opt, meta_store **out);
 void meta_close(meta_store *ms);
 /* A cheap liveness query on a reader connection and a no-op write
- * transaction on the writer; returns 0 when both work. */
+ * transaction on the writer; returns 0 when both work.  (PostgreSQL: one
+ * round trip on a pooled connection that also asks whether the server
+ * takes writes: a standby in recovery is CAIRN_EDB.) */
 int meta_ping(meta_store *ms);
 
 /* ---- schema migrations -------------------------------------------------- */

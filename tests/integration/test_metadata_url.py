@@ -2,8 +2,9 @@
 `cairn admin` and `cairn migrate` keep their metadata.  Empty is SQLite at
 DATA/meta.db; sqlite:///ABS/PATH puts the database elsewhere; a URL that
 names nothing usable stops the command with a message that says why, before
-anything is written.  postgres:// URLs are accepted by the configuration and
-refused at open until the PostgreSQL backend lands.
+anything is written.  postgres:// URLs open the PostgreSQL backend; one whose
+server is not there stops the command with libpq's reason (never the
+password).
 """
 
 import sqlite3
@@ -60,7 +61,7 @@ def test_urls_that_name_nothing_usable_are_refused_with_the_reason(data, tmp_pat
         ("sqlite:///tmp/x.db?mode=ro", "sqlite URLs take no query or fragment"),
         ("sqlite:///tmp/x%2", "bad %-escape in the sqlite path"),
         ("postgres://u:p@127.0.0.1:1/cairn",
-         "PostgreSQL metadata is not in this build yet; use sqlite:// or leave metadata_url empty"),
+         'postgres: connection to server at "127.0.0.1", port 1 failed: Connection refused'),
         (sqlite_url(tmp_path / "no" / "such" / "dir" / "m.db"), f"{tmp_path}/no/such/dir/m.db: I/O error"),
     ]
     for url, why in cases:

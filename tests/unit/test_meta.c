@@ -1,16 +1,37 @@
 /*
- * test_meta.c — the metadata store on real SQLite files.
+ * test_meta.c — the metadata store's conformance suite, run on each backend.
  *
- * Each test opens a fresh database in its own mkdtemp directory and drives
- * the public meta.h calls only, asserting on what a caller can observe: error
- * codes, returned rows, listing order and paging.  A few tests also open the
- * file with plain SQLite to check what is on disk (tables after a
- * down-migration), to plant a state the API cannot create (a newer schema,
- * rows that contradict each other for meta_check) or to hold the write lock
- * as another process would.
+ * One source, two test programs (meson.build): test_meta runs every test on
+ * real SQLite files; test_meta_pg runs the same tests with
+ * CAIRN_TEST_METADATA=postgres against the PostgreSQL server that
+ * CAIRN_TEST_POSTGRES_URL names (scripts/pg-test.sh starts one from
+ * Debian's binaries; scripts/run-tests.sh does it for `meson test`).  Without
+ * that server every PostgreSQL test fails: a missing database is never a
+ * pass.
+ *
+ * Each test opens a fresh store: on SQLite a database in its own mkdtemp
+ * directory; on PostgreSQL a database cloned (CREATE DATABASE ... TEMPLATE)
+ * from a template that the runner migrates once before the first test and
+ * drops after the last, and dropped by fx_close.  The template's default
+ * collation is ICU's en-US (where the server has ICU), so any ordering that
+ * leaned on the database's locale instead of bytes would show.  The tests
+ * drive the public meta.h calls only and assert on what a caller can
+ * observe: error codes, returned rows, listing order and paging.  A few
+ * also reach into the database with the backend's own client (plant,
+ * count_rows) to check what is stored (tables after a down-migration) or to
+ * plant a state the API cannot create (a newer schema, rows that contradict
+ * each other for meta_check).
+ *
+ * Tests marked SQLITE_ONLY exercise what only SQLite has (a database file,
+ * its write lock held by another process, open-by-path); they are skipped
+ * on PostgreSQL.  Tests marked PG_ONLY exercise the PostgreSQL backend's
+ * pool, timeouts, reconnects and concurrent migrations; they are skipped on
+ * SQLite.  Every other test runs on both.
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 
+#include <libpq-fe.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -20,12 +41,152 @@
 #include <unistd.h>
 
 #include "meta/meta.h"
+#include "meta/pg_int.h"
+
+/* ---- the backend under test ---------------------------------------------------- */
+
+static bool on_pg(void) {
+    const char *m = getenv("CAIRN_TEST_METADATA");
+    return m && !strcmp(m, "postgres");
+}
+
+/* First statement of a test that only SQLite can run (say why). */
+#define SQLITE_ONLY(why)                                      \
+    do {                                                      \
+        if (on_pg()) cr_skip_test("SQLite only: %s", why);    \
+    } while (0)
+/* First statement of a test of the PostgreSQL backend itself. */
+#define PG_ONLY()                                             \
+    do {                                                      \
+        if (!on_pg()) cr_skip_test("PostgreSQL only");        \
+    } while (0)
+
+static void notice_discard(void *arg, const char *msg) {
+    (void)arg;
+    (void)msg;
+}
+
+/* The test server's URL with its database replaced by db. */
+static void pg_url(const char *db, char *out, size_t cap) {
+    const char *base = getenv("CAIRN_TEST_POSTGRES_URL");
+    const char *auth = base ? strstr(base, "://") : NULL;
+    cr_assert_not_null(auth, "CAIRN_TEST_POSTGRES_URL is not a postgres:// URL");
+    const char *path = strchr(auth + 3, '/');
+    const char *query = strchr(auth + 3, '?');
+    size_t host_end = path ? (size_t)(path - base) : query ? (size_t)(query - base) : strlen(base);
+    int n = snprintf(out, cap, "%.*s/%s%s", (int)host_end, base, db, query ? query : "");
+    cr_assert(n > 0 && (size_t)n < cap);
+}
+
+/* A plain libpq connection to db (the tests' own client). */
+static PGconn *pg_connect(const char *db) {
+    char url[512];
+    pg_url(db, url, sizeof url);
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "connect to %s: %s", db, PQerrorMessage(c));
+    PQsetNoticeProcessor(c, notice_discard, NULL);
+    return c;
+}
+
+/* Runs sql on db; returns the first column of the first row as a number
+ * (0 when there is none). */
+static long long pg_do(const char *db, const char *sql) {
+    PGconn *c = pg_connect(db);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    long long v = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* ---- the PostgreSQL template: made once per run, by the runner ------------------- */
+
+/* Runs sql on the admin database outside any test (no asserts here). */
+static bool runner_sql(const char *url, const char *sql, char *why, size_t whylen) {
+    PGconn *c = PQconnectdb(url);
+    PQsetNoticeProcessor(c, notice_discard, NULL);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    bool ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    if (!ok) snprintf(why, whylen, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    return ok;
+}
+
+static char template_name[64];
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set) {
+    (void)set;
+    if (!on_pg()) return;
+    char why[1024] = "";
+    const char *base = getenv("CAIRN_TEST_POSTGRES_URL");
+    if (!base || strncmp(base, "postgres", 8) != 0) {
+        setenv("CAIRN_TEST_PG_ERROR",
+               "CAIRN_TEST_POSTGRES_URL is not set: start a server with scripts/pg-test.sh start "
+               "(scripts/run-tests.sh does it) and export its URL",
+               1);
+        return;
+    }
+    core_init();
+    snprintf(template_name, sizeof template_name, "cairn_tpl_%d", (int)getpid());
+    char sql[256], url[512];
+    const char *auth = strstr(base, "://"), *path = auth ? strchr(auth + 3, '/') : NULL;
+    snprintf(url, sizeof url, "%.*s/%s", (int)(path ? path - base : (long)strlen(base)), base, template_name);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", template_name);
+    bool ok = runner_sql(base, sql, why, sizeof why);
+    /* ICU's en-US as the default collation where the server has ICU. */
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+             template_name);
+    if (ok && !runner_sql(base, sql, why, sizeof why)) {
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0", template_name);
+        ok = runner_sql(base, sql, why, sizeof why);
+    }
+    meta_store *ms = NULL;
+    if (ok && meta_open_url(url, NULL, NULL, true, &ms, why, sizeof why) != 0) ok = false;
+    meta_close(ms);
+    if (!ok) {
+        setenv("CAIRN_TEST_PG_ERROR", why, 1);
+        return;
+    }
+    setenv("CAIRN_TEST_PG_TEMPLATE", template_name, 1);
+}
+
+/* Drops the template and every clone a test left; a clone left by a run in
+ * which every test passed is a leak in fx_close: that fails the run. */
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    if (!on_pg() || !template_name[0] || !getenv("CAIRN_TEST_POSTGRES_URL")) return;
+    const char *base = getenv("CAIRN_TEST_POSTGRES_URL");
+    char why[1024], sql[256];
+    PGconn *c = PQconnectdb(base);
+    PQsetNoticeProcessor(c, notice_discard, NULL);
+    snprintf(sql, sizeof sql, "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%d\\_%%'", (int)getpid());
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    int leaked = r && PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+    for (int i = 0; i < leaked; i++) {
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", PQgetvalue(r, i, 0));
+        runner_sql(base, sql, why, sizeof why);
+    }
+    PQclear(r);
+    PQfinish(c);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", template_name);
+    runner_sql(base, sql, why, sizeof why);
+    if (leaked && stats->tests_failed == 0 && stats->tests_crashed == 0) {
+        fprintf(stderr, "test_meta: %d test database(s) were left behind: fx_close leaks them\n", leaked);
+        exit(1);
+    }
+}
 
 /* ---- fixture ---------------------------------------------------------------- */
 
 typedef struct {
     char dir[64];
-    char path[128];
+    char path[128];   /* SQLite: the database file */
+    char db[64];      /* PostgreSQL: this test's database */
+    char url[512];    /* PostgreSQL: its URL */
+    int readers;
     meta_store *ms;
 } fx;
 
@@ -34,19 +195,60 @@ static meta_options test_options(int readers) {
     return o;
 }
 
-static void fx_open(fx *f, int readers) {
+/* The pool a test's store gets on PostgreSQL: as many connections as the
+ * SQLite store would have readers, so the tests that prove no callback
+ * holds a connection (one reader) prove it on both. */
+static meta_pg_options test_pg_options(int readers) {
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.max_conns = readers;
+    po.min_conns = 1;
+    po.acquire_timeout_ms = 20000; /* a stuck checkout fails loudly, not in a timeout test's time */
+    return po;
+}
+
+/* Opens (migrate) or opens raw the test's store; returns the result. */
+static int fx_try_open(fx *f, int readers, bool migrate, meta_store **out) {
+    meta_options o = test_options(readers);
+    if (!on_pg()) return migrate ? meta_open(f->path, &o, out) : meta_open_raw(f->path, &o, out);
+    meta_pg_options po = test_pg_options(readers);
+    o.pg = &po;
+    char why[512];
+    return meta_open_url(f->url, NULL, &o, migrate, out, why, sizeof why);
+}
+
+/* A new, empty store location: a directory, or a database (cloned from the
+ * migrated template when migrated, else empty). */
+static void fx_make(fx *f, bool migrated) {
+    memset(f, 0, sizeof *f);
     cr_assert_eq(core_init(), 0);
     strcpy(f->dir, "/tmp/cairn-test-meta-XXXXXX");
     cr_assert_not_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
-    meta_options o = test_options(readers);
-    cr_assert_eq(meta_open(f->path, &o, &f->ms), 0);
+    if (!on_pg()) return;
+    const char *err = getenv("CAIRN_TEST_PG_ERROR");
+    cr_assert_null(err, "PostgreSQL is not available: %s", err);
+    const char *tpl = getenv("CAIRN_TEST_PG_TEMPLATE");
+    cr_assert_not_null(tpl, "no template database (the runner's PRE_ALL hook did not run)");
+    char id[13];
+    rand_hex_id(id, 6);
+    snprintf(f->db, sizeof f->db, "t_%d_%s", (int)getppid(), id);
+    char sql[200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", f->db, migrated ? tpl : "template0");
+    pg_do("postgres", sql);
+    pg_url(f->db, f->url, sizeof f->url);
+}
+
+static void fx_open(fx *f, int readers) {
+    fx_make(f, true);
+    f->readers = readers;
+    cr_assert_eq(fx_try_open(f, readers, true, &f->ms), 0);
 }
 
 static void fx_reopen(fx *f) {
     meta_close(f->ms);
-    meta_options o = test_options(2);
-    cr_assert_eq(meta_open(f->path, &o, &f->ms), 0);
+    f->ms = NULL;
+    cr_assert_eq(fx_try_open(f, 2, true, &f->ms), 0);
 }
 
 static void fx_close(fx *f) {
@@ -59,6 +261,44 @@ static void fx_close(fx *f) {
         unlink(p);
     }
     rmdir(f->dir);
+    if (f->db[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE %s WITH (FORCE)", f->db);
+        pg_do("postgres", sql);
+        f->db[0] = '\0';
+    }
+}
+
+/* Runs SQL on the test's database with the backend's own client: states no
+ * meta call can create.  pg_sql is the same statement in PostgreSQL's
+ * dialect, where it differs (NULL: the same text). */
+static void plant2(const fx *f, const char *sqlite_sql, const char *pg_sql) {
+    if (on_pg()) {
+        pg_do(f->db, pg_sql ? pg_sql : sqlite_sql);
+        return;
+    }
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(f->path, &db), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db, sqlite_sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sqlite_sql, msg ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+static void plant(const fx *f, const char *sql) { plant2(f, sql, NULL); }
+
+/* A number the database answers to sql (the first column of one row). */
+static long long db_number(const fx *f, const char *sqlite_sql, const char *pg_sql) {
+    if (on_pg()) return pg_do(f->db, pg_sql ? pg_sql : sqlite_sql);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, sqlite_sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite_sql);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -187,6 +427,7 @@ Test(url, metadata_urls_name_a_backend_or_say_what_is_wrong) {
 }
 
 Test(url, opening_by_url_reaches_the_named_database) {
+    SQLITE_ONLY("sqlite:// URLs and the data directory's default file");
     fx f;
     fx_open(&f, 1);
     mk_bucket(f.ms, "here", 1);
@@ -204,9 +445,11 @@ Test(url, opening_by_url_reaches_the_named_database) {
     cr_expect_eq(meta_bucket_get(f.ms, "here", &b), 0);
     meta_close(f.ms);
     meta_store *none = (meta_store *)1;
-    cr_expect_eq(meta_open_url("postgres://u@127.0.0.1:1/x", NULL, &o, true, &none, why, sizeof why), CAIRN_EINVAL);
+    /* PostgreSQL is in the build: a server nobody runs is an I/O error that
+     * says where it looked (never the password). */
+    cr_expect_eq(meta_open_url("postgres://u:secret@127.0.0.1:1/x", NULL, &o, true, &none, why, sizeof why), CAIRN_EIO);
     cr_expect_null(none);
-    cr_expect_str_eq(why, "PostgreSQL metadata is not in this build yet; use sqlite:// or leave metadata_url empty");
+    cr_expect(strstr(why, "127.0.0.1") && strstr(why, "port 1") && !strstr(why, "secret"), "%s", why);
     snprintf(url, sizeof url, "sqlite://%s/no/such/dir/m.db", f.dir);
     cr_expect_eq(meta_open_url(url, NULL, &o, true, &none, why, sizeof why), CAIRN_EIO);
     cr_expect(strstr(why, "/no/such/dir/m.db: ") != NULL, "%s", why);
@@ -233,6 +476,7 @@ Test(meta, open_migrates_to_latest_and_pings) {
 }
 
 Test(meta, open_rejects_bad_arguments) {
+    SQLITE_ONLY("meta_open takes a file path");
     meta_store *ms = NULL;
     cr_assert_eq(meta_open(NULL, NULL, &ms), CAIRN_EINVAL);
     cr_assert_eq(meta_open("", NULL, &ms), CAIRN_EINVAL);
@@ -242,11 +486,8 @@ Test(meta, open_rejects_bad_arguments) {
 
 Test(meta, open_raw_leaves_empty_schema) {
     fx f;
-    strcpy(f.dir, "/tmp/cairn-test-meta-XXXXXX");
-    cr_assert_not_null(mkdtemp(f.dir));
-    snprintf(f.path, sizeof f.path, "%s/meta.db", f.dir);
-    meta_options o = test_options(1);
-    cr_assert_eq(meta_open_raw(f.path, &o, &f.ms), 0);
+    fx_make(&f, false);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, 0);
@@ -257,37 +498,21 @@ Test(meta, open_raw_leaves_empty_schema) {
     fx_close(&f);
 }
 
-static int count_tables(const char *path) {
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    cr_assert_eq(sqlite3_prepare_v2(db,
-                                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
-                                    " name IN ('users','access_keys','buckets','objects',"
-                                    "'object_data')",
-                                    -1, &st, NULL),
-                 SQLITE_OK);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+/* How many of the first migration's five tables exist. */
+static int count_tables(const fx *f) {
+    return (int)db_number(f,
+                          "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+                          " name IN ('users','access_keys','buckets','objects','object_data')",
+                          "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+                          " AND table_name IN ('users','access_keys','buckets','objects','object_data')");
 }
 
-/* Rows in a table, read with plain SQLite: inline bytes of replaced or
- * deleted versions must not linger in object_data. */
-static int count_rows(const char *path, const char *table) {
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+/* Rows in a table: inline bytes of replaced or deleted versions must not
+ * linger in object_data. */
+static int count_rows(const fx *f, const char *table) {
     char sql[96];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
-    sqlite3_stmt *st = NULL;
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return (int)db_number(f, sql, NULL);
 }
 
 Test(meta, migrate_down_to_zero_and_up_again) {
@@ -296,20 +521,20 @@ Test(meta, migrate_down_to_zero_and_up_again) {
     mk_bucket(f.ms, "before", 1);
     meta_bucket b;
     cr_assert_eq(meta_bucket_get(f.ms, "before", &b), 0); /* caches the reader statement */
-    cr_assert_eq(count_tables(f.path), 5);
+    cr_assert_eq(count_tables(&f), 5);
 
     cr_assert_eq(meta_migrate(f.ms, 0), 0);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, 0);
-    cr_assert_eq(count_tables(f.path), 0, "down to 0 drops every table");
+    cr_assert_eq(count_tables(&f), 0, "down to 0 drops every table");
     cr_assert_eq(meta_bucket_get(f.ms, "before", &b), CAIRN_EDB);
     cr_assert_eq(meta_migrate(f.ms, 0), 0, "already there is a no-op");
 
     cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), 0);
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, meta_schema_latest());
-    cr_assert_eq(count_tables(f.path), 5);
+    cr_assert_eq(count_tables(&f), 5);
     cr_assert_eq(meta_bucket_get(f.ms, "before", &b), CAIRN_ENOTFOUND, "data went with the tables");
     mk_bucket(f.ms, "after", 1);
     cr_assert_eq(meta_bucket_get(f.ms, "after", &b), 0);
@@ -319,26 +544,26 @@ Test(meta, migrate_down_to_zero_and_up_again) {
     fx_close(&f);
 }
 
+/* Records a schema version newer than this binary knows. */
+static void plant_future_version(const fx *f) {
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
+             meta_schema_latest() + 1);
+    plant(f, sql);
+}
+
 Test(meta, open_refuses_newer_schema) {
     fx f;
     fx_open(&f, 1);
     mk_bucket(f.ms, "keep", 1);
     meta_close(f.ms);
     f.ms = NULL;
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open(f.path, &db), SQLITE_OK);
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
-             meta_schema_latest() + 1);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-
-    meta_options o = test_options(1);
+    plant_future_version(&f);
     meta_store *ms = NULL;
-    cr_assert_eq(meta_open(f.path, &o, &ms), CAIRN_EDB);
+    cr_assert_eq(fx_try_open(&f, 1, true, &ms), CAIRN_EDB);
     cr_assert_null(ms);
-    cr_assert_eq(count_tables(f.path), 5, "nothing was migrated down");
+    cr_assert_eq(count_tables(&f), 5, "nothing was migrated down");
     fx_close(&f);
 }
 
@@ -350,22 +575,14 @@ Test(meta, migrate_down_refuses_an_unknown_newer_schema) {
     mk_bucket(f.ms, "keep", 1);
     meta_close(f.ms);
     f.ms = NULL;
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'future', 0)",
-             meta_schema_latest() + 1);
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open(f.path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    meta_options o = test_options(1);
-    cr_assert_eq(meta_open_raw(f.path, &o, &f.ms), 0);
+    plant_future_version(&f);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
     cr_expect_eq(meta_migrate(f.ms, 0), CAIRN_EDB);
     cr_expect_eq(meta_migrate(f.ms, meta_schema_latest()), CAIRN_EDB);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_expect_eq(v, meta_schema_latest() + 1);
-    cr_expect_eq(count_tables(f.path), 5, "nothing was dropped");
+    cr_expect_eq(count_tables(&f), 5, "nothing was dropped");
     fx_close(&f);
 }
 
@@ -909,7 +1126,7 @@ Test(meta, overwrite_returns_replaced_version) {
     cr_assert_eq(rep.storage, META_STORE_INLINE);
     cr_assert_eq(rep.size, 3);
     cr_assert_null(rep.data, "replaced comes without inline data");
-    cr_assert_eq(count_rows(f.path, "object_data"), 0, "replaced inline bytes are gone");
+    cr_assert_eq(count_rows(&f, "object_data"), 0, "replaced inline bytes are gone");
     cr_assert_str_eq(rep.headers_json, "{\"content-type\":\"text/plain\"}");
     meta_object_clear(&rep);
 
@@ -983,7 +1200,7 @@ Test(meta, inline_data_round_trip) {
     cr_assert_str_eq(del.version_id, o.version_id);
     meta_object_clear(&del);
     cr_assert_eq(meta_object_get(f.ms, "b", 0, "bin", 3, true, &got), CAIRN_ENOTFOUND);
-    cr_assert_eq(count_rows(f.path, "object_data"), 1, "only the empty object's row is left");
+    cr_assert_eq(count_rows(&f, "object_data"), 1, "only the empty object's row is left");
     fx_close(&f);
 }
 
@@ -1767,13 +1984,7 @@ static int names_add(names *l, const char *s, size_t len) {
     return l->stop_after && l->n >= l->stop_after;
 }
 
-static void fx_mkdir(fx *f) {
-    cr_assert_eq(core_init(), 0);
-    strcpy(f->dir, "/tmp/cairn-test-meta-XXXXXX");
-    cr_assert_not_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
-    f->ms = NULL;
-}
+static void fx_mkdir(fx *f) { fx_make(f, false); }
 
 static int64_t mk_user(meta_store *ms, const char *name) {
     meta_user u = {0};
@@ -1817,6 +2028,7 @@ static meta_object complete_one(meta_store *ms, const char *bucket, int64_t buck
 /* ---- open, close, ping and schema: arguments and a busy database --------------------------- */
 
 Test(meta, open_and_schema_calls_reject_bad_arguments) {
+    SQLITE_ONLY("open-by-path arguments and the file it must not create");
     fx f;
     fx_mkdir(&f);
     meta_options o = test_options(1);
@@ -1847,6 +2059,7 @@ Test(meta, open_and_schema_calls_reject_bad_arguments) {
 }
 
 Test(meta, open_refuses_a_file_that_is_not_a_database) {
+    SQLITE_ONLY("a file that is not a database");
     fx f;
     fx_mkdir(&f);
     char junk[4096];
@@ -1871,6 +2084,7 @@ Test(meta, open_refuses_a_file_that_is_not_a_database) {
 }
 
 Test(meta, writes_report_busy_while_another_process_holds_the_write_lock, .timeout = 60) {
+    SQLITE_ONLY("SQLite's single write lock, held by another process");
     fx f;
     fx_open(&f, 1);
     meta_close(f.ms);
@@ -3972,15 +4186,6 @@ static const meta_problem *find_problem(const problem_rows *r, meta_problem_kind
     return NULL;
 }
 
-/* Runs SQL on the file with plain SQLite: states no meta call can create. */
-static void plant(const char *path, const char *sql) {
-    sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *msg = NULL;
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
-    sqlite3_free(msg);
-    sqlite3_close(db);
-}
 
 typedef struct {
     char version[8][33];
@@ -4045,10 +4250,10 @@ static void mk_broken(broken *s) {
         s->orphan_parts[i] = mk_part(i + 1, 1, L);
         put_part(ms, "orphan-up", &s->orphan_parts[i]);
     }
-    plant(s->f.path, "UPDATE uploads SET bucket_id = 999999 WHERE upload_id = 'orphan-up'");
-    plant(s->f.path, "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, layout)"
+    plant(&s->f, "UPDATE uploads SET bucket_id = 999999 WHERE upload_id = 'orphan-up'");
+    plant(&s->f, "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, layout)"
                      " VALUES ('ghost', 'gk', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1', 1, 'e', 1, 1, 1, '')");
-    plant(s->f.path, "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+    plant(&s->f, "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
                      " VALUES ('lost', 1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2', 1, 'e', '1+0:4096:0123456789abcdef', 1)");
     mk_upload(ms, "b", id, "re", "re");
     s->replaced_part = mk_part(1, 4, L);
@@ -4058,28 +4263,29 @@ static void mk_broken(broken *s) {
      * hand-edited (or broken) database drops the row and keeps the parts. */
     char del[160];
     snprintf(del, sizeof del, "DELETE FROM objects WHERE version_id = '%s'", s->replaced_mp.version_id);
-    plant(s->f.path, del);
+    plant(&s->f, del);
     mk_upload(ms, "b", id, "mm", "mm");
     meta_part mmp = mk_part(1, 4, L);
     put_part(ms, "mm", &mmp);
     s->mismatch = complete_one(ms, "b", id, "mm", "mm", &mmp, 1000);
     char sql[256];
     snprintf(sql, sizeof sql, "UPDATE objects SET size = size + 1 WHERE version_id = '%s'", s->mismatch.version_id);
-    plant(s->f.path, sql);
+    plant(&s->f, sql);
     s->inl = mk_obj("b", "inl", 3, 2);
     s->inl.storage = META_STORE_INLINE;
     s->inl.data = (uint8_t *)"xy";
     s->inl.data_len = 2;
     cr_assert_eq(meta_object_put(ms, &s->inl, NULL, NULL), 0);
     snprintf(sql, sizeof sql, "DELETE FROM object_data WHERE version_id = '%s'", s->inl.version_id);
-    plant(s->f.path, sql);
-    plant(s->f.path, "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', x'01')");
+    plant(&s->f, sql);
+    plant2(&s->f, "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', x'01')",
+           "INSERT INTO object_data(version_id, data) VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3', '\\x01')");
     s->dup = mk_obj("b", "dup", 3, 1);
     cr_assert_eq(meta_object_put(ms, &s->dup, NULL, NULL), 0);
     snprintf(sql, sizeof sql,
              "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
              " VALUES ('live', 9, '%s', 1, 'e', 'x', 1)", s->dup.version_id);
-    plant(s->f.path, sql);
+    plant(&s->f, sql);
 }
 
 Test(check, finds_one_problem_of_every_kind_and_nothing_healthy) {
@@ -4328,9 +4534,18 @@ Test(uploads, replacing_or_deleting_a_multipart_version_trashes_its_parts_atomic
  * else (an operator's sqlite3, a newer build): the read fails CAIRN_EDB rather
  * than hand back a cut id, key or layout that would then name other data.
  * Each case plants one such value in a store holding one row of every sort and
- * reads it back through the public call; LONG_TEXT is 600 characters.
+ * reads it back through the public call; LONG_* is 600 characters.
  */
-#define LONG_TEXT "hex(zeroblob(300))"
+#define LONG_SQ "hex(zeroblob(300))"
+#define LONG_PG_T "repeat('0', 600)"
+#define LONG_PG_B "convert_to(repeat('0', 600), 'UTF8')"
+/* head, 600 characters, tail; twice that (1200) with LONG2.  _T for a
+ * text column, _B for one that is bytea on PostgreSQL (keys, headers,
+ * error texts). */
+#define LONG_T(head, tail) head LONG_SQ tail, head LONG_PG_T tail
+#define LONG_B(head, tail) head LONG_SQ tail, head LONG_PG_B tail
+#define LONG2_T(head, tail) head LONG_SQ " || " LONG_SQ tail, head LONG_PG_T " || " LONG_PG_T tail
+#define LONG2_B(head, tail) head LONG_SQ " || " LONG_SQ tail, head LONG_PG_B " || " LONG_PG_B tail
 
 typedef struct {
     fx f;
@@ -4374,21 +4589,21 @@ static void foreign_open(foreign_fx *x) {
     put_part(ms, x->done_upload_id, &q);
     complete_one(ms, "fb", x->bucket_id, "mp-done", x->done_upload_id, &q, 2000);
     x->job_id = enqueue_job(ms, "foreign.kind", 0, 0, NULL);
-    plant(x->f.path, "INSERT INTO trash(version_id, layout, added_ms) VALUES ('aaaabbbbccccdddd', 'd:0', 1)");
+    plant(&x->f, "INSERT INTO trash(version_id, layout, added_ms) VALUES ('aaaabbbbccccdddd', 'd:0', 1)");
 }
 
-/* Plants sql (which must change exactly the rows meant) and returns the fixture. */
-static void foreign_plant(foreign_fx *x, const char *sql) {
-    plant(x->f.path, sql);
+/* Plants sql (which must change exactly the rows meant), in each dialect. */
+static void foreign_plant(foreign_fx *x, const char *sqlite_sql, const char *pg_sql) {
+    plant2(&x->f, sqlite_sql, pg_sql);
 }
 
 Test(foreign, a_user_name_too_long_for_its_field_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_user u;
-    foreign_plant(&x, "UPDATE users SET display_name = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE users SET display_name = ", ""));
     cr_assert_eq(meta_user_get(x.f.ms, x.root.id, &u), CAIRN_EDB, "display name");
-    foreign_plant(&x, "UPDATE users SET name = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE users SET name = ", ""));
     cr_assert_eq(meta_user_get(x.f.ms, x.root.id, &u), CAIRN_EDB, "name");
     cr_assert_eq(meta_user_list(x.f.ms, stop_user, NULL), CAIRN_EDB);
     fx_close(&x.f);
@@ -4398,9 +4613,9 @@ Test(foreign, an_access_key_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_key k;
-    foreign_plant(&x, "UPDATE access_keys SET sealed_secret = " LONG_TEXT " || " LONG_TEXT);
+    foreign_plant(&x, LONG2_T("UPDATE access_keys SET sealed_secret = ", ""));
     cr_assert_eq(meta_key_get(x.f.ms, "AKIAFOREIGN", &k), CAIRN_EDB, "sealed secret");
-    foreign_plant(&x, "UPDATE access_keys SET access_key = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE access_keys SET access_key = ", ""));
     cr_assert_eq(meta_key_list(x.f.ms, -1, stop_key, NULL), CAIRN_EDB, "access key");
     fx_close(&x.f);
 }
@@ -4409,9 +4624,9 @@ Test(foreign, a_bucket_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_bucket b;
-    foreign_plant(&x, "UPDATE buckets SET region = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE buckets SET region = ", ""));
     cr_assert_eq(meta_bucket_get(x.f.ms, "fb", &b), CAIRN_EDB, "region");
-    foreign_plant(&x, "UPDATE buckets SET name = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE buckets SET name = ", ""));
     cr_assert_eq(meta_bucket_list(x.f.ms, -1, stop_bucket, NULL), CAIRN_EDB, "name");
     fx_close(&x.f);
 }
@@ -4420,11 +4635,11 @@ Test(foreign, an_object_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_object o;
-    foreign_plant(&x, "UPDATE objects SET layout = " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG_T("UPDATE objects SET layout = ", " WHERE key = 'plain'"));
     cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "layout");
-    foreign_plant(&x, "UPDATE objects SET etag = " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG_T("UPDATE objects SET etag = ", " WHERE key = 'plain'"));
     cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "etag");
-    foreign_plant(&x, "UPDATE objects SET version_id = " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG_T("UPDATE objects SET version_id = ", " WHERE key = 'plain'"));
     cr_assert_eq(meta_object_get(x.f.ms, "fb", x.bucket_id, "plain", 5, false, &o), CAIRN_EDB, "version id");
     meta_place_cursor cur;
     memset(&cur, 0, sizeof cur);
@@ -4435,7 +4650,7 @@ Test(foreign, an_object_row_too_long_is_refused) {
 Test(foreign, a_placement_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
-    foreign_plant(&x, "UPDATE objects SET key = " LONG_TEXT " || " LONG_TEXT " WHERE key = 'plain'");
+    foreign_plant(&x, LONG2_B("UPDATE objects SET key = ", " WHERE key = 'plain'"));
     meta_place_cursor cur;
     memset(&cur, 0, sizeof cur);
     cr_assert_eq(meta_placement_scan(x.f.ms, &cur, 10, stop_place, NULL), CAIRN_EDB, "a key over 1024 bytes");
@@ -4446,9 +4661,9 @@ Test(foreign, a_node_row_too_long_is_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_node n;
-    foreign_plant(&x, "UPDATE nodes SET last_error = " LONG_TEXT);
+    foreign_plant(&x, LONG_B("UPDATE nodes SET last_error = ", ""));
     cr_assert_eq(meta_node_get(x.f.ms, "n000000000000001", &n), CAIRN_EDB, "last error");
-    foreign_plant(&x, "UPDATE nodes SET id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE nodes SET id = ", ""));
     cr_assert_eq(meta_node_list(x.f.ms, stop_node, NULL), CAIRN_EDB, "id");
     fx_close(&x.f);
 }
@@ -4457,16 +4672,16 @@ Test(foreign, upload_part_and_completed_rows_too_long_are_refused) {
     foreign_fx x;
     foreign_open(&x);
     meta_completed_upload c;
-    foreign_plant(&x, "UPDATE completed_uploads SET key = " LONG_TEXT " || " LONG_TEXT);
+    foreign_plant(&x, LONG2_B("UPDATE completed_uploads SET key = ", ""));
     cr_assert_eq(meta_upload_completed_get(x.f.ms, x.done_upload_id, &c), CAIRN_EDB, "completed key");
-    foreign_plant(&x, "UPDATE upload_parts SET etag = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE upload_parts SET etag = ", ""));
     cr_assert_eq(meta_part_list(x.f.ms, x.upload_id, 0, 10, stop_part, NULL, NULL), CAIRN_EDB, "part etag");
-    foreign_plant(&x, "UPDATE upload_parts SET version_id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE upload_parts SET version_id = ", ""));
     cr_assert_eq(meta_part_list(x.f.ms, x.upload_id, 0, 10, stop_part, NULL, NULL), CAIRN_EDB, "part version");
-    foreign_plant(&x, "UPDATE uploads SET key = " LONG_TEXT " || " LONG_TEXT);
+    foreign_plant(&x, LONG2_B("UPDATE uploads SET key = ", ""));
     meta_upload u;
     cr_assert_eq(meta_upload_get(x.f.ms, x.upload_id, &u), CAIRN_EDB, "upload key");
-    foreign_plant(&x, "UPDATE uploads SET upload_id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE uploads SET upload_id = ", ""));
     cr_assert_eq(meta_upload_list(x.f.ms, x.bucket_id, NULL, 0, NULL, 0, NULL, 10, stop_upload, NULL, NULL),
                  CAIRN_EDB, "upload id");
     fx_close(&x.f);
@@ -4475,14 +4690,14 @@ Test(foreign, upload_part_and_completed_rows_too_long_are_refused) {
 Test(foreign, trash_and_job_rows_too_long_are_refused) {
     foreign_fx x;
     foreign_open(&x);
-    foreign_plant(&x, "UPDATE trash SET layout = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE trash SET layout = ", ""));
     cr_assert_eq(meta_trash_list(x.f.ms, 10, stop_trash, NULL), CAIRN_EDB, "trash layout");
-    foreign_plant(&x, "UPDATE trash SET version_id = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE trash SET version_id = ", ""));
     cr_assert_eq(meta_trash_list(x.f.ms, 10, stop_trash, NULL), CAIRN_EDB, "trash version");
     meta_job j;
-    foreign_plant(&x, "UPDATE jobs SET last_error = " LONG_TEXT);
+    foreign_plant(&x, LONG_B("UPDATE jobs SET last_error = ", ""));
     cr_assert_eq(meta_job_get(x.f.ms, x.job_id, &j), CAIRN_EDB, "job last error");
-    foreign_plant(&x, "UPDATE jobs SET kind = " LONG_TEXT);
+    foreign_plant(&x, LONG_T("UPDATE jobs SET kind = ", ""));
     cr_assert_eq(meta_job_list(x.f.ms, "", "", 10, stop_job, NULL), CAIRN_EDB, "job kind");
     fx_close(&x.f);
 }
@@ -4491,9 +4706,781 @@ Test(foreign, a_problem_row_too_long_is_refused_by_check) {
     foreign_fx x;
     foreign_open(&x);
     /* An upload whose bucket is gone, under an id no cairn would make. */
-    foreign_plant(&x, "UPDATE uploads SET bucket_id = 424242, upload_id = " LONG_TEXT
-                      " WHERE upload_id = 'up-foreign-1'");
+    foreign_plant(&x, LONG_T("UPDATE uploads SET bucket_id = 424242, upload_id = ", " WHERE upload_id = 'up-foreign-1'"));
     int64_t total = -1;
     cr_assert_eq(meta_check(x.f.ms, 10, stop_problem, NULL, &total), CAIRN_EDB);
     fx_close(&x.f);
+}
+
+/* ---- concurrency: what S3 needs from every backend ----------------------------------------- */
+
+/* 32 writers over 8 connections put versions of one key at once.  The last
+ * commit wins, and every other version is reported as replaced to exactly
+ * one writer, which would delete its bytes: nothing lost, nothing orphaned. */
+#define ONE_KEY_WRITERS 32
+#define ONE_KEY_PUTS 10
+
+typedef struct {
+    meta_store *ms;
+    char put[ONE_KEY_PUTS][33];
+    char replaced[ONE_KEY_PUTS][33];
+    int nreplaced, failures;
+} key_writer;
+
+static void *key_writer_main(void *arg) {
+    key_writer *w = arg;
+    for (int i = 0; i < ONE_KEY_PUTS; i++) {
+        meta_object o = mk_obj("c", "hot", 3, i);
+        if (i % 3 == 0) { /* inline versions too: their bytes live in the database */
+            o.storage = META_STORE_INLINE;
+            o.size = 1;
+            o.data = (uint8_t *)"x";
+            o.data_len = 1;
+        }
+        meta_object old;
+        bool had = false;
+        if (meta_object_put(w->ms, &o, &old, &had) != 0) {
+            w->failures++;
+            continue;
+        }
+        strcpy(w->put[i], o.version_id);
+        if (had) strcpy(w->replaced[w->nreplaced++], old.version_id);
+        meta_object_clear(&old);
+    }
+    return NULL;
+}
+
+static int cmp_version(const void *a, const void *b) { return strcmp(a, b); }
+
+Test(concurrency, writers_to_one_key_last_commit_wins_and_every_replaced_version_is_reported_once, .timeout = 120) {
+    fx f;
+    fx_open(&f, 8);
+    mk_bucket(f.ms, "c", 1);
+    pthread_t th[ONE_KEY_WRITERS];
+    static key_writer w[ONE_KEY_WRITERS];
+    for (int i = 0; i < ONE_KEY_WRITERS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].ms = f.ms;
+        cr_assert_eq(pthread_create(&th[i], NULL, key_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < ONE_KEY_WRITERS; i++) pthread_join(th[i], NULL);
+    static char put[ONE_KEY_WRITERS * ONE_KEY_PUTS][33], gone[ONE_KEY_WRITERS * ONE_KEY_PUTS + 1][33];
+    int nput = 0, ngone = 0;
+    for (int i = 0; i < ONE_KEY_WRITERS; i++) {
+        cr_assert_eq(w[i].failures, 0, "writer %d", i);
+        for (int j = 0; j < ONE_KEY_PUTS; j++) strcpy(put[nput++], w[i].put[j]);
+        for (int j = 0; j < w[i].nreplaced; j++) strcpy(gone[ngone++], w[i].replaced[j]);
+    }
+    meta_object cur;
+    cr_assert_eq(meta_object_get(f.ms, "c", 0, "hot", 3, true, &cur), 0);
+    strcpy(gone[ngone++], cur.version_id);
+    meta_object_clear(&cur);
+    /* Replaced versions plus the current one are exactly the versions put. */
+    cr_assert_eq(ngone, nput, "%d reported for %d put", ngone, nput);
+    qsort(put, (size_t)nput, sizeof put[0], cmp_version);
+    qsort(gone, (size_t)ngone, sizeof gone[0], cmp_version);
+    for (int i = 0; i < nput; i++) cr_assert_str_eq(gone[i], put[i], "version %d", i);
+    cr_assert_eq(count_rows(&f, "object_data"), cur.storage == META_STORE_INLINE ? 1 : 0, "no inline bytes linger");
+    int64_t total = -1;
+    cr_assert_eq(meta_check(f.ms, 10, keep_problem, &(problem_rows){0}, &total), 0);
+    cr_assert_eq(total, 0);
+    fx_close(&f);
+}
+
+/* Part uploads of one part number race the same way. */
+typedef struct {
+    meta_store *ms;
+    char put[ONE_KEY_PUTS][33];
+    char replaced[ONE_KEY_PUTS][33];
+    int nreplaced, failures;
+} part_writer;
+
+static void *part_writer_main(void *arg) {
+    part_writer *w = arg;
+    for (int i = 0; i < ONE_KEY_PUTS; i++) {
+        meta_part p = mk_part(7, 5, "1+0:4096:0123456789abcdef"), old;
+        bool had = false;
+        if (meta_part_put(w->ms, "up", &p, &old, &had) != 0) {
+            w->failures++;
+            continue;
+        }
+        strcpy(w->put[i], p.version_id);
+        if (had) strcpy(w->replaced[w->nreplaced++], old.version_id);
+    }
+    return NULL;
+}
+
+static int keep_part_version(void *ud, const meta_part *p) {
+    strcpy(ud, p->version_id);
+    return 0;
+}
+
+Test(concurrency, part_uploads_of_one_number_report_every_replaced_part_once, .timeout = 120) {
+    fx f;
+    fx_open(&f, 4);
+    mk_bucket(f.ms, "c", 1);
+    mk_upload(f.ms, "c", bucket_id_of(f.ms, "c"), "k", "up");
+    enum { N = 16 };
+    pthread_t th[N];
+    static part_writer w[N];
+    for (int i = 0; i < N; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].ms = f.ms;
+        cr_assert_eq(pthread_create(&th[i], NULL, part_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    static char put[N * ONE_KEY_PUTS][33], gone[N * ONE_KEY_PUTS][33];
+    int nput = 0, ngone = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(w[i].failures, 0, "writer %d", i);
+        for (int j = 0; j < ONE_KEY_PUTS; j++) strcpy(put[nput++], w[i].put[j]);
+        for (int j = 0; j < w[i].nreplaced; j++) strcpy(gone[ngone++], w[i].replaced[j]);
+    }
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 10, keep_part_version, gone[ngone++], NULL), 0);
+    cr_assert_eq(ngone, nput);
+    qsort(put, (size_t)nput, sizeof put[0], cmp_version);
+    qsort(gone, (size_t)ngone, sizeof gone[0], cmp_version);
+    for (int i = 0; i < nput; i++) cr_assert_str_eq(gone[i], put[i], "part version %d", i);
+    fx_close(&f);
+}
+
+/* Workers claiming from one queue at once: every job is claimed exactly once. */
+#define CLAIM_JOBS 200
+#define CLAIMERS 8
+
+typedef struct {
+    meta_store *ms;
+    int id;
+    int64_t got[CLAIM_JOBS];
+    int n, failures;
+} claimer;
+
+static void *claimer_main(void *arg) {
+    claimer *c = arg;
+    char owner[16];
+    snprintf(owner, sizeof owner, "w%d", c->id);
+    for (;;) {
+        meta_job j;
+        int rc = meta_job_claim(c->ms, owner, 5000, 600000, &j);
+        if (rc == CAIRN_ENOTFOUND) break;
+        if (rc != 0) {
+            c->failures++;
+            break;
+        }
+        c->got[c->n++] = j.id;
+        if (meta_job_finish(c->ms, j.id, owner, "completed", 0, "") != 0) c->failures++;
+        meta_job_clear(&j);
+    }
+    return NULL;
+}
+
+Test(concurrency, claimers_take_every_job_exactly_once, .timeout = 120) {
+    fx f;
+    fx_open(&f, 4);
+    for (int i = 0; i < CLAIM_JOBS; i++) enqueue_job(f.ms, "k", i % 3, 1000 + i, NULL);
+    pthread_t th[CLAIMERS];
+    static claimer c[CLAIMERS];
+    for (int i = 0; i < CLAIMERS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        c[i].ms = f.ms;
+        c[i].id = i;
+        cr_assert_eq(pthread_create(&th[i], NULL, claimer_main, &c[i]), 0);
+    }
+    for (int i = 0; i < CLAIMERS; i++) pthread_join(th[i], NULL);
+    static int seen[CLAIM_JOBS + 1];
+    memset(seen, 0, sizeof seen);
+    int total = 0;
+    for (int i = 0; i < CLAIMERS; i++) {
+        cr_assert_eq(c[i].failures, 0, "claimer %d", i);
+        for (int k = 0; k < c[i].n; k++) {
+            cr_assert(c[i].got[k] >= 1 && c[i].got[k] <= CLAIM_JOBS);
+            seen[c[i].got[k]]++;
+            total++;
+        }
+    }
+    cr_assert_eq(total, CLAIM_JOBS);
+    for (int i = 1; i <= CLAIM_JOBS; i++) cr_assert_eq(seen[i], 1, "job %d claimed %d times", i, seen[i]);
+    fx_close(&f);
+}
+
+/* Puts into a bucket while it is deleted: either the delete finds it not
+ * empty, or the puts find no bucket — never an object without its bucket. */
+typedef struct {
+    meta_store *ms;
+    int id, ok, refused, failures;
+} bucket_putter;
+
+static void *bucket_putter_main(void *arg) {
+    bucket_putter *p = arg;
+    for (int i = 0; i < 30; i++) {
+        char key[32];
+        int len = snprintf(key, sizeof key, "p%d/%d", p->id, i);
+        meta_object o = mk_obj("doomed", key, (size_t)len, 1);
+        int rc = meta_object_put(p->ms, &o, NULL, NULL);
+        if (rc == 0) p->ok++;
+        else if (rc == CAIRN_ENOTFOUND) p->refused++;
+        else p->failures++;
+    }
+    return NULL;
+}
+
+Test(concurrency, a_bucket_deleted_under_puts_never_leaves_objects_without_it, .timeout = 120) {
+    fx f;
+    fx_open(&f, 6);
+    for (int round = 0; round < 5; round++) {
+        mk_bucket(f.ms, "doomed", 1);
+        enum { N = 4 };
+        pthread_t th[N];
+        bucket_putter p[N];
+        for (int i = 0; i < N; i++) {
+            p[i] = (bucket_putter){.ms = f.ms, .id = i};
+            cr_assert_eq(pthread_create(&th[i], NULL, bucket_putter_main, &p[i]), 0);
+        }
+        /* Delete as soon as it is empty of what has been put so far. */
+        int rc = CAIRN_ENOTEMPTY;
+        for (int tries = 0; tries < 1000 && rc == CAIRN_ENOTEMPTY; tries++) {
+            rc = meta_bucket_delete(f.ms, "doomed", 0);
+            if (rc == CAIRN_ENOTEMPTY) {
+                collect c = {0};
+                cr_assert_eq(list_all(f.ms, "doomed", NULL, 0, NULL, 0, false, 1000, &c, NULL), 0);
+                for (int i = 0; i < c.n; i++) meta_object_delete(f.ms, "doomed", 0, c.keys[i], c.lens[i], NULL);
+                collect_free(&c);
+            }
+        }
+        for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < N; i++) cr_assert_eq(p[i].failures, 0);
+        /* Whatever happened, no row names a bucket that is not there. */
+        int64_t total = -1;
+        problem_rows pr = {0};
+        cr_assert_eq(meta_check(f.ms, 16, keep_problem, &pr, &total), 0);
+        cr_assert_eq(total, 0, "round %d: %s", round, pr.n ? meta_problem_name(pr.p[0].kind) : "");
+        if (rc == 0) {
+            int64_t n = -1;
+            cr_assert_eq(meta_object_count(f.ms, "doomed", &n), 0);
+            cr_assert_eq(n, 0);
+        } else {
+            cr_assert_eq(rc, CAIRN_ENOTEMPTY);
+            collect c = {0};
+            cr_assert_eq(list_all(f.ms, "doomed", NULL, 0, NULL, 0, false, 1000, &c, NULL), 0);
+            for (int i = 0; i < c.n; i++) meta_object_delete(f.ms, "doomed", 0, c.keys[i], c.lens[i], NULL);
+            collect_free(&c);
+            cr_assert_eq(meta_bucket_delete(f.ms, "doomed", 0), 0);
+        }
+    }
+    fx_close(&f);
+}
+
+/* ---- migrations: several processes at once, and a step that fails ------------------------- */
+
+typedef struct {
+    fx *f;
+    int rc;
+} migrator;
+
+static void *migrator_main(void *arg) {
+    migrator *m = arg;
+    meta_store *ms = NULL;
+    m->rc = fx_try_open(m->f, 1, true, &ms);
+    meta_close(ms);
+    return NULL;
+}
+
+Test(migrations, stores_opening_one_empty_database_at_once_run_each_step_once, .timeout = 120) {
+    fx f;
+    fx_make(&f, false);
+    enum { N = 6 };
+    pthread_t th[N];
+    migrator m[N];
+    for (int i = 0; i < N; i++) {
+        m[i] = (migrator){.f = &f, .rc = -100};
+        cr_assert_eq(pthread_create(&th[i], NULL, migrator_main, &m[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) cr_assert_eq(m[i].rc, 0, "opener %d: %s", i, cairn_strerror(m[i].rc));
+    cr_assert_eq(db_number(&f, "SELECT count(*) FROM schema_migrations", NULL), meta_schema_latest());
+    cr_assert_eq(db_number(&f, "SELECT count(DISTINCT version) FROM schema_migrations", NULL), meta_schema_latest());
+    cr_assert_eq(count_tables(&f), 5);
+    fx_close(&f);
+}
+
+Test(migrations, a_failing_step_rolls_back_whole_and_keeps_the_version_before) {
+    fx f;
+    fx_make(&f, false);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
+    cr_assert_eq(meta_migrate(f.ms, 3), 0);
+    /* Step 4 creates uploads, upload_parts, then object_parts: make its last
+     * statement fail. */
+    plant(&f, "CREATE TABLE object_parts(x INTEGER)");
+    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), CAIRN_EDB);
+    int v = -1;
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_assert_eq(v, 3, "step 4 is not recorded");
+    cr_assert_eq(db_number(&f, "SELECT count(*) FROM sqlite_master WHERE name = 'uploads'",
+                           "SELECT count(*) FROM information_schema.tables WHERE table_name = 'uploads'"),
+                 0, "the tables step 4 made before failing are gone with it");
+    plant(&f, "DROP TABLE object_parts");
+    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), 0);
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_assert_eq(v, meta_schema_latest());
+    fx_close(&f);
+}
+
+/* Keys are bytes: ones that are not UTF-8 round-trip and list in byte order. */
+Test(meta, keys_that_are_not_utf8_round_trip_in_byte_order) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    const char *keys[] = {"a\xff", "a\x80z", "a", "a\xc3\x28", "\xfe\xff", "B", "_b"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) put_key(f.ms, "b", keys[i], strlen(keys[i]));
+    collect c = {0};
+    cr_assert_eq(list_all(f.ms, "b", NULL, 0, NULL, 0, false, 100, &c, NULL), 0);
+    const char *want[] = {"B", "_b", "a", "a\x80z", "a\xc3\x28", "a\xff", "\xfe\xff"};
+    cr_assert_eq(c.n, 7);
+    for (int i = 0; i < 7; i++) cr_assert(key_is(&c, i, want[i], strlen(want[i])), "position %d", i);
+    collect_free(&c);
+    cr_assert_eq(list_all(f.ms, "b", "a\xff", 2, NULL, 0, false, 100, &c, NULL), 0);
+    cr_assert_eq(c.n, 1, "a prefix ending in 0xFF has no successor: the scan runs to the end");
+    collect_free(&c);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "a\x80z", 3, false, &got), 0);
+    cr_assert_eq(memcmp(got.key, "a\x80z", 3), 0);
+    meta_object_clear(&got);
+    fx_close(&f);
+}
+
+/* ---- the PostgreSQL backend's pool, timeouts and reconnects --------------------------------- */
+
+static void fx_open_pg(fx *f, const meta_pg_options *po) {
+    fx_make(f, true);
+    meta_options o = test_options(1);
+    o.pg = po;
+    char why[512];
+    cr_assert_eq(meta_open_url(f->url, NULL, &o, true, &f->ms, why, sizeof why), 0, "%s", why);
+}
+
+/* How many of the store's connections (application_name cairn) match cond. */
+static long long store_backends(const fx *f, const char *cond) {
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND application_name = 'cairn'%s%s", f->db,
+             cond ? " AND " : "", cond ? cond : "");
+    return pg_do("postgres", sql);
+}
+
+/* Polls (deadline 10 s) until n of the store's connections wait on a lock. */
+static void wait_lock_waiters(const fx *f, int n) {
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(5000))
+        if (store_backends(f, "wait_event_type = 'Lock'") >= n) return;
+    cr_assert_fail("no %d connection(s) of the store came to wait on the lock", n);
+}
+
+/* Terminates every connection of the store and waits until they are gone. */
+static void kill_store_backends(const fx *f) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s'"
+             " AND application_name = 'cairn'", f->db);
+    pg_do("postgres", sql);
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(5000))
+        if (store_backends(f, NULL) == 0) return;
+    cr_assert_fail("the store's connections did not go");
+}
+
+/* Another session holding a row lock until blocker_end: sql locks it. */
+static PGconn *blocker_begin(const fx *f, const char *sql) {
+    PGconn *b = pg_connect(f->db);
+    PGresult *r = PQexec(b, "BEGIN");
+    PQclear(r);
+    r = PQexec(b, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(b));
+    cr_assert_eq(PQntuples(r), 1, "%s locks one row", sql);
+    PQclear(r);
+    return b;
+}
+
+static void blocker_end(PGconn *b) {
+    PGresult *r = PQexec(b, "ROLLBACK");
+    PQclear(r);
+    PQfinish(b);
+}
+
+typedef struct {
+    meta_store *ms;
+    const char *key;
+    int rc;
+} bg_put;
+
+static void *bg_put_main(void *arg) {
+    bg_put *p = arg;
+    meta_object o = mk_obj("b", p->key, strlen(p->key), 1);
+    p->rc = meta_object_put(p->ms, &o, NULL, NULL);
+    return NULL;
+}
+
+Test(pg, pool_options_are_checked_and_the_defaults_open) {
+    PG_ONLY();
+    meta_pg_options d;
+    meta_pg_options_default(&d);
+    cr_assert_eq(d.min_conns, 1);
+    cr_assert_eq(d.max_conns, 8);
+    cr_assert_eq(d.acquire_timeout_ms, 2000);
+    cr_assert_eq(d.statement_timeout_ms, 5000);
+    fx f;
+    fx_make(&f, true);
+    meta_pg_options bad[8];
+    for (int i = 0; i < 8; i++) bad[i] = d;
+    bad[0].max_conns = 0;
+    bad[1].max_conns = 1001;
+    bad[2].min_conns = -1;
+    bad[3].min_conns = 9;
+    bad[4].acquire_timeout_ms = -1;
+    bad[5].statement_timeout_ms = -5;
+    bad[6].lifetime_jitter_pct = 51;
+    bad[7].lifetime_jitter_pct = -1;
+    const char *why_want[8] = {"max_conns", "max_conns", "min_conns", "min_conns", "negative", "negative",
+                               "jitter", "jitter"};
+    for (int i = 0; i < 8; i++) {
+        meta_options o = test_options(1);
+        o.pg = &bad[i];
+        meta_store *ms = (meta_store *)1;
+        char why[256] = "";
+        cr_expect_eq(meta_open_url(f.url, NULL, &o, true, &ms, why, sizeof why), CAIRN_EINVAL, "case %d", i);
+        cr_expect_null(ms);
+        cr_expect(strstr(why, why_want[i]) != NULL, "case %d: %s", i, why);
+    }
+    /* No options at all: the defaults. */
+    char why[256];
+    cr_assert_eq(meta_open_url(f.url, NULL, NULL, true, &f.ms, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(meta_backend_name(f.ms), "postgres");
+    cr_assert_eq(meta_ping(f.ms), 0);
+    mk_bucket(f.ms, "b", 1);
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.open, 1, "min_conns of the defaults, and no more for one caller");
+    cr_assert_eq(st.in_use, 0);
+    cr_assert_eq(st.idle, 1);
+    cr_assert_geq(st.acquires, 3);
+    cr_assert_eq(st.connects, 1);
+    fx_close(&f);
+}
+
+Test(pg, a_server_that_is_not_there_or_a_missing_database_is_an_io_error) {
+    PG_ONLY();
+    cr_assert_eq(core_init(), 0);
+    meta_store *ms = (meta_store *)1;
+    char why[512];
+    cr_assert_eq(meta_open_url("postgres://cairn:hunter2@127.0.0.1:1/x?connect_timeout=2", NULL, NULL, true, &ms, why,
+                               sizeof why),
+                 CAIRN_EIO);
+    cr_assert_null(ms);
+    cr_assert(strstr(why, "postgres: ") == why && strstr(why, "port 1") && !strstr(why, "hunter2"), "%s", why);
+    char url[512];
+    pg_url("no_such_database_here", url, sizeof url);
+    cr_assert_eq(meta_open_url(url, NULL, NULL, true, &ms, why, sizeof why), CAIRN_EIO);
+    cr_assert(strstr(why, "no_such_database_here") && strstr(why, "does not exist"), "%s", why);
+}
+
+Test(pg, a_statement_past_its_timeout_is_etimedout_and_changes_nothing, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.statement_timeout_ms = 200;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    meta_object v1 = mk_obj("b", "k", 1, 1);
+    cr_assert_eq(meta_object_put(f.ms, &v1, NULL, NULL), 0);
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM objects WHERE key = 'k' FOR UPDATE");
+    meta_object v2 = mk_obj("b", "k", 1, 2);
+    bool had = true;
+    cr_assert_eq(meta_object_put(f.ms, &v2, NULL, &had), CAIRN_ETIMEDOUT);
+    cr_assert_not(had);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "k", 1, NULL), CAIRN_ETIMEDOUT);
+    blocker_end(b);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v1.version_id, "the timed-out put was rolled back");
+    meta_object_clear(&got);
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_geq(st.errors, 2, "each timeout is an error, logged");
+    cr_assert_eq(meta_object_put(f.ms, &v2, NULL, &had), 0, "the connection is usable after a timeout");
+    cr_assert(had);
+    fx_close(&f);
+}
+
+Test(pg, with_every_connection_busy_a_call_waits_then_gets_ebusy_and_long_holds_are_logged, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.max_conns = 1;
+    po.acquire_timeout_ms = 150;
+    po.long_hold_ms = 50;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    char logpath[160];
+    snprintf(logpath, sizeof logpath, "%s/log", f.dir);
+    FILE *log = fopen(logpath, "w+");
+    cr_assert_not_null(log);
+    log_set_fd(fileno(log));
+    /* A put holds the only connection while it waits for the bucket's row. */
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM buckets WHERE name = 'b' FOR UPDATE");
+    bg_put p = {.ms = f.ms, .key = "k", .rc = -100};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, bg_put_main, &p), 0);
+    wait_lock_waiters(&f, 1);
+    meta_bucket got;
+    int64_t t0 = time_mono_ns();
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_EBUSY, "no connection within the acquire timeout");
+    cr_assert_geq(time_mono_ns() - t0, 150000000LL, "it waited the acquire timeout first");
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.in_use, 1);
+    cr_assert_geq(st.waits, 1);
+    cr_assert_geq(st.acquire_timeouts, 1);
+    cr_assert_geq(st.wait_ns, 150000000ULL);
+    blocker_end(b);
+    pthread_join(th, NULL);
+    cr_assert_eq(p.rc, 0, "the put went through once the lock was gone");
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_geq(st.long_holds, 1);
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0);
+    log_set_fd(2);
+    fflush(log);
+    char text[8192] = "";
+    rewind(log);
+    size_t n = fread(text, 1, sizeof text - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    unlink(logpath);
+    cr_assert(strstr(text, "postgres connection held long") && strstr(text, "\"function\":\"pg_object_put\""),
+              "the long hold names its call site: %s", text);
+    fx_close(&f);
+}
+
+Test(pg, a_connection_the_server_ended_while_idle_is_replaced_on_checkout, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.health_check_ms = 600000; /* no pings: the idle socket's state alone must tell */
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    kill_store_backends(&f);
+    meta_bucket got;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0, "served on a new connection");
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.reconnects, 1);
+    cr_assert_eq(st.errors, 0, "the caller never saw the dead connection");
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_store *ms;
+    meta_delete_item items[2];
+    int rc;
+} bg_delete_many;
+
+static void *bg_delete_many_main(void *arg) {
+    bg_delete_many *d = arg;
+    d->rc = meta_object_delete_many(d->ms, "b", 0, d->items, 2);
+    return NULL;
+}
+
+Test(pg, a_connection_lost_mid_batch_fails_the_batch_whole_and_the_pool_goes_on, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.statement_timeout_ms = 30000;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    put_key(f.ms, "b", "a", 1);
+    put_key(f.ms, "b", "z", 1);
+    /* The batch deletes a, then waits for z's row; its connection dies there. */
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM objects WHERE key = 'z' FOR UPDATE");
+    bg_delete_many d = {.ms = f.ms, .items = {{.key = "z", .key_len = 1}, {.key = "a", .key_len = 1}}, .rc = -100};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, bg_delete_many_main, &d), 0);
+    wait_lock_waiters(&f, 1);
+    kill_store_backends(&f);
+    pthread_join(th, NULL);
+    blocker_end(b);
+    cr_assert_eq(d.rc, CAIRN_EIO);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(d.items[i].rc, CAIRN_EIO, "item %d", i);
+        cr_assert_eq(d.items[i].deleted.version_id[0], '\0', "item %d reports nothing deleted", i);
+    }
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "a", 1, false, &got), 0, "a's delete went with the batch");
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_delete(f.ms, "b", 0, "z", 1, NULL), 0, "a new connection serves the next call");
+    fx_close(&f);
+}
+
+Test(pg, a_database_that_refuses_connections_fails_calls_fast_and_service_comes_back_by_itself, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.min_conns = 2;
+    po.connect_timeout_s = 2;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    char sql[200];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", f.db);
+    pg_do("postgres", sql);
+    kill_store_backends(&f);
+    meta_bucket got;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_EIO);
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &got), CAIRN_EIO, "and again, without waiting for anything");
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_geq(st.connect_errors, 2);
+    cr_assert_eq(st.in_use, 0);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", f.db);
+    pg_do("postgres", sql);
+    int rc = -1;
+    for (int64_t end = time_mono_ns() + 10000000000LL; rc != 0 && time_mono_ns() < end; usleep(10000))
+        rc = meta_bucket_get(f.ms, "b", &got);
+    cr_assert_eq(rc, 0, "service came back without a restart");
+    /* The pool refills to min_conns by itself too. */
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(10000)) {
+        pg_pool_stats_get(f.ms, &st);
+        if (st.open == 2) break;
+    }
+    cr_assert_eq(st.open, 2);
+    fx_close(&f);
+}
+
+Test(pg, idle_connections_above_the_minimum_are_closed_after_the_idle_timeout, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.min_conns = 1;
+    po.max_conns = 4;
+    po.idle_timeout_ms = 200;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    /* Three puts waiting at once need three connections. */
+    PGconn *b = blocker_begin(&f, "SELECT 1 FROM buckets WHERE name = 'b' FOR UPDATE");
+    bg_put p[3] = {{f.ms, "k1", -100}, {f.ms, "k2", -100}, {f.ms, "k3", -100}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) cr_assert_eq(pthread_create(&th[i], NULL, bg_put_main, &p[i]), 0);
+    wait_lock_waiters(&f, 3);
+    blocker_end(b);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(p[i].rc, 0);
+    }
+    pg_pool_stats st;
+    pg_pool_stats_get(f.ms, &st);
+    cr_assert_eq(st.open, 3);
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(20000)) {
+        pg_pool_stats_get(f.ms, &st);
+        if (st.open == 1) break;
+    }
+    cr_assert_eq(st.open, 1, "back to min_conns");
+    cr_assert_eq(st.evicted, 2);
+    cr_assert_eq(store_backends(&f, NULL), 1, "the server agrees");
+    fx_close(&f);
+}
+
+Test(pg, connections_are_replaced_at_the_end_of_their_lifetime, .timeout = 60) {
+    PG_ONLY();
+    meta_pg_options po;
+    meta_pg_options_default(&po);
+    po.max_lifetime_ms = 100;
+    po.lifetime_jitter_pct = 50;
+    fx f;
+    fx_open_pg(&f, &po);
+    mk_bucket(f.ms, "b", 1);
+    pg_pool_stats st;
+    meta_bucket got;
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(10000)) {
+        cr_assert_eq(meta_bucket_get(f.ms, "b", &got), 0, "calls go on across replacements");
+        pg_pool_stats_get(f.ms, &st);
+        if (st.expired >= 3) break;
+    }
+    cr_assert_geq(st.expired, 3);
+    cr_assert_geq(st.connects, 4, "each replaced by a new one");
+    cr_assert_eq(st.errors, 0);
+    fx_close(&f);
+}
+
+/* A complete racing the delete of its bucket: one of them wins, never a
+ * deadlock (both take the bucket before the upload) and never rows that
+ * contradict each other. */
+typedef struct {
+    meta_store *ms;
+    int64_t bucket_id;
+    meta_part part;
+    int rc;
+} bg_complete;
+
+static void *bg_complete_main(void *arg) {
+    bg_complete *b = arg;
+    meta_object o = mp_obj("race", b->bucket_id, "k", b->part.size, 1);
+    b->rc = meta_upload_complete(b->ms, "up", &o, &b->part, 1, NULL, NULL, NULL, NULL);
+    return NULL;
+}
+
+Test(concurrency, a_complete_racing_its_bucket_delete_ends_one_way_or_the_other, .timeout = 120) {
+    fx f;
+    fx_open(&f, 4);
+    for (int round = 0; round < 20; round++) {
+        mk_bucket(f.ms, "race", 1);
+        int64_t id = bucket_id_of(f.ms, "race");
+        mk_upload(f.ms, "race", id, "k", "up");
+        bg_complete b = {.ms = f.ms, .bucket_id = id, .part = mk_part(1, 5, "1+0:4096:0123456789abcdef"), .rc = -100};
+        put_part(f.ms, "up", &b.part);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, bg_complete_main, &b), 0);
+        int del = meta_bucket_delete(f.ms, "race", id);
+        pthread_join(th, NULL);
+        cr_assert(del == 0 || del == CAIRN_ENOTEMPTY, "round %d: delete %s", round, cairn_strerror(del));
+        cr_assert(b.rc == 0 || b.rc == CAIRN_ENOTFOUND, "round %d: complete %s", round, cairn_strerror(b.rc));
+        cr_assert((del == 0) != (b.rc == 0), "round %d: exactly one wins (delete %d, complete %d)", round, del, b.rc);
+        int64_t total = -1;
+        cr_assert_eq(meta_check(f.ms, 10, keep_problem, &(problem_rows){0}, &total), 0);
+        cr_assert_eq(total, 0, "round %d", round);
+        if (b.rc == 0) {
+            cr_assert_eq(meta_object_delete(f.ms, "race", id, "k", 1, NULL), 0);
+            cr_assert_eq(meta_bucket_delete(f.ms, "race", id), 0);
+        }
+        cr_assert_eq(meta_trash_remove(f.ms, (const char *const[]){b.part.version_id}, 1), 0);
+    }
+    fx_close(&f);
+}
+
+/* PostgreSQL's text is UTF-8: a name that is not is refused as a value the
+ * column cannot hold (SQLite would store its bytes).  Keys, stored headers
+ * and error texts are bytea there, and take any bytes. */
+Test(pg, names_that_are_not_utf8_are_einval_while_keys_and_error_texts_take_any_bytes) {
+    PG_ONLY();
+    fx f;
+    fx_open(&f, 1);
+    meta_user u = {0};
+    strcpy(u.name, "caf\xe9");
+    cr_assert_eq(meta_user_create(f.ms, &u), CAIRN_EINVAL);
+    meta_bucket b = {.owner_id = 1};
+    strcpy(b.name, "b\xff");
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), CAIRN_EINVAL);
+    mk_bucket(f.ms, "b", 1);
+    meta_object o = mk_obj("b", "k\xff", 2, 1);
+    o.headers_json = "{\"x-amz-meta-a\":\"\xe9\"}";
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k\xff", 2, false, &got), 0);
+    cr_assert_str_eq(got.headers_json, "{\"x-amz-meta-a\":\"\xe9\"}");
+    meta_object_clear(&got);
+    cr_assert_eq(meta_node_upsert(f.ms, "n000000000000001", "http://n1"), 0);
+    cr_assert_eq(meta_node_seen(f.ms, "n000000000000001", false, "read k\xff: refused"), 0);
+    meta_node n;
+    cr_assert_eq(meta_node_get(f.ms, "n000000000000001", &n), 0);
+    cr_assert_str_eq(n.last_error, "read k\xff: refused");
+    fx_close(&f);
 }

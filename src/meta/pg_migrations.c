@@ -1,0 +1,301 @@
+/*
+ * pg_migrations.c — versioned schema migrations for the PostgreSQL metadata
+ * store: the same versions, under the same names (meta_migration_name), as
+ * migrations.c's SQLite schema, written in PostgreSQL's dialect.
+ *
+ * Each step is {up_sql, down_sql}; applied versions are recorded in
+ * schema_migrations exactly as on SQLite, so the current version is
+ * max(version) and an empty database is 0.  meta_migrate moves one step per
+ * transaction: DDL is transactional in PostgreSQL, so a failing step rolls
+ * back whole and leaves the previous version in place.  Each step's
+ * transaction first takes a transaction-level advisory lock
+ * (pg_advisory_xact_lock) and then reads the version: several processes
+ * migrating one database at once (gateways starting together) queue on the
+ * lock, and each step runs exactly once.
+ *
+ * Dialect choices (the SQLite file explains the schema itself):
+ *  - object keys, upload keys and completed-upload keys are bytea: their
+ *    btree order is memcmp then length, SQLite's BINARY order, and they hold
+ *    any bytes a client sends.  Stored headers (headers_json) and error texts
+ *    (last_error) are bytea too: they carry a client's header bytes and
+ *    messages that may quote keys, which need not be valid UTF-8.
+ *  - every other text column that is compared or ordered is COLLATE "C", so
+ *    ORDER BY and range scans are bytewise whatever the database's locale.
+ *  - ids are bigserial: a sequence never hands out an id twice.
+ *  - object_parts.offset is quoted: OFFSET is reserved in PostgreSQL.
+ *
+ * Rules for adding a migration: add it here and in migrations.c, under the
+ * same version and name, and never edit a released one.
+ */
+#include "meta/meta.h"
+#include "meta/pg_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *up_sql;
+    const char *down_sql;
+} pg_migration;
+
+static const char up_v1[] =
+    "CREATE TABLE users("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  name TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    "  display_name TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+    "  is_root BOOLEAN NOT NULL DEFAULT false,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE access_keys("
+    "  access_key TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed_secret TEXT NOT NULL,"
+    "  active BOOLEAN NOT NULL DEFAULT true,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE INDEX access_keys_user ON access_keys(user_id);"
+    "CREATE TABLE buckets("
+    "  name TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  owner_id BIGINT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  public_read BOOLEAN NOT NULL DEFAULT false,"
+    "  region TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX buckets_owner ON buckets(owner_id);"
+    "CREATE TABLE objects("
+    "  bucket TEXT COLLATE \"C\" NOT NULL,"
+    "  key BYTEA NOT NULL,"
+    "  version_id TEXT COLLATE \"C\" NOT NULL,"
+    "  size BIGINT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms BIGINT NOT NULL,"
+    "  owner_id BIGINT NOT NULL,"
+    "  storage INTEGER NOT NULL CHECK (storage IN (0, 1)),"
+    "  headers_json BYTEA NOT NULL DEFAULT '{}',"
+    "  PRIMARY KEY (bucket, key));"
+    "CREATE TABLE object_data("
+    "  version_id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  data BYTEA NOT NULL);";
+static const char down_v1[] =
+    "DROP TABLE object_data; DROP TABLE objects; DROP TABLE buckets; DROP TABLE access_keys; DROP TABLE users;";
+
+static const char up_v2[] =
+    "ALTER TABLE objects ADD COLUMN layout TEXT COLLATE \"C\" NOT NULL DEFAULT '';"
+    "CREATE INDEX objects_version ON objects(version_id);";
+static const char down_v2[] = "DROP INDEX objects_version; ALTER TABLE objects DROP COLUMN layout;";
+
+static const char up_v3[] =
+    "CREATE TABLE nodes("
+    "  id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  url TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    "  state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'draining', 'removed')),"
+    "  added_ms BIGINT NOT NULL,"
+    "  last_seen_ms BIGINT NOT NULL DEFAULT 0,"
+    "  last_error BYTEA NOT NULL DEFAULT '');";
+static const char down_v3[] = "DROP TABLE nodes;";
+
+static const char up_v4[] =
+    "CREATE TABLE uploads("
+    "  upload_id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  bucket TEXT COLLATE \"C\" NOT NULL,"
+    "  key BYTEA NOT NULL,"
+    "  owner_id BIGINT NOT NULL,"
+    "  initiated_ms BIGINT NOT NULL,"
+    "  headers_json BYTEA NOT NULL DEFAULT '{}');"
+    "CREATE INDEX uploads_by_key ON uploads(bucket, key, upload_id);"
+    "CREATE TABLE upload_parts("
+    "  upload_id TEXT COLLATE \"C\" NOT NULL,"
+    "  part_number INTEGER NOT NULL,"
+    "  version_id TEXT COLLATE \"C\" NOT NULL,"
+    "  size BIGINT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  layout TEXT COLLATE \"C\" NOT NULL,"
+    "  mtime_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (upload_id, part_number));"
+    "CREATE TABLE object_parts("
+    "  version_id TEXT COLLATE \"C\" NOT NULL,"
+    "  part_number INTEGER NOT NULL,"
+    "  \"offset\" BIGINT NOT NULL,"
+    "  size BIGINT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  part_version_id TEXT COLLATE \"C\" NOT NULL,"
+    "  layout TEXT COLLATE \"C\" NOT NULL,"
+    "  PRIMARY KEY (version_id, part_number));";
+static const char down_v4[] = "DROP TABLE object_parts; DROP TABLE upload_parts; DROP TABLE uploads;";
+
+static const char up_v5[] =
+    "CREATE TABLE jobs("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  kind TEXT COLLATE \"C\" NOT NULL,"
+    "  args TEXT NOT NULL DEFAULT '{}',"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  run_at_ms BIGINT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  max_attempts INTEGER NOT NULL DEFAULT 5,"
+    "  state TEXT COLLATE \"C\" NOT NULL DEFAULT 'available' CHECK (state IN"
+    "    ('available', 'running', 'retryable', 'completed', 'cancelled', 'discarded')),"
+    "  lease_owner TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+    "  lease_expires_ms BIGINT NOT NULL DEFAULT 0,"
+    "  unique_key TEXT COLLATE \"C\" UNIQUE,"
+    "  last_error BYTEA NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL,"
+    "  finished_ms BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX jobs_ready ON jobs(state, run_at_ms);";
+static const char down_v5[] = "DROP TABLE jobs;";
+
+static const char up_v6[] =
+    "CREATE INDEX upload_parts_version ON upload_parts(version_id);"
+    "CREATE INDEX object_parts_version ON object_parts(part_version_id);";
+static const char down_v6[] = "DROP INDEX upload_parts_version; DROP INDEX object_parts_version;";
+
+/* v7: bucket ids, numbered in creation order as on SQLite; the name stays
+ * unique.  Uploads of buckets already gone get id 0, which no bucket has. */
+static const char up_v7[] =
+    "CREATE SEQUENCE buckets_id_seq;"
+    "ALTER TABLE buckets ADD COLUMN id BIGINT;"
+    "UPDATE buckets b SET id = r.n FROM"
+    "  (SELECT name, row_number() OVER (ORDER BY created_ms, name) AS n FROM buckets) r WHERE r.name = b.name;"
+    "SELECT setval('buckets_id_seq', (SELECT coalesce(max(id), 0) + 1 FROM buckets), false);"
+    "ALTER TABLE buckets ALTER COLUMN id SET DEFAULT nextval('buckets_id_seq'), ALTER COLUMN id SET NOT NULL;"
+    "ALTER SEQUENCE buckets_id_seq OWNED BY buckets.id;"
+    "ALTER TABLE buckets DROP CONSTRAINT buckets_pkey;"
+    "ALTER TABLE buckets ADD PRIMARY KEY (id);"
+    "ALTER TABLE buckets ADD CONSTRAINT buckets_name_key UNIQUE (name);"
+    "ALTER TABLE uploads ADD COLUMN bucket_id BIGINT NOT NULL DEFAULT 0;"
+    "UPDATE uploads u SET bucket_id = b.id FROM buckets b WHERE b.name = u.bucket;"
+    "DROP INDEX uploads_by_key;"
+    "CREATE INDEX uploads_by_key ON uploads(bucket_id, key, upload_id);";
+static const char down_v7[] =
+    "DROP INDEX uploads_by_key;"
+    "ALTER TABLE uploads DROP COLUMN bucket_id;"
+    "CREATE INDEX uploads_by_key ON uploads(bucket, key, upload_id);"
+    "ALTER TABLE buckets DROP CONSTRAINT buckets_name_key;"
+    "ALTER TABLE buckets DROP CONSTRAINT buckets_pkey;"
+    "ALTER TABLE buckets DROP COLUMN id;" /* its sequence goes with it */
+    "ALTER TABLE buckets ADD PRIMARY KEY (name);";
+
+static const char up_v8[] =
+    "CREATE TABLE completed_uploads("
+    "  upload_id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  bucket_id BIGINT NOT NULL,"
+    "  key BYTEA NOT NULL,"
+    "  version_id TEXT COLLATE \"C\" NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  completed_ms BIGINT NOT NULL);"
+    "CREATE INDEX completed_uploads_age ON completed_uploads(completed_ms);";
+static const char down_v8[] = "DROP TABLE completed_uploads;";
+
+static const char up_v9[] =
+    "CREATE TABLE trash("
+    "  version_id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  layout TEXT COLLATE \"C\" NOT NULL,"
+    "  added_ms BIGINT NOT NULL);";
+static const char down_v9[] = "DROP TABLE trash;";
+
+static const pg_migration migrations[] = {
+    {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
+    {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
+};
+
+#define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
+
+static const char bootstrap_sql[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations("
+    "  version INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  applied_ms BIGINT NOT NULL)";
+
+/* The advisory lock every migration step takes: "cairnmig" in ASCII. */
+#define MIGRATE_LOCK INT64_C(0x636169726e6d6967)
+
+int pg_schema_latest(void) { return MIGRATION_COUNT; }
+
+/* Reads max(version) on c; 0 when schema_migrations does not exist yet. */
+static int read_version(pg_conn *c, int *version) {
+    PGresult *r = NULL;
+    int err = pg_run_sql(c, "SELECT to_regclass('schema_migrations') IS NOT NULL", NULL, &r, NULL, "schema probe");
+    bool exists = err == 0 && PQntuples(r) == 1 && pg_bool(r, 0, 0);
+    PQclear(r);
+    if (err != 0 || !exists) {
+        if (err == 0) *version = 0;
+        return err;
+    }
+    err = pg_run_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations", NULL, &r, NULL, "schema version");
+    if (err == 0) *version = (int)pg_int(r, 0, 0);
+    PQclear(r);
+    return err;
+}
+
+int pg_schema_version(meta_store *base_, int *version) {
+    pg_store *ms = PG(base_);
+    if (!version) return CAIRN_EINVAL;
+    pg_conn *c;
+    int err = pg_acquire(ms, &c);
+    if (err != 0) return err;
+    err = read_version(c, version);
+    pg_release(ms, c);
+    return err;
+}
+
+static void log_step(const char *msg, int version) {
+    char vbuf[24];
+    log_write(LOG_ERROR, NULL, msg, "version", log_int(vbuf, version), "backend", "postgres", NULL);
+}
+
+/* One step toward target inside the open transaction on c; *done when the
+ * database already is at target. */
+static int migrate_step_tx(pg_conn *c, int target, bool allow_down, bool *done) {
+    pg_params p = {0};
+    pgp_int(&p, MIGRATE_LOCK);
+    int cur = 0;
+    /* A step may rewrite a large table, and wait for another migrator. */
+    int err = pg_no_timeout(c);
+    if (err == 0) err = pg_run(c, PS_XACT_LOCK, &p, NULL, NULL, "migration lock");
+    if (err == 0) err = pg_exec_sql(c, bootstrap_sql, "schema_migrations");
+    if (err == 0) err = read_version(c, &cur);
+    if (err != 0) return err;
+    if (cur == target) {
+        *done = true;
+        return 0;
+    }
+    if (cur > target && !allow_down) {
+        log_step("meta: database schema is newer than this binary; refusing", cur);
+        return CAIRN_EDB;
+    }
+    if (cur > MIGRATION_COUNT) {
+        log_step("meta: unknown schema version, cannot migrate down from it", cur);
+        return CAIRN_EDB;
+    }
+    bool up = cur < target;
+    int v = up ? cur + 1 : cur;
+    err = pg_exec_sql(c, up ? migrations[v - 1].up_sql : migrations[v - 1].down_sql, up ? "migration up" : "migration down");
+    if (err == 0) {
+        pg_params q = {0};
+        pgp_int(&q, v);
+        if (up) {
+            pgp_text(&q, meta_migration_name(v));
+            pgp_int(&q, time_now_ms());
+        }
+        err = pg_run_sql(c,
+                         up ? "INSERT INTO schema_migrations(version, name, applied_ms) VALUES ($1::int8, $2::text, $3::int8)"
+                            : "DELETE FROM schema_migrations WHERE version = $1::int8",
+                         &q, NULL, NULL, "migration record");
+    }
+    if (err != 0) log_step(up ? "meta: migration up failed" : "meta: migration down failed", v);
+    return err;
+}
+
+static int migrate_to(pg_store *ms, int target, bool allow_down) {
+    if (!ms || target < 0 || target > MIGRATION_COUNT) return CAIRN_EINVAL;
+    int err = 0;
+    /* Bounded: each step moves one version closer to target. */
+    for (int i = 0; i <= MIGRATION_COUNT + 1; i++) {
+        pg_conn *c;
+        bool done = false;
+        if ((err = pg_tx_begin(ms, &c)) != 0) break;
+        err = pg_tx_end(ms, c, migrate_step_tx(c, target, allow_down, &done));
+        if (err != 0 || done) break;
+    }
+    return err;
+}
+
+int pg_migrate(meta_store *ms, int target) { return migrate_to(PG(ms), target, true); }
+
+int pg_migrate_up_to_latest(pg_store *ms) { return migrate_to(ms, MIGRATION_COUNT, false); }

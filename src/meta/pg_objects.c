@@ -1,0 +1,453 @@
+/*
+ * pg_objects.c — the PostgreSQL backend (pg.c): objects: put, get, delete,
+ * DeleteObjects batches, listing and the scans.  Mirrors sqlite_objects.c.
+ *
+ * Put.  One transaction: lock the bucket's row (FOR KEY SHARE: it cannot be
+ * deleted under us), then the object's row (FOR UPDATE), which makes
+ * concurrent puts of one key queue: each reads the version it replaces —
+ * the one the put before it committed — reports it to its caller (who
+ * removes its bytes) and installs its own.  The last commit wins and every
+ * replaced version is reported exactly once.  A key with no row yet cannot
+ * be locked, so the first writer inserts with ON CONFLICT DO NOTHING; one
+ * that loses that race to a concurrent insert goes round again and finds
+ * the winner's row to lock.  There is no group commit as on SQLite: each
+ * put commits on its own connection and PostgreSQL groups WAL flushes
+ * itself.
+ *
+ * DeleteObjects.  One transaction, each key in a savepoint; keys are taken
+ * in byte order (duplicates in the order given), so two batches over the
+ * same keys lock them in the same order and cannot deadlock.
+ */
+#include "meta/pg_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Fills o from an object row (the OBJ_COLS of pg.c, then optionally the
+ * data column).  On error o is cleared; on success the caller owns
+ * headers_json and data. */
+static int row_object(const PGresult *r, int row, meta_object *o, bool data_col) {
+    memset(o, 0, sizeof *o);
+    int err = pg_copy(r, row, 0, o->bucket, sizeof o->bucket);
+    if (err == 0) err = pg_copy(r, row, 1, o->key, sizeof o->key);
+    o->key_len = (size_t)PQgetlength(r, row, 1);
+    if (err == 0) err = pg_copy(r, row, 2, o->version_id, sizeof o->version_id);
+    o->size = pg_int(r, row, 3);
+    if (err == 0) err = pg_copy(r, row, 4, o->etag, sizeof o->etag);
+    o->mtime_ms = pg_int(r, row, 5);
+    o->owner_id = pg_int(r, row, 6);
+    o->storage = pg_int(r, row, 7) == META_STORE_FILE ? META_STORE_FILE : META_STORE_INLINE;
+    if (err == 0 && !(o->headers_json = pg_strdup(r, row, 8, "{}"))) err = CAIRN_ENOMEM;
+    if (err == 0) err = pg_copy(r, row, 9, o->layout, sizeof o->layout);
+    if (err == 0 && data_col && o->storage == META_STORE_INLINE) {
+        if (PQgetisnull(r, row, 10)) {
+            log_write(LOG_ERROR, NULL, "meta: inline object has no data row", "version", o->version_id, NULL);
+            err = CAIRN_EDB;
+        } else {
+            o->data_len = (size_t)PQgetlength(r, row, 10);
+            /* Never NULL for an inline object, even when empty. */
+            o->data = malloc(o->data_len ? o->data_len : 1);
+            if (!o->data) err = CAIRN_ENOMEM;
+            else if (o->data_len) memcpy(o->data, PQgetvalue(r, row, 10), o->data_len);
+        }
+    }
+    if (err != 0) meta_object_clear(o);
+    return err;
+}
+
+/* Runs an object SELECT (or DELETE ... RETURNING) of (bucket, key) and
+ * reads its row into out (may be NULL to only test): ENOTFOUND without one. */
+static int object_one(pg_conn *c, pg_stmt_id id, const char *bucket, int64_t bucket_id, const char *key,
+                      size_t key_len, bool with_data, meta_object *out, const char *op) {
+    pg_params p = {0};
+    pgp_text(&p, bucket);
+    pgp_bytes(&p, key, key_len);
+    if (id != PS_OBJ_LOCK) pgp_int(&p, bucket_id);
+    PGresult *r;
+    int err = pg_run(c, id, &p, &r, NULL, op);
+    if (err != 0) return err;
+    if (PQntuples(r) == 0) {
+        err = CAIRN_ENOTFOUND;
+    } else {
+        meta_object tmp;
+        err = row_object(r, 0, out ? out : &tmp, with_data);
+        if (!out && err == 0) meta_object_clear(&tmp);
+    }
+    PQclear(r);
+    return err;
+}
+
+int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                  bool with_data, meta_object *out) {
+    pg_store *ms = PG(base_);
+    if (!bucket || !out) return CAIRN_EINVAL;
+    /* Zeroed on every outcome, so meta_object_clear(out) is always safe. */
+    memset(out, 0, sizeof *out);
+    if (!sq_key_ok(key, key_len)) return key && key_len > PG_KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    pg_conn *c;
+    int err = pg_acquire(ms, &c);
+    if (err != 0) return err;
+    err = object_one(c, with_data ? PS_OBJ_GET_DATA : PS_OBJ_GET, bucket, bucket_id, key, key_len, with_data, out,
+                     "object get");
+    if (err == 0) out->bucket_id = bucket_id;
+    pg_release(ms, c);
+    return err;
+}
+
+static int exec_text(pg_conn *c, pg_stmt_id id, const char *text, const char *op) {
+    pg_params p = {0};
+    pgp_text(&p, text);
+    return pg_run(c, id, &p, NULL, NULL, op);
+}
+
+static void bind_object(pg_params *p, const meta_object *o) {
+    pgp_text(p, o->bucket);
+    pgp_bytes(p, o->key, o->key_len);
+    pgp_text(p, o->version_id);
+    pgp_int(p, o->size);
+    pgp_text(p, o->etag);
+    pgp_int(p, o->mtime_ms);
+    pgp_int(p, o->owner_id);
+    pgp_int(p, (int64_t)o->storage);
+    const char *h = o->headers_json ? o->headers_json : "{}";
+    pgp_bytes(p, h, strlen(h));
+    pgp_text(p, o->layout);
+}
+
+/* A multipart version that stops being current takes its parts to the
+ * trash in the same transaction (see sqlite_objects.c). */
+static int trash_parts_of(pg_conn *c, const meta_object *old) {
+    if (strncmp(old->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX)) != 0) return 0;
+    pg_params p = {0};
+    pgp_text(&p, old->version_id);
+    pgp_int(&p, time_now_ms());
+    int err = pg_run(c, PS_OBJPARTS_TRASH, &p, NULL, NULL, "object parts trash");
+    if (err == 0) err = exec_text(c, PS_OBJPARTS_DELETE, old->version_id, "object parts delete");
+    return err;
+}
+
+/* Inside the transaction: makes obj current, *old gets what it replaced. */
+int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool *had_old) {
+    int err = pg_bucket_lookup(c, PS_BUCKET_SHARE, obj->bucket, obj->bucket_id, NULL, NULL);
+    if (err != 0) return err;
+    pg_params p = {0};
+    bind_object(&p, obj);
+    /* Each round that ends without a row means another transaction
+     * inserted this key after our look-up and a third deleted it again
+     * before our insert: the loop ends once the key holds still for two
+     * statements. */
+    for (;;) {
+        err = object_one(c, PS_OBJ_LOCK, obj->bucket, 0, obj->key, obj->key_len, false, old, "object lock");
+        if (err == 0) {
+            *had_old = true;
+            err = pg_run(c, PS_OBJ_UPDATE, &p, NULL, NULL, "object update");
+            break;
+        }
+        if (err != CAIRN_ENOTFOUND) return err;
+        int64_t inserted = 0;
+        err = pg_run(c, PS_OBJ_INSERT, &p, NULL, &inserted, "object insert");
+        if (err != 0 || inserted == 1) break;
+    }
+    /* Drop the replaced version's bytes before inserting the new ones, which
+     * also covers a (never expected) rewrite under the same version id. */
+    if (err == 0 && *had_old && old->storage == META_STORE_INLINE)
+        err = exec_text(c, PS_DATA_DELETE, old->version_id, "data delete");
+    if (err == 0 && *had_old) err = trash_parts_of(c, old);
+    if (err == 0 && obj->storage == META_STORE_INLINE) {
+        pg_params d = {0};
+        pgp_text(&d, obj->version_id);
+        pgp_bytes(&d, obj->data, obj->data_len);
+        err = pg_run(c, PS_DATA_INSERT, &d, NULL, NULL, "data insert");
+    }
+    return err;
+}
+
+int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced) {
+    pg_store *ms = PG(base_);
+    if (had_replaced) *had_replaced = false;
+    if (!obj) return CAIRN_EINVAL;
+    int err = sq_obj_validate(obj);
+    if (err != 0) return err;
+    meta_object old;
+    memset(&old, 0, sizeof old);
+    bool had_old = false;
+    pg_conn *c;
+    err = pg_tx_begin(ms, &c);
+    if (err == 0) err = pg_tx_end(ms, c, pg_object_put_tx(c, obj, &old, &had_old));
+    if (err != 0 || !had_old) {
+        meta_object_clear(&old);
+        memset(&old, 0, sizeof old);
+        had_old = false;
+    }
+    if (replaced) *replaced = old;
+    else meta_object_clear(&old);
+    if (had_replaced) *had_replaced = had_old;
+    return err;
+}
+
+static int object_delete_tx(pg_conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            meta_object *old) {
+    int err = object_one(c, PS_OBJ_DELETE, bucket, bucket_id, key, key_len, false, old, "object delete");
+    if (err == 0 && old->storage == META_STORE_INLINE) err = exec_text(c, PS_DATA_DELETE, old->version_id, "data delete");
+    if (err == 0) err = trash_parts_of(c, old);
+    return err;
+}
+
+int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                     meta_object *deleted) {
+    pg_store *ms = PG(base_);
+    if (!bucket) return CAIRN_EINVAL;
+    if (!sq_key_ok(key, key_len)) return key && key_len > PG_KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    meta_object old;
+    memset(&old, 0, sizeof old);
+    pg_conn *c;
+    int err = pg_tx_begin(ms, &c);
+    if (err != 0) return err;
+    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, &old));
+    if (err != 0) {
+        meta_object_clear(&old);
+        memset(&old, 0, sizeof old);
+    }
+    if (deleted) *deleted = old;
+    else meta_object_clear(&old);
+    return err;
+}
+
+static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0) return c;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+/* The order DeleteObjects takes its keys in: bytes, then as given. */
+static int item_order(const void *pa, const void *pb, void *arg) {
+    const meta_delete_item *items = arg;
+    int a = *(const int *)pa, b = *(const int *)pb;
+    int c = bytes_cmp(items[a].key, items[a].key_len, items[b].key, items[b].key_len);
+    return c ? c : (a > b) - (a < b);
+}
+
+/* Fills order with the indexes of the items to run, in lock order; *m = count. */
+static void lock_order(meta_delete_item *items, int n, int *order, int *m) {
+    *m = 0;
+    for (int i = 0; i < n; i++)
+        if (items[i].rc == 0 && items[i].key_len <= PG_KEY_MAX) order[(*m)++] = i;
+    qsort_r(order, (size_t)*m, sizeof *order, item_order, items);
+}
+
+int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
+    pg_store *ms = PG(base_);
+    if (!bucket || n < 0 || n > 1000 || (n && !items)) return CAIRN_EINVAL;
+    for (int i = 0; i < n; i++) {
+        memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        /* A key too long to exist is absent: nothing to delete. */
+        items[i].rc = sq_key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > PG_KEY_MAX)
+                          ? 0 : CAIRN_EINVAL;
+    }
+    int order[1000], m = 0;
+    lock_order(items, n, order, &m);
+    pg_conn *c;
+    int err = pg_tx_begin(ms, &c);
+    if (err != 0) {
+        /* Callers read each key's outcome: none of them was deleted. */
+        for (int i = 0; i < n; i++)
+            if (items[i].rc == 0) items[i].rc = err;
+        return err;
+    }
+    for (int k = 0; k < m; k++) {
+        meta_delete_item *it = &items[order[k]];
+        /* Each key in its own savepoint: one failing key keeps the others. */
+        int rc = pg_savepoint(c);
+        bool lost = rc != 0;
+        if (rc == 0) {
+            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, &it->deleted);
+            /* ENOTFOUND comes from no statement failing: nothing to undo. */
+            lost = pg_savepoint_end(c, rc != 0 && rc != CAIRN_ENOTFOUND) != 0;
+        }
+        if (rc != 0) {
+            meta_object_clear(&it->deleted);
+            memset(&it->deleted, 0, sizeof it->deleted);
+        }
+        it->rc = rc == CAIRN_ENOTFOUND ? 0 : rc;
+        if (lost) {
+            /* The transaction cannot go on (the connection is gone, or the
+             * savepoint would not undo this key's half): the batch fails. */
+            err = rc != 0 && rc != CAIRN_ENOTFOUND ? rc : CAIRN_EDB;
+            break;
+        }
+    }
+    err = pg_tx_end(ms, c, err);
+    if (err != 0) {
+        /* Nothing was deleted after all. */
+        for (int i = 0; i < n; i++) {
+            meta_object_clear(&items[i].deleted);
+            memset(&items[i].deleted, 0, sizeof items[i].deleted);
+            if (items[i].rc == 0) items[i].rc = err;
+        }
+    }
+    return err;
+}
+
+/* The smallest string greater than every string starting with prefix (see
+ * sqlite_objects.c); 0 when there is none. */
+static size_t prefix_successor(const char *prefix, size_t n, char *out) {
+    while (n > 0 && (unsigned char)prefix[n - 1] == 0xFF) n--;
+    if (n == 0) return 0;
+    memcpy(out, prefix, n);
+    out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+    return n;
+}
+
+/* One object of a listing, copied out (pg_page_rows). */
+typedef struct {
+    char key[PG_KEY_MAX + 1];
+    size_t key_len;
+    char etag[72];
+    int64_t size, mtime_ms, owner_id;
+} list_row;
+
+typedef struct {
+    const char *bucket;
+    int64_t bucket_id;
+    const char *lo, *hi; /* the first batch's lower bound; the prefix successor */
+    size_t lo_len, hi_len;
+    bool lo_incl;
+    int (*cb)(void *ud, const meta_list_entry *e);
+    void *ud;
+} list_ctx;
+
+static int list_query(pg_conn *c, void *ctx, const void *after, int fetch, PGresult **out) {
+    const list_ctx *l = ctx;
+    const list_row *a = after;
+    const char *lo = a ? a->key : l->lo;
+    size_t lo_len = a ? a->key_len : l->lo_len;
+    bool incl = a ? false : l->lo_incl;
+    pg_stmt_id id = l->hi_len ? (incl ? PS_OBJ_LIST_GE_UB : PS_OBJ_LIST_GT_UB) : (incl ? PS_OBJ_LIST_GE : PS_OBJ_LIST_GT);
+    pg_params p = {0};
+    pgp_text(&p, l->bucket);
+    pgp_bytes(&p, lo, lo_len);
+    pgp_int(&p, fetch);
+    pgp_int(&p, l->bucket_id);
+    if (l->hi_len) pgp_bytes(&p, l->hi, l->hi_len);
+    return pg_run(c, id, &p, out, NULL, "object list");
+}
+
+static int list_copy(const PGresult *r, int row, void *out) {
+    list_row *l = out;
+    size_t n = (size_t)PQgetlength(r, row, 0);
+    if (n > PG_KEY_MAX) return CAIRN_EDB;
+    memcpy(l->key, PQgetvalue(r, row, 0), n);
+    l->key[n] = '\0';
+    l->key_len = n;
+    l->size = pg_int(r, row, 1);
+    int err = pg_copy(r, row, 2, l->etag, sizeof l->etag);
+    l->mtime_ms = pg_int(r, row, 3);
+    l->owner_id = pg_int(r, row, 4);
+    return err;
+}
+
+static int list_deliver(void *ctx, const void *row) {
+    const list_ctx *l = ctx;
+    const list_row *r = row;
+    meta_list_entry e = {.key = r->key, .key_len = r->key_len, .size = r->size, .etag = r->etag,
+                         .mtime_ms = r->mtime_ms, .owner_id = r->owner_id};
+    return l->cb(l->ud, &e);
+}
+
+static const pg_pager list_pager = {sizeof(list_row), list_query, list_copy, list_deliver, NULL};
+
+int pg_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len,
+                   const char *from, size_t from_len, bool inclusive, int limit,
+                   int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {
+    pg_store *ms = PG(base_);
+    if (more) *more = false;
+    if (!bucket || !cb || limit < 0 || (prefix_len && !prefix) || (from_len && !from)) return CAIRN_EINVAL;
+    /* No key is longer than PG_KEY_MAX or contains NUL: such a prefix matches nothing. */
+    if (prefix_len > PG_KEY_MAX || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
+    if (!prefix) prefix = "";
+    /* One lower bound: `from` when it sorts at or after the prefix, else the
+     * prefix itself (inclusive), so the scan seeks once. */
+    list_ctx l = {.bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len, .lo_incl = true,
+                  .cb = cb, .ud = ud};
+    if (from && bytes_cmp(from, from_len, prefix, prefix_len) >= 0) {
+        l.lo = from;
+        l.lo_len = from_len;
+        l.lo_incl = inclusive;
+    }
+    char hi[PG_KEY_MAX];
+    l.hi = hi;
+    l.hi_len = prefix_len ? prefix_successor(prefix, prefix_len, hi) : 0;
+    return pg_page_rows(ms, &list_pager, &l, limit, more, "object list");
+}
+
+int pg_object_count(meta_store *base_, const char *bucket, int64_t *count) {
+    if (!bucket || !count) return CAIRN_EINVAL;
+    pg_params p = {0};
+    pgp_text(&p, bucket);
+    PGresult *r;
+    int err = pg_read_unbounded(PG(base_), PS_OBJ_COUNT, &p, &r, "object count");
+    if (err != 0) return err;
+    *count = pg_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+/* One object of a whole-store scan, copied out. */
+typedef struct {
+    char bucket[64];
+    char key[PG_KEY_MAX + 1];
+    size_t key_len;
+    char version_id[33];
+    int64_t size;
+    meta_storage storage;
+    char layout[320];
+} scan_row;
+
+typedef struct {
+    const char *after_bucket, *after_key;
+    size_t after_key_len;
+    int (*cb)(void *ud, const meta_scan_entry *e);
+    void *ud;
+} scan_ctx;
+
+static int scan_query(pg_conn *c, void *ctx, const void *after, int fetch, PGresult **out) {
+    const scan_ctx *sc = ctx;
+    const scan_row *a = after;
+    pg_params p = {0};
+    pgp_text(&p, a ? a->bucket : sc->after_bucket);
+    pgp_bytes(&p, a ? a->key : sc->after_key, a ? a->key_len : sc->after_key_len);
+    pgp_int(&p, fetch);
+    return pg_run(c, PS_OBJ_SCAN, &p, out, NULL, "object scan");
+}
+
+static int scan_copy(const PGresult *r, int row, void *out) {
+    scan_row *s = out;
+    size_t n = (size_t)PQgetlength(r, row, 1);
+    if (n > PG_KEY_MAX) return CAIRN_EDB;
+    memcpy(s->key, PQgetvalue(r, row, 1), n);
+    s->key[n] = '\0';
+    s->key_len = n;
+    int err = pg_copy(r, row, 0, s->bucket, sizeof s->bucket);
+    if (err == 0) err = pg_copy(r, row, 2, s->version_id, sizeof s->version_id);
+    s->size = pg_int(r, row, 3);
+    s->storage = pg_int(r, row, 4) == META_STORE_FILE ? META_STORE_FILE : META_STORE_INLINE;
+    if (err == 0) err = pg_copy(r, row, 5, s->layout, sizeof s->layout);
+    return err;
+}
+
+static int scan_deliver(void *ctx, const void *row) {
+    const scan_ctx *sc = ctx;
+    const scan_row *r = row;
+    meta_scan_entry e = {r->bucket, r->key, r->key_len, r->version_id, r->size, r->storage, r->layout};
+    return sc->cb(sc->ud, &e);
+}
+
+static const pg_pager scan_pager = {sizeof(scan_row), scan_query, scan_copy, scan_deliver, NULL};
+
+int pg_object_scan(meta_store *base_, const char *after_bucket, const char *after_key, size_t after_key_len,
+                   int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more) {
+    if (more) *more = false;
+    if (!cb || limit < 0 || !after_bucket || !after_key) return CAIRN_EINVAL;
+    scan_ctx sc = {after_bucket, after_key, after_key_len, cb, ud};
+    return pg_page_rows(PG(base_), &scan_pager, &sc, limit, more, "object scan");
+}
