@@ -70,19 +70,20 @@ int meta_open_url(const char *url, const char *data_dir, const meta_options *opt
     int rc = meta_url_parse(url, data_dir, &u, why, whylen);
     if (rc != 0) return rc;
     if (u.backend == META_BACKEND_POSTGRES) return pg_open(u.conninfo, opt ? opt->pg : NULL, migrate, out, why, whylen);
-    rc = sq_open(u.path, opt, migrate, out);
-    if (rc != 0 && why && whylen) snprintf(why, whylen, "%s: %s", u.path, cairn_strerror(rc));
+    char detail[1024] = "";
+    rc = sq_open(u.path, opt, migrate, out, detail, sizeof detail);
+    if (rc != 0 && why && whylen) snprintf(why, whylen, "%s: %s", u.path, detail[0] ? detail : cairn_strerror(rc));
     return rc;
 }
 
 const char *meta_backend_name(const meta_store *ms) { return ms ? ms->ops->name : "none"; }
 
 int meta_open(const char *path, const meta_options *opt, meta_store **out) {
-    return sq_open(path, opt, true, out);
+    return sq_open(path, opt, true, out, NULL, 0);
 }
 
 int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
-    return sq_open(path, opt, false, out);
+    return sq_open(path, opt, false, out, NULL, 0);
 }
 
 void meta_close(meta_store *ms) {
@@ -98,7 +99,12 @@ int meta_schema_version(meta_store *ms, int *version) {
 }
 
 int meta_migrate(meta_store *ms, int target) {
-    return ms ? ms->ops->migrate(ms, target) : CAIRN_EINVAL;
+    return ms ? ms->ops->migrate(ms, target, NULL, 0) : CAIRN_EINVAL;
+}
+
+int meta_migrate_to(meta_store *ms, int target, char *why, size_t whylen) {
+    if (why && whylen) why[0] = '\0';
+    return ms ? ms->ops->migrate(ms, target, why, whylen) : CAIRN_EINVAL;
 }
 
 int meta_user_create(meta_store *ms, meta_user *u) {

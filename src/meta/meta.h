@@ -103,6 +103,17 @@ int meta_ping(meta_store *ms);
 
 /* ---- schema migrations -------------------------------------------------- */
 
+/*
+ * The schema is a list of versioned steps, each with an up and a down text
+ * per backend.  Every applied step is a row of schema_migrations: version,
+ * name, when, and the SHA-256 of the up text that ran (its checksum).  A
+ * step whose text changed after it was applied (the recorded checksum is not
+ * this binary's) is drift: every migration refuses to run, so opening with
+ * migrate (cairn server, gateway, admin) fails naming the step.  A row
+ * recorded before checksums existed (an older cairn) gets this binary's
+ * checksum at the next migration, inside its transaction.
+ */
+
 /* Current schema version (0 = empty database). */
 int meta_schema_version(meta_store *ms, int *version);
 /* Latest version this binary knows. */
@@ -110,8 +121,49 @@ int meta_schema_latest(void);
 /* Migrates up or down to target, each step in its own transaction, recording
  * the version.  Returns 0 or CAIRN_EDB with the failing step logged. */
 int meta_migrate(meta_store *ms, int target);
+/* meta_migrate, and on failure why (may be NULL) says which step failed and
+ * why: the database's message, or the drift ("migration 4 (multipart
+ * uploads and parts) has changed since it was applied: ...").  CAIRN_EINVAL
+ * for a target outside 0 .. meta_schema_latest(). */
+int meta_migrate_to(meta_store *ms, int target, char *why, size_t whylen);
 /* Name of migration v (1-based), or NULL. */
 const char *meta_migration_name(int v);
+
+/* What a migration is in one database, against this binary. */
+typedef enum {
+    META_MIG_PENDING = 0,  /* not applied */
+    META_MIG_OK,           /* applied; its recorded checksum is this binary's */
+    META_MIG_UNRECORDED,   /* applied by a cairn that recorded no checksum (filled at the next migration) */
+    META_MIG_CHANGED,      /* applied, and its text has changed since: drift */
+    META_MIG_UNKNOWN,      /* applied, but this binary has no such version (a newer cairn's) */
+} meta_migration_state;
+
+/* One version as meta_migration_status reports it; pointers valid only
+ * during the callback. */
+typedef struct {
+    int version;
+    const char *name;          /* this binary's name, or the recorded one for an unknown version */
+    meta_migration_state state;
+    int64_t applied_ms;        /* 0 when not applied */
+    const char *recorded;      /* the checksum recorded when it was applied ("" if none) */
+    const char *expected;      /* this binary's checksum of the up text ("" for an unknown version) */
+} meta_migration_info;
+
+/* Calls cb for versions 1 .. latest, then for any applied version beyond
+ * (state UNKNOWN), in order.  Reads only: it never records a checksum.  cb
+ * returns nonzero to stop. */
+int meta_migration_status(meta_store *ms, int (*cb)(void *ud, const meta_migration_info *m), void *ud);
+/* This binary's checksum of migration v on backend b: the hex SHA-256 of its
+ * up text (64 digits and a NUL).  CAIRN_EINVAL for no such version. */
+int meta_migration_checksum(meta_backend b, int v, char out[65]);
+/* The SQL text of migration v on backend b, up or down (static), or NULL. */
+const char *meta_migration_sql(meta_backend b, int v, bool up);
+/* A dry run: appends to out the SQL meta_migrate would run on backend b to
+ * go from version from to version to, one statement a line, each step in
+ * its transaction, with its bookkeeping (the row it records or removes,
+ * applied_ms written as now_ms).  CAIRN_EINVAL for versions outside
+ * 0 .. latest. */
+int meta_migration_script(meta_backend b, int from, int to, int64_t now_ms, buf_t *out);
 
 /* ---- users and access keys ---------------------------------------------- */
 

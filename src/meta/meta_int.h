@@ -13,12 +13,54 @@
 
 #include "meta/meta.h"
 
+/*
+ * A backend's migrations (migrations.c, pg_migrations.c): the same versions
+ * under the same names (meta_migration_name), each backend's SQL in its own
+ * dialect.  schema.c does what both share with it: the checksums, the drift
+ * rule, the status rows and the scripts dry runs print.
+ */
+typedef struct meta_migration_set {
+    meta_backend backend;
+    int count;                     /* == meta_schema_latest() */
+    /* The SQL of step v (1 .. count), up or down. */
+    const char *(*sql)(int v, bool up);
+    /* How each step's transaction begins and what it runs before the step,
+     * as a dry run prints it (';'-separated statements). */
+    const char *begin_sql;
+    const char *bootstrap_sql;
+} meta_migration_set;
+
+/* One row of schema_migrations, as a backend reads it.  checksum is "" for
+ * a row recorded before checksums were (an older cairn). */
+typedef struct {
+    int version;
+    char name[129];
+    int64_t applied_ms;
+    char checksum[65];
+} meta_migration_row;
+
+/* The hex SHA-256 of step v's up text on set s (out gets 64 digits and a NUL);
+ * CAIRN_EINVAL for a version s does not have. */
+int meta_migration_sum(const meta_migration_set *s, int v, char out[65]);
+/* The drift rule, inside a migrating transaction: given the recorded
+ * checksum of applied version v, *fill is set when the row has none yet (a
+ * row an older cairn recorded: the caller records this binary's, in the same
+ * transaction), and CAIRN_EDB is returned, with why naming the migration,
+ * when it differs from this binary's: the text was changed after it was
+ * applied.  Versions beyond s->count (a newer binary's) are not checked here. */
+int meta_migration_check(const meta_migration_set *s, int v, const char *recorded, bool *fill, char *why,
+                         size_t whylen);
+
 typedef struct meta_ops {
     const char *name; /* "sqlite", "postgres" */
     void (*close)(meta_store *ms);
     int (*ping)(meta_store *ms);
     int (*schema_version)(meta_store *ms, int *version);
-    int (*migrate)(meta_store *ms, int target);
+    int (*migrate)(meta_store *ms, int target, char *why, size_t whylen);
+    /* Every row of schema_migrations in version order, copied out
+     * (malloc'd; the caller frees *rows); none when the table is absent. */
+    int (*migration_rows)(meta_store *ms, meta_migration_row **rows, int *n);
+    const meta_migration_set *migrations;
     int (*user_create)(meta_store *ms, meta_user *u);
     int (*user_ensure_root)(meta_store *ms, const char *name, meta_user *out);
     int (*user_get)(meta_store *ms, int64_t id, meta_user *out);

@@ -3,20 +3,29 @@
  *
  * The schema is a static table of steps {version, name, up_sql, down_sql}.
  * Applied versions are recorded in schema_migrations (one row per applied
- * step), so the current version is max(version) and an empty database is 0.
- * meta_migrate moves one step per transaction (BEGIN IMMEDIATE ... COMMIT):
+ * step, with the SHA-256 of the up text that ran: its checksum), so the
+ * current version is max(version) and an empty database is 0.
+ * meta_migrate moves one step per transaction (BEGIN EXCLUSIVE ... COMMIT):
  * a failing step rolls back completely and leaves the previous version in
  * place.  The current version is re-read inside each step's transaction, so
  * two processes migrating the same file at once cannot apply a step twice.
+ * Each step's transaction also checks every applied step's checksum first
+ * (schema.c: the drift rule) and refuses to go on when one has changed.
  *
  * Rules for adding a migration: append a row with the next version number,
- * never edit a released one, and give it a down_sql that restores the
- * previous schema exactly (tests go up, down to 0 and up again).
+ * never edit a released one (its checksum would no longer match, and every
+ * database that ran it would refuse to start), and give it a down_sql that
+ * restores the previous schema exactly (tests go up, down and up again at
+ * every step, with rows in the tables, and compare the schema each time).
  */
 #include "meta/meta.h"
 #include "meta/sqlite_int.h"
 
+#include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     int version;
@@ -241,11 +250,31 @@ static const migration migrations[] = {
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 
+/* The bookkeeping: one row per applied step.  checksum (the SHA-256 of the
+ * step's up text, schema.c) came later: a table made before it gains the
+ * column in place (ensure_checksum_column) and its rows their checksums at
+ * the next migration. */
 static const char bootstrap_sql[] =
     "CREATE TABLE IF NOT EXISTS schema_migrations("
     "  version INTEGER PRIMARY KEY,"
     "  name TEXT NOT NULL,"
-    "  applied_ms INTEGER NOT NULL)";
+    "  applied_ms INTEGER NOT NULL,"
+    "  checksum TEXT NOT NULL DEFAULT '')";
+
+/* EXCLUSIVE, not DEFERRED: the step must hold the write lock before it reads
+ * the version, or two processes could both read 3 and both run step 4.  (In
+ * WAL mode EXCLUSIVE takes the same lock IMMEDIATE does; readers go on.) */
+static const char begin_sql[] = "BEGIN EXCLUSIVE";
+
+static const char *step_sql(int v, bool up) { return up ? migrations[v - 1].up_sql : migrations[v - 1].down_sql; }
+
+const meta_migration_set sq_migration_set = {
+    .backend = META_BACKEND_SQLITE,
+    .count = MIGRATION_COUNT,
+    .sql = step_sql,
+    .begin_sql = begin_sql,
+    .bootstrap_sql = bootstrap_sql,
+};
 
 int meta_schema_latest(void) { return MIGRATION_COUNT; }
 
@@ -260,31 +289,45 @@ static void log_db(const char *msg, sqlite3 *db, int version) {
               "error", sqlite3_errmsg(db), NULL);
 }
 
-/* Reads max(version); 0 when schema_migrations does not exist yet. */
-static int read_version(sqlite3 *db, int *version) {
+/* A number the query answers (its first column), or CAIRN_EDB. */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
     sqlite3_stmt *st = NULL;
-    /* SQLite resolves table names at prepare time, so probe for the table
-     * first and only then prepare the statement that reads it. */
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                           " AND name = 'schema_migrations'",
-                           -1, &st, NULL) != SQLITE_OK)
-        return CAIRN_EDB;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return CAIRN_EDB;
     int rc = sqlite3_step(st);
-    bool exists = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) return CAIRN_EDB;
-    if (!exists) {
-        *version = 0;
-        return 0;
-    }
-    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1,
-                           &st, NULL) != SQLITE_OK)
-        return CAIRN_EDB;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *version = sqlite3_column_int(st, 0);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : CAIRN_EDB;
+}
+
+static int table_exists(sqlite3 *db, bool *exists) {
+    int64_t n = 0;
+    int err = query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+                        &n);
+    *exists = n > 0;
+    return err;
+}
+
+static int has_checksum_column(sqlite3 *db, bool *has) {
+    int64_t n = 0;
+    int err = query_int(db, "SELECT count(*) FROM pragma_table_info('schema_migrations') WHERE name = 'checksum'", &n);
+    *has = n > 0;
+    return err;
+}
+
+/* Reads max(version); 0 when schema_migrations does not exist yet. */
+static int read_version(sqlite3 *db, int *version) {
+    /* SQLite resolves table names at prepare time, so probe for the table
+     * first and only then prepare the statement that reads it. */
+    bool exists = false;
+    int err = table_exists(db, &exists);
+    if (err != 0 || !exists) {
+        if (err == 0) *version = 0;
+        return err;
+    }
+    int64_t v = 0;
+    err = query_int(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", &v);
+    if (err == 0) *version = (int)v;
+    return err;
 }
 
 int sq_schema_version(meta_store *base_, int *version) {
@@ -296,17 +339,135 @@ int sq_schema_version(meta_store *base_, int *version) {
     return rc;
 }
 
+int sq_migration_rows(meta_store *base_, meta_migration_row **rows, int *n) {
+    sq_store *ms = SQ(base_);
+    if (!ms || !rows || !n) return CAIRN_EINVAL;
+    *rows = NULL;
+    *n = 0;
+    sqlite3 *db = meta_sqlite_writer_lock(ms);
+    bool exists = false, sums = false;
+    int err = table_exists(db, &exists);
+    if (err == 0 && exists) err = has_checksum_column(db, &sums);
+    sqlite3_stmt *st = NULL;
+    if (err == 0 && exists &&
+        sqlite3_prepare_v2(db,
+                           sums ? "SELECT version, name, applied_ms, checksum FROM schema_migrations ORDER BY version"
+                                : "SELECT version, name, applied_ms, '' FROM schema_migrations ORDER BY version",
+                           -1, &st, NULL) != SQLITE_OK)
+        err = CAIRN_EDB;
+    int cap = 0, rc = SQLITE_DONE;
+    while (err == 0 && st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            meta_migration_row *more = realloc(*rows, (size_t)cap * sizeof *more);
+            if (!more) {
+                err = CAIRN_ENOMEM;
+                break;
+            }
+            *rows = more;
+        }
+        meta_migration_row *r = &(*rows)[(*n)++];
+        memset(r, 0, sizeof *r);
+        r->version = sqlite3_column_int(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1), *sum = (const char *)sqlite3_column_text(st, 3);
+        snprintf(r->name, sizeof r->name, "%s", name ? name : "");
+        r->applied_ms = sqlite3_column_int64(st, 2);
+        snprintf(r->checksum, sizeof r->checksum, "%s", sum ? sum : "");
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = CAIRN_EDB;
+    sqlite3_finalize(st);
+    meta_sqlite_writer_unlock(ms);
+    if (err != 0) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+    }
+    return err;
+}
+
+static int say(char *why, size_t whylen, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int say(char *why, size_t whylen, int err, const char *fmt, ...) {
+    if (why && whylen && !why[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/*
+ * Inside the step's transaction: brings the bookkeeping up to date (the
+ * checksum column, the checksums of rows recorded before it), reads the
+ * current version into *cur and applies the drift rule to every applied
+ * step (meta_migration_check): CAIRN_EDB, with why, when one has changed.
+ */
+static int check_applied(sqlite3 *db, int *cur, char *why, size_t whylen) {
+    bool sums = false;
+    int err = has_checksum_column(db, &sums);
+    if (err == 0 && !sums) {
+        if (sqlite3_exec(db, "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT NOT NULL DEFAULT ''", NULL, NULL,
+                         NULL) != SQLITE_OK)
+            return say(why, whylen, CAIRN_EDB, "the migration table cannot gain its checksum column: %s",
+                       sqlite3_errmsg(db));
+        log_write(LOG_INFO, NULL, "meta: schema_migrations now records checksums", "backend", "sqlite", NULL);
+    }
+    sqlite3_stmt *st = NULL;
+    if (err == 0 && sqlite3_prepare_v2(db, "SELECT version, checksum FROM schema_migrations ORDER BY version", -1, &st,
+                                       NULL) != SQLITE_OK)
+        err = CAIRN_EDB;
+    int fills[MIGRATION_COUNT], nfill = 0, rc = SQLITE_DONE;
+    *cur = 0;
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int v = sqlite3_column_int(st, 0);
+        const char *sum = (const char *)sqlite3_column_text(st, 1);
+        bool fill = false;
+        if (v > *cur) *cur = v;
+        err = meta_migration_check(&sq_migration_set, v, sum ? sum : "", &fill, why, whylen);
+        if (fill) {
+            assert(nfill < MIGRATION_COUNT); /* versions are distinct and 1 .. MIGRATION_COUNT */
+            fills[nfill++] = v;
+        }
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = CAIRN_EDB;
+    sqlite3_finalize(st);
+    /* Rows recorded before checksums were: trusted as they are (a released
+     * step is never edited), and given this binary's checksum from now on. */
+    for (int i = 0; err == 0 && i < nfill; i++) {
+        char sum[65];
+        err = meta_migration_sum(&sq_migration_set, fills[i], sum);
+        if (err == 0 && (sqlite3_prepare_v2(db, "UPDATE schema_migrations SET checksum = ?1 WHERE version = ?2", -1,
+                                            &st, NULL) != SQLITE_OK))
+            err = CAIRN_EDB;
+        if (err == 0) {
+            int b = sqlite3_bind_text(st, 1, sum, -1, SQLITE_TRANSIENT) | sqlite3_bind_int(st, 2, fills[i]);
+            if (b != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) err = CAIRN_EDB;
+            sqlite3_finalize(st);
+        }
+    }
+    if (err == 0 && nfill > 0) {
+        char nbuf[24];
+        log_write(LOG_INFO, NULL, "meta: recorded the checksums of migrations applied before checksums were kept",
+                  "count", log_int(nbuf, nfill), "backend", "sqlite", NULL);
+    }
+    if (err != 0 && err != CAIRN_EDB) return err;
+    return err == 0 ? 0 : say(why, whylen, err, "the migration table cannot be read: %s", sqlite3_errmsg(db));
+}
+
 /* Records (up) or forgets (down) version v inside the open transaction. */
 static int record_step(sqlite3 *db, int v, bool up) {
+    char sum[65] = "";
+    if (up && meta_migration_sum(&sq_migration_set, v, sum) != 0) return CAIRN_EDB;
     sqlite3_stmt *st = NULL;
-    const char *sql = up ? "INSERT INTO schema_migrations(version, name, applied_ms)"
-                           " VALUES (?1, ?2, ?3)"
+    const char *sql = up ? "INSERT INTO schema_migrations(version, name, applied_ms, checksum)"
+                           " VALUES (?1, ?2, ?3, ?4)"
                          : "DELETE FROM schema_migrations WHERE version = ?1";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return CAIRN_EDB;
     int b = sqlite3_bind_int(st, 1, v);
     if (up) {
         b |= sqlite3_bind_text(st, 2, migrations[v - 1].name, -1, SQLITE_STATIC);
         b |= sqlite3_bind_int64(st, 3, time_now_ms());
+        b |= sqlite3_bind_text(st, 4, sum, -1, SQLITE_TRANSIENT);
     }
     int rc = b == SQLITE_OK ? sqlite3_step(st) : SQLITE_ERROR;
     sqlite3_finalize(st);
@@ -318,7 +479,7 @@ static int record_step(sqlite3 *db, int v, bool up) {
  * database already is at target.  allow_down=false refuses to touch a
  * database whose version is above target.
  */
-static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done) {
+static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done, char *why, size_t whylen) {
     int cur = 0;
     *done = false;
     /* Prepared before the transaction begins: out of memory later, a
@@ -327,59 +488,71 @@ static int migrate_step(sqlite3 *db, int target, bool allow_down, bool *done) {
     sqlite3_stmt *rollback = NULL;
     if (sqlite3_prepare_v2(db, "ROLLBACK", -1, &rollback, NULL) != SQLITE_OK) {
         log_db("meta: cannot prepare a migration", db, target);
-        return CAIRN_EDB;
+        return say(why, whylen, CAIRN_EDB, "a migration cannot be prepared: %s", sqlite3_errmsg(db));
     }
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(db, begin_sql, NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_finalize(rollback);
         log_db("meta: cannot begin migration", db, target);
-        return CAIRN_EDB;
+        return say(why, whylen, CAIRN_EDB, "a migration cannot begin: %s", sqlite3_errmsg(db));
     }
-    int rc = sqlite3_exec(db, bootstrap_sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CAIRN_EDB;
-    if (rc == 0) rc = read_version(db, &cur);
+    int rc = 0;
+    if (sqlite3_exec(db, bootstrap_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        log_db("meta: cannot create the migration table", db, target);
+        rc = say(why, whylen, CAIRN_EDB, "the migration table cannot be created: %s", sqlite3_errmsg(db));
+    }
+    if (rc == 0) rc = check_applied(db, &cur, why, whylen);
     if (rc != 0) {
-        log_db("meta: cannot read schema version", db, target);
+        /* check_applied said why (and logged a drift) */
     } else if (cur == target) {
         *done = true;
     } else if (cur > target && !allow_down) {
         char vbuf[24];
         log_write(LOG_ERROR, NULL, "meta: database schema is newer than this binary; refusing",
                   "version", log_int(vbuf, cur), NULL);
-        rc = CAIRN_EDB;
+        rc = say(why, whylen, CAIRN_EDB, "the schema is at version %d, newer than this binary's %d: refusing", cur,
+                 MIGRATION_COUNT);
     } else if (cur > MIGRATION_COUNT) {
         log_db("meta: unknown schema version, cannot migrate down from it", db, cur);
-        rc = CAIRN_EDB;
+        rc = say(why, whylen, CAIRN_EDB, "the schema is at version %d, which this binary does not know: it cannot "
+                 "migrate down from it", cur);
     } else {
         bool up = cur < target;
         int v = up ? cur + 1 : cur;
-        const char *sql = up ? migrations[v - 1].up_sql : migrations[v - 1].down_sql;
+        const char *sql = step_sql(v, up);
         if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK || record_step(db, v, up) != 0) {
             log_db(up ? "meta: migration up failed" : "meta: migration down failed", db, v);
-            rc = CAIRN_EDB;
+            rc = say(why, whylen, CAIRN_EDB, "migration %d (%s) failed %s: %s", v, meta_migration_name(v),
+                     up ? "up" : "down", sqlite3_errmsg(db));
         }
     }
     if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         log_db("meta: migration commit failed", db, target);
-        rc = CAIRN_EDB;
+        rc = say(why, whylen, CAIRN_EDB, "a migration could not commit: %s", sqlite3_errmsg(db));
     }
     if (rc != 0 && !sqlite3_get_autocommit(db)) sqlite3_step(rollback);
     sqlite3_finalize(rollback);
     return rc;
 }
 
-static int migrate_to(sq_store *ms, int target, bool allow_down) {
+static int migrate_to(sq_store *ms, int target, bool allow_down, char *why, size_t whylen) {
+    if (why && whylen) why[0] = '\0';
     if (!ms || target < 0 || target > MIGRATION_COUNT) return CAIRN_EINVAL;
     sqlite3 *db = meta_sqlite_writer_lock(ms);
     int rc = 0;
     /* Bounded: each step moves one version closer to target. */
     for (int i = 0; i <= MIGRATION_COUNT + 1; i++) {
         bool done = false;
-        rc = migrate_step(db, target, allow_down, &done);
+        rc = migrate_step(db, target, allow_down, &done, why, whylen);
         if (rc != 0 || done) break;
     }
     meta_sqlite_writer_unlock(ms);
     return rc;
 }
 
-int sq_migrate(meta_store *ms, int target) { return migrate_to(SQ(ms), target, true); }
+int sq_migrate(meta_store *ms, int target, char *why, size_t whylen) {
+    return migrate_to(SQ(ms), target, true, why, whylen);
+}
 
-int meta_migrate_up_to_latest(sq_store *ms) { return migrate_to(ms, MIGRATION_COUNT, false); }
+int meta_migrate_up_to_latest(sq_store *ms, char *why, size_t whylen) {
+    return migrate_to(ms, MIGRATION_COUNT, false, why, whylen);
+}

@@ -605,10 +605,10 @@ int pg_open(const char *conninfo, const meta_pg_options *opt, bool migrate, meta
     ms->conninfo = strdup(conninfo);
     err = ms->conninfo ? pg_pool_start(ms, why, whylen) : CAIRN_ENOMEM;
     if (err == 0 && migrate) {
-        err = pg_migrate_up_to_latest(ms);
+        char detail[1024] = "";
+        err = pg_migrate_up_to_latest(ms, detail, sizeof detail);
         if (err != 0 && why && whylen)
-            snprintf(why, whylen, "postgres: the schema could not be migrated (%s; the log names the step)",
-                     cairn_strerror(err));
+            snprintf(why, whylen, "postgres: %s", detail[0] ? detail : cairn_strerror(err));
     }
     if (err != 0) {
         store_free(ms);
@@ -642,6 +642,8 @@ const meta_ops pg_ops = {
     .ping = pg_ping,
     .schema_version = pg_schema_version,
     .migrate = pg_migrate,
+    .migration_rows = pg_migration_rows,
+    .migrations = &pg_migration_set,
     .user_create = pg_user_create,
     .user_ensure_root = pg_user_ensure_root,
     .user_get = pg_user_get,

@@ -300,7 +300,9 @@ extern const meta_ops pg_ops;
 int pg_open(const char *conninfo, const meta_pg_options *opt, bool migrate, meta_store **out, char *why,
             size_t whylen);
 /* Migrates up to the latest version, refusing a newer schema (CAIRN_EDB). */
-int pg_migrate_up_to_latest(pg_store *ms);
+int pg_migrate_up_to_latest(pg_store *ms, char *why, size_t whylen);
+/* The PostgreSQL migrations (pg_migrations.c). */
+extern const meta_migration_set pg_migration_set;
 /* The number of PostgreSQL migrations: always meta_schema_latest(). */
 int pg_schema_latest(void);
 
@@ -308,7 +310,8 @@ int pg_schema_latest(void);
 void pg_close(meta_store *base_);
 int pg_ping(meta_store *base_);
 int pg_schema_version(meta_store *base_, int *version);
-int pg_migrate(meta_store *base_, int target);
+int pg_migrate(meta_store *base_, int target, char *why, size_t whylen);
+int pg_migration_rows(meta_store *base_, meta_migration_row **rows, int *n);
 int pg_user_create(meta_store *base_, meta_user *u);
 int pg_user_ensure_root(meta_store *base_, const char *name, meta_user *out);
 int pg_user_get(meta_store *base_, int64_t id, meta_user *out);

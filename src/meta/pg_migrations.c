@@ -4,14 +4,15 @@
  * migrations.c's SQLite schema, written in PostgreSQL's dialect.
  *
  * Each step is {up_sql, down_sql}; applied versions are recorded in
- * schema_migrations exactly as on SQLite, so the current version is
- * max(version) and an empty database is 0.  meta_migrate moves one step per
- * transaction: DDL is transactional in PostgreSQL, so a failing step rolls
- * back whole and leaves the previous version in place.  Each step's
- * transaction first takes a transaction-level advisory lock
- * (pg_advisory_xact_lock) and then reads the version: several processes
- * migrating one database at once (gateways starting together) queue on the
- * lock, and each step runs exactly once.
+ * schema_migrations exactly as on SQLite (with the SHA-256 of the up text
+ * that ran), so the current version is max(version) and an empty database
+ * is 0.  meta_migrate moves one step per transaction: DDL is transactional
+ * in PostgreSQL, so a failing step rolls back whole and leaves the previous
+ * version in place.  Each step's transaction first takes a
+ * transaction-level advisory lock (pg_advisory_xact_lock) and then reads the
+ * version and checks every applied step's checksum (schema.c: the drift
+ * rule): several processes migrating one database at once (gateways
+ * starting together) queue on the lock, and each step runs exactly once.
  *
  * Dialect choices (the SQLite file explains the schema itself):
  *  - object keys, upload keys and completed-upload keys are bytea: their
@@ -30,6 +31,8 @@
 #include "meta/meta.h"
 #include "meta/pg_int.h"
 
+#include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -196,27 +199,78 @@ static const pg_migration migrations[] = {
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 
+/* The bookkeeping, as on SQLite (migrations.c): a table made before
+ * checksums were gains the column in place (check_applied). */
 static const char bootstrap_sql[] =
     "CREATE TABLE IF NOT EXISTS schema_migrations("
     "  version INTEGER PRIMARY KEY,"
     "  name TEXT NOT NULL,"
-    "  applied_ms BIGINT NOT NULL)";
+    "  applied_ms BIGINT NOT NULL,"
+    "  checksum TEXT NOT NULL DEFAULT '')";
 
 /* The advisory lock every migration step takes: "cairnmig" in ASCII. */
 #define MIGRATE_LOCK INT64_C(0x636169726e6d6967)
 
+/* How a step's transaction begins (pg_tx_begin, pg_no_timeout, the lock),
+ * as a dry run prints it. */
+static const char begin_sql[] =
+    "BEGIN; SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock(7161120822695651687)";
+
+static const char *step_sql(int v, bool up) { return up ? migrations[v - 1].up_sql : migrations[v - 1].down_sql; }
+
+const meta_migration_set pg_migration_set = {
+    .backend = META_BACKEND_POSTGRES,
+    .count = MIGRATION_COUNT,
+    .sql = step_sql,
+    .begin_sql = begin_sql,
+    .bootstrap_sql = bootstrap_sql,
+};
+
 int pg_schema_latest(void) { return MIGRATION_COUNT; }
+
+static int say(char *why, size_t whylen, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int say(char *why, size_t whylen, int err, const char *fmt, ...) {
+    if (why && whylen && !why[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/* The server's message for the statement that just failed on c: its first
+ * line, without libpq's "ERROR:  ". */
+static const char *last_error(pg_conn *c, char *buf, size_t cap) {
+    const char *m = PQerrorMessage(c->db);
+    if (!strncmp(m, "ERROR:  ", 8)) m += 8;
+    snprintf(buf, cap, "%.*s", (int)strcspn(m, "\n"), m);
+    return buf;
+}
+
+/* Whether schema_migrations exists, and whether it has its checksum column. */
+static int probe(pg_conn *c, bool *exists, bool *sums) {
+    PGresult *r = NULL;
+    int err = pg_run_sql(c,
+                         "SELECT to_regclass('schema_migrations') IS NOT NULL,"
+                         " EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('schema_migrations')"
+                         " AND attname = 'checksum' AND NOT attisdropped)",
+                         NULL, &r, NULL, "schema probe");
+    *exists = err == 0 && PQntuples(r) == 1 && pg_bool(r, 0, 0);
+    *sums = err == 0 && PQntuples(r) == 1 && pg_bool(r, 0, 1);
+    PQclear(r);
+    return err;
+}
 
 /* Reads max(version) on c; 0 when schema_migrations does not exist yet. */
 static int read_version(pg_conn *c, int *version) {
-    PGresult *r = NULL;
-    int err = pg_run_sql(c, "SELECT to_regclass('schema_migrations') IS NOT NULL", NULL, &r, NULL, "schema probe");
-    bool exists = err == 0 && PQntuples(r) == 1 && pg_bool(r, 0, 0);
-    PQclear(r);
+    bool exists = false, sums = false;
+    int err = probe(c, &exists, &sums);
     if (err != 0 || !exists) {
         if (err == 0) *version = 0;
         return err;
     }
+    PGresult *r = NULL;
     err = pg_run_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations", NULL, &r, NULL, "schema version");
     if (err == 0) *version = (int)pg_int(r, 0, 0);
     PQclear(r);
@@ -234,14 +288,113 @@ int pg_schema_version(meta_store *base_, int *version) {
     return err;
 }
 
+static int row_copy(const PGresult *r, int row, void *out) {
+    meta_migration_row *m = out;
+    memset(m, 0, sizeof *m);
+    m->version = (int)pg_int(r, row, 0);
+    m->applied_ms = pg_int(r, row, 2);
+    int err = pg_copy(r, row, 1, m->name, sizeof m->name);
+    return err == 0 ? pg_copy(r, row, 3, m->checksum, sizeof m->checksum) : err;
+}
+
+int pg_migration_rows(meta_store *base_, meta_migration_row **rows, int *n) {
+    pg_store *ms = PG(base_);
+    if (!rows || !n) return CAIRN_EINVAL;
+    *rows = NULL;
+    *n = 0;
+    pg_conn *c;
+    int err = pg_acquire(ms, &c);
+    if (err != 0) return err;
+    bool exists = false, sums = false;
+    PGresult *r = NULL;
+    err = probe(c, &exists, &sums);
+    if (err == 0 && exists)
+        err = pg_run_sql(c,
+                         sums ? "SELECT version::int8, name, applied_ms, checksum FROM schema_migrations ORDER BY version"
+                              : "SELECT version::int8, name, applied_ms, ''::text FROM schema_migrations ORDER BY version",
+                         NULL, &r, NULL, "migration rows");
+    pg_release(ms, c);
+    if (err == 0 && r) {
+        void *out = NULL;
+        err = pg_rows(r, sizeof(meta_migration_row), row_copy, NULL, &out, n);
+        *rows = out;
+    }
+    PQclear(r);
+    return err;
+}
+
 static void log_step(const char *msg, int version) {
     char vbuf[24];
     log_write(LOG_ERROR, NULL, msg, "version", log_int(vbuf, version), "backend", "postgres", NULL);
 }
 
+/*
+ * Inside the step's transaction, holding the lock: brings the bookkeeping up
+ * to date (the checksum column, the checksums of rows recorded before it),
+ * reads the current version into *cur and applies the drift rule to every
+ * applied step (meta_migration_check): CAIRN_EDB, with why, when one has
+ * changed.
+ */
+static int check_applied(pg_conn *c, int *cur, char *why, size_t whylen) {
+    char msg[512];
+    bool exists = false, sums = false;
+    int err = probe(c, &exists, &sums);
+    if (err == 0 && !sums) {
+        err = pg_exec_sql(c, "ALTER TABLE schema_migrations ADD COLUMN checksum TEXT NOT NULL DEFAULT ''",
+                          "migration checksums");
+        if (err != 0)
+            return say(why, whylen, err, "the migration table cannot gain its checksum column: %s",
+                       last_error(c, msg, sizeof msg));
+        log_write(LOG_INFO, NULL, "meta: schema_migrations now records checksums", "backend", "postgres", NULL);
+    }
+    PGresult *r = NULL;
+    if (err == 0)
+        err = pg_run_sql(c, "SELECT version::int8, checksum FROM schema_migrations ORDER BY version", NULL, &r, NULL,
+                         "migration checksums");
+    if (err != 0) {
+        PQclear(r);
+        return say(why, whylen, err, "the migration table cannot be read: %s", last_error(c, msg, sizeof msg));
+    }
+    int fills[MIGRATION_COUNT], nfill = 0;
+    *cur = 0;
+    for (int i = 0; err == 0 && i < PQntuples(r); i++) {
+        int v = (int)pg_int(r, i, 0);
+        char sum[65] = "";
+        bool fill = false;
+        if (v > *cur) *cur = v;
+        if (pg_copy(r, i, 1, sum, sizeof sum) != 0) sum[0] = '?'; /* too long: not ours, so changed */
+        err = meta_migration_check(&pg_migration_set, v, sum, &fill, why, whylen);
+        if (fill) {
+            assert(nfill < MIGRATION_COUNT); /* versions are distinct and 1 .. MIGRATION_COUNT */
+            fills[nfill++] = v;
+        }
+    }
+    PQclear(r);
+    /* Rows recorded before checksums were: trusted as they are (a released
+     * step is never edited), and given this binary's checksum from now on. */
+    for (int i = 0; err == 0 && i < nfill; i++) {
+        char sum[65];
+        pg_params q = {0};
+        err = meta_migration_sum(&pg_migration_set, fills[i], sum);
+        pgp_text(&q, sum);
+        pgp_int(&q, fills[i]);
+        if (err == 0)
+            err = pg_run_sql(c, "UPDATE schema_migrations SET checksum = $1::text WHERE version = $2::int8", &q, NULL,
+                             NULL, "migration checksums");
+        if (err != 0) say(why, whylen, err, "the migration table cannot be updated: %s", last_error(c, msg, sizeof msg));
+    }
+    if (err == 0 && nfill > 0) {
+        char nbuf[24];
+        log_write(LOG_INFO, NULL, "meta: recorded the checksums of migrations applied before checksums were kept",
+                  "count", log_int(nbuf, nfill), "backend", "postgres", NULL);
+    }
+    return err;
+}
+
 /* One step toward target inside the open transaction on c; *done when the
  * database already is at target. */
-static int migrate_step_tx(pg_conn *c, int target, bool allow_down, bool *done) {
+static int migrate_step_tx(pg_conn *c, int target, bool allow_down, bool *done, char *why, size_t whylen) {
+    char msg[512];
     pg_params p = {0};
     pgp_int(&p, MIGRATE_LOCK);
     int cur = 0;
@@ -249,53 +402,76 @@ static int migrate_step_tx(pg_conn *c, int target, bool allow_down, bool *done) 
     int err = pg_no_timeout(c);
     if (err == 0) err = pg_run(c, PS_XACT_LOCK, &p, NULL, NULL, "migration lock");
     if (err == 0) err = pg_exec_sql(c, bootstrap_sql, "schema_migrations");
-    if (err == 0) err = read_version(c, &cur);
-    if (err != 0) return err;
+    if (err != 0) return say(why, whylen, err, "a migration cannot begin: %s", last_error(c, msg, sizeof msg));
+    if ((err = check_applied(c, &cur, why, whylen)) != 0) return err;
     if (cur == target) {
         *done = true;
         return 0;
     }
     if (cur > target && !allow_down) {
         log_step("meta: database schema is newer than this binary; refusing", cur);
-        return CAIRN_EDB;
+        return say(why, whylen, CAIRN_EDB, "the schema is at version %d, newer than this binary's %d: refusing", cur,
+                   MIGRATION_COUNT);
     }
     if (cur > MIGRATION_COUNT) {
         log_step("meta: unknown schema version, cannot migrate down from it", cur);
-        return CAIRN_EDB;
+        return say(why, whylen, CAIRN_EDB,
+                   "the schema is at version %d, which this binary does not know: it cannot migrate down from it", cur);
     }
     bool up = cur < target;
     int v = up ? cur + 1 : cur;
-    err = pg_exec_sql(c, up ? migrations[v - 1].up_sql : migrations[v - 1].down_sql, up ? "migration up" : "migration down");
+    err = pg_exec_sql(c, step_sql(v, up), up ? "migration up" : "migration down");
     if (err == 0) {
+        char sum[65] = "";
         pg_params q = {0};
         pgp_int(&q, v);
         if (up) {
+            err = meta_migration_sum(&pg_migration_set, v, sum);
             pgp_text(&q, meta_migration_name(v));
             pgp_int(&q, time_now_ms());
+            pgp_text(&q, sum);
         }
-        err = pg_run_sql(c,
-                         up ? "INSERT INTO schema_migrations(version, name, applied_ms) VALUES ($1::int8, $2::text, $3::int8)"
-                            : "DELETE FROM schema_migrations WHERE version = $1::int8",
-                         &q, NULL, NULL, "migration record");
+        if (err == 0)
+            err = pg_run_sql(c,
+                             up ? "INSERT INTO schema_migrations(version, name, applied_ms, checksum)"
+                                  " VALUES ($1::int8, $2::text, $3::int8, $4::text)"
+                                : "DELETE FROM schema_migrations WHERE version = $1::int8",
+                             &q, NULL, NULL, "migration record");
     }
-    if (err != 0) log_step(up ? "meta: migration up failed" : "meta: migration down failed", v);
+    if (err != 0) {
+        log_step(up ? "meta: migration up failed" : "meta: migration down failed", v);
+        say(why, whylen, err, "migration %d (%s) failed %s: %s", v, meta_migration_name(v), up ? "up" : "down",
+            last_error(c, msg, sizeof msg));
+    }
     return err;
 }
 
-static int migrate_to(pg_store *ms, int target, bool allow_down) {
+static int migrate_to(pg_store *ms, int target, bool allow_down, char *why, size_t whylen) {
+    if (why && whylen) why[0] = '\0';
     if (!ms || target < 0 || target > MIGRATION_COUNT) return CAIRN_EINVAL;
     int err = 0;
     /* Bounded: each step moves one version closer to target. */
     for (int i = 0; i <= MIGRATION_COUNT + 1; i++) {
         pg_conn *c;
         bool done = false;
-        if ((err = pg_tx_begin(ms, &c)) != 0) break;
-        err = pg_tx_end(ms, c, migrate_step_tx(c, target, allow_down, &done));
-        if (err != 0 || done) break;
+        if ((err = pg_tx_begin(ms, &c)) != 0) {
+            say(why, whylen, err, "no connection for a migration: %s", cairn_strerror(err));
+            break;
+        }
+        err = pg_tx_end(ms, c, migrate_step_tx(c, target, allow_down, &done, why, whylen));
+        if (err != 0) {
+            say(why, whylen, err, "a migration could not commit: %s", cairn_strerror(err));
+            break;
+        }
+        if (done) break;
     }
     return err;
 }
 
-int pg_migrate(meta_store *ms, int target) { return migrate_to(PG(ms), target, true); }
+int pg_migrate(meta_store *ms, int target, char *why, size_t whylen) {
+    return migrate_to(PG(ms), target, true, why, whylen);
+}
 
-int pg_migrate_up_to_latest(pg_store *ms) { return migrate_to(ms, MIGRATION_COUNT, false); }
+int pg_migrate_up_to_latest(pg_store *ms, char *why, size_t whylen) {
+    return migrate_to(ms, MIGRATION_COUNT, false, why, whylen);
+}

@@ -432,7 +432,7 @@ static void store_free(sq_store *ms) {
     free(ms);
 }
 
-int sq_open(const char *path, const meta_options *opt, bool migrate, meta_store **out) {
+int sq_open(const char *path, const meta_options *opt, bool migrate, meta_store **out, char *why, size_t whylen) {
     if (!path || !out || !*path || strcmp(path, ":memory:") == 0) return CAIRN_EINVAL;
     *out = NULL;
     meta_fault_vfs_install();
@@ -461,7 +461,7 @@ int sq_open(const char *path, const meta_options *opt, bool migrate, meta_store 
             ms->nreaders++;
         }
     }
-    if (err == 0 && migrate) err = meta_migrate_up_to_latest(ms);
+    if (err == 0 && migrate) err = meta_migrate_up_to_latest(ms, why, whylen);
     if (err != 0) {
         store_free(ms);
         return err;
@@ -612,6 +612,8 @@ const meta_ops sq_ops = {
     .ping = sq_ping,
     .schema_version = sq_schema_version,
     .migrate = sq_migrate,
+    .migration_rows = sq_migration_rows,
+    .migrations = &sq_migration_set,
     .user_create = sq_user_create,
     .user_ensure_root = sq_user_ensure_root,
     .user_get = sq_user_get,

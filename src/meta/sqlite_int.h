@@ -185,8 +185,9 @@ int sq_page_rows(sq_store *ms, const sq_pager *p, void *ctx, int limit, bool *mo
 extern const meta_ops sq_ops;
 
 /* Opens (creating if needed) the database at path in WAL mode and, when
- * migrate is true, migrates it to the latest schema (meta_open). */
-int sq_open(const char *path, const meta_options *opt, bool migrate, meta_store **out);
+ * migrate is true, migrates it to the latest schema (meta_open).  When a
+ * migration fails, why (may be NULL) says which and why. */
+int sq_open(const char *path, const meta_options *opt, bool migrate, meta_store **out, char *why, size_t whylen);
 
 /* Locks the writer mutex and returns the writer connection (never NULL). */
 sqlite3 *meta_sqlite_writer_lock(sq_store *ms);
@@ -195,7 +196,9 @@ void meta_sqlite_writer_unlock(sq_store *ms);
 /* Migrates up to the latest version, refusing (CAIRN_EDB, logged) when the
  * database carries a newer schema than this binary knows: opening with an
  * old binary must never run down-migrations and drop data.  (migrations.c) */
-int meta_migrate_up_to_latest(sq_store *ms);
+int meta_migrate_up_to_latest(sq_store *ms, char *why, size_t whylen);
+/* The SQLite migrations (migrations.c). */
+extern const meta_migration_set sq_migration_set;
 
 /* Makes the fault-injection VFS the default (fault build; else a no-op).
  * (fault_vfs.c) */
@@ -240,7 +243,8 @@ int sq_row_upload(sqlite3_stmt *st, meta_upload *u);                          /*
 void sq_close(meta_store *base_);
 int sq_ping(meta_store *base_);
 int sq_schema_version(meta_store *base_, int *version);
-int sq_migrate(meta_store *base_, int target);
+int sq_migrate(meta_store *base_, int target, char *why, size_t whylen);
+int sq_migration_rows(meta_store *base_, meta_migration_row **rows, int *n);
 int sq_user_create(meta_store *base_, meta_user *u);
 int sq_user_ensure_root(meta_store *base_, const char *name, meta_user *out);
 int sq_user_get(meta_store *base_, int64_t id, meta_user *out);

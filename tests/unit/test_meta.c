@@ -5011,7 +5011,11 @@ Test(migrations, a_failing_step_rolls_back_whole_and_keeps_the_version_before) {
     /* Step 4 creates uploads, upload_parts, then object_parts: make its last
      * statement fail. */
     plant(&f, "CREATE TABLE object_parts(x INTEGER)");
-    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), CAIRN_EDB);
+    char why[1024];
+    cr_assert_eq(meta_migrate_to(f.ms, meta_schema_latest(), why, sizeof why), CAIRN_EDB);
+    cr_expect(strstr(why, "migration 4 (multipart uploads and parts) failed up: ") && strstr(why, "object_parts") &&
+                  strstr(why, "already exists"),
+              "the error names the step and the database's reason: %s", why);
     int v = -1;
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, 3, "step 4 is not recorded");
@@ -5022,6 +5026,264 @@ Test(migrations, a_failing_step_rolls_back_whole_and_keeps_the_version_before) {
     cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), 0);
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, meta_schema_latest());
+    fx_close(&f);
+}
+
+/* ---- migrations: checksums and drift ------------------------------------------------------- */
+
+static meta_backend backend_under_test(void) { return on_pg() ? META_BACKEND_POSTGRES : META_BACKEND_SQLITE; }
+
+/* Opens the test's store by URL on either backend, so why says what failed. */
+static int fx_open_why(fx *f, bool migrate, meta_store **out, char *why, size_t whylen) {
+    meta_options o = test_options(1);
+    meta_pg_options po = test_pg_options(1);
+    o.pg = &po;
+    char url[600];
+    if (on_pg()) snprintf(url, sizeof url, "%s", f->url);
+    else snprintf(url, sizeof url, "sqlite://%s", f->path);
+    return meta_open_url(url, NULL, &o, migrate, out, why, whylen);
+}
+
+/* meta_migration_status, collected: states[v] and how many versions came. */
+typedef struct {
+    int n, last;
+    meta_migration_state states[64];
+    char names[64][129];
+    char recorded[64][65];
+} mig_status;
+
+static int mig_status_cb(void *ud, const meta_migration_info *m) {
+    mig_status *st = ud;
+    cr_assert(m->version > st->last && m->version < 64, "versions come in order: %d after %d", m->version, st->last);
+    st->last = m->version;
+    st->n++;
+    st->states[m->version] = m->state;
+    snprintf(st->names[m->version], sizeof st->names[0], "%s", m->name ? m->name : "");
+    snprintf(st->recorded[m->version], sizeof st->recorded[0], "%s", m->recorded);
+    if (m->version <= meta_schema_latest()) {
+        char want[65];
+        cr_assert_eq(meta_migration_checksum(backend_under_test(), m->version, want), 0);
+        cr_assert_str_eq(m->expected, want);
+    } else {
+        cr_assert_str_eq(m->expected, "");
+    }
+    if (m->state == META_MIG_PENDING || m->version <= meta_schema_latest())
+        cr_assert_eq(m->applied_ms > 0, m->state != META_MIG_PENDING, "version %d: applied_ms %lld in state %d",
+                     m->version, (long long)m->applied_ms, m->state);
+    return 0;
+}
+
+static mig_status status_of(meta_store *ms) {
+    mig_status st;
+    memset(&st, 0, sizeof st);
+    cr_assert_eq(meta_migration_status(ms, mig_status_cb, &st), 0);
+    return st;
+}
+
+/* The checksum recorded for version v, read with the backend's own client. */
+static void recorded_checksum(const fx *f, int v, char out[65]) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT checksum FROM schema_migrations WHERE version = %d", v);
+    out[0] = '\0';
+    if (on_pg()) {
+        PGconn *c = pg_connect(f->db);
+        PGresult *r = PQexec(c, sql);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+        if (PQntuples(r) == 1) snprintf(out, 65, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW) snprintf(out, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+Test(migrations, every_applied_step_is_recorded_with_the_sha256_of_its_up_text) {
+    fx f;
+    fx_make(&f, false);
+    cr_assert_eq(fx_try_open(&f, 1, true, &f.ms), 0);
+    int latest = meta_schema_latest();
+    for (int v = 1; v <= latest; v++) {
+        char want[65], got[65];
+        cr_assert_eq(meta_migration_checksum(backend_under_test(), v, want), 0);
+        cr_assert_eq(strlen(want), 64);
+        recorded_checksum(&f, v, got);
+        cr_expect_str_eq(got, want, "version %d", v);
+    }
+    /* The checksum is of this backend's text, and known to the tests: the
+     * SHA-256 of the empty string would mean no text was hashed. */
+    char a[65], b[65];
+    cr_assert_eq(meta_migration_checksum(META_BACKEND_SQLITE, 3, a), 0);
+    cr_assert_eq(meta_migration_checksum(META_BACKEND_POSTGRES, 3, b), 0);
+    cr_expect_str_neq(a, b, "each dialect's own text");
+    cr_expect_str_neq(a, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    cr_expect_eq(meta_migration_checksum(META_BACKEND_SQLITE, 0, a), CAIRN_EINVAL);
+    cr_expect_eq(meta_migration_checksum(META_BACKEND_SQLITE, latest + 1, a), CAIRN_EINVAL);
+    cr_expect_null(meta_migration_sql(META_BACKEND_POSTGRES, latest + 1, true));
+    cr_expect_not_null(strstr(meta_migration_sql(META_BACKEND_POSTGRES, 3, true), "CREATE TABLE nodes"));
+    cr_expect_str_eq(meta_migration_sql(META_BACKEND_SQLITE, 3, false), "DROP TABLE nodes;");
+
+    mig_status st = status_of(f.ms);
+    cr_assert_eq(st.n, latest);
+    for (int v = 1; v <= latest; v++) cr_expect_eq(st.states[v], META_MIG_OK, "version %d", v);
+    /* Down to 5: 6 and later are pending again, their rows gone. */
+    cr_assert_eq(meta_migrate(f.ms, 5), 0);
+    st = status_of(f.ms);
+    for (int v = 1; v <= latest; v++) cr_expect_eq(st.states[v], v <= 5 ? META_MIG_OK : META_MIG_PENDING, "v %d", v);
+    cr_assert_eq(meta_migration_status(NULL, mig_status_cb, &st), CAIRN_EINVAL);
+    cr_assert_eq(meta_migration_status(f.ms, NULL, NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+/* An applied migration whose text has changed since (here: its recorded
+ * checksum altered, as a binary with an edited migration would see it)
+ * stops the start, and the error names it; nothing is migrated. */
+Test(migrations, a_changed_migration_stops_the_start_and_names_the_migration) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "kept", 1);
+    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest() - 2), 0);
+    meta_close(f.ms);
+    f.ms = NULL;
+    char saved[65];
+    recorded_checksum(&f, 4, saved);
+    plant(&f, "UPDATE schema_migrations SET checksum = "
+              "'0000000000000000000000000000000000000000000000000000000000000000' WHERE version = 4");
+
+    char why[1024] = "";
+    meta_store *ms = (meta_store *)1;
+    cr_assert_eq(fx_open_why(&f, true, &ms, why, sizeof why), CAIRN_EDB);
+    cr_assert_null(ms);
+    cr_expect(strstr(why, "migration 4 (multipart uploads and parts) has changed since it was applied: the database "
+                          "recorded checksum 000000000000, this binary's is ") != NULL,
+              "%s", why);
+    cr_expect(strstr(why, on_pg() ? "postgres: " : "/meta.db: ") == why || strstr(why, "/meta.db: migration 4"),
+              "%s", why);
+
+    /* Opened without migrating: every migration refuses, up or down, and
+     * the status names the changed one; nothing moved. */
+    cr_assert_eq(fx_open_why(&f, false, &f.ms, why, sizeof why), 0, "%s", why);
+    cr_expect_eq(meta_migrate_to(f.ms, meta_schema_latest(), why, sizeof why), CAIRN_EDB);
+    cr_expect(strstr(why, "migration 4 (multipart uploads and parts) has changed since it was applied") == why, "%s",
+              why);
+    cr_expect_eq(meta_migrate_to(f.ms, 0, why, sizeof why), CAIRN_EDB);
+    cr_expect_eq(meta_migrate(f.ms, 5), CAIRN_EDB);
+    int v = -1;
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_expect_eq(v, meta_schema_latest() - 2);
+    mig_status st = status_of(f.ms);
+    for (int i = 1; i <= meta_schema_latest(); i++)
+        cr_expect_eq(st.states[i], i == 4 ? META_MIG_CHANGED : i <= v ? META_MIG_OK : META_MIG_PENDING, "v %d", i);
+    cr_expect_str_eq(st.recorded[4], "0000000000000000000000000000000000000000000000000000000000000000");
+    meta_close(f.ms);
+    f.ms = NULL;
+
+    /* Put back, it opens and migrates as before, the data kept. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE schema_migrations SET checksum = '%s' WHERE version = 4", saved);
+    plant(&f, sql);
+    cr_assert_eq(fx_open_why(&f, true, &f.ms, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(meta_schema_version(f.ms, &v), 0);
+    cr_expect_eq(v, meta_schema_latest());
+    meta_bucket b;
+    cr_expect_eq(meta_bucket_get(f.ms, "kept", &b), 0);
+    fx_close(&f);
+}
+
+/* A database whose schema_migrations predates checksums (no such column):
+ * its status reads, and the next migration adds the column and records
+ * this binary's checksums in place.  A row an older binary adds later
+ * (no checksum) is filled the same way. */
+Test(migrations, a_database_from_before_checksums_upgrades_in_place) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "kept", 1);
+    meta_close(f.ms);
+    f.ms = NULL;
+    plant2(&f,
+           "CREATE TABLE old_sm(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL);"
+           "INSERT INTO old_sm SELECT version, name, applied_ms FROM schema_migrations;"
+           "DROP TABLE schema_migrations; ALTER TABLE old_sm RENAME TO schema_migrations;",
+           "ALTER TABLE schema_migrations DROP COLUMN checksum");
+    cr_assert_eq(fx_open_why(&f, false, &f.ms, NULL, 0), 0);
+    mig_status st = status_of(f.ms);
+    cr_assert_eq(st.n, meta_schema_latest());
+    for (int v = 1; v <= meta_schema_latest(); v++) {
+        cr_expect_eq(st.states[v], META_MIG_UNRECORDED, "version %d", v);
+        cr_expect_str_eq(st.recorded[v], "");
+    }
+    meta_close(f.ms);
+    f.ms = NULL;
+
+    char why[1024] = "";
+    cr_assert_eq(fx_open_why(&f, true, &f.ms, why, sizeof why), 0, "%s", why);
+    st = status_of(f.ms);
+    for (int v = 1; v <= meta_schema_latest(); v++) cr_expect_eq(st.states[v], META_MIG_OK, "version %d", v);
+    meta_bucket b;
+    cr_expect_eq(meta_bucket_get(f.ms, "kept", &b), 0);
+    /* What an older binary would record: no checksum (the column's default). */
+    cr_assert_eq(meta_migrate(f.ms, meta_schema_latest() - 1), 0);
+    char sql[200];
+    snprintf(sql, sizeof sql, "INSERT INTO schema_migrations(version, name, applied_ms) VALUES (%d, 'x', 1)",
+             meta_schema_latest());
+    meta_close(f.ms);
+    f.ms = NULL;
+    plant(&f, sql);
+    plant2(&f, "CREATE TABLE trash(version_id TEXT PRIMARY KEY, layout TEXT NOT NULL, added_ms INTEGER NOT NULL)",
+           "CREATE TABLE trash(version_id TEXT COLLATE \"C\" PRIMARY KEY, layout TEXT COLLATE \"C\" NOT NULL,"
+           " added_ms BIGINT NOT NULL)");
+    cr_assert_eq(fx_open_why(&f, false, &f.ms, NULL, 0), 0);
+    st = status_of(f.ms);
+    cr_expect_eq(st.states[meta_schema_latest()], META_MIG_UNRECORDED);
+    cr_assert_eq(meta_migrate_to(f.ms, meta_schema_latest(), why, sizeof why), 0, "%s", why);
+    st = status_of(f.ms);
+    cr_expect_eq(st.states[meta_schema_latest()], META_MIG_OK);
+    fx_close(&f);
+}
+
+/* The bookkeeping cannot be brought up to date (schema_migrations is not a
+ * table one can add a column to): nothing runs, and why says so. */
+Test(migrations, a_migration_table_that_cannot_gain_checksums_stops_migrating) {
+    fx f;
+    fx_make(&f, false);
+    plant(&f, "CREATE VIEW schema_migrations AS SELECT 1 AS version, 'x' AS name, 0 AS applied_ms");
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
+    char why[1024];
+    cr_assert_eq(meta_migrate_to(f.ms, meta_schema_latest(), why, sizeof why), CAIRN_EDB);
+    cr_expect(strstr(why, "the migration table cannot gain its checksum column: ") == why, "%s", why);
+    cr_expect_eq(count_tables(&f), 0);
+    fx_close(&f);
+}
+
+/* A database newer than this binary: status lists the version it does not
+ * know under its recorded name, and opening says why it refuses. */
+Test(migrations, a_newer_schema_is_listed_and_refused_with_the_reason) {
+    fx f;
+    fx_open(&f, 1);
+    meta_close(f.ms);
+    f.ms = NULL;
+    plant_future_version(&f);
+    char why[1024] = "";
+    meta_store *ms = NULL;
+    cr_assert_eq(fx_open_why(&f, true, &ms, why, sizeof why), CAIRN_EDB);
+    char want[160];
+    snprintf(want, sizeof want, "the schema is at version %d, newer than this binary's %d: refusing",
+             meta_schema_latest() + 1, meta_schema_latest());
+    cr_expect(strstr(why, want) != NULL, "%s", why);
+    cr_assert_eq(fx_open_why(&f, false, &f.ms, why, sizeof why), 0);
+    mig_status st = status_of(f.ms);
+    cr_assert_eq(st.n, meta_schema_latest() + 1);
+    cr_expect_eq(st.states[meta_schema_latest() + 1], META_MIG_UNKNOWN);
+    cr_expect_str_eq(st.names[meta_schema_latest() + 1], "future");
+    cr_expect_eq(meta_migrate_to(f.ms, 0, why, sizeof why), CAIRN_EDB);
+    snprintf(want, sizeof want, "the schema is at version %d, which this binary does not know: it cannot migrate down",
+             meta_schema_latest() + 1);
+    cr_expect(strstr(why, want) == why, "%s", why);
     fx_close(&f);
 }
 
