@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "meta/meta.h"
@@ -5026,6 +5027,250 @@ Test(migrations, a_failing_step_rolls_back_whole_and_keeps_the_version_before) {
     cr_assert_eq(meta_migrate(f.ms, meta_schema_latest()), 0);
     cr_assert_eq(meta_schema_version(f.ms, &v), 0);
     cr_assert_eq(v, meta_schema_latest());
+    fx_close(&f);
+}
+
+/* Real processes, not threads: each child opens the store (migrating) once
+ * all of them are ready, as gateways started together do. */
+Test(migrations, processes_opening_one_empty_database_at_once_run_each_step_once, .timeout = 120) {
+    fx f;
+    fx_make(&f, false);
+    enum { N = 6 };
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
+    pid_t kids[N];
+    for (int i = 0; i < N; i++) {
+        kids[i] = fork();
+        cr_assert_geq(kids[i], 0);
+        if (kids[i] == 0) {
+            close(go[1]);
+            char c;
+            (void)!read(go[0], &c, 1); /* returns when the parent closes its end: all start at once */
+            meta_store *ms = NULL;
+            int rc = fx_try_open(&f, 1, true, &ms);
+            meta_close(ms);
+            _exit(rc == 0 ? 0 : 10 - rc);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < N; i++) {
+        int status = 0;
+        cr_assert_eq(waitpid(kids[i], &status, 0), kids[i]);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "process %d: status %#x", i, status);
+    }
+    cr_assert_eq(db_number(&f, "SELECT count(*) FROM schema_migrations", NULL), meta_schema_latest());
+    cr_assert_eq(db_number(&f, "SELECT count(DISTINCT version) FROM schema_migrations", NULL), meta_schema_latest());
+    cr_assert_eq(db_number(&f, "SELECT count(*) FROM schema_migrations WHERE length(checksum) = 64", NULL),
+                 meta_schema_latest());
+    cr_assert_eq(count_tables(&f), 5);
+    fx_close(&f);
+}
+
+/* ---- migrations: up, down and up again at every step, and the schema each leaves -------------- */
+
+/* Every row of every column the query returns, as text: "a|b\n" a row. */
+static void db_text(const fx *f, const char *sqlite_sql, const char *pg_sql, buf_t *out) {
+    buf_reset(out);
+    if (on_pg()) {
+        PGconn *c = pg_connect(f->db);
+        PGresult *r = PQexec(c, pg_sql);
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", pg_sql, PQerrorMessage(c));
+        for (int i = 0; i < PQntuples(r); i++) {
+            for (int j = 0; j < PQnfields(r); j++) buf_printf(out, "%s%s", j ? "|" : "", PQgetvalue(r, i, j));
+            buf_putc(out, '\n');
+        }
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, sqlite_sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sqlite_sql,
+                 sqlite3_errmsg(db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int j = 0; j < sqlite3_column_count(st); j++) {
+            const unsigned char *t = sqlite3_column_text(st, j);
+            buf_printf(out, "%s%s", j ? "|" : "", t ? (const char *)t : "NULL");
+        }
+        buf_putc(out, '\n');
+    }
+    cr_assert_eq(rc, SQLITE_DONE, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/*
+ * The schema as text.  SQLite: every row of sqlite_schema but rootpage (the
+ * statements that made each table, index and trigger, as SQLite keeps
+ * them).  PostgreSQL: the catalog's view of the tables in the schema: each
+ * column with its position among the live ones, type, nullability, default
+ * and collation; each index's and constraint's definition; each sequence
+ * and the column that owns it.  (Column positions are ranks, not attnum:
+ * a column dropped and added again leaves a hole PostgreSQL never reuses,
+ * which changes no behaviour and which pg_dump does not show either.)
+ */
+static void schema_dump(const fx *f, buf_t *out) {
+    db_text(f, "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name",
+            "SELECT line FROM ("
+            " SELECT 'column ' || c.relname || '.' || a.attname"
+            "  || ' #' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum)"
+            "  || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END"
+            "  || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')"
+            "  || coalesce(' collate ' || co.collname, '') AS line"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+            " LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum"
+            " LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 100"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            " UNION ALL"
+            " SELECT 'index ' || pg_get_indexdef(i.indexrelid)"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema()"
+            " UNION ALL"
+            " SELECT 'constraint ' || c.relname || ' ' || con.conname || ' ' || pg_get_constraintdef(con.oid)"
+            " FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema()"
+            " UNION ALL"
+            " SELECT 'sequence ' || s.relname || ' ' || format_type(q.seqtypid, NULL)"
+            "  || coalesce(' owned by ' || t.relname || '.' || ta.attname, '')"
+            " FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence q ON q.seqrelid = s.oid"
+            " LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = s.oid"
+            "  AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i')"
+            " LEFT JOIN pg_class t ON t.oid = dep.refobjid"
+            " LEFT JOIN pg_attribute ta ON ta.attrelid = dep.refobjid AND ta.attnum = dep.refobjsubid"
+            " WHERE n.nspname = current_schema() AND s.relkind = 'S'"
+            ") x ORDER BY line",
+            out);
+    cr_assert_gt(out->len, 0, "an empty dump compares equal to anything");
+}
+
+/* "table=rows;" for every table of the schema but the bookkeeping. */
+static void row_counts(const fx *f, buf_t *out) {
+    buf_t tables;
+    buf_init(&tables);
+    db_text(f,
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " AND name <> 'schema_migrations' ORDER BY name",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name <> 'schema_migrations' ORDER BY table_name",
+            &tables);
+    buf_reset(out);
+    char *save = NULL;
+    for (char *t = tables.len ? strtok_r(tables.data, "\n", &save) : NULL; t; t = strtok_r(NULL, "\n", &save))
+        buf_printf(out, "%s=%d;", t, count_rows(f, t));
+    buf_free(&tables);
+}
+
+/* Whether every "table=n;" of sub is in all (the same table, the same rows). */
+static bool counts_within(const char *sub, const char *all) {
+    char tmp[2048];
+    snprintf(tmp, sizeof tmp, "%s", sub);
+    char *save = NULL;
+    for (char *e = strtok_r(tmp, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+        char want[160];
+        snprintf(want, sizeof want, "%s;", e);
+        /* table names are distinct and none is a suffix of another here */
+        if (!strstr(all, want)) return false;
+    }
+    return true;
+}
+
+/* Rows for the tables of version v, in SQL both dialects take (booleans as
+ * true/false, bytea from text literals); ON CONFLICT DO NOTHING, so seeding
+ * a version twice adds nothing. */
+static const char *const seed_rows[] = {
+    [1] = "INSERT INTO users(name, created_ms) VALUES ('u1', 1) ON CONFLICT DO NOTHING;"
+          "INSERT INTO access_keys(access_key, user_id, sealed_secret, active, created_ms)"
+          " SELECT 'AK1', id, 'sealed', true, 1 FROM users WHERE name = 'u1' ON CONFLICT DO NOTHING;"
+          "INSERT INTO buckets(name, owner_id, created_ms, public_read) VALUES ('b1', 1, 1, false)"
+          " ON CONFLICT DO NOTHING;"
+          "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage)"
+          " VALUES ('b1', 'k1', 'v1', 1, 'e', 1, 1, 0) ON CONFLICT DO NOTHING;"
+          "INSERT INTO object_data(version_id, data) VALUES ('v1', 'x') ON CONFLICT DO NOTHING;",
+    [2] = "INSERT INTO objects(bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, layout)"
+          " VALUES ('b1', 'k2', 'v2', 1, 'e', 1, 1, 1, '4+2:1:d') ON CONFLICT DO NOTHING;",
+    [3] = "INSERT INTO nodes(id, url, added_ms) VALUES ('n1', 'http://n1', 1) ON CONFLICT DO NOTHING;",
+    [4] = "INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms) VALUES ('up1', 'b1', 'k3', 1, 1)"
+          " ON CONFLICT DO NOTHING;"
+          "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+          " VALUES ('up1', 1, 'pv1', 1, 'e', 'l', 1) ON CONFLICT DO NOTHING;"
+          "INSERT INTO object_parts(version_id, part_number, \"offset\", size, etag, part_version_id, layout)"
+          " VALUES ('v2', 1, 0, 1, 'e', 'pv0', 'l') ON CONFLICT DO NOTHING;",
+    [5] = "INSERT INTO jobs(kind, run_at_ms, created_ms, unique_key) VALUES ('noop', 1, 1, 'j1')"
+          " ON CONFLICT DO NOTHING;",
+    [6] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
+          " VALUES ('up1', 2, 'pv2', 1, 'e', 'l', 1) ON CONFLICT DO NOTHING;",
+    [7] = "INSERT INTO buckets(name, owner_id, created_ms) VALUES ('b7', 1, 7) ON CONFLICT DO NOTHING;"
+          "INSERT INTO uploads(upload_id, bucket, bucket_id, key, owner_id, initiated_ms)"
+          " VALUES ('up7', 'b7', (SELECT id FROM buckets WHERE name = 'b7'), 'k7', 1, 7) ON CONFLICT DO NOTHING;",
+    [8] = "INSERT INTO completed_uploads(upload_id, bucket_id, key, version_id, etag, completed_ms)"
+          " VALUES ('up8', 1, 'k8', 'v8', 'e', 8) ON CONFLICT DO NOTHING;",
+    [9] = "INSERT INTO trash(version_id, layout, added_ms) VALUES ('t9', 'l', 9) ON CONFLICT DO NOTHING;",
+};
+
+/*
+ * What CI runs for every migration, on both backends: up, down and up
+ * again, with rows in the tables.  The schema after up-down-up must be the
+ * schema after the first up, and the rows of the tables the step did not
+ * make must survive its down and its up.  At the end, the schema of a
+ * database migrated this way must equal that of one migrated up once.
+ */
+Test(migrations, every_step_goes_up_down_and_up_again_with_rows_and_leaves_the_same_schema, .timeout = 300) {
+    int latest = meta_schema_latest();
+    cr_assert_eq((int)(sizeof seed_rows / sizeof seed_rows[0]), latest + 1,
+                 "a new migration needs rows for its tables in seed_rows");
+    fx f, once;
+    fx_make(&f, false);
+    fx_make(&once, false);
+    cr_assert_eq(fx_try_open(&f, 1, false, &f.ms), 0);
+    buf_t first, again, before_down, after_down, after_up;
+    buf_init(&first);
+    buf_init(&again);
+    buf_init(&before_down);
+    buf_init(&after_down);
+    buf_init(&after_up);
+    char why[1024];
+    for (int v = 1; v <= latest; v++) {
+        cr_assert_eq(meta_migrate_to(f.ms, v, why, sizeof why), 0, "up to %d: %s", v, why);
+        plant(&f, seed_rows[v]);
+        schema_dump(&f, &first);
+        row_counts(&f, &before_down);
+
+        cr_assert_eq(meta_migrate_to(f.ms, v - 1, why, sizeof why), 0, "down from %d with rows: %s", v, why);
+        row_counts(&f, &after_down);
+        cr_expect(counts_within(after_down.data ? after_down.data : "", before_down.data),
+                  "down from %d changed the rows of the tables before it: %s, was %s", v, after_down.data, before_down.data);
+
+        cr_assert_eq(meta_migrate_to(f.ms, v, why, sizeof why), 0, "up to %d again: %s", v, why);
+        schema_dump(&f, &again);
+        cr_assert_str_eq(again.data, first.data, "version %d: the schema after up, down and up differs from the "
+                         "schema after up", v);
+        row_counts(&f, &after_up);
+        cr_expect(counts_within(after_down.data ? after_down.data : "", after_up.data),
+                  "up to %d again changed the rows of the tables before it: %s, was %s", v, after_up.data, after_down.data);
+        plant(&f, seed_rows[v]); /* the rows this step's own tables lost */
+    }
+    meta_close(f.ms);
+    f.ms = NULL;
+
+    cr_assert_eq(fx_try_open(&once, 1, true, &once.ms), 0);
+    schema_dump(&once, &first);
+    schema_dump(&f, &again);
+    cr_assert_str_eq(again.data, first.data, "up-down-up at every step leaves another schema than one up");
+    /* And the store works on it: the rows seeded are there. */
+    cr_assert_eq(fx_try_open(&f, 1, true, &f.ms), 0);
+    meta_bucket b;
+    cr_expect_eq(meta_bucket_get(f.ms, "b7", &b), 0);
+    cr_expect_eq(meta_bucket_get(f.ms, "b1", &b), 0);
+    buf_free(&first);
+    buf_free(&again);
+    buf_free(&before_down);
+    buf_free(&after_down);
+    buf_free(&after_up);
+    fx_close(&once);
     fx_close(&f);
 }
 
