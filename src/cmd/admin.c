@@ -269,9 +269,7 @@ static int print_job(void *ud, const meta_job *j) {
     return 0;
 }
 
-/* A whole number in [lo, hi]: an optional '-' and digits, nothing else
- * (atoi would read "oops" as 0). */
-static bool parse_whole(const char *s, long long lo, long long hi, long long *out) {
+bool cmd_parse_whole(const char *s, long long lo, long long hi, long long *out) {
     if (!s) return false;
     const char *d = *s == '-' ? s + 1 : s;
     if (!*d || strlen(d) > 18) return false;
@@ -303,7 +301,7 @@ static int admin_jobs(meta_store *ms, int argc, char **argv) {
         else {
             long long x;
             bool delay = !strcmp(opt, "--delay-ms");
-            if (!parse_whole(v, 0, delay ? 100000000000LL : 1000000, &x)) {
+            if (!cmd_parse_whole(v, 0, delay ? 100000000000LL : 1000000, &x)) {
                 if (delay) fprintf(stderr, "cairn: --delay-ms wants a number of milliseconds >= 0\n");
                 else fprintf(stderr, "cairn: %s wants a whole number from 0 (the default) to 1000000\n", opt);
                 return 2;
@@ -450,64 +448,5 @@ int cmd_admin(int argc, char **argv) {
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
     rc = admin_run(ms, &cfg, mk, nrest, rest);
     meta_close(ms);
-    return rc;
-}
-
-int cmd_migrate(int argc, char **argv) {
-    config_t cfg;
-    char *rest[CMD_MAX_ARGS];
-    int nrest = 0;
-    int rc = cmd_load_config(argc, argv, &cfg, rest, &nrest);
-    if (rc != 0) return rc;
-    const char *verb = nrest > 0 ? rest[0] : "status";
-    bool moves = !strcmp(verb, "up") || !strcmp(verb, "down");
-    if (!moves && strcmp(verb, "status") != 0) {
-        fprintf(stderr, "usage: cairn migrate [--data DIR] status | up [VERSION] | down VERSION\n");
-        return 2;
-    }
-    long long target = -1;
-    bool given = moves && nrest > 1;
-    if (given && !parse_whole(rest[1], -1000000, 1000000, &target)) {
-        fprintf(stderr, "cairn: '%s' is not a schema version (a whole number)\n", rest[1]);
-        return 2;
-    }
-    /* Moving the schema under a running server would pull tables from under
-     * it: up and down take the data directory's lock, as fsck does. */
-    int lock_fd[2] = {-1, -1};
-    if (moves) {
-        if ((rc = cmd_lock_data_dir(&cfg, lock_fd)) != 0) return rc;
-    } else if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg.data_dir, strerror(errno));
-        return 1;
-    }
-    meta_options mo = {.readers = 1, .fsync = true, .busy_timeout_ms = 5000};
-    meta_store *ms;
-    char why[1400];
-    if ((rc = meta_open_url(cfg.metadata_url, cfg.data_dir, &mo, false, &ms, why, sizeof why)) != 0) {
-        fprintf(stderr, "cairn: cannot open the metadata database: %s\n", why);
-        cmd_unlock_data_dir(lock_fd);
-        return 1;
-    }
-    int cur = 0;
-    meta_schema_version(ms, &cur);
-    if (!moves) {
-        printf("schema version %d of %d\n", cur, meta_schema_latest());
-        for (int v = 1; v <= meta_schema_latest(); v++)
-            printf("  %s %d %s\n", v <= cur ? "[x]" : "[ ]", v, meta_migration_name(v));
-        rc = 0;
-    } else {
-        bool up = !strcmp(verb, "up");
-        if (up && !given) target = meta_schema_latest();
-        if (target < 0 || target > meta_schema_latest() || (up ? target < cur : target > cur)) {
-            fprintf(stderr, "cairn: bad target version for %s (current %d, latest %d)\n", verb, cur, meta_schema_latest());
-            rc = 2;
-        } else {
-            rc = meta_migrate(ms, (int)target) == 0 ? 0 : 1;
-            if (rc == 0) printf("schema version %lld\n", target);
-            else fprintf(stderr, "cairn: migration failed\n");
-        }
-    }
-    meta_close(ms);
-    cmd_unlock_data_dir(lock_fd);
     return rc;
 }

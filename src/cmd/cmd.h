@@ -38,8 +38,14 @@ int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_
 /* `cairn admin [--data DIR] [--config FILE] user|key|bucket ...` (admin.c). */
 int cmd_admin(int argc, char **argv);
 
-/* `cairn migrate [--data DIR] status|up|down [VERSION]` (admin.c). */
+/* `cairn migrate [--data DIR] [--dry-run] status | up [VERSION] | down
+ * VERSION | verify` (migrate.c). */
 int cmd_migrate(int argc, char **argv);
+
+/* A whole number in [lo, hi]: an optional '-' and digits, nothing else
+ * (atoi would read "oops" as 0) (admin.c). */
+#include <stdbool.h>
+bool cmd_parse_whole(const char *s, long long lo, long long hi, long long *out);
 
 #define CMD_MAX_ARGS 64
 

@@ -16,7 +16,8 @@ static const char usage[] =
     "  admin  [--data DIR] user create|list NAME                   manage users\n"
     "  admin  [--data DIR] key create NAME | list [NAME] | revoke AK\n"
     "  admin  [--data DIR] bucket set-public NAME [--off] | list\n"
-    "  migrate [--data DIR] status | up [VERSION] | down VERSION    schema migrations\n"
+    "  migrate [--data DIR] [--dry-run] status | up [VERSION] | down VERSION | verify\n"
+    "                                                               schema migrations and their checksums\n"
     "  config check FILE | describe                                 validate / list options\n"
     "  version\n";
 

@@ -119,7 +119,8 @@ int meta_migration_status(meta_store *ms, int (*cb)(void *ud, const meta_migrati
 /* ---- dry runs ---------------------------------------------------------------- */
 
 /* Appends sql's statements, one a line, each ending in ';' (splits at ';'
- * outside quotes; runs of blanks inside a statement become one). */
+ * outside quotes; runs of blanks inside a statement become one, and none
+ * follows an opening parenthesis). */
 static void put_statements(buf_t *out, const char *sql) {
     bool fresh = true, blank = false;
     char quote = 0;
@@ -135,7 +136,7 @@ static void put_statements(buf_t *out, const char *sql) {
             blank = !fresh;
             continue;
         }
-        if (blank) buf_putc(out, ' ');
+        if (blank && out->len && out->data[out->len - 1] != '(') buf_putc(out, ' ');
         blank = false;
         fresh = false;
         if (quote && c == quote) quote = 0;

@@ -1,5 +1,6 @@
 """The `cairn` command line off its happy path: usage and version, `cairn
-migrate` (status, up, down, bad targets), and the error paths of `cairn
+migrate` (status, up, down, bad targets; test_migrate.py has checksums,
+drift, verify and dry runs), and the error paths of `cairn
 admin` and `cairn config`: flags without values, invalid flags, environment
 and files, too many arguments, data directories and master keys that cannot
 be used, unknown users, keys, nodes and jobs.  Also the listing formats an
@@ -23,7 +24,7 @@ CMD_MAX_ARGS = 64  # src/cmd/cmd.h: arguments after the subcommand's name
 
 MAIN_USAGE = "usage: cairn <command> [options]\n"
 ADMIN_USAGE = "usage: cairn admin [--data DIR] user create NAME | user list\n"
-MIGRATE_USAGE = "usage: cairn migrate [--data DIR] status | up [VERSION] | down VERSION\n"
+MIGRATE_USAGE = "usage: cairn migrate [--data DIR] [--dry-run] status | up [VERSION] | down VERSION | verify\n"
 CONFIG_USAGE = "usage: cairn config check FILE\n       cairn config describe\n"
 MASTER_KEY_ERROR = "must be exactly 64 hex digits (32 bytes), or empty"
 
@@ -194,7 +195,7 @@ def test_migrate_fails_while_another_process_holds_the_write_lock(data):
         db.execute("ROLLBACK")
         db.close()
     assert (cp.returncode, cp.stdout) == (1, "")
-    assert cp.stderr.endswith("cairn: migration failed\n"), cp.stderr
+    assert cp.stderr.endswith("cairn: migration failed: a migration cannot begin: database is locked\n"), cp.stderr
     assert_schema_at(data, latest)
 
 
