@@ -252,7 +252,7 @@ static const migration migrations[] = {
 
 /* The bookkeeping: one row per applied step.  checksum (the SHA-256 of the
  * step's up text, schema.c) came later: a table made before it gains the
- * column in place (ensure_checksum_column) and its rows their checksums at
+ * column in place (check_applied) and its rows their checksums at
  * the next migration. */
 static const char bootstrap_sql[] =
     "CREATE TABLE IF NOT EXISTS schema_migrations("
