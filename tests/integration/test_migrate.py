@@ -7,9 +7,9 @@ a failing migration rolling back whole, and several processes migrating one
 database at once.
 
 Drift is made the way an edited migration would look to the database: the
-recorded checksum altered in a real database.  Tests run on SQLite; the
-ones marked for PostgreSQL also run on the server CAIRN_TEST_POSTGRES_URL
-names (scripts/pg-test.sh run ...) and are skipped, saying so, without it.
+recorded checksum altered in a real database.  Most tests run on SQLite;
+the test_postgres_* ones run on the server CAIRN_TEST_POSTGRES_URL names,
+or on one this module starts from Debian's binaries (scripts/pg-test.sh).
 """
 
 import os
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import free_port
+from conftest import REPO, free_port
 from test_cli import MIGRATE_USAGE, admin, cairn, data, migrate, schema_status  # noqa: F401 (data is a fixture)
 
 ZEROS = "0" * 64
@@ -275,17 +275,33 @@ def psql(url, statement):
     return cp.stdout
 
 
-@pytest.fixture
-def pg_url():
-    """A new, empty database on the test server, dropped afterwards."""
+@pytest.fixture(scope="module")
+def pg_server():
+    """The PostgreSQL server CAIRN_TEST_POSTGRES_URL names, or one started
+    here from Debian's binaries (scripts/pg-test.sh) for this module and
+    stopped after it.  No server is a failure, never a skip."""
     base = os.environ.get("CAIRN_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("CAIRN_TEST_POSTGRES_URL is not set (scripts/pg-test.sh run ... sets it)")
+    if base:
+        yield base
+        return
+    script = str(REPO / "scripts" / "pg-test.sh")
+    cp = subprocess.run([script, "start"], capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, f"cannot start a PostgreSQL server for the tests: {cp.stderr}"
+    pgdir = cp.stdout.strip()
+    try:
+        yield subprocess.run([script, "url", pgdir], capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        subprocess.run([script, "stop", pgdir], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A new, empty database on the test server, dropped afterwards."""
     name = "mig_" + uuid.uuid4().hex[:12]
-    psql(base, f"CREATE DATABASE {name}")
-    parts = urllib.parse.urlsplit(base)
+    psql(pg_server, f"CREATE DATABASE {name}")
+    parts = urllib.parse.urlsplit(pg_server)
     yield urllib.parse.urlunsplit(parts._replace(path="/" + name))
-    psql(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def pg_migrate(data, url, *args):
