@@ -351,23 +351,25 @@ static int fail_with(server *sv, int exit_code) {
     return CAIRN_EINVAL;
 }
 
-static int metadata_start(void *ud) {
-    server *sv = ud;
-    int rc = cmd_open_meta(&sv->cfg, &sv->ms, sv->mk);
-    if (rc != 0) return fail_with(sv, rc);
-    if ((rc = resolve_root(&sv->cfg, &sv->root)) != 0) return fail_with(sv, rc);
-    if (meta_user_ensure_root(sv->ms, sv->root.user, &sv->root_user) != 0) {
-        fprintf(stderr, "cairn: cannot record the root user\n");
-        return fail_with(sv, 1);
-    }
-    return 0;
-}
-
 static void metadata_stop(void *ud) {
     server *sv = ud;
     meta_close(sv->ms);
     sv->ms = NULL;
     sodium_memzero(sv->root.password, sizeof sv->root.password);
+}
+
+static int metadata_start(void *ud) {
+    server *sv = ud;
+    int rc = cmd_open_meta(&sv->cfg, &sv->ms, sv->mk);
+    if (rc != 0) return fail_with(sv, rc);
+    if ((rc = resolve_root(&sv->cfg, &sv->root)) == 0 &&
+        meta_user_ensure_root(sv->ms, sv->root.user, &sv->root_user) != 0) {
+        fprintf(stderr, "cairn: cannot record the root user\n");
+        rc = 1;
+    }
+    if (rc == 0) return 0;
+    metadata_stop(sv); /* a start that fails leaves nothing open: its stop is not called */
+    return fail_with(sv, rc);
 }
 
 static int data_start(void *ud) {

@@ -186,7 +186,8 @@ typedef struct svc_registry svc_registry;
 typedef struct {
     const char *name;          /* unique; the registry copies it */
     const char *needs;         /* comma-separated names started before this one; NULL or "" = none */
-    int (*start)(void *ud);    /* 0 or a CAIRN_E* code; NULL = nothing to do */
+    int (*start)(void *ud);    /* 0 or a CAIRN_E* code, having undone its own work
+                                  (its stop is not called); NULL = nothing to do */
     void (*stop)(void *ud);    /* NULL = nothing to do */
     void *ud;
     int stop_timeout_ms;       /* 0 = the registry's default */
