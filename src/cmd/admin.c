@@ -17,6 +17,8 @@
 #include "data/data.h"
 #include "jobs/jobs.h"
 
+#include <sodium.h>
+
 
 extern char **environ;
 
@@ -90,29 +92,95 @@ int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nres
     return 0;
 }
 
-/* Reads or creates DATA/master.key (64 hex chars, mode 0600). */
-static int load_master_key(const config_t *cfg, unsigned char key[32]) {
-    size_t n = 0;
-    if (cfg->master_key[0])
-        return hex_decode(cfg->master_key, strlen(cfg->master_key), key, 32, &n) == 0 && n == 32 ? 0 : CAIRN_EINVAL;
-    char path[1100];
-    snprintf(path, sizeof path, "%s/master.key", cfg->data_dir);
+/* Reads a key file: 64 hex digits (a newline may follow). */
+static int read_key_file(const char *path, unsigned char key[32]) {
     char hex[80] = {0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t r = read(fd, hex, sizeof hex - 1);
-        close(fd);
-        if (r < 64 || hex_decode(hex, 64, key, 32, &n) != 0) return CAIRN_EINVAL;
-        return 0;
+    if (fd < 0) return errno == ENOENT ? CAIRN_ENOTFOUND : CAIRN_EIO;
+    ssize_t r = read(fd, hex, sizeof hex - 1);
+    close(fd);
+    size_t n = 0;
+    bool ok = r >= 64 && (r == 64 || hex[64] == '\n' || hex[64] == '\r') && hex_decode(hex, 64, key, 32, &n) == 0 &&
+              n == 32;
+    sodium_memzero(hex, sizeof hex);
+    return ok ? 0 : CAIRN_EINVAL;
+}
+
+/* The master key: master_key, else master_key_file (which must exist: a
+ * cluster's gateways share it), else DATA/master.key, made on first use
+ * (64 hex chars, mode 0600).  Prints why it cannot be had. */
+static int load_master_key(const config_t *cfg, unsigned char key[32]) {
+    size_t n = 0;
+    if (cfg->master_key[0]) {
+        if (hex_decode(cfg->master_key, strlen(cfg->master_key), key, 32, &n) == 0 && n == 32) return 0;
+        fprintf(stderr, "cairn: master_key is not 64 hex digits\n");
+        return CAIRN_EINVAL;
     }
-    if (errno != ENOENT) return CAIRN_EIO;
-    rand_bytes(key, 32);
-    hex_encode(key, 32, hex);
-    hex[64] = '\n';
-    /* Create only: if another process made the key first, use theirs. */
-    int rc = file_write_atomic(path, hex, 65, 0600, false);
-    if (rc == CAIRN_EEXIST) return load_master_key(cfg, key);
+    if (cfg->master_key_file[0]) {
+        int rc = read_key_file(cfg->master_key_file, key);
+        if (rc != 0)
+            fprintf(stderr, "cairn: cannot read the master key from %s (master_key_file): %s\n", cfg->master_key_file,
+                    rc == CAIRN_EINVAL ? "it does not hold 64 hex digits" : rc == CAIRN_ENOTFOUND ? "no such file"
+                                                                                    : strerror(errno));
+        return rc;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/master.key", cfg->data_dir);
+    int rc = read_key_file(path, key);
+    if (rc == CAIRN_ENOTFOUND) {
+        char hex[80] = {0};
+        rand_bytes(key, 32);
+        hex_encode(key, 32, hex);
+        hex[64] = '\n';
+        /* Create only: if another process made the key first, use theirs. */
+        rc = file_write_atomic(path, hex, 65, 0600, false);
+        sodium_memzero(hex, sizeof hex);
+        if (rc == CAIRN_EEXIST) rc = read_key_file(path, key);
+    }
+    if (rc != 0)
+        fprintf(stderr, "cairn: cannot read or create the master key in %s (or master_key is invalid)\n", cfg->data_dir);
     return rc;
+}
+
+/* Every access key's secret is sealed with the master key: a process whose
+ * key cannot open them would fail every signature, or worse, seal new ones
+ * that the cluster's other gateways cannot open.  Checks up to MAX_CHECKED
+ * stored secrets; CAIRN_EAUTH names the first it cannot open. */
+#define MAX_CHECKED 1000
+
+typedef struct {
+    const unsigned char *key;
+    int checked;
+    char failed[129];
+} unseal_check;
+
+static int try_unseal(void *ud, const meta_key *k) {
+    unseal_check *c = ud;
+    buf_t plain;
+    buf_init(&plain);
+    int rc = auth_secret_open(c->key, k->sealed_secret, &plain);
+    if (plain.data) sodium_memzero(plain.data, plain.len);
+    buf_free(&plain);
+    if (rc == CAIRN_EAUTH) {
+        snprintf(c->failed, sizeof c->failed, "%s", k->access_key);
+        return 1;
+    }
+    return ++c->checked >= MAX_CHECKED;
+}
+
+static int check_master_key_opens(meta_store *ms, const unsigned char key[32]) {
+    unseal_check c = {.key = key};
+    int rc = meta_key_list(ms, -1, try_unseal, &c);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot read the stored access keys: %s\n", cairn_strerror(rc));
+        return rc;
+    }
+    if (!c.failed[0]) return 0;
+    fprintf(stderr,
+            "cairn: the master key cannot open the secrets stored in the metadata database (access key %s): "
+            "every process of a cluster must use the key they were sealed with (master_key or master_key_file)\n",
+            c.failed);
+    return CAIRN_EAUTH;
 }
 
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]) {
@@ -120,15 +188,17 @@ int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key
         fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
         return 1;
     }
-    if (load_master_key(cfg, master_key) != 0) {
-        fprintf(stderr, "cairn: cannot read or create the master key in %s (or master_key is invalid)\n", cfg->data_dir);
-        return 1;
-    }
+    if (load_master_key(cfg, master_key) != 0) return 1;
     meta_options mo = {.readers = cfg->db_readers, .fsync = cfg->fsync, .busy_timeout_ms = 5000};
     char why[1400];
     int rc = meta_open_url(cfg->metadata_url, cfg->data_dir, &mo, true, ms, why, sizeof why);
     if (rc != 0) {
         fprintf(stderr, "cairn: cannot open the metadata database: %s\n", why);
+        return 1;
+    }
+    if (check_master_key_opens(*ms, master_key) != 0) {
+        meta_close(*ms);
+        *ms = NULL;
         return 1;
     }
     return 0;

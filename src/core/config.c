@@ -177,7 +177,9 @@ static const option options[] = {
     OPT_STR(root_password, "CAIRN_ROOT_PASSWORD", check_password, "secret", "",
             "Root user's secret key (8+ printable characters); never logged"),
     OPT_STR(master_key, "CAIRN_MASTER_KEY", check_master_key, "64 hex digits", "",
-            "Key that encrypts secrets at rest; empty = use the key file in data_dir"),
+            "Key that encrypts secrets at rest; empty = use master_key_file, or the key file in data_dir"),
+    OPT_STR(master_key_file, "CAIRN_MASTER_KEY_FILE", NULL, "path", "",
+            "File holding the master key (64 hex digits); every gateway of a cluster uses the same; empty = data_dir/master.key, made on first start"),
     OPT_CHOICE(log_level, "CAIRN_LOG_LEVEL", "debug|info|warn|error", "info",
                "Lowest level of log line written"),
     OPT_SZ(max_object_size, "CAIRN_MAX_OBJECT_SIZE", 1, 5 * TIB, "5TiB",
@@ -860,6 +862,8 @@ int config_validate(const config_t *c, config_errors *errs)
             err_add(errs, options[i].key, "%s", reason);
     /* Credentials come as a pair: one without the other is a half-configured
      * root account, which is never what the operator meant. */
+    if (c->master_key[0] && c->master_key_file[0])
+        err_add(errs, "master_key_file", "set master_key or master_key_file, not both");
     if (c->root_user[0] && !c->root_password[0])
         err_add(errs, "root_password", "must be set when root_user is set");
     if (!c->root_user[0] && c->root_password[0])

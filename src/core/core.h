@@ -231,6 +231,7 @@ typedef struct {
     char root_user[128];       /* root_user: CAIRN_ROOT_USER */
     char root_password[256];   /* root_password: CAIRN_ROOT_PASSWORD */
     char master_key[128];      /* master_key: 64 hex chars; empty = key file in data dir */
+    char master_key_file[1024]; /* master_key_file: file holding the key; empty = DATA/master.key */
     char log_level[16];        /* log_level: debug|info|warn|error */
     int64_t max_object_size;   /* max_object_size: bytes, <= 5 GiB */
     int64_t inline_max_size;   /* inline_max_size: objects up to this many bytes live in the DB */
