@@ -12,6 +12,7 @@
 #include "meta/sqlite_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int refuse(char *why, size_t whylen, const char *text) {
@@ -74,6 +75,39 @@ int meta_open_url(const char *url, const char *data_dir, const meta_options *opt
     rc = sq_open(u.path, opt, migrate, out, detail, sizeof detail);
     if (rc != 0 && why && whylen) snprintf(why, whylen, "%s: %s", u.path, detail[0] ? detail : cairn_strerror(rc));
     return rc;
+}
+
+int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, bool *more) {
+    if (more) *more = false;
+    char *rows = malloc(p->row_size * META_PAGE_MAX), *after = malloc(p->row_size);
+    int err = rows && after ? 0 : CAIRN_ENOMEM;
+    bool have_after = false;
+    int delivered = 0, batch = META_PAGE_FIRST;
+    while (err == 0) {
+        int room = limit - delivered, fetch = room < batch ? room + 1 : batch, got = 0;
+        err = p->fetch(fetch_ud, have_after ? after : NULL, fetch, rows, &got);
+        /* The backend's connection is back: the rows go to the callback. */
+        int deliver = got < room ? got : room;
+        bool stopped = false;
+        for (int i = 0; i < got; i++) {
+            char *row = rows + p->row_size * (size_t)i;
+            if (err == 0 && !stopped && i < deliver) stopped = p->deliver(ud, row) != 0;
+            if (i == got - 1) memcpy(after, row, p->row_size); /* the next batch starts after it */
+            if (p->clear) p->clear(row);
+        }
+        if (err != 0 || stopped) break;
+        delivered += deliver;
+        if (got > room) {
+            if (more) *more = true;
+            break;
+        }
+        if (got < fetch) break;
+        have_after = true;
+        batch = batch * 2 < META_PAGE_MAX ? batch * 2 : META_PAGE_MAX;
+    }
+    free(rows);
+    free(after);
+    return err;
 }
 
 const char *meta_backend_name(const meta_store *ms) { return ms ? ms->ops->name : "none"; }

@@ -121,6 +121,33 @@ typedef struct meta_ops {
     int (*object_count)(meta_store *ms, const char *bucket, int64_t *count);
 } meta_ops;
 
+/* A list call's rows in batches (every backend's list calls): each batch is
+ * fetched and copied out by the backend, which gives its connection back
+ * before fetch returns; only then do the rows reach the caller's callback.
+ * The batch after the first starts after the last row of the one before
+ * (keyset pagination).  The first batch is small (a caller that stops at
+ * once pays for few rows), then each doubles up to META_PAGE_MAX, which
+ * bounds what a call holds whatever its limit. */
+#define META_PAGE_FIRST 16
+#define META_PAGE_MAX 256
+
+typedef struct {
+    size_t row_size;
+    /* Copies at most fetch rows, after the row `after` (NULL for the first
+     * batch), into rows (fetch * row_size bytes); *got says how many.  A
+     * row it fails to copy it clears itself. */
+    int (*fetch)(void *fetch_ud, const void *after, int fetch, char *rows, int *got);
+    /* Hands one row to the caller's callback; nonzero stops the list. */
+    int (*deliver)(void *ud, const void *row);
+    /* Frees what fetch allocated in a row, after delivery (may be NULL).
+     * The copy kept as `after` must need only the row's own bytes. */
+    void (*clear)(void *row);
+} meta_pager;
+
+/* Runs a paged list of at most limit rows; *more (may be NULL) is set when
+ * rows beyond limit exist (meaningless if the callback stopped early). */
+int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, bool *more);
+
 /* The first member of every backend's store. */
 struct meta_store {
     const meta_ops *ops;

@@ -497,54 +497,40 @@ int pg_savepoint_end(pg_conn *c, bool rollback) {
 
 /* ---- list calls: rows copied out in batches ---------------------------------------- */
 
-/* As in sqlite.c: a small first batch, doubling up to the cap that bounds
- * what a call holds, whatever its limit. */
-#define PAGE_FIRST 16
-#define PAGE_MAX 256
+/* The batching itself is meta_page_rows (meta.c), shared with SQLite. */
+
+/* One batch of a paged list (meta_page_rows): the connection only for the
+ * query; the rows are copied from its result after it is back. */
+typedef struct {
+    pg_store *ms;
+    const pg_pager *p;
+    void *ctx;
+} pg_fetch_ud;
+
+static int pg_fetch(void *fud, const void *after, int fetch, char *rows, int *got) {
+    pg_fetch_ud *f = fud;
+    pg_conn *c;
+    PGresult *r = NULL;
+    *got = 0;
+    int err = pg_acquire(f->ms, &c);
+    if (err != 0) return err;
+    err = f->p->query(c, f->ctx, after, fetch, &r);
+    pg_release(f->ms, c);
+    int nr = err == 0 ? PQntuples(r) : 0;
+    for (int i = 0; err == 0 && i < nr && *got < fetch; i++) {
+        char *row = rows + f->p->row_size * (size_t)*got;
+        if ((err = f->p->copy(r, i, row)) == 0) (*got)++;
+        else if (f->p->clear) f->p->clear(row); /* what it copied before failing */
+    }
+    PQclear(r);
+    return err;
+}
 
 int pg_page_rows(pg_store *ms, const pg_pager *p, void *ctx, int limit, bool *more, const char *op) {
     (void)op;
-    if (more) *more = false;
-    char *rows = malloc(p->row_size * PAGE_MAX), *after = malloc(p->row_size);
-    int err = rows && after ? 0 : CAIRN_ENOMEM;
-    bool have_after = false;
-    int delivered = 0, batch = PAGE_FIRST;
-    while (err == 0) {
-        int room = limit - delivered, fetch = room < batch ? room + 1 : batch, got = 0;
-        pg_conn *c;
-        PGresult *r = NULL;
-        if ((err = pg_acquire(ms, &c)) != 0) break;
-        err = p->query(c, ctx, have_after ? after : NULL, fetch, &r);
-        pg_release(ms, c);
-        /* Now the connection is back: copy, then hand the rows over. */
-        int nr = err == 0 ? PQntuples(r) : 0;
-        for (int i = 0; err == 0 && i < nr && got < fetch; i++) {
-            char *row = rows + p->row_size * (size_t)got;
-            if ((err = p->copy(r, i, row)) == 0) got++;
-            else if (p->clear) p->clear(row); /* what it copied before failing */
-        }
-        PQclear(r);
-        int deliver = got < room ? got : room;
-        bool stopped = false;
-        for (int i = 0; i < got; i++) {
-            char *row = rows + p->row_size * (size_t)i;
-            if (err == 0 && !stopped && i < deliver) stopped = p->deliver(ctx, row) != 0;
-            if (i == got - 1) memcpy(after, row, p->row_size); /* the next batch starts after it */
-            if (p->clear) p->clear(row);
-        }
-        if (err != 0 || stopped) break;
-        delivered += deliver;
-        if (got > room) {
-            if (more) *more = true;
-            break;
-        }
-        if (got < fetch) break;
-        have_after = true;
-        batch = batch * 2 < PAGE_MAX ? batch * 2 : PAGE_MAX;
-    }
-    free(rows);
-    free(after);
-    return err;
+    pg_fetch_ud f = {ms, p, ctx};
+    meta_pager mp = {p->row_size, pg_fetch, p->deliver, p->clear};
+    return meta_page_rows(&mp, &f, ctx, limit, more);
 }
 
 int pg_rows(const PGresult *r, size_t row_size, int (*copy)(const PGresult *, int, void *), void (*clear)(void *),

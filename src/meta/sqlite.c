@@ -549,59 +549,41 @@ void *sq_vec_push(vec *v) {
 
 /* ---- list calls: rows copied out in batches --------------------------------- */
 
-/* The first batch is small, so a caller that stops at once (a delimiter
- * listing rolling up a prefix, then seeking past it) pays for few rows; each
- * batch doubles up to the cap, so a long walk costs few queries.  The cap
- * bounds the memory a call holds, whatever its limit. */
-#define PAGE_FIRST 16
-#define PAGE_MAX 256
+/* One batch of a paged list (meta_page_rows): a reader for as long as the
+ * rows take to copy. */
+typedef struct {
+    sq_store *ms;
+    const sq_pager *p;
+    void *ctx;
+    const char *op;
+} sq_fetch_ud;
 
-int sq_page_rows(sq_store *ms, const sq_pager *p, void *ctx, int limit, bool *more, const char *op) {
-    if (more) *more = false;
-    char *rows = malloc(p->row_size * PAGE_MAX), *after = malloc(p->row_size);
-    int err = rows && after ? 0 : CAIRN_ENOMEM;
-    bool have_after = false;
-    int delivered = 0, batch = PAGE_FIRST;
-    while (err == 0) {
-        int room = limit - delivered, fetch = room < batch ? room + 1 : batch, got = 0;
-        conn *c = sq_reader_get(ms);
-        sqlite3_stmt *st = NULL;
-        err = p->prepare(c, ctx, have_after ? after : NULL, fetch, &st);
-        while (err == 0 && got < fetch) {
-            int rc = sqlite3_step(st);
-            if (rc == SQLITE_DONE) break;
-            if (rc != SQLITE_ROW) {
-                err = sq_db_fail(c, rc, op);
-                break;
-            }
-            char *row = rows + p->row_size * (size_t)got;
-            if ((err = p->copy(st, row)) == 0) got++;
-            else if (p->clear) p->clear(row); /* what it copied before failing */
-        }
-        if (st) sq_stmt_done(st);
-        sq_reader_put(ms, c);
-        /* Now the connection is back: the rows go to the callback. */
-        int deliver = got < room ? got : room;
-        bool stopped = false;
-        for (int i = 0; i < got; i++) {
-            char *row = rows + p->row_size * (size_t)i;
-            if (err == 0 && !stopped && i < deliver) stopped = p->deliver(ctx, row) != 0;
-            if (i == got - 1) memcpy(after, row, p->row_size); /* the next batch starts after it */
-            if (p->clear) p->clear(row);
-        }
-        if (err != 0 || stopped) break;
-        delivered += deliver;
-        if (got > room) {
-            if (more) *more = true;
+static int sq_fetch(void *fud, const void *after, int fetch, char *rows, int *got) {
+    sq_fetch_ud *f = fud;
+    conn *c = sq_reader_get(f->ms);
+    sqlite3_stmt *st = NULL;
+    int err = f->p->prepare(c, f->ctx, after, fetch, &st);
+    *got = 0;
+    while (err == 0 && *got < fetch) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) {
+            err = sq_db_fail(c, rc, f->op);
             break;
         }
-        if (got < fetch) break;
-        have_after = true;
-        batch = batch * 2 < PAGE_MAX ? batch * 2 : PAGE_MAX;
+        char *row = rows + f->p->row_size * (size_t)*got;
+        if ((err = f->p->copy(st, row)) == 0) (*got)++;
+        else if (f->p->clear) f->p->clear(row); /* what it copied before failing */
     }
-    free(rows);
-    free(after);
+    if (st) sq_stmt_done(st);
+    sq_reader_put(f->ms, c);
     return err;
+}
+
+int sq_page_rows(sq_store *ms, const sq_pager *p, void *ctx, int limit, bool *more, const char *op) {
+    sq_fetch_ud f = {ms, p, ctx, op};
+    meta_pager mp = {p->row_size, sq_fetch, p->deliver, p->clear};
+    return meta_page_rows(&mp, &f, ctx, limit, more);
 }
 
 /* ---- the table ------------------------------------------------------------- */

@@ -178,7 +178,7 @@ typedef struct {
 
 /* Runs a paged list of at most limit rows; *more (may be NULL) is set when
  * rows beyond limit exist (meaningless if the callback stopped early).
- * Holds at most PAGE_MAX rows (sqlite.c) at a time. */
+ * Holds at most META_PAGE_MAX rows (meta_int.h) at a time. */
 int sq_page_rows(sq_store *ms, const sq_pager *p, void *ctx, int limit, bool *more, const char *op);
 
 /* The SQLite backend's table of operations (sqlite.c). */
