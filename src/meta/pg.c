@@ -700,4 +700,5 @@ const meta_ops pg_ops = {
     .node_seen = pg_node_seen,
     .version_referenced = pg_version_referenced,
     .object_count = pg_object_count,
+    .pool_stats = pg_pool_stats_get,
 };

@@ -142,23 +142,8 @@ typedef struct pg_conn {
     struct pg_conn *next;     /* the idle list */
 } pg_conn;
 
-/* The pool's counters (totals since open) and gauges (now). */
-typedef struct {
-    int open;                  /* connections open or being opened */
-    int in_use;                /* checked out */
-    int idle;                  /* in the idle list */
-    uint64_t acquires;         /* checkouts that got a connection */
-    uint64_t waits;            /* checkouts that had to wait for one */
-    uint64_t wait_ns;          /* time those waited, in total */
-    uint64_t acquire_timeouts; /* checkouts that gave up (CAIRN_EBUSY) */
-    uint64_t connects;         /* connections opened */
-    uint64_t connect_errors;   /* connections that could not be opened */
-    uint64_t errors;           /* statements that failed unexpectedly (logged) */
-    uint64_t reconnects;       /* broken connections found on checkout and replaced */
-    uint64_t expired;          /* connections closed at the end of their lifetime */
-    uint64_t evicted;          /* idle connections closed by idle_timeout_ms */
-    uint64_t long_holds;       /* checkouts held longer than long_hold_ms (logged) */
-} pg_pool_stats;
+/* The pool's counters and gauges: the interface's (meta.h). */
+typedef meta_pool_stats pg_pool_stats;
 
 struct pg_store {
     meta_store base;          /* ops = &pg_ops */
@@ -192,8 +177,10 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line);
 #define pg_acquire(ms, out) pg_acquire_at((ms), (out), __func__, __LINE__)
 /* Gives it back (closing it if it broke or outlived its lifetime). */
 void pg_release(pg_store *ms, pg_conn *c);
-/* The pool's counters, for metrics and tests.  Thread-safe. */
-void pg_pool_stats_get(meta_store *ms, pg_pool_stats *out);
+/* The pool's counters, for metrics and tests (the pool_stats operation):
+ * 0, or CAIRN_EINVAL (out zeroed) for a store of another backend.
+ * Thread-safe. */
+int pg_pool_stats_get(meta_store *ms, pg_pool_stats *out);
 
 /* ---- statements, values and errors (pg.c) --------------------------------- */
 

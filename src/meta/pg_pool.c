@@ -184,6 +184,18 @@ static void note_connect(pg_store *ms, int err, const char *why) {
 
 /* ---- checkout and return ----------------------------------------------------------- */
 
+const double meta_pool_wait_bounds[META_POOL_WAIT_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05,
+                                                              0.1,   0.25,  0.5,  1,     2.5};
+
+/* Under the mutex: one wait of ns ended (with a connection or not). */
+static void note_wait(pg_store *ms, int64_t ns) {
+    ms->st.wait_ns += (uint64_t)ns;
+    ms->st.wait_count++;
+    double s = (double)ns / 1e9;
+    for (int i = 0; i < META_POOL_WAIT_BUCKETS; i++)
+        if (s <= meta_pool_wait_bounds[i]) ms->st.wait_buckets[i]++;
+}
+
 static struct timespec mono_deadline(int64_t deadline_ns) {
     struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
     return ts;
@@ -233,13 +245,16 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line) {
         }
         if (time_mono_ns() >= deadline) {
             ms->st.acquire_timeouts++;
-            ms->st.wait_ns += (uint64_t)(time_mono_ns() - start);
+            note_wait(ms, time_mono_ns() - start);
             pthread_mutex_unlock(&ms->mu);
             return CAIRN_EBUSY;
         }
         struct timespec ts = mono_deadline(deadline);
         pthread_cond_timedwait(&ms->cv, &ms->mu, &ts);
     }
+    /* The wait ends with a connection or a slot to open one in; opening is
+     * connect time, not waiting. */
+    if (waited) note_wait(ms, time_mono_ns() - start);
     pthread_mutex_unlock(&ms->mu);
 
     int err = 0;
@@ -266,7 +281,6 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     c->broken = false;
     pthread_mutex_lock(&ms->mu);
     ms->st.acquires++;
-    if (waited) ms->st.wait_ns += (uint64_t)(now - start);
     pthread_mutex_unlock(&ms->mu);
     *out = c;
     return 0;
@@ -303,16 +317,18 @@ void pg_release(pg_store *ms, pg_conn *c) {
     if (drop || expired) conn_free(c);
 }
 
-void pg_pool_stats_get(meta_store *base_, pg_pool_stats *out) {
+int pg_pool_stats_get(meta_store *base_, pg_pool_stats *out) {
     pg_store *ms = PG(base_);
     memset(out, 0, sizeof *out);
-    if (!ms || base_->ops != &pg_ops) return;
+    if (!ms || base_->ops != &pg_ops) return CAIRN_EINVAL;
     pthread_mutex_lock(&ms->mu);
     *out = ms->st;
     out->open = ms->nopen;
     out->in_use = ms->nbusy;
     out->idle = ms->nidle;
+    out->max = ms->opt.max_conns;
     pthread_mutex_unlock(&ms->mu);
+    return 0;
 }
 
 /* ---- maintenance ------------------------------------------------------------------- */

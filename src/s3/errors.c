@@ -64,7 +64,7 @@ static const s3_error_def errors[] = {
     {"RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large."},
     {"RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."},
     {"ServerSideEncryptionConfigurationNotFoundError", 404, "The server side encryption configuration was not found."},
-    {"ServiceUnavailable", 503, "Please reduce your request rate."},
+    {"ServiceUnavailable", 503, "Service is unable to handle request."},
     {"SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."},
     {"SlowDown", 503, "Please reduce your request rate."},
     {"InsufficientStorage", 507, "The storage is full."},
@@ -77,6 +77,25 @@ static const s3_error_def *find(const char *code) {
     for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
         if (strcmp(errors[i].code, code) == 0) return &errors[i];
     return NULL;
+}
+
+bool s3_meta_unavailable(int rc) { return rc == CAIRN_EBUSY || rc == CAIRN_ETIMEDOUT || rc == CAIRN_EIO; }
+
+void s3_meta_error(s3_req *q, int rc, const char *code, const char *message) {
+    if (!s3_meta_unavailable(rc)) {
+        s3_error(q, code, message);
+        return;
+    }
+    http_req *r = q->http;
+    bool down = rc == CAIRN_EIO;
+    /* The client's SDK retries a 503 after Retry-After (or its own backoff);
+     * the log says which of the two it was, for the operator. */
+    log_write(LOG_WARN, r->request_id,
+              down ? "metadata database unavailable: answering 503" : "metadata database busy: answering 503",
+              "api", r->api ? r->api : "", "error", cairn_strerror(rc), NULL);
+    if (!http_responded(r)) http_add_header(r, "Retry-After", "1");
+    s3_error(q, down ? "ServiceUnavailable" : "SlowDown",
+             down ? "The metadata database cannot be reached. Please retry." : NULL);
 }
 
 unsigned s3_error_status(const char *code) {
