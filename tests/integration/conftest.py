@@ -44,7 +44,9 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import string
@@ -160,8 +162,13 @@ def leftover_tmp_files(data_dir):
 # ---- the metadata backend: SQLite files, or clones of a PostgreSQL template ----------------
 
 
-PG_BIN = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()])[-1]) \
-    if Path("/usr/lib/postgresql").is_dir() and list(Path("/usr/lib/postgresql").glob("*/bin")) else None
+def _pg_bin():
+    """Debian's newest PostgreSQL binaries (as scripts/pg-test.sh picks them)."""
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+    return max(found, key=lambda p: int(p.parent.name)) if found else None
+
+
+PG_BIN = _pg_bin()
 
 
 def postgres():
@@ -236,6 +243,7 @@ class PgCluster:
         if self.own_dir:
             subprocess.run(["bash", str(REPO / "scripts" / "pg-test.sh"), "stop", self.own_dir],
                            capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 _pg = None                # the session's PgCluster, made on first use
@@ -661,6 +669,28 @@ class CairnServer:
         by URL (a PostgreSQL clone), else {}: what a CLI run on its store
         needs besides --data."""
         return {k: v for k, v in self.extra_env.items() if k == "CAIRN_METADATA_URL"}
+
+    def database_sockets(self):
+        """Inodes of the process's TCP connections to its PostgreSQL server
+        (the pool's, which come and go as it grows and shrinks): tests that
+        count a server's sockets leave them out.  Empty on SQLite."""
+        url = self.extra_env.get("CAIRN_METADATA_URL", "")
+        m = re.match(r"postgres(?:ql)?://[^/]*:(\d+)/", url)
+        if not m or self.proc is None:
+            return set()
+        port = int(m.group(1))
+        out = set()
+        for table in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{self.proc.pid}/net/{table}") as f:
+                    rows = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                cols = row.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == port:
+                    out.add(cols[9])
+        return out
 
     def cli_env(self, extra=None):
         """The environment of a `cairn admin|migrate` run on this service's
