@@ -185,6 +185,16 @@ static void add_check(buf_t *b, int c, const check_result *r, const char *detail
     buf_putc(b, '}');
 }
 
+const char *s3_ready_status(int n, const bool *required, const int *rc) {
+    bool required_down = false, optional_down = false;
+    for (int i = 0; i < n; i++) {
+        if (rc[i] == 0) continue;
+        if (required[i]) required_down = true;
+        else optional_down = true;
+    }
+    return required_down ? "fail" : optional_down ? "degraded" : "ok";
+}
+
 /* What a failed database check says: unreachable, busy, or not answering. */
 static const char *database_detail(meta_store *ms, int rc) {
     bool pg = !strcmp(meta_backend_name(ms), "postgres");
@@ -208,16 +218,17 @@ void s3_serve_ready(s3_req *q) {
     add_check(&b, CHECK_DATABASE, &r[CHECK_DATABASE], database_detail(gw->d.meta, r[CHECK_DATABASE].rc), false);
     add_check(&b, CHECK_DATA_DIR, &r[CHECK_DATA_DIR], "data directory not writable", false);
     add_check(&b, CHECK_DISK, &r[CHECK_DISK], disk, true);
-    bool required_down = false, optional_down = false;
+    bool required[NCHECKS];
+    int rcs[NCHECKS];
     buf_puts(&b, "},\"down\":[");
     for (int c = 0, n = 0; c < NCHECKS; c++) {
-        if (r[c].rc == 0) continue;
-        buf_printf(&b, "%s\"%s\"", n++ ? "," : "", check_defs[c].name);
-        if (check_defs[c].required) required_down = true;
-        else optional_down = true;
+        required[c] = check_defs[c].required;
+        rcs[c] = r[c].rc;
+        if (r[c].rc != 0) buf_printf(&b, "%s\"%s\"", n++ ? "," : "", check_defs[c].name);
     }
-    bool all = !required_down;
-    buf_printf(&b, "],\"status\":\"%s\"}\n", required_down ? "fail" : optional_down ? "degraded" : "ok");
+    const char *status = s3_ready_status(NCHECKS, required, rcs);
+    bool all = strcmp(status, "fail") != 0;
+    buf_printf(&b, "],\"status\":\"%s\"}\n", status);
     http_add_header(q->http, "Content-Type", "application/json");
     http_add_header(q->http, "Cache-Control", "no-store");
     if (b.oom) {
