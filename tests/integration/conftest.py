@@ -862,8 +862,10 @@ def pytest_sessionfinish(session, exitstatus):
     _pg.close()
     _pg = None
     if left:
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"FAILED: metadata clones left behind (a process kept them open or a drop failed): {left}", red=True)
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        tr.write("\n")
+        tr.write_sep("!", f"FAILED: metadata clones left behind (a process kept them open or a drop "
+                          f"failed): {', '.join(left)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
