@@ -98,6 +98,13 @@ void s3_meta_error(s3_req *q, int rc, const char *code, const char *message) {
              down ? "The metadata database cannot be reached. Please retry." : NULL);
 }
 
+bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id) {
+    if (rc != CAIRN_EIO) return true;
+    log_write(LOG_WARN, q->http->request_id, "commit outcome unknown: the new version's bytes are kept",
+              "version_id", version_id, NULL);
+    return false;
+}
+
 unsigned s3_error_status(const char *code) {
     const s3_error_def *d = find(code);
     return d ? d->status : 500;

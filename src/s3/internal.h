@@ -115,6 +115,12 @@ void s3_error(s3_req *q, const char *code, const char *message);
 void s3_meta_error(s3_req *q, int rc, const char *code, const char *message);
 /* Whether rc from a metadata call is one s3_meta_error answers with 503. */
 bool s3_meta_unavailable(int rc);
+/* A commit that failed with rc: may the bytes of the version it tried to
+ * make current be removed?  Not after CAIRN_EIO (the connection was lost,
+ * maybe after the commit itself: the version may be current now); those
+ * bytes stay, logged, and orphan collection removes them if no metadata
+ * names them.  Every other failure rolled back. */
+bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id);
 
 /* metrics.c */
 /* Appends the metadata store's pool figures (PostgreSQL) to b. */

@@ -142,7 +142,7 @@ void s3_upload_part(s3_req *q) {
     fault_point("part.before_commit"); /* race tests: tests/fault/test_races.py */
     int rc = meta_part_put(q->gw->d.meta, s3_param_get(q, "uploadId"), &p, &old, &had);
     if (rc != 0) {
-        drop_part(q, &p);
+        if (s3_commit_failed_drop_ok(q, rc, p.version_id)) drop_part(q, &p);
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
         return;
     }
@@ -199,7 +199,7 @@ void s3_upload_part_copy(s3_req *q) {
         bool had = false;
         rc = meta_part_put(q->gw->d.meta, u.upload_id, &p, &old, &had);
         if (rc != 0) {
-            drop_part(q, &p);
+            if (s3_commit_failed_drop_ok(q, rc, p.version_id)) drop_part(q, &p);
             code = rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError";
             meta_rc = rc;
         } else if (had) {

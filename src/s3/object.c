@@ -345,7 +345,7 @@ static int publish(s3_req *q, meta_object *obj) {
     bool had_old = false;
     int rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
     if (rc != 0) {
-        s3_drop_version_data(q, obj);
+        if (s3_commit_failed_drop_ok(q, rc, obj->version_id)) s3_drop_version_data(q, obj);
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
                       rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;

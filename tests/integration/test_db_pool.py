@@ -293,3 +293,60 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers_by_itself(make_serv
         if load:
             load.finish()
         pg.remove()
+
+
+# ---- a commit whose outcome the gateway cannot know ----------------------------------------
+
+
+@pytest.mark.postgres_only("holds a COMMIT in PostgreSQL's synchronous replication wait, then ends its session")
+@pytest.mark.deadline(120)
+def test_a_commit_cut_off_after_it_committed_keeps_its_bytes(make_server):
+    # The connection is lost while COMMIT runs: the gateway cannot tell
+    # whether the new version became current, so it answers 503 and must not
+    # remove the version's bytes.  Here the commit did happen (it waited for
+    # a standby that does not exist when its session was ended): the object
+    # must read back whole, not as lost shards.
+    pg = OwnPostgres()
+    try:
+        psql = [str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", pg.url, "-c"]
+
+        def sql(statement):
+            cp = subprocess.run(psql + [statement], capture_output=True, text=True, timeout=30)
+            assert cp.returncode == 0, cp.stderr
+            return cp.stdout.strip()
+
+        srv = make_server(env={"CAIRN_METADATA_URL": pg.url, "CAIRN_DB_STATEMENT_TIMEOUT_MS": "60000"})
+        srv.wait_orphan_pass()
+        b = unique_bucket()
+        assert srv.request("PUT", f"/{b}").status == 200
+        # From now on every new session of the database waits for a
+        # synchronous standby at each commit, and none will come.
+        sql("ALTER DATABASE postgres SET synchronous_commit = on")
+        sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+        sql("SELECT pg_reload_conf()")
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cairn'")
+        body = os.urandom(200 * 1024)  # past inline_max_size: its bytes are shards on the drive
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("put", put(srv, b, "cut", body, timeout=60)))
+        t.start()
+
+        def put_waits_for_the_standby():
+            pid = sql("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'cairn' "
+                      "AND query = 'COMMIT' LIMIT 1")
+            return pid or None
+        pid = wait_until(put_waits_for_the_standby, 20, what="the PUT's COMMIT to wait for the standby")
+        sql(f"SELECT pg_terminate_backend({pid})")
+        t.join(60)
+        r = result["put"]
+        assert r.status == 503 and r.error_code == "ServiceUnavailable", r
+        sql("ALTER SYSTEM RESET synchronous_standby_names")
+        sql("SELECT pg_reload_conf()")
+        sql("ALTER DATABASE postgres RESET synchronous_commit")
+        # Committed locally before its session ended: the version is current,
+        # and its bytes are all there.
+        got = get(srv, b, "cut")
+        assert got.status == 200 and got.body == body, got
+        assert any(x.get("msg", "").startswith("commit outcome unknown") for x in srv.log_records()), srv.log_tail()
+        srv.stop_and_fsck(heals=False)
+    finally:
+        pg.remove()
