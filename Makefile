@@ -44,7 +44,7 @@ test-integration: build
 
 # The whole integration suite with every server's metadata in PostgreSQL
 # (one server for the session from Debian's binaries, a migrated template,
-# a clone per server; about 5 minutes).  `make test` runs it too.
+# a clone per server; about 4.5 minutes).  `make test` runs it too.
 test-postgres: build
 	CAIRN_BIN=$(CURDIR)/$(BUILD)/cairn $(PYTHON) -m pytest -q tests/integration --metadata=postgres
 

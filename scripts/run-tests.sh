@@ -4,8 +4,8 @@
 #   2. integration and end-to-end tests (pytest, real cairn processes), once
 #      per metadata backend in $METADATA_BACKENDS (default "sqlite postgres":
 #      the whole suite on SQLite, then the whole suite on PostgreSQL, which
-#      conftest.py starts from Debian's binaries; about 4.5 and 5 minutes on
-#      two cores)
+#      conftest.py starts from Debian's binaries; about 4 and 4.5 minutes
+#      on two cores)
 # Exits non-zero if any suite fails.  Used by `make test` and `make test-asan`
 # (which runs the integration suite on SQLite only: see the Makefile).
 set -uo pipefail

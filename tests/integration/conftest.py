@@ -825,7 +825,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "deadline(seconds): per-test time limit (default 180 s)")
     config.addinivalue_line("markers", "sqlite_only(reason): about the SQLite file itself; skipped on PostgreSQL")
     config.addinivalue_line("markers", "postgres_only(reason): needs PostgreSQL; skipped on SQLite")
-    METADATA = config.getoption("--metadata") or os.environ.get("CAIRN_TEST_METADATA", "sqlite")
+    # The fault suite (tests/fault) borrows this hook without the option: SQLite there.
+    METADATA = config.getoption("--metadata", default=None) or os.environ.get("CAIRN_TEST_METADATA", "sqlite")
     if METADATA not in METADATA_CHOICES:
         raise pytest.UsageError(f"CAIRN_TEST_METADATA must be one of {METADATA_CHOICES}, not {METADATA!r}")
 
