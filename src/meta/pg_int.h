@@ -136,6 +136,7 @@ typedef struct pg_conn {
     pg_store *owner;          /* its pool, for the error counter */
     bool prepared[PS__COUNT]; /* statements prepared on this connection so far */
     bool broken;              /* a connection-level error: closed when released */
+    bool unbounded;           /* pg_no_timeout ran: no answer deadline until released */
     int64_t born_ns, expires_ns, idle_since_ns, acquired_ns; /* time_mono_ns; expires 0 = never */
     const char *func;         /* the call site holding it (long-hold log) */
     int line;
@@ -211,6 +212,19 @@ int pg_fail(pg_conn *c, const PGresult *res, const char *op);
  * Rows: *out gets the result (caller PQclears; may be NULL to discard);
  * *changes (may be NULL) gets the rows changed. */
 int pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, PGresult **out, int64_t *changes, const char *op);
+/* Every statement waits for its answer at most statement_timeout_ms plus
+ * this (the server cancels at statement_timeout_ms; the margin is for the
+ * round trip), unless pg_no_timeout ran: a server that stops answering
+ * without closing the connection (stopped, partitioned) costs a call that
+ * long, never forever.  Past it the connection is dropped: CAIRN_EIO, as
+ * for a lost one (a COMMIT's outcome is then unknown). */
+#define PG_ANSWER_MARGIN_MS 2000
+/* Sends sql (no parameters) and waits for its answer until deadline_ns
+ * (time_mono_ns; 0 = no limit).  Returns the result (the first error, else
+ * the last result; NULL when nothing came), or NULL with *late set when the
+ * deadline passed: the connection is then unusable, and set nonblocking so
+ * closing it waits on nothing.  For the pool's own round trips. */
+PGresult *pg_exec_until(pg_conn *c, const char *sql, int64_t deadline_ns, bool *late);
 /* Runs SQL text without parameters (BEGIN, SAVEPOINT, DDL...). */
 int pg_exec_sql(pg_conn *c, const char *sql, const char *op);
 /* Runs SQL text with parameters (binary), not prepared (fsck's queries). */

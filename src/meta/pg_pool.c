@@ -111,6 +111,14 @@ static int64_t lifetime_ns(const meta_pg_options *o) {
     return life - cut;
 }
 
+/* The pool's own round trips (a connection's SET, a health check) wait as
+ * long as a connect may take, at most: a server that accepts connections
+ * but no longer answers is found out as broken, not waited on forever. */
+static int64_t round_trip_deadline(const meta_pg_options *o) {
+    int s = o->connect_timeout_s > 0 ? o->connect_timeout_s : 5;
+    return time_mono_ns() + (int64_t)s * 1000000000;
+}
+
 /* Opens one connection, with statement_timeout set.  No lock is held. */
 static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
     *out = NULL;
@@ -137,9 +145,11 @@ static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
     }
     char sql[64];
     snprintf(sql, sizeof sql, "SET statement_timeout = %d", ms->opt.statement_timeout_ms);
-    PGresult *r = PQexec(c->db, sql);
+    bool late;
+    PGresult *r = pg_exec_until(c, sql, round_trip_deadline(&ms->opt), &late);
     bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) first_line(why, whylen, PQerrorMessage(c->db));
+    if (late) first_line(why, whylen, "postgres accepted the connection but did not answer");
+    else if (!ok) first_line(why, whylen, PQerrorMessage(c->db));
     PQclear(r);
     if (!ok) {
         conn_free(c);
@@ -159,8 +169,9 @@ static bool conn_healthy(const pg_store *ms, pg_conn *c, int64_t now) {
     struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN};
     int ready = p.fd < 0 ? -1 : poll(&p, 1, 0);
     if (ready == 0 && now - c->idle_since_ns < (int64_t)ms->opt.health_check_ms * 1000000) return true;
-    PGresult *r = PQexec(c->db, "");
-    bool ok = r && PQresultStatus(r) == PGRES_EMPTY_QUERY;
+    bool late;
+    PGresult *r = pg_exec_until(c, "", round_trip_deadline(&ms->opt), &late);
+    bool ok = !late && r && PQresultStatus(r) == PGRES_EMPTY_QUERY;
     PQclear(r);
     return ok && PQstatus(c->db) == CONNECTION_OK && PQtransactionStatus(c->db) == PQTRANS_IDLE;
 }
@@ -279,6 +290,7 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     c->func = func;
     c->line = line;
     c->broken = false;
+    c->unbounded = false;
     pthread_mutex_lock(&ms->mu);
     ms->st.acquires++;
     pthread_mutex_unlock(&ms->mu);

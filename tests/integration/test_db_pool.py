@@ -295,6 +295,78 @@ def test_postgres_stopped_under_load_fails_fast_and_recovers_by_itself(make_serv
         pg.remove()
 
 
+def postgres_pids(pg_dir):
+    """The PostgreSQL server of pg_dir: its postmaster and every child."""
+    master = int((Path(pg_dir) / "data" / "postmaster.pid").read_text().split()[0])
+    pids = [master]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                pids.append(int(d))
+    return pids
+
+
+@pytest.mark.postgres_only("stops a real PostgreSQL server's processes (SIGSTOP) and continues them")
+@pytest.mark.deadline(150)
+def test_postgres_that_stops_answering_costs_seconds_not_a_hang(make_server):
+    # A server that keeps its connections open but answers nothing (a
+    # frozen host, a network partition): the kernel still accepts what the
+    # gateway sends, so only the gateway's own deadline ends the wait.
+    pg = OwnPostgres()
+    load = None
+    frozen = []
+    try:
+        srv = make_server(env={"CAIRN_METADATA_URL": pg.url, "CAIRN_HEALTH_MAX_AGE_MS": "0",
+                               "CAIRN_HEALTH_TIMEOUT_MS": "500", "CAIRN_DB_STATEMENT_TIMEOUT_MS": "1000",
+                               "CAIRN_DB_ACQUIRE_TIMEOUT_MS": "1000"})
+        srv.wait_orphan_pass()
+        b = unique_bucket()
+        assert srv.request("PUT", f"/{b}").status == 200
+        load = Load(srv, b)
+        wait_until(lambda: sum(1 for x in load.since(0) if x[2] == 200) >= 20, 20, what="load to get going")
+
+        frozen = postgres_pids(pg.dir)
+        for pid in frozen:
+            os.kill(pid, 19)  # SIGSTOP
+        stopped = time.monotonic()
+        wait_until(lambda: len([x for x in load.since(stopped) if x[2] == 503]) >= 10, 30,
+                   what="ten 503s while PostgreSQL is frozen")
+        during = load.since(stopped)
+        refused = [x for x in during if x[2] == 503]
+        assert all(x[3] in ("ServiceUnavailable", "SlowDown") and x[4] == "1" for x in refused), refused[:5]
+        assert all(x[1] != "error" for x in during), [x for x in during if x[1] == "error"][:3]
+        # statement timeout 1 s + the 2 s margin, or a 5 s connect timeout
+        slowest = max(x[5] for x in refused)
+        assert slowest < 10, f"a refusal took {slowest:.1f}s while the database was frozen"
+        status, doc = ready(srv)
+        assert status == 503 and "database" in doc["down"], doc
+        assert any(x.get("msg") == "meta: postgres did not answer in time; connection dropped"
+                   for x in srv.log_records()), srv.log_tail()
+
+        for pid in frozen:
+            os.kill(pid, 18)  # SIGCONT
+        frozen = []
+        resumed = time.monotonic()
+        wait_until(lambda: sum(1 for x in load.since(resumed) if x[1] == "put" and x[2] == 200) >= 5, 20,
+                   what="PUTs to succeed again once PostgreSQL answers")
+        wait_until(lambda: ready(srv)[0] == 200, 15, what="readiness to recover")
+        load.finish()
+        for key, body in load.acked.items():
+            r = get(srv, b, key)
+            assert r.status == 200 and r.body == body, (key, r)
+        srv.stop_and_fsck(heals=False)
+    finally:
+        for pid in frozen:
+            os.kill(pid, 18)
+        if load:
+            load.finish()
+        pg.remove()
+
+
 # ---- a commit whose outcome the gateway cannot know ----------------------------------------
 
 
