@@ -5,6 +5,9 @@
 #                                   127.0.0.1 port; prints the directory
 #   scripts/pg-test.sh url DIR      prints the server's URL (postgres://...)
 #   scripts/pg-test.sh stop DIR     stops the server and removes DIR
+#   scripts/pg-test.sh halt DIR     stops the server (fast shutdown: sessions
+#                                   are ended), keeping DIR (outage tests)
+#   scripts/pg-test.sh resume DIR   starts a halted server again, same port
 #   scripts/pg-test.sh run CMD...   runs CMD with CAIRN_TEST_POSTGRES_URL set:
 #                                   a server started for it and stopped after,
 #                                   unless the variable already names one
@@ -38,6 +41,13 @@ ensure_user() {
     id "$RUN_USER" >/dev/null 2>&1 || die "cannot create the user $RUN_USER (initdb refuses root)"
 }
 
+# Starts the server of DIR on PORT; returns pg_ctl's status.
+pg_start() {
+  as_owner "$PGBIN/pg_ctl" -D "$1/data" -l "$1/log" -w -t 30 \
+    -o "-p $2 -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off \
+        -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null 2>&1
+}
+
 free_port() {
   /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -62,9 +72,7 @@ start() {
   local port tries=0
   while :; do
     port=$(free_port)
-    if as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null 2>&1; then
+    if pg_start "$dir" "$port"; then
       break
     fi
     tries=$((tries + 1))
@@ -93,6 +101,18 @@ stop() {
   rm -rf "$dir"
 }
 
+halt() {
+  local dir=${1:?usage: pg-test.sh halt DIR}
+  [ -f "$dir/port" ] || die "$dir holds no test server"
+  as_owner "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || die "the server of $dir did not stop"
+}
+
+resume() {
+  local dir=${1:?usage: pg-test.sh resume DIR}
+  [ -f "$dir/port" ] || die "$dir holds no test server"
+  pg_start "$dir" "$(cat "$dir/port")" || { tail -n 20 "$dir/log" >&2; die "the server of $dir did not start again"; }
+}
+
 RUN_DIR=
 run() {
   [ $# -gt 0 ] || die "usage: pg-test.sh run CMD [ARGS...]"
@@ -116,6 +136,8 @@ case "${1:-}" in
   start) start ;;
   url) url "${2:-}" ;;
   stop) stop "${2:-}" ;;
+  halt) halt "${2:-}" ;;
+  resume) resume "${2:-}" ;;
   run) shift; run "$@" ;;
-  *) die "usage: pg-test.sh start | url DIR | stop DIR | run CMD..." ;;
+  *) die "usage: pg-test.sh start | url DIR | stop DIR | halt DIR | resume DIR | run CMD..." ;;
 esac

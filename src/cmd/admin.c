@@ -183,13 +183,27 @@ static int check_master_key_opens(meta_store *ms, const unsigned char key[32]) {
     return CAIRN_EAUTH;
 }
 
+void cmd_pg_options(const config_t *cfg, meta_pg_options *pg) {
+    meta_pg_options_default(pg);
+    pg->min_conns = cfg->db_pool_min;
+    pg->max_conns = cfg->db_pool_max;
+    pg->acquire_timeout_ms = cfg->db_acquire_timeout_ms;
+    pg->health_check_ms = cfg->db_health_check_ms;
+    pg->idle_timeout_ms = cfg->db_idle_timeout_ms;
+    pg->max_lifetime_ms = cfg->db_max_lifetime_ms;
+    pg->statement_timeout_ms = cfg->db_statement_timeout_ms;
+    pg->long_hold_ms = cfg->db_long_hold_ms;
+}
+
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]) {
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
         return 1;
     }
     if (load_master_key(cfg, master_key) != 0) return 1;
-    meta_options mo = {.readers = cfg->db_readers, .fsync = cfg->fsync, .busy_timeout_ms = 5000};
+    meta_pg_options pg;
+    cmd_pg_options(cfg, &pg);
+    meta_options mo = {.readers = cfg->db_readers, .fsync = cfg->fsync, .busy_timeout_ms = 5000, .pg = &pg};
     char why[1400];
     int rc = meta_open_url(cfg->metadata_url, cfg->data_dir, &mo, true, ms, why, sizeof why);
     if (rc != 0) {

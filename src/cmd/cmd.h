@@ -94,6 +94,9 @@ int cmd_open_data(const config_t *cfg, meta_store *ms, data_store **ds, int *cle
 /* `cairn admin fsck [--repair] [--json]` (fsck.c): see docs/fsck.md. */
 int cmd_fsck(const config_t *cfg, int argc, char **argv);
 
+/* The PostgreSQL pool's options from the db_pool_* and db_*_ms settings
+ * (admin.c). */
+void cmd_pg_options(const config_t *cfg, meta_pg_options *pg);
 /* Opens the metadata database and master key of a data dir (admin.c). */
 #include "meta/meta.h"
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);

@@ -206,6 +206,22 @@ static const option options[] = {
             "Metadata database: sqlite:///absolute/path/meta.db or postgres://...; empty = sqlite at data_dir/meta.db"),
     OPT_NUM(db_readers, "CAIRN_DB_READERS", 1, 64, "4",
             "Read connections in the SQLite connection pool"),
+    OPT_NUM(db_pool_min, "CAIRN_DB_POOL_MIN", 0, 1000, "1",
+            "PostgreSQL: connections opened at start and kept open (at most db_pool_max)"),
+    OPT_NUM(db_pool_max, "CAIRN_DB_POOL_MAX", 1, 1000, "8",
+            "PostgreSQL: most connections open at once, so most metadata calls running at once"),
+    OPT_NUM(db_acquire_timeout_ms, "CAIRN_DB_ACQUIRE_TIMEOUT_MS", 0, 600000, "2000",
+            "PostgreSQL: milliseconds a call waits for a free connection, then the request gets 503 SlowDown"),
+    OPT_NUM(db_health_check_ms, "CAIRN_DB_HEALTH_CHECK_MS", 0, 3600000, "1000",
+            "PostgreSQL: an idle connection unused this many milliseconds is pinged before it is handed out; 0 = always"),
+    OPT_NUM(db_idle_timeout_ms, "CAIRN_DB_IDLE_TIMEOUT_MS", 0, 86400000, "60000",
+            "PostgreSQL: milliseconds after which idle connections above db_pool_min close; 0 = never"),
+    OPT_NUM(db_max_lifetime_ms, "CAIRN_DB_MAX_LIFETIME_MS", 0, 86400000, "1800000",
+            "PostgreSQL: milliseconds after which a connection is replaced (up to 10% sooner, at random); 0 = never"),
+    OPT_NUM(db_statement_timeout_ms, "CAIRN_DB_STATEMENT_TIMEOUT_MS", 0, 86400000, "5000",
+            "PostgreSQL: statement_timeout of request calls in milliseconds (a statement past it fails with 503); 0 = none"),
+    OPT_NUM(db_long_hold_ms, "CAIRN_DB_LONG_HOLD_MS", 0, 3600000, "1000",
+            "PostgreSQL: a connection held longer than this many milliseconds is logged with its call site and counted; 0 = never"),
     OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",
                 "fsync object data and metadata before acknowledging; turn off only for tests"),
     OPT_STR(drives, "CAIRN_DRIVES", check_drives, "DIR,DIR,...", "",
@@ -870,6 +886,8 @@ int config_validate(const config_t *c, config_errors *errs)
         err_add(errs, "root_user", "must be set when root_password is set");
     if (!c->tls_cert[0] != !c->tls_key[0])
         err_add(errs, c->tls_cert[0] ? "tls_key" : "tls_cert", "tls_cert and tls_key go together");
+    if (c->db_pool_min > c->db_pool_max)
+        err_add(errs, "db_pool_min", "must be at most db_pool_max (%d)", c->db_pool_max);
     /* Erasure-coding geometry must fit the drives it spreads over. */
     if (c->ec_data == 0 && c->ec_parity != 0)
         err_add(errs, "ec_parity", "set ec_data too (ec_data 0 means the default layout)");

@@ -245,6 +245,14 @@ typedef struct {
     int clock_skew;            /* clock_skew: seconds of SigV4 skew accepted, default 900 */
     char metadata_url[2048];   /* metadata_url: sqlite:///ABS/PATH or postgres://...; empty = DATA/meta.db */
     int db_readers;            /* db_readers: read connections in the SQLite pool */
+    int db_pool_min;           /* db_pool_min: PostgreSQL connections kept open */
+    int db_pool_max;           /* db_pool_max: PostgreSQL connections at most (>= db_pool_min) */
+    int db_acquire_timeout_ms; /* db_acquire_timeout_ms: wait for a pooled connection, then 503 SlowDown */
+    int db_health_check_ms;    /* db_health_check_ms: an idle connection older than this is pinged on checkout */
+    int db_idle_timeout_ms;    /* db_idle_timeout_ms: idle connections above the minimum close after this; 0 = never */
+    int db_max_lifetime_ms;    /* db_max_lifetime_ms: a connection is replaced after this (with jitter); 0 = never */
+    int db_statement_timeout_ms; /* db_statement_timeout_ms: PostgreSQL statement_timeout; 0 = none */
+    int db_long_hold_ms;       /* db_long_hold_ms: a connection held longer is logged and counted; 0 = never */
     bool fsync;                /* fsync: fsync object data and metadata (default true) */
     char drives[4096];         /* drives: comma-separated directories; empty = DATA/drives/d0 */
     int ec_data;               /* ec_data: data shards per stripe; 0 = default for the drive count */

@@ -112,6 +112,13 @@ int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, boo
 
 const char *meta_backend_name(const meta_store *ms) { return ms ? ms->ops->name : "none"; }
 
+int meta_pool_stats_get(meta_store *ms, meta_pool_stats *out) {
+    if (!out) return CAIRN_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!ms || !ms->ops->pool_stats) return CAIRN_EINVAL;
+    return ms->ops->pool_stats(ms, out);
+}
+
 int meta_open(const char *path, const meta_options *opt, meta_store **out) {
     return sq_open(path, opt, true, out, NULL, 0);
 }

@@ -58,6 +58,33 @@ typedef struct {
 /* Fills o with the defaults above. */
 void meta_pg_options_default(meta_pg_options *o);
 
+/* The wait-time histogram's upper bounds, in seconds (a wait longer than
+ * the last counts in the +Inf bucket only). */
+#define META_POOL_WAIT_BUCKETS 10
+extern const double meta_pool_wait_bounds[META_POOL_WAIT_BUCKETS];
+
+/* A connection pool's counters (totals since open) and gauges (now), for
+ * metrics: meta_pool_stats_get.  Only the PostgreSQL backend has one. */
+typedef struct {
+    int open;                  /* connections open or being opened */
+    int in_use;                /* checked out */
+    int idle;                  /* in the idle list */
+    int max;                   /* max_conns */
+    uint64_t acquires;         /* checkouts that got a connection */
+    uint64_t waits;            /* checkouts that had to wait for one */
+    uint64_t wait_ns;          /* time those waited, in total (the waits that ended) */
+    uint64_t wait_count;       /* waits that ended, with a connection or not */
+    uint64_t wait_buckets[META_POOL_WAIT_BUCKETS]; /* waits of at most meta_pool_wait_bounds[i] (cumulative) */
+    uint64_t acquire_timeouts; /* checkouts that gave up (CAIRN_EBUSY) */
+    uint64_t connects;         /* connections opened */
+    uint64_t connect_errors;   /* connections that could not be opened */
+    uint64_t errors;           /* statements that failed unexpectedly (logged) */
+    uint64_t reconnects;       /* broken connections found on checkout and replaced */
+    uint64_t expired;          /* connections closed at the end of their lifetime */
+    uint64_t evicted;          /* idle connections closed by idle_timeout_ms */
+    uint64_t long_holds;       /* checkouts held longer than long_hold_ms (logged) */
+} meta_pool_stats;
+
 typedef struct {
     int readers;       /* SQLite: reader connections in the pool (>= 1) */
     bool fsync;        /* SQLite: synchronous=FULL when true, OFF when false (tests/bench only) */
@@ -88,6 +115,9 @@ int meta_open_url(const char *url, const char *data_dir, const meta_options *opt
                   char *why, size_t whylen);
 /* The store's backend: "sqlite" or "postgres". */
 const char *meta_backend_name(const meta_store *ms);
+/* The connection pool's figures (PostgreSQL).  CAIRN_EINVAL for a store
+ * without one (SQLite: its readers are a fixed set).  Thread-safe. */
+int meta_pool_stats_get(meta_store *ms, meta_pool_stats *out);
 
 /* Opens (creating if needed) the database at path, in WAL mode, and migrates
  * the schema to the latest version.  Caller closes with meta_close. */

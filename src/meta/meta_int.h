@@ -119,6 +119,8 @@ typedef struct meta_ops {
     int (*node_seen)(meta_store *ms, const char *id, bool ok, const char *error);
     int (*version_referenced)(meta_store *ms, const char *version_id, bool *referenced);
     int (*object_count)(meta_store *ms, const char *bucket, int64_t *count);
+    /* Optional (NULL: the backend has no pool to report). */
+    int (*pool_stats)(meta_store *ms, meta_pool_stats *out);
 } meta_ops;
 
 /* A list call's rows in batches (every backend's list calls): each batch is

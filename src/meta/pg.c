@@ -34,6 +34,13 @@
  * statement rolls the transaction back; batches (DeleteObjects) put each
  * item in a savepoint.
  *
+ * Answers.  Statements are sent with libpq's asynchronous calls and their
+ * answers awaited with poll, at most statement_timeout_ms plus
+ * PG_ANSWER_MARGIN_MS (pg_int.h): a server that stops answering without
+ * closing the connection (SIGSTOP, a network partition) costs a call that
+ * long, and its connection is dropped (CAIRN_EIO), instead of holding the
+ * calling thread forever.
+ *
  * Errors.  SQLSTATEs map to CAIRN_E* codes (pg_fail): unique_violation is
  * CAIRN_EEXIST and foreign_key_violation CAIRN_ENOTFOUND, as on SQLite; a
  * lost or refused connection is CAIRN_EIO (the connection is then dropped
@@ -47,6 +54,8 @@
 #include "meta/pg_int.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +386,80 @@ int pg_fail(pg_conn *c, const PGresult *res, const char *op) {
 
 /* ---- running statements ---------------------------------------------------------- */
 
+/* ---- sending and awaiting ------------------------------------------------------ */
+
+/* Until the connection has a result ready, its input failed, or deadline_ns
+ * (0 = none) passed: 0, or CAIRN_ETIMEDOUT for the deadline. */
+static int wait_ready(pg_conn *c, int64_t deadline_ns) {
+    for (;;) {
+        int pending = PQflush(c->db); /* 0 all sent, 1 more to send, -1 failed */
+        if (pending < 0 || (pending == 0 && !PQisBusy(c->db))) return 0;
+        int timeout = -1;
+        if (deadline_ns) {
+            int64_t left = deadline_ns - time_mono_ns();
+            if (left <= 0) return CAIRN_ETIMEDOUT;
+            timeout = (int)((left + 999999) / 1000000);
+        }
+        struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN | (pending ? POLLOUT : 0)};
+        if (p.fd < 0) return 0;
+        int n = poll(&p, 1, timeout);
+        if (n < 0 && errno != EINTR) return 0;
+        /* A failed read leaves the connection bad: PQgetResult says so. */
+        if (n > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(c->db)) return 0;
+    }
+}
+
+/* The answer to what was just sent (sent: the PQsend* call's result). */
+static PGresult *await_answer(pg_conn *c, int sent, int64_t deadline_ns, bool *late) {
+    *late = false;
+    if (!sent) return NULL; /* not sent: PQerrorMessage says why */
+    PGresult *keep = NULL;
+    for (;;) {
+        if (wait_ready(c, deadline_ns) != 0) {
+            PQclear(keep);
+            *late = true;
+            /* Mid-statement, the connection cannot be reused; closing it
+             * must not wait on the silent server either. */
+            c->broken = true;
+            PQsetnonblocking(c->db, 1);
+            return NULL;
+        }
+        PGresult *r = PQgetResult(c->db);
+        if (!r) break;
+        /* As PQexec: the first error, else the last result. */
+        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+    }
+    return keep;
+}
+
+PGresult *pg_exec_until(pg_conn *c, const char *sql, int64_t deadline_ns, bool *late) {
+    return await_answer(c, PQsendQuery(c->db, sql), deadline_ns, late);
+}
+
+/* When a statement's answer is due (0 = no limit). */
+static int64_t answer_deadline(const pg_conn *c) {
+    int t = c->owner->opt.statement_timeout_ms;
+    if (t <= 0 || c->unbounded) return 0;
+    return time_mono_ns() + ((int64_t)t + PG_ANSWER_MARGIN_MS) * 1000000;
+}
+
+/* A statement whose answer did not come in time: logged, counted, and the
+ * connection (marked broken) is closed when released. */
+static int answer_late(pg_conn *c, const char *op) {
+    char ms[24];
+    log_write(LOG_ERROR, NULL, "meta: postgres did not answer in time; connection dropped", "op", op, "waited_ms",
+              log_int(ms, (long long)c->owner->opt.statement_timeout_ms + PG_ANSWER_MARGIN_MS), NULL);
+    pthread_mutex_lock(&c->owner->mu);
+    c->owner->st.errors++;
+    pthread_mutex_unlock(&c->owner->mu);
+    return CAIRN_EIO;
+}
+
 static int result_done(pg_conn *c, PGresult *r, PGresult **out, int64_t *changes, const char *op) {
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
@@ -396,10 +479,13 @@ int pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, PGresult **out, int64_
     if (changes) *changes = 0;
     char name[16];
     snprintf(name, sizeof name, "c%d", (int)id);
+    if (c->broken) return CAIRN_EIO; /* lost or silent: nothing more is sent on it */
+    bool late;
     if (!c->prepared[id]) {
         /* Prepared statements are not transactional: one prepared inside a
          * transaction that rolls back stays prepared. */
-        PGresult *r = PQprepare(c->db, name, pg_sql[id], 0, NULL);
+        PGresult *r = await_answer(c, PQsendPrepare(c->db, name, pg_sql[id], 0, NULL), answer_deadline(c), &late);
+        if (late) return answer_late(c, op);
         if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
             int err = pg_fail(c, r, op);
             PQclear(r);
@@ -408,21 +494,30 @@ int pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, PGresult **out, int64_
         PQclear(r);
         c->prepared[id] = true;
     }
-    PGresult *r = PQexecPrepared(c->db, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
-                                 p ? p->formats : NULL, 1);
+    int sent = PQsendQueryPrepared(c->db, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
+                                   p ? p->formats : NULL, 1);
+    PGresult *r = await_answer(c, sent, answer_deadline(c), &late);
+    if (late) return answer_late(c, op);
     return result_done(c, r, out, changes, op);
 }
 
 int pg_run_sql(pg_conn *c, const char *sql, const pg_params *p, PGresult **out, int64_t *changes, const char *op) {
     if (out) *out = NULL;
     if (changes) *changes = 0;
-    PGresult *r = PQexecParams(c->db, sql, p ? p->n : 0, NULL, p ? p->values : NULL, p ? p->lengths : NULL,
-                               p ? p->formats : NULL, 1);
+    if (c->broken) return CAIRN_EIO;
+    int sent = PQsendQueryParams(c->db, sql, p ? p->n : 0, NULL, p ? p->values : NULL, p ? p->lengths : NULL,
+                                 p ? p->formats : NULL, 1);
+    bool late;
+    PGresult *r = await_answer(c, sent, answer_deadline(c), &late);
+    if (late) return answer_late(c, op);
     return result_done(c, r, out, changes, op);
 }
 
 int pg_exec_sql(pg_conn *c, const char *sql, const char *op) {
-    PGresult *r = PQexec(c->db, sql);
+    if (c->broken) return CAIRN_EIO;
+    bool late;
+    PGresult *r = pg_exec_until(c, sql, answer_deadline(c), &late);
+    if (late) return answer_late(c, op);
     return result_done(c, r, NULL, NULL, op);
 }
 
@@ -455,7 +550,12 @@ int pg_read_unbounded_at(pg_store *ms, pg_stmt_id id, const pg_params *p, PGresu
 
 /* ---- transactions ---------------------------------------------------------------- */
 
-int pg_no_timeout(pg_conn *c) { return pg_exec_sql(c, "SET LOCAL statement_timeout = 0", "no statement timeout"); }
+int pg_no_timeout(pg_conn *c) {
+    int err = pg_exec_sql(c, "SET LOCAL statement_timeout = 0", "no statement timeout");
+    /* No deadline of ours either, until the connection goes back. */
+    if (err == 0) c->unbounded = true;
+    return err;
+}
 
 int pg_tx_begin_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     *out = NULL;
@@ -479,9 +579,10 @@ int pg_tx_end(pg_store *ms, pg_conn *c, int err) {
     /* A failed COMMIT ends the transaction itself; anything else still in
      * one is rolled back here (a lost connection is dropped on release). */
     PGTransactionStatusType ts = PQtransactionStatus(c->db);
-    if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
-        PGresult *r = PQexec(c->db, "ROLLBACK");
-        PQclear(r);
+    if (!c->broken && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)) {
+        bool late;
+        PQclear(pg_exec_until(c, "ROLLBACK", answer_deadline(c), &late));
+        if (late) answer_late(c, "rollback");
     }
     pg_release(ms, c);
     return err;
@@ -688,4 +789,5 @@ const meta_ops pg_ops = {
     .node_seen = pg_node_seen,
     .version_referenced = pg_version_referenced,
     .object_count = pg_object_count,
+    .pool_stats = pg_pool_stats_get,
 };

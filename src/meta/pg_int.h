@@ -136,29 +136,15 @@ typedef struct pg_conn {
     pg_store *owner;          /* its pool, for the error counter */
     bool prepared[PS__COUNT]; /* statements prepared on this connection so far */
     bool broken;              /* a connection-level error: closed when released */
+    bool unbounded;           /* pg_no_timeout ran: no answer deadline until released */
     int64_t born_ns, expires_ns, idle_since_ns, acquired_ns; /* time_mono_ns; expires 0 = never */
     const char *func;         /* the call site holding it (long-hold log) */
     int line;
     struct pg_conn *next;     /* the idle list */
 } pg_conn;
 
-/* The pool's counters (totals since open) and gauges (now). */
-typedef struct {
-    int open;                  /* connections open or being opened */
-    int in_use;                /* checked out */
-    int idle;                  /* in the idle list */
-    uint64_t acquires;         /* checkouts that got a connection */
-    uint64_t waits;            /* checkouts that had to wait for one */
-    uint64_t wait_ns;          /* time those waited, in total */
-    uint64_t acquire_timeouts; /* checkouts that gave up (CAIRN_EBUSY) */
-    uint64_t connects;         /* connections opened */
-    uint64_t connect_errors;   /* connections that could not be opened */
-    uint64_t errors;           /* statements that failed unexpectedly (logged) */
-    uint64_t reconnects;       /* broken connections found on checkout and replaced */
-    uint64_t expired;          /* connections closed at the end of their lifetime */
-    uint64_t evicted;          /* idle connections closed by idle_timeout_ms */
-    uint64_t long_holds;       /* checkouts held longer than long_hold_ms (logged) */
-} pg_pool_stats;
+/* The pool's counters and gauges: the interface's (meta.h). */
+typedef meta_pool_stats pg_pool_stats;
 
 struct pg_store {
     meta_store base;          /* ops = &pg_ops */
@@ -192,8 +178,10 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line);
 #define pg_acquire(ms, out) pg_acquire_at((ms), (out), __func__, __LINE__)
 /* Gives it back (closing it if it broke or outlived its lifetime). */
 void pg_release(pg_store *ms, pg_conn *c);
-/* The pool's counters, for metrics and tests.  Thread-safe. */
-void pg_pool_stats_get(meta_store *ms, pg_pool_stats *out);
+/* The pool's counters, for metrics and tests (the pool_stats operation):
+ * 0, or CAIRN_EINVAL (out zeroed) for a store of another backend.
+ * Thread-safe. */
+int pg_pool_stats_get(meta_store *ms, pg_pool_stats *out);
 
 /* ---- statements, values and errors (pg.c) --------------------------------- */
 
@@ -224,6 +212,19 @@ int pg_fail(pg_conn *c, const PGresult *res, const char *op);
  * Rows: *out gets the result (caller PQclears; may be NULL to discard);
  * *changes (may be NULL) gets the rows changed. */
 int pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, PGresult **out, int64_t *changes, const char *op);
+/* Every statement waits for its answer at most statement_timeout_ms plus
+ * this (the server cancels at statement_timeout_ms; the margin is for the
+ * round trip), unless pg_no_timeout ran: a server that stops answering
+ * without closing the connection (stopped, partitioned) costs a call that
+ * long, never forever.  Past it the connection is dropped: CAIRN_EIO, as
+ * for a lost one (a COMMIT's outcome is then unknown). */
+#define PG_ANSWER_MARGIN_MS 2000
+/* Sends sql (no parameters) and waits for its answer until deadline_ns
+ * (time_mono_ns; 0 = no limit).  Returns the result (the first error, else
+ * the last result; NULL when nothing came), or NULL with *late set when the
+ * deadline passed: the connection is then unusable, and set nonblocking so
+ * closing it waits on nothing.  For the pool's own round trips. */
+PGresult *pg_exec_until(pg_conn *c, const char *sql, int64_t deadline_ns, bool *late);
 /* Runs SQL text without parameters (BEGIN, SAVEPOINT, DDL...). */
 int pg_exec_sql(pg_conn *c, const char *sql, const char *op);
 /* Runs SQL text with parameters (binary), not prepared (fsck's queries). */

@@ -111,6 +111,14 @@ static int64_t lifetime_ns(const meta_pg_options *o) {
     return life - cut;
 }
 
+/* The pool's own round trips (a connection's SET, a health check) wait as
+ * long as a connect may take, at most: a server that accepts connections
+ * but no longer answers is found out as broken, not waited on forever. */
+static int64_t round_trip_deadline(const meta_pg_options *o) {
+    int s = o->connect_timeout_s > 0 ? o->connect_timeout_s : 5;
+    return time_mono_ns() + (int64_t)s * 1000000000;
+}
+
 /* Opens one connection, with statement_timeout set.  No lock is held. */
 static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
     *out = NULL;
@@ -137,9 +145,11 @@ static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
     }
     char sql[64];
     snprintf(sql, sizeof sql, "SET statement_timeout = %d", ms->opt.statement_timeout_ms);
-    PGresult *r = PQexec(c->db, sql);
+    bool late;
+    PGresult *r = pg_exec_until(c, sql, round_trip_deadline(&ms->opt), &late);
     bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) first_line(why, whylen, PQerrorMessage(c->db));
+    if (late) first_line(why, whylen, "postgres accepted the connection but did not answer");
+    else if (!ok) first_line(why, whylen, PQerrorMessage(c->db));
     PQclear(r);
     if (!ok) {
         conn_free(c);
@@ -159,8 +169,9 @@ static bool conn_healthy(const pg_store *ms, pg_conn *c, int64_t now) {
     struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN};
     int ready = p.fd < 0 ? -1 : poll(&p, 1, 0);
     if (ready == 0 && now - c->idle_since_ns < (int64_t)ms->opt.health_check_ms * 1000000) return true;
-    PGresult *r = PQexec(c->db, "");
-    bool ok = r && PQresultStatus(r) == PGRES_EMPTY_QUERY;
+    bool late;
+    PGresult *r = pg_exec_until(c, "", round_trip_deadline(&ms->opt), &late);
+    bool ok = !late && r && PQresultStatus(r) == PGRES_EMPTY_QUERY;
     PQclear(r);
     return ok && PQstatus(c->db) == CONNECTION_OK && PQtransactionStatus(c->db) == PQTRANS_IDLE;
 }
@@ -183,6 +194,18 @@ static void note_connect(pg_store *ms, int err, const char *why) {
 }
 
 /* ---- checkout and return ----------------------------------------------------------- */
+
+const double meta_pool_wait_bounds[META_POOL_WAIT_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05,
+                                                              0.1,   0.25,  0.5,  1,     2.5};
+
+/* Under the mutex: one wait of ns ended (with a connection or not). */
+static void note_wait(pg_store *ms, int64_t ns) {
+    ms->st.wait_ns += (uint64_t)ns;
+    ms->st.wait_count++;
+    double s = (double)ns / 1e9;
+    for (int i = 0; i < META_POOL_WAIT_BUCKETS; i++)
+        if (s <= meta_pool_wait_bounds[i]) ms->st.wait_buckets[i]++;
+}
 
 static struct timespec mono_deadline(int64_t deadline_ns) {
     struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
@@ -233,13 +256,16 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line) {
         }
         if (time_mono_ns() >= deadline) {
             ms->st.acquire_timeouts++;
-            ms->st.wait_ns += (uint64_t)(time_mono_ns() - start);
+            note_wait(ms, time_mono_ns() - start);
             pthread_mutex_unlock(&ms->mu);
             return CAIRN_EBUSY;
         }
         struct timespec ts = mono_deadline(deadline);
         pthread_cond_timedwait(&ms->cv, &ms->mu, &ts);
     }
+    /* The wait ends with a connection or a slot to open one in; opening is
+     * connect time, not waiting. */
+    if (waited) note_wait(ms, time_mono_ns() - start);
     pthread_mutex_unlock(&ms->mu);
 
     int err = 0;
@@ -264,9 +290,9 @@ int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     c->func = func;
     c->line = line;
     c->broken = false;
+    c->unbounded = false;
     pthread_mutex_lock(&ms->mu);
     ms->st.acquires++;
-    if (waited) ms->st.wait_ns += (uint64_t)(now - start);
     pthread_mutex_unlock(&ms->mu);
     *out = c;
     return 0;
@@ -303,16 +329,18 @@ void pg_release(pg_store *ms, pg_conn *c) {
     if (drop || expired) conn_free(c);
 }
 
-void pg_pool_stats_get(meta_store *base_, pg_pool_stats *out) {
+int pg_pool_stats_get(meta_store *base_, pg_pool_stats *out) {
     pg_store *ms = PG(base_);
     memset(out, 0, sizeof *out);
-    if (!ms || base_->ops != &pg_ops) return;
+    if (!ms || base_->ops != &pg_ops) return CAIRN_EINVAL;
     pthread_mutex_lock(&ms->mu);
     *out = ms->st;
     out->open = ms->nopen;
     out->in_use = ms->nbusy;
     out->idle = ms->nidle;
+    out->max = ms->opt.max_conns;
     pthread_mutex_unlock(&ms->mu);
+    return 0;
 }
 
 /* ---- maintenance ------------------------------------------------------------------- */

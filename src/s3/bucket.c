@@ -38,9 +38,10 @@ void s3_list_buckets(s3_req *q) {
     s3_owner_xml(q, &b, q->user_id);
     buf_puts(&b, "<Buckets>");
     list_buckets_ctx c = {&b};
-    if (meta_bucket_list(q->gw->d.meta, q->is_root ? -1 : q->user_id, add_bucket, &c) != 0) {
+    int rc = meta_bucket_list(q->gw->d.meta, q->is_root ? -1 : q->user_id, add_bucket, &c);
+    if (rc != 0) {
         buf_free(&b);
-        s3_error(q, "InternalError", "listing buckets failed");
+        s3_meta_error(q, rc, "InternalError", "listing buckets failed");
         return;
     }
     buf_puts(&b, "</Buckets></ListAllMyBucketsResult>");
@@ -76,7 +77,7 @@ void s3_create_bucket(s3_req *q) {
         return;
     }
     if (rc != 0) {
-        s3_error(q, "InternalError", "creating the bucket failed");
+        s3_meta_error(q, rc, "InternalError", "creating the bucket failed");
         return;
     }
     char loc[300];
@@ -98,7 +99,7 @@ void s3_delete_bucket(s3_req *q) {
     int rc = meta_bucket_delete(q->gw->d.meta, q->bucket, bk.id);
     if (rc == CAIRN_ENOTEMPTY) s3_error(q, "BucketNotEmpty", NULL);
     else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchBucket", NULL);
-    else if (rc != 0) s3_error(q, "InternalError", "deleting the bucket failed");
+    else if (rc != 0) s3_meta_error(q, rc, "InternalError", "deleting the bucket failed");
     else {
         /* Its uploads were aborted with it; their parts' shards are in the
          * trash, which a job empties (durably: a crash leaves them listed). */
@@ -358,7 +359,7 @@ void s3_list_objects(s3_req *q, bool v2) {
         for (int i = 0; i < w.n; i++) free(w.items[i].key);
         free(w.items);
         free(w.from);
-        s3_error(q, "InternalError", "listing failed");
+        s3_meta_error(q, rc, "InternalError", "listing failed");
         return;
     }
 

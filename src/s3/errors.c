@@ -79,6 +79,32 @@ static const s3_error_def *find(const char *code) {
     return NULL;
 }
 
+bool s3_meta_unavailable(int rc) { return rc == CAIRN_EBUSY || rc == CAIRN_ETIMEDOUT || rc == CAIRN_EIO; }
+
+void s3_meta_error(s3_req *q, int rc, const char *code, const char *message) {
+    if (!s3_meta_unavailable(rc)) {
+        s3_error(q, code, message);
+        return;
+    }
+    http_req *r = q->http;
+    bool down = rc == CAIRN_EIO;
+    /* The client's SDK retries a 503 after Retry-After (or its own backoff);
+     * the log says which of the two it was, for the operator. */
+    log_write(LOG_WARN, r->request_id,
+              down ? "metadata database unavailable: answering 503" : "metadata database busy: answering 503",
+              "api", r->api ? r->api : "", "error", cairn_strerror(rc), NULL);
+    if (!http_responded(r)) http_add_header(r, "Retry-After", "1");
+    s3_error(q, down ? "ServiceUnavailable" : "SlowDown",
+             down ? "The metadata database cannot be reached. Please retry." : NULL);
+}
+
+bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id) {
+    if (rc != CAIRN_EIO) return true;
+    log_write(LOG_WARN, q->http->request_id, "commit outcome unknown: the new version's bytes are kept",
+              "version_id", version_id, NULL);
+    return false;
+}
+
 unsigned s3_error_status(const char *code) {
     const s3_error_def *d = find(code);
     return d ? d->status : 500;

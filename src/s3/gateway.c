@@ -78,7 +78,7 @@ int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read) {
         return rc;
     }
     if (rc != 0) {
-        s3_error(q, "InternalError", "metadata lookup failed");
+        s3_meta_error(q, rc, "InternalError", "metadata lookup failed");
         return rc;
     }
     q->bucket_id = b->id;
@@ -131,6 +131,7 @@ static void serve_ops(s3_req *q) {
                    (unsigned long long)ds.heal_failures);
         data_render_metrics(q->gw->d.data, &b);
         jobs_render_metrics(q->gw->d.meta, &b);
+        s3_render_meta_metrics(q->gw->d.meta, &b);
         http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
         size_t len = b.len;
         http_respond_take(q->http, 200, buf_steal(&b), len);
@@ -357,7 +358,11 @@ static int authenticate(s3_req *q) {
             s3_error(q, "InvalidAccessKeyId", NULL);
             return -1;
         }
-        if (rc != 0 || auth_secret_open(gw->d.master_key, k.sealed_secret, &opened) != 0) {
+        if (rc != 0) {
+            s3_meta_error(q, rc, "InternalError", "cannot load the access key");
+            return -1;
+        }
+        if (auth_secret_open(gw->d.master_key, k.sealed_secret, &opened) != 0) {
             buf_free(&opened);
             s3_error(q, "InternalError", "cannot load the access key");
             return -1;

@@ -11,6 +11,12 @@
  * pass whenever the hang ends) while every request still answers on time:
  * "fail", with "timed out" for the check that is still running.
  *
+ * The answer names every check that failed ("down": ["database"]).  Each
+ * check is required or optional: a failed required one makes the gateway
+ * unfit ("fail", 503); failed optional ones only (Redis, when it comes: the
+ * gateway serves without it) make it "degraded", still 200, so a load
+ * balancer keeps sending traffic while an operator sees what is missing.
+ *
  * Unauthenticated callers reach this; nothing here grows with their number.
  */
 #include "s3/internal.h"
@@ -22,6 +28,17 @@
 #include <time.h>
 
 enum { CHECK_DATABASE, CHECK_DATA_DIR, CHECK_DISK, NCHECKS };
+
+typedef struct {
+    const char *name;          /* the key in "checks" and in "down" */
+    bool required;             /* failed: "fail" (503); else "degraded" (200) */
+} check_def;
+
+static const check_def check_defs[NCHECKS] = {
+    [CHECK_DATABASE] = {"database", true},
+    [CHECK_DATA_DIR] = {"data_dir", true},
+    [CHECK_DISK] = {"disk", true},
+};
 
 typedef struct {
     int rc;                    /* 0 ok, CAIRN_E*, or CAIRN_ETIMEDOUT while it still runs */
@@ -155,10 +172,10 @@ static void current_results(s3_health *h, int64_t max_age_ms, int64_t timeout_ms
 }
 
 /* detail: said when the check fails (or always, with always). */
-static void add_check(buf_t *b, bool *first, const char *name, const check_result *r, const char *detail_text,
-                      bool always) {
+static void add_check(buf_t *b, int c, const check_result *r, const char *detail_text, bool always) {
     bool ok = r->rc == 0;
-    buf_printf(b, "%s\"%s\":{\"status\":\"%s\",\"ms\":%.2f", *first ? "" : ",", name, ok ? "ok" : "fail", r->ms);
+    buf_printf(b, "%s\"%s\":{\"status\":\"%s\",\"required\":%s,\"ms\":%.2f", c ? "," : "", check_defs[c].name,
+               ok ? "ok" : "fail", check_defs[c].required ? "true" : "false", r->ms);
     const char *detail = r->rc == CAIRN_ETIMEDOUT ? "timed out" : ok && !always ? NULL : detail_text;
     if (detail) {
         buf_puts(b, ",\"detail\":\"");
@@ -166,7 +183,25 @@ static void add_check(buf_t *b, bool *first, const char *name, const check_resul
         buf_putc(b, '"');
     }
     buf_putc(b, '}');
-    *first = false;
+}
+
+const char *s3_ready_status(int n, const bool *required, const int *rc) {
+    bool required_down = false, optional_down = false;
+    for (int i = 0; i < n; i++) {
+        if (rc[i] == 0) continue;
+        if (required[i]) required_down = true;
+        else optional_down = true;
+    }
+    return required_down ? "fail" : optional_down ? "degraded" : "ok";
+}
+
+/* What a failed database check says: unreachable, busy, or not answering. */
+static const char *database_detail(meta_store *ms, int rc) {
+    bool pg = !strcmp(meta_backend_name(ms), "postgres");
+    if (rc == CAIRN_EIO)
+        return pg ? "metadata database unreachable: cannot connect to postgres" : "metadata database I/O error";
+    if (rc == CAIRN_EBUSY) return "metadata database busy: no free connection";
+    return "metadata database not answering";
 }
 
 void s3_serve_ready(s3_req *q) {
@@ -179,13 +214,21 @@ void s3_serve_ready(s3_req *q) {
              (long long)gw->cfg.min_free_disk);
     buf_t b;
     buf_init(&b);
-    bool first = true;
     buf_puts(&b, "{\"checks\":{");
-    add_check(&b, &first, "database", &r[CHECK_DATABASE], "metadata database not answering", false);
-    add_check(&b, &first, "data_dir", &r[CHECK_DATA_DIR], "data directory not writable", false);
-    add_check(&b, &first, "disk", &r[CHECK_DISK], disk, true);
-    bool all = r[0].rc == 0 && r[1].rc == 0 && r[2].rc == 0;
-    buf_printf(&b, "},\"status\":\"%s\"}\n", all ? "ok" : "fail");
+    add_check(&b, CHECK_DATABASE, &r[CHECK_DATABASE], database_detail(gw->d.meta, r[CHECK_DATABASE].rc), false);
+    add_check(&b, CHECK_DATA_DIR, &r[CHECK_DATA_DIR], "data directory not writable", false);
+    add_check(&b, CHECK_DISK, &r[CHECK_DISK], disk, true);
+    bool required[NCHECKS];
+    int rcs[NCHECKS];
+    buf_puts(&b, "},\"down\":[");
+    for (int c = 0, n = 0; c < NCHECKS; c++) {
+        required[c] = check_defs[c].required;
+        rcs[c] = r[c].rc;
+        if (r[c].rc != 0) buf_printf(&b, "%s\"%s\"", n++ ? "," : "", check_defs[c].name);
+    }
+    const char *status = s3_ready_status(NCHECKS, required, rcs);
+    bool all = strcmp(status, "fail") != 0;
+    buf_printf(&b, "],\"status\":\"%s\"}\n", status);
     http_add_header(q->http, "Content-Type", "application/json");
     http_add_header(q->http, "Cache-Control", "no-store");
     if (b.oom) {

@@ -47,6 +47,10 @@ typedef struct s3_req {
     http_req *http;
     s3_op op;
     char error_code[64];        /* set by s3_error, for the access log */
+    /* A metadata call made below a helper whose own result cannot say so
+     * (obj_reader_open's parts lookup) found the database unavailable
+     * (s3_meta_unavailable): the code, so the request answers 503. */
+    int meta_failure;
 
     /* addressing */
     char bucket[256];
@@ -101,6 +105,26 @@ void s3_serve_ready(s3_req *q);
 
 /* errors.c */
 void s3_error(s3_req *q, const char *code, const char *message);
+/* Answers a metadata call that failed with rc.  A database that is busy (no
+ * free connection within db_acquire_timeout_ms, a statement timeout, a lock
+ * timeout: CAIRN_EBUSY, CAIRN_ETIMEDOUT) is 503 SlowDown; one that cannot be
+ * reached or lost the connection (CAIRN_EIO) is 503 ServiceUnavailable; both
+ * with Retry-After and a warning naming the request id and what failed.  Any
+ * other rc is code (InternalError unless the caller knows better) with
+ * message. */
+void s3_meta_error(s3_req *q, int rc, const char *code, const char *message);
+/* Whether rc from a metadata call is one s3_meta_error answers with 503. */
+bool s3_meta_unavailable(int rc);
+/* A commit that failed with rc: may the bytes of the version it tried to
+ * make current be removed?  Not after CAIRN_EIO (the connection was lost,
+ * maybe after the commit itself: the version may be current now); those
+ * bytes stay, logged, and orphan collection removes them if no metadata
+ * names them.  Every other failure rolled back. */
+bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id);
+
+/* metrics.c */
+/* Appends the metadata store's pool figures (PostgreSQL) to b. */
+void s3_render_meta_metrics(meta_store *ms, buf_t *b);
 
 /* gateway.c */
 const char *s3_param_get(const s3_req *q, const char *name);

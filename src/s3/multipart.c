@@ -55,7 +55,7 @@ static int find_upload(s3_req *q, meta_upload *u, bool quiet_missing) {
         rc = CAIRN_ENOTFOUND;
     }
     if (rc == CAIRN_ENOTFOUND && !quiet_missing) s3_error(q, "NoSuchUpload", NULL);
-    else if (rc != 0 && rc != CAIRN_ENOTFOUND) s3_error(q, "InternalError", NULL);
+    else if (rc != 0 && rc != CAIRN_ENOTFOUND) s3_meta_error(q, rc, "InternalError", NULL);
     return rc;
 }
 
@@ -102,7 +102,7 @@ void s3_create_multipart(s3_req *q) {
     int rc = meta_upload_create(q->gw->d.meta, &u);
     free(u.headers_json);
     if (rc != 0) {
-        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
+        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
         return;
     }
     buf_t b;
@@ -142,8 +142,8 @@ void s3_upload_part(s3_req *q) {
     fault_point("part.before_commit"); /* race tests: tests/fault/test_races.py */
     int rc = meta_part_put(q->gw->d.meta, s3_param_get(q, "uploadId"), &p, &old, &had);
     if (rc != 0) {
-        drop_part(q, &p);
-        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
+        if (s3_commit_failed_drop_ok(q, rc, p.version_id)) drop_part(q, &p);
+        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
         return;
     }
     if (had) drop_part(q, &old);
@@ -186,20 +186,22 @@ void s3_upload_part_copy(s3_req *q) {
         else if (rr != 0) code = "InvalidRange";
     }
     if (!code && len > 5LL * 1024 * 1024 * 1024) code = "EntityTooLarge";
-    int rc;
+    int rc, meta_rc = 0;
     meta_part p = {0};
     p.part_number = n;
     if (!code) {
         rc = copy_into_part(q, &src, start, len, &p);
         if (rc != 0) code = rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError";
+        meta_rc = q->meta_failure;
     }
     if (!code) {
         meta_part old;
         bool had = false;
         rc = meta_part_put(q->gw->d.meta, u.upload_id, &p, &old, &had);
         if (rc != 0) {
-            drop_part(q, &p);
+            if (s3_commit_failed_drop_ok(q, rc, p.version_id)) drop_part(q, &p);
             code = rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError";
+            meta_rc = rc;
         } else if (had) {
             drop_part(q, &old);
         }
@@ -207,7 +209,7 @@ void s3_upload_part_copy(s3_req *q) {
     meta_object_clear(&src);
     meta_upload_clear(&u);
     if (code) {
-        s3_error(q, code, NULL);
+        s3_meta_error(q, meta_rc, code, NULL);
         return;
     }
     char ts[40];
@@ -276,7 +278,7 @@ static void answer_gone_upload(s3_req *q) {
     else if (rc == 0 || rc == CAIRN_ENOTFOUND)
         s3_error(q, "NoSuchUpload", NULL);
     else
-        s3_error(q, "InternalError", NULL);
+        s3_meta_error(q, rc, "InternalError", NULL);
 }
 
 /* Checks the client's part list against the upload's parts (S3's rules) and
@@ -347,6 +349,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
     if (rc == 0 && have.oom) rc = CAIRN_ENOMEM;
     meta_object obj = {0};
     const char *code = rc ? "InternalError" : NULL, *msg = NULL;
+    int meta_rc = rc;
     if (!code) code = choose_parts(q, want, n, &have, chosen, &obj, &msg);
     if (!code) {
         snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
@@ -373,9 +376,10 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
             answer_gone_upload(q); /* completed or aborted by another request meanwhile */
         } else if (rc != CAIRN_ECONFLICT) {
             code = "InternalError";
+            meta_rc = rc;
         }
     }
-    if (code) s3_error(q, code, msg);
+    if (code) s3_meta_error(q, meta_rc, code, msg);
     free(chosen);
     free(have.parts);
     meta_upload_clear(&u);
@@ -419,7 +423,7 @@ void s3_abort_multipart(s3_req *q) {
     int rc = meta_upload_abort(q->gw->d.meta, u.upload_id, drop_part, q);
     meta_upload_clear(&u);
     if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchUpload", NULL);
-    else if (rc != 0) s3_error(q, "InternalError", NULL);
+    else if (rc != 0) s3_meta_error(q, rc, "InternalError", NULL);
     else http_respond(q->http, 204, "", 0);
 }
 
@@ -466,7 +470,7 @@ void s3_list_parts(s3_req *q) {
         buf_free(&b);
         buf_free(&parts);
         meta_upload_clear(&u);
-        s3_error(q, "InternalError", NULL);
+        s3_meta_error(q, rc, "InternalError", NULL);
         return;
     }
     buf_printf(&b, "<NextPartNumberMarker>%d</NextPartNumberMarker><MaxParts>%d</MaxParts><IsTruncated>%s</IsTruncated>",
@@ -587,7 +591,7 @@ void s3_list_uploads(s3_req *q) {
     if (rc != 0) {
         buf_free(&b);
         buf_free(&items);
-        s3_error(q, "InternalError", NULL);
+        s3_meta_error(q, rc, "InternalError", NULL);
         return;
     }
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"

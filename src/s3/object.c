@@ -345,9 +345,9 @@ static int publish(s3_req *q, meta_object *obj) {
     bool had_old = false;
     int rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
     if (rc != 0) {
-        s3_drop_version_data(q, obj);
-        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
-                 rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
+        if (s3_commit_failed_drop_ok(q, rc, obj->version_id)) s3_drop_version_data(q, obj);
+        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
+                      rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;
     }
     if (had_old) {
@@ -503,6 +503,7 @@ int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
     if (!strncmp(obj->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX))) {
         o->multipart = true;
         rc = meta_object_parts(q->gw->d.meta, obj->version_id, add_part, o);
+        if (s3_meta_unavailable(rc)) q->meta_failure = rc;
         if (rc == 0 && o->nparts == 0) rc = CAIRN_ENOTFOUND;
     } else {
         meta_part p = {0};
@@ -588,9 +589,10 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
     }
     obj_reader tmp = {0};
     bool multipart = !strncmp(o->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX));
-    if (multipart && meta_object_parts(q->gw->d.meta, o->version_id, add_part, &tmp) != 0) {
+    int prc = multipart ? meta_object_parts(q->gw->d.meta, o->version_id, add_part, &tmp) : 0;
+    if (prc != 0) {
         free(tmp.parts);
-        s3_error(q, "InternalError", "reading the object's parts failed");
+        s3_meta_error(q, prc, "InternalError", "reading the object's parts failed");
         return -1;
     }
     *nparts = multipart ? tmp.nparts : 1;
@@ -632,6 +634,7 @@ void s3_get_object(s3_req *q, bool head) {
     for (int attempt = 0; attempt < 4; attempt++) {
         meta_object_clear(&o);
         rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, !head, &o);
+        if (s3_meta_unavailable(rc)) q->meta_failure = rc;
         if (rc != 0 || o.storage != META_STORE_FILE || head) break;   /* NoSuchKey stays NoSuchKey */
         if (!strcmp(tried, o.version_id)) {
             rc = CAIRN_EIO;
@@ -643,7 +646,8 @@ void s3_get_object(s3_req *q, bool head) {
         rc = CAIRN_EIO; /* if the attempts run out, the shards are lost */
     }
     if (rc != 0) {
-        if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchKey", NULL);
+        if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
+        else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchKey", NULL);
         else if (rc == CAIRN_EIO) unreadable(q);
         else s3_error(q, "InternalError", "reading the object failed");
         meta_object_clear(&o);
@@ -812,12 +816,12 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     meta_bucket sbk;
     int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return -1; }
-    if (rc != 0) { s3_error(q, "InternalError", NULL); return -1; }
+    if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
     if (!s3_may_access(q, sbk.owner_id) && !sbk.public_read) { s3_error(q, "AccessDenied", NULL); return -1; }
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return -1; }
-    if (rc != 0) { s3_error(q, "InternalError", NULL); return -1; }
+    if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
     int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
                                     http_header(r, "x-amz-copy-source-if-none-match"),
                                     http_header(r, "x-amz-copy-source-if-modified-since"),
@@ -924,7 +928,8 @@ void s3_copy_object(s3_req *q) {
     } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout)) != 0) {
         free(dst.headers_json);
         meta_object_clear(&src);
-        s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
+        else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
     rc = publish(q, &dst);
@@ -950,7 +955,7 @@ void s3_delete_object(s3_req *q) {
     meta_object old = {0};
     int rc = meta_object_delete(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, &old);
     if (rc != 0 && rc != CAIRN_ENOTFOUND) {
-        s3_error(q, "InternalError", "deleting the object failed");
+        s3_meta_error(q, rc, "InternalError", "deleting the object failed");
         return;
     }
     if (rc == 0) {
@@ -990,6 +995,15 @@ void s3_delete_objects(s3_req *q) {
         items[i].key_len = d.objects[i].key_len;
     }
     int batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
+    if (s3_meta_unavailable(batch)) {
+        /* Nothing was deleted (the batch failed whole): one 503 says retry
+         * the request, where per-key InternalErrors would not. */
+        for (int i = 0; i < d.count; i++) meta_object_clear(&items[i].deleted);
+        free(items);
+        s3_delete_req_free(&d);
+        s3_meta_error(q, batch, "InternalError", NULL);
+        return;
+    }
     if (batch != 0) log_write(LOG_ERROR, q->http->request_id, "DeleteObjects commit failed", "error", cairn_strerror(batch), NULL);
     buf_t b;
     buf_init(&b);
@@ -1026,7 +1040,7 @@ void s3_object_subresource(s3_req *q) {
     meta_object o = {0};
     int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
     if (rc != 0) {
-        s3_error(q, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
     buf_t b;

@@ -50,6 +50,11 @@ const http_handler *s3_http_handler(void);
 /* Bucket naming rules of S3 (3-63 chars, a-z 0-9 . -, no "..", not an IP, ...). */
 bool s3_bucket_name_valid(const char *name);
 
+/* The readiness verdict over n checks (health.c): "fail" when a required
+ * one failed (rc[i] != 0), "degraded" when only optional ones did, else
+ * "ok".  A static string. */
+const char *s3_ready_status(int n, const bool *required, const int *rc);
+
 typedef enum {
     S3_RANGE_NONE = 0,      /* no usable range: answer 200 with the whole object */
     S3_RANGE_OK = 1,        /* answer 206 with [*start, *start + *len) */

@@ -26,13 +26,27 @@ Helpers here, used by several modules:
 The binary is $CAIRN_BIN, default <repo>/build/cairn.  Variables named CAIRN_*
 in the caller's environment are not passed to servers (the Makefile sets
 CAIRN_BIN, which a server must not see as configuration).
+
+Metadata backend: `--metadata=sqlite` (the default) or `--metadata=postgres`
+(or CAIRN_TEST_METADATA=postgres).  On PostgreSQL the session starts one
+server from Debian's binaries (scripts/pg-test.sh start; or uses the one
+CAIRN_TEST_POSTGRES_URL names), builds a template database by running
+`cairn migrate up` once, and gives every CairnServer its own clone
+(CREATE DATABASE ... TEMPLATE ...) through CAIRN_METADATA_URL, which its
+admin, fsck and migrate runs get too.  A test's clones are dropped after
+it; the session server's at the end.  A clone still there at the end of the
+session (a process that kept it open, a drop that failed) fails the
+session.  Tests that are about the SQLite file itself are marked
+`@pytest.mark.sqlite_only("reason")` and skipped on PostgreSQL.
 """
 
 import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import string
@@ -49,6 +63,9 @@ from botocore.config import Config
 import sigv4
 
 REPO = Path(__file__).resolve().parents[2]
+METADATA_CHOICES = ("sqlite", "postgres")
+# The backend of this session (pytest_configure sets it from --metadata).
+METADATA = os.environ.get("CAIRN_TEST_METADATA", "sqlite")
 CAIRN_BIN = os.environ.get("CAIRN_BIN", str(REPO / "build" / "cairn"))
 REGION = "us-east-1"
 READY_DEADLINE = 20.0
@@ -140,6 +157,126 @@ def leftover_tmp_files(data_dir):
             if "tmp" in rel.lower():
                 out.append(rel)
     return sorted(out)
+
+
+# ---- the metadata backend: SQLite files, or clones of a PostgreSQL template ----------------
+
+
+def _pg_bin():
+    """Debian's newest PostgreSQL binaries (as scripts/pg-test.sh picks them)."""
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+    return max(found, key=lambda p: int(p.parent.name)) if found else None
+
+
+PG_BIN = _pg_bin()
+
+
+def postgres():
+    """True when this session runs its servers on PostgreSQL."""
+    return METADATA == "postgres"
+
+
+class PgCluster:
+    """The session's PostgreSQL server, its template database and the clones
+    made from it.  Every statement goes through psql (Debian's client)."""
+
+    def __init__(self, tmpdir):
+        self.tmpdir = Path(tmpdir)
+        self.own_dir = None
+        url = os.environ.get("CAIRN_TEST_POSTGRES_URL")
+        if not url:
+            cp = subprocess.run(["bash", str(REPO / "scripts" / "pg-test.sh"), "start"], capture_output=True,
+                                text=True, timeout=120, stdin=subprocess.DEVNULL)
+            if cp.returncode != 0:
+                raise RuntimeError(f"scripts/pg-test.sh start failed: {cp.stderr}")
+            self.own_dir = cp.stdout.strip()
+            url = subprocess.run(["bash", str(REPO / "scripts" / "pg-test.sh"), "url", self.own_dir],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert url.startswith("postgres://") and url.rsplit("/", 1)[1], url
+        self.base = url.rsplit("/", 1)[0]   # postgres://user@host:port
+        self.prefix = f"cairn_it_{os.getpid()}_"
+        self.template = self.prefix + "template"
+        self.counter = 0
+        self.sql(f"DROP DATABASE IF EXISTS {self.template}")
+        self.sql(f"CREATE DATABASE {self.template}")
+        # The schema, once: every clone starts migrated, as a server finds a
+        # database an operator migrated before the first start.
+        cp = subprocess.run([CAIRN_BIN, "migrate", "--data", str(self.tmpdir / "template-data"),
+                             "--metadata-url", self.url(self.template), "up"],
+                            capture_output=True, text=True, timeout=120, env=server_env(), stdin=subprocess.DEVNULL)
+        if cp.returncode != 0:
+            raise RuntimeError(f"cairn migrate up on the template failed: {cp.stdout}{cp.stderr}")
+
+    def url(self, db):
+        return f"{self.base}/{db}"
+
+    def sql(self, statement, db="postgres", check=True):
+        """Runs one statement with psql; returns its unaligned output."""
+        cp = subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                             "-d", self.url(db), "-c", statement],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        if check and cp.returncode != 0:
+            raise RuntimeError(f"psql: {statement}: {cp.stderr.strip()}")
+        return cp
+
+    def clone(self):
+        """A new database cloned from the template; returns its name."""
+        self.counter += 1
+        name = f"{self.prefix}{self.counter}"
+        self.sql(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        return name
+
+    def drop(self, name):
+        """Drops a clone; False (and the clone stays, a leak) when a process
+        still has it open after PostgreSQL's own 5 s wait."""
+        return self.sql(f"DROP DATABASE IF EXISTS {name}", check=False).returncode == 0
+
+    def clones(self):
+        out = self.sql(f"SELECT datname FROM pg_database WHERE datname LIKE '{self.prefix}%' "
+                       f"AND datname <> '{self.template}' ORDER BY datname").stdout
+        return [line for line in out.split() if line]
+
+    def close(self):
+        """Drops whatever is left (forcibly) and stops a server we started."""
+        for name in self.clones() + [self.template]:
+            self.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
+        if self.own_dir:
+            subprocess.run(["bash", str(REPO / "scripts" / "pg-test.sh"), "stop", self.own_dir],
+                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+_pg = None                # the session's PgCluster, made on first use
+_test_clones = []         # clones made during the current test, dropped after it
+_session_clones = []      # clones of session-scoped servers, dropped at the end
+_leaked = []              # clones a drop failed on
+
+
+def pg_cluster():
+    global _pg
+    if _pg is None:
+        import tempfile
+        _pg = PgCluster(tempfile.mkdtemp(prefix="cairn-it-pg-"))
+    return _pg
+
+
+def metadata_env(session=False):
+    """The environment that points one service at its own metadata: {} on
+    SQLite (the data directory's meta.db), else CAIRN_METADATA_URL of a new
+    clone, dropped after the test (or the session)."""
+    if not postgres():
+        return {}
+    name = pg_cluster().clone()
+    (_session_clones if session else _test_clones).append(name)
+    return {"CAIRN_METADATA_URL": pg_cluster().url(name)}
+
+
+def drop_test_clones():
+    """Drops the current test's clones; one that cannot go is a leak."""
+    while _test_clones:
+        name = _test_clones.pop()
+        if not pg_cluster().drop(name):
+            _leaked.append(name)
 
 
 def server_env(extra=None):
@@ -235,13 +372,16 @@ def read_response(resp, method):
 class CairnServer:
     """One cairn server process and its data directory (kept across restarts)."""
 
-    def __init__(self, workdir, env=None, root=None, name="server", args=None):
+    def __init__(self, workdir, env=None, root=None, name="server", args=None, session=False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.workdir / "data"
         self.name = name
         self.extra_env = dict(env or {})
         self.extra_args = list(args or [])
+        # Its own metadata (a PostgreSQL clone), unless the test chose one.
+        if "CAIRN_METADATA_URL" not in self.extra_env and "--metadata-url" not in self.extra_args:
+            self.extra_env.update(metadata_env(session=session))
         self.root = root  # (access key, secret) or None: the server generates them
         self.proc = None
         self.port = None
@@ -507,7 +647,7 @@ class CairnServer:
         .fields: the `name: value` lines of stdout as a dict."""
         cmd = [CAIRN_BIN, "admin", "--data", str(self.data_dir)] + [str(a) for a in args]
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                            env=server_env(), stdin=subprocess.DEVNULL)
+                            env=self.cli_env(), stdin=subprocess.DEVNULL)
         if check and cp.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {cp.returncode}\n"
                                  f"stdout: {cp.stdout}\nstderr: {cp.stderr}")
@@ -518,6 +658,44 @@ class CairnServer:
                 fields[k.strip()] = v.strip()
         cp.fields = fields
         return cp
+
+    def metadata_db(self):
+        """The PostgreSQL database this service's metadata is in (None on SQLite)."""
+        url = self.extra_env.get("CAIRN_METADATA_URL", "")
+        return url.rsplit("/", 1)[1].split("?")[0] if url.startswith("postgres") else None
+
+    def meta_env(self):
+        """{"CAIRN_METADATA_URL": ...} when this service's metadata is named
+        by URL (a PostgreSQL clone), else {}: what a CLI run on its store
+        needs besides --data."""
+        return {k: v for k, v in self.extra_env.items() if k == "CAIRN_METADATA_URL"}
+
+    def database_sockets(self):
+        """Inodes of the process's TCP connections to its PostgreSQL server
+        (the pool's, which come and go as it grows and shrinks): tests that
+        count a server's sockets leave them out.  Empty on SQLite."""
+        url = self.extra_env.get("CAIRN_METADATA_URL", "")
+        m = re.match(r"postgres(?:ql)?://[^/]*:(\d+)/", url)
+        if not m or self.proc is None:
+            return set()
+        port = int(m.group(1))
+        out = set()
+        for table in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{self.proc.pid}/net/{table}") as f:
+                    rows = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                cols = row.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == port:
+                    out.add(cols[9])
+        return out
+
+    def cli_env(self, extra=None):
+        """The environment of a `cairn admin|migrate` run on this service's
+        store: no CAIRN_* of ours, its metadata URL (PostgreSQL), extra."""
+        return server_env({**self.meta_env(), **(extra or {})})
 
     def create_user(self, name=None):
         name = name or unique_name()
@@ -554,10 +732,14 @@ def root_creds():
 def server(tmp_path_factory, root_creds):
     """The shared server.  Tests must use unique bucket names."""
     srv = CairnServer(tmp_path_factory.mktemp("session-server"), root=root_creds,
-                      name="session")
+                      name="session", session=True)
     srv.start()
     yield srv
     code = srv.stop()
+    while _session_clones:
+        name = _session_clones.pop()
+        if not pg_cluster().drop(name):
+            _leaked.append(name)
     assert code == 0, f"session server exited {code} on SIGTERM\n{srv.log_tail()}"
 
 
@@ -633,8 +815,59 @@ def user(server):
 # ---- per-test deadline and failure reports ---------------------------------------
 
 
+def pytest_addoption(parser):
+    parser.addoption("--metadata", choices=METADATA_CHOICES, default=None,
+                     help="metadata backend of the servers: sqlite (default, or CAIRN_TEST_METADATA) or postgres")
+
+
 def pytest_configure(config):
+    global METADATA
     config.addinivalue_line("markers", "deadline(seconds): per-test time limit (default 180 s)")
+    config.addinivalue_line("markers", "sqlite_only(reason): about the SQLite file itself; skipped on PostgreSQL")
+    config.addinivalue_line("markers", "postgres_only(reason): needs PostgreSQL; skipped on SQLite")
+    # The fault suite (tests/fault) borrows this hook without the option: SQLite there.
+    METADATA = config.getoption("--metadata", default=None) or os.environ.get("CAIRN_TEST_METADATA", "sqlite")
+    if METADATA not in METADATA_CHOICES:
+        raise pytest.UsageError(f"CAIRN_TEST_METADATA must be one of {METADATA_CHOICES}, not {METADATA!r}")
+
+
+def pytest_report_header(config):
+    return f"cairn metadata backend: {METADATA}"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        only = item.get_closest_marker("sqlite_only" if postgres() else "postgres_only")
+        if only:
+            why = only.args[0] if only.args else only.kwargs.get("reason", "")
+            assert why, f"{item.nodeid}: a backend-only marker must say why"
+            item.add_marker(pytest.mark.skip(reason=f"{'SQLite' if postgres() else 'PostgreSQL'} only: {why}"))
+
+
+@pytest.fixture(autouse=True)
+def _metadata_clones():
+    """Drops the clones the test's servers used, once its fixtures have
+    stopped them (autouse: set up first, torn down last)."""
+    yield
+    if postgres():
+        drop_test_clones()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The end of a PostgreSQL session: every clone must be gone.  One left
+    (a server that outlived its test, a drop that failed) fails the run."""
+    global _pg
+    if _pg is None:
+        return
+    left = sorted(set(_leaked + _pg.clones()))
+    _pg.close()
+    _pg = None
+    if left:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        tr.write("\n")
+        tr.write_sep("!", f"FAILED: metadata clones left behind (a process kept them open or a drop "
+                          f"failed): {', '.join(left)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -49,8 +49,8 @@ def admin(data, *args, env=None):
     return cairn("admin", "--data", data, *args, env=env)
 
 
-def migrate(data, *args):
-    return cairn("migrate", "--data", data, *args)
+def migrate(data, *args, env=None):
+    return cairn("migrate", "--data", data, *args, env=env)
 
 
 # ---- cairn, help, version, unknown commands -----------------------------------------------
@@ -91,9 +91,9 @@ def test_unknown_command_exits_2_with_usage(arg):
 # ---- cairn migrate ---------------------------------------------------------------------------
 
 
-def schema_status(data):
+def schema_status(data, env=None):
     """(current, latest, {version: applied}) from `cairn migrate status`."""
-    cp = migrate(data, "status")
+    cp = migrate(data, "status", env=env)
     assert cp.returncode == 0, cp.stderr
     lines = cp.stdout.splitlines()
     m = re.fullmatch(r"schema version (\d+) of (\d+)", lines[0])
@@ -108,8 +108,8 @@ def schema_status(data):
     return cur, latest, applied
 
 
-def assert_schema_at(data, version):
-    cur, latest, applied = schema_status(data)
+def assert_schema_at(data, version, env=None):
+    cur, latest, applied = schema_status(data, env)
     assert cur == version
     assert applied == {v: v <= version for v in range(1, latest + 1)}
     return latest
@@ -140,13 +140,14 @@ def test_server_runs_on_a_schema_taken_down_and_up_again(make_server):
     s3.create_bucket(Bucket=b)
     s3.put_object(Bucket=b, Key="k", Body=b"kept")
     assert srv.stop() == 0
-    latest = schema_status(srv.data_dir)[1]
-    assert_schema_at(srv.data_dir, latest)
+    env = srv.meta_env()  # its PostgreSQL clone, on that backend
+    latest = schema_status(srv.data_dir, env)[1]
+    assert_schema_at(srv.data_dir, latest, env)
 
-    assert migrate(srv.data_dir, "down", latest - 2).returncode == 0
-    assert_schema_at(srv.data_dir, latest - 2)
-    assert migrate(srv.data_dir, "up").stdout == f"schema version {latest}\n"
-    assert_schema_at(srv.data_dir, latest)
+    assert migrate(srv.data_dir, "down", latest - 2, env=env).returncode == 0
+    assert_schema_at(srv.data_dir, latest - 2, env)
+    assert migrate(srv.data_dir, "up", env=env).stdout == f"schema version {latest}\n"
+    assert_schema_at(srv.data_dir, latest, env)
 
     srv.start()
     s3 = srv.client()
@@ -565,13 +566,14 @@ def test_migrate_up_or_down_refuses_to_run_beside_a_server(make_server):
     """Moving the schema under a running server pulls tables from under it:
     up and down take the data directory's lock; status does not need it."""
     srv = make_server()
-    latest = schema_status(srv.data_dir)[1]
+    env = srv.meta_env()
+    latest = schema_status(srv.data_dir, env)[1]
     for args in (["down", "1"], ["up"]):
-        cp = migrate(srv.data_dir, *args)
+        cp = migrate(srv.data_dir, *args, env=env)
         assert (cp.returncode, cp.stdout) == (1, ""), cp
         assert "is in use by another cairn process" in cp.stderr, cp.stderr
-    assert migrate(srv.data_dir, "status").returncode == 0
-    assert schema_status(srv.data_dir)[0] == latest
+    assert migrate(srv.data_dir, "status", env=env).returncode == 0
+    assert schema_status(srv.data_dir, env)[0] == latest
     assert srv.client().list_buckets()["Buckets"] is not None
 
 

@@ -83,6 +83,7 @@ def test_aws_chunked_upload_with_a_long_root_password(make_server, length):
 
 
 @pytest.mark.deadline(120)
+@pytest.mark.sqlite_only("hangs the database by holding the SQLite write lock from another process")
 def test_degraded_reads_do_not_wait_on_the_database(make_server, tmp_path):
     """Every degraded read queues a heal.  That used to happen on the
     request's thread, after the response, under one mutex held across a

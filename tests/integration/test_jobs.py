@@ -14,8 +14,7 @@ from conftest import CAIRN_BIN, unique_bucket, wait_until
 
 
 def admin(srv, *args, check=True):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(srv.data_dir), *args], env=env,
+    cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(srv.data_dir), *args], env=srv.cli_env(),
                         capture_output=True, text=True, timeout=120)
     if check:
         assert cp.returncode == 0, cp.stderr

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import sigv4
-from conftest import CAIRN_BIN, free_port, unique_bucket, wait_until
+from conftest import CAIRN_BIN, free_port, metadata_env, unique_bucket, wait_until
 
 SECRET = "membership-secret-0123456789"
 AK, SK = "memberroot", "memberroot-secret-123"
@@ -35,6 +35,7 @@ def live(port):
 class Cluster:
     def __init__(self, tmp_path, nodes=6):
         self.tmp = tmp_path
+        self.meta_env = metadata_env()  # the gateway's database: a PostgreSQL clone, or gw/meta.db
         self.procs = []
         self.node_ports = []
         for i in range(nodes + 1):  # one spare, started but not configured
@@ -47,7 +48,7 @@ class Cluster:
     def start_gateway(self):
         self.gw = subprocess.Popen([CAIRN_BIN, "gateway", "--listen", f"127.0.0.1:{self.port}",
                                     "--data", str(self.tmp / "gw"), "--nodes", self.urls],
-                                   env=base_env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
+                                   env=base_env({**self.meta_env, "CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
                                                  "CAIRN_EC_BLOCK_SIZE": "4KiB", "CAIRN_SCRUB_INTERVAL": "0",
                                                  "CAIRN_SHARD_TIMEOUT_MS": "1000"}),
                                    stdout=subprocess.DEVNULL, stderr=self.gw_log)
@@ -72,7 +73,7 @@ class Cluster:
 
     def admin(self, *args, check=True):
         cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(self.tmp / "gw"), *args],
-                            env=base_env(), capture_output=True, text=True, timeout=30)
+                            env=base_env(self.meta_env), capture_output=True, text=True, timeout=30)
         if check:
             assert cp.returncode == 0, cp.stderr
         return cp

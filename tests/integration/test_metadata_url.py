@@ -10,8 +10,15 @@ password).
 import sqlite3
 import urllib.parse
 
+import pytest
+
 from conftest import unique_bucket
 from test_cli import admin, cairn, data  # noqa: F401 (data is a fixture)
+
+
+# Every test here names its own database (SQLite files, unreachable URLs):
+# the same run on either backend.
+pytestmark = pytest.mark.sqlite_only("about metadata_url's SQLite forms and refusals; runs once, on the SQLite run")
 
 
 def sqlite_url(path):

@@ -414,6 +414,7 @@ def test_clean_shutdown_exit_code(make_server):
     assert srv.stop() == 0
 
 
+@pytest.mark.sqlite_only("hangs the database by holding the SQLite write lock from another process")
 def test_ready_times_out_when_the_database_hangs(make_server):
     # Another process holds the SQLite write lock, so the readiness write probe
     # blocks (up to the 5 s busy timeout); readiness must answer within its own
@@ -475,6 +476,7 @@ def thread_count(pid):
 
 
 @pytest.mark.deadline(120)
+@pytest.mark.sqlite_only("hangs the database by holding the SQLite write lock from another process")
 def test_ready_polled_hard_while_the_database_hangs_costs_no_threads(make_server):
     # Unauthenticated and cheap to send: each /health/ready once started two
     # threads, and with a hung database they piled up.  Now one checker runs
@@ -498,6 +500,7 @@ def test_ready_polled_hard_while_the_database_hangs_costs_no_threads(make_server
     wait_until(lambda: http_get(srv, "/health/ready")[0] == 200, 15, what="readiness to recover")
 
 
+@pytest.mark.sqlite_only("hangs the database by holding the SQLite write lock from another process")
 def test_ready_answers_from_a_recent_result(make_server):
     # Within health_max_age_ms the last result answers: a database locked just
     # after a good check does not show until the result is older.

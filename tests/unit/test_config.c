@@ -727,6 +727,42 @@ Test(config, validate_cross_field_and_hand_edited)
     expect_err(&e, "listen", "HOST:PORT");
 }
 
+/* The PostgreSQL pool's settings: defaults match meta_pg_options_default's,
+ * each range is enforced, and a minimum above the maximum is refused. */
+Test(config, db_pool_options)
+{
+    config_t c;
+    config_errors e = {0};
+    config_defaults(&c);
+    cr_assert_eq(c.db_pool_min, 1);
+    cr_assert_eq(c.db_pool_max, 8);
+    cr_assert_eq(c.db_acquire_timeout_ms, 2000);
+    cr_assert_eq(c.db_health_check_ms, 1000);
+    cr_assert_eq(c.db_idle_timeout_ms, 60000);
+    cr_assert_eq(c.db_max_lifetime_ms, 1800000);
+    cr_assert_eq(c.db_statement_timeout_ms, 5000);
+    cr_assert_eq(c.db_long_hold_ms, 1000);
+    cr_assert_eq(config_validate(&c, &e), 0);
+
+    expect_set_ok("db_pool_min", "0");
+    expect_set_ok("db_pool_max", "1000");
+    expect_set_bad("db_pool_max", "0", "from 1 to 1000");
+    expect_set_bad("db_pool_min", "-1", "from 0 to 1000");
+    expect_set_ok("db_acquire_timeout_ms", "0");
+    expect_set_bad("db_acquire_timeout_ms", "600001", "from 0 to 600000");
+    expect_set_bad("db_statement_timeout_ms", "-5", "from 0");
+    expect_set_ok("db_long_hold_ms", "0");
+
+    char *envp[] = {"CAIRN_DB_POOL_MIN=9", "CAIRN_DB_POOL_MAX=4", NULL};
+    config_defaults(&c);
+    cr_assert_eq(config_load_env(&c, envp, &e), 0);
+    cr_assert_eq(c.db_pool_min, 9);
+    cr_assert_eq(c.db_pool_max, 4);
+    cr_assert_eq(config_validate(&c, &e), CAIRN_EINVAL);
+    cr_assert_eq(e.total, 1);
+    expect_err(&e, "db_pool_min", "at most db_pool_max (4)");
+}
+
 /* ---- describe ---------------------------------------------------------------------- */
 
 /* Splits a Markdown row "| a | b | c |" into trimmed cells (in place). */
@@ -802,7 +838,7 @@ Test(config, describe_table_is_consistent)
         config_defaults(&tmp);
         cr_assert_eq(config_load_env(&tmp, envp, &e), 0, "%s", assign);
     }
-    cr_assert_eq(rows, 48, "one row per config_t field");
+    cr_assert_eq(rows, 56, "one row per config_t field");
     cr_assert(memcmp(&from_table, &def, sizeof def) == 0,
               "defaults in the describe table differ from config_defaults()");
     buf_free(&out);

@@ -5716,6 +5716,18 @@ Test(pg, a_statement_past_its_timeout_is_etimedout_and_changes_nothing, .timeout
     fx_close(&f);
 }
 
+Test(meta, a_sqlite_store_has_no_pool_to_report) {
+    SQLITE_ONLY("SQLite's readers are a fixed set, not a pool");
+    fx f;
+    fx_open(&f, 2);
+    meta_pool_stats st;
+    st.max = 7;
+    cr_assert_eq(meta_pool_stats_get(f.ms, &st), CAIRN_EINVAL);
+    cr_assert_eq(st.max, 0, "zeroed");
+    cr_assert_eq(meta_pool_stats_get(NULL, &st), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
 Test(pg, with_every_connection_busy_a_call_waits_then_gets_ebusy_and_long_holds_are_logged, .timeout = 60) {
     PG_ONLY();
     meta_pg_options po;
@@ -5747,6 +5759,15 @@ Test(pg, with_every_connection_busy_a_call_waits_then_gets_ebusy_and_long_holds_
     cr_assert_geq(st.waits, 1);
     cr_assert_geq(st.acquire_timeouts, 1);
     cr_assert_geq(st.wait_ns, 150000000ULL);
+    /* The timed-out wait is one observation of the histogram, above 0.1 s. */
+    cr_assert_eq(st.wait_count, 1);
+    cr_assert_eq(st.wait_buckets[4], 0, "not within %g s", meta_pool_wait_bounds[4]);
+    cr_assert_eq(st.wait_buckets[META_POOL_WAIT_BUCKETS - 1], 1, "within %g s",
+                 meta_pool_wait_bounds[META_POOL_WAIT_BUCKETS - 1]);
+    meta_pool_stats ms_st;
+    cr_assert_eq(meta_pool_stats_get(f.ms, &ms_st), 0, "the interface reports the pool");
+    cr_assert_eq(ms_st.max, 1);
+    cr_assert_eq(ms_st.acquire_timeouts, st.acquire_timeouts);
     blocker_end(b);
     pthread_join(th, NULL);
     cr_assert_eq(p.rc, 0, "the put went through once the lock was gone");

@@ -220,6 +220,15 @@ Test(bucket_names, reserved_operator_paths) {
     cr_expect(s3_bucket_name_valid("1.2.3.a"));
 }
 
+Test(health, ready_status_fails_on_required_and_degrades_on_optional) {
+    const bool req[3] = {true, true, false};
+    cr_expect_str_eq(s3_ready_status(3, req, (const int[]){0, 0, 0}), "ok");
+    cr_expect_str_eq(s3_ready_status(3, req, (const int[]){0, 0, -3}), "degraded", "only the optional one is down");
+    cr_expect_str_eq(s3_ready_status(3, req, (const int[]){-3, 0, 0}), "fail", "the database is required");
+    cr_expect_str_eq(s3_ready_status(3, req, (const int[]){0, -13, -3}), "fail", "a required one decides");
+    cr_expect_str_eq(s3_ready_status(0, req, NULL), "ok");
+}
+
 Test(utf8, overlongs_surrogates_and_range) {
     cr_expect(s3_utf8_valid("", 0));
     cr_expect(s3_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
