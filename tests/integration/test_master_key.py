@@ -7,8 +7,14 @@ the problem, before it serves or seals anything."""
 
 import os
 
+import pytest
+
 from conftest import unique_bucket
 from test_cli import admin, cairn, data  # noqa: F401 (data is a fixture)
+
+# The check itself is the same on both backends; these tests use the data
+# directory's key file and SQLite databases shared between data directories.
+pytestmark = pytest.mark.sqlite_only("the data directory's master.key and SQLite files shared by data directories")
 
 OTHER_KEY = "ab" * 32
 

@@ -85,6 +85,7 @@ def test_verify_of_an_empty_database(data):
 # ---- drift ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("reads and edits the server's SQLite file; the PostgreSQL cases below start their own server")
 def test_a_changed_migration_stops_every_start_and_every_migration(make_server):
     srv = make_server()
     s3 = srv.client()
@@ -212,6 +213,7 @@ def test_dry_run_up_and_down_print_the_sql_and_change_nothing(data):
     assert schema_status(data)[0] == 3
 
 
+@pytest.mark.sqlite_only("reads and edits the server's SQLite file; the PostgreSQL cases below start their own server")
 def test_dry_runs_create_nothing_and_need_no_lock(tmp_path, make_server):
     fresh = tmp_path / "never"
     cp = migrate(fresh, "--dry-run", "up")
