@@ -377,7 +377,6 @@ static size_t prefix_successor(const char *prefix, size_t n, char *out) {
     return n;
 }
 
-/* Steps the bound listing statement, delivering up to limit rows. */
 /* One object of a listing, copied out (sq_page_rows). */
 typedef struct {
     char key[KEY_MAX + 1];
