@@ -77,6 +77,20 @@ int meta_open_url(const char *url, const char *data_dir, const meta_options *opt
     return rc;
 }
 
+int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0) return c;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+size_t meta_key_successor(const char *prefix, size_t n, char *out) {
+    while (n > 0 && (unsigned char)prefix[n - 1] == 0xFF) n--;
+    if (n == 0) return 0;
+    memcpy(out, prefix, n);
+    out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
+    return n;
+}
+
 int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, bool *more) {
     if (more) *more = false;
     char *rows = malloc(p->row_size * META_PAGE_MAX), *after = malloc(p->row_size);

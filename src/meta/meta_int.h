@@ -150,6 +150,13 @@ typedef struct {
  * rows beyond limit exist (meaningless if the callback stopped early). */
 int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, bool *more);
 
+/* Keys compare as bytes: memcmp, then the shorter first (meta.c). */
+int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
+/* The smallest string greater than every string starting with prefix (n
+ * bytes): drop trailing 0xFF bytes, then increment the last one, into out
+ * (n bytes).  Its length, or 0 when none exists (no upper bound). */
+size_t meta_key_successor(const char *prefix, size_t n, char *out);
+
 /* The first member of every backend's store. */
 struct meta_store {
     const meta_ops *ops;

@@ -213,17 +213,12 @@ int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     return err;
 }
 
-static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c != 0) return c;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
 
 /* The order DeleteObjects takes its keys in: bytes, then as given. */
 static int item_order(const void *pa, const void *pb, void *arg) {
     const meta_delete_item *items = arg;
     int a = *(const int *)pa, b = *(const int *)pb;
-    int c = bytes_cmp(items[a].key, items[a].key_len, items[b].key, items[b].key_len);
+    int c = meta_key_cmp(items[a].key, items[a].key_len, items[b].key, items[b].key_len);
     return c ? c : (a > b) - (a < b);
 }
 
@@ -288,15 +283,6 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
     return err;
 }
 
-/* The smallest string greater than every string starting with prefix (see
- * sqlite_objects.c); 0 when there is none. */
-static size_t prefix_successor(const char *prefix, size_t n, char *out) {
-    while (n > 0 && (unsigned char)prefix[n - 1] == 0xFF) n--;
-    if (n == 0) return 0;
-    memcpy(out, prefix, n);
-    out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
-    return n;
-}
 
 /* One object of a listing, copied out (pg_page_rows). */
 typedef struct {
@@ -369,14 +355,14 @@ int pg_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, con
      * prefix itself (inclusive), so the scan seeks once. */
     list_ctx l = {.bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len, .lo_incl = true,
                   .cb = cb, .ud = ud};
-    if (from && bytes_cmp(from, from_len, prefix, prefix_len) >= 0) {
+    if (from && meta_key_cmp(from, from_len, prefix, prefix_len) >= 0) {
         l.lo = from;
         l.lo_len = from_len;
         l.lo_incl = inclusive;
     }
     char hi[PG_KEY_MAX];
     l.hi = hi;
-    l.hi_len = prefix_len ? prefix_successor(prefix, prefix_len, hi) : 0;
+    l.hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, hi) : 0;
     return pg_page_rows(ms, &list_pager, &l, limit, more, "object list");
 }
 

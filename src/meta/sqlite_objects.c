@@ -358,24 +358,7 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
     return err;
 }
 
-/* Byte-wise comparison with the shorter string first on a common prefix:
- * the same order SQLite's BINARY collation gives. */
-static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c != 0) return c;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
 
-/* The smallest string greater than every string starting with prefix:
- * drop trailing 0xFF bytes, then increment the last byte.  Returns its
- * length, or 0 when none exists (the prefix is all 0xFF: no upper bound). */
-static size_t prefix_successor(const char *prefix, size_t n, char *out) {
-    while (n > 0 && (unsigned char)prefix[n - 1] == 0xFF) n--;
-    if (n == 0) return 0;
-    memcpy(out, prefix, n);
-    out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
-    return n;
-}
 
 /* One object of a listing, copied out (sq_page_rows). */
 typedef struct {
@@ -454,14 +437,14 @@ int sq_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, con
      * the planner seek on the wrong one and scan from the prefix start. */
     list_ctx l = {.bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len, .lo_incl = true,
                   .cb = cb, .ud = ud};
-    if (from && bytes_cmp(from, from_len, prefix, prefix_len) >= 0) {
+    if (from && meta_key_cmp(from, from_len, prefix, prefix_len) >= 0) {
         l.lo = from;
         l.lo_len = from_len;
         l.lo_incl = inclusive;
     }
     char hi[KEY_MAX];
     l.hi = hi;
-    l.hi_len = prefix_len ? prefix_successor(prefix, prefix_len, hi) : 0;
+    l.hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, hi) : 0;
     return sq_page_rows(ms, &list_pager, &l, limit, more, "object list");
 }
 
