@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "cache/tiered.h"
 #include "cmd/cmd.h"
 #include "data/data.h"
 #include "jobs/jobs.h"
@@ -195,7 +196,34 @@ void cmd_pg_options(const config_t *cfg, meta_pg_options *pg) {
     pg->long_hold_ms = cfg->db_long_hold_ms;
 }
 
+/* Puts the metadata cache in front of the store (tiered.h): a reader reads
+ * through it, any process invalidates what it writes. */
+static int wrap_cache(const config_t *cfg, bool reader, meta_store **ms) {
+    meta_url u;
+    char epoch[1100] = "", why[512];
+    if (meta_url_parse(cfg->metadata_url, cfg->data_dir, &u, NULL, 0) == 0 && u.backend == META_BACKEND_SQLITE)
+        snprintf(epoch, sizeof epoch, "%s-cache", u.path);
+    tiered_options to = {.bytes = (size_t)cfg->cache_bytes, .ttl_ms = cfg->cache_ttl_ms, .redis_url = cfg->redis_url,
+                         .redis_timeout_ms = cfg->redis_timeout_ms, .redis_breaker_ms = cfg->redis_breaker_ms,
+                         .reader = reader, .epoch_path = epoch};
+    meta_store *wrapped;
+    int rc = tiered_wrap(*ms, &to, &wrapped, why, sizeof why);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot set up the metadata cache: %s\n", why[0] ? why : cairn_strerror(rc));
+        return rc;
+    }
+    if (reader && cfg->cache_bytes > 0 && wrapped == *ms)
+        log_write(LOG_INFO, NULL, "metadata cache off: PostgreSQL without redis_url cannot hear other gateways' writes",
+                  NULL);
+    *ms = wrapped;
+    return 0;
+}
+
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]) {
+    return cmd_open_meta_for(cfg, false, ms, master_key);
+}
+
+int cmd_open_meta_for(const config_t *cfg, bool reader, meta_store **ms, unsigned char master_key[32]) {
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "cairn: cannot create data directory %s: %s\n", cfg->data_dir, strerror(errno));
         return 1;
@@ -210,7 +238,7 @@ int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key
         fprintf(stderr, "cairn: cannot open the metadata database: %s\n", why);
         return 1;
     }
-    if (check_master_key_opens(*ms, master_key) != 0) {
+    if (check_master_key_opens(*ms, master_key) != 0 || wrap_cache(cfg, reader, ms) != 0) {
         meta_close(*ms);
         *ms = NULL;
         return 1;

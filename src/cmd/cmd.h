@@ -100,5 +100,8 @@ void cmd_pg_options(const config_t *cfg, meta_pg_options *pg);
 /* Opens the metadata database and master key of a data dir (admin.c). */
 #include "meta/meta.h"
 int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key[32]);
+/* The same for a server or gateway (reader): its reads go through the
+ * metadata cache; cmd_open_meta's process only invalidates what it writes. */
+int cmd_open_meta_for(const config_t *cfg, bool reader, meta_store **ms, unsigned char master_key[32]);
 
 #endif

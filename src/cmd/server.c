@@ -360,7 +360,7 @@ static void metadata_stop(void *ud) {
 
 static int metadata_start(void *ud) {
     server *sv = ud;
-    int rc = cmd_open_meta(&sv->cfg, &sv->ms, sv->mk);
+    int rc = cmd_open_meta_for(&sv->cfg, true, &sv->ms, sv->mk);
     if (rc != 0) return fail_with(sv, rc);
     if ((rc = resolve_root(&sv->cfg, &sv->root)) == 0 &&
         meta_user_ensure_root(sv->ms, sv->root.user, &sv->root_user) != 0) {

@@ -91,6 +91,14 @@ static bool check_nodes(const char *v, char *reason, size_t rn)
     return true;
 }
 
+static bool check_redis_url(const char *v, char *reason, size_t rn)
+{
+    if (!*v || !strncmp(v, "redis://", 8))
+        return true;
+    snprintf(reason, rn, "must start with redis:// (or be empty)");
+    return false;
+}
+
 /* The scheme only: meta_url_parse checks the rest when the store opens. */
 static bool check_metadata_url(const char *v, char *reason, size_t rn)
 {
@@ -222,6 +230,16 @@ static const option options[] = {
             "PostgreSQL: statement_timeout of request calls in milliseconds (a statement past it fails with 503); 0 = none"),
     OPT_NUM(db_long_hold_ms, "CAIRN_DB_LONG_HOLD_MS", 0, 3600000, "1000",
             "PostgreSQL: a connection held longer than this many milliseconds is logged with its call site and counted; 0 = never"),
+    OPT_SZ(cache_bytes, "CAIRN_CACHE_BYTES", 0, INT64_MAX, "64MiB",
+           "Metadata cache (L1) size in bytes: buckets, access keys and object heads; 0 = no cache"),
+    OPT_NUM(cache_ttl_ms, "CAIRN_CACHE_TTL_MS", 1000, 86400000, "60000",
+            "Milliseconds a cached metadata record lives in L1 and L2 at most"),
+    OPT_STR(redis_url, "CAIRN_REDIS_URL", check_redis_url, "redis://[:PASSWORD@]HOST:PORT[/DB]", "",
+            "Redis for the shared metadata cache (L2) and cross-gateway invalidation; empty = none (PostgreSQL then caches nothing)"),
+    OPT_NUM(redis_timeout_ms, "CAIRN_REDIS_TIMEOUT_MS", 1, 60000, "250",
+            "Milliseconds a Redis connect or command may take before it counts as failed"),
+    OPT_NUM(redis_breaker_ms, "CAIRN_REDIS_BREAKER_MS", 1, 600000, "1000",
+            "Milliseconds Redis is left alone after a failure (circuit breaker open) before one probe"),
     OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",
                 "fsync object data and metadata before acknowledging; turn off only for tests"),
     OPT_STR(drives, "CAIRN_DRIVES", check_drives, "DIR,DIR,...", "",

@@ -253,6 +253,11 @@ typedef struct {
     int db_max_lifetime_ms;    /* db_max_lifetime_ms: a connection is replaced after this (with jitter); 0 = never */
     int db_statement_timeout_ms; /* db_statement_timeout_ms: PostgreSQL statement_timeout; 0 = none */
     int db_long_hold_ms;       /* db_long_hold_ms: a connection held longer is logged and counted; 0 = never */
+    int64_t cache_bytes;       /* cache_bytes: metadata L1 capacity; 0 = no cache */
+    int cache_ttl_ms;          /* cache_ttl_ms: a cached record's lifetime */
+    char redis_url[1024];      /* redis_url: the shared L2 and invalidation channel; empty = none */
+    int redis_timeout_ms;      /* redis_timeout_ms: connect and command timeout */
+    int redis_breaker_ms;      /* redis_breaker_ms: Redis left alone this long after a failure */
     bool fsync;                /* fsync: fsync object data and metadata (default true) */
     char drives[4096];         /* drives: comma-separated directories; empty = DATA/drives/d0 */
     int ec_data;               /* ec_data: data shards per stripe; 0 = default for the drive count */

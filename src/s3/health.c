@@ -20,6 +20,7 @@
  * Unauthenticated callers reach this; nothing here grows with their number.
  */
 #include "s3/internal.h"
+#include "cache/tiered.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { CHECK_DATABASE, CHECK_DATA_DIR, CHECK_DISK, NCHECKS };
+enum { CHECK_DATABASE, CHECK_DATA_DIR, CHECK_DISK, CHECK_REDIS, NCHECKS };
 
 typedef struct {
     const char *name;          /* the key in "checks" and in "down" */
@@ -38,6 +39,8 @@ static const check_def check_defs[NCHECKS] = {
     [CHECK_DATABASE] = {"database", true},
     [CHECK_DATA_DIR] = {"data_dir", true},
     [CHECK_DISK] = {"disk", true},
+    /* Only with redis_url: without it the gateway serves from L1 and the database. */
+    [CHECK_REDIS] = {"redis", false},
 };
 
 typedef struct {
@@ -61,6 +64,19 @@ struct s3_health {
     int64_t free_bytes;
 };
 
+/* 0 when Redis is not set up or its channel is up and its breaker closed. */
+static int redis_check(meta_store *ms) {
+    bool configured, up;
+    tiered_redis_state(ms, &configured, &up);
+    return !configured || up ? 0 : CAIRN_EIO;
+}
+
+static bool redis_configured(meta_store *ms) {
+    bool configured, up;
+    tiered_redis_state(ms, &configured, &up);
+    return configured;
+}
+
 static int64_t elapsed_ns(int64_t since) { return time_mono_ns() - since; }
 
 static void *checker_main(void *arg) {
@@ -81,6 +97,7 @@ static void *checker_main(void *arg) {
             s3_gateway *gw = h->gw;
             if (c == CHECK_DATABASE) r[c].rc = meta_ping(gw->d.meta);
             else if (c == CHECK_DATA_DIR) r[c].rc = data_check_writable(gw->d.data);
+            else if (c == CHECK_REDIS) r[c].rc = redis_check(gw->d.meta);
             else {
                 r[c].rc = data_free_bytes(gw->d.data, &free_bytes);
                 if (r[c].rc == 0 && free_bytes < gw->cfg.min_free_disk) r[c].rc = CAIRN_ENOSPC;
@@ -218,6 +235,10 @@ void s3_serve_ready(s3_req *q) {
     add_check(&b, CHECK_DATABASE, &r[CHECK_DATABASE], database_detail(gw->d.meta, r[CHECK_DATABASE].rc), false);
     add_check(&b, CHECK_DATA_DIR, &r[CHECK_DATA_DIR], "data directory not writable", false);
     add_check(&b, CHECK_DISK, &r[CHECK_DISK], disk, true);
+    bool redis = redis_configured(gw->d.meta);
+    if (redis) add_check(&b, CHECK_REDIS, &r[CHECK_REDIS], "redis unreachable or invalidation channel down: serving "
+                         "from the database without the cache", false);
+    else r[CHECK_REDIS].rc = 0;
     bool required[NCHECKS];
     int rcs[NCHECKS];
     buf_puts(&b, "},\"down\":[");

@@ -6,6 +6,7 @@
  * the pool's mutex once; nothing here grows with the number of scrapes.
  */
 #include "s3/internal.h"
+#include "cache/tiered.h"
 
 static void gauge(buf_t *b, const char *name, const char *help, long long v) {
     buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
@@ -16,6 +17,7 @@ static void counter(buf_t *b, const char *name, const char *help, uint64_t v) {
 }
 
 void s3_render_meta_metrics(meta_store *ms, buf_t *b) {
+    tiered_render_metrics(ms, b); /* the metadata cache's tiers, if any */
     meta_pool_stats st;
     if (meta_pool_stats_get(ms, &st) != 0) return;
     gauge(b, "cairn_db_pool_connections_in_use", "Database connections checked out by a call now.", st.in_use);
