@@ -47,6 +47,7 @@ typedef struct {
     /* An invalidation Redis did not take: flush everything once it answers. */
     int l2_dirty;
     uint64_t backend_reads, l1_hits, l1_misses;
+    int load_delay_ms;         /* tests: each backend read of a cached kind takes this long more */
 } tiered;
 
 #define T(ms) ((tiered *)(ms))
@@ -178,6 +179,8 @@ typedef struct {
 
 static int read_backend(tiered *t, backend_read read, void *ctx, buf_t *out) {
     __atomic_add_fetch(&t->backend_reads, 1, __ATOMIC_RELAXED);
+    int delay = __atomic_load_n(&t->load_delay_ms, __ATOMIC_RELAXED);
+    if (delay > 0) usleep((useconds_t)delay * 1000);
     int rc = read(t, ctx, out);
     return rc == 0 && out->oom ? CAIRN_ENOMEM : rc;
 }
@@ -733,6 +736,10 @@ void tiered_redis_state(meta_store *ms, bool *configured, bool *up) {
     l2_stats_get(T(ms)->l2, &st);
     *configured = true;
     *up = st.channel_up && st.breaker == 0;
+}
+
+void tiered_set_load_delay_ms(meta_store *ms, int delay_ms) {
+    if (tiered_is(ms)) __atomic_store_n(&T(ms)->load_delay_ms, delay_ms, __ATOMIC_RELAXED);
 }
 
 void tiered_counts_get(meta_store *ms, tiered_counts *out) {

@@ -64,5 +64,8 @@ typedef struct {
     uint64_t l1_hits, l1_misses, backend_reads, l2_hits, l2_misses;
 } tiered_counts;
 void tiered_counts_get(meta_store *ms, tiered_counts *out);
+/* Tests: every backend read of a cached record takes delay_ms longer (so
+ * concurrent misses overlap for sure). */
+void tiered_set_load_delay_ms(meta_store *ms, int delay_ms);
 
 #endif
