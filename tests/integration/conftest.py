@@ -369,6 +369,10 @@ def read_response(resp, method):
 # ---- the server process ----------------------------------------------------
 
 
+# What a `cairn admin|migrate` run shares with the service whose store it works on.
+CLI_SHARED_ENV = ("CAIRN_METADATA_URL", "CAIRN_REDIS_URL", "CAIRN_MASTER_KEY", "CAIRN_MASTER_KEY_FILE")
+
+
 class CairnServer:
     """One cairn server process and its data directory (kept across restarts)."""
 
@@ -666,9 +670,10 @@ class CairnServer:
 
     def meta_env(self):
         """{"CAIRN_METADATA_URL": ...} when this service's metadata is named
-        by URL (a PostgreSQL clone), else {}: what a CLI run on its store
-        needs besides --data."""
-        return {k: v for k, v in self.extra_env.items() if k == "CAIRN_METADATA_URL"}
+        by URL (a PostgreSQL clone), else {}, and the Redis and master key it
+        was given: what a CLI run on its store needs besides --data (an admin
+        command's writes invalidate the gateways' caches through that Redis)."""
+        return {k: v for k, v in self.extra_env.items() if k in CLI_SHARED_ENV}
 
     def database_sockets(self):
         """Inodes of the process's TCP connections to its PostgreSQL server
