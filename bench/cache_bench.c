@@ -27,12 +27,19 @@
  * 20,000 keys, 200,000 requests, scans of 1,000, 200,000 timed gets)
  */
 #include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cache/cache.h"
+#include "cache/l2.h"
 
 #define VLEN 256
 #define MAX_RUNS 101
@@ -198,6 +205,76 @@ out:
     free(order);
 }
 
+/* ---- the L2: a real redis-server on loopback ------------------------------------------ */
+
+static int free_port(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    int port = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+                       getsockname(s, (struct sockaddr *)&a, &l) == 0 ? ntohs(a.sin_port) : -1;
+    if (s >= 0) close(s);
+    return port;
+}
+
+/* Median microseconds of an L2 hit (l2_get) and of the seq read a cached
+ * read pays with Redis (l2_sync), or -1 each when no redis-server runs here. */
+static void l2_cost(const plan *p, double *hit_us, double *sync_us, bool *bad) {
+    *hit_us = *sync_us = -1;
+    int port = free_port();
+    if (port < 0 || access("/usr/bin/redis-server", X_OK) != 0) return;
+    char ports[16], dir[] = "/tmp/cairn-cachebench-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    snprintf(ports, sizeof ports, "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        execl("/usr/bin/redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no", "--dir", dir, (char *)NULL);
+        _exit(127);
+    }
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    l2_options o = {.url = url, .timeout_ms = 1000, .breaker_ms = 1};
+    l2 *r = NULL;
+    char why[128];
+    buf_t val;
+    buf_init(&val);
+    bool found = false, stored = false;
+    uint64_t gen = 0, seq, epoch;
+    if (pid > 0 && l2_new(&o, &r, why, sizeof why) == 0) {
+        for (int i = 0; i < 500 && l2_get(r, "bench-key", 9, 0, &val, &found, &gen) != 0; i++) usleep(10000);
+        if (l2_fill(r, "bench-key", 9, 0, gen, value_bytes, VLEN, 600000, &stored) != 0 || !stored) *bad = true;
+        double hits[MAX_RUNS], syncs[MAX_RUNS];
+        unsigned n = p->hit_gets / 100 ? p->hit_gets / 100 : 1; /* 2,000 or 10,000 round trips */
+        for (int run = 0; run < p->runs && !*bad; run++) {
+            double t0 = now_ns();
+            for (unsigned i = 0; i < n; i++)
+                if (l2_get(r, "bench-key", 9, 0, &val, &found, &gen) != 0 || !found || val.len != VLEN ||
+                    memcmp(val.data, value_bytes, VLEN) != 0)
+                    *bad = true;
+            double t1 = now_ns();
+            for (unsigned i = 0; i < n; i++) l2_sync(r, &seq, &epoch); /* no subscriber: answers ECONFLICT after the round trip */
+            hits[run] = (t1 - t0) / n / 1000;
+            syncs[run] = (now_ns() - t1) / n / 1000;
+        }
+        if (!*bad) {
+            *hit_us = median(hits, p->runs);
+            *sync_us = median(syncs, p->runs);
+        }
+    }
+    buf_free(&val);
+    l2_free(r);
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) *bad = true;
+}
+
 int main(int argc, char **argv) {
     const char *q = getenv("BENCH_QUICK");
     bool quick = q && !strcmp(q, "1");
@@ -234,6 +311,8 @@ int main(int argc, char **argv) {
     }
     free(trace);
     hit_cost(&p, res, &bad);
+    double l2_hit_us, l2_sync_us;
+    l2_cost(&p, &l2_hit_us, &l2_sync_us, &bad);
     if (bad) {
         fprintf(stderr, "cachebench: a hit returned wrong bytes, or a cache could not be made\n");
         return 1;
@@ -251,5 +330,12 @@ int main(int argc, char **argv) {
     printf("  %-48s %9.4f %9.4f %7.2fx\n", what, res[0].polluted, res[1].polluted, res[0].polluted / res[1].polluted);
     snprintf(what, sizeof what, "L1 hit ns (cache_get, median of %d)", p.runs);
     printf("  %-48s %9.1f %9.1f %7.2fx\n", what, res[0].hit_ns, res[1].hit_ns, res[0].hit_ns / res[1].hit_ns);
+    if (l2_hit_us < 0) {
+        printf("  L2: no /usr/bin/redis-server here, not measured\n");
+    } else {
+        snprintf(what, sizeof what, "L2 hit us (redis on loopback, median of %d)", p.runs);
+        printf("  %-48s %9.1f\n", what, l2_hit_us);
+        printf("  %-48s %9.1f\n", "seq check us (what redis adds to an L1 hit)", l2_sync_us);
+    }
     return 0;
 }

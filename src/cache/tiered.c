@@ -145,16 +145,42 @@ static void settle_dirty(tiered *t) {
     }
 }
 
+/* A request's reads share one seq check (tiered_scope_begin): every write
+ * acknowledged before the request began is covered by the first. */
+static __thread struct {
+    bool active, checked, usable;
+    const tiered *t;
+    uint64_t epoch;
+} scope;
+
+void tiered_scope_begin(void) {
+    scope.active = true;
+    scope.checked = false;
+}
+
+void tiered_scope_end(void) { scope.active = scope.checked = false; }
+
+static bool redis_usable(tiered *t, uint64_t *epoch) {
+    uint64_t seq;
+    if (l2_sync(t->l2, &seq, epoch) != 0) return false;
+    settle_dirty(t);
+    if (__atomic_load_n(&t->l2_dirty, __ATOMIC_ACQUIRE)) return false;
+    return l2_wait_applied(t->l2, seq, LAG_WAIT_MS);
+}
+
 /* Whether this read may use the cache, and under which L2 epoch. */
 static bool cache_usable(tiered *t, uint64_t *epoch) {
     *epoch = 0;
     if (!t->l1) return false;
     if (t->l2) {
-        uint64_t seq;
-        if (l2_sync(t->l2, &seq, epoch) != 0) return false;
-        settle_dirty(t);
-        if (__atomic_load_n(&t->l2_dirty, __ATOMIC_ACQUIRE)) return false;
-        return l2_wait_applied(t->l2, seq, LAG_WAIT_MS);
+        if (!scope.active) return redis_usable(t, epoch);
+        if (!scope.checked || scope.t != t) {
+            scope.usable = redis_usable(t, &scope.epoch);
+            scope.checked = true;
+            scope.t = t;
+        }
+        *epoch = scope.epoch;
+        return scope.usable;
     }
     if (t->epoch) {
         uint64_t e = __atomic_load_n(t->epoch, __ATOMIC_ACQUIRE);

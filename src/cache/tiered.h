@@ -50,6 +50,15 @@ typedef struct {
  * CAIRN_EIO (the epoch file), CAIRN_ENOMEM; on failure inner is left open. */
 int tiered_wrap(meta_store *inner, const tiered_options *o, meta_store **out, char *why, size_t whylen);
 
+/* A request's bounds, on the thread that serves it: between them, reads
+ * share the first one's check of what this gateway has heard (one Redis
+ * round trip a request instead of one a read).  Reads outside a scope
+ * (background work) check each time.  Any write acknowledged before the
+ * request began is still seen; one acknowledged while it runs is concurrent
+ * with it, and may or may not be. */
+void tiered_scope_begin(void);
+void tiered_scope_end(void);
+
 /* True when ms is a tiered store. */
 bool tiered_is(const meta_store *ms);
 /* Appends the cache's Prometheus figures (per tier); nothing for a store

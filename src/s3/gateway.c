@@ -12,6 +12,7 @@
  */
 #include "jobs/jobs.h"
 #include "s3/internal.h"
+#include "cache/tiered.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +468,7 @@ static int plan_body(s3_req *q) {
 /* ---- http_handler callbacks ----------------------------------------------------------------- */
 
 static void on_begin(void *app, http_req *r) {
+    tiered_scope_begin(); /* the request's metadata reads share one check of the cache (tiered.h) */
     s3_req *q = calloc(1, sizeof *q);
     if (!q) {
         http_respond(r, 503, "", 0);
@@ -574,6 +576,7 @@ static int finish_payload(s3_req *q) {
 
 static void on_end(void *app, http_req *r) {
     (void)app;
+    tiered_scope_begin(); /* the commit's reads check anew: the body may have taken long */
     s3_req *q = r->ctx;
     if (!q) return;
     q->body_done = true;
@@ -610,6 +613,7 @@ static void on_end(void *app, http_req *r) {
 }
 
 static void on_done(void *app, http_req *r, bool ok) {
+    tiered_scope_end();
     s3_gateway *gw = app;
     s3_req *q = r->ctx;
     unsigned status = http_status(r);
