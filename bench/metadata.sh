@@ -50,7 +50,6 @@ if [ "$QUICK" = 1 ]; then
   MAX_PUTS=3000         # a PUT run also stops here (DELETE removes them all)
   DEEP_OBJECTS=100000
   DEEP_PAGE=50
-  JUMP_REQS=20          # single-page listings per run, page 1 and the deep page each
   CLUSTER_SECONDS=1
 else
   RUNS=${BENCH_RUNS:-5}
@@ -58,9 +57,14 @@ else
   MAX_PUTS=12000
   DEEP_OBJECTS=1000000
   DEEP_PAGE=500
-  JUMP_REQS=50
   CLUSTER_SECONDS=3
 fi
+# Single-page listings: runs of JUMP_REQS requests of page 1, then of the
+# deep page (or the other way round), DEEP_RUNS times.  They are cheap (a few
+# ms each), so more of them than RUNS: short blocks, many of them, keep a
+# burst of other work on the box from landing on one page only.
+JUMP_REQS=100
+DEEP_RUNS=$((RUNS * 2 + 1))
 CONC=16
 SIZE=4096
 LIST_KEYS=1000
@@ -395,7 +399,7 @@ phase_deep() {
   record deep.walk page1_ms "page${DEEP_PAGE}_ms"
   # Then the two pages alone, alternating, many times: page 1, and the deep
   # page by start-after (what its continuation token encodes: the key before it).
-  for r in $(seq "$RUNS"); do
+  for r in $(seq "$DEEP_RUNS"); do
     local order="p1 pd"
     [ $((r % 2)) = 0 ] && order="pd p1"
     for which in $order; do
@@ -511,7 +515,7 @@ report_deep() {
   echo "deep listing on PostgreSQL + cache: $DEEP_OBJECTS objects under k/ ($([ "$QUICK" = 1 ] && echo "quick mode: 100k objects, page $DEEP_PAGE instead of 1M and page 500" || echo "full size")),"
   echo "  seeded by SQL (INSERT ... SELECT generate_series, copies of one 64-byte object PUT through S3; then VACUUM ANALYZE,"
   echo "  CHECKPOINT) in ${DEEP_SEED_SECONDS} s; 400 of them read back by GET;"
-  echo "  ListObjectsV2 max-keys=1000, one connection; page $DEEP_PAGE fetched by start-after=$DEEP_AFTER; median over $RUNS runs of each run's p50 of $JUMP_REQS requests"
+  echo "  ListObjectsV2 max-keys=1000, one connection; page $DEEP_PAGE fetched by start-after=$DEEP_AFTER; median over $DEEP_RUNS runs of each run's p50 of $JUMP_REQS requests"
   echo
   printf '%-46s %24s %7s   %s\n' page "ms (min..max)" ratio target
   printf '%s\n' "-----------------------------------------------------------------------------------------------"
