@@ -11,7 +11,7 @@ PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
 comma := ,
 
-.PHONY: all deps build run test test-unit test-integration test-postgres test-asan test-tsan test-faults coverage bench bench-quick fuzz fuzz-quick clean
+.PHONY: all deps build run test test-unit test-integration test-postgres test-asan test-tsan test-faults coverage bench bench-quick bench-metadata fuzz fuzz-quick clean
 
 all: build
 
@@ -100,6 +100,11 @@ bench: build
 
 bench-quick: build
 	@BENCH_QUICK=1 bash bench/run.sh $(BUILD)
+
+# Only the metadata benchmarks (bench/metadata.sh, also part of both targets
+# above): `make bench-metadata BENCH_QUICK=1` for the short version.
+bench-metadata: build
+	@bash bench/metadata.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(FAULT_BUILD) $(COV_BUILD)

@@ -1,9 +1,11 @@
 /*
  * cairn-loadgen — the HTTP load generator behind `make bench`.
  *
- * It drives one operation (PUT, GET or ListObjectsV2 paging) against one
- * server with N threads, each owning one keep-alive HTTP/1.1 connection over a
- * plain blocking socket, and prints one machine-readable summary line:
+ * It drives one operation (PUT, GET, HEAD, DELETE or ListObjectsV2 paging)
+ * against one server, or several serving the same store (--url A,B: worker i
+ * talks to server i mod N, so the load splits evenly), with N threads, each
+ * owning one keep-alive HTTP/1.1 connection over a plain blocking socket, and
+ * prints one machine-readable summary line:
  *
  *   op=put size=4096 conc=16 requests=20000 errors=0 seconds=5.001 rps=3999.2
  *   mbps=16.381 p50_ms=3.912 p99_ms=10.204
@@ -17,20 +19,24 @@
  *
  * Work is handed out through one atomic counter: request i touches key
  * prefix + %010u(i mod keys), so PUTs with --keys 0 create fresh keys and GETs
- * cycle over the keys a previous PUT created.  A run stops after --requests
- * requests or --duration seconds, whichever comes first.  Every non-2xx
- * status, short body or socket failure counts as an error; a valid benchmark
- * run has errors=0 (exit status 1 otherwise).
+ * cycle over the keys a previous PUT created (HEAD and DELETE likewise).  A
+ * run stops after --requests requests or --duration seconds, whichever comes
+ * first.  Every non-2xx status, short body (a HEAD whose Content-Length is not
+ * --size) or socket failure counts as an error, for every op; a valid
+ * benchmark run has errors=0 (exit status 1 otherwise).
  *
  * For --op list one "request" is one walk of the bucket through
  * continuation tokens, 1000 keys a page; the latency of each page index is
  * recorded separately and the median of the pages named by --pages printed
  * (page1_ms=.. page50_ms=..), because a deep page of a large bucket is where a
- * naive ORDER BY/OFFSET listing gets slow.
+ * naive ORDER BY/OFFSET listing gets slow.  --start-after K starts each walk
+ * after key K (a jump straight to a deep page) and --max-pages N ends it
+ * after N pages; --keys then checks the keys of those pages.
  *
  * This is a tool, not library code: it prints and exits, which only cmd/ and
  * tools may do.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <arpa/inet.h>
@@ -58,14 +64,23 @@
 #define MAX_PAGES 4096             /* list walks: 4M keys at 1000 a page */
 #define MAX_REPORT_PAGES 16
 #define ERRORS_SHOWN 5             /* errors printed to stderr in full */
+#define MAX_TARGETS 16             /* servers one run spreads its connections over */
 #define IO_TIMEOUT_SEC 120
 
-typedef enum { OP_PUT, OP_GET, OP_LIST, OP_MKBUCKET, OP_PROBE } lg_op;
+typedef enum { OP_PUT, OP_GET, OP_HEAD, OP_DELETE, OP_LIST, OP_MKBUCKET, OP_PROBE } lg_op;
+static const char *const op_names[] = {"put", "get", "head", "delete", "list", "mkbucket", "probe"};
+#define OP_COUNT ((int)(sizeof op_names / sizeof op_names[0]))
 
+/* One server to talk to. */
 typedef struct {
     char host[64];
     int port;
     char hostport[80];           /* Host header value */
+} lg_target;
+
+typedef struct {
+    lg_target targets[MAX_TARGETS];
+    int ntargets;                /* worker i uses targets[i % ntargets] */
     lg_op op;
     uint64_t size;
     int concurrency;
@@ -82,6 +97,7 @@ typedef struct {
     char probe_path[512];
     int max_keys;                /* list page size */
     int max_pages;               /* list: stop a walk after this many pages; 0 = all */
+    char start_after[512];       /* list: each walk starts after this key */
     int report_pages[MAX_REPORT_PAGES];
     int nreport_pages;
 } lg_opts;
@@ -104,12 +120,14 @@ typedef struct {
 /* One parsed response.  The body goes to `keep` when non-NULL, else is counted. */
 typedef struct {
     int status;
+    int64_t content_length;      /* -1 when the response had none */
     uint64_t body_bytes;
     bool close;                  /* the server will close the connection */
 } lg_resp;
 
 typedef struct {
     lg_shared *sh;
+    const lg_target *t;          /* the server this worker talks to */
     pthread_t tid;
     int fd;                      /* -1 when not connected */
     bool reused;                 /* fd has carried a request before */
@@ -195,9 +213,9 @@ static void conn_close(lg_worker *w) {
 }
 
 static int conn_open(lg_worker *w) {
-    const lg_opts *o = w->sh->o;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
-    if (inet_pton(AF_INET, o->host, &sa.sin_addr) != 1) return CAIRN_EINVAL;
+    const lg_target *t = w->t;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
+    if (inet_pton(AF_INET, t->host, &sa.sin_addr) != 1) return CAIRN_EINVAL;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return CAIRN_EIO;
     int one = 1;
@@ -331,7 +349,7 @@ static void read_until_close(lg_worker *w, buf_t *keep, lg_resp *r) {
  * is appended to keep when given (only for error statuses if errors_only). */
 static int read_response(lg_worker *w, bool head_only, buf_t *keep, bool errors_only,
                          lg_resp *r) {
-    *r = (lg_resp){0};
+    *r = (lg_resp){.content_length = -1};
     char *line;
     do {                         /* skip any 1xx interim responses */
         line = rx_line(w);
@@ -356,6 +374,7 @@ static int read_response(lg_worker *w, bool head_only, buf_t *keep, bool errors_
         }
         if (!line) return CAIRN_EIO;
         if (r->status >= 100 && r->status < 200) continue;
+        r->content_length = clen;
         if (head_only || r->status == 204 || r->status == 304) return 0;
         if (errors_only && r->status < 300) keep = NULL;
         if (chunked) return read_chunked(w, keep, r);
@@ -379,14 +398,15 @@ static void amz_now(char out[17]) {
 static int build_head(lg_worker *w, const char *method, uint64_t body_len, bool has_body) {
     const lg_opts *o = w->sh->o;
     buf_reset(&w->head);
+    const char *hostport = w->t->hostport;
     buf_printf(&w->head, "%s %s%s%s HTTP/1.1\r\nHost: %s\r\n", method, bstr(&w->path),
-               w->query.len ? "?" : "", bstr(&w->query), o->hostport);
+               w->query.len ? "?" : "", bstr(&w->query), hostport);
     if (has_body) buf_printf(&w->head, "Content-Length: %" PRIu64 "\r\n", body_len);
     if (o->sign) {
         char amz_date[17];
         amz_now(amz_date);
         auth_header hs[3] = {
-            {"host", 4, o->hostport, strlen(o->hostport)},
+            {"host", 4, hostport, strlen(hostport)},
             {"x-amz-content-sha256", 20, "UNSIGNED-PAYLOAD", 16},
             {"x-amz-date", 10, amz_date, 16},
         };
@@ -457,21 +477,28 @@ static void report_error(lg_worker *w, const char *method, const lg_resp *r, int
     }
 }
 
-/* PUT or GET of object idx; returns true when it succeeded. */
+/* PUT, GET, HEAD or DELETE of object idx; returns true when it succeeded. */
 static bool object_op(lg_worker *w, uint64_t idx) {
     const lg_opts *o = w->sh->o;
     bool put = o->op == OP_PUT;
-    const char *method = put ? "PUT" : "GET";
+    static const char *const methods[] = {[OP_PUT] = "PUT", [OP_GET] = "GET", [OP_HEAD] = "HEAD",
+                                          [OP_DELETE] = "DELETE"};
+    assert(o->op <= OP_DELETE);
+    const char *method = methods[o->op];
     set_object_path(w, idx);
     lg_resp r = {0};
     errno = 0;
     /* Bodies are kept only when the status says they are an error message. */
     int rc = exchange(w, method, put ? o->size : 0, put, &w->body, true, &r);
     bool ok = rc == 0 && r.status >= 200 && r.status < 300;
-    if (ok && !put && r.body_bytes != o->size) {
+    /* What a reader was promised: every GET byte, and a HEAD's length. */
+    bool short_read = o->op == OP_GET ? r.body_bytes != o->size
+                      : o->op == OP_HEAD ? r.content_length < 0 || (uint64_t)r.content_length != o->size
+                                         : false;
+    if (ok && short_read) {
         if (atomic_fetch_add(&w->sh->errors_shown, 1) < ERRORS_SHOWN)
-            fprintf(stderr, "loadgen: GET %s -> %" PRIu64 " bytes, expected %" PRIu64 "\n",
-                    bstr(&w->path), r.body_bytes, o->size);
+            fprintf(stderr, "loadgen: %s %s -> %" PRId64 " bytes, expected %" PRIu64 "\n", method,
+                    bstr(&w->path), o->op == OP_HEAD ? r.content_length : (int64_t)r.body_bytes, o->size);
         return false;
     }
     if (!ok) {
@@ -536,6 +563,10 @@ static void set_list_query(lg_worker *w, const char *token) {
         buf_puts(&w->query, "&prefix=");
         url_encode(&w->query, o->prefix, false);
     }
+    if (!token[0] && o->start_after[0]) {
+        buf_puts(&w->query, "&start-after=");
+        url_encode(&w->query, o->start_after, false);
+    }
 }
 
 /* One walk through the bucket; returns true when every page succeeded. */
@@ -559,10 +590,7 @@ static bool list_walk(lg_worker *w) {
         char trunc[16] = "";
         xml_field(&w->body, "IsTruncated", trunc, sizeof trunc);
         if (strcmp(trunc, "true") != 0) break;
-        if (o->max_pages && page + 1 >= o->max_pages) {
-            w->keys_listed += keys;
-            return true;         /* a partial walk cannot check the key count */
-        }
+        if (o->max_pages && page + 1 >= o->max_pages) break;
         if (!xml_field(&w->body, "NextContinuationToken", token, sizeof token) || !token[0]) {
             if (atomic_fetch_add(&w->sh->errors_shown, 1) < ERRORS_SHOWN)
                 fprintf(stderr, "loadgen: list page %d truncated without a token\n", page + 1);
@@ -571,6 +599,7 @@ static bool list_walk(lg_worker *w) {
     }
     w->keys_listed += keys;
     w->walks_complete++;
+    /* A walk cut at --max-pages checks the keys of the pages it read. */
     if (o->keys && keys != o->keys) {
         if (atomic_fetch_add(&w->sh->errors_shown, 1) < ERRORS_SHOWN)
             fprintf(stderr, "loadgen: listing returned %" PRIu64 " keys, expected %" PRIu64 "\n",
@@ -637,28 +666,49 @@ static int run_single(lg_shared *sh, lg_worker *w) {
 /* ---- options ------------------------------------------------------------ */
 
 static void usage(FILE *f) {
-    fputs("usage: cairn-loadgen --url http://127.0.0.1:PORT --op put|get|list|mkbucket|probe\n"
+    fputs("usage: cairn-loadgen --url http://127.0.0.1:PORT[,http://...]\n"
+          "         --op put|get|head|delete|list|mkbucket|probe\n"
           "         [--size BYTES] [--concurrency N] [--requests N] [--duration SEC]\n"
           "         [--bucket B] [--prefix P] [--keys N] [--access-key AK --secret-key SK]\n"
           "         [--region R] [--nosign] [--path-prefix /dav] [--path /health/live]\n"
-          "         [--max-keys 1000] [--max-pages N] [--pages 1,50]\n"
+          "         [--max-keys 1000] [--max-pages N] [--pages 1,50] [--start-after KEY]\n"
           "Prints one line: op=.. size=.. conc=.. requests=.. errors=.. seconds=.. rps=..\n"
-          "mbps=.. (10^6 bytes/s) p50_ms=.. p99_ms=.. [pageN_ms=..]; exit 1 when errors > 0.\n",
+          "mbps=.. (10^6 bytes/s) p50_ms=.. p99_ms=.. [pageN_ms=..] [targets=N];\n"
+          "exit 1 when errors > 0.\n",
           f);
 }
 
-static int parse_url(lg_opts *o, const char *url) {
-    if (strncmp(url, "http://", 7) != 0) return CAIRN_EINVAL;
-    const char *h = url + 7;
+/* Parses one http://HOST:PORT (an IPv4 address; nothing after the port but
+ * an optional '/') of len bytes into t. */
+static int parse_target(lg_target *t, const char *url, size_t len) {
+    char one[128];
+    if (len >= sizeof one || len < 7 || strncmp(url, "http://", 7) != 0) return CAIRN_EINVAL;
+    memcpy(one, url, len);
+    one[len] = '\0';
+    const char *h = one + 7;
     const char *colon = strchr(h, ':');
-    if (!colon || (size_t)(colon - h) >= sizeof o->host) return CAIRN_EINVAL;
-    memcpy(o->host, h, (size_t)(colon - h));
-    o->host[colon - h] = '\0';
+    if (!colon || (size_t)(colon - h) >= sizeof t->host) return CAIRN_EINVAL;
+    memcpy(t->host, h, (size_t)(colon - h));
+    t->host[colon - h] = '\0';
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (port <= 0 || port > 65535 || (*end && strcmp(end, "/") != 0)) return CAIRN_EINVAL;
-    o->port = (int)port;
-    snprintf(o->hostport, sizeof o->hostport, "%s:%d", o->host, o->port);
+    t->port = (int)port;
+    snprintf(t->hostport, sizeof t->hostport, "%.*s:%ld", (int)(colon - h), h, port);
+    return 0;
+}
+
+/* --url: one URL or several, comma-separated; may be given more than once. */
+static int parse_url(lg_opts *o, const char *urls) {
+    while (*urls) {
+        size_t len = strcspn(urls, ",");
+        if (o->ntargets == MAX_TARGETS) return CAIRN_EINVAL;
+        int rc = parse_target(&o->targets[o->ntargets], urls, len);
+        if (rc != 0) return rc;
+        o->ntargets++;
+        urls += len;
+        if (*urls == ',') urls++;
+    }
     return 0;
 }
 
@@ -676,9 +726,8 @@ static int parse_pages(lg_opts *o, const char *s) {
 }
 
 static int parse_op(const char *s, lg_op *op) {
-    static const char *names[] = {"put", "get", "list", "mkbucket", "probe"};
-    for (int i = 0; i < 5; i++)
-        if (strcmp(s, names[i]) == 0) {
+    for (int i = 0; i < OP_COUNT; i++)
+        if (strcmp(s, op_names[i]) == 0) {
             *op = (lg_op)i;
             return 0;
         }
@@ -695,17 +744,17 @@ static int parse_args(int argc, char **argv, lg_opts *o) {
         {"access-key", 1, 0, 'A'},  {"secret-key", 1, 0, 'S'},  {"region", 1, 0, 'r'},
         {"nosign", 0, 0, 'N'},      {"path-prefix", 1, 0, 'P'}, {"path", 1, 0, 'h'},
         {"max-keys", 1, 0, 'm'},    {"max-pages", 1, 0, 'M'},   {"pages", 1, 0, 'g'},
-        {"help", 0, 0, '?'},        {0, 0, 0, 0}};
+        {"start-after", 1, 0, 'a'}, {"help", 0, 0, '?'},        {0, 0, 0, 0}};
     *o = (lg_opts){.concurrency = 1, .size = 4096, .sign = true, .max_keys = 1000, .op = OP_PUT};
     copy_opt(o->region, sizeof o->region, "us-east-1");
     copy_opt(o->bucket, sizeof o->bucket, "bench");
     copy_opt(o->probe_path, sizeof o->probe_path, "/health/live");
-    const char *url = NULL;
+    bool url = false;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         int rc = 0;
         switch (c) {
-        case 'u': url = optarg; break;
+        case 'u': url = true; rc = parse_url(o, optarg); break;
         case 'o': rc = parse_op(optarg, &o->op); break;
         case 's': o->size = strtoull(optarg, NULL, 10); break;
         case 'c': o->concurrency = atoi(optarg); break;
@@ -723,17 +772,19 @@ static int parse_args(int argc, char **argv, lg_opts *o) {
         case 'm': o->max_keys = atoi(optarg); break;
         case 'M': o->max_pages = atoi(optarg); break;
         case 'g': rc = parse_pages(o, optarg); break;
+        case 'a': copy_opt(o->start_after, sizeof o->start_after, optarg); break;
         default: return CAIRN_EINVAL;
         }
         if (rc != 0) return rc;
     }
-    if (optind != argc || !url || parse_url(o, url) != 0) return CAIRN_EINVAL;
+    if (optind != argc || !url || o->ntargets < 1) return CAIRN_EINVAL;
     if (o->concurrency < 1 || o->concurrency > 1024 || o->max_keys < 1) return CAIRN_EINVAL;
     if (o->op == OP_PROBE) o->sign = false;
     if (o->sign && (!o->access_key[0] || !o->secret_key[0])) return CAIRN_EINVAL;
-    if ((o->op == OP_PUT || o->op == OP_GET || o->op == OP_LIST) && !o->requests && o->duration <= 0)
-        o->requests = o->op == OP_LIST ? 1 : 1000;
-    if (o->op == OP_GET && !o->keys) return CAIRN_EINVAL;  /* GET needs keys that exist */
+    bool load = o->op != OP_MKBUCKET && o->op != OP_PROBE;
+    if (load && !o->requests && o->duration <= 0) o->requests = o->op == OP_LIST ? 1 : 1000;
+    /* Reads and deletes need keys that exist. */
+    if ((o->op == OP_GET || o->op == OP_HEAD || o->op == OP_DELETE) && !o->keys) return CAIRN_EINVAL;
     size_t n = strlen(o->path_prefix);
     while (n > 0 && o->path_prefix[n - 1] == '/') o->path_prefix[--n] = '\0';
     return 0;
@@ -741,8 +792,8 @@ static int parse_args(int argc, char **argv, lg_opts *o) {
 
 /* ---- run and report ----------------------------------------------------- */
 
-static int worker_init(lg_worker *w, lg_shared *sh) {
-    *w = (lg_worker){.sh = sh, .fd = -1};
+static int worker_init(lg_worker *w, lg_shared *sh, int index) {
+    *w = (lg_worker){.sh = sh, .fd = -1, .t = &sh->o->targets[index % sh->o->ntargets]};
     buf_init(&w->head);
     buf_init(&w->auth);
     buf_init(&w->body);
@@ -767,10 +818,6 @@ static void worker_free(lg_worker *w) {
     free(w->pages);
 }
 
-static const char *op_name(lg_op op) {
-    static const char *names[] = {"put", "get", "list", "mkbucket", "probe"};
-    return names[op];
-}
 
 /* Merges the workers' figures and prints the summary line; returns the exit
  * status (0 clean, 1 some request failed, 2 out of memory). */
@@ -788,7 +835,7 @@ static int report(const lg_opts *o, lg_worker *ws, double seconds) {
     uint64_t done = ok + errors;
     printf("op=%s size=%" PRIu64 " conc=%d requests=%" PRIu64 " errors=%" PRIu64
            " seconds=%.3f rps=%.1f mbps=%.2f p50_ms=%.3f p99_ms=%.3f",
-           op_name(o->op), o->op == OP_LIST ? 0 : o->size, o->concurrency, done, errors, seconds,
+           op_names[o->op], o->op == OP_LIST ? 0 : o->size, o->concurrency, done, errors, seconds,
            (double)(o->op == OP_LIST ? all.n : done) / seconds, (double)bytes / 1e6 / seconds,
            lat_pct_ms(&all, 50), lat_pct_ms(&all, 99));
     free(all.v);
@@ -809,6 +856,7 @@ static int report(const lg_opts *o, lg_worker *ws, double seconds) {
             free(pv.v);
         }
     }
+    if (o->ntargets > 1) printf(" targets=%d", o->ntargets);
     printf("\n");
     fflush(stdout);
     return errors ? 1 : 0;
@@ -819,7 +867,7 @@ static int run_load(lg_shared *sh) {
     lg_worker *ws = calloc((size_t)o->concurrency, sizeof *ws);
     if (!ws) return 2;
     int rc = 0, started = 0;
-    for (int i = 0; i < o->concurrency && rc == 0; i++) rc = worker_init(&ws[i], sh);
+    for (int i = 0; i < o->concurrency && rc == 0; i++) rc = worker_init(&ws[i], sh, i);
     int64_t t0 = now_ns();
     if (o->duration > 0) sh->deadline_ns = t0 + (int64_t)(o->duration * 1e9);
     for (; rc == 0 && started < o->concurrency; started++)
@@ -849,7 +897,7 @@ int main(int argc, char **argv) {
     int code;
     if (o.op == OP_MKBUCKET || o.op == OP_PROBE) {
         lg_worker w;
-        code = worker_init(&w, &sh) == 0 ? run_single(&sh, &w) : 2;
+        code = worker_init(&w, &sh, 0) == 0 ? run_single(&sh, &w) : 2;
         worker_free(&w);
     } else {
         code = run_load(&sh);

@@ -21,6 +21,10 @@
 #   7. bench/jobs.py: durable job queue jobs/s against a bare SQLite loop
 #   8. build/cairn-cachebench (no server): the L1 cache's hit ratio (S3-FIFO
 #      beside LRU, Zipf and Zipf polluted by scans) and the ns of a hit
+#   9. bench/metadata.sh: SQLite against PostgreSQL with the metadata cache on
+#      and off (4 KiB PUT/GET/HEAD/DELETE and LIST, p50 and p99), page 1
+#      against page 500 of a 1M-object bucket on PostgreSQL, and two gateways
+#      against one over PostgreSQL
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -432,6 +436,12 @@ fi
 # degraded GET.  Its own servers, started after ours are done with the disk.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/dataplane.sh" "$BUILD" || rc=$?
+fi
+# The metadata backends (issue 9): SQLite against PostgreSQL, cache on and
+# off; deep listing; two gateways against one.  Its own servers and its own
+# PostgreSQL, started after ours are done.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/metadata.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
