@@ -51,6 +51,15 @@ struct l2 {
     int stop_pipe[2];
     bool stopping;
     bool rejoin;               /* the instance lost our boot token (a flush): subscribe anew */
+
+    /* Coalesced reads of seq (l2_sync): fetches are numbered as they start;
+     * a caller waits for one that started after it arrived. */
+    pthread_cond_t sync_cv;
+    uint64_t sync_started, sync_done;
+    bool sync_inflight;
+    int sync_rc;
+    uint64_t sync_seq, sync_epoch;
+    char sync_boot[33];
 };
 
 static int64_t mono_ms(void) { return time_mono_ns() / 1000000; }
@@ -286,14 +295,44 @@ static int sync_boot(l2 *r, uint64_t *seq, uint64_t *epoch, char boot[33]) {
     return rc;
 }
 
+/* Concurrent callers share a read of seq, but only one that began after
+ * they asked: one a fetch already under way when a caller arrives cannot
+ * answer for it (a write acknowledged in between would be missed), so that
+ * caller waits for the next, which one of the waiters sends.  Many requests
+ * at once cost a few round trips, not one each. */
 int l2_sync(l2 *r, uint64_t *seq, uint64_t *epoch) {
-    char boot[33];
-    int rc = sync_boot(r, seq, epoch, boot);
-    if (rc != 0) return rc;
     pthread_mutex_lock(&r->mu);
+    uint64_t target = r->sync_started + 1;
+    while (r->sync_done < target) {
+        if (r->sync_inflight) {
+            pthread_cond_wait(&r->sync_cv, &r->mu);
+            continue;
+        }
+        r->sync_inflight = true;
+        uint64_t id = ++r->sync_started;
+        pthread_mutex_unlock(&r->mu);
+        uint64_t s = 0, e = 0;
+        char b[33] = "";
+        int frc = sync_boot(r, &s, &e, b);
+        pthread_mutex_lock(&r->mu);
+        r->sync_done = id;
+        r->sync_rc = frc;
+        r->sync_seq = s;
+        r->sync_epoch = e;
+        memcpy(r->sync_boot, b, sizeof b);
+        r->sync_inflight = false;
+        pthread_cond_broadcast(&r->sync_cv);
+    }
+    int rc = r->sync_rc;
+    *seq = r->sync_seq;
+    *epoch = r->sync_epoch;
+    if (rc != 0) {
+        pthread_mutex_unlock(&r->mu);
+        return rc;
+    }
     /* A Redis that restarted (or was flushed) since the subscriber joined it
      * is not the one whose messages were applied. */
-    bool same = r->channel_up && !strcmp(boot, r->boot);
+    bool same = r->channel_up && !strcmp(r->sync_boot, r->boot);
     if (r->channel_up && !same) r->rejoin = true;
     pthread_mutex_unlock(&r->mu);
     return same ? 0 : CAIRN_ECONFLICT;
@@ -648,6 +687,7 @@ int l2_new(const l2_options *o, l2 **out, char *why, size_t whylen) {
     r->stop_pipe[0] = r->stop_pipe[1] = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
+    pthread_cond_init(&r->sync_cv, NULL);
     if (o->subscribe) {
         if (pipe(r->stop_pipe) != 0 || pthread_create(&r->sub, NULL, subscriber_main, r) != 0) {
             snprintf(why, whylen, "cannot start the redis subscriber");
@@ -675,6 +715,7 @@ void l2_free(l2 *r) {
         if (r->stop_pipe[i] >= 0) close(r->stop_pipe[i]);
     for (int i = 0; i < r->nidle; i++) redisFree(r->idle[i]);
     pthread_cond_destroy(&r->cv);
+    pthread_cond_destroy(&r->sync_cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
