@@ -501,7 +501,7 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
 /* ---- the subscriber ----------------------------------------------------------------------- */
 
 /* Applies one published message: "SEQ HEX HEX..." or "SEQ *". */
-static void apply_message(l2 *r, const char *msg, size_t len) {
+void l2_apply_message(l2 *r, const char *msg, size_t len) {
     char *end;
     uint64_t seq = strtoull(msg, &end, 10);
     const char *p = end, *stop = msg + len;
@@ -616,7 +616,7 @@ static void listen_loop(l2 *r, redisContext *c) {
                 last_rx = now;
                 if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 && rep->element[0]->type == REDIS_REPLY_STRING &&
                     !strcmp(rep->element[0]->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING)
-                    apply_message(r, rep->element[2]->str, rep->element[2]->len);
+                    l2_apply_message(r, rep->element[2]->str, rep->element[2]->len);
                 freeReplyObject(rep);
             }
         }

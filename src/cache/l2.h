@@ -89,6 +89,11 @@ int l2_fill(l2 *r, const void *key, size_t klen, uint64_t epoch, uint64_t gen, c
  * (the epoch advances). */
 int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n);
 
+/* Applies one message of the channel as the subscriber does: every key it
+ * names (hex) goes to invalidate, "*" (or anything malformed) to flush, and
+ * its seq counts as applied.  Redis is input: the fuzz target drives this. */
+void l2_apply_message(l2 *r, const char *msg, size_t len);
+
 typedef struct {
     uint64_t hits, misses, fills, stale_fills, invalidations, flushes, errors, breaker_opens;
     uint64_t messages, channel_drops;

@@ -119,6 +119,18 @@ static int decode_object(const void *val, size_t len, bool with_data, meta_objec
     return 0;
 }
 
+int tiered_decode_value(const void *val, size_t len) {
+    value_head h;
+    meta_bucket b;
+    meta_key k;
+    if (decode_head(val, len, "B1", sizeof b, &h) || decode_head(val, len, "K1", sizeof k, &h)) return 0;
+    meta_object o;
+    int rc = decode_object(val, len, true, &o);
+    if (rc == 0) meta_object_clear(&o);
+    else if (rc == NOT_CACHED && (rc = decode_object(val, len, false, &o)) == 0) meta_object_clear(&o);
+    return rc == NOT_CACHED ? CAIRN_EINVAL : rc;
+}
+
 /* ---- the read path --------------------------------------------------------------------------- */
 
 static void flush_l1(void *ud) {

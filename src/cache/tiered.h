@@ -59,6 +59,11 @@ int tiered_wrap(meta_store *inner, const tiered_options *o, meta_store **out, ch
 void tiered_scope_begin(void);
 void tiered_scope_end(void);
 
+/* Decodes a cached value as a read from L2 would (Redis is input): 0 when
+ * it is a record this binary wrote, CAIRN_EINVAL when it must be a miss,
+ * CAIRN_ENOMEM.  For the fuzz target. */
+int tiered_decode_value(const void *val, size_t len);
+
 /* True when ms is a tiered store. */
 bool tiered_is(const meta_store *ms);
 /* Appends the cache's Prometheus figures (per tier); nothing for a store

@@ -68,9 +68,10 @@ class Redis:
 
 
 @pytest.fixture
-def two_gateways(tmp_path):
+def two_gateways(tmp_path, request):
     """(a, b, redis): two gateways on one PostgreSQL clone and one Redis."""
     redis = Redis(tmp_path / "redis")
+    request.addfinalizer(redis.stop)  # also when a start below fails
     redis.start()
     nodes = [Node(tmp_path / f"node{i}", i) for i in range(NNODES)]
     _started_servers.extend(nodes)
@@ -89,18 +90,19 @@ def two_gateways(tmp_path):
         gws.append(g)
     for g in gws:
         wait_until(lambda g=g: ready(g)[1].get("status") == "ok", 20, what=f"{g.name} ready with redis up")
-    yield gws[0], gws[1], redis
-    for g in gws:
-        try:
+    try:
+        yield gws[0], gws[1], redis
+        for g in gws:
             assert g.stop() == 0, g.log_tail()
-        finally:
+    finally:
+        for g in gws:
             g.kill()
-    for n in nodes:
-        n.sigcont()
-        if n.proc and n.proc.poll() is None:
-            n.proc.kill()
-            n.proc.wait()
-    redis.stop()
+        for n in nodes:
+            n.sigcont()
+            if n.proc and n.proc.poll() is None:
+                n.proc.kill()
+                n.proc.wait()
+        redis.stop()
 
 
 def ready(g):
