@@ -309,7 +309,7 @@ static void put_elem(buf_t *b, const char *name, const char *v, size_t n, bool u
     buf_printf(b, "</%s>", name);
 }
 
-void s3_list_objects(s3_req *q, bool v2) {
+static void list_objects(s3_req *q, bool v2) {
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, true) != 0) return;
     const char *prefix = s3_param_get(q, "prefix");
@@ -427,3 +427,6 @@ void s3_list_objects(s3_req *q, bool v2) {
     free(w.from);
     s3_respond_xml(q, 200, &b);
 }
+
+void s3_list_objects_v1(s3_req *q) { list_objects(q, false); }
+void s3_list_objects_v2(s3_req *q) { list_objects(q, true); }

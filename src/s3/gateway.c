@@ -103,39 +103,37 @@ void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id) {
 
 /* ---- operator endpoints -------------------------------------------------------- */
 
-static void serve_ops(s3_req *q) {
-    if (q->op == OP_HEALTH_LIVE) {
-        static const char live[] = "{\"status\":\"ok\"}\n";
-        http_add_header(q->http, "Content-Type", "application/json");
-        http_respond(q->http, 200, live, sizeof live - 1);
-    } else if (q->op == OP_HEALTH_READY) {
-        s3_serve_ready(q);
-    } else {
-        buf_t b;
-        buf_init(&b);
-        obs_render(q->gw->d.obs, &b);
-        data_stats ds;
-        data_get_stats(q->gw->d.data, &ds);
-        buf_printf(&b, "# HELP cairn_data_corrupt_blocks_total Blocks whose checksum failed or that were short on read.\n"
-                       "# TYPE cairn_data_corrupt_blocks_total counter\ncairn_data_corrupt_blocks_total %llu\n"
-                       "# HELP cairn_data_missing_shards_total Shard files absent when an object was read.\n"
-                       "# TYPE cairn_data_missing_shards_total counter\ncairn_data_missing_shards_total %llu\n"
-                       "# HELP cairn_data_degraded_reads_total Object reads that needed parity.\n"
-                       "# TYPE cairn_data_degraded_reads_total counter\ncairn_data_degraded_reads_total %llu\n"
-                       "# HELP cairn_data_healed_shards_total Shards rewritten by healing.\n"
-                       "# TYPE cairn_data_healed_shards_total counter\ncairn_data_healed_shards_total %llu\n"
-                       "# HELP cairn_data_heal_failures_total Heals that could not complete.\n"
-                       "# TYPE cairn_data_heal_failures_total counter\ncairn_data_heal_failures_total %llu\n",
-                   (unsigned long long)ds.corrupt_blocks, (unsigned long long)ds.missing_shards,
-                   (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
-                   (unsigned long long)ds.heal_failures);
-        data_render_metrics(q->gw->d.data, &b);
-        jobs_render_metrics(q->gw->d.meta, &b);
-        s3_render_meta_metrics(q->gw->d.meta, &b);
-        http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
-        size_t len = b.len;
-        http_respond_take(q->http, 200, buf_steal(&b), len);
-    }
+void s3_serve_live(s3_req *q) {
+    static const char live[] = "{\"status\":\"ok\"}\n";
+    http_add_header(q->http, "Content-Type", "application/json");
+    http_respond(q->http, 200, live, sizeof live - 1);
+}
+
+void s3_serve_metrics(s3_req *q) {
+    buf_t b;
+    buf_init(&b);
+    obs_render(q->gw->d.obs, &b);
+    data_stats ds;
+    data_get_stats(q->gw->d.data, &ds);
+    buf_printf(&b, "# HELP cairn_data_corrupt_blocks_total Blocks whose checksum failed or that were short on read.\n"
+                   "# TYPE cairn_data_corrupt_blocks_total counter\ncairn_data_corrupt_blocks_total %llu\n"
+                   "# HELP cairn_data_missing_shards_total Shard files absent when an object was read.\n"
+                   "# TYPE cairn_data_missing_shards_total counter\ncairn_data_missing_shards_total %llu\n"
+                   "# HELP cairn_data_degraded_reads_total Object reads that needed parity.\n"
+                   "# TYPE cairn_data_degraded_reads_total counter\ncairn_data_degraded_reads_total %llu\n"
+                   "# HELP cairn_data_healed_shards_total Shards rewritten by healing.\n"
+                   "# TYPE cairn_data_healed_shards_total counter\ncairn_data_healed_shards_total %llu\n"
+                   "# HELP cairn_data_heal_failures_total Heals that could not complete.\n"
+                   "# TYPE cairn_data_heal_failures_total counter\ncairn_data_heal_failures_total %llu\n",
+               (unsigned long long)ds.corrupt_blocks, (unsigned long long)ds.missing_shards,
+               (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
+               (unsigned long long)ds.heal_failures);
+    data_render_metrics(q->gw->d.data, &b);
+    jobs_render_metrics(q->gw->d.meta, &b);
+    s3_render_meta_metrics(q->gw->d.meta, &b);
+    http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
+    size_t len = b.len;
+    http_respond_take(q->http, 200, buf_steal(&b), len);
 }
 
 /* ---- addressing ------------------------------------------------------------------ */
@@ -201,92 +199,6 @@ static int parse_address(s3_req *q) {
     }
     free(path);
     return 0;
-}
-
-/* ---- operation choice ---------------------------------------------------------------- */
-
-static const char *const bucket_empty_subresources[] = {
-    "policy", "lifecycle", "cors", "tagging", "encryption", "object-lock", "website",
-    "replication", "notification", "logging", "accelerate", "requestPayment", "ownershipControls",
-    "publicAccessBlock", "policyStatus", "intelligent-tiering", "inventory", "metrics", "analytics",
-};
-
-static bool has_any_subresource(const s3_req *q) {
-    static const char *const sub[] = {"acl", "tagging",
-                                      "versions", "retention", "legal-hold",
-                                      "torrent", "restore", "select", "attributes"};
-    for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++)
-        if (s3_param_has(q, sub[i])) return true;
-    return false;
-}
-
-static s3_op choose_op(s3_req *q, const char **api) {
-    const char *m = q->http->method;
-    bool get = !strcmp(m, "GET"), head = !strcmp(m, "HEAD"), put = !strcmp(m, "PUT"),
-         del = !strcmp(m, "DELETE"), post = !strcmp(m, "POST");
-    if (!q->bucket[0]) {
-        *api = "ListBuckets";
-        return get ? OP_LIST_BUCKETS : OP_NONE;
-    }
-    if (!q->has_key) {
-        if (get && s3_param_has(q, "location")) { *api = "GetBucketLocation"; return OP_GET_BUCKET_LOCATION; }
-        if (get && s3_param_has(q, "versioning")) { *api = "GetBucketVersioning"; return OP_GET_BUCKET_VERSIONING; }
-        if (get && s3_param_has(q, "acl")) { *api = "GetBucketAcl"; return OP_GET_BUCKET_ACL; }
-        if (get && s3_param_has(q, "uploads")) { *api = "ListMultipartUploads"; return OP_LIST_MULTIPART_UPLOADS; }
-        for (size_t i = 0; i < sizeof bucket_empty_subresources / sizeof bucket_empty_subresources[0]; i++)
-            if (s3_param_has(q, bucket_empty_subresources[i])) {
-                *api = get ? "GetBucketSubresource" : "PutBucketSubresource";
-                return get ? OP_BUCKET_SUBRESOURCE_EMPTY : OP_NONE;
-            }
-        if (post && s3_param_has(q, "delete")) { *api = "DeleteObjects"; return OP_DELETE_OBJECTS; }
-        if (has_any_subresource(q)) { *api = "BucketSubresource"; return OP_NONE; }
-        if (put) { *api = "CreateBucket"; return OP_CREATE_BUCKET; }
-        if (head) { *api = "HeadBucket"; return OP_HEAD_BUCKET; }
-        if (del) { *api = "DeleteBucket"; return OP_DELETE_BUCKET; }
-        if (get) {
-            const char *lt = s3_param_get(q, "list-type");
-            if (lt && !strcmp(lt, "2")) { *api = "ListObjectsV2"; return OP_LIST_OBJECTS_V2; }
-            *api = "ListObjects";
-            return OP_LIST_OBJECTS;
-        }
-        *api = "Bucket";
-        return OP_NONE;
-    }
-    if (get && s3_param_has(q, "acl")) { *api = "GetObjectAcl"; return OP_GET_OBJECT_ACL; }
-    if (get && s3_param_has(q, "tagging")) { *api = "GetObjectTagging"; return OP_GET_OBJECT_TAGGING; }
-    if (post && s3_param_has(q, "uploads")) { *api = "CreateMultipartUpload"; return OP_CREATE_MULTIPART; }
-    if (s3_param_has(q, "uploadId")) {
-        if (put && s3_param_has(q, "partNumber")) {
-            bool copy = http_header(q->http, "x-amz-copy-source") != NULL;
-            *api = copy ? "UploadPartCopy" : "UploadPart";
-            return copy ? OP_UPLOAD_PART_COPY : OP_UPLOAD_PART;
-        }
-        if (post) { *api = "CompleteMultipartUpload"; return OP_COMPLETE_MULTIPART; }
-        if (del) { *api = "AbortMultipartUpload"; return OP_ABORT_MULTIPART; }
-        if (get) { *api = "ListParts"; return OP_LIST_PARTS; }
-        *api = "Multipart";
-        return OP_NONE;
-    }
-    if (s3_param_has(q, "uploads") || (s3_param_has(q, "partNumber") && !get && !head)) {
-        *api = "Multipart";
-        return OP_NONE;
-    }
-    if (has_any_subresource(q)) { *api = "ObjectSubresource"; return OP_NONE; }
-    if (put) {
-        if (http_header(q->http, "x-amz-copy-source")) { *api = "CopyObject"; return OP_COPY_OBJECT; }
-        *api = "PutObject";
-        return OP_PUT_OBJECT;
-    }
-    if (get) { *api = "GetObject"; return OP_GET_OBJECT; }
-    if (head) { *api = "HeadObject"; return OP_HEAD_OBJECT; }
-    if (del) { *api = "DeleteObject"; return OP_DELETE_OBJECT; }
-    *api = "Object";
-    return OP_NONE;
-}
-
-static bool op_allows_anonymous_public(s3_op op) {
-    return op == OP_GET_OBJECT || op == OP_HEAD_OBJECT || op == OP_LIST_OBJECTS ||
-           op == OP_LIST_OBJECTS_V2 || op == OP_HEAD_BUCKET || op == OP_GET_BUCKET_LOCATION;
 }
 
 /* ---- authentication ----------------------------------------------------------------------- */
@@ -445,16 +357,9 @@ static int plan_body(s3_req *q) {
             return -1;
         }
     }
-    if (q->op == OP_PUT_OBJECT) {
-        q->body_mode = BODY_OBJECT;
-        return s3_object_begin(q);
-    }
-    if (q->op == OP_UPLOAD_PART) {
-        q->body_mode = BODY_OBJECT;
-        return s3_upload_part_begin(q);
-    }
-    if (q->op == OP_DELETE_OBJECTS || q->op == OP_CREATE_BUCKET || q->op == OP_COMPLETE_MULTIPART) {
-        q->body_mode = BODY_BUFFER;
+    q->body_mode = q->route->body;
+    if (q->route->begin) return q->route->begin(q);
+    if (q->body_mode == BODY_BUFFER) {
         q->body_limit = 4 * 1024 * 1024;
         if (q->declared_size > (int64_t)q->body_limit) {
             s3_error(q, "MalformedXML", "The XML body is too large.");
@@ -483,17 +388,13 @@ static void on_begin(void *app, http_req *r) {
         s3_error(q, "InvalidRequest", "Too many headers.");
         return;
     }
-    /* Operator endpoints answer whatever credentials come along; the bucket
-     * names "health" and "metrics" are reserved so these paths are never S3. */
-    if (!strcmp(r->method, "GET")) {
-        if (!strcmp(r->raw_path, "/health/live")) q->op = OP_HEALTH_LIVE;
-        else if (!strcmp(r->raw_path, "/health/ready")) q->op = OP_HEALTH_READY;
-        else if (!strcmp(r->raw_path, "/metrics")) q->op = OP_METRICS;
-        if (q->op) {
-            r->api = q->op == OP_METRICS ? "Metrics" : "Health";
-            serve_ops(q);
-            return;
-        }
+    const s3_route *op = s3_route_operator(r->method, r->raw_path);
+    if (op) {
+        q->route = op;
+        q->op = s3_route_op(op);
+        r->api = op->api;
+        op->handler(q);
+        return;
     }
     if (parse_address(q) != 0) return;
     int qrc = s3_parse_query(r->raw_query, q->params, S3_MAX_QUERY, &q->nparams, &q->qbuf);
@@ -502,15 +403,15 @@ static void on_begin(void *app, http_req *r) {
         else s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the query string is malformed.");
         return;
     }
-    const char *api = "Unknown";
-    q->op = choose_op(q, &api);
-    r->api = api;
+    s3_route_input in = {r->method, !q->bucket[0] ? S3_RES_SERVICE : q->has_key ? S3_RES_OBJECT : S3_RES_BUCKET,
+                         q->params, q->nparams, http_header(r, "x-amz-copy-source") != NULL};
+    q->route = s3_route_find(&in);
+    q->op = s3_route_op(q->route);
+    r->api = q->route->api;
     if (authenticate(q) != 0) return;
-    if (q->op == OP_NONE) {
-        bool known = !strcmp(r->method, "GET") || !strcmp(r->method, "PUT") || !strcmp(r->method, "HEAD") ||
-                     !strcmp(r->method, "DELETE") || !strcmp(r->method, "POST");
-        if (!known || !q->bucket[0]) s3_error(q, "MethodNotAllowed", NULL);
-        else s3_error(q, "NotImplemented", NULL);
+    const char *refusal = s3_route_refusal(q->route, r->method);
+    if (refusal) {
+        s3_error(q, refusal, NULL);
         return;
     }
     if (q->bucket[0] && q->op != OP_CREATE_BUCKET && !s3_bucket_name_valid(q->bucket)) {
@@ -518,7 +419,7 @@ static void on_begin(void *app, http_req *r) {
         s3_error(q, "NoSuchBucket", NULL);
         return;
     }
-    if (q->anonymous && !op_allows_anonymous_public(q->op)) {
+    if (q->anonymous && q->route->auth != S3_AUTH_PUBLIC) {
         s3_error(q, "AccessDenied", NULL);
         return;
     }
@@ -579,34 +480,7 @@ static void on_end(void *app, http_req *r) {
     q->body_done = true;
     if (q->body_mode == BODY_OBJECT && s3_object_body_end(q) != 0) return;
     if (finish_payload(q) != 0) return;
-    switch (q->op) {
-    case OP_LIST_BUCKETS: s3_list_buckets(q); break;
-    case OP_CREATE_BUCKET: s3_create_bucket(q); break;
-    case OP_HEAD_BUCKET: s3_head_bucket(q); break;
-    case OP_DELETE_BUCKET: s3_delete_bucket(q); break;
-    case OP_GET_BUCKET_LOCATION: s3_get_bucket_location(q); break;
-    case OP_LIST_OBJECTS: s3_list_objects(q, false); break;
-    case OP_LIST_OBJECTS_V2: s3_list_objects(q, true); break;
-    case OP_DELETE_OBJECTS: s3_delete_objects(q); break;
-    case OP_GET_BUCKET_VERSIONING:
-    case OP_GET_BUCKET_ACL:
-    case OP_BUCKET_SUBRESOURCE_EMPTY: s3_bucket_subresource(q); break;
-    case OP_LIST_MULTIPART_UPLOADS: s3_list_uploads(q); break;
-    case OP_CREATE_MULTIPART: s3_create_multipart(q); break;
-    case OP_UPLOAD_PART: s3_upload_part(q); break;
-    case OP_UPLOAD_PART_COPY: s3_upload_part_copy(q); break;
-    case OP_COMPLETE_MULTIPART: s3_complete_multipart(q); break;
-    case OP_ABORT_MULTIPART: s3_abort_multipart(q); break;
-    case OP_LIST_PARTS: s3_list_parts(q); break;
-    case OP_PUT_OBJECT: s3_put_object(q); break;
-    case OP_COPY_OBJECT: s3_copy_object(q); break;
-    case OP_GET_OBJECT: s3_get_object(q, false); break;
-    case OP_HEAD_OBJECT: s3_get_object(q, true); break;
-    case OP_DELETE_OBJECT: s3_delete_object(q); break;
-    case OP_GET_OBJECT_ACL:
-    case OP_GET_OBJECT_TAGGING: s3_object_subresource(q); break;
-    default: s3_error(q, "NotImplemented", NULL); break;
-    }
+    q->route->handler(q);
 }
 
 static void on_done(void *app, http_req *r, bool ok) {

@@ -18,8 +18,9 @@ struct s3_gateway {
     s3_health *health;          /* the readiness checker (health.c) */
 };
 
+/* Operations, one per route (routes.c); the unsupported ones have no handler. */
 typedef enum {
-    OP_NONE = 0,
+    OP_NONE = 0,                /* not routed yet */
     OP_HEALTH_LIVE, OP_HEALTH_READY, OP_METRICS,
     OP_LIST_BUCKETS,
     OP_CREATE_BUCKET, OP_HEAD_BUCKET, OP_DELETE_BUCKET, OP_GET_BUCKET_LOCATION,
@@ -29,6 +30,9 @@ typedef enum {
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
+    OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
+    OP_UNSUPPORTED_MULTIPART, OP_UNSUPPORTED_OBJECT_SUB, OP_UNSUPPORTED_OBJECT,
+    OP__COUNT
 } s3_op;
 
 /* What happens to the request body. */
@@ -38,14 +42,66 @@ typedef enum {
     BODY_OBJECT,                /* object data: inline buffer or data writer */
 } s3_body_mode;
 
+/* What a request names. */
+typedef enum {
+    S3_RES_OPERATOR = 0,        /* /health/live, /health/ready, /metrics */
+    S3_RES_SERVICE,             /* no bucket: GET / */
+    S3_RES_BUCKET,              /* a bucket, no key */
+    S3_RES_OBJECT,              /* a bucket and a key */
+} s3_resource;
+
+/* The credentials a route needs. */
+typedef enum {
+    S3_AUTH_NONE = 0,           /* none are read (operator endpoints) */
+    S3_AUTH_PUBLIC,             /* anonymous callers too: public-read buckets admit them */
+    S3_AUTH_SIGNED,             /* a signed request; an anonymous one is AccessDenied */
+} s3_auth_need;
+
+typedef struct s3_req s3_req;
+
+/* One route: what the pipeline does around its handler. */
+typedef struct {
+    const char *api;            /* the operation's name in logs and metrics */
+    s3_resource resource;
+    s3_auth_need auth;
+    s3_body_mode body;
+    /* Runs from the head, before any body byte; nonzero = answered. */
+    int (*begin)(s3_req *q);
+    /* Runs once the body is in and checked; must answer.  NULL: a route we
+     * do not serve, refused as s3_route_refusal says. */
+    void (*handler)(s3_req *q);
+} s3_route;
+
+/* What a route is chosen by. */
+typedef struct {
+    const char *method;
+    s3_resource resource;       /* never S3_RES_OPERATOR: see s3_route_operator */
+    const s3_query_param *params;
+    int nparams;
+    bool copy_source;           /* an x-amz-copy-source header is present */
+} s3_route_input;
+
+/* routes.c */
+/* The operator endpoint a GET of raw_path is, or NULL. */
+const s3_route *s3_route_operator(const char *method, const char *raw_path);
+/* The route of an S3 request: never NULL (unsupported combinations have
+ * routes without a handler). */
+const s3_route *s3_route_find(const s3_route_input *in);
+/* The S3 error code refusing route (MethodNotAllowed or NotImplemented),
+ * or NULL when route has a handler. */
+const char *s3_route_refusal(const s3_route *route, const char *method);
+const s3_route *s3_route_get(s3_op op);
+s3_op s3_route_op(const s3_route *route);
+
 #define S3_MAX_QUERY 48
 
 typedef s3_query_param s3_param;  /* decoded, pointing into qbuf */
 
-typedef struct s3_req {
+struct s3_req {
     s3_gateway *gw;
     http_req *http;
-    s3_op op;
+    const s3_route *route;
+    s3_op op;                   /* s3_route_op(route) */
     char error_code[64];        /* set by s3_error, for the access log */
     /* A metadata call made below a helper whose own result cannot say so
      * (obj_reader_open's parts lookup) found the database unavailable
@@ -94,7 +150,7 @@ typedef struct s3_req {
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
-} s3_req;
+};
 
 /* health.c */
 /* Starts the gateway's one readiness checker thread / stops and joins it. */
@@ -127,6 +183,9 @@ bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id);
 void s3_render_meta_metrics(meta_store *ms, buf_t *b);
 
 /* gateway.c */
+/* GET /health/live and GET /metrics. */
+void s3_serve_live(s3_req *q);
+void s3_serve_metrics(s3_req *q);
 const char *s3_param_get(const s3_req *q, const char *name);
 bool s3_param_has(const s3_req *q, const char *name);
 /* Responds with an XML document (takes b's contents). */
@@ -146,7 +205,8 @@ void s3_create_bucket(s3_req *q);
 void s3_head_bucket(s3_req *q);
 void s3_delete_bucket(s3_req *q);
 void s3_get_bucket_location(s3_req *q);
-void s3_list_objects(s3_req *q, bool v2);
+void s3_list_objects_v1(s3_req *q);
+void s3_list_objects_v2(s3_req *q);
 void s3_bucket_subresource(s3_req *q);
 
 /* object.c */
@@ -157,7 +217,8 @@ int s3_object_sink(s3_req *q, const char *data, size_t n);
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
 void s3_copy_object(s3_req *q);
-void s3_get_object(s3_req *q, bool head);
+void s3_get_object(s3_req *q);
+void s3_head_object(s3_req *q);
 void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
 void s3_object_subresource(s3_req *q);

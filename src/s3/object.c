@@ -616,7 +616,7 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
     return rc;
 }
 
-void s3_get_object(s3_req *q, bool head) {
+static void get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     meta_bucket bk;
     if (s3_load_bucket(q, &bk, true) != 0) return;
@@ -748,6 +748,9 @@ void s3_get_object(s3_req *q, bool head) {
     }
     meta_object_clear(&o);
 }
+
+void s3_get_object(s3_req *q) { get_object(q, false); }
+void s3_head_object(s3_req *q) { get_object(q, true); }
 
 /* ---- COPY ---------------------------------------------------------------------------------------- */
 
