@@ -80,6 +80,8 @@ void s3_create_bucket(s3_req *q) {
         s3_meta_error(q, rc, "InternalError", "creating the bucket failed");
         return;
     }
+    q->bucket_id = bk.id;
+    s3_committed(q, NULL, 0);
     char loc[300];
     snprintf(loc, sizeof loc, "/%s", q->bucket);
     http_add_header(q->http, "Location", loc);
@@ -101,6 +103,7 @@ void s3_delete_bucket(s3_req *q) {
     else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchBucket", NULL);
     else if (rc != 0) s3_meta_error(q, rc, "InternalError", "deleting the bucket failed");
     else {
+        s3_committed(q, NULL, 0);
         /* Its uploads were aborted with it; their parts' shards are in the
          * trash, which a job empties (durably: a crash leaves them listed). */
         jobs_enqueue_empty_trash(q->gw->d.meta);

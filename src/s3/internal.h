@@ -12,10 +12,23 @@
 
 typedef struct s3_health s3_health;
 
+/* A registry of callbacks (post-commit hooks, response filters): filled
+ * before the gateway serves, read-only after. */
+#define S3_MAX_CALLBACKS 8
+typedef struct {
+    struct {
+        void (*fn)(void);       /* the registry's own type, cast back to call */
+        void *ud;
+    } at[S3_MAX_CALLBACKS];
+    int n;
+} s3_callbacks;
+
 struct s3_gateway {
     s3_deps d;
     config_t cfg;               /* private copy: immutable after start */
     s3_health *health;          /* the readiness checker (health.c) */
+    s3_callbacks hooks;         /* post-commit hooks (s3_hook_add) */
+    s3_callbacks filters;       /* response filters (s3_filter_add) */
 };
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
@@ -103,6 +116,7 @@ struct s3_req {
     const s3_route *route;
     s3_op op;                   /* s3_route_op(route) */
     char error_code[64];        /* set by s3_error, for the access log */
+    bool filtered;              /* the response filters ran */
     /* A metadata call made below a helper whose own result cannot say so
      * (obj_reader_open's parts lookup) found the database unavailable
      * (s3_meta_unavailable): the code, so the request answers 503. */
@@ -151,6 +165,14 @@ struct s3_req {
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
 };
+
+/* pipeline.c */
+/* The body-transform slot (see pipeline.c): every payload byte goes through
+ * it once, on its way to its sink.  ud is the request; the data writer's tap. */
+void s3_body_transform(void *ud, const void *data, size_t n);
+/* A metadata commit succeeded: runs the post-commit hooks with the route's
+ * operation, the request's bucket and key (NULL for the bucket's own). */
+void s3_committed(s3_req *q, const char *key, size_t key_len);
 
 /* health.c */
 /* Starts the gateway's one readiness checker thread / stops and joins it. */

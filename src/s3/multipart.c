@@ -105,6 +105,7 @@ void s3_create_multipart(s3_req *q) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
         return;
     }
+    s3_committed(q, q->key, q->key_len);
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -146,6 +147,7 @@ void s3_upload_part(s3_req *q) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
         return;
     }
+    s3_committed(q, q->key, q->key_len);
     if (had) drop_part(q, &old);
     s3_quote_etag(p.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
@@ -202,8 +204,9 @@ void s3_upload_part_copy(s3_req *q) {
             if (s3_commit_failed_drop_ok(q, rc, p.version_id)) drop_part(q, &p);
             code = rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError";
             meta_rc = rc;
-        } else if (had) {
-            drop_part(q, &old);
+        } else {
+            s3_committed(q, q->key, q->key_len);
+            if (had) drop_part(q, &old);
         }
     }
     meta_object_clear(&src);
@@ -367,6 +370,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         fault_point("complete.before_commit");
         rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
         if (rc == 0) {
+            s3_committed(q, q->key, q->key_len);
             if (had) {
                 s3_drop_version_data(q, &old);
                 meta_object_clear(&old);
@@ -424,7 +428,10 @@ void s3_abort_multipart(s3_req *q) {
     meta_upload_clear(&u);
     if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchUpload", NULL);
     else if (rc != 0) s3_meta_error(q, rc, "InternalError", NULL);
-    else http_respond(q->http, 204, "", 0);
+    else {
+        s3_committed(q, q->key, q->key_len);
+        http_respond(q->http, 204, "", 0);
+    }
 }
 
 typedef struct {

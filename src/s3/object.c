@@ -28,8 +28,6 @@
 
 #define MAX_USER_METADATA 2048
 
-static void hash_update(void *ud, const void *data, size_t n);
-
 #define MAX_SINGLE_PUT (5LL * 1024 * 1024 * 1024)
 
 static const char *const stored_headers[] = {
@@ -257,24 +255,13 @@ int s3_object_begin(s3_req *q) {
         return 0;
     }
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, hash_update, q, &q->writer);
+    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, s3_body_transform, q, &q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "cannot create the object's shards");
         return -1;
     }
     return 0;
-}
-
-/* Every digest the body needs: MD5 (ETag), the signed payload SHA-256, and
- * the x-amz-checksum-* the client asked for. */
-static void hash_update(void *ud, const void *data, size_t n) {
-    s3_req *q = ud;
-    EVP_DigestUpdate(q->md5, data, n);
-    if (q->sha256) EVP_DigestUpdate(q->sha256, data, n);
-    if (q->crc_kind == 1) q->crc = (uint32_t)crc32(q->crc, (const Bytef *)data, (uInt)n);
-    else if (q->crc_kind == 2) q->crc = data_crc32c(q->crc, data, n);
-    else if (q->checksum_md) EVP_DigestUpdate(q->checksum_md, data, n);
 }
 
 int s3_object_sink(s3_req *q, const char *data, size_t n) {
@@ -285,12 +272,12 @@ int s3_object_sink(s3_req *q, const char *data, size_t n) {
         return CAIRN_EINVAL;
     }
     if (q->inline_object) {
-        hash_update(q, data, n);
+        s3_body_transform(q, data, n);
         buf_append(&q->body, data, n);
         return q->body.oom ? CAIRN_ENOMEM : 0;
     }
-    /* The writer runs hash_update as its tap, on its own thread for large
-     * bodies, so hashing overlaps receiving. */
+    /* The writer runs the transforms as its tap, on its own thread for
+     * large bodies, so hashing overlaps receiving. */
     return data_writer_write(q->writer, data, n);
 }
 
@@ -350,6 +337,7 @@ static int publish(s3_req *q, meta_object *obj) {
                       rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;
     }
+    s3_committed(q, obj->key, obj->key_len);
     if (had_old) {
         s3_drop_version_data(q, &old);
         meta_object_clear(&old);
@@ -962,6 +950,7 @@ void s3_delete_object(s3_req *q) {
         return;
     }
     if (rc == 0) {
+        s3_committed(q, q->key, q->key_len);
         s3_drop_version_data(q, &old);
         meta_object_clear(&old);
     }
@@ -1015,7 +1004,10 @@ void s3_delete_objects(s3_req *q) {
         const char *k = d.objects[i].key;
         size_t kl = d.objects[i].key_len;
         int rc = kl > 1024 ? CAIRN_EINVAL : items[i].rc;
-        if (rc == 0 && items[i].deleted.version_id[0]) s3_drop_version_data(q, &items[i].deleted);
+        if (rc == 0 && items[i].deleted.version_id[0]) {
+            s3_committed(q, k, kl);
+            s3_drop_version_data(q, &items[i].deleted);
+        }
         meta_object_clear(&items[i].deleted);
         if (rc == 0) {
             if (d.quiet) continue;

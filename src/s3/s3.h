@@ -45,6 +45,40 @@ void s3_gateway_free(s3_gateway *gw);
 /* The callbacks to give http_server_start with the gateway as app. */
 const http_handler *s3_http_handler(void);
 
+/* ---- the pipeline's slots (pipeline.c) -------------------------------------
+ *
+ * Registered after s3_gateway_new and before the gateway serves (not
+ * thread-safe); at most 8 of each: CAIRN_ETOOBIG beyond.  Callbacks run on
+ * the request's thread and must not block for long.
+ */
+
+/* A metadata write that committed, as post-commit hooks see it.  The
+ * pointers are valid during the call only. */
+typedef struct {
+    const char *api;           /* the operation: "PutObject", "DeleteObjects", "DeleteBucket", ... */
+    const char *bucket;        /* the bucket's name */
+    int64_t bucket_id;         /* its identity (meta.h) */
+    const char *key;           /* the object's key (not NUL-terminated: key_len), NULL for the bucket itself */
+    size_t key_len;
+} s3_commit;
+typedef void (*s3_hook_fn)(void *ud, const s3_commit *c);
+/* fn(ud, c) runs after every commit, before the response is sent: once per
+ * key (a DeleteObjects of n keys is n commits), also when the request
+ * then fails. */
+int s3_hook_add(s3_gateway *gw, s3_hook_fn fn, void *ud);
+
+/* A response about to be sent, as response filters see it. */
+typedef struct {
+    http_req *http;            /* add headers with http_add_header */
+    const char *api;           /* the operation ("Unknown" when the request was refused before routing) */
+    const char *bucket;        /* "" when none */
+    unsigned status;
+} s3_response;
+typedef void (*s3_filter_fn)(void *ud, const s3_response *resp);
+/* fn(ud, resp) runs once for every response of the gateway, errors and
+ * operator endpoints included, before its head is sent. */
+int s3_filter_add(s3_gateway *gw, s3_filter_fn fn, void *ud);
+
 /* ---- pure helpers, exposed for unit tests and fuzzing ------------------------ */
 
 /* Bucket naming rules of S3 (3-63 chars, a-z 0-9 . -, no "..", not an IP, ...). */
