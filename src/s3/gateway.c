@@ -79,27 +79,6 @@ void s3_respond_xml(s3_req *q, unsigned status, buf_t *b) {
     http_respond_take(q->http, status, buf_steal(b), len);
 }
 
-bool s3_may_access(const s3_req *q, int64_t owner_id) {
-    return !q->anonymous && (q->is_root || q->user_id == owner_id);
-}
-
-int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read) {
-    int rc = meta_bucket_get(q->gw->d.meta, q->bucket, b);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchBucket", NULL);
-        return rc;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "metadata lookup failed");
-        return rc;
-    }
-    q->bucket_id = b->id;
-    if (s3_may_access(q, b->owner_id)) return 0;
-    if (allow_public_read && b->public_read) return 0;
-    s3_error(q, "AccessDenied", NULL);
-    return CAIRN_EAUTH;
-}
-
 void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id) {
     meta_user u;
     char id[32];

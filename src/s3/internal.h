@@ -77,6 +77,9 @@ typedef struct {
     const char *api;            /* the operation's name in logs and metrics */
     s3_resource resource;
     s3_auth_need auth;
+    /* The request's bucket must exist: the bucket stage loads it once
+     * (s3_req.bk) and authorization judges access to it. */
+    bool bucket;
     s3_body_mode body;
     /* Runs from the head, before any body byte; nonzero = answered. */
     int (*begin)(s3_req *q);
@@ -124,7 +127,12 @@ struct s3_req {
 
     /* addressing */
     char bucket[256];
-    int64_t bucket_id;          /* the bucket's identity once loaded (s3_load_bucket) */
+    /* The request's bucket, loaded once by the bucket stage when the route
+     * needs one (route->bucket); handlers use it and name the bucket by its
+     * id (bucket_id) in every metadata call, so a bucket deleted and
+     * recreated by someone else meanwhile is never acted on. */
+    meta_bucket bk;
+    int64_t bucket_id;          /* bk.id, or the id CreateBucket made */
     char key[1025];
     size_t key_len;
     bool has_key;
@@ -173,6 +181,10 @@ void s3_body_transform(void *ud, const void *data, size_t n);
 /* A metadata commit succeeded: runs the post-commit hooks with the route's
  * operation, the request's bucket and key (NULL for the bucket's own). */
 void s3_committed(s3_req *q, const char *key, size_t key_len);
+/* Whether the caller may act on bucket b: its owner or root may do
+ * anything; anyone, anonymous callers too, may read a public-read bucket
+ * when read_only (a route that only reads, or a copy's source). */
+bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only);
 
 /* health.c */
 /* Starts the gateway's one readiness checker thread / stops and joins it. */
@@ -212,13 +224,6 @@ const char *s3_param_get(const s3_req *q, const char *name);
 bool s3_param_has(const s3_req *q, const char *name);
 /* Responds with an XML document (takes b's contents). */
 void s3_respond_xml(s3_req *q, unsigned status, buf_t *b);
-/* True when the caller may act on a bucket owned by owner_id. */
-bool s3_may_access(const s3_req *q, int64_t owner_id);
-/* Loads the bucket and checks access; on failure responds and returns
- * nonzero.  Sets q->bucket_id: every later metadata call of the request
- * names the bucket by it, so a bucket deleted and recreated by someone else
- * meanwhile is never acted on. */
-int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read);
 void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id);
 
 /* bucket.c */

@@ -44,7 +44,7 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id) {
 }
 
 /* Loads the upload named by ?uploadId and checks it belongs to this bucket
- * (by identity: the bucket the request loaded, s3_load_bucket) and key.
+ * (by identity: the bucket the request loaded, q->bucket_id) and key.
  * Answers NoSuchUpload unless quiet_missing (the caller has a fallback). */
 static int find_upload(s3_req *q, meta_upload *u, bool quiet_missing) {
     assert(q->bucket_id > 0);
@@ -85,8 +85,6 @@ static void put_key_xml(buf_t *b, const char *name, const char *v, size_t n) {
 /* ---- Create ---------------------------------------------------------------------- */
 
 void s3_create_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u = {0};
     char raw[32];
     rand_bytes(raw, sizeof raw);
@@ -122,8 +120,6 @@ void s3_create_multipart(s3_req *q) {
 int s3_upload_part_begin(s3_req *q) {
     int n;
     if (part_number_param(q, &n) != 0) return -1;
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return -1;
     meta_upload u;
     if (load_upload(q, &u) != 0) return -1;
     meta_upload_clear(&u);
@@ -166,8 +162,6 @@ static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int6
 
 void s3_upload_part_copy(s3_req *q) {
     http_req *r = q->http;
-    meta_bucket dbk;
-    if (s3_load_bucket(q, &dbk, false) != 0) return;
     int n;
     if (part_number_param(q, &n) != 0) return;
     meta_upload u;
@@ -393,8 +387,6 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
 #define COMPLETE_ATTEMPTS 5
 
 void s3_complete_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     s3_complete_part *want = NULL;
     int n = s3_parse_complete_xml(q->body.data ? q->body.data : "", q->body.len, &want);
     if (n < 0) {
@@ -420,8 +412,6 @@ void s3_complete_multipart(s3_req *q) {
 /* ---- Abort, ListParts, ListMultipartUploads ------------------------------------------------ */
 
 void s3_abort_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     int rc = meta_upload_abort(q->gw->d.meta, u.upload_id, drop_part, q);
@@ -451,8 +441,6 @@ static int emit_part(void *ud, const meta_part *p) {
 }
 
 void s3_list_parts(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     int max, marker;
@@ -561,8 +549,6 @@ static int emit_upload(void *ud, const meta_upload *u) {
 }
 
 void s3_list_uploads(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     int max;
     if (s3_parse_max(s3_param_get(q, "max-uploads"), 1000, 1000, &max) != 0) {
         s3_error(q, "InvalidArgument", "max-uploads must be a non-negative integer");

@@ -216,8 +216,6 @@ static bool checksum_matches(s3_req *q) {
 
 int s3_object_begin(s3_req *q) {
     s3_gateway *gw = q->gw;
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return -1;
     if (q->declared_size < 0) {
         s3_error(q, "MissingContentLength", NULL);
         return -1;
@@ -606,8 +604,6 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
 
 static void get_object(s3_req *q, bool head) {
     http_req *r = q->http;
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, true) != 0) return;
     const char *version = s3_param_get(q, "versionId");
     if (s3_version_param(q, version) != 0) return;
     if (version) http_add_header(r, "x-amz-version-id", "null");
@@ -808,7 +804,7 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return -1; }
     if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
-    if (!s3_may_access(q, sbk.owner_id) && !sbk.public_read) { s3_error(q, "AccessDenied", NULL); return -1; }
+    if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return -1; }
@@ -871,8 +867,6 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
 
 void s3_copy_object(s3_req *q) {
     http_req *r = q->http;
-    meta_bucket dbk;
-    if (s3_load_bucket(q, &dbk, false) != 0) return;
     const char *directive = http_header(r, "x-amz-metadata-directive");
     bool replace = directive && !strcasecmp(directive, "REPLACE");
     if (directive && !replace && strcasecmp(directive, "COPY") != 0) {
@@ -940,8 +934,6 @@ void s3_copy_object(s3_req *q) {
 /* ---- DELETE -------------------------------------------------------------------------------------- */
 
 void s3_delete_object(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     if (s3_version_param(q, s3_param_get(q, "versionId")) != 0) return;
     meta_object old = {0};
     int rc = meta_object_delete(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, &old);
@@ -958,8 +950,6 @@ void s3_delete_object(s3_req *q) {
 }
 
 void s3_delete_objects(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     const char *md5h = http_header(q->http, "content-md5");
     if (md5h) {
         uint8_t want[20], got[16];
@@ -1030,8 +1020,6 @@ void s3_delete_objects(s3_req *q) {
 /* ---- subresources ---------------------------------------------------------------------------------- */
 
 void s3_object_subresource(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_object o = {0};
     int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
     if (rc != 0) {

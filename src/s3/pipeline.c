@@ -242,22 +242,43 @@ static int stage_authenticate(s3_req *q) {
 
 /* ---- 3. bucket ------------------------------------------------------------------------------ */
 
+/* The one lookup of the request's bucket.  Also for routes whose body comes
+ * later (DeleteObjects, CompleteMultipartUpload): a missing bucket is
+ * answered before the body is read. */
 static int stage_bucket(s3_req *q) {
-    if (q->route->resource != S3_RES_BUCKET && q->route->resource != S3_RES_OBJECT) return 0;
-    if (!q->route->handler || q->op == OP_CREATE_BUCKET) return 0;
+    if (!q->route->bucket) return 0;
     if (!s3_bucket_name_valid(q->bucket)) {
         /* Names that could never have been created cannot exist. */
         s3_error(q, "NoSuchBucket", NULL);
         return -1;
     }
+    int rc = meta_bucket_get(q->gw->d.meta, q->bucket, &q->bk);
+    if (rc == CAIRN_ENOTFOUND) {
+        s3_error(q, "NoSuchBucket", NULL);
+        return -1;
+    }
+    if (rc != 0) {
+        s3_meta_error(q, rc, "InternalError", "metadata lookup failed");
+        return -1;
+    }
+    q->bucket_id = q->bk.id;
     return 0;
 }
 
 /* ---- 4. authorize --------------------------------------------------------------------------- */
 
+/* Today's policy is ownership and public-read; bucket policies and ACLs
+ * will be judged here.  Routes without a bucket need only a signed caller,
+ * which authentication made sure of. */
+bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only) {
+    if (!q->anonymous && (q->is_root || q->user_id == b->owner_id)) return true;
+    return read_only && b->public_read;
+}
+
 static int stage_authorize(s3_req *q) {
-    (void)q;
-    return 0;
+    if (!q->route->bucket || s3_authorized(q, &q->bk, q->route->auth == S3_AUTH_PUBLIC)) return 0;
+    s3_error(q, "AccessDenied", NULL);
+    return -1;
 }
 
 /* ---- 5. rate limit -------------------------------------------------------------------------- */

@@ -12,8 +12,9 @@
  * NotImplemented, s3_route_refusal).
  *
  * A route also says what the pipeline (pipeline.c) does around its handler:
- * which credentials it needs, whether the request's bucket is loaded, and
- * what becomes of the body.  Adding an operation is one row in routes[] and
+ * which credentials it needs, whether the request's bucket must exist (and
+ * is loaded for the handler), whether it names an object (its resource
+ * kind), and what becomes of the body.  Adding an operation is one row in routes[] and
  * one in rules[].
  */
 #include "s3/internal.h"
@@ -31,47 +32,49 @@
 #define BUCKET S3_RES_BUCKET
 #define OBJECT S3_RES_OBJECT
 #define OPERATOR S3_RES_OPERATOR
+#define LOAD true
+#define NONE false
 
 static const s3_route routes[] = {
-    /*  op                          api                        resource  auth    body         begin                  handler */
-    [OP_HEALTH_LIVE] =             {"Health",                  OPERATOR, ANYONE, BODY_IGNORE, NULL,                  s3_serve_live},
-    [OP_HEALTH_READY] =            {"Health",                  OPERATOR, ANYONE, BODY_IGNORE, NULL,                  s3_serve_ready},
-    [OP_METRICS] =                 {"Metrics",                 OPERATOR, ANYONE, BODY_IGNORE, NULL,                  s3_serve_metrics},
-    [OP_LIST_BUCKETS] =            {"ListBuckets",             SERVICE,  SIGNED, BODY_IGNORE, NULL,                  s3_list_buckets},
-    [OP_CREATE_BUCKET] =           {"CreateBucket",            BUCKET,   SIGNED, BODY_BUFFER, NULL,                  s3_create_bucket},
-    [OP_HEAD_BUCKET] =             {"HeadBucket",              BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  s3_head_bucket},
-    [OP_DELETE_BUCKET] =           {"DeleteBucket",            BUCKET,   SIGNED, BODY_IGNORE, NULL,                  s3_delete_bucket},
-    [OP_GET_BUCKET_LOCATION] =     {"GetBucketLocation",       BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  s3_get_bucket_location},
-    [OP_LIST_OBJECTS] =            {"ListObjects",             BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  s3_list_objects_v1},
-    [OP_LIST_OBJECTS_V2] =         {"ListObjectsV2",           BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  s3_list_objects_v2},
-    [OP_DELETE_OBJECTS] =          {"DeleteObjects",           BUCKET,   SIGNED, BODY_BUFFER, NULL,                  s3_delete_objects},
-    [OP_GET_BUCKET_VERSIONING] =   {"GetBucketVersioning",     BUCKET,   SIGNED, BODY_IGNORE, NULL,                  s3_bucket_subresource},
-    [OP_GET_BUCKET_ACL] =          {"GetBucketAcl",            BUCKET,   SIGNED, BODY_IGNORE, NULL,                  s3_bucket_subresource},
-    [OP_BUCKET_SUBRESOURCE_EMPTY] ={"GetBucketSubresource",    BUCKET,   SIGNED, BODY_IGNORE, NULL,                  s3_bucket_subresource},
-    [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, BODY_IGNORE, NULL,                  s3_list_uploads},
-    [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, BODY_OBJECT, s3_object_begin,       s3_put_object},
-    [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_copy_object},
-    [OP_GET_OBJECT] =              {"GetObject",               OBJECT,   PUBLIC, BODY_IGNORE, NULL,                  s3_get_object},
-    [OP_HEAD_OBJECT] =             {"HeadObject",              OBJECT,   PUBLIC, BODY_IGNORE, NULL,                  s3_head_object},
-    [OP_DELETE_OBJECT] =           {"DeleteObject",            OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_delete_object},
-    [OP_GET_OBJECT_ACL] =          {"GetObjectAcl",            OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_object_subresource},
-    [OP_GET_OBJECT_TAGGING] =      {"GetObjectTagging",        OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_object_subresource},
-    [OP_CREATE_MULTIPART] =        {"CreateMultipartUpload",   OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_create_multipart},
-    [OP_UPLOAD_PART] =             {"UploadPart",              OBJECT,   SIGNED, BODY_OBJECT, s3_upload_part_begin,  s3_upload_part},
-    [OP_UPLOAD_PART_COPY] =        {"UploadPartCopy",          OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_upload_part_copy},
-    [OP_COMPLETE_MULTIPART] =      {"CompleteMultipartUpload", OBJECT,   SIGNED, BODY_BUFFER, NULL,                  s3_complete_multipart},
-    [OP_ABORT_MULTIPART] =         {"AbortMultipartUpload",    OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_abort_multipart},
-    [OP_LIST_PARTS] =              {"ListParts",               OBJECT,   SIGNED, BODY_IGNORE, NULL,                  s3_list_parts},
+    /*  op                          api                        resource  auth    bucket body         begin                  handler */
+    [OP_HEALTH_LIVE] =             {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_live},
+    [OP_HEALTH_READY] =            {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_ready},
+    [OP_METRICS] =                 {"Metrics",                 OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_metrics},
+    [OP_LIST_BUCKETS] =            {"ListBuckets",             SERVICE,  SIGNED, NONE, BODY_IGNORE, NULL,                  s3_list_buckets},
+    [OP_CREATE_BUCKET] =           {"CreateBucket",            BUCKET,   SIGNED, NONE, BODY_BUFFER, NULL,                  s3_create_bucket},
+    [OP_HEAD_BUCKET] =             {"HeadBucket",              BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_bucket},
+    [OP_DELETE_BUCKET] =           {"DeleteBucket",            BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket},
+    [OP_GET_BUCKET_LOCATION] =     {"GetBucketLocation",       BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_location},
+    [OP_LIST_OBJECTS] =            {"ListObjects",             BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_objects_v1},
+    [OP_LIST_OBJECTS_V2] =         {"ListObjectsV2",           BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_objects_v2},
+    [OP_DELETE_OBJECTS] =          {"DeleteObjects",           BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_delete_objects},
+    [OP_GET_BUCKET_VERSIONING] =   {"GetBucketVersioning",     BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource},
+    [OP_GET_BUCKET_ACL] =          {"GetBucketAcl",            BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource},
+    [OP_BUCKET_SUBRESOURCE_EMPTY] ={"GetBucketSubresource",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource},
+    [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads},
+    [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object},
+    [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object},
+    [OP_GET_OBJECT] =              {"GetObject",               OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_object},
+    [OP_HEAD_OBJECT] =             {"HeadObject",              OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_object},
+    [OP_DELETE_OBJECT] =           {"DeleteObject",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_object},
+    [OP_GET_OBJECT_ACL] =          {"GetObjectAcl",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource},
+    [OP_GET_OBJECT_TAGGING] =      {"GetObjectTagging",        OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource},
+    [OP_CREATE_MULTIPART] =        {"CreateMultipartUpload",   OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_create_multipart},
+    [OP_UPLOAD_PART] =             {"UploadPart",              OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_upload_part_begin,  s3_upload_part},
+    [OP_UPLOAD_PART_COPY] =        {"UploadPartCopy",          OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_upload_part_copy},
+    [OP_COMPLETE_MULTIPART] =      {"CompleteMultipartUpload", OBJECT,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_complete_multipart},
+    [OP_ABORT_MULTIPART] =         {"AbortMultipartUpload",    OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_abort_multipart},
+    [OP_LIST_PARTS] =              {"ListParts",               OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_parts},
     /* Unsupported: no handler.  Anyone reaches the refusal, signed or not,
      * so an anonymous caller learns the operation is not served rather
      * than AccessDenied. */
-    [OP_UNSUPPORTED_SERVICE] =     {"ListBuckets",             SERVICE,  PUBLIC, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_BUCKET] =      {"Bucket",                  BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_BUCKET_CONFIG] = {"PutBucketSubresource",  BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_BUCKET_SUB] =  {"BucketSubresource",       BUCKET,   PUBLIC, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_MULTIPART] =   {"Multipart",               OBJECT,   PUBLIC, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_OBJECT_SUB] =  {"ObjectSubresource",       OBJECT,   PUBLIC, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_OBJECT] =      {"Object",                  OBJECT,   PUBLIC, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_SERVICE] =     {"ListBuckets",             SERVICE,  PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_BUCKET] =      {"Bucket",                  BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_BUCKET_CONFIG] = {"PutBucketSubresource",  BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_BUCKET_SUB] =  {"BucketSubresource",       BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_MULTIPART] =   {"Multipart",               OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_OBJECT_SUB] =  {"ObjectSubresource",       OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_OBJECT] =      {"Object",                  OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
 };
 
 const s3_route *s3_route_get(s3_op op) {

@@ -105,17 +105,18 @@ static void sha256_hex(const void *p, size_t n, char out[65]) {
 }
 
 /* Sends one signed request (unsigned when anonymous) and reads the answer to
- * the connection's close.  extra: one more header line "Name: value", or NULL. */
-static void call(gateway_fx *f, const char *method, const char *path, const char *query, const char *body,
-                 bool anonymous, response *out) {
+ * the connection's close.  head_only: announce the body with Expect:
+ * 100-continue and never send it, as a client does that waits for the
+ * server's go-ahead; the answer must then come from the head alone. */
+static void exchange(gateway_fx *f, const char *method, const char *path, const char *query, const char *body,
+                     bool anonymous, bool head_only, response *out) {
     size_t blen = body ? strlen(body) : 0;
-    char host[32], date[20], hash[65], len[24];
+    char host[32], date[20], hash[65];
     snprintf(host, sizeof host, "127.0.0.1:%d", f->port);
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", gmtime(&now));
     sha256_hex(body ? body : "", blen, hash);
-    snprintf(len, sizeof len, "%zu", blen);
-    auth_header h[4] = {{"Host", 4, host, strlen(host)},
+    auth_header h[3] = {{"Host", 4, host, strlen(host)},
                         {"x-amz-content-sha256", 20, hash, 64},
                         {"x-amz-date", 10, date, strlen(date)}};
     sigv4_request sr = {method, path, query, h, 3};
@@ -129,8 +130,9 @@ static void call(gateway_fx *f, const char *method, const char *path, const char
     buf_printf(&req, "%s %s%s%s HTTP/1.1\r\nHost: %s\r\nx-amz-content-sha256: %s\r\nx-amz-date: %s\r\n", method, path,
                *query ? "?" : "", query, host, hash, date);
     if (!anonymous) buf_printf(&req, "Authorization: %s\r\n", authz.data);
-    buf_printf(&req, "Content-Length: %s\r\nConnection: close\r\n\r\n", len);
-    if (blen) buf_append(&req, body, blen);
+    if (head_only) buf_puts(&req, "Expect: 100-continue\r\n");
+    buf_printf(&req, "Content-Length: %zu\r\nConnection: close\r\n\r\n", blen);
+    if (blen && !head_only) buf_append(&req, body, blen);
     buf_free(&authz);
 
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -152,6 +154,11 @@ static void call(gateway_fx *f, const char *method, const char *path, const char
     out->text[n] = '\0';
     out->status = 0;
     cr_assert_eq(sscanf(out->text, "HTTP/1.%*d %d", &out->status), 1, "no status line: %.200s", out->text);
+}
+
+static void call(gateway_fx *f, const char *method, const char *path, const char *query, const char *body,
+                 bool anonymous, response *out) {
+    exchange(f, method, path, query, body, anonymous, false, out);
 }
 
 /* The value of response header name (the first), or "" when absent. */
@@ -296,5 +303,29 @@ Test(pipeline, each_registry_holds_eight_callbacks) {
     }
     cr_expect_eq(s3_hook_add(f.gw, nop_hook, NULL), CAIRN_ETOOBIG);
     cr_expect_eq(s3_filter_add(f.gw, nop_filter, NULL), CAIRN_ETOOBIG);
+    fx_down(&f);
+}
+
+/* ---- the bucket stage --------------------------------------------------------------------- */
+
+/* The bucket is looked up from the head for every route that needs one, so
+ * a request whose body would come later is refused before it is sent. */
+Test(pipeline, a_missing_bucket_is_answered_before_any_body) {
+    gateway_fx f;
+    fx_up(&f);
+    fx_serve(&f);
+    static const char doc[] = "<Delete><Object><Key>k</Key></Object></Delete>";
+    response r;
+    exchange(&f, "POST", "/nosuchbucket", "delete", doc, false, true, &r);
+    cr_expect_eq(r.status, 404, "%s", r.text);
+    cr_expect_str_eq(error_code(&r), "NoSuchBucket");
+    cr_expect(strstr(r.text, "<BucketName>nosuchbucket</BucketName>"), "%s", r.text);
+    exchange(&f, "POST", "/nosuchbucket/k", "uploadId=u",
+             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>e</ETag></Part></CompleteMultipartUpload>",
+             false, true, &r);
+    cr_expect_eq(r.status, 404, "%s", r.text);
+    cr_expect_str_eq(error_code(&r), "NoSuchBucket");
+    exchange(&f, "PUT", "/nosuchbucket/k", "", "object bytes", false, true, &r);
+    cr_expect_str_eq(error_code(&r), "NoSuchBucket");
     fx_down(&f);
 }
