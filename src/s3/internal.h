@@ -111,7 +111,7 @@ s3_op s3_route_op(const s3_route *route);
 
 #define S3_MAX_QUERY 48
 
-typedef s3_query_param s3_param;  /* decoded, pointing into qbuf */
+typedef s3_query_param s3_param;  /* decoded, in the request's arena */
 
 struct s3_req {
     s3_gateway *gw;
@@ -136,7 +136,6 @@ struct s3_req {
     char key[1025];
     size_t key_len;
     bool has_key;
-    char *qbuf;                 /* decoded query strings live here */
     s3_param params[S3_MAX_QUERY];
     int nparams;
 
@@ -195,6 +194,15 @@ void s3_serve_ready(s3_req *q);
 
 /* errors.c */
 void s3_error(s3_req *q, const char *code, const char *message);
+/* The same for a request that has no s3_req (it could not be allocated):
+ * no bucket or key in the body. */
+void s3_error_http(http_req *r, const char *code, const char *message);
+/* An allocation from the request's arena failed: 500 InternalError, whose
+ * message says so when the request needed more than its arena's max (a
+ * retry will not help), logged. */
+void s3_error_nomem(s3_req *q);
+/* That message, or NULL (the system is out of memory: the usual one). */
+const char *s3_nomem_message(const http_req *r);
 /* Answers a metadata call that failed with rc.  A database that is busy (no
  * free connection within db_acquire_timeout_ms, a statement timeout, a lock
  * timeout: CAIRN_EBUSY, CAIRN_ETIMEDOUT) is 503 SlowDown; one that cannot be
@@ -252,7 +260,8 @@ void s3_object_subresource(s3_req *q);
 void s3_object_cleanup(s3_req *q);
 /* Aborts the request's data writer, if any (its temp shards go at once). */
 void s3_object_abort_writer(s3_req *q);
-/* The stored headers of the request as JSON (malloc'd), or NULL (answered). */
+/* The stored headers of the request as JSON (in the request's arena), or
+ * NULL (answered). */
 char *s3_headers_json_from_request(s3_req *q);
 /* Verifies the received body and makes its shards durable (non-inline
  * bodies); nonzero = answered. */

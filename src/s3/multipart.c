@@ -98,7 +98,6 @@ void s3_create_multipart(s3_req *q) {
     u.headers_json = s3_headers_json_from_request(q);
     if (!u.headers_json) return;
     int rc = meta_upload_create(q->gw->d.meta, &u);
-    free(u.headers_json);
     if (rc != 0) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
         return;

@@ -44,8 +44,8 @@ static bool is_stored_header(const char *name, size_t n) {
     return false;
 }
 
-/* Builds the JSON object of stored headers from the request; returns NULL and
- * answers the request on error. */
+/* Builds the JSON object of stored headers from the request, in its arena;
+ * returns NULL and answers the request on error. */
 char *s3_headers_json_from_request(s3_req *q) {
     http_req *r = q->http;
     buf_t b;
@@ -110,7 +110,10 @@ char *s3_headers_json_from_request(s3_req *q) {
         s3_error(q, "InternalError", NULL);
         return NULL;
     }
-    return buf_steal(&b);
+    char *json = arena_strndup(r->arena, b.data, b.len);
+    buf_free(&b);
+    if (!json) s3_error_nomem(q);
+    return json;
 }
 
 static const struct { const char *param, *header; } overrides[] = {
@@ -421,8 +424,6 @@ void s3_put_object(s3_req *q) {
         return;
     }
     int rc = publish(q, &obj);
-    obj.data = NULL; /* owned by q->body */
-    free(obj.headers_json);
     if (rc != 0) return;
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
@@ -901,25 +902,22 @@ void s3_copy_object(s3_req *q) {
     dst.mtime_ms = time_now_ms();
     dst.owner_id = q->user_id;
     dst.storage = src.storage;
-    dst.headers_json = replace ? s3_headers_json_from_request(q) : strdup(src.headers_json ? src.headers_json : "{}");
+    /* The source's are src's until it is cleared, after the commit. */
+    dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";
     if (!dst.headers_json) {
         meta_object_clear(&src);
-        if (!http_responded(r)) s3_error(q, "InternalError", NULL);
         return;
     }
     if (src.storage == META_STORE_INLINE) {
         dst.data = src.data;
         dst.data_len = src.data_len;
     } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout)) != 0) {
-        free(dst.headers_json);
         meta_object_clear(&src);
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
     rc = publish(q, &dst);
-    dst.data = NULL;
-    free(dst.headers_json);
     meta_object_clear(&src);
     if (rc != 0) return;
     char ts[40];

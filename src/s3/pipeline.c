@@ -32,6 +32,7 @@
  */
 #include "s3/internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +49,10 @@
 static int parse_address(s3_req *q) {
     http_req *r = q->http;
     size_t plen = strlen(r->raw_path);
-    char *path = malloc(plen + 1);
-    if (!path) { s3_error(q, "InternalError", NULL); return -1; }
+    char *path = arena_alloc(r->arena, plen + 1);
+    if (!path) { s3_error_nomem(q); return -1; }
     long dl = url_decode(r->raw_path, plen, path);
     if (dl < 0 || path[0] != '/' || (long)strlen(path) != dl) {
-        free(path);
         s3_error(q, "InvalidURI", "Couldn't parse the specified URI.");
         return -1;
     }
@@ -73,8 +73,7 @@ static int parse_address(s3_req *q) {
     if (!vhost) {
         size_t bl = strcspn(rest, "/");
         if (bl >= sizeof q->bucket) {
-            free(path);
-            s3_error(q, "InvalidBucketName", NULL);
+                s3_error(q, "InvalidBucketName", NULL);
             return -1;
         }
         memcpy(q->bucket, rest, bl);
@@ -86,15 +85,13 @@ static int parse_address(s3_req *q) {
     if (rest && *rest) {
         size_t kl = (size_t)(path + dl - rest);
         if (kl > 1024) {
-            free(path);
-            s3_error(q, "KeyTooLongError", NULL);
+                s3_error(q, "KeyTooLongError", NULL);
             return -1;
         }
         /* Keys are UTF-8: anything else could be stored but never listed in
          * XML that parses. */
         if (!s3_utf8_valid(rest, kl)) {
-            free(path);
-            s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the object key is not valid UTF-8.");
+                s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the object key is not valid UTF-8.");
             return -1;
         }
         memcpy(q->key, rest, kl);
@@ -102,7 +99,6 @@ static int parse_address(s3_req *q) {
         q->key_len = kl;
         q->has_key = true;
     }
-    free(path);
     return 0;
 }
 
@@ -115,9 +111,9 @@ static int stage_route(s3_req *q) {
     const s3_route *op = s3_route_operator(r->method, r->raw_path);
     if (!op) {
         if (parse_address(q) != 0) return -1;
-        int qrc = s3_parse_query(r->raw_query, q->params, S3_MAX_QUERY, &q->nparams, &q->qbuf);
+        int qrc = s3_parse_query(r->arena, r->raw_query, q->params, S3_MAX_QUERY, &q->nparams);
         if (qrc != 0) {
-            if (qrc == CAIRN_ENOMEM) s3_error(q, "InternalError", NULL);
+            if (qrc == CAIRN_ENOMEM) s3_error_nomem(q);
             else s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the query string is malformed.");
             return -1;
         }
@@ -461,9 +457,10 @@ static void stage_response_filters(s3_req *q) {
 /* ---- http_handler callbacks ------------------------------------------------------------------- */
 
 static void on_begin(void *app, http_req *r) {
-    s3_req *q = calloc(1, sizeof *q);
+    assert(r->arena);
+    s3_req *q = arena_calloc(r->arena, 1, sizeof *q);
     if (!q) {
-        http_respond(r, 503, "", 0);
+        s3_error_http(r, "InternalError", s3_nomem_message(r));
         return;
     }
     q->gw = app;
@@ -509,7 +506,6 @@ static void on_done(void *app, http_req *r, bool ok) {
         if (q->chunked) chunked_free(q->chunked);
         if (q->sha256) EVP_MD_CTX_free(q->sha256);
         buf_free(&q->body);
-        free(q->qbuf);
         sodium_memzero(q->secret, sizeof q->secret);
         obs_inflight(gw->d.obs, -1);
     }
@@ -525,8 +521,7 @@ static void on_done(void *app, http_req *r, bool ok) {
               "remote", r->remote_addr,
               "error", q && q->error_code[0] ? q->error_code : (ok ? "" : "connection closed before the response was sent"),
               NULL);
-    free(q);
-    r->ctx = NULL;
+    r->ctx = NULL;              /* q is in the request's arena, which http/ frees */
 }
 
 static const http_handler handler = {on_begin, on_body, on_end, on_done};

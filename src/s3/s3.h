@@ -156,11 +156,12 @@ typedef struct {
     char *value;               /* "" when the parameter had no '=' */
 } s3_query_param;
 /* Splits a raw query string (as sent after '?') into percent-decoded
- * name/value pairs, '+' read as a space and "%2B" as a plus.  *buf (malloc'd;
- * the caller frees it, also on error) holds the text the pairs point into.
+ * name/value pairs, '+' read as a space and "%2B" as a plus.  The text the
+ * pairs point into is allocated from a (at most 2 * strlen(raw) + 2 bytes).
  * At most max pairs.  CAIRN_EINVAL on a malformed escape, a NUL or invalid
- * UTF-8 in a component, or more than max parameters; CAIRN_ENOMEM. */
-int s3_parse_query(const char *raw, s3_query_param *params, int max, int *n, char **buf);
+ * UTF-8 in a component, or more than max parameters; CAIRN_ENOMEM when a
+ * cannot hold the text. */
+int s3_parse_query(arena *a, const char *raw, s3_query_param *params, int max, int *n);
 /* A listing's continuation token: opaque base64 of 'K' + key (resume after
  * the key) or 'P' + the successor of a common prefix (resume at it).
  * Encode returns a malloc'd string or NULL; decode fills key (1025 bytes),

@@ -25,7 +25,7 @@
 #include "http/http.h"
 #include "meta/meta.h"
 #include "obs/obs.h"
-#include "s3/s3.h"
+#include "s3/internal.h"
 
 #define ROOT_AK "pipelineroot"
 #define ROOT_SK "pipeline-root-secret-0123456789"
@@ -71,13 +71,16 @@ static void fx_up(gateway_fx *f) {
     cr_assert_eq(s3_gateway_new(&deps, &f->gw), 0);
 }
 
-/* Starts serving (after the test registered its callbacks). */
-static void fx_serve(gateway_fx *f) {
+/* Starts serving (after the test registered its callbacks), each request's
+ * arena holding at most arena_max bytes (0: the default). */
+static void fx_serve_arena(gateway_fx *f, size_t arena_max) {
     http_options o = {.listen = "127.0.0.1:0", .connection_limit = 16, .connection_timeout = 30,
-                      .max_header_bytes = 65536};
+                      .max_header_bytes = 65536, .arena_max = arena_max};
     char err[256] = "";
     cr_assert_eq(http_server_start(&o, s3_http_handler(), f->gw, &f->srv, &f->port, err, sizeof err), 0, "%s", err);
 }
+
+static void fx_serve(gateway_fx *f) { fx_serve_arena(f, 0); }
 
 static void fx_down(gateway_fx *f) {
     if (f->srv) http_server_stop(f->srv);
@@ -327,5 +330,63 @@ Test(pipeline, a_missing_bucket_is_answered_before_any_body) {
     cr_expect_str_eq(error_code(&r), "NoSuchBucket");
     exchange(&f, "PUT", "/nosuchbucket/k", "", "object bytes", false, true, &r);
     cr_expect_str_eq(error_code(&r), "NoSuchBucket");
+    fx_down(&f);
+}
+
+/* ---- the request's arena ------------------------------------------------------------------ */
+
+/* The message of an S3 error body, or "". */
+static const char *error_message(const response *r) {
+    static char msg[256];
+    msg[0] = '\0';
+    const char *s = strstr(r->text, "<Message>");
+    if (s) sscanf(s + 9, "%255[^<]", msg);
+    return msg;
+}
+
+static bool logged(gateway_fx *f, const char *text) {
+    char path[160], cmd[256];
+    snprintf(path, sizeof path, "%s/log", f->dir);
+    snprintf(cmd, sizeof cmd, "grep -q '%s' %s", text, path);
+    return system(cmd) == 0;
+}
+
+/* A request whose head needs more than its arena may hold is answered 500
+ * InternalError saying so; the same server answers ordinary requests. */
+Test(pipeline, a_request_past_its_arena_is_refused_cleanly) {
+    gateway_fx f;
+    fx_up(&f);
+    fx_serve_arena(&f, 40 * 1024);
+    response r;
+    call(&f, "PUT", "/small-arena", "", NULL, false, &r);
+    cr_expect_eq(r.status, 200, "an ordinary request fits: %s", r.text);
+    /* A 12 KiB query: its decoded copy needs 24 KiB more than the head. */
+    static char query[12 * 1024 + 16];
+    strcpy(query, "prefix=");
+    memset(query + 7, 'p', 12 * 1024);
+    query[7 + 12 * 1024] = '\0';
+    call(&f, "GET", "/small-arena", query, NULL, false, &r);
+    cr_expect_eq(r.status, 500, "%s", r.text);
+    cr_expect_str_eq(error_code(&r), "InternalError");
+    cr_expect_str_eq(error_message(&r), "This request needs more memory than the per-request limit allows.");
+    cr_expect(logged(&f, "request arena limit reached"));
+    call(&f, "GET", "/small-arena", "list-type=2", NULL, false, &r);
+    cr_expect_eq(r.status, 200, "the next request is served: %s", r.text);
+    fx_down(&f);
+}
+
+/* An arena with room for the HTTP request but not the gateway's state: the
+ * answer is still an S3 error. */
+Test(pipeline, a_request_whose_state_does_not_fit_its_arena_is_refused_cleanly) {
+    gateway_fx f;
+    fx_up(&f);
+    fx_serve_arena(&f, sizeof(http_req) + 1024);
+    response r;
+    call(&f, "GET", "/health/live", "", NULL, true, &r);
+    cr_expect_eq(r.status, 500, "%s", r.text);
+    cr_expect_str_eq(error_code(&r), "InternalError");
+    cr_expect_str_eq(error_message(&r), "This request needs more memory than the per-request limit allows.");
+    cr_expect(strstr(r.text, "<Resource>/health/live</Resource>"), "%s", r.text);
+    cr_expect(logged(&f, "request refused before the gateway took it"));
     fx_down(&f);
 }
