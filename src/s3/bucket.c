@@ -35,10 +35,10 @@ void s3_list_buckets(s3_req *q) {
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                  "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    s3_owner_xml(q, &b, q->user_id);
+    s3_owner_xml(q, &b, q->who.user_id);
     buf_puts(&b, "<Buckets>");
     list_buckets_ctx c = {&b};
-    int rc = meta_bucket_list(q->gw->d.meta, q->is_root ? -1 : q->user_id, add_bucket, &c);
+    int rc = meta_bucket_list(q->gw->d.meta, q->who.is_root ? -1 : q->who.user_id, add_bucket, &c);
     if (rc != 0) {
         buf_free(&b);
         s3_meta_error(q, rc, "InternalError", "listing buckets failed");
@@ -67,13 +67,13 @@ void s3_create_bucket(s3_req *q) {
     }
     meta_bucket bk = {0};
     snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
-    bk.owner_id = q->user_id;
+    bk.owner_id = q->who.user_id;
     bk.created_ms = time_now_ms();
     snprintf(bk.region, sizeof bk.region, "%s", region);
     int64_t owner = 0;
     int rc = meta_bucket_create(q->gw->d.meta, &bk, &owner);
     if (rc == CAIRN_EEXIST) {
-        s3_error(q, owner == q->user_id ? "BucketAlreadyOwnedByYou" : "BucketAlreadyExists", NULL);
+        s3_error(q, owner == q->who.user_id ? "BucketAlreadyOwnedByYou" : "BucketAlreadyExists", NULL);
         return;
     }
     if (rc != 0) {

@@ -26,6 +26,10 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     gw->d = *deps;
     gw->cfg = *deps->cfg;
     gw->d.cfg = &gw->cfg;
+    gw->keys = (auth_keys){.meta = gw->d.meta, .master_key = gw->d.master_key,
+                           .root_access_key = gw->d.root_access_key, .root_secret = gw->d.root_secret,
+                           .root_user_id = gw->d.root_user_id, .region = gw->cfg.region,
+                           .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
     int rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {
         free(gw);

@@ -29,6 +29,7 @@ struct s3_gateway {
     s3_health *health;          /* the readiness checker (health.c) */
     s3_callbacks hooks;         /* post-commit hooks (s3_hook_add) */
     s3_callbacks filters;       /* response filters (s3_filter_add) */
+    auth_keys keys;             /* what signatures are checked against (into d and cfg) */
 };
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
@@ -136,17 +137,12 @@ struct s3_req {
     char key[1025];
     size_t key_len;
     bool has_key;
+    bool vhost;                 /* the bucket came from the Host header */
     s3_param params[S3_MAX_QUERY];
     int nparams;
 
-    /* identity */
-    sigv4_auth auth;
-    bool anonymous;
-    bool is_root;
-    int64_t user_id;
-    /* The verified user's secret, for aws-chunked: as long as the longest a
-     * secret can be (the root password's field). */
-    char secret[sizeof ((config_t *)0)->root_password];
+    /* who is asking (the authenticate stage) */
+    auth_identity who;
 
     /* body */
     s3_body_mode body_mode;

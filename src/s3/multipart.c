@@ -93,7 +93,7 @@ void s3_create_multipart(s3_req *q) {
     u.bucket_id = q->bucket_id;
     memcpy(u.key, q->key, q->key_len);
     u.key_len = q->key_len;
-    u.owner_id = q->user_id;
+    u.owner_id = q->who.user_id;
     u.initiated_ms = time_now_ms();
     u.headers_json = s3_headers_json_from_request(q);
     if (!u.headers_json) return;

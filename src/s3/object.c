@@ -128,7 +128,7 @@ static const struct { const char *param, *header; } overrides[] = {
 /* The response-* query value replacing stored header name, or NULL.  S3 honours
  * them only on authenticated requests. */
 static const char *override_for(const s3_req *q, const char *name) {
-    if (q->anonymous) return NULL;
+    if (q->who.anonymous) return NULL;
     for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
         if (!strcasecmp(overrides[i].header, name)) return s3_param_get(q, overrides[i].param);
     return NULL;
@@ -406,7 +406,7 @@ void s3_put_object(s3_req *q) {
     memcpy(obj.key, q->key, q->key_len);
     obj.key_len = q->key_len;
     obj.mtime_ms = time_now_ms();
-    obj.owner_id = q->user_id;
+    obj.owner_id = q->who.user_id;
     if (q->inline_object) {
         rand_hex_id(obj.version_id, 16);
         obj.size = (int64_t)q->payload_bytes;
@@ -900,7 +900,7 @@ void s3_copy_object(s3_req *q) {
     dst.size = src.size;
     snprintf(dst.etag, sizeof dst.etag, "%s", src.etag);
     dst.mtime_ms = time_now_ms();
-    dst.owner_id = q->user_id;
+    dst.owner_id = q->who.user_id;
     dst.storage = src.storage;
     /* The source's are src's until it is cleared, after the commit. */
     dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";

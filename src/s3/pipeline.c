@@ -67,7 +67,7 @@ static int parse_address(s3_req *q) {
             if (bl >= sizeof q->bucket) bl = sizeof q->bucket - 1;
             memcpy(q->bucket, host, bl);
             q->bucket[bl] = '\0';
-            vhost = true;
+            q->vhost = vhost = true;
         }
     }
     if (!vhost) {
@@ -128,108 +128,20 @@ static int stage_route(s3_req *q) {
 
 /* ---- 2. authenticate ----------------------------------------------------------------------- */
 
-/* The bucket the Host header named (virtual-host style, as parse_address
- * read it), which SigV2 signs as part of the resource; NULL for path style. */
-static const char *vhost_bucket(const s3_req *q) {
-    const char *host = http_header(q->http, "host");
-    const char *domain = q->gw->cfg.domain;
-    if (!host || !domain[0]) return NULL;
-    size_t hl = strcspn(host, ":"), dlen = strlen(domain);
-    bool vhost = hl > dlen + 1 && host[hl - dlen - 1] == '.' &&
-                 strncasecmp(host + hl - dlen, domain, dlen) == 0;
-    return vhost ? q->bucket : NULL;
-}
-
-/*
- * SigV4, or SigV2 when the request carries V2 credentials (sigv2_present).
- * A V2 request's payload is PAYLOAD_UNSIGNED, so the body plumbing treats it
- * as an UNSIGNED-PAYLOAD request: no SHA-256 to check, no aws-chunked.
- */
-static int verify_signature(s3_req *q) {
-    http_req *r = q->http;
-    s3_gateway *gw = q->gw;
-    sigv4_request sr = {r->method, r->raw_path, r->raw_query, r->headers, r->nheaders};
-    const char *code = NULL, *msg = NULL;
-    bool v2 = sigv2_present(&sr);
-    if (v2 && !gw->cfg.sigv2) {
-        /* What S3 answers in the regions that never had SigV2 (eu-central-1 and
-         * every region opened since 2014): 400 InvalidRequest, not AccessDenied,
-         * so clients see that the mechanism is refused, not their credentials. */
-        s3_error(q, "InvalidRequest",
-                 "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.");
-        return -1;
-    }
-    if ((v2 ? sigv2_parse(&sr, &q->auth, &code, &msg) : sigv4_parse(&sr, &q->auth, &code, &msg)) != 0) {
-        s3_error(q, code ? code : "AccessDenied", msg);
-        return -1;
-    }
-    if (q->auth.kind == SIGV4_ANONYMOUS) {
-        q->anonymous = true;
-        snprintf(r->principal, sizeof r->principal, "anonymous");
-        return 0;
-    }
-    if (!v2 && strcmp(q->auth.service, "s3") != 0) {
-        s3_error(q, q->auth.kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError"
-                                                    : "AuthorizationHeaderMalformed",
-                 "The credential scope must name the service 's3'.");
-        return -1;
-    }
-    if (!v2 && strcmp(q->auth.region, gw->cfg.region) != 0) {
-        char why[200];
-        snprintf(why, sizeof why, "the region '%s' is wrong; expecting '%s'", q->auth.region, gw->cfg.region);
-        s3_error(q, q->auth.kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError"
-                                                    : "AuthorizationHeaderMalformed", why);
-        return -1;
-    }
-    const char *secret = NULL;
-    buf_t opened;
-    buf_init(&opened);
-    if (gw->d.root_access_key && strcmp(q->auth.access_key, gw->d.root_access_key) == 0) {
-        secret = gw->d.root_secret;
-        q->is_root = true;
-        q->user_id = gw->d.root_user_id;
-    } else {
-        meta_key k;
-        int rc = meta_key_get(gw->d.meta, q->auth.access_key, &k);
-        if (rc == CAIRN_ENOTFOUND || (rc == 0 && !k.active)) {
-            s3_error(q, "InvalidAccessKeyId", NULL);
-            return -1;
-        }
-        if (rc != 0) {
-            s3_meta_error(q, rc, "InternalError", "cannot load the access key");
-            return -1;
-        }
-        if (auth_secret_open(gw->d.master_key, k.sealed_secret, &opened) != 0) {
-            buf_free(&opened);
-            s3_error(q, "InternalError", "cannot load the access key");
-            return -1;
-        }
-        secret = opened.data;
-        q->user_id = k.user_id;
-        q->is_root = k.user_id == gw->d.root_user_id;
-    }
-    int64_t now = time_now_ms() / 1000;
-    int rc = v2 ? sigv2_verify(&sr, &q->auth, vhost_bucket(q), secret, now, gw->cfg.clock_skew, &code, &msg)
-                : sigv4_verify(&sr, &q->auth, secret, now, gw->cfg.clock_skew, &code, &msg);
-    if (rc == 0) snprintf(q->secret, sizeof q->secret, "%s", secret);
-    if (opened.data) sodium_memzero(opened.data, opened.len);
-    buf_free(&opened);
-    if (rc == CAIRN_ENOMEM) { /* could not compute it: a retry may succeed, a 403 would not */
-        s3_error(q, "InternalError", "out of memory while checking the signature");
-        return -1;
-    }
-    if (rc != 0) {
-        s3_error(q, code ? code : "SignatureDoesNotMatch", msg);
-        return -1;
-    }
-    snprintf(r->principal, sizeof r->principal, "%s", q->auth.access_key);
-    return 0;
-}
-
+/* The signature is auth/'s to check (auth_request); SigV2 signs the bucket
+ * of a virtual-host request as part of the resource. */
 static int stage_authenticate(s3_req *q) {
     if (q->route->auth == S3_AUTH_NONE) return 0;
-    if (verify_signature(q) != 0) return -1;
-    if (q->anonymous && q->route->auth == S3_AUTH_SIGNED) {
+    http_req *r = q->http;
+    sigv4_request sr = {r->method, r->raw_path, r->raw_query, r->headers, r->nheaders};
+    auth_refusal why;
+    int rc = auth_request(&q->gw->keys, &sr, q->vhost ? q->bucket : NULL, time_now_ms() / 1000, &q->who, &why);
+    if (rc != 0) {
+        s3_meta_error(q, rc, why.code, why.message);
+        return -1;
+    }
+    snprintf(r->principal, sizeof r->principal, "%s", q->who.anonymous ? "anonymous" : q->who.cred.access_key);
+    if (q->who.anonymous && q->route->auth == S3_AUTH_SIGNED) {
         s3_error(q, "AccessDenied", NULL);
         return -1;
     }
@@ -267,7 +179,7 @@ static int stage_bucket(s3_req *q) {
  * will be judged here.  Routes without a bucket need only a signed caller,
  * which authentication made sure of. */
 bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only) {
-    if (!q->anonymous && (q->is_root || q->user_id == b->owner_id)) return true;
+    if (!q->who.anonymous && (q->who.is_root || q->who.user_id == b->owner_id)) return true;
     return read_only && b->public_read;
 }
 
@@ -343,9 +255,9 @@ static void fail_body(s3_req *q, int rc, const char *code) {
 static int plan_body(s3_req *q) {
     http_req *r = q->http;
     q->declared_size = r->content_length;
-    bool streaming = q->auth.payload == PAYLOAD_STREAMING_SIGNED ||
-                     q->auth.payload == PAYLOAD_STREAMING_SIGNED_TRAILER ||
-                     q->auth.payload == PAYLOAD_STREAMING_UNSIGNED_TRAILER;
+    bool streaming = q->who.cred.payload == PAYLOAD_STREAMING_SIGNED ||
+                     q->who.cred.payload == PAYLOAD_STREAMING_SIGNED_TRAILER ||
+                     q->who.cred.payload == PAYLOAD_STREAMING_UNSIGNED_TRAILER;
     if (streaming) {
         const char *dcl = http_header(r, "x-amz-decoded-content-length");
         char *end = NULL;
@@ -355,10 +267,10 @@ static int plan_body(s3_req *q) {
             return -1;
         }
         q->declared_size = v;
-        q->chunked = chunked_new(&q->auth, q->secret);
+        q->chunked = chunked_new(&q->who.cred, q->who.secret);
         if (!q->chunked) { s3_error(q, "InternalError", NULL); return -1; }
     }
-    if (!q->anonymous && q->auth.payload == PAYLOAD_SHA256) {
+    if (!q->who.anonymous && q->who.cred.payload == PAYLOAD_SHA256) {
         q->sha256 = EVP_MD_CTX_new();
         if (!q->sha256 || !EVP_DigestInit_ex(q->sha256, EVP_sha256(), NULL)) {
             s3_error(q, "InternalError", NULL);
@@ -410,7 +322,7 @@ static int finish_payload(s3_req *q) {
         char hex[65];
         EVP_DigestFinal_ex(q->sha256, d, &dl);
         hex_encode(d, 32, hex);
-        if (strcasecmp(hex, q->auth.payload_hash) != 0) {
+        if (strcasecmp(hex, q->who.cred.payload_hash) != 0) {
             s3_error(q, "XAmzContentSHA256Mismatch", NULL);
             return -1;
         }
@@ -506,7 +418,7 @@ static void on_done(void *app, http_req *r, bool ok) {
         if (q->chunked) chunked_free(q->chunked);
         if (q->sha256) EVP_MD_CTX_free(q->sha256);
         buf_free(&q->body);
-        sodium_memzero(q->secret, sizeof q->secret);
+        auth_identity_wipe(&q->who);
         obs_inflight(gw->d.obs, -1);
     }
     uint64_t out = ok && strcmp(r->method, "HEAD") != 0 ? r->resp_size_ : 0;
