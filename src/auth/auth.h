@@ -28,14 +28,8 @@
 #include "core/core.h"
 #include "meta/meta.h"
 
-/* A header as received: name in any case, value untrimmed.  Not NUL-terminated
- * necessarily; lengths rule. */
-typedef struct {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-} auth_header;
+/* A header as received (core.h), by the name auth's interface uses. */
+typedef header_field auth_header;
 
 /* The request as it came off the wire. */
 typedef struct {

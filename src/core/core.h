@@ -131,6 +131,19 @@ size_t arena_size(const arena *a);
 /* True once an allocation failed for the max (not for the system's memory). */
 bool arena_exhausted(const arena *a);
 
+/* ---- request headers -------------------------------------------------- */
+
+/* One header of a request as received: the name in any case, the value
+ * untrimmed, not necessarily NUL-terminated (lengths rule).  Here because
+ * both http/ (which collects them) and auth/ (which signs them) speak of
+ * them, and neither depends on the other. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} header_field;
+
 /* ---- time ------------------------------------------------------------- */
 
 int64_t time_now_ms(void);      /* wall clock, ms since epoch */

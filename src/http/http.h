@@ -40,7 +40,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth/auth.h"
 #include "core/core.h"
 
 #define HTTP_MAX_HEADERS 128
@@ -53,7 +52,7 @@ typedef struct http_req {
     char *raw_target;          /* owned copy of the request target, split at '?' */
     const char *raw_path;      /* the path part as sent, percent-encoded */
     const char *raw_query;     /* after '?', "" when none */
-    auth_header headers[HTTP_MAX_HEADERS];
+    header_field headers[HTTP_MAX_HEADERS];
     size_t nheaders;
     bool too_many_headers;
     int64_t content_length;    /* -1 when absent (or chunked transfer) */

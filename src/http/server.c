@@ -559,7 +559,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         while (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
             ((char *)(uintptr_t)value)[--value_size] = '\0';
     }
-    r->headers[r->nheaders++] = (auth_header){key, key_size, value ? value : "", value ? value_size : 0};
+    r->headers[r->nheaders++] = (header_field){key, key_size, value ? value : "", value ? value_size : 0};
     return MHD_YES;
 }
 

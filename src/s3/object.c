@@ -54,7 +54,7 @@ char *s3_headers_json_from_request(s3_req *q) {
     bool first = true;
     size_t meta_bytes = 0;
     for (size_t i = 0; i < r->nheaders; i++) {
-        const auth_header *h = &r->headers[i];
+        const header_field *h = &r->headers[i];
         if (!is_stored_header(h->name, h->name_len)) continue;
         /* aws-chunked is a transfer detail, not the object's encoding */
         if (h->name_len == 16 && !strncasecmp(h->name, "content-encoding", 16) &&

@@ -1636,7 +1636,7 @@ static void hand_put(live_node *ln, handed_req *h, const char *name, int64_t len
     const char *names[] = {"X-Cairn-Date", "X-Cairn-Nonce", "X-Cairn-Signature"};
     const char *values[] = {h->date, h->nonce, h->sig};
     for (int i = 0; i < 3; i++)
-        r->headers[i] = (auth_header){names[i], strlen(names[i]), values[i], strlen(values[i])};
+        r->headers[i] = (header_field){names[i], strlen(names[i]), values[i], strlen(values[i])};
     r->nheaders = 3;
     buf_init(&r->resp_headers_);
     node_http_handler()->begin(ln->n, r);
