@@ -6,7 +6,6 @@
  * prefix's successor), so a page costs O(entries on the page) index seeks no
  * matter how many keys a prefix holds or how deep into the bucket the page is.
  */
-#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <stdlib.h>
@@ -102,7 +101,8 @@ void s3_delete_bucket(s3_req *q) {
         s3_committed(q, NULL, 0);
         /* Its uploads were aborted with it; their parts' shards are in the
          * trash, which a job empties (durably: a crash leaves them listed). */
-        jobs_enqueue_empty_trash(q->gw->d.meta);
+        const s3_jobs *jobs = &q->gw->d.jobs;
+        if (jobs->empty_trash_later) jobs->empty_trash_later(jobs->ud);
         http_respond(q->http, 204, "", 0);
     }
 }

@@ -4,7 +4,6 @@
  * the small helpers every handler shares.  The request path itself is
  * pipeline.c.
  */
-#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <assert.h>
@@ -124,7 +123,8 @@ void s3_serve_metrics(s3_req *q) {
                (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
                (unsigned long long)ds.heal_failures);
     data_render_metrics(q->gw->d.data, &b);
-    jobs_render_metrics(q->gw->d.meta, &b);
+    const s3_jobs *jobs = &q->gw->d.jobs;
+    if (jobs->render_metrics) jobs->render_metrics(jobs->ud, &b);
     s3_render_meta_metrics(q->gw->d.meta, &b);
     http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
     size_t len = b.len;

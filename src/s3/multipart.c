@@ -10,7 +10,6 @@
  * object in one metadata transaction: the object row (layout "mp:<n>", ETag
  * md5-of-md5s "-n") and its part list.  Parts left out are removed after.
  */
-#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <assert.h>
@@ -38,9 +37,10 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id) {
      * trash.  Remove them now, a batch at most, as the bytes of a plain
      * version go; what is left (a node down, a long trash) the job takes. */
     (void)version_id;
+    const s3_jobs *jobs = &q->gw->d.jobs;
     int removed = 0;
-    if (jobs_empty_trash(q->gw->d.meta, q->gw->d.data, 1, &removed) != 0 || removed >= 256)
-        jobs_enqueue_empty_trash(q->gw->d.meta);
+    bool emptied = jobs->empty_trash && jobs->empty_trash(jobs->ud, 1, &removed) == 0 && removed < 256;
+    if (!emptied && jobs->empty_trash_later) jobs->empty_trash_later(jobs->ud);
 }
 
 /* Loads the upload named by ?uploadId and checks it belongs to this bucket

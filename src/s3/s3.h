@@ -28,6 +28,20 @@
 
 typedef struct s3_gateway s3_gateway;
 
+/* What the gateway asks of the job queue.  cmd/ wires it to jobs/, which s3/
+ * does not depend on.  Any may be NULL: no job figures on /metrics, and the
+ * trash waits for the periodic empty_trash job. */
+typedef struct {
+    void *ud;
+    /* Appends the queue's figures to /metrics (jobs_render_metrics). */
+    void (*render_metrics)(void *ud, buf_t *out);
+    /* Empties at most max_batches of the trash now; *removed gets how many
+     * versions went (jobs_empty_trash). */
+    int (*empty_trash)(void *ud, int max_batches, int *removed);
+    /* Asks for an empty_trash run soon (jobs_enqueue_empty_trash). */
+    int (*empty_trash_later)(void *ud);
+} s3_jobs;
+
 typedef struct {
     const config_t *cfg;
     meta_store *meta;
@@ -37,6 +51,7 @@ typedef struct {
     const char *root_secret;
     int64_t root_user_id;
     uint8_t master_key[32];
+    s3_jobs jobs;
 } s3_deps;
 
 /* The gateway copies deps (the handles stay owned by the caller). */

@@ -43,7 +43,29 @@ typedef struct {
     int port;
 } gateway_fx;
 
-static void fx_up(gateway_fx *f) {
+typedef struct {
+    int metrics, empty_now, empty_later;
+} job_calls;
+
+static void job_metrics(void *ud, buf_t *out) {
+    ((job_calls *)ud)->metrics++;
+    buf_puts(out, "test_jobs_metric 1\n");
+}
+
+static int job_empty_now(void *ud, int max_batches, int *removed) {
+    cr_expect_eq(max_batches, 1, "one batch on the request's thread");
+    ((job_calls *)ud)->empty_now++;
+    *removed = 0;
+    return 0;
+}
+
+static int job_empty_later(void *ud) {
+    ((job_calls *)ud)->empty_later++;
+    return 0;
+}
+
+/* The gateway, with the job queue's side played by counters (jobs may be NULL). */
+static void fx_up_jobs(gateway_fx *f, job_calls *jobs) {
     cr_assert_eq(core_init(), 0);
     memset(f, 0, sizeof *f);
     strcpy(f->dir, "/tmp/cairn-test-pipeline-XXXXXX");
@@ -68,8 +90,11 @@ static void fx_up(gateway_fx *f) {
     config_defaults(&f->cfg);
     s3_deps deps = {.cfg = &f->cfg, .meta = f->ms, .data = f->ds, .obs = f->obs, .root_access_key = ROOT_AK,
                     .root_secret = ROOT_SK, .root_user_id = root.id};
+    if (jobs) deps.jobs = (s3_jobs){jobs, job_metrics, job_empty_now, job_empty_later};
     cr_assert_eq(s3_gateway_new(&deps, &f->gw), 0);
 }
+
+static void fx_up(gateway_fx *f) { fx_up_jobs(f, NULL); }
 
 /* Starts serving (after the test registered its callbacks), each request's
  * arena holding at most arena_max bytes (0: the default). */
@@ -388,5 +413,59 @@ Test(pipeline, a_request_whose_state_does_not_fit_its_arena_is_refused_cleanly) 
     cr_expect_str_eq(error_message(&r), "This request needs more memory than the per-request limit allows.");
     cr_expect(strstr(r.text, "<Resource>/health/live</Resource>"), "%s", r.text);
     cr_expect(logged(&f, "request refused before the gateway took it"));
+    fx_down(&f);
+}
+
+/* ---- what the gateway asks of the job queue ---------------------------------------------------- */
+
+/* The text between <tag> and </tag>, or "". */
+static const char *xml_value(const response *r, const char *tag) {
+    static char v[256];
+    char open[64];
+    snprintf(open, sizeof open, "<%s>", tag);
+    v[0] = '\0';
+    const char *s = strstr(r->text, open);
+    if (s) sscanf(s + strlen(open), "%255[^<]", v);
+    return v;
+}
+
+/* s3/ does not include jobs/: what it needs of the queue comes through
+ * s3_deps.jobs, which cmd/ wires.  /metrics renders the queue's figures;
+ * a multipart version replaced or deleted empties a batch of the trash at
+ * once; a deleted bucket leaves its aborted uploads' parts to a job. */
+Test(pipeline, the_job_queue_is_reached_through_the_callbacks_cmd_wires) {
+    gateway_fx f;
+    job_calls jobs = {0};
+    fx_up_jobs(&f, &jobs);
+    fx_serve(&f);
+    response r;
+    call(&f, "GET", "/metrics", "", NULL, true, &r);
+    cr_expect_eq(r.status, 200);
+    cr_expect(strstr(r.text, "\ntest_jobs_metric 1\n"), "the queue's figures are on /metrics");
+    cr_expect_eq(jobs.metrics, 1);
+
+    call(&f, "PUT", "/trash", "", NULL, false, &r);
+    cr_assert_eq(r.status, 200, "%s", r.text);
+    call(&f, "POST", "/trash/mp", "uploads", NULL, false, &r);
+    cr_assert_eq(r.status, 200, "%s", r.text);
+    char upload[128], query[200], doc[400];
+    snprintf(upload, sizeof upload, "%s", xml_value(&r, "UploadId"));
+    snprintf(query, sizeof query, "partNumber=1&uploadId=%s", upload);
+    call(&f, "PUT", "/trash/mp", query, "the only part", false, &r);
+    cr_assert_eq(r.status, 200, "%s", r.text);
+    snprintf(doc, sizeof doc, "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>%s</ETag></Part>"
+             "</CompleteMultipartUpload>", header_of(&r, "ETag"));
+    snprintf(query, sizeof query, "uploadId=%s", upload);
+    call(&f, "POST", "/trash/mp", query, doc, false, &r);
+    cr_assert_eq(r.status, 200, "%s", r.text);
+    cr_expect_eq(jobs.empty_now, 0);
+    call(&f, "DELETE", "/trash/mp", "", NULL, false, &r);
+    cr_expect_eq(r.status, 204);
+    cr_expect_eq(jobs.empty_now, 1, "deleting a multipart version empties a batch of the trash");
+    cr_expect_eq(jobs.empty_later, 0, "the batch emptied it: no job");
+
+    call(&f, "DELETE", "/trash", "", NULL, false, &r);
+    cr_expect_eq(r.status, 204, "%s", r.text);
+    cr_expect_eq(jobs.empty_later, 1, "a deleted bucket's trash is a job's");
     fx_down(&f);
 }
