@@ -206,14 +206,20 @@ static const char *header_of(const response *r, const char *name) {
     return v;
 }
 
-/* The <Code> of an S3 error body, or "". */
-static const char *error_code(const response *r) {
-    static char code[64];
-    code[0] = '\0';
-    const char *s = strstr(r->text, "<Code>");
-    if (s) sscanf(s + 6, "%63[^<]", code);
-    return code;
+/* The text between the first <tag> and the next '<', or "". */
+static const char *xml_value(const response *r, const char *tag) {
+    static char v[256];
+    char open[64];
+    snprintf(open, sizeof open, "<%s>", tag);
+    v[0] = '\0';
+    const char *s = strstr(r->text, open);
+    if (s) sscanf(s + strlen(open), "%255[^<]", v);
+    return v;
 }
+
+/* The <Code> and <Message> of an S3 error body, or "". */
+static const char *error_code(const response *r) { return xml_value(r, "Code"); }
+static const char *error_message(const response *r) { return xml_value(r, "Message"); }
 
 /* ---- post-commit hooks ------------------------------------------------------------------- */
 
@@ -360,15 +366,6 @@ Test(pipeline, a_missing_bucket_is_answered_before_any_body) {
 
 /* ---- the request's arena ------------------------------------------------------------------ */
 
-/* The message of an S3 error body, or "". */
-static const char *error_message(const response *r) {
-    static char msg[256];
-    msg[0] = '\0';
-    const char *s = strstr(r->text, "<Message>");
-    if (s) sscanf(s + 9, "%255[^<]", msg);
-    return msg;
-}
-
 static bool logged(gateway_fx *f, const char *text) {
     char path[160], cmd[256];
     snprintf(path, sizeof path, "%s/log", f->dir);
@@ -417,17 +414,6 @@ Test(pipeline, a_request_whose_state_does_not_fit_its_arena_is_refused_cleanly) 
 }
 
 /* ---- what the gateway asks of the job queue ---------------------------------------------------- */
-
-/* The text between <tag> and </tag>, or "". */
-static const char *xml_value(const response *r, const char *tag) {
-    static char v[256];
-    char open[64];
-    snprintf(open, sizeof open, "<%s>", tag);
-    v[0] = '\0';
-    const char *s = strstr(r->text, open);
-    if (s) sscanf(s + strlen(open), "%255[^<]", v);
-    return v;
-}
 
 /* s3/ does not include jobs/: what it needs of the queue comes through
  * s3_deps.jobs, which cmd/ wires.  /metrics renders the queue's figures;

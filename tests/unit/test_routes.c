@@ -38,50 +38,52 @@ static const s3_route *route(const char *method, s3_resource res, const char *qu
 #define O S3_RES_OBJECT
 #define S S3_RES_SERVICE
 
+/* A request (method, resource kind, query, copy source) and where it goes. */
 typedef struct {
     const char *method;
     s3_resource res;
     const char *query;
     bool copy;
-    s3_op op;
     const char *api;
+    s3_op op;                   /* served: the operation and its handler */
     void (*handler)(s3_req *q);
-} served_case;
+    const char *code;           /* refused: the S3 error code */
+} route_case;
 
 Test(routes, every_operation_resolves_to_its_handler) {
-    static const served_case cases[] = {
-        {"GET", S, "", false, OP_LIST_BUCKETS, "ListBuckets", s3_list_buckets},
-        {"PUT", B, "", false, OP_CREATE_BUCKET, "CreateBucket", s3_create_bucket},
-        {"HEAD", B, "", false, OP_HEAD_BUCKET, "HeadBucket", s3_head_bucket},
-        {"DELETE", B, "", false, OP_DELETE_BUCKET, "DeleteBucket", s3_delete_bucket},
-        {"GET", B, "location", false, OP_GET_BUCKET_LOCATION, "GetBucketLocation", s3_get_bucket_location},
-        {"GET", B, "", false, OP_LIST_OBJECTS, "ListObjects", s3_list_objects_v1},
-        {"GET", B, "list-type=1", false, OP_LIST_OBJECTS, "ListObjects", s3_list_objects_v1},
-        {"GET", B, "list-type=2&prefix=a", false, OP_LIST_OBJECTS_V2, "ListObjectsV2", s3_list_objects_v2},
-        {"POST", B, "delete", false, OP_DELETE_OBJECTS, "DeleteObjects", s3_delete_objects},
-        {"GET", B, "versioning", false, OP_GET_BUCKET_VERSIONING, "GetBucketVersioning", s3_bucket_subresource},
-        {"GET", B, "acl", false, OP_GET_BUCKET_ACL, "GetBucketAcl", s3_bucket_subresource},
-        {"GET", B, "cors", false, OP_BUCKET_SUBRESOURCE_EMPTY, "GetBucketSubresource", s3_bucket_subresource},
-        {"GET", B, "tagging", false, OP_BUCKET_SUBRESOURCE_EMPTY, "GetBucketSubresource", s3_bucket_subresource},
-        {"GET", B, "policy", false, OP_BUCKET_SUBRESOURCE_EMPTY, "GetBucketSubresource", s3_bucket_subresource},
-        {"GET", B, "uploads", false, OP_LIST_MULTIPART_UPLOADS, "ListMultipartUploads", s3_list_uploads},
-        {"PUT", O, "", false, OP_PUT_OBJECT, "PutObject", s3_put_object},
-        {"PUT", O, "", true, OP_COPY_OBJECT, "CopyObject", s3_copy_object},
-        {"GET", O, "", false, OP_GET_OBJECT, "GetObject", s3_get_object},
-        {"GET", O, "partNumber=2&versionId=null", false, OP_GET_OBJECT, "GetObject", s3_get_object},
-        {"HEAD", O, "partNumber=1", false, OP_HEAD_OBJECT, "HeadObject", s3_head_object},
-        {"DELETE", O, "versionId=null", false, OP_DELETE_OBJECT, "DeleteObject", s3_delete_object},
-        {"GET", O, "acl", false, OP_GET_OBJECT_ACL, "GetObjectAcl", s3_object_subresource},
-        {"GET", O, "tagging", false, OP_GET_OBJECT_TAGGING, "GetObjectTagging", s3_object_subresource},
-        {"POST", O, "uploads", false, OP_CREATE_MULTIPART, "CreateMultipartUpload", s3_create_multipart},
-        {"PUT", O, "partNumber=1&uploadId=u", false, OP_UPLOAD_PART, "UploadPart", s3_upload_part},
-        {"PUT", O, "uploadId=u&partNumber=1", true, OP_UPLOAD_PART_COPY, "UploadPartCopy", s3_upload_part_copy},
-        {"POST", O, "uploadId=u", false, OP_COMPLETE_MULTIPART, "CompleteMultipartUpload", s3_complete_multipart},
-        {"DELETE", O, "uploadId=u", false, OP_ABORT_MULTIPART, "AbortMultipartUpload", s3_abort_multipart},
-        {"GET", O, "uploadId=u&max-parts=2", false, OP_LIST_PARTS, "ListParts", s3_list_parts},
+    static const route_case cases[] = {
+        {"GET", S, "", false, "ListBuckets", OP_LIST_BUCKETS, s3_list_buckets},
+        {"PUT", B, "", false, "CreateBucket", OP_CREATE_BUCKET, s3_create_bucket},
+        {"HEAD", B, "", false, "HeadBucket", OP_HEAD_BUCKET, s3_head_bucket},
+        {"DELETE", B, "", false, "DeleteBucket", OP_DELETE_BUCKET, s3_delete_bucket},
+        {"GET", B, "location", false, "GetBucketLocation", OP_GET_BUCKET_LOCATION, s3_get_bucket_location},
+        {"GET", B, "", false, "ListObjects", OP_LIST_OBJECTS, s3_list_objects_v1},
+        {"GET", B, "list-type=1", false, "ListObjects", OP_LIST_OBJECTS, s3_list_objects_v1},
+        {"GET", B, "list-type=2&prefix=a", false, "ListObjectsV2", OP_LIST_OBJECTS_V2, s3_list_objects_v2},
+        {"POST", B, "delete", false, "DeleteObjects", OP_DELETE_OBJECTS, s3_delete_objects},
+        {"GET", B, "versioning", false, "GetBucketVersioning", OP_GET_BUCKET_VERSIONING, s3_bucket_subresource},
+        {"GET", B, "acl", false, "GetBucketAcl", OP_GET_BUCKET_ACL, s3_bucket_subresource},
+        {"GET", B, "cors", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
+        {"GET", B, "tagging", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
+        {"GET", B, "policy", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
+        {"GET", B, "uploads", false, "ListMultipartUploads", OP_LIST_MULTIPART_UPLOADS, s3_list_uploads},
+        {"PUT", O, "", false, "PutObject", OP_PUT_OBJECT, s3_put_object},
+        {"PUT", O, "", true, "CopyObject", OP_COPY_OBJECT, s3_copy_object},
+        {"GET", O, "", false, "GetObject", OP_GET_OBJECT, s3_get_object},
+        {"GET", O, "partNumber=2&versionId=null", false, "GetObject", OP_GET_OBJECT, s3_get_object},
+        {"HEAD", O, "partNumber=1", false, "HeadObject", OP_HEAD_OBJECT, s3_head_object},
+        {"DELETE", O, "versionId=null", false, "DeleteObject", OP_DELETE_OBJECT, s3_delete_object},
+        {"GET", O, "acl", false, "GetObjectAcl", OP_GET_OBJECT_ACL, s3_object_subresource},
+        {"GET", O, "tagging", false, "GetObjectTagging", OP_GET_OBJECT_TAGGING, s3_object_subresource},
+        {"POST", O, "uploads", false, "CreateMultipartUpload", OP_CREATE_MULTIPART, s3_create_multipart},
+        {"PUT", O, "partNumber=1&uploadId=u", false, "UploadPart", OP_UPLOAD_PART, s3_upload_part},
+        {"PUT", O, "uploadId=u&partNumber=1", true, "UploadPartCopy", OP_UPLOAD_PART_COPY, s3_upload_part_copy},
+        {"POST", O, "uploadId=u", false, "CompleteMultipartUpload", OP_COMPLETE_MULTIPART, s3_complete_multipart},
+        {"DELETE", O, "uploadId=u", false, "AbortMultipartUpload", OP_ABORT_MULTIPART, s3_abort_multipart},
+        {"GET", O, "uploadId=u&max-parts=2", false, "ListParts", OP_LIST_PARTS, s3_list_parts},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const served_case *c = &cases[i];
+        const route_case *c = &cases[i];
         const s3_route *r = route(c->method, c->res, c->query, c->copy);
         cr_expect_eq(s3_route_op(r), c->op, "%s ?%s: op %d, want %d", c->method, c->query, s3_route_op(r), c->op);
         cr_expect_str_eq(r->api, c->api, "%s ?%s", c->method, c->query);
@@ -126,51 +128,42 @@ Test(routes, operator_endpoints_by_exact_path_and_get_only) {
     cr_expect_null(s3_route_operator("GET", "/health/live?x"));
 }
 
-typedef struct {
-    const char *method;
-    s3_resource res;
-    const char *query;
-    bool copy;
-    const char *api;
-    const char *code;
-} refused_case;
-
 Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
-    static const refused_case cases[] = {
+    static const route_case cases[] = {
         /* the service takes only GET */
-        {"PUT", S, "", false, "ListBuckets", "MethodNotAllowed"},
-        {"POST", S, "", false, "ListBuckets", "MethodNotAllowed"},
-        {"PATCH", S, "", false, "ListBuckets", "MethodNotAllowed"},
+        {"PUT", S, "", false, "ListBuckets", .code = "MethodNotAllowed"},
+        {"POST", S, "", false, "ListBuckets", .code = "MethodNotAllowed"},
+        {"PATCH", S, "", false, "ListBuckets", .code = "MethodNotAllowed"},
         /* a verb S3 does not have, anywhere */
-        {"PATCH", B, "", false, "Bucket", "MethodNotAllowed"},
-        {"OPTIONS", O, "", false, "Object", "MethodNotAllowed"},
-        {"PATCH", B, "policy", false, "PutBucketSubresource", "MethodNotAllowed"},
-        {"get", O, "", false, "Object", "MethodNotAllowed"},
+        {"PATCH", B, "", false, "Bucket", .code = "MethodNotAllowed"},
+        {"OPTIONS", O, "", false, "Object", .code = "MethodNotAllowed"},
+        {"PATCH", B, "policy", false, "PutBucketSubresource", .code = "MethodNotAllowed"},
+        {"get", O, "", false, "Object", .code = "MethodNotAllowed"},
         /* bucket configuration we do not store: only GET is answered */
-        {"PUT", B, "policy", false, "PutBucketSubresource", "NotImplemented"},
-        {"DELETE", B, "cors", false, "PutBucketSubresource", "NotImplemented"},
-        {"POST", B, "delete&lifecycle", false, "PutBucketSubresource", "NotImplemented"},
-        {"PUT", B, "tagging", false, "PutBucketSubresource", "NotImplemented"},
+        {"PUT", B, "policy", false, "PutBucketSubresource", .code = "NotImplemented"},
+        {"DELETE", B, "cors", false, "PutBucketSubresource", .code = "NotImplemented"},
+        {"POST", B, "delete&lifecycle", false, "PutBucketSubresource", .code = "NotImplemented"},
+        {"PUT", B, "tagging", false, "PutBucketSubresource", .code = "NotImplemented"},
         /* other subresources of a bucket */
-        {"PUT", B, "acl", false, "BucketSubresource", "NotImplemented"},
-        {"GET", B, "versions", false, "BucketSubresource", "NotImplemented"},
-        {"POST", B, "", false, "Bucket", "NotImplemented"},
+        {"PUT", B, "acl", false, "BucketSubresource", .code = "NotImplemented"},
+        {"GET", B, "versions", false, "BucketSubresource", .code = "NotImplemented"},
+        {"POST", B, "", false, "Bucket", .code = "NotImplemented"},
         /* multipart without the right parameters */
-        {"PUT", O, "uploadId=u", false, "Multipart", "NotImplemented"},
-        {"HEAD", O, "uploadId=u", false, "Multipart", "NotImplemented"},
-        {"GET", O, "uploads", false, "Multipart", "NotImplemented"},
-        {"PUT", O, "partNumber=1", false, "Multipart", "NotImplemented"},
-        {"DELETE", O, "partNumber=1", false, "Multipart", "NotImplemented"},
+        {"PUT", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
+        {"HEAD", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
+        {"GET", O, "uploads", false, "Multipart", .code = "NotImplemented"},
+        {"PUT", O, "partNumber=1", false, "Multipart", .code = "NotImplemented"},
+        {"DELETE", O, "partNumber=1", false, "Multipart", .code = "NotImplemented"},
         /* object subresources */
-        {"PUT", O, "acl", false, "ObjectSubresource", "NotImplemented"},
-        {"PUT", O, "tagging", false, "ObjectSubresource", "NotImplemented"},
-        {"GET", O, "retention", false, "ObjectSubresource", "NotImplemented"},
-        {"POST", O, "restore", false, "ObjectSubresource", "NotImplemented"},
-        {"GET", O, "torrent", false, "ObjectSubresource", "NotImplemented"},
-        {"POST", O, "", false, "Object", "NotImplemented"},
+        {"PUT", O, "acl", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"PUT", O, "tagging", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"GET", O, "retention", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"POST", O, "restore", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"GET", O, "torrent", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"POST", O, "", false, "Object", .code = "NotImplemented"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const refused_case *c = &cases[i];
+        const route_case *c = &cases[i];
         const s3_route *r = route(c->method, c->res, c->query, c->copy);
         cr_expect_null(r->handler, "%s ?%s has no handler", c->method, c->query);
         cr_expect_str_eq(r->api, c->api, "%s ?%s", c->method, c->query);
