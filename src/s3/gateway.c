@@ -10,14 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
-
-#include <pthread.h>
-#include <time.h>
-
-#include <openssl/evp.h>
-#include <sodium.h>
 
 int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     s3_gateway *gw = calloc(1, sizeof *gw);

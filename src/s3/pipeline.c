@@ -40,7 +40,6 @@
 #include <zlib.h>
 
 #include <openssl/evp.h>
-#include <sodium.h>
 
 /* ---- 1. route ------------------------------------------------------------------------------ */
 
@@ -73,7 +72,7 @@ static int parse_address(s3_req *q) {
     if (!vhost) {
         size_t bl = strcspn(rest, "/");
         if (bl >= sizeof q->bucket) {
-                s3_error(q, "InvalidBucketName", NULL);
+            s3_error(q, "InvalidBucketName", NULL);
             return -1;
         }
         memcpy(q->bucket, rest, bl);
@@ -85,15 +84,17 @@ static int parse_address(s3_req *q) {
     if (rest && *rest) {
         size_t kl = (size_t)(path + dl - rest);
         if (kl > 1024) {
-                s3_error(q, "KeyTooLongError", NULL);
+            s3_error(q, "KeyTooLongError", NULL);
             return -1;
         }
         /* Keys are UTF-8: anything else could be stored but never listed in
          * XML that parses. */
         if (!s3_utf8_valid(rest, kl)) {
-                s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the object key is not valid UTF-8.");
+            s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the object key is not valid UTF-8.");
             return -1;
         }
+        /* A decoded NUL anywhere in the path was refused above. */
+        assert(!memchr(rest, '\0', kl));
         memcpy(q->key, rest, kl);
         q->key[kl] = '\0';
         q->key_len = kl;
@@ -102,6 +103,8 @@ static int parse_address(s3_req *q) {
     return 0;
 }
 
+/* Names the route: an operator endpoint by its exact path, else an S3
+ * route by method, resource kind and query (routes.c). */
 static int stage_route(s3_req *q) {
     http_req *r = q->http;
     if (r->too_many_headers) {

@@ -1,15 +1,18 @@
 /*
- * s3 — the S3 API: routing, authentication and authorization of each request,
- * the bucket and object handlers, XML in and out, and the S3 error table.
- * Also serves the unauthenticated operator endpoints /health/live,
- * /health/ready and /metrics.
+ * s3 — the S3 API: the request pipeline (routing, authentication through
+ * auth/, the bucket, authorization, the slots for rate limiting, body
+ * transforms, post-commit hooks and response filters), the bucket and
+ * object handlers, XML in and out, and the S3 error table.  Also serves the
+ * unauthenticated operator endpoints /health/live, /health/ready and
+ * /metrics.
  *
- * The gateway plugs into http/ as an http_handler.  Per request: begin()
- * routes and authenticates from the head alone (so a bad signature or an
- * oversized Content-Length is answered before any body is read), body()
- * streams the payload through the aws-chunked decoder and the hashes into
- * storage (memory bounded by inline_max_size or one I/O buffer), end()
- * commits and answers, done() cleans up and writes the access log line.
+ * The gateway plugs into http/ as an http_handler; pipeline.c runs its
+ * stages in order.  Everything decidable from the head is decided in
+ * begin() (so a bad signature, a missing bucket or an oversized
+ * Content-Length is answered before any body is read), body() streams the
+ * payload through the aws-chunked decoder and the transforms into storage
+ * (memory bounded by inline_max_size or one I/O buffer), end() commits and
+ * answers, done() cleans up and writes the access log line.
  *
  * Thread-safety: the gateway is shared by all connection threads; it holds
  * only thread-safe handles (meta, data, obs) and immutable configuration.
