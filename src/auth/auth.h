@@ -11,9 +11,12 @@
  *             STREAMING-UNSIGNED-PAYLOAD-TRAILER), verifying every chunk
  *             signature as the body streams through; memory is O(1) in the body.
  * secrets.c   Sealing access-key secrets with the master key (XChaCha20-Poly1305).
+ * request.c   Authenticating a request: SigV4 or SigV2, the access key's
+ *             secret from the configuration (root) or metadata.
  *
- * Nothing here touches the network or the database; callers supply the request
- * pieces and the secret.  Everything is thread-safe (no shared state).
+ * Only request.c touches the database (to read an access key); the rest
+ * works on the request pieces and the secret its callers supply.  Nothing
+ * here touches the network.  Everything is thread-safe (no shared state).
  */
 #ifndef CAIRN_AUTH_H
 #define CAIRN_AUTH_H
@@ -23,15 +26,10 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "meta/meta.h"
 
-/* A header as received: name in any case, value untrimmed.  Not NUL-terminated
- * necessarily; lengths rule. */
-typedef struct {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-} auth_header;
+/* A header as received (core.h), by the name auth's interface uses. */
+typedef header_field auth_header;
 
 /* The request as it came off the wire. */
 typedef struct {
@@ -226,6 +224,53 @@ uint64_t chunked_decoded_bytes(const chunked_decoder *d);
 const char *chunked_trailer_name(const chunked_decoder *d);
 const char *chunked_trailer_value(const chunked_decoder *d);
 void chunked_free(chunked_decoder *d);
+
+/* ---- authenticating a request (request.c) ------------------------------- */
+
+#define AUTH_SECRET_MAX 256           /* the longest secret: the root password */
+
+/* What requests are checked against.  The pointers must outlive the calls. */
+typedef struct {
+    meta_store *meta;                 /* access keys and their sealed secrets */
+    const uint8_t *master_key;        /* AUTH_MASTER_KEY_LEN bytes: opens the secrets */
+    const char *root_access_key;      /* the root user's key and secret (configuration); NULL: none */
+    const char *root_secret;
+    int64_t root_user_id;
+    const char *region;               /* the region SigV4 scopes must name */
+    int clock_skew;                   /* seconds of skew accepted */
+    bool sigv2;                       /* accept Signature Version 2 */
+} auth_keys;
+
+/* Who sent a request. */
+typedef struct {
+    sigv4_auth cred;                  /* the credentials as parsed; kind ANONYMOUS when none */
+    bool anonymous;
+    bool is_root;
+    int64_t user_id;
+    /* The verified key's secret, which the aws-chunked decoder needs; wipe
+     * it with auth_identity_wipe when the request is done. */
+    char secret[AUTH_SECRET_MAX];
+} auth_identity;
+
+/* Why a request was refused: the S3 error to answer with. */
+typedef struct {
+    const char *code;
+    const char *message;              /* NULL: the code's usual message */
+    char text[200];                   /* what message may point into */
+} auth_refusal;
+
+/* Authenticates r (now: seconds since epoch; vhost_bucket as for
+ * sigv2_verify) and fills id: anonymous when r carries no credentials.
+ * Returns 0; CAIRN_EAUTH when refused, with why (a malformed or bad
+ * signature, an unknown or inactive key, SigV2 when !k->sigv2, a scope of
+ * another service or region, a secret that cannot be opened); CAIRN_ENOMEM
+ * (could not compute a signature: InternalError, retryable); or the
+ * metadata error that kept the key from being read (why says
+ * InternalError; the caller may answer 503 for an unavailable database). */
+int auth_request(const auth_keys *k, const sigv4_request *r, const char *vhost_bucket, int64_t now, auth_identity *id,
+                 auth_refusal *why);
+/* Zeroes id's copy of the secret. */
+void auth_identity_wipe(auth_identity *id);
 
 /* ---- secrets at rest ---------------------------------------------------- */
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
-#include "data/node.h"
+#include "node/node.h"
 
 int cmd_node(int argc, char **argv) {
     sigset_t sigs;

@@ -404,10 +404,21 @@ static void obs_stop(void *ud) {
     sv->obs = NULL;
 }
 
+/* What the gateway asks of the job queue (s3_jobs), over the server's stores. */
+static void gateway_job_metrics(void *ud, buf_t *out) { jobs_render_metrics(((server *)ud)->ms, out); }
+
+static int gateway_empty_trash(void *ud, int max_batches, int *removed) {
+    server *sv = ud;
+    return jobs_empty_trash(sv->ms, sv->ds, max_batches, removed);
+}
+
+static int gateway_empty_trash_later(void *ud) { return jobs_enqueue_empty_trash(((server *)ud)->ms); }
+
 static int gateway_start(void *ud) {
     server *sv = ud;
     s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
-                    .root_secret = sv->root.password, .root_user_id = sv->root_user.id};
+                    .root_secret = sv->root.password, .root_user_id = sv->root_user.id,
+                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later}};
     memcpy(deps.master_key, sv->mk, 32);
     int rc = s3_gateway_new(&deps, &sv->gw);
     sodium_memzero(deps.master_key, sizeof deps.master_key);

@@ -96,6 +96,54 @@ void buf_prom_label(buf_t *b, const char *s);
 /* Returns data and hands ownership to the caller (free()); buffer is reset. */
 char *buf_steal(buf_t *b);
 
+/* ---- arenas (arena.c) ---------------------------------------------------
+ *
+ * A bump allocator over a list of chunks, for memory that lives exactly as
+ * long as one request: allocations are never freed one by one, the whole
+ * arena goes at once.  Chunks are ARENA_CHUNK bytes (a larger allocation
+ * gets a chunk of its own), and the chunks together never hold more than
+ * the arena's max: past it an allocation fails, so memory per request is
+ * bounded by whoever chose max, never by what a client sends.  Not
+ * thread-safe: one request's thread at a time. */
+
+#define ARENA_CHUNK 16384
+
+typedef struct arena arena;
+
+/* A new arena whose chunks never hold more than max bytes (the first chunk,
+ * which holds the arena itself, included).  NULL when out of memory or max
+ * is too small for a first chunk (under ARENA_MIN).  Free with arena_free. */
+#define ARENA_MIN 256
+arena *arena_new(size_t max);
+/* Frees every chunk, and with them everything allocated.  NULL is a no-op. */
+void arena_free(arena *a);
+/* n bytes aligned for any type (max_align_t), or NULL: past the arena's max
+ * (arena_exhausted is then true) or out of memory.  n == 0 gives a valid,
+ * unique pointer. */
+void *arena_alloc(arena *a, size_t n);
+/* count * size zeroed bytes (NULL on overflow, as past the max). */
+void *arena_calloc(arena *a, size_t count, size_t size);
+/* A NUL-terminated copy of s[0..n) / of s. */
+char *arena_strndup(arena *a, const char *s, size_t n);
+char *arena_strdup(arena *a, const char *s);
+/* Bytes of the chunks the arena holds now (<= its max). */
+size_t arena_size(const arena *a);
+/* True once an allocation failed for the max (not for the system's memory). */
+bool arena_exhausted(const arena *a);
+
+/* ---- request headers -------------------------------------------------- */
+
+/* One header of a request as received: the name in any case, the value
+ * untrimmed, not necessarily NUL-terminated (lengths rule).  Here because
+ * both http/ (which collects them) and auth/ (which signs them) speak of
+ * them, and neither depends on the other. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} header_field;
+
 /* ---- time ------------------------------------------------------------- */
 
 int64_t time_now_ms(void);      /* wall clock, ms since epoch */

@@ -1,7 +1,9 @@
 /*
- * drive.h — private to data/: one place shards live, behind a small set of
- * operations so the store does not care whether a drive is a local directory
- * (drive.c) or a storage node reached over the shard API (remote.c).
+ * drive.h — one place shards live, behind a small set of operations so the
+ * store does not care whether a drive is a local directory (drive.c) or a
+ * storage node reached over the shard API (remote.c).  Private to data/,
+ * but for node/, whose server is the other end of the shard API: it serves
+ * its local drives through this interface.
  *
  * Shards are named "<version_id>.<index>"; a shard is written once, as an
  * append-only stream, and becomes visible under its name only when committed

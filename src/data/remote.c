@@ -18,7 +18,7 @@
  * drive's session id, random per open, and the next number of its counter.
  * An upload's shard bytes are followed by their Poly1305 tag, computed as
  * they stream (node.c says why; docs/shard-api.md has the wire format).
- * Response heads are untrusted input, parsed by node_head_parse.
+ * Response heads are untrusted input, parsed by shard_head_parse.
  */
 #include "data/drive.h"
 
@@ -46,7 +46,7 @@
 #include <openssl/x509v3.h>
 
 #include "data/data.h"
-#include "data/node.h"
+#include "data/shard_api.h"
 
 typedef struct {
     drive base;
@@ -58,7 +58,7 @@ typedef struct {
     int timeout_ms;
     SSL_CTX *tls;       /* https:// nodes: verifies the node's certificate and name */
     EVP_MAC *poly;      /* Poly1305, for upload tags */
-    char session[2 * NODE_SESSION_BYTES + 1];
+    char session[2 * SHARD_SESSION_BYTES + 1];
     atomic_uint_fast64_t seq;   /* the last sequence number used */
 } remote_drive;
 
@@ -83,7 +83,7 @@ typedef struct {
     rconn c;            /* an open GET streaming from pos, or c.fd == -1 */
     uint64_t pos;
     uint64_t left;      /* body bytes of that GET not consumed yet */
-    char spill[NODE_HEAD_MAX]; /* body bytes that arrived with the response head */
+    char spill[SHARD_HEAD_MAX]; /* body bytes that arrived with the response head */
     size_t spill_len, spill_off;
 } remote_in;
 
@@ -203,11 +203,11 @@ static int send_all(rconn *c, const struct iovec *iov_in, int iovcnt) {
 /* Sends a signed request head (sig_out, when given, gets its signature). */
 static int send_head(remote_drive *d, rconn *c, const char *method, const char *target, int64_t content_length,
                      const char *extra, char *sig_out) {
-    char date[24], nonce[NODE_NONCE_MAX], sig[65];
+    char date[24], nonce[SHARD_NONCE_MAX], sig[65];
     snprintf(date, sizeof date, "%lld", (long long)time_now_ms());
     unsigned long long seq = (unsigned long long)atomic_fetch_add(&d->seq, 1) + 1;
     snprintf(nonce, sizeof nonce, "%s.%llu", d->session, seq);
-    int rc = node_sign(d->secret, d->id, method, target, date, nonce, content_length, sig);
+    int rc = shard_sign(d->secret, d->id, method, target, date, nonce, content_length, sig);
     if (rc != 0) return rc;
     char head[2048];
     int n = snprintf(head, sizeof head,
@@ -222,11 +222,11 @@ static int send_head(remote_drive *d, rconn *c, const char *method, const char *
     return send_all(c, &iov, 1);
 }
 
-/* Reads the response head into *h (node_head_parse); returns the status or
- * -1.  Body bytes read past the head (at most NODE_HEAD_MAX) are copied to
+/* Reads the response head into *h (shard_head_parse); returns the status or
+ * -1.  Body bytes read past the head (at most SHARD_HEAD_MAX) are copied to
  * spill/spill_len. */
-static int read_head(rconn *c, node_head *h, char spill[NODE_HEAD_MAX], size_t *spill_len) {
-    char buf[NODE_HEAD_MAX];
+static int read_head(rconn *c, shard_head *h, char spill[SHARD_HEAD_MAX], size_t *spill_len) {
+    char buf[SHARD_HEAD_MAX];
     size_t have = 0;
     *spill_len = 0;
     for (;;) {
@@ -235,9 +235,9 @@ static int read_head(rconn *c, node_head *h, char spill[NODE_HEAD_MAX], size_t *
         if (r < 0 && errno == EINTR && !c->ssl) continue;
         if (r <= 0) return -1;
         have += (size_t)r;
-        if (node_head_parse(buf, have, h) != 0) return -1;
+        if (shard_head_parse(buf, have, h) != 0) return -1;
         if (h->head_len == 0) continue;
-        assert(h->head_len <= have && have - h->head_len <= NODE_HEAD_MAX);
+        assert(h->head_len <= have && have - h->head_len <= SHARD_HEAD_MAX);
         *spill_len = have - h->head_len;
         memcpy(spill, buf + h->head_len, *spill_len);
         return h->status;
@@ -250,9 +250,9 @@ static int simple_call(remote_drive *d, const char *method, const char *target, 
     rconn c;
     if (rconn_open(d, &c) != 0) return -1;
     int status = -1;
-    char spill[NODE_HEAD_MAX];
+    char spill[SHARD_HEAD_MAX];
     size_t sl = 0;
-    node_head h = {.content_length = -1};
+    shard_head h = {.content_length = -1};
     if (send_head(d, &c, method, target, -1, extra, NULL) == 0) status = read_head(&c, &h, spill, &sl);
     int64_t cl = h.content_length;
     if (status > 0 && body_out) {
@@ -293,8 +293,8 @@ static int remote_create(drive *dd, const char *name, uint64_t size, shard_out *
     shard_target(name, target, sizeof target);
     o->c.fd = -1;
     int rc = CAIRN_EIO;
-    if (rconn_open(d, &o->c) == 0 && send_head(d, &o->c, "PUT", target, (int64_t)(size + NODE_TAG_LEN), NULL, sig) == 0)
-        rc = (o->tag = node_tag_new(d->poly, d->secret, sig)) ? 0 : CAIRN_ENOMEM;
+    if (rconn_open(d, &o->c) == 0 && send_head(d, &o->c, "PUT", target, (int64_t)(size + SHARD_TAG_LEN), NULL, sig) == 0)
+        rc = (o->tag = shard_tag_new(d->poly, d->secret, sig)) ? 0 : CAIRN_ENOMEM;
     if (rc != 0) {
         rconn_close(&o->c); /* the node discards a body cut short */
         free(o);
@@ -333,12 +333,12 @@ static void remote_abort(shard_out *oo) {
 static int remote_commit(shard_out *oo) {
     remote_out *o = (remote_out *)oo;
     int rc = CAIRN_EIO;
-    unsigned char tag[NODE_TAG_LEN + 16];
+    unsigned char tag[SHARD_TAG_LEN + 16];
     size_t tl = 0;
-    if (!o->failed && o->remaining == 0 && EVP_MAC_final(o->tag, tag, &tl, sizeof tag) && tl == NODE_TAG_LEN) {
-        struct iovec iov = {tag, NODE_TAG_LEN};
-        node_head h;
-        char spill[NODE_HEAD_MAX];
+    if (!o->failed && o->remaining == 0 && EVP_MAC_final(o->tag, tag, &tl, sizeof tag) && tl == SHARD_TAG_LEN) {
+        struct iovec iov = {tag, SHARD_TAG_LEN};
+        shard_head h;
+        char spill[SHARD_HEAD_MAX];
         size_t sl;
         int status = send_all(&o->c, &iov, 1) == 0 ? read_head(&o->c, &h, spill, &sl) : -1;
         rc = status == 201 ? 0 : status == 507 ? CAIRN_ENOSPC : CAIRN_EIO;
@@ -376,7 +376,7 @@ static int restart_get(remote_in *in, uint64_t off) {
     char target[80], range[96];
     shard_target(in->name, target, sizeof target);
     snprintf(range, sizeof range, "Range: bytes=%llu-%lld\r\n", (unsigned long long)off, (long long)in->size - 1);
-    node_head h = {.content_length = -1};
+    shard_head h = {.content_length = -1};
     size_t sl = 0;
     int status = send_head(d, &in->c, "GET", target, -1, range, NULL) == 0 ? read_head(&in->c, &h, in->spill, &sl) : -1;
     int64_t cl = h.content_length;
@@ -445,11 +445,11 @@ static int remote_remove(drive *dd, const char *name) {
 static int probe_id(remote_drive *d) {
     rconn c;
     if (rconn_open(d, &c) != 0) return CAIRN_EIO;
-    char head[600], spill[NODE_HEAD_MAX];
+    char head[600], spill[SHARD_HEAD_MAX];
     int n = snprintf(head, sizeof head, "GET /health/live HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n",
                      d->host, d->port);
     struct iovec iov = {head, (size_t)n};
-    node_head h;
+    shard_head h;
     size_t sl;
     int status = n > 0 && n < (int)sizeof head && send_all(&c, &iov, 1) == 0 ? read_head(&c, &h, spill, &sl) : -1;
     rconn_close(&c);
@@ -596,7 +596,7 @@ int drive_remote_open_known(const char *url, const char *secret, const char *tls
     d->base.ops = &remote_ops;
     d->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     snprintf(d->secret, sizeof d->secret, "%s", secret ? secret : "");
-    rand_hex_id(d->session, NODE_SESSION_BYTES);
+    rand_hex_id(d->session, SHARD_SESSION_BYTES);
     atomic_init(&d->seq, 0);
     if (!(d->poly = poly_method())) {
         free(d);

@@ -25,6 +25,11 @@
  * over a window, has its connection cut (done is called with completed_ok
  * false).
  *
+ * Memory: each request has an arena (core.h), born with it and freed after
+ * done returns, that holds the request itself and whatever a handler
+ * allocates for it.  Its max is http_options.arena_max, so what a request
+ * can take is set by configuration, never by what the client sends.
+ *
  * Thread-safety: a request is touched by one thread at a time.  Server
  * functions are safe to call from any thread.
  */
@@ -35,10 +40,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth/auth.h"
 #include "core/core.h"
 
 #define HTTP_MAX_HEADERS 128
+#define HTTP_ARENA_MAX(max_header_bytes) (4 * (size_t)(max_header_bytes) + 64 * 1024)
 
 typedef struct http_req {
     /* --- filled by the server; read-only for handlers --- */
@@ -47,13 +52,18 @@ typedef struct http_req {
     char *raw_target;          /* owned copy of the request target, split at '?' */
     const char *raw_path;      /* the path part as sent, percent-encoded */
     const char *raw_query;     /* after '?', "" when none */
-    auth_header headers[HTTP_MAX_HEADERS];
+    header_field headers[HTTP_MAX_HEADERS];
     size_t nheaders;
     bool too_many_headers;
     int64_t content_length;    /* -1 when absent (or chunked transfer) */
     bool chunked_transfer;     /* Transfer-Encoding: chunked */
     int64_t start_ns;
     char remote_addr[64];
+
+    /* The request's arena: allocations that live until done has returned
+     * (then it is freed, and r with it).  NULL only for requests a test
+     * hands a handler directly. */
+    arena *arena;
 
     /* --- set by handlers --- */
     void *ctx;                 /* handler's per-request state */
@@ -113,6 +123,10 @@ typedef struct {
     int connection_limit;
     int connection_timeout;    /* seconds a connection may be idle */
     int max_header_bytes;      /* request line + headers + the empty line, in bytes */
+    /* Bytes each request's arena may hold; 0: HTTP_ARENA_MAX(max_header_bytes),
+     * room for the request, its raw target and what a handler derives from
+     * its head (a decoded path and query, copies of headers). */
+    size_t arena_max;
     int connection_limit_per_ip; /* connections from one address; 0 = no limit */
     int header_timeout;        /* seconds from a request's first byte to the end of its head; 0 = off */
     int64_t min_body_rate;     /* bytes/s a body must average over each window; 0 = off */

@@ -117,6 +117,7 @@ struct http_server {
     atomic_int inflight;
     int listen_fd;
     int max_header_bytes;
+    size_t arena_max;
     /* watchdog */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -497,10 +498,16 @@ static void refuse(http_req *r, const char *code, const char *message) {
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
     http_server *s = cls;
-    http_req *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    r->raw_target = strdup(uri ? uri : "/");
-    if (!r->raw_target) { free(r); return NULL; }
+    /* The request lives in its own arena.  Failing here (out of memory: the
+     * max always has room for a head) makes MHD close the connection. */
+    arena *a = arena_new(s->arena_max);
+    http_req *r = a ? arena_calloc(a, 1, sizeof *r) : NULL;
+    if (r) r->raw_target = arena_strdup(a, uri ? uri : "/");
+    if (!r || !r->raw_target) {
+        arena_free(a);
+        return NULL;
+    }
+    r->arena = a;
     char *q = strchr(r->raw_target, '?');
     if (q) { *q = '\0'; r->raw_query = q + 1; } else r->raw_query = "";
     r->raw_path = r->raw_target;
@@ -552,7 +559,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         while (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
             ((char *)(uintptr_t)value)[--value_size] = '\0';
     }
-    r->headers[r->nheaders++] = (auth_header){key, key_size, value ? value : "", value ? value_size : 0};
+    r->headers[r->nheaders++] = (header_field){key, key_size, value ? value : "", value ? value_size : 0};
     return MHD_YES;
 }
 
@@ -710,8 +717,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     s->h->done(s->app, r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->state_ == ST_QUEUED);
     if (r->resp_) MHD_destroy_response(r->resp_);
     buf_free(&r->resp_headers_);
-    free(r->raw_target);
-    free(r);
+    arena_free(r->arena);       /* r itself is in it */
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
 }
@@ -813,6 +819,7 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     s->h = h;
     s->app = app;
     s->max_header_bytes = opt->max_header_bytes;
+    s->arena_max = opt->arena_max ? opt->arena_max : HTTP_ARENA_MAX(opt->max_header_bytes);
     s->header_timeout_ns = (int64_t)(opt->header_timeout > 0 ? opt->header_timeout : 0) * 1000000000LL;
     s->window_ns = (int64_t)(opt->body_rate_window > 0 ? opt->body_rate_window : 10) * 1000000000LL;
     s->min_body_rate = opt->min_body_rate > 0 ? opt->min_body_rate : 0;

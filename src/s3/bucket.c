@@ -6,7 +6,6 @@
  * prefix's successor), so a page costs O(entries on the page) index seeks no
  * matter how many keys a prefix holds or how deep into the bucket the page is.
  */
-#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <stdlib.h>
@@ -35,10 +34,10 @@ void s3_list_buckets(s3_req *q) {
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                  "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    s3_owner_xml(q, &b, q->user_id);
+    s3_owner_xml(q, &b, q->who.user_id);
     buf_puts(&b, "<Buckets>");
     list_buckets_ctx c = {&b};
-    int rc = meta_bucket_list(q->gw->d.meta, q->is_root ? -1 : q->user_id, add_bucket, &c);
+    int rc = meta_bucket_list(q->gw->d.meta, q->who.is_root ? -1 : q->who.user_id, add_bucket, &c);
     if (rc != 0) {
         buf_free(&b);
         s3_meta_error(q, rc, "InternalError", "listing buckets failed");
@@ -67,19 +66,21 @@ void s3_create_bucket(s3_req *q) {
     }
     meta_bucket bk = {0};
     snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
-    bk.owner_id = q->user_id;
+    bk.owner_id = q->who.user_id;
     bk.created_ms = time_now_ms();
     snprintf(bk.region, sizeof bk.region, "%s", region);
     int64_t owner = 0;
     int rc = meta_bucket_create(q->gw->d.meta, &bk, &owner);
     if (rc == CAIRN_EEXIST) {
-        s3_error(q, owner == q->user_id ? "BucketAlreadyOwnedByYou" : "BucketAlreadyExists", NULL);
+        s3_error(q, owner == q->who.user_id ? "BucketAlreadyOwnedByYou" : "BucketAlreadyExists", NULL);
         return;
     }
     if (rc != 0) {
         s3_meta_error(q, rc, "InternalError", "creating the bucket failed");
         return;
     }
+    q->bucket_id = bk.id;
+    s3_committed(q, NULL, 0);
     char loc[300];
     snprintf(loc, sizeof loc, "/%s", q->bucket);
     http_add_header(q->http, "Location", loc);
@@ -87,36 +88,32 @@ void s3_create_bucket(s3_req *q) {
 }
 
 void s3_head_bucket(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, true) != 0) return;
-    http_add_header(q->http, "x-amz-bucket-region", bk.region);
+    http_add_header(q->http, "x-amz-bucket-region", q->bk.region);
     http_respond(q->http, 200, "", 0);
 }
 
 void s3_delete_bucket(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
-    int rc = meta_bucket_delete(q->gw->d.meta, q->bucket, bk.id);
+    int rc = meta_bucket_delete(q->gw->d.meta, q->bucket, q->bucket_id);
     if (rc == CAIRN_ENOTEMPTY) s3_error(q, "BucketNotEmpty", NULL);
     else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchBucket", NULL);
     else if (rc != 0) s3_meta_error(q, rc, "InternalError", "deleting the bucket failed");
     else {
+        s3_committed(q, NULL, 0);
         /* Its uploads were aborted with it; their parts' shards are in the
          * trash, which a job empties (durably: a crash leaves them listed). */
-        jobs_enqueue_empty_trash(q->gw->d.meta);
+        const s3_jobs *jobs = &q->gw->d.jobs;
+        if (jobs->empty_trash_later) jobs->empty_trash_later(jobs->ud);
         http_respond(q->http, 204, "", 0);
     }
 }
 
 void s3_get_bucket_location(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, true) != 0) return;
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                  "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
     /* S3 answers an empty constraint for us-east-1. */
-    if (strcmp(bk.region, "us-east-1") != 0) buf_xml_escape(&b, bk.region, strlen(bk.region));
+    if (strcmp(q->bk.region, "us-east-1") != 0) buf_xml_escape(&b, q->bk.region, strlen(q->bk.region));
     buf_puts(&b, "</LocationConstraint>");
     s3_respond_xml(q, 200, &b);
 }
@@ -124,8 +121,6 @@ void s3_get_bucket_location(s3_req *q) {
 /* GET on bucket subresources we do not store yet: answer as S3 does for a bucket
  * without that configuration, so clients that probe them keep working. */
 void s3_bucket_subresource(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -133,12 +128,12 @@ void s3_bucket_subresource(s3_req *q) {
         buf_puts(&b, "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
     } else if (q->op == OP_GET_BUCKET_ACL) {
         buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-        s3_owner_xml(q, &b, bk.owner_id);
+        s3_owner_xml(q, &b, q->bk.owner_id);
         buf_puts(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
                      "xsi:type=\"CanonicalUser\">");
-        buf_printf(&b, "<ID>%lld</ID>", (long long)bk.owner_id);
+        buf_printf(&b, "<ID>%lld</ID>", (long long)q->bk.owner_id);
         buf_puts(&b, "</Grantee><Permission>FULL_CONTROL</Permission></Grant>");
-        if (bk.public_read)
+        if (q->bk.public_read)
             buf_puts(&b, "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"Group\">"
                          "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
                          "<Permission>READ</Permission></Grant>");
@@ -309,9 +304,7 @@ static void put_elem(buf_t *b, const char *name, const char *v, size_t n, bool u
     buf_printf(b, "</%s>", name);
 }
 
-void s3_list_objects(s3_req *q, bool v2) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, true) != 0) return;
+static void list_objects(s3_req *q, bool v2) {
     const char *prefix = s3_param_get(q, "prefix");
     const char *delim = s3_param_get(q, "delimiter");
     const char *mk = s3_param_get(q, "max-keys");
@@ -427,3 +420,6 @@ void s3_list_objects(s3_req *q, bool v2) {
     free(w.from);
     s3_respond_xml(q, 200, &b);
 }
+
+void s3_list_objects_v1(s3_req *q) { list_objects(q, false); }
+void s3_list_objects_v2(s3_req *q) { list_objects(q, true); }

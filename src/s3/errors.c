@@ -110,16 +110,12 @@ unsigned s3_error_status(const char *code) {
     return d ? d->status : 500;
 }
 
-void s3_error(s3_req *q, const char *code, const char *message) {
-    http_req *r = q->http;
-    if (http_responded(r)) return;
+/* Sets the error response: the status from the table, the XML body. */
+static void respond_error(http_req *r, const char *code, const char *message, const char *bucket, const char *key,
+                          size_t key_len, bool close) {
     const s3_error_def *d = find(code);
     unsigned status = d ? d->status : 500;
     if (!message) message = d ? d->message : "Error";
-    snprintf(q->error_code, sizeof q->error_code, "%s", code);
-    /* An error ends any upload of this request: remove its temporary shards
-     * now, before the answer goes out, not when the connection is done. */
-    s3_object_abort_writer(q);
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>");
@@ -127,14 +123,14 @@ void s3_error(s3_req *q, const char *code, const char *message) {
     buf_puts(&b, "</Code><Message>");
     buf_xml_escape(&b, message, strlen(message));
     buf_puts(&b, "</Message>");
-    if (q->bucket[0]) {
+    if (bucket[0]) {
         buf_puts(&b, "<BucketName>");
-        buf_xml_escape(&b, q->bucket, strlen(q->bucket));
+        buf_xml_escape(&b, bucket, strlen(bucket));
         buf_puts(&b, "</BucketName>");
     }
-    if (q->has_key && (strcmp(code, "NoSuchKey") == 0)) {
+    if (key) {
         buf_puts(&b, "<Key>");
-        buf_xml_escape(&b, q->key, q->key_len);
+        buf_xml_escape(&b, key, key_len);
         buf_puts(&b, "</Key>");
     }
     buf_puts(&b, "<Resource>");
@@ -150,7 +146,39 @@ void s3_error(s3_req *q, const char *code, const char *message) {
     http_add_header(r, "Content-Type", "application/xml");
     /* An error answered before the body was read ends the connection: the rest of
      * the body is still on the wire. */
-    if (!q->body_done && r->content_length > 0) http_add_header(r, "Connection", "close");
+    if (close) http_add_header(r, "Connection", "close");
     size_t len = b.len;
     http_respond_take(r, status, buf_steal(&b), len);
+}
+
+void s3_error(s3_req *q, const char *code, const char *message) {
+    http_req *r = q->http;
+    if (http_responded(r)) return;
+    snprintf(q->error_code, sizeof q->error_code, "%s", code);
+    /* An error ends any upload of this request: remove its temporary shards
+     * now, before the answer goes out, not when the connection is done. */
+    s3_object_abort_writer(q);
+    bool with_key = q->has_key && strcmp(code, "NoSuchKey") == 0;
+    respond_error(r, code, message, q->bucket, with_key ? q->key : NULL, q->key_len,
+                  !q->body_done && r->content_length > 0);
+}
+
+void s3_error_http(http_req *r, const char *code, const char *message) {
+    if (http_responded(r)) return;
+    log_write(LOG_WARN, r->request_id, "request refused before the gateway took it", "error", code, NULL);
+    respond_error(r, code, message, "", NULL, 0, r->content_length > 0);
+}
+
+const char *s3_nomem_message(const http_req *r) {
+    return arena_exhausted(r->arena) ? "This request needs more memory than the per-request limit allows." : NULL;
+}
+
+void s3_error_nomem(s3_req *q) {
+    const char *msg = s3_nomem_message(q->http);
+    if (msg) {
+        char held[24];
+        log_write(LOG_WARN, q->http->request_id, "request arena limit reached", "arena_bytes",
+                  log_int(held, (long long)arena_size(q->http->arena)), NULL);
+    }
+    s3_error(q, "InternalError", msg);
 }

@@ -1,30 +1,15 @@
 /*
- * gateway.c — the request pipeline of the S3 gateway:
- *
- *   begin: operator endpoints -> address (path or virtual host) -> query ->
- *          operation -> SigV4 -> authorization -> body plan
- *   body:  aws-chunked decode -> payload hashes -> storage (object.c) or buffer
- *   end:   payload checks (sha256, sizes) -> the operation's handler
- *   done:  cleanup of unfinished uploads, metrics, one access-log line
- *
- * Everything that can be judged from the head is judged in begin, so a
- * request that will be refused is refused before its body is read.
+ * gateway.c — the gateway's lifetime, the registries of its pipeline's
+ * slots (post-commit hooks, response filters), the operator endpoints and
+ * the small helpers every handler shares.  The request path itself is
+ * pipeline.c.
  */
-#include "jobs/jobs.h"
 #include "s3/internal.h"
-#include "cache/tiered.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
-
-#include <pthread.h>
-#include <time.h>
-
-#include <openssl/evp.h>
-#include <sodium.h>
 
 int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     s3_gateway *gw = calloc(1, sizeof *gw);
@@ -32,6 +17,10 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     gw->d = *deps;
     gw->cfg = *deps->cfg;
     gw->d.cfg = &gw->cfg;
+    gw->keys = (auth_keys){.meta = gw->d.meta, .master_key = gw->d.master_key,
+                           .root_access_key = gw->d.root_access_key, .root_secret = gw->d.root_secret,
+                           .root_user_id = gw->d.root_user_id, .region = gw->cfg.region,
+                           .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
     int rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {
         free(gw);
@@ -45,6 +34,23 @@ void s3_gateway_free(s3_gateway *gw) {
     if (!gw) return;
     s3_health_stop(gw->health);
     free(gw);
+}
+
+/* ---- the registries of the pipeline's slots ---------------------------------- */
+
+static int callbacks_add(s3_callbacks *l, void (*fn)(void), void *ud) {
+    assert(fn);
+    if (l->n == S3_MAX_CALLBACKS) return CAIRN_ETOOBIG;
+    l->at[l->n].fn = fn;
+    l->at[l->n].ud = ud;
+    l->n++;
+    return 0;
+}
+
+int s3_hook_add(s3_gateway *gw, s3_hook_fn fn, void *ud) { return callbacks_add(&gw->hooks, (void (*)(void))fn, ud); }
+
+int s3_filter_add(s3_gateway *gw, s3_filter_fn fn, void *ud) {
+    return callbacks_add(&gw->filters, (void (*)(void))fn, ud);
 }
 
 /* ---- small shared helpers --------------------------------------------------- */
@@ -68,27 +74,6 @@ void s3_respond_xml(s3_req *q, unsigned status, buf_t *b) {
     http_respond_take(q->http, status, buf_steal(b), len);
 }
 
-bool s3_may_access(const s3_req *q, int64_t owner_id) {
-    return !q->anonymous && (q->is_root || q->user_id == owner_id);
-}
-
-int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read) {
-    int rc = meta_bucket_get(q->gw->d.meta, q->bucket, b);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchBucket", NULL);
-        return rc;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "metadata lookup failed");
-        return rc;
-    }
-    q->bucket_id = b->id;
-    if (s3_may_access(q, b->owner_id)) return 0;
-    if (allow_public_read && b->public_read) return 0;
-    s3_error(q, "AccessDenied", NULL);
-    return CAIRN_EAUTH;
-}
-
 void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id) {
     meta_user u;
     char id[32];
@@ -104,545 +89,36 @@ void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id) {
 
 /* ---- operator endpoints -------------------------------------------------------- */
 
-static void serve_ops(s3_req *q) {
-    if (q->op == OP_HEALTH_LIVE) {
-        static const char live[] = "{\"status\":\"ok\"}\n";
-        http_add_header(q->http, "Content-Type", "application/json");
-        http_respond(q->http, 200, live, sizeof live - 1);
-    } else if (q->op == OP_HEALTH_READY) {
-        s3_serve_ready(q);
-    } else {
-        buf_t b;
-        buf_init(&b);
-        obs_render(q->gw->d.obs, &b);
-        data_stats ds;
-        data_get_stats(q->gw->d.data, &ds);
-        buf_printf(&b, "# HELP cairn_data_corrupt_blocks_total Blocks whose checksum failed or that were short on read.\n"
-                       "# TYPE cairn_data_corrupt_blocks_total counter\ncairn_data_corrupt_blocks_total %llu\n"
-                       "# HELP cairn_data_missing_shards_total Shard files absent when an object was read.\n"
-                       "# TYPE cairn_data_missing_shards_total counter\ncairn_data_missing_shards_total %llu\n"
-                       "# HELP cairn_data_degraded_reads_total Object reads that needed parity.\n"
-                       "# TYPE cairn_data_degraded_reads_total counter\ncairn_data_degraded_reads_total %llu\n"
-                       "# HELP cairn_data_healed_shards_total Shards rewritten by healing.\n"
-                       "# TYPE cairn_data_healed_shards_total counter\ncairn_data_healed_shards_total %llu\n"
-                       "# HELP cairn_data_heal_failures_total Heals that could not complete.\n"
-                       "# TYPE cairn_data_heal_failures_total counter\ncairn_data_heal_failures_total %llu\n",
-                   (unsigned long long)ds.corrupt_blocks, (unsigned long long)ds.missing_shards,
-                   (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
-                   (unsigned long long)ds.heal_failures);
-        data_render_metrics(q->gw->d.data, &b);
-        jobs_render_metrics(q->gw->d.meta, &b);
-        s3_render_meta_metrics(q->gw->d.meta, &b);
-        http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
-        size_t len = b.len;
-        http_respond_take(q->http, 200, buf_steal(&b), len);
-    }
+void s3_serve_live(s3_req *q) {
+    static const char live[] = "{\"status\":\"ok\"}\n";
+    http_add_header(q->http, "Content-Type", "application/json");
+    http_respond(q->http, 200, live, sizeof live - 1);
 }
 
-/* ---- addressing ------------------------------------------------------------------ */
-
-/* Fills bucket and key from the Host header (virtual-host style, when a domain
- * is configured) or from the path.  Returns 0, or answers and returns nonzero. */
-static int parse_address(s3_req *q) {
-    http_req *r = q->http;
-    size_t plen = strlen(r->raw_path);
-    char *path = malloc(plen + 1);
-    if (!path) { s3_error(q, "InternalError", NULL); return -1; }
-    long dl = url_decode(r->raw_path, plen, path);
-    if (dl < 0 || path[0] != '/' || (long)strlen(path) != dl) {
-        free(path);
-        s3_error(q, "InvalidURI", "Couldn't parse the specified URI.");
-        return -1;
-    }
-    const char *rest = path + 1;
-    const char *host = http_header(r, "host");
-    const char *domain = q->gw->cfg.domain;
-    bool vhost = false;
-    if (host && domain[0]) {
-        size_t hl = strcspn(host, ":"), dlen = strlen(domain);
-        if (hl > dlen + 1 && host[hl - dlen - 1] == '.' && strncasecmp(host + hl - dlen, domain, dlen) == 0) {
-            size_t bl = hl - dlen - 1;
-            if (bl >= sizeof q->bucket) bl = sizeof q->bucket - 1;
-            memcpy(q->bucket, host, bl);
-            q->bucket[bl] = '\0';
-            vhost = true;
-        }
-    }
-    if (!vhost) {
-        size_t bl = strcspn(rest, "/");
-        if (bl >= sizeof q->bucket) {
-            free(path);
-            s3_error(q, "InvalidBucketName", NULL);
-            return -1;
-        }
-        memcpy(q->bucket, rest, bl);
-        q->bucket[bl] = '\0';
-        rest += bl;
-        if (*rest == '/') rest++;
-        else rest = NULL;
-    }
-    if (rest && *rest) {
-        size_t kl = (size_t)(path + dl - rest);
-        if (kl > 1024) {
-            free(path);
-            s3_error(q, "KeyTooLongError", NULL);
-            return -1;
-        }
-        /* Keys are UTF-8: anything else could be stored but never listed in
-         * XML that parses. */
-        if (!s3_utf8_valid(rest, kl)) {
-            free(path);
-            s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the object key is not valid UTF-8.");
-            return -1;
-        }
-        memcpy(q->key, rest, kl);
-        q->key[kl] = '\0';
-        q->key_len = kl;
-        q->has_key = true;
-    }
-    free(path);
-    return 0;
+void s3_serve_metrics(s3_req *q) {
+    buf_t b;
+    buf_init(&b);
+    obs_render(q->gw->d.obs, &b);
+    data_stats ds;
+    data_get_stats(q->gw->d.data, &ds);
+    buf_printf(&b, "# HELP cairn_data_corrupt_blocks_total Blocks whose checksum failed or that were short on read.\n"
+                   "# TYPE cairn_data_corrupt_blocks_total counter\ncairn_data_corrupt_blocks_total %llu\n"
+                   "# HELP cairn_data_missing_shards_total Shard files absent when an object was read.\n"
+                   "# TYPE cairn_data_missing_shards_total counter\ncairn_data_missing_shards_total %llu\n"
+                   "# HELP cairn_data_degraded_reads_total Object reads that needed parity.\n"
+                   "# TYPE cairn_data_degraded_reads_total counter\ncairn_data_degraded_reads_total %llu\n"
+                   "# HELP cairn_data_healed_shards_total Shards rewritten by healing.\n"
+                   "# TYPE cairn_data_healed_shards_total counter\ncairn_data_healed_shards_total %llu\n"
+                   "# HELP cairn_data_heal_failures_total Heals that could not complete.\n"
+                   "# TYPE cairn_data_heal_failures_total counter\ncairn_data_heal_failures_total %llu\n",
+               (unsigned long long)ds.corrupt_blocks, (unsigned long long)ds.missing_shards,
+               (unsigned long long)ds.degraded_reads, (unsigned long long)ds.healed_shards,
+               (unsigned long long)ds.heal_failures);
+    data_render_metrics(q->gw->d.data, &b);
+    const s3_jobs *jobs = &q->gw->d.jobs;
+    if (jobs->render_metrics) jobs->render_metrics(jobs->ud, &b);
+    s3_render_meta_metrics(q->gw->d.meta, &b);
+    http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
+    size_t len = b.len;
+    http_respond_take(q->http, 200, buf_steal(&b), len);
 }
-
-/* ---- operation choice ---------------------------------------------------------------- */
-
-static const char *const bucket_empty_subresources[] = {
-    "policy", "lifecycle", "cors", "tagging", "encryption", "object-lock", "website",
-    "replication", "notification", "logging", "accelerate", "requestPayment", "ownershipControls",
-    "publicAccessBlock", "policyStatus", "intelligent-tiering", "inventory", "metrics", "analytics",
-};
-
-static bool has_any_subresource(const s3_req *q) {
-    static const char *const sub[] = {"acl", "tagging",
-                                      "versions", "retention", "legal-hold",
-                                      "torrent", "restore", "select", "attributes"};
-    for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++)
-        if (s3_param_has(q, sub[i])) return true;
-    return false;
-}
-
-static s3_op choose_op(s3_req *q, const char **api) {
-    const char *m = q->http->method;
-    bool get = !strcmp(m, "GET"), head = !strcmp(m, "HEAD"), put = !strcmp(m, "PUT"),
-         del = !strcmp(m, "DELETE"), post = !strcmp(m, "POST");
-    if (!q->bucket[0]) {
-        *api = "ListBuckets";
-        return get ? OP_LIST_BUCKETS : OP_NONE;
-    }
-    if (!q->has_key) {
-        if (get && s3_param_has(q, "location")) { *api = "GetBucketLocation"; return OP_GET_BUCKET_LOCATION; }
-        if (get && s3_param_has(q, "versioning")) { *api = "GetBucketVersioning"; return OP_GET_BUCKET_VERSIONING; }
-        if (get && s3_param_has(q, "acl")) { *api = "GetBucketAcl"; return OP_GET_BUCKET_ACL; }
-        if (get && s3_param_has(q, "uploads")) { *api = "ListMultipartUploads"; return OP_LIST_MULTIPART_UPLOADS; }
-        for (size_t i = 0; i < sizeof bucket_empty_subresources / sizeof bucket_empty_subresources[0]; i++)
-            if (s3_param_has(q, bucket_empty_subresources[i])) {
-                *api = get ? "GetBucketSubresource" : "PutBucketSubresource";
-                return get ? OP_BUCKET_SUBRESOURCE_EMPTY : OP_NONE;
-            }
-        if (post && s3_param_has(q, "delete")) { *api = "DeleteObjects"; return OP_DELETE_OBJECTS; }
-        if (has_any_subresource(q)) { *api = "BucketSubresource"; return OP_NONE; }
-        if (put) { *api = "CreateBucket"; return OP_CREATE_BUCKET; }
-        if (head) { *api = "HeadBucket"; return OP_HEAD_BUCKET; }
-        if (del) { *api = "DeleteBucket"; return OP_DELETE_BUCKET; }
-        if (get) {
-            const char *lt = s3_param_get(q, "list-type");
-            if (lt && !strcmp(lt, "2")) { *api = "ListObjectsV2"; return OP_LIST_OBJECTS_V2; }
-            *api = "ListObjects";
-            return OP_LIST_OBJECTS;
-        }
-        *api = "Bucket";
-        return OP_NONE;
-    }
-    if (get && s3_param_has(q, "acl")) { *api = "GetObjectAcl"; return OP_GET_OBJECT_ACL; }
-    if (get && s3_param_has(q, "tagging")) { *api = "GetObjectTagging"; return OP_GET_OBJECT_TAGGING; }
-    if (post && s3_param_has(q, "uploads")) { *api = "CreateMultipartUpload"; return OP_CREATE_MULTIPART; }
-    if (s3_param_has(q, "uploadId")) {
-        if (put && s3_param_has(q, "partNumber")) {
-            bool copy = http_header(q->http, "x-amz-copy-source") != NULL;
-            *api = copy ? "UploadPartCopy" : "UploadPart";
-            return copy ? OP_UPLOAD_PART_COPY : OP_UPLOAD_PART;
-        }
-        if (post) { *api = "CompleteMultipartUpload"; return OP_COMPLETE_MULTIPART; }
-        if (del) { *api = "AbortMultipartUpload"; return OP_ABORT_MULTIPART; }
-        if (get) { *api = "ListParts"; return OP_LIST_PARTS; }
-        *api = "Multipart";
-        return OP_NONE;
-    }
-    if (s3_param_has(q, "uploads") || (s3_param_has(q, "partNumber") && !get && !head)) {
-        *api = "Multipart";
-        return OP_NONE;
-    }
-    if (has_any_subresource(q)) { *api = "ObjectSubresource"; return OP_NONE; }
-    if (put) {
-        if (http_header(q->http, "x-amz-copy-source")) { *api = "CopyObject"; return OP_COPY_OBJECT; }
-        *api = "PutObject";
-        return OP_PUT_OBJECT;
-    }
-    if (get) { *api = "GetObject"; return OP_GET_OBJECT; }
-    if (head) { *api = "HeadObject"; return OP_HEAD_OBJECT; }
-    if (del) { *api = "DeleteObject"; return OP_DELETE_OBJECT; }
-    *api = "Object";
-    return OP_NONE;
-}
-
-static bool op_allows_anonymous_public(s3_op op) {
-    return op == OP_GET_OBJECT || op == OP_HEAD_OBJECT || op == OP_LIST_OBJECTS ||
-           op == OP_LIST_OBJECTS_V2 || op == OP_HEAD_BUCKET || op == OP_GET_BUCKET_LOCATION;
-}
-
-/* ---- authentication ----------------------------------------------------------------------- */
-
-/* The bucket the Host header named (virtual-host style, as parse_address
- * read it), which SigV2 signs as part of the resource; NULL for path style. */
-static const char *vhost_bucket(const s3_req *q) {
-    const char *host = http_header(q->http, "host");
-    const char *domain = q->gw->cfg.domain;
-    if (!host || !domain[0]) return NULL;
-    size_t hl = strcspn(host, ":"), dlen = strlen(domain);
-    bool vhost = hl > dlen + 1 && host[hl - dlen - 1] == '.' &&
-                 strncasecmp(host + hl - dlen, domain, dlen) == 0;
-    return vhost ? q->bucket : NULL;
-}
-
-/*
- * SigV4, or SigV2 when the request carries V2 credentials (sigv2_present).
- * A V2 request's payload is PAYLOAD_UNSIGNED, so the body plumbing treats it
- * as an UNSIGNED-PAYLOAD request: no SHA-256 to check, no aws-chunked.
- */
-static int authenticate(s3_req *q) {
-    http_req *r = q->http;
-    s3_gateway *gw = q->gw;
-    sigv4_request sr = {r->method, r->raw_path, r->raw_query, r->headers, r->nheaders};
-    const char *code = NULL, *msg = NULL;
-    bool v2 = sigv2_present(&sr);
-    if (v2 && !gw->cfg.sigv2) {
-        /* What S3 answers in the regions that never had SigV2 (eu-central-1 and
-         * every region opened since 2014): 400 InvalidRequest, not AccessDenied,
-         * so clients see that the mechanism is refused, not their credentials. */
-        s3_error(q, "InvalidRequest",
-                 "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.");
-        return -1;
-    }
-    if ((v2 ? sigv2_parse(&sr, &q->auth, &code, &msg) : sigv4_parse(&sr, &q->auth, &code, &msg)) != 0) {
-        s3_error(q, code ? code : "AccessDenied", msg);
-        return -1;
-    }
-    if (q->auth.kind == SIGV4_ANONYMOUS) {
-        q->anonymous = true;
-        snprintf(r->principal, sizeof r->principal, "anonymous");
-        return 0;
-    }
-    if (!v2 && strcmp(q->auth.service, "s3") != 0) {
-        s3_error(q, q->auth.kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError"
-                                                    : "AuthorizationHeaderMalformed",
-                 "The credential scope must name the service 's3'.");
-        return -1;
-    }
-    if (!v2 && strcmp(q->auth.region, gw->cfg.region) != 0) {
-        char why[200];
-        snprintf(why, sizeof why, "the region '%s' is wrong; expecting '%s'", q->auth.region, gw->cfg.region);
-        s3_error(q, q->auth.kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError"
-                                                    : "AuthorizationHeaderMalformed", why);
-        return -1;
-    }
-    const char *secret = NULL;
-    buf_t opened;
-    buf_init(&opened);
-    if (gw->d.root_access_key && strcmp(q->auth.access_key, gw->d.root_access_key) == 0) {
-        secret = gw->d.root_secret;
-        q->is_root = true;
-        q->user_id = gw->d.root_user_id;
-    } else {
-        meta_key k;
-        int rc = meta_key_get(gw->d.meta, q->auth.access_key, &k);
-        if (rc == CAIRN_ENOTFOUND || (rc == 0 && !k.active)) {
-            s3_error(q, "InvalidAccessKeyId", NULL);
-            return -1;
-        }
-        if (rc != 0) {
-            s3_meta_error(q, rc, "InternalError", "cannot load the access key");
-            return -1;
-        }
-        if (auth_secret_open(gw->d.master_key, k.sealed_secret, &opened) != 0) {
-            buf_free(&opened);
-            s3_error(q, "InternalError", "cannot load the access key");
-            return -1;
-        }
-        secret = opened.data;
-        q->user_id = k.user_id;
-        q->is_root = k.user_id == gw->d.root_user_id;
-    }
-    int64_t now = time_now_ms() / 1000;
-    int rc = v2 ? sigv2_verify(&sr, &q->auth, vhost_bucket(q), secret, now, gw->cfg.clock_skew, &code, &msg)
-                : sigv4_verify(&sr, &q->auth, secret, now, gw->cfg.clock_skew, &code, &msg);
-    if (rc == 0) snprintf(q->secret, sizeof q->secret, "%s", secret);
-    if (opened.data) sodium_memzero(opened.data, opened.len);
-    buf_free(&opened);
-    if (rc == CAIRN_ENOMEM) { /* could not compute it: a retry may succeed, a 403 would not */
-        s3_error(q, "InternalError", "out of memory while checking the signature");
-        return -1;
-    }
-    if (rc != 0) {
-        s3_error(q, code ? code : "SignatureDoesNotMatch", msg);
-        return -1;
-    }
-    snprintf(r->principal, sizeof r->principal, "%s", q->auth.access_key);
-    return 0;
-}
-
-/* ---- body plumbing ---------------------------------------------------------------------------- */
-
-/* Receives decoded payload bytes (after aws-chunked, if any). */
-static int payload_sink(void *ud, const char *data, size_t n) {
-    s3_req *q = ud;
-    q->payload_bytes += n;
-    /* Object bodies are hashed by object.c, possibly on another thread. */
-    if (q->sha256 && q->body_mode != BODY_OBJECT) EVP_DigestUpdate(q->sha256, data, n);
-    switch (q->body_mode) {
-    case BODY_IGNORE:
-        return 0;
-    case BODY_BUFFER:
-        if (q->body.len + n > q->body_limit) {
-            q->body_error_code = "MalformedXML";
-            return CAIRN_ETOOBIG;
-        }
-        buf_append(&q->body, data, n);
-        return q->body.oom ? CAIRN_ENOMEM : 0;
-    case BODY_OBJECT:
-        return s3_object_sink(q, data, n);
-    }
-    return 0;
-}
-
-static void fail_body(s3_req *q, int rc, const char *code) {
-    if (code) s3_error(q, code, q->body_error_code ? q->body_error_msg : NULL);
-    else if (rc == CAIRN_ENOSPC) s3_error(q, "InsufficientStorage", "The storage is full.");
-    else if (rc == CAIRN_ETOOBIG) s3_error(q, "EntityTooLarge", NULL);
-    else s3_error(q, "InternalError", "storing the request body failed");
-}
-
-static int plan_body(s3_req *q) {
-    http_req *r = q->http;
-    q->declared_size = r->content_length;
-    bool streaming = q->auth.payload == PAYLOAD_STREAMING_SIGNED ||
-                     q->auth.payload == PAYLOAD_STREAMING_SIGNED_TRAILER ||
-                     q->auth.payload == PAYLOAD_STREAMING_UNSIGNED_TRAILER;
-    if (streaming) {
-        const char *dcl = http_header(r, "x-amz-decoded-content-length");
-        char *end = NULL;
-        long long v = dcl ? strtoll(dcl, &end, 10) : -1;
-        if (!dcl || *end || v < 0) {
-            s3_error(q, "MissingContentLength", "x-amz-decoded-content-length is required for aws-chunked uploads.");
-            return -1;
-        }
-        q->declared_size = v;
-        q->chunked = chunked_new(&q->auth, q->secret);
-        if (!q->chunked) { s3_error(q, "InternalError", NULL); return -1; }
-    }
-    if (!q->anonymous && q->auth.payload == PAYLOAD_SHA256) {
-        q->sha256 = EVP_MD_CTX_new();
-        if (!q->sha256 || !EVP_DigestInit_ex(q->sha256, EVP_sha256(), NULL)) {
-            s3_error(q, "InternalError", NULL);
-            return -1;
-        }
-    }
-    if (q->op == OP_PUT_OBJECT) {
-        q->body_mode = BODY_OBJECT;
-        return s3_object_begin(q);
-    }
-    if (q->op == OP_UPLOAD_PART) {
-        q->body_mode = BODY_OBJECT;
-        return s3_upload_part_begin(q);
-    }
-    if (q->op == OP_DELETE_OBJECTS || q->op == OP_CREATE_BUCKET || q->op == OP_COMPLETE_MULTIPART) {
-        q->body_mode = BODY_BUFFER;
-        q->body_limit = 4 * 1024 * 1024;
-        if (q->declared_size > (int64_t)q->body_limit) {
-            s3_error(q, "MalformedXML", "The XML body is too large.");
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* ---- http_handler callbacks ----------------------------------------------------------------- */
-
-static void on_begin(void *app, http_req *r) {
-    tiered_scope_begin(); /* the request's metadata reads share one check of the cache (tiered.h) */
-    s3_req *q = calloc(1, sizeof *q);
-    if (!q) {
-        http_respond(r, 503, "", 0);
-        return;
-    }
-    q->gw = app;
-    q->http = r;
-    q->declared_size = -1;
-    buf_init(&q->body);
-    r->ctx = q;
-    obs_inflight(q->gw->d.obs, 1);
-
-    if (r->too_many_headers) {
-        s3_error(q, "InvalidRequest", "Too many headers.");
-        return;
-    }
-    /* Operator endpoints answer whatever credentials come along; the bucket
-     * names "health" and "metrics" are reserved so these paths are never S3. */
-    if (!strcmp(r->method, "GET")) {
-        if (!strcmp(r->raw_path, "/health/live")) q->op = OP_HEALTH_LIVE;
-        else if (!strcmp(r->raw_path, "/health/ready")) q->op = OP_HEALTH_READY;
-        else if (!strcmp(r->raw_path, "/metrics")) q->op = OP_METRICS;
-        if (q->op) {
-            r->api = q->op == OP_METRICS ? "Metrics" : "Health";
-            serve_ops(q);
-            return;
-        }
-    }
-    if (parse_address(q) != 0) return;
-    int qrc = s3_parse_query(r->raw_query, q->params, S3_MAX_QUERY, &q->nparams, &q->qbuf);
-    if (qrc != 0) {
-        if (qrc == CAIRN_ENOMEM) s3_error(q, "InternalError", NULL);
-        else s3_error(q, "InvalidURI", "Couldn't parse the specified URI: the query string is malformed.");
-        return;
-    }
-    const char *api = "Unknown";
-    q->op = choose_op(q, &api);
-    r->api = api;
-    if (authenticate(q) != 0) return;
-    if (q->op == OP_NONE) {
-        bool known = !strcmp(r->method, "GET") || !strcmp(r->method, "PUT") || !strcmp(r->method, "HEAD") ||
-                     !strcmp(r->method, "DELETE") || !strcmp(r->method, "POST");
-        if (!known || !q->bucket[0]) s3_error(q, "MethodNotAllowed", NULL);
-        else s3_error(q, "NotImplemented", NULL);
-        return;
-    }
-    if (q->bucket[0] && q->op != OP_CREATE_BUCKET && !s3_bucket_name_valid(q->bucket)) {
-        /* Names that could never have been created cannot exist. */
-        s3_error(q, "NoSuchBucket", NULL);
-        return;
-    }
-    if (q->anonymous && !op_allows_anonymous_public(q->op)) {
-        s3_error(q, "AccessDenied", NULL);
-        return;
-    }
-    if (memchr(q->key, '\0', q->key_len)) {
-        s3_error(q, "InvalidArgument", "Object keys cannot contain NUL.");
-        return;
-    }
-    plan_body(q);
-}
-
-static void on_body(void *app, http_req *r, const char *data, size_t n) {
-    (void)app;
-    s3_req *q = r->ctx;
-    if (!q) return;
-    int rc;
-    const char *code = NULL;
-    if (q->chunked) rc = chunked_feed(q->chunked, data, n, payload_sink, q, &code);
-    else rc = payload_sink(q, data, n);
-    if (rc == CAIRN_EAUTH) s3_error(q, "SignatureDoesNotMatch", "An aws-chunked chunk signature does not match.");
-    else if (rc != 0) fail_body(q, rc, q->body_error_code ? q->body_error_code : code);
-}
-
-/* Checks what can only be checked once the whole body is in. */
-static int finish_payload(s3_req *q) {
-    const char *code = NULL;
-    if (q->chunked) {
-        if (chunked_finish(q->chunked, &code) != 0) {
-            s3_error(q, code ? code : "IncompleteBody", NULL);
-            return -1;
-        }
-        if (q->declared_size >= 0 && (int64_t)q->payload_bytes != q->declared_size) {
-            s3_error(q, "IncompleteBody", NULL);
-            return -1;
-        }
-    }
-    if (q->sha256) {
-        unsigned char d[32];
-        unsigned dl = 0;
-        char hex[65];
-        EVP_DigestFinal_ex(q->sha256, d, &dl);
-        hex_encode(d, 32, hex);
-        if (strcasecmp(hex, q->auth.payload_hash) != 0) {
-            s3_error(q, "XAmzContentSHA256Mismatch", NULL);
-            return -1;
-        }
-    }
-    if (q->body_mode == BODY_BUFFER && q->body.oom) {
-        s3_error(q, "InternalError", NULL);
-        return -1;
-    }
-    return 0;
-}
-
-static void on_end(void *app, http_req *r) {
-    (void)app;
-    tiered_scope_begin(); /* the commit's reads check anew: the body may have taken long */
-    s3_req *q = r->ctx;
-    if (!q) return;
-    q->body_done = true;
-    if (q->body_mode == BODY_OBJECT && s3_object_body_end(q) != 0) return;
-    if (finish_payload(q) != 0) return;
-    switch (q->op) {
-    case OP_LIST_BUCKETS: s3_list_buckets(q); break;
-    case OP_CREATE_BUCKET: s3_create_bucket(q); break;
-    case OP_HEAD_BUCKET: s3_head_bucket(q); break;
-    case OP_DELETE_BUCKET: s3_delete_bucket(q); break;
-    case OP_GET_BUCKET_LOCATION: s3_get_bucket_location(q); break;
-    case OP_LIST_OBJECTS: s3_list_objects(q, false); break;
-    case OP_LIST_OBJECTS_V2: s3_list_objects(q, true); break;
-    case OP_DELETE_OBJECTS: s3_delete_objects(q); break;
-    case OP_GET_BUCKET_VERSIONING:
-    case OP_GET_BUCKET_ACL:
-    case OP_BUCKET_SUBRESOURCE_EMPTY: s3_bucket_subresource(q); break;
-    case OP_LIST_MULTIPART_UPLOADS: s3_list_uploads(q); break;
-    case OP_CREATE_MULTIPART: s3_create_multipart(q); break;
-    case OP_UPLOAD_PART: s3_upload_part(q); break;
-    case OP_UPLOAD_PART_COPY: s3_upload_part_copy(q); break;
-    case OP_COMPLETE_MULTIPART: s3_complete_multipart(q); break;
-    case OP_ABORT_MULTIPART: s3_abort_multipart(q); break;
-    case OP_LIST_PARTS: s3_list_parts(q); break;
-    case OP_PUT_OBJECT: s3_put_object(q); break;
-    case OP_COPY_OBJECT: s3_copy_object(q); break;
-    case OP_GET_OBJECT: s3_get_object(q, false); break;
-    case OP_HEAD_OBJECT: s3_get_object(q, true); break;
-    case OP_DELETE_OBJECT: s3_delete_object(q); break;
-    case OP_GET_OBJECT_ACL:
-    case OP_GET_OBJECT_TAGGING: s3_object_subresource(q); break;
-    default: s3_error(q, "NotImplemented", NULL); break;
-    }
-}
-
-static void on_done(void *app, http_req *r, bool ok) {
-    tiered_scope_end();
-    s3_gateway *gw = app;
-    s3_req *q = r->ctx;
-    unsigned status = http_status(r);
-    double secs = (double)(time_mono_ns() - r->start_ns) / 1e9;
-    if (q) {
-        s3_object_cleanup(q);
-        if (q->chunked) chunked_free(q->chunked);
-        if (q->sha256) EVP_MD_CTX_free(q->sha256);
-        buf_free(&q->body);
-        free(q->qbuf);
-        sodium_memzero(q->secret, sizeof q->secret);
-        obs_inflight(gw->d.obs, -1);
-    }
-    uint64_t out = ok && strcmp(r->method, "HEAD") != 0 ? r->resp_size_ : 0;
-    obs_request(gw->d.obs, r->api, status, secs, r->bytes_in, out);
-    char st[24], bi[24], bo[24], dur[32];
-    snprintf(dur, sizeof dur, "%.3f", secs * 1000);
-    log_write(status >= 500 ? LOG_WARN : LOG_INFO, r->request_id, "request",
-              "method", r->method, "path", r->raw_path, "api", r->api,
-              "status", log_int(st, status), "bytes_in", log_int(bi, (long long)r->bytes_in),
-              "bytes_out", log_int(bo, (long long)out), "duration_ms", dur,
-              "principal", r->principal[0] ? r->principal : "-",
-              "remote", r->remote_addr,
-              "error", q && q->error_code[0] ? q->error_code : (ok ? "" : "connection closed before the response was sent"),
-              NULL);
-    free(q);
-    r->ctx = NULL;
-}
-
-static const http_handler handler = {on_begin, on_body, on_end, on_done};
-
-const http_handler *s3_http_handler(void) { return &handler; }

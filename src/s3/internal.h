@@ -12,14 +12,29 @@
 
 typedef struct s3_health s3_health;
 
+/* A registry of callbacks (post-commit hooks, response filters): filled
+ * before the gateway serves, read-only after. */
+#define S3_MAX_CALLBACKS 8
+typedef struct {
+    struct {
+        void (*fn)(void);       /* the registry's own type, cast back to call */
+        void *ud;
+    } at[S3_MAX_CALLBACKS];
+    int n;
+} s3_callbacks;
+
 struct s3_gateway {
     s3_deps d;
     config_t cfg;               /* private copy: immutable after start */
     s3_health *health;          /* the readiness checker (health.c) */
+    s3_callbacks hooks;         /* post-commit hooks (s3_hook_add) */
+    s3_callbacks filters;       /* response filters (s3_filter_add) */
+    auth_keys keys;             /* what signatures are checked against (into d and cfg) */
 };
 
+/* Operations, one per route (routes.c); the unsupported ones have no handler. */
 typedef enum {
-    OP_NONE = 0,
+    OP_NONE = 0,                /* not routed yet */
     OP_HEALTH_LIVE, OP_HEALTH_READY, OP_METRICS,
     OP_LIST_BUCKETS,
     OP_CREATE_BUCKET, OP_HEAD_BUCKET, OP_DELETE_BUCKET, OP_GET_BUCKET_LOCATION,
@@ -29,6 +44,9 @@ typedef enum {
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
+    OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
+    OP_UNSUPPORTED_MULTIPART, OP_UNSUPPORTED_OBJECT_SUB, OP_UNSUPPORTED_OBJECT,
+    OP__COUNT
 } s3_op;
 
 /* What happens to the request body. */
@@ -38,15 +56,71 @@ typedef enum {
     BODY_OBJECT,                /* object data: inline buffer or data writer */
 } s3_body_mode;
 
+/* What a request names. */
+typedef enum {
+    S3_RES_OPERATOR = 0,        /* /health/live, /health/ready, /metrics */
+    S3_RES_SERVICE,             /* no bucket: GET / */
+    S3_RES_BUCKET,              /* a bucket, no key */
+    S3_RES_OBJECT,              /* a bucket and a key */
+} s3_resource;
+
+/* The credentials a route needs. */
+typedef enum {
+    S3_AUTH_NONE = 0,           /* none are read (operator endpoints) */
+    S3_AUTH_PUBLIC,             /* anonymous callers too: public-read buckets admit them */
+    S3_AUTH_SIGNED,             /* a signed request; an anonymous one is AccessDenied */
+} s3_auth_need;
+
+typedef struct s3_req s3_req;
+
+/* One route: what the pipeline does around its handler. */
+typedef struct {
+    const char *api;            /* the operation's name in logs and metrics */
+    s3_resource resource;
+    s3_auth_need auth;
+    /* The request's bucket must exist: the bucket stage loads it once
+     * (s3_req.bk) and authorization judges access to it. */
+    bool bucket;
+    s3_body_mode body;
+    /* Runs from the head, before any body byte; nonzero = answered. */
+    int (*begin)(s3_req *q);
+    /* Runs once the body is in and checked; must answer.  NULL: a route we
+     * do not serve, refused as s3_route_refusal says. */
+    void (*handler)(s3_req *q);
+} s3_route;
+
+/* What a route is chosen by. */
+typedef struct {
+    const char *method;
+    s3_resource resource;       /* never S3_RES_OPERATOR: see s3_route_operator */
+    const s3_query_param *params;
+    int nparams;
+    bool copy_source;           /* an x-amz-copy-source header is present */
+} s3_route_input;
+
+/* routes.c */
+/* The operator endpoint a GET of raw_path is, or NULL. */
+const s3_route *s3_route_operator(const char *method, const char *raw_path);
+/* The route of an S3 request: never NULL (unsupported combinations have
+ * routes without a handler). */
+const s3_route *s3_route_find(const s3_route_input *in);
+/* The S3 error code refusing route (MethodNotAllowed or NotImplemented),
+ * or NULL when route has a handler. */
+const char *s3_route_refusal(const s3_route *route, const char *method);
+const s3_route *s3_route_get(s3_op op);
+s3_op s3_route_op(const s3_route *route);
+
 #define S3_MAX_QUERY 48
 
-typedef s3_query_param s3_param;  /* decoded, pointing into qbuf */
+typedef s3_query_param s3_param;  /* decoded, in the request's arena */
 
-typedef struct s3_req {
+struct s3_req {
     s3_gateway *gw;
     http_req *http;
-    s3_op op;
+    const s3_route *route;
+    s3_op op;                   /* s3_route_op(route) */
     char error_code[64];        /* set by s3_error, for the access log */
+    bool filtered;              /* the response filters ran */
     /* A metadata call made below a helper whose own result cannot say so
      * (obj_reader_open's parts lookup) found the database unavailable
      * (s3_meta_unavailable): the code, so the request answers 503. */
@@ -54,22 +128,21 @@ typedef struct s3_req {
 
     /* addressing */
     char bucket[256];
-    int64_t bucket_id;          /* the bucket's identity once loaded (s3_load_bucket) */
+    /* The request's bucket, loaded once by the bucket stage when the route
+     * needs one (route->bucket); handlers use it and name the bucket by its
+     * id (bucket_id) in every metadata call, so a bucket deleted and
+     * recreated by someone else meanwhile is never acted on. */
+    meta_bucket bk;
+    int64_t bucket_id;          /* bk.id, or the id CreateBucket made */
     char key[1025];
     size_t key_len;
     bool has_key;
-    char *qbuf;                 /* decoded query strings live here */
+    bool vhost;                 /* the bucket came from the Host header */
     s3_param params[S3_MAX_QUERY];
     int nparams;
 
-    /* identity */
-    sigv4_auth auth;
-    bool anonymous;
-    bool is_root;
-    int64_t user_id;
-    /* The verified user's secret, for aws-chunked: as long as the longest a
-     * secret can be (the root password's field). */
-    char secret[sizeof ((config_t *)0)->root_password];
+    /* who is asking (the authenticate stage) */
+    auth_identity who;
 
     /* body */
     s3_body_mode body_mode;
@@ -94,7 +167,19 @@ typedef struct s3_req {
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
-} s3_req;
+};
+
+/* pipeline.c */
+/* The body-transform slot (see pipeline.c): every payload byte goes through
+ * it once, on its way to its sink.  ud is the request; the data writer's tap. */
+void s3_body_transform(void *ud, const void *data, size_t n);
+/* A metadata commit succeeded: runs the post-commit hooks with the route's
+ * operation, the request's bucket and key (NULL for the bucket's own). */
+void s3_committed(s3_req *q, const char *key, size_t key_len);
+/* Whether the caller may act on bucket b: its owner or root may do
+ * anything; anyone, anonymous callers too, may read a public-read bucket
+ * when read_only (a route that only reads, or a copy's source). */
+bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only);
 
 /* health.c */
 /* Starts the gateway's one readiness checker thread / stops and joins it. */
@@ -105,6 +190,15 @@ void s3_serve_ready(s3_req *q);
 
 /* errors.c */
 void s3_error(s3_req *q, const char *code, const char *message);
+/* The same for a request that has no s3_req (it could not be allocated):
+ * no bucket or key in the body. */
+void s3_error_http(http_req *r, const char *code, const char *message);
+/* An allocation from the request's arena failed: 500 InternalError, whose
+ * message says so when the request needed more than its arena's max (a
+ * retry will not help), logged. */
+void s3_error_nomem(s3_req *q);
+/* That message, or NULL (the system is out of memory: the usual one). */
+const char *s3_nomem_message(const http_req *r);
 /* Answers a metadata call that failed with rc.  A database that is busy (no
  * free connection within db_acquire_timeout_ms, a statement timeout, a lock
  * timeout: CAIRN_EBUSY, CAIRN_ETIMEDOUT) is 503 SlowDown; one that cannot be
@@ -127,17 +221,13 @@ bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id);
 void s3_render_meta_metrics(meta_store *ms, buf_t *b);
 
 /* gateway.c */
+/* GET /health/live and GET /metrics. */
+void s3_serve_live(s3_req *q);
+void s3_serve_metrics(s3_req *q);
 const char *s3_param_get(const s3_req *q, const char *name);
 bool s3_param_has(const s3_req *q, const char *name);
 /* Responds with an XML document (takes b's contents). */
 void s3_respond_xml(s3_req *q, unsigned status, buf_t *b);
-/* True when the caller may act on a bucket owned by owner_id. */
-bool s3_may_access(const s3_req *q, int64_t owner_id);
-/* Loads the bucket and checks access; on failure responds and returns
- * nonzero.  Sets q->bucket_id: every later metadata call of the request
- * names the bucket by it, so a bucket deleted and recreated by someone else
- * meanwhile is never acted on. */
-int s3_load_bucket(s3_req *q, meta_bucket *b, bool allow_public_read);
 void s3_owner_xml(s3_req *q, buf_t *b, int64_t owner_id);
 
 /* bucket.c */
@@ -146,7 +236,8 @@ void s3_create_bucket(s3_req *q);
 void s3_head_bucket(s3_req *q);
 void s3_delete_bucket(s3_req *q);
 void s3_get_bucket_location(s3_req *q);
-void s3_list_objects(s3_req *q, bool v2);
+void s3_list_objects_v1(s3_req *q);
+void s3_list_objects_v2(s3_req *q);
 void s3_bucket_subresource(s3_req *q);
 
 /* object.c */
@@ -157,14 +248,16 @@ int s3_object_sink(s3_req *q, const char *data, size_t n);
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
 void s3_copy_object(s3_req *q);
-void s3_get_object(s3_req *q, bool head);
+void s3_get_object(s3_req *q);
+void s3_head_object(s3_req *q);
 void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
 void s3_object_subresource(s3_req *q);
 void s3_object_cleanup(s3_req *q);
 /* Aborts the request's data writer, if any (its temp shards go at once). */
 void s3_object_abort_writer(s3_req *q);
-/* The stored headers of the request as JSON (malloc'd), or NULL (answered). */
+/* The stored headers of the request as JSON (in the request's arena), or
+ * NULL (answered). */
 char *s3_headers_json_from_request(s3_req *q);
 /* Verifies the received body and makes its shards durable (non-inline
  * bodies); nonzero = answered. */

@@ -10,7 +10,6 @@
  * object in one metadata transaction: the object row (layout "mp:<n>", ETag
  * md5-of-md5s "-n") and its part list.  Parts left out are removed after.
  */
-#include "jobs/jobs.h"
 #include "s3/internal.h"
 
 #include <assert.h>
@@ -38,13 +37,14 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id) {
      * trash.  Remove them now, a batch at most, as the bytes of a plain
      * version go; what is left (a node down, a long trash) the job takes. */
     (void)version_id;
+    const s3_jobs *jobs = &q->gw->d.jobs;
     int removed = 0;
-    if (jobs_empty_trash(q->gw->d.meta, q->gw->d.data, 1, &removed) != 0 || removed >= 256)
-        jobs_enqueue_empty_trash(q->gw->d.meta);
+    bool emptied = jobs->empty_trash && jobs->empty_trash(jobs->ud, 1, &removed) == 0 && removed < 256;
+    if (!emptied && jobs->empty_trash_later) jobs->empty_trash_later(jobs->ud);
 }
 
 /* Loads the upload named by ?uploadId and checks it belongs to this bucket
- * (by identity: the bucket the request loaded, s3_load_bucket) and key.
+ * (by identity: the bucket the request loaded, q->bucket_id) and key.
  * Answers NoSuchUpload unless quiet_missing (the caller has a fallback). */
 static int find_upload(s3_req *q, meta_upload *u, bool quiet_missing) {
     assert(q->bucket_id > 0);
@@ -85,8 +85,6 @@ static void put_key_xml(buf_t *b, const char *name, const char *v, size_t n) {
 /* ---- Create ---------------------------------------------------------------------- */
 
 void s3_create_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u = {0};
     char raw[32];
     rand_bytes(raw, sizeof raw);
@@ -95,16 +93,16 @@ void s3_create_multipart(s3_req *q) {
     u.bucket_id = q->bucket_id;
     memcpy(u.key, q->key, q->key_len);
     u.key_len = q->key_len;
-    u.owner_id = q->user_id;
+    u.owner_id = q->who.user_id;
     u.initiated_ms = time_now_ms();
     u.headers_json = s3_headers_json_from_request(q);
     if (!u.headers_json) return;
     int rc = meta_upload_create(q->gw->d.meta, &u);
-    free(u.headers_json);
     if (rc != 0) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
         return;
     }
+    s3_committed(q, q->key, q->key_len);
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -121,8 +119,6 @@ void s3_create_multipart(s3_req *q) {
 int s3_upload_part_begin(s3_req *q) {
     int n;
     if (part_number_param(q, &n) != 0) return -1;
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return -1;
     meta_upload u;
     if (load_upload(q, &u) != 0) return -1;
     meta_upload_clear(&u);
@@ -146,6 +142,7 @@ void s3_upload_part(s3_req *q) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError", NULL);
         return;
     }
+    s3_committed(q, q->key, q->key_len);
     if (had) drop_part(q, &old);
     s3_quote_etag(p.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
@@ -164,8 +161,6 @@ static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int6
 
 void s3_upload_part_copy(s3_req *q) {
     http_req *r = q->http;
-    meta_bucket dbk;
-    if (s3_load_bucket(q, &dbk, false) != 0) return;
     int n;
     if (part_number_param(q, &n) != 0) return;
     meta_upload u;
@@ -202,8 +197,9 @@ void s3_upload_part_copy(s3_req *q) {
             if (s3_commit_failed_drop_ok(q, rc, p.version_id)) drop_part(q, &p);
             code = rc == CAIRN_ENOTFOUND ? "NoSuchUpload" : "InternalError";
             meta_rc = rc;
-        } else if (had) {
-            drop_part(q, &old);
+        } else {
+            s3_committed(q, q->key, q->key_len);
+            if (had) drop_part(q, &old);
         }
     }
     meta_object_clear(&src);
@@ -367,6 +363,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         fault_point("complete.before_commit");
         rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
         if (rc == 0) {
+            s3_committed(q, q->key, q->key_len);
             if (had) {
                 s3_drop_version_data(q, &old);
                 meta_object_clear(&old);
@@ -389,8 +386,6 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
 #define COMPLETE_ATTEMPTS 5
 
 void s3_complete_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     s3_complete_part *want = NULL;
     int n = s3_parse_complete_xml(q->body.data ? q->body.data : "", q->body.len, &want);
     if (n < 0) {
@@ -416,15 +411,16 @@ void s3_complete_multipart(s3_req *q) {
 /* ---- Abort, ListParts, ListMultipartUploads ------------------------------------------------ */
 
 void s3_abort_multipart(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     int rc = meta_upload_abort(q->gw->d.meta, u.upload_id, drop_part, q);
     meta_upload_clear(&u);
     if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchUpload", NULL);
     else if (rc != 0) s3_meta_error(q, rc, "InternalError", NULL);
-    else http_respond(q->http, 204, "", 0);
+    else {
+        s3_committed(q, q->key, q->key_len);
+        http_respond(q->http, 204, "", 0);
+    }
 }
 
 typedef struct {
@@ -444,8 +440,6 @@ static int emit_part(void *ud, const meta_part *p) {
 }
 
 void s3_list_parts(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
     int max, marker;
@@ -554,8 +548,6 @@ static int emit_upload(void *ud, const meta_upload *u) {
 }
 
 void s3_list_uploads(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     int max;
     if (s3_parse_max(s3_param_get(q, "max-uploads"), 1000, 1000, &max) != 0) {
         s3_error(q, "InvalidArgument", "max-uploads must be a non-negative integer");

@@ -28,8 +28,6 @@
 
 #define MAX_USER_METADATA 2048
 
-static void hash_update(void *ud, const void *data, size_t n);
-
 #define MAX_SINGLE_PUT (5LL * 1024 * 1024 * 1024)
 
 static const char *const stored_headers[] = {
@@ -46,8 +44,8 @@ static bool is_stored_header(const char *name, size_t n) {
     return false;
 }
 
-/* Builds the JSON object of stored headers from the request; returns NULL and
- * answers the request on error. */
+/* Builds the JSON object of stored headers from the request, in its arena;
+ * returns NULL and answers the request on error. */
 char *s3_headers_json_from_request(s3_req *q) {
     http_req *r = q->http;
     buf_t b;
@@ -56,7 +54,7 @@ char *s3_headers_json_from_request(s3_req *q) {
     bool first = true;
     size_t meta_bytes = 0;
     for (size_t i = 0; i < r->nheaders; i++) {
-        const auth_header *h = &r->headers[i];
+        const header_field *h = &r->headers[i];
         if (!is_stored_header(h->name, h->name_len)) continue;
         /* aws-chunked is a transfer detail, not the object's encoding */
         if (h->name_len == 16 && !strncasecmp(h->name, "content-encoding", 16) &&
@@ -112,7 +110,10 @@ char *s3_headers_json_from_request(s3_req *q) {
         s3_error(q, "InternalError", NULL);
         return NULL;
     }
-    return buf_steal(&b);
+    char *json = arena_strndup(r->arena, b.data, b.len);
+    buf_free(&b);
+    if (!json) s3_error_nomem(q);
+    return json;
 }
 
 static const struct { const char *param, *header; } overrides[] = {
@@ -127,7 +128,7 @@ static const struct { const char *param, *header; } overrides[] = {
 /* The response-* query value replacing stored header name, or NULL.  S3 honours
  * them only on authenticated requests. */
 static const char *override_for(const s3_req *q, const char *name) {
-    if (q->anonymous) return NULL;
+    if (q->who.anonymous) return NULL;
     for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
         if (!strcasecmp(overrides[i].header, name)) return s3_param_get(q, overrides[i].param);
     return NULL;
@@ -218,8 +219,6 @@ static bool checksum_matches(s3_req *q) {
 
 int s3_object_begin(s3_req *q) {
     s3_gateway *gw = q->gw;
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return -1;
     if (q->declared_size < 0) {
         s3_error(q, "MissingContentLength", NULL);
         return -1;
@@ -257,24 +256,13 @@ int s3_object_begin(s3_req *q) {
         return 0;
     }
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, hash_update, q, &q->writer);
+    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, s3_body_transform, q, &q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "cannot create the object's shards");
         return -1;
     }
     return 0;
-}
-
-/* Every digest the body needs: MD5 (ETag), the signed payload SHA-256, and
- * the x-amz-checksum-* the client asked for. */
-static void hash_update(void *ud, const void *data, size_t n) {
-    s3_req *q = ud;
-    EVP_DigestUpdate(q->md5, data, n);
-    if (q->sha256) EVP_DigestUpdate(q->sha256, data, n);
-    if (q->crc_kind == 1) q->crc = (uint32_t)crc32(q->crc, (const Bytef *)data, (uInt)n);
-    else if (q->crc_kind == 2) q->crc = data_crc32c(q->crc, data, n);
-    else if (q->checksum_md) EVP_DigestUpdate(q->checksum_md, data, n);
 }
 
 int s3_object_sink(s3_req *q, const char *data, size_t n) {
@@ -285,12 +273,12 @@ int s3_object_sink(s3_req *q, const char *data, size_t n) {
         return CAIRN_EINVAL;
     }
     if (q->inline_object) {
-        hash_update(q, data, n);
+        s3_body_transform(q, data, n);
         buf_append(&q->body, data, n);
         return q->body.oom ? CAIRN_ENOMEM : 0;
     }
-    /* The writer runs hash_update as its tap, on its own thread for large
-     * bodies, so hashing overlaps receiving. */
+    /* The writer runs the transforms as its tap, on its own thread for
+     * large bodies, so hashing overlaps receiving. */
     return data_writer_write(q->writer, data, n);
 }
 
@@ -350,6 +338,7 @@ static int publish(s3_req *q, meta_object *obj) {
                       rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;
     }
+    s3_committed(q, obj->key, obj->key_len);
     if (had_old) {
         s3_drop_version_data(q, &old);
         meta_object_clear(&old);
@@ -417,7 +406,7 @@ void s3_put_object(s3_req *q) {
     memcpy(obj.key, q->key, q->key_len);
     obj.key_len = q->key_len;
     obj.mtime_ms = time_now_ms();
-    obj.owner_id = q->user_id;
+    obj.owner_id = q->who.user_id;
     if (q->inline_object) {
         rand_hex_id(obj.version_id, 16);
         obj.size = (int64_t)q->payload_bytes;
@@ -435,8 +424,6 @@ void s3_put_object(s3_req *q) {
         return;
     }
     int rc = publish(q, &obj);
-    obj.data = NULL; /* owned by q->body */
-    free(obj.headers_json);
     if (rc != 0) return;
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
@@ -616,10 +603,8 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
     return rc;
 }
 
-void s3_get_object(s3_req *q, bool head) {
+static void get_object(s3_req *q, bool head) {
     http_req *r = q->http;
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, true) != 0) return;
     const char *version = s3_param_get(q, "versionId");
     if (s3_version_param(q, version) != 0) return;
     if (version) http_add_header(r, "x-amz-version-id", "null");
@@ -749,6 +734,9 @@ void s3_get_object(s3_req *q, bool head) {
     meta_object_clear(&o);
 }
 
+void s3_get_object(s3_req *q) { get_object(q, false); }
+void s3_head_object(s3_req *q) { get_object(q, true); }
+
 /* ---- COPY ---------------------------------------------------------------------------------------- */
 
 int s3_parse_copy_source(const char *src, char *bucket, size_t blen, char *key, size_t *klen, char *version,
@@ -817,7 +805,7 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return -1; }
     if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
-    if (!s3_may_access(q, sbk.owner_id) && !sbk.public_read) { s3_error(q, "AccessDenied", NULL); return -1; }
+    if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return -1; }
@@ -880,8 +868,6 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
 
 void s3_copy_object(s3_req *q) {
     http_req *r = q->http;
-    meta_bucket dbk;
-    if (s3_load_bucket(q, &dbk, false) != 0) return;
     const char *directive = http_header(r, "x-amz-metadata-directive");
     bool replace = directive && !strcasecmp(directive, "REPLACE");
     if (directive && !replace && strcasecmp(directive, "COPY") != 0) {
@@ -914,27 +900,24 @@ void s3_copy_object(s3_req *q) {
     dst.size = src.size;
     snprintf(dst.etag, sizeof dst.etag, "%s", src.etag);
     dst.mtime_ms = time_now_ms();
-    dst.owner_id = q->user_id;
+    dst.owner_id = q->who.user_id;
     dst.storage = src.storage;
-    dst.headers_json = replace ? s3_headers_json_from_request(q) : strdup(src.headers_json ? src.headers_json : "{}");
+    /* The source's are src's until it is cleared, after the commit. */
+    dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";
     if (!dst.headers_json) {
         meta_object_clear(&src);
-        if (!http_responded(r)) s3_error(q, "InternalError", NULL);
         return;
     }
     if (src.storage == META_STORE_INLINE) {
         dst.data = src.data;
         dst.data_len = src.data_len;
     } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout)) != 0) {
-        free(dst.headers_json);
         meta_object_clear(&src);
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
     rc = publish(q, &dst);
-    dst.data = NULL;
-    free(dst.headers_json);
     meta_object_clear(&src);
     if (rc != 0) return;
     char ts[40];
@@ -949,8 +932,6 @@ void s3_copy_object(s3_req *q) {
 /* ---- DELETE -------------------------------------------------------------------------------------- */
 
 void s3_delete_object(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     if (s3_version_param(q, s3_param_get(q, "versionId")) != 0) return;
     meta_object old = {0};
     int rc = meta_object_delete(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, &old);
@@ -959,6 +940,7 @@ void s3_delete_object(s3_req *q) {
         return;
     }
     if (rc == 0) {
+        s3_committed(q, q->key, q->key_len);
         s3_drop_version_data(q, &old);
         meta_object_clear(&old);
     }
@@ -966,8 +948,6 @@ void s3_delete_object(s3_req *q) {
 }
 
 void s3_delete_objects(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     const char *md5h = http_header(q->http, "content-md5");
     if (md5h) {
         uint8_t want[20], got[16];
@@ -1012,7 +992,10 @@ void s3_delete_objects(s3_req *q) {
         const char *k = d.objects[i].key;
         size_t kl = d.objects[i].key_len;
         int rc = kl > 1024 ? CAIRN_EINVAL : items[i].rc;
-        if (rc == 0 && items[i].deleted.version_id[0]) s3_drop_version_data(q, &items[i].deleted);
+        if (rc == 0 && items[i].deleted.version_id[0]) {
+            s3_committed(q, k, kl);
+            s3_drop_version_data(q, &items[i].deleted);
+        }
         meta_object_clear(&items[i].deleted);
         if (rc == 0) {
             if (d.quiet) continue;
@@ -1035,8 +1018,6 @@ void s3_delete_objects(s3_req *q) {
 /* ---- subresources ---------------------------------------------------------------------------------- */
 
 void s3_object_subresource(s3_req *q) {
-    meta_bucket bk;
-    if (s3_load_bucket(q, &bk, false) != 0) return;
     meta_object o = {0};
     int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
     if (rc != 0) {

@@ -1,15 +1,18 @@
 /*
- * s3 — the S3 API: routing, authentication and authorization of each request,
- * the bucket and object handlers, XML in and out, and the S3 error table.
- * Also serves the unauthenticated operator endpoints /health/live,
- * /health/ready and /metrics.
+ * s3 — the S3 API: the request pipeline (routing, authentication through
+ * auth/, the bucket, authorization, the slots for rate limiting, body
+ * transforms, post-commit hooks and response filters), the bucket and
+ * object handlers, XML in and out, and the S3 error table.  Also serves the
+ * unauthenticated operator endpoints /health/live, /health/ready and
+ * /metrics.
  *
- * The gateway plugs into http/ as an http_handler.  Per request: begin()
- * routes and authenticates from the head alone (so a bad signature or an
- * oversized Content-Length is answered before any body is read), body()
- * streams the payload through the aws-chunked decoder and the hashes into
- * storage (memory bounded by inline_max_size or one I/O buffer), end()
- * commits and answers, done() cleans up and writes the access log line.
+ * The gateway plugs into http/ as an http_handler; pipeline.c runs its
+ * stages in order.  Everything decidable from the head is decided in
+ * begin() (so a bad signature, a missing bucket or an oversized
+ * Content-Length is answered before any body is read), body() streams the
+ * payload through the aws-chunked decoder and the transforms into storage
+ * (memory bounded by inline_max_size or one I/O buffer), end() commits and
+ * answers, done() cleans up and writes the access log line.
  *
  * Thread-safety: the gateway is shared by all connection threads; it holds
  * only thread-safe handles (meta, data, obs) and immutable configuration.
@@ -28,6 +31,20 @@
 
 typedef struct s3_gateway s3_gateway;
 
+/* What the gateway asks of the job queue.  cmd/ wires it to jobs/, which s3/
+ * does not depend on.  Any may be NULL: no job figures on /metrics, and the
+ * trash waits for the periodic empty_trash job. */
+typedef struct {
+    void *ud;
+    /* Appends the queue's figures to /metrics (jobs_render_metrics). */
+    void (*render_metrics)(void *ud, buf_t *out);
+    /* Empties at most max_batches of the trash now; *removed gets how many
+     * versions went (jobs_empty_trash). */
+    int (*empty_trash)(void *ud, int max_batches, int *removed);
+    /* Asks for an empty_trash run soon (jobs_enqueue_empty_trash). */
+    int (*empty_trash_later)(void *ud);
+} s3_jobs;
+
 typedef struct {
     const config_t *cfg;
     meta_store *meta;
@@ -37,6 +54,7 @@ typedef struct {
     const char *root_secret;
     int64_t root_user_id;
     uint8_t master_key[32];
+    s3_jobs jobs;
 } s3_deps;
 
 /* The gateway copies deps (the handles stay owned by the caller). */
@@ -44,6 +62,40 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out);
 void s3_gateway_free(s3_gateway *gw);
 /* The callbacks to give http_server_start with the gateway as app. */
 const http_handler *s3_http_handler(void);
+
+/* ---- the pipeline's slots (pipeline.c) -------------------------------------
+ *
+ * Registered after s3_gateway_new and before the gateway serves (not
+ * thread-safe); at most 8 of each: CAIRN_ETOOBIG beyond.  Callbacks run on
+ * the request's thread and must not block for long.
+ */
+
+/* A metadata write that committed, as post-commit hooks see it.  The
+ * pointers are valid during the call only. */
+typedef struct {
+    const char *api;           /* the operation: "PutObject", "DeleteObjects", "DeleteBucket", ... */
+    const char *bucket;        /* the bucket's name */
+    int64_t bucket_id;         /* its identity (meta.h) */
+    const char *key;           /* the object's key (not NUL-terminated: key_len), NULL for the bucket itself */
+    size_t key_len;
+} s3_commit;
+typedef void (*s3_hook_fn)(void *ud, const s3_commit *c);
+/* fn(ud, c) runs after every commit, before the response is sent: once per
+ * key (a DeleteObjects of n keys is n commits), also when the request
+ * then fails. */
+int s3_hook_add(s3_gateway *gw, s3_hook_fn fn, void *ud);
+
+/* A response about to be sent, as response filters see it. */
+typedef struct {
+    http_req *http;            /* add headers with http_add_header */
+    const char *api;           /* the operation ("Unknown" when the request was refused before routing) */
+    const char *bucket;        /* "" when none */
+    unsigned status;
+} s3_response;
+typedef void (*s3_filter_fn)(void *ud, const s3_response *resp);
+/* fn(ud, resp) runs once for every response of the gateway, errors and
+ * operator endpoints included, before its head is sent. */
+int s3_filter_add(s3_gateway *gw, s3_filter_fn fn, void *ud);
 
 /* ---- pure helpers, exposed for unit tests and fuzzing ------------------------ */
 
@@ -122,11 +174,12 @@ typedef struct {
     char *value;               /* "" when the parameter had no '=' */
 } s3_query_param;
 /* Splits a raw query string (as sent after '?') into percent-decoded
- * name/value pairs, '+' read as a space and "%2B" as a plus.  *buf (malloc'd;
- * the caller frees it, also on error) holds the text the pairs point into.
+ * name/value pairs, '+' read as a space and "%2B" as a plus.  The text the
+ * pairs point into is allocated from a (at most 2 * strlen(raw) + 2 bytes).
  * At most max pairs.  CAIRN_EINVAL on a malformed escape, a NUL or invalid
- * UTF-8 in a component, or more than max parameters; CAIRN_ENOMEM. */
-int s3_parse_query(const char *raw, s3_query_param *params, int max, int *n, char **buf);
+ * UTF-8 in a component, or more than max parameters; CAIRN_ENOMEM when a
+ * cannot hold the text. */
+int s3_parse_query(arena *a, const char *raw, s3_query_param *params, int max, int *n);
 /* A listing's continuation token: opaque base64 of 'K' + key (resume after
  * the key) or 'P' + the successor of a common prefix (resume at it).
  * Encode returns a malloc'd string or NULL; decode fills key (1025 bytes),

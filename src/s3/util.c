@@ -93,13 +93,12 @@ static long query_decode(const char *src, size_t n, char *dst) {
     return o;
 }
 
-int s3_parse_query(const char *raw, s3_query_param *params, int max, int *n, char **buf) {
+int s3_parse_query(arena *a, const char *raw, s3_query_param *params, int max, int *n) {
     *n = 0;
-    *buf = NULL;
     size_t len = strlen(raw);
     if (len == 0) return 0;
     /* Every decoded component is no longer than its encoding, plus a NUL. */
-    char *out = *buf = malloc(2 * len + 2);
+    char *out = arena_alloc(a, 2 * len + 2);
     if (!out) return CAIRN_ENOMEM;
     const char *p = raw, *end = raw + len;
     while (p < end) {

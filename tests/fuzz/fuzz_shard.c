@@ -1,14 +1,14 @@
 /*
  * fuzz_shard.c — libFuzzer target for the shard API's parsers of untrusted
- * input (src/data/node.h): node_head_parse (a node's response head, as the
- * gateway reads it) and node_nonce_parse (a request's X-Cairn-Nonce, as the
+ * input (src/data/shard_api.h): shard_head_parse (a node's response head, as the
+ * gateway reads it) and shard_nonce_parse (a request's X-Cairn-Nonce, as the
  * node reads it).
  *
  * The input is copied into a buffer of exactly its size, so ASan flags any
  * read past it.  The head is parsed whole and then fed as a growing prefix,
  * the way remote.c's read_head sees it arrive, with checks of the contract:
- * an accepted head ends with CRLFCRLF within NODE_HEAD_MAX bytes, its status
- * is 200..599 and its Content-Length -1 or 0..NODE_MAX_CONTENT_LENGTH; a
+ * an accepted head ends with CRLFCRLF within SHARD_HEAD_MAX bytes, its status
+ * is 200..599 and its Content-Length -1 or 0..SHARD_MAX_CONTENT_LENGTH; a
  * prefix never parses as complete before the whole head, and once the
  * whole head is in, the answer does not depend on the bytes after it.
  */
@@ -16,38 +16,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/node.h"
+#include "node/node.h"
 
 static void check_head(const char *b, size_t n) {
-    node_head h;
-    int rc = node_head_parse(b, n, &h);
+    shard_head h;
+    int rc = shard_head_parse(b, n, &h);
     if (rc != 0 && rc != CAIRN_EINVAL) abort();
     if (rc != 0) return;
     if (h.head_len == 0) {
-        if (n >= NODE_HEAD_MAX) abort();
+        if (n >= SHARD_HEAD_MAX) abort();
         return;
     }
-    if (h.head_len < 4 || h.head_len > n || h.head_len > NODE_HEAD_MAX) abort();
+    if (h.head_len < 4 || h.head_len > n || h.head_len > SHARD_HEAD_MAX) abort();
     if (memcmp(b + h.head_len - 4, "\r\n\r\n", 4) != 0) abort();
     if (h.status < 200 || h.status > 599) abort();
-    if (h.content_length < -1 || h.content_length > NODE_MAX_CONTENT_LENGTH) abort();
+    if (h.content_length < -1 || h.content_length > SHARD_MAX_CONTENT_LENGTH) abort();
     if (h.node_id[0] && strlen(h.node_id) != DATA_DRIVE_ID_LEN) abort();
     /* The head alone gives the same answer. */
-    node_head again;
-    if (node_head_parse(b, h.head_len, &again) != 0 || again.head_len != h.head_len ||
+    shard_head again;
+    if (shard_head_parse(b, h.head_len, &again) != 0 || again.head_len != h.head_len ||
         again.status != h.status || again.content_length != h.content_length ||
         strcmp(again.node_id, h.node_id) != 0)
         abort();
     /* Every shorter prefix asks for more or is refused, never complete. */
     for (size_t i = 0; i < h.head_len; i += 1 + i / 8) {
-        node_head p;
-        int prc = node_head_parse(b, i, &p);
+        shard_head p;
+        int prc = shard_head_parse(b, i, &p);
         if (prc == 0 && p.head_len != 0) abort();
     }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size < 1 || size > 3 * NODE_HEAD_MAX) return 0;
+    if (size < 1 || size > 3 * SHARD_HEAD_MAX) return 0;
     char *b = malloc(size - 1 ? size - 1 : 1);
     if (!b) return 0;
     memcpy(b, data + 1, size - 1);
@@ -59,14 +59,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!s) abort();
         memcpy(s, b, size - 1);
         s[size - 1] = '\0';
-        unsigned char session[NODE_SESSION_BYTES];
+        unsigned char session[SHARD_SESSION_BYTES];
         uint64_t seq;
-        int rc = node_nonce_parse(s, session, &seq);
+        int rc = shard_nonce_parse(s, session, &seq);
         if (rc != 0 && rc != CAIRN_EINVAL) abort();
         if (rc == 0) {
             /* Accepted nonces print back to themselves. */
-            char hex[2 * NODE_SESSION_BYTES + 1], again[NODE_NONCE_MAX + 8];
-            hex_encode(session, NODE_SESSION_BYTES, hex);
+            char hex[2 * SHARD_SESSION_BYTES + 1], again[SHARD_NONCE_MAX + 8];
+            hex_encode(session, SHARD_SESSION_BYTES, hex);
             snprintf(again, sizeof again, "%s.%llu", hex, (unsigned long long)seq);
             if (strcmp(again, s) != 0) abort();
         }

@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 
 #include "data/drive.h"
-#include "data/node.h"
+#include "node/node.h"
 
 /* Outside the fault build (meson -Dfaults=true) the file holds no test. */
 #if CAIRN_FAULT_BUILD
@@ -31,7 +31,7 @@
 
 /* EVP_MAC_init wrapped: Poly1305's init allocates nothing, so no allocation
  * failure reaches its error path; fail_mac_init makes it fail as the API
- * allows, for the one test of what node_tag_new does then.  (The wrapper
+ * allows, for the one test of what shard_tag_new does then.  (The wrapper
  * also sees libcrypto's own calls, HMAC()'s among them.) */
 #include <dlfcn.h>
 
@@ -48,13 +48,13 @@ int EVP_MAC_init(EVP_MAC_CTX *ctx, const unsigned char *key, size_t keylen, cons
 #define MAX_N 100000
 
 /* The tag of body under a context; false if it could not be computed. */
-static bool tag_of(EVP_MAC_CTX *c, const char *body, unsigned char out[NODE_TAG_LEN]) {
-    unsigned char tag[NODE_TAG_LEN + 16];
+static bool tag_of(EVP_MAC_CTX *c, const char *body, unsigned char out[SHARD_TAG_LEN]) {
+    unsigned char tag[SHARD_TAG_LEN + 16];
     size_t tl = 0;
     if (!EVP_MAC_update(c, (const unsigned char *)body, strlen(body)) || !EVP_MAC_final(c, tag, &tl, sizeof tag) ||
-        tl != NODE_TAG_LEN)
+        tl != SHARD_TAG_LEN)
         return false;
-    memcpy(out, tag, NODE_TAG_LEN);
+    memcpy(out, tag, SHARD_TAG_LEN);
     return true;
 }
 
@@ -66,8 +66,8 @@ TestSuite(node_allocs, .init = log_capture);
 Test(node_allocs, a_body_tag_context_is_keyed_right_or_not_made) {
     EVP_MAC *poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
     cr_assert_not_null(poly);
-    unsigned char want[NODE_TAG_LEN];
-    EVP_MAC_CTX *c = node_tag_new(poly, SECRET, SIG);
+    unsigned char want[SHARD_TAG_LEN];
+    EVP_MAC_CTX *c = shard_tag_new(poly, SECRET, SIG);
     cr_assert_not_null(c);
     cr_assert(tag_of(c, "the shard's bytes", want));
     EVP_MAC_CTX_free(c);
@@ -77,13 +77,13 @@ Test(node_allocs, a_body_tag_context_is_keyed_right_or_not_made) {
         int n = 1;
         for (; n < MAX_N; n++) {
             alloc_arm(n);
-            c = node_tag_new(poly, SECRET, SIG);
+            c = shard_tag_new(poly, SECRET, SIG);
             bool hit = injected_at(NULL);
             alloc_arm(0);
             if (c) {
-                unsigned char got[NODE_TAG_LEN];
+                unsigned char got[SHARD_TAG_LEN];
                 cr_assert(tag_of(c, "the shard's bytes", got), "allocation %d: a context that cannot tag", n);
-                cr_assert(memcmp(got, want, NODE_TAG_LEN) == 0,
+                cr_assert(memcmp(got, want, SHARD_TAG_LEN) == 0,
                           "allocation %d failing: a context keyed with something else than the request's key", n);
                 EVP_MAC_CTX_free(c);
             } else {
@@ -95,12 +95,12 @@ Test(node_allocs, a_body_tag_context_is_keyed_right_or_not_made) {
         cr_assert_lt(n, MAX_N);
     }
     failing = FAIL_IO;
-    cr_expect_gt(failed, 0, "no allocation failure ever reached node_tag_new");
+    cr_expect_gt(failed, 0, "no allocation failure ever reached shard_tag_new");
     /* A context that cannot be keyed is freed, not handed out. */
     fail_mac_init = true;
-    cr_expect_null(node_tag_new(poly, SECRET, SIG));
+    cr_expect_null(shard_tag_new(poly, SECRET, SIG));
     fail_mac_init = false;
-    c = node_tag_new(poly, SECRET, SIG);
+    c = shard_tag_new(poly, SECRET, SIG);
     cr_assert_not_null(c, "a failed init costs nothing lasting");
     EVP_MAC_CTX_free(c);
     EVP_MAC_free(poly);
@@ -129,7 +129,7 @@ Test(node_allocs, a_first_open_that_cannot_fetch_poly1305_is_enomem) {
 }
 
 Test(node_allocs, a_replay_table_is_whole_or_not_made) {
-    unsigned char session[NODE_SESSION_BYTES];
+    unsigned char session[SHARD_SESSION_BYTES];
     memset(session, 7, sizeof session);
     int refused = 0;
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {

@@ -1,10 +1,11 @@
 /*
- * test_shard_api.c — the shard API's shared pieces (src/data/node.h): the
- * parser of a node's response head (untrusted input for the gateway), the
- * nonce parser, the request signature and the node's replay table.
+ * test_shard_api.c — the shard API's shared pieces (src/data/shard_api.h):
+ * the parser of a node's response head (untrusted input for the gateway),
+ * the nonce parser, the request signature; and the node's replay table
+ * (src/node/node.h).
  *
  * Heads are parsed from malloc'd buffers of exactly their length, so an ASan
- * build catches any read past the end; every refusal rule of node.h has a
+ * build catches any read past the end; every refusal rule of shard_api.h has a
  * case.  The replay table is driven as a node drives it: admissions of
  * (session, sequence number, date), in order, out of order, repeated, too
  * far behind, across evictions and from many threads at once.
@@ -19,30 +20,30 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "data/node.h"
+#include "node/node.h"
 
 /* ---- response heads -------------------------------------------------------------------- */
 
 /* Parses s from a buffer of exactly strlen(s) bytes. */
-static int parse(const char *s, node_head *h) {
+static int parse(const char *s, shard_head *h) {
     size_t n = strlen(s);
     char *b = malloc(n ? n : 1);
     cr_assert(b);
     memcpy(b, s, n);
-    int rc = node_head_parse(b, n, h);
+    int rc = shard_head_parse(b, n, h);
     free(b);
     return rc;
 }
 
 static void refused(const char *s) {
-    node_head h;
+    shard_head h;
     cr_expect_eq(parse(s, &h), CAIRN_EINVAL, "accepted: %s", s);
 }
 
 Test(head, a_good_head_with_its_body_after_it) {
     const char *s = "HTTP/1.1 206 Partial Content\r\nContent-Length: 5\r\nX-Cairn-Node-Id: 0123456789abcdef\r\n"
                     "Content-Range: bytes 0-4/10\r\n\r\nhello";
-    node_head h;
+    shard_head h;
     cr_assert_eq(parse(s, &h), 0);
     cr_expect_eq(h.status, 206);
     cr_expect_eq(h.content_length, 5);
@@ -51,7 +52,7 @@ Test(head, a_good_head_with_its_body_after_it) {
 }
 
 Test(head, minimal_forms) {
-    node_head h;
+    shard_head h;
     cr_assert_eq(parse("HTTP/1.0 204\r\n\r\n", &h), 0);
     cr_expect_eq(h.status, 204);
     cr_expect_eq(h.content_length, -1);
@@ -62,7 +63,7 @@ Test(head, minimal_forms) {
     cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", &h), 0);
     cr_expect_eq(h.content_length, 3);
     cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n", &h), 0);
-    cr_expect_eq(h.content_length, NODE_MAX_CONTENT_LENGTH);
+    cr_expect_eq(h.content_length, SHARD_MAX_CONTENT_LENGTH);
 }
 
 Test(head, every_prefix_of_a_head_asks_for_more) {
@@ -71,12 +72,12 @@ Test(head, every_prefix_of_a_head_asks_for_more) {
     for (size_t i = 0; i < n; i++) {
         char *b = malloc(i ? i : 1);
         memcpy(b, s, i);
-        node_head h;
-        cr_expect_eq(node_head_parse(b, i, &h), 0, "prefix %zu", i);
+        shard_head h;
+        cr_expect_eq(shard_head_parse(b, i, &h), 0, "prefix %zu", i);
         cr_expect_eq(h.head_len, 0, "prefix %zu", i);
         free(b);
     }
-    node_head h;
+    shard_head h;
     cr_assert_eq(parse(s, &h), 0);
     cr_expect_eq(h.head_len, n);
     cr_expect_eq(h.content_length, 12);
@@ -130,10 +131,10 @@ Test(head, malformed_lines) {
 
 Test(head, a_nul_in_a_line_is_refused) {
     static const char s[] = "HTTP/1.1 200 OK\r\nA: \0b\r\n\r\n";
-    node_head h;
+    shard_head h;
     char *b = malloc(sizeof s - 1);
     memcpy(b, s, sizeof s - 1);
-    cr_expect_eq(node_head_parse(b, sizeof s - 1, &h), CAIRN_EINVAL);
+    cr_expect_eq(shard_head_parse(b, sizeof s - 1, &h), CAIRN_EINVAL);
     free(b);
 }
 
@@ -146,21 +147,21 @@ Test(head, node_ids) {
 }
 
 Test(head, a_head_that_does_not_end_within_the_limit) {
-    size_t n = NODE_HEAD_MAX + 100;
+    size_t n = SHARD_HEAD_MAX + 100;
     char *b = malloc(n);
     memcpy(b, "HTTP/1.1 200 OK\r\nX: ", 20);
     memset(b + 20, 'a', n - 20);
-    node_head h;
-    cr_expect_eq(node_head_parse(b, NODE_HEAD_MAX - 1, &h), 0);
+    shard_head h;
+    cr_expect_eq(shard_head_parse(b, SHARD_HEAD_MAX - 1, &h), 0);
     cr_expect_eq(h.head_len, 0);
-    cr_expect_eq(node_head_parse(b, NODE_HEAD_MAX, &h), CAIRN_EINVAL);
-    cr_expect_eq(node_head_parse(b, n, &h), CAIRN_EINVAL);
+    cr_expect_eq(shard_head_parse(b, SHARD_HEAD_MAX, &h), CAIRN_EINVAL);
+    cr_expect_eq(shard_head_parse(b, n, &h), CAIRN_EINVAL);
     /* The end just past the limit does not count either. */
-    memcpy(b + NODE_HEAD_MAX - 2, "\r\n\r\n", 4);
-    cr_expect_eq(node_head_parse(b, n, &h), CAIRN_EINVAL);
-    memcpy(b + NODE_HEAD_MAX - 4, "\r\n\r\n", 4);
-    cr_expect_eq(node_head_parse(b, n, &h), 0);
-    cr_expect_eq(h.head_len, NODE_HEAD_MAX);
+    memcpy(b + SHARD_HEAD_MAX - 2, "\r\n\r\n", 4);
+    cr_expect_eq(shard_head_parse(b, n, &h), CAIRN_EINVAL);
+    memcpy(b + SHARD_HEAD_MAX - 4, "\r\n\r\n", 4);
+    cr_expect_eq(shard_head_parse(b, n, &h), 0);
+    cr_expect_eq(h.head_len, SHARD_HEAD_MAX);
     free(b);
 }
 
@@ -169,21 +170,21 @@ Test(head, a_head_that_does_not_end_within_the_limit) {
 #define SESSION "00112233445566778899aabbccddeeff"
 
 Test(nonce, parses_strictly) {
-    unsigned char s[NODE_SESSION_BYTES];
+    unsigned char s[SHARD_SESSION_BYTES];
     uint64_t seq = 0;
-    cr_assert_eq(node_nonce_parse(SESSION ".42", s, &seq), 0);
+    cr_assert_eq(shard_nonce_parse(SESSION ".42", s, &seq), 0);
     cr_expect_eq(seq, 42);
     cr_expect_eq(s[0], 0x00);
     cr_expect_eq(s[15], 0xff);
-    cr_assert_eq(node_nonce_parse(SESSION ".18446744073709551615", s, &seq), 0);
+    cr_assert_eq(shard_nonce_parse(SESSION ".18446744073709551615", s, &seq), 0);
     cr_expect_eq(seq, UINT64_MAX);
-    cr_assert_eq(node_nonce_parse(SESSION ".0", s, &seq), 0);
+    cr_assert_eq(shard_nonce_parse(SESSION ".0", s, &seq), 0);
     const char *bad[] = {SESSION ".18446744073709551616", SESSION ".042", SESSION ".", SESSION, SESSION ".1x",
                          SESSION ".-1", SESSION ".+1", SESSION ". 1", SESSION "0.1",
                          "00112233445566778899AABBCCDDEEFF.1", "0011223344556677889aabbccddeeff.1",
                          SESSION ".123456789012345678901", "", "."};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_expect_eq(node_nonce_parse(bad[i], s, &seq), CAIRN_EINVAL, "accepted %s", bad[i]);
+        cr_expect_eq(shard_nonce_parse(bad[i], s, &seq), CAIRN_EINVAL, "accepted %s", bad[i]);
 }
 
 static void hmac_hex(const char *key, const char *msg, char out[65]) {
@@ -195,19 +196,19 @@ static void hmac_hex(const char *key, const char *msg, char out[65]) {
 
 Test(sign, signs_the_documented_string) {
     char got[65], want[65];
-    cr_assert_eq(node_sign("the-cluster-secret", "0123456789abcdef", "PUT", "/v1/shards/x.1", "1700000000000",
+    cr_assert_eq(shard_sign("the-cluster-secret", "0123456789abcdef", "PUT", "/v1/shards/x.1", "1700000000000",
                            SESSION ".7", 1040, got), 0);
     hmac_hex("the-cluster-secret",
              "CAIRN-SHARD-2\n0123456789abcdef\nPUT\n/v1/shards/x.1\n1700000000000\n" SESSION ".7\n1040", want);
     cr_expect_str_eq(got, want);
     /* No body is not a zero-length body. */
-    cr_assert_eq(node_sign("the-cluster-secret", "0123456789abcdef", "GET", "/v1/info", "1", SESSION ".8", -1, got),
+    cr_assert_eq(shard_sign("the-cluster-secret", "0123456789abcdef", "GET", "/v1/info", "1", SESSION ".8", -1, got),
                  0);
     hmac_hex("the-cluster-secret", "CAIRN-SHARD-2\n0123456789abcdef\nGET\n/v1/info\n1\n" SESSION ".8\n", want);
     cr_expect_str_eq(got, want);
     /* The body key is an HMAC of the signature. */
     unsigned char key[32];
-    cr_assert(node_body_key("the-cluster-secret", got, key));
+    cr_assert(shard_body_key("the-cluster-secret", got, key));
     char msg[128], kh[65], wk[65];
     snprintf(msg, sizeof msg, "CAIRN-SHARD-2-BODY\n%s", got);
     hmac_hex("the-cluster-secret", msg, wk);
@@ -220,7 +221,7 @@ Test(sign, refuses_a_target_longer_than_the_api_has) {
     memset(target, 'a', 8191);
     target[8191] = '\0';
     char sig[65];
-    cr_expect_eq(node_sign("the-cluster-secret", "0123456789abcdef", "GET", target, "1", SESSION ".1", -1, sig),
+    cr_expect_eq(shard_sign("the-cluster-secret", "0123456789abcdef", "GET", target, "1", SESSION ".1", -1, sig),
                  CAIRN_EINVAL);
     free(target);
 }
@@ -229,8 +230,8 @@ Test(sign, refuses_a_target_longer_than_the_api_has) {
 
 #define T0 1700000000000LL
 
-static void session_id(unsigned char id[NODE_SESSION_BYTES], int n) {
-    memset(id, 0, NODE_SESSION_BYTES);
+static void session_id(unsigned char id[SHARD_SESSION_BYTES], int n) {
+    memset(id, 0, SHARD_SESSION_BYTES);
     /* Distinct first bytes and distinct buckets, and a colliding pair too. */
     id[0] = (unsigned char)n;
     id[15] = (unsigned char)(n * 7 + 1);
@@ -244,7 +245,7 @@ static node_replay *table(size_t cap, int64_t floor_ms) {
 
 Test(replay, admits_each_number_once_in_any_order) {
     node_replay *rp = table(8, T0);
-    unsigned char s[NODE_SESSION_BYTES];
+    unsigned char s[SHARD_SESSION_BYTES];
     session_id(s, 1);
     uint64_t order[] = {5, 1, 3, 2, 9, 4, 8, 6, 7};
     for (size_t i = 0; i < 9; i++) cr_expect_eq(node_replay_admit(rp, s, order[i], T0 + 1), 0, "seq %lu", order[i]);
@@ -260,7 +261,7 @@ Test(replay, a_number_a_window_behind_is_refused) {
                         NODE_REPLAY_WINDOW + 1, 3 * NODE_REPLAY_WINDOW};
     for (size_t j = 0; j < sizeof jumps / sizeof jumps[0]; j++) {
         node_replay *rp = table(4, T0);
-        unsigned char s[NODE_SESSION_BYTES];
+        unsigned char s[SHARD_SESSION_BYTES];
         session_id(s, 2);
         uint64_t d = jumps[j], top = 100 + d;
         for (uint64_t q = 1; q <= 100; q++) cr_assert_eq(node_replay_admit(rp, s, q, T0 + 1), 0);
@@ -279,7 +280,7 @@ Test(replay, a_number_a_window_behind_is_refused) {
 
 Test(replay, a_session_it_does_not_hold_must_be_dated_after_the_floor) {
     node_replay *rp = table(4, T0);
-    unsigned char s[NODE_SESSION_BYTES];
+    unsigned char s[SHARD_SESSION_BYTES];
     session_id(s, 3);
     cr_expect_eq(node_replay_admit(rp, s, 1, T0 - 5), CAIRN_EAUTH);
     cr_expect_eq(node_replay_admit(rp, s, 1, T0), CAIRN_EAUTH);
@@ -290,7 +291,7 @@ Test(replay, a_session_it_does_not_hold_must_be_dated_after_the_floor) {
 
 Test(replay, eviction_forgets_the_least_recent_session_and_raises_the_floor) {
     node_replay *rp = table(2, T0);
-    unsigned char a[NODE_SESSION_BYTES], b[NODE_SESSION_BYTES], c[NODE_SESSION_BYTES];
+    unsigned char a[SHARD_SESSION_BYTES], b[SHARD_SESSION_BYTES], c[SHARD_SESSION_BYTES];
     session_id(a, 10);
     session_id(b, 11);
     session_id(c, 12);
@@ -320,7 +321,7 @@ Test(replay, eviction_forgets_the_least_recent_session_and_raises_the_floor) {
 
 Test(replay, many_sessions_in_one_bucket) {
     node_replay *rp = table(64, T0);
-    unsigned char s[NODE_SESSION_BYTES];
+    unsigned char s[SHARD_SESSION_BYTES];
     for (int round = 0; round < 3; round++)
         for (int i = 0; i < 200; i++) {
             memset(s, 0, sizeof s); /* same first four bytes: one hash bucket */
@@ -352,7 +353,7 @@ typedef struct {
  * tries everyone's: each number is admitted exactly once overall. */
 static void *admit_many(void *arg) {
     worker *w = arg;
-    unsigned char s[NODE_SESSION_BYTES];
+    unsigned char s[SHARD_SESSION_BYTES];
     session_id(s, 42);
     for (int i = 0; i < PER_THREAD; i++) {
         uint64_t seq = (uint64_t)i * THREADS + (uint64_t)w->thread + 1;
@@ -404,7 +405,7 @@ Test(replay, threads_racing_admit_each_number_once) {
 
 #include "data/drive.h"
 
-#define NODE_MAX_TARGET 4096 /* node.c: the longest target a node signs */
+#define SHARD_MAX_TARGET 4096 /* node.c: the longest target a node signs */
 #define SECRET "the-cluster-secret-0123"
 #define FAKE_ID "0123456789abcdef"
 
@@ -445,7 +446,7 @@ typedef struct {
     http_server *s;
     int port;
     char url[64];
-    char session[2 * NODE_SESSION_BYTES + 1];
+    char session[2 * SHARD_SESSION_BYTES + 1];
     uint64_t seq;
 } live_node;
 
@@ -471,7 +472,7 @@ static void node_up(live_node *ln, int ndrives) {
     char err[256];
     cr_assert_eq(http_server_start(&ho, node_http_handler(), ln->n, &ln->s, &ln->port, err, sizeof err), 0, "%s", err);
     snprintf(ln->url, sizeof ln->url, "http://127.0.0.1:%d", ln->port);
-    rand_hex_id(ln->session, NODE_SESSION_BYTES);
+    rand_hex_id(ln->session, SHARD_SESSION_BYTES);
     clock_past_start();
 }
 
@@ -511,12 +512,12 @@ typedef struct {
 
 /* A signed request head for the live node (the target as sent). */
 static void signed_head(live_node *ln, const char *method, const char *target, const req_opts *o, buf_t *out) {
-    char date[24], nonce[NODE_NONCE_MAX], sig[65];
+    char date[24], nonce[SHARD_NONCE_MAX], sig[65];
     snprintf(date, sizeof date, "%lld", (long long)time_now_ms());
     snprintf(nonce, sizeof nonce, "%s.%llu", ln->session, (unsigned long long)++ln->seq);
     const char *d = o && o->date ? o->date : date, *nn = o && o->nonce ? o->nonce : nonce;
     int64_t len = o ? o->length : -1;
-    cr_assert_eq(node_sign(SECRET, node_server_id(ln->n), method, target, d, nn, len, sig), 0);
+    cr_assert_eq(shard_sign(SECRET, node_server_id(ln->n), method, target, d, nn, len, sig), 0);
     const char *omit = o && o->omit ? o->omit : "";
     buf_init(out);
     buf_printf(out, "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", method, target);
@@ -546,16 +547,16 @@ static const char *body_of(const buf_t *b) {
  * it), with the tag computed over tag_over (the shard itself when NULL). */
 static void put_request(live_node *ln, const char *name, const char *shard, size_t n, const char *tag_over,
                         buf_t *out) {
-    char target[96], date[24], nonce[NODE_NONCE_MAX], sig[65];
+    char target[96], date[24], nonce[SHARD_NONCE_MAX], sig[65];
     snprintf(target, sizeof target, "/v1/shards/%s", name);
     snprintf(date, sizeof date, "%lld", (long long)time_now_ms());
     snprintf(nonce, sizeof nonce, "%s.%llu", ln->session, (unsigned long long)++ln->seq);
-    int64_t len = (int64_t)n + NODE_TAG_LEN;
-    cr_assert_eq(node_sign(SECRET, node_server_id(ln->n), "PUT", target, date, nonce, len, sig), 0);
+    int64_t len = (int64_t)n + SHARD_TAG_LEN;
+    cr_assert_eq(shard_sign(SECRET, node_server_id(ln->n), "PUT", target, date, nonce, len, sig), 0);
     EVP_MAC *poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
-    EVP_MAC_CTX *t = node_tag_new(poly, SECRET, sig);
+    EVP_MAC_CTX *t = shard_tag_new(poly, SECRET, sig);
     EVP_MAC_update(t, (const unsigned char *)(tag_over ? tag_over : shard), n);
-    unsigned char tag[NODE_TAG_LEN + 16];
+    unsigned char tag[SHARD_TAG_LEN + 16];
     size_t tl = 0;
     cr_assert(EVP_MAC_final(t, tag, &tl, sizeof tag));
     EVP_MAC_CTX_free(t);
@@ -565,7 +566,7 @@ static void put_request(live_node *ln, const char *name, const char *shard, size
     buf_printf(&b, "PUT %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Cairn-Date: %s\r\nX-Cairn-Nonce: %s\r\n"
                    "X-Cairn-Signature: %s\r\nContent-Length: %lld\r\n\r\n", target, date, nonce, sig, (long long)len);
     buf_append(&b, shard, n);
-    buf_append(&b, tag, NODE_TAG_LEN);
+    buf_append(&b, tag, SHARD_TAG_LEN);
     *out = b;
 }
 
@@ -708,7 +709,7 @@ Test(node, listing_across_drives_names_a_shard_once) {
     char err[256];
     cr_assert_eq(http_server_start(&ho, node_http_handler(), ln.n, &ln.s, &ln.port, err, sizeof err), 0);
     snprintf(ln.url, sizeof ln.url, "http://127.0.0.1:%d", ln.port);
-    rand_hex_id(ln.session, NODE_SESSION_BYTES);
+    rand_hex_id(ln.session, SHARD_SESSION_BYTES);
     clock_past_start();
 
     cr_assert_eq(put_raw(&ln, SHARD_A, "aaaa", 4, NULL), 201);
@@ -754,7 +755,7 @@ Test(node, listing_across_drives_names_a_shard_once) {
 Test(node, refuses_requests_without_a_good_signature) {
     live_node ln;
     node_up(&ln, 1);
-    char old[24], ahead[24], nonce[NODE_NONCE_MAX];
+    char old[24], ahead[24], nonce[SHARD_NONCE_MAX];
     snprintf(old, sizeof old, "%lld", (long long)(time_now_ms() - NODE_CLOCK_WINDOW_MS - 60000));
     snprintf(ahead, sizeof ahead, "%lld", (long long)(time_now_ms() + NODE_CLOCK_WINDOW_MS + 60000));
     cr_expect_eq(call(&ln, "GET", "/v1/info", &(req_opts){.omit = "date", .length = -1}, NULL), 401);
@@ -774,11 +775,11 @@ Test(node, refuses_requests_without_a_good_signature) {
     cr_expect_eq(call(&ln, "GET", "/v1/info", &(req_opts){.nonce = nonce, .length = -1}, NULL), 200);
     cr_expect_eq(call(&ln, "GET", "/v1/info", &(req_opts){.nonce = nonce, .length = -1}, NULL), 401);
     /* A target longer than the API signs. */
-    char *target = malloc(NODE_MAX_TARGET + 64);
+    char *target = malloc(SHARD_MAX_TARGET + 64);
     cr_assert_not_null(target);
-    snprintf(target, NODE_MAX_TARGET + 64, "/v1/shards/");
-    memset(target + 11, 'a', NODE_MAX_TARGET + 20);
-    target[NODE_MAX_TARGET + 31] = '\0';
+    snprintf(target, SHARD_MAX_TARGET + 64, "/v1/shards/");
+    memset(target + 11, 'a', SHARD_MAX_TARGET + 20);
+    target[SHARD_MAX_TARGET + 31] = '\0';
     buf_t h;
     buf_init(&h);
     buf_printf(&h, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Cairn-Date: %lld\r\nX-Cairn-Nonce: %s.%d\r\n"
@@ -1509,7 +1510,7 @@ static int status_after_floor(const char *floor) {
     http_options ho = {.listen = "127.0.0.1:0", .connection_limit = 8, .connection_timeout = 10, .max_header_bytes = 16384};
     char err[256];
     cr_assert_eq(http_server_start(&ho, node_http_handler(), ln.n, &ln.s, &ln.port, err, sizeof err), 0);
-    rand_hex_id(ln.session, NODE_SESSION_BYTES);
+    rand_hex_id(ln.session, SHARD_SESSION_BYTES);
     clock_past_start();
     int st = call(&ln, "GET", "/v1/info", NULL, NULL);
     node_down(&ln);
@@ -1536,7 +1537,7 @@ Test(node, lists_with_only_known_query_keys) {
 }
 
 Test(head, more_field_forms) {
-    node_head h;
+    shard_head h;
     cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Lengtx: 5\r\n\r\n", &h), 0); /* not the length */
     cr_expect_eq(h.content_length, -1);
     cr_assert_eq(parse("HTTP/1.1 200 OK\r\nX-Cairn-Node-Id: " FAKE_ID "\r\nX-Cairn-Node-Id: " FAKE_ID "\r\n\r\n", &h), 0);
@@ -1547,13 +1548,13 @@ Test(head, more_field_forms) {
     static const char s[] = "HTTP/1.1 200 OK\r\nA\0b: c\r\n\r\n";
     char *b = malloc(sizeof s - 1);
     memcpy(b, s, sizeof s - 1);
-    cr_expect_eq(node_head_parse(b, sizeof s - 1, &h), CAIRN_EINVAL);
+    cr_expect_eq(shard_head_parse(b, sizeof s - 1, &h), CAIRN_EINVAL);
     free(b);
 }
 
 Test(replay, evicting_a_session_older_than_the_floor_keeps_the_floor) {
     node_replay *rp = table(2, T0);
-    unsigned char a[NODE_SESSION_BYTES], b[NODE_SESSION_BYTES], c[NODE_SESSION_BYTES], d[NODE_SESSION_BYTES];
+    unsigned char a[SHARD_SESSION_BYTES], b[SHARD_SESSION_BYTES], c[SHARD_SESSION_BYTES], d[SHARD_SESSION_BYTES];
     session_id(a, 20);
     session_id(b, 21);
     session_id(c, 22);
@@ -1617,7 +1618,7 @@ static int files_in(const char *dir) {
 /* A PUT as the HTTP layer hands it to the handler, signed for the live node. */
 typedef struct {
     http_req r;
-    char target[96], date[24], nonce[NODE_NONCE_MAX], sig[65];
+    char target[96], date[24], nonce[SHARD_NONCE_MAX], sig[65];
 } handed_req;
 
 static void hand_put(live_node *ln, handed_req *h, const char *name, int64_t len) {
@@ -1625,7 +1626,7 @@ static void hand_put(live_node *ln, handed_req *h, const char *name, int64_t len
     snprintf(h->target, sizeof h->target, "/v1/shards/%s", name);
     snprintf(h->date, sizeof h->date, "%lld", (long long)time_now_ms());
     snprintf(h->nonce, sizeof h->nonce, "%s.%llu", ln->session, (unsigned long long)++ln->seq);
-    cr_assert_eq(node_sign(SECRET, node_server_id(ln->n), "PUT", h->target, h->date, h->nonce, len, h->sig), 0);
+    cr_assert_eq(shard_sign(SECRET, node_server_id(ln->n), "PUT", h->target, h->date, h->nonce, len, h->sig), 0);
     http_req *r = &h->r;
     strcpy(r->request_id, "handed-request");
     strcpy(r->method, "PUT");
@@ -1636,7 +1637,7 @@ static void hand_put(live_node *ln, handed_req *h, const char *name, int64_t len
     const char *names[] = {"X-Cairn-Date", "X-Cairn-Nonce", "X-Cairn-Signature"};
     const char *values[] = {h->date, h->nonce, h->sig};
     for (int i = 0; i < 3; i++)
-        r->headers[i] = (auth_header){names[i], strlen(names[i]), values[i], strlen(values[i])};
+        r->headers[i] = (header_field){names[i], strlen(names[i]), values[i], strlen(values[i])};
     r->nheaders = 3;
     buf_init(&r->resp_headers_);
     node_http_handler()->begin(ln->n, r);
@@ -1661,7 +1662,7 @@ Test(node, the_handler_refuses_a_body_other_than_announced_whatever_it_is_handed
     node_up(&ln, 1);
     char body[64];
     memset(body, 'b', sizeof body);
-    const int64_t len = 4 + NODE_TAG_LEN;
+    const int64_t len = 4 + SHARD_TAG_LEN;
     handed_req h;
     hand_put(&ln, &h, SHARD_A, len);
     node_http_handler()->body(ln.n, &h.r, body, 2);

@@ -40,7 +40,7 @@
 
 #include "data/data.h"
 #include "data/drive.h"
-#include "data/node.h"
+#include "node/node.h"
 #include "http/http.h"
 
 #define BLOCK 4096u

@@ -38,7 +38,7 @@
  *
  * Replays and bad tags are 401, like any other authentication failure.
  */
-#include "data/node.h"
+#include "node/node.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -53,12 +53,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "data/drive.h"
 
 #define NODE_MAX_DRIVES 64
-#define NODE_MAX_TARGET 4096
 #define NODE_FLOOR_FILE "request-floor"
 
 struct node_server {
@@ -81,84 +79,9 @@ typedef struct {
     EVP_MAC_CTX *tag;
     uint64_t expected;           /* Content-Length: shard bytes and the tag */
     uint64_t got;                /* body bytes seen */
-    unsigned char tag_in[NODE_TAG_LEN];
+    unsigned char tag_in[SHARD_TAG_LEN];
     const char *refused;         /* why a 401, for the log */
 } node_req;
-
-/* ---- signatures and tags -------------------------------------------------------------- */
-
-int node_sign(const char *secret, const char *node_id, const char *method, const char *target, const char *date,
-              const char *nonce, int64_t content_length, char out[65]) {
-    char msg[NODE_MAX_TARGET + 512], len[24] = "";
-    if (content_length >= 0) snprintf(len, sizeof len, "%lld", (long long)content_length);
-    int n = snprintf(msg, sizeof msg, "CAIRN-SHARD-2\n%s\n%s\n%s\n%s\n%s\n%s", node_id, method, target, date, nonce,
-                     len);
-    if (n < 0 || n >= (int)sizeof msg) {
-        out[0] = '\0';
-        return CAIRN_EINVAL;
-    }
-    unsigned char mac[32];
-    unsigned int maclen = 0;
-    /* HMAC allocates and can fail: then mac holds nothing to send or compare. */
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac, &maclen)) {
-        out[0] = '\0';
-        return CAIRN_ENOMEM;
-    }
-    hex_encode(mac, 32, out);
-    return 0;
-}
-
-bool node_body_key(const char *secret, const char *sig, unsigned char key[32]) {
-    char msg[96];
-    int n = snprintf(msg, sizeof msg, "CAIRN-SHARD-2-BODY\n%.64s", sig);
-    unsigned int len = 0;
-    /* HMAC allocates and can fail: then key holds nothing to use. */
-    return HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, key, &len) != NULL;
-}
-
-EVP_MAC_CTX *node_tag_new(EVP_MAC *poly, const char *secret, const char *sig) {
-    unsigned char key[32];
-    if (!node_body_key(secret, sig, key)) return NULL;
-    EVP_MAC_CTX *c = EVP_MAC_CTX_new(poly);
-    if (c && !EVP_MAC_init(c, key, sizeof key, NULL)) {
-        EVP_MAC_CTX_free(c);
-        c = NULL;
-    }
-    OPENSSL_cleanse(key, sizeof key);
-    return c;
-}
-
-static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Decimal digits [s, s+n): 1..maxdigits of them, no sign, no overflow of
- * uint64_t; a leading zero only when zeros is true (or for "0" itself). */
-static bool parse_digits(const char *s, size_t n, size_t maxdigits, bool zeros, uint64_t *out) {
-    if (n == 0 || n > maxdigits || (!zeros && n > 1 && s[0] == '0')) return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        uint64_t d = (uint64_t)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
-int node_nonce_parse(const char *nonce, unsigned char session[NODE_SESSION_BYTES], uint64_t *seq) {
-    size_t n = strnlen(nonce, NODE_NONCE_MAX);
-    if (n == NODE_NONCE_MAX || n < 2 * NODE_SESSION_BYTES + 2 || nonce[2 * NODE_SESSION_BYTES] != '.')
-        return CAIRN_EINVAL;
-    for (int i = 0; i < NODE_SESSION_BYTES; i++) {
-        int hi = hexval(nonce[2 * i]), lo = hexval(nonce[2 * i + 1]);
-        if (hi < 0 || lo < 0) return CAIRN_EINVAL;
-        session[i] = (unsigned char)(hi << 4 | lo);
-    }
-    const char *num = nonce + 2 * NODE_SESSION_BYTES + 1;
-    return parse_digits(num, n - 2 * NODE_SESSION_BYTES - 1, 20, false, seq) ? 0 : CAIRN_EINVAL;
-}
 
 /* ---- the replay table ------------------------------------------------------------------- */
 
@@ -166,7 +89,7 @@ int node_nonce_parse(const char *nonce, unsigned char session[NODE_SESSION_BYTES
 #define WORDS (NODE_REPLAY_WINDOW / 64)
 
 typedef struct {
-    unsigned char id[NODE_SESSION_BYTES];
+    unsigned char id[SHARD_SESSION_BYTES];
     uint64_t highest;            /* highest sequence number admitted */
     uint64_t seen[WORDS];        /* bit i: highest - i was admitted */
     int64_t newest_ms;           /* newest date admitted */
@@ -288,12 +211,12 @@ static void window_shift(uint64_t *w, uint64_t d) {
     }
 }
 
-int node_replay_admit(node_replay *rp, const unsigned char session[NODE_SESSION_BYTES], uint64_t seq,
+int node_replay_admit(node_replay *rp, const unsigned char session[SHARD_SESSION_BYTES], uint64_t seq,
                       int64_t date_ms) {
     int rc = 0;
     pthread_mutex_lock(&rp->mu);
     uint32_t i = rp->bucket[bucket_of(rp, session)];
-    while (i != NIL && memcmp(rp->e[i].id, session, NODE_SESSION_BYTES) != 0) i = rp->e[i].chain;
+    while (i != NIL && memcmp(rp->e[i].id, session, SHARD_SESSION_BYTES) != 0) i = rp->e[i].chain;
     if (i == NIL) {
         /* The floor this session would be made under: evicting the least
          * recently used session, when the table is full, raises it. */
@@ -305,7 +228,7 @@ int node_replay_admit(node_replay *rp, const unsigned char session[NODE_SESSION_
         }
         i = take_slot(rp);
         replay_entry *e = &rp->e[i];
-        memcpy(e->id, session, NODE_SESSION_BYTES);
+        memcpy(e->id, session, SHARD_SESSION_BYTES);
         memset(e->seen, 0, sizeof e->seen);
         e->seen[0] = 1;
         e->highest = seq;
@@ -342,93 +265,6 @@ out:
     return rc;
 }
 
-/* ---- the response head parser (the gateway's side, remote.c) ------------------------------- */
-
-static bool is_tchar(unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* A field value or reason phrase byte: visible, space, tab or obs-text. */
-static bool is_vbyte(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
-
-static bool name_is(const char *p, size_t n, const char *want) {
-    return strlen(want) == n && strncasecmp(p, want, n) == 0;
-}
-
-/* One header line [p, p+n) (no CRLF) into h. */
-static int parse_field(const char *p, size_t n, node_head *h) {
-    size_t nl = 0;
-    while (nl < n && is_tchar((unsigned char)p[nl])) nl++;
-    if (nl == 0 || nl == n || p[nl] != ':') return CAIRN_EINVAL;
-    const char *v = p + nl + 1, *end = p + n;
-    for (const char *q = v; q < end; q++)
-        if (!is_vbyte((unsigned char)*q)) return CAIRN_EINVAL;
-    while (v < end && (*v == ' ' || *v == '\t')) v++;
-    while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
-    size_t vl = (size_t)(end - v);
-    if (name_is(p, nl, "content-length")) {
-        uint64_t len;
-        if (!parse_digits(v, vl, 19, true, &len)) return CAIRN_EINVAL;
-        if (len > (uint64_t)NODE_MAX_CONTENT_LENGTH) return CAIRN_EINVAL;
-        if (h->content_length >= 0 && (uint64_t)h->content_length != len) return CAIRN_EINVAL;
-        h->content_length = (int64_t)len;
-    } else if (name_is(p, nl, "transfer-encoding")) {
-        return CAIRN_EINVAL; /* a node frames every answer with Content-Length */
-    } else if (name_is(p, nl, "x-cairn-node-id")) {
-        if (vl != DATA_DRIVE_ID_LEN) return CAIRN_EINVAL;
-        for (size_t i = 0; i < vl; i++)
-            if (hexval(v[i]) < 0) return CAIRN_EINVAL;
-        if (h->node_id[0] && memcmp(h->node_id, v, vl) != 0) return CAIRN_EINVAL;
-        memcpy(h->node_id, v, vl);
-        h->node_id[vl] = '\0';
-    }
-    return 0;
-}
-
-/* The status line [p, p+n): "HTTP/1.x NNN" and an optional " reason". */
-static int parse_status(const char *p, size_t n, node_head *h) {
-    if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ') return CAIRN_EINVAL;
-    int st = 0;
-    for (int i = 9; i < 12; i++) {
-        if (p[i] < '0' || p[i] > '9') return CAIRN_EINVAL;
-        st = st * 10 + (p[i] - '0');
-    }
-    if (st < 200 || st > 599 || (n > 12 && p[12] != ' ')) return CAIRN_EINVAL;
-    for (size_t i = 12; i < n; i++)
-        if (!is_vbyte((unsigned char)p[i])) return CAIRN_EINVAL;
-    h->status = st;
-    return 0;
-}
-
-int node_head_parse(const char *buf, size_t len, node_head *h) {
-    memset(h, 0, sizeof *h);
-    h->content_length = -1;
-    size_t lim = len < NODE_HEAD_MAX ? len : NODE_HEAD_MAX;
-    const char *end = memmem(buf, lim, "\r\n\r\n", 4);
-    if (!end) return len >= NODE_HEAD_MAX ? CAIRN_EINVAL : 0;
-    size_t head_len = (size_t)(end - buf) + 4;
-    /* Lines [p, eol), each ended by CRLF; the last one before the blank line. */
-    const char *p = buf, *stop = end + 2;
-    bool first = true;
-    while (p < stop) {
-        const char *eol = memchr(p, '\r', (size_t)(stop - p));
-        assert(eol && eol + 1 < stop); /* stop - 2 is a CR, stop - 1 its LF */
-        if (eol[1] != '\n') return CAIRN_EINVAL; /* a bare CR */
-        size_t n = (size_t)(eol - p);
-        if (memchr(p, '\n', n)) return CAIRN_EINVAL; /* a bare LF */
-        int rc = first ? parse_status(p, n, h) : parse_field(p, n, h);
-        if (rc != 0) {
-            h->status = 0;
-            return rc;
-        }
-        first = false;
-        p = eol + 2;
-    }
-    h->head_len = head_len;
-    return 0;
-}
-
 /* ---- the server ------------------------------------------------------------------------- */
 
 /* The newest date admitted before this start, from request-floor; 0 if none. */
@@ -438,7 +274,7 @@ static int64_t read_floor(int fd) {
     size_t n = 0;
     while (r > 0 && n < (size_t)r && b[n] >= '0' && b[n] <= '9') n++;
     uint64_t v;
-    return r > 0 && parse_digits(b, n, 20, true, &v) && v <= INT64_MAX ? (int64_t)v : 0;
+    return r > 0 && shard_decimal_parse(b, n, 20, true, &v) && v <= INT64_MAX ? (int64_t)v : 0;
 }
 
 /* Records date as the newest admitted: fixed width, one pwrite, no sync. */
@@ -533,9 +369,9 @@ static int authenticate(node_server *n, http_req *r, char sig_out[65], const cha
     const char *nonce = http_header(r, "x-cairn-nonce");
     const char *sig = http_header(r, "x-cairn-signature");
     uint64_t t, seq;
-    unsigned char session[NODE_SESSION_BYTES];
-    if (!date || !nonce || !sig || strlen(sig) != 64 || !parse_digits(date, strlen(date), 15, false, &t) ||
-        node_nonce_parse(nonce, session, &seq) != 0) {
+    unsigned char session[SHARD_SESSION_BYTES];
+    if (!date || !nonce || !sig || strlen(sig) != 64 || !shard_decimal_parse(date, strlen(date), 15, false, &t) ||
+        shard_nonce_parse(nonce, session, &seq) != 0) {
         *why = "missing or malformed date, nonce or signature";
         return CAIRN_EAUTH;
     }
@@ -544,11 +380,11 @@ static int authenticate(node_server *n, http_req *r, char sig_out[65], const cha
         *why = "date outside the clock window";
         return CAIRN_EAUTH;
     }
-    char target[NODE_MAX_TARGET + 1];
+    char target[SHARD_MAX_TARGET + 1];
     int tl = snprintf(target, sizeof target, "%s%s%s", r->raw_path, r->raw_query[0] ? "?" : "", r->raw_query);
     if (tl < 0 || tl >= (int)sizeof target) return CAIRN_ETOOBIG;
     char want[65];
-    int rc = node_sign(n->secret, n->id, r->method, target, date, nonce, r->content_length, want);
+    int rc = shard_sign(n->secret, n->id, r->method, target, date, nonce, r->content_length, want);
     if (rc != 0) return rc == CAIRN_ENOMEM ? rc : CAIRN_ETOOBIG;
     if (CRYPTO_memcmp(want, sig, 64) != 0) {
         *why = "wrong signature";
@@ -744,10 +580,10 @@ static void serve_list(node_server *n, http_req *r) {
 static void begin_put(node_server *n, http_req *r, node_req *q, const char *name) {
     r->api = "ShardPut";
     if (r->content_length < 0) return reply(r, 411, "Content-Length required\n");
-    if (r->content_length < NODE_TAG_LEN) return reply(r, 400, "body shorter than its tag\n");
+    if (r->content_length < SHARD_TAG_LEN) return reply(r, 400, "body shorter than its tag\n");
     q->expected = (uint64_t)r->content_length;
-    if (!(q->tag = node_tag_new(n->poly, n->secret, q->sig))) return reply(r, 503, "out of memory\n");
-    int rc = drive_create(home_drive(n, name), name, q->expected - NODE_TAG_LEN, &q->out);
+    if (!(q->tag = shard_tag_new(n->poly, n->secret, q->sig))) return reply(r, 503, "out of memory\n");
+    int rc = drive_create(home_drive(n, name), name, q->expected - SHARD_TAG_LEN, &q->out);
     if (rc == CAIRN_ENOSPC) return reply(r, 507, "drive full\n");
     if (rc != 0) return reply(r, 500, "cannot create shard\n");
 }
@@ -813,7 +649,7 @@ static void drop_shard(node_req *q) {
     q->out = NULL;
 }
 
-/* The first expected - NODE_TAG_LEN bytes are the shard (to the drive and the
+/* The first expected - SHARD_TAG_LEN bytes are the shard (to the drive and the
  * tag), the rest is the tag the gateway computed. */
 static void on_body(void *app, http_req *r, const char *data, size_t len) {
     (void)app;
@@ -823,7 +659,7 @@ static void on_body(void *app, http_req *r, const char *data, size_t len) {
         drop_shard(q);
         return reply(r, 400, "body longer than Content-Length\n");
     }
-    uint64_t shard_len = q->expected - NODE_TAG_LEN;
+    uint64_t shard_len = q->expected - SHARD_TAG_LEN;
     size_t take = q->got < shard_len ? (size_t)(shard_len - q->got < len ? shard_len - q->got : len) : 0;
     if (take) {
         EVP_MAC_update(q->tag, (const unsigned char *)data, take);
@@ -849,10 +685,10 @@ static void on_end(void *app, http_req *r) {
         drop_shard(q);
         return reply(r, 400, "incomplete body\n");
     }
-    unsigned char tag[NODE_TAG_LEN + 16];
+    unsigned char tag[SHARD_TAG_LEN + 16];
     size_t tl = 0;
-    if (!EVP_MAC_final(q->tag, tag, &tl, sizeof tag) || tl != NODE_TAG_LEN ||
-        CRYPTO_memcmp(tag, q->tag_in, NODE_TAG_LEN) != 0) {
+    if (!EVP_MAC_final(q->tag, tag, &tl, sizeof tag) || tl != SHARD_TAG_LEN ||
+        CRYPTO_memcmp(tag, q->tag_in, SHARD_TAG_LEN) != 0) {
         drop_shard(q);
         q->refused = "wrong body tag";
         return reply(r, 401, "bad, missing, stale or replayed cluster signature\n");

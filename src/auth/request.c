@@ -1,0 +1,98 @@
+/*
+ * request.c — authenticating a request: who sent it, proven by its
+ * signature.
+ *
+ * SigV4, or SigV2 when the request carries V2 credentials (sigv2_present)
+ * and the gateway accepts them.  The request's access key names its secret:
+ * the root user's comes from the configuration, every other key's from
+ * metadata, sealed with the master key (secrets.c).  A request with no
+ * credentials at all is anonymous, which is not a failure here: what an
+ * anonymous caller may do is the caller's to judge.
+ *
+ * A V2 request's payload is PAYLOAD_UNSIGNED, so callers treat it as an
+ * UNSIGNED-PAYLOAD request: no SHA-256 to check, no aws-chunked.
+ */
+#include "auth/auth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+_Static_assert(sizeof ((config_t *)0)->root_password <= AUTH_SECRET_MAX, "the root password is a secret");
+
+static int refuse(auth_refusal *why, int rc, const char *code, const char *message) {
+    why->code = code;
+    why->message = message;
+    return rc;
+}
+
+/* The error code of a malformed V4 credential scope: where it was sent. */
+static const char *scope_error(const sigv4_auth *a) {
+    return a->kind == SIGV4_PRESIGNED ? "AuthorizationQueryParametersError" : "AuthorizationHeaderMalformed";
+}
+
+/* Finds the access key's secret: the root's, or a key's from metadata
+ * (opened into opened, which the caller wipes and frees). */
+static int load_secret(const auth_keys *k, auth_identity *id, buf_t *opened, const char **secret, auth_refusal *why) {
+    if (k->root_access_key && strcmp(id->cred.access_key, k->root_access_key) == 0) {
+        *secret = k->root_secret;
+        id->is_root = true;
+        id->user_id = k->root_user_id;
+        return 0;
+    }
+    meta_key key;
+    int rc = meta_key_get(k->meta, id->cred.access_key, &key);
+    if (rc == CAIRN_ENOTFOUND || (rc == 0 && !key.active)) return refuse(why, CAIRN_EAUTH, "InvalidAccessKeyId", NULL);
+    if (rc != 0) return refuse(why, rc, "InternalError", "cannot load the access key");
+    if (auth_secret_open(k->master_key, key.sealed_secret, opened) != 0)
+        return refuse(why, CAIRN_EAUTH, "InternalError", "cannot load the access key");
+    *secret = opened->data;
+    id->user_id = key.user_id;
+    id->is_root = key.user_id == k->root_user_id;
+    return 0;
+}
+
+int auth_request(const auth_keys *k, const sigv4_request *r, const char *vhost_bucket, int64_t now, auth_identity *id,
+                 auth_refusal *why) {
+    memset(id, 0, sizeof *id);
+    memset(why, 0, sizeof *why);
+    const char *code = NULL, *msg = NULL;
+    bool v2 = sigv2_present(r);
+    if (v2 && !k->sigv2)
+        /* What S3 answers in the regions that never had SigV2 (eu-central-1 and
+         * every region opened since 2014): 400 InvalidRequest, not AccessDenied,
+         * so clients see that the mechanism is refused, not their credentials. */
+        return refuse(why, CAIRN_EAUTH, "InvalidRequest",
+                      "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.");
+    if ((v2 ? sigv2_parse(r, &id->cred, &code, &msg) : sigv4_parse(r, &id->cred, &code, &msg)) != 0)
+        return refuse(why, CAIRN_EAUTH, code ? code : "AccessDenied", msg);
+    if (id->cred.kind == SIGV4_ANONYMOUS) {
+        id->anonymous = true;
+        return 0;
+    }
+    if (!v2 && strcmp(id->cred.service, "s3") != 0)
+        return refuse(why, CAIRN_EAUTH, scope_error(&id->cred), "The credential scope must name the service 's3'.");
+    if (!v2 && strcmp(id->cred.region, k->region) != 0) {
+        snprintf(why->text, sizeof why->text, "the region '%s' is wrong; expecting '%s'", id->cred.region, k->region);
+        return refuse(why, CAIRN_EAUTH, scope_error(&id->cred), why->text);
+    }
+    const char *secret = NULL;
+    buf_t opened;
+    buf_init(&opened);
+    int rc = load_secret(k, id, &opened, &secret, why);
+    if (rc == 0) {
+        rc = v2 ? sigv2_verify(r, &id->cred, vhost_bucket, secret, now, k->clock_skew, &code, &msg)
+                : sigv4_verify(r, &id->cred, secret, now, k->clock_skew, &code, &msg);
+        if (rc == 0) snprintf(id->secret, sizeof id->secret, "%s", secret);
+        else if (rc == CAIRN_ENOMEM) /* could not compute it: a retry may succeed, a 403 would not */
+            refuse(why, rc, "InternalError", "out of memory while checking the signature");
+        else
+            rc = refuse(why, CAIRN_EAUTH, code ? code : "SignatureDoesNotMatch", msg);
+    }
+    if (opened.data) sodium_memzero(opened.data, opened.len);
+    buf_free(&opened);
+    return rc;
+}
+
+void auth_identity_wipe(auth_identity *id) { sodium_memzero(id->secret, sizeof id->secret); }
