@@ -179,6 +179,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset FROM object_parts"
                         " WHERE version_id = ?1 ORDER BY part_number",
     [ST_OBJPARTS_DELETE] = "DELETE FROM object_parts WHERE version_id = ?1",
+    /* Free, expired or ours: taken (or renewed, keeping when we took it). */
+    [ST_LEASE_ACQUIRE] = "INSERT INTO leases(name, holder, acquired_ms, expires_ms) VALUES (?1, ?2, ?3, ?3 + ?4)"
+                         " ON CONFLICT(name) DO UPDATE SET acquired_ms = CASE WHEN leases.holder = excluded.holder"
+                         " THEN leases.acquired_ms ELSE excluded.acquired_ms END, holder = excluded.holder,"
+                         " expires_ms = excluded.expires_ms"
+                         " WHERE leases.holder = excluded.holder OR leases.expires_ms <= excluded.acquired_ms"
+                         " RETURNING holder",
+    [ST_LEASE_RELEASE] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+    [ST_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = ?1",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                           " SELECT part_version_id, layout, ?2 FROM object_parts WHERE version_id = ?1",
     [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"
@@ -654,4 +663,7 @@ const meta_ops sq_ops = {
     .node_seen = sq_node_seen,
     .version_referenced = sq_version_referenced,
     .object_count = sq_object_count,
+    .lease_acquire = sq_lease_acquire,
+    .lease_release = sq_lease_release,
+    .lease_get = sq_lease_get,
 };
