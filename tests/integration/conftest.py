@@ -403,6 +403,7 @@ class CairnServer:
         """Starts the process without waiting for readiness."""
         self.port = port or free_port()
         self.starts += 1
+        self.spawned_ms = int(time.time() * 1000)   # before the process reads its clock
         err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
         out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
         self.stderr_paths.append(err)
@@ -588,9 +589,22 @@ class CairnServer:
 
     def wait_orphan_pass(self, deadline=30):
         """Waits for the orphan collection a start runs (asynchronously) to
-        finish a pass: what a crash left before this start is gone after it."""
-        wait_until(lambda: self.ORPHAN_PASS in self.current_log(), deadline, interval=0.1,
-                   what=f"{self.name}'s start-up orphan collection pass")
+        finish a pass: what a crash left before this start is gone after it.
+        The pass's line names the start it is for (started_ms): a periodic
+        pass, or (on PostgreSQL, where a start's pass waits) an earlier
+        start's pass, does not count."""
+        def done():
+            for line in self.current_log().splitlines():
+                if self.ORPHAN_PASS not in line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("msg") == self.ORPHAN_PASS and int(rec.get("started_ms", 0)) >= self.spawned_ms:
+                    return True
+            return False
+        wait_until(done, deadline, interval=0.1, what=f"{self.name}'s start-up orphan collection pass")
 
     def jobs(self, *args):
         """`admin jobs list [args]` as lists of fields (id, kind, state, ...)."""
