@@ -331,8 +331,10 @@ int l2_sync(l2 *r, uint64_t *seq, uint64_t *epoch) {
         return rc;
     }
     /* A Redis that restarted (or was flushed) since the subscriber joined it
-     * is not the one whose messages were applied. */
-    bool same = r->channel_up && !strcmp(r->sync_boot, r->boot);
+     * is not the one whose messages were applied; nor is one whose counter
+     * is below what was applied: it went backwards (evicted: see
+     * docs/deploy.md on maxmemory-policy). */
+    bool same = r->channel_up && !strcmp(r->sync_boot, r->boot) && *seq >= r->applied;
     if (r->channel_up && !same) r->rejoin = true;
     pthread_mutex_unlock(&r->mu);
     return same ? 0 : CAIRN_ECONFLICT;

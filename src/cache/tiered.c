@@ -662,6 +662,21 @@ static int c_migrate(meta_store *ms, int target, char *why, size_t whylen) {
     return rc;
 }
 
+static int f_lease_acquire(meta_store *ms, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms,
+                           bool *held) {
+    return IN(ms)->ops->lease_acquire(IN(ms), name, holder, now_ms, ttl_ms, held);
+}
+static int f_lease_release(meta_store *ms, const char *name, const char *holder) {
+    return IN(ms)->ops->lease_release(IN(ms), name, holder);
+}
+static int f_lease_get(meta_store *ms, const char *name, meta_lease *out) {
+    return IN(ms)->ops->lease_get(IN(ms), name, out);
+}
+
+static int c_job_listener_open(meta_store *ms, meta_listener **out) {
+    return IN(ms)->ops->job_listener_open(IN(ms), out);
+}
+
 static int c_pool_stats(meta_store *ms, meta_pool_stats *out) {
     return IN(ms)->ops->pool_stats(IN(ms), out);
 }
@@ -706,7 +721,8 @@ static void set_ops(tiered *t) {
     F(upload_completed_prune); F(trash_list); F(trash_remove); F(job_enqueue); F(job_claim); F(job_finish);
     F(job_finish_claim); F(job_release); F(job_extend); F(job_cancel); F(job_retry); F(job_get); F(job_list);
     F(job_prune); F(job_counts); F(upload_list_older); F(node_upsert); F(node_list); F(node_get);
-    F(node_set_state); F(node_seen); F(version_referenced); F(object_count);
+    F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
+    F(lease_get);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);
@@ -714,6 +730,7 @@ static void set_ops(tiered *t) {
     C(placement_set_layout); C(repair); C(upload_complete);
 #undef C
     o->pool_stats = t->inner->ops->pool_stats ? c_pool_stats : NULL;
+    o->job_listener_open = t->inner->ops->job_listener_open ? c_job_listener_open : NULL;
 }
 
 bool tiered_is(const meta_store *ms) { return ms && ms->ops->close == c_close; }

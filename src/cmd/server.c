@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,6 +345,7 @@ typedef struct {
     scrubber *scrub;
     job_queue *jobs;
     membership *members;
+    char holder[256];          /* this process in leases: "host:data_dir", the same across restarts */
 } server;
 
 static int fail_with(server *sv, int exit_code) {
@@ -437,8 +439,9 @@ static void gateway_stop(void *ud) {
  * logged and the server serves without it, as before the registry. */
 static int scrubber_start(void *ud) {
     server *sv = ud;
-    if (scrub_start(sv->ms, sv->ds, sv->obs, sv->cfg.scrub_interval, sv->cfg.scrub_rate, &sv->scrub) != 0)
-        log_write(LOG_WARN, NULL, "scrubber not started: out of memory", NULL);
+    jobs_lease_options lo = {.holder = sv->holder, .ttl_ms = sv->cfg.leader_lease_ms};
+    int rc = scrub_start(sv->ms, sv->ds, sv->obs, sv->cfg.scrub_interval, sv->cfg.scrub_rate, &lo, &sv->scrub);
+    if (rc != 0) log_write(LOG_WARN, NULL, "scrubber not started", "error", cairn_strerror(rc), NULL);
     return 0;
 }
 
@@ -448,11 +451,28 @@ static void scrubber_stop(void *ud) {
     sv->scrub = NULL;
 }
 
+/* The age below which the start-up orphan pass leaves an unreferenced shard
+ * alone (jobs_enqueue_startup_orphans).  A server's drives, and the nodes of
+ * a gateway on SQLite (one process per database: its lock), are written by
+ * this process only, so whatever is unreferenced and older than this start
+ * is what a crash left: 0.  Gateways sharing a PostgreSQL database share
+ * their nodes: a shard another gateway wrote just before this start may be
+ * waiting for its commit.  That wait is bounded by a shard call's timeout
+ * (the slowest node's answer) and a commit's (a free connection, then its
+ * statements): twice their sum covers it.  With no statement timeout the
+ * commit has no bound, and the periodic pass's hour is used.  Decision 0013. */
+static int64_t startup_orphan_age_ms(const server *sv) {
+    const config_t *c = &sv->cfg;
+    if (!sv->gateway || strcmp(meta_backend_name(sv->ms), "postgres") != 0) return 0;
+    if (c->db_statement_timeout_ms <= 0) return 3600 * 1000;
+    return 2 * ((int64_t)c->shard_timeout_ms + c->db_acquire_timeout_ms + c->db_statement_timeout_ms + 2000);
+}
+
 static int jobs_start(void *ud) {
     server *sv = ud;
     const config_t *c = &sv->cfg;
     job_options jo = {.workers = c->job_workers, .lease_ms = c->job_lease_ms, .backoff_base_ms = c->job_backoff_base_ms,
-                      .backoff_max_ms = c->job_backoff_max_ms, .poll_ms = 250, .periodic_s = c->job_period_s};
+                      .backoff_max_ms = c->job_backoff_max_ms, .poll_ms = c->job_poll_ms, .periodic_s = c->job_period_s};
     jobs_builtin_options jbo = {.multipart_expiry_s = c->multipart_expiry, .retention_s = c->job_retention_s,
                                 .discarded_retention_s = c->job_discarded_retention_s};
     if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
@@ -463,7 +483,7 @@ static int jobs_start(void *ud) {
     /* What a crash left goes now, not at the next period: the trash, and the
      * shards written but never committed before this start. */
     jobs_enqueue_empty_trash(sv->ms);
-    jobs_enqueue_startup_orphans(sv->ms, sv->started_ms);
+    jobs_enqueue_startup_orphans(sv->ms, sv->started_ms, startup_orphan_age_ms(sv));
     return 0;
 }
 
@@ -482,8 +502,9 @@ static int membership_run(void *ud) {
     /* The configured nodes join the registry, where admins add, drain and
      * remove nodes for every gateway sharing this database. */
     data_check_drives(sv->ds, register_node, sv->ms);
-    if (membership_start(sv->ms, sv->ds, sv->obs, sv->cfg.node_heartbeat_ms, &sv->members) != 0)
-        log_write(LOG_WARN, NULL, "membership thread not started: out of memory", NULL);
+    jobs_lease_options lo = {.holder = sv->holder, .ttl_ms = sv->cfg.leader_lease_ms};
+    int rc = membership_start(sv->ms, sv->ds, sv->obs, sv->cfg.node_heartbeat_ms, &lo, &sv->members);
+    if (rc != 0) log_write(LOG_WARN, NULL, "membership thread not started", "error", cairn_strerror(rc), NULL);
     return 0;
 }
 
@@ -575,6 +596,17 @@ static int register_services(svc_registry *r, server *sv) {
     return 0;
 }
 
+/* Who this process is in leases: the host and the data directory, which
+ * the directory's lock gives to one process at a time.  The same across
+ * restarts, so a gateway killed and restarted takes its leases back at once
+ * instead of waiting for them to expire. */
+static void lease_holder(const config_t *cfg, char *out, size_t n) {
+    char host[256] = "", dir[PATH_MAX];
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
+    if (!realpath(cfg->data_dir, dir)) snprintf(dir, sizeof dir, "%s", cfg->data_dir);
+    snprintf(out, n, "%.64s:%s", host, dir);
+}
+
 static int run(int argc, char **argv, bool gateway);
 
 int cmd_server(int argc, char **argv) { return run(argc, argv, false); }
@@ -611,6 +643,7 @@ static int run(int argc, char **argv, bool gateway) {
     sv->gateway = gateway;
     sv->listen_fd = -1;
     sv->started_ms = time_now_ms();
+    lease_holder(&sv->cfg, sv->holder, sizeof sv->holder);
     svc_registry *services = NULL;
     char why[256];
     rc = svc_registry_new(SERVICE_STOP_TIMEOUT_MS, &services);

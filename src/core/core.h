@@ -317,6 +317,7 @@ typedef struct {
     char nodes[4096];          /* nodes: comma-separated storage node URLs (gateway) */
     int shard_timeout_ms;      /* shard_timeout_ms: bound on each wait for a node */
     int node_heartbeat_ms;     /* node_heartbeat_ms: how often a gateway checks its nodes and the registry */
+    int leader_lease_ms;       /* leader_lease_ms: how long a lease of work one gateway does for all lasts unrenewed */
     char tls_cert[1024];       /* tls_cert: PEM certificate (chain) to serve HTTPS with */
     char tls_key[1024];        /* tls_key: PEM private key of tls_cert */
     char tls_ca[1024];         /* tls_ca: CA bundle that verifies https:// nodes; empty = system CAs */
@@ -324,6 +325,7 @@ typedef struct {
     int job_lease_ms;          /* job_lease_ms: a run's lease; a crashed worker's job reruns after it */
     int job_backoff_base_ms;   /* job_backoff_base_ms: first retry delay ceiling */
     int job_backoff_max_ms;    /* job_backoff_max_ms: largest retry delay ceiling */
+    int job_poll_ms;           /* job_poll_ms: how often idle workers look for due jobs */
     int job_period_s;          /* job_period_s: how often periodic jobs are scheduled */
     int multipart_expiry;      /* multipart_expiry: seconds after which an unfinished upload is aborted */
     int job_retention_s;       /* job_retention_s: completed/cancelled jobs are deleted after this */

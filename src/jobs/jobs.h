@@ -12,6 +12,9 @@
  * without starving client I/O.  It depends on meta (what exists) and data
  * (the bytes); neither knows about it.
  *
+ * With several gateways on one database, one of them scrubs: the one
+ * holding the "scrub" lease (below).
+ *
  * Thread-safety: one scrubber thread per server; start/stop from one thread.
  */
 #ifndef CAIRN_JOBS_H
@@ -38,30 +41,80 @@ void jobs_describe(const meta_placement *p, char *out, size_t n);
  * (then *referenced is true: a spare copy is cheaper than a lost one). */
 int jobs_shard_referenced(meta_store *ms, const char *drive_id, const char *version_id, int index, bool *referenced);
 
+/*
+ * Leases (lease.c): work one gateway does for all, however many share the
+ * database — the scrubber ("scrub") and node bookkeeping and rebalancing
+ * ("membership").  jobs_lease_start runs a thread that takes the lease
+ * (meta_lease_acquire) for this process and renews it every third of its
+ * ttl; one that dies loses it ttl after its last renewal, and another
+ * gateway's thread takes it.  The work's thread asks jobs_lease_held
+ * between steps and stops when it is false; jobs_lease_term changes each
+ * time the lease is taken anew (so a pass the previous holder may have left
+ * unfinished runs again).  A lease whose renewals fail counts as lost half
+ * a ttl after the last one that succeeded.  Changes are logged ("lease
+ * taken", "lease lost") and exported as the gauge cairn_leader{role}.
+ * Thread-safety: held and term from any thread; start and stop from one.
+ */
+typedef struct jobs_lease jobs_lease;
+
+typedef struct {
+    const char *holder;        /* who this process is, the same across its restarts ("host:data_dir") */
+    int64_t ttl_ms;            /* leader_lease_ms */
+} jobs_lease_options;
+
+/* CAIRN_EINVAL for an empty or too long role (31 bytes) or holder (255),
+ * or a ttl below 3 ms. */
+int jobs_lease_start(meta_store *ms, obs_registry *obs, const char *role, const jobs_lease_options *o,
+                     jobs_lease **out);
+bool jobs_lease_held(jobs_lease *l);
+/* Which holding this is: a new number each time the lease is taken anew, 0
+ * while it is not held. */
+uint64_t jobs_lease_term(jobs_lease *l);
+/* Stops the thread and releases the lease, so another gateway takes it at
+ * its next try instead of a ttl later. */
+void jobs_lease_stop(jobs_lease *l);
+
+/* data_heal of placement p (l: its parsed layout), then, if shards were
+ * rewritten, a second look: when the placement moved (a rebalance) or went
+ * (a delete) while the heal ran, the rewritten copies belong to nothing and
+ * are removed again (and *repaired is 0).  Returns data_heal's result, or
+ * CAIRN_ENOTFOUND for a placement that went. */
+int jobs_heal_placement(meta_store *ms, data_store *ds, const meta_placement *p, const data_layout *l,
+                        int *repaired);
+
 typedef struct scrubber scrubber;
 
 /* Starts the scrubber thread.  interval_s == 0 disables it (returns 0 and sets
- * *out to NULL).  rate_bps: bytes verified per second at most (0 = no limit). */
+ * *out to NULL).  rate_bps: bytes verified per second at most (0 = no limit).
+ * Passes run only while this process holds the "scrub" lease (lease):
+ * however many gateways run, one scrubs. */
 int scrub_start(meta_store *ms, data_store *ds, obs_registry *obs, int interval_s, int64_t rate_bps,
-                scrubber **out);
+                const jobs_lease_options *lease, scrubber **out);
 /* Stops and joins the thread (the current object finishes first). */
 void scrub_stop(scrubber *s);
 
 /*
  * Membership (gateways over storage nodes).  A thread that every heartbeat:
- *  - health-checks every node and records it in the registry (last_seen,
- *    last_error); nodes that do not answer get no new shards;
+ *  - health-checks every node; nodes that do not answer get no new shards
+ *    from this gateway (each gateway judges what it can reach);
  *  - applies the registry: nodes added with `cairn admin node add` join the
  *    store, `draining` and `removed` nodes stop taking shards;
- *  - after any change to the set of placeable nodes, runs a rebalance pass:
- *    every object whose rendezvous placement moved gets just the moved shards
- *    rewritten on their new nodes, metadata repointed (only if the version is
- *    unchanged), and the old copies removed.  Objects already in place cost a
- *    metadata read, so a pass interrupted by a restart simply runs again.
+ *  - on the gateway holding the "membership" lease only (one of all that
+ *    share the database): records the health checks in the registry
+ *    (last_seen, last_error), and runs the rebalance passes: one when it
+ *    takes the lease (the last holder's may be unfinished), and one a
+ *    heartbeat after any change to the set of placeable nodes (by then every
+ *    gateway has applied the change to its own writes).  A pass gives every
+ *    object whose rendezvous placement moved just the moved shards,
+ *    rewritten on their new nodes, metadata repointed (only if the version
+ *    is unchanged), and the old copies removed.  Objects already in place
+ *    cost a metadata read, so a pass interrupted by a restart or a lost
+ *    lease simply runs again.
  */
 typedef struct membership membership;
 
-int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int heartbeat_ms, membership **out);
+int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int heartbeat_ms,
+                     const jobs_lease_options *lease, membership **out);
 void membership_stop(membership *m);
 /* Runs one rebalance pass now (tests, admin); returns objects moved or < 0. */
 int membership_rebalance(membership *m);
@@ -99,7 +152,8 @@ typedef struct {
     int64_t lease_ms;          /* a run's lease; a dead worker's job runs again after it */
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
-    int64_t poll_ms;           /* idle workers look for due jobs this often */
+    int64_t poll_ms;           /* idle workers look for due jobs this often (and when woken: an
+                                  enqueue here, or on PostgreSQL a notification of one anywhere) */
     int64_t periodic_s;        /* schedule periodic jobs this often; 0 = never */
 } job_options;
 
@@ -137,8 +191,11 @@ int jobs_enqueue_heal(void *ms, const char *version_id, const data_layout *l, in
  * (they stay listed).  The empty_trash job runs this. */
 int jobs_empty_trash(meta_store *ms, data_store *ds, int max_batches, int *removed);
 /* Asks for a collect_orphans run that removes every unreferenced shard
- * written before started_ms (this process's start): what a crash left. */
-int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms);
+ * written before started_ms (this process's start): what a crash left.
+ * min_age_ms > 0 (gateways sharing a database): the run waits until then
+ * and takes only shards at least that old, so the shards another gateway
+ * wrote but has not committed yet are not taken for a crash's. */
+int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms, int64_t min_age_ms);
 /* Asks for an empty_trash run soon (one pending run at a time). */
 int jobs_enqueue_empty_trash(meta_store *ms);
 /* Enqueues the periodic jobs due now (call every period). */

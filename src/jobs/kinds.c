@@ -10,8 +10,12 @@
  *   start, i.e. it was written before this process existed, so what a crash
  *   left between writing shards and committing them goes at once.  Ages are
  *   durations on the drive's own clock, so no clock needs to agree.  (Safe
- *   because one process writes these drives: the data directory's lock, one
- *   gateway per metadata database.)
+ *   when one process writes these drives: the data directory's lock.  When
+ *   gateways share a PostgreSQL database and nodes, another gateway's upload
+ *   may have written shards before this start and not committed them yet:
+ *   then the run also has "min_age_ms", waits that long after the start and
+ *   takes only shards at least that old — older than any upload's wait
+ *   between its shards and its commit; decision 0013.)
  * abort_abandoned_uploads: aborts multipart uploads initiated more than
  *   multipart_expiry seconds ago and removes their parts' bytes.  Idempotent:
  *   an upload already gone is simply not found again.
@@ -136,18 +140,26 @@ static int run_collect_orphans(void *ud, const meta_job *job, char *err, size_t 
     json_t *a = json_loads(job->args, 0, NULL);
     json_t *g = a ? json_object_get(a, "grace_s") : NULL;
     json_t *started = a ? json_object_get(a, "started_ms") : NULL;
+    json_t *min_age = a ? json_object_get(a, "min_age_ms") : NULL;
     if (json_is_integer(g)) o.grace_ms = json_integer_value(g) * 1000;
     /* Written before the process started: older than the time since then.
      * That time only grows while the walk runs, and each age was measured
-     * before the comparison, so the test never takes a younger shard. */
-    if (json_is_integer(started)) o.grace_ms = time_now_ms() - json_integer_value(started);
+     * before the comparison, so the test never takes a younger shard.  With
+     * other gateways on the database, also at least min_age_ms old: older
+     * than any shard whose upload another gateway has yet to commit. */
+    int64_t start_ms = json_is_integer(started) ? json_integer_value(started) : 0;
+    if (start_ms) o.grace_ms = time_now_ms() - start_ms;
+    if (start_ms && json_is_integer(min_age) && o.grace_ms < json_integer_value(min_age))
+        o.grace_ms = json_integer_value(min_age);
     json_decref(a);
     int unreachable = 0;
     int rc = data_walk_shards(c->ds, orphan_visit, &o, &unreachable);
     if (o.stopped) return JOBS_RELEASE;
-    char rm[24], un[24];
+    /* A start's pass names the start (the process's start time, in ms since
+     * the epoch): with several gateways it may run in another process. */
+    char rm[24], un[24], st[24];
     log_write(LOG_INFO, NULL, "orphan collection pass", "removed", log_int(rm, o.removed), "unreachable_drives",
-              log_int(un, unreachable), NULL);
+              log_int(un, unreachable), start_ms ? "started_ms" : NULL, log_int(st, start_ms), NULL);
     if (rc == 0 && unreachable > 0) {
         /* The rest was collected; retrying later covers the nodes that were down. */
         snprintf(err, errlen, "%d drive(s) could not be listed", unreachable);
@@ -209,10 +221,17 @@ static int run_empty_trash(void *ud, const meta_job *job, char *err, size_t errl
     return rc;
 }
 
-int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms) {
-    char args[64];
-    snprintf(args, sizeof args, "{\"started_ms\":%lld}", (long long)started_ms);
-    meta_job j = {.priority = 2, .max_attempts = 5, .run_at_ms = time_now_ms()};
+int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms, int64_t min_age_ms) {
+    char args[96];
+    if (min_age_ms > 0)
+        snprintf(args, sizeof args, "{\"started_ms\":%lld,\"min_age_ms\":%lld}", (long long)started_ms,
+                 (long long)min_age_ms);
+    else
+        snprintf(args, sizeof args, "{\"started_ms\":%lld}", (long long)started_ms);
+    /* With a minimum age, the run waits for it: a shard this process's crash
+     * left is then old enough to go in this run. */
+    meta_job j = {.priority = 2, .max_attempts = 5,
+                  .run_at_ms = min_age_ms > 0 ? started_ms + min_age_ms : time_now_ms()};
     snprintf(j.kind, sizeof j.kind, "collect_orphans");
     j.args = args;
     return meta_job_enqueue(ms, &j, NULL);

@@ -1,5 +1,12 @@
 /*
  * membership.c — node heartbeats, registry changes and rebalancing (jobs.h).
+ *
+ * Every gateway checks its nodes and applies the registry each heartbeat:
+ * which nodes it can reach and which may take shards decide where its own
+ * writes go.  What is done for all (the registry's health columns and the
+ * rebalance passes) only the holder of the "membership" lease does, so N
+ * gateways neither move the same shards N times nor overwrite one
+ * another's health records.
  */
 #include "jobs/jobs.h"
 
@@ -20,7 +27,10 @@ struct membership {
     pthread_cond_t cv;
     bool stop;
     pthread_mutex_t pass_mu;          /* one rebalance pass at a time */
-    char placeable_sig[4096];         /* which nodes took shards at the last pass */
+    jobs_lease *lease;                /* "membership": bookkeeping and passes run on its holder */
+    char placeable_sig[4096];         /* which nodes take shards, as of the last heartbeat */
+    uint64_t term;                    /* the lease's term the last pass ran in */
+    int64_t pass_due_ms;              /* time_mono ms when a pass is due; 0 = none */
     bool pass_failed;                 /* the last pass could not finish: run it again */
 };
 
@@ -92,7 +102,12 @@ static int rebalance_visit(void *ud, const meta_placement *o) {
     return 0;
 }
 
-static bool pass_stop(void *ud) { return stopping(((pass_ctx *)ud)->m); }
+/* A pass ends early when the process stops or the lease moved: the next
+ * holder runs a whole pass when it takes the lease. */
+static bool pass_stop(void *ud) {
+    membership *m = ((pass_ctx *)ud)->m;
+    return stopping(m) || !jobs_lease_held(m->lease);
+}
 
 int membership_rebalance(membership *m) {
     pthread_mutex_lock(&m->pass_mu);
@@ -107,6 +122,12 @@ int membership_rebalance(membership *m) {
                   cairn_strerror(seen), NULL);
         return seen;
     }
+    if (!stopping(m) && !jobs_lease_held(m->lease)) {
+        char nm[24];
+        log_write(LOG_WARN, NULL, "rebalance pass stopped: the membership lease is lost; its next holder runs one",
+                  "objects_moved", log_int(nm, c.moved), NULL);
+        return CAIRN_ECONFLICT;
+    }
     char ns[24], nm[24], ms[24];
     log_write(LOG_INFO, NULL, "rebalance pass done", "objects_seen", log_int(ns, seen), "objects_moved",
               log_int(nm, c.moved), "duration_ms", log_int(ms, time_now_ms() - t0), NULL);
@@ -114,10 +135,39 @@ int membership_rebalance(membership *m) {
     return c.moved;
 }
 
+/* The registry's health columns are written by the lease holder only: one
+ * gateway's view, not the last writer's of N. */
 static void record_seen(void *ud, const char *id, const char *where, bool up) {
     membership *m = ud;
     (void)where;
-    meta_node_seen(m->ms, id, up, up ? NULL : "did not answer /v1/info");
+    if (jobs_lease_held(m->lease)) meta_node_seen(m->ms, id, up, up ? NULL : "did not answer /v1/info");
+}
+
+/* Decides, on the lease holder, whether a rebalance pass runs now. */
+static bool pass_due(membership *m, bool changed) {
+    uint64_t term = jobs_lease_term(m->lease);
+    int64_t now = time_mono_ns() / 1000000;
+    if (term == 0) { /* another gateway rebalances */
+        m->pass_due_ms = 0;
+        m->pass_failed = false;
+        return false;
+    }
+    if (term != m->term) {
+        /* Newly the holder: the last holder's pass may be unfinished, and
+         * the registry may have changed while this gateway was not looking. */
+        m->term = term;
+        m->pass_due_ms = now;
+    } else if (changed && !m->pass_due_ms) {
+        /* Every gateway applies the change within a heartbeat: a pass after
+         * that also moves what the others wrote to the old node set. */
+        m->pass_due_ms = now + m->heartbeat_ms;
+    }
+    /* A pass the metadata store failed under runs again at once: otherwise
+     * the shards it did not reach would wait for the next change. */
+    if (m->pass_failed && !m->pass_due_ms) m->pass_due_ms = now;
+    if (!m->pass_due_ms || now < m->pass_due_ms) return false;
+    m->pass_due_ms = 0;
+    return true;
 }
 
 typedef struct {
@@ -160,10 +210,7 @@ static void *membership_main(void *arg) {
         bool changed = listed && sig.data && strcmp(sig.data, m->placeable_sig) != 0;
         if (changed) snprintf(m->placeable_sig, sizeof m->placeable_sig, "%s", sig.data);
         buf_free(&sig);
-        /* A pass the metadata store failed under is run again at the next
-         * heartbeat, or the shards it did not reach would wait for the next
-         * membership change. */
-        if (changed || m->pass_failed) m->pass_failed = membership_rebalance(m) < 0;
+        if (pass_due(m, changed)) m->pass_failed = membership_rebalance(m) < 0;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         int64_t ns = until.tv_nsec + (int64_t)m->heartbeat_ms * 1000000LL;
@@ -179,18 +226,28 @@ static void *membership_main(void *arg) {
     return NULL;
 }
 
-int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int heartbeat_ms, membership **out) {
+int membership_start(meta_store *ms, data_store *ds, obs_registry *obs, int heartbeat_ms,
+                     const jobs_lease_options *lease, membership **out) {
+    *out = NULL;
     membership *m = calloc(1, sizeof *m);
     if (!m) return CAIRN_ENOMEM;
     *m = (membership){.ms = ms, .ds = ds, .obs = obs, .heartbeat_ms = heartbeat_ms > 0 ? heartbeat_ms : 2000};
+    /* Taking the lease starts a term, and a term starts with a pass: one
+     * interrupted by a restart, or registry changes made while no gateway
+     * held it, are picked up (objects already in place cost a lookup). */
+    int rc = jobs_lease_start(ms, obs, "membership", lease, &m->lease);
+    if (rc != 0) {
+        free(m);
+        return rc;
+    }
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     pthread_mutex_init(&m->pass_mu, NULL);
-    /* The first heartbeat counts as a change, so every start runs a pass: one
-     * interrupted by a restart, or registry changes made while this gateway
-     * was down, are picked up (objects already in place cost a lookup). */
-    m->placeable_sig[0] = '\0';
     if (pthread_create(&m->thread, NULL, membership_main, m) != 0) {
+        jobs_lease_stop(m->lease);
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
+        pthread_mutex_destroy(&m->pass_mu);
         free(m);
         return CAIRN_ENOMEM;
     }
@@ -205,6 +262,7 @@ void membership_stop(membership *m) {
     pthread_cond_broadcast(&m->cv);
     pthread_mutex_unlock(&m->mu);
     pthread_join(m->thread, NULL);
+    jobs_lease_stop(m->lease); /* after the pass stopped: another gateway takes over at once */
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->pass_mu);

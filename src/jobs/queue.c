@@ -1,8 +1,20 @@
 /*
  * queue.c — the worker side of the durable job queue (jobs.h).
+ *
+ * Idle workers sleep until the poll interval passes or something wakes
+ * them: an enqueue in this process, or on PostgreSQL a notification that a
+ * job was added anywhere (meta.h, job notifications).  Those are heard by a
+ * listener thread with a connection of its own; when the connection is
+ * lost it opens another with backoff (250 ms doubling to 10 s) and wakes
+ * the workers once it is back, since notifications sent meanwhile were
+ * missed.  Correctness never rests on a notification: polling finds every
+ * due job anyway, and the claim decides who runs it.
  */
 #include "jobs/jobs.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +41,10 @@ struct job_queue {
     running_slot running[MAX_WORKERS]; /* what each worker runs (guarded by mu) */
     pthread_t keeper;
     bool keeper_started;
+    pthread_t listener;
+    bool listener_started;
+    meta_listener *listen;     /* the listener thread's (NULL while reconnecting) */
+    int wake[2];               /* a byte on wake[1] stops the listener thread */
     meta_store *ms;
     obs_registry *obs;
     job_options opt;
@@ -206,6 +222,63 @@ static void *keeper_main(void *arg) {
     return NULL;
 }
 
+/* Wakes every idle worker: jobs may be due. */
+static void wake_workers(job_queue *q) {
+    pthread_mutex_lock(&q->mu);
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Waits up to ms (-1: no limit) for the listener's socket (when it has one)
+ * or the stop byte; returns true when stopping. */
+static bool listener_wait(job_queue *q, int ms, bool *readable) {
+    struct pollfd p[2] = {{.fd = q->wake[0], .events = POLLIN},
+                          {.fd = q->listen ? meta_listener_fd(q->listen) : -1, .events = POLLIN}};
+    *readable = false;
+    if (poll(p, 2, ms) < 0 && errno != EINTR) return jobs_stopping(q);
+    *readable = p[1].revents != 0;
+    return p[0].revents != 0 || jobs_stopping(q);
+}
+
+static void *listener_main(void *arg) {
+    job_queue *q = arg;
+    int backoff_ms = 0;
+    bool lost = false, readable;
+    if (q->listen) log_write(LOG_INFO, NULL, "job listener listening: workers wake on every enqueue", NULL);
+    for (;;) {
+        if (!q->listen) {
+            if (meta_job_listener_open(q->ms, &q->listen) != 0) {
+                backoff_ms = backoff_ms ? (backoff_ms < 5000 ? backoff_ms * 2 : 10000) : 250;
+                if (listener_wait(q, backoff_ms, &readable)) break;
+                continue;
+            }
+            backoff_ms = 0;
+            log_write(LOG_INFO, NULL, lost ? "job listener reconnected: workers wake on every enqueue again"
+                                           : "job listener listening: workers wake on every enqueue", NULL);
+            wake_workers(q); /* what was added while nobody listened */
+        }
+        if (listener_wait(q, -1, &readable)) break;
+        if (!readable) continue;
+        int n = meta_listener_drain(q->listen);
+        if (n < 0 || meta_listener_fd(q->listen) < 0) {
+            log_write(LOG_WARN, NULL, "job listener lost its connection; workers poll until it is back", "error",
+                      cairn_strerror(n < 0 ? n : CAIRN_EIO), NULL);
+            obs_counter_add(q->obs, "cairn_jobs_listener_losses_total",
+                            "Times the job listener's database connection was lost (reopened with backoff).", 1);
+            meta_listener_close(q->listen);
+            q->listen = NULL;
+            lost = true;
+        } else if (n > 0) {
+            obs_counter_add(q->obs, "cairn_jobs_notifications_total", "Job notifications heard from the database.",
+                            (uint64_t)n);
+            wake_workers(q);
+        }
+    }
+    meta_listener_close(q->listen);
+    q->listen = NULL;
+    return NULL;
+}
+
 int jobs_queue_new(meta_store *ms, obs_registry *obs, const job_options *opt, job_queue **out) {
     job_queue *q = calloc(1, sizeof *q);
     if (!q) return CAIRN_ENOMEM;
@@ -218,6 +291,10 @@ int jobs_queue_new(meta_store *ms, obs_registry *obs, const job_options *opt, jo
     if (q->opt.poll_ms <= 0) q->opt.poll_ms = 500;
     if (q->opt.backoff_base_ms <= 0) q->opt.backoff_base_ms = 1000;
     if (q->opt.backoff_max_ms < q->opt.backoff_base_ms) q->opt.backoff_max_ms = q->opt.backoff_base_ms;
+    if (pipe2(q->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        free(q);
+        return CAIRN_EIO;
+    }
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     char rnd[17];
@@ -258,6 +335,19 @@ int jobs_queue_start(job_queue *q) {
     }
     if (pthread_create(&q->keeper, NULL, keeper_main, q) != 0) return CAIRN_ENOMEM;
     q->keeper_started = true;
+    /* A listener when the backend notifies (PostgreSQL); one that cannot
+     * connect now is retried by its thread. */
+    int rc = meta_job_listener_open(q->ms, &q->listen);
+    if (rc == CAIRN_EINVAL) return 0;
+    if (rc != 0)
+        log_write(LOG_WARN, NULL, "job listener cannot connect yet; workers poll until it can", "error",
+                  cairn_strerror(rc), NULL);
+    if (pthread_create(&q->listener, NULL, listener_main, q) != 0) {
+        meta_listener_close(q->listen);
+        q->listen = NULL;
+        return CAIRN_ENOMEM;
+    }
+    q->listener_started = true;
     return 0;
 }
 
@@ -274,10 +364,15 @@ void jobs_queue_free(job_queue *q) {
     q->stop = true;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
+    ssize_t w = write(q->wake[1], "x", 1); /* the listener's poll */
+    (void)w;
     /* Running jobs finish their run first (a handler that must stop sooner
      * returns early and is retried: handlers are idempotent). */
     for (int i = 0; i < q->nthreads; i++) pthread_join(q->threads[i], NULL);
     if (q->keeper_started) pthread_join(q->keeper, NULL);
+    if (q->listener_started) pthread_join(q->listener, NULL);
+    close(q->wake[0]);
+    close(q->wake[1]);
     for (int i = 0; i < q->nkinds; i++)
         if (q->kinds[i].owned) free(q->kinds[i].ud);
     pthread_mutex_destroy(&q->mu);

@@ -9,6 +9,10 @@
  * database connection is held while a job works on a placement (which may
  * take long: verifying or moving shards), and the cursor is the last version
  * id seen, so placements created or removed meanwhile never derail the walk.
+ * Because a walk's rows can be stale by the time a job works on them, the
+ * scrubber heals through jobs_heal_placement, which takes back what it
+ * rewrote for a placement that a rebalance moved or a delete removed
+ * meanwhile (on this gateway or another).
  */
 #include "jobs/jobs.h"
 
@@ -70,4 +74,31 @@ int jobs_shard_referenced(meta_store *ms, const char *drive_id, const char *vers
     if (data_layout_parse(p.layout, &l) != 0) return 0; /* fsck reports the layout itself */
     *referenced = index >= 0 && index < l.k + l.m && strcmp(l.drive_ids[index], drive_id) == 0;
     return 0;
+}
+
+int jobs_heal_placement(meta_store *ms, data_store *ds, const meta_placement *p, const data_layout *l,
+                        int *repaired) {
+    int rc = data_heal(ds, p->version_id, l, p->size, repaired);
+    if (*repaired == 0) return rc;
+    /* The heal worked from a layout read before it began.  A rebalance (on
+     * this gateway or another) that moved the version meanwhile, or a delete,
+     * removed the copies it found; those the heal wrote after that belong to
+     * nothing.  Whatever the other side does after this look, it does to
+     * what the heal wrote as well. */
+    meta_placement now;
+    data_layout cur;
+    int grc = meta_placement_get(ms, p->version_id, &now);
+    int drc = 0;
+    if (grc == CAIRN_ENOTFOUND) drc = data_delete(ds, p->version_id, l);
+    else if (grc == 0 && strcmp(now.layout, p->layout) != 0 && data_layout_parse(now.layout, &cur) == 0)
+        drc = data_delete_moved(ds, p->version_id, l, &cur);
+    else return rc;
+    char what[300];
+    jobs_describe(p, what, sizeof what);
+    log_write(drc == 0 ? LOG_INFO : LOG_WARN, NULL,
+              drc == 0 ? "heal of a placement that moved or went meanwhile: its rewritten copies removed"
+                       : "heal of a placement that moved or went meanwhile: its rewritten copies stay for orphan collection",
+              "placement", what, "version_id", p->version_id, NULL);
+    *repaired = 0;
+    return grc == CAIRN_ENOTFOUND ? CAIRN_ENOTFOUND : rc;
 }

@@ -403,3 +403,43 @@ int meta_version_referenced(meta_store *ms, const char *version_id, bool *refere
 int meta_object_count(meta_store *ms, const char *bucket, int64_t *count) {
     return ms ? ms->ops->object_count(ms, bucket, count) : CAIRN_EINVAL;
 }
+
+/* ---- leases and job notifications ---------------------------------------------------- */
+
+/* A lease's name and holder: non-empty and within their columns. */
+static bool lease_args_ok(const char *name, const char *holder) {
+    return name && holder && name[0] && holder[0] && strlen(name) < sizeof((meta_lease *)0)->name &&
+           strlen(holder) < sizeof((meta_lease *)0)->holder;
+}
+
+int meta_lease_acquire(meta_store *ms, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms,
+                       bool *held) {
+    if (held) *held = false;
+    if (!ms || !held || !lease_args_ok(name, holder) || ttl_ms <= 0) return CAIRN_EINVAL;
+    return ms->ops->lease_acquire(ms, name, holder, now_ms, ttl_ms, held);
+}
+
+int meta_lease_release(meta_store *ms, const char *name, const char *holder) {
+    if (!ms || !lease_args_ok(name, holder)) return CAIRN_EINVAL;
+    return ms->ops->lease_release(ms, name, holder);
+}
+
+int meta_lease_get(meta_store *ms, const char *name, meta_lease *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!ms || !out || !lease_args_ok(name, "-")) return CAIRN_EINVAL;
+    return ms->ops->lease_get(ms, name, out);
+}
+
+int meta_job_listener_open(meta_store *ms, meta_listener **out) {
+    if (out) *out = NULL;
+    if (!ms || !out || !ms->ops->job_listener_open) return CAIRN_EINVAL;
+    return ms->ops->job_listener_open(ms, out);
+}
+
+int meta_listener_fd(const meta_listener *l) { return l ? l->fd(l) : -1; }
+
+int meta_listener_drain(meta_listener *l) { return l ? l->drain(l) : CAIRN_EINVAL; }
+
+void meta_listener_close(meta_listener *l) {
+    if (l) l->close(l);
+}

@@ -630,6 +630,63 @@ int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const 
 int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
                            int (*cb)(void *ud, const meta_upload *u), void *ud);
 
+/* ---- job notifications ------------------------------------------------------------ */
+
+/*
+ * On PostgreSQL an enqueue also notifies (pg_notify on the channel
+ * "cairn_jobs", in the enqueue's own transaction, so it is sent only when
+ * the job is committed), and every gateway keeps a listener: a connection
+ * of its own, never a pooled one, that LISTENs on the channel.  A worker
+ * waiting for its next poll is woken as soon as a job is added anywhere.
+ * Notifications are only a hint (one may be missed while a listener
+ * reconnects): workers still poll, and a claim decides what runs.  SQLite
+ * has no listeners: one process, whose enqueues wake its own workers.
+ */
+typedef struct meta_listener meta_listener;
+
+/* Opens a listener (caller closes it with meta_listener_close).
+ * CAIRN_EINVAL for a store without notifications (SQLite); CAIRN_EIO when
+ * no connection can be made or LISTEN fails. */
+int meta_job_listener_open(meta_store *ms, meta_listener **out);
+/* The socket to poll for input (POLLIN), then call meta_listener_drain. */
+int meta_listener_fd(const meta_listener *l);
+/* Reads what arrived; returns how many notifications (0 or more), or
+ * CAIRN_EIO when the connection is lost (close it and open another). */
+int meta_listener_drain(meta_listener *l);
+void meta_listener_close(meta_listener *l);
+
+/* ---- leases: work one process of many does ----------------------------------------- */
+
+/*
+ * A lease names work that one process at a time should do, however many
+ * gateways share the database (the scrubber; node bookkeeping and
+ * rebalancing).  Its holder renews it well before it expires; a holder that
+ * dies loses it ttl later, when another takes it.  Times are the callers'
+ * wall clocks in milliseconds, so the gateways' clocks must agree to well
+ * within a ttl (NTP).  A lease only keeps work from being done twice: what
+ * it guards stays correct if two processes ever do it at once (a holder
+ * stalled past its expiry), by compare-and-set writes and idempotent steps.
+ */
+typedef struct {
+    char name[64];
+    char holder[256];
+    int64_t acquired_ms;       /* when holder took it (renewals keep it) */
+    int64_t expires_ms;
+} meta_lease;
+
+/* Takes lease name for holder until now_ms + ttl_ms if it is free, expired
+ * (expires_ms <= now_ms) or holder's already (a renewal), in one statement;
+ * *held says whether holder has it now.  CAIRN_EINVAL for a name or holder
+ * that is empty or too long (63 and 255 bytes at most), or ttl_ms <= 0. */
+int meta_lease_acquire(meta_store *ms, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms,
+                       bool *held);
+/* Gives lease name up if holder has it, so another takes it at once;
+ * CAIRN_ENOTFOUND when holder does not hold it. */
+int meta_lease_release(meta_store *ms, const char *name, const char *holder);
+/* The lease's row, expired or not; CAIRN_ENOTFOUND when nobody holds it
+ * (never taken, or released). */
+int meta_lease_get(meta_store *ms, const char *name, meta_lease *out);
+
 /* ---- storage node registry -------------------------------------------------------- */
 
 typedef struct {

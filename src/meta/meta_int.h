@@ -119,6 +119,11 @@ typedef struct meta_ops {
     int (*node_seen)(meta_store *ms, const char *id, bool ok, const char *error);
     int (*version_referenced)(meta_store *ms, const char *version_id, bool *referenced);
     int (*object_count)(meta_store *ms, const char *bucket, int64_t *count);
+    int (*lease_acquire)(meta_store *ms, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms, bool *held);
+    int (*lease_release)(meta_store *ms, const char *name, const char *holder);
+    int (*lease_get)(meta_store *ms, const char *name, meta_lease *out);
+    /* Optional (NULL: the backend has no notifications). */
+    int (*job_listener_open)(meta_store *ms, meta_listener **out);
     /* Optional (NULL: the backend has no pool to report). */
     int (*pool_stats)(meta_store *ms, meta_pool_stats *out);
 } meta_ops;
@@ -156,6 +161,13 @@ int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
  * bytes): drop trailing 0xFF bytes, then increment the last one, into out
  * (n bytes).  Its length, or 0 when none exists (no upper bound). */
 size_t meta_key_successor(const char *prefix, size_t n, char *out);
+
+/* The first member of every backend's listener (meta_job_listener_open). */
+struct meta_listener {
+    int (*fd)(const meta_listener *l);
+    int (*drain)(meta_listener *l);
+    void (*close)(meta_listener *l);
+};
 
 /* The first member of every backend's store. */
 struct meta_store {

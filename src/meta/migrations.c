@@ -236,6 +236,17 @@ static const char up_v9[] =
     "  added_ms INTEGER NOT NULL);";
 static const char down_v9[] = "DROP TABLE trash;";
 
+/* v10: leases, so that work one process should do (the scrubber, node
+ * bookkeeping and rebalancing) runs once however many gateways share the
+ * database: the holder renews its lease; another takes it once it expires. */
+static const char up_v10[] =
+    "CREATE TABLE leases("
+    "  name TEXT PRIMARY KEY,"
+    "  holder TEXT NOT NULL,"
+    "  acquired_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL);";
+static const char down_v10[] = "DROP TABLE leases;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -246,6 +257,7 @@ static const migration migrations[] = {
     {7, "bucket identity: ids never reused; uploads belong to a bucket id", up_v7, down_v7},
     {8, "completed multipart uploads remembered for retried completes", up_v8, down_v8},
     {9, "trash: shards to remove after bulk deletions", up_v9, down_v9},
+    {10, "leases: work one gateway of many does", up_v10, down_v10},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

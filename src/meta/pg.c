@@ -246,6 +246,20 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE ($1::text = '' OR state = $1::text)"
                     " AND ($2::text = '' OR kind = $2::text) ORDER BY id DESC LIMIT $3::int8",
     [PS_JOB_COUNTS] = "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+    /* Sent when the enqueue's transaction commits (pg_jobs.c). */
+    [PS_JOB_NOTIFY] = "SELECT pg_notify('cairn_jobs', $1::text)",
+    /* Free, expired or ours: taken (or renewed, keeping when we took it).
+     * Concurrent takers of a new name: one inserts, the others' ON CONFLICT
+     * waits for it and then finds the row held. */
+    [PS_LEASE_ACQUIRE] = "INSERT INTO leases(name, holder, acquired_ms, expires_ms)"
+                         " VALUES ($1::text, $2::text, $3::int8, $3::int8 + $4::int8)"
+                         " ON CONFLICT (name) DO UPDATE SET acquired_ms = CASE WHEN leases.holder = excluded.holder"
+                         " THEN leases.acquired_ms ELSE excluded.acquired_ms END, holder = excluded.holder,"
+                         " expires_ms = excluded.expires_ms"
+                         " WHERE leases.holder = excluded.holder OR leases.expires_ms <= excluded.acquired_ms"
+                         " RETURNING holder",
+    [PS_LEASE_RELEASE] = "DELETE FROM leases WHERE name = $1::text AND holder = $2::text",
+    [PS_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = $1::text",
 };
 
 /* ---- parameters ------------------------------------------------------------- */
@@ -789,5 +803,9 @@ const meta_ops pg_ops = {
     .node_seen = pg_node_seen,
     .version_referenced = pg_version_referenced,
     .object_count = pg_object_count,
+    .lease_acquire = pg_lease_acquire,
+    .lease_release = pg_lease_release,
+    .lease_get = pg_lease_get,
+    .job_listener_open = pg_job_listener_open,
     .pool_stats = pg_pool_stats_get,
 };

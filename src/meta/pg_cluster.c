@@ -1,8 +1,8 @@
 /*
  * pg_cluster.c — the PostgreSQL backend (pg.c): the cluster's records: the
  * node registry, placements (which drives hold a version's shards, as
- * rebalancing moves them) and the trash of shards to remove.  Mirrors
- * sqlite_cluster.c.
+ * rebalancing moves them), the trash of shards to remove and the leases of
+ * work one gateway does for all.  Mirrors sqlite_cluster.c.
  */
 #include "meta/pg_int.h"
 
@@ -253,4 +253,49 @@ int pg_trash_remove(meta_store *base_, const char *const *version_ids, int n) {
         err = pg_run(c, PS_TRASH_DELETE, &p, NULL, NULL, "trash delete");
     }
     return pg_tx_end(ms, c, err);
+}
+
+/* ---- leases ------------------------------------------------------------------------- */
+
+int pg_lease_acquire(meta_store *base_, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms,
+                     bool *held) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    pgp_text(&p, holder);
+    pgp_int(&p, now_ms);
+    pgp_int(&p, ttl_ms);
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_LEASE_ACQUIRE, &p, &r, NULL, "lease acquire");
+    if (err != 0) return err;
+    /* A row comes back only when the insert or the update happened. */
+    *held = PQntuples(r) == 1;
+    PQclear(r);
+    return 0;
+}
+
+int pg_lease_release(meta_store *base_, const char *name, const char *holder) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    pgp_text(&p, holder);
+    int64_t changes = 0;
+    int err = pg_read(PG(base_), PS_LEASE_RELEASE, &p, NULL, &changes, "lease release");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}
+
+int pg_lease_get(meta_store *base_, const char *name, meta_lease *out) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_LEASE_GET, &p, &r, NULL, "lease get");
+    if (err != 0) return err;
+    if (PQntuples(r) == 0) {
+        err = CAIRN_ENOTFOUND;
+    } else {
+        err = pg_copy(r, 0, 0, out->name, sizeof out->name);
+        if (err == 0) err = pg_copy(r, 0, 1, out->holder, sizeof out->holder);
+        out->acquired_ms = pg_int(r, 0, 2);
+        out->expires_ms = pg_int(r, 0, 3);
+    }
+    PQclear(r);
+    return err;
 }

@@ -126,6 +126,10 @@ typedef enum {
     PS_JOB_RETRY,
     PS_JOB_LIST,
     PS_JOB_COUNTS,
+    PS_JOB_NOTIFY,
+    PS_LEASE_ACQUIRE,
+    PS_LEASE_RELEASE,
+    PS_LEASE_GET,
     PS__COUNT
 } pg_stmt_id;
 
@@ -176,6 +180,12 @@ void pg_pool_stop(pg_store *ms);
  * CAIRN_EIO when one could not be opened.  Thread-safe. */
 int pg_acquire_at(pg_store *ms, pg_conn **out, const char *func, int line);
 #define pg_acquire(ms, out) pg_acquire_at((ms), (out), __func__, __LINE__)
+/* Opens a connection outside the pool, for a caller that keeps it (the job
+ * listener): statement_timeout set, application_name app.  Not counted in
+ * the pool's figures.  CAIRN_EIO with why (libpq's reason) when it cannot
+ * be made; the caller frees it with pg_conn_close. */
+int pg_conn_open_own(pg_store *ms, const char *app, pg_conn **out, char *why, size_t whylen);
+void pg_conn_close(pg_conn *c);
 /* Gives it back (closing it if it broke or outlived its lifetime). */
 void pg_release(pg_store *ms, pg_conn *c);
 /* The pool's counters, for metrics and tests (the pool_stats operation):
@@ -371,5 +381,9 @@ int pg_node_set_state(meta_store *base_, const char *id, const char *state);
 int pg_node_seen(meta_store *base_, const char *id, bool ok, const char *error);
 int pg_version_referenced(meta_store *base_, const char *version_id, bool *referenced);
 int pg_object_count(meta_store *base_, const char *bucket, int64_t *count);
+int pg_lease_acquire(meta_store *base_, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms, bool *held);
+int pg_lease_release(meta_store *base_, const char *name, const char *holder);
+int pg_lease_get(meta_store *base_, const char *name, meta_lease *out);
+int pg_job_listener_open(meta_store *base_, meta_listener **out);
 
 #endif

@@ -10,6 +10,14 @@
  * decides between concurrent enqueues (ON CONFLICT DO NOTHING); the loser
  * locks the holder's row to read it, and when the holder has finished and
  * the new job is unique only while pending, takes the key from it.
+ *
+ * Notifications.  An enqueue also runs pg_notify('cairn_jobs', kind) in its
+ * transaction, so every LISTENing gateway hears of the job once it is
+ * committed.  A listener (meta_job_listener_open) is a connection of its
+ * own, outside the pool: a LISTEN lasts as long as its session, and a
+ * pooled connection is handed to any call and may be replaced at any time.
+ * It is read only when its socket turns readable (meta_listener_drain);
+ * a lost session is reported, and the caller opens another.
  */
 #include "meta/pg_int.h"
 
@@ -63,7 +71,12 @@ static int enqueue_tx(pg_conn *c, const meta_job *j, int64_t *id) {
         bool inserted = PQntuples(r) == 1;
         if (inserted && id) *id = pg_int(r, 0, 0);
         PQclear(r);
-        if (inserted) return 0;
+        /* Listeners hear it when this transaction commits, not before. */
+        if (inserted) {
+            pg_params n = {0};
+            pgp_text(&n, j->kind);
+            return pg_run(c, PS_JOB_NOTIFY, &n, NULL, NULL, "job notify");
+        }
         /* The key is held: by whom, and is that job finished? */
         pg_params k = {0};
         pgp_text(&k, j->unique_key);
@@ -282,4 +295,46 @@ int pg_job_counts(meta_store *base_, int (*cb)(void *ud, const char *kind, const
         if (cb(ud, rows[i].kind, rows[i].state, rows[i].n)) break;
     free(rows);
     return err;
+}
+
+/* ---- notifications ------------------------------------------------------------------ */
+
+typedef struct {
+    meta_listener base;
+    pg_conn *c;
+} pg_listener;
+
+static int listener_fd(const meta_listener *l) { return PQsocket(((const pg_listener *)l)->c->db); }
+
+static int listener_drain(meta_listener *l) {
+    PGconn *db = ((pg_listener *)l)->c->db;
+    /* A server that ended the session (restart, pg_terminate_backend) makes
+     * the socket readable: its goodbye, then the end of the stream. */
+    if (!PQconsumeInput(db) || PQstatus(db) != CONNECTION_OK) return CAIRN_EIO;
+    int n = 0;
+    for (PGnotify *nf; (nf = PQnotifies(db)) != NULL; n++) PQfreemem(nf);
+    return n;
+}
+
+static void listener_close(meta_listener *l) {
+    if (!l) return;
+    pg_conn_close(((pg_listener *)l)->c);
+    free(l);
+}
+
+int pg_job_listener_open(meta_store *base_, meta_listener **out) {
+    pg_store *ms = PG(base_);
+    pg_listener *l = calloc(1, sizeof *l);
+    if (!l) return CAIRN_ENOMEM;
+    l->base = (meta_listener){listener_fd, listener_drain, listener_close};
+    char why[256] = "";
+    int err = pg_conn_open_own(ms, "cairn-listener", &l->c, why, sizeof why);
+    if (err == 0 && pg_exec_sql(l->c, "LISTEN cairn_jobs", "job listen") != 0) err = CAIRN_EIO;
+    if (err != 0) {
+        if (why[0]) log_write(LOG_WARN, NULL, "meta: job listener cannot connect to postgres", "error", why, NULL);
+        listener_close(&l->base);
+        return err;
+    }
+    *out = &l->base;
+    return 0;
 }

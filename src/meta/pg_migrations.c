@@ -192,9 +192,18 @@ static const char up_v9[] =
     "  added_ms BIGINT NOT NULL);";
 static const char down_v9[] = "DROP TABLE trash;";
 
+static const char up_v10[] =
+    "CREATE TABLE leases("
+    "  name TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  holder TEXT COLLATE \"C\" NOT NULL,"
+    "  acquired_ms BIGINT NOT NULL,"
+    "  expires_ms BIGINT NOT NULL);";
+static const char down_v10[] = "DROP TABLE leases;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
+    {up_v10, down_v10},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -119,8 +119,9 @@ static int64_t round_trip_deadline(const meta_pg_options *o) {
     return time_mono_ns() + (int64_t)s * 1000000000;
 }
 
-/* Opens one connection, with statement_timeout set.  No lock is held. */
-static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
+/* Opens one connection, with statement_timeout set and application_name
+ * app (unless the URL sets its own).  No lock is held. */
+static int conn_open_as(pg_store *ms, const char *app, pg_conn **out, char *why, size_t whylen) {
     *out = NULL;
     pg_conn *c = calloc(1, sizeof *c);
     if (!c) return CAIRN_ENOMEM;
@@ -131,7 +132,7 @@ static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
      * set its own connect_timeout and application_name; the encoding is
      * ours, since text travels in binary and is read as UTF-8. */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", NULL};
-    const char *vals[] = {timeout, "cairn", ms->conninfo, "UTF8", NULL};
+    const char *vals[] = {timeout, app, ms->conninfo, "UTF8", NULL};
     c->db = PQconnectdbParams(keys, vals, 1);
     if (!c->db) {
         free(c);
@@ -162,6 +163,16 @@ static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
     *out = c;
     return 0;
 }
+
+static int conn_open(pg_store *ms, pg_conn **out, char *why, size_t whylen) {
+    return conn_open_as(ms, "cairn", out, why, whylen);
+}
+
+int pg_conn_open_own(pg_store *ms, const char *app, pg_conn **out, char *why, size_t whylen) {
+    return conn_open_as(ms, app, out, why, whylen);
+}
+
+void pg_conn_close(pg_conn *c) { conn_free(c); }
 
 /* Whether an idle connection can be handed out (see the opening comment). */
 static bool conn_healthy(const pg_store *ms, pg_conn *c, int64_t now) {

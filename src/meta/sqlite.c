@@ -43,6 +43,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KEY_MAX 1024
 #define READERS_DEFAULT 4
@@ -179,6 +180,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset FROM object_parts"
                         " WHERE version_id = ?1 ORDER BY part_number",
     [ST_OBJPARTS_DELETE] = "DELETE FROM object_parts WHERE version_id = ?1",
+    /* Free, expired or ours: taken (or renewed, keeping when we took it). */
+    [ST_LEASE_ACQUIRE] = "INSERT INTO leases(name, holder, acquired_ms, expires_ms) VALUES (?1, ?2, ?3, ?3 + ?4)"
+                         " ON CONFLICT(name) DO UPDATE SET acquired_ms = CASE WHEN leases.holder = excluded.holder"
+                         " THEN leases.acquired_ms ELSE excluded.acquired_ms END, holder = excluded.holder,"
+                         " expires_ms = excluded.expires_ms"
+                         " WHERE leases.holder = excluded.holder OR leases.expires_ms <= excluded.acquired_ms"
+                         " RETURNING holder",
+    [ST_LEASE_RELEASE] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+    [ST_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = ?1",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                           " SELECT part_version_id, layout, ?2 FROM object_parts WHERE version_id = ?1",
     [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"
@@ -340,11 +350,21 @@ static int conn_pragma(conn *c, const char *sql) {
 
 /* Switches to WAL and checks it took: WAL is what lets readers run beside
  * the writer, so a filesystem that refuses it is an error, not a fallback. */
-static int conn_enable_wal(conn *c) {
+/* Switching a new database to WAL needs it to itself; SQLite answers BUSY
+ * at once, without its busy handler, when another process holds a lock it
+ * waits on (processes opening one new database together), so the switch is
+ * retried here for up to busy_timeout_ms. */
+static int conn_enable_wal(conn *c, int busy_timeout_ms) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
     if (rc != SQLITE_OK) return sq_db_fail(c, rc, "journal_mode");
-    rc = sqlite3_step(st);
+    int64_t until = time_mono_ns() + (int64_t)busy_timeout_ms * 1000000;
+    useconds_t pause = 1000;
+    while ((rc = sqlite3_step(st)) == SQLITE_BUSY && time_mono_ns() < until) {
+        sqlite3_reset(st);
+        usleep(pause);
+        if (pause < 32000) pause *= 2;
+    }
     /* meta.wal (the fault build): the answer a filesystem without shared
      * memory would give, the mode left as it was. */
     bool wal = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0 &&
@@ -371,7 +391,7 @@ static int conn_open(conn *c, const char *path, const meta_options *opt, bool wr
     sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_timeout(c->db, opt->busy_timeout_ms);
     int err = conn_pragma(c, "PRAGMA foreign_keys=ON");
-    if (err == 0 && writer) err = conn_enable_wal(c);
+    if (err == 0 && writer) err = conn_enable_wal(c, opt->busy_timeout_ms);
     if (err == 0 && writer)
         err = conn_pragma(c, opt->fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
     /* Readers are read-only by construction; query_only makes a stray write
@@ -654,4 +674,7 @@ const meta_ops sq_ops = {
     .node_seen = sq_node_seen,
     .version_referenced = sq_version_referenced,
     .object_count = sq_object_count,
+    .lease_acquire = sq_lease_acquire,
+    .lease_release = sq_lease_release,
+    .lease_get = sq_lease_get,
 };

@@ -1,5 +1,5 @@
 /*
- * sqlite_cluster.c — the SQLite backend (sqlite.c): the cluster's records: the node registry, placements (which drives hold a version's shards, as rebalancing moves them) and the trash of shards to remove.
+ * sqlite_cluster.c — the SQLite backend (sqlite.c): the cluster's records: the node registry, placements (which drives hold a version's shards, as rebalancing moves them), the trash of shards to remove and the leases of work one gateway does for all.
  */
 #include "meta/sqlite_int.h"
 
@@ -257,6 +257,63 @@ int sq_node_seen(meta_store *base_, const char *id, bool ok, const char *error) 
     int err = ok ? sq_write_one(ms, ST_NODE_SEEN_OK, bind_str_int, &a, &changes, "node seen")
                  : sq_write_one(ms, ST_NODE_SEEN_ERR, bind_node_error, &a, &changes, "node error");
     return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}
+
+/* ---- leases ------------------------------------------------------------------------- */
+
+int sq_lease_acquire(meta_store *base_, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms,
+                     bool *held) {
+    sq_store *ms = SQ(base_);
+    pthread_mutex_lock(&ms->wmu);
+    conn *w = &ms->writer;
+    sqlite3_stmt *st = sq_stmt(w, ST_LEASE_ACQUIRE);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0)
+        err = sq_bind_result(w, sq_bind_str(st, 1, name) | sq_bind_str(st, 2, holder) |
+                                    sqlite3_bind_int64(st, 3, now_ms) | sqlite3_bind_int64(st, 4, ttl_ms),
+                             "lease acquire bind");
+    if (err == 0) {
+        /* A row comes back only when the insert or the update happened. */
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) *held = true;
+        else if (rc != SQLITE_DONE) err = sq_db_fail(w, rc, "lease acquire");
+        /* The reset ends the statement; a RETURNING statement may fail only then. */
+        rc = sqlite3_reset(st);
+        if (err == 0 && rc != SQLITE_OK) err = sq_db_fail(w, rc, "lease acquire");
+        if (err != 0) *held = false;
+    }
+    if (st) sq_stmt_done(st);
+    pthread_mutex_unlock(&ms->wmu);
+    return err;
+}
+
+int sq_lease_release(meta_store *base_, const char *name, const char *holder) {
+    str2_args a = {name, holder, 0};
+    int changes = 0;
+    int err = sq_write_one(SQ(base_), ST_LEASE_RELEASE, bind_str2, &a, &changes, "lease release");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}
+
+int sq_lease_get(meta_store *base_, const char *name, meta_lease *out) {
+    sq_store *ms = SQ(base_);
+    conn *c = sq_reader_get(ms);
+    sqlite3_stmt *st = sq_stmt(c, ST_LEASE_GET);
+    int err = st ? 0 : CAIRN_EDB;
+    if (err == 0) err = sq_bind_result(c, sq_bind_str(st, 1, name), "lease get bind");
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            err = sq_col_copy(st, 0, out->name, sizeof out->name);
+            if (err == 0) err = sq_col_copy(st, 1, out->holder, sizeof out->holder);
+            out->acquired_ms = sqlite3_column_int64(st, 2);
+            out->expires_ms = sqlite3_column_int64(st, 3);
+        } else {
+            err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : sq_db_fail(c, rc, "lease get");
+        }
+    }
+    if (st) sq_stmt_done(st);
+    sq_reader_put(ms, c);
+    return err;
 }
 
 /* ---- the trash ------------------------------------------------------------------------ */

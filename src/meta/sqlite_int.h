@@ -116,6 +116,9 @@ typedef enum {
     ST_PLACE_SET_UPLOAD_PART,
     ST_PLACE_GET,
     ST_OBJPARTS_TRASH,
+    ST_LEASE_ACQUIRE,
+    ST_LEASE_RELEASE,
+    ST_LEASE_GET,
     ST__COUNT
 } stmt_id;
 
@@ -301,6 +304,9 @@ int sq_node_list(meta_store *base_, int (*cb)(void *ud, const meta_node *n), voi
 int sq_node_get(meta_store *base_, const char *id_or_url, meta_node *out);
 int sq_node_set_state(meta_store *base_, const char *id, const char *state);
 int sq_node_seen(meta_store *base_, const char *id, bool ok, const char *error);
+int sq_lease_acquire(meta_store *base_, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms, bool *held);
+int sq_lease_release(meta_store *base_, const char *name, const char *holder);
+int sq_lease_get(meta_store *base_, const char *name, meta_lease *out);
 int sq_version_referenced(meta_store *base_, const char *version_id, bool *referenced);
 int sq_object_count(meta_store *base_, const char *bucket, int64_t *count);
 

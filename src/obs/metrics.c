@@ -15,6 +15,7 @@
 #define MAX_APIS 64
 #define MAX_CODES 16
 #define MAX_COUNTERS 32
+#define MAX_GAUGES 16
 
 static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                        0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -36,12 +37,21 @@ typedef struct {
     uint64_t value;
 } counter;
 
+typedef struct {
+    const char *name;
+    const char *help;
+    char labels[64];
+    int64_t value;
+} gauge;
+
 struct obs_registry {
     pthread_mutex_t mu;
     api_stats apis[MAX_APIS];
     int napis;
     counter counters[MAX_COUNTERS];
     int ncounters;
+    gauge gauges[MAX_GAUGES];
+    int ngauges;
     uint64_t bytes_in, bytes_out;
     int64_t inflight;
 };
@@ -102,6 +112,35 @@ void obs_counter_add(obs_registry *o, const char *name, const char *help, uint64
     }
     if (i < o->ncounters) o->counters[i].value += v;
     pthread_mutex_unlock(&o->mu);
+}
+
+void obs_gauge_set(obs_registry *o, const char *name, const char *labels, const char *help, int64_t v) {
+    labels = labels ? labels : "";
+    pthread_mutex_lock(&o->mu);
+    int i;
+    for (i = 0; i < o->ngauges && (strcmp(o->gauges[i].name, name) || strcmp(o->gauges[i].labels, labels)); i++) {}
+    if (i == o->ngauges && o->ngauges < MAX_GAUGES && strlen(labels) < sizeof o->gauges[i].labels) {
+        o->gauges[i] = (gauge){.name = name, .help = help};
+        snprintf(o->gauges[i].labels, sizeof o->gauges[i].labels, "%s", labels);
+        o->ngauges++;
+    }
+    if (i < o->ngauges) o->gauges[i].value = v;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Every gauge of one name, under one HELP and TYPE (the exposition format
+ * allows one per name), the first time the name comes up. */
+static void render_gauges(const obs_registry *o, buf_t *out) {
+    for (int i = 0; i < o->ngauges; i++) {
+        int first;
+        for (first = 0; strcmp(o->gauges[first].name, o->gauges[i].name); first++) {}
+        if (first != i) continue;
+        buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", o->gauges[i].name, o->gauges[i].help, o->gauges[i].name);
+        for (int j = i; j < o->ngauges; j++)
+            if (!strcmp(o->gauges[j].name, o->gauges[i].name))
+                buf_printf(out, "%s%s%s%s %lld\n", o->gauges[j].name, o->gauges[j].labels[0] ? "{" : "",
+                           o->gauges[j].labels, o->gauges[j].labels[0] ? "}" : "", (long long)o->gauges[j].value);
+    }
 }
 
 int obs_process_rss(int64_t *rss) {
@@ -170,6 +209,7 @@ void obs_render(obs_registry *o, buf_t *out) {
         buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", o->counters[i].name,
                    o->counters[i].help, o->counters[i].name, o->counters[i].name,
                    (unsigned long long)o->counters[i].value);
+    render_gauges(o, out);
     pthread_mutex_unlock(&o->mu);
     int64_t rss = 0, fds = 0;
     if (obs_process_rss(&rss) == 0)

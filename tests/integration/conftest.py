@@ -22,6 +22,8 @@ Helpers here, used by several modules:
   assert_fsck_clean()    `cairn admin fsck --json` on a stopped service's data
                          directory must exit 0; the problems are the message
   unique_bucket()        a fresh, valid bucket name
+  redis_server           (fixture) a real redis-server on a free port, nothing
+                         persisted; .url for CAIRN_REDIS_URL, .stop()/.start()
 
 The binary is $CAIRN_BIN, default <repo>/build/cairn.  Variables named CAIRN_*
 in the caller's environment are not passed to servers (the Makefile sets
@@ -407,6 +409,7 @@ class CairnServer:
         """Starts the process without waiting for readiness."""
         self.port = port or free_port()
         self.starts += 1
+        self.spawned_ms = int(time.time() * 1000)   # before the process reads its clock
         err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
         out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
         self.stderr_paths.append(err)
@@ -592,9 +595,22 @@ class CairnServer:
 
     def wait_orphan_pass(self, deadline=30):
         """Waits for the orphan collection a start runs (asynchronously) to
-        finish a pass: what a crash left before this start is gone after it."""
-        wait_until(lambda: self.ORPHAN_PASS in self.current_log(), deadline, interval=0.1,
-                   what=f"{self.name}'s start-up orphan collection pass")
+        finish a pass: what a crash left before this start is gone after it.
+        The pass's line names the start it is for (started_ms): a periodic
+        pass, or (on PostgreSQL, where a start's pass waits) an earlier
+        start's pass, does not count."""
+        def done():
+            for line in self.current_log().splitlines():
+                if self.ORPHAN_PASS not in line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("msg") == self.ORPHAN_PASS and int(rec.get("started_ms", 0)) >= self.spawned_ms:
+                    return True
+            return False
+        wait_until(done, deadline, interval=0.1, what=f"{self.name}'s start-up orphan collection pass")
 
     def jobs(self, *args):
         """`admin jobs list [args]` as lists of fields (id, kind, state, ...)."""
@@ -721,6 +737,84 @@ class User:
     @property
     def creds(self):
         return (self.access_key, self.secret)
+
+
+# ---- Redis ----------------------------------------------------------------------------
+
+
+REDIS_BIN = "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A real redis-server from Debian's binary, in a temporary directory, on a
+    free loopback port, keeping nothing on disk (--save "", --appendonly no).
+    stop() and start() keep its port, so a test can take Redis away from a
+    running service and give it back.  `url` is what CAIRN_REDIS_URL takes."""
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.name = "redis"
+        self.proc = None
+        self.starts = 0
+        self.log_paths = []
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.starts += 1
+        log = self.workdir / f"redis-{self.starts}.log"
+        self.log_paths.append(log)
+        cmd = [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(self.workdir), "--daemonize", "no"]
+        with open(log, "wb") as f:
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=self.workdir)
+        wait_until(self.ping, 20, what=f"redis-server on port {self.port} to answer PING")
+        return self
+
+    def ping(self):
+        """True when the server answers PING with PONG."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.proc.returncode}\n" + self.log_tail())
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, n=40):
+        text = "".join(p.read_text(errors="replace") for p in self.log_paths if p.exists())
+        lines = text.splitlines()[-n:]
+        return f"--- redis log (last {len(lines)} lines) ---\n" + "\n".join(lines)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A running RedisServer for this test (stopped after it)."""
+    if not os.access(REDIS_BIN, os.X_OK):
+        pytest.skip(f"{REDIS_BIN} is not installed (Debian package redis-server)")
+    r = RedisServer(tmp_path / "redis")
+    _started_servers.append(r)
+    r.start()
+    yield r
+    r.stop()
 
 
 # ---- fixtures ----------------------------------------------------------------

@@ -179,6 +179,7 @@ class Gateway(CairnServer):
     def spawn(self, port=None):
         self.port = port or free_port()
         self.starts += 1
+        self.spawned_ms = int(time.time() * 1000)
         err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
         out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
         self.stderr_paths.append(err)
@@ -799,6 +800,9 @@ def test_orphaned_shards_on_storage_nodes_are_collected(make_cluster):
     collected."""
     cl = make_cluster()
     gw = cl.gateway
+    # The start's own pass first (on PostgreSQL it waits, decision 0013):
+    # the strays below predate the start, and it would take the young one.
+    gw.wait_orphan_pass()
     bucket = new_bucket(gw)
     data = payload(100 * KiB, 41)
     vid, shards = cl.put_new_version(bucket, "kept", data)

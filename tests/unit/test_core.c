@@ -600,6 +600,38 @@ Test(metrics, apis_are_matched_by_name_not_pointer) {
     obs_free(NULL);
 }
 
+Test(metrics, gauges_of_one_name_share_one_help_line_and_are_bounded) {
+    obs_registry *o = obs_new();
+    obs_gauge_set(o, "cairn_leader", "role=\"scrub\"", "Leases held.", 1);
+    obs_gauge_set(o, "cairn_other", "", "Another gauge.", 7);
+    obs_gauge_set(o, "cairn_leader", "role=\"membership\"", "Leases held.", 1);
+    obs_gauge_set(o, "cairn_leader", "role=\"scrub\"", "Leases held.", 0); /* set, not added */
+    char long_labels[80];
+    memset(long_labels, 'x', sizeof long_labels - 1);
+    long_labels[sizeof long_labels - 1] = '\0';
+    obs_gauge_set(o, "cairn_other", long_labels, "Another gauge.", 1); /* too long: not kept */
+    static char names[20][32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(names[i], sizeof names[i], "cairn_test_g%02d", i);
+        obs_gauge_set(o, names[i], "", "help", i);
+    }
+    buf_t b;
+    buf_init(&b);
+    obs_render(o, &b);
+    cr_expect(has_line(&b, "cairn_leader{role=\"scrub\"} 0"), "%s", b.data);
+    cr_expect(has_line(&b, "cairn_leader{role=\"membership\"} 1"), "%s", b.data);
+    cr_expect(has_line(&b, "cairn_other 7"), "%s", b.data);
+    const char *help = strstr(b.data, "# HELP cairn_leader ");
+    cr_expect(help && !strstr(help + 1, "# HELP cairn_leader "), "one HELP line per name: %s", b.data);
+    cr_expect(help && strstr(help, "cairn_leader{role=\"scrub\"}") && strstr(help, "cairn_leader{role=\"membership\"}"),
+              "both under it: %s", b.data);
+    cr_expect(has_line(&b, "cairn_test_g12 12"), "16 gauges in all");
+    cr_expect(strstr(b.data, "cairn_test_g13") == NULL, "the 17th gauge is not tracked");
+    cr_expect(strstr(b.data, "xxxxx") == NULL, "labels longer than 63 bytes are not kept");
+    buf_free(&b);
+    obs_free(o);
+}
+
 Test(metrics, tables_are_bounded) {
     obs_registry *o = obs_new();
     static char names[70][16];

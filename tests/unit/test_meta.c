@@ -33,6 +33,7 @@
 
 #include <libpq-fe.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -5209,6 +5210,8 @@ static const char *const seed_rows[] = {
     [8] = "INSERT INTO completed_uploads(upload_id, bucket_id, key, version_id, etag, completed_ms)"
           " VALUES ('up8', 1, 'k8', 'v8', 'e', 8) ON CONFLICT DO NOTHING;",
     [9] = "INSERT INTO trash(version_id, layout, added_ms) VALUES ('t9', 'l', 9) ON CONFLICT DO NOTHING;",
+    [10] = "INSERT INTO leases(name, holder, acquired_ms, expires_ms) VALUES ('scrub', 'gw', 10, 20)"
+           " ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -5479,9 +5482,9 @@ Test(migrations, a_database_from_before_checksums_upgrades_in_place) {
     meta_close(f.ms);
     f.ms = NULL;
     plant(&f, sql);
-    plant2(&f, "CREATE TABLE trash(version_id TEXT PRIMARY KEY, layout TEXT NOT NULL, added_ms INTEGER NOT NULL)",
-           "CREATE TABLE trash(version_id TEXT COLLATE \"C\" PRIMARY KEY, layout TEXT COLLATE \"C\" NOT NULL,"
-           " added_ms BIGINT NOT NULL)");
+    /* ...and the schema that step made: its own up text. */
+    plant2(&f, meta_migration_sql(META_BACKEND_SQLITE, meta_schema_latest(), true),
+           meta_migration_sql(META_BACKEND_POSTGRES, meta_schema_latest(), true));
     cr_assert_eq(fx_open_why(&f, false, &f.ms, NULL, 0), 0);
     st = status_of(f.ms);
     cr_expect_eq(st.states[meta_schema_latest()], META_MIG_UNRECORDED);
@@ -6010,5 +6013,273 @@ Test(pg, names_that_are_not_utf8_are_einval_while_keys_and_error_texts_take_any_
     meta_node n;
     cr_assert_eq(meta_node_get(f.ms, "n000000000000001", &n), 0);
     cr_assert_str_eq(n.last_error, "read k\xff: refused");
+    fx_close(&f);
+}
+
+/* ---- leases ---------------------------------------------------------------------------- */
+
+static bool take(meta_store *ms, const char *name, const char *holder, int64_t now, int64_t ttl) {
+    bool held = true;
+    cr_assert_eq(meta_lease_acquire(ms, name, holder, now, ttl, &held), 0, "%s takes %s at %lld", holder, name,
+                 (long long)now);
+    return held;
+}
+
+static void expect_lease(meta_store *ms, const char *name, const char *holder, int64_t acquired, int64_t expires) {
+    meta_lease l;
+    cr_assert_eq(meta_lease_get(ms, name, &l), 0, "lease %s", name);
+    cr_expect_str_eq(l.name, name);
+    cr_expect_str_eq(l.holder, holder, "%s held by %s, want %s", name, l.holder, holder);
+    cr_expect_eq(l.acquired_ms, acquired, "%s acquired at %lld", name, (long long)l.acquired_ms);
+    cr_expect_eq(l.expires_ms, expires, "%s expires at %lld", name, (long long)l.expires_ms);
+}
+
+Test(leases, one_holder_at_a_time_until_it_expires_or_is_released) {
+    fx f;
+    fx_open(&f, 2);
+    meta_lease l;
+    cr_assert_eq(meta_lease_get(f.ms, "scrub", &l), CAIRN_ENOTFOUND, "never taken");
+    cr_assert(take(f.ms, "scrub", "gw-a", 1000, 500), "a free lease is taken");
+    expect_lease(f.ms, "scrub", "gw-a", 1000, 1500);
+    cr_assert(!take(f.ms, "scrub", "gw-b", 1200, 500), "held by another and not expired");
+    cr_assert(take(f.ms, "scrub", "gw-a", 1300, 500), "its holder renews it");
+    expect_lease(f.ms, "scrub", "gw-a", 1000, 1800);
+    cr_assert(!take(f.ms, "scrub", "gw-b", 1799, 500), "a millisecond before it expires");
+    cr_assert(take(f.ms, "scrub", "gw-b", 1800, 700), "expired: another takes it");
+    expect_lease(f.ms, "scrub", "gw-b", 1800, 2500);
+    cr_assert(!take(f.ms, "scrub", "gw-a", 1900, 500), "the old holder does not get it back");
+    /* Names are independent. */
+    cr_assert(take(f.ms, "membership", "gw-a", 1900, 500));
+    expect_lease(f.ms, "membership", "gw-a", 1900, 2400);
+    /* Only the holder releases; then anyone takes it at once. */
+    cr_assert_eq(meta_lease_release(f.ms, "scrub", "gw-a"), CAIRN_ENOTFOUND);
+    expect_lease(f.ms, "scrub", "gw-b", 1800, 2500);
+    cr_assert_eq(meta_lease_release(f.ms, "scrub", "gw-b"), 0);
+    cr_assert_eq(meta_lease_get(f.ms, "scrub", &l), CAIRN_ENOTFOUND, "released");
+    cr_assert_eq(meta_lease_release(f.ms, "scrub", "gw-b"), CAIRN_ENOTFOUND, "released twice");
+    cr_assert(take(f.ms, "scrub", "gw-a", 1901, 500), "a released lease is free");
+    expect_lease(f.ms, "scrub", "gw-a", 1901, 2401);
+    /* A holder that renews after its lease expired, nobody having taken it,
+     * still holds it from when it took it. */
+    cr_assert(take(f.ms, "scrub", "gw-a", 5000, 500));
+    expect_lease(f.ms, "scrub", "gw-a", 1901, 5500);
+    fx_close(&f);
+}
+
+Test(leases, bad_arguments_are_einval_and_nothing_is_taken) {
+    fx f;
+    fx_open(&f, 2);
+    char name64[65], holder256[257];
+    memset(name64, 'n', 64);
+    name64[64] = '\0';
+    memset(holder256, 'h', 256);
+    holder256[256] = '\0';
+    bool held = true;
+    cr_expect_eq(meta_lease_acquire(NULL, "scrub", "a", 1, 1, &held), CAIRN_EINVAL);
+    cr_expect(!held, "held is false after a refusal");
+    cr_expect_eq(meta_lease_acquire(f.ms, "", "a", 1, 1, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, NULL, "a", 1, 1, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, name64, "a", 1, 1, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, "scrub", "", 1, 1, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, "scrub", holder256, 1, 1, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, "scrub", "a", 1, 0, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, "scrub", "a", 1, -5, &held), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_acquire(f.ms, "scrub", "a", 1, 1, NULL), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_release(f.ms, "", "a"), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_release(f.ms, "scrub", holder256), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_release(NULL, "scrub", "a"), CAIRN_EINVAL);
+    meta_lease l;
+    cr_expect_eq(meta_lease_get(f.ms, name64, &l), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_get(f.ms, "scrub", NULL), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_get(NULL, "scrub", &l), CAIRN_EINVAL);
+    cr_expect_eq(meta_lease_get(f.ms, "scrub", &l), CAIRN_ENOTFOUND, "none was taken");
+    /* The longest name and holder that fit are taken whole. */
+    name64[63] = '\0';
+    holder256[255] = '\0';
+    cr_assert(take(f.ms, name64, holder256, 1, 10));
+    expect_lease(f.ms, name64, holder256, 1, 11);
+    fx_close(&f);
+}
+
+/* Gateways trying to take one free lease at the same moment: one gets it. */
+#define LEASE_TAKERS 8
+#define LEASE_ROUNDS 20
+
+typedef struct {
+    meta_store *ms;
+    pthread_barrier_t *start;
+    int id;
+    int won[LEASE_ROUNDS];
+    int failures;
+} lease_taker;
+
+static void *lease_taker_main(void *arg) {
+    lease_taker *t = arg;
+    char holder[16];
+    snprintf(holder, sizeof holder, "gw-%d", t->id);
+    for (int r = 0; r < LEASE_ROUNDS; r++) {
+        char name[16];
+        snprintf(name, sizeof name, "race-%d", r);
+        pthread_barrier_wait(t->start);
+        bool held = false;
+        if (meta_lease_acquire(t->ms, name, holder, 1000, 60000, &held) != 0) t->failures++;
+        t->won[r] = held;
+    }
+    return NULL;
+}
+
+Test(concurrency, takers_racing_for_a_free_lease_leave_it_to_one, .timeout = 120) {
+    fx f;
+    fx_open(&f, LEASE_TAKERS);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, LEASE_TAKERS);
+    pthread_t th[LEASE_TAKERS];
+    static lease_taker t[LEASE_TAKERS];
+    for (int i = 0; i < LEASE_TAKERS; i++) {
+        t[i] = (lease_taker){.ms = f.ms, .start = &start, .id = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, lease_taker_main, &t[i]), 0);
+    }
+    for (int i = 0; i < LEASE_TAKERS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int r = 0; r < LEASE_ROUNDS; r++) {
+        int winners = 0, winner = -1;
+        for (int i = 0; i < LEASE_TAKERS; i++) {
+            cr_assert_eq(t[i].failures, 0, "taker %d", i);
+            if (t[i].won[r]) winners++, winner = i;
+        }
+        cr_assert_eq(winners, 1, "round %d: %d takers hold the lease", r, winners);
+        char name[16], holder[16];
+        snprintf(name, sizeof name, "race-%d", r);
+        snprintf(holder, sizeof holder, "gw-%d", winner);
+        expect_lease(f.ms, name, holder, 1000, 61000);
+    }
+    fx_close(&f);
+}
+
+/* ---- job notifications ------------------------------------------------------------------ */
+
+Test(listener, sqlite_has_none_and_the_calls_take_null) {
+    SQLITE_ONLY("SQLite has no notifications: one process, whose enqueues wake its own workers");
+    fx f;
+    fx_open(&f, 2);
+    meta_listener *l = (meta_listener *)&f; /* must be cleared */
+    cr_assert_eq(meta_job_listener_open(f.ms, &l), CAIRN_EINVAL);
+    cr_assert_null(l);
+    cr_assert_eq(meta_job_listener_open(NULL, &l), CAIRN_EINVAL);
+    cr_assert_eq(meta_listener_fd(NULL), -1);
+    cr_assert_eq(meta_listener_drain(NULL), CAIRN_EINVAL);
+    meta_listener_close(NULL);
+    fx_close(&f);
+}
+
+/* Waits (deadline 10 s) until notifications arrive; returns how many came
+ * with the first batch, or a negative error from drain. */
+static int wait_notified(meta_listener *l) {
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end;) {
+        struct pollfd p = {.fd = meta_listener_fd(l), .events = POLLIN};
+        cr_assert_geq(p.fd, 0);
+        if (poll(&p, 1, 100) <= 0) continue;
+        int n = meta_listener_drain(l);
+        if (n != 0) return n;
+    }
+    return 0;
+}
+
+Test(listener, an_enqueue_is_heard_once_it_commits_and_a_duplicate_is_not) {
+    PG_ONLY();
+    fx f;
+    fx_open(&f, 2);
+    meta_listener *l = NULL;
+    cr_assert_eq(meta_job_listener_open(f.ms, &l), 0);
+    cr_assert_not_null(l);
+    cr_assert_geq(meta_listener_fd(l), 0);
+    cr_assert_eq(meta_listener_drain(l), 0, "nothing yet");
+    enqueue_job(f.ms, "k", 0, 1000, "once");
+    cr_assert_eq(wait_notified(l), 1);
+    /* A key already held adds nothing and says nothing; the next job's
+     * notification comes after where the duplicate's would have. */
+    meta_job dup = {.run_at_ms = 1000};
+    snprintf(dup.kind, sizeof dup.kind, "k");
+    snprintf(dup.unique_key, sizeof dup.unique_key, "once");
+    cr_assert_eq(meta_job_enqueue(f.ms, &dup, NULL), CAIRN_EEXIST);
+    enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_eq(wait_notified(l), 1, "one notification: the new job's");
+    cr_assert_eq(meta_listener_drain(l), 0);
+    meta_listener_close(l);
+    fx_close(&f);
+}
+
+Test(listener, a_lost_session_is_reported_and_a_new_listener_hears_again, .timeout = 60) {
+    PG_ONLY();
+    fx f;
+    fx_open(&f, 2);
+    meta_listener *l = NULL;
+    cr_assert_eq(meta_job_listener_open(f.ms, &l), 0);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%s'"
+             " AND application_name = 'cairn-listener'", f.db);
+    cr_assert_eq(pg_do("postgres", sql), 1, "the listener is a session of its own");
+    cr_assert_lt(wait_notified(l), 0, "drain reports the lost session");
+    meta_listener_close(l);
+    /* The pool's connections were not touched. */
+    cr_assert_eq(meta_job_listener_open(f.ms, &l), 0);
+    enqueue_job(f.ms, "k", 0, 1000, NULL);
+    cr_assert_eq(wait_notified(l), 1);
+    meta_listener_close(l);
+    fx_close(&f);
+}
+
+Test(listener, a_database_refusing_connections_fails_the_open, .timeout = 60) {
+    PG_ONLY();
+    fx f;
+    fx_open(&f, 2);
+    char sql[200];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", f.db);
+    pg_do("postgres", sql);
+    meta_listener *l = (meta_listener *)&f;
+    cr_assert_eq(meta_job_listener_open(f.ms, &l), CAIRN_EIO);
+    cr_assert_null(l);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", f.db);
+    pg_do("postgres", sql);
+    cr_assert_eq(meta_job_listener_open(f.ms, &l), 0);
+    meta_listener_close(l);
+    fx_close(&f);
+}
+
+/* The notification is part of the enqueue's transaction: if it cannot be
+ * sent, the job is not added either. */
+Test(listener, an_enqueue_whose_notification_fails_adds_no_job) {
+    PG_ONLY();
+    fx f;
+    fx_open(&f, 2);
+    char sql[300];
+    plant(&f, "CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql"
+              " AS $$ BEGIN RAISE EXCEPTION 'no notifications today'; END $$");
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s SET search_path = public, pg_catalog", f.db);
+    pg_do("postgres", sql);
+    fx_reopen(&f); /* connections made from now on find that pg_notify first */
+    meta_job j = {.run_at_ms = 1000};
+    snprintf(j.kind, sizeof j.kind, "k");
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, NULL), CAIRN_EDB);
+    cr_assert_eq(count_rows(&f, "jobs"), 0);
+    fx_close(&f);
+}
+
+/* Without the table (a database the calls do not match), every call is an
+ * error, and a row the structure cannot hold is refused, never cut. */
+Test(leases, a_missing_table_or_a_row_too_long_is_edb) {
+    fx f;
+    fx_open(&f, 2);
+    plant2(&f, "INSERT INTO leases VALUES ('long', hex(zeroblob(150)), 1, 2)",
+           "INSERT INTO leases VALUES ('long', repeat('h', 300), 1, 2)");
+    meta_lease l;
+    cr_expect_eq(meta_lease_get(f.ms, "long", &l), CAIRN_EDB, "a holder longer than 255 bytes");
+    plant(&f, "DROP TABLE leases");
+    bool held = true;
+    cr_expect_eq(meta_lease_acquire(f.ms, "scrub", "gw-a", 1, 10, &held), CAIRN_EDB);
+    cr_expect(!held);
+    cr_expect_eq(meta_lease_release(f.ms, "scrub", "gw-a"), CAIRN_EDB);
+    cr_expect_eq(meta_lease_get(f.ms, "scrub", &l), CAIRN_EDB);
     fx_close(&f);
 }

@@ -14,7 +14,9 @@
  */
 #include <criterion/criterion.h>
 
+#include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,5 +401,162 @@ Test(queue, enqueue_defaults_and_an_unstarted_queue) {
     buf_putc(&b, '\0');
     cr_expect_not_null(strstr(b.data, "cairn_jobs{kind=\"t.ok\",state=\"available\"} 3"), "%s", b.data);
     buf_free(&b);
+    fx_close(&f);
+}
+
+/* ---- leases (lease.c): two "gateways" in one process, one database --------------------- */
+
+/* Polls (deadline 10 s) until the lease's held state is want. */
+static void wait_held(jobs_lease *l, bool want, const char *what) {
+    for (int64_t end = time_mono_ns() + 10000000000LL; time_mono_ns() < end; usleep(2000))
+        if (jobs_lease_held(l) == want) return;
+    cr_assert_fail("%s: still %s after 10 s", what, want ? "not held" : "held");
+}
+
+static bool has_gauge(obs_registry *o, const char *line) {
+    buf_t b;
+    buf_init(&b);
+    obs_render(o, &b);
+    buf_putc(&b, '\0');
+    bool found = strstr(b.data, line) != NULL;
+    buf_free(&b);
+    return found;
+}
+
+static void sqlite_exec(const fx *f, const char *sql) {
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(f->path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+Test(lease, one_of_two_holders_does_the_work_and_the_other_takes_over_when_it_stops) {
+    fx f = {0};
+    fx_open(&f);
+    obs_registry *obs_b = obs_new();
+    jobs_lease_options oa = {.holder = "host:/a", .ttl_ms = 600}, ob = {.holder = "host:/b", .ttl_ms = 600};
+    jobs_lease *a, *b;
+    cr_assert_eq(jobs_lease_start(f.ms, f.obs, "scrub", &oa, &a), 0);
+    wait_held(a, true, "the first holder");
+    uint64_t term_a = jobs_lease_term(a);
+    cr_expect_gt(term_a, 0);
+    cr_assert_eq(jobs_lease_start(f.ms, obs_b, "scrub", &ob, &b), 0);
+    /* b tries at once and then every ttl/3: each try finds a's renewed lease. */
+    for (int i = 0; i < 3; i++) {
+        meta_lease l;
+        cr_assert_eq(meta_lease_get(f.ms, "scrub", &l), 0);
+        cr_expect_str_eq(l.holder, "host:/a");
+        cr_expect(!jobs_lease_held(b) && jobs_lease_term(b) == 0, "b holds nothing while a renews");
+        cr_expect(jobs_lease_held(a) && jobs_lease_term(a) == term_a, "a's term goes on");
+        usleep(250 * 1000);
+    }
+    cr_expect(has_gauge(f.obs, "cairn_leader{role=\"scrub\"} 1"));
+    cr_expect(has_gauge(obs_b, "cairn_leader{role=\"scrub\"} 0"));
+    jobs_lease_stop(a); /* releases: b takes it at its next try, not a ttl later */
+    cr_expect(logged("\"msg\":\"lease released\""));
+    wait_held(b, true, "the second holder after the first released");
+    cr_expect(has_gauge(f.obs, "cairn_leader{role=\"scrub\"} 0"));
+    cr_expect(has_gauge(obs_b, "cairn_leader{role=\"scrub\"} 1"));
+    cr_expect(logged("lease taken: this gateway does the work for all"));
+    jobs_lease_stop(b);
+    obs_free(obs_b);
+    fx_close(&f);
+}
+
+/* A holder that died renews nothing: its lease is taken once it expires. */
+Test(lease, a_dead_holders_lease_is_taken_after_it_expires) {
+    fx f = {0};
+    fx_open(&f);
+    bool held = false;
+    int64_t t0 = time_now_ms();
+    cr_assert_eq(meta_lease_acquire(f.ms, "membership", "host:/dead", t0, 800, &held), 0);
+    cr_assert(held);
+    jobs_lease_options o = {.holder = "host:/alive", .ttl_ms = 800};
+    jobs_lease *l;
+    cr_assert_eq(jobs_lease_start(f.ms, f.obs, "membership", &o, &l), 0);
+    wait_held(l, true, "the lease of a dead holder");
+    cr_expect_geq(time_now_ms(), t0 + 800, "not before it expired");
+    meta_lease got;
+    cr_assert_eq(meta_lease_get(f.ms, "membership", &got), 0);
+    cr_expect_str_eq(got.holder, "host:/alive");
+    jobs_lease_stop(l);
+    fx_close(&f);
+}
+
+/* Renewals that fail: the lease counts as held for half its ttl after the
+ * last one that worked, then as lost; a release that fails is logged. */
+Test(lease, failing_renewals_lose_the_lease_and_a_failed_release_is_logged) {
+    fx f = {0};
+    fx_open(&f);
+    jobs_lease_options o = {.holder = "host:/a", .ttl_ms = 3000};
+    jobs_lease *l;
+    cr_assert_eq(jobs_lease_start(f.ms, f.obs, "scrub", &o, &l), 0);
+    wait_held(l, true, "a free lease");
+    sqlite_exec(&f, "DROP TABLE leases");
+    jobs_lease_stop(l); /* within half a ttl: still held, so it tries to release */
+    cr_expect(logged("lease: releasing failed; another gateway takes it when it expires"));
+    sqlite_exec(&f, "CREATE TABLE leases(name TEXT PRIMARY KEY, holder TEXT NOT NULL, acquired_ms INTEGER NOT NULL,"
+                    " expires_ms INTEGER NOT NULL)");
+    o.ttl_ms = 600;
+    cr_assert_eq(jobs_lease_start(f.ms, f.obs, "scrub", &o, &l), 0);
+    wait_held(l, true, "the lease again");
+    sqlite_exec(&f, "DROP TABLE leases");
+    wait_held(l, false, "a lease that cannot be renewed");
+    cr_expect(logged("lease: taking or renewing failed; retrying"));
+    cr_expect(logged("renewals failed for half its ttl"));
+    cr_expect(has_gauge(f.obs, "cairn_leader{role=\"scrub\"} 0"));
+    sqlite_exec(&f, "CREATE TABLE leases(name TEXT PRIMARY KEY, holder TEXT NOT NULL, acquired_ms INTEGER NOT NULL,"
+                    " expires_ms INTEGER NOT NULL)");
+    wait_held(l, true, "the lease once the database answers");
+    cr_expect(logged("lease: the database answers again"));
+    jobs_lease_stop(l);
+    fx_close(&f);
+}
+
+Test(lease, bad_options_are_einval) {
+    fx f = {0};
+    fx_open(&f);
+    jobs_lease *l = (jobs_lease *)&f;
+    jobs_lease_options o = {.holder = "host:/a", .ttl_ms = 1000};
+    cr_expect_eq(jobs_lease_start(f.ms, f.obs, NULL, &o, &l), CAIRN_EINVAL);
+    cr_expect_null(l);
+    cr_expect_eq(jobs_lease_start(f.ms, f.obs, "a-role-name-longer-than-31-bytes", &o, &l), CAIRN_EINVAL);
+    cr_expect_eq(jobs_lease_start(f.ms, f.obs, "scrub", NULL, &l), CAIRN_EINVAL);
+    o.ttl_ms = 2;
+    cr_expect_eq(jobs_lease_start(f.ms, f.obs, "scrub", &o, &l), CAIRN_EINVAL);
+    o = (jobs_lease_options){.holder = "", .ttl_ms = 1000};
+    cr_expect_eq(jobs_lease_start(f.ms, f.obs, "scrub", &o, &l), CAIRN_EINVAL);
+    char holder[300];
+    memset(holder, 'h', sizeof holder - 1);
+    holder[sizeof holder - 1] = '\0';
+    o.holder = holder;
+    cr_expect_eq(jobs_lease_start(f.ms, f.obs, "scrub", &o, &l), CAIRN_EINVAL);
+    jobs_lease_stop(NULL);
+    /* The scrubber and membership need their lease. */
+    scrubber *s = (scrubber *)&f;
+    cr_expect_eq(scrub_start(f.ms, NULL, f.obs, 1, 0, NULL, &s), CAIRN_EINVAL);
+    cr_expect_null(s);
+    membership *m = (membership *)&f;
+    cr_expect_eq(membership_start(f.ms, NULL, f.obs, 100, NULL, &m), CAIRN_EINVAL);
+    cr_expect_null(m);
+    fx_close(&f);
+}
+
+/* The queue's wake pipe needs two descriptors: without them, no queue. */
+Test(queue, a_process_out_of_descriptors_gets_no_queue) {
+    fx f = {0};
+    fx_open(&f);
+    struct rlimit old;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int lowest = dup(0); /* every descriptor below it is in use */
+    cr_assert_geq(lowest, 0);
+    close(lowest);
+    struct rlimit tight = {.rlim_cur = (rlim_t)lowest, .rlim_max = old.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    job_options o = fast_options(1);
+    job_queue *q = (job_queue *)&f;
+    int rc = jobs_queue_new(f.ms, f.obs, &o, &q);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_expect_eq(rc, CAIRN_EIO);
     fx_close(&f);
 }
