@@ -484,20 +484,6 @@ static int read_bucket(tiered *t, void *ctx, buf_t *out) {
     return rc;
 }
 
-static int c_bucket_get(meta_store *ms, const char *name, meta_bucket *out) {
-    char k[200];
-    size_t kl = name_key(k, sizeof k, 'b', name);
-    void *val;
-    size_t vlen;
-    int rc = cached_read(T(ms), k, kl, true, read_bucket, (void *)name, &val, &vlen);
-    if (rc != 0) return rc;
-    value_head h;
-    const char *rec = decode_head(val, vlen, "B1", sizeof *out, &h);
-    if (rec) memcpy(out, rec, sizeof *out);
-    free(val);
-    return rec ? 0 : IN(ms)->ops->bucket_get(IN(ms), name, out);
-}
-
 static int read_key(tiered *t, void *ctx, buf_t *out) {
     meta_key k;
     int rc = t->inner->ops->key_get(t->inner, ctx, &k);
@@ -505,20 +491,34 @@ static int read_key(tiered *t, void *ctx, buf_t *out) {
     return rc;
 }
 
-static int c_key_get(meta_store *ms, const char *access_key, meta_key *out) {
+/* A fixed-size record named by kind and name: from the cache, into out
+ * (size bytes).  NOT_CACHED when the cached value is not one (the caller
+ * asks the store). */
+static int named_record(meta_store *ms, char kind, const char *name, bool shared, backend_read read,
+                        const char *tag, void *out, size_t size) {
     char k[200];
-    size_t kl = name_key(k, sizeof k, 'k', access_key);
+    size_t kl = name_key(k, sizeof k, kind, name);
     void *val;
     size_t vlen;
-    /* L1 only: a secret, even sealed, is not shared beyond the process. */
-    int rc = cached_read(T(ms), k, kl, false, read_key, (void *)access_key, &val, &vlen);
+    int rc = cached_read(T(ms), k, kl, shared, read, (void *)name, &val, &vlen);
     if (rc != 0) return rc;
     value_head h;
-    const char *rec = decode_head(val, vlen, "K1", sizeof *out, &h);
-    if (rec) memcpy(out, rec, sizeof *out);
-    sodium_memzero(val, vlen);
+    const char *rec = decode_head(val, vlen, tag, size, &h);
+    if (rec) memcpy(out, rec, size);
+    sodium_memzero(val, vlen); /* a key's record holds its sealed secret */
     free(val);
-    return rec ? 0 : IN(ms)->ops->key_get(IN(ms), access_key, out);
+    return rec ? 0 : NOT_CACHED;
+}
+
+static int c_bucket_get(meta_store *ms, const char *name, meta_bucket *out) {
+    int rc = named_record(ms, 'b', name, true, read_bucket, "B1", out, sizeof *out);
+    return rc != NOT_CACHED ? rc : IN(ms)->ops->bucket_get(IN(ms), name, out);
+}
+
+static int c_key_get(meta_store *ms, const char *access_key, meta_key *out) {
+    /* L1 only: a secret, even sealed, is not shared beyond the process. */
+    int rc = named_record(ms, 'k', access_key, false, read_key, "K1", out, sizeof *out);
+    return rc != NOT_CACHED ? rc : IN(ms)->ops->key_get(IN(ms), access_key, out);
 }
 
 typedef struct {

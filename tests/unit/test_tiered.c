@@ -156,6 +156,29 @@ static void wait_channel(meta_store *ms, bool want) {
     cr_assert_eq(channel_up(ms), want, "the invalidation channel did not go %s", want ? "up" : "down");
 }
 
+/* Two gateways: two stores on one database and one Redis, channels up. */
+typedef struct {
+    db_dir d;
+    redis_proc r;
+    meta_store *a, *b;
+} gateways;
+
+static void gateways_open(gateways *g) {
+    db_new(&g->d);
+    redis_new(&g->r);
+    g->a = open_store(&g->d, true, g->r.url);
+    g->b = open_store(&g->d, true, g->r.url);
+    wait_channel(g->a, true);
+    wait_channel(g->b, true);
+}
+
+static void gateways_close(gateways *g) {
+    meta_close(g->a);
+    meta_close(g->b);
+    redis_free(&g->r);
+    db_free(&g->d);
+}
+
 static int64_t make_user(meta_store *ms) {
     meta_user u = {.created_ms = 1};
     snprintf(u.name, sizeof u.name, "keyowner");
@@ -457,13 +480,9 @@ Test(tiered, redis_urls_parse) {
 /* ---- two gateways and Redis -------------------------------------------------------------- */
 
 Test(tiered, read_after_write_across_two_gateways_ten_thousand_times, .timeout = 240) {
-    db_dir d;
-    db_new(&d);
-    redis_proc r;
-    redis_new(&r);
-    meta_store *a = open_store(&d, true, r.url), *b = open_store(&d, true, r.url);
-    wait_channel(a, true);
-    wait_channel(b, true);
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
     int64_t bid = make_bucket(a, "bkt");
     char v[80], want[32];
     for (int i = 0; i < 10000; i++) {
@@ -484,20 +503,13 @@ Test(tiered, read_after_write_across_two_gateways_ten_thousand_times, .timeout =
     }
     tiered_counts cb = counts(b);
     cr_assert_gt(cb.l1_hits + cb.l2_hits, 0, "the cache was never used: the test proves nothing");
-    meta_close(a);
-    meta_close(b);
-    redis_free(&r);
-    db_free(&d);
+    gateways_close(&g);
 }
 
 Test(tiered, one_gateways_fill_is_the_others_l2_hit) {
-    db_dir d;
-    db_new(&d);
-    redis_proc r;
-    redis_new(&r);
-    meta_store *a = open_store(&d, true, r.url), *b = open_store(&d, true, r.url);
-    wait_channel(a, true);
-    wait_channel(b, true);
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
     int64_t bid = make_bucket(a, "bkt");
     put_value(a, "bkt", bid, "k", "shared");
     char v[80];
@@ -507,20 +519,13 @@ Test(tiered, one_gateways_fill_is_the_others_l2_hit) {
     cr_assert_str_eq(v, "shared");
     cr_assert_eq(counts(b).backend_reads, reads, "b read the database though a had filled L2");
     cr_assert_eq(counts(b).l2_hits, 1);
-    meta_close(a);
-    meta_close(b);
-    redis_free(&r);
-    db_free(&d);
+    gateways_close(&g);
 }
 
 Test(tiered, a_key_revoked_on_one_gateway_is_refused_on_the_other_at_once) {
-    db_dir d;
-    db_new(&d);
-    redis_proc r;
-    redis_new(&r);
-    meta_store *a = open_store(&d, true, r.url), *b = open_store(&d, true, r.url);
-    wait_channel(a, true);
-    wait_channel(b, true);
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
     meta_key k = {.user_id = make_user(a), .active = true, .created_ms = 1};
     snprintf(k.access_key, sizeof k.access_key, "AKREVOKE");
     snprintf(k.sealed_secret, sizeof k.sealed_secret, "sealed");
@@ -532,34 +537,27 @@ Test(tiered, a_key_revoked_on_one_gateway_is_refused_on_the_other_at_once) {
     cr_assert_eq(meta_key_get(b, "AKREVOKE", &gk), 0);
     cr_assert_not(gk.active, "gateway b still accepted a key revoked on a");
     /* Secrets stay out of Redis. */
-    redisContext *c = redisConnect("127.0.0.1", r.port);
+    redisContext *c = redisConnect("127.0.0.1", g.r.port);
     redisReply *rep = redisCommand(c, "KEYS *");
     for (size_t i = 0; i < rep->elements; i++)
         cr_assert_null(strstr(rep->element[i]->str, "c:0:6b414b"), "an access key was stored in redis: %s",
                        rep->element[i]->str);
     freeReplyObject(rep);
     redisFree(c);
-    meta_close(a);
-    meta_close(b);
-    redis_free(&r);
-    db_free(&d);
+    gateways_close(&g);
 }
 
 Test(tiered, with_redis_stopped_the_gateways_serve_from_the_database_and_recover, .timeout = 120) {
-    db_dir d;
-    db_new(&d);
-    redis_proc r;
-    redis_new(&r);
-    meta_store *a = open_store(&d, true, r.url), *b = open_store(&d, true, r.url);
-    wait_channel(a, true);
-    wait_channel(b, true);
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
     int64_t bid = make_bucket(a, "bkt");
     char v[80];
     put_value(a, "bkt", bid, "k", "before");
     get_value(b, "bkt", bid, "k", false, v, sizeof v);
     get_value(b, "bkt", bid, "k", false, v, sizeof v);
 
-    redis_stop(&r);
+    redis_stop(&g.r);
     wait_channel(b, false);
     /* Writes go on, and every read sees them, from the database. */
     for (int i = 0; i < 50; i++) {
@@ -581,7 +579,7 @@ Test(tiered, with_redis_stopped_the_gateways_serve_from_the_database_and_recover
     for (int i = 0; i < 200; i++) get_value(b, "bkt", bid, "k", false, v, sizeof v);
     cr_assert_lt((time_mono_ns() - t0) / 1000000, 20000, "reads waited on a stopped redis");
 
-    redis_start(&r);
+    redis_start(&g.r);
     wait_channel(a, true);
     wait_channel(b, true);
     put_value(a, "bkt", bid, "k", "after");
@@ -596,10 +594,7 @@ Test(tiered, with_redis_stopped_the_gateways_serve_from_the_database_and_recover
         get_value(b, "bkt", bid, "k", false, v, sizeof v);
     }
     cr_assert_gt(counts(b).l1_hits, hits, "the L1 was not used again after redis came back");
-    meta_close(a);
-    meta_close(b);
-    redis_free(&r);
-    db_free(&d);
+    gateways_close(&g);
 }
 
 Test(tiered, an_invalidation_redis_missed_flushes_l2_when_it_answers_again, .timeout = 60) {
@@ -683,13 +678,9 @@ Test(tiered, a_fill_after_an_invalidation_is_refused_by_redis) {
 }
 
 Test(tiered, a_counter_that_went_backwards_is_not_trusted, .timeout = 60) {
-    db_dir d;
-    db_new(&d);
-    redis_proc r;
-    redis_new(&r);
-    meta_store *a = open_store(&d, true, r.url), *b = open_store(&d, true, r.url);
-    wait_channel(a, true);
-    wait_channel(b, true);
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
     int64_t bid = make_bucket(a, "bkt");
     char v[80];
     put_value(a, "bkt", bid, "k", "v1");
@@ -697,7 +688,7 @@ Test(tiered, a_counter_that_went_backwards_is_not_trusted, .timeout = 60) {
     get_value(b, "bkt", bid, "k", false, v, sizeof v);
     /* The counter evicted (allkeys-lru) or reset: b must not take it for one
      * it has caught up with. */
-    redisContext *c = redisConnect("127.0.0.1", r.port);
+    redisContext *c = redisConnect("127.0.0.1", g.r.port);
     freeReplyObject(redisCommand(c, "SET cairn:seq 0"));
     redisFree(c);
     uint64_t reads = counts(b).backend_reads;
@@ -713,8 +704,5 @@ Test(tiered, a_counter_that_went_backwards_is_not_trusted, .timeout = 60) {
         usleep(10000);
     }
     cr_assert_gt(counts(b).l1_hits, hits, "b never trusted its cache again");
-    meta_close(a);
-    meta_close(b);
-    redis_free(&r);
-    db_free(&d);
+    gateways_close(&g);
 }
