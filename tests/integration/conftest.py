@@ -662,6 +662,26 @@ class CairnServer:
 
     # -- admin CLI --
 
+    def metrics(self):
+        """{'name{labels}': value} of every sample GET /metrics answers."""
+        r = self.get_url("GET", "/metrics", timeout=10)
+        text = r.body.decode()
+        assert r.status == 200, text
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def data_metrics(self):
+        """The data plane's counters, by short name (corrupt_blocks, ...)."""
+        out = {k[len("cairn_data_"):].removesuffix("_total"): v for k, v in self.metrics().items()
+               if k.startswith("cairn_data_")}
+        for name in ("corrupt_blocks", "missing_shards", "degraded_reads", "healed_shards", "heal_failures"):
+            assert name in out, f"/metrics lacks cairn_data_{name}_total"
+        return out
+
     def admin(self, *args, check=True, timeout=60):
         """Runs `cairn admin --data DIR args...`; returns CompletedProcess with
         .fields: the `name: value` lines of stdout as a dict."""

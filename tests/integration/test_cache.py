@@ -112,11 +112,7 @@ def ready(g):
 
 
 def metric(g, name, labels=""):
-    body = g.get_url("GET", "/metrics").body.decode()
-    for line in body.splitlines():
-        if line.startswith(name + labels + " "):
-            return float(line.split()[-1])
-    return None
+    return g.metrics().get(name + labels)
 
 
 def list_keys(g, bucket, prefix):

@@ -320,22 +320,7 @@ def assert_reads_back(gw, bucket, key, data):
 
 
 def metrics(gw):
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        text = resp.read().decode()
-        assert resp.status == 200, text
-    finally:
-        conn.close()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("cairn_data_"):
-            name, value = line.split()[:2]
-            out[name[len("cairn_data_"):].removesuffix("_total")] = float(value)
-    for name in ("corrupt_blocks", "missing_shards", "degraded_reads", "healed_shards", "heal_failures"):
-        assert name in out, f"/metrics lacks cairn_data_{name}_total:\n{text}"
-    return out
+    return gw.data_metrics()
 
 
 def wait_metric(gw, name, at_least, deadline=HEAL_DEADLINE):

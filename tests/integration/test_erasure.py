@@ -213,22 +213,7 @@ def block_offset(stripe):
 
 
 def metrics(srv):
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        text = resp.read().decode()
-        assert resp.status == 200, text
-    finally:
-        conn.close()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("cairn_data_"):
-            name, value = line.split()[:2]
-            out[name[len("cairn_data_"):].removesuffix("_total")] = float(value)
-    for name in ("corrupt_blocks", "missing_shards", "degraded_reads", "healed_shards", "heal_failures"):
-        assert name in out, f"/metrics lacks cairn_data_{name}_total:\n{text}"
-    return out
+    return srv.data_metrics()
 
 
 def wait_metric(srv, name, at_least, deadline=HEAL_DEADLINE):

@@ -77,22 +77,6 @@ class Gw(Gateway):
     def cli_env(self, extra=None):
         return server_env({**self.extra_env, **(extra or {})})
 
-    def metrics(self):
-        """{'name{labels}': value} of GET /metrics."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/metrics")
-            resp = conn.getresponse()
-            text = resp.read().decode()
-            assert resp.status == 200, text
-        finally:
-            conn.close()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
 
     def metric(self, name):
         return self.metrics().get(name, 0)
