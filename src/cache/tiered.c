@@ -673,6 +673,20 @@ static int f_lease_get(meta_store *ms, const char *name, meta_lease *out) {
     return IN(ms)->ops->lease_get(IN(ms), name, out);
 }
 
+static int f_user_set_audit(meta_store *ms, const char *name, bool audit) {
+    return IN(ms)->ops->user_set_audit(IN(ms), name, audit);
+}
+static int f_audit_insert(meta_store *ms, const meta_audit_event *ev, int n, int *inserted) {
+    return IN(ms)->ops->audit_insert(IN(ms), ev, n, inserted);
+}
+static int f_audit_query(meta_store *ms, const meta_audit_filter *f, int limit,
+                         int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count) {
+    return IN(ms)->ops->audit_query(IN(ms), f, limit, cb, ud, count);
+}
+static int f_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64_t *deleted) {
+    return IN(ms)->ops->audit_delete_before(IN(ms), before_us, limit, deleted);
+}
+
 static int c_job_listener_open(meta_store *ms, meta_listener **out) {
     return IN(ms)->ops->job_listener_open(IN(ms), out);
 }
@@ -722,7 +736,7 @@ static void set_ops(tiered *t) {
     F(job_finish_claim); F(job_release); F(job_extend); F(job_cancel); F(job_retry); F(job_get); F(job_list);
     F(job_prune); F(job_counts); F(upload_list_older); F(node_upsert); F(node_list); F(node_get);
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
-    F(lease_get);
+    F(lease_get); F(user_set_audit); F(audit_insert); F(audit_query); F(audit_delete_before);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);

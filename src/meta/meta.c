@@ -11,6 +11,7 @@
 #include "meta/pg_int.h"
 #include "meta/sqlite_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,4 +443,164 @@ int meta_listener_drain(meta_listener *l) { return l ? l->drain(l) : CAIRN_EINVA
 
 void meta_listener_close(meta_listener *l) {
     if (l) l->close(l);
+}
+
+/* ---- the audit store ------------------------------------------------------------------ */
+
+int meta_user_set_audit(meta_store *ms, const char *name, bool audit) {
+    if (!ms || !name || !name[0] || strlen(name) >= sizeof((meta_user *)0)->name) return CAIRN_EINVAL;
+    return ms->ops->user_set_audit(ms, name, audit);
+}
+
+static bool audit_str_ok(const char *s, size_t max) { return s && strnlen(s, max + 1) <= max; }
+
+int meta_audit_event_ok(const meta_audit_event *e) {
+    if (!e || !e->event_id || strlen(e->event_id) != META_AUDIT_ID_LEN) return CAIRN_EINVAL;
+    for (int i = 0; i < META_AUDIT_ID_LEN; i++) {
+        char c = e->event_id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return CAIRN_EINVAL;
+    }
+    const char *const s[] = {e->request_id, e->correlation_id, e->principal, e->user, e->source_address, e->action,
+                             e->bucket, e->version_id, e->outcome, e->error_code};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        if (!audit_str_ok(s[i], META_AUDIT_STR_MAX)) return CAIRN_EINVAL;
+    if (!audit_str_ok(e->key, META_AUDIT_KEY_MAX)) return CAIRN_EINVAL;
+    if (e->status < 100 || e->status > 599 || e->bytes_in < 0 || e->bytes_out < 0 || e->duration_us < 0 ||
+        e->time_us < 0)
+        return CAIRN_EINVAL;
+    return 0;
+}
+
+int meta_audit_filter_ok(const meta_audit_filter *f) {
+    if (!f) return CAIRN_EINVAL;
+    const char *const s[] = {f->correlation_id, f->request_id, f->principal, f->action, f->bucket, f->outcome};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        if (s[i] && !audit_str_ok(s[i], META_AUDIT_STR_MAX)) return CAIRN_EINVAL;
+    if (f->key_prefix && !audit_str_ok(f->key_prefix, META_AUDIT_KEY_MAX)) return CAIRN_EINVAL;
+    if (f->after_set && strlen(f->after_id) != META_AUDIT_ID_LEN) return CAIRN_EINVAL;
+    return 0;
+}
+
+int meta_audit_insert(meta_store *ms, const meta_audit_event *ev, int n, int *inserted) {
+    if (inserted) *inserted = 0;
+    if (!ms || !ev || !inserted || n < 1 || n > 10000) return CAIRN_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (meta_audit_event_ok(&ev[i]) != 0) return CAIRN_EINVAL;
+    return ms->ops->audit_insert(ms, ev, n, inserted);
+}
+
+int meta_audit_query(meta_store *ms, const meta_audit_filter *f, int limit,
+                     int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count) {
+    if (count) *count = 0;
+    if (!ms || !cb || !count || limit < 1 || limit > META_AUDIT_QUERY_MAX || meta_audit_filter_ok(f) != 0)
+        return CAIRN_EINVAL;
+    return ms->ops->audit_query(ms, f, limit, cb, ud, count);
+}
+
+int meta_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64_t *deleted) {
+    if (deleted) *deleted = 0;
+    if (!ms || !deleted || limit < 1 || limit > 100000) return CAIRN_EINVAL;
+    return ms->ops->audit_delete_before(ms, before_us, limit, deleted);
+}
+
+static void audit_arg_str(bool pg, buf_t *sql, meta_audit_args *a, const char *s) {
+    assert(a->n < META_AUDIT_ARGS_MAX);
+    a->s[a->n] = s;
+    a->is_int[a->n] = false;
+    a->n++;
+    buf_printf(sql, pg ? "$%d::text" : "?%d", a->n);
+}
+
+static void audit_arg_int(bool pg, buf_t *sql, meta_audit_args *a, int64_t v) {
+    assert(a->n < META_AUDIT_ARGS_MAX);
+    a->i[a->n] = v;
+    a->is_int[a->n] = true;
+    a->n++;
+    buf_printf(sql, pg ? "$%d::int8" : "?%d", a->n);
+}
+
+static bool audit_set(const char *s) { return s && s[0]; }
+
+void meta_audit_sql(const meta_audit_filter *f, int limit, bool pg, buf_t *sql, meta_audit_args *a) {
+    memset(a, 0, sizeof *a);
+    buf_puts(sql, "SELECT event_id, time_us, request_id, correlation_id, principal, user_name, source_address,"
+                  " action, bucket, key, version_id, outcome, status, error_code, bytes_in, bytes_out, duration_us"
+                  " FROM audit_events WHERE true");
+    const struct {
+        const char *col, *val;
+    } eq[] = {{"correlation_id", f->correlation_id}, {"request_id", f->request_id}, {"action", f->action},
+              {"bucket", f->bucket}, {"outcome", f->outcome}};
+    for (size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
+        if (!audit_set(eq[i].val)) continue;
+        buf_printf(sql, " AND %s = ", eq[i].col);
+        audit_arg_str(pg, sql, a, eq[i].val);
+    }
+    if (audit_set(f->principal)) {
+        buf_puts(sql, " AND (principal = ");
+        audit_arg_str(pg, sql, a, f->principal);
+        buf_printf(sql, pg ? " OR user_name = $%d::text)" : " OR user_name = ?%d)", a->n);
+    }
+    if (audit_set(f->key_prefix)) {
+        /* The lower bound lets an index range start at the prefix; the
+         * comparison of the first characters is exact on both backends
+         * (no successor string, which need not be valid UTF-8). */
+        buf_puts(sql, " AND key >= ");
+        audit_arg_str(pg, sql, a, f->key_prefix);
+        buf_printf(sql, pg ? " AND substr(key, 1, length($%d::text)) = $%d::text" : " AND substr(key, 1, length(?%d)) = ?%d",
+                   a->n, a->n);
+    }
+    if (f->from_us > 0) {
+        buf_puts(sql, " AND time_us >= ");
+        audit_arg_int(pg, sql, a, f->from_us);
+    }
+    if (f->to_us > 0) {
+        buf_puts(sql, " AND time_us < ");
+        audit_arg_int(pg, sql, a, f->to_us);
+    }
+    if (f->after_set) {
+        buf_puts(sql, " AND (time_us, event_id) > (");
+        audit_arg_int(pg, sql, a, f->after_time_us);
+        buf_puts(sql, ", ");
+        audit_arg_str(pg, sql, a, f->after_id);
+        buf_puts(sql, ")");
+    }
+    buf_printf(sql, " ORDER BY time_us, event_id LIMIT %d", limit);
+}
+
+int meta_audit_row_fill(meta_audit_row *r, const char *const *t, const size_t *len, const int64_t *ints) {
+    memset(r, 0, sizeof *r);
+    static const int cols[] = {MA_EVENT_ID, MA_REQUEST_ID, MA_CORRELATION_ID, MA_PRINCIPAL, MA_USER, MA_SOURCE,
+                               MA_ACTION, MA_BUCKET, MA_KEY, MA_VERSION_ID, MA_OUTCOME, MA_ERROR_CODE};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        size_t max = cols[i] == MA_KEY ? META_AUDIT_KEY_MAX : cols[i] == MA_EVENT_ID ? META_AUDIT_ID_LEN : META_AUDIT_STR_MAX;
+        if (len[cols[i]] > max) return CAIRN_EDB;
+        total += len[cols[i]] + 1;
+    }
+    if (!(r->mem = malloc(total))) return CAIRN_ENOMEM;
+    const char **dst[MA__COLUMNS] = {
+        [MA_EVENT_ID] = &r->e.event_id, [MA_REQUEST_ID] = &r->e.request_id,
+        [MA_CORRELATION_ID] = &r->e.correlation_id, [MA_PRINCIPAL] = &r->e.principal, [MA_USER] = &r->e.user,
+        [MA_SOURCE] = &r->e.source_address, [MA_ACTION] = &r->e.action, [MA_BUCKET] = &r->e.bucket,
+        [MA_KEY] = &r->e.key, [MA_VERSION_ID] = &r->e.version_id, [MA_OUTCOME] = &r->e.outcome,
+        [MA_ERROR_CODE] = &r->e.error_code};
+    char *p = r->mem;
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        int c = cols[i];
+        if (len[c]) memcpy(p, t[c], len[c]);
+        p[len[c]] = '\0';
+        *dst[c] = p;
+        p += len[c] + 1;
+    }
+    r->e.time_us = ints[MA_TIME];
+    r->e.status = (int)ints[MA_STATUS];
+    r->e.bytes_in = ints[MA_BYTES_IN];
+    r->e.bytes_out = ints[MA_BYTES_OUT];
+    r->e.duration_us = ints[MA_DURATION];
+    return 0;
+}
+
+void meta_audit_row_clear(meta_audit_row *r) {
+    free(r->mem);
+    r->mem = NULL;
 }

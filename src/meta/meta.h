@@ -202,6 +202,7 @@ typedef struct {
     char name[129];
     char display_name[129];
     bool is_root;
+    bool audit;                /* may read and write the audit store (docs/audit.md) */
     int64_t created_ms;
 } meta_user;
 
@@ -212,6 +213,9 @@ int meta_user_create(meta_store *ms, meta_user *u);
 int meta_user_ensure_root(meta_store *ms, const char *name, meta_user *out);
 int meta_user_get(meta_store *ms, int64_t id, meta_user *out);           /* ENOTFOUND */
 int meta_user_get_by_name(meta_store *ms, const char *name, meta_user *out);
+/* Grants (audit = true) or revokes the audit right of the user named name.
+ * CAIRN_ENOTFOUND when there is none. */
+int meta_user_set_audit(meta_store *ms, const char *name, bool audit);
 /* Calls cb for each user ordered by id; cb returns nonzero to stop. */
 int meta_user_list(meta_store *ms, int (*cb)(void *ud, const meta_user *u), void *ud);
 
@@ -717,5 +721,58 @@ int meta_version_referenced(meta_store *ms, const char *version_id, bool *refere
 /* Counts objects in the bucket by name (count(*) over the bucket's rows, not
  * bounded; only tests call it). */
 int meta_object_count(meta_store *ms, const char *bucket, int64_t *count);
+
+/* ---- the audit store (docs/audit.md) ----------------------------------------------- */
+
+/*
+ * One audit event as the store keeps it.  Strings are borrowed (the caller's
+ * for inserts; the call's, valid during the callback, for queries), never
+ * NULL, and within the bounds below (meta_audit_insert refuses longer ones
+ * with CAIRN_EINVAL: a store never truncates).  time_us is microseconds
+ * since the epoch (UTC); the order of events is (time_us, event_id).
+ */
+#define META_AUDIT_ID_LEN 32          /* event_id: 32 lowercase hex digits */
+#define META_AUDIT_KEY_MAX 1024       /* bytes of key */
+#define META_AUDIT_STR_MAX 256        /* bytes of every other string */
+#define META_AUDIT_QUERY_MAX 1001     /* rows one query may ask for (a page of 1000 and one to see past it) */
+
+typedef struct {
+    const char *event_id;
+    int64_t time_us;
+    const char *request_id, *correlation_id, *principal, *user, *source_address, *action, *bucket, *key,
+        *version_id, *outcome, *error_code;
+    int status;
+    int64_t bytes_in, bytes_out, duration_us;
+} meta_audit_event;
+
+/* What a query asks for: NULL or "" strings do not filter.  principal
+ * matches the principal or the user column.  key_prefix matches keys that
+ * begin with it.  Times: from_us <= time_us < to_us (0: unbounded).  After
+ * (after_set): only events past (after_time_us, after_id) in the order. */
+typedef struct {
+    const char *correlation_id, *request_id, *principal, *action, *bucket, *key_prefix, *outcome;
+    int64_t from_us, to_us;
+    bool after_set;
+    int64_t after_time_us;
+    char after_id[META_AUDIT_ID_LEN + 1];
+} meta_audit_filter;
+
+/* Inserts n events (1 .. 10000) in one transaction, skipping those whose
+ * event_id is stored already (a retried batch, or a repeat inside this one):
+ * *inserted gets how many were new.  All or nothing: on any error none is
+ * stored.  CAIRN_EINVAL for a malformed event (the caller validated it). */
+int meta_audit_insert(meta_store *ms, const meta_audit_event *ev, int n, int *inserted);
+/* Calls cb for at most limit (1 .. META_AUDIT_QUERY_MAX) events that match
+ * f, in (time_us, event_id) order, after the rows are copied out and the
+ * connection is given back; cb returns nonzero to stop.  *count gets how
+ * many were delivered.  Served by an index whose order is the result's, so
+ * a page costs what it returns (plus the rows a filter without an index of
+ * its own skips). */
+int meta_audit_query(meta_store *ms, const meta_audit_filter *f, int limit,
+                     int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
+/* Deletes at most limit (1 .. 100000) of the oldest events with time_us <
+ * before_us, in one transaction; *deleted gets how many went (retention
+ * calls it until fewer than limit go). */
+int meta_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64_t *deleted);
 
 #endif

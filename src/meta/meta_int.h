@@ -122,6 +122,11 @@ typedef struct meta_ops {
     int (*lease_acquire)(meta_store *ms, const char *name, const char *holder, int64_t now_ms, int64_t ttl_ms, bool *held);
     int (*lease_release)(meta_store *ms, const char *name, const char *holder);
     int (*lease_get)(meta_store *ms, const char *name, meta_lease *out);
+    int (*user_set_audit)(meta_store *ms, const char *name, bool audit);
+    int (*audit_insert)(meta_store *ms, const meta_audit_event *ev, int n, int *inserted);
+    int (*audit_query)(meta_store *ms, const meta_audit_filter *f, int limit,
+                       int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
+    int (*audit_delete_before)(meta_store *ms, int64_t before_us, int limit, int64_t *deleted);
     /* Optional (NULL: the backend has no notifications). */
     int (*job_listener_open)(meta_store *ms, meta_listener **out);
     /* Optional (NULL: the backend has no pool to report). */
@@ -161,6 +166,38 @@ int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
  * bytes): drop trailing 0xFF bytes, then increment the last one, into out
  * (n bytes).  Its length, or 0 when none exists (no upper bound). */
 size_t meta_key_successor(const char *prefix, size_t n, char *out);
+
+/* The audit store's checks both backends share (meta.c): an event within
+ * its bounds (CAIRN_EINVAL otherwise), and a filter's strings. */
+int meta_audit_event_ok(const meta_audit_event *e);
+int meta_audit_filter_ok(const meta_audit_filter *f);
+
+/* The query both backends run, in each one's dialect (pg: $n::type
+ * placeholders, else ?n): the text into sql and its parameters, in order,
+ * into args (strings borrowed from f). */
+#define META_AUDIT_ARGS_MAX 12
+typedef struct {
+    int n;
+    bool is_int[META_AUDIT_ARGS_MAX];
+    const char *s[META_AUDIT_ARGS_MAX];
+    int64_t i[META_AUDIT_ARGS_MAX];
+} meta_audit_args;
+void meta_audit_sql(const meta_audit_filter *f, int limit, bool pg, buf_t *sql, meta_audit_args *args);
+/* The columns meta_audit_sql selects, in order. */
+enum { MA_EVENT_ID, MA_TIME, MA_REQUEST_ID, MA_CORRELATION_ID, MA_PRINCIPAL, MA_USER, MA_SOURCE, MA_ACTION,
+       MA_BUCKET, MA_KEY, MA_VERSION_ID, MA_OUTCOME, MA_STATUS, MA_ERROR_CODE, MA_BYTES_IN, MA_BYTES_OUT,
+       MA_DURATION, MA__COLUMNS };
+/* A row copied out of a result: the event, its strings in mem (malloc'd,
+ * freed with meta_audit_row_clear). */
+typedef struct {
+    meta_audit_event e;
+    char *mem;
+} meta_audit_row;
+/* Fills r from the text columns texts[MA_*] (lengths lens) and the integers
+ * ints[MA_*] (only the integer columns are read).  CAIRN_ENOMEM, or
+ * CAIRN_EDB for a stored value over its bound (a foreign row). */
+int meta_audit_row_fill(meta_audit_row *r, const char *const *texts, const size_t *lens, const int64_t *ints);
+void meta_audit_row_clear(meta_audit_row *r);
 
 /* The first member of every backend's listener (meta_job_listener_open). */
 struct meta_listener {

@@ -247,6 +247,42 @@ static const char up_v10[] =
     "  expires_ms INTEGER NOT NULL);";
 static const char down_v10[] = "DROP TABLE leases;";
 
+/* v11: the audit store (docs/audit.md, decision 0014).  One row per event,
+ * keyed by its event id (a retried batch inserts nothing twice).  Every
+ * query reads in (time_us, event_id) order: the time index serves it, and
+ * each exact-match filter with an index of its own leads that index, so a
+ * page of one correlation id is a range of its index.  users.audit is the
+ * right to use the store's API. */
+static const char up_v11[] =
+    "CREATE TABLE audit_events("
+    "  event_id TEXT PRIMARY KEY,"
+    "  time_us INTEGER NOT NULL,"
+    "  request_id TEXT NOT NULL,"
+    "  correlation_id TEXT NOT NULL,"
+    "  principal TEXT NOT NULL,"
+    "  user_name TEXT NOT NULL,"
+    "  source_address TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL COLLATE BINARY,"
+    "  version_id TEXT NOT NULL,"
+    "  outcome TEXT NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  error_code TEXT NOT NULL,"
+    "  bytes_in INTEGER NOT NULL,"
+    "  bytes_out INTEGER NOT NULL,"
+    "  duration_us INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX audit_events_time ON audit_events(time_us, event_id);"
+    "CREATE INDEX audit_events_correlation ON audit_events(correlation_id, time_us, event_id);"
+    "CREATE INDEX audit_events_request ON audit_events(request_id, time_us, event_id);"
+    "CREATE INDEX audit_events_principal ON audit_events(principal, time_us, event_id);"
+    "CREATE INDEX audit_events_user ON audit_events(user_name, time_us, event_id);"
+    "CREATE INDEX audit_events_bucket ON audit_events(bucket, time_us, event_id);"
+    "ALTER TABLE users ADD COLUMN audit INTEGER NOT NULL DEFAULT 0;";
+static const char down_v11[] =
+    "ALTER TABLE users DROP COLUMN audit;"
+    "DROP TABLE audit_events;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -258,6 +294,7 @@ static const migration migrations[] = {
     {8, "completed multipart uploads remembered for retried completes", up_v8, down_v8},
     {9, "trash: shards to remove after bulk deletions", up_v9, down_v9},
     {10, "leases: work one gateway of many does", up_v10, down_v10},
+    {11, "audit store: events, and the audit right of users", up_v11, down_v11},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

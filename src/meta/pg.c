@@ -82,12 +82,12 @@
 static const char *const pg_sql[PS__COUNT] = {
     [PS_PING] = "SELECT NOT pg_is_in_recovery()",
     [PS_XACT_LOCK] = "SELECT pg_advisory_xact_lock($1::int8)",
-    [PS_USER_INSERT] = "INSERT INTO users(name, display_name, is_root, created_ms)"
-                       " VALUES ($1::text, $2::text, $3::bool, $4::int8) RETURNING id",
-    [PS_USER_GET] = "SELECT id, name, display_name, is_root, created_ms FROM users WHERE id = $1::int8",
-    [PS_USER_GET_NAME] = "SELECT id, name, display_name, is_root, created_ms FROM users WHERE name = $1::text",
-    [PS_USER_LIST] = "SELECT id, name, display_name, is_root, created_ms FROM users ORDER BY id",
-    [PS_USER_ROOT] = "SELECT id, name, display_name, is_root, created_ms FROM users WHERE is_root ORDER BY id LIMIT 1",
+    [PS_USER_INSERT] = "INSERT INTO users(name, display_name, is_root, created_ms, audit)"
+                       " VALUES ($1::text, $2::text, $3::bool, $4::int8, $5::bool) RETURNING id",
+    [PS_USER_GET] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users WHERE id = $1::int8",
+    [PS_USER_GET_NAME] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users WHERE name = $1::text",
+    [PS_USER_LIST] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users ORDER BY id",
+    [PS_USER_ROOT] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users WHERE is_root ORDER BY id LIMIT 1",
     [PS_USER_RENAME] = "UPDATE users SET name = $2::text WHERE id = $1::int8",
     [PS_KEY_INSERT] = "INSERT INTO access_keys(access_key, user_id, sealed_secret, active, created_ms)"
                       " VALUES ($1::text, $2::int8, $3::text, $4::bool, $5::int8)",
@@ -259,6 +259,12 @@ static const char *const pg_sql[PS__COUNT] = {
                          " WHERE leases.holder = excluded.holder OR leases.expires_ms <= excluded.acquired_ms"
                          " RETURNING holder",
     [PS_LEASE_RELEASE] = "DELETE FROM leases WHERE name = $1::text AND holder = $2::text",
+    [PS_AUDIT_INSERT] = "INSERT INTO audit_events(event_id, time_us, request_id, correlation_id, principal, user_name,"
+                        " source_address, action, bucket, key, version_id, outcome, status, error_code, bytes_in,"
+                        " bytes_out, duration_us) VALUES ($1::text, $2::int8, $3::text, $4::text, $5::text, $6::text,"
+                        " $7::text, $8::text, $9::text, $10::text, $11::text, $12::text, $13::int8, $14::text,"
+                        " $15::int8, $16::int8, $17::int8) ON CONFLICT (event_id) DO NOTHING",
+    [PS_USER_SET_AUDIT] = "UPDATE users SET audit = $2::bool WHERE name = $1::text",
     [PS_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = $1::text",
 };
 
@@ -806,6 +812,10 @@ const meta_ops pg_ops = {
     .lease_acquire = pg_lease_acquire,
     .lease_release = pg_lease_release,
     .lease_get = pg_lease_get,
+    .user_set_audit = pg_user_set_audit,
+    .audit_insert = pg_audit_insert,
+    .audit_query = pg_audit_query,
+    .audit_delete_before = pg_audit_delete_before,
     .job_listener_open = pg_job_listener_open,
     .pool_stats = pg_pool_stats_get,
 };

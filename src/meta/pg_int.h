@@ -130,6 +130,8 @@ typedef enum {
     PS_LEASE_ACQUIRE,
     PS_LEASE_RELEASE,
     PS_LEASE_GET,
+    PS_AUDIT_INSERT,
+    PS_USER_SET_AUDIT,
     PS__COUNT
 } pg_stmt_id;
 
@@ -195,7 +197,7 @@ int pg_pool_stats_get(meta_store *ms, pg_pool_stats *out);
 
 /* ---- statements, values and errors (pg.c) --------------------------------- */
 
-#define PG_PARAMS_MAX 12
+#define PG_PARAMS_MAX 20
 
 /* A statement's parameters, all in binary: pgp_* appends the next one. */
 typedef struct {
@@ -319,6 +321,11 @@ int pg_schema_latest(void);
 
 /* The operations, as meta_int.h lists them. */
 void pg_close(meta_store *base_);
+int pg_user_set_audit(meta_store *base_, const char *name, bool audit);
+int pg_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *inserted);
+int pg_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
+                   int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
+int pg_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted);
 int pg_ping(meta_store *base_);
 int pg_schema_version(meta_store *base_, int *version);
 int pg_migrate(meta_store *base_, int target, char *why, size_t whylen);

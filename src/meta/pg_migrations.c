@@ -200,10 +200,41 @@ static const char up_v10[] =
     "  expires_ms BIGINT NOT NULL);";
 static const char down_v10[] = "DROP TABLE leases;";
 
+/* v11: the audit store (migrations.c says why these indexes). */
+static const char up_v11[] =
+    "CREATE TABLE audit_events("
+    "  event_id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  time_us BIGINT NOT NULL,"
+    "  request_id TEXT COLLATE \"C\" NOT NULL,"
+    "  correlation_id TEXT COLLATE \"C\" NOT NULL,"
+    "  principal TEXT COLLATE \"C\" NOT NULL,"
+    "  user_name TEXT COLLATE \"C\" NOT NULL,"
+    "  source_address TEXT COLLATE \"C\" NOT NULL,"
+    "  action TEXT COLLATE \"C\" NOT NULL,"
+    "  bucket TEXT COLLATE \"C\" NOT NULL,"
+    "  key TEXT COLLATE \"C\" NOT NULL,"
+    "  version_id TEXT COLLATE \"C\" NOT NULL,"
+    "  outcome TEXT COLLATE \"C\" NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  error_code TEXT COLLATE \"C\" NOT NULL,"
+    "  bytes_in BIGINT NOT NULL,"
+    "  bytes_out BIGINT NOT NULL,"
+    "  duration_us BIGINT NOT NULL);"
+    "CREATE INDEX audit_events_time ON audit_events(time_us, event_id);"
+    "CREATE INDEX audit_events_correlation ON audit_events(correlation_id, time_us, event_id);"
+    "CREATE INDEX audit_events_request ON audit_events(request_id, time_us, event_id);"
+    "CREATE INDEX audit_events_principal ON audit_events(principal, time_us, event_id);"
+    "CREATE INDEX audit_events_user ON audit_events(user_name, time_us, event_id);"
+    "CREATE INDEX audit_events_bucket ON audit_events(bucket, time_us, event_id);"
+    "ALTER TABLE users ADD COLUMN audit BOOLEAN NOT NULL DEFAULT false;";
+static const char down_v11[] =
+    "ALTER TABLE users DROP COLUMN audit;"
+    "DROP TABLE audit_events;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
-    {up_v10, down_v10},
+    {up_v10, down_v10}, {up_v11, down_v11},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -23,6 +23,7 @@ static int row_user(const PGresult *r, int row, void *out) {
     if (err == 0) err = pg_copy(r, row, 2, u->display_name, sizeof u->display_name);
     u->is_root = pg_bool(r, row, 3);
     u->created_ms = pg_int(r, row, 4);
+    u->audit = pg_bool(r, row, 5);
     return err;
 }
 
@@ -40,6 +41,7 @@ static int user_insert(pg_conn *c, meta_user *u) {
     pgp_text(&p, u->display_name);
     pgp_bool(&p, u->is_root);
     pgp_int(&p, u->created_ms);
+    pgp_bool(&p, u->audit);
     PGresult *r;
     int err = pg_run(c, PS_USER_INSERT, &p, &r, NULL, "user insert");
     if (err == 0) {

@@ -68,13 +68,13 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_PING] = "SELECT 1",
-    [ST_USER_INSERT] = "INSERT INTO users(name, display_name, is_root, created_ms)"
-                       " VALUES (?1, ?2, ?3, ?4)",
-    [ST_USER_GET] = "SELECT id, name, display_name, is_root, created_ms FROM users WHERE id = ?1",
-    [ST_USER_GET_NAME] = "SELECT id, name, display_name, is_root, created_ms FROM users"
+    [ST_USER_INSERT] = "INSERT INTO users(name, display_name, is_root, created_ms, audit)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_USER_GET] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users WHERE id = ?1",
+    [ST_USER_GET_NAME] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users"
                          " WHERE name = ?1",
-    [ST_USER_LIST] = "SELECT id, name, display_name, is_root, created_ms FROM users ORDER BY id",
-    [ST_USER_ROOT] = "SELECT id, name, display_name, is_root, created_ms FROM users"
+    [ST_USER_LIST] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users ORDER BY id",
+    [ST_USER_ROOT] = "SELECT id, name, display_name, is_root, created_ms, audit FROM users"
                      " WHERE is_root = 1 ORDER BY id LIMIT 1",
     [ST_USER_RENAME] = "UPDATE users SET name = ?2 WHERE id = ?1",
     [ST_KEY_INSERT] = "INSERT INTO access_keys(access_key, user_id, sealed_secret, active,"
@@ -677,4 +677,8 @@ const meta_ops sq_ops = {
     .lease_acquire = sq_lease_acquire,
     .lease_release = sq_lease_release,
     .lease_get = sq_lease_get,
+    .user_set_audit = sq_user_set_audit,
+    .audit_insert = sq_audit_insert,
+    .audit_query = sq_audit_query,
+    .audit_delete_before = sq_audit_delete_before,
 };

@@ -309,5 +309,10 @@ int sq_lease_release(meta_store *base_, const char *name, const char *holder);
 int sq_lease_get(meta_store *base_, const char *name, meta_lease *out);
 int sq_version_referenced(meta_store *base_, const char *version_id, bool *referenced);
 int sq_object_count(meta_store *base_, const char *bucket, int64_t *count);
+int sq_user_set_audit(meta_store *base_, const char *name, bool audit);
+int sq_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *inserted);
+int sq_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
+                   int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
+int sq_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted);
 
 #endif

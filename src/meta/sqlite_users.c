@@ -23,6 +23,7 @@ static int row_user(sqlite3_stmt *st, meta_user *u) {
     if (err == 0) err = sq_col_copy(st, 2, u->display_name, sizeof u->display_name);
     u->is_root = sqlite3_column_int(st, 3) != 0;
     u->created_ms = sqlite3_column_int64(st, 4);
+    u->audit = sqlite3_column_int(st, 5) != 0;
     return err;
 }
 
@@ -44,6 +45,7 @@ static int user_insert(conn *w, meta_user *u) {
     b |= sq_bind_str(st, 2, u->display_name);
     b |= sqlite3_bind_int(st, 3, u->is_root);
     b |= sqlite3_bind_int64(st, 4, u->created_ms);
+    b |= sqlite3_bind_int(st, 5, u->audit);
     int err = sq_stmt_exec_bound(w, st, b, "user insert");
     if (err == 0) u->id = sqlite3_last_insert_rowid(w->db);
     return err;

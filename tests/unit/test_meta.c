@@ -5212,6 +5212,10 @@ static const char *const seed_rows[] = {
     [9] = "INSERT INTO trash(version_id, layout, added_ms) VALUES ('t9', 'l', 9) ON CONFLICT DO NOTHING;",
     [10] = "INSERT INTO leases(name, holder, acquired_ms, expires_ms) VALUES ('scrub', 'gw', 10, 20)"
            " ON CONFLICT DO NOTHING;",
+    [11] = "INSERT INTO audit_events(event_id, time_us, request_id, correlation_id, principal, user_name,"
+           " source_address, action, bucket, key, version_id, outcome, status, error_code, bytes_in, bytes_out,"
+           " duration_us) VALUES ('0123456789abcdef0123456789abcdef', 11, 'r', 'c', 'p', '', '', 's3:GetObject',"
+           " 'b1', 'k1', '', 'success', 200, '', 0, 0, 1) ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -6281,5 +6285,396 @@ Test(leases, a_missing_table_or_a_row_too_long_is_edb) {
     cr_expect(!held);
     cr_expect_eq(meta_lease_release(f.ms, "scrub", "gw-a"), CAIRN_EDB);
     cr_expect_eq(meta_lease_get(f.ms, "scrub", &l), CAIRN_EDB);
+    fx_close(&f);
+}
+
+/* ---- the audit store ------------------------------------------------------------------ */
+
+/* An event with every field set from n (event ids are n in hex, so their
+ * order is n's); time_us, bucket, principal, outcome etc. as given. */
+typedef struct {
+    char id[33], req[32], corr[32], key[64];
+    meta_audit_event e;
+} audit_ev;
+
+static void audit_mk(audit_ev *a, int n, int64_t time_us, const char *corr, const char *principal,
+                     const char *user, const char *bucket, const char *key, const char *outcome) {
+    memset(a, 0, sizeof *a);
+    snprintf(a->id, sizeof a->id, "%032x", n);
+    snprintf(a->req, sizeof a->req, "req-%d", n);
+    snprintf(a->corr, sizeof a->corr, "%s", corr);
+    snprintf(a->key, sizeof a->key, "%s", key);
+    a->e = (meta_audit_event){.event_id = a->id, .time_us = time_us, .request_id = a->req,
+                              .correlation_id = a->corr, .principal = principal, .user = user,
+                              .source_address = "127.0.0.1", .action = "s3:PutObject", .bucket = bucket,
+                              .key = a->key, .version_id = "v1", .outcome = outcome,
+                              .status = !strcmp(outcome, "success") ? 200 : 403, .error_code = "",
+                              .bytes_in = n, .bytes_out = 2 * n, .duration_us = 10 + n};
+}
+
+/* What a query delivered: the event ids in order ("id,id,"), and the last event whole. */
+typedef struct {
+    char ids[8192];
+    int n;
+    meta_audit_event last;
+    char last_id[33], last_key[1025], last_req[257];
+    int stop_after;
+} audit_seen;
+
+static int audit_collect(void *ud, const meta_audit_event *e) {
+    audit_seen *s = ud;
+    size_t l = strlen(s->ids);
+    snprintf(s->ids + l, sizeof s->ids - l, "%d,", (int)strtol(e->event_id, NULL, 16));
+    s->n++;
+    s->last = *e;
+    snprintf(s->last_id, sizeof s->last_id, "%s", e->event_id);
+    snprintf(s->last_key, sizeof s->last_key, "%s", e->key);
+    snprintf(s->last_req, sizeof s->last_req, "%s", e->request_id);
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static const char *audit_ids(meta_store *ms, const meta_audit_filter *f, int limit) {
+    static audit_seen s;
+    memset(&s, 0, sizeof s);
+    int count = -1;
+    cr_assert_eq(meta_audit_query(ms, f, limit, audit_collect, &s, &count), 0);
+    cr_assert_eq(count, s.n);
+    return s.ids;
+}
+
+static int audit_insert_evs(meta_store *ms, audit_ev *a, int n, int *inserted) {
+    meta_audit_event ev[64];
+    cr_assert(n <= 64);
+    for (int i = 0; i < n; i++) ev[i] = a[i].e;
+    return meta_audit_insert(ms, ev, n, inserted);
+}
+
+Test(audit, a_batch_is_stored_once_however_often_it_is_retried) {
+    fx f;
+    fx_open(&f, 2);
+    audit_ev a[4];
+    for (int i = 0; i < 4; i++) audit_mk(&a[i], i + 1, 1000 + i, "c", "AK", "", "b", "k", "success");
+    int ins = -1;
+    cr_assert_eq(audit_insert_evs(f.ms, a, 3, &ins), 0);
+    cr_expect_eq(ins, 3);
+    cr_assert_eq(audit_insert_evs(f.ms, a, 3, &ins), 0, "a retried batch is accepted");
+    cr_expect_eq(ins, 0, "and inserts nothing");
+    cr_assert_eq(audit_insert_evs(f.ms, a, 4, &ins), 0);
+    cr_expect_eq(ins, 1, "only the new event of a batch that overlaps one stored");
+    audit_ev dup[2];
+    audit_mk(&dup[0], 9, 5, "c", "AK", "", "b", "k", "success");
+    audit_mk(&dup[1], 9, 5, "c", "AK", "", "b", "k", "success");
+    cr_assert_eq(audit_insert_evs(f.ms, dup, 2, &ins), 0);
+    cr_expect_eq(ins, 1, "a repeat inside one batch is stored once");
+    meta_audit_filter all = {0};
+    cr_expect_str_eq(audit_ids(f.ms, &all, 100), "9,1,2,3,4,");
+    fx_close(&f);
+}
+
+Test(audit, every_field_comes_back_as_stored) {
+    fx f;
+    fx_open(&f, 2);
+    char key[1025];
+    memset(key, 'k', 1024);
+    key[1024] = '\0';
+    char big[257];
+    memset(big, 'r', 256);
+    big[256] = '\0';
+    meta_audit_event e = {.event_id = "0123456789abcdef0123456789abcdef", .time_us = 1796060462123456LL,
+                          .request_id = big, .correlation_id = "corr", .principal = "AKIA",
+                          .user = "alice", .source_address = "::1", .action = "s3:GetObject",
+                          .bucket = "bkt", .key = key, .version_id = "ver", .outcome = "error", .status = 404,
+                          .error_code = "NoSuchKey", .bytes_in = 7, .bytes_out = 1LL << 40, .duration_us = 1234};
+    int ins = 0;
+    cr_assert_eq(meta_audit_insert(f.ms, &e, 1, &ins), 0);
+    audit_seen s = {0};
+    int count = 0;
+    meta_audit_filter all = {0};
+    cr_assert_eq(meta_audit_query(f.ms, &all, 10, audit_collect, &s, &count), 0);
+    cr_assert_eq(count, 1);
+    cr_expect_str_eq(s.last_id, e.event_id);
+    cr_expect_eq(s.last.time_us, e.time_us);
+    cr_expect_str_eq(s.last_req, big);
+    cr_expect_str_eq(s.last_key, key);
+    cr_expect_eq(s.last.status, 404);
+    cr_expect_eq(s.last.bytes_in, 7);
+    cr_expect_eq(s.last.bytes_out, 1LL << 40);
+    cr_expect_eq(s.last.duration_us, 1234);
+    fx_close(&f);
+}
+
+/* The strings of the last event are only valid during the callback: check
+ * them there. */
+static int audit_check_fields(void *ud, const meta_audit_event *e) {
+    (void)ud;
+    cr_expect_str_eq(e->correlation_id, "corr");
+    cr_expect_str_eq(e->principal, "AKIA");
+    cr_expect_str_eq(e->user, "alice");
+    cr_expect_str_eq(e->source_address, "::1");
+    cr_expect_str_eq(e->action, "s3:GetObject");
+    cr_expect_str_eq(e->bucket, "bkt");
+    cr_expect_str_eq(e->version_id, "ver");
+    cr_expect_str_eq(e->outcome, "error");
+    cr_expect_str_eq(e->error_code, "NoSuchKey");
+    return 0;
+}
+
+Test(audit, string_fields_come_back_as_stored) {
+    fx f;
+    fx_open(&f, 2);
+    meta_audit_event e = {.event_id = "0123456789abcdef0123456789abcdef", .time_us = 1, .request_id = "r",
+                          .correlation_id = "corr", .principal = "AKIA", .user = "alice",
+                          .source_address = "::1", .action = "s3:GetObject", .bucket = "bkt", .key = "k",
+                          .version_id = "ver", .outcome = "error", .status = 404, .error_code = "NoSuchKey"};
+    int ins = 0, count = 0;
+    cr_assert_eq(meta_audit_insert(f.ms, &e, 1, &ins), 0);
+    meta_audit_filter all = {0};
+    cr_assert_eq(meta_audit_query(f.ms, &all, 10, audit_check_fields, NULL, &count), 0);
+    cr_assert_eq(count, 1);
+    fx_close(&f);
+}
+
+Test(audit, every_filter_selects_what_it_names_in_time_order) {
+    fx f;
+    fx_open(&f, 2);
+    audit_ev a[8];
+    audit_mk(&a[0], 1, 500, "c1", "AK1", "alice", "b1", "photos/a.jpg", "success");
+    audit_mk(&a[1], 2, 100, "c1", "AK2", "bob", "b1", "photos/b.jpg", "error");
+    audit_mk(&a[2], 3, 300, "c2", "AK1", "alice", "b2", "docs/x", "denied");
+    audit_mk(&a[3], 4, 300, "c2", "anonymous", "", "b1", "photos", "denied");
+    audit_mk(&a[4], 5, 900, "c3", "AK3", "AK1", "b2", "photos/c", "success");
+    audit_mk(&a[5], 6, 700, "c1", "AK2", "bob", "b1", "photoz", "success");
+    audit_mk(&a[6], 7, 300, "c1", "AK2", "bob", "b1", "\xc3\xa9t\xc3\xa9/1", "success");
+    audit_mk(&a[7], 8, 300, "c1", "AK2", "bob", "b1", "\xc3\xa9t\xc3\xa9", "success");
+    a[7].e.action = "s3:GetObject";
+    int ins = 0;
+    cr_assert_eq(audit_insert_evs(f.ms, a, 8, &ins), 0);
+    cr_assert_eq(ins, 8);
+    meta_audit_filter q = {0};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "2,3,4,7,8,1,6,5,", "(time, event_id) order");
+    q = (meta_audit_filter){.correlation_id = "c1"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "2,7,8,1,6,");
+    q = (meta_audit_filter){.request_id = "req-3"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "3,");
+    q = (meta_audit_filter){.principal = "AK1"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "3,1,5,", "the principal or the user");
+    q = (meta_audit_filter){.principal = "bob"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "2,7,8,6,");
+    q = (meta_audit_filter){.action = "s3:GetObject"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "8,");
+    q = (meta_audit_filter){.bucket = "b2"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "3,5,");
+    q = (meta_audit_filter){.key_prefix = "photos/"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "2,1,5,");
+    q = (meta_audit_filter){.key_prefix = "photo"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "2,4,1,6,5,");
+    q = (meta_audit_filter){.key_prefix = "\xc3\xa9t\xc3\xa9/"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "7,", "a prefix of several-byte characters");
+    q = (meta_audit_filter){.outcome = "denied"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "3,4,");
+    q = (meta_audit_filter){.from_us = 300, .to_us = 700};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "3,4,7,8,1,", "from inclusive, to exclusive");
+    q = (meta_audit_filter){.bucket = "b1", .outcome = "success", .principal = "bob", .from_us = 301};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "6,", "filters combine");
+    q = (meta_audit_filter){.correlation_id = "nope"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "");
+    /* After a row: strictly after (time, event_id), ties by event id. */
+    q = (meta_audit_filter){.after_set = true, .after_time_us = 300};
+    snprintf(q.after_id, sizeof q.after_id, "%032x", 4);
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "7,8,1,6,5,");
+    q.correlation_id = "c1";
+    cr_expect_str_eq(audit_ids(f.ms, &q, 2), "7,8,", "after and limit together: the next page");
+    fx_close(&f);
+}
+
+Test(audit, pages_walk_every_event_once_with_equal_times) {
+    fx f;
+    fx_open(&f, 2);
+    /* 150 events, 50 at each of three times, inserted out of order. */
+    for (int base = 0; base < 150; base += 50) {
+        audit_ev a[50];
+        for (int i = 0; i < 50; i++) {
+            int n = 150 - (base + i);
+            audit_mk(&a[i], n, (n - 1) / 50, "c", "AK", "", "b", "k", "success");
+        }
+        int ins = 0;
+        meta_audit_event ev[50];
+        for (int i = 0; i < 50; i++) ev[i] = a[i].e;
+        cr_assert_eq(meta_audit_insert(f.ms, ev, 50, &ins), 0);
+        cr_assert_eq(ins, 50);
+    }
+    meta_audit_filter q = {0};
+    int seen = 0, pages = 0;
+    for (;;) {
+        audit_seen s = {0};
+        int count = 0;
+        cr_assert_eq(meta_audit_query(f.ms, &q, 16, audit_collect, &s, &count), 0);
+        pages++;
+        /* each page continues exactly where the last one ended */
+        char want[64];
+        snprintf(want, sizeof want, "%d,", seen + 1);
+        if (count) cr_assert(!strncmp(s.ids, want, strlen(want)), "page %d starts %s, wanted %s", pages, s.ids, want);
+        seen += count;
+        if (count < 16) break;
+        q.after_set = true;
+        q.after_time_us = s.last.time_us;
+        snprintf(q.after_id, sizeof q.after_id, "%s", s.last_id);
+    }
+    cr_expect_eq(seen, 150);
+    cr_expect_eq(pages, 10);
+    fx_close(&f);
+}
+
+Test(audit, a_callback_that_stops_gets_no_more) {
+    fx f;
+    fx_open(&f, 1);
+    audit_ev a[5];
+    for (int i = 0; i < 5; i++) audit_mk(&a[i], i + 1, i, "c", "AK", "", "b", "k", "success");
+    int ins = 0;
+    cr_assert_eq(audit_insert_evs(f.ms, a, 5, &ins), 0);
+    audit_seen s = {.stop_after = 2};
+    int count = 0;
+    meta_audit_filter all = {0};
+    cr_assert_eq(meta_audit_query(f.ms, &all, 5, audit_collect, &s, &count), 0);
+    cr_expect_eq(count, 2);
+    cr_expect_str_eq(s.ids, "1,2,");
+    fx_close(&f);
+}
+
+Test(audit, retention_deletes_only_older_events_a_batch_at_a_time) {
+    fx f;
+    fx_open(&f, 2);
+    audit_ev a[10];
+    for (int i = 0; i < 10; i++) audit_mk(&a[i], i + 1, 100 * (i + 1), "c", "AK", "", "b", "k", "success");
+    int ins = 0;
+    cr_assert_eq(audit_insert_evs(f.ms, a, 10, &ins), 0);
+    int64_t del = -1;
+    cr_assert_eq(meta_audit_delete_before(f.ms, 100, 10, &del), 0);
+    cr_expect_eq(del, 0, "time 100 is not before 100");
+    cr_assert_eq(meta_audit_delete_before(f.ms, 601, 3, &del), 0);
+    cr_expect_eq(del, 3, "at most limit");
+    meta_audit_filter all = {0};
+    cr_expect_str_eq(audit_ids(f.ms, &all, 100), "4,5,6,7,8,9,10,", "the oldest went first");
+    cr_assert_eq(meta_audit_delete_before(f.ms, 601, 10, &del), 0);
+    cr_expect_eq(del, 3);
+    cr_expect_str_eq(audit_ids(f.ms, &all, 100), "7,8,9,10,");
+    fx_close(&f);
+}
+
+Test(audit, a_batch_that_fails_in_the_database_stores_nothing) {
+    fx f;
+    fx_open(&f, 2);
+    /* The database refuses the third event of the batch. */
+    plant2(&f,
+           "CREATE TRIGGER refuse BEFORE INSERT ON audit_events WHEN NEW.request_id = 'req-3'"
+           " BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+           "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.request_id = 'req-3' THEN"
+           " RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;"
+           "CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse();");
+    audit_ev a[5];
+    for (int i = 0; i < 5; i++) audit_mk(&a[i], i + 1, i, "c", "AK", "", "b", "k", "success");
+    int ins = -1;
+    int rc = audit_insert_evs(f.ms, a, 5, &ins);
+    cr_expect(rc != 0, "the batch fails");
+    cr_expect_eq(ins, 0);
+    meta_audit_filter all = {0};
+    cr_expect_str_eq(audit_ids(f.ms, &all, 100), "", "none of it was stored");
+    cr_assert_eq(audit_insert_evs(f.ms, a, 2, &ins), 0, "a batch without it goes in");
+    cr_expect_eq(ins, 2);
+    fx_close(&f);
+}
+
+Test(audit, bad_arguments_are_einval) {
+    fx f;
+    fx_open(&f, 2);
+    audit_ev a;
+    audit_mk(&a, 1, 1, "c", "AK", "", "b", "k", "success");
+    int ins = 0, count = 0;
+    int64_t del = 0;
+    meta_audit_event e = a.e;
+    cr_expect_eq(meta_audit_insert(NULL, &e, 1, &ins), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_insert(f.ms, NULL, 1, &ins), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 0, &ins), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 10001, &ins), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, NULL), CAIRN_EINVAL);
+    e.event_id = "0123456789ABCDEF0123456789abcdef";
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "upper-case id");
+    e = a.e;
+    e.event_id = "0123";
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "short id");
+    e = a.e;
+    e.status = 600;
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL);
+    e = a.e;
+    e.bytes_in = -1;
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL);
+    e = a.e;
+    e.bucket = NULL;
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL);
+    char long_key[1026];
+    memset(long_key, 'k', 1025);
+    long_key[1025] = '\0';
+    e = a.e;
+    e.key = long_key;
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "a key over 1024 bytes");
+    e = a.e;
+    e.action = long_key;
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "a string over 256 bytes");
+    meta_audit_filter q = {0};
+    cr_expect_eq(meta_audit_query(f.ms, &q, 0, audit_collect, NULL, &count), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_query(f.ms, &q, META_AUDIT_QUERY_MAX + 1, audit_collect, NULL, &count), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_query(f.ms, NULL, 1, audit_collect, NULL, &count), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_query(f.ms, &q, 1, NULL, NULL, &count), CAIRN_EINVAL);
+    q.after_set = true;
+    cr_expect_eq(meta_audit_query(f.ms, &q, 1, audit_collect, NULL, &count), CAIRN_EINVAL, "after without an id");
+    q = (meta_audit_filter){.bucket = long_key};
+    cr_expect_eq(meta_audit_query(f.ms, &q, 1, audit_collect, NULL, &count), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_delete_before(f.ms, 1, 0, &del), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_delete_before(f.ms, 1, 1, NULL), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_delete_before(NULL, 1, 1, &del), CAIRN_EINVAL);
+    meta_audit_filter all = {0};
+    cr_expect_str_eq(audit_ids(f.ms, &all, 10), "", "nothing was stored");
+    fx_close(&f);
+}
+
+Test(audit, a_missing_table_is_an_error_not_a_crash) {
+    fx f;
+    fx_open(&f, 2);
+    plant(&f, "DROP TABLE audit_events");
+    audit_ev a;
+    audit_mk(&a, 1, 1, "c", "AK", "", "b", "k", "success");
+    int ins = 0, count = 0;
+    int64_t del = 0;
+    cr_expect_eq(meta_audit_insert(f.ms, &a.e, 1, &ins), CAIRN_EDB);
+    meta_audit_filter all = {0};
+    cr_expect_eq(meta_audit_query(f.ms, &all, 10, audit_collect, NULL, &count), CAIRN_EDB);
+    cr_expect_eq(meta_audit_delete_before(f.ms, 10, 10, &del), CAIRN_EDB);
+    fx_close(&f);
+}
+
+Test(audit, the_audit_right_is_granted_revoked_and_kept_with_the_user) {
+    fx f;
+    fx_open(&f, 2);
+    meta_user u = {0};
+    strcpy(u.name, "auditor");
+    u.audit = true;
+    cr_assert_eq(meta_user_create(f.ms, &u), 0);
+    meta_user got;
+    cr_assert_eq(meta_user_get(f.ms, u.id, &got), 0);
+    cr_expect(got.audit, "created with the right");
+    meta_user plain = {0};
+    strcpy(plain.name, "plain");
+    cr_assert_eq(meta_user_create(f.ms, &plain), 0);
+    cr_assert_eq(meta_user_get_by_name(f.ms, "plain", &got), 0);
+    cr_expect(!got.audit, "without it by default");
+    cr_assert_eq(meta_user_set_audit(f.ms, "plain", true), 0);
+    cr_assert_eq(meta_user_get(f.ms, plain.id, &got), 0);
+    cr_expect(got.audit, "granted");
+    cr_assert_eq(meta_user_set_audit(f.ms, "auditor", false), 0);
+    cr_assert_eq(meta_user_get_by_name(f.ms, "auditor", &got), 0);
+    cr_expect(!got.audit, "revoked");
+    cr_expect_eq(meta_user_set_audit(f.ms, "nobody", true), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_user_set_audit(f.ms, "", true), CAIRN_EINVAL);
+    cr_expect_eq(meta_user_set_audit(NULL, "plain", true), CAIRN_EINVAL);
     fx_close(&f);
 }

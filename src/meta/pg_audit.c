@@ -1,0 +1,138 @@
+/*
+ * pg_audit.c — the PostgreSQL backend (pg.c): the audit store's events and
+ * the audit right of users.  Mirrors sqlite_audit.c: a batch is one
+ * transaction of INSERT ... ON CONFLICT (event_id) DO NOTHING, each
+ * counted by the rows it changed, so gateways retrying the same batch at
+ * once insert each event once (the primary key decides); a query is built
+ * per call (meta_audit_sql) and run unprepared, its rows copied out before
+ * the connection goes back.
+ */
+#include "meta/pg_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pg_user_set_audit(meta_store *base_, const char *name, bool audit) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    pgp_bool(&p, audit);
+    int64_t changes = 0;
+    int err = pg_read(PG(base_), PS_USER_SET_AUDIT, &p, NULL, &changes, "user set audit");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}
+
+static int insert_one(pg_conn *c, const meta_audit_event *e, int *inserted) {
+    pg_params p = {0};
+    pgp_text(&p, e->event_id);
+    pgp_int(&p, e->time_us);
+    pgp_text(&p, e->request_id);
+    pgp_text(&p, e->correlation_id);
+    pgp_text(&p, e->principal);
+    pgp_text(&p, e->user);
+    pgp_text(&p, e->source_address);
+    pgp_text(&p, e->action);
+    pgp_text(&p, e->bucket);
+    pgp_text(&p, e->key);
+    pgp_text(&p, e->version_id);
+    pgp_text(&p, e->outcome);
+    pgp_int(&p, e->status);
+    pgp_text(&p, e->error_code);
+    pgp_int(&p, e->bytes_in);
+    pgp_int(&p, e->bytes_out);
+    pgp_int(&p, e->duration_us);
+    int64_t changes = 0;
+    int err = pg_run(c, PS_AUDIT_INSERT, &p, NULL, &changes, "audit insert");
+    if (err == 0) *inserted += (int)changes;
+    return err;
+}
+
+int pg_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *inserted) {
+    pg_store *ms = PG(base_);
+    pg_conn *c;
+    int err = pg_tx_begin(ms, &c);
+    if (err != 0) return err;
+    int got = 0;
+    for (int i = 0; i < n && err == 0; i++) err = insert_one(c, &ev[i], &got);
+    err = pg_tx_end(ms, c, err);
+    if (err == 0) *inserted = got;
+    return err;
+}
+
+static int copy_row(const PGresult *r, int row, meta_audit_row *out) {
+    const char *t[MA__COLUMNS] = {0};
+    size_t len[MA__COLUMNS] = {0};
+    int64_t ints[MA__COLUMNS] = {0};
+    for (int c = 0; c < MA__COLUMNS; c++) {
+        if (c == MA_TIME || c == MA_STATUS || c == MA_BYTES_IN || c == MA_BYTES_OUT || c == MA_DURATION) {
+            ints[c] = pg_int(r, row, c);
+            continue;
+        }
+        t[c] = PQgetvalue(r, row, c);
+        len[c] = (size_t)PQgetlength(r, row, c);
+    }
+    return meta_audit_row_fill(out, t, len, ints);
+}
+
+int pg_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
+                   int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count) {
+    pg_store *ms = PG(base_);
+    buf_t sql;
+    buf_init(&sql);
+    meta_audit_args a;
+    meta_audit_sql(f, limit, true, &sql, &a);
+    if (sql.oom) {
+        buf_free(&sql);
+        return CAIRN_ENOMEM;
+    }
+    pg_params p = {0};
+    for (int i = 0; i < a.n; i++) {
+        if (a.is_int[i]) pgp_int(&p, a.i[i]);
+        else pgp_text(&p, a.s[i]);
+    }
+    pg_conn *c;
+    int err = pg_acquire(ms, &c);
+    PGresult *res = NULL;
+    if (err == 0) {
+        err = pg_run_sql(c, sql.data, &p, &res, NULL, "audit query");
+        pg_release(ms, c);
+    }
+    buf_free(&sql);
+    if (err != 0) return err;
+    int n = PQntuples(res);
+    if (n > limit) n = limit;
+    meta_audit_row *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
+    if (!rows) err = CAIRN_ENOMEM;
+    int copied = 0;
+    for (int i = 0; err == 0 && i < n; i++)
+        if ((err = copy_row(res, i, &rows[i])) == 0) copied++;
+    PQclear(res);
+    int delivered = 0;
+    bool stop = err != 0;
+    for (int i = 0; i < copied; i++) {
+        if (!stop) {
+            delivered++;
+            stop = cb(ud, &rows[i].e) != 0;
+        }
+        meta_audit_row_clear(&rows[i]);
+    }
+    free(rows);
+    *count = delivered;
+    return err;
+}
+
+int pg_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted) {
+    pg_params p = {0};
+    pgp_int(&p, before_us);
+    pgp_int(&p, limit);
+    pg_conn *c;
+    int err = pg_acquire(PG(base_), &c);
+    if (err != 0) return err;
+    int64_t changes = 0;
+    err = pg_run_sql(c,
+                     "DELETE FROM audit_events WHERE event_id IN (SELECT event_id FROM audit_events"
+                     " WHERE time_us < $1::int8 ORDER BY time_us, event_id LIMIT $2::int8)",
+                     &p, NULL, &changes, "audit delete");
+    pg_release(PG(base_), c);
+    if (err == 0) *deleted = changes;
+    return err;
+}
