@@ -199,8 +199,11 @@ typedef enum {
 /* 0, or the errno the call at this site must fail with (it may also abort the
  * process: a crash point).  Thread-safe. */
 int fault_inject(fault_site site);
-/* A named point where a test may ask for a pause (pause=NAME:MS). */
+/* A named point where a test may ask for a pause (pause=NAME:MS[:COUNT]). */
 void fault_point(const char *name);
+/* A named point where a test may ask for an HTTP answer
+ * (status=NAME:CODE[:COUNT]): the status to answer with, or 0. */
+int fault_status(const char *name);
 /* Arms (or disarms, with "") from a spec; resets the call counter. */
 int fault_configure(const char *spec);
 /* Re-reads the spec from $CAIRN_TEST_FAULT_FILE (services: on SIGUSR1). */
@@ -212,6 +215,7 @@ const char *fault_site_name(fault_site site);
 #else
 static inline int fault_inject(fault_site site) { (void)site; return 0; }
 static inline void fault_point(const char *name) { (void)name; }
+static inline int fault_status(const char *name) { (void)name; return 0; }
 static inline int fault_reload(void) { return 0; }
 #define CAIRN_FAULT_BUILD 0
 #endif

@@ -14,8 +14,11 @@
  *
  * Spec (';' or newline separated):  sites=data.*,meta.write  nth=N
  *   errno=EIO|ENOSPC  count=K (0 = every call from the nth on; default 1)
- *   action=fail|abort  pause=NAME:MS (fault_point NAME sleeps MS ms, for
- *   tests that widen a race window)  window=NAME (count only between the
+ *   action=fail|abort  pause=NAME:MS[:COUNT] (fault_point NAME sleeps MS ms,
+ *   for tests that widen a race window; only its first COUNT times when
+ *   given)  status=NAME:CODE[:COUNT] (fault_status NAME returns the HTTP
+ *   status CODE, its first COUNT times when given: the audit store's test
+ *   mode answers with it)  window=NAME (count only between the
  *   points NAME.begin and NAME.end, e.g. one rebalance pass, so a
  *   background thread's calls around it do not move the nth call).  Set at start by CAIRN_TEST_FAULT, or
  *   re-read from the file CAIRN_TEST_FAULT_FILE names on fault_reload()
@@ -56,8 +59,15 @@ typedef struct {
     struct {
         char name[64];
         int ms;
+        int64_t left;          /* pauses still to make; -1 = every time */
     } pauses[MAX_PAUSES];
     int npauses;
+    struct {
+        char name[64];
+        int status;
+        int64_t left;          /* answers still to give; -1 = every time */
+    } statuses[MAX_PAUSES];
+    int nstatuses;
     char window[64];           /* "" = always counting */
 } fault_spec;
 
@@ -122,13 +132,32 @@ static int parse_spec(const char *text, fault_spec *out) {
         } else if (!strcmp(item, "window")) {
             if (strlen(v) >= sizeof out->window) return CAIRN_EINVAL;
             snprintf(out->window, sizeof out->window, "%s", v);
-        } else if (!strcmp(item, "pause")) {
-            char *colon = strrchr(v, ':');
-            if (!colon || out->npauses == MAX_PAUSES || (size_t)(colon - v) >= sizeof out->pauses[0].name)
+        } else if (!strcmp(item, "pause") || !strcmp(item, "status")) {
+            /* NAME:VALUE[:COUNT] (point names have no ':') */
+            bool pause = !strcmp(item, "pause");
+            char *c1 = strchr(v, ':');
+            if (!c1 || (size_t)(c1 - v) >= sizeof out->pauses[0].name ||
+                (pause ? out->npauses : out->nstatuses) == MAX_PAUSES)
                 return CAIRN_EINVAL;
-            *colon = '\0';
-            snprintf(out->pauses[out->npauses].name, sizeof out->pauses[0].name, "%s", v);
-            out->pauses[out->npauses++].ms = atoi(colon + 1);
+            *c1 = '\0';
+            char *end = NULL;
+            long value = strtol(c1 + 1, &end, 10);
+            int64_t left = -1;
+            if (*end == ':') {
+                left = strtoll(end + 1, &end, 10);
+                if (left <= 0) return CAIRN_EINVAL;
+            }
+            if (*end || end == c1 + 1 || value < 0 || (!pause && (value < 100 || value > 599)))
+                return CAIRN_EINVAL;
+            if (pause) {
+                snprintf(out->pauses[out->npauses].name, sizeof out->pauses[0].name, "%s", v);
+                out->pauses[out->npauses].ms = (int)value;
+                out->pauses[out->npauses++].left = left;
+            } else {
+                snprintf(out->statuses[out->nstatuses].name, sizeof out->statuses[0].name, "%s", v);
+                out->statuses[out->nstatuses].status = (int)value;
+                out->statuses[out->nstatuses++].left = left;
+            }
         } else {
             return CAIRN_EINVAL;
         }
@@ -148,7 +177,7 @@ int fault_configure(const char *text) {
     spec = s;
     atomic_store(&calls, 0);
     atomic_store(&in_window, false);
-    atomic_store(&armed, s.nth > 0 || s.npauses > 0);
+    atomic_store(&armed, s.nth > 0 || s.npauses > 0 || s.nstatuses > 0);
     pthread_mutex_unlock(&mu);
     log_write(LOG_WARN, NULL, "fault injection armed", "spec", text, NULL);
     return 0;
@@ -195,7 +224,10 @@ void fault_point(const char *name) {
     int ms = 0;
     pthread_mutex_lock(&mu);
     for (int i = 0; i < spec.npauses; i++)
-        if (!strcmp(spec.pauses[i].name, name)) ms = spec.pauses[i].ms;
+        if (!strcmp(spec.pauses[i].name, name) && spec.pauses[i].left != 0) {
+            ms = spec.pauses[i].ms;
+            if (spec.pauses[i].left > 0) spec.pauses[i].left--;
+        }
     size_t wl = strlen(spec.window);
     if (wl && !strncmp(name, spec.window, wl)) {
         if (!strcmp(name + wl, ".begin")) atomic_store(&in_window, true);
@@ -206,6 +238,23 @@ void fault_point(const char *name) {
     log_write(LOG_WARN, NULL, "fault point: pausing", "point", name, NULL);
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+int fault_status(const char *name) {
+    if (!atomic_load_explicit(&armed, memory_order_relaxed)) return 0;
+    int status = 0;
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < spec.nstatuses; i++)
+        if (!strcmp(spec.statuses[i].name, name) && spec.statuses[i].left != 0) {
+            status = spec.statuses[i].status;
+            if (spec.statuses[i].left > 0) spec.statuses[i].left--;
+        }
+    pthread_mutex_unlock(&mu);
+    if (status) {
+        char st[24];
+        log_write(LOG_WARN, NULL, "fault point: answering", "point", name, "status", log_int(st, status), NULL);
+    }
+    return status;
 }
 
 #endif

@@ -1,0 +1,414 @@
+/*
+ * event.c — the audit event's wire format (audit.h; docs/audit.md).
+ *
+ * An event is a flat JSON object of the fields below, no others.  A batch
+ * is {"events":[...]} or a bare array.  Parsing is strict, since the store
+ * answers a bad event with its index and field so the client can split its
+ * batch and send the bad one to its dead-letter queue: a duplicate member
+ * (jansson's JSON_REJECT_DUPLICATES), an unknown field, a wrong type, a
+ * string over its bound or a missing required field is refused, naming
+ * the first such field of the first such event.  The events of a parsed
+ * batch borrow their strings from the jansson document the batch keeps.
+ *
+ * Memory: the document is at most the body, which the caller bounds
+ * (audit_max_batch_bytes), plus jansson's per-value overhead; the event
+ * array is bounded by max_events.
+ */
+#include "audit/audit.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+struct audit_batch {
+    json_t *doc;
+    int n;
+    audit_event *ev;
+};
+
+typedef enum { F_STR, F_INT, F_TIME } field_kind;
+
+/* The fields of an event, in the order audit_event_to_json writes them. */
+typedef struct {
+    const char *name;
+    field_kind kind;
+    bool required;
+    size_t max;                        /* strings: bytes */
+    size_t off;                        /* offsetof into audit_event */
+} field_def;
+
+#define S(name, req, max) {#name, F_STR, req, max, offsetof(audit_event, name)}
+#define N(name, req) {#name, F_INT, req, 0, offsetof(audit_event, name)}
+static const field_def fields[] = {
+    S(event_id, true, AUDIT_ID_LEN),
+    {"time", F_TIME, true, 0, offsetof(audit_event, time_us)},
+    S(request_id, true, AUDIT_STR_MAX),
+    S(correlation_id, true, AUDIT_STR_MAX),
+    S(principal, true, AUDIT_STR_MAX),
+    S(user, false, AUDIT_STR_MAX),
+    S(source_address, false, AUDIT_STR_MAX),
+    S(action, true, AUDIT_STR_MAX),
+    S(bucket, false, AUDIT_STR_MAX),
+    S(key, false, AUDIT_KEY_MAX),
+    S(version_id, false, AUDIT_STR_MAX),
+    S(outcome, true, AUDIT_STR_MAX),
+    N(status, true),
+    S(error_code, false, AUDIT_STR_MAX),
+    N(bytes_in, false),
+    N(bytes_out, false),
+    N(duration_us, false),
+};
+#undef S
+#undef N
+#define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+static int refuse(audit_error *err, const char *field, const char *fmt, const char *arg) {
+    if (err) {
+        snprintf(err->field, sizeof err->field, "%s", field);
+        snprintf(err->reason, sizeof err->reason, fmt, arg ? arg : "");
+    }
+    return CAIRN_EINVAL;
+}
+
+static const char **str_at(audit_event *e, const field_def *f) { return (const char **)((char *)e + f->off); }
+static const char *const *cstr_at(const audit_event *e, const field_def *f) {
+    return (const char *const *)((const char *)e + f->off);
+}
+
+/* ---- times ------------------------------------------------------------------------ */
+
+static bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static int64_t days_from_civil(int y, int m, int d) {
+    /* Howard Hinnant's algorithm: days since 1970-01-01. */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static bool digits(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int audit_time_parse(const char *s, int64_t *t_us) {
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec;
+    if (!s || strnlen(s, 40) < 20) return CAIRN_EINVAL;
+    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d) ||
+        (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) ||
+        s[16] != ':' || !digits(s + 17, 2, &sec))
+        return CAIRN_EINVAL;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap(y)) || h > 23 || mi > 59 ||
+        sec > 59)
+        return CAIRN_EINVAL;
+    const char *p = s + 19;
+    int64_t frac_us = 0;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        while (p[n] >= '0' && p[n] <= '9') {
+            if (n < 6) frac_us = frac_us * 10 + (p[n] - '0');
+            n++;
+        }
+        if (n == 0 || n > 9) return CAIRN_EINVAL;
+        for (int i = n; i < 6; i++) frac_us *= 10;
+        p += n;
+    }
+    int64_t offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return CAIRN_EINVAL;
+        offset_s = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return CAIRN_EINVAL;
+    }
+    if (*p) return CAIRN_EINVAL;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+    if (secs < 0) return CAIRN_EINVAL;
+    *t_us = secs * 1000000 + frac_us;
+    return 0;
+}
+
+void audit_time_format(int64_t t_us, char out[AUDIT_TIME_LEN + 1]) {
+    if (t_us < 0) t_us = 0;
+    time_t secs = (time_t)(t_us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, AUDIT_TIME_LEN + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", (tm.tm_year + 1900) % 10000,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(t_us % 1000000));
+}
+
+void audit_event_id_new(char out[AUDIT_ID_LEN + 1]) { rand_hex_id(out, AUDIT_ID_LEN / 2); }
+
+/* ---- validation ------------------------------------------------------------------- */
+
+static bool is_lower_hex(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+int audit_event_validate(const audit_event *e, audit_error *err) {
+    if (!e) return refuse(err, "", "no event", NULL);
+    for (int i = 0; i < NFIELDS; i++) {
+        const field_def *f = &fields[i];
+        if (f->kind != F_STR) continue;
+        const char *v = *cstr_at(e, f);
+        if (!v) return refuse(err, f->name, "missing", NULL);
+        size_t n = strnlen(v, f->max + 1);
+        if (n > f->max) {
+            char max[24];
+            snprintf(max, sizeof max, "%zu", f->max);
+            return refuse(err, f->name, "longer than %s bytes", max);
+        }
+        if (f->required && n == 0) return refuse(err, f->name, "must not be empty", NULL);
+    }
+    if (strlen(e->event_id) != AUDIT_ID_LEN || !is_lower_hex(e->event_id, AUDIT_ID_LEN))
+        return refuse(err, "event_id", "must be 32 lowercase hex digits", NULL);
+    if (e->time_us <= 0) return refuse(err, "time", "must be an RFC 3339 time after 1970", NULL);
+    if (strcmp(e->outcome, "success") && strcmp(e->outcome, "error") && strcmp(e->outcome, "denied"))
+        return refuse(err, "outcome", "must be \"success\", \"error\" or \"denied\"", NULL);
+    if (e->status < 100 || e->status > 599) return refuse(err, "status", "must be an HTTP status, 100 to 599", NULL);
+    if (e->bytes_in < 0) return refuse(err, "bytes_in", "must not be negative", NULL);
+    if (e->bytes_out < 0) return refuse(err, "bytes_out", "must not be negative", NULL);
+    if (e->duration_us < 0) return refuse(err, "duration_us", "must not be negative", NULL);
+    return 0;
+}
+
+/* ---- parsing ---------------------------------------------------------------------- */
+
+static const field_def *field_named(const char *name) {
+    for (int i = 0; i < NFIELDS; i++)
+        if (!strcmp(fields[i].name, name)) return &fields[i];
+    return NULL;
+}
+
+/* Fills e from the object o (its strings stay in o). */
+static int event_from_json(json_t *o, audit_event *e, audit_error *err) {
+    memset(e, 0, sizeof *e);
+    for (int i = 0; i < NFIELDS; i++)
+        if (fields[i].kind == F_STR) *str_at(e, &fields[i]) = "";
+    if (!json_is_object(o)) return refuse(err, "", "an event must be a JSON object", NULL);
+    /* Unknown members first: a misspelt field is named as such, not as the
+     * required one it was meant to be. */
+    const char *name;
+    json_t *v;
+    json_object_foreach(o, name, v) {
+        if (!field_named(name)) return refuse(err, name, "unknown field", NULL);
+    }
+    for (int i = 0; i < NFIELDS; i++) {
+        const field_def *f = &fields[i];
+        v = json_object_get(o, f->name);
+        if (!v || json_is_null(v)) {
+            if (f->required) return refuse(err, f->name, "missing", NULL);
+            continue;
+        }
+        switch (f->kind) {
+        case F_STR:
+            if (!json_is_string(v)) return refuse(err, f->name, "must be a string", NULL);
+            if (strlen(json_string_value(v)) != json_string_length(v))
+                return refuse(err, f->name, "must not contain NUL", NULL);
+            *str_at(e, f) = json_string_value(v);
+            break;
+        case F_TIME:
+            if (!json_is_string(v)) return refuse(err, f->name, "must be an RFC 3339 string", NULL);
+            if (audit_time_parse(json_string_value(v), &e->time_us) != 0)
+                return refuse(err, f->name, "not an RFC 3339 time (2026-11-30T17:41:02.123456Z)", NULL);
+            break;
+        case F_INT: {
+            if (!json_is_integer(v)) return refuse(err, f->name, "must be an integer", NULL);
+            json_int_t n = json_integer_value(v);
+            if (f->off == offsetof(audit_event, status)) {
+                if (n < 100 || n > 599) return refuse(err, f->name, "must be an HTTP status, 100 to 599", NULL);
+                e->status = (int)n;
+            } else {
+                if (n < 0) return refuse(err, f->name, "must not be negative", NULL);
+                *(int64_t *)((char *)e + f->off) = (int64_t)n;
+            }
+            break;
+        }
+        }
+    }
+    return audit_event_validate(e, err);
+}
+
+static int load(const char *body, size_t len, json_t **out, audit_error *err) {
+    json_error_t je;
+    *out = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (*out) return 0;
+    if (je.text[0] && strstr(je.text, "out of memory")) return CAIRN_ENOMEM;
+    err->index = -1;
+    refuse(err, "", "not JSON: %s", je.text);
+    return CAIRN_EINVAL;
+}
+
+int audit_batch_parse(const char *body, size_t len, int max_events, audit_batch **out, audit_error *err) {
+    audit_error dummy;
+    if (!err) err = &dummy;
+    memset(err, 0, sizeof *err);
+    err->index = -1;
+    *out = NULL;
+    if (!body || max_events < 0 || max_events > AUDIT_BATCH_MAX) return CAIRN_EINVAL;
+    json_t *doc;
+    int rc = load(body, len, &doc, err);
+    if (rc != 0) return rc;
+    json_t *arr = doc;
+    if (json_is_object(doc)) {
+        arr = json_object_get(doc, "events");
+        if (json_object_size(doc) != 1 || !arr) {
+            json_decref(doc);
+            return refuse(err, "events", "a batch is {\"events\":[...]} (or a bare array)", NULL);
+        }
+    }
+    if (!json_is_array(arr)) {
+        json_decref(doc);
+        return refuse(err, "events", "must be an array of events", NULL);
+    }
+    size_t n = json_array_size(arr);
+    if (n > (size_t)max_events) {
+        char got[48];
+        snprintf(got, sizeof got, "%zu events; at most %d", n, max_events);
+        json_decref(doc);
+        refuse(err, "events", "too many: %s", got);
+        return CAIRN_ETOOBIG;
+    }
+    audit_batch *b = calloc(1, sizeof *b);
+    if (b) b->ev = calloc(n ? n : 1, sizeof *b->ev);
+    if (!b || !b->ev) {
+        free(b);
+        json_decref(doc);
+        return CAIRN_ENOMEM;
+    }
+    b->doc = doc;
+    b->n = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = event_from_json(json_array_get(arr, i), &b->ev[i], err)) != 0) {
+            err->index = (int)i;
+            audit_batch_free(b);
+            return rc;
+        }
+    }
+    *out = b;
+    return 0;
+}
+
+int audit_event_parse(const char *json, size_t len, audit_batch **out, audit_error *err) {
+    audit_error dummy;
+    if (!err) err = &dummy;
+    memset(err, 0, sizeof *err);
+    err->index = -1;
+    *out = NULL;
+    if (!json) return CAIRN_EINVAL;
+    json_t *doc;
+    int rc = load(json, len, &doc, err);
+    if (rc != 0) return rc;
+    audit_batch *b = calloc(1, sizeof *b);
+    if (b) b->ev = calloc(1, sizeof *b->ev);
+    if (!b || !b->ev) {
+        free(b);
+        json_decref(doc);
+        return CAIRN_ENOMEM;
+    }
+    b->doc = doc;
+    b->n = 1;
+    err->index = 0;
+    if ((rc = event_from_json(doc, &b->ev[0], err)) != 0) {
+        audit_batch_free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+int audit_batch_count(const audit_batch *b) { return b ? b->n : 0; }
+const audit_event *audit_batch_events(const audit_batch *b) { return b ? b->ev : NULL; }
+
+void audit_batch_free(audit_batch *b) {
+    if (!b) return;
+    json_decref(b->doc);
+    free(b->ev);
+    free(b);
+}
+
+/* ---- encoding --------------------------------------------------------------------- */
+
+void audit_event_to_json(const audit_event *e, buf_t *out) {
+    buf_putc(out, '{');
+    for (int i = 0; i < NFIELDS; i++) {
+        const field_def *f = &fields[i];
+        buf_printf(out, "%s\"%s\":", i ? "," : "", f->name);
+        if (f->kind == F_STR) {
+            const char *v = *cstr_at(e, f);
+            buf_putc(out, '"');
+            if (v) buf_json_escape(out, v, strlen(v));
+            buf_putc(out, '"');
+        } else if (f->kind == F_TIME) {
+            char t[AUDIT_TIME_LEN + 1];
+            audit_time_format(e->time_us, t);
+            buf_printf(out, "\"%s\"", t);
+        } else if (f->off == offsetof(audit_event, status)) {
+            buf_printf(out, "%d", e->status);
+        } else {
+            buf_printf(out, "%lld", (long long)*(const int64_t *)((const char *)e + f->off));
+        }
+    }
+    buf_putc(out, '}');
+}
+
+void audit_batch_to_json(const audit_event *ev, int n, buf_t *out) {
+    buf_puts(out, "{\"events\":[");
+    for (int i = 0; i < n; i++) {
+        if (i) buf_putc(out, ',');
+        audit_event_to_json(&ev[i], out);
+    }
+    buf_puts(out, "]}");
+}
+
+/* ---- the cursor ------------------------------------------------------------------- */
+
+/* 8 bytes of time (big-endian) and the 16 bytes of the id: 24 bytes, 32
+ * base64url characters without padding. */
+void audit_cursor_encode(int64_t time_us, const char *event_id, char out[AUDIT_CURSOR_LEN + 1]) {
+    unsigned char raw[24];
+    for (int i = 0; i < 8; i++) raw[i] = (unsigned char)((uint64_t)time_us >> (56 - 8 * i));
+    size_t got = 0;
+    int rc = hex_decode(event_id, AUDIT_ID_LEN, raw + 8, 16, &got);
+    assert(rc == 0 && got == 16);
+    (void)rc;
+    sodium_bin2base64(out, AUDIT_CURSOR_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int audit_cursor_decode(const char *cursor, int64_t *time_us, char event_id[AUDIT_ID_LEN + 1]) {
+    if (!cursor || strnlen(cursor, AUDIT_CURSOR_LEN + 1) != AUDIT_CURSOR_LEN) return CAIRN_EINVAL;
+    unsigned char raw[24];
+    size_t n = 0;
+    const char *end = NULL;
+    if (sodium_base642bin(raw, sizeof raw, cursor, AUDIT_CURSOR_LEN, NULL, &n, &end,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        n != sizeof raw || end != cursor + AUDIT_CURSOR_LEN)
+        return CAIRN_EINVAL;
+    uint64_t t = 0;
+    for (int i = 0; i < 8; i++) t = t << 8 | raw[i];
+    if (t > (uint64_t)INT64_MAX) return CAIRN_EINVAL;
+    *time_us = (int64_t)t;
+    hex_encode(raw + 8, 16, event_id);
+    return 0;
+}
