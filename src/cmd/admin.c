@@ -288,7 +288,7 @@ static bool valid_user_name(const char *n) {
 
 static int print_user(void *ud, const meta_user *u) {
     (void)ud;
-    printf("%lld %s%s\n", (long long)u->id, u->name, u->is_root ? " root" : "");
+    printf("%lld %s%s%s\n", (long long)u->id, u->name, u->is_root ? " root" : "", u->audit ? " audit" : "");
     return 0;
 }
 
@@ -470,6 +470,11 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
     meta_user u = {0};
     int rc;
     if (!strcmp(what, "user") && !strcmp(verb, "create") && arg) {
+        if (argc > 4 || (argc == 4 && strcmp(argv[3], "--audit") != 0)) {
+            fprintf(stderr, "usage: cairn admin user create NAME [--audit]\n");
+            return 2;
+        }
+        u.audit = argc == 4;
         if (!valid_user_name(arg)) {
             fprintf(stderr, "cairn: invalid user name '%s' (1-128 of A-Z a-z 0-9 - _ . @)\n", arg);
             return 2;
@@ -489,6 +494,22 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         return create_key_for(ms, mk, &u);
     }
     if (!strcmp(what, "user") && !strcmp(verb, "list")) return meta_user_list(ms, print_user, NULL) ? 1 : 0;
+    if (!strcmp(what, "user") && !strcmp(verb, "audit") && arg && argc == 4 &&
+        (!strcmp(argv[3], "--grant") || !strcmp(argv[3], "--revoke"))) {
+        bool grant = !strcmp(argv[3], "--grant");
+        rc = meta_user_set_audit(ms, arg, grant);
+        if (rc == CAIRN_ENOTFOUND || rc == CAIRN_EINVAL) {
+            fprintf(stderr, "cairn: no user '%s'\n", arg);
+            return 1;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "cairn: changing the audit right failed: %s\n", cairn_strerror(rc));
+            return 1;
+        }
+        printf("user %s %s the audit right\n", arg, grant ? "has" : "no longer has");
+        return 0;
+    }
+    if (!strcmp(what, "audit")) return cmd_admin_audit(cfg, ms, argc, argv);
     if (!strcmp(what, "key") && !strcmp(verb, "create") && arg) {
         if (meta_user_get_by_name(ms, arg, &u) != 0) {
             fprintf(stderr, "cairn: no user '%s'\n", arg);
@@ -537,7 +558,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         if (rc != 2) return rc;
     }
     fprintf(stderr,
-            "usage: cairn admin [--data DIR] user create NAME | user list\n"
+            "usage: cairn admin [--data DIR] user create NAME [--audit] | user list | user audit NAME --grant|--revoke\n"
+            "       cairn admin [--data DIR] audit query [--correlation-id X] [--principal X] ... [--url URL]\n"
             "       cairn admin [--data DIR] key create NAME | key list [NAME] | key revoke ACCESS_KEY\n"
             "       cairn admin [--data DIR] bucket set-public NAME [--off] | bucket list\n"
             "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n"
@@ -555,6 +577,8 @@ int cmd_admin(int argc, char **argv) {
     if (rc != 0) return rc;
     /* fsck opens the store itself, under the data directory's lock. */
     if (nrest > 0 && !strcmp(rest[0], "fsck")) return cmd_fsck(&cfg, nrest, rest);
+    /* A remote audit query needs no local database. */
+    if (cmd_admin_audit_remote(nrest, rest)) return cmd_admin_audit(&cfg, NULL, nrest, rest);
     meta_store *ms;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;

@@ -21,6 +21,11 @@ int cmd_server(int argc, char **argv);
  * erasure-coded across storage nodes (server.c). */
 int cmd_gateway(int argc, char **argv);
 
+/* `cairn audit-server [--listen ADDR:PORT] [--data DIR] [--config FILE]`
+ * (server.c): the audit store alone (docs/audit.md), metadata as
+ * metadata_url says (DATA/meta.db by default), until SIGTERM/SIGINT. */
+int cmd_audit_server(int argc, char **argv);
+
 /* `cairn node --listen ADDR:PORT --drives DIR[,DIR...]` (node.c): a storage
  * node serving the shard API; needs cluster_secret.  Exit codes as server. */
 int cmd_node(int argc, char **argv);
@@ -37,6 +42,15 @@ int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_
 
 /* `cairn admin [--data DIR] [--config FILE] user|key|bucket ...` (admin.c). */
 int cmd_admin(int argc, char **argv);
+
+#include <stdbool.h>
+#include "core/core.h"
+#include "meta/meta.h"
+/* `cairn admin audit query ...` (audit_cmd.c): the audit store's events as
+ * JSON lines; ms is the local metadata, unused (may be NULL) with --url,
+ * which cmd_admin_audit_remote tells from the arguments (argv[0] "audit"). */
+int cmd_admin_audit(const config_t *cfg, meta_store *ms, int argc, char **argv);
+bool cmd_admin_audit_remote(int argc, char **argv);
 
 /* `cairn migrate [--data DIR] [--dry-run] status | up [VERSION] | down
  * VERSION | verify` (migrate.c). */

@@ -13,6 +13,7 @@ static const char usage[] =
     "  server [--listen ADDR:PORT] [--data DIR] [--config FILE]   run the embedded S3 server\n"
     "  gateway --nodes URL,URL,... [server options]               S3 gateway over storage nodes\n"
     "  node   --listen ADDR:PORT --drives DIR[,DIR...]            run a storage node (shard API)\n"
+    "  audit-server [--listen ADDR:PORT] [--data DIR]              run the audit store alone (docs/audit.md)\n"
     "  admin  [--data DIR] user create|list NAME                   manage users\n"
     "  admin  [--data DIR] key create NAME | list [NAME] | revoke AK\n"
     "  admin  [--data DIR] bucket set-public NAME [--off] | list\n"
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "admin")) return cmd_admin(argc - 1, argv + 1);
     if (!strcmp(c, "node")) return cmd_node(argc - 1, argv + 1);
     if (!strcmp(c, "gateway")) return cmd_gateway(argc - 1, argv + 1);
+    if (!strcmp(c, "audit-server")) return cmd_audit_server(argc - 1, argv + 1);
     if (!strcmp(c, "migrate")) return cmd_migrate(argc - 1, argv + 1);
     if (!strcmp(c, "config")) return cmd_config(argc - 1, argv + 1);
     if (!strcmp(c, "version") || !strcmp(c, "--version")) {

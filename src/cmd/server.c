@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "auth/auth.h"
 #include "cmd/cmd.h"
 #include "data/data.h"
@@ -89,14 +90,14 @@ static int resolve_root(const config_t *cfg, root_creds *rc) {
     return 0;
 }
 
-static void print_banner(const config_t *cfg, int port, const root_creds *rc, bool gateway) {
+static void print_banner(const config_t *cfg, int port, const root_creds *rc, const char *what) {
     char host[128];
     snprintf(host, sizeof host, "%s", cfg->listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
     if (!strcmp(host, "0.0.0.0") || !host[0]) snprintf(host, sizeof host, "127.0.0.1");
     const char *scheme = cfg->tls_cert[0] ? "https" : "http";
-    printf("cairn %s listening on %s://%s:%d\n", gateway ? "gateway" : "server", scheme, host, port);
+    printf("cairn %s listening on %s://%s:%d\n", what, scheme, host, port);
     printf("data directory: %s\n", cfg->data_dir);
     printf("access key: %s\n", rc->user);
     if (rc->generated)
@@ -106,8 +107,12 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc, bo
         printf("secret key: stored in %s/root-credentials\n", cfg->data_dir);
     else
         printf("secret key: from CAIRN_ROOT_PASSWORD\n");
-    printf("try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=... aws --endpoint-url %s://%s:%d s3 ls\n",
-           rc->user, scheme, host, port);
+    if (strcmp(what, "audit-server") != 0)
+        printf("try: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=... aws --endpoint-url %s://%s:%d s3 ls\n",
+               rc->user, scheme, host, port);
+    else
+        printf("try: cairn admin audit query --url %s://%s:%d (CAIRN_ROOT_USER, CAIRN_ROOT_PASSWORD)\n", scheme,
+               host, port);
     fflush(stdout);
 }
 
@@ -328,6 +333,7 @@ int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_
 typedef struct {
     config_t cfg;
     bool gateway;
+    bool audit_only;           /* cairn audit-server: the audit store alone */
     int exit_code;
     int64_t started_ms;
     meta_store *ms;
@@ -337,6 +343,8 @@ typedef struct {
     data_store *ds;
     obs_registry *obs;
     s3_gateway *gw;
+    audit_store *audit;
+    audit_mux *mux;            /* the audit store's paths in front of the S3 pipeline (server, gateway) */
     char *tls_cert, *tls_key;  /* PEM text, until the HTTP server has read it */
     int listen_fd;             /* the bound socket, until the HTTP server takes it (-1) */
     http_server *srv;
@@ -435,6 +443,31 @@ static void gateway_stop(void *ud) {
     sv->gw = NULL;
 }
 
+/* The audit store (docs/audit.md): alone for cairn audit-server, else in
+ * front of the S3 pipeline, on /audit/v1/. */
+static int audit_start(void *ud) {
+    server *sv = ud;
+    audit_store_options ao = {.meta = sv->ms, .obs = sv->obs, .master_key = sv->mk,
+                              .root_access_key = sv->root.user, .root_secret = sv->root.password,
+                              .root_user_id = sv->root_user.id, .region = sv->cfg.region,
+                              .clock_skew = sv->cfg.clock_skew, .max_body_bytes = sv->cfg.audit_max_batch_bytes};
+    int rc = audit_store_new(&ao, &sv->audit);
+    if (rc == 0 && !sv->audit_only) rc = audit_mux_new(sv->audit, s3_http_handler(), sv->gw, sv->cfg.domain, &sv->mux);
+    if (rc == 0) return 0;
+    audit_store_free(sv->audit);
+    sv->audit = NULL;
+    fprintf(stderr, "cairn: cannot start the audit store: %s\n", cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void audit_stop(void *ud) {
+    server *sv = ud;
+    audit_mux_free(sv->mux);
+    audit_store_free(sv->audit);
+    sv->mux = NULL;
+    sv->audit = NULL;
+}
+
 /* Background work is best effort at start: a part that cannot start is
  * logged and the server serves without it, as before the registry. */
 static int scrubber_start(void *ud) {
@@ -475,8 +508,15 @@ static int jobs_start(void *ud) {
                       .backoff_max_ms = c->job_backoff_max_ms, .poll_ms = c->job_poll_ms, .periodic_s = c->job_period_s};
     jobs_builtin_options jbo = {.multipart_expiry_s = c->multipart_expiry, .retention_s = c->job_retention_s,
                                 .discarded_retention_s = c->job_discarded_retention_s};
+    if (sv->audit_only) {
+        /* The audit store's own kinds only: it has no data to collect. */
+        if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 ||
+            jobs_register_audit(sv->jobs, sv->ms, c->audit_retention_days) != 0 || jobs_queue_start(sv->jobs) != 0)
+            log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
+        return 0;
+    }
     if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
-        jobs_queue_start(sv->jobs) != 0)
+        jobs_register_audit(sv->jobs, sv->ms, c->audit_retention_days) != 0 || jobs_queue_start(sv->jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(sv->ds, jobs_enqueue_heal, sv->ms); /* heals become durable, retried jobs */
@@ -491,8 +531,10 @@ static void jobs_stop(void *ud) {
     server *sv = ud;
     /* Heals that reads queued go to the durable queue before it is
      * withdrawn: none is dropped or run inline by the exit. */
-    data_heal_drain(sv->ds);
-    data_set_heal_sink(sv->ds, NULL, NULL);
+    if (sv->ds) {
+        data_heal_drain(sv->ds);
+        data_set_heal_sink(sv->ds, NULL, NULL);
+    }
     jobs_queue_free(sv->jobs);
     sv->jobs = NULL;
 }
@@ -557,7 +599,8 @@ static int http_start(void *ud) {
                        .tls_key_pem = sv->tls_key, .have_listen_fd = true, .listen_fd = sv->listen_fd};
     char err[256];
     sv->listen_fd = -1; /* the server takes it, whatever happens */
-    int rc = http_server_start(&ho, s3_http_handler(), sv->gw, &sv->srv, NULL, err, sizeof err);
+    int rc = sv->audit_only ? http_server_start(&ho, audit_store_handler(), sv->audit, &sv->srv, NULL, err, sizeof err)
+                            : http_server_start(&ho, audit_mux_handler(), sv->mux, &sv->srv, NULL, err, sizeof err);
     tls_forget(sv); /* read by now */
     if (rc == 0) return 0;
     fprintf(stderr, "cairn: %s\n", err);
@@ -580,17 +623,31 @@ static int register_services(svc_registry *r, server *sv) {
         {"data", "metadata", data_start, data_stop, sv, 0},
         {"obs", NULL, obs_start, obs_stop, sv, 0},
         {"gateway", "metadata,data,obs", gateway_start, gateway_stop, sv, 0},
+        {"audit", "metadata,obs,gateway", audit_start, audit_stop, sv, 0},
         {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
         {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},
         {"membership", "metadata,data,obs", membership_run, membership_end, sv, 0},
-        {"http", sv->gateway ? "tls,listener,gateway,scrubber,jobs,membership" : "tls,listener,gateway,scrubber,jobs",
+        {"http",
+         sv->gateway ? "tls,listener,gateway,audit,scrubber,jobs,membership" : "tls,listener,gateway,audit,scrubber,jobs",
          http_start, http_stop, sv,
          /* in-flight requests get shutdown_timeout, the stop a little more */
          sv->cfg.shutdown_timeout * 1000 + 10000},
     };
-    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
-        if (!sv->gateway && !strcmp(defs[i].name, "membership")) continue;
-        int rc = svc_add(r, &defs[i]);
+    /* cairn audit-server: the store, its metadata and its retention job. */
+    const svc_def alone[] = {
+        {"tls", NULL, tls_start, tls_stop, sv, 0},
+        {"listener", NULL, listener_start, listener_stop, sv, 0},
+        {"metadata", NULL, metadata_start, metadata_stop, sv, 0},
+        {"obs", NULL, obs_start, obs_stop, sv, 0},
+        {"audit", "metadata,obs", audit_start, audit_stop, sv, 0},
+        {"jobs", "metadata,obs", jobs_start, jobs_stop, sv, 0},
+        {"http", "tls,listener,audit,jobs", http_start, http_stop, sv, sv->cfg.shutdown_timeout * 1000 + 10000},
+    };
+    const svc_def *use = sv->audit_only ? alone : defs;
+    size_t n = sv->audit_only ? sizeof alone / sizeof alone[0] : sizeof defs / sizeof defs[0];
+    for (size_t i = 0; i < n; i++) {
+        if (!sv->gateway && !strcmp(use[i].name, "membership")) continue;
+        int rc = svc_add(r, &use[i]);
         if (rc != 0) return rc;
     }
     return 0;
@@ -607,30 +664,40 @@ static void lease_holder(const config_t *cfg, char *out, size_t n) {
     snprintf(out, n, "%.64s:%s", host, dir);
 }
 
-static int run(int argc, char **argv, bool gateway);
+typedef enum { RUN_SERVER, RUN_GATEWAY, RUN_AUDIT } run_mode;
 
-int cmd_server(int argc, char **argv) { return run(argc, argv, false); }
-int cmd_gateway(int argc, char **argv) { return run(argc, argv, true); }
+static int run(int argc, char **argv, run_mode mode);
+
+int cmd_server(int argc, char **argv) { return run(argc, argv, RUN_SERVER); }
+int cmd_gateway(int argc, char **argv) { return run(argc, argv, RUN_GATEWAY); }
+int cmd_audit_server(int argc, char **argv) { return run(argc, argv, RUN_AUDIT); }
 
 /* Stops that outlast this are left running and the process exits with them. */
 #define SERVICE_STOP_TIMEOUT_MS 60000
 
-static int run(int argc, char **argv, bool gateway) {
+static int run(int argc, char **argv, run_mode mode) {
+    bool gateway = mode == RUN_GATEWAY, audit_only = mode == RUN_AUDIT;
+    const char *name = audit_only ? "audit-server" : gateway ? "gateway" : "server";
     sigset_t sigs;
     server *sv = calloc(1, sizeof *sv);
     if (!sv) {
         fprintf(stderr, "cairn: out of memory\n");
         return 1;
     }
-    int rc = cmd_service_begin(argc, argv, gateway ? "gateway" : "server",
-                               gateway ? "cairn gateway [--listen ADDR:PORT] [--data DIR] [--config FILE] --nodes URL,URL,..."
-                                       : "cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE] [--drives DIR,...]",
+    int rc = cmd_service_begin(argc, argv, name,
+                               audit_only ? "cairn audit-server [--listen ADDR:PORT] [--data DIR] [--config FILE]"
+                               : gateway  ? "cairn gateway [--listen ADDR:PORT] [--data DIR] [--config FILE] --nodes URL,URL,..."
+                                          : "cairn server [--listen ADDR:PORT] [--data DIR] [--config FILE] [--drives DIR,...]",
                                &sigs, &sv->cfg);
     if (rc == 0 && gateway && (!sv->cfg.nodes[0] || !sv->cfg.cluster_secret[0])) {
         fprintf(stderr, "cairn gateway: set nodes (--nodes URL,...) and cluster_secret (CAIRN_CLUSTER_SECRET)\n");
         rc = 2;
     }
-    if (rc == 0 && !gateway && sv->cfg.nodes[0]) {
+    if (rc == 0 && audit_only && (sv->cfg.nodes[0] || sv->cfg.drives[0])) {
+        fprintf(stderr, "cairn audit-server: it stores audit events only; nodes and drives are for the gateway\n");
+        rc = 2;
+    }
+    if (rc == 0 && !gateway && !audit_only && sv->cfg.nodes[0]) {
         fprintf(stderr, "cairn server: nodes are for `cairn gateway`; the server keeps data on --drives\n");
         rc = 2;
     }
@@ -641,6 +708,7 @@ static int run(int argc, char **argv, bool gateway) {
         return rc;
     }
     sv->gateway = gateway;
+    sv->audit_only = audit_only;
     sv->listen_fd = -1;
     sv->started_ms = time_now_ms();
     lease_holder(&sv->cfg, sv->holder, sizeof sv->holder);
@@ -661,7 +729,7 @@ static int run(int argc, char **argv, bool gateway) {
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", sv->port);
     log_write(LOG_INFO, NULL, "listening", "listen", sv->cfg.listen, "port", portstr, "data_dir", sv->cfg.data_dir, NULL);
-    print_banner(&sv->cfg, sv->port, &sv->root, gateway);
+    print_banner(&sv->cfg, sv->port, &sv->root, name);
 
     wait_for_stop_signal(&sigs);
     int stopped = svc_stop_all(services);

@@ -298,6 +298,10 @@ static const option options[] = {
             "Most connections from one client address, more are closed at once; 0 = no limit (not applied by cairn node)"),
     OPT_BOOLEAN(sigv2, "CAIRN_SIGV2", "true",
                 "Accept AWS Signature Version 2 (HMAC-SHA1; aws cli v1 presigned URLs, s3cmd); false answers InvalidRequest"),
+    OPT_NUM(audit_retention_days, "CAIRN_AUDIT_RETENTION_DAYS", 0, 36500, "90",
+            "Days the audit store keeps events; older ones are deleted by a periodic job; 0 = keep forever"),
+    OPT_SZ(audit_max_batch_bytes, "CAIRN_AUDIT_MAX_BATCH_BYTES", 64 * 1024, 1 * GIB, "16MiB",
+           "Largest body POST /audit/v1/events accepts (413 above it); bounds the memory of a batch"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

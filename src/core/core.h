@@ -339,6 +339,8 @@ typedef struct {
     int min_body_rate_window;  /* min_body_rate_window: seconds per judged window of a body */
     int connection_limit_per_ip; /* connection_limit_per_ip: connections from one address; 0 = no limit */
     bool sigv2;                /* sigv2: accept AWS Signature Version 2 (default true) */
+    int audit_retention_days;  /* audit_retention_days: the audit store keeps events this long; 0 = forever */
+    int64_t audit_max_batch_bytes; /* audit_max_batch_bytes: largest POST /audit/v1/events body */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

@@ -198,7 +198,13 @@ int jobs_empty_trash(meta_store *ms, data_store *ds, int max_batches, int *remov
 int jobs_enqueue_startup_orphans(meta_store *ms, int64_t started_ms, int64_t min_age_ms);
 /* Asks for an empty_trash run soon (one pending run at a time). */
 int jobs_enqueue_empty_trash(meta_store *ms);
-/* Enqueues the periodic jobs due now (call every period). */
+/* Enqueues the periodic jobs due now (call every period): those whose kind
+ * this queue has a handler for. */
 void jobs_schedule_periodic(job_queue *q, int64_t period_s);
+/* Whether q has a handler for kind. */
+bool jobs_kind_registered(job_queue *q, const char *kind);
+/* The audit store's kind (kinds.c): audit_retention deletes events older
+ * than retention_days (0 = keeps them forever), periodically. */
+int jobs_register_audit(job_queue *q, meta_store *ms, int retention_days);
 
 #endif

@@ -33,6 +33,11 @@
  *   (jobs_enqueue_heal, the data store's heal sink).  A heal that fails, say
  *   while a node is down, is retried with backoff.  A version deleted
  *   meanwhile is skipped.  Idempotent: a healthy version needs no rewrite.
+ * audit_retention: deletes the audit store's events older than
+ *   audit_retention_days (docs/audit.md), 10000 at a time, each batch its
+ *   own transaction; periodic.  Registered by every process that serves
+ *   the audit store (jobs_register_audit), so it runs on whichever claims
+ *   it: once per period across gateways, by its unique key.
  * test.record / test.fail (only with CAIRN_TEST_JOB_KINDS set): append to a
  *   file named in the arguments, so tests can see every run; test.record may
  *   sleep first (args "sleep_ms"; with "interruptible": true it releases the
@@ -403,16 +408,59 @@ int jobs_register_builtin(job_queue *q, meta_store *ms, data_store *ds, const jo
     return rc;
 }
 
+typedef struct {
+    job_queue *q;
+    meta_store *ms;
+    int retention_days;
+} audit_ctx;
+
+#define AUDIT_DELETE_BATCH 10000
+
+static int run_audit_retention(void *ud, const meta_job *job, char *err, size_t errlen) {
+    (void)job;
+    audit_ctx *c = ud;
+    if (c->retention_days <= 0) return 0; /* keep forever */
+    int64_t before_us = (time_now_ms() - (int64_t)c->retention_days * 86400 * 1000) * 1000;
+    int64_t total = 0, n = 0;
+    int rc;
+    do {
+        if (jobs_stopping(c->q)) return JOBS_RELEASE;
+        rc = meta_audit_delete_before(c->ms, before_us, AUDIT_DELETE_BATCH, &n);
+        total += n;
+    } while (rc == 0 && n == AUDIT_DELETE_BATCH);
+    if (total > 0) {
+        char t[24], d[24];
+        log_write(LOG_INFO, NULL, "audit events past their retention deleted", "deleted", log_int(t, total),
+                  "retention_days", log_int(d, c->retention_days), NULL);
+    }
+    if (rc != 0) snprintf(err, errlen, "deleting audit events failed: %s", cairn_strerror(rc));
+    return rc;
+}
+
+int jobs_register_audit(job_queue *q, meta_store *ms, int retention_days) {
+    audit_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
+    if (!c) return CAIRN_ENOMEM;
+    *c = (audit_ctx){.q = q, .ms = ms, .retention_days = retention_days};
+    int rc = jobs_register_owned(q, "audit_retention", run_audit_retention, c);
+    if (rc != 0) free(c);
+    return rc;
+}
+
+/* A periodic job of kind, unless this queue has no handler for it (a
+ * process that runs only some kinds: cairn audit-server). */
+static void enqueue_periodic(job_queue *q, const char *kind, int max_attempts, long long period) {
+    if (!jobs_kind_registered(q, kind)) return;
+    char key[128];
+    snprintf(key, sizeof key, "periodic:%s:%lld", kind, period);
+    jobs_enqueue(q, kind, "{}", max_attempts, key, NULL);
+}
+
 void jobs_schedule_periodic(job_queue *q, int64_t period_s) {
     if (period_s <= 0) return;
-    char key[128];
     long long period = (long long)(time_now_ms() / 1000 / period_s);
-    snprintf(key, sizeof key, "periodic:abort_abandoned_uploads:%lld", period);
-    jobs_enqueue(q, "abort_abandoned_uploads", "{}", 3, key, NULL);
-    snprintf(key, sizeof key, "periodic:collect_orphans:%lld", period);
-    jobs_enqueue(q, "collect_orphans", "{}", 3, key, NULL);
-    snprintf(key, sizeof key, "periodic:prune_jobs:%lld", period);
-    jobs_enqueue(q, "prune_jobs", "{}", 3, key, NULL);
-    snprintf(key, sizeof key, "periodic:empty_trash:%lld", period);
-    jobs_enqueue(q, "empty_trash", "{}", 20, key, NULL);
+    enqueue_periodic(q, "abort_abandoned_uploads", 3, period);
+    enqueue_periodic(q, "collect_orphans", 3, period);
+    enqueue_periodic(q, "prune_jobs", 3, period);
+    enqueue_periodic(q, "empty_trash", 20, period);
+    enqueue_periodic(q, "audit_retention", 3, period);
 }

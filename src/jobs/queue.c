@@ -64,6 +64,8 @@ static const kind_entry *find_kind(const job_queue *q, const char *kind) {
     return NULL;
 }
 
+bool jobs_kind_registered(job_queue *q, const char *kind) { return q && kind && find_kind(q, kind) != NULL; }
+
 /* Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]. */
 static int64_t backoff_ms(const job_options *o, int attempt) {
     int64_t ceil = o->backoff_base_ms;

@@ -1,0 +1,418 @@
+/*
+ * audit_cmd.c — `cairn admin audit query ...`: the audit store's events as
+ * JSON lines, one event per line, in (time, event_id) order, following the
+ * pages to the end (or to --limit events).
+ *
+ * Without --url it reads the local metadata database (the one `cairn
+ * admin` opens: --data, metadata_url).  With --url http://HOST:PORT it asks
+ * that audit-server (or server, or gateway) with GET /audit/v1/events,
+ * signed with SigV4 by --access-key/--secret-key, else the root
+ * credentials of the configuration (CAIRN_ROOT_USER, CAIRN_ROOT_PASSWORD).
+ * The answer is untrusted input: read up to a bound, every event parsed
+ * and validated by audit_event_parse before it is printed, so both ways
+ * print the same bytes for the same events.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "audit/audit.h"
+#include "auth/auth.h"
+#include "cmd/cmd.h"
+
+#define RESPONSE_MAX (64u << 20) /* a page of 1000 events is at most about 5 MiB */
+
+typedef struct {
+    const char *flag, *param;
+    const char *value;
+} filter_opt;
+
+typedef struct {
+    filter_opt f[9];
+    long long limit;                   /* events to print at most; 0 = all */
+    const char *url, *access_key, *secret_key;
+} query_opts;
+
+static void opts_init(query_opts *o) {
+    memset(o, 0, sizeof *o);
+    static const char *const names[][2] = {
+        {"--correlation-id", "correlation_id"}, {"--request-id", "request_id"}, {"--principal", "principal"},
+        {"--action", "action"}, {"--bucket", "bucket"}, {"--key-prefix", "key_prefix"}, {"--outcome", "outcome"},
+        {"--from", "from"}, {"--to", "to"}};
+    for (int i = 0; i < 9; i++) o->f[i] = (filter_opt){names[i][0], names[i][1], NULL};
+}
+
+static const char *opt(const query_opts *o, const char *param) {
+    for (int i = 0; i < 9; i++)
+        if (!strcmp(o->f[i].param, param)) return o->f[i].value;
+    return NULL;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: cairn admin audit query [--correlation-id X] [--request-id X] [--principal X] [--action X]\n"
+                    "         [--bucket X] [--key-prefix X] [--outcome success|error|denied] [--from TIME] [--to TIME]\n"
+                    "         [--limit N] [--url http://HOST:PORT [--access-key AK --secret-key SK]]\n");
+    return 2;
+}
+
+/* Parses argv (after "audit query").  0, or 2 after printing why. */
+static int parse_opts(int argc, char **argv, query_opts *o) {
+    opts_init(o);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) {
+            fprintf(stderr, "cairn: %s needs a value\n", a);
+            return usage();
+        }
+        const char *v = argv[++i];
+        bool known = false;
+        for (int k = 0; k < 9; k++)
+            if (!strcmp(a, o->f[k].flag)) {
+                o->f[k].value = v;
+                known = true;
+            }
+        if (known) continue;
+        if (!strcmp(a, "--limit")) {
+            if (!cmd_parse_whole(v, 1, 1000000000, &o->limit)) {
+                fprintf(stderr, "cairn: --limit wants a whole number from 1\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--url")) {
+            o->url = v;
+        } else if (!strcmp(a, "--access-key")) {
+            o->access_key = v;
+        } else if (!strcmp(a, "--secret-key")) {
+            o->secret_key = v;
+        } else {
+            fprintf(stderr, "cairn: unknown option '%s'\n", a);
+            return usage();
+        }
+    }
+    return 0;
+}
+
+/* ---- local ------------------------------------------------------------------------- */
+
+typedef struct {
+    long long left;                    /* events still to print; < 0 = no limit */
+    int n;
+    int64_t last_time;
+    char last_id[AUDIT_ID_LEN + 1];
+} printer;
+
+static void print_json_line(const audit_event *e) {
+    buf_t b;
+    buf_init(&b);
+    audit_event_to_json(e, &b);
+    if (!b.oom) puts(b.data);
+    buf_free(&b);
+}
+
+static int print_local(void *ud, const meta_audit_event *e) {
+    printer *p = ud;
+    print_json_line(e);
+    p->n++;
+    p->last_time = e->time_us;
+    snprintf(p->last_id, sizeof p->last_id, "%s", e->event_id);
+    if (p->left > 0) p->left--;
+    return p->left == 0;
+}
+
+static int parse_times(const query_opts *o, int64_t *from_us, int64_t *to_us) {
+    const char *from = opt(o, "from"), *to = opt(o, "to");
+    *from_us = *to_us = 0;
+    if ((from && audit_time_parse(from, from_us) != 0) || (to && audit_time_parse(to, to_us) != 0)) {
+        fprintf(stderr, "cairn: --from and --to are RFC 3339 times (2026-11-30T17:41:02Z)\n");
+        return 2;
+    }
+    if (to && *to_us == 0) *to_us = 1;
+    return 0;
+}
+
+static int query_local(meta_store *ms, const query_opts *o) {
+    meta_audit_filter f = {.correlation_id = opt(o, "correlation_id"), .request_id = opt(o, "request_id"),
+                           .principal = opt(o, "principal"), .action = opt(o, "action"), .bucket = opt(o, "bucket"),
+                           .key_prefix = opt(o, "key_prefix"), .outcome = opt(o, "outcome")};
+    int rc = parse_times(o, &f.from_us, &f.to_us);
+    if (rc != 0) return rc;
+    printer p = {.left = o->limit > 0 ? o->limit : -1};
+    for (;;) {
+        int page = AUDIT_QUERY_LIMIT_MAX, got = 0;
+        if (p.left > 0 && p.left < page) page = (int)p.left;
+        p.n = 0;
+        rc = meta_audit_query(ms, &f, page, print_local, &p, &got);
+        if (rc != 0) {
+            fprintf(stderr, "cairn: querying the audit events failed: %s\n", cairn_strerror(rc));
+            return 1;
+        }
+        fflush(stdout);
+        if (got < page || p.left == 0) return 0;
+        f.after_set = true;
+        f.after_time_us = p.last_time;
+        snprintf(f.after_id, sizeof f.after_id, "%s", p.last_id);
+    }
+}
+
+/* ---- remote ------------------------------------------------------------------------ */
+
+typedef struct {
+    char host[256], port[8];
+} endpoint;
+
+static int parse_url(const char *url, endpoint *e) {
+    if (!strncmp(url, "https://", 8)) {
+        fprintf(stderr, "cairn: --url: https is not supported by this command yet; use http:// (or query locally)\n");
+        return 2;
+    }
+    if (strncmp(url, "http://", 7) != 0) {
+        fprintf(stderr, "cairn: --url must be http://HOST:PORT\n");
+        return 2;
+    }
+    const char *h = url + 7;
+    size_t n = strcspn(h, "/");
+    char hp[300];
+    if (n == 0 || n >= sizeof hp) {
+        fprintf(stderr, "cairn: --url must be http://HOST:PORT\n");
+        return 2;
+    }
+    memcpy(hp, h, n);
+    hp[n] = '\0';
+    char *colon = strrchr(hp, ':');
+    if (hp[0] == '[') { /* [v6]:port */
+        char *close = strchr(hp, ']');
+        if (!close) return fprintf(stderr, "cairn: --url: bad IPv6 address\n"), 2;
+        *close = '\0';
+        snprintf(e->host, sizeof e->host, "%s", hp + 1);
+        colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+        if (colon) *colon = '\0';
+        snprintf(e->host, sizeof e->host, "%s", hp);
+    }
+    snprintf(e->port, sizeof e->port, "%s", colon ? colon + 1 : "80");
+    return 0;
+}
+
+/* Sends one GET and reads the whole answer (Connection: close) into out;
+ * *status gets the status code.  0, or 1 after printing why. */
+static int http_get(const endpoint *ep, const char *host_header, const char *target, const char *auth,
+                    const char *amz_date, const char *payload_hash, int *status, buf_t *body) {
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(ep->host, ep->port, &hints, &ai) != 0 || !ai) {
+        fprintf(stderr, "cairn: cannot resolve %s\n", ep->host);
+        return 1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0) continue;
+        struct timeval tv = {30, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        fprintf(stderr, "cairn: cannot connect to %s:%s: %s\n", ep->host, ep->port, strerror(errno));
+        return 1;
+    }
+    buf_t req;
+    buf_init(&req);
+    buf_printf(&req,
+               "GET %s HTTP/1.1\r\nHost: %s\r\nx-amz-date: %s\r\nx-amz-content-sha256: %s\r\nAuthorization: %s\r\n"
+               "Connection: close\r\n\r\n",
+               target, host_header, amz_date, payload_hash, auth);
+    size_t off = 0;
+    while (!req.oom && off < req.len) {
+        ssize_t w = send(fd, req.data + off, req.len - off, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    bool sent = !req.oom && off == req.len;
+    buf_free(&req);
+    buf_t all;
+    buf_init(&all);
+    char chunk[65536];
+    ssize_t r = 0;
+    while (sent && (r = recv(fd, chunk, sizeof chunk, 0)) > 0 && all.len < RESPONSE_MAX) buf_append(&all, chunk, (size_t)r);
+    close(fd);
+    if (!sent || r < 0 || all.oom || all.len >= RESPONSE_MAX) {
+        fprintf(stderr, "cairn: %s:%s: %s\n", ep->host, ep->port,
+                !sent ? "cannot send the request" : all.len >= RESPONSE_MAX ? "the answer is too large" : "no complete answer");
+        buf_free(&all);
+        return 1;
+    }
+    char *end = all.data ? strstr(all.data, "\r\n\r\n") : NULL;
+    if (!end || sscanf(all.data, "HTTP/1.%*c %d", status) != 1) {
+        fprintf(stderr, "cairn: %s:%s did not answer HTTP\n", ep->host, ep->port);
+        buf_free(&all);
+        return 1;
+    }
+    *end = '\0';
+    if (strcasestr(all.data, "\r\nTransfer-Encoding:")) {
+        fprintf(stderr, "cairn: %s:%s answered with a transfer coding this command does not read\n", ep->host, ep->port);
+        buf_free(&all);
+        return 1;
+    }
+    buf_append(body, end + 4, all.len - (size_t)(end + 4 - all.data));
+    buf_free(&all);
+    return body->oom ? 1 : 0;
+}
+
+static int query_remote(const config_t *cfg, const query_opts *o) {
+    endpoint ep;
+    int rc = parse_url(o->url, &ep);
+    if (rc != 0) return rc;
+    const char *ak = o->access_key ? o->access_key : cfg->root_user;
+    const char *sk = o->secret_key ? o->secret_key : cfg->root_password;
+    if (!ak[0] || !sk[0]) {
+        fprintf(stderr, "cairn: --url needs credentials: --access-key and --secret-key, or CAIRN_ROOT_USER and "
+                        "CAIRN_ROOT_PASSWORD\n");
+        return 2;
+    }
+    int64_t from_us, to_us;
+    if ((rc = parse_times(o, &from_us, &to_us)) != 0) return rc;
+    char host_header[300];
+    const char *h = o->url + 7;
+    snprintf(host_header, sizeof host_header, "%.*s", (int)strcspn(h, "/"), h);
+    static const char empty_sha[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    char cursor[AUDIT_CURSOR_LEN * 2 + 1] = "";
+    long long left = o->limit > 0 ? o->limit : -1;
+    for (;;) {
+        long long page = AUDIT_QUERY_LIMIT_MAX;
+        if (left > 0 && left < page) page = left;
+        /* The query in canonical order (sorted by name), encoded as SigV4 wants. */
+        const char *names[12];
+        const char *values[12];
+        int n = 0;
+        char lim[24];
+        snprintf(lim, sizeof lim, "%lld", page);
+        const char *sorted[] = {"action", "bucket", "correlation_id", "cursor", "from", "key_prefix", "limit",
+                                "outcome", "principal", "request_id", "to"};
+        for (size_t i = 0; i < sizeof sorted / sizeof sorted[0]; i++) {
+            const char *v = !strcmp(sorted[i], "cursor") ? (cursor[0] ? cursor : NULL)
+                            : !strcmp(sorted[i], "limit") ? lim
+                                                          : opt(o, sorted[i]);
+            if (v && v[0]) names[n] = sorted[i], values[n++] = v;
+        }
+        buf_t q;
+        buf_init(&q);
+        for (int i = 0; i < n; i++) {
+            if (i) buf_putc(&q, '&');
+            buf_puts(&q, names[i]);
+            buf_putc(&q, '=');
+            buf_url_encode(&q, values[i], strlen(values[i]), false);
+        }
+        char amz_date[17];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+        auth_header hdrs[3] = {{"host", 4, host_header, strlen(host_header)},
+                               {"x-amz-content-sha256", 20, empty_sha, 64},
+                               {"x-amz-date", 10, amz_date, 16}};
+        sigv4_request sr = {"GET", AUDIT_EVENTS_PATH, q.data ? q.data : "", hdrs, 3};
+        buf_t authz;
+        buf_init(&authz);
+        rc = q.oom ? CAIRN_ENOMEM
+                   : sigv4_sign(&sr, ak, sk, cfg->region, "s3", amz_date, "host;x-amz-content-sha256;x-amz-date",
+                                empty_sha, &authz);
+        buf_t target;
+        buf_init(&target);
+        buf_puts(&target, AUDIT_EVENTS_PATH);
+        if (q.len) {
+            buf_putc(&target, '?');
+            buf_append(&target, q.data, q.len);
+        }
+        buf_free(&q);
+        buf_t body;
+        buf_init(&body);
+        int status = 0;
+        if (rc != 0 || authz.oom || target.oom) {
+            fprintf(stderr, "cairn: cannot sign the request: %s\n", cairn_strerror(rc ? rc : CAIRN_ENOMEM));
+            rc = 1;
+        } else {
+            rc = http_get(&ep, host_header, target.data, authz.data, amz_date, empty_sha, &status, &body);
+        }
+        buf_free(&authz);
+        buf_free(&target);
+        if (rc == 0 && status != 200) {
+            fprintf(stderr, "cairn: %s answered %d: %s\n", o->url, status, body.data ? body.data : "");
+            rc = 1;
+        }
+        json_t *doc = NULL;
+        if (rc == 0) {
+            doc = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+            json_t *events = json_object_get(doc, "events");
+            if (!json_is_array(events)) {
+                fprintf(stderr, "cairn: %s answered something that is not a page of events\n", o->url);
+                rc = 1;
+            }
+            size_t i;
+            json_t *ev;
+            json_array_foreach(rc == 0 ? events : NULL, i, ev) {
+                char *text = json_dumps(ev, JSON_COMPACT);
+                audit_batch *one = NULL;
+                audit_error err;
+                if (!text || audit_event_parse(text, strlen(text), &one, &err) != 0) {
+                    fprintf(stderr, "cairn: %s answered an invalid event: %s %s\n", o->url, err.field, err.reason);
+                    free(text);
+                    rc = 1;
+                    break;
+                }
+                print_json_line(audit_batch_events(one));
+                audit_batch_free(one);
+                free(text);
+                if (left > 0 && --left == 0) break;
+            }
+            const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+            if (rc == 0 && next && left != 0 && strlen(next) < sizeof cursor)
+                snprintf(cursor, sizeof cursor, "%s", next);
+            else
+                cursor[0] = '\0';
+        }
+        json_decref(doc);
+        buf_free(&body);
+        fflush(stdout);
+        if (rc != 0) return rc;
+        if (!cursor[0]) return 0;
+    }
+}
+
+/* ---- the command ------------------------------------------------------------------- */
+
+bool cmd_admin_audit_remote(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[0], "audit") != 0) return false;
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--url")) return true;
+    return false;
+}
+
+int cmd_admin_audit(const config_t *cfg, meta_store *ms, int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "query") != 0) return usage();
+    query_opts o;
+    int rc = parse_opts(argc - 2, argv + 2, &o);
+    if (rc != 0) return rc;
+    const char *outcome = opt(&o, "outcome");
+    if (outcome && strcmp(outcome, "success") && strcmp(outcome, "error") && strcmp(outcome, "denied")) {
+        fprintf(stderr, "cairn: --outcome is success, error or denied\n");
+        return 2;
+    }
+    if (o.url) return query_remote(cfg, &o);
+    if (o.access_key || o.secret_key) {
+        fprintf(stderr, "cairn: --access-key and --secret-key go with --url\n");
+        return 2;
+    }
+    return query_local(ms, &o);
+}
