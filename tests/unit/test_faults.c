@@ -24,6 +24,7 @@
 Test(faults, sites_are_no_ops_outside_the_fault_build) {
     for (int i = 0; i < FAULT__COUNT; i++) cr_expect_eq(fault_inject((fault_site)i), 0);
     fault_point("anything");
+    cr_expect_eq(fault_status("audit.store.post"), 0);
     cr_expect_eq(fault_reload(), 0);
 }
 
@@ -64,9 +65,26 @@ Test(faults, windows_count_only_between_their_points) {
     arm("");
 }
 
+Test(faults, status_points_answer_their_code_count_times) {
+    arm("status=audit.store.post:503:2;status=audit.store.get:400");
+    cr_expect_eq(fault_status("audit.store.post"), 503);
+    cr_expect_eq(fault_status("other.point"), 0, "another point");
+    cr_expect_eq(fault_status("audit.store.post"), 503);
+    cr_expect_eq(fault_status("audit.store.post"), 0, "only the first two");
+    for (int i = 0; i < 3; i++) cr_expect_eq(fault_status("audit.store.get"), 400, "no count: every time");
+    arm("pause=audit.store.post:1:1");
+    int64_t t0 = time_mono_ns();
+    fault_point("audit.store.post");
+    cr_expect_geq(time_mono_ns() - t0, 1000000, "the first pause sleeps");
+    fault_point("audit.store.post"); /* the second does not; nothing to assert on time */
+    arm("");
+    cr_expect_eq(fault_status("audit.store.get"), 0, "disarmed");
+}
+
 Test(faults, bad_specs_are_refused) {
     const char *bad[] = {"sites=disk.write", "errno=EPERM\nnth=1", "action=explode", "nonsense=1",
-                         "pause=nocolon", "garbage"};
+                         "pause=nocolon", "garbage", "status=x:99", "status=x:600", "status=x", "status=x:503:0",
+                         "status=x:503:-1", "pause=x:10:0", "status=x:5o3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_expect_eq(fault_configure(bad[i]), CAIRN_EINVAL, "%s", bad[i]);
     arm("");
