@@ -293,6 +293,8 @@ Test(audit_cursor, round_trips_and_refuses_what_it_did_not_write, .init = init) 
     snprintf(bad, sizeof bad, "%s", c);
     bad[5] = '+';
     cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "not base64url");
+    bad[5] = (char)0x9f;
+    cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "a byte outside the alphabet (found by fuzz_audit)");
     snprintf(bad, sizeof bad, "%sA", c);
     cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "too long");
     memset(bad, '_', AUDIT_CURSOR_LEN);
