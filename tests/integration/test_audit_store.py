@@ -432,3 +432,43 @@ def test_metrics_count_what_the_store_did(store):
     assert m["cairn_audit_store_events_duplicate_total"] == 4
     assert m["cairn_audit_store_batches_rejected_total"] == 1
     assert m["cairn_audit_store_queries_total"] >= 1
+
+
+def test_virtual_host_requests_keep_every_key(make_server):
+    srv = make_server(env={"CAIRN_DOMAIN": "s3.test"})
+    bucket = unique_name("vh").lower()
+    assert srv.request("PUT", f"/{bucket}").status == 200
+    host = f"{bucket}.s3.test:{srv.port}"
+    r = srv.request("PUT", PATH, body=b"an object, not a batch", host=host)
+    assert r.status == 200, r.body
+    r = srv.request("GET", PATH, host=host)
+    assert r.status == 200 and r.body == b"an object, not a batch"
+    # Path style, the same path is the store's.
+    assert body(get(srv))["events"] == []
+
+
+def test_cairn_gateway_serves_the_api_too(tmp_path):
+    from conftest import _started_servers
+    from test_cluster import SECRET, Gateway, Node
+    nodes = [Node(tmp_path / "node0", 0)]
+    _started_servers.extend(nodes)
+    gw = None
+    try:
+        for n in nodes:
+            n.start()
+        gw = Gateway(tmp_path / "gateway", nodes, {"CAIRN_CLUSTER_SECRET": SECRET, "CAIRN_EC_DATA": "1",
+                                                   "CAIRN_EC_PARITY": "0", "CAIRN_EC_BLOCK_SIZE": "4KiB"})
+        _started_servers.append(gw)
+        gw.start()
+        evs = [event(i, correlation_id="gw") for i in range(4)]
+        assert body(post(gw, {"events": evs})) == {"accepted": 4, "duplicates": 0}
+        assert body(post(gw, {"events": evs})) == {"accepted": 0, "duplicates": 4}
+        assert [e["event_id"] for e in query_all(gw, correlation_id="gw")[0]] == \
+            [e["event_id"] for e in sorted(evs, key=lambda e: (e["time"], e["event_id"]))]
+        assert get(gw, anonymous=True).status == 403
+        assert gw.stop() == 0
+    finally:
+        if gw is not None and gw.alive():
+            gw.kill()
+        for n in nodes:
+            n.kill9()
