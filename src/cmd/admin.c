@@ -469,11 +469,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
     const char *arg = argc > 2 ? argv[2] : NULL;
     meta_user u = {0};
     int rc;
-    if (!strcmp(what, "user") && !strcmp(verb, "create") && arg) {
-        if (argc > 4 || (argc == 4 && strcmp(argv[3], "--audit") != 0)) {
-            fprintf(stderr, "usage: cairn admin user create NAME [--audit]\n");
-            return 2;
-        }
+    if (!strcmp(what, "user") && !strcmp(verb, "create") && arg &&
+        (argc == 3 || (argc == 4 && !strcmp(argv[3], "--audit")))) {
         u.audit = argc == 4;
         if (!valid_user_name(arg)) {
             fprintf(stderr, "cairn: invalid user name '%s' (1-128 of A-Z a-z 0-9 - _ . @)\n", arg);

@@ -23,7 +23,8 @@ from conftest import CAIRN_BIN, REPO, CairnServer, free_port, server_env, unique
 CMD_MAX_ARGS = 64  # src/cmd/cmd.h: arguments after the subcommand's name
 
 MAIN_USAGE = "usage: cairn <command> [options]\n"
-ADMIN_USAGE = "usage: cairn admin [--data DIR] user create NAME | user list\n"
+ADMIN_USAGE = ("usage: cairn admin [--data DIR] user create NAME [--audit] | user list | "
+               "user audit NAME --grant|--revoke\n")
 MIGRATE_USAGE = "usage: cairn migrate [--data DIR] [--dry-run] status | up [VERSION] | down VERSION | verify\n"
 CONFIG_USAGE = "usage: cairn config check FILE\n       cairn config describe\n"
 MASTER_KEY_ERROR = "must be exactly 64 hex digits (32 bytes), or empty"
@@ -358,7 +359,8 @@ def test_metadata_database_that_cannot_be_opened(data):
                                   ["key", "create"], ["key", "revoke"], ["bucket"], ["bucket", "set-public"],
                                   ["node"], ["node", "add"], ["node", "frob"], ["jobs"], ["jobs", "show"],
                                   ["jobs", "show", "abc"], ["jobs", "retry", "1x"], ["jobs", "frob", "1"],
-                                  ["jobs", "enqueue"], ["frobnicate"]],
+                                  ["jobs", "enqueue"], ["frobnicate"], ["user", "audit", "x"],
+                                  ["user", "audit", "x", "--maybe"], ["user", "create", "x", "--root"]],
                          ids=lambda a: "-".join(a) or "nothing")
 def test_admin_usage(data, args):
     cp = admin(data, *args)
