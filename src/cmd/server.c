@@ -509,9 +509,11 @@ static int jobs_start(void *ud) {
     jobs_builtin_options jbo = {.multipart_expiry_s = c->multipart_expiry, .retention_s = c->job_retention_s,
                                 .discarded_retention_s = c->job_discarded_retention_s};
     if (sv->audit_only) {
-        /* The audit store's own kinds only: it has no data to collect. */
+        /* The audit store's own kind and the pruning of finished jobs:
+         * it has no data to collect, heal or expire. */
         if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 ||
-            jobs_register_audit(sv->jobs, sv->ms, c->audit_retention_days) != 0 || jobs_queue_start(sv->jobs) != 0)
+            jobs_register_audit(sv->jobs, sv->ms, c->audit_retention_days) != 0 ||
+            jobs_register_prune(sv->jobs, sv->ms, &jbo) != 0 || jobs_queue_start(sv->jobs) != 0)
             log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
         return 0;
     }

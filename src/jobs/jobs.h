@@ -203,6 +203,9 @@ int jobs_enqueue_empty_trash(meta_store *ms);
 void jobs_schedule_periodic(job_queue *q, int64_t period_s);
 /* Whether q has a handler for kind. */
 bool jobs_kind_registered(job_queue *q, const char *kind);
+/* prune_jobs alone, for a process without a data store (cairn
+ * audit-server): its finished jobs are deleted as a gateway's are. */
+int jobs_register_prune(job_queue *q, meta_store *ms, const jobs_builtin_options *o);
 /* The audit store's kind (kinds.c): audit_retention deletes events older
  * than retention_days (0 = keeps them forever), periodically. */
 int jobs_register_audit(job_queue *q, meta_store *ms, int retention_days);

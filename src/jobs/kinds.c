@@ -437,6 +437,16 @@ static int run_audit_retention(void *ud, const meta_job *job, char *err, size_t 
     return rc;
 }
 
+int jobs_register_prune(job_queue *q, meta_store *ms, const jobs_builtin_options *o) {
+    builtin_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
+    if (!c) return CAIRN_ENOMEM;
+    *c = (builtin_ctx){.q = q, .ms = ms, .expiry_s = o->multipart_expiry_s, .retention_s = o->retention_s,
+                       .discarded_retention_s = o->discarded_retention_s};
+    int rc = jobs_register_owned(q, "prune_jobs", run_prune_jobs, c);
+    if (rc != 0) free(c);
+    return rc;
+}
+
 int jobs_register_audit(job_queue *q, meta_store *ms, int retention_days) {
     audit_ctx *c = calloc(1, sizeof *c); /* the queue frees it */
     if (!c) return CAIRN_ENOMEM;

@@ -378,12 +378,29 @@ def test_retention_deletes_old_events_through_the_job_queue(make_audit):
 def test_retention_zero_keeps_everything(make_audit):
     srv = make_audit(env={"CAIRN_AUDIT_RETENTION_DAYS": "0", "CAIRN_JOB_PERIOD_S": "1"})
     assert post(srv, [event(1, correlation_id="keep", time="2020-01-01T00:00:00Z")]).status == 200
-    # The periodic job runs (and does nothing) at least once.
-    wait_until(lambda: "audit_retention" in srv.admin("jobs", "list", "--kind", "audit_retention").stdout, 30,
-               interval=0.2, what="an audit_retention run")
-    wait_until(lambda: "completed" in srv.admin("jobs", "list", "--kind", "audit_retention").stdout, 30,
-               interval=0.2, what="an audit_retention run to complete")
+
+    def completed_runs():
+        return [line for line in srv.admin("jobs", "list", "--kind", "audit_retention").stdout.splitlines()
+                if " completed " in line]
+
+    # The periodic job runs (and deletes nothing) period after period.
+    wait_until(lambda: len(completed_runs()) >= 2, 30, interval=0.2, what="two audit_retention runs")
     assert len(query_all(srv, correlation_id="keep")[0]) == 1
+
+
+def test_the_audit_server_schedules_only_its_own_jobs_and_prunes_them(make_audit):
+    srv = make_audit(env={"CAIRN_JOB_PERIOD_S": "1", "CAIRN_JOB_RETENTION_S": "1"})
+
+    def kinds():
+        return {line.split()[1] for line in srv.admin("jobs", "list").stdout.splitlines() if line.strip()}
+
+    def pruned():
+        # prune_jobs ran and deleted an audit_retention run finished over a second before
+        return "pruned finished jobs" in srv.current_log()
+
+    wait_until(pruned, 30, interval=0.2, what="prune_jobs to delete finished audit_retention runs")
+    assert kinds() <= {"audit_retention", "prune_jobs"}, kinds()
+    assert "no handler for job kind" not in srv.current_log()
 
 
 # ---- cairn admin audit query -------------------------------------------------------------
