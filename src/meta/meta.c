@@ -521,50 +521,76 @@ static void audit_arg_int(bool pg, buf_t *sql, meta_audit_args *a, int64_t v) {
 
 static bool audit_set(const char *s) { return s && s[0]; }
 
+#define AUDIT_COLUMNS                                                                                   \
+    "event_id, time_us, request_id, correlation_id, principal, user_name, source_address, action, bucket, key," \
+    " version_id, outcome, status, error_code, bytes_in, bytes_out, duration_us"
+
 void meta_audit_sql(const meta_audit_filter *f, int limit, bool pg, buf_t *sql, meta_audit_args *a) {
     memset(a, 0, sizeof *a);
-    buf_puts(sql, "SELECT event_id, time_us, request_id, correlation_id, principal, user_name, source_address,"
-                  " action, bucket, key, version_id, outcome, status, error_code, bytes_in, bytes_out, duration_us"
-                  " FROM audit_events WHERE true");
+    /* The conditions every arm shares, with their parameters numbered once. */
+    buf_t w;
+    buf_init(&w);
     const struct {
         const char *col, *val;
     } eq[] = {{"correlation_id", f->correlation_id}, {"request_id", f->request_id}, {"action", f->action},
               {"bucket", f->bucket}, {"outcome", f->outcome}};
     for (size_t i = 0; i < sizeof eq / sizeof eq[0]; i++) {
         if (!audit_set(eq[i].val)) continue;
-        buf_printf(sql, " AND %s = ", eq[i].col);
-        audit_arg_str(pg, sql, a, eq[i].val);
-    }
-    if (audit_set(f->principal)) {
-        buf_puts(sql, " AND (principal = ");
-        audit_arg_str(pg, sql, a, f->principal);
-        buf_printf(sql, pg ? " OR user_name = $%d::text)" : " OR user_name = ?%d)", a->n);
+        buf_printf(&w, " AND %s = ", eq[i].col);
+        audit_arg_str(pg, &w, a, eq[i].val);
     }
     if (audit_set(f->key_prefix)) {
         /* The lower bound lets an index range start at the prefix; the
          * comparison of the first characters is exact on both backends
          * (no successor string, which need not be valid UTF-8). */
-        buf_puts(sql, " AND key >= ");
-        audit_arg_str(pg, sql, a, f->key_prefix);
-        buf_printf(sql, pg ? " AND substr(key, 1, length($%d::text)) = $%d::text" : " AND substr(key, 1, length(?%d)) = ?%d",
+        buf_puts(&w, " AND key >= ");
+        audit_arg_str(pg, &w, a, f->key_prefix);
+        buf_printf(&w, pg ? " AND substr(key, 1, length($%d::text)) = $%d::text" : " AND substr(key, 1, length(?%d)) = ?%d",
                    a->n, a->n);
     }
     if (f->from_us > 0) {
-        buf_puts(sql, " AND time_us >= ");
-        audit_arg_int(pg, sql, a, f->from_us);
+        buf_puts(&w, " AND time_us >= ");
+        audit_arg_int(pg, &w, a, f->from_us);
     }
     if (f->to_us > 0) {
-        buf_puts(sql, " AND time_us < ");
-        audit_arg_int(pg, sql, a, f->to_us);
+        buf_puts(&w, " AND time_us < ");
+        audit_arg_int(pg, &w, a, f->to_us);
     }
     if (f->after_set) {
-        buf_puts(sql, " AND (time_us, event_id) > (");
-        audit_arg_int(pg, sql, a, f->after_time_us);
-        buf_puts(sql, ", ");
-        audit_arg_str(pg, sql, a, f->after_id);
-        buf_puts(sql, ")");
+        buf_puts(&w, " AND (time_us, event_id) > (");
+        audit_arg_int(pg, &w, a, f->after_time_us);
+        buf_puts(&w, ", ");
+        audit_arg_str(pg, &w, a, f->after_id);
+        buf_puts(&w, ")");
     }
-    buf_printf(sql, " ORDER BY time_us, event_id LIMIT %d", limit);
+    const char *where = w.data ? w.data : "";
+    if (w.oom) sql->oom = true;
+    if (!audit_set(f->principal)) {
+        buf_printf(sql, "SELECT " AUDIT_COLUMNS " FROM audit_events WHERE true%s ORDER BY time_us, event_id LIMIT %d",
+                   where, limit);
+        buf_free(&w);
+        return;
+    }
+    /* principal matches either column: one ordered range per column's
+     * index, each at most a page, merged, so a page still costs a page
+     * (an OR would read every event of the principal and sort them). */
+    char p[24];
+    buf_t arg;
+    buf_init(&arg);
+    audit_arg_str(pg, &arg, a, f->principal);
+    snprintf(p, sizeof p, "%s", arg.data ? arg.data : "");
+    if (arg.oom) sql->oom = true;
+    buf_free(&arg);
+    buf_printf(sql,
+               "SELECT " AUDIT_COLUMNS " FROM ("
+               "SELECT " AUDIT_COLUMNS " FROM (SELECT " AUDIT_COLUMNS " FROM audit_events WHERE principal = %s%s"
+               " ORDER BY time_us, event_id LIMIT %d) AS by_principal"
+               " UNION "
+               "SELECT " AUDIT_COLUMNS " FROM (SELECT " AUDIT_COLUMNS " FROM audit_events WHERE user_name = %s%s"
+               " ORDER BY time_us, event_id LIMIT %d) AS by_user"
+               ") AS either ORDER BY time_us, event_id LIMIT %d",
+               p, where, limit, p, where, limit, limit);
+    buf_free(&w);
 }
 
 int meta_audit_row_fill(meta_audit_row *r, const char *const *t, const size_t *len, const int64_t *ints) {

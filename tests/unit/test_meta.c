@@ -6484,6 +6484,19 @@ Test(audit, every_filter_selects_what_it_names_in_time_order) {
     cr_expect_str_eq(audit_ids(f.ms, &q, 100), "7,8,1,6,5,");
     q.correlation_id = "c1";
     cr_expect_str_eq(audit_ids(f.ms, &q, 2), "7,8,", "after and limit together: the next page");
+    /* A principal that is also its own user: the event once. */
+    audit_ev same;
+    audit_mk(&same, 9, 50, "c9", "SELF", "SELF", "b1", "k", "success");
+    cr_assert_eq(audit_insert_evs(f.ms, &same, 1, &ins), 0);
+    q = (meta_audit_filter){.principal = "SELF"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 100), "9,");
+    /* principal with a cursor and a limit: pages through both columns. */
+    q = (meta_audit_filter){.principal = "AK1"};
+    cr_expect_str_eq(audit_ids(f.ms, &q, 2), "3,1,");
+    q.after_set = true;
+    q.after_time_us = 500;
+    snprintf(q.after_id, sizeof q.after_id, "%032x", 1);
+    cr_expect_str_eq(audit_ids(f.ms, &q, 2), "5,");
     fx_close(&f);
 }
 
