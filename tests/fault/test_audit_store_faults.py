@@ -46,7 +46,8 @@ def audit(tmp_path):
         fault_file = tmp_path / f"fault{len(made)}.spec"
         fault_file.write_text(fault)
         srv = AuditServer(tmp_path / f"a{len(made)}", root=(random_access_key(), random_secret()),
-                          env={"CAIRN_TEST_FAULT": fault, "CAIRN_TEST_FAULT_FILE": str(fault_file)},
+                          env={"CAIRN_TEST_FAULT": fault, "CAIRN_TEST_FAULT_FILE": str(fault_file),
+                               "CAIRN_AUDIT_RETENTION_DAYS": "0"},
                           name=f"audit{len(made)}")
         srv.fault_file = fault_file
         made.append(srv)

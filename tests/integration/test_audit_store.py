@@ -46,6 +46,10 @@ def make_audit(tmp_path):
     made = []
 
     def factory(env=None, start=True):
+        # Events here carry fixed times, which the default retention (90
+        # days before now) would delete under the test: keep them unless
+        # the test is about retention.
+        env = {"CAIRN_AUDIT_RETENTION_DAYS": "0", **(env or {})}
         srv = AuditServer(tmp_path / f"audit{len(made) + 1}", env=env,
                           root=(random_access_key(), random_secret()), name=f"audit{len(made) + 1}")
         made.append(srv)
@@ -343,7 +347,7 @@ def test_only_root_and_users_with_the_audit_right(store):
 
 
 def test_cairn_server_serves_the_same_api_beside_s3(make_server):
-    srv = make_server()
+    srv = make_server(env={"CAIRN_AUDIT_RETENTION_DAYS": "0"})
     evs = [event(i, correlation_id="embedded") for i in range(3)]
     r = post(srv, {"events": evs})
     assert r.status == 200 and body(r) == {"accepted": 3, "duplicates": 0}
@@ -474,7 +478,8 @@ def test_cairn_gateway_serves_the_api_too(tmp_path):
         for n in nodes:
             n.start()
         gw = Gateway(tmp_path / "gateway", nodes, {"CAIRN_CLUSTER_SECRET": SECRET, "CAIRN_EC_DATA": "1",
-                                                   "CAIRN_EC_PARITY": "0", "CAIRN_EC_BLOCK_SIZE": "4KiB"})
+                                                   "CAIRN_EC_PARITY": "0", "CAIRN_EC_BLOCK_SIZE": "4KiB",
+                                                   "CAIRN_AUDIT_RETENTION_DAYS": "0"})
         _started_servers.append(gw)
         gw.start()
         evs = [event(i, correlation_id="gw") for i in range(4)]
