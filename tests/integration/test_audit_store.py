@@ -494,3 +494,39 @@ def test_cairn_gateway_serves_the_api_too(tmp_path):
             gw.kill()
         for n in nodes:
             n.kill9()
+
+
+# ---- the database in trouble ------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only("holds the SQLite write lock from another process")
+def test_a_busy_database_is_503_with_retry_after_and_the_retry_lands(make_audit):
+    import sqlite3
+    srv = make_audit()
+    doc = {"events": [event(i, correlation_id="busy") for i in range(3)]}
+    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        r = post(srv, doc)
+        assert r.status == 503, r.body
+        assert r.header("Retry-After") == "1"
+        assert body(r)["error"] == "SlowDown"
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert query_all(srv, correlation_id="busy")[0] == []
+    assert body(post(srv, doc)) == {"accepted": 3, "duplicates": 0}
+
+
+@pytest.mark.sqlite_only("drops a table in the SQLite file under the server")
+def test_a_database_that_refuses_is_500_not_a_crash(make_audit):
+    import sqlite3
+    srv = make_audit()
+    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db.execute("DROP TABLE audit_events")
+    db.close()
+    r = post(srv, [event(1)])
+    assert r.status == 500 and body(r)["error"] == "InternalError", r.body
+    r = get(srv)
+    assert r.status == 500 and body(r)["error"] == "InternalError", r.body
+    assert srv.alive()
