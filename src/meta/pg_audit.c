@@ -46,13 +46,29 @@ static int insert_one(pg_conn *c, const meta_audit_event *e, int *inserted) {
     return err;
 }
 
+static int by_event_id(const void *a, const void *b) {
+    return strcmp((*(const meta_audit_event *const *)a)->event_id, (*(const meta_audit_event *const *)b)->event_id);
+}
+
+/* The events go in in event_id order: a batch waits on another's
+ * uncommitted insert of the same id (the unique index), and two batches
+ * that share ids in different orders would otherwise deadlock (two
+ * gateways replaying overlapping batches at once). */
 int pg_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *inserted) {
     pg_store *ms = PG(base_);
+    const meta_audit_event **order = malloc((size_t)n * sizeof *order);
+    if (!order) return CAIRN_ENOMEM;
+    for (int i = 0; i < n; i++) order[i] = &ev[i];
+    qsort(order, (size_t)n, sizeof *order, by_event_id);
     pg_conn *c;
     int err = pg_tx_begin(ms, &c);
-    if (err != 0) return err;
+    if (err != 0) {
+        free(order);
+        return err;
+    }
     int got = 0;
-    for (int i = 0; i < n && err == 0; i++) err = insert_one(c, &ev[i], &got);
+    for (int i = 0; i < n && err == 0; i++) err = insert_one(c, order[i], &got);
+    free(order);
     err = pg_tx_end(ms, c, err);
     if (err == 0) *inserted = got;
     return err;

@@ -149,6 +149,20 @@ def test_a_retried_batch_is_never_duplicated(store):
     assert len({e["event_id"] for e in got}) == 6
 
 
+def test_the_same_batch_from_eight_clients_at_once_is_stored_once(store):
+    from concurrent.futures import ThreadPoolExecutor
+    evs = [event(i, correlation_id="race") for i in range(200)]
+    batches = [evs[(k * 25) % 200:] + evs[:(k * 25) % 200] for k in range(8)]  # the same events, rotated
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda b: post(store, {"events": b}), batches))
+    assert all(r.status == 200 for r in answers), [r.body for r in answers]
+    docs = [body(r) for r in answers]
+    assert sum(d["accepted"] for d in docs) == 200, docs
+    assert all(d["accepted"] + d["duplicates"] == 200 for d in docs)
+    got, _ = query_all(store, correlation_id="race", limit=1000)
+    assert sorted(e["event_id"] for e in got) == sorted(e["event_id"] for e in evs)
+
+
 @pytest.mark.parametrize("index,change,field", [
     (3, {"status": 600}, "status"),
     (0, {"event_id": "ABC"}, "event_id"),
