@@ -37,6 +37,7 @@ typedef struct {
     const char *redis_url;     /* "" or NULL: no L2 and no channel */
     int redis_timeout_ms;
     int redis_breaker_ms;
+    int lease_ms;              /* cache_lease_ms: leases (l2.h); 0 = a seq read per request */
     /* true: a server or gateway, which reads through the cache; false: an
      * admin command, which only invalidates what it writes. */
     bool reader;
@@ -78,6 +79,11 @@ typedef struct {
     uint64_t l1_hits, l1_misses, backend_reads, l2_hits, l2_misses;
 } tiered_counts;
 void tiered_counts_get(meta_store *ms, tiered_counts *out);
+/* Tests: the Redis client under ms (NULL: none), for l2_stats_get and
+ * l2_test_pause. */
+struct l2;
+struct l2 *tiered_test_l2(meta_store *ms);
+
 /* Tests: every backend read of a cached record takes delay_ms longer (so
  * concurrent misses overlap for sure). */
 void tiered_set_load_delay_ms(meta_store *ms, int delay_ms);

@@ -240,6 +240,8 @@ static const option options[] = {
             "Milliseconds a Redis connect or command may take before it counts as failed"),
     OPT_NUM(redis_breaker_ms, "CAIRN_REDIS_BREAKER_MS", 1, 600000, "1000",
             "Milliseconds Redis is left alone after a failure (circuit breaker open) before one probe"),
+    OPT_NUM(cache_lease_ms, "CAIRN_CACHE_LEASE_MS", 0, 60000, "2000",
+            "With Redis: milliseconds of a gateway's cache lease; the L1 answers without asking Redis while it holds one, and a write waits at most this long for a gateway that stopped answering; 0 = one Redis read per request instead. The same on every gateway"),
     OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",
                 "fsync object data and metadata before acknowledging; turn off only for tests"),
     OPT_STR(drives, "CAIRN_DRIVES", check_drives, "DIR,DIR,...", "",

@@ -306,6 +306,7 @@ typedef struct {
     char redis_url[1024];      /* redis_url: the shared L2 and invalidation channel; empty = none */
     int redis_timeout_ms;      /* redis_timeout_ms: connect and command timeout */
     int redis_breaker_ms;      /* redis_breaker_ms: Redis left alone this long after a failure */
+    int cache_lease_ms;        /* cache_lease_ms: a gateway's cache lease in Redis (0: a seq read per request) */
     bool fsync;                /* fsync: fsync object data and metadata (default true) */
     char drives[4096];         /* drives: comma-separated directories; empty = DATA/drives/d0 */
     int ec_data;               /* ec_data: data shards per stripe; 0 = default for the drive count */

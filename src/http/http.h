@@ -98,7 +98,8 @@ int http_respond_fd(http_req *r, unsigned status, int fd, uint64_t offset, uint6
 /* Streams size bytes produced by fn(ud, pos, buf, max), which returns how many
  * bytes it wrote (> 0) or a negative value to abort the connection (the status
  * line is already sent by then).  free_fn(ud) runs when the response is done.
- * For HEAD, fn is never called. */
+ * For HEAD, fn is never called: pass NULL (the headers of a body of size,
+ * and no buffer for one). */
 typedef long (*http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
 int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream_fn fn, void *ud,
                         void (*free_fn)(void *ud));
