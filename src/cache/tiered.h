@@ -16,9 +16,12 @@
  *     to it while it runs bump a counter in a small shared file beside it
  *     (epoch_path), which the server checks on every read and which flushes
  *     its L1 when it moved;
- *   - with Redis: a read first learns the current invalidation seq, and uses
- *     the L1 only once this gateway applied every invalidation up to it (see
- *     l2.h); while the channel is down the L1 is flushed and bypassed;
+ *   - with Redis: the L1 answers while this gateway holds its cache lease
+ *     and has applied every invalidation its renewal named, and writers
+ *     wait for every lease holder (l2.h); with lease_ms 0 a read first
+ *     learns the current invalidation seq instead, and uses the L1 only once
+ *     this gateway applied every invalidation up to it; while the channel
+ *     is down the L1 is flushed and bypassed;
  *   - PostgreSQL without Redis: other gateways' writes cannot be seen, so
  *     nothing is cached.
  * Access keys live in L1 only (with their sealed secret), never in Redis.
@@ -52,8 +55,8 @@ typedef struct {
 int tiered_wrap(meta_store *inner, const tiered_options *o, meta_store **out, char *why, size_t whylen);
 
 /* A request's bounds, on the thread that serves it: between them, reads
- * share the first one's check of what this gateway has heard (one Redis
- * round trip a request instead of one a read).  Reads outside a scope
+ * share the first one's check of what this gateway has heard (without
+ * leases: one Redis round trip a request instead of one a read).  Reads outside a scope
  * (background work) check each time.  Any write acknowledged before the
  * request began is still seen; one acknowledged while it runs is concurrent
  * with it, and may or may not be. */
