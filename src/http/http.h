@@ -159,4 +159,22 @@ int http_server_inflight(http_server *s);
 /* Closes all connections and frees the server. */
 void http_server_stop(http_server *s);
 
+/* ---- the outbound client (client.c, libcurl) ---------------------------------
+ * One client is one connection kept alive between calls; use it from one
+ * thread at a time.  Every call ends within connect_timeout_ms to connect
+ * and timeout_ms in all. */
+typedef struct http_client http_client;
+
+/* max_response: bytes of an answer's body kept (0: 64 KiB); the rest is
+ * read and dropped.  CAIRN_ENOMEM, CAIRN_EIO (libcurl cannot start). */
+int http_client_new(int connect_timeout_ms, int timeout_ms, size_t max_response, http_client **out);
+void http_client_free(http_client *c);
+/* POSTs len bytes of body to url (http or https, no redirects) with the
+ * Content-Type given and extra headers ("Name: value", NULL-terminated list,
+ * or NULL).  0 with *status the HTTP status (whatever it is) and response
+ * (may be NULL) its first bytes; CAIRN_ETIMEDOUT (a timeout), CAIRN_EIO (no
+ * connection, a reset, a malformed answer), CAIRN_ENOMEM. */
+int http_client_post(http_client *c, const char *url, const char *content_type, const char *const *headers,
+                     const void *body, size_t len, long *status, buf_t *response);
+
 #endif
