@@ -200,14 +200,7 @@ static bool wait_until_locked(logship *ls, int64_t until_ms) {
     while (!ls->stopping) {
         int64_t left = until_ms - mono_ms();
         if (left <= 0) return false;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (long)(left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = time_deadline(CLOCK_REALTIME, left);
         pthread_cond_timedwait(&ls->cv, &ls->mu, &ts);
     }
     return true;
@@ -330,6 +323,15 @@ static void *shipper_main(void *arg) {
 
 /* ---- life ---------------------------------------------------------------------------------- */
 
+static void release(logship *ls) {
+    http_client_free(ls->hc);
+    free(ls->url);
+    free(ls->service);
+    pthread_cond_destroy(&ls->cv);
+    pthread_mutex_destroy(&ls->mu);
+    free(ls);
+}
+
 int logship_start(const logship_options *o, logship **out) {
     *out = NULL;
     if (!o->url || !o->url[0]) return CAIRN_EINVAL;
@@ -350,12 +352,7 @@ int logship_start(const logship_options *o, logship **out) {
     int rc = ls->url && ls->service ? http_client_new(ls->o.timeout_ms, ls->o.timeout_ms, 4096, &ls->hc) : CAIRN_ENOMEM;
     if (rc == 0 && pthread_create(&ls->th, NULL, shipper_main, ls) != 0) rc = CAIRN_ENOMEM;
     if (rc != 0) {
-        http_client_free(ls->hc);
-        free(ls->url);
-        free(ls->service);
-        pthread_cond_destroy(&ls->cv);
-        pthread_mutex_destroy(&ls->mu);
-        free(ls);
+        release(ls);
         return rc;
     }
     log_set_sink(sink, ls);
@@ -374,12 +371,7 @@ uint64_t logship_stop(logship *ls, int deadline_ms) {
     pthread_mutex_unlock(&ls->mu);
     pthread_join(ls->th, NULL);
     uint64_t left = ls->st.dropped - dropped_before;
-    http_client_free(ls->hc);
-    free(ls->url);
-    free(ls->service);
-    pthread_cond_destroy(&ls->cv);
-    pthread_mutex_destroy(&ls->mu);
-    free(ls);
+    release(ls);
     return left;
 }
 

@@ -359,14 +359,7 @@ int l2_sync(l2 *r, uint64_t *seq, uint64_t *epoch) {
 }
 
 bool l2_wait_applied(l2 *r, uint64_t seq, int wait_ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = time_deadline(CLOCK_REALTIME, wait_ms);
     pthread_mutex_lock(&r->mu);
     while (r->channel_up && r->applied < seq && !r->stopping)
         if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT) break;
@@ -616,11 +609,7 @@ static void wait_for_holders(l2 *r, uint64_t seq, const redisReply *rep) {
         if (listening) {
             int64_t ms = next - now;
             if (ms > 100) ms = 100;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long)ms * 1000000L;
-            ts.tv_sec += ts.tv_nsec / 1000000000L;
-            ts.tv_nsec %= 1000000000L;
+            struct timespec ts = time_deadline(CLOCK_REALTIME, ms);
             pthread_cond_timedwait(&r->cv, &r->mu, &ts);
             pthread_mutex_unlock(&r->mu);
         } else {

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -154,6 +155,9 @@ typedef struct {
 
 int64_t time_now_ms(void);      /* wall clock, ms since epoch */
 int64_t time_mono_ns(void);     /* monotonic, ns */
+/* The time ms from now on clock clk (CLOCK_REALTIME for a default condition
+ * variable, CLOCK_MONOTONIC for one set so): a pthread wait's deadline. */
+struct timespec time_deadline(clockid_t clk, int64_t ms);
 /* RFC 3339 with milliseconds, UTC: 2026-11-21T10:00:00.000Z.  out >= 32. */
 void time_fmt_iso8601(int64_t ms, char *out, size_t n);
 /* RFC 7231 IMF-fixdate: Sat, 21 Nov 2026 10:00:00 GMT.  out >= 32. */
