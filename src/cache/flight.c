@@ -58,17 +58,7 @@ static void flight_release(l1_flight *f) {
     free(f);
 }
 
-static struct timespec deadline_after(int64_t ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    return ts;
-}
+static struct timespec deadline_after(int64_t ms) { return time_deadline(CLOCK_MONOTONIC, ms); }
 
 /* Called with the lock held, returns with it released: waits for f's
  * result and copies it out. */
