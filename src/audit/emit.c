@@ -13,7 +13,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
@@ -67,9 +66,49 @@ static void json_string(buf_t *b, const char *s, size_t n) {
     buf_putc(b, '"');
 }
 
-static void field(buf_t *b, const char *name, const char *v) {
-    buf_printf(b, ",\"%s\":", name);
+/* name is a literal with its quotes and colon: ",\"user\":". */
+#define FIELD(b, name, v) field((b), name, sizeof name - 1, (v))
+static void field(buf_t *b, const char *name, size_t nlen, const char *v) {
+    buf_append(b, name, nlen);
     json_string(b, v ? v : "", v ? strlen(v) : 0);
+}
+
+#define NUMBER(b, name, v) number((b), name, sizeof name - 1, (v))
+static void number(buf_t *b, const char *name, size_t nlen, uint64_t v) {
+    char d[24];
+    int i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_append(b, name, nlen);
+    buf_append(b, d + i, sizeof d - (size_t)i);
+}
+
+/* "2026-11-30T17:41:02.123456Z" from microseconds since the epoch, without
+ * gmtime (days to a civil date: Howard Hinnant's algorithm). */
+static void iso_time(int64_t us, char out[28]) {
+    int64_t secs = us >= 0 ? us / 1000000 : 0, frac = us >= 0 ? us % 1000000 : 0;
+    int64_t days = secs / 86400, rem = secs % 86400;
+    int64_t z = days + 719468, era = z / 146097, doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    int64_t parts[7] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60, frac};
+    static const int width[7] = {4, 2, 2, 2, 2, 2, 6};
+    static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    int o = 0;
+    for (int k = 0; k < 7; k++) {
+        int64_t v = parts[k];
+        for (int w = width[k] - 1; w >= 0; w--) {
+            out[o + w] = (char)('0' + v % 10);
+            v /= 10;
+        }
+        o += width[k];
+        out[o++] = sep[k];
+    }
+    out[o] = '\0';
 }
 
 const char *audit_outcome(unsigned status) {
@@ -78,43 +117,74 @@ const char *audit_outcome(unsigned status) {
 }
 
 int audit_emit_encode(const audit_event_fields *e, const char event_id[33], buf_t *out) {
-    char ts[40];
-    time_t secs = (time_t)(e->time_us / 1000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)(e->time_us % 1000000));
+    char ts[28];
+    iso_time(e->time_us, ts);
     const char *rid = e->request_id ? e->request_id : "";
-    buf_puts(out, "{\"event_id\":");
+    buf_append(out, "{\"event_id\":", 12);
     json_string(out, event_id, strlen(event_id));
-    field(out, "time", ts);
-    field(out, "request_id", rid);
-    field(out, "correlation_id", e->correlation_id && e->correlation_id[0] ? e->correlation_id : rid);
-    field(out, "principal", e->principal && e->principal[0] ? e->principal : "anonymous");
-    field(out, "user", e->user);
-    field(out, "source_address", e->source_address);
-    field(out, "action", e->action && e->action[0] ? e->action : "s3:Unknown");
-    field(out, "bucket", e->bucket);
-    buf_puts(out, ",\"key\":");
+    FIELD(out, ",\"time\":", ts);
+    FIELD(out, ",\"request_id\":", rid);
+    FIELD(out, ",\"correlation_id\":", e->correlation_id && e->correlation_id[0] ? e->correlation_id : rid);
+    FIELD(out, ",\"principal\":", e->principal && e->principal[0] ? e->principal : "anonymous");
+    FIELD(out, ",\"user\":", e->user);
+    FIELD(out, ",\"source_address\":", e->source_address);
+    FIELD(out, ",\"action\":", e->action && e->action[0] ? e->action : "s3:Unknown");
+    FIELD(out, ",\"bucket\":", e->bucket);
+    buf_append(out, ",\"key\":", 7);
     size_t kl = e->key ? (e->key_len ? e->key_len : strlen(e->key)) : 0;
     json_string(out, e->key, kl);
-    field(out, "version_id", e->version_id);
-    field(out, "outcome", audit_outcome(e->status));
-    buf_printf(out, ",\"status\":%u", e->status);
-    field(out, "error_code", e->error_code);
-    buf_printf(out, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_us\":%llu}", (unsigned long long)e->bytes_in,
-               (unsigned long long)e->bytes_out, (unsigned long long)e->duration_us);
+    FIELD(out, ",\"version_id\":", e->version_id);
+    FIELD(out, ",\"outcome\":", audit_outcome(e->status));
+    NUMBER(out, ",\"status\":", e->status);
+    FIELD(out, ",\"error_code\":", e->error_code);
+    NUMBER(out, ",\"bytes_in\":", e->bytes_in);
+    NUMBER(out, ",\"bytes_out\":", e->bytes_out);
+    NUMBER(out, ",\"duration_us\":", e->duration_us);
+    buf_putc(out, '}');
     return out->oom ? CAIRN_ENOMEM : 0;
+}
+
+/* Event ids need to be unique, not secret: each thread draws them from its
+ * own xoshiro256** generator, seeded once from the system's CSPRNG (a
+ * getrandom per event cost more than the rest of the event). */
+static _Thread_local uint64_t rng[4];
+static _Thread_local bool rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(void) {
+    if (!rng_seeded) {
+        do rand_bytes(rng, sizeof rng);
+        while (!(rng[0] | rng[1] | rng[2] | rng[3]));
+        rng_seeded = true;
+    }
+    uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return r;
+}
+
+static void event_id(char out[33]) {
+    unsigned char b[16];
+    uint64_t a = rng_next(), c = rng_next();
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    hex_encode(b, 16, out);
+    out[32] = '\0';
 }
 
 int audit_emit(audit_journal *j, const audit_event_fields *e, bool durable) {
     char id[33];
-    rand_hex_id(id, 16);
+    event_id(id);
     buf_t b;
     buf_init(&b);
-    buf_t *out = &b;
-    int rc = audit_emit_encode(e, id, out);
-    if (rc == 0) rc = audit_journal_append(j, out->data, out->len, durable ? AUDIT_APPEND_DURABLE : 0);
+    buf_reserve(&b, 1024); /* one allocation for a usual event */
+    int rc = audit_emit_encode(e, id, &b);
+    if (rc == 0) rc = audit_journal_append(j, b.data, b.len, durable ? AUDIT_APPEND_DURABLE : 0);
     else log_write(LOG_ERROR, e->request_id, "audit event could not be encoded", NULL);
     buf_free(&b);
     return rc;
