@@ -225,6 +225,12 @@ struct audit_journal {
     int spool_fd;
     uint64_t spool_id, spool_seq;
 
+    /* Whether the journal is full, for audit_journal_admit without the lock:
+     * recomputed under mu after every change of the unshipped bytes or the
+     * oldest record (full_bytes), and the oldest record's time (age). */
+    atomic_bool full_bytes;
+    atomic_int_fast64_t oldest_atomic;
+
     /* figures */
     atomic_uint_fast64_t appended, lost, syncs, corrupt, truncated, refusals, spooled;
     atomic_uint_fast64_t sync_hist[NBUCKETS + 1];
@@ -280,6 +286,12 @@ static int64_t headroom(const audit_journal *j) {
 
 static bool too_old(const audit_journal *j) {
     return j->o.max_age_ms > 0 && j->oldest_ms > 0 && time_now_ms() - j->oldest_ms > j->o.max_age_ms;
+}
+
+/* Refreshes the lock-free view admission reads (under mu). */
+static void refresh_full(audit_journal *j) {
+    atomic_store(&j->full_bytes, unshipped_bytes(j) >= j->o.max_bytes);
+    atomic_store(&j->oldest_atomic, j->oldest_ms);
 }
 
 static void count_lost(audit_journal *j, uint64_t n, const char *why) {
@@ -397,6 +409,7 @@ static void *writer_main(void *arg) {
             count_lost(j, (uint64_t)n, "the journal write or sync failed");
         }
         if (!j->queued && j->last_seq <= j->shipped.seq) j->oldest_ms = 0;
+        refresh_full(j);
         j->tickets_done = last_ticket;
         for (waiter **w = &j->waiters; *w;) {
             if ((*w)->ticket <= last_ticket) {
@@ -485,6 +498,7 @@ int audit_journal_append(audit_journal *j, const void *payload, size_t len, int 
     if (!j->queued) j->queue_first_ns = time_mono_ns();
     if (!j->oldest_ms) j->oldest_ms = now;
     j->queued++;
+    refresh_full(j);
     uint64_t ticket = ++j->tickets;
     atomic_fetch_add(&j->appended, 1);
     if (!(flags & AUDIT_APPEND_DURABLE)) {
@@ -515,9 +529,9 @@ int audit_journal_sync(audit_journal *j) {
 }
 
 int audit_journal_admit(audit_journal *j) {
-    pthread_mutex_lock(&j->mu);
-    bool full = unshipped_bytes(j) >= j->o.max_bytes || too_old(j);
-    pthread_mutex_unlock(&j->mu);
+    int64_t oldest = atomic_load(&j->oldest_atomic);
+    bool full = atomic_load(&j->full_bytes) ||
+                (j->o.max_age_ms > 0 && oldest > 0 && time_now_ms() - oldest > j->o.max_age_ms);
     if (!full || j->o.overflow == AUDIT_OVERFLOW_SPOOL) return 0;
     atomic_fetch_add(&j->refusals, 1);
     return CAIRN_EBUSY;
@@ -670,6 +684,7 @@ static int recover(audit_journal *j) {
     j->next_seq = c.max_seq + 1;
     j->last_seq = c.max_seq;
     if (j->last_seq <= j->shipped.seq) j->oldest_ms = 0;
+    refresh_full(j);
 
     uint64_t *sp;
     size_t ns;
@@ -903,6 +918,7 @@ int audit_journal_commit(audit_journal *j, audit_cursor upto) {
     int64_t t = first_time_after(j, upto);
     if (!t && j->queued) t = time_now_ms();
     j->oldest_ms = t;
+    refresh_full(j);
     pthread_mutex_unlock(&j->mu);
     return 0;
 }
