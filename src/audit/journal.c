@@ -753,7 +753,7 @@ void audit_journal_close(audit_journal *j) {
     audit_journal_stats st;
     audit_journal_get_stats(j, &st);
     char d[24], b[24], l[24];
-    log_write(st.depth ? LOG_WARN : LOG_INFO, NULL, "audit journal closed", "pending_events", log_int(d, st.depth),
+    log_write(LOG_INFO, NULL, "audit journal closed", "pending_events", log_int(d, st.depth),
               "pending_bytes", log_int(b, st.bytes), "events_lost", log_int(l, (long long)st.lost), NULL);
     if (j->fd >= 0) close(j->fd);
     if (j->spool_fd >= 0) close(j->spool_fd);
