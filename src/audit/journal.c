@@ -213,7 +213,8 @@ struct audit_journal {
     segment *segs;              /* oldest first; under mu */
     size_t nsegs, capsegs;
     int fd;                     /* open segment (writer only) */
-    uint64_t cur_id, cur_size;  /* writer only */
+    uint64_t cur_id;            /* its number: written by the writer under mu */
+    uint64_t cur_size;          /* its durable size (writer only) */
     bool rotate_next;           /* writer only */
     uint64_t next_seq;          /* writer only after open */
     uint64_t last_seq;          /* durable (under mu) */
@@ -313,9 +314,9 @@ static int open_segment(audit_journal *j, uint64_t id) {
     }
     if (j->fd >= 0) close(j->fd);
     j->fd = fd;
-    j->cur_id = id;
     j->cur_size = 0;
     pthread_mutex_lock(&j->mu);
+    j->cur_id = id;             /* commit reads it under mu: never deletes the open segment */
     segment *s = seg_find(j, id);
     int rc = s ? 0 : seg_push(j, id, 0);
     if (s) s->size = 0;
