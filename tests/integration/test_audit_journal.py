@@ -169,6 +169,17 @@ def test_every_s3_api_leaves_one_event(server):
     check_one(s, r, i, "s3:DeleteBucket", 204, **ok)
 
 
+def test_a_users_events_name_the_user(server):
+    u = server.create_user()
+    b = unique_bucket("audituser")
+    r, i = req(server, "PUT", f"/{b}", creds=(u.access_key, u.secret))
+    check_one(server, r, i, "s3:CreateBucket", 200, "success", principal=u.access_key, user=u.name)
+    # Another user's bucket: denied, still named.
+    v = server.create_user()
+    r, i = req(server, "GET", f"/{b}", creds=(v.access_key, v.secret))
+    check_one(server, r, i, "s3:ListBucket", 403, "denied", "AccessDenied", principal=v.access_key, user=v.name)
+
+
 def test_correlation_id_is_carried_and_a_hostile_one_ignored(server):
     r, i = req(server, "GET", "/", headers={"X-Correlation-Id": "order-42/step-1"})
     check_one(server, r, i, "s3:ListAllMyBuckets", 200, "success", correlation_id="order-42/step-1")
