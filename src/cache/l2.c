@@ -23,6 +23,8 @@
 #define DEAD_MS 3000          /* ...and gives the connection up after this much silence */
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
+#define MAX_PEERS 64          /* other gateways whose acknowledgements are remembered */
+#define ACK_POLL_MS 2         /* a writer without the channel polls the acknowledgements this often */
 
 enum { BREAKER_CLOSED = 0, BREAKER_OPEN = 1, BREAKER_HALF = 2 };
 
@@ -51,6 +53,22 @@ struct l2 {
     int stop_pipe[2];
     bool stopping;
     bool rejoin;               /* the instance lost our boot token (a flush): subscribe anew */
+
+    /* Leases (lease_ms > 0; l2.h).  This gateway's id, and its last two
+     * leases as it measures them: valid until (monotonic ms), and the seq
+     * it must have applied before the L1 answers under that lease. */
+    int lease_ms;
+    char gid[33];
+    int64_t lease_until, prev_until;
+    uint64_t lease_need, prev_need;
+    uint64_t epoch_known;      /* the L2 epoch, as renewals and flush messages told */
+    uint64_t acked_sent;       /* the last seq this gateway acknowledged */
+    struct {
+        char gid[33];
+        uint64_t seq;
+    } peers[MAX_PEERS];        /* what other gateways acknowledged, as heard */
+    int npeers, next_peer;
+    bool paused;               /* tests: the subscriber stops reading its messages */
 
     /* Coalesced reads of seq (l2_sync): fetches are numbered as they start;
      * a caller waits for one that started after it arrived. */
@@ -407,27 +425,61 @@ static const char fill_script[] =
     "if g ~= '0' then redis.call('PEXPIRE', p .. 'g:' .. k, ARGV[7]) end "
     "return 1";
 
-/* Invalidates the keys ARGV[3..] (hex) or, with none, everything: every
- * key's generation advances and its value goes, seq advances, and the
- * message carries the new seq. */
+/* Invalidates the keys ARGV[4..] (hex) or, with none, everything (the
+ * epoch advances): every key's generation advances and its value goes, seq
+ * advances, and the message carries the new seq ("SEQ HEX..." or "SEQ
+ * *EPOCH").  With leases (ARGV[3] > 0) it also answers what the writer must
+ * wait for: {seq, young, GID, REMAINING, ...}: every gateway holding a lease
+ * now and the milliseconds its lease has left, and young > 0 when this Redis
+ * came up (or was flushed) less than a lease ago, so a gateway may still
+ * trust a lease it took from the instance before (expired ones are dropped
+ * here). */
 static const char invalidate_script[] =
-    "local p = ARGV[1] "
-    "if #ARGV == 2 then "
-    "  redis.call('INCR', p .. 'epoch') "
-    "  local s = redis.call('INCR', p .. 'seq') "
-    "  redis.call('PUBLISH', p .. 'inval', s .. ' *') "
-    "  return s "
-    "end "
-    "local e = redis.call('GET', p .. 'epoch') or '0' "
-    "for i = 3, #ARGV do "
-    "  local g = p .. 'g:' .. ARGV[i] "
-    "  redis.call('INCR', g) "
-    "  redis.call('PEXPIRE', g, ARGV[2]) "
-    "  redis.call('DEL', p .. 'c:' .. e .. ':' .. ARGV[i]) "
+    "local p, L = ARGV[1], tonumber(ARGV[3]) "
+    "local msg "
+    "if #ARGV == 3 then "
+    "  msg = ' *' .. redis.call('INCR', p .. 'epoch') "
+    "else "
+    "  local e = redis.call('GET', p .. 'epoch') or '0' "
+    "  for i = 4, #ARGV do "
+    "    local g = p .. 'g:' .. ARGV[i] "
+    "    redis.call('INCR', g) "
+    "    redis.call('PEXPIRE', g, ARGV[2]) "
+    "    redis.call('DEL', p .. 'c:' .. e .. ':' .. ARGV[i]) "
+    "  end "
+    "  msg = ' ' .. table.concat(ARGV, ' ', 4) "
     "end "
     "local s = redis.call('INCR', p .. 'seq') "
-    "redis.call('PUBLISH', p .. 'inval', s .. ' ' .. table.concat(ARGV, ' ', 3)) "
-    "return s";
+    "if L == 0 then "
+    "  redis.call('PUBLISH', p .. 'inval', s .. msg) "
+    "  return {s} "
+    "end "
+    /* A counter below what a gateway acknowledged went backwards (a key
+     * evicted or set by hand): it moves on past every acknowledgement, or
+     * an old acknowledgement would answer for this write. */
+    "local a = redis.call('HVALS', p .. 'acks') "
+    "for i = 1, #a do "
+    "  local v = tonumber(a[i]) or 0 "
+    "  if v >= s then s = v + 1 end "
+    "end "
+    "redis.call('SET', p .. 'seq', s) "
+    "redis.call('PUBLISH', p .. 'inval', s .. msg) "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local young = 0 "
+    "if not redis.call('GET', p .. 'boot') then young = L "
+    "else "
+    "  local bt = tonumber(redis.call('GET', p .. 'boot_time') or '0') or 0 "
+    "  if bt + L > now then young = bt + L - now end "
+    "end "
+    "local out = {s, young} "
+    "local h = redis.call('HGETALL', p .. 'leases') "
+    "for i = 1, #h, 2 do "
+    "  local x = tonumber(h[i + 1]) or 0 "
+    "  if x > now then out[#out + 1] = h[i]; out[#out + 1] = x - now "
+    "  else redis.call('HDEL', p .. 'leases', h[i]); redis.call('HDEL', p .. 'acks', h[i]) end "
+    "end "
+    "return out";
 
 /* A generation outlives every value filled under it. */
 static int64_t gen_ttl_ms(int64_t ttl_ms) { return ttl_ms * 2 + 60000; }
@@ -459,8 +511,138 @@ int l2_fill(l2 *r, const void *key, size_t klen, uint64_t epoch, uint64_t gen, c
     return 0;
 }
 
+/* What other gateways acknowledged: the seq gid reported last (0: none heard). */
+static uint64_t peer_acked(const l2 *r, const char *gid) {
+    for (int i = 0; i < r->npeers; i++)
+        if (!strcmp(r->peers[i].gid, gid)) return r->peers[i].seq;
+    return 0;
+}
+
+/* Records gid's acknowledgement of seq (r->mu held). */
+static void peer_heard(l2 *r, const char *gid, uint64_t seq) {
+    if (!strcmp(gid, r->gid)) return;
+    for (int i = 0; i < r->npeers; i++)
+        if (!strcmp(r->peers[i].gid, gid)) {
+            if (seq > r->peers[i].seq) r->peers[i].seq = seq;
+            return;
+        }
+    int i = r->npeers < MAX_PEERS ? r->npeers++ : (r->next_peer++ % MAX_PEERS);
+    snprintf(r->peers[i].gid, sizeof r->peers[i].gid, "%s", gid);
+    r->peers[i].seq = seq;
+}
+
+/* Without the channel (an admin command, or a gateway whose subscriber is
+ * down) the acknowledgements are read from the acks hash instead. */
+static void poll_acks(l2 *r, char (*gids)[33], int n) {
+    const char **argv = calloc((size_t)n + 2, sizeof *argv);
+    buf_t k;
+    buf_init(&k);
+    buf_printf(&k, "%sacks", r->prefix);
+    if (!argv || k.oom) {
+        free(argv);
+        buf_free(&k);
+        return;
+    }
+    argv[0] = "HMGET";
+    argv[1] = k.data;
+    for (int i = 0; i < n; i++) argv[2 + i] = gids[i];
+    redisReply *rep = NULL;
+    if (run(r, n + 2, argv, NULL, &rep) == 0 && rep->type == REDIS_REPLY_ARRAY && rep->elements == (size_t)n) {
+        pthread_mutex_lock(&r->mu);
+        for (int i = 0; i < n; i++)
+            if (rep->element[i]->type == REDIS_REPLY_STRING) peer_heard(r, gids[i], reply_u64(rep->element[i]));
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (rep) freeReplyObject(rep);
+    free(argv);
+    buf_free(&k);
+}
+
+/* The writer's wait (leases): until every other gateway that held a lease
+ * when seq was published acknowledged it or saw its lease run out, and
+ * until a young instance is a lease old.  rep is the script's answer. */
+static void wait_for_holders(l2 *r, uint64_t seq, const redisReply *rep) {
+    int64_t t0 = mono_ms();
+    int64_t young_until = t0 + (int64_t)reply_u64(rep->element[1]);
+    int n = 0;
+    size_t cap = (rep->elements - 2) / 2;
+    char(*gids)[33] = cap ? calloc(cap, sizeof *gids) : NULL;
+    int64_t *until = cap ? calloc(cap, sizeof *until) : NULL;
+    if (cap && (!gids || !until)) {
+        /* No room to track them: wait out every lease (never too short). */
+        free(gids);
+        free(until);
+        gids = NULL;
+        until = NULL;
+        int64_t last = young_until;
+        for (size_t i = 2; i + 1 < rep->elements; i += 2) {
+            int64_t u = t0 + (int64_t)reply_u64(rep->element[i + 1]);
+            if (u > last) last = u;
+        }
+        while (mono_ms() < last) usleep(1000);
+        return;
+    }
+    for (size_t i = 2; i + 1 < rep->elements; i += 2) {
+        const redisReply *g = rep->element[i];
+        if (g->type != REDIS_REPLY_STRING || g->len >= 33 || !strcmp(g->str, r->gid)) continue;
+        memcpy(gids[n], g->str, g->len);
+        gids[n][g->len] = '\0';
+        until[n++] = t0 + (int64_t)reply_u64(rep->element[i + 1]);
+    }
+    bool waited = false, ran_out = false;
+    for (;;) {
+        int64_t now = mono_ms(), next = now < young_until ? young_until : 0;
+        pthread_mutex_lock(&r->mu);
+        int pending = 0;
+        for (int i = 0; i < n; i++) {
+            if (!until[i]) continue;
+            if (peer_acked(r, gids[i]) >= seq) until[i] = 0;
+            else if (now >= until[i]) {
+                until[i] = 0;
+                ran_out = true;
+            } else {
+                pending++;
+                if (!next || until[i] < next) next = until[i];
+            }
+        }
+        bool listening = r->o.subscribe && r->channel_up && !r->stopping;
+        if (!next || r->stopping) {
+            if (waited) r->st.write_waits++;
+            if (ran_out) r->st.lease_timeouts++;
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        waited = true;
+        if (listening) {
+            int64_t ms = next - now;
+            if (ms > 100) ms = 100;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)ms * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+            pthread_mutex_unlock(&r->mu);
+        } else {
+            pthread_mutex_unlock(&r->mu);
+            if (pending) {
+                /* only the ones still pending */
+                char(*left)[33] = calloc((size_t)pending, sizeof *left);
+                int m = 0;
+                for (int i = 0; left && i < n; i++)
+                    if (until[i]) memcpy(left[m++], gids[i], 33);
+                if (left) poll_acks(r, left, m);
+                free(left);
+            }
+            usleep(ACK_POLL_MS * 1000);
+        }
+    }
+    free(gids);
+    free(until);
+}
+
 int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
-    int argc = 5 + n;
+    int argc = 6 + n;
     const char **argv = calloc((size_t)argc, sizeof *argv);
     size_t *lens = calloc((size_t)argc, sizeof *lens);
     buf_t hex;
@@ -475,14 +657,17 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
     if (rc == 0 && hex.oom) rc = CAIRN_ENOMEM;
     redisReply *rep = NULL;
     if (rc == 0) {
-        char gts[24];
+        char gts[24], ls[24];
         snprintf(gts, sizeof gts, "%lld", (long long)gen_ttl_ms(3600 * 1000));
+        snprintf(ls, sizeof ls, "%d", r->lease_ms);
         argv[0] = "EVAL";
         argv[1] = invalidate_script;
         argv[2] = "0";
         argv[3] = r->prefix;
         argv[4] = gts;
-        for (int i = 0; i < n; i++) argv[5 + i] = hex.data + offs[i];
+        argv[5] = ls;
+        for (int i = 0; i < n; i++) argv[6 + i] = hex.data + offs[i];
+        argc = 6 + n;
         for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         rc = run(r, argc, argv, lens, &rep);
     }
@@ -490,6 +675,9 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
     free(lens);
     free(offs);
     buf_free(&hex);
+    if (rc == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || (r->lease_ms > 0 && rep->elements < 2)))
+        rc = CAIRN_EIO;
+    if (rc == 0 && r->lease_ms > 0) wait_for_holders(r, reply_u64(rep->element[0]), rep);
     if (rep) freeReplyObject(rep);
     if (rc == 0) {
         pthread_mutex_lock(&r->mu);
@@ -502,7 +690,8 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
 
 /* ---- the subscriber ----------------------------------------------------------------------- */
 
-/* Applies one published message: "SEQ HEX HEX..." or "SEQ *". */
+/* Applies one published message: "SEQ HEX HEX..." or "SEQ *EPOCH" ("SEQ *"
+ * from older gateways). */
 void l2_apply_message(l2 *r, const char *msg, size_t len) {
     char *end;
     uint64_t seq = strtoull(msg, &end, 10);
@@ -513,8 +702,19 @@ void l2_apply_message(l2 *r, const char *msg, size_t len) {
         const char *t = p;
         while (p < stop && *p != ' ') p++;
         size_t tl = (size_t)(p - t);
-        if (tl == 1 && *t == '*') {
+        if (tl >= 1 && *t == '*') {
             r->o.flush(r->o.ud);
+            uint64_t e = 0;
+            bool digits = tl > 1;
+            for (size_t i = 1; i < tl && digits; i++) {
+                if (t[i] < '0' || t[i] > '9' || e > UINT64_MAX / 10 - 10) digits = false;
+                else e = e * 10 + (uint64_t)(t[i] - '0');
+            }
+            if (digits) {
+                pthread_mutex_lock(&r->mu);
+                if (e > r->epoch_known) r->epoch_known = e;
+                pthread_mutex_unlock(&r->mu);
+            }
         } else if (tl > 0) {
             if (tl % 2 || tl / 2 > sizeof key) { /* not one of ours: trust nothing */
                 r->o.flush(r->o.ud);
@@ -537,13 +737,16 @@ void l2_apply_message(l2 *r, const char *msg, size_t len) {
     pthread_mutex_unlock(&r->mu);
 }
 
-static void set_channel(l2 *r, bool up, const char *boot, uint64_t seq) {
+static void set_channel(l2 *r, bool up, const char *boot, uint64_t seq, uint64_t epoch) {
     pthread_mutex_lock(&r->mu);
     bool was = r->channel_up;
     r->channel_up = up;
+    r->lease_until = r->prev_until = 0; /* a lease is taken anew after the channel */
+    r->acked_sent = 0;
     if (up) {
         snprintf(r->boot, sizeof r->boot, "%s", boot);
         r->applied = seq;
+        r->epoch_known = epoch;
     } else if (was) {
         r->st.channel_drops++;
     }
@@ -564,23 +767,141 @@ static bool sleep_or_stop(l2 *r, int ms) {
     return poll(&p, 1, ms) > 0;
 }
 
-/* Makes sure the instance has a boot token (the first subscriber sets one)
- * and returns it with the seq, after the subscription is in place. */
-static int join_instance(l2 *r, uint64_t *seq, char boot[33]) {
+/* The first subscriber of an instance gives it a boot token and records
+ * when (Redis's clock): a writer treats an instance younger than a lease as
+ * possibly trusted under leases taken from the one before (l2.h). */
+static const char join_script[] =
+    "local p = ARGV[1] "
+    "if redis.call('SET', p .. 'boot', ARGV[2], 'NX') then "
+    "  local t = redis.call('TIME') "
+    "  redis.call('SET', p .. 'boot_time', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) "
+    "end "
+    "return 1";
+
+/* Makes sure the instance has a boot token and returns it with the seq and
+ * the epoch, after the subscription is in place. */
+static int join_instance(l2 *r, uint64_t *seq, uint64_t *epoch, char boot[33]) {
     unsigned char raw[16];
     char tok[33];
     rand_bytes(raw, sizeof raw);
     for (int i = 0; i < 16; i++) snprintf(tok + 2 * i, 3, "%02x", raw[i]);
-    buf_t k;
-    buf_init(&k);
-    buf_printf(&k, "%sboot", r->prefix);
-    const char *argv[] = {"SET", k.data, tok, "NX"};
+    const char *argv[] = {"EVAL", join_script, "0", r->prefix, tok};
     redisReply *rep = NULL;
-    int rc = k.oom ? CAIRN_ENOMEM : run(r, 4, argv, NULL, &rep);
-    buf_free(&k);
+    int rc = run(r, 5, argv, NULL, &rep);
     if (rep) freeReplyObject(rep);
-    uint64_t epoch;
-    return rc == 0 ? sync_boot(r, seq, &epoch, boot) : rc;
+    return rc == 0 ? sync_boot(r, seq, epoch, boot) : rc;
+}
+
+/* Renews this gateway's lease if the instance is still the one joined:
+ * {1, seq, epoch}, or {0} when it is not. */
+static const char renew_script[] =
+    "local p = ARGV[1] "
+    "if redis.call('GET', p .. 'boot') ~= ARGV[4] then return {0} end "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "redis.call('HSET', p .. 'leases', ARGV[2], now + tonumber(ARGV[3])) "
+    "return {1, tonumber(redis.call('GET', p .. 'seq') or '0'), tonumber(redis.call('GET', p .. 'epoch') or '0')}";
+
+/* A lease is trusted for a tenth less than it lasts in Redis: clocks that
+ * run at slightly different rates still end it here first. */
+static int64_t lease_trust_ms(int lease_ms) { return lease_ms - lease_ms / 10; }
+
+/* Takes or renews the lease: 0, CAIRN_ECONFLICT (another instance: rejoin),
+ * or the command's error (the lease is left to run out). */
+static int renew_lease(l2 *r) {
+    char ls[24], boot[33];
+    snprintf(ls, sizeof ls, "%d", r->lease_ms);
+    pthread_mutex_lock(&r->mu);
+    memcpy(boot, r->boot, sizeof boot);
+    pthread_mutex_unlock(&r->mu);
+    const char *argv[] = {"EVAL", renew_script, "0", r->prefix, r->gid, ls, boot};
+    int64_t sent = mono_ms(); /* the lease runs from before Redis granted it */
+    redisReply *rep = NULL;
+    int rc = run(r, 7, argv, NULL, &rep);
+    if (rc != 0) return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) rc = CAIRN_EIO;
+    else if (reply_u64(rep->element[0]) != 1) rc = CAIRN_ECONFLICT;
+    else if (rep->elements < 3) rc = CAIRN_EIO;
+    if (rc == 0) {
+        uint64_t seq = reply_u64(rep->element[1]), epoch = reply_u64(rep->element[2]);
+        pthread_mutex_lock(&r->mu);
+        if (seq < r->applied) { /* the counter went backwards: join anew */
+            pthread_mutex_unlock(&r->mu);
+            freeReplyObject(rep);
+            return CAIRN_ECONFLICT;
+        }
+        if (r->lease_until <= sent) r->st.lease_lapses += r->lease_until ? 1 : 0;
+        r->prev_until = r->lease_until;
+        r->prev_need = r->lease_need;
+        r->lease_until = sent + lease_trust_ms(r->lease_ms);
+        r->lease_need = seq;
+        if (epoch > r->epoch_known) r->epoch_known = epoch;
+        r->st.lease_renewals++;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* Tells writers this gateway applied every message up to seq (only while it
+ * holds a lease: a gateway without one is not waited for). */
+static const char ack_script[] =
+    "local p = ARGV[1] "
+    "if redis.call('HEXISTS', p .. 'leases', ARGV[2]) == 0 then return 0 end "
+    "redis.call('HSET', p .. 'acks', ARGV[2], ARGV[3]) "
+    "redis.call('PUBLISH', p .. 'ack', ARGV[2] .. ' ' .. ARGV[3]) "
+    "return 1";
+
+static void send_ack(l2 *r) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t seq = r->applied;
+    bool due = r->lease_ms > 0 && seq > r->acked_sent;
+    pthread_mutex_unlock(&r->mu);
+    if (!due) return;
+    char ss[24];
+    snprintf(ss, sizeof ss, "%llu", (unsigned long long)seq);
+    const char *argv[] = {"EVAL", ack_script, "0", r->prefix, r->gid, ss};
+    redisReply *rep = NULL;
+    if (run(r, 6, argv, NULL, &rep) == 0) {
+        pthread_mutex_lock(&r->mu);
+        if (seq > r->acked_sent) r->acked_sent = seq;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (rep) freeReplyObject(rep);
+}
+
+/* An acknowledgement heard on the channel: "GID SEQ". */
+static void heard_ack(l2 *r, const char *msg, size_t len) {
+    const char *sp = memchr(msg, ' ', len);
+    if (!sp || sp == msg || (size_t)(sp - msg) >= 33) return;
+    char gid[33];
+    memcpy(gid, msg, (size_t)(sp - msg));
+    gid[sp - msg] = '\0';
+    uint64_t seq = strtoull(sp + 1, NULL, 10);
+    pthread_mutex_lock(&r->mu);
+    peer_heard(r, gid, seq);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool l2_lease_usable(l2 *r, uint64_t *epoch) {
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&r->mu);
+    bool ok = r->channel_up && !r->rejoin && !r->stopping &&
+              ((now < r->lease_until && r->applied >= r->lease_need) ||
+               (now < r->prev_until && r->applied >= r->prev_need));
+    *epoch = r->epoch_known;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+bool l2_leases(const l2 *r) { return r->lease_ms > 0; }
+
+void l2_test_pause(l2 *r, bool paused) {
+    pthread_mutex_lock(&r->mu);
+    r->paused = paused;
+    pthread_mutex_unlock(&r->mu);
 }
 
 static bool send_ping(redisContext *c) {
@@ -591,12 +912,22 @@ static bool send_ping(redisContext *c) {
     return true;
 }
 
-/* Reads the subscribed connection until it fails or stop. */
-static void listen_loop(l2 *r, redisContext *c) {
-    int64_t last_rx = mono_ms(), last_ping = mono_ms();
+/* Reads the subscribed connection until it fails or stop; renews the lease
+ * and acknowledges what it applied on the way. */
+static void listen_loop(l2 *r, redisContext *c, const char *ack_chan) {
+    int64_t last_rx = mono_ms(), last_ping = mono_ms(), last_renew = mono_ms();
+    int renew_every = r->lease_ms > 0 ? r->lease_ms / 4 : 0;
     for (;;) {
-        struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = r->stop_pipe[0], .events = POLLIN}};
-        int n = poll(p, 2, PING_MS);
+        pthread_mutex_lock(&r->mu);
+        bool paused = r->paused;
+        pthread_mutex_unlock(&r->mu);
+        int wait = PING_MS;
+        if (renew_every) {
+            int64_t left = last_renew + renew_every - mono_ms();
+            wait = left < 0 ? 0 : left < wait ? (int)left : wait;
+        }
+        struct pollfd p[2] = {{.fd = c->fd, .events = paused ? 0 : POLLIN}, {.fd = r->stop_pipe[0], .events = POLLIN}};
+        int n = poll(p, 2, paused && wait > 10 ? 10 : wait);
         if (n < 0 && errno != EINTR) return;
         if (p[1].revents) return;
         pthread_mutex_lock(&r->mu);
@@ -608,7 +939,10 @@ static void listen_loop(l2 *r, redisContext *c) {
             return;
         }
         int64_t now = mono_ms();
-        if (p[0].revents) {
+        pthread_mutex_lock(&r->mu);
+        paused = r->paused; /* as it is now, not as before the poll */
+        pthread_mutex_unlock(&r->mu);
+        if (p[0].revents && !paused) {
             if (redisBufferRead(c) != REDIS_OK) return;
             void *reply;
             for (;;) {
@@ -617,10 +951,23 @@ static void listen_loop(l2 *r, redisContext *c) {
                 redisReply *rep = reply;
                 last_rx = now;
                 if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 && rep->element[0]->type == REDIS_REPLY_STRING &&
-                    !strcmp(rep->element[0]->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING)
-                    l2_apply_message(r, rep->element[2]->str, rep->element[2]->len);
+                    !strcmp(rep->element[0]->str, "message") && rep->element[1]->type == REDIS_REPLY_STRING &&
+                    rep->element[2]->type == REDIS_REPLY_STRING) {
+                    if (!strcmp(rep->element[1]->str, ack_chan)) heard_ack(r, rep->element[2]->str, rep->element[2]->len);
+                    else l2_apply_message(r, rep->element[2]->str, rep->element[2]->len);
+                }
                 freeReplyObject(rep);
             }
+            send_ack(r);
+        }
+        if (paused) last_rx = now; /* not reading is not silence */
+        if (renew_every && now - last_renew >= renew_every) {
+            last_renew = now;
+            if (renew_lease(r) == CAIRN_ECONFLICT) {
+                log_write(LOG_WARN, NULL, "redis was flushed or replaced under the cache: subscribing anew", NULL);
+                return;
+            }
+            if (!paused) send_ack(r); /* one that failed before */
         }
         if (now - last_rx > DEAD_MS) {
             log_write(LOG_WARN, NULL, "redis subscriber heard nothing, not even a ping's answer: reconnecting", NULL);
@@ -636,28 +983,30 @@ static void listen_loop(l2 *r, redisContext *c) {
 static void *subscriber_main(void *arg) {
     l2 *r = arg;
     int backoff = BACKOFF_MIN_MS;
-    buf_t chan;
+    buf_t chan, ack;
     buf_init(&chan);
+    buf_init(&ack);
     buf_printf(&chan, "%sinval", r->prefix);
+    buf_printf(&ack, "%sack", r->prefix);
     while (!sleep_or_stop(r, 0)) {
         redisContext *c = connect_redis(r);
         redisReply *rep = NULL;
         int rc = CAIRN_EIO;
         if (c) {
-            const char *argv[] = {"SUBSCRIBE", chan.data};
-            rep = command(c, 2, argv, NULL, &rc);
+            const char *argv[] = {"SUBSCRIBE", chan.data, ack.data};
+            rep = command(c, r->lease_ms > 0 ? 3 : 2, argv, NULL, &rc);
         }
-        uint64_t seq = 0;
+        uint64_t seq = 0, epoch = 0;
         char boot[33] = "";
         /* Subscribed first, then the seq: a message published in between is
          * applied twice at worst, never missed. */
-        if (rep && rep->type == REDIS_REPLY_ARRAY && join_instance(r, &seq, boot) == 0 && boot[0]) {
+        if (rep && rep->type == REDIS_REPLY_ARRAY && join_instance(r, &seq, &epoch, boot) == 0 && boot[0]) {
             freeReplyObject(rep);
             rep = NULL;
             backoff = BACKOFF_MIN_MS;
-            set_channel(r, true, boot, seq);
-            listen_loop(r, c);
-            set_channel(r, false, "", 0);
+            set_channel(r, true, boot, seq, epoch);
+            if (r->lease_ms <= 0 || renew_lease(r) != CAIRN_ECONFLICT) listen_loop(r, c, ack.data);
+            set_channel(r, false, "", 0, 0);
         }
         if (rep) freeReplyObject(rep);
         if (c) redisFree(c);
@@ -665,6 +1014,7 @@ static void *subscriber_main(void *arg) {
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
     buf_free(&chan);
+    buf_free(&ack);
     return NULL;
 }
 
@@ -686,6 +1036,10 @@ int l2_new(const l2_options *o, l2 **out, char *why, size_t whylen) {
     r->breaker_ms = o->breaker_ms > 0 ? o->breaker_ms : 1000;
     r->pool_max = o->pool > 0 ? (o->pool < MAX_POOL ? o->pool : MAX_POOL) : 4;
     snprintf(r->prefix, sizeof r->prefix, "%s", o->prefix && o->prefix[0] ? o->prefix : "cairn:");
+    r->lease_ms = o->lease_ms <= 0 ? 0 : o->lease_ms < 100 ? 100 : o->lease_ms; /* renewed every quarter */
+    unsigned char raw[16];
+    rand_bytes(raw, sizeof raw);
+    for (int i = 0; i < 16; i++) snprintf(r->gid + 2 * i, 3, "%02x", raw[i]);
     r->stop_pipe[0] = r->stop_pipe[1] = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
@@ -713,6 +1067,16 @@ void l2_free(l2 *r) {
         (void)w;
     }
     if (r->sub_started) pthread_join(r->sub, NULL);
+    if (r->sub_started && r->lease_ms > 0) {
+        /* Writers need not wait this lease out: it is given back. */
+        buf_t k;
+        buf_init(&k);
+        buf_printf(&k, "%sleases", r->prefix);
+        const char *argv[] = {"HDEL", k.data, r->gid};
+        redisReply *rep = NULL;
+        if (!k.oom && run(r, 3, argv, NULL, &rep) == 0) freeReplyObject(rep);
+        buf_free(&k);
+    }
     for (int i = 0; i < 2; i++)
         if (r->stop_pipe[i] >= 0) close(r->stop_pipe[i]);
     for (int i = 0; i < r->nidle; i++) redisFree(r->idle[i]);
@@ -728,6 +1092,7 @@ void l2_stats_get(l2 *r, l2_stats *out) {
     out->breaker = r->breaker;
     out->channel_up = r->channel_up;
     out->applied = r->applied;
+    out->lease_held = r->lease_ms > 0 && r->channel_up && mono_ms() < r->lease_until;
     pthread_mutex_unlock(&r->mu);
 }
 

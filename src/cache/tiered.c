@@ -173,6 +173,13 @@ void tiered_scope_begin(void) {
 void tiered_scope_end(void) { scope.active = scope.checked = false; }
 
 static bool redis_usable(tiered *t, uint64_t *epoch) {
+    if (l2_leases(t->l2)) {
+        /* Under a lease: every write acknowledged before now was applied
+         * here or waited this lease out (l2.h).  No round trip. */
+        settle_dirty(t);
+        if (__atomic_load_n(&t->l2_dirty, __ATOMIC_ACQUIRE)) return false;
+        return l2_lease_usable(t->l2, epoch);
+    }
     uint64_t seq;
     if (l2_sync(t->l2, &seq, epoch) != 0) return false;
     settle_dirty(t);
@@ -765,7 +772,7 @@ int tiered_wrap(meta_store *inner, const tiered_options *o, meta_store **out, ch
         /* Until the channel is up nothing other gateways wrote can be ruled out. */
         if (t->l1) cache_set_bypass(t->l1, true);
         l2_options lo = {.url = o->redis_url, .timeout_ms = o->redis_timeout_ms, .breaker_ms = o->redis_breaker_ms,
-                         .subscribe = t->l1 != NULL, .invalidate = drop_l1, .flush = flush_l1,
+                         .lease_ms = o->lease_ms, .subscribe = t->l1 != NULL, .invalidate = drop_l1, .flush = flush_l1,
                          .channel = channel_changed, .ud = t};
         rc = l2_new(&lo, &t->l2, why, whylen);
     }
@@ -792,6 +799,8 @@ void tiered_redis_state(meta_store *ms, bool *configured, bool *up) {
     *configured = true;
     *up = st.channel_up && st.breaker == 0;
 }
+
+l2 *tiered_test_l2(meta_store *ms) { return tiered_is(ms) ? T(ms)->l2 : NULL; }
 
 void tiered_set_load_delay_ms(meta_store *ms, int delay_ms) {
     if (tiered_is(ms)) __atomic_store_n(&T(ms)->load_delay_ms, delay_ms, __ATOMIC_RELAXED);
@@ -858,5 +867,17 @@ void tiered_render_metrics(meta_store *ms, buf_t *b) {
         gauge(b, "cairn_cache_channel_up", "1 while the invalidation channel is subscribed.", st.channel_up ? 1 : 0);
         family(b, "cairn_cache_channel_drops_total", "Times the invalidation channel was lost.", NULL,
                &st.channel_drops);
+        if (l2_leases(t->l2)) {
+            gauge(b, "cairn_cache_lease_held", "1 while this gateway holds its cache lease in Redis.",
+                  st.lease_held ? 1 : 0);
+            family(b, "cairn_cache_lease_renewals_total", "Renewals of this gateway's cache lease.", NULL,
+                   &st.lease_renewals);
+            family(b, "cairn_cache_lease_lapses_total", "Times this gateway's cache lease ran out before its renewal.",
+                   NULL, &st.lease_lapses);
+            family(b, "cairn_cache_write_waits_total",
+                   "Writes that waited for another gateway to apply their invalidation.", NULL, &st.write_waits);
+            family(b, "cairn_cache_lease_timeouts_total",
+                   "Writes that stopped waiting for a gateway because its lease ran out.", NULL, &st.lease_timeouts);
+        }
     }
 }

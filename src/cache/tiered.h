@@ -16,9 +16,12 @@
  *     to it while it runs bump a counter in a small shared file beside it
  *     (epoch_path), which the server checks on every read and which flushes
  *     its L1 when it moved;
- *   - with Redis: a read first learns the current invalidation seq, and uses
- *     the L1 only once this gateway applied every invalidation up to it (see
- *     l2.h); while the channel is down the L1 is flushed and bypassed;
+ *   - with Redis: the L1 answers while this gateway holds its cache lease
+ *     and has applied every invalidation its renewal named, and writers
+ *     wait for every lease holder (l2.h); with lease_ms 0 a read first
+ *     learns the current invalidation seq instead, and uses the L1 only once
+ *     this gateway applied every invalidation up to it; while the channel
+ *     is down the L1 is flushed and bypassed;
  *   - PostgreSQL without Redis: other gateways' writes cannot be seen, so
  *     nothing is cached.
  * Access keys live in L1 only (with their sealed secret), never in Redis.
@@ -37,6 +40,7 @@ typedef struct {
     const char *redis_url;     /* "" or NULL: no L2 and no channel */
     int redis_timeout_ms;
     int redis_breaker_ms;
+    int lease_ms;              /* cache_lease_ms: leases (l2.h); 0 = a seq read per request */
     /* true: a server or gateway, which reads through the cache; false: an
      * admin command, which only invalidates what it writes. */
     bool reader;
@@ -51,8 +55,8 @@ typedef struct {
 int tiered_wrap(meta_store *inner, const tiered_options *o, meta_store **out, char *why, size_t whylen);
 
 /* A request's bounds, on the thread that serves it: between them, reads
- * share the first one's check of what this gateway has heard (one Redis
- * round trip a request instead of one a read).  Reads outside a scope
+ * share the first one's check of what this gateway has heard (without
+ * leases: one Redis round trip a request instead of one a read).  Reads outside a scope
  * (background work) check each time.  Any write acknowledged before the
  * request began is still seen; one acknowledged while it runs is concurrent
  * with it, and may or may not be. */
@@ -78,6 +82,11 @@ typedef struct {
     uint64_t l1_hits, l1_misses, backend_reads, l2_hits, l2_misses;
 } tiered_counts;
 void tiered_counts_get(meta_store *ms, tiered_counts *out);
+/* Tests: the Redis client under ms (NULL: none), for l2_stats_get and
+ * l2_test_pause. */
+struct l2;
+struct l2 *tiered_test_l2(meta_store *ms);
+
 /* Tests: every backend read of a cached record takes delay_ms longer (so
  * concurrent misses overlap for sure). */
 void tiered_set_load_delay_ms(meta_store *ms, int delay_ms);

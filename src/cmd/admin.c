@@ -206,6 +206,7 @@ static int wrap_cache(const config_t *cfg, bool reader, meta_store **ms) {
         snprintf(epoch, sizeof epoch, "%s-cache", u.path);
     tiered_options to = {.bytes = (size_t)cfg->cache_bytes, .ttl_ms = cfg->cache_ttl_ms, .redis_url = cfg->redis_url,
                          .redis_timeout_ms = cfg->redis_timeout_ms, .redis_breaker_ms = cfg->redis_breaker_ms,
+                         .lease_ms = cfg->cache_lease_ms,
                          .reader = reader, .epoch_path = epoch};
     meta_store *wrapped;
     int rc = tiered_wrap(*ms, &to, &wrapped, why, sizeof why);

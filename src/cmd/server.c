@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/logship.h"
 #include "auth/auth.h"
 #include "cmd/cmd.h"
 #include "data/data.h"
@@ -347,6 +348,7 @@ typedef struct {
     job_queue *jobs;
     membership *members;
     char holder[256];          /* this process in leases: "host:data_dir", the same across restarts */
+    logship *logs;             /* log shipping (log_ship_url), or NULL */
 } server;
 
 static int fail_with(server *sv, int exit_code) {
@@ -437,7 +439,10 @@ static void audit_stop(void *ud) {
 }
 
 /* What the gateway asks of the job queue (s3_jobs), over the server's stores. */
-static void gateway_job_metrics(void *ud, buf_t *out) { jobs_render_metrics(((server *)ud)->ms, out); }
+static void gateway_job_metrics(void *ud, buf_t *out) {
+    jobs_render_metrics(((server *)ud)->ms, out);
+    logship_render_metrics(((server *)ud)->logs, out);
+}
 
 static int gateway_empty_trash(void *ud, int max_batches, int *removed) {
     server *sv = ud;
@@ -601,10 +606,37 @@ static void http_stop(void *ud) {
     sv->srv = NULL;
 }
 
+/* Log shipping: first up and last down, so it carries every line between. */
+static int logship_svc_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    if (!c->log_ship_url[0]) return 0;
+    logship_options o = {.url = c->log_ship_url, .loki = !strcmp(c->log_ship_format, "loki"),
+                         .buffer_bytes = (size_t)c->log_ship_buffer_bytes, .batch_bytes = 1 << 20,
+                         .batch_lines = c->log_ship_batch_lines, .flush_ms = c->log_ship_flush_ms,
+                         .timeout_ms = c->log_ship_timeout_ms, .retry_max_ms = c->log_ship_retry_max_ms,
+                         .sample = c->log_ship_sample, .service = sv->gateway ? "gateway" : "server"};
+    int rc = logship_start(&o, &sv->logs);
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: cannot start log shipping: %s\n", cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void logship_svc_stop(void *ud) {
+    server *sv = ud;
+    if (!sv->logs) return;
+    /* Within the stop's deadline; what is left is counted (and said on stderr). */
+    uint64_t left = logship_stop(sv->logs, sv->cfg.log_ship_timeout_ms * 2);
+    sv->logs = NULL;
+    char n[24];
+    if (left) log_write(LOG_WARN, NULL, "log shipping stopped with lines unsent", "lines", log_int(n, (long long)left), NULL);
+}
+
 /* The services of a server or gateway and what each needs.  The HTTP server
  * starts last, once everything it may call on runs, and so stops first. */
 static int register_services(svc_registry *r, server *sv) {
     const svc_def defs[] = {
+        {"logship", NULL, logship_svc_start, logship_svc_stop, sv, 0},
         {"tls", NULL, tls_start, tls_stop, sv, 0},
         {"listener", NULL, listener_start, listener_stop, sv, 0},
         {"metadata", NULL, metadata_start, metadata_stop, sv, 0},

@@ -99,6 +99,14 @@ static bool check_redis_url(const char *v, char *reason, size_t rn)
     return false;
 }
 
+static bool check_http_url(const char *v, char *reason, size_t rn)
+{
+    if (!*v || !strncmp(v, "http://", 7) || !strncmp(v, "https://", 8))
+        return true;
+    snprintf(reason, rn, "must start with http:// or https:// (or be empty)");
+    return false;
+}
+
 /* The scheme only: meta_url_parse checks the rest when the store opens. */
 static bool check_metadata_url(const char *v, char *reason, size_t rn)
 {
@@ -190,6 +198,22 @@ static const option options[] = {
             "File holding the master key (64 hex digits); every gateway of a cluster uses the same; empty = data_dir/master.key, made on first start"),
     OPT_CHOICE(log_level, "CAIRN_LOG_LEVEL", "debug|info|warn|error", "info",
                "Lowest level of log line written"),
+    OPT_STR(log_ship_url, "CAIRN_LOG_SHIP_URL", check_http_url, "http(s)://HOST:PORT/PATH", "",
+            "Ship every log line, batched, to this HTTP endpoint (Loki: .../loki/api/v1/push); empty = none"),
+    OPT_CHOICE(log_ship_format, "CAIRN_LOG_SHIP_FORMAT", "loki|json", "loki",
+               "Shipped batches: a Loki push (one stream per level), or JSON lines"),
+    OPT_SZ(log_ship_buffer_bytes, "CAIRN_LOG_SHIP_BUFFER_BYTES", 64 * 1024, 1 * GIB, "8MiB",
+           "Log lines waiting to be shipped, in bytes at most; past half of it debug and info lines are sampled"),
+    OPT_NUM(log_ship_batch_lines, "CAIRN_LOG_SHIP_BATCH_LINES", 1, 100000, "1000",
+            "Log lines in one shipped batch at most"),
+    OPT_NUM(log_ship_flush_ms, "CAIRN_LOG_SHIP_FLUSH_MS", 10, 600000, "1000",
+            "Milliseconds a log line waits at most for its batch to fill"),
+    OPT_NUM(log_ship_timeout_ms, "CAIRN_LOG_SHIP_TIMEOUT_MS", 100, 600000, "5000",
+            "Milliseconds one batch POST may take, connect included"),
+    OPT_NUM(log_ship_retry_max_ms, "CAIRN_LOG_SHIP_RETRY_MAX_MS", 100, 3600000, "10000",
+            "Cap of the backoff between retries of a failed batch (exponential from 100 ms, full jitter)"),
+    OPT_NUM(log_ship_sample, "CAIRN_LOG_SHIP_SAMPLE", 1, 1000000, "10",
+            "Under overload (the buffer over half full) keep one debug or info line in this many; warnings and errors are never sampled"),
     OPT_SZ(max_object_size, "CAIRN_MAX_OBJECT_SIZE", 1, 5 * TIB, "5TiB",
            "Largest object accepted (a single PUT is also capped at 5GiB, as in S3; multipart objects at 5TiB)"),
     OPT_SZ(inline_max_size, "CAIRN_INLINE_MAX_SIZE", 0, 1 * MIB, "16KiB",
@@ -240,6 +264,8 @@ static const option options[] = {
             "Milliseconds a Redis connect or command may take before it counts as failed"),
     OPT_NUM(redis_breaker_ms, "CAIRN_REDIS_BREAKER_MS", 1, 600000, "1000",
             "Milliseconds Redis is left alone after a failure (circuit breaker open) before one probe"),
+    OPT_NUM(cache_lease_ms, "CAIRN_CACHE_LEASE_MS", 0, 60000, "2000",
+            "With Redis: milliseconds of a gateway's cache lease; the L1 answers without asking Redis while it holds one, and a write waits at most this long for a gateway that stopped answering; 0 = one Redis read per request instead. The same on every gateway"),
     OPT_BOOLEAN(fsync, "CAIRN_FSYNC", "true",
                 "fsync object data and metadata before acknowledging; turn off only for tests"),
     OPT_STR(drives, "CAIRN_DRIVES", check_drives, "DIR,DIR,...", "",

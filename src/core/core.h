@@ -46,6 +46,12 @@ void log_set_level(log_level lvl);
 int log_level_parse(const char *s, log_level *out);
 /* Redirects log output (default stderr).  Not thread-safe: call at startup. */
 void log_set_fd(int fd);
+/* A sink hears every line logged (the JSON object, no newline; ts_ms its
+ * time), on the logging thread, after it was written: log shipping.  It
+ * must not block.  NULL removes it; once log_set_sink returns, the old sink
+ * is not called again.  Lines a sink logs itself do not reach it. */
+typedef void (*log_sink_fn)(void *ud, log_level lvl, int64_t ts_ms, const char *line, size_t len);
+void log_set_sink(log_sink_fn fn, void *ud);
 
 /*
  * Writes one JSON object per line: {"ts":..,"level":..,"msg":..,"request_id":..,
@@ -282,6 +288,14 @@ typedef struct {
     char master_key[128];      /* master_key: 64 hex chars; empty = key file in data dir */
     char master_key_file[1024]; /* master_key_file: file holding the key; empty = DATA/master.key */
     char log_level[16];        /* log_level: debug|info|warn|error */
+    char log_ship_url[512];    /* log_ship_url: "" = no log shipping */
+    char log_ship_format[8];   /* log_ship_format: loki|json */
+    int64_t log_ship_buffer_bytes;
+    int log_ship_batch_lines;
+    int log_ship_flush_ms;
+    int log_ship_timeout_ms;
+    int log_ship_retry_max_ms;
+    int log_ship_sample;
     int64_t max_object_size;   /* max_object_size: bytes, <= 5 GiB */
     int64_t inline_max_size;   /* inline_max_size: objects up to this many bytes live in the DB */
     int64_t min_free_disk;     /* min_free_disk: bytes; readiness fails below */
@@ -307,6 +321,7 @@ typedef struct {
     char redis_url[1024];      /* redis_url: the shared L2 and invalidation channel; empty = none */
     int redis_timeout_ms;      /* redis_timeout_ms: connect and command timeout */
     int redis_breaker_ms;      /* redis_breaker_ms: Redis left alone this long after a failure */
+    int cache_lease_ms;        /* cache_lease_ms: a gateway's cache lease in Redis (0: a seq read per request) */
     bool fsync;                /* fsync: fsync object data and metadata (default true) */
     char drives[4096];         /* drives: comma-separated directories; empty = DATA/drives/d0 */
     int ec_data;               /* ec_data: data shards per stripe; 0 = default for the drive count */

@@ -8,6 +8,7 @@
  */
 #include "core/core.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,34 @@ static log_level g_level = LOG_INFO;
 static int g_fd = 2;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* The sink (log shipping): called with every line written, under a read
+ * lock that log_set_sink takes for writing, so a sink is never called after
+ * it was removed.  A sink that logs does not hear its own lines. */
+static pthread_rwlock_t sink_lock = PTHREAD_RWLOCK_INITIALIZER;
+static log_sink_fn g_sink;
+static void *g_sink_ud;
+static int g_has_sink;
+static __thread bool in_sink;
+
+void log_set_sink(log_sink_fn fn, void *ud) {
+    pthread_rwlock_wrlock(&sink_lock);
+    g_sink = fn;
+    g_sink_ud = ud;
+    __atomic_store_n(&g_has_sink, fn != NULL, __ATOMIC_RELEASE);
+    pthread_rwlock_unlock(&sink_lock);
+}
+
+static void to_sink(log_level lvl, int64_t ts_ms, const char *line, size_t len) {
+    if (!__atomic_load_n(&g_has_sink, __ATOMIC_ACQUIRE) || in_sink) return;
+    pthread_rwlock_rdlock(&sink_lock);
+    if (g_sink) {
+        in_sink = true;
+        g_sink(g_sink_ud, lvl, ts_ms, line, len);
+        in_sink = false;
+    }
+    pthread_rwlock_unlock(&sink_lock);
+}
 
 void log_set_level(log_level lvl) { g_level = lvl; }
 void log_set_fd(int fd) { g_fd = fd; }
@@ -38,7 +67,8 @@ static void emit(log_level lvl, const char *request_id, const char *msg, va_list
     buf_init(&b);
     buf_reserve(&b, 512);
     char ts[40];
-    time_fmt_iso8601(time_now_ms(), ts, sizeof ts);
+    int64_t now_ms = time_now_ms();
+    time_fmt_iso8601(now_ms, ts, sizeof ts);
     buf_puts(&b, "{\"ts\":\"");
     buf_puts(&b, ts);
     buf_puts(&b, "\",\"level\":\"");
@@ -69,6 +99,7 @@ static void emit(log_level lvl, const char *request_id, const char *msg, va_list
             if (w <= 0) break;
             off += (size_t)w;
         }
+        to_sink(lvl, now_ms, b.data, b.len - 1); /* without the newline */
     }
     buf_free(&b);
 }

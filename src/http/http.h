@@ -100,7 +100,8 @@ int http_respond_fd(http_req *r, unsigned status, int fd, uint64_t offset, uint6
 /* Streams size bytes produced by fn(ud, pos, buf, max), which returns how many
  * bytes it wrote (> 0) or a negative value to abort the connection (the status
  * line is already sent by then).  free_fn(ud) runs when the response is done.
- * For HEAD, fn is never called. */
+ * For HEAD, fn is never called: pass NULL (the headers of a body of size,
+ * and no buffer for one). */
 typedef long (*http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
 int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream_fn fn, void *ud,
                         void (*free_fn)(void *ud));
@@ -174,5 +175,23 @@ void http_server_quiesce(http_server *s);
 int http_server_inflight(http_server *s);
 /* Closes all connections and frees the server. */
 void http_server_stop(http_server *s);
+
+/* ---- the outbound client (client.c, libcurl) ---------------------------------
+ * One client is one connection kept alive between calls; use it from one
+ * thread at a time.  Every call ends within connect_timeout_ms to connect
+ * and timeout_ms in all. */
+typedef struct http_client http_client;
+
+/* max_response: bytes of an answer's body kept (0: 64 KiB); the rest is
+ * read and dropped.  CAIRN_ENOMEM, CAIRN_EIO (libcurl cannot start). */
+int http_client_new(int connect_timeout_ms, int timeout_ms, size_t max_response, http_client **out);
+void http_client_free(http_client *c);
+/* POSTs len bytes of body to url (http or https, no redirects) with the
+ * Content-Type given and extra headers ("Name: value", NULL-terminated list,
+ * or NULL).  0 with *status the HTTP status (whatever it is) and response
+ * (may be NULL) its first bytes; CAIRN_ETIMEDOUT (a timeout), CAIRN_EIO (no
+ * connection, a reset, a malformed answer), CAIRN_ENOMEM. */
+int http_client_post(http_client *c, const char *url, const char *content_type, const char *const *headers,
+                     const void *body, size_t len, long *status, buf_t *response);
 
 #endif

@@ -213,6 +213,12 @@ static void stream_free(void *cls) {
     free(c);
 }
 
+/* The body of a HEAD answer: never asked for. */
+static long no_body(void *ud, uint64_t pos, char *buf, size_t max) {
+    (void)ud, (void)pos, (void)buf, (void)max;
+    return -1;
+}
+
 /* Buffer handed to the stream callback: a whole 4 x 256 KiB stripe fits, so
  * readers can fill it directly, and per-call overhead vanishes. */
 #define STREAM_BLOCK (1024 * 1024)
@@ -224,8 +230,12 @@ int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream
         if (free_fn) free_fn(ud);
         return CAIRN_ENOMEM;
     }
-    *c = (stream_ctx){fn, free_fn, ud};
-    struct MHD_Response *resp = MHD_create_response_from_callback(size, STREAM_BLOCK, stream_read, c, stream_free);
+    *c = (stream_ctx){fn ? fn : no_body, free_fn, ud};
+    /* MHD callocs the block with the response: a HEAD (no body) or a small
+     * body gets a small one, not a zeroed MiB per request. */
+    size_t block = !fn ? 64 : size < STREAM_BLOCK ? (size_t)(size + 4095) / 4096 * 4096 : STREAM_BLOCK;
+    if (block == 0) block = 4096;
+    struct MHD_Response *resp = MHD_create_response_from_callback(size, block, stream_read, c, stream_free);
     if (!resp) stream_free(c);
     return set_response(r, status, resp, size);
 }

@@ -470,7 +470,7 @@ static void serve_get(node_server *n, http_req *r, const char *name, bool head) 
     }
     if (head || len == 0) {
         drive_close_shard(in);
-        if (head) http_respond_stream(r, status, (uint64_t)len, stream_shard, NULL, NULL);
+        if (head) http_respond_stream(r, status, (uint64_t)len, NULL, NULL, NULL);
         else http_respond(r, status, "", 0);
         return;
     }

@@ -552,11 +552,6 @@ static void stream_free(void *ud) {
     free(st);
 }
 
-static long never_called(void *ud, uint64_t pos, char *buf, size_t max) {
-    (void)ud, (void)pos, (void)buf, (void)max;
-    return -1;
-}
-
 static void unreadable(s3_req *q) {
     char msg[1200];
     snprintf(msg, sizeof msg, "The object %s/%.*s cannot be read: more shards are lost than parity can rebuild.",
@@ -711,7 +706,7 @@ static void get_object(s3_req *q, bool head) {
     http_add_header(r, "Accept-Ranges", "bytes");
     if (head) {
         /* MHD sends the headers of a body of this size, and not the body. */
-        http_respond_stream(r, status, (uint64_t)len, never_called, NULL, NULL);
+        http_respond_stream(r, status, (uint64_t)len, NULL, NULL, NULL);
     } else if (o.storage == META_STORE_INLINE) {
         if ((int64_t)o.data_len != o.size) s3_error(q, "InternalError", "inline object size mismatch");
         else http_respond(r, status, o.data + start, (size_t)len);

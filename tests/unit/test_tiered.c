@@ -131,6 +131,10 @@ static void db_free(db_dir *d) {
     cr_assert_eq(system(cmd), 0);
 }
 
+/* The cache lease stores open with (cache_lease_ms): leases by default, 0
+ * for the tests of the seq read per request. */
+static int lease_ms = 2000;
+
 /* A store on d's database: a reader (server, gateway) or an admin command;
  * with Redis when url is not NULL. */
 static meta_store *open_store(const db_dir *d, bool reader, const char *url) {
@@ -138,7 +142,7 @@ static meta_store *open_store(const db_dir *d, bool reader, const char *url) {
     meta_store *inner = NULL, *ms = NULL;
     cr_assert_eq(meta_open(d->path, &o, &inner), 0);
     tiered_options to = {.bytes = 1 << 20, .ttl_ms = 60000, .redis_url = url, .redis_timeout_ms = 200,
-                         .redis_breaker_ms = 100, .reader = reader, .epoch_path = d->epoch};
+                         .redis_breaker_ms = 100, .lease_ms = lease_ms, .reader = reader, .epoch_path = d->epoch};
     char why[256];
     cr_assert_eq(tiered_wrap(inner, &to, &ms, why, sizeof why), 0, "%s", why);
     cr_assert(tiered_is(ms));
@@ -174,9 +178,19 @@ static void gateways_open(gateways *g) {
 
 static void gateways_close(gateways *g) {
     meta_close(g->a);
-    meta_close(g->b);
+    if (g->b) meta_close(g->b);
     redis_free(&g->r);
     db_free(&g->d);
+}
+
+/* Whether Redis holds exactly n cache leases. */
+static bool count_leases(const redis_proc *r, long long n) {
+    redisContext *c = redisConnect("127.0.0.1", r->port);
+    redisReply *rep = redisCommand(c, "HLEN cairn:leases");
+    bool ok = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == n;
+    if (rep) freeReplyObject(rep);
+    redisFree(c);
+    return ok;
 }
 
 static int64_t make_user(meta_store *ms) {
@@ -479,13 +493,13 @@ Test(tiered, redis_urls_parse) {
 
 /* ---- two gateways and Redis -------------------------------------------------------------- */
 
-Test(tiered, read_after_write_across_two_gateways_ten_thousand_times, .timeout = 240) {
+static void read_after_write_rounds(int rounds) {
     gateways g;
     gateways_open(&g);
     meta_store *a = g.a, *b = g.b;
     int64_t bid = make_bucket(a, "bkt");
     char v[80], want[32];
-    for (int i = 0; i < 10000; i++) {
+    for (int i = 0; i < rounds; i++) {
         /* b reads first, so its L1 (and L2) hold the value a replaces. */
         get_value(b, "bkt", bid, "k", false, v, sizeof v);
         if (i % 10 == 9) {
@@ -506,6 +520,112 @@ Test(tiered, read_after_write_across_two_gateways_ten_thousand_times, .timeout =
     gateways_close(&g);
 }
 
+Test(tiered, read_after_write_across_two_gateways_ten_thousand_times, .timeout = 240) {
+    read_after_write_rounds(10000);
+}
+
+Test(tiered, read_after_write_across_two_gateways_with_a_seq_read_per_request, .timeout = 240) {
+    lease_ms = 0;
+    read_after_write_rounds(2000);
+}
+
+/* b caches k, then falls behind (its subscriber stops reading while it
+ * keeps renewing its lease): a's write must not be answered stale by b. */
+Test(tiered, a_gateway_that_fell_behind_never_answers_stale, .timeout = 60) {
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
+    int64_t bid = make_bucket(a, "bkt");
+    char v[80];
+    put_value(a, "bkt", bid, "k", "old");
+    get_value(b, "bkt", bid, "k", false, v, sizeof v);
+    uint64_t hits = counts(b).l1_hits;
+    get_value(b, "bkt", bid, "k", false, v, sizeof v);
+    cr_assert_eq(counts(b).l1_hits, hits + 1, "b did not cache k: the test proves nothing");
+    l2_test_pause(tiered_test_l2(b), true);
+    put_value(a, "bkt", bid, "k", "new"); /* waits for b: no acknowledgement, so until b's lease ran out */
+    l2_stats st;
+    l2_stats_get(tiered_test_l2(a), &st);
+    cr_assert_geq(st.lease_timeouts, 1, "a acknowledged without b's acknowledgement or b's lease running out");
+    for (int i = 0; i < 20; i++) {
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        cr_assert_str_eq(v, "new", "b answered from a lease it renewed without applying the write");
+    }
+    /* Caught up, b trusts its L1 again. */
+    l2_test_pause(tiered_test_l2(b), false);
+    hits = counts(b).l1_hits;
+    for (int i = 0; i < 300 && counts(b).l1_hits == hits; i++) {
+        usleep(10000);
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        cr_assert_str_eq(v, "new");
+    }
+    cr_assert_gt(counts(b).l1_hits, hits, "b never used its L1 again after catching up");
+    gateways_close(&g);
+}
+
+/* A writer that does not subscribe (cairn admin) waits for the gateways'
+ * acknowledgements through the acks hash. */
+Test(tiered, an_admin_write_through_redis_is_seen_by_a_caching_gateway_at_once) {
+    gateways g;
+    gateways_open(&g);
+    meta_store *b = g.b;
+    meta_store *admin = open_store(&g.d, false, g.r.url);
+    int64_t bid = make_bucket(admin, "bkt");
+    char v[80], want[16];
+    for (int i = 0; i < 200; i++) {
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        snprintf(want, sizeof want, "adm%d", i);
+        put_value(admin, "bkt", bid, "k", want);
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        cr_assert_str_eq(v, want, "round %d: b read '%s' after the admin command wrote '%s'", i, v, want);
+    }
+    cr_assert_gt(counts(b).l1_hits, 0, "b never used its cache: the test proves nothing");
+    l2_stats st;
+    l2_stats_get(tiered_test_l2(admin), &st);
+    cr_assert_eq(st.lease_timeouts, 0, "the admin writer never heard b's acknowledgements");
+    meta_close(admin);
+    gateways_close(&g);
+}
+
+/* A gateway that closes gives its lease back: writers do not wait it out. */
+Test(tiered, a_closed_gateway_gives_its_lease_back) {
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a;
+    int64_t bid = make_bucket(a, "bkt"); /* (waits out the young instance's lease) */
+    for (int i = 0; i < 300 && !count_leases(&g.r, 2); i++) usleep(10000);
+    cr_assert(count_leases(&g.r, 2), "the two gateways never held their leases");
+    l2_stats before, st;
+    l2_stats_get(tiered_test_l2(a), &before);
+    meta_close(g.b);
+    g.b = NULL;
+    cr_assert(count_leases(&g.r, 1), "b's lease outlived b");
+    put_value(a, "bkt", bid, "k", "v");
+    l2_stats_get(tiered_test_l2(a), &st);
+    cr_assert_eq(st.write_waits, before.write_waits, "a waited for a gateway that had closed");
+    gateways_close(&g);
+}
+
+/* A Redis younger than a lease (restarted or flushed: the leases it had
+ * are gone) makes a writer wait one out. */
+Test(tiered, a_writer_waits_out_a_lease_on_a_young_redis) {
+    redis_proc r;
+    redis_new(&r);
+    l2_options o = {.url = r.url, .timeout_ms = 500, .breaker_ms = 100, .lease_ms = 300};
+    l2 *c = NULL;
+    char why[128];
+    cr_assert_eq(core_init(), 0);
+    cr_assert_eq(l2_new(&o, &c, why, sizeof why), 0, "%s", why);
+    const void *keys[] = {"key"};
+    size_t lens[] = {3};
+    cr_assert_eq(l2_invalidate(c, keys, lens, 1), 0); /* no boot token: nobody joined this instance yet */
+    l2_stats st;
+    l2_stats_get(c, &st);
+    cr_assert_eq(st.write_waits, 1, "a write on an instance nobody joined did not wait out a lease");
+    l2_free(c);
+    redis_free(&r);
+}
 Test(tiered, one_gateways_fill_is_the_others_l2_hit) {
     gateways g;
     gateways_open(&g);
@@ -678,6 +798,7 @@ Test(tiered, a_fill_after_an_invalidation_is_refused_by_redis) {
 }
 
 Test(tiered, a_counter_that_went_backwards_is_not_trusted, .timeout = 60) {
+    lease_ms = 0; /* a seq read per request: the read finds out */
     gateways g;
     gateways_open(&g);
     meta_store *a = g.a, *b = g.b;
@@ -704,5 +825,31 @@ Test(tiered, a_counter_that_went_backwards_is_not_trusted, .timeout = 60) {
         usleep(10000);
     }
     cr_assert_gt(counts(b).l1_hits, hits, "b never trusted its cache again");
+    gateways_close(&g);
+}
+
+/* With leases the writer finds out: an old acknowledgement must not answer
+ * for a write published under a counter that went backwards. */
+Test(tiered, a_counter_that_went_backwards_does_not_fool_a_writer, .timeout = 60) {
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
+    int64_t bid = make_bucket(a, "bkt");
+    char v[80], want[16];
+    for (int i = 0; i < 20; i++) { /* b acknowledges seqs well above 0 */
+        snprintf(want, sizeof want, "v%d", i);
+        put_value(a, "bkt", bid, "k", want);
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+    }
+    redisContext *c = redisConnect("127.0.0.1", g.r.port);
+    freeReplyObject(redisCommand(c, "SET cairn:seq 0"));
+    redisFree(c);
+    for (int i = 0; i < 50; i++) {
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        snprintf(want, sizeof want, "w%d", i);
+        put_value(a, "bkt", bid, "k", want);
+        get_value(b, "bkt", bid, "k", false, v, sizeof v);
+        cr_assert_str_eq(v, want, "round %d: b read '%s' after a wrote '%s'", i, v, want);
+    }
     gateways_close(&g);
 }
