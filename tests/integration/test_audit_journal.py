@@ -342,3 +342,13 @@ def test_journal_dump_usage(server):
     cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(server.data_dir), "audit", "journal-dump", "--bogus"],
                         capture_output=True, text=True, timeout=30, env=server.cli_env(), stdin=subprocess.DEVNULL)
     assert cp.returncode == 2 and "journal-dump" in cp.stderr
+
+
+def test_a_journal_that_cannot_be_opened_stops_the_start(make_server):
+    """Fail closed at start too: no serving without the audit trail."""
+    srv = make_server(start=False)
+    srv.data_dir.mkdir(parents=True, exist_ok=True)
+    (srv.data_dir / "audit").write_text("not a directory")
+    srv.spawn()
+    assert srv.proc.wait(60) == 1
+    assert "cannot open the audit journal" in srv.current_log()
