@@ -1,8 +1,9 @@
 /*
  * journal.h — the audit journal: the gateway's local, checksummed,
  * append-only file of audit events, written with group commit, and the
- * reader the shipper drains it with.  audit.h (the module's public header)
- * includes this file; include audit.h from outside src/audit/.
+ * reader the shipper drains it with.  audit.h (the module's public header,
+ * being written with the audit store) is to include this file; until it
+ * exists, s3/ and cmd/ include this one.
  *
  * On disk (docs/decisions/0015-audit-journal.md):
  *
@@ -54,7 +55,21 @@
  * marks everything up to a cursor as shipped: the cursor file is replaced
  * atomically and synced, and segments wholly before it are deleted.
  * Nothing is removed before a commit: after a restart the shipper starts
- * again from audit_journal_shipped.
+ * again from audit_journal_shipped.  A shipper's loop:
+ *
+ *     audit_cursor c = audit_journal_shipped(j);
+ *     for (;;) {
+ *         audit_batch b;
+ *         if (audit_journal_read(j, c, 500, &b) == 0 && b.n > 0 &&
+ *             send(b.recs, b.n) == 0)              // the store took them all
+ *             audit_journal_commit(j, c = b.next); // only now may they go
+ *         audit_batch_free(&b);
+ *         ... wait for the flush interval, or more events ...
+ *     }
+ *
+ * A batch holds copies of its payloads: its memory is at most max records
+ * of at most AUDIT_RECORD_MAX_PAYLOAD bytes (events are far smaller: about
+ * 450 bytes for a 40-byte key).
  *
  * Thread-safety: every function on an open journal is thread-safe, except
  * open and close, which the owner calls once.
