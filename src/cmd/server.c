@@ -338,6 +338,7 @@ typedef struct {
     data_store *ds;
     obs_registry *obs;
     s3_gateway *gw;
+    audit_journal *audit;      /* NULL when audit_enabled is false */
     char *tls_cert, *tls_key;  /* PEM text, until the HTTP server has read it */
     int listen_fd;             /* the bound socket, until the HTTP server takes it (-1) */
     http_server *srv;
@@ -408,6 +409,35 @@ static void obs_stop(void *ud) {
     sv->obs = NULL;
 }
 
+/* The audit journal (docs/audit.md): started before the gateway, which
+ * emits into it, and stopped after HTTP, so every request's event is in
+ * and synced before it closes. */
+static int audit_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    if (!c->audit_enabled) {
+        log_write(LOG_WARN, NULL, "audit trail off (audit_enabled: false): requests are not audited", NULL);
+        return 0;
+    }
+    char dir[sizeof c->data_dir + 16];
+    snprintf(dir, sizeof dir, "%s/audit", c->data_dir);
+    audit_journal_opts o = {.dir = dir, .max_bytes = c->audit_journal_max_bytes,
+                            .max_age_ms = (int64_t)c->audit_journal_max_age * 1000,
+                            .segment_bytes = c->audit_journal_segment_bytes, .sync_ms = c->audit_sync_ms,
+                            .overflow = strcmp(c->audit_overflow, "spool") == 0 ? AUDIT_OVERFLOW_SPOOL : AUDIT_OVERFLOW_REJECT,
+                            .fsync = c->fsync};
+    int rc = audit_journal_open(&o, &sv->audit);
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: cannot open the audit journal in %s: %s\n", dir, cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void audit_stop(void *ud) {
+    server *sv = ud;
+    audit_journal_close(sv->audit); /* syncs what is queued; logs the unshipped count */
+    sv->audit = NULL;
+}
+
 /* What the gateway asks of the job queue (s3_jobs), over the server's stores. */
 static void gateway_job_metrics(void *ud, buf_t *out) {
     jobs_render_metrics(((server *)ud)->ms, out);
@@ -425,7 +455,8 @@ static int gateway_start(void *ud) {
     server *sv = ud;
     s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
                     .root_secret = sv->root.password, .root_user_id = sv->root_user.id,
-                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later}};
+                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later},
+                    .audit = sv->audit};
     memcpy(deps.master_key, sv->mk, 32);
     int rc = s3_gateway_new(&deps, &sv->gw);
     sodium_memzero(deps.master_key, sizeof deps.master_key);
@@ -611,7 +642,8 @@ static int register_services(svc_registry *r, server *sv) {
         {"metadata", NULL, metadata_start, metadata_stop, sv, 0},
         {"data", "metadata", data_start, data_stop, sv, 0},
         {"obs", NULL, obs_start, obs_stop, sv, 0},
-        {"gateway", "metadata,data,obs", gateway_start, gateway_stop, sv, 0},
+        {"audit", NULL, audit_start, audit_stop, sv, 0},
+        {"gateway", "metadata,data,obs,audit", gateway_start, gateway_stop, sv, 0},
         {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
         {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},
         {"membership", "metadata,data,obs", membership_run, membership_end, sv, 0},

@@ -324,6 +324,18 @@ static const option options[] = {
             "Most connections from one client address, more are closed at once; 0 = no limit (not applied by cairn node)"),
     OPT_BOOLEAN(sigv2, "CAIRN_SIGV2", "true",
                 "Accept AWS Signature Version 2 (HMAC-SHA1; aws cli v1 presigned URLs, s3cmd); false answers InvalidRequest"),
+    OPT_BOOLEAN(audit_enabled, "CAIRN_AUDIT_ENABLED", "true",
+                "Write one audit event per S3 request to the audit journal (data_dir/audit); a write is answered only once its event is durable"),
+    OPT_NUM(audit_sync_ms, "CAIRN_AUDIT_SYNC_MS", 1, 10000, "50",
+            "Milliseconds within which the audit event of a read (GET, HEAD) is made durable; writes wait for theirs"),
+    OPT_SZ(audit_journal_max_bytes, "CAIRN_AUDIT_JOURNAL_MAX_BYTES", 1 * MIB, INT64_MAX, "1GiB",
+           "Unshipped audit journal bytes at most; past it audit_overflow applies"),
+    OPT_NUM(audit_journal_max_age, "CAIRN_AUDIT_JOURNAL_MAX_AGE", 0, 315360000, "604800",
+            "Seconds the oldest unshipped audit event may wait; past it audit_overflow applies; 0 = no age bound"),
+    OPT_SZ(audit_journal_segment_bytes, "CAIRN_AUDIT_JOURNAL_SEGMENT_BYTES", 64 * KIB, 1 * GIB, "64MiB",
+           "Size at which an audit journal segment file is closed and the next begun"),
+    OPT_CHOICE(audit_overflow, "CAIRN_AUDIT_OVERFLOW", "reject|spool", "reject",
+               "When the audit journal is full: reject (new requests get 503 SlowDown) or spool (events go to data_dir/audit/spool-*.log)"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
