@@ -25,6 +25,10 @@
 #      and off (4 KiB PUT/GET/HEAD/DELETE and LIST, p50 and p99), page 1
 #      against page 500 of a 1M-object bucket on PostgreSQL, and two gateways
 #      against one over PostgreSQL
+#  10. bench/audit.sh: 4 KiB PUT and GET with the audit journal on against off
+#      (two servers, alternating runs, ratio target >= 0.9x), then
+#      build/cairn-auditbench: ns per emitted event from 1, 4 and 16 threads
+#      and the durable append's p50/p99
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -436,6 +440,11 @@ fi
 # degraded GET.  Its own servers, started after ours are done with the disk.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/dataplane.sh" "$BUILD" || rc=$?
+fi
+# The audit trail (issue 10): 4 KiB PUT and GET with audit on against off,
+# two servers side by side, and the journal's in-process figures.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/audit.sh" "$BUILD" || rc=$?
 fi
 # The metadata backends (issue 9): SQLite against PostgreSQL, cache on and
 # off; deep listing; two gateways against one.  Its own servers and its own

@@ -1,5 +1,7 @@
 /*
- * audit — the audit trail (issue 10).  This header has two parts:
+ * audit — the audit trail (issue 10).  This header includes journal.h (the
+ * journal, the emit of events, journal.c and emit.c) and has two parts of
+ * its own:
  *
  * event.c   The audit event's wire format, shared by whoever produces
  *           events (the gateway's audit client) and the store that takes
@@ -23,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/journal.h" /* the journal and the emit (journal.h says why it is separate) */
 #include "core/core.h"
 #include "http/http.h"
 #include "meta/meta.h"
@@ -56,27 +59,27 @@ typedef struct {
 int audit_event_validate(const audit_event *e, audit_error *err);
 
 /* A parsed batch: its events, whose strings live in the batch. */
-typedef struct audit_batch audit_batch;
+typedef struct audit_events audit_events;
 /* Parses and validates a batch, {"events":[...]} or a bare array, of at
  * most max_events (<= AUDIT_BATCH_MAX) events, each a JSON object with
  * exactly the fields of docs/audit.md (optional strings default to "",
  * optional numbers to 0; an unknown field, a duplicate, a wrong type is
- * refused).  0 and *out (free with audit_batch_free); CAIRN_ETOOBIG when
+ * refused).  0 and *out (free with audit_events_free); CAIRN_ETOOBIG when
  * it holds more than max_events (err says how many); CAIRN_EINVAL with
  * err naming the first invalid event and field; CAIRN_ENOMEM.  body need
  * not be NUL-terminated. */
-int audit_batch_parse(const char *body, size_t len, int max_events, audit_batch **out, audit_error *err);
+int audit_events_parse(const char *body, size_t len, int max_events, audit_events **out, audit_error *err);
 /* Parses one event object (the same rules; err->index is 0). */
-int audit_event_parse(const char *json, size_t len, audit_batch **out, audit_error *err);
-int audit_batch_count(const audit_batch *b);
-const audit_event *audit_batch_events(const audit_batch *b);
-void audit_batch_free(audit_batch *b);
+int audit_event_parse(const char *json, size_t len, audit_events **out, audit_error *err);
+int audit_events_count(const audit_events *b);
+const audit_event *audit_events_list(const audit_events *b);
+void audit_events_free(audit_events *b);
 
 /* Appends e as one JSON object, every field present, time as
  * audit_time_format writes it (what GET returns and POST takes). */
 void audit_event_to_json(const audit_event *e, buf_t *out);
 /* Appends {"events":[...]} of n events. */
-void audit_batch_to_json(const audit_event *ev, int n, buf_t *out);
+void audit_events_to_json(const audit_event *ev, int n, buf_t *out);
 
 /* Writes t (microseconds since the epoch) as RFC 3339 UTC with six
  * fraction digits: out gets AUDIT_TIME_LEN characters and a NUL. */
@@ -90,10 +93,10 @@ void audit_event_id_new(char out[AUDIT_ID_LEN + 1]);
 
 /* The store's cursor: the position after the event (time_us, event_id),
  * as 32 base64url characters.  Opaque to clients. */
-#define AUDIT_CURSOR_LEN 32
-void audit_cursor_encode(int64_t time_us, const char *event_id, char out[AUDIT_CURSOR_LEN + 1]);
-/* 0, or CAIRN_EINVAL for anything audit_cursor_encode did not write. */
-int audit_cursor_decode(const char *cursor, int64_t *time_us, char event_id[AUDIT_ID_LEN + 1]);
+#define AUDIT_QUERY_CURSOR_LEN 32
+void audit_query_cursor_encode(int64_t time_us, const char *event_id, char out[AUDIT_QUERY_CURSOR_LEN + 1]);
+/* 0, or CAIRN_EINVAL for anything audit_query_cursor_encode did not write. */
+int audit_query_cursor_decode(const char *cursor, int64_t *time_us, char event_id[AUDIT_ID_LEN + 1]);
 
 /* ---- the store's HTTP API (store.c) ----------------------------------------------- */
 

@@ -25,7 +25,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
-struct audit_batch {
+struct audit_events {
     json_t *doc;
     int n;
     audit_event *ev;
@@ -260,7 +260,7 @@ static int load(const char *body, size_t len, json_t **out, audit_error *err) {
     return CAIRN_EINVAL;
 }
 
-int audit_batch_parse(const char *body, size_t len, int max_events, audit_batch **out, audit_error *err) {
+int audit_events_parse(const char *body, size_t len, int max_events, audit_events **out, audit_error *err) {
     audit_error dummy;
     if (!err) err = &dummy;
     memset(err, 0, sizeof *err);
@@ -290,7 +290,7 @@ int audit_batch_parse(const char *body, size_t len, int max_events, audit_batch 
         refuse(err, "events", "too many: %s", got);
         return CAIRN_ETOOBIG;
     }
-    audit_batch *b = calloc(1, sizeof *b);
+    audit_events *b = calloc(1, sizeof *b);
     if (b) b->ev = calloc(n ? n : 1, sizeof *b->ev);
     if (!b || !b->ev) {
         free(b);
@@ -302,7 +302,7 @@ int audit_batch_parse(const char *body, size_t len, int max_events, audit_batch 
     for (size_t i = 0; i < n; i++) {
         if ((rc = event_from_json(json_array_get(arr, i), &b->ev[i], err)) != 0) {
             err->index = (int)i;
-            audit_batch_free(b);
+            audit_events_free(b);
             return rc;
         }
     }
@@ -310,7 +310,7 @@ int audit_batch_parse(const char *body, size_t len, int max_events, audit_batch 
     return 0;
 }
 
-int audit_event_parse(const char *json, size_t len, audit_batch **out, audit_error *err) {
+int audit_event_parse(const char *json, size_t len, audit_events **out, audit_error *err) {
     audit_error dummy;
     if (!err) err = &dummy;
     memset(err, 0, sizeof *err);
@@ -320,7 +320,7 @@ int audit_event_parse(const char *json, size_t len, audit_batch **out, audit_err
     json_t *doc;
     int rc = load(json, len, &doc, err);
     if (rc != 0) return rc;
-    audit_batch *b = calloc(1, sizeof *b);
+    audit_events *b = calloc(1, sizeof *b);
     if (b) b->ev = calloc(1, sizeof *b->ev);
     if (!b || !b->ev) {
         free(b);
@@ -331,17 +331,17 @@ int audit_event_parse(const char *json, size_t len, audit_batch **out, audit_err
     b->n = 1;
     err->index = 0;
     if ((rc = event_from_json(doc, &b->ev[0], err)) != 0) {
-        audit_batch_free(b);
+        audit_events_free(b);
         return rc;
     }
     *out = b;
     return 0;
 }
 
-int audit_batch_count(const audit_batch *b) { return b ? b->n : 0; }
-const audit_event *audit_batch_events(const audit_batch *b) { return b ? b->ev : NULL; }
+int audit_events_count(const audit_events *b) { return b ? b->n : 0; }
+const audit_event *audit_events_list(const audit_events *b) { return b ? b->ev : NULL; }
 
-void audit_batch_free(audit_batch *b) {
+void audit_events_free(audit_events *b) {
     if (!b) return;
     json_decref(b->doc);
     free(b->ev);
@@ -373,7 +373,7 @@ void audit_event_to_json(const audit_event *e, buf_t *out) {
     buf_putc(out, '}');
 }
 
-void audit_batch_to_json(const audit_event *ev, int n, buf_t *out) {
+void audit_events_to_json(const audit_event *ev, int n, buf_t *out) {
     buf_puts(out, "{\"events\":[");
     for (int i = 0; i < n; i++) {
         if (i) buf_putc(out, ',');
@@ -386,21 +386,21 @@ void audit_batch_to_json(const audit_event *ev, int n, buf_t *out) {
 
 /* 8 bytes of time (big-endian) and the 16 bytes of the id: 24 bytes, 32
  * base64url characters without padding. */
-void audit_cursor_encode(int64_t time_us, const char *event_id, char out[AUDIT_CURSOR_LEN + 1]) {
+void audit_query_cursor_encode(int64_t time_us, const char *event_id, char out[AUDIT_QUERY_CURSOR_LEN + 1]) {
     unsigned char raw[24];
     for (int i = 0; i < 8; i++) raw[i] = (unsigned char)((uint64_t)time_us >> (56 - 8 * i));
     size_t got = 0;
     int rc = hex_decode(event_id, AUDIT_ID_LEN, raw + 8, 16, &got);
     assert(rc == 0 && got == 16);
     (void)rc;
-    sodium_bin2base64(out, AUDIT_CURSOR_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2base64(out, AUDIT_QUERY_CURSOR_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-int audit_cursor_decode(const char *cursor, int64_t *time_us, char event_id[AUDIT_ID_LEN + 1]) {
-    if (!cursor || strnlen(cursor, AUDIT_CURSOR_LEN + 1) != AUDIT_CURSOR_LEN) return CAIRN_EINVAL;
+int audit_query_cursor_decode(const char *cursor, int64_t *time_us, char event_id[AUDIT_ID_LEN + 1]) {
+    if (!cursor || strnlen(cursor, AUDIT_QUERY_CURSOR_LEN + 1) != AUDIT_QUERY_CURSOR_LEN) return CAIRN_EINVAL;
     /* The alphabet first: libsodium's decoder is not to be trusted with
      * bytes outside it (it took 0x9f for a letter; fuzz_audit found it). */
-    for (int i = 0; i < AUDIT_CURSOR_LEN; i++) {
+    for (int i = 0; i < AUDIT_QUERY_CURSOR_LEN; i++) {
         char c = cursor[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
             return CAIRN_EINVAL;
@@ -408,9 +408,9 @@ int audit_cursor_decode(const char *cursor, int64_t *time_us, char event_id[AUDI
     unsigned char raw[24];
     size_t n = 0;
     const char *end = NULL;
-    if (sodium_base642bin(raw, sizeof raw, cursor, AUDIT_CURSOR_LEN, NULL, &n, &end,
+    if (sodium_base642bin(raw, sizeof raw, cursor, AUDIT_QUERY_CURSOR_LEN, NULL, &n, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        n != sizeof raw || end != cursor + AUDIT_CURSOR_LEN)
+        n != sizeof raw || end != cursor + AUDIT_QUERY_CURSOR_LEN)
         return CAIRN_EINVAL;
     uint64_t t = 0;
     for (int i = 0; i < 8; i++) t = t << 8 | raw[i];

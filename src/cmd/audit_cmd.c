@@ -60,7 +60,8 @@ static const char *opt(const query_opts *o, const char *param) {
 static int usage(void) {
     fprintf(stderr, "usage: cairn admin audit query [--correlation-id X] [--request-id X] [--principal X] [--action X]\n"
                     "         [--bucket X] [--key-prefix X] [--outcome success|error|denied] [--from TIME] [--to TIME]\n"
-                    "         [--limit N] [--url http://HOST:PORT [--access-key AK --secret-key SK]]\n");
+                    "         [--limit N] [--url http://HOST:PORT [--access-key AK --secret-key SK]]\n"
+                    "       cairn admin audit journal-dump [--all]\n");
     return 2;
 }
 
@@ -287,7 +288,7 @@ static int query_remote(const config_t *cfg, const query_opts *o) {
     const char *h = o->url + 7;
     snprintf(host_header, sizeof host_header, "%.*s", (int)strcspn(h, "/"), h);
     static const char empty_sha[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    char cursor[AUDIT_CURSOR_LEN * 2 + 1] = "";
+    char cursor[AUDIT_QUERY_CURSOR_LEN * 2 + 1] = "";
     long long left = o->limit > 0 ? o->limit : -1;
     for (;;) {
         long long page = AUDIT_QUERY_LIMIT_MAX;
@@ -363,7 +364,7 @@ static int query_remote(const config_t *cfg, const query_opts *o) {
             json_t *ev;
             json_array_foreach(rc == 0 ? events : NULL, i, ev) {
                 char *text = json_dumps(ev, JSON_COMPACT);
-                audit_batch *one = NULL;
+                audit_events *one = NULL;
                 audit_error err;
                 if (!text || audit_event_parse(text, strlen(text), &one, &err) != 0) {
                     fprintf(stderr, "cairn: %s answered an invalid event: %s %s\n", o->url, err.field, err.reason);
@@ -371,8 +372,8 @@ static int query_remote(const config_t *cfg, const query_opts *o) {
                     rc = 1;
                     break;
                 }
-                print_json_line(audit_batch_events(one));
-                audit_batch_free(one);
+                print_json_line(audit_events_list(one));
+                audit_events_free(one);
                 free(text);
                 if (left > 0 && --left == 0) break;
             }

@@ -344,7 +344,8 @@ typedef struct {
     data_store *ds;
     obs_registry *obs;
     s3_gateway *gw;
-    audit_store *audit;
+    audit_journal *audit;      /* NULL when audit_enabled is false */
+    audit_store *astore;       /* the audit store's API (docs/audit.md) */
     audit_mux *mux;            /* the audit store's paths in front of the S3 pipeline (server, gateway) */
     char *tls_cert, *tls_key;  /* PEM text, until the HTTP server has read it */
     int listen_fd;             /* the bound socket, until the HTTP server takes it (-1) */
@@ -416,6 +417,35 @@ static void obs_stop(void *ud) {
     sv->obs = NULL;
 }
 
+/* The audit journal (docs/audit.md): started before the gateway, which
+ * emits into it, and stopped after HTTP, so every request's event is in
+ * and synced before it closes. */
+static int audit_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    if (!c->audit_enabled) {
+        log_write(LOG_WARN, NULL, "audit trail off (audit_enabled: false): requests are not audited", NULL);
+        return 0;
+    }
+    char dir[sizeof c->data_dir + 16];
+    snprintf(dir, sizeof dir, "%s/audit", c->data_dir);
+    audit_journal_opts o = {.dir = dir, .max_bytes = c->audit_journal_max_bytes,
+                            .max_age_ms = (int64_t)c->audit_journal_max_age * 1000,
+                            .segment_bytes = c->audit_journal_segment_bytes, .sync_ms = c->audit_sync_ms,
+                            .overflow = strcmp(c->audit_overflow, "spool") == 0 ? AUDIT_OVERFLOW_SPOOL : AUDIT_OVERFLOW_REJECT,
+                            .fsync = c->fsync};
+    int rc = audit_journal_open(&o, &sv->audit);
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: cannot open the audit journal in %s: %s\n", dir, cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void audit_stop(void *ud) {
+    server *sv = ud;
+    audit_journal_close(sv->audit); /* syncs what is queued; logs the unshipped count */
+    sv->audit = NULL;
+}
+
 /* What the gateway asks of the job queue (s3_jobs), over the server's stores. */
 static void gateway_job_metrics(void *ud, buf_t *out) {
     jobs_render_metrics(((server *)ud)->ms, out);
@@ -433,7 +463,8 @@ static int gateway_start(void *ud) {
     server *sv = ud;
     s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
                     .root_secret = sv->root.password, .root_user_id = sv->root_user.id,
-                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later}};
+                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later},
+                    .audit = sv->audit};
     memcpy(deps.master_key, sv->mk, 32);
     int rc = s3_gateway_new(&deps, &sv->gw);
     sodium_memzero(deps.master_key, sizeof deps.master_key);
@@ -450,27 +481,27 @@ static void gateway_stop(void *ud) {
 
 /* The audit store (docs/audit.md): alone for cairn audit-server, else in
  * front of the S3 pipeline, on /audit/v1/. */
-static int audit_start(void *ud) {
+static int auditstore_start(void *ud) {
     server *sv = ud;
     audit_store_options ao = {.meta = sv->ms, .obs = sv->obs, .master_key = sv->mk,
                               .root_access_key = sv->root.user, .root_secret = sv->root.password,
                               .root_user_id = sv->root_user.id, .region = sv->cfg.region,
                               .clock_skew = sv->cfg.clock_skew, .max_body_bytes = sv->cfg.audit_max_batch_bytes};
-    int rc = audit_store_new(&ao, &sv->audit);
-    if (rc == 0 && !sv->audit_only) rc = audit_mux_new(sv->audit, s3_http_handler(), sv->gw, sv->cfg.domain, &sv->mux);
+    int rc = audit_store_new(&ao, &sv->astore);
+    if (rc == 0 && !sv->audit_only) rc = audit_mux_new(sv->astore, s3_http_handler(), sv->gw, sv->cfg.domain, &sv->mux);
     if (rc == 0) return 0;
-    audit_store_free(sv->audit);
-    sv->audit = NULL;
+    audit_store_free(sv->astore);
+    sv->astore = NULL;
     fprintf(stderr, "cairn: cannot start the audit store: %s\n", cairn_strerror(rc));
     return fail_with(sv, 1);
 }
 
-static void audit_stop(void *ud) {
+static void auditstore_stop(void *ud) {
     server *sv = ud;
     audit_mux_free(sv->mux);
-    audit_store_free(sv->audit);
+    audit_store_free(sv->astore);
     sv->mux = NULL;
-    sv->audit = NULL;
+    sv->astore = NULL;
 }
 
 /* Background work is best effort at start: a part that cannot start is
@@ -606,7 +637,7 @@ static int http_start(void *ud) {
                        .tls_key_pem = sv->tls_key, .have_listen_fd = true, .listen_fd = sv->listen_fd};
     char err[256];
     sv->listen_fd = -1; /* the server takes it, whatever happens */
-    int rc = sv->audit_only ? http_server_start(&ho, audit_store_handler(), sv->audit, &sv->srv, NULL, err, sizeof err)
+    int rc = sv->audit_only ? http_server_start(&ho, audit_store_handler(), sv->astore, &sv->srv, NULL, err, sizeof err)
                             : http_server_start(&ho, audit_mux_handler(), sv->mux, &sv->srv, NULL, err, sizeof err);
     tls_forget(sv); /* read by now */
     if (rc == 0) return 0;
@@ -656,13 +687,15 @@ static int register_services(svc_registry *r, server *sv) {
         {"metadata", NULL, metadata_start, metadata_stop, sv, 0},
         {"data", "metadata", data_start, data_stop, sv, 0},
         {"obs", NULL, obs_start, obs_stop, sv, 0},
-        {"gateway", "metadata,data,obs", gateway_start, gateway_stop, sv, 0},
-        {"audit", "metadata,obs,gateway", audit_start, audit_stop, sv, 0},
+        {"audit", NULL, audit_start, audit_stop, sv, 0},
+        {"gateway", "metadata,data,obs,audit", gateway_start, gateway_stop, sv, 0},
+        {"auditstore", "metadata,obs,gateway", auditstore_start, auditstore_stop, sv, 0},
         {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
         {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},
         {"membership", "metadata,data,obs", membership_run, membership_end, sv, 0},
         {"http",
-         sv->gateway ? "tls,listener,gateway,audit,scrubber,jobs,membership" : "tls,listener,gateway,audit,scrubber,jobs",
+         sv->gateway ? "tls,listener,gateway,audit,auditstore,scrubber,jobs,membership"
+                     : "tls,listener,gateway,audit,auditstore,scrubber,jobs",
          http_start, http_stop, sv,
          /* in-flight requests get shutdown_timeout, the stop a little more */
          sv->cfg.shutdown_timeout * 1000 + 10000},
@@ -674,9 +707,9 @@ static int register_services(svc_registry *r, server *sv) {
         {"listener", NULL, listener_start, listener_stop, sv, 0},
         {"metadata", NULL, metadata_start, metadata_stop, sv, 0},
         {"obs", NULL, obs_start, obs_stop, sv, 0},
-        {"audit", "metadata,obs", audit_start, audit_stop, sv, 0},
+        {"auditstore", "metadata,obs", auditstore_start, auditstore_stop, sv, 0},
         {"jobs", "metadata,obs", jobs_start, jobs_stop, sv, 0},
-        {"http", "tls,listener,audit,jobs", http_start, http_stop, sv, sv->cfg.shutdown_timeout * 1000 + 10000},
+        {"http", "tls,listener,auditstore,jobs", http_start, http_stop, sv, sv->cfg.shutdown_timeout * 1000 + 10000},
     };
     const svc_def *use = sv->audit_only ? alone : defs;
     size_t n = sv->audit_only ? sizeof alone / sizeof alone[0] : sizeof defs / sizeof defs[0];

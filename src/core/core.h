@@ -202,6 +202,7 @@ typedef enum {
     FAULT_DATA_OPEN = 0, FAULT_DATA_WRITE, FAULT_DATA_FSYNC, FAULT_DATA_RENAME, FAULT_DATA_UNLINK,
     FAULT_META_OPEN, FAULT_META_WRITE, FAULT_META_FSYNC, FAULT_META_UNLINK, FAULT_META_BIND, FAULT_META_WAL,
     FAULT_NET_SEND, FAULT_NET_RECV, FAULT_NODE_FLOOR,
+    FAULT_AUDIT_WRITE, FAULT_AUDIT_FSYNC,
     FAULT__COUNT
 } fault_site;
 
@@ -358,6 +359,12 @@ typedef struct {
     int min_body_rate_window;  /* min_body_rate_window: seconds per judged window of a body */
     int connection_limit_per_ip; /* connection_limit_per_ip: connections from one address; 0 = no limit */
     bool sigv2;                /* sigv2: accept AWS Signature Version 2 (default true) */
+    bool audit_enabled;        /* audit_enabled: one audit event per request, in the journal (default true) */
+    int audit_sync_ms;         /* audit_sync_ms: a read's event is durable within this */
+    int64_t audit_journal_max_bytes; /* audit_journal_max_bytes: unshipped journal bytes at most */
+    int audit_journal_max_age; /* audit_journal_max_age: seconds the oldest unshipped event may wait; 0 = no bound */
+    int64_t audit_journal_segment_bytes; /* audit_journal_segment_bytes: a segment is rotated at this size */
+    char audit_overflow[8];    /* audit_overflow: reject|spool, when the journal is full */
     int audit_retention_days;  /* audit_retention_days: the audit store keeps events this long; 0 = forever */
     int64_t audit_max_batch_bytes; /* audit_max_batch_bytes: largest POST /audit/v1/events body */
 } config_t;

@@ -46,6 +46,7 @@ static const char *const site_names[FAULT__COUNT] = {
     [FAULT_META_OPEN] = "meta.open",     [FAULT_META_WRITE] = "meta.write", [FAULT_META_FSYNC] = "meta.fsync",
     [FAULT_META_UNLINK] = "meta.unlink", [FAULT_META_BIND] = "meta.bind",   [FAULT_META_WAL] = "meta.wal",
     [FAULT_NET_SEND] = "net.send",       [FAULT_NET_RECV] = "net.recv",     [FAULT_NODE_FLOOR] = "node.floor",
+    [FAULT_AUDIT_WRITE] = "audit.write", [FAULT_AUDIT_FSYNC] = "audit.fsync",
 };
 
 #define MAX_PAUSES 8

@@ -70,6 +70,7 @@ typedef struct http_req {
     const char *api;           /* operation name for logs and metrics (static string) */
     char principal[130];       /* who made the request, for the access log */
     uint64_t bytes_in;         /* body bytes received (counted by the server) */
+    const char *refusal;       /* the S3 error code of a request the server refused itself, else NULL */
 
     /* --- private to the server --- */
     void *conn_;
@@ -79,6 +80,7 @@ typedef struct http_req {
     buf_t resp_headers_;       /* "name\0value\0" pairs */
     int state_;
     void *conn_track_;         /* the connection's watchdog record */
+    bool replied_;             /* the handler's reply callback ran */
 } http_req;
 
 /* Looks up a request header (case-insensitive); returns its value (NUL-terminated,
@@ -105,6 +107,13 @@ int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream
                         void (*free_fn)(void *ud));
 /* True once a response is set. */
 bool http_responded(const http_req *r);
+/* Drops the response set (and the headers added) but not yet sent, so that
+ * another can be set: only from the reply callback.  0, or CAIRN_EINVAL
+ * when there is none or it is already queued. */
+int http_response_discard(http_req *r);
+/* Bytes of the body of the response set (its planned length; for a stream
+ * or a file, the length it will send). */
+uint64_t http_response_size(const http_req *r);
 unsigned http_status(const http_req *r);
 
 typedef struct {
@@ -117,6 +126,14 @@ typedef struct {
     /* Always called last; completed_ok is false when the client went away or
      * timed out before the response was sent.  Free r->ctx here. */
     void (*done)(void *app, http_req *r, bool completed_ok);
+    /* May be NULL.  Called exactly once per request: right before its
+     * response is queued (will_send true; also for requests the server
+     * refuses itself, which the other callbacks never see, then with
+     * r->ctx NULL), or, for a request that ends without a response of ours
+     * (the client left, MHD refused the head), before done (will_send
+     * false).  With will_send, it may replace the response
+     * (http_response_discard, then respond anew); it may block. */
+    void (*reply)(void *app, http_req *r, bool will_send);
 } http_handler;
 
 typedef struct {

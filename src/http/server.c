@@ -151,6 +151,18 @@ void http_add_header(http_req *r, const char *name, const char *value) {
 }
 
 bool http_responded(const http_req *r) { return r->resp_ != NULL || r->state_ == ST_QUEUED; }
+
+int http_response_discard(http_req *r) {
+    if (!r->resp_ || r->state_ == ST_QUEUED) return CAIRN_EINVAL;
+    MHD_destroy_response(r->resp_);
+    r->resp_ = NULL;
+    r->status_ = 0;
+    r->resp_size_ = 0;
+    buf_reset(&r->resp_headers_);
+    return 0;
+}
+
+uint64_t http_response_size(const http_req *r) { return r->resp_size_; }
 unsigned http_status(const http_req *r) { return r->status_; }
 
 static int set_response(http_req *r, unsigned status, struct MHD_Response *resp, uint64_t size) {
@@ -486,6 +498,7 @@ static const char *framing_error(struct MHD_Connection *c, const char *version) 
  * error, the connection closed after it.  Logged here, since the handler
  * never sees the request. */
 static void refuse(http_req *r, const char *code, const char *message) {
+    r->refusal = code;
     buf_t b;
     buf_init(&b);
     buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code><Message>", code);
@@ -597,7 +610,20 @@ static void read_head(http_req *r, const char *method) {
     }
 }
 
-static enum MHD_Result queue(http_req *r) {
+static const char fallback_body[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
+    "<Message>We encountered an internal error. Please try again.</Message></Error>";
+
+/* The handler's reply callback, once per request (http.h). */
+static void reply(http_server *s, http_req *r, bool will_send) {
+    if (r->replied_ || !s->h->reply) return;
+    r->replied_ = true;
+    s->h->reply(s->app, r, will_send);
+    if (will_send && !r->resp_) http_respond(r, 500, fallback_body, sizeof fallback_body - 1);
+}
+
+static enum MHD_Result queue(http_server *s, http_req *r) {
+    reply(s, r, true);
     struct MHD_Response *resp = r->resp_;
     MHD_add_response_header(resp, "x-amz-request-id", r->request_id);
     MHD_add_response_header(resp, "Server", "cairn");
@@ -619,10 +645,6 @@ static enum MHD_Result queue(http_req *r) {
     return ret;
 }
 
-static const char fallback_body[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
-    "<Message>We encountered an internal error. Please try again.</Message></Error>";
-
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls) {
@@ -640,7 +662,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             if (bad) refuse(r, "InvalidRequest", bad);
             else refuse(r, "RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size.");
             track_phase(s, r, PH_REPLY, false);
-            return queue(r);
+            return queue(s, r);
         }
         s->h->begin(s->app, r);
         if (!http_responded(r)) {
@@ -659,7 +681,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             return MHD_YES;
         }
         track_phase(s, r, PH_REPLY, false);
-        return queue(r);
+        return queue(s, r);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -685,14 +707,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             return MHD_YES;
         }
         track_phase(s, r, PH_REPLY, false);
-        return queue(r);
+        return queue(s, r);
     }
     if (r->state_ == ST_QUEUED) return MHD_YES;
     track_phase(s, r, PH_REPLY, false);
     if (!http_responded(r)) s->h->end(s->app, r);
     if (!http_responded(r))
         http_respond(r, 500, fallback_body, sizeof fallback_body - 1);
-    return queue(r);
+    return queue(s, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -724,6 +746,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         hc->draining = false;
         pthread_mutex_unlock(&s->mu);
     }
+    reply(s, r, false);
     s->h->done(s->app, r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->state_ == ST_QUEUED);
     if (r->resp_) MHD_destroy_response(r->resp_);
     buf_free(&r->resp_headers_);

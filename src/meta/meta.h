@@ -732,7 +732,9 @@ int meta_object_count(meta_store *ms, const char *bucket, int64_t *count);
  * since the epoch (UTC); the order of events is (time_us, event_id).
  */
 #define META_AUDIT_ID_LEN 32          /* event_id: 32 lowercase hex digits */
-#define META_AUDIT_KEY_MAX 1024       /* bytes of key */
+/* bytes of key: an S3 key has at most 1024 bytes, but one that is not UTF-8
+ * reaches the store with each bad byte as U+FFFD (three bytes). */
+#define META_AUDIT_KEY_MAX 3072
 #define META_AUDIT_STR_MAX 256        /* bytes of every other string */
 #define META_AUDIT_QUERY_MAX 1001     /* rows one query may ask for (a page of 1000 and one to see past it) */
 

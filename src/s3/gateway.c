@@ -118,6 +118,7 @@ void s3_serve_metrics(s3_req *q) {
     const s3_jobs *jobs = &q->gw->d.jobs;
     if (jobs->render_metrics) jobs->render_metrics(jobs->ud, &b);
     s3_render_meta_metrics(q->gw->d.meta, &b);
+    audit_journal_render_metrics(q->gw->d.audit, &b); /* zeros when audit is off: the lost counter always exists */
     http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
     size_t len = b.len;
     http_respond_take(q->http, 200, buf_steal(&b), len);

@@ -87,6 +87,9 @@ typedef struct {
     /* Runs once the body is in and checked; must answer.  NULL: a route we
      * do not serve, refused as s3_route_refusal says. */
     void (*handler)(s3_req *q);
+    /* The IAM action name audit events carry ("s3:GetObject"); "s3:Unknown"
+     * for the routes we do not serve. */
+    const char *action;
 } s3_route;
 
 /* What a route is chosen by. */
@@ -108,6 +111,8 @@ const s3_route *s3_route_find(const s3_route_input *in);
  * or NULL when route has a handler. */
 const char *s3_route_refusal(const s3_route *route, const char *method);
 const s3_route *s3_route_get(s3_op op);
+/* The IAM action name of a request on route (NULL: "s3:Unknown"), for its audit event. */
+const char *s3_route_action(const s3_route *route, const s3_query_param *params, int nparams);
 s3_op s3_route_op(const s3_route *route);
 
 #define S3_MAX_QUERY 48

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <zlib.h>
 
 #include <openssl/evp.h>
@@ -196,11 +197,17 @@ static int stage_authorize(s3_req *q) {
 /* ---- 5. rate limit -------------------------------------------------------------------------- */
 
 /* The slot for rate limiting (issue 13: token buckets per access key and per
- * bucket, answered 503 SlowDown with Retry-After).  Admits every request
- * until then. */
+ * bucket, answered 503 SlowDown with Retry-After).  Today it refuses only
+ * when the audit journal is full and its overflow policy is reject
+ * (docs/audit.md): fail closed, before the request does anything.  The
+ * operator endpoints stay reachable. */
 static int stage_rate_limit(s3_req *q) {
-    (void)q;
-    return 0;
+    audit_journal *aj = q->gw->d.audit;
+    if (!aj || q->route->resource == S3_RES_OPERATOR || audit_journal_admit(aj) == 0) return 0;
+    log_write(LOG_WARN, q->http->request_id, "audit journal full: answering 503", NULL);
+    http_add_header(q->http, "Retry-After", "1");
+    s3_error(q, "SlowDown", "The audit journal is full. Please retry.");
+    return -1;
 }
 
 /* ---- 6. handler ------------------------------------------------------------------------------ */
@@ -443,6 +450,85 @@ static void on_done(void *app, http_req *r, bool ok) {
     r->ctx = NULL;              /* q is in the request's arena, which http/ frees */
 }
 
-static const http_handler handler = {on_begin, on_body, on_end, on_done};
+/* ---- the audit event ---------------------------------------------------------------------------- */
+
+/* Reads change nothing: their events need not be durable before the answer. */
+static bool method_mutates(const char *m) {
+    return m[0] && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0;
+}
+
+static int64_t wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The one place every request passes at its end: http/ calls this right
+ * before it queues the response (and, for a request that ends without
+ * one, before done).  The event is emitted here, with the final status,
+ * the planned body length as bytes_out (what a stream or file response is
+ * about to send) and the duration up to now, because a mutating request
+ * may be answered only once its event is durable: its emit waits for the
+ * journal's group commit.  When that fails (the journal is full past its
+ * headroom, or its disk failed) the answer becomes 503 — the write itself
+ * has happened, and a retry is safe — instead of an acknowledgement
+ * without its audit event.  A read's event is appended without waiting.
+ * The operator endpoints (/health, /metrics) are not audited.
+ */
+static void on_reply(void *app, http_req *r, bool will_send) {
+    s3_gateway *gw = app;
+    audit_journal *aj = gw->d.audit;
+    s3_req *q = r->ctx;
+    if (!aj || (q && q->route && q->route->resource == S3_RES_OPERATOR)) return;
+    int64_t dur_us = (time_mono_ns() - r->start_ns) / 1000;
+    unsigned status = http_status(r);
+    char corr[129];
+    const char *cid = http_header(r, "x-correlation-id");
+    bool authed = r->principal[0] != '\0';
+    const char *principal = authed ? r->principal : q && q->who.cred.access_key[0] ? q->who.cred.access_key : "anonymous";
+    meta_user u = {0};
+    const char *user = "";
+    if (q && authed && !q->who.anonymous) {
+        if (q->who.is_root && gw->d.root_access_key) user = gw->d.root_access_key;
+        else if (meta_user_get(gw->d.meta, q->who.user_id, &u) == 0) user = u.name;
+    }
+    const char *version = q ? (q->version_id[0] ? q->version_id : s3_param_get(q, "versionId")) : NULL;
+    audit_event_fields e = {
+        .time_us = wall_us() - dur_us,
+        .request_id = r->request_id,
+        .correlation_id = cid && audit_correlation_id_clean(cid, corr) == 0 ? corr : NULL,
+        .principal = principal,
+        .user = user,
+        .source_address = r->remote_addr,
+        .action = q ? s3_route_action(q->route, q->params, q->nparams) : NULL,
+        .bucket = q ? q->bucket : "",
+        .key = q && q->has_key ? q->key : NULL,
+        .key_len = q && q->has_key ? q->key_len : 0,
+        .version_id = version,
+        .status = status ? status : 499,  /* 499: the client left before an answer (nginx's code) */
+        .error_code = q && q->error_code[0] ? q->error_code : r->refusal ? r->refusal : "",
+        .bytes_in = r->bytes_in,
+        .bytes_out = will_send && strcmp(r->method, "HEAD") != 0 ? http_response_size(r) : 0,
+        .duration_us = (uint64_t)dur_us,
+    };
+    bool durable = will_send && method_mutates(r->method);
+    int rc = audit_emit(aj, &e, durable);
+    if (rc == 0 || !durable) return;
+    /* Not durable: this write is not acknowledged. */
+    log_write(LOG_ERROR, r->request_id, "audit event not durable: answering 503", "error", cairn_strerror(rc), NULL);
+    http_response_discard(r);
+    http_add_header(r, "Retry-After", "1");
+    const char *code = rc == CAIRN_EBUSY ? "SlowDown" : "ServiceUnavailable";
+    const char *msg = "The audit journal cannot record this request. Please retry.";
+    if (q) {
+        q->error_code[0] = '\0';
+        s3_error(q, code, msg);
+    } else {
+        s3_error_http(r, code, msg);
+    }
+}
+
+static const http_handler handler = {on_begin, on_body, on_end, on_done, on_reply};
 
 const http_handler *s3_http_handler(void) { return &handler; }

@@ -36,45 +36,45 @@
 #define NONE false
 
 static const s3_route routes[] = {
-    /*  op                          api                        resource  auth    bucket body         begin                  handler */
-    [OP_HEALTH_LIVE] =             {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_live},
-    [OP_HEALTH_READY] =            {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_ready},
-    [OP_METRICS] =                 {"Metrics",                 OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_metrics},
-    [OP_LIST_BUCKETS] =            {"ListBuckets",             SERVICE,  SIGNED, NONE, BODY_IGNORE, NULL,                  s3_list_buckets},
-    [OP_CREATE_BUCKET] =           {"CreateBucket",            BUCKET,   SIGNED, NONE, BODY_BUFFER, NULL,                  s3_create_bucket},
-    [OP_HEAD_BUCKET] =             {"HeadBucket",              BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_bucket},
-    [OP_DELETE_BUCKET] =           {"DeleteBucket",            BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket},
-    [OP_GET_BUCKET_LOCATION] =     {"GetBucketLocation",       BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_location},
-    [OP_LIST_OBJECTS] =            {"ListObjects",             BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_objects_v1},
-    [OP_LIST_OBJECTS_V2] =         {"ListObjectsV2",           BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_objects_v2},
-    [OP_DELETE_OBJECTS] =          {"DeleteObjects",           BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_delete_objects},
-    [OP_GET_BUCKET_VERSIONING] =   {"GetBucketVersioning",     BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource},
-    [OP_GET_BUCKET_ACL] =          {"GetBucketAcl",            BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource},
-    [OP_BUCKET_SUBRESOURCE_EMPTY] ={"GetBucketSubresource",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource},
-    [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads},
-    [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object},
-    [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object},
-    [OP_GET_OBJECT] =              {"GetObject",               OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_object},
-    [OP_HEAD_OBJECT] =             {"HeadObject",              OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_object},
-    [OP_DELETE_OBJECT] =           {"DeleteObject",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_object},
-    [OP_GET_OBJECT_ACL] =          {"GetObjectAcl",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource},
-    [OP_GET_OBJECT_TAGGING] =      {"GetObjectTagging",        OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource},
-    [OP_CREATE_MULTIPART] =        {"CreateMultipartUpload",   OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_create_multipart},
-    [OP_UPLOAD_PART] =             {"UploadPart",              OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_upload_part_begin,  s3_upload_part},
-    [OP_UPLOAD_PART_COPY] =        {"UploadPartCopy",          OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_upload_part_copy},
-    [OP_COMPLETE_MULTIPART] =      {"CompleteMultipartUpload", OBJECT,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_complete_multipart},
-    [OP_ABORT_MULTIPART] =         {"AbortMultipartUpload",    OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_abort_multipart},
-    [OP_LIST_PARTS] =              {"ListParts",               OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_parts},
+    /*  op                          api                        resource  auth    bucket body         begin                  handler  action (IAM, for audit events) */
+    [OP_HEALTH_LIVE] =             {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_live, "s3:Unknown"},
+    [OP_HEALTH_READY] =            {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_ready, "s3:Unknown"},
+    [OP_METRICS] =                 {"Metrics",                 OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_metrics, "s3:Unknown"},
+    [OP_LIST_BUCKETS] =            {"ListBuckets",             SERVICE,  SIGNED, NONE, BODY_IGNORE, NULL,                  s3_list_buckets, "s3:ListAllMyBuckets"},
+    [OP_CREATE_BUCKET] =           {"CreateBucket",            BUCKET,   SIGNED, NONE, BODY_BUFFER, NULL,                  s3_create_bucket, "s3:CreateBucket"},
+    [OP_HEAD_BUCKET] =             {"HeadBucket",              BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_bucket, "s3:ListBucket"},
+    [OP_DELETE_BUCKET] =           {"DeleteBucket",            BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket, "s3:DeleteBucket"},
+    [OP_GET_BUCKET_LOCATION] =     {"GetBucketLocation",       BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_location, "s3:GetBucketLocation"},
+    [OP_LIST_OBJECTS] =            {"ListObjects",             BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_objects_v1, "s3:ListBucket"},
+    [OP_LIST_OBJECTS_V2] =         {"ListObjectsV2",           BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_objects_v2, "s3:ListBucket"},
+    [OP_DELETE_OBJECTS] =          {"DeleteObjects",           BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_delete_objects, "s3:DeleteObject"},
+    [OP_GET_BUCKET_VERSIONING] =   {"GetBucketVersioning",     BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource, "s3:GetBucketVersioning"},
+    [OP_GET_BUCKET_ACL] =          {"GetBucketAcl",            BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource, "s3:GetBucketAcl"},
+    [OP_BUCKET_SUBRESOURCE_EMPTY] ={"GetBucketSubresource",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource, "s3:GetBucketConfiguration"},
+    [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads, "s3:ListBucketMultipartUploads"},
+    [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object, "s3:PutObject"},
+    [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object, "s3:PutObject"},
+    [OP_GET_OBJECT] =              {"GetObject",               OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_object, "s3:GetObject"},
+    [OP_HEAD_OBJECT] =             {"HeadObject",              OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_object, "s3:GetObject"},
+    [OP_DELETE_OBJECT] =           {"DeleteObject",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_object, "s3:DeleteObject"},
+    [OP_GET_OBJECT_ACL] =          {"GetObjectAcl",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource, "s3:GetObjectAcl"},
+    [OP_GET_OBJECT_TAGGING] =      {"GetObjectTagging",        OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource, "s3:GetObjectTagging"},
+    [OP_CREATE_MULTIPART] =        {"CreateMultipartUpload",   OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_create_multipart, "s3:PutObject"},
+    [OP_UPLOAD_PART] =             {"UploadPart",              OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_upload_part_begin,  s3_upload_part, "s3:PutObject"},
+    [OP_UPLOAD_PART_COPY] =        {"UploadPartCopy",          OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_upload_part_copy, "s3:PutObject"},
+    [OP_COMPLETE_MULTIPART] =      {"CompleteMultipartUpload", OBJECT,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_complete_multipart, "s3:PutObject"},
+    [OP_ABORT_MULTIPART] =         {"AbortMultipartUpload",    OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_abort_multipart, "s3:AbortMultipartUpload"},
+    [OP_LIST_PARTS] =              {"ListParts",               OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_parts, "s3:ListMultipartUploadParts"},
     /* Unsupported: no handler.  Anyone reaches the refusal, signed or not,
      * so an anonymous caller learns the operation is not served rather
      * than AccessDenied. */
-    [OP_UNSUPPORTED_SERVICE] =     {"ListBuckets",             SERVICE,  PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_BUCKET] =      {"Bucket",                  BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_BUCKET_CONFIG] = {"PutBucketSubresource",  BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_BUCKET_SUB] =  {"BucketSubresource",       BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_MULTIPART] =   {"Multipart",               OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_OBJECT_SUB] =  {"ObjectSubresource",       OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
-    [OP_UNSUPPORTED_OBJECT] =      {"Object",                  OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL},
+    [OP_UNSUPPORTED_SERVICE] =     {"ListBuckets",             SERVICE,  PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
+    [OP_UNSUPPORTED_BUCKET] =      {"Bucket",                  BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
+    [OP_UNSUPPORTED_BUCKET_CONFIG] = {"PutBucketSubresource",  BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
+    [OP_UNSUPPORTED_BUCKET_SUB] =  {"BucketSubresource",       BUCKET,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
+    [OP_UNSUPPORTED_MULTIPART] =   {"Multipart",               OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
+    [OP_UNSUPPORTED_OBJECT_SUB] =  {"ObjectSubresource",       OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
+    [OP_UNSUPPORTED_OBJECT] =      {"Object",                  OBJECT,   PUBLIC, NONE, BODY_IGNORE, NULL,                  NULL, "s3:Unknown"},
 };
 
 const s3_route *s3_route_get(s3_op op) {
@@ -216,6 +216,28 @@ const s3_route *s3_route_find(const s3_route_input *in) {
     /* Every resource kind ends in a catch-all rule. */
     assert(!"no rule matched");
     return NULL;
+}
+
+/* The IAM action of a GET of a bucket configuration subresource we store
+ * nothing for, by the subresource named. */
+static const struct { const char *param, *action; } config_actions[] = {
+    {"policy", "s3:GetBucketPolicy"}, {"lifecycle", "s3:GetLifecycleConfiguration"}, {"cors", "s3:GetBucketCORS"},
+    {"tagging", "s3:GetBucketTagging"}, {"encryption", "s3:GetEncryptionConfiguration"},
+    {"object-lock", "s3:GetBucketObjectLockConfiguration"}, {"website", "s3:GetBucketWebsite"},
+    {"replication", "s3:GetReplicationConfiguration"}, {"notification", "s3:GetBucketNotification"},
+    {"logging", "s3:GetBucketLogging"}, {"accelerate", "s3:GetAccelerateConfiguration"},
+    {"requestPayment", "s3:GetBucketRequestPayment"}, {"ownershipControls", "s3:GetBucketOwnershipControls"},
+    {"publicAccessBlock", "s3:GetBucketPublicAccessBlock"}, {"policyStatus", "s3:GetBucketPolicyStatus"},
+    {"intelligent-tiering", "s3:GetIntelligentTieringConfiguration"}, {"inventory", "s3:GetInventoryConfiguration"},
+    {"metrics", "s3:GetMetricsConfiguration"}, {"analytics", "s3:GetAnalyticsConfiguration"},
+};
+
+const char *s3_route_action(const s3_route *route, const s3_param *params, int nparams) {
+    if (!route) return "s3:Unknown";
+    if (s3_route_op(route) == OP_BUCKET_SUBRESOURCE_EMPTY)
+        for (size_t i = 0; i < sizeof config_actions / sizeof config_actions[0]; i++)
+            if (param_of(params, nparams, config_actions[i].param)) return config_actions[i].action;
+    return route->action ? route->action : "s3:Unknown";
 }
 
 const char *s3_route_refusal(const s3_route *route, const char *method) {

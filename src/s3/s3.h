@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "audit/journal.h"
 #include "core/core.h"
 #include "data/data.h"
 #include "http/http.h"
@@ -55,6 +56,9 @@ typedef struct {
     int64_t root_user_id;
     uint8_t master_key[32];
     s3_jobs jobs;
+    /* The audit journal every request's event goes to (audit/journal.h);
+     * NULL: audit_enabled is false. */
+    audit_journal *audit;
 } s3_deps;
 
 /* The gateway copies deps (the handles stay owned by the caller). */

@@ -1,7 +1,7 @@
 /*
  * fuzz_audit.c — libFuzzer target for the audit store's parsers of untrusted
- * input (src/audit/event.c): a POST body (audit_batch_parse), and the GET's
- * cursor and times (audit_cursor_decode, audit_time_parse).
+ * input (src/audit/event.c): a POST body (audit_events_parse), and the GET's
+ * cursor and times (audit_query_cursor_decode, audit_time_parse).
  *
  * Properties checked: a batch that parses is valid event by event, and its
  * encoding (what GET returns) parses again to the same events; a cursor
@@ -32,26 +32,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         log_set_level(LOG_ERROR);
         inited = 1;
     }
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
-    int rc = audit_batch_parse((const char *)data, size, 100, &b, &err);
+    int rc = audit_events_parse((const char *)data, size, 100, &b, &err);
     if (rc == 0) {
-        int n = audit_batch_count(b);
-        const audit_event *ev = audit_batch_events(b);
+        int n = audit_events_count(b);
+        const audit_event *ev = audit_events_list(b);
         for (int i = 0; i < n; i++)
             if (audit_event_validate(&ev[i], &err) != 0) abort();
         buf_t out;
         buf_init(&out);
-        audit_batch_to_json(ev, n, &out);
-        audit_batch *again = NULL;
+        audit_events_to_json(ev, n, &out);
+        audit_events *again = NULL;
         if (!out.oom) {
-            if (audit_batch_parse(out.data, out.len, 100, &again, &err) != 0) abort();
-            if (audit_batch_count(again) != n) abort();
-            for (int i = 0; i < n; i++) same_events(&ev[i], &audit_batch_events(again)[i]);
+            if (audit_events_parse(out.data, out.len, 100, &again, &err) != 0) abort();
+            if (audit_events_count(again) != n) abort();
+            for (int i = 0; i < n; i++) same_events(&ev[i], &audit_events_list(again)[i]);
         }
-        audit_batch_free(again);
+        audit_events_free(again);
         buf_free(&out);
-        audit_batch_free(b);
+        audit_events_free(b);
     } else if (b) {
         abort(); /* a refusal leaves nothing */
     }
@@ -61,9 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     s[n] = '\0';
     int64_t t;
     char id[AUDIT_ID_LEN + 1];
-    if (audit_cursor_decode(s, &t, id) == 0) {
-        char c[AUDIT_CURSOR_LEN + 1];
-        audit_cursor_encode(t, id, c);
+    if (audit_query_cursor_decode(s, &t, id) == 0) {
+        char c[AUDIT_QUERY_CURSOR_LEN + 1];
+        audit_query_cursor_encode(t, id, c);
         if (strcmp(c, s) != 0) abort();
     }
     if (audit_time_parse(s, &t) == 0 && t > 0 && t < 253402300800000000LL) {

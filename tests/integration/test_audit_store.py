@@ -169,7 +169,7 @@ def test_the_same_batch_from_eight_clients_at_once_is_stored_once(store):
     (2, {"time": "yesterday"}, "time"),
     (4, {"outcome": "fine"}, "outcome"),
     (1, {"colour": "red"}, "colour"),
-    (3, {"key": "k" * 1025}, "key"),
+    (3, {"key": "k" * 3073}, "key"),
     (3, {"bytes_in": -5}, "bytes_in"),
     (2, {"principal": ""}, "principal"),
 ])
@@ -544,3 +544,23 @@ def test_a_database_that_refuses_is_500_not_a_crash(make_audit):
     r = get(srv)
     assert r.status == 500 and body(r)["error"] == "InternalError", r.body
     assert srv.alive()
+
+
+def test_s3_requests_beside_the_store_still_leave_their_journal_events(make_server):
+    """The embedded store sits in front of the S3 pipeline: the pipeline's
+    reply callback (which journals every S3 request's event) must still
+    run for S3 requests, and never for the store's own."""
+    srv = make_server(env={"CAIRN_AUDIT_RETENTION_DAYS": "0"})
+    bucket = unique_name("jr").lower()
+    r = srv.request("PUT", f"/{bucket}", headers={"X-Request-Id": "s3-put-" + bucket})
+    assert r.status == 200
+    assert post(srv, [event(1)]).status == 200
+
+    def dumped():
+        cp = srv.admin("audit", "journal-dump", "--all")
+        return [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]
+
+    evs = wait_until(lambda: [e for e in dumped() if e["bucket"] == bucket] or None, 10,
+                     what="the CreateBucket event in the journal")
+    assert evs[0]["action"] == "s3:CreateBucket" and evs[0]["status"] == 200
+    assert not [e for e in dumped() if e["action"].startswith("s3:Unknown") and "audit" in e.get("key", "")]

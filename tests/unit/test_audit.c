@@ -48,7 +48,7 @@ static char *with(const char *name, const char *value) {
 }
 
 static void expect_refused(const char *json, const char *field, const char *why) {
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
     int rc = audit_event_parse(json, strlen(json), &b, &err);
     cr_expect_eq(rc, CAIRN_EINVAL, "%s: accepted: %s", why, json);
@@ -58,10 +58,10 @@ static void expect_refused(const char *json, const char *field, const char *why)
 }
 
 Test(audit_event, a_good_event_parses_with_every_field, .init = init) {
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
     cr_assert_eq(audit_event_parse(GOOD, strlen(GOOD), &b, &err), 0, "%s: %s", err.field, err.reason);
-    const audit_event *e = audit_batch_events(b);
+    const audit_event *e = audit_events_list(b);
     cr_expect_str_eq(e->event_id, GOOD_ID);
     cr_expect_eq(e->time_us, 1796060462123456LL);
     cr_expect_str_eq(e->request_id, "r1");
@@ -84,17 +84,17 @@ Test(audit_event, a_good_event_parses_with_every_field, .init = init) {
     audit_event_to_json(e, &o);
     cr_expect_str_eq(o.data, GOOD);
     buf_free(&o);
-    audit_batch_free(b);
+    audit_events_free(b);
 }
 
 Test(audit_event, optional_fields_default_to_empty_and_zero, .init = init) {
     const char *j = "{\"event_id\":\"" GOOD_ID "\",\"time\":\"2026-11-30T17:41:02Z\",\"request_id\":\"r\","
                     "\"correlation_id\":\"c\",\"principal\":\"anonymous\",\"action\":\"s3:GetObject\","
                     "\"outcome\":\"denied\",\"status\":403}";
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
     cr_assert_eq(audit_event_parse(j, strlen(j), &b, &err), 0, "%s: %s", err.field, err.reason);
-    const audit_event *e = audit_batch_events(b);
+    const audit_event *e = audit_events_list(b);
     cr_expect_str_eq(e->user, "");
     cr_expect_str_eq(e->bucket, "");
     cr_expect_str_eq(e->key, "");
@@ -104,11 +104,11 @@ Test(audit_event, optional_fields_default_to_empty_and_zero, .init = init) {
     cr_expect_eq(e->bytes_in, 0);
     cr_expect_eq(e->bytes_out, 0);
     cr_expect_eq(e->duration_us, 0);
-    audit_batch_free(b);
+    audit_events_free(b);
     /* null is the same as absent for optional fields */
     const char *n = with("user", "null");
     cr_assert_eq(audit_event_parse(n, strlen(n), &b, &err), 0);
-    audit_batch_free(b);
+    audit_events_free(b);
 }
 
 Test(audit_event, every_required_field_must_be_present, .init = init) {
@@ -156,29 +156,29 @@ Test(audit_event, every_field_is_checked, .init = init) {
 Test(audit_event, strings_are_bounded, .init = init) {
     char big[1100];
     memset(big, 'x', sizeof big);
-    /* 256 bytes fit, 257 do not; the key takes 1024, not 1025 */
+    /* 256 bytes fit, 257 do not; the key takes 3072 (a 1024-byte key of bad UTF-8 as U+FFFD), not 3073 */
     snprintf(big, sizeof big, "\"%.*s\"", 256, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
     char *j = with("action", big);
     cr_expect_eq(audit_event_parse(j, strlen(j), &b, &err), 0, "256 bytes: %s", err.reason);
-    audit_batch_free(b);
-    char s257[300], k1024[1100], k1025[1100];
+    audit_events_free(b);
+    char s257[300], k1024[3100], k1025[3100];
     s257[0] = '"';
     memset(s257 + 1, 'y', 257);
     strcpy(s257 + 258, "\"");
     expect_refused(with("action", s257), "action", "257 bytes");
     expect_refused(with("user", s257), "user", "257 bytes");
     k1024[0] = '"';
-    memset(k1024 + 1, 'k', 1024);
-    strcpy(k1024 + 1025, "\"");
+    memset(k1024 + 1, 'k', 3072);
+    strcpy(k1024 + 3073, "\"");
     j = with("key", k1024);
-    cr_expect_eq(audit_event_parse(j, strlen(j), &b, &err), 0, "a key of 1024 bytes");
-    audit_batch_free(b);
+    cr_expect_eq(audit_event_parse(j, strlen(j), &b, &err), 0, "a key of 3072 bytes");
+    audit_events_free(b);
     k1025[0] = '"';
-    memset(k1025 + 1, 'k', 1025);
-    strcpy(k1025 + 1026, "\"");
-    expect_refused(with("key", k1025), "key", "1025 bytes");
+    memset(k1025 + 1, 'k', 3073);
+    strcpy(k1025 + 3074, "\"");
+    expect_refused(with("key", k1025), "key", "3073 bytes");
 }
 
 Test(audit_event, unknown_and_repeated_members_are_refused, .init = init) {
@@ -186,75 +186,75 @@ Test(audit_event, unknown_and_repeated_members_are_refused, .init = init) {
     snprintf(j, sizeof j, "%.*s,\"colour\":\"red\"}", (int)strlen(GOOD) - 1, GOOD);
     expect_refused(j, "colour", "unknown");
     snprintf(j, sizeof j, "%.*s,\"status\":201}", (int)strlen(GOOD) - 1, GOOD);
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
     cr_expect_eq(audit_event_parse(j, strlen(j), &b, &err), CAIRN_EINVAL, "a repeated member");
     expect_refused("[1]", "", "not an object");
     expect_refused("{", "", "not JSON");
 }
 
-Test(audit_batch, both_forms_parse_and_a_bad_event_is_named_by_index, .init = init) {
+Test(audit_events, both_forms_parse_and_a_bad_event_is_named_by_index, .init = init) {
     char j[16384];
     snprintf(j, sizeof j, "{\"events\":[%s,%s]}", GOOD, GOOD);
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
-    cr_assert_eq(audit_batch_parse(j, strlen(j), AUDIT_BATCH_MAX, &b, &err), 0);
-    cr_expect_eq(audit_batch_count(b), 2);
-    audit_batch_free(b);
+    cr_assert_eq(audit_events_parse(j, strlen(j), AUDIT_BATCH_MAX, &b, &err), 0);
+    cr_expect_eq(audit_events_count(b), 2);
+    audit_events_free(b);
     snprintf(j, sizeof j, "[%s]", GOOD);
-    cr_assert_eq(audit_batch_parse(j, strlen(j), AUDIT_BATCH_MAX, &b, &err), 0, "a bare array");
-    cr_expect_eq(audit_batch_count(b), 1);
-    audit_batch_free(b);
-    cr_assert_eq(audit_batch_parse("[]", 2, AUDIT_BATCH_MAX, &b, &err), 0, "an empty batch");
-    cr_expect_eq(audit_batch_count(b), 0);
-    audit_batch_free(b);
+    cr_assert_eq(audit_events_parse(j, strlen(j), AUDIT_BATCH_MAX, &b, &err), 0, "a bare array");
+    cr_expect_eq(audit_events_count(b), 1);
+    audit_events_free(b);
+    cr_assert_eq(audit_events_parse("[]", 2, AUDIT_BATCH_MAX, &b, &err), 0, "an empty batch");
+    cr_expect_eq(audit_events_count(b), 0);
+    audit_events_free(b);
     snprintf(j, sizeof j, "{\"events\":[%s,%s,%s,%s]}", GOOD, GOOD, GOOD, with("status", "700"));
-    cr_expect_eq(audit_batch_parse(j, strlen(j), AUDIT_BATCH_MAX, &b, &err), CAIRN_EINVAL);
+    cr_expect_eq(audit_events_parse(j, strlen(j), AUDIT_BATCH_MAX, &b, &err), CAIRN_EINVAL);
     cr_expect_null(b);
     cr_expect_eq(err.index, 3);
     cr_expect_str_eq(err.field, "status");
     /* the batch's own shape */
     const char *bad[] = {"{}", "{\"events\":{}}", "{\"events\":[],\"more\":1}", "7", "\"x\"", "{\"evnts\":[]}", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_expect_eq(audit_batch_parse(bad[i], strlen(bad[i]), AUDIT_BATCH_MAX, &b, &err), CAIRN_EINVAL, "%s", bad[i]);
+        cr_expect_eq(audit_events_parse(bad[i], strlen(bad[i]), AUDIT_BATCH_MAX, &b, &err), CAIRN_EINVAL, "%s", bad[i]);
         cr_expect_eq(err.index, -1, "%s", bad[i]);
     }
     /* not NUL-terminated input is read only to its length */
     snprintf(j, sizeof j, "[%s]garbage", GOOD);
-    cr_expect_eq(audit_batch_parse(j, strlen(GOOD) + 2, AUDIT_BATCH_MAX, &b, &err), 0);
-    audit_batch_free(b);
+    cr_expect_eq(audit_events_parse(j, strlen(GOOD) + 2, AUDIT_BATCH_MAX, &b, &err), 0);
+    audit_events_free(b);
 }
 
-Test(audit_batch, more_than_the_maximum_is_too_big, .init = init) {
+Test(audit_events, more_than_the_maximum_is_too_big, .init = init) {
     char j[16384];
     snprintf(j, sizeof j, "[%s,%s,%s]", GOOD, GOOD, GOOD);
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
-    cr_expect_eq(audit_batch_parse(j, strlen(j), 2, &b, &err), CAIRN_ETOOBIG);
+    cr_expect_eq(audit_events_parse(j, strlen(j), 2, &b, &err), CAIRN_ETOOBIG);
     cr_expect_null(b);
     cr_expect_str_eq(err.field, "events");
-    cr_expect_eq(audit_batch_parse(j, strlen(j), 3, &b, &err), 0);
-    audit_batch_free(b);
-    cr_expect_eq(audit_batch_parse(j, strlen(j), AUDIT_BATCH_MAX + 1, &b, &err), CAIRN_EINVAL);
+    cr_expect_eq(audit_events_parse(j, strlen(j), 3, &b, &err), 0);
+    audit_events_free(b);
+    cr_expect_eq(audit_events_parse(j, strlen(j), AUDIT_BATCH_MAX + 1, &b, &err), CAIRN_EINVAL);
 }
 
-Test(audit_batch, encoding_round_trips, .init = init) {
+Test(audit_events, encoding_round_trips, .init = init) {
     char j[16384];
     const char *weird = with("key", "\"caf\\u00e9 \\\"quoted\\\"\\n\\\\/\"");
     snprintf(j, sizeof j, "[%s,%s]", GOOD, weird);
-    audit_batch *b = NULL;
+    audit_events *b = NULL;
     audit_error err;
-    cr_assert_eq(audit_batch_parse(j, strlen(j), 10, &b, &err), 0, "%s", err.reason);
-    cr_expect_str_eq(audit_batch_events(b)[1].key, "caf\xc3\xa9 \"quoted\"\n\\/");
+    cr_assert_eq(audit_events_parse(j, strlen(j), 10, &b, &err), 0, "%s", err.reason);
+    cr_expect_str_eq(audit_events_list(b)[1].key, "caf\xc3\xa9 \"quoted\"\n\\/");
     buf_t o;
     buf_init(&o);
-    audit_batch_to_json(audit_batch_events(b), 2, &o);
-    audit_batch *again = NULL;
-    cr_assert_eq(audit_batch_parse(o.data, o.len, 10, &again, &err), 0, "%s", o.data);
-    cr_expect_str_eq(audit_batch_events(again)[1].key, audit_batch_events(b)[1].key);
-    cr_expect_eq(audit_batch_events(again)[0].time_us, audit_batch_events(b)[0].time_us);
-    audit_batch_free(again);
-    audit_batch_free(b);
+    audit_events_to_json(audit_events_list(b), 2, &o);
+    audit_events *again = NULL;
+    cr_assert_eq(audit_events_parse(o.data, o.len, 10, &again, &err), 0, "%s", o.data);
+    cr_expect_str_eq(audit_events_list(again)[1].key, audit_events_list(b)[1].key);
+    cr_expect_eq(audit_events_list(again)[0].time_us, audit_events_list(b)[0].time_us);
+    audit_events_free(again);
+    audit_events_free(b);
     buf_free(&o);
 }
 
@@ -279,27 +279,27 @@ Test(audit_time, rfc3339_parses_to_utc_microseconds, .init = init) {
 }
 
 Test(audit_cursor, round_trips_and_refuses_what_it_did_not_write, .init = init) {
-    char c[AUDIT_CURSOR_LEN + 1];
-    audit_cursor_encode(1796060462123456LL, GOOD_ID, c);
-    cr_expect_eq(strlen(c), AUDIT_CURSOR_LEN);
+    char c[AUDIT_QUERY_CURSOR_LEN + 1];
+    audit_query_cursor_encode(1796060462123456LL, GOOD_ID, c);
+    cr_expect_eq(strlen(c), AUDIT_QUERY_CURSOR_LEN);
     int64_t t = 0;
     char id[AUDIT_ID_LEN + 1];
-    cr_assert_eq(audit_cursor_decode(c, &t, id), 0);
+    cr_assert_eq(audit_query_cursor_decode(c, &t, id), 0);
     cr_expect_eq(t, 1796060462123456LL);
     cr_expect_str_eq(id, GOOD_ID);
-    cr_expect_eq(audit_cursor_decode("", &t, id), CAIRN_EINVAL);
-    cr_expect_eq(audit_cursor_decode("abc", &t, id), CAIRN_EINVAL);
-    char bad[AUDIT_CURSOR_LEN + 2];
+    cr_expect_eq(audit_query_cursor_decode("", &t, id), CAIRN_EINVAL);
+    cr_expect_eq(audit_query_cursor_decode("abc", &t, id), CAIRN_EINVAL);
+    char bad[AUDIT_QUERY_CURSOR_LEN + 2];
     snprintf(bad, sizeof bad, "%s", c);
     bad[5] = '+';
-    cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "not base64url");
+    cr_expect_eq(audit_query_cursor_decode(bad, &t, id), CAIRN_EINVAL, "not base64url");
     bad[5] = (char)0x9f;
-    cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "a byte outside the alphabet (found by fuzz_audit)");
+    cr_expect_eq(audit_query_cursor_decode(bad, &t, id), CAIRN_EINVAL, "a byte outside the alphabet (found by fuzz_audit)");
     snprintf(bad, sizeof bad, "%sA", c);
-    cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "too long");
-    memset(bad, '_', AUDIT_CURSOR_LEN);
-    bad[AUDIT_CURSOR_LEN] = '\0';
-    cr_expect_eq(audit_cursor_decode(bad, &t, id), CAIRN_EINVAL, "a time past INT64_MAX");
+    cr_expect_eq(audit_query_cursor_decode(bad, &t, id), CAIRN_EINVAL, "too long");
+    memset(bad, '_', AUDIT_QUERY_CURSOR_LEN);
+    bad[AUDIT_QUERY_CURSOR_LEN] = '\0';
+    cr_expect_eq(audit_query_cursor_decode(bad, &t, id), CAIRN_EINVAL, "a time past INT64_MAX");
 }
 
 Test(audit_event, validate_checks_a_struct_the_client_built, .init = init) {

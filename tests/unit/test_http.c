@@ -130,7 +130,21 @@ static void on_done(void *app, http_req *r, bool ok) {
     atomic_fetch_add(&dones, 1);
 }
 
-static const http_handler handler = {on_begin, on_body, on_end, on_done};
+/* The reply callback: counted; on /replace it swaps the response for a 503. */
+static atomic_int replies, replies_sending, replies_refusal;
+
+static void on_reply(void *app, http_req *r, bool will_send) {
+    (void)app;
+    atomic_fetch_add(&replies, 1);
+    if (will_send) atomic_fetch_add(&replies_sending, 1);
+    if (r->refusal && !strcmp(r->refusal, "InvalidRequest")) atomic_fetch_add(&replies_refusal, 1);
+    if (will_send && path_is(r, "/replace")) {
+        if (http_response_discard(r) == 0 && http_response_discard(r) == CAIRN_EINVAL)
+            http_respond(r, 503, "replaced", 8);
+    }
+}
+
+static const http_handler handler = {on_begin, on_body, on_end, on_done, on_reply};
 
 /* ---- server and client helpers ---------------------------------------------------- */
 
@@ -509,6 +523,32 @@ Test(http, client_leaving_while_its_body_is_drained_is_not_completed) {
     close(fd);
     wait_dones(before + 1);
     cr_expect_eq(atomic_load(&dones_failed), failed + 1, "done reports the request as not completed");
+    http_server_stop(s);
+}
+
+/* The reply callback runs exactly once per request: before an answer is
+ * queued (also one the server gives itself), or before done for a request
+ * that ends without one; and it can replace the answer. */
+Test(http, reply_runs_once_per_request_and_may_replace_the_answer) {
+    http_options o = base_options("127.0.0.1:0");
+    int port = 0;
+    http_server *s = start(&o, &port);
+    int d0 = atomic_load(&dones), r0 = atomic_load(&replies), s0 = atomic_load(&replies_sending);
+    int f0 = atomic_load(&replies_refusal);
+    char *resp = exchange_str(port, "GET /plain HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    cr_expect_eq(status_of(resp), 200, "%s", resp);
+    resp = exchange_str(port, "GET /replace HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    cr_expect_eq(status_of(resp), 503, "%s", resp);
+    cr_expect_str_eq(body_of(resp), "replaced");
+    expect_refused(port, "GET /x HTTP/1.1\r\nHost: h\r\nX(Y): 1\r\n\r\n", "A header field name is not a token");
+    int fd = dial(AF_INET, port);
+    const char *req = "PUT /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\nonly some";
+    send_all(fd, req, strlen(req));
+    close(fd);
+    wait_dones(d0 + 4);
+    cr_expect_eq(atomic_load(&replies) - r0, 4, "one reply per request");
+    cr_expect_eq(atomic_load(&replies_sending) - s0, 3, "the client that left got no answer");
+    cr_expect_eq(atomic_load(&replies_refusal) - f0, 1, "the server's own refusal names its code");
     http_server_stop(s);
 }
 

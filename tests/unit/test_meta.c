@@ -6317,7 +6317,7 @@ typedef struct {
     char ids[8192];
     int n;
     meta_audit_event last;
-    char last_id[33], last_key[1025], last_req[257];
+    char last_id[33], last_key[3073], last_req[257];
     int stop_after;
 } audit_seen;
 
@@ -6374,9 +6374,9 @@ Test(audit, a_batch_is_stored_once_however_often_it_is_retried) {
 Test(audit, every_field_comes_back_as_stored) {
     fx f;
     fx_open(&f, 2);
-    char key[1025];
-    memset(key, 'k', 1024);
-    key[1024] = '\0';
+    char key[3073];
+    memset(key, 'k', 3072);
+    key[3072] = '\0';
     char big[257];
     memset(big, 'r', 256);
     big[256] = '\0';
@@ -6624,12 +6624,12 @@ Test(audit, bad_arguments_are_einval) {
     e = a.e;
     e.bucket = NULL;
     cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL);
-    char long_key[1026];
-    memset(long_key, 'k', 1025);
-    long_key[1025] = '\0';
+    char long_key[3074];
+    memset(long_key, 'k', 3073);
+    long_key[3073] = '\0';
     e = a.e;
     e.key = long_key;
-    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "a key over 1024 bytes");
+    cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "a key over 3072 bytes");
     e = a.e;
     e.action = long_key;
     cr_expect_eq(meta_audit_insert(f.ms, &e, 1, &ins), CAIRN_EINVAL, "a string over 256 bytes");

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# bench/audit.sh — what the audit trail costs requests (issue 10): 4 KiB PUT
+# and GET req/s, 16 connections, against two cairn servers started side by
+# side, one with the audit journal on (the default) and one with
+# audit_enabled=false, in the same run; their runs alternate so that load
+# from others on a shared machine hits both alike.  Reported as medians and
+# the ratio on/off (target >= 0.9x), with the p50/p99 latencies, and then
+# cairn-auditbench's in-process figures (ns per emitted event from 1, 4 and
+# 16 threads; durable append p50/p99).
+#
+# Usage: bash bench/audit.sh [BUILD_DIR]   (BENCH_QUICK=1: 3 runs of 2 s)
+set -euo pipefail
+BUILD=${1:-build}
+CAIRN=$BUILD/cairn
+LOADGEN=$BUILD/cairn-loadgen
+QUICK=${BENCH_QUICK:-0}
+RUNS=${BENCH_RUNS:-$([ "$QUICK" = 1 ] && echo 3 || echo 5)}
+SECS=$([ "$QUICK" = 1 ] && echo 2 || echo 5)
+MAXPUTS=$([ "$QUICK" = 1 ] && echo 6000 || echo 20000)
+AK=benchroot SK=benchroot-secret-0123
+T=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/cairn-audit.XXXXXX")
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] || continue; kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] || continue; wait "$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+die() { echo "audit bench: $*" >&2; exit 2; }
+[ -x "$LOADGEN" ] || die "$LOADGEN not built (make build)"
+
+EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
+free_port() {
+  local p
+  for _ in $(seq 100); do
+    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  die "no free port"
+}
+
+declare -A PORT
+start() {  # NAME AUDIT_ENABLED
+  local p
+  p=$(free_port)
+  CAIRN_ROOT_USER=$AK CAIRN_ROOT_PASSWORD=$SK CAIRN_LOG_LEVEL=warn CAIRN_SCRUB_INTERVAL=0 CAIRN_AUDIT_ENABLED=$2 \
+    "$CAIRN" server --listen "127.0.0.1:$p" --data "$T/$1" >"$T/$1.out" 2>"$T/$1.log" &
+  PIDS+=($!)
+  local pid=$!
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$T/$1.log" >&2; die "$1 exited during startup"; }
+    "$LOADGEN" --url "http://127.0.0.1:$p" --op probe --path /health/live && break
+    sleep 0.1
+  done
+  "$LOADGEN" --url "http://127.0.0.1:$p" --access-key "$AK" --secret-key "$SK" --op mkbucket --bucket bench >/dev/null \
+    || die "cannot create the bucket on $1"
+  PORT[$1]=$p
+}
+
+median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+declare -A V
+lg() {  # NAME TAG loadgen-args...
+  local name=$1 tag=$2 out; shift 2
+  out=$("$LOADGEN" --url "http://127.0.0.1:${PORT[$name]}" --access-key "$AK" --secret-key "$SK" --bucket bench \
+        --size 4096 --concurrency 16 "$@") || die "loadgen $tag on $name failed: $out"
+  V[$name.$tag.rps]="${V[$name.$tag.rps]:-} $(field rps "$out")"
+  V[$name.$tag.p50]="${V[$name.$tag.p50]:-} $(field p50_ms "$out")"
+  V[$name.$tag.p99]="${V[$name.$tag.p99]:-} $(field p99_ms "$out")"
+  [ "$tag" = put ] && KEYS[$name]=$(field requests "$out")
+  return 0
+}
+
+echo "== audit overhead: 4 KiB objects, 16 connections, ${SECS}s or $MAXPUTS PUTs a run, $RUNS runs, on/off alternating" >&2
+start on true
+start off false
+declare -A KEYS
+for s in on off; do
+  lg "$s" warm --op put --requests 500 --prefix warm/
+done
+for r in $(seq "$RUNS"); do
+  for s in on off; do
+    sync
+    lg "$s" put --op put --duration "$SECS" --requests "$MAXPUTS" --prefix "r$r/"
+    lg "$s" get --op get --duration "$SECS" --prefix "r$r/" --keys "${KEYS[$s]:-1}"
+  done
+done
+events=$(curl -s "http://127.0.0.1:${PORT[on]}/metrics" 2>/dev/null | sed -n 's/^cairn_audit_events_emitted_total //p' || true)
+lost=$(curl -s "http://127.0.0.1:${PORT[on]}/metrics" 2>/dev/null | sed -n 's/^cairn_audit_events_lost_total //p' || true)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.2fx", a / b; else print "-" }'; }
+echo
+echo "audit trail overhead (4 KiB, c=16, median of $RUNS alternating runs; audit on = default config, fsync on)"
+printf '%-16s %12s %12s %8s %8s   %-22s %-22s\n' metric "audit on" "audit off" ratio target "on p50/p99 ms" "off p50/p99 ms"
+for op in put get; do
+  on=$(median <<<"${V[on.$op.rps]}") off=$(median <<<"${V[off.$op.rps]}")
+  rt=$(ratio "$on" "$off")
+  note=$(awk -v r="${rt%x}" 'BEGIN { if (r == "-") print ""; else print (r >= 0.9) ? "met" : "below" }')
+  printf '%-16s %12s %12s %8s %8s   %-22s %-22s %s\n' "4 KiB ${op^^} req/s" "$on" "$off" "$rt" ">= 0.9x" \
+    "$(median <<<"${V[on.$op.p50]}")/$(median <<<"${V[on.$op.p99]}")" \
+    "$(median <<<"${V[off.$op.p50]}")/$(median <<<"${V[off.$op.p99]}")" "$note"
+done
+echo "  audit events emitted by the 'on' server: ${events:-?}, lost: ${lost:-?}"
+if [ -x "$BUILD/cairn-auditbench" ]; then
+  BENCH_QUICK=$QUICK BENCH_DIR=$T "$BUILD/cairn-auditbench"
+else
+  echo "audit bench: $BUILD/cairn-auditbench not built; no in-process figures" >&2
+fi
