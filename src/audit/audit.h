@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "audit/journal.h" /* the journal and the emit (journal.h says why it is separate) */
+#include "audit/ship.h"    /* the shipper: journal -> store, retries, DLQ */
 #include "core/core.h"
 #include "http/http.h"
 #include "meta/meta.h"

@@ -856,6 +856,24 @@ int audit_journal_read(audit_journal *j, audit_cursor from, int max, audit_batch
     return rc;
 }
 
+uint64_t audit_journal_durable_seq(audit_journal *j) {
+    pthread_mutex_lock(&j->mu);
+    uint64_t s = j->last_seq;
+    pthread_mutex_unlock(&j->mu);
+    return s;
+}
+
+uint64_t audit_journal_wait(audit_journal *j, uint64_t after, int timeout_ms) {
+    /* done is a CLOCK_REALTIME condition (the appenders wait untimed). */
+    struct timespec ts = time_deadline(CLOCK_REALTIME, timeout_ms);
+    pthread_mutex_lock(&j->mu);
+    while (j->last_seq <= after && !j->closing)
+        if (pthread_cond_timedwait(&j->done, &j->mu, &ts) == ETIMEDOUT) break;
+    uint64_t s = j->last_seq;
+    pthread_mutex_unlock(&j->mu);
+    return s;
+}
+
 void audit_batch_free(audit_batch *b) {
     free(b->recs);
     free(b->data);

@@ -187,6 +187,15 @@ void audit_batch_free(audit_batch *b);
  * durable); CAIRN_EIO. */
 int audit_journal_commit(audit_journal *j, audit_cursor upto);
 
+/* The sequence of the last durable record (0: none yet). */
+uint64_t audit_journal_durable_seq(audit_journal *j);
+
+/* Waits until a record after sequence after is durable, the journal is
+ * closing, or timeout_ms passed: returns the last durable sequence.  The
+ * shipper's wait between reads (the writer wakes it after every group
+ * commit, so it never polls a quiet journal). */
+uint64_t audit_journal_wait(audit_journal *j, uint64_t after, int timeout_ms);
+
 /* ---- figures --------------------------------------------------------------- */
 
 typedef struct {

@@ -345,6 +345,7 @@ typedef struct {
     obs_registry *obs;
     s3_gateway *gw;
     audit_journal *audit;      /* NULL when audit_enabled is false */
+    audit_shipper *shipper;    /* drains the journal into the store (NULL when audit is off) */
     audit_store *astore;       /* the audit store's API (docs/audit.md) */
     audit_mux *mux;            /* the audit store's paths in front of the S3 pipeline (server, gateway) */
     char *tls_cert, *tls_key;  /* PEM text, until the HTTP server has read it */
@@ -446,10 +447,43 @@ static void audit_stop(void *ud) {
     sv->audit = NULL;
 }
 
+/* The audit shipper (docs/audit.md, "The shipper"): after the journal and
+ * the metadata, before HTTP, so it stops after the last request's event is
+ * in the journal and ships it before the journal closes. */
+static int shipper_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    if (!sv->audit) return 0;
+    char dir[sizeof c->data_dir + 16];
+    snprintf(dir, sizeof dir, "%s/audit", c->data_dir);
+    bool own_keys = c->audit_access_key[0] != '\0';
+    audit_shipper_opts o = {.journal = sv->audit, .meta = sv->ms, .url = c->audit_url,
+                            .access_key = own_keys ? c->audit_access_key : sv->root.user,
+                            .secret_key = own_keys ? c->audit_secret_key : sv->root.password,
+                            .region = c->region, .batch_size = c->audit_batch_size,
+                            .flush_interval_ms = c->audit_flush_interval, .timeout_ms = c->audit_timeout_ms,
+                            .max_retries = c->audit_max_retries,
+                            .dlq = {.dir = dir, .redis_url = c->audit_dlq_stream[0] ? c->redis_url : "",
+                                    .stream = c->audit_dlq_stream, .redis_timeout_ms = c->redis_timeout_ms,
+                                    .fsync = c->fsync}};
+    int rc = audit_shipper_start(&o, &sv->shipper);
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: cannot start the audit shipper: %s\n", cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void shipper_stop(void *ud) {
+    server *sv = ud;
+    /* whatever is not sent by then stays in the journal for the next start */
+    audit_shipper_close(sv->shipper, sv->cfg.shutdown_timeout * 1000);
+    sv->shipper = NULL;
+}
+
 /* What the gateway asks of the job queue (s3_jobs), over the server's stores. */
 static void gateway_job_metrics(void *ud, buf_t *out) {
     jobs_render_metrics(((server *)ud)->ms, out);
     logship_render_metrics(((server *)ud)->logs, out);
+    audit_shipper_render_metrics(((server *)ud)->shipper, out);
 }
 
 static int gateway_empty_trash(void *ud, int max_batches, int *removed) {
@@ -690,12 +724,13 @@ static int register_services(svc_registry *r, server *sv) {
         {"audit", NULL, audit_start, audit_stop, sv, 0},
         {"gateway", "metadata,data,obs,audit", gateway_start, gateway_stop, sv, 0},
         {"auditstore", "metadata,obs,gateway", auditstore_start, auditstore_stop, sv, 0},
+        {"shipper", "metadata,audit", shipper_start, shipper_stop, sv, sv->cfg.shutdown_timeout * 1000 + 5000},
         {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
         {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},
         {"membership", "metadata,data,obs", membership_run, membership_end, sv, 0},
         {"http",
-         sv->gateway ? "tls,listener,gateway,audit,auditstore,scrubber,jobs,membership"
-                     : "tls,listener,gateway,audit,auditstore,scrubber,jobs",
+         sv->gateway ? "tls,listener,gateway,audit,auditstore,shipper,scrubber,jobs,membership"
+                     : "tls,listener,gateway,audit,auditstore,shipper,scrubber,jobs",
          http_start, http_stop, sv,
          /* in-flight requests get shutdown_timeout, the stop a little more */
          sv->cfg.shutdown_timeout * 1000 + 10000},

@@ -340,6 +340,22 @@ static const option options[] = {
             "Days the audit store keeps events; older ones are deleted by a periodic job; 0 = keep forever"),
     OPT_SZ(audit_max_batch_bytes, "CAIRN_AUDIT_MAX_BATCH_BYTES", 64 * 1024, 1 * GIB, "16MiB",
            "Largest body POST /audit/v1/events accepts (413 above it); bounds the memory of a batch"),
+    OPT_STR(audit_url, "CAIRN_AUDIT_URL", check_http_url, "http(s)://HOST:PORT", "",
+            "Audit store the shipper sends the journal to (POST URL/audit/v1/events); empty = embedded, into this server's own metadata database"),
+    OPT_NUM(audit_batch_size, "CAIRN_AUDIT_BATCH_SIZE", 1, 10000, "500",
+            "Audit events the shipper sends in one batch at most; a full batch is sent at once"),
+    OPT_NUM(audit_flush_interval, "CAIRN_AUDIT_FLUSH_INTERVAL", 1, 3600000, "1000",
+            "Milliseconds an audit event waits at most for its batch to fill before the shipper sends it"),
+    OPT_NUM(audit_timeout_ms, "CAIRN_AUDIT_TIMEOUT_MS", 100, 600000, "5000",
+            "Connect and total timeout of one POST of the audit shipper (audit_url)"),
+    OPT_NUM(audit_max_retries, "CAIRN_AUDIT_MAX_RETRIES", 0, 100, "5",
+            "Retries of a batch the store could not take (5xx, timeout, no connection, database busy) before it goes to the dead-letter queue"),
+    OPT_STR(audit_access_key, "CAIRN_AUDIT_ACCESS_KEY", NULL, "access key id", "",
+            "Access key the shipper signs its POSTs to audit_url with (root or a user with the audit right); empty = root_user"),
+    OPT_STR(audit_secret_key, "CAIRN_AUDIT_SECRET_KEY", NULL, "secret", "",
+            "Secret key of audit_access_key; never logged; empty = root_password"),
+    OPT_STR(audit_dlq_stream, "CAIRN_AUDIT_DLQ_STREAM", NULL, "Redis stream key", "cairn:audit:dlq",
+            "Redis stream of the audit dead-letter queue (with redis_url); empty = the local spool only"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -948,6 +964,9 @@ int config_validate(const config_t *c, config_errors *errs)
         err_add(errs, "root_password", "must be set when root_user is set");
     if (!c->root_user[0] && c->root_password[0])
         err_add(errs, "root_user", "must be set when root_password is set");
+    if (!c->audit_access_key[0] != !c->audit_secret_key[0])
+        err_add(errs, c->audit_access_key[0] ? "audit_secret_key" : "audit_access_key",
+                "audit_access_key and audit_secret_key go together");
     if (!c->tls_cert[0] != !c->tls_key[0])
         err_add(errs, c->tls_cert[0] ? "tls_key" : "tls_cert", "tls_cert and tls_key go together");
     if (c->db_pool_min > c->db_pool_max)

@@ -367,6 +367,14 @@ typedef struct {
     char audit_overflow[8];    /* audit_overflow: reject|spool, when the journal is full */
     int audit_retention_days;  /* audit_retention_days: the audit store keeps events this long; 0 = forever */
     int64_t audit_max_batch_bytes; /* audit_max_batch_bytes: largest POST /audit/v1/events body */
+    char audit_url[512];       /* audit_url: the audit store the shipper sends to; empty = embedded */
+    int audit_batch_size;      /* audit_batch_size: events per batch at most */
+    int audit_flush_interval;  /* audit_flush_interval: ms an event waits at most for its batch */
+    int audit_timeout_ms;      /* audit_timeout_ms: connect and total timeout of one POST */
+    int audit_max_retries;     /* audit_max_retries: retries before the dead-letter queue */
+    char audit_access_key[128]; /* audit_access_key: signs the POSTs; empty = root_user */
+    char audit_secret_key[256]; /* audit_secret_key: empty = root_password */
+    char audit_dlq_stream[256]; /* audit_dlq_stream: Redis stream of the DLQ; empty = spool only */
 } config_t;
 
 /* One problem found while loading: key name and reason. */
