@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "meta/meta.h" /* the store's bounds: META_AUDIT_STR_MAX, META_AUDIT_KEY_MAX */
+
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
     unsigned char c = s[0];
@@ -66,11 +68,30 @@ static void json_string(buf_t *b, const char *s, size_t n) {
     buf_putc(b, '"');
 }
 
+/* The longest prefix of s (n bytes) that is whole characters and whose
+ * text, as json_string writes it (a byte that is not UTF-8 becomes U+FFFD,
+ * three bytes), has at most max bytes: the store refuses a string over its
+ * bound (docs/audit.md) and never truncates, so the event is cut here, where
+ * it is made (a 300-byte ?versionId=, a bucket name taken from a long path). */
+static size_t bounded_len(const char *s, size_t n, size_t max) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, out = 0;
+    while (i < n) {
+        size_t l = p[i] < 0x80 ? 1 : utf8_seq(p + i, n - i);
+        size_t w = l ? l : 3;
+        if (out + w > max) break;
+        out += w;
+        i += l ? l : 1;
+    }
+    return i;
+}
+
 /* name is a literal with its quotes and colon: ",\"user\":". */
 #define FIELD(b, name, v) field((b), name, sizeof name - 1, (v))
 static void field(buf_t *b, const char *name, size_t nlen, const char *v) {
     buf_append(b, name, nlen);
-    json_string(b, v ? v : "", v ? strlen(v) : 0);
+    size_t n = v ? strlen(v) : 0;
+    json_string(b, v ? v : "", bounded_len(v, n, META_AUDIT_STR_MAX));
 }
 
 #define NUMBER(b, name, v) number((b), name, sizeof name - 1, (v))
@@ -132,7 +153,7 @@ int audit_emit_encode(const audit_event_fields *e, const char event_id[33], buf_
     FIELD(out, ",\"bucket\":", e->bucket);
     buf_append(out, ",\"key\":", 7);
     size_t kl = e->key ? (e->key_len ? e->key_len : strlen(e->key)) : 0;
-    json_string(out, e->key, kl);
+    json_string(out, e->key, bounded_len(e->key, kl, META_AUDIT_KEY_MAX));
     FIELD(out, ",\"version_id\":", e->version_id);
     FIELD(out, ",\"outcome\":", audit_outcome(e->status));
     NUMBER(out, ",\"status\":", e->status);

@@ -565,7 +565,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
             "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
-            "       cairn admin [--data DIR] audit journal-dump [--all]\n");
+            "       cairn admin [--data DIR] audit journal-dump [--all]\n"
+            "       cairn admin [--data DIR] audit dlq [--rejected]\n");
     return 2;
 }
 
@@ -612,6 +613,8 @@ int cmd_admin(int argc, char **argv) {
     /* fsck opens the store itself, under the data directory's lock. */
     if (nrest > 0 && !strcmp(rest[0], "fsck")) return cmd_fsck(&cfg, nrest, rest);
     if (nrest > 1 && !strcmp(rest[0], "audit") && !strcmp(rest[1], "journal-dump")) return admin_audit_dump(&cfg, nrest, rest);
+    /* The dead-letter queue is files (and Redis): no database either. */
+    if (nrest > 1 && !strcmp(rest[0], "audit") && !strcmp(rest[1], "dlq")) return cmd_admin_audit(&cfg, NULL, nrest, rest);
     /* A remote audit query needs no local database. */
     if (cmd_admin_audit_remote(nrest, rest)) return cmd_admin_audit(&cfg, NULL, nrest, rest);
     meta_store *ms;

@@ -61,7 +61,8 @@ static int usage(void) {
     fprintf(stderr, "usage: cairn admin audit query [--correlation-id X] [--request-id X] [--principal X] [--action X]\n"
                     "         [--bucket X] [--key-prefix X] [--outcome success|error|denied] [--from TIME] [--to TIME]\n"
                     "         [--limit N] [--url http://HOST:PORT [--access-key AK --secret-key SK]]\n"
-                    "       cairn admin audit journal-dump [--all]\n");
+                    "       cairn admin audit journal-dump [--all]\n"
+                    "       cairn admin audit dlq [--rejected]\n");
     return 2;
 }
 
@@ -400,7 +401,58 @@ bool cmd_admin_audit_remote(int argc, char **argv) {
     return false;
 }
 
+/* One DLQ entry as a JSON line: {"time":"...","reason":"...","event":{...}}. */
+static int print_dlq_entry(void *ud, const char *event, size_t len, const char *reason, int64_t time_ms) {
+    (*(long *)ud)++;
+    char t[40];
+    time_fmt_iso8601(time_ms, t, sizeof t);
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "{\"time\":\"");
+    buf_puts(&b, t);
+    buf_puts(&b, "\",\"reason\":\"");
+    buf_json_escape(&b, reason, strlen(reason));
+    buf_puts(&b, "\",\"event\":");
+    buf_append(&b, event, len);
+    buf_puts(&b, "}\n");
+    if (!b.oom) fwrite(b.data, 1, b.len, stdout);
+    buf_free(&b);
+    return 0;
+}
+
+/* cairn admin audit dlq [--rejected]: the dead-letter queue's entries
+ * (held: waiting for the replayer; rejected: refused by the store, kept
+ * for an operator), oldest first, spool then Redis. */
+static int dlq_list(const config_t *cfg, int argc, char **argv) {
+    bool rejected = false;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--rejected")) rejected = true;
+        else return usage();
+    }
+    char dir[sizeof cfg->data_dir + 16];
+    snprintf(dir, sizeof dir, "%s/audit", cfg->data_dir);
+    audit_dlq_opts o = {.dir = dir, .redis_url = cfg->audit_dlq_stream[0] ? cfg->redis_url : "",
+                        .stream = cfg->audit_dlq_stream, .redis_timeout_ms = cfg->redis_timeout_ms, .fsync = cfg->fsync};
+    audit_dlq *d = NULL;
+    int rc = audit_dlq_open(&o, &d);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot open the dead-letter queue in %s: %s\n", dir, cairn_strerror(rc));
+        return 1;
+    }
+    long n = 0;
+    rc = audit_dlq_walk(d, rejected ? AUDIT_DLQ_REJECTED : AUDIT_DLQ_HELD, print_dlq_entry, &n);
+    audit_dlq_close(d);
+    fflush(stdout);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot read the dead-letter queue: %s\n", cairn_strerror(rc));
+        return 1;
+    }
+    fprintf(stderr, "%ld %s entries\n", n, rejected ? "rejected" : "held");
+    return 0;
+}
+
 int cmd_admin_audit(const config_t *cfg, meta_store *ms, int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "dlq")) return dlq_list(cfg, argc - 2, argv + 2);
     if (argc < 2 || strcmp(argv[1], "query") != 0) return usage();
     query_opts o;
     int rc = parse_opts(argc - 2, argv + 2, &o);
