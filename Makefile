@@ -11,6 +11,7 @@ PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
 comma := ,
 
+.PHONY: audit-ship-million audit-ship-rss audit-ship-tsan
 .PHONY: all deps build run test test-unit test-integration test-postgres test-asan test-tsan test-faults coverage bench bench-quick bench-metadata fuzz fuzz-quick clean
 
 all: build
@@ -105,6 +106,28 @@ bench-quick: build
 # above): `make bench-metadata BENCH_QUICK=1` for the short version.
 bench-metadata: build
 	@bash bench/metadata.sh $(BUILD)
+
+# The audit shipper's long runs (issue 10), none of them part of CI (which
+# runs the short versions: test_audit_ship's 8 x 2,000 in the unit suite,
+# and bench-quick's cairn-shipbench runs, an RSS check among them).
+#   audit-ship-million  100 threads x 10,000 events, then close: exactly
+#                       1,000,000 events of the run's correlation id in the
+#                       store (SQLite, fsync on; a few minutes)
+#   audit-ship-rss      RSS sampled every million events over 10 million
+#                       (fsync off; fails past 64 MiB of growth; about 20 min)
+#   audit-ship-tsan     the million run on a TSan build (SHIP_TSAN_EVENTS per
+#                       thread, default 10,000: long; 200 for a quick look)
+SHIP_TSAN_EVENTS ?= 10000
+audit-ship-million: build
+	./$(BUILD)/cairn-shipbench --threads 100 --events 10000
+
+audit-ship-rss: build
+	./$(BUILD)/cairn-shipbench --threads 10 --events 1000000 --no-fsync --rss --rss-every 1000000 --rss-slack-mib 64
+
+audit-ship-tsan: deps
+	$(call meson_build,$(TSAN_BUILD),-Db_sanitize=thread -Db_lundef=false,cairn-shipbench)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./$(TSAN_BUILD)/cairn-shipbench --threads 100 \
+	  --events $(SHIP_TSAN_EVENTS) --idle-probe-s 0
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(FAULT_BUILD) $(COV_BUILD)

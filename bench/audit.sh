@@ -6,7 +6,9 @@
 # from others on a shared machine hits both alike.  Reported as medians and
 # the ratio on/off (target >= 0.9x), with the p50/p99 latencies, and then
 # cairn-auditbench's in-process figures (ns per emitted event from 1, 4 and
-# 16 threads; durable append p50/p99).
+# 16 threads; durable append p50/p99), and cairn-shipbench's end-to-end
+# shipper figures on SQLite and PostgreSQL (events/s into the store, flush
+# latency p50/p99, emit -> queryable p50/p99).
 #
 # Usage: bash bench/audit.sh [BUILD_DIR]   (BENCH_QUICK=1: 3 runs of 2 s)
 set -euo pipefail
@@ -108,4 +110,31 @@ if [ -x "$BUILD/cairn-auditbench" ]; then
   BENCH_QUICK=$QUICK BENCH_DIR=$T "$BUILD/cairn-auditbench"
 else
   echo "audit bench: $BUILD/cairn-auditbench not built; no in-process figures" >&2
+fi
+
+# The shipper end to end (cairn-shipbench): events/s from emit into the
+# store, flush latency, emit -> queryable, on SQLite and on PostgreSQL (a
+# throwaway server from scripts/pg-test.sh); every event counted in the
+# store (a difference fails the bench).  Quick: 8 x 2,000 events, and a
+# short RSS check (200,000 events, RSS sampled every 50,000).
+SHIPBENCH=$BUILD/cairn-shipbench
+if [ -x "$SHIPBENCH" ]; then
+  if [ "$QUICK" = 1 ]; then SHIPARGS=(--threads 8 --events 2000); else SHIPARGS=(--threads 16 --events 25000); fi
+  echo
+  echo "audit shipper end to end (embedded mode: journal -> store table; fsync on)"
+  BENCH_DIR=$T "$SHIPBENCH" "${SHIPARGS[@]}" || die "cairn-shipbench (sqlite) failed"
+  HERE=$(cd "$(dirname "$0")" && pwd)
+  if PGDIR=$(bash "$HERE/../scripts/pg-test.sh" start 2>/dev/null); then
+    PGURL=$(bash "$HERE/../scripts/pg-test.sh" url "$PGDIR")
+    BENCH_DIR=$T "$SHIPBENCH" "${SHIPARGS[@]}" --metadata-url "$PGURL" || { bash "$HERE/../scripts/pg-test.sh" stop "$PGDIR"; die "cairn-shipbench (postgres) failed"; }
+    bash "$HERE/../scripts/pg-test.sh" stop "$PGDIR"
+  else
+    echo "audit bench: no PostgreSQL server (scripts/pg-test.sh start failed); SQLite figures only" >&2
+  fi
+  if [ "$QUICK" = 1 ]; then
+    BENCH_DIR=$T "$SHIPBENCH" --threads 4 --events 50000 --no-fsync --rss --rss-every 50000 --rss-slack-mib 32 \
+      || die "cairn-shipbench RSS check failed"
+  fi
+else
+  echo "audit bench: $SHIPBENCH not built; no shipper figures" >&2
 fi

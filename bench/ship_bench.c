@@ -3,6 +3,8 @@
  * process, on a real journal and a real metadata database (embedded mode:
  * the shipper inserts into the store's table, as `cairn server` does).
  *
+ * First a prober alone for --idle-probe-s seconds (default 3): one event
+ * every 50 ms, each polled until queryable (emit -> queryable, idle).  Then
  * THREADS threads each emit EVENTS events (audit_emit, not waiting, all
  * with one correlation id), while a prober emits one marked event every
  * 50 ms and polls the store until it is queryable (emit -> queryable
@@ -15,7 +17,7 @@
  * when RSS grows more than --rss-slack-mib after the first sample).
  *
  * Usage: cairn-shipbench [--threads N] [--events N] [--batch N] [--flush-ms N]
- *          [--metadata-url URL] [--no-fsync] [--rss] [--rss-every N] [--rss-slack-mib N]
+ *          [--metadata-url URL] [--no-fsync] [--rss] [--rss-every N] [--rss-slack-mib N] [--idle-probe-s N]
  * Temp directory: $BENCH_DIR, else $TMPDIR, else /tmp.
  */
 #include <ftw.h>
@@ -34,7 +36,6 @@ static audit_shipper *SH;
 static char CORR[64];
 static int EVENTS = 10000;
 static atomic_long emitted, failed;
-static atomic_bool producing = true;
 
 static const audit_event_fields sample = {
     .principal = "AKIAIOSFODNN7EXAMPLE", .user = "alice", .source_address = "127.0.0.1",
@@ -57,9 +58,12 @@ static void *producer(void *arg) {
     return NULL;
 }
 
-/* emit -> queryable */
-static int64_t probe_lat[100000];
-static int nprobe;
+/* emit -> queryable: one prober's samples */
+typedef struct {
+    int64_t lat[20000];
+    int n;
+    atomic_bool run;
+} probes;
 
 static int found_cb(void *ud, const meta_audit_event *e) {
     (void)e;
@@ -68,14 +72,15 @@ static int found_cb(void *ud, const meta_audit_event *e) {
 }
 
 static void *prober(void *arg) {
-    (void)arg;
+    probes *pb = arg;
     audit_event_fields e = sample;
     e.action = "s3:GetObject";
     char rid[48];
     e.request_id = rid;
     e.correlation_id = "shipbench-probe";
-    while (atomic_load(&producing) && nprobe < (int)(sizeof probe_lat / sizeof probe_lat[0])) {
-        snprintf(rid, sizeof rid, "probe-%d-%d", getpid(), nprobe);
+    static atomic_int seq;
+    while (atomic_load(&pb->run) && pb->n < (int)(sizeof pb->lat / sizeof pb->lat[0])) {
+        snprintf(rid, sizeof rid, "probe-%d-%d", getpid(), atomic_fetch_add(&seq, 1));
         int64_t t0 = time_mono_ns();
         e.time_us = time_now_ms() * 1000;
         if (audit_emit(J, &e, false) != 0) break;
@@ -87,7 +92,7 @@ static void *prober(void *arg) {
             usleep(2000);
             if (time_mono_ns() - t0 > 120LL * 1000000000) break;
         }
-        probe_lat[nprobe++] = time_mono_ns() - t0;
+        pb->lat[pb->n++] = time_mono_ns() - t0;
         usleep(50000);
     }
     return NULL;
@@ -136,6 +141,13 @@ static int cmp64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static void print_probes(const char *what, probes *pb) {
+    if (!pb->n) return;
+    qsort(pb->lat, (size_t)pb->n, sizeof pb->lat[0], cmp64);
+    printf("emit_to_queryable %s probes=%d p50_ms=%.1f p99_ms=%.1f\n", what, pb->n, pb->lat[pb->n / 2] / 1e6,
+           pb->lat[(pb->n * 99) / 100] / 1e6);
+}
+
 /* A quantile from the shipper's Prometheus histogram: the bucket bound. */
 static const char *hist_quantile(const char *text, const char *name, double q, char *out, size_t n) {
     char key[128];
@@ -162,7 +174,7 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 }
 
 int main(int argc, char **argv) {
-    int threads = 8, batch = 500, flush_ms = 1000, rss_every = 1000000, rss_slack = 64;
+    int threads = 8, batch = 500, flush_ms = 1000, rss_every = 1000000, rss_slack = 64, idle_s = 3;
     bool fsync_on = true, rss = false;
     const char *url = NULL;
     for (int i = 1; i < argc; i++) {
@@ -176,6 +188,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rss")) rss = true;
         else if (!strcmp(a, "--rss-every") && v) rss_every = atoi(argv[++i]);
         else if (!strcmp(a, "--rss-slack-mib") && v) rss_slack = atoi(argv[++i]);
+        else if (!strcmp(a, "--idle-probe-s") && v) idle_s = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: cairn-shipbench [--threads N] [--events N] [--batch N] [--flush-ms N] "
                             "[--metadata-url URL] [--no-fsync] [--rss] [--rss-every N] [--rss-slack-mib N]\n");
@@ -211,9 +224,21 @@ int main(int argc, char **argv) {
     printf("== cairn-shipbench: %d threads x %d events, batch %d, flush %d ms, %s%s\n", threads, EVENTS, batch,
            flush_ms, meta_backend_name(MS), fsync_on ? "" : ", no fsync");
     fflush(stdout);
+    /* emit -> queryable with nothing else going on: the flush interval's
+     * share (an event waits for it unless its batch fills). */
+    static probes idle, busy;
+    pthread_t pr;
+    if (idle_s > 0) {
+        atomic_store(&idle.run, true);
+        pthread_create(&pr, NULL, prober, &idle);
+        sleep((unsigned)idle_s);
+        atomic_store(&idle.run, false);
+        pthread_join(pr, NULL);
+    }
     int64_t t0 = time_mono_ns();
-    pthread_t th[threads], pr;
-    pthread_create(&pr, NULL, prober, NULL);
+    pthread_t th[threads];
+    atomic_store(&busy.run, true);
+    pthread_create(&pr, NULL, prober, &busy);
     for (long i = 0; i < threads; i++) pthread_create(&th[i], NULL, producer, (void *)i);
     long rss_first = -1, rss_max = 0, next_rss = rss_every;
     int bad = 0;
@@ -240,7 +265,7 @@ int main(int argc, char **argv) {
         bad = 1;
     }
     int64_t t_done = time_mono_ns();
-    atomic_store(&producing, false);
+    atomic_store(&busy.run, false);
     pthread_join(pr, NULL);
     buf_t m;
     buf_init(&m);
@@ -262,11 +287,8 @@ int main(int argc, char **argv) {
            (double)(t_emit - t0) / 1e9, (double)(t_done - t_emit) / 1e9);
     printf("flush_latency p50%s p99%s\n", hist_quantile(m.data, "cairn_audit_flush_seconds", 0.5, q1, sizeof q1),
            hist_quantile(m.data, "cairn_audit_flush_seconds", 0.99, q2, sizeof q2));
-    if (nprobe) {
-        qsort(probe_lat, (size_t)nprobe, sizeof probe_lat[0], cmp64);
-        printf("emit_to_queryable probes=%d p50_ms=%.1f p99_ms=%.1f\n", nprobe, probe_lat[nprobe / 2] / 1e6,
-               probe_lat[(nprobe * 99) / 100] / 1e6);
-    }
+    print_probes("idle", &idle);
+    print_probes("under_load", &busy);
     if (rss && rss_first > 0) {
         printf("rss first_kib=%ld max_kib=%ld growth_kib=%ld (slack %d MiB)\n", rss_first, rss_max, rss_max - rss_first,
                rss_slack);
