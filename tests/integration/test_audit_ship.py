@@ -432,3 +432,28 @@ def test_every_s3_api_the_gateway_serves_ends_up_in_the_store(make_server):
         [e] = stored(srv, request_id=rid)
         if action:
             assert e["action"] == action, (rid, e)
+
+
+# ---- embedded: the database down ------------------------------------------------------------
+
+
+@pytest.mark.postgres_only("stops and starts a real PostgreSQL server")
+@pytest.mark.deadline(120)
+def test_embedded_database_down_is_retried_then_held_then_replayed(make_server):
+    from test_db_pool import OwnPostgres
+    pg = OwnPostgres()
+    try:
+        srv = make_server(env={"CAIRN_METADATA_URL": pg.url, "CAIRN_AUDIT_FLUSH_INTERVAL": "200",
+                               "CAIRN_AUDIT_MAX_RETRIES": "1", "CAIRN_DB_ACQUIRE_TIMEOUT_MS": "1000"})
+        pg.halt()
+        corr = uuid.uuid4().hex
+        for _ in range(5):   # answered 503 or 404: each is an event all the same
+            srv.request("GET", f"/{unique_bucket('nb')}", anonymous=True, headers={"X-Correlation-Id": corr})
+        wait_until(lambda: srv.metrics()['cairn_audit_dlq_events_total{kind="held"}'] >= 5, 60,
+                   what="the events held in the DLQ")
+        assert srv.metrics()['cairn_audit_retries_total{cause="db"}'] >= 1
+        pg.resume()
+        wait_stored(srv, 5, deadline=60, correlation_id=corr)
+        srv.stop()
+    finally:
+        pg.remove()
