@@ -5,7 +5,8 @@
  * the writes that change what they return.
  *
  * Cache keys: "b" NAME (a bucket record), "k" ACCESS_KEY (an access key, L1
- * only), "o" BUCKET "\0" KEY (an object's head, with its inline bytes).
+ * only), "o" BUCKET "\0" KEY (an object's head, with its inline bytes), "u" ID
+ * (a user: every request's audit event names its user).
  * Values are the records as this binary lays them out, behind a tag with the
  * record's size, so another build's value in Redis is a miss, never a misread.
  */
@@ -123,7 +124,10 @@ int tiered_decode_value(const void *val, size_t len) {
     value_head h;
     meta_bucket b;
     meta_key k;
-    if (decode_head(val, len, "B1", sizeof b, &h) || decode_head(val, len, "K1", sizeof k, &h)) return 0;
+    meta_user u;
+    if (decode_head(val, len, "B1", sizeof b, &h) || decode_head(val, len, "K1", sizeof k, &h) ||
+        decode_head(val, len, "U1", sizeof u, &h))
+        return 0;
     meta_object o;
     int rc = decode_object(val, len, true, &o);
     if (rc == 0) meta_object_clear(&o);
@@ -349,15 +353,6 @@ static int f_schema_version(meta_store *ms, int *version) {
 static int f_migration_rows(meta_store *ms, meta_migration_row **rows, int *n) {
     return IN(ms)->ops->migration_rows(IN(ms), rows, n);
 }
-static int f_user_create(meta_store *ms, meta_user *u) {
-    return IN(ms)->ops->user_create(IN(ms), u);
-}
-static int f_user_ensure_root(meta_store *ms, const char *name, meta_user *out) {
-    return IN(ms)->ops->user_ensure_root(IN(ms), name, out);
-}
-static int f_user_get(meta_store *ms, int64_t id, meta_user *out) {
-    return IN(ms)->ops->user_get(IN(ms), id, out);
-}
 static int f_user_get_by_name(meta_store *ms, const char *name, meta_user *out) {
     return IN(ms)->ops->user_get_by_name(IN(ms), name, out);
 }
@@ -517,6 +512,37 @@ static int named_record(meta_store *ms, char kind, const char *name, bool shared
     return rec ? 0 : NOT_CACHED;
 }
 
+static int read_user(tiered *t, void *ctx, buf_t *out) {
+    meta_user u;
+    int rc = t->inner->ops->user_get(t->inner, *(const int64_t *)ctx, &u);
+    if (rc == 0) encode(out, "U1", &u, sizeof u, NULL, 0, NULL, 0, false);
+    return rc;
+}
+
+/* "u" ID: a user's record (every request's audit event names its user). */
+static size_t user_key(char *out, size_t cap, int64_t id) {
+    char n[24];
+    snprintf(n, sizeof n, "%lld", (long long)id);
+    return name_key(out, cap, 'u', n);
+}
+
+static int c_user_get(meta_store *ms, int64_t id, meta_user *out) {
+    char k[40];
+    size_t kl = user_key(k, sizeof k, id);
+    void *val;
+    size_t vlen;
+    int rc = cached_read(T(ms), k, kl, true, read_user, &id, &val, &vlen);
+    if (rc == 0) {
+        value_head h;
+        const char *rec = decode_head(val, vlen, "U1", sizeof *out, &h);
+        if (rec) memcpy(out, rec, sizeof *out);
+        free(val);
+        if (rec) return 0;
+        rc = NOT_CACHED;
+    }
+    return rc != NOT_CACHED ? rc : IN(ms)->ops->user_get(IN(ms), id, out);
+}
+
 static int c_bucket_get(meta_store *ms, const char *name, meta_bucket *out) {
     int rc = named_record(ms, 'b', name, true, read_bucket, "B1", out, sizeof *out);
     return rc != NOT_CACHED ? rc : IN(ms)->ops->bucket_get(IN(ms), name, out);
@@ -572,6 +598,32 @@ static int c_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, c
 }
 
 /* ---- the writes that invalidate ----------------------------------------------------------------- */
+
+static void invalidate_user(tiered *t, int64_t id) {
+    char k[40];
+    size_t kl = user_key(k, sizeof k, id);
+    invalidate_one(t, k, kl);
+}
+
+static int c_user_create(meta_store *ms, meta_user *u) {
+    int rc = IN(ms)->ops->user_create(IN(ms), u);
+    if (rc == 0) invalidate_user(T(ms), u->id); /* a miss on a new id may be cached nowhere, but be sure */
+    return rc;
+}
+
+static int c_user_ensure_root(meta_store *ms, const char *name, meta_user *out) {
+    int rc = IN(ms)->ops->user_ensure_root(IN(ms), name, out);
+    if (rc == 0) invalidate_user(T(ms), out->id);
+    return rc;
+}
+
+static int c_user_set_audit(meta_store *ms, const char *name, bool audit) {
+    int rc = IN(ms)->ops->user_set_audit(IN(ms), name, audit);
+    meta_user u;
+    /* Whatever it says: an unknown outcome may have committed. */
+    if (IN(ms)->ops->user_get_by_name(IN(ms), name, &u) == 0) invalidate_user(T(ms), u.id);
+    return rc;
+}
 
 static int c_key_create(meta_store *ms, const meta_key *k) {
     int rc = IN(ms)->ops->key_create(IN(ms), k);
@@ -680,9 +732,6 @@ static int f_lease_get(meta_store *ms, const char *name, meta_lease *out) {
     return IN(ms)->ops->lease_get(IN(ms), name, out);
 }
 
-static int f_user_set_audit(meta_store *ms, const char *name, bool audit) {
-    return IN(ms)->ops->user_set_audit(IN(ms), name, audit);
-}
 static int f_audit_insert(meta_store *ms, const meta_audit_event *ev, int n, int *inserted) {
     return IN(ms)->ops->audit_insert(IN(ms), ev, n, inserted);
 }
@@ -735,7 +784,7 @@ static void set_ops(tiered *t) {
     meta_ops *o = &t->ops;
     *o = *t->inner->ops; /* the name and the migrations; every function is replaced below */
 #define F(n) o->n = f_##n
-    F(ping); F(schema_version); F(migration_rows); F(user_create); F(user_ensure_root); F(user_get);
+    F(ping); F(schema_version); F(migration_rows);
     F(user_get_by_name); F(user_list); F(key_list); F(bucket_list); F(object_list); F(object_scan);
     F(placement_scan); F(layout_refs); F(placement_get); F(check); F(upload_create); F(upload_get);
     F(upload_list); F(part_put); F(part_list); F(upload_abort); F(object_parts); F(upload_completed_get);
@@ -743,12 +792,13 @@ static void set_ops(tiered *t) {
     F(job_finish_claim); F(job_release); F(job_extend); F(job_cancel); F(job_retry); F(job_get); F(job_list);
     F(job_prune); F(job_counts); F(upload_list_older); F(node_upsert); F(node_list); F(node_get);
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
-    F(lease_get); F(user_set_audit); F(audit_insert); F(audit_query); F(audit_delete_before);
+    F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);
     C(bucket_delete); C(bucket_set_public); C(object_put); C(object_get); C(object_delete); C(object_delete_many);
-    C(placement_set_layout); C(repair); C(upload_complete);
+    C(placement_set_layout); C(repair); C(upload_complete); C(user_get); C(user_create); C(user_ensure_root);
+    C(user_set_audit);
 #undef C
     o->pool_stats = t->inner->ops->pool_stats ? c_pool_stats : NULL;
     o->job_listener_open = t->inner->ops->job_listener_open ? c_job_listener_open : NULL;

@@ -564,3 +564,26 @@ def test_s3_requests_beside_the_store_still_leave_their_journal_events(make_serv
                      what="the CreateBucket event in the journal")
     assert evs[0]["action"] == "s3:CreateBucket" and evs[0]["status"] == 200
     assert not [e for e in dumped() if e["action"].startswith("s3:Unknown") and "audit" in e.get("key", "")]
+
+
+def test_admin_commands_leave_their_own_events(make_server):
+    """Every `cairn admin` command that opens the database records one event
+    (action admin:WordWord, principal admin, source local) before it exits,
+    failures included."""
+    srv = make_server()
+    name = unique_name("adm")
+    srv.admin("user", "create", name, check=True)
+    cp = srv.admin("key", "revoke", "AKNOSUCHKEY000000000", check=False)
+    assert cp.returncode == 1
+    srv.admin("bucket", "list", check=True)
+    lines = srv.admin("audit", "query", "--principal", "admin").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    by_action = {}
+    for e in events:
+        by_action.setdefault(e["action"], []).append(e)
+    assert set(by_action) >= {"admin:UserCreate", "admin:KeyRevoke", "admin:BucketList"}, by_action.keys()
+    made = by_action["admin:UserCreate"][0]
+    assert made["outcome"] == "success" and made["status"] == 200 and made["source_address"] == "local"
+    assert made["request_id"] == made["correlation_id"] and len(made["event_id"]) == 32
+    failed = by_action["admin:KeyRevoke"][0]
+    assert failed["outcome"] == "error" and failed["status"] == 500

@@ -13,6 +13,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from conftest import free_port, unique_bucket, wait_until
 
 
@@ -80,6 +82,15 @@ class Receiver:
         return out
 
 
+@pytest.fixture
+def rx():
+    """A receiver, closed after the test's servers stopped (it is set up
+    before make_server, so torn down after it): their last lines land."""
+    r = Receiver()
+    yield r
+    r.close()
+
+
 def ship_env(receiver, **extra):
     env = {"CAIRN_LOG_SHIP_URL": receiver.url(), "CAIRN_LOG_SHIP_FLUSH_MS": "100"}
     env.update({k: str(v) for k, v in extra.items()})
@@ -90,90 +101,74 @@ def request_ids(lines):
     return {rec.get("request_id") for _, _, rec in lines if rec.get("msg") == "request"}
 
 
-def test_every_line_reaches_a_loki_endpoint(make_server):
-    rx = Receiver()
-    try:
-        srv = make_server(env=ship_env(rx))
-        bucket = unique_bucket("ship")
-        assert srv.request("PUT", f"/{bucket}").status == 200
-        sent = set()
-        for i in range(30):
-            r = srv.request("PUT", f"/{bucket}/k{i}", body=b"x" * i)
-            assert r.status == 200
-            sent.add(r.header("x-amz-request-id"))
-        wait_until(lambda: sent <= request_ids(rx.loki_lines()), 20, what="every request's log line shipped")
-        lines = rx.loki_lines()
-        # The server's own start lines came too, and timestamps are nanoseconds of the line's time.
-        assert any(rec["msg"] == "listening" for _, _, rec in lines)
-        now_ns = time.time_ns()
-        assert all(now_ns - 600 * 10**9 < ts <= now_ns + 10**9 for _, ts, _ in lines)
-        m = srv.metrics()
-        assert m["cairn_log_ship_lines_total"] >= len(lines) - 5  # the newest may be in flight
-        assert m["cairn_log_ship_dropped_total"] == 0 and m["cairn_log_ship_rejected_lines_total"] == 0
-    finally:
-        rx.close()
+def test_every_line_reaches_a_loki_endpoint(rx, make_server):
+    srv = make_server(env=ship_env(rx))
+    bucket = unique_bucket("ship")
+    assert srv.request("PUT", f"/{bucket}").status == 200
+    sent = set()
+    for i in range(30):
+        r = srv.request("PUT", f"/{bucket}/k{i}", body=b"x" * i)
+        assert r.status == 200
+        sent.add(r.header("x-amz-request-id"))
+    wait_until(lambda: sent <= request_ids(rx.loki_lines()), 20, what="every request's log line shipped")
+    lines = rx.loki_lines()
+    # The server's own start lines came too, and timestamps are nanoseconds of the line's time.
+    assert any(rec["msg"] == "listening" for _, _, rec in lines)
+    now_ns = time.time_ns()
+    assert all(now_ns - 600 * 10**9 < ts <= now_ns + 10**9 for _, ts, _ in lines)
+    m = srv.metrics()
+    assert m["cairn_log_ship_lines_total"] >= len(lines) - 5  # the newest may be in flight
+    assert m["cairn_log_ship_dropped_total"] == 0 and m["cairn_log_ship_rejected_lines_total"] == 0
 
 
-def test_json_lines_format(make_server):
-    rx = Receiver()
-    try:
-        srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_FORMAT="json"))
-        r = srv.request("GET", "/")
-        rid = r.header("x-amz-request-id")
+def test_json_lines_format(rx, make_server):
+    srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_FORMAT="json"))
+    r = srv.request("GET", "/")
+    rid = r.header("x-amz-request-id")
 
-        def shipped():
-            with rx.lock:
-                bodies = [(ctype, body) for _, _, ctype, body in rx.posts]
-            recs = []
-            for ctype, body in bodies:
-                assert ctype == "application/x-ndjson"
-                assert body.endswith(b"\n")
-                recs += [json.loads(line) for line in body.decode().splitlines()]
-            return any(rec.get("request_id") == rid for rec in recs)
-        wait_until(shipped, 20, what="the request's line as JSON lines")
-    finally:
-        rx.close()
+    def shipped():
+        with rx.lock:
+            bodies = [(ctype, body) for _, _, ctype, body in rx.posts]
+        recs = []
+        for ctype, body in bodies:
+            assert ctype == "application/x-ndjson"
+            assert body.endswith(b"\n")
+            recs += [json.loads(line) for line in body.decode().splitlines()]
+        return any(rec.get("request_id") == rid for rec in recs)
+    wait_until(shipped, 20, what="the request's line as JSON lines")
 
 
-def test_a_failing_endpoint_gets_retries_with_growing_delays_then_everything(make_server):
-    rx = Receiver()
+def test_a_failing_endpoint_gets_retries_with_growing_delays_then_everything(rx, make_server):
     rx.set_mode("fail")
-    try:
-        srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_RETRY_MAX_MS=2000))
-        bucket = unique_bucket("retry")
-        assert srv.request("PUT", f"/{bucket}").status == 200
-        rid = srv.request("PUT", f"/{bucket}/k", body=b"v").header("x-amz-request-id")
-        wait_until(lambda: rx.count() >= 6, 30, what="six attempts at the failing endpoint")
-        m = srv.metrics()
-        assert m["cairn_log_ship_failures_total"] >= 3 and m["cairn_log_ship_retries_total"] >= 3
-        assert m["cairn_log_ship_breaker_state"] == 1
-        # Backoff: the attempts spread out (full jitter, so compare sums, not each gap).
-        with rx.lock:
-            times = [t for t, _, _, _ in rx.posts]
-        early, late = times[1] - times[0], times[-1] - times[-4]
-        assert late > early, f"no backoff between attempts: {times}"
-        rx.set_mode("ok")
-        wait_until(lambda: rid in request_ids(rx.loki_lines()), 30, what="the retried batch accepted")
-        wait_until(lambda: srv.metrics()["cairn_log_ship_breaker_state"] == 0, 10, what="the breaker closed")
-        assert srv.metrics()["cairn_log_ship_dropped_total"] == 0
-    finally:
-        rx.close()
+    srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_RETRY_MAX_MS=2000))
+    bucket = unique_bucket("retry")
+    assert srv.request("PUT", f"/{bucket}").status == 200
+    rid = srv.request("PUT", f"/{bucket}/k", body=b"v").header("x-amz-request-id")
+    wait_until(lambda: rx.count() >= 6, 30, what="six attempts at the failing endpoint")
+    m = srv.metrics()
+    assert m["cairn_log_ship_failures_total"] >= 3 and m["cairn_log_ship_retries_total"] >= 3
+    assert m["cairn_log_ship_breaker_state"] == 1
+    # Backoff: the attempts spread out (full jitter, so compare sums, not each gap).
+    with rx.lock:
+        times = [t for t, _, _, _ in rx.posts]
+    early, late = times[1] - times[0], times[-1] - times[-4]
+    assert late > early, f"no backoff between attempts: {times}"
+    rx.set_mode("ok")
+    wait_until(lambda: rid in request_ids(rx.loki_lines()), 30, what="the retried batch accepted")
+    wait_until(lambda: srv.metrics()["cairn_log_ship_breaker_state"] == 0, 10, what="the breaker closed")
+    assert srv.metrics()["cairn_log_ship_dropped_total"] == 0
 
 
-def test_a_rejected_batch_is_sent_once(make_server):
-    rx = Receiver()
+def test_a_rejected_batch_is_sent_once(rx, make_server):
     rx.set_mode("reject")
-    try:
-        srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_BATCH_LINES=100000, CAIRN_LOG_SHIP_FLUSH_MS=200))
-        wait_until(lambda: rx.count() >= 1, 20, what="a first batch")
-        wait_until(lambda: srv.metrics()["cairn_log_ship_rejected_lines_total"] >= 1, 10,
-                   what="the rejection counted")
-        with rx.lock:
-            bodies = [body for _, _, _, body in rx.posts]
-        assert len(bodies) == len(set(bodies)), "a batch refused with 400 was sent again"
-        assert srv.metrics()["cairn_log_ship_retries_total"] == 0
-    finally:
-        rx.close()
+    srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_BATCH_LINES=100000, CAIRN_LOG_SHIP_FLUSH_MS=200))
+    wait_until(lambda: rx.count() >= 1, 20, what="a first batch")
+    wait_until(lambda: srv.metrics()["cairn_log_ship_rejected_lines_total"] >= 1, 10,
+               what="the rejection counted")
+    with rx.lock:
+        bodies = [body for _, _, _, body in rx.posts]
+    assert len(bodies) == len(set(bodies)), "a batch refused with 400 was sent again"
+    assert srv.metrics()["cairn_log_ship_retries_total"] == 0
 
 
 def test_an_absent_endpoint_blocks_no_request_and_the_queue_stays_bounded(make_server):
@@ -199,17 +194,14 @@ def test_an_absent_endpoint_blocks_no_request_and_the_queue_stays_bounded(make_s
         assert len(request_ids(rx.loki_lines())) > 50
         last = srv.request("PUT", f"/{bucket}/last", body=b"v").header("x-amz-request-id")
         wait_until(lambda: last in request_ids(rx.loki_lines()), 30, what="a new line shipped")
-    finally:
-        rx.close()
-
-
-def test_a_stop_flushes_what_is_queued(make_server):
-    rx = Receiver()
-    try:
-        srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_FLUSH_MS=600000, CAIRN_LOG_SHIP_BATCH_LINES=100000))
-        rid = srv.request("GET", "/").header("x-amz-request-id")
         assert srv.stop() == 0
-        lines = rx.loki_lines()
-        assert rid in request_ids(lines), "a line queued at the stop was lost"
     finally:
         rx.close()
+
+
+def test_a_stop_flushes_what_is_queued(rx, make_server):
+    srv = make_server(env=ship_env(rx, CAIRN_LOG_SHIP_FLUSH_MS=600000, CAIRN_LOG_SHIP_BATCH_LINES=100000))
+    rid = srv.request("GET", "/").header("x-amz-request-id")
+    assert srv.stop() == 0
+    lines = rx.loki_lines()
+    assert rid in request_ids(lines), "a line queued at the stop was lost"
