@@ -43,7 +43,8 @@ static const double delay_buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5,
 typedef struct {
     buf_t data;                /* payloads back to back */
     size_t *offs, *lens;
-    int64_t first_ms;          /* append time of the first record */
+    int64_t first_ms;          /* append time of the first record (wall clock) */
+    int64_t first_seen_ns;     /* when the shipper read it (monotonic: a clock step cannot delay a batch) */
     int n;
     audit_cursor next;         /* the cursor after the last record */
 } pending;
@@ -392,7 +393,10 @@ static int pending_fill(audit_shipper *s, int *got) {
     int rc = audit_journal_read(s->o.journal, p->next, want, &b);
     if (rc == 0) {
         for (int i = 0; i < b.n; i++) {
-            if (p->n == 0) p->first_ms = b.recs[i].time_ms;
+            if (p->n == 0) {
+                p->first_ms = b.recs[i].time_ms;
+                p->first_seen_ns = mono_ns();
+            }
             p->offs[p->n] = p->data.len;
             p->lens[p->n] = b.recs[i].len;
             buf_append(&p->data, b.recs[i].payload, b.recs[i].len);
@@ -467,11 +471,21 @@ static void replay(audit_shipper *s) {
     (void)rc; /* what was not sent stays held: tried again at the next interval */
 }
 
+/* Milliseconds until the pending batch is due by the flush interval: from
+ * its oldest record's append time (a restart ships old records at once), or
+ * from when the shipper first saw it, whichever comes first. */
+static int64_t flush_left_ms(audit_shipper *s) {
+    int64_t by_wall = s->p.first_ms + s->o.flush_interval_ms - time_now_ms();
+    int64_t by_mono = (s->p.first_seen_ns - mono_ns()) / 1000000 + s->o.flush_interval_ms;
+    return by_wall < by_mono ? by_wall : by_mono;
+}
+
 static void *ship_main(void *arg) {
     audit_shipper *s = arg;
     audit_journal *j = s->o.journal;
     int64_t next_replay = 0;
     int fails = 0;
+    uint64_t seen = 0;         /* the last durable sequence a wait returned */
     for (;;) {
         pthread_mutex_lock(&s->mu);
         bool stopping = s->stopping;
@@ -482,9 +496,7 @@ static void *ship_main(void *arg) {
 
         int got = 0;
         int rc = pending_fill(s, &got);
-        int64_t now = time_now_ms();
-        bool due = s->p.n > 0 && (s->p.n >= s->o.batch_size || now - s->p.first_ms >= s->o.flush_interval_ms ||
-                                  stopping || flush);
+        bool due = s->p.n > 0 && (s->p.n >= s->o.batch_size || flush_left_ms(s) <= 0 || stopping || flush);
         if (rc == 0 && due) {
             rc = pending_ship(s);
             if (rc == 0) {
@@ -512,10 +524,13 @@ static void *ship_main(void *arg) {
         if (got > 0) continue; /* maybe more durable records: read again before waiting */
         int64_t wait = IDLE_WAIT_MS;
         if (s->p.n > 0) {
-            int64_t left = s->p.first_ms + s->o.flush_interval_ms - time_now_ms();
+            int64_t left = flush_left_ms(s);
             if (left < wait) wait = left < 1 ? 1 : left;
         }
-        audit_journal_wait(j, s->p.next.seq, (int)wait);
+        /* After a read that found nothing, wait for a sequence past the one
+         * the last wait saw: a durable record the reader skips (corrupt)
+         * must not turn this into a busy loop. */
+        seen = audit_journal_wait(j, seen > s->p.next.seq ? seen : s->p.next.seq, (int)wait);
     }
     pthread_mutex_lock(&s->mu);
     s->done = true;
