@@ -122,7 +122,7 @@ audit-ship-million: build
 	./$(BUILD)/cairn-shipbench --threads 100 --events 10000
 
 audit-ship-rss: build
-	./$(BUILD)/cairn-shipbench --threads 10 --events 1000000 --no-fsync --rss --rss-every 1000000 --rss-slack-mib 64
+	./$(BUILD)/cairn-shipbench --threads 10 --events 1000000 --no-fsync --rss --rss-every 1000000 --rss-slack-mib 64 --journal-max-mib 256 --idle-probe-s 0
 
 audit-ship-tsan: deps
 	$(call meson_build,$(TSAN_BUILD),-Db_sanitize=thread -Db_lundef=false,cairn-shipbench)

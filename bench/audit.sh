@@ -116,7 +116,7 @@ fi
 # store, flush latency, emit -> queryable, on SQLite and on PostgreSQL (a
 # throwaway server from scripts/pg-test.sh); every event counted in the
 # store (a difference fails the bench).  Quick: 8 x 2,000 events, and a
-# short RSS check (200,000 events, RSS sampled every 50,000).
+# short RSS check (100,000 events, RSS sampled every 20,000).
 SHIPBENCH=$BUILD/cairn-shipbench
 if [ -x "$SHIPBENCH" ]; then
   if [ "$QUICK" = 1 ]; then SHIPARGS=(--threads 8 --events 2000); else SHIPARGS=(--threads 16 --events 25000); fi
@@ -132,7 +132,7 @@ if [ -x "$SHIPBENCH" ]; then
     echo "audit bench: no PostgreSQL server (scripts/pg-test.sh start failed); SQLite figures only" >&2
   fi
   if [ "$QUICK" = 1 ]; then
-    BENCH_DIR=$T "$SHIPBENCH" --threads 4 --events 50000 --no-fsync --rss --rss-every 50000 --rss-slack-mib 32 \
+    BENCH_DIR=$T "$SHIPBENCH" --threads 4 --events 25000 --no-fsync --rss --rss-every 20000 --rss-slack-mib 32 --idle-probe-s 0 \
       || die "cairn-shipbench RSS check failed"
   fi
 else

@@ -5,7 +5,8 @@
  *
  * First a prober alone for --idle-probe-s seconds (default 3): one event
  * every 50 ms, each polled until queryable (emit -> queryable, idle).  Then
- * THREADS threads each emit EVENTS events (audit_emit, not waiting, all
+ * THREADS threads each emit EVENTS events (waiting while the journal is
+ * full, as the gateway's admission does: --journal-max-mib, default 1024) (audit_emit, not waiting, all
  * with one correlation id), while a prober emits one marked event every
  * 50 ms and polls the store until it is queryable (emit -> queryable
  * latency).  Then the shipper is closed (audit_close) and the store is
@@ -18,6 +19,7 @@
  *
  * Usage: cairn-shipbench [--threads N] [--events N] [--batch N] [--flush-ms N]
  *          [--metadata-url URL] [--no-fsync] [--rss] [--rss-every N] [--rss-slack-mib N] [--idle-probe-s N]
+ *          [--journal-max-mib N]
  * Temp directory: $BENCH_DIR, else $TMPDIR, else /tmp.
  */
 #include <ftw.h>
@@ -35,6 +37,7 @@ static meta_store *MS;
 static audit_shipper *SH;
 static char CORR[64];
 static int EVENTS = 10000;
+static int64_t JOURNAL_MAX = 1LL << 30;
 static atomic_long emitted, failed;
 
 static const audit_event_fields sample = {
@@ -51,6 +54,9 @@ static void *producer(void *arg) {
     e.request_id = rid;
     for (int i = 0; i < EVENTS; i++) {
         snprintf(rid, sizeof rid, "t%ld-%d", id, i);
+        /* As the gateway does: no new request while the journal is full
+         * (its clients get 503 SlowDown and come back). */
+        while (audit_journal_admit(J) == CAIRN_EBUSY) usleep(1000);
         e.time_us = time_now_ms() * 1000;
         if (audit_emit(J, &e, false) != 0) atomic_fetch_add(&failed, 1);
         else atomic_fetch_add(&emitted, 1);
@@ -189,9 +195,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rss-every") && v) rss_every = atoi(argv[++i]);
         else if (!strcmp(a, "--rss-slack-mib") && v) rss_slack = atoi(argv[++i]);
         else if (!strcmp(a, "--idle-probe-s") && v) idle_s = atoi(argv[++i]);
+        else if (!strcmp(a, "--journal-max-mib") && v) JOURNAL_MAX = (int64_t)atoi(argv[++i]) << 20;
         else {
             fprintf(stderr, "usage: cairn-shipbench [--threads N] [--events N] [--batch N] [--flush-ms N] "
-                            "[--metadata-url URL] [--no-fsync] [--rss] [--rss-every N] [--rss-slack-mib N]\n");
+                            "[--metadata-url URL] [--no-fsync] [--rss] [--rss-every N] [--rss-slack-mib N] [--idle-probe-s N] [--journal-max-mib N]\n");
             return 2;
         }
     }
@@ -210,7 +217,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "shipbench: cannot open the metadata: %s %s\n", cairn_strerror(rc), why);
         return 2;
     }
-    audit_journal_opts jo = {.dir = jdir, .max_bytes = 1LL << 30, .segment_bytes = 64 << 20, .sync_ms = 50,
+    audit_journal_opts jo = {.dir = jdir, .max_bytes = JOURNAL_MAX, .segment_bytes = 64 << 20, .sync_ms = 50,
                              .overflow = AUDIT_OVERFLOW_REJECT, .fsync = fsync_on};
     if (audit_journal_open(&jo, &J) != 0) return 2;
     audit_shipper_opts so = {.journal = J, .meta = MS, .batch_size = batch, .flush_interval_ms = flush_ms,
