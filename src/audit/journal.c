@@ -452,6 +452,94 @@ static int spool_append(audit_journal *j, const void *payload, size_t len, int64
     return rc;
 }
 
+static int list_ids(const char *dir, const char *kind, uint64_t **out, size_t *n);
+
+/* Reads one sealed spool file and hands its records to fn, max at a time. */
+static int spool_drain_file(audit_journal *j, const char *path, int max,
+                            int (*fn)(void *ud, const audit_record *recs, int n), void *ud, uint64_t *drained) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : CAIRN_EIO;
+    enum { CHUNK = 4 * 1024 * 1024 };
+    char *buf = malloc(CHUNK);
+    audit_record *recs = calloc((size_t)max, sizeof *recs);
+    int rc = buf && recs ? 0 : CAIRN_ENOMEM;
+    size_t have = 0;
+    uint64_t corrupt = 0;
+    bool eof = false;
+    while (rc == 0) {
+        if (!eof && have < CHUNK) {
+            ssize_t r = read(fd, buf + have, CHUNK - have);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) {
+                rc = CAIRN_EIO;
+                break;
+            }
+            if (r == 0) eof = true;
+            have += (size_t)r;
+            if (r > 0 && have < CHUNK) continue;
+        }
+        size_t off = 0;
+        int n = 0;
+        while (rc == 0 && off < have) {
+            size_t size = 0;
+            int pr = audit_record_parse(buf + off, have - off, &recs[n], &size);
+            if (pr == 1) break; /* incomplete: more to read, or a torn tail */
+            if (pr != 0) {
+                corrupt++;
+                off++;
+                continue;
+            }
+            off += size;
+            if (++n == max) {
+                rc = fn(ud, recs, n);
+                if (rc == 0) *drained += (uint64_t)n;
+                n = 0;
+            }
+        }
+        if (rc == 0 && n) {
+            rc = fn(ud, recs, n);
+            if (rc == 0) *drained += (uint64_t)n;
+        }
+        if (rc != 0) break;
+        memmove(buf, buf + off, have - off);
+        have -= off;
+        if (eof) break; /* what is left is a torn tail: no append after it was acknowledged */
+    }
+    close(fd);
+    free(buf);
+    free(recs);
+    if (corrupt) {
+        atomic_fetch_add(&j->corrupt, corrupt);
+        log_write(LOG_ERROR, NULL, "audit spool: corrupt bytes skipped while draining", "path", path, NULL);
+    }
+    if (rc == 0 && (unlink(path) != 0 || fsync_dir(j) != 0)) rc = CAIRN_EIO;
+    return rc;
+}
+
+int audit_journal_spool_drain(audit_journal *j, int max, int (*fn)(void *ud, const audit_record *recs, int n),
+                              void *ud, uint64_t *drained) {
+    *drained = 0;
+    if (max < 1) return CAIRN_EINVAL;
+    pthread_mutex_lock(&j->spool_mu);
+    if (j->spool_fd >= 0) {
+        close(j->spool_fd);
+        j->spool_fd = -1;
+        j->spool_id++;
+    }
+    uint64_t sealed = j->spool_id - 1; /* files up to this one are written no more */
+    pthread_mutex_unlock(&j->spool_mu);
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int rc = list_ids(j->dir, "spool", &ids, &n);
+    for (size_t i = 0; rc == 0 && i < n && ids[i] <= sealed; i++) {
+        char path[PATH_MAX + 64];
+        seg_path(j, "spool", ids[i], path, sizeof path);
+        rc = spool_drain_file(j, path, max, fn, ud, drained);
+    }
+    free(ids);
+    return rc;
+}
+
 /* ---- appending -------------------------------------------------------------------------------- */
 
 int audit_journal_append(audit_journal *j, const void *payload, size_t len, int flags) {

@@ -196,6 +196,17 @@ uint64_t audit_journal_durable_seq(audit_journal *j);
  * commit, so it never polls a quiet journal). */
 uint64_t audit_journal_wait(audit_journal *j, uint64_t after, int timeout_ms);
 
+/* The overflow spool, drained by the shipper.  Seals the spool file being
+ * written (the next spilled event starts a new one), then reads every
+ * sealed spool file, oldest first, and hands its records to fn, at most max
+ * (>= 1) at a time (payloads valid during the call).  A file whose records
+ * fn all took (returned 0) is deleted; fn's nonzero stops, the file stays
+ * and is read again from its start next time (the store is idempotent).
+ * Torn or corrupt bytes are skipped (counted in corrupt_records).  0, fn's
+ * result, CAIRN_EIO or CAIRN_ENOMEM; *drained gets the records fn took. */
+int audit_journal_spool_drain(audit_journal *j, int max, int (*fn)(void *ud, const audit_record *recs, int n),
+                              void *ud, uint64_t *drained);
+
 /* ---- figures --------------------------------------------------------------- */
 
 typedef struct {

@@ -480,6 +480,40 @@ static int64_t flush_left_ms(audit_shipper *s) {
     return by_wall < by_mono ? by_wall : by_mono;
 }
 
+/* The journal's overflow spool (audit_overflow: spool): its sealed files
+ * are delivered as batches are (store, or DLQ), then deleted. */
+static int spool_send(void *ud, const audit_record *recs, int n) {
+    audit_shipper *s = ud;
+    const char **evs = malloc((size_t)n * sizeof *evs);
+    size_t *lens = malloc((size_t)n * sizeof *lens);
+    int rc = evs && lens ? 0 : CAIRN_ENOMEM;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        evs[i] = recs[i].payload;
+        lens[i] = recs[i].len;
+    }
+    deliver_mode m = {breaker_open(s) ? 0 : s->o.max_retries, true};
+    if (rc == 0) rc = deliver(s, evs, lens, n, m);
+    free(evs);
+    free(lens);
+    return rc;
+}
+
+static void drain_spool(audit_shipper *s) {
+    uint64_t drained = 0;
+    int rc = audit_journal_spool_drain(s->o.journal, s->o.batch_size, spool_send, s, &drained);
+    if (drained) {
+        pthread_mutex_lock(&s->mu);
+        s->st.spool_drained += drained;
+        pthread_mutex_unlock(&s->mu);
+        char c[24];
+        log_write(LOG_INFO, NULL, "audit shipper: overflow spool drained", "events", log_int(c, (long long)drained),
+                  NULL);
+    }
+    if (rc != 0 && rc != CAIRN_ETIMEDOUT)
+        log_write(LOG_WARN, NULL, "audit shipper: the overflow spool is not drained yet", "error", cairn_strerror(rc),
+                  NULL);
+}
+
 static void *ship_main(void *arg) {
     audit_shipper *s = arg;
     audit_journal *j = s->o.journal;
@@ -512,12 +546,16 @@ static void *ship_main(void *arg) {
         if (s->p.n == 0 && got == 0) {
             /* Nothing pending: the journal is drained up to what is durable. */
             if (stopping) {
-                if (!breaker_open(s)) replay(s);
+                if (!breaker_open(s)) {
+                    replay(s);
+                    drain_spool(s);
+                }
                 break;
             }
         }
         if (mono_ns() >= next_replay) {
             replay(s); /* while the breaker is open this is the probe */
+            if (s->p.n == 0 && !breaker_open(s)) drain_spool(s);
             next_replay = mono_ns() + (int64_t)s->o.replay_interval_ms * 1000000;
             continue;
         }
@@ -728,10 +766,13 @@ void audit_shipper_render_metrics(audit_shipper *s, buf_t *b) {
                "# TYPE cairn_audit_dlq_put_failures_total counter\ncairn_audit_dlq_put_failures_total %llu\n"
                "# HELP cairn_audit_batch_splits_total Audit batches split after the store refused them (400, 413).\n"
                "# TYPE cairn_audit_batch_splits_total counter\ncairn_audit_batch_splits_total %llu\n"
+               "# HELP cairn_audit_spool_drained_total Audit events shipped from the journal's overflow spool.\n"
+               "# TYPE cairn_audit_spool_drained_total counter\ncairn_audit_spool_drained_total %llu\n"
                "# HELP cairn_audit_breaker_open Whether the shipper treats the store as down (1).\n"
                "# TYPE cairn_audit_breaker_open gauge\ncairn_audit_breaker_open %d\n",
                (unsigned long long)st.dlq_held, (unsigned long long)st.dlq_rejected,
-               (unsigned long long)st.dlq_failures, (unsigned long long)st.splits, st.breaker);
+               (unsigned long long)st.dlq_failures, (unsigned long long)st.splits,
+               (unsigned long long)st.spool_drained, st.breaker);
     render_hist(b, "cairn_audit_flush_seconds", "Time to deliver and commit one audit batch.", fh, flush_buckets,
                 NFLUSH, fs, fc);
     render_hist(b, "cairn_audit_ship_delay_seconds",

@@ -35,7 +35,12 @@
  * replay_interval_ms while the breaker is closed (and probes with them
  * while it is open).
  *
- * Memory: one batch of payloads (batch_size records) and its request body.
+ * The journal's overflow spool (audit_overflow: spool) is drained the same
+ * way, a sealed file at a time, whenever the journal has nothing pending
+ * and the store answers; each file is deleted once delivered.
+ *
+ * Memory: one batch of payloads (batch_size records) and its request body
+ * (draining the spool: a 4 MiB read buffer).
  *
  * Thread-safety: every function may be called from any thread; close once.
  */
@@ -98,6 +103,7 @@ typedef struct {
     uint64_t replayed;         /* held events the replayer delivered */
     uint64_t splits;           /* batches split after a 400 or 413 */
     uint64_t commits;          /* journal commits */
+    uint64_t spool_drained;    /* events shipped from the journal's overflow spool */
     uint64_t committed_seq;    /* the last committed sequence */
     int breaker;               /* 0 closed, 1 open */
 } audit_shipper_stats;

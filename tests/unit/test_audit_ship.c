@@ -15,6 +15,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,7 +41,7 @@ static void setup(void) {
     cr_assert_not_null(mkdtemp(dir));
     snprintf(jdir, sizeof jdir, "%s/audit", dir);
     snprintf(db, sizeof db, "%s/meta.db", dir);
-    log_set_level(LOG_ERROR);
+    log_set_level(getenv("SHIP_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
     cr_assert_eq(meta_open(db, NULL, &MS), 0);
     audit_journal_opts o = {.dir = jdir, .max_bytes = 256 << 20, .segment_bytes = 4 << 20, .sync_ms = 10,
                             .overflow = AUDIT_OVERFLOW_REJECT, .fsync = true};
@@ -311,4 +312,43 @@ Test(audit_ship, long_strings_are_cut_to_the_stores_bounds_and_the_event_is_stor
     cr_assert_eq(audit_shipper_flush(s, 10000), 0);
     cr_assert_eq(stored("long", NULL), 1);
     audit_shipper_close(s, 10000);
+}
+
+/* ---- the journal's overflow spool ------------------------------------------------------------ */
+
+static int spool_files(void) {
+    DIR *d = opendir(jdir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, "spool-", 6)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+Test(audit_ship, the_overflow_spool_is_drained_into_the_store_and_deleted) {
+    audit_journal_close(J);
+    audit_journal_opts o = {.dir = jdir, .max_bytes = 16 * 1024, .segment_bytes = 64 * 1024, .sync_ms = 5,
+                            .overflow = AUDIT_OVERFLOW_SPOOL, .fsync = true};
+    cr_assert_eq(audit_journal_open(&o, &J), 0);
+    for (int i = 0; i < 300; i++) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "spill-%d", i);
+        emit("spill", rid);
+    }
+    audit_journal_stats js;
+    audit_journal_get_stats(J, &js);
+    cr_assert_gt(js.spooled, 100, "the bound was reached: %llu spooled", (unsigned long long)js.spooled);
+    cr_assert_gt(spool_files(), 0);
+    audit_shipper *s = start(500, 50);
+    cr_assert_eq(wait_stored("spill", NULL, 300, 15000), 300);
+    audit_shipper_stats st;
+    int64_t end = time_mono_ns() + 10LL * 1000000000;
+    do {
+        audit_shipper_stats_get(s, &st);
+    } while (st.spool_drained < js.spooled && time_mono_ns() < end && usleep(5000) == 0);
+    cr_assert_eq(spool_files(), 0, "a drained spool file is deleted");
+    cr_assert_eq(st.spool_drained, js.spooled, "%llu drained, %llu spooled", (unsigned long long)st.spool_drained, (unsigned long long)js.spooled);
+    cr_assert_eq(audit_shipper_close(s, 10000), 0);
+    cr_assert_eq(stored("spill", NULL), 300);
 }
