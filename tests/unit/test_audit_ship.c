@@ -352,3 +352,73 @@ Test(audit_ship, the_overflow_spool_is_drained_into_the_store_and_deleted) {
     cr_assert_eq(audit_shipper_close(s, 10000), 0);
     cr_assert_eq(stored("spill", NULL), 300);
 }
+
+/* ---- remote mode, the store unreachable ------------------------------------------------------ */
+
+static audit_shipper *start_unreachable(int retries) {
+    /* Port 1 on loopback: nothing listens, every POST is a refused connection. */
+    audit_shipper_opts o = {.journal = J, .url = "http://127.0.0.1:1", .access_key = "shipper", .secret_key = "secret-key",
+                            .region = "us-east-1", .batch_size = 500, .flush_interval_ms = 20, .timeout_ms = 1000,
+                            .max_retries = retries, .backoff_base_ms = 5, .backoff_max_ms = 20,
+                            .replay_interval_ms = 50, .dlq = {.dir = jdir, .fsync = true}};
+    audit_shipper *s = NULL;
+    cr_assert_eq(audit_shipper_start(&o, &s), 0);
+    return s;
+}
+
+static audit_shipper_stats wait_stats(audit_shipper *s, bool (*ok)(const audit_shipper_stats *), int deadline_ms) {
+    audit_shipper_stats st;
+    int64_t end = time_mono_ns() + (int64_t)deadline_ms * 1000000;
+    do audit_shipper_stats_get(s, &st);
+    while (!ok(&st) && time_mono_ns() < end && usleep(2000) == 0);
+    return st;
+}
+
+static bool twenty_held(const audit_shipper_stats *st) { return st->dlq_held >= 20; }
+
+Test(audit_ship, an_unreachable_store_is_retried_then_the_batch_is_held_and_committed) {
+    audit_shipper *s = start_unreachable(3);
+    for (int i = 0; i < 20; i++) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "held-%d", i);
+        emit("held", rid);
+    }
+    audit_shipper_stats st = wait_stats(s, twenty_held, 10000);
+    cr_assert_eq(st.dlq_held, 20);
+    cr_assert_geq(st.retries[SHIP_CAUSE_CONNECT], 3);
+    cr_assert_eq(st.breaker, 1);
+    walked w = {0};
+    cr_assert_eq(audit_dlq_walk(audit_shipper_dlq(s), AUDIT_DLQ_HELD, walk_cb, &w), 0);
+    cr_assert_eq(w.n, 20);
+    cr_assert(strstr(w.reason, "cannot reach"), "%s", w.reason);
+    cr_assert_eq(audit_shipper_close(s, 5000), 0, "committed once held");
+}
+
+#if CAIRN_FAULT_BUILD
+static bool failed_twice(const audit_shipper_stats *st) { return st->dlq_failures >= 2; }
+
+Test(audit_ship, a_dlq_put_that_fails_keeps_the_events_in_the_journal_until_it_works) {
+    for (int i = 0; i < 20; i++) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "dlqfail-%d", i);
+        emit("dlqfail", rid);
+    }
+    cr_assert_eq(audit_journal_sync(J), 0);
+    /* Every spool write of the DLQ fails (and there is no Redis). */
+    cr_assert_eq(fault_configure("sites=audit.write\nnth=1\ncount=0"), 0);
+    audit_shipper *s = start_unreachable(0);
+    audit_shipper_stats st = wait_stats(s, failed_twice, 10000);
+    cr_assert_geq(st.dlq_failures, 2, "tried again after a backoff");
+    cr_assert_eq(st.dlq_held, 0);
+    audit_journal_stats js;
+    audit_journal_get_stats(J, &js);
+    cr_assert_eq(js.depth, 20, "not committed: the events stay in the journal");
+    cr_assert_eq(fault_configure(""), 0);
+    st = wait_stats(s, twenty_held, 10000);
+    cr_assert_eq(st.dlq_held, 20);
+    cr_assert_eq(audit_shipper_close(s, 5000), 0);
+    audit_journal_get_stats(J, &js);
+    cr_assert_eq(js.depth, 0);
+    cr_assert_eq(js.lost, 0);
+}
+#endif
