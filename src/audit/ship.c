@@ -71,7 +71,7 @@ struct audit_shipper {
     uint64_t flush_count, delay_count;
 };
 
-typedef enum { SENT = 0, REJECTED, REFUSED, TRANSIENT, ABORTED } send_result;
+typedef enum { SENT = 0, REJECTED, REFUSED, TRANSIENT } send_result;
 
 static int64_t mono_ns(void) { return time_mono_ns(); }
 
@@ -367,12 +367,10 @@ static int deliver(audit_shipper *s, const char *const *evs, const size_t *lens,
 /* The replayer's sender (audit_dlq_replay): no retries of its own (the
  * replay is tried again later), 400s split as for new batches. */
 static int replay_send(void *ud, const char *const *events, const size_t *lens, int n, char *reason, size_t rl) {
-    audit_shipper *s = ud;
-    (void)reason;
+    (void)reason; /* rejected events are put in the DLQ by deliver itself, with their reasons */
     (void)rl;
     deliver_mode m = {0, false};
-    int rc = deliver(s, events, lens, n, m);
-    return rc;
+    return deliver(ud, events, lens, n, m);
 }
 
 /* ---- the pending batch ----------------------------------------------------------------------- */
