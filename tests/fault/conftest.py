@@ -15,8 +15,8 @@ sys.modules["cairn_harness"] = harness
 _spec.loader.exec_module(harness)
 
 # Fixtures and hooks, the autouse ones included.
-from cairn_harness import (_deadline, _session_server_guard, make_server, pytest_configure,  # noqa: F401,E402
-                           pytest_runtest_makereport, root_creds, server)
+from cairn_harness import (_deadline, _session_server_guard, make_audit_server, make_server,  # noqa: F401,E402
+                           pytest_configure, pytest_runtest_makereport, root_creds, server)
 
 # Crash points abort the server: no core files.
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

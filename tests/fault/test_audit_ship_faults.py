@@ -8,14 +8,12 @@ timeout and the retry lands, once; a store that keeps answering 503 ends
 with the batch held in the DLQ, replayed once the store takes events."""
 
 import json
-import signal
-import time
 import uuid
 from datetime import datetime
 
 import pytest
 
-from cairn_harness import CairnServer, free_port, random_access_key, random_secret, unique_bucket, wait_until
+from cairn_harness import unique_bucket, wait_until
 
 import importlib.util
 import pathlib
@@ -24,32 +22,14 @@ _spec = importlib.util.spec_from_file_location(
     "audit_store_faults", pathlib.Path(__file__).resolve().parent / "test_audit_store_faults.py")
 _store = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_store)
-AuditServer = _store.AuditServer
 rearm = _store.rearm
 
 PATH = "/audit/v1/events"
 
 
 @pytest.fixture
-def audit(tmp_path):
-    made = []
-
-    def factory(fault=""):
-        fault_file = tmp_path / f"fault{len(made)}.spec"
-        fault_file.write_text(fault)
-        srv = AuditServer(tmp_path / f"a{len(made)}", root=(random_access_key(), random_secret()),
-                          env={"CAIRN_TEST_FAULT": fault, "CAIRN_TEST_FAULT_FILE": str(fault_file),
-                               "CAIRN_AUDIT_RETENTION_DAYS": "0"},
-                          name=f"audit{len(made)}")
-        srv.fault_file = fault_file
-        made.append(srv)
-        srv.start()
-        return srv
-
-    yield factory
-    for srv in made:
-        if srv.alive():
-            assert srv.stop(timeout=30) == 0, srv.log_tail()
+def audit(make_audit_server):
+    return lambda fault="": make_audit_server(fault=fault)
 
 
 def gateway(make_server, store, **env):

@@ -6,58 +6,20 @@ are tested against the real store.  These tests check that the test mode
 does what the client's tests will rely on.  CAIRN_BIN must be the fault
 build (build-faults/cairn)."""
 
-import http.client
 import json
 import secrets
 import signal
-import subprocess
-import time
 
 import pytest
 
-import sigv4
-from cairn_harness import (CAIRN_BIN, CairnServer, free_port, random_access_key, random_secret,
-                           wait_until)
+from cairn_harness import wait_until
 
 PATH = "/audit/v1/events"
 
 
-class AuditServer(CairnServer):
-    def spawn(self, port=None):
-        self.port = port or free_port()
-        self.starts += 1
-        self.spawned_ms = int(time.time() * 1000)
-        err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
-        out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
-        self.stderr_paths.append(err)
-        self.stdout_paths.append(out)
-        cmd = [CAIRN_BIN, "audit-server", "--listen", f"127.0.0.1:{self.port}", "--data", str(self.data_dir)]
-        with open(err, "wb") as ferr, open(out, "wb") as fout:
-            self.proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
-                                         env=self.env(), cwd=self.workdir)
-        return self.proc
-
-
 @pytest.fixture
-def audit(tmp_path):
-    made = []
-
-    def factory(fault=""):
-        fault_file = tmp_path / f"fault{len(made)}.spec"
-        fault_file.write_text(fault)
-        srv = AuditServer(tmp_path / f"a{len(made)}", root=(random_access_key(), random_secret()),
-                          env={"CAIRN_TEST_FAULT": fault, "CAIRN_TEST_FAULT_FILE": str(fault_file),
-                               "CAIRN_AUDIT_RETENTION_DAYS": "0"},
-                          name=f"audit{len(made)}")
-        srv.fault_file = fault_file
-        made.append(srv)
-        srv.start()
-        return srv
-
-    yield factory
-    for srv in made:
-        if srv.alive():
-            assert srv.stop(timeout=30) == 0, srv.log_tail()
+def audit(make_audit_server):
+    return lambda fault="": make_audit_server(fault=fault)
 
 
 def rearm(srv, spec):

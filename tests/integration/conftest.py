@@ -378,6 +378,8 @@ CLI_SHARED_ENV = ("CAIRN_METADATA_URL", "CAIRN_REDIS_URL", "CAIRN_MASTER_KEY", "
 class CairnServer:
     """One cairn server process and its data directory (kept across restarts)."""
 
+    SUBCOMMAND = "server"  # AuditServer: "audit-server"
+
     def __init__(self, workdir, env=None, root=None, name="server", args=None, session=False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -414,7 +416,7 @@ class CairnServer:
         out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
         self.stderr_paths.append(err)
         self.stdout_paths.append(out)
-        cmd = [CAIRN_BIN, "server", "--listen", f"127.0.0.1:{self.port}",
+        cmd = [CAIRN_BIN, self.SUBCOMMAND, "--listen", f"127.0.0.1:{self.port}",
                "--data", str(self.data_dir)] + self.extra_args
         with open(err, "wb") as ferr, open(out, "wb") as fout:
             self.proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
@@ -748,6 +750,12 @@ class CairnServer:
         return proc_status_kib(self.proc.pid, "VmRSS")
 
 
+class AuditServer(CairnServer):
+    """`cairn audit-server` (the audit store alone) with the same harness."""
+
+    SUBCOMMAND = "audit-server"
+
+
 class User:
     def __init__(self, name, access_key, secret):
         self.name = name
@@ -908,6 +916,44 @@ def make_server(tmp_path):
             srv.stop(timeout=30)
         except AssertionError as e:
             errors.append(str(e))
+    assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def make_audit_server(tmp_path):
+    """Factory: make_audit_server(env={...}, start=True, port=None, fault=None)
+    -> an AuditServer with its own root credentials.  Events in tests carry
+    fixed times, which the default retention would delete: retention is off
+    unless env sets it.  fault: a fault spec (the fault build's test mode),
+    written to srv.fault_file, which SIGUSR1 re-reads.  Every one still up
+    is stopped with SIGTERM at the end and must exit 0."""
+    made = []
+
+    def factory(env=None, start=True, port=None, fault=None):
+        n = len(made) + 1
+        env = {"CAIRN_AUDIT_RETENTION_DAYS": "0", **(env or {})}
+        fault_file = None
+        if fault is not None:
+            fault_file = tmp_path / f"audit{n}-fault.spec"
+            fault_file.write_text(fault)
+            env.update({"CAIRN_TEST_FAULT": fault, "CAIRN_TEST_FAULT_FILE": str(fault_file)})
+        srv = AuditServer(tmp_path / f"audit{n}", env=env, root=(random_access_key(), random_secret()),
+                          name=f"audit{n}")
+        srv.fault_file = fault_file
+        made.append(srv)
+        if start:
+            srv.start(port)
+        else:
+            srv.port = port or free_port()
+        return srv
+
+    yield factory
+    errors = []
+    for srv in made:
+        if srv.alive():
+            code = srv.stop(timeout=30)
+            if code != 0:
+                errors.append(f"{srv.name} exited {code} on SIGTERM\n{srv.log_tail()}")
     assert not errors, "\n".join(errors)
 
 

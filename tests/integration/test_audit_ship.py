@@ -16,7 +16,6 @@ tests/fault/test_audit_ship_faults.py."""
 import json
 import socket
 import struct
-import subprocess
 import threading
 import time
 import uuid
@@ -24,48 +23,15 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import CAIRN_BIN, CairnServer, free_port, random_access_key, random_secret, unique_bucket, wait_until
+from conftest import unique_bucket, wait_until
 
 PATH = "/audit/v1/events"
 SHORT = {"CAIRN_AUDIT_FLUSH_INTERVAL": "300"}
 
 
-class AuditServer(CairnServer):
-    """`cairn audit-server` with the same harness."""
-
-    def spawn(self, port=None):
-        self.port = port or free_port()
-        self.starts += 1
-        self.spawned_ms = int(time.time() * 1000)
-        err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
-        out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
-        self.stderr_paths.append(err)
-        self.stdout_paths.append(out)
-        cmd = [CAIRN_BIN, "audit-server", "--listen", f"127.0.0.1:{self.port}", "--data", str(self.data_dir)]
-        with open(err, "wb") as ferr, open(out, "wb") as fout:
-            self.proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
-                                         env=self.env(), cwd=self.workdir)
-        return self.proc
-
-
 @pytest.fixture
-def make_store(tmp_path):
-    made = []
-
-    def factory(start=True, port=None):
-        srv = AuditServer(tmp_path / f"store{len(made)}", root=(random_access_key(), random_secret()),
-                          env={"CAIRN_AUDIT_RETENTION_DAYS": "0"}, name=f"store{len(made)}")
-        made.append(srv)
-        if start:
-            srv.start(port)
-        else:
-            srv.port = port or free_port()
-        return srv
-
-    yield factory
-    for srv in made:
-        if srv.alive():
-            assert srv.stop(timeout=30) == 0, srv.log_tail()
+def make_store(make_audit_server):
+    return lambda start=True, port=None: make_audit_server(start=start, port=port)
 
 
 def remote_env(store, **extra):

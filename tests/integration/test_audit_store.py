@@ -15,56 +15,14 @@ import time
 import pytest
 
 import sigv4
-from conftest import (CAIRN_BIN, CairnServer, random_access_key, random_secret, server_env, unique_name,
-                      wait_until)
+from conftest import CAIRN_BIN, server_env, unique_name, wait_until
 
 PATH = "/audit/v1/events"
 
 
-class AuditServer(CairnServer):
-    """`cairn audit-server` instead of `cairn server`, with the same harness."""
-
-    def spawn(self, port=None):
-        from conftest import free_port
-        self.port = port or free_port()
-        self.starts += 1
-        self.spawned_ms = int(time.time() * 1000)
-        err = self.workdir / f"{self.name}-{self.starts}.stderr.log"
-        out = self.workdir / f"{self.name}-{self.starts}.stdout.log"
-        self.stderr_paths.append(err)
-        self.stdout_paths.append(out)
-        cmd = [CAIRN_BIN, "audit-server", "--listen", f"127.0.0.1:{self.port}",
-               "--data", str(self.data_dir)] + self.extra_args
-        with open(err, "wb") as ferr, open(out, "wb") as fout:
-            self.proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
-                                         env=self.env(), cwd=self.workdir)
-        return self.proc
-
-
 @pytest.fixture
-def make_audit(tmp_path):
-    made = []
-
-    def factory(env=None, start=True):
-        # Events here carry fixed times, which the default retention (90
-        # days before now) would delete under the test: keep them unless
-        # the test is about retention.
-        env = {"CAIRN_AUDIT_RETENTION_DAYS": "0", **(env or {})}
-        srv = AuditServer(tmp_path / f"audit{len(made) + 1}", env=env,
-                          root=(random_access_key(), random_secret()), name=f"audit{len(made) + 1}")
-        made.append(srv)
-        if start:
-            srv.start()
-        return srv
-
-    yield factory
-    errors = []
-    for srv in made:
-        if srv.alive():
-            code = srv.stop(timeout=30)
-            if code != 0:
-                errors.append(f"{srv.name} exited {code} on SIGTERM\n{srv.log_tail()}")
-    assert not errors, "\n".join(errors)
+def make_audit(make_audit_server):
+    return make_audit_server
 
 
 @pytest.fixture
