@@ -49,12 +49,14 @@ test-integration: build
 test-postgres: build
 	CAIRN_BIN=$(CURDIR)/$(BUILD)/cairn $(PYTHON) -m pytest -q tests/integration --metadata=postgres
 
-# Every suite: unit and integration on the normal build (the integration
-# suite twice: metadata on SQLite, then on PostgreSQL), then the fault suite
-# on its own build.
+# Every suite: unit tests on the normal build and on the fault build, then
+# three pytest passes side by side (they mostly wait on the servers they
+# start): the integration suite with metadata on SQLite, the same on
+# PostgreSQL, and the fault suite on the fault build.  SERIAL_INTEGRATION=1
+# runs the passes one after the other.
 test: build
-	@bash scripts/run-tests.sh $(BUILD)
-	@$(MAKE) --no-print-directory test-faults
+	$(call meson_build,$(FAULT_BUILD),-Dfaults=true)
+	@FAULT_BUILD=$(FAULT_BUILD) bash scripts/run-tests.sh $(BUILD)
 
 # The integration suite runs on SQLite only here (the unit tests still run
 # the PostgreSQL backend's conformance suite under ASan): a second pass on

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test suite against the build in $1 (default: build):
 #   1. C unit tests (Criterion, via meson test)
+#   1b. with FAULT_BUILD set (make test): the fault build's unit tests too
 #   2. integration and end-to-end tests (pytest, real cairn processes), once
 #      per metadata backend in $METADATA_BACKENDS (default "sqlite postgres":
-#      the whole suite on SQLite, then the whole suite on PostgreSQL, which
-#      conftest.py starts from Debian's binaries; about 4 and 4.5 minutes
-#      on two cores)
+#      the whole suite on SQLite and the whole suite on PostgreSQL, which
+#      conftest.py starts from Debian's binaries; about 5 and 9 minutes one
+#      after the other on two cores, so they run side by side)
+#   3. with FAULT_BUILD set: the fault suite (tests/fault) on that build,
+#      side by side with the passes of 2 (about 13 minutes alone)
 # Exits non-zero if any suite fails.  Used by `make test` and `make test-asan`
 # (which runs the integration suite on SQLite only: see the Makefile).
 set -uo pipefail
+set +e
 BUILD=${1:-build}
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -20,19 +24,56 @@ echo "== unit tests ($BUILD)"
 if ! scripts/pg-test.sh run meson test -C "$BUILD" --print-errorlogs --num-processes 2; then
   status=1
 fi
+if [ -n "${FAULT_BUILD:-}" ]; then
+  echo "== unit tests ($FAULT_BUILD)"
+  scripts/pg-test.sh run meson test -C "$FAULT_BUILD" --print-errorlogs --num-processes 2 || status=1
+fi
 
 export CAIRN_BIN="$PWD/$BUILD/cairn"
-for backend in ${METADATA_BACKENDS:-sqlite postgres}; do
-  echo "== integration tests ($BUILD, metadata on $backend)"
+backends=(${METADATA_BACKENDS:-sqlite postgres})
+# The pytest passes run side by side (each one pytest process with its own
+# temp dir, and its own PostgreSQL; the tests mostly wait on the servers they
+# start, so they share 2 cores well): CI's 45-minute budget.
+# SERIAL_INTEGRATION=1 runs them one after the other, output as it comes.
+logs=$(mktemp -d "${TMPDIR:-/tmp}/cairn-it-logs.XXXXXX")
+run_pass() {  # BACKEND (sqlite, postgres, or faults: the fault suite)
+  local backend=$1 started rc base
   started=$(date +%s)
-  set +e
-  $PY -m pytest -q -p no:cacheprovider tests/integration --metadata="$backend" ${PYTEST_ARGS:-}
+  base=$(mktemp -d "${TMPDIR:-/tmp}/cairn-it-$backend.XXXXXX")
+  if [ "$backend" = faults ]; then
+    CAIRN_BIN="$PWD/$FAULT_BUILD/cairn" $PY -m pytest -q -p no:cacheprovider tests/fault --basetemp="$base"
+  else
+    $PY -m pytest -q -p no:cacheprovider tests/integration --metadata="$backend" --basetemp="$base" ${PYTEST_ARGS:-}
+  fi
   rc=$?
-  set -e
-  echo "== integration tests on $backend: $(( $(date +%s) - started )) s"
+  rm -rf "$base"
+  echo "== $backend pass: $(( $(date +%s) - started )) s"
   # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-  if [ $rc -ne 0 ]; then status=1; fi
-done
+  return $rc
+}
+passes=("${backends[@]}")
+[ -n "${FAULT_BUILD:-}" ] && passes+=(faults)
+if [ ${#passes[@]} -gt 1 ] && [ "${SERIAL_INTEGRATION:-0}" != 1 ]; then
+  echo "== pytest passes side by side: ${passes[*]}"
+  pids=()
+  for pass in "${passes[@]}"; do
+    run_pass "$pass" >"$logs/$pass.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!passes[@]}"; do
+    wait "${pids[$i]}" || status=1
+  done
+  for pass in "${passes[@]}"; do
+    echo "== $pass pass ($BUILD): output"
+    cat "$logs/$pass.log"
+  done
+else
+  for pass in "${passes[@]}"; do
+    echo "== $pass pass ($BUILD)"
+    run_pass "$pass" || status=1
+  done
+fi
+rm -rf "$logs"
 
 if [ $status -eq 0 ]; then echo "== all suites passed"; else echo "== FAILED"; fi
 exit $status
