@@ -630,3 +630,19 @@ void meta_audit_row_clear(meta_audit_row *r) {
     free(r->mem);
     r->mem = NULL;
 }
+
+int meta_audit_rows_deliver(meta_audit_row *rows, int n, int err, int (*cb)(void *ud, const meta_audit_event *e),
+                            void *ud, int *count) {
+    int delivered = 0;
+    bool stop = err != 0;
+    for (int i = 0; i < n; i++) {
+        if (!stop) {
+            delivered++;
+            stop = cb(ud, &rows[i].e) != 0;
+        }
+        meta_audit_row_clear(&rows[i]);
+    }
+    free(rows);
+    *count = delivered;
+    return err;
+}

@@ -198,6 +198,11 @@ typedef struct {
  * CAIRN_EDB for a stored value over its bound (a foreign row). */
 int meta_audit_row_fill(meta_audit_row *r, const char *const *texts, const size_t *lens, const int64_t *ints);
 void meta_audit_row_clear(meta_audit_row *r);
+/* The end of a backend's audit query, its rows copied out (no connection
+ * held): hands rows[0..n) to cb until it says stop (not after err), clears
+ * and frees them, sets *count to how many cb got, and returns err. */
+int meta_audit_rows_deliver(meta_audit_row *rows, int n, int err, int (*cb)(void *ud, const meta_audit_event *e),
+                            void *ud, int *count);
 
 /* The first member of every backend's listener (meta_job_listener_open). */
 struct meta_listener {

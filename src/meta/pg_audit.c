@@ -122,18 +122,7 @@ int pg_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
     for (int i = 0; err == 0 && i < n; i++)
         if ((err = copy_row(res, i, &rows[i])) == 0) copied++;
     PQclear(res);
-    int delivered = 0;
-    bool stop = err != 0;
-    for (int i = 0; i < copied; i++) {
-        if (!stop) {
-            delivered++;
-            stop = cb(ud, &rows[i].e) != 0;
-        }
-        meta_audit_row_clear(&rows[i]);
-    }
-    free(rows);
-    *count = delivered;
-    return err;
+    return meta_audit_rows_deliver(rows, copied, err, cb, ud, count);
 }
 
 int pg_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted) {

@@ -135,18 +135,7 @@ int sq_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
     sqlite3_finalize(st);
     sq_reader_put(ms, r);
     buf_free(&sql);
-    int delivered = 0;
-    bool stop = err != 0;
-    for (int i = 0; i < n; i++) {
-        if (!stop) {
-            delivered++;
-            stop = cb(ud, &rows[i].e) != 0;
-        }
-        meta_audit_row_clear(&rows[i]);
-    }
-    free(rows);
-    *count = delivered;
-    return err;
+    return meta_audit_rows_deliver(rows, n, err, cb, ud, count);
 }
 
 int sq_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted) {
