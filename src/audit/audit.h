@@ -89,7 +89,8 @@ void audit_time_format(int64_t t_us, char out[AUDIT_TIME_LEN + 1]);
  * +hh:mm / -hh:mm) into microseconds since the epoch, UTC; a fraction
  * finer than a microsecond is cut.  Years 1970..9999.  0 or CAIRN_EINVAL. */
 int audit_time_parse(const char *s, int64_t *t_us);
-/* A new random event id (32 lowercase hex digits and a NUL). */
+/* A new event id: a time-ordered id (core.h's time_hex_id: milliseconds,
+ * then 80 random bits; 32 lowercase hex digits and a NUL). */
 void audit_event_id_new(char out[AUDIT_ID_LEN + 1]);
 
 /* The store's cursor: the position after the event (time_us, event_id),

@@ -190,12 +190,11 @@ static uint64_t rng_next(void) {
 }
 
 static void event_id(char out[33]) {
-    unsigned char b[16];
+    unsigned char r[16];
     uint64_t a = rng_next(), c = rng_next();
-    memcpy(b, &a, 8);
-    memcpy(b + 8, &c, 8);
-    hex_encode(b, 16, out);
-    out[32] = '\0';
+    memcpy(r, &a, 8);
+    memcpy(r + 8, &c, 8);
+    time_hex_id_from(time_now_ms(), r, out);
 }
 
 int audit_emit(audit_journal *j, const audit_event_fields *e, bool durable) {

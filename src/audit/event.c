@@ -156,7 +156,7 @@ void audit_time_format(int64_t t_us, char out[AUDIT_TIME_LEN + 1]) {
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(t_us % 1000000));
 }
 
-void audit_event_id_new(char out[AUDIT_ID_LEN + 1]) { rand_hex_id(out, AUDIT_ID_LEN / 2); }
+void audit_event_id_new(char out[AUDIT_ID_LEN + 1]) { time_hex_id(out); }
 
 /* ---- validation ------------------------------------------------------------------- */
 

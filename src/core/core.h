@@ -177,6 +177,15 @@ void hex_encode(const void *p, size_t n, char *out);
 int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t *outlen);
 /* Fills out (>= 2n+1) with a random lowercase hex id of n random bytes. */
 void rand_hex_id(char *out, size_t nbytes);
+/* Time-ordered ids: 32 lowercase hex digits and a NUL, 48 bits of
+ * milliseconds since the epoch (big-endian) then 80 random bits (the layout
+ * of a UUIDv7).  Ids made close in time sort together, so an index over
+ * them grows at its end rather than at random pages; they are unique by
+ * their random part.  time_hex_id_from takes the time and the 10 random
+ * bytes; time_hex_id uses the wall clock and rand_bytes. */
+#define TIME_HEX_ID_LEN 32
+void time_hex_id_from(int64_t now_ms, const unsigned char rnd[10], char out[TIME_HEX_ID_LEN + 1]);
+void time_hex_id(char out[TIME_HEX_ID_LEN + 1]);
 /* Percent-decodes src (n bytes) into dst (>= n+1); '+' is kept as '+'.
  * Returns decoded length or CAIRN_EINVAL on a bad escape. */
 long url_decode(const char *src, size_t n, char *dst);

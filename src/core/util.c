@@ -281,6 +281,20 @@ int time_parse_amz(const char *s, int64_t *sec_out) {
 
 void rand_bytes(void *p, size_t n) { randombytes_buf(p, n); }
 
+void time_hex_id_from(int64_t now_ms, const unsigned char rnd[10], char out[TIME_HEX_ID_LEN + 1]) {
+    unsigned char b[16];
+    uint64_t t = now_ms < 0 ? 0 : (uint64_t)now_ms;
+    for (int i = 0; i < 6; i++) b[i] = (unsigned char)(t >> (40 - 8 * i));
+    memcpy(b + 6, rnd, 10);
+    hex_encode(b, 16, out);
+}
+
+void time_hex_id(char out[TIME_HEX_ID_LEN + 1]) {
+    unsigned char r[10];
+    rand_bytes(r, sizeof r);
+    time_hex_id_from(time_now_ms(), r, out);
+}
+
 void hex_encode(const void *p, size_t n, char *out) {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *s = p;

@@ -192,15 +192,18 @@ def head_of_size(size, path="/health/live"):
 def check_head_limit(port, limit):
     ok = exchange(port, head_of_size(limit) + SMUGGLED)
     assert status_of(ok) == 200, ok[:300]
-    for size in (limit + 1, 200 * 1024):
+    # Within what a connection's memory holds (max_header_bytes and 32 KiB
+    # of read buffer): cairn's own S3 error.
+    for size in (limit + 1, limit + 16 * 1024):
         received = exchange(port, head_of_size(size) + SMUGGLED)
         assert_refused_and_closed(received, code="RequestHeaderSectionTooLarge")
         assert b"exceeds the maximum allowed size" in received
-    # Past what a connection's memory holds, libmicrohttpd refuses the head
-    # itself (431); still refused, still closed, never served.
-    received = exchange(port, head_of_size(2 * 1024 * 1024) + SMUGGLED)
-    assert status_of(received) in (400, 431), received[:300]
-    assert b'{"status":"ok"}' not in received
+    # Past it, libmicrohttpd refuses the head itself (431); still refused,
+    # still closed, never served.
+    for size in (200 * 1024, 2 * 1024 * 1024):
+        received = exchange(port, head_of_size(size) + SMUGGLED)
+        assert status_of(received) in (400, 431), received[:300]
+        assert b'{"status":"ok"}' not in received
 
 
 def test_request_head_larger_than_max_header_bytes_is_refused(make_server):

@@ -280,6 +280,34 @@ Test(encoding, hex_decode_bounds_and_optional_length) {
     cr_expect_eq(strspn(id, "0123456789abcdef"), 128);
 }
 
+Test(core, time_hex_ids_lead_with_the_milliseconds_and_sort_by_them) {
+    const unsigned char r1[10] = {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88, 0x77, 0x66};
+    const unsigned char r0[10] = {0};
+    char a[TIME_HEX_ID_LEN + 1], b[TIME_HEX_ID_LEN + 1];
+    time_hex_id_from(0x0123456789abLL, r1, a);
+    cr_expect_str_eq(a, "0123456789abffeeddccbbaa99887766");
+    /* A later millisecond sorts after, whatever the random part. */
+    time_hex_id_from(0x0123456789acLL, r0, b);
+    cr_expect_str_eq(b, "0123456789ac00000000000000000000");
+    cr_expect_lt(strcmp(a, b), 0);
+    /* A time before the epoch is clamped, never wraps to the far future. */
+    time_hex_id_from(-5, r0, b);
+    cr_expect_str_eq(b, "00000000000000000000000000000000");
+    /* The wall clock version: now's milliseconds, and distinct ids. */
+    int64_t before = time_now_ms();
+    time_hex_id(a);
+    time_hex_id(b);
+    int64_t after = time_now_ms();
+    cr_expect_eq(strlen(a), TIME_HEX_ID_LEN);
+    cr_expect_eq(strspn(a, "0123456789abcdef"), TIME_HEX_ID_LEN);
+    cr_expect_str_neq(a, b);
+    char ms_hex[13];
+    memcpy(ms_hex, a, 12);
+    ms_hex[12] = '\0';
+    long long ms = strtoll(ms_hex, NULL, 16);
+    cr_expect(ms >= before && ms <= after, "%lld not in [%lld, %lld]", ms, (long long)before, (long long)after);
+}
+
 /* ---- files ---------------------------------------------------------------------- */
 
 static void tmpdir(char *dir, size_t n) {

@@ -377,12 +377,21 @@ Test(http, request_ids_from_the_client_are_sanitised) {
     http_server *s = start(&o, &port);
     char *resp = exchange_str(port, "GET /x HTTP/1.1\r\nHost: h\r\nX-Request-Id: ab<c>d.e_f-1\r\nConnection: close\r\n\r\n");
     cr_expect(has_header(resp, "x-amz-request-id: abcd.e_f-1"), "%s", resp);
-    /* Nothing usable: a generated id (16 upper-case hex digits) is kept. */
+    /* Nothing usable: a generated id is kept, 32 upper-case hex digits
+     * whose first 12 are the time in milliseconds (time-ordered ids). */
+    int64_t before = time_now_ms();
     resp = exchange_str(port, "GET /x HTTP/1.1\r\nHost: h\r\nX-Request-Id: <>!!\r\nConnection: close\r\n\r\n");
+    int64_t after = time_now_ms();
     const char *id = strstr(resp, "x-amz-request-id: ");
     if (!id) id = strstr(resp, "X-Amz-Request-Id: ");
     cr_assert_not_null(id, "%s", resp);
-    cr_expect_eq(strspn(id + 18, "0123456789ABCDEF"), 16, "%s", resp);
+    cr_expect_eq(strspn(id + 18, "0123456789ABCDEF"), 32, "%s", resp);
+    char ms_hex[13];
+    memcpy(ms_hex, id + 18, 12);
+    ms_hex[12] = '\0';
+    long long ms = strtoll(ms_hex, NULL, 16);
+    cr_expect(ms >= before && ms <= after, "the id's time %lld is not within [%lld, %lld]: %s", ms, (long long)before,
+              (long long)after, resp);
     resp = exchange_str(port, "GET /x HTTP/1.1\r\nHost: h\r\nX-Request-Id:\r\nConnection: close\r\n\r\n");
     cr_expect(strstr(body_of(resp), "id=") != NULL && status_of(resp) == 200, "an empty id is ignored: %s", resp);
     /* Longer than the id field: cut to 39 characters. */
