@@ -259,11 +259,16 @@ static const char *const pg_sql[PS__COUNT] = {
                          " WHERE leases.holder = excluded.holder OR leases.expires_ms <= excluded.acquired_ms"
                          " RETURNING holder",
     [PS_LEASE_RELEASE] = "DELETE FROM leases WHERE name = $1::text AND holder = $2::text",
+    /* A chunk of a batch in one statement: one text-format array per
+     * column (pg_audit.c builds them), unnested in the arrays' order. */
     [PS_AUDIT_INSERT] = "INSERT INTO audit_events(event_id, time_us, request_id, correlation_id, principal, user_name,"
                         " source_address, action, bucket, key, version_id, outcome, status, error_code, bytes_in,"
-                        " bytes_out, duration_us) VALUES ($1::text, $2::int8, $3::text, $4::text, $5::text, $6::text,"
-                        " $7::text, $8::text, $9::text, $10::text, $11::text, $12::text, $13::int8, $14::text,"
-                        " $15::int8, $16::int8, $17::int8) ON CONFLICT (event_id) DO NOTHING",
+                        " bytes_out, duration_us) SELECT e, t, r, c, p, u, s, a, b, k, v, o, st, ec, bi, bo, d FROM"
+                        " unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                        " $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::text[],"
+                        " $15::int8[], $16::int8[], $17::int8[]) WITH ORDINALITY"
+                        " AS x(e, t, r, c, p, u, s, a, b, k, v, o, st, ec, bi, bo, d, n) ORDER BY n"
+                        " ON CONFLICT (event_id) DO NOTHING",
     [PS_USER_SET_AUDIT] = "UPDATE users SET audit = $2::bool WHERE name = $1::text",
     [PS_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = $1::text",
 };

@@ -1,8 +1,8 @@
 /*
  * pg_audit.c — the PostgreSQL backend (pg.c): the audit store's events and
  * the audit right of users.  Mirrors sqlite_audit.c: a batch is one
- * transaction of INSERT ... ON CONFLICT (event_id) DO NOTHING, each
- * counted by the rows it changed, so gateways retrying the same batch at
+ * transaction of INSERT ... ON CONFLICT (event_id) DO NOTHING, a chunk of
+ * events per statement, counted by the rows it changed, so gateways retrying the same batch at
  * once insert each event once (the primary key decides); a query is built
  * per call (meta_audit_sql) and run unprepared, its rows copied out before
  * the connection goes back.
@@ -21,25 +21,63 @@ int pg_user_set_audit(meta_store *base_, const char *name, bool audit) {
     return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
 }
 
-static int insert_one(pg_conn *c, const meta_audit_event *e, int *inserted) {
+/* A batch goes in chunks of CHUNK events, one statement each: every column
+ * is one array in PostgreSQL's text form ({"v1","v2"} for text, {1,2} for
+ * integers), sent as a text-format parameter.  One round trip per chunk
+ * instead of one per event. */
+#define CHUNK 1000
+#define NCOLS 17
+
+static void array_text(buf_t *b, const char *s) {
+    if (b->len > 1) buf_putc(b, ','); /* after the '{', every element but the first */
+    buf_putc(b, '"');
+    for (const char *q = s ? s : ""; *q; q++) {
+        if (*q == '"' || *q == '\\') buf_putc(b, '\\');
+        buf_putc(b, *q);
+    }
+    buf_putc(b, '"');
+}
+
+static void array_int(buf_t *b, int64_t v) {
+    if (b->len > 1) buf_putc(b, ',');
+    buf_printf(b, "%lld", (long long)v);
+}
+
+static int insert_chunk(pg_conn *c, const meta_audit_event *const *ev, int n, buf_t col[NCOLS], int *inserted) {
+    for (int k = 0; k < NCOLS; k++) {
+        buf_reset(&col[k]);
+        buf_putc(&col[k], '{');
+    }
+    for (int i = 0; i < n; i++) {
+        const meta_audit_event *e = ev[i];
+        array_text(&col[0], e->event_id);
+        array_int(&col[1], e->time_us);
+        array_text(&col[2], e->request_id);
+        array_text(&col[3], e->correlation_id);
+        array_text(&col[4], e->principal);
+        array_text(&col[5], e->user);
+        array_text(&col[6], e->source_address);
+        array_text(&col[7], e->action);
+        array_text(&col[8], e->bucket);
+        array_text(&col[9], e->key);
+        array_text(&col[10], e->version_id);
+        array_text(&col[11], e->outcome);
+        array_int(&col[12], e->status);
+        array_text(&col[13], e->error_code);
+        array_int(&col[14], e->bytes_in);
+        array_int(&col[15], e->bytes_out);
+        array_int(&col[16], e->duration_us);
+    }
     pg_params p = {0};
-    pgp_text(&p, e->event_id);
-    pgp_int(&p, e->time_us);
-    pgp_text(&p, e->request_id);
-    pgp_text(&p, e->correlation_id);
-    pgp_text(&p, e->principal);
-    pgp_text(&p, e->user);
-    pgp_text(&p, e->source_address);
-    pgp_text(&p, e->action);
-    pgp_text(&p, e->bucket);
-    pgp_text(&p, e->key);
-    pgp_text(&p, e->version_id);
-    pgp_text(&p, e->outcome);
-    pgp_int(&p, e->status);
-    pgp_text(&p, e->error_code);
-    pgp_int(&p, e->bytes_in);
-    pgp_int(&p, e->bytes_out);
-    pgp_int(&p, e->duration_us);
+    for (int k = 0; k < NCOLS; k++) {
+        buf_putc(&col[k], '}');
+        buf_putc(&col[k], '\0');
+        if (col[k].oom) return CAIRN_ENOMEM;
+        p.values[k] = col[k].data;
+        p.lengths[k] = 0;
+        p.formats[k] = 0; /* text: array_in parses it */
+    }
+    p.n = NCOLS;
     int64_t changes = 0;
     int err = pg_run(c, PS_AUDIT_INSERT, &p, NULL, &changes, "audit insert");
     if (err == 0) *inserted += (int)changes;
@@ -66,8 +104,11 @@ int pg_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *i
         free(order);
         return err;
     }
+    buf_t col[NCOLS];
+    for (int k = 0; k < NCOLS; k++) buf_init(&col[k]);
     int got = 0;
-    for (int i = 0; i < n && err == 0; i++) err = insert_one(c, order[i], &got);
+    for (int i = 0; i < n && err == 0; i += CHUNK) err = insert_chunk(c, order + i, n - i < CHUNK ? n - i : CHUNK, col, &got);
+    for (int k = 0; k < NCOLS; k++) buf_free(&col[k]);
     free(order);
     err = pg_tx_end(ms, c, err);
     if (err == 0) *inserted = got;
