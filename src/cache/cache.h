@@ -37,8 +37,12 @@
  * was.  Tombstones are kept in a bounded table; when one is pushed out, its
  * version becomes a floor that every older fill of any key must clear, so a
  * small table costs some refused fills, never a stale entry.  Writers must
- * not fill what they wrote: two writers can invalidate in the opposite order
- * of their commits, so only readers fill.
+ * not cache_fill what they wrote: two writers can invalidate in the opposite
+ * order of their commits.  A writer that knows its new value uses
+ * cache_invalidate_fill with a version taken BEFORE its commit: the value is
+ * stored only if nothing invalidated the key since, so of two overlapping
+ * writers only the first to invalidate can store, and the second's
+ * invalidation drops it.
  *
  * Bypass.  When the cross-gateway invalidation channel is down, other
  * gateways' writes would go unseen: cache_set_bypass(c, true) makes every get
@@ -136,6 +140,17 @@ int cache_fill(cache *c, const void *key, size_t klen, const void *val, size_t v
  * the backend change is committed.  A load of the key in progress is left to
  * finish for its waiters, but callers from now on start a new one. */
 void cache_invalidate(cache *c, const void *key, size_t klen);
+/* A write that knows the key's new value (write-through): invalidates the
+ * key as cache_invalidate does and, in the same step, stores val in its
+ * place, unless anything invalidated the key or flushed the cache after
+ * version, which the writer took with cache_version_begin BEFORE its
+ * backend change (another write may then have committed after it: the key
+ * is left empty).  Returns 0 (stored), CAIRN_ECONFLICT (stale: only
+ * invalidated), CAIRN_EBUSY (bypass on), CAIRN_ETOOBIG, CAIRN_ENOMEM (only
+ * invalidated), CAIRN_EINVAL (nothing done).  Every outcome but EINVAL
+ * invalidates. */
+int cache_invalidate_fill(cache *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t version,
+                          int64_t ttl_ms);
 /* The same for every key (a flush). */
 void cache_invalidate_all(cache *c);
 

@@ -530,6 +530,50 @@ void cache_invalidate(cache *c, const void *key, size_t klen) {
     pthread_mutex_unlock(&sh->mu);
 }
 
+int cache_invalidate_fill(cache *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t version,
+                          int64_t ttl_ms) {
+    if (!c || !key || (!val && vlen) || ttl_ms < 0) return CAIRN_EINVAL;
+    uint64_t h = l1_hash(c, key, klen);
+    l1_shard *sh = l1_shard_of(c, h);
+    bool fits = klen <= c->o.max_entry && vlen <= c->o.max_entry && weight_of(klen, vlen) <= c->o.max_entry;
+    int64_t ttl = ttl_ms ? ttl_ms : c->o.ttl_ms;
+    l1_entry *e = fits ? entry_new(h, key, klen, val, vlen, 0, ttl ? l1_now_ms(c) + ttl : 0) : NULL;
+    pthread_mutex_lock(&sh->mu);
+    /* Whether anything invalidated the key (or flushed) since version: that
+     * write may have committed after the caller's, so its value is not
+     * known to be the newest. */
+    bool stale = version < tomb_version(sh, h);
+    uint64_t v = atomic_fetch_add(&c->seq, 1) + 1;
+    tomb_put(sh, h, v);
+    l1_entry *old = table_find(sh, h, key, klen);
+    if (old) entry_drop(sh, old);
+    l1_flights_detach(sh, h, key, klen, false);
+    sh->st.invalidations++;
+    int rc = 0;
+    if (!fits) {
+        rc = CAIRN_ETOOBIG;
+        sh->st.refused_fills++;
+    } else if (!e) {
+        rc = CAIRN_ENOMEM;
+    } else if (atomic_load_explicit(&c->bypass, memory_order_acquire)) {
+        rc = CAIRN_EBUSY;
+        sh->st.refused_fills++;
+    } else if (stale) {
+        rc = CAIRN_ECONFLICT;
+        sh->st.stale_fills++;
+    } else {
+        /* Stamped with the invalidation's own version: a fill begun before
+         * it is older than the tombstone, one begun after may replace it. */
+        e->version = v;
+        entry_link(c, sh, e, NULL);
+        sh->st.fills++;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    free(e);
+    return rc;
+}
+
 void cache_invalidate_all(cache *c) {
     if (!c) return;
     uint64_t v = atomic_fetch_add(&c->seq, 1) + 1;

@@ -59,6 +59,10 @@ struct l2 {
      * it must have applied before the L1 answers under that lease. */
     int lease_ms;
     char gid[33];
+    /* The first token of this gateway's invalidation messages, "00" and the
+     * gid: no cache key starts with a zero byte, so a gateway that does not
+     * know the token invalidates a key that never exists. */
+    char sender[35];
     int64_t lease_until, prev_until;
     uint64_t lease_need, prev_need;
     uint64_t epoch_known;      /* the L2 epoch, as renewals and flush messages told */
@@ -430,11 +434,11 @@ static const char fill_script[] =
 static const char invalidate_script[] =
     "local p, L = ARGV[1], tonumber(ARGV[3]) "
     "local msg "
-    "if #ARGV == 3 then "
+    "if #ARGV == 4 then "
     "  msg = ' *' .. redis.call('INCR', p .. 'epoch') "
     "else "
     "  local e = redis.call('GET', p .. 'epoch') or '0' "
-    "  for i = 4, #ARGV do "
+    "  for i = 5, #ARGV do "
     "    local g = p .. 'g:' .. ARGV[i] "
     "    redis.call('INCR', g) "
     "    redis.call('PEXPIRE', g, ARGV[2]) "
@@ -631,7 +635,7 @@ static void wait_for_holders(l2 *r, uint64_t seq, const redisReply *rep) {
 }
 
 int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
-    int argc = 6 + n;
+    int argc = 7 + n;
     const char **argv = calloc((size_t)argc, sizeof *argv);
     size_t *lens = calloc((size_t)argc, sizeof *lens);
     buf_t hex;
@@ -655,8 +659,9 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
         argv[3] = r->prefix;
         argv[4] = gts;
         argv[5] = ls;
-        for (int i = 0; i < n; i++) argv[6 + i] = hex.data + offs[i];
-        argc = 6 + n;
+        argv[6] = r->sender;
+        for (int i = 0; i < n; i++) argv[7 + i] = hex.data + offs[i];
+        argc = 7 + n;
         for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         rc = run(r, argc, argv, lens, &rep);
     }
@@ -679,13 +684,21 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
 
 /* ---- the subscriber ----------------------------------------------------------------------- */
 
-/* Applies one published message: "SEQ HEX HEX..." or "SEQ *EPOCH" ("SEQ *"
- * from older gateways). */
+/* Applies one published message: "SEQ 00GID HEX HEX..." or "SEQ *EPOCH"
+ * ("SEQ HEX..." and "SEQ *" from older gateways).  The keys of this
+ * gateway's own messages (00GID its own sender token) are not applied
+ * again: l2_invalidate's caller invalidated them here before publishing,
+ * and may have put the new value in their place (write-through); only the
+ * sequence number counts. */
 void l2_apply_message(l2 *r, const char *msg, size_t len) {
     char *end;
     uint64_t seq = strtoull(msg, &end, 10);
     const char *p = end, *stop = msg + len;
     unsigned char key[2048];
+    size_t sl = strlen(r->sender);
+    while (p < stop && *p == ' ') p++;
+    if ((size_t)(stop - p) >= sl && p[0] == '0' && p[1] == '0' && (p + sl == stop || p[sl] == ' '))
+        p = !memcmp(p, r->sender, sl) ? stop : p + sl; /* ours: nothing to apply; another's: its keys follow */
     while (p < stop) {
         while (p < stop && *p == ' ') p++;
         const char *t = p;
@@ -1029,6 +1042,7 @@ int l2_new(const l2_options *o, l2 **out, char *why, size_t whylen) {
     unsigned char raw[16];
     rand_bytes(raw, sizeof raw);
     for (int i = 0; i < 16; i++) snprintf(r->gid + 2 * i, 3, "%02x", raw[i]);
+    snprintf(r->sender, sizeof r->sender, "00%s", r->gid);
     r->stop_pipe[0] = r->stop_pipe[1] = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

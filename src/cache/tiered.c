@@ -48,6 +48,7 @@ typedef struct {
     /* An invalidation Redis did not take: flush everything once it answers. */
     int l2_dirty;
     uint64_t backend_reads, l1_hits, l1_misses;
+    uint64_t write_fills;      /* records a write put into L1 (write-through) */
     int load_delay_ms;         /* tests: each backend read of a cached kind takes this long more */
 } tiered;
 
@@ -286,10 +287,21 @@ static int cached_read(tiered *t, const void *key, size_t klen, bool shared, bac
 /* ---- the write path --------------------------------------------------------------------------- */
 
 /* After a write that may have changed these records (whether it says it
- * succeeded or not: an unknown outcome may have committed). */
-static void invalidate(tiered *t, const void *const *keys, const size_t *lens, int n) {
-    if (t->l1)
-        for (int i = 0; i < n; i++) cache_invalidate(t->l1, keys[i], lens[i]);
+ * succeeded or not: an unknown outcome may have committed).  fill (n == 1
+ * only, else NULL): the record's new value, which L1 takes in place of the
+ * old one unless another write of the key came after fill_version
+ * (cache_invalidate_fill); other gateways only drop theirs. */
+static void invalidate_fill(tiered *t, const void *const *keys, const size_t *lens, int n, const buf_t *fill,
+                            uint64_t fill_version) {
+    if (t->l1) {
+        if (fill && n == 1 && !fill->oom) {
+            /* It invalidates whatever it answers. */
+            if (cache_invalidate_fill(t->l1, keys[0], lens[0], fill->data, fill->len, fill_version, t->ttl_ms) == 0)
+                __atomic_add_fetch(&t->write_fills, 1, __ATOMIC_RELAXED);
+        } else {
+            for (int i = 0; i < n; i++) cache_invalidate(t->l1, keys[i], lens[i]);
+        }
+    }
     if (t->epoch && !t->reader) __atomic_add_fetch(t->epoch, 1, __ATOMIC_ACQ_REL);
     if (!t->l2) return;
     int rc = n > 0 || keys == NULL ? l2_invalidate(t->l2, keys, lens, n) : 0;
@@ -300,6 +312,10 @@ static void invalidate(tiered *t, const void *const *keys, const size_t *lens, i
             log_write(LOG_WARN, NULL, "cache invalidation not published: redis unreachable; L2 is flushed once it answers",
                       "error", cairn_strerror(rc), NULL);
     }
+}
+
+static void invalidate(tiered *t, const void *const *keys, const size_t *lens, int n) {
+    invalidate_fill(t, keys, lens, n, NULL, 0);
 }
 
 static void invalidate_all(tiered *t) {
@@ -655,9 +671,30 @@ static int c_bucket_set_public(meta_store *ms, const char *name, bool public_rea
     return rc;
 }
 
+/* Write-through: the committed record goes into this gateway's L1 in place
+ * of the old one (a GET right after a PUT is a hit, not three round trips),
+ * under the version taken before the commit, so a later write of the key
+ * by another thread here (or one heard from another gateway) wins.  Only
+ * for a put naming its bucket's id: the record is then exactly what the
+ * backend stores (meta_object_put stores obj as given). */
 static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced) {
+    tiered *t = T(ms);
+    bool through = t->l1 && obj->bucket_id > 0 && obj->key_len <= 1025 && strlen(obj->bucket) < 64 &&
+                   (obj->storage != META_STORE_INLINE || obj->data || obj->data_len == 0);
+    uint64_t version = through ? cache_version_begin(t->l1) : 0;
     int rc = IN(ms)->ops->object_put(IN(ms), obj, replaced, had_replaced);
-    invalidate_object(T(ms), obj->bucket, obj->key, obj->key_len);
+    char k[OBJ_KEY_MAX];
+    size_t kl = object_key(k, obj->bucket, obj->key, obj->key_len);
+    const void *keys[1] = {k};
+    if (rc != 0 || !through) {
+        invalidate(t, keys, &kl, 1);
+        return rc;
+    }
+    buf_t val;
+    buf_init(&val);
+    encode_object(&val, obj);
+    invalidate_fill(t, keys, &kl, 1, &val, version);
+    buf_free(&val);
     return rc;
 }
 
@@ -877,6 +914,7 @@ void tiered_counts_get(meta_store *ms, tiered_counts *out) {
     out->l1_hits = __atomic_load_n(&t->l1_hits, __ATOMIC_RELAXED);
     out->l1_misses = __atomic_load_n(&t->l1_misses, __ATOMIC_RELAXED);
     out->backend_reads = __atomic_load_n(&t->backend_reads, __ATOMIC_RELAXED);
+    out->write_fills = __atomic_load_n(&t->write_fills, __ATOMIC_RELAXED);
     if (t->l2) {
         l2_stats st;
         l2_stats_get(t->l2, &st);
@@ -922,6 +960,9 @@ void tiered_render_metrics(meta_store *ms, buf_t *b) {
         gauge(b, "cairn_cache_bytes", "Bytes of values in the L1 now.", (long long)s.bytes);
         gauge(b, "cairn_cache_bypass", "1 while the L1 is bypassed (the invalidation channel is down).",
               cache_bypassed(t->l1) ? 1 : 0);
+        uint64_t wf = __atomic_load_n(&t->write_fills, __ATOMIC_RELAXED);
+        family(b, "cairn_cache_write_fills_total", "Object records a PUT stored in the L1 as it committed them.", &wf,
+               NULL);
     }
     if (t->l2) {
         family(b, "cairn_cache_redis_errors_total", "Redis commands that failed.", NULL, &st.errors);

@@ -80,6 +80,7 @@ void tiered_redis_state(meta_store *ms, bool *configured, bool *up);
  * backend reads of the cached kinds. */
 typedef struct {
     uint64_t l1_hits, l1_misses, backend_reads, l2_hits, l2_misses;
+    uint64_t write_fills;      /* object records a put stored in L1 (write-through) */
 } tiered_counts;
 void tiered_counts_get(meta_store *ms, tiered_counts *out);
 /* Tests: the Redis client under ms (NULL: none), for l2_stats_get and

@@ -383,6 +383,84 @@ Test(cache, forgotten_tombstones_still_refuse_older_fills) {
     cache_free(c);
 }
 
+/* ---- write-through (cache_invalidate_fill) ------------------------------------------------- */
+
+static int wfill_str(cache *c, const char *k, const char *v, uint64_t version) {
+    return cache_invalidate_fill(c, k, strlen(k), v, strlen(v), version, 0);
+}
+
+Test(cache, a_writer_puts_its_value_in_place_of_the_old_one) {
+    cache *c = make(CACHE_POLICY_S3FIFO, 1 << 20, 0, 0);
+    cr_assert_eq(put_str(c, "k", "v1"), 0);
+    uint64_t w = cache_version_begin(c); /* the writer, before its commit */
+    cr_expect_eq(wfill_str(c, "k", "v2", w), 0);
+    expect_value(c, "k", "v2");
+    cache_stats s = stats(c);
+    cr_expect_eq(s.invalidations, 1, "it is an invalidation too");
+    cr_expect_eq(s.fills, 2);
+    cache_free(c);
+}
+
+Test(cache, a_write_that_another_write_overtook_leaves_the_key_empty) {
+    cache *c = make(CACHE_POLICY_LRU, 1 << 20, 0, 0);
+    cr_assert_eq(put_str(c, "k", "v0"), 0);
+    uint64_t w1 = cache_version_begin(c); /* writer 1 begins ... */
+    uint64_t w2 = cache_version_begin(c); /* ... writer 2 begins, commits after writer 1 ... */
+    cr_expect_eq(wfill_str(c, "k", "v2", w2), 0, "writer 2 invalidates first: nothing came after it");
+    expect_value(c, "k", "v2");
+    cr_expect_eq(wfill_str(c, "k", "v1", w1), CAIRN_ECONFLICT, "writer 1's value may be the older one");
+    expect_value(c, "k", NULL);
+    /* A plain invalidation (a write heard from another gateway) after the
+     * writer's version: the same. */
+    uint64_t w3 = cache_version_begin(c);
+    cache_invalidate(c, "k", 1);
+    cr_expect_eq(wfill_str(c, "k", "v3", w3), CAIRN_ECONFLICT);
+    expect_value(c, "k", NULL);
+    /* So does a flush. */
+    uint64_t w4 = cache_version_begin(c);
+    cache_invalidate_all(c);
+    cr_expect_eq(wfill_str(c, "k", "v4", w4), CAIRN_ECONFLICT);
+    expect_value(c, "k", NULL);
+    cr_expect_eq(stats(c).stale_fills, 3);
+    cache_free(c);
+}
+
+Test(cache, a_read_begun_before_a_write_through_cannot_replace_it) {
+    cache *c = make(CACHE_POLICY_S3FIFO, 1 << 20, 0, 0);
+    uint64_t reader = cache_version_begin(c); /* a reader read the old value ... */
+    uint64_t w = cache_version_begin(c);
+    cr_assert_eq(wfill_str(c, "k", "new", w), 0);
+    cr_expect_eq(fill_str(c, "k", "old", reader), CAIRN_ECONFLICT, "... and must not land over the new one");
+    expect_value(c, "k", "new");
+    cr_expect_eq(put_str(c, "k", "newer-read"), 0, "a read begun after may refresh it");
+    expect_value(c, "k", "newer-read");
+    cache_free(c);
+}
+
+Test(cache, a_write_through_that_cannot_store_still_invalidates) {
+    cache_options o = opts(CACHE_POLICY_S3FIFO, 64 << 10, 1, 0);
+    o.max_entry = 1024;
+    cache *c = make_from(&o);
+    cr_assert_eq(put_str(c, "k", "old"), 0);
+    char big[2048];
+    memset(big, 'x', sizeof big);
+    big[sizeof big - 1] = '\0';
+    cr_expect_eq(wfill_str(c, "k", big, cache_version_begin(c)), CAIRN_ETOOBIG);
+    expect_value(c, "k", NULL);
+    cr_assert_eq(put_str(c, "k", "old"), 0);
+    cache_set_bypass(c, true);
+    cr_expect_eq(wfill_str(c, "k", "v", cache_version_begin(c)), CAIRN_EBUSY);
+    cache_set_bypass(c, false);
+    expect_value(c, "k", NULL);
+    /* Bad arguments change nothing. */
+    cr_assert_eq(put_str(c, "k", "old"), 0);
+    cr_expect_eq(cache_invalidate_fill(c, NULL, 0, "v", 1, 0, 0), CAIRN_EINVAL);
+    cr_expect_eq(cache_invalidate_fill(c, "k", 1, NULL, 1, 0, 0), CAIRN_EINVAL);
+    cr_expect_eq(cache_invalidate_fill(NULL, "k", 1, "v", 1, 0, 0), CAIRN_EINVAL);
+    expect_value(c, "k", "old");
+    cache_free(c);
+}
+
 /* ---- flush and bypass ---------------------------------------------------------------- */
 
 Test(cache, a_flush_drops_everything_and_refuses_older_fills) {
@@ -864,6 +942,33 @@ Test(cache_allocs, a_fill_out_of_memory_changes_nothing) {
     cr_expect_gt(alloc_loop(op_fill, check_fill, &f), 0);
     f.key = "k16"; /* adds, and grows the table (whose failure is no error) */
     cr_expect_gt(alloc_loop(op_fill, check_fill, &f), 0);
+    cache_free(f.c);
+}
+
+static int op_write_fill(void *ud) {
+    fill_case *f = ud;
+    return cache_invalidate_fill(f->c, f->key, strlen(f->key), "new", 3, cache_version_begin(f->c), 0);
+}
+
+/* Out of memory, a write-through still invalidates: the key is empty, never
+ * the old value. */
+static void check_write_fill(void *ud, int rc, bool hit, int n) {
+    (void)hit;
+    fill_case *f = ud;
+    bool existed = strcmp(f->key, "k0") == 0;
+    cr_assert(rc == 0 || rc == CAIRN_ENOMEM, "allocation %d: %d", n, rc);
+    expect_value(f->c, f->key, rc == 0 ? "new" : NULL);
+    cr_assert_eq(stats(f->c).entries, rc == 0 ? (existed ? 16u : 17u) : (existed ? 15u : 16u), "allocation %d", n);
+    cr_assert_eq(cache_verify(f->c), 0, "allocation %d", n);
+    cache_free(f->c);
+    f->c = sixteen();
+}
+
+Test(cache_allocs, a_write_through_out_of_memory_still_invalidates) {
+    fill_case f = {sixteen(), "k0"};
+    cr_expect_gt(alloc_loop(op_write_fill, check_write_fill, &f), 0);
+    f.key = "k16";
+    cr_expect_gt(alloc_loop(op_write_fill, check_write_fill, &f), 0);
     cache_free(f.c);
 }
 

@@ -224,6 +224,99 @@ Test(tiered, a_second_read_is_an_l1_hit_and_a_write_is_seen_at_once) {
     db_free(&d);
 }
 
+/* Write-through: the record a put committed is this store's L1 entry, and
+ * a read of it is exactly what the database returns, field by field. */
+static void expect_same_object(const meta_object *a, const meta_object *b) {
+    cr_expect_str_eq(a->bucket, b->bucket);
+    cr_expect_eq(a->bucket_id, b->bucket_id);
+    cr_expect_eq(a->key_len, b->key_len);
+    cr_expect(!memcmp(a->key, b->key, a->key_len));
+    cr_expect_str_eq(a->version_id, b->version_id);
+    cr_expect_eq(a->size, b->size);
+    cr_expect_str_eq(a->etag, b->etag);
+    cr_expect_eq(a->mtime_ms, b->mtime_ms);
+    cr_expect_eq(a->owner_id, b->owner_id);
+    cr_expect_eq(a->storage, b->storage);
+    cr_expect_str_eq(a->layout, b->layout);
+    cr_expect_str_eq(a->headers_json ? a->headers_json : "(null)", b->headers_json ? b->headers_json : "(null)");
+    cr_expect_eq(a->data_len, b->data_len);
+    cr_expect(a->data_len == 0 || (a->data && b->data && !memcmp(a->data, b->data, a->data_len)));
+}
+
+Test(tiered, a_put_is_this_stores_l1_hit_and_reads_as_the_database_stored_it) {
+    db_dir d;
+    db_new(&d);
+    meta_store *ms = open_store(&d, true, NULL);
+    meta_store *plain = NULL;
+    meta_options po = {.readers = 1, .fsync = false, .busy_timeout_ms = 5000};
+    cr_assert_eq(meta_open(d.path, &po, &plain), 0);
+    int64_t bid = make_bucket(ms, "bkt");
+    for (int kind = 0; kind < 3; kind++) {
+        meta_object o;
+        memset(&o, 0, sizeof o);
+        snprintf(o.bucket, sizeof o.bucket, "bkt");
+        o.bucket_id = bid;
+        o.key_len = (size_t)snprintf(o.key, sizeof o.key, "dir/k%d\xc3\xa9", kind);
+        rand_hex_id(o.version_id, 16);
+        o.mtime_ms = 1796060462123 + kind;
+        o.owner_id = 7;
+        o.headers_json = "{\"content-type\":\"text/plain\",\"x-amz-meta-a\":\"b \\\"c\\\"\"}";
+        if (kind == 0) { /* inline bytes */
+            o.storage = META_STORE_INLINE;
+            o.data = (uint8_t *)"hello\0world";
+            o.data_len = 11;
+        } else if (kind == 1) { /* an empty inline object */
+            o.storage = META_STORE_INLINE;
+        } else { /* bytes in shards */
+            o.storage = META_STORE_FILE;
+            snprintf(o.layout, sizeof o.layout, "4+2:1048576:d0,d1,d2,d3,d4,d5");
+        }
+        o.size = kind == 2 ? 5 << 20 : (int64_t)o.data_len;
+        snprintf(o.etag, sizeof o.etag, "0123456789abcdef0123456789abcde%d", kind);
+        meta_object replaced;
+        memset(&replaced, 0, sizeof replaced);
+        bool had;
+        tiered_counts before = counts(ms);
+        cr_assert_eq(meta_object_put(ms, &o, &replaced, &had), 0);
+        meta_object_clear(&replaced);
+        cr_expect_eq(counts(ms).write_fills, before.write_fills + 1, "kind %d: the put did not fill L1", kind);
+        meta_object cached, stored;
+        memset(&cached, 0, sizeof cached);
+        memset(&stored, 0, sizeof stored);
+        cr_assert_eq(meta_object_get(ms, "bkt", bid, o.key, o.key_len, true, &cached), 0);
+        cr_expect_eq(counts(ms).backend_reads, before.backend_reads, "kind %d: the read after the put was a miss", kind);
+        cr_assert_eq(meta_object_get(plain, "bkt", bid, o.key, o.key_len, true, &stored), 0);
+        expect_same_object(&cached, &stored);
+        meta_object_clear(&cached);
+        meta_object_clear(&stored);
+    }
+    /* A put that does not name its bucket's id only invalidates. */
+    tiered_counts before = counts(ms);
+    put_value(ms, "bkt", 0, "dir/k0\xc3\xa9", "other");
+    cr_expect_eq(counts(ms).write_fills, before.write_fills);
+    char v[80];
+    get_value(ms, "bkt", bid, "dir/k0\xc3\xa9", true, v, sizeof v);
+    cr_expect_str_eq(v, "other");
+    cr_expect_eq(counts(ms).backend_reads, before.backend_reads + 1);
+    /* A put that fails (no such bucket) fills nothing. */
+    meta_object nob;
+    memset(&nob, 0, sizeof nob);
+    snprintf(nob.bucket, sizeof nob.bucket, "bkt");
+    nob.bucket_id = bid + 100;
+    nob.key_len = 1;
+    nob.key[0] = 'z';
+    rand_hex_id(nob.version_id, 16);
+    nob.headers_json = "{}";
+    bool had;
+    meta_object replaced;
+    memset(&replaced, 0, sizeof replaced);
+    cr_expect_eq(meta_object_put(ms, &nob, &replaced, &had), CAIRN_ENOTFOUND);
+    cr_expect_eq(counts(ms).write_fills, before.write_fills);
+    meta_close(plain);
+    meta_close(ms);
+    db_free(&d);
+}
+
 Test(tiered, every_write_of_a_cached_record_invalidates_it) {
     db_dir d;
     db_new(&d);
@@ -334,7 +427,7 @@ Test(tiered, concurrent_misses_on_one_key_read_the_database_once) {
     db_new(&d);
     meta_store *ms = open_store(&d, true, NULL);
     int64_t bid = make_bucket(ms, "bkt");
-    put_value(ms, "bkt", bid, "hot", "value");
+    put_value(ms, "bkt", 0, "hot", "value"); /* bucket id 0: no write-through, the key is not cached */
     tiered_set_load_delay_ms(ms, 200); /* the first load is still running when the others miss */
     uint64_t before = counts(ms).backend_reads;
     enum { N = 16 };
@@ -489,6 +582,51 @@ Test(tiered, a_gateway_that_fell_behind_never_answers_stale, .timeout = 60) {
     gateways_close(&g);
 }
 
+/* A gateway's own invalidation message comes back on the channel: it must
+ * not drop the record the put just stored (write-through), while another
+ * gateway's message, and one in the format of older gateways (no sender
+ * token), still drops it. */
+Test(tiered, a_gateways_own_message_keeps_its_write_through_and_others_drop_it, .timeout = 60) {
+    gateways g;
+    gateways_open(&g);
+    meta_store *a = g.a, *b = g.b;
+    int64_t bid = make_bucket(a, "bkt");
+    char v[80];
+    l2_stats st;
+    l2_stats_get(tiered_test_l2(a), &st);
+    uint64_t msgs = st.messages;
+    put_value(a, "bkt", bid, "k", "mine");
+    for (int i = 0; i < 500 && (l2_stats_get(tiered_test_l2(a), &st), st.messages == msgs); i++) usleep(10000);
+    cr_assert_gt(st.messages, msgs, "a never heard its own message: the test proves nothing");
+    uint64_t reads = counts(a).backend_reads;
+    get_value(a, "bkt", bid, "k", true, v, sizeof v);
+    cr_assert_str_eq(v, "mine");
+    cr_expect_eq(counts(a).backend_reads, reads, "a's own message dropped the record its put stored");
+    /* b writes: a's entry goes (or a reads b's value from the database). */
+    put_value(b, "bkt", bid, "k", "theirs");
+    get_value(a, "bkt", bid, "k", true, v, sizeof v);
+    cr_assert_str_eq(v, "theirs");
+    /* An older gateway's message (no sender token) is applied whole. */
+    put_value(a, "bkt", bid, "k2", "cached");
+    get_value(a, "bkt", bid, "k2", false, v, sizeof v);
+    reads = counts(a).backend_reads;
+    l2_stats_get(tiered_test_l2(a), &st);
+    msgs = st.messages;
+    redisContext *c = redisConnect("127.0.0.1", g.r.port);
+    cr_assert(c && !c->err);
+    /* "o" "bkt" NUL "k2" in hex, from a seq the subscriber has not seen. */
+    redisReply *rep = redisCommand(c, "PUBLISH cairn:inval %s", "999999 6f626b7400" "6b32");
+    cr_assert(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+    freeReplyObject(rep);
+    redisFree(c);
+    for (int i = 0; i < 500 && (l2_stats_get(tiered_test_l2(a), &st), st.messages == msgs); i++) usleep(10000);
+    cr_assert_gt(st.messages, msgs);
+    get_value(a, "bkt", bid, "k2", false, v, sizeof v);
+    cr_expect_str_eq(v, "cached");
+    cr_expect_eq(counts(a).backend_reads, reads + 1, "an old-format message was not applied");
+    gateways_close(&g);
+}
+
 /* A writer that does not subscribe (cairn admin) waits for the gateways'
  * acknowledgements through the acks hash. */
 Test(tiered, an_admin_write_through_redis_is_seen_by_a_caching_gateway_at_once) {
@@ -557,7 +695,7 @@ Test(tiered, one_gateways_fill_is_the_others_l2_hit) {
     gateways_open(&g);
     meta_store *a = g.a, *b = g.b;
     int64_t bid = make_bucket(a, "bkt");
-    put_value(a, "bkt", bid, "k", "shared");
+    put_value(a, "bkt", 0, "k", "shared"); /* bucket id 0: no write-through into a's L1 */
     char v[80];
     get_value(a, "bkt", bid, "k", true, v, sizeof v); /* a misses both tiers and fills them */
     uint64_t reads = counts(b).backend_reads;
