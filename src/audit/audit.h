@@ -70,8 +70,15 @@ typedef struct audit_events audit_events;
  * err naming the first invalid event and field; CAIRN_ENOMEM.  body need
  * not be NUL-terminated. */
 int audit_events_parse(const char *body, size_t len, int max_events, audit_events **out, audit_error *err);
-/* Parses one event object (the same rules; err->index is 0). */
+/* Parses one event object (the same rules; err->index is 0).  The usual
+ * shape goes through a fast parser without a document (event.c); anything
+ * else through jansson. */
 int audit_event_parse(const char *json, size_t len, audit_events **out, audit_error *err);
+/* The same through jansson alone: the reference the fast parser is checked
+ * against (tests/unit/test_audit.c, tests/fuzz/fuzz_audit.c). */
+int audit_event_parse_reference(const char *json, size_t len, audit_events **out, audit_error *err);
+/* Tests: whether b came from audit_event_parse's fast parser. */
+bool audit_events_parsed_fast(const audit_events *b);
 int audit_events_count(const audit_events *b);
 const audit_event *audit_events_list(const audit_events *b);
 void audit_events_free(audit_events *b);

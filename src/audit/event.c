@@ -9,6 +9,9 @@
  * string over its bound or a missing required field is refused, naming
  * the first such field of the first such event.  The events of a parsed
  * batch borrow their strings from the jansson document the batch keeps.
+ * One event alone (audit_event_parse: the shipper's journal records) goes
+ * through a fast parser first, which decodes the usual shape into one
+ * buffer and hands anything else to jansson (below).
  *
  * Memory: the document is at most the body, which the caller bounds
  * (audit_max_batch_bytes), plus jansson's per-value overhead; the event
@@ -26,7 +29,8 @@
 #include <sodium.h>
 
 struct audit_events {
-    json_t *doc;
+    json_t *doc;               /* the jansson document the events borrow from, or NULL */
+    char *strs;                /* or the fast parser's decoded strings (audit_event_parse) */
     int n;
     audit_event *ev;
 };
@@ -201,53 +205,248 @@ static const field_def *field_named(const char *name) {
     return NULL;
 }
 
-/* Fills e from the object o (its strings stay in o). */
-static int event_from_json(json_t *o, audit_event *e, audit_error *err) {
+/* One member's value, whichever parser read it. */
+typedef enum { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_OTHER } value_type;
+typedef struct {
+    value_type type;
+    const char *s;             /* V_STR: NUL-terminated; len bytes (a NUL inside is refused) */
+    size_t len;
+    int64_t i;                 /* V_INT */
+} field_val;
+
+/* Fills e from the members' values, in the fields' order: the checks both
+ * parsers share, so both refuse the same event with the same words. */
+static int event_fill(const field_val *vals, audit_event *e, audit_error *err) {
     memset(e, 0, sizeof *e);
     for (int i = 0; i < NFIELDS; i++)
         if (fields[i].kind == F_STR) *str_at(e, &fields[i]) = "";
-    if (!json_is_object(o)) return refuse(err, "", "an event must be a JSON object", NULL);
-    /* Unknown members first: a misspelt field is named as such, not as the
-     * required one it was meant to be. */
-    const char *name;
-    json_t *v;
-    json_object_foreach(o, name, v) {
-        if (!field_named(name)) return refuse(err, name, "unknown field", NULL);
-    }
     for (int i = 0; i < NFIELDS; i++) {
         const field_def *f = &fields[i];
-        v = json_object_get(o, f->name);
-        if (!v || json_is_null(v)) {
+        const field_val *v = &vals[i];
+        if (v->type == V_ABSENT || v->type == V_NULL) {
             if (f->required) return refuse(err, f->name, "missing", NULL);
             continue;
         }
         switch (f->kind) {
         case F_STR:
-            if (!json_is_string(v)) return refuse(err, f->name, "must be a string", NULL);
-            if (strlen(json_string_value(v)) != json_string_length(v))
-                return refuse(err, f->name, "must not contain NUL", NULL);
-            *str_at(e, f) = json_string_value(v);
+            if (v->type != V_STR) return refuse(err, f->name, "must be a string", NULL);
+            if (strlen(v->s) != v->len) return refuse(err, f->name, "must not contain NUL", NULL);
+            *str_at(e, f) = v->s;
             break;
         case F_TIME:
-            if (!json_is_string(v)) return refuse(err, f->name, "must be an RFC 3339 string", NULL);
-            if (audit_time_parse(json_string_value(v), &e->time_us) != 0)
+            if (v->type != V_STR) return refuse(err, f->name, "must be an RFC 3339 string", NULL);
+            if (audit_time_parse(v->s, &e->time_us) != 0)
                 return refuse(err, f->name, "not an RFC 3339 time (2026-11-30T17:41:02.123456Z)", NULL);
             break;
-        case F_INT: {
-            if (!json_is_integer(v)) return refuse(err, f->name, "must be an integer", NULL);
-            json_int_t n = json_integer_value(v);
+        case F_INT:
+            if (v->type != V_INT) return refuse(err, f->name, "must be an integer", NULL);
             if (f->off == offsetof(audit_event, status)) {
-                if (n < 100 || n > 599) return refuse(err, f->name, "must be an HTTP status, 100 to 599", NULL);
-                e->status = (int)n;
+                if (v->i < 100 || v->i > 599) return refuse(err, f->name, "must be an HTTP status, 100 to 599", NULL);
+                e->status = (int)v->i;
             } else {
-                if (n < 0) return refuse(err, f->name, "must not be negative", NULL);
-                *(int64_t *)((char *)e + f->off) = (int64_t)n;
+                if (v->i < 0) return refuse(err, f->name, "must not be negative", NULL);
+                *(int64_t *)((char *)e + f->off) = v->i;
             }
             break;
         }
-        }
     }
     return audit_event_validate(e, err);
+}
+
+/* Fills e from the object o (its strings stay in o). */
+static int event_from_json(json_t *o, audit_event *e, audit_error *err) {
+    if (!json_is_object(o)) {
+        memset(e, 0, sizeof *e);
+        return refuse(err, "", "an event must be a JSON object", NULL);
+    }
+    /* Unknown members first: a misspelt field is named as such, not as the
+     * required one it was meant to be. */
+    const char *name;
+    json_t *v;
+    json_object_foreach(o, name, v) {
+        if (!field_named(name)) {
+            memset(e, 0, sizeof *e);
+            return refuse(err, name, "unknown field", NULL);
+        }
+    }
+    field_val vals[NFIELDS];
+    memset(vals, 0, sizeof vals);
+    for (int i = 0; i < NFIELDS; i++) {
+        v = json_object_get(o, fields[i].name);
+        field_val *fv = &vals[i];
+        if (!v) fv->type = V_ABSENT;
+        else if (json_is_null(v)) fv->type = V_NULL;
+        else if (json_is_string(v)) *fv = (field_val){V_STR, json_string_value(v), json_string_length(v), 0};
+        else if (json_is_integer(v)) *fv = (field_val){V_INT, NULL, 0, (int64_t)json_integer_value(v)};
+        else fv->type = V_OTHER;
+    }
+    return event_fill(vals, e, err);
+}
+
+/* ---- the fast path for one event ---------------------------------------------------------- */
+
+/* The shipper parses every journal record, which cairn wrote itself: a flat
+ * object of known members with string and integer values.  This parser
+ * reads exactly that, decoding the strings into one buffer (no allocation
+ * per value, unlike a jansson document), and answers "not mine" (false) for
+ * anything else: another shape, a real number, true/false, a duplicate or
+ * unknown member, an escape in a name, \u0000, a lone surrogate, a control
+ * character or invalid UTF-8, an integer of more than 18 digits.  Those go
+ * to jansson, which accepts or refuses them with its words; for what this
+ * parser accepts, both give the same values (fuzz_audit checks it). */
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+static int hex4(const char *p, const char *end) {
+    if (end - p < 4) return -1;
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* The length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
+    size_t n;
+    uint32_t cp;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) n = 2, cp = p[0] & 0x1F;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF) n = 3, cp = p[0] & 0x0F;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4) n = 4, cp = p[0] & 0x07;
+    else return 0;
+    if ((size_t)(end - p) < n) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static char *put_utf8(char *o, uint32_t cp) {
+    if (cp < 0x80) *o++ = (char)cp;
+    else if (cp < 0x800) *o++ = (char)(0xC0 | cp >> 6), *o++ = (char)(0x80 | (cp & 0x3F));
+    else if (cp < 0x10000)
+        *o++ = (char)(0xE0 | cp >> 12), *o++ = (char)(0x80 | ((cp >> 6) & 0x3F)), *o++ = (char)(0x80 | (cp & 0x3F));
+    else
+        *o++ = (char)(0xF0 | cp >> 18), *o++ = (char)(0x80 | ((cp >> 12) & 0x3F)),
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F)), *o++ = (char)(0x80 | (cp & 0x3F));
+    return o;
+}
+
+/* A string at p (after its opening quote) into *o; returns the position
+ * after the closing quote, or NULL (not mine). */
+static const char *fast_string(const char *p, const char *end, char **o) {
+    char *w = *o;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *w++ = '\0';
+            *o = w;
+            return p + 1;
+        }
+        if (c < 0x20) return NULL;
+        if (c >= 0x80) {
+            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+            if (!n) return NULL;
+            memcpy(w, p, n);
+            w += n;
+            p += n;
+            continue;
+        }
+        if (c != '\\') {
+            *w++ = (char)c;
+            p++;
+            continue;
+        }
+        if (++p >= end) return NULL;
+        switch (*p++) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '/': *w++ = '/'; break;
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u': {
+            int u = hex4(p, end);
+            if (u <= 0) return NULL; /* bad digits, or \u0000 */
+            p += 4;
+            uint32_t cp = (uint32_t)u;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return NULL;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return NULL;
+                int lo = hex4(p + 2, end);
+                if (lo < 0xDC00 || lo > 0xDFFF) return NULL;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (uint32_t)(lo - 0xDC00);
+            }
+            w = put_utf8(w, cp);
+            break;
+        }
+        default: return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* The object in [in, in + len) into vals, its strings decoded into strs
+ * (len + NFIELDS bytes at least).  false: not mine (jansson decides). */
+static bool fast_event(const char *in, size_t len, char *strs, field_val *vals) {
+    const char *p = skip_ws(in, in + len), *end = in + len;
+    memset(vals, 0, NFIELDS * sizeof *vals);
+    if (p >= end || *p++ != '{') return false;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}') return skip_ws(p + 1, end) == end;
+    char *w = strs;
+    for (;;) {
+        if (p >= end || *p++ != '"') return false;
+        const char *name = p;
+        while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+        if (p >= end || *p != '"') return false;
+        int idx = -1;
+        for (int i = 0; i < NFIELDS && idx < 0; i++)
+            if (strlen(fields[i].name) == (size_t)(p - name) && !memcmp(fields[i].name, name, (size_t)(p - name))) idx = i;
+        if (idx < 0 || vals[idx].type != V_ABSENT) return false; /* unknown, or a duplicate */
+        p = skip_ws(p + 1, end);
+        if (p >= end || *p++ != ':') return false;
+        p = skip_ws(p, end);
+        if (p >= end) return false;
+        field_val *v = &vals[idx];
+        if (*p == '"') {
+            char *start = w;
+            if (!(p = fast_string(p + 1, end, &w))) return false;
+            *v = (field_val){V_STR, start, (size_t)(w - start - 1), 0};
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            bool neg = *p == '-';
+            if (neg) p++;
+            const char *d = p;
+            int64_t n = 0;
+            while (p < end && *p >= '0' && *p <= '9') n = n * 10 + (*p++ - '0');
+            size_t nd = (size_t)(p - d);
+            if (nd == 0 || nd > 18 || (nd > 1 && *d == '0')) return false;
+            if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) return false;
+            *v = (field_val){V_INT, NULL, 0, neg ? -n : n};
+        } else if (end - p >= 4 && !memcmp(p, "null", 4)) {
+            v->type = V_NULL;
+            p += 4;
+        } else {
+            return false;
+        }
+        p = skip_ws(p, end);
+        if (p >= end) return false;
+        if (*p == '}') return skip_ws(p + 1, end) == end;
+        if (*p++ != ',') return false;
+        p = skip_ws(p, end);
+    }
 }
 
 static int load(const char *body, size_t len, json_t **out, audit_error *err) {
@@ -310,27 +509,36 @@ int audit_events_parse(const char *body, size_t len, int max_events, audit_event
     return 0;
 }
 
-int audit_event_parse(const char *json, size_t len, audit_events **out, audit_error *err) {
+static int event_parse(const char *json, size_t len, bool fast, audit_events **out, audit_error *err) {
     audit_error dummy;
     if (!err) err = &dummy;
     memset(err, 0, sizeof *err);
     err->index = -1;
     *out = NULL;
     if (!json) return CAIRN_EINVAL;
-    json_t *doc;
-    int rc = load(json, len, &doc, err);
-    if (rc != 0) return rc;
     audit_events *b = calloc(1, sizeof *b);
     if (b) b->ev = calloc(1, sizeof *b->ev);
-    if (!b || !b->ev) {
+    if (b && b->ev && len <= SIZE_MAX - NFIELDS - 1) b->strs = malloc(len + NFIELDS + 1);
+    if (!b || !b->ev || !b->strs) {
+        if (b) free(b->ev);
         free(b);
-        json_decref(doc);
         return CAIRN_ENOMEM;
     }
-    b->doc = doc;
     b->n = 1;
-    err->index = 0;
-    if ((rc = event_from_json(doc, &b->ev[0], err)) != 0) {
+    field_val vals[NFIELDS];
+    int rc;
+    if (fast && fast_event(json, len, b->strs, vals)) {
+        err->index = 0;
+        rc = event_fill(vals, &b->ev[0], err);
+    } else {
+        free(b->strs);
+        b->strs = NULL;
+        if ((rc = load(json, len, &b->doc, err)) == 0) {
+            err->index = 0;
+            rc = event_from_json(b->doc, &b->ev[0], err);
+        }
+    }
+    if (rc != 0) {
         audit_events_free(b);
         return rc;
     }
@@ -338,12 +546,23 @@ int audit_event_parse(const char *json, size_t len, audit_events **out, audit_er
     return 0;
 }
 
+int audit_event_parse(const char *json, size_t len, audit_events **out, audit_error *err) {
+    return event_parse(json, len, true, out, err);
+}
+
+int audit_event_parse_reference(const char *json, size_t len, audit_events **out, audit_error *err) {
+    return event_parse(json, len, false, out, err);
+}
+
+bool audit_events_parsed_fast(const audit_events *b) { return b && b->strs; }
+
 int audit_events_count(const audit_events *b) { return b ? b->n : 0; }
 const audit_event *audit_events_list(const audit_events *b) { return b ? b->ev : NULL; }
 
 void audit_events_free(audit_events *b) {
     if (!b) return;
     json_decref(b->doc);
+    free(b->strs);
     free(b->ev);
     free(b);
 }

@@ -1,7 +1,9 @@
 /*
  * fuzz_audit.c — libFuzzer target for the audit store's parsers of untrusted
- * input (src/audit/event.c): a POST body (audit_events_parse), and the GET's
- * cursor and times (audit_query_cursor_decode, audit_time_parse).
+ * input (src/audit/event.c): a POST body (audit_events_parse), one event
+ * (audit_event_parse, whose fast parser must agree with jansson's
+ * audit_event_parse_reference on every input), and the GET's cursor and
+ * times (audit_query_cursor_decode, audit_time_parse).
  *
  * Properties checked: a batch that parses is valid event by event, and its
  * encoding (what GET returns) parses again to the same events; a cursor
@@ -55,6 +57,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else if (b) {
         abort(); /* a refusal leaves nothing */
     }
+    /* One event (the shipper's path): the fast parser and jansson agree on
+     * whether it parses, on the error, and on every field. */
+    audit_events *fast = NULL, *ref = NULL;
+    audit_error fe, re;
+    int frc = audit_event_parse((const char *)data, size, &fast, &fe);
+    int rrc = audit_event_parse_reference((const char *)data, size, &ref, &re);
+    if (frc != rrc) abort();
+    if (frc == 0) same_events(&audit_events_list(fast)[0], &audit_events_list(ref)[0]);
+    else if (strcmp(fe.field, re.field) || strcmp(fe.reason, re.reason) || fast || ref) abort();
+    audit_events_free(fast);
+    audit_events_free(ref);
     char s[80];
     size_t n = size < sizeof s - 1 ? size : sizeof s - 1;
     memcpy(s, data, n);

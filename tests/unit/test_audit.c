@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "audit/journal.h" /* audit_emit_encode: what the shipper parses */
 
 #define GOOD_ID "0123456789abcdef0123456789abcdef"
 #define GOOD                                                                                                   \
@@ -325,4 +326,101 @@ Test(audit_event, validate_checks_a_struct_the_client_built, .init = init) {
     bad = e;
     bad.event_id = id;
     cr_expect_eq(audit_event_validate(&bad, &err), 0, "a new id is valid: %s", id);
+}
+
+/* ---- the fast parser of one event (audit_event_parse) against jansson ---------------------------- */
+
+static bool same_event(const audit_event *a, const audit_event *b) {
+    return !strcmp(a->event_id, b->event_id) && a->time_us == b->time_us && !strcmp(a->request_id, b->request_id) &&
+           !strcmp(a->correlation_id, b->correlation_id) && !strcmp(a->principal, b->principal) &&
+           !strcmp(a->user, b->user) && !strcmp(a->source_address, b->source_address) &&
+           !strcmp(a->action, b->action) && !strcmp(a->bucket, b->bucket) && !strcmp(a->key, b->key) &&
+           !strcmp(a->version_id, b->version_id) && !strcmp(a->outcome, b->outcome) && a->status == b->status &&
+           !strcmp(a->error_code, b->error_code) && a->bytes_in == b->bytes_in && a->bytes_out == b->bytes_out &&
+           a->duration_us == b->duration_us;
+}
+
+/* Both parsers on json: the same answer, the same error, the same event.
+ * Returns whether the fast parser took it. */
+static bool both_agree(const char *json, size_t len) {
+    audit_events *f = NULL, *r = NULL;
+    audit_error fe, re;
+    int frc = audit_event_parse(json, len, &f, &fe);
+    int rrc = audit_event_parse_reference(json, len, &r, &re);
+    cr_expect_eq(frc, rrc, "fast %d, jansson %d: %.*s", frc, rrc, (int)len, json);
+    bool fast = audit_events_parsed_fast(f);
+    if (frc == 0 && rrc == 0) {
+        cr_expect(same_event(&audit_events_list(f)[0], &audit_events_list(r)[0]), "different events: %.*s", (int)len,
+                  json);
+    } else if (frc != 0 && rrc != 0) {
+        cr_expect_str_eq(fe.field, re.field, "%.*s", (int)len, json);
+        cr_expect_str_eq(fe.reason, re.reason, "%.*s", (int)len, json);
+        cr_expect_eq(fe.index, re.index);
+    }
+    audit_events_free(f);
+    audit_events_free(r);
+    return fast;
+}
+
+Test(audit_fast, what_the_gateway_writes_takes_the_fast_path_and_reads_the_same, .init = init) {
+    const char *keys[] = {"k", "dir/sub/file.txt", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                          "quote\" back\\ slash/ ctl\x01\x1f\x7f tab\t nl\n", "\xff\xfe not utf-8 \xc3",
+                          "", "<>&'"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        audit_event_fields e = {.time_us = 1796060462123456LL, .request_id = "019ACF5E7A3B4F0C9D21E6A8B3C47D15",
+                                .correlation_id = i % 2 ? "order-\"42\"" : NULL, .principal = i % 3 ? "AKIA" : NULL,
+                                .user = "alice", .source_address = "::1", .action = "s3:PutObject", .bucket = "bkt",
+                                .key = keys[i], .version_id = "", .status = i % 2 ? 404 : 200,
+                                .error_code = i % 2 ? "NoSuchKey" : "", .bytes_in = i * 1000000007ULL,
+                                .bytes_out = 0, .duration_us = 999999999999ULL};
+        buf_t b;
+        buf_init(&b);
+        cr_assert_eq(audit_emit_encode(&e, GOOD_ID, &b), 0);
+        cr_expect(both_agree(b.data, b.len), "the gateway's own event went to jansson: %.*s", (int)b.len, b.data);
+        buf_free(&b);
+    }
+    cr_expect(both_agree(GOOD, strlen(GOOD)));
+}
+
+Test(audit_fast, anything_else_gets_the_same_answer_as_jansson, .init = init) {
+    const char *odd[] = {
+        /* shapes */
+        "", "   ", "{}", "[]", "{", "}", "null", "{\"event_id\"}", "{\"event_id\":}", "{,}", GOOD " x", GOOD ",",
+        " \t\r\n" GOOD " \n",
+        /* values */
+        "{\"status\":true}", "{\"status\":1.5}", "{\"status\":1e3}", "{\"status\":-0}", "{\"status\":007}",
+        "{\"status\":99999999999999999999999}", "{\"status\":-}", "{\"key\":{}}", "{\"key\":[1]}",
+        "{\"key\":nul}", "{\"key\":null}",
+        /* strings */
+        "{\"key\":\"a\\u0000b\"}", "{\"key\":\"\\ud800\"}", "{\"key\":\"\\udc00\"}",
+        "{\"key\":\"\\ud83d\\ude00\"}", "{\"key\":\"\\ud83d\\u0041\"}", "{\"key\":\"\\u00e9\\u20AC\"}",
+        "{\"key\":\"\\x\"}", "{\"key\":\"\\u12\"}", "{\"key\":\"a\x01\"}", "{\"key\":\"\xc0\xaf\"}",
+        "{\"key\":\"\xed\xa0\x80\"}", "{\"key\":\"\xf4\x90\x80\x80\"}", "{\"key\":\"\xe2\x82\"}",
+        "{\"key\":\"unterminated}",
+        /* names */
+        "{\"nope\":1}", "{\"ke\\u0079\":\"k\"}", "{\"key\":\"a\",\"key\":\"b\"}",
+    };
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) both_agree(odd[i], strlen(odd[i]));
+    /* Every member of GOOD replaced by each odd value, and removed. */
+    const char *names[] = {"event_id", "time", "request_id", "correlation_id", "principal", "user",
+                           "source_address", "action", "bucket", "key", "version_id", "outcome",
+                           "status", "error_code", "bytes_in", "bytes_out", "duration_us"};
+    const char *values[] = {"null", "1", "-1", "0", "\"\"", "\"x\"", "1.0", "true", "\"\\u00e9\"", "600", "99",
+                            "\"2026-11-30T17:41:02Z\"", "\"" GOOD_ID "\"", "123456789012345678"};
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
+        both_agree(with(names[n], NULL), strlen(with(names[n], NULL)));
+        for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
+            const char *j = with(names[n], values[v]);
+            both_agree(j, strlen(j));
+        }
+    }
+}
+
+Test(audit_fast, a_json_that_is_not_nul_terminated_is_read_within_its_length, .init = init) {
+    char buf[2048];
+    size_t n = strlen(GOOD);
+    memcpy(buf, GOOD, n);
+    memset(buf + n, '}', sizeof buf - n); /* garbage right after the object, past len */
+    cr_expect(both_agree(buf, n));
+    cr_expect(!both_agree(buf, n - 1), "a cut object is not the fast parser's");
 }
