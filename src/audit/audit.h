@@ -117,7 +117,8 @@ int audit_query_cursor_decode(const char *cursor, int64_t *time_us, char event_i
 typedef struct audit_store audit_store;
 
 typedef struct {
-    meta_store *meta;                  /* where events go; must outlive the store */
+    meta_store *meta;                  /* users and keys (who may call); must outlive the store */
+    meta_store *events;                /* where events go (audit_metadata_url); NULL = meta */
     obs_registry *obs;                 /* counters (may be NULL) */
     const uint8_t *master_key;         /* 32 bytes: opens access keys' secrets */
     const char *root_access_key;       /* root's key and secret (configuration) */

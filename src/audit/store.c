@@ -74,6 +74,7 @@ int audit_store_new(const audit_store_options *o, audit_store **out) {
     audit_store *s = calloc(1, sizeof *s);
     if (!s) return CAIRN_ENOMEM;
     s->o = *o;
+    if (!s->o.events) s->o.events = o->meta;
     memcpy(s->master_key, o->master_key, sizeof s->master_key);
     s->region = strdup(o->region);
     s->root_access_key = o->root_access_key ? strdup(o->root_access_key) : NULL;
@@ -305,7 +306,7 @@ static void handle_post(audit_store *s, http_req *r, areq *q) {
         return;
     }
     int n = audit_events_count(b), inserted = 0;
-    rc = n > 0 ? meta_audit_insert(s->o.meta, audit_events_list(b), n, &inserted) : 0;
+    rc = n > 0 ? meta_audit_insert(s->o.events, audit_events_list(b), n, &inserted) : 0;
     audit_events_free(b);
     if (rc != 0) {
         fail_meta(r, q, rc, "cannot store the batch");
@@ -475,7 +476,7 @@ static void handle_get(audit_store *s, http_req *r, areq *rq) {
     buf_puts(&o, "{\"events\":[");
     page pg = {.out = &o, .limit = q.limit};
     int got = 0;
-    int rc = meta_audit_query(s->o.meta, &q.f, q.limit + 1, page_add, &pg, &got);
+    int rc = meta_audit_query(s->o.events, &q.f, q.limit + 1, page_add, &pg, &got);
     if (rc != 0) {
         buf_free(&o);
         fail_meta(r, rq, rc, "cannot query the audit events");
@@ -531,6 +532,7 @@ static void alone_begin(void *app, http_req *r) {
     if (!strcmp(r->raw_path, "/health/ready")) {
         r->api = "HealthReady";
         int rc = meta_ping(s->o.meta);
+        if (rc == 0 && s->o.events != s->o.meta) rc = meta_ping(s->o.events);
         http_add_header(r, "Content-Type", "application/json");
         if (rc == 0) {
             static const char ok[] = "{\"status\":\"ok\",\"down\":[]}\n";

@@ -249,6 +249,43 @@ int cmd_open_meta_for(const config_t *cfg, bool reader, meta_store **ms, unsigne
     return 0;
 }
 
+int cmd_open_audit_meta(const config_t *cfg, meta_store *ms, meta_store **out) {
+    *out = NULL;
+    char url[sizeof cfg->audit_metadata_url + 16];
+    if (cfg->audit_metadata_url[0]) {
+        snprintf(url, sizeof url, "%s", cfg->audit_metadata_url);
+    } else {
+        meta_url u;
+        if (meta_url_parse(cfg->metadata_url, cfg->data_dir, &u, NULL, 0) == 0 && u.backend == META_BACKEND_POSTGRES) {
+            *out = ms;
+            return 0;
+        }
+        url[0] = '\0'; /* below: data_dir/audit.db */
+    }
+    meta_pg_options pg;
+    cmd_pg_options(cfg, &pg);
+    meta_options mo = {.readers = cfg->db_readers, .fsync = cfg->fsync, .busy_timeout_ms = 5000, .pg = &pg};
+    char why[1400], path[sizeof cfg->data_dir + 16];
+    int rc;
+    if (url[0]) {
+        rc = meta_open_url(url, cfg->data_dir, &mo, true, out, why, sizeof why);
+    } else {
+        snprintf(path, sizeof path, "%s/audit.db", cfg->data_dir);
+        rc = meta_open(path, &mo, out);
+        snprintf(why, sizeof why, "%s: %s", path, cairn_strerror(rc));
+    }
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot open the audit database: %s\n", why);
+        *out = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+void cmd_close_audit_meta(meta_store *ms, meta_store *audit) {
+    if (audit && audit != ms) meta_close(audit);
+}
+
 /* ---- admin subcommands ------------------------------------------------------------ */
 
 static int create_key_for(meta_store *ms, const unsigned char mk[32], const meta_user *u) {
@@ -606,7 +643,8 @@ static int admin_audit_dump(const config_t *cfg, int argc, char **argv) {
 }
 
 /* The audit event of an admin command (docs/audit.md): straight into the
- * metadata's audit store, durable before the command exits.  action is
+ * audit store's database (audit_metadata_url), durable before the command
+ * exits.  action is
  * "admin:" and the words of the command (user create: admin:UserCreate);
  * the principal is "admin", the user the operating-system account, the
  * source "local"; status 200, 400 for a refused command (usage), 500 for
@@ -630,10 +668,9 @@ static int admin_audit_event(meta_store *ms, int argc, char **argv, int rc, int6
     buf_puts(&action, "admin:");
     for (int i = 0; i < argc && i < 2 && argv[i][0] != '-'; i++) action_word(&action, argv[i]);
     if (action.len == 6) buf_puts(&action, "Unknown");
-    char id[AUDIT_ID_LEN + 1], rid[17];
+    char id[AUDIT_ID_LEN + 1], rid[AUDIT_ID_LEN + 1];
     audit_event_id_new(id);
-    memcpy(rid, id, 16);
-    rid[16] = '\0';
+    memcpy(rid, id, sizeof rid); /* a request id as the gateway makes them: the same time-ordered digits, upper case */
     for (char *p = rid; *p; p++)
         if (*p >= 'a' && *p <= 'f') *p = (char)(*p - 32);
     struct passwd *pw = getpwuid(getuid());
@@ -683,7 +720,11 @@ int cmd_admin(int argc, char **argv) {
     int64_t t0 = time_mono_ns(), t0_us = time_now_ms() * 1000;
     rc = admin_run(ms, &cfg, mk, nrest, rest);
     fflush(stdout);
-    if (admin_audit_event(ms, nrest, rest, rc, t0, t0_us) != 0 && rc == 0) rc = 1;
+    meta_store *ams = NULL;
+    int arc = cmd_open_audit_meta(&cfg, ms, &ams);
+    if (arc == 0) arc = admin_audit_event(ams, nrest, rest, rc, t0, t0_us);
+    if (arc != 0 && rc == 0) rc = 1;
+    cmd_close_audit_meta(ms, ams);
     meta_close(ms);
     return rc;
 }

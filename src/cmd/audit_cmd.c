@@ -467,5 +467,9 @@ int cmd_admin_audit(const config_t *cfg, meta_store *ms, int argc, char **argv) 
         fprintf(stderr, "cairn: --access-key and --secret-key go with --url\n");
         return 2;
     }
-    return query_local(ms, &o);
+    meta_store *ams = NULL;
+    if (cmd_open_audit_meta(cfg, ms, &ams) != 0) return 1;
+    rc = query_local(ams, &o);
+    cmd_close_audit_meta(ms, ams);
+    return rc;
 }

@@ -117,5 +117,12 @@ int cmd_open_meta(const config_t *cfg, meta_store **ms, unsigned char master_key
 /* The same for a server or gateway (reader): its reads go through the
  * metadata cache; cmd_open_meta's process only invalidates what it writes. */
 int cmd_open_meta_for(const config_t *cfg, bool reader, meta_store **ms, unsigned char master_key[32]);
+/* The audit store's database (audit_metadata_url; docs/audit.md): empty
+ * means data_dir/audit.db when the metadata is SQLite (audit rows never
+ * share the metadata's file, its writer lock or its backups), and the
+ * metadata database itself (*out = ms) when it is PostgreSQL.  Close it
+ * with cmd_close_audit_meta.  Prints why and returns 1 on failure. */
+int cmd_open_audit_meta(const config_t *cfg, meta_store *ms, meta_store **out);
+void cmd_close_audit_meta(meta_store *ms, meta_store *audit);
 
 #endif

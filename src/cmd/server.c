@@ -338,6 +338,7 @@ typedef struct {
     int exit_code;
     int64_t started_ms;
     meta_store *ms;
+    meta_store *audit_ms;      /* the audit store's events (audit_metadata_url): audit.db, or ms itself */
     unsigned char mk[32];
     root_creds root;
     meta_user root_user;
@@ -367,6 +368,8 @@ static int fail_with(server *sv, int exit_code) {
 
 static void metadata_stop(void *ud) {
     server *sv = ud;
+    cmd_close_audit_meta(sv->ms, sv->audit_ms);
+    sv->audit_ms = NULL;
     meta_close(sv->ms);
     sv->ms = NULL;
     sodium_memzero(sv->root.password, sizeof sv->root.password);
@@ -381,6 +384,7 @@ static int metadata_start(void *ud) {
         fprintf(stderr, "cairn: cannot record the root user\n");
         rc = 1;
     }
+    if (rc == 0) rc = cmd_open_audit_meta(&sv->cfg, sv->ms, &sv->audit_ms);
     if (rc == 0) return 0;
     metadata_stop(sv); /* a start that fails leaves nothing open: its stop is not called */
     return fail_with(sv, rc);
@@ -457,7 +461,7 @@ static int shipper_start(void *ud) {
     char dir[sizeof c->data_dir + 16];
     snprintf(dir, sizeof dir, "%s/audit", c->data_dir);
     bool own_keys = c->audit_access_key[0] != '\0';
-    audit_shipper_opts o = {.journal = sv->audit, .meta = sv->ms, .url = c->audit_url,
+    audit_shipper_opts o = {.journal = sv->audit, .meta = sv->audit_ms, .url = c->audit_url,
                             .access_key = own_keys ? c->audit_access_key : sv->root.user,
                             .secret_key = own_keys ? c->audit_secret_key : sv->root.password,
                             .region = c->region, .batch_size = c->audit_batch_size,
@@ -517,7 +521,7 @@ static void gateway_stop(void *ud) {
  * front of the S3 pipeline, on /audit/v1/. */
 static int auditstore_start(void *ud) {
     server *sv = ud;
-    audit_store_options ao = {.meta = sv->ms, .obs = sv->obs, .master_key = sv->mk,
+    audit_store_options ao = {.meta = sv->ms, .events = sv->audit_ms, .obs = sv->obs, .master_key = sv->mk,
                               .root_access_key = sv->root.user, .root_secret = sv->root.password,
                               .root_user_id = sv->root_user.id, .region = sv->cfg.region,
                               .clock_skew = sv->cfg.clock_skew, .max_body_bytes = sv->cfg.audit_max_batch_bytes};
@@ -582,13 +586,13 @@ static int jobs_start(void *ud) {
         /* The audit store's own kind and the pruning of finished jobs:
          * it has no data to collect, heal or expire. */
         if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 ||
-            jobs_register_audit(sv->jobs, sv->ms, c->audit_retention_days) != 0 ||
+            jobs_register_audit(sv->jobs, sv->audit_ms, c->audit_retention_days) != 0 ||
             jobs_register_prune(sv->jobs, sv->ms, &jbo) != 0 || jobs_queue_start(sv->jobs) != 0)
             log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
         return 0;
     }
     if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
-        jobs_register_audit(sv->jobs, sv->ms, c->audit_retention_days) != 0 || jobs_queue_start(sv->jobs) != 0)
+        jobs_register_audit(sv->jobs, sv->audit_ms, c->audit_retention_days) != 0 || jobs_queue_start(sv->jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(sv->ds, jobs_enqueue_heal, sv->ms); /* heals become durable, retried jobs */

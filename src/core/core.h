@@ -377,6 +377,7 @@ typedef struct {
     int audit_retention_days;  /* audit_retention_days: the audit store keeps events this long; 0 = forever */
     int64_t audit_max_batch_bytes; /* audit_max_batch_bytes: largest POST /audit/v1/events body */
     char audit_url[512];       /* audit_url: the audit store the shipper sends to; empty = embedded */
+    char audit_metadata_url[2048]; /* audit_metadata_url: where the audit store keeps events; empty = DATA/audit.db (SQLite) or metadata_url (PostgreSQL) */
     int audit_batch_size;      /* audit_batch_size: events per batch at most */
     int audit_flush_interval;  /* audit_flush_interval: ms an event waits at most for its batch */
     int audit_timeout_ms;      /* audit_timeout_ms: connect and total timeout of one POST */

@@ -372,7 +372,8 @@ def read_response(resp, method):
 
 
 # What a `cairn admin|migrate` run shares with the service whose store it works on.
-CLI_SHARED_ENV = ("CAIRN_METADATA_URL", "CAIRN_REDIS_URL", "CAIRN_MASTER_KEY", "CAIRN_MASTER_KEY_FILE")
+CLI_SHARED_ENV = ("CAIRN_METADATA_URL", "CAIRN_AUDIT_METADATA_URL", "CAIRN_REDIS_URL", "CAIRN_MASTER_KEY",
+                  "CAIRN_MASTER_KEY_FILE")
 
 
 class CairnServer:

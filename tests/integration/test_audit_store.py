@@ -476,7 +476,7 @@ def test_a_busy_database_is_503_with_retry_after_and_the_retry_lands(make_audit)
     import sqlite3
     srv = make_audit()
     doc = {"events": [event(i, correlation_id="busy") for i in range(3)]}
-    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db = sqlite3.connect(str(srv.data_dir / "audit.db"), timeout=5, isolation_level=None)
     db.execute("BEGIN EXCLUSIVE")
     try:
         r = post(srv, doc)
@@ -494,7 +494,7 @@ def test_a_busy_database_is_503_with_retry_after_and_the_retry_lands(make_audit)
 def test_a_database_that_refuses_is_500_not_a_crash(make_audit):
     import sqlite3
     srv = make_audit()
-    db = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=5, isolation_level=None)
+    db = sqlite3.connect(str(srv.data_dir / "audit.db"), timeout=5, isolation_level=None)
     db.execute("DROP TABLE audit_events")
     db.close()
     r = post(srv, [event(1)])
@@ -545,3 +545,64 @@ def test_admin_commands_leave_their_own_events(make_server):
     assert made["request_id"] == made["correlation_id"] and len(made["event_id"]) == 32
     failed = by_action["admin:KeyRevoke"][0]
     assert failed["outcome"] == "error" and failed["status"] == 500
+
+
+# ---- where the events are kept (audit_metadata_url) ---------------------------------------------
+
+
+def sqlite_count(path, where="1"):
+    import sqlite3
+    db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+    try:
+        return db.execute(f"SELECT count(*) FROM audit_events WHERE {where}").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.sqlite_only("looks into the data directory's SQLite files")
+def test_events_live_in_audit_db_never_in_the_metadata_database(make_server):
+    srv = make_server(env={"CAIRN_AUDIT_RETENTION_DAYS": "0"})
+    s3 = srv.client()
+    b = unique_name("sep")
+    s3.create_bucket(Bucket=b)
+    for i in range(5):
+        s3.put_object(Bucket=b, Key=f"k{i}", Body=b"x")
+    # The shipper's events (S3 requests) and an admin command's event.
+    wait_until(lambda: len(query_all(srv, bucket=b)[0]) >= 6, 30, what="the bucket's events in the store")
+    srv.admin("user", "list")
+    audit_db = srv.data_dir / "audit.db"
+    assert sqlite_count(audit_db, f"bucket = '{b}'") >= 6
+    assert sqlite_count(audit_db, "action = 'admin:UserList'") >= 1
+    assert sqlite_count(srv.data_dir / "meta.db") == 0, "an event went into the metadata database"
+    # The local query reads the same database.
+    lines = srv.admin("audit", "query", "--bucket", b).stdout.splitlines()
+    assert len(lines) >= 6 and all(json.loads(x)["bucket"] == b for x in lines)
+
+
+def test_audit_metadata_url_names_another_database(make_server, tmp_path):
+    """Any metadata URL: on SQLite a file of its own, on PostgreSQL (the
+    --metadata=postgres pass) a SQLite file too, which works beside it."""
+    where = tmp_path / "elsewhere" / "events.db"
+    where.parent.mkdir()
+    srv = make_server(env={"CAIRN_AUDIT_RETENTION_DAYS": "0", "CAIRN_AUDIT_METADATA_URL": f"sqlite://{where}"})
+    evs = [event(i, correlation_id="moved") for i in range(4)]
+    assert body(post(srv, {"events": evs})) == {"accepted": 4, "duplicates": 0}
+    assert [e["event_id"] for e in query_all(srv, correlation_id="moved")[0]] == [e["event_id"] for e in evs]
+    assert sqlite_count(where, "correlation_id = 'moved'") == 4
+    assert not (srv.data_dir / "audit.db").exists()
+    srv.admin("bucket", "list")
+    assert sqlite_count(where, "action = 'admin:BucketList'") == 1
+    out = srv.admin("audit", "query", "--correlation-id", "moved").stdout.splitlines()
+    assert [json.loads(x)["event_id"] for x in out] == [e["event_id"] for e in evs]
+
+
+def test_an_audit_database_that_cannot_be_opened_stops_the_start(make_server, tmp_path):
+    bad = tmp_path / "a-directory.db"
+    bad.mkdir()
+    srv = make_server(env={"CAIRN_AUDIT_METADATA_URL": f"sqlite://{bad}"}, start=False)
+    proc = srv.spawn()
+    assert proc.wait(timeout=30) != 0
+    assert f"cairn: cannot open the audit database: {bad}" in srv.log_tail(), srv.log_tail()
+    # An admin command that cannot record its event fails, and says why.
+    cp = srv.admin("user", "list", check=False)
+    assert cp.returncode == 1 and "cannot open the audit database" in cp.stderr, cp.stderr
