@@ -15,7 +15,8 @@ for bin in "$BUILD"/fuzz_*; do
   seeds=()
   [ -d "tests/fuzz/seeds/$name" ] && seeds=("tests/fuzz/seeds/$name")
   echo "== $name (${SECONDS_EACH}s)"
-  if ! "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
+  # Undefined behaviour fails the run too (UBSan only prints by default).
+  if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$BUILD/$name-" -print_final_stats=0 "$corpus" "${seeds[@]}" 2>"$BUILD/$name.log"; then
     echo "FAILED: $name (see $BUILD/$name.log and $BUILD/$name-*)"
     tail -30 "$BUILD/$name.log"

@@ -430,7 +430,10 @@ static bool fast_event(const char *in, size_t len, char *strs, field_val *vals) 
             if (neg) p++;
             const char *d = p;
             int64_t n = 0;
-            while (p < end && *p >= '0' && *p <= '9') n = n * 10 + (*p++ - '0');
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (p - d < 18) n = n * 10 + (*p - '0'); /* past 18 digits: refused below, never overflowed */
+                p++;
+            }
             size_t nd = (size_t)(p - d);
             if (nd == 0 || nd > 18 || (nd > 1 && *d == '0')) return false;
             if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) return false;

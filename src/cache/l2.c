@@ -691,9 +691,11 @@ int l2_invalidate(l2 *r, const void *const *keys, const size_t *klens, int n) {
  * and may have put the new value in their place (write-through); only the
  * sequence number counts. */
 void l2_apply_message(l2 *r, const char *msg, size_t len) {
-    char *end;
-    uint64_t seq = strtoull(msg, &end, 10);
-    const char *p = end, *stop = msg + len;
+    /* The seq, read within len (msg need not end in a NUL). */
+    const char *p = msg, *stop = msg + len;
+    uint64_t seq = 0;
+    for (; p < stop && *p >= '0' && *p <= '9'; p++)
+        seq = seq > (UINT64_MAX - 9) / 10 ? UINT64_MAX : seq * 10 + (uint64_t)(*p - '0');
     unsigned char key[2048];
     size_t sl = strlen(r->sender);
     while (p < stop && *p == ' ') p++;
@@ -726,7 +728,7 @@ void l2_apply_message(l2 *r, const char *msg, size_t len) {
             for (size_t i = 0; i < tl / 2; i++) {
                 int hi = hex_value(t[2 * i]), lo = hex_value(t[2 * i + 1]);
                 if (hi < 0 || lo < 0) bad = true;
-                key[i] = (unsigned char)(hi << 4 | lo);
+                else key[i] = (unsigned char)(hi << 4 | lo);
             }
             if (bad) r->o.flush(r->o.ud);
             else r->o.invalidate(r->o.ud, key, tl / 2);
