@@ -701,6 +701,15 @@ static int admin_audit_event(meta_store *ms, int argc, char **argv, int rc, int6
     return arc;
 }
 
+int cmd_admin_record(const config_t *cfg, meta_store *ms, int argc, char **argv, int rc, int64_t started_ns,
+                     int64_t started_us) {
+    meta_store *ams = NULL;
+    int arc = cmd_open_audit_meta(cfg, ms, &ams);
+    if (arc == 0) arc = admin_audit_event(ams, argc, argv, rc, started_ns, started_us);
+    cmd_close_audit_meta(ms, ams);
+    return arc;
+}
+
 int cmd_admin(int argc, char **argv) {
     config_t cfg;
     char *rest[CMD_MAX_ARGS];
@@ -720,11 +729,7 @@ int cmd_admin(int argc, char **argv) {
     int64_t t0 = time_mono_ns(), t0_us = time_now_ms() * 1000;
     rc = admin_run(ms, &cfg, mk, nrest, rest);
     fflush(stdout);
-    meta_store *ams = NULL;
-    int arc = cmd_open_audit_meta(&cfg, ms, &ams);
-    if (arc == 0) arc = admin_audit_event(ams, nrest, rest, rc, t0, t0_us);
-    if (arc != 0 && rc == 0) rc = 1;
-    cmd_close_audit_meta(ms, ams);
+    if (cmd_admin_record(&cfg, ms, nrest, rest, rc, t0, t0_us) != 0 && rc == 0) rc = 1;
     meta_close(ms);
     return rc;
 }

@@ -124,5 +124,10 @@ int cmd_open_meta_for(const config_t *cfg, bool reader, meta_store **ms, unsigne
  * with cmd_close_audit_meta.  Prints why and returns 1 on failure. */
 int cmd_open_audit_meta(const config_t *cfg, meta_store *ms, meta_store **out);
 void cmd_close_audit_meta(meta_store *ms, meta_store *audit);
+/* Records an admin command's audit event (docs/audit.md: action "admin:"
+ * and its first words, status from its exit code rc) in the audit
+ * database, durably.  0, or nonzero after printing why. */
+int cmd_admin_record(const config_t *cfg, meta_store *ms, int argc, char **argv, int rc, int64_t started_ns,
+                     int64_t started_us);
 
 #endif

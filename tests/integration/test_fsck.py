@@ -85,6 +85,26 @@ def test_a_healthy_store_is_consistent(store, tmp_path):
     assert code == 0 and doc["ok"] and doc["check"]["problems"] == []
 
 
+def test_each_run_records_its_audit_event(store, tmp_path):
+    """fsck opens the store itself, and still leaves an admin:Fsck event, as
+    every admin command does (docs/audit.md); --json output stays JSON."""
+    assert fsck(store).returncode == 0
+    code, _ = fsck_json(store, "--repair")
+    assert code == 0
+    lines = store.admin("audit", "query", "--action", "admin:Fsck").stdout.splitlines()
+    evs = [json.loads(x) for x in lines]
+    assert len(evs) == 2, lines
+    assert all(e["principal"] == "admin" and e["source_address"] == "local" and e["status"] == 200
+               and e["outcome"] == "success" for e in evs), evs
+    # An event it cannot record is said on stderr; the exit code still
+    # says whether the store is consistent.
+    bad = tmp_path / "not-a-database"
+    bad.mkdir()
+    cp = fsck(store, env={**store.extra_env, "CAIRN_AUDIT_METADATA_URL": f"sqlite://{bad}"})
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "cannot open the audit database" in cp.stderr, cp.stderr
+
+
 def test_refuses_to_run_beside_the_server(make_server, tmp_path):
     srv = make_server(env=drive_env(tmp_path))
     cp = fsck(srv)
