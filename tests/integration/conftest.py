@@ -42,6 +42,7 @@ session.  Tests that are about the SQLite file itself are marked
 `@pytest.mark.sqlite_only("reason")` and skipped on PostgreSQL.
 """
 
+import collections
 import hashlib
 import http.client
 import json
@@ -78,10 +79,22 @@ DEFAULT_TEST_DEADLINE = 180
 # ---- small utilities -----------------------------------------------------
 
 
+_recent_ports = collections.deque(maxlen=2048)
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, and not one handed out recently: the
+    kernel may give a closed test socket's port to the next bind, and
+    servers made together (a cluster's six nodes) are only started later,
+    so two of them could otherwise get the same one."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _recent_ports:
+            _recent_ports.append(port)
+            return port
+    raise AssertionError("no fresh port in 100 tries")
 
 
 def unique_bucket(prefix="b"):
