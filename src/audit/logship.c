@@ -254,6 +254,7 @@ static bool send_batch(logship *ls, const buf_t *body, int nlines) {
 }
 
 static void *shipper_main(void *arg) {
+    pthread_setname_np(pthread_self(), "log-ship");
     logship *ls = arg;
     int cap = ls->o.batch_lines;
     const char **lines = calloc((size_t)cap, sizeof *lines);

@@ -513,6 +513,7 @@ static void drain_spool(audit_shipper *s) {
 }
 
 static void *ship_main(void *arg) {
+    pthread_setname_np(pthread_self(), "audit-ship");
     audit_shipper *s = arg;
     audit_journal *j = s->o.journal;
     int64_t next_replay = 0;

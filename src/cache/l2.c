@@ -985,6 +985,7 @@ static void listen_loop(l2 *r, redisContext *c, const char *ack_chan) {
 }
 
 static void *subscriber_main(void *arg) {
+    pthread_setname_np(pthread_self(), "redis-sub");
     l2 *r = arg;
     int backoff = BACKOFF_MIN_MS;
     buf_t chan, ack;

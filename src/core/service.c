@@ -163,6 +163,7 @@ static void job_release(stop_job *j) {
 }
 
 static void *stop_main(void *arg) {
+    pthread_setname_np(pthread_self(), "service-stop");
     stop_job *j = arg;
     j->stop(j->ud);
     pthread_mutex_lock(&j->mu);

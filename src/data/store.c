@@ -409,6 +409,7 @@ static void encode_and_write(data_writer *w, unsigned char *s, size_t len) {
 static void encode_and_write(data_writer *w, unsigned char *s, size_t len);
 
 static void *writer_main(void *arg) {
+    pthread_setname_np(pthread_self(), "drive-writer");
     worker_arg *wa = arg;
     data_writer *w = wa->w;
     bool tap = wa->tap;
@@ -1181,6 +1182,7 @@ void data_set_heal_sink(data_store *ds, data_heal_sink_fn sink, void *ud) {
 }
 
 static void *heal_main(void *arg) {
+    pthread_setname_np(pthread_self(), "healer");
     data_store *ds = arg;
     pthread_mutex_lock(&ds->heal_mu);
     for (;;) {

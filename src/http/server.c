@@ -391,6 +391,7 @@ static const char *phase_name(int phase) {
 }
 
 static void *watchdog_main(void *arg) {
+    pthread_setname_np(pthread_self(), "http-watchdog");
     http_server *s = arg;
     cut_note notes[WATCHDOG_MAX_CUTS];
     pthread_mutex_lock(&s->mu);

@@ -102,6 +102,7 @@ static void lease_try(jobs_lease *l) {
 }
 
 static void *lease_main(void *arg) {
+    pthread_setname_np(pthread_self(), "lease");
     jobs_lease *l = arg;
     while (!pause_ms(l, l->ttl_ms / 3)) lease_try(l);
     if (l->mine) {

@@ -200,6 +200,7 @@ int membership_apply_registry(meta_store *ms, data_store *ds, buf_t *sig) {
 }
 
 static void *membership_main(void *arg) {
+    pthread_setname_np(pthread_self(), "membership");
     membership *m = arg;
     for (;;) {
         data_check_drives(m->ds, record_seen, m);

@@ -128,6 +128,7 @@ typedef struct {
 } worker_arg;
 
 static void *worker_main(void *arg) {
+    pthread_setname_np(pthread_self(), "job-worker");
     worker_arg *wa = arg;
     job_queue *q = wa->q;
     char owner[64];
@@ -201,6 +202,7 @@ static void *worker_main(void *arg) {
 /* Renews the leases of running jobs every third of a lease, so a live run
  * keeps its job however long it takes; only a dead process lets one lapse. */
 static void *keeper_main(void *arg) {
+    pthread_setname_np(pthread_self(), "job-keeper");
     job_queue *q = arg;
     for (;;) {
         struct timespec until;
@@ -243,6 +245,7 @@ static bool listener_wait(job_queue *q, int ms, bool *readable) {
 }
 
 static void *listener_main(void *arg) {
+    pthread_setname_np(pthread_self(), "job-listener");
     job_queue *q = arg;
     int backoff_ms = 0;
     bool lost = false, readable;

@@ -119,6 +119,7 @@ static bool scrub_pass(scrubber *s) {
 }
 
 static void *scrub_main(void *arg) {
+    pthread_setname_np(pthread_self(), "scrubber");
     scrubber *s = arg;
     for (;;) {
         if (!jobs_lease_held(s->lease)) { /* another gateway scrubs */

@@ -385,6 +385,7 @@ static void collect_stale(pg_store *ms, int64_t now, pg_conn **drop) {
 }
 
 static void *maint_main(void *arg) {
+    pthread_setname_np(pthread_self(), "pg-pool");
     pg_store *ms = arg;
     int64_t period = maint_period_ns(&ms->opt);
     pthread_mutex_lock(&ms->mu);

@@ -80,6 +80,7 @@ static bool redis_configured(meta_store *ms) {
 static int64_t elapsed_ns(int64_t since) { return time_mono_ns() - since; }
 
 static void *checker_main(void *arg) {
+    pthread_setname_np(pthread_self(), "health-check");
     s3_health *h = arg;
     pthread_mutex_lock(&h->mu);
     for (;;) {
