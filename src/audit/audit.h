@@ -127,6 +127,13 @@ typedef struct {
     const char *region;                /* SigV4 scopes must name it (service "s3") */
     int clock_skew;                    /* seconds */
     int64_t max_body_bytes;            /* a POST body over this is 413 (audit_max_batch_bytes) */
+    /* The store's own requests are audit events too.  journal: the
+     * gateway's (embedded), where they go like S3 requests' (a POST waits
+     * for its event to be durable); else record_direct: straight into
+     * events, one transaction each (audit-server, as admin commands do);
+     * neither: not audited (audit_enabled false). */
+    audit_journal *journal;
+    bool record_direct;
 } audit_store_options;
 
 /* A store serving the API over o->meta.  The strings and the key are

@@ -65,7 +65,9 @@ typedef struct {
     char want_sha[65];
     crypto_hash_sha256_state sha;
     buf_t body;
-    char error[48];                    /* for the access log */
+    char error[48];                    /* for the access log, and the audit event's error_code */
+    char principal[AUDIT_STR_MAX + 1]; /* the access key a refused signature claimed */
+    const char *user;                  /* the user behind an accepted signature (arena) */
 } areq;
 
 int audit_store_new(const audit_store_options *o, audit_store **out) {
@@ -166,6 +168,7 @@ static int authorize(audit_store *s, http_req *r, areq *q) {
     auth_refusal why;
     int rc = auth_request(&s->keys, &sr, NULL, time_now_ms() / 1000, &who, &why);
     if (rc != 0) {
+        snprintf(q->principal, sizeof q->principal, "%s", who.cred.access_key);
         auth_identity_wipe(&who);
         if (meta_unavailable(rc)) {
             fail_meta(r, q, rc, "cannot load the access key");
@@ -185,6 +188,7 @@ static int authorize(audit_store *s, http_req *r, areq *q) {
         fail(r, q, 403, "AccessDenied", "the audit API needs a SigV4 signature of root or of a user with the audit right");
         return -1;
     }
+    if (root) q->user = s->root_access_key;
     if (!root) {
         meta_user u;
         rc = meta_user_get(s->o.meta, user_id, &u);
@@ -192,6 +196,7 @@ static int authorize(audit_store *s, http_req *r, areq *q) {
             fail_meta(r, q, rc, "cannot load the user");
             return -1;
         }
+        if (rc == 0) q->user = arena_strndup(r->arena, u.name, strlen(u.name));
         if (rc == CAIRN_ENOTFOUND || !u.audit) {
             fail(r, q, 403, "AccessDenied", "this user does not have the audit right (cairn admin user audit NAME --grant)");
             return -1;
@@ -519,6 +524,87 @@ static void store_done(audit_store *s, http_req *r, bool ok) {
     r->ctx = NULL;
 }
 
+/* ---- the store's own audit events ------------------------------------------------------ */
+
+static int64_t wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One event straight into the events database: encoded and parsed back as
+ * the journal's events are, so it is validated the same way. */
+static int record_direct(audit_store *s, const audit_event_fields *e) {
+    char id[AUDIT_ID_LEN + 1];
+    audit_event_id_new(id);
+    buf_t b;
+    buf_init(&b);
+    buf_putc(&b, '[');
+    int rc = audit_emit_encode(e, id, &b);
+    buf_putc(&b, ']');
+    if (rc == 0 && b.oom) rc = CAIRN_ENOMEM;
+    audit_events *ev = NULL;
+    audit_error err;
+    if (rc == 0) rc = audit_events_parse(b.data, b.len, 1, &ev, &err);
+    buf_free(&b);
+    int inserted = 0;
+    if (rc == 0) rc = meta_audit_insert(s->o.events, audit_events_list(ev), audit_events_count(ev), &inserted);
+    audit_events_free(ev);
+    return rc;
+}
+
+/*
+ * Called by http/ right before a store request's answer is queued (as the
+ * S3 pipeline's on_reply is): its event, action audit:PostEvents,
+ * audit:QueryEvents or audit:Unknown.  A successful answer goes out only
+ * once its event is recorded (a POST's durably); when it cannot be, the
+ * answer becomes 503 (a retried POST is idempotent).  An error answer
+ * keeps its status, and an event lost with it is logged and counted.
+ */
+static void store_reply(audit_store *s, http_req *r, bool will_send) {
+    if (!s->o.journal && !s->o.record_direct) return;
+    areq *q = r->ctx;
+    int64_t dur_us = (time_mono_ns() - r->start_ns) / 1000;
+    unsigned status = http_status(r);
+    char corr[129];
+    const char *cid = http_header(r, "x-correlation-id");
+    const char *principal = r->principal[0] ? r->principal : q && q->principal[0] ? q->principal : "anonymous";
+    const char *action = !q ? "audit:Unknown" : q->kind == REQ_POST ? "audit:PostEvents"
+                                              : q->kind == REQ_GET  ? "audit:QueryEvents" : "audit:Unknown";
+    audit_event_fields e = {
+        .time_us = wall_us() - dur_us,
+        .request_id = r->request_id,
+        .correlation_id = cid && audit_correlation_id_clean(cid, corr) == 0 ? corr : NULL,
+        .principal = principal,
+        .user = q && q->user && r->principal[0] ? q->user : "",
+        .source_address = r->remote_addr,
+        .action = action,
+        .status = status ? status : 499,
+        .error_code = q && q->error[0] && status >= 400 ? q->error : r->refusal ? r->refusal : "",
+        .bytes_in = r->bytes_in,
+        .bytes_out = will_send ? http_response_size(r) : 0,
+        .duration_us = (uint64_t)dur_us,
+    };
+    bool must = will_send && status < 300;
+    int rc = s->o.journal ? audit_emit(s->o.journal, &e, will_send && strcmp(r->method, "POST") == 0)
+                          : record_direct(s, &e);
+    if (rc == 0) return;
+    if (!must) {
+        if (!s->o.journal) { /* the journal counts and logs its own losses */
+            log_write(LOG_ERROR, r->request_id, "audit events lost", "count", "1", "reason",
+                      "the audit event of a refused audit API request could not be recorded", "error",
+                      cairn_strerror(rc), NULL);
+            count(s, "cairn_audit_events_lost_total", "Audit events lost.", 1);
+        }
+        return;
+    }
+    log_write(LOG_ERROR, r->request_id, "audit event not recorded: answering 503", "error", cairn_strerror(rc), NULL);
+    http_response_discard(r);
+    http_add_header(r, "Retry-After", "1");
+    fail(r, q, 503, rc == CAIRN_EBUSY ? "SlowDown" : "ServiceUnavailable",
+         "the audit trail cannot record this request; retry");
+}
+
 /* The standalone server also answers the operator endpoints. */
 static void alone_begin(void *app, http_req *r) {
     audit_store *s = app;
@@ -559,8 +645,13 @@ static void alone_begin(void *app, http_req *r) {
 static void alone_body(void *app, http_req *r, const char *d, size_t n) { store_body(app, r, d, n); }
 static void alone_end(void *app, http_req *r) { store_end(app, r); }
 static void alone_done(void *app, http_req *r, bool ok) { store_done(app, r, ok); }
+static void alone_reply(void *app, http_req *r, bool will_send) {
+    /* The operator endpoints are not audited (as on a gateway). */
+    if (r->ctx || !r->api || (strncmp(r->api, "Health", 6) != 0 && strcmp(r->api, "Metrics") != 0))
+        store_reply(app, r, will_send);
+}
 
-static const http_handler alone = {alone_begin, alone_body, alone_end, alone_done, NULL};
+static const http_handler alone = {alone_begin, alone_body, alone_end, alone_done, alone_reply};
 
 const http_handler *audit_store_handler(void) { return &alone; }
 
@@ -616,11 +707,11 @@ static void mux_done(void *app, http_req *r, bool ok) {
 }
 
 /* The S3 pipeline's reply callback emits its requests' audit events; the
- * store's own requests have a context of another type and are not passed
- * to it (they are not audited yet: docs/audit.md). */
+ * store's own requests (a context of another type) are the store's. */
 static void mux_reply(void *app, http_req *r, bool will_send) {
     audit_mux *m = app;
-    if (!mine(m, r) && m->next->reply) m->next->reply(m->next_app, r, will_send);
+    if (mine(m, r)) store_reply(m->s, r, will_send);
+    else if (m->next->reply) m->next->reply(m->next_app, r, will_send);
 }
 
 static const http_handler mux = {mux_begin, mux_body, mux_end, mux_done, mux_reply};

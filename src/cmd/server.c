@@ -524,7 +524,8 @@ static int auditstore_start(void *ud) {
     audit_store_options ao = {.meta = sv->ms, .events = sv->audit_ms, .obs = sv->obs, .master_key = sv->mk,
                               .root_access_key = sv->root.user, .root_secret = sv->root.password,
                               .root_user_id = sv->root_user.id, .region = sv->cfg.region,
-                              .clock_skew = sv->cfg.clock_skew, .max_body_bytes = sv->cfg.audit_max_batch_bytes};
+                              .clock_skew = sv->cfg.clock_skew, .max_body_bytes = sv->cfg.audit_max_batch_bytes,
+                              .journal = sv->audit, .record_direct = sv->audit_only && sv->cfg.audit_enabled};
     int rc = audit_store_new(&ao, &sv->astore);
     if (rc == 0 && !sv->audit_only) rc = audit_mux_new(sv->astore, s3_http_handler(), sv->gw, sv->cfg.domain, &sv->mux);
     if (rc == 0) return 0;
@@ -727,7 +728,7 @@ static int register_services(svc_registry *r, server *sv) {
         {"obs", NULL, obs_start, obs_stop, sv, 0},
         {"audit", NULL, audit_start, audit_stop, sv, 0},
         {"gateway", "metadata,data,obs,audit", gateway_start, gateway_stop, sv, 0},
-        {"auditstore", "metadata,obs,gateway", auditstore_start, auditstore_stop, sv, 0},
+        {"auditstore", "metadata,obs,gateway,audit", auditstore_start, auditstore_stop, sv, 0},
         {"shipper", "metadata,audit", shipper_start, shipper_stop, sv, sv->cfg.shutdown_timeout * 1000 + 5000},
         {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
         {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},

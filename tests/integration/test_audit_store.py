@@ -334,6 +334,122 @@ def test_cairn_server_serves_the_same_api_beside_s3(make_server):
     assert m.get("cairn_audit_store_events_accepted_total") == 3
 
 
+# ---- the store's own requests are audit events ------------------------------------------
+
+
+def own(srv, method, corr, creds=None, anonymous=False, path=PATH, body_=b"", query=None):
+    """A request to the store tagged with its own correlation id."""
+    return srv.request(method, path, body=body_, creds=creds, anonymous=anonymous, query=query,
+                       headers={"X-Correlation-Id": corr, "Content-Type": "application/json"})
+
+
+def own_events(srv, corr):
+    return query_all(srv, correlation_id=corr)[0]
+
+
+def test_the_audit_servers_own_requests_are_recorded_at_once(store):
+    """audit-server has no journal: each request's event goes straight into
+    its database before the answer (queryable as soon as it is answered)."""
+    tag = unique_name("own")
+    doc = json.dumps({"events": [event(1, correlation_id=tag + "-batch")]}).encode()
+    r = own(store, "POST", tag + "-post", body_=doc)
+    assert r.status == 200, r.body
+    [e] = own_events(store, tag + "-post")
+    assert e["action"] == "audit:PostEvents" and e["status"] == 200 and e["outcome"] == "success", e
+    assert e["principal"] == store.root[0] and e["user"] == store.root[0], e
+    assert e["bytes_in"] == len(doc) and e["source_address"] == "127.0.0.1", e
+    assert e["request_id"] == r.header("x-amz-request-id") or e["request_id"], e
+    assert len(own_events(store, tag + "-batch")) == 1
+    # A query, then an auditor (a user with the audit right) querying.
+    assert own(store, "GET", tag + "-get", query={"bucket": "none"}).status == 200
+    [e] = own_events(store, tag + "-get")
+    assert e["action"] == "audit:QueryEvents" and e["status"] == 200 and e["bytes_out"] > 0, e
+    name, auditor = audit_user(store)
+    assert own(store, "GET", tag + "-auditor", creds=auditor).status == 200
+    [e] = own_events(store, tag + "-auditor")
+    assert e["principal"] == auditor[0] and e["user"] == name, e
+
+
+def test_refused_audit_api_requests_are_recorded_as_denied_or_error(store):
+    tag = unique_name("own")
+    assert own(store, "GET", tag + "-anon", anonymous=True).status == 403
+    [e] = own_events(store, tag + "-anon")
+    assert (e["action"], e["principal"], e["user"], e["outcome"], e["status"], e["error_code"]) == \
+        ("audit:QueryEvents", "anonymous", "", "denied", 403, "AccessDenied"), e
+    r = own(store, "POST", tag + "-badsig", creds=(store.root[0], "x" * 40), body_=b"[]")
+    assert r.status == 403
+    [e] = own_events(store, tag + "-badsig")
+    assert (e["action"], e["principal"], e["user"], e["outcome"], e["error_code"]) == \
+        ("audit:PostEvents", store.root[0], "", "denied", "SignatureDoesNotMatch"), e
+    name, plain = audit_user(store, grant=False)
+    assert own(store, "GET", tag + "-noright", creds=plain).status == 403
+    [e] = own_events(store, tag + "-noright")
+    assert e["principal"] == plain[0] and e["outcome"] == "denied", e
+    assert own(store, "POST", tag + "-bad", body_=b'{"events":[{"event_id":"x"}]}').status == 400
+    [e] = own_events(store, tag + "-bad")
+    assert (e["action"], e["outcome"], e["status"], e["error_code"]) == \
+        ("audit:PostEvents", "error", 400, "invalid event"), e
+    assert own(store, "DELETE", tag + "-method").status == 405
+    assert own(store, "GET", tag + "-path", path="/audit/v1/other").status == 404
+    assert own_events(store, tag + "-method")[0]["action"] == "audit:Unknown"
+    assert own_events(store, tag + "-path")[0]["status"] == 404
+
+
+def test_the_audit_servers_operator_endpoints_are_not_recorded(store):
+    tag = unique_name("own")
+    for path in ("/health/live", "/health/ready", "/metrics"):
+        assert store.get_url("GET", path, headers={"X-Correlation-Id": tag}).status == 200
+    assert own(store, "GET", tag + "-after").status == 200
+    assert own_events(store, tag + "-after")        # recorded synchronously: the check below is not early
+    assert own_events(store, tag) == []
+    assert store.metrics().get("cairn_audit_events_lost_total", 0) == 0
+
+
+def test_audit_server_with_audit_off_records_nothing_of_its_own(make_audit):
+    srv = make_audit(env={"CAIRN_AUDIT_ENABLED": "false"})
+    tag = unique_name("own")
+    assert own(srv, "POST", tag, body_=json.dumps([event(1, correlation_id=tag + "-b")]).encode()).status == 200
+    assert len(own_events(srv, tag + "-b")) == 1
+    assert own_events(srv, tag) == []
+
+
+@pytest.mark.sqlite_only("holds the SQLite write lock from another process")
+def test_a_query_whose_event_cannot_be_recorded_is_503(make_audit):
+    """Reads go on under another writer (WAL), the event's insert cannot:
+    the answer is 503 SlowDown, not results without their event."""
+    import sqlite3
+    srv = make_audit()
+    tag = unique_name("own")
+    db = sqlite3.connect(str(srv.data_dir / "audit.db"), timeout=5, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        r = own(srv, "GET", tag)
+        assert r.status == 503, r.body
+        assert body(r)["error"] == "SlowDown" and r.header("Retry-After") == "1"
+        assert "audit event not recorded: answering 503" in srv.log_text()
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert own(srv, "GET", tag + "-again").status == 200
+    assert own_events(srv, tag + "-again")
+
+
+def test_the_embedded_stores_requests_go_through_the_journal(make_server):
+    srv = make_server(env={"CAIRN_AUDIT_RETENTION_DAYS": "0", "CAIRN_AUDIT_FLUSH_INTERVAL": "100"})
+    tag = unique_name("own")
+    assert own(srv, "POST", tag + "-post", body_=json.dumps([event(1)]).encode()).status == 200
+    assert own(srv, "GET", tag + "-get", anonymous=True).status == 403
+    got = wait_until(lambda: len(own_events(srv, tag + "-post")) == 1 and own_events(srv, tag + "-get"), 20,
+                     what="the store requests' events shipped")
+    assert got
+    [post_ev] = own_events(srv, tag + "-post")
+    assert post_ev["action"] == "audit:PostEvents" and post_ev["principal"] == srv.root[0], post_ev
+    [get_ev] = own_events(srv, tag + "-get")
+    assert get_ev["outcome"] == "denied" and get_ev["principal"] == "anonymous", get_ev
+    cp = srv.admin("audit", "journal-dump", "--all")
+    assert tag + "-post" in cp.stdout
+
+
 # ---- retention ------------------------------------------------------------------------------
 
 
