@@ -351,6 +351,8 @@ int logship_start(const logship_options *o, logship **out) {
     pthread_mutex_init(&ls->mu, NULL);
     pthread_cond_init(&ls->cv, NULL);
     int rc = ls->url && ls->service ? http_client_new(ls->o.timeout_ms, ls->o.timeout_ms, 4096, &ls->hc) : CAIRN_ENOMEM;
+    if (rc == 0) rc = http_client_set_ca(ls->hc, o->tls_ca);
+    ls->o.tls_ca = NULL;
     if (rc == 0 && pthread_create(&ls->th, NULL, shipper_main, ls) != 0) rc = CAIRN_ENOMEM;
     if (rc != 0) {
         release(ls);

@@ -41,6 +41,7 @@ typedef struct {
     int batch_lines;
     int flush_ms;              /* a line waits this long at most for its batch to fill */
     int timeout_ms;            /* one POST, connect included */
+    const char *tls_ca;        /* https://: the CA bundle that verifies the endpoint; NULL or "" = system CAs */
     int retry_max_ms;          /* the backoff's cap */
     int sample;                /* under overload, keep one debug/info line in this many */
     const char *service;       /* the Loki label "service" (e.g. "gateway") */

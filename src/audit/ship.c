@@ -653,7 +653,9 @@ int audit_shipper_start(const audit_shipper_opts *o, audit_shipper **out) {
         s->region = strdup(o->region && o->region[0] ? o->region : "us-east-1");
         if (rc == 0 && (!s->access_key || !s->secret_key || !s->region)) rc = CAIRN_ENOMEM;
         if (rc == 0) rc = http_client_new(o->timeout_ms, o->timeout_ms, 64 * 1024, &s->hc);
+        if (rc == 0) rc = http_client_set_ca(s->hc, o->tls_ca);
     }
+    s->o.tls_ca = NULL;
     s->o.url = NULL; /* the copies above are used */
     s->o.access_key = s->o.secret_key = s->o.region = NULL;
     if (rc == 0) rc = audit_dlq_open(&o->dlq, &s->dlq);

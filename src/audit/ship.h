@@ -66,6 +66,7 @@ typedef struct {
     int batch_size;            /* 1..AUDIT_BATCH_MAX events per batch */
     int flush_interval_ms;     /* >= 1 */
     int timeout_ms;            /* remote: connect and total timeout of one POST */
+    const char *tls_ca;        /* remote https://: the CA bundle that verifies the store; NULL or "" = system CAs */
     int max_retries;           /* >= 0 */
     int backoff_base_ms;       /* first retry's ceiling (0: 100) */
     int backoff_max_ms;        /* largest ceiling (0: 10000) */

@@ -13,12 +13,10 @@
  * print the same bytes for the same events.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -166,115 +164,68 @@ static int query_local(meta_store *ms, const query_opts *o) {
 
 /* ---- remote ------------------------------------------------------------------------ */
 
-typedef struct {
-    char host[256], port[8];
-} endpoint;
-
-static int parse_url(const char *url, endpoint *e) {
-    if (!strncmp(url, "https://", 8)) {
-        fprintf(stderr, "cairn: --url: https is not supported by this command yet; use http:// (or query locally)\n");
+/* --url: http:// or https://, then HOST[:PORT] (an IPv6 address in
+ * brackets) and nothing but an optional "/" after it.  Fills host_header
+ * (what the Host header carries, and SigV4 signs) and base (scheme and
+ * authority).  0, or 2 after printing why. */
+static int parse_url(const char *url, char *host_header, size_t hl, char *base, size_t bl) {
+    size_t scheme = !strncmp(url, "https://", 8) ? 8 : !strncmp(url, "http://", 7) ? 7 : 0;
+    const char *h = url + scheme;
+    size_t n = strcspn(h, "/?#");
+    if (!scheme || n == 0 || n >= hl || scheme + n >= bl || (h[n] && strcmp(h + n, "/") != 0) ||
+        (h[0] == '[' && !memchr(h, ']', n))) {
+        fprintf(stderr, "cairn: --url must be http://HOST[:PORT] or https://HOST[:PORT]\n");
         return 2;
     }
-    if (strncmp(url, "http://", 7) != 0) {
-        fprintf(stderr, "cairn: --url must be http://HOST:PORT\n");
-        return 2;
-    }
-    const char *h = url + 7;
-    size_t n = strcspn(h, "/");
-    char hp[300];
-    if (n == 0 || n >= sizeof hp) {
-        fprintf(stderr, "cairn: --url must be http://HOST:PORT\n");
-        return 2;
-    }
-    memcpy(hp, h, n);
-    hp[n] = '\0';
-    char *colon = strrchr(hp, ':');
-    if (hp[0] == '[') { /* [v6]:port */
-        char *close = strchr(hp, ']');
-        if (!close) return fprintf(stderr, "cairn: --url: bad IPv6 address\n"), 2;
-        *close = '\0';
-        snprintf(e->host, sizeof e->host, "%s", hp + 1);
-        colon = close[1] == ':' ? close + 1 : NULL;
-    } else {
-        if (colon) *colon = '\0';
-        snprintf(e->host, sizeof e->host, "%s", hp);
-    }
-    snprintf(e->port, sizeof e->port, "%s", colon ? colon + 1 : "80");
+    snprintf(host_header, hl, "%.*s", (int)n, h);
+    snprintf(base, bl, "%.*s", (int)(scheme + n), url);
     return 0;
 }
 
-/* Sends one GET and reads the whole answer (Connection: close) into out;
- * *status gets the status code.  0, or 1 after printing why. */
-static int http_get(const endpoint *ep, const char *host_header, const char *target, const char *auth,
+/* One signed GET of target (path and query) through libcurl: https://
+ * peers are verified against tls_ca (or the system CAs).  0 with *status
+ * and the body, or 1 after printing why. */
+static int http_get(const config_t *cfg, const char *base, const char *target, const char *auth,
                     const char *amz_date, const char *payload_hash, int *status, buf_t *body) {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(ep->host, ep->port, &hints, &ai) != 0 || !ai) {
-        fprintf(stderr, "cairn: cannot resolve %s\n", ep->host);
-        return 1;
+    http_client *c = NULL;
+    int rc = http_client_new(30000, 30000, RESPONSE_MAX, &c);
+    if (rc == 0) rc = http_client_set_ca(c, cfg->tls_ca);
+    buf_t url, h1, h2, h3;
+    buf_init(&url);
+    buf_init(&h1);
+    buf_init(&h2);
+    buf_init(&h3);
+    buf_printf(&url, "%s%s", base, target);
+    buf_printf(&h1, "x-amz-date: %s", amz_date);
+    buf_printf(&h2, "x-amz-content-sha256: %s", payload_hash);
+    buf_printf(&h3, "Authorization: %s", auth);
+    long st = 0;
+    if (rc == 0 && (url.oom || h1.oom || h2.oom || h3.oom)) rc = CAIRN_ENOMEM;
+    if (rc == 0) {
+        const char *headers[] = {h1.data, h2.data, h3.data, NULL};
+        rc = http_client_get(c, url.data, headers, &st, body);
     }
-    int fd = -1;
-    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
-        if (fd < 0) continue;
-        struct timeval tv = {30, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            close(fd);
-            fd = -1;
-        }
+    http_client_free(c);
+    buf_free(&h1);
+    buf_free(&h2);
+    buf_free(&h3);
+    if (rc == 0 && body->len >= RESPONSE_MAX) {
+        fprintf(stderr, "cairn: %s: the answer is too large\n", url.data);
+        rc = -1;
+    } else if (rc != 0) {
+        fprintf(stderr, "cairn: %s: %s\n", url.data ? url.data : base,
+                rc == CAIRN_ETIMEDOUT ? "no answer in time"
+                : rc == CAIRN_ENOMEM  ? "out of memory"
+                                      : "cannot connect, or no complete HTTP answer (for https://: a certificate tls_ca does not verify?)");
     }
-    freeaddrinfo(ai);
-    if (fd < 0) {
-        fprintf(stderr, "cairn: cannot connect to %s:%s: %s\n", ep->host, ep->port, strerror(errno));
-        return 1;
-    }
-    buf_t req;
-    buf_init(&req);
-    buf_printf(&req,
-               "GET %s HTTP/1.1\r\nHost: %s\r\nx-amz-date: %s\r\nx-amz-content-sha256: %s\r\nAuthorization: %s\r\n"
-               "Connection: close\r\n\r\n",
-               target, host_header, amz_date, payload_hash, auth);
-    size_t off = 0;
-    while (!req.oom && off < req.len) {
-        ssize_t w = send(fd, req.data + off, req.len - off, MSG_NOSIGNAL);
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    bool sent = !req.oom && off == req.len;
-    buf_free(&req);
-    buf_t all;
-    buf_init(&all);
-    char chunk[65536];
-    ssize_t r = 0;
-    while (sent && (r = recv(fd, chunk, sizeof chunk, 0)) > 0 && all.len < RESPONSE_MAX) buf_append(&all, chunk, (size_t)r);
-    close(fd);
-    if (!sent || r < 0 || all.oom || all.len >= RESPONSE_MAX) {
-        fprintf(stderr, "cairn: %s:%s: %s\n", ep->host, ep->port,
-                !sent ? "cannot send the request" : all.len >= RESPONSE_MAX ? "the answer is too large" : "no complete answer");
-        buf_free(&all);
-        return 1;
-    }
-    char *end = all.data ? strstr(all.data, "\r\n\r\n") : NULL;
-    if (!end || sscanf(all.data, "HTTP/1.%*c %d", status) != 1) {
-        fprintf(stderr, "cairn: %s:%s did not answer HTTP\n", ep->host, ep->port);
-        buf_free(&all);
-        return 1;
-    }
-    *end = '\0';
-    if (strcasestr(all.data, "\r\nTransfer-Encoding:")) {
-        fprintf(stderr, "cairn: %s:%s answered with a transfer coding this command does not read\n", ep->host, ep->port);
-        buf_free(&all);
-        return 1;
-    }
-    buf_append(body, end + 4, all.len - (size_t)(end + 4 - all.data));
-    buf_free(&all);
-    return body->oom ? 1 : 0;
+    buf_free(&url);
+    *status = (int)st;
+    return rc == 0 ? 0 : 1;
 }
 
 static int query_remote(const config_t *cfg, const query_opts *o) {
-    endpoint ep;
-    int rc = parse_url(o->url, &ep);
+    char host_header[300], base[320];
+    int rc = parse_url(o->url, host_header, sizeof host_header, base, sizeof base);
     if (rc != 0) return rc;
     const char *ak = o->access_key ? o->access_key : cfg->root_user;
     const char *sk = o->secret_key ? o->secret_key : cfg->root_password;
@@ -285,9 +236,6 @@ static int query_remote(const config_t *cfg, const query_opts *o) {
     }
     int64_t from_us, to_us;
     if ((rc = parse_times(o, &from_us, &to_us)) != 0) return rc;
-    char host_header[300];
-    const char *h = o->url + 7;
-    snprintf(host_header, sizeof host_header, "%.*s", (int)strcspn(h, "/"), h);
     static const char empty_sha[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     char cursor[AUDIT_QUERY_CURSOR_LEN * 2 + 1] = "";
     long long left = o->limit > 0 ? o->limit : -1;
@@ -345,7 +293,7 @@ static int query_remote(const config_t *cfg, const query_opts *o) {
             fprintf(stderr, "cairn: cannot sign the request: %s\n", cairn_strerror(rc ? rc : CAIRN_ENOMEM));
             rc = 1;
         } else {
-            rc = http_get(&ep, host_header, target.data, authz.data, amz_date, empty_sha, &status, &body);
+            rc = http_get(cfg, base, target.data, authz.data, amz_date, empty_sha, &status, &body);
         }
         buf_free(&authz);
         buf_free(&target);

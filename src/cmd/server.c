@@ -466,6 +466,7 @@ static int shipper_start(void *ud) {
                             .secret_key = own_keys ? c->audit_secret_key : sv->root.password,
                             .region = c->region, .batch_size = c->audit_batch_size,
                             .flush_interval_ms = c->audit_flush_interval, .timeout_ms = c->audit_timeout_ms,
+                            .tls_ca = c->tls_ca,
                             .max_retries = c->audit_max_retries,
                             .dlq = {.dir = dir, .redis_url = c->audit_dlq_stream[0] ? c->redis_url : "",
                                     .stream = c->audit_dlq_stream, .redis_timeout_ms = c->redis_timeout_ms,
@@ -699,6 +700,7 @@ static int logship_svc_start(void *ud) {
                          .buffer_bytes = (size_t)c->log_ship_buffer_bytes, .batch_bytes = 1 << 20,
                          .batch_lines = c->log_ship_batch_lines, .flush_ms = c->log_ship_flush_ms,
                          .timeout_ms = c->log_ship_timeout_ms, .retry_max_ms = c->log_ship_retry_max_ms,
+                         .tls_ca = c->tls_ca,
                          .sample = c->log_ship_sample, .service = sv->audit_only ? "audit-server" : sv->gateway ? "gateway" : "server"};
     int rc = logship_start(&o, &sv->logs);
     if (rc == 0) return 0;

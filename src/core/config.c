@@ -295,7 +295,7 @@ static const option options[] = {
     OPT_STR(tls_key, "CAIRN_TLS_KEY", NULL, "path", "",
             "PEM private key of tls_cert; never logged"),
     OPT_STR(tls_ca, "CAIRN_TLS_CA", NULL, "path", "",
-            "CA bundle a gateway trusts for https:// nodes (hostnames are checked); empty = system CAs"),
+            "CA bundle (PEM) that verifies https:// storage nodes, audit_url and log_ship_url (host names are checked); empty = system CAs"),
     OPT_NUM(job_workers, "CAIRN_JOB_WORKERS", 1, 64, "2",
             "Threads running background jobs from the durable queue"),
     OPT_NUM(job_lease_ms, "CAIRN_JOB_LEASE_MS", 100, 86400000, "60000",

@@ -16,6 +16,7 @@ struct http_client {
     CURL *h;
     int connect_timeout_ms, timeout_ms;
     size_t max_response;
+    char *ca_file;              /* NULL: the system CAs */
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -42,7 +43,16 @@ int http_client_new(int connect_timeout_ms, int timeout_ms, size_t max_response,
 void http_client_free(http_client *c) {
     if (!c) return;
     curl_easy_cleanup(c->h);
+    free(c->ca_file);
     free(c);
+}
+
+int http_client_set_ca(http_client *c, const char *ca_file) {
+    char *copy = NULL;
+    if (ca_file && ca_file[0] && !(copy = strdup(ca_file))) return CAIRN_ENOMEM;
+    free(c->ca_file);
+    c->ca_file = copy;
+    return 0;
 }
 
 typedef struct {
@@ -61,20 +71,23 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     return len;
 }
 
-int http_client_post(http_client *c, const char *url, const char *content_type, const char *const *headers,
-                     const void *body, size_t len, long *status, buf_t *response) {
+/* One request: a POST of body when post, else a GET. */
+static int perform(http_client *c, bool post, const char *url, const char *content_type, const char *const *headers,
+                   const void *body, size_t len, long *status, buf_t *response) {
     *status = 0;
     if (response) buf_reset(response);
     struct curl_slist *hl = NULL, *t;
-    char ct[160];
-    snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/octet-stream");
-    if (!(t = curl_slist_append(hl, ct))) return CAIRN_ENOMEM;
-    hl = t;
-    if (!(t = curl_slist_append(hl, "Expect:"))) { /* no 100-continue round trip */
-        curl_slist_free_all(hl);
-        return CAIRN_ENOMEM;
+    if (post) {
+        char ct[160];
+        snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/octet-stream");
+        if (!(t = curl_slist_append(hl, ct))) return CAIRN_ENOMEM;
+        hl = t;
+        if (!(t = curl_slist_append(hl, "Expect:"))) { /* no 100-continue round trip */
+            curl_slist_free_all(hl);
+            return CAIRN_ENOMEM;
+        }
+        hl = t;
     }
-    hl = t;
     for (int i = 0; headers && headers[i]; i++) {
         if (!(t = curl_slist_append(hl, headers[i]))) {
             curl_slist_free_all(hl);
@@ -86,9 +99,11 @@ int http_client_post(http_client *c, const char *url, const char *content_type, 
     CURL *h = c->h;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    if (post) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
@@ -97,6 +112,7 @@ int http_client_post(http_client *c, const char *url, const char *content_type, 
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    if (c->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file); /* peer and host name are verified either way */
     CURLcode rc = curl_easy_perform(h);
     curl_slist_free_all(hl);
     if (rc == CURLE_OPERATION_TIMEDOUT) return CAIRN_ETIMEDOUT;
@@ -105,4 +121,13 @@ int http_client_post(http_client *c, const char *url, const char *content_type, 
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     if (response && response->oom) return CAIRN_ENOMEM;
     return 0;
+}
+
+int http_client_post(http_client *c, const char *url, const char *content_type, const char *const *headers,
+                     const void *body, size_t len, long *status, buf_t *response) {
+    return perform(c, true, url, content_type, headers, body, len, status, response);
+}
+
+int http_client_get(http_client *c, const char *url, const char *const *headers, long *status, buf_t *response) {
+    return perform(c, false, url, NULL, headers, NULL, 0, status, response);
 }

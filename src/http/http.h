@@ -186,6 +186,10 @@ typedef struct http_client http_client;
  * read and dropped.  CAIRN_ENOMEM, CAIRN_EIO (libcurl cannot start). */
 int http_client_new(int connect_timeout_ms, int timeout_ms, size_t max_response, http_client **out);
 void http_client_free(http_client *c);
+/* https:// peers are verified against the CA bundle in ca_file (PEM)
+ * instead of the system CAs; NULL or "" = the system CAs again.  0 or
+ * CAIRN_ENOMEM. */
+int http_client_set_ca(http_client *c, const char *ca_file);
 /* POSTs len bytes of body to url (http or https, no redirects) with the
  * Content-Type given and extra headers ("Name: value", NULL-terminated list,
  * or NULL).  0 with *status the HTTP status (whatever it is) and response
@@ -193,5 +197,7 @@ void http_client_free(http_client *c);
  * connection, a reset, a malformed answer), CAIRN_ENOMEM. */
 int http_client_post(http_client *c, const char *url, const char *content_type, const char *const *headers,
                      const void *body, size_t len, long *status, buf_t *response);
+/* The same, a GET without a body. */
+int http_client_get(http_client *c, const char *url, const char *const *headers, long *status, buf_t *response);
 
 #endif

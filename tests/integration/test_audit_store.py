@@ -15,7 +15,7 @@ import time
 import pytest
 
 import sigv4
-from conftest import CAIRN_BIN, server_env, unique_name, wait_until
+from conftest import CAIRN_BIN, free_port, server_env, unique_name, wait_until
 
 PATH = "/audit/v1/events"
 
@@ -524,6 +524,16 @@ def test_admin_audit_query_locally_and_remotely(store):
                          "--secret-key", plain[1]], capture_output=True, text=True, timeout=60,
                         env=server_env(), stdin=subprocess.DEVNULL)
     assert cp.returncode == 1 and "403" in cp.stderr
+    # The remote query is recorded by the server it asked (with its signer).
+    assert [e for e in query_all(store, principal=plain[0])[0] if e["action"] == "audit:QueryEvents"]
+    # URLs the command does not take, and a server that is not there.
+    for bad in ("ftp://127.0.0.1:1", "http://", "http://127.0.0.1:1/some/path", "127.0.0.1:1", "http://[::1:5"):
+        cp = subprocess.run([CAIRN_BIN, "admin", "audit", "query", "--url", bad], capture_output=True, text=True,
+                            timeout=60, env=env, stdin=subprocess.DEVNULL)
+        assert cp.returncode == 2 and "--url must be" in cp.stderr, (bad, cp.stderr)
+    cp = subprocess.run([CAIRN_BIN, "admin", "audit", "query", "--url", f"http://127.0.0.1:{free_port()}/"],
+                        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert cp.returncode == 1 and "cannot connect" in cp.stderr, cp.stderr
     cp = store.admin("audit", "query", "--outcome", "fine", check=False)
     assert cp.returncode == 2
     cp = store.admin("audit", "query", "--from", "noon", check=False)

@@ -9,6 +9,7 @@ under overload (warnings never sampled) is tests/unit/test_logship.c, where
 the test can log warnings at will."""
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +22,9 @@ from conftest import free_port, unique_bucket, wait_until
 class Receiver:
     """An HTTP endpoint recording every POST; mode: ok, fail (500), reject (400), hang."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
         self.port = port or free_port()
+        self.scheme = "https" if tls else "http"
         self.posts = []           # (monotonic time, path, content type, body)
         self.mode = "ok"
         self.lock = threading.Lock()
@@ -45,12 +47,16 @@ class Receiver:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if tls:   # (certificate, key): HTTPS
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path="/loki/api/v1/push"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def close(self):
         self.httpd.shutdown()
@@ -205,3 +211,19 @@ def test_a_stop_flushes_what_is_queued(rx, make_server):
     assert srv.stop() == 0
     lines = rx.loki_lines()
     assert rid in request_ids(lines), "a line queued at the stop was lost"
+
+
+def test_an_https_endpoint_is_verified_against_tls_ca(tmp_path, make_server):
+    """log_ship_url https:// with a private CA: tls_ca is what the shipper
+    trusts (the same bundle that verifies storage nodes and audit_url)."""
+    from test_tls import make_ca
+    ca = make_ca(tmp_path / "pki", "cairn-logs")
+    rx = Receiver(tls=(str(ca / "node.pem"), str(ca / "node.key")))
+    try:
+        srv = make_server(env={**ship_env(rx), "CAIRN_TLS_CA": str(ca / "ca.pem")})
+        bucket = unique_bucket("tlsship")
+        assert srv.request("PUT", f"/{bucket}", headers={"X-Request-Id": "tls-ship-" + bucket}).status == 200
+        wait_until(lambda: "tls-ship-" + bucket in request_ids(rx.loki_lines()), 20, what="the line over https")
+        srv.stop()
+    finally:
+        rx.close()

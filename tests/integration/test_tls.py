@@ -1,6 +1,7 @@
 """TLS: storage nodes serving the shard API over HTTPS, gateways verifying
 them against a CA, and the S3 API itself over HTTPS."""
 import hashlib
+import json
 import http.client
 import os
 import signal
@@ -149,3 +150,86 @@ def test_tls_cert_without_key_is_a_config_error(tmp_path):
     cp = subprocess.run([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{free_port()}", "--data", str(tmp_path / "d")],
                         env=env({"CAIRN_TLS_CERT": "/nonexistent.pem"}), capture_output=True, text=True, timeout=20)
     assert cp.returncode == 2 and "tls_key" in cp.stderr
+
+
+def audit_events_over_https(port, cafile, correlation_id):
+    host = f"127.0.0.1:{port}"
+    q = sigv4.presign("GET", host, "/audit/v1/events", AK, SK, 300, extra_query={"correlation_id": correlation_id})
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=cafile), timeout=20)
+    c.request("GET", "/audit/v1/events?" + q)
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 200, body
+    return json.loads(body)["events"]
+
+
+def test_the_audit_shipper_verifies_an_https_store_against_tls_ca(tmp_path):
+    """audit_url https:// with a private CA: tls_ca is what the shipper
+    trusts (the system CAs do not know this one; the store is never sent a
+    batch then, and the shipper counts its retries)."""
+    ca = make_ca(tmp_path / "pki", "cairn-audit")
+    cafile = str(ca / "ca.pem")
+    aport = free_port()
+    store = subprocess.Popen([CAIRN_BIN, "audit-server", "--listen", f"127.0.0.1:{aport}", "--data", str(tmp_path / "a")],
+                             env=env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
+                                      "CAIRN_TLS_CERT": str(ca / "node.pem"), "CAIRN_TLS_KEY": str(ca / "node.key")}),
+                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "audit.log", "w"))
+    servers = []
+    try:
+        wait_until(lambda: https_live(aport, cafile), 20, what="the HTTPS audit store")
+
+        def gateway(name, extra):
+            port = free_port()
+            p = subprocess.Popen([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / name)],
+                                 env=env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
+                                          "CAIRN_AUDIT_URL": f"https://127.0.0.1:{aport}",
+                                          "CAIRN_AUDIT_FLUSH_INTERVAL": "100", **extra}),
+                                 stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{name}.log", "w"))
+            servers.append(p)
+            def live():
+                try:
+                    return signed(port, "GET", "/health/live")[0] == 200
+                except OSError:
+                    return False
+            wait_until(live, 20, what=f"{name} up")
+            return port
+
+        def tagged(port, tag):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            c.request("GET", "/", headers={"X-Correlation-Id": tag})
+            assert c.getresponse().status == 403   # anonymous ListBuckets: denied, and audited
+
+        trusting = gateway("trusting", {"CAIRN_TLS_CA": cafile})
+        tagged(trusting, "via-tls-ca")
+        evs = wait_until(lambda: audit_events_over_https(aport, cafile, "via-tls-ca"), 20,
+                         what="the event shipped over https")
+        assert evs[0]["action"] == "s3:ListAllMyBuckets" and evs[0]["outcome"] == "denied"
+
+        untrusting = gateway("untrusting", {"CAIRN_AUDIT_MAX_RETRIES": "1"})
+        tagged(untrusting, "via-system-cas")
+
+        def retried():
+            c = http.client.HTTPConnection("127.0.0.1", untrusting, timeout=20)
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            return sum(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith("cairn_audit_retries_total"))
+        wait_until(retried, 20, what="the shipper's retries against a store it cannot verify")
+        assert audit_events_over_https(aport, cafile, "via-system-cas") == []
+
+        # cairn admin audit query --url https://: verified against tls_ca too.
+        def query(extra):
+            return subprocess.run([CAIRN_BIN, "admin", "audit", "query", "--url", f"https://127.0.0.1:{aport}",
+                                   "--correlation-id", "via-tls-ca", "--data", str(tmp_path / "cli")],
+                                  env=env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK, **extra}),
+                                  capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        cp = query({"CAIRN_TLS_CA": cafile})
+        assert cp.returncode == 0, cp.stderr
+        assert [json.loads(line)["action"] for line in cp.stdout.splitlines()] == ["s3:ListAllMyBuckets"]
+        cp = query({})
+        assert cp.returncode == 1 and "certificate" in cp.stderr, cp.stderr
+    finally:
+        for p in servers + [store]:
+            p.send_signal(signal.SIGTERM)
+        for p in servers + [store]:
+            assert p.wait(30) == 0
