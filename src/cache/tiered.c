@@ -435,14 +435,14 @@ static int f_trash_remove(meta_store *ms, const char *const *version_ids, int n)
 static int f_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
     return IN(ms)->ops->job_enqueue(IN(ms), j, id);
 }
-static int f_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
-    return IN(ms)->ops->job_claim(IN(ms), owner, now_ms, lease_ms, out);
+static int f_job_claim(meta_store *ms, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+    return IN(ms)->ops->job_claim(IN(ms), kinds, owner, now_ms, lease_ms, out);
 }
 static int f_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error) {
     return IN(ms)->ops->job_finish(IN(ms), id, owner, state, run_at_ms, error);
 }
-static int f_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
-    return IN(ms)->ops->job_finish_claim(IN(ms), id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next);
+static int f_job_finish_claim(meta_store *ms, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
+    return IN(ms)->ops->job_finish_claim(IN(ms), kinds, id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next);
 }
 static int f_job_release(meta_store *ms, int64_t id, const char *owner) {
     return IN(ms)->ops->job_release(IN(ms), id, owner);

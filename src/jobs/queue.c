@@ -328,6 +328,12 @@ int jobs_register_owned(job_queue *q, const char *kind, job_handler fn, void *ud
 }
 
 int jobs_queue_start(job_queue *q) {
+    /* Claim only what this process can run: the database may be shared
+     * with processes that run other kinds (meta_job_kinds_set). */
+    const char *names[MAX_KINDS];
+    for (int i = 0; i < q->nkinds; i++) names[i] = q->kinds[i].kind;
+    int krc = meta_job_kinds_set(q->ms, names, q->nkinds);
+    if (krc != 0) return krc;
     for (int i = 0; i < q->opt.workers; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (!wa) return CAIRN_ENOMEM;

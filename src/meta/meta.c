@@ -143,7 +143,33 @@ int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
 }
 
 void meta_close(meta_store *ms) {
-    if (ms) ms->ops->close(ms);
+    if (!ms) return;
+    free(ms->job_kinds);
+    ms->job_kinds = NULL;
+    ms->ops->close(ms);
+}
+
+int meta_job_kinds_set(meta_store *ms, const char *const *kinds, int n) {
+    if (!ms || n < 0 || (n > 0 && !kinds)) return CAIRN_EINVAL;
+    char *json = NULL;
+    if (n > 0) {
+        buf_t b;
+        buf_init(&b);
+        buf_putc(&b, '[');
+        for (int i = 0; i < n; i++) {
+            if (i) buf_putc(&b, ',');
+            buf_putc(&b, '"');
+            buf_json_escape(&b, kinds[i], strlen(kinds[i]));
+            buf_putc(&b, '"');
+        }
+        buf_putc(&b, ']');
+        buf_putc(&b, '\0');
+        if (b.oom) return CAIRN_ENOMEM;
+        json = b.data;
+    }
+    free(ms->job_kinds);
+    ms->job_kinds = json;
+    return 0;
 }
 
 int meta_ping(meta_store *ms) {
@@ -328,7 +354,7 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
 }
 
 int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
-    return ms ? ms->ops->job_claim(ms, owner, now_ms, lease_ms, out) : CAIRN_EINVAL;
+    return ms ? ms->ops->job_claim(ms, ms->job_kinds, owner, now_ms, lease_ms, out) : CAIRN_EINVAL;
 }
 
 int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error) {
@@ -336,7 +362,7 @@ int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *s
 }
 
 int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
-    return ms ? ms->ops->job_finish_claim(ms, id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next) : CAIRN_EINVAL;
+    return ms ? ms->ops->job_finish_claim(ms, ms->job_kinds, id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next) : CAIRN_EINVAL;
 }
 
 int meta_job_release(meta_store *ms, int64_t id, const char *owner) {

@@ -598,6 +598,13 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id);
  * it becomes running under owner until now + lease_ms, attempts + 1.
  * CAIRN_ENOTFOUND when there is none. */
 int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
+/* Claims through ms (meta_job_claim, meta_job_finish_claim) take only jobs
+ * of these n kinds from now on: the kinds this process has handlers for,
+ * so a process sharing the database with others (an audit-server beside
+ * gateways, a gateway of an older version) never takes a job it cannot
+ * run.  n = 0: every kind again.  Set it before claims begin (the job
+ * queue does, at jobs_queue_start).  0, CAIRN_EINVAL or CAIRN_ENOMEM. */
+int meta_job_kinds_set(meta_store *ms, const char *const *kinds, int n);
 /* Ends a run held by owner: state "completed", "retryable" (run again at
  * run_at_ms) or "discarded", keeping error.  CAIRN_ECONFLICT when owner no
  * longer holds the lease (it expired and another worker took the job). */

@@ -100,9 +100,9 @@ typedef struct meta_ops {
     int (*trash_list)(meta_store *ms, int limit, int (*cb)(void *ud, const meta_trash_entry *e), void *ud);
     int (*trash_remove)(meta_store *ms, const char *const *version_ids, int n);
     int (*job_enqueue)(meta_store *ms, const meta_job *j, int64_t *id);
-    int (*job_claim)(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
+    int (*job_claim)(meta_store *ms, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
     int (*job_finish)(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error);
-    int (*job_finish_claim)(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
+    int (*job_finish_claim)(meta_store *ms, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
     int (*job_release)(meta_store *ms, int64_t id, const char *owner);
     int (*job_extend)(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms);
     int (*job_cancel)(meta_store *ms, int64_t id);
@@ -214,6 +214,7 @@ struct meta_listener {
 /* The first member of every backend's store. */
 struct meta_store {
     const meta_ops *ops;
+    char *job_kinds;            /* meta_job_kinds_set: a JSON array of the kinds claims take; NULL = every kind */
 };
 
 #endif

@@ -369,9 +369,9 @@ int pg_upload_completed_prune(meta_store *base_, int64_t before_ms, int limit, i
 int pg_trash_list(meta_store *base_, int limit, int (*cb)(void *ud, const meta_trash_entry *e), void *ud);
 int pg_trash_remove(meta_store *base_, const char *const *version_ids, int n);
 int pg_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id);
-int pg_job_claim(meta_store *base_, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
+int pg_job_claim(meta_store *base_, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
 int pg_job_finish(meta_store *base_, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error);
-int pg_job_finish_claim(meta_store *base_, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
+int pg_job_finish_claim(meta_store *base_, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
 int pg_job_release(meta_store *base_, int64_t id, const char *owner);
 int pg_job_extend(meta_store *base_, int64_t id, const char *owner, int64_t lease_expires_ms);
 int pg_job_cancel(meta_store *base_, int64_t id);

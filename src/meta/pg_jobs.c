@@ -108,17 +108,19 @@ int pg_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id) {
 }
 
 /* Takes the next runnable job into out on c (one statement). */
-static int claim_on(pg_conn *c, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+static int claim_on(pg_conn *c, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
     pg_params p = {0};
     pgp_int(&p, now_ms);
     pgp_text(&p, owner);
     pgp_int(&p, now_ms + lease_ms);
+    if (kinds) pgp_text(&p, kinds);
+    else pgp_null(&p);
     PGresult *r;
     int err = pg_run(c, PS_JOB_CLAIM, &p, &r, NULL, "job claim");
     return err ? err : one_job(r, out);
 }
 
-int pg_job_claim(meta_store *base_, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+int pg_job_claim(meta_store *base_, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
     pg_store *ms = PG(base_);
     if (!out) return CAIRN_EINVAL;
     memset(out, 0, sizeof *out);
@@ -126,7 +128,7 @@ int pg_job_claim(meta_store *base_, const char *owner, int64_t now_ms, int64_t l
     pg_conn *c;
     int err = pg_acquire(ms, &c);
     if (err != 0) return err;
-    err = claim_on(c, owner, now_ms, lease_ms, out);
+    err = claim_on(c, kinds, owner, now_ms, lease_ms, out);
     pg_release(ms, c);
     return err;
 }
@@ -155,7 +157,7 @@ int pg_job_finish(meta_store *base_, int64_t id, const char *owner, const char *
     return err ? err : changes ? 0 : CAIRN_ECONFLICT;
 }
 
-int pg_job_finish_claim(meta_store *base_, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
+int pg_job_finish_claim(meta_store *base_, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
                         const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
     pg_store *ms = PG(base_);
     if (!finish_rc || !next) return CAIRN_EINVAL;
@@ -173,7 +175,7 @@ int pg_job_finish_claim(meta_store *base_, int64_t id, const char *owner, const 
     int64_t changes = 0;
     err = pg_run(c, PS_JOB_FINISH, &p, NULL, &changes, "job finish");
     int fin = err ? err : changes ? 0 : CAIRN_ECONFLICT;
-    int claim = err ? err : claim_on(c, owner, now_ms, lease_ms, next);
+    int claim = err ? err : claim_on(c, kinds, owner, now_ms, lease_ms, next);
     int end = pg_tx_end(ms, c, claim == CAIRN_ENOTFOUND ? 0 : claim);
     if (end != 0) {
         /* Nothing of the transaction stands: not the finish either. */

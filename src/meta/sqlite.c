@@ -137,6 +137,7 @@ static const char *const stmt_sql[ST__COUNT] = {
                      " OR (state = 'discarded' AND finished_ms < ?2) LIMIT ?3)",
     [ST_JOB_NEXT] = "SELECT id FROM jobs WHERE ((state IN ('available', 'retryable') AND run_at_ms <= ?1)"
                     " OR (state = 'running' AND lease_expires_ms < ?1))"
+                    " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))"
                     " ORDER BY priority DESC, run_at_ms, id LIMIT 1",
     [ST_JOB_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2,"
                     " lease_expires_ms = ?3 WHERE id = ?1",

@@ -99,13 +99,14 @@ int sq_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id) {
 }
 
 /* Inside a write transaction: takes the next runnable job into out. */
-static int claim_in_tx(conn *w, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+static int claim_in_tx(conn *w, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
     int err = 0;
     int64_t id = 0;
     sqlite3_stmt *st = sq_stmt(w, ST_JOB_NEXT);
     if (!st) err = CAIRN_EDB;
     else {
-        if ((err = sq_bind_result(w, sqlite3_bind_int64(st, 1, now_ms), "job next bind")) == 0) {
+        int b = sqlite3_bind_int64(st, 1, now_ms) | (kinds ? sq_bind_str(st, 2, kinds) : sqlite3_bind_null(st, 2));
+        if ((err = sq_bind_result(w, b, "job next bind")) == 0) {
             int rc = sqlite3_step(st);
             if (rc == SQLITE_ROW) id = sqlite3_column_int64(st, 0);
             else err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : CAIRN_EDB;
@@ -124,7 +125,7 @@ static int claim_in_tx(conn *w, const char *owner, int64_t now_ms, int64_t lease
     return err;
 }
 
-int sq_job_claim(meta_store *base_, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
+int sq_job_claim(meta_store *base_, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
     sq_store *ms = SQ(base_);
     if (!out) return CAIRN_EINVAL;
     memset(out, 0, sizeof *out);
@@ -132,7 +133,7 @@ int sq_job_claim(meta_store *base_, const char *owner, int64_t now_ms, int64_t l
     conn *w;
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = claim_in_tx(w, owner, now_ms, lease_ms, out);
+    err = claim_in_tx(w, kinds, owner, now_ms, lease_ms, out);
     int end = sq_wtx_end(ms, err == CAIRN_ENOTFOUND ? 0 : err);
     if (err != 0 || end != 0) meta_job_clear(out);
     return err ? err : end;
@@ -159,7 +160,7 @@ int sq_job_finish(meta_store *base_, int64_t id, const char *owner, const char *
     return err ? err : changes ? 0 : CAIRN_ECONFLICT;
 }
 
-int sq_job_finish_claim(meta_store *base_, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
+int sq_job_finish_claim(meta_store *base_, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms,
                           const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
     sq_store *ms = SQ(base_);
     if (!finish_rc || !next) return CAIRN_EINVAL;
@@ -179,7 +180,7 @@ int sq_job_finish_claim(meta_store *base_, int64_t id, const char *owner, const 
     if (!st) err = CAIRN_EDB;
     else err = sq_stmt_exec_bound(w, st, bind_job_finish(st, &a), "job finish");
     int fin = err ? err : sqlite3_changes(w->db) ? 0 : CAIRN_ECONFLICT;
-    int claim = err ? err : claim_in_tx(w, owner, now_ms, lease_ms, next);
+    int claim = err ? err : claim_in_tx(w, kinds, owner, now_ms, lease_ms, next);
     int end = sq_wtx_end(ms, claim == CAIRN_ENOTFOUND ? 0 : claim);
     if (end != 0) {
         /* Nothing of the transaction stands: not the finish either. */

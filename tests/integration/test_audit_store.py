@@ -495,6 +495,27 @@ def test_the_audit_server_schedules_only_its_own_jobs_and_prunes_them(make_audit
     assert "no handler for job kind" not in srv.current_log()
 
 
+def test_a_job_of_a_kind_it_cannot_run_is_left_for_those_that_can(make_audit):
+    """The audit-server sharing its database with gateways (whose jobs it
+    has no handler for) must not claim and fail them: claims take only the
+    kinds the process runs."""
+    srv = make_audit(env={"CAIRN_JOB_PERIOD_S": "1"})
+    heal_id = srv.admin("jobs", "enqueue", "heal", '{"version_id":"v"}', "--max-attempts", "1").stdout.split()[0]
+    prune_id = srv.admin("jobs", "enqueue", "prune_jobs").stdout.split()[0]
+    assert int(prune_id) > int(heal_id)
+
+    def lines():
+        return [line.split() for line in srv.admin("jobs", "list").stdout.splitlines() if line.strip()]
+
+    # The prune_jobs enqueued after the heal job has run: the queue has been
+    # claiming past the heal job, which must still be waiting, untried.
+    wait_until(lambda: [l for l in lines() if l[0] == prune_id and l[2] == "completed"], 30, interval=0.2,
+               what="the prune_jobs run enqueued after the heal job")
+    heal = [l for l in lines() if l[1] == "heal"]
+    assert len(heal) == 1 and heal[0][2] == "available", heal
+    assert "no handler for job kind" not in srv.current_log()
+
+
 # ---- cairn admin audit query -------------------------------------------------------------
 
 

@@ -1501,6 +1501,35 @@ Test(jobs, finish_claim_ends_one_run_and_takes_the_next_in_one_go) {
     fx_close(&f);
 }
 
+Test(jobs, claims_take_only_the_kinds_set_for_the_store) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t a = enqueue_job(f.ms, "mine", 0, 1000, NULL);
+    int64_t other = enqueue_job(f.ms, "someone.else's", 9, 1000, NULL);
+    int64_t quoted = enqueue_job(f.ms, "q\"uote", 0, 1100, NULL);
+    int64_t b = enqueue_job(f.ms, "mine", 0, 1200, NULL);
+    const char *kinds[] = {"mine", "q\"uote"};
+    cr_assert_eq(meta_job_kinds_set(f.ms, kinds, 2), 0);
+    /* The other kind's job has the highest priority and is never taken. */
+    cr_expect_eq(claim_id(f.ms, "w", 5000, 1000), a);
+    cr_expect_eq(claim_id(f.ms, "w", 5000, 1000), quoted);
+    meta_job next;
+    int frc = -99;
+    cr_assert_eq(meta_job_finish_claim(f.ms, a, "w", "completed", 0, "", 5000, 1000, &frc, &next), 0);
+    cr_expect_eq(frc, 0);
+    cr_expect_eq(next.id, b);
+    meta_job_clear(&next);
+    cr_expect_eq(meta_job_finish_claim(f.ms, b, "w", "completed", 0, "", 5000, 1000, &frc, &next), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_job_claim(f.ms, "w", 5000, 1000, &next), CAIRN_ENOTFOUND);
+    expect_state(f.ms, other, "available", 0);
+    /* Every kind again. */
+    cr_assert_eq(meta_job_kinds_set(f.ms, NULL, 0), 0);
+    cr_expect_eq(claim_id(f.ms, "w", 5000, 1000), other);
+    cr_expect_eq(meta_job_kinds_set(f.ms, NULL, 1), CAIRN_EINVAL);
+    cr_expect_eq(meta_job_kinds_set(NULL, kinds, 1), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
 /* ---- bucket identity ---------------------------------------------------------------------- */
 
 /* An upload of bucket (name, id) for key, with one part per version id given. */
