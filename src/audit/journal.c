@@ -1133,19 +1133,19 @@ static int dump_record(void *ud, const audit_record *r, uint64_t off, size_t siz
     return c->rc != 0;
 }
 
-int audit_journal_scan(const char *dir, bool all, int (*fn)(void *ud, const audit_record *r), void *ud,
-                       uint64_t *corrupt) {
+/* The files of kind ("journal" or "spool") from cur on, in order. */
+static int scan_kind(const char *dir, const char *kind, audit_cursor cur, int (*fn)(void *ud, const audit_record *r),
+                     void *ud, uint64_t *corrupt) {
     if (corrupt) *corrupt = 0;
-    audit_cursor cur = all ? (audit_cursor){0, 0, 0} : read_cursor(dir);
     uint64_t *ids;
     size_t n;
-    int rc = list_ids(dir, "journal", &ids, &n);
+    int rc = list_ids(dir, kind, &ids, &n);
     if (rc != 0) return rc;
     dump_ctx c = {fn, ud, 0};
     for (size_t i = 0; i < n && rc == 0 && c.rc == 0; i++) {
         if (ids[i] < cur.segment) continue;
         char path[PATH_MAX + 64];
-        snprintf(path, sizeof path, "%s/journal-%020llu.log", dir, (unsigned long long)ids[i]);
+        snprintf(path, sizeof path, "%s/%s-%020llu.log", dir, kind, (unsigned long long)ids[i]);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
@@ -1160,4 +1160,13 @@ int audit_journal_scan(const char *dir, bool all, int (*fn)(void *ud, const audi
     }
     free(ids);
     return rc ? rc : c.rc;
+}
+
+int audit_journal_scan(const char *dir, bool all, int (*fn)(void *ud, const audit_record *r), void *ud,
+                       uint64_t *corrupt) {
+    return scan_kind(dir, "journal", all ? (audit_cursor){0, 0, 0} : read_cursor(dir), fn, ud, corrupt);
+}
+
+int audit_spool_scan(const char *dir, int (*fn)(void *ud, const audit_record *r), void *ud, uint64_t *corrupt) {
+    return scan_kind(dir, "spool", (audit_cursor){0, 0, 0}, fn, ud, corrupt);
 }

@@ -240,6 +240,10 @@ void audit_journal_render_metrics(audit_journal *j, buf_t *out);
  * are skipped and counted in *corrupt (may be NULL).  0 or CAIRN_EIO. */
 int audit_journal_scan(const char *dir, bool all, int (*fn)(void *ud, const audit_record *r), void *ud,
                        uint64_t *corrupt);
+/* The same over the overflow spool's files (audit_overflow: spool), oldest
+ * first: the events waiting there (a file the shipper is in the middle of
+ * delivering is read whole). */
+int audit_spool_scan(const char *dir, int (*fn)(void *ud, const audit_record *r), void *ud, uint64_t *corrupt);
 
 /* ---- events (emit.c) ------------------------------------------------------- */
 

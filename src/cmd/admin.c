@@ -603,12 +603,12 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
             "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
-            "       cairn admin [--data DIR] audit journal-dump [--all]\n"
+            "       cairn admin [--data DIR] audit journal-dump [--all | --spool]\n"
             "       cairn admin [--data DIR] audit dlq [--rejected]\n");
     return 2;
 }
 
-/* cairn admin audit journal-dump [--all]: the audit journal's events, one
+/* cairn admin audit journal-dump [--all | --spool]: the audit journal's events, one
  * JSON object per line, oldest first; without --all only those not yet
  * shipped.  Reads the files only (no lock): it works on a running server's
  * directory and on a dead one's.  Corrupt records are skipped and counted
@@ -621,18 +621,24 @@ static int print_record(void *ud, const audit_record *r) {
 }
 
 static int admin_audit_dump(const config_t *cfg, int argc, char **argv) {
-    bool all = false;
+    bool all = false, spool = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--all")) all = true;
+        else if (!strcmp(argv[i], "--spool")) spool = true;
         else {
-            fprintf(stderr, "usage: cairn admin [--data DIR] audit journal-dump [--all]\n");
+            fprintf(stderr, "usage: cairn admin [--data DIR] audit journal-dump [--all | --spool]\n");
             return 2;
         }
+    }
+    if (all && spool) {
+        fprintf(stderr, "usage: cairn admin [--data DIR] audit journal-dump [--all | --spool]\n");
+        return 2;
     }
     char dir[sizeof cfg->data_dir + 16];
     snprintf(dir, sizeof dir, "%s/audit", cfg->data_dir);
     uint64_t corrupt = 0;
-    int rc = audit_journal_scan(dir, all, print_record, NULL, &corrupt);
+    int rc = spool ? audit_spool_scan(dir, print_record, NULL, &corrupt)
+                   : audit_journal_scan(dir, all, print_record, NULL, &corrupt);
     fflush(stdout);
     if (corrupt) fprintf(stderr, "cairn: %llu corrupt region(s) skipped\n", (unsigned long long)corrupt);
     if (rc != 0) {

@@ -59,7 +59,7 @@ static int usage(void) {
     fprintf(stderr, "usage: cairn admin audit query [--correlation-id X] [--request-id X] [--principal X] [--action X]\n"
                     "         [--bucket X] [--key-prefix X] [--outcome success|error|denied] [--from TIME] [--to TIME]\n"
                     "         [--limit N] [--url http://HOST:PORT [--access-key AK --secret-key SK]]\n"
-                    "       cairn admin audit journal-dump [--all]\n"
+                    "       cairn admin audit journal-dump [--all | --spool]\n"
                     "       cairn admin audit dlq [--rejected]\n");
     return 2;
 }

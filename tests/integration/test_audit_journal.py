@@ -331,6 +331,9 @@ def test_full_journal_spools_when_configured(make_server):
     assert r.status == 200
     assert list((srv.data_dir / "audit").glob("spool-*.log"))
     assert not [e for e in journal(srv) if e["request_id"] == i], "it went to the spool, not the journal"
+    cp = srv.admin("audit", "journal-dump", "--spool")
+    spooled_events = [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]
+    assert [e for e in spooled_events if e["request_id"] == i and e["action"] == "s3:CreateBucket"], spooled_events
     assert srv.metrics()["cairn_audit_events_lost_total"] == 0
     srv.stop_and_fsck()
 
@@ -349,6 +352,14 @@ def test_journal_dump_usage(server):
     cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(server.data_dir), "audit", "journal-dump", "--bogus"],
                         capture_output=True, text=True, timeout=30, env=server.cli_env(), stdin=subprocess.DEVNULL)
     assert cp.returncode == 2 and "journal-dump" in cp.stderr
+    cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(server.data_dir), "audit", "journal-dump", "--all",
+                         "--spool"], capture_output=True, text=True, timeout=30, env=server.cli_env(),
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 2 and "--spool" in cp.stderr
+    # No spool at all: nothing, and no error.
+    cp = subprocess.run([CAIRN_BIN, "admin", "--data", str(server.data_dir), "audit", "journal-dump", "--spool"],
+                        capture_output=True, text=True, timeout=30, env=server.cli_env(), stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0 and cp.stdout == "", cp.stderr
 
 
 def test_a_journal_that_cannot_be_opened_stops_the_start(make_server):
