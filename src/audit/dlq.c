@@ -229,9 +229,12 @@ static redisContext *redis_get(audit_dlq *d) {
     return c;
 }
 
-/* XADDs every event (pipelined); 0 when Redis took them all. */
+/* XADDs every event (pipelined); 0 when Redis took them all.  taken[i]
+ * says whether event i is surely in the stream (its XADD answered an id):
+ * an error answer, or no answer at all, leaves it false. */
 static int redis_put(audit_dlq *d, int kind, const char *const *events, const size_t *lens, int n,
-                     const char *reason) {
+                     const char *reason, bool *taken) {
+    memset(taken, 0, (size_t)n * sizeof *taken);
     redisContext *c = redis_get(d);
     if (!c) return CAIRN_EIO;
     char ts[24];
@@ -253,6 +256,7 @@ static int redis_put(audit_dlq *d, int kind, const char *const *events, const si
         }
         redisReply *rep = r;
         if (rep->type != REDIS_REPLY_STRING) rc = CAIRN_EIO; /* an error reply: the stream is not ours, OOM... */
+        else taken[i] = true;
         freeReplyObject(rep);
     }
     return rc;
@@ -269,26 +273,49 @@ int audit_dlq_put(audit_dlq *d, audit_dlq_kind kind, const char *const *events, 
         if (*p == '\n' || *p == '\r') *p = ' ';
     for (int i = 0; i < n; i++)
         if (lens[i] + strlen(why) + 1 > AUDIT_RECORD_MAX_PAYLOAD) return CAIRN_EINVAL;
+    /* What Redis did not surely take goes to the spool: the events
+     * compacted in place of copies (rest[], restl[]). */
+    bool *taken = d->redis ? calloc((size_t)n, sizeof *taken) : NULL;
+    const char **rest = malloc((size_t)n * sizeof *rest);
+    size_t *restl = malloc((size_t)n * sizeof *restl);
+    if ((d->redis && !taken) || !rest || !restl) {
+        free(taken);
+        free(rest);
+        free(restl);
+        return CAIRN_ENOMEM;
+    }
     pthread_mutex_lock(&d->mu);
-    int rc = CAIRN_EIO;
+    int rc = CAIRN_EIO, m = n;
     if (d->redis) {
-        rc = redis_put(d, kind, events, lens, n, why);
-        if (rc == 0) d->writes_redis += (uint64_t)n;
-        else {
-            /* Some of them may be in the stream already: the spool repeats
-             * them, and a replay's duplicate is absorbed by the store. */
+        rc = redis_put(d, kind, events, lens, n, why, taken);
+        int in = 0;
+        for (int i = 0; i < n; i++) in += taken[i];
+        d->writes_redis += (uint64_t)in;
+        if (rc != 0) {
+            /* Only what Redis did not answer with an id goes to the spool
+             * (an XADD whose answer was lost may be in both: its replay's
+             * duplicate is absorbed by the store). */
             d->st.redis_fallbacks++;
+            char a[24], b[24];
             log_write(LOG_WARN, NULL, "audit dead-letter queue: redis refused the events; they go to the spool",
-                      "stream", d->stream[kind], NULL);
+                      "stream", d->stream[kind], "taken", log_int(a, in), "spooled", log_int(b, n - in), NULL);
         }
+        m = 0;
+        for (int i = 0; i < n; i++)
+            if (!taken[i]) rest[m] = events[i], restl[m++] = lens[i];
+    } else {
+        for (int i = 0; i < n; i++) rest[i] = events[i], restl[i] = lens[i];
     }
     if (rc != 0) {
-        rc = spool_put(d, kind, events, lens, n, why);
+        rc = spool_put(d, kind, rest, restl, m, why);
         if (rc == 0) {
-            d->writes_spool += (uint64_t)n;
-            d->spooled[kind] += n;
+            d->writes_spool += (uint64_t)m;
+            d->spooled[kind] += m;
         }
     }
+    free(taken);
+    free(rest);
+    free(restl);
     if (rc == 0) {
         d->st.puts++;
         d->st.put_events += (uint64_t)n;

@@ -249,6 +249,73 @@ Test(audit_dlq, with_redis_events_go_to_the_stream_and_come_back_once, .timeout 
     dir_free(&t);
 }
 
+typedef struct {
+    int seen[64];
+    int other;
+} id_walk;
+
+static int count_ids(void *ud, const char *event, size_t len, const char *reason, int64_t t) {
+    (void)len, (void)reason, (void)t;
+    id_walk *w = ud;
+    int id = -1;
+    if (sscanf(event, "{\"event_id\":\"ev%d\"", &id) == 1 && id >= 0 && id < 64) w->seen[id]++;
+    else w->other++;
+    return 0;
+}
+
+/* Redis takes the first XADDs of a put and refuses the rest (its memory
+ * limit, noeviction): only the refused ones go to the spool, so every
+ * event is in the DLQ exactly once (a rejected entry is never listed
+ * twice). */
+Test(audit_dlq, a_put_redis_takes_in_part_spools_only_the_rest, .timeout = 60) {
+    tmp_dir t;
+    dir_new(&t);
+    redis_proc r;
+    redis_new(&r);
+    redisContext *c = redisConnect("127.0.0.1", r.port);
+    cr_assert(c && !c->err);
+    redisReply *rep = redisCommand(c, "INFO memory");
+    cr_assert_eq(rep->type, REDIS_REPLY_STRING);
+    const char *um = strstr(rep->str, "used_memory:");
+    cr_assert_not_null(um);
+    long long used = atoll(um + strlen("used_memory:"));
+    freeReplyObject(rep);
+    rep = redisCommand(c, "CONFIG SET maxmemory-policy noeviction");
+    freeReplyObject(rep);
+    rep = redisCommand(c, "CONFIG SET maxmemory %lld", used + 256 * 1024);
+    cr_assert_eq(rep->type, REDIS_REPLY_STATUS, "%s", rep->str);
+    freeReplyObject(rep);
+    audit_dlq *d = open_dlq(&t, r.url);
+    enum { N = 40, PAD = 24 * 1024 };
+    char *bufs[N];
+    const char *evs[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        bufs[i] = malloc(PAD + 64);
+        int k = snprintf(bufs[i], 64, "{\"event_id\":\"ev%d\",\"pad\":\"", i);
+        memset(bufs[i] + k, 'x', PAD);
+        strcpy(bufs[i] + k + PAD, "\"}");
+        evs[i] = bufs[i];
+        lens[i] = strlen(bufs[i]);
+    }
+    cr_assert_eq(audit_dlq_put(d, AUDIT_DLQ_REJECTED, evs, lens, N, "invalid event"), 0);
+    rep = redisCommand(c, "XLEN test:dlq:rejected");
+    long long in_redis = rep->integer;
+    freeReplyObject(rep);
+    cr_assert(in_redis > 0 && in_redis < N, "Redis took %lld of %d: not a partial put", in_redis, (int)N);
+    cr_assert_eq(stats(d).redis_fallbacks, 1);
+    id_walk w = {0};
+    cr_assert_eq(audit_dlq_walk(d, AUDIT_DLQ_REJECTED, count_ids, &w), 0);
+    for (int i = 0; i < N; i++) cr_expect_eq(w.seen[i], 1, "event ev%d is in the DLQ %d times", i, w.seen[i]);
+    cr_expect_eq(w.other, 0);
+    cr_expect_eq(stats(d).rejected, N);
+    for (int i = 0; i < N; i++) free(bufs[i]);
+    redisFree(c);
+    audit_dlq_close(d);
+    redis_free(&r);
+    dir_free(&t);
+}
+
 Test(audit_dlq, a_redis_that_is_down_sends_puts_to_the_spool, .timeout = 60) {
     tmp_dir t;
     dir_new(&t);
@@ -300,4 +367,46 @@ Test(audit_dlq, a_put_whose_spool_write_or_sync_fails_says_so_and_keeps_nothing_
     audit_dlq_close(d);
     dir_free(&t);
 }
+
+#include "fault_harness.h"
+
+#if ALLOC_FAILURES
+static int walk_count(void *ud, const char *event, size_t len, const char *reason, int64_t t) {
+    (void)event, (void)len, (void)reason, (void)t;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* Every allocation of a put failing in turn: the put says ENOMEM and adds
+ * nothing, or succeeds whole. */
+Test(audit_dlq, a_put_out_of_memory_says_so_and_keeps_nothing_half, .init = log_capture) {
+    tmp_dir t;
+    dir_new(&t);
+    audit_dlq *d = open_dlq(&t, NULL);
+    const char *evs[] = {"{\"event_id\":\"ev1\"}", "{\"event_id\":\"ev2\"}", "{\"event_id\":\"ev3\"}"};
+    size_t lens[] = {strlen(evs[0]), strlen(evs[1]), strlen(evs[2])};
+    int expect = 0, failed = 0;
+    for (int n = 1; n < 100; n++) {
+        failing = FAIL_ALLOC_ALL;
+        alloc_arm(n);
+        int rc = audit_dlq_put(d, AUDIT_DLQ_REJECTED, evs, lens, 3, "invalid event");
+        bool hit = alloc_hit();
+        alloc_arm(0);
+        failing = FAIL_IO;
+        if (rc == 0) expect += 3;
+        else {
+            cr_assert_eq(rc, CAIRN_ENOMEM, "allocation %d: %d", n, rc);
+            cr_assert(hit);
+            failed++;
+        }
+        int got = 0;
+        cr_assert_eq(audit_dlq_walk(d, AUDIT_DLQ_REJECTED, walk_count, &got), 0);
+        cr_assert_eq(got, expect, "after allocation %d failed: %d entries, %d expected", n, got, expect);
+        if (!hit) break;
+    }
+    cr_assert_geq(failed, 1);
+    audit_dlq_close(d);
+    dir_free(&t);
+}
+#endif
 #endif
