@@ -30,18 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 die() { echo "audit bench: $*" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
 [ -x "$LOADGEN" ] || die "$LOADGEN not built (make build)"
 
-EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  die "no free port"
-}
 
 declare -A PORT
 start() {  # NAME AUDIT_ENABLED

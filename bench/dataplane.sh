@@ -27,30 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 die() { echo "dataplane: $*" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
 
-# Ports below the kernel's ephemeral range: an outgoing connection's local port
-# in that range can make the server's bind fail (a likely cause of a CI run
-# whose first data-plane server never became ready).
-EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  die "no free port"
-}
 
-wait_ready() {  # PORT PID LOG
-  for _ in $(seq 300); do
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2 || true; die "the process for port $1 exited during startup"; }
-    "$LOADGEN" --url "http://127.0.0.1:$1" --op probe --path /health/live && return 0
-    sleep 0.1
-  done
-  tail -n 20 "$3" >&2 || true
-  die "nothing ready on port $1"
-}
 
 median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 

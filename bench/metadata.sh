@@ -77,6 +77,7 @@ PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n
 PG_USER=cairn-test     # the system user scripts/pg-test.sh runs PostgreSQL as under root
 
 die() { echo "metadata bench: $*" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
 
 [ -x "$CAIRN" ] || die "$CAIRN not built (run make build)"
 [ -x "$LOADGEN" ] || die "$LOADGEN not built (run make build)"
@@ -115,28 +116,7 @@ trap 'exit 130' INT TERM
 RESULTS=$T/results.log
 : >"$RESULTS"
 
-# Ports below the kernel's ephemeral range (see bench/run.sh).
-EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
 
-# wait_ready PORT PID LOG: polls /health/live (30 s deadline).
-wait_ready() {
-  for _ in $(seq 300); do
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2 || true; die "the process for port $1 exited during startup"; }
-    "$LOADGEN" --url "http://127.0.0.1:$1" --op probe --path /health/live && return 0
-    sleep 0.1
-  done
-  tail -n 20 "$3" >&2 || true
-  die "nothing ready on port $1 after 30 s"
-}
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
 

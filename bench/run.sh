@@ -77,6 +77,7 @@ BIG_KEYS=4
 CONC=16
 
 die() { echo "bench: $*" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
 
 # ---- prerequisites -----------------------------------------------------------
 
@@ -125,31 +126,7 @@ RESULTS=$T/results.log     # every raw loadgen line, tagged
 
 # A port nobody listens on now (a refused connect).  The server's own bind
 # failing is still caught by the readiness wait below.
-# Ports below the kernel's ephemeral range: an outgoing connection's local port
-# in that range can make the server's bind fail (a likely cause of a CI run
-# whose first data-plane server never became ready).
-EPHEMERAL_LO=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$EPHEMERAL_LO" -gt 11000 ] 2>/dev/null || EPHEMERAL_LO=32768
-free_port() {
-  local p
-  for _ in $(seq 100); do
-    p=$((10000 + RANDOM % (EPHEMERAL_LO - 10000)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
 
-# wait_ready NAME PID PORT PATH: polls until PATH answers 2xx (30 s deadline).
-wait_ready() {
-  local name=$1 pid=$2 port=$3 path=$4
-  for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$T/$name.log" >&2 || true; die "$name exited during startup"; }
-    "$LOADGEN" --url "http://127.0.0.1:$port" --op probe --path "$path" && return 0
-    sleep 0.1
-  done
-  tail -n 30 "$T/$name.log" >&2 || true
-  die "$name not ready on port $port after 30 s"
-}
 
 start_nginx() {
   NGINX_PORT=$(free_port)
@@ -161,7 +138,7 @@ start_nginx() {
       -e "s|@USER_LINE@|$user_line|" "$HERE/nginx.conf.in" >"$T/nginx.conf"
   nginx -e "$T/nginx-error.log" -p "$T" -c "$T/nginx.conf" >"$T/nginx.log" 2>&1 &
   NGINX_PID=$!
-  wait_ready nginx "$NGINX_PID" "$NGINX_PORT" /ready.txt
+  wait_ready "$NGINX_PORT" "$NGINX_PID" "$T/nginx.log" /ready.txt
 }
 
 start_cairn() {
@@ -172,7 +149,7 @@ start_cairn() {
   CAIRN_ROOT_USER=$CAIRN_AK CAIRN_ROOT_PASSWORD=$CAIRN_SK \
     "$CAIRN" server --listen "127.0.0.1:$CAIRN_PORT" --data "$T/cairn-data" >"$T/cairn.log" 2>&1 &
   CAIRN_PID=$!
-  wait_ready cairn "$CAIRN_PID" "$CAIRN_PORT" /health/live
+  wait_ready "$CAIRN_PORT" "$CAIRN_PID" "$T/cairn.log"
 }
 
 # ---- running loadgen -----------------------------------------------------------
