@@ -34,11 +34,21 @@ int cmd_node(int argc, char **argv);
  * any), ignores SIGPIPE (server.c). */
 #include <signal.h>
 void cmd_block_signals(sigset_t *sigs);
-/* Waits for one of sigs, then stops accepting, waits for in-flight requests up
- * to shutdown_timeout seconds and stops the server; returns how many requests
- * were still running (server.c). */
+/* Waits for SIGTERM or SIGINT among sigs and returns it (the fault build
+ * re-arms fault injection on SIGUSR1 meanwhile); then cmd_drain_and_stop
+ * stops accepting, waits for in-flight requests up to shutdown_timeout
+ * seconds and stops the server, returning how many were still running
+ * (server.c). */
 #include "http/http.h"
-int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout);
+int cmd_wait_stop_signal(const sigset_t *sigs);
+int cmd_drain_and_stop(http_server *srv, int shutdown_timeout);
+/* Log shipping (log_ship_url) for a process named service in its lines'
+ * "service" label: *out NULL when log_ship_url is empty.  0, or the error
+ * after saying it on stderr.  The stop flushes within twice
+ * log_ship_timeout_ms and logs what was left (server.c). */
+#include "audit/logship.h"
+int cmd_logship_start(const config_t *c, const char *service, logship **out);
+void cmd_logship_stop(const config_t *c, logship *ls);
 
 /* `cairn admin [--data DIR] [--config FILE] user|key|bucket ...` (admin.c). */
 int cmd_admin(int argc, char **argv);

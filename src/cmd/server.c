@@ -321,9 +321,29 @@ static int drain_and_stop(http_server *srv, int shutdown_timeout) {
     return left;
 }
 
-int cmd_serve_until_signal(http_server *srv, const sigset_t *sigs, int shutdown_timeout) {
-    wait_for_stop_signal(sigs);
-    return drain_and_stop(srv, shutdown_timeout);
+int cmd_wait_stop_signal(const sigset_t *sigs) { return wait_for_stop_signal(sigs); }
+
+int cmd_drain_and_stop(http_server *srv, int shutdown_timeout) { return drain_and_stop(srv, shutdown_timeout); }
+
+int cmd_logship_start(const config_t *c, const char *service, logship **out) {
+    *out = NULL;
+    if (!c->log_ship_url[0]) return 0;
+    logship_options o = {.url = c->log_ship_url, .loki = !strcmp(c->log_ship_format, "loki"),
+                         .buffer_bytes = (size_t)c->log_ship_buffer_bytes, .batch_bytes = 1 << 20,
+                         .batch_lines = c->log_ship_batch_lines, .flush_ms = c->log_ship_flush_ms,
+                         .timeout_ms = c->log_ship_timeout_ms, .retry_max_ms = c->log_ship_retry_max_ms,
+                         .tls_ca = c->tls_ca, .sample = c->log_ship_sample, .service = service};
+    int rc = logship_start(&o, out);
+    if (rc != 0) fprintf(stderr, "cairn: cannot start log shipping: %s\n", cairn_strerror(rc));
+    return rc;
+}
+
+void cmd_logship_stop(const config_t *c, logship *ls) {
+    if (!ls) return;
+    /* Within the stop's deadline; what is left is counted (and said on stderr). */
+    uint64_t left = logship_stop(ls, c->log_ship_timeout_ms * 2);
+    char n[24];
+    if (left) log_write(LOG_WARN, NULL, "log shipping stopped with lines unsent", "lines", log_int(n, (long long)left), NULL);
 }
 
 /* ---- the server as services ---------------------------------------------------------- */
@@ -694,28 +714,14 @@ static void http_stop(void *ud) {
 /* Log shipping: first up and last down, so it carries every line between. */
 static int logship_svc_start(void *ud) {
     server *sv = ud;
-    const config_t *c = &sv->cfg;
-    if (!c->log_ship_url[0]) return 0;
-    logship_options o = {.url = c->log_ship_url, .loki = !strcmp(c->log_ship_format, "loki"),
-                         .buffer_bytes = (size_t)c->log_ship_buffer_bytes, .batch_bytes = 1 << 20,
-                         .batch_lines = c->log_ship_batch_lines, .flush_ms = c->log_ship_flush_ms,
-                         .timeout_ms = c->log_ship_timeout_ms, .retry_max_ms = c->log_ship_retry_max_ms,
-                         .tls_ca = c->tls_ca,
-                         .sample = c->log_ship_sample, .service = sv->audit_only ? "audit-server" : sv->gateway ? "gateway" : "server"};
-    int rc = logship_start(&o, &sv->logs);
-    if (rc == 0) return 0;
-    fprintf(stderr, "cairn: cannot start log shipping: %s\n", cairn_strerror(rc));
-    return fail_with(sv, 1);
+    const char *service = sv->audit_only ? "audit-server" : sv->gateway ? "gateway" : "server";
+    return cmd_logship_start(&sv->cfg, service, &sv->logs) == 0 ? 0 : fail_with(sv, 1);
 }
 
 static void logship_svc_stop(void *ud) {
     server *sv = ud;
-    if (!sv->logs) return;
-    /* Within the stop's deadline; what is left is counted (and said on stderr). */
-    uint64_t left = logship_stop(sv->logs, sv->cfg.log_ship_timeout_ms * 2);
+    cmd_logship_stop(&sv->cfg, sv->logs);
     sv->logs = NULL;
-    char n[24];
-    if (left) log_write(LOG_WARN, NULL, "log shipping stopped with lines unsent", "lines", log_int(n, (long long)left), NULL);
 }
 
 /* The services of a server or gateway and what each needs.  The HTTP server

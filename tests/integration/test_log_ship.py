@@ -80,7 +80,7 @@ class Receiver:
             doc = json.loads(body)
             for stream in doc["streams"]:
                 labels = stream["stream"]
-                assert labels["job"] == "cairn" and labels["service"] in ("server", "gateway"), labels
+                assert labels["job"] == "cairn" and labels["service"] in ("server", "gateway", "node"), labels
                 for ts, line in stream["values"]:
                     rec = json.loads(line)
                     assert rec["level"] == labels["level"], (rec, labels)
@@ -227,3 +227,27 @@ def test_an_https_endpoint_is_verified_against_tls_ca(tmp_path, make_server):
         srv.stop()
     finally:
         rx.close()
+
+
+def test_a_storage_node_ships_its_lines_too(rx, tmp_path):
+    """`cairn node` runs log shipping like a gateway (service "node"): its
+    start and stop lines reach the endpoint, the last ones at SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    from conftest import CAIRN_BIN
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env.update({"CAIRN_CLUSTER_SECRET": "node-ship-secret-0123456789", **ship_env(rx)})
+    port = free_port()
+    p = subprocess.Popen([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{port}", "--drives", str(tmp_path / "d")],
+                         env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "node.log", "w"))
+    try:
+        wait_until(lambda: [r for lvl, _, r in rx.loki_lines() if r.get("msg") == "node listening"], 20,
+                   what="the node's start line shipped")
+        services = {stream["stream"]["service"] for _, _, _, body in rx.posts for stream in json.loads(body)["streams"]}
+        assert services == {"node"}, services
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    msgs = [r.get("msg") for _, _, r in rx.loki_lines()]
+    assert "node stopped" in msgs and "shutting down" in msgs, msgs

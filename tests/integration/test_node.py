@@ -256,6 +256,30 @@ def test_node_needs_a_cluster_secret(tmp_path):
     assert cp.returncode == 2 and "cluster_secret" in cp.stderr
 
 
+def test_a_node_that_cannot_listen_exits_1_and_frees_its_drives(tmp_path):
+    """The http service fails after the drives opened: the registry stops
+    them (their lock is released: a node on the same drives starts)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    e["CAIRN_CLUSTER_SECRET"] = SECRET
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        cp = subprocess.run([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{port}", "--drives", str(tmp_path / "d")],
+                            env=e, capture_output=True, text=True, timeout=30)
+        assert cp.returncode == 1 and "cairn node:" in cp.stderr, cp.stderr
+    finally:
+        taken.close()
+    p = subprocess.Popen([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{free_port()}", "--drives", str(tmp_path / "d")],
+                         env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "listening" in p.stdout.readline()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+
+
 def list_all(node, limit):
     names, after, pages = [], "", 0
     while True:
