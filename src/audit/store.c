@@ -526,12 +526,6 @@ static void store_done(audit_store *s, http_req *r, bool ok) {
 
 /* ---- the store's own audit events ------------------------------------------------------ */
 
-static int64_t wall_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* One event straight into the events database: encoded and parsed back as
  * the journal's events are, so it is validated the same way. */
 static int record_direct(audit_store *s, const audit_event_fields *e) {
@@ -572,7 +566,7 @@ static void store_reply(audit_store *s, http_req *r, bool will_send) {
     const char *action = !q ? "audit:Unknown" : q->kind == REQ_POST ? "audit:PostEvents"
                                               : q->kind == REQ_GET  ? "audit:QueryEvents" : "audit:Unknown";
     audit_event_fields e = {
-        .time_us = wall_us() - dur_us,
+        .time_us = time_now_us() - dur_us,
         .request_id = r->request_id,
         .correlation_id = cid && audit_correlation_id_clean(cid, corr) == 0 ? corr : NULL,
         .principal = principal,

@@ -732,7 +732,7 @@ int cmd_admin(int argc, char **argv) {
     meta_store *ms;
     unsigned char mk[32];
     if ((rc = cmd_open_meta(&cfg, &ms, mk)) != 0) return rc;
-    int64_t t0 = time_mono_ns(), t0_us = time_now_ms() * 1000;
+    int64_t t0 = time_mono_ns(), t0_us = time_now_us();
     rc = admin_run(ms, &cfg, mk, nrest, rest);
     fflush(stdout);
     if (cmd_admin_record(&cfg, ms, nrest, rest, rc, t0, t0_us) != 0 && rc == 0) rc = 1;

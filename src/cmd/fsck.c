@@ -199,7 +199,7 @@ int cmd_fsck(const config_t *cfg, int argc, char **argv) {
             return 2;
         }
     }
-    int64_t t0 = time_mono_ns(), t0_us = time_now_ms() * 1000;
+    int64_t t0 = time_mono_ns(), t0_us = time_now_us();
     int lock_fd[2] = {-1, -1};
     int rc = cmd_lock_data_dir(cfg, lock_fd);
     if (rc != 0) return rc;

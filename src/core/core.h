@@ -154,6 +154,7 @@ typedef struct {
 /* ---- time ------------------------------------------------------------- */
 
 int64_t time_now_ms(void);      /* wall clock, ms since epoch */
+int64_t time_now_us(void);      /* wall clock, µs since epoch */
 int64_t time_mono_ns(void);     /* monotonic, ns */
 /* The time ms from now on clock clk (CLOCK_REALTIME for a default condition
  * variable, CLOCK_MONOTONIC for one set so): a pthread wait's deadline. */

@@ -178,6 +178,12 @@ int64_t time_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t time_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 struct timespec time_deadline(clockid_t clk, int64_t ms) {
     struct timespec ts;
     clock_gettime(clk, &ts);

@@ -457,12 +457,6 @@ static bool method_mutates(const char *m) {
     return m[0] && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0;
 }
 
-static int64_t wall_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * The one place every request passes at its end: http/ calls this right
  * before it queues the response (and, for a request that ends without
@@ -495,7 +489,7 @@ static void on_reply(void *app, http_req *r, bool will_send) {
     }
     const char *version = q ? (q->version_id[0] ? q->version_id : s3_param_get(q, "versionId")) : NULL;
     audit_event_fields e = {
-        .time_us = wall_us() - dur_us,
+        .time_us = time_now_us() - dur_us,
         .request_id = r->request_id,
         .correlation_id = cid && audit_correlation_id_clean(cid, corr) == 0 ? corr : NULL,
         .principal = principal,

@@ -689,3 +689,12 @@ Test(metrics, tables_are_bounded) {
     buf_free(&b);
     obs_free(o);
 }
+
+Test(time, now_in_microseconds_agrees_with_milliseconds) {
+    int64_t ms0 = time_now_ms();
+    int64_t us = time_now_us();
+    int64_t ms1 = time_now_ms();
+    cr_expect(us / 1000 >= ms0 && us / 1000 <= ms1, "%lld us not within [%lld, %lld] ms", (long long)us,
+              (long long)ms0, (long long)ms1);
+    cr_expect_gt(us, 1700000000LL * 1000000, "a wall clock after 2023");
+}
