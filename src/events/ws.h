@@ -101,9 +101,10 @@ void ws_parser_init(ws_parser *p, uint64_t max_message);
 /* Consumes bytes of data[0..n) until one event or the end of the bytes.
  * *used gets how many were consumed (always all of them with WS_NEED_MORE).
  * Returns WS_EVENT (*ev filled: call again with the rest), WS_NEED_MORE, or
- * WS_ERROR (p->error and p->error_reason say why; every later call returns
- * WS_ERROR again).  Nothing after a close frame is meant to be parsed: the
- * caller stops reading. */
+ * WS_ERROR (p->error and p->error_reason say why; *used counts the bytes up
+ * to and including the one that decided it; every later call returns
+ * WS_ERROR again and consumes nothing).  Nothing after a close frame is
+ * meant to be parsed: the caller stops reading. */
 int ws_parse(ws_parser *p, const uint8_t *data, size_t n, size_t *used, ws_event *ev);
 
 /* Writes the header of an unmasked, final server frame of opcode carrying
@@ -119,8 +120,10 @@ size_t ws_close_frame(uint8_t out[WS_CLOSE_FRAME_MAX], unsigned code, const char
 bool ws_close_code_valid(unsigned code);
 
 /* Sec-WebSocket-Accept for a client's Sec-WebSocket-Key: base64 of the
- * SHA-1 of key and the RFC's GUID, NUL-terminated in out.  Returns 0, or
- * CAIRN_EINVAL when key is not the base64 of 16 bytes (RFC 6455 4.1). */
+ * SHA-1 of key and the RFC's GUID, NUL-terminated in out.  Returns 0,
+ * CAIRN_EINVAL when key is not the base64 of 16 bytes (RFC 6455 4.1: 22
+ * characters, "==", no stray bits in the last character), or CAIRN_ENOMEM
+ * when libcrypto cannot compute the digest. */
 int ws_accept_key(const char *key, char out[29]);
 
 /* Is s[0..n) UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF)? */
