@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "audit/journal.h"
-#include "cache/l2.h" /* l2_parse_url: one reading of redis_url */
 
 #define REASON_MAX 512
 /* The spool is read this much at a time (at least two of the largest
@@ -32,8 +31,8 @@
 struct audit_dlq {
     char dir[1024];
     char stream[2][256];       /* [HELD], [REJECTED] */
-    char host[256], password[256];
-    int port, db, timeout_ms;
+    redis_target target;       /* redis_url, read */
+    int timeout_ms;
     bool redis, fsync;
 
     pthread_mutex_t mu;        /* guards everything below */
@@ -202,31 +201,8 @@ static redisContext *redis_get(audit_dlq *d) {
     if (!d->redis) return NULL;
     if (d->rc && !d->rc->err) return d->rc;
     redis_drop(d);
-    struct timeval tv = {d->timeout_ms / 1000, (d->timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(d->host, d->port, tv);
-    if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    redisReply *rep = NULL;
-    if (d->password[0]) rep = redisCommand(c, "AUTH %s", d->password);
-    if (d->password[0] && (!rep || rep->type == REDIS_REPLY_ERROR)) {
-        if (rep) freeReplyObject(rep);
-        redisFree(c);
-        return NULL;
-    }
-    if (rep) freeReplyObject(rep);
-    if (d->db) {
-        rep = redisCommand(c, "SELECT %d", d->db);
-        bool ok = rep && rep->type != REDIS_REPLY_ERROR;
-        if (rep) freeReplyObject(rep);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
-    d->rc = c;
-    return c;
+    d->rc = redis_open(&d->target, d->timeout_ms);
+    return d->rc;
 }
 
 /* XADDs every event (pipelined); 0 when Redis took them all.  taken[i]
@@ -605,8 +581,7 @@ int audit_dlq_open(const audit_dlq_opts *o, audit_dlq **out) {
     int rc = 0;
     if (o->redis_url && o->redis_url[0]) {
         char why[200];
-        rc = l2_parse_url(o->redis_url, d->host, sizeof d->host, &d->port, d->password, sizeof d->password, &d->db,
-                          why, sizeof why);
+        rc = redis_target_parse(o->redis_url, &d->target, why, sizeof why);
         if (rc != 0) log_write(LOG_ERROR, NULL, "audit dead-letter queue: bad redis_url", "error", why, NULL);
         d->redis = rc == 0;
     }

@@ -232,11 +232,7 @@ static bool send_batch(logship *ls, const buf_t *body, int nlines) {
         }
         ls->st.failures++;
         if (++ls->consecutive >= OPEN_AFTER) ls->st.breaker = 1;
-        int64_t cap = ls->o.retry_max_ms > BACKOFF_MIN_MS ? ls->o.retry_max_ms : BACKOFF_MIN_MS;
-        int64_t backoff = BACKOFF_MIN_MS;
-        for (int i = 0; i < attempt && backoff < cap; i++) backoff *= 2;
-        if (backoff > cap) backoff = cap;
-        int64_t sleep_ms = (int64_t)(rand_r(&ls->seed) % (unsigned)(backoff + 1)); /* full jitter */
+        int64_t sleep_ms = backoff_full_jitter(attempt, BACKOFF_MIN_MS, ls->o.retry_max_ms, &ls->seed);
         int64_t until = mono_ms() + sleep_ms;
         if (ls->stopping && until > ls->deadline_ms) until = ls->deadline_ms;
         bool stop = wait_until_locked(ls, until);
@@ -347,7 +343,7 @@ int logship_start(const logship_options *o, logship **out) {
     if (ls->o.sample < 1) ls->o.sample = 1;
     ls->url = strdup(o->url);
     ls->service = strdup(o->service && o->service[0] ? o->service : "cairn");
-    ls->seed = (unsigned)(time_mono_ns() ^ (uint64_t)getpid() << 16);
+    rand_bytes(&ls->seed, sizeof ls->seed);
     pthread_mutex_init(&ls->mu, NULL);
     pthread_cond_init(&ls->cv, NULL);
     int rc = ls->url && ls->service ? http_client_new(ls->o.timeout_ms, ls->o.timeout_ms, 4096, &ls->hc) : CAIRN_ENOMEM;

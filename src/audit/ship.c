@@ -255,10 +255,7 @@ static bool sleep_unless_deadline(audit_shipper *s, int64_t ms) {
 
 /* Full jitter: uniform in [0, min(max, base * 2^attempt)]. */
 static int64_t backoff_ms(audit_shipper *s, int attempt) {
-    int64_t ceil = s->o.backoff_base_ms;
-    for (int i = 0; i < attempt && ceil < s->o.backoff_max_ms; i++) ceil *= 2;
-    if (ceil > s->o.backoff_max_ms) ceil = s->o.backoff_max_ms;
-    return (int64_t)(rand_r(&s->seed) % (unsigned)(ceil + 1));
+    return backoff_full_jitter(attempt, s->o.backoff_base_ms, s->o.backoff_max_ms, &s->seed);
 }
 
 static bool breaker_open(audit_shipper *s) {

@@ -29,10 +29,7 @@
 enum { BREAKER_CLOSED = 0, BREAKER_OPEN = 1, BREAKER_HALF = 2 };
 
 struct l2 {
-    char host[256];
-    int port;
-    char password[256];
-    int db;
+    redis_target target;       /* redis_url, read */
     char prefix[64];
     int timeout_ms, breaker_ms, pool_max;
     l2_options o;
@@ -86,69 +83,6 @@ struct l2 {
 
 static int64_t mono_ms(void) { return time_mono_ns() / 1000000; }
 
-int l2_parse_url(const char *url, char *host, size_t hostlen, int *port, char *password, size_t pwlen, int *db,
-                 char *why, size_t whylen) {
-    const char *p = url;
-    *port = 6379;
-    *db = 0;
-    password[0] = '\0';
-    if (strncmp(p, "redis://", 8) != 0) {
-        snprintf(why, whylen, "redis_url must start with redis://");
-        return CAIRN_EINVAL;
-    }
-    p += 8;
-    const char *at = strchr(p, '@');
-    const char *slash = strchr(p, '/');
-    if (at && (!slash || at < slash)) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p; /* redis://:PASSWORD@ or redis://PASSWORD@ */
-        size_t n = (size_t)(at - pw);
-        if (n >= pwlen) {
-            snprintf(why, whylen, "the password in redis_url is too long");
-            return CAIRN_EINVAL;
-        }
-        memcpy(password, pw, n);
-        password[n] = '\0';
-        p = at + 1;
-    }
-    size_t hn = strcspn(p, ":/");
-    if (hn == 0 || hn >= hostlen) {
-        snprintf(why, whylen, "redis_url needs a host");
-        return CAIRN_EINVAL;
-    }
-    memcpy(host, p, hn);
-    host[hn] = '\0';
-    p += hn;
-    if (*p == ':') {
-        char *end;
-        long v = strtol(p + 1, &end, 10);
-        if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/')) {
-            snprintf(why, whylen, "bad port in redis_url");
-            return CAIRN_EINVAL;
-        }
-        *port = (int)v;
-        p = end;
-    }
-    if (*p == '/' && p[1]) {
-        char *end;
-        long v = strtol(p + 1, &end, 10);
-        if (end == p + 1 || *end || v < 0 || v > 1000000) {
-            snprintf(why, whylen, "bad database number in redis_url");
-            return CAIRN_EINVAL;
-        }
-        *db = (int)v;
-    } else if (*p && strcmp(p, "/") != 0) {
-        snprintf(why, whylen, "unexpected text in redis_url after the host");
-        return CAIRN_EINVAL;
-    }
-    return 0;
-}
-
-static struct timeval tv_of(int ms) {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return tv;
-}
-
 /* Runs one command on c; NULL when the connection failed (c->err set) or
  * Redis answered with an error (then *rc says which). */
 static redisReply *command(redisContext *c, int argc, const char **argv, const size_t *lens, int *rc) {
@@ -167,36 +101,7 @@ static redisReply *command(redisContext *c, int argc, const char **argv, const s
     return rep;
 }
 
-static redisContext *connect_redis(l2 *r) {
-    redisContext *c = redisConnectWithTimeout(r->host, r->port, tv_of(r->timeout_ms));
-    if (!c) return NULL;
-    if (c->err || redisSetTimeout(c, tv_of(r->timeout_ms)) != REDIS_OK) {
-        redisFree(c);
-        return NULL;
-    }
-    int rc;
-    if (r->password[0]) {
-        const char *argv[] = {"AUTH", r->password};
-        redisReply *rep = command(c, 2, argv, NULL, &rc);
-        if (!rep) {
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(rep);
-    }
-    if (r->db) {
-        char dbs[16];
-        snprintf(dbs, sizeof dbs, "%d", r->db);
-        const char *argv[] = {"SELECT", dbs};
-        redisReply *rep = command(c, 2, argv, NULL, &rc);
-        if (!rep) {
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(rep);
-    }
-    return c;
-}
+static redisContext *connect_redis(l2 *r) { return redis_open(&r->target, r->timeout_ms); }
 
 /* ---- the breaker and the pool ---------------------------------------------------------- */
 
@@ -1029,8 +934,7 @@ int l2_new(const l2_options *o, l2 **out, char *why, size_t whylen) {
     *out = NULL;
     l2 *r = calloc(1, sizeof *r);
     if (!r) return CAIRN_ENOMEM;
-    int rc = l2_parse_url(o->url ? o->url : "", r->host, sizeof r->host, &r->port, r->password, sizeof r->password,
-                          &r->db, why, whylen);
+    int rc = redis_target_parse(o->url ? o->url : "", &r->target, why, whylen);
     if (rc != 0) {
         free(r);
         return rc;

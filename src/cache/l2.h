@@ -80,10 +80,6 @@ typedef struct {
     void *ud;
 } l2_options;
 
-/* Parses url into host, port, password and db: CAIRN_EINVAL with why. */
-int l2_parse_url(const char *url, char *host, size_t hostlen, int *port, char *password, size_t pwlen, int *db,
-                 char *why, size_t whylen);
-
 /* Creates the client and starts the subscriber (when asked).  It does not
  * wait for Redis: an unreachable Redis is a closed channel, not an error.
  * CAIRN_EINVAL (bad URL, why says), CAIRN_ENOMEM. */

@@ -23,6 +23,8 @@
 #include "auth/auth.h"
 #include "cmd/cmd.h"
 #include "data/data.h"
+#include "events/events.h"
+#include "events/ws.h"
 #include "http/http.h"
 #include "jobs/jobs.h"
 #include "obs/obs.h"
@@ -379,6 +381,8 @@ typedef struct {
     membership *members;
     char holder[256];          /* this process in leases: "host:data_dir", the same across restarts */
     logship *logs;             /* log shipping (log_ship_url), or NULL */
+    events_bus *bus;           /* the event bus (NULL: events_enabled is false) */
+    events_hub *hub;           /* the event stream's sockets */
 } server;
 
 static int fail_with(server *sv, int exit_code) {
@@ -431,7 +435,10 @@ static void data_stop(void *ud) {
 
 static int obs_start(void *ud) {
     server *sv = ud;
-    if ((sv->obs = obs_new())) return 0;
+    if ((sv->obs = obs_new())) {
+        if (!sv->cfg.metrics_enabled) obs_set_enabled(sv->obs, false);
+        return 0;
+    }
     fprintf(stderr, "cairn: out of memory\n");
     return fail_with(sv, 1);
 }
@@ -504,11 +511,54 @@ static void shipper_stop(void *ud) {
     sv->shipper = NULL;
 }
 
+/* The event bus and the stream's hub (docs/events.md): up before everything
+ * that publishes (the gateway's hook, status events from membership, jobs
+ * and healing), down after them.  The hub's sockets are hung up when HTTP
+ * stops (http_stop), before the HTTP server goes. */
+static int events_start(void *ud) {
+    server *sv = ud;
+    const config_t *c = &sv->cfg;
+    if (!c->events_enabled) return 0;
+    bool insecure = !c->events_allowed_origins[0];
+    if (insecure)
+        log_write(LOG_WARN, NULL, "events_allowed_origins is empty: a page of any origin may open /events/ws "
+                  "with a presigned URL it holds", NULL);
+    events_hub_options ho = {.max_sockets = c->events_max_sockets, .send_queue_bytes = (size_t)c->events_send_queue_bytes,
+                             .ping_interval_ms = c->events_ping_interval, .pong_timeout_ms = c->events_pong_timeout,
+                             .insecure_origins = insecure};
+    char why[200] = "";
+    int rc = events_hub_new(&ho, &sv->hub);
+    events_bus_options bo = {.redis_url = c->redis_url, .redis_timeout_ms = c->events_redis_timeout,
+                             .retry_max_ms = c->events_retry_max, .retry_attempts = c->events_retry_attempts,
+                             .hub = sv->hub};
+    if (rc == 0) rc = events_bus_new(&bo, &sv->bus, why, sizeof why);
+    if (rc == 0) {
+        status_set_sink(events_bus_status_sink, sv->bus);
+        return 0;
+    }
+    events_hub_free(sv->hub);
+    sv->hub = NULL;
+    fprintf(stderr, "cairn: cannot start the event stream: %s\n", why[0] ? why : cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void events_stop(void *ud) {
+    server *sv = ud;
+    status_set_sink(NULL, NULL);
+    events_bus_free(sv->bus);
+    events_hub_free(sv->hub);
+    sv->bus = NULL;
+    sv->hub = NULL;
+}
+
 /* What the gateway asks of the job queue (s3_jobs), over the server's stores. */
 static void gateway_job_metrics(void *ud, buf_t *out) {
-    jobs_render_metrics(((server *)ud)->ms, out);
-    logship_render_metrics(((server *)ud)->logs, out);
-    audit_shipper_render_metrics(((server *)ud)->shipper, out);
+    server *sv = ud;
+    jobs_render_metrics(sv->ms, out);
+    logship_render_metrics(sv->logs, out);
+    audit_shipper_render_metrics(sv->shipper, out);
+    events_bus_render_metrics(sv->bus, out);
+    events_hub_render_metrics(sv->hub, out);
 }
 
 static int gateway_empty_trash(void *ud, int max_batches, int *removed) {
@@ -523,7 +573,7 @@ static int gateway_start(void *ud) {
     s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
                     .root_secret = sv->root.password, .root_user_id = sv->root_user.id,
                     .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later},
-                    .audit = sv->audit};
+                    .audit = sv->audit, .events = sv->bus, .events_hub = sv->hub};
     memcpy(deps.master_key, sv->mk, 32);
     int rc = s3_gateway_new(&deps, &sv->gw);
     sodium_memzero(deps.master_key, sizeof deps.master_key);
@@ -690,6 +740,7 @@ static int http_start(void *ud) {
     server *sv = ud;
     const config_t *c = &sv->cfg;
     http_options ho = {.listen = c->listen, .connection_limit = c->connection_limit,
+                       .upgraded_limit = sv->hub ? c->events_max_sockets : 0,
                        .connection_timeout = c->connection_timeout, .max_header_bytes = c->max_header_bytes,
                        .connection_limit_per_ip = c->connection_limit_per_ip, .header_timeout = c->client_header_timeout,
                        .min_body_rate = c->min_body_rate, .min_drain_rate = c->min_body_rate,
@@ -707,6 +758,9 @@ static int http_start(void *ud) {
 
 static void http_stop(void *ud) {
     server *sv = ud;
+    /* Upgraded connections are their owner's to close before the server
+     * stops (http.h): every stream socket gets its hangup first. */
+    events_hub_hangup_all(sv->hub, WS_CLOSE_GOING_AWAY, "server shutting down", true);
     sv->abandoned = drain_and_stop(sv->srv, sv->cfg.shutdown_timeout);
     sv->srv = NULL;
 }
@@ -731,16 +785,17 @@ static int register_services(svc_registry *r, server *sv) {
         {"logship", NULL, logship_svc_start, logship_svc_stop, sv, 0},
         {"tls", NULL, tls_start, tls_stop, sv, 0},
         {"listener", NULL, listener_start, listener_stop, sv, 0},
+        {"events", NULL, events_start, events_stop, sv, 0},
         {"metadata", NULL, metadata_start, metadata_stop, sv, 0},
         {"data", "metadata", data_start, data_stop, sv, 0},
         {"obs", NULL, obs_start, obs_stop, sv, 0},
         {"audit", NULL, audit_start, audit_stop, sv, 0},
-        {"gateway", "metadata,data,obs,audit", gateway_start, gateway_stop, sv, 0},
+        {"gateway", "metadata,data,obs,audit,events", gateway_start, gateway_stop, sv, 0},
         {"auditstore", "metadata,obs,gateway,audit", auditstore_start, auditstore_stop, sv, 0},
         {"shipper", "metadata,audit", shipper_start, shipper_stop, sv, sv->cfg.shutdown_timeout * 1000 + 5000},
-        {"scrubber", "metadata,data,obs", scrubber_start, scrubber_stop, sv, 0},
-        {"jobs", "metadata,data,obs", jobs_start, jobs_stop, sv, 0},
-        {"membership", "metadata,data,obs", membership_run, membership_end, sv, 0},
+        {"scrubber", "metadata,data,obs,events", scrubber_start, scrubber_stop, sv, 0},
+        {"jobs", "metadata,data,obs,events", jobs_start, jobs_stop, sv, 0},
+        {"membership", "metadata,data,obs,events", membership_run, membership_end, sv, 0},
         {"http",
          sv->gateway ? "tls,listener,gateway,audit,auditstore,shipper,scrubber,jobs,membership"
                      : "tls,listener,gateway,audit,auditstore,shipper,scrubber,jobs",

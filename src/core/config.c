@@ -42,7 +42,7 @@
 
 /* ---- the option table --------------------------------------------------- */
 
-typedef enum { OPT_STRING, OPT_SIZE, OPT_INT, OPT_BOOL, OPT_ENUM } opt_type;
+typedef enum { OPT_STRING, OPT_SIZE, OPT_INT, OPT_BOOL, OPT_ENUM, OPT_DURATION } opt_type;
 
 /* Extra validation of a string option; on failure writes a reason and
  * returns false.  The value is always NUL-terminated and fits the field. */
@@ -87,6 +87,31 @@ static bool check_nodes(const char *v, char *reason, size_t rn)
     if (n > 64) {
         snprintf(reason, rn, "at most 64 nodes");
         return false;
+    }
+    return true;
+}
+
+/* events_allowed_origins: comma-separated scheme://host[:port], as browsers
+ * send Origin (RFC 6454); spaces around the commas are allowed. */
+static bool check_origins(const char *v, char *reason, size_t rn)
+{
+    const char *p = v;
+    while (*p) {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, ",");
+        size_t t = n;
+        while (t && p[t - 1] == ' ') t--;
+        const char *sep = memmem(p, t, "://", 3);
+        bool ok = t > 0 && sep && sep > p && (size_t)(sep - p) + 3 < t;
+        for (size_t i = 0; ok && i < t; i++)
+            if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f || (p[i] == '/' && (p + i < sep || p + i > sep + 2)))
+                ok = false;
+        if (!ok) {
+            snprintf(reason, rn, "each origin must be scheme://host[:port] (no path), e.g. https://console.example.com");
+            return false;
+        }
+        p += n;
+        if (*p == ',') p++;
     }
     return true;
 }
@@ -172,6 +197,9 @@ static bool check_nodes(const char *v, char *reason, size_t rn);
     { #k, e, OPT_STRING, offsetof(config_t, k), FIELD_CAP(k), 0, 0, NULL, chk, form, d, text }
 #define OPT_SZ(k, e, lo, hi, d, text) \
     { #k, e, OPT_SIZE, offsetof(config_t, k), 0, lo, hi, NULL, NULL, NULL, d, text }
+/* A duration, kept in milliseconds (int64_t); lo and hi in milliseconds. */
+#define OPT_DUR(k, e, lo, hi, d, text) \
+    { #k, e, OPT_DURATION, offsetof(config_t, k), 0, lo, hi, NULL, NULL, NULL, d, text }
 #define OPT_NUM(k, e, lo, hi, d, text) \
     { #k, e, OPT_INT, offsetof(config_t, k), 0, lo, hi, NULL, NULL, NULL, d, text }
 #define OPT_BOOLEAN(k, e, d, text) \
@@ -359,6 +387,26 @@ static const option options[] = {
             "Secret key of audit_access_key; never logged; empty = root_password"),
     OPT_STR(audit_dlq_stream, "CAIRN_AUDIT_DLQ_STREAM", NULL, "Redis stream key", "cairn:audit:dlq",
             "Redis stream of the audit dead-letter queue (with redis_url); empty = the local spool only"),
+    OPT_BOOLEAN(metrics_enabled, "CAIRN_METRICS_ENABLED", "true",
+                "Collect metrics and serve them on /metrics; false answers /metrics 404 and collects nothing"),
+    OPT_BOOLEAN(events_enabled, "CAIRN_EVENTS_ENABLED", "true",
+                "Publish object and cluster events and serve the live stream GET /events/ws"),
+    OPT_STR(events_allowed_origins, "CAIRN_EVENTS_ALLOWED_ORIGINS", check_origins, "ORIGIN,ORIGIN,...", "",
+            "Origins (scheme://host[:port]) whose browsers may open /events/ws; others get 403; empty = any (a warning at start, cairn_events_insecure_origins 1)"),
+    OPT_NUM(events_max_sockets, "CAIRN_EVENTS_MAX_SOCKETS", 1, 1000000, "10000",
+            "Most event stream sockets open at once; more get 503 SlowDown before the upgrade"),
+    OPT_SZ(events_send_queue_bytes, "CAIRN_EVENTS_SEND_QUEUE_BYTES", 4 * KIB, 1 * GIB, "1MiB",
+           "Bytes waiting to be sent to one event stream socket at most; past it the client is a slow consumer and is closed (1008)"),
+    OPT_DUR(events_ping_interval, "CAIRN_EVENTS_PING_INTERVAL", 10, 86400000, "30s",
+            "Time between the server's pings on each event stream socket (a number alone is seconds; ms, s, m, h)"),
+    OPT_DUR(events_pong_timeout, "CAIRN_EVENTS_PONG_TIMEOUT", 10, 86400000, "60s",
+            "A socket whose ping has no pong within this long is closed (1011)"),
+    OPT_DUR(events_redis_timeout, "CAIRN_EVENTS_REDIS_TIMEOUT", 1, 600000, "2s",
+            "Longest a Redis call of the event bus may take (connect, publish, subscribe, the liveness ping)"),
+    OPT_DUR(events_retry_max, "CAIRN_EVENTS_RETRY_MAX", 10, 3600000, "30s",
+            "Cap of the delay between reconnects of a lost Redis subscription (exponential from 100ms, full jitter)"),
+    OPT_NUM(events_retry_attempts, "CAIRN_EVENTS_RETRY_ATTEMPTS", 1, 1000000, "10",
+            "Reconnects of a lost Redis subscription before the stream's sockets get a hangup (retrying goes on at the cap)"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -502,6 +550,46 @@ static int size_parse(const char *s, int64_t *out, char *reason, size_t rn)
     }
     snprintf(reason, rn, "unknown unit \"%.16s\"; expected k, KiB, M, MiB, G, GiB, T or TiB", unit);
     return CAIRN_EINVAL;
+}
+
+static const struct { const char *name; int64_t mult; } duration_units[] = {
+    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+};
+
+/* A duration in milliseconds: digits and a unit (ms, s, m, h); digits
+ * alone are seconds. */
+static int duration_parse(const char *s, int64_t *out, char *reason, size_t rn)
+{
+    if (!isdigit((unsigned char)*s)) {
+        snprintf(reason, rn, "not a duration; expected digits and an optional unit (ms, s, m, h), e.g. 30s");
+        return CAIRN_EINVAL;
+    }
+    int64_t n;
+    long used = parse_digits(s, &n);
+    if (used < 0) {
+        snprintf(reason, rn, "too large");
+        return CAIRN_EINVAL;
+    }
+    for (size_t i = 0; i < sizeof duration_units / sizeof duration_units[0]; i++) {
+        if (strcmp(s + used, duration_units[i].name) != 0)
+            continue;
+        if (n > INT64_MAX / duration_units[i].mult) {
+            snprintf(reason, rn, "too large");
+            return CAIRN_EINVAL;
+        }
+        *out = n * duration_units[i].mult;
+        return 0;
+    }
+    snprintf(reason, rn, "unknown unit \"%.16s\"; expected ms, s, m or h", s + used);
+    return CAIRN_EINVAL;
+}
+
+static void fmt_duration(int64_t ms, char *out, size_t n)
+{
+    if (ms % 3600000 == 0 && ms) snprintf(out, n, "%lldh", (long long)(ms / 3600000));
+    else if (ms % 60000 == 0 && ms) snprintf(out, n, "%lldm", (long long)(ms / 60000));
+    else if (ms % 1000 == 0) snprintf(out, n, "%llds", (long long)(ms / 1000));
+    else snprintf(out, n, "%lldms", (long long)ms);
 }
 
 int config_parse_size(const char *s, int64_t *out)
@@ -766,6 +854,9 @@ static void range_text(const option *o, char *out, size_t n)
     if (o->type == OPT_SIZE) {
         fmt_size(o->min, lo, sizeof lo);
         fmt_size(o->max, hi, sizeof hi);
+    } else if (o->type == OPT_DURATION) {
+        fmt_duration(o->min, lo, sizeof lo);
+        fmt_duration(o->max, hi, sizeof hi);
     } else {
         snprintf(lo, sizeof lo, "%lld", (long long)o->min);
         snprintf(hi, sizeof hi, "%lld", (long long)o->max);
@@ -830,6 +921,11 @@ static int option_apply(config_t *c, const option *o, const char *v, size_t len,
             return CAIRN_EINVAL;
         *(int *)(void *)field = (int)n;
         return 0;
+    case OPT_DURATION:
+        if (duration_parse(text, &n, reason, rn) != 0 || !in_range(o, n, reason, rn))
+            return CAIRN_EINVAL;
+        *(int64_t *)(void *)field = n;
+        return 0;
     case OPT_BOOL:
         if (bool_parse(text, &b, reason, rn) != 0)
             return CAIRN_EINVAL;
@@ -859,6 +955,7 @@ static bool option_check_current(const config_t *c, const option *o, char *reaso
         snprintf(reason, rn, "must be %s", canon);
         return false;
     case OPT_SIZE:
+    case OPT_DURATION:
         return in_range(o, *(const int64_t *)(const void *)field, reason, rn);
     case OPT_INT:
         return in_range(o, *(const int *)(const void *)field, reason, rn);
@@ -1368,6 +1465,10 @@ static void type_text(const option *o, char *out, size_t n)
     case OPT_INT:
         range_text(o, range, sizeof range);
         snprintf(out, n, "%s, %s", o->type == OPT_SIZE ? "size" : "integer", range);
+        return;
+    case OPT_DURATION:
+        range_text(o, range, sizeof range);
+        snprintf(out, n, "duration, %s", range);
         return;
     }
     out[0] = '\0';

@@ -172,6 +172,10 @@ int time_parse_amz(const char *s, int64_t *sec_out);
 
 /* Fills p with n cryptographically secure random bytes (libsodium). */
 void rand_bytes(void *p, size_t n);
+/* Exponential backoff with full jitter: uniform in [0, min(cap, base *
+ * 2^attempt)] milliseconds, drawn from *seed (rand_r; seed it per process
+ * with rand_bytes so that processes retrying together spread out). */
+int64_t backoff_full_jitter(int attempt, int64_t base_ms, int64_t cap_ms, unsigned *seed);
 /* Writes 2n lowercase hex digits and a NUL to out. */
 void hex_encode(const void *p, size_t n, char *out);
 /* Decodes 2n hex digits; returns 0 or CAIRN_EINVAL. */
@@ -243,6 +247,38 @@ static inline int fault_reload(void) { return 0; }
 
 /* Returns the process-wide library init (libsodium); call once from main. */
 int core_init(void);
+
+/* ---- cluster status events (status.c) ----------------------------------------
+ * What operators watch live (docs/events.md): status_emit("node:Down",
+ * "node", url, "error", why, NULL) — a type and name/value pairs (at most
+ * STATUS_MAX_FIELDS) — goes to the one sink set, the event bus, which
+ * publishes it on cairn:cluster.  Types: node:Up, node:Down, node:Draining,
+ * node:Drained, rebalance:Progress, rebalance:Done, heal:Done, heal:Failed,
+ * job:Failed, disk:Full, disk:Ok.  Thread-safe; emit never blocks for long
+ * (the sink queues). */
+#define STATUS_MAX_FIELDS 12
+typedef void (*status_sink_fn)(void *ud, const char *type, const char *const *fields);
+/* Sets the sink (NULL: none).  Not concurrent with itself. */
+void status_set_sink(status_sink_fn fn, void *ud);
+void status_emit(const char *type, ...) __attribute__((sentinel));
+
+/* ---- Redis (redis.c) -------------------------------------------------------
+ * redis_url read once, the same way for every part that uses Redis. */
+typedef struct {
+    char host[256];
+    int port;                  /* 6379 when the URL names none */
+    char password[256];        /* "" = no AUTH */
+    int db;                    /* from the URL's path: redis://host:6379/2; 0 = none given */
+} redis_target;
+/* Parses redis://[:PASSWORD@]HOST[:PORT][/DB]: 0, or CAIRN_EINVAL with why. */
+int redis_target_parse(const char *url, redis_target *t, char *why, size_t whylen);
+struct redisContext;
+struct timeval;
+/* A connection ready for commands (connected within timeout_ms, every
+ * command given the same timeout, AUTH and SELECT done), or NULL.  The
+ * caller frees it with redisFree. */
+struct redisContext *redis_open(const redis_target *t, int64_t timeout_ms);
+struct timeval redis_timeval(int64_t ms);
 
 /* ---- service registry (service.c) ---------------------------------------
  *
@@ -386,6 +422,16 @@ typedef struct {
     char audit_access_key[128]; /* audit_access_key: signs the POSTs; empty = root_user */
     char audit_secret_key[256]; /* audit_secret_key: empty = root_password */
     char audit_dlq_stream[256]; /* audit_dlq_stream: Redis stream of the DLQ; empty = spool only */
+    bool metrics_enabled;      /* metrics_enabled: false = no /metrics (404), nothing collected */
+    bool events_enabled;       /* events_enabled: publish events, serve /events/ws */
+    char events_allowed_origins[2048]; /* events_allowed_origins: comma-separated; empty = any */
+    int events_max_sockets;    /* events_max_sockets: open event stream sockets at most */
+    int64_t events_send_queue_bytes; /* events_send_queue_bytes: one socket's unsent bytes at most */
+    int64_t events_ping_interval; /* events_ping_interval: ms between pings */
+    int64_t events_pong_timeout; /* events_pong_timeout: ms a ping waits for its pong */
+    int64_t events_redis_timeout; /* events_redis_timeout: ms one Redis call of the bus may take */
+    int64_t events_retry_max;  /* events_retry_max: cap of the reconnect delay, ms */
+    int events_retry_attempts; /* events_retry_attempts: reconnects before the sockets get a hangup */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

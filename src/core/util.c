@@ -287,6 +287,16 @@ int time_parse_amz(const char *s, int64_t *sec_out) {
 
 void rand_bytes(void *p, size_t n) { randombytes_buf(p, n); }
 
+int64_t backoff_full_jitter(int attempt, int64_t base_ms, int64_t cap_ms, unsigned *seed) {
+    if (base_ms < 1) base_ms = 1;
+    if (cap_ms < base_ms) cap_ms = base_ms;
+    int64_t ceil = base_ms;
+    for (int i = 0; i < attempt && ceil < cap_ms; i++) ceil *= 2;
+    if (ceil > cap_ms) ceil = cap_ms;
+    uint64_t r = ((uint64_t)rand_r(seed) << 31) ^ (uint64_t)rand_r(seed);
+    return (int64_t)(r % (uint64_t)(ceil + 1));
+}
+
 void time_hex_id_from(int64_t now_ms, const unsigned char rnd[10], char out[TIME_HEX_ID_LEN + 1]) {
     unsigned char b[16];
     uint64_t t = now_ms < 0 ? 0 : (uint64_t)now_ms;

@@ -1164,9 +1164,11 @@ int data_heal_logged(data_store *ds, const char *version_id, const data_layout *
     if (rc != 0 && rc != CAIRN_ENOTFOUND) {
         atomic_fetch_add(&ds->heal_failures, 1);
         log_write(LOG_WARN, NULL, "heal failed", "version_id", version_id, "error", cairn_strerror(rc), NULL);
+        status_emit("heal:Failed", "version_id", version_id, "error", cairn_strerror(rc), NULL);
     } else if (repaired) {
         char n[24];
         log_write(LOG_INFO, NULL, "healed shards", "version_id", version_id, "shards", log_int(n, repaired), NULL);
+        status_emit("heal:Done", "version_id", version_id, "shards", n, NULL);
     }
     return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }

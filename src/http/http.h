@@ -81,6 +81,8 @@ typedef struct http_req {
     int state_;
     void *conn_track_;         /* the connection's watchdog record */
     bool replied_;             /* the handler's reply callback ran */
+    void *upgrade_;            /* http_respond_upgrade's handoff, until the upgrade or done */
+    void *server_;
 } http_req;
 
 /* Looks up a request header (case-insensitive); returns its value (NUL-terminated,
@@ -105,6 +107,28 @@ int http_respond_fd(http_req *r, unsigned status, int fd, uint64_t offset, uint6
 typedef long (*http_stream_fn)(void *ud, uint64_t pos, char *buf, size_t max);
 int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream_fn fn, void *ud,
                         void (*free_fn)(void *ud));
+/*
+ * Protocol upgrade (RFC 9110 7.8: the WebSocket handshake).  The handler
+ * answers 101 with http_respond_upgrade (after adding the Upgrade header
+ * and whatever else its protocol needs; MHD adds Connection: Upgrade).  Once
+ * the head is on the wire, fn(ud, u, fd, extra, n) runs on the connection's
+ * thread, before done, with the socket and the bytes the client sent after
+ * its head (read as if from fd).  From then on the socket is the owner's:
+ * http/ reads and writes nothing on it, the watchdog leaves it alone, the
+ * connection no longer counts against connection_limit's request threads,
+ * and no thread is held for it (plain sockets; with TLS, MHD keeps one
+ * forwarding thread per upgraded connection).  The owner calls
+ * http_upgraded_close(u) exactly once when it is done, never close(fd), and
+ * must have closed every upgraded connection before http_server_stop.
+ * When the 101 is never sent (the client left first, or the reply callback
+ * replaced it), fn is not called and free_fn(ud) is (may be NULL).
+ */
+typedef struct http_upgraded http_upgraded;
+typedef void (*http_upgrade_fn)(void *ud, http_upgraded *u, int fd, const char *extra, size_t extra_len);
+int http_respond_upgrade(http_req *r, http_upgrade_fn fn, void *ud, void (*free_fn)(void *ud));
+/* Closes an upgraded connection's socket and frees u.  Thread-safe. */
+void http_upgraded_close(http_upgraded *u);
+
 /* True once a response is set. */
 bool http_responded(const http_req *r);
 /* Drops the response set (and the headers added) but not yet sent, so that
@@ -138,7 +162,8 @@ typedef struct {
 
 typedef struct {
     const char *listen;        /* "127.0.0.1:9000", "[::1]:9000", "0.0.0.0:9000" */
-    int connection_limit;
+    int connection_limit;      /* connections served at once, upgraded ones not counted */
+    int upgraded_limit;        /* upgraded connections (WebSockets) at once, on top of connection_limit */
     int connection_timeout;    /* seconds a connection may be idle */
     int max_header_bytes;      /* request line + headers + the empty line, in bytes */
     /* Bytes each request's arena may hold; 0: HTTP_ARENA_MAX(max_header_bytes),
@@ -173,6 +198,8 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
 void http_server_quiesce(http_server *s);
 /* Requests begun and not yet done. */
 int http_server_inflight(http_server *s);
+/* Upgraded connections not yet closed by their owners. */
+int http_server_upgraded(http_server *s);
 /* Closes all connections and frees the server. */
 void http_server_stop(http_server *s);
 

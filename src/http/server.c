@@ -108,7 +108,22 @@ typedef struct http_conn {
     char remote[64];
 } http_conn;
 
-enum { PH_HEAD = 0, PH_BUSY, PH_BODY, PH_REPLY, PH_IDLE };
+/* PH_UPGRADED: handed over by an upgrade; no deadline of ours applies. */
+enum { PH_HEAD = 0, PH_BUSY, PH_BODY, PH_REPLY, PH_IDLE, PH_UPGRADED };
+
+/* An upgraded connection, from the upgrade to its owner's close. */
+struct http_upgraded {
+    struct http_upgraded *prev, *next;   /* server.ups, under server.mu */
+    struct MHD_UpgradeResponseHandle *urh;
+    http_server *s;
+};
+
+/* What http_respond_upgrade leaves for the upgrade (r->upgrade_). */
+typedef struct {
+    http_upgrade_fn fn;
+    void (*free_fn)(void *);
+    void *ud;
+} upgrade_handoff;
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -125,6 +140,10 @@ struct http_server {
     bool watchdog_running;
     bool stopping;              /* under mu */
     http_conn *conns;           /* under mu */
+    int plain;                  /* tracked connections not upgraded, under mu */
+    int connection_limit;       /* of plain connections; MHD's own limit adds upgraded_limit */
+    http_upgraded *ups;         /* upgraded connections not closed yet, under mu */
+    int nups;                   /* their count, under mu */
     int64_t header_timeout_ns;  /* 0 = off */
     int64_t window_ns;
     int64_t min_body_rate, min_drain_rate;
@@ -152,8 +171,11 @@ void http_add_header(http_req *r, const char *name, const char *value) {
 
 bool http_responded(const http_req *r) { return r->resp_ != NULL || r->state_ == ST_QUEUED; }
 
+static void upgrade_forget(http_req *r);
+
 int http_response_discard(http_req *r) {
     if (!r->resp_ || r->state_ == ST_QUEUED) return CAIRN_EINVAL;
+    upgrade_forget(r);
     MHD_destroy_response(r->resp_);
     r->resp_ = NULL;
     r->status_ = 0;
@@ -238,6 +260,53 @@ int http_respond_stream(http_req *r, unsigned status, uint64_t size, http_stream
     struct MHD_Response *resp = MHD_create_response_from_callback(size, block, stream_read, c, stream_free);
     if (!resp) stream_free(c);
     return set_response(r, status, resp, size);
+}
+
+/* ---- protocol upgrade ----------------------------------------------------------- */
+
+static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra, size_t extra_len,
+                       MHD_socket sock, struct MHD_UpgradeResponseHandle *urh);
+
+int http_respond_upgrade(http_req *r, http_upgrade_fn fn, void *ud, void (*free_fn)(void *ud)) {
+    upgrade_handoff *h = malloc(sizeof *h);
+    struct MHD_Response *resp = h ? MHD_create_response_for_upgrade(on_upgrade, r->server_) : NULL;
+    int rc = resp ? set_response(r, 101, resp, 0) : CAIRN_ENOMEM;
+    if (rc != 0) {
+        free(h);
+        if (free_fn) free_fn(ud);
+        return rc;
+    }
+    *h = (upgrade_handoff){fn, free_fn, ud};
+    r->upgrade_ = h;
+    return 0;
+}
+
+/* The handoff dropped: the 101 was never sent (or was replaced). */
+static void upgrade_forget(http_req *r) {
+    upgrade_handoff *h = r->upgrade_;
+    if (!h) return;
+    r->upgrade_ = NULL;
+    if (h->free_fn) h->free_fn(h->ud);
+    free(h);
+}
+
+void http_upgraded_close(http_upgraded *u) {
+    http_server *s = u->s;
+    pthread_mutex_lock(&s->mu);
+    if (u->prev) u->prev->next = u->next;
+    else s->ups = u->next;
+    if (u->next) u->next->prev = u->prev;
+    s->nups--;
+    pthread_mutex_unlock(&s->mu);
+    MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(u);
+}
+
+int http_server_upgraded(http_server *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->nups;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 /* ---- connection tracking and the watchdog ------------------------------------ */
@@ -325,8 +394,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         hc->next = s->conns;
         if (s->conns) s->conns->prev = hc;
         s->conns = hc;
+        /* MHD's limit counts upgraded connections too (it has room for
+         * upgraded_limit more): past connection_limit ordinary ones, this
+         * one is closed at once, as MHD would have. */
+        bool over = ++s->plain > s->connection_limit && hc->fd >= 0;
+        if (over) {
+            shutdown(hc->fd, SHUT_RDWR);
+            hc->cut = true;
+        }
         pthread_mutex_unlock(&s->mu);
         *socket_context = hc;
+        if (over) log_write(LOG_WARN, NULL, "connection refused: connection_limit reached", "remote", hc->remote, NULL);
         return;
     }
     http_conn *hc = *socket_context;
@@ -338,6 +416,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (hc->prev) hc->prev->next = hc->next;
     else s->conns = hc->next;
     if (hc->next) hc->next->prev = hc->prev;
+    if (hc->phase != PH_UPGRADED) s->plain--;
     pthread_mutex_unlock(&s->mu);
     free(hc);
     *socket_context = NULL;
@@ -538,6 +617,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
     r->start_ns = time_mono_ns();
     r->content_length = -1;
     r->conn_ = c;
+    r->server_ = s;
     r->api = "Unknown";
     buf_init(&r->resp_headers_);
     time_hex_id(r->request_id); /* time-ordered: the audit store's request id index grows at its end */
@@ -718,6 +798,38 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     return queue(s, r);
 }
 
+/* MHD: the 101 head is on the wire.  The connection goes to the owner. */
+static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra, size_t extra_len,
+                       MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
+    (void)c;
+    http_server *s = cls;
+    http_req *r = con_cls;
+    upgrade_handoff *h = r ? r->upgrade_ : NULL;
+    http_upgraded *u = h ? calloc(1, sizeof *u) : NULL;
+    if (!u) {
+        /* Nobody to hand it to: close it (the client sees the socket end). */
+        if (r) upgrade_forget(r);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        return;
+    }
+    r->upgrade_ = NULL;
+    u->urh = urh;
+    u->s = s;
+    http_conn *hc = conn_of(r);
+    pthread_mutex_lock(&s->mu);
+    if (hc && hc->phase != PH_UPGRADED) {
+        hc->phase = PH_UPGRADED;
+        s->plain--;
+    }
+    u->next = s->ups;
+    if (s->ups) s->ups->prev = u;
+    s->ups = u;
+    s->nups++;
+    pthread_mutex_unlock(&s->mu);
+    h->fn(h->ud, u, sock, extra, extra_len);
+    free(h);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     http_server *s = cls;
@@ -741,13 +853,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         uint64_t mark = 0;
         bool ok = tcp_bytes_received(hc->fd, &mark);
         pthread_mutex_lock(&s->mu);
-        hc->phase = PH_IDLE;
+        if (hc->phase != PH_UPGRADED) hc->phase = PH_IDLE;
         hc->idle_mark = mark;
         hc->idle_mark_ok = ok;
         hc->draining = false;
         pthread_mutex_unlock(&s->mu);
     }
     reply(s, r, false);
+    upgrade_forget(r);
     s->h->done(s->app, r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->state_ == ST_QUEUED);
     if (r->resp_) MHD_destroy_response(r->resp_);
     buf_free(&r->resp_headers_);
@@ -870,7 +983,8 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
                                  : open_listener(opt->listen, &s->listen_fd, &port, &ipv6, errbuf, errlen);
     if (rc != 0) { server_free(s); return rc; }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
+    s->connection_limit = opt->connection_limit;
     if (ipv6) flags |= MHD_USE_IPv6;
     bool tls = opt->tls_cert_pem && opt->tls_key_pem;
     if (tls) flags |= MHD_USE_TLS;
@@ -885,7 +999,7 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
         flags, 0, NULL, NULL, on_access, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->connection_limit,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opt->connection_limit + (opt->upgraded_limit > 0 ? opt->upgraded_limit : 0)),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
@@ -932,6 +1046,13 @@ void http_server_stop(http_server *s) {
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->watchdog, NULL);
     }
+    /* Owners close theirs first (http.h); whatever is left is closed here,
+     * and its owner's handle is a bug. */
+    pthread_mutex_lock(&s->mu);
+    int left = s->nups;
+    pthread_mutex_unlock(&s->mu);
+    assert(left == 0 && "an upgraded connection outlived its owner");
+    if (left) log_write(LOG_ERROR, NULL, "upgraded connections still open at stop", NULL);
     MHD_stop_daemon(s->daemon);     /* closed notifications free every http_conn */
     assert(s->conns == NULL);
     server_free(s);

@@ -32,6 +32,8 @@ struct membership {
     uint64_t term;                    /* the lease's term the last pass ran in */
     int64_t pass_due_ms;              /* time_mono ms when a pass is due; 0 = none */
     bool pass_failed;                 /* the last pass could not finish: run it again */
+    struct { char id[DATA_DRIVE_ID_LEN + 1]; bool up; } seen[64]; /* nodes' last state, for node:Up/Down */
+    int nseen;
 };
 
 static bool stopping(membership *m) {
@@ -93,12 +95,23 @@ static int rebalance_one(membership *m, const meta_placement *it) {
 
 typedef struct {
     membership *m;
-    int moved;
+    int moved, seen;
+    int64_t next_report_ms;    /* rebalance:Progress at most every few seconds */
 } pass_ctx;
+
+#define PROGRESS_EVERY_MS 5000
 
 static int rebalance_visit(void *ud, const meta_placement *o) {
     pass_ctx *c = ud;
     c->moved += rebalance_one(c->m, o);
+    c->seen++;
+    int64_t now = time_mono_ns() / 1000000;
+    if (now >= c->next_report_ms) {
+        char ns[24], nm[24];
+        status_emit("rebalance:Progress", "objects_seen", log_int(ns, c->seen), "objects_moved", log_int(nm, c->moved),
+                    NULL);
+        c->next_report_ms = now + PROGRESS_EVERY_MS;
+    }
     return 0;
 }
 
@@ -111,7 +124,7 @@ static bool pass_stop(void *ud) {
 
 int membership_rebalance(membership *m) {
     pthread_mutex_lock(&m->pass_mu);
-    pass_ctx c = {m, 0};
+    pass_ctx c = {m, 0, 0, time_mono_ns() / 1000000 + PROGRESS_EVERY_MS};
     int64_t t0 = time_now_ms();
     fault_point("rebalance.begin");
     int seen = jobs_walk(m->ms, rebalance_visit, pass_stop, &c);
@@ -131,15 +144,33 @@ int membership_rebalance(membership *m) {
     char ns[24], nm[24], ms[24];
     log_write(LOG_INFO, NULL, "rebalance pass done", "objects_seen", log_int(ns, seen), "objects_moved",
               log_int(nm, c.moved), "duration_ms", log_int(ms, time_now_ms() - t0), NULL);
+    status_emit("rebalance:Done", "objects_seen", ns, "objects_moved", nm, "duration_ms", ms, NULL);
     obs_counter_add(m->obs, "cairn_rebalance_passes_total", "Rebalance passes run.", 1);
     return c.moved;
 }
 
 /* The registry's health columns are written by the lease holder only: one
  * gateway's view, not the last writer's of N. */
+/* node:Down when a node stops answering (or does not at the first look),
+ * node:Up when it answers again: changes only, as this gateway sees them. */
+static void note_state(membership *m, const char *id, const char *where, bool up) {
+    int i;
+    for (i = 0; i < m->nseen && strcmp(m->seen[i].id, id) != 0; i++) {
+    }
+    bool known = i < m->nseen;
+    if (!known && i < (int)(sizeof m->seen / sizeof m->seen[0])) {
+        snprintf(m->seen[i].id, sizeof m->seen[i].id, "%s", id);
+        m->seen[i].up = true;
+        m->nseen++;
+    }
+    if (i == m->nseen || m->seen[i].up == up) return;
+    m->seen[i].up = up;
+    status_emit(up ? "node:Up" : "node:Down", "node_id", id, "url", where ? where : "", NULL);
+}
+
 static void record_seen(void *ud, const char *id, const char *where, bool up) {
     membership *m = ud;
-    (void)where;
+    note_state(m, id, where, up);
     if (jobs_lease_held(m->lease)) meta_node_seen(m->ms, id, up, up ? NULL : "did not answer /v1/info");
 }
 

@@ -105,10 +105,13 @@ static void report_run(job_queue *q, const meta_job *job, const run_outcome *o, 
     else if (frc != 0)
         log_write(LOG_WARN, NULL, "recording a job's end failed; it runs again when its lease expires", "job_id", id,
                   "kind", job->kind, "error", cairn_strerror(frc), NULL);
-    else if (o->rc != 0)
-        log_write(!strcmp(o->state, "discarded") ? LOG_ERROR : LOG_WARN, NULL,
-                  !strcmp(o->state, "discarded") ? "job discarded after its last attempt" : "job failed; will retry",
+    else if (o->rc != 0) {
+        bool last = !strcmp(o->state, "discarded");
+        log_write(last ? LOG_ERROR : LOG_WARN, NULL, last ? "job discarded after its last attempt" : "job failed; will retry",
                   "job_id", id, "kind", job->kind, "attempt", at, "error", o->err, NULL);
+        status_emit("job:Failed", "job_id", id, "kind", job->kind, "attempt", at, "error", o->err, "retried",
+                    last ? "false" : "true", NULL);
+    }
     obs_counter_add(q->obs, o->rc == 0 ? "cairn_jobs_completed_total" : "cairn_jobs_failed_runs_total",
                     o->rc == 0 ? "Job runs that completed." : "Job runs that failed (retried or discarded).", 1);
 }

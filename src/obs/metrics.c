@@ -45,6 +45,7 @@ typedef struct {
 } gauge;
 
 struct obs_registry {
+    bool off;                  /* metrics_enabled false: nothing is recorded */
     pthread_mutex_t mu;
     api_stats apis[MAX_APIS];
     int napis;
@@ -61,6 +62,8 @@ obs_registry *obs_new(void) {
     if (o) pthread_mutex_init(&o->mu, NULL);
     return o;
 }
+
+void obs_set_enabled(obs_registry *o, bool on) { o->off = !on; }
 
 void obs_free(obs_registry *o) {
     if (!o) return;
@@ -79,6 +82,7 @@ static api_stats *find_api(obs_registry *o, const char *api) {
 
 void obs_request(obs_registry *o, const char *api, unsigned status, double seconds,
                  uint64_t bytes_in, uint64_t bytes_out) {
+    if (!o || o->off) return;
     pthread_mutex_lock(&o->mu);
     o->bytes_in += bytes_in;
     o->bytes_out += bytes_out;
@@ -97,12 +101,14 @@ void obs_request(obs_registry *o, const char *api, unsigned status, double secon
 }
 
 void obs_inflight(obs_registry *o, int delta) {
+    if (!o || o->off) return;
     pthread_mutex_lock(&o->mu);
     o->inflight += delta;
     pthread_mutex_unlock(&o->mu);
 }
 
 void obs_counter_add(obs_registry *o, const char *name, const char *help, uint64_t v) {
+    if (!o || o->off) return;
     pthread_mutex_lock(&o->mu);
     int i;
     for (i = 0; i < o->ncounters && strcmp(o->counters[i].name, name) != 0; i++) {}
@@ -115,6 +121,7 @@ void obs_counter_add(obs_registry *o, const char *name, const char *help, uint64
 }
 
 void obs_gauge_set(obs_registry *o, const char *name, const char *labels, const char *help, int64_t v) {
+    if (!o || o->off) return;
     labels = labels ? labels : "";
     pthread_mutex_lock(&o->mu);
     int i;

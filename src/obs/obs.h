@@ -13,6 +13,7 @@
 #ifndef CAIRN_OBS_H
 #define CAIRN_OBS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/core.h"
@@ -21,6 +22,9 @@ typedef struct obs_registry obs_registry;
 
 obs_registry *obs_new(void);
 void obs_free(obs_registry *o);
+/* metrics_enabled false: every recording call returns at once, nothing is
+ * kept (set before the registry is shared). */
+void obs_set_enabled(obs_registry *o, bool on);
 
 /* Records one finished request.  api must be a string that lives forever. */
 void obs_request(obs_registry *o, const char *api, unsigned status, double seconds,

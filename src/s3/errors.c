@@ -65,6 +65,7 @@ static const s3_error_def errors[] = {
     {"RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."},
     {"ServerSideEncryptionConfigurationNotFoundError", 404, "The server side encryption configuration was not found."},
     {"ServiceUnavailable", 503, "Please reduce your request rate."},
+    {"UpgradeRequired", 426, "This endpoint speaks WebSocket version 13 only."},
     {"SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."},
     {"SlowDown", 503, "Please reduce your request rate."},
     {"InsufficientStorage", 507, "The storage is full."},

@@ -22,6 +22,7 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
                            .root_user_id = gw->d.root_user_id, .region = gw->cfg.region,
                            .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
     int rc = s3_health_start(gw, &gw->health);
+    if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
     if (rc != 0) {
         free(gw);
         return rc;
@@ -96,6 +97,10 @@ void s3_serve_live(s3_req *q) {
 }
 
 void s3_serve_metrics(s3_req *q) {
+    if (!q->gw->cfg.metrics_enabled) {
+        s3_error(q, "NoSuchKey", "Metrics are off (metrics_enabled: false).");
+        return;
+    }
     buf_t b;
     buf_init(&b);
     obs_render(q->gw->d.obs, &b);

@@ -62,6 +62,7 @@ struct s3_health {
     check_result last[NCHECKS];
     int64_t last_ns;           /* when the last pass finished; 0 = never */
     int64_t free_bytes;
+    bool disk_full;            /* the last pass found the disk full (for disk:Full / disk:Ok) */
 };
 
 /* 0 when Redis is not set up or its channel is up and its breaker closed. */
@@ -107,6 +108,13 @@ static void *checker_main(void *arg) {
             pthread_mutex_lock(&h->mu);
         }
         memcpy(h->last, r, sizeof r);
+        bool full = r[CHECK_DISK].rc == CAIRN_ENOSPC;
+        if (full != h->disk_full) {
+            char fb[24], mf[24];
+            status_emit(full ? "disk:Full" : "disk:Ok", "free_bytes", log_int(fb, free_bytes), "min_free_disk",
+                        log_int(mf, h->gw->cfg.min_free_disk), NULL);
+        }
+        h->disk_full = full;
         h->free_bytes = free_bytes;
         h->last_ns = time_mono_ns();
         h->running = false;

@@ -35,7 +35,7 @@ struct s3_gateway {
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
 typedef enum {
     OP_NONE = 0,                /* not routed yet */
-    OP_HEALTH_LIVE, OP_HEALTH_READY, OP_METRICS,
+    OP_HEALTH_LIVE, OP_HEALTH_READY, OP_METRICS, OP_EVENTS_WS,
     OP_LIST_BUCKETS,
     OP_CREATE_BUCKET, OP_HEAD_BUCKET, OP_DELETE_BUCKET, OP_GET_BUCKET_LOCATION,
     OP_LIST_OBJECTS, OP_LIST_OBJECTS_V2, OP_DELETE_OBJECTS,
@@ -103,7 +103,7 @@ typedef struct {
 
 /* routes.c */
 /* The operator endpoint a GET of raw_path is, or NULL. */
-const s3_route *s3_route_operator(const char *method, const char *raw_path);
+const s3_route *s3_route_operator(const char *method, const char *raw_path, bool upgrade);
 /* The route of an S3 request: never NULL (unsupported combinations have
  * routes without a handler). */
 const s3_route *s3_route_find(const s3_route_input *in);
@@ -181,6 +181,12 @@ void s3_body_transform(void *ud, const void *data, size_t n);
 /* A metadata commit succeeded: runs the post-commit hooks with the route's
  * operation, the request's bucket and key (NULL for the bucket's own). */
 void s3_committed(s3_req *q, const char *key, size_t key_len);
+/* The same for a commit that created or removed the object obj (its key). */
+void s3_committed_object(s3_req *q, s3_change change, const meta_object *obj);
+/* GET /events/ws (events.c): the event stream's WebSocket upgrade. */
+void s3_events_ws(s3_req *q);
+/* The post-commit hook that publishes object events (events.c). */
+void s3_events_hook(void *ud, const s3_commit *c);
 /* Whether the caller may act on bucket b: its owner or root may do
  * anything; anyone, anonymous callers too, may read a public-read bucket
  * when read_only (a route that only reads, or a copy's source). */

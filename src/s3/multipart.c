@@ -363,7 +363,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         fault_point("complete.before_commit");
         rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
         if (rc == 0) {
-            s3_committed(q, q->key, q->key_len);
+            s3_committed_object(q, S3_CHANGE_CREATED, &obj);
             if (had) {
                 s3_drop_version_data(q, &old);
                 meta_object_clear(&old);

@@ -338,7 +338,7 @@ static int publish(s3_req *q, meta_object *obj) {
                       rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;
     }
-    s3_committed(q, obj->key, obj->key_len);
+    s3_committed_object(q, S3_CHANGE_CREATED, obj);
     if (had_old) {
         s3_drop_version_data(q, &old);
         meta_object_clear(&old);
@@ -926,6 +926,16 @@ void s3_copy_object(s3_req *q) {
 
 /* ---- DELETE -------------------------------------------------------------------------------------- */
 
+/* The post-commit hooks of a removal: the removed object under its key. */
+static void s3_removed(s3_req *q, meta_object *old, const char *key, size_t key_len) {
+    if (key_len < sizeof old->key) {
+        memcpy(old->key, key, key_len);
+        old->key[key_len] = '\0';
+        old->key_len = key_len;
+    }
+    s3_committed_object(q, S3_CHANGE_REMOVED, old);
+}
+
 void s3_delete_object(s3_req *q) {
     if (s3_version_param(q, s3_param_get(q, "versionId")) != 0) return;
     meta_object old = {0};
@@ -935,7 +945,7 @@ void s3_delete_object(s3_req *q) {
         return;
     }
     if (rc == 0) {
-        s3_committed(q, q->key, q->key_len);
+        s3_removed(q, &old, q->key, q->key_len);
         s3_drop_version_data(q, &old);
         meta_object_clear(&old);
     }
@@ -988,7 +998,7 @@ void s3_delete_objects(s3_req *q) {
         size_t kl = d.objects[i].key_len;
         int rc = kl > 1024 ? CAIRN_EINVAL : items[i].rc;
         if (rc == 0 && items[i].deleted.version_id[0]) {
-            s3_committed(q, k, kl);
+            s3_removed(q, &items[i].deleted, k, kl);
             s3_drop_version_data(q, &items[i].deleted);
         }
         meta_object_clear(&items[i].deleted);

@@ -113,7 +113,8 @@ static int stage_route(s3_req *q) {
         s3_error(q, "InvalidRequest", "Too many headers.");
         return -1;
     }
-    const s3_route *op = s3_route_operator(r->method, r->raw_path);
+    const char *up = http_header(r, "upgrade");
+    const s3_route *op = s3_route_operator(r->method, r->raw_path, up && strcasecmp(up, "websocket") == 0);
     if (!op) {
         if (parse_address(q) != 0) return -1;
         int qrc = s3_parse_query(r->arena, r->raw_query, q->params, S3_MAX_QUERY, &q->nparams);
@@ -203,7 +204,9 @@ static int stage_authorize(s3_req *q) {
  * operator endpoints stay reachable. */
 static int stage_rate_limit(s3_req *q) {
     audit_journal *aj = q->gw->d.audit;
-    if (!aj || q->route->resource == S3_RES_OPERATOR || audit_journal_admit(aj) == 0) return 0;
+    if (!aj || (q->route->resource == S3_RES_OPERATOR && q->route->auth == S3_AUTH_NONE) ||
+        audit_journal_admit(aj) == 0)
+        return 0;
     log_write(LOG_WARN, q->http->request_id, "audit journal full: answering 503", NULL);
     http_add_header(q->http, "Retry-After", "1");
     s3_error(q, "SlowDown", "The audit journal is full. Please retry.");
@@ -359,10 +362,18 @@ static void stage_handler(s3_req *q) {
  * client can see, and the hooks run here, on the request's thread, before
  * the response goes out: a cache invalidated by one is never stale for the
  * client that wrote.  key NULL for a bucket's own commits. */
-void s3_committed(s3_req *q, const char *key, size_t key_len) {
-    s3_commit c = {q->route->api, q->bucket, q->bucket_id, key, key ? key_len : 0};
+static void run_hooks(s3_req *q, const char *key, size_t key_len, s3_change change, const meta_object *obj) {
+    http_req *r = q->http;
+    s3_commit c = {q->route->api, q->bucket, q->bucket_id, key, key ? key_len : 0, change, obj,
+                   r->request_id, r->principal[0] ? r->principal : "anonymous", r->remote_addr};
     const s3_callbacks *hooks = &q->gw->hooks;
     for (int i = 0; i < hooks->n; i++) ((s3_hook_fn)hooks->at[i].fn)(hooks->at[i].ud, &c);
+}
+
+void s3_committed(s3_req *q, const char *key, size_t key_len) { run_hooks(q, key, key_len, S3_CHANGE_NONE, NULL); }
+
+void s3_committed_object(s3_req *q, s3_change change, const meta_object *obj) {
+    run_hooks(q, obj->key, obj->key_len, change, obj);
 }
 
 /* ---- 8. response filters ---------------------------------------------------------------------- */
@@ -474,7 +485,7 @@ static void on_reply(void *app, http_req *r, bool will_send) {
     s3_gateway *gw = app;
     audit_journal *aj = gw->d.audit;
     s3_req *q = r->ctx;
-    if (!aj || (q && q->route && q->route->resource == S3_RES_OPERATOR)) return;
+    if (!aj || (q && q->route && q->route->resource == S3_RES_OPERATOR && q->route->auth == S3_AUTH_NONE)) return;
     int64_t dur_us = (time_mono_ns() - r->start_ns) / 1000;
     unsigned status = http_status(r);
     char corr[129];

@@ -40,6 +40,7 @@ static const s3_route routes[] = {
     [OP_HEALTH_LIVE] =             {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_live, "s3:Unknown"},
     [OP_HEALTH_READY] =            {"Health",                  OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_ready, "s3:Unknown"},
     [OP_METRICS] =                 {"Metrics",                 OPERATOR, ANYONE, NONE, BODY_IGNORE, NULL,                  s3_serve_metrics, "s3:Unknown"},
+    [OP_EVENTS_WS] =               {"EventsSubscribe",         OPERATOR, SIGNED, NONE, BODY_IGNORE, NULL,                  s3_events_ws, "cairn:SubscribeEvents"},
     [OP_LIST_BUCKETS] =            {"ListBuckets",             SERVICE,  SIGNED, NONE, BODY_IGNORE, NULL,                  s3_list_buckets, "s3:ListAllMyBuckets"},
     [OP_CREATE_BUCKET] =           {"CreateBucket",            BUCKET,   SIGNED, NONE, BODY_BUFFER, NULL,                  s3_create_bucket, "s3:CreateBucket"},
     [OP_HEAD_BUCKET] =             {"HeadBucket",              BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_head_bucket, "s3:ListBucket"},
@@ -116,6 +117,7 @@ typedef struct {
     const char *param2;          /* a second parameter that must be present */
     const char *const *any_of;   /* at least one of these parameters present */
     int copy;                    /* COPY_* */
+    bool upgrade;                /* operator endpoints: only with Upgrade: websocket */
     s3_op op;
 } s3_rule;
 
@@ -126,6 +128,9 @@ static const s3_rule rules[] = {
     {M_GET, OPERATOR, .path = "/health/live", .op = OP_HEALTH_LIVE},
     {M_GET, OPERATOR, .path = "/health/ready", .op = OP_HEALTH_READY},
     {M_GET, OPERATOR, .path = "/metrics", .op = OP_METRICS},
+    /* the event stream: only as a WebSocket upgrade, so a plain GET of
+     * /events/ws is still the object "ws" of a bucket named "events" */
+    {M_GET, OPERATOR, .path = "/events/ws", .upgrade = true, .op = OP_EVENTS_WS},
 
     /* the service: GET / */
     {M_GET, SERVICE, .op = OP_LIST_BUCKETS},
@@ -200,10 +205,11 @@ static bool rule_matches(const s3_rule *u, const s3_route_input *in, int method)
     return true;
 }
 
-const s3_route *s3_route_operator(const char *method, const char *raw_path) {
+const s3_route *s3_route_operator(const char *method, const char *raw_path, bool upgrade) {
     int m = method_bit(method);
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-        if (rules[i].resource == OPERATOR && (rules[i].methods & m) && !strcmp(rules[i].path, raw_path))
+        if (rules[i].resource == OPERATOR && (rules[i].methods & m) && !strcmp(rules[i].path, raw_path) &&
+            rules[i].upgrade == upgrade)
             return s3_route_get(rules[i].op);
     return NULL;
 }

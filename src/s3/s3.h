@@ -26,6 +26,7 @@
 #include "audit/journal.h"
 #include "core/core.h"
 #include "data/data.h"
+#include "events/events.h"
 #include "http/http.h"
 #include "meta/meta.h"
 #include "obs/obs.h"
@@ -59,6 +60,10 @@ typedef struct {
     /* The audit journal every request's event goes to (audit/journal.h);
      * NULL: audit_enabled is false. */
     audit_journal *audit;
+    /* The event bus object events are published on, and the hub that
+     * serves GET /events/ws (events/events.h); NULL: events are off. */
+    events_bus *events;
+    events_hub *events_hub;
 } s3_deps;
 
 /* The gateway copies deps (the handles stay owned by the caller). */
@@ -74,6 +79,13 @@ const http_handler *s3_http_handler(void);
  * the request's thread and must not block for long.
  */
 
+/* What a commit did to an object a client can read. */
+typedef enum {
+    S3_CHANGE_NONE = 0,        /* a bucket's own commit, or an upload's bookkeeping (create, part, abort) */
+    S3_CHANGE_CREATED,         /* an object was written (put, copy, completed upload) */
+    S3_CHANGE_REMOVED,         /* an object was removed */
+} s3_change;
+
 /* A metadata write that committed, as post-commit hooks see it.  The
  * pointers are valid during the call only. */
 typedef struct {
@@ -82,6 +94,11 @@ typedef struct {
     int64_t bucket_id;         /* its identity (meta.h) */
     const char *key;           /* the object's key (not NUL-terminated: key_len), NULL for the bucket itself */
     size_t key_len;
+    s3_change change;
+    const meta_object *obj;    /* CREATED: the new object; REMOVED: the one removed; else NULL */
+    const char *request_id;
+    const char *principal;     /* the access key, or "anonymous" */
+    const char *source_ip;
 } s3_commit;
 typedef void (*s3_hook_fn)(void *ud, const s3_commit *c);
 /* fn(ud, c) runs after every commit, before the response is sent: once per

@@ -2,7 +2,7 @@
  * fuzz_cache.c — libFuzzer target for what the metadata cache reads from
  * Redis and from its configuration: cached values (tiered_decode_value),
  * the invalidation channel's messages (l2_apply_message) and redis_url
- * (l2_parse_url).
+ * (redis_target_parse).
  *
  * The first byte picks the parser, the rest is its input.  Whatever it is,
  * nothing may crash or read out of bounds; a value either decodes to a
@@ -53,12 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     default: {
         if (memchr(in, '\0', n)) return 0;
-        char *url = strndup(in, n), host[256], pw[256], why[128] = "";
-        int port, db;
+        char *url = strndup(in, n), why[128] = "";
+        redis_target t;
         if (!url) abort();
-        int rc = l2_parse_url(url, host, sizeof host, &port, pw, sizeof pw, &db, why, sizeof why);
+        int rc = redis_target_parse(url, &t, why, sizeof why);
         if (rc != 0 && (rc != CAIRN_EINVAL || !why[0])) abort();
-        if (rc == 0 && (!host[0] || port < 1 || port > 65535 || db < 0)) abort();
+        if (rc == 0 && (!t.host[0] || t.port < 1 || t.port > 65535 || t.db < 0)) abort();
         free(url);
         break;
     }

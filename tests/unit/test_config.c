@@ -198,6 +198,44 @@ Test(config, size_option_ranges)
     cr_assert_eq(c.max_object_size, 64 * MIB);
 }
 
+/* ---- durations ------------------------------------------------------------ */
+
+Test(config, durations_take_units_and_a_bare_number_is_seconds)
+{
+    config_t c;
+    config_errors e;
+    struct { const char *text; int64_t ms; } ok[] = {
+        {"30s", 30000}, {"200ms", 200}, {"2m", 120000}, {"1h", 3600000}, {"5", 5000}, {"10ms", 10},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cr_assert_eq(set1(&c, "events_pong_timeout", ok[i].text, &e), 0, "%s", ok[i].text);
+        cr_assert_eq(c.events_pong_timeout, ok[i].ms, "%s", ok[i].text);
+    }
+    expect_set_bad("events_pong_timeout", "", "not a duration");
+    expect_set_bad("events_pong_timeout", "-1s", "not a duration");
+    expect_set_bad("events_pong_timeout", "1.5s", "unknown unit");
+    expect_set_bad("events_pong_timeout", "3d", "unknown unit");
+    expect_set_bad("events_pong_timeout", "5 s", "unknown unit");
+    expect_set_bad("events_pong_timeout", "9ms", "from 10ms to 24h");
+    expect_set_bad("events_pong_timeout", "25h", "from 10ms to 24h");
+    expect_set_bad("events_pong_timeout", "99999999999999999h", "too large");
+    expect_set_bad("events_pong_timeout", "9223372036854775807s", "too large");
+    config_defaults(&c);
+    cr_assert_eq(c.events_ping_interval, 30000);
+    cr_assert_eq(c.events_pong_timeout, 60000);
+}
+
+Test(config, allowed_origins_are_scheme_host_port)
+{
+    expect_set_ok("events_allowed_origins", "");
+    expect_set_ok("events_allowed_origins", "https://console.example.com");
+    expect_set_ok("events_allowed_origins", "https://a.example.com, http://localhost:3000");
+    expect_set_bad("events_allowed_origins", "console.example.com", "scheme://host");
+    expect_set_bad("events_allowed_origins", "https://a.example.com/path", "scheme://host");
+    expect_set_bad("events_allowed_origins", "https://", "scheme://host");
+    expect_set_bad("events_allowed_origins", "https://a b", "scheme://host");
+}
+
 /* ---- integers ------------------------------------------------------------ */
 
 Test(config, int_ranges_and_syntax)
@@ -838,7 +876,7 @@ Test(config, describe_table_is_consistent)
         config_defaults(&tmp);
         cr_assert_eq(config_load_env(&tmp, envp, &e), 0, "%s", assign);
     }
-    cr_assert_eq(rows, 89, "one row per config_t field");
+    cr_assert_eq(rows, 99, "one row per config_t field");
     cr_assert(memcmp(&from_table, &def, sizeof def) == 0,
               "defaults in the describe table differ from config_defaults()");
     buf_free(&out);

@@ -100,6 +100,7 @@ Test(routes, what_each_route_asks_of_the_pipeline) {
         bool public_read = op == OP_GET_OBJECT || op == OP_HEAD_OBJECT || op == OP_LIST_OBJECTS ||
                            op == OP_LIST_OBJECTS_V2 || op == OP_HEAD_BUCKET || op == OP_GET_BUCKET_LOCATION;
         if (!r->handler) cr_expect_eq(r->auth, S3_AUTH_PUBLIC, "%s: the refusal is for anyone", r->api);
+        else if (op == OP_EVENTS_WS) cr_expect_eq(r->auth, S3_AUTH_SIGNED, "the event stream needs a signature");
         else if (r->resource == S3_RES_OPERATOR) cr_expect_eq(r->auth, S3_AUTH_NONE, "%s", r->api);
         else cr_expect_eq(r->auth, public_read ? S3_AUTH_PUBLIC : S3_AUTH_SIGNED, "%s", r->api);
     }
@@ -116,16 +117,26 @@ Test(routes, what_each_route_asks_of_the_pipeline) {
 }
 
 Test(routes, operator_endpoints_by_exact_path_and_get_only) {
-    cr_expect_eq(s3_route_op(s3_route_operator("GET", "/health/live")), OP_HEALTH_LIVE);
-    cr_expect_eq(s3_route_op(s3_route_operator("GET", "/health/ready")), OP_HEALTH_READY);
-    cr_expect_eq(s3_route_op(s3_route_operator("GET", "/metrics")), OP_METRICS);
-    cr_expect_str_eq(s3_route_operator("GET", "/metrics")->api, "Metrics");
-    cr_expect_str_eq(s3_route_operator("GET", "/health/live")->api, "Health");
-    cr_expect(s3_route_operator("GET", "/health/live")->handler == s3_serve_live);
-    cr_expect_null(s3_route_operator("HEAD", "/metrics"), "HEAD /metrics is the bucket \"metrics\"");
-    cr_expect_null(s3_route_operator("GET", "/metrics/"));
-    cr_expect_null(s3_route_operator("GET", "/health"));
-    cr_expect_null(s3_route_operator("GET", "/health/live?x"));
+    cr_expect_eq(s3_route_op(s3_route_operator("GET", "/health/live", false)), OP_HEALTH_LIVE);
+    cr_expect_eq(s3_route_op(s3_route_operator("GET", "/health/ready", false)), OP_HEALTH_READY);
+    cr_expect_eq(s3_route_op(s3_route_operator("GET", "/metrics", false)), OP_METRICS);
+    cr_expect_str_eq(s3_route_operator("GET", "/metrics", false)->api, "Metrics");
+    cr_expect_str_eq(s3_route_operator("GET", "/health/live", false)->api, "Health");
+    cr_expect(s3_route_operator("GET", "/health/live", false)->handler == s3_serve_live);
+    cr_expect_null(s3_route_operator("HEAD", "/metrics", false), "HEAD /metrics is the bucket \"metrics\"");
+    cr_expect_null(s3_route_operator("GET", "/metrics/", false));
+    cr_expect_null(s3_route_operator("GET", "/health", false));
+    cr_expect_null(s3_route_operator("GET", "/health/live?x", false));
+}
+
+Test(routes, the_event_stream_is_an_upgrade_else_an_object_of_bucket_events) {
+    const s3_route *ws = s3_route_operator("GET", "/events/ws", true);
+    cr_assert_not_null(ws);
+    cr_expect_eq(s3_route_op(ws), OP_EVENTS_WS);
+    cr_expect_eq(ws->auth, S3_AUTH_SIGNED, "the stream needs a signed (presigned) upgrade");
+    cr_expect_null(s3_route_operator("GET", "/events/ws", false), "a plain GET is the object ws of bucket events");
+    cr_expect_null(s3_route_operator("PUT", "/events/ws", true));
+    cr_expect_null(s3_route_operator("GET", "/metrics", true));
 }
 
 Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {

@@ -491,23 +491,20 @@ Test(tiered, what_cannot_be_cached_is_not_wrapped) {
 }
 
 Test(tiered, redis_urls_parse) {
-    char host[64], pw[64], why[128];
-    int port, db;
-    cr_assert_eq(l2_parse_url("redis://127.0.0.1:6380/2", host, sizeof host, &port, pw, sizeof pw, &db, why,
-                              sizeof why), 0);
-    cr_assert_str_eq(host, "127.0.0.1");
-    cr_assert_eq(port, 6380);
-    cr_assert_eq(db, 2);
-    cr_assert_str_eq(pw, "");
-    cr_assert_eq(l2_parse_url("redis://:s3cret@cache.local", host, sizeof host, &port, pw, sizeof pw, &db, why,
-                              sizeof why), 0);
-    cr_assert_str_eq(host, "cache.local");
-    cr_assert_eq(port, 6379);
-    cr_assert_str_eq(pw, "s3cret");
+    redis_target t;
+    char why[128];
+    cr_assert_eq(redis_target_parse("redis://127.0.0.1:6380/2", &t, why, sizeof why), 0);
+    cr_assert_str_eq(t.host, "127.0.0.1");
+    cr_assert_eq(t.port, 6380);
+    cr_assert_eq(t.db, 2);
+    cr_assert_str_eq(t.password, "");
+    cr_assert_eq(redis_target_parse("redis://:s3cret@cache.local", &t, why, sizeof why), 0);
+    cr_assert_str_eq(t.host, "cache.local");
+    cr_assert_eq(t.port, 6379);
+    cr_assert_str_eq(t.password, "s3cret");
     const char *bad[] = {"", "redis://", "redis://h:0", "redis://h:x", "redis://h/x", "redis://h:1/2/3", "rediss://h"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_assert_eq(l2_parse_url(bad[i], host, sizeof host, &port, pw, sizeof pw, &db, why, sizeof why),
-                     CAIRN_EINVAL, "%s was accepted", bad[i]);
+        cr_assert_eq(redis_target_parse(bad[i], &t, why, sizeof why), CAIRN_EINVAL, "%s was accepted", bad[i]);
 }
 
 /* ---- two gateways and Redis -------------------------------------------------------------- */
