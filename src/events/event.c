@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 /* The event types this server emits, and the families a pattern may name. */
 static const char *const known_types[] = {
     "s3:ObjectCreated:*",  "s3:ObjectCreated:Put", "s3:ObjectCreated:Post", "s3:ObjectCreated:Copy",
@@ -126,4 +128,37 @@ bool events_filter_match(const events_filter *f, const char *name, const char *k
 void events_filter_free(events_filter *f) {
     free(f->prefix);
     f->prefix = NULL;
+}
+
+int events_object_fields(const char *msg, size_t len, char *name, size_t nn, char **key, size_t *klen,
+                         int64_t *sent_ns) {
+    *key = NULL;
+    *klen = 0;
+    *sent_ns = 0;
+    json_t *root = json_loadb(msg, len, 0, NULL);
+    if (!root) return CAIRN_EINVAL;
+    json_t *rec = json_array_get(json_object_get(json_object_get(root, "data"), "Records"), 0);
+    const char *ev = json_string_value(json_object_get(rec, "eventName"));
+    json_t *obj = json_object_get(json_object_get(rec, "s3"), "object");
+    const char *k = json_string_value(json_object_get(obj, "key"));
+    const char *seq = json_string_value(json_object_get(obj, "sequencer"));
+    int rc = ev && k ? 0 : CAIRN_EINVAL;
+    if (rc == 0) {
+        snprintf(name, nn, "s3:%s", ev);
+        size_t kl = strlen(k);
+        *key = malloc(kl + 1);
+        long dl = *key ? url_decode(k, kl, *key) : -1;
+        if (dl < 0) {
+            rc = *key ? CAIRN_EINVAL : CAIRN_ENOMEM;
+            free(*key);
+            *key = NULL;
+        } else {
+            *klen = (size_t)dl;
+        }
+        /* The sequencer is the commit time in microseconds, shifted left 8. */
+        uint64_t us = seq ? strtoull(seq, NULL, 16) >> 8 : 0;
+        if (us <= (uint64_t)INT64_MAX / 1000) *sent_ns = (int64_t)us * 1000;   /* else: not ours; unknown */
+    }
+    json_decref(root);
+    return rc;
 }

@@ -70,6 +70,15 @@ int events_render_status(buf_t *out, const char *type, const char *const *fields
  * from one gateway are in order and those of two gateways in time order. */
 uint64_t events_sequencer(int64_t time_us);
 
+/* Reads back what a filter needs of an object event message (one that came
+ * over the bus: from any process with access to Redis): its event name as
+ * "s3:" + eventName into name (nn bytes), its key decoded into *key
+ * (malloc'd, *klen bytes; the caller frees it) and its commit time in Unix
+ * nanoseconds from the sequencer (0 when absent).  0, CAIRN_EINVAL (not an
+ * object event, or a key that does not decode), CAIRN_ENOMEM. */
+int events_object_fields(const char *msg, size_t len, char *name, size_t nn, char **key, size_t *klen,
+                         int64_t *sent_ns);
+
 /* ---- filters (event.c) ------------------------------------------------------ */
 
 #define EVENTS_MAX_PATTERNS 16

@@ -50,7 +50,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <jansson.h>
 
 #define TICK_MS 250
 #define CLOSE_GRACE_MS 2000
@@ -566,33 +565,6 @@ void events_hub_adopt(void *ud, http_upgraded *u, int fd, const char *extra, siz
     if (any) wake(h);
 }
 
-/* The bucket's event name and key of an object event message (key decoded
- * into *key, malloc'd).  false for anything else. */
-static bool object_fields(const char *msg, size_t len, char *name, size_t nn, char **key, size_t *klen,
-                          int64_t *sent_ns) {
-    json_t *root = json_loadb(msg, len, 0, NULL);
-    if (!root) return false;
-    json_t *rec = json_array_get(json_object_get(json_object_get(root, "data"), "Records"), 0);
-    const char *ev = json_string_value(json_object_get(rec, "eventName"));
-    json_t *obj = json_object_get(json_object_get(rec, "s3"), "object");
-    const char *k = json_string_value(json_object_get(obj, "key"));
-    const char *seq = json_string_value(json_object_get(obj, "sequencer"));
-    bool ok = ev && k;
-    if (ok) {
-        snprintf(name, nn, "s3:%s", ev);
-        size_t kl = strlen(k);
-        *key = malloc(kl + 1);
-        long dl = *key ? url_decode(k, kl, *key) : -1;
-        ok = dl >= 0;
-        if (ok) *klen = (size_t)dl;
-        else free(*key);
-        /* The sequencer is the commit time in microseconds, shifted left 8. */
-        *sent_ns = seq ? (int64_t)(strtoull(seq, NULL, 16) >> 8) * 1000 : 0;
-    }
-    json_decref(root);
-    return ok;
-}
-
 void events_hub_deliver(events_hub *h, const char *channel, const char *msg, size_t len) {
     if (!h) return;
     const char *bucket = NULL;
@@ -615,7 +587,7 @@ void events_hub_deliver(events_hub *h, const char *channel, const char *msg, siz
             if (!parsed) {
                 parsed = true;
                 int64_t at = 0;
-                if (!object_fields(msg, len, name, sizeof name, &key, &klen, &at)) break;
+                if (events_object_fields(msg, len, name, sizeof name, &key, &klen, &at) != 0) break;
                 if (at > 0) sent_ns = at;
             }
             if (!events_filter_match(&c->filter, name, key, klen)) continue;

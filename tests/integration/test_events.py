@@ -27,6 +27,7 @@ import websockets
 
 import sigv4
 from conftest import md5_hex, unique_bucket, wait_until
+from test_gateways import make_pair  # noqa: F401  (the fixture)
 
 WS_PATH = "/events/ws"
 
@@ -564,3 +565,87 @@ def test_the_cluster_channel_carries_the_disk_full_state(make_server):
         assert int(msg["data"]["min_free_disk"]) == 1000 * 2**40
     finally:
         ws.close()
+
+
+# ---- two gateways over PostgreSQL and Redis ------------------------------------------------------
+
+
+@pytest.mark.postgres_only("two gateways share one PostgreSQL database")
+def test_two_gateways_one_stream_and_node_down_on_the_cluster_channel(make_pair):
+    pair = make_pair()
+    a, b = pair.a, pair.b
+    name = unique_bucket("ev")
+    a.client().create_bucket(Bucket=name)
+    for gw in (a, b):
+        wait_until(lambda gw=gw: gw.metrics()["cairn_events_bus_up"] == 1, 20, what=f"{gw.name} subscribed")
+    on_a = RawWS(a, ws_query(a, bucket=name))
+    on_b = RawWS(b, ws_query(b, bucket=name))
+    cluster = RawWS(b, ws_query(b, channel="cluster"))
+    try:
+        put(b, name, "via-b")
+        put(a, name, "via-a")
+
+        def keys(ws):
+            out = []
+            while len(out) < 2:
+                op, payload = ws.recv_frame()
+                if op == 0x1:
+                    out.append(record(json.loads(payload))["s3"]["object"]["key"])
+            return out
+        # Redis orders the messages of a channel: both sockets see one order
+        assert keys(on_a) == keys(on_b) == ["via-b", "via-a"]
+        victim = pair.nodes[0]
+        victim.kill9()
+        while True:
+            op, payload = cluster.recv_frame(timeout=30)
+            if op != 0x1:
+                continue
+            data = json.loads(payload)["data"]
+            if data["event"] == "node:Down":
+                break
+        assert data["url"] == victim.url and data["source"], data
+    finally:
+        for ws in (on_a, on_b, cluster):
+            ws.close()
+
+
+def test_the_stream_over_tls_and_its_hangup_at_shutdown(make_server, tmp_path):
+    import ssl
+    from test_tls import make_ca
+    ca = make_ca(tmp_path / "pki", "events")
+    srv = make_server(env={"CAIRN_TLS_CERT": str(ca / "node.pem"), "CAIRN_TLS_KEY": str(ca / "node.key")},
+                      start=False)
+    srv.spawn()
+    ctx = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+
+    def live():
+        import http.client
+        try:
+            c = http.client.HTTPSConnection("127.0.0.1", srv.port, context=ctx, timeout=3)
+            c.request("GET", "/health/live")
+            return c.getresponse().status == 200
+        except (OSError, ssl.SSLError):
+            return False
+    wait_until(live, 20, what="the TLS server")
+    b = unique_bucket()
+    import boto3
+    from botocore.config import Config
+    c = boto3.session.Session().client("s3", endpoint_url=f"https://127.0.0.1:{srv.port}", region_name="us-east-1",
+                                       aws_access_key_id=srv.root[0], aws_secret_access_key=srv.root[1],
+                                       verify=str(ca / "ca.pem"), config=Config(s3={"addressing_style": "path"}))
+    c.create_bucket(Bucket=b)
+
+    async def main():
+        async with websockets.connect(f"wss://{srv.host}{WS_PATH}?{ws_query(srv, bucket=b)}", ssl=ctx) as ws:
+            await asyncio.to_thread(c.put_object, Bucket=b, Key="over-tls", Body=b"x")
+            key = record(await recv_json(ws))["s3"]["object"]["key"]
+            srv.proc.send_signal(signal.SIGTERM)
+            hangup = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
+            return key, hangup, closed.value.code
+
+    key, hangup, code = run(main())
+    assert key == "over-tls"
+    assert hangup == {"type": "hangup", "reason": "server shutting down"} and code == 1001
+    assert srv.proc.wait(30) == 0
