@@ -699,8 +699,8 @@ static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *rep
 }
 
 static int c_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                           meta_object *deleted) {
-    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, deleted);
+                           const meta_job *jobs, int njobs, meta_object *deleted) {
+    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, jobs, njobs, deleted);
     invalidate_object(T(ms), bucket, key, key_len);
     return rc;
 }
@@ -765,6 +765,29 @@ static int f_lease_acquire(meta_store *ms, const char *name, const char *holder,
 static int f_lease_release(meta_store *ms, const char *name, const char *holder) {
     return IN(ms)->ops->lease_release(IN(ms), name, holder);
 }
+static int f_notify_target_add(meta_store *ms, const meta_notify_target *t) {
+    return IN(ms)->ops->notify_target_add(IN(ms), t);
+}
+static int f_notify_target_get(meta_store *ms, const char *name, meta_notify_target *out) {
+    return IN(ms)->ops->notify_target_get(IN(ms), name, out);
+}
+static int f_notify_target_list(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud) {
+    return IN(ms)->ops->notify_target_list(IN(ms), cb, ud);
+}
+static int f_notify_target_remove(meta_store *ms, const char *name) {
+    return IN(ms)->ops->notify_target_remove(IN(ms), name);
+}
+static int f_bucket_notification_get(meta_store *ms, int64_t bucket_id, char **config) {
+    return IN(ms)->ops->bucket_notification_get(IN(ms), bucket_id, config);
+}
+static int f_bucket_notification_put(meta_store *ms, int64_t bucket_id, const char *config) {
+    return IN(ms)->ops->bucket_notification_put(IN(ms), bucket_id, config);
+}
+
+static int f_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n) {
+    return IN(ms)->ops->job_pending_count(IN(ms), kind, needle, n);
+}
+
 static int f_lease_get(meta_store *ms, const char *name, meta_lease *out) {
     return IN(ms)->ops->lease_get(IN(ms), name, out);
 }
@@ -829,7 +852,9 @@ static void set_ops(tiered *t) {
     F(job_finish_claim); F(job_release); F(job_extend); F(job_cancel); F(job_retry); F(job_get); F(job_list);
     F(job_prune); F(job_counts); F(upload_list_older); F(node_upsert); F(node_list); F(node_get);
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
-    F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before);
+    F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(notify_target_add);
+    F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
+    F(bucket_notification_put); F(job_pending_count);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);

@@ -504,6 +504,72 @@ static int admin_jobs(meta_store *ms, int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+/* cairn admin notify target add NAME URL [--secret S] [--max-attempts N] |
+ * list | remove NAME: the webhook targets bucket notifications name by ARN
+ * (arn:cairn:sqs::NAME:webhook).  A secret is sealed with the master key. */
+static int print_target(void *ud, const meta_notify_target *t) {
+    (void)ud;
+    char when[40];
+    time_fmt_iso8601(t->created_ms, when, sizeof when);
+    printf("target=%s arn=arn:cairn:sqs::%s:webhook url=%s signed=%s max_attempts=%d created=%s\n", t->name, t->name,
+           t->url, t->secret[0] ? "yes" : "no", t->max_attempts, when);
+    return 0;
+}
+
+static int admin_notify(meta_store *ms, const unsigned char mk[32], int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[1], "target") != 0) return 2;
+    const char *verb = argv[2];
+    if (!strcmp(verb, "list") && argc == 3) return meta_notify_target_list(ms, print_target, NULL) ? 1 : 0;
+    if (!strcmp(verb, "remove") && argc == 4) {
+        int rc = meta_notify_target_remove(ms, argv[3]);
+        if (rc == CAIRN_ENOTFOUND) fprintf(stderr, "cairn: no notification target '%s'\n", argv[3]);
+        else if (rc != 0) fprintf(stderr, "cairn: removing the target failed: %s\n", cairn_strerror(rc));
+        else printf("removed target %s\n", argv[3]);
+        return rc ? 1 : 0;
+    }
+    if (strcmp(verb, "add") != 0 || argc < 5) return 2;
+    meta_notify_target t = {.max_attempts = 10, .created_ms = time_now_ms()};
+    const char *secret = NULL;
+    for (int i = 5; i < argc; i++) {
+        if (!strcmp(argv[i], "--secret") && i + 1 < argc) secret = argv[++i];
+        else if (!strcmp(argv[i], "--max-attempts") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000) {
+                fprintf(stderr, "cairn: --max-attempts takes 1 to 1000\n");
+                return 2;
+            }
+            t.max_attempts = (int)v;
+        } else {
+            return 2;
+        }
+    }
+    if (strlen(argv[3]) >= sizeof t.name || strlen(argv[4]) >= sizeof t.url) {
+        fprintf(stderr, "cairn: the name (at most 63) or the URL (at most 1023 bytes) is too long\n");
+        return 2;
+    }
+    snprintf(t.name, sizeof t.name, "%s", argv[3]);
+    snprintf(t.url, sizeof t.url, "%s", argv[4]);
+    if (secret) {
+        buf_t sealed;
+        buf_init(&sealed);
+        if (!secret[0] || auth_secret_seal(mk, secret, &sealed) != 0 || sealed.len >= sizeof t.secret) {
+            buf_free(&sealed);
+            fprintf(stderr, "cairn: the secret is empty, too long, or could not be sealed\n");
+            return 2;
+        }
+        memcpy(t.secret, sealed.data, sealed.len + 1);
+        buf_free(&sealed);
+    }
+    int rc = meta_notify_target_add(ms, &t);
+    if (rc == CAIRN_EEXIST) fprintf(stderr, "cairn: a notification target '%s' exists already\n", t.name);
+    else if (rc == CAIRN_EINVAL)
+        fprintf(stderr, "cairn: a target name is letters, digits, '-' and '_'; its URL http:// or https://\n");
+    else if (rc != 0) fprintf(stderr, "cairn: adding the target failed: %s\n", cairn_strerror(rc));
+    else printf("target=%s arn=arn:cairn:sqs::%s:webhook\n", t.name, t.name);
+    return rc == 0 ? 0 : rc == CAIRN_EINVAL ? 2 : 1;
+}
+
 static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk[32], int argc, char **argv) {
     const char *what = argc > 0 ? argv[0] : "", *verb = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : NULL;
@@ -594,6 +660,10 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         rc = admin_jobs(ms, argc, argv);
         if (rc != 2) return rc;
     }
+    if (!strcmp(what, "notify")) {
+        rc = admin_notify(ms, mk, argc, argv);
+        if (rc != 2) return rc;
+    }
     fprintf(stderr,
             "usage: cairn admin [--data DIR] user create NAME [--audit] | user list | user audit NAME --grant|--revoke\n"
             "       cairn admin [--data DIR] audit query [--correlation-id X] [--principal X] ... [--url URL]\n"
@@ -602,6 +672,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n"
             "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
             "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n"
+            "       cairn admin [--data DIR] notify target add NAME URL [--secret S] [--max-attempts N] | target list |\n"
+            "                                target remove NAME\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
             "       cairn admin [--data DIR] audit journal-dump [--all | --spool]\n"
             "       cairn admin [--data DIR] audit dlq [--rejected]\n");

@@ -383,6 +383,7 @@ typedef struct {
     logship *logs;             /* log shipping (log_ship_url), or NULL */
     events_bus *bus;           /* the event bus (NULL: events_enabled is false) */
     events_hub *hub;           /* the event stream's sockets */
+    events_notify *notify;     /* bucket notifications' delivery (the "notify" jobs) */
 } server;
 
 static int fail_with(server *sv, int exit_code) {
@@ -559,6 +560,7 @@ static void gateway_job_metrics(void *ud, buf_t *out) {
     audit_shipper_render_metrics(sv->shipper, out);
     events_bus_render_metrics(sv->bus, out);
     events_hub_render_metrics(sv->hub, out);
+    events_notify_render_metrics(sv->notify, out);
 }
 
 static int gateway_empty_trash(void *ud, int max_batches, int *removed) {
@@ -647,6 +649,11 @@ static int64_t startup_orphan_age_ms(const server *sv) {
     return 2 * ((int64_t)c->shard_timeout_ms + c->db_acquire_timeout_ms + c->db_statement_timeout_ms + 2000);
 }
 
+/* Opens a webhook target's sealed secret with the master key. */
+static int open_target_secret(void *ud, const char *sealed, buf_t *out) {
+    return auth_secret_open(((server *)ud)->mk, sealed, out);
+}
+
 static int jobs_start(void *ud) {
     server *sv = ud;
     const config_t *c = &sv->cfg;
@@ -663,8 +670,12 @@ static int jobs_start(void *ud) {
             log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
         return 0;
     }
+    events_notify_options no = {.meta = sv->ms, .timeout_ms = c->notify_timeout_ms, .max_pending = c->notify_max_pending,
+                                .tls_ca = c->tls_ca, .open_secret = open_target_secret, .secret_ud = sv};
     if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
-        jobs_register_audit(sv->jobs, sv->audit_ms, c->audit_retention_days) != 0 || jobs_queue_start(sv->jobs) != 0)
+        jobs_register_audit(sv->jobs, sv->audit_ms, c->audit_retention_days) != 0 ||
+        events_notify_new(&no, &sv->notify) != 0 || jobs_register(sv->jobs, "notify", events_notify_job, sv->notify) != 0 ||
+        jobs_queue_start(sv->jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(sv->ds, jobs_enqueue_heal, sv->ms); /* heals become durable, retried jobs */
@@ -685,6 +696,8 @@ static void jobs_stop(void *ud) {
     }
     jobs_queue_free(sv->jobs);
     sv->jobs = NULL;
+    events_notify_free(sv->notify);     /* its workers are gone with the queue */
+    sv->notify = NULL;
 }
 
 static int membership_run(void *ud) {

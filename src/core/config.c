@@ -407,6 +407,10 @@ static const option options[] = {
             "Cap of the delay between reconnects of a lost Redis subscription (exponential from 100ms, full jitter)"),
     OPT_NUM(events_retry_attempts, "CAIRN_EVENTS_RETRY_ATTEMPTS", 1, 1000000, "10",
             "Reconnects of a lost Redis subscription before the stream's sockets get a hangup (retrying goes on at the cap)"),
+    OPT_NUM(notify_max_pending, "CAIRN_NOTIFY_MAX_PENDING", 0, INT32_MAX, "100000",
+            "Bucket notifications waiting for one webhook target past which it is reported (log, cairn_notify_over_limit); they keep queueing, none is dropped; 0 = never reported"),
+    OPT_NUM(notify_timeout_ms, "CAIRN_NOTIFY_TIMEOUT_MS", 100, 600000, "5000",
+            "Milliseconds one webhook delivery (POST) may take, connect included; longer is a failed attempt"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -432,6 +432,8 @@ typedef struct {
     int64_t events_redis_timeout; /* events_redis_timeout: ms one Redis call of the bus may take */
     int64_t events_retry_max;  /* events_retry_max: cap of the reconnect delay, ms */
     int events_retry_attempts; /* events_retry_attempts: reconnects before the sockets get a hangup */
+    int notify_max_pending;    /* notify_max_pending: a target's waiting events past which it is reported */
+    int notify_timeout_ms;     /* notify_timeout_ms: one webhook POST */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

@@ -35,10 +35,17 @@ static void put_field(buf_t *b, const char *name, const char *value, bool comma)
 }
 
 int events_render_object(buf_t *b, const events_object *e) {
+    buf_puts(b, "{\"type\":\"status\",\"data\":");
+    events_render_records(b, e);
+    buf_putc(b, '}');
+    return b->oom ? CAIRN_ENOMEM : 0;
+}
+
+int events_render_records(buf_t *b, const events_object *e) {
     char when[40], seq[24];
     time_fmt_iso8601(e->time_us / 1000, when, sizeof when);
     snprintf(seq, sizeof seq, "%016llX", (unsigned long long)e->sequencer);
-    buf_puts(b, "{\"type\":\"status\",\"data\":{\"Records\":[{\"eventVersion\":\"2.1\",\"eventSource\":\"aws:s3\"");
+    buf_puts(b, "{\"Records\":[{\"eventVersion\":\"2.1\",\"eventSource\":\"aws:s3\"");
     put_field(b, "awsRegion", e->region, true);
     put_field(b, "eventTime", when, true);
     put_field(b, "eventName", e->name, true);
@@ -49,7 +56,9 @@ int events_render_object(buf_t *b, const events_object *e) {
     buf_puts(b, "},\"responseElements\":{");
     put_field(b, "x-amz-request-id", e->request_id, false);
     put_field(b, "x-amz-id-2", e->request_id, true);
-    buf_puts(b, "},\"s3\":{\"s3SchemaVersion\":\"1.0\",\"configurationId\":\"cairn-events\",\"bucket\":{");
+    buf_puts(b, "},\"s3\":{\"s3SchemaVersion\":\"1.0\"");
+    put_field(b, "configurationId", e->configuration_id ? e->configuration_id : "cairn-events", true);
+    buf_puts(b, ",\"bucket\":{");
     put_field(b, "name", e->bucket, false);
     buf_puts(b, ",\"arn\":\"arn:aws:s3:::");
     buf_json_escape(b, e->bucket, strlen(e->bucket));
@@ -60,7 +69,7 @@ int events_render_object(buf_t *b, const events_object *e) {
     if (e->etag && e->etag[0]) put_field(b, "eTag", e->etag, true);
     if (e->version_id && e->version_id[0]) put_field(b, "versionId", e->version_id, true);
     put_field(b, "sequencer", seq, true);
-    buf_puts(b, "}}}]}}");
+    buf_puts(b, "}}}]}");
     return b->oom ? CAIRN_ENOMEM : 0;
 }
 

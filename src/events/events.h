@@ -32,6 +32,7 @@
 
 #include "core/core.h"
 #include "http/http.h"
+#include "meta/meta.h"
 
 typedef struct events_bus events_bus;
 typedef struct events_hub events_hub;
@@ -53,12 +54,16 @@ typedef struct {
     const char *source_ip;
     int64_t time_us;           /* when it committed, Unix microseconds */
     uint64_t sequencer;        /* orders the events of one key */
+    const char *configuration_id; /* the notification rule's Id; NULL: "cairn-events" (the stream) */
 } events_object;
 
 /* Appends the stream message {"type":"status","data":{"Records":[...]}} of e
  * to out (the S3 event message: eventVersion 2.1, eventSource aws:s3, key
  * URL-encoded).  0 or CAIRN_ENOMEM. */
 int events_render_object(buf_t *out, const events_object *e);
+/* Appends the S3 event message itself, {"Records":[...]}: what a bucket
+ * notification POSTs.  0 or CAIRN_ENOMEM. */
+int events_render_records(buf_t *out, const events_object *e);
 
 /* Appends the stream message of a cluster status event:
  * {"type":"status","data":{"event":TYPE,"time":...,"source":HOST, NAME:VALUE...}}
@@ -172,5 +177,26 @@ void events_hub_hangup_all(events_hub *h, unsigned code, const char *reason, boo
 int events_hub_sockets(const events_hub *h);
 /* Appends the hub's figures to /metrics text. */
 void events_hub_render_metrics(const events_hub *h, buf_t *out);
+
+/* ---- bucket notifications' delivery (notify.c) ----------------------------- */
+
+typedef struct events_notify events_notify;
+
+typedef struct {
+    meta_store *meta;          /* the targets, and the pending counts */
+    int timeout_ms;            /* one POST, connect included */
+    int64_t max_pending;       /* notify_max_pending: past it a target is reported (never dropped) */
+    const char *tls_ca;        /* verifies https:// targets; "" = system CAs */
+    /* Opens a target's sealed secret into out (the master key is cmd/'s). */
+    int (*open_secret)(void *ud, const char *sealed, buf_t *out);
+    void *secret_ud;
+} events_notify_options;
+
+int events_notify_new(const events_notify_options *o, events_notify **out);
+/* After the job queue that runs it is freed. */
+void events_notify_free(events_notify *n);
+/* The job_handler of kind "notify" (jobs.h), ud the events_notify. */
+int events_notify_job(void *ud, const meta_job *job, char *err, size_t errlen);
+void events_notify_render_metrics(events_notify *n, buf_t *out);
 
 #endif

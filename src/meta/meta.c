@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 static int refuse(char *why, size_t whylen, const char *text) {
@@ -255,7 +256,13 @@ int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const
 }
 
 int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, meta_object *deleted) {
-    return ms ? ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, deleted) : CAIRN_EINVAL;
+    return ms ? ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, NULL, 0, deleted) : CAIRN_EINVAL;
+}
+
+int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            const meta_job *jobs, int njobs, meta_object *deleted) {
+    if (!ms || njobs < 0 || (njobs && !jobs)) return CAIRN_EINVAL;
+    return ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, jobs, njobs, deleted);
 }
 
 int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
@@ -404,6 +411,58 @@ int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit, int (*c
 
 int meta_node_upsert(meta_store *ms, const char *id, const char *url) {
     return ms ? ms->ops->node_upsert(ms, id, url) : CAIRN_EINVAL;
+}
+
+/* ---- bucket notifications ---- */
+
+/* Target names go into ARNs and logs: letters, digits, '-' and '_'. */
+static bool notify_name_ok(const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n >= sizeof((meta_notify_target *)0)->name) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_') return false;
+    return true;
+}
+
+int meta_notify_target_add(meta_store *ms, const meta_notify_target *t) {
+    if (!ms || !t || !notify_name_ok(t->name) || (strncmp(t->url, "http://", 7) && strncmp(t->url, "https://", 8)) ||
+        t->max_attempts < 1)
+        return CAIRN_EINVAL;
+    return ms->ops->notify_target_add(ms, t);
+}
+
+int meta_notify_target_get(meta_store *ms, const char *name, meta_notify_target *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!ms || !out) return CAIRN_EINVAL;
+    if (!notify_name_ok(name)) return CAIRN_ENOTFOUND;
+    return ms->ops->notify_target_get(ms, name, out);
+}
+
+int meta_notify_target_list(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud) {
+    return ms && cb ? ms->ops->notify_target_list(ms, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_notify_target_remove(meta_store *ms, const char *name) {
+    if (!ms) return CAIRN_EINVAL;
+    if (!notify_name_ok(name)) return CAIRN_ENOTFOUND;
+    return ms->ops->notify_target_remove(ms, name);
+}
+
+int meta_bucket_notification_get(meta_store *ms, int64_t bucket_id, char **config) {
+    if (config) *config = NULL;
+    if (!ms || !config || bucket_id <= 0) return CAIRN_EINVAL;
+    return ms->ops->bucket_notification_get(ms, bucket_id, config);
+}
+
+int meta_bucket_notification_put(meta_store *ms, int64_t bucket_id, const char *config) {
+    if (!ms || bucket_id <= 0) return CAIRN_EINVAL;
+    return ms->ops->bucket_notification_put(ms, bucket_id, config ? config : "");
+}
+
+int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n) {
+    if (n) *n = 0;
+    if (!ms || !kind || !needle || !n) return CAIRN_EINVAL;
+    return ms->ops->job_pending_count(ms, kind, needle, n);
 }
 
 int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void *ud) {

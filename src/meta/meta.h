@@ -296,6 +296,12 @@ typedef struct {
      * Owned by the struct; freed by meta_object_clear. */
     uint8_t *data;
     size_t data_len;
+    /* Puts and completes: jobs enqueued in the change's own transaction
+     * (bucket notifications' deliveries: a committed change never lacks
+     * them, a failed one never has them).  Borrowed, never stored or
+     * returned; NULL/0: none. */
+    const struct meta_job_s *jobs;
+    int njobs;
 } meta_object;
 
 /* Frees the owned members and zeroes the pointers. */
@@ -321,12 +327,18 @@ int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const
  * CAIRN_ENOTFOUND if absent (bucket_id as in meta_object_get). */
 int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                        size_t key_len, meta_object *deleted);
+/* The same, and when something was removed, jobs[0..njobs) are enqueued in
+ * the same transaction (nothing removed: none is). */
+int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                            size_t key_len, const struct meta_job_s *jobs, int njobs, meta_object *deleted);
 /* One key of a meta_object_delete_many batch. */
 typedef struct {
     const char *key;
     size_t key_len;
     int rc;                    /* out: 0 deleted or absent, or an error */
     meta_object deleted;       /* out: the removed version (rc 0, version_id set) */
+    const struct meta_job_s *jobs; /* in: enqueued with the removal, if the key existed */
+    int njobs;
 } meta_delete_item;
 /* Deletes up to 1000 keys of one bucket in one transaction (one synced
  * commit): DeleteObjects.  Each key runs in its own savepoint and gets its
@@ -569,7 +581,7 @@ int meta_trash_remove(meta_store *ms, const char *const *version_ids, int n);
 
 /* ---- the durable job queue ------------------------------------------------------------ */
 
-typedef struct {
+typedef struct meta_job_s {
     int64_t id;
     char kind[64];
     char *args;                /* JSON text, owned; meta_job_clear */
@@ -640,6 +652,33 @@ int meta_job_counts(meta_store *ms, int (*cb)(void *ud, const char *kind, const 
 /* Uploads initiated before before_ms, oldest first (expiry of abandoned uploads). */
 int meta_upload_list_older(meta_store *ms, int64_t before_ms, int limit,
                            int (*cb)(void *ud, const meta_upload *u), void *ud);
+
+/* ---- bucket notifications (docs/notifications.md) ------------------------------------- */
+
+/* A webhook target, defined by an admin (cairn admin notify target add). */
+typedef struct {
+    char name[64];             /* [A-Za-z0-9_-], the NAME of arn:cairn:sqs::NAME:webhook */
+    char url[1024];            /* http(s)://... the events are POSTed to */
+    char secret[512];          /* sealed with the master key (auth_secret_seal); "" = unsigned */
+    int max_attempts;          /* deliveries tried before the event is a dead letter */
+    int64_t created_ms;
+} meta_notify_target;
+
+/* CAIRN_EEXIST for a name taken, CAIRN_EINVAL for a bad name or URL. */
+int meta_notify_target_add(meta_store *ms, const meta_notify_target *t);
+int meta_notify_target_get(meta_store *ms, const char *name, meta_notify_target *out); /* ENOTFOUND */
+int meta_notify_target_list(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
+int meta_notify_target_remove(meta_store *ms, const char *name);                      /* ENOTFOUND */
+/* A bucket's notification configuration (the JSON s3/ keeps: its rules),
+ * by bucket id: *config malloc'd (the caller frees), CAIRN_ENOTFOUND when
+ * it has none.  put with "" removes it.  A bucket's delete removes its
+ * configuration in the same transaction. */
+int meta_bucket_notification_get(meta_store *ms, int64_t bucket_id, char **config);
+int meta_bucket_notification_put(meta_store *ms, int64_t bucket_id, const char *config);
+/* How many jobs of kind are pending (available, running or retryable) whose
+ * args contain needle (a notify target's "\"target\":\"NAME\""): a scan of
+ * the pending jobs of that kind, for occasional checks, not per request. */
+int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n);
 
 /* ---- job notifications ------------------------------------------------------------ */
 

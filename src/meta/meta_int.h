@@ -77,7 +77,7 @@ typedef struct meta_ops {
     int (*bucket_set_public)(meta_store *ms, const char *name, bool public_read);
     int (*object_put)(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced);
     int (*object_get)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, meta_object *deleted);
+    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const meta_job *jobs, int njobs, meta_object *deleted);
     int (*object_delete_many)(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
     int (*object_list)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more);
     int (*object_scan)(meta_store *ms, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);
@@ -127,6 +127,13 @@ typedef struct meta_ops {
     int (*audit_query)(meta_store *ms, const meta_audit_filter *f, int limit,
                        int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
     int (*audit_delete_before)(meta_store *ms, int64_t before_us, int limit, int64_t *deleted);
+    int (*notify_target_add)(meta_store *ms, const meta_notify_target *t);
+    int (*notify_target_get)(meta_store *ms, const char *name, meta_notify_target *out);
+    int (*notify_target_list)(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
+    int (*notify_target_remove)(meta_store *ms, const char *name);
+    int (*bucket_notification_get)(meta_store *ms, int64_t bucket_id, char **config);
+    int (*bucket_notification_put)(meta_store *ms, int64_t bucket_id, const char *config);
+    int (*job_pending_count)(meta_store *ms, const char *kind, const char *needle, int64_t *n);
     /* Optional (NULL: the backend has no notifications). */
     int (*job_listener_open)(meta_store *ms, meta_listener **out);
     /* Optional (NULL: the backend has no pool to report). */

@@ -283,6 +283,24 @@ static const char down_v11[] =
     "ALTER TABLE users DROP COLUMN audit;"
     "DROP TABLE audit_events;";
 
+/* v12: bucket notifications (docs/notifications.md): the webhook targets
+ * an admin defines (a target's secret sealed with the master key, as access
+ * keys' are) and each bucket's notification configuration, by bucket id so
+ * that a bucket deleted and made again under its name starts with none. */
+static const char up_v12[] =
+    "CREATE TABLE notify_targets("
+    "  name TEXT PRIMARY KEY,"
+    "  url TEXT NOT NULL,"
+    "  secret TEXT NOT NULL DEFAULT '',"
+    "  max_attempts INTEGER NOT NULL DEFAULT 10,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE TABLE bucket_notifications("
+    "  bucket_id INTEGER PRIMARY KEY,"
+    "  config TEXT NOT NULL);";
+static const char down_v12[] =
+    "DROP TABLE bucket_notifications;"
+    "DROP TABLE notify_targets;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -295,6 +313,7 @@ static const migration migrations[] = {
     {9, "trash: shards to remove after bulk deletions", up_v9, down_v9},
     {10, "leases: work one gateway of many does", up_v10, down_v10},
     {11, "audit store: events, and the audit right of users", up_v11, down_v11},
+    {12, "bucket notifications: webhook targets and bucket configurations", up_v12, down_v12},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

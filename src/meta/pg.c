@@ -272,6 +272,18 @@ static const char *const pg_sql[PS__COUNT] = {
                         " ON CONFLICT (event_id) DO NOTHING",
     [PS_USER_SET_AUDIT] = "UPDATE users SET audit = $2::bool WHERE name = $1::text",
     [PS_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = $1::text",
+    [PS_NOTIFY_TARGET_ADD] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms)"
+                             " VALUES ($1::text, $2::text, $3::text, $4::int8, $5::int8)",
+    [PS_NOTIFY_TARGET_GET] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets"
+                             " WHERE name = $1::text",
+    [PS_NOTIFY_TARGET_LIST] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets ORDER BY name",
+    [PS_NOTIFY_TARGET_REMOVE] = "DELETE FROM notify_targets WHERE name = $1::text",
+    [PS_BUCKET_NOTIFY_GET] = "SELECT config FROM bucket_notifications WHERE bucket_id = $1::int8",
+    [PS_BUCKET_NOTIFY_PUT] = "INSERT INTO bucket_notifications(bucket_id, config) VALUES ($1::int8, $2::text)"
+                             " ON CONFLICT(bucket_id) DO UPDATE SET config = excluded.config",
+    [PS_BUCKET_NOTIFY_DELETE] = "DELETE FROM bucket_notifications WHERE bucket_id = $1::int8",
+    [PS_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
+                             " AND kind = $1::text AND strpos(args, $2::text) > 0",
 };
 
 /* ---- parameters ------------------------------------------------------------- */
@@ -774,6 +786,13 @@ const meta_ops pg_ops = {
     .object_put = pg_object_put,
     .object_get = pg_object_get,
     .object_delete = pg_object_delete,
+    .notify_target_add = pg_notify_target_add,
+    .notify_target_get = pg_notify_target_get,
+    .notify_target_list = pg_notify_target_list,
+    .notify_target_remove = pg_notify_target_remove,
+    .bucket_notification_get = pg_bucket_notification_get,
+    .bucket_notification_put = pg_bucket_notification_put,
+    .job_pending_count = pg_job_pending_count,
     .object_delete_many = pg_object_delete_many,
     .object_list = pg_object_list,
     .object_scan = pg_object_scan,

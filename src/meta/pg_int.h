@@ -132,6 +132,14 @@ typedef enum {
     PS_LEASE_GET,
     PS_AUDIT_INSERT,
     PS_USER_SET_AUDIT,
+    PS_NOTIFY_TARGET_ADD,
+    PS_NOTIFY_TARGET_GET,
+    PS_NOTIFY_TARGET_LIST,
+    PS_NOTIFY_TARGET_REMOVE,
+    PS_BUCKET_NOTIFY_GET,
+    PS_BUCKET_NOTIFY_PUT,
+    PS_BUCKET_NOTIFY_DELETE,
+    PS_JOB_PENDING_COUNT,
     PS__COUNT
 } pg_stmt_id;
 
@@ -301,6 +309,14 @@ int sq_obj_validate(const meta_object *o);
 /* Shared writes and reads (the file named). */
 int pg_bucket_lookup(pg_conn *c, pg_stmt_id id, const char *name, int64_t want_id, int64_t *owner, int64_t *bid); /* buckets */
 int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool *had_old); /* objects */
+int pg_jobs_insert_tx(pg_conn *c, const meta_job *jobs, int n);                      /* jobs */
+int pg_notify_target_add(meta_store *base_, const meta_notify_target *t);
+int pg_notify_target_get(meta_store *base_, const char *name, meta_notify_target *out);
+int pg_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
+int pg_notify_target_remove(meta_store *base_, const char *name);
+int pg_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
+int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
+int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n);
 int pg_row_upload(const PGresult *r, int row, void *out);                             /* uploads */
 int pg_upload_take(pg_conn *c, const char *upload_id, meta_part **parts, int *n);     /* uploads */
 
@@ -346,7 +362,7 @@ int pg_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, cons
 int pg_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, meta_object *deleted);
+int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const meta_job *jobs, int njobs, meta_object *deleted);
 int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 int pg_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more);
 int pg_object_scan(meta_store *base_, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);

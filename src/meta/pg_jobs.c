@@ -96,6 +96,17 @@ static int enqueue_tx(pg_conn *c, const meta_job *j, int64_t *id) {
     }
 }
 
+/* jobs[0..n) in the caller's transaction: the deliveries a change enqueues
+ * with itself (meta_object.jobs).  No unique keys here. */
+int pg_jobs_insert_tx(pg_conn *c, const meta_job *jobs, int n) {
+    int err = 0;
+    for (int i = 0; err == 0 && i < n; i++) {
+        if (!jobs[i].kind[0] || jobs[i].unique_key[0]) return CAIRN_EINVAL;
+        err = enqueue_tx(c, &jobs[i], NULL);
+    }
+    return err;
+}
+
 int pg_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id) {
     pg_store *ms = PG(base_);
     if (!j || !j->kind[0]) return CAIRN_EINVAL;

@@ -231,10 +231,25 @@ static const char down_v11[] =
     "ALTER TABLE users DROP COLUMN audit;"
     "DROP TABLE audit_events;";
 
+/* v12: bucket notifications (migrations.c says why). */
+static const char up_v12[] =
+    "CREATE TABLE notify_targets("
+    "  name TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  url TEXT NOT NULL,"
+    "  secret TEXT NOT NULL DEFAULT '',"
+    "  max_attempts INTEGER NOT NULL DEFAULT 10,"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE bucket_notifications("
+    "  bucket_id BIGINT PRIMARY KEY,"
+    "  config TEXT NOT NULL);";
+static const char down_v12[] =
+    "DROP TABLE bucket_notifications;"
+    "DROP TABLE notify_targets;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
-    {up_v10, down_v10}, {up_v11, down_v11},
+    {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -159,6 +159,7 @@ int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool 
         pgp_bytes(&d, obj->data, obj->data_len);
         err = pg_run(c, PS_DATA_INSERT, &d, NULL, NULL, "data insert");
     }
+    if (err == 0 && obj->njobs) err = pg_jobs_insert_tx(c, obj->jobs, obj->njobs);
     return err;
 }
 
@@ -186,15 +187,16 @@ int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 }
 
 static int object_delete_tx(pg_conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                            meta_object *old) {
+                            const meta_job *jobs, int njobs, meta_object *old) {
     int err = object_one(c, PS_OBJ_DELETE, bucket, bucket_id, key, key_len, false, old, "object delete");
     if (err == 0 && old->storage == META_STORE_INLINE) err = exec_text(c, PS_DATA_DELETE, old->version_id, "data delete");
     if (err == 0) err = trash_parts_of(c, old);
+    if (err == 0 && njobs) err = pg_jobs_insert_tx(c, jobs, njobs);
     return err;
 }
 
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     meta_object *deleted) {
+                     const meta_job *jobs, int njobs, meta_object *deleted) {
     pg_store *ms = PG(base_);
     if (!bucket) return CAIRN_EINVAL;
     if (!sq_key_ok(key, key_len)) return key && key_len > PG_KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
@@ -203,7 +205,7 @@ int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     pg_conn *c;
     int err = pg_tx_begin(ms, &c);
     if (err != 0) return err;
-    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, &old));
+    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, jobs, njobs, &old));
     if (err != 0) {
         meta_object_clear(&old);
         memset(&old, 0, sizeof old);
@@ -255,7 +257,7 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         int rc = pg_savepoint(c);
         bool lost = rc != 0;
         if (rc == 0) {
-            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, &it->deleted);
+            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->jobs, it->njobs, &it->deleted);
             /* ENOTFOUND comes from no statement failing: nothing to undo. */
             lost = pg_savepoint_end(c, rc != 0 && rc != CAIRN_ENOTFOUND) != 0;
         }

@@ -190,6 +190,17 @@ static const char *const stmt_sql[ST__COUNT] = {
                          " RETURNING holder",
     [ST_LEASE_RELEASE] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
     [ST_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = ?1",
+    [ST_NOTIFY_TARGET_ADD] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_NOTIFY_TARGET_GET] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets WHERE name = ?1",
+    [ST_NOTIFY_TARGET_LIST] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets ORDER BY name",
+    [ST_NOTIFY_TARGET_REMOVE] = "DELETE FROM notify_targets WHERE name = ?1",
+    [ST_BUCKET_NOTIFY_GET] = "SELECT config FROM bucket_notifications WHERE bucket_id = ?1",
+    [ST_BUCKET_NOTIFY_PUT] = "INSERT INTO bucket_notifications(bucket_id, config) VALUES (?1, ?2)"
+                             " ON CONFLICT(bucket_id) DO UPDATE SET config = excluded.config",
+    [ST_BUCKET_NOTIFY_DELETE] = "DELETE FROM bucket_notifications WHERE bucket_id = ?1",
+    [ST_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
+                             " AND kind = ?1 AND instr(args, ?2) > 0",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                           " SELECT part_version_id, layout, ?2 FROM object_parts WHERE version_id = ?1",
     [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"
@@ -634,6 +645,13 @@ const meta_ops sq_ops = {
     .object_put = sq_object_put,
     .object_get = sq_object_get,
     .object_delete = sq_object_delete,
+    .notify_target_add = sq_notify_target_add,
+    .notify_target_get = sq_notify_target_get,
+    .notify_target_list = sq_notify_target_list,
+    .notify_target_remove = sq_notify_target_remove,
+    .bucket_notification_get = sq_bucket_notification_get,
+    .bucket_notification_put = sq_bucket_notification_put,
+    .job_pending_count = sq_job_pending_count,
     .object_delete_many = sq_object_delete_many,
     .object_list = sq_object_list,
     .object_scan = sq_object_scan,

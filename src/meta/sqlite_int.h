@@ -119,6 +119,14 @@ typedef enum {
     ST_LEASE_ACQUIRE,
     ST_LEASE_RELEASE,
     ST_LEASE_GET,
+    ST_NOTIFY_TARGET_ADD,
+    ST_NOTIFY_TARGET_GET,
+    ST_NOTIFY_TARGET_LIST,
+    ST_NOTIFY_TARGET_REMOVE,
+    ST_BUCKET_NOTIFY_GET,
+    ST_BUCKET_NOTIFY_PUT,
+    ST_BUCKET_NOTIFY_DELETE,
+    ST_JOB_PENDING_COUNT,
     ST__COUNT
 } stmt_id;
 
@@ -237,6 +245,14 @@ int sq_bucket_lookup(conn *c, const char *name, int64_t want_id, int64_t *owner,
 bool sq_key_ok(const char *key, size_t key_len);                              /* objects */
 int sq_obj_validate(const meta_object *o);                                    /* objects */
 int sq_object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *had_old); /* objects */
+int sq_jobs_insert_tx(conn *w, const meta_job *jobs, int n);                   /* jobs */
+int sq_notify_target_add(meta_store *base_, const meta_notify_target *t);
+int sq_notify_target_get(meta_store *base_, const char *name, meta_notify_target *out);
+int sq_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
+int sq_notify_target_remove(meta_store *base_, const char *name);
+int sq_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
+int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
+int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n);
 int sq_write_one(sq_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, const void *), const void *args,
                  int *changes, const char *op);                               /* cluster */
 int sq_exec_id(conn *w, stmt_id id, const char *text, const char *op);        /* uploads */
@@ -264,7 +280,7 @@ int sq_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, cons
 int sq_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int sq_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, meta_object *deleted);
+int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const meta_job *jobs, int njobs, meta_object *deleted);
 int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 int sq_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more);
 int sq_object_scan(meta_store *base_, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);

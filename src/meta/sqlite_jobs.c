@@ -52,6 +52,16 @@ static int job_read(conn *c, int64_t id, meta_job *out) {
     return err;
 }
 
+static int job_insert(conn *w, const meta_job *j) {
+    sqlite3_stmt *st = sq_stmt(w, ST_JOB_INSERT);
+    if (!st) return CAIRN_EDB;
+    int b = sq_bind_str(st, 1, j->kind) | sq_bind_str(st, 2, j->args ? j->args : "{}") | sqlite3_bind_int(st, 3, j->priority) |
+            sqlite3_bind_int64(st, 4, j->run_at_ms) | sqlite3_bind_int(st, 5, j->max_attempts > 0 ? j->max_attempts : 5) |
+            (j->unique_key[0] ? sq_bind_str(st, 6, j->unique_key) : sqlite3_bind_null(st, 6)) |
+            sqlite3_bind_int64(st, 7, time_now_ms());
+    return sq_stmt_exec_bound(w, st, b, "job insert");
+}
+
 int sq_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id) {
     sq_store *ms = SQ(base_);
     if (!ms || !j || !j->kind[0]) return CAIRN_EINVAL;
@@ -83,19 +93,19 @@ int sq_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id) {
         }
     }
     if (err == 0) {
-        sqlite3_stmt *st = sq_stmt(w, ST_JOB_INSERT);
-        if (!st) err = CAIRN_EDB;
-        else {
-            int b = sq_bind_str(st, 1, j->kind) | sq_bind_str(st, 2, j->args ? j->args : "{}") | sqlite3_bind_int(st, 3, j->priority) |
-                    sqlite3_bind_int64(st, 4, j->run_at_ms) | sqlite3_bind_int(st, 5, j->max_attempts > 0 ? j->max_attempts : 5) |
-                    (j->unique_key[0] ? sq_bind_str(st, 6, j->unique_key) : sqlite3_bind_null(st, 6)) |
-                    sqlite3_bind_int64(st, 7, time_now_ms());
-            err = sq_stmt_exec_bound(w, st, b, "job insert");
-            if (err == 0 && id) *id = sqlite3_last_insert_rowid(w->db);
-        }
+        err = job_insert(w, j);
+        if (err == 0 && id) *id = sqlite3_last_insert_rowid(w->db);
     }
     int end = sq_wtx_end(ms, err == CAIRN_EEXIST ? 0 : err);
     return err ? err : end;
+}
+
+/* jobs[0..n) in the caller's write transaction: the deliveries a change
+ * enqueues with itself (meta_object.jobs).  No unique keys here. */
+int sq_jobs_insert_tx(conn *w, const meta_job *jobs, int n) {
+    int err = 0;
+    for (int i = 0; err == 0 && i < n; i++) err = jobs[i].kind[0] ? job_insert(w, &jobs[i]) : CAIRN_EINVAL;
+    return err;
 }
 
 /* Inside a write transaction: takes the next runnable job into out. */

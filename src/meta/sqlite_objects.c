@@ -170,6 +170,7 @@ int sq_object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *ha
         err = data_delete(w, old->version_id);
     if (err == 0 && *had_old) err = trash_parts_of(w, old);
     if (err == 0 && obj->storage == META_STORE_INLINE) err = data_insert(w, obj);
+    if (err == 0 && obj->njobs) err = sq_jobs_insert_tx(w, obj->jobs, obj->njobs);
     return err;
 }
 
@@ -271,7 +272,7 @@ int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 }
 
 static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                            meta_object *old) {
+                            const meta_job *jobs, int njobs, meta_object *old) {
     int err = object_read(w, bucket, bucket_id, key, key_len, false, old);
     if (err != 0) return err;
     sqlite3_stmt *st = sq_stmt(w, ST_OBJ_DELETE);
@@ -280,11 +281,12 @@ static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, cons
     err = sq_stmt_exec_bound(w, st, b, "object delete");
     if (err == 0 && old->storage == META_STORE_INLINE) err = data_delete(w, old->version_id);
     if (err == 0) err = trash_parts_of(w, old);
+    if (err == 0 && njobs) err = sq_jobs_insert_tx(w, jobs, njobs);
     return err;
 }
 
 int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                       meta_object *deleted) {
+                       const meta_job *jobs, int njobs, meta_object *deleted) {
     sq_store *ms = SQ(base_);
     if (!ms || !bucket) return CAIRN_EINVAL;
     if (!sq_key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
@@ -293,7 +295,7 @@ int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     conn *w;
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, &old));
+    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, jobs, njobs, &old));
     if (err != 0) meta_object_clear(&old);
     if (deleted) *deleted = old;
     else meta_object_clear(&old);
@@ -325,7 +327,8 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         if (sqlite3_exec(w->db, "SAVEPOINT del", NULL, NULL, NULL) != SQLITE_OK) {
             rc = sq_db_fail(w, sqlite3_errcode(w->db), "savepoint");
         } else {
-            rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, &items[i].deleted);
+            rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, items[i].jobs, items[i].njobs,
+                                  &items[i].deleted);
             if (rc != 0 && rc != CAIRN_ENOTFOUND &&
                 sqlite3_exec(w->db, "ROLLBACK TO del", NULL, NULL, NULL) != SQLITE_OK)
                 lost = true; /* the failed key's half would be committed with the others */

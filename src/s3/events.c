@@ -22,11 +22,11 @@
 
 /* ---- publishing ------------------------------------------------------------------------------ */
 
-static const char *event_name(const s3_commit *c) {
-    if (c->change == S3_CHANGE_REMOVED) return "ObjectRemoved:Delete";
-    if (!strcmp(c->api, "CopyObject")) return "ObjectCreated:Copy";
-    if (!strcmp(c->api, "CompleteMultipartUpload")) return "ObjectCreated:CompleteMultipartUpload";
-    if (!strcmp(c->api, "PostObject")) return "ObjectCreated:Post";
+const char *s3_event_name(const char *api, s3_change change) {
+    if (change == S3_CHANGE_REMOVED) return "ObjectRemoved:Delete";
+    if (!strcmp(api, "CopyObject")) return "ObjectCreated:Copy";
+    if (!strcmp(api, "CompleteMultipartUpload")) return "ObjectCreated:CompleteMultipartUpload";
+    if (!strcmp(api, "PostObject")) return "ObjectCreated:Post";
     return "ObjectCreated:Put";
 }
 
@@ -35,7 +35,7 @@ void s3_events_hook(void *ud, const s3_commit *c) {
     if (c->change == S3_CHANGE_NONE || !c->obj) return;
     int64_t now = time_now_us();
     events_object e = {
-        .name = event_name(c),
+        .name = s3_event_name(c->api, c->change),
         .region = gw->cfg.region,
         .bucket = c->bucket,
         .key = c->key,

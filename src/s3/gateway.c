@@ -21,9 +21,11 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
                            .root_access_key = gw->d.root_access_key, .root_secret = gw->d.root_secret,
                            .root_user_id = gw->d.root_user_id, .region = gw->cfg.region,
                            .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
-    int rc = s3_health_start(gw, &gw->health);
+    int rc = s3_notify_cache_new(&gw->notify);
     if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
+    if (rc == 0) rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {
+        s3_notify_cache_free(gw->notify);
         free(gw);
         return rc;
     }
@@ -34,6 +36,7 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
 void s3_gateway_free(s3_gateway *gw) {
     if (!gw) return;
     s3_health_stop(gw->health);
+    s3_notify_cache_free(gw->notify);
     free(gw);
 }
 

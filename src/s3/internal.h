@@ -11,6 +11,7 @@
 #include "s3/s3.h"
 
 typedef struct s3_health s3_health;
+typedef struct s3_notify_cache s3_notify_cache;
 
 /* A registry of callbacks (post-commit hooks, response filters): filled
  * before the gateway serves, read-only after. */
@@ -30,6 +31,7 @@ struct s3_gateway {
     s3_callbacks hooks;         /* post-commit hooks (s3_hook_add) */
     s3_callbacks filters;       /* response filters (s3_filter_add) */
     auth_keys keys;             /* what signatures are checked against (into d and cfg) */
+    s3_notify_cache *notify;    /* bucket notification configurations and targets (notify.c) */
 };
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
@@ -40,6 +42,7 @@ typedef enum {
     OP_CREATE_BUCKET, OP_HEAD_BUCKET, OP_DELETE_BUCKET, OP_GET_BUCKET_LOCATION,
     OP_LIST_OBJECTS, OP_LIST_OBJECTS_V2, OP_DELETE_OBJECTS,
     OP_GET_BUCKET_VERSIONING, OP_GET_BUCKET_ACL, OP_BUCKET_SUBRESOURCE_EMPTY,
+    OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
@@ -183,6 +186,21 @@ void s3_body_transform(void *ud, const void *data, size_t n);
 void s3_committed(s3_req *q, const char *key, size_t key_len);
 /* The same for a commit that created or removed the object obj (its key). */
 void s3_committed_object(s3_req *q, s3_change change, const meta_object *obj);
+/* The S3 event name of a change by operation api ("ObjectCreated:Put", ...). */
+const char *s3_event_name(const char *api, s3_change change);
+/* Bucket notifications (notify.c). */
+int s3_notify_cache_new(s3_notify_cache **out);
+void s3_notify_cache_free(s3_notify_cache *c);
+/* The deliveries a change of key owes (event: "ObjectCreated:Put", ...;
+ * size -1 and etag NULL for removals): *jobs (malloc'd, with their args;
+ * s3_notify_jobs_free) for the metadata call to enqueue with the change.
+ * 0 (maybe none), CAIRN_ENOMEM, or the metadata's error reading the
+ * configuration. */
+int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len, int64_t size, const char *etag,
+                   meta_job **jobs, int *njobs);
+void s3_notify_jobs_free(meta_job *jobs, int n);
+void s3_put_bucket_notification(s3_req *q);
+void s3_get_bucket_notification(s3_req *q);
 /* GET /events/ws (events.c): the event stream's WebSocket upgrade. */
 void s3_events_ws(s3_req *q);
 /* The post-commit hook that publishes object events (events.c). */

@@ -361,7 +361,17 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         meta_object old = {0};
         bool had = false;
         fault_point("complete.before_commit");
-        rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
+        meta_job *jobs = NULL;
+        int njobs = 0;
+        /* The ETag is the one choose_parts computed. */
+        rc = s3_notify_jobs(q, "ObjectCreated:CompleteMultipartUpload", obj.key, obj.key_len, obj.size, obj.etag,
+                            &jobs, &njobs);
+        obj.jobs = jobs;
+        obj.njobs = njobs;
+        if (rc == 0) rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
+        obj.jobs = NULL;
+        obj.njobs = 0;
+        s3_notify_jobs_free(jobs, njobs);
         if (rc == 0) {
             s3_committed_object(q, S3_CHANGE_CREATED, &obj);
             if (had) {

@@ -331,7 +331,18 @@ void s3_drop_version_data(s3_req *q, const meta_object *o) {
 static int publish(s3_req *q, meta_object *obj) {
     meta_object old = {0};
     bool had_old = false;
-    int rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
+    meta_job *jobs = NULL;
+    int njobs = 0;
+    int rc = s3_notify_jobs(q, s3_event_name(q->route->api, S3_CHANGE_CREATED), obj->key, obj->key_len, obj->size,
+                            obj->etag, &jobs, &njobs);
+    if (rc == 0) {
+        obj->jobs = jobs;
+        obj->njobs = njobs;
+        rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
+        obj->jobs = NULL;
+        obj->njobs = 0;
+        s3_notify_jobs_free(jobs, njobs);
+    }
     if (rc != 0) {
         if (s3_commit_failed_drop_ok(q, rc, obj->version_id)) s3_drop_version_data(q, obj);
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
@@ -939,7 +950,14 @@ static void s3_removed(s3_req *q, meta_object *old, const char *key, size_t key_
 void s3_delete_object(s3_req *q) {
     if (s3_version_param(q, s3_param_get(q, "versionId")) != 0) return;
     meta_object old = {0};
-    int rc = meta_object_delete(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, &old);
+    meta_job *jobs = NULL;
+    int njobs = 0;
+    int rc = s3_notify_jobs(q, s3_event_name(q->route->api, S3_CHANGE_REMOVED), q->key, q->key_len, -1, NULL, &jobs,
+                            &njobs);
+    if (rc == 0) {
+        rc = meta_object_delete_jobs(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, jobs, njobs, &old);
+        s3_notify_jobs_free(jobs, njobs);
+    }
     if (rc != 0 && rc != CAIRN_ENOTFOUND) {
         s3_meta_error(q, rc, "InternalError", "deleting the object failed");
         return;
@@ -975,11 +993,21 @@ void s3_delete_objects(s3_req *q) {
         s3_error(q, "InternalError", NULL);
         return;
     }
-    for (int i = 0; i < d.count; i++) {
+    int batch = 0;
+    for (int i = 0; i < d.count && batch == 0; i++) {
         items[i].key = d.objects[i].key;
         items[i].key_len = d.objects[i].key_len;
+        meta_job *jobs = NULL;
+        int nj = 0;
+        if (d.objects[i].key_len <= 1024)
+            batch = s3_notify_jobs(q, "ObjectRemoved:Delete", d.objects[i].key, d.objects[i].key_len, -1, NULL, &jobs, &nj);
+        items[i].jobs = jobs;
+        items[i].njobs = nj;
     }
-    int batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
+    if (batch == 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
+    else
+        for (int i = 0; i < d.count; i++) items[i].rc = batch;   /* nothing was deleted */
+    for (int i = 0; i < d.count; i++) s3_notify_jobs_free((meta_job *)items[i].jobs, items[i].njobs);
     if (s3_meta_unavailable(batch)) {
         /* Nothing was deleted (the batch failed whole): one 503 says retry
          * the request, where per-key InternalErrors would not. */

@@ -154,6 +154,31 @@ typedef struct {
  * CAIRN_ENOMEM. */
 int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out);
 void s3_delete_req_free(s3_delete_req *d);
+
+/* One rule of a bucket's notification configuration (a QueueConfiguration):
+ * events matching one of the types, on keys with the prefix and suffix, go
+ * to the webhook target the ARN names (arn:cairn:sqs::NAME:webhook). */
+#define S3_NOTIFY_MAX_RULES 100
+typedef struct {
+    char id[256];
+    char target[64];           /* NAME of the ARN */
+    int nevents;
+    char events[16][48];       /* s3:ObjectCreated:*, ... (a trailing * is a family) */
+    char prefix[1025];
+    char suffix[1025];
+} s3_notify_rule;
+/* Parses a NotificationConfiguration document: *rules (malloc'd, *n of
+ * them; none for an empty configuration).  CAIRN_EINVAL with *why (a static
+ * string) for what S3 answers MalformedXML or InvalidArgument about:
+ * *invalid_argument tells which.  CAIRN_ENOMEM. */
+int s3_parse_notification_xml(const char *body, size_t len, s3_notify_rule **rules, int *n, const char **why,
+                              bool *invalid_argument);
+/* The rules as the JSON the metadata keeps, and back (CAIRN_EINVAL for text
+ * that is not such JSON). */
+int s3_notify_rules_to_json(const s3_notify_rule *rules, int n, buf_t *out);
+int s3_notify_rules_from_json(const char *json, s3_notify_rule **rules, int *n);
+/* Does an event of this name ("s3:ObjectCreated:Put") on this key match the rule? */
+bool s3_notify_rule_match(const s3_notify_rule *r, const char *event, const char *key, size_t key_len);
 /* One <Part> of a CompleteMultipartUpload body. */
 typedef struct {
     int number;                /* 1..10000 */

@@ -11,10 +11,12 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <openssl/evp.h>
@@ -482,4 +484,257 @@ int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, siz
     }
     xmlFreeDoc(doc);
     return rc;
+}
+
+/* ---- bucket notification configurations ---------------------------------------------- */
+
+/* The text of n's only child element called name, or NULL (not found, or
+ * there are two: *dup set). */
+static xmlNodePtr only_child(xmlNodePtr n, const char *name, bool *dup) {
+    xmlNodePtr found = NULL;
+    for (xmlNodePtr c = n->children; c; c = c->next)
+        if (is_elem(c, name)) {
+            if (found) *dup = true;
+            found = c;
+        }
+    return found;
+}
+
+/* Copies n's text into dst (cap bytes); false when it does not fit. */
+static bool copy_text(xmlNodePtr n, char *dst, size_t cap, int *rc) {
+    xmlChar *v;
+    if ((*rc = xml_text_of(n, &v)) != 0) return false;
+    size_t l = strlen((const char *)v);
+    bool ok = l < cap;
+    if (ok) memcpy(dst, v, l + 1);
+    xmlFree(v);
+    return ok;
+}
+
+/* arn:cairn:sqs:[REGION]:NAME:webhook -> NAME. */
+static bool target_of_arn(const char *arn, char *name, size_t cap) {
+    const char *p = arn;
+    static const char *const head[] = {"arn", "cairn", "sqs"};
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(head[i]);
+        if (strncmp(p, head[i], l) != 0 || p[l] != ':') return false;
+        p += l + 1;
+    }
+    p = strchr(p, ':');         /* the region: any, or none */
+    if (!p) return false;
+    p++;
+    const char *end = strchr(p, ':');
+    if (!end || end == p || (size_t)(end - p) >= cap || strcmp(end + 1, "webhook") != 0) return false;
+    for (const char *c = p; c < end; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') return false;
+    memcpy(name, p, (size_t)(end - p));
+    name[end - p] = '\0';
+    return true;
+}
+
+static int parse_rule(xmlNodePtr qc, s3_notify_rule *r, const char **why, bool *inval) {
+    bool dup = false;
+    int rc = 0;
+    xmlNodePtr id = only_child(qc, "Id", &dup), queue = only_child(qc, "Queue", &dup);
+    if (dup) { *why = "A QueueConfiguration has one Id and one Queue."; return CAIRN_EINVAL; }
+    if (id && !copy_text(id, r->id, sizeof r->id, &rc)) {
+        *why = "The notification configuration Id is too long.";
+        return rc ? rc : CAIRN_EINVAL;
+    }
+    char arn[256];
+    if (!queue || !copy_text(queue, arn, sizeof arn, &rc) || !target_of_arn(arn, r->target, sizeof r->target)) {
+        if (rc) return rc;
+        *inval = true;
+        *why = "Unable to validate the following destination configurations: Queue must be arn:cairn:sqs::NAME:webhook.";
+        return CAIRN_EINVAL;
+    }
+    for (xmlNodePtr c = qc->children; c; c = c->next) {
+        if (is_elem(c, "Event")) {
+            if (r->nevents == 16) { *inval = true; *why = "Too many Event elements."; return CAIRN_EINVAL; }
+            char ev[48];
+            events_filter f = {0};
+            const char *ewhy;
+            if (!copy_text(c, ev, sizeof ev, &rc) || events_filter_parse_types(&f, ev, &ewhy) != 0 || f.npatterns != 1) {
+                if (rc) return rc;
+                *inval = true;
+                *why = "The event is not valid.";
+                return CAIRN_EINVAL;
+            }
+            snprintf(r->events[r->nevents++], sizeof r->events[0], "%s", ev);
+        } else if (is_elem(c, "Filter")) {
+            bool d2 = false;
+            xmlNodePtr key = only_child(c, "S3Key", &d2);
+            if (d2) { *why = "A Filter has one S3Key."; return CAIRN_EINVAL; }
+            bool have_prefix = false, have_suffix = false;
+            for (xmlNodePtr fr = key ? key->children : NULL; fr; fr = fr->next) {
+                if (!is_elem(fr, "FilterRule")) continue;
+                bool d3 = false;
+                xmlNodePtr name = only_child(fr, "Name", &d3), value = only_child(fr, "Value", &d3);
+                char nm[16];
+                if (d3 || !name || !value || !copy_text(name, nm, sizeof nm, &rc)) {
+                    if (rc) return rc;
+                    *inval = true;
+                    *why = "A FilterRule has one Name (prefix or suffix) and one Value.";
+                    return CAIRN_EINVAL;
+                }
+                bool prefix = !strcasecmp(nm, "prefix"), suffix = !strcasecmp(nm, "suffix");
+                if ((!prefix && !suffix) || (prefix && have_prefix) || (suffix && have_suffix)) {
+                    *inval = true;
+                    *why = prefix || suffix ? "Cannot specify more than one prefix or suffix rule in a filter."
+                                            : "FilterRule names are prefix or suffix.";
+                    return CAIRN_EINVAL;
+                }
+                if (!copy_text(value, prefix ? r->prefix : r->suffix, sizeof r->prefix, &rc)) {
+                    if (rc) return rc;
+                    *inval = true;
+                    *why = "A FilterRule value is longer than a key.";
+                    return CAIRN_EINVAL;
+                }
+                have_prefix |= prefix;
+                have_suffix |= suffix;
+            }
+        } else if (c->type == XML_ELEMENT_NODE && !is_elem(c, "Id") && !is_elem(c, "Queue")) {
+            *why = "Unknown element in a QueueConfiguration.";
+            return CAIRN_EINVAL;
+        }
+    }
+    if (r->nevents == 0) { *inval = true; *why = "A QueueConfiguration needs at least one Event."; return CAIRN_EINVAL; }
+    if (!r->id[0]) {
+        char rnd[17];
+        rand_hex_id(rnd, 8);
+        snprintf(r->id, sizeof r->id, "notify-%s", rnd);
+    }
+    return 0;
+}
+
+int s3_parse_notification_xml(const char *body, size_t len, s3_notify_rule **rules, int *n, const char **why,
+                              bool *invalid_argument) {
+    *rules = NULL;
+    *n = 0;
+    *invalid_argument = false;
+    *why = "The XML you provided was not well-formed or did not validate against our published schema.";
+    xmlDocPtr doc;
+    int rc = parse_xml(body, len, &doc);
+    if (rc != 0) return rc;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    s3_notify_rule *out = NULL;
+    int count = 0;
+    rc = CAIRN_EINVAL;
+    if (!root || !is_elem(root, "NotificationConfiguration")) goto done;
+    for (xmlNodePtr c = root->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE) continue;
+        if (is_elem(c, "TopicConfiguration") || is_elem(c, "CloudFunctionConfiguration") ||
+            is_elem(c, "EventBridgeConfiguration")) {
+            *invalid_argument = true;
+            *why = "Unable to validate the following destination configurations: only QueueConfiguration "
+                   "(arn:cairn:sqs::NAME:webhook) is served.";
+            goto done;
+        }
+        if (!is_elem(c, "QueueConfiguration")) goto done;
+        if (count == S3_NOTIFY_MAX_RULES) {
+            *invalid_argument = true;
+            *why = "Too many notification configurations (at most 100).";
+            goto done;
+        }
+        s3_notify_rule *grown = realloc(out, (size_t)(count + 1) * sizeof *out);
+        if (!grown) { rc = CAIRN_ENOMEM; goto done; }
+        out = grown;
+        memset(&out[count], 0, sizeof *out);
+        if ((rc = parse_rule(c, &out[count], why, invalid_argument)) != 0) goto done;
+        rc = CAIRN_EINVAL;
+        for (int i = 0; i < count; i++)
+            if (!strcmp(out[i].id, out[count].id)) {
+                *invalid_argument = true;
+                *why = "Two notification configurations have the same Id.";
+                goto done;
+            }
+        count++;
+    }
+    rc = 0;
+done:
+    xmlFreeDoc(doc);
+    if (rc != 0) {
+        free(out);
+        return rc;
+    }
+    *rules = out;
+    *n = count;
+    return 0;
+}
+
+int s3_notify_rules_to_json(const s3_notify_rule *rules, int n, buf_t *out) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) {
+        const s3_notify_rule *r = &rules[i];
+        json_t *ev = json_array();
+        for (int k = 0; ev && k < r->nevents; k++) json_array_append_new(ev, json_string(r->events[k]));
+        json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s}", "id", r->id, "target", r->target, "events", ev,
+                              "prefix", r->prefix, "suffix", r->suffix);
+        if (!o || json_array_append_new(a, o) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text) return CAIRN_ENOMEM;
+    buf_puts(out, text);
+    free(text);
+    return out->oom ? CAIRN_ENOMEM : 0;
+}
+
+/* Copies a JSON string member into dst; false when absent, not a string or too long. */
+static bool json_str_into(json_t *o, const char *name, char *dst, size_t cap) {
+    const char *v = json_string_value(json_object_get(o, name));
+    if (!v || strlen(v) >= cap) return false;
+    memcpy(dst, v, strlen(v) + 1);
+    return true;
+}
+
+int s3_notify_rules_from_json(const char *text, s3_notify_rule **rules, int *n) {
+    *rules = NULL;
+    *n = 0;
+    json_t *a = json_loads(text, 0, NULL);
+    if (!json_is_array(a) || json_array_size(a) > S3_NOTIFY_MAX_RULES) {
+        json_decref(a);
+        return CAIRN_EINVAL;
+    }
+    size_t count = json_array_size(a);
+    s3_notify_rule *out = count ? calloc(count, sizeof *out) : NULL;
+    int rc = count && !out ? CAIRN_ENOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        json_t *o = json_array_get(a, i), *ev = json_object_get(o, "events");
+        s3_notify_rule *r = &out[i];
+        if (!json_str_into(o, "id", r->id, sizeof r->id) || !json_str_into(o, "target", r->target, sizeof r->target) ||
+            !json_str_into(o, "prefix", r->prefix, sizeof r->prefix) ||
+            !json_str_into(o, "suffix", r->suffix, sizeof r->suffix) || !json_is_array(ev) || json_array_size(ev) > 16) {
+            rc = CAIRN_EINVAL;
+            break;
+        }
+        for (size_t k = 0; rc == 0 && k < json_array_size(ev); k++) {
+            const char *v = json_string_value(json_array_get(ev, k));
+            if (!v || strlen(v) >= sizeof r->events[0]) rc = CAIRN_EINVAL;
+            else snprintf(r->events[r->nevents++], sizeof r->events[0], "%s", v);
+        }
+    }
+    json_decref(a);
+    if (rc != 0) {
+        free(out);
+        return rc;
+    }
+    *rules = out;
+    *n = (int)count;
+    return 0;
+}
+
+bool s3_notify_rule_match(const s3_notify_rule *r, const char *event, const char *key, size_t key_len) {
+    size_t pl = strlen(r->prefix), sl = strlen(r->suffix);
+    if (key_len < pl || memcmp(key, r->prefix, pl) != 0) return false;
+    if (key_len < sl || memcmp(key + key_len - sl, r->suffix, sl) != 0) return false;
+    for (int i = 0; i < r->nevents; i++) {
+        const char *p = r->events[i];
+        size_t l = strlen(p);
+        if (l && p[l - 1] == '*' ? strncmp(event, p, l - 1) == 0 : strcmp(event, p) == 0) return true;
+    }
+    return false;
 }

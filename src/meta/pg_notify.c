@@ -1,0 +1,94 @@
+/*
+ * pg_notify.c — the PostgreSQL backend (pg.c): bucket notifications'
+ * records, as sqlite_notify.c keeps them on SQLite.
+ */
+#include "meta/pg_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pg_notify_target_add(meta_store *base_, const meta_notify_target *t) {
+    pg_params p = {0};
+    pgp_text(&p, t->name);
+    pgp_text(&p, t->url);
+    pgp_text(&p, t->secret);
+    pgp_int(&p, t->max_attempts);
+    pgp_int(&p, t->created_ms);
+    return pg_read(PG(base_), PS_NOTIFY_TARGET_ADD, &p, NULL, NULL, "notify target add");
+}
+
+static int row_target(const PGresult *r, int row, void *out) {
+    meta_notify_target *t = out;
+    memset(t, 0, sizeof *t);
+    int err = pg_copy(r, row, 0, t->name, sizeof t->name);
+    if (err == 0) err = pg_copy(r, row, 1, t->url, sizeof t->url);
+    if (err == 0) err = pg_copy(r, row, 2, t->secret, sizeof t->secret);
+    t->max_attempts = (int)pg_int(r, row, 3);
+    t->created_ms = pg_int(r, row, 4);
+    return err;
+}
+
+int pg_notify_target_get(meta_store *base_, const char *name, meta_notify_target *out) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_NOTIFY_TARGET_GET, &p, &r, NULL, "notify target get");
+    if (err != 0) return err;
+    err = PQntuples(r) ? row_target(r, 0, out) : CAIRN_ENOTFOUND;
+    PQclear(r);
+    return err;
+}
+
+int pg_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_notify_target *t), void *ud) {
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_NOTIFY_TARGET_LIST, NULL, &r, NULL, "notify target list");
+    if (err != 0) return err;
+    meta_notify_target *rows;
+    int n;
+    err = pg_rows(r, sizeof *rows, row_target, NULL, (void **)&rows, &n);
+    PQclear(r);
+    for (int i = 0; err == 0 && i < n; i++)
+        if (cb(ud, &rows[i])) break;
+    free(rows);
+    return err;
+}
+
+int pg_notify_target_remove(meta_store *base_, const char *name) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    int64_t changes = 0;
+    int err = pg_read(PG(base_), PS_NOTIFY_TARGET_REMOVE, &p, NULL, &changes, "notify target remove");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}
+
+int pg_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config) {
+    pg_params p = {0};
+    pgp_int(&p, bucket_id);
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_BUCKET_NOTIFY_GET, &p, &r, NULL, "bucket notification get");
+    if (err != 0) return err;
+    if (!PQntuples(r)) err = CAIRN_ENOTFOUND;
+    else if (!(*config = strdup(PQgetvalue(r, 0, 0)))) err = CAIRN_ENOMEM;
+    PQclear(r);
+    return err;
+}
+
+int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config) {
+    pg_params p = {0};
+    pgp_int(&p, bucket_id);
+    if (config[0]) pgp_text(&p, config);
+    return pg_read(PG(base_), config[0] ? PS_BUCKET_NOTIFY_PUT : PS_BUCKET_NOTIFY_DELETE, &p, NULL, NULL,
+                   "bucket notification put");
+}
+
+int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n) {
+    pg_params p = {0};
+    pgp_text(&p, kind);
+    pgp_text(&p, needle);
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_JOB_PENDING_COUNT, &p, &r, NULL, "job pending count");
+    if (err != 0) return err;
+    *n = PQntuples(r) ? pg_int(r, 0, 0) : 0;
+    PQclear(r);
+    return 0;
+}
