@@ -6844,3 +6844,123 @@ Test(audit, overlapping_batches_at_once_store_each_event_once, .timeout = 120) {
     cr_expect_eq(count, AUDIT_RACE_EVENTS);
     fx_close(&f);
 }
+
+/* ---- bucket notifications ----------------------------------------------------------- */
+
+static int count_target(void *ud, const meta_notify_target *t) {
+    (void)t;
+    (*(int *)ud)++;
+    return 0;
+}
+
+Test(meta, notify_targets_add_get_list_remove) {
+    fx f;
+    fx_open(&f, 1);
+    meta_notify_target t = {.max_attempts = 7, .created_ms = 5};
+    strcpy(t.name, "hook-1");
+    strcpy(t.url, "https://example.com/hook");
+    strcpy(t.secret, "sealed-blob");
+    cr_assert_eq(meta_notify_target_add(f.ms, &t), 0);
+    cr_assert_eq(meta_notify_target_add(f.ms, &t), CAIRN_EEXIST);
+    meta_notify_target bad = t;
+    strcpy(bad.name, "no spaces");
+    cr_assert_eq(meta_notify_target_add(f.ms, &bad), CAIRN_EINVAL);
+    bad = t;
+    strcpy(bad.name, "ftp");
+    strcpy(bad.url, "ftp://x/");
+    cr_assert_eq(meta_notify_target_add(f.ms, &bad), CAIRN_EINVAL);
+    meta_notify_target got;
+    cr_assert_eq(meta_notify_target_get(f.ms, "hook-1", &got), 0);
+    cr_assert_str_eq(got.url, t.url);
+    cr_assert_str_eq(got.secret, "sealed-blob");
+    cr_assert_eq(got.max_attempts, 7);
+    cr_assert_eq(meta_notify_target_get(f.ms, "nope", &got), CAIRN_ENOTFOUND);
+    int n = 0;
+    cr_assert_eq(meta_notify_target_list(f.ms, count_target, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(meta_notify_target_remove(f.ms, "hook-1"), 0);
+    cr_assert_eq(meta_notify_target_remove(f.ms, "hook-1"), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+Test(meta, a_bucket_configuration_goes_with_its_bucket) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    meta_bucket b;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &b), 0);
+    char *cfg = NULL;
+    cr_assert_eq(meta_bucket_notification_get(f.ms, b.id, &cfg), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_bucket_notification_put(f.ms, b.id, "[1]"), 0);
+    cr_assert_eq(meta_bucket_notification_put(f.ms, b.id, "[2]"), 0);
+    cr_assert_eq(meta_bucket_notification_get(f.ms, b.id, &cfg), 0);
+    cr_assert_str_eq(cfg, "[2]");
+    free(cfg);
+    cr_assert_eq(meta_bucket_notification_put(f.ms, b.id, ""), 0);
+    cr_assert_eq(meta_bucket_notification_get(f.ms, b.id, &cfg), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_bucket_notification_put(f.ms, b.id, "[3]"), 0);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", 0), 0);
+    cr_assert_eq(meta_bucket_notification_get(f.ms, b.id, &cfg), CAIRN_ENOTFOUND, "deleted with its bucket");
+    mk_bucket(f.ms, "b", 1);
+    meta_bucket again;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &again), 0);
+    cr_assert_neq(again.id, b.id);
+    cr_assert_eq(meta_bucket_notification_get(f.ms, again.id, &cfg), CAIRN_ENOTFOUND, "a new bucket of the name has none");
+    fx_close(&f);
+}
+
+static meta_job notify_job(const char *target) {
+    meta_job j;
+    memset(&j, 0, sizeof j);
+    strcpy(j.kind, "notify");
+    static char args[2][128];
+    static int k;
+    char *a = args[k++ % 2];
+    snprintf(a, sizeof args[0], "{\"target\":\"%s\",\"body\":\"{}\"}", target);
+    j.args = a;
+    j.max_attempts = 3;
+    j.run_at_ms = 1;
+    return j;
+}
+
+static int64_t pending(meta_store *ms, const char *target) {
+    char needle[96];
+    snprintf(needle, sizeof needle, "\"target\":\"%s\"", target);
+    int64_t n = -1;
+    cr_assert_eq(meta_job_pending_count(ms, "notify", needle, &n), 0);
+    return n;
+}
+
+Test(meta, jobs_go_with_the_change_that_carries_them) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    meta_job j[2] = {notify_job("t1"), notify_job("t2")};
+    /* a put with its jobs */
+    meta_object o = mk_obj("b", "k", 1, 1);
+    o.jobs = j;
+    o.njobs = 2;
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    cr_assert_eq(pending(f.ms, "t1"), 1);
+    cr_assert_eq(pending(f.ms, "t2"), 1);
+    /* a put that fails (no such bucket) enqueues nothing */
+    meta_object gone = mk_obj("nobucket", "k", 1, 1);
+    gone.jobs = j;
+    gone.njobs = 1;
+    cr_assert_eq(meta_object_put(f.ms, &gone, NULL, NULL), CAIRN_ENOTFOUND);
+    cr_assert_eq(pending(f.ms, "t1"), 1);
+    /* a delete of a key that is not there enqueues nothing; of one that is, its jobs */
+    cr_assert_eq(meta_object_delete_jobs(f.ms, "b", 0, "absent", 6, j, 1, NULL), CAIRN_ENOTFOUND);
+    cr_assert_eq(pending(f.ms, "t1"), 1);
+    cr_assert_eq(meta_object_delete_jobs(f.ms, "b", 0, "k", 1, j, 1, NULL), 0);
+    cr_assert_eq(pending(f.ms, "t1"), 2);
+    /* DeleteObjects: only the keys that existed */
+    put_key(f.ms, "b", "x", 1);
+    meta_delete_item items[2] = {{.key = "x", .key_len = 1, .jobs = &j[1], .njobs = 1},
+                                 {.key = "y", .key_len = 1, .jobs = &j[1], .njobs = 1}};
+    cr_assert_eq(meta_object_delete_many(f.ms, "b", 0, items, 2), 0);
+    meta_object_clear(&items[0].deleted);
+    meta_object_clear(&items[1].deleted);
+    cr_assert_eq(pending(f.ms, "t2"), 2, "x's removal only");
+    fx_close(&f);
+}
