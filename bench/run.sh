@@ -29,6 +29,10 @@
 #      (two servers, alternating runs, ratio target >= 0.9x), then
 #      build/cairn-auditbench: ns per emitted event from 1, 4 and 16 threads
 #      and the durable append's p50/p99
+#  11. bench/events.sh: the live event stream, GET /events/ws: publish-to-
+#      receive p50/p99 at 300 sockets and 100 PUT/s (target p99 < 50 ms),
+#      then sockets in steps up to 10,000 (2,000 quick): RSS per socket, idle
+#      CPU and the server's thread count
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -428,6 +432,12 @@ fi
 # PostgreSQL, started after ours are done.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/metadata.sh" "$BUILD" || rc=$?
+fi
+# The live event stream (issue 11): publish-to-receive latency at 300
+# sockets, then how many idle sockets one server holds and what they cost
+# it.  Its own servers, one after the other.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/events.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
