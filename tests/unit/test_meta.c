@@ -5245,6 +5245,9 @@ static const char *const seed_rows[] = {
            " source_address, action, bucket, key, version_id, outcome, status, error_code, bytes_in, bytes_out,"
            " duration_us) VALUES ('0123456789abcdef0123456789abcdef', 11, 'r', 'c', 'p', '', '', 's3:GetObject',"
            " 'b1', 'k1', '', 'success', 200, '', 0, 0, 1) ON CONFLICT DO NOTHING;",
+    [12] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms)"
+           " VALUES ('t12', 'http://t', '', 3, 12) ON CONFLICT DO NOTHING;"
+           "INSERT INTO bucket_notifications(bucket_id, config) VALUES (1, '[]') ON CONFLICT DO NOTHING;",
 };
 
 /*
