@@ -444,8 +444,8 @@ static int f_job_finish(meta_store *ms, int64_t id, const char *owner, const cha
 static int f_job_finish_claim(meta_store *ms, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
     return IN(ms)->ops->job_finish_claim(IN(ms), kinds, id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next);
 }
-static int f_job_release(meta_store *ms, int64_t id, const char *owner) {
-    return IN(ms)->ops->job_release(IN(ms), id, owner);
+static int f_job_release(meta_store *ms, int64_t id, const char *owner, int64_t run_at_ms) {
+    return IN(ms)->ops->job_release(IN(ms), id, owner, run_at_ms);
 }
 static int f_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms) {
     return IN(ms)->ops->job_extend(IN(ms), id, owner, lease_expires_ms);
@@ -784,8 +784,8 @@ static int f_bucket_notification_put(meta_store *ms, int64_t bucket_id, const ch
     return IN(ms)->ops->bucket_notification_put(IN(ms), bucket_id, config);
 }
 
-static int f_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n) {
-    return IN(ms)->ops->job_pending_count(IN(ms), kind, needle, n);
+static int f_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
+    return IN(ms)->ops->job_pending_count(IN(ms), kind, needle, before_id, n);
 }
 
 static int f_lease_get(meta_store *ms, const char *name, meta_lease *out) {

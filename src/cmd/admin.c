@@ -504,15 +504,15 @@ static int admin_jobs(meta_store *ms, int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
-/* cairn admin notify target add NAME URL [--secret S] [--max-attempts N] |
+/* cairn admin notify target add NAME URL [--secret S] [--max-attempts N] [--ordered] |
  * list | remove NAME: the webhook targets bucket notifications name by ARN
  * (arn:cairn:sqs::NAME:webhook).  A secret is sealed with the master key. */
 static int print_target(void *ud, const meta_notify_target *t) {
     (void)ud;
     char when[40];
     time_fmt_iso8601(t->created_ms, when, sizeof when);
-    printf("target=%s arn=arn:cairn:sqs::%s:webhook url=%s signed=%s max_attempts=%d created=%s\n", t->name, t->name,
-           t->url, t->secret[0] ? "yes" : "no", t->max_attempts, when);
+    printf("target=%s arn=arn:cairn:sqs::%s:webhook url=%s signed=%s max_attempts=%d ordered=%s created=%s\n", t->name,
+           t->name, t->url, t->secret[0] ? "yes" : "no", t->max_attempts, t->ordered ? "yes" : "no", when);
     return 0;
 }
 
@@ -532,6 +532,7 @@ static int admin_notify(meta_store *ms, const unsigned char mk[32], int argc, ch
     const char *secret = NULL;
     for (int i = 5; i < argc; i++) {
         if (!strcmp(argv[i], "--secret") && i + 1 < argc) secret = argv[++i];
+        else if (!strcmp(argv[i], "--ordered")) t.ordered = true;
         else if (!strcmp(argv[i], "--max-attempts") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -672,7 +673,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] node list | add URL | drain ID|URL | remove ID|URL\n"
             "       cairn admin [--data DIR] jobs list [--state S] [--kind K] | show ID | retry ID | cancel ID\n"
             "       cairn admin [--data DIR] jobs enqueue KIND [JSON] [--count N] [--max-attempts N] [--delay-ms MS]\n"
-            "       cairn admin [--data DIR] notify target add NAME URL [--secret S] [--max-attempts N] | target list |\n"
+            "       cairn admin [--data DIR] notify target add NAME URL [--secret S] [--max-attempts N] [--ordered] |\n"
+            "                                target list |\n"
             "                                target remove NAME\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
             "       cairn admin [--data DIR] audit journal-dump [--all | --spool]\n"

@@ -27,9 +27,18 @@
  * log line and the gauge cairn_notify_over_limit{target} — and its events
  * keep queueing: none is dropped.
  *
+ * Per-key order (targets added with --ordered): a delivery waits
+ * (JOBS_DEFER: back to the queue without counting an attempt) while an
+ * earlier event of the same bucket and key for the same target is pending
+ * (available, running or retrying).  Events of one key are enqueued in
+ * commit order (the object's row is locked by the change that enqueues
+ * them), so they are delivered in that order; one that becomes a dead
+ * letter no longer holds the ones after it.
+ *
  * Each worker thread keeps one HTTP client (connections are reused).
  */
 #include "events/events.h"
+#include "jobs/jobs.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -130,6 +139,24 @@ static void check_pending(events_notify *n, const char *target) {
     }
 }
 
+/* 1 when an earlier delivery of the same target, bucket and key is still
+ * pending, 0 when none is, -1 when that cannot be known.  The jobs' args
+ * begin {"target":..,"bucket":..,"key":.. (s3/notify.c writes them so):
+ * that prefix, rendered the same way, is what the count looks for. */
+static int earlier_pending(events_notify *n, const meta_job *job, json_t *args) {
+    json_t *k = json_pack("{s:O, s:O, s:O}", "target", json_object_get(args, "target"), "bucket",
+                          json_object_get(args, "bucket"), "key", json_object_get(args, "key"));
+    char *text = k ? json_dumps(k, JSON_COMPACT) : NULL;
+    json_decref(k);
+    if (!text) return -1;
+    size_t l = strlen(text);
+    text[l - 1] = ',';              /* the closing brace: more members follow in the job's args */
+    int64_t count = 0;
+    int rc = meta_job_pending_before(n->o.meta, "notify", text, job->id, &count);
+    free(text);
+    return rc != 0 ? -1 : count > 0;
+}
+
 int events_notify_job(void *ud, const meta_job *job, char *err, size_t errlen) {
     events_notify *n = ud;
     json_t *args = json_loads(job->args ? job->args : "", 0, NULL);
@@ -147,6 +174,14 @@ int events_notify_job(void *ud, const meta_job *job, char *err, size_t errlen) {
                  target, cairn_strerror(rc));
         json_decref(args);
         return -1;
+    }
+    if (t.ordered) {
+        int wait = earlier_pending(n, job, args);
+        if (wait != 0) {
+            if (wait < 0) snprintf(err, errlen, "cannot check the order of target '%s'", target);
+            json_decref(args);
+            return wait > 0 ? JOBS_DEFER : -1;
+        }
     }
     size_t blen = strlen(body);
     char id[24], attempt[24], sig[128] = "";

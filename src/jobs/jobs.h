@@ -146,6 +146,10 @@ typedef struct job_queue job_queue;
  * discarded).  Must be idempotent. */
 typedef int (*job_handler)(void *ud, const meta_job *job, char *err, size_t errlen);
 #define JOBS_RELEASE 1
+/* Or JOBS_DEFER: the job must wait (for another job, say): it goes back to
+ * available, not before about job_backoff_base_ms from now, and the run
+ * does not count as an attempt. */
+#define JOBS_DEFER 2
 
 typedef struct {
     int workers;               /* worker threads */

@@ -79,6 +79,7 @@ static int64_t backoff_ms(const job_options *o, int attempt) {
 /* What a run came to, for its finish. */
 typedef struct {
     bool release;              /* the handler stopped early: give the job back */
+    bool defer;                /* the handler asked to wait: give it back for later */
     const char *state;         /* completed, retryable or discarded */
     int64_t run_at;
     int rc;
@@ -91,6 +92,7 @@ static void run_job(job_queue *q, const meta_job *job, run_outcome *o) {
     o->rc = k ? k->fn(k->ud, job, o->err, sizeof o->err) : -1;
     if (!k) snprintf(o->err, sizeof o->err, "no handler for job kind '%s'", job->kind);
     o->release = o->rc == JOBS_RELEASE;
+    o->defer = o->rc == JOBS_DEFER;
     o->state = o->rc == 0 ? "completed" : job->attempts >= job->max_attempts ? "discarded" : "retryable";
     o->run_at = o->rc == 0 ? job->run_at_ms : time_now_ms() + backoff_ms(&q->opt, job->attempts);
 }
@@ -168,6 +170,14 @@ static void *worker_main(void *arg) {
             run_job(q, &job, &o);
             if (o.release) {
                 release_job(q, owner, &job, "job released at shutdown; it runs again later");
+            } else if (o.defer) {
+                /* Between half the base backoff and all of it: waiting jobs spread out. */
+                int64_t base = q->opt.backoff_base_ms > 1 ? q->opt.backoff_base_ms : 2;
+                uint64_t r;
+                rand_bytes(&r, sizeof r);
+                int64_t at = time_now_ms() + base / 2 + (int64_t)(r % (uint64_t)(base / 2 + 1));
+                if (meta_job_defer(q->ms, job.id, owner, at) != 0)
+                    log_write(LOG_WARN, NULL, "deferring a job failed; it runs again when its lease expires", NULL);
             } else if (jobs_stopping(q)) {
                 report_run(q, &job, &o, meta_job_finish(q->ms, job.id, owner, o.state, o.run_at, o.rc ? o.err : ""));
             } else {

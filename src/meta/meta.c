@@ -373,7 +373,11 @@ int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const c
 }
 
 int meta_job_release(meta_store *ms, int64_t id, const char *owner) {
-    return ms ? ms->ops->job_release(ms, id, owner) : CAIRN_EINVAL;
+    return ms ? ms->ops->job_release(ms, id, owner, 0) : CAIRN_EINVAL;
+}
+
+int meta_job_defer(meta_store *ms, int64_t id, const char *owner, int64_t run_at_ms) {
+    return ms ? ms->ops->job_release(ms, id, owner, run_at_ms) : CAIRN_EINVAL;
 }
 
 int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms) {
@@ -462,7 +466,13 @@ int meta_bucket_notification_put(meta_store *ms, int64_t bucket_id, const char *
 int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n) {
     if (n) *n = 0;
     if (!ms || !kind || !needle || !n) return CAIRN_EINVAL;
-    return ms->ops->job_pending_count(ms, kind, needle, n);
+    return ms->ops->job_pending_count(ms, kind, needle, INT64_MAX, n);
+}
+
+int meta_job_pending_before(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
+    if (n) *n = 0;
+    if (!ms || !kind || !needle || !n || before_id <= 0) return CAIRN_EINVAL;
+    return ms->ops->job_pending_count(ms, kind, needle, before_id, n);
 }
 
 int meta_node_list(meta_store *ms, int (*cb)(void *ud, const meta_node *n), void *ud) {

@@ -631,6 +631,9 @@ int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const c
                           const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
 /* Gives a claimed job back untouched (graceful shutdown): available again. */
 int meta_job_release(meta_store *ms, int64_t id, const char *owner);
+/* The same, not before run_at_ms: the run did not count as an attempt (a
+ * job that must wait for another, JOBS_DEFER). */
+int meta_job_defer(meta_store *ms, int64_t id, const char *owner, int64_t run_at_ms);
 /* Extends the lease of a long run. */
 int meta_job_extend(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms);
 /* Cancels a job that is not running or finished (CAIRN_ECONFLICT otherwise). */
@@ -661,6 +664,7 @@ typedef struct {
     char url[1024];            /* http(s)://... the events are POSTed to */
     char secret[512];          /* sealed with the master key (auth_secret_seal); "" = unsigned */
     int max_attempts;          /* deliveries tried before the event is a dead letter */
+    bool ordered;              /* the events of one key are delivered in commit order */
     int64_t created_ms;
 } meta_notify_target;
 
@@ -679,6 +683,8 @@ int meta_bucket_notification_put(meta_store *ms, int64_t bucket_id, const char *
  * args contain needle (a notify target's "\"target\":\"NAME\""): a scan of
  * the pending jobs of that kind, for occasional checks, not per request. */
 int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n);
+/* The same, among the jobs with an id below before_id (enqueued earlier). */
+int meta_job_pending_before(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 
 /* ---- job notifications ------------------------------------------------------------ */
 

@@ -103,7 +103,7 @@ typedef struct meta_ops {
     int (*job_claim)(meta_store *ms, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
     int (*job_finish)(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error);
     int (*job_finish_claim)(meta_store *ms, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
-    int (*job_release)(meta_store *ms, int64_t id, const char *owner);
+    int (*job_release)(meta_store *ms, int64_t id, const char *owner, int64_t run_at_ms);
     int (*job_extend)(meta_store *ms, int64_t id, const char *owner, int64_t lease_expires_ms);
     int (*job_cancel)(meta_store *ms, int64_t id);
     int (*job_retry)(meta_store *ms, int64_t id);
@@ -133,7 +133,7 @@ typedef struct meta_ops {
     int (*notify_target_remove)(meta_store *ms, const char *name);
     int (*bucket_notification_get)(meta_store *ms, int64_t bucket_id, char **config);
     int (*bucket_notification_put)(meta_store *ms, int64_t bucket_id, const char *config);
-    int (*job_pending_count)(meta_store *ms, const char *kind, const char *needle, int64_t *n);
+    int (*job_pending_count)(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n);
     /* Optional (NULL: the backend has no notifications). */
     int (*job_listener_open)(meta_store *ms, meta_listener **out);
     /* Optional (NULL: the backend has no pool to report). */

@@ -293,6 +293,7 @@ static const char up_v12[] =
     "  url TEXT NOT NULL,"
     "  secret TEXT NOT NULL DEFAULT '',"
     "  max_attempts INTEGER NOT NULL DEFAULT 10,"
+    "  ordered INTEGER NOT NULL DEFAULT 0,"
     "  created_ms INTEGER NOT NULL);"
     "CREATE TABLE bucket_notifications("
     "  bucket_id INTEGER PRIMARY KEY,"

@@ -237,7 +237,8 @@ static const char *const pg_sql[PS__COUNT] = {
                       " finished_ms = CASE WHEN $3::text = 'retryable' THEN 0 ELSE $6::int8 END"
                       " WHERE id = $1::int8 AND state = 'running' AND lease_owner = $2::text",
     [PS_JOB_RELEASE] = "UPDATE jobs SET state = 'available', attempts = greatest(attempts - 1, 0), lease_owner = '',"
-                       " lease_expires_ms = 0 WHERE id = $1::int8 AND state = 'running' AND lease_owner = $2::text",
+                       " lease_expires_ms = 0, run_at_ms = greatest(run_at_ms, $3::int8)"
+                       " WHERE id = $1::int8 AND state = 'running' AND lease_owner = $2::text",
     [PS_JOB_EXTEND] = "UPDATE jobs SET lease_expires_ms = $3::int8 WHERE id = $1::int8 AND state = 'running'"
                       " AND lease_owner = $2::text",
     [PS_JOB_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_ms = $2::int8 WHERE id = $1::int8"
@@ -272,18 +273,19 @@ static const char *const pg_sql[PS__COUNT] = {
                         " ON CONFLICT (event_id) DO NOTHING",
     [PS_USER_SET_AUDIT] = "UPDATE users SET audit = $2::bool WHERE name = $1::text",
     [PS_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = $1::text",
-    [PS_NOTIFY_TARGET_ADD] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms)"
-                             " VALUES ($1::text, $2::text, $3::text, $4::int8, $5::int8)",
-    [PS_NOTIFY_TARGET_GET] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets"
+    [PS_NOTIFY_TARGET_ADD] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms, ordered)"
+                             " VALUES ($1::text, $2::text, $3::text, $4::int8, $5::int8, $6::bool)",
+    [PS_NOTIFY_TARGET_GET] = "SELECT name, url, secret, max_attempts, created_ms, ordered FROM notify_targets"
                              " WHERE name = $1::text",
-    [PS_NOTIFY_TARGET_LIST] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets ORDER BY name",
+    [PS_NOTIFY_TARGET_LIST] = "SELECT name, url, secret, max_attempts, created_ms, ordered FROM notify_targets"
+                              " ORDER BY name",
     [PS_NOTIFY_TARGET_REMOVE] = "DELETE FROM notify_targets WHERE name = $1::text",
     [PS_BUCKET_NOTIFY_GET] = "SELECT config FROM bucket_notifications WHERE bucket_id = $1::int8",
     [PS_BUCKET_NOTIFY_PUT] = "INSERT INTO bucket_notifications(bucket_id, config) VALUES ($1::int8, $2::text)"
                              " ON CONFLICT(bucket_id) DO UPDATE SET config = excluded.config",
     [PS_BUCKET_NOTIFY_DELETE] = "DELETE FROM bucket_notifications WHERE bucket_id = $1::int8",
     [PS_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
-                             " AND kind = $1::text AND strpos(args, $2::text) > 0",
+                             " AND kind = $1::text AND strpos(args, $2::text) > 0 AND id < $3::int8",
 };
 
 /* ---- parameters ------------------------------------------------------------- */

@@ -316,7 +316,7 @@ int pg_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_noti
 int pg_notify_target_remove(meta_store *base_, const char *name);
 int pg_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
-int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n);
+int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 int pg_row_upload(const PGresult *r, int row, void *out);                             /* uploads */
 int pg_upload_take(pg_conn *c, const char *upload_id, meta_part **parts, int *n);     /* uploads */
 
@@ -388,7 +388,7 @@ int pg_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id);
 int pg_job_claim(meta_store *base_, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
 int pg_job_finish(meta_store *base_, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error);
 int pg_job_finish_claim(meta_store *base_, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
-int pg_job_release(meta_store *base_, int64_t id, const char *owner);
+int pg_job_release(meta_store *base_, int64_t id, const char *owner, int64_t run_at_ms);
 int pg_job_extend(meta_store *base_, int64_t id, const char *owner, int64_t lease_expires_ms);
 int pg_job_cancel(meta_store *base_, int64_t id);
 int pg_job_retry(meta_store *base_, int64_t id);

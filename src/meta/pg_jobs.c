@@ -211,8 +211,8 @@ static int job_update_owned(pg_store *ms, pg_stmt_id id, int64_t job, const char
     return err ? err : changes ? 0 : CAIRN_ECONFLICT;
 }
 
-int pg_job_release(meta_store *base_, int64_t id, const char *owner) {
-    return job_update_owned(PG(base_), PS_JOB_RELEASE, id, owner, NULL, "job release");
+int pg_job_release(meta_store *base_, int64_t id, const char *owner, int64_t run_at_ms) {
+    return job_update_owned(PG(base_), PS_JOB_RELEASE, id, owner, &run_at_ms, "job release");
 }
 
 int pg_job_extend(meta_store *base_, int64_t id, const char *owner, int64_t lease_expires_ms) {

@@ -238,6 +238,7 @@ static const char up_v12[] =
     "  url TEXT NOT NULL,"
     "  secret TEXT NOT NULL DEFAULT '',"
     "  max_attempts INTEGER NOT NULL DEFAULT 10,"
+    "  ordered BOOLEAN NOT NULL DEFAULT false,"
     "  created_ms BIGINT NOT NULL);"
     "CREATE TABLE bucket_notifications("
     "  bucket_id BIGINT PRIMARY KEY,"

@@ -14,6 +14,7 @@ int pg_notify_target_add(meta_store *base_, const meta_notify_target *t) {
     pgp_text(&p, t->secret);
     pgp_int(&p, t->max_attempts);
     pgp_int(&p, t->created_ms);
+    pgp_bool(&p, t->ordered);
     return pg_read(PG(base_), PS_NOTIFY_TARGET_ADD, &p, NULL, NULL, "notify target add");
 }
 
@@ -25,6 +26,7 @@ static int row_target(const PGresult *r, int row, void *out) {
     if (err == 0) err = pg_copy(r, row, 2, t->secret, sizeof t->secret);
     t->max_attempts = (int)pg_int(r, row, 3);
     t->created_ms = pg_int(r, row, 4);
+    t->ordered = pg_int(r, row, 5) != 0;
     return err;
 }
 
@@ -81,10 +83,11 @@ int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char 
                    "bucket notification put");
 }
 
-int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n) {
+int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
     pg_params p = {0};
     pgp_text(&p, kind);
     pgp_text(&p, needle);
+    pgp_int(&p, before_id);
     PGresult *r;
     int err = pg_read(PG(base_), PS_JOB_PENDING_COUNT, &p, &r, NULL, "job pending count");
     if (err != 0) return err;

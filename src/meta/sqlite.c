@@ -147,7 +147,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                       " lease_expires_ms = 0, finished_ms = CASE WHEN ?3 = 'retryable' THEN 0 ELSE ?6 END"
                       " WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
     [ST_JOB_RELEASE] = "UPDATE jobs SET state = 'available', attempts = max(attempts - 1, 0), lease_owner = '',"
-                       " lease_expires_ms = 0 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                       " lease_expires_ms = 0, run_at_ms = max(run_at_ms, ?3)"
+                       " WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
     [ST_JOB_EXTEND] = "UPDATE jobs SET lease_expires_ms = ?3 WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
     [ST_JOB_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_ms = ?2 WHERE id = ?1"
                       " AND state IN ('available', 'retryable')",
@@ -190,17 +191,19 @@ static const char *const stmt_sql[ST__COUNT] = {
                          " RETURNING holder",
     [ST_LEASE_RELEASE] = "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
     [ST_LEASE_GET] = "SELECT name, holder, acquired_ms, expires_ms FROM leases WHERE name = ?1",
-    [ST_NOTIFY_TARGET_ADD] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms)"
-                             " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_NOTIFY_TARGET_GET] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets WHERE name = ?1",
-    [ST_NOTIFY_TARGET_LIST] = "SELECT name, url, secret, max_attempts, created_ms FROM notify_targets ORDER BY name",
+    [ST_NOTIFY_TARGET_ADD] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms, ordered)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_NOTIFY_TARGET_GET] = "SELECT name, url, secret, max_attempts, created_ms, ordered FROM notify_targets"
+                             " WHERE name = ?1",
+    [ST_NOTIFY_TARGET_LIST] = "SELECT name, url, secret, max_attempts, created_ms, ordered FROM notify_targets"
+                              " ORDER BY name",
     [ST_NOTIFY_TARGET_REMOVE] = "DELETE FROM notify_targets WHERE name = ?1",
     [ST_BUCKET_NOTIFY_GET] = "SELECT config FROM bucket_notifications WHERE bucket_id = ?1",
     [ST_BUCKET_NOTIFY_PUT] = "INSERT INTO bucket_notifications(bucket_id, config) VALUES (?1, ?2)"
                              " ON CONFLICT(bucket_id) DO UPDATE SET config = excluded.config",
     [ST_BUCKET_NOTIFY_DELETE] = "DELETE FROM bucket_notifications WHERE bucket_id = ?1",
     [ST_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
-                             " AND kind = ?1 AND instr(args, ?2) > 0",
+                             " AND kind = ?1 AND instr(args, ?2) > 0 AND id < ?3",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                           " SELECT part_version_id, layout, ?2 FROM object_parts WHERE version_id = ?1",
     [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"

@@ -252,7 +252,7 @@ int sq_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_noti
 int sq_notify_target_remove(meta_store *base_, const char *name);
 int sq_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
-int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n);
+int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 int sq_write_one(sq_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, const void *), const void *args,
                  int *changes, const char *op);                               /* cluster */
 int sq_exec_id(conn *w, stmt_id id, const char *text, const char *op);        /* uploads */
@@ -306,7 +306,7 @@ int sq_job_enqueue(meta_store *base_, const meta_job *j, int64_t *id);
 int sq_job_claim(meta_store *base_, const char *kinds, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out);
 int sq_job_finish(meta_store *base_, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error);
 int sq_job_finish_claim(meta_store *base_, const char *kinds, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next);
-int sq_job_release(meta_store *base_, int64_t id, const char *owner);
+int sq_job_release(meta_store *base_, int64_t id, const char *owner, int64_t run_at_ms);
 int sq_job_extend(meta_store *base_, int64_t id, const char *owner, int64_t lease_expires_ms);
 int sq_job_cancel(meta_store *base_, int64_t id);
 int sq_job_retry(meta_store *base_, int64_t id);

@@ -231,12 +231,12 @@ int sq_job_prune(meta_store *base_, int64_t done_before_ms, int64_t discarded_be
     return err;
 }
 
-int sq_job_release(meta_store *base_, int64_t id, const char *owner) {
+int sq_job_release(meta_store *base_, int64_t id, const char *owner, int64_t run_at_ms) {
     sq_store *ms = SQ(base_);
     if (!ms) return CAIRN_EINVAL;
-    job_finish_args a = {id, owner, NULL, NULL, 0, 0};
+    job_finish_args a = {id, owner, NULL, NULL, run_at_ms, 0};
     int changes = 0;
-    int err = sq_write_one(ms, ST_JOB_RELEASE, bind_id_owner, &a, &changes, "job release");
+    int err = sq_write_one(ms, ST_JOB_RELEASE, bind_id_owner_time, &a, &changes, "job release");
     return err ? err : changes ? 0 : CAIRN_ECONFLICT;
 }
 

@@ -12,7 +12,8 @@
 static int bind_target(sqlite3_stmt *st, const void *p) {
     const meta_notify_target *t = p;
     return sq_bind_str(st, 1, t->name) | sq_bind_str(st, 2, t->url) | sq_bind_str(st, 3, t->secret) |
-           sqlite3_bind_int(st, 4, t->max_attempts) | sqlite3_bind_int64(st, 5, t->created_ms);
+           sqlite3_bind_int(st, 4, t->max_attempts) | sqlite3_bind_int64(st, 5, t->created_ms) |
+           sqlite3_bind_int(st, 6, t->ordered ? 1 : 0);
 }
 
 int sq_notify_target_add(meta_store *base_, const meta_notify_target *t) {
@@ -26,6 +27,7 @@ static int row_target(sqlite3_stmt *st, meta_notify_target *t) {
     if (err == 0) err = sq_col_copy(st, 2, t->secret, sizeof t->secret);
     t->max_attempts = sqlite3_column_int(st, 3);
     t->created_ms = sqlite3_column_int64(st, 4);
+    t->ordered = sqlite3_column_int(st, 5) != 0;
     return err;
 }
 
@@ -110,11 +112,12 @@ int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char 
                         "bucket notification put");
 }
 
-int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t *n) {
+int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
     sq_store *ms = SQ(base_);
     conn *c = sq_reader_get(ms);
     sqlite3_stmt *st = sq_stmt(c, ST_JOB_PENDING_COUNT);
-    int err = st ? sq_bind_result(c, sq_bind_str(st, 1, kind) | sq_bind_str(st, 2, needle), "job pending count bind")
+    int err = st ? sq_bind_result(c, sq_bind_str(st, 1, kind) | sq_bind_str(st, 2, needle) | sqlite3_bind_int64(st, 3, before_id),
+                                  "job pending count bind")
                  : CAIRN_EDB;
     if (err == 0) {
         int rc = sqlite3_step(st);

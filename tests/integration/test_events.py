@@ -649,3 +649,23 @@ def test_the_stream_over_tls_and_its_hangup_at_shutdown(make_server, tmp_path):
     assert key == "over-tls"
     assert hangup == {"type": "hangup", "reason": "server shutting down"} and code == 1001
     assert srv.proc.wait(30) == 0
+
+
+def test_sockets_are_bounded_by_events_max_sockets_not_connection_limit(make_server):
+    srv = make_server(env={"CAIRN_EVENTS_MAX_SOCKETS": "6", "CAIRN_CONNECTION_LIMIT": "3"})
+    b = unique_bucket()
+    c = srv.client()
+    c.create_bucket(Bucket=b)
+    socks = [RawWS(srv, ws_query(srv, bucket=b)) for _ in range(6)]
+    try:
+        # six sockets, more than connection_limit: S3 requests are still served
+        c.put_object(Bucket=b, Key="k", Body=b"v")
+        assert c.get_object(Bucket=b, Key="k")["Body"].read() == b"v"
+        status, hdrs, body = status_of_upgrade(srv, ws_query(srv, bucket=b))
+        assert status == 503 and "SlowDown" in body and hdrs.get("retry-after") == "1", (status, body)
+        socks.pop().close()
+        wait_until(lambda: status_of_upgrade(srv, ws_query(srv, bucket=b))[0] == 101, 10,
+                   what="a slot free again once a socket closed")
+    finally:
+        for ws in socks:
+            ws.close()

@@ -13,6 +13,7 @@ resumes), and that a change and its delivery job are one transaction.
 
 import hashlib
 import hmac
+import json
 import signal
 import urllib.parse
 
@@ -229,3 +230,36 @@ def test_a_bucket_deleted_and_made_again_has_no_configuration(make_server, recei
     c.put_object(Bucket=b2, Key="marker", Body=b"x")
     wait_until(lambda: "marker" in receiver.keys(), 30, what="the marker")
     assert receiver.keys() == ["marker"]
+
+
+def test_an_ordered_target_gets_the_events_of_a_key_in_commit_order(make_server, receiver):
+    srv = make_server(env=fast_retries({"CAIRN_JOB_WORKERS": "4"}))
+    c = srv.client()
+    b = unique_bucket()
+    c.create_bucket(Bucket=b)
+    add_target(srv, "inorder", receiver.url, "--ordered", "--max-attempts", "100")
+    assert "ordered=yes" in srv.admin("notify", "target", "list").stdout
+    configure(c, b, [("inorder", ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], "", "")])
+    first = md5_hex(b"v1")
+    refused = []
+
+    def reject(headers, body):
+        # the first event of the key fails its first five deliveries
+        rec = json.loads(body)["Records"][0]
+        if rec["s3"]["object"].get("eTag") == first and len(refused) < 5:
+            refused.append(1)
+            return 500
+        return None
+    receiver.reject = reject
+    c.put_object(Bucket=b, Key="k", Body=b"v1")
+    c.put_object(Bucket=b, Key="k", Body=b"v2")
+    c.delete_object(Bucket=b, Key="k")
+    c.put_object(Bucket=b, Key="other", Body=b"x")   # another key is not held up
+    wait_until(lambda: len(receiver.events()) == 4, 60, what="all four events delivered")
+    got = [(r["eventName"], r["s3"]["object"]["key"], r["s3"]["object"].get("eTag")) for _, r in receiver.events()]
+    of_k = [g for g in got if g[1] == "k"]
+    assert of_k == [("ObjectCreated:Put", "k", first), ("ObjectCreated:Put", "k", md5_hex(b"v2")),
+                    ("ObjectRemoved:Delete", "k", None)], got
+    assert len(refused) == 5
+    assert got.index(("ObjectCreated:Put", "other", md5_hex(b"x"))) < got.index(of_k[0]), \
+        "another key's event went ahead of the held one"

@@ -26,6 +26,7 @@ class Receiver:
         self.requests = []
         self.status = 200
         self.delay = 0
+        self.reject = None      # reject(headers, body) -> a status to answer instead of accepting, or None
         self.lock = threading.Lock()
         self.server = None
 
@@ -44,6 +45,8 @@ class Receiver:
                     time.sleep(rec.delay)
                 with rec.lock:
                     status = rec.status
+                    if status == 200 and rec.reject:
+                        status = rec.reject(dict(self.headers), body) or 200
                     if status == 200:
                         rec.requests.append((dict(self.headers), body))
                 self.send_response(status)

@@ -6967,3 +6967,39 @@ Test(meta, jobs_go_with_the_change_that_carries_them) {
     cr_assert_eq(pending(f.ms, "t2"), 2, "x's removal only");
     fx_close(&f);
 }
+
+Test(meta, a_deferred_job_waits_and_its_run_does_not_count) {
+    fx f;
+    fx_open(&f, 2);
+    meta_job j = notify_job("t");
+    int64_t id1 = 0, id2 = 0;
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, &id1), 0);
+    cr_assert_eq(meta_job_enqueue(f.ms, &j, &id2), 0);
+    int64_t n = -1;
+    cr_assert_eq(meta_job_pending_before(f.ms, "notify", "\"target\":\"t\"", id2, &n), 0);
+    cr_assert_eq(n, 1, "the job before the second");
+    cr_assert_eq(meta_job_pending_before(f.ms, "notify", "\"target\":\"t\"", id1, &n), 0);
+    cr_assert_eq(n, 0, "none before the first");
+    cr_assert_eq(meta_job_pending_before(f.ms, "notify", "x", 0, &n), CAIRN_EINVAL);
+    meta_job got;
+    cr_assert_eq(meta_job_claim(f.ms, "w", 1000, 60000, &got), 0);
+    cr_assert_eq(got.attempts, 1);
+    int64_t claimed = got.id;
+    meta_job_clear(&got);
+    cr_assert_eq(meta_job_defer(f.ms, claimed, "someone-else", 5000), CAIRN_ECONFLICT, "only its owner defers it");
+    cr_assert_eq(meta_job_defer(f.ms, claimed, "w", 5000), 0);
+    cr_assert_eq(meta_job_get(f.ms, claimed, &got), 0);
+    cr_assert_str_eq(got.state, "available");
+    cr_assert_eq(got.attempts, 0, "a deferred run is not an attempt");
+    cr_assert_eq(got.run_at_ms, 5000);
+    meta_job_clear(&got);
+    /* before its time the other job is claimed; after it, this one again */
+    cr_assert_eq(meta_job_claim(f.ms, "w", 2000, 60000, &got), 0);
+    cr_assert_neq(got.id, claimed);
+    meta_job_clear(&got);
+    cr_assert_eq(meta_job_claim(f.ms, "w", 2000, 60000, &got), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_job_claim(f.ms, "w", 5000, 60000, &got), 0);
+    cr_assert_eq(got.id, claimed);
+    meta_job_clear(&got);
+    fx_close(&f);
+}
