@@ -570,11 +570,13 @@ static int gateway_empty_trash(void *ud, int max_batches, int *removed) {
 
 static int gateway_empty_trash_later(void *ud) { return jobs_enqueue_empty_trash(((server *)ud)->ms); }
 
+static void gateway_jobs_wake(void *ud) { jobs_wake(((server *)ud)->jobs); }
+
 static int gateway_start(void *ud) {
     server *sv = ud;
     s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
                     .root_secret = sv->root.password, .root_user_id = sv->root_user.id,
-                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later},
+                    .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later, gateway_jobs_wake},
                     .audit = sv->audit, .events = sv->bus, .events_hub = sv->hub};
     memcpy(deps.master_key, sv->mk, 32);
     int rc = s3_gateway_new(&deps, &sv->gw);

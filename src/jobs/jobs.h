@@ -175,6 +175,9 @@ bool jobs_stopping(job_queue *q);
 /* Enqueues (wakes a worker); see meta_job_enqueue. */
 int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attempts, const char *unique_key,
                  int64_t *id);
+/* Wakes an idle worker: jobs were enqueued some other way than
+ * jobs_enqueue (with an object change: bucket notifications). */
+void jobs_wake(job_queue *q);
 /* Appends cairn_jobs{kind,state} gauges. */
 void jobs_render_metrics(meta_store *ms, buf_t *out);
 

@@ -421,6 +421,13 @@ int jobs_enqueue(job_queue *q, const char *kind, const char *args, int max_attem
     return rc;
 }
 
+void jobs_wake(job_queue *q) {
+    if (!q) return;
+    pthread_mutex_lock(&q->mu);
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
 static int count_line(void *ud, const char *kind, const char *state, int64_t n) {
     /* Kinds are operator input (`cairn admin jobs enqueue KIND`): escaped. */
     buf_puts(ud, "cairn_jobs{kind=\"");

@@ -297,8 +297,15 @@ static const char up_v12[] =
     "  created_ms INTEGER NOT NULL);"
     "CREATE TABLE bucket_notifications("
     "  bucket_id INTEGER PRIMARY KEY,"
-    "  config TEXT NOT NULL);";
+    "  config TEXT NOT NULL);"
+    /* A claim walks these in its order and stops at the first due job,
+     * instead of sorting every waiting one (a target that is down can
+     * leave 100,000 waiting: 11 ms a claim became 10 us). */
+    "CREATE INDEX jobs_due ON jobs(priority DESC, run_at_ms, id) WHERE state IN ('available', 'retryable');"
+    "CREATE INDEX jobs_leased ON jobs(lease_expires_ms) WHERE state = 'running';";
 static const char down_v12[] =
+    "DROP INDEX jobs_leased;"
+    "DROP INDEX jobs_due;"
     "DROP TABLE bucket_notifications;"
     "DROP TABLE notify_targets;";
 
@@ -314,7 +321,7 @@ static const migration migrations[] = {
     {9, "trash: shards to remove after bulk deletions", up_v9, down_v9},
     {10, "leases: work one gateway of many does", up_v10, down_v10},
     {11, "audit store: events, and the audit right of users", up_v11, down_v11},
-    {12, "bucket notifications: webhook targets and bucket configurations", up_v12, down_v12},
+    {12, "bucket notifications: webhook targets and bucket configurations; job claims by index", up_v12, down_v12},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

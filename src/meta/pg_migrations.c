@@ -242,8 +242,12 @@ static const char up_v12[] =
     "  created_ms BIGINT NOT NULL);"
     "CREATE TABLE bucket_notifications("
     "  bucket_id BIGINT PRIMARY KEY,"
-    "  config TEXT NOT NULL);";
+    "  config TEXT NOT NULL);"
+    "CREATE INDEX jobs_due ON jobs(priority DESC, run_at_ms, id) WHERE state IN ('available', 'retryable');"
+    "CREATE INDEX jobs_leased ON jobs(lease_expires_ms) WHERE state = 'running';";
 static const char down_v12[] =
+    "DROP INDEX jobs_leased;"
+    "DROP INDEX jobs_due;"
     "DROP TABLE bucket_notifications;"
     "DROP TABLE notify_targets;";
 

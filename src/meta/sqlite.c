@@ -135,10 +135,19 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_JOB_PRUNE] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE"
                      " (state IN ('completed', 'cancelled') AND finished_ms < ?1)"
                      " OR (state = 'discarded' AND finished_ms < ?2) LIMIT ?3)",
-    [ST_JOB_NEXT] = "SELECT id FROM jobs WHERE ((state IN ('available', 'retryable') AND run_at_ms <= ?1)"
-                    " OR (state = 'running' AND lease_expires_ms < ?1))"
-                    " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))"
-                    " ORDER BY priority DESC, run_at_ms, id LIMIT 1",
+    /* The first due job and the first whose lease ran out, each by its
+     * partial index (migration 12), then the better of the two. */
+    [ST_JOB_NEXT] = "SELECT id FROM ("
+                    " SELECT * FROM (SELECT id, priority, run_at_ms FROM jobs INDEXED BY jobs_due"
+                    "  WHERE state IN ('available', 'retryable') AND run_at_ms <= ?1"
+                    "  AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))"
+                    "  ORDER BY priority DESC, run_at_ms, id LIMIT 1)"
+                    " UNION ALL"
+                    " SELECT * FROM (SELECT id, priority, run_at_ms FROM jobs INDEXED BY jobs_leased"
+                    "  WHERE state = 'running' AND lease_expires_ms < ?1"
+                    "  AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))"
+                    "  ORDER BY priority DESC, run_at_ms, id LIMIT 1)"
+                    ") ORDER BY priority DESC, run_at_ms, id LIMIT 1",
     [ST_JOB_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2,"
                     " lease_expires_ms = ?3 WHERE id = ?1",
     [ST_JOB_GET] = "SELECT id, kind, args, priority, run_at_ms, attempts, max_attempts, state, lease_owner,"

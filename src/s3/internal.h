@@ -199,6 +199,9 @@ void s3_notify_cache_free(s3_notify_cache *c);
 int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len, int64_t size, const char *etag,
                    meta_job **jobs, int *njobs);
 void s3_notify_jobs_free(meta_job *jobs, int n);
+/* After a commit that carried njobs deliveries: a worker starts on them now
+ * rather than at its next poll. */
+void s3_notify_committed(s3_req *q, int njobs);
 void s3_put_bucket_notification(s3_req *q);
 void s3_get_bucket_notification(s3_req *q);
 /* GET /events/ws (events.c): the event stream's WebSocket upgrade. */

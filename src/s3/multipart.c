@@ -372,6 +372,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         obj.jobs = NULL;
         obj.njobs = 0;
         s3_notify_jobs_free(jobs, njobs);
+        if (rc == 0) s3_notify_committed(q, njobs);
         if (rc == 0) {
             s3_committed_object(q, S3_CHANGE_CREATED, &obj);
             if (had) {

@@ -138,6 +138,11 @@ void s3_notify_jobs_free(meta_job *jobs, int n) {
     free(jobs);
 }
 
+void s3_notify_committed(s3_req *q, int njobs) {
+    const s3_jobs *j = &q->gw->d.jobs;
+    if (njobs > 0 && j->wake) j->wake(j->ud);
+}
+
 int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len, int64_t size, const char *etag,
                    meta_job **jobs, int *njobs) {
     *jobs = NULL;

@@ -342,6 +342,7 @@ static int publish(s3_req *q, meta_object *obj) {
         obj->jobs = NULL;
         obj->njobs = 0;
         s3_notify_jobs_free(jobs, njobs);
+        if (rc == 0) s3_notify_committed(q, njobs);
     }
     if (rc != 0) {
         if (s3_commit_failed_drop_ok(q, rc, obj->version_id)) s3_drop_version_data(q, obj);
@@ -957,6 +958,7 @@ void s3_delete_object(s3_req *q) {
     if (rc == 0) {
         rc = meta_object_delete_jobs(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, jobs, njobs, &old);
         s3_notify_jobs_free(jobs, njobs);
+        if (rc == 0) s3_notify_committed(q, njobs);
     }
     if (rc != 0 && rc != CAIRN_ENOTFOUND) {
         s3_meta_error(q, rc, "InternalError", "deleting the object failed");
@@ -1007,7 +1009,12 @@ void s3_delete_objects(s3_req *q) {
     if (batch == 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
     else
         for (int i = 0; i < d.count; i++) items[i].rc = batch;   /* nothing was deleted */
-    for (int i = 0; i < d.count; i++) s3_notify_jobs_free((meta_job *)items[i].jobs, items[i].njobs);
+    int njobs = 0;
+    for (int i = 0; i < d.count; i++) {
+        if (items[i].rc == 0 && items[i].deleted.version_id[0]) njobs += items[i].njobs;
+        s3_notify_jobs_free((meta_job *)items[i].jobs, items[i].njobs);
+    }
+    s3_notify_committed(q, njobs);
     if (s3_meta_unavailable(batch)) {
         /* Nothing was deleted (the batch failed whole): one 503 says retry
          * the request, where per-key InternalErrors would not. */

@@ -45,6 +45,8 @@ typedef struct {
     int (*empty_trash)(void *ud, int max_batches, int *removed);
     /* Asks for an empty_trash run soon (jobs_enqueue_empty_trash). */
     int (*empty_trash_later)(void *ud);
+    /* Jobs were committed with a change (bucket notifications): wake a worker (jobs_wake). */
+    void (*wake)(void *ud);
 } s3_jobs;
 
 typedef struct {
