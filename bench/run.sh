@@ -33,6 +33,10 @@
 #      receive p50/p99 at 300 sockets and 100 PUT/s (target p99 < 50 ms),
 #      then sockets in steps up to 10,000 (2,000 quick): RSS per socket, idle
 #      CPU and the server's thread count
+#  12. bench/notify.sh: bucket notifications (webhook deliveries): PUT/s with
+#      a notification rule against without, deliveries/s and that every
+#      event arrived, job_workers 2 beside 4; then event-to-delivery p50/p99
+#      at 200 PUT/s
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -438,6 +442,12 @@ fi
 # it.  Its own servers, one after the other.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/events.sh" "$BUILD" || rc=$?
+fi
+# Bucket notifications: webhook deliveries/s and their cost to PUTs (a rule
+# against none, job_workers 2 and 4), then event-to-delivery latency.  Its
+# own servers and its own receiver.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/notify.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
