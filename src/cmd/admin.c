@@ -288,6 +288,17 @@ void cmd_close_audit_meta(meta_store *ms, meta_store *audit) {
 
 /* ---- admin subcommands ------------------------------------------------------------ */
 
+/* Seals secret with the master key into dst (cap bytes): 0, or nonzero
+ * when sealing failed or the sealed text does not fit. */
+static int seal_into(const unsigned char mk[32], const char *secret, char *dst, size_t cap) {
+    buf_t sealed;
+    buf_init(&sealed);
+    int rc = auth_secret_seal(mk, secret, &sealed) != 0 || sealed.len >= cap ? -1 : 0;
+    if (rc == 0) memcpy(dst, sealed.data, sealed.len + 1);
+    buf_free(&sealed);
+    return rc;
+}
+
 static int create_key_for(meta_store *ms, const unsigned char mk[32], const meta_user *u) {
     char ak[21], sk[41];
     auth_generate_key(ak, sk);
@@ -296,15 +307,10 @@ static int create_key_for(meta_store *ms, const unsigned char mk[32], const meta
     k.user_id = u->id;
     k.active = true;
     k.created_ms = time_now_ms();
-    buf_t sealed;
-    buf_init(&sealed);
-    if (auth_secret_seal(mk, sk, &sealed) != 0 || sealed.len >= sizeof k.sealed_secret) {
-        buf_free(&sealed);
+    if (seal_into(mk, sk, k.sealed_secret, sizeof k.sealed_secret) != 0) {
         fprintf(stderr, "cairn: sealing the secret failed\n");
         return 1;
     }
-    memcpy(k.sealed_secret, sealed.data, sealed.len + 1);
-    buf_free(&sealed);
     int rc = meta_key_create(ms, &k);
     if (rc != 0) {
         fprintf(stderr, "cairn: storing the key failed: %s\n", cairn_strerror(rc));
@@ -551,16 +557,9 @@ static int admin_notify(meta_store *ms, const unsigned char mk[32], int argc, ch
     }
     snprintf(t.name, sizeof t.name, "%s", argv[3]);
     snprintf(t.url, sizeof t.url, "%s", argv[4]);
-    if (secret) {
-        buf_t sealed;
-        buf_init(&sealed);
-        if (!secret[0] || auth_secret_seal(mk, secret, &sealed) != 0 || sealed.len >= sizeof t.secret) {
-            buf_free(&sealed);
-            fprintf(stderr, "cairn: the secret is empty, too long, or could not be sealed\n");
-            return 2;
-        }
-        memcpy(t.secret, sealed.data, sealed.len + 1);
-        buf_free(&sealed);
+    if (secret && (!secret[0] || seal_into(mk, secret, t.secret, sizeof t.secret) != 0)) {
+        fprintf(stderr, "cairn: the secret is empty, too long, or could not be sealed\n");
+        return 2;
     }
     int rc = meta_notify_target_add(ms, &t);
     if (rc == CAIRN_EEXIST) fprintf(stderr, "cairn: a notification target '%s' exists already\n", t.name);

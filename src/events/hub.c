@@ -77,7 +77,7 @@ typedef struct conn {
     struct conn *ready_next;   /* hub.ready: has bytes queued since the last flush */
     bool ready;
     int fd;
-    http_upgraded *u;
+    http_upgraded *u;          /* NULL once detached from http/ (the fd is ours) */
     events_filter filter;
     ws_parser parser;
     qnode *qhead, *qtail;
@@ -189,7 +189,8 @@ static void kill_conn(events_hub *h, conn *c) {
     c->state = C_DEAD;
     epoll_ctl(h->ep, EPOLL_CTL_DEL, c->fd, NULL);
     drop_queue(c, false);
-    http_upgraded_close(c->u);
+    if (c->u) http_upgraded_close(c->u);
+    else close(c->fd);
     c->u = NULL;
     if (c->prev) c->prev->next = c->next;
     else h->conns = c->next;
@@ -197,6 +198,23 @@ static void kill_conn(events_hub *h, conn *c) {
     c->next = h->dead;
     h->dead = c;
     if (--h->nconns == 0) pthread_cond_broadcast(&h->cv);
+}
+
+/* Queues the close frame (code 0: none) and starts the grace in which the
+ * socket is closed whatever the client does. */
+static void queue_close(events_hub *h, conn *c, unsigned code, const char *reason) {
+    uint8_t cf[WS_CLOSE_FRAME_MAX];
+    size_t n = ws_close_frame(cf, code, reason);
+    frame *f = malloc(sizeof *f + n);
+    if (f) {
+        atomic_init(&f->refs, 1);
+        f->sent_ns = 0;
+        f->len = n;
+        memcpy(f->bytes, cf, n);
+        enqueue_new(h, c, f);
+    }
+    c->state = C_CLOSING;
+    c->deadline_ns = time_mono_ns() + (int64_t)CLOSE_GRACE_MS * 1000000;
 }
 
 /* Begins closing c with code: its queue is dropped (a frame half written is
@@ -213,18 +231,7 @@ static void start_close(events_hub *h, conn *c, unsigned code, const char *reaso
         if (!m.oom) enqueue_new(h, c, frame_new(WS_OP_TEXT, m.data, m.len, 0));
         buf_free(&m);
     }
-    uint8_t cf[WS_CLOSE_FRAME_MAX];
-    size_t n = ws_close_frame(cf, code, reason);
-    frame *f = malloc(sizeof *f + n);
-    if (f) {
-        atomic_init(&f->refs, 1);
-        f->sent_ns = 0;
-        f->len = n;
-        memcpy(f->bytes, cf, n);
-        enqueue_new(h, c, f);
-    }
-    c->state = C_CLOSING;
-    c->deadline_ns = time_mono_ns() + (int64_t)CLOSE_GRACE_MS * 1000000;
+    queue_close(h, c, code, reason);
     char cs[24];
     log_write(code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ? LOG_INFO : LOG_WARN, c->request_id,
               "event stream socket closing", "code", log_int(cs, code), "reason", reason ? reason : "", NULL);
@@ -288,18 +295,7 @@ static void on_frame(events_hub *h, conn *c, const ws_event *ev) {
         /* Echo the client's code (RFC 6455 5.5.1), then close. */
         unsigned code = ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code;
         drop_queue(c, true);
-        uint8_t cf[WS_CLOSE_FRAME_MAX];
-        size_t n = ws_close_frame(cf, code, NULL);
-        frame *f = malloc(sizeof *f + n);
-        if (f) {
-            atomic_init(&f->refs, 1);
-            f->sent_ns = 0;
-            f->len = n;
-            memcpy(f->bytes, cf, n);
-            enqueue_new(h, c, f);
-        }
-        c->state = C_CLOSING;
-        c->deadline_ns = time_mono_ns() + (int64_t)CLOSE_GRACE_MS * 1000000;
+        queue_close(h, c, code, NULL);
         break;
     }
     default:
@@ -525,6 +521,13 @@ void events_hub_adopt(void *ud, http_upgraded *u, int fd, const char *extra, siz
         http_upgraded_close(u);
         events_sub_free(s);
         return;
+    }
+    /* Plain sockets leave http/ at once, with the memory MHD kept for the
+     * connection; TLS ones stay MHD's (it forwards them). */
+    int own = -1;
+    if (http_upgraded_detach(u, &own) == 0) {
+        fd = own;
+        u = NULL;
     }
     c->fd = fd;
     c->u = u;

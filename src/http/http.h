@@ -128,6 +128,14 @@ typedef void (*http_upgrade_fn)(void *ud, http_upgraded *u, int fd, const char *
 int http_respond_upgrade(http_req *r, http_upgrade_fn fn, void *ud, void (*free_fn)(void *ud));
 /* Closes an upgraded connection's socket and frees u.  Thread-safe. */
 void http_upgraded_close(http_upgraded *u);
+/* Takes the socket out of http/ altogether: on a plain connection *fd gets
+ * a descriptor of it that the caller owns (it close()s it), MHD's
+ * connection and its memory pool (max_header_bytes + 32 KiB, kept while
+ * the connection is MHD's) are released now, and u is freed.  With TLS
+ * MHD forwards the stream through a socketpair of its own: CAIRN_EINVAL,
+ * and the caller keeps u and closes it with http_upgraded_close.  From
+ * the upgrade callback only. */
+int http_upgraded_detach(http_upgraded *u, int *fd);
 
 /* True once a response is set. */
 bool http_responded(const http_req *r);

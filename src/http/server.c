@@ -116,6 +116,7 @@ struct http_upgraded {
     struct http_upgraded *prev, *next;   /* server.ups, under server.mu */
     struct MHD_UpgradeResponseHandle *urh;
     http_server *s;
+    int fd;                              /* MHD's socket */
 };
 
 /* What http_respond_upgrade leaves for the upgrade (r->upgrade_). */
@@ -147,6 +148,7 @@ struct http_server {
     int64_t header_timeout_ns;  /* 0 = off */
     int64_t window_ns;
     int64_t min_body_rate, min_drain_rate;
+    bool tls;
 };
 
 enum { ST_HEAD = 0, ST_BODY, ST_QUEUED };
@@ -300,6 +302,15 @@ void http_upgraded_close(http_upgraded *u) {
     pthread_mutex_unlock(&s->mu);
     MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
     free(u);
+}
+
+int http_upgraded_detach(http_upgraded *u, int *fd) {
+    if (u->s->tls) return CAIRN_EINVAL;
+    int d = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0) return CAIRN_EIO;
+    *fd = d;
+    http_upgraded_close(u);   /* MHD closes its descriptor; the socket lives on in ours */
+    return 0;
 }
 
 int http_server_upgraded(http_server *s) {
@@ -815,6 +826,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
     r->upgrade_ = NULL;
     u->urh = urh;
     u->s = s;
+    u->fd = sock;
     http_conn *hc = conn_of(r);
     pthread_mutex_lock(&s->mu);
     if (hc && hc->phase != PH_UPGRADED) {
@@ -988,6 +1000,7 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     if (ipv6) flags |= MHD_USE_IPv6;
     bool tls = opt->tls_cert_pem && opt->tls_key_pem;
     if (tls) flags |= MHD_USE_TLS;
+    s->tls = tls;
     /* The pool holds the head and the read buffer.  libmicrohttpd 0.9.75
      * zero-fills the pool's free part when it shrinks the read buffer for
      * the reply and again when it resets the pool between keep-alive
