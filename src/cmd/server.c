@@ -521,9 +521,6 @@ static int events_start(void *ud) {
     const config_t *c = &sv->cfg;
     if (!c->events_enabled) return 0;
     bool insecure = !c->events_allowed_origins[0];
-    if (insecure)
-        log_write(LOG_WARN, NULL, "events_allowed_origins is empty: a page of any origin may open /events/ws "
-                  "with a presigned URL it holds", NULL);
     events_hub_options ho = {.max_sockets = c->events_max_sockets, .send_queue_bytes = (size_t)c->events_send_queue_bytes,
                              .ping_interval_ms = c->events_ping_interval, .pong_timeout_ms = c->events_pong_timeout,
                              .insecure_origins = insecure};
@@ -763,6 +760,10 @@ static int http_start(void *ud) {
                        .tls_key_pem = sv->tls_key, .have_listen_fd = true, .listen_fd = sv->listen_fd};
     char err[256];
     sv->listen_fd = -1; /* the server takes it, whatever happens */
+    /* Said when the stream is about to be served, not before a start that fails. */
+    if (sv->hub && !c->events_allowed_origins[0])
+        log_write(LOG_WARN, NULL, "events_allowed_origins is empty: a page of any origin may open /events/ws "
+                  "with a presigned URL it holds", NULL);
     int rc = sv->audit_only ? http_server_start(&ho, audit_store_handler(), sv->astore, &sv->srv, NULL, err, sizeof err)
                             : http_server_start(&ho, audit_mux_handler(), sv->mux, &sv->srv, NULL, err, sizeof err);
     tls_forget(sv); /* read by now */
