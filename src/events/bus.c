@@ -211,7 +211,20 @@ static void *publisher_main(void *arg) {
             free(batch);
             batch = next;
         }
-        (void)stopping;
+        if (rc != 0 && stopping) {
+            /* Stopping with Redis gone: what is still queued would cost a
+             * connect timeout a batch.  It is dropped, counted. */
+            pthread_mutex_lock(&b->mu);
+            pub_msg *rest = b->head;
+            b->head = b->tail = NULL;
+            b->queued_bytes = 0;
+            pthread_mutex_unlock(&b->mu);
+            for (pub_msg *next; rest; rest = next) {
+                next = rest->next;
+                free(rest);
+                atomic_fetch_add(&b->dropped, 1);
+            }
+        }
     }
     if (c) redisFree(c);
     return NULL;

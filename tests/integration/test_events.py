@@ -669,3 +669,24 @@ def test_sockets_are_bounded_by_events_max_sockets_not_connection_limit(make_ser
     finally:
         for ws in socks:
             ws.close()
+
+
+def test_shutdown_with_redis_hung_does_not_wait_on_the_publish_queue(make_server, redis_server):
+    """Redis stopped dead (SIGSTOP: connections open, nothing answers) with
+    events queued to publish: each batch would cost events_redis_timeout.
+    The server drops what is queued once stopping and exits promptly."""
+    srv = make_server(env={"CAIRN_REDIS_URL": redis_server.url, "CAIRN_EVENTS_REDIS_TIMEOUT": "10s"})
+    b = unique_bucket()
+    c = srv.client()
+    c.create_bucket(Bucket=b)
+    wait_until(lambda: srv.metrics()["cairn_events_bus_up"] == 1, 20, what="subscribed")
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(1200):     # five publish batches and more
+            c.put_object(Bucket=b, Key=f"k{i}", Body=b"x")
+        t0 = time.monotonic()
+        assert srv.stop(timeout=28) == 0
+        print(f"stopped in {time.monotonic() - t0:.1f} s with Redis hung")
+        assert any(r.get("msg", "").startswith("event stream: cannot publish to Redis") for r in srv.log_records())
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
