@@ -225,21 +225,12 @@ static const char *const pg_sql[PS__COUNT] = {
                      " OR (state = 'discarded' AND finished_ms < $2::int8) LIMIT $3::int8)",
     /* One statement: the next runnable job, skipping rows another claimer
      * has locked, becomes running under $2 until $3. */
-    /* Two claims, each walking its partial index (migration 12) to the
-     * first row instead of sorting every waiting job: a run whose lease
-     * ran out first (its worker died), then the first due job.  (One
-     * statement cannot: FOR UPDATE does not go with UNION.) */
     [PS_JOB_CLAIM] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2::text,"
                      " lease_expires_ms = $3::int8 WHERE id = (SELECT id FROM jobs WHERE"
-                     " state IN ('available', 'retryable') AND run_at_ms <= $1::int8"
+                     " ((state IN ('available', 'retryable') AND run_at_ms <= $1::int8)"
+                     " OR (state = 'running' AND lease_expires_ms < $1::int8))"
                      " AND ($4::text IS NULL OR kind IN (SELECT json_array_elements_text($4::json)))"
                      " ORDER BY priority DESC, run_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING " JOB_COLS,
-    [PS_JOB_CLAIM_EXPIRED] = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2::text,"
-                             " lease_expires_ms = $3::int8 WHERE id = (SELECT id FROM jobs WHERE"
-                             " state = 'running' AND lease_expires_ms < $1::int8"
-                             " AND ($4::text IS NULL OR kind IN (SELECT json_array_elements_text($4::json)))"
-                             " ORDER BY priority DESC, run_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                             " RETURNING " JOB_COLS,
     [PS_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1::int8",
     [PS_JOB_FINISH] = "UPDATE jobs SET state = $3::text, run_at_ms = $4::int8, last_error = $5::bytea,"
                       " lease_owner = '', lease_expires_ms = 0,"

@@ -118,7 +118,6 @@ typedef enum {
     PS_JOB_DROP_KEY,
     PS_JOB_PRUNE,
     PS_JOB_CLAIM,
-    PS_JOB_CLAIM_EXPIRED,
     PS_JOB_GET,
     PS_JOB_FINISH,
     PS_JOB_RELEASE,

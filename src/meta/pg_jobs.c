@@ -127,11 +127,7 @@ static int claim_on(pg_conn *c, const char *kinds, const char *owner, int64_t no
     if (kinds) pgp_text(&p, kinds);
     else pgp_null(&p);
     PGresult *r;
-    int err = pg_run(c, PS_JOB_CLAIM_EXPIRED, &p, &r, NULL, "job claim (lease ran out)");
-    if (err != 0) return err;
-    err = one_job(r, out);
-    if (err != CAIRN_ENOTFOUND) return err;
-    err = pg_run(c, PS_JOB_CLAIM, &p, &r, NULL, "job claim");
+    int err = pg_run(c, PS_JOB_CLAIM, &p, &r, NULL, "job claim");
     return err ? err : one_job(r, out);
 }
 
