@@ -17,16 +17,18 @@ BUILD=${1:-build}
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 status=0
+failed=()   # the suites that failed, listed again at the end
 
 echo "== unit tests ($BUILD)"
 # test_meta_pg needs a PostgreSQL server: pg-test.sh run starts a throwaway
 # one for meson test (unless CAIRN_TEST_POSTGRES_URL names one) and stops it.
 if ! scripts/pg-test.sh run meson test -C "$BUILD" --print-errorlogs --num-processes 2; then
-  status=1
+  status=1; failed+=("unit tests ($BUILD)")
 fi
 if [ -n "${FAULT_BUILD:-}" ]; then
   echo "== unit tests ($FAULT_BUILD)"
-  scripts/pg-test.sh run meson test -C "$FAULT_BUILD" --print-errorlogs --num-processes 2 || status=1
+  scripts/pg-test.sh run meson test -C "$FAULT_BUILD" --print-errorlogs --num-processes 2 ||
+    { status=1; failed+=("unit tests ($FAULT_BUILD)"); }
 fi
 
 export CAIRN_BIN="$PWD/$BUILD/cairn"
@@ -61,19 +63,23 @@ if [ ${#passes[@]} -gt 1 ] && [ "${SERIAL_INTEGRATION:-0}" != 1 ]; then
     pids+=($!)
   done
   for i in "${!passes[@]}"; do
-    wait "${pids[$i]}" || status=1
+    wait "${pids[$i]}" || { status=1; failed+=("${passes[$i]} pass"); }
   done
   for pass in "${passes[@]}"; do
     echo "== $pass pass ($BUILD): output"
     cat "$logs/$pass.log"
   done
+  # CI shows only the end of a long log: name the failed tests again there.
+  for pass in "${passes[@]}"; do
+    grep -E '^(FAILED|ERROR) ' "$logs/$pass.log" | sed "s/^/== $pass: /"
+  done
 else
   for pass in "${passes[@]}"; do
     echo "== $pass pass ($BUILD)"
-    run_pass "$pass" || status=1
+    run_pass "$pass" || { status=1; failed+=("$pass pass"); }
   done
 fi
 rm -rf "$logs"
 
-if [ $status -eq 0 ]; then echo "== all suites passed"; else echo "== FAILED"; fi
+if [ $status -eq 0 ]; then echo "== all suites passed"; else echo "== FAILED: ${failed[*]}"; fi
 exit $status

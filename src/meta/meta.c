@@ -463,6 +463,26 @@ int meta_bucket_notification_put(meta_store *ms, int64_t bucket_id, const char *
     return ms->ops->bucket_notification_put(ms, bucket_id, config ? config : "");
 }
 
+/* A configuration kind: 1 .. 31 of [a-z_]. */
+static bool config_kind_ok(const char *kind) {
+    size_t n = kind ? strlen(kind) : 0;
+    if (n == 0 || n > 31) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((kind[i] >= 'a' && kind[i] <= 'z') || kind[i] == '_')) return false;
+    return true;
+}
+
+int meta_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body) {
+    if (body) *body = NULL;
+    if (!ms || !body || bucket_id <= 0 || !config_kind_ok(kind)) return CAIRN_EINVAL;
+    return ms->ops->bucket_config_get(ms, bucket_id, kind, body);
+}
+
+int meta_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body) {
+    if (!ms || bucket_id <= 0 || !config_kind_ok(kind)) return CAIRN_EINVAL;
+    return ms->ops->bucket_config_put(ms, bucket_id, kind, body ? body : "");
+}
+
 int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n) {
     if (n) *n = 0;
     if (!ms || !kind || !needle || !n) return CAIRN_EINVAL;

@@ -686,6 +686,21 @@ int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle,
 /* The same, among the jobs with an id below before_id (enqueued earlier). */
 int meta_job_pending_before(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 
+/* ---- bucket configurations ------------------------------------------------------ */
+
+/*
+ * A bucket's other configurations, one document per kind ("cors",
+ * "tagging", "lifecycle", "policy", "ownership", "public_access_block",
+ * "object_lock": 1 .. 31 of [a-z_]), in the form s3/ keeps each (what it
+ * validated, never the raw request).  By bucket id: a bucket deleted and
+ * made again under its name starts with none, and a bucket's delete removes
+ * its configurations in the same transaction.  get: *body malloc'd (the
+ * caller frees), CAIRN_ENOTFOUND when it has none of that kind.  put with
+ * "" (or NULL) removes it (absent already: 0).  CAIRN_EINVAL for a bad kind.
+ */
+int meta_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body);
+int meta_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body);
+
 /* ---- job notifications ------------------------------------------------------------ */
 
 /*

@@ -309,6 +309,19 @@ static const char down_v12[] =
     "DROP TABLE bucket_notifications;"
     "DROP TABLE notify_targets;";
 
+/* v13: a bucket's other configurations (CORS, tagging, lifecycle, policy,
+ * ownership controls, public access block, object lock, ...), one row per
+ * (bucket id, kind), each the document s3/ keeps for it.  By bucket id, as
+ * bucket_notifications, and removed with the bucket in its transaction. */
+static const char up_v13[] =
+    "CREATE TABLE bucket_configs("
+    "  bucket_id INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (bucket_id, kind)) WITHOUT ROWID;";
+static const char down_v13[] = "DROP TABLE bucket_configs;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -322,6 +335,7 @@ static const migration migrations[] = {
     {10, "leases: work one gateway of many does", up_v10, down_v10},
     {11, "audit store: events, and the audit right of users", up_v11, down_v11},
     {12, "bucket notifications: webhook targets and bucket configurations; job claims by index", up_v12, down_v12},
+    {13, "bucket configurations: CORS, tagging, lifecycle, policies and the rest, by bucket id", up_v13, down_v13},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

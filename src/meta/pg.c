@@ -284,6 +284,13 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_BUCKET_NOTIFY_PUT] = "INSERT INTO bucket_notifications(bucket_id, config) VALUES ($1::int8, $2::text)"
                              " ON CONFLICT(bucket_id) DO UPDATE SET config = excluded.config",
     [PS_BUCKET_NOTIFY_DELETE] = "DELETE FROM bucket_notifications WHERE bucket_id = $1::int8",
+    [PS_BUCKET_CONFIG_GET] = "SELECT body FROM bucket_configs WHERE bucket_id = $1::int8 AND kind = $2::text",
+    [PS_BUCKET_CONFIG_PUT] = "INSERT INTO bucket_configs(bucket_id, kind, body, updated_ms)"
+                             " VALUES ($1::int8, $2::text, $3::text, $4::int8)"
+                             " ON CONFLICT(bucket_id, kind) DO UPDATE SET body = excluded.body,"
+                             " updated_ms = excluded.updated_ms",
+    [PS_BUCKET_CONFIG_DELETE] = "DELETE FROM bucket_configs WHERE bucket_id = $1::int8 AND kind = $2::text",
+    [PS_BUCKET_CONFIG_DROP] = "DELETE FROM bucket_configs WHERE bucket_id = $1::int8",
     [PS_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
                              " AND kind = $1::text AND strpos(args, $2::text) > 0 AND id < $3::int8",
 };
@@ -794,6 +801,8 @@ const meta_ops pg_ops = {
     .notify_target_remove = pg_notify_target_remove,
     .bucket_notification_get = pg_bucket_notification_get,
     .bucket_notification_put = pg_bucket_notification_put,
+    .bucket_config_get = pg_bucket_config_get,
+    .bucket_config_put = pg_bucket_config_put,
     .job_pending_count = pg_job_pending_count,
     .object_delete_many = pg_object_delete_many,
     .object_list = pg_object_list,

@@ -139,6 +139,10 @@ typedef enum {
     PS_BUCKET_NOTIFY_GET,
     PS_BUCKET_NOTIFY_PUT,
     PS_BUCKET_NOTIFY_DELETE,
+    PS_BUCKET_CONFIG_GET,
+    PS_BUCKET_CONFIG_PUT,
+    PS_BUCKET_CONFIG_DELETE,
+    PS_BUCKET_CONFIG_DROP,
     PS_JOB_PENDING_COUNT,
     PS__COUNT
 } pg_stmt_id;
@@ -316,6 +320,8 @@ int pg_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_noti
 int pg_notify_target_remove(meta_store *base_, const char *name);
 int pg_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
+int pg_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body);
+int pg_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body);
 int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 int pg_row_upload(const PGresult *r, int row, void *out);                             /* uploads */
 int pg_upload_take(pg_conn *c, const char *upload_id, meta_part **parts, int *n);     /* uploads */

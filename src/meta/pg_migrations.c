@@ -251,10 +251,20 @@ static const char down_v12[] =
     "DROP TABLE bucket_notifications;"
     "DROP TABLE notify_targets;";
 
+/* v13: bucket configurations (migrations.c says why). */
+static const char up_v13[] =
+    "CREATE TABLE bucket_configs("
+    "  bucket_id BIGINT NOT NULL,"
+    "  kind TEXT COLLATE \"C\" NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (bucket_id, kind));";
+static const char down_v13[] = "DROP TABLE bucket_configs;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
-    {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12},
+    {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12}, {up_v13, down_v13},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

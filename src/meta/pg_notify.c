@@ -83,6 +83,31 @@ int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char 
                    "bucket notification put");
 }
 
+int pg_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body) {
+    pg_params p = {0};
+    pgp_int(&p, bucket_id);
+    pgp_text(&p, kind);
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_BUCKET_CONFIG_GET, &p, &r, NULL, "bucket config get");
+    if (err != 0) return err;
+    if (!PQntuples(r)) err = CAIRN_ENOTFOUND;
+    else if (!(*body = strdup(PQgetvalue(r, 0, 0)))) err = CAIRN_ENOMEM;
+    PQclear(r);
+    return err;
+}
+
+int pg_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body) {
+    pg_params p = {0};
+    pgp_int(&p, bucket_id);
+    pgp_text(&p, kind);
+    if (body[0]) {
+        pgp_text(&p, body);
+        pgp_int(&p, time_now_ms());
+    }
+    return pg_read(PG(base_), body[0] ? PS_BUCKET_CONFIG_PUT : PS_BUCKET_CONFIG_DELETE, &p, NULL, NULL,
+                   "bucket config put");
+}
+
 int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
     pg_params p = {0};
     pgp_text(&p, kind);

@@ -211,6 +211,12 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_NOTIFY_PUT] = "INSERT INTO bucket_notifications(bucket_id, config) VALUES (?1, ?2)"
                              " ON CONFLICT(bucket_id) DO UPDATE SET config = excluded.config",
     [ST_BUCKET_NOTIFY_DELETE] = "DELETE FROM bucket_notifications WHERE bucket_id = ?1",
+    [ST_BUCKET_CONFIG_GET] = "SELECT body FROM bucket_configs WHERE bucket_id = ?1 AND kind = ?2",
+    [ST_BUCKET_CONFIG_PUT] = "INSERT INTO bucket_configs(bucket_id, kind, body, updated_ms) VALUES (?1, ?2, ?3, ?4)"
+                             " ON CONFLICT(bucket_id, kind) DO UPDATE SET body = excluded.body,"
+                             " updated_ms = excluded.updated_ms",
+    [ST_BUCKET_CONFIG_DELETE] = "DELETE FROM bucket_configs WHERE bucket_id = ?1 AND kind = ?2",
+    [ST_BUCKET_CONFIG_DROP] = "DELETE FROM bucket_configs WHERE bucket_id = ?1",
     [ST_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
                              " AND kind = ?1 AND instr(args, ?2) > 0 AND id < ?3",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
@@ -663,6 +669,8 @@ const meta_ops sq_ops = {
     .notify_target_remove = sq_notify_target_remove,
     .bucket_notification_get = sq_bucket_notification_get,
     .bucket_notification_put = sq_bucket_notification_put,
+    .bucket_config_get = sq_bucket_config_get,
+    .bucket_config_put = sq_bucket_config_put,
     .job_pending_count = sq_job_pending_count,
     .object_delete_many = sq_object_delete_many,
     .object_list = sq_object_list,

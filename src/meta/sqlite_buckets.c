@@ -119,6 +119,7 @@ static int bucket_delete_tx(conn *w, const char *name, int64_t want_id) {
     if (err == 0) err = exec_int2(w, ST_BUCKET_DROP_UPLOADS, id, 0, "bucket drop uploads");
     if (err == 0) err = exec_int2(w, ST_BUCKET_DROP_COMPLETED, id, 0, "bucket drop completed uploads");
     if (err == 0) err = exec_int2(w, ST_BUCKET_NOTIFY_DELETE, id, 0, "bucket drop notification configuration");
+    if (err == 0) err = exec_int2(w, ST_BUCKET_CONFIG_DROP, id, 0, "bucket drop configurations");
     if (err != 0) return err;
     st = sq_stmt(w, ST_BUCKET_DELETE);
     if (!st) return CAIRN_EDB;

@@ -126,6 +126,10 @@ typedef enum {
     ST_BUCKET_NOTIFY_GET,
     ST_BUCKET_NOTIFY_PUT,
     ST_BUCKET_NOTIFY_DELETE,
+    ST_BUCKET_CONFIG_GET,
+    ST_BUCKET_CONFIG_PUT,
+    ST_BUCKET_CONFIG_DELETE,
+    ST_BUCKET_CONFIG_DROP,
     ST_JOB_PENDING_COUNT,
     ST__COUNT
 } stmt_id;
@@ -252,6 +256,8 @@ int sq_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_noti
 int sq_notify_target_remove(meta_store *base_, const char *name);
 int sq_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
+int sq_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body);
+int sq_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body);
 int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 int sq_write_one(sq_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, const void *), const void *args,
                  int *changes, const char *op);                               /* cluster */

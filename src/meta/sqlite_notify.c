@@ -112,6 +112,47 @@ int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char 
                         "bucket notification put");
 }
 
+int sq_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body) {
+    sq_store *ms = SQ(base_);
+    conn *c = sq_reader_get(ms);
+    sqlite3_stmt *st = sq_stmt(c, ST_BUCKET_CONFIG_GET);
+    int err = st ? sq_bind_result(c, sqlite3_bind_int64(st, 1, bucket_id) | sq_bind_str(st, 2, kind),
+                                  "bucket config bind")
+                 : CAIRN_EDB;
+    if (err == 0) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *text = (const char *)sqlite3_column_text(st, 0);
+            *body = strdup(text ? text : "");
+            if (!*body) err = CAIRN_ENOMEM;
+        } else {
+            err = rc == SQLITE_DONE ? CAIRN_ENOTFOUND : sq_db_fail(c, rc, "bucket config get");
+        }
+    }
+    if (st) sq_stmt_done(st);
+    sq_reader_put(ms, c);
+    return err;
+}
+
+typedef struct {
+    int64_t id;
+    const char *kind, *body;
+} bucket_config_args;
+
+static int bind_bucket_config(sqlite3_stmt *st, const void *p) {
+    const bucket_config_args *a = p;
+    int rc = sqlite3_bind_int64(st, 1, a->id) | sq_bind_str(st, 2, a->kind);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        rc |= sq_bind_str(st, 3, a->body) | sqlite3_bind_int64(st, 4, time_now_ms());
+    return rc;
+}
+
+int sq_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body) {
+    bucket_config_args a = {bucket_id, kind, body};
+    return sq_write_one(SQ(base_), body[0] ? ST_BUCKET_CONFIG_PUT : ST_BUCKET_CONFIG_DELETE, bind_bucket_config, &a,
+                        NULL, "bucket config put");
+}
+
 int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
     sq_store *ms = SQ(base_);
     conn *c = sq_reader_get(ms);

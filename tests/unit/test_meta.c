@@ -5248,6 +5248,8 @@ static const char *const seed_rows[] = {
     [12] = "INSERT INTO notify_targets(name, url, secret, max_attempts, created_ms)"
            " VALUES ('t12', 'http://t', '', 3, 12) ON CONFLICT DO NOTHING;"
            "INSERT INTO bucket_notifications(bucket_id, config) VALUES (1, '[]') ON CONFLICT DO NOTHING;",
+    [13] = "INSERT INTO bucket_configs(bucket_id, kind, body, updated_ms) VALUES (1, 'cors', '{}', 13)"
+           " ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -6909,6 +6911,41 @@ Test(meta, a_bucket_configuration_goes_with_its_bucket) {
     cr_assert_eq(meta_bucket_get(f.ms, "b", &again), 0);
     cr_assert_neq(again.id, b.id);
     cr_assert_eq(meta_bucket_notification_get(f.ms, again.id, &cfg), CAIRN_ENOTFOUND, "a new bucket of the name has none");
+    fx_close(&f);
+}
+
+Test(meta, bucket_configurations_by_kind_go_with_their_bucket) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "b", 1);
+    meta_bucket b;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &b), 0);
+    char *body = NULL;
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "cors", &body), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", "{\"a\":1}"), 0);
+    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", "{\"a\":2}"), 0);
+    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "tagging", "[\"t\"]"), 0);
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "cors", &body), 0);
+    cr_assert_str_eq(body, "{\"a\":2}", "a put replaces");
+    free(body);
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "tagging", &body), 0);
+    cr_assert_str_eq(body, "[\"t\"]", "kinds are apart");
+    free(body);
+    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", ""), 0);
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "cors", &body), CAIRN_ENOTFOUND, "\"\" removes");
+    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", NULL), 0, "removing what is absent is fine");
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "tagging", &body), 0, "removing one kind keeps the others");
+    free(body);
+    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "Bad-Kind", "x"), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "", &body), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_config_put(f.ms, 0, "cors", "x"), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_delete(f.ms, "b", 0), 0);
+    cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "tagging", &body), CAIRN_ENOTFOUND, "deleted with its bucket");
+    mk_bucket(f.ms, "b", 1);
+    meta_bucket again;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &again), 0);
+    cr_assert_eq(meta_bucket_config_get(f.ms, again.id, "tagging", &body), CAIRN_ENOTFOUND,
+                 "a new bucket of the name has none");
     fx_close(&f);
 }
 
