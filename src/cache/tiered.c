@@ -590,6 +590,9 @@ static int read_object(tiered *t, void *ctx, buf_t *out) {
 
 static int c_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                         bool with_data, meta_object *out) {
+    /* Zeroed on every outcome, as the backends leave it (a cached absence
+     * included), so meta_object_clear(out) is always safe. */
+    memset(out, 0, sizeof *out);
     char k[OBJ_KEY_MAX];
     size_t kl = object_key(k, bucket, key, key_len);
     object_ref r = {.bucket = bucket, .bucket_id = bucket_id, .key = key, .key_len = key_len};

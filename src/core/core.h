@@ -33,6 +33,7 @@ enum {
     CAIRN_ECONFLICT = -11, /* a concurrent change won */
     CAIRN_EBUSY = -12,
     CAIRN_ETIMEDOUT = -13,
+    CAIRN_EPRECOND = -14,  /* a write's precondition does not hold (If-Match, If-None-Match) */
 };
 
 /* Returns a static, human-readable name for an error code. */

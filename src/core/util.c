@@ -38,6 +38,7 @@ const char *cairn_strerror(int err) {
     case CAIRN_ECONFLICT: return "conflict";
     case CAIRN_EBUSY: return "busy";
     case CAIRN_ETIMEDOUT: return "timed out";
+    case CAIRN_EPRECOND: return "precondition failed";
     default: return "unknown error";
     }
 }

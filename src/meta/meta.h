@@ -275,6 +275,15 @@ typedef enum {
     META_STORE_FILE = 1,    /* bytes live in a data file named by version_id */
 } meta_storage;
 
+/* What a put or a complete requires of the key's current version, checked
+ * inside its transaction (S3's conditional writes): whichever of two
+ * conditional writers commits first decides what the other finds. */
+typedef enum {
+    META_PUT_ALWAYS = 0,    /* no condition */
+    META_PUT_IF_ABSENT,     /* no current version (If-None-Match: *) */
+    META_PUT_IF_MATCH,      /* a current version whose etag is cond_etag (If-Match) */
+} meta_put_cond;
+
 typedef struct {
     char bucket[64];
     int64_t bucket_id;      /* puts: the bucket it must land in (0 = the one named) */
@@ -302,6 +311,10 @@ typedef struct {
      * returned; NULL/0: none. */
     const struct meta_job_s *jobs;
     int njobs;
+    /* Puts and completes: the write's condition (never stored); when it
+     * does not hold nothing changes and the call is CAIRN_EPRECOND. */
+    meta_put_cond cond;
+    char cond_etag[72];     /* META_PUT_IF_MATCH: the etag, unquoted */
 } meta_object;
 
 /* Frees the owned members and zeroes the pointers. */
@@ -315,6 +328,8 @@ void meta_object_clear(meta_object *o);
  * replaced multipart version's parts are moved to the trash by the same
  * transaction.  CAIRN_ENOTFOUND if the bucket does not exist at commit time
  * (or obj->bucket_id > 0 and the bucket of that name is another one now).
+ * CAIRN_EPRECOND when obj->cond does not hold at commit time (nothing
+ * changed).
  */
 int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
                     bool *had_replaced);

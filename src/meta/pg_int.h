@@ -309,6 +309,7 @@ int pg_rows(const PGresult *r, size_t row_size, int (*copy)(const PGresult *, in
 bool sq_name_ok(const char *s, size_t cap);
 bool sq_key_ok(const char *key, size_t key_len);
 int sq_obj_validate(const meta_object *o);
+bool sq_obj_cond_holds(const meta_object *obj, const meta_object *cur);
 
 /* Shared writes and reads (the file named). */
 int pg_bucket_lookup(pg_conn *c, pg_stmt_id id, const char *name, int64_t want_id, int64_t *owner, int64_t *bid); /* buckets */

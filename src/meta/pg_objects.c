@@ -140,10 +140,15 @@ int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool 
         err = object_one(c, PS_OBJ_LOCK, obj->bucket, 0, obj->key, obj->key_len, false, old, "object lock");
         if (err == 0) {
             *had_old = true;
+            /* Locked: the condition holds until the commit. */
+            if (!sq_obj_cond_holds(obj, old)) return CAIRN_EPRECOND;
             err = pg_run(c, PS_OBJ_UPDATE, &p, NULL, NULL, "object update");
             break;
         }
         if (err != CAIRN_ENOTFOUND) return err;
+        /* No row: an insert that wins the key decides for IF_ABSENT; one
+         * that loses goes round and meets the winner's row. */
+        if (!sq_obj_cond_holds(obj, NULL)) return CAIRN_EPRECOND;
         int64_t inserted = 0;
         err = pg_run(c, PS_OBJ_INSERT, &p, NULL, &inserted, "object insert");
         if (err != 0 || inserted == 1) break;

@@ -247,7 +247,9 @@ bool sq_name_ok(const char *s, size_t cap);                                   /*
 int sq_update_one(sq_store *ms, stmt_id id, const char *name, int value, const char *op); /* users */
 int sq_bucket_lookup(conn *c, const char *name, int64_t want_id, int64_t *owner, int64_t *id); /* buckets */
 bool sq_key_ok(const char *key, size_t key_len);                              /* objects */
-int sq_obj_validate(const meta_object *o);                                    /* objects */
+int sq_obj_validate(const meta_object *o);
+/* Whether obj->cond holds with cur the key's current version (NULL: none). */
+bool sq_obj_cond_holds(const meta_object *obj, const meta_object *cur);                                    /* objects */
 int sq_object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *had_old); /* objects */
 int sq_jobs_insert_tx(conn *w, const meta_job *jobs, int n);                   /* jobs */
 int sq_notify_target_add(meta_store *base_, const meta_notify_target *t);

@@ -31,12 +31,25 @@ int sq_obj_validate(const meta_object *o) {
         strnlen(o->etag, sizeof o->etag) >= sizeof o->etag || o->size < 0)
         return CAIRN_EINVAL;
     if (o->storage != META_STORE_INLINE && o->storage != META_STORE_FILE) return CAIRN_EINVAL;
+    if (o->cond != META_PUT_ALWAYS && o->cond != META_PUT_IF_ABSENT && o->cond != META_PUT_IF_MATCH) return CAIRN_EINVAL;
+    if (o->cond == META_PUT_IF_MATCH && strnlen(o->cond_etag, sizeof o->cond_etag) >= sizeof o->cond_etag)
+        return CAIRN_EINVAL;
     /* Inline bytes are the object: a size that disagrees would be served as
      * a wrong Content-Length. */
     if (o->storage == META_STORE_INLINE &&
         ((uint64_t)o->size != o->data_len || (o->data_len && !o->data)))
         return CAIRN_EINVAL;
     return 0;
+}
+
+bool sq_obj_cond_holds(const meta_object *obj, const meta_object *cur) {
+    switch (obj->cond) {
+    case META_PUT_ALWAYS: return true;
+    case META_PUT_IF_ABSENT: return cur == NULL;
+    case META_PUT_IF_MATCH: return cur && !strcmp(cur->etag, obj->cond_etag);
+    }
+    assert(!"unknown put condition");
+    return false;
 }
 
 /* Fills o from an object row (OBJ_COLS, then optionally the data column).
@@ -163,6 +176,7 @@ int sq_object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *ha
     err = object_read(w, obj->bucket, 0, obj->key, obj->key_len, false, old);
     if (err == 0) *had_old = true;
     else if (err != CAIRN_ENOTFOUND) return err;
+    if (!sq_obj_cond_holds(obj, *had_old ? old : NULL)) return CAIRN_EPRECOND;
     err = object_upsert(w, obj);
     /* Drop the replaced version's bytes before inserting the new ones, which
      * also covers a (never expected) rewrite under the same version id. */

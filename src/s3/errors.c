@@ -61,6 +61,9 @@ static const s3_error_def errors[] = {
     {"NotImplemented", 501, "A header or query you provided implies functionality that is not implemented."},
     {"ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket."},
     {"PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold."},
+    {"ConditionalRequestConflict", 409, "A conflicting operation occurred. If using PutObject you can retry the request. "
+                                        "If using multipart upload you should initiate another CreateMultipartUpload "
+                                        "request and re-upload each part."},
     {"RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large."},
     {"RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."},
     {"ServerSideEncryptionConfigurationNotFoundError", 404, "The server side encryption configuration was not found."},

@@ -163,6 +163,8 @@ struct s3_req {
     data_writer *writer;
     char version_id[33];        /* of the object being written */
     bool force_shards;          /* never inline (multipart parts) */
+    meta_put_cond put_cond;     /* a conditional write's condition (s3_write_cond_begin) */
+    char put_cond_etag[72];     /* ... for META_PUT_IF_MATCH, unquoted */
     int part_number;            /* UploadPart */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
@@ -247,6 +249,21 @@ bool s3_meta_unavailable(int rc);
  * bytes stay, logged, and orphan collection removes them if no metadata
  * names them.  Every other failure rolled back. */
 bool s3_commit_failed_drop_ok(s3_req *q, int rc, const char *version_id);
+
+/* object.c: conditional writes (If-None-Match: *, If-Match: ETag) of
+ * PutObject and CompleteMultipartUpload.  begin reads the headers and
+ * checks them against the current version before any byte is stored, so a
+ * write bound to fail fails at once (nonzero = answered); the condition then
+ * travels with the commit (s3_write_cond_apply), which checks it again
+ * atomically; s3_write_cond_refused answers a commit that found it false. */
+int s3_write_cond_begin(s3_req *q);
+/* The two halves of begin: the headers, then the check (complete checks
+ * only once it knows the upload is there: a retried complete whose first
+ * answer was lost must get that answer, not a 412 from its own object). */
+int s3_write_cond_parse(s3_req *q);
+int s3_write_cond_check(s3_req *q);
+void s3_write_cond_apply(const s3_req *q, meta_object *obj);
+void s3_write_cond_refused(s3_req *q);
 
 /* metrics.c */
 /* Appends the metadata store's pool figures (PostgreSQL) to b. */

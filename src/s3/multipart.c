@@ -339,6 +339,10 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         return 0;
     }
     if (rc != 0) return 0;
+    if (s3_write_cond_check(q) != 0) {
+        meta_upload_clear(&u);
+        return 0;
+    }
     part_vec have = {0};
     meta_part *chosen = calloc((size_t)n, sizeof *chosen);
     rc = chosen ? meta_part_list(q->gw->d.meta, u.upload_id, 0, 100000, gather_part, &have, NULL) : CAIRN_ENOMEM;
@@ -368,6 +372,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
                             &jobs, &njobs);
         obj.jobs = jobs;
         obj.njobs = njobs;
+        s3_write_cond_apply(q, &obj);
         if (rc == 0) rc = meta_upload_complete(q->gw->d.meta, u.upload_id, &obj, chosen, n, &old, &had, drop_part, q);
         obj.jobs = NULL;
         obj.njobs = 0;
@@ -382,6 +387,8 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
             complete_result(q, obj.etag);
         } else if (rc == CAIRN_ENOTFOUND) {
             answer_gone_upload(q); /* completed or aborted by another request meanwhile */
+        } else if (rc == CAIRN_EPRECOND) {
+            s3_write_cond_refused(q); /* the upload stays, as S3 keeps it */
         } else if (rc != CAIRN_ECONFLICT) {
             code = "InternalError";
             meta_rc = rc;
@@ -397,6 +404,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
 #define COMPLETE_ATTEMPTS 5
 
 void s3_complete_multipart(s3_req *q) {
+    if (s3_write_cond_parse(q) != 0) return;
     s3_complete_part *want = NULL;
     int n = s3_parse_complete_xml(q->body.data ? q->body.data : "", q->body.len, &want);
     if (n < 0) {

@@ -217,6 +217,89 @@ static bool checksum_matches(s3_req *q) {
     return strcmp(b64, expected) == 0;
 }
 
+/* ---- conditional writes ---------------------------------------------------------------------- */
+
+/*
+ * S3's conditional writes: If-None-Match: * writes only where the key has
+ * no current version, If-Match: <ETag> only over the version with that ETag.
+ * The check that counts is the one inside the commit's transaction (the
+ * condition travels in meta_object.cond), so of two conditional writers the
+ * first to commit decides what the other finds: 32 If-None-Match writers
+ * on any number of gateways have exactly one winner.  The check at the
+ * start only saves a doomed upload its bytes.
+ */
+int s3_write_cond_parse(s3_req *q) {
+    const char *inm = http_header(q->http, "if-none-match"), *im = http_header(q->http, "if-match");
+    q->put_cond = META_PUT_ALWAYS;
+    if (!inm && !im) return 0;
+    if (inm && im) {
+        s3_error(q, "NotImplemented", "A write takes If-Match or If-None-Match, not both.");
+        return -1;
+    }
+    if (inm && strcmp(inm, "*") != 0) {
+        s3_error(q, "NotImplemented", "A header you provided implies functionality that is not implemented: "
+                                      "a write's If-None-Match takes only '*'.");
+        return -1;
+    }
+    if (im) {
+        /* The ETag as a GET returns it (quoted), or bare; a weak one (W/) compares by its value. */
+        const char *v = im;
+        size_t n = strlen(v);
+        if (n >= 2 && v[0] == 'W' && v[1] == '/') v += 2, n -= 2;
+        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') v++, n -= 2;
+        if (n == 0 || n >= sizeof q->put_cond_etag) {
+            /* No stored ETag is empty or this long: nothing can match. */
+            s3_error(q, "PreconditionFailed", NULL);
+            return -1;
+        }
+        memcpy(q->put_cond_etag, v, n);
+        q->put_cond_etag[n] = '\0';
+    }
+    q->put_cond = inm ? META_PUT_IF_ABSENT : META_PUT_IF_MATCH;
+    return 0;
+}
+
+int s3_write_cond_check(s3_req *q) {
+    if (q->put_cond == META_PUT_ALWAYS) return 0;
+    meta_object cur = {0};
+    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &cur);
+    if (rc != 0 && rc != CAIRN_ENOTFOUND) {
+        s3_meta_error(q, rc, "InternalError", NULL);
+        return -1;
+    }
+    bool exists = rc == 0, holds = q->put_cond == META_PUT_IF_ABSENT ? !exists
+                                                                       : exists && !strcmp(cur.etag, q->put_cond_etag);
+    meta_object_clear(&cur);
+    if (holds) return 0;
+    /* If-Match on a key with no object: NoSuchKey, as S3 answers. */
+    s3_error(q, q->put_cond == META_PUT_IF_MATCH && !exists ? "NoSuchKey" : "PreconditionFailed", NULL);
+    return -1;
+}
+
+int s3_write_cond_begin(s3_req *q) {
+    return s3_write_cond_parse(q) != 0 ? -1 : s3_write_cond_check(q);
+}
+
+void s3_write_cond_apply(const s3_req *q, meta_object *obj) {
+    obj->cond = q->put_cond;
+    if (q->put_cond == META_PUT_IF_MATCH) memcpy(obj->cond_etag, q->put_cond_etag, sizeof obj->cond_etag);
+}
+
+void s3_write_cond_refused(s3_req *q) {
+    /* The condition held when the request began.  An If-Match whose object
+     * was deleted since met a conflicting operation (409, retry after a
+     * fresh read); any other change is a precondition that no longer holds. */
+    int rc = CAIRN_EPRECOND;
+    if (q->put_cond == META_PUT_IF_MATCH) {
+        meta_object cur = {0};
+        rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &cur);
+        meta_object_clear(&cur);
+    }
+    log_write(LOG_INFO, q->http->request_id, "conditional write refused at commit: the key changed meanwhile",
+              "condition", q->put_cond == META_PUT_IF_MATCH ? "If-Match" : "If-None-Match", NULL);
+    s3_error(q, rc == CAIRN_ENOTFOUND ? "ConditionalRequestConflict" : "PreconditionFailed", NULL);
+}
+
 int s3_object_begin(s3_req *q) {
     s3_gateway *gw = q->gw;
     if (q->declared_size < 0) {
@@ -242,6 +325,7 @@ int s3_object_begin(s3_req *q) {
             return -1;
         }
     }
+    if (q->op == OP_PUT_OBJECT && s3_write_cond_begin(q) != 0) return -1;
     q->md5 = EVP_MD_CTX_new();
     if (!q->md5 || !EVP_DigestInit_ex(q->md5, EVP_md5(), NULL) || setup_checksum(q) != 0) {
         s3_error(q, "InternalError", NULL);
@@ -338,6 +422,7 @@ static int publish(s3_req *q, meta_object *obj) {
     if (rc == 0) {
         obj->jobs = jobs;
         obj->njobs = njobs;
+        s3_write_cond_apply(q, obj);
         rc = meta_object_put(q->gw->d.meta, obj, &old, &had_old);
         obj->jobs = NULL;
         obj->njobs = 0;
@@ -346,8 +431,10 @@ static int publish(s3_req *q, meta_object *obj) {
     }
     if (rc != 0) {
         if (s3_commit_failed_drop_ok(q, rc, obj->version_id)) s3_drop_version_data(q, obj);
-        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
-                      rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
+        if (rc == CAIRN_EPRECOND) s3_write_cond_refused(q);
+        else
+            s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
+                          rc == CAIRN_ENOTFOUND ? NULL : "the metadata commit failed");
         return rc;
     }
     s3_committed_object(q, S3_CHANGE_CREATED, obj);

@@ -596,3 +596,44 @@ def test_a_starting_gateways_orphan_pass_spares_shards_younger_than_its_minimum_
                what="the collect_orphans run")
     assert not young.exists()
     pair.stop_and_fsck()
+
+
+@pytest.mark.deadline(300)
+def test_32_if_none_match_writers_over_two_gateways_have_exactly_one_winner(make_pair):
+    """S3's conditional writes across gateways: 32 PUTs of one absent key
+    with If-None-Match: *, half through each gateway, all released at once.
+    Exactly one is acknowledged and it is what both gateways serve; every
+    other writer gets 412 PreconditionFailed, and no loser's shards stay."""
+    pair = make_pair()
+    bucket = new_bucket(pair.a)
+    for round_no in range(3):
+        key = f"once-{round_no}"
+        start = threading.Barrier(WRITERS)
+        results = []
+        lock = threading.Lock()
+
+        def writer(t):
+            gw = pair.gws[t % 2]
+            data = payload(24 * KiB + 97 * t, 7000 * round_no + t)   # erasure-coded, every body different
+            start.wait()
+            r = gw.request("PUT", sigv4.object_path(bucket, key), body=data, headers={"If-None-Match": "*"},
+                           timeout=60)
+            with lock:
+                results.append((r.status, r.error_code, md5_hex(data)))
+
+        with concurrent.futures.ThreadPoolExecutor(WRITERS) as pool:
+            for f in [pool.submit(writer, t) for t in range(WRITERS)]:
+                f.result(timeout=240)
+        won = [md5 for status, _, md5 in results if status == 200]
+        lost = [(status, code) for status, code, _ in results if status != 200]
+        assert len(won) == 1, f"round {round_no}: {len(won)} writers won"
+        assert lost == [(412, "PreconditionFailed")] * (WRITERS - 1), lost
+        for gw in pair.gws:
+            assert md5_hex(get(gw, bucket, key).body) == won[0], gw.name
+
+    def three_versions():
+        files = pair.shard_files()
+        return len(files) == 3 * NNODES and len({name.split(".")[0] for _, name in files}) == 3
+    wait_until(three_versions, 30, what=f"only the winners' shards on the nodes, not {len(pair.shard_files())}")
+    doc = pair.stop_and_fsck()
+    assert doc["check"]["orphans"] == 0 and doc["check"]["placements"] == 3, doc["check"]

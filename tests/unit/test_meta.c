@@ -890,6 +890,85 @@ Test(meta, object_put_get_delete_and_errors) {
     fx_close(&f);
 }
 
+Test(meta, conditional_puts_hold_at_commit) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    meta_object o = mk_obj("b", "k", 1, 1);
+    o.cond = META_PUT_IF_MATCH;
+    strcpy(o.cond_etag, o.etag);
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EPRECOND, "If-Match with no current version");
+    o.cond = META_PUT_IF_ABSENT;
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0, "If-None-Match: * on an absent key");
+    meta_object again = mk_obj("b", "k", 1, 2);
+    again.cond = META_PUT_IF_ABSENT;
+    meta_object rep;
+    bool had = true;
+    cr_assert_eq(meta_object_put(f.ms, &again, &rep, &had), CAIRN_EPRECOND, "the key exists now");
+    cr_assert_not(had, "a refused put replaced nothing");
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, o.version_id, "the refused put changed nothing");
+    meta_object_clear(&got);
+    again.cond = META_PUT_IF_MATCH;
+    strcpy(again.cond_etag, "0123456789abcdef0123456789abcdef");
+    cr_assert_eq(meta_object_put(f.ms, &again, NULL, NULL), CAIRN_EPRECOND, "another etag");
+    strcpy(again.cond_etag, o.etag);
+    cr_assert_eq(meta_object_put(f.ms, &again, &rep, &had), 0, "the current etag");
+    cr_assert(had);
+    cr_assert_str_eq(rep.version_id, o.version_id);
+    meta_object_clear(&rep);
+    again.cond = (meta_put_cond)7;
+    cr_assert_eq(meta_object_put(f.ms, &again, NULL, NULL), CAIRN_EINVAL, "an unknown condition");
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_store *ms;
+    int wins, refused, other;
+} cond_racer;
+
+static void *cond_race_main(void *arg) {
+    cond_racer *r = arg;
+    meta_object o = mk_obj("b", "race", 4, 1);
+    o.cond = META_PUT_IF_ABSENT;
+    int rc = meta_object_put(r->ms, &o, NULL, NULL);
+    if (rc == 0) r->wins++;
+    else if (rc == CAIRN_EPRECOND) r->refused++;
+    else r->other++;
+    return NULL;
+}
+
+/* 16 writers of one absent key, each If-None-Match: *: exactly one wins. */
+Test(meta, concurrent_if_absent_puts_have_one_winner, .timeout = 60) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    for (int round = 0; round < 5; round++) {
+        pthread_t th[16];
+        cond_racer r[16];
+        memset(r, 0, sizeof r);
+        for (int i = 0; i < 16; i++) {
+            r[i].ms = f.ms;
+            cr_assert_eq(pthread_create(&th[i], NULL, cond_race_main, &r[i]), 0);
+        }
+        int wins = 0, refused = 0, other = 0;
+        for (int i = 0; i < 16; i++) {
+            pthread_join(th[i], NULL);
+            wins += r[i].wins;
+            refused += r[i].refused;
+            other += r[i].other;
+        }
+        cr_assert_eq(other, 0, "round %d: no other outcome", round);
+        cr_assert_eq(wins, 1, "round %d: exactly one writer wins (%d did)", round, wins);
+        cr_assert_eq(refused, 15, "round %d", round);
+        meta_object del;
+        cr_assert_eq(meta_object_delete(f.ms, "b", 0, "race", 4, &del), 0);
+        meta_object_clear(&del);
+    }
+    fx_close(&f);
+}
+
 Test(meta, odd_keys_round_trip) {
     fx f;
     fx_open(&f, 2);
@@ -1790,6 +1869,36 @@ Test(uploads, complete_refuses_a_part_replaced_since_it_was_read) {
     cr_assert_eq(pruned, 1);
     cr_assert_eq(meta_upload_completed_get(f.ms, "up", &c), CAIRN_ENOTFOUND);
     cr_assert_eq(meta_upload_completed_prune(f.ms, 0, 0, &pruned), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(uploads, a_conditional_complete_that_fails_leaves_the_upload) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    put_key(f.ms, "b", "k", 1);
+    mk_upload(f.ms, "b", id, "k", "up");
+    meta_part part = mk_part(1, 100, "1+0:4096:0123456789abcdef");
+    meta_part old;
+    bool had = false;
+    cr_assert_eq(meta_part_put(f.ms, "up", &part, &old, &had), 0);
+    meta_object obj = mp_obj("b", id, "k", 100, 1);
+    obj.cond = META_PUT_IF_ABSENT;
+    meta_object replaced;
+    bool had_replaced = true;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &obj, &part, 1, &replaced, &had_replaced, ignore_part, &unused),
+                 CAIRN_EPRECOND);
+    cr_assert_not(had_replaced);
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up", &u), 0, "the upload is intact, to complete without the condition");
+    meta_upload_clear(&u);
+    obj.cond = META_PUT_IF_MATCH;
+    strcpy(obj.cond_etag, "d41d8cd98f00b204e9800998ecf8427e");
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &obj, &part, 1, &replaced, &had_replaced, ignore_part, &unused), 0);
+    cr_assert(had_replaced);
+    meta_object_clear(&replaced);
     fx_close(&f);
 }
 
