@@ -857,7 +857,7 @@ static void set_ops(tiered *t) {
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
     F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(notify_target_add);
     F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
-    F(bucket_notification_put); F(job_pending_count);
+    F(bucket_notification_put); F(job_pending_count); F(bucket_config_get); F(bucket_config_put);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);
