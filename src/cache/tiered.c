@@ -787,6 +787,13 @@ static int f_bucket_notification_put(meta_store *ms, int64_t bucket_id, const ch
     return IN(ms)->ops->bucket_notification_put(IN(ms), bucket_id, config);
 }
 
+static int f_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body) {
+    return IN(ms)->ops->bucket_config_get(IN(ms), bucket_id, kind, body);
+}
+static int f_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body) {
+    return IN(ms)->ops->bucket_config_put(IN(ms), bucket_id, kind, body);
+}
+
 static int f_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
     return IN(ms)->ops->job_pending_count(IN(ms), kind, needle, before_id, n);
 }
