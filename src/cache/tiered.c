@@ -106,6 +106,8 @@ static int decode_object(const void *val, size_t len, bool with_data, meta_objec
     o.headers_json = NULL;
     o.data = NULL;
     o.data_len = 0;
+    o.jobs = NULL; /* a put's borrowed pointers mean nothing here */
+    o.njobs = 0;
     const char *p = rec + sizeof o;
     if (h.headers_len && !(o.headers_json = strndup(p, h.headers_len))) return CAIRN_ENOMEM;
     if (need) {
@@ -674,16 +676,27 @@ static int c_bucket_set_public(meta_store *ms, const char *name, bool public_rea
     return rc;
 }
 
+static int c_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state) {
+    int rc = IN(ms)->ops->bucket_set_versioning(IN(ms), name, bucket_id, state);
+    invalidate_name(T(ms), 'b', name);
+    return rc;
+}
+
 /* Write-through: the committed record goes into this gateway's L1 in place
  * of the old one (a GET right after a PUT is a hit, not three round trips),
  * under the version taken before the commit, so a later write of the key
  * by another thread here (or one heard from another gateway) wins.  Only
- * for a put naming its bucket's id: the record is then exactly what the
- * backend stores (meta_object_put stores obj as given). */
+ * for a put naming its bucket's id into a bucket without versioning: the
+ * record is then exactly what the backend stores (meta_object_put stores
+ * obj as given, the current null version); where versions are kept the
+ * backend numbers them, and the next read fills the entry. */
 static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced) {
     tiered *t = T(ms);
     bool through = t->l1 && obj->bucket_id > 0 && obj->key_len <= 1025 && strlen(obj->bucket) < 64 &&
                    (obj->storage != META_STORE_INLINE || obj->data || obj->data_len == 0);
+    meta_bucket b;
+    if (through) through = c_bucket_get(ms, obj->bucket, &b) == 0 && b.id == obj->bucket_id &&
+                           b.versioning == META_VERSIONING_OFF;
     uint64_t version = through ? cache_version_begin(t->l1) : 0;
     int rc = IN(ms)->ops->object_put(IN(ms), obj, replaced, had_replaced);
     char k[OBJ_KEY_MAX];
@@ -695,15 +708,23 @@ static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *rep
     }
     buf_t val;
     buf_init(&val);
-    encode_object(&val, obj);
+    meta_object rec = *obj;
+    rec.is_latest = rec.null_version = true;
+    rec.delete_marker = false;
+    rec.jobs = NULL;
+    rec.njobs = 0;
+    rec.cond = META_PUT_ALWAYS;
+    encode_object(&val, &rec);
     invalidate_fill(t, keys, &kl, 1, &val, version);
     buf_free(&val);
     return rc;
 }
 
 static int c_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                           const meta_job *jobs, int njobs, meta_object *deleted) {
-    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, jobs, njobs, deleted);
+                           const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                           meta_delete_result *res) {
+    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, version_id, owner_id, jobs, njobs,
+                                        res);
     invalidate_object(T(ms), bucket, key, key_len);
     return rc;
 }
@@ -794,6 +815,17 @@ static int f_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *ki
     return IN(ms)->ops->bucket_config_put(IN(ms), bucket_id, kind, body);
 }
 
+static int f_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                                size_t key_len, const char *version_id, bool with_data, meta_object *out) {
+    return IN(ms)->ops->object_get_version(IN(ms), bucket, bucket_id, key, key_len, version_id, with_data, out);
+}
+static int f_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix,
+                                  size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                                  int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
+    return IN(ms)->ops->object_list_versions(IN(ms), bucket, bucket_id, prefix, prefix_len, after_key, after_key_len,
+                                             after_seq, limit, cb, ud, more);
+}
+
 static int f_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n) {
     return IN(ms)->ops->job_pending_count(IN(ms), kind, needle, before_id, n);
 }
@@ -865,12 +897,13 @@ static void set_ops(tiered *t) {
     F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(notify_target_add);
     F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
     F(bucket_notification_put); F(job_pending_count); F(bucket_config_get); F(bucket_config_put);
+    F(object_get_version); F(object_list_versions);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);
     C(bucket_delete); C(bucket_set_public); C(object_put); C(object_get); C(object_delete); C(object_delete_many);
     C(placement_set_layout); C(repair); C(upload_complete); C(user_get); C(user_create); C(user_ensure_root);
-    C(user_set_audit);
+    C(user_set_audit); C(bucket_set_versioning);
 #undef C
     o->pool_stats = t->inner->ops->pool_stats ? c_pool_stats : NULL;
     o->job_listener_open = t->inner->ops->job_listener_open ? c_job_listener_open : NULL;

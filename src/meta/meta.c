@@ -252,17 +252,72 @@ int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replace
 }
 
 int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out) {
+    int rc = meta_object_get_current(ms, bucket, bucket_id, key, key_len, with_data, out);
+    if (rc == 0 && out->delete_marker) {
+        meta_object_clear(out);
+        memset(out, 0, sizeof *out);
+        rc = CAIRN_ENOTFOUND;
+    }
+    return rc;
+}
+
+int meta_object_get_current(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            bool with_data, meta_object *out) {
     return ms ? ms->ops->object_get(ms, bucket, bucket_id, key, key_len, with_data, out) : CAIRN_EINVAL;
 }
 
 int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, meta_object *deleted) {
-    return ms ? ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, NULL, 0, deleted) : CAIRN_EINVAL;
+    return meta_object_delete_jobs(ms, bucket, bucket_id, key, key_len, NULL, 0, deleted);
 }
 
 int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             const meta_job *jobs, int njobs, meta_object *deleted) {
-    if (!ms || njobs < 0 || (njobs && !jobs)) return CAIRN_EINVAL;
-    return ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, jobs, njobs, deleted);
+    if (deleted) memset(deleted, 0, sizeof *deleted);
+    meta_delete_result res;
+    int rc = meta_object_delete_version(ms, bucket, bucket_id, key, key_len, NULL, 0, jobs, njobs, &res);
+    meta_object_clear(&res.marker);
+    if (deleted) *deleted = res.removed;
+    else meta_object_clear(&res.removed);
+    return rc;
+}
+
+int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                               size_t key_len, const char *version_id, int64_t owner_id, const meta_job *jobs,
+                               int njobs, meta_delete_result *res) {
+    meta_delete_result local;
+    if (!res) res = &local;
+    memset(res, 0, sizeof *res);
+    if (!ms || !bucket || njobs < 0 || (njobs && !jobs)) return CAIRN_EINVAL;
+    /* An id no version can have names none. */
+    if (version_id && !meta_v_id_ok(version_id)) return CAIRN_ENOTFOUND;
+    int rc = ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, version_id, owner_id, jobs, njobs, res);
+    if (res == &local) meta_delete_result_clear(&local);
+    return rc;
+}
+
+int meta_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            const char *version_id, bool with_data, meta_object *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!ms || !bucket || !out || !version_id) return CAIRN_EINVAL;
+    if (!meta_v_id_ok(version_id)) return CAIRN_ENOTFOUND;
+    return ms->ops->object_get_version(ms, bucket, bucket_id, key, key_len, version_id, with_data, out);
+}
+
+int meta_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix,
+                              size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                              int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
+    if (more) *more = false;
+    if (!ms || !bucket || !cb || limit < 0 || after_seq < 0 || (prefix_len && !prefix) || (after_key_len && !after_key))
+        return CAIRN_EINVAL;
+    return ms->ops->object_list_versions(ms, bucket, bucket_id, prefix, prefix_len, after_key, after_key_len,
+                                         after_seq, limit, cb, ud, more);
+}
+
+int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state) {
+    if (!ms || !name || (state != META_VERSIONING_OFF && state != META_VERSIONING_ENABLED &&
+                         state != META_VERSIONING_SUSPENDED))
+        return CAIRN_EINVAL;
+    return ms->ops->bucket_set_versioning(ms, name, bucket_id, state);
 }
 
 int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {

@@ -244,6 +244,14 @@ int meta_key_set_active(meta_store *ms, const char *access_key, bool active); /*
  * of a deleted bucket can surface in its successor.  0 means "whichever
  * bucket has the name" (operator tools).
  */
+/* A bucket's versioning (S3's): never enabled, enabled, or suspended once
+ * enabled (it never goes back to off). */
+typedef enum {
+    META_VERSIONING_OFF = 0,
+    META_VERSIONING_ENABLED = 1,
+    META_VERSIONING_SUSPENDED = 2,
+} meta_versioning;
+
 typedef struct {
     int64_t id;
     char name[64];
@@ -251,6 +259,8 @@ typedef struct {
     int64_t created_ms;
     bool public_read;
     char region[64];
+    meta_versioning versioning;
+    bool object_lock;          /* object lock enabled (versioning enabled with it, for good) */
 } meta_bucket;
 
 /* Fills b->id.  CAIRN_EEXIST if the name is taken; then existing_owner (if
@@ -267,6 +277,10 @@ int meta_bucket_delete(meta_store *ms, const char *name, int64_t id);
 int meta_bucket_list(meta_store *ms, int64_t owner_id,
                      int (*cb)(void *ud, const meta_bucket *b), void *ud);
 int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read);
+/* Sets the versioning of the bucket (bucket_id as in meta_bucket_delete).
+ * CAIRN_ENOTFOUND without it; CAIRN_EINVAL for OFF once it was enabled (S3
+ * only suspends), or SUSPENDED on a bucket with object lock. */
+int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state);
 
 /* ---- objects ---------------------------------------------------------------- */
 
@@ -312,9 +326,17 @@ typedef struct {
     const struct meta_job_s *jobs;
     int njobs;
     /* Puts and completes: the write's condition (never stored); when it
-     * does not hold nothing changes and the call is CAIRN_EPRECOND. */
+     * does not hold nothing changes and the call is CAIRN_EPRECOND.  A
+     * current version that is a delete marker counts as no version. */
     meta_put_cond cond;
     char cond_etag[72];     /* META_PUT_IF_MATCH: the etag, unquoted */
+    /* Versions (filled by reads; puts set none of them: the bucket's
+     * versioning decides).  version_id above names the version's bytes; S3
+     * calls a null version "null". */
+    int64_t seq;            /* its place among the key's versions: 1, 2, ... newer is larger */
+    bool is_latest;         /* the key's current version */
+    bool delete_marker;     /* a delete marker: no bytes (INLINE, size 0, no data row) */
+    bool null_version;      /* written while versioning was off or suspended: S3's version "null" */
 } meta_object;
 
 /* Frees the owned members and zeroes the pointers. */
@@ -322,21 +344,30 @@ void meta_object_clear(meta_object *o);
 
 /*
  * Makes obj the current version of (bucket, key) in one transaction (grouped
- * with concurrent puts: one synced commit for many).  When it replaced an
- * earlier version, *replaced is filled with that version (without inline
- * data) and *had_replaced set, so the caller can delete its bytes; a
- * replaced multipart version's parts are moved to the trash by the same
- * transaction.  CAIRN_ENOTFOUND if the bucket does not exist at commit time
+ * with concurrent puts: one synced commit for many), as the bucket's
+ * versioning says at commit time: off, it replaces the current version;
+ * enabled, the current one becomes noncurrent and obj is a new version;
+ * suspended, obj is the null version, replacing the null version wherever
+ * it is among the versions.  When that removed a version, *replaced is
+ * filled with it (without inline data) and *had_replaced set, so the
+ * caller can delete its bytes; a replaced multipart version's parts are
+ * moved to the trash by the same transaction.  CAIRN_ENOTFOUND if the bucket does not exist at commit time
  * (or obj->bucket_id > 0 and the bucket of that name is another one now).
  * CAIRN_EPRECOND when obj->cond does not hold at commit time (nothing
  * changed).
  */
 int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced,
                     bool *had_replaced);
-/* with_data: also load inline bytes.  CAIRN_ENOTFOUND if no such object (or
- * bucket_id > 0 and the bucket of that name is not that one). */
+/* The key's current object; with_data: also load inline bytes.
+ * CAIRN_ENOTFOUND if there is none, or its current version is a delete
+ * marker (or bucket_id > 0 and the bucket of that name is not that one).
+ * out is zeroed on every outcome. */
 int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                     bool with_data, meta_object *out);
+/* The same, but a current delete marker is returned (out->delete_marker):
+ * S3's GET answers it with x-amz-delete-marker. */
+int meta_object_get_current(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            bool with_data, meta_object *out);
 /* Removes (bucket, key); fills *deleted with the removed version (a
  * multipart version's parts go to the trash in the same transaction).
  * CAIRN_ENOTFOUND if absent (bucket_id as in meta_object_get). */
@@ -350,11 +381,68 @@ int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_i
 typedef struct {
     const char *key;
     size_t key_len;
+    const char *version_id;    /* in: NULL the current version (as meta_object_delete_version), else that one */
+    int64_t owner_id;          /* in: who deletes (a delete marker's owner) */
     int rc;                    /* out: 0 deleted or absent, or an error */
     meta_object deleted;       /* out: the removed version (rc 0, version_id set) */
+    meta_object marker;        /* out: the delete marker made (version_id set), as in meta_delete_result */
+    bool deleted_marker;       /* out: the version removed was a delete marker */
     const struct meta_job_s *jobs; /* in: enqueued with the removal, if the key existed */
     int njobs;
 } meta_delete_item;
+
+/* What a versioned delete did. */
+typedef struct {
+    meta_object removed;       /* a version now gone, whose bytes the caller removes (version_id "" = none) */
+    bool removed_marker;       /* the version removed was a delete marker */
+    meta_object marker;        /* the delete marker it made (version_id "" = none) */
+} meta_delete_result;
+/* Frees what a result owns. */
+void meta_delete_result_clear(meta_delete_result *r);
+
+/*
+ * S3's DeleteObject, in one transaction.  version_id NULL: the current
+ * version, as the bucket's versioning says: off, it is removed (absent:
+ * CAIRN_ENOTFOUND); enabled, a delete marker (owned by owner_id) becomes
+ * the current version, the current one noncurrent, nothing removed;
+ * suspended, a null delete marker becomes current and the null version,
+ * wherever it is, is removed.  version_id set ("null" for the null
+ * version): that version is removed for good, and if it was current the
+ * newest remaining one becomes current; CAIRN_ENOTFOUND without it.  jobs
+ * are enqueued when anything changed.  The caller clears *res.
+ */
+int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                               size_t key_len, const char *version_id, int64_t owner_id,
+                               const struct meta_job_s *jobs, int njobs, meta_delete_result *res);
+/* One version of (bucket, key) by its id ("null": the null version),
+ * delete markers included (out->delete_marker).  CAIRN_ENOTFOUND without
+ * it (bucket_id as in meta_object_get). */
+int meta_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            const char *version_id, bool with_data, meta_object *out);
+
+/* One row of a versions listing; pointers valid only during the callback. */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    const char *version_id;
+    int64_t seq;
+    bool is_latest, delete_marker, null_version;
+    int64_t size;
+    const char *etag;
+    int64_t mtime_ms;
+    int64_t owner_id;
+} meta_version_entry;
+
+/*
+ * ListObjectVersions: up to limit versions of bucket whose key starts with
+ * prefix, in key order and newest first within a key, delete markers
+ * included, starting after (after_key, after_seq): after_seq 0 means after
+ * every version of after_key; after_key NULL from the start.  O(rows
+ * returned), as meta_object_list; cb and *more as there.
+ */
+int meta_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix,
+                              size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                              int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 /* Deletes up to 1000 keys of one bucket in one transaction (one synced
  * commit): DeleteObjects.  Each key runs in its own savepoint and gets its
  * own outcome (an absent key is rc 0 with no version_id); if the batch

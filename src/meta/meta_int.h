@@ -77,7 +77,10 @@ typedef struct meta_ops {
     int (*bucket_set_public)(meta_store *ms, const char *name, bool public_read);
     int (*object_put)(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced);
     int (*object_get)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const meta_job *jobs, int njobs, meta_object *deleted);
+    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs, meta_delete_result *res);
+    int (*object_get_version)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, bool with_data, meta_object *out);
+    int (*object_list_versions)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq, int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
+    int (*bucket_set_versioning)(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state);
     int (*object_delete_many)(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
     int (*object_list)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more);
     int (*object_scan)(meta_store *ms, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);
@@ -171,6 +174,52 @@ int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, boo
 
 /* Keys compare as bytes: memcmp, then the shorter first (meta.c). */
 int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* ---- versions (versions.c) ---- */
+
+/* An insert that lost the key to a concurrent first version: run the step again. */
+#define META_V_RETRY 1
+
+/* A backend's row operations for versions.c, each inside its open
+ * transaction on connection c.  Rows are the objects table's; a version is
+ * named by (bucket, key, seq). */
+typedef struct {
+    void *c;
+    /* The key's current version (PostgreSQL: locked): 0 or CAIRN_ENOTFOUND. */
+    int (*current)(void *c, const char *bucket, const char *key, size_t key_len, meta_object *out);
+    /* A version by its S3 id ("null": the null version; PostgreSQL: locked). */
+    int (*find)(void *c, const char *bucket, const char *key, size_t key_len, const char *version_id,
+                meta_object *out);
+    /* The null version when it is not the current one: 0 or CAIRN_ENOTFOUND. */
+    int (*noncurrent_null)(void *c, const char *bucket, const char *key, size_t key_len, meta_object *out);
+    /* cur stops being the current version. */
+    int (*demote)(void *c, const meta_object *cur);
+    /* o becomes a row (every column, latest included); META_V_RETRY when
+     * its key has a current version after all (a concurrent insert). */
+    int (*insert)(void *c, const meta_object *o);
+    /* cur's row takes o's columns (the seq stays). */
+    int (*replace)(void *c, const meta_object *cur, const meta_object *o);
+    /* gone's row goes. */
+    int (*remove)(void *c, const meta_object *gone);
+    /* What the database holds of a version's bytes that no row names any
+     * more: its inline bytes, its multipart parts (into the trash). */
+    int (*release)(void *c, const meta_object *gone);
+    /* o's inline bytes, when it has them. */
+    int (*store_data)(void *c, const meta_object *o);
+    /* The newest version of the key becomes its current one. */
+    int (*promote)(void *c, const char *bucket, const char *key, size_t key_len);
+} meta_vops;
+
+/* The put and the delete of meta.h (meta_object_put, meta_object_delete_version)
+ * under the bucket's versioning state, inside the backend's transaction. */
+int meta_v_put(const meta_vops *v, meta_versioning state, const meta_object *obj, meta_object *freed,
+               bool *had_freed);
+int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket, const char *key, size_t key_len,
+                  const char *version_id, int64_t owner_id, meta_delete_result *res);
+/* A version id a request may name: "null" or 32 lowercase hex digits. */
+bool meta_v_id_ok(const char *version_id);
+/* Whether obj->cond holds with cur the key's current version (NULL: none). */
+bool sq_obj_cond_holds(const meta_object *obj, const meta_object *cur);
 /* The smallest string greater than every string starting with prefix (n
  * bytes): drop trailing 0xFF bytes, then increment the last one, into out
  * (n bytes).  Its length, or 0 when none exists (no upper bound). */

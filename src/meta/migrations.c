@@ -322,6 +322,62 @@ static const char up_v13[] =
     "  PRIMARY KEY (bucket_id, kind)) WITHOUT ROWID;";
 static const char down_v13[] = "DROP TABLE bucket_configs;";
 
+/* v14: versions.  Every version of a key is a row, numbered by seq (newer
+ * is larger) and clustered newest first under its key, so a versions
+ * listing is one range scan; latest marks the current one, and the unique
+ * partial index both enforces one per key and serves every read of current
+ * objects (GET, listings) without touching older versions.  Delete markers
+ * are rows without bytes; null_version is S3's version "null" (every row
+ * written before versioning is one).  Buckets record their versioning and
+ * whether object lock is on.  Down keeps only current objects: what it
+ * drops leaves shards that fsck and the orphan pass remove. */
+static const char up_v14[] =
+    "CREATE TABLE objects_v14("
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL COLLATE BINARY,"
+    "  seq INTEGER NOT NULL DEFAULT 1,"
+    "  version_id TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  owner_id INTEGER NOT NULL,"
+    "  storage INTEGER NOT NULL CHECK (storage IN (0, 1)),"
+    "  headers_json TEXT NOT NULL DEFAULT '{}',"
+    "  layout TEXT NOT NULL DEFAULT '',"
+    "  latest INTEGER NOT NULL DEFAULT 1,"
+    "  delete_marker INTEGER NOT NULL DEFAULT 0,"
+    "  null_version INTEGER NOT NULL DEFAULT 1,"
+    "  PRIMARY KEY (bucket, key, seq DESC)) WITHOUT ROWID;"
+    "INSERT INTO objects_v14(bucket, key, seq, version_id, size, etag, mtime_ms, owner_id, storage, headers_json,"
+    "  layout) SELECT bucket, key, 1, version_id, size, etag, mtime_ms, owner_id, storage, headers_json, layout"
+    "  FROM objects;"
+    "DROP TABLE objects;"
+    "ALTER TABLE objects_v14 RENAME TO objects;"
+    "CREATE INDEX objects_version ON objects(version_id);"
+    "CREATE UNIQUE INDEX objects_latest ON objects(bucket, key) WHERE latest = 1;"
+    "ALTER TABLE buckets ADD COLUMN versioning INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE buckets ADD COLUMN object_lock INTEGER NOT NULL DEFAULT 0;";
+static const char down_v14[] =
+    "ALTER TABLE buckets DROP COLUMN object_lock;"
+    "ALTER TABLE buckets DROP COLUMN versioning;"
+    "CREATE TABLE objects_v13("
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL COLLATE BINARY,"
+    "  version_id TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  owner_id INTEGER NOT NULL,"
+    "  storage INTEGER NOT NULL CHECK (storage IN (0, 1)),"
+    "  headers_json TEXT NOT NULL DEFAULT '{}',"
+    "  layout TEXT NOT NULL DEFAULT '',"
+    "  PRIMARY KEY (bucket, key)) WITHOUT ROWID;"
+    "INSERT INTO objects_v13 SELECT bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json,"
+    "  layout FROM objects WHERE latest = 1 AND delete_marker = 0;"
+    "DROP TABLE objects;"
+    "ALTER TABLE objects_v13 RENAME TO objects;"
+    "CREATE INDEX objects_version ON objects(version_id);";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -336,6 +392,7 @@ static const migration migrations[] = {
     {11, "audit store: events, and the audit right of users", up_v11, down_v11},
     {12, "bucket notifications: webhook targets and bucket configurations; job claims by index", up_v12, down_v12},
     {13, "bucket configurations: CORS, tagging, lifecycle, policies and the rest, by bucket id", up_v13, down_v13},
+    {14, "versions: every version of a key a row, delete markers, the current one by index; bucket versioning", up_v14, down_v14},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

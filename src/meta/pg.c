@@ -61,9 +61,16 @@
 #include <string.h>
 
 /* Object columns, in the order every object SELECT returns them. */
-#define OBJ_COLS "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json, layout"
+#define OBJ_COLS \
+    "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json, layout, seq, latest," \
+    " delete_marker, null_version"
 #define OBJ_COLS_O \
-    "o.bucket, o.key, o.version_id, o.size, o.etag, o.mtime_ms, o.owner_id, o.storage, o.headers_json, o.layout"
+    "o.bucket, o.key, o.version_id, o.size, o.etag, o.mtime_ms, o.owner_id, o.storage, o.headers_json, o.layout," \
+    " o.seq, o.latest, o.delete_marker, o.null_version"
+/* Versions listing: $1 bucket, $2 key bound, $3 limit, $4 bucket id, $5 upper bound or seq. */
+#define VLIST_COLS \
+    "SELECT key, version_id, seq, latest, delete_marker, null_version, size, etag, mtime_ms, owner_id FROM objects" \
+    " WHERE " BUCKET_IS("$1", "$4") " AND bucket = $1::text AND "
 /* Requests name the bucket they resolved by id (> 0): a bucket deleted and
  * recreated under the same name by someone else then matches no row. */
 #define BUCKET_IS(name_param, id_param)                                                                       \
@@ -75,7 +82,8 @@
     " coalesce(unique_key, ''), last_error, created_ms, finished_ms"
 /* Listing: $1 bucket, $2 lower bound, $3 limit, $4 bucket id, $5 upper bound. */
 #define LIST_COLS \
-    "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE " BUCKET_IS("$1", "$4") " AND bucket = $1::text AND "
+    "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE " BUCKET_IS("$1", "$4") " AND bucket = $1::text" \
+    " AND latest AND NOT delete_marker AND "
 #define PART_COLS "part_number, version_id, size, etag, layout, mtime_ms"
 #define NOT_MULTIPART "left(layout, 3) <> 'mp:'"
 
@@ -97,15 +105,21 @@ static const char *const pg_sql[PS__COUNT] = {
                     " WHERE $1::int8 < 0 OR user_id = $1::int8 ORDER BY access_key",
     [PS_KEY_SET_ACTIVE] = "UPDATE access_keys SET active = $2::bool WHERE access_key = $1::text",
     [PS_NAME_LOCK] = "SELECT pg_advisory_xact_lock(1, hashtext($1::text))",
-    [PS_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region)"
-                         " VALUES ($1::text, $2::int8, $3::int8, $4::bool, $5::text) RETURNING id",
-    [PS_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region FROM buckets WHERE name = $1::text",
+    [PS_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region, versioning, object_lock)"
+                         " VALUES ($1::text, $2::int8, $3::int8, $4::bool, $5::text, $6::int8, $7::bool) RETURNING id",
+    [PS_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+                      " WHERE name = $1::text",
+    [PS_BUCKET_VERSIONING] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = $1::text"
+                             " FOR KEY SHARE",
+    [PS_BUCKET_VERSIONING_LOCK] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = $1::text"
+                                  " FOR UPDATE",
+    [PS_BUCKET_SET_VERSIONING] = "UPDATE buckets SET versioning = $2::int8 WHERE name = $1::text",
     [PS_BUCKET_EXISTS] = "SELECT owner_id, id FROM buckets WHERE name = $1::text",
     [PS_BUCKET_SHARE] = "SELECT owner_id, id FROM buckets WHERE name = $1::text FOR KEY SHARE",
     [PS_BUCKET_LOCK] = "SELECT owner_id, id FROM buckets WHERE name = $1::text FOR UPDATE",
     [PS_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = $1::text LIMIT 1",
     [PS_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = $1::text",
-    [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region FROM buckets"
+    [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
                        " WHERE $1::int8 < 0 OR owner_id = $1::int8 ORDER BY name",
     [PS_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = $2::bool WHERE name = $1::text",
     [PS_BUCKET_LOCK_UPLOADS] = "SELECT count(*) FROM (SELECT 1 FROM uploads WHERE bucket_id = $1::int8 FOR UPDATE) s",
@@ -117,19 +131,43 @@ static const char *const pg_sql[PS__COUNT] = {
                              " (SELECT upload_id FROM uploads WHERE bucket_id = $1::int8)",
     [PS_BUCKET_DROP_UPLOADS] = "DELETE FROM uploads WHERE bucket_id = $1::int8",
     [PS_BUCKET_DROP_COMPLETED] = "DELETE FROM completed_uploads WHERE bucket_id = $1::int8",
-    [PS_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea AND "
+    [PS_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea AND latest AND "
                    BUCKET_IS("$1", "$3"),
     [PS_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
                         " LEFT JOIN object_data d ON d.version_id = o.version_id"
-                        " WHERE o.bucket = $1::text AND o.key = $2::bytea AND " BUCKET_IS("$1", "$3"),
-    [PS_OBJ_LOCK] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea FOR UPDATE",
+                        " WHERE o.bucket = $1::text AND o.key = $2::bytea AND o.latest AND " BUCKET_IS("$1", "$3"),
+    [PS_OBJ_LOCK] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea AND latest"
+                    " FOR UPDATE",
+    /* Any unique index refuses it: the key's current version (a concurrent
+     * first version) or its seq (a version the caller could not see). */
     [PS_OBJ_INSERT] = "INSERT INTO objects(" OBJ_COLS ") VALUES ($1::text, $2::bytea, $3::text, $4::int8, $5::text,"
-                      " $6::int8, $7::int8, $8::int8, $9::bytea, $10::text) ON CONFLICT (bucket, key) DO NOTHING",
+                      " $6::int8, $7::int8, $8::int8, $9::bytea, $10::text, $11::int8, $12::bool, $13::bool,"
+                      " $14::bool) ON CONFLICT DO NOTHING",
     [PS_OBJ_UPDATE] = "UPDATE objects SET version_id = $3::text, size = $4::int8, etag = $5::text, mtime_ms = $6::int8,"
-                      " owner_id = $7::int8, storage = $8::int8, headers_json = $9::bytea, layout = $10::text"
-                      " WHERE bucket = $1::text AND key = $2::bytea",
-    [PS_OBJ_DELETE] = "DELETE FROM objects WHERE bucket = $1::text AND key = $2::bytea AND " BUCKET_IS("$1", "$3")
-                      " RETURNING " OBJ_COLS,
+                      " owner_id = $7::int8, storage = $8::int8, headers_json = $9::bytea, layout = $10::text,"
+                      " latest = $12::bool, delete_marker = $13::bool, null_version = $14::bool"
+                      " WHERE bucket = $1::text AND key = $2::bytea AND seq = $11::int8",
+    [PS_OBJ_GET_VERSION] = "SELECT " OBJ_COLS_O ", d.data FROM objects o LEFT JOIN object_data d"
+                           " ON d.version_id = o.version_id WHERE o.bucket = $1::text AND o.key = $2::bytea"
+                           " AND o.version_id = $4::text AND " BUCKET_IS("$1", "$3"),
+    [PS_OBJ_GET_NULL] = "SELECT " OBJ_COLS_O ", d.data FROM objects o LEFT JOIN object_data d"
+                        " ON d.version_id = o.version_id WHERE o.bucket = $1::text AND o.key = $2::bytea"
+                        " AND o.null_version AND " BUCKET_IS("$1", "$3"),
+    [PS_OBJ_LOCK_VERSION] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea"
+                            " AND version_id = $3::text FOR UPDATE",
+    [PS_OBJ_LOCK_NULL] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea"
+                         " AND null_version FOR UPDATE",
+    [PS_OBJ_NULL_NONCURRENT] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = $1::text AND key = $2::bytea"
+                               " AND null_version AND NOT latest FOR UPDATE",
+    [PS_OBJ_DEMOTE] = "UPDATE objects SET latest = false WHERE bucket = $1::text AND key = $2::bytea AND seq = $3::int8",
+    [PS_OBJ_REMOVE] = "DELETE FROM objects WHERE bucket = $1::text AND key = $2::bytea AND seq = $3::int8",
+    [PS_OBJ_PROMOTE] = "UPDATE objects SET latest = true WHERE bucket = $1::text AND key = $2::bytea AND seq ="
+                       " (SELECT max(seq) FROM objects WHERE bucket = $1::text AND key = $2::bytea)",
+    [PS_OBJ_VLIST_KEY] = VLIST_COLS "key = $2::bytea AND seq < $5::int8 ORDER BY seq DESC LIMIT $3::int8",
+    [PS_OBJ_VLIST_GT] = VLIST_COLS "key > $2::bytea ORDER BY key, seq DESC LIMIT $3::int8",
+    [PS_OBJ_VLIST_GE] = VLIST_COLS "key >= $2::bytea ORDER BY key, seq DESC LIMIT $3::int8",
+    [PS_OBJ_VLIST_GT_UB] = VLIST_COLS "key > $2::bytea AND key < $5::bytea ORDER BY key, seq DESC LIMIT $3::int8",
+    [PS_OBJ_VLIST_GE_UB] = VLIST_COLS "key >= $2::bytea AND key < $5::bytea ORDER BY key, seq DESC LIMIT $3::int8",
     [PS_DATA_INSERT] = "INSERT INTO object_data(version_id, data) VALUES ($1::text, $2::bytea)",
     [PS_DATA_DELETE] = "DELETE FROM object_data WHERE version_id = $1::text",
     [PS_OBJPARTS_TRASH] = "INSERT INTO trash(version_id, layout, added_ms)"
@@ -140,9 +178,9 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_OBJ_LIST_GE] = LIST_COLS "key >= $2::bytea ORDER BY key LIMIT $3::int8",
     [PS_OBJ_LIST_GT_UB] = LIST_COLS "key > $2::bytea AND key < $5::bytea ORDER BY key LIMIT $3::int8",
     [PS_OBJ_LIST_GE_UB] = LIST_COLS "key >= $2::bytea AND key < $5::bytea ORDER BY key LIMIT $3::int8",
-    [PS_OBJ_COUNT] = "SELECT count(*) FROM objects WHERE bucket = $1::text",
+    [PS_OBJ_COUNT] = "SELECT count(*) FROM objects WHERE bucket = $1::text AND latest AND NOT delete_marker",
     [PS_OBJ_SCAN] = "SELECT bucket, key, version_id, size, storage, layout FROM objects"
-                    " WHERE (bucket, key) > ($1::text, $2::bytea) ORDER BY bucket, key LIMIT $3::int8",
+                    " WHERE (bucket, key) > ($1::text, $2::bytea) AND latest ORDER BY bucket, key LIMIT $3::int8",
     [PS_VERSION_REFERENCED] = "SELECT EXISTS(SELECT 1 FROM objects WHERE version_id = $1::text)"
                               " OR EXISTS(SELECT 1 FROM upload_parts WHERE version_id = $1::text)"
                               " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = $1::text)",
@@ -795,6 +833,9 @@ const meta_ops pg_ops = {
     .object_put = pg_object_put,
     .object_get = pg_object_get,
     .object_delete = pg_object_delete,
+    .object_get_version = pg_object_get_version,
+    .object_list_versions = pg_object_list_versions,
+    .bucket_set_versioning = pg_bucket_set_versioning,
     .notify_target_add = pg_notify_target_add,
     .notify_target_get = pg_notify_target_get,
     .notify_target_list = pg_notify_target_list,

@@ -24,7 +24,50 @@ static int row_bucket(const PGresult *r, int row, void *out) {
     b->created_ms = pg_int(r, row, 3);
     b->public_read = pg_bool(r, row, 4);
     if (err == 0) err = pg_copy(r, row, 5, b->region, sizeof b->region);
+    b->versioning = (meta_versioning)pg_int(r, row, 6);
+    b->object_lock = pg_bool(r, row, 7);
     return err;
+}
+
+int pg_bucket_versioning(pg_conn *c, pg_stmt_id id, const char *name, int64_t want_id, meta_versioning *state,
+                         bool *object_lock) {
+    pg_params p = {0};
+    pgp_text(&p, name);
+    PGresult *r;
+    int err = pg_run(c, id, &p, &r, NULL, "bucket versioning");
+    if (err != 0) return err;
+    if (PQntuples(r) == 0 || (want_id > 0 && pg_int(r, 0, 1) != want_id)) {
+        err = CAIRN_ENOTFOUND;
+    } else {
+        *state = (meta_versioning)pg_int(r, 0, 2);
+        if (object_lock) *object_lock = pg_bool(r, 0, 3);
+    }
+    PQclear(r);
+    return err;
+}
+
+static int set_versioning_tx(pg_conn *c, const char *name, int64_t bucket_id, meta_versioning state) {
+    meta_versioning now = META_VERSIONING_OFF;
+    bool lock = false;
+    int err = pg_bucket_versioning(c, PS_BUCKET_VERSIONING_LOCK, name, bucket_id, &now, &lock);
+    /* Once on, versioning is only ever suspended; object lock keeps it on. */
+    if (err == 0 && state == META_VERSIONING_OFF && now != META_VERSIONING_OFF) err = CAIRN_EINVAL;
+    if (err == 0 && state == META_VERSIONING_SUSPENDED && lock) err = CAIRN_EINVAL;
+    if (err == 0) {
+        pg_params p = {0};
+        pgp_text(&p, name);
+        pgp_int(&p, (int64_t)state);
+        err = pg_run(c, PS_BUCKET_SET_VERSIONING, &p, NULL, NULL, "bucket set versioning");
+    }
+    return err;
+}
+
+int pg_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state) {
+    pg_store *ms = PG(base_);
+    pg_conn *c;
+    int err = pg_tx_begin(ms, &c);
+    if (err != 0) return err;
+    return pg_tx_end(ms, c, set_versioning_tx(c, name, bucket_id, state));
 }
 
 /* Looks a bucket up on c with statement id (PS_BUCKET_EXISTS, _SHARE or
@@ -68,6 +111,8 @@ static int bucket_create_tx(pg_conn *c, meta_bucket *b, int64_t *existing_owner)
     pgp_int(&p, b->created_ms ? b->created_ms : time_now_ms());
     pgp_bool(&p, b->public_read);
     pgp_text(&p, b->region);
+    pgp_int(&p, (int64_t)b->versioning);
+    pgp_bool(&p, b->object_lock);
     PGresult *r;
     err = pg_run(c, PS_BUCKET_INSERT, &p, &r, NULL, "bucket insert");
     if (err == 0) {

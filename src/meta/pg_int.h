@@ -68,7 +68,22 @@ typedef enum {
     PS_OBJ_LOCK,
     PS_OBJ_INSERT,
     PS_OBJ_UPDATE,
-    PS_OBJ_DELETE,
+    PS_OBJ_GET_VERSION,
+    PS_OBJ_GET_NULL,
+    PS_OBJ_LOCK_VERSION,
+    PS_OBJ_LOCK_NULL,
+    PS_OBJ_NULL_NONCURRENT,
+    PS_OBJ_DEMOTE,
+    PS_OBJ_REMOVE,
+    PS_OBJ_PROMOTE,
+    PS_OBJ_VLIST_KEY,
+    PS_OBJ_VLIST_GT,
+    PS_OBJ_VLIST_GE,
+    PS_OBJ_VLIST_GT_UB,
+    PS_OBJ_VLIST_GE_UB,
+    PS_BUCKET_VERSIONING,
+    PS_BUCKET_VERSIONING_LOCK,
+    PS_BUCKET_SET_VERSIONING,
     PS_DATA_INSERT,
     PS_DATA_DELETE,
     PS_OBJPARTS_TRASH,
@@ -369,7 +384,19 @@ int pg_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, cons
 int pg_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const meta_job *jobs, int njobs, meta_object *deleted);
+int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                     const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                     meta_delete_result *res);
+int pg_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, bool with_data, meta_object *out);
+int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
+                            size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                            int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
+int pg_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
+/* The versioning of a bucket, by PS_BUCKET_VERSIONING (FOR KEY SHARE) or
+ * PS_BUCKET_VERSIONING_LOCK; want_id as in pg_bucket_lookup. */
+int pg_bucket_versioning(pg_conn *c, pg_stmt_id id, const char *name, int64_t want_id, meta_versioning *state,
+                         bool *object_lock);
 int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 int pg_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more);
 int pg_object_scan(meta_store *base_, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);

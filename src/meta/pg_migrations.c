@@ -261,10 +261,34 @@ static const char up_v13[] =
     "  PRIMARY KEY (bucket_id, kind));";
 static const char down_v13[] = "DROP TABLE bucket_configs;";
 
+/* v14: versions (migrations.c says why).  objects_versions orders a key's
+ * versions newest first, as listings read them. */
+static const char up_v14[] =
+    "ALTER TABLE objects ADD COLUMN seq BIGINT NOT NULL DEFAULT 1;"
+    "ALTER TABLE objects ADD COLUMN latest BOOLEAN NOT NULL DEFAULT true;"
+    "ALTER TABLE objects ADD COLUMN delete_marker BOOLEAN NOT NULL DEFAULT false;"
+    "ALTER TABLE objects ADD COLUMN null_version BOOLEAN NOT NULL DEFAULT true;"
+    "ALTER TABLE objects DROP CONSTRAINT objects_pkey;"
+    "CREATE UNIQUE INDEX objects_versions ON objects(bucket, key, seq DESC);"
+    "CREATE UNIQUE INDEX objects_latest ON objects(bucket, key) WHERE latest;"
+    "ALTER TABLE buckets ADD COLUMN versioning INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE buckets ADD COLUMN object_lock BOOLEAN NOT NULL DEFAULT false;";
+static const char down_v14[] =
+    "ALTER TABLE buckets DROP COLUMN object_lock;"
+    "ALTER TABLE buckets DROP COLUMN versioning;"
+    "DELETE FROM objects WHERE NOT latest OR delete_marker;"
+    "DROP INDEX objects_latest;"
+    "DROP INDEX objects_versions;"
+    "ALTER TABLE objects ADD PRIMARY KEY (bucket, key);"
+    "ALTER TABLE objects DROP COLUMN null_version;"
+    "ALTER TABLE objects DROP COLUMN delete_marker;"
+    "ALTER TABLE objects DROP COLUMN latest;"
+    "ALTER TABLE objects DROP COLUMN seq;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
-    {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12}, {up_v13, down_v13},
+    {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12}, {up_v13, down_v13}, {up_v14, down_v14},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -39,16 +39,20 @@ static int row_object(const PGresult *r, int row, meta_object *o, bool data_col)
     o->storage = pg_int(r, row, 7) == META_STORE_FILE ? META_STORE_FILE : META_STORE_INLINE;
     if (err == 0 && !(o->headers_json = pg_strdup(r, row, 8, "{}"))) err = CAIRN_ENOMEM;
     if (err == 0) err = pg_copy(r, row, 9, o->layout, sizeof o->layout);
-    if (err == 0 && data_col && o->storage == META_STORE_INLINE) {
-        if (PQgetisnull(r, row, 10)) {
+    o->seq = pg_int(r, row, 10);
+    o->is_latest = pg_bool(r, row, 11);
+    o->delete_marker = pg_bool(r, row, 12);
+    o->null_version = pg_bool(r, row, 13);
+    if (err == 0 && data_col && o->storage == META_STORE_INLINE && !o->delete_marker) {
+        if (PQgetisnull(r, row, 14)) {
             log_write(LOG_ERROR, NULL, "meta: inline object has no data row", "version", o->version_id, NULL);
             err = CAIRN_EDB;
         } else {
-            o->data_len = (size_t)PQgetlength(r, row, 10);
+            o->data_len = (size_t)PQgetlength(r, row, 14);
             /* Never NULL for an inline object, even when empty. */
             o->data = malloc(o->data_len ? o->data_len : 1);
             if (!o->data) err = CAIRN_ENOMEM;
-            else if (o->data_len) memcpy(o->data, PQgetvalue(r, row, 10), o->data_len);
+            else if (o->data_len) memcpy(o->data, PQgetvalue(r, row, 14), o->data_len);
         }
     }
     if (err != 0) meta_object_clear(o);
@@ -112,6 +116,10 @@ static void bind_object(pg_params *p, const meta_object *o) {
     const char *h = o->headers_json ? o->headers_json : "{}";
     pgp_bytes(p, h, strlen(h));
     pgp_text(p, o->layout);
+    pgp_int(p, o->seq);
+    pgp_bool(p, o->is_latest);
+    pgp_bool(p, o->delete_marker);
+    pgp_bool(p, o->null_version);
 }
 
 /* A multipart version that stops being current takes its parts to the
@@ -126,44 +134,100 @@ static int trash_parts_of(pg_conn *c, const meta_object *old) {
     return err;
 }
 
-/* Inside the transaction: makes obj current, *old gets what it replaced. */
-int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool *had_old) {
-    int err = pg_bucket_lookup(c, PS_BUCKET_SHARE, obj->bucket, obj->bucket_id, NULL, NULL);
-    if (err != 0) return err;
+/* ---- the row operations of versions.c ---- */
+
+static int v_current(void *c, const char *bucket, const char *key, size_t key_len, meta_object *out) {
+    return object_one(c, PS_OBJ_LOCK, bucket, 0, key, key_len, false, out, "object lock");
+}
+
+/* Runs a locking SELECT of (bucket, key[, version_id]) into out. */
+static int lock_one(pg_conn *c, pg_stmt_id id, const char *bucket, const char *key, size_t key_len,
+                    const char *version_id, meta_object *out, const char *op) {
     pg_params p = {0};
-    bind_object(&p, obj);
-    /* Each round that ends without a row means another transaction
-     * inserted this key after our look-up and a third deleted it again
-     * before our insert: the loop ends once the key holds still for two
-     * statements. */
-    for (;;) {
-        err = object_one(c, PS_OBJ_LOCK, obj->bucket, 0, obj->key, obj->key_len, false, old, "object lock");
-        if (err == 0) {
-            *had_old = true;
-            /* Locked: the condition holds until the commit. */
-            if (!sq_obj_cond_holds(obj, old)) return CAIRN_EPRECOND;
-            err = pg_run(c, PS_OBJ_UPDATE, &p, NULL, NULL, "object update");
-            break;
-        }
-        if (err != CAIRN_ENOTFOUND) return err;
-        /* No row: an insert that wins the key decides for IF_ABSENT; one
-         * that loses goes round and meets the winner's row. */
-        if (!sq_obj_cond_holds(obj, NULL)) return CAIRN_EPRECOND;
-        int64_t inserted = 0;
-        err = pg_run(c, PS_OBJ_INSERT, &p, NULL, &inserted, "object insert");
-        if (err != 0 || inserted == 1) break;
-    }
-    /* Drop the replaced version's bytes before inserting the new ones, which
-     * also covers a (never expected) rewrite under the same version id. */
-    if (err == 0 && *had_old && old->storage == META_STORE_INLINE)
-        err = exec_text(c, PS_DATA_DELETE, old->version_id, "data delete");
-    if (err == 0 && *had_old) err = trash_parts_of(c, old);
-    if (err == 0 && obj->storage == META_STORE_INLINE) {
-        pg_params d = {0};
-        pgp_text(&d, obj->version_id);
-        pgp_bytes(&d, obj->data, obj->data_len);
-        err = pg_run(c, PS_DATA_INSERT, &d, NULL, NULL, "data insert");
-    }
+    pgp_text(&p, bucket);
+    pgp_bytes(&p, key, key_len);
+    if (version_id) pgp_text(&p, version_id);
+    PGresult *r;
+    int err = pg_run(c, id, &p, &r, NULL, op);
+    if (err != 0) return err;
+    err = PQntuples(r) ? row_object(r, 0, out, false) : CAIRN_ENOTFOUND;
+    PQclear(r);
+    return err;
+}
+
+static int v_find(void *c, const char *bucket, const char *key, size_t key_len, const char *version_id,
+                  meta_object *out) {
+    bool null = !strcmp(version_id, "null");
+    return lock_one(c, null ? PS_OBJ_LOCK_NULL : PS_OBJ_LOCK_VERSION, bucket, key, key_len, null ? NULL : version_id,
+                    out, "object version lock");
+}
+
+static int v_noncurrent_null(void *c, const char *bucket, const char *key, size_t key_len, meta_object *out) {
+    return lock_one(c, PS_OBJ_NULL_NONCURRENT, bucket, key, key_len, NULL, out, "object null version");
+}
+
+/* Runs a statement of (bucket, key, seq). */
+static int exec_version(pg_conn *c, pg_stmt_id id, const meta_object *o, const char *op) {
+    pg_params p = {0};
+    pgp_text(&p, o->bucket);
+    pgp_bytes(&p, o->key, o->key_len);
+    pgp_int(&p, o->seq);
+    return pg_run(c, id, &p, NULL, NULL, op);
+}
+
+static int v_demote(void *c, const meta_object *cur) { return exec_version(c, PS_OBJ_DEMOTE, cur, "object demote"); }
+static int v_remove(void *c, const meta_object *gone) { return exec_version(c, PS_OBJ_REMOVE, gone, "object remove"); }
+
+static int v_insert(void *c, const meta_object *o) {
+    pg_params p = {0};
+    bind_object(&p, o);
+    int64_t inserted = 0;
+    int err = pg_run(c, PS_OBJ_INSERT, &p, NULL, &inserted, "object insert");
+    return err == 0 && inserted != 1 ? META_V_RETRY : err;
+}
+
+static int v_replace(void *c, const meta_object *cur, const meta_object *o) {
+    (void)cur; /* o carries cur's seq */
+    pg_params p = {0};
+    bind_object(&p, o);
+    return pg_run(c, PS_OBJ_UPDATE, &p, NULL, NULL, "object update");
+}
+
+static int v_release(void *c, const meta_object *gone) {
+    int err = gone->storage == META_STORE_INLINE ? exec_text(c, PS_DATA_DELETE, gone->version_id, "data delete") : 0;
+    return err == 0 ? trash_parts_of(c, gone) : err;
+}
+
+static int v_store_data(void *c, const meta_object *o) {
+    if (o->storage != META_STORE_INLINE || o->delete_marker) return 0;
+    pg_params d = {0};
+    pgp_text(&d, o->version_id);
+    pgp_bytes(&d, o->data, o->data_len);
+    return pg_run(c, PS_DATA_INSERT, &d, NULL, NULL, "data insert");
+}
+
+static int v_promote(void *c, const char *bucket, const char *key, size_t key_len) {
+    pg_params p = {0};
+    pgp_text(&p, bucket);
+    pgp_bytes(&p, key, key_len);
+    return pg_run(c, PS_OBJ_PROMOTE, &p, NULL, NULL, "object promote");
+}
+
+static meta_vops vops_of(pg_conn *c) {
+    return (meta_vops){.c = c, .current = v_current, .find = v_find, .noncurrent_null = v_noncurrent_null,
+                       .demote = v_demote, .insert = v_insert, .replace = v_replace, .remove = v_remove,
+                       .release = v_release, .store_data = v_store_data, .promote = v_promote};
+}
+
+/* Inside the transaction: makes obj current as the bucket's versioning
+ * says (versions.c), *old gets a version it removed.  The bucket's row is
+ * held FOR KEY SHARE: it cannot be deleted under us. */
+int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool *had_old) {
+    meta_versioning state = META_VERSIONING_OFF;
+    int err = pg_bucket_versioning(c, PS_BUCKET_VERSIONING, obj->bucket, obj->bucket_id, &state, NULL);
+    if (err != 0) return err;
+    meta_vops v = vops_of(c);
+    err = meta_v_put(&v, state, obj, old, had_old);
     if (err == 0 && obj->njobs) err = pg_jobs_insert_tx(c, obj->jobs, obj->njobs);
     return err;
 }
@@ -192,34 +256,54 @@ int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 }
 
 static int object_delete_tx(pg_conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                            const meta_job *jobs, int njobs, meta_object *old) {
-    int err = object_one(c, PS_OBJ_DELETE, bucket, bucket_id, key, key_len, false, old, "object delete");
-    if (err == 0 && old->storage == META_STORE_INLINE) err = exec_text(c, PS_DATA_DELETE, old->version_id, "data delete");
-    if (err == 0) err = trash_parts_of(c, old);
+                            const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                            meta_delete_result *res) {
+    meta_versioning state = META_VERSIONING_OFF;
+    int err = pg_bucket_versioning(c, PS_BUCKET_VERSIONING, bucket, bucket_id, &state, NULL);
+    if (err != 0) return err;
+    meta_vops v = vops_of(c);
+    err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, res);
     if (err == 0 && njobs) err = pg_jobs_insert_tx(c, jobs, njobs);
     return err;
 }
 
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     const meta_job *jobs, int njobs, meta_object *deleted) {
+                     const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                     meta_delete_result *res) {
     pg_store *ms = PG(base_);
+    memset(res, 0, sizeof *res);
     if (!bucket) return CAIRN_EINVAL;
     if (!sq_key_ok(key, key_len)) return key && key_len > PG_KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
-    meta_object old;
-    memset(&old, 0, sizeof old);
     pg_conn *c;
     int err = pg_tx_begin(ms, &c);
     if (err != 0) return err;
-    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, jobs, njobs, &old));
+    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, version_id, owner_id, jobs, njobs, res));
     if (err != 0) {
-        meta_object_clear(&old);
-        memset(&old, 0, sizeof old);
+        meta_delete_result_clear(res);
+        memset(res, 0, sizeof *res);
     }
-    if (deleted) *deleted = old;
-    else meta_object_clear(&old);
     return err;
 }
 
+int pg_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, bool with_data, meta_object *out) {
+    pg_store *ms = PG(base_);
+    memset(out, 0, sizeof *out);
+    if (!sq_key_ok(key, key_len)) return key && key_len > PG_KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    bool null = !strcmp(version_id, "null");
+    pg_params p = {0};
+    pgp_text(&p, bucket);
+    pgp_bytes(&p, key, key_len);
+    pgp_int(&p, bucket_id);
+    if (!null) pgp_text(&p, version_id);
+    PGresult *r;
+    int err = pg_read(ms, null ? PS_OBJ_GET_NULL : PS_OBJ_GET_VERSION, &p, &r, NULL, "object version get");
+    if (err != 0) return err;
+    err = PQntuples(r) ? row_object(r, 0, out, with_data) : CAIRN_ENOTFOUND;
+    PQclear(r);
+    if (err == 0) out->bucket_id = bucket_id;
+    return err;
+}
 
 /* The order DeleteObjects takes its keys in: bytes, then as given. */
 static int item_order(const void *pa, const void *pb, void *arg) {
@@ -242,6 +326,8 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
     if (!bucket || n < 0 || n > 1000 || (n && !items)) return CAIRN_EINVAL;
     for (int i = 0; i < n; i++) {
         memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        memset(&items[i].marker, 0, sizeof items[i].marker);
+        items[i].deleted_marker = false;
         /* A key too long to exist is absent: nothing to delete. */
         items[i].rc = sq_key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > PG_KEY_MAX)
                           ? 0 : CAIRN_EINVAL;
@@ -262,13 +348,22 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         int rc = pg_savepoint(c);
         bool lost = rc != 0;
         if (rc == 0) {
-            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->jobs, it->njobs, &it->deleted);
+            meta_delete_result res;
+            memset(&res, 0, sizeof res);
+            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->version_id, it->owner_id, it->jobs,
+                                  it->njobs, &res);
+            it->deleted = res.removed;
+            it->marker = res.marker;
+            it->deleted_marker = res.removed_marker;
             /* ENOTFOUND comes from no statement failing: nothing to undo. */
             lost = pg_savepoint_end(c, rc != 0 && rc != CAIRN_ENOTFOUND) != 0;
         }
         if (rc != 0) {
             meta_object_clear(&it->deleted);
+            meta_object_clear(&it->marker);
             memset(&it->deleted, 0, sizeof it->deleted);
+            memset(&it->marker, 0, sizeof it->marker);
+            it->deleted_marker = false;
         }
         it->rc = rc == CAIRN_ENOTFOUND ? 0 : rc;
         if (lost) {
@@ -283,7 +378,10 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         /* Nothing was deleted after all. */
         for (int i = 0; i < n; i++) {
             meta_object_clear(&items[i].deleted);
+            meta_object_clear(&items[i].marker);
             memset(&items[i].deleted, 0, sizeof items[i].deleted);
+            memset(&items[i].marker, 0, sizeof items[i].marker);
+            items[i].deleted_marker = false;
             if (items[i].rc == 0) items[i].rc = err;
         }
     }
@@ -443,4 +541,122 @@ int pg_object_scan(meta_store *base_, const char *after_bucket, const char *afte
     if (!cb || limit < 0 || !after_bucket || !after_key) return CAIRN_EINVAL;
     scan_ctx sc = {after_bucket, after_key, after_key_len, cb, ud};
     return pg_page_rows(PG(base_), &scan_pager, &sc, limit, more, "object scan");
+}
+
+/* ---- versions listing (as sqlite_objects.c's) ---- */
+
+typedef struct {
+    char key[PG_KEY_MAX + 1];
+    size_t key_len;
+    char version_id[33];
+    int64_t seq;
+    bool is_latest, delete_marker, null_version;
+    int64_t size;
+    char etag[72];
+    int64_t mtime_ms, owner_id;
+} vlist_row;
+
+typedef struct {
+    pg_store *ms;
+    const char *bucket;
+    int64_t bucket_id;
+    const char *lo, *hi;
+    size_t lo_len, hi_len;
+    bool lo_incl;
+    int64_t lo_seq;
+    int (*cb)(void *ud, const meta_version_entry *e);
+    void *ud;
+} vlist_ctx;
+
+static int vlist_copy(const PGresult *r, int row, vlist_row *v) {
+    size_t n = (size_t)PQgetlength(r, row, 0);
+    if (n > PG_KEY_MAX) return CAIRN_EDB;
+    memcpy(v->key, PQgetvalue(r, row, 0), n);
+    v->key[n] = '\0';
+    v->key_len = n;
+    int err = pg_copy(r, row, 1, v->version_id, sizeof v->version_id);
+    v->seq = pg_int(r, row, 2);
+    v->is_latest = pg_bool(r, row, 3);
+    v->delete_marker = pg_bool(r, row, 4);
+    v->null_version = pg_bool(r, row, 5);
+    v->size = pg_int(r, row, 6);
+    if (err == 0) err = pg_copy(r, row, 7, v->etag, sizeof v->etag);
+    v->mtime_ms = pg_int(r, row, 8);
+    v->owner_id = pg_int(r, row, 9);
+    return err;
+}
+
+/* Runs one listing statement on c, appending up to fetch - *got rows. */
+static int vlist_run(pg_conn *c, const vlist_ctx *l, pg_stmt_id id, const char *key, size_t key_len, int64_t seq,
+                     int fetch, vlist_row *rows, int *got) {
+    pg_params p = {0};
+    pgp_text(&p, l->bucket);
+    pgp_bytes(&p, key, key_len);
+    pgp_int(&p, fetch - *got);
+    pgp_int(&p, l->bucket_id);
+    if (id == PS_OBJ_VLIST_KEY) pgp_int(&p, seq);
+    else if (id == PS_OBJ_VLIST_GT_UB || id == PS_OBJ_VLIST_GE_UB) pgp_bytes(&p, l->hi, l->hi_len);
+    PGresult *r;
+    int err = pg_run(c, id, &p, &r, NULL, "object versions");
+    if (err != 0) return err;
+    int nr = PQntuples(r);
+    for (int i = 0; err == 0 && i < nr && *got < fetch; i++)
+        if ((err = vlist_copy(r, i, &rows[*got])) == 0) (*got)++;
+    PQclear(r);
+    return err;
+}
+
+/* A batch: the rest of the key the last one ended in, then the keys after it. */
+static int vlist_fetch(void *fud, const void *after, int fetch, char *rows_, int *got) {
+    const vlist_ctx *l = fud;
+    const vlist_row *a = after;
+    vlist_row *rows = (vlist_row *)rows_;
+    *got = 0;
+    pg_conn *c;
+    int err = pg_acquire(l->ms, &c);
+    if (err != 0) return err;
+    const char *key = a ? a->key : l->lo;
+    size_t key_len = a ? a->key_len : l->lo_len;
+    int64_t seq = a ? a->seq : l->lo_seq;
+    bool incl = a ? false : l->lo_incl;
+    if (!incl && seq > 0) err = vlist_run(c, l, PS_OBJ_VLIST_KEY, key, key_len, seq, fetch, rows, got);
+    if (err == 0 && *got < fetch) {
+        pg_stmt_id id = l->hi_len ? (incl ? PS_OBJ_VLIST_GE_UB : PS_OBJ_VLIST_GT_UB)
+                                  : (incl ? PS_OBJ_VLIST_GE : PS_OBJ_VLIST_GT);
+        err = vlist_run(c, l, id, key, key_len, 0, fetch, rows, got);
+    }
+    pg_release(l->ms, c);
+    return err;
+}
+
+static int vlist_deliver(void *ud, const void *row) {
+    const vlist_ctx *l = ud;
+    const vlist_row *r = row;
+    meta_version_entry e = {.key = r->key, .key_len = r->key_len, .version_id = r->version_id, .seq = r->seq,
+                            .is_latest = r->is_latest, .delete_marker = r->delete_marker,
+                            .null_version = r->null_version, .size = r->size, .etag = r->etag,
+                            .mtime_ms = r->mtime_ms, .owner_id = r->owner_id};
+    return l->cb(l->ud, &e);
+}
+
+int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
+                            size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                            int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
+    pg_store *ms = PG(base_);
+    if (prefix_len > PG_KEY_MAX || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
+    if (!prefix) prefix = "";
+    vlist_ctx l = {.ms = ms, .bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len,
+                   .lo_incl = true, .cb = cb, .ud = ud};
+    if (after_key && meta_key_cmp(after_key, after_key_len, prefix, prefix_len) >= 0) {
+        if (after_key_len > PG_KEY_MAX) return 0;
+        l.lo = after_key;
+        l.lo_len = after_key_len;
+        l.lo_incl = false;
+        l.lo_seq = after_seq;
+    }
+    char hi[PG_KEY_MAX];
+    l.hi = hi;
+    l.hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, hi) : 0;
+    meta_pager mp = {sizeof(vlist_row), vlist_fetch, vlist_deliver, NULL};
+    return meta_page_rows(&mp, &l, &l, limit, more);
 }

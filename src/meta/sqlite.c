@@ -51,17 +51,23 @@
 #define BUSY_DEFAULT_MS 5000
 
 /* Object columns, in the order every object SELECT returns them. */
-#define OBJ_COLS "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json, layout"
+#define OBJ_COLS \
+    "bucket, key, version_id, size, etag, mtime_ms, owner_id, storage, headers_json, layout, seq, latest," \
+    " delete_marker, null_version"
 #define OBJ_COLS_O \
     "o.bucket, o.key, o.version_id, o.size, o.etag, o.mtime_ms, o.owner_id, o.storage, " \
-    "o.headers_json, o.layout"
+    "o.headers_json, o.layout, o.seq, o.latest, o.delete_marker, o.null_version"
+/* A versions listing's columns. */
+#define VLIST_COLS \
+    "SELECT key, version_id, seq, latest, delete_marker, null_version, size, etag, mtime_ms, owner_id FROM objects" \
+    " WHERE " BUCKET_IS("?1", "?5") " AND bucket = ?1 AND "
 /* Requests name the bucket they resolved by id (?N > 0): a bucket deleted and
  * recreated under the same name by someone else then matches no row. */
 #define BUCKET_IS(name_param, id_param) \
     "(" id_param " = 0 OR EXISTS (SELECT 1 FROM buckets WHERE name = " name_param " AND id = " id_param "))"
 #define UPLOAD_COLS "upload_id, bucket, key, owner_id, initiated_ms, headers_json, bucket_id"
 #define LIST_COLS "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE " BUCKET_IS("?1", "?5") \
-                  " AND bucket = ?1 AND "
+                  " AND bucket = ?1 AND latest = 1 AND delete_marker = 0 AND "
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -84,14 +90,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_KEY_LIST] = "SELECT access_key, user_id, sealed_secret, active, created_ms"
                     " FROM access_keys WHERE ?1 < 0 OR user_id = ?1 ORDER BY access_key",
     [ST_KEY_SET_ACTIVE] = "UPDATE access_keys SET active = ?2 WHERE access_key = ?1",
-    [ST_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region FROM buckets"
+    [ST_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region, versioning, object_lock)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
                       " WHERE name = ?1",
-    [ST_BUCKET_EXISTS] = "SELECT owner_id, id FROM buckets WHERE name = ?1",
+    [ST_BUCKET_EXISTS] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = ?1",
+    [ST_BUCKET_SET_VERSIONING] = "UPDATE buckets SET versioning = ?2 WHERE name = ?1",
     [ST_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
     [ST_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
-    [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region FROM buckets"
+    [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
                        " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
     [ST_BUCKET_TRASH_PARTS] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                               " SELECT p.version_id, p.layout, ?2 FROM upload_parts p"
@@ -124,7 +131,25 @@ static const char *const stmt_sql[ST__COUNT] = {
                      " UNION ALL SELECT version_id, size, layout, upload_id, '', part_number, 2 FROM upload_parts"
                      " WHERE version_id = ?1 LIMIT 1",
     [ST_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = ?2 WHERE name = ?1",
-    [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2 AND " BUCKET_IS("?1", "?3"),
+    [ST_OBJ_GET] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2 AND latest = 1 AND "
+                   BUCKET_IS("?1", "?3"),
+    [ST_OBJ_GET_VERSION] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
+                           " LEFT JOIN object_data d ON d.version_id = o.version_id"
+                           " WHERE o.bucket = ?1 AND o.key = ?2 AND o.version_id = ?4 AND " BUCKET_IS("?1", "?3"),
+    [ST_OBJ_GET_NULL] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
+                        " LEFT JOIN object_data d ON d.version_id = o.version_id"
+                        " WHERE o.bucket = ?1 AND o.key = ?2 AND o.null_version = 1 AND " BUCKET_IS("?1", "?3"),
+    [ST_OBJ_NULL_NONCURRENT] = "SELECT " OBJ_COLS " FROM objects WHERE bucket = ?1 AND key = ?2 AND null_version = 1"
+                               " AND latest = 0",
+    [ST_OBJ_DEMOTE] = "UPDATE objects SET latest = 0 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+    [ST_OBJ_REMOVE] = "DELETE FROM objects WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+    [ST_OBJ_PROMOTE] = "UPDATE objects SET latest = 1 WHERE bucket = ?1 AND key = ?2"
+                       " AND seq = (SELECT max(seq) FROM objects WHERE bucket = ?1 AND key = ?2)",
+    [ST_OBJ_VLIST_KEY] = VLIST_COLS "key = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
+    [ST_OBJ_VLIST_GT] = VLIST_COLS "key > ?2 ORDER BY key, seq DESC LIMIT ?4",
+    [ST_OBJ_VLIST_GE] = VLIST_COLS "key >= ?2 ORDER BY key, seq DESC LIMIT ?4",
+    [ST_OBJ_VLIST_GT_UB] = VLIST_COLS "key > ?2 AND key < ?6 ORDER BY key, seq DESC LIMIT ?4",
+    [ST_OBJ_VLIST_GE_UB] = VLIST_COLS "key >= ?2 AND key < ?6 ORDER BY key, seq DESC LIMIT ?4",
     [ST_VERSION_REFERENCED] = "SELECT EXISTS(SELECT 1 FROM objects WHERE version_id = ?1)"
                               " OR EXISTS(SELECT 1 FROM upload_parts WHERE version_id = ?1)"
                               " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = ?1)",
@@ -232,24 +257,22 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_NODE_SEEN_OK] = "UPDATE nodes SET last_seen_ms = ?2, last_error = '' WHERE id = ?1",
     [ST_NODE_SEEN_ERR] = "UPDATE nodes SET last_error = ?2 WHERE id = ?1",
     [ST_OBJ_SCAN] = "SELECT bucket, key, version_id, size, storage, layout FROM objects"
-                    " WHERE (bucket, key) > (?1, ?2) ORDER BY bucket, key LIMIT ?3",
+                    " WHERE (bucket, key) > (?1, ?2) AND latest = 1 ORDER BY bucket, key LIMIT ?3",
     [ST_OBJ_GET_DATA] = "SELECT " OBJ_COLS_O ", d.data FROM objects o"
                         " LEFT JOIN object_data d ON d.version_id = o.version_id"
-                        " WHERE o.bucket = ?1 AND o.key = ?2 AND " BUCKET_IS("?1", "?3"),
-    [ST_OBJ_UPSERT] =
-        "INSERT INTO objects(" OBJ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-        " ON CONFLICT(bucket, key) DO UPDATE SET version_id = excluded.version_id,"
-        " size = excluded.size, etag = excluded.etag, mtime_ms = excluded.mtime_ms,"
-        " owner_id = excluded.owner_id, storage = excluded.storage,"
-        " headers_json = excluded.headers_json, layout = excluded.layout",
-    [ST_OBJ_DELETE] = "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                        " WHERE o.bucket = ?1 AND o.key = ?2 AND o.latest = 1 AND " BUCKET_IS("?1", "?3"),
+    [ST_OBJ_INSERT] = "INSERT INTO objects(" OBJ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                      " ?13, ?14)",
+    [ST_OBJ_REPLACE] = "UPDATE objects SET version_id = ?3, size = ?4, etag = ?5, mtime_ms = ?6, owner_id = ?7,"
+                       " storage = ?8, headers_json = ?9, layout = ?10, latest = ?12, delete_marker = ?13,"
+                       " null_version = ?14 WHERE bucket = ?1 AND key = ?2 AND seq = ?11",
     [ST_DATA_INSERT] = "INSERT INTO object_data(version_id, data) VALUES (?1, ?2)",
     [ST_DATA_DELETE] = "DELETE FROM object_data WHERE version_id = ?1",
     [ST_OBJ_LIST_GT] = LIST_COLS "key > ?2 ORDER BY key LIMIT ?4",
     [ST_OBJ_LIST_GE] = LIST_COLS "key >= ?2 ORDER BY key LIMIT ?4",
     [ST_OBJ_LIST_GT_UB] = LIST_COLS "key > ?2 AND key < ?3 ORDER BY key LIMIT ?4",
     [ST_OBJ_LIST_GE_UB] = LIST_COLS "key >= ?2 AND key < ?3 ORDER BY key LIMIT ?4",
-    [ST_OBJ_COUNT] = "SELECT count(*) FROM objects WHERE bucket = ?1",
+    [ST_OBJ_COUNT] = "SELECT count(*) FROM objects WHERE bucket = ?1 AND latest = 1 AND delete_marker = 0",
 };
 
 /* ---- errors ----------------------------------------------------------------- */
@@ -663,6 +686,9 @@ const meta_ops sq_ops = {
     .object_put = sq_object_put,
     .object_get = sq_object_get,
     .object_delete = sq_object_delete,
+    .object_get_version = sq_object_get_version,
+    .object_list_versions = sq_object_list_versions,
+    .bucket_set_versioning = sq_bucket_set_versioning,
     .notify_target_add = sq_notify_target_add,
     .notify_target_get = sq_notify_target_get,
     .notify_target_list = sq_notify_target_list,

@@ -20,7 +20,44 @@ static int row_bucket(sqlite3_stmt *st, meta_bucket *b) {
     b->created_ms = sqlite3_column_int64(st, 3);
     b->public_read = sqlite3_column_int(st, 4) != 0;
     if (err == 0) err = sq_col_copy(st, 5, b->region, sizeof b->region);
+    b->versioning = (meta_versioning)sqlite3_column_int(st, 6);
+    b->object_lock = sqlite3_column_int(st, 7) != 0;
     return err;
+}
+
+int sq_bucket_versioning(conn *c, const char *name, int64_t want_id, meta_versioning *state, bool *object_lock) {
+    sqlite3_stmt *st = sq_stmt(c, ST_BUCKET_EXISTS);
+    if (!st) return CAIRN_EDB;
+    int rc = sq_bind_str(st, 1, name);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : sq_db_fail(c, rc, "bucket");
+    if (err == 0) {
+        if (want_id > 0 && sqlite3_column_int64(st, 1) != want_id) err = CAIRN_ENOTFOUND;
+        *state = (meta_versioning)sqlite3_column_int(st, 2);
+        if (object_lock) *object_lock = sqlite3_column_int(st, 3) != 0;
+    }
+    sq_stmt_done(st);
+    return err;
+}
+
+int sq_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state) {
+    sq_store *ms = SQ(base_);
+    conn *w;
+    int err = sq_wtx_begin(ms, &w);
+    if (err != 0) return err;
+    meta_versioning now = META_VERSIONING_OFF;
+    bool lock = false;
+    err = sq_bucket_versioning(w, name, bucket_id, &now, &lock);
+    /* Once on, versioning is only ever suspended; object lock keeps it on. */
+    if (err == 0 && state == META_VERSIONING_OFF && now != META_VERSIONING_OFF) err = CAIRN_EINVAL;
+    if (err == 0 && state == META_VERSIONING_SUSPENDED && lock) err = CAIRN_EINVAL;
+    if (err == 0) {
+        sqlite3_stmt *st = sq_stmt(w, ST_BUCKET_SET_VERSIONING);
+        err = st ? sq_stmt_exec_bound(w, st, sq_bind_str(st, 1, name) | sqlite3_bind_int(st, 2, (int)state),
+                                      "bucket set versioning")
+                 : CAIRN_EDB;
+    }
+    return sq_wtx_end(ms, err);
 }
 
 /* Looks a bucket up inside the current connection: 0, ENOTFOUND (also when
@@ -50,6 +87,8 @@ static int bucket_insert(conn *w, const meta_bucket *bk) {
     b |= sqlite3_bind_int64(st, 3, bk->created_ms ? bk->created_ms : time_now_ms());
     b |= sqlite3_bind_int(st, 4, bk->public_read);
     b |= sq_bind_str(st, 5, bk->region);
+    b |= sqlite3_bind_int(st, 6, (int)bk->versioning);
+    b |= sqlite3_bind_int(st, 7, bk->object_lock);
     return sq_stmt_exec_bound(w, st, b, "bucket insert");
 }
 

@@ -90,8 +90,20 @@ typedef enum {
     ST_NODE_SEEN_OK,
     ST_NODE_SEEN_ERR,
     ST_OBJ_GET_DATA,
-    ST_OBJ_UPSERT,
-    ST_OBJ_DELETE,
+    ST_OBJ_INSERT,
+    ST_OBJ_REPLACE,
+    ST_OBJ_GET_VERSION,
+    ST_OBJ_GET_NULL,
+    ST_OBJ_NULL_NONCURRENT,
+    ST_OBJ_DEMOTE,
+    ST_OBJ_REMOVE,
+    ST_OBJ_PROMOTE,
+    ST_OBJ_VLIST_KEY,
+    ST_OBJ_VLIST_GT,
+    ST_OBJ_VLIST_GE,
+    ST_OBJ_VLIST_GT_UB,
+    ST_OBJ_VLIST_GE_UB,
+    ST_BUCKET_SET_VERSIONING,
     ST_DATA_INSERT,
     ST_DATA_DELETE,
     ST_OBJ_LIST_GT,
@@ -288,7 +300,17 @@ int sq_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, cons
 int sq_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int sq_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const meta_job *jobs, int njobs, meta_object *deleted);
+int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                     const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                     meta_delete_result *res);
+int sq_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, bool with_data, meta_object *out);
+int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
+                            size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                            int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
+int sq_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
+/* The versioning of a bucket (want_id as in sq_bucket_lookup); object_lock may be NULL. */
+int sq_bucket_versioning(conn *c, const char *name, int64_t want_id, meta_versioning *state, bool *object_lock);
 int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);
 int sq_object_list(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more);
 int sq_object_scan(meta_store *base_, const char *after_bucket, const char *after_key, size_t after_key_len, int limit, int (*cb)(void *ud, const meta_scan_entry *e), void *ud, bool *more);

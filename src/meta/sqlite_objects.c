@@ -71,14 +71,18 @@ static int row_object(sqlite3_stmt *st, meta_object *o, bool data_col) {
         if (!o->headers_json) err = CAIRN_ENOMEM;
     }
     if (err == 0) err = sq_col_copy(st, 9, o->layout, sizeof o->layout);
-    if (err == 0 && data_col && o->storage == META_STORE_INLINE) {
-        if (sqlite3_column_type(st, 10) == SQLITE_NULL) {
+    o->seq = sqlite3_column_int64(st, 10);
+    o->is_latest = sqlite3_column_int(st, 11) != 0;
+    o->delete_marker = sqlite3_column_int(st, 12) != 0;
+    o->null_version = sqlite3_column_int(st, 13) != 0;
+    if (err == 0 && data_col && o->storage == META_STORE_INLINE && !o->delete_marker) {
+        if (sqlite3_column_type(st, 14) == SQLITE_NULL) {
             log_write(LOG_ERROR, NULL, "meta: inline object has no data row", "version",
                       o->version_id, NULL);
             err = CAIRN_EDB;
         } else {
-            const void *p = sqlite3_column_blob(st, 10);
-            o->data_len = (size_t)sqlite3_column_bytes(st, 10);
+            const void *p = sqlite3_column_blob(st, 14);
+            o->data_len = (size_t)sqlite3_column_bytes(st, 14);
             /* Never NULL for an inline object, even when empty. */
             o->data = malloc(o->data_len ? o->data_len : 1);
             if (!o->data) err = CAIRN_ENOMEM;
@@ -141,9 +145,8 @@ static int data_insert(conn *w, const meta_object *o) {
     return sq_stmt_exec_bound(w, st, b, "data insert");
 }
 
-static int object_upsert(conn *w, const meta_object *o) {
-    sqlite3_stmt *st = sq_stmt(w, ST_OBJ_UPSERT);
-    if (!st) return CAIRN_EDB;
+/* Binds every column of o (OBJ_COLS order) to ?1 .. ?14. */
+static int bind_object(sqlite3_stmt *st, const meta_object *o) {
     int b = sq_bind_str(st, 1, o->bucket);
     b |= sq_bind_bytes_text(st, 2, o->key, o->key_len);
     b |= sq_bind_str(st, 3, o->version_id);
@@ -154,7 +157,11 @@ static int object_upsert(conn *w, const meta_object *o) {
     b |= sqlite3_bind_int(st, 8, (int)o->storage);
     b |= sq_bind_str(st, 9, o->headers_json ? o->headers_json : "{}");
     b |= sq_bind_str(st, 10, o->layout);
-    return sq_stmt_exec_bound(w, st, b, "object upsert");
+    b |= sqlite3_bind_int64(st, 11, o->seq);
+    b |= sqlite3_bind_int(st, 12, o->is_latest);
+    b |= sqlite3_bind_int(st, 13, o->delete_marker);
+    b |= sqlite3_bind_int(st, 14, o->null_version);
+    return b;
 }
 
 /* A multipart version that stops being current takes its parts to the trash
@@ -170,20 +177,97 @@ static int trash_parts_of(conn *w, const meta_object *old) {
     return err;
 }
 
+/* ---- the row operations of versions.c ---- */
+
+static int v_current(void *c, const char *bucket, const char *key, size_t key_len, meta_object *out) {
+    return object_read(c, bucket, 0, key, key_len, false, out);
+}
+
+/* A version of (bucket, key) by S3 id, with or without its inline bytes. */
+static int version_read(conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                        const char *version_id, bool with_data, meta_object *out) {
+    bool null = !strcmp(version_id, "null");
+    sqlite3_stmt *st = sq_stmt(c, null ? ST_OBJ_GET_NULL : ST_OBJ_GET_VERSION);
+    if (!st) return CAIRN_EDB;
+    int rc = sq_bind_str(st, 1, bucket) | sq_bind_bytes_text(st, 2, key, key_len) | sqlite3_bind_int64(st, 3, bucket_id);
+    if (!null) rc |= sq_bind_str(st, 4, version_id);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? row_object(st, out, with_data)
+                               : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : sq_db_fail(c, rc, "object version get");
+    sq_stmt_done(st);
+    return err;
+}
+
+static int v_find(void *c, const char *bucket, const char *key, size_t key_len, const char *version_id,
+                  meta_object *out) {
+    return version_read(c, bucket, 0, key, key_len, version_id, false, out);
+}
+
+static int v_noncurrent_null(void *c, const char *bucket, const char *key, size_t key_len, meta_object *out) {
+    sqlite3_stmt *st = sq_stmt(c, ST_OBJ_NULL_NONCURRENT);
+    if (!st) return CAIRN_EDB;
+    int rc = sq_bind_str(st, 1, bucket) | sq_bind_bytes_text(st, 2, key, key_len);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int err = rc == SQLITE_ROW ? row_object(st, out, false)
+                               : rc == SQLITE_DONE ? CAIRN_ENOTFOUND : sq_db_fail(c, rc, "object null version");
+    sq_stmt_done(st);
+    return err;
+}
+
+/* Runs a statement of (bucket, key, seq). */
+static int exec_version(conn *w, stmt_id id, const meta_object *o, const char *op) {
+    sqlite3_stmt *st = sq_stmt(w, id);
+    if (!st) return CAIRN_EDB;
+    int b = sq_bind_str(st, 1, o->bucket) | sq_bind_bytes_text(st, 2, o->key, o->key_len) |
+            sqlite3_bind_int64(st, 3, o->seq);
+    return sq_stmt_exec_bound(w, st, b, op);
+}
+
+static int v_demote(void *c, const meta_object *cur) { return exec_version(c, ST_OBJ_DEMOTE, cur, "object demote"); }
+static int v_remove(void *c, const meta_object *gone) { return exec_version(c, ST_OBJ_REMOVE, gone, "object remove"); }
+
+static int v_insert(void *c, const meta_object *o) {
+    conn *w = c;
+    sqlite3_stmt *st = sq_stmt(w, ST_OBJ_INSERT);
+    return st ? sq_stmt_exec_bound(w, st, bind_object(st, o), "object insert") : CAIRN_EDB;
+}
+
+static int v_replace(void *c, const meta_object *cur, const meta_object *o) {
+    (void)cur; /* o carries cur's seq */
+    conn *w = c;
+    sqlite3_stmt *st = sq_stmt(w, ST_OBJ_REPLACE);
+    return st ? sq_stmt_exec_bound(w, st, bind_object(st, o), "object replace") : CAIRN_EDB;
+}
+
+static int v_release(void *c, const meta_object *gone) {
+    int err = gone->storage == META_STORE_INLINE ? data_delete(c, gone->version_id) : 0;
+    return err == 0 ? trash_parts_of(c, gone) : err;
+}
+
+static int v_store_data(void *c, const meta_object *o) {
+    return o->storage == META_STORE_INLINE && !o->delete_marker ? data_insert(c, o) : 0;
+}
+
+static int v_promote(void *c, const char *bucket, const char *key, size_t key_len) {
+    conn *w = c;
+    sqlite3_stmt *st = sq_stmt(w, ST_OBJ_PROMOTE);
+    if (!st) return CAIRN_EDB;
+    return sq_stmt_exec_bound(w, st, sq_bind_str(st, 1, bucket) | sq_bind_bytes_text(st, 2, key, key_len),
+                              "object promote");
+}
+
+static meta_vops vops_of(conn *w) {
+    return (meta_vops){.c = w, .current = v_current, .find = v_find, .noncurrent_null = v_noncurrent_null,
+                       .demote = v_demote, .insert = v_insert, .replace = v_replace, .remove = v_remove,
+                       .release = v_release, .store_data = v_store_data, .promote = v_promote};
+}
+
 int sq_object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *had_old) {
-    int err = sq_bucket_lookup(w, obj->bucket, obj->bucket_id, NULL, NULL);
+    meta_versioning state = META_VERSIONING_OFF;
+    int err = sq_bucket_versioning(w, obj->bucket, obj->bucket_id, &state, NULL);
     if (err != 0) return err;
-    err = object_read(w, obj->bucket, 0, obj->key, obj->key_len, false, old);
-    if (err == 0) *had_old = true;
-    else if (err != CAIRN_ENOTFOUND) return err;
-    if (!sq_obj_cond_holds(obj, *had_old ? old : NULL)) return CAIRN_EPRECOND;
-    err = object_upsert(w, obj);
-    /* Drop the replaced version's bytes before inserting the new ones, which
-     * also covers a (never expected) rewrite under the same version id. */
-    if (err == 0 && *had_old && old->storage == META_STORE_INLINE)
-        err = data_delete(w, old->version_id);
-    if (err == 0 && *had_old) err = trash_parts_of(w, old);
-    if (err == 0 && obj->storage == META_STORE_INLINE) err = data_insert(w, obj);
+    meta_vops v = vops_of(w);
+    err = meta_v_put(&v, state, obj, old, had_old);
     if (err == 0 && obj->njobs) err = sq_jobs_insert_tx(w, obj->jobs, obj->njobs);
     return err;
 }
@@ -285,34 +369,46 @@ int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
     return err;
 }
 
+/* Inside the writer's transaction: meta_object_delete_version. */
 static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                            const meta_job *jobs, int njobs, meta_object *old) {
-    int err = object_read(w, bucket, bucket_id, key, key_len, false, old);
+                            const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                            meta_delete_result *res) {
+    meta_versioning state = META_VERSIONING_OFF;
+    int err = sq_bucket_versioning(w, bucket, bucket_id, &state, NULL);
     if (err != 0) return err;
-    sqlite3_stmt *st = sq_stmt(w, ST_OBJ_DELETE);
-    if (!st) return CAIRN_EDB;
-    int b = sq_bind_str(st, 1, bucket) | sq_bind_bytes_text(st, 2, key, key_len);
-    err = sq_stmt_exec_bound(w, st, b, "object delete");
-    if (err == 0 && old->storage == META_STORE_INLINE) err = data_delete(w, old->version_id);
-    if (err == 0) err = trash_parts_of(w, old);
+    meta_vops v = vops_of(w);
+    err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, res);
     if (err == 0 && njobs) err = sq_jobs_insert_tx(w, jobs, njobs);
     return err;
 }
 
 int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                       const meta_job *jobs, int njobs, meta_object *deleted) {
+                     const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
+                     meta_delete_result *res) {
     sq_store *ms = SQ(base_);
+    memset(res, 0, sizeof *res);
     if (!ms || !bucket) return CAIRN_EINVAL;
     if (!sq_key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
-    meta_object old;
-    memset(&old, 0, sizeof old);
     conn *w;
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, jobs, njobs, &old));
-    if (err != 0) meta_object_clear(&old);
-    if (deleted) *deleted = old;
-    else meta_object_clear(&old);
+    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, version_id, owner_id, jobs, njobs, res));
+    if (err != 0) {
+        meta_delete_result_clear(res);
+        memset(res, 0, sizeof *res);
+    }
+    return err;
+}
+
+int sq_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, bool with_data, meta_object *out) {
+    sq_store *ms = SQ(base_);
+    memset(out, 0, sizeof *out);
+    if (!sq_key_ok(key, key_len)) return key && key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    conn *r = sq_reader_get(ms);
+    int err = version_read(r, bucket, bucket_id, key, key_len, version_id, with_data, out);
+    if (err == 0) out->bucket_id = bucket_id;
+    sq_reader_put(ms, r);
     return err;
 }
 
@@ -321,6 +417,8 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
     if (!ms || !bucket || n < 0 || n > 1000 || (n && !items)) return CAIRN_EINVAL;
     for (int i = 0; i < n; i++) {
         memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        memset(&items[i].marker, 0, sizeof items[i].marker);
+        items[i].deleted_marker = false;
         /* A key too long to exist is absent: nothing to delete. */
         items[i].rc = sq_key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > KEY_MAX)
                           ? 0 : CAIRN_EINVAL;
@@ -341,8 +439,13 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         if (sqlite3_exec(w->db, "SAVEPOINT del", NULL, NULL, NULL) != SQLITE_OK) {
             rc = sq_db_fail(w, sqlite3_errcode(w->db), "savepoint");
         } else {
-            rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, items[i].jobs, items[i].njobs,
-                                  &items[i].deleted);
+            meta_delete_result res;
+            memset(&res, 0, sizeof res);
+            rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, items[i].version_id,
+                                  items[i].owner_id, items[i].jobs, items[i].njobs, &res);
+            items[i].deleted = res.removed;
+            items[i].marker = res.marker;
+            items[i].deleted_marker = res.removed_marker;
             if (rc != 0 && rc != CAIRN_ENOTFOUND &&
                 sqlite3_exec(w->db, "ROLLBACK TO del", NULL, NULL, NULL) != SQLITE_OK)
                 lost = true; /* the failed key's half would be committed with the others */
@@ -350,7 +453,10 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         }
         if (rc != 0) {
             meta_object_clear(&items[i].deleted);
+            meta_object_clear(&items[i].marker);
             memset(&items[i].deleted, 0, sizeof items[i].deleted);
+            memset(&items[i].marker, 0, sizeof items[i].marker);
+            items[i].deleted_marker = false;
         }
         items[i].rc = rc == CAIRN_ENOTFOUND ? 0 : rc;
         if (lost || sqlite3_get_autocommit(w->db)) {
@@ -368,7 +474,10 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         /* Nothing was deleted after all. */
         for (int i = 0; i < n; i++) {
             meta_object_clear(&items[i].deleted);
+            meta_object_clear(&items[i].marker);
             memset(&items[i].deleted, 0, sizeof items[i].deleted);
+            memset(&items[i].marker, 0, sizeof items[i].marker);
+            items[i].deleted_marker = false;
             if (items[i].rc == 0) items[i].rc = err;
         }
     }
@@ -549,4 +658,130 @@ int sq_object_scan(meta_store *base_, const char *after_bucket, const char *afte
     if (!ms || !cb || limit < 0 || !after_bucket || !after_key) return CAIRN_EINVAL;
     scan_ctx sc = {after_bucket, after_key, after_key_len, cb, ud};
     return sq_page_rows(ms, &scan_pager, &sc, limit, more, "object scan");
+}
+
+/* ---- versions listing ---- */
+
+/* One version of a listing, copied out. */
+typedef struct {
+    char key[KEY_MAX + 1];
+    size_t key_len;
+    char version_id[33];
+    int64_t seq;
+    bool is_latest, delete_marker, null_version;
+    int64_t size;
+    char etag[72];
+    int64_t mtime_ms, owner_id;
+} vlist_row;
+
+typedef struct {
+    sq_store *ms;
+    const char *bucket;
+    int64_t bucket_id;
+    const char *lo, *hi;   /* the first batch's lower bound (inclusive unless after_seq applies); the prefix successor */
+    size_t lo_len, hi_len;
+    bool lo_incl;
+    int64_t lo_seq;        /* the first batch: versions of lo older than this first (0: none) */
+    int (*cb)(void *ud, const meta_version_entry *e);
+    void *ud;
+} vlist_ctx;
+
+static int vlist_copy(sqlite3_stmt *st, vlist_row *r) {
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    const char *key = (const char *)sqlite3_column_text(st, 0);
+    if (!key) return CAIRN_ENOMEM;
+    if (n > KEY_MAX) return CAIRN_EDB;
+    memcpy(r->key, key, n);
+    r->key[n] = '\0';
+    r->key_len = n;
+    int err = sq_col_copy(st, 1, r->version_id, sizeof r->version_id);
+    r->seq = sqlite3_column_int64(st, 2);
+    r->is_latest = sqlite3_column_int(st, 3) != 0;
+    r->delete_marker = sqlite3_column_int(st, 4) != 0;
+    r->null_version = sqlite3_column_int(st, 5) != 0;
+    r->size = sqlite3_column_int64(st, 6);
+    if (err == 0) err = sq_col_copy(st, 7, r->etag, sizeof r->etag);
+    r->mtime_ms = sqlite3_column_int64(st, 8);
+    r->owner_id = sqlite3_column_int64(st, 9);
+    return err;
+}
+
+/* Runs one listing statement, appending up to fetch - *got rows. */
+static int vlist_run(conn *c, const vlist_ctx *l, stmt_id id, const char *key, size_t key_len, int64_t seq, int fetch,
+                     vlist_row *rows, int *got) {
+    sqlite3_stmt *st = sq_stmt(c, id);
+    if (!st) return CAIRN_EDB;
+    int b = sq_bind_str(st, 1, l->bucket) | sq_bind_bytes_text(st, 2, key, key_len) |
+            sqlite3_bind_int64(st, 4, fetch - *got) | sqlite3_bind_int64(st, 5, l->bucket_id);
+    if (id == ST_OBJ_VLIST_KEY) b |= sqlite3_bind_int64(st, 3, seq);
+    if (id == ST_OBJ_VLIST_GT_UB || id == ST_OBJ_VLIST_GE_UB) b |= sq_bind_bytes_text(st, 6, l->hi, l->hi_len);
+    int err = sq_bind_result(c, b, "object versions bind");
+    while (err == 0 && *got < fetch) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) {
+            err = sq_db_fail(c, rc, "object versions");
+            break;
+        }
+        if ((err = vlist_copy(st, &rows[*got])) == 0) (*got)++;
+    }
+    sq_stmt_done(st);
+    return err;
+}
+
+/* A batch: the rest of the key the last one ended in (older versions),
+ * then the keys after it. */
+static int vlist_fetch(void *fud, const void *after, int fetch, char *rows_, int *got) {
+    const vlist_ctx *l = fud;
+    const vlist_row *a = after;
+    vlist_row *rows = (vlist_row *)rows_;
+    *got = 0;
+    conn *c = sq_reader_get(l->ms);
+    const char *key = a ? a->key : l->lo;
+    size_t key_len = a ? a->key_len : l->lo_len;
+    int64_t seq = a ? a->seq : l->lo_seq;
+    bool incl = a ? false : l->lo_incl;
+    int err = 0;
+    if (!incl && seq > 0) err = vlist_run(c, l, ST_OBJ_VLIST_KEY, key, key_len, seq, fetch, rows, got);
+    if (err == 0 && *got < fetch) {
+        stmt_id id = l->hi_len ? (incl ? ST_OBJ_VLIST_GE_UB : ST_OBJ_VLIST_GT_UB)
+                               : (incl ? ST_OBJ_VLIST_GE : ST_OBJ_VLIST_GT);
+        err = vlist_run(c, l, id, key, key_len, 0, fetch, rows, got);
+    }
+    sq_reader_put(l->ms, c);
+    return err;
+}
+
+static int vlist_deliver(void *ud, const void *row) {
+    const vlist_ctx *l = ud;
+    const vlist_row *r = row;
+    meta_version_entry e = {.key = r->key, .key_len = r->key_len, .version_id = r->version_id, .seq = r->seq,
+                            .is_latest = r->is_latest, .delete_marker = r->delete_marker,
+                            .null_version = r->null_version, .size = r->size, .etag = r->etag,
+                            .mtime_ms = r->mtime_ms, .owner_id = r->owner_id};
+    return l->cb(l->ud, &e);
+}
+
+/* Fills the listing's first bound from the prefix and the marker (shared
+ * with the PostgreSQL backend's shape: one lower bound, as object listings). */
+int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
+                            size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
+                            int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
+    sq_store *ms = SQ(base_);
+    if (prefix_len > KEY_MAX || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
+    if (!prefix) prefix = "";
+    vlist_ctx l = {.ms = ms, .bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len,
+                   .lo_incl = true, .cb = cb, .ud = ud};
+    if (after_key && meta_key_cmp(after_key, after_key_len, prefix, prefix_len) >= 0) {
+        if (after_key_len > KEY_MAX) return 0;
+        l.lo = after_key;
+        l.lo_len = after_key_len;
+        l.lo_incl = false;
+        l.lo_seq = after_seq;
+    }
+    char hi[KEY_MAX];
+    l.hi = hi;
+    l.hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, hi) : 0;
+    meta_pager mp = {sizeof(vlist_row), vlist_fetch, vlist_deliver, NULL};
+    return meta_page_rows(&mp, &l, &l, limit, more);
 }

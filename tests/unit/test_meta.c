@@ -5359,6 +5359,8 @@ static const char *const seed_rows[] = {
            "INSERT INTO bucket_notifications(bucket_id, config) VALUES (1, '[]') ON CONFLICT DO NOTHING;",
     [13] = "INSERT INTO bucket_configs(bucket_id, kind, body, updated_ms) VALUES (1, 'cors', '{}', 13)"
            " ON CONFLICT DO NOTHING;",
+    [14] = "INSERT INTO buckets(name, owner_id, created_ms, versioning, object_lock) VALUES ('b14', 1, 14, 1, true)"
+           " ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -7147,5 +7149,317 @@ Test(meta, a_deferred_job_waits_and_its_run_does_not_count) {
     cr_assert_eq(meta_job_claim(f.ms, "w", 5000, 60000, &got), 0);
     cr_assert_eq(got.id, claimed);
     meta_job_clear(&got);
+    fx_close(&f);
+}
+
+/* ---- versions (both backends) ---- */
+
+typedef struct {
+    int n;
+    char keys[64][32];
+    char ids[64][33];
+    int64_t seqs[64];
+    bool latest[64], marker[64], null[64];
+} vcollect;
+
+static int collect_version(void *ud, const meta_version_entry *e) {
+    vcollect *c = ud;
+    cr_assert_lt(c->n, 64);
+    snprintf(c->keys[c->n], sizeof c->keys[0], "%.*s", (int)e->key_len, e->key);
+    snprintf(c->ids[c->n], sizeof c->ids[0], "%s", e->version_id);
+    c->seqs[c->n] = e->seq;
+    c->latest[c->n] = e->is_latest;
+    c->marker[c->n] = e->delete_marker;
+    c->null[c->n] = e->null_version;
+    c->n++;
+    return 0;
+}
+
+static vcollect versions_of(meta_store *ms, const char *bucket, const char *prefix, const char *after_key,
+                            int64_t after_seq, int limit, bool *more) {
+    vcollect c;
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(meta_object_list_versions(ms, bucket, 0, prefix, prefix ? strlen(prefix) : 0, after_key,
+                                           after_key ? strlen(after_key) : 0, after_seq, limit, collect_version, &c,
+                                           more),
+                 0);
+    return c;
+}
+
+static void put_version(meta_store *ms, const char *bucket, const char *key, meta_object *o, bool *had,
+                        meta_object *rep) {
+    *o = mk_obj(bucket, key, strlen(key), 10);
+    cr_assert_eq(meta_object_put(ms, o, rep, had), 0);
+}
+
+Test(versions, enabled_keeps_every_version_newest_first_and_the_current_one_reads) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    meta_object v0, v1, v2, rep;
+    bool had;
+    put_version(f.ms, "v", "k", &v0, &had, &rep);        /* before versioning: the null version */
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_bucket b;
+    cr_assert_eq(meta_bucket_get(f.ms, "v", &b), 0);
+    cr_assert_eq(b.versioning, META_VERSIONING_ENABLED);
+    put_version(f.ms, "v", "k", &v1, &had, &rep);
+    cr_assert_not(had, "enabled: nothing is replaced");
+    put_version(f.ms, "v", "k", &v2, &had, &rep);
+    cr_assert_not(had);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v2.version_id);
+    cr_assert(got.is_latest);
+    cr_assert_not(got.null_version);
+    meta_object_clear(&got);
+    bool more = true;
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 3);
+    cr_assert_not(more);
+    cr_assert_str_eq(c.ids[0], v2.version_id);
+    cr_assert_str_eq(c.ids[1], v1.version_id);
+    cr_assert_str_eq(c.ids[2], v0.version_id);
+    cr_assert(c.latest[0] && !c.latest[1] && !c.latest[2]);
+    cr_assert(c.null[2] && !c.null[1] && !c.null[0], "the version from before versioning is the null one");
+    cr_assert(c.seqs[0] > c.seqs[1] && c.seqs[1] > c.seqs[2]);
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, v1.version_id, false, &got), 0);
+    cr_assert_not(got.is_latest);
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, "null", false, &got), 0);
+    cr_assert_str_eq(got.version_id, v0.version_id);
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, "0123456789abcdef0123456789abcdef", false, &got),
+                 CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, "not-an-id", false, &got), CAIRN_ENOTFOUND);
+    int64_t n = -1;
+    cr_assert_eq(meta_object_count(f.ms, "v", &n), 0);
+    cr_assert_eq(n, 1, "one current object");
+    cr_assert_eq(meta_bucket_delete(f.ms, "v", 0), CAIRN_ENOTEMPTY, "versions keep a bucket from being deleted");
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_OFF), CAIRN_EINVAL, "never back to off");
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "nope", 0, META_VERSIONING_ENABLED), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+Test(versions, a_delete_marker_hides_the_key_and_removing_it_brings_the_object_back) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_object v1, rep;
+    bool had;
+    put_version(f.ms, "v", "k", &v1, &had, &rep);
+    meta_delete_result res;
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, NULL, 7, NULL, 0, &res), 0);
+    cr_assert_eq(res.removed.version_id[0], '\0', "a delete marker removes nothing");
+    cr_assert_neq(res.marker.version_id[0], '\0');
+    cr_assert(res.marker.delete_marker);
+    char marker[33];
+    strcpy(marker, res.marker.version_id);
+    meta_delete_result_clear(&res);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), CAIRN_ENOTFOUND, "hidden by the marker");
+    cr_assert_eq(meta_object_get_current(f.ms, "v", 0, "k", 1, false, &got), 0);
+    cr_assert(got.delete_marker);
+    cr_assert_eq(got.owner_id, 7);
+    meta_object_clear(&got);
+    collect lc = {0};
+    bool more;
+    cr_assert_eq(list_all(f.ms, "v", "", 0, NULL, 0, false, 100, &lc, &more), 0);
+    cr_assert_eq(lc.n, 0, "a listing skips a key whose current version is a marker");
+    collect_free(&lc);
+    /* Deleting again stacks another marker, as S3 does. */
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, NULL, 7, NULL, 0, &res), 0);
+    char marker2[33];
+    strcpy(marker2, res.marker.version_id);
+    meta_delete_result_clear(&res);
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 3);
+    cr_assert(c.marker[0] && c.marker[1] && !c.marker[2]);
+    /* Removing the markers by id promotes the object again. */
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, marker2, 0, NULL, 0, &res), 0);
+    cr_assert(res.removed_marker);
+    meta_delete_result_clear(&res);
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), CAIRN_ENOTFOUND, "the older marker is current");
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, marker, 0, NULL, 0, &res), 0);
+    meta_delete_result_clear(&res);
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), 0, "the object is current again");
+    cr_assert_str_eq(got.version_id, v1.version_id);
+    cr_assert(got.is_latest);
+    meta_object_clear(&got);
+    /* Removing the last version for good empties the key and frees its bytes. */
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, v1.version_id, 0, NULL, 0, &res), 0);
+    cr_assert_str_eq(res.removed.version_id, v1.version_id, "its bytes are the caller's to remove");
+    meta_delete_result_clear(&res);
+    c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 0);
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, v1.version_id, 0, NULL, 0, &res), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_bucket_delete(f.ms, "v", 0), 0, "empty again");
+    fx_close(&f);
+}
+
+Test(versions, deleting_the_current_version_by_id_promotes_the_newest_other) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_object v1, v2, v3, rep;
+    bool had;
+    put_version(f.ms, "v", "k", &v1, &had, &rep);
+    put_version(f.ms, "v", "k", &v2, &had, &rep);
+    put_version(f.ms, "v", "k", &v3, &had, &rep);
+    meta_delete_result res;
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, v3.version_id, 0, NULL, 0, &res), 0);
+    meta_delete_result_clear(&res);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v2.version_id);
+    meta_object_clear(&got);
+    /* A noncurrent one goes without touching the current. */
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, v1.version_id, 0, NULL, 0, &res), 0);
+    meta_delete_result_clear(&res);
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v2.version_id);
+    meta_object_clear(&got);
+    /* A new version after a promotion still sorts newest. */
+    meta_object v4;
+    put_version(f.ms, "v", "k", &v4, &had, &rep);
+    bool more;
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 2);
+    cr_assert_str_eq(c.ids[0], v4.version_id);
+    cr_assert(c.latest[0] && !c.latest[1]);
+    fx_close(&f);
+}
+
+Test(versions, suspended_writes_and_deletes_replace_the_null_version) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    meta_object n0, v1, n1, n2, rep;
+    bool had;
+    put_version(f.ms, "v", "k", &n0, &had, &rep);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    put_version(f.ms, "v", "k", &v1, &had, &rep);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_SUSPENDED), 0);
+    /* The null version is noncurrent: the new null version removes it. */
+    put_version(f.ms, "v", "k", &n1, &had, &rep);
+    cr_assert(had, "the old null version is removed for good");
+    cr_assert_str_eq(rep.version_id, n0.version_id);
+    meta_object_clear(&rep);
+    /* Now the null version is current: replaced in place. */
+    put_version(f.ms, "v", "k", &n2, &had, &rep);
+    cr_assert(had);
+    cr_assert_str_eq(rep.version_id, n1.version_id);
+    meta_object_clear(&rep);
+    bool more;
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 2);
+    cr_assert_str_eq(c.ids[0], n2.version_id);
+    cr_assert(c.null[0] && c.latest[0]);
+    cr_assert_str_eq(c.ids[1], v1.version_id, "the enabled-era version stays");
+    /* A delete makes a null marker, removing the null version. */
+    meta_delete_result res;
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, NULL, 1, NULL, 0, &res), 0);
+    cr_assert_str_eq(res.removed.version_id, n2.version_id);
+    cr_assert(res.marker.null_version && res.marker.delete_marker);
+    meta_delete_result_clear(&res);
+    c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 2);
+    cr_assert(c.marker[0] && c.null[0]);
+    cr_assert_str_eq(c.ids[1], v1.version_id);
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, "null", 0, NULL, 0, &res), 0);
+    cr_assert(res.removed_marker);
+    meta_delete_result_clear(&res);
+    meta_object got;
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v1.version_id);
+    meta_object_clear(&got);
+    fx_close(&f);
+}
+
+Test(versions, listing_pages_by_key_and_version_with_a_prefix) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    const char *keys[] = {"a/1", "a/2", "b/1"};
+    meta_object o, rep;
+    bool had;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 3; i++) put_version(f.ms, "v", keys[k], &o, &had, &rep);
+    bool more;
+    vcollect all = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(all.n, 9);
+    /* Pages of two, each starting after the last row of the one before. */
+    int seen = 0;
+    char after_key[32] = "";
+    int64_t after_seq = 0;
+    bool first = true;
+    do {
+        vcollect p = versions_of(f.ms, "v", NULL, first ? NULL : after_key, after_seq, 2, &more);
+        for (int i = 0; i < p.n; i++, seen++) {
+            cr_assert_str_eq(p.keys[i], all.keys[seen]);
+            cr_assert_str_eq(p.ids[i], all.ids[seen]);
+        }
+        if (p.n) {
+            strcpy(after_key, p.keys[p.n - 1]);
+            after_seq = p.seqs[p.n - 1];
+        }
+        first = false;
+    } while (more);
+    cr_assert_eq(seen, 9);
+    vcollect a = versions_of(f.ms, "v", "a/", NULL, 0, 100, &more);
+    cr_assert_eq(a.n, 6);
+    vcollect after = versions_of(f.ms, "v", NULL, "a/2", 0, 100, &more);
+    cr_assert_eq(after.n, 3, "after_seq 0: after every version of the key");
+    cr_assert_str_eq(after.keys[0], "b/1");
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_store *ms;
+    int ok;
+} vracer;
+
+static void *vrace_main(void *arg) {
+    vracer *r = arg;
+    for (int i = 0; i < 10; i++) {
+        meta_object o = mk_obj("v", "hot", 3, 1);
+        if (meta_object_put(r->ms, &o, NULL, NULL) == 0) r->ok++;
+    }
+    return NULL;
+}
+
+/* Concurrent writes to one key of a versioned bucket each make their own
+ * version, and exactly one of them is current. */
+Test(versions, concurrent_puts_each_make_a_version_and_one_is_current, .timeout = 60) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    pthread_t th[6];
+    vracer r[6];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 6; i++) {
+        r[i].ms = f.ms;
+        cr_assert_eq(pthread_create(&th[i], NULL, vrace_main, &r[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        ok += r[i].ok;
+    }
+    cr_assert_eq(ok, 60);
+    bool more;
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 64, &more);
+    cr_assert_eq(c.n, 60);
+    int latest = 0;
+    for (int i = 0; i < c.n; i++) {
+        latest += c.latest[i];
+        if (i) cr_assert_gt(c.seqs[i - 1], c.seqs[i], "newest first, no two alike");
+    }
+    cr_assert_eq(latest, 1);
+    cr_assert(c.latest[0], "the current one is the newest");
     fx_close(&f);
 }

@@ -1,0 +1,207 @@
+/*
+ * versions.c — S3's versioning, written once for both backends.
+ *
+ * Every version of a key is a row of objects, numbered by seq (1, 2, ...;
+ * newer is larger) and flagged latest when it is the key's current one
+ * (exactly one is, while the key has any row; a unique partial index holds
+ * it to that).  What a put or a delete does depends on the bucket's
+ * versioning, read in the same transaction:
+ *
+ *   off        a put replaces the current version in place (its seq kept);
+ *              a delete removes it.  One row per key, as before versioning.
+ *   enabled    a put demotes the current version and adds a new one at the
+ *              next seq; a delete adds a delete marker the same way.
+ *              Nothing is removed except by a delete naming a version.
+ *   suspended  a put or a delete makes the null version (a delete: a null
+ *              delete marker) current: a current null version is replaced
+ *              in place, a noncurrent one removed, any other current one
+ *              demoted.
+ *
+ * Removing the current version by its id makes the newest remaining one
+ * current.  A version removed for good is reported to the caller (its
+ * bytes go after the commit; what the database holds of them, inline bytes
+ * and multipart parts, goes in the transaction).  The backends supply the
+ * row operations (meta_vops), each run inside their open transaction;
+ * PostgreSQL's current() locks the row, so writers of one key queue on it,
+ * and an insert that finds the key taken by a concurrent first version
+ * asks for the whole step to run again (META_V_RETRY).
+ */
+#include "meta/meta_int.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+void meta_delete_result_clear(meta_delete_result *r) {
+    if (!r) return;
+    meta_object_clear(&r->removed);
+    meta_object_clear(&r->marker);
+}
+
+/* A removed version: its row, then what the database holds of its bytes. */
+static int remove_version(const meta_vops *v, const meta_object *gone) {
+    int err = v->remove(v->c, gone);
+    return err == 0 ? v->release(v->c, gone) : err;
+}
+
+/* The null version when it is not the current one: removed, into *freed. */
+static int drop_noncurrent_null(const meta_vops *v, const char *bucket, const char *key, size_t key_len,
+                                meta_object *freed, bool *had_freed) {
+    meta_object n = {0};
+    int err = v->noncurrent_null(v->c, bucket, key, key_len, &n);
+    if (err == CAIRN_ENOTFOUND) return 0;
+    if (err == 0) err = remove_version(v, &n);
+    if (err == 0) {
+        *freed = n;
+        *had_freed = true;
+    } else {
+        meta_object_clear(&n);
+    }
+    return err;
+}
+
+/* One attempt at a put; META_V_RETRY when a concurrent first version won. */
+static int put_once(const meta_vops *v, meta_versioning state, const meta_object *obj, meta_object *freed,
+                    bool *had_freed) {
+    meta_object cur = {0};
+    int err = v->current(v->c, obj->bucket, obj->key, obj->key_len, &cur);
+    if (err != 0 && err != CAIRN_ENOTFOUND) return err;
+    bool had = err == 0;
+    if (!sq_obj_cond_holds(obj, had && !cur.delete_marker ? &cur : NULL)) {
+        meta_object_clear(&cur);
+        return CAIRN_EPRECOND;
+    }
+    meta_object o = *obj;
+    o.is_latest = true;
+    o.delete_marker = false;
+    o.null_version = state != META_VERSIONING_ENABLED;
+    o.seq = had ? cur.seq + 1 : 1;
+    if (had && (state == META_VERSIONING_OFF || (state == META_VERSIONING_SUSPENDED && cur.null_version))) {
+        /* The current version is the one this put replaces. */
+        o.seq = cur.seq;
+        err = v->replace(v->c, &cur, &o);
+        if (err == 0) err = v->release(v->c, &cur);
+        if (err == 0) {
+            *freed = cur;
+            *had_freed = true;
+            return v->store_data(v->c, &o);
+        }
+        meta_object_clear(&cur);
+        return err;
+    }
+    err = had ? v->demote(v->c, &cur) : 0;
+    if (err == 0 && had && state == META_VERSIONING_SUSPENDED)
+        err = drop_noncurrent_null(v, obj->bucket, obj->key, obj->key_len, freed, had_freed);
+    meta_object_clear(&cur);
+    if (err == 0) err = v->insert(v->c, &o);
+    /* With a current version locked, no insert can lose a race. */
+    assert(err != META_V_RETRY || !had);
+    if (err == 0) err = v->store_data(v->c, &o);
+    return err;
+}
+
+int meta_v_put(const meta_vops *v, meta_versioning state, const meta_object *obj, meta_object *freed,
+               bool *had_freed) {
+    *had_freed = false;
+    memset(freed, 0, sizeof *freed);
+    int err;
+    while ((err = put_once(v, state, obj, freed, had_freed)) == META_V_RETRY) {
+    }
+    if (err != 0 && *had_freed) {
+        meta_object_clear(freed);
+        *had_freed = false;
+    }
+    return err;
+}
+
+/* A delete marker of (bucket, key) by owner_id, at seq. */
+static void make_marker(meta_object *m, const char *bucket, const char *key, size_t key_len, int64_t owner_id,
+                        int64_t seq, bool null_version) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->bucket, sizeof m->bucket, "%s", bucket);
+    memcpy(m->key, key, key_len);
+    m->key_len = key_len;
+    rand_hex_id(m->version_id, 16);
+    m->mtime_ms = time_now_ms();
+    m->owner_id = owner_id;
+    m->storage = META_STORE_INLINE;
+    m->seq = seq;
+    m->is_latest = true;
+    m->delete_marker = true;
+    m->null_version = null_version;
+}
+
+static int delete_current_once(const meta_vops *v, meta_versioning state, const char *bucket, const char *key,
+                               size_t key_len, int64_t owner_id, meta_delete_result *res) {
+    meta_object cur = {0};
+    int err = v->current(v->c, bucket, key, key_len, &cur);
+    if (err != 0 && err != CAIRN_ENOTFOUND) return err;
+    bool had = err == 0;
+    if (state == META_VERSIONING_OFF) {
+        if (!had) return CAIRN_ENOTFOUND;
+        err = remove_version(v, &cur);
+        if (err == 0) res->removed = cur;
+        else meta_object_clear(&cur);
+        return err;
+    }
+    bool freed = false;
+    err = 0;
+    if (had && state == META_VERSIONING_SUSPENDED && cur.null_version) {
+        err = remove_version(v, &cur);
+        if (err == 0) {
+            res->removed_marker = cur.delete_marker;
+            res->removed = cur;
+            freed = true;
+        }
+    } else if (had) {
+        err = v->demote(v->c, &cur);
+        if (err == 0 && state == META_VERSIONING_SUSPENDED) {
+            bool had_freed = false;
+            err = drop_noncurrent_null(v, bucket, key, key_len, &res->removed, &had_freed);
+            if (err == 0 && had_freed) res->removed_marker = res->removed.delete_marker;
+        }
+    }
+    meta_object m;
+    make_marker(&m, bucket, key, key_len, owner_id, had ? cur.seq + 1 : 1, state == META_VERSIONING_SUSPENDED);
+    if (!freed) meta_object_clear(&cur);
+    if (err == 0) err = v->insert(v->c, &m);
+    assert(err != META_V_RETRY || !had);
+    if (err == 0) res->marker = m;
+    return err;
+}
+
+int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket, const char *key, size_t key_len,
+                  const char *version_id, int64_t owner_id, meta_delete_result *res) {
+    memset(res, 0, sizeof *res);
+    int err;
+    if (!version_id) {
+        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, res)) == META_V_RETRY)
+            meta_delete_result_clear(res), memset(res, 0, sizeof *res);
+    } else {
+        meta_object gone = {0};
+        err = v->find(v->c, bucket, key, key_len, version_id, &gone);
+        if (err == 0) err = remove_version(v, &gone);
+        if (err == 0 && gone.is_latest) err = v->promote(v->c, bucket, key, key_len);
+        if (err == 0) {
+            res->removed_marker = gone.delete_marker;
+            res->removed = gone;
+        } else {
+            meta_object_clear(&gone);
+        }
+    }
+    if (err != 0) {
+        meta_delete_result_clear(res);
+        memset(res, 0, sizeof *res);
+    }
+    return err;
+}
+
+bool meta_v_id_ok(const char *version_id) {
+    if (!strcmp(version_id, "null")) return true;
+    size_t n = strlen(version_id);
+    if (n != 32) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((version_id[i] >= '0' && version_id[i] <= '9') || (version_id[i] >= 'a' && version_id[i] <= 'f')))
+            return false;
+    return true;
+}
