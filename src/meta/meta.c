@@ -307,7 +307,7 @@ int meta_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket
                               size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                               int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
     if (more) *more = false;
-    if (!ms || !bucket || !cb || limit < 0 || after_seq < 0 || (prefix_len && !prefix) || (after_key_len && !after_key))
+    if (!ms || !bucket || !cb || limit < 0 || after_seq < -1 || (prefix_len && !prefix) || (after_key_len && !after_key))
         return CAIRN_EINVAL;
     return ms->ops->object_list_versions(ms, bucket, bucket_id, prefix, prefix_len, after_key, after_key_len,
                                          after_seq, limit, cb, ud, more);

@@ -437,7 +437,8 @@ typedef struct {
  * ListObjectVersions: up to limit versions of bucket whose key starts with
  * prefix, in key order and newest first within a key, delete markers
  * included, starting after (after_key, after_seq): after_seq 0 means after
- * every version of after_key; after_key NULL from the start.  O(rows
+ * every version of after_key, -1 at its first (after_key included);
+ * after_key NULL from the start.  O(rows
  * returned), as meta_object_list; cb and *more as there.
  */
 int meta_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix,

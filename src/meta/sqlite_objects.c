@@ -776,8 +776,8 @@ int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
         if (after_key_len > KEY_MAX) return 0;
         l.lo = after_key;
         l.lo_len = after_key_len;
-        l.lo_incl = false;
-        l.lo_seq = after_seq;
+        l.lo_incl = after_seq < 0;
+        l.lo_seq = after_seq > 0 ? after_seq : 0;
     }
     char hi[KEY_MAX];
     l.hi = hi;

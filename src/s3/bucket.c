@@ -64,11 +64,19 @@ void s3_create_bucket(s3_req *q) {
                  "The specified location-constraint is not valid for this endpoint.");
         return;
     }
+    /* Object lock turns versioning on with it, for good (S3). */
+    const char *lock = http_header(q->http, "x-amz-bucket-object-lock-enabled");
+    if (lock && strcasecmp(lock, "true") != 0 && strcasecmp(lock, "false") != 0) {
+        s3_error(q, "InvalidArgument", "x-amz-bucket-object-lock-enabled must be true or false.");
+        return;
+    }
     meta_bucket bk = {0};
     snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
     bk.owner_id = q->who.user_id;
     bk.created_ms = time_now_ms();
     snprintf(bk.region, sizeof bk.region, "%s", region);
+    bk.object_lock = lock && !strcasecmp(lock, "true");
+    if (bk.object_lock) bk.versioning = META_VERSIONING_ENABLED;
     int64_t owner = 0;
     int rc = meta_bucket_create(q->gw->d.meta, &bk, &owner);
     if (rc == CAIRN_EEXIST) {
@@ -125,7 +133,13 @@ void s3_bucket_subresource(s3_req *q) {
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     if (q->op == OP_GET_BUCKET_VERSIONING) {
-        buf_puts(&b, "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
+        /* Never enabled: no Status, as S3 answers. */
+        if (q->bk.versioning == META_VERSIONING_OFF)
+            buf_puts(&b, "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
+        else
+            buf_printf(&b, "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                           "<Status>%s</Status></VersioningConfiguration>",
+                       q->bk.versioning == META_VERSIONING_ENABLED ? "Enabled" : "Suspended");
     } else if (q->op == OP_GET_BUCKET_ACL) {
         buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
         s3_owner_xml(q, &b, q->bk.owner_id);
@@ -423,3 +437,249 @@ static void list_objects(s3_req *q, bool v2) {
 
 void s3_list_objects_v1(s3_req *q) { list_objects(q, false); }
 void s3_list_objects_v2(s3_req *q) { list_objects(q, true); }
+
+/* ---- versioning ---------------------------------------------------------------------------------- */
+
+void s3_put_bucket_versioning(s3_req *q) {
+    int status = 0;
+    bool mfa = false, illegal = false;
+    int rc = s3_parse_versioning_xml(q->body.data ? q->body.data : "", q->body.len, &status, &mfa, &illegal);
+    if (rc == CAIRN_ENOMEM) {
+        s3_error(q, "InternalError", NULL);
+        return;
+    }
+    if (rc != 0 || status == 0) {
+        s3_error(q, illegal ? "IllegalVersioningConfigurationException" : "MalformedXML",
+                 illegal ? "The versioning configuration specified in the request is invalid." : NULL);
+        return;
+    }
+    if (mfa) {
+        /* MFA delete needs an MFA device and the x-amz-mfa header: cairn has neither. */
+        s3_error(q, "NotImplemented", "MfaDelete is not supported.");
+        return;
+    }
+    meta_versioning state = status == 1 ? META_VERSIONING_ENABLED : META_VERSIONING_SUSPENDED;
+    rc = meta_bucket_set_versioning(q->gw->d.meta, q->bucket, q->bucket_id, state);
+    if (rc == CAIRN_EINVAL) {
+        /* Suspending a bucket with object lock. */
+        s3_error(q, "InvalidBucketState", "An Object Lock configuration is present on this bucket, so the "
+                                          "versioning state cannot be changed.");
+        return;
+    }
+    if (rc == CAIRN_ENOTFOUND) {
+        s3_error(q, "NoSuchBucket", NULL);
+        return;
+    }
+    if (rc != 0) {
+        s3_meta_error(q, rc, "InternalError", NULL);
+        return;
+    }
+    s3_committed(q, NULL, 0);
+    http_respond(q->http, 200, "", 0);
+}
+
+const char *s3_version_id(const meta_object *o) { return o->null_version ? "null" : o->version_id; }
+
+/* One row of a versions page: a version, a delete marker or a common prefix. */
+typedef struct {
+    char *key;
+    size_t key_len;
+    bool is_prefix, is_latest, delete_marker;
+    char version_id[33];        /* as S3 shows it ("null") */
+    int64_t size, mtime_ms, owner_id;
+    char etag[72];
+} version_item;
+
+typedef struct {
+    version_item *items;
+    int n, max;
+    const char *prefix;
+    size_t prefix_len;
+    const char *delim;
+    size_t delim_len;
+    const char *marker;         /* key-marker: a common prefix equal to it is skipped */
+    size_t marker_len;
+    char *from;                 /* where the next batch starts */
+    size_t from_len;
+    int64_t from_seq;           /* meta_object_list_versions' after_seq */
+    bool have_from, restart, truncated, stop, oom;
+} version_walk;
+
+static bool vw_from(version_walk *w, const char *k, size_t kl, int64_t seq) {
+    char *f = realloc(w->from, kl + 1);
+    if (!f) { w->oom = true; return false; }
+    memcpy(f, k, kl);
+    f[kl] = '\0';
+    w->from = f;
+    w->from_len = kl;
+    w->from_seq = seq;
+    w->have_from = true;
+    return true;
+}
+
+static bool vw_push(version_walk *w, const char *key, size_t kl, const meta_version_entry *e) {
+    version_item *it = &w->items[w->n];
+    memset(it, 0, sizeof *it);
+    if (!(it->key = malloc(kl + 1))) { w->oom = true; return false; }
+    memcpy(it->key, key, kl);
+    it->key[kl] = '\0';
+    it->key_len = kl;
+    it->is_prefix = e == NULL;
+    if (e) {
+        it->is_latest = e->is_latest;
+        it->delete_marker = e->delete_marker;
+        snprintf(it->version_id, sizeof it->version_id, "%s", e->null_version ? "null" : e->version_id);
+        it->size = e->size;
+        it->mtime_ms = e->mtime_ms;
+        it->owner_id = e->owner_id;
+        snprintf(it->etag, sizeof it->etag, "%s", e->etag);
+    }
+    w->n++;
+    return true;
+}
+
+static int version_entry(void *ud, const meta_version_entry *e) {
+    version_walk *w = ud;
+    if (w->delim_len) {
+        const char *d = memmem(e->key + w->prefix_len, e->key_len - w->prefix_len, w->delim, w->delim_len);
+        if (d) {
+            size_t cpl = (size_t)(d - e->key) + w->delim_len;
+            bool is_marker = w->marker && cpl == w->marker_len && memcmp(e->key, w->marker, cpl) == 0;
+            if (!is_marker) {
+                if (w->n == w->max) { w->truncated = true; return 1; }
+                if (!vw_push(w, e->key, cpl, NULL)) return 1;
+            }
+            /* Seek to the prefix's successor: no key under it comes again. */
+            if (!vw_from(w, e->key, cpl, -1)) return 1;
+            if (!successor(w->from, &w->from_len)) { w->stop = true; return 1; }
+            w->restart = true;
+            return 1;
+        }
+    }
+    if (w->n == w->max) { w->truncated = true; return 1; }
+    if (!vw_push(w, e->key, e->key_len, e)) return 1;
+    return vw_from(w, e->key, e->key_len, e->seq) ? 0 : 1;
+}
+
+static int version_walk_run(s3_req *q, version_walk *w) {
+    for (;;) {
+        w->restart = false;
+        bool more = false;
+        int rc = meta_object_list_versions(q->gw->d.meta, q->bucket, q->bucket_id, w->prefix, w->prefix_len,
+                                           w->have_from ? w->from : NULL, w->from_len, w->from_seq,
+                                           w->max - w->n + 1, version_entry, w, &more);
+        if (rc != 0) return rc;
+        if (w->oom) return CAIRN_ENOMEM;
+        if (w->truncated || w->stop) return 0;
+        if (w->restart) continue;
+        if (!more) return 0;
+    }
+}
+
+void s3_list_object_versions(s3_req *q) {
+    const char *prefix = s3_param_get(q, "prefix");
+    const char *delim = s3_param_get(q, "delimiter");
+    const char *enc = s3_param_get(q, "encoding-type");
+    const char *key_marker = s3_param_get(q, "key-marker");
+    const char *vid_marker = s3_param_get(q, "version-id-marker");
+    if (enc && strcmp(enc, "url") != 0) {
+        s3_error(q, "InvalidArgument", "Invalid Encoding Method specified in Request");
+        return;
+    }
+    bool url = enc != NULL;
+    int max = 1000;
+    if (s3_parse_max(s3_param_get(q, "max-keys"), 1000, 1000, &max) != 0) {
+        s3_error(q, "InvalidArgument", "Provided max-keys not an integer or within integer range");
+        return;
+    }
+    if (delim && !*delim) delim = NULL;
+    if (key_marker && !*key_marker) key_marker = NULL;
+    if (vid_marker && !*vid_marker) vid_marker = NULL;
+    if (vid_marker && !key_marker) {
+        s3_error(q, "InvalidArgument", "A version-id marker cannot be specified without a key marker.");
+        return;
+    }
+    version_walk w = {0};
+    w.max = max;
+    w.prefix = prefix ? prefix : "";
+    w.prefix_len = strlen(w.prefix);
+    w.delim = delim;
+    w.delim_len = delim ? strlen(delim) : 0;
+    int rc = 0;
+    if (key_marker) {
+        int64_t seq = 0;  /* after every version of the key marker */
+        if (vid_marker) {
+            meta_object m = {0};
+            rc = meta_object_get_version(q->gw->d.meta, q->bucket, q->bucket_id, key_marker, strlen(key_marker),
+                                         vid_marker, false, &m);
+            seq = m.seq;
+            meta_object_clear(&m);
+            if (rc == CAIRN_ENOTFOUND) {
+                s3_error(q, "InvalidArgument", "Invalid version id specified");
+                return;
+            }
+            if (rc != 0) {
+                s3_meta_error(q, rc, "InternalError", NULL);
+                return;
+            }
+        }
+        w.marker = key_marker;
+        w.marker_len = strlen(key_marker);
+        if (!vw_from(&w, key_marker, w.marker_len, seq)) rc = CAIRN_ENOMEM;
+    }
+    w.items = calloc((size_t)max + 1, sizeof *w.items);
+    if (!w.items) rc = CAIRN_ENOMEM;
+    if (rc == 0 && max > 0) rc = version_walk_run(q, &w);
+    if (rc != 0) {
+        for (int i = 0; i < w.n; i++) free(w.items[i].key);
+        free(w.items);
+        free(w.from);
+        s3_meta_error(q, rc, "InternalError", "listing versions failed");
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    put_elem(&b, "Name", q->bucket, strlen(q->bucket), false);
+    put_elem(&b, "Prefix", w.prefix, w.prefix_len, url);
+    put_elem(&b, "KeyMarker", key_marker ? key_marker : "", key_marker ? strlen(key_marker) : 0, url);
+    put_elem(&b, "VersionIdMarker", vid_marker ? vid_marker : "", vid_marker ? strlen(vid_marker) : 0, false);
+    if (w.truncated) {
+        const version_item *last = &w.items[w.n - 1];
+        put_elem(&b, "NextKeyMarker", last->key, last->key_len, url);
+        if (!last->is_prefix) put_elem(&b, "NextVersionIdMarker", last->version_id, strlen(last->version_id), false);
+    }
+    buf_printf(&b, "<MaxKeys>%d</MaxKeys>", max);
+    if (delim) put_elem(&b, "Delimiter", delim, strlen(delim), url);
+    if (url) buf_puts(&b, "<EncodingType>url</EncodingType>");
+    buf_printf(&b, "<IsTruncated>%s</IsTruncated>", w.truncated ? "true" : "false");
+    for (int i = 0; i < w.n; i++) {
+        const version_item *it = &w.items[i];
+        if (it->is_prefix) continue;
+        char ts[40];
+        time_fmt_iso8601(it->mtime_ms, ts, sizeof ts);
+        const char *tag = it->delete_marker ? "DeleteMarker" : "Version";
+        buf_printf(&b, "<%s>", tag);
+        put_elem(&b, "Key", it->key, it->key_len, url);
+        buf_printf(&b, "<VersionId>%s</VersionId><IsLatest>%s</IsLatest><LastModified>%s</LastModified>",
+                   it->version_id, it->is_latest ? "true" : "false", ts);
+        if (!it->delete_marker)
+            buf_printf(&b, "<ETag>&quot;%s&quot;</ETag><Size>%lld</Size><StorageClass>STANDARD</StorageClass>",
+                       it->etag, (long long)it->size);
+        s3_owner_xml(q, &b, it->owner_id);
+        buf_printf(&b, "</%s>", tag);
+    }
+    for (int i = 0; i < w.n; i++) {
+        const version_item *it = &w.items[i];
+        if (!it->is_prefix) continue;
+        buf_puts(&b, "<CommonPrefixes>");
+        put_elem(&b, "Prefix", it->key, it->key_len, url);
+        buf_puts(&b, "</CommonPrefixes>");
+    }
+    buf_puts(&b, "</ListVersionsResult>");
+    for (int i = 0; i < w.n; i++) free(w.items[i].key);
+    free(w.items);
+    free(w.from);
+    s3_respond_xml(q, 200, &b);
+}

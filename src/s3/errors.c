@@ -60,6 +60,8 @@ static const s3_error_def errors[] = {
     {"ReplicationConfigurationNotFoundError", 404, "The replication configuration was not found."},
     {"NotImplemented", 501, "A header or query you provided implies functionality that is not implemented."},
     {"ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket."},
+    {"IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid."},
+    {"InvalidBucketState", 409, "The request is not valid with the current state of the bucket."},
     {"PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold."},
     {"ConditionalRequestConflict", 409, "A conflicting operation occurred. If using PutObject you can retry the request. "
                                         "If using multipart upload you should initiate another CreateMultipartUpload "

@@ -24,6 +24,7 @@
 
 const char *s3_event_name(const char *api, s3_change change) {
     if (change == S3_CHANGE_REMOVED) return "ObjectRemoved:Delete";
+    if (change == S3_CHANGE_MARKER) return "ObjectRemoved:DeleteMarkerCreated";
     if (!strcmp(api, "CopyObject")) return "ObjectCreated:Copy";
     if (!strcmp(api, "CompleteMultipartUpload")) return "ObjectCreated:CompleteMultipartUpload";
     if (!strcmp(api, "PostObject")) return "ObjectCreated:Post";
@@ -42,7 +43,8 @@ void s3_events_hook(void *ud, const s3_commit *c) {
         .key_len = c->key_len,
         .size = c->change == S3_CHANGE_CREATED ? c->obj->size : -1,
         .etag = c->change == S3_CHANGE_CREATED ? c->obj->etag : NULL,
-        .version_id = NULL,     /* unversioned: S3 sends none (issue 12 brings versions) */
+        /* S3 sends versionId only where versions are kept. */
+        .version_id = c->obj->null_version && c->versioned == false ? NULL : s3_version_id(c->obj),
         .request_id = c->request_id,
         .principal = c->principal,
         .source_ip = c->source_ip,

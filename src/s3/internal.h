@@ -43,6 +43,7 @@ typedef enum {
     OP_LIST_OBJECTS, OP_LIST_OBJECTS_V2, OP_DELETE_OBJECTS,
     OP_GET_BUCKET_VERSIONING, OP_GET_BUCKET_ACL, OP_BUCKET_SUBRESOURCE_EMPTY,
     OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
+    OP_PUT_BUCKET_VERSIONING, OP_LIST_OBJECT_VERSIONS,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
@@ -288,6 +289,12 @@ void s3_get_bucket_location(s3_req *q);
 void s3_list_objects_v1(s3_req *q);
 void s3_list_objects_v2(s3_req *q);
 void s3_bucket_subresource(s3_req *q);
+void s3_put_bucket_versioning(s3_req *q);
+void s3_list_object_versions(s3_req *q);
+/* The version id S3 shows for o: "null" for the null version. */
+const char *s3_version_id(const meta_object *o);
+/* x-amz-version-id of a new version (PUT, COPY, complete), where versions are kept. */
+void s3_new_version_header(s3_req *q, const meta_object *obj);
 
 /* object.c */
 int s3_object_begin(s3_req *q);      /* validates headers before the body; nonzero = answered */

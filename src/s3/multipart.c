@@ -384,6 +384,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
                 s3_drop_version_data(q, &old);
                 meta_object_clear(&old);
             }
+            s3_new_version_header(q, &obj);
             complete_result(q, obj.etag);
         } else if (rc == CAIRN_ENOTFOUND) {
             answer_gone_upload(q); /* completed or aborted by another request meanwhile */

@@ -410,6 +410,13 @@ void s3_drop_version_data(s3_req *q, const meta_object *o) {
     }
 }
 
+void s3_new_version_header(s3_req *q, const meta_object *obj) {
+    /* The bucket's state when the request began; a write that raced a
+     * change of it is numbered by the state its commit read. */
+    if (q->bk.versioning == META_VERSIONING_ENABLED) http_add_header(q->http, "x-amz-version-id", obj->version_id);
+    else if (q->bk.versioning == META_VERSIONING_SUSPENDED) http_add_header(q->http, "x-amz-version-id", "null");
+}
+
 /* Publishes obj; answers NoSuchBucket/InternalError itself on failure (after
  * removing the new version's bytes).  Returns 0 on success. */
 static int publish(s3_req *q, meta_object *obj) {
@@ -527,6 +534,7 @@ void s3_put_object(s3_req *q) {
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
+    s3_new_version_header(q, &obj);
     if (q->checksum_name && q->checksum_expected[0])
         http_add_header(q->http, q->checksum_name, q->checksum_expected);
     http_respond(q->http, 200, "", 0);
@@ -701,7 +709,6 @@ static void get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     const char *version = s3_param_get(q, "versionId");
     if (s3_version_param(q, version) != 0) return;
-    if (version) http_add_header(r, "x-amz-version-id", "null");
     meta_object o = {0};
     obj_reader *reader = NULL;
     int rc = 0;
@@ -712,7 +719,9 @@ static void get_object(s3_req *q, bool head) {
     char tried[33] = "";
     for (int attempt = 0; attempt < 4; attempt++) {
         meta_object_clear(&o);
-        rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, !head, &o);
+        rc = version ? meta_object_get_version(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
+                                               !head, &o)
+                     : meta_object_get_current(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, !head, &o);
         if (s3_meta_unavailable(rc)) q->meta_failure = rc;
         if (rc != 0 || o.storage != META_STORE_FILE || head) break;   /* NoSuchKey stays NoSuchKey */
         if (!strcmp(tried, o.version_id)) {
@@ -726,12 +735,27 @@ static void get_object(s3_req *q, bool head) {
     }
     if (rc != 0) {
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
-        else if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchKey", NULL);
+        else if (rc == CAIRN_ENOTFOUND) s3_error(q, version ? "NoSuchVersion" : "NoSuchKey", NULL);
         else if (rc == CAIRN_EIO) unreadable(q);
         else s3_error(q, "InternalError", "reading the object failed");
         meta_object_clear(&o);
         return;
     }
+    if (o.delete_marker) {
+        /* A delete marker has no bytes: 404 when it is the current version,
+         * 405 when asked for by its id (S3), saying what it is either way. */
+        http_add_header(r, "x-amz-delete-marker", "true");
+        http_add_header(r, "x-amz-version-id", s3_version_id(&o));
+        if (version) {
+            char lm[40];
+            time_fmt_http(o.mtime_ms, lm, sizeof lm);
+            http_add_header(r, "Last-Modified", lm);
+        }
+        s3_error(q, version ? "MethodNotAllowed" : "NoSuchKey", NULL);
+        meta_object_clear(&o);
+        return;
+    }
+    if (version || q->bk.versioning != META_VERSIONING_OFF) http_add_header(r, "x-amz-version-id", s3_version_id(&o));
     char etag[80], lm[40];
     s3_quote_etag(o.etag, etag, sizeof etag);
     time_fmt_http(o.mtime_ms, lm, sizeof lm);
@@ -878,11 +902,8 @@ int s3_version_param(s3_req *q, const char *version) {
         s3_error(q, "InvalidArgument", "Version id cannot be the empty string");
         return -1;
     }
-    /* Every object is unversioned until versioning lands: its version id is
-     * "null", as S3 names the version of an object written unversioned. */
-    if (strcmp(version, "null") == 0) return 0;
-    s3_error(q, "NoSuchVersion", NULL);
-    return -1;
+    /* Any other id is looked up: one that is not there is NoSuchVersion. */
+    return 0;
 }
 
 int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char skey[1025], size_t *sklen) {
@@ -901,9 +922,19 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
     if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
-    rc = meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
-    if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchKey", NULL); return -1; }
+    rc = has_version ? meta_object_get_version(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, version, true, src)
+                     : meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
+    if (rc == 0 && src->delete_marker) {
+        /* A delete marker named by its id is no source: S3 answers 400. */
+        meta_object_clear(src);
+        s3_error(q, "InvalidRequest", "The source of a copy request may not specifically refer to a delete marker "
+                                      "by version id.");
+        return -1;
+    }
+    if (rc == CAIRN_ENOTFOUND) { s3_error(q, has_version ? "NoSuchVersion" : "NoSuchKey", NULL); return -1; }
     if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
+    if (has_version || sbk.versioning != META_VERSIONING_OFF)
+        http_add_header(r, "x-amz-copy-source-version-id", s3_version_id(src));
     int cond = s3_eval_conditionals(http_header(r, "x-amz-copy-source-if-match"),
                                     http_header(r, "x-amz-copy-source-if-none-match"),
                                     http_header(r, "x-amz-copy-source-if-modified-since"),
@@ -1014,6 +1045,7 @@ void s3_copy_object(s3_req *q) {
     rc = publish(q, &dst);
     meta_object_clear(&src);
     if (rc != 0) return;
+    s3_new_version_header(q, &dst);
     char ts[40];
     time_fmt_iso8601(dst.mtime_ms, ts, sizeof ts);
     buf_t b;
@@ -1036,14 +1068,19 @@ static void s3_removed(s3_req *q, meta_object *old, const char *key, size_t key_
 }
 
 void s3_delete_object(s3_req *q) {
-    if (s3_version_param(q, s3_param_get(q, "versionId")) != 0) return;
-    meta_object old = {0};
+    const char *version = s3_param_get(q, "versionId");
+    if (s3_version_param(q, version) != 0) return;
+    meta_delete_result res;
+    memset(&res, 0, sizeof res);
     meta_job *jobs = NULL;
     int njobs = 0;
-    int rc = s3_notify_jobs(q, s3_event_name(q->route->api, S3_CHANGE_REMOVED), q->key, q->key_len, -1, NULL, &jobs,
-                            &njobs);
+    /* Where versions are kept a plain DELETE makes a delete marker. */
+    bool marker = !version && q->bk.versioning != META_VERSIONING_OFF;
+    int rc = s3_notify_jobs(q, marker ? "ObjectRemoved:DeleteMarkerCreated" : s3_event_name(q->route->api, S3_CHANGE_REMOVED),
+                            q->key, q->key_len, -1, NULL, &jobs, &njobs);
     if (rc == 0) {
-        rc = meta_object_delete_jobs(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, jobs, njobs, &old);
+        rc = meta_object_delete_version(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
+                                        q->who.user_id, jobs, njobs, &res);
         s3_notify_jobs_free(jobs, njobs);
         if (rc == 0) s3_notify_committed(q, njobs);
     }
@@ -1051,10 +1088,22 @@ void s3_delete_object(s3_req *q) {
         s3_meta_error(q, rc, "InternalError", "deleting the object failed");
         return;
     }
+    /* A version that is not there is deleted already: 204 naming it, as S3 answers. */
+    if (rc == CAIRN_ENOTFOUND && version) http_add_header(q->http, "x-amz-version-id", version);
     if (rc == 0) {
-        s3_removed(q, &old, q->key, q->key_len);
-        s3_drop_version_data(q, &old);
-        meta_object_clear(&old);
+        if (res.marker.version_id[0]) {
+            http_add_header(q->http, "x-amz-delete-marker", "true");
+            http_add_header(q->http, "x-amz-version-id", s3_version_id(&res.marker));
+            s3_committed_object(q, S3_CHANGE_MARKER, &res.marker);
+        } else if (version) {
+            http_add_header(q->http, "x-amz-version-id", version);
+            if (res.removed_marker) http_add_header(q->http, "x-amz-delete-marker", "true");
+        }
+        if (res.removed.version_id[0]) {
+            s3_removed(q, &res.removed, q->key, q->key_len);
+            s3_drop_version_data(q, &res.removed);
+        }
+        meta_delete_result_clear(&res);
     }
     http_respond(q->http, 204, "", 0);
 }
@@ -1086,10 +1135,15 @@ void s3_delete_objects(s3_req *q) {
     for (int i = 0; i < d.count && batch == 0; i++) {
         items[i].key = d.objects[i].key;
         items[i].key_len = d.objects[i].key_len;
+        items[i].version_id = d.objects[i].version_id;
+        items[i].owner_id = q->who.user_id;
         meta_job *jobs = NULL;
         int nj = 0;
         if (d.objects[i].key_len <= 1024)
-            batch = s3_notify_jobs(q, "ObjectRemoved:Delete", d.objects[i].key, d.objects[i].key_len, -1, NULL, &jobs, &nj);
+            batch = s3_notify_jobs(q,
+                                   !d.objects[i].version_id && q->bk.versioning != META_VERSIONING_OFF
+                                       ? "ObjectRemoved:DeleteMarkerCreated" : "ObjectRemoved:Delete",
+                                   d.objects[i].key, d.objects[i].key_len, -1, NULL, &jobs, &nj);
         items[i].jobs = jobs;
         items[i].njobs = nj;
     }
@@ -1098,14 +1152,18 @@ void s3_delete_objects(s3_req *q) {
         for (int i = 0; i < d.count; i++) items[i].rc = batch;   /* nothing was deleted */
     int njobs = 0;
     for (int i = 0; i < d.count; i++) {
-        if (items[i].rc == 0 && items[i].deleted.version_id[0]) njobs += items[i].njobs;
+        if (items[i].rc == 0 && (items[i].deleted.version_id[0] || items[i].marker.version_id[0]))
+            njobs += items[i].njobs;
         s3_notify_jobs_free((meta_job *)items[i].jobs, items[i].njobs);
     }
     s3_notify_committed(q, njobs);
     if (s3_meta_unavailable(batch)) {
         /* Nothing was deleted (the batch failed whole): one 503 says retry
          * the request, where per-key InternalErrors would not. */
-        for (int i = 0; i < d.count; i++) meta_object_clear(&items[i].deleted);
+        for (int i = 0; i < d.count; i++) {
+            meta_object_clear(&items[i].deleted);
+            meta_object_clear(&items[i].marker);
+        }
         free(items);
         s3_delete_req_free(&d);
         s3_meta_error(q, batch, "InternalError", NULL);
@@ -1123,12 +1181,29 @@ void s3_delete_objects(s3_req *q) {
             s3_removed(q, &items[i].deleted, k, kl);
             s3_drop_version_data(q, &items[i].deleted);
         }
-        meta_object_clear(&items[i].deleted);
-        if (rc == 0) {
-            if (d.quiet) continue;
+        if (rc == 0 && items[i].marker.version_id[0]) s3_committed_object(q, S3_CHANGE_MARKER, &items[i].marker);
+        if (rc == 0 && !d.quiet) {
             buf_puts(&b, "<Deleted><Key>");
             buf_xml_escape(&b, k, kl);
-            buf_puts(&b, "</Key></Deleted>");
+            buf_puts(&b, "</Key>");
+            const char *vid = d.objects[i].version_id;
+            if (vid) {
+                buf_puts(&b, "<VersionId>");
+                buf_xml_escape(&b, vid, strlen(vid));
+                buf_puts(&b, "</VersionId>");
+                if (items[i].deleted_marker)
+                    buf_printf(&b, "<DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>%s</DeleteMarkerVersionId>",
+                               s3_version_id(&items[i].deleted));
+            } else if (items[i].marker.version_id[0]) {
+                buf_printf(&b, "<DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>%s</DeleteMarkerVersionId>",
+                           s3_version_id(&items[i].marker));
+            }
+            buf_puts(&b, "</Deleted>");
+        }
+        meta_object_clear(&items[i].deleted);
+        meta_object_clear(&items[i].marker);
+        if (rc == 0) {
+            continue;
         } else {
             buf_puts(&b, "<Error><Key>");
             buf_xml_escape(&b, k, kl);

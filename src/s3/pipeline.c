@@ -365,7 +365,8 @@ static void stage_handler(s3_req *q) {
 static void run_hooks(s3_req *q, const char *key, size_t key_len, s3_change change, const meta_object *obj) {
     http_req *r = q->http;
     s3_commit c = {q->route->api, q->bucket, q->bucket_id, key, key ? key_len : 0, change, obj,
-                   r->request_id, r->principal[0] ? r->principal : "anonymous", r->remote_addr};
+                   r->request_id, r->principal[0] ? r->principal : "anonymous", r->remote_addr,
+                   q->bk.versioning != META_VERSIONING_OFF};
     const s3_callbacks *hooks = &q->gw->hooks;
     for (int i = 0; i < hooks->n; i++) ((s3_hook_fn)hooks->at[i].fn)(hooks->at[i].ud, &c);
 }

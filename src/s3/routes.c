@@ -54,6 +54,8 @@ static const s3_route routes[] = {
     [OP_BUCKET_SUBRESOURCE_EMPTY] ={"GetBucketSubresource",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_bucket_subresource, "s3:GetBucketConfiguration"},
     [OP_PUT_BUCKET_NOTIFICATION] = {"PutBucketNotificationConfiguration", BUCKET, SIGNED, LOAD, BODY_BUFFER, NULL,   s3_put_bucket_notification, "s3:PutBucketNotification"},
     [OP_GET_BUCKET_NOTIFICATION] = {"GetBucketNotificationConfiguration", BUCKET, SIGNED, LOAD, BODY_IGNORE, NULL,   s3_get_bucket_notification, "s3:GetBucketNotification"},
+    [OP_PUT_BUCKET_VERSIONING] =   {"PutBucketVersioning",     BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_put_bucket_versioning, "s3:PutBucketVersioning"},
+    [OP_LIST_OBJECT_VERSIONS] =    {"ListObjectVersions",      BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_object_versions, "s3:ListBucketVersions"},
     [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads, "s3:ListBucketMultipartUploads"},
     [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object, "s3:PutObject"},
     [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object, "s3:PutObject"},
@@ -141,6 +143,8 @@ static const s3_rule rules[] = {
     /* a bucket: the subresources first, then the plain verbs */
     {M_GET, BUCKET, .param = "location", .op = OP_GET_BUCKET_LOCATION},
     {M_GET, BUCKET, .param = "versioning", .op = OP_GET_BUCKET_VERSIONING},
+    {M_PUT, BUCKET, .param = "versioning", .op = OP_PUT_BUCKET_VERSIONING},
+    {M_GET, BUCKET, .param = "versions", .op = OP_LIST_OBJECT_VERSIONS},
     {M_GET, BUCKET, .param = "acl", .op = OP_GET_BUCKET_ACL},
     {M_GET, BUCKET, .param = "uploads", .op = OP_LIST_MULTIPART_UPLOADS},
     {M_PUT, BUCKET, .param = "notification", .op = OP_PUT_BUCKET_NOTIFICATION},

@@ -86,6 +86,7 @@ typedef enum {
     S3_CHANGE_NONE = 0,        /* a bucket's own commit, or an upload's bookkeeping (create, part, abort) */
     S3_CHANGE_CREATED,         /* an object was written (put, copy, completed upload) */
     S3_CHANGE_REMOVED,         /* an object was removed */
+    S3_CHANGE_MARKER,          /* a delete marker became the current version (versioned buckets) */
 } s3_change;
 
 /* A metadata write that committed, as post-commit hooks see it.  The
@@ -97,10 +98,11 @@ typedef struct {
     const char *key;           /* the object's key (not NUL-terminated: key_len), NULL for the bucket itself */
     size_t key_len;
     s3_change change;
-    const meta_object *obj;    /* CREATED: the new object; REMOVED: the one removed; else NULL */
+    const meta_object *obj;    /* CREATED: the new object; REMOVED: the one removed; MARKER: the marker; else NULL */
     const char *request_id;
     const char *principal;     /* the access key, or "anonymous" */
     const char *source_ip;
+    bool versioned;            /* the bucket keeps versions (or did): events carry the version id */
 } s3_commit;
 typedef void (*s3_hook_fn)(void *ud, const s3_commit *c);
 /* fn(ud, c) runs after every commit, before the response is sent: once per
@@ -150,7 +152,7 @@ int s3_eval_conditionals(const char *if_match, const char *if_none_match,
 typedef struct {
     bool quiet;
     int count;
-    struct { char *key; size_t key_len; } *objects;  /* owned; s3_delete_req_free */
+    struct { char *key; size_t key_len; char *version_id; } *objects;  /* owned; s3_delete_req_free; version_id NULL when none */
 } s3_delete_req;
 /* Parses <Delete> XML (at most 1000 objects).  CAIRN_EINVAL means MalformedXML;
  * CAIRN_ENOMEM. */
@@ -190,6 +192,11 @@ typedef struct {
  * (1..10000 parts, each with both fields).  Returns the count with *out
  * (malloc'd, the caller frees), CAIRN_EINVAL (MalformedXML) or CAIRN_ENOMEM. */
 int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out);
+/* Parses a VersioningConfiguration: *status 1 Enabled, 2 Suspended, 0 none
+ * given; *mfa_delete true when MfaDelete is Enabled.  CAIRN_EINVAL for bad
+ * XML (MalformedXML) or, with *illegal set, a Status or MfaDelete S3 does
+ * not have (IllegalVersioningConfigurationException).  CAIRN_ENOMEM. */
+int s3_parse_versioning_xml(const char *body, size_t len, int *status, bool *mfa_delete, bool *illegal);
 /* Parses <CreateBucketConfiguration>; an empty body gives "".  CAIRN_EINVAL on bad XML. */
 int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen);
 

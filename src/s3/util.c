@@ -348,7 +348,10 @@ static bool is_elem(xmlNodePtr n, const char *name) {
 }
 
 void s3_delete_req_free(s3_delete_req *d) {
-    for (int i = 0; i < d->count; i++) free(d->objects[i].key);
+    for (int i = 0; i < d->count; i++) {
+        free(d->objects[i].key);
+        free(d->objects[i].version_id);
+    }
     free(d->objects);
     memset(d, 0, sizeof *d);
 }
@@ -376,10 +379,20 @@ int s3_parse_delete_xml(const char *body, size_t len, s3_delete_req *out) {
             rc = CAIRN_EINVAL;
         } else if (is_elem(c, "Object")) {
             xmlChar *key = NULL;
-            xmlNodePtr key_node = NULL;
-            for (xmlNodePtr k = c->children; k && !key_node; k = k->next)
-                if (is_elem(k, "Key")) key_node = k;
+            xmlNodePtr key_node = NULL, version_node = NULL;
+            for (xmlNodePtr k = c->children; k; k = k->next) {
+                if (is_elem(k, "Key") && !key_node) key_node = k;
+                else if (is_elem(k, "VersionId") && !version_node) version_node = k;
+            }
             if (!key_node) goto bad;
+            if (version_node) {
+                xmlChar *v;
+                if ((rc = xml_text_of(version_node, &v)) != 0) goto bad;
+                out->objects[out->count].version_id = strdup((const char *)v);
+                xmlFree(v);
+                rc = CAIRN_EINVAL;
+                if (!out->objects[out->count].version_id) { rc = CAIRN_ENOMEM; goto bad; }
+            }
             if ((rc = xml_text_of(key_node, &key)) != 0) goto bad;
             rc = CAIRN_EINVAL;
             size_t kl = strlen((const char *)key);
@@ -737,4 +750,35 @@ bool s3_notify_rule_match(const s3_notify_rule *r, const char *event, const char
         if (l && p[l - 1] == '*' ? strncmp(event, p, l - 1) == 0 : strcmp(event, p) == 0) return true;
     }
     return false;
+}
+
+int s3_parse_versioning_xml(const char *body, size_t len, int *status, bool *mfa_delete, bool *illegal) {
+    *status = 0;
+    *mfa_delete = false;
+    *illegal = false;
+    xmlDocPtr doc;
+    int rc = parse_xml(body, len, &doc);
+    if (rc != 0) return rc;
+    rc = CAIRN_EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (!root || !is_elem(root, "VersioningConfiguration")) goto done;
+    for (xmlNodePtr c = root->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE) continue;
+        bool is_status = is_elem(c, "Status"), is_mfa = is_elem(c, "MfaDelete");
+        if (!is_status && !is_mfa) goto done;
+        xmlChar *v;
+        if ((rc = xml_text_of(c, &v)) != 0) goto done;
+        rc = CAIRN_EINVAL;
+        const char *t = (const char *)v;
+        if (is_status && !strcmp(t, "Enabled")) *status = 1;
+        else if (is_status && !strcmp(t, "Suspended")) *status = 2;
+        else if (is_mfa && !strcmp(t, "Enabled")) *mfa_delete = true;
+        else if (!(is_mfa && !strcmp(t, "Disabled"))) *illegal = true;
+        xmlFree(v);
+        if (*illegal) goto done;
+    }
+    rc = 0;
+done:
+    xmlFreeDoc(doc);
+    return rc;
 }
