@@ -137,7 +137,12 @@ static int stage_route(s3_req *q) {
 /* The signature is auth/'s to check (auth_request); SigV2 signs the bucket
  * of a virtual-host request as part of the resource. */
 static int stage_authenticate(s3_req *q) {
-    if (q->route->auth == S3_AUTH_NONE) return 0;
+    if (q->route->auth == S3_AUTH_NONE) {
+        /* Nothing is read, so nothing is signed: the body's digest is not
+         * checked either (a CORS preflight). */
+        q->who.anonymous = true;
+        return 0;
+    }
     http_req *r = q->http;
     sigv4_request sr = {r->method, r->raw_path, r->raw_query, r->headers, r->nheaders};
     auth_refusal why;
@@ -383,7 +388,7 @@ void s3_committed_object(s3_req *q, s3_change change, const meta_object *obj) {
 static void stage_response_filters(s3_req *q) {
     if (q->filtered || !http_responded(q->http)) return;
     q->filtered = true;
-    s3_response resp = {q->http, q->http->api, q->bucket, http_status(q->http)};
+    s3_response resp = {q->http, q->http->api, q->bucket, q->bucket_id, http_status(q->http)};
     const s3_callbacks *filters = &q->gw->filters;
     for (int i = 0; i < filters->n; i++) ((s3_filter_fn)filters->at[i].fn)(filters->at[i].ud, &resp);
 }
