@@ -215,8 +215,11 @@ int s3_cors_parse(const char *body, size_t len, s3_cors_config *out, char *why, 
         rc = ctxt->errNo == XML_ERR_NO_MEMORY ? CAIRN_ENOMEM : CAIRN_EINVAL;
     xmlFreeParserCtxt(ctxt);
     xmlNodePtr root = rc == 0 ? xmlDocGetRootElement(doc) : NULL;
+    /* S3's documents have no DTD; one could only declare entities, whose
+     * expansion is a cost (and, external, a read) for nobody's benefit. */
+    if (rc == 0 && (doc->intSubset || doc->extSubset)) rc = CAIRN_EINVAL;
     if (rc == 0 && (!root || !is_elem(root, "CORSConfiguration"))) rc = CAIRN_EINVAL;
-    for (xmlNodePtr c = root; rc == 0 && c ? (c = c == root ? root->children : c->next) != NULL : false;) {
+    for (xmlNodePtr c = rc == 0 ? root->children : NULL; c; c = c->next) {
         if (c->type != XML_ELEMENT_NODE) continue;
         if (!is_elem(c, "CORSRule")) {
             rc = CAIRN_EINVAL;
@@ -235,6 +238,7 @@ int s3_cors_parse(const char *body, size_t len, s3_cors_config *out, char *why, 
         memset(&out->rules[out->n], 0, sizeof *grown);
         rc = parse_rule(c, &out->rules[out->n], &v);
         out->n++;   /* counted even when it failed: freed below with the rest */
+        if (rc != 0) break;
     }
     if (rc == 0 && out->n == 0) rc = CAIRN_EINVAL;
     xmlFreeDoc(doc);

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -481,3 +480,120 @@ def test_configuration_is_gone_with_its_bucket(server, s3, user):
     assert xml_text(r.xml(), "Message") == "CORSResponse: CORS is not enabled for this bucket."
     other.put_object(Bucket=name, Key="k", Body=b"x")
     assert no_cors(server.request("GET", path_of(name, "k"), headers={"Origin": ORIGIN}, creds=user.creds))
+
+
+# ---- a real browser ----------------------------------------------------------------------------
+
+PAGE = """<!doctype html>
+<html><body><pre id="result">pending</pre><script>
+const putUrl = %(put)s, getUrl = %(get)s, body = %(body)s;
+async function run() {
+  const out = {};
+  try {
+    const r = await fetch(putUrl, {method: "PUT", body: body});
+    out.put = {status: r.status, etag: r.headers.get("ETag")};
+  } catch (e) { out.put = {error: e.name + ": " + e.message}; }
+  try {
+    const r = await fetch(getUrl);
+    out.get = {status: r.status, body: await r.text()};
+  } catch (e) { out.get = {error: e.name + ": " + e.message}; }
+  document.getElementById("result").textContent = JSON.stringify(out);
+  try { await fetch("/report", {method: "POST", body: JSON.stringify(out)}); } catch (e) {}
+}
+run();
+</script></body></html>
+"""
+
+
+class PageServer:
+    """Serves one page from another origin (another port) and takes the
+    report its script POSTs back."""
+
+    def __init__(self, page):
+        self.page = page.encode()
+        self.reports = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(outer.page)))
+                self.end_headers()
+                self.wfile.write(outer.page)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                outer.reports.append(json.loads(self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def origin(self):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def browser_run(s3, bucket, put_key, get_key, body):
+    """Loads a page of another origin in headless Chromium whose script PUTs
+    then GETs with presigned URLs; returns (the page's origin, its report)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed (scripts/install-deps.sh installs it)"
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": put_key}, ExpiresIn=300)
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": get_key}, ExpiresIn=300)
+    page = PageServer(PAGE % {"put": json.dumps(put_url), "get": json.dumps(get_url), "body": json.dumps(body)})
+    return page, chromium
+
+
+def run_chromium(tmp_path, chromium, page):
+    profile = tmp_path / "chromium-profile"
+    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+           "--disable-extensions", "--disable-background-networking", f"--user-data-dir={profile}",
+           "--virtual-time-budget=30000", "--dump-dom", page.origin + "/page.html"]
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    # The report comes by POST; the DOM dump is the witness if it did not.
+    wait_until(lambda: page.reports, 30, what=f"the page's report (chromium exited {cp.returncode}: "
+                                             f"{cp.stderr[-2000:]}\nDOM: {cp.stdout[-2000:]})")
+    return page.reports[0]
+
+
+@pytest.mark.deadline(300)
+def test_browser_reads_and_writes_only_with_a_rule_for_its_origin(tmp_path, server, s3, bucket):
+    body = "written by a page of another origin"
+    # with a rule for the page's origin: both requests succeed and the page reads what it wrote
+    page, chromium = browser_run(s3, bucket, "from-page", "from-page", body)
+    try:
+        put_cors(s3, bucket, rule([page.origin], ["GET", "PUT"], headers=["*"], expose=["ETag"], max_age=0))
+        report = run_chromium(tmp_path, chromium, page)
+    finally:
+        page.close()
+    assert report["put"] == {"status": 200, "etag": '"%s"' % hashlib.md5(body.encode()).hexdigest()}, report
+    assert report["get"] == {"status": 200, "body": body}, report
+    assert s3.get_object(Bucket=bucket, Key="from-page")["Body"].read() == body.encode()
+
+    # without one: the browser refuses both, and the page learns nothing of the object
+    s3.delete_bucket_cors(Bucket=bucket)
+    secret = "not for other origins"
+    s3.put_object(Bucket=bucket, Key="secret", Body=secret.encode())
+    page, chromium = browser_run(s3, bucket, "denied-put", "secret", body)
+    try:
+        report = run_chromium(tmp_path / "second", chromium, page)
+    finally:
+        page.close()
+    assert report["put"]["error"].startswith("TypeError"), report
+    assert report["get"]["error"].startswith("TypeError"), report
+    assert secret not in json.dumps(report)
+    # the refused preflight kept the PUT from being sent at all
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="denied-put")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
