@@ -23,7 +23,6 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
                            .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
     int rc = s3_notify_cache_new(&gw->notify);
     if (rc == 0) rc = s3_cors_cache_new(&gw->cors);
-    if (rc == 0) rc = s3_filter_add(gw, s3_cors_filter, gw);
     if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
     if (rc == 0) rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {

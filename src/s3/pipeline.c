@@ -15,7 +15,8 @@
  *                    transforms (6b: hashing now, encryption later) into its
  *                    sink; once it is in: the payload checks and the handler
  *   7 post-commit    hooks told of every metadata write that committed
- *   8 response       filters that see every response before its head is sent
+ *   8 response       filters that see every response before its head is sent:
+ *                    CORS headers (cors.c), then those registered
  *
  * Stages 1 to 5 and the head part of 6 run from the head alone (http's begin
  * callback), so a request that will be refused is refused before its body
@@ -389,6 +390,8 @@ static void stage_response_filters(s3_req *q) {
     if (q->filtered || !http_responded(q->http)) return;
     q->filtered = true;
     s3_response resp = {q->http, q->http->api, q->bucket, q->bucket_id, http_status(q->http)};
+    /* The gateway's own filter first: CORS headers (cors.c), on errors too. */
+    s3_cors_filter(q->gw, &resp);
     const s3_callbacks *filters = &q->gw->filters;
     for (int i = 0; i < filters->n; i++) ((s3_filter_fn)filters->at[i].fn)(filters->at[i].ud, &resp);
 }

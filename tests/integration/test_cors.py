@@ -597,3 +597,23 @@ def test_browser_reads_and_writes_only_with_a_rule_for_its_origin(tmp_path, serv
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="denied-put")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+@pytest.mark.postgres_only("two gateways share one PostgreSQL database; a SQLite database is one process's")
+def test_a_second_gateway_sees_a_change_within_its_cache_lifetime(make_server):
+    """Gateway B caches "no configuration" for the bucket; a PutBucketCors
+    through A reaches B's answers once B's cache slot expires (1 s), and
+    so does a DeleteBucketCors.  Polled with a deadline of seconds."""
+    a = make_server(env={"CAIRN_MASTER_KEY": "5a" * 32})
+    b = make_server(env=a.meta_env(), root=a.root)
+    name = unique_bucket("cors")
+    s3a = a.client()
+    s3a.create_bucket(Bucket=name)
+    r = preflight(b, name, "k")
+    assert xml_text(r.xml(), "Message") == "CORSResponse: CORS is not enabled for this bucket.", r
+    put_cors(s3a, name, rule([ORIGIN], ["GET"]))
+    assert preflight(a, name, "k").status == 200        # at once on the gateway that wrote
+    wait_until(lambda: preflight(b, name, "k").status == 200, 10, what="gateway B applying the new rule")
+    assert b.client().get_bucket_cors(Bucket=name)["CORSRules"] == [rule([ORIGIN], ["GET"])]
+    s3a.delete_bucket_cors(Bucket=name)
+    wait_until(lambda: preflight(b, name, "k").status == 403, 10, what="gateway B dropping the rule")
