@@ -14,6 +14,8 @@ PKGS=(
   # tests
   libcriterion-dev python3-pytest python3-boto3 python3-websockets gcovr
   awscli s3cmd rclone sqlite3
+  # a real browser for the CORS test (tests/integration/test_cors.py), headless
+  chromium
   # servers the tests and benchmarks start themselves
   nginx-light redis-server postgresql
   # benchmark and fuzz tools

@@ -14,6 +14,9 @@ typedef struct {
 
 static const s3_error_def errors[] = {
     {"AccessDenied", 403, "Access Denied"},
+    /* Not in the reference's table: what S3 answers a CORS preflight it refuses. */
+    {"AccessForbidden", 403, "CORSResponse: This CORS request is not allowed."},
+    {"BadRequest", 400, "Bad Request"},
     {"AuthorizationHeaderMalformed", 400, "The authorization header is malformed."},
     {"AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter."},
     {"BadDigest", 400, "The Content-MD5 you specified did not match what we received."},
@@ -117,8 +120,8 @@ unsigned s3_error_status(const char *code) {
 }
 
 /* Sets the error response: the status from the table, the XML body. */
-static void respond_error(http_req *r, const char *code, const char *message, const char *bucket, const char *key,
-                          size_t key_len, bool close) {
+static void respond_error(http_req *r, const char *code, const char *message, const char *const *elems,
+                          const char *bucket, const char *key, size_t key_len, bool close) {
     const s3_error_def *d = find(code);
     unsigned status = d ? d->status : 500;
     if (!message) message = d ? d->message : "Error";
@@ -129,6 +132,11 @@ static void respond_error(http_req *r, const char *code, const char *message, co
     buf_puts(&b, "</Code><Message>");
     buf_xml_escape(&b, message, strlen(message));
     buf_puts(&b, "</Message>");
+    for (const char *const *e = elems; e && e[0]; e += 2) {
+        buf_printf(&b, "<%s>", e[0]);
+        buf_xml_escape(&b, e[1], strlen(e[1]));
+        buf_printf(&b, "</%s>", e[0]);
+    }
     if (bucket[0]) {
         buf_puts(&b, "<BucketName>");
         buf_xml_escape(&b, bucket, strlen(bucket));
@@ -157,7 +165,9 @@ static void respond_error(http_req *r, const char *code, const char *message, co
     http_respond_take(r, status, buf_steal(&b), len);
 }
 
-void s3_error(s3_req *q, const char *code, const char *message) {
+void s3_error(s3_req *q, const char *code, const char *message) { s3_error_elems(q, code, message, NULL); }
+
+void s3_error_elems(s3_req *q, const char *code, const char *message, const char *const *elems) {
     http_req *r = q->http;
     if (http_responded(r)) return;
     snprintf(q->error_code, sizeof q->error_code, "%s", code);
@@ -165,14 +175,14 @@ void s3_error(s3_req *q, const char *code, const char *message) {
      * now, before the answer goes out, not when the connection is done. */
     s3_object_abort_writer(q);
     bool with_key = q->has_key && strcmp(code, "NoSuchKey") == 0;
-    respond_error(r, code, message, q->bucket, with_key ? q->key : NULL, q->key_len,
+    respond_error(r, code, message, elems, q->bucket, with_key ? q->key : NULL, q->key_len,
                   !q->body_done && r->content_length > 0);
 }
 
 void s3_error_http(http_req *r, const char *code, const char *message) {
     if (http_responded(r)) return;
     log_write(LOG_WARN, r->request_id, "request refused before the gateway took it", "error", code, NULL);
-    respond_error(r, code, message, "", NULL, 0, r->content_length > 0);
+    respond_error(r, code, message, NULL, "", NULL, 0, r->content_length > 0);
 }
 
 const char *s3_nomem_message(const http_req *r) {

@@ -22,10 +22,12 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
                            .root_user_id = gw->d.root_user_id, .region = gw->cfg.region,
                            .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
     int rc = s3_notify_cache_new(&gw->notify);
+    if (rc == 0) rc = s3_cors_cache_new(&gw->cors);
     if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
     if (rc == 0) rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {
         s3_notify_cache_free(gw->notify);
+        s3_cors_cache_free(gw->cors);
         free(gw);
         return rc;
     }
@@ -37,6 +39,7 @@ void s3_gateway_free(s3_gateway *gw) {
     if (!gw) return;
     s3_health_stop(gw->health);
     s3_notify_cache_free(gw->notify);
+    s3_cors_cache_free(gw->cors);
     free(gw);
 }
 

@@ -12,6 +12,7 @@
 
 typedef struct s3_health s3_health;
 typedef struct s3_notify_cache s3_notify_cache;
+typedef struct s3_cors_cache s3_cors_cache;
 
 /* A registry of callbacks (post-commit hooks, response filters): filled
  * before the gateway serves, read-only after. */
@@ -32,6 +33,7 @@ struct s3_gateway {
     s3_callbacks filters;       /* response filters (s3_filter_add) */
     auth_keys keys;             /* what signatures are checked against (into d and cfg) */
     s3_notify_cache *notify;    /* bucket notification configurations and targets (notify.c) */
+    s3_cors_cache *cors;        /* buckets' CORS configurations (cors.c) */
 };
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
@@ -44,6 +46,7 @@ typedef enum {
     OP_GET_BUCKET_VERSIONING, OP_GET_BUCKET_ACL, OP_BUCKET_SUBRESOURCE_EMPTY,
     OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
     OP_PUT_BUCKET_VERSIONING, OP_LIST_OBJECT_VERSIONS,
+    OP_PUT_BUCKET_CORS, OP_GET_BUCKET_CORS, OP_DELETE_BUCKET_CORS, OP_CORS_PREFLIGHT, OP_CORS_PREFLIGHT_OBJECT,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
@@ -207,6 +210,16 @@ void s3_notify_jobs_free(meta_job *jobs, int n);
 void s3_notify_committed(s3_req *q, int njobs);
 void s3_put_bucket_notification(s3_req *q);
 void s3_get_bucket_notification(s3_req *q);
+/* CORS (cors.c): the configuration's cache (one per gateway), the
+ * handlers of ?cors, the preflight (OPTIONS), and the response filter
+ * that adds the Access-Control-* headers to every other response. */
+int s3_cors_cache_new(s3_cors_cache **out);
+void s3_cors_cache_free(s3_cors_cache *c);
+void s3_put_bucket_cors(s3_req *q);
+void s3_get_bucket_cors(s3_req *q);
+void s3_delete_bucket_cors(s3_req *q);
+void s3_cors_preflight(s3_req *q);
+void s3_cors_filter(void *ud, const s3_response *resp);
 /* GET /events/ws (events.c): the event stream's WebSocket upgrade. */
 void s3_events_ws(s3_req *q);
 /* The post-commit hook that publishes object events (events.c). */
@@ -225,6 +238,9 @@ void s3_serve_ready(s3_req *q);
 
 /* errors.c */
 void s3_error(s3_req *q, const char *code, const char *message);
+/* The same with more elements after Message: elems is name, value, ...,
+ * NULL (the CORS refusals' Method and ResourceType). */
+void s3_error_elems(s3_req *q, const char *code, const char *message, const char *const *elems);
 /* The same for a request that has no s3_req (it could not be allocated):
  * no bucket or key in the body. */
 void s3_error_http(http_req *r, const char *code, const char *message);

@@ -15,7 +15,8 @@
  *                    transforms (6b: hashing now, encryption later) into its
  *                    sink; once it is in: the payload checks and the handler
  *   7 post-commit    hooks told of every metadata write that committed
- *   8 response       filters that see every response before its head is sent
+ *   8 response       filters that see every response before its head is sent:
+ *                    CORS headers (cors.c), then those registered
  *
  * Stages 1 to 5 and the head part of 6 run from the head alone (http's begin
  * callback), so a request that will be refused is refused before its body
@@ -137,7 +138,12 @@ static int stage_route(s3_req *q) {
 /* The signature is auth/'s to check (auth_request); SigV2 signs the bucket
  * of a virtual-host request as part of the resource. */
 static int stage_authenticate(s3_req *q) {
-    if (q->route->auth == S3_AUTH_NONE) return 0;
+    if (q->route->auth == S3_AUTH_NONE) {
+        /* Nothing is read, so nothing is signed: the body's digest is not
+         * checked either (a CORS preflight). */
+        q->who.anonymous = true;
+        return 0;
+    }
     http_req *r = q->http;
     sigv4_request sr = {r->method, r->raw_path, r->raw_query, r->headers, r->nheaders};
     auth_refusal why;
@@ -384,7 +390,9 @@ void s3_committed_object(s3_req *q, s3_change change, const meta_object *obj) {
 static void stage_response_filters(s3_req *q) {
     if (q->filtered || !http_responded(q->http)) return;
     q->filtered = true;
-    s3_response resp = {q->http, q->http->api, q->bucket, http_status(q->http)};
+    s3_response resp = {q->http, q->http->api, q->bucket, q->bucket_id, http_status(q->http)};
+    /* The gateway's own filter first: CORS headers (cors.c), on errors too. */
+    s3_cors_filter(q->gw, &resp);
     const s3_callbacks *filters = &q->gw->filters;
     for (int i = 0; i < filters->n; i++) ((s3_filter_fn)filters->at[i].fn)(filters->at[i].ud, &resp);
 }

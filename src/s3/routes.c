@@ -56,6 +56,13 @@ static const s3_route routes[] = {
     [OP_GET_BUCKET_NOTIFICATION] = {"GetBucketNotificationConfiguration", BUCKET, SIGNED, LOAD, BODY_IGNORE, NULL,   s3_get_bucket_notification, "s3:GetBucketNotification"},
     [OP_PUT_BUCKET_VERSIONING] =   {"PutBucketVersioning",     BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_put_bucket_versioning, "s3:PutBucketVersioning"},
     [OP_LIST_OBJECT_VERSIONS] =    {"ListObjectVersions",      BUCKET,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_list_object_versions, "s3:ListBucketVersions"},
+    [OP_PUT_BUCKET_CORS] =         {"PutBucketCors",           BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_put_bucket_cors, "s3:PutBucketCORS"},
+    [OP_GET_BUCKET_CORS] =         {"GetBucketCors",           BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_cors, "s3:GetBucketCORS"},
+    [OP_DELETE_BUCKET_CORS] =      {"DeleteBucketCors",        BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket_cors, "s3:PutBucketCORS"},
+    /* A browser's preflight carries no credentials: anyone, and the bucket
+     * is the handler's to look up (a missing one is a CORS refusal, 403). */
+    [OP_CORS_PREFLIGHT] =          {"PreflightRequest",        BUCKET,   ANYONE, NONE, BODY_IGNORE, NULL,                  s3_cors_preflight, "s3:Unknown"},
+    [OP_CORS_PREFLIGHT_OBJECT] =   {"PreflightRequest",        OBJECT,   ANYONE, NONE, BODY_IGNORE, NULL,                  s3_cors_preflight, "s3:Unknown"},
     [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads, "s3:ListBucketMultipartUploads"},
     [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object, "s3:PutObject"},
     [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object, "s3:PutObject"},
@@ -94,7 +101,7 @@ s3_op s3_route_op(const s3_route *r) {
 
 /* ---- the rules ------------------------------------------------------------------------------ */
 
-enum { M_GET = 1, M_HEAD = 2, M_PUT = 4, M_POST = 8, M_DELETE = 16, M_OTHER = 32, M_ANY = 63 };
+enum { M_GET = 1, M_HEAD = 2, M_PUT = 4, M_POST = 8, M_DELETE = 16, M_OPTIONS = 32, M_OTHER = 64, M_ANY = 127 };
 
 /* Copy source: whether the rule cares about an x-amz-copy-source header. */
 enum { COPY_ANY = 0, COPY_YES, COPY_NO };
@@ -140,7 +147,11 @@ static const s3_rule rules[] = {
     {M_GET, SERVICE, .op = OP_LIST_BUCKETS},
     {M_ANY, SERVICE, .op = OP_UNSUPPORTED_SERVICE},
 
-    /* a bucket: the subresources first, then the plain verbs */
+    /* a bucket: a CORS preflight whatever the query, the subresources, then the plain verbs */
+    {M_OPTIONS, BUCKET, .op = OP_CORS_PREFLIGHT},
+    {M_PUT, BUCKET, .param = "cors", .op = OP_PUT_BUCKET_CORS},
+    {M_GET, BUCKET, .param = "cors", .op = OP_GET_BUCKET_CORS},
+    {M_DELETE, BUCKET, .param = "cors", .op = OP_DELETE_BUCKET_CORS},
     {M_GET, BUCKET, .param = "location", .op = OP_GET_BUCKET_LOCATION},
     {M_GET, BUCKET, .param = "versioning", .op = OP_GET_BUCKET_VERSIONING},
     {M_PUT, BUCKET, .param = "versioning", .op = OP_PUT_BUCKET_VERSIONING},
@@ -160,7 +171,8 @@ static const s3_rule rules[] = {
     {M_GET, BUCKET, .op = OP_LIST_OBJECTS},
     {M_ANY, BUCKET, .op = OP_UNSUPPORTED_BUCKET},
 
-    /* an object: subresources, then multipart (?uploadId), then plain verbs */
+    /* an object: a CORS preflight, subresources, then multipart (?uploadId), then plain verbs */
+    {M_OPTIONS, OBJECT, .op = OP_CORS_PREFLIGHT_OBJECT},
     {M_GET, OBJECT, .param = "acl", .op = OP_GET_OBJECT_ACL},
     {M_GET, OBJECT, .param = "tagging", .op = OP_GET_OBJECT_TAGGING},
     {M_POST, OBJECT, .param = "uploads", .op = OP_CREATE_MULTIPART},
@@ -184,7 +196,7 @@ static const s3_rule rules[] = {
 
 static int method_bit(const char *m) {
     static const struct { const char *name; int bit; } known[] = {
-        {"GET", M_GET}, {"HEAD", M_HEAD}, {"PUT", M_PUT}, {"POST", M_POST}, {"DELETE", M_DELETE},
+        {"GET", M_GET}, {"HEAD", M_HEAD}, {"PUT", M_PUT}, {"POST", M_POST}, {"DELETE", M_DELETE}, {"OPTIONS", M_OPTIONS},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(m, known[i].name)) return known[i].bit;

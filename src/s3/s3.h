@@ -115,6 +115,7 @@ typedef struct {
     http_req *http;            /* add headers with http_add_header */
     const char *api;           /* the operation ("Unknown" when the request was refused before routing) */
     const char *bucket;        /* "" when none */
+    int64_t bucket_id;         /* the request's bucket when the pipeline loaded it, else 0 */
     unsigned status;
 } s3_response;
 typedef void (*s3_filter_fn)(void *ud, const s3_response *resp);
@@ -183,6 +184,50 @@ int s3_notify_rules_to_json(const s3_notify_rule *rules, int n, buf_t *out);
 int s3_notify_rules_from_json(const char *json, s3_notify_rule **rules, int *n);
 /* Does an event of this name ("s3:ObjectCreated:Put") on this key match the rule? */
 bool s3_notify_rule_match(const s3_notify_rule *r, const char *event, const char *key, size_t key_len);
+/* A bucket's CORS configuration (cors.c, docs/cors.md): the rules of a
+ * CORSConfiguration, validated as S3 validates PutBucketCors.  Every string
+ * is malloc'd and owned by the configuration (s3_cors_config_free). */
+#define S3_CORS_MAX_RULES 100
+#define S3_CORS_MAX_BYTES (64 * 1024)   /* the largest document PutBucketCors takes */
+typedef struct {
+    char *id;                  /* "" when none */
+    char **origins;            /* AllowedOrigin: at most one '*' each, matching any run of characters */
+    int norigins;
+    char methods[5][8];        /* AllowedMethod: GET PUT POST DELETE HEAD, each once, in the order given */
+    int nmethods;
+    char **headers;            /* AllowedHeader: at most one '*' each; matched without regard to case */
+    int nheaders;
+    char **expose;             /* ExposeHeader: no wildcard */
+    int nexpose;
+    int64_t max_age;           /* MaxAgeSeconds, -1 when absent */
+} s3_cors_rule;
+typedef struct {
+    s3_cors_rule *rules;
+    int n;
+} s3_cors_config;
+/* Parses a CORSConfiguration document (at most 1 MiB: the stored form may be
+ * longer than the request's 64 KB).  0 with *out filled (1..100 rules);
+ * CAIRN_EINVAL with why (whylen bytes) for what S3 answers MalformedXML
+ * about, or InvalidRequest when *invalid_request is set; CAIRN_ENOMEM.  On
+ * failure *out is empty. */
+int s3_cors_parse(const char *body, size_t len, s3_cors_config *out, char *why, size_t whylen,
+                  bool *invalid_request);
+void s3_cors_config_free(s3_cors_config *c);
+/* The configuration as the document GetBucketCors answers, which is also
+ * the form the metadata keeps: parsing it gives the same configuration. */
+void s3_cors_render(const s3_cors_config *c, buf_t *out);
+/* Matches s against pattern, where each '*' stands for any run of
+ * characters (the empty one too); nocase compares ASCII letters without
+ * regard to case. */
+bool s3_cors_wildcard_match(const char *pattern, const char *s, bool nocase);
+/* The first rule that allows a request from origin with method (exact,
+ * "GET"), and, unless req_headers is NULL, every header named in
+ * req_headers (the comma-separated Access-Control-Request-Headers of a
+ * preflight); NULL when none.  *matched_origin gets the AllowedOrigin that
+ * matched ("*" answers Access-Control-Allow-Origin: *). */
+const s3_cors_rule *s3_cors_match(const s3_cors_config *c, const char *origin, const char *method,
+                                  const char *req_headers, const char **matched_origin);
+
 /* One <Part> of a CompleteMultipartUpload body. */
 typedef struct {
     int number;                /* 1..10000 */

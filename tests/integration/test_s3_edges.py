@@ -130,7 +130,7 @@ def test_unconfigured_bucket_settings_are_empty_documents(server, bucket, sub, r
 
 @pytest.mark.parametrize("method,query", [
     ("PUT", [("policy", None)]),               # configuring one
-    ("DELETE", [("cors", None)]),
+    ("DELETE", [("lifecycle", None)]),
     ("PUT", [("acl", None)]),
     ("POST", None),                            # browser-form POST upload
 ])
@@ -161,7 +161,7 @@ def test_unimplemented_object_operations(server, bucket, method, query, headers)
 
 
 @pytest.mark.parametrize("method,path", [
-    ("PATCH", "/{b}"), ("PATCH", "/{b}/k"), ("OPTIONS", "/{b}/k"),
+    ("PATCH", "/{b}"), ("PATCH", "/{b}/k"), ("OPTIONS", "/"),
     ("PUT", "/"), ("DELETE", "/"), ("POST", "/"),
 ])
 def test_methods_s3_does_not_have(server, bucket, method, path):

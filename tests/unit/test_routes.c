@@ -63,7 +63,14 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"POST", B, "delete", false, "DeleteObjects", OP_DELETE_OBJECTS, s3_delete_objects},
         {"GET", B, "versioning", false, "GetBucketVersioning", OP_GET_BUCKET_VERSIONING, s3_bucket_subresource},
         {"GET", B, "acl", false, "GetBucketAcl", OP_GET_BUCKET_ACL, s3_bucket_subresource},
-        {"GET", B, "cors", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
+        {"GET", B, "cors", false, "GetBucketCors", OP_GET_BUCKET_CORS, s3_get_bucket_cors},
+        {"PUT", B, "cors", false, "PutBucketCors", OP_PUT_BUCKET_CORS, s3_put_bucket_cors},
+        {"DELETE", B, "cors", false, "DeleteBucketCors", OP_DELETE_BUCKET_CORS, s3_delete_bucket_cors},
+        /* a browser's preflight, on a bucket or an object, whatever the query */
+        {"OPTIONS", B, "", false, "PreflightRequest", OP_CORS_PREFLIGHT, s3_cors_preflight},
+        {"OPTIONS", B, "cors", false, "PreflightRequest", OP_CORS_PREFLIGHT, s3_cors_preflight},
+        {"OPTIONS", O, "", false, "PreflightRequest", OP_CORS_PREFLIGHT_OBJECT, s3_cors_preflight},
+        {"OPTIONS", O, "uploadId=u&partNumber=1", false, "PreflightRequest", OP_CORS_PREFLIGHT_OBJECT, s3_cors_preflight},
         {"GET", B, "tagging", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
         {"GET", B, "policy", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
         {"GET", B, "uploads", false, "ListMultipartUploads", OP_LIST_MULTIPART_UPLOADS, s3_list_uploads},
@@ -101,6 +108,8 @@ Test(routes, what_each_route_asks_of_the_pipeline) {
                            op == OP_LIST_OBJECTS_V2 || op == OP_HEAD_BUCKET || op == OP_GET_BUCKET_LOCATION;
         if (!r->handler) cr_expect_eq(r->auth, S3_AUTH_PUBLIC, "%s: the refusal is for anyone", r->api);
         else if (op == OP_EVENTS_WS) cr_expect_eq(r->auth, S3_AUTH_SIGNED, "the event stream needs a signature");
+        else if (op == OP_CORS_PREFLIGHT || op == OP_CORS_PREFLIGHT_OBJECT)
+            cr_expect_eq(r->auth, S3_AUTH_NONE, "a browser's preflight carries no credentials");
         else if (r->resource == S3_RES_OPERATOR) cr_expect_eq(r->auth, S3_AUTH_NONE, "%s", r->api);
         else cr_expect_eq(r->auth, public_read ? S3_AUTH_PUBLIC : S3_AUTH_SIGNED, "%s", r->api);
     }
@@ -147,12 +156,12 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         {"PATCH", S, "", false, "ListBuckets", .code = "MethodNotAllowed"},
         /* a verb S3 does not have, anywhere */
         {"PATCH", B, "", false, "Bucket", .code = "MethodNotAllowed"},
-        {"OPTIONS", O, "", false, "Object", .code = "MethodNotAllowed"},
+        {"OPTIONS", S, "", false, "ListBuckets", .code = "MethodNotAllowed"},
         {"PATCH", B, "policy", false, "PutBucketSubresource", .code = "MethodNotAllowed"},
         {"get", O, "", false, "Object", .code = "MethodNotAllowed"},
         /* bucket configuration we do not store: only GET is answered */
         {"PUT", B, "policy", false, "PutBucketSubresource", .code = "NotImplemented"},
-        {"DELETE", B, "cors", false, "PutBucketSubresource", .code = "NotImplemented"},
+        {"DELETE", B, "lifecycle", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"POST", B, "delete&lifecycle", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"PUT", B, "tagging", false, "PutBucketSubresource", .code = "NotImplemented"},
         /* other subresources of a bucket */
