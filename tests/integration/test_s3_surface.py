@@ -1,0 +1,154 @@
+"""The smaller surface of S3 (issue 12): ListBuckets pagination, bucket
+ownership controls, x-amz-expected-bucket-owner, non-ASCII user metadata,
+Transfer-Encoding: chunked uploads without Content-Length, and
+GetObjectAttributes.  Each success path through boto3 where boto3 can
+express it, and every error as the S3 code and HTTP status on the wire."""
+import base64
+import email.header
+import hashlib
+import http.client
+import zlib
+
+import botocore.exceptions
+import pytest
+
+import sigv4
+from conftest import unique_bucket, xml_find, xml_findall, xml_text
+
+
+def path_of(bucket, key=None):
+    return sigv4.object_path(bucket, key)
+
+
+def err(r):
+    return (r.status, r.error_code)
+
+
+def md5_b64(data):
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def client_error(exc_info):
+    e = exc_info.value.response
+    return (e["ResponseMetadata"]["HTTPStatusCode"], e["Error"]["Code"])
+
+
+# ---- ListBuckets pagination ------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_s3(server, user):
+    """A client of a new user, who owns only the buckets a test makes."""
+    return server.client(user.access_key, user.secret)
+
+
+def make_buckets(s3, tag, n):
+    names = sorted(f"{tag}-{i:02d}" for i in range(n))
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    return names
+
+
+def list_buckets(server, user, **params):
+    """A raw ListBuckets (Debian's botocore 1.29 predates its parameters):
+    (names, ContinuationToken or None, Prefix or None)."""
+    query = [(k.replace("_", "-"), v) for k, v in params.items()]
+    r = server.request("GET", "/", query=query, creds=user.creds)
+    assert r.status == 200, r
+    doc = r.xml()
+    names = [xml_text(b, "Name") for b in xml_findall(xml_find(doc, "Buckets"), "Bucket")]
+    tok, prefix = xml_find(doc, "ContinuationToken"), xml_find(doc, "Prefix")
+    return names, (tok.text if tok is not None else None), (None if prefix is None else prefix.text or "")
+
+
+def test_list_buckets_pages_with_max_buckets_and_tokens(server, user, user_s3):
+    tag = unique_bucket("lbp")
+    names = make_buckets(user_s3, tag, 5)
+    seen, token, pages = [], None, 0
+    while True:
+        params = {"max_buckets": "2"}
+        if token:
+            params["continuation_token"] = token
+        got, token, prefix = list_buckets(server, user, **params)
+        pages += 1
+        assert len(got) <= 2 and prefix is None
+        seen += got
+        if not token:
+            break
+        assert token not in names, "the token is opaque, not a bucket name"
+    assert seen == names
+    assert pages == 3
+    # Without any paging parameter every bucket comes back, with no token
+    # (boto3 1.26 sends none).
+    r = user_s3.list_buckets()
+    assert [b["Name"] for b in r["Buckets"]] == names and "ContinuationToken" not in r
+    # A token alone pages with the default size, 10000.
+    _, token, _ = list_buckets(server, user, max_buckets="1")
+    got, token, _ = list_buckets(server, user, continuation_token=token)
+    assert got == names[1:] and token is None
+
+
+def test_list_buckets_prefix(server, user, user_s3):
+    tag = unique_bucket("lbx")
+    names = make_buckets(user_s3, tag, 3)
+    other = tag + "z"
+    user_s3.create_bucket(Bucket=other)
+    assert list_buckets(server, user, prefix=tag + "-") == (names, None, tag + "-")
+    got, token, _ = list_buckets(server, user, prefix=tag + "-", max_buckets="2")
+    assert got == names[:2] and token
+    assert list_buckets(server, user, prefix=tag + "-", max_buckets="2", continuation_token=token) == (
+        names[2:], None, tag + "-")
+    assert list_buckets(server, user, prefix=tag)[0] == names + [other]
+    assert list_buckets(server, user, prefix="zz" + tag) == ([], None, "zz" + tag)
+    # A prefix is echoed even when empty.
+    assert list_buckets(server, user, prefix="") == (names + [other], None, "")
+    # A prefix no bucket name can have.
+    assert list_buckets(server, user, prefix="caf\u00e9") == ([], None, "caf\u00e9")
+
+
+def test_list_buckets_of_a_user_only_theirs(server, user, user_s3):
+    tag = unique_bucket("lbo")
+    server.client().create_bucket(Bucket=tag + "-root")
+    mine = make_buckets(user_s3, tag, 2)
+    assert list_buckets(server, user, prefix=tag, max_buckets="10")[0] == mine
+    # root sees every owner's
+    names = [xml_text(b, "Name") for b in xml_findall(xml_find(
+        server.request("GET", "/", query=[("prefix", tag)]).xml(), "Buckets"), "Bucket")]
+    assert names == [tag + "-00", tag + "-01", tag + "-root"]
+
+
+def test_list_buckets_bucket_region(server, user, user_s3):
+    names = make_buckets(user_s3, unique_bucket("lbr"), 2)
+    assert list_buckets(server, user, bucket_region="us-east-1")[0] == names
+    assert list_buckets(server, user, bucket_region="eu-west-1")[0] == []
+
+
+@pytest.mark.parametrize("value", ["0", "10001", "-1", "abc", "", "1.5", "99999999999999999999"])
+def test_list_buckets_bad_max_buckets(server, value):
+    r = server.request("GET", "/", query=[("max-buckets", value)])
+    assert err(r) == (400, "InvalidArgument"), r
+
+
+def test_list_buckets_max_buckets_bounds(server, user, user_s3):
+    make_buckets(user_s3, unique_bucket("lbm"), 2)
+    for value, n in (("1", 1), ("10000", 2)):
+        doc = server.request("GET", "/", query=[("max-buckets", value)], creds=user.creds).xml()
+        assert len(xml_findall(xml_find(doc, "Buckets"), "Bucket")) == n, value
+
+
+@pytest.mark.parametrize("token", [
+    "not base64!",
+    base64.b64encode(b"Pab-c").decode(),          # a prefix token of ListObjectsV2
+    base64.b64encode(b"KNot_A_Bucket").decode(),  # no bucket can have that name
+    base64.b64encode(b"K" + b"a" * 100).decode(),
+    "K",
+])
+def test_list_buckets_bad_continuation_token(server, token):
+    r = server.request("GET", "/", query=[("continuation-token", token)])
+    assert err(r) == (400, "InvalidArgument"), r
+
+
+def test_list_buckets_empty_token_is_none(server, user, user_s3):
+    names = make_buckets(user_s3, unique_bucket("lbe"), 2)
+    doc = server.request("GET", "/", query=[("continuation-token", "")], creds=user.creds).xml()
+    assert [xml_text(b, "Name") for b in xml_findall(xml_find(doc, "Buckets"), "Bucket")] == names
