@@ -126,6 +126,8 @@ void s3_create_bucket(s3_req *q) {
                  "The specified location-constraint is not valid for this endpoint.");
         return;
     }
+    const char *ownership;
+    if (s3_ownership_header(q, &ownership) != 0) return;
     meta_bucket bk = {0};
     snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
     bk.owner_id = q->who.user_id;
@@ -142,6 +144,20 @@ void s3_create_bucket(s3_req *q) {
         return;
     }
     q->bucket_id = bk.id;
+    /* S3 gives every new bucket its ObjectOwnership (ownership.c).  A
+     * bucket without one is what S3's buckets older than that default look
+     * like; rather than make one, the bucket goes again (it is empty: no
+     * one else has been told it exists) and the client may retry. */
+    rc = s3_ownership_store(q, bk.id, ownership);
+    if (rc != 0) {
+        int drc = meta_bucket_delete(q->gw->d.meta, bk.name, bk.id);
+        log_write(LOG_ERROR, q->http->request_id, "CreateBucket: storing its ownership controls failed",
+                  "bucket", bk.name, "error", cairn_strerror(rc), "undo", drc ? cairn_strerror(drc) : "bucket removed",
+                  NULL);
+        s3_committed(q, NULL, 0); /* caches that heard of it hear it is gone */
+        s3_meta_error(q, rc, "InternalError", "creating the bucket failed");
+        return;
+    }
     s3_committed(q, NULL, 0);
     char loc[300];
     snprintf(loc, sizeof loc, "/%s", q->bucket);
@@ -220,7 +236,6 @@ void s3_bucket_subresource(s3_req *q) {
         else if (s3_param_has(q, "object-lock")) code = "ObjectLockConfigurationNotFoundError";
         else if (s3_param_has(q, "website")) code = "NoSuchWebsiteConfiguration";
         else if (s3_param_has(q, "replication")) code = "ReplicationConfigurationNotFoundError";
-        else if (s3_param_has(q, "ownershipControls")) code = "OwnershipControlsNotFoundError";
         else if (s3_param_has(q, "publicAccessBlock")) code = "NoSuchPublicAccessBlockConfiguration";
         s3_error(q, code, NULL);
         return;

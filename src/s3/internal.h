@@ -43,6 +43,7 @@ typedef enum {
     OP_LIST_OBJECTS, OP_LIST_OBJECTS_V2, OP_DELETE_OBJECTS,
     OP_GET_BUCKET_VERSIONING, OP_GET_BUCKET_ACL, OP_BUCKET_SUBRESOURCE_EMPTY,
     OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
+    OP_PUT_BUCKET_OWNERSHIP, OP_GET_BUCKET_OWNERSHIP, OP_DELETE_BUCKET_OWNERSHIP,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
     OP_LIST_MULTIPART_UPLOADS,
@@ -288,6 +289,22 @@ void s3_get_bucket_location(s3_req *q);
 void s3_list_objects_v1(s3_req *q);
 void s3_list_objects_v2(s3_req *q);
 void s3_bucket_subresource(s3_req *q);
+
+/* ownership.c */
+void s3_put_bucket_ownership(s3_req *q);
+void s3_get_bucket_ownership(s3_req *q);
+void s3_delete_bucket_ownership(s3_req *q);
+/* CreateBucket's x-amz-object-ownership: *value the setting to store
+ * (BucketOwnerEnforced when absent, S3's default); nonzero = answered
+ * (InvalidArgument). */
+int s3_ownership_header(s3_req *q, const char **value);
+/* Stores a bucket's ObjectOwnership ("" removes it); a metadata error code. */
+int s3_ownership_store(s3_req *q, int64_t bucket_id, const char *value);
+/* The digest S3 requires of some configuration bodies: Content-MD5
+ * (InvalidDigest, BadDigest) or an x-amz-checksum-* header (BadDigest),
+ * checked against the buffered body; neither is 400 InvalidRequest.
+ * Nonzero = answered. */
+int s3_check_body_digest(s3_req *q);
 
 /* object.c */
 int s3_object_begin(s3_req *q);      /* validates headers before the body; nonzero = answered */

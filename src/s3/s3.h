@@ -192,6 +192,13 @@ typedef struct {
 int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out);
 /* Parses <CreateBucketConfiguration>; an empty body gives "".  CAIRN_EINVAL on bad XML. */
 int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen);
+/* Whether v is an S3 ObjectOwnership: BucketOwnerEnforced,
+ * BucketOwnerPreferred or ObjectWriter. */
+bool s3_object_ownership_valid(const char *v);
+/* Parses a PutBucketOwnershipControls body: exactly one Rule holding
+ * exactly one valid ObjectOwnership, copied into out (>= 32 bytes).  0,
+ * CAIRN_EINVAL (not that document: MalformedXML) or CAIRN_ENOMEM. */
+int s3_parse_ownership_xml(const char *body, size_t len, char *out, size_t outlen);
 
 /* Decodes standard base64 (with padding) into out, which holds cap bytes;
  * false when the text is malformed or its decoding (counted before padding

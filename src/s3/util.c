@@ -738,3 +738,38 @@ bool s3_notify_rule_match(const s3_notify_rule *r, const char *event, const char
     }
     return false;
 }
+
+/* ---- ownership controls ------------------------------------------------------------ */
+
+bool s3_object_ownership_valid(const char *v) {
+    return v && (!strcmp(v, "BucketOwnerEnforced") || !strcmp(v, "BucketOwnerPreferred") || !strcmp(v, "ObjectWriter"));
+}
+
+int s3_parse_ownership_xml(const char *body, size_t len, char *out, size_t outlen) {
+    assert(outlen >= 32);
+    out[0] = '\0';
+    xmlDocPtr doc;
+    int rc = parse_xml(body, len, &doc);
+    if (rc != 0) return rc;
+    rc = CAIRN_EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    bool dup = false;
+    xmlNodePtr rule = root && is_elem(root, "OwnershipControls") ? only_child(root, "Rule", &dup) : NULL;
+    xmlNodePtr oo = rule && !dup ? only_child(rule, "ObjectOwnership", &dup) : NULL;
+    /* Anything else in the document is not the schema's. */
+    for (xmlNodePtr c = root ? root->children : NULL; oo && c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && c != rule) oo = NULL;
+    for (xmlNodePtr c = rule ? rule->children : NULL; oo && c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && c != oo) oo = NULL;
+    if (oo && !dup) {
+        char v[32];
+        if (copy_text(oo, v, sizeof v, &rc) && s3_object_ownership_valid(v)) {
+            snprintf(out, outlen, "%s", v);
+            rc = 0;
+        } else if (rc == 0) {
+            rc = CAIRN_EINVAL;
+        }
+    }
+    xmlFreeDoc(doc);
+    return rc;
+}

@@ -1,7 +1,8 @@
 /*
  * fuzz_s3.c — the S3 layer's parsers of untrusted input: Range headers,
  * conditional headers (HTTP dates, ETag lists), DeleteObjects and
- * CreateBucketConfiguration XML, bucket names, and percent-decoding.
+ * CreateBucketConfiguration and OwnershipControls XML, bucket names, and
+ * percent-decoding.
  * The first byte picks the parser; the rest is its input.
  */
 #include <stdint.h>
@@ -18,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!s) return 0;
     memcpy(s, data, size);
     s[size] = '\0';
-    switch (sel % 6) {
+    switch (sel % 7) {
     case 0: {
         int64_t st = 0, len = 0;
         int64_t objsize = size ? data[0] * 1000 : 0;
@@ -50,6 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 3: {
         char loc[64];
         s3_parse_create_bucket_xml(s, size, loc, sizeof loc);
+        break;
+    }
+    case 6: {
+        char own[32];
+        if (s3_parse_ownership_xml(s, size, own, sizeof own) == 0 && !s3_object_ownership_valid(own)) abort();
         break;
     }
     case 4:

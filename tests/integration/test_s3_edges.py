@@ -90,7 +90,6 @@ def signed_with(server, method, path, region="us-east-1", service="s3", query=No
     # Clients that manage buckets (Terraform's AWS provider reads these on
     # every refresh) expect these 404s, and fail on a 501.
     ("replication", "ReplicationConfigurationNotFoundError"),
-    ("ownershipControls", "OwnershipControlsNotFoundError"),
     ("publicAccessBlock", "NoSuchPublicAccessBlockConfiguration"),
 ])
 def test_unconfigured_bucket_subresource_answers_as_s3(server, bucket, sub, code):

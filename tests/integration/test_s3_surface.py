@@ -152,3 +152,122 @@ def test_list_buckets_empty_token_is_none(server, user, user_s3):
     names = make_buckets(user_s3, unique_bucket("lbe"), 2)
     doc = server.request("GET", "/", query=[("continuation-token", "")], creds=user.creds).xml()
     assert [xml_text(b, "Name") for b in xml_findall(xml_find(doc, "Buckets"), "Bucket")] == names
+
+
+# ---- bucket ownership controls ------------------------------------------------------------------
+
+
+def ownership_doc(*values, root="OwnershipControls"):
+    rules = "".join(f"<Rule><ObjectOwnership>{v}</ObjectOwnership></Rule>" for v in values)
+    return f'<{root} xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{rules}</{root}>'.encode()
+
+
+def put_ownership(server, bucket, body, headers=None, md5=True, creds=None):
+    h = {"Content-MD5": md5_b64(body)} if md5 else {}
+    h.update(headers or {})
+    return server.request("PUT", path_of(bucket), query=[("ownershipControls", None)], body=body, headers=h,
+                          creds=creds)
+
+
+def get_ownership(s3, bucket):
+    return s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
+
+
+def test_new_bucket_is_bucket_owner_enforced(s3, bucket):
+    """S3 gives every new bucket BucketOwnerEnforced (since April 2023)."""
+    assert get_ownership(s3, bucket) == "BucketOwnerEnforced"
+
+
+@pytest.mark.parametrize("value", ["BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"])
+def test_create_bucket_with_object_ownership(s3, value):
+    name = unique_bucket("own")
+    s3.create_bucket(Bucket=name, ObjectOwnership=value)
+    assert get_ownership(s3, name) == value
+
+
+@pytest.mark.parametrize("value", ["bucketownerenforced", "Nobody", ""])
+def test_create_bucket_with_bad_object_ownership(server, s3, value):
+    name = unique_bucket("own")
+    r = server.request("PUT", path_of(name), headers={"x-amz-object-ownership": value})
+    assert err(r) == (400, "InvalidArgument"), r
+    r = server.request("HEAD", path_of(name))
+    assert r.status == 404, "no bucket was made"
+
+
+def test_put_get_delete_ownership_controls(server, s3, bucket):
+    for value in ("ObjectWriter", "BucketOwnerPreferred", "BucketOwnerEnforced"):
+        s3.put_bucket_ownership_controls(Bucket=bucket,
+                                         OwnershipControls={"Rules": [{"ObjectOwnership": value}]})
+        assert get_ownership(s3, bucket) == value
+    r = server.request("GET", path_of(bucket), query=[("ownershipControls", None)])
+    assert r.status == 200 and xml_text(xml_find(r.xml(), "Rule"), "ObjectOwnership") == "BucketOwnerEnforced"
+    s3.delete_bucket_ownership_controls(Bucket=bucket)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_ownership_controls(Bucket=bucket)
+    assert client_error(e) == (404, "OwnershipControlsNotFoundError")
+    r = server.request("GET", path_of(bucket), query=[("ownershipControls", None)])
+    assert err(r) == (404, "OwnershipControlsNotFoundError") and xml_text(r.xml(), "BucketName") == bucket
+    # Deleting what is not there is still 204.
+    r = server.request("DELETE", path_of(bucket), query=[("ownershipControls", None)])
+    assert r.status == 204, r
+    # And set again after a delete.
+    assert put_ownership(server, bucket, ownership_doc("ObjectWriter")).status == 200
+    assert get_ownership(s3, bucket) == "ObjectWriter"
+
+
+@pytest.mark.parametrize("body", [
+    b"",
+    b"<OwnershipControls",
+    ownership_doc(),                                        # no Rule
+    ownership_doc("ObjectWriter", "ObjectWriter"),          # two
+    ownership_doc("Everyone"),
+    ownership_doc("objectwriter"),
+    ownership_doc(""),
+    ownership_doc("ObjectWriter", root="Ownership"),
+    b"<OwnershipControls><Rule/></OwnershipControls>",
+    b"<OwnershipControls><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership>"
+    b"<ObjectOwnership>ObjectWriter</ObjectOwnership></Rule></OwnershipControls>",
+    b"<OwnershipControls><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership><X/></Rule></OwnershipControls>",
+    b"<OwnershipControls><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership></Rule><X/></OwnershipControls>",
+])
+def test_put_ownership_controls_bad_document(server, s3, bucket, body):
+    r = put_ownership(server, bucket, body)
+    assert err(r) == (400, "MalformedXML"), r
+    assert get_ownership(s3, bucket) == "BucketOwnerEnforced", "unchanged"
+
+
+def test_put_ownership_controls_digests(server, s3, bucket):
+    body = ownership_doc("ObjectWriter")
+    r = put_ownership(server, bucket, body, md5=False)
+    assert err(r) == (400, "InvalidRequest"), r
+    r = put_ownership(server, bucket, body, md5=False, headers={"Content-MD5": md5_b64(b"other")})
+    assert err(r) == (400, "BadDigest"), r
+    r = put_ownership(server, bucket, body, md5=False, headers={"Content-MD5": "not-base64"})
+    assert err(r) == (400, "InvalidDigest"), r
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    r = put_ownership(server, bucket, body, md5=False, headers={"x-amz-checksum-crc32": "AAAAAA=="})
+    assert err(r) == (400, "BadDigest"), r
+    assert get_ownership(s3, bucket) == "BucketOwnerEnforced"
+    r = put_ownership(server, bucket, body, md5=False, headers={"x-amz-checksum-crc32": crc})
+    assert r.status == 200, r
+    sha = base64.b64encode(hashlib.sha256(ownership_doc("BucketOwnerPreferred")).digest()).decode()
+    r = put_ownership(server, bucket, ownership_doc("BucketOwnerPreferred"), md5=False,
+                      headers={"x-amz-checksum-sha256": sha})
+    assert r.status == 200, r
+    assert get_ownership(s3, bucket) == "BucketOwnerPreferred"
+
+
+def test_ownership_controls_of_another_users_bucket(server, bucket, user):
+    body = ownership_doc("ObjectWriter")
+    assert err(put_ownership(server, bucket, body, creds=user.creds)) == (403, "AccessDenied")
+    for method in ("GET", "DELETE"):
+        r = server.request(method, path_of(bucket), query=[("ownershipControls", None)], creds=user.creds)
+        assert err(r) == (403, "AccessDenied"), (method, r)
+
+
+def test_ownership_controls_of_a_missing_bucket(server):
+    name = unique_bucket("gone")
+    assert err(put_ownership(server, name, ownership_doc("ObjectWriter"))) == (404, "NoSuchBucket")
+    for method in ("GET", "DELETE"):
+        r = server.request(method, path_of(name), query=[("ownershipControls", None)])
+        assert err(r) == (404, "NoSuchBucket"), (method, r)
