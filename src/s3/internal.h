@@ -215,6 +215,9 @@ void s3_events_hook(void *ud, const s3_commit *c);
  * anything; anyone, anonymous callers too, may read a public-read bucket
  * when read_only (a route that only reads, or a copy's source). */
 bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only);
+/* Whether b is owned by the account an x-amz-expected-bucket-owner (or
+ * x-amz-source-expected-bucket-owner) value names; NULL: no header, true. */
+bool s3_expected_owner_ok(const char *expected, const meta_bucket *b);
 
 /* health.c */
 /* Starts the gateway's one readiness checker thread / stops and joins it. */

@@ -899,6 +899,10 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return -1; }
     if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
+    if (!s3_expected_owner_ok(http_header(r, "x-amz-source-expected-bucket-owner"), &sbk)) {
+        s3_error(q, "AccessDenied", "The source bucket is not owned by the account x-amz-source-expected-bucket-owner names.");
+        return -1;
+    }
     if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);

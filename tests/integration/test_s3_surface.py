@@ -271,3 +271,96 @@ def test_ownership_controls_of_a_missing_bucket(server):
     for method in ("GET", "DELETE"):
         r = server.request(method, path_of(name), query=[("ownershipControls", None)])
         assert err(r) == (404, "NoSuchBucket"), (method, r)
+
+
+# ---- x-amz-expected-bucket-owner --------------------------------------------------------------
+
+
+def owner_id(s3):
+    """The account id cairn shows for the caller: Owner/ID of ListBuckets."""
+    return s3.list_buckets()["Owner"]["ID"]
+
+
+# (operation, extra arguments): calls on a bucket that has the object "k"
+EXPECTED_OWNER_CALLS = [
+    ("head_bucket", {}),
+    ("list_objects_v2", {}),
+    ("list_objects", {}),
+    ("get_bucket_location", {}),
+    ("get_bucket_acl", {}),
+    ("get_bucket_versioning", {}),
+    ("get_bucket_ownership_controls", {}),
+    ("list_multipart_uploads", {}),
+    ("get_object", {"Key": "k"}),
+    ("head_object", {"Key": "k"}),
+    ("get_object_acl", {"Key": "k"}),
+    ("get_object_tagging", {"Key": "k"}),
+    ("get_object_attributes", {"Key": "k", "ObjectAttributes": ["ETag"]}),
+    ("put_object", {"Key": "new", "Body": b"x"}),
+    ("delete_object", {"Key": "k"}),
+    ("delete_objects", {"Delete": {"Objects": [{"Key": "k"}]}}),
+    ("create_multipart_upload", {"Key": "mp"}),
+    ("copy_object", {"Key": "copy", "CopySource": "{bucket}/k"}),
+    ("delete_bucket_ownership_controls", {}),
+]
+
+
+@pytest.mark.parametrize("op,kw", EXPECTED_OWNER_CALLS, ids=[c[0] for c in EXPECTED_OWNER_CALLS])
+def test_expected_bucket_owner(s3, bucket, op, kw):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    kw = {k: (v.format(bucket=bucket) if isinstance(v, str) else v) for k, v in kw.items()}
+    mine = owner_id(s3)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        getattr(s3, op)(Bucket=bucket, ExpectedBucketOwner=str(int(mine) + 1000), **kw)
+    status, code = client_error(e)
+    assert status == 403 and code in ("AccessDenied", "403"), (status, code)
+    # Nothing happened: the object is still there, nothing new was made.
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["k"], keys
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert get_ownership(s3, bucket) == "BucketOwnerEnforced"
+    # The owner's id is accepted.
+    getattr(s3, op)(Bucket=bucket, ExpectedBucketOwner=mine, **kw)
+
+
+# (Whitespace around a header value is not part of it, in HTTP.)
+@pytest.mark.parametrize("value", ["", "abc", "{id}x", "0{id}", "+{id}", "123456789012"])
+def test_expected_bucket_owner_must_match_exactly(server, s3, bucket, value):
+    r = server.request("GET", path_of(bucket), query=[("list-type", "2")],
+                       headers={"x-amz-expected-bucket-owner": value.format(id=owner_id(s3))})
+    assert err(r) == (403, "AccessDenied"), r
+
+
+def test_expected_bucket_owner_of_another_users_bucket(server, s3, bucket, user):
+    """A user who names the real owner of a bucket not theirs is still denied;
+    one who names themselves learns nothing more than AccessDenied."""
+    user_s3 = server.client(user.access_key, user.secret)
+    for expected in (owner_id(s3), owner_id(user_s3)):
+        r = server.request("GET", path_of(bucket), query=[("list-type", "2")], creds=user.creds,
+                           headers={"x-amz-expected-bucket-owner": expected})
+        assert err(r) == (403, "AccessDenied"), r
+
+
+def test_delete_bucket_with_wrong_expected_owner_keeps_it(s3):
+    name = unique_bucket("eo")
+    s3.create_bucket(Bucket=name)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.delete_bucket(Bucket=name, ExpectedBucketOwner="999999")
+    assert client_error(e) == (403, "AccessDenied")
+    s3.head_bucket(Bucket=name)
+    s3.delete_bucket(Bucket=name, ExpectedBucketOwner=owner_id(s3))
+
+
+def test_source_expected_bucket_owner(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=b"data")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource=f"{bucket}/src", ExpectedSourceBucketOwner="999999")
+    assert client_error(e) == (403, "AccessDenied")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.upload_part_copy(Bucket=bucket, Key="mp", UploadId=up, PartNumber=1, CopySource=f"{bucket}/src",
+                            ExpectedSourceBucketOwner="999999")
+    assert client_error(e) == (403, "AccessDenied")
+    s3.copy_object(Bucket=bucket, Key="dst", CopySource=f"{bucket}/src", ExpectedSourceBucketOwner=owner_id(s3))
+    assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"data"
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up)
