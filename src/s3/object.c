@@ -86,8 +86,17 @@ char *s3_headers_json_from_request(s3_req *q) {
             first = false;
             continue;
         }
-        if (h->name_len > 11 && strncasecmp(h->name, "x-amz-meta-", 11) == 0)
-            meta_bytes += h->name_len - 11 + h->value_len;
+        /* Stored as UTF-8 (JSON holds nothing else); user metadata sent as
+         * RFC 2047 encoded words is stored decoded, as S3 does. */
+        bool user_meta = h->name_len > 11 && strncasecmp(h->name, "x-amz-meta-", 11) == 0;
+        char *v = arena_alloc(r->arena, 2 * h->value_len + 1);
+        if (!v) {
+            buf_free(&b);
+            s3_error_nomem(q);
+            return NULL;
+        }
+        size_t vl = s3_header_value_decode(h->value, h->value_len, user_meta, v);
+        if (user_meta) meta_bytes += h->name_len - 11 + vl;
         buf_puts(&b, first ? "\"" : ",\"");
         for (size_t k = 0; k < h->name_len; k++) {
             char c = h->name[k];
@@ -95,7 +104,7 @@ char *s3_headers_json_from_request(s3_req *q) {
             buf_json_escape(&b, &c, 1);
         }
         buf_puts(&b, "\":\"");
-        buf_json_escape(&b, h->value, h->value_len);
+        buf_json_escape(&b, v, vl);
         buf_putc(&b, '"');
         first = false;
     }
@@ -150,11 +159,22 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
     if (!o) return;
     const char *k;
     json_t *v;
+    buf_t enc;
+    buf_init(&enc);
     json_object_foreach(o, k, v) {
         if (!json_is_string(v) || override_for(q, k)) continue;
+        if (!strncmp(k, "x-amz-meta-", 11)) {
+            /* Non-ASCII user metadata goes out as an RFC 2047 encoded word. */
+            buf_reset(&enc);
+            s3_meta_value_encode(&enc, json_string_value(v), json_string_length(v));
+            buf_putc(&enc, '\0');
+            if (!enc.oom) http_add_header(r, k, enc.data);
+            continue;
+        }
         http_add_header(r, k, json_string_value(v));
         if (!strcmp(k, "content-type")) *has_content_type = true;
     }
+    buf_free(&enc);
     json_decref(o);
 }
 

@@ -364,3 +364,135 @@ def test_source_expected_bucket_owner(s3, bucket):
     s3.copy_object(Bucket=bucket, Key="dst", CopySource=f"{bucket}/src", ExpectedSourceBucketOwner=owner_id(s3))
     assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"data"
     s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up)
+
+
+# ---- non-ASCII user metadata ------------------------------------------------------------------------
+
+CAFE = "caf\u00e9 \u2713"
+CAFE_WORD = "=?UTF-8?B?" + base64.b64encode(CAFE.encode()).decode() + "?="
+
+
+def decoded(value):
+    """What a mail-safe header value means (RFC 2047), as email.header reads it."""
+    return str(email.header.make_header(email.header.decode_header(value)))
+
+
+def latin1_signed(server, method, path, headers, body=b""):
+    """A SigV4 request whose header values (str) go on the wire as
+    ISO-8859-1 bytes, as http.client sends them, and are signed as those
+    bytes (sigv4.sign_request hashes UTF-8)."""
+    import hmac
+    date = sigv4.amz_date()
+    h = dict(headers, Host=server.host)
+    h["x-amz-date"] = date
+    h["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    creq, signed = sigv4.canonical_request(method, path, None, h, h["x-amz-content-sha256"])
+    sc = sigv4.scope(date[:8])
+    sts = "\n".join([sigv4.ALGORITHM, date, sc, hashlib.sha256(creq.encode("latin-1")).hexdigest()])
+    sig = hmac.new(sigv4.signing_key(server.root[1], date[:8]), sts.encode(), hashlib.sha256).hexdigest()
+    h["Authorization"] = f"{sigv4.ALGORITHM} Credential={server.root[0]}/{sc}, SignedHeaders={signed}, Signature={sig}"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=h)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def raw_put(server, bucket, key, headers, body=b"data"):
+    """A PutObject whose header values go on the wire as the bytes given
+    (each character of a str one byte)."""
+    status, data = latin1_signed(server, "PUT", path_of(bucket, key), headers, body)
+    assert status == 200, data
+
+
+def wire_header(server, bucket, key, name, method="HEAD"):
+    r = server.request(method, path_of(bucket, key))
+    assert r.status == 200, r
+    return r.headers.get(name)
+
+
+def test_boto3_refuses_non_ascii_metadata_so_it_is_sent_encoded(s3, bucket):
+    """botocore will not put non-ASCII metadata on the wire (its
+    validate_ascii_metadata handler); the way to store "café ✓" with it is
+    an RFC 2047 encoded word, which S3 decodes and stores, and which comes
+    back as it was sent."""
+    with pytest.raises(botocore.exceptions.ParamValidationError):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"name": CAFE})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"name": CAFE_WORD, "plain": "ascii"})
+    for got in (s3.head_object(Bucket=bucket, Key="k"), s3.get_object(Bucket=bucket, Key="k")):
+        assert got["Metadata"] == {"name": CAFE_WORD, "plain": "ascii"}
+        assert decoded(got["Metadata"]["name"]) == CAFE
+
+
+def test_raw_utf8_metadata_comes_back_as_an_encoded_word(server, s3, bucket):
+    """A client that sends UTF-8 bytes (browsers, curl) gets the value back
+    as S3 sends it, one =?UTF-8?B?...?= word, which decodes to what was sent."""
+    raw_put(server, bucket, "k", {"x-amz-meta-name": CAFE.encode().decode("latin-1"),
+                                  "x-amz-meta-plain": "ascii"})
+    for method in ("HEAD", "GET"):
+        assert wire_header(server, bucket, "k", "x-amz-meta-name", method) == CAFE_WORD
+        assert wire_header(server, bucket, "k", "x-amz-meta-plain", method) == "ascii"
+    assert decoded(s3.head_object(Bucket=bucket, Key="k")["Metadata"]["name"]) == CAFE
+
+
+@pytest.mark.parametrize("sent,stored", [
+    (CAFE_WORD, CAFE),
+    ("=?utf-8?b?" + base64.b64encode(CAFE.encode()).decode() + "?=", CAFE),
+    ("=?UTF-8?Q?caf=C3=A9_=E2=9C=93?=", CAFE),
+    ("=?ISO-8859-1?Q?caf=E9?=", "caf\u00e9"),
+    ("=?UTF-8?B?Y2Fm?= =?UTF-8?B?w6k=?=", "caf\u00e9"),      # whitespace between words is dropped
+    ("=?UTF-8?B?aGVsbG8=?=", "hello"),                       # decodes to ASCII: goes out as ASCII
+    ("=?UTF-8?B?not base64?=", "=?UTF-8?B?not base64?="),   # not a word: kept as sent
+    ("=?UTF-8?B?/w==?=", "=?UTF-8?B?/w==?="),                # not UTF-8 inside: kept
+    ("=?UTF-8?Q?a=00b?=", "=?UTF-8?Q?a=00b?="),              # a NUL inside: kept
+    ("=?KOI8-R?B?w8/Q?=", "=?KOI8-R?B?w8/Q?="),              # a charset we do not decode: kept
+    ("x =?UTF-8?B?w6k=?=", "x =?UTF-8?B?w6k=?="),            # not only words: kept
+    ("=?UTF-8?B?w6k=?= x", "=?UTF-8?B?w6k=?= x"),
+])
+def test_encoded_words_are_decoded_before_storing(server, bucket, sent, stored):
+    raw_put(server, bucket, "k", {"x-amz-meta-v": sent})
+    got = wire_header(server, bucket, "k", "x-amz-meta-v")
+    ascii_only = all(32 <= ord(c) < 127 for c in stored)
+    assert got == (stored if ascii_only else "=?UTF-8?B?" + base64.b64encode(stored.encode()).decode() + "?=")
+    if not ascii_only:
+        assert decoded(got) == stored
+
+
+def test_latin1_metadata_bytes_are_read_as_iso_8859_1(server, bucket):
+    """A byte that is not UTF-8 is ISO-8859-1 (what HTTP header bytes are):
+    http.client sends str headers that way.  The other stored headers
+    survive with it."""
+    raw_put(server, bucket, "k", {"x-amz-meta-v": "caf\u00e9", "Content-Type": "text/x-caf\u00e9",
+                                  "Content-Disposition": "attachment"})
+    r = server.request("HEAD", path_of(bucket, "k"))
+    assert r.headers["x-amz-meta-v"] == "=?UTF-8?B?" + base64.b64encode("caf\u00e9".encode()).decode() + "?="
+    assert r.headers["Content-Disposition"] == "attachment"
+    assert r.headers["Content-Type"].encode("latin-1").decode() == "text/x-caf\u00e9"
+
+
+def test_encoded_metadata_counts_decoded_toward_the_limit(server, bucket):
+    """The 2 KiB limit is on what is stored: a long encoded word that decodes
+    within it is accepted, a value over it is not."""
+    value = "\u00e9" * 700                      # 1400 bytes stored, 1900 as a B word
+    word = "=?UTF-8?B?" + base64.b64encode(value.encode()).decode() + "?="
+    assert len(word) > 1800
+    raw_put(server, bucket, "k", {"x-amz-meta-v": word, "x-amz-meta-w": "x" * 600})
+    status, body = latin1_signed(server, "PUT", path_of(bucket, "k2"), {"x-amz-meta-v": word, "x-amz-meta-w": "x" * 700},
+                                 b"x")
+    assert status == 400 and b"<Code>MetadataTooLarge</Code>" in body, body
+
+
+def test_encoded_metadata_through_copy_and_multipart(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=b"x", Metadata={"name": CAFE_WORD})
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource=f"{bucket}/src")
+    assert s3.head_object(Bucket=bucket, Key="copy")["Metadata"] == {"name": CAFE_WORD}
+    s3.copy_object(Bucket=bucket, Key="replaced", CopySource=f"{bucket}/src", MetadataDirective="REPLACE",
+                   Metadata={"other": "=?UTF-8?Q?=E2=9C=93?="})
+    assert decoded(s3.head_object(Bucket=bucket, Key="replaced")["Metadata"]["other"]) == "\u2713"
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", Metadata={"name": CAFE_WORD})["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=1, Body=b"p")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert s3.head_object(Bucket=bucket, Key="mp")["Metadata"] == {"name": CAFE_WORD}
