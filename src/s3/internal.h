@@ -161,6 +161,11 @@ struct s3_req {
     uint64_t body_limit;
     buf_t body;                 /* BODY_BUFFER, or inline object bytes */
     bool inline_object;
+    /* Transfer-Encoding: chunked without a length (object.c): the body is
+     * buffered up to inline_max_size, then goes to a writer of unknown size
+     * whose tap skips the tap_skip bytes already hashed. */
+    bool size_unknown;
+    size_t tap_skip;
     data_writer *writer;
     char version_id[33];        /* of the object being written */
     bool force_shards;          /* never inline (multipart parts) */

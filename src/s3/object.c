@@ -320,12 +320,60 @@ void s3_write_cond_refused(s3_req *q) {
     s3_error(q, rc == CAIRN_ENOTFOUND ? "ConditionalRequestConflict" : "PreconditionFailed", NULL);
 }
 
-int s3_object_begin(s3_req *q) {
-    s3_gateway *gw = q->gw;
-    if (q->declared_size < 0) {
+/* The writer's tap: the transforms, past the bytes they saw before the
+ * writer opened (a body of unknown size that outgrew the inline buffer).
+ * On the writer's thread; tap_skip is set before its first byte. */
+static void object_tap(void *ud, const void *p, size_t n) {
+    s3_req *q = ud;
+    size_t k = q->tap_skip < n ? q->tap_skip : n;
+    q->tap_skip -= k;
+    if (n > k) s3_body_transform(q, (const char *)p + k, n - k);
+}
+
+/*
+ * A body without a length: Transfer-Encoding: chunked, no Content-Length,
+ * no aws-chunked x-amz-decoded-content-length.  S3 refuses it (411
+ * MissingContentLength); cairn takes it when nothing needs the length up
+ * front: the payload is not signed as one SHA-256 (UNSIGNED-PAYLOAD), and
+ * the shards are on local drives (storage nodes are told each shard's
+ * length).  0 to go on, nonzero = answered.
+ */
+static int begin_unknown_size(s3_req *q) {
+    if (!q->http->chunked_transfer) {
         s3_error(q, "MissingContentLength", NULL);
         return -1;
     }
+    if (q->who.cred.payload != PAYLOAD_UNSIGNED) {
+        s3_error(q, "MissingContentLength", "You must provide the Content-Length HTTP header: a chunked body "
+                                            "is taken only with x-amz-content-sha256: UNSIGNED-PAYLOAD, or "
+                                            "aws-chunked with x-amz-decoded-content-length.");
+        return -1;
+    }
+    if (data_store_needs_size(q->gw->d.data)) {
+        s3_error(q, "MissingContentLength", "You must provide the Content-Length HTTP header: the storage "
+                                            "nodes need each object's length before its first byte.");
+        return -1;
+    }
+    q->size_unknown = true;
+    return 0;
+}
+
+/* Moves a body of unknown size that outgrew the inline buffer to a writer. */
+static int spill_to_writer(s3_req *q) {
+    rand_hex_id(q->version_id, 16);
+    int rc = data_writer_open_size(q->gw->d.data, q->version_id, -1, object_tap, q, &q->writer);
+    if (rc != 0) return rc;
+    q->inline_object = false;
+    q->tap_skip = q->body.len;
+    rc = data_writer_write(q->writer, q->body.data ? q->body.data : "", q->body.len);
+    buf_free(&q->body);
+    buf_init(&q->body);
+    return rc;
+}
+
+int s3_object_begin(s3_req *q) {
+    s3_gateway *gw = q->gw;
+    if (q->declared_size < 0 && begin_unknown_size(q) != 0) return -1;
     if (q->declared_size > MAX_SINGLE_PUT || q->declared_size > gw->cfg.max_object_size) {
         s3_error(q, "EntityTooLarge", NULL);
         return -1;
@@ -351,7 +399,11 @@ int s3_object_begin(s3_req *q) {
         s3_error(q, "InternalError", NULL);
         return -1;
     }
-    if (q->declared_size <= gw->cfg.inline_max_size && !q->force_shards) {
+    if (q->size_unknown && !q->force_shards) {
+        q->inline_object = true; /* until it outgrows inline_max_size */
+        return 0;
+    }
+    if (q->declared_size <= gw->cfg.inline_max_size && !q->force_shards && !q->size_unknown) {
         q->inline_object = true;
         if (buf_reserve(&q->body, (size_t)q->declared_size) != 0) {
             s3_error(q, "InternalError", NULL);
@@ -360,7 +412,8 @@ int s3_object_begin(s3_req *q) {
         return 0;
     }
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, s3_body_transform, q, &q->writer);
+    int rc = data_writer_open_size(gw->d.data, q->version_id, q->size_unknown ? -1 : q->declared_size, object_tap, q,
+                                   &q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "cannot create the object's shards");
@@ -370,7 +423,15 @@ int s3_object_begin(s3_req *q) {
 }
 
 int s3_object_sink(s3_req *q, const char *data, size_t n) {
-    if ((int64_t)q->payload_bytes > q->declared_size) {
+    if (q->size_unknown) {
+        /* payload_bytes counts these n already */
+        if ((int64_t)q->payload_bytes > MAX_SINGLE_PUT || (int64_t)q->payload_bytes > q->gw->cfg.max_object_size)
+            return CAIRN_ETOOBIG;
+        if (q->inline_object && q->payload_bytes > (uint64_t)q->gw->cfg.inline_max_size) {
+            int rc = spill_to_writer(q);
+            if (rc != 0) return rc;
+        }
+    } else if ((int64_t)q->payload_bytes > q->declared_size) {
         q->body_error_code = "IncompleteBody";
         q->body_error_msg = q->chunked ? "The aws-chunked body carries more bytes than x-amz-decoded-content-length declares."
                                        : "The body is longer than its declared length.";
@@ -468,7 +529,7 @@ static int publish(s3_req *q, meta_object *obj) {
 /* Checks the received body against what was announced (length, Content-MD5,
  * x-amz-checksum-*); fills md5.  Nonzero = answered. */
 static int verify_body(s3_req *q, unsigned char md5[16]) {
-    if ((int64_t)q->payload_bytes != q->declared_size) {
+    if (!q->size_unknown && (int64_t)q->payload_bytes != q->declared_size) {
         s3_error(q, "IncompleteBody", NULL);
         return -1;
     }

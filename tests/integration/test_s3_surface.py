@@ -496,3 +496,124 @@ def test_encoded_metadata_through_copy_and_multipart(server, s3, bucket):
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3.head_object(Bucket=bucket, Key="mp")["Metadata"] == {"name": CAFE_WORD}
+
+
+# ---- Transfer-Encoding: chunked without Content-Length --------------------------------------
+
+
+def chunked_put(srv, path, chunks, payload_hash=sigv4.UNSIGNED_PAYLOAD, headers=None, query=None):
+    """A SigV4 request whose body goes with Transfer-Encoding: chunked and no
+    Content-Length (http.client frames an iterator body so).  Returns
+    (status, body bytes)."""
+    h = dict(headers or {}, Host=srv.host)
+    ak, sk = srv.root
+    h, _sig, _date = sigv4.sign_request("PUT", path, query, h, ak, sk, payload_hash)
+    q = sigv4.wire_query(query)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        conn.request("PUT", path + ("?" + q if q else ""), body=iter(chunks), headers=h, encode_chunked=True)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def code_of(body):
+    return body.split(b"<Code>")[1].split(b"</Code>")[0].decode() if b"<Code>" in body else None
+
+
+@pytest.mark.parametrize("size", [0, 100, 16 * 1024, 16 * 1024 + 1, 3 * 1024 * 1024 + 17])
+def test_chunked_unsigned_put_object(server, s3, bucket, size):
+    """Inline (at most inline_max_size, 16 KiB) and stored in shards, also
+    when the buffer fills in the middle of a chunk."""
+    data = bytes((i * 7 + size) % 251 for i in range(size))
+    chunks = [data[i:i + 10000] for i in range(0, len(data), 10000)] or [b""]
+    status, headers, body = chunked_put(server, path_of(bucket, "k"), chunks,
+                                        headers={"Content-Type": "text/x-chunked"})
+    assert status == 200, body
+    assert headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert got["Body"].read() == data and got["ContentLength"] == size
+    assert got["ContentType"] == "text/x-chunked"
+
+
+def test_chunked_unsigned_put_checks_content_md5_and_checksums(server, s3, bucket):
+    data = b"x" * 40000
+    chunks = [data[:25000], data[25000:]]
+    status, _, body = chunked_put(server, path_of(bucket, "k"), chunks, headers={"Content-MD5": md5_b64(b"other")})
+    assert (status, code_of(body)) == (400, "BadDigest")
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    status, _, body = chunked_put(server, path_of(bucket, "k"), chunks, headers={"x-amz-checksum-crc32": "AAAAAA=="})
+    assert (status, code_of(body)) == (400, "BadDigest")
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="k")
+    status, _, body = chunked_put(server, path_of(bucket, "k"), chunks,
+                                  headers={"Content-MD5": md5_b64(data), "x-amz-checksum-crc32": crc})
+    assert status == 200, body
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+
+
+def test_chunked_put_with_signed_payload_needs_content_length(server, s3, bucket):
+    """A payload signed as one SHA-256 is refused as S3 refuses any chunked
+    body without aws-chunked framing: 411 MissingContentLength."""
+    data = b"y" * 1000
+    status, _, body = chunked_put(server, path_of(bucket, "k"), [data],
+                                  payload_hash=hashlib.sha256(data).hexdigest())
+    assert (status, code_of(body)) == (411, "MissingContentLength")
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="k")
+    # The connection's other requests still work.
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_aws_chunked_body_with_transfer_encoding_chunked(server, s3, bucket):
+    """aws-chunked framing inside Transfer-Encoding: chunked, with
+    x-amz-decoded-content-length: what the SDKs send for unknown lengths."""
+    data = bytes(range(256)) * 300
+    body = sigv4.encode_unsigned_trailer_chunks(sigv4.split_chunks(data, 64 * 1024), "x-amz-checksum-crc32",
+                                                base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode())
+    hdrs = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": "x-amz-checksum-crc32"}
+    status, _, resp = chunked_put(server, path_of(bucket, "k"), [body[i:i + 5000] for i in range(0, len(body), 5000)],
+                                  payload_hash=sigv4.STREAMING_UNSIGNED_TRAILER, headers=hdrs)
+    assert status == 200, resp
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+    # Without the decoded length: 411.
+    del hdrs["x-amz-decoded-content-length"]
+    status, _, resp = chunked_put(server, path_of(bucket, "k2"), [body],
+                                  payload_hash=sigv4.STREAMING_UNSIGNED_TRAILER, headers=hdrs)
+    assert (status, code_of(resp)) == (411, "MissingContentLength")
+
+
+def test_chunked_unsigned_upload_part(server, s3, bucket):
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    part1 = b"a" * (5 * 1024 * 1024 + 3)
+    part2 = b"b" * 1000
+    etags = []
+    for n, data in ((1, part1), (2, part2)):
+        status, headers, body = chunked_put(server, path_of(bucket, "mp"),
+                                            [data[i:i + 65536] for i in range(0, len(data), 65536)],
+                                            query=[("partNumber", str(n)), ("uploadId", up)])
+        assert status == 200, body
+        assert headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+        etags.append(headers["ETag"])
+    status, _, body = chunked_put(server, path_of(bucket, "mp"), [b"z" * 10],
+                                  payload_hash=hashlib.sha256(b"z" * 10).hexdigest(),
+                                  query=[("partNumber", "3"), ("uploadId", up)])
+    assert (status, code_of(body)) == (411, "MissingContentLength")
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etags[0]}, {"PartNumber": 2, "ETag": etags[1]}]})
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == part1 + part2
+
+
+def test_chunked_unsigned_put_over_max_object_size(make_server):
+    srv = make_server(env={"CAIRN_MAX_OBJECT_SIZE": "100KiB"})
+    s3 = srv.client()
+    name = unique_bucket("big")
+    s3.create_bucket(Bucket=name)
+    status, _, body = chunked_put(srv, path_of(name, "k"), [b"q" * 60000, b"q" * 60000])
+    assert (status, code_of(body)) == (400, "EntityTooLarge")
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket=name, Key="k")
+    status, _, body = chunked_put(srv, path_of(name, "k"), [b"q" * 60000, b"q" * 40000])
+    assert status == 200, body
