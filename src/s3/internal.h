@@ -45,7 +45,7 @@ typedef enum {
     OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
     OP_PUT_BUCKET_OWNERSHIP, OP_GET_BUCKET_OWNERSHIP, OP_DELETE_BUCKET_OWNERSHIP,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
-    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
+    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_GET_OBJECT_ATTRIBUTES,
     OP_LIST_MULTIPART_UPLOADS,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
     OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
@@ -327,6 +327,7 @@ void s3_head_object(s3_req *q);
 void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
 void s3_object_subresource(s3_req *q);
+void s3_get_object_attributes(s3_req *q);
 void s3_object_cleanup(s3_req *q);
 /* Aborts the request's data writer, if any (its temp shards go at once). */
 void s3_object_abort_writer(s3_req *q);

@@ -66,6 +66,9 @@ static const s3_route routes[] = {
     [OP_DELETE_OBJECT] =           {"DeleteObject",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_object, "s3:DeleteObject"},
     [OP_GET_OBJECT_ACL] =          {"GetObjectAcl",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource, "s3:GetObjectAcl"},
     [OP_GET_OBJECT_TAGGING] =      {"GetObjectTagging",        OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource, "s3:GetObjectTagging"},
+    /* Signed: a public-read bucket grants GetObject, and S3 asks
+     * s3:GetObjectAttributes besides for this. */
+    [OP_GET_OBJECT_ATTRIBUTES] =   {"GetObjectAttributes",     OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_get_object_attributes, "s3:GetObjectAttributes"},
     [OP_CREATE_MULTIPART] =        {"CreateMultipartUpload",   OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_create_multipart, "s3:PutObject"},
     [OP_UPLOAD_PART] =             {"UploadPart",              OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_upload_part_begin,  s3_upload_part, "s3:PutObject"},
     [OP_UPLOAD_PART_COPY] =        {"UploadPartCopy",          OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_upload_part_copy, "s3:PutObject"},
@@ -166,6 +169,7 @@ static const s3_rule rules[] = {
     /* an object: subresources, then multipart (?uploadId), then plain verbs */
     {M_GET, OBJECT, .param = "acl", .op = OP_GET_OBJECT_ACL},
     {M_GET, OBJECT, .param = "tagging", .op = OP_GET_OBJECT_TAGGING},
+    {M_GET, OBJECT, .param = "attributes", .op = OP_GET_OBJECT_ATTRIBUTES},
     {M_POST, OBJECT, .param = "uploads", .op = OP_CREATE_MULTIPART},
     {M_PUT, OBJECT, .param = "uploadId", .param2 = "partNumber", .copy = COPY_YES, .op = OP_UPLOAD_PART_COPY},
     {M_PUT, OBJECT, .param = "uploadId", .param2 = "partNumber", .op = OP_UPLOAD_PART},

@@ -207,6 +207,11 @@ size_t s3_header_value_decode(const char *in, size_t n, bool rfc2047, char *out)
  * printable US-ASCII, else one RFC 2047 encoded word of its UTF-8 bytes,
  * =?UTF-8?B?<base64>?=, as S3 answers (appended to b). */
 void s3_meta_value_encode(buf_t *b, const char *v, size_t n);
+/* GetObjectAttributes' x-amz-object-attributes: a comma-separated list of
+ * ETag, Checksum, ObjectParts, StorageClass, ObjectSize (spaces around
+ * names allowed) into a bit set.  CAIRN_EINVAL for an unknown or empty
+ * name, or none at all. */
+int s3_parse_object_attributes(const char *v, unsigned *out);
 /* Parses a PutBucketOwnershipControls body: exactly one Rule holding
  * exactly one valid ObjectOwnership, copied into out (>= 32 bytes).  0,
  * CAIRN_EINVAL (not that document: MalformedXML) or CAIRN_ENOMEM. */

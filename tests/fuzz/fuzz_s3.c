@@ -2,7 +2,8 @@
  * fuzz_s3.c — the S3 layer's parsers of untrusted input: Range headers,
  * conditional headers (HTTP dates, ETag lists), DeleteObjects and
  * CreateBucketConfiguration and OwnershipControls XML, bucket names,
- * percent-decoding, and header values (UTF-8, RFC 2047 encoded words).
+ * percent-decoding, header values (UTF-8, RFC 2047 encoded words) and
+ * GetObjectAttributes' attribute lists.
  * The first byte picks the parser; the rest is its input.
  */
 #include <stdint.h>
@@ -72,6 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (b.data[i] != '\t' && ((unsigned char)b.data[i] < 0x20 || (unsigned char)b.data[i] > 0x7e)) abort();
         buf_free(&b);
         free(out);
+        unsigned attrs;
+        if (s3_parse_object_attributes(s, &attrs) == 0 && (attrs == 0 || attrs > 31)) abort();
         break;
     }
     case 4:

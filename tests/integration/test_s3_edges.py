@@ -143,7 +143,7 @@ def test_unimplemented_bucket_operations(server, bucket, method, query):
     ("GET", [("retention", None)], None),
     ("GET", [("legal-hold", None)], None),
     ("GET", [("torrent", None)], None),
-    ("GET", [("attributes", None)], None),
+    ("PUT", [("attributes", None)], None),
     ("PUT", [("tagging", None)], None),
     ("PUT", [("acl", None)], None),
     ("POST", [("restore", None)], None),

@@ -617,3 +617,111 @@ def test_chunked_unsigned_put_over_max_object_size(make_server):
         s3.head_object(Bucket=name, Key="k")
     status, _, body = chunked_put(srv, path_of(name, "k"), [b"q" * 60000, b"q" * 40000])
     assert status == 200, body
+
+
+# ---- GetObjectAttributes ---------------------------------------------------------------------------
+
+ALL_ATTRIBUTES = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+
+
+def test_object_attributes_of_a_plain_object(s3, bucket):
+    data = b"attributes" * 100
+    s3.put_object(Bucket=bucket, Key="k", Body=data)
+    head = s3.head_object(Bucket=bucket, Key="k")
+    r = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=ALL_ATTRIBUTES)
+    assert r["ETag"] == hashlib.md5(data).hexdigest(), "unquoted, as S3 gives it here"
+    assert r["ObjectSize"] == len(data)
+    assert r["StorageClass"] == "STANDARD"
+    assert r["LastModified"] == head["LastModified"]
+    assert "ObjectParts" not in r, "a plain object has no parts"
+    assert "Checksum" not in r, "no checksum is stored"
+    r = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["ObjectSize"])
+    assert r["ObjectSize"] == len(data) and "ETag" not in r and "StorageClass" not in r
+    r = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["ETag"], VersionId="null")
+    assert r["VersionId"] == "null" and r["ETag"] == hashlib.md5(data).hexdigest()
+
+
+def test_object_attributes_of_a_multipart_object(server, s3, bucket):
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    sizes = {1: 5 * 1024 * 1024, 2: 5 * 1024 * 1024, 4: 123}
+    parts = []
+    for n, size in sizes.items():
+        etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=bytes([n]) * size)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": parts})
+    r = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=ALL_ATTRIBUTES)
+    assert r["ETag"] == done["ETag"].strip('"') and r["ETag"].endswith("-3")
+    assert r["ObjectSize"] == sum(sizes.values())
+    op = r["ObjectParts"]
+    assert op["TotalPartsCount"] == 3 and op["IsTruncated"] is False and op["MaxParts"] == 1000
+    assert [(p["PartNumber"], p["Size"]) for p in op["Parts"]] == list(sizes.items())
+    # Paged by max-parts and part-number-marker.
+    r = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["ObjectParts"], MaxParts=2)
+    op = r["ObjectParts"]
+    assert [p["PartNumber"] for p in op["Parts"]] == [1, 2]
+    assert op["IsTruncated"] is True and op["NextPartNumberMarker"] == 2 and op["TotalPartsCount"] == 3
+    r = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["ObjectParts"], MaxParts=2,
+                                 PartNumberMarker=2)
+    op = r["ObjectParts"]
+    assert [p["PartNumber"] for p in op["Parts"]] == [4] and op["IsTruncated"] is False
+    assert op["PartNumberMarker"] == 2 and "NextPartNumberMarker" not in op
+
+
+def test_object_attributes_on_the_wire(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None)],
+                       headers={"x-amz-object-attributes": " ObjectSize , ETag"})
+    assert r.status == 200, r
+    doc = r.xml()
+    assert doc.tag.endswith("GetObjectAttributesOutput")
+    assert xml_text(doc, "ObjectSize") == "1" and xml_text(doc, "ETag") == hashlib.md5(b"x").hexdigest()
+    assert r.headers["Last-Modified"]
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"x-amz-object-attributes": ""},
+    {"x-amz-object-attributes": "Size"},
+    {"x-amz-object-attributes": "etag"},
+    {"x-amz-object-attributes": "ETag,"},
+    {"x-amz-object-attributes": "ETag,,ObjectSize"},
+    {"x-amz-object-attributes": "ETag,Bogus"},
+    {"x-amz-object-attributes": "ETag", "x-amz-max-parts": "-1"},
+    {"x-amz-object-attributes": "ETag", "x-amz-max-parts": "ten"},
+    {"x-amz-object-attributes": "ETag", "x-amz-part-number-marker": "x"},
+])
+def test_object_attributes_bad_request(server, s3, bucket, headers):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None)], headers=headers)
+    assert err(r) == (400, "InvalidArgument"), r
+
+
+def test_object_attributes_of_what_is_not_there(server, s3, bucket, user):
+    h = {"x-amz-object-attributes": "ETag"}
+    r = server.request("GET", path_of(bucket, "missing"), query=[("attributes", None)], headers=h)
+    assert err(r) == (404, "NoSuchKey"), r
+    r = server.request("GET", path_of(unique_bucket("gone"), "k"), query=[("attributes", None)], headers=h)
+    assert err(r) == (404, "NoSuchBucket"), r
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None), ("versionId", "v1")], headers=h)
+    assert err(r) == (404, "NoSuchVersion"), r
+    r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None), ("versionId", "")], headers=h)
+    assert err(r) == (400, "InvalidArgument"), r
+    r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None)], headers=h, creds=user.creds)
+    assert err(r) == (403, "AccessDenied"), r
+    r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None)], headers=h, anonymous=True)
+    assert err(r) == (403, "AccessDenied"), r
+
+
+def test_object_attributes_of_a_public_bucket_need_a_signature(server, s3, bucket):
+    """A public-read bucket lets anyone GetObject; S3 asks
+    s3:GetObjectAttributes besides for this, which public-read does not give."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    server.admin("bucket", "set-public", bucket)
+    try:
+        assert server.request("GET", path_of(bucket, "k"), anonymous=True).status == 200
+        r = server.request("GET", path_of(bucket, "k"), query=[("attributes", None)], anonymous=True,
+                           headers={"x-amz-object-attributes": "ETag"})
+        assert err(r) == (403, "AccessDenied"), r
+    finally:
+        server.admin("bucket", "set-public", bucket, "--off")
