@@ -725,3 +725,59 @@ def test_object_attributes_of_a_public_bucket_need_a_signature(server, s3, bucke
         assert err(r) == (403, "AccessDenied"), r
     finally:
         server.admin("bucket", "set-public", bucket, "--off")
+
+
+# ---- bucket configuration writes that fail ------------------------------------------------------
+
+
+def refuse_bucket_config_writes(srv, on):
+    """Makes every write of a bucket configuration fail in the database
+    itself (a trigger), on either backend; on=False lifts it."""
+    db = srv.metadata_db()
+    if db is None:
+        import sqlite3
+        conn = sqlite3.connect(str(srv.data_dir / "meta.db"), timeout=10, isolation_level=None)
+        try:
+            for op in ("INSERT", "UPDATE", "DELETE"):
+                conn.execute(f"DROP TRIGGER IF EXISTS refuse_{op.lower()}")
+                if on:
+                    conn.execute(f"CREATE TRIGGER refuse_{op.lower()} BEFORE {op} ON bucket_configs "
+                                 "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        finally:
+            conn.close()
+        return
+    from conftest import pg_cluster
+    if on:
+        pg_cluster().sql("CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$", db=db)
+        pg_cluster().sql("CREATE TRIGGER refuse BEFORE INSERT OR UPDATE OR DELETE ON bucket_configs "
+                         "FOR EACH ROW EXECUTE FUNCTION refuse()", db=db)
+    else:
+        pg_cluster().sql("DROP TRIGGER IF EXISTS refuse ON bucket_configs", db=db)
+
+
+def test_ownership_writes_that_fail(make_server):
+    """A CreateBucket whose ownership controls cannot be stored makes no
+    bucket (it is removed again, and the failure logged with the request
+    id); Put/DeleteBucketOwnershipControls answer 500 and change nothing."""
+    srv = make_server()
+    s3 = srv.client()
+    kept = unique_bucket("kept")
+    s3.create_bucket(Bucket=kept, ObjectOwnership="ObjectWriter")
+    refuse_bucket_config_writes(srv, True)
+    name = unique_bucket("undone")
+    r = srv.request("PUT", path_of(name))
+    assert err(r) == (500, "InternalError"), r
+    request_id = r.headers["x-amz-request-id"]
+    assert srv.request("HEAD", path_of(name)).status == 404, "the bucket was removed again"
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    lines = [l for l in srv.log_text().splitlines() if "storing its ownership controls failed" in l]
+    assert lines and request_id in lines[-1] and "bucket removed" in lines[-1], lines
+    r = put_ownership(srv, kept, ownership_doc("BucketOwnerPreferred"))
+    assert err(r) == (500, "InternalError"), r
+    r = srv.request("DELETE", path_of(kept), query=[("ownershipControls", None)])
+    assert err(r) == (500, "InternalError"), r
+    assert get_ownership(s3, kept) == "ObjectWriter"
+    refuse_bucket_config_writes(srv, False)
+    s3.create_bucket(Bucket=name)
+    assert get_ownership(s3, name) == "BucketOwnerEnforced"
