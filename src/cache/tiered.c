@@ -383,6 +383,10 @@ static int f_key_list(meta_store *ms, int64_t user_id, int (*cb)(void *ud, const
 static int f_bucket_list(meta_store *ms, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b), void *ud) {
     return IN(ms)->ops->bucket_list(IN(ms), owner_id, cb, ud);
 }
+static int f_bucket_list_page(meta_store *ms, int64_t owner_id, const char *after, const char *lo, const char *hi,
+                              int limit, int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more) {
+    return IN(ms)->ops->bucket_list_page(IN(ms), owner_id, after, lo, hi, limit, cb, ud, more);
+}
 static int f_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {
     return IN(ms)->ops->object_list(IN(ms), bucket, bucket_id, prefix, prefix_len, from, from_len, inclusive, limit, cb, ud, more);
 }
@@ -898,6 +902,7 @@ static void set_ops(tiered *t) {
     F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
     F(bucket_notification_put); F(job_pending_count); F(bucket_config_get); F(bucket_config_put);
     F(object_get_version); F(object_list_versions);
+    F(bucket_list_page);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);

@@ -81,6 +81,9 @@ int data_open(const data_options *opt, data_store **out, int *cleaned);
 void data_close(data_store *ds);
 /* The layout new objects get. */
 void data_store_layout(const data_store *ds, int *k, int *m, uint32_t *block);
+/* Whether writers must know an object's size up front (storage nodes are
+ * told each shard's length): then data_writer_open_size takes no -1. */
+bool data_store_needs_size(const data_store *ds);
 
 /* ---- writing -------------------------------------------------------------------- */
 

@@ -337,6 +337,8 @@ void data_store_layout(const data_store *ds, int *k, int *m, uint32_t *block) {
     *block = ds->block;
 }
 
+bool data_store_needs_size(const data_store *ds) { return ds->remote; }
+
 /* ---- writer ------------------------------------------------------------------------------- */
 
 struct data_writer {

@@ -242,6 +242,51 @@ int meta_bucket_list(meta_store *ms, int64_t owner_id, int (*cb)(void *ud, const
     return ms ? ms->ops->bucket_list(ms, owner_id, cb, ud) : CAIRN_EINVAL;
 }
 
+/* A page's rows, cut where the names leave the prefix (only needed when the
+ * prefix has no upper bound the backends can take, see below). */
+typedef struct {
+    const char *prefix;
+    size_t prefix_len;
+    bool past;
+    int (*cb)(void *ud, const meta_bucket *b);
+    void *ud;
+} bucket_page;
+
+static int bucket_page_row(void *ud, const meta_bucket *b) {
+    bucket_page *p = ud;
+    if (strncmp(b->name, p->prefix, p->prefix_len) != 0) {
+        p->past = true;
+        return 1;
+    }
+    return p->cb(p->ud, b);
+}
+
+int meta_bucket_list_page(meta_store *ms, int64_t owner_id, const char *prefix, const char *start_after, int limit,
+                          int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more) {
+    if (more) *more = false;
+    if (!ms || !cb || limit < 1 || limit > 100000) return CAIRN_EINVAL;
+    if (!prefix) prefix = "";
+    if (!start_after) start_after = "";
+    /* The names with this prefix lie in [prefix, successor(prefix)), the
+     * successor being the prefix with its last byte incremented.  Bucket
+     * names are ASCII; for a prefix whose last byte is not (no bucket has
+     * it), the successor might not be UTF-8, which PostgreSQL refuses as
+     * text: then there is no upper bound and the rows are cut here. */
+    size_t n = strlen(prefix);
+    char *hi = malloc(n + 1);
+    if (!hi) return CAIRN_ENOMEM;
+    memcpy(hi, prefix, n + 1);
+    bool bounded = n && (unsigned char)hi[n - 1] < 0x7f;
+    if (bounded) hi[n - 1] = (char)(hi[n - 1] + 1);
+    else hi[0] = '\0';
+    bucket_page p = {prefix, n, false, cb, ud};
+    int rc = ms->ops->bucket_list_page(ms, owner_id, start_after, prefix, hi, limit, bounded ? cb : bucket_page_row,
+                                       bounded ? ud : &p, more);
+    if (p.past && more) *more = false;
+    free(hi);
+    return rc;
+}
+
 int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read) {
     return ms ? ms->ops->bucket_set_public(ms, name, public_read) : CAIRN_EINVAL;
 }

@@ -276,6 +276,14 @@ int meta_bucket_delete(meta_store *ms, const char *name, int64_t id);
 /* owner_id < 0 lists all; ordered by name. */
 int meta_bucket_list(meta_store *ms, int64_t owner_id,
                      int (*cb)(void *ud, const meta_bucket *b), void *ud);
+/* One page of buckets, in name order: those of owner_id (< 0: every
+ * owner's) whose name starts with prefix ("" or NULL: any) and sorts after
+ * start_after ("" or NULL: from the first), at most limit (1 .. 100000) of
+ * them; *more (may be NULL) tells whether another one follows.  Costs
+ * O(limit) index reads however many buckets precede the page.  cb returning
+ * nonzero stops the walk early (0 is still returned). */
+int meta_bucket_list_page(meta_store *ms, int64_t owner_id, const char *prefix, const char *start_after, int limit,
+                          int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more);
 int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read);
 /* Sets the versioning of the bucket (bucket_id as in meta_bucket_delete).
  * CAIRN_ENOTFOUND without it; CAIRN_EINVAL for OFF once it was enabled (S3

@@ -74,6 +74,10 @@ typedef struct meta_ops {
     int (*bucket_get)(meta_store *ms, const char *name, meta_bucket *out);
     int (*bucket_delete)(meta_store *ms, const char *name, int64_t id);
     int (*bucket_list)(meta_store *ms, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b), void *ud);
+    /* lo: the prefix (inclusive), hi: its successor (exclusive; "" none),
+     * after: exclusive ("" none); limit rows at most, *more if one follows. */
+    int (*bucket_list_page)(meta_store *ms, int64_t owner_id, const char *after, const char *lo, const char *hi,
+                            int limit, int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more);
     int (*bucket_set_public)(meta_store *ms, const char *name, bool public_read);
     int (*object_put)(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced);
     int (*object_get)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);

@@ -121,6 +121,11 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = $1::text",
     [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
                        " WHERE $1::int8 < 0 OR owner_id = $1::int8 ORDER BY name",
+    /* name is COLLATE "C": byte order, the order of its index. */
+    [PS_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock"
+                            " FROM buckets"
+                            " WHERE ($1::int8 < 0 OR owner_id = $1::int8) AND name > $2::text AND name >= $3::text"
+                            " AND ($4::text = '' OR name < $4::text) ORDER BY name LIMIT $5::int8",
     [PS_BUCKET_SET_PUBLIC] = "UPDATE buckets SET public_read = $2::bool WHERE name = $1::text",
     [PS_BUCKET_LOCK_UPLOADS] = "SELECT count(*) FROM (SELECT 1 FROM uploads WHERE bucket_id = $1::int8 FOR UPDATE) s",
     [PS_BUCKET_TRASH_PARTS] = "INSERT INTO trash(version_id, layout, added_ms)"
@@ -829,6 +834,7 @@ const meta_ops pg_ops = {
     .bucket_get = pg_bucket_get,
     .bucket_delete = pg_bucket_delete,
     .bucket_list = pg_bucket_list,
+    .bucket_list_page = pg_bucket_list_page,
     .bucket_set_public = pg_bucket_set_public,
     .object_put = pg_object_put,
     .object_get = pg_object_get,

@@ -205,3 +205,29 @@ int pg_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, cons
     free(rows);
     return err;
 }
+
+int pg_bucket_list_page(meta_store *base_, int64_t owner_id, const char *after, const char *lo, const char *hi, int limit,
+                        int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more) {
+    if (!cb) return CAIRN_EINVAL;
+    pg_params p = {0};
+    pgp_int(&p, owner_id);
+    pgp_text(&p, after);
+    pgp_text(&p, lo);
+    pgp_text(&p, hi);
+    pgp_int(&p, (int64_t)limit + 1); /* one row past the page says whether another follows */
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_BUCKET_LIST_PAGE, &p, &r, NULL, "bucket list page");
+    if (err != 0) return err;
+    meta_bucket *rows;
+    int n;
+    err = pg_rows(r, sizeof *rows, row_bucket, NULL, (void **)&rows, &n);
+    PQclear(r);
+    if (err == 0 && n > limit) {
+        n = limit;
+        if (more) *more = true;
+    }
+    for (int i = 0; err == 0 && i < n; i++)
+        if (cb(ud, &rows[i])) break;
+    free(rows);
+    return err;
+}

@@ -57,6 +57,7 @@ typedef enum {
     PS_BUCKET_HAS_OBJECTS,
     PS_BUCKET_DELETE,
     PS_BUCKET_LIST,
+    PS_BUCKET_LIST_PAGE,
     PS_BUCKET_SET_PUBLIC,
     PS_BUCKET_LOCK_UPLOADS,
     PS_BUCKET_TRASH_PARTS,
@@ -381,6 +382,8 @@ int pg_bucket_create(meta_store *base_, meta_bucket *b, int64_t *existing_owner)
 int pg_bucket_get(meta_store *base_, const char *name, meta_bucket *out);
 int pg_bucket_delete(meta_store *base_, const char *name, int64_t id);
 int pg_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b), void *ud);
+int pg_bucket_list_page(meta_store *base_, int64_t owner_id, const char *after, const char *lo, const char *hi, int limit,
+                       int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more);
 int pg_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);

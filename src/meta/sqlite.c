@@ -100,6 +100,11 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
     [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
                        " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
+    /* Names compare as bytes (BINARY), the order of the name index. */
+    [ST_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock"
+                            " FROM buckets"
+                            " WHERE (?1 < 0 OR owner_id = ?1) AND name > ?2 AND name >= ?3 AND (?4 = '' OR name < ?4)"
+                            " ORDER BY name LIMIT ?5",
     [ST_BUCKET_TRASH_PARTS] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                               " SELECT p.version_id, p.layout, ?2 FROM upload_parts p"
                               " JOIN uploads u ON u.upload_id = p.upload_id WHERE u.bucket_id = ?1",
@@ -682,6 +687,7 @@ const meta_ops sq_ops = {
     .bucket_get = sq_bucket_get,
     .bucket_delete = sq_bucket_delete,
     .bucket_list = sq_bucket_list,
+    .bucket_list_page = sq_bucket_list_page,
     .bucket_set_public = sq_bucket_set_public,
     .object_put = sq_object_put,
     .object_get = sq_object_get,

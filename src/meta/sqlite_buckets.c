@@ -196,6 +196,40 @@ int sq_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, cons
     return err;
 }
 
+int sq_bucket_list_page(meta_store *base_, int64_t owner_id, const char *after, const char *lo, const char *hi, int limit,
+                        int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more) {
+    sq_store *ms = SQ(base_);
+    if (!ms || !cb) return CAIRN_EINVAL;
+    vec v = {.size = sizeof(meta_bucket)};
+    conn *r = sq_reader_get(ms);
+    sqlite3_stmt *st = sq_stmt(r, ST_BUCKET_LIST_PAGE);
+    int err = CAIRN_EDB, rc = SQLITE_DONE;
+    if (st) {
+        /* One row past the page says whether another follows. */
+        int b = sqlite3_bind_int64(st, 1, owner_id);
+        b |= sq_bind_str(st, 2, after);
+        b |= sq_bind_str(st, 3, lo);
+        b |= sq_bind_str(st, 4, hi);
+        b |= sqlite3_bind_int64(st, 5, (int64_t)limit + 1);
+        err = sq_map_rc(b);
+    }
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        meta_bucket *b = sq_vec_push(&v);
+        err = b ? row_bucket(st, b) : CAIRN_ENOMEM;
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = sq_db_fail(r, rc, "bucket list page");
+    if (st) sq_stmt_done(st);
+    sq_reader_put(ms, r);
+    if (err == 0 && v.n > (size_t)limit) {
+        v.n = (size_t)limit;
+        if (more) *more = true;
+    }
+    for (size_t i = 0; err == 0 && i < v.n; i++)
+        if (cb(ud, (meta_bucket *)v.items + i)) break;
+    free(v.items);
+    return err;
+}
+
 int sq_bucket_set_public(meta_store *base_, const char *name, bool public_read) {
     sq_store *ms = SQ(base_);
     if (!ms || !name) return CAIRN_EINVAL;

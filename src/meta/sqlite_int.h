@@ -52,6 +52,7 @@ typedef enum {
     ST_BUCKET_HAS_OBJECTS,
     ST_BUCKET_DELETE,
     ST_BUCKET_LIST,
+    ST_BUCKET_LIST_PAGE,
     ST_BUCKET_SET_PUBLIC,
     ST_OBJ_GET,
     ST_VERSION_REFERENCED,
@@ -297,6 +298,8 @@ int sq_bucket_create(meta_store *base_, meta_bucket *b, int64_t *existing_owner)
 int sq_bucket_get(meta_store *base_, const char *name, meta_bucket *out);
 int sq_bucket_delete(meta_store *base_, const char *name, int64_t id);
 int sq_bucket_list(meta_store *base_, int64_t owner_id, int (*cb)(void *ud, const meta_bucket *b), void *ud);
+int sq_bucket_list_page(meta_store *base_, int64_t owner_id, const char *after, const char *lo, const char *hi, int limit,
+                       int (*cb)(void *ud, const meta_bucket *b), void *ud, bool *more);
 int sq_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int sq_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);

@@ -15,35 +15,97 @@
 
 typedef struct {
     buf_t *b;
+    const char *region;     /* bucket-region: only buckets there; NULL any */
+    char last[64];          /* the last name seen: where the next page starts */
 } list_buckets_ctx;
 
 static int add_bucket(void *ud, const meta_bucket *bk) {
     list_buckets_ctx *c = ud;
+    snprintf(c->last, sizeof c->last, "%s", bk->name);
+    if (c->region && strcmp(c->region, bk->region) != 0) return 0;
     char ts[40];
     time_fmt_iso8601(bk->created_ms, ts, sizeof ts);
     buf_puts(c->b, "<Bucket><Name>");
     buf_xml_escape(c->b, bk->name, strlen(bk->name));
     buf_puts(c->b, "</Name><CreationDate>");
     buf_puts(c->b, ts);
-    buf_puts(c->b, "</CreationDate></Bucket>");
+    buf_puts(c->b, "</CreationDate><BucketRegion>");
+    buf_xml_escape(c->b, bk->region, strlen(bk->region));
+    buf_puts(c->b, "</BucketRegion></Bucket>");
     return 0;
 }
 
+/* Where a ListBuckets page starts: continuation-token (opaque: the last
+ * name of the page before, as ListObjectsV2's tokens are made), empty
+ * meaning none.  0, or answers InvalidArgument. */
+static int list_buckets_start(s3_req *q, char after[64]) {
+    after[0] = '\0';
+    const char *tok = s3_param_get(q, "continuation-token");
+    if (!tok || !*tok) return 0;
+    char name[1025];
+    size_t len = 0;
+    bool prefix_token = false;
+    if (s3_list_token_decode(tok, name, &len, &prefix_token) != 0 || prefix_token || len >= 64 ||
+        !s3_bucket_name_valid(name)) {
+        s3_error(q, "InvalidArgument", "The continuation token provided is incorrect");
+        return -1;
+    }
+    memcpy(after, name, len + 1);
+    return 0;
+}
+
+/*
+ * ListBuckets.  Without max-buckets, continuation-token, prefix or
+ * bucket-region it lists every bucket, as S3 did before it paginated;
+ * with any of them it answers a page of max-buckets (1 .. 10000, default
+ * 10000), and a ContinuationToken when more follow.  A page costs
+ * O(max-buckets) (meta_bucket_list_page).
+ */
 void s3_list_buckets(s3_req *q) {
+    const char *mb = s3_param_get(q, "max-buckets");
+    const char *prefix = s3_param_get(q, "prefix");
+    const char *region = s3_param_get(q, "bucket-region");
+    bool paged = mb || prefix || region || s3_param_has(q, "continuation-token");
+    int max = 10000;
+    if (mb && (s3_parse_max(mb, 10000, 10001, &max) != 0 || max < 1 || max > 10000)) {
+        s3_error(q, "InvalidArgument", "Argument max-buckets must be an integer between 1 and 10000.");
+        return;
+    }
+    char after[64];
+    if (list_buckets_start(q, after) != 0) return;
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                  "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
     s3_owner_xml(q, &b, q->who.user_id);
     buf_puts(&b, "<Buckets>");
-    list_buckets_ctx c = {&b};
-    int rc = meta_bucket_list(q->gw->d.meta, q->who.is_root ? -1 : q->who.user_id, add_bucket, &c);
+    list_buckets_ctx c = {&b, region && *region ? region : NULL, ""};
+    int64_t owner = q->who.is_root ? -1 : q->who.user_id;
+    bool more = false;
+    int rc = paged ? meta_bucket_list_page(q->gw->d.meta, owner, prefix, after, max, add_bucket, &c, &more)
+                   : meta_bucket_list(q->gw->d.meta, owner, add_bucket, &c);
     if (rc != 0) {
         buf_free(&b);
         s3_meta_error(q, rc, "InternalError", "listing buckets failed");
         return;
     }
-    buf_puts(&b, "</Buckets></ListAllMyBucketsResult>");
+    buf_puts(&b, "</Buckets>");
+    if (more) {
+        char *t = s3_list_token_encode(c.last, strlen(c.last), false);
+        if (!t) {
+            buf_free(&b);
+            s3_error(q, "InternalError", NULL);
+            return;
+        }
+        buf_printf(&b, "<ContinuationToken>%s</ContinuationToken>", t);
+        free(t);
+    }
+    if (prefix) {
+        buf_puts(&b, "<Prefix>");
+        buf_xml_escape(&b, prefix, strlen(prefix));
+        buf_puts(&b, "</Prefix>");
+    }
+    buf_puts(&b, "</ListAllMyBucketsResult>");
     s3_respond_xml(q, 200, &b);
 }
 
@@ -70,6 +132,8 @@ void s3_create_bucket(s3_req *q) {
         s3_error(q, "InvalidArgument", "x-amz-bucket-object-lock-enabled must be true or false.");
         return;
     }
+    const char *ownership;
+    if (s3_ownership_header(q, &ownership) != 0) return;
     meta_bucket bk = {0};
     snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
     bk.owner_id = q->who.user_id;
@@ -88,6 +152,20 @@ void s3_create_bucket(s3_req *q) {
         return;
     }
     q->bucket_id = bk.id;
+    /* S3 gives every new bucket its ObjectOwnership (ownership.c).  A
+     * bucket without one is what S3's buckets older than that default look
+     * like; rather than make one, the bucket goes again (it is empty: no
+     * one else has been told it exists) and the client may retry. */
+    rc = s3_ownership_store(q, bk.id, ownership);
+    if (rc != 0) {
+        int drc = meta_bucket_delete(q->gw->d.meta, bk.name, bk.id);
+        log_write(LOG_ERROR, q->http->request_id, "CreateBucket: storing its ownership controls failed",
+                  "bucket", bk.name, "error", cairn_strerror(rc), "undo", drc ? cairn_strerror(drc) : "bucket removed",
+                  NULL);
+        s3_committed(q, NULL, 0); /* caches that heard of it hear it is gone */
+        s3_meta_error(q, rc, "InternalError", "creating the bucket failed");
+        return;
+    }
     s3_committed(q, NULL, 0);
     char loc[300];
     snprintf(loc, sizeof loc, "/%s", q->bucket);
@@ -172,7 +250,6 @@ void s3_bucket_subresource(s3_req *q) {
         else if (s3_param_has(q, "object-lock")) code = "ObjectLockConfigurationNotFoundError";
         else if (s3_param_has(q, "website")) code = "NoSuchWebsiteConfiguration";
         else if (s3_param_has(q, "replication")) code = "ReplicationConfigurationNotFoundError";
-        else if (s3_param_has(q, "ownershipControls")) code = "OwnershipControlsNotFoundError";
         else if (s3_param_has(q, "publicAccessBlock")) code = "NoSuchPublicAccessBlockConfiguration";
         s3_error(q, code, NULL);
         return;

@@ -47,8 +47,9 @@ typedef enum {
     OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
     OP_PUT_BUCKET_VERSIONING, OP_LIST_OBJECT_VERSIONS,
     OP_PUT_BUCKET_CORS, OP_GET_BUCKET_CORS, OP_DELETE_BUCKET_CORS, OP_CORS_PREFLIGHT, OP_CORS_PREFLIGHT_OBJECT,
+    OP_PUT_BUCKET_OWNERSHIP, OP_GET_BUCKET_OWNERSHIP, OP_DELETE_BUCKET_OWNERSHIP,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
-    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING,
+    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_GET_OBJECT_ATTRIBUTES,
     OP_LIST_MULTIPART_UPLOADS,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
     OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
@@ -164,6 +165,11 @@ struct s3_req {
     uint64_t body_limit;
     buf_t body;                 /* BODY_BUFFER, or inline object bytes */
     bool inline_object;
+    /* Transfer-Encoding: chunked without a length (object.c): the body is
+     * buffered up to inline_max_size, then goes to a writer of unknown size
+     * whose tap skips the tap_skip bytes already hashed. */
+    bool size_unknown;
+    size_t tap_skip;
     data_writer *writer;
     char version_id[33];        /* of the object being written */
     bool force_shards;          /* never inline (multipart parts) */
@@ -228,6 +234,9 @@ void s3_events_hook(void *ud, const s3_commit *c);
  * anything; anyone, anonymous callers too, may read a public-read bucket
  * when read_only (a route that only reads, or a copy's source). */
 bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only);
+/* Whether b is owned by the account an x-amz-expected-bucket-owner (or
+ * x-amz-source-expected-bucket-owner) value names; NULL: no header, true. */
+bool s3_expected_owner_ok(const char *expected, const meta_bucket *b);
 
 /* health.c */
 /* Starts the gateway's one readiness checker thread / stops and joins it. */
@@ -312,6 +321,22 @@ const char *s3_version_id(const meta_object *o);
 /* x-amz-version-id of a new version (PUT, COPY, complete), where versions are kept. */
 void s3_new_version_header(s3_req *q, const meta_object *obj);
 
+/* ownership.c */
+void s3_put_bucket_ownership(s3_req *q);
+void s3_get_bucket_ownership(s3_req *q);
+void s3_delete_bucket_ownership(s3_req *q);
+/* CreateBucket's x-amz-object-ownership: *value the setting to store
+ * (BucketOwnerEnforced when absent, S3's default); nonzero = answered
+ * (InvalidArgument). */
+int s3_ownership_header(s3_req *q, const char **value);
+/* Stores a bucket's ObjectOwnership ("" removes it); a metadata error code. */
+int s3_ownership_store(s3_req *q, int64_t bucket_id, const char *value);
+/* The digest S3 requires of some configuration bodies: Content-MD5
+ * (InvalidDigest, BadDigest) or an x-amz-checksum-* header (BadDigest),
+ * checked against the buffered body; neither is 400 InvalidRequest.
+ * Nonzero = answered. */
+int s3_check_body_digest(s3_req *q);
+
 /* object.c */
 int s3_object_begin(s3_req *q);      /* validates headers before the body; nonzero = answered */
 int s3_object_sink(s3_req *q, const char *data, size_t n);
@@ -325,6 +350,7 @@ void s3_head_object(s3_req *q);
 void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
 void s3_object_subresource(s3_req *q);
+void s3_get_object_attributes(s3_req *q);
 void s3_object_cleanup(s3_req *q);
 /* Aborts the request's data writer, if any (its temp shards go at once). */
 void s3_object_abort_writer(s3_req *q);

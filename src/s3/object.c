@@ -86,8 +86,17 @@ char *s3_headers_json_from_request(s3_req *q) {
             first = false;
             continue;
         }
-        if (h->name_len > 11 && strncasecmp(h->name, "x-amz-meta-", 11) == 0)
-            meta_bytes += h->name_len - 11 + h->value_len;
+        /* Stored as UTF-8 (JSON holds nothing else); user metadata sent as
+         * RFC 2047 encoded words is stored decoded, as S3 does. */
+        bool user_meta = h->name_len > 11 && strncasecmp(h->name, "x-amz-meta-", 11) == 0;
+        char *v = arena_alloc(r->arena, 2 * h->value_len + 1);
+        if (!v) {
+            buf_free(&b);
+            s3_error_nomem(q);
+            return NULL;
+        }
+        size_t vl = s3_header_value_decode(h->value, h->value_len, user_meta, v);
+        if (user_meta) meta_bytes += h->name_len - 11 + vl;
         buf_puts(&b, first ? "\"" : ",\"");
         for (size_t k = 0; k < h->name_len; k++) {
             char c = h->name[k];
@@ -95,7 +104,7 @@ char *s3_headers_json_from_request(s3_req *q) {
             buf_json_escape(&b, &c, 1);
         }
         buf_puts(&b, "\":\"");
-        buf_json_escape(&b, h->value, h->value_len);
+        buf_json_escape(&b, v, vl);
         buf_putc(&b, '"');
         first = false;
     }
@@ -150,11 +159,22 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
     if (!o) return;
     const char *k;
     json_t *v;
+    buf_t enc;
+    buf_init(&enc);
     json_object_foreach(o, k, v) {
         if (!json_is_string(v) || override_for(q, k)) continue;
+        if (!strncmp(k, "x-amz-meta-", 11)) {
+            /* Non-ASCII user metadata goes out as an RFC 2047 encoded word. */
+            buf_reset(&enc);
+            s3_meta_value_encode(&enc, json_string_value(v), json_string_length(v));
+            buf_putc(&enc, '\0');
+            if (!enc.oom) http_add_header(r, k, enc.data);
+            continue;
+        }
         http_add_header(r, k, json_string_value(v));
         if (!strcmp(k, "content-type")) *has_content_type = true;
     }
+    buf_free(&enc);
     json_decref(o);
 }
 
@@ -300,12 +320,60 @@ void s3_write_cond_refused(s3_req *q) {
     s3_error(q, rc == CAIRN_ENOTFOUND ? "ConditionalRequestConflict" : "PreconditionFailed", NULL);
 }
 
-int s3_object_begin(s3_req *q) {
-    s3_gateway *gw = q->gw;
-    if (q->declared_size < 0) {
+/* The writer's tap: the transforms, past the bytes they saw before the
+ * writer opened (a body of unknown size that outgrew the inline buffer).
+ * On the writer's thread; tap_skip is set before its first byte. */
+static void object_tap(void *ud, const void *p, size_t n) {
+    s3_req *q = ud;
+    size_t k = q->tap_skip < n ? q->tap_skip : n;
+    q->tap_skip -= k;
+    if (n > k) s3_body_transform(q, (const char *)p + k, n - k);
+}
+
+/*
+ * A body without a length: Transfer-Encoding: chunked, no Content-Length,
+ * no aws-chunked x-amz-decoded-content-length.  S3 refuses it (411
+ * MissingContentLength); cairn takes it when nothing needs the length up
+ * front: the payload is not signed as one SHA-256 (UNSIGNED-PAYLOAD), and
+ * the shards are on local drives (storage nodes are told each shard's
+ * length).  0 to go on, nonzero = answered.
+ */
+static int begin_unknown_size(s3_req *q) {
+    if (!q->http->chunked_transfer) {
         s3_error(q, "MissingContentLength", NULL);
         return -1;
     }
+    if (q->who.cred.payload != PAYLOAD_UNSIGNED) {
+        s3_error(q, "MissingContentLength", "You must provide the Content-Length HTTP header: a chunked body "
+                                            "is taken only with x-amz-content-sha256: UNSIGNED-PAYLOAD, or "
+                                            "aws-chunked with x-amz-decoded-content-length.");
+        return -1;
+    }
+    if (data_store_needs_size(q->gw->d.data)) {
+        s3_error(q, "MissingContentLength", "You must provide the Content-Length HTTP header: the storage "
+                                            "nodes need each object's length before its first byte.");
+        return -1;
+    }
+    q->size_unknown = true;
+    return 0;
+}
+
+/* Moves a body of unknown size that outgrew the inline buffer to a writer. */
+static int spill_to_writer(s3_req *q) {
+    rand_hex_id(q->version_id, 16);
+    int rc = data_writer_open_size(q->gw->d.data, q->version_id, -1, object_tap, q, &q->writer);
+    if (rc != 0) return rc;
+    q->inline_object = false;
+    q->tap_skip = q->body.len;
+    rc = data_writer_write(q->writer, q->body.data ? q->body.data : "", q->body.len);
+    buf_free(&q->body);
+    buf_init(&q->body);
+    return rc;
+}
+
+int s3_object_begin(s3_req *q) {
+    s3_gateway *gw = q->gw;
+    if (q->declared_size < 0 && begin_unknown_size(q) != 0) return -1;
     if (q->declared_size > MAX_SINGLE_PUT || q->declared_size > gw->cfg.max_object_size) {
         s3_error(q, "EntityTooLarge", NULL);
         return -1;
@@ -331,7 +399,11 @@ int s3_object_begin(s3_req *q) {
         s3_error(q, "InternalError", NULL);
         return -1;
     }
-    if (q->declared_size <= gw->cfg.inline_max_size && !q->force_shards) {
+    if (q->size_unknown && !q->force_shards) {
+        q->inline_object = true; /* until it outgrows inline_max_size */
+        return 0;
+    }
+    if (q->declared_size <= gw->cfg.inline_max_size && !q->force_shards && !q->size_unknown) {
         q->inline_object = true;
         if (buf_reserve(&q->body, (size_t)q->declared_size) != 0) {
             s3_error(q, "InternalError", NULL);
@@ -340,7 +412,8 @@ int s3_object_begin(s3_req *q) {
         return 0;
     }
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open_size(gw->d.data, q->version_id, q->declared_size, s3_body_transform, q, &q->writer);
+    int rc = data_writer_open_size(gw->d.data, q->version_id, q->size_unknown ? -1 : q->declared_size, object_tap, q,
+                                   &q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "cannot create the object's shards");
@@ -350,7 +423,15 @@ int s3_object_begin(s3_req *q) {
 }
 
 int s3_object_sink(s3_req *q, const char *data, size_t n) {
-    if ((int64_t)q->payload_bytes > q->declared_size) {
+    if (q->size_unknown) {
+        /* payload_bytes counts these n already */
+        if ((int64_t)q->payload_bytes > MAX_SINGLE_PUT || (int64_t)q->payload_bytes > q->gw->cfg.max_object_size)
+            return CAIRN_ETOOBIG;
+        if (q->inline_object && q->payload_bytes > (uint64_t)q->gw->cfg.inline_max_size) {
+            int rc = spill_to_writer(q);
+            if (rc != 0) return rc;
+        }
+    } else if ((int64_t)q->payload_bytes > q->declared_size) {
         q->body_error_code = "IncompleteBody";
         q->body_error_msg = q->chunked ? "The aws-chunked body carries more bytes than x-amz-decoded-content-length declares."
                                        : "The body is longer than its declared length.";
@@ -455,7 +536,7 @@ static int publish(s3_req *q, meta_object *obj) {
 /* Checks the received body against what was announced (length, Content-MD5,
  * x-amz-checksum-*); fills md5.  Nonzero = answered. */
 static int verify_body(s3_req *q, unsigned char md5[16]) {
-    if ((int64_t)q->payload_bytes != q->declared_size) {
+    if (!q->size_unknown && (int64_t)q->payload_bytes != q->declared_size) {
         s3_error(q, "IncompleteBody", NULL);
         return -1;
     }
@@ -920,6 +1001,10 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     int rc = meta_bucket_get(q->gw->d.meta, sbucket, &sbk);
     if (rc == CAIRN_ENOTFOUND) { s3_error(q, "NoSuchBucket", "The source bucket does not exist."); return -1; }
     if (rc != 0) { s3_meta_error(q, rc, "InternalError", NULL); return -1; }
+    if (!s3_expected_owner_ok(http_header(r, "x-amz-source-expected-bucket-owner"), &sbk)) {
+        s3_error(q, "AccessDenied", "The source bucket is not owned by the account x-amz-source-expected-bucket-owner names.");
+        return -1;
+    }
     if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = has_version ? meta_object_get_version(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, version, true, src)
@@ -1238,6 +1323,137 @@ void s3_object_subresource(s3_req *q) {
                        "xsi:type=\"CanonicalUser\"><ID>%lld</ID></Grantee><Permission>FULL_CONTROL</Permission>"
                        "</Grant></AccessControlList></AccessControlPolicy>", (long long)o.owner_id);
     }
+    meta_object_clear(&o);
+    s3_respond_xml(q, 200, &b);
+}
+
+/* ---- GetObjectAttributes ------------------------------------------------------------------------ */
+
+enum { ATTR_ETAG = 1, ATTR_CHECKSUM = 2, ATTR_PARTS = 4, ATTR_STORAGE_CLASS = 8, ATTR_SIZE = 16 };
+
+int s3_parse_object_attributes(const char *v, unsigned *out) {
+    static const struct { const char *name; unsigned bit; } names[] = {
+        {"ETag", ATTR_ETAG}, {"Checksum", ATTR_CHECKSUM}, {"ObjectParts", ATTR_PARTS},
+        {"StorageClass", ATTR_STORAGE_CLASS}, {"ObjectSize", ATTR_SIZE},
+    };
+    *out = 0;
+    if (!v) return CAIRN_EINVAL;
+    for (const char *p = v;;) {
+        size_t l = strcspn(p, ",");
+        const char *s = p, *e = p + l;
+        while (s < e && (*s == ' ' || *s == '\t')) s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        unsigned bit = 0;
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && !bit; i++)
+            if ((size_t)(e - s) == strlen(names[i].name) && !memcmp(s, names[i].name, (size_t)(e - s))) bit = names[i].bit;
+        if (!bit) return CAIRN_EINVAL;
+        *out |= bit;
+        p += l;
+        if (*p != ',') return 0;
+        p++; /* a name must follow: "ETag," is not a list */
+    }
+}
+
+typedef struct {
+    buf_t *b;
+    int marker, max, listed, total;
+    int last;               /* the number of the last part listed */
+    bool truncated;
+} attr_parts;
+
+static int attr_part(void *ud, const meta_part *p) {
+    attr_parts *a = ud;
+    a->total++;
+    if (p->part_number <= a->marker) return 0;
+    if (a->listed == a->max) {
+        a->truncated = true;
+        return 0; /* keep counting: PartsCount is every part */
+    }
+    buf_printf(a->b, "<Part><PartNumber>%d</PartNumber><Size>%lld</Size></Part>", p->part_number, (long long)p->size);
+    a->listed++;
+    a->last = p->part_number;
+    return 0;
+}
+
+/* One of the headers GetObjectAttributes pages parts by: a count of digits. */
+static int attr_number(s3_req *q, const char *header, int def, int cap, int *out) {
+    if (s3_parse_max(http_header(q->http, header), def, cap, out) == 0) return 0;
+    char msg[120];
+    snprintf(msg, sizeof msg, "The %s header must be a non-negative integer.", header);
+    s3_error(q, "InvalidArgument", msg);
+    return -1;
+}
+
+/*
+ * GetObjectAttributes: what x-amz-object-attributes asks for, of the
+ * object's current version.  cairn stores no checksum of an object (a
+ * PutObject's x-amz-checksum-* is verified, not kept), so Checksum is left
+ * out, as S3 leaves it out for an object uploaded without one; ObjectParts
+ * is there for multipart objects only, with their parts' numbers and sizes,
+ * paged by x-amz-max-parts and x-amz-part-number-marker.
+ */
+void s3_get_object_attributes(s3_req *q) {
+    unsigned want = 0;
+    const char *attrs = http_header(q->http, "x-amz-object-attributes");
+    if (!attrs || !*attrs) {
+        s3_error(q, "InvalidArgument", "The x-amz-object-attributes header specifying the attributes to be retrieved "
+                                       "is either missing or empty");
+        return;
+    }
+    if (s3_parse_object_attributes(attrs, &want) != 0) {
+        s3_error(q, "InvalidArgument", "Invalid attribute name specified.");
+        return;
+    }
+    int max_parts = 1000, marker = 0;
+    if (attr_number(q, "x-amz-max-parts", 1000, 1000, &max_parts) != 0 ||
+        attr_number(q, "x-amz-part-number-marker", 0, 10000, &marker) != 0)
+        return;
+    const char *version = s3_param_get(q, "versionId");
+    if (s3_version_param(q, version) != 0) return;
+    meta_object o = {0};
+    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
+    if (rc != 0) {
+        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                 "<GetObjectAttributesOutput xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    if (want & ATTR_ETAG) {
+        buf_puts(&b, "<ETag>");
+        buf_xml_escape(&b, o.etag, strlen(o.etag));
+        buf_puts(&b, "</ETag>");
+    }
+    bool multipart = !strncmp(o.layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX));
+    if ((want & ATTR_PARTS) && multipart) {
+        buf_t parts;
+        buf_init(&parts);
+        attr_parts a = {&parts, marker, max_parts, 0, 0, 0, false};
+        rc = meta_object_parts(q->gw->d.meta, o.version_id, attr_part, &a);
+        if (rc != 0) {
+            buf_free(&parts);
+            buf_free(&b);
+            meta_object_clear(&o);
+            s3_meta_error(q, rc, "InternalError", "reading the object's parts failed");
+            return;
+        }
+        buf_printf(&b, "<ObjectParts><PartsCount>%d</PartsCount><PartNumberMarker>%d</PartNumberMarker>", a.total,
+                   marker);
+        if (a.truncated) buf_printf(&b, "<NextPartNumberMarker>%d</NextPartNumberMarker>", a.last);
+        buf_printf(&b, "<MaxParts>%d</MaxParts><IsTruncated>%s</IsTruncated>", max_parts,
+                   a.truncated ? "true" : "false");
+        buf_append(&b, parts.data ? parts.data : "", parts.len);
+        buf_puts(&b, "</ObjectParts>");
+        buf_free(&parts);
+    }
+    if (want & ATTR_STORAGE_CLASS) buf_puts(&b, "<StorageClass>STANDARD</StorageClass>");
+    if (want & ATTR_SIZE) buf_printf(&b, "<ObjectSize>%lld</ObjectSize>", (long long)o.size);
+    buf_puts(&b, "</GetObjectAttributesOutput>");
+    char lm[40];
+    time_fmt_http(o.mtime_ms, lm, sizeof lm);
+    http_add_header(q->http, "Last-Modified", lm);
+    if (version) http_add_header(q->http, "x-amz-version-id", "null");
     meta_object_clear(&o);
     s3_respond_xml(q, 200, &b);
 }

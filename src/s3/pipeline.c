@@ -195,8 +195,24 @@ bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only) {
     return read_only && b->public_read;
 }
 
+bool s3_expected_owner_ok(const char *expected, const meta_bucket *b) {
+    if (!expected) return true;
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)b->owner_id);
+    return strcmp(expected, id) == 0;
+}
+
+/* x-amz-expected-bucket-owner names the account the caller believes owns
+ * the bucket, as the Owner ID that ListBuckets and the ACLs show (the
+ * owner's user id): any other value is 403 AccessDenied, so a request
+ * never acts on a bucket that changed hands under its name. */
 static int stage_authorize(s3_req *q) {
-    if (!q->route->bucket || s3_authorized(q, &q->bk, q->route->auth == S3_AUTH_PUBLIC)) return 0;
+    if (!q->route->bucket) return 0;
+    if (!s3_expected_owner_ok(http_header(q->http, "x-amz-expected-bucket-owner"), &q->bk)) {
+        s3_error(q, "AccessDenied", "The bucket is not owned by the account x-amz-expected-bucket-owner names.");
+        return -1;
+    }
+    if (s3_authorized(q, &q->bk, q->route->auth == S3_AUTH_PUBLIC)) return 0;
     s3_error(q, "AccessDenied", NULL);
     return -1;
 }

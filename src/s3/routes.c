@@ -63,6 +63,10 @@ static const s3_route routes[] = {
      * is the handler's to look up (a missing one is a CORS refusal, 403). */
     [OP_CORS_PREFLIGHT] =          {"PreflightRequest",        BUCKET,   ANYONE, NONE, BODY_IGNORE, NULL,                  s3_cors_preflight, "s3:Unknown"},
     [OP_CORS_PREFLIGHT_OBJECT] =   {"PreflightRequest",        OBJECT,   ANYONE, NONE, BODY_IGNORE, NULL,                  s3_cors_preflight, "s3:Unknown"},
+    [OP_PUT_BUCKET_OWNERSHIP] =    {"PutBucketOwnershipControls", BUCKET,  SIGNED, LOAD, BODY_BUFFER, NULL,              s3_put_bucket_ownership, "s3:PutBucketOwnershipControls"},
+    [OP_GET_BUCKET_OWNERSHIP] =    {"GetBucketOwnershipControls", BUCKET,  SIGNED, LOAD, BODY_IGNORE, NULL,              s3_get_bucket_ownership, "s3:GetBucketOwnershipControls"},
+    /* IAM has no action of its own for the delete: it is the put's. */
+    [OP_DELETE_BUCKET_OWNERSHIP] = {"DeleteBucketOwnershipControls", BUCKET, SIGNED, LOAD, BODY_IGNORE, NULL,            s3_delete_bucket_ownership, "s3:PutBucketOwnershipControls"},
     [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads, "s3:ListBucketMultipartUploads"},
     [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object, "s3:PutObject"},
     [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object, "s3:PutObject"},
@@ -71,6 +75,9 @@ static const s3_route routes[] = {
     [OP_DELETE_OBJECT] =           {"DeleteObject",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_object, "s3:DeleteObject"},
     [OP_GET_OBJECT_ACL] =          {"GetObjectAcl",            OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource, "s3:GetObjectAcl"},
     [OP_GET_OBJECT_TAGGING] =      {"GetObjectTagging",        OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_object_subresource, "s3:GetObjectTagging"},
+    /* Signed: a public-read bucket grants GetObject, and S3 asks
+     * s3:GetObjectAttributes besides for this. */
+    [OP_GET_OBJECT_ATTRIBUTES] =   {"GetObjectAttributes",     OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_get_object_attributes, "s3:GetObjectAttributes"},
     [OP_CREATE_MULTIPART] =        {"CreateMultipartUpload",   OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_create_multipart, "s3:PutObject"},
     [OP_UPLOAD_PART] =             {"UploadPart",              OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_upload_part_begin,  s3_upload_part, "s3:PutObject"},
     [OP_UPLOAD_PART_COPY] =        {"UploadPartCopy",          OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_upload_part_copy, "s3:PutObject"},
@@ -160,6 +167,9 @@ static const s3_rule rules[] = {
     {M_GET, BUCKET, .param = "uploads", .op = OP_LIST_MULTIPART_UPLOADS},
     {M_PUT, BUCKET, .param = "notification", .op = OP_PUT_BUCKET_NOTIFICATION},
     {M_GET, BUCKET, .param = "notification", .op = OP_GET_BUCKET_NOTIFICATION},
+    {M_PUT, BUCKET, .param = "ownershipControls", .op = OP_PUT_BUCKET_OWNERSHIP},
+    {M_GET, BUCKET, .param = "ownershipControls", .op = OP_GET_BUCKET_OWNERSHIP},
+    {M_DELETE, BUCKET, .param = "ownershipControls", .op = OP_DELETE_BUCKET_OWNERSHIP},
     {M_GET, BUCKET, .any_of = bucket_config, .op = OP_BUCKET_SUBRESOURCE_EMPTY},
     {M_ANY, BUCKET, .any_of = bucket_config, .op = OP_UNSUPPORTED_BUCKET_CONFIG},
     {M_POST, BUCKET, .param = "delete", .op = OP_DELETE_OBJECTS},
@@ -175,6 +185,7 @@ static const s3_rule rules[] = {
     {M_OPTIONS, OBJECT, .op = OP_CORS_PREFLIGHT_OBJECT},
     {M_GET, OBJECT, .param = "acl", .op = OP_GET_OBJECT_ACL},
     {M_GET, OBJECT, .param = "tagging", .op = OP_GET_OBJECT_TAGGING},
+    {M_GET, OBJECT, .param = "attributes", .op = OP_GET_OBJECT_ATTRIBUTES},
     {M_POST, OBJECT, .param = "uploads", .op = OP_CREATE_MULTIPART},
     {M_PUT, OBJECT, .param = "uploadId", .param2 = "partNumber", .copy = COPY_YES, .op = OP_UPLOAD_PART_COPY},
     {M_PUT, OBJECT, .param = "uploadId", .param2 = "partNumber", .op = OP_UPLOAD_PART},
@@ -252,7 +263,7 @@ static const struct { const char *param, *action; } config_actions[] = {
     {"object-lock", "s3:GetBucketObjectLockConfiguration"}, {"website", "s3:GetBucketWebsite"},
     {"replication", "s3:GetReplicationConfiguration"}, {"notification", "s3:GetBucketNotification"},
     {"logging", "s3:GetBucketLogging"}, {"accelerate", "s3:GetAccelerateConfiguration"},
-    {"requestPayment", "s3:GetBucketRequestPayment"}, {"ownershipControls", "s3:GetBucketOwnershipControls"},
+    {"requestPayment", "s3:GetBucketRequestPayment"},
     {"publicAccessBlock", "s3:GetBucketPublicAccessBlock"}, {"policyStatus", "s3:GetBucketPolicyStatus"},
     {"intelligent-tiering", "s3:GetIntelligentTieringConfiguration"}, {"inventory", "s3:GetInventoryConfiguration"},
     {"metrics", "s3:GetMetricsConfiguration"}, {"analytics", "s3:GetAnalyticsConfiguration"},

@@ -244,6 +244,30 @@ int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out);
 int s3_parse_versioning_xml(const char *body, size_t len, int *status, bool *mfa_delete, bool *illegal);
 /* Parses <CreateBucketConfiguration>; an empty body gives "".  CAIRN_EINVAL on bad XML. */
 int s3_parse_create_bucket_xml(const char *body, size_t len, char *location, size_t loclen);
+/* Whether v is an S3 ObjectOwnership: BucketOwnerEnforced,
+ * BucketOwnerPreferred or ObjectWriter. */
+bool s3_object_ownership_valid(const char *v);
+/* A header value as cairn stores it, UTF-8 (out holds 2n + 1 bytes; NUL
+ * terminated; returns its length).  Bytes that are not UTF-8 are read as
+ * ISO-8859-1, what HTTP says header bytes are.  With rfc2047 (user
+ * metadata, x-amz-meta-*), a value made only of RFC 2047 encoded words
+ * (=?UTF-8?B?...?=, =?ISO-8859-1?Q?...?=, separated by whitespace) is
+ * decoded first, as S3 does before it stores one; one that does not decode
+ * to UTF-8 without NULs is kept as sent. */
+size_t s3_header_value_decode(const char *in, size_t n, bool rfc2047, char *out);
+/* A stored user metadata value as it goes on the wire: itself when it is
+ * printable US-ASCII, else one RFC 2047 encoded word of its UTF-8 bytes,
+ * =?UTF-8?B?<base64>?=, as S3 answers (appended to b). */
+void s3_meta_value_encode(buf_t *b, const char *v, size_t n);
+/* GetObjectAttributes' x-amz-object-attributes: a comma-separated list of
+ * ETag, Checksum, ObjectParts, StorageClass, ObjectSize (spaces around
+ * names allowed) into a bit set.  CAIRN_EINVAL for an unknown or empty
+ * name, or none at all. */
+int s3_parse_object_attributes(const char *v, unsigned *out);
+/* Parses a PutBucketOwnershipControls body: exactly one Rule holding
+ * exactly one valid ObjectOwnership, copied into out (>= 32 bytes).  0,
+ * CAIRN_EINVAL (not that document: MalformedXML) or CAIRN_ENOMEM. */
+int s3_parse_ownership_xml(const char *body, size_t len, char *out, size_t outlen);
 
 /* Decodes standard base64 (with padding) into out, which holds cap bytes;
  * false when the text is malformed or its decoding (counted before padding

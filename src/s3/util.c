@@ -752,6 +752,173 @@ bool s3_notify_rule_match(const s3_notify_rule *r, const char *event, const char
     return false;
 }
 
+/* ---- ownership controls ------------------------------------------------------------ */
+
+bool s3_object_ownership_valid(const char *v) {
+    return v && (!strcmp(v, "BucketOwnerEnforced") || !strcmp(v, "BucketOwnerPreferred") || !strcmp(v, "ObjectWriter"));
+}
+
+int s3_parse_ownership_xml(const char *body, size_t len, char *out, size_t outlen) {
+    assert(outlen >= 32);
+    out[0] = '\0';
+    xmlDocPtr doc;
+    int rc = parse_xml(body, len, &doc);
+    if (rc != 0) return rc;
+    rc = CAIRN_EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    bool dup = false;
+    xmlNodePtr rule = root && is_elem(root, "OwnershipControls") ? only_child(root, "Rule", &dup) : NULL;
+    xmlNodePtr oo = rule && !dup ? only_child(rule, "ObjectOwnership", &dup) : NULL;
+    /* Anything else in the document is not the schema's. */
+    for (xmlNodePtr c = root ? root->children : NULL; oo && c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && c != rule) oo = NULL;
+    for (xmlNodePtr c = rule ? rule->children : NULL; oo && c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && c != oo) oo = NULL;
+    if (oo && !dup) {
+        char v[32];
+        if (copy_text(oo, v, sizeof v, &rc) && s3_object_ownership_valid(v)) {
+            snprintf(out, outlen, "%s", v);
+            rc = 0;
+        } else if (rc == 0) {
+            rc = CAIRN_EINVAL;
+        }
+    }
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+/* ---- header values: UTF-8, RFC 2047 ----------------------------------------------------- */
+
+/* Appends ISO-8859-1 bytes as UTF-8. */
+static size_t latin1_to_utf8(const unsigned char *in, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] < 0x80) {
+            out[o++] = (char)in[i];
+        } else {
+            out[o++] = (char)(0xC0 | (in[i] >> 6));
+            out[o++] = (char)(0x80 | (in[i] & 0x3F));
+        }
+    }
+    return o;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* One encoded word at p (=?charset?enc?text?=), decoded into out as UTF-8:
+ * its length, the word's end in *end; -1 when p is not one we decode. */
+static long decode_word(const char *p, const char *lim, char *out, const char **end) {
+    if (lim - p < 8 || p[0] != '=' || p[1] != '?') return -1;
+    const char *cs = p + 2, *q1 = memchr(cs, '?', (size_t)(lim - cs));
+    if (!q1 || lim - q1 < 4 || q1[2] != '?') return -1;
+    char enc = q1[1];
+    const char *text = q1 + 3, *tend = NULL;
+    for (const char *t = text; t + 1 < lim; t++)
+        if (t[0] == '?' && t[1] == '=') { tend = t; break; }
+    if (!tend) return -1;
+    size_t csl = (size_t)(q1 - cs);
+    bool utf8 = (csl == 5 && !strncasecmp(cs, "UTF-8", 5)) || (csl == 4 && !strncasecmp(cs, "UTF8", 4));
+    bool latin1 = (csl == 10 && !strncasecmp(cs, "ISO-8859-1", 10)) || (csl == 8 && !strncasecmp(cs, "US-ASCII", 8));
+    if (!utf8 && !latin1) return -1;
+    size_t tl = (size_t)(tend - text);
+    unsigned char *raw = malloc(tl + 3);
+    if (!raw) return -1;
+    size_t rl = 0;
+    bool ok = true;
+    if (enc == 'B' || enc == 'b') {
+        char *b64 = malloc(tl + 1);
+        ok = b64 != NULL;
+        if (ok) {
+            memcpy(b64, text, tl);
+            b64[tl] = '\0';
+            ok = tl > 0 && s3_base64_decode(b64, raw, tl + 3, &rl);
+            free(b64);
+        }
+    } else if (enc == 'Q' || enc == 'q') {
+        for (size_t i = 0; ok && i < tl; i++) {
+            char c = text[i];
+            if (c == '_') {
+                raw[rl++] = ' ';
+            } else if (c == '=') {
+                int h = i + 2 < tl ? hexval(text[i + 1]) : -1, l = i + 2 < tl ? hexval(text[i + 2]) : -1;
+                ok = h >= 0 && l >= 0;
+                if (ok) raw[rl++] = (unsigned char)(h * 16 + l);
+                i += 2;
+            } else {
+                ok = (unsigned char)c > 0x20 && (unsigned char)c < 0x7f;
+                raw[rl++] = (unsigned char)c;
+            }
+        }
+    } else {
+        ok = false;
+    }
+    if (ok) ok = !memchr(raw, '\0', rl) && (latin1 || s3_utf8_valid((const char *)raw, rl));
+    long o = -1;
+    if (ok) {
+        /* UTF-8 words only shrink; ISO-8859-1 ones at most double, and
+         * their text (at least as long as what it holds) leaves room. */
+        o = latin1 ? (long)latin1_to_utf8(raw, rl, out) : (memcpy(out, raw, rl), (long)rl);
+        *end = tend + 2;
+    }
+    free(raw);
+    return o;
+}
+
+size_t s3_header_value_decode(const char *in, size_t n, bool rfc2047, char *out) {
+    if (rfc2047 && n >= 8 && in[0] == '=' && in[1] == '?') {
+        /* Only a value made wholly of encoded words; the whitespace between
+         * two words is dropped (RFC 2047 section 6.2). */
+        const char *p = in, *lim = in + n, *end = NULL;
+        size_t o = 0;
+        bool ok = true;
+        while (ok && p < lim) {
+            long k = decode_word(p, lim, out + o, &end);
+            if (k < 0) { ok = false; break; }
+            o += (size_t)k;
+            p = end;
+            while (p < lim && (*p == ' ' || *p == '\t')) p++;
+        }
+        if (ok) {
+            out[o] = '\0';
+            return o;
+        }
+    }
+    size_t o;
+    if (s3_utf8_valid(in, n)) {
+        memcpy(out, in, n);
+        o = n;
+    } else {
+        o = latin1_to_utf8((const unsigned char *)in, n, out);
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void s3_meta_value_encode(buf_t *b, const char *v, size_t n) {
+    bool plain = true;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = v[i] == '\t' || ((unsigned char)v[i] >= 0x20 && (unsigned char)v[i] < 0x7f);
+    if (plain) {
+        buf_append(b, v, n);
+        return;
+    }
+    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    if (!b64) {
+        b->oom = true;
+        return;
+    }
+    s3_base64_encode((const uint8_t *)v, n, b64);
+    buf_puts(b, "=?UTF-8?B?");
+    buf_puts(b, b64);
+    buf_puts(b, "?=");
+    free(b64);
+}
+
 int s3_parse_versioning_xml(const char *body, size_t len, int *status, bool *mfa_delete, bool *illegal) {
     *status = 0;
     *mfa_delete = false;

@@ -1,7 +1,9 @@
 /*
  * fuzz_s3.c — the S3 layer's parsers of untrusted input: Range headers,
  * conditional headers (HTTP dates, ETag lists), DeleteObjects and
- * CreateBucketConfiguration XML, bucket names, and percent-decoding.
+ * CreateBucketConfiguration and OwnershipControls XML, bucket names,
+ * percent-decoding, header values (UTF-8, RFC 2047 encoded words) and
+ * GetObjectAttributes' attribute lists.
  * The first byte picks the parser; the rest is its input.
  */
 #include <stdint.h>
@@ -18,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!s) return 0;
     memcpy(s, data, size);
     s[size] = '\0';
-    switch (sel % 6) {
+    switch (sel % 8) {
     case 0: {
         int64_t st = 0, len = 0;
         int64_t objsize = size ? data[0] * 1000 : 0;
@@ -50,6 +52,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 3: {
         char loc[64];
         s3_parse_create_bucket_xml(s, size, loc, sizeof loc);
+        break;
+    }
+    case 6: {
+        char own[32];
+        if (s3_parse_ownership_xml(s, size, own, sizeof own) == 0 && !s3_object_ownership_valid(own)) abort();
+        break;
+    }
+    case 7: {
+        /* Whatever comes in, what is stored is UTF-8 within 2n bytes, and
+         * its wire form is printable ASCII. */
+        char *out = malloc(2 * size + 1);
+        if (!out) break;
+        size_t n = s3_header_value_decode((const char *)data, size, size && (data[0] & 1), out);
+        if (n > 2 * size || out[n] != '\0' || !s3_utf8_valid(out, n)) abort();
+        buf_t b;
+        buf_init(&b);
+        s3_meta_value_encode(&b, out, n);
+        for (size_t i = 0; i < b.len; i++)
+            if (b.data[i] != '\t' && ((unsigned char)b.data[i] < 0x20 || (unsigned char)b.data[i] > 0x7e)) abort();
+        buf_free(&b);
+        free(out);
+        unsigned attrs;
+        if (s3_parse_object_attributes(s, &attrs) == 0 && (attrs == 0 || attrs > 31)) abort();
         break;
     }
     case 4:

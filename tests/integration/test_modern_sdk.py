@@ -48,6 +48,25 @@ for i in range(3):
 keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="modern/")["Contents"]]
 assert keys == ["modern/k0", "modern/k1", "modern/k2", "modern/obj"], keys
 
+# The smaller surface (test_s3_surface.py) as a current SDK sends it:
+# ListBuckets pages, ownership controls with a CRC32 instead of
+# Content-MD5, GetObjectAttributes, x-amz-expected-bucket-owner.
+s3.create_bucket(Bucket=bucket + "-2")
+page = s3.list_buckets(MaxBuckets=1, Prefix=bucket)
+assert [b["Name"] for b in page["Buckets"]] == [bucket] and page["ContinuationToken"], page
+page = s3.list_buckets(MaxBuckets=1, Prefix=bucket, ContinuationToken=page["ContinuationToken"])
+assert [b["Name"] for b in page["Buckets"]] == [bucket + "-2"] and "ContinuationToken" not in page, page
+assert page["Prefix"] == bucket
+s3.delete_bucket(Bucket=bucket + "-2")
+owner = s3.list_buckets()["Owner"]["ID"]
+s3.put_bucket_ownership_controls(Bucket=bucket, ExpectedBucketOwner=owner,
+                                 OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
+report["ownership_headers"] = sorted(k for k in sent[-1] if k.startswith(("x-amz-checksum", "content-md5")))
+got = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+assert got == [{"ObjectOwnership": "ObjectWriter"}], got
+attrs = s3.get_object_attributes(Bucket=bucket, Key="modern/obj", ObjectAttributes=["ETag", "ObjectSize"])
+assert attrs["ObjectSize"] == len(body) and attrs["ETag"] == hashlib.md5(body).hexdigest(), attrs
+
 with tempfile.TemporaryDirectory() as d:
     src = os.path.join(d, "up.bin")
     with open(src, "wb") as f:

@@ -90,7 +90,6 @@ def signed_with(server, method, path, region="us-east-1", service="s3", query=No
     # Clients that manage buckets (Terraform's AWS provider reads these on
     # every refresh) expect these 404s, and fail on a 501.
     ("replication", "ReplicationConfigurationNotFoundError"),
-    ("ownershipControls", "OwnershipControlsNotFoundError"),
     ("publicAccessBlock", "NoSuchPublicAccessBlockConfiguration"),
 ])
 def test_unconfigured_bucket_subresource_answers_as_s3(server, bucket, sub, code):
@@ -143,7 +142,7 @@ def test_unimplemented_bucket_operations(server, bucket, method, query):
     ("GET", [("retention", None)], None),
     ("GET", [("legal-hold", None)], None),
     ("GET", [("torrent", None)], None),
-    ("GET", [("attributes", None)], None),
+    ("PUT", [("attributes", None)], None),
     ("PUT", [("tagging", None)], None),
     ("PUT", [("acl", None)], None),
     ("POST", [("restore", None)], None),
@@ -256,13 +255,21 @@ def test_streaming_body_cut_before_its_final_chunk(server, s3, bucket):
 
 
 def test_put_without_a_length(server, bucket):
-    # Transfer-Encoding: chunked, no Content-Length: S3 needs the length.
-    hdrs, _s, _d = sigv4.sign_request("PUT", path_of(bucket, "nolen"), None,
-                                      {"Host": server.host, "Transfer-Encoding": "chunked"}, *server.root,
-                                      sigv4.UNSIGNED_PAYLOAD)
-    head = f"PUT {path_of(bucket, 'nolen')} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
-    status, body = raw_exchange(server, head.encode() + b"\r\n3\r\nabc\r\n0\r\n\r\n", "PUT")
+    # Transfer-Encoding: chunked, no Content-Length: S3 needs the length;
+    # cairn does without it only for an unsigned payload
+    # (test_s3_surface.py), not for one signed as a whole.
+    def send(payload_hash):
+        hdrs, _s, _d = sigv4.sign_request("PUT", path_of(bucket, "nolen"), None,
+                                          {"Host": server.host, "Transfer-Encoding": "chunked"}, *server.root,
+                                          payload_hash)
+        head = f"PUT {path_of(bucket, 'nolen')} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+        return raw_exchange(server, head.encode() + b"\r\n3\r\nabc\r\n0\r\n\r\n", "PUT")
+    status, body = send(hashlib.sha256(b"abc").hexdigest())
     assert status == 411 and b"<Code>MissingContentLength</Code>" in body, (status, body)
+    assert server.request("HEAD", path_of(bucket, "nolen")).status == 404
+    status, body = send(sigv4.UNSIGNED_PAYLOAD)
+    assert status == 200, (status, body)
+    assert server.request("GET", path_of(bucket, "nolen")).body == b"abc"
 
 
 def test_xml_body_too_large_is_refused_before_it_is_read(server, bucket):

@@ -791,6 +791,106 @@ Test(meta, buckets) {
     fx_close(&f);
 }
 
+static int keep_two(void *ud, const meta_bucket *b) {
+    meta_bucket *out = ud;
+    int i = out[0].id ? 1 : 0;
+    out[i] = *b;
+    return i;
+}
+
+static int stop_after_two(void *ud, const meta_bucket *b) {
+    collect *c = ud;
+    bucket_list_cb(ud, b);
+    return c->n >= 2;
+}
+
+/* Pages of buckets: by owner, after a name, within a prefix, limit rows
+ * and whether another follows; both backends alike. */
+static void page_of(meta_store *ms, int64_t owner, const char *prefix, const char *after, int limit, collect *c,
+                    bool *more, const char *want) {
+    collect_free(c);
+    *more = true;
+    cr_assert_eq(meta_bucket_list_page(ms, owner, prefix, after, limit, bucket_list_cb, c, more), 0);
+    char got[512] = "";
+    for (int i = 0; i < c->n; i++) {
+        if (i) strcat(got, ",");
+        strcat(got, c->keys[i]);
+    }
+    cr_assert_str_eq(got, want, "owner %lld prefix '%s' after '%s' limit %d", (long long)owner, prefix ? prefix : "",
+                     after ? after : "", limit);
+}
+
+Test(meta, bucket_list_pages) {
+    fx f;
+    fx_open(&f, 2);
+    const char *names[] = {"a-1", "a.2", "a1", "ab", "abc", "b", "b-z", "c"};
+    for (int i = 0; i < 8; i++) mk_bucket(f.ms, names[i], i % 2 ? 2 : 1);
+    collect c = {0};
+    bool more;
+    page_of(f.ms, -1, NULL, NULL, 3, &c, &more, "a-1,a.2,a1");
+    cr_assert(more);
+    page_of(f.ms, -1, NULL, "a1", 3, &c, &more, "ab,abc,b");
+    cr_assert(more);
+    page_of(f.ms, -1, "", "b", 3, &c, &more, "b-z,c");
+    cr_assert_not(more);
+    page_of(f.ms, -1, NULL, "c", 3, &c, &more, "");
+    cr_assert_not(more);
+    page_of(f.ms, -1, NULL, NULL, 8, &c, &more, "a-1,a.2,a1,ab,abc,b,b-z,c");
+    cr_assert_not(more, "exactly a page: nothing follows");
+    /* a prefix: its names only, the page cut at its end */
+    page_of(f.ms, -1, "ab", NULL, 1, &c, &more, "ab");
+    cr_assert(more);
+    page_of(f.ms, -1, "ab", "ab", 1, &c, &more, "abc");
+    cr_assert_not(more, "b follows, but not with the prefix");
+    page_of(f.ms, -1, "a", "a1", 10, &c, &more, "ab,abc");
+    page_of(f.ms, -1, "b", NULL, 10, &c, &more, "b,b-z");
+    page_of(f.ms, -1, "zz", NULL, 10, &c, &more, "");
+    cr_assert_not(more);
+    /* a prefix no bucket name can have (not ASCII) finds none */
+    page_of(f.ms, -1, "a\xc2\xbf", NULL, 10, &c, &more, "");
+    cr_assert_not(more);
+    page_of(f.ms, -1, "\xc3\xa9", NULL, 10, &c, &more, "");
+    /* a start before the prefix starts at the prefix */
+    page_of(f.ms, -1, "b", "a", 10, &c, &more, "b,b-z");
+    /* one owner's */
+    page_of(f.ms, 1, NULL, NULL, 2, &c, &more, "a-1,a1");
+    cr_assert(more);
+    page_of(f.ms, 1, NULL, "a1", 2, &c, &more, "abc,b-z");
+    cr_assert_not(more);
+    page_of(f.ms, 2, "a", NULL, 10, &c, &more, "a.2,ab");
+    page_of(f.ms, 3, NULL, NULL, 10, &c, &more, "");
+    /* a callback may stop the walk */
+    collect_free(&c);
+    cr_assert_eq(meta_bucket_list_page(f.ms, -1, NULL, NULL, 5, stop_after_two, &c, &more), 0);
+    cr_assert_eq(c.n, 2);
+    collect_free(&c);
+    /* a page's rows are the buckets whole, as meta_bucket_get has them */
+    cr_assert_eq(meta_bucket_set_public(f.ms, "ab", true), 0);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "ab", 0, META_VERSIONING_ENABLED), 0);
+    meta_bucket whole[2] = {0};
+    cr_assert_eq(meta_bucket_list_page(f.ms, -1, "ab", NULL, 2, keep_two, whole, &more), 0);
+    for (int i = 0; i < 2; i++) {
+        meta_bucket got;
+        cr_assert_eq(meta_bucket_get(f.ms, whole[i].name, &got), 0);
+        cr_assert(got.id == whole[i].id && got.owner_id == whole[i].owner_id &&
+                      got.created_ms == whole[i].created_ms && got.public_read == whole[i].public_read &&
+                      !strcmp(got.region, whole[i].region) && got.versioning == whole[i].versioning &&
+                      got.object_lock == whole[i].object_lock,
+                  "%s: the page's row differs from the bucket", got.name);
+    }
+    cr_assert(whole[0].public_read && whole[0].versioning == META_VERSIONING_ENABLED);
+    cr_assert_str_eq(whole[0].region, "us-east-1");
+    /* limits */
+    cr_assert_eq(meta_bucket_list_page(f.ms, -1, NULL, NULL, 0, bucket_list_cb, &c, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_list_page(f.ms, -1, NULL, NULL, 100001, bucket_list_cb, &c, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_list_page(f.ms, -1, NULL, NULL, 1, NULL, &c, &more), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_list_page(NULL, -1, NULL, NULL, 1, bucket_list_cb, &c, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_list_page(f.ms, -1, NULL, NULL, 100000, bucket_list_cb, &c, NULL), 0);
+    cr_assert_eq(c.n, 8);
+    collect_free(&c);
+    fx_close(&f);
+}
+
 Test(meta, bucket_delete_not_empty_then_empty) {
     fx f;
     fx_open(&f, 1);

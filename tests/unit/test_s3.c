@@ -556,3 +556,77 @@ Test(copy_source, malformed) {
     cr_expect_eq(copy_src(longkey, b, sizeof b, k, &kl, v, sizeof v, &hv), 0, "1024 is the longest key");
     cr_expect_eq(kl, 1024);
 }
+
+/* ---- the smaller surface's parsers -------------------------------------------------------- */
+
+Test(xml, ownership_controls) {
+    char v[32];
+    const char *ok = "<OwnershipControls xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule>"
+                     "<ObjectOwnership>ObjectWriter</ObjectOwnership></Rule></OwnershipControls>";
+    cr_assert_eq(s3_parse_ownership_xml(ok, strlen(ok), v, sizeof v), 0);
+    cr_assert_str_eq(v, "ObjectWriter");
+    const char *bad[] = {
+        "", "<OwnershipControls/>", "<OwnershipControls><Rule/></OwnershipControls>",
+        "<OwnershipControls><Rule><ObjectOwnership>Writer</ObjectOwnership></Rule></OwnershipControls>",
+        "<OwnershipControls><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership></Rule>"
+        "<Rule><ObjectOwnership>ObjectWriter</ObjectOwnership></Rule></OwnershipControls>",
+        "<X><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership></Rule></X>",
+        "<OwnershipControls><Rule><ObjectOwnership>ObjectWriterObjectWriterObjectWriter</ObjectOwnership>"
+        "</Rule></OwnershipControls>",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(s3_parse_ownership_xml(bad[i], strlen(bad[i]), v, sizeof v), CAIRN_EINVAL, "%s", bad[i]);
+    cr_expect(s3_object_ownership_valid("BucketOwnerEnforced"));
+    cr_expect_not(s3_object_ownership_valid("bucketownerenforced"));
+    cr_expect_not(s3_object_ownership_valid(NULL));
+}
+
+static const char *decode(const char *in, bool rfc2047) {
+    static char out[512];
+    size_t n = s3_header_value_decode(in, strlen(in), rfc2047, out);
+    cr_assert_eq(strlen(out), n);
+    return out;
+}
+
+Test(header_values, utf8_latin1_and_encoded_words) {
+    cr_expect_str_eq(decode("plain", true), "plain");
+    cr_expect_str_eq(decode("caf\xc3\xa9", true), "caf\xc3\xa9");          /* UTF-8 kept */
+    cr_expect_str_eq(decode("caf\xe9", false), "caf\xc3\xa9");             /* ISO-8859-1 read as such */
+    cr_expect_str_eq(decode("=?UTF-8?B?Y2Fmw6k=?=", true), "caf\xc3\xa9");
+    cr_expect_str_eq(decode("=?UTF-8?B?Y2Fmw6k=?=", false), "=?UTF-8?B?Y2Fmw6k=?=");
+    cr_expect_str_eq(decode("=?utf-8?q?caf=C3=A9_x?=", true), "caf\xc3\xa9 x");
+    cr_expect_str_eq(decode("=?ISO-8859-1?Q?caf=E9?=", true), "caf\xc3\xa9");
+    cr_expect_str_eq(decode("=?UTF-8?B?YQ==?= \t =?UTF-8?B?Yg==?=", true), "ab");
+    const char *kept[] = {"=?UTF-8?B?/w==?=", "=?UTF-8?Q?a=00?=", "=?UTF-8?Q?a=0?=", "=?UTF-8?X?a?=",
+                          "=?KOI8-R?B?YQ==?=", "=?UTF-8?B?" "?=", "=?UTF-8?B?YQ==?= b", "=?UTF-8?B?YQ==", "=?"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) cr_expect_str_eq(decode(kept[i], true), kept[i]);
+}
+
+Test(header_values, encoded_on_the_wire) {
+    buf_t b;
+    buf_init(&b);
+    s3_meta_value_encode(&b, "plain\tascii", 11);
+    buf_putc(&b, '\0');
+    cr_expect_str_eq(b.data, "plain\tascii");
+    buf_reset(&b);
+    s3_meta_value_encode(&b, "caf\xc3\xa9", 5);
+    buf_putc(&b, '\0');
+    cr_expect_str_eq(b.data, "=?UTF-8?B?Y2Fmw6k=?=");
+    buf_reset(&b);
+    s3_meta_value_encode(&b, "a\nb", 3); /* a control character cannot go in a header */
+    buf_putc(&b, '\0');
+    cr_expect_str_eq(b.data, "=?UTF-8?B?YQpi?=");
+    buf_free(&b);
+}
+
+Test(object_attributes, lists) {
+    unsigned a;
+    cr_expect_eq(s3_parse_object_attributes("ETag", &a), 0);
+    cr_expect_eq(a, 1u);
+    cr_expect_eq(s3_parse_object_attributes("ETag,Checksum, ObjectParts ,StorageClass,ObjectSize", &a), 0);
+    cr_expect_eq(a, 31u);
+    const char *bad[] = {"", ",", "ETag,", ",ETag", "ETag,,ObjectSize", "etag", "Size", "ETag;ObjectSize"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(s3_parse_object_attributes(bad[i], &a), CAIRN_EINVAL, "'%s'", bad[i]);
+    cr_expect_eq(s3_parse_object_attributes(NULL, &a), CAIRN_EINVAL);
+}
