@@ -114,7 +114,8 @@ Test(routes, what_each_route_asks_of_the_pipeline) {
     for (s3_op op = OP_NONE + 1; op < OP__COUNT; op++) {
         const s3_route *r = s3_route_get(op);
         bool public_read = op == OP_GET_OBJECT || op == OP_HEAD_OBJECT || op == OP_LIST_OBJECTS ||
-                           op == OP_LIST_OBJECTS_V2 || op == OP_HEAD_BUCKET || op == OP_GET_BUCKET_LOCATION;
+                           op == OP_LIST_OBJECTS_V2 || op == OP_HEAD_BUCKET || op == OP_GET_BUCKET_LOCATION ||
+                           op == OP_LIST_OBJECT_VERSIONS;
         if (!r->handler) cr_expect_eq(r->auth, S3_AUTH_PUBLIC, "%s: the refusal is for anyone", r->api);
         else if (op == OP_EVENTS_WS) cr_expect_eq(r->auth, S3_AUTH_SIGNED, "the event stream needs a signature");
         else if (op == OP_CORS_PREFLIGHT || op == OP_CORS_PREFLIGHT_OBJECT)
@@ -175,7 +176,7 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         {"PUT", B, "tagging", false, "PutBucketSubresource", .code = "NotImplemented"},
         /* other subresources of a bucket */
         {"PUT", B, "acl", false, "BucketSubresource", .code = "NotImplemented"},
-        {"GET", B, "versions", false, "BucketSubresource", .code = "NotImplemented"},
+        {"PUT", B, "versions", false, "BucketSubresource", .code = "NotImplemented"},
         {"POST", B, "", false, "Bucket", .code = "NotImplemented"},
         /* multipart without the right parameters */
         {"PUT", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
@@ -210,9 +211,9 @@ Test(routes, the_first_matching_rule_wins) {
     /* A PUT with a copy source and no upload is CopyObject; with an upload id and no part number, refused. */
     cr_expect_eq(s3_route_op(route("PUT", O, "", true)), OP_COPY_OBJECT);
     cr_expect_eq(s3_route_op(route("PUT", O, "uploadId=u", true)), OP_UNSUPPORTED_MULTIPART);
-    /* PUT on a bucket with a subresource S3 would route elsewhere but we
-     * do not know is still CreateBucket, as before the table. */
-    cr_expect_eq(s3_route_op(route("PUT", B, "versioning", false)), OP_CREATE_BUCKET);
+    /* PUT ?versioning is PutBucketVersioning, not CreateBucket (it was, before versioning). */
+    cr_expect_eq(s3_route_op(route("PUT", B, "versioning", false)), OP_PUT_BUCKET_VERSIONING);
+    cr_expect_eq(s3_route_op(route("GET", B, "versions&prefix=a", false)), OP_LIST_OBJECT_VERSIONS);
     /* list-type other than 2 is V1 */
     cr_expect_eq(s3_route_op(route("GET", B, "list-type=3", false)), OP_LIST_OBJECTS);
 }
