@@ -1411,11 +1411,22 @@ void s3_get_object_attributes(s3_req *q) {
     const char *version = s3_param_get(q, "versionId");
     if (s3_version_param(q, version) != 0) return;
     meta_object o = {0};
-    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
-    if (rc != 0) {
-        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
+    int rc = version ? meta_object_get_version(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
+                                               false, &o)
+                     : meta_object_get_current(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
+    if (rc == 0 && o.delete_marker) {
+        /* As GET: a current marker is 404, one named by its id 405. */
+        http_add_header(q->http, "x-amz-delete-marker", "true");
+        http_add_header(q->http, "x-amz-version-id", s3_version_id(&o));
+        s3_error(q, version ? "MethodNotAllowed" : "NoSuchKey", NULL);
+        meta_object_clear(&o);
         return;
     }
+    if (rc != 0) {
+        s3_meta_error(q, rc, rc != CAIRN_ENOTFOUND ? "InternalError" : version ? "NoSuchVersion" : "NoSuchKey", NULL);
+        return;
+    }
+    if (version || q->bk.versioning != META_VERSIONING_OFF) http_add_header(q->http, "x-amz-version-id", s3_version_id(&o));
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -1453,7 +1464,6 @@ void s3_get_object_attributes(s3_req *q) {
     char lm[40];
     time_fmt_http(o.mtime_ms, lm, sizeof lm);
     http_add_header(q->http, "Last-Modified", lm);
-    if (version) http_add_header(q->http, "x-amz-version-id", "null");
     meta_object_clear(&o);
     s3_respond_xml(q, 200, &b);
 }
