@@ -358,6 +358,12 @@ int meta_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket
                                          after_seq, limit, cb, ud, more);
 }
 
+int meta_object_set_headers(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            const char *version_id, const char *headers_json) {
+    if (!ms || !bucket || !key || !version_id || !headers_json || !*version_id) return CAIRN_EINVAL;
+    return ms->ops->object_set_headers(ms, bucket, bucket_id, key, key_len, version_id, headers_json);
+}
+
 int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state) {
     if (!ms || !name || (state != META_VERSIONING_OFF && state != META_VERSIONING_ENABLED &&
                          state != META_VERSIONING_SUSPENDED))

@@ -428,6 +428,15 @@ int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucke
 int meta_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             const char *version_id, bool with_data, meta_object *out);
 
+/* Replaces the stored headers (headers_json) of one version of (bucket,
+ * key), named by its own version_id (meta_object.version_id, never "null"):
+ * what S3 changes after a write (tags, retention, legal hold) lives there.
+ * Nothing else of the version changes.  CAIRN_ENOTFOUND when that version
+ * is not there (bucket_id as in meta_object_get): a caller that read it
+ * and lost it to a concurrent write reads again. */
+int meta_object_set_headers(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                            const char *version_id, const char *headers_json);
+
 /* One row of a versions listing; pointers valid only during the callback. */
 typedef struct {
     const char *key;

@@ -166,6 +166,8 @@ static const char *const pg_sql[PS__COUNT] = {
                                " AND null_version AND NOT latest FOR UPDATE",
     [PS_OBJ_DEMOTE] = "UPDATE objects SET latest = false WHERE bucket = $1::text AND key = $2::bytea AND seq = $3::int8",
     [PS_OBJ_REMOVE] = "DELETE FROM objects WHERE bucket = $1::text AND key = $2::bytea AND seq = $3::int8",
+    [PS_OBJ_SET_HEADERS] = "UPDATE objects SET headers_json = $5::bytea WHERE bucket = $1::text AND key = $2::bytea"
+                           " AND version_id = $4::text AND " BUCKET_IS("$1", "$3"),
     [PS_OBJ_PROMOTE] = "UPDATE objects SET latest = true WHERE bucket = $1::text AND key = $2::bytea AND seq ="
                        " (SELECT max(seq) FROM objects WHERE bucket = $1::text AND key = $2::bytea)",
     [PS_OBJ_VLIST_KEY] = VLIST_COLS "key = $2::bytea AND seq < $5::int8 ORDER BY seq DESC LIMIT $3::int8",
@@ -842,6 +844,7 @@ const meta_ops pg_ops = {
     .object_get_version = pg_object_get_version,
     .object_list_versions = pg_object_list_versions,
     .bucket_set_versioning = pg_bucket_set_versioning,
+    .object_set_headers = pg_object_set_headers,
     .notify_target_add = pg_notify_target_add,
     .notify_target_get = pg_notify_target_get,
     .notify_target_list = pg_notify_target_list,

@@ -77,6 +77,7 @@ typedef enum {
     PS_OBJ_DEMOTE,
     PS_OBJ_REMOVE,
     PS_OBJ_PROMOTE,
+    PS_OBJ_SET_HEADERS,
     PS_OBJ_VLIST_KEY,
     PS_OBJ_VLIST_GT,
     PS_OBJ_VLIST_GE,
@@ -396,6 +397,8 @@ int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
                             size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 int pg_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
+int pg_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, const char *headers_json);
 /* The versioning of a bucket, by PS_BUCKET_VERSIONING (FOR KEY SHARE) or
  * PS_BUCKET_VERSIONING_LOCK; want_id as in pg_bucket_lookup. */
 int pg_bucket_versioning(pg_conn *c, pg_stmt_id id, const char *name, int64_t want_id, meta_versioning *state,

@@ -660,3 +660,17 @@ int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
     meta_pager mp = {sizeof(vlist_row), vlist_fetch, vlist_deliver, NULL};
     return meta_page_rows(&mp, &l, &l, limit, more);
 }
+
+int pg_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, const char *headers_json) {
+    if (!sq_key_ok(key, key_len)) return key_len > PG_KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    pg_params p = {0};
+    pgp_text(&p, bucket);
+    pgp_bytes(&p, key, key_len);
+    pgp_int(&p, bucket_id);
+    pgp_text(&p, version_id);
+    pgp_bytes(&p, headers_json, strlen(headers_json));
+    int64_t changed = 0;
+    int err = pg_read(PG(base_), PS_OBJ_SET_HEADERS, &p, NULL, &changed, "object set headers");
+    return err == 0 && changed == 0 ? CAIRN_ENOTFOUND : err;
+}

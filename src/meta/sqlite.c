@@ -148,6 +148,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                                " AND latest = 0",
     [ST_OBJ_DEMOTE] = "UPDATE objects SET latest = 0 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
     [ST_OBJ_REMOVE] = "DELETE FROM objects WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+    [ST_OBJ_SET_HEADERS] = "UPDATE objects SET headers_json = ?5 WHERE bucket = ?1 AND key = ?2 AND version_id = ?4"
+                           " AND " BUCKET_IS("?1", "?3"),
     [ST_OBJ_PROMOTE] = "UPDATE objects SET latest = 1 WHERE bucket = ?1 AND key = ?2"
                        " AND seq = (SELECT max(seq) FROM objects WHERE bucket = ?1 AND key = ?2)",
     [ST_OBJ_VLIST_KEY] = VLIST_COLS "key = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
@@ -695,6 +697,7 @@ const meta_ops sq_ops = {
     .object_get_version = sq_object_get_version,
     .object_list_versions = sq_object_list_versions,
     .bucket_set_versioning = sq_bucket_set_versioning,
+    .object_set_headers = sq_object_set_headers,
     .notify_target_add = sq_notify_target_add,
     .notify_target_get = sq_notify_target_get,
     .notify_target_list = sq_notify_target_list,

@@ -99,6 +99,7 @@ typedef enum {
     ST_OBJ_DEMOTE,
     ST_OBJ_REMOVE,
     ST_OBJ_PROMOTE,
+    ST_OBJ_SET_HEADERS,
     ST_OBJ_VLIST_KEY,
     ST_OBJ_VLIST_GT,
     ST_OBJ_VLIST_GE,
@@ -312,6 +313,8 @@ int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
                             size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 int sq_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
+int sq_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, const char *headers_json);
 /* The versioning of a bucket (want_id as in sq_bucket_lookup); object_lock may be NULL. */
 int sq_bucket_versioning(conn *c, const char *name, int64_t want_id, meta_versioning *state, bool *object_lock);
 int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);

@@ -785,3 +785,21 @@ int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
     meta_pager mp = {sizeof(vlist_row), vlist_fetch, vlist_deliver, NULL};
     return meta_page_rows(&mp, &l, &l, limit, more);
 }
+
+int sq_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
+                          const char *version_id, const char *headers_json) {
+    sq_store *ms = SQ(base_);
+    if (!sq_key_ok(key, key_len)) return key_len > KEY_MAX ? CAIRN_ENOTFOUND : CAIRN_EINVAL;
+    conn *w;
+    int err = sq_wtx_begin(ms, &w);
+    if (err != 0) return err;
+    sqlite3_stmt *st = sq_stmt(w, ST_OBJ_SET_HEADERS);
+    if (!st) err = CAIRN_EDB;
+    if (err == 0) {
+        int b = sq_bind_str(st, 1, bucket) | sq_bind_bytes_text(st, 2, key, key_len) |
+                sqlite3_bind_int64(st, 3, bucket_id) | sq_bind_str(st, 4, version_id) | sq_bind_str(st, 5, headers_json);
+        err = sq_stmt_exec_bound(w, st, b, "object set headers");
+        if (err == 0 && sqlite3_changes(w->db) == 0) err = CAIRN_ENOTFOUND;
+    }
+    return sq_wtx_end(ms, err);
+}

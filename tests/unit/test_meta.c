@@ -7563,3 +7563,34 @@ Test(versions, concurrent_puts_each_make_a_version_and_one_is_current, .timeout 
     cr_assert(c.latest[0], "the current one is the newest");
     fx_close(&f);
 }
+
+Test(versions, set_headers_changes_one_version_and_only_its_headers) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_object v1, v2, rep;
+    bool had;
+    put_version(f.ms, "v", "k", &v1, &had, &rep);
+    put_version(f.ms, "v", "k", &v2, &had, &rep);
+    cr_assert_eq(meta_object_set_headers(f.ms, "v", 0, "k", 1, v1.version_id, "{\"x-amz-tagging\":\"a=1\"}"), 0);
+    meta_object got;
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, v1.version_id, false, &got), 0);
+    cr_assert_str_eq(got.headers_json, "{\"x-amz-tagging\":\"a=1\"}");
+    cr_assert_eq(got.size, v1.size);
+    cr_assert_str_eq(got.etag, v1.etag);
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_get(f.ms, "v", 0, "k", 1, false, &got), 0);
+    cr_assert_str_eq(got.version_id, v2.version_id, "the current version is another, untouched");
+    cr_assert_str_eq(got.headers_json, "{\"content-type\":\"text/plain\"}");
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_set_headers(f.ms, "v", 0, "k", 1, "0123456789abcdef0123456789abcdef", "{}"),
+                 CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_object_set_headers(f.ms, "v", 0, "other", 5, v1.version_id, "{}"), CAIRN_ENOTFOUND,
+                 "the version of another key");
+    int64_t wrong_id = bucket_id_of(f.ms, "v") + 1000;
+    cr_assert_eq(meta_object_set_headers(f.ms, "v", wrong_id, "k", 1, v1.version_id, "{}"), CAIRN_ENOTFOUND,
+                 "another bucket of the name");
+    cr_assert_eq(meta_object_set_headers(f.ms, "v", 0, "k", 1, "", "{}"), CAIRN_EINVAL);
+    fx_close(&f);
+}
