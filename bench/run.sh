@@ -37,6 +37,9 @@
 #      a notification rule against without, deliveries/s and that every
 #      event arrived, job_workers 2 beside 4; then event-to-delivery p50/p99
 #      at 200 PUT/s
+#  13. bench/features.sh: the rest of S3 (issue 12): 4 KiB PUT and GET into a
+#      versioned bucket (a version per key per run) against a plain one,
+#      alternating on one server (target within 10%)
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -448,6 +451,10 @@ fi
 # own servers and its own receiver.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/notify.sh" "$BUILD" || rc=$?
+fi
+# The rest of S3 (issue 12): a versioned bucket against a plain one.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/features.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
