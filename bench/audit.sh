@@ -52,18 +52,16 @@ start() {  # NAME AUDIT_ENABLED
   PORT[$1]=$p
 }
 
-median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 declare -A V
 lg() {  # NAME TAG loadgen-args...
   local name=$1 tag=$2 out; shift 2
   out=$("$LOADGEN" --url "http://127.0.0.1:${PORT[$name]}" --access-key "$AK" --secret-key "$SK" --bucket bench \
         --size 4096 --concurrency 16 "$@") || die "loadgen $tag on $name failed: $out"
-  V[$name.$tag.rps]="${V[$name.$tag.rps]:-} $(field rps "$out")"
-  V[$name.$tag.p50]="${V[$name.$tag.p50]:-} $(field p50_ms "$out")"
-  V[$name.$tag.p99]="${V[$name.$tag.p99]:-} $(field p99_ms "$out")"
-  [ "$tag" = put ] && KEYS[$name]=$(field requests "$out")
+  V[$name.$tag.rps]="${V[$name.$tag.rps]:-} $(loadgen_field rps "$out")"
+  V[$name.$tag.p50]="${V[$name.$tag.p50]:-} $(loadgen_field p50_ms "$out")"
+  V[$name.$tag.p99]="${V[$name.$tag.p99]:-} $(loadgen_field p99_ms "$out")"
+  [ "$tag" = put ] && KEYS[$name]=$(loadgen_field requests "$out")
   return 0
 }
 
@@ -84,17 +82,16 @@ done
 events=$(curl -s "http://127.0.0.1:${PORT[on]}/metrics" 2>/dev/null | sed -n 's/^cairn_audit_events_emitted_total //p' || true)
 lost=$(curl -s "http://127.0.0.1:${PORT[on]}/metrics" 2>/dev/null | sed -n 's/^cairn_audit_events_lost_total //p' || true)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.2fx", a / b; else print "-" }'; }
 echo
 echo "audit trail overhead (4 KiB, c=16, median of $RUNS alternating runs; audit on = default config, fsync on)"
 printf '%-16s %12s %12s %8s %8s   %-22s %-22s\n' metric "audit on" "audit off" ratio target "on p50/p99 ms" "off p50/p99 ms"
 for op in put get; do
-  on=$(median <<<"${V[on.$op.rps]}") off=$(median <<<"${V[off.$op.rps]}")
+  on=$(median2 <<<"${V[on.$op.rps]}") off=$(median2 <<<"${V[off.$op.rps]}")
   rt=$(ratio "$on" "$off")
   note=$(awk -v r="${rt%x}" 'BEGIN { if (r == "-") print ""; else print (r >= 0.9) ? "met" : "below" }')
   printf '%-16s %12s %12s %8s %8s   %-22s %-22s %s\n' "4 KiB ${op^^} req/s" "$on" "$off" "$rt" ">= 0.9x" \
-    "$(median <<<"${V[on.$op.p50]}")/$(median <<<"${V[on.$op.p99]}")" \
-    "$(median <<<"${V[off.$op.p50]}")/$(median <<<"${V[off.$op.p99]}")" "$note"
+    "$(median2 <<<"${V[on.$op.p50]}")/$(median2 <<<"${V[on.$op.p99]}")" \
+    "$(median2 <<<"${V[off.$op.p50]}")/$(median2 <<<"${V[off.$op.p99]}")" "$note"
 done
 echo "  audit events emitted by the 'on' server: ${events:-?}, lost: ${lost:-?}"
 if [ -x "$BUILD/cairn-auditbench" ]; then

@@ -36,11 +36,7 @@ URL="http://127.0.0.1:$PORT"
 CAIRN_ROOT_USER=$AK CAIRN_ROOT_PASSWORD=$SK CAIRN_LOG_LEVEL=warn CAIRN_SCRUB_INTERVAL=0 \
   "$CAIRN" server --listen "127.0.0.1:$PORT" --data "$T/data" >"$T/server.out" 2>"$T/server.log" &
 PID=$!
-for _ in $(seq 300); do
-  kill -0 "$PID" 2>/dev/null || { tail -n 20 "$T/server.log" >&2; die "the server exited during startup"; }
-  "$LOADGEN" --url "$URL" --op probe --path /health/live && break
-  sleep 0.1
-done
+wait_ready "$PORT" "$PID" "$T/server.log"
 for b in plain versioned; do
   "$LOADGEN" --url "$URL" --access-key "$AK" --secret-key "$SK" --op mkbucket --bucket "$b" >/dev/null \
     || die "cannot create bucket $b"
@@ -55,17 +51,15 @@ s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": 
 assert s3.get_bucket_versioning(Bucket="versioned")["Status"] == "Enabled"
 EOF
 
-median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 declare -A V
 lg() {  # BUCKET TAG loadgen-args...
   local b=$1 tag=$2 out; shift 2
   out=$("$LOADGEN" --url "$URL" --access-key "$AK" --secret-key "$SK" --bucket "$b" --size 4096 --concurrency 16 "$@") \
     || die "loadgen $tag on $b failed: $out"
-  V[$b.$tag.rps]="${V[$b.$tag.rps]:-} $(field rps "$out")"
-  V[$b.$tag.p50]="${V[$b.$tag.p50]:-} $(field p50_ms "$out")"
-  V[$b.$tag.p99]="${V[$b.$tag.p99]:-} $(field p99_ms "$out")"
+  V[$b.$tag.rps]="${V[$b.$tag.rps]:-} $(loadgen_field rps "$out")"
+  V[$b.$tag.p50]="${V[$b.$tag.p50]:-} $(loadgen_field p50_ms "$out")"
+  V[$b.$tag.p99]="${V[$b.$tag.p99]:-} $(loadgen_field p99_ms "$out")"
   return 0
 }
 
@@ -92,16 +86,15 @@ print(n)
 EOF
 )
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.2fx", a / b; else print "-" }'; }
 echo
 echo "S3 features overhead (4 KiB, c=16, median of $RUNS alternating runs; SQLite metadata, fsync on)"
 printf '%-16s %12s %12s %8s %8s   %-22s %-22s\n' metric "versioned" "plain" ratio target "versioned p50/p99 ms" "plain p50/p99 ms"
 for op in put get; do
-  on=$(median <<<"${V[versioned.$op.rps]}") off=$(median <<<"${V[plain.$op.rps]}")
+  on=$(median2 <<<"${V[versioned.$op.rps]}") off=$(median2 <<<"${V[plain.$op.rps]}")
   rt=$(ratio "$on" "$off")
   note=$(awk -v r="${rt%x}" 'BEGIN { if (r == "-") print ""; else print (r >= 0.9) ? "met" : "below" }')
   printf '%-16s %12s %12s %8s %8s   %-22s %-22s %s\n' "4 KiB ${op^^} req/s" "$on" "$off" "$rt" ">= 0.9x" \
-    "$(median <<<"${V[versioned.$op.p50]}")/$(median <<<"${V[versioned.$op.p99]}")" \
-    "$(median <<<"${V[plain.$op.p50]}")/$(median <<<"${V[plain.$op.p99]}")" "$note"
+    "$(median2 <<<"${V[versioned.$op.p50]}")/$(median2 <<<"${V[versioned.$op.p99]}")" \
+    "$(median2 <<<"${V[plain.$op.p50]}")/$(median2 <<<"${V[plain.$op.p99]}")" "$note"
 done
 echo "  versions of key hot/0000000000 in the versioned bucket at the end: $versions"

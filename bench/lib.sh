@@ -29,3 +29,11 @@ wait_ready() {
   tail -n 30 "$log" >&2 || true
   die "nothing ready on port $port after 30 s"
 }
+
+# median2: the median of the numbers on stdin (words; anything else is
+# skipped), two decimals; NA when there are none.
+median2() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# loadgen_field NAME LINE: the number after " NAME=" in a cairn-loadgen line.
+loadgen_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+# ratio A B: A / B as "1.23x", "-" when either is missing.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.2fx", a / b; else print "-" }'; }

@@ -221,6 +221,41 @@ int meta_v_put(const meta_vops *v, meta_versioning state, const meta_object *obj
                bool *had_freed);
 int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket, const char *key, size_t key_len,
                   const char *version_id, int64_t owner_id, meta_delete_result *res);
+/* A versions listing (meta_object_list_versions), shared by the backends:
+ * each fetches a batch into meta_vlist_rows (the rest of the key the last
+ * batch ended in, then the keys after it, from lo on the first), and
+ * meta_vlist_run does the bounds, the batching and the delivery. */
+typedef struct {
+    char key[1025];
+    size_t key_len;
+    char version_id[33];
+    int64_t seq;
+    bool is_latest, delete_marker, null_version;
+    int64_t size;
+    char etag[72];
+    int64_t mtime_ms, owner_id;
+} meta_vlist_row;
+typedef struct {
+    void *store;               /* the backend's store */
+    const char *bucket;
+    int64_t bucket_id;
+    const char *lo, *hi;       /* the first batch's lower bound; the prefix successor (hi_len 0: none) */
+    size_t lo_len, hi_len;
+    bool lo_incl;              /* lo itself, all its versions, on the first batch */
+    int64_t lo_seq;            /* else: lo's versions older than this first (0: none of them) */
+    char hi_buf[1024];
+    int (*cb)(void *ud, const meta_version_entry *e);
+    void *ud;
+} meta_vlist;
+/* Fills the bounds and runs the listing with fetch (meta_pager's). */
+int meta_vlist_run(meta_vlist *l, const char *prefix, size_t prefix_len, const char *after_key, size_t after_key_len,
+                   int64_t after_seq, int limit, int (*fetch)(void *l, const void *after, int n, char *rows, int *got),
+                   bool *more);
+/* Where a batch starts: the key and seq after the row `after` (NULL: the
+ * first batch), and whether the key itself is included. */
+void meta_vlist_start(const meta_vlist *l, const meta_vlist_row *after, const char **key, size_t *key_len,
+                      int64_t *seq, bool *incl);
+
 /* A version id a request may name: "null" or 32 lowercase hex digits. */
 bool meta_v_id_ok(const char *version_id);
 /* Whether obj->cond holds with cur the key's current version (NULL: none). */

@@ -543,32 +543,9 @@ int pg_object_scan(meta_store *base_, const char *after_bucket, const char *afte
     return pg_page_rows(PG(base_), &scan_pager, &sc, limit, more, "object scan");
 }
 
-/* ---- versions listing (as sqlite_objects.c's) ---- */
+/* ---- versions listing (the bounds and batching: versions.c) ---- */
 
-typedef struct {
-    char key[PG_KEY_MAX + 1];
-    size_t key_len;
-    char version_id[33];
-    int64_t seq;
-    bool is_latest, delete_marker, null_version;
-    int64_t size;
-    char etag[72];
-    int64_t mtime_ms, owner_id;
-} vlist_row;
-
-typedef struct {
-    pg_store *ms;
-    const char *bucket;
-    int64_t bucket_id;
-    const char *lo, *hi;
-    size_t lo_len, hi_len;
-    bool lo_incl;
-    int64_t lo_seq;
-    int (*cb)(void *ud, const meta_version_entry *e);
-    void *ud;
-} vlist_ctx;
-
-static int vlist_copy(const PGresult *r, int row, vlist_row *v) {
+static int vlist_copy(const PGresult *r, int row, meta_vlist_row *v) {
     size_t n = (size_t)PQgetlength(r, row, 0);
     if (n > PG_KEY_MAX) return CAIRN_EDB;
     memcpy(v->key, PQgetvalue(r, row, 0), n);
@@ -587,8 +564,8 @@ static int vlist_copy(const PGresult *r, int row, vlist_row *v) {
 }
 
 /* Runs one listing statement on c, appending up to fetch - *got rows. */
-static int vlist_run(pg_conn *c, const vlist_ctx *l, pg_stmt_id id, const char *key, size_t key_len, int64_t seq,
-                     int fetch, vlist_row *rows, int *got) {
+static int vlist_run(pg_conn *c, const meta_vlist *l, pg_stmt_id id, const char *key, size_t key_len, int64_t seq,
+                     int fetch, meta_vlist_row *rows, int *got) {
     pg_params p = {0};
     pgp_text(&p, l->bucket);
     pgp_bytes(&p, key, key_len);
@@ -606,59 +583,33 @@ static int vlist_run(pg_conn *c, const vlist_ctx *l, pg_stmt_id id, const char *
     return err;
 }
 
-/* A batch: the rest of the key the last one ended in, then the keys after it. */
 static int vlist_fetch(void *fud, const void *after, int fetch, char *rows_, int *got) {
-    const vlist_ctx *l = fud;
-    const vlist_row *a = after;
-    vlist_row *rows = (vlist_row *)rows_;
+    const meta_vlist *l = fud;
+    meta_vlist_row *rows = (meta_vlist_row *)rows_;
     *got = 0;
+    const char *key;
+    size_t key_len;
+    int64_t seq;
+    bool incl;
+    meta_vlist_start(l, after, &key, &key_len, &seq, &incl);
     pg_conn *c;
-    int err = pg_acquire(l->ms, &c);
+    int err = pg_acquire(l->store, &c);
     if (err != 0) return err;
-    const char *key = a ? a->key : l->lo;
-    size_t key_len = a ? a->key_len : l->lo_len;
-    int64_t seq = a ? a->seq : l->lo_seq;
-    bool incl = a ? false : l->lo_incl;
     if (!incl && seq > 0) err = vlist_run(c, l, PS_OBJ_VLIST_KEY, key, key_len, seq, fetch, rows, got);
     if (err == 0 && *got < fetch) {
         pg_stmt_id id = l->hi_len ? (incl ? PS_OBJ_VLIST_GE_UB : PS_OBJ_VLIST_GT_UB)
                                   : (incl ? PS_OBJ_VLIST_GE : PS_OBJ_VLIST_GT);
         err = vlist_run(c, l, id, key, key_len, 0, fetch, rows, got);
     }
-    pg_release(l->ms, c);
+    pg_release(l->store, c);
     return err;
-}
-
-static int vlist_deliver(void *ud, const void *row) {
-    const vlist_ctx *l = ud;
-    const vlist_row *r = row;
-    meta_version_entry e = {.key = r->key, .key_len = r->key_len, .version_id = r->version_id, .seq = r->seq,
-                            .is_latest = r->is_latest, .delete_marker = r->delete_marker,
-                            .null_version = r->null_version, .size = r->size, .etag = r->etag,
-                            .mtime_ms = r->mtime_ms, .owner_id = r->owner_id};
-    return l->cb(l->ud, &e);
 }
 
 int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
                             size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
-    pg_store *ms = PG(base_);
-    if (prefix_len > PG_KEY_MAX || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
-    if (!prefix) prefix = "";
-    vlist_ctx l = {.ms = ms, .bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len,
-                   .lo_incl = true, .cb = cb, .ud = ud};
-    if (after_key && meta_key_cmp(after_key, after_key_len, prefix, prefix_len) >= 0) {
-        if (after_key_len > PG_KEY_MAX) return 0;
-        l.lo = after_key;
-        l.lo_len = after_key_len;
-        l.lo_incl = after_seq < 0;
-        l.lo_seq = after_seq > 0 ? after_seq : 0;
-    }
-    char hi[PG_KEY_MAX];
-    l.hi = hi;
-    l.hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, hi) : 0;
-    meta_pager mp = {sizeof(vlist_row), vlist_fetch, vlist_deliver, NULL};
-    return meta_page_rows(&mp, &l, &l, limit, more);
+    meta_vlist l = {.store = PG(base_), .bucket = bucket, .bucket_id = bucket_id, .cb = cb, .ud = ud};
+    return meta_vlist_run(&l, prefix, prefix_len, after_key, after_key_len, after_seq, limit, vlist_fetch, more);
 }
 
 int pg_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,

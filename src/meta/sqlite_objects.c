@@ -660,33 +660,9 @@ int sq_object_scan(meta_store *base_, const char *after_bucket, const char *afte
     return sq_page_rows(ms, &scan_pager, &sc, limit, more, "object scan");
 }
 
-/* ---- versions listing ---- */
+/* ---- versions listing (the bounds and batching: versions.c) ---- */
 
-/* One version of a listing, copied out. */
-typedef struct {
-    char key[KEY_MAX + 1];
-    size_t key_len;
-    char version_id[33];
-    int64_t seq;
-    bool is_latest, delete_marker, null_version;
-    int64_t size;
-    char etag[72];
-    int64_t mtime_ms, owner_id;
-} vlist_row;
-
-typedef struct {
-    sq_store *ms;
-    const char *bucket;
-    int64_t bucket_id;
-    const char *lo, *hi;   /* the first batch's lower bound (inclusive unless after_seq applies); the prefix successor */
-    size_t lo_len, hi_len;
-    bool lo_incl;
-    int64_t lo_seq;        /* the first batch: versions of lo older than this first (0: none) */
-    int (*cb)(void *ud, const meta_version_entry *e);
-    void *ud;
-} vlist_ctx;
-
-static int vlist_copy(sqlite3_stmt *st, vlist_row *r) {
+static int vlist_copy(sqlite3_stmt *st, meta_vlist_row *r) {
     size_t n = (size_t)sqlite3_column_bytes(st, 0);
     const char *key = (const char *)sqlite3_column_text(st, 0);
     if (!key) return CAIRN_ENOMEM;
@@ -707,8 +683,8 @@ static int vlist_copy(sqlite3_stmt *st, vlist_row *r) {
 }
 
 /* Runs one listing statement, appending up to fetch - *got rows. */
-static int vlist_run(conn *c, const vlist_ctx *l, stmt_id id, const char *key, size_t key_len, int64_t seq, int fetch,
-                     vlist_row *rows, int *got) {
+static int vlist_run(conn *c, const meta_vlist *l, stmt_id id, const char *key, size_t key_len, int64_t seq, int fetch,
+                     meta_vlist_row *rows, int *got) {
     sqlite3_stmt *st = sq_stmt(c, id);
     if (!st) return CAIRN_EDB;
     int b = sq_bind_str(st, 1, l->bucket) | sq_bind_bytes_text(st, 2, key, key_len) |
@@ -729,18 +705,16 @@ static int vlist_run(conn *c, const vlist_ctx *l, stmt_id id, const char *key, s
     return err;
 }
 
-/* A batch: the rest of the key the last one ended in (older versions),
- * then the keys after it. */
 static int vlist_fetch(void *fud, const void *after, int fetch, char *rows_, int *got) {
-    const vlist_ctx *l = fud;
-    const vlist_row *a = after;
-    vlist_row *rows = (vlist_row *)rows_;
+    const meta_vlist *l = fud;
+    meta_vlist_row *rows = (meta_vlist_row *)rows_;
     *got = 0;
-    conn *c = sq_reader_get(l->ms);
-    const char *key = a ? a->key : l->lo;
-    size_t key_len = a ? a->key_len : l->lo_len;
-    int64_t seq = a ? a->seq : l->lo_seq;
-    bool incl = a ? false : l->lo_incl;
+    const char *key;
+    size_t key_len;
+    int64_t seq;
+    bool incl;
+    meta_vlist_start(l, after, &key, &key_len, &seq, &incl);
+    conn *c = sq_reader_get(l->store);
     int err = 0;
     if (!incl && seq > 0) err = vlist_run(c, l, ST_OBJ_VLIST_KEY, key, key_len, seq, fetch, rows, got);
     if (err == 0 && *got < fetch) {
@@ -748,42 +722,15 @@ static int vlist_fetch(void *fud, const void *after, int fetch, char *rows_, int
                                : (incl ? ST_OBJ_VLIST_GE : ST_OBJ_VLIST_GT);
         err = vlist_run(c, l, id, key, key_len, 0, fetch, rows, got);
     }
-    sq_reader_put(l->ms, c);
+    sq_reader_put(l->store, c);
     return err;
 }
 
-static int vlist_deliver(void *ud, const void *row) {
-    const vlist_ctx *l = ud;
-    const vlist_row *r = row;
-    meta_version_entry e = {.key = r->key, .key_len = r->key_len, .version_id = r->version_id, .seq = r->seq,
-                            .is_latest = r->is_latest, .delete_marker = r->delete_marker,
-                            .null_version = r->null_version, .size = r->size, .etag = r->etag,
-                            .mtime_ms = r->mtime_ms, .owner_id = r->owner_id};
-    return l->cb(l->ud, &e);
-}
-
-/* Fills the listing's first bound from the prefix and the marker (shared
- * with the PostgreSQL backend's shape: one lower bound, as object listings). */
 int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
                             size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more) {
-    sq_store *ms = SQ(base_);
-    if (prefix_len > KEY_MAX || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
-    if (!prefix) prefix = "";
-    vlist_ctx l = {.ms = ms, .bucket = bucket, .bucket_id = bucket_id, .lo = prefix, .lo_len = prefix_len,
-                   .lo_incl = true, .cb = cb, .ud = ud};
-    if (after_key && meta_key_cmp(after_key, after_key_len, prefix, prefix_len) >= 0) {
-        if (after_key_len > KEY_MAX) return 0;
-        l.lo = after_key;
-        l.lo_len = after_key_len;
-        l.lo_incl = after_seq < 0;
-        l.lo_seq = after_seq > 0 ? after_seq : 0;
-    }
-    char hi[KEY_MAX];
-    l.hi = hi;
-    l.hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, hi) : 0;
-    meta_pager mp = {sizeof(vlist_row), vlist_fetch, vlist_deliver, NULL};
-    return meta_page_rows(&mp, &l, &l, limit, more);
+    meta_vlist l = {.store = SQ(base_), .bucket = bucket, .bucket_id = bucket_id, .cb = cb, .ud = ud};
+    return meta_vlist_run(&l, prefix, prefix_len, after_key, after_key_len, after_seq, limit, vlist_fetch, more);
 }
 
 int sq_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,

@@ -205,3 +205,47 @@ bool meta_v_id_ok(const char *version_id) {
             return false;
     return true;
 }
+
+/* ---- versions listing, shared by the backends ---- */
+
+static int vlist_deliver(void *ud, const void *row) {
+    const meta_vlist *l = ud;
+    const meta_vlist_row *r = row;
+    meta_version_entry e = {.key = r->key, .key_len = r->key_len, .version_id = r->version_id, .seq = r->seq,
+                            .is_latest = r->is_latest, .delete_marker = r->delete_marker,
+                            .null_version = r->null_version, .size = r->size, .etag = r->etag,
+                            .mtime_ms = r->mtime_ms, .owner_id = r->owner_id};
+    return l->cb(l->ud, &e);
+}
+
+void meta_vlist_start(const meta_vlist *l, const meta_vlist_row *after, const char **key, size_t *key_len,
+                      int64_t *seq, bool *incl) {
+    *key = after ? after->key : l->lo;
+    *key_len = after ? after->key_len : l->lo_len;
+    *seq = after ? after->seq : l->lo_seq;
+    *incl = after ? false : l->lo_incl;
+}
+
+int meta_vlist_run(meta_vlist *l, const char *prefix, size_t prefix_len, const char *after_key, size_t after_key_len,
+                   int64_t after_seq, int limit, int (*fetch)(void *l, const void *after, int n, char *rows, int *got),
+                   bool *more) {
+    /* No key is longer than 1024 bytes or holds a NUL: such a prefix matches nothing. */
+    if (prefix_len > sizeof l->hi_buf || (prefix_len && memchr(prefix, '\0', prefix_len))) return 0;
+    if (!prefix) prefix = "";
+    l->lo = prefix;
+    l->lo_len = prefix_len;
+    l->lo_incl = true;
+    l->lo_seq = 0;
+    /* One lower bound: the marker when it sorts at or after the prefix. */
+    if (after_key && meta_key_cmp(after_key, after_key_len, prefix, prefix_len) >= 0) {
+        if (after_key_len > sizeof l->hi_buf) return 0;
+        l->lo = after_key;
+        l->lo_len = after_key_len;
+        l->lo_incl = after_seq < 0;
+        l->lo_seq = after_seq > 0 ? after_seq : 0;
+    }
+    l->hi = l->hi_buf;
+    l->hi_len = prefix_len ? meta_key_successor(prefix, prefix_len, l->hi_buf) : 0;
+    meta_pager mp = {sizeof(meta_vlist_row), fetch, vlist_deliver, NULL};
+    return meta_page_rows(&mp, l, l, limit, more);
+}
