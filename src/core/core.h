@@ -179,6 +179,11 @@ void rand_bytes(void *p, size_t n);
 int64_t backoff_full_jitter(int attempt, int64_t base_ms, int64_t cap_ms, unsigned *seed);
 /* Writes 2n lowercase hex digits and a NUL to out. */
 void hex_encode(const void *p, size_t n, char *out);
+/* CRC-64/NVME (S3's x-amz-checksum-crc64nvme: reflected polynomial
+ * 0x9a6c9329ac4bc9b5, initial value and final XOR all ones).  Start with
+ * crc = 0 and feed the bytes in any number of calls; the result of each
+ * call is the checksum of everything so far.  Thread-safe. */
+uint64_t crc64nvme(uint64_t crc, const void *p, size_t n);
 /* Decodes 2n hex digits; returns 0 or CAIRN_EINVAL. */
 int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t *outlen);
 /* Fills out (>= 2n+1) with a random lowercase hex id of n random bytes. */

@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,4 +430,38 @@ int file_write_atomic(const char *path, const void *data, size_t len, int mode, 
         }
     }
     return rc;
+}
+
+/* ---- CRC-64/NVME ---- */
+
+static uint64_t crc64nvme_table[8][256];
+static pthread_once_t crc64nvme_once = PTHREAD_ONCE_INIT;
+
+static void crc64nvme_init(void) {
+    for (unsigned i = 0; i < 256; i++) {
+        uint64_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x9a6c9329ac4bc9b5ULL : c >> 1;
+        crc64nvme_table[0][i] = c;
+    }
+    /* Slicing by 8: table[k][i] is the CRC of byte i followed by k zero bytes. */
+    for (unsigned i = 0; i < 256; i++)
+        for (int k = 1; k < 8; k++)
+            crc64nvme_table[k][i] = (crc64nvme_table[k - 1][i] >> 8) ^ crc64nvme_table[0][crc64nvme_table[k - 1][i] & 0xff];
+}
+
+uint64_t crc64nvme(uint64_t crc, const void *p, size_t n) {
+    pthread_once(&crc64nvme_once, crc64nvme_init);
+    const unsigned char *b = p;
+    uint64_t c = ~crc;
+    while (n >= 8) {
+        uint64_t w = c ^ ((uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 24 |
+                          (uint64_t)b[4] << 32 | (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 | (uint64_t)b[7] << 56);
+        c = crc64nvme_table[7][w & 0xff] ^ crc64nvme_table[6][(w >> 8) & 0xff] ^ crc64nvme_table[5][(w >> 16) & 0xff] ^
+            crc64nvme_table[4][(w >> 24) & 0xff] ^ crc64nvme_table[3][(w >> 32) & 0xff] ^
+            crc64nvme_table[2][(w >> 40) & 0xff] ^ crc64nvme_table[1][(w >> 48) & 0xff] ^ crc64nvme_table[0][w >> 56];
+        b += 8;
+        n -= 8;
+    }
+    while (n--) c = (c >> 8) ^ crc64nvme_table[0][(c ^ *b++) & 0xff];
+    return ~c;
 }

@@ -183,7 +183,8 @@ struct s3_req {
     char checksum_expected[96];
     EVP_MD_CTX *checksum_md;    /* sha1/sha256 checksums */
     uint32_t crc;               /* crc32 / crc32c running value */
-    int crc_kind;               /* 0 none, 1 crc32, 2 crc32c */
+    uint64_t crc64;             /* crc64nvme running value */
+    int crc_kind;               /* 0 none, 1 crc32, 2 crc32c, 3 crc64nvme */
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */

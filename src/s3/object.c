@@ -182,11 +182,12 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
 
 static int setup_checksum(s3_req *q) {
     static const char *const names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
-                                        "x-amz-checksum-sha1", "x-amz-checksum-sha256"};
+                                        "x-amz-checksum-sha1", "x-amz-checksum-sha256",
+                                        "x-amz-checksum-crc64nvme"};
     /* The value comes in a header, or (aws-chunked) in a trailer that
      * x-amz-trailer announces; either way the algorithm is known up front. */
     const char *trailer = http_header(q->http, "x-amz-trailer");
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = http_header(q->http, names[i]);
         if (!v && trailer && q->chunked && !strcasecmp(trailer, names[i])) v = "";
         if (!v) continue;
@@ -194,6 +195,7 @@ static int setup_checksum(s3_req *q) {
         snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", v);
         if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
         else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
+        else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
         else {
             q->checksum_md = EVP_MD_CTX_new();
             if (!q->checksum_md ||
@@ -219,7 +221,10 @@ static bool checksum_matches(s3_req *q) {
     if (!*expected) return false; /* announced in x-amz-trailer but never sent */
     uint8_t raw[64];
     size_t rl = 0;
-    if (q->crc_kind) {
+    if (q->crc_kind == 3) {
+        for (int i = 0; i < 8; i++) raw[i] = (uint8_t)(q->crc64 >> (56 - 8 * i));
+        rl = 8;
+    } else if (q->crc_kind) {
         raw[0] = (uint8_t)(q->crc >> 24);
         raw[1] = (uint8_t)(q->crc >> 16);
         raw[2] = (uint8_t)(q->crc >> 8);
@@ -230,7 +235,7 @@ static bool checksum_matches(s3_req *q) {
         EVP_DigestFinal_ex(q->checksum_md, raw, &dl);
         rl = dl;
     } else {
-        return true; /* an algorithm we do not compute (e.g. crc64nvme) */
+        return true; /* an algorithm we do not compute */
     }
     char b64[100];
     s3_base64_encode(raw, rl, b64);

@@ -40,8 +40,12 @@ static int check_body_checksum(s3_req *q, const char *name, const char *want) {
         if (!EVP_Digest(p, n, raw, &dl, strcasecmp(name, "x-amz-checksum-sha1") == 0 ? EVP_sha1() : EVP_sha256(), NULL))
             return -1;
         rl = dl;
+    } else if (!strcasecmp(name, "x-amz-checksum-crc64nvme")) {
+        uint64_t c = crc64nvme(0, p, n);
+        for (int i = 0; i < 8; i++) raw[i] = (uint8_t)(c >> (56 - 8 * i));
+        rl = 8;
     } else {
-        return 0; /* an algorithm we do not compute (crc64nvme): accepted unverified, as for objects */
+        return 0; /* an algorithm we do not compute: accepted unverified, as for objects */
     }
     char b64[100];
     s3_base64_encode(raw, rl, b64);

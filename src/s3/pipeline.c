@@ -254,6 +254,7 @@ void s3_body_transform(void *ud, const void *data, size_t n) {
     if (q->md5) EVP_DigestUpdate(q->md5, data, n);
     if (q->crc_kind == 1) q->crc = (uint32_t)crc32(q->crc, (const Bytef *)data, (uInt)n);
     else if (q->crc_kind == 2) q->crc = data_crc32c(q->crc, data, n);
+    else if (q->crc_kind == 3) q->crc64 = crc64nvme(q->crc64, data, n);
     else if (q->checksum_md) EVP_DigestUpdate(q->checksum_md, data, n);
 }
 

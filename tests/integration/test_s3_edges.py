@@ -6,6 +6,7 @@ missing or foreign buckets, multipart paging and bad parameters, and the
 requests the gateway routes nowhere (NotImplemented / MethodNotAllowed).
 Every case asserts the S3 error code and HTTP status, or what was returned."""
 import base64
+import os
 import hashlib
 import hmac
 import http.client
@@ -440,16 +441,36 @@ def test_trailer_checksums(server, bucket, algo, digest):
     assert server.request("GET", path_of(bucket, algo)).body == payload
 
 
-def test_checksum_algorithm_we_do_not_compute_is_accepted(server, bucket):
-    payload = b"crc64 is not ours"
+def crc64nvme(data):
+    """CRC-64/NVME, bit by bit (the reference the server's sliced one must match)."""
+    c = 0xFFFFFFFFFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x9A6C9329AC4BC9B5 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFFFFFFFFFF
+
+
+def test_crc64nvme_is_verified_in_a_header_and_in_a_trailer(server, bucket):
+    assert crc64nvme(b"123456789") == 0xAE8B14860A799888       # the catalogue's check value
+    payload = os.urandom(5000) + b"crc64nvme is verified"
+    good = base64.b64encode(crc64nvme(payload).to_bytes(8, "big")).decode()
+    bad = base64.b64encode((crc64nvme(payload) ^ 1).to_bytes(8, "big")).decode()
     name = "x-amz-checksum-crc64nvme"
-    body = sigv4.encode_unsigned_trailer_chunks(sigv4.split_chunks(payload, 64), name, "AAAAAAAAAAA=")
-    r = server.request("PUT", path_of(bucket, "c64"), body=body,
-                       headers={"Content-Encoding": "aws-chunked", "x-amz-trailer": name,
-                                "x-amz-decoded-content-length": str(len(payload))},
-                       payload_hash=sigv4.STREAMING_UNSIGNED_TRAILER)
-    assert r.status == 200, r
-    assert server.request("GET", path_of(bucket, "c64")).body == payload
+    r = server.request("PUT", path_of(bucket, "c64h"), body=payload, headers={name: good})
+    assert r.status == 200 and r.header(name) == good, r
+    r = server.request("PUT", path_of(bucket, "c64h-bad"), body=payload, headers={name: bad})
+    assert err(r) == (400, "BadDigest"), r
+    assert server.request("HEAD", path_of(bucket, "c64h-bad")).status == 404, "nothing stored"
+    for key, value, status in (("c64t", good, 200), ("c64t-bad", bad, 400)):
+        body = sigv4.encode_unsigned_trailer_chunks(sigv4.split_chunks(payload, 1024), name, value)
+        r = server.request("PUT", path_of(bucket, key), body=body,
+                           headers={"Content-Encoding": "aws-chunked", "x-amz-trailer": name,
+                                    "x-amz-decoded-content-length": str(len(payload))},
+                           payload_hash=sigv4.STREAMING_UNSIGNED_TRAILER)
+        assert r.status == status, (key, r)
+    assert server.request("GET", path_of(bucket, "c64t")).body == payload
+    assert server.request("HEAD", path_of(bucket, "c64t-bad")).status == 404
 
 
 @pytest.mark.parametrize("sent,stored", [
