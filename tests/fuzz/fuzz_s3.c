@@ -3,7 +3,8 @@
  * conditional headers (HTTP dates, ETag lists), DeleteObjects and
  * CreateBucketConfiguration and OwnershipControls XML, bucket names,
  * percent-decoding, header values (UTF-8, RFC 2047 encoded words) and
- * GetObjectAttributes' attribute lists.
+ * GetObjectAttributes' attribute lists, and VersioningConfiguration XML
+ * (with DeleteObjects' VersionIds: the same case as its Delete XML).
  * The first byte picks the parser; the rest is its input.
  */
 #include <stdint.h>
@@ -45,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         s3_delete_req d;
         if (s3_parse_delete_xml(s, size, &d) == 0) {
             if (d.count < 1 || d.count > 1000) abort();
+            for (int i = 0; i < d.count; i++)
+                if (d.objects[i].version_id && strlen(d.objects[i].version_id) > size) abort();
             s3_delete_req_free(&d);
         }
         break;
@@ -52,6 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 3: {
         char loc[64];
         s3_parse_create_bucket_xml(s, size, loc, sizeof loc);
+        int status = -1;
+        bool mfa = false, illegal = false;
+        int rc = s3_parse_versioning_xml(s, size, &status, &mfa, &illegal);
+        if (rc == 0 && (status < 0 || status > 2 || illegal)) abort();
         break;
     }
     case 6: {
