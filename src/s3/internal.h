@@ -174,6 +174,7 @@ struct s3_req {
     char version_id[33];        /* of the object being written */
     bool force_shards;          /* never inline (multipart parts) */
     meta_put_cond put_cond;     /* a conditional write's condition (s3_write_cond_begin) */
+    const char *event_version;  /* the version id the next s3_notify_jobs events carry (NULL: none) */
     char put_cond_etag[72];     /* ... for META_PUT_IF_MATCH, unquoted */
     int part_number;            /* UploadPart */
     chunked_decoder *chunked;
@@ -321,6 +322,8 @@ void s3_list_object_versions(s3_req *q);
 const char *s3_version_id(const meta_object *o);
 /* x-amz-version-id of a new version (PUT, COPY, complete), where versions are kept. */
 void s3_new_version_header(s3_req *q, const meta_object *obj);
+/* That version id, or NULL where versions are not kept. */
+const char *s3_new_version_id(const s3_req *q, const meta_object *obj);
 
 /* ownership.c */
 void s3_put_bucket_ownership(s3_req *q);

@@ -368,6 +368,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         meta_job *jobs = NULL;
         int njobs = 0;
         /* The ETag is the one choose_parts computed. */
+        q->event_version = s3_new_version_id(q, &obj);
         rc = s3_notify_jobs(q, "ObjectCreated:CompleteMultipartUpload", obj.key, obj.key_len, obj.size, obj.etag,
                             &jobs, &njobs);
         obj.jobs = jobs;

@@ -164,7 +164,7 @@ int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len
                            .size = size, .etag = etag, .request_id = q->http->request_id,
                            .principal = q->http->principal[0] ? q->http->principal : "anonymous",
                            .source_ip = q->http->remote_addr, .time_us = now, .sequencer = events_sequencer(now),
-                           .configuration_id = r->id};
+                           .configuration_id = r->id, .version_id = q->event_version};
         buf_t body;
         buf_init(&body);
         events_render_records(&body, &e);

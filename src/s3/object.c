@@ -496,11 +496,16 @@ void s3_drop_version_data(s3_req *q, const meta_object *o) {
     }
 }
 
-void s3_new_version_header(s3_req *q, const meta_object *obj) {
+const char *s3_new_version_id(const s3_req *q, const meta_object *obj) {
     /* The bucket's state when the request began; a write that raced a
      * change of it is numbered by the state its commit read. */
-    if (q->bk.versioning == META_VERSIONING_ENABLED) http_add_header(q->http, "x-amz-version-id", obj->version_id);
-    else if (q->bk.versioning == META_VERSIONING_SUSPENDED) http_add_header(q->http, "x-amz-version-id", "null");
+    if (q->bk.versioning == META_VERSIONING_ENABLED) return obj->version_id;
+    return q->bk.versioning == META_VERSIONING_SUSPENDED ? "null" : NULL;
+}
+
+void s3_new_version_header(s3_req *q, const meta_object *obj) {
+    const char *id = s3_new_version_id(q, obj);
+    if (id) http_add_header(q->http, "x-amz-version-id", id);
 }
 
 /* Publishes obj; answers NoSuchBucket/InternalError itself on failure (after
@@ -510,6 +515,7 @@ static int publish(s3_req *q, meta_object *obj) {
     bool had_old = false;
     meta_job *jobs = NULL;
     int njobs = 0;
+    q->event_version = s3_new_version_id(q, obj);
     int rc = s3_notify_jobs(q, s3_event_name(q->route->api, S3_CHANGE_CREATED), obj->key, obj->key_len, obj->size,
                             obj->etag, &jobs, &njobs);
     if (rc == 0) {
@@ -1166,6 +1172,9 @@ void s3_delete_object(s3_req *q) {
     int njobs = 0;
     /* Where versions are kept a plain DELETE makes a delete marker. */
     bool marker = !version && q->bk.versioning != META_VERSIONING_OFF;
+    /* A version removed by id is named; a marker's id is made by the commit
+     * (the live stream carries it; webhook events go without). */
+    q->event_version = version;
     int rc = s3_notify_jobs(q, marker ? "ObjectRemoved:DeleteMarkerCreated" : s3_event_name(q->route->api, S3_CHANGE_REMOVED),
                             q->key, q->key_len, -1, NULL, &jobs, &njobs);
     if (rc == 0) {
