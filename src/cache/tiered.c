@@ -681,8 +681,9 @@ static int c_bucket_set_public(meta_store *ms, const char *name, bool public_rea
 }
 
 static int c_object_set_headers(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                                const char *version_id, const char *headers_json) {
-    int rc = IN(ms)->ops->object_set_headers(IN(ms), bucket, bucket_id, key, key_len, version_id, headers_json);
+                                const char *version_id, const char *expected, const char *headers_json) {
+    int rc = IN(ms)->ops->object_set_headers(IN(ms), bucket, bucket_id, key, key_len, version_id, expected,
+                                             headers_json);
     invalidate_object(T(ms), bucket, key, key_len);
     return rc;
 }
@@ -732,10 +733,10 @@ static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *rep
 }
 
 static int c_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                           const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
-                           meta_delete_result *res) {
-    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, version_id, owner_id, jobs, njobs,
-                                        res);
+                           const char *version_id, int64_t owner_id, const meta_lock_check *lock,
+                           const meta_job *jobs, int njobs, meta_delete_result *res) {
+    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, version_id, owner_id, lock, jobs,
+                                        njobs, res);
     invalidate_object(T(ms), bucket, key, key_len);
     return rc;
 }

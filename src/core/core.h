@@ -34,6 +34,7 @@ enum {
     CAIRN_EBUSY = -12,
     CAIRN_ETIMEDOUT = -13,
     CAIRN_EPRECOND = -14,  /* a write's precondition does not hold (If-Match, If-None-Match) */
+    CAIRN_ELOCKED = -15,   /* object lock: the version's retention or legal hold forbids it */
 };
 
 /* Returns a static, human-readable name for an error code. */
@@ -168,6 +169,11 @@ void time_fmt_http(int64_t ms, char *out, size_t n);
 int time_parse_http(const char *s, int64_t *ms_out);
 /* Parses the ISO 8601 basic form 20150830T123600Z; returns 0 and seconds since epoch. */
 int time_parse_amz(const char *s, int64_t *sec_out);
+/* Parses RFC 3339 / ISO 8601 extended UTC times as S3 takes them
+ * (2026-11-21T10:00:00Z, with any fraction of a second, and Z or a numeric
+ * offset such as +02:00); returns 0 and ms since epoch (fraction cut to
+ * ms), or CAIRN_EINVAL. */
+int time_parse_iso8601(const char *s, int64_t *ms_out);
 
 /* ---- randomness and encoding ------------------------------------------- */
 

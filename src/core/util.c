@@ -40,6 +40,7 @@ const char *cairn_strerror(int err) {
     case CAIRN_EBUSY: return "busy";
     case CAIRN_ETIMEDOUT: return "timed out";
     case CAIRN_EPRECOND: return "precondition failed";
+    case CAIRN_ELOCKED: return "locked by object lock";
     default: return "unknown error";
     }
 }
@@ -282,6 +283,57 @@ int time_parse_amz(const char *s, int64_t *sec_out) {
     memcpy(tmp, s + 13, 2); tm.tm_sec = atoi(tmp);
     if (!tm_valid(&tm)) return CAIRN_EINVAL;
     *sec_out = (int64_t)timegm(&tm);
+    return 0;
+}
+
+static bool digits(const char *s, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i])) return false;
+    return true;
+}
+
+static int num(const char *s, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+int time_parse_iso8601(const char *s, int64_t *ms_out) {
+    if (!s || strlen(s) < 20) return CAIRN_EINVAL;
+    if (!digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) ||
+        (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) ||
+        s[16] != ':' || !digits(s + 17, 2))
+        return CAIRN_EINVAL;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = num(s, 4) - 1900;
+    tm.tm_mon = num(s + 5, 2) - 1;
+    tm.tm_mday = num(s + 8, 2);
+    tm.tm_hour = num(s + 11, 2);
+    tm.tm_min = num(s + 14, 2);
+    tm.tm_sec = num(s + 17, 2);
+    if (!tm_valid(&tm)) return CAIRN_EINVAL;
+    const char *p = s + 19;
+    int64_t frac_ms = 0;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        for (; isdigit((unsigned char)*p); p++, n++)
+            if (n < 3) frac_ms = frac_ms * 10 + (*p - '0');
+        if (n == 0) return CAIRN_EINVAL;
+        for (; n < 3; n++) frac_ms *= 10;
+    }
+    int64_t off_s = 0;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        off_s = 0;
+    } else if ((*p == '+' || *p == '-') && digits(p + 1, 2) && p[3] == ':' && digits(p + 4, 2) && p[6] == '\0') {
+        int h = num(p + 1, 2), m = num(p + 4, 2);
+        if (h > 23 || m > 59) return CAIRN_EINVAL;
+        off_s = (int64_t)(h * 3600 + m * 60) * (*p == '+' ? 1 : -1);
+    } else {
+        return CAIRN_EINVAL;
+    }
+    *ms_out = ((int64_t)timegm(&tm) - off_s) * 1000 + frac_ms;
     return 0;
 }
 

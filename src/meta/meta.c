@@ -329,13 +329,21 @@ int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_i
 int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                                size_t key_len, const char *version_id, int64_t owner_id, const meta_job *jobs,
                                int njobs, meta_delete_result *res) {
+    return meta_object_delete_version_lock(ms, bucket, bucket_id, key, key_len, version_id, owner_id, NULL, jobs,
+                                           njobs, res);
+}
+
+int meta_object_delete_version_lock(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                                    size_t key_len, const char *version_id, int64_t owner_id,
+                                    const meta_lock_check *lock, const meta_job *jobs, int njobs,
+                                    meta_delete_result *res) {
     meta_delete_result local;
     if (!res) res = &local;
     memset(res, 0, sizeof *res);
     if (!ms || !bucket || njobs < 0 || (njobs && !jobs)) return CAIRN_EINVAL;
     /* An id no version can have names none. */
     if (version_id && !meta_v_id_ok(version_id)) return CAIRN_ENOTFOUND;
-    int rc = ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, version_id, owner_id, jobs, njobs, res);
+    int rc = ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, version_id, owner_id, lock, jobs, njobs, res);
     if (res == &local) meta_delete_result_clear(&local);
     return rc;
 }
@@ -360,8 +368,14 @@ int meta_object_list_versions(meta_store *ms, const char *bucket, int64_t bucket
 
 int meta_object_set_headers(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             const char *version_id, const char *headers_json) {
+    return meta_object_set_headers_if(ms, bucket, bucket_id, key, key_len, version_id, NULL, headers_json);
+}
+
+int meta_object_set_headers_if(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                               size_t key_len, const char *version_id, const char *expected,
+                               const char *headers_json) {
     if (!ms || !bucket || !key || !version_id || !headers_json || !*version_id) return CAIRN_EINVAL;
-    return ms->ops->object_set_headers(ms, bucket, bucket_id, key, key_len, version_id, headers_json);
+    return ms->ops->object_set_headers(ms, bucket, bucket_id, key, key_len, version_id, expected, headers_json);
 }
 
 int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state) {

@@ -385,6 +385,44 @@ int meta_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, co
  * the same transaction (nothing removed: none is). */
 int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                             size_t key_len, const struct meta_job_s *jobs, int njobs, meta_object *deleted);
+/*
+ * Object lock (S3's WORM).  A version's lock state lives in its
+ * headers_json, under the names of the S3 headers that carry it (GET and
+ * HEAD send them back as they are): "x-amz-object-lock-mode" ("GOVERNANCE"
+ * or "COMPLIANCE"), "x-amz-object-lock-retain-until-date" (RFC 3339 UTC)
+ * and "x-amz-object-lock-legal-hold" ("ON" or "OFF").  Every removal of a
+ * version (a delete by version id, a delete that drops a null version)
+ * checks it inside its own transaction, on the row it is about to remove:
+ * while a retention is in force (now < retain-until) or a legal hold is ON
+ * the removal is CAIRN_ELOCKED and nothing changes.  GOVERNANCE retention
+ * yields to bypass_governance; COMPLIANCE and a legal hold yield to nothing.
+ */
+typedef enum {
+    META_LOCK_NONE = 0,
+    META_LOCK_GOVERNANCE = 1,
+    META_LOCK_COMPLIANCE = 2,
+} meta_lock_mode;
+
+typedef struct {
+    meta_lock_mode mode;       /* NONE: no retention */
+    int64_t until_ms;          /* retain until (mode != NONE) */
+    bool legal_hold;
+} meta_lock_state;
+
+/* What a removal is allowed: zeroed (or NULL) is the strictest, now by the
+ * clock and no bypass. */
+typedef struct {
+    int64_t now_ms;            /* the request's time; 0: the clock when checked */
+    bool bypass_governance;    /* the caller may bypass GOVERNANCE and asked to */
+} meta_lock_check;
+
+/* Reads the lock state out of a version's headers_json (NULL: none).
+ * CAIRN_EINVAL when the document or a lock member cannot be read (callers
+ * that enforce treat that as locked: fail closed).  Thread-safe. */
+int meta_lock_state_of(const char *headers_json, meta_lock_state *out);
+/* Whether state forbids removing its version under check (NULL: strictest). */
+bool meta_lock_forbids(const meta_lock_state *state, const meta_lock_check *check);
+
 /* One key of a meta_object_delete_many batch. */
 typedef struct {
     const char *key;
@@ -397,6 +435,7 @@ typedef struct {
     bool deleted_marker;       /* out: the version removed was a delete marker */
     const struct meta_job_s *jobs; /* in: enqueued with the removal, if the key existed */
     int njobs;
+    meta_lock_check lock;      /* in: what object lock allows (zeroed: strictest); a locked version is CAIRN_ELOCKED */
 } meta_delete_item;
 
 /* What a versioned delete did. */
@@ -422,6 +461,13 @@ void meta_delete_result_clear(meta_delete_result *r);
 int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                                size_t key_len, const char *version_id, int64_t owner_id,
                                const struct meta_job_s *jobs, int njobs, meta_delete_result *res);
+/* The same under object lock's check (NULL: the strictest): a version it
+ * would remove that is locked makes the call CAIRN_ELOCKED, nothing
+ * changed.  meta_object_delete_version is this with NULL. */
+int meta_object_delete_version_lock(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                                    size_t key_len, const char *version_id, int64_t owner_id,
+                                    const meta_lock_check *lock, const struct meta_job_s *jobs, int njobs,
+                                    meta_delete_result *res);
 /* One version of (bucket, key) by its id ("null": the null version),
  * delete markers included (out->delete_marker).  CAIRN_ENOTFOUND without
  * it (bucket_id as in meta_object_get). */
@@ -436,6 +482,14 @@ int meta_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_i
  * and lost it to a concurrent write reads again. */
 int meta_object_set_headers(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             const char *version_id, const char *headers_json);
+/* The same, only while the version's headers are still exactly expected
+ * (what the caller read): a read-modify-write that lost to a concurrent
+ * one (another retention, legal hold or tag change) is CAIRN_ENOTFOUND
+ * too, and reads again.  Object lock relies on it: a retention is never
+ * shortened by a write that read it before it was extended. */
+int meta_object_set_headers_if(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                               size_t key_len, const char *version_id, const char *expected,
+                               const char *headers_json);
 
 /* One row of a versions listing; pointers valid only during the callback. */
 typedef struct {

@@ -167,7 +167,8 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_OBJ_DEMOTE] = "UPDATE objects SET latest = false WHERE bucket = $1::text AND key = $2::bytea AND seq = $3::int8",
     [PS_OBJ_REMOVE] = "DELETE FROM objects WHERE bucket = $1::text AND key = $2::bytea AND seq = $3::int8",
     [PS_OBJ_SET_HEADERS] = "UPDATE objects SET headers_json = $5::bytea WHERE bucket = $1::text AND key = $2::bytea"
-                           " AND version_id = $4::text AND " BUCKET_IS("$1", "$3"),
+                           " AND version_id = $4::text AND " BUCKET_IS("$1", "$3")
+                           " AND ($6::bytea IS NULL OR headers_json = $6::bytea)",
     [PS_OBJ_PROMOTE] = "UPDATE objects SET latest = true WHERE bucket = $1::text AND key = $2::bytea AND seq ="
                        " (SELECT max(seq) FROM objects WHERE bucket = $1::text AND key = $2::bytea)",
     [PS_OBJ_VLIST_KEY] = VLIST_COLS "key = $2::bytea AND seq < $5::int8 ORDER BY seq DESC LIMIT $3::int8",

@@ -389,8 +389,8 @@ int pg_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
-                     meta_delete_result *res);
+                     const char *version_id, int64_t owner_id, const meta_lock_check *lock, const meta_job *jobs,
+                     int njobs, meta_delete_result *res);
 int pg_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, bool with_data, meta_object *out);
 int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
@@ -398,7 +398,7 @@ int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 int pg_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
 int pg_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                          const char *version_id, const char *headers_json);
+                          const char *version_id, const char *expected, const char *headers_json);
 /* The versioning of a bucket, by PS_BUCKET_VERSIONING (FOR KEY SHARE) or
  * PS_BUCKET_VERSIONING_LOCK; want_id as in pg_bucket_lookup. */
 int pg_bucket_versioning(pg_conn *c, pg_stmt_id id, const char *name, int64_t want_id, meta_versioning *state,

@@ -149,6 +149,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OBJ_DEMOTE] = "UPDATE objects SET latest = 0 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
     [ST_OBJ_REMOVE] = "DELETE FROM objects WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
     [ST_OBJ_SET_HEADERS] = "UPDATE objects SET headers_json = ?5 WHERE bucket = ?1 AND key = ?2 AND version_id = ?4"
+                          " AND (?6 IS NULL OR headers_json = ?6)"
                            " AND " BUCKET_IS("?1", "?3"),
     [ST_OBJ_PROMOTE] = "UPDATE objects SET latest = 1 WHERE bucket = ?1 AND key = ?2"
                        " AND seq = (SELECT max(seq) FROM objects WHERE bucket = ?1 AND key = ?2)",

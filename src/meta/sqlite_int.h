@@ -305,8 +305,8 @@ int sq_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int sq_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
 int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     const char *version_id, int64_t owner_id, const meta_job *jobs, int njobs,
-                     meta_delete_result *res);
+                     const char *version_id, int64_t owner_id, const meta_lock_check *lock, const meta_job *jobs,
+                     int njobs, meta_delete_result *res);
 int sq_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, bool with_data, meta_object *out);
 int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
@@ -314,7 +314,7 @@ int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 int sq_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
 int sq_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                          const char *version_id, const char *headers_json);
+                          const char *version_id, const char *expected, const char *headers_json);
 /* The versioning of a bucket (want_id as in sq_bucket_lookup); object_lock may be NULL. */
 int sq_bucket_versioning(conn *c, const char *name, int64_t want_id, meta_versioning *state, bool *object_lock);
 int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);

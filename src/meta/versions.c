@@ -25,6 +25,14 @@
  * PostgreSQL's current() locks the row, so writers of one key queue on it,
  * and an insert that finds the key taken by a concurrent first version
  * asks for the whole step to run again (META_V_RETRY).
+ *
+ * Object lock is enforced here too, so both backends enforce it alike and
+ * atomically: every removal of a version first reads the lock state of the
+ * very row it is about to remove (found in this transaction; on PostgreSQL
+ * locked), and a locked one stops the step with CAIRN_ELOCKED, which the
+ * backend rolls back.  No check made before the transaction could hold: a
+ * retention set or a legal hold put on between it and the delete would be
+ * missed.
  */
 #include "meta/meta_int.h"
 
@@ -32,25 +40,81 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 void meta_delete_result_clear(meta_delete_result *r) {
     if (!r) return;
     meta_object_clear(&r->removed);
     meta_object_clear(&r->marker);
 }
 
+/* ---- object lock -------------------------------------------------------------------------- */
+
+/* Lock members are rare: a document without their common prefix has none,
+ * and costs no parse.  (A user metadata value holding that text only costs
+ * the parse.) */
+#define LOCK_PREFIX "x-amz-object-lock-"
+
+int meta_lock_state_of(const char *headers_json, meta_lock_state *out) {
+    memset(out, 0, sizeof *out);
+    if (!headers_json || !strstr(headers_json, LOCK_PREFIX)) return 0;
+    json_error_t jerr;
+    json_t *o = json_loads(headers_json, 0, &jerr);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        return CAIRN_EINVAL;
+    }
+    int err = 0;
+    json_t *mode = json_object_get(o, LOCK_PREFIX "mode");
+    json_t *until = json_object_get(o, LOCK_PREFIX "retain-until-date");
+    json_t *hold = json_object_get(o, LOCK_PREFIX "legal-hold");
+    if (mode || until) {
+        const char *m = json_string_value(mode), *u = json_string_value(until);
+        if (!m || !u || time_parse_iso8601(u, &out->until_ms) != 0) err = CAIRN_EINVAL;
+        else if (!strcmp(m, "GOVERNANCE")) out->mode = META_LOCK_GOVERNANCE;
+        else if (!strcmp(m, "COMPLIANCE")) out->mode = META_LOCK_COMPLIANCE;
+        else err = CAIRN_EINVAL;
+    }
+    if (hold) {
+        const char *h = json_string_value(hold);
+        if (h && !strcmp(h, "ON")) out->legal_hold = true;
+        else if (!h || strcmp(h, "OFF") != 0) err = CAIRN_EINVAL;
+    }
+    json_decref(o);
+    return err;
+}
+
+bool meta_lock_forbids(const meta_lock_state *st, const meta_lock_check *check) {
+    if (st->legal_hold) return true;
+    if (st->mode == META_LOCK_NONE) return false;
+    int64_t now = check && check->now_ms > 0 ? check->now_ms : time_now_ms();
+    if (now >= st->until_ms) return false;
+    return st->mode == META_LOCK_COMPLIANCE || !check || !check->bypass_governance;
+}
+
+/* 0 when the row gone may be removed under lock, else CAIRN_ELOCKED (an
+ * unreadable lock state too: fail closed). */
+static int lock_allows(const meta_object *gone, const meta_lock_check *lock) {
+    meta_lock_state st;
+    if (meta_lock_state_of(gone->headers_json, &st) != 0) return CAIRN_ELOCKED;
+    return meta_lock_forbids(&st, lock) ? CAIRN_ELOCKED : 0;
+}
+
 /* A removed version: its row, then what the database holds of its bytes. */
-static int remove_version(const meta_vops *v, const meta_object *gone) {
-    int err = v->remove(v->c, gone);
+static int remove_version(const meta_vops *v, const meta_object *gone, const meta_lock_check *lock) {
+    int err = lock_allows(gone, lock);
+    if (err != 0) return err;
+    err = v->remove(v->c, gone);
     return err == 0 ? v->release(v->c, gone) : err;
 }
 
 /* The null version when it is not the current one: removed, into *freed. */
 static int drop_noncurrent_null(const meta_vops *v, const char *bucket, const char *key, size_t key_len,
-                                meta_object *freed, bool *had_freed) {
+                                const meta_lock_check *lock, meta_object *freed, bool *had_freed) {
     meta_object n = {0};
     int err = v->noncurrent_null(v->c, bucket, key, key_len, &n);
     if (err == CAIRN_ENOTFOUND) return 0;
-    if (err == 0) err = remove_version(v, &n);
+    if (err == 0) err = remove_version(v, &n, lock);
     if (err == 0) {
         *freed = n;
         *had_freed = true;
@@ -79,7 +143,8 @@ static int put_once(const meta_vops *v, meta_versioning state, const meta_object
     if (had && (state == META_VERSIONING_OFF || (state == META_VERSIONING_SUSPENDED && cur.null_version))) {
         /* The current version is the one this put replaces. */
         o.seq = cur.seq;
-        err = v->replace(v->c, &cur, &o);
+        err = lock_allows(&cur, NULL);
+        if (err == 0) err = v->replace(v->c, &cur, &o);
         if (err == 0) err = v->release(v->c, &cur);
         if (err == 0) {
             *freed = cur;
@@ -91,7 +156,7 @@ static int put_once(const meta_vops *v, meta_versioning state, const meta_object
     }
     err = had ? v->demote(v->c, &cur) : 0;
     if (err == 0 && had && state == META_VERSIONING_SUSPENDED)
-        err = drop_noncurrent_null(v, obj->bucket, obj->key, obj->key_len, freed, had_freed);
+        err = drop_noncurrent_null(v, obj->bucket, obj->key, obj->key_len, NULL, freed, had_freed);
     meta_object_clear(&cur);
     if (err == 0) err = v->insert(v->c, &o);
     /* With a current version locked, no insert can lose a race. */
@@ -132,14 +197,15 @@ static void make_marker(meta_object *m, const char *bucket, const char *key, siz
 }
 
 static int delete_current_once(const meta_vops *v, meta_versioning state, const char *bucket, const char *key,
-                               size_t key_len, int64_t owner_id, meta_delete_result *res) {
+                               size_t key_len, int64_t owner_id, const meta_lock_check *lock,
+                               meta_delete_result *res) {
     meta_object cur = {0};
     int err = v->current(v->c, bucket, key, key_len, &cur);
     if (err != 0 && err != CAIRN_ENOTFOUND) return err;
     bool had = err == 0;
     if (state == META_VERSIONING_OFF) {
         if (!had) return CAIRN_ENOTFOUND;
-        err = remove_version(v, &cur);
+        err = remove_version(v, &cur, lock);
         if (err == 0) res->removed = cur;
         else meta_object_clear(&cur);
         return err;
@@ -147,7 +213,7 @@ static int delete_current_once(const meta_vops *v, meta_versioning state, const 
     bool freed = false;
     err = 0;
     if (had && state == META_VERSIONING_SUSPENDED && cur.null_version) {
-        err = remove_version(v, &cur);
+        err = remove_version(v, &cur, lock);
         if (err == 0) {
             res->removed_marker = cur.delete_marker;
             res->removed = cur;
@@ -157,7 +223,7 @@ static int delete_current_once(const meta_vops *v, meta_versioning state, const 
         err = v->demote(v->c, &cur);
         if (err == 0 && state == META_VERSIONING_SUSPENDED) {
             bool had_freed = false;
-            err = drop_noncurrent_null(v, bucket, key, key_len, &res->removed, &had_freed);
+            err = drop_noncurrent_null(v, bucket, key, key_len, lock, &res->removed, &had_freed);
             if (err == 0 && had_freed) res->removed_marker = res->removed.delete_marker;
         }
     }
@@ -171,16 +237,16 @@ static int delete_current_once(const meta_vops *v, meta_versioning state, const 
 }
 
 int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket, const char *key, size_t key_len,
-                  const char *version_id, int64_t owner_id, meta_delete_result *res) {
+                  const char *version_id, int64_t owner_id, const meta_lock_check *lock, meta_delete_result *res) {
     memset(res, 0, sizeof *res);
     int err;
     if (!version_id) {
-        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, res)) == META_V_RETRY)
+        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, lock, res)) == META_V_RETRY)
             meta_delete_result_clear(res), memset(res, 0, sizeof *res);
     } else {
         meta_object gone = {0};
         err = v->find(v->c, bucket, key, key_len, version_id, &gone);
-        if (err == 0) err = remove_version(v, &gone);
+        if (err == 0) err = remove_version(v, &gone, lock);
         if (err == 0 && gone.is_latest) err = v->promote(v->c, bucket, key, key_len);
         if (err == 0) {
             res->removed_marker = gone.delete_marker;

@@ -63,6 +63,7 @@ static const s3_error_def errors[] = {
     {"ReplicationConfigurationNotFoundError", 404, "The replication configuration was not found."},
     {"NotImplemented", 501, "A header or query you provided implies functionality that is not implemented."},
     {"ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket."},
+    {"NoSuchObjectLockConfiguration", 404, "The specified object does not have a ObjectLock configuration."},
     {"IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid."},
     {"InvalidBucketState", 409, "The request is not valid with the current state of the bucket."},
     {"PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold."},

@@ -48,6 +48,8 @@ typedef enum {
     OP_PUT_BUCKET_VERSIONING, OP_LIST_OBJECT_VERSIONS,
     OP_PUT_BUCKET_CORS, OP_GET_BUCKET_CORS, OP_DELETE_BUCKET_CORS, OP_CORS_PREFLIGHT, OP_CORS_PREFLIGHT_OBJECT,
     OP_PUT_BUCKET_OWNERSHIP, OP_GET_BUCKET_OWNERSHIP, OP_DELETE_BUCKET_OWNERSHIP,
+    OP_PUT_OBJECT_LOCK_CONFIG, OP_GET_OBJECT_LOCK_CONFIG,
+    OP_PUT_OBJECT_RETENTION, OP_GET_OBJECT_RETENTION, OP_PUT_OBJECT_LEGAL_HOLD, OP_GET_OBJECT_LEGAL_HOLD,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_GET_OBJECT_ATTRIBUTES,
     OP_LIST_MULTIPART_UPLOADS,
@@ -348,6 +350,34 @@ int s3_object_sink(s3_req *q, const char *data, size_t n);
  * hashes) has seen every byte; nonzero = answered. */
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
+
+/* Object lock (lock.c, docs/object-lock.md). */
+void s3_put_object_lock_config(s3_req *q);
+void s3_get_object_lock_config(s3_req *q);
+void s3_put_object_retention(s3_req *q);
+void s3_get_object_retention(s3_req *q);
+void s3_put_object_legal_hold(s3_req *q);
+void s3_get_object_legal_hold(s3_req *q);
+/* Validates a write's x-amz-object-lock-* headers before its body comes
+ * (InvalidRequest on a bucket without object lock, InvalidArgument as S3
+ * says).  Nonzero = answered. */
+int s3_lock_check_headers(s3_req *q);
+/* What s3_lock_stamp does to a version's headers_json: */
+enum {
+    S3_LOCK_HEADERS = 1,   /* take the request's x-amz-object-lock-* headers */
+    S3_LOCK_DEFAULT = 2,   /* without a retention, the bucket's default one, from write_ms */
+    S3_LOCK_STRIP = 4,     /* drop the lock members it had first (a copy's source's) */
+};
+/* Sets the lock state of a version being written into *headers_json (a
+ * new string in the request's arena when it changes).  Nonzero = answered. */
+int s3_lock_stamp(s3_req *q, char **headers_json, int64_t write_ms, unsigned how);
+/* Whether this request bypasses GOVERNANCE retention: it sends
+ * x-amz-bypass-governance-retention: true and its caller may (the bucket
+ * owner or root). */
+bool s3_lock_bypass(const s3_req *q);
+/* Answers AccessDenied for a change object lock forbids, with a log line. */
+void s3_lock_refused(s3_req *q, const char *what);
+const char *s3_lock_refused_message(void);
 void s3_copy_object(s3_req *q);
 void s3_get_object(s3_req *q);
 void s3_head_object(s3_req *q);

@@ -96,7 +96,9 @@ void s3_create_multipart(s3_req *q) {
     u.owner_id = q->who.user_id;
     u.initiated_ms = time_now_ms();
     u.headers_json = s3_headers_json_from_request(q);
-    if (!u.headers_json) return;
+    /* The lock its headers ask for goes with the upload to the object; the
+     * bucket's default is the complete's to apply. */
+    if (!u.headers_json || s3_lock_stamp(q, &u.headers_json, u.initiated_ms, S3_LOCK_HEADERS) != 0) return;
     int rc = meta_upload_create(q->gw->d.meta, &u);
     if (rc != 0) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
@@ -362,6 +364,12 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         obj.storage = META_STORE_FILE;
         snprintf(obj.layout, sizeof obj.layout, "%s%d", META_MULTIPART_PREFIX, n);
         obj.headers_json = u.headers_json;
+        if (s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_DEFAULT) != 0) {
+            free(chosen);
+            free(have.parts);
+            meta_upload_clear(&u);
+            return 0; /* answered */
+        }
         meta_object old = {0};
         bool had = false;
         fault_point("complete.before_commit");

@@ -399,6 +399,8 @@ int s3_object_begin(s3_req *q) {
         }
     }
     if (q->op == OP_PUT_OBJECT && s3_write_cond_begin(q) != 0) return -1;
+    /* A lock the write could not be given refuses it before its body. */
+    if (q->op == OP_PUT_OBJECT && s3_lock_check_headers(q) != 0) return -1;
     q->md5 = EVP_MD_CTX_new();
     if (!q->md5 || !EVP_DigestInit_ex(q->md5, EVP_md5(), NULL) || setup_checksum(q) != 0) {
         s3_error(q, "InternalError", NULL);
@@ -617,7 +619,7 @@ void s3_put_object(s3_req *q) {
         if (commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
     }
     obj.headers_json = s3_headers_json_from_request(q);
-    if (!obj.headers_json) {
+    if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0) {
         s3_drop_version_data(q, &obj);
         return;
     }
@@ -1125,7 +1127,10 @@ void s3_copy_object(s3_req *q) {
     dst.storage = src.storage;
     /* The source's are src's until it is cleared, after the commit. */
     dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";
-    if (!dst.headers_json) {
+    /* The copy's lock is its own (its headers, or the bucket's default),
+     * never the source's. */
+    if (!dst.headers_json ||
+        s3_lock_stamp(q, &dst.headers_json, dst.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT | S3_LOCK_STRIP) != 0) {
         meta_object_clear(&src);
         return;
     }
@@ -1178,10 +1183,16 @@ void s3_delete_object(s3_req *q) {
     int rc = s3_notify_jobs(q, marker ? "ObjectRemoved:DeleteMarkerCreated" : s3_event_name(q->route->api, S3_CHANGE_REMOVED),
                             q->key, q->key_len, -1, NULL, &jobs, &njobs);
     if (rc == 0) {
-        rc = meta_object_delete_version(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
-                                        q->who.user_id, jobs, njobs, &res);
+        /* Object lock is checked by meta in the delete's own transaction. */
+        meta_lock_check lock = {.now_ms = time_now_ms(), .bypass_governance = s3_lock_bypass(q)};
+        rc = meta_object_delete_version_lock(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
+                                             q->who.user_id, &lock, jobs, njobs, &res);
         s3_notify_jobs_free(jobs, njobs);
         if (rc == 0) s3_notify_committed(q, njobs);
+    }
+    if (rc == CAIRN_ELOCKED) {
+        s3_lock_refused(q, "deleting a locked version");
+        return;
     }
     if (rc != 0 && rc != CAIRN_ENOTFOUND) {
         s3_meta_error(q, rc, "InternalError", "deleting the object failed");
@@ -1231,11 +1242,13 @@ void s3_delete_objects(s3_req *q) {
         return;
     }
     int batch = 0;
+    meta_lock_check lock = {.now_ms = time_now_ms(), .bypass_governance = s3_lock_bypass(q)};
     for (int i = 0; i < d.count && batch == 0; i++) {
         items[i].key = d.objects[i].key;
         items[i].key_len = d.objects[i].key_len;
         items[i].version_id = d.objects[i].version_id;
         items[i].owner_id = q->who.user_id;
+        items[i].lock = lock;
         meta_job *jobs = NULL;
         int nj = 0;
         if (d.objects[i].key_len <= 1024)
@@ -1303,6 +1316,19 @@ void s3_delete_objects(s3_req *q) {
         meta_object_clear(&items[i].marker);
         if (rc == 0) {
             continue;
+        } else if (rc == CAIRN_ELOCKED) {
+            log_write(LOG_INFO, q->http->request_id, "object lock refused the request", "what",
+                      "deleting a locked version", "bucket", q->bucket, NULL);
+            buf_puts(&b, "<Error><Key>");
+            buf_xml_escape(&b, k, kl);
+            buf_puts(&b, "</Key>");
+            const char *vid = d.objects[i].version_id;
+            if (vid) {
+                buf_puts(&b, "<VersionId>");
+                buf_xml_escape(&b, vid, strlen(vid));
+                buf_puts(&b, "</VersionId>");
+            }
+            buf_printf(&b, "<Code>AccessDenied</Code><Message>%s</Message></Error>", s3_lock_refused_message());
         } else {
             buf_puts(&b, "<Error><Key>");
             buf_xml_escape(&b, k, kl);

@@ -228,6 +228,32 @@ bool s3_cors_wildcard_match(const char *pattern, const char *s, bool nocase);
 const s3_cors_rule *s3_cors_match(const s3_cors_config *c, const char *origin, const char *method,
                                   const char *req_headers, const char **matched_origin);
 
+/* Object lock documents (lock.c, docs/object-lock.md), validated as S3
+ * validates PutObjectLockConfiguration, PutObjectRetention and
+ * PutObjectLegalHold.  Each parser takes at most S3_LOCK_MAX_BYTES and
+ * returns 0 with *out filled, CAIRN_EINVAL with *code the S3 error
+ * ("MalformedXML" or "InvalidArgument") and *message (static, NULL for the
+ * code's default), or CAIRN_ENOMEM. */
+#define S3_LOCK_MAX_BYTES (64 * 1024)
+#define S3_LOCK_MAX_DAYS 36500
+#define S3_LOCK_MAX_YEARS 100
+typedef struct {
+    bool enabled;              /* ObjectLockEnabled: Enabled */
+    meta_lock_mode mode;       /* the default retention's mode; NONE: no Rule */
+    int days, years;           /* its period: exactly one of them > 0 when mode is set */
+} s3_lock_config;
+int s3_lock_config_parse(const char *body, size_t len, s3_lock_config *out, const char **code,
+                         const char **message);
+/* The configuration as GetObjectLockConfiguration answers it, which is
+ * also the form the metadata keeps ("object_lock"). */
+void s3_lock_config_render(const s3_lock_config *c, buf_t *out);
+/* A Retention: mode NONE (an empty Retention, which removes one) or a mode
+ * with its date (ms since epoch; not checked against the clock here). */
+int s3_lock_retention_parse(const char *body, size_t len, meta_lock_mode *mode, int64_t *until_ms,
+                            const char **code, const char **message);
+/* A LegalHold: Status ON or OFF. */
+int s3_lock_legal_hold_parse(const char *body, size_t len, bool *on, const char **code, const char **message);
+
 /* One <Part> of a CompleteMultipartUpload body. */
 typedef struct {
     int number;                /* 1..10000 */

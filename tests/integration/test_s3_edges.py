@@ -140,8 +140,8 @@ def test_unimplemented_bucket_operations(server, bucket, method, query):
 
 
 @pytest.mark.parametrize("method,query,headers", [
-    ("GET", [("retention", None)], None),
-    ("GET", [("legal-hold", None)], None),
+    ("POST", [("retention", None)], None),
+    ("DELETE", [("legal-hold", None)], None),
     ("GET", [("torrent", None)], None),
     ("PUT", [("attributes", None)], None),
     ("PUT", [("tagging", None)], None),

@@ -716,3 +716,26 @@ Test(core, crc64nvme_matches_the_catalogue_and_is_incremental) {
     for (size_t i = 0; i < sizeof buf; i++) c = crc64nvme(c, buf + i, 1);
     cr_assert_eq(c, whole);
 }
+
+Test(time, iso8601_as_s3_sends_it) {
+    int64_t ms = 0;
+    cr_assert_eq(time_parse_iso8601("2030-01-01T00:00:00Z", &ms), 0);
+    cr_assert_eq(ms, 1893456000000LL);
+    cr_assert_eq(time_parse_iso8601("2030-01-01T00:00:00.123456Z", &ms), 0);
+    cr_assert_eq(ms, 1893456000123LL, "the fraction is cut to milliseconds");
+    cr_assert_eq(time_parse_iso8601("2030-01-01T00:00:00.5Z", &ms), 0);
+    cr_assert_eq(ms, 1893456000500LL);
+    cr_assert_eq(time_parse_iso8601("2030-01-01T02:00:00+02:00", &ms), 0);
+    cr_assert_eq(ms, 1893456000000LL);
+    cr_assert_eq(time_parse_iso8601("2029-12-31T23:00:00-01:00", &ms), 0);
+    cr_assert_eq(ms, 1893456000000LL);
+    char out[40];
+    time_fmt_iso8601(1893456000123LL, out, sizeof out);
+    cr_assert_eq(time_parse_iso8601(out, &ms), 0);
+    cr_assert_eq(ms, 1893456000123LL, "what cairn writes it reads");
+    const char *bad[] = {"", "2030-01-01", "2030-01-01T00:00:00", "2030-01-01 00:00:00Z", "2030-13-01T00:00:00Z",
+                         "2030-01-01T24:00:00Z", "2030-01-01T00:00:00.Z", "2030-01-01T00:00:00Zjunk",
+                         "2030-01-01T00:00:00+0200", "20300101T000000Z", "2030-01-01T00:00:00+24:00", NULL};
+    for (int i = 0; bad[i]; i++) cr_assert_eq(time_parse_iso8601(bad[i], &ms), CAIRN_EINVAL, "%s", bad[i]);
+    cr_assert_eq(time_parse_iso8601(NULL, &ms), CAIRN_EINVAL);
+}

@@ -7594,3 +7594,166 @@ Test(versions, set_headers_changes_one_version_and_only_its_headers) {
     cr_assert_eq(meta_object_set_headers(f.ms, "v", 0, "k", 1, "", "{}"), CAIRN_EINVAL);
     fx_close(&f);
 }
+
+/* ---- object lock: enforced inside the delete's transaction ------------------------------------- */
+
+/* A version of key carrying headers (its lock state), in an enabled bucket. */
+static meta_object put_locked(meta_store *ms, const char *bucket, const char *key, const char *headers) {
+    meta_object o = mk_obj(bucket, key, strlen(key), 10);
+    o.headers_json = (char *)headers;
+    meta_object rep;
+    bool had;
+    cr_assert_eq(meta_object_put(ms, &o, &rep, &had), 0);
+    o.headers_json = NULL;
+    return o;
+}
+
+#define T2030 "2030-01-01T00:00:00.000Z"
+#define MS2030 1893456000000LL
+
+Test(objectlock, lock_state_reads_the_reserved_members) {
+    meta_lock_state st;
+    cr_assert_eq(meta_lock_state_of(NULL, &st), 0);
+    cr_assert_eq(st.mode, META_LOCK_NONE);
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-meta-a\":\"b\"}", &st), 0);
+    cr_assert_eq(st.mode, META_LOCK_NONE);
+    cr_assert_not(st.legal_hold);
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-object-lock-mode\":\"COMPLIANCE\","
+                                    "\"x-amz-object-lock-retain-until-date\":\"" T2030 "\","
+                                    "\"x-amz-object-lock-legal-hold\":\"ON\"}", &st), 0);
+    cr_assert_eq(st.mode, META_LOCK_COMPLIANCE);
+    cr_assert_eq(st.until_ms, MS2030);
+    cr_assert(st.legal_hold);
+    /* A user value that merely mentions the names is no lock. */
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-meta-a\":\"x-amz-object-lock-mode\"}", &st), 0);
+    cr_assert_eq(st.mode, META_LOCK_NONE);
+    /* Unreadable lock state is an error (enforcement fails closed on it). */
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-object-lock-mode\":\"GOVERNANCE\"}", &st), CAIRN_EINVAL);
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-object-lock-mode\":\"SOFT\","
+                                    "\"x-amz-object-lock-retain-until-date\":\"" T2030 "\"}", &st), CAIRN_EINVAL);
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-object-lock-mode\":\"GOVERNANCE\","
+                                    "\"x-amz-object-lock-retain-until-date\":\"soon\"}", &st), CAIRN_EINVAL);
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-object-lock-legal-hold\":\"MAYBE\"}", &st), CAIRN_EINVAL);
+    cr_assert_eq(meta_lock_state_of("{\"x-amz-object-lock-legal-hold\":", &st), CAIRN_EINVAL);
+    meta_lock_state gov = {.mode = META_LOCK_GOVERNANCE, .until_ms = 2000};
+    meta_lock_check before = {.now_ms = 1999}, after = {.now_ms = 2000}, bypass = {.now_ms = 1999, .bypass_governance = true};
+    cr_assert(meta_lock_forbids(&gov, &before));
+    cr_assert_not(meta_lock_forbids(&gov, &after), "retention ends at its date");
+    cr_assert_not(meta_lock_forbids(&gov, &bypass));
+    meta_lock_state comp = {.mode = META_LOCK_COMPLIANCE, .until_ms = 2000};
+    cr_assert(meta_lock_forbids(&comp, &bypass), "nothing bypasses COMPLIANCE");
+    cr_assert_not(meta_lock_forbids(&comp, &after));
+    meta_lock_state hold = {.legal_hold = true};
+    cr_assert(meta_lock_forbids(&hold, &bypass), "nor a legal hold");
+    meta_lock_state far = {.mode = META_LOCK_GOVERNANCE, .until_ms = MS2030};
+    cr_assert(meta_lock_forbids(&far, NULL), "NULL: the clock, no bypass");
+}
+
+Test(objectlock, a_locked_version_is_not_removed_by_id) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_object gov = put_locked(f.ms, "v", "g", "{\"x-amz-object-lock-mode\":\"GOVERNANCE\","
+                                                "\"x-amz-object-lock-retain-until-date\":\"" T2030 "\"}");
+    meta_object comp = put_locked(f.ms, "v", "c", "{\"x-amz-object-lock-mode\":\"COMPLIANCE\","
+                                                 "\"x-amz-object-lock-retain-until-date\":\"" T2030 "\"}");
+    meta_object hold = put_locked(f.ms, "v", "h", "{\"x-amz-object-lock-legal-hold\":\"ON\"}");
+    meta_object bad = put_locked(f.ms, "v", "x", "{\"x-amz-object-lock-mode\":\"GOVERNANCE\"}");
+    meta_delete_result res;
+    meta_lock_check now = {.now_ms = MS2030 - 1};
+    meta_lock_check byp = {.now_ms = MS2030 - 1, .bypass_governance = true};
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "g", 1, gov.version_id, 0, NULL, 0, &res), CAIRN_ELOCKED,
+                 "the plain call is the strictest");
+    cr_assert_eq(res.removed.version_id[0], '\0');
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "g", 1, gov.version_id, 0, &now, NULL, 0, &res),
+                 CAIRN_ELOCKED);
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "c", 1, comp.version_id, 0, &byp, NULL, 0, &res),
+                 CAIRN_ELOCKED, "COMPLIANCE is never bypassed");
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "h", 1, hold.version_id, 0, &byp, NULL, 0, &res),
+                 CAIRN_ELOCKED, "a legal hold is never bypassed");
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "x", 1, bad.version_id, 0, &byp, NULL, 0, &res),
+                 CAIRN_ELOCKED, "unreadable lock state fails closed");
+    meta_object got;
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "c", 1, comp.version_id, false, &got), 0, "still there");
+    meta_object_clear(&got);
+    /* A delete without an id only adds a marker: allowed. */
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "c", 1, NULL, 1, NULL, 0, &res), 0);
+    cr_assert_neq(res.marker.version_id[0], '\0');
+    meta_delete_result_clear(&res);
+    /* GOVERNANCE yields to the bypass; the rest to their date passing. */
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "g", 1, gov.version_id, 0, &byp, NULL, 0, &res), 0);
+    cr_assert_str_eq(res.removed.version_id, gov.version_id);
+    meta_delete_result_clear(&res);
+    meta_lock_check later = {.now_ms = MS2030};
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "c", 1, comp.version_id, 0, &later, NULL, 0, &res), 0);
+    meta_delete_result_clear(&res);
+    /* Lifting the hold (compare-and-set on what was read) frees it. */
+    const char *held = "{\"x-amz-object-lock-legal-hold\":\"ON\"}";
+    cr_assert_eq(meta_object_set_headers_if(f.ms, "v", 0, "h", 1, hold.version_id, "{}",
+                                            "{\"x-amz-object-lock-legal-hold\":\"OFF\"}"),
+                 CAIRN_ENOTFOUND, "headers that changed since they were read are not overwritten");
+    cr_assert_eq(meta_object_set_headers_if(f.ms, "v", 0, "h", 1, hold.version_id, held,
+                                            "{\"x-amz-object-lock-legal-hold\":\"OFF\"}"), 0);
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "h", 1, hold.version_id, 0, NULL, 0, &res), 0);
+    meta_delete_result_clear(&res);
+    fx_close(&f);
+}
+
+Test(objectlock, delete_many_refuses_locked_versions_and_deletes_the_rest) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_object gov = put_locked(f.ms, "v", "g", "{\"x-amz-object-lock-mode\":\"GOVERNANCE\","
+                                                "\"x-amz-object-lock-retain-until-date\":\"" T2030 "\"}");
+    meta_object plain = put_locked(f.ms, "v", "p", "{}");
+    meta_object gov2 = put_locked(f.ms, "v", "g2", "{\"x-amz-object-lock-mode\":\"GOVERNANCE\","
+                                                  "\"x-amz-object-lock-retain-until-date\":\"" T2030 "\"}");
+    meta_delete_item items[3];
+    memset(items, 0, sizeof items);
+    items[0] = (meta_delete_item){.key = "g", .key_len = 1, .version_id = gov.version_id};
+    items[1] = (meta_delete_item){.key = "p", .key_len = 1, .version_id = plain.version_id};
+    items[2] = (meta_delete_item){.key = "g2", .key_len = 2, .version_id = gov2.version_id,
+                                  .lock = {.bypass_governance = true}};
+    cr_assert_eq(meta_object_delete_many(f.ms, "v", 0, items, 3), 0);
+    cr_assert_eq(items[0].rc, CAIRN_ELOCKED);
+    cr_assert_eq(items[0].deleted.version_id[0], '\0');
+    cr_assert_eq(items[1].rc, 0);
+    cr_assert_str_eq(items[1].deleted.version_id, plain.version_id);
+    cr_assert_eq(items[2].rc, 0, "bypass is per item");
+    for (int i = 0; i < 3; i++) {
+        meta_object_clear(&items[i].deleted);
+        meta_object_clear(&items[i].marker);
+    }
+    meta_object got;
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "g", 1, gov.version_id, false, &got), 0);
+    meta_object_clear(&got);
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "p", 1, plain.version_id, false, &got), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+Test(objectlock, no_removal_path_drops_a_locked_null_version) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    /* Off: a locked version cannot be replaced or deleted in place. */
+    put_locked(f.ms, "v", "k", "{\"x-amz-object-lock-legal-hold\":\"ON\"}");
+    meta_object o = mk_obj("v", "k", 1, 10), rep;
+    bool had;
+    cr_assert_eq(meta_object_put(f.ms, &o, &rep, &had), CAIRN_ELOCKED);
+    meta_object del;
+    cr_assert_eq(meta_object_delete(f.ms, "v", 0, "k", 1, &del), CAIRN_ELOCKED);
+    /* Suspended: neither a put nor a delete drops it as the null version. */
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    put_locked(f.ms, "v", "k", "{}");
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_SUSPENDED), 0);
+    o = mk_obj("v", "k", 1, 10);
+    cr_assert_eq(meta_object_put(f.ms, &o, &rep, &had), CAIRN_ELOCKED);
+    meta_delete_result res;
+    cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "k", 1, NULL, 1, NULL, 0, &res), CAIRN_ELOCKED);
+    bool more;
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 2, "nothing changed");
+    fx_close(&f);
+}

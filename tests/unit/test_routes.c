@@ -187,7 +187,9 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         /* object subresources */
         {"PUT", O, "acl", false, "ObjectSubresource", .code = "NotImplemented"},
         {"PUT", O, "tagging", false, "ObjectSubresource", .code = "NotImplemented"},
-        {"GET", O, "retention", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"POST", O, "retention", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"DELETE", O, "legal-hold", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"DELETE", B, "object-lock", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"POST", O, "restore", false, "ObjectSubresource", .code = "NotImplemented"},
         {"GET", O, "torrent", false, "ObjectSubresource", .code = "NotImplemented"},
         {"POST", O, "", false, "Object", .code = "NotImplemented"},
@@ -214,6 +216,13 @@ Test(routes, the_first_matching_rule_wins) {
     /* PUT ?versioning is PutBucketVersioning, not CreateBucket (it was, before versioning). */
     cr_expect_eq(s3_route_op(route("PUT", B, "versioning", false)), OP_PUT_BUCKET_VERSIONING);
     cr_expect_eq(s3_route_op(route("GET", B, "versions&prefix=a", false)), OP_LIST_OBJECT_VERSIONS);
+    /* Object lock: the bucket's configuration, a version's retention and legal hold. */
+    cr_expect_eq(s3_route_op(route("PUT", B, "object-lock", false)), OP_PUT_OBJECT_LOCK_CONFIG);
+    cr_expect_eq(s3_route_op(route("GET", B, "object-lock", false)), OP_GET_OBJECT_LOCK_CONFIG);
+    cr_expect_eq(s3_route_op(route("PUT", O, "retention&versionId=null", false)), OP_PUT_OBJECT_RETENTION);
+    cr_expect_eq(s3_route_op(route("GET", O, "retention", false)), OP_GET_OBJECT_RETENTION);
+    cr_expect_eq(s3_route_op(route("PUT", O, "legal-hold", false)), OP_PUT_OBJECT_LEGAL_HOLD);
+    cr_expect_eq(s3_route_op(route("GET", O, "legal-hold", false)), OP_GET_OBJECT_LEGAL_HOLD);
     /* list-type other than 2 is V1 */
     cr_expect_eq(s3_route_op(route("GET", B, "list-type=3", false)), OP_LIST_OBJECTS);
 }
