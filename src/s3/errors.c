@@ -41,6 +41,7 @@ static const s3_error_def errors[] = {
     {"InvalidPartOrder", 400, "The list of parts was not in ascending order."},
     {"InvalidRequest", 400, "Invalid Request"},
     {"InvalidStorageClass", 400, "The storage class you specified is not valid."},
+    {"InvalidTag", 400, "The tag provided was not a valid tag."},
     {"KeyTooLongError", 400, "Your key is too long."},
     {"MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema."},
     {"MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size."},

@@ -50,8 +50,10 @@ typedef enum {
     OP_PUT_BUCKET_OWNERSHIP, OP_GET_BUCKET_OWNERSHIP, OP_DELETE_BUCKET_OWNERSHIP,
     OP_PUT_OBJECT_LOCK_CONFIG, OP_GET_OBJECT_LOCK_CONFIG,
     OP_PUT_OBJECT_RETENTION, OP_GET_OBJECT_RETENTION, OP_PUT_OBJECT_LEGAL_HOLD, OP_GET_OBJECT_LEGAL_HOLD,
+    OP_PUT_BUCKET_TAGGING, OP_GET_BUCKET_TAGGING, OP_DELETE_BUCKET_TAGGING,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
-    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_GET_OBJECT_ATTRIBUTES,
+    OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_PUT_OBJECT_TAGGING, OP_DELETE_OBJECT_TAGGING,
+    OP_GET_OBJECT_ATTRIBUTES,
     OP_LIST_MULTIPART_UPLOADS,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
     OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
@@ -230,6 +232,20 @@ void s3_get_bucket_cors(s3_req *q);
 void s3_delete_bucket_cors(s3_req *q);
 void s3_cors_preflight(s3_req *q);
 void s3_cors_filter(void *ud, const s3_response *resp);
+/* Tagging (tagging.c): the handlers of ?tagging on objects and buckets. */
+void s3_put_object_tagging(s3_req *q);
+void s3_get_object_tagging(s3_req *q);
+void s3_delete_object_tagging(s3_req *q);
+void s3_put_bucket_tagging(s3_req *q);
+void s3_get_bucket_tagging(s3_req *q);
+void s3_delete_bucket_tagging(s3_req *q);
+/* The request's x-amz-tagging header as a validated set (empty without
+ * one; the caller frees it, s3_tagset_free); nonzero = answered
+ * (InvalidArgument, InvalidTag). */
+int s3_tagging_header(s3_req *q, s3_tagset *tags);
+/* headers_json with its tags replaced by tags (NULL or empty: none), in the
+ * request's arena; NULL = answered. */
+char *s3_headers_json_tagged(s3_req *q, const char *headers_json, const s3_tagset *tags);
 /* GET /events/ws (events.c): the event stream's WebSocket upgrade. */
 void s3_events_ws(s3_req *q);
 /* The post-commit hook that publishes object events (events.c). */

@@ -108,12 +108,25 @@ char *s3_headers_json_from_request(s3_req *q) {
         buf_putc(&b, '"');
         first = false;
     }
-    buf_putc(&b, '}');
     if (meta_bytes > MAX_USER_METADATA) {
         buf_free(&b);
         s3_error(q, "MetadataTooLarge", NULL);
         return NULL;
     }
+    /* The version's tags (x-amz-tagging) travel with its headers, under a
+     * member no response ever sends (tagging.c). */
+    s3_tagset tags = {0};
+    /* CopyObject takes its tags by x-amz-tagging-directive, not with the headers. */
+    if (q->op != OP_COPY_OBJECT && s3_tagging_header(q, &tags) != 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    if (tags.n > 0) {
+        buf_puts(&b, first ? "\"" S3_TAGS_MEMBER "\":" : ",\"" S3_TAGS_MEMBER "\":");
+        s3_tagset_json(&tags, &b);
+    }
+    s3_tagset_free(&tags);
+    buf_putc(&b, '}');
     if (b.oom) {
         buf_free(&b);
         s3_error(q, "InternalError", NULL);
@@ -154,6 +167,13 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
         if (i == 0) *has_content_type = true;
     }
     if (!json) return;
+    /* The tags themselves are GetObjectTagging's to tell. */
+    int ntags = s3_tag_count(json);
+    if (ntags > 0) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", ntags);
+        http_add_header(r, "x-amz-tagging-count", n);
+    }
     json_error_t err;
     json_t *o = json_loads(json, 0, &err);
     if (!o) return;
@@ -162,7 +182,7 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
     buf_t enc;
     buf_init(&enc);
     json_object_foreach(o, k, v) {
-        if (!json_is_string(v) || override_for(q, k)) continue;
+        if (!json_is_string(v) || override_for(q, k) || !strcmp(k, S3_TAGS_MEMBER)) continue;
         if (!strncmp(k, "x-amz-meta-", 11)) {
             /* Non-ASCII user metadata goes out as an RFC 2047 encoded word. */
             buf_reset(&enc);
@@ -401,6 +421,12 @@ int s3_object_begin(s3_req *q) {
     if (q->op == OP_PUT_OBJECT && s3_write_cond_begin(q) != 0) return -1;
     /* A lock the write could not be given refuses it before its body. */
     if (q->op == OP_PUT_OBJECT && s3_lock_check_headers(q) != 0) return -1;
+    if (q->op == OP_PUT_OBJECT) {
+        /* Bad tags fail the upload before any byte is stored. */
+        s3_tagset tags;
+        if (s3_tagging_header(q, &tags) != 0) return -1;
+        s3_tagset_free(&tags);
+    }
     q->md5 = EVP_MD_CTX_new();
     if (!q->md5 || !EVP_DigestInit_ex(q->md5, EVP_md5(), NULL) || setup_checksum(q) != 0) {
         s3_error(q, "InternalError", NULL);
@@ -1097,13 +1123,31 @@ void s3_copy_object(s3_req *q) {
         s3_error(q, "InvalidArgument", "Unknown metadata directive.");
         return;
     }
+    const char *tdirective = http_header(r, "x-amz-tagging-directive");
+    bool replace_tags = tdirective && !strcmp(tdirective, "REPLACE");
+    if (tdirective && !replace_tags && strcmp(tdirective, "COPY") != 0) {
+        s3_error(q, "InvalidArgument", "Unknown tagging directive.");
+        return;
+    }
+    /* The tags the copy gets: the request's (REPLACE) or the source's (COPY). */
+    s3_tagset tags = {0};
+    if (replace_tags && s3_tagging_header(q, &tags) != 0) return;
     char sbucket[256], skey[1025];
     size_t sklen = 0;
     meta_object src;
-    if (s3_load_copy_source(q, &src, sbucket, skey, &sklen) != 0) return;
-    int rc;
+    if (s3_load_copy_source(q, &src, sbucket, skey, &sklen) != 0) {
+        s3_tagset_free(&tags);
+        return;
+    }
+    int rc = replace_tags ? 0 : s3_tagset_from_headers(src.headers_json, &tags);
+    if (rc != 0) {
+        meta_object_clear(&src);
+        s3_error(q, "InternalError", "the source's stored headers do not read back");
+        return;
+    }
     if (!strcmp(sbucket, q->bucket) && sklen == q->key_len && !memcmp(skey, q->key, sklen) && !replace) {
         meta_object_clear(&src);
+        s3_tagset_free(&tags);
         s3_error(q, "InvalidRequest",
                  "This copy request is illegal because it is trying to copy an object to itself without "
                  "changing the object's metadata, storage class, website redirect location or encryption attributes.");
@@ -1111,6 +1155,7 @@ void s3_copy_object(s3_req *q) {
     }
     if (src.size > q->gw->cfg.max_object_size) {
         meta_object_clear(&src);
+        s3_tagset_free(&tags);
         s3_error(q, "EntityTooLarge", NULL);
         return;
     }
@@ -1127,6 +1172,8 @@ void s3_copy_object(s3_req *q) {
     dst.storage = src.storage;
     /* The source's are src's until it is cleared, after the commit. */
     dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";
+    if (dst.headers_json) dst.headers_json = s3_headers_json_tagged(q, dst.headers_json, &tags);
+    s3_tagset_free(&tags);
     /* The copy's lock is its own (its headers, or the bucket's default),
      * never the source's. */
     if (!dst.headers_json ||
@@ -1354,15 +1401,11 @@ void s3_object_subresource(s3_req *q) {
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    if (q->op == OP_GET_OBJECT_TAGGING) {
-        buf_puts(&b, "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet></TagSet></Tagging>");
-    } else {
-        buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-        s3_owner_xml(q, &b, o.owner_id);
-        buf_printf(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-                       "xsi:type=\"CanonicalUser\"><ID>%lld</ID></Grantee><Permission>FULL_CONTROL</Permission>"
-                       "</Grant></AccessControlList></AccessControlPolicy>", (long long)o.owner_id);
-    }
+    buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    s3_owner_xml(q, &b, o.owner_id);
+    buf_printf(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+                   "xsi:type=\"CanonicalUser\"><ID>%lld</ID></Grantee><Permission>FULL_CONTROL</Permission>"
+                   "</Grant></AccessControlList></AccessControlPolicy>", (long long)o.owner_id);
     meta_object_clear(&o);
     s3_respond_xml(q, 200, &b);
 }

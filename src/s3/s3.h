@@ -254,6 +254,54 @@ int s3_lock_retention_parse(const char *body, size_t len, meta_lock_mode *mode, 
 /* A LegalHold: Status ON or OFF. */
 int s3_lock_legal_hold_parse(const char *body, size_t len, bool *on, const char **code, const char **message);
 
+/* Tags (tagging.c, docs/s3-compatibility.md): an object version's tag set
+ * (at most 10) or a bucket's (at most 50), validated as S3 validates them:
+ * keys of 1..128 and values of 0..256 Unicode characters, made of letters,
+ * digits, spaces and + - = . _ : / @, keys unique and not beginning with
+ * "aws:".  Every string is malloc'd, owned by the set (s3_tagset_free). */
+#define S3_TAGS_OBJECT_MAX 10
+#define S3_TAGS_BUCKET_MAX 50
+/* The member of an object version's stored headers (headers_json) holding
+ * its tags, as a JSON object {"key": "value", ...}; never a response header. */
+#define S3_TAGS_MEMBER "x-amz-tagging"
+typedef struct {
+    char *key;
+    char *value;
+} s3_tag;
+typedef struct {
+    s3_tag *tags;
+    int n;
+} s3_tagset;
+/* Parses a <Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging>
+ * document of at most 1 MiB and validates it for an object (max_tags 10) or
+ * a bucket (50).  0 with *out; CAIRN_EINVAL with the S3 error *code
+ * ("MalformedXML", "InvalidTag") and *why (static strings); CAIRN_ENOMEM.
+ * On failure *out is empty. */
+int s3_tagging_parse_xml(const char *body, size_t len, int max_tags, s3_tagset *out, const char **code,
+                         const char **why);
+/* Parses an x-amz-tagging header, URL-query encoded ("k1=v1&k2=v2", '+' a
+ * space, "k" an empty value; "" no tags) and validates it for an object:
+ * CAIRN_EINVAL with *code "InvalidArgument" for an encoding that does not
+ * decode to UTF-8 or repeats a key, "InvalidTag" for the limits above;
+ * CAIRN_ENOMEM.  On failure *out is empty. */
+int s3_tagging_parse_header(const char *value, size_t len, s3_tagset *out, const char **code, const char **why);
+void s3_tagset_free(s3_tagset *t);
+/* The set as GetObjectTagging / GetBucketTagging answer it (the form a
+ * bucket's tags are kept in too): parsing it gives the same set. */
+void s3_tagging_render(const s3_tagset *t, buf_t *out);
+/* The set as the JSON object stored under S3_TAGS_MEMBER ({} when empty). */
+void s3_tagset_json(const s3_tagset *t, buf_t *out);
+/* The tags of stored headers (headers_json, NULL: none): 0 with *out
+ * (empty when it has none), CAIRN_EINVAL for text that is not a JSON
+ * object, CAIRN_ENOMEM. */
+int s3_tagset_from_headers(const char *headers_json, s3_tagset *out);
+/* How many tags stored headers hold (0 for NULL or unreadable JSON). */
+int s3_tag_count(const char *headers_json);
+/* headers_json (NULL: "{}") with its S3_TAGS_MEMBER replaced by tags (none,
+ * or NULL: removed): malloc'd into *out.  CAIRN_EINVAL when headers_json is
+ * not a JSON object, CAIRN_ENOMEM. */
+int s3_headers_set_tags(const char *headers_json, const s3_tagset *tags, char **out);
+
 /* One <Part> of a CompleteMultipartUpload body. */
 typedef struct {
     int number;                /* 1..10000 */

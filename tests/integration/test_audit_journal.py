@@ -122,6 +122,13 @@ def test_every_s3_api_leaves_one_event(server):
     check_one(s, r, i, "s3:GetObjectAcl", 200, **ok)
     r, i = req(s, "GET", f"/{b}/dir/k1", query={"tagging": ""})
     check_one(s, r, i, "s3:GetObjectTagging", 200, **ok)
+    tags = b"<Tagging><TagSet><Tag><Key>t</Key><Value>1</Value></Tag></TagSet></Tagging>"
+    r, i = req(s, "PUT", f"/{b}/dir/k1", query={"tagging": ""}, body=tags)
+    check_one(s, r, i, "s3:PutObjectTagging", 200, **ok)
+    r, i = req(s, "DELETE", f"/{b}/dir/k1", query={"tagging": ""})
+    check_one(s, r, i, "s3:DeleteObjectTagging", 204, **ok)
+    r, i = req(s, "GET", f"/{b}", query={"tagging": ""})
+    check_one(s, r, i, "s3:GetBucketTagging", 404, "error", "NoSuchTagSet", principal=root)
     r, i = req(s, "PUT", f"/{b}/copy", headers={"x-amz-copy-source": f"/{b}/dir/k1"})
     check_one(s, r, i, "s3:PutObject", 200, key="copy", **ok)
 

@@ -144,7 +144,7 @@ def test_unimplemented_bucket_operations(server, bucket, method, query):
     ("DELETE", [("legal-hold", None)], None),
     ("GET", [("torrent", None)], None),
     ("PUT", [("attributes", None)], None),
-    ("PUT", [("tagging", None)], None),
+    ("POST", [("tagging", None)], None),
     ("PUT", [("acl", None)], None),
     ("POST", [("restore", None)], None),
     ("GET", [("uploads", None)], None),
