@@ -446,3 +446,26 @@ def test_bucket_and_object_tags_are_apart(s3, bucket):
     assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
     s3.put_object_tagging(Bucket=bucket, Key="k", Tagging=tagset(o="1"))
     assert as_dict(s3.get_bucket_tagging(Bucket=bucket)) == {"b": "1"}
+
+
+def test_tags_and_object_lock_share_a_version(s3):
+    """Both live in the version's stored headers: changing one keeps the other."""
+    import datetime
+    name = unique_bucket("locktag")
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    v = s3.put_object(Bucket=name, Key="k", Body=b"x", Tagging="a=1", ObjectLockMode="GOVERNANCE",
+                      ObjectLockRetainUntilDate=until, ObjectLockLegalHoldStatus="ON")["VersionId"]
+    s3.put_object_tagging(Bucket=name, Key="k", VersionId=v, Tagging=tagset(b="2"))
+    h = s3.head_object(Bucket=name, Key="k", VersionId=v)
+    assert h["ObjectLockMode"] == "GOVERNANCE" and h["ObjectLockLegalHoldStatus"] == "ON"
+    assert header(h, "x-amz-tagging-count") == "1"
+    s3.put_object_legal_hold(Bucket=name, Key="k", VersionId=v, LegalHold={"Status": "OFF"})
+    assert as_dict(s3.get_object_tagging(Bucket=name, Key="k", VersionId=v)) == {"b": "2"}
+    s3.delete_object_tagging(Bucket=name, Key="k", VersionId=v)
+    assert s3.get_object_retention(Bucket=name, Key="k", VersionId=v)["Retention"]["Mode"] == "GOVERNANCE"
+    # a copy takes the source's tags, never its lock
+    c = s3.copy_object(Bucket=name, Key="c", CopySource={"Bucket": name, "Key": "k"}, TaggingDirective="REPLACE",
+                       Tagging="c=3")["VersionId"]
+    assert as_dict(s3.get_object_tagging(Bucket=name, Key="c", VersionId=c)) == {"c": "3"}
+    assert "ObjectLockMode" not in s3.head_object(Bucket=name, Key="c", VersionId=c)
