@@ -7,7 +7,7 @@
  * An object's tags belong to one version: they live in that version's
  * stored headers (headers_json) as one JSON object under the reserved member
  * S3_TAGS_MEMBER, written with the version by the calls that make it and
- * changed afterwards by meta_object_set_headers on that version alone, so
+ * changed afterwards by meta_object_set_headers_if on that version alone, so
  * tagging the current version never touches an older one.  GET and HEAD
  * never send the member as a header; they say x-amz-tagging-count instead.
  *
@@ -451,8 +451,10 @@ static void change_tags(s3_req *q, const s3_tagset *tags, unsigned status) {
         meta_object o = {0};
         if (tagging_target(q, version, &o) != 0) return;
         char *json = s3_headers_json_tagged(q, o.headers_json, tags);
-        int rc = json ? meta_object_set_headers(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len,
-                                                o.version_id, json)
+        /* Only over the headers it read: a retention or legal hold changed
+         * meanwhile is never put back as it was (read again instead). */
+        int rc = json ? meta_object_set_headers_if(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len,
+                                                   o.version_id, o.headers_json ? o.headers_json : "{}", json)
                       : 0;
         if (json && rc == 0) {
             version_header(q, version, &o);
