@@ -760,3 +760,32 @@ void s3_list_object_versions(s3_req *q) {
     free(w.from);
     s3_respond_xml(q, 200, &b);
 }
+
+/* ---- stored bucket configurations ---------------------------------------------------------------- */
+
+void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_code) {
+    char *doc = NULL;
+    int rc = meta_bucket_config_get(q->gw->d.meta, q->bucket_id, kind, &doc);
+    if (rc == CAIRN_ENOTFOUND) {
+        s3_error(q, missing_code, NULL);
+        return;
+    }
+    if (rc != 0) {
+        s3_meta_error(q, rc, "InternalError", "reading the bucket's configuration failed");
+        return;
+    }
+    buf_t b;
+    buf_init(&b);
+    buf_puts(&b, doc);
+    free(doc);
+    s3_respond_xml(q, 200, &b);
+}
+
+int s3_drop_bucket_config(s3_req *q, const char *kind) {
+    int rc = meta_bucket_config_put(q->gw->d.meta, q->bucket_id, kind, "");
+    if (rc != 0) {
+        s3_meta_error(q, rc, "InternalError", "removing the bucket's configuration failed");
+        return -1;
+    }
+    return 0;
+}

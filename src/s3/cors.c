@@ -659,30 +659,10 @@ void s3_put_bucket_cors(s3_req *q) {
     http_respond(q->http, 200, "", 0);
 }
 
-void s3_get_bucket_cors(s3_req *q) {
-    char *doc = NULL;
-    int rc = meta_bucket_config_get(q->gw->d.meta, q->bucket_id, "cors", &doc);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchCORSConfiguration", NULL);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "reading the CORS configuration failed");
-        return;
-    }
-    buf_t b;
-    buf_init(&b);
-    buf_puts(&b, doc);
-    free(doc);
-    s3_respond_xml(q, 200, &b);
-}
+void s3_get_bucket_cors(s3_req *q) { s3_answer_bucket_config(q, "cors", "NoSuchCORSConfiguration"); }
 
 void s3_delete_bucket_cors(s3_req *q) {
-    int rc = meta_bucket_config_put(q->gw->d.meta, q->bucket_id, "cors", "");
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "removing the CORS configuration failed");
-        return;
-    }
+    if (s3_drop_bucket_config(q, "cors") != 0) return;
     forget(q->gw->cors, q->bucket_id);
     s3_committed(q, NULL, 0);
     http_respond(q->http, 204, "", 0);

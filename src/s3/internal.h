@@ -335,6 +335,11 @@ void s3_list_objects_v1(s3_req *q);
 void s3_list_objects_v2(s3_req *q);
 void s3_bucket_subresource(s3_req *q);
 void s3_put_bucket_versioning(s3_req *q);
+/* GET of a configuration kept as the very document S3 answers
+ * (meta_bucket_config, kind): 200 with it, or missing_code (404). */
+void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_code);
+/* DELETE of one: 0 done, nonzero answered (the database failed). */
+int s3_drop_bucket_config(s3_req *q, const char *kind);
 void s3_list_object_versions(s3_req *q);
 /* The version id S3 shows for o: "null" for the null version. */
 const char *s3_version_id(const meta_object *o);

@@ -553,30 +553,10 @@ void s3_put_bucket_tagging(s3_req *q) {
     http_respond(q->http, 204, "", 0);
 }
 
-void s3_get_bucket_tagging(s3_req *q) {
-    char *doc = NULL;
-    int rc = meta_bucket_config_get(q->gw->d.meta, q->bucket_id, "tagging", &doc);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchTagSet", NULL);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "reading the bucket's tags failed");
-        return;
-    }
-    buf_t b;
-    buf_init(&b);
-    buf_puts(&b, doc);
-    free(doc);
-    s3_respond_xml(q, 200, &b);
-}
+void s3_get_bucket_tagging(s3_req *q) { s3_answer_bucket_config(q, "tagging", "NoSuchTagSet"); }
 
 void s3_delete_bucket_tagging(s3_req *q) {
-    int rc = meta_bucket_config_put(q->gw->d.meta, q->bucket_id, "tagging", "");
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "removing the bucket's tags failed");
-        return;
-    }
+    if (s3_drop_bucket_config(q, "tagging") != 0) return;
     s3_committed(q, NULL, 0);
     http_respond(q->http, 204, "", 0);
 }
