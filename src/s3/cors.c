@@ -75,11 +75,7 @@ void s3_cors_config_free(s3_cors_config *c) {
     c->n = 0;
 }
 
-static void xml_quiet(void *ctx, const char *msg, ...) { (void)ctx, (void)msg; }
-
-static bool is_elem(xmlNodePtr n, const char *name) {
-    return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
+#define is_elem s3_xml_is
 
 /* What parse_rule reports: CAIRN_EINVAL with the reason in why. */
 typedef struct {
@@ -203,22 +199,10 @@ int s3_cors_parse(const char *body, size_t len, s3_cors_config *out, char *why, 
     *invalid_request = false;
     verdict v = {why, whylen, invalid_request};
     malformed(&v, "The XML you provided was not well-formed or did not validate against our published schema");
-    if (len == 0 || len > PARSE_MAX) return CAIRN_EINVAL;
-    xmlSetGenericErrorFunc(NULL, xml_quiet);
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt) return CAIRN_ENOMEM;
-    /* No network, no entities substituted from anywhere (no XML_PARSE_NOENT). */
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, body, (int)len, "cors.xml", NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    int rc = 0;
-    if (!doc || !ctxt->wellFormed || ctxt->errNo != 0)
-        rc = ctxt->errNo == XML_ERR_NO_MEMORY ? CAIRN_ENOMEM : CAIRN_EINVAL;
-    xmlFreeParserCtxt(ctxt);
-    xmlNodePtr root = rc == 0 ? xmlDocGetRootElement(doc) : NULL;
-    /* S3's documents have no DTD; one could only declare entities, whose
-     * expansion is a cost (and, external, a read) for nobody's benefit. */
-    if (rc == 0 && (doc->intSubset || doc->extSubset)) rc = CAIRN_EINVAL;
-    if (rc == 0 && (!root || !is_elem(root, "CORSConfiguration"))) rc = CAIRN_EINVAL;
+    int rc;
+    xmlDocPtr doc = s3_xml_read(body, len, PARSE_MAX, "CORSConfiguration", &rc);
+    if (!doc) return rc;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
     for (xmlNodePtr c = rc == 0 ? root->children : NULL; c; c = c->next) {
         if (c->type != XML_ELEMENT_NODE) continue;
         if (!is_elem(c, "CORSRule")) {

@@ -335,6 +335,17 @@ void s3_list_objects_v1(s3_req *q);
 void s3_list_objects_v2(s3_req *q);
 void s3_bucket_subresource(s3_req *q);
 void s3_put_bucket_versioning(s3_req *q);
+
+/* util.c: an S3 configuration document in a request (CORS, tagging, object
+ * lock): at most max bytes, read to its end with no network, no entity
+ * substitution and no DTD (S3's documents have none).  The document when
+ * its root element is named root (the caller frees it: xmlFreeDoc); else
+ * NULL with *rc CAIRN_EINVAL (MalformedXML) or CAIRN_ENOMEM. */
+struct _xmlDoc;
+struct _xmlNode;
+struct _xmlDoc *s3_xml_read(const char *body, size_t len, size_t max, const char *root, int *rc);
+/* Whether n is an element named name. */
+bool s3_xml_is(struct _xmlNode *n, const char *name);
 /* GET of a configuration kept as the very document S3 answers
  * (meta_bucket_config, kind): 200 with it, or missing_code (404). */
 void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_code);

@@ -42,38 +42,12 @@ static const char *const MISSING_CONFIG = "Bucket is missing Object Lock Configu
 
 /* ---- the documents ----------------------------------------------------------------------- */
 
-static void xml_quiet(void *ctx, const char *msg, ...) { (void)ctx, (void)msg; }
+#define is_elem s3_xml_is
 
-static bool is_elem(xmlNodePtr n, const char *name) {
-    return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
-
-/* The parsed document's root if it is an element named root; else NULL
+/* The parsed document if its root is an element named root; else NULL
  * with *rc set (CAIRN_EINVAL, or CAIRN_ENOMEM). */
 static xmlDocPtr read_doc(const char *body, size_t len, const char *root, int *rc) {
-    *rc = CAIRN_EINVAL;
-    if (len == 0 || len > S3_LOCK_MAX_BYTES) return NULL;
-    xmlSetGenericErrorFunc(NULL, xml_quiet);
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt) {
-        *rc = CAIRN_ENOMEM;
-        return NULL;
-    }
-    /* No network, no entities substituted (no XML_PARSE_NOENT). */
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, body, (int)len, "lock.xml", NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    bool ok = doc && ctxt->wellFormed && ctxt->errNo == 0;
-    if (!ok && ctxt->errNo == XML_ERR_NO_MEMORY) *rc = CAIRN_ENOMEM;
-    xmlFreeParserCtxt(ctxt);
-    /* S3's documents have no DTD; one could only declare entities. */
-    if (ok && (doc->intSubset || doc->extSubset)) ok = false;
-    xmlNodePtr r = ok ? xmlDocGetRootElement(doc) : NULL;
-    if (!r || !is_elem(r, root)) {
-        xmlFreeDoc(doc);
-        return NULL;
-    }
-    *rc = 0;
-    return doc;
+    return s3_xml_read(body, len, S3_LOCK_MAX_BYTES, root, rc);
 }
 
 /* An element's text into out (n bytes); false when it holds elements or

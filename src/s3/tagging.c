@@ -159,11 +159,7 @@ static int validate(const s3_tagset *t, int max_tags, bool header, const char **
 
 /* ---- the XML document ------------------------------------------------------------------------------ */
 
-static void xml_quiet(void *ctx, const char *msg, ...) { (void)ctx, (void)msg; }
-
-static bool is_elem(xmlNodePtr n, const char *name) {
-    return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
+#define is_elem s3_xml_is
 
 /* The only element child of n named name, or NULL when there is none, or
  * more than one, or any other element (*ok false then). */
@@ -207,21 +203,10 @@ int s3_tagging_parse_xml(const char *body, size_t len, int max_tags, s3_tagset *
     memset(out, 0, sizeof *out);
     *code = "MalformedXML";
     *why = malformed_msg;
-    if (len == 0 || len > PARSE_MAX) return CAIRN_EINVAL;
-    xmlSetGenericErrorFunc(NULL, xml_quiet);
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt) return CAIRN_ENOMEM;
-    /* No network, no entities substituted (no XML_PARSE_NOENT). */
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, body, (int)len, "tagging.xml", NULL,
-                                      XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    int rc = 0;
-    if (!doc || !ctxt->wellFormed || ctxt->errNo != 0)
-        rc = ctxt->errNo == XML_ERR_NO_MEMORY ? CAIRN_ENOMEM : CAIRN_EINVAL;
-    xmlFreeParserCtxt(ctxt);
-    xmlNodePtr root = rc == 0 ? xmlDocGetRootElement(doc) : NULL;
-    /* S3's documents have no DTD: one could only declare entities. */
-    if (rc == 0 && (doc->intSubset || doc->extSubset)) rc = CAIRN_EINVAL;
-    if (rc == 0 && (!root || !is_elem(root, "Tagging"))) rc = CAIRN_EINVAL;
+    int rc;
+    xmlDocPtr doc = s3_xml_read(body, len, PARSE_MAX, "Tagging", &rc);
+    if (!doc) return rc;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
     bool ok = true;
     xmlNodePtr set = rc == 0 ? only_child(root, "TagSet", &ok) : NULL;
     if (rc == 0 && !ok) rc = CAIRN_EINVAL;
