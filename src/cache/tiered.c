@@ -823,8 +823,11 @@ static int f_bucket_notification_put(meta_store *ms, int64_t bucket_id, const ch
 static int f_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body) {
     return IN(ms)->ops->bucket_config_get(IN(ms), bucket_id, kind, body);
 }
-static int f_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body) {
-    return IN(ms)->ops->bucket_config_put(IN(ms), bucket_id, kind, body);
+/* The bucket record carries which configurations it has (meta_bucket.configs). */
+static int f_bucket_config_put(meta_store *ms, const char *bucket, int64_t bucket_id, const char *kind, const char *body) {
+    int rc = IN(ms)->ops->bucket_config_put(IN(ms), bucket, bucket_id, kind, body);
+    if (meta_config_bit(kind)) invalidate_name(T(ms), 'b', bucket);
+    return rc;
 }
 
 static int f_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,

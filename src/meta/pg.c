@@ -86,6 +86,8 @@
     " AND latest AND NOT delete_marker AND "
 #define PART_COLS "part_number, version_id, size, etag, layout, mtime_ms"
 #define NOT_MULTIPART "left(layout, 3) <> 'mp:'"
+/* The kinds of configuration a bucket has (meta_bucket.configs). */
+#define CONFIG_KINDS "(SELECT string_agg(kind, ',') FROM bucket_configs WHERE bucket_id = buckets.id)"
 
 static const char *const pg_sql[PS__COUNT] = {
     [PS_PING] = "SELECT NOT pg_is_in_recovery()",
@@ -107,7 +109,7 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_NAME_LOCK] = "SELECT pg_advisory_xact_lock(1, hashtext($1::text))",
     [PS_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region, versioning, object_lock)"
                          " VALUES ($1::text, $2::int8, $3::int8, $4::bool, $5::text, $6::int8, $7::bool) RETURNING id",
-    [PS_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+    [PS_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
                       " WHERE name = $1::text",
     [PS_BUCKET_VERSIONING] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = $1::text"
                              " FOR KEY SHARE",
@@ -119,10 +121,10 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_BUCKET_LOCK] = "SELECT owner_id, id FROM buckets WHERE name = $1::text FOR UPDATE",
     [PS_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = $1::text LIMIT 1",
     [PS_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = $1::text",
-    [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+    [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
                        " WHERE $1::int8 < 0 OR owner_id = $1::int8 ORDER BY name",
     /* name is COLLATE "C": byte order, the order of its index. */
-    [PS_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock"
+    [PS_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS
                             " FROM buckets"
                             " WHERE ($1::int8 < 0 OR owner_id = $1::int8) AND name > $2::text AND name >= $3::text"
                             " AND ($4::text = '' OR name < $4::text) ORDER BY name LIMIT $5::int8",

@@ -51,6 +51,9 @@ typedef enum {
     OP_PUT_OBJECT_LOCK_CONFIG, OP_GET_OBJECT_LOCK_CONFIG,
     OP_PUT_OBJECT_RETENTION, OP_GET_OBJECT_RETENTION, OP_PUT_OBJECT_LEGAL_HOLD, OP_GET_OBJECT_LEGAL_HOLD,
     OP_PUT_BUCKET_TAGGING, OP_GET_BUCKET_TAGGING, OP_DELETE_BUCKET_TAGGING,
+    OP_PUT_BUCKET_POLICY, OP_GET_BUCKET_POLICY, OP_DELETE_BUCKET_POLICY, OP_GET_BUCKET_POLICY_STATUS,
+    OP_PUT_PUBLIC_ACCESS_BLOCK, OP_GET_PUBLIC_ACCESS_BLOCK, OP_DELETE_PUBLIC_ACCESS_BLOCK,
+    OP_PUT_BUCKET_ACL, OP_PUT_OBJECT_ACL,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_PUT_OBJECT_TAGGING, OP_DELETE_OBJECT_TAGGING,
     OP_GET_OBJECT_ATTRIBUTES,
@@ -160,6 +163,11 @@ struct s3_req {
 
     /* who is asking (the authenticate stage) */
     auth_identity who;
+    /* the authorize stage (acl.c): nothing at the bucket granted the
+     * request, the object's ACL may; and what that judgement needs */
+    bool object_acl_pending;
+    bool acls_enabled;
+    int pab;
 
     /* body */
     s3_body_mode body_mode;
@@ -253,7 +261,39 @@ void s3_events_hook(void *ud, const s3_commit *c);
 /* Whether the caller may act on bucket b: its owner or root may do
  * anything; anyone, anonymous callers too, may read a public-read bucket
  * when read_only (a route that only reads, or a copy's source). */
-bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only);
+bool s3_authorized(s3_req *q, const meta_bucket *b, bool read_only);
+/* Access control (acl.c, docs/access-control.md).  The authorize stage:
+ * judges the request's action on its bucket and key (bucket policy, ACLs,
+ * public access block, ownership); 0 to go on, nonzero answered
+ * (AccessDenied).  May leave the judgement to the object's ACL
+ * (object_acl_pending), which s3_object_acl_check makes once the handler
+ * has the version. */
+int s3_authorize_request(s3_req *q);
+/* Whether the caller may do action to key (NULL: the bucket) of bk: 0, or
+ * answered (AccessDenied, or the database failed). */
+int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len);
+int s3_object_acl_check(s3_req *q, const meta_object *o);
+/* DeleteObjects: whether the caller may delete each key (allowed[i]).
+ * 0, or answered (the database failed). */
+int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed);
+/* The ACL a write's x-amz-acl / x-amz-grant-* ask for, into the new
+ * version's headers_json: 0, or answered. */
+int s3_acl_stamp(s3_req *q, char **headers_json);
+/* The member of a version's headers_json holding its ACL (never a header). */
+#define S3_ACL_MEMBER "cairn-acl"
+int s3_bucket_acl_check_create(s3_req *q, const char *ownership);
+int s3_bucket_acl_from_create(s3_req *q, int64_t bucket_id, const char *ownership);
+void s3_put_bucket_policy(s3_req *q);
+void s3_get_bucket_policy(s3_req *q);
+void s3_delete_bucket_policy(s3_req *q);
+void s3_get_bucket_policy_status(s3_req *q);
+void s3_put_public_access_block(s3_req *q);
+void s3_get_public_access_block(s3_req *q);
+void s3_delete_public_access_block(s3_req *q);
+void s3_put_bucket_acl(s3_req *q);
+void s3_get_bucket_acl(s3_req *q);
+void s3_put_object_acl(s3_req *q);
+void s3_get_object_acl(s3_req *q);
 /* Whether b is owned by the account an x-amz-expected-bucket-owner (or
  * x-amz-source-expected-bucket-owner) value names; NULL: no header, true. */
 bool s3_expected_owner_ok(const char *expected, const meta_bucket *b);
@@ -415,7 +455,6 @@ void s3_get_object(s3_req *q);
 void s3_head_object(s3_req *q);
 void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
-void s3_object_subresource(s3_req *q);
 void s3_get_object_attributes(s3_req *q);
 void s3_object_cleanup(s3_req *q);
 /* Aborts the request's data writer, if any (its temp shards go at once). */

@@ -98,7 +98,9 @@ void s3_create_multipart(s3_req *q) {
     u.headers_json = s3_headers_json_from_request(q);
     /* The lock its headers ask for goes with the upload to the object; the
      * bucket's default is the complete's to apply. */
-    if (!u.headers_json || s3_lock_stamp(q, &u.headers_json, u.initiated_ms, S3_LOCK_HEADERS) != 0) return;
+    if (!u.headers_json || s3_lock_stamp(q, &u.headers_json, u.initiated_ms, S3_LOCK_HEADERS) != 0 ||
+        s3_acl_stamp(q, &u.headers_json) != 0)
+        return;
     int rc = meta_upload_create(q->gw->d.meta, &u);
     if (rc != 0) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);

@@ -182,7 +182,9 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
     buf_t enc;
     buf_init(&enc);
     json_object_foreach(o, k, v) {
-        if (!json_is_string(v) || override_for(q, k) || !strcmp(k, S3_TAGS_MEMBER)) continue;
+        if (!json_is_string(v) || override_for(q, k) || !strcmp(k, S3_TAGS_MEMBER) ||
+            !strcmp(k, S3_ACL_MEMBER))
+            continue;
         if (!strncmp(k, "x-amz-meta-", 11)) {
             /* Non-ASCII user metadata goes out as an RFC 2047 encoded word. */
             buf_reset(&enc);
@@ -645,7 +647,8 @@ void s3_put_object(s3_req *q) {
         if (commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
     }
     obj.headers_json = s3_headers_json_from_request(q);
-    if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0) {
+    if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0 ||
+        s3_acl_stamp(q, &obj.headers_json) != 0) {
         s3_drop_version_data(q, &obj);
         return;
     }
@@ -853,6 +856,18 @@ static void get_object(s3_req *q, bool head) {
         memcpy(tried, o.version_id, sizeof tried);
         rc = CAIRN_EIO; /* if the attempts run out, the shards are lost */
     }
+    /* A caller only an object's ACL might admit learns nothing of a key
+     * it may not read: no such key, or a delete marker, is AccessDenied
+     * (S3: without s3:ListBucket). */
+    if (q->object_acl_pending && ((rc == CAIRN_ENOTFOUND && !q->meta_failure) || (rc == 0 && o.delete_marker))) {
+        meta_object_clear(&o);
+        s3_error(q, "AccessDenied", NULL);
+        return;
+    }
+    if (rc == 0 && s3_object_acl_check(q, &o) != 0) {
+        meta_object_clear(&o);
+        return;
+    }
     if (rc != 0) {
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else if (rc == CAIRN_ENOTFOUND) s3_error(q, version ? "NoSuchVersion" : "NoSuchKey", NULL);
@@ -1044,7 +1059,7 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
         s3_error(q, "AccessDenied", "The source bucket is not owned by the account x-amz-source-expected-bucket-owner names.");
         return -1;
     }
-    if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
+    if (s3_authorize(q, &sbk, has_version ? "s3:GetObjectVersion" : "s3:GetObject", skey, *sklen) != 0) return -1;
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = has_version ? meta_object_get_version(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, version, true, src)
                      : meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
@@ -1177,7 +1192,8 @@ void s3_copy_object(s3_req *q) {
     /* The copy's lock is its own (its headers, or the bucket's default),
      * never the source's. */
     if (!dst.headers_json ||
-        s3_lock_stamp(q, &dst.headers_json, dst.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT | S3_LOCK_STRIP) != 0) {
+        s3_lock_stamp(q, &dst.headers_json, dst.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT | S3_LOCK_STRIP) != 0 ||
+        s3_acl_stamp(q, &dst.headers_json) != 0) {
         meta_object_clear(&src);
         return;
     }
@@ -1281,36 +1297,54 @@ void s3_delete_objects(s3_req *q) {
         s3_error(q, prc == CAIRN_ENOMEM ? "InternalError" : "MalformedXML", NULL);
         return;
     }
-    /* One transaction for the whole request: one synced commit, not one per key. */
+    /* One transaction for the whole request: one synced commit, not one
+     * per key; items[] holds the keys the caller may delete, at[i] says
+     * where key i is in it (-1: refused). */
     meta_delete_item *items = calloc((size_t)d.count, sizeof *items);
-    if (!items) {
+    int *at = calloc((size_t)d.count, sizeof *at);
+    bool *allowed = calloc((size_t)d.count, sizeof *allowed);
+    if (!items || !at || !allowed) {
+        free(items);
+        free(at);
+        free(allowed);
         s3_delete_req_free(&d);
         s3_error(q, "InternalError", NULL);
         return;
     }
+    if (s3_authorize_keys(q, &d, allowed) != 0) {
+        free(items);
+        free(at);
+        free(allowed);
+        s3_delete_req_free(&d);
+        return;
+    }
+    int n = 0;
+    for (int i = 0; i < d.count; i++) at[i] = allowed[i] ? n++ : -1;
     int batch = 0;
     meta_lock_check lock = {.now_ms = time_now_ms(), .bypass_governance = s3_lock_bypass(q)};
-    for (int i = 0; i < d.count && batch == 0; i++) {
-        items[i].key = d.objects[i].key;
-        items[i].key_len = d.objects[i].key_len;
-        items[i].version_id = d.objects[i].version_id;
+    for (int j = 0; j < d.count && batch == 0; j++) {
+        if (at[j] < 0) continue;
+        int i = at[j];
+        items[i].key = d.objects[j].key;
+        items[i].key_len = d.objects[j].key_len;
+        items[i].version_id = d.objects[j].version_id;
         items[i].owner_id = q->who.user_id;
         items[i].lock = lock;
         meta_job *jobs = NULL;
         int nj = 0;
-        if (d.objects[i].key_len <= 1024)
+        if (d.objects[j].key_len <= 1024)
             batch = s3_notify_jobs(q,
-                                   !d.objects[i].version_id && q->bk.versioning != META_VERSIONING_OFF
+                                   !d.objects[j].version_id && q->bk.versioning != META_VERSIONING_OFF
                                        ? "ObjectRemoved:DeleteMarkerCreated" : "ObjectRemoved:Delete",
-                                   d.objects[i].key, d.objects[i].key_len, -1, NULL, &jobs, &nj);
+                                   d.objects[j].key, d.objects[j].key_len, -1, NULL, &jobs, &nj);
         items[i].jobs = jobs;
         items[i].njobs = nj;
     }
-    if (batch == 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
+    if (batch == 0 && n > 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, n);
     else
-        for (int i = 0; i < d.count; i++) items[i].rc = batch;   /* nothing was deleted */
+        for (int i = 0; i < n; i++) items[i].rc = batch;   /* nothing was deleted */
     int njobs = 0;
-    for (int i = 0; i < d.count; i++) {
+    for (int i = 0; i < n; i++) {
         if (items[i].rc == 0 && (items[i].deleted.version_id[0] || items[i].marker.version_id[0]))
             njobs += items[i].njobs;
         s3_notify_jobs_free((meta_job *)items[i].jobs, items[i].njobs);
@@ -1319,11 +1353,13 @@ void s3_delete_objects(s3_req *q) {
     if (s3_meta_unavailable(batch)) {
         /* Nothing was deleted (the batch failed whole): one 503 says retry
          * the request, where per-key InternalErrors would not. */
-        for (int i = 0; i < d.count; i++) {
+        for (int i = 0; i < n; i++) {
             meta_object_clear(&items[i].deleted);
             meta_object_clear(&items[i].marker);
         }
         free(items);
+        free(at);
+        free(allowed);
         s3_delete_req_free(&d);
         s3_meta_error(q, batch, "InternalError", NULL);
         return;
@@ -1332,44 +1368,50 @@ void s3_delete_objects(s3_req *q) {
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    for (int i = 0; i < d.count; i++) {
-        const char *k = d.objects[i].key;
-        size_t kl = d.objects[i].key_len;
-        int rc = kl > 1024 ? CAIRN_EINVAL : items[i].rc;
-        if (rc == 0 && items[i].deleted.version_id[0]) {
-            s3_removed(q, &items[i].deleted, k, kl);
-            s3_drop_version_data(q, &items[i].deleted);
+    meta_delete_item refused = {0};
+    for (int j = 0; j < d.count; j++) {
+        const char *k = d.objects[j].key;
+        size_t kl = d.objects[j].key_len;
+        meta_delete_item *it = at[j] >= 0 ? &items[at[j]] : &refused;
+        int rc = at[j] < 0 ? CAIRN_EAUTH : kl > 1024 ? CAIRN_EINVAL : it->rc;
+        if (rc == 0 && it->deleted.version_id[0]) {
+            s3_removed(q, &it->deleted, k, kl);
+            s3_drop_version_data(q, &it->deleted);
         }
-        if (rc == 0 && items[i].marker.version_id[0]) s3_committed_object(q, S3_CHANGE_MARKER, &items[i].marker);
+        if (rc == 0 && it->marker.version_id[0]) s3_committed_object(q, S3_CHANGE_MARKER, &it->marker);
         if (rc == 0 && !d.quiet) {
             buf_puts(&b, "<Deleted><Key>");
             buf_xml_escape(&b, k, kl);
             buf_puts(&b, "</Key>");
-            const char *vid = d.objects[i].version_id;
+            const char *vid = d.objects[j].version_id;
             if (vid) {
                 buf_puts(&b, "<VersionId>");
                 buf_xml_escape(&b, vid, strlen(vid));
                 buf_puts(&b, "</VersionId>");
-                if (items[i].deleted_marker)
+                if (it->deleted_marker)
                     buf_printf(&b, "<DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>%s</DeleteMarkerVersionId>",
-                               s3_version_id(&items[i].deleted));
-            } else if (items[i].marker.version_id[0]) {
+                               s3_version_id(&it->deleted));
+            } else if (it->marker.version_id[0]) {
                 buf_printf(&b, "<DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>%s</DeleteMarkerVersionId>",
-                           s3_version_id(&items[i].marker));
+                           s3_version_id(&it->marker));
             }
             buf_puts(&b, "</Deleted>");
         }
-        meta_object_clear(&items[i].deleted);
-        meta_object_clear(&items[i].marker);
+        meta_object_clear(&it->deleted);
+        meta_object_clear(&it->marker);
         if (rc == 0) {
             continue;
+        } else if (rc == CAIRN_EAUTH) {
+            buf_puts(&b, "<Error><Key>");
+            buf_xml_escape(&b, k, kl);
+            buf_puts(&b, "</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>");
         } else if (rc == CAIRN_ELOCKED) {
             log_write(LOG_INFO, q->http->request_id, "object lock refused the request", "what",
                       "deleting a locked version", "bucket", q->bucket, NULL);
             buf_puts(&b, "<Error><Key>");
             buf_xml_escape(&b, k, kl);
             buf_puts(&b, "</Key>");
-            const char *vid = d.objects[i].version_id;
+            const char *vid = d.objects[j].version_id;
             if (vid) {
                 buf_puts(&b, "<VersionId>");
                 buf_xml_escape(&b, vid, strlen(vid));
@@ -1385,28 +1427,9 @@ void s3_delete_objects(s3_req *q) {
     }
     buf_puts(&b, "</DeleteResult>");
     free(items);
+    free(at);
+    free(allowed);
     s3_delete_req_free(&d);
-    s3_respond_xml(q, 200, &b);
-}
-
-/* ---- subresources ---------------------------------------------------------------------------------- */
-
-void s3_object_subresource(s3_req *q) {
-    meta_object o = {0};
-    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
-    if (rc != 0) {
-        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
-        return;
-    }
-    buf_t b;
-    buf_init(&b);
-    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    s3_owner_xml(q, &b, o.owner_id);
-    buf_printf(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-                   "xsi:type=\"CanonicalUser\"><ID>%lld</ID></Grantee><Permission>FULL_CONTROL</Permission>"
-                   "</Grant></AccessControlList></AccessControlPolicy>", (long long)o.owner_id);
-    meta_object_clear(&o);
     s3_respond_xml(q, 200, &b);
 }
 

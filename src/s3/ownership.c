@@ -104,7 +104,7 @@ int s3_ownership_header(s3_req *q, const char **value) {
 }
 
 int s3_ownership_store(s3_req *q, int64_t bucket_id, const char *value) {
-    return meta_bucket_config_put(q->gw->d.meta, bucket_id, OWNERSHIP_KIND, value);
+    return meta_bucket_config_put(q->gw->d.meta, q->bucket, bucket_id, OWNERSHIP_KIND, value);
 }
 
 void s3_put_bucket_ownership(s3_req *q) {

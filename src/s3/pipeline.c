@@ -153,7 +153,9 @@ static int stage_authenticate(s3_req *q) {
         return -1;
     }
     snprintf(r->principal, sizeof r->principal, "%s", q->who.anonymous ? "anonymous" : q->who.cred.access_key);
-    if (q->who.anonymous && q->route->auth == S3_AUTH_SIGNED) {
+    /* An anonymous request on a bucket goes on to be judged by the
+     * bucket's policy and ACLs (authorize); others need a signature. */
+    if (q->who.anonymous && q->route->auth == S3_AUTH_SIGNED && !q->route->bucket) {
         s3_error(q, "AccessDenied", NULL);
         return -1;
     }
@@ -187,14 +189,6 @@ static int stage_bucket(s3_req *q) {
 
 /* ---- 4. authorize --------------------------------------------------------------------------- */
 
-/* Today's policy is ownership and public-read; bucket policies and ACLs
- * will be judged here.  Routes without a bucket need only a signed caller,
- * which authentication made sure of. */
-bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only) {
-    if (!q->who.anonymous && (q->who.is_root || q->who.user_id == b->owner_id)) return true;
-    return read_only && b->public_read;
-}
-
 bool s3_expected_owner_ok(const char *expected, const meta_bucket *b) {
     if (!expected) return true;
     char id[24];
@@ -212,9 +206,7 @@ static int stage_authorize(s3_req *q) {
         s3_error(q, "AccessDenied", "The bucket is not owned by the account x-amz-expected-bucket-owner names.");
         return -1;
     }
-    if (s3_authorized(q, &q->bk, q->route->auth == S3_AUTH_PUBLIC)) return 0;
-    s3_error(q, "AccessDenied", NULL);
-    return -1;
+    return s3_authorize_request(q);
 }
 
 /* ---- 5. rate limit -------------------------------------------------------------------------- */
