@@ -351,9 +351,16 @@ static int print_key(void *ud, const meta_key *k) {
     return 0;
 }
 
+/* "public-read": `bucket set-public` made it so (its policy statement, or
+ * the flag of before bucket policies); " policy" when it has another policy. */
 static int print_bucket(void *ud, const meta_bucket *b) {
-    (void)ud;
-    printf("%s owner=%lld%s\n", b->name, (long long)b->owner_id, b->public_read ? " public-read" : "");
+    meta_store *ms = ud;
+    char *policy = NULL;
+    if (b->configs & META_CFG_POLICY) meta_bucket_config_get(ms, b->id, "policy", &policy);
+    bool shortcut = policy && strstr(policy, "\"CairnPublicRead\"");
+    printf("%s owner=%lld%s%s\n", b->name, (long long)b->owner_id, b->public_read || shortcut ? " public-read" : "",
+           policy && !shortcut ? " policy" : "");
+    free(policy);
     return 0;
 }
 
@@ -705,7 +712,7 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         else fprintf(stderr, "cairn: %s\n", cairn_strerror(rc));
         return rc ? 1 : 0;
     }
-    if (!strcmp(what, "bucket") && !strcmp(verb, "list")) return meta_bucket_list(ms, -1, print_bucket, NULL) ? 1 : 0;
+    if (!strcmp(what, "bucket") && !strcmp(verb, "list")) return meta_bucket_list(ms, -1, print_bucket, ms) ? 1 : 0;
     if (!strcmp(what, "node")) {
         rc = admin_node(ms, cfg, verb, arg);
         if (rc != 2) return rc;

@@ -28,6 +28,9 @@
 
 #include <libxml/tree.h>
 
+/* In an expanded pattern: the next character is itself, not a wildcard. */
+#define LITERAL '\x01'
+
 struct access_policy {
     json_t *root;
     json_t *statements;          /* array */
@@ -37,18 +40,21 @@ struct access_policy {
 /* ---- matching ------------------------------------------------------------------------------ */
 
 bool access_wildcard(const char *pat, const char *s, size_t n, bool nocase) {
-    /* Iterative glob with one backtrack point: linear in practice. */
+    /* Iterative glob with one backtrack point: linear in practice.  A
+     * character after LITERAL matches only itself (expand's output). */
     size_t i = 0;
     const char *star = NULL;
     size_t star_i = 0;
     while (i < n) {
-        char pc = *pat, sc = s[i];
+        bool lit = *pat == LITERAL && pat[1];
+        const char *pp = lit ? pat + 1 : pat;
+        char pc = *pp, sc = s[i];
         if (nocase) pc = (char)tolower((unsigned char)pc), sc = (char)tolower((unsigned char)sc);
-        if (*pat == '*') {
+        if (!lit && *pat == '*') {
             star = ++pat;
             star_i = i;
-        } else if (*pat && (*pat == '?' || pc == sc)) {
-            pat++;
+        } else if (*pp && ((!lit && *pp == '?') || pc == sc)) {
+            pat = pp + 1;
             i++;
         } else if (star) {
             pat = star;
@@ -140,6 +146,43 @@ static bool principal_matches(const json_t *p, who_ctx *w) {
     return (aws && any_string(aws, aws_principal_matches, w)) || (cu && any_string(cu, canonical_matches, w));
 }
 
+/* ---- policy variables --------------------------------------------------------------------- */
+
+static const char *context_value(const access_ctx *c, const char *key, char *buf, size_t n);
+
+/* IAM's policy variables in a resource or a condition value: ${aws:username}
+ * and the other keys become the request's value (a key it lacks makes the
+ * value match nothing), ${*} ${?} ${$} the literal characters.  Returns pat
+ * itself when it has none, else out (n bytes); NULL when it cannot match. */
+static const char *expand(const char *pat, const access_ctx *c, char *out, size_t n) {
+    if (!strstr(pat, "${")) return pat;
+    size_t o = 0;
+    for (const char *p = pat; *p;) {
+        const char *v = NULL, *end;
+        char key[128], vb[64];
+        if (p[0] == '$' && p[1] == '{' && (end = strchr(p + 2, '}')) && (size_t)(end - p - 2) < sizeof key) {
+            memcpy(key, p + 2, (size_t)(end - p - 2));
+            key[end - p - 2] = '\0';
+            if (!strcmp(key, "*") || !strcmp(key, "?") || !strcmp(key, "$")) v = key;
+            else if (!(v = context_value(c, key, vb, sizeof vb))) return NULL;
+            p = end + 1;
+        } else {
+            key[0] = *p++, key[1] = '\0';
+            v = key;
+        }
+        /* A variable's value is literal text; the pattern's own
+         * characters keep their meaning. */
+        bool lit = v != key || p[-1] == '}';
+        for (; *v; v++) {
+            if (o + 2 >= n) return NULL;
+            if (lit && (*v == '*' || *v == '?' || *v == LITERAL)) out[o++] = LITERAL;
+            out[o++] = *v;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* ---- actions and resources ---------------------------------------------------------------- */
 
 static bool action_matches(const char *pat, const void *ud) { return wild(pat, ud, true); }
@@ -147,11 +190,14 @@ static bool action_matches(const char *pat, const void *ud) { return wild(pat, u
 typedef struct {
     const char *arn;
     size_t len;
+    const access_ctx *c;
 } arn_ref;
 
 static bool resource_matches(const char *pat, const void *ud) {
     const arn_ref *r = ud;
-    return access_wildcard(pat, r->arn, r->len, false);
+    char buf[2048];
+    const char *p = expand(pat, r->c, buf, sizeof buf);
+    return p && access_wildcard(p, r->arn, r->len, false);
 }
 
 /* ---- conditions --------------------------------------------------------------------------- */
@@ -276,7 +322,16 @@ static bool cond_op_parse(const char *name, cond_op *op) {
 }
 
 /* One condition value against the request's value v (never NULL here). */
-static bool cond_value_matches(cond_base base, const char *want, const char *v) {
+static bool cond_value_matches(cond_base base, const char *want, const char *v, const access_ctx *c) {
+    char wb[1100];
+    if ((base == OP_STR_EQ || base == OP_STR_EQ_NOCASE || base == OP_STR_LIKE) && !(want = expand(want, c, wb, sizeof wb)))
+        return false;
+    if (want == wb && base != OP_STR_LIKE) { /* no wildcards to keep literal: drop the marks */
+        size_t o = 0;
+        for (size_t i = 0; wb[i]; i++)
+            if (wb[i] != LITERAL) wb[o++] = wb[i];
+        wb[o] = '\0';
+    }
     double a, b;
     int64_t da, db;
     switch (base) {
@@ -370,11 +425,11 @@ static bool condition_block_holds(const json_t *cond, const access_ctx *c) {
                 json_t *e;
                 json_array_foreach(want, i, e) {
                     const char *w = scalar_text(e, vb, sizeof vb);
-                    if (w && cond_value_matches(op.base, w, v)) { any = true; break; }
+                    if (w && cond_value_matches(op.base, w, v, c)) { any = true; break; }
                 }
             } else {
                 const char *w = scalar_text(want, vb, sizeof vb);
-                any = w && cond_value_matches(op.base, w, v);
+                any = w && cond_value_matches(op.base, w, v, c);
             }
             if (any == op.negated) return false;
         }
@@ -407,7 +462,7 @@ static const char *request_arn(const access_ctx *c, char *buf, size_t n, size_t 
 access_effect access_policy_eval(const access_policy *p, const access_ctx *c) {
     if (!p) return ACCESS_NONE;
     char buf[13 + 64 + 1 + 1025 + 8];
-    arn_ref arn;
+    arn_ref arn = {.c = c};
     if (!(arn.arn = request_arn(c, buf, sizeof buf, &arn.len))) return ACCESS_NONE;
     who_ctx w = {.c = c};
     access_effect out = ACCESS_NONE;

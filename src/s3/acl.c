@@ -314,13 +314,14 @@ int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed) {
 }
 
 int s3_authorize_request(s3_req *q) {
-    /* DeleteObjects names its keys in its body: judged one by one there
-     * (s3_authorize_keys), each refusal an AccessDenied of its own. */
-    if (q->op == OP_DELETE_OBJECTS) return 0;
     const char *action = request_action(q);
     access_verdict v;
     if (judge(q, &q->bk, action, q->has_key ? q->key : NULL, q->key_len, &v) != 0) return -1;
     if (v == ACCESS_GRANTED) return 0;
+    /* DeleteObjects names its keys in its body: where a policy may grant
+     * some of them, each is judged there (s3_authorize_keys), each refusal
+     * an AccessDenied of its own. */
+    if (q->op == OP_DELETE_OBJECTS && (q->bk.configs & META_CFG_POLICY)) return 0;
     if (v == ACCESS_OBJECT_ACL) {
         /* The object's own ACL may grant it: the handler judges. */
         q->object_acl_pending = true;

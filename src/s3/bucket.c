@@ -157,10 +157,11 @@ void s3_create_bucket(s3_req *q) {
      * like; rather than make one, the bucket goes again (it is empty: no
      * one else has been told it exists) and the client may retry. */
     rc = s3_ownership_store(q, bk.id, ownership);
-    if (rc == 0) rc = s3_bucket_acl_from_create(q, bk.id, ownership);
+    const char *what = "CreateBucket: storing its ownership controls failed";
+    if (rc == 0 && (rc = s3_bucket_acl_from_create(q, bk.id, ownership)) != 0) what = "CreateBucket: storing its ACL failed";
     if (rc != 0) {
         int drc = meta_bucket_delete(q->gw->d.meta, bk.name, bk.id);
-        log_write(LOG_ERROR, q->http->request_id, "CreateBucket: storing its ownership controls or ACL failed",
+        log_write(LOG_ERROR, q->http->request_id, what,
                   "bucket", bk.name, "error", cairn_strerror(rc), "undo", drc ? cairn_strerror(drc) : "bucket removed",
                   NULL);
         s3_committed(q, NULL, 0); /* caches that heard of it hear it is gone */

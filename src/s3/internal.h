@@ -82,8 +82,10 @@ typedef enum {
 /* The credentials a route needs. */
 typedef enum {
     S3_AUTH_NONE = 0,           /* none are read (operator endpoints) */
-    S3_AUTH_PUBLIC,             /* anonymous callers too: public-read buckets admit them */
-    S3_AUTH_SIGNED,             /* a signed request; an anonymous one is AccessDenied */
+    S3_AUTH_PUBLIC,             /* anonymous callers too, whatever the route */
+    /* a signed request; an anonymous one is AccessDenied, except on a route
+     * that loads a bucket, where the authorize stage judges it (acl.c) */
+    S3_AUTH_SIGNED,
 } s3_auth_need;
 
 typedef struct s3_req s3_req;
@@ -258,9 +260,9 @@ char *s3_headers_json_tagged(s3_req *q, const char *headers_json, const s3_tagse
 void s3_events_ws(s3_req *q);
 /* The post-commit hook that publishes object events (events.c). */
 void s3_events_hook(void *ud, const s3_commit *c);
-/* Whether the caller may act on bucket b: its owner or root may do
- * anything; anyone, anonymous callers too, may read a public-read bucket
- * when read_only (a route that only reads, or a copy's source). */
+/* Whether the caller may act on bucket b as a whole: list it (read_only)
+ * or write to it, as the authorize stage judges (the event stream's
+ * bucket filter). */
 bool s3_authorized(s3_req *q, const meta_bucket *b, bool read_only);
 /* Access control (acl.c, docs/access-control.md).  The authorize stage:
  * judges the request's action on its bucket and key (bucket policy, ACLs,

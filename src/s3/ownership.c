@@ -10,8 +10,8 @@
  * without one (made before this code, or after a
  * DeleteBucketOwnershipControls) answers GET with
  * OwnershipControlsNotFoundError, as an S3 bucket without controls does.
- * Nothing enforces the setting yet: ACLs are not implemented (every object
- * is its bucket owner's to manage, which is what BucketOwnerEnforced says).
+ * The access decision (acl.c, access.c) enforces it: BucketOwnerEnforced
+ * disables ACLs, the other two say who owns a written object.
  */
 #include "s3/internal.h"
 

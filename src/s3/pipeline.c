@@ -5,10 +5,11 @@
  *   1 route          what the request names (path or virtual host, query) and
  *                    which route serves it (routes.c)
  *   2 authenticate   who is asking: SigV4 or SigV2, header or presigned; an
- *                    unsigned request is anonymous, which only public routes
- *                    admit
+ *                    unsigned request is anonymous, which goes on to be
+ *                    judged on routes that name a bucket
  *   3 bucket         the request's bucket
- *   4 authorize      may this caller do this to that bucket
+ *   4 authorize      may this caller do this to that bucket and key: the
+ *                    bucket policy, ACLs, public access block (acl.c)
  *   5 rate limit     a slot: admits every request for now (issue 13)
  *   6 handler        from the head: refusal of what we do not serve, the body
  *                    plan, the route's begin; then the body through the
