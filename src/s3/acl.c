@@ -129,23 +129,38 @@ static int config_of(s3_req *q, const meta_bucket *bk, uint32_t bit, const char 
     return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 
-/* Reads everything bk's access is judged by into *a.  0, or answered. */
+/* Reads what bk's access is judged by first into *a: its policy and its
+ * public access block; ACLs stay off until access_load_acls.  0, or
+ * answered. */
 static int access_load(s3_req *q, const meta_bucket *bk, bucket_access *a) {
     memset(a, 0, sizeof *a);
     a->b.legacy_public_read = bk->public_read;
-    char *policy = NULL, *pab = NULL, *own = NULL, *acl = NULL;
+    char *policy = NULL, *pab = NULL;
     int rc = config_of(q, bk, META_CFG_POLICY, POLICY_KIND, &policy);
     if (rc == 0) rc = config_of(q, bk, META_CFG_PUBLIC_ACCESS_BLOCK, PAB_KIND, &pab);
-    if (rc == 0) rc = config_of(q, bk, META_CFG_OWNERSHIP, "ownership", &own);
-    /* No ownership controls at all is S3's ObjectWriter: ACLs apply. */
-    a->b.acls_enabled = !own || strcmp(own, "BucketOwnerEnforced") != 0;
-    if (rc == 0 && a->b.acls_enabled) rc = config_of(q, bk, META_CFG_ACL, ACL_KIND, &acl);
     if (rc == 0 && policy) rc = policy_compiled(bk->id, bk->name, policy, &a->pe);
-    if (rc == 0 && acl && access_acl_from_text(acl, &a->acl) == 0) a->b.bucket_acl = &a->acl;
     if (pab) a->b.pab = pab_of(pab);
     a->b.policy = a->pe ? a->pe->p : NULL;
     free(policy);
     free(pab);
+    if (rc != 0) {
+        access_done(a);
+        s3_meta_error(q, rc, "InternalError", "reading the bucket's access configuration failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* The rest, read only when the policy and ownership did not decide: the
+ * bucket's ObjectOwnership and, where ACLs apply, its ACL.  0, or answered
+ * (and *a released). */
+static int access_load_acls(s3_req *q, const meta_bucket *bk, bucket_access *a) {
+    char *own = NULL, *acl = NULL;
+    int rc = config_of(q, bk, META_CFG_OWNERSHIP, "ownership", &own);
+    /* No ownership controls at all is S3's ObjectWriter: ACLs apply. */
+    a->b.acls_enabled = !own || strcmp(own, "BucketOwnerEnforced") != 0;
+    if (rc == 0 && a->b.acls_enabled) rc = config_of(q, bk, META_CFG_ACL, ACL_KIND, &acl);
+    if (rc == 0 && acl && access_acl_from_text(acl, &a->acl) == 0) a->b.bucket_acl = &a->acl;
     free(own);
     free(acl);
     if (rc != 0) {
@@ -153,6 +168,16 @@ static int access_load(s3_req *q, const meta_bucket *bk, bucket_access *a) {
         s3_meta_error(q, rc, "InternalError", "reading the bucket's access configuration failed");
         return -1;
     }
+    return 0;
+}
+
+/* access_decide over a, reading the ACLs only when they could change the
+ * answer (nothing else granted it).  0, or answered. */
+static int decide_loaded(s3_req *q, const meta_bucket *bk, bucket_access *a, const access_ctx *c, access_verdict *v) {
+    *v = access_decide(c, &a->b);
+    if (*v == ACCESS_GRANTED || a->b.acls_enabled) return 0;
+    if (access_load_acls(q, bk, a) != 0) return -1;
+    if (a->b.acls_enabled) *v = access_decide(c, &a->b);
     return 0;
 }
 
@@ -279,7 +304,7 @@ static int judge(s3_req *q, const meta_bucket *bk, const char *action, const cha
     lookup_ud u;
     access_ctx c;
     fill_ctx(q, bk, action, key, key_len, &u, &c);
-    *v = access_decide(&c, &a.b);
+    if (decide_loaded(q, bk, &a, &c, v) != 0) return -1;
     q->acls_enabled = a.b.acls_enabled;
     q->pab = a.b.pab;
     access_done(&a);
@@ -307,7 +332,9 @@ int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed) {
         access_ctx c;
         const char *action = d->objects[i].version_id ? "s3:DeleteObjectVersion" : "s3:DeleteObject";
         fill_ctx(q, &q->bk, action, d->objects[i].key, d->objects[i].key_len, &u, &c);
-        allowed[i] = access_decide(&c, &a.b) == ACCESS_GRANTED;
+        access_verdict v;
+        if (decide_loaded(q, &q->bk, &a, &c, &v) != 0) return -1;
+        allowed[i] = v == ACCESS_GRANTED;
     }
     access_done(&a);
     return 0;
