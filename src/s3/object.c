@@ -538,7 +538,7 @@ void s3_new_version_header(s3_req *q, const meta_object *obj) {
 
 /* Publishes obj; answers NoSuchBucket/InternalError itself on failure (after
  * removing the new version's bytes).  Returns 0 on success. */
-static int publish(s3_req *q, meta_object *obj) {
+int s3_object_publish(s3_req *q, meta_object *obj) {
     meta_object old = {0};
     bool had_old = false;
     meta_job *jobs = NULL;
@@ -617,6 +617,11 @@ static int commit_shards(s3_req *q, const unsigned char md5[16], char version_id
     return 0;
 }
 
+int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
+                            char layout[320]) {
+    return commit_shards(q, md5, version_id, size, etag, layout);
+}
+
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]) {
     unsigned char md5[16];
     if (verify_body(q, md5) != 0) return -1;
@@ -649,7 +654,7 @@ void s3_put_object(s3_req *q) {
         s3_drop_version_data(q, &obj);
         return;
     }
-    int rc = publish(q, &obj);
+    int rc = s3_object_publish(q, &obj);
     if (rc != 0) return;
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
@@ -1190,7 +1195,7 @@ void s3_copy_object(s3_req *q) {
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
-    rc = publish(q, &dst);
+    rc = s3_object_publish(q, &dst);
     meta_object_clear(&src);
     if (rc != 0) return;
     s3_new_version_header(q, &dst);
