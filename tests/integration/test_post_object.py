@@ -9,13 +9,10 @@ upload with the gateway's memory watched, an upload cut mid-file leaving
 nothing, and a real form posted by headless Chromium."""
 import base64
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import socket
-import subprocess
-import threading
 import time
 import urllib.parse
 import uuid
@@ -25,7 +22,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import (proc_status_kib, sanitizer_of_build, unique_bucket, wait_tmp_clean, wait_until)
+from conftest import proc_status_kib, sanitizer_of_build, unique_bucket, wait_tmp_clean
+from test_cluster import make_cluster  # noqa: F401  (the fixture)
 
 RSS_GROWTH_LIMIT_MIB = 64
 
@@ -539,3 +537,79 @@ def test_browser_form_upload(tmp_path, server, s3, bucket):
     assert report.get("status") == 201, report
     assert "<Key>browser/from-browser.txt</Key>" in report["text"], report
     assert s3.get_object(Bucket=bucket, Key="browser/from-browser.txt")["Body"].read() == body.encode()
+
+
+# ---- more refusals -----------------------------------------------------------------------------------
+
+
+def test_a_field_given_twice(server, s3, bucket):
+    p = presigned(s3, bucket, "twice")
+    files = [(k, (None, v)) for k, v in p["fields"].items()] + [("Key", (None, "again")),
+                                                                 ("file", ("f", b"x", "text/plain"))]
+    r = requests.post(url_of(server, bucket), files=files, timeout=30)
+    assert r.status_code == 400
+    assert err(r) == ("InvalidArgument", "The form has the field 'key' more than once.")
+    assert absent(s3, bucket, "twice")
+
+
+def test_too_many_fields(server, s3, bucket):
+    p = presigned(s3, bucket, "many")
+    fields = dict(p["fields"])
+    fields.update({f"x-ignore-{i}": "" for i in range(70)})
+    r = post(server, bucket, fields)
+    assert r.status_code == 400 and err(r)[0] == "MaxPostPreDataLengthExceededError"
+
+
+def test_sigv2_forms_are_refused(server, s3, bucket):
+    r = post(server, bucket, {"key": "v2", "AWSAccessKeyId": server.root[0], "policy": "e30=", "signature": "x"})
+    assert r.status_code == 400 and err(r)[0] == "InvalidRequest"
+    assert absent(s3, bucket, "v2")
+
+
+@pytest.mark.parametrize("name", ["x-amz-checksum-sha256", "Content-MD5", "x-amz-server-side-encryption",
+                                  "x-amz-object-lock-mode"])
+def test_fields_not_supported_yet(server, s3, bucket, name):
+    p = presigned(s3, bucket, "ns", fields={name: "v"}, conditions=[{name: "v"}])
+    r = post(server, bucket, p["fields"])
+    assert r.status_code == 501 and err(r)[0] == "NotImplemented"
+    assert absent(s3, bucket, "ns")
+
+
+def test_wrong_region_and_algorithm(server, s3, bucket):
+    p = presigned(s3, bucket, "reg")
+    fields = dict(p["fields"])
+    fields["x-amz-credential"] = fields["x-amz-credential"].replace("us-east-1", "eu-west-1")
+    r = post(server, bucket, fields)
+    assert r.status_code == 400 and err(r)[0] == "InvalidArgument"
+    fields = dict(p["fields"])
+    fields["x-amz-algorithm"] = "AWS4-HMAC-SHA1"
+    r = post(server, bucket, fields)
+    assert r.status_code == 400 and err(r)[0] == "InvalidArgument"
+    assert absent(s3, bucket, "reg")
+
+
+def test_post_sends_an_object_created_post_event(server, s3, bucket):
+    import asyncio
+    import websockets
+    from test_events import recv_json, record, run, ws_url
+
+    async def main():
+        async with websockets.connect(ws_url(server, bucket=bucket)) as ws:
+            p = presigned(s3, bucket, "evented")
+            r = await asyncio.to_thread(post, server, bucket, p["fields"], b"event body")
+            assert r.status_code == 204, r.text
+            return record(await recv_json(ws))
+
+    ev = run(main())
+    assert ev["eventName"] == "ObjectCreated:Post"
+    assert ev["s3"]["object"]["key"] == "evented" and ev["s3"]["object"]["size"] == 10
+
+
+def test_gateway_with_storage_nodes_answers_501(make_cluster):
+    from test_cluster import new_bucket
+    cl = make_cluster()
+    gw = cl.gateway
+    bucket = new_bucket(gw)
+    p = presigned(gw.client(), bucket, "on-nodes")
+    r = post(gw, bucket, p["fields"])
+    assert r.status_code == 501 and err(r)[0] == "NotImplemented"
