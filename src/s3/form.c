@@ -56,7 +56,7 @@ struct s3_form {
 };
 
 static bool bchar(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strchr("'()+_,-./:=? ", c);
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c && strchr("'()+_,-./:=? ", c));
 }
 
 int s3_form_boundary(const char *content_type, char out[S3_FORM_BOUNDARY_MAX + 1]) {
