@@ -385,6 +385,13 @@ int s3_object_sink(s3_req *q, const char *data, size_t n);
  * hashes) has seen every byte; nonzero = answered. */
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
+/* An x-amz-checksum-* value that came other than as a header (a POST
+ * form's field): starts computing name's algorithm over the body, to be
+ * compared with value.  CAIRN_EINVAL for a name that is not one,
+ * CAIRN_ENOMEM. */
+int s3_checksum_begin(s3_req *q, const char *name, const char *value);
+/* Whether the body's checksum matches the one announced (true: none). */
+bool s3_checksum_ok(s3_req *q);
 
 /* Object lock (lock.c, docs/object-lock.md). */
 void s3_put_object_lock_config(s3_req *q);

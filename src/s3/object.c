@@ -200,34 +200,49 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
 
 /* ---- PUT --------------------------------------------------------------------------------------- */
 
+static const char *const checksum_names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
+                                             "x-amz-checksum-sha1", "x-amz-checksum-sha256",
+                                             "x-amz-checksum-crc64nvme"};
+
+/* Starts computing checksum i of checksum_names, to be compared with value. */
+static int start_checksum(s3_req *q, size_t i, const char *value) {
+    q->checksum_name = checksum_names[i];
+    snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", value);
+    if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
+    else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
+    else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
+    else {
+        q->checksum_md = EVP_MD_CTX_new();
+        if (!q->checksum_md || !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
+            return CAIRN_ENOMEM;
+    }
+    return 0;
+}
+
+int s3_checksum_begin(s3_req *q, const char *name, const char *value) {
+    for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++)
+        if (!strcasecmp(name, checksum_names[i])) return start_checksum(q, i, value);
+    return CAIRN_EINVAL;
+}
+
 static int setup_checksum(s3_req *q) {
-    static const char *const names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
-                                        "x-amz-checksum-sha1", "x-amz-checksum-sha256",
-                                        "x-amz-checksum-crc64nvme"};
+    const char *const *names = checksum_names;
     /* The value comes in a header, or (aws-chunked) in a trailer that
      * x-amz-trailer announces; either way the algorithm is known up front. */
     const char *trailer = http_header(q->http, "x-amz-trailer");
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++) {
         const char *v = http_header(q->http, names[i]);
         if (!v && trailer && q->chunked && !strcasecmp(trailer, names[i])) v = "";
         if (!v) continue;
-        q->checksum_name = names[i];
-        snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", v);
-        if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
-        else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
-        else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
-        else {
-            q->checksum_md = EVP_MD_CTX_new();
-            if (!q->checksum_md ||
-                !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
-                return CAIRN_ENOMEM;
-        }
-        return 0;
+        return start_checksum(q, i, v);
     }
     return 0;
 }
 
 /* The checksum value to verify: a header, or the aws-chunked trailer. */
+static bool checksum_matches(s3_req *q);
+bool s3_checksum_ok(s3_req *q) { return checksum_matches(q); }
+
 static bool checksum_matches(s3_req *q) {
     const char *name = q->checksum_name, *expected = q->checksum_expected;
     if (q->chunked && chunked_trailer_name(q->chunked)) {

@@ -419,13 +419,34 @@ static int read_options(s3_post *p) {
     if (!redir) redir = field(p, "redirect");
     if (redir && *redir) p->redirect = redir;
     for (int i = 0; i < p->nfields; i++)
-        if (!strncmp(p->fields[i].name, "x-amz-checksum-", 15) || !strcmp(p->fields[i].name, "content-md5") ||
+        if (!strcmp(p->fields[i].name, "content-md5") ||
             !strncmp(p->fields[i].name, "x-amz-server-side-encryption", 28) ||
             !strncmp(p->fields[i].name, "x-amz-object-lock-", 18)) {
             char msg[160];
             snprintf(msg, sizeof msg, "The form field %.64s is not supported by this server.", p->fields[i].name);
             return refuse(q, "NotImplemented", msg);
         }
+    return 0;
+}
+
+/* An x-amz-checksum-<algorithm> field: the file's checksum is computed as
+ * it streams and compared at the end (x-amz-checksum-algorithm alone
+ * asks for nothing to be checked).  0, or answered. */
+static int start_checksum(s3_post *p) {
+    s3_req *q = p->q;
+    for (int i = 0; i < p->nfields; i++) {
+        const post_field *f = &p->fields[i];
+        if (strncmp(f->name, "x-amz-checksum-", 15) != 0 || !strcmp(f->name, "x-amz-checksum-algorithm")) continue;
+        if (q->checksum_name)
+            return refuse(q, "InvalidRequest", "Expecting a single x-amz-checksum- field.");
+        int rc = s3_checksum_begin(q, f->name, f->value);
+        if (rc == CAIRN_EINVAL) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%.64s is not a checksum algorithm this server knows.", f->name);
+            return refuse(q, "InvalidRequest", msg);
+        }
+        if (rc != 0) return refuse(q, "InternalError", NULL);
+    }
     return 0;
 }
 
@@ -447,6 +468,7 @@ static int file_begins(s3_post *p, const char *filename) {
     q->inline_object = true;
     q->md5 = EVP_MD_CTX_new();
     if (!q->md5 || !EVP_DigestInit_ex(q->md5, EVP_md5(), NULL)) return refuse(q, "InternalError", NULL);
+    if (start_checksum(p) != 0) return CAIRN_EINVAL;
     p->in_file = true;
     return 0;
 }
@@ -597,6 +619,7 @@ static void answer(s3_post *p, const meta_object *obj) {
     s3_quote_etag(obj->etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
     s3_new_version_header(q, obj);
+    if (q->checksum_name && q->checksum_expected[0]) http_add_header(q->http, q->checksum_name, q->checksum_expected);
     buf_t loc;
     buf_init(&loc);
     location(q, &loc);
@@ -668,6 +691,10 @@ void s3_post_object(s3_req *q) {
     unsigned char md5[16];
     unsigned dl = 0;
     EVP_DigestFinal_ex(q->md5, md5, &dl);
+    if (!s3_checksum_ok(q)) {
+        s3_error(q, "BadDigest", "The checksum you specified did not match what we received.");
+        return;
+    }
     meta_object obj = {0};
     snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
     obj.bucket_id = q->bucket_id;

@@ -566,8 +566,7 @@ def test_sigv2_forms_are_refused(server, s3, bucket):
     assert absent(s3, bucket, "v2")
 
 
-@pytest.mark.parametrize("name", ["x-amz-checksum-sha256", "Content-MD5", "x-amz-server-side-encryption",
-                                  "x-amz-object-lock-mode"])
+@pytest.mark.parametrize("name", ["Content-MD5", "x-amz-server-side-encryption", "x-amz-object-lock-mode"])
 def test_fields_not_supported_yet(server, s3, bucket, name):
     p = presigned(s3, bucket, "ns", fields={name: "v"}, conditions=[{name: "v"}])
     r = post(server, bucket, p["fields"])
@@ -613,3 +612,55 @@ def test_gateway_with_storage_nodes_answers_501(make_cluster):
     p = presigned(gw.client(), bucket, "on-nodes")
     r = post(gw, bucket, p["fields"])
     assert r.status_code == 501 and err(r)[0] == "NotImplemented"
+
+
+def checksum_of(algo, data):
+    import zlib
+    if algo == "crc32":
+        raw = zlib.crc32(data).to_bytes(4, "big")
+    else:
+        raw = hashlib.new(algo, data).digest()
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize("algo", ["crc32", "sha1", "sha256"])
+def test_checksum_fields(server, s3, bucket, algo):
+    data = b"checked " * 1000
+    name = f"x-amz-checksum-{algo}"
+    good = checksum_of(algo, data)
+    p = presigned(s3, bucket, f"ck-{algo}", fields={name: good}, conditions=[{name: good}])
+    r = post(server, bucket, p["fields"], data)
+    assert r.status_code == 204, r.text
+    assert r.headers[name] == good
+    assert get(s3, bucket, f"ck-{algo}")["Body"].read() == data
+    bad = checksum_of(algo, b"other")
+    p = presigned(s3, bucket, f"ck-bad-{algo}", fields={name: bad}, conditions=[{name: bad}])
+    r = post(server, bucket, p["fields"], data)
+    assert r.status_code == 400 and err(r)[0] == "BadDigest"
+    assert absent(s3, bucket, f"ck-bad-{algo}")
+
+
+def test_checksum_field_refusals(server, s3, bucket):
+    two = {"x-amz-checksum-crc32": "AAAAAA==", "x-amz-checksum-sha1": "x"}
+    p = presigned(s3, bucket, "ck2", fields=two, conditions=[{k: v} for k, v in two.items()])
+    r = post(server, bucket, p["fields"])
+    assert r.status_code == 400 and err(r) == ("InvalidRequest", "Expecting a single x-amz-checksum- field.")
+    p = presigned(s3, bucket, "ck3", fields={"x-amz-checksum-md4": "x"}, conditions=[{"x-amz-checksum-md4": "x"}])
+    r = post(server, bucket, p["fields"])
+    assert r.status_code == 400 and err(r)[0] == "InvalidRequest"
+    assert absent(s3, bucket, "ck2") and absent(s3, bucket, "ck3")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("x-amz-credential", "nonsense"),
+    ("x-amz-credential", "AKID/2026-01-01/us-east-1/s3/aws4_request"),
+    ("x-amz-date", "yesterday"),
+    ("x-amz-date", "19990101T000000Z"),      # not the credential's day
+])
+def test_malformed_credential_and_date(server, s3, bucket, field, value):
+    p = presigned(s3, bucket, "cred")
+    fields = dict(p["fields"])
+    fields[field] = value
+    r = post(server, bucket, fields)
+    assert r.status_code == 400 and err(r)[0] == "InvalidArgument", r.text
+    assert absent(s3, bucket, "cred")
