@@ -57,7 +57,7 @@ typedef enum {
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_PUT_OBJECT_TAGGING, OP_DELETE_OBJECT_TAGGING,
     OP_GET_OBJECT_ATTRIBUTES,
-    OP_LIST_MULTIPART_UPLOADS,
+    OP_LIST_MULTIPART_UPLOADS, OP_POST_OBJECT,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
     OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
     OP_UNSUPPORTED_MULTIPART, OP_UNSUPPORTED_OBJECT_SUB, OP_UNSUPPORTED_OBJECT,
@@ -69,6 +69,7 @@ typedef enum {
     BODY_IGNORE = 0,            /* none expected; any bytes are hashed then dropped */
     BODY_BUFFER,                /* small XML documents, capped at body_limit */
     BODY_OBJECT,                /* object data: inline buffer or data writer */
+    BODY_FORM,                  /* a POST Object form: fields, then the file streamed as object data (post.c) */
 } s3_body_mode;
 
 /* What a request names. */
@@ -89,6 +90,7 @@ typedef enum {
 } s3_auth_need;
 
 typedef struct s3_req s3_req;
+typedef struct s3_post s3_post;
 
 /* One route: what the pipeline does around its handler. */
 typedef struct {
@@ -191,6 +193,7 @@ struct s3_req {
     const char *event_version;  /* the version id the next s3_notify_jobs events carry (NULL: none) */
     char put_cond_etag[72];     /* ... for META_PUT_IF_MATCH, unquoted */
     int part_number;            /* UploadPart */
+    s3_post *post;              /* POST Object's form (post.c) */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;         /* when the payload hash was signed */
@@ -424,6 +427,13 @@ int s3_object_sink(s3_req *q, const char *data, size_t n);
  * hashes) has seen every byte; nonzero = answered. */
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
+/* An x-amz-checksum-* value that came other than as a header (a POST
+ * form's field): starts computing name's algorithm over the body, to be
+ * compared with value.  CAIRN_EINVAL for a name that is not one,
+ * CAIRN_ENOMEM. */
+int s3_checksum_begin(s3_req *q, const char *name, const char *value);
+/* Whether the body's checksum matches the one announced (true: none). */
+bool s3_checksum_ok(s3_req *q);
 
 /* Object lock (lock.c, docs/object-lock.md). */
 void s3_put_object_lock_config(s3_req *q);
@@ -467,6 +477,22 @@ char *s3_headers_json_from_request(s3_req *q);
 /* Verifies the received body and makes its shards durable (non-inline
  * bodies); nonzero = answered. */
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]);
+/* The second half of that: makes the writer's shards durable, for a body
+ * whose md5 the caller verified.  Nonzero = answered. */
+int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
+                            char layout[320]);
+/* Commits obj as the key's new version (events, notifications, hooks,
+ * the replaced version's bytes removed); answers itself on failure, after
+ * removing obj's bytes.  0 on success. */
+int s3_object_publish(s3_req *q, meta_object *obj);
+
+/* post.c: POST Object (docs/post-object.md).  begin from the head (the
+ * form's boundary, the bucket), the sink for the body (BODY_FORM), the
+ * handler once it is in, the cleanup when the request is done. */
+int s3_post_begin(s3_req *q);
+int s3_post_sink(s3_req *q, const char *data, size_t n);
+void s3_post_object(s3_req *q);
+void s3_post_cleanup(s3_req *q);
 /* Removes the bytes of a version metadata no longer references (multipart too). */
 void s3_drop_version_data(s3_req *q, const meta_object *o);
 

@@ -202,34 +202,49 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
 
 /* ---- PUT --------------------------------------------------------------------------------------- */
 
+static const char *const checksum_names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
+                                             "x-amz-checksum-sha1", "x-amz-checksum-sha256",
+                                             "x-amz-checksum-crc64nvme"};
+
+/* Starts computing checksum i of checksum_names, to be compared with value. */
+static int start_checksum(s3_req *q, size_t i, const char *value) {
+    q->checksum_name = checksum_names[i];
+    snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", value);
+    if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
+    else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
+    else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
+    else {
+        q->checksum_md = EVP_MD_CTX_new();
+        if (!q->checksum_md || !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
+            return CAIRN_ENOMEM;
+    }
+    return 0;
+}
+
+int s3_checksum_begin(s3_req *q, const char *name, const char *value) {
+    for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++)
+        if (!strcasecmp(name, checksum_names[i])) return start_checksum(q, i, value);
+    return CAIRN_EINVAL;
+}
+
 static int setup_checksum(s3_req *q) {
-    static const char *const names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
-                                        "x-amz-checksum-sha1", "x-amz-checksum-sha256",
-                                        "x-amz-checksum-crc64nvme"};
+    const char *const *names = checksum_names;
     /* The value comes in a header, or (aws-chunked) in a trailer that
      * x-amz-trailer announces; either way the algorithm is known up front. */
     const char *trailer = http_header(q->http, "x-amz-trailer");
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++) {
         const char *v = http_header(q->http, names[i]);
         if (!v && trailer && q->chunked && !strcasecmp(trailer, names[i])) v = "";
         if (!v) continue;
-        q->checksum_name = names[i];
-        snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", v);
-        if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
-        else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
-        else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
-        else {
-            q->checksum_md = EVP_MD_CTX_new();
-            if (!q->checksum_md ||
-                !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
-                return CAIRN_ENOMEM;
-        }
-        return 0;
+        return start_checksum(q, i, v);
     }
     return 0;
 }
 
 /* The checksum value to verify: a header, or the aws-chunked trailer. */
+static bool checksum_matches(s3_req *q);
+bool s3_checksum_ok(s3_req *q) { return checksum_matches(q); }
+
 static bool checksum_matches(s3_req *q) {
     const char *name = q->checksum_name, *expected = q->checksum_expected;
     if (q->chunked && chunked_trailer_name(q->chunked)) {
@@ -540,7 +555,7 @@ void s3_new_version_header(s3_req *q, const meta_object *obj) {
 
 /* Publishes obj; answers NoSuchBucket/InternalError itself on failure (after
  * removing the new version's bytes).  Returns 0 on success. */
-static int publish(s3_req *q, meta_object *obj) {
+int s3_object_publish(s3_req *q, meta_object *obj) {
     meta_object old = {0};
     bool had_old = false;
     meta_job *jobs = NULL;
@@ -619,6 +634,11 @@ static int commit_shards(s3_req *q, const unsigned char md5[16], char version_id
     return 0;
 }
 
+int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
+                            char layout[320]) {
+    return commit_shards(q, md5, version_id, size, etag, layout);
+}
+
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]) {
     unsigned char md5[16];
     if (verify_body(q, md5) != 0) return -1;
@@ -652,7 +672,7 @@ void s3_put_object(s3_req *q) {
         s3_drop_version_data(q, &obj);
         return;
     }
-    int rc = publish(q, &obj);
+    int rc = s3_object_publish(q, &obj);
     if (rc != 0) return;
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
@@ -1206,7 +1226,7 @@ void s3_copy_object(s3_req *q) {
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
-    rc = publish(q, &dst);
+    rc = s3_object_publish(q, &dst);
     meta_object_clear(&src);
     if (rc != 0) return;
     s3_new_version_header(q, &dst);

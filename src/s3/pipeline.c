@@ -269,6 +269,8 @@ static int payload_sink(void *ud, const char *data, size_t n) {
         return q->body.oom ? CAIRN_ENOMEM : 0;
     case BODY_OBJECT:
         return s3_object_sink(q, data, n);   /* transforms there, maybe on the writer's thread */
+    case BODY_FORM:
+        return s3_post_sink(q, data, n);     /* the file's bytes go on to s3_object_sink */
     }
     return 0;
 }
@@ -458,6 +460,7 @@ static void on_done(void *app, http_req *r, bool ok) {
     unsigned status = http_status(r);
     double secs = (double)(time_mono_ns() - r->start_ns) / 1e9;
     if (q) {
+        s3_post_cleanup(q);
         s3_object_cleanup(q);
         if (q->chunked) chunked_free(q->chunked);
         if (q->sha256) EVP_MD_CTX_free(q->sha256);

@@ -87,6 +87,10 @@ static const s3_route routes[] = {
     /* IAM has no action of its own for the delete: it is the put's. */
     [OP_DELETE_BUCKET_TAGGING] =   {"DeleteBucketTagging",     BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket_tagging, "s3:PutBucketTagging"},
     [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads, "s3:ListBucketMultipartUploads"},
+    /* Unsigned as far as the pipeline knows, and no bucket loaded for it:
+     * the form's fields carry the credentials, so begin loads the bucket
+     * and the form's handler authenticates and authorizes (post.c). */
+    [OP_POST_OBJECT] =             {"PostObject",              BUCKET,   ANYONE, NONE, BODY_FORM,   s3_post_begin,         s3_post_object, "s3:PutObject"},
     [OP_PUT_OBJECT] =              {"PutObject",               OBJECT,   SIGNED, LOAD, BODY_OBJECT, s3_object_begin,       s3_put_object, "s3:PutObject"},
     [OP_COPY_OBJECT] =             {"CopyObject",              OBJECT,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_copy_object, "s3:PutObject"},
     [OP_GET_OBJECT] =              {"GetObject",               OBJECT,   PUBLIC, LOAD, BODY_IGNORE, NULL,                  s3_get_object, "s3:GetObject"},
@@ -209,6 +213,7 @@ static const s3_rule rules[] = {
     {M_ANY, BUCKET, .any_of = bucket_config, .op = OP_UNSUPPORTED_BUCKET_CONFIG},
     {M_POST, BUCKET, .param = "delete", .op = OP_DELETE_OBJECTS},
     {M_ANY, BUCKET, .any_of = other_subresources, .op = OP_UNSUPPORTED_BUCKET_SUB},
+    {M_POST, BUCKET, .op = OP_POST_OBJECT},
     {M_PUT, BUCKET, .op = OP_CREATE_BUCKET},
     {M_HEAD, BUCKET, .op = OP_HEAD_BUCKET},
     {M_DELETE, BUCKET, .op = OP_DELETE_BUCKET},

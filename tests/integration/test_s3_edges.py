@@ -132,7 +132,6 @@ def test_unconfigured_bucket_settings_are_empty_documents(server, bucket, sub, r
     ("PUT", [("website", None)]),              # configuring one
     ("DELETE", [("lifecycle", None)]),
     ("PUT", [("replication", None)]),
-    ("POST", None),                            # browser-form POST upload
 ])
 def test_unimplemented_bucket_operations(server, bucket, method, query):
     r = server.request(method, path_of(bucket), query=query)

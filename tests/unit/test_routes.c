@@ -61,6 +61,7 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"GET", B, "list-type=1", false, "ListObjects", OP_LIST_OBJECTS, s3_list_objects_v1},
         {"GET", B, "list-type=2&prefix=a", false, "ListObjectsV2", OP_LIST_OBJECTS_V2, s3_list_objects_v2},
         {"POST", B, "delete", false, "DeleteObjects", OP_DELETE_OBJECTS, s3_delete_objects},
+        {"POST", B, "", false, "PostObject", OP_POST_OBJECT, s3_post_object},
         {"GET", B, "versioning", false, "GetBucketVersioning", OP_GET_BUCKET_VERSIONING, s3_bucket_subresource},
         {"GET", B, "acl", false, "GetBucketAcl", OP_GET_BUCKET_ACL, s3_get_bucket_acl},
         {"PUT", B, "acl", false, "PutBucketAcl", OP_PUT_BUCKET_ACL, s3_put_bucket_acl},
@@ -135,12 +136,16 @@ Test(routes, what_each_route_asks_of_the_pipeline) {
         else if (op == OP_EVENTS_WS) cr_expect_eq(r->auth, S3_AUTH_SIGNED, "the event stream needs a signature");
         else if (op == OP_CORS_PREFLIGHT || op == OP_CORS_PREFLIGHT_OBJECT)
             cr_expect_eq(r->auth, S3_AUTH_NONE, "a browser's preflight carries no credentials");
+        else if (op == OP_POST_OBJECT)
+            cr_expect(r->auth == S3_AUTH_NONE && !r->bucket, "a form's credentials are its fields: post.c judges them");
         else if (r->resource == S3_RES_OPERATOR) cr_expect_eq(r->auth, S3_AUTH_NONE, "%s", r->api);
         else cr_expect_eq(r->auth, public_read ? S3_AUTH_PUBLIC : S3_AUTH_SIGNED, "%s", r->api);
     }
     /* Bodies: object data for PUT and UploadPart, buffered XML where S3 takes a document. */
     cr_expect_eq(s3_route_get(OP_PUT_OBJECT)->body, BODY_OBJECT);
     cr_expect(s3_route_get(OP_PUT_OBJECT)->begin == s3_object_begin);
+    cr_expect_eq(s3_route_get(OP_POST_OBJECT)->body, BODY_FORM);
+    cr_expect(s3_route_get(OP_POST_OBJECT)->begin == s3_post_begin);
     cr_expect_eq(s3_route_get(OP_UPLOAD_PART)->body, BODY_OBJECT);
     cr_expect(s3_route_get(OP_UPLOAD_PART)->begin == s3_upload_part_begin);
     cr_expect_eq(s3_route_get(OP_DELETE_OBJECTS)->body, BODY_BUFFER);
@@ -191,7 +196,6 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         {"POST", B, "tagging", false, "PutBucketSubresource", .code = "NotImplemented"},
         /* other subresources of a bucket */
         {"PUT", B, "versions", false, "BucketSubresource", .code = "NotImplemented"},
-        {"POST", B, "", false, "Bucket", .code = "NotImplemented"},
         /* multipart without the right parameters */
         {"PUT", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
         {"HEAD", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
