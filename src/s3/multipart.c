@@ -738,7 +738,13 @@ static int emit_upload(void *ud, const meta_upload *u) {
     put_key_xml(c->b, "Key", u->key, u->key_len);
     put_key_xml(c->b, "UploadId", u->upload_id, strlen(u->upload_id));
     s3_owner_xml(c->q, c->b, u->owner_id);
-    buf_printf(c->b, "<StorageClass>STANDARD</StorageClass><Initiated>%s</Initiated></Upload>", ts);
+    buf_printf(c->b, "<StorageClass>STANDARD</StorageClass><Initiated>%s</Initiated>", ts);
+    s3_ck_stored ck;
+    s3_ck_from_headers(u->headers_json, &ck);
+    if (ck.upload_alg)
+        buf_printf(c->b, "<ChecksumAlgorithm>%s</ChecksumAlgorithm><ChecksumType>%s</ChecksumType>",
+                   s3_ck_info_of(ck.upload_alg)->name, ck.full_object ? "FULL_OBJECT" : "COMPOSITE");
+    buf_puts(c->b, "</Upload>");
     c->count++;
     memcpy(c->next_key, u->key, u->key_len + 1);
     c->next_key_len = u->key_len;

@@ -187,11 +187,16 @@ def test_create_answers_algorithm_and_type(server, bucket, alg, typ, want):
     lp = server.request("GET", path_of(bucket, "k"), query=[("uploadId", upload)])
     assert xml_text(lp.xml(), "ChecksumAlgorithm") == alg.upper()
     assert xml_text(lp.xml(), "ChecksumType") == want
+    lu = server.request("GET", path_of(bucket), query=[("uploads", None)]).xml()
+    (u,) = [u for u in xml_findall(lu, "Upload") if xml_text(u, "UploadId") == upload]
+    assert (xml_text(u, "ChecksumAlgorithm"), xml_text(u, "ChecksumType")) == (alg.upper(), want)
 
 
 def test_create_without_algorithm_answers_none(server, bucket):
     r = create(server, bucket, "k")
     assert r.status == 200 and checksum_headers(r) == {}
+    lu = server.request("GET", path_of(bucket), query=[("uploads", None)]).xml()
+    assert xml_find(xml_find(lu, "Upload"), "ChecksumAlgorithm") is None
 
 
 @pytest.mark.parametrize("alg,typ,fragment", [
@@ -227,6 +232,9 @@ def test_composite_multipart(server, bucket, alg):
     assert xml_text(r.xml(), "ChecksumType") == "COMPOSITE"
     assert checksum_headers(head(server, bucket, "mp")) == {header(alg): want, "x-amz-checksum-type": "COMPOSITE"}
     assert checksum_headers(head(server, bucket, "mp", mode=False)) == {}
+    r = server.request("HEAD", path_of(bucket, "mp"), query=[("partNumber", 2)],
+                       headers={"x-amz-checksum-mode": "ENABLED"})
+    assert r.status == 206 and checksum_headers(r) == {}, "the object's checksum is not of one part"
     a = attributes(server, bucket, "mp")
     assert xml_text(a, "Checksum/" + elem(alg)) == want[:-2], "GetObjectAttributes gives it without '-N'"
     assert xml_text(a, "Checksum/ChecksumType") == "COMPOSITE"
