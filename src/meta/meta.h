@@ -700,6 +700,9 @@ typedef struct {
     char layout[320];
     int64_t mtime_ms;
     int64_t offset;            /* completed objects only: where the part starts */
+    /* The part's checksum as "<algorithm>:<base64 value>" (algorithm as in
+     * x-amz-checksum-<algorithm>, e.g. "crc32c:yZRlqg=="), "" for none. */
+    char checksum[128];
 } meta_part;
 
 void meta_upload_clear(meta_upload *u);

@@ -203,10 +203,62 @@ struct s3_req {
     uint32_t crc;               /* crc32 / crc32c running value */
     uint64_t crc64;             /* crc64nvme running value */
     int crc_kind;               /* 0 none, 1 crc32, 2 crc32c, 3 crc64nvme */
+    int checksum_want;          /* S3_CK_*: computed even without a header (parts of an upload that has one) */
+    bool checksum_compute_only; /* checksum_name is computed, not verified: no value was sent */
+    char checksum_got[96];      /* the computed value (base64), once the body is in (S3_CK_VALUE_MAX) */
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
 };
+
+/* checksum.c: S3's additional checksums (see there). */
+enum { S3_CK_CRC32 = 1, S3_CK_CRC32C, S3_CK_SHA1, S3_CK_SHA256, S3_CK_CRC64NVME };
+#define S3_CK_VALUE_MAX 96      /* a base64 checksum with a "-10000" suffix, and a NUL */
+typedef struct {
+    const char *name;           /* as x-amz-checksum-algorithm names it: "CRC32C" */
+    const char *lower;          /* as the header's suffix: "crc32c" */
+    const char *header;         /* "x-amz-checksum-crc32c" */
+    const char *xml;            /* "ChecksumCRC32C" */
+    size_t raw;                 /* bytes of a value */
+} s3_ck_info;
+const s3_ck_info *s3_ck_info_of(int alg);          /* NULL for none */
+int s3_ck_by_name(const char *name);               /* "CRC32" (any case) -> S3_CK_CRC32; 0 */
+/* The algorithm of the x-amz-checksum-<alg> header (or x-amz-trailer) a
+ * request carries; 0 for none. */
+int s3_ck_in_request(s3_req *q);
+/* A running checksum of one algorithm; s3_ck_free releases it. */
+typedef struct {
+    int alg;
+    uint32_t crc;
+    uint64_t crc64;
+    EVP_MD_CTX *md;
+} s3_ck;
+int s3_ck_init(s3_ck *c, int alg);                 /* 0 or CAIRN_ENOMEM */
+void s3_ck_update(s3_ck *c, const void *p, size_t n);
+void s3_ck_final(s3_ck *c, char out[S3_CK_VALUE_MAX]);   /* base64; once */
+void s3_ck_free(s3_ck *c);
+/* The algorithm of a stored "<algorithm>:<value>" (meta_part.checksum),
+ * with *value pointing into it; 0 for "" or anything else. */
+int s3_ck_split(const char *stored, const char **value);
+/* The checksum of a multipart object of alg from its n parts (in order,
+ * sizes set, each with a checksum of alg): COMPOSITE ("<base64>-<n>") or
+ * FULL_OBJECT (CRCs only).  CAIRN_EINVAL when a part has none of alg. */
+int s3_ck_multipart(int alg, bool full_object, const meta_part *parts, int n, char out[S3_CK_VALUE_MAX]);
+/* A version's checksum, or an upload's algorithm, from its stored headers. */
+typedef struct {
+    int alg;                    /* the object's checksum: algorithm, 0 none */
+    char value[S3_CK_VALUE_MAX];
+    bool full_object;           /* its type (or the upload's): FULL_OBJECT, else COMPOSITE */
+    int upload_alg;             /* an upload's x-amz-checksum-algorithm, 0 none */
+} s3_ck_stored;
+void s3_ck_from_headers(const char *headers_json, s3_ck_stored *out);
+/* headers_json with every checksum member replaced by member = value and
+ * the type (member NULL: none), in the request's arena; NULL when
+ * headers_json is not a JSON object or memory ran out. */
+char *s3_ck_headers_set(s3_req *q, const char *headers_json, const char *member, const char *value, bool full_object);
+/* x-amz-checksum-<alg> and x-amz-checksum-type of a stored checksum, if any. */
+void s3_ck_add_headers(s3_req *q, const s3_ck_stored *ck);
+bool s3_ck_mode_enabled(s3_req *q);                /* x-amz-checksum-mode: ENABLED */
 
 /* pipeline.c */
 /* The body-transform slot (see pipeline.c): every payload byte goes through
@@ -493,6 +545,10 @@ int s3_post_begin(s3_req *q);
 int s3_post_sink(s3_req *q, const char *data, size_t n);
 void s3_post_object(s3_req *q);
 void s3_post_cleanup(s3_req *q);
+/* The x-amz-checksum-* of the body just stored (verified, or computed for
+ * checksum_want), base64; NULL when none was asked for.  Its header name is
+ * q->checksum_name. */
+const char *s3_object_checksum(s3_req *q);
 /* Removes the bytes of a version metadata no longer references (multipart too). */
 void s3_drop_version_data(s3_req *q, const meta_object *o);
 
@@ -503,9 +559,10 @@ int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out);
 ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n);
 void obj_reader_close(obj_reader *o);
 /* Copies [start, start+len) of src (inline or stored) into a new stored
- * version version_id: fills its etag (MD5 of the bytes) and layout. */
+ * version version_id: fills its etag (MD5 of the bytes) and layout, and
+ * feeds the bytes to ck (initialised; NULL: none). */
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
-                  char etag[72], char layout[320]);
+                  char etag[72], char layout[320], s3_ck *ck);
 /* The source of CopyObject / UploadPartCopy (x-amz-copy-source): parses it,
  * loads the source bucket (which the caller must be allowed to read), applies
  * its versionId (s3_version_param), reads the object with its inline bytes

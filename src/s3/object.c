@@ -185,6 +185,8 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
         if (!json_is_string(v) || override_for(q, k) || !strcmp(k, S3_TAGS_MEMBER) ||
             !strcmp(k, S3_ACL_MEMBER))
             continue;
+        /* The checksum goes out only when asked for (get_object). */
+        if (!strncmp(k, "x-amz-checksum-", 15)) continue;
         if (!strncmp(k, "x-amz-meta-", 11)) {
             /* Non-ASCII user metadata goes out as an RFC 2047 encoded word. */
             buf_reset(&enc);
@@ -202,14 +204,17 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
 
 /* ---- PUT --------------------------------------------------------------------------------------- */
 
+/* In S3_CK_* order. */
 static const char *const checksum_names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
                                              "x-amz-checksum-sha1", "x-amz-checksum-sha256",
                                              "x-amz-checksum-crc64nvme"};
 
-/* Starts computing checksum i of checksum_names, to be compared with value. */
-static int start_checksum(s3_req *q, size_t i, const char *value) {
+/* Starts computing checksum i of checksum_names, to be compared with value
+ * (compute: none was sent, the upload's algorithm asks for one). */
+static int start_checksum(s3_req *q, size_t i, const char *value, bool compute) {
     q->checksum_name = checksum_names[i];
-    snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", value);
+    q->checksum_compute_only = compute;
+    snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", value ? value : "");
     if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
     else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
     else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
@@ -223,39 +228,29 @@ static int start_checksum(s3_req *q, size_t i, const char *value) {
 
 int s3_checksum_begin(s3_req *q, const char *name, const char *value) {
     for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++)
-        if (!strcasecmp(name, checksum_names[i])) return start_checksum(q, i, value);
+        if (!strcasecmp(name, checksum_names[i])) return start_checksum(q, i, value, false);
     return CAIRN_EINVAL;
 }
 
 static int setup_checksum(s3_req *q) {
-    const char *const *names = checksum_names;
     /* The value comes in a header, or (aws-chunked) in a trailer that
      * x-amz-trailer announces; either way the algorithm is known up front. */
     const char *trailer = http_header(q->http, "x-amz-trailer");
     for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++) {
-        const char *v = http_header(q->http, names[i]);
-        if (!v && trailer && q->chunked && !strcasecmp(trailer, names[i])) v = "";
-        if (!v) continue;
-        return start_checksum(q, i, v);
+        const char *v = http_header(q->http, checksum_names[i]);
+        if (!v && trailer && q->chunked && !strcasecmp(trailer, checksum_names[i])) v = "";
+        /* A part of an upload with an algorithm has its checksum computed
+         * when the client sent none (multipart.c). */
+        bool compute = !v && q->checksum_want == (int)i + 1;
+        if (!v && !compute) continue;
+        return start_checksum(q, i, v, compute);
     }
     return 0;
 }
 
-/* The checksum value to verify: a header, or the aws-chunked trailer. */
-static bool checksum_matches(s3_req *q);
-bool s3_checksum_ok(s3_req *q) { return checksum_matches(q); }
-
-static bool checksum_matches(s3_req *q) {
-    const char *name = q->checksum_name, *expected = q->checksum_expected;
-    if (q->chunked && chunked_trailer_name(q->chunked)) {
-        const char *tn = chunked_trailer_name(q->chunked);
-        if (!name || strcasecmp(tn, name) == 0) {
-            name = tn;
-            expected = chunked_trailer_value(q->chunked);
-        }
-    }
-    if (!name || !expected) return true;
-    if (!*expected) return false; /* announced in x-amz-trailer but never sent */
+/* Fills checksum_got with the checksum of the body (once it is all in). */
+static void checksum_final(s3_req *q) {
+    if (q->checksum_got[0]) return;
     uint8_t raw[64];
     size_t rl = 0;
     if (q->crc_kind == 3) {
@@ -272,12 +267,33 @@ static bool checksum_matches(s3_req *q) {
         EVP_DigestFinal_ex(q->checksum_md, raw, &dl);
         rl = dl;
     } else {
-        return true; /* an algorithm we do not compute */
+        return; /* none asked for */
     }
-    char b64[100];
-    s3_base64_encode(raw, rl, b64);
-    return strcmp(b64, expected) == 0;
+    s3_base64_encode(raw, rl, q->checksum_got);
 }
+
+/* The checksum value to verify: a header, or the aws-chunked trailer. */
+static bool checksum_matches(s3_req *q) {
+    const char *name = q->checksum_name, *expected = q->checksum_expected;
+    if (q->chunked && chunked_trailer_name(q->chunked)) {
+        const char *tn = chunked_trailer_name(q->chunked);
+        if (!name || strcasecmp(tn, name) == 0) {
+            name = tn;
+            expected = chunked_trailer_value(q->chunked);
+            q->checksum_compute_only = false;
+        }
+    }
+    if (!name || !expected) return true;
+    checksum_final(q);
+    if (q->checksum_compute_only) return true;
+    if (!*expected) return false; /* announced in x-amz-trailer but never sent */
+    if (!q->checksum_got[0]) return true; /* an algorithm we do not compute */
+    return strcmp(q->checksum_got, expected) == 0;
+}
+
+bool s3_checksum_ok(s3_req *q) { return checksum_matches(q); }
+
+const char *s3_object_checksum(s3_req *q) { return q->checksum_name && q->checksum_got[0] ? q->checksum_got : NULL; }
 
 /* ---- conditional writes ---------------------------------------------------------------------- */
 
@@ -672,14 +688,23 @@ void s3_put_object(s3_req *q) {
         s3_drop_version_data(q, &obj);
         return;
     }
+    /* A verified checksum is kept: GET and HEAD return it when asked. */
+    const char *sum = s3_object_checksum(q);
+    if (sum && !(obj.headers_json = s3_ck_headers_set(q, obj.headers_json, q->checksum_name, sum, true))) {
+        s3_drop_version_data(q, &obj);
+        s3_error_nomem(q);
+        return;
+    }
     int rc = s3_object_publish(q, &obj);
     if (rc != 0) return;
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
     s3_new_version_header(q, &obj);
-    if (q->checksum_name && q->checksum_expected[0])
-        http_add_header(q->http, q->checksum_name, q->checksum_expected);
+    if (sum) {
+        http_add_header(q->http, q->checksum_name, sum);
+        http_add_header(q->http, "x-amz-checksum-type", "FULL_OBJECT");
+    }
     http_respond(q->http, 200, "", 0);
 }
 
@@ -978,6 +1003,12 @@ static void get_object(s3_req *q, bool head) {
     }
     bool has_ct = false;
     add_object_headers(q, o.headers_json, &has_ct);
+    /* The checksum of the whole object, with a response of the whole. */
+    if (rr == S3_RANGE_NONE && !by_part && s3_ck_mode_enabled(q)) {
+        s3_ck_stored ck;
+        s3_ck_from_headers(o.headers_json, &ck);
+        s3_ck_add_headers(q, &ck);
+    }
     if (!has_ct) http_add_header(r, "Content-Type", "binary/octet-stream");
     http_add_header(r, "ETag", etag);
     http_add_header(r, "Last-Modified", lm);
@@ -1106,10 +1137,19 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     return 0;
 }
 
-static void md5_tap(void *ud, const void *p, size_t n) { EVP_DigestUpdate(ud, p, n); }
+typedef struct {
+    EVP_MD_CTX *md5;
+    s3_ck *ck;
+} copy_tap_ctx;
+
+static void copy_tap(void *ud, const void *p, size_t n) {
+    copy_tap_ctx *t = ud;
+    EVP_DigestUpdate(t->md5, p, n);
+    if (t->ck) s3_ck_update(t->ck, p, n);
+}
 
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
-                  char etag[72], char layout[320]) {
+                  char etag[72], char layout[320], s3_ck *ck) {
     obj_reader *r = NULL;
     data_writer *w = NULL;
     /* A copy is a plain object: its ETag is the MD5 of its bytes (for a
@@ -1119,7 +1159,8 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
     bool inline_src = src->storage == META_STORE_INLINE;
     int rc = md5 && buf && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
     if (rc == 0 && !inline_src) rc = obj_reader_open(q, src, &r);
-    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, version_id, len, md5_tap, md5, &w);
+    copy_tap_ctx tap = {md5, ck};
+    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, version_id, len, copy_tap, &tap, &w);
     if (rc == 0 && inline_src) rc = data_writer_write(w, src->data + start, (size_t)len);
     for (int64_t off = 0; rc == 0 && !inline_src && off < len;) {
         size_t want = len - off < 256 * 1024 ? (size_t)(len - off) : 256 * 1024;
@@ -1209,6 +1250,15 @@ void s3_copy_object(s3_req *q) {
     dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";
     if (dst.headers_json) dst.headers_json = s3_headers_json_tagged(q, dst.headers_json, &tags);
     s3_tagset_free(&tags);
+    /* The copy has the source's bytes, not its parts: a full-object
+     * checksum still holds, a composite one does not. */
+    s3_ck_stored ck;
+    s3_ck_from_headers(dst.headers_json, &ck);
+    if (ck.alg && !ck.full_object && !(dst.headers_json = s3_ck_headers_set(q, dst.headers_json, NULL, NULL, false))) {
+        meta_object_clear(&src);
+        s3_error_nomem(q);
+        return;
+    }
     /* The copy's lock is its own (its headers, or the bucket's default),
      * never the source's. */
     if (!dst.headers_json ||
@@ -1220,7 +1270,7 @@ void s3_copy_object(s3_req *q) {
     if (src.storage == META_STORE_INLINE) {
         dst.data = src.data;
         dst.data_len = src.data_len;
-    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout)) != 0) {
+    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout, NULL)) != 0) {
         meta_object_clear(&src);
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
@@ -1495,7 +1545,15 @@ static int attr_part(void *ud, const meta_part *p) {
         a->truncated = true;
         return 0; /* keep counting: PartsCount is every part */
     }
-    buf_printf(a->b, "<Part><PartNumber>%d</PartNumber><Size>%lld</Size></Part>", p->part_number, (long long)p->size);
+    buf_printf(a->b, "<Part><PartNumber>%d</PartNumber><Size>%lld</Size>", p->part_number, (long long)p->size);
+    const char *v = NULL;
+    int alg = s3_ck_split(p->checksum, &v);
+    if (alg) {
+        buf_printf(a->b, "<%s>", s3_ck_info_of(alg)->xml);
+        buf_xml_escape(a->b, v, strlen(v));
+        buf_printf(a->b, "</%s>", s3_ck_info_of(alg)->xml);
+    }
+    buf_puts(a->b, "</Part>");
     a->listed++;
     a->last = p->part_number;
     return 0;
@@ -1512,11 +1570,11 @@ static int attr_number(s3_req *q, const char *header, int def, int cap, int *out
 
 /*
  * GetObjectAttributes: what x-amz-object-attributes asks for, of the
- * object's current version.  cairn stores no checksum of an object (a
- * PutObject's x-amz-checksum-* is verified, not kept), so Checksum is left
- * out, as S3 leaves it out for an object uploaded without one; ObjectParts
- * is there for multipart objects only, with their parts' numbers and sizes,
- * paged by x-amz-max-parts and x-amz-part-number-marker.
+ * object's current version.  Checksum is there for an object stored with
+ * one (checksum.c), a composite one without its "-<parts>" suffix, as S3
+ * gives it here; ObjectParts is there for multipart objects only, with their
+ * parts' numbers, sizes and checksums, paged by x-amz-max-parts and
+ * x-amz-part-number-marker.
  */
 void s3_get_object_attributes(s3_req *q) {
     unsigned want = 0;
@@ -1561,6 +1619,16 @@ void s3_get_object_attributes(s3_req *q) {
         buf_puts(&b, "<ETag>");
         buf_xml_escape(&b, o.etag, strlen(o.etag));
         buf_puts(&b, "</ETag>");
+    }
+    s3_ck_stored ck;
+    s3_ck_from_headers(o.headers_json, &ck);
+    if ((want & ATTR_CHECKSUM) && ck.alg) {
+        const char *x = s3_ck_info_of(ck.alg)->xml;
+        size_t vl = strcspn(ck.value, "-");
+        buf_printf(&b, "<Checksum><%s>", x);
+        buf_xml_escape(&b, ck.value, vl);
+        buf_printf(&b, "</%s><ChecksumType>%s</ChecksumType></Checksum>", x,
+                   ck.full_object ? "FULL_OBJECT" : "COMPOSITE");
     }
     bool multipart = !strncmp(o.layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX));
     if ((want & ATTR_PARTS) && multipart) {

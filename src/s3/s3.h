@@ -306,8 +306,12 @@ int s3_headers_set_tags(const char *headers_json, const s3_tagset *tags, char **
 typedef struct {
     int number;                /* 1..10000 */
     char etag[72];             /* unquoted */
+    /* Its <ChecksumCRC32> (or -CRC32C, -SHA1, -SHA256, -CRC64NVME) as
+     * "<algorithm>:<value>" like meta_part.checksum, "" when it has none; a
+     * value too long for any checksum keeps only "<algorithm>:?". */
+    char checksum[96];
 } s3_complete_part;
-/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...
+/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/>[<ChecksumX/>]</Part>...
  * (1..10000 parts, each with both fields).  Returns the count with *out
  * (malloc'd, the caller frees), CAIRN_EINVAL (MalformedXML) or CAIRN_ENOMEM. */
 int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out);
