@@ -130,8 +130,8 @@ static int config_of(s3_req *q, const meta_bucket *bk, uint32_t bit, const char 
 }
 
 /* Reads what bk's access is judged by first into *a: its policy and its
- * public access block; ACLs stay off until access_load_acls.  0, or
- * answered. */
+ * public access block; ACLs stay off until access_load_acls.  0, or the
+ * metadata error (nothing to release). */
 static int access_load(s3_req *q, const meta_bucket *bk, bucket_access *a) {
     memset(a, 0, sizeof *a);
     a->b.legacy_public_read = bk->public_read;
@@ -143,17 +143,13 @@ static int access_load(s3_req *q, const meta_bucket *bk, bucket_access *a) {
     a->b.policy = a->pe ? a->pe->p : NULL;
     free(policy);
     free(pab);
-    if (rc != 0) {
-        access_done(a);
-        s3_meta_error(q, rc, "InternalError", "reading the bucket's access configuration failed");
-        return -1;
-    }
-    return 0;
+    if (rc != 0) access_done(a);
+    return rc;
 }
 
 /* The rest, read only when the policy and ownership did not decide: the
- * bucket's ObjectOwnership and, where ACLs apply, its ACL.  0, or answered
- * (and *a released). */
+ * bucket's ObjectOwnership and, where ACLs apply, its ACL.  0, or the
+ * metadata error (and *a released). */
 static int access_load_acls(s3_req *q, const meta_bucket *bk, bucket_access *a) {
     char *own = NULL, *acl = NULL;
     int rc = config_of(q, bk, META_CFG_OWNERSHIP, "ownership", &own);
@@ -163,22 +159,23 @@ static int access_load_acls(s3_req *q, const meta_bucket *bk, bucket_access *a) 
     if (rc == 0 && acl && access_acl_from_text(acl, &a->acl) == 0) a->b.bucket_acl = &a->acl;
     free(own);
     free(acl);
-    if (rc != 0) {
-        access_done(a);
-        s3_meta_error(q, rc, "InternalError", "reading the bucket's access configuration failed");
-        return -1;
-    }
-    return 0;
+    if (rc != 0) access_done(a);
+    return rc;
 }
 
 /* access_decide over a, reading the ACLs only when they could change the
- * answer (nothing else granted it).  0, or answered. */
+ * answer (nothing else granted it).  0, or the metadata error (and *a
+ * released). */
 static int decide_loaded(s3_req *q, const meta_bucket *bk, bucket_access *a, const access_ctx *c, access_verdict *v) {
     *v = access_decide(c, &a->b);
     if (*v == ACCESS_GRANTED || a->b.acls_enabled) return 0;
-    if (access_load_acls(q, bk, a) != 0) return -1;
-    if (a->b.acls_enabled) *v = access_decide(c, &a->b);
-    return 0;
+    int rc = access_load_acls(q, bk, a);
+    if (rc == 0 && a->b.acls_enabled) *v = access_decide(c, &a->b);
+    return rc;
+}
+
+static void access_unreadable(s3_req *q, int rc) {
+    s3_meta_error(q, rc, "InternalError", "reading the bucket's access configuration failed");
 }
 
 /* ---- condition keys of the request -------------------------------------------------------- */
@@ -292,6 +289,9 @@ static void fill_ctx(s3_req *q, const meta_bucket *bk, const char *action, const
 
 /* ---- the judgement ------------------------------------------------------------------------ */
 
+/* The verdict on the caller doing action to key of bk, into *v.  0, or the
+ * metadata error that kept the configuration from being read (nothing
+ * answered). */
 static int judge(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len,
                  access_verdict *v) {
     /* Nothing to read: root, or the owner of a bucket without a policy. */
@@ -300,11 +300,12 @@ static int judge(s3_req *q, const meta_bucket *bk, const char *action, const cha
         return 0;
     }
     bucket_access a;
-    if (access_load(q, bk, &a) != 0) return -1;
+    int rc = access_load(q, bk, &a);
+    if (rc != 0) return rc;
     lookup_ud u;
     access_ctx c;
     fill_ctx(q, bk, action, key, key_len, &u, &c);
-    if (decide_loaded(q, bk, &a, &c, v) != 0) return -1;
+    if ((rc = decide_loaded(q, bk, &a, &c, v)) != 0) return rc;
     q->acls_enabled = a.b.acls_enabled;
     q->pab = a.b.pab;
     access_done(&a);
@@ -313,7 +314,11 @@ static int judge(s3_req *q, const meta_bucket *bk, const char *action, const cha
 
 int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len) {
     access_verdict v;
-    if (judge(q, bk, action, key, key_len, &v) != 0) return -1;
+    int rc = judge(q, bk, action, key, key_len, &v);
+    if (rc != 0) {
+        access_unreadable(q, rc);
+        return -1;
+    }
     if (v == ACCESS_GRANTED) return 0;
     log_write(LOG_INFO, q->http->request_id, "access denied", "action", action, "bucket", bk->name, NULL);
     s3_error(q, "AccessDenied", NULL);
@@ -326,14 +331,21 @@ int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed) {
         return 0;
     }
     bucket_access a;
-    if (access_load(q, &q->bk, &a) != 0) return -1;
+    int rc = access_load(q, &q->bk, &a);
+    if (rc != 0) {
+        access_unreadable(q, rc);
+        return -1;
+    }
     for (int i = 0; i < d->count; i++) {
         lookup_ud u;
         access_ctx c;
         const char *action = d->objects[i].version_id ? "s3:DeleteObjectVersion" : "s3:DeleteObject";
         fill_ctx(q, &q->bk, action, d->objects[i].key, d->objects[i].key_len, &u, &c);
         access_verdict v;
-        if (decide_loaded(q, &q->bk, &a, &c, &v) != 0) return -1;
+        if ((rc = decide_loaded(q, &q->bk, &a, &c, &v)) != 0) {
+            access_unreadable(q, rc);
+            return -1;
+        }
         allowed[i] = v == ACCESS_GRANTED;
     }
     access_done(&a);
@@ -343,7 +355,11 @@ int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed) {
 int s3_authorize_request(s3_req *q) {
     const char *action = request_action(q);
     access_verdict v;
-    if (judge(q, &q->bk, action, q->has_key ? q->key : NULL, q->key_len, &v) != 0) return -1;
+    int rc = judge(q, &q->bk, action, q->has_key ? q->key : NULL, q->key_len, &v);
+    if (rc != 0) {
+        access_unreadable(q, rc);
+        return -1;
+    }
     if (v == ACCESS_GRANTED) return 0;
     /* DeleteObjects names its keys in its body: where a policy may grant
      * some of them, each is judged there (s3_authorize_keys), each refusal
@@ -357,6 +373,11 @@ int s3_authorize_request(s3_req *q) {
     log_write(LOG_INFO, q->http->request_id, "access denied", "action", action, "bucket", q->bk.name, NULL);
     s3_error(q, "AccessDenied", NULL);
     return -1;
+}
+
+bool s3_may(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len) {
+    access_verdict v;
+    return judge(q, bk, action, key, key_len, &v) == 0 && v == ACCESS_GRANTED;
 }
 
 bool s3_authorized(s3_req *q, const meta_bucket *b, bool read_only) {
@@ -411,7 +432,11 @@ void s3_put_bucket_policy(s3_req *q) {
     bool pub = access_policy_is_public(p);
     access_policy_free(p);
     bucket_access a;
-    if (access_load(q, &q->bk, &a) != 0) return;
+    rc = access_load(q, &q->bk, &a);
+    if (rc != 0) {
+        access_unreadable(q, rc);
+        return;
+    }
     int pab = a.b.pab;
     access_done(&a);
     if (pub && (pab & PAB_BLOCK_PUBLIC_POLICY)) {

@@ -330,6 +330,10 @@ int s3_authorize_request(s3_req *q);
  * answered (AccessDenied, or the database failed). */
 int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len);
 int s3_object_acl_check(s3_req *q, const meta_object *o);
+/* Whether the caller may do action (a permission checked beside the
+ * request's own, s3:BypassGovernanceRetention); false also when the
+ * configuration could not be read.  Answers nothing. */
+bool s3_may(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len);
 /* DeleteObjects: whether the caller may delete each key (allowed[i]).
  * 0, or answered (the database failed). */
 int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed);
@@ -508,9 +512,10 @@ enum {
  * new string in the request's arena when it changes).  Nonzero = answered. */
 int s3_lock_stamp(s3_req *q, char **headers_json, int64_t write_ms, unsigned how);
 /* Whether this request bypasses GOVERNANCE retention: it sends
- * x-amz-bypass-governance-retention: true and its caller may (the bucket
- * owner or root). */
-bool s3_lock_bypass(const s3_req *q);
+ * x-amz-bypass-governance-retention: true and its caller holds
+ * s3:BypassGovernanceRetention (acl.c: root, the owner unless a policy
+ * denies it, whom a policy grants it). */
+bool s3_lock_bypass(s3_req *q);
 /* Answers AccessDenied for a change object lock forbids, with a log line. */
 void s3_lock_refused(s3_req *q, const char *what);
 const char *s3_lock_refused_message(void);

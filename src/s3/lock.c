@@ -232,10 +232,12 @@ int s3_lock_legal_hold_parse(const char *body, size_t len, bool *on, const char 
 /* S3 asks s3:BypassGovernanceRetention besides the header.  cairn has no
  * policies yet: the bucket's owner and root hold every permission on it,
  * and no one else reaches its objects (s3_authorized). */
-bool s3_lock_bypass(const s3_req *q) {
+bool s3_lock_bypass(s3_req *q) {
     const char *h = http_header(q->http, "x-amz-bypass-governance-retention");
     if (!h || strcasecmp(h, "true") != 0) return false;
-    return !q->who.anonymous && (q->who.is_root || q->who.user_id == q->bk.owner_id);
+    /* s3:BypassGovernanceRetention, as the bucket policy judges it: the
+     * owner and root have it unless a policy denies it (acl.c). */
+    return s3_may(q, &q->bk, "s3:BypassGovernanceRetention", q->has_key ? q->key : NULL, q->key_len);
 }
 
 void s3_lock_refused(s3_req *q, const char *what) {

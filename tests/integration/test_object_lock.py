@@ -311,7 +311,7 @@ def test_governance_blocks_delete_until_bypassed_by_the_owner(server, s3, lbucke
     v = put(s3, lbucket, ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future())
     assert err(s3.delete_object, Bucket=lbucket, Key="k", VersionId=v) == (403, "AccessDenied")
     assert s3.get_object(Bucket=lbucket, Key="k", VersionId=v)["Body"].read() == b"x"
-    # Another user cannot bypass (in cairn: cannot reach the bucket at all).
+    # Another user cannot bypass (nothing grants it the bucket at all).
     other = server.client(user.access_key, user.secret)
     assert err(other.delete_object, Bucket=lbucket, Key="k", VersionId=v, BypassGovernanceRetention=True) == \
         (403, "AccessDenied")
@@ -334,6 +334,37 @@ def test_governance_bypass_by_a_bucket_owner_who_is_not_root(server, user):
     assert err(mine.delete_object, Bucket=name, Key="k", VersionId=v) == (403, "AccessDenied")
     mine.delete_object(Bucket=name, Key="k", VersionId=v, BypassGovernanceRetention=True)
     assert "Versions" not in mine.list_object_versions(Bucket=name)
+
+
+def test_governance_bypass_is_the_policys_permission(server, user):
+    """s3:BypassGovernanceRetention: another user granted it (and the
+    delete) by the bucket policy may bypass; one granted only the delete
+    may not; an explicit deny takes it from the owner too."""
+    import json
+    owner = server.create_user()
+    mine, other = server.client(*owner.creds), server.client(user.access_key, user.secret)
+    name = unique_bucket("lockpol")
+    mine.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    other_id = other.list_buckets()["Owner"]["ID"]
+    objects = f"arn:aws:s3:::{name}/*"
+
+    def policy(*statements):
+        mine.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+
+    v = put(mine, name, ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future())
+    policy({"Effect": "Allow", "Principal": {"AWS": other_id}, "Action": "s3:DeleteObjectVersion", "Resource": objects})
+    assert err(other.delete_object, Bucket=name, Key="k", VersionId=v, BypassGovernanceRetention=True) == \
+        (403, "AccessDenied"), "the delete alone does not bypass"
+    policy({"Effect": "Allow", "Principal": {"AWS": other_id},
+            "Action": ["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"], "Resource": objects})
+    assert err(other.delete_object, Bucket=name, Key="k", VersionId=v) == (403, "AccessDenied"), "not without the header"
+    other.delete_object(Bucket=name, Key="k", VersionId=v, BypassGovernanceRetention=True)
+    v = put(mine, name, ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future())
+    policy({"Effect": "Deny", "Principal": "*", "Action": "s3:BypassGovernanceRetention", "Resource": objects})
+    assert err(mine.delete_object, Bucket=name, Key="k", VersionId=v, BypassGovernanceRetention=True) == \
+        (403, "AccessDenied"), "denied to the owner too"
+    mine.delete_bucket_policy(Bucket=name)
+    mine.delete_object(Bucket=name, Key="k", VersionId=v, BypassGovernanceRetention=True)
 
 
 def test_compliance_is_never_bypassed_not_even_by_root(server, s3, lbucket):
