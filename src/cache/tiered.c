@@ -689,6 +689,12 @@ static int c_object_set_headers(meta_store *ms, const char *bucket, int64_t buck
     return rc;
 }
 
+static int c_bucket_enable_object_lock(meta_store *ms, const char *name, int64_t bucket_id) {
+    int rc = IN(ms)->ops->bucket_enable_object_lock(IN(ms), name, bucket_id);
+    invalidate_name(T(ms), 'b', name);
+    return rc;
+}
+
 static int c_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state) {
     int rc = IN(ms)->ops->bucket_set_versioning(IN(ms), name, bucket_id, state);
     invalidate_name(T(ms), 'b', name);
@@ -956,7 +962,7 @@ static void set_ops(tiered *t) {
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get); C(bucket_config_get);
     C(bucket_delete); C(bucket_set_public); C(object_put); C(object_get); C(object_delete); C(object_delete_many);
     C(placement_set_layout); C(repair); C(upload_complete); C(user_get); C(user_create); C(user_ensure_root);
-    C(user_set_audit); C(bucket_set_versioning); C(object_set_headers);
+    C(user_set_audit); C(bucket_set_versioning); C(bucket_enable_object_lock); C(object_set_headers);
 #undef C
     o->pool_stats = t->inner->ops->pool_stats ? c_pool_stats : NULL;
     o->job_listener_open = t->inner->ops->job_listener_open ? c_job_listener_open : NULL;

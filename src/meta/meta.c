@@ -378,6 +378,10 @@ int meta_object_set_headers_if(meta_store *ms, const char *bucket, int64_t bucke
     return ms->ops->object_set_headers(ms, bucket, bucket_id, key, key_len, version_id, expected, headers_json);
 }
 
+int meta_bucket_enable_object_lock(meta_store *ms, const char *name, int64_t bucket_id) {
+    return ms && name ? ms->ops->bucket_enable_object_lock(ms, name, bucket_id) : CAIRN_EINVAL;
+}
+
 int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state) {
     if (!ms || !name || (state != META_VERSIONING_OFF && state != META_VERSIONING_ENABLED &&
                          state != META_VERSIONING_SUSPENDED))

@@ -308,6 +308,10 @@ int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read);
  * CAIRN_ENOTFOUND without it; CAIRN_EINVAL for OFF once it was enabled (S3
  * only suspends), or SUSPENDED on a bucket with object lock. */
 int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state);
+/* Turns object lock on for good on an existing bucket, as S3 allows since
+ * 2023: 0 (also when it was on), CAIRN_ECONFLICT when versioning is not
+ * enabled, CAIRN_ENOTFOUND. */
+int meta_bucket_enable_object_lock(meta_store *ms, const char *name, int64_t bucket_id);
 
 /* ---- objects ---------------------------------------------------------------- */
 

@@ -85,6 +85,7 @@ typedef struct meta_ops {
     int (*object_get_version)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, bool with_data, meta_object *out);
     int (*object_list_versions)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq, int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
     int (*bucket_set_versioning)(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state);
+    int (*bucket_enable_object_lock)(meta_store *ms, const char *name, int64_t bucket_id);
     /* expected NULL: unconditionally; else only while headers_json is exactly that. */
     int (*object_set_headers)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, const char *expected, const char *headers_json);
     int (*object_delete_many)(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n);

@@ -116,6 +116,7 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_BUCKET_VERSIONING_LOCK] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = $1::text"
                                   " FOR UPDATE",
     [PS_BUCKET_SET_VERSIONING] = "UPDATE buckets SET versioning = $2::int8 WHERE name = $1::text",
+    [PS_BUCKET_SET_OBJECT_LOCK] = "UPDATE buckets SET object_lock = true WHERE name = $1::text",
     [PS_BUCKET_EXISTS] = "SELECT owner_id, id FROM buckets WHERE name = $1::text",
     [PS_BUCKET_SHARE] = "SELECT owner_id, id FROM buckets WHERE name = $1::text FOR KEY SHARE",
     [PS_BUCKET_LOCK] = "SELECT owner_id, id FROM buckets WHERE name = $1::text FOR UPDATE",
@@ -850,6 +851,7 @@ const meta_ops pg_ops = {
     .object_get_version = pg_object_get_version,
     .object_list_versions = pg_object_list_versions,
     .bucket_set_versioning = pg_bucket_set_versioning,
+    .bucket_enable_object_lock = pg_bucket_enable_object_lock,
     .object_set_headers = pg_object_set_headers,
     .notify_target_add = pg_notify_target_add,
     .notify_target_get = pg_notify_target_get,

@@ -71,6 +71,27 @@ int pg_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket
     return pg_tx_end(ms, c, set_versioning_tx(c, name, bucket_id, state));
 }
 
+static int enable_object_lock_tx(pg_conn *c, const char *name, int64_t bucket_id) {
+    meta_versioning now = META_VERSIONING_OFF;
+    bool lock = false;
+    int err = pg_bucket_versioning(c, PS_BUCKET_VERSIONING_LOCK, name, bucket_id, &now, &lock);
+    if (err == 0 && !lock && now != META_VERSIONING_ENABLED) err = CAIRN_ECONFLICT;
+    if (err == 0 && !lock) {
+        pg_params p = {0};
+        pgp_text(&p, name);
+        err = pg_run(c, PS_BUCKET_SET_OBJECT_LOCK, &p, NULL, NULL, "bucket enable object lock");
+    }
+    return err;
+}
+
+int pg_bucket_enable_object_lock(meta_store *base_, const char *name, int64_t bucket_id) {
+    pg_store *ms = PG(base_);
+    pg_conn *c;
+    int err = pg_tx_begin(ms, &c);
+    if (err != 0) return err;
+    return pg_tx_end(ms, c, enable_object_lock_tx(c, name, bucket_id));
+}
+
 /* Looks a bucket up on c with statement id (PS_BUCKET_EXISTS, _SHARE or
  * _LOCK): 0, ENOTFOUND (also when want_id > 0 and the bucket of that name
  * has another id) or an error.  owner and bid may be NULL. */

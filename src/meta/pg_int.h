@@ -86,6 +86,7 @@ typedef enum {
     PS_BUCKET_VERSIONING,
     PS_BUCKET_VERSIONING_LOCK,
     PS_BUCKET_SET_VERSIONING,
+    PS_BUCKET_SET_OBJECT_LOCK,
     PS_DATA_INSERT,
     PS_DATA_DELETE,
     PS_OBJPARTS_TRASH,
@@ -397,6 +398,7 @@ int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
                             size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 int pg_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
+int pg_bucket_enable_object_lock(meta_store *base_, const char *name, int64_t bucket_id);
 int pg_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, const char *expected, const char *headers_json);
 /* The versioning of a bucket, by PS_BUCKET_VERSIONING (FOR KEY SHARE) or

@@ -98,6 +98,7 @@ static const char *const stmt_sql[ST__COUNT] = {
                       " WHERE name = ?1",
     [ST_BUCKET_EXISTS] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = ?1",
     [ST_BUCKET_SET_VERSIONING] = "UPDATE buckets SET versioning = ?2 WHERE name = ?1",
+    [ST_BUCKET_SET_OBJECT_LOCK] = "UPDATE buckets SET object_lock = 1 WHERE name = ?1",
     [ST_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
     [ST_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
     [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
@@ -700,6 +701,7 @@ const meta_ops sq_ops = {
     .object_get_version = sq_object_get_version,
     .object_list_versions = sq_object_list_versions,
     .bucket_set_versioning = sq_bucket_set_versioning,
+    .bucket_enable_object_lock = sq_bucket_enable_object_lock,
     .object_set_headers = sq_object_set_headers,
     .notify_target_add = sq_notify_target_add,
     .notify_target_get = sq_notify_target_get,

@@ -61,6 +61,22 @@ int sq_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket
     return sq_wtx_end(ms, err);
 }
 
+int sq_bucket_enable_object_lock(meta_store *base_, const char *name, int64_t bucket_id) {
+    sq_store *ms = SQ(base_);
+    conn *w;
+    int err = sq_wtx_begin(ms, &w);
+    if (err != 0) return err;
+    meta_versioning now = META_VERSIONING_OFF;
+    bool lock = false;
+    err = sq_bucket_versioning(w, name, bucket_id, &now, &lock);
+    if (err == 0 && !lock && now != META_VERSIONING_ENABLED) err = CAIRN_ECONFLICT;
+    if (err == 0 && !lock) {
+        sqlite3_stmt *st = sq_stmt(w, ST_BUCKET_SET_OBJECT_LOCK);
+        err = st ? sq_stmt_exec_bound(w, st, sq_bind_str(st, 1, name), "bucket enable object lock") : CAIRN_EDB;
+    }
+    return sq_wtx_end(ms, err);
+}
+
 /* Looks a bucket up inside the current connection: 0, ENOTFOUND (also when
  * want_id > 0 and the bucket of that name has another id) or an error.
  * owner and id may be NULL. */

@@ -106,6 +106,7 @@ typedef enum {
     ST_OBJ_VLIST_GT_UB,
     ST_OBJ_VLIST_GE_UB,
     ST_BUCKET_SET_VERSIONING,
+    ST_BUCKET_SET_OBJECT_LOCK,
     ST_DATA_INSERT,
     ST_DATA_DELETE,
     ST_OBJ_LIST_GT,
@@ -313,6 +314,7 @@ int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucke
                             size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq,
                             int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
 int sq_bucket_set_versioning(meta_store *base_, const char *name, int64_t bucket_id, meta_versioning state);
+int sq_bucket_enable_object_lock(meta_store *base_, const char *name, int64_t bucket_id);
 int sq_object_set_headers(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, const char *expected, const char *headers_json);
 /* The versioning of a bucket (want_id as in sq_bucket_lookup); object_lock may be NULL. */

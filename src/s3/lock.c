@@ -284,10 +284,21 @@ void s3_put_object_lock_config(s3_req *q) {
         s3_error(q, rc == CAIRN_ENOMEM ? "InternalError" : code, rc == CAIRN_ENOMEM ? NULL : msg);
         return;
     }
-    /* Only a bucket made with object lock takes a configuration (docs/object-lock.md). */
+    /* A bucket made without object lock gets it now, for good, where its
+     * versioning is enabled (S3 since 2023; docs/object-lock.md). */
     if (!q->bk.object_lock) {
-        s3_error(q, "InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
-        return;
+        rc = meta_bucket_enable_object_lock(q->gw->d.meta, q->bk.name, q->bucket_id);
+        if (rc == CAIRN_ECONFLICT) {
+            s3_error(q, "InvalidBucketState", "Versioning must be 'Enabled' on the bucket to apply a Object Lock "
+                                              "configuration");
+            return;
+        }
+        if (rc != 0) {
+            s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError",
+                          "turning object lock on failed");
+            return;
+        }
+        q->bk.object_lock = true;
     }
     buf_t b;
     buf_init(&b);

@@ -71,14 +71,30 @@ def test_configuration_round_trip(s3, lbucket):
 
 
 def test_configuration_on_a_bucket_without_object_lock(s3, bucket):
+    """S3 since 2023: an existing bucket gets object lock, for good, once its
+    versioning is enabled; before that the configuration is 409."""
     assert err(s3.get_object_lock_configuration, Bucket=bucket) == (404, "ObjectLockConfigurationNotFoundError")
     assert err(s3.put_object_lock_configuration, Bucket=bucket,
                ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}) == (409, "InvalidBucketState")
-    # Versioned is not enough (docs/object-lock.md).
+    old = s3.put_object(Bucket=bucket, Key="before", Body=b"b")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert err(s3.put_object_lock_configuration, Bucket=bucket,
+               ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}) == (409, "InvalidBucketState")
+    assert err(s3.get_object_lock_configuration, Bucket=bucket) == (404, "ObjectLockConfigurationNotFoundError")
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    assert err(s3.put_object_lock_configuration, Bucket=bucket,
-               ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}) == (409, "InvalidBucketState")
-    assert err(s3.get_object_lock_configuration, Bucket=bucket) == (404, "ObjectLockConfigurationNotFoundError")
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    assert s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    # For good: versioning cannot be suspended any more.
+    assert err(s3.put_bucket_versioning, Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}) == \
+        (409, "InvalidBucketState")
+    # New versions get the default retention; what was there before has none.
+    v = s3.put_object(Bucket=bucket, Key="after", Body=b"a")["VersionId"]
+    assert s3.head_object(Bucket=bucket, Key="after", VersionId=v)["ObjectLockMode"] == "GOVERNANCE"
+    assert err(s3.delete_object, Bucket=bucket, Key="after", VersionId=v) == (403, "AccessDenied")
+    assert "ObjectLockMode" not in s3.head_object(Bucket=bucket, Key="before")
+    s3.delete_object(Bucket=bucket, Key="after", VersionId=v, BypassGovernanceRetention=True)
+    assert old["ETag"]
 
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'

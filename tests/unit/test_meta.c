@@ -7392,6 +7392,29 @@ Test(versions, enabled_keeps_every_version_newest_first_and_the_current_one_read
     fx_close(&f);
 }
 
+Test(versions, object_lock_turns_on_for_good_only_where_versioning_is_enabled) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "l", 1);
+    meta_bucket b;
+    cr_assert_eq(meta_bucket_enable_object_lock(f.ms, "l", 0), CAIRN_ECONFLICT, "versioning off");
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "l", 0, META_VERSIONING_ENABLED), 0);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "l", 0, META_VERSIONING_SUSPENDED), 0);
+    cr_assert_eq(meta_bucket_enable_object_lock(f.ms, "l", 0), CAIRN_ECONFLICT, "versioning suspended");
+    cr_assert_eq(meta_bucket_get(f.ms, "l", &b), 0);
+    cr_assert_not(b.object_lock);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "l", 0, META_VERSIONING_ENABLED), 0);
+    cr_assert_eq(meta_bucket_get(f.ms, "l", &b), 0);
+    cr_assert_eq(meta_bucket_enable_object_lock(f.ms, "l", b.id + 1), CAIRN_ENOTFOUND, "another bucket of the name");
+    cr_assert_eq(meta_bucket_enable_object_lock(f.ms, "l", b.id), 0);
+    cr_assert_eq(meta_bucket_enable_object_lock(f.ms, "l", 0), 0, "again: nothing changes");
+    cr_assert_eq(meta_bucket_get(f.ms, "l", &b), 0);
+    cr_assert(b.object_lock);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "l", 0, META_VERSIONING_SUSPENDED), CAIRN_EINVAL, "for good");
+    cr_assert_eq(meta_bucket_enable_object_lock(f.ms, "nope", 0), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
 Test(versions, a_delete_marker_hides_the_key_and_removing_it_brings_the_object_back) {
     fx f;
     fx_open(&f, 2);
