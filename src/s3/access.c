@@ -840,19 +840,6 @@ int access_acl_add_header(access_acl *a, uint8_t perm, const char *value, const 
     }
 }
 
-static bool text_into(xmlNodePtr e, char *out, size_t n) {
-    size_t used = 0;
-    for (xmlNodePtr c = e->children; c; c = c->next) {
-        if (c->type == XML_ELEMENT_NODE) return false;
-        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE) continue;
-        size_t l = strlen((const char *)c->content);
-        if (used + l >= n) return false;
-        memcpy(out + used, c->content, l);
-        used += l;
-    }
-    out[used] = '\0';
-    return true;
-}
 
 static xmlNodePtr child(xmlNodePtr e, const char *name) {
     for (xmlNodePtr c = e->children; c; c = c->next)
@@ -864,16 +851,16 @@ static xmlNodePtr child(xmlNodePtr e, const char *name) {
 static int parse_grant(xmlNodePtr g, access_acl *a, const char **code, const char **why) {
     xmlNodePtr ge = child(g, "Grantee"), pe = child(g, "Permission");
     char perm[32], v[256];
-    if (!ge || !pe || !text_into(pe, perm, sizeof perm)) { *why = "A Grant needs a Grantee and a Permission"; return CAIRN_EINVAL; }
+    if (!ge || !pe || !s3_xml_text(pe, perm, sizeof perm)) { *why = "A Grant needs a Grantee and a Permission"; return CAIRN_EINVAL; }
     int pm = perm_of(perm);
     if (!pm) { *code = "MalformedACLError"; *why = "Invalid Permission"; return CAIRN_EINVAL; }
     xmlNodePtr id = child(ge, "ID"), uri = child(ge, "URI"), mail = child(ge, "EmailAddress");
-    if (id && text_into(id, v, sizeof v)) {
+    if (id && s3_xml_text(id, v, sizeof v)) {
         if (canonical_invalid(v, NULL)) { *code = "InvalidArgument"; *why = "Invalid id"; return CAIRN_EINVAL; }
         if (add_grant(a, GRANTEE_USER, (uint8_t)pm, strtoll(v, NULL, 10)) != 0) { *why = "Too many grants"; return CAIRN_EINVAL; }
         return 0;
     }
-    if (uri && text_into(uri, v, sizeof v)) {
+    if (uri && s3_xml_text(uri, v, sizeof v)) {
         int gr = grantee_of_uri(v);
         if (!gr) { *code = "InvalidArgument"; *why = "Invalid group uri"; return CAIRN_EINVAL; }
         if (add_grant(a, (uint8_t)gr, (uint8_t)pm, 0) != 0) { *why = "Too many grants"; return CAIRN_EINVAL; }
@@ -900,7 +887,7 @@ int access_acl_parse_xml(const char *doc, size_t len, access_acl *out, const cha
     char v[64];
     rc = CAIRN_EINVAL;
     xmlNodePtr oid = owner ? child(owner, "ID") : NULL;
-    if (oid && text_into(oid, v, sizeof v) && !canonical_invalid(v, NULL) && list) {
+    if (oid && s3_xml_text(oid, v, sizeof v) && !canonical_invalid(v, NULL) && list) {
         out->owner = strtoll(v, NULL, 10);
         rc = 0;
         for (xmlNodePtr g = list->children; g && rc == 0; g = g->next) {

@@ -457,17 +457,19 @@ void s3_put_bucket_policy(s3_req *q) {
     http_respond(q->http, 204, "", 0);
 }
 
+/* The stored policy text into *text (the caller frees it).  0, or
+ * answered (404 NoSuchBucketPolicy without one). */
+static int stored_policy(s3_req *q, char **text) {
+    *text = NULL;
+    int rc = meta_bucket_config_get(q->gw->d.meta, q->bucket_id, POLICY_KIND, text);
+    if (rc == CAIRN_ENOTFOUND) s3_error(q, "NoSuchBucketPolicy", NULL);
+    else if (rc != 0) s3_meta_error(q, rc, "InternalError", "reading the bucket policy failed");
+    return rc == 0 ? 0 : -1;
+}
+
 void s3_get_bucket_policy(s3_req *q) {
-    char *text = NULL;
-    int rc = meta_bucket_config_get(q->gw->d.meta, q->bucket_id, POLICY_KIND, &text);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchBucketPolicy", NULL);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "reading the bucket policy failed");
-        return;
-    }
+    char *text;
+    if (stored_policy(q, &text) != 0) return;
     http_add_header(q->http, "Content-Type", "application/json");
     http_respond(q->http, 200, text, strlen(text));
     free(text);
@@ -480,19 +482,11 @@ void s3_delete_bucket_policy(s3_req *q) {
 }
 
 void s3_get_bucket_policy_status(s3_req *q) {
-    char *text = NULL;
-    int rc = meta_bucket_config_get(q->gw->d.meta, q->bucket_id, POLICY_KIND, &text);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, "NoSuchBucketPolicy", NULL);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "reading the bucket policy failed");
-        return;
-    }
+    char *text;
+    if (stored_policy(q, &text) != 0) return;
     access_policy *p = NULL;
     const char *why;
-    rc = access_policy_parse(text, strlen(text), q->bk.name, &p, &why);
+    int rc = access_policy_parse(text, strlen(text), q->bk.name, &p, &why);
     free(text);
     if (rc != 0) {
         s3_error(q, "InternalError", "the stored policy does not parse");
@@ -796,31 +790,13 @@ int s3_acl_stamp(s3_req *q, char **headers_json) {
     return 0;
 }
 
-/* The version an object ACL call names into *o.  0, or answered. */
+/* The version an object ACL call names into *o, judged by its own ACL
+ * where the authorize stage left that to it.  0, or answered. */
 static int acl_target(s3_req *q, meta_object *o) {
-    memset(o, 0, sizeof *o);
-    const char *vid = s3_param_get(q, "versionId");
-    int rc = vid ? meta_object_get_version(q->gw->d.meta, q->bk.name, q->bucket_id, q->key, q->key_len, vid, false, o)
-                 : meta_object_get_current(q->gw->d.meta, q->bk.name, q->bucket_id, q->key, q->key_len, false, o);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, vid ? "NoSuchVersion" : "NoSuchKey", NULL);
-        return -1;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", NULL);
-        return -1;
-    }
-    if (o->delete_marker) {
-        meta_object_clear(o);
-        if (vid) {
-            http_add_header(q->http, "Allow", "DELETE");
-            s3_error(q, "MethodNotAllowed", "The specified method is not allowed against this resource.");
-        } else {
-            s3_error(q, "NoSuchKey", NULL);
-        }
-        return -1;
-    }
-    return s3_object_acl_check(q, o) != 0 ? (meta_object_clear(o), -1) : 0;
+    if (s3_named_version(q, o) != 0) return -1;
+    if (s3_object_acl_check(q, o) == 0) return 0;
+    meta_object_clear(o);
+    return -1;
 }
 
 void s3_get_object_acl(s3_req *q) {

@@ -447,6 +447,13 @@ struct _xmlNode;
 struct _xmlDoc *s3_xml_read(const char *body, size_t len, size_t max, const char *root, int *rc);
 /* Whether n is an element named name. */
 bool s3_xml_is(struct _xmlNode *n, const char *name);
+/* An element's text into out (n bytes); false when it holds elements or
+ * does not fit. */
+bool s3_xml_text(struct _xmlNode *e, char *out, size_t n);
+/* The version a call on q's object names (versionId, validated, else the
+ * current one) into *o, as GET finds it: a delete marker is 404 NoSuchKey,
+ * or 405 when named by its id.  0, or answered. */
+int s3_named_version(s3_req *q, meta_object *o);
 /* GET of a configuration kept as the very document S3 answers
  * (meta_bucket_config, kind): 200 with it, or missing_code (404). */
 void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_code);

@@ -50,21 +50,6 @@ static xmlDocPtr read_doc(const char *body, size_t len, const char *root, int *r
     return s3_xml_read(body, len, S3_LOCK_MAX_BYTES, root, rc);
 }
 
-/* An element's text into out (n bytes); false when it holds elements or
- * does not fit (no value of these documents is long). */
-static bool text_of(xmlNodePtr e, char *out, size_t n) {
-    size_t used = 0;
-    for (xmlNodePtr c = e->children; c; c = c->next) {
-        if (c->type == XML_ELEMENT_NODE) return false;
-        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE) continue;
-        size_t l = strlen((const char *)c->content);
-        if (used + l >= n) return false;
-        memcpy(out + used, c->content, l);
-        used += l;
-    }
-    out[used] = '\0';
-    return true;
-}
 
 static bool mode_of(const char *s, meta_lock_mode *m) {
     if (!strcmp(s, "GOVERNANCE")) *m = META_LOCK_GOVERNANCE;
@@ -101,7 +86,7 @@ static int parse_default_retention(xmlNodePtr dr, s3_lock_config *out, const cha
     char t[64];
     for (xmlNodePtr c = dr->children; c; c = c->next) {
         if (c->type != XML_ELEMENT_NODE) continue;
-        if (!text_of(c, t, sizeof t)) return fail(code, message, "MalformedXML", NULL);
+        if (!s3_xml_text(c, t, sizeof t)) return fail(code, message, "MalformedXML", NULL);
         if (is_elem(c, "Mode") && !have_mode) {
             if (!mode_of(t, &out->mode)) return fail(code, message, "MalformedXML", NULL);
             have_mode = true;
@@ -140,7 +125,7 @@ int s3_lock_config_parse(const char *body, size_t len, s3_lock_config *out, cons
     for (xmlNodePtr c = xmlDocGetRootElement(doc)->children; c && rc == 0; c = c->next) {
         if (c->type != XML_ELEMENT_NODE) continue;
         if (is_elem(c, "ObjectLockEnabled") && !out->enabled) {
-            if (!text_of(c, t, sizeof t) || strcmp(t, "Enabled") != 0) rc = fail(code, message, "MalformedXML", NULL);
+            if (!s3_xml_text(c, t, sizeof t) || strcmp(t, "Enabled") != 0) rc = fail(code, message, "MalformedXML", NULL);
             else out->enabled = true;
         } else if (is_elem(c, "Rule") && !have_rule) {
             have_rule = true;
@@ -187,7 +172,7 @@ int s3_lock_retention_parse(const char *body, size_t len, meta_lock_mode *mode, 
     char t[64];
     for (xmlNodePtr c = xmlDocGetRootElement(doc)->children; c && rc == 0; c = c->next) {
         if (c->type != XML_ELEMENT_NODE) continue;
-        if (!text_of(c, t, sizeof t)) rc = fail(code, message, "MalformedXML", NULL);
+        if (!s3_xml_text(c, t, sizeof t)) rc = fail(code, message, "MalformedXML", NULL);
         else if (is_elem(c, "Mode") && !have_mode) {
             if (!mode_of(t, mode)) rc = fail(code, message, "MalformedXML", NULL);
             have_mode = true;
@@ -216,7 +201,7 @@ int s3_lock_legal_hold_parse(const char *body, size_t len, bool *on, const char 
     char t[16];
     for (xmlNodePtr c = xmlDocGetRootElement(doc)->children; c && rc == 0; c = c->next) {
         if (c->type != XML_ELEMENT_NODE) continue;
-        if (!is_elem(c, "Status") || have || !text_of(c, t, sizeof t) || (strcmp(t, "ON") && strcmp(t, "OFF")))
+        if (!is_elem(c, "Status") || have || !s3_xml_text(c, t, sizeof t) || (strcmp(t, "ON") && strcmp(t, "OFF")))
             rc = fail(code, message, "MalformedXML", NULL);
         else *on = !strcmp(t, "ON");
         have = true;
@@ -474,34 +459,6 @@ int s3_lock_stamp(s3_req *q, char **headers_json, int64_t write_ms, unsigned how
 
 /* ---- Put/GetObjectRetention, Put/GetObjectLegalHold ---------------------------------------- */
 
-/* The version a retention or legal hold call names (versionId, or the
- * current one).  Nonzero = answered. */
-static int load_version(s3_req *q, meta_object *o) {
-    const char *version = s3_param_get(q, "versionId");
-    if (s3_version_param(q, version) != 0) return -1;
-    int rc = version ? meta_object_get_version(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
-                                               false, o)
-                     : meta_object_get_current(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, o);
-    if (rc == CAIRN_ENOTFOUND) {
-        s3_error(q, version ? "NoSuchVersion" : "NoSuchKey", NULL);
-        return -1;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", NULL);
-        return -1;
-    }
-    if (o->delete_marker) {
-        meta_object_clear(o);
-        if (version) {
-            http_add_header(q->http, "x-amz-delete-marker", "true");
-            s3_error(q, "MethodNotAllowed", NULL);
-        } else {
-            s3_error(q, "NoSuchKey", NULL);
-        }
-        return -1;
-    }
-    return 0;
-}
 
 static bool lock_bucket(s3_req *q) {
     if (q->bk.object_lock) return true;
@@ -530,7 +487,7 @@ static void change_lock(s3_req *q, bool retention, meta_lock_mode mode, int64_t 
     bool bypass = s3_lock_bypass(q);
     for (int attempt = 0; attempt < 5; attempt++) {
         meta_object o;
-        if (load_version(q, &o) != 0) return;
+        if (s3_named_version(q, &o) != 0) return;
         meta_lock_state old;
         if (meta_lock_state_of(o.headers_json, &old) != 0) {
             meta_object_clear(&o);
@@ -601,7 +558,7 @@ void s3_put_object_legal_hold(s3_req *q) {
 static void get_lock(s3_req *q, bool retention) {
     if (!lock_bucket(q)) return;
     meta_object o;
-    if (load_version(q, &o) != 0) return;
+    if (s3_named_version(q, &o) != 0) return;
     meta_lock_state st;
     int rc = meta_lock_state_of(o.headers_json, &st);
     bool hold_member = o.headers_json && strstr(o.headers_json, "\"" H_HOLD "\"");

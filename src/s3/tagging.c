@@ -400,27 +400,6 @@ char *s3_headers_json_tagged(s3_req *q, const char *headers_json, const s3_tagse
 
 /* ---- Put/Get/DeleteObjectTagging --------------------------------------------------------------------- */
 
-/* Reads the version a tagging call names (versionId, else the current
- * one) into *o.  Nonzero = answered. */
-static int tagging_target(s3_req *q, const char *version, meta_object *o) {
-    meta_store *ms = q->gw->d.meta;
-    int rc = version ? meta_object_get_version(ms, q->bucket, q->bucket_id, q->key, q->key_len, version, false, o)
-                     : meta_object_get_current(ms, q->bucket, q->bucket_id, q->key, q->key_len, false, o);
-    if (rc == 0 && o->delete_marker) {
-        /* As GET: a current marker is 404, one named by its id 405. */
-        http_add_header(q->http, "x-amz-delete-marker", "true");
-        http_add_header(q->http, "x-amz-version-id", s3_version_id(o));
-        s3_error(q, version ? "MethodNotAllowed" : "NoSuchKey", NULL);
-        meta_object_clear(o);
-        return -1;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, rc != CAIRN_ENOTFOUND ? "InternalError" : version ? "NoSuchVersion" : "NoSuchKey", NULL);
-        return -1;
-    }
-    return 0;
-}
-
 static void version_header(s3_req *q, const char *version, const meta_object *o) {
     if (version || q->bk.versioning != META_VERSIONING_OFF)
         http_add_header(q->http, "x-amz-version-id", s3_version_id(o));
@@ -431,10 +410,9 @@ static void version_header(s3_req *q, const char *version, const meta_object *o)
  * version overwritten, the key deleted) is read again, a few times. */
 static void change_tags(s3_req *q, const s3_tagset *tags, unsigned status) {
     const char *version = s3_param_get(q, "versionId");
-    if (s3_version_param(q, version) != 0) return;
     for (int attempt = 0; attempt < 4; attempt++) {
-        meta_object o = {0};
-        if (tagging_target(q, version, &o) != 0) return;
+        meta_object o;
+        if (s3_named_version(q, &o) != 0) return;
         char *json = s3_headers_json_tagged(q, o.headers_json, tags);
         /* Only over the headers it read: a retention or legal hold changed
          * meanwhile is never put back as it was (read again instead). */
@@ -478,9 +456,8 @@ void s3_delete_object_tagging(s3_req *q) { change_tags(q, NULL, 204); }
 
 void s3_get_object_tagging(s3_req *q) {
     const char *version = s3_param_get(q, "versionId");
-    if (s3_version_param(q, version) != 0) return;
-    meta_object o = {0};
-    if (tagging_target(q, version, &o) != 0) return;
+    meta_object o;
+    if (s3_named_version(q, &o) != 0) return;
     s3_tagset tags;
     int rc = s3_tagset_from_headers(o.headers_json, &tags);
     if (rc == CAIRN_EINVAL) {

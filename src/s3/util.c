@@ -980,3 +980,41 @@ done:
     xmlFreeDoc(doc);
     return rc;
 }
+
+/* ---- the version a call on an object names ----------------------------------------------------- */
+
+int s3_named_version(s3_req *q, meta_object *o) {
+    memset(o, 0, sizeof *o);
+    const char *version = s3_param_get(q, "versionId");
+    if (s3_version_param(q, version) != 0) return -1;
+    meta_store *ms = q->gw->d.meta;
+    int rc = version ? meta_object_get_version(ms, q->bucket, q->bucket_id, q->key, q->key_len, version, false, o)
+                     : meta_object_get_current(ms, q->bucket, q->bucket_id, q->key, q->key_len, false, o);
+    if (rc == 0 && o->delete_marker) {
+        /* As GET: a current marker is 404, one named by its id 405. */
+        http_add_header(q->http, "x-amz-delete-marker", "true");
+        http_add_header(q->http, "x-amz-version-id", s3_version_id(o));
+        s3_error(q, version ? "MethodNotAllowed" : "NoSuchKey", NULL);
+        meta_object_clear(o);
+        return -1;
+    }
+    if (rc != 0) {
+        s3_meta_error(q, rc, rc != CAIRN_ENOTFOUND ? "InternalError" : version ? "NoSuchVersion" : "NoSuchKey", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+bool s3_xml_text(struct _xmlNode *e, char *out, size_t n) {
+    size_t used = 0;
+    for (xmlNodePtr c = e->children; c; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE) return false;
+        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE) continue;
+        size_t l = strlen((const char *)c->content);
+        if (used + l >= n) return false;
+        memcpy(out + used, c->content, l);
+        used += l;
+    }
+    out[used] = '\0';
+    return true;
+}
