@@ -166,6 +166,8 @@ def test_every_s3_api_leaves_one_event(server):
     r, i = req(s, "GET", f"/{b}/dir/k1", creds=("AKIANOSUCHKEY0000000", "whatever-secret"))
     check_one(s, r, i, "s3:GetObject", 403, "denied", "InvalidAccessKeyId")
     r, i = req(s, "PUT", f"/{b}", query={"policy": ""}, body=b"{}")
+    check_one(s, r, i, "s3:PutBucketPolicy", 400, "error", "MalformedPolicy")
+    r, i = req(s, "PUT", f"/{b}", query={"website": ""}, body=b"{}")
     check_one(s, r, i, "s3:Unknown", 501, "error", "NotImplemented")
 
     # deletes
