@@ -943,6 +943,7 @@ static void get_object(s3_req *q, bool head) {
     }
     bool has_ct = false;
     add_object_headers(q, o.headers_json, &has_ct);
+    if (o.is_latest) s3_lifecycle_expiration_header(q, &o);
     if (!has_ct) http_add_header(r, "Content-Type", "binary/octet-stream");
     http_add_header(r, "ETag", etag);
     http_add_header(r, "Last-Modified", lm);
