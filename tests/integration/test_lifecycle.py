@@ -475,6 +475,7 @@ def test_a_run_killed_mid_way_resumes_and_fsck_is_clean(make_server):
     wait_until(some_gone, 60, interval=0.1, what="the run to remove some versions")
     srv.kill()
     srv.start()
+    s3 = srv.client()
     wait_until(lambda: runs_done(srv, b), 120, interval=0.1, what="the resumed run to complete")
     rec = runs_done(srv, b)[-1]
     assert int(rec["examined"]) < len(doomed) + len(ledger), "the run resumed from its cursor, not the top"
@@ -539,6 +540,7 @@ def test_scale_steady_pace_while_serving_gets(make_server):
     assert srv.stop() == 0
     load_metadata_only(srv, b, "template", SCALE)
     srv.start()
+    s3 = srv.client()
     assert s3.list_objects_v2(Bucket=b, Prefix="old/", MaxKeys=5)["KeyCount"] == 5
     latencies, failures, stop = [], [], threading.Event()
 
