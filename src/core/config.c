@@ -335,7 +335,7 @@ static const option options[] = {
     OPT_NUM(job_poll_ms, "CAIRN_JOB_POLL_MS", 10, 3600000, "250",
             "Milliseconds between idle job workers' looks for due jobs; on PostgreSQL an enqueue anywhere also wakes them"),
     OPT_NUM(job_period_s, "CAIRN_JOB_PERIOD_S", 1, 86400, "3600",
-            "Seconds between schedulings of periodic jobs (abandoned upload expiry)"),
+            "Seconds between schedulings of periodic jobs (abandoned upload expiry, lifecycle scans)"),
     OPT_NUM(lifecycle_objects_per_second, "CAIRN_LIFECYCLE_OBJECTS_PER_SECOND", 0, 10000000, "1000",
             "Object versions a lifecycle run examines per second at most (docs/lifecycle.md); 0 = no limit"),
     OPT_NUM(lifecycle_day_seconds, "CAIRN_LIFECYCLE_DAY_SECONDS", 1, 86400, "86400",
