@@ -23,10 +23,11 @@
  *                       NewerNoncurrentVersions newer noncurrent ones: removed
  *
  * then aborts the uploads that AbortIncompleteMultipartUpload makes due.
- * Every removal is one of the metadata calls a client's delete uses
- * (meta_object_delete_version_lock), with the strictest object lock check:
- * a locked version (retention of either mode, a legal hold) is never removed
- * by lifecycle, it is counted and left.
+ * A page's removals are made by the metadata call a client's DeleteObjects
+ * uses (meta_object_delete_many: one transaction, each key in its own
+ * savepoint), with the strictest object lock check: a locked version
+ * (retention of either mode, a legal hold) is never removed by lifecycle,
+ * it is counted and left.
  *
  * Crashes: after each page the run saves where it is — the last key and
  * version seen, and what the walk knows of that key (how many noncurrent
@@ -45,6 +46,7 @@
 
 #include "jobs/jobs.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,24 +357,48 @@ static void drop_bytes(lc_ctx *x, const meta_object *o, lc_counts *n) {
                   "error", cairn_strerror(rc), NULL);
 }
 
-/* Removes (version_id set) or hides (NULL: a delete marker, as the bucket's
- * versioning says) a version under the strictest object lock check. */
-static int remove_version(lc_ctx *x, const meta_bucket *b, const lc_entry *e, const char *version_id, lc_counts *n) {
-    meta_lock_check lock = {.now_ms = time_now_ms(), .bypass_governance = false};
-    meta_delete_result res;
-    memset(&res, 0, sizeof res);
-    int rc = meta_object_delete_version_lock(x->ms, b->name, b->id, e->key, e->key_len, version_id, b->owner_id, &lock,
-                                             NULL, 0, &res);
-    if (rc == CAIRN_ELOCKED) {
-        n->locked++;
-        return 0;
+/* What a page decided: removals (a version by its id) and delete markers
+ * (version NULL), made in one metadata transaction (meta_object_delete_many:
+ * one synced commit for the page, each item in its own savepoint under the
+ * strictest object lock check). */
+typedef enum { DO_EXPIRE, DO_MARKER_REMOVE, DO_NONCURRENT } lc_do;
+
+typedef struct {
+    meta_delete_item items[PAGE];
+    lc_do what[PAGE];
+    int n;
+} lc_batch;
+
+static void queue_removal(lc_batch *bt, const meta_bucket *b, const lc_entry *e, const char *version_id, lc_do what) {
+    assert(bt->n < PAGE);
+    meta_delete_item *it = &bt->items[bt->n];
+    memset(it, 0, sizeof *it);
+    it->key = e->key;
+    it->key_len = e->key_len;
+    it->version_id = version_id;
+    it->owner_id = b->owner_id;
+    it->lock = (meta_lock_check){.now_ms = time_now_ms(), .bypass_governance = false};
+    bt->what[bt->n++] = what;
+}
+
+static int apply_batch(lc_ctx *x, const meta_bucket *b, lc_batch *bt, lc_counts *n) {
+    if (bt->n == 0) return 0;
+    int rc = meta_object_delete_many(x->ms, b->name, b->id, bt->items, bt->n);
+    for (int i = 0; i < bt->n; i++) {
+        meta_delete_item *it = &bt->items[i];
+        bool did = it->rc == 0 && (it->deleted.version_id[0] || it->marker.version_id[0]);
+        if (it->rc == CAIRN_ELOCKED) n->locked++;
+        else if (it->rc != 0 && it->rc != CAIRN_ENOTFOUND && rc == 0) rc = it->rc;
+        if (did && bt->what[i] == DO_EXPIRE) n->expired++;
+        if (did && bt->what[i] == DO_MARKER_REMOVE) n->markers_removed++;
+        if (did && bt->what[i] == DO_NONCURRENT) n->noncurrent_removed++;
+        if (it->rc == 0 && it->marker.version_id[0]) n->markers_made++;
+        if (it->rc == 0 && it->deleted.version_id[0]) drop_bytes(x, &it->deleted, n);
+        meta_object_clear(&it->deleted);
+        meta_object_clear(&it->marker);
     }
-    if (rc == CAIRN_ENOTFOUND) return 0; /* gone already: a rerun, or a client's delete */
-    if (rc != 0) return rc;
-    if (res.marker.version_id[0]) n->markers_made++;
-    if (res.removed.version_id[0]) drop_bytes(x, &res.removed, n);
-    meta_delete_result_clear(&res);
-    return 1;
+    bt->n = 0;
+    return rc;
 }
 
 static bool needs_tags(const s3_lifecycle_config *c) {
@@ -405,7 +431,7 @@ static int marker_alone(lc_ctx *x, const meta_bucket *b, const lc_entry *e, bool
 }
 
 static int act_current(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config *cfg, const lc_entry *e,
-                       bool tags_needed, int64_t now, lc_counts *n) {
+                       bool tags_needed, int64_t now, lc_batch *bt) {
     if (e->delete_marker) {
         bool wanted = false;
         for (int i = 0; i < cfg->n && !wanted; i++) {
@@ -416,35 +442,32 @@ static int act_current(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_confi
         bool alone = false;
         int rc = marker_alone(x, b, e, &alone);
         if (rc != 0 || !alone) return rc;
-        rc = remove_version(x, b, e, e->version_id, n);
-        if (rc > 0) n->markers_removed++;
-        return rc < 0 ? rc : 0;
+        queue_removal(bt, b, e, e->version_id, DO_MARKER_REMOVE);
+        return 0;
     }
     s3_tagset tags = {0};
     if (tags_needed) tags_of(x, b, e, &tags);
     int64_t due = s3_lifecycle_expiry(cfg, e->key, e->key_len, e->size, e->mtime_ms, &tags, x->day_ms, NULL);
     s3_tagset_free(&tags);
     if (due == 0 || now < due) return 0;
-    int rc;
     if (b->versioning == META_VERSIONING_OFF) {
-        rc = remove_version(x, b, e, e->version_id, n);
+        queue_removal(bt, b, e, e->version_id, DO_EXPIRE);
     } else {
         /* A delete marker only while the version judged is still current:
          * a rerun, or a client's newer write, finds another there. */
         meta_object cur;
-        rc = meta_object_get_current(x->ms, b->name, b->id, e->key, e->key_len, false, &cur);
+        int rc = meta_object_get_current(x->ms, b->name, b->id, e->key, e->key_len, false, &cur);
         bool same = rc == 0 && !cur.delete_marker && !strcmp(cur.version_id, e->version_id);
         meta_object_clear(&cur);
         if (rc == CAIRN_ENOTFOUND || (rc == 0 && !same)) return 0;
         if (rc != 0) return rc;
-        rc = remove_version(x, b, e, NULL, n);
+        queue_removal(bt, b, e, NULL, DO_EXPIRE);
     }
-    if (rc > 0) n->expired++;
-    return rc < 0 ? rc : 0;
+    return 0;
 }
 
 static int act_noncurrent(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config *cfg, const lc_entry *e,
-                          const lc_cursor *st, bool tags_needed, int64_t now, lc_counts *n) {
+                          const lc_cursor *st, bool tags_needed, int64_t now, lc_batch *bt) {
     s3_tagset tags = {0};
     bool loaded = false, due = false;
     for (int i = 0; i < cfg->n && !due; i++) {
@@ -459,10 +482,8 @@ static int act_noncurrent(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_co
         due = s3_lifecycle_filter_match(r, e->key, e->key_len, e->size, &tags);
     }
     s3_tagset_free(&tags);
-    if (!due) return 0;
-    int rc = remove_version(x, b, e, e->version_id, n);
-    if (rc > 0) n->noncurrent_removed++;
-    return rc < 0 ? rc : 0;
+    if (due) queue_removal(bt, b, e, e->version_id, DO_NONCURRENT);
+    return 0;
 }
 
 /* ---- pacing ---- */
@@ -563,7 +584,10 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
     if (rc != 0) return rc;
     bool tags_needed = needs_tags(cfg);
     lc_page p = {calloc(PAGE, sizeof(lc_entry)), 0, false};
-    if (!p.v) {
+    lc_batch *bt = calloc(1, sizeof *bt);
+    if (!p.v || !bt) {
+        free(p.v);
+        free(bt);
         free(st.key);
         return CAIRN_ENOMEM;
     }
@@ -588,19 +612,22 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
             }
             n->examined++;
             if (e->is_latest) {
-                rc = act_current(x, b, cfg, e, tags_needed, now, n);
+                rc = act_current(x, b, cfg, e, tags_needed, now, bt);
             } else {
                 st.noncurrent++;
-                rc = act_noncurrent(x, b, cfg, e, &st, tags_needed, now, n);
+                rc = act_noncurrent(x, b, cfg, e, &st, tags_needed, now, bt);
             }
             st.seq = e->seq;
             st.prev_mtime = e->mtime_ms;
         }
+        int arc = apply_batch(x, b, bt, n); /* what was decided is applied even when the page stopped early */
+        if (rc == 0) rc = arc;
         page_clear(&p);
         if (rc == 0) rc = cursor_save(x->ms, b->id, &st);
         if (rc == 0 && more) stopped = pace(x, t0, n->examined);
     }
     free(p.v);
+    free(bt);
     free(st.key);
     if (rc != 0) return rc;
     if (stopped) return JOBS_RELEASE;
