@@ -488,7 +488,32 @@ def test_a_run_killed_mid_way_resumes_and_fsck_is_clean(make_server):
 # ---- scale ------------------------------------------------------------------------------------
 
 SCALE = int(os.environ.get("LIFECYCLE_SCALE_OBJECTS", "5000"))
-SCALE_RATE = int(os.environ.get("LIFECYCLE_SCALE_RATE", str(max(1000, SCALE // 20))))
+SCALE_RATE = int(os.environ.get("LIFECYCLE_SCALE_RATE", str(max(1000, SCALE // 100))))
+
+
+def meta_query(srv, q):
+    """One value of a query on the server's metadata (read-only), or None."""
+    db = srv.metadata_db()
+    if db is None:
+        con = sqlite3.connect(f"file:{srv.data_dir / 'meta.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute(q).fetchone()
+        finally:
+            con.close()
+        return row[0] if row else None
+    return pg_cluster().sql(q, db=db).stdout.strip() or None
+
+
+def run_position(srv, bucket_id):
+    """How far a run of the scale bucket is: the number in the key of its
+    cursor (old/NNNNNNNNNN), read straight from the metadata; None when
+    there is no cursor."""
+    body = meta_query(srv, f"SELECT body FROM bucket_configs WHERE bucket_id = {bucket_id} "
+                           "AND kind = 'lifecycle_cursor'")
+    if not body:
+        return None
+    key = bytes.fromhex(json.loads(body)["key"]).decode()
+    return int(key[4:]) if key.startswith("old/") else None
 
 
 def load_metadata_only(srv, bucket, template, n):
@@ -542,7 +567,18 @@ def test_scale_steady_pace_while_serving_gets(make_server):
     srv.start()
     s3 = srv.client()
     assert s3.list_objects_v2(Bucket=b, Prefix="old/", MaxKeys=5)["KeyCount"] == 5
+    bucket_id = int(meta_query(srv, f"SELECT id FROM buckets WHERE name = '{b}'"))
     latencies, failures, stop = [], [], threading.Event()
+    positions = []   # (seconds since the run was asked for, cursor position)
+
+    def sampler(t0):
+        while not stop.wait(1.0):
+            try:
+                pos = run_position(srv, bucket_id)
+            except (sqlite3.Error, RuntimeError):
+                continue   # busy: the next sample
+            if pos is not None:
+                positions.append((time.monotonic() - t0, pos))
 
     def reader():
         c = srv.client()
@@ -555,8 +591,10 @@ def test_scale_steady_pace_while_serving_gets(make_server):
             latencies.append(time.monotonic() - t0)
     t = threading.Thread(target=reader)
     t.start()
+    t_start = time.monotonic()
+    ts = threading.Thread(target=sampler, args=(t_start,))
+    ts.start()
     try:
-        t_start = time.monotonic()
         srv.admin("lifecycle", "run", "--bucket", b)
         expected_s = SCALE / SCALE_RATE
         wait_until(lambda: runs_done(srv, b), expected_s * 3 + 60, interval=0.5, what="the scale run to complete")
@@ -564,6 +602,7 @@ def test_scale_steady_pace_while_serving_gets(make_server):
     finally:
         stop.set()
         t.join()
+        ts.join()
     rec = runs_done(srv, b)[-1]
     assert int(rec["expired"]) == SCALE
     assert s3.list_objects_v2(Bucket=b, Prefix="old/", MaxKeys=5)["KeyCount"] == 0
@@ -576,5 +615,11 @@ def test_scale_steady_pace_while_serving_gets(make_server):
     print(f"lifecycle scale: {SCALE} objects in {elapsed:.1f}s (rate {SCALE_RATE}/s), "
           f"{len(latencies)} GETs meanwhile, p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
     assert p99 < 1.0, "GETs starved while lifecycle ran"
+    # steady: between samples a second apart the run never goes faster than
+    # its pace (with a page of slack) and never stalls
+    rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in zip(positions, positions[1:])]
+    print(f"lifecycle scale: progress per second {[round(r) for r in rates]}")
+    assert all(r <= SCALE_RATE * 1.25 + 256 for r in rates), rates
+    assert all(r > 0 for r in rates), f"a run stalled: {rates}"
     assert srv.stop() == 0
     srv.fsck()
