@@ -295,6 +295,43 @@ def test_expiration_on_a_versioned_bucket_makes_a_delete_marker(fast):
     assert len(versions(s3, b)[1]) == 1
 
 
+def test_expiration_on_a_suspended_bucket_replaces_the_null_version(fast):
+    s3 = fast.client()
+    b = unique_bucket()
+    s3.create_bucket(Bucket=b)
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    kept = s3.put_object(Bucket=b, Key="k", Body=b"versioned")["VersionId"]
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket=b, Key="k", Body=b"null one")
+    lifecycle(s3, b, {"ID": "e", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 1}})
+    wait_due()
+    rec = run_now(fast, b)
+    vs, ms = versions(s3, b)
+    assert vs == [("k", kept, False)], "the null version went, the versioned one stays"
+    assert ms == [("k", "null", True)], "a null delete marker is current"
+    assert int(rec["expired"]) == 1 and int(rec["markers_made"]) == 1
+
+
+def test_expired_multipart_objects_leave_no_parts(fast):
+    s3 = fast.client()
+    b = unique_bucket()
+    s3.create_bucket(Bucket=b)
+    for key in ("mp/1", "mp/2"):
+        up = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        etags = [s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=n, Body=bytes([n]) * (5 << 20 if n == 1 else 1000))["ETag"]
+                 for n in (1, 2)]
+        s3.complete_multipart_upload(Bucket=b, Key=key, UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags)]})
+    s3.put_object(Bucket=b, Key="plain", Body=b"p" * 100000)
+    lifecycle(s3, b, {"ID": "e", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 1}})
+    wait_due()
+    rec = run_now(fast, b)
+    assert keys(s3, b) == [] and int(rec["expired"]) == 3
+    fast.wait_jobs_idle(kind="empty_trash")
+    assert fast.stop() == 0
+    fast.fsck()   # no shard of a part or of the plain object is left behind
+
+
 def test_noncurrent_expiration_keeps_the_newer_versions(fast):
     s3 = fast.client()
     b = unique_bucket()
