@@ -175,6 +175,9 @@ void s3_get_bucket_lifecycle(s3_req *q) {
 
 void s3_delete_bucket_lifecycle(s3_req *q) {
     if (s3_drop_bucket_config(q, "lifecycle") != 0) return;
+    /* An unfinished run's place goes too (best effort: a run that finds no
+     * configuration drops it as well). */
+    meta_bucket_config_put(q->gw->d.meta, q->bucket_id, CURSOR_KIND, "");
     forget(q->gw->lifecycle, q->bucket_id);
     s3_committed(q, NULL, 0);
     http_respond(q->http, 204, "", 0);
@@ -488,8 +491,10 @@ static int act_noncurrent(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_co
 
 /* ---- pacing ---- */
 
-/* Sleeps until examined versions are within the rate since t0; true when
- * the queue is stopping (the run gives its job back). */
+/* Sleeps until a page of examined versions, begun at t0, has taken at
+ * least examined / per_second: each page on its own, so a run that fell
+ * behind (a busy database) never bursts to catch up.  True when the queue
+ * is stopping (the run gives its job back). */
 static bool pace(lc_ctx *x, int64_t t0_ns, int64_t examined) {
     if (x->per_second <= 0) return jobs_stopping(x->q);
     for (;;) {
@@ -591,9 +596,10 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
         free(st.key);
         return CAIRN_ENOMEM;
     }
-    int64_t t0 = time_mono_ns();
     bool more = true, stopped = false;
     while (rc == 0 && more && !stopped) {
+        int64_t t0 = time_mono_ns();
+        int64_t before = n->examined;
         rc = meta_object_list_versions(x->ms, b->name, b->id, "", 0, st.key, st.key_len, st.key ? st.seq : 0, PAGE,
                                        take_entry, &p, &more);
         if (rc == 0 && p.oom) rc = CAIRN_ENOMEM;
@@ -624,7 +630,7 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
         if (rc == 0) rc = arc;
         page_clear(&p);
         if (rc == 0) rc = cursor_save(x->ms, b->id, &st);
-        if (rc == 0 && more) stopped = pace(x, t0, n->examined);
+        if (rc == 0 && more) stopped = pace(x, t0, n->examined - before);
     }
     free(p.v);
     free(bt);
