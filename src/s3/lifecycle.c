@@ -38,6 +38,10 @@
  * judged expired is still the current one.  The cursor is removed when a
  * run completes, and with the bucket.
  *
+ * Before each page the run checks the stored configuration is still the one
+ * it read: a change (or a delete) pauses it (JOBS_DEFER) and the next run
+ * takes the new configuration from the cursor on.
+ *
  * Pace: a run examines at most lifecycle_objects_per_second versions per
  * second (sleeping between pages), so a bucket of millions of objects is
  * worked through steadily without starving requests.
@@ -103,15 +107,17 @@ static void forget(s3_lifecycle_cache *c, int64_t bucket_id) {
 
 /* Reads and parses a bucket's configuration: 0 with *cfg (empty when it has
  * none or the stored one does not read back, logged), or meta's error. */
-static int load_config(meta_store *ms, int64_t bucket_id, s3_lifecycle_config *cfg) {
+static int load_config(meta_store *ms, int64_t bucket_id, s3_lifecycle_config *cfg, char **text) {
     memset(cfg, 0, sizeof *cfg);
     char *doc = NULL;
+    if (text) *text = NULL;
     int rc = meta_bucket_config_get(ms, bucket_id, "lifecycle", &doc);
     if (rc == CAIRN_ENOTFOUND) return 0;
     if (rc != 0) return rc;
     const char *code, *why;
     rc = s3_lifecycle_parse(doc, strlen(doc), cfg, &code, &why);
-    free(doc);
+    if (text && rc == 0) *text = doc;
+    else free(doc);
     if (rc == CAIRN_ENOMEM) return rc;
     if (rc != 0) log_write(LOG_ERROR, NULL, "a bucket's lifecycle configuration does not read back; ignored", "error",
                            why, NULL);
@@ -195,7 +201,7 @@ void s3_lifecycle_expiration_header(s3_req *q, const meta_object *o) {
     pthread_mutex_unlock(&c->mu);
     if (!fresh) {
         s3_lifecycle_config cfg;
-        if (load_config(q->gw->d.meta, q->bucket_id, &cfg) != 0) return; /* the header is advice: none */
+        if (load_config(q->gw->d.meta, q->bucket_id, &cfg, NULL) != 0) return; /* the header is advice: none */
         pthread_mutex_lock(&c->mu);
         s3_lifecycle_config_free(&s->cfg);
         s->cfg = cfg;
@@ -583,7 +589,18 @@ static int abort_uploads(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_con
     return rc;
 }
 
-static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config *cfg, lc_counts *n) {
+/* Whether the bucket's configuration is still text (a page's look: a
+ * configuration changed or deleted mid-run applies from the next page). */
+static int config_unchanged(lc_ctx *x, const meta_bucket *b, const char *text, bool *same) {
+    char *now = NULL;
+    int rc = meta_bucket_config_get(x->ms, b->id, "lifecycle", &now);
+    *same = rc == 0 && !strcmp(now, text);
+    free(now);
+    return rc == CAIRN_ENOTFOUND ? 0 : rc;
+}
+
+static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config *cfg, const char *text,
+                      lc_counts *n) {
     lc_cursor st;
     int rc = cursor_load(x->ms, b->id, &st);
     if (rc != 0) return rc;
@@ -631,6 +648,16 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
         page_clear(&p);
         if (rc == 0) rc = cursor_save(x->ms, b->id, &st);
         if (rc == 0 && more) stopped = pace(x, t0, n->examined - before);
+        bool same = true;
+        if (rc == 0 && more && !stopped) rc = config_unchanged(x, b, text, &same);
+        if (rc == 0 && !same) {
+            /* The next run reads it and resumes from the cursor (or, with
+             * none left, drops it). */
+            free(p.v);
+            free(bt);
+            free(st.key);
+            return JOBS_DEFER;
+        }
     }
     free(p.v);
     free(bt);
@@ -664,26 +691,30 @@ static int run_lifecycle(void *ud, const meta_job *job, char *err, size_t errlen
         return rc;
     }
     s3_lifecycle_config cfg;
-    rc = load_config(x->ms, b.id, &cfg);
+    char *text = NULL;
+    rc = load_config(x->ms, b.id, &cfg, &text);
     if (rc == 0 && cfg.n == 0) {
         lc_cursor none = {0};
         return cursor_save(x->ms, b.id, &none) == 0 ? 0 : CAIRN_EDB;
     }
     lc_counts n = {0};
     int64_t t0 = time_mono_ns();
-    if (rc == 0) rc = run_bucket(x, &b, &cfg, &n);
+    if (rc == 0) rc = run_bucket(x, &b, &cfg, text, &n);
     s3_lifecycle_config_free(&cfg);
+    free(text);
     if (n.trash) jobs_enqueue_empty_trash(x->ms);
     char ex[24], e1[24], e2[24], e3[24], e4[24], lk[24], up[24], ms[24];
-    log_write(rc == 0 || rc == JOBS_RELEASE ? LOG_INFO : LOG_WARN, NULL,
-              rc == 0 ? "lifecycle run done" : rc == JOBS_RELEASE ? "lifecycle run paused: shutting down"
-                                                                  : "lifecycle run failed; it resumes where it stopped",
+    log_write(rc == 0 || rc == JOBS_RELEASE || rc == JOBS_DEFER ? LOG_INFO : LOG_WARN, NULL,
+              rc == 0                ? "lifecycle run done"
+              : rc == JOBS_RELEASE   ? "lifecycle run paused: shutting down"
+              : rc == JOBS_DEFER     ? "lifecycle run paused: the configuration changed; the next run resumes"
+                                     : "lifecycle run failed; it resumes where it stopped",
               "bucket", b.name, "examined", log_int(ex, n.examined), "expired", log_int(e1, n.expired),
               "markers_made", log_int(e2, n.markers_made), "markers_removed", log_int(e3, n.markers_removed),
               "noncurrent_removed", log_int(e4, n.noncurrent_removed), "locked_skipped", log_int(lk, n.locked),
               "uploads_aborted", log_int(up, n.uploads_aborted), "duration_ms",
               log_int(ms, (time_mono_ns() - t0) / 1000000), NULL);
-    if (rc != 0 && rc != JOBS_RELEASE) snprintf(err, errlen, "lifecycle run: %s", cairn_strerror(rc));
+    if (rc != 0 && rc != JOBS_RELEASE && rc != JOBS_DEFER) snprintf(err, errlen, "lifecycle run: %s", cairn_strerror(rc));
     return rc;
 }
 

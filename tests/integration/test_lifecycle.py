@@ -469,6 +469,27 @@ def test_admin_lifecycle_run_usage(fast):
     assert "lifecycle scan queued" in cp.stdout
 
 
+def test_a_configuration_deleted_mid_run_stops_it(make_server):
+    srv = make_server(env={**FAST, "CAIRN_LIFECYCLE_OBJECTS_PER_SECOND": "300", "CAIRN_JOB_BACKOFF_BASE_MS": "100"})
+    s3 = srv.client()
+    b = unique_bucket()
+    s3.create_bucket(Bucket=b)
+    put_many(s3, b, [f"k/{i:05d}" for i in range(1500)])
+    lifecycle(s3, b, {"ID": "e", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 1}})
+    wait_due()
+    srv.admin("lifecycle", "run", "--bucket", b)
+    wait_until(lambda: s3.list_objects_v2(Bucket=b, MaxKeys=1000)["KeyCount"] < 1000, 60, interval=0.1,
+               what="the run to remove some versions")
+    s3.delete_bucket_lifecycle(Bucket=b)
+    paused = "lifecycle run paused: the configuration changed; the next run resumes"
+    wait_until(lambda: any(r.get("msg") == paused for r in srv.log_records()), 30, interval=0.1,
+               what="the run to notice the deleted configuration")
+    srv.wait_jobs_idle(kind="lifecycle")
+    left = sum(page.get("KeyCount", 0) for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b))
+    assert 0 < left < 1500, left
+    assert not runs_done(srv, b), "the run stopped short of the end"
+
+
 # ---- crashes -------------------------------------------------------------------------------
 
 
