@@ -242,6 +242,8 @@ typedef struct {
     job_queue *q;
     meta_store *ms;
     data_store *ds;
+    events_bus *bus;            /* the live event stream; NULL: events are off */
+    char region[64];
     int64_t per_second;         /* versions examined per second; 0 = no limit */
     int64_t day_ms;
 } lc_ctx;
@@ -390,6 +392,35 @@ static void queue_removal(lc_batch *bt, const meta_bucket *b, const lc_entry *e,
     bt->what[bt->n++] = what;
 }
 
+/* Publishes what a removal did on the bucket's live stream, as S3 names
+ * lifecycle's events. */
+static void publish(lc_ctx *x, const meta_bucket *b, const meta_delete_item *it) {
+    if (!x->bus) return;
+    const meta_object *o = it->marker.version_id[0] ? &it->marker : &it->deleted;
+    bool versioned = b->versioning != META_VERSIONING_OFF;
+    int64_t now = time_now_us();
+    events_object e = {
+        .name = it->marker.version_id[0] ? "LifecycleExpiration:DeleteMarkerCreated" : "LifecycleExpiration:Delete",
+        .region = x->region,
+        .bucket = b->name,
+        .key = it->key,
+        .key_len = it->key_len,
+        .size = -1,
+        .version_id = versioned ? (o->null_version ? "null" : o->version_id) : NULL,
+        .request_id = "",
+        .principal = "cairn:lifecycle",
+        .source_ip = "",
+        .time_us = now,
+        .sequencer = events_sequencer(now),
+    };
+    buf_t m;
+    buf_init(&m);
+    char channel[80];
+    snprintf(channel, sizeof channel, "cairn:bucket:%s", b->name);
+    if (events_render_object(&m, &e) == 0) events_publish(x->bus, channel, m.data, m.len);
+    buf_free(&m);
+}
+
 static int apply_batch(lc_ctx *x, const meta_bucket *b, lc_batch *bt, lc_counts *n) {
     if (bt->n == 0) return 0;
     int rc = meta_object_delete_many(x->ms, b->name, b->id, bt->items, bt->n);
@@ -401,6 +432,7 @@ static int apply_batch(lc_ctx *x, const meta_bucket *b, lc_batch *bt, lc_counts 
         if (did && bt->what[i] == DO_EXPIRE) n->expired++;
         if (did && bt->what[i] == DO_MARKER_REMOVE) n->markers_removed++;
         if (did && bt->what[i] == DO_NONCURRENT) n->noncurrent_removed++;
+        if (did) publish(x, b, it);
         if (it->rc == 0 && it->marker.version_id[0]) n->markers_made++;
         if (it->rc == 0 && it->deleted.version_id[0]) drop_bytes(x, &it->deleted, n);
         meta_object_clear(&it->deleted);
@@ -760,11 +792,12 @@ static int run_lifecycle_scan(void *ud, const meta_job *job, char *err, size_t e
     return rc;
 }
 
-int s3_lifecycle_register(job_queue *q, meta_store *ms, data_store *ds, const config_t *cfg) {
+int s3_lifecycle_register(job_queue *q, meta_store *ms, data_store *ds, events_bus *bus, const config_t *cfg) {
     lc_ctx *x = calloc(1, sizeof *x); /* the queue frees it */
     if (!x) return CAIRN_ENOMEM;
-    *x = (lc_ctx){.q = q, .ms = ms, .ds = ds, .per_second = cfg->lifecycle_objects_per_second,
+    *x = (lc_ctx){.q = q, .ms = ms, .ds = ds, .bus = bus, .per_second = cfg->lifecycle_objects_per_second,
                   .day_ms = day_ms_of(cfg)};
+    snprintf(x->region, sizeof x->region, "%s", cfg->region);
     int rc = jobs_register_owned(q, "lifecycle", run_lifecycle, x);
     if (rc != 0) {
         free(x);

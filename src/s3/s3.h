@@ -356,9 +356,11 @@ int64_t s3_lifecycle_expiry(const s3_lifecycle_config *c, const char *key, size_
 
 /* The lifecycle job kinds (lifecycle.c): "lifecycle" (one bucket's run,
  * args {"bucket", "bucket_id"}) and "lifecycle_scan" (a run for every
- * bucket with a configuration; periodic), on q (a job_queue, jobs.h). */
+ * bucket with a configuration; periodic), on q (a job_queue, jobs.h).
+ * Removals are published on bus (NULL: none) as LifecycleExpiration:Delete
+ * and LifecycleExpiration:DeleteMarkerCreated. */
 struct job_queue;
-int s3_lifecycle_register(struct job_queue *q, meta_store *ms, data_store *ds, const config_t *cfg);
+int s3_lifecycle_register(struct job_queue *q, meta_store *ms, data_store *ds, events_bus *bus, const config_t *cfg);
 /* Enqueues a run for one bucket, unless one is pending already. */
 int s3_lifecycle_enqueue(meta_store *ms, const char *bucket, int64_t bucket_id);
 

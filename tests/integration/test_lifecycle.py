@@ -460,6 +460,33 @@ def test_periodic_scan_queues_runs(make_server):
     wait_until(lambda: keys(s3, b) == [], 30, interval=0.1, what="the periodic lifecycle scan to expire k")
 
 
+def test_removals_are_published_on_the_live_stream(fast):
+    import asyncio
+    import urllib.parse
+    import websockets
+    s3 = fast.client()
+    b = unique_bucket()
+    s3.create_bucket(Bucket=b)
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    old = s3.put_object(Bucket=b, Key="k", Body=b"1")["VersionId"]
+    s3.put_object(Bucket=b, Key="k", Body=b"2")
+    lifecycle(s3, b, {"ID": "e", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 1},
+                      "NoncurrentVersionExpiration": {"NoncurrentDays": 1}})
+    wait_due()
+    query = sigv4.presign("GET", fast.host, "/events/ws", fast.root[0], fast.root[1], extra_query=[("bucket", b)])
+
+    async def main():
+        async with websockets.connect(f"ws://{fast.host}/events/ws?{query}") as ws:
+            await asyncio.to_thread(run_now, fast, b)
+            return [json.loads(await asyncio.wait_for(ws.recv(), 20))["data"]["Records"][0] for _ in range(2)]
+    got = asyncio.run(asyncio.wait_for(main(), 60))
+    names = sorted((g["eventName"], urllib.parse.unquote_plus(g["s3"]["object"]["key"])) for g in got)
+    assert names == [("LifecycleExpiration:Delete", "k"), ("LifecycleExpiration:DeleteMarkerCreated", "k")]
+    removed = [g for g in got if g["eventName"] == "LifecycleExpiration:Delete"][0]
+    assert removed["s3"]["object"]["versionId"] == old
+    assert removed["userIdentity"]["principalId"] == "cairn:lifecycle"
+
+
 def test_admin_lifecycle_run_usage(fast):
     cp = fast.admin("lifecycle", "run", "--bucket", unique_bucket(), check=False)
     assert cp.returncode == 1 and "no bucket" in cp.stderr
