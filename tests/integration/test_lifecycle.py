@@ -473,7 +473,8 @@ def test_removals_are_published_on_the_live_stream(fast):
     lifecycle(s3, b, {"ID": "e", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 1},
                       "NoncurrentVersionExpiration": {"NoncurrentDays": 1}})
     wait_due()
-    query = sigv4.presign("GET", fast.host, "/events/ws", fast.root[0], fast.root[1], extra_query=[("bucket", b)])
+    query = sigv4.presign("GET", fast.host, "/events/ws", fast.root[0], fast.root[1],
+                          extra_query=[("bucket", b), ("events", "s3:LifecycleExpiration:*")])
 
     async def main():
         async with websockets.connect(f"ws://{fast.host}/events/ws?{query}") as ws:
