@@ -269,6 +269,16 @@ typedef struct {
  * InternalError; the caller may answer 503 for an unavailable database). */
 int auth_request(const auth_keys *k, const sigv4_request *r, const char *vhost_bucket, int64_t now, auth_identity *id,
                  auth_refusal *why);
+/* Authenticates a POST Object form (SigV4, docs/post-object.md): the
+ * fields x-amz-credential ("AKID/YYYYMMDD/region/s3/aws4_request"),
+ * x-amz-date (YYYYMMDDTHHMMSSZ, of the credential's day) and
+ * x-amz-signature (hex HMAC-SHA256 of the base64 policy text with the
+ * scope's signing key), as auth_request does for a header: 0 with id
+ * (cred.kind SIGV4_HEADER, cred.payload PAYLOAD_UNSIGNED), CAIRN_EAUTH
+ * with why (InvalidArgument for a malformed credential or date,
+ * InvalidAccessKeyId, SignatureDoesNotMatch), or a metadata error. */
+int auth_post_form(const auth_keys *k, const char *credential, const char *amz_date, const char *policy_b64,
+                   const char *signature, auth_identity *id, auth_refusal *why);
 /* Zeroes id's copy of the secret. */
 void auth_identity_wipe(auth_identity *id);
 

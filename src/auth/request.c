@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 
 _Static_assert(sizeof ((config_t *)0)->root_password <= AUTH_SECRET_MAX, "the root password is a secret");
@@ -89,6 +91,78 @@ int auth_request(const auth_keys *k, const sigv4_request *r, const char *vhost_b
             refuse(why, rc, "InternalError", "out of memory while checking the signature");
         else
             rc = refuse(why, CAIRN_EAUTH, code ? code : "SignatureDoesNotMatch", msg);
+    }
+    if (opened.data) sodium_memzero(opened.data, opened.len);
+    buf_free(&opened);
+    return rc;
+}
+
+/* A POST form's credential: "AKID/date/region/service/aws4_request", each
+ * part non-empty and within its field of cred. */
+static bool parse_form_credential(const char *c, sigv4_auth *cred) {
+    const char *parts[5];
+    size_t lens[5];
+    const char *p = c;
+    for (int i = 0; i < 5; i++) {
+        parts[i] = p;
+        lens[i] = strcspn(p, "/");
+        p += lens[i];
+        if (i < 4) {
+            if (*p != '/') return false;
+            p++;
+        }
+    }
+    if (*p || !lens[0] || lens[0] >= sizeof cred->access_key || lens[1] != 8 || !lens[2] ||
+        lens[2] >= sizeof cred->region || !lens[3] || lens[3] >= sizeof cred->service || lens[4] != 12 ||
+        strncmp(parts[4], "aws4_request", 12) != 0)
+        return false;
+    for (size_t i = 0; i < 8; i++)
+        if (parts[1][i] < '0' || parts[1][i] > '9') return false;
+    memcpy(cred->access_key, parts[0], lens[0]);
+    memcpy(cred->date, parts[1], 8);
+    memcpy(cred->region, parts[2], lens[2]);
+    memcpy(cred->service, parts[3], lens[3]);
+    return true;
+}
+
+int auth_post_form(const auth_keys *k, const char *credential, const char *amz_date, const char *policy_b64,
+                   const char *signature, auth_identity *id, auth_refusal *why) {
+    memset(id, 0, sizeof *id);
+    memset(why, 0, sizeof *why);
+    sigv4_auth *c = &id->cred;
+    if (!parse_form_credential(credential, c))
+        return refuse(why, CAIRN_EAUTH, "InvalidArgument", "Invalid credential in the x-amz-credential field.");
+    if (strlen(amz_date) != 16 || amz_date[8] != 'T' || amz_date[15] != 'Z' || strncmp(amz_date, c->date, 8) != 0)
+        return refuse(why, CAIRN_EAUTH, "InvalidArgument",
+                      "The x-amz-date field must be YYYYMMDDTHHMMSSZ of the x-amz-credential's date.");
+    if (strcmp(c->service, "s3") != 0)
+        return refuse(why, CAIRN_EAUTH, "InvalidArgument", "The credential scope must name the service 's3'.");
+    if (strcmp(c->region, k->region) != 0) {
+        snprintf(why->text, sizeof why->text, "the region '%s' is wrong; expecting '%s'", c->region, k->region);
+        return refuse(why, CAIRN_EAUTH, "InvalidArgument", why->text);
+    }
+    c->kind = SIGV4_HEADER;
+    c->payload = PAYLOAD_UNSIGNED;
+    memcpy(c->amz_date, amz_date, 16);
+    const char *secret = NULL;
+    buf_t opened;
+    buf_init(&opened);
+    int rc = load_secret(k, id, &opened, &secret, why);
+    if (rc == 0) {
+        uint8_t key[32], mac[32];
+        unsigned int ml = 32;
+        char hex[65];
+        sigv4_signing_key(secret, c->date, c->region, c->service, key);
+        if (!HMAC(EVP_sha256(), key, 32, (const unsigned char *)policy_b64, strlen(policy_b64), mac, &ml)) {
+            rc = refuse(why, CAIRN_ENOMEM, "InternalError", "out of memory while checking the signature");
+        } else {
+            hex_encode(mac, 32, hex);
+            if (strlen(signature) != 64 || CRYPTO_memcmp(hex, signature, 64) != 0)
+                rc = refuse(why, CAIRN_EAUTH, "SignatureDoesNotMatch", NULL);
+            else
+                snprintf(id->secret, sizeof id->secret, "%s", secret);
+        }
+        OPENSSL_cleanse(key, sizeof key);
     }
     if (opened.data) sodium_memzero(opened.data, opened.len);
     buf_free(&opened);

@@ -1,12 +1,13 @@
 /*
  * tiered.c — the metadata cache over a meta_store (tiered.h): a decorator
  * with the backend's table of operations (meta/meta_int.h), which forwards
- * every call and adds the cache to the three reads and the invalidations to
+ * every call and adds the cache to the five reads and the invalidations to
  * the writes that change what they return.
  *
  * Cache keys: "b" NAME (a bucket record), "k" ACCESS_KEY (an access key, L1
  * only), "o" BUCKET "\0" KEY (an object's head, with its inline bytes), "u" ID
- * (a user: every request's audit event names its user).
+ * (a user: every request's audit event names its user), "c" ID ":" KIND (a
+ * bucket configuration: a policy is read by every request on its bucket).
  * Values are the records as this binary lays them out, behind a tag with the
  * record's size, so another build's value in Redis is a miss, never a misread.
  */
@@ -129,7 +130,7 @@ int tiered_decode_value(const void *val, size_t len) {
     meta_key k;
     meta_user u;
     if (decode_head(val, len, "B1", sizeof b, &h) || decode_head(val, len, "K1", sizeof k, &h) ||
-        decode_head(val, len, "U1", sizeof u, &h))
+        decode_head(val, len, "U1", sizeof u, &h) || decode_head(val, len, "C1", 0, &h))
         return 0;
     meta_object o;
     int rc = decode_object(val, len, true, &o);
@@ -820,11 +821,50 @@ static int f_bucket_notification_put(meta_store *ms, int64_t bucket_id, const ch
     return IN(ms)->ops->bucket_notification_put(IN(ms), bucket_id, config);
 }
 
-static int f_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body) {
-    return IN(ms)->ops->bucket_config_get(IN(ms), bucket_id, kind, body);
+/* "c" ID ":" KIND: a bucket's configuration of one kind (its policy is
+ * read by every request on the bucket; decision 0020). */
+typedef struct {
+    int64_t bucket_id;
+    const char *kind;
+} config_ref;
+
+static size_t config_key(char *out, size_t cap, int64_t bucket_id, const char *kind) {
+    char n[80];
+    snprintf(n, sizeof n, "%lld:%s", (long long)bucket_id, kind);
+    return name_key(out, cap, 'c', n);
 }
-static int f_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body) {
-    return IN(ms)->ops->bucket_config_put(IN(ms), bucket_id, kind, body);
+
+static int read_config(tiered *t, void *ctx, buf_t *out) {
+    config_ref *r = ctx;
+    char *body = NULL;
+    int rc = t->inner->ops->bucket_config_get(t->inner, r->bucket_id, r->kind, &body);
+    if (rc == 0) encode(out, "C1", "", 0, body, strlen(body), NULL, 0, false);
+    free(body);
+    return rc;
+}
+
+static int c_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body) {
+    char k[120];
+    size_t kl = config_key(k, sizeof k, bucket_id, kind);
+    config_ref ref = {bucket_id, kind};
+    void *val;
+    size_t vlen;
+    int rc = cached_read(T(ms), k, kl, true, read_config, &ref, &val, &vlen);
+    if (rc != 0) return rc;
+    value_head h;
+    const char *rec = decode_head(val, vlen, "C1", 0, &h);
+    if (rec && !(*body = strndup(rec, h.headers_len))) rc = CAIRN_ENOMEM;
+    free(val);
+    if (!rec) return IN(ms)->ops->bucket_config_get(IN(ms), bucket_id, kind, body);
+    return rc;
+}
+/* The bucket record carries which configurations it has (meta_bucket.configs). */
+static int f_bucket_config_put(meta_store *ms, const char *bucket, int64_t bucket_id, const char *kind, const char *body) {
+    int rc = IN(ms)->ops->bucket_config_put(IN(ms), bucket, bucket_id, kind, body);
+    char k[120];
+    invalidate_one(T(ms), k, config_key(k, sizeof k, bucket_id, kind));
+    if (meta_config_bit(kind)) invalidate_name(T(ms), 'b', bucket);
+    return rc;
 }
 
 static int f_object_get_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
@@ -908,12 +948,12 @@ static void set_ops(tiered *t) {
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
     F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(notify_target_add);
     F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
-    F(bucket_notification_put); F(job_pending_count); F(bucket_config_get); F(bucket_config_put);
+    F(bucket_notification_put); F(job_pending_count); F(bucket_config_put);
     F(object_get_version); F(object_list_versions);
     F(bucket_list_page);
 #undef F
 #define C(n) o->n = c_##n
-    C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get);
+    C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get); C(bucket_config_get);
     C(bucket_delete); C(bucket_set_public); C(object_put); C(object_get); C(object_delete); C(object_delete_many);
     C(placement_set_layout); C(repair); C(upload_complete); C(user_get); C(user_create); C(user_ensure_root);
     C(user_set_audit); C(bucket_set_versioning); C(object_set_headers);

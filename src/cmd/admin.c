@@ -21,6 +21,7 @@
 #include "jobs/jobs.h"
 #include "s3/s3.h"
 
+#include <jansson.h>
 #include <sodium.h>
 
 
@@ -351,9 +352,16 @@ static int print_key(void *ud, const meta_key *k) {
     return 0;
 }
 
+/* "public-read": `bucket set-public` made it so (its policy statement, or
+ * the flag of before bucket policies); " policy" when it has another policy. */
 static int print_bucket(void *ud, const meta_bucket *b) {
-    (void)ud;
-    printf("%s owner=%lld%s\n", b->name, (long long)b->owner_id, b->public_read ? " public-read" : "");
+    meta_store *ms = ud;
+    char *policy = NULL;
+    if (b->configs & META_CFG_POLICY) meta_bucket_config_get(ms, b->id, "policy", &policy);
+    bool shortcut = policy && strstr(policy, "\"CairnPublicRead\"");
+    printf("%s owner=%lld%s%s\n", b->name, (long long)b->owner_id, b->public_read || shortcut ? " public-read" : "",
+           policy && !shortcut ? " policy" : "");
+    free(policy);
     return 0;
 }
 
@@ -599,6 +607,54 @@ static int admin_lifecycle(meta_store *ms, int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+/* `bucket set-public`: a shortcut that writes the bucket policy statement
+ * "CairnPublicRead" (anyone may list the bucket and read its objects), or
+ * takes it out again, keeping the policy's other statements
+ * (docs/access-control.md). */
+#define PUBLIC_SID "CairnPublicRead"
+
+static int set_public_policy(meta_store *ms, const meta_bucket *b, bool on) {
+    char *text = NULL;
+    int rc = meta_bucket_config_get(ms, b->id, "policy", &text);
+    if (rc != 0 && rc != CAIRN_ENOTFOUND) return rc;
+    json_error_t err;
+    json_t *p = text ? json_loads(text, 0, &err) : json_pack("{s:s}", "Version", "2012-10-17");
+    free(text);
+    json_t *st = json_object_get(p, "Statement");
+    if (json_is_object(st)) { /* one statement: make it a list */
+        json_t *arr = json_array();
+        json_array_append(arr, st);
+        json_object_set_new(p, "Statement", arr);
+        st = arr;
+    }
+    if (!st) {
+        st = json_array();
+        json_object_set_new(p, "Statement", st);
+    }
+    if (!json_is_array(st)) {
+        json_decref(p);
+        return CAIRN_EINVAL;
+    }
+    for (size_t i = json_array_size(st); i-- > 0;)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(st, i), "Sid")) ?: "", PUBLIC_SID))
+            json_array_remove(st, i);
+    if (on) {
+        char bucket_arn[128], objects_arn[128];
+        snprintf(bucket_arn, sizeof bucket_arn, "arn:aws:s3:::%s", b->name);
+        snprintf(objects_arn, sizeof objects_arn, "arn:aws:s3:::%s/*", b->name);
+        json_array_append_new(st, json_pack("{s:s,s:s,s:s,s:[s,s,s],s:[s,s]}", "Sid", PUBLIC_SID, "Effect", "Allow",
+                                            "Principal", "*", "Action", "s3:GetObject", "s3:ListBucket",
+                                            "s3:GetBucketLocation", "Resource", bucket_arn, objects_arn));
+    }
+    size_t n = json_array_size(st);
+    char *out = n ? json_dumps(p, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(p);
+    if (n && !out) return CAIRN_ENOMEM;
+    rc = meta_bucket_config_put(ms, b->name, b->id, "policy", out ? out : "");
+    free(out);
+    return rc;
+}
+
 static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk[32], int argc, char **argv) {
     const char *what = argc > 0 ? argv[0] : "", *verb = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : NULL;
@@ -672,15 +728,20 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
     }
     if (!strcmp(what, "bucket") && !strcmp(verb, "set-public") && arg) {
         bool off = argc > 3 && !strcmp(argv[3], "--off");
-        rc = meta_bucket_set_public(ms, arg, !off);
+        meta_bucket b;
+        rc = meta_bucket_get(ms, arg, &b);
         if (rc == CAIRN_ENOTFOUND) {
             fprintf(stderr, "cairn: no bucket '%s'\n", arg);
             return 1;
         }
+        if (rc == 0) rc = set_public_policy(ms, &b, !off);
+        /* The flag of before bucket policies goes: the policy says it now. */
+        if (rc == 0 && b.public_read) rc = meta_bucket_set_public(ms, arg, false);
         if (rc == 0) printf("bucket %s is %s\n", arg, off ? "private" : "public-read");
+        else fprintf(stderr, "cairn: %s\n", cairn_strerror(rc));
         return rc ? 1 : 0;
     }
-    if (!strcmp(what, "bucket") && !strcmp(verb, "list")) return meta_bucket_list(ms, -1, print_bucket, NULL) ? 1 : 0;
+    if (!strcmp(what, "bucket") && !strcmp(verb, "list")) return meta_bucket_list(ms, -1, print_bucket, ms) ? 1 : 0;
     if (!strcmp(what, "node")) {
         rc = admin_node(ms, cfg, verb, arg);
         if (rc != 2) return rc;

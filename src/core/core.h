@@ -190,6 +190,18 @@ void hex_encode(const void *p, size_t n, char *out);
  * crc = 0 and feed the bytes in any number of calls; the result of each
  * call is the checksum of everything so far.  Thread-safe. */
 uint64_t crc64nvme(uint64_t crc, const void *p, size_t n);
+/* The reflected polynomials of the CRCs S3 names (x-amz-checksum-crc32,
+ * -crc32c, -crc64nvme), for crc_combine. */
+#define CRC32_POLY 0xedb88320ULL
+#define CRC32C_POLY 0x82f63b78ULL
+#define CRC64NVME_POLY 0x9a6c9329ac4bc9b5ULL
+/* The CRC of A followed by B, from crc_a (the CRC of A), crc_b (of B) and
+ * len_b (B's length in bytes), for a reflected CRC of width bits (32 or 64)
+ * with polynomial poly whose initial value and final XOR are all ones (CRC-32,
+ * CRC-32C, CRC-64/NVME).  Costs O(width * log len_b), not a pass over B: a
+ * multipart upload's full-object CRC comes from its parts' CRCs this way.
+ * Thread-safe. */
+uint64_t crc_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t poly, unsigned width);
 /* Decodes 2n hex digits; returns 0 or CAIRN_EINVAL. */
 int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t *outlen);
 /* Fills out (>= 2n+1) with a random lowercase hex id of n random bytes. */

@@ -7,6 +7,7 @@
  */
 #include "core/core.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -516,4 +517,39 @@ uint64_t crc64nvme(uint64_t crc, const void *p, size_t n) {
     }
     while (n--) c = (c >> 8) ^ crc64nvme_table[0][(c ^ *b++) & 0xff];
     return ~c;
+}
+
+/* ---- combining CRCs ---- */
+
+/*
+ * Appending len bytes to a message multiplies its CRC register by
+ * x^(8 len) modulo the polynomial (the all-ones initial value and final XOR
+ * cancel out between the two CRCs), so crc(AB) = crc(A) x^(8|B|) + crc(B)
+ * over GF(2).  Polynomials are in the reflected bit order the CRCs use: the
+ * top bit of a width-bit word is x^0.  (Mark Adler's crc32_combine, zlib,
+ * for any width up to 64 and without its table.)
+ */
+static uint64_t gf2_mulmod(uint64_t a, uint64_t b, uint64_t poly, unsigned width) {
+    uint64_t m = 1ULL << (width - 1), p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ poly : b >> 1;
+    }
+    return p;
+}
+
+uint64_t crc_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t poly, unsigned width) {
+    assert(width == 32 || width == 64);
+    uint64_t x = 1ULL << (width - 1);      /* x^0 */
+    uint64_t sq = x >> 8;                  /* x^8: one byte */
+    while (len_b) {
+        if (len_b & 1) x = gf2_mulmod(sq, x, poly, width);
+        len_b >>= 1;
+        if (len_b) sq = gf2_mulmod(sq, sq, poly, width);
+    }
+    return gf2_mulmod(x, crc_a, poly, width) ^ crc_b;
 }

@@ -598,9 +598,39 @@ int meta_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, 
     return ms->ops->bucket_config_get(ms, bucket_id, kind, body);
 }
 
-int meta_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body) {
-    if (!ms || bucket_id <= 0 || !config_kind_ok(kind)) return CAIRN_EINVAL;
-    return ms->ops->bucket_config_put(ms, bucket_id, kind, body ? body : "");
+int meta_bucket_config_put(meta_store *ms, const char *bucket, int64_t bucket_id, const char *kind, const char *body) {
+    if (!ms || !bucket || bucket_id <= 0 || !config_kind_ok(kind)) return CAIRN_EINVAL;
+    return ms->ops->bucket_config_put(ms, bucket, bucket_id, kind, body ? body : "");
+}
+
+static const struct {
+    const char *kind;
+    uint32_t bit;
+} config_bits[] = {
+    {"cors", META_CFG_CORS}, {"tagging", META_CFG_TAGGING}, {"ownership", META_CFG_OWNERSHIP},
+    {"object_lock", META_CFG_OBJECT_LOCK}, {"policy", META_CFG_POLICY}, {"acl", META_CFG_ACL},
+    {"public_access_block", META_CFG_PUBLIC_ACCESS_BLOCK}, {"lifecycle", META_CFG_LIFECYCLE},
+};
+
+uint32_t meta_config_bit(const char *kind) {
+    for (size_t i = 0; i < sizeof config_bits / sizeof config_bits[0]; i++)
+        if (!strcmp(config_bits[i].kind, kind)) return config_bits[i].bit;
+    return 0;
+}
+
+uint32_t meta_config_mask(const char *kinds) {
+    uint32_t m = 0;
+    while (kinds && *kinds) {
+        size_t n = strcspn(kinds, ",");
+        char k[32];
+        if (n < sizeof k) {
+            memcpy(k, kinds, n);
+            k[n] = '\0';
+            m |= meta_config_bit(k);
+        }
+        kinds += n + (kinds[n] == ',');
+    }
+    return m;
 }
 
 int meta_job_pending_count(meta_store *ms, const char *kind, const char *needle, int64_t *n) {

@@ -261,7 +261,26 @@ typedef struct {
     char region[64];
     meta_versioning versioning;
     bool object_lock;          /* object lock enabled (versioning enabled with it, for good) */
+    uint32_t configs;          /* META_CFG_*: the configurations it has (meta_bucket_config_*) */
 } meta_bucket;
+
+/* Bucket configuration kinds whose presence a bucket record carries, so a
+ * request learns from the record it loads anyway whether there is one to
+ * read (a bucket policy, say). */
+enum {
+    META_CFG_CORS = 1u << 0,
+    META_CFG_TAGGING = 1u << 1,
+    META_CFG_OWNERSHIP = 1u << 2,
+    META_CFG_OBJECT_LOCK = 1u << 3,
+    META_CFG_POLICY = 1u << 4,
+    META_CFG_ACL = 1u << 5,
+    META_CFG_PUBLIC_ACCESS_BLOCK = 1u << 6,
+    META_CFG_LIFECYCLE = 1u << 7,
+};
+/* The META_CFG_* bit of a kind ("policy"), 0 for one without. */
+uint32_t meta_config_bit(const char *kind);
+/* The mask of a comma-separated list of kinds (NULL: none). */
+uint32_t meta_config_mask(const char *kinds);
 
 /* Fills b->id.  CAIRN_EEXIST if the name is taken; then existing_owner (if
  * not NULL) gets its owner. */
@@ -681,6 +700,9 @@ typedef struct {
     char layout[320];
     int64_t mtime_ms;
     int64_t offset;            /* completed objects only: where the part starts */
+    /* The part's checksum as "<algorithm>:<base64 value>" (algorithm as in
+     * x-amz-checksum-<algorithm>, e.g. "crc32c:yZRlqg=="), "" for none. */
+    char checksum[128];
 } meta_part;
 
 void meta_upload_clear(meta_upload *u);
@@ -874,7 +896,7 @@ int meta_job_pending_before(meta_store *ms, const char *kind, const char *needle
  * "" (or NULL) removes it (absent already: 0).  CAIRN_EINVAL for a bad kind.
  */
 int meta_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *kind, char **body);
-int meta_bucket_config_put(meta_store *ms, int64_t bucket_id, const char *kind, const char *body);
+int meta_bucket_config_put(meta_store *ms, const char *bucket, int64_t bucket_id, const char *kind, const char *body);
 
 /* ---- job notifications ------------------------------------------------------------ */
 

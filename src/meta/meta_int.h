@@ -143,7 +143,7 @@ typedef struct meta_ops {
     int (*bucket_notification_get)(meta_store *ms, int64_t bucket_id, char **config);
     int (*bucket_notification_put)(meta_store *ms, int64_t bucket_id, const char *config);
     int (*bucket_config_get)(meta_store *ms, int64_t bucket_id, const char *kind, char **body);
-    int (*bucket_config_put)(meta_store *ms, int64_t bucket_id, const char *kind, const char *body);
+    int (*bucket_config_put)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *kind, const char *body);
     int (*job_pending_count)(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n);
     /* Optional (NULL: the backend has no notifications). */
     int (*job_listener_open)(meta_store *ms, meta_listener **out);

@@ -378,6 +378,17 @@ static const char down_v14[] =
     "ALTER TABLE objects_v13 RENAME TO objects;"
     "CREATE INDEX objects_version ON objects(version_id);";
 
+/* v15: checksums of parts (x-amz-checksum-*), as "<algorithm>:<base64>",
+ * on an upload's parts and on a completed object's: ListParts,
+ * CompleteMultipartUpload and GetObjectAttributes answer with them.  An
+ * object's own checksum is kept with its stored headers (decision 0023). */
+static const char up_v15[] =
+    "ALTER TABLE upload_parts ADD COLUMN checksum TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE object_parts ADD COLUMN checksum TEXT NOT NULL DEFAULT '';";
+static const char down_v15[] =
+    "ALTER TABLE object_parts DROP COLUMN checksum;"
+    "ALTER TABLE upload_parts DROP COLUMN checksum;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -393,6 +404,7 @@ static const migration migrations[] = {
     {12, "bucket notifications: webhook targets and bucket configurations; job claims by index", up_v12, down_v12},
     {13, "bucket configurations: CORS, tagging, lifecycle, policies and the rest, by bucket id", up_v13, down_v13},
     {14, "versions: every version of a key a row, delete markers, the current one by index; bucket versioning", up_v14, down_v14},
+    {15, "part checksums: the x-amz-checksum-* of each part of uploads and of completed objects", up_v15, down_v15},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

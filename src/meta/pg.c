@@ -84,8 +84,10 @@
 #define LIST_COLS \
     "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE " BUCKET_IS("$1", "$4") " AND bucket = $1::text" \
     " AND latest AND NOT delete_marker AND "
-#define PART_COLS "part_number, version_id, size, etag, layout, mtime_ms"
+#define PART_COLS "part_number, version_id, size, etag, layout, mtime_ms, 0, checksum"
 #define NOT_MULTIPART "left(layout, 3) <> 'mp:'"
+/* The kinds of configuration a bucket has (meta_bucket.configs). */
+#define CONFIG_KINDS "(SELECT string_agg(kind, ',') FROM bucket_configs WHERE bucket_id = buckets.id)"
 
 static const char *const pg_sql[PS__COUNT] = {
     [PS_PING] = "SELECT NOT pg_is_in_recovery()",
@@ -107,7 +109,7 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_NAME_LOCK] = "SELECT pg_advisory_xact_lock(1, hashtext($1::text))",
     [PS_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region, versioning, object_lock)"
                          " VALUES ($1::text, $2::int8, $3::int8, $4::bool, $5::text, $6::int8, $7::bool) RETURNING id",
-    [PS_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+    [PS_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
                       " WHERE name = $1::text",
     [PS_BUCKET_VERSIONING] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = $1::text"
                              " FOR KEY SHARE",
@@ -119,10 +121,10 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_BUCKET_LOCK] = "SELECT owner_id, id FROM buckets WHERE name = $1::text FOR UPDATE",
     [PS_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = $1::text LIMIT 1",
     [PS_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = $1::text",
-    [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+    [PS_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
                        " WHERE $1::int8 < 0 OR owner_id = $1::int8 ORDER BY name",
     /* name is COLLATE "C": byte order, the order of its index. */
-    [PS_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock"
+    [PS_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS
                             " FROM buckets"
                             " WHERE ($1::int8 < 0 OR owner_id = $1::int8) AND name > $2::text AND name >= $3::text"
                             " AND ($4::text = '' OR name < $4::text) ORDER BY name LIMIT $5::int8",
@@ -206,19 +208,22 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_UPLOAD_DELETE] = "DELETE FROM uploads WHERE upload_id = $1::text",
     [PS_PART_LOCK] = "SELECT " PART_COLS " FROM upload_parts WHERE upload_id = $1::text AND part_number = $2::int8"
                      " FOR UPDATE",
-    [PS_PART_INSERT] = "INSERT INTO upload_parts(upload_id, " PART_COLS ") VALUES ($1::text, $2::int8, $3::text,"
-                       " $4::int8, $5::text, $6::text, $7::int8) ON CONFLICT (upload_id, part_number) DO NOTHING",
+    [PS_PART_INSERT] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms,"
+                       " checksum) VALUES ($1::text, $2::int8, $3::text, $4::int8, $5::text, $6::text, $7::int8,"
+                       " $8::text) ON CONFLICT (upload_id, part_number) DO NOTHING",
     [PS_PART_UPDATE] = "UPDATE upload_parts SET version_id = $3::text, size = $4::int8, etag = $5::text,"
-                       " layout = $6::text, mtime_ms = $7::int8 WHERE upload_id = $1::text AND part_number = $2::int8",
+                       " layout = $6::text, mtime_ms = $7::int8, checksum = $8::text"
+                       " WHERE upload_id = $1::text AND part_number = $2::int8",
     [PS_PART_LIST] = "SELECT " PART_COLS " FROM upload_parts WHERE upload_id = $1::text AND part_number > $2::int8"
                      " ORDER BY part_number LIMIT $3::int8",
     [PS_PARTS_DELETE] = "DELETE FROM upload_parts WHERE upload_id = $1::text",
     [PS_OBJPART_INSERT] = "INSERT INTO object_parts(version_id, part_number, \"offset\", size, etag, part_version_id,"
-                          " layout) VALUES ($1::text, $2::int8, $3::int8, $4::int8, $5::text, $6::text, $7::text)"
+                          " layout, checksum) VALUES ($1::text, $2::int8, $3::int8, $4::int8, $5::text, $6::text,"
+                          " $7::text, $8::text)"
                           " ON CONFLICT (version_id, part_number) DO UPDATE SET \"offset\" = excluded.\"offset\","
                           " size = excluded.size, etag = excluded.etag, part_version_id = excluded.part_version_id,"
-                          " layout = excluded.layout",
-    [PS_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, \"offset\" FROM object_parts"
+                          " layout = excluded.layout, checksum = excluded.checksum",
+    [PS_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, \"offset\", checksum FROM object_parts"
                         " WHERE version_id = $1::text ORDER BY part_number",
     [PS_COMPLETED_INSERT] = "INSERT INTO completed_uploads(upload_id, bucket_id, key, version_id, etag, completed_ms)"
                             " VALUES ($1::text, $2::int8, $3::bytea, $4::text, $5::text, $6::int8)"

@@ -26,6 +26,7 @@ static int row_bucket(const PGresult *r, int row, void *out) {
     if (err == 0) err = pg_copy(r, row, 5, b->region, sizeof b->region);
     b->versioning = (meta_versioning)pg_int(r, row, 6);
     b->object_lock = pg_bool(r, row, 7);
+    b->configs = meta_config_mask(PQgetisnull(r, row, 8) ? NULL : PQgetvalue(r, row, 8));
     return err;
 }
 

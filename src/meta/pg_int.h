@@ -339,7 +339,7 @@ int pg_notify_target_remove(meta_store *base_, const char *name);
 int pg_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
 int pg_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body);
-int pg_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body);
+int pg_bucket_config_put(meta_store *base_, const char *bucket, int64_t bucket_id, const char *kind, const char *body);
 int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 int pg_row_upload(const PGresult *r, int row, void *out);                             /* uploads */
 int pg_upload_take(pg_conn *c, const char *upload_id, meta_part **parts, int *n);     /* uploads */

@@ -285,10 +285,19 @@ static const char down_v14[] =
     "ALTER TABLE objects DROP COLUMN latest;"
     "ALTER TABLE objects DROP COLUMN seq;";
 
+/* v15: part checksums (migrations.c says why). */
+static const char up_v15[] =
+    "ALTER TABLE upload_parts ADD COLUMN checksum TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE object_parts ADD COLUMN checksum TEXT NOT NULL DEFAULT '';";
+static const char down_v15[] =
+    "ALTER TABLE object_parts DROP COLUMN checksum;"
+    "ALTER TABLE upload_parts DROP COLUMN checksum;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
     {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12}, {up_v13, down_v13}, {up_v14, down_v14},
+    {up_v15, down_v15},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -96,7 +96,8 @@ int pg_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind,
     return err;
 }
 
-int pg_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body) {
+int pg_bucket_config_put(meta_store *base_, const char *bucket, int64_t bucket_id, const char *kind, const char *body) {
+    (void)bucket;
     pg_params p = {0};
     pgp_int(&p, bucket_id);
     pgp_text(&p, kind);

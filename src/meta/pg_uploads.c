@@ -34,7 +34,8 @@ int pg_row_upload(const PGresult *r, int row, void *out) {
 
 static void clear_upload(void *row) { meta_upload_clear(row); }
 
-/* Columns: part_number, version_id, size, etag, layout, mtime_ms[, offset]. */
+/* Columns: part_number, version_id, size, etag, layout, mtime_ms, offset (0
+ * for an upload's parts), checksum. */
 static int row_part(const PGresult *r, int row, meta_part *p, bool with_offset) {
     memset(p, 0, sizeof *p);
     p->part_number = (int)pg_int(r, row, 0);
@@ -44,6 +45,7 @@ static int row_part(const PGresult *r, int row, meta_part *p, bool with_offset) 
     if (err == 0) err = pg_copy(r, row, 4, p->layout, sizeof p->layout);
     p->mtime_ms = pg_int(r, row, 5);
     if (with_offset) p->offset = pg_int(r, row, 6);
+    if (err == 0) err = pg_copy(r, row, 7, p->checksum, sizeof p->checksum);
     return err;
 }
 
@@ -163,6 +165,7 @@ static void bind_part(pg_params *q, const char *upload_id, const meta_part *p) {
     pgp_text(q, p->etag);
     pgp_text(q, p->layout);
     pgp_int(q, p->mtime_ms);
+    pgp_text(q, p->checksum);
 }
 
 static int part_put_tx(pg_conn *c, const char *upload_id, const meta_part *p, meta_part *replaced,
@@ -326,6 +329,7 @@ static int complete_tx(pg_conn *c, const char *upload_id, const meta_object *obj
         pgp_text(&q, p->etag);
         pgp_text(&q, p->version_id);
         pgp_text(&q, p->layout);
+        pgp_text(&q, p->checksum);
         err = pg_run(c, PS_OBJPART_INSERT, &q, NULL, NULL, "object part insert");
         offset += p->size;
     }

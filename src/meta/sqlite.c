@@ -68,6 +68,8 @@
 #define UPLOAD_COLS "upload_id, bucket, key, owner_id, initiated_ms, headers_json, bucket_id"
 #define LIST_COLS "SELECT key, size, etag, mtime_ms, owner_id FROM objects WHERE " BUCKET_IS("?1", "?5") \
                   " AND bucket = ?1 AND latest = 1 AND delete_marker = 0 AND "
+/* The kinds of configuration a bucket has (meta_bucket.configs). */
+#define CONFIG_KINDS "(SELECT group_concat(kind) FROM bucket_configs WHERE bucket_id = buckets.id)"
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -92,16 +94,16 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_KEY_SET_ACTIVE] = "UPDATE access_keys SET active = ?2 WHERE access_key = ?1",
     [ST_BUCKET_INSERT] = "INSERT INTO buckets(name, owner_id, created_ms, public_read, region, versioning, object_lock)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [ST_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+    [ST_BUCKET_GET] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
                       " WHERE name = ?1",
     [ST_BUCKET_EXISTS] = "SELECT owner_id, id, versioning, object_lock FROM buckets WHERE name = ?1",
     [ST_BUCKET_SET_VERSIONING] = "UPDATE buckets SET versioning = ?2 WHERE name = ?1",
     [ST_BUCKET_HAS_OBJECTS] = "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
     [ST_BUCKET_DELETE] = "DELETE FROM buckets WHERE name = ?1",
-    [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock FROM buckets"
+    [ST_BUCKET_LIST] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS " FROM buckets"
                        " WHERE ?1 < 0 OR owner_id = ?1 ORDER BY name",
     /* Names compare as bytes (BINARY), the order of the name index. */
-    [ST_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock"
+    [ST_BUCKET_LIST_PAGE] = "SELECT id, name, owner_id, created_ms, public_read, region, versioning, object_lock, " CONFIG_KINDS
                             " FROM buckets"
                             " WHERE (?1 < 0 OR owner_id = ?1) AND name > ?2 AND name >= ?3 AND (?4 = '' OR name < ?4)"
                             " ORDER BY name LIMIT ?5",
@@ -209,19 +211,19 @@ static const char *const stmt_sql[ST__COUNT] = {
                        " WHERE bucket_id = ?1 AND (key > ?2 OR (key = ?2 AND upload_id > ?3))"
                        " AND substr(CAST(key AS BLOB), 1, ?5) = CAST(?4 AS BLOB)"
                        " ORDER BY key, upload_id LIMIT ?6",
-    [ST_PART_UPSERT] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(upload_id, part_number) DO UPDATE SET"
-                       " version_id = excluded.version_id, size = excluded.size, etag = excluded.etag,"
-                       " layout = excluded.layout, mtime_ms = excluded.mtime_ms",
-    [ST_PART_GET] = "SELECT part_number, version_id, size, etag, layout, mtime_ms FROM upload_parts"
+    [ST_PART_UPSERT] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms,"
+                       " checksum) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(upload_id, part_number)"
+                       " DO UPDATE SET version_id = excluded.version_id, size = excluded.size, etag = excluded.etag,"
+                       " layout = excluded.layout, mtime_ms = excluded.mtime_ms, checksum = excluded.checksum",
+    [ST_PART_GET] = "SELECT part_number, version_id, size, etag, layout, mtime_ms, 0, checksum FROM upload_parts"
                     " WHERE upload_id = ?1 AND part_number = ?2",
-    [ST_PART_LIST] = "SELECT part_number, version_id, size, etag, layout, mtime_ms FROM upload_parts"
+    [ST_PART_LIST] = "SELECT part_number, version_id, size, etag, layout, mtime_ms, 0, checksum FROM upload_parts"
                      " WHERE upload_id = ?1 AND part_number > ?2 ORDER BY part_number LIMIT ?3",
     [ST_UPLOAD_DELETE] = "DELETE FROM uploads WHERE upload_id = ?1",
     [ST_PARTS_DELETE] = "DELETE FROM upload_parts WHERE upload_id = ?1",
     [ST_OBJPART_INSERT] = "INSERT OR REPLACE INTO object_parts(version_id, part_number, offset, size, etag,"
-                          " part_version_id, layout) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset FROM object_parts"
+                          " part_version_id, layout, checksum) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_OBJPART_LIST] = "SELECT part_number, part_version_id, size, etag, layout, 0, offset, checksum FROM object_parts"
                         " WHERE version_id = ?1 ORDER BY part_number",
     [ST_OBJPARTS_DELETE] = "DELETE FROM object_parts WHERE version_id = ?1",
     /* Free, expired or ours: taken (or renewed, keeping when we took it). */

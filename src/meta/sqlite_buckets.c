@@ -22,6 +22,7 @@ static int row_bucket(sqlite3_stmt *st, meta_bucket *b) {
     if (err == 0) err = sq_col_copy(st, 5, b->region, sizeof b->region);
     b->versioning = (meta_versioning)sqlite3_column_int(st, 6);
     b->object_lock = sqlite3_column_int(st, 7) != 0;
+    b->configs = meta_config_mask((const char *)sqlite3_column_text(st, 8));
     return err;
 }
 

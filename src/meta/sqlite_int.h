@@ -273,7 +273,7 @@ int sq_notify_target_remove(meta_store *base_, const char *name);
 int sq_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
 int sq_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body);
-int sq_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body);
+int sq_bucket_config_put(meta_store *base_, const char *bucket, int64_t bucket_id, const char *kind, const char *body);
 int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle, int64_t before_id, int64_t *n);
 int sq_write_one(sq_store *ms, stmt_id id, int (*bind)(sqlite3_stmt *, const void *), const void *args,
                  int *changes, const char *op);                               /* cluster */

@@ -147,7 +147,8 @@ static int bind_bucket_config(sqlite3_stmt *st, const void *p) {
     return rc;
 }
 
-int sq_bucket_config_put(meta_store *base_, int64_t bucket_id, const char *kind, const char *body) {
+int sq_bucket_config_put(meta_store *base_, const char *bucket, int64_t bucket_id, const char *kind, const char *body) {
+    (void)bucket;
     bucket_config_args a = {bucket_id, kind, body};
     return sq_write_one(SQ(base_), body[0] ? ST_BUCKET_CONFIG_PUT : ST_BUCKET_CONFIG_DELETE, bind_bucket_config, &a,
                         NULL, "bucket config put");

@@ -33,8 +33,8 @@ int sq_row_upload(sqlite3_stmt *st, meta_upload *u) {
     return err;
 }
 
-/* Columns: part_number, version_id, size, etag, layout, mtime_ms[, offset].
- * CAIRN_EDB for a row whose text does not fit (never written by us). */
+/* Columns: part_number, version_id, size, etag, layout, mtime_ms, offset
+ * (0 for an upload's parts), checksum.  CAIRN_EDB for a row whose text does not fit (never written by us). */
 static int row_part(sqlite3_stmt *st, meta_part *p, bool with_offset) {
     memset(p, 0, sizeof *p);
     p->part_number = sqlite3_column_int(st, 0);
@@ -44,6 +44,7 @@ static int row_part(sqlite3_stmt *st, meta_part *p, bool with_offset) {
     if (err == 0) err = sq_col_copy(st, 4, p->layout, sizeof p->layout);
     p->mtime_ms = sqlite3_column_int64(st, 5);
     if (with_offset) p->offset = sqlite3_column_int64(st, 6);
+    if (err == 0) err = sq_col_copy(st, 7, p->checksum, sizeof p->checksum);
     return err;
 }
 
@@ -173,7 +174,7 @@ int sq_part_put(meta_store *base_, const char *upload_id, const meta_part *p, me
         else {
             int b = sq_bind_str(st, 1, upload_id) | sqlite3_bind_int(st, 2, p->part_number) | sq_bind_str(st, 3, p->version_id) |
                     sqlite3_bind_int64(st, 4, p->size) | sq_bind_str(st, 5, p->etag) | sq_bind_str(st, 6, p->layout) |
-                    sqlite3_bind_int64(st, 7, p->mtime_ms);
+                    sqlite3_bind_int64(st, 7, p->mtime_ms) | sq_bind_str(st, 8, p->checksum);
             err = sq_stmt_exec_bound(w, st, b, "part upsert");
         }
     }
@@ -317,7 +318,8 @@ static int complete_tx(conn *w, const char *upload_id, const meta_object *obj, c
         if (!st) { err = CAIRN_EDB; break; }
         int b = sq_bind_str(st, 1, obj->version_id) | sqlite3_bind_int(st, 2, p->part_number) |
                 sqlite3_bind_int64(st, 3, offset) | sqlite3_bind_int64(st, 4, p->size) |
-                sq_bind_str(st, 5, p->etag) | sq_bind_str(st, 6, p->version_id) | sq_bind_str(st, 7, p->layout);
+                sq_bind_str(st, 5, p->etag) | sq_bind_str(st, 6, p->version_id) | sq_bind_str(st, 7, p->layout) |
+                sq_bind_str(st, 8, p->checksum);
         err = sq_stmt_exec_bound(w, st, b, "object part insert");
         offset += p->size;
     }

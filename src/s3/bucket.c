@@ -133,7 +133,7 @@ void s3_create_bucket(s3_req *q) {
         return;
     }
     const char *ownership;
-    if (s3_ownership_header(q, &ownership) != 0) return;
+    if (s3_ownership_header(q, &ownership) != 0 || s3_bucket_acl_check_create(q, ownership) != 0) return;
     meta_bucket bk = {0};
     snprintf(bk.name, sizeof bk.name, "%s", q->bucket);
     bk.owner_id = q->who.user_id;
@@ -157,9 +157,11 @@ void s3_create_bucket(s3_req *q) {
      * like; rather than make one, the bucket goes again (it is empty: no
      * one else has been told it exists) and the client may retry. */
     rc = s3_ownership_store(q, bk.id, ownership);
+    const char *what = "CreateBucket: storing its ownership controls failed";
+    if (rc == 0 && (rc = s3_bucket_acl_from_create(q, bk.id, ownership)) != 0) what = "CreateBucket: storing its ACL failed";
     if (rc != 0) {
         int drc = meta_bucket_delete(q->gw->d.meta, bk.name, bk.id);
-        log_write(LOG_ERROR, q->http->request_id, "CreateBucket: storing its ownership controls failed",
+        log_write(LOG_ERROR, q->http->request_id, what,
                   "bucket", bk.name, "error", cairn_strerror(rc), "undo", drc ? cairn_strerror(drc) : "bucket removed",
                   NULL);
         s3_committed(q, NULL, 0); /* caches that heard of it hear it is gone */
@@ -218,18 +220,6 @@ void s3_bucket_subresource(s3_req *q) {
             buf_printf(&b, "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
                            "<Status>%s</Status></VersioningConfiguration>",
                        q->bk.versioning == META_VERSIONING_ENABLED ? "Enabled" : "Suspended");
-    } else if (q->op == OP_GET_BUCKET_ACL) {
-        buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-        s3_owner_xml(q, &b, q->bk.owner_id);
-        buf_puts(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-                     "xsi:type=\"CanonicalUser\">");
-        buf_printf(&b, "<ID>%lld</ID>", (long long)q->bk.owner_id);
-        buf_puts(&b, "</Grantee><Permission>FULL_CONTROL</Permission></Grant>");
-        if (q->bk.public_read)
-            buf_puts(&b, "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"Group\">"
-                         "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
-                         "<Permission>READ</Permission></Grant>");
-        buf_puts(&b, "</AccessControlList></AccessControlPolicy>");
     } else if (s3_param_has(q, "logging")) { /* logging off: no LoggingEnabled */
         buf_puts(&b, "<BucketLoggingStatus xmlns=\"http://doc.s3.amazonaws.com/2006-03-01\"/>");
     } else if (s3_param_has(q, "notification")) {
@@ -782,7 +772,7 @@ void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_co
 }
 
 int s3_drop_bucket_config(s3_req *q, const char *kind) {
-    int rc = meta_bucket_config_put(q->gw->d.meta, q->bucket_id, kind, "");
+    int rc = meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, kind, "");
     if (rc != 0) {
         s3_meta_error(q, rc, "InternalError", "removing the bucket's configuration failed");
         return -1;

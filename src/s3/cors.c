@@ -628,7 +628,7 @@ void s3_put_bucket_cors(s3_req *q) {
     buf_init(&doc);
     s3_cors_render(&cfg, &doc);
     s3_cors_config_free(&cfg);
-    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bucket_id, "cors", doc.data);
+    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, "cors", doc.data);
     buf_free(&doc);
     if (rc == CAIRN_ENOMEM) {
         s3_error_nomem(q);

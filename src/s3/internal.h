@@ -54,10 +54,13 @@ typedef enum {
     OP_PUT_OBJECT_RETENTION, OP_GET_OBJECT_RETENTION, OP_PUT_OBJECT_LEGAL_HOLD, OP_GET_OBJECT_LEGAL_HOLD,
     OP_PUT_BUCKET_TAGGING, OP_GET_BUCKET_TAGGING, OP_DELETE_BUCKET_TAGGING,
     OP_PUT_BUCKET_LIFECYCLE, OP_GET_BUCKET_LIFECYCLE, OP_DELETE_BUCKET_LIFECYCLE,
+    OP_PUT_BUCKET_POLICY, OP_GET_BUCKET_POLICY, OP_DELETE_BUCKET_POLICY, OP_GET_BUCKET_POLICY_STATUS,
+    OP_PUT_PUBLIC_ACCESS_BLOCK, OP_GET_PUBLIC_ACCESS_BLOCK, OP_DELETE_PUBLIC_ACCESS_BLOCK,
+    OP_PUT_BUCKET_ACL, OP_PUT_OBJECT_ACL,
     OP_PUT_OBJECT, OP_COPY_OBJECT, OP_GET_OBJECT, OP_HEAD_OBJECT, OP_DELETE_OBJECT,
     OP_GET_OBJECT_ACL, OP_GET_OBJECT_TAGGING, OP_PUT_OBJECT_TAGGING, OP_DELETE_OBJECT_TAGGING,
     OP_GET_OBJECT_ATTRIBUTES,
-    OP_LIST_MULTIPART_UPLOADS,
+    OP_LIST_MULTIPART_UPLOADS, OP_POST_OBJECT,
     OP_CREATE_MULTIPART, OP_UPLOAD_PART, OP_UPLOAD_PART_COPY, OP_COMPLETE_MULTIPART, OP_ABORT_MULTIPART, OP_LIST_PARTS,
     OP_UNSUPPORTED_SERVICE, OP_UNSUPPORTED_BUCKET, OP_UNSUPPORTED_BUCKET_CONFIG, OP_UNSUPPORTED_BUCKET_SUB,
     OP_UNSUPPORTED_MULTIPART, OP_UNSUPPORTED_OBJECT_SUB, OP_UNSUPPORTED_OBJECT,
@@ -69,6 +72,7 @@ typedef enum {
     BODY_IGNORE = 0,            /* none expected; any bytes are hashed then dropped */
     BODY_BUFFER,                /* small XML documents, capped at body_limit */
     BODY_OBJECT,                /* object data: inline buffer or data writer */
+    BODY_FORM,                  /* a POST Object form: fields, then the file streamed as object data (post.c) */
 } s3_body_mode;
 
 /* What a request names. */
@@ -82,11 +86,14 @@ typedef enum {
 /* The credentials a route needs. */
 typedef enum {
     S3_AUTH_NONE = 0,           /* none are read (operator endpoints) */
-    S3_AUTH_PUBLIC,             /* anonymous callers too: public-read buckets admit them */
-    S3_AUTH_SIGNED,             /* a signed request; an anonymous one is AccessDenied */
+    S3_AUTH_PUBLIC,             /* anonymous callers too, whatever the route */
+    /* a signed request; an anonymous one is AccessDenied, except on a route
+     * that loads a bucket, where the authorize stage judges it (acl.c) */
+    S3_AUTH_SIGNED,
 } s3_auth_need;
 
 typedef struct s3_req s3_req;
+typedef struct s3_post s3_post;
 
 /* One route: what the pipeline does around its handler. */
 typedef struct {
@@ -163,6 +170,11 @@ struct s3_req {
 
     /* who is asking (the authenticate stage) */
     auth_identity who;
+    /* the authorize stage (acl.c): nothing at the bucket granted the
+     * request, the object's ACL may; and what that judgement needs */
+    bool object_acl_pending;
+    bool acls_enabled;
+    int pab;
 
     /* body */
     s3_body_mode body_mode;
@@ -184,6 +196,7 @@ struct s3_req {
     const char *event_version;  /* the version id the next s3_notify_jobs events carry (NULL: none) */
     char put_cond_etag[72];     /* ... for META_PUT_IF_MATCH, unquoted */
     int part_number;            /* UploadPart */
+    s3_post *post;              /* POST Object's form (post.c) */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;         /* when the payload hash was signed */
@@ -193,10 +206,62 @@ struct s3_req {
     uint32_t crc;               /* crc32 / crc32c running value */
     uint64_t crc64;             /* crc64nvme running value */
     int crc_kind;               /* 0 none, 1 crc32, 2 crc32c, 3 crc64nvme */
+    int checksum_want;          /* S3_CK_*: computed even without a header (parts of an upload that has one) */
+    bool checksum_compute_only; /* checksum_name is computed, not verified: no value was sent */
+    char checksum_got[96];      /* the computed value (base64), once the body is in (S3_CK_VALUE_MAX) */
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
 };
+
+/* checksum.c: S3's additional checksums (see there). */
+enum { S3_CK_CRC32 = 1, S3_CK_CRC32C, S3_CK_SHA1, S3_CK_SHA256, S3_CK_CRC64NVME };
+#define S3_CK_VALUE_MAX 96      /* a base64 checksum with a "-10000" suffix, and a NUL */
+typedef struct {
+    const char *name;           /* as x-amz-checksum-algorithm names it: "CRC32C" */
+    const char *lower;          /* as the header's suffix: "crc32c" */
+    const char *header;         /* "x-amz-checksum-crc32c" */
+    const char *xml;            /* "ChecksumCRC32C" */
+    size_t raw;                 /* bytes of a value */
+} s3_ck_info;
+const s3_ck_info *s3_ck_info_of(int alg);          /* NULL for none */
+int s3_ck_by_name(const char *name);               /* "CRC32" (any case) -> S3_CK_CRC32; 0 */
+/* The algorithm of the x-amz-checksum-<alg> header (or x-amz-trailer) a
+ * request carries; 0 for none. */
+int s3_ck_in_request(s3_req *q);
+/* A running checksum of one algorithm; s3_ck_free releases it. */
+typedef struct {
+    int alg;
+    uint32_t crc;
+    uint64_t crc64;
+    EVP_MD_CTX *md;
+} s3_ck;
+int s3_ck_init(s3_ck *c, int alg);                 /* 0 or CAIRN_ENOMEM */
+void s3_ck_update(s3_ck *c, const void *p, size_t n);
+void s3_ck_final(s3_ck *c, char out[S3_CK_VALUE_MAX]);   /* base64; once */
+void s3_ck_free(s3_ck *c);
+/* The algorithm of a stored "<algorithm>:<value>" (meta_part.checksum),
+ * with *value pointing into it; 0 for "" or anything else. */
+int s3_ck_split(const char *stored, const char **value);
+/* The checksum of a multipart object of alg from its n parts (in order,
+ * sizes set, each with a checksum of alg): COMPOSITE ("<base64>-<n>") or
+ * FULL_OBJECT (CRCs only).  CAIRN_EINVAL when a part has none of alg. */
+int s3_ck_multipart(int alg, bool full_object, const meta_part *parts, int n, char out[S3_CK_VALUE_MAX]);
+/* A version's checksum, or an upload's algorithm, from its stored headers. */
+typedef struct {
+    int alg;                    /* the object's checksum: algorithm, 0 none */
+    char value[S3_CK_VALUE_MAX];
+    bool full_object;           /* its type (or the upload's): FULL_OBJECT, else COMPOSITE */
+    int upload_alg;             /* an upload's x-amz-checksum-algorithm, 0 none */
+} s3_ck_stored;
+void s3_ck_from_headers(const char *headers_json, s3_ck_stored *out);
+/* headers_json with every checksum member replaced by member = value and
+ * the type (member NULL: none), in the request's arena; NULL when
+ * headers_json is not a JSON object or memory ran out. */
+char *s3_ck_headers_set(s3_req *q, const char *headers_json, const char *member, const char *value, bool full_object);
+/* x-amz-checksum-<alg> and x-amz-checksum-type of a stored checksum, if any. */
+void s3_ck_add_headers(s3_req *q, const s3_ck_stored *ck);
+bool s3_ck_mode_enabled(s3_req *q);                /* x-amz-checksum-mode: ENABLED */
 
 /* pipeline.c */
 /* The body-transform slot (see pipeline.c): every payload byte goes through
@@ -263,10 +328,42 @@ char *s3_headers_json_tagged(s3_req *q, const char *headers_json, const s3_tagse
 void s3_events_ws(s3_req *q);
 /* The post-commit hook that publishes object events (events.c). */
 void s3_events_hook(void *ud, const s3_commit *c);
-/* Whether the caller may act on bucket b: its owner or root may do
- * anything; anyone, anonymous callers too, may read a public-read bucket
- * when read_only (a route that only reads, or a copy's source). */
-bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only);
+/* Whether the caller may act on bucket b as a whole: list it (read_only)
+ * or write to it, as the authorize stage judges (the event stream's
+ * bucket filter). */
+bool s3_authorized(s3_req *q, const meta_bucket *b, bool read_only);
+/* Access control (acl.c, docs/access-control.md).  The authorize stage:
+ * judges the request's action on its bucket and key (bucket policy, ACLs,
+ * public access block, ownership); 0 to go on, nonzero answered
+ * (AccessDenied).  May leave the judgement to the object's ACL
+ * (object_acl_pending), which s3_object_acl_check makes once the handler
+ * has the version. */
+int s3_authorize_request(s3_req *q);
+/* Whether the caller may do action to key (NULL: the bucket) of bk: 0, or
+ * answered (AccessDenied, or the database failed). */
+int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len);
+int s3_object_acl_check(s3_req *q, const meta_object *o);
+/* DeleteObjects: whether the caller may delete each key (allowed[i]).
+ * 0, or answered (the database failed). */
+int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed);
+/* The ACL a write's x-amz-acl / x-amz-grant-* ask for, into the new
+ * version's headers_json: 0, or answered. */
+int s3_acl_stamp(s3_req *q, char **headers_json);
+/* The member of a version's headers_json holding its ACL (never a header). */
+#define S3_ACL_MEMBER "cairn-acl"
+int s3_bucket_acl_check_create(s3_req *q, const char *ownership);
+int s3_bucket_acl_from_create(s3_req *q, int64_t bucket_id, const char *ownership);
+void s3_put_bucket_policy(s3_req *q);
+void s3_get_bucket_policy(s3_req *q);
+void s3_delete_bucket_policy(s3_req *q);
+void s3_get_bucket_policy_status(s3_req *q);
+void s3_put_public_access_block(s3_req *q);
+void s3_get_public_access_block(s3_req *q);
+void s3_delete_public_access_block(s3_req *q);
+void s3_put_bucket_acl(s3_req *q);
+void s3_get_bucket_acl(s3_req *q);
+void s3_put_object_acl(s3_req *q);
+void s3_get_object_acl(s3_req *q);
 /* Whether b is owned by the account an x-amz-expected-bucket-owner (or
  * x-amz-source-expected-bucket-owner) value names; NULL: no header, true. */
 bool s3_expected_owner_ok(const char *expected, const meta_bucket *b);
@@ -395,6 +492,13 @@ int s3_object_sink(s3_req *q, const char *data, size_t n);
  * hashes) has seen every byte; nonzero = answered. */
 int s3_object_body_end(s3_req *q);
 void s3_put_object(s3_req *q);
+/* An x-amz-checksum-* value that came other than as a header (a POST
+ * form's field): starts computing name's algorithm over the body, to be
+ * compared with value.  CAIRN_EINVAL for a name that is not one,
+ * CAIRN_ENOMEM. */
+int s3_checksum_begin(s3_req *q, const char *name, const char *value);
+/* Whether the body's checksum matches the one announced (true: none). */
+bool s3_checksum_ok(s3_req *q);
 
 /* Object lock (lock.c, docs/object-lock.md). */
 void s3_put_object_lock_config(s3_req *q);
@@ -428,7 +532,6 @@ void s3_get_object(s3_req *q);
 void s3_head_object(s3_req *q);
 void s3_delete_object(s3_req *q);
 void s3_delete_objects(s3_req *q);
-void s3_object_subresource(s3_req *q);
 void s3_get_object_attributes(s3_req *q);
 void s3_object_cleanup(s3_req *q);
 /* Aborts the request's data writer, if any (its temp shards go at once). */
@@ -439,6 +542,26 @@ char *s3_headers_json_from_request(s3_req *q);
 /* Verifies the received body and makes its shards durable (non-inline
  * bodies); nonzero = answered. */
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]);
+/* The second half of that: makes the writer's shards durable, for a body
+ * whose md5 the caller verified.  Nonzero = answered. */
+int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
+                            char layout[320]);
+/* Commits obj as the key's new version (events, notifications, hooks,
+ * the replaced version's bytes removed); answers itself on failure, after
+ * removing obj's bytes.  0 on success. */
+int s3_object_publish(s3_req *q, meta_object *obj);
+
+/* post.c: POST Object (docs/post-object.md).  begin from the head (the
+ * form's boundary, the bucket), the sink for the body (BODY_FORM), the
+ * handler once it is in, the cleanup when the request is done. */
+int s3_post_begin(s3_req *q);
+int s3_post_sink(s3_req *q, const char *data, size_t n);
+void s3_post_object(s3_req *q);
+void s3_post_cleanup(s3_req *q);
+/* The x-amz-checksum-* of the body just stored (verified, or computed for
+ * checksum_want), base64; NULL when none was asked for.  Its header name is
+ * q->checksum_name. */
+const char *s3_object_checksum(s3_req *q);
 /* Removes the bytes of a version metadata no longer references (multipart too). */
 void s3_drop_version_data(s3_req *q, const meta_object *o);
 
@@ -449,9 +572,10 @@ int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out);
 ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n);
 void obj_reader_close(obj_reader *o);
 /* Copies [start, start+len) of src (inline or stored) into a new stored
- * version version_id: fills its etag (MD5 of the bytes) and layout. */
+ * version version_id: fills its etag (MD5 of the bytes) and layout, and
+ * feeds the bytes to ck (initialised; NULL: none). */
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
-                  char etag[72], char layout[320]);
+                  char etag[72], char layout[320], s3_ck *ck);
 /* The source of CopyObject / UploadPartCopy (x-amz-copy-source): parses it,
  * loads the source bucket (which the caller must be allowed to read), applies
  * its versionId (s3_version_param), reads the object with its inline bytes

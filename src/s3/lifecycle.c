@@ -160,7 +160,7 @@ void s3_put_bucket_lifecycle(s3_req *q) {
     buf_init(&doc);
     s3_lifecycle_render(&cfg, &doc);
     s3_lifecycle_config_free(&cfg);
-    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bucket_id, "lifecycle", doc.data);
+    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, "lifecycle", doc.data);
     buf_free(&doc);
     if (rc == CAIRN_ENOMEM) {
         s3_error_nomem(q);
@@ -183,7 +183,7 @@ void s3_delete_bucket_lifecycle(s3_req *q) {
     if (s3_drop_bucket_config(q, "lifecycle") != 0) return;
     /* An unfinished run's place goes too (best effort: a run that finds no
      * configuration drops it as well). */
-    meta_bucket_config_put(q->gw->d.meta, q->bucket_id, CURSOR_KIND, "");
+    meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, CURSOR_KIND, "");
     forget(q->gw->lifecycle, q->bucket_id);
     s3_committed(q, NULL, 0);
     http_respond(q->http, 204, "", 0);
@@ -336,8 +336,8 @@ static int cursor_load(meta_store *ms, int64_t bucket_id, lc_cursor *c) {
     return 0;
 }
 
-static int cursor_save(meta_store *ms, int64_t bucket_id, const lc_cursor *c) {
-    if (!c->key) return meta_bucket_config_put(ms, bucket_id, CURSOR_KIND, "");
+static int cursor_save(meta_store *ms, const meta_bucket *b, const lc_cursor *c) {
+    if (!c->key) return meta_bucket_config_put(ms, b->name, b->id, CURSOR_KIND, "");
     char *hex = malloc(c->key_len * 2 + 1);
     if (!hex) return CAIRN_ENOMEM;
     hex_encode(c->key, c->key_len, hex);
@@ -347,7 +347,7 @@ static int cursor_save(meta_store *ms, int64_t bucket_id, const lc_cursor *c) {
     char *doc = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!doc) return CAIRN_ENOMEM;
-    int rc = meta_bucket_config_put(ms, bucket_id, CURSOR_KIND, doc);
+    int rc = meta_bucket_config_put(ms, b->name, b->id, CURSOR_KIND, doc);
     free(doc);
     return rc;
 }
@@ -678,7 +678,7 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
         int arc = apply_batch(x, b, bt, n); /* what was decided is applied even when the page stopped early */
         if (rc == 0) rc = arc;
         page_clear(&p);
-        if (rc == 0) rc = cursor_save(x->ms, b->id, &st);
+        if (rc == 0) rc = cursor_save(x->ms, b, &st);
         if (rc == 0 && more) stopped = pace(x, t0, n->examined - before);
         bool same = true;
         if (rc == 0 && more && !stopped) rc = config_unchanged(x, b, text, &same);
@@ -700,7 +700,7 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
     if (rc == 0 && jobs_stopping(x->q)) return JOBS_RELEASE;
     if (rc == 0) { /* done: the next run starts from the top */
         lc_cursor none = {0};
-        rc = cursor_save(x->ms, b->id, &none);
+        rc = cursor_save(x->ms, b, &none);
     }
     return rc;
 }
@@ -727,7 +727,7 @@ static int run_lifecycle(void *ud, const meta_job *job, char *err, size_t errlen
     rc = load_config(x->ms, b.id, &cfg, &text);
     if (rc == 0 && cfg.n == 0) {
         lc_cursor none = {0};
-        return cursor_save(x->ms, b.id, &none) == 0 ? 0 : CAIRN_EDB;
+        return cursor_save(x->ms, &b, &none) == 0 ? 0 : CAIRN_EDB;
     }
     lc_counts n = {0};
     int64_t t0 = time_mono_ns();

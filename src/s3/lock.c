@@ -291,7 +291,7 @@ void s3_put_object_lock_config(s3_req *q) {
     buf_init(&b);
     s3_lock_config_render(&c, &b);
     buf_putc(&b, '\0');
-    rc = b.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bucket_id, "object_lock", b.data);
+    rc = b.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, "object_lock", b.data);
     buf_free(&b);
     if (rc != 0) {
         s3_meta_error(q, rc, "InternalError", "storing the object lock configuration failed");

@@ -9,6 +9,12 @@
  * matching ETags, every part but the last at least 5 MiB), then publishes the
  * object in one metadata transaction: the object row (layout "mp:<n>", ETag
  * md5-of-md5s "-n") and its part list.  Parts left out are removed after.
+ *
+ * Checksums (checksum.c): an upload created with x-amz-checksum-algorithm
+ * has every part's checksum verified (or computed, for a FULL_OBJECT upload
+ * whose client sent none) and kept with the part; Complete checks the
+ * checksums its body names against those and gives the object its
+ * composite or full-object checksum.
  */
 #include "s3/internal.h"
 
@@ -84,7 +90,45 @@ static void put_key_xml(buf_t *b, const char *name, const char *v, size_t n) {
 
 /* ---- Create ---------------------------------------------------------------------- */
 
+/* x-amz-checksum-algorithm and x-amz-checksum-type of a Create, checked as
+ * S3 checks them: SHA-1 and SHA-256 are COMPOSITE only, CRC-64/NVME is
+ * FULL_OBJECT only, CRC-32 and CRC-32C either (COMPOSITE unless asked).
+ * Fills *alg (0: none) and *full.  Nonzero = answered. */
+static int create_checksum(s3_req *q, int *alg, bool *full) {
+    const char *a = http_header(q->http, "x-amz-checksum-algorithm"), *t = http_header(q->http, "x-amz-checksum-type");
+    *alg = 0;
+    *full = false;
+    if (t && strcmp(t, "COMPOSITE") != 0 && strcmp(t, "FULL_OBJECT") != 0) {
+        s3_error(q, "InvalidRequest", "Value for x-amz-checksum-type header is invalid.");
+        return -1;
+    }
+    if (!a) {
+        if (!t) return 0;
+        s3_error(q, "InvalidRequest", "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.");
+        return -1;
+    }
+    *alg = s3_ck_by_name(a);
+    if (!*alg) {
+        s3_error(q, "InvalidRequest", "Checksum algorithm provided is unsupported. Please try again with any of the "
+                                      "valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]");
+        return -1;
+    }
+    *full = t ? !strcmp(t, "FULL_OBJECT") : *alg == S3_CK_CRC64NVME;
+    bool crc = *alg == S3_CK_CRC32 || *alg == S3_CK_CRC32C || *alg == S3_CK_CRC64NVME;
+    if ((*full && !crc) || (!*full && *alg == S3_CK_CRC64NVME)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "The %s checksum type cannot be used with the %s checksum algorithm.",
+                 *full ? "FULL_OBJECT" : "COMPOSITE", s3_ck_info_of(*alg)->lower);
+        s3_error(q, "InvalidRequest", msg);
+        return -1;
+    }
+    return 0;
+}
+
 void s3_create_multipart(s3_req *q) {
+    int alg;
+    bool full;
+    if (create_checksum(q, &alg, &full) != 0) return;
     meta_upload u = {0};
     char raw[32];
     rand_bytes(raw, sizeof raw);
@@ -98,7 +142,16 @@ void s3_create_multipart(s3_req *q) {
     u.headers_json = s3_headers_json_from_request(q);
     /* The lock its headers ask for goes with the upload to the object; the
      * bucket's default is the complete's to apply. */
-    if (!u.headers_json || s3_lock_stamp(q, &u.headers_json, u.initiated_ms, S3_LOCK_HEADERS) != 0) return;
+    if (!u.headers_json || s3_lock_stamp(q, &u.headers_json, u.initiated_ms, S3_LOCK_HEADERS) != 0 ||
+        s3_acl_stamp(q, &u.headers_json) != 0)
+        return;
+    /* The algorithm and type go with the upload's headers, until Complete
+     * puts the object's checksum there instead. */
+    if (alg && !(u.headers_json = s3_ck_headers_set(q, u.headers_json, "x-amz-checksum-algorithm",
+                                                    s3_ck_info_of(alg)->name, full))) {
+        s3_error_nomem(q);
+        return;
+    }
     int rc = meta_upload_create(q->gw->d.meta, &u);
     if (rc != 0) {
         s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchBucket" : "InternalError", NULL);
@@ -113,6 +166,10 @@ void s3_create_multipart(s3_req *q) {
     put_key_xml(&b, "Key", q->key, q->key_len);
     put_key_xml(&b, "UploadId", u.upload_id, strlen(u.upload_id));
     buf_puts(&b, "</InitiateMultipartUploadResult>");
+    if (alg) {
+        http_add_header(q->http, "x-amz-checksum-algorithm", s3_ck_info_of(alg)->name);
+        http_add_header(q->http, "x-amz-checksum-type", full ? "FULL_OBJECT" : "COMPOSITE");
+    }
     s3_respond_xml(q, 200, &b);
 }
 
@@ -123,7 +180,20 @@ int s3_upload_part_begin(s3_req *q) {
     if (part_number_param(q, &n) != 0) return -1;
     meta_upload u;
     if (load_upload(q, &u) != 0) return -1;
+    s3_ck_stored ck;
+    s3_ck_from_headers(u.headers_json, &ck);
     meta_upload_clear(&u);
+    /* A part of an upload with an algorithm carries a checksum of it; in a
+     * FULL_OBJECT upload it may come without, and we compute it. */
+    int sent = s3_ck_in_request(q);
+    if (ck.upload_alg && sent != ck.upload_alg && (sent || !ck.full_object)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Checksum Type mismatch occurred, expected checksum Type: %s, actual checksum Type: %s",
+                 s3_ck_info_of(ck.upload_alg)->lower, sent ? s3_ck_info_of(sent)->lower : "null");
+        s3_error(q, "InvalidRequest", msg);
+        return -1;
+    }
+    q->checksum_want = ck.upload_alg;
     q->part_number = n;
     q->force_shards = true;
     return s3_object_begin(q);
@@ -133,6 +203,8 @@ void s3_upload_part(s3_req *q) {
     meta_part p = {0};
     char etag[80];
     if (s3_object_store_body(q, p.version_id, &p.size, p.etag, p.layout) != 0) return;
+    const char *sum = s3_object_checksum(q);
+    if (sum) snprintf(p.checksum, sizeof p.checksum, "%s:%s", q->checksum_name + 15, sum);
     p.part_number = q->part_number;
     p.mtime_ms = time_now_ms();
     meta_part old;
@@ -148,17 +220,28 @@ void s3_upload_part(s3_req *q) {
     if (had) drop_part(q, &old);
     s3_quote_etag(p.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
+    if (sum) http_add_header(q->http, q->checksum_name, sum);
     http_respond(q->http, 200, "", 0);
 }
 
 /* ---- UploadPartCopy ------------------------------------------------------------------------ */
 
-/* Copies [start, start+len) of src into a new part; fills p.  Nonzero = error code. */
-static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int64_t len, meta_part *p) {
+/* Copies [start, start+len) of src into a new part; fills p, with its
+ * checksum of alg (0: none).  Nonzero = error code. */
+static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int64_t len, int alg, meta_part *p) {
     rand_hex_id(p->version_id, 16);
     p->size = len;
     p->mtime_ms = time_now_ms();
-    return s3_copy_range(q, src, start, len, p->version_id, p->etag, p->layout);
+    s3_ck ck;
+    if (alg && s3_ck_init(&ck, alg) != 0) return CAIRN_ENOMEM;
+    int rc = s3_copy_range(q, src, start, len, p->version_id, p->etag, p->layout, alg ? &ck : NULL);
+    if (alg) {
+        char v[S3_CK_VALUE_MAX];
+        s3_ck_final(&ck, v);
+        s3_ck_free(&ck);
+        snprintf(p->checksum, sizeof p->checksum, "%s:%s", s3_ck_info_of(alg)->lower, v);
+    }
+    return rc;
 }
 
 void s3_upload_part_copy(s3_req *q) {
@@ -167,6 +250,9 @@ void s3_upload_part_copy(s3_req *q) {
     if (part_number_param(q, &n) != 0) return;
     meta_upload u;
     if (load_upload(q, &u) != 0) return;
+    /* A copied part of an upload with an algorithm gets its checksum computed. */
+    s3_ck_stored uck;
+    s3_ck_from_headers(u.headers_json, &uck);
     char sbucket[256], skey[1025];
     size_t sklen = 0;
     meta_object src;
@@ -187,7 +273,7 @@ void s3_upload_part_copy(s3_req *q) {
     meta_part p = {0};
     p.part_number = n;
     if (!code) {
-        rc = copy_into_part(q, &src, start, len, &p);
+        rc = copy_into_part(q, &src, start, len, uck.upload_alg, &p);
         if (rc != 0) code = rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError";
         meta_rc = q->meta_failure;
     }
@@ -215,7 +301,11 @@ void s3_upload_part_copy(s3_req *q) {
     buf_t b;
     buf_init(&b);
     buf_printf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CopyPartResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                   "<LastModified>%s</LastModified><ETag>&quot;%s&quot;</ETag></CopyPartResult>", ts, p.etag);
+                   "<LastModified>%s</LastModified><ETag>&quot;%s&quot;</ETag>", ts, p.etag);
+    const char *v = NULL;
+    int alg = s3_ck_split(p.checksum, &v);
+    if (alg) buf_printf(&b, "<%s>%s</%s>", s3_ck_info_of(alg)->xml, v, s3_ck_info_of(alg)->xml);
+    buf_puts(&b, "</CopyPartResult>");
     s3_respond_xml(q, 200, &b);
 }
 
@@ -250,7 +340,8 @@ static const meta_part *find_part(const part_vec *v, int number) {
     return NULL;
 }
 
-static void complete_result(s3_req *q, const char *etag) {
+/* ck: the object's checksum (NULL or none: no checksum elements). */
+static void complete_result(s3_req *q, const char *etag, const s3_ck_stored *ck) {
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -261,7 +352,11 @@ static void complete_result(s3_req *q, const char *etag) {
     buf_puts(&b, "</Location>");
     put_key_xml(&b, "Bucket", q->bucket, strlen(q->bucket));
     put_key_xml(&b, "Key", q->key, q->key_len);
-    buf_printf(&b, "<ETag>&quot;%s&quot;</ETag></CompleteMultipartUploadResult>", etag);
+    buf_printf(&b, "<ETag>&quot;%s&quot;</ETag>", etag);
+    if (ck && ck->alg)
+        buf_printf(&b, "<%s>%s</%s><ChecksumType>%s</ChecksumType>", s3_ck_info_of(ck->alg)->xml, ck->value,
+                   s3_ck_info_of(ck->alg)->xml, ck->full_object ? "FULL_OBJECT" : "COMPOSITE");
+    buf_puts(&b, "</CompleteMultipartUploadResult>");
     s3_respond_xml(q, 200, &b);
 }
 
@@ -272,18 +367,38 @@ static void answer_gone_upload(s3_req *q) {
     meta_completed_upload c;
     int rc = id && *id ? meta_upload_completed_get(q->gw->d.meta, id, &c) : CAIRN_ENOTFOUND;
     if (rc == 0 && c.bucket_id == q->bucket_id && c.key_len == q->key_len && !memcmp(c.key, q->key, q->key_len))
-        complete_result(q, c.etag);
+        complete_result(q, c.etag, NULL);
     else if (rc == 0 || rc == CAIRN_ENOTFOUND)
         s3_error(q, "NoSuchUpload", NULL);
     else
         s3_meta_error(q, rc, "InternalError", NULL);
 }
 
+/* A part's checksum in the body of a Complete, against the stored one:
+ * NULL, or the S3 error code with *msg (in msgbuf). */
+static const char *check_part_checksum(const s3_complete_part *w, const meta_part *p, const s3_ck_stored *uck,
+                                       const char **msg, char *msgbuf, size_t msglen) {
+    if (w->checksum[0]) {
+        if (strcmp(w->checksum, p->checksum) == 0) return NULL;
+        *msg = "One or more of the specified parts could not be found. The part may not have been uploaded, "
+               "or the specified entity tag may not match the part's entity tag.";
+        return "InvalidPart";
+    }
+    /* A COMPOSITE upload's object checksum is made of its parts': each must be named. */
+    if (!uck->upload_alg || uck->full_object) return NULL;
+    snprintf(msgbuf, msglen, "The upload was created using a %s checksum. The complete request must include the "
+             "checksum for each part. It was missing for part %d in the request.",
+             s3_ck_info_of(uck->upload_alg)->lower, w->number);
+    *msg = msgbuf;
+    return "InvalidRequest";
+}
+
 /* Checks the client's part list against the upload's parts (S3's rules) and
  * fills chosen (offsets set) and obj's size and ETag.  Returns NULL or the S3
- * error code, with *msg. */
+ * error code, with *msg (which may point into msgbuf). */
 static const char *choose_parts(s3_req *q, const s3_complete_part *want, int n, const part_vec *have,
-                                meta_part *chosen, meta_object *obj, const char **msg) {
+                                const s3_ck_stored *uck, meta_part *chosen, meta_object *obj, const char **msg,
+                                char *msgbuf, size_t msglen) {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
         EVP_MD_CTX_free(md);
@@ -304,6 +419,7 @@ static const char *choose_parts(s3_req *q, const s3_complete_part *want, int n, 
                    "or the specified entity tag may not match the part's entity tag.";
             break;
         }
+        if ((code = check_part_checksum(&want[i], p, uck, msg, msgbuf, msglen)) != NULL) break;
         if (i + 1 < n && p->size < MIN_PART_SIZE) {
             code = "EntityTooSmall";
             *msg = "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).";
@@ -331,6 +447,39 @@ static const char *choose_parts(s3_req *q, const s3_complete_part *want, int n, 
     return code;
 }
 
+/* The checksum of the object an upload with an algorithm makes of its
+ * chosen parts, checked against the x-amz-checksum-type and
+ * x-amz-checksum-<algorithm> the Complete sent.  NULL, or the S3 error code
+ * with *msg. */
+static const char *object_checksum(s3_req *q, const s3_ck_stored *uck, const meta_part *chosen, int n,
+                                   s3_ck_stored *out, const char **msg, char *msgbuf, size_t msglen) {
+    const char *type = http_header(q->http, "x-amz-checksum-type");
+    if (type && strcmp(type, uck->full_object ? "FULL_OBJECT" : "COMPOSITE") != 0) {
+        snprintf(msgbuf, msglen, "The upload was created using the %s checksum mode. The complete request must use "
+                 "the same checksum mode.", uck->full_object ? "FULL_OBJECT" : "COMPOSITE");
+        *msg = msgbuf;
+        return "BadDigest";
+    }
+    out->full_object = uck->full_object;
+    /* Parts from before checksums were kept have none: no object checksum then. */
+    if (s3_ck_multipart(uck->upload_alg, uck->full_object, chosen, n, out->value) == 0) out->alg = uck->upload_alg;
+    int sent = s3_ck_in_request(q);
+    if (!sent) return NULL;
+    const char *v = http_header(q->http, s3_ck_info_of(sent)->header);
+    if (sent != uck->upload_alg) {
+        snprintf(msgbuf, msglen, "Checksum Type mismatch occurred, expected checksum Type: %s, actual checksum Type: %s",
+                 s3_ck_info_of(uck->upload_alg)->lower, s3_ck_info_of(sent)->lower);
+        *msg = msgbuf;
+        return "InvalidRequest";
+    }
+    /* A composite value may come with its "-<parts>" suffix or without. */
+    size_t bare = strcspn(out->value, "-");
+    if (out->alg && v && (!strcmp(v, out->value) || (strlen(v) == bare && !strncmp(v, out->value, bare))))
+        return NULL;
+    *msg = "The checksum you specified did not match what we received.";
+    return "BadDigest";
+}
+
 /* One attempt at completing: 0 done (answered), CAIRN_ECONFLICT when a part
  * was re-uploaded meanwhile (try again with a fresh list), else answered. */
 static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
@@ -351,8 +500,12 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
     if (rc == 0 && have.oom) rc = CAIRN_ENOMEM;
     meta_object obj = {0};
     const char *code = rc ? "InternalError" : NULL, *msg = NULL;
+    char msgbuf[256];
     int meta_rc = rc;
-    if (!code) code = choose_parts(q, want, n, &have, chosen, &obj, &msg);
+    s3_ck_stored uck, ock = {0};
+    s3_ck_from_headers(u.headers_json, &uck);
+    if (!code) code = choose_parts(q, want, n, &have, &uck, chosen, &obj, &msg, msgbuf, sizeof msgbuf);
+    if (!code && uck.upload_alg) code = object_checksum(q, &uck, chosen, n, &ock, &msg, msgbuf, sizeof msgbuf);
     if (!code) {
         snprintf(obj.bucket, sizeof obj.bucket, "%s", q->bucket);
         obj.bucket_id = q->bucket_id;
@@ -364,6 +517,16 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
         obj.storage = META_STORE_FILE;
         snprintf(obj.layout, sizeof obj.layout, "%s%d", META_MULTIPART_PREFIX, n);
         obj.headers_json = u.headers_json;
+        /* The upload's algorithm gives way to the object's checksum. */
+        if (uck.upload_alg &&
+            !(obj.headers_json = s3_ck_headers_set(q, obj.headers_json, ock.alg ? s3_ck_info_of(ock.alg)->header : NULL,
+                                                   ock.value, ock.full_object))) {
+            free(chosen);
+            free(have.parts);
+            meta_upload_clear(&u);
+            s3_error_nomem(q);
+            return 0;
+        }
         if (s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_DEFAULT) != 0) {
             free(chosen);
             free(have.parts);
@@ -394,7 +557,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
                 meta_object_clear(&old);
             }
             s3_new_version_header(q, &obj);
-            complete_result(q, obj.etag);
+            complete_result(q, obj.etag, &ock);
         } else if (rc == CAIRN_ENOTFOUND) {
             answer_gone_upload(q); /* completed or aborted by another request meanwhile */
         } else if (rc == CAIRN_EPRECOND) {
@@ -462,8 +625,12 @@ static int emit_part(void *ud, const meta_part *p) {
     char ts[40];
     time_fmt_iso8601(p->mtime_ms, ts, sizeof ts);
     buf_printf(c->b, "<Part><PartNumber>%d</PartNumber><LastModified>%s</LastModified>"
-                     "<ETag>&quot;%s&quot;</ETag><Size>%lld</Size></Part>",
+                     "<ETag>&quot;%s&quot;</ETag><Size>%lld</Size>",
                p->part_number, ts, p->etag, (long long)p->size);
+    const char *v = NULL;
+    int alg = s3_ck_split(p->checksum, &v);
+    if (alg) buf_printf(c->b, "<%s>%s</%s>", s3_ck_info_of(alg)->xml, v, s3_ck_info_of(alg)->xml);
+    buf_puts(c->b, "</Part>");
     c->last = p->part_number;
     return 0;
 }
@@ -500,6 +667,11 @@ void s3_list_parts(s3_req *q) {
                c.last, max, more ? "true" : "false");
     s3_owner_xml(q, &b, u.owner_id);
     buf_puts(&b, "<StorageClass>STANDARD</StorageClass>");
+    s3_ck_stored ck;
+    s3_ck_from_headers(u.headers_json, &ck);
+    if (ck.upload_alg)
+        buf_printf(&b, "<ChecksumAlgorithm>%s</ChecksumAlgorithm><ChecksumType>%s</ChecksumType>",
+                   s3_ck_info_of(ck.upload_alg)->name, ck.full_object ? "FULL_OBJECT" : "COMPOSITE");
     buf_append(&b, parts.data ? parts.data : "", parts.len);
     buf_puts(&b, "</ListPartsResult>");
     buf_free(&parts);
@@ -568,7 +740,13 @@ static int emit_upload(void *ud, const meta_upload *u) {
     put_key_xml(c->b, "Key", u->key, u->key_len);
     put_key_xml(c->b, "UploadId", u->upload_id, strlen(u->upload_id));
     s3_owner_xml(c->q, c->b, u->owner_id);
-    buf_printf(c->b, "<StorageClass>STANDARD</StorageClass><Initiated>%s</Initiated></Upload>", ts);
+    buf_printf(c->b, "<StorageClass>STANDARD</StorageClass><Initiated>%s</Initiated>", ts);
+    s3_ck_stored ck;
+    s3_ck_from_headers(u->headers_json, &ck);
+    if (ck.upload_alg)
+        buf_printf(c->b, "<ChecksumAlgorithm>%s</ChecksumAlgorithm><ChecksumType>%s</ChecksumType>",
+                   s3_ck_info_of(ck.upload_alg)->name, ck.full_object ? "FULL_OBJECT" : "COMPOSITE");
+    buf_puts(c->b, "</Upload>");
     c->count++;
     memcpy(c->next_key, u->key, u->key_len + 1);
     c->next_key_len = u->key_len;

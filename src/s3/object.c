@@ -182,7 +182,11 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
     buf_t enc;
     buf_init(&enc);
     json_object_foreach(o, k, v) {
-        if (!json_is_string(v) || override_for(q, k) || !strcmp(k, S3_TAGS_MEMBER)) continue;
+        if (!json_is_string(v) || override_for(q, k) || !strcmp(k, S3_TAGS_MEMBER) ||
+            !strcmp(k, S3_ACL_MEMBER))
+            continue;
+        /* The checksum goes out only when asked for (get_object). */
+        if (!strncmp(k, "x-amz-checksum-", 15)) continue;
         if (!strncmp(k, "x-amz-meta-", 11)) {
             /* Non-ASCII user metadata goes out as an RFC 2047 encoded word. */
             buf_reset(&enc);
@@ -200,45 +204,53 @@ static void add_object_headers(s3_req *q, const char *json, bool *has_content_ty
 
 /* ---- PUT --------------------------------------------------------------------------------------- */
 
-static int setup_checksum(s3_req *q) {
-    static const char *const names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
-                                        "x-amz-checksum-sha1", "x-amz-checksum-sha256",
-                                        "x-amz-checksum-crc64nvme"};
-    /* The value comes in a header, or (aws-chunked) in a trailer that
-     * x-amz-trailer announces; either way the algorithm is known up front. */
-    const char *trailer = http_header(q->http, "x-amz-trailer");
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const char *v = http_header(q->http, names[i]);
-        if (!v && trailer && q->chunked && !strcasecmp(trailer, names[i])) v = "";
-        if (!v) continue;
-        q->checksum_name = names[i];
-        snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", v);
-        if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
-        else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
-        else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
-        else {
-            q->checksum_md = EVP_MD_CTX_new();
-            if (!q->checksum_md ||
-                !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
-                return CAIRN_ENOMEM;
-        }
-        return 0;
+/* In S3_CK_* order. */
+static const char *const checksum_names[] = {"x-amz-checksum-crc32", "x-amz-checksum-crc32c",
+                                             "x-amz-checksum-sha1", "x-amz-checksum-sha256",
+                                             "x-amz-checksum-crc64nvme"};
+
+/* Starts computing checksum i of checksum_names, to be compared with value
+ * (compute: none was sent, the upload's algorithm asks for one). */
+static int start_checksum(s3_req *q, size_t i, const char *value, bool compute) {
+    q->checksum_name = checksum_names[i];
+    q->checksum_compute_only = compute;
+    snprintf(q->checksum_expected, sizeof q->checksum_expected, "%s", value ? value : "");
+    if (i == 0) { q->crc_kind = 1; q->crc = (uint32_t)crc32(0L, Z_NULL, 0); }
+    else if (i == 1) { q->crc_kind = 2; q->crc = 0; }
+    else if (i == 4) { q->crc_kind = 3; q->crc64 = 0; }
+    else {
+        q->checksum_md = EVP_MD_CTX_new();
+        if (!q->checksum_md || !EVP_DigestInit_ex(q->checksum_md, i == 2 ? EVP_sha1() : EVP_sha256(), NULL))
+            return CAIRN_ENOMEM;
     }
     return 0;
 }
 
-/* The checksum value to verify: a header, or the aws-chunked trailer. */
-static bool checksum_matches(s3_req *q) {
-    const char *name = q->checksum_name, *expected = q->checksum_expected;
-    if (q->chunked && chunked_trailer_name(q->chunked)) {
-        const char *tn = chunked_trailer_name(q->chunked);
-        if (!name || strcasecmp(tn, name) == 0) {
-            name = tn;
-            expected = chunked_trailer_value(q->chunked);
-        }
+int s3_checksum_begin(s3_req *q, const char *name, const char *value) {
+    for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++)
+        if (!strcasecmp(name, checksum_names[i])) return start_checksum(q, i, value, false);
+    return CAIRN_EINVAL;
+}
+
+static int setup_checksum(s3_req *q) {
+    /* The value comes in a header, or (aws-chunked) in a trailer that
+     * x-amz-trailer announces; either way the algorithm is known up front. */
+    const char *trailer = http_header(q->http, "x-amz-trailer");
+    for (size_t i = 0; i < sizeof checksum_names / sizeof checksum_names[0]; i++) {
+        const char *v = http_header(q->http, checksum_names[i]);
+        if (!v && trailer && q->chunked && !strcasecmp(trailer, checksum_names[i])) v = "";
+        /* A part of an upload with an algorithm has its checksum computed
+         * when the client sent none (multipart.c). */
+        bool compute = !v && q->checksum_want == (int)i + 1;
+        if (!v && !compute) continue;
+        return start_checksum(q, i, v, compute);
     }
-    if (!name || !expected) return true;
-    if (!*expected) return false; /* announced in x-amz-trailer but never sent */
+    return 0;
+}
+
+/* Fills checksum_got with the checksum of the body (once it is all in). */
+static void checksum_final(s3_req *q) {
+    if (q->checksum_got[0]) return;
     uint8_t raw[64];
     size_t rl = 0;
     if (q->crc_kind == 3) {
@@ -255,12 +267,33 @@ static bool checksum_matches(s3_req *q) {
         EVP_DigestFinal_ex(q->checksum_md, raw, &dl);
         rl = dl;
     } else {
-        return true; /* an algorithm we do not compute */
+        return; /* none asked for */
     }
-    char b64[100];
-    s3_base64_encode(raw, rl, b64);
-    return strcmp(b64, expected) == 0;
+    s3_base64_encode(raw, rl, q->checksum_got);
 }
+
+/* The checksum value to verify: a header, or the aws-chunked trailer. */
+static bool checksum_matches(s3_req *q) {
+    const char *name = q->checksum_name, *expected = q->checksum_expected;
+    if (q->chunked && chunked_trailer_name(q->chunked)) {
+        const char *tn = chunked_trailer_name(q->chunked);
+        if (!name || strcasecmp(tn, name) == 0) {
+            name = tn;
+            expected = chunked_trailer_value(q->chunked);
+            q->checksum_compute_only = false;
+        }
+    }
+    if (!name || !expected) return true;
+    checksum_final(q);
+    if (q->checksum_compute_only) return true;
+    if (!*expected) return false; /* announced in x-amz-trailer but never sent */
+    if (!q->checksum_got[0]) return true; /* an algorithm we do not compute */
+    return strcmp(q->checksum_got, expected) == 0;
+}
+
+bool s3_checksum_ok(s3_req *q) { return checksum_matches(q); }
+
+const char *s3_object_checksum(s3_req *q) { return q->checksum_name && q->checksum_got[0] ? q->checksum_got : NULL; }
 
 /* ---- conditional writes ---------------------------------------------------------------------- */
 
@@ -538,7 +571,7 @@ void s3_new_version_header(s3_req *q, const meta_object *obj) {
 
 /* Publishes obj; answers NoSuchBucket/InternalError itself on failure (after
  * removing the new version's bytes).  Returns 0 on success. */
-static int publish(s3_req *q, meta_object *obj) {
+int s3_object_publish(s3_req *q, meta_object *obj) {
     meta_object old = {0};
     bool had_old = false;
     meta_job *jobs = NULL;
@@ -617,6 +650,11 @@ static int commit_shards(s3_req *q, const unsigned char md5[16], char version_id
     return 0;
 }
 
+int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
+                            char layout[320]) {
+    return commit_shards(q, md5, version_id, size, etag, layout);
+}
+
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]) {
     unsigned char md5[16];
     if (verify_body(q, md5) != 0) return -1;
@@ -645,18 +683,28 @@ void s3_put_object(s3_req *q) {
         if (commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
     }
     obj.headers_json = s3_headers_json_from_request(q);
-    if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0) {
+    if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0 ||
+        s3_acl_stamp(q, &obj.headers_json) != 0) {
         s3_drop_version_data(q, &obj);
         return;
     }
-    int rc = publish(q, &obj);
+    /* A verified checksum is kept: GET and HEAD return it when asked. */
+    const char *sum = s3_object_checksum(q);
+    if (sum && !(obj.headers_json = s3_ck_headers_set(q, obj.headers_json, q->checksum_name, sum, true))) {
+        s3_drop_version_data(q, &obj);
+        s3_error_nomem(q);
+        return;
+    }
+    int rc = s3_object_publish(q, &obj);
     if (rc != 0) return;
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
     s3_new_version_header(q, &obj);
-    if (q->checksum_name && q->checksum_expected[0])
-        http_add_header(q->http, q->checksum_name, q->checksum_expected);
+    if (sum) {
+        http_add_header(q->http, q->checksum_name, sum);
+        http_add_header(q->http, "x-amz-checksum-type", "FULL_OBJECT");
+    }
     http_respond(q->http, 200, "", 0);
 }
 
@@ -853,6 +901,18 @@ static void get_object(s3_req *q, bool head) {
         memcpy(tried, o.version_id, sizeof tried);
         rc = CAIRN_EIO; /* if the attempts run out, the shards are lost */
     }
+    /* A caller only an object's ACL might admit learns nothing of a key
+     * it may not read: no such key, or a delete marker, is AccessDenied
+     * (S3: without s3:ListBucket). */
+    if (q->object_acl_pending && ((rc == CAIRN_ENOTFOUND && !q->meta_failure) || (rc == 0 && o.delete_marker))) {
+        meta_object_clear(&o);
+        s3_error(q, "AccessDenied", NULL);
+        return;
+    }
+    if (rc == 0 && s3_object_acl_check(q, &o) != 0) {
+        meta_object_clear(&o);
+        return;
+    }
     if (rc != 0) {
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else if (rc == CAIRN_ENOTFOUND) s3_error(q, version ? "NoSuchVersion" : "NoSuchKey", NULL);
@@ -944,6 +1004,12 @@ static void get_object(s3_req *q, bool head) {
     bool has_ct = false;
     add_object_headers(q, o.headers_json, &has_ct);
     if (o.is_latest) s3_lifecycle_expiration_header(q, &o);
+    /* The checksum of the whole object, with a response of the whole. */
+    if (rr == S3_RANGE_NONE && !by_part && s3_ck_mode_enabled(q)) {
+        s3_ck_stored ck;
+        s3_ck_from_headers(o.headers_json, &ck);
+        s3_ck_add_headers(q, &ck);
+    }
     if (!has_ct) http_add_header(r, "Content-Type", "binary/octet-stream");
     http_add_header(r, "ETag", etag);
     http_add_header(r, "Last-Modified", lm);
@@ -1045,7 +1111,7 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
         s3_error(q, "AccessDenied", "The source bucket is not owned by the account x-amz-source-expected-bucket-owner names.");
         return -1;
     }
-    if (!s3_authorized(q, &sbk, true)) { s3_error(q, "AccessDenied", NULL); return -1; }
+    if (s3_authorize(q, &sbk, has_version ? "s3:GetObjectVersion" : "s3:GetObject", skey, *sklen) != 0) return -1;
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = has_version ? meta_object_get_version(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, version, true, src)
                      : meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
@@ -1072,10 +1138,19 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
     return 0;
 }
 
-static void md5_tap(void *ud, const void *p, size_t n) { EVP_DigestUpdate(ud, p, n); }
+typedef struct {
+    EVP_MD_CTX *md5;
+    s3_ck *ck;
+} copy_tap_ctx;
+
+static void copy_tap(void *ud, const void *p, size_t n) {
+    copy_tap_ctx *t = ud;
+    EVP_DigestUpdate(t->md5, p, n);
+    if (t->ck) s3_ck_update(t->ck, p, n);
+}
 
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
-                  char etag[72], char layout[320]) {
+                  char etag[72], char layout[320], s3_ck *ck) {
     obj_reader *r = NULL;
     data_writer *w = NULL;
     /* A copy is a plain object: its ETag is the MD5 of its bytes (for a
@@ -1085,7 +1160,8 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
     bool inline_src = src->storage == META_STORE_INLINE;
     int rc = md5 && buf && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
     if (rc == 0 && !inline_src) rc = obj_reader_open(q, src, &r);
-    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, version_id, len, md5_tap, md5, &w);
+    copy_tap_ctx tap = {md5, ck};
+    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, version_id, len, copy_tap, &tap, &w);
     if (rc == 0 && inline_src) rc = data_writer_write(w, src->data + start, (size_t)len);
     for (int64_t off = 0; rc == 0 && !inline_src && off < len;) {
         size_t want = len - off < 256 * 1024 ? (size_t)(len - off) : 256 * 1024;
@@ -1175,23 +1251,33 @@ void s3_copy_object(s3_req *q) {
     dst.headers_json = replace ? s3_headers_json_from_request(q) : src.headers_json ? src.headers_json : "{}";
     if (dst.headers_json) dst.headers_json = s3_headers_json_tagged(q, dst.headers_json, &tags);
     s3_tagset_free(&tags);
+    /* The copy has the source's bytes, not its parts: a full-object
+     * checksum still holds, a composite one does not. */
+    s3_ck_stored ck;
+    s3_ck_from_headers(dst.headers_json, &ck);
+    if (ck.alg && !ck.full_object && !(dst.headers_json = s3_ck_headers_set(q, dst.headers_json, NULL, NULL, false))) {
+        meta_object_clear(&src);
+        s3_error_nomem(q);
+        return;
+    }
     /* The copy's lock is its own (its headers, or the bucket's default),
      * never the source's. */
     if (!dst.headers_json ||
-        s3_lock_stamp(q, &dst.headers_json, dst.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT | S3_LOCK_STRIP) != 0) {
+        s3_lock_stamp(q, &dst.headers_json, dst.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT | S3_LOCK_STRIP) != 0 ||
+        s3_acl_stamp(q, &dst.headers_json) != 0) {
         meta_object_clear(&src);
         return;
     }
     if (src.storage == META_STORE_INLINE) {
         dst.data = src.data;
         dst.data_len = src.data_len;
-    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout)) != 0) {
+    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout, NULL)) != 0) {
         meta_object_clear(&src);
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
         return;
     }
-    rc = publish(q, &dst);
+    rc = s3_object_publish(q, &dst);
     meta_object_clear(&src);
     if (rc != 0) return;
     s3_new_version_header(q, &dst);
@@ -1282,36 +1368,54 @@ void s3_delete_objects(s3_req *q) {
         s3_error(q, prc == CAIRN_ENOMEM ? "InternalError" : "MalformedXML", NULL);
         return;
     }
-    /* One transaction for the whole request: one synced commit, not one per key. */
+    /* One transaction for the whole request: one synced commit, not one
+     * per key; items[] holds the keys the caller may delete, at[i] says
+     * where key i is in it (-1: refused). */
     meta_delete_item *items = calloc((size_t)d.count, sizeof *items);
-    if (!items) {
+    int *at = calloc((size_t)d.count, sizeof *at);
+    bool *allowed = calloc((size_t)d.count, sizeof *allowed);
+    if (!items || !at || !allowed) {
+        free(items);
+        free(at);
+        free(allowed);
         s3_delete_req_free(&d);
         s3_error(q, "InternalError", NULL);
         return;
     }
+    if (s3_authorize_keys(q, &d, allowed) != 0) {
+        free(items);
+        free(at);
+        free(allowed);
+        s3_delete_req_free(&d);
+        return;
+    }
+    int n = 0;
+    for (int i = 0; i < d.count; i++) at[i] = allowed[i] ? n++ : -1;
     int batch = 0;
     meta_lock_check lock = {.now_ms = time_now_ms(), .bypass_governance = s3_lock_bypass(q)};
-    for (int i = 0; i < d.count && batch == 0; i++) {
-        items[i].key = d.objects[i].key;
-        items[i].key_len = d.objects[i].key_len;
-        items[i].version_id = d.objects[i].version_id;
+    for (int j = 0; j < d.count && batch == 0; j++) {
+        if (at[j] < 0) continue;
+        int i = at[j];
+        items[i].key = d.objects[j].key;
+        items[i].key_len = d.objects[j].key_len;
+        items[i].version_id = d.objects[j].version_id;
         items[i].owner_id = q->who.user_id;
         items[i].lock = lock;
         meta_job *jobs = NULL;
         int nj = 0;
-        if (d.objects[i].key_len <= 1024)
+        if (d.objects[j].key_len <= 1024)
             batch = s3_notify_jobs(q,
-                                   !d.objects[i].version_id && q->bk.versioning != META_VERSIONING_OFF
+                                   !d.objects[j].version_id && q->bk.versioning != META_VERSIONING_OFF
                                        ? "ObjectRemoved:DeleteMarkerCreated" : "ObjectRemoved:Delete",
-                                   d.objects[i].key, d.objects[i].key_len, -1, NULL, &jobs, &nj);
+                                   d.objects[j].key, d.objects[j].key_len, -1, NULL, &jobs, &nj);
         items[i].jobs = jobs;
         items[i].njobs = nj;
     }
-    if (batch == 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, d.count);
+    if (batch == 0 && n > 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, n);
     else
-        for (int i = 0; i < d.count; i++) items[i].rc = batch;   /* nothing was deleted */
+        for (int i = 0; i < n; i++) items[i].rc = batch;   /* nothing was deleted */
     int njobs = 0;
-    for (int i = 0; i < d.count; i++) {
+    for (int i = 0; i < n; i++) {
         if (items[i].rc == 0 && (items[i].deleted.version_id[0] || items[i].marker.version_id[0]))
             njobs += items[i].njobs;
         s3_notify_jobs_free((meta_job *)items[i].jobs, items[i].njobs);
@@ -1320,11 +1424,13 @@ void s3_delete_objects(s3_req *q) {
     if (s3_meta_unavailable(batch)) {
         /* Nothing was deleted (the batch failed whole): one 503 says retry
          * the request, where per-key InternalErrors would not. */
-        for (int i = 0; i < d.count; i++) {
+        for (int i = 0; i < n; i++) {
             meta_object_clear(&items[i].deleted);
             meta_object_clear(&items[i].marker);
         }
         free(items);
+        free(at);
+        free(allowed);
         s3_delete_req_free(&d);
         s3_meta_error(q, batch, "InternalError", NULL);
         return;
@@ -1333,44 +1439,50 @@ void s3_delete_objects(s3_req *q) {
     buf_t b;
     buf_init(&b);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    for (int i = 0; i < d.count; i++) {
-        const char *k = d.objects[i].key;
-        size_t kl = d.objects[i].key_len;
-        int rc = kl > 1024 ? CAIRN_EINVAL : items[i].rc;
-        if (rc == 0 && items[i].deleted.version_id[0]) {
-            s3_removed(q, &items[i].deleted, k, kl);
-            s3_drop_version_data(q, &items[i].deleted);
+    meta_delete_item refused = {0};
+    for (int j = 0; j < d.count; j++) {
+        const char *k = d.objects[j].key;
+        size_t kl = d.objects[j].key_len;
+        meta_delete_item *it = at[j] >= 0 ? &items[at[j]] : &refused;
+        int rc = at[j] < 0 ? CAIRN_EAUTH : kl > 1024 ? CAIRN_EINVAL : it->rc;
+        if (rc == 0 && it->deleted.version_id[0]) {
+            s3_removed(q, &it->deleted, k, kl);
+            s3_drop_version_data(q, &it->deleted);
         }
-        if (rc == 0 && items[i].marker.version_id[0]) s3_committed_object(q, S3_CHANGE_MARKER, &items[i].marker);
+        if (rc == 0 && it->marker.version_id[0]) s3_committed_object(q, S3_CHANGE_MARKER, &it->marker);
         if (rc == 0 && !d.quiet) {
             buf_puts(&b, "<Deleted><Key>");
             buf_xml_escape(&b, k, kl);
             buf_puts(&b, "</Key>");
-            const char *vid = d.objects[i].version_id;
+            const char *vid = d.objects[j].version_id;
             if (vid) {
                 buf_puts(&b, "<VersionId>");
                 buf_xml_escape(&b, vid, strlen(vid));
                 buf_puts(&b, "</VersionId>");
-                if (items[i].deleted_marker)
+                if (it->deleted_marker)
                     buf_printf(&b, "<DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>%s</DeleteMarkerVersionId>",
-                               s3_version_id(&items[i].deleted));
-            } else if (items[i].marker.version_id[0]) {
+                               s3_version_id(&it->deleted));
+            } else if (it->marker.version_id[0]) {
                 buf_printf(&b, "<DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>%s</DeleteMarkerVersionId>",
-                           s3_version_id(&items[i].marker));
+                           s3_version_id(&it->marker));
             }
             buf_puts(&b, "</Deleted>");
         }
-        meta_object_clear(&items[i].deleted);
-        meta_object_clear(&items[i].marker);
+        meta_object_clear(&it->deleted);
+        meta_object_clear(&it->marker);
         if (rc == 0) {
             continue;
+        } else if (rc == CAIRN_EAUTH) {
+            buf_puts(&b, "<Error><Key>");
+            buf_xml_escape(&b, k, kl);
+            buf_puts(&b, "</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>");
         } else if (rc == CAIRN_ELOCKED) {
             log_write(LOG_INFO, q->http->request_id, "object lock refused the request", "what",
                       "deleting a locked version", "bucket", q->bucket, NULL);
             buf_puts(&b, "<Error><Key>");
             buf_xml_escape(&b, k, kl);
             buf_puts(&b, "</Key>");
-            const char *vid = d.objects[i].version_id;
+            const char *vid = d.objects[j].version_id;
             if (vid) {
                 buf_puts(&b, "<VersionId>");
                 buf_xml_escape(&b, vid, strlen(vid));
@@ -1386,28 +1498,9 @@ void s3_delete_objects(s3_req *q) {
     }
     buf_puts(&b, "</DeleteResult>");
     free(items);
+    free(at);
+    free(allowed);
     s3_delete_req_free(&d);
-    s3_respond_xml(q, 200, &b);
-}
-
-/* ---- subresources ---------------------------------------------------------------------------------- */
-
-void s3_object_subresource(s3_req *q) {
-    meta_object o = {0};
-    int rc = meta_object_get(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, false, &o);
-    if (rc != 0) {
-        s3_meta_error(q, rc, rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
-        return;
-    }
-    buf_t b;
-    buf_init(&b);
-    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    buf_puts(&b, "<AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    s3_owner_xml(q, &b, o.owner_id);
-    buf_printf(&b, "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-                   "xsi:type=\"CanonicalUser\"><ID>%lld</ID></Grantee><Permission>FULL_CONTROL</Permission>"
-                   "</Grant></AccessControlList></AccessControlPolicy>", (long long)o.owner_id);
-    meta_object_clear(&o);
     s3_respond_xml(q, 200, &b);
 }
 
@@ -1453,7 +1546,15 @@ static int attr_part(void *ud, const meta_part *p) {
         a->truncated = true;
         return 0; /* keep counting: PartsCount is every part */
     }
-    buf_printf(a->b, "<Part><PartNumber>%d</PartNumber><Size>%lld</Size></Part>", p->part_number, (long long)p->size);
+    buf_printf(a->b, "<Part><PartNumber>%d</PartNumber><Size>%lld</Size>", p->part_number, (long long)p->size);
+    const char *v = NULL;
+    int alg = s3_ck_split(p->checksum, &v);
+    if (alg) {
+        buf_printf(a->b, "<%s>", s3_ck_info_of(alg)->xml);
+        buf_xml_escape(a->b, v, strlen(v));
+        buf_printf(a->b, "</%s>", s3_ck_info_of(alg)->xml);
+    }
+    buf_puts(a->b, "</Part>");
     a->listed++;
     a->last = p->part_number;
     return 0;
@@ -1470,11 +1571,11 @@ static int attr_number(s3_req *q, const char *header, int def, int cap, int *out
 
 /*
  * GetObjectAttributes: what x-amz-object-attributes asks for, of the
- * object's current version.  cairn stores no checksum of an object (a
- * PutObject's x-amz-checksum-* is verified, not kept), so Checksum is left
- * out, as S3 leaves it out for an object uploaded without one; ObjectParts
- * is there for multipart objects only, with their parts' numbers and sizes,
- * paged by x-amz-max-parts and x-amz-part-number-marker.
+ * object's current version.  Checksum is there for an object stored with
+ * one (checksum.c), a composite one without its "-<parts>" suffix, as S3
+ * gives it here; ObjectParts is there for multipart objects only, with their
+ * parts' numbers, sizes and checksums, paged by x-amz-max-parts and
+ * x-amz-part-number-marker.
  */
 void s3_get_object_attributes(s3_req *q) {
     unsigned want = 0;
@@ -1519,6 +1620,16 @@ void s3_get_object_attributes(s3_req *q) {
         buf_puts(&b, "<ETag>");
         buf_xml_escape(&b, o.etag, strlen(o.etag));
         buf_puts(&b, "</ETag>");
+    }
+    s3_ck_stored ck;
+    s3_ck_from_headers(o.headers_json, &ck);
+    if ((want & ATTR_CHECKSUM) && ck.alg) {
+        const char *x = s3_ck_info_of(ck.alg)->xml;
+        size_t vl = strcspn(ck.value, "-");
+        buf_printf(&b, "<Checksum><%s>", x);
+        buf_xml_escape(&b, ck.value, vl);
+        buf_printf(&b, "</%s><ChecksumType>%s</ChecksumType></Checksum>", x,
+                   ck.full_object ? "FULL_OBJECT" : "COMPOSITE");
     }
     bool multipart = !strncmp(o.layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX));
     if ((want & ATTR_PARTS) && multipart) {

@@ -10,8 +10,8 @@
  * without one (made before this code, or after a
  * DeleteBucketOwnershipControls) answers GET with
  * OwnershipControlsNotFoundError, as an S3 bucket without controls does.
- * Nothing enforces the setting yet: ACLs are not implemented (every object
- * is its bucket owner's to manage, which is what BucketOwnerEnforced says).
+ * The access decision (acl.c, access.c) enforces it: BucketOwnerEnforced
+ * disables ACLs, the other two say who owns a written object.
  */
 #include "s3/internal.h"
 
@@ -104,7 +104,7 @@ int s3_ownership_header(s3_req *q, const char **value) {
 }
 
 int s3_ownership_store(s3_req *q, int64_t bucket_id, const char *value) {
-    return meta_bucket_config_put(q->gw->d.meta, bucket_id, OWNERSHIP_KIND, value);
+    return meta_bucket_config_put(q->gw->d.meta, q->bucket, bucket_id, OWNERSHIP_KIND, value);
 }
 
 void s3_put_bucket_ownership(s3_req *q) {

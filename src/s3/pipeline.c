@@ -5,10 +5,11 @@
  *   1 route          what the request names (path or virtual host, query) and
  *                    which route serves it (routes.c)
  *   2 authenticate   who is asking: SigV4 or SigV2, header or presigned; an
- *                    unsigned request is anonymous, which only public routes
- *                    admit
+ *                    unsigned request is anonymous, which goes on to be
+ *                    judged on routes that name a bucket
  *   3 bucket         the request's bucket
- *   4 authorize      may this caller do this to that bucket
+ *   4 authorize      may this caller do this to that bucket and key: the
+ *                    bucket policy, ACLs, public access block (acl.c)
  *   5 rate limit     a slot: admits every request for now (issue 13)
  *   6 handler        from the head: refusal of what we do not serve, the body
  *                    plan, the route's begin; then the body through the
@@ -153,7 +154,9 @@ static int stage_authenticate(s3_req *q) {
         return -1;
     }
     snprintf(r->principal, sizeof r->principal, "%s", q->who.anonymous ? "anonymous" : q->who.cred.access_key);
-    if (q->who.anonymous && q->route->auth == S3_AUTH_SIGNED) {
+    /* An anonymous request on a bucket goes on to be judged by the
+     * bucket's policy and ACLs (authorize); others need a signature. */
+    if (q->who.anonymous && q->route->auth == S3_AUTH_SIGNED && !q->route->bucket) {
         s3_error(q, "AccessDenied", NULL);
         return -1;
     }
@@ -187,14 +190,6 @@ static int stage_bucket(s3_req *q) {
 
 /* ---- 4. authorize --------------------------------------------------------------------------- */
 
-/* Today's policy is ownership and public-read; bucket policies and ACLs
- * will be judged here.  Routes without a bucket need only a signed caller,
- * which authentication made sure of. */
-bool s3_authorized(const s3_req *q, const meta_bucket *b, bool read_only) {
-    if (!q->who.anonymous && (q->who.is_root || q->who.user_id == b->owner_id)) return true;
-    return read_only && b->public_read;
-}
-
 bool s3_expected_owner_ok(const char *expected, const meta_bucket *b) {
     if (!expected) return true;
     char id[24];
@@ -212,9 +207,7 @@ static int stage_authorize(s3_req *q) {
         s3_error(q, "AccessDenied", "The bucket is not owned by the account x-amz-expected-bucket-owner names.");
         return -1;
     }
-    if (s3_authorized(q, &q->bk, q->route->auth == S3_AUTH_PUBLIC)) return 0;
-    s3_error(q, "AccessDenied", NULL);
-    return -1;
+    return s3_authorize_request(q);
 }
 
 /* ---- 5. rate limit -------------------------------------------------------------------------- */
@@ -276,6 +269,8 @@ static int payload_sink(void *ud, const char *data, size_t n) {
         return q->body.oom ? CAIRN_ENOMEM : 0;
     case BODY_OBJECT:
         return s3_object_sink(q, data, n);   /* transforms there, maybe on the writer's thread */
+    case BODY_FORM:
+        return s3_post_sink(q, data, n);     /* the file's bytes go on to s3_object_sink */
     }
     return 0;
 }
@@ -465,6 +460,7 @@ static void on_done(void *app, http_req *r, bool ok) {
     unsigned status = http_status(r);
     double secs = (double)(time_mono_ns() - r->start_ns) / 1e9;
     if (q) {
+        s3_post_cleanup(q);
         s3_object_cleanup(q);
         if (q->chunked) chunked_free(q->chunked);
         if (q->sha256) EVP_MD_CTX_free(q->sha256);

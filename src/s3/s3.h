@@ -368,8 +368,12 @@ int s3_lifecycle_enqueue(meta_store *ms, const char *bucket, int64_t bucket_id);
 typedef struct {
     int number;                /* 1..10000 */
     char etag[72];             /* unquoted */
+    /* Its <ChecksumCRC32> (or -CRC32C, -SHA1, -SHA256, -CRC64NVME) as
+     * "<algorithm>:<value>" like meta_part.checksum, "" when it has none; a
+     * value too long for any checksum keeps only "<algorithm>:?". */
+    char checksum[96];
 } s3_complete_part;
-/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...
+/* Parses <CompleteMultipartUpload><Part><PartNumber/><ETag/>[<ChecksumX/>]</Part>...
  * (1..10000 parts, each with both fields).  Returns the count with *out
  * (malloc'd, the caller frees), CAIRN_EINVAL (MalformedXML) or CAIRN_ENOMEM. */
 int s3_parse_complete_xml(const char *body, size_t len, s3_complete_part **out);
@@ -440,6 +444,39 @@ typedef struct {
  * UTF-8 in a component, or more than max parameters; CAIRN_ENOMEM when a
  * cannot hold the text. */
 int s3_parse_query(arena *a, const char *raw, s3_query_param *params, int max, int *n);
+
+/* multipart/form-data, incrementally (form.c, docs/post-object.md): the
+ * body of a POST Object.  The sink is told of each part as its headers end
+ * (name, filename or NULL, Content-Type or NULL: NUL-terminated, valid
+ * only during the call), then of its content as it arrives, in pieces of
+ * any size, then of its end.  A sink returns 0 to go on, S3_FORM_STOP (from
+ * part_begin or part_end) to have the rest of the body ignored, or a
+ * negative error the feed returns. */
+#define S3_FORM_BOUNDARY_MAX 70       /* RFC 2046 */
+#define S3_FORM_HEADER_MAX 4096       /* one part's header block */
+#define S3_FORM_STOP 1
+typedef struct {
+    int (*part_begin)(void *ud, const char *name, const char *filename, const char *content_type);
+    int (*part_data)(void *ud, const char *data, size_t n);
+    int (*part_end)(void *ud);
+} s3_form_sink;
+typedef struct s3_form s3_form;
+/* The boundary of a Content-Type "multipart/form-data; boundary=..." value
+ * into out; CAIRN_EINVAL for another type or no valid boundary. */
+int s3_form_boundary(const char *content_type, char out[S3_FORM_BOUNDARY_MAX + 1]);
+/* A parser (the caller frees it: s3_form_free), NULL when out of memory
+ * or the boundary is not 1..70 bytes without CR. */
+s3_form *s3_form_new(const char *boundary, const s3_form_sink *sink, void *ud);
+/* Parses n more bytes: 0; CAIRN_EINVAL for a malformed body with *why (a
+ * static message); or the sink's error.  After an error every feed fails. */
+int s3_form_feed(s3_form *f, const char *data, size_t n, const char **why);
+/* The body ended: 0 when the closing delimiter came (or the sink stopped
+ * the parse), else CAIRN_EINVAL with *why. */
+int s3_form_finish(s3_form *f, const char **why);
+/* The body offset of the byte being parsed (during a sink call: of the
+ * first byte it is given; between feeds: bytes fed). */
+uint64_t s3_form_offset(const s3_form *f);
+void s3_form_free(s3_form *f);
 /* A listing's continuation token: opaque base64 of 'K' + key (resume after
  * the key) or 'P' + the successor of a common prefix (resume at it).
  * Encode returns a malloc'd string or NULL; decode fills key (1025 bytes),

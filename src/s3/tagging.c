@@ -523,7 +523,7 @@ void s3_put_bucket_tagging(s3_req *q) {
     buf_init(&doc);
     s3_tagging_render(&tags, &doc);
     /* An empty set leaves the bucket without tags, as a delete does. */
-    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bucket_id, "tagging", tags.n ? doc.data : "");
+    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, "tagging", tags.n ? doc.data : "");
     s3_tagset_free(&tags);
     buf_free(&doc);
     if (rc == CAIRN_ENOMEM) {

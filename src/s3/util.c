@@ -459,6 +459,15 @@ static int parse_part(xmlNodePtr c, s3_complete_part *w) {
             size_t l = strlen(s);
             if (l >= 2 && s[0] == '"' && s[l - 1] == '"') { s++; l -= 2; }
             if (l < sizeof w->etag) { memcpy(w->etag, s, l); w->etag[l] = '\0'; have_etag = true; }
+        } else {
+            static const char *const sums[] = {"crc32", "crc32c", "sha1", "sha256", "crc64nvme"};
+            const char *name = (const char *)f->name;
+            for (size_t i = 0; i < sizeof sums / sizeof sums[0]; i++) {
+                if (strncmp(name, "Checksum", 8) != 0 || strcasecmp(name + 8, sums[i]) != 0) continue;
+                size_t l = strlen(t), al = strlen(sums[i]);
+                if (al + 1 + l < sizeof w->checksum) snprintf(w->checksum, sizeof w->checksum, "%s:%s", sums[i], t);
+                else snprintf(w->checksum, sizeof w->checksum, "%s:?", sums[i]);
+            }
         }
         xmlFree(v);
     }

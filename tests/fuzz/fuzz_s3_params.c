@@ -73,7 +73,9 @@ static void check_complete(const char *s, size_t size) {
     if (n > 0) {
         if (n > 10000 || !parts) abort();
         for (int i = 0; i < n; i++)
-            if (parts[i].number < 1 || parts[i].number > 10000 || strlen(parts[i].etag) >= sizeof parts[i].etag) abort();
+            if (parts[i].number < 1 || parts[i].number > 10000 || strlen(parts[i].etag) >= sizeof parts[i].etag ||
+                strlen(parts[i].checksum) >= sizeof parts[i].checksum)
+                abort();
     } else if (parts) {
         abort();
     }

@@ -717,6 +717,52 @@ Test(core, crc64nvme_matches_the_catalogue_and_is_incremental) {
     cr_assert_eq(c, whole);
 }
 
+/* A bitwise reference CRC: reflected, all-ones initial value and final XOR. */
+static uint64_t crc_bitwise(const unsigned char *p, size_t n, uint64_t poly, unsigned width) {
+    uint64_t mask = width == 64 ? ~0ULL : (1ULL << width) - 1, c = mask;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ poly : c >> 1;
+    }
+    return c ^ mask;
+}
+
+Test(core, crc_combine_equals_the_crc_of_the_whole_buffer) {
+    static const struct { uint64_t poly; unsigned width; uint64_t check; } crcs[] = {
+        {CRC32_POLY, 32, 0xcbf43926ULL},      /* the catalogue's check values ("123456789") */
+        {CRC32C_POLY, 32, 0xe3069283ULL},
+        {CRC64NVME_POLY, 64, 0xae8b14860a799888ULL},
+    };
+    static unsigned char buf[70000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)(i * 2654435761u >> 13);
+    for (size_t a = 0; a < sizeof crcs / sizeof crcs[0]; a++) {
+        uint64_t poly = crcs[a].poly;
+        unsigned w = crcs[a].width;
+        cr_assert_eq(crc_bitwise((const unsigned char *)"123456789", 9, poly, w), crcs[a].check);
+        uint64_t whole = crc_bitwise(buf, sizeof buf, poly, w);
+        /* Two pieces split anywhere, including empty ones. */
+        static const size_t cuts[] = {0, 1, 7, 8, 255, 4096, 65537, sizeof buf - 1, sizeof buf};
+        for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+            size_t cut = cuts[k];
+            uint64_t c = crc_combine(crc_bitwise(buf, cut, poly, w), crc_bitwise(buf + cut, sizeof buf - cut, poly, w),
+                                     sizeof buf - cut, poly, w);
+            cr_assert_eq(c, whole, "width %u split at %zu", w, cut);
+        }
+        /* Many unequal parts folded left to right, as a multipart upload's. */
+        uint64_t acc = 0;
+        size_t off = 0;
+        for (size_t len = 1; off < sizeof buf; len = len * 3 + 11) {
+            size_t n = len < sizeof buf - off ? len : sizeof buf - off;
+            acc = off == 0 ? crc_bitwise(buf, n, poly, w)
+                           : crc_combine(acc, crc_bitwise(buf + off, n, poly, w), n, poly, w);
+            off += n;
+        }
+        cr_assert_eq(acc, whole, "width %u folded", w);
+    }
+    /* crc64nvme (the sliced implementation) agrees with the reference. */
+    cr_assert_eq(crc64nvme(0, buf, sizeof buf), crc_bitwise(buf, sizeof buf, CRC64NVME_POLY, 64));
+}
+
 Test(time, iso8601_as_s3_sends_it) {
     int64_t ms = 0;
     cr_assert_eq(time_parse_iso8601("2030-01-01T00:00:00Z", &ms), 0);

@@ -1972,6 +1972,48 @@ Test(uploads, complete_refuses_a_part_replaced_since_it_was_read) {
     fx_close(&f);
 }
 
+Test(uploads, part_checksums_round_trip_through_put_list_replace_and_complete) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    int64_t id = bucket_id_of(f.ms, "b");
+    mk_upload(f.ms, "b", id, "k", "up");
+    const char *layout = "1+0:4096:0123456789abcdef";
+    meta_part p1 = mk_part(1, 100, layout), p2 = mk_part(2, 50, layout), old;
+    strcpy(p1.checksum, "sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    bool had = true;
+    cr_assert_eq(meta_part_put(f.ms, "up", &p1, &old, &had), 0);
+    cr_assert_eq(meta_part_put(f.ms, "up", &p2, &old, &had), 0);
+    part_list pl = {0};
+    bool more = true;
+    cr_assert_eq(meta_part_list(f.ms, "up", 0, 100, keep_part, &pl, &more), 0);
+    cr_assert_eq(pl.n, 2);
+    cr_assert_str_eq(pl.p[0].checksum, p1.checksum);
+    cr_assert_str_eq(pl.p[1].checksum, "", "a part without one has none");
+    cr_assert_eq(pl.p[0].offset, 0);
+    /* A re-upload replaces the checksum with the part, and reports the old one. */
+    meta_part again = mk_part(1, 100, layout);
+    strcpy(again.checksum, "crc64nvme:AAAAAAAAAAA=");
+    cr_assert_eq(meta_part_put(f.ms, "up", &again, &old, &had), 0);
+    cr_assert(had);
+    cr_assert_str_eq(old.checksum, p1.checksum);
+    /* Complete moves them to the object's parts, from the upload's rows. */
+    meta_part chosen[2] = {again, p2};
+    chosen[0].checksum[0] = '\0';
+    chosen[1].offset = 100;
+    meta_object obj = mp_obj("b", id, "k", 150, 2), replaced;
+    bool had_replaced;
+    int unused = 0;
+    cr_assert_eq(meta_upload_complete(f.ms, "up", &obj, chosen, 2, &replaced, &had_replaced, ignore_part, &unused), 0);
+    part_list op = {0};
+    cr_assert_eq(meta_object_parts(f.ms, obj.version_id, keep_part, &op), 0);
+    cr_assert_eq(op.n, 2);
+    cr_assert_str_eq(op.p[0].checksum, "crc64nvme:AAAAAAAAAAA=", "the row's, not the caller's");
+    cr_assert_str_eq(op.p[1].checksum, "");
+    cr_assert_eq(op.p[1].offset, 100);
+    fx_close(&f);
+}
+
 Test(uploads, a_conditional_complete_that_fails_leaves_the_upload) {
     fx f;
     fx_open(&f, 2);
@@ -5461,6 +5503,10 @@ static const char *const seed_rows[] = {
            " ON CONFLICT DO NOTHING;",
     [14] = "INSERT INTO buckets(name, owner_id, created_ms, versioning, object_lock) VALUES ('b14', 1, 14, 1, true)"
            " ON CONFLICT DO NOTHING;",
+    [15] = "INSERT INTO upload_parts(upload_id, part_number, version_id, size, etag, layout, mtime_ms, checksum)"
+           " VALUES ('up1', 15, 'pv15', 1, 'e', 'l', 15, 'crc32:AAAAAA==') ON CONFLICT DO NOTHING;"
+           "INSERT INTO object_parts(version_id, part_number, \"offset\", size, etag, part_version_id, layout, checksum)"
+           " VALUES ('v2', 15, 1, 1, 'e', 'pv15o', 'l', 'sha1:x') ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -7133,23 +7179,28 @@ Test(meta, bucket_configurations_by_kind_go_with_their_bucket) {
     cr_assert_eq(meta_bucket_get(f.ms, "b", &b), 0);
     char *body = NULL;
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "cors", &body), CAIRN_ENOTFOUND);
-    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", "{\"a\":1}"), 0);
-    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", "{\"a\":2}"), 0);
-    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "tagging", "[\"t\"]"), 0);
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", b.id, "cors", "{\"a\":1}"), 0);
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", b.id, "cors", "{\"a\":2}"), 0);
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", b.id, "tagging", "[\"t\"]"), 0);
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "cors", &body), 0);
     cr_assert_str_eq(body, "{\"a\":2}", "a put replaces");
     free(body);
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "tagging", &body), 0);
     cr_assert_str_eq(body, "[\"t\"]", "kinds are apart");
     free(body);
-    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", ""), 0);
+    meta_bucket with;
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &with), 0);
+    cr_assert_eq(with.configs, META_CFG_CORS | META_CFG_TAGGING, "the record names the kinds it has: %#x", with.configs);
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", b.id, "cors", ""), 0);
+    cr_assert_eq(meta_bucket_get(f.ms, "b", &with), 0);
+    cr_assert_eq(with.configs, META_CFG_TAGGING, "and no longer one removed");
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "cors", &body), CAIRN_ENOTFOUND, "\"\" removes");
-    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "cors", NULL), 0, "removing what is absent is fine");
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", b.id, "cors", NULL), 0, "removing what is absent is fine");
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "tagging", &body), 0, "removing one kind keeps the others");
     free(body);
-    cr_assert_eq(meta_bucket_config_put(f.ms, b.id, "Bad-Kind", "x"), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", b.id, "Bad-Kind", "x"), CAIRN_EINVAL);
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "", &body), CAIRN_EINVAL);
-    cr_assert_eq(meta_bucket_config_put(f.ms, 0, "cors", "x"), CAIRN_EINVAL);
+    cr_assert_eq(meta_bucket_config_put(f.ms, "b", 0, "cors", "x"), CAIRN_EINVAL);
     cr_assert_eq(meta_bucket_delete(f.ms, "b", 0), 0);
     cr_assert_eq(meta_bucket_config_get(f.ms, b.id, "tagging", &body), CAIRN_ENOTFOUND, "deleted with its bucket");
     mk_bucket(f.ms, "b", 1);

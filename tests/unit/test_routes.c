@@ -61,8 +61,16 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"GET", B, "list-type=1", false, "ListObjects", OP_LIST_OBJECTS, s3_list_objects_v1},
         {"GET", B, "list-type=2&prefix=a", false, "ListObjectsV2", OP_LIST_OBJECTS_V2, s3_list_objects_v2},
         {"POST", B, "delete", false, "DeleteObjects", OP_DELETE_OBJECTS, s3_delete_objects},
+        {"POST", B, "", false, "PostObject", OP_POST_OBJECT, s3_post_object},
         {"GET", B, "versioning", false, "GetBucketVersioning", OP_GET_BUCKET_VERSIONING, s3_bucket_subresource},
-        {"GET", B, "acl", false, "GetBucketAcl", OP_GET_BUCKET_ACL, s3_bucket_subresource},
+        {"GET", B, "acl", false, "GetBucketAcl", OP_GET_BUCKET_ACL, s3_get_bucket_acl},
+        {"PUT", B, "acl", false, "PutBucketAcl", OP_PUT_BUCKET_ACL, s3_put_bucket_acl},
+        {"PUT", B, "policy", false, "PutBucketPolicy", OP_PUT_BUCKET_POLICY, s3_put_bucket_policy},
+        {"DELETE", B, "policy", false, "DeleteBucketPolicy", OP_DELETE_BUCKET_POLICY, s3_delete_bucket_policy},
+        {"GET", B, "policyStatus", false, "GetBucketPolicyStatus", OP_GET_BUCKET_POLICY_STATUS, s3_get_bucket_policy_status},
+        {"PUT", B, "publicAccessBlock", false, "PutPublicAccessBlock", OP_PUT_PUBLIC_ACCESS_BLOCK, s3_put_public_access_block},
+        {"GET", B, "publicAccessBlock", false, "GetPublicAccessBlock", OP_GET_PUBLIC_ACCESS_BLOCK, s3_get_public_access_block},
+        {"DELETE", B, "publicAccessBlock", false, "DeletePublicAccessBlock", OP_DELETE_PUBLIC_ACCESS_BLOCK, s3_delete_public_access_block},
         {"GET", B, "cors", false, "GetBucketCors", OP_GET_BUCKET_CORS, s3_get_bucket_cors},
         {"PUT", B, "cors", false, "PutBucketCors", OP_PUT_BUCKET_CORS, s3_put_bucket_cors},
         {"DELETE", B, "cors", false, "DeleteBucketCors", OP_DELETE_BUCKET_CORS, s3_delete_bucket_cors},
@@ -77,7 +85,7 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"PUT", B, "lifecycle", false, "PutBucketLifecycleConfiguration", OP_PUT_BUCKET_LIFECYCLE, s3_put_bucket_lifecycle},
         {"GET", B, "lifecycle", false, "GetBucketLifecycleConfiguration", OP_GET_BUCKET_LIFECYCLE, s3_get_bucket_lifecycle},
         {"DELETE", B, "lifecycle", false, "DeleteBucketLifecycle", OP_DELETE_BUCKET_LIFECYCLE, s3_delete_bucket_lifecycle},
-        {"GET", B, "policy", false, "GetBucketSubresource", OP_BUCKET_SUBRESOURCE_EMPTY, s3_bucket_subresource},
+        {"GET", B, "policy", false, "GetBucketPolicy", OP_GET_BUCKET_POLICY, s3_get_bucket_policy},
         {"GET", B, "uploads", false, "ListMultipartUploads", OP_LIST_MULTIPART_UPLOADS, s3_list_uploads},
         {"PUT", B, "ownershipControls", false, "PutBucketOwnershipControls", OP_PUT_BUCKET_OWNERSHIP,
          s3_put_bucket_ownership},
@@ -93,7 +101,8 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"GET", O, "partNumber=2&versionId=null", false, "GetObject", OP_GET_OBJECT, s3_get_object},
         {"HEAD", O, "partNumber=1", false, "HeadObject", OP_HEAD_OBJECT, s3_head_object},
         {"DELETE", O, "versionId=null", false, "DeleteObject", OP_DELETE_OBJECT, s3_delete_object},
-        {"GET", O, "acl", false, "GetObjectAcl", OP_GET_OBJECT_ACL, s3_object_subresource},
+        {"GET", O, "acl", false, "GetObjectAcl", OP_GET_OBJECT_ACL, s3_get_object_acl},
+        {"PUT", O, "acl", false, "PutObjectAcl", OP_PUT_OBJECT_ACL, s3_put_object_acl},
         {"GET", O, "tagging", false, "GetObjectTagging", OP_GET_OBJECT_TAGGING, s3_get_object_tagging},
         {"GET", O, "tagging&versionId=null", false, "GetObjectTagging", OP_GET_OBJECT_TAGGING, s3_get_object_tagging},
         {"PUT", O, "tagging", false, "PutObjectTagging", OP_PUT_OBJECT_TAGGING, s3_put_object_tagging},
@@ -130,12 +139,16 @@ Test(routes, what_each_route_asks_of_the_pipeline) {
         else if (op == OP_EVENTS_WS) cr_expect_eq(r->auth, S3_AUTH_SIGNED, "the event stream needs a signature");
         else if (op == OP_CORS_PREFLIGHT || op == OP_CORS_PREFLIGHT_OBJECT)
             cr_expect_eq(r->auth, S3_AUTH_NONE, "a browser's preflight carries no credentials");
+        else if (op == OP_POST_OBJECT)
+            cr_expect(r->auth == S3_AUTH_NONE && !r->bucket, "a form's credentials are its fields: post.c judges them");
         else if (r->resource == S3_RES_OPERATOR) cr_expect_eq(r->auth, S3_AUTH_NONE, "%s", r->api);
         else cr_expect_eq(r->auth, public_read ? S3_AUTH_PUBLIC : S3_AUTH_SIGNED, "%s", r->api);
     }
     /* Bodies: object data for PUT and UploadPart, buffered XML where S3 takes a document. */
     cr_expect_eq(s3_route_get(OP_PUT_OBJECT)->body, BODY_OBJECT);
     cr_expect(s3_route_get(OP_PUT_OBJECT)->begin == s3_object_begin);
+    cr_expect_eq(s3_route_get(OP_POST_OBJECT)->body, BODY_FORM);
+    cr_expect(s3_route_get(OP_POST_OBJECT)->begin == s3_post_begin);
     cr_expect_eq(s3_route_get(OP_UPLOAD_PART)->body, BODY_OBJECT);
     cr_expect(s3_route_get(OP_UPLOAD_PART)->begin == s3_upload_part_begin);
     cr_expect_eq(s3_route_get(OP_DELETE_OBJECTS)->body, BODY_BUFFER);
@@ -177,17 +190,15 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         /* a verb S3 does not have, anywhere */
         {"PATCH", B, "", false, "Bucket", .code = "MethodNotAllowed"},
         {"OPTIONS", S, "", false, "ListBuckets", .code = "MethodNotAllowed"},
-        {"PATCH", B, "policy", false, "PutBucketSubresource", .code = "MethodNotAllowed"},
+        {"PATCH", B, "website", false, "PutBucketSubresource", .code = "MethodNotAllowed"},
         {"get", O, "", false, "Object", .code = "MethodNotAllowed"},
         /* bucket configuration we do not store: only GET is answered */
-        {"PUT", B, "policy", false, "PutBucketSubresource", .code = "NotImplemented"},
+        {"PUT", B, "website", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"DELETE", B, "website", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"POST", B, "delete&lifecycle", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"POST", B, "tagging", false, "PutBucketSubresource", .code = "NotImplemented"},
         /* other subresources of a bucket */
-        {"PUT", B, "acl", false, "BucketSubresource", .code = "NotImplemented"},
         {"PUT", B, "versions", false, "BucketSubresource", .code = "NotImplemented"},
-        {"POST", B, "", false, "Bucket", .code = "NotImplemented"},
         /* multipart without the right parameters */
         {"PUT", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
         {"HEAD", O, "uploadId=u", false, "Multipart", .code = "NotImplemented"},
@@ -195,7 +206,7 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         {"PUT", O, "partNumber=1", false, "Multipart", .code = "NotImplemented"},
         {"DELETE", O, "partNumber=1", false, "Multipart", .code = "NotImplemented"},
         /* object subresources */
-        {"PUT", O, "acl", false, "ObjectSubresource", .code = "NotImplemented"},
+        {"POST", O, "acl", false, "ObjectSubresource", .code = "NotImplemented"},
         {"POST", O, "tagging", false, "ObjectSubresource", .code = "NotImplemented"},
         {"POST", O, "retention", false, "ObjectSubresource", .code = "NotImplemented"},
         {"DELETE", O, "legal-hold", false, "ObjectSubresource", .code = "NotImplemented"},

@@ -452,6 +452,26 @@ Test(xml, complete_multipart) {
     cr_expect(p[0].number == 1 && !strcmp(p[0].etag, "aaa"));
     cr_expect(p[1].number == 3 && !strcmp(p[1].etag, "bbb"));
     cr_expect(p[2].number == 10000 && !strcmp(p[2].etag, "\"ccc"), "half-quoted kept as is");
+    cr_expect_str_eq(p[0].checksum, "crc32:x");
+    cr_expect_str_eq(p[1].checksum, "");
+    free(p);
+}
+
+Test(xml, complete_multipart_part_checksums) {
+    char body[600];
+    snprintf(body, sizeof body, "<CompleteMultipartUpload>"
+             "<Part><PartNumber>1</PartNumber><ETag>a</ETag><ChecksumSHA256>47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+             "</ChecksumSHA256></Part>"
+             "<Part><PartNumber>2</PartNumber><ETag>b</ETag><ChecksumCRC64NVME>AAAAAAAAAAA=</ChecksumCRC64NVME></Part>"
+             "<Part><PartNumber>3</PartNumber><ETag>c</ETag><ChecksumCRC32C>%0100d</ChecksumCRC32C></Part>"
+             "<Part><PartNumber>4</PartNumber><ETag>d</ETag><ChecksumMD5>x</ChecksumMD5></Part>"
+             "</CompleteMultipartUpload>", 0);
+    s3_complete_part *p = NULL;
+    cr_assert_eq(s3_parse_complete_xml(body, strlen(body), &p), 4);
+    cr_expect_str_eq(p[0].checksum, "sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    cr_expect_str_eq(p[1].checksum, "crc64nvme:AAAAAAAAAAA=");
+    cr_expect_str_eq(p[2].checksum, "crc32c:?", "too long for any checksum: never matches one");
+    cr_expect_str_eq(p[3].checksum, "", "not an algorithm S3 has");
     free(p);
 }
 

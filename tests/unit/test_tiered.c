@@ -332,6 +332,12 @@ Test(tiered, every_write_of_a_cached_record_invalidates_it) {
     cr_assert_eq(meta_bucket_set_public(ms, "bkt", true), 0);
     cr_assert_eq(meta_bucket_get(ms, "bkt", &b), 0);
     cr_assert(b.public_read, "bucket_set_public was not seen");
+    cr_assert_eq(meta_bucket_config_put(ms, "bkt", bid, "policy", "{}"), 0);
+    cr_assert_eq(meta_bucket_get(ms, "bkt", &b), 0);
+    cr_assert_eq(b.configs, META_CFG_POLICY, "a bucket configuration put was not seen");
+    cr_assert_eq(meta_bucket_config_put(ms, "bkt", bid, "policy", NULL), 0);
+    cr_assert_eq(meta_bucket_get(ms, "bkt", &b), 0);
+    cr_assert_eq(b.configs, 0, "a bucket configuration removal was not seen");
 
     char v[80];
     put_value(ms, "bkt", bid, "a", "1");
