@@ -190,6 +190,14 @@ def test_rule_count_limit(server, bucket):
     assert (r.status, r.error_code) == (400, "InvalidRequest")
 
 
+def test_another_users_bucket_is_denied(server, bucket, user):
+    body = config(rule(EXP1)).encode()
+    for method, b in (("GET", b""), ("PUT", body), ("DELETE", b"")):
+        r = server.request(method, sigv4.object_path(bucket, None), query=[("lifecycle", None)], body=b,
+                           headers={"Content-MD5": md5_b64(b)} if b else {}, creds=user.creds)
+        assert (r.status, r.error_code) == (403, "AccessDenied"), (method, r.status, r.body)
+
+
 def test_configuration_needs_a_signature_and_the_bucket(server, bucket):
     r = server.request("GET", sigv4.object_path(bucket, None), query=[("lifecycle", None)], anonymous=True)
     assert r.status == 403
