@@ -19,6 +19,7 @@
 #include "cmd/cmd.h"
 #include "data/data.h"
 #include "jobs/jobs.h"
+#include "s3/s3.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -578,6 +579,34 @@ static int admin_notify(meta_store *ms, const unsigned char mk[32], int argc, ch
     return rc == 0 ? 0 : rc == CAIRN_EINVAL ? 2 : 1;
 }
 
+/* cairn admin lifecycle run [--bucket NAME]: asks the gateway's job workers
+ * for a lifecycle run now (docs/lifecycle.md): of one bucket, or of every
+ * bucket with a configuration (lifecycle_scan). */
+static int admin_lifecycle(meta_store *ms, int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "run") != 0) return 2;
+    if (argc == 2) {
+        meta_job j = {.max_attempts = 3, .run_at_ms = time_now_ms(), .priority = 1};
+        snprintf(j.kind, sizeof j.kind, "lifecycle_scan");
+        j.args = (char *)(uintptr_t)"{}";
+        int64_t id = 0;
+        int rc = meta_job_enqueue(ms, &j, &id);
+        if (rc != 0) fprintf(stderr, "cairn: enqueue failed: %s\n", cairn_strerror(rc));
+        else printf("lifecycle scan queued (job %lld)\n", (long long)id);
+        return rc ? 1 : 0;
+    }
+    if (argc != 4 || strcmp(argv[2], "--bucket") != 0) return 2;
+    meta_bucket b;
+    int rc = meta_bucket_get(ms, argv[3], &b);
+    if (rc == CAIRN_ENOTFOUND) {
+        fprintf(stderr, "cairn: no bucket '%s'\n", argv[3]);
+        return 1;
+    }
+    if (rc == 0) rc = s3_lifecycle_enqueue(ms, b.name, b.id);
+    if (rc != 0) fprintf(stderr, "cairn: enqueue failed: %s\n", cairn_strerror(rc));
+    else printf("lifecycle run of %s queued\n", b.name);
+    return rc ? 1 : 0;
+}
+
 /* `bucket set-public`: a shortcut that writes the bucket policy statement
  * "CairnPublicRead" (anyone may list the bucket and read its objects), or
  * takes it out again, keeping the policy's other statements
@@ -725,6 +754,10 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         rc = admin_notify(ms, mk, argc, argv);
         if (rc != 2) return rc;
     }
+    if (!strcmp(what, "lifecycle")) {
+        rc = admin_lifecycle(ms, argc, argv);
+        if (rc != 2) return rc;
+    }
     fprintf(stderr,
             "usage: cairn admin [--data DIR] user create NAME [--audit] | user list | user audit NAME --grant|--revoke\n"
             "       cairn admin [--data DIR] audit query [--correlation-id X] [--principal X] ... [--url URL]\n"
@@ -736,6 +769,7 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] notify target add NAME URL [--secret S] [--max-attempts N] [--ordered] |\n"
             "                                target list |\n"
             "                                target remove NAME\n"
+            "       cairn admin [--data DIR] lifecycle run [--bucket NAME]\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
             "       cairn admin [--data DIR] audit journal-dump [--all | --spool]\n"
             "       cairn admin [--data DIR] audit dlq [--rejected]\n");

@@ -674,7 +674,7 @@ static int jobs_start(void *ud) {
     if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
         jobs_register_audit(sv->jobs, sv->audit_ms, c->audit_retention_days) != 0 ||
         events_notify_new(&no, &sv->notify) != 0 || jobs_register(sv->jobs, "notify", events_notify_job, sv->notify) != 0 ||
-        jobs_queue_start(sv->jobs) != 0)
+        s3_lifecycle_register(sv->jobs, sv->ms, sv->ds, sv->bus, c) != 0 || jobs_queue_start(sv->jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(sv->ds, jobs_enqueue_heal, sv->ms); /* heals become durable, retried jobs */

@@ -421,6 +421,8 @@ typedef struct {
     int job_backoff_max_ms;    /* job_backoff_max_ms: largest retry delay ceiling */
     int job_poll_ms;           /* job_poll_ms: how often idle workers look for due jobs */
     int job_period_s;          /* job_period_s: how often periodic jobs are scheduled */
+    int lifecycle_objects_per_second; /* lifecycle_objects_per_second: versions a lifecycle run examines per second; 0 = no limit */
+    int lifecycle_day_seconds; /* lifecycle_day_seconds: test knob, seconds in a lifecycle day */
     int multipart_expiry;      /* multipart_expiry: seconds after which an unfinished upload is aborted */
     int job_retention_s;       /* job_retention_s: completed/cancelled jobs are deleted after this */
     int job_discarded_retention_s; /* job_discarded_retention_s: discarded jobs are deleted after this */

@@ -25,7 +25,8 @@
 static const char *const known_types[] = {
     "s3:ObjectCreated:*",  "s3:ObjectCreated:Put", "s3:ObjectCreated:Post", "s3:ObjectCreated:Copy",
     "s3:ObjectCreated:CompleteMultipartUpload", "s3:ObjectRemoved:*", "s3:ObjectRemoved:Delete",
-    "s3:ObjectRemoved:DeleteMarkerCreated", "s3:*",
+    "s3:ObjectRemoved:DeleteMarkerCreated", "s3:LifecycleExpiration:*", "s3:LifecycleExpiration:Delete",
+    "s3:LifecycleExpiration:DeleteMarkerCreated", "s3:*",
 };
 
 static void put_field(buf_t *b, const char *name, const char *value, bool comma) {
@@ -107,7 +108,8 @@ int events_filter_parse_types(events_filter *f, const char *list, const char **w
             if (!known_type(p, n)) {
                 *why = "events= names an event type this server does not emit (s3:ObjectCreated:*, "
                        "s3:ObjectCreated:Put|Post|Copy|CompleteMultipartUpload, s3:ObjectRemoved:*, "
-                       "s3:ObjectRemoved:Delete|DeleteMarkerCreated)";
+                       "s3:ObjectRemoved:Delete|DeleteMarkerCreated, s3:LifecycleExpiration:*, "
+                       "s3:LifecycleExpiration:Delete|DeleteMarkerCreated)";
                 return CAIRN_EINVAL;
             }
             if (f->npatterns == EVENTS_MAX_PATTERNS) {

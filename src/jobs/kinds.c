@@ -473,4 +473,5 @@ void jobs_schedule_periodic(job_queue *q, int64_t period_s) {
     enqueue_periodic(q, "prune_jobs", 3, period);
     enqueue_periodic(q, "empty_trash", 20, period);
     enqueue_periodic(q, "audit_retention", 3, period);
+    enqueue_periodic(q, "lifecycle_scan", 3, period);
 }

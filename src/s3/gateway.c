@@ -23,11 +23,13 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
                            .clock_skew = gw->cfg.clock_skew, .sigv2 = gw->cfg.sigv2};
     int rc = s3_notify_cache_new(&gw->notify);
     if (rc == 0) rc = s3_cors_cache_new(&gw->cors);
+    if (rc == 0) rc = s3_lifecycle_cache_new(&gw->lifecycle);
     if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
     if (rc == 0) rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {
         s3_notify_cache_free(gw->notify);
         s3_cors_cache_free(gw->cors);
+        s3_lifecycle_cache_free(gw->lifecycle);
         free(gw);
         return rc;
     }
@@ -40,6 +42,7 @@ void s3_gateway_free(s3_gateway *gw) {
     s3_health_stop(gw->health);
     s3_notify_cache_free(gw->notify);
     s3_cors_cache_free(gw->cors);
+    s3_lifecycle_cache_free(gw->lifecycle);
     free(gw);
 }
 

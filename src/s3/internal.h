@@ -13,6 +13,7 @@
 typedef struct s3_health s3_health;
 typedef struct s3_notify_cache s3_notify_cache;
 typedef struct s3_cors_cache s3_cors_cache;
+typedef struct s3_lifecycle_cache s3_lifecycle_cache;
 
 /* A registry of callbacks (post-commit hooks, response filters): filled
  * before the gateway serves, read-only after. */
@@ -34,6 +35,7 @@ struct s3_gateway {
     auth_keys keys;             /* what signatures are checked against (into d and cfg) */
     s3_notify_cache *notify;    /* bucket notification configurations and targets (notify.c) */
     s3_cors_cache *cors;        /* buckets' CORS configurations (cors.c) */
+    s3_lifecycle_cache *lifecycle; /* buckets' lifecycle configurations, for x-amz-expiration (lifecycle.c) */
 };
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
@@ -51,6 +53,7 @@ typedef enum {
     OP_PUT_OBJECT_LOCK_CONFIG, OP_GET_OBJECT_LOCK_CONFIG,
     OP_PUT_OBJECT_RETENTION, OP_GET_OBJECT_RETENTION, OP_PUT_OBJECT_LEGAL_HOLD, OP_GET_OBJECT_LEGAL_HOLD,
     OP_PUT_BUCKET_TAGGING, OP_GET_BUCKET_TAGGING, OP_DELETE_BUCKET_TAGGING,
+    OP_PUT_BUCKET_LIFECYCLE, OP_GET_BUCKET_LIFECYCLE, OP_DELETE_BUCKET_LIFECYCLE,
     OP_PUT_BUCKET_POLICY, OP_GET_BUCKET_POLICY, OP_DELETE_BUCKET_POLICY, OP_GET_BUCKET_POLICY_STATUS,
     OP_PUT_PUBLIC_ACCESS_BLOCK, OP_GET_PUBLIC_ACCESS_BLOCK, OP_DELETE_PUBLIC_ACCESS_BLOCK,
     OP_PUT_BUCKET_ACL, OP_PUT_OBJECT_ACL,
@@ -297,6 +300,16 @@ void s3_get_bucket_cors(s3_req *q);
 void s3_delete_bucket_cors(s3_req *q);
 void s3_cors_preflight(s3_req *q);
 void s3_cors_filter(void *ud, const s3_response *resp);
+/* Lifecycle (lifecycle.c): the configuration's cache (one per gateway, for
+ * x-amz-expiration: 64 slots fresh for a second, as CORS's), the handlers
+ * of ?lifecycle, and the header GET and HEAD add for a current version an
+ * Expiration rule applies to. */
+int s3_lifecycle_cache_new(s3_lifecycle_cache **out);
+void s3_lifecycle_cache_free(s3_lifecycle_cache *c);
+void s3_put_bucket_lifecycle(s3_req *q);
+void s3_get_bucket_lifecycle(s3_req *q);
+void s3_delete_bucket_lifecycle(s3_req *q);
+void s3_lifecycle_expiration_header(s3_req *q, const meta_object *o);
 /* Tagging (tagging.c): the handlers of ?tagging on objects and buckets. */
 void s3_put_object_tagging(s3_req *q);
 void s3_get_object_tagging(s3_req *q);

@@ -1003,6 +1003,7 @@ static void get_object(s3_req *q, bool head) {
     }
     bool has_ct = false;
     add_object_headers(q, o.headers_json, &has_ct);
+    if (o.is_latest) s3_lifecycle_expiration_header(q, &o);
     /* The checksum of the whole object, with a response of the whole. */
     if (rr == S3_RANGE_NONE && !by_part && s3_ck_mode_enabled(q)) {
         s3_ck_stored ck;

@@ -86,6 +86,10 @@ static const s3_route routes[] = {
     [OP_GET_BUCKET_TAGGING] =      {"GetBucketTagging",        BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_tagging, "s3:GetBucketTagging"},
     /* IAM has no action of its own for the delete: it is the put's. */
     [OP_DELETE_BUCKET_TAGGING] =   {"DeleteBucketTagging",     BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket_tagging, "s3:PutBucketTagging"},
+    [OP_PUT_BUCKET_LIFECYCLE] =    {"PutBucketLifecycleConfiguration", BUCKET, SIGNED, LOAD, BODY_BUFFER, NULL,     s3_put_bucket_lifecycle, "s3:PutLifecycleConfiguration"},
+    [OP_GET_BUCKET_LIFECYCLE] =    {"GetBucketLifecycleConfiguration", BUCKET, SIGNED, LOAD, BODY_IGNORE, NULL,     s3_get_bucket_lifecycle, "s3:GetLifecycleConfiguration"},
+    /* IAM has no action of its own for the delete: it is the put's. */
+    [OP_DELETE_BUCKET_LIFECYCLE] = {"DeleteBucketLifecycle",   BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket_lifecycle, "s3:PutLifecycleConfiguration"},
     [OP_LIST_MULTIPART_UPLOADS] =  {"ListMultipartUploads",    BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_list_uploads, "s3:ListBucketMultipartUploads"},
     /* Unsigned as far as the pipeline knows, and no bucket loaded for it:
      * the form's fields carry the credentials, so begin loads the bucket
@@ -209,6 +213,9 @@ static const s3_rule rules[] = {
     {M_PUT, BUCKET, .param = "tagging", .op = OP_PUT_BUCKET_TAGGING},
     {M_GET, BUCKET, .param = "tagging", .op = OP_GET_BUCKET_TAGGING},
     {M_DELETE, BUCKET, .param = "tagging", .op = OP_DELETE_BUCKET_TAGGING},
+    {M_PUT, BUCKET, .param = "lifecycle", .op = OP_PUT_BUCKET_LIFECYCLE},
+    {M_GET, BUCKET, .param = "lifecycle", .op = OP_GET_BUCKET_LIFECYCLE},
+    {M_DELETE, BUCKET, .param = "lifecycle", .op = OP_DELETE_BUCKET_LIFECYCLE},
     {M_GET, BUCKET, .any_of = bucket_config, .op = OP_BUCKET_SUBRESOURCE_EMPTY},
     {M_ANY, BUCKET, .any_of = bucket_config, .op = OP_UNSUPPORTED_BUCKET_CONFIG},
     {M_POST, BUCKET, .param = "delete", .op = OP_DELETE_OBJECTS},

@@ -302,6 +302,68 @@ int s3_tag_count(const char *headers_json);
  * not a JSON object, CAIRN_ENOMEM. */
 int s3_headers_set_tags(const char *headers_json, const s3_tagset *tags, char **out);
 
+/* Lifecycle configurations (lifecycle_config.c, docs/lifecycle.md), as S3
+ * validates PutBucketLifecycleConfiguration.  Strings are malloc'd, owned
+ * by the configuration (s3_lifecycle_config_free). */
+#define S3_LIFECYCLE_MAX_RULES 1000
+#define S3_LIFECYCLE_MAX_NEWER 100
+#define S3_LIFECYCLE_MAX_BYTES (1024 * 1024)
+typedef struct {
+    char *id;                  /* 1..255 characters (made up when the request has none) */
+    bool enabled;              /* Status */
+    bool legacy_prefix;        /* the rule-level Prefix, not a Filter */
+    bool and_form;             /* Filter/And */
+    bool prefix_given;         /* a Prefix element was there (rendered back) */
+    char *prefix;              /* "" = every key */
+    s3_tagset tags;            /* all must be on the object */
+    int64_t size_gt, size_lt;  /* ObjectSizeGreaterThan / LessThan (strict); -1 = none */
+    bool has_expiration;
+    int exp_days;              /* Expiration/Days, 0 = none */
+    bool has_exp_date;
+    int64_t exp_date_ms;       /* Expiration/Date (a midnight UTC) */
+    bool has_exp_delete_marker;
+    bool exp_delete_marker;    /* Expiration/ExpiredObjectDeleteMarker */
+    bool has_noncurrent;
+    int nc_days;               /* NoncurrentVersionExpiration/NoncurrentDays */
+    int nc_newer;              /* NewerNoncurrentVersions, 0 = none */
+    int abort_days;            /* AbortIncompleteMultipartUpload/DaysAfterInitiation, 0 = none */
+} s3_lifecycle_rule;
+typedef struct {
+    s3_lifecycle_rule *rules;
+    int n;
+} s3_lifecycle_config;
+/* Parses a LifecycleConfiguration (at most 2 MiB): 0 with *out (1..1000
+ * rules); CAIRN_EINVAL with the S3 error *code ("MalformedXML",
+ * "InvalidArgument", "InvalidRequest", "InvalidTag", or "NotImplemented"
+ * for a Transition) and *why (static); CAIRN_ENOMEM.  On failure *out is
+ * empty. */
+int s3_lifecycle_parse(const char *body, size_t len, s3_lifecycle_config *out, const char **code, const char **why);
+void s3_lifecycle_config_free(s3_lifecycle_config *c);
+/* The configuration as GetBucketLifecycleConfiguration answers it, which is
+ * the form the metadata keeps ("lifecycle"): parsing it gives it back. */
+void s3_lifecycle_render(const s3_lifecycle_config *c, buf_t *out);
+/* Whether rule r's filter takes an object (tags NULL: it has none). */
+bool s3_lifecycle_filter_match(const s3_lifecycle_rule *r, const char *key, size_t key_len, int64_t size,
+                               const s3_tagset *tags);
+/* When an action due days after since_ms falls due: since + days, rounded
+ * up to the next multiple of day_ms since the epoch (midnight UTC). */
+int64_t s3_lifecycle_due(int64_t since_ms, int days, int64_t day_ms);
+/* When the current version of a key (its size, mtime and tags) expires by
+ * the earliest enabled Expiration rule (Days or Date) whose filter takes
+ * it, with *rule_id that rule's ID; 0 when none applies. */
+int64_t s3_lifecycle_expiry(const s3_lifecycle_config *c, const char *key, size_t key_len, int64_t size,
+                            int64_t mtime_ms, const s3_tagset *tags, int64_t day_ms, const char **rule_id);
+
+/* The lifecycle job kinds (lifecycle.c): "lifecycle" (one bucket's run,
+ * args {"bucket", "bucket_id"}) and "lifecycle_scan" (a run for every
+ * bucket with a configuration; periodic), on q (a job_queue, jobs.h).
+ * Removals are published on bus (NULL: none) as LifecycleExpiration:Delete
+ * and LifecycleExpiration:DeleteMarkerCreated. */
+struct job_queue;
+int s3_lifecycle_register(struct job_queue *q, meta_store *ms, data_store *ds, events_bus *bus, const config_t *cfg);
+/* Enqueues a run for one bucket, unless one is pending already. */
+int s3_lifecycle_enqueue(meta_store *ms, const char *bucket, int64_t bucket_id);
+
 /* One <Part> of a CompleteMultipartUpload body. */
 typedef struct {
     int number;                /* 1..10000 */

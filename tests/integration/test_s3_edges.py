@@ -130,7 +130,7 @@ def test_unconfigured_bucket_settings_are_empty_documents(server, bucket, sub, r
 
 @pytest.mark.parametrize("method,query", [
     ("PUT", [("website", None)]),              # configuring one
-    ("DELETE", [("lifecycle", None)]),
+    ("DELETE", [("website", None)]),
     ("PUT", [("replication", None)]),
 ])
 def test_unimplemented_bucket_operations(server, bucket, method, query):

@@ -82,6 +82,9 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"GET", B, "tagging", false, "GetBucketTagging", OP_GET_BUCKET_TAGGING, s3_get_bucket_tagging},
         {"PUT", B, "tagging", false, "PutBucketTagging", OP_PUT_BUCKET_TAGGING, s3_put_bucket_tagging},
         {"DELETE", B, "tagging", false, "DeleteBucketTagging", OP_DELETE_BUCKET_TAGGING, s3_delete_bucket_tagging},
+        {"PUT", B, "lifecycle", false, "PutBucketLifecycleConfiguration", OP_PUT_BUCKET_LIFECYCLE, s3_put_bucket_lifecycle},
+        {"GET", B, "lifecycle", false, "GetBucketLifecycleConfiguration", OP_GET_BUCKET_LIFECYCLE, s3_get_bucket_lifecycle},
+        {"DELETE", B, "lifecycle", false, "DeleteBucketLifecycle", OP_DELETE_BUCKET_LIFECYCLE, s3_delete_bucket_lifecycle},
         {"GET", B, "policy", false, "GetBucketPolicy", OP_GET_BUCKET_POLICY, s3_get_bucket_policy},
         {"GET", B, "uploads", false, "ListMultipartUploads", OP_LIST_MULTIPART_UPLOADS, s3_list_uploads},
         {"PUT", B, "ownershipControls", false, "PutBucketOwnershipControls", OP_PUT_BUCKET_OWNERSHIP,
@@ -191,7 +194,7 @@ Test(routes, unsupported_combinations_are_refused_with_the_code_s3_answers) {
         {"get", O, "", false, "Object", .code = "MethodNotAllowed"},
         /* bucket configuration we do not store: only GET is answered */
         {"PUT", B, "website", false, "PutBucketSubresource", .code = "NotImplemented"},
-        {"DELETE", B, "lifecycle", false, "PutBucketSubresource", .code = "NotImplemented"},
+        {"DELETE", B, "website", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"POST", B, "delete&lifecycle", false, "PutBucketSubresource", .code = "NotImplemented"},
         {"POST", B, "tagging", false, "PutBucketSubresource", .code = "NotImplemented"},
         /* other subresources of a bucket */
