@@ -212,11 +212,11 @@ def test_metadata_contradictions(store, tmp_path):
         # An upload whose bucket is gone, with a part that has real shards.
         db.execute("INSERT INTO uploads(upload_id, bucket, key, owner_id, initiated_ms, headers_json, bucket_id)"
                    " VALUES ('orphan-upload', 'gone', 'k', 1, 0, '{}', 999)")
-        db.execute("INSERT INTO upload_parts VALUES ('orphan-upload', 1, ?, 100000, 'e', ?, 0)", ("f" * 32, layout))
-        db.execute("INSERT INTO upload_parts VALUES ('no-such-upload', 1, ?, 1, 'e', ?, 0)", ("e" * 32, layout))
+        db.execute("INSERT INTO upload_parts VALUES ('orphan-upload', 1, ?, 100000, 'e', ?, 0, '')", ("f" * 32, layout))
+        db.execute("INSERT INTO upload_parts VALUES ('no-such-upload', 1, ?, 1, 'e', ?, 0, '')", ("e" * 32, layout))
         # A part row reusing the live object's version id.
-        db.execute("INSERT INTO upload_parts VALUES ('no-such-upload', 2, ?, 1, 'e', ?, 0)", (big_v, layout))
-        db.execute("INSERT INTO object_parts VALUES (?, 1, 0, 1, 'e', ?, ?)", ("d" * 32, "c" * 32, layout))
+        db.execute("INSERT INTO upload_parts VALUES ('no-such-upload', 2, ?, 1, 'e', ?, 0, '')", (big_v, layout))
+        db.execute("INSERT INTO object_parts VALUES (?, 1, 0, 1, 'e', ?, ?, '')", ("d" * 32, "c" * 32, layout))
         db.execute("INSERT INTO object_data VALUES (?, x'00')", ("b" * 32,))
         # What nothing can repair: an inline object without its bytes, an
         # object in no bucket, a multipart object whose parts do not add up.
