@@ -593,21 +593,7 @@ void s3_put_bucket_cors(s3_req *q) {
     const char *body = q->body.data ? q->body.data : "";
     /* Content-MD5, when sent, as DeleteObjects checks it.  S3 requires it
      * (or an x-amz-checksum-*), which every SDK sends. */
-    const char *md5h = http_header(q->http, "content-md5");
-    if (md5h) {
-        uint8_t want[20], got[16];
-        size_t wl = 0;
-        unsigned gl = 0;
-        if (!s3_base64_decode(md5h, want, sizeof want, &wl) || wl != 16) {
-            s3_error(q, "InvalidDigest", NULL);
-            return;
-        }
-        EVP_Digest(body, q->body.len, got, &gl, EVP_md5(), NULL);
-        if (memcmp(want, got, 16) != 0) {
-            s3_error(q, "BadDigest", NULL);
-            return;
-        }
-    }
+    if (http_header(q->http, "content-md5") && s3_check_body_digest(q) != 0) return;
     if (q->body.len > S3_CORS_MAX_BYTES) {
         s3_error(q, "MalformedXML", "The CORS configuration is limited to 64 KB.");
         return;

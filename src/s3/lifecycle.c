@@ -126,21 +126,7 @@ static int load_config(meta_store *ms, int64_t bucket_id, s3_lifecycle_config *c
 
 void s3_put_bucket_lifecycle(s3_req *q) {
     const char *body = q->body.data ? q->body.data : "";
-    const char *md5h = http_header(q->http, "content-md5");
-    if (md5h) {
-        uint8_t want[20], got[16];
-        size_t wl = 0;
-        unsigned gl = 0;
-        if (!s3_base64_decode(md5h, want, sizeof want, &wl) || wl != 16) {
-            s3_error(q, "InvalidDigest", NULL);
-            return;
-        }
-        EVP_Digest(body, q->body.len, got, &gl, EVP_md5(), NULL);
-        if (memcmp(want, got, 16) != 0) {
-            s3_error(q, "BadDigest", NULL);
-            return;
-        }
-    }
+    if (http_header(q->http, "content-md5") && s3_check_body_digest(q) != 0) return;
     if (q->body.len > S3_LIFECYCLE_MAX_BYTES) {
         s3_error(q, "MalformedXML", "The lifecycle configuration is limited to 1 MB.");
         return;

@@ -1353,15 +1353,7 @@ void s3_delete_object(s3_req *q) {
 }
 
 void s3_delete_objects(s3_req *q) {
-    const char *md5h = http_header(q->http, "content-md5");
-    if (md5h) {
-        uint8_t want[20], got[16];
-        size_t wl = 0;
-        unsigned gl = 0;
-        if (!s3_base64_decode(md5h, want, sizeof want, &wl) || wl != 16) { s3_error(q, "InvalidDigest", NULL); return; }
-        EVP_Digest(q->body.data ? q->body.data : "", q->body.len, got, &gl, EVP_md5(), NULL);
-        if (memcmp(want, got, 16) != 0) { s3_error(q, "BadDigest", NULL); return; }
-    }
+    if (http_header(q->http, "content-md5") && s3_check_body_digest(q) != 0) return;
     s3_delete_req d;
     int prc = s3_parse_delete_xml(q->body.data ? q->body.data : "", q->body.len, &d);
     if (prc != 0) {
