@@ -312,17 +312,23 @@ static int judge(s3_req *q, const meta_bucket *bk, const char *action, const cha
     return 0;
 }
 
-int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len) {
+int s3_authorize_object(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len,
+                        bool *pending) {
     access_verdict v;
     int rc = judge(q, bk, action, key, key_len, &v);
     if (rc != 0) {
         access_unreadable(q, rc);
         return -1;
     }
-    if (v == ACCESS_GRANTED) return 0;
+    if (pending) *pending = v == ACCESS_OBJECT_ACL;
+    if (v == ACCESS_GRANTED || (pending && v == ACCESS_OBJECT_ACL)) return 0;
     log_write(LOG_INFO, q->http->request_id, "access denied", "action", action, "bucket", bk->name, NULL);
     s3_error(q, "AccessDenied", NULL);
     return -1;
+}
+
+int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len) {
+    return s3_authorize_object(q, bk, action, key, key_len, NULL);
 }
 
 int s3_authorize_keys(s3_req *q, const s3_delete_req *d, bool *allowed) {
@@ -388,27 +394,64 @@ bool s3_authorized(s3_req *q, const meta_bucket *b, bool read_only) {
 
 /* The ACL of an object version (its stored one, or its owner's full
  * control by the bucket owner). */
-static void object_acl_of(const s3_req *q, const char *headers_json, access_acl *acl) {
+static void object_acl_of(const meta_bucket *bk, const char *headers_json, access_acl *acl) {
     json_error_t err;
     json_t *h = json_loads(headers_json ? headers_json : "{}", 0, &err);
     const char *text = json_string_value(json_object_get(h, OBJECT_ACL_MEMBER));
-    if (!text || access_acl_from_text(text, acl) != 0) access_acl_canned("private", true, q->bk.owner_id, q->bk.owner_id, acl);
+    if (!text || access_acl_from_text(text, acl) != 0) access_acl_canned("private", true, bk->owner_id, bk->owner_id, acl);
     json_decref(h);
 }
 
-int s3_object_acl_check(s3_req *q, const meta_object *o) {
-    if (!q->object_acl_pending) return 0;
+/* Whether bk's ACLs apply (its ObjectOwnership is not BucketOwnerEnforced)
+ * and its public access block.  0, or the metadata error. */
+static int acl_settings(s3_req *q, const meta_bucket *bk, bool *enabled, int *pab) {
+    char *own = NULL, *doc = NULL;
+    int rc = config_of(q, bk, META_CFG_OWNERSHIP, "ownership", &own);
+    if (rc == 0) rc = config_of(q, bk, META_CFG_PUBLIC_ACCESS_BLOCK, PAB_KIND, &doc);
+    *enabled = !own || strcmp(own, "BucketOwnerEnforced") != 0;
+    *pab = doc ? pab_of(doc) : 0;
+    free(own);
+    free(doc);
+    return rc;
+}
+
+int s3_object_check(s3_req *q, const meta_bucket *bk, const char *action, bool pending, const meta_object *o) {
+    if (!pending) {
+        /* Granted at the bucket (its owner, its policy or its ACL): that
+         * reaches the objects the bucket owner owns.  One another writer
+         * owns (ObjectWriter: ACLs apply) is read, and its ACL read or
+         * changed, only as its own ACL allows, as S3 does.  Only versions
+         * written by someone other than the bucket owner, or with an
+         * explicit ACL, carry one: the rest pass without a parse. */
+        if ((q->who.is_root && !q->who.anonymous) || !access_object_acl_need(action) || !o->headers_json ||
+            !strstr(o->headers_json, "\"" OBJECT_ACL_MEMBER "\""))
+            return 0;
+    }
     access_acl acl;
-    object_acl_of(q, o->headers_json, &acl);
+    object_acl_of(bk, o->headers_json, &acl);
+    if (!pending && acl.owner == bk->owner_id) return 0;
+    access_bucket b = {.acls_enabled = q->acls_enabled, .pab = q->pab};
+    if (!pending || bk != &q->bk) {
+        int rc = acl_settings(q, bk, &b.acls_enabled, &b.pab);
+        if (rc != 0) {
+            access_unreadable(q, rc);
+            return -1;
+        }
+        /* BucketOwnerEnforced: the bucket owner owns every object. */
+        if (!pending && !b.acls_enabled) return 0;
+    }
     lookup_ud u;
     access_ctx c;
-    const char *action = request_action(q);
-    fill_ctx(q, &q->bk, action, q->key, q->key_len, &u, &c);
-    access_bucket b = {.acls_enabled = q->acls_enabled, .pab = q->pab};
+    fill_ctx(q, bk, action, o->key, o->key_len, &u, &c);
     if (access_object_allows(&c, &b, &acl)) return 0;
-    log_write(LOG_INFO, q->http->request_id, "access denied by the object's ACL", "action", action, NULL);
+    log_write(LOG_INFO, q->http->request_id, "access denied by the object's ACL", "action", action, "bucket", bk->name,
+              NULL);
     s3_error(q, "AccessDenied", NULL);
     return -1;
+}
+
+int s3_object_acl_check(s3_req *q, const meta_object *o) {
+    return s3_object_check(q, &q->bk, request_action(q), q->object_acl_pending, o);
 }
 
 /* ---- bucket policies ---------------------------------------------------------------------- */
@@ -570,9 +613,10 @@ static const struct {
  * bucket (object false) or an object owned by owner.  Returns 1 with *acl
  * set, 0 when the request names none, -1 answered. */
 static int acl_from_headers(s3_req *q, bool object, int64_t owner, access_acl *acl) {
-    const char *canned = http_header(q->http, "x-amz-acl");
+    /* A POST form names its ACL in its acl field; its headers are not read. */
+    const char *canned = q->post ? q->form_acl : http_header(q->http, "x-amz-acl");
     bool grants = false;
-    for (size_t i = 0; i < sizeof grant_headers / sizeof grant_headers[0]; i++)
+    for (size_t i = 0; !q->post && i < sizeof grant_headers / sizeof grant_headers[0]; i++)
         grants = grants || http_header(q->http, grant_headers[i].header);
     if (!canned && !grants) return 0;
     if (canned && grants) {
@@ -803,7 +847,7 @@ void s3_get_object_acl(s3_req *q) {
     meta_object o;
     if (acl_target(q, &o) != 0) return;
     access_acl acl;
-    object_acl_of(q, o.headers_json, &acl);
+    object_acl_of(&q->bk, o.headers_json, &acl);
     if (q->bk.versioning != META_VERSIONING_OFF) http_add_header(q->http, "x-amz-version-id", s3_version_id(&o));
     meta_object_clear(&o);
     buf_t b;
@@ -816,7 +860,7 @@ void s3_put_object_acl(s3_req *q) {
     meta_object o;
     if (acl_target(q, &o) != 0) return;
     access_acl cur, acl;
-    object_acl_of(q, o.headers_json, &cur);
+    object_acl_of(&q->bk, o.headers_json, &cur);
     bool enabled;
     int pab;
     int rc = acl_of_put(q, true, cur.owner, &acl) < 0 ? -1 : acl_allowed(q, q->bucket_id, &acl, &enabled, &pab);

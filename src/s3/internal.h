@@ -197,6 +197,7 @@ struct s3_req {
     char put_cond_etag[72];     /* ... for META_PUT_IF_MATCH, unquoted */
     int part_number;            /* UploadPart */
     s3_post *post;              /* POST Object's form (post.c) */
+    const char *form_acl;       /* ... its acl field (read instead of x-amz-acl) */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;         /* when the payload hash was signed */
@@ -342,6 +343,18 @@ int s3_authorize_request(s3_req *q);
 /* Whether the caller may do action to key (NULL: the bucket) of bk: 0, or
  * answered (AccessDenied, or the database failed). */
 int s3_authorize(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len);
+/* s3_authorize for an action on an object (a copy's source): where only
+ * the object's own ACL may grant it, 0 with *pending set, and the caller
+ * judges the version it loads with s3_object_check. */
+int s3_authorize_object(s3_req *q, const meta_bucket *bk, const char *action, const char *key, size_t key_len,
+                        bool *pending);
+/* The judgement of a loaded version o of bk: by its ACL when the bucket
+ * left it pending, and, when the bucket granted it, whether the version is
+ * one the bucket's grant reaches (S3: an object another writer owns in a
+ * bucket whose ACLs apply is read only as its own ACL allows).  0, or
+ * answered (AccessDenied, or the configuration could not be read). */
+int s3_object_check(s3_req *q, const meta_bucket *bk, const char *action, bool pending, const meta_object *o);
+/* s3_object_check of the request's own action and version. */
 int s3_object_acl_check(s3_req *q, const meta_object *o);
 /* Whether the caller may do action (a permission checked beside the
  * request's own, s3:BypassGovernanceRetention); false also when the

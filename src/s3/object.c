@@ -1111,10 +1111,23 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
         s3_error(q, "AccessDenied", "The source bucket is not owned by the account x-amz-source-expected-bucket-owner names.");
         return -1;
     }
-    if (s3_authorize(q, &sbk, has_version ? "s3:GetObjectVersion" : "s3:GetObject", skey, *sklen) != 0) return -1;
+    const char *action = has_version ? "s3:GetObjectVersion" : "s3:GetObject";
+    bool pending = false;
+    if (s3_authorize_object(q, &sbk, action, skey, *sklen, &pending) != 0) return -1;
     if (s3_version_param(q, has_version ? version : NULL) != 0) return -1;
     rc = has_version ? meta_object_get_version(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, version, true, src)
                      : meta_object_get(q->gw->d.meta, sbucket, sbk.id, skey, *sklen, true, src);
+    /* One only the source's own ACL might admit learns nothing of a key it
+     * may not read. */
+    if (pending && (rc == CAIRN_ENOTFOUND || (rc == 0 && src->delete_marker))) {
+        meta_object_clear(src);
+        s3_error(q, "AccessDenied", NULL);
+        return -1;
+    }
+    if (rc == 0 && s3_object_check(q, &sbk, action, pending, src) != 0) {
+        meta_object_clear(src);
+        return -1;
+    }
     if (rc == 0 && src->delete_marker) {
         /* A delete marker named by its id is no source: S3 answers 400. */
         meta_object_clear(src);

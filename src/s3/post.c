@@ -58,6 +58,7 @@ struct s3_post {
     int64_t range_min, range_max;
     unsigned success_status;
     const char *redirect;
+    char *headers;          /* the version's headers_json, its ACL stamped */
 };
 
 static int refuse(s3_req *q, const char *code, const char *message) {
@@ -409,9 +410,9 @@ static char *headers_json(s3_post *p) {
 /* The options the form sets for its answer. */
 static int read_options(s3_post *p) {
     s3_req *q = p->q;
-    const char *acl = field(p, "acl");
-    if (acl && strcmp(acl, "private") != 0 && strcmp(acl, "bucket-owner-full-control") != 0)
-        return refuse(q, "AccessControlListNotSupported", "The bucket does not allow ACLs");
+    /* The canned ACL the acl field names, judged and stamped as x-amz-acl
+     * is on a PUT (acl.c). */
+    q->form_acl = field(p, "acl");
     const char *st = field(p, "success_action_status");
     p->success_status = 204;
     if (st && (!strcmp(st, "200") || !strcmp(st, "201"))) p->success_status = (unsigned)atoi(st);
@@ -462,8 +463,8 @@ static int file_begins(s3_post *p, const char *filename) {
     if (s3_authorize(q, &q->bk, "s3:PutObject", q->key, q->key_len) != 0) return CAIRN_EINVAL;
     if (read_options(p) != 0) return CAIRN_EINVAL;
     /* Validated now, stored with the commit. */
-    char *json = headers_json(p);
-    if (!json) return CAIRN_EINVAL;
+    p->headers = headers_json(p);
+    if (!p->headers || s3_acl_stamp(q, &p->headers) != 0) return CAIRN_EINVAL;
     /* The body's length is the form's, not the file's: a PUT of unknown
      * length (object.c), inline until it outgrows inline_max_size. */
     q->size_unknown = true;
@@ -715,7 +716,7 @@ void s3_post_object(s3_req *q) {
         obj.storage = META_STORE_FILE;
         if (s3_object_commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
     }
-    obj.headers_json = headers_json(p);
+    obj.headers_json = p->headers;
     if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_DEFAULT) != 0) {
         s3_drop_version_data(q, &obj);
         return;

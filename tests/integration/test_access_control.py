@@ -562,6 +562,55 @@ def test_object_acls(server, users):
     assert not any(h.lower().startswith("cairn") for h in r.headers), r.headers
 
 
+def test_object_writer_objects_of_others_are_read_only_as_their_acl_allows(server, users):
+    """ObjectWriter: what bob writes is bob's; alice, the bucket owner, may
+    list and delete it but reads its bytes or its ACL only when bob's ACL
+    grants it, and her own grants (owner, policy) do not reach it."""
+    a, b = users
+    sa, sb = server.client(*a.creds), server.client(*b.creds)
+    bk, other = unique_bucket("owr"), unique_bucket("owr2")
+    sa.create_bucket(Bucket=bk, ObjectOwnership="ObjectWriter")
+    sa.create_bucket(Bucket=other)
+    sa.put_bucket_acl(Bucket=bk, GrantWrite=f'id="{owner_id(sb)}"', GrantRead=f'id="{owner_id(sb)}"',
+                      GrantFullControl=f'id="{owner_id(sa)}"')
+    sb.put_object(Bucket=bk, Key="bobs", Body=b"from bob")
+    sb.put_object(Bucket=bk, Key="shared", Body=b"shared", ACL="bucket-owner-read")
+    sa.put_object(Bucket=bk, Key="alices", Body=b"from alice")
+    assert sorted(o["Key"] for o in sa.list_objects_v2(Bucket=bk)["Contents"]) == ["alices", "bobs", "shared"]
+    assert code_of(sa.get_object, Bucket=bk, Key="bobs") == (403, "AccessDenied")
+    assert code_of(sa.head_object, Bucket=bk, Key="bobs") == (403, "403")
+    assert code_of(sa.get_object_acl, Bucket=bk, Key="bobs") == (403, "AccessDenied")
+    assert code_of(sa.put_object_acl, Bucket=bk, Key="bobs", ACL="private") == (403, "AccessDenied")
+    assert code_of(sa.copy_object, Bucket=other, Key="c", CopySource={"Bucket": bk, "Key": "bobs"}) == \
+        (403, "AccessDenied")
+    # a policy alice writes for herself does not reach bob's object either
+    sa.put_bucket_policy(Bucket=bk, Policy=policy(bk, stmt("Allow", {"AWS": [f"arn:aws:iam::123456789012:user/{a.name}"]},
+                                                           "s3:GetObject", f"arn:aws:s3:::{bk}/*")))
+    assert code_of(sa.get_object, Bucket=bk, Key="bobs") == (403, "AccessDenied")
+    assert sa.get_object(Bucket=bk, Key="alices")["Body"].read() == b"from alice"
+    sa.delete_bucket_policy(Bucket=bk)
+    # bucket-owner-read grants her the bytes (and a copy of them), not the ACL
+    assert sa.get_object(Bucket=bk, Key="shared")["Body"].read() == b"shared"
+    sa.copy_object(Bucket=other, Key="c", CopySource={"Bucket": bk, "Key": "shared"})
+    assert sa.get_object(Bucket=other, Key="c")["Body"].read() == b"shared"
+    assert code_of(sa.get_object_acl, Bucket=bk, Key="shared") == (403, "AccessDenied")
+    # bob grants her read: she reads
+    sb.put_object_acl(Bucket=bk, Key="bobs", GrantRead=f'id="{owner_id(sa)}"')
+    assert sa.get_object(Bucket=bk, Key="bobs")["Body"].read() == b"from bob"
+    # root is not held back
+    assert server.client(*server.root).get_object(Bucket=bk, Key="shared")["Body"].read() == b"shared"
+    # BucketOwnerEnforced makes alice the owner of everything again
+    sb.put_object(Bucket=bk, Key="bobs2", Body=b"again")
+    assert code_of(sa.get_object, Bucket=bk, Key="bobs2") == (403, "AccessDenied")
+    sa.put_bucket_ownership_controls(Bucket=bk, OwnershipControls={"Rules": [{"ObjectOwnership":
+                                                                              "BucketOwnerEnforced"}]})
+    assert sa.get_object(Bucket=bk, Key="bobs2")["Body"].read() == b"again"
+    # and she may delete what others wrote, whatever its ACL
+    sa.put_bucket_ownership_controls(Bucket=bk, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
+    sa.delete_object(Bucket=bk, Key="bobs2")
+    assert code_of(sa.head_object, Bucket=bk, Key="bobs2") == (404, "404")
+
+
 def test_object_acl_by_version(server, users):
     a, _ = users
     sa = server.client(*a.creds)

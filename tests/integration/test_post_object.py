@@ -343,11 +343,64 @@ def test_no_file(server, s3, bucket):
     assert err(r) == ("InvalidArgument", "POST requires exactly one file upload per request.")
 
 
-def test_acl_other_than_private_is_refused(server, s3, bucket):
+def test_acl_field_where_the_bucket_owner_is_enforced(server, s3, bucket):
+    """A bucket made with S3's default (BucketOwnerEnforced) takes only the
+    owner's full control, as x-amz-acl on a PUT."""
     p = presigned(s3, bucket, "acl", fields={"acl": "public-read"}, conditions=[{"acl": "public-read"}])
     r = post(server, bucket, p["fields"])
     assert r.status_code == 400 and err(r)[0] == "AccessControlListNotSupported"
     assert absent(s3, bucket, "acl")
+    p = presigned(s3, bucket, "own", fields={"acl": "bucket-owner-full-control"},
+                  conditions=[{"acl": "bucket-owner-full-control"}])
+    assert post(server, bucket, p["fields"]).status_code == 204
+
+
+def test_acl_field_is_the_objects_acl(server, s3):
+    """Where ACLs apply, the form's canned ACL is stamped on the object as
+    x-amz-acl is on a PUT: public-read is readable anonymously, private is
+    not, and a name S3 does not know is refused before a byte is stored."""
+    bucket = unique_bucket("pacl")
+    s3.create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter")
+    for key, acl in (("pub", "public-read"), ("priv", "private")):
+        p = presigned(s3, bucket, key, fields={"acl": acl}, conditions=[{"acl": acl}])
+        assert post(server, bucket, p["fields"], key.encode()).status_code == 204
+    assert requests.get(url_of(server, bucket) + "/pub", timeout=30).content == b"pub"
+    assert requests.get(url_of(server, bucket) + "/priv", timeout=30).status_code == 403
+    grants = s3.get_object_acl(Bucket=bucket, Key="pub")["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") and g["Permission"] == "READ" for g in grants)
+    p = presigned(s3, bucket, "bad", fields={"acl": "world-writable"}, conditions=[{"acl": "world-writable"}])
+    r = post(server, bucket, p["fields"])
+    assert r.status_code == 400 and err(r) == ("InvalidArgument", "Invalid canned ACL.")
+    assert absent(s3, bucket, "bad")
+    # the public access block refuses a public ACL
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"BlockPublicAcls": True})
+    p = presigned(s3, bucket, "blocked", fields={"acl": "public-read"}, conditions=[{"acl": "public-read"}])
+    r = post(server, bucket, p["fields"])
+    assert r.status_code == 403 and err(r)[0] == "AccessDenied"
+    assert absent(s3, bucket, "blocked")
+
+
+def test_another_users_form_makes_an_object_they_own(server, user):
+    """An ObjectWriter bucket whose policy lets another user post: the
+    object is the writer's, and the bucket owner reads it only as its ACL
+    allows (bucket-owner-read)."""
+    o = server.create_user()
+    owner = server.client(o.access_key, o.secret)
+    bucket = unique_bucket("pown")
+    owner.create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter")
+    owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::123456789012:user/{user.name}"}, "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    us3 = server.client(user.access_key, user.secret)
+    p = presigned(us3, bucket, "theirs")
+    assert post(server, bucket, p["fields"], b"t").status_code == 204
+    p = presigned(us3, bucket, "shared", fields={"acl": "bucket-owner-read"}, conditions=[{"acl": "bucket-owner-read"}])
+    assert post(server, bucket, p["fields"], b"s").status_code == 204
+    assert us3.get_object_acl(Bucket=bucket, Key="theirs")["Owner"]["ID"] == us3.list_buckets()["Owner"]["ID"]
+    with pytest.raises(ClientError) as e:
+        owner.get_object(Bucket=bucket, Key="theirs")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert owner.get_object(Bucket=bucket, Key="shared")["Body"].read() == b"s"
 
 
 def test_bad_tagging_is_refused(server, s3, bucket):
