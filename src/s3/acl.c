@@ -163,14 +163,32 @@ static int access_load_acls(s3_req *q, const meta_bucket *bk, bucket_access *a) 
     return rc;
 }
 
+/* What a condition key's value is looked up with (request_value). */
+typedef struct {
+    s3_req *q;
+    const meta_bucket *bk;
+    const char *key;
+    size_t key_len;
+    char name[129];
+    bool named;
+    int failed;    /* a value could not be read (the metadata's error): no verdict stands */
+} lookup_ud;
+
 /* access_decide over a, reading the ACLs only when they could change the
  * answer (nothing else granted it).  0, or the metadata error (and *a
  * released). */
 static int decide_loaded(s3_req *q, const meta_bucket *bk, bucket_access *a, const access_ctx *c, access_verdict *v) {
+    const lookup_ud *u = c->ud;
     *v = access_decide(c, &a->b);
-    if (*v == ACCESS_GRANTED || a->b.acls_enabled) return 0;
-    int rc = access_load_acls(q, bk, a);
-    if (rc == 0 && a->b.acls_enabled) *v = access_decide(c, &a->b);
+    int rc = u->failed;
+    if (rc == 0 && *v != ACCESS_GRANTED && !a->b.acls_enabled) {
+        rc = access_load_acls(q, bk, a);
+        if (rc == 0 && a->b.acls_enabled) *v = access_decide(c, &a->b);
+        if (rc == 0) rc = u->failed;
+        else return rc;
+    }
+    /* A condition whose value could not be read decided nothing. */
+    if (rc != 0) access_done(a);
     return rc;
 }
 
@@ -180,14 +198,6 @@ static void access_unreadable(s3_req *q, int rc) {
 
 /* ---- condition keys of the request -------------------------------------------------------- */
 
-typedef struct {
-    s3_req *q;
-    const meta_bucket *bk;
-    const char *key;
-    size_t key_len;
-    char name[129];
-    bool named;
-} lookup_ud;
 
 /* A tag of the object the request names (the version it names, else the
  * current one), as s3:ExistingObjectTag/<k> asks. */
@@ -199,6 +209,7 @@ static const char *existing_tag(lookup_ud *u, const char *tag) {
     const char *vid = s3_param_get(q, "versionId");
     int rc = vid ? meta_object_get_version(q->gw->d.meta, u->bk->name, u->bk->id, u->key, u->key_len, vid, false, &o)
                  : meta_object_get(q->gw->d.meta, u->bk->name, u->bk->id, u->key, u->key_len, false, &o);
+    if (rc != 0 && rc != CAIRN_ENOTFOUND && !u->failed) u->failed = rc;
     const char *out = NULL;
     s3_tagset t;
     if (rc == 0 && s3_tagset_from_headers(o.headers_json, &t) == 0) {
@@ -217,8 +228,9 @@ static const char *request_value(void *ud, const char *key) {
         if (!u->named) {
             u->named = true;
             meta_user usr;
-            if (meta_user_get(q->gw->d.meta, q->who.user_id, &usr) == 0)
-                snprintf(u->name, sizeof u->name, "%s", usr.name);
+            int rc = meta_user_get(q->gw->d.meta, q->who.user_id, &usr);
+            if (rc == 0) snprintf(u->name, sizeof u->name, "%s", usr.name);
+            else if (rc != CAIRN_ENOTFOUND && !u->failed) u->failed = rc;
         }
         return u->name[0] ? u->name : NULL;
     }
