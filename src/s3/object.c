@@ -835,8 +835,12 @@ static void unreadable(s3_req *q) {
 }
 
 /* The byte range of part N of an object: multipart parts by number; a plain
- * object has one part.  Fills the part count.  Nonzero = answered. */
-static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *len, int *nparts) {
+ * object has one part.  Fills the part count and a multipart part's stored
+ * checksum (meta_part.checksum; "" for none or a plain object).  Nonzero =
+ * answered. */
+static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *len, int *nparts,
+                      char checksum[sizeof ((meta_part *)0)->checksum]) {
+    checksum[0] = '\0';
     const char *pn = s3_param_get(q, "partNumber");
     char *end = NULL;
     long n = strtol(pn, &end, 10);
@@ -866,6 +870,7 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
         if (tmp.parts[i].part_number != n) continue;
         *start = tmp.parts[i].offset;
         *len = tmp.parts[i].size;
+        memcpy(checksum, tmp.parts[i].checksum, sizeof tmp.parts[i].checksum);
         rc = 0;
     }
     free(tmp.parts);
@@ -944,10 +949,11 @@ static void get_object(s3_req *q, bool head) {
                                     http_header(r, "if-unmodified-since"), o.etag, o.mtime_ms);
     int64_t start = 0, len = o.size;
     int nparts = 0;
+    char part_ck[sizeof ((meta_part *)0)->checksum] = "";
     bool by_part = s3_param_has(q, "partNumber");
     s3_range_result rr = S3_RANGE_NONE;
     if (by_part && !cond) {
-        if (part_range(q, &o, &start, &len, &nparts) != 0) {
+        if (part_range(q, &o, &start, &len, &nparts, part_ck) != 0) {
             obj_reader_close(reader);
             meta_object_clear(&o);
             return;
@@ -1004,10 +1010,17 @@ static void get_object(s3_req *q, bool head) {
     bool has_ct = false;
     add_object_headers(q, o.headers_json, &has_ct);
     if (o.is_latest) s3_lifecycle_expiration_header(q, &o);
-    /* The checksum of the whole object, with a response of the whole. */
-    if (rr == S3_RANGE_NONE && !by_part && s3_ck_mode_enabled(q)) {
+    /* The checksum of the bytes sent: the whole object's with a response
+     * of the whole (a plain object's part 1 included), a part's own with
+     * a part of a multipart object; a range has none. */
+    if ((rr == S3_RANGE_NONE || by_part) && s3_ck_mode_enabled(q)) {
         s3_ck_stored ck;
         s3_ck_from_headers(o.headers_json, &ck);
+        if (by_part && rr == S3_RANGE_OK) {
+            const char *v;
+            ck.alg = s3_ck_split(part_ck, &v);
+            if (ck.alg) snprintf(ck.value, sizeof ck.value, "%s", v);
+        }
         s3_ck_add_headers(q, &ck);
     }
     if (!has_ct) http_add_header(r, "Content-Type", "binary/octet-stream");

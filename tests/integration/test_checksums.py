@@ -148,6 +148,16 @@ def test_put_checksum_is_returned_only_in_checksum_mode(server, bucket, alg):
     assert xml_find(a, "ObjectParts") is None
 
 
+def test_part_one_of_a_plain_object_is_the_whole_and_has_its_checksum(server, bucket):
+    data = b"plain object" * 100
+    r = server.request("PUT", path_of(bucket, "p"), body=data, headers={header("CRC32C"): b64sum("CRC32C", data)})
+    assert r.status == 200, r
+    r = server.request("HEAD", path_of(bucket, "p"), query=[("partNumber", 1)],
+                       headers={"x-amz-checksum-mode": "ENABLED"})
+    assert r.status == 200 and checksum_headers(r) == {header("CRC32C"): b64sum("CRC32C", data),
+                                                       "x-amz-checksum-type": "FULL_OBJECT"}
+
+
 def test_put_without_checksum_has_none(server, bucket):
     assert server.request("PUT", path_of(bucket, "k"), body=b"plain").status == 200
     assert checksum_headers(head(server, bucket, "k")) == {}
@@ -234,7 +244,17 @@ def test_composite_multipart(server, bucket, alg):
     assert checksum_headers(head(server, bucket, "mp", mode=False)) == {}
     r = server.request("HEAD", path_of(bucket, "mp"), query=[("partNumber", 2)],
                        headers={"x-amz-checksum-mode": "ENABLED"})
-    assert r.status == 206 and checksum_headers(r) == {}, "the object's checksum is not of one part"
+    assert r.status == 206 and checksum_headers(r) == {header(alg): b64sum(alg, parts[1]),
+                                                       "x-amz-checksum-type": "COMPOSITE"}, \
+        "a part's own checksum with a response of that part"
+    g = server.request("GET", path_of(bucket, "mp"), query=[("partNumber", 1)],
+                       headers={"x-amz-checksum-mode": "ENABLED"})
+    assert g.status == 206 and g.body == parts[0]
+    assert checksum_headers(g)[header(alg)] == b64sum(alg, parts[0])
+    r = server.request("HEAD", path_of(bucket, "mp"), query=[("partNumber", 2)])
+    assert r.status == 206 and checksum_headers(r) == {}, "only in checksum mode"
+    r = server.request("GET", path_of(bucket, "mp"), headers={"x-amz-checksum-mode": "ENABLED", "Range": "bytes=0-9"})
+    assert r.status == 206 and checksum_headers(r) == {}, "a range's bytes have no stored checksum"
     a = attributes(server, bucket, "mp")
     assert xml_text(a, "Checksum/" + elem(alg)) == want[:-2], "GetObjectAttributes gives it without '-N'"
     assert xml_text(a, "Checksum/ChecksumType") == "COMPOSITE"
@@ -339,6 +359,9 @@ def test_full_object_multipart(server, bucket, alg, typ):
     assert xml_text(a, "Checksum/ChecksumType") == "FULL_OBJECT"
     assert [xml_text(p, elem(alg)) for p in xml_findall(xml_find(a, "ObjectParts"), "Part")] == \
         [b64sum(alg, p) for p in parts]
+    r = server.request("HEAD", path_of(bucket, "mp"), query=[("partNumber", 3)],
+                       headers={"x-amz-checksum-mode": "ENABLED"})
+    assert r.status == 206 and checksum_headers(r)[header(alg)] == b64sum(alg, parts[2])
 
 
 def test_full_object_complete_mismatch_is_bad_digest(server, bucket):
