@@ -626,7 +626,7 @@ static const struct {
  * set, 0 when the request names none, -1 answered. */
 static int acl_from_headers(s3_req *q, bool object, int64_t owner, access_acl *acl) {
     /* A POST form names its ACL in its acl field; its headers are not read. */
-    const char *canned = q->post ? q->form_acl : http_header(q->http, "x-amz-acl");
+    const char *canned = s3_request_value(q, q->post ? "acl" : "x-amz-acl");
     bool grants = false;
     for (size_t i = 0; !q->post && i < sizeof grant_headers / sizeof grant_headers[0]; i++)
         grants = grants || http_header(q->http, grant_headers[i].header);

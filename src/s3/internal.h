@@ -197,7 +197,6 @@ struct s3_req {
     char put_cond_etag[72];     /* ... for META_PUT_IF_MATCH, unquoted */
     int part_number;            /* UploadPart */
     s3_post *post;              /* POST Object's form (post.c) */
-    const char *form_acl;       /* ... its acl field (read instead of x-amz-acl) */
     chunked_decoder *chunked;
     EVP_MD_CTX *md5;
     EVP_MD_CTX *sha256;         /* when the payload hash was signed */
@@ -581,6 +580,9 @@ int s3_object_publish(s3_req *q, meta_object *obj);
  * handler once it is in, the cleanup when the request is done. */
 int s3_post_begin(s3_req *q);
 int s3_post_sink(s3_req *q, const char *data, size_t n);
+/* A value a write names: a POST form's field of that (lowercase) name, or
+ * the request's header; NULL when absent. */
+const char *s3_request_value(s3_req *q, const char *name);
 void s3_post_object(s3_req *q);
 void s3_post_cleanup(s3_req *q);
 /* The x-amz-checksum-* of the body just stored (verified, or computed for

@@ -319,9 +319,9 @@ void s3_get_object_lock_config(s3_req *q) {
 static int read_headers(s3_req *q, int64_t now_ms, meta_lock_state *st, bool *hold_set, bool *any) {
     memset(st, 0, sizeof *st);
     *hold_set = false;
-    const char *mode = http_header(q->http, H_MODE);
-    const char *until = http_header(q->http, H_UNTIL);
-    const char *hold = http_header(q->http, H_HOLD);
+    const char *mode = s3_request_value(q, H_MODE);
+    const char *until = s3_request_value(q, H_UNTIL);
+    const char *hold = s3_request_value(q, H_HOLD);
     *any = mode || until || hold;
     if (!*any) return 0;
     if (!q->bk.object_lock) {

@@ -59,6 +59,8 @@ struct s3_post {
     unsigned success_status;
     const char *redirect;
     char *headers;          /* the version's headers_json, its ACL stamped */
+    bool has_md5;           /* a content-md5 field: the file's MD5 must be md5 */
+    uint8_t md5[16];
 };
 
 static int refuse(s3_req *q, const char *code, const char *message) {
@@ -410,9 +412,13 @@ static char *headers_json(s3_post *p) {
 /* The options the form sets for its answer. */
 static int read_options(s3_post *p) {
     s3_req *q = p->q;
-    /* The canned ACL the acl field names, judged and stamped as x-amz-acl
-     * is on a PUT (acl.c). */
-    q->form_acl = field(p, "acl");
+    const char *md5 = field(p, "content-md5");
+    uint8_t raw[20];
+    size_t rl = 0;
+    if (md5 && (!s3_base64_decode(md5, raw, sizeof raw, &rl) || rl != 16))
+        return refuse(q, "InvalidDigest", "The Content-MD5 you specified was invalid.");
+    if (md5) memcpy(p->md5, raw, 16);
+    p->has_md5 = md5 != NULL;
     const char *st = field(p, "success_action_status");
     p->success_status = 204;
     if (st && (!strcmp(st, "200") || !strcmp(st, "201"))) p->success_status = (unsigned)atoi(st);
@@ -420,9 +426,7 @@ static int read_options(s3_post *p) {
     if (!redir) redir = field(p, "redirect");
     if (redir && *redir) p->redirect = redir;
     for (int i = 0; i < p->nfields; i++)
-        if (!strcmp(p->fields[i].name, "content-md5") ||
-            !strncmp(p->fields[i].name, "x-amz-server-side-encryption", 28) ||
-            !strncmp(p->fields[i].name, "x-amz-object-lock-", 18)) {
+        if (!strncmp(p->fields[i].name, "x-amz-server-side-encryption", 28)) {
             char msg[160];
             snprintf(msg, sizeof msg, "The form field %.64s is not supported by this server.", p->fields[i].name);
             return refuse(q, "NotImplemented", msg);
@@ -465,6 +469,10 @@ static int file_begins(s3_post *p, const char *filename) {
     /* Validated now, stored with the commit. */
     p->headers = headers_json(p);
     if (!p->headers || s3_acl_stamp(q, &p->headers) != 0) return CAIRN_EINVAL;
+    /* The x-amz-object-lock-* fields are judged now (stamped at the
+     * commit, with the bucket's default retention where they set none). */
+    char *probe = p->headers;
+    if (s3_lock_stamp(q, &probe, time_now_ms(), S3_LOCK_HEADERS) != 0) return CAIRN_EINVAL;
     /* The body's length is the form's, not the file's: a PUT of unknown
      * length (object.c), inline until it outgrows inline_max_size. */
     q->size_unknown = true;
@@ -694,6 +702,10 @@ void s3_post_object(s3_req *q) {
     unsigned char md5[16];
     unsigned dl = 0;
     EVP_DigestFinal_ex(q->md5, md5, &dl);
+    if (p->has_md5 && memcmp(md5, p->md5, 16) != 0) {
+        s3_error(q, "BadDigest", "The Content-MD5 you specified did not match what was received.");
+        return;
+    }
     if (!s3_checksum_ok(q)) {
         s3_error(q, "BadDigest", "The checksum you specified did not match what we received.");
         return;
@@ -717,12 +729,17 @@ void s3_post_object(s3_req *q) {
         if (s3_object_commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
     }
     obj.headers_json = p->headers;
-    if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_DEFAULT) != 0) {
+    if (!obj.headers_json ||
+        s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0) {
         s3_drop_version_data(q, &obj);
         return;
     }
     if (s3_object_publish(q, &obj) != 0) return;
     answer(p, &obj);
+}
+
+const char *s3_request_value(s3_req *q, const char *name) {
+    return q->post ? field(q->post, name) : http_header(q->http, name);
 }
 
 void s3_post_cleanup(s3_req *q) {

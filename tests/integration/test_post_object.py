@@ -619,12 +619,64 @@ def test_sigv2_forms_are_refused(server, s3, bucket):
     assert absent(s3, bucket, "v2")
 
 
-@pytest.mark.parametrize("name", ["Content-MD5", "x-amz-server-side-encryption", "x-amz-object-lock-mode"])
-def test_fields_not_supported_yet(server, s3, bucket, name):
-    p = presigned(s3, bucket, "ns", fields={name: "v"}, conditions=[{name: "v"}])
+def test_server_side_encryption_fields_are_not_supported_yet(server, s3, bucket):
+    name = "x-amz-server-side-encryption"
+    p = presigned(s3, bucket, "ns", fields={name: "AES256"}, conditions=[{name: "AES256"}])
     r = post(server, bucket, p["fields"])
     assert r.status_code == 501 and err(r)[0] == "NotImplemented"
     assert absent(s3, bucket, "ns")
+
+
+def test_content_md5_field_is_verified(server, s3, bucket):
+    body = b"checked by md5"
+    good = base64.b64encode(hashlib.md5(body).digest()).decode()
+    p = presigned(s3, bucket, "md5", fields={"Content-MD5": good}, conditions=[{"Content-MD5": good}])
+    assert post(server, bucket, p["fields"], body).status_code == 204
+    assert get(s3, bucket, "md5")["Body"].read() == body
+    r = post(server, bucket, p["fields"], body + b"!")
+    assert r.status_code == 400 and err(r)[0] == "BadDigest"
+    assert get(s3, bucket, "md5")["Body"].read() == body, "a refused form leaves the object as it was"
+    p = presigned(s3, bucket, "md5bad", fields={"Content-MD5": "not base64"}, conditions=[{"Content-MD5": "not base64"}])
+    r = post(server, bucket, p["fields"], body)
+    assert r.status_code == 400 and err(r)[0] == "InvalidDigest"
+    assert absent(s3, bucket, "md5bad")
+
+
+def test_object_lock_fields(server, s3):
+    bucket = unique_bucket("plock")
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    f = {"x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": until,
+         "x-amz-object-lock-legal-hold": "ON"}
+    p = presigned(s3, bucket, "locked", fields=f, conditions=[{k: v} for k, v in f.items()])
+    r = post(server, bucket, p["fields"], b"worm")
+    assert r.status_code == 204, r.text
+    vid = r.headers["x-amz-version-id"]
+    ret = s3.get_object_retention(Bucket=bucket, Key="locked", VersionId=vid)["Retention"]
+    assert ret["Mode"] == "GOVERNANCE"
+    assert s3.get_object_legal_hold(Bucket=bucket, Key="locked", VersionId=vid)["LegalHold"]["Status"] == "ON"
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="locked", VersionId=vid)
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # a bad mode, and a date in the past, are refused before the file is stored
+    for bad in ({"x-amz-object-lock-mode": "FOREVER", "x-amz-object-lock-retain-until-date": until},
+                {"x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": "2001-01-01T00:00:00Z"},
+                {"x-amz-object-lock-mode": "GOVERNANCE"}):
+        p = presigned(s3, bucket, "bad", fields=bad, conditions=[{k: v} for k, v in bad.items()])
+        r = post(server, bucket, p["fields"], b"x")
+        assert r.status_code == 400 and err(r)[0] == "InvalidArgument", (bad, r.text)
+    assert absent(s3, bucket, "bad")
+    s3.put_object_legal_hold(Bucket=bucket, Key="locked", VersionId=vid, LegalHold={"Status": "OFF"})
+    s3.delete_object(Bucket=bucket, Key="locked", VersionId=vid, BypassGovernanceRetention=True)
+
+
+def test_object_lock_fields_on_a_bucket_without_lock(server, s3, bucket):
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    f = {"x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": until}
+    p = presigned(s3, bucket, "nolock", fields=f, conditions=[{k: v} for k, v in f.items()])
+    r = post(server, bucket, p["fields"], b"x")
+    assert r.status_code == 400 and err(r)[0] == "InvalidRequest"
+    assert absent(s3, bucket, "nolock")
 
 
 def test_wrong_region_and_algorithm(server, s3, bucket):
