@@ -279,6 +279,13 @@ int auth_request(const auth_keys *k, const sigv4_request *r, const char *vhost_b
  * InvalidAccessKeyId, SignatureDoesNotMatch), or a metadata error. */
 int auth_post_form(const auth_keys *k, const char *credential, const char *amz_date, const char *policy_b64,
                    const char *signature, auth_identity *id, auth_refusal *why);
+/* Authenticates a SigV2 POST Object form: the fields AWSAccessKeyId and
+ * signature (base64 HMAC-SHA1 of the base64 policy text with the secret).
+ * 0 with id (cred.kind SIGV2_HEADER, cred.payload PAYLOAD_UNSIGNED),
+ * CAIRN_EAUTH with why (InvalidRequest when SigV2 is off,
+ * InvalidAccessKeyId, SignatureDoesNotMatch), or a metadata error. */
+int auth_post_form_v2(const auth_keys *k, const char *access_key, const char *policy_b64, const char *signature,
+                      auth_identity *id, auth_refusal *why);
 /* Zeroes id's copy of the secret. */
 void auth_identity_wipe(auth_identity *id);
 

@@ -169,4 +169,43 @@ int auth_post_form(const auth_keys *k, const char *credential, const char *amz_d
     return rc;
 }
 
+int auth_post_form_v2(const auth_keys *k, const char *access_key, const char *policy_b64, const char *signature,
+                      auth_identity *id, auth_refusal *why) {
+    memset(id, 0, sizeof *id);
+    memset(why, 0, sizeof *why);
+    sigv4_auth *c = &id->cred;
+    if (!k->sigv2)
+        return refuse(why, CAIRN_EAUTH, "InvalidRequest",
+                      "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.");
+    size_t akl = strlen(access_key);
+    if (!akl || akl >= sizeof c->access_key)
+        return refuse(why, CAIRN_EAUTH, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+    memcpy(c->access_key, access_key, akl + 1);
+    c->kind = SIGV2_HEADER;
+    c->payload = PAYLOAD_UNSIGNED;
+    const char *secret = NULL;
+    buf_t opened;
+    buf_init(&opened);
+    int rc = load_secret(k, id, &opened, &secret, why);
+    if (rc == 0) {
+        uint8_t mac[EVP_MAX_MD_SIZE];
+        unsigned int ml = 0;
+        char b64[64];
+        if (!HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)policy_b64, strlen(policy_b64), mac,
+                  &ml)) {
+            rc = refuse(why, CAIRN_ENOMEM, "InternalError", "out of memory while checking the signature");
+        } else {
+            int n = EVP_EncodeBlock((unsigned char *)b64, mac, (int)ml);
+            if (n <= 0 || strlen(signature) != (size_t)n || CRYPTO_memcmp(b64, signature, (size_t)n) != 0)
+                rc = refuse(why, CAIRN_EAUTH, "SignatureDoesNotMatch", NULL);
+            else
+                snprintf(id->secret, sizeof id->secret, "%s", secret);
+        }
+        OPENSSL_cleanse(mac, sizeof mac);
+    }
+    if (opened.data) sodium_memzero(opened.data, opened.len);
+    buf_free(&opened);
+    return rc;
+}
+
 void auth_identity_wipe(auth_identity *id) { sodium_memzero(id->secret, sizeof id->secret); }

@@ -259,7 +259,7 @@ static int check_policy(s3_post *p, const char *policy_b64) {
         for (int k = 0; k < p->nfields; k++) {
             const char *n = p->fields[k].name;
             if (covered[k] || !strcmp(n, "x-amz-signature") || !strcmp(n, "policy") || !strcmp(n, "file") ||
-                !strncmp(n, "x-ignore-", 9))
+                !strcmp(n, "signature") || !strcmp(n, "awsaccesskeyid") || !strncmp(n, "x-ignore-", 9))
                 continue;
             buf_puts(&extra, extra.len ? ", " : "Invalid according to Policy: Extra input fields: ");
             buf_puts(&extra, n);
@@ -289,9 +289,23 @@ static int missing_field(s3_req *q, const char *name) {
 static int authenticate(s3_post *p) {
     s3_req *q = p->q;
     const char *policy = field(p, "policy"), *sig = field(p, "x-amz-signature");
-    if (field(p, "awsaccesskeyid") || field(p, "signature"))
-        return refuse(q, "InvalidRequest", "The authorization mechanism you have provided is not supported. "
-                                           "Please use AWS4-HMAC-SHA256.");
+    const char *v2_key = field(p, "awsaccesskeyid"), *v2_sig = field(p, "signature");
+    auth_refusal why;
+    int rc;
+    if (v2_key || v2_sig) {
+        /* SigV2: AWSAccessKeyId, policy and signature. */
+        if (sig) return refuse(q, "InvalidArgument", "A form is signed with SigV2 or with SigV4, not both.");
+        if (!v2_key) return missing_field(q, "AWSAccessKeyId");
+        if (!policy) return missing_field(q, "policy");
+        if (!v2_sig) return missing_field(q, "signature");
+        rc = auth_post_form_v2(&q->gw->keys, v2_key, policy, v2_sig, &q->who, &why);
+        if (rc != 0) {
+            s3_meta_error(q, rc, why.code, why.message);
+            return CAIRN_EINVAL;
+        }
+        snprintf(q->http->principal, sizeof q->http->principal, "%s", q->who.cred.access_key);
+        return 0;
+    }
     if (!policy && !sig) {
         q->who.anonymous = true;
         return 0;
@@ -305,8 +319,7 @@ static int authenticate(s3_post *p) {
     if (!date) return missing_field(q, "x-amz-date");
     if (strcmp(algo, "AWS4-HMAC-SHA256") != 0)
         return refuse(q, "InvalidArgument", "The x-amz-algorithm field must be AWS4-HMAC-SHA256.");
-    auth_refusal why;
-    int rc = auth_post_form(&q->gw->keys, cred, date, policy, sig, &q->who, &why);
+    rc = auth_post_form(&q->gw->keys, cred, date, policy, sig, &q->who, &why);
     if (rc != 0) {
         s3_meta_error(q, rc, why.code, why.message);
         return CAIRN_EINVAL;

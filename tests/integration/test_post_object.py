@@ -613,8 +613,48 @@ def test_too_many_fields(server, s3, bucket):
     assert r.status_code == 400 and err(r)[0] == "MaxPostPreDataLengthExceededError"
 
 
-def test_sigv2_forms_are_refused(server, s3, bucket):
-    r = post(server, bucket, {"key": "v2", "AWSAccessKeyId": server.root[0], "policy": "e30=", "signature": "x"})
+def test_sigv2_forms(server, s3, bucket, user):
+    """Forms botocore signs with SigV2 (signature_version "s3"): AWSAccessKeyId,
+    policy and an HMAC-SHA1 signature."""
+    from test_sigv2 import v2_client
+    p = v2_client(server).generate_presigned_post(bucket, "v2", Fields={"Content-Type": "text/plain"},
+                                                  Conditions=[{"Content-Type": "text/plain"}])
+    assert {"AWSAccessKeyId", "signature", "policy"} <= set(p["fields"]), p["fields"]
+    r = post(server, bucket, p["fields"], b"v2 form")
+    assert r.status_code == 204, r.text
+    got = get(s3, bucket, "v2")
+    assert got["Body"].read() == b"v2 form" and got["ContentType"] == "text/plain"
+    # the policy's conditions hold for SigV2 forms too
+    bad = dict(p["fields"], **{"Content-Type": "image/png"})
+    r = post(server, bucket, bad, b"x")
+    assert r.status_code == 403 and err(r)[0] == "AccessDenied"
+    bad = dict(p["fields"], signature=base64.b64encode(b"x" * 20).decode())
+    r = post(server, bucket, bad, b"forged")
+    assert r.status_code == 403 and err(r)[0] == "SignatureDoesNotMatch"
+    bad = dict(p["fields"], AWSAccessKeyId="AKIDNOTKNOWN00000000")
+    r = post(server, bucket, bad, b"forged")
+    assert r.status_code == 403 and err(r)[0] == "InvalidAccessKeyId"
+    r = post(server, bucket, {k: v for k, v in p["fields"].items() if k != "signature"}, b"x")
+    assert r.status_code == 400 and err(r)[0] == "InvalidArgument"
+    v4 = presigned(s3, bucket, "v2")["fields"]
+    r = post(server, bucket, dict(v4, AWSAccessKeyId=p["fields"]["AWSAccessKeyId"], signature=p["fields"]["signature"]))
+    assert r.status_code == 400 and err(r)[0] == "InvalidArgument"
+    assert get(s3, bucket, "v2")["Body"].read() == b"v2 form", "no refused form changed it"
+    # a user's SigV2 form is judged by access control as theirs
+    p = v2_client(server, user.creds).generate_presigned_post(bucket, "theirs")
+    r = post(server, bucket, p["fields"], b"x")
+    assert r.status_code == 403 and err(r)[0] == "AccessDenied"
+    assert absent(s3, bucket, "theirs")
+
+
+def test_sigv2_forms_when_sigv2_is_off(make_server):
+    srv = make_server(env={"CAIRN_SIGV2": "false"})
+    s3 = srv.client()
+    bucket = unique_bucket("nov2")
+    s3.create_bucket(Bucket=bucket)
+    from test_sigv2 import v2_client
+    p = v2_client(srv).generate_presigned_post(bucket, "v2")
+    r = post(srv, bucket, p["fields"], b"x")
     assert r.status_code == 400 and err(r)[0] == "InvalidRequest"
     assert absent(s3, bucket, "v2")
 
