@@ -13,6 +13,9 @@
  * secrets.c   Sealing access-key secrets with the master key (XChaCha20-Poly1305).
  * request.c   Authenticating a request: SigV4 or SigV2, the access key's
  *             secret from the configuration (root) or metadata.
+ * ratelimit.c Token buckets (GCRA) per access key, client address and
+ *             bucket, for operations and bytes, and the cap on requests in
+ *             flight; bounded memory, thread-safe.
  *
  * Only request.c touches the database (to read an access key); the rest
  * works on the request pieces and the secret its callers supply.  Nothing
@@ -300,5 +303,70 @@ int auth_secret_seal(const uint8_t key[AUTH_MASTER_KEY_LEN], const char *secret,
 int auth_secret_open(const uint8_t key[AUTH_MASTER_KEY_LEN], const char *sealed, buf_t *out);
 /* Generates a random access key id (20 chars, A-Z0-9) and secret (40 chars base64url-ish). */
 void auth_generate_key(char access_key[21], char secret[41]);
+
+/* ---- rate limiting (ratelimit.c, docs/rate-limiting.md) --------------- */
+
+enum { RL_KEY = 0, RL_IP, RL_BUCKET, RL__DIMS };   /* RL__DIMS also names the in-flight cap */
+
+typedef struct {
+    int64_t ops_per_s[RL__DIMS];   /* 0 = no limit */
+    int64_t bytes_per_s[RL__DIMS]; /* 0 = no limit */
+    int burst_s;                   /* a bucket holds this many seconds of its rate (>= 1) */
+    int max_in_flight;             /* 0 = no cap */
+    int max_entries;               /* subjects remembered at most, over all dimensions */
+} rl_config;
+
+typedef struct {
+    int64_t ops_per_s, bytes_per_s; /* 0 = no limit */
+} rl_limits;
+
+/* An override of one key's or one bucket's limits (cairn admin limits). */
+typedef struct {
+    int dim;                    /* RL_KEY or RL_BUCKET */
+    const char *name;           /* the access key id, or the bucket's name */
+    rl_limits lim;
+} rl_override_entry;
+
+/* Who a request is, for each dimension: NULL where it does not apply (an
+ * anonymous request has no key, ListBuckets no bucket). */
+typedef struct {
+    const char *name[RL__DIMS];
+} rl_subject;
+
+typedef struct {
+    int dim;                    /* the limiter that refused: RL_* or RL__DIMS (in flight) */
+    int64_t retry_after_ms;     /* when the same request would be admitted */
+} rl_refusal;
+
+typedef struct {
+    uint64_t admitted[RL__DIMS + 1], limited[RL__DIMS + 1];
+    uint64_t bytes[RL__DIMS], throttled_ns[RL__DIMS];
+    uint64_t evictions;
+    int64_t in_flight;
+} rl_stats;
+
+typedef struct rl_limiter rl_limiter;
+
+/* A limiter of cfg; rl_free releases it.  0 or CAIRN_ENOMEM. */
+int rl_new(const rl_config *cfg, rl_limiter **out);
+void rl_free(rl_limiter *l);
+/* Whether any limit or cap is set (a limiter with none admits everything). */
+bool rl_enabled(const rl_limiter *l);
+/* Replaces every override with e[0..n) (copied).  0 or CAIRN_ENOMEM (the
+ * old ones stay). */
+int rl_overrides_replace(rl_limiter *l, const rl_override_entry *e, size_t n);
+/* Admits one request of s at now (monotonic ns): a slot in flight, one
+ * operation of each of its dimensions, none of whose bytes may be in debt.
+ * 0 (the caller calls rl_release when the request ends), or CAIRN_EBUSY
+ * with *why, nothing charged.  l NULL admits. */
+int rl_admit(rl_limiter *l, const rl_subject *s, int64_t now, rl_refusal *why);
+void rl_release(rl_limiter *l);
+/* Charges n bytes that flow for s: the nanoseconds the flow must wait
+ * before going on (0: none). */
+int64_t rl_charge(rl_limiter *l, const rl_subject *s, uint64_t n, int64_t now);
+int rl_in_flight(const rl_limiter *l);
+void rl_stats_get(const rl_limiter *l, rl_stats *st);
+/* "key", "ip", "bucket" or "in_flight". */
+const char *rl_dim_name(int dim);
 
 #endif

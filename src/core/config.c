@@ -116,6 +116,16 @@ static bool check_origins(const char *v, char *reason, size_t rn)
     return true;
 }
 
+static bool check_proxies(const char *v, char *reason, size_t rn)
+{
+    const char *bad = NULL;
+    if (net_addr_in_list(v, NULL, &bad) >= 0)
+        return true;
+    snprintf(reason, rn, "each element must be an IP address or a CIDR block (10.0.0.0/8, fd00::/8), not '%.*s'",
+             (int)strcspn(bad, ","), bad);
+    return false;
+}
+
 static bool check_redis_url(const char *v, char *reason, size_t rn)
 {
     if (!*v || !strncmp(v, "redis://", 8))
@@ -415,6 +425,26 @@ static const option options[] = {
             "Bucket notifications waiting for one webhook target past which it is reported (log, cairn_notify_over_limit); they keep queueing, none is dropped; 0 = never reported"),
     OPT_NUM(notify_timeout_ms, "CAIRN_NOTIFY_TIMEOUT_MS", 100, 600000, "5000",
             "Milliseconds one webhook delivery (POST) may take, connect included; longer is a failed attempt"),
+    OPT_NUM(ratelimit_key_ops_per_s, "CAIRN_RATELIMIT_KEY_OPS_PER_S", 0, INT32_MAX, "0",
+            "S3 requests per second one access key may make (a burst of ratelimit_burst_s seconds' worth); more get 503 SlowDown with Retry-After; 0 = no limit"),
+    OPT_SZ(ratelimit_key_bytes_per_s, "CAIRN_RATELIMIT_KEY_BYTES_PER_S", 0, INT64_MAX, "0",
+           "Object body bytes per second (in and out) one access key may move; flows past it are slowed, new requests get 503 SlowDown; 0 = no limit"),
+    OPT_NUM(ratelimit_ip_ops_per_s, "CAIRN_RATELIMIT_IP_OPS_PER_S", 0, INT32_MAX, "0",
+            "S3 requests per second one client address may make; 0 = no limit"),
+    OPT_SZ(ratelimit_ip_bytes_per_s, "CAIRN_RATELIMIT_IP_BYTES_PER_S", 0, INT64_MAX, "0",
+           "Object body bytes per second one client address may move; 0 = no limit"),
+    OPT_NUM(ratelimit_bucket_ops_per_s, "CAIRN_RATELIMIT_BUCKET_OPS_PER_S", 0, INT32_MAX, "0",
+            "S3 requests per second on one bucket; 0 = no limit"),
+    OPT_SZ(ratelimit_bucket_bytes_per_s, "CAIRN_RATELIMIT_BUCKET_BYTES_PER_S", 0, INT64_MAX, "0",
+           "Object body bytes per second in and out of one bucket; 0 = no limit"),
+    OPT_NUM(ratelimit_burst_s, "CAIRN_RATELIMIT_BURST_S", 1, 3600, "1",
+            "Seconds of its rate each rate limit lets through at once after a quiet spell"),
+    OPT_NUM(ratelimit_max_entries, "CAIRN_RATELIMIT_MAX_ENTRIES", 48, 100000000, "100000",
+            "Keys, addresses and buckets the rate limiter remembers at most (its memory); idle ones are forgotten first"),
+    OPT_STR(ratelimit_trusted_proxies, "CAIRN_RATELIMIT_TRUSTED_PROXIES", check_proxies, "ADDR|CIDR,...", "",
+            "Proxies whose X-Forwarded-For names the client address the IP limits count (the nearest untrusted hop); empty = the peer address always"),
+    OPT_NUM(max_requests_in_flight, "CAIRN_MAX_REQUESTS_IN_FLIGHT", 0, INT32_MAX, "0",
+            "S3 requests served at once at most; more get 503 SlowDown with Retry-After (health checks and metrics exempt); 0 = no cap"),
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

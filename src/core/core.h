@@ -204,6 +204,11 @@ uint64_t crc64nvme(uint64_t crc, const void *p, size_t n);
 uint64_t crc_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t poly, unsigned width);
 /* Decodes 2n hex digits; returns 0 or CAIRN_EINVAL. */
 int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t *outlen);
+/* Whether the address addr (IPv4 or IPv6 text; an IPv4-mapped IPv6 address
+ * counts as its IPv4) is one of list: comma-separated addresses or CIDR
+ * blocks ("10.0.0.0/8, ::1").  1 yes, 0 no, -1 when an element of list is
+ * not an address or block (*bad, if given, points at it). */
+int net_addr_in_list(const char *list, const char *addr, const char **bad);
 /* Fills out (>= 2n+1) with a random lowercase hex id of n random bytes. */
 void rand_hex_id(char *out, size_t nbytes);
 /* Time-ordered ids: 32 lowercase hex digits and a NUL, 48 bits of
@@ -460,6 +465,16 @@ typedef struct {
     int events_retry_attempts; /* events_retry_attempts: reconnects before the sockets get a hangup */
     int notify_max_pending;    /* notify_max_pending: a target's waiting events past which it is reported */
     int notify_timeout_ms;     /* notify_timeout_ms: one webhook POST */
+    int ratelimit_key_ops_per_s;     /* ratelimit_key_ops_per_s: requests per access key per second; 0 = no limit */
+    int64_t ratelimit_key_bytes_per_s; /* ratelimit_key_bytes_per_s: body bytes per access key per second; 0 = no limit */
+    int ratelimit_ip_ops_per_s;      /* ratelimit_ip_ops_per_s: requests per client address per second */
+    int64_t ratelimit_ip_bytes_per_s; /* ratelimit_ip_bytes_per_s: body bytes per client address per second */
+    int ratelimit_bucket_ops_per_s;  /* ratelimit_bucket_ops_per_s: requests per bucket per second */
+    int64_t ratelimit_bucket_bytes_per_s; /* ratelimit_bucket_bytes_per_s: body bytes per bucket per second */
+    int ratelimit_burst_s;           /* ratelimit_burst_s: seconds of its rate a bucket holds */
+    int ratelimit_max_entries;       /* ratelimit_max_entries: subjects the limiter remembers at most */
+    char ratelimit_trusted_proxies[1024]; /* ratelimit_trusted_proxies: addresses/CIDRs whose X-Forwarded-For is believed */
+    int max_requests_in_flight;      /* max_requests_in_flight: S3 requests served at once; 0 = no cap */
 } config_t;
 
 /* One problem found while loading: key name and reason. */

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <sys/file.h>
@@ -552,4 +553,73 @@ uint64_t crc_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t po
         if (len_b) sq = gf2_mulmod(sq, sq, poly, width);
     }
     return gf2_mulmod(x, crc_a, poly, width) ^ crc_b;
+}
+
+/* ---- addresses ------------------------------------------------------------------------------ */
+
+/* addr's 16 bytes (IPv4 as ::ffff:a.b.c.d) and whether it was IPv4. */
+static bool addr_bytes(const char *s, size_t n, uint8_t out[16], bool *v4) {
+    char tmp[64];
+    if (n == 0 || n >= sizeof tmp) return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, tmp, &a4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a4, 4);
+        *v4 = true;
+        return true;
+    }
+    if (inet_pton(AF_INET6, tmp, out) != 1) return false;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    *v4 = memcmp(out, mapped, 12) == 0;
+    return true;
+}
+
+int net_addr_in_list(const char *list, const char *addr, const char **bad) {
+    uint8_t a[16];
+    bool av4 = false;
+    bool have = addr && addr_bytes(addr, strlen(addr), a, &av4);
+    int found = 0;
+    for (const char *p = list; *p;) {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, ",");
+        size_t t = n;
+        while (t && p[t - 1] == ' ') t--;
+        if (t) {
+            const char *slash = memchr(p, '/', t);
+            size_t al = slash ? (size_t)(slash - p) : t;
+            uint8_t net[16];
+            bool nv4;
+            long bits = -1;
+            bool ok = addr_bytes(p, al, net, &nv4);
+            if (ok && slash) {
+                char *end = NULL;
+                char num[8] = "";
+                size_t nl = t - al - 1;
+                ok = nl > 0 && nl < sizeof num;
+                if (ok) {
+                    memcpy(num, slash + 1, nl);
+                    num[nl] = '\0';
+                    bits = strtol(num, &end, 10);
+                    ok = *end == '\0' && isdigit((unsigned char)num[0]) && bits >= 0 && bits <= (nv4 ? 32 : 128);
+                }
+            }
+            if (!ok) {
+                if (bad) *bad = p;
+                return -1;
+            }
+            long prefix = bits < 0 ? 128 : nv4 ? bits + 96 : bits;
+            bool match = have;
+            for (long i = 0; match && i < prefix; i++) {
+                uint8_t m = (uint8_t)(0x80 >> (i % 8));
+                match = (a[i / 8] & m) == (net[i / 8] & m);
+            }
+            if (match) found = 1;
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    return found;
 }

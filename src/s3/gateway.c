@@ -24,12 +24,14 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     int rc = s3_notify_cache_new(&gw->notify);
     if (rc == 0) rc = s3_cors_cache_new(&gw->cors);
     if (rc == 0) rc = s3_lifecycle_cache_new(&gw->lifecycle);
+    if (rc == 0) rc = s3_limits_new(gw);
     if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
     if (rc == 0) rc = s3_health_start(gw, &gw->health);
     if (rc != 0) {
         s3_notify_cache_free(gw->notify);
         s3_cors_cache_free(gw->cors);
         s3_lifecycle_cache_free(gw->lifecycle);
+        rl_free(gw->limiter);
         free(gw);
         return rc;
     }
@@ -43,6 +45,7 @@ void s3_gateway_free(s3_gateway *gw) {
     s3_notify_cache_free(gw->notify);
     s3_cors_cache_free(gw->cors);
     s3_lifecycle_cache_free(gw->lifecycle);
+    rl_free(gw->limiter);
     free(gw);
 }
 
@@ -132,6 +135,7 @@ void s3_serve_metrics(s3_req *q) {
     const s3_jobs *jobs = &q->gw->d.jobs;
     if (jobs->render_metrics) jobs->render_metrics(jobs->ud, &b);
     s3_render_meta_metrics(q->gw->d.meta, &b);
+    s3_render_limit_metrics(q->gw, &b);
     audit_journal_render_metrics(q->gw->d.audit, &b); /* zeros when audit is off: the lost counter always exists */
     http_add_header(q->http, "Content-Type", "text/plain; version=0.0.4");
     size_t len = b.len;

@@ -36,7 +36,16 @@ struct s3_gateway {
     s3_notify_cache *notify;    /* bucket notification configurations and targets (notify.c) */
     s3_cors_cache *cors;        /* buckets' CORS configurations (cors.c) */
     s3_lifecycle_cache *lifecycle; /* buckets' lifecycle configurations, for x-amz-expiration (lifecycle.c) */
+    rl_limiter *limiter;        /* the rate limits and the in-flight cap (limits.c) */
 };
+
+/* Who a request's bytes and operations count against (limits.c): copies,
+ * so that a GET body's stream may outlive the request's handler. */
+typedef struct {
+    rl_limiter *l;              /* set once admitted: release and charge through it; NULL: nothing */
+    char key[129], ip[64], bucket[64];
+    rl_subject s;               /* points into the above (s3_rate_subject_fix after a copy) */
+} s3_rate;
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
 typedef enum {
@@ -172,6 +181,7 @@ struct s3_req {
     auth_identity who;
     /* the authorize stage (acl.c): nothing at the bucket granted the
      * request, the object's ACL may; and what that judgement needs */
+    s3_rate rate;               /* the rate limit stage's subject (limits.c) */
     bool object_acl_pending;
     bool acls_enabled;
     int pab;
@@ -440,6 +450,16 @@ void s3_write_cond_refused(s3_req *q);
 /* metrics.c */
 /* Appends the metadata store's pool figures (PostgreSQL) to b. */
 void s3_render_meta_metrics(meta_store *ms, buf_t *b);
+/* Rate limiting (limits.c, docs/rate-limiting.md). */
+int s3_limits_new(s3_gateway *gw);
+/* The rate limit stage: 0 admitted, or answered 503 SlowDown. */
+int s3_rate_admit(s3_req *q);
+/* Charges n body bytes of r and waits as long as its byte limits ask. */
+void s3_rate_flow(const s3_rate *r, size_t n);
+void s3_rate_subject_fix(s3_rate *r);
+/* Gives back the request's slot in flight (on_done). */
+void s3_rate_done(s3_req *q);
+void s3_render_limit_metrics(s3_gateway *gw, buf_t *b);
 
 /* gateway.c */
 /* GET /health/live and GET /metrics. */

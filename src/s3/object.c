@@ -801,6 +801,7 @@ typedef struct {
     uint64_t start;
     char request_id[40];
     char version_id[33];
+    s3_rate rate;               /* what its bytes are charged to (limits.c) */
 } object_stream;
 
 static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
@@ -818,6 +819,7 @@ static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
         if (n == 0) break;
         done += (size_t)n;
     }
+    s3_rate_flow(&st->rate, done);
     return done ? (long)done : -1;
 }
 
@@ -1031,8 +1033,12 @@ static void get_object(s3_req *q, bool head) {
         /* MHD sends the headers of a body of this size, and not the body. */
         http_respond_stream(r, status, (uint64_t)len, NULL, NULL, NULL);
     } else if (o.storage == META_STORE_INLINE) {
-        if ((int64_t)o.data_len != o.size) s3_error(q, "InternalError", "inline object size mismatch");
-        else http_respond(r, status, o.data + start, (size_t)len);
+        if ((int64_t)o.data_len != o.size) {
+            s3_error(q, "InternalError", "inline object size mismatch");
+        } else {
+            s3_rate_flow(&q->rate, (size_t)len);
+            http_respond(r, status, o.data + start, (size_t)len);
+        }
     } else if (len == 0) {
         obj_reader_close(reader);
         http_respond(r, status, "", 0);
@@ -1046,6 +1052,8 @@ static void get_object(s3_req *q, bool head) {
             st->start = (uint64_t)start;
             snprintf(st->request_id, sizeof st->request_id, "%s", r->request_id);
             snprintf(st->version_id, sizeof st->version_id, "%s", o.version_id);
+            st->rate = q->rate;
+            s3_rate_subject_fix(&st->rate);
             http_respond_stream(r, status, (uint64_t)len, stream_object, st, stream_free);
         }
     }

@@ -10,7 +10,10 @@
  *   3 bucket         the request's bucket
  *   4 authorize      may this caller do this to that bucket and key: the
  *                    bucket policy, ACLs, public access block (acl.c)
- *   5 rate limit     a slot: admits every request for now (issue 13)
+ *   5 rate limit     token buckets per access key, client address and bucket,
+ *                    and the cap on requests in flight (limits.c): 503
+ *                    SlowDown with Retry-After; bytes are charged as bodies
+ *                    flow (on_body here, the GET stream in object.c)
  *   6 handler        from the head: refusal of what we do not serve, the body
  *                    plan, the route's begin; then the body through the
  *                    transforms (6b: hashing now, encryption later) into its
@@ -212,15 +215,15 @@ static int stage_authorize(s3_req *q) {
 
 /* ---- 5. rate limit -------------------------------------------------------------------------- */
 
-/* The slot for rate limiting (issue 13: token buckets per access key and per
- * bucket, answered 503 SlowDown with Retry-After).  Today it refuses only
- * when the audit journal is full and its overflow policy is reject
- * (docs/audit.md): fail closed, before the request does anything.  The
- * operator endpoints stay reachable. */
+/* The rate limits and the in-flight cap (limits.c), then the audit
+ * journal: when it is full and its overflow policy is reject
+ * (docs/audit.md) a request is refused before it does anything (fail
+ * closed).  The operator endpoints (health, metrics) are exempt from both. */
 static int stage_rate_limit(s3_req *q) {
+    if (q->route->resource == S3_RES_OPERATOR && q->route->auth == S3_AUTH_NONE) return 0;
+    if (s3_rate_admit(q) != 0) return -1;
     audit_journal *aj = q->gw->d.audit;
-    if (!aj || (q->route->resource == S3_RES_OPERATOR && q->route->auth == S3_AUTH_NONE) ||
-        audit_journal_admit(aj) == 0)
+    if (!aj || audit_journal_admit(aj) == 0)
         return 0;
     log_write(LOG_WARN, q->http->request_id, "audit journal full: answering 503", NULL);
     http_add_header(q->http, "Retry-After", "1");
@@ -435,6 +438,7 @@ static void on_body(void *app, http_req *r, const char *data, size_t n) {
     (void)app;
     s3_req *q = r->ctx;
     if (!q) return;
+    s3_rate_flow(&q->rate, n);
     int rc;
     const char *code = NULL;
     if (q->chunked) rc = chunked_feed(q->chunked, data, n, payload_sink, q, &code);
@@ -466,6 +470,7 @@ static void on_done(void *app, http_req *r, bool ok) {
         if (q->sha256) EVP_MD_CTX_free(q->sha256);
         buf_free(&q->body);
         auth_identity_wipe(&q->who);
+        s3_rate_done(q);
         obs_inflight(gw->d.obs, -1);
     }
     uint64_t out = ok && strcmp(r->method, "HEAD") != 0 ? r->resp_size_ : 0;

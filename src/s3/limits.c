@@ -1,0 +1,143 @@
+/*
+ * limits.c — the rate limit stage of the pipeline (docs/rate-limiting.md):
+ * who a request counts against (its access key, its client address, its
+ * bucket), its admission by the gateway's limiter (auth/ratelimit.c), the
+ * bytes of object bodies charged as they flow, and the limiter's metrics.
+ *
+ * A request over a limit is answered 503 SlowDown with Retry-After (whole
+ * seconds, at least 1), which every SDK backs off on, before its body is
+ * read.  The client address is the peer's, or, when the peer is one of
+ * ratelimit_trusted_proxies, the nearest hop of X-Forwarded-For that is
+ * not (a client cannot name itself another address through a proxy that
+ * appends).  Operator endpoints (health, metrics) are exempt; storage
+ * nodes' traffic never comes through here.
+ *
+ * Bytes are charged as they pass: a request body piece by piece as it
+ * arrives, a GET body piece by piece as it is sent.  When a limit's bucket
+ * is empty the flow sleeps on its own connection's thread (MHD runs one
+ * per connection; the slow-client watchdog counts that time as the
+ * server's, not the client's) for exactly as long as the rate asks.
+ */
+#include "s3/internal.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int s3_limits_new(s3_gateway *gw) {
+    const config_t *c = &gw->cfg;
+    rl_config rc = {
+        .ops_per_s = {c->ratelimit_key_ops_per_s, c->ratelimit_ip_ops_per_s, c->ratelimit_bucket_ops_per_s},
+        .bytes_per_s = {c->ratelimit_key_bytes_per_s, c->ratelimit_ip_bytes_per_s, c->ratelimit_bucket_bytes_per_s},
+        .burst_s = c->ratelimit_burst_s,
+        .max_in_flight = c->max_requests_in_flight,
+        .max_entries = c->ratelimit_max_entries,
+    };
+    return rl_new(&rc, &gw->limiter);
+}
+
+/* The client address the IP limits count: the peer's, or through trusted
+ * proxies the nearest X-Forwarded-For hop that is not one of them. */
+static void client_address(s3_req *q, char *out, size_t cap) {
+    const char *peer = q->http->remote_addr, *trusted = q->gw->cfg.ratelimit_trusted_proxies;
+    snprintf(out, cap, "%s", peer);
+    const char *xff = http_header(q->http, "x-forwarded-for");
+    if (!xff || !trusted[0] || net_addr_in_list(trusted, peer, NULL) != 1) return;
+    /* From the right: each hop was appended by the one before it. */
+    size_t end = strlen(xff);
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',') start--;
+        size_t a = start, b = end;
+        while (a < b && (xff[a] == ' ' || xff[a] == '\t')) a++;
+        while (b > a && (xff[b - 1] == ' ' || xff[b - 1] == '\t')) b--;
+        char hop[64];
+        if (b - a == 0 || b - a >= sizeof hop) return; /* malformed: the last trusted hop stands */
+        memcpy(hop, xff + a, b - a);
+        hop[b - a] = '\0';
+        int t = net_addr_in_list(trusted, hop, NULL);
+        uint8_t probe[16];
+        bool is_addr = inet_pton(AF_INET, hop, probe) == 1 || inet_pton(AF_INET6, hop, probe) == 1;
+        if (!is_addr) return;
+        snprintf(out, cap, "%s", hop);
+        if (t != 1) return;
+        end = start > 0 ? start - 1 : 0;
+    }
+}
+
+void s3_rate_subject_fix(s3_rate *r) {
+    r->s.name[RL_KEY] = r->key[0] ? r->key : NULL;
+    r->s.name[RL_IP] = r->ip[0] ? r->ip : NULL;
+    r->s.name[RL_BUCKET] = r->bucket[0] ? r->bucket : NULL;
+}
+
+int s3_rate_admit(s3_req *q) {
+    rl_limiter *l = q->gw->limiter;
+    if (!rl_enabled(l)) return 0;
+    s3_rate *r = &q->rate;
+    if (!q->who.anonymous && q->who.cred.access_key[0])
+        snprintf(r->key, sizeof r->key, "%s", q->who.cred.access_key);
+    client_address(q, r->ip, sizeof r->ip);
+    if (q->route->bucket && q->bucket[0]) snprintf(r->bucket, sizeof r->bucket, "%s", q->bucket);
+    s3_rate_subject_fix(r);
+    rl_refusal why;
+    if (rl_admit(l, &r->s, time_mono_ns(), &why) == 0) {
+        r->l = l;
+        return 0;
+    }
+    char secs[24], ms[24];
+    long long s = (why.retry_after_ms + 999) / 1000;
+    snprintf(secs, sizeof secs, "%lld", s < 1 ? 1 : s);
+    log_write(LOG_INFO, q->http->request_id, "rate limited", "limiter", rl_dim_name(why.dim), "retry_after_ms",
+              log_int(ms, why.retry_after_ms), NULL);
+    http_add_header(q->http, "Retry-After", secs);
+    s3_error(q, "SlowDown", "Please reduce your request rate.");
+    return -1;
+}
+
+void s3_rate_flow(const s3_rate *r, size_t n) {
+    if (!r->l || n == 0) return;
+    int64_t wait = rl_charge(r->l, &r->s, n, time_mono_ns());
+    if (wait <= 0) return;
+    struct timespec ts = {(time_t)(wait / 1000000000LL), (long)(wait % 1000000000LL)};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+void s3_rate_done(s3_req *q) {
+    if (q->rate.l) rl_release(q->rate.l);
+    q->rate.l = NULL;
+}
+
+void s3_render_limit_metrics(s3_gateway *gw, buf_t *b) {
+    if (!rl_enabled(gw->limiter)) return;
+    rl_stats st;
+    rl_stats_get(gw->limiter, &st);
+    buf_puts(b, "# HELP cairn_ratelimit_admitted_total Requests each rate limiter admitted.\n"
+                "# TYPE cairn_ratelimit_admitted_total counter\n");
+    for (int d = 0; d <= RL__DIMS; d++)
+        buf_printf(b, "cairn_ratelimit_admitted_total{limiter=\"%s\"} %llu\n", rl_dim_name(d),
+                   (unsigned long long)st.admitted[d]);
+    buf_puts(b, "# HELP cairn_ratelimit_limited_total Requests each rate limiter answered 503 SlowDown.\n"
+                "# TYPE cairn_ratelimit_limited_total counter\n");
+    for (int d = 0; d <= RL__DIMS; d++)
+        buf_printf(b, "cairn_ratelimit_limited_total{limiter=\"%s\"} %llu\n", rl_dim_name(d),
+                   (unsigned long long)st.limited[d]);
+    buf_puts(b, "# HELP cairn_ratelimit_bytes_total Body bytes each byte limit counted.\n"
+                "# TYPE cairn_ratelimit_bytes_total counter\n");
+    for (int d = 0; d < RL__DIMS; d++)
+        buf_printf(b, "cairn_ratelimit_bytes_total{limiter=\"%s\"} %llu\n", rl_dim_name(d),
+                   (unsigned long long)st.bytes[d]);
+    buf_puts(b, "# HELP cairn_ratelimit_throttled_seconds_total Time flows were held back by each byte limit.\n"
+                "# TYPE cairn_ratelimit_throttled_seconds_total counter\n");
+    for (int d = 0; d < RL__DIMS; d++)
+        buf_printf(b, "cairn_ratelimit_throttled_seconds_total{limiter=\"%s\"} %.6f\n", rl_dim_name(d),
+                   (double)st.throttled_ns[d] / 1e9);
+    buf_printf(b, "# HELP cairn_ratelimit_evictions_total Subjects forgotten while they owed, to bound memory.\n"
+                  "# TYPE cairn_ratelimit_evictions_total counter\ncairn_ratelimit_evictions_total %llu\n",
+               (unsigned long long)st.evictions);
+    buf_printf(b, "# HELP cairn_requests_admitted_in_flight S3 requests holding a slot of max_requests_in_flight.\n"
+                  "# TYPE cairn_requests_admitted_in_flight gauge\ncairn_requests_admitted_in_flight %lld\n",
+               (long long)st.in_flight);
+}
