@@ -70,7 +70,7 @@ struct rl_limiter {
     atomic_int in_flight;
     pthread_rwlock_t ov_mu;
     rl_override *ov;
-    size_t nov;
+    atomic_size_t nov;            /* read without the lock by rl_enabled */
     /* counters, per dimension (RL_INFLIGHT last) */
     atomic_uint_fast64_t admitted[RL__DIMS + 1], limited[RL__DIMS + 1], bytes[RL__DIMS], throttled_ns[RL__DIMS];
     atomic_uint_fast64_t evictions;
@@ -125,7 +125,7 @@ void rl_free(rl_limiter *l) {
 
 bool rl_enabled(const rl_limiter *l) {
     if (!l) return false;
-    if (l->cfg.max_in_flight > 0 || l->nov > 0) return true;
+    if (l->cfg.max_in_flight > 0 || atomic_load(&((rl_limiter *)l)->nov) > 0) return true;
     for (int d = 0; d < RL__DIMS; d++)
         if (l->cfg.ops_per_s[d] > 0 || l->cfg.bytes_per_s[d] > 0) return true;
     return false;

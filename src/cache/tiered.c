@@ -820,6 +820,15 @@ static int f_notify_target_list(meta_store *ms, int (*cb)(void *ud, const meta_n
 static int f_notify_target_remove(meta_store *ms, const char *name) {
     return IN(ms)->ops->notify_target_remove(IN(ms), name);
 }
+/* Rate limit overrides: every gateway reads them whole, once a second
+ * (s3/limits.c); nothing to cache. */
+static int f_limit_set(meta_store *ms, const meta_limit *l) { return IN(ms)->ops->limit_set(IN(ms), l); }
+static int f_limit_list(meta_store *ms, int (*cb)(void *ud, const meta_limit *l), void *ud) {
+    return IN(ms)->ops->limit_list(IN(ms), cb, ud);
+}
+static int f_limit_remove(meta_store *ms, const char *kind, const char *name) {
+    return IN(ms)->ops->limit_remove(IN(ms), kind, name);
+}
 static int f_bucket_notification_get(meta_store *ms, int64_t bucket_id, char **config) {
     return IN(ms)->ops->bucket_notification_get(IN(ms), bucket_id, config);
 }
@@ -954,7 +963,8 @@ static void set_ops(tiered *t) {
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
     F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(notify_target_add);
     F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
-    F(bucket_notification_put); F(job_pending_count); F(bucket_config_put);
+    F(bucket_notification_put); F(job_pending_count); F(bucket_config_put); F(limit_set); F(limit_list);
+    F(limit_remove);
     F(object_get_version); F(object_list_versions);
     F(bucket_list_page);
 #undef F

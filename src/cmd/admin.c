@@ -579,6 +579,107 @@ static int admin_notify(meta_store *ms, const unsigned char mk[32], int argc, ch
     return rc == 0 ? 0 : rc == CAIRN_EINVAL ? 2 : 1;
 }
 
+/* cairn admin limits set (--key AK | --bucket NAME) [--ops N] [--bytes N] |
+ * get (--key AK | --bucket NAME) | list | remove (--key AK | --bucket NAME):
+ * the overrides of one key's or one bucket's rate limits
+ * (docs/rate-limiting.md); every gateway applies a change within a second.
+ * An option left out of set is 0: no limit of that kind for the subject. */
+static void print_limit_values(const char *scope, const char *name, int64_t ops, int64_t bytes, const char *source) {
+    printf("scope=%s name=%s ops_per_s=%lld bytes_per_s=%lld source=%s\n", scope, name, (long long)ops,
+           (long long)bytes, source);
+}
+
+static int print_limit(void *ud, const meta_limit *l) {
+    (void)ud;
+    print_limit_values(l->scope, l->name, l->ops_per_s, l->bytes_per_s, "override");
+    return 0;
+}
+
+typedef struct {
+    const char *scope, *name;
+    meta_limit found;
+    bool hit;
+} limit_find;
+
+static int find_limit(void *ud, const meta_limit *l) {
+    limit_find *f = ud;
+    if (strcmp(l->scope, f->scope) || strcmp(l->name, f->name)) return 0;
+    f->found = *l;
+    f->hit = true;
+    return 1;
+}
+
+static int admin_limits(meta_store *ms, int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *verb = argv[1];
+    if (!strcmp(verb, "list") && argc == 2) return meta_limit_list(ms, print_limit, NULL) ? 1 : 0;
+    if (argc < 4 || (strcmp(argv[2], "--key") && strcmp(argv[2], "--bucket"))) return 2;
+    const char *scope = !strcmp(argv[2], "--key") ? "key" : "bucket", *name = argv[3];
+    if (!strcmp(verb, "get") && argc == 4) {
+        limit_find f = {scope, name, .hit = false};
+        int rc = meta_limit_list(ms, find_limit, &f);
+        if (rc != 0) {
+            fprintf(stderr, "cairn: reading the limits failed: %s\n", cairn_strerror(rc));
+            return 1;
+        }
+        /* Without an override the gateways' configured defaults apply
+         * (ratelimit_*_per_s: their configuration, not necessarily this
+         * command's). */
+        if (f.hit) print_limit(NULL, &f.found);
+        else printf("scope=%s name=%s source=default\n", scope, name);
+        return 0;
+    }
+    if (!strcmp(verb, "remove") && argc == 4) {
+        int rc = meta_limit_remove(ms, scope, name);
+        if (rc == CAIRN_ENOTFOUND) fprintf(stderr, "cairn: no override of %s '%s'\n", scope, name);
+        else if (rc != 0) fprintf(stderr, "cairn: removing the override failed: %s\n", cairn_strerror(rc));
+        else printf("removed the override of %s %s: the defaults apply\n", scope, name);
+        return rc ? 1 : 0;
+    }
+    if (strcmp(verb, "set") != 0) return 2;
+    meta_limit l = {.updated_ms = time_now_ms()};
+    snprintf(l.scope, sizeof l.scope, "%s", scope);
+    if (strlen(name) >= sizeof l.name || !name[0]) {
+        fprintf(stderr, "cairn: the name is empty or longer than 255 bytes\n");
+        return 2;
+    }
+    snprintf(l.name, sizeof l.name, "%s", name);
+    for (int i = 4; i < argc; i++) {
+        bool ops = !strcmp(argv[i], "--ops"), bytes = !strcmp(argv[i], "--bytes");
+        if ((!ops && !bytes) || i + 1 >= argc) return 2;
+        int64_t v = -1;
+        char *end = NULL;
+        if (ops) {
+            long long n = strtoll(argv[++i], &end, 10);
+            if (*end == '\0' && end != argv[i] && n >= 0 && n <= INT32_MAX) v = n;
+        } else if (config_parse_size(argv[++i], &v) != 0) {
+            v = -1;
+        }
+        if (v < 0) {
+            fprintf(stderr, "cairn: %s wants %s >= 0 (0 = no limit)\n", ops ? "--ops" : "--bytes",
+                    ops ? "a number of requests per second" : "bytes per second (10MiB, 1048576)");
+            return 2;
+        }
+        if (ops) l.ops_per_s = v;
+        else l.bytes_per_s = v;
+    }
+    if (!strcmp(scope, "bucket")) {
+        meta_bucket b;
+        int rc = meta_bucket_get(ms, name, &b);
+        if (rc == CAIRN_ENOTFOUND) {
+            fprintf(stderr, "cairn: no bucket '%s'\n", name);
+            return 1;
+        }
+    }
+    int rc = meta_limit_set(ms, &l);
+    if (rc != 0) {
+        fprintf(stderr, "cairn: setting the override failed: %s\n", cairn_strerror(rc));
+        return 1;
+    }
+    print_limit(NULL, &l);
+    return 0;
+}
+
 /* cairn admin lifecycle run [--bucket NAME]: asks the gateway's job workers
  * for a lifecycle run now (docs/lifecycle.md): of one bucket, or of every
  * bucket with a configuration (lifecycle_scan). */
@@ -758,6 +859,10 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         rc = admin_lifecycle(ms, argc, argv);
         if (rc != 2) return rc;
     }
+    if (!strcmp(what, "limits")) {
+        rc = admin_limits(ms, argc, argv);
+        if (rc != 2) return rc;
+    }
     fprintf(stderr,
             "usage: cairn admin [--data DIR] user create NAME [--audit] | user list | user audit NAME --grant|--revoke\n"
             "       cairn admin [--data DIR] audit query [--correlation-id X] [--principal X] ... [--url URL]\n"
@@ -770,6 +875,8 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "                                target list |\n"
             "                                target remove NAME\n"
             "       cairn admin [--data DIR] lifecycle run [--bucket NAME]\n"
+            "       cairn admin [--data DIR] limits set --key AK|--bucket NAME [--ops N] [--bytes N] |\n"
+            "                                get --key AK|--bucket NAME | list | remove --key AK|--bucket NAME\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
             "       cairn admin [--data DIR] audit journal-dump [--all | --spool]\n"
             "       cairn admin [--data DIR] audit dlq [--rejected]\n");

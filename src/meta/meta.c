@@ -576,6 +576,31 @@ int meta_notify_target_remove(meta_store *ms, const char *name) {
     return ms->ops->notify_target_remove(ms, name);
 }
 
+/* ---- rate limit overrides ---- */
+
+static bool limit_scope_ok(const char *scope) { return scope && (!strcmp(scope, "key") || !strcmp(scope, "bucket")); }
+
+static bool limit_name_ok(const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    return n > 0 && n < sizeof((meta_limit *)0)->name;
+}
+
+int meta_limit_set(meta_store *ms, const meta_limit *l) {
+    if (!ms || !l || !limit_scope_ok(l->scope) || !limit_name_ok(l->name) || l->ops_per_s < 0 || l->bytes_per_s < 0)
+        return CAIRN_EINVAL;
+    return ms->ops->limit_set(ms, l);
+}
+
+int meta_limit_list(meta_store *ms, int (*cb)(void *ud, const meta_limit *l), void *ud) {
+    return ms && cb ? ms->ops->limit_list(ms, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_limit_remove(meta_store *ms, const char *scope, const char *name) {
+    if (!ms || !limit_scope_ok(scope)) return CAIRN_EINVAL;
+    if (!limit_name_ok(name)) return CAIRN_ENOTFOUND;
+    return ms->ops->limit_remove(ms, scope, name);
+}
+
 int meta_bucket_notification_get(meta_store *ms, int64_t bucket_id, char **config) {
     if (config) *config = NULL;
     if (!ms || !config || bucket_id <= 0) return CAIRN_EINVAL;

@@ -874,6 +874,26 @@ int meta_notify_target_add(meta_store *ms, const meta_notify_target *t);
 int meta_notify_target_get(meta_store *ms, const char *name, meta_notify_target *out); /* ENOTFOUND */
 int meta_notify_target_list(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
 int meta_notify_target_remove(meta_store *ms, const char *name);                      /* ENOTFOUND */
+/* ---- rate limit overrides (docs/rate-limiting.md) ---- */
+
+/* One key's or one bucket's limits, replacing the configured defaults. */
+typedef struct {
+    char scope[8];             /* "key" or "bucket" */
+    char name[256];            /* the access key id, or the bucket's name */
+    int64_t ops_per_s;         /* requests per second; 0 = no limit */
+    int64_t bytes_per_s;       /* body bytes per second; 0 = no limit */
+    int64_t updated_ms;
+} meta_limit;
+
+/* Sets (inserts or replaces) an override.  CAIRN_EINVAL for a scope other
+ * than key/bucket, an empty or overlong name, or a negative rate. */
+int meta_limit_set(meta_store *ms, const meta_limit *l);
+/* Every override, in (scope, name) order; rows are copied out first. */
+int meta_limit_list(meta_store *ms, int (*cb)(void *ud, const meta_limit *l), void *ud);
+/* CAIRN_ENOTFOUND when there is none.  A bucket's delete removes its
+ * override in the same transaction. */
+int meta_limit_remove(meta_store *ms, const char *scope, const char *name);
+
 /* A bucket's notification configuration (the JSON s3/ keeps: its rules),
  * by bucket id: *config malloc'd (the caller frees), CAIRN_ENOTFOUND when
  * it has none.  put with "" removes it.  A bucket's delete removes its

@@ -141,6 +141,9 @@ typedef struct meta_ops {
     int (*notify_target_get)(meta_store *ms, const char *name, meta_notify_target *out);
     int (*notify_target_list)(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
     int (*notify_target_remove)(meta_store *ms, const char *name);
+    int (*limit_set)(meta_store *ms, const meta_limit *l);
+    int (*limit_list)(meta_store *ms, int (*cb)(void *ud, const meta_limit *l), void *ud);
+    int (*limit_remove)(meta_store *ms, const char *scope, const char *name);
     int (*bucket_notification_get)(meta_store *ms, int64_t bucket_id, char **config);
     int (*bucket_notification_put)(meta_store *ms, int64_t bucket_id, const char *config);
     int (*bucket_config_get)(meta_store *ms, int64_t bucket_id, const char *kind, char **body);

@@ -389,6 +389,20 @@ static const char down_v15[] =
     "ALTER TABLE object_parts DROP COLUMN checksum;"
     "ALTER TABLE upload_parts DROP COLUMN checksum;";
 
+/* v16: rate limit overrides (cairn admin limits, docs/rate-limiting.md):
+ * one row per (scope, name), scope 'key' (an access key id) or 'bucket' (a
+ * bucket's name, removed with the bucket so a later bucket of that name
+ * starts from the defaults).  Few rows: every gateway reads them all. */
+static const char up_v16[] =
+    "CREATE TABLE rate_limits("
+    "  scope TEXT NOT NULL CHECK (scope IN ('key', 'bucket')),"
+    "  name TEXT NOT NULL,"
+    "  ops_per_s INTEGER NOT NULL,"
+    "  bytes_per_s INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (scope, name)) WITHOUT ROWID;";
+static const char down_v16[] = "DROP TABLE rate_limits;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -405,6 +419,7 @@ static const migration migrations[] = {
     {13, "bucket configurations: CORS, tagging, lifecycle, policies and the rest, by bucket id", up_v13, down_v13},
     {14, "versions: every version of a key a row, delete markers, the current one by index; bucket versioning", up_v14, down_v14},
     {15, "part checksums: the x-amz-checksum-* of each part of uploads and of completed objects", up_v15, down_v15},
+    {16, "rate limits: the overrides of one access key's or one bucket's limits", up_v16, down_v16},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

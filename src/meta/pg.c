@@ -343,6 +343,13 @@ static const char *const pg_sql[PS__COUNT] = {
                              " updated_ms = excluded.updated_ms",
     [PS_BUCKET_CONFIG_DELETE] = "DELETE FROM bucket_configs WHERE bucket_id = $1::int8 AND kind = $2::text",
     [PS_BUCKET_CONFIG_DROP] = "DELETE FROM bucket_configs WHERE bucket_id = $1::int8",
+    [PS_LIMIT_SET] = "INSERT INTO rate_limits(scope, name, ops_per_s, bytes_per_s, updated_ms)"
+                     " VALUES ($1::text, $2::text, $3::int8, $4::int8, $5::int8)"
+                     " ON CONFLICT (scope, name) DO UPDATE SET ops_per_s = excluded.ops_per_s,"
+                     " bytes_per_s = excluded.bytes_per_s, updated_ms = excluded.updated_ms",
+    [PS_LIMIT_LIST] = "SELECT scope, name, ops_per_s, bytes_per_s, updated_ms FROM rate_limits ORDER BY scope, name",
+    [PS_LIMIT_REMOVE] = "DELETE FROM rate_limits WHERE scope = $1::text AND name = $2::text",
+    [PS_BUCKET_LIMIT_DROP] = "DELETE FROM rate_limits WHERE scope = 'bucket' AND name = $1::text",
     [PS_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
                              " AND kind = $1::text AND strpos(args, $2::text) > 0 AND id < $3::int8",
 };
@@ -857,6 +864,9 @@ const meta_ops pg_ops = {
     .notify_target_get = pg_notify_target_get,
     .notify_target_list = pg_notify_target_list,
     .notify_target_remove = pg_notify_target_remove,
+    .limit_set = pg_limit_set,
+    .limit_list = pg_limit_list,
+    .limit_remove = pg_limit_remove,
     .bucket_notification_get = pg_bucket_notification_get,
     .bucket_notification_put = pg_bucket_notification_put,
     .bucket_config_get = pg_bucket_config_get,

@@ -198,6 +198,7 @@ static int bucket_delete_tx(pg_conn *c, const char *name, int64_t want_id) {
     if (err == 0) err = exec_ids(c, PS_BUCKET_DROP_COMPLETED, id, NULL, "bucket drop completed uploads");
     if (err == 0) err = exec_ids(c, PS_BUCKET_NOTIFY_DELETE, id, NULL, "bucket drop notification configuration");
     if (err == 0) err = exec_ids(c, PS_BUCKET_CONFIG_DROP, id, NULL, "bucket drop configurations");
+    if (err == 0) err = pg_run(c, PS_BUCKET_LIMIT_DROP, &p, NULL, NULL, "bucket drop rate limit");
     if (err == 0) err = pg_run(c, PS_BUCKET_DELETE, &p, NULL, NULL, "bucket delete");
     return err;
 }

@@ -161,6 +161,10 @@ typedef enum {
     PS_BUCKET_CONFIG_PUT,
     PS_BUCKET_CONFIG_DELETE,
     PS_BUCKET_CONFIG_DROP,
+    PS_LIMIT_SET,
+    PS_LIMIT_LIST,
+    PS_LIMIT_REMOVE,
+    PS_BUCKET_LIMIT_DROP,
     PS_JOB_PENDING_COUNT,
     PS__COUNT
 } pg_stmt_id;
@@ -337,6 +341,9 @@ int pg_notify_target_add(meta_store *base_, const meta_notify_target *t);
 int pg_notify_target_get(meta_store *base_, const char *name, meta_notify_target *out);
 int pg_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
 int pg_notify_target_remove(meta_store *base_, const char *name);
+int pg_limit_set(meta_store *base_, const meta_limit *l);
+int pg_limit_list(meta_store *base_, int (*cb)(void *ud, const meta_limit *l), void *ud);
+int pg_limit_remove(meta_store *base_, const char *scope, const char *name);
 int pg_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int pg_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
 int pg_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body);

@@ -293,11 +293,22 @@ static const char down_v15[] =
     "ALTER TABLE object_parts DROP COLUMN checksum;"
     "ALTER TABLE upload_parts DROP COLUMN checksum;";
 
+/* v16: rate limit overrides (migrations.c says why). */
+static const char up_v16[] =
+    "CREATE TABLE rate_limits("
+    "  scope TEXT COLLATE \"C\" NOT NULL CHECK (scope IN ('key', 'bucket')),"
+    "  name TEXT COLLATE \"C\" NOT NULL,"
+    "  ops_per_s BIGINT NOT NULL,"
+    "  bytes_per_s BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (scope, name));";
+static const char down_v16[] = "DROP TABLE rate_limits;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
     {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12}, {up_v13, down_v13}, {up_v14, down_v14},
-    {up_v15, down_v15},
+    {up_v15, down_v15}, {up_v16, down_v16},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -121,3 +121,49 @@ int pg_job_pending_count(meta_store *base_, const char *kind, const char *needle
     PQclear(r);
     return 0;
 }
+
+/* ---- rate limit overrides ---------------------------------------------------------------------- */
+
+int pg_limit_set(meta_store *base_, const meta_limit *l) {
+    pg_params p = {0};
+    pgp_text(&p, l->scope);
+    pgp_text(&p, l->name);
+    pgp_int(&p, l->ops_per_s);
+    pgp_int(&p, l->bytes_per_s);
+    pgp_int(&p, l->updated_ms);
+    return pg_read(PG(base_), PS_LIMIT_SET, &p, NULL, NULL, "rate limit set");
+}
+
+static int row_limit(const PGresult *r, int row, void *out) {
+    meta_limit *l = out;
+    memset(l, 0, sizeof *l);
+    int err = pg_copy(r, row, 0, l->scope, sizeof l->scope);
+    if (err == 0) err = pg_copy(r, row, 1, l->name, sizeof l->name);
+    l->ops_per_s = pg_int(r, row, 2);
+    l->bytes_per_s = pg_int(r, row, 3);
+    l->updated_ms = pg_int(r, row, 4);
+    return err;
+}
+
+int pg_limit_list(meta_store *base_, int (*cb)(void *ud, const meta_limit *l), void *ud) {
+    PGresult *r;
+    int err = pg_read(PG(base_), PS_LIMIT_LIST, NULL, &r, NULL, "rate limit list");
+    if (err != 0) return err;
+    meta_limit *rows;
+    int n;
+    err = pg_rows(r, sizeof *rows, row_limit, NULL, (void **)&rows, &n);
+    PQclear(r);
+    for (int i = 0; err == 0 && i < n; i++)
+        if (cb(ud, &rows[i])) break;
+    free(rows);
+    return err;
+}
+
+int pg_limit_remove(meta_store *base_, const char *scope, const char *name) {
+    pg_params p = {0};
+    pgp_text(&p, scope);
+    pgp_text(&p, name);
+    int64_t changes = 0;
+    int err = pg_read(PG(base_), PS_LIMIT_REMOVE, &p, NULL, &changes, "rate limit remove");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}

@@ -253,6 +253,12 @@ static const char *const stmt_sql[ST__COUNT] = {
                              " updated_ms = excluded.updated_ms",
     [ST_BUCKET_CONFIG_DELETE] = "DELETE FROM bucket_configs WHERE bucket_id = ?1 AND kind = ?2",
     [ST_BUCKET_CONFIG_DROP] = "DELETE FROM bucket_configs WHERE bucket_id = ?1",
+    [ST_LIMIT_SET] = "INSERT INTO rate_limits(scope, name, ops_per_s, bytes_per_s, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
+                     " ON CONFLICT (scope, name) DO UPDATE SET ops_per_s = excluded.ops_per_s,"
+                     " bytes_per_s = excluded.bytes_per_s, updated_ms = excluded.updated_ms",
+    [ST_LIMIT_LIST] = "SELECT scope, name, ops_per_s, bytes_per_s, updated_ms FROM rate_limits ORDER BY scope, name",
+    [ST_LIMIT_REMOVE] = "DELETE FROM rate_limits WHERE scope = ?1 AND name = ?2",
+    [ST_BUCKET_LIMIT_DROP] = "DELETE FROM rate_limits WHERE scope = 'bucket' AND name = ?1",
     [ST_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
                              " AND kind = ?1 AND instr(args, ?2) > 0 AND id < ?3",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
@@ -707,6 +713,9 @@ const meta_ops sq_ops = {
     .notify_target_get = sq_notify_target_get,
     .notify_target_list = sq_notify_target_list,
     .notify_target_remove = sq_notify_target_remove,
+    .limit_set = sq_limit_set,
+    .limit_list = sq_limit_list,
+    .limit_remove = sq_limit_remove,
     .bucket_notification_get = sq_bucket_notification_get,
     .bucket_notification_put = sq_bucket_notification_put,
     .bucket_config_get = sq_bucket_config_get,

@@ -177,6 +177,9 @@ static int bucket_delete_tx(conn *w, const char *name, int64_t want_id) {
     if (err == 0) err = exec_int2(w, ST_BUCKET_NOTIFY_DELETE, id, 0, "bucket drop notification configuration");
     if (err == 0) err = exec_int2(w, ST_BUCKET_CONFIG_DROP, id, 0, "bucket drop configurations");
     if (err != 0) return err;
+    st = sq_stmt(w, ST_BUCKET_LIMIT_DROP);
+    if (!st) return CAIRN_EDB;
+    if ((err = sq_stmt_exec_bound(w, st, sq_bind_str(st, 1, name), "bucket drop rate limit")) != 0) return err;
     st = sq_stmt(w, ST_BUCKET_DELETE);
     if (!st) return CAIRN_EDB;
     rc = sq_bind_str(st, 1, name);

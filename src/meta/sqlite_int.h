@@ -145,6 +145,10 @@ typedef enum {
     ST_BUCKET_CONFIG_PUT,
     ST_BUCKET_CONFIG_DELETE,
     ST_BUCKET_CONFIG_DROP,
+    ST_LIMIT_SET,
+    ST_LIMIT_LIST,
+    ST_LIMIT_REMOVE,
+    ST_BUCKET_LIMIT_DROP,
     ST_JOB_PENDING_COUNT,
     ST__COUNT
 } stmt_id;
@@ -271,6 +275,9 @@ int sq_notify_target_add(meta_store *base_, const meta_notify_target *t);
 int sq_notify_target_get(meta_store *base_, const char *name, meta_notify_target *out);
 int sq_notify_target_list(meta_store *base_, int (*cb)(void *ud, const meta_notify_target *t), void *ud);
 int sq_notify_target_remove(meta_store *base_, const char *name);
+int sq_limit_set(meta_store *base_, const meta_limit *l);
+int sq_limit_list(meta_store *base_, int (*cb)(void *ud, const meta_limit *l), void *ud);
+int sq_limit_remove(meta_store *base_, const char *scope, const char *name);
 int sq_bucket_notification_get(meta_store *base_, int64_t bucket_id, char **config);
 int sq_bucket_notification_put(meta_store *base_, int64_t bucket_id, const char *config);
 int sq_bucket_config_get(meta_store *base_, int64_t bucket_id, const char *kind, char **body);

@@ -170,3 +170,60 @@ int sq_job_pending_count(meta_store *base_, const char *kind, const char *needle
     sq_reader_put(ms, c);
     return err;
 }
+
+/* ---- rate limit overrides ---------------------------------------------------------------------- */
+
+static int bind_limit(sqlite3_stmt *st, const void *p) {
+    const meta_limit *l = p;
+    return sq_bind_str(st, 1, l->scope) | sq_bind_str(st, 2, l->name) | sqlite3_bind_int64(st, 3, l->ops_per_s) |
+           sqlite3_bind_int64(st, 4, l->bytes_per_s) | sqlite3_bind_int64(st, 5, l->updated_ms);
+}
+
+int sq_limit_set(meta_store *base_, const meta_limit *l) {
+    return sq_write_one(SQ(base_), ST_LIMIT_SET, bind_limit, l, NULL, "rate limit set");
+}
+
+int sq_limit_list(meta_store *base_, int (*cb)(void *ud, const meta_limit *l), void *ud) {
+    sq_store *ms = SQ(base_);
+    vec v = {.size = sizeof(meta_limit)};
+    conn *c = sq_reader_get(ms);
+    sqlite3_stmt *st = sq_stmt(c, ST_LIMIT_LIST);
+    int err = st ? 0 : CAIRN_EDB, rc = SQLITE_DONE;
+    while (err == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        meta_limit *l = sq_vec_push(&v);
+        if (!l) {
+            err = CAIRN_ENOMEM;
+            break;
+        }
+        memset(l, 0, sizeof *l);
+        err = sq_col_copy(st, 0, l->scope, sizeof l->scope);
+        if (err == 0) err = sq_col_copy(st, 1, l->name, sizeof l->name);
+        l->ops_per_s = sqlite3_column_int64(st, 2);
+        l->bytes_per_s = sqlite3_column_int64(st, 3);
+        l->updated_ms = sqlite3_column_int64(st, 4);
+    }
+    if (err == 0 && rc != SQLITE_DONE) err = sq_db_fail(c, rc, "rate limit list");
+    if (st) sq_stmt_done(st);
+    sq_reader_put(ms, c);
+    /* Rows are copied out before any callback runs (meta_int.h). */
+    for (size_t i = 0; err == 0 && i < v.n; i++)
+        if (cb(ud, (meta_limit *)v.items + i)) break;
+    free(v.items);
+    return err;
+}
+
+typedef struct {
+    const char *scope, *name;
+} limit_key;
+
+static int bind_limit_key(sqlite3_stmt *st, const void *p) {
+    const limit_key *k = p;
+    return sq_bind_str(st, 1, k->scope) | sq_bind_str(st, 2, k->name);
+}
+
+int sq_limit_remove(meta_store *base_, const char *scope, const char *name) {
+    int changes = 0;
+    limit_key k = {scope, name};
+    int err = sq_write_one(SQ(base_), ST_LIMIT_REMOVE, bind_limit_key, &k, &changes, "rate limit remove");
+    return err ? err : changes ? 0 : CAIRN_ENOTFOUND;
+}

@@ -37,6 +37,7 @@ struct s3_gateway {
     s3_cors_cache *cors;        /* buckets' CORS configurations (cors.c) */
     s3_lifecycle_cache *lifecycle; /* buckets' lifecycle configurations, for x-amz-expiration (lifecycle.c) */
     rl_limiter *limiter;        /* the rate limits and the in-flight cap (limits.c) */
+    _Atomic int64_t limits_read_ns; /* when the overrides were last read (monotonic; 0 never) */
 };
 
 /* Who a request's bytes and operations count against (limits.c): copies,

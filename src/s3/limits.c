@@ -21,7 +21,9 @@
 #include "s3/internal.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -66,6 +68,52 @@ static void client_address(s3_req *q, char *out, size_t cap) {
     }
 }
 
+/* The overrides (cairn admin limits), read whole at most once a second by
+ * whichever request comes first after that second: a change made on any
+ * gateway applies everywhere within about a second.  A failed read keeps
+ * the overrides it had (logged). */
+typedef struct {
+    rl_override_entry *e;
+    meta_limit *rows;
+    size_t n, cap;
+    bool oom;
+} limit_rows;
+
+static int collect(void *ud, const meta_limit *l) {
+    limit_rows *r = ud;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        meta_limit *rows = realloc(r->rows, cap * sizeof *rows);
+        if (!rows) {
+            r->oom = true;
+            return 1;
+        }
+        r->rows = rows;
+        r->cap = cap;
+    }
+    r->rows[r->n++] = *l;
+    return 0;
+}
+
+static void read_overrides(s3_gateway *gw) {
+    int64_t now = time_mono_ns(), last = atomic_load(&gw->limits_read_ns);
+    if (last && now - last < 1000000000LL) return;
+    if (!atomic_compare_exchange_strong(&gw->limits_read_ns, &last, now)) return; /* another request reads them */
+    limit_rows r = {0};
+    int rc = meta_limit_list(gw->d.meta, collect, &r);
+    if (rc == 0 && r.oom) rc = CAIRN_ENOMEM;
+    rl_override_entry *e = rc == 0 && r.n ? calloc(r.n, sizeof *e) : NULL;
+    if (rc == 0 && r.n && !e) rc = CAIRN_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < r.n; i++)
+        e[i] = (rl_override_entry){!strcmp(r.rows[i].scope, "key") ? RL_KEY : RL_BUCKET, r.rows[i].name,
+                                   {r.rows[i].ops_per_s, r.rows[i].bytes_per_s}};
+    if (rc == 0) rc = rl_overrides_replace(gw->limiter, e, r.n);
+    if (rc != 0) log_write(LOG_WARN, NULL, "reading the rate limit overrides failed: the ones read before apply",
+                           "error", cairn_strerror(rc), NULL);
+    free(e);
+    free(r.rows);
+}
+
 void s3_rate_subject_fix(s3_rate *r) {
     r->s.name[RL_KEY] = r->key[0] ? r->key : NULL;
     r->s.name[RL_IP] = r->ip[0] ? r->ip : NULL;
@@ -74,6 +122,7 @@ void s3_rate_subject_fix(s3_rate *r) {
 
 int s3_rate_admit(s3_req *q) {
     rl_limiter *l = q->gw->limiter;
+    read_overrides(q->gw);
     if (!rl_enabled(l)) return 0;
     s3_rate *r = &q->rate;
     if (!q->who.anonymous && q->who.cred.access_key[0])

@@ -198,3 +198,76 @@ def test_trusted_proxies_are_validated(tmp_path, value):
     cp = subprocess.run([CAIRN_BIN, "config", "check", str(cfg)], capture_output=True, text=True, timeout=30,
                         env=server_env(), stdin=subprocess.DEVNULL)
     assert cp.returncode == 2 and "ratelimit_trusted_proxies" in cp.stderr, cp.stderr
+
+
+# ---- overrides: cairn admin limits -------------------------------------------------------------
+
+
+def limits(srv, *args, check=True):
+    return srv.admin("limits", *args, check=check)
+
+
+def test_overrides_of_a_key_and_a_bucket_apply_within_a_second(make_server):
+    srv = make_server(env={"CAIRN_RATELIMIT_KEY_OPS_PER_S": "3"})
+    alice, bob = srv.create_user(), srv.create_user()
+    bk = unique_bucket("rlo")
+    assert srv.request("PUT", f"/{bk}", creds=alice.creds).status == 200
+    # the default: 3 a second for every key
+    cp = limits(srv, "get", "--key", bob.access_key)
+    assert cp.stdout == f"scope=key name={bob.access_key} source=default\n"
+    # bob gets 50 a second, alice keeps 3
+    cp = limits(srv, "set", "--key", bob.access_key, "--ops", "50")
+    assert cp.stdout.startswith(f"scope=key name={bob.access_key} ops_per_s=50 bytes_per_s=0 source=override")
+    time.sleep(1.1)  # the next request after a second reads the overrides (then a positive check)
+    srv.request("GET", "/", creds=bob.creds)
+    rs = burst(srv, 20, f"/{bk}", creds=alice.creds)
+    assert slowdowns(rs), "alice is still held to 3"
+    ok = [srv.request("GET", "/", creds=bob.creds).status for _ in range(20)]
+    assert ok.count(200) == 20, ok
+    # an override of 0 lifts the limit
+    limits(srv, "set", "--key", alice.access_key, "--ops", "0")
+    time.sleep(1.1)
+    srv.request("GET", "/", creds=alice.creds)
+    assert all(r.status == 200 for r in burst(srv, 30, f"/{bk}", creds=alice.creds))
+    # a bucket's override
+    limits(srv, "set", "--bucket", bk, "--ops", "2")
+    out = limits(srv, "list").stdout.splitlines()
+    assert sorted(out) == sorted([
+        f"scope=bucket name={bk} ops_per_s=2 bytes_per_s=0 source=override",
+        f"scope=key name={alice.access_key} ops_per_s=0 bytes_per_s=0 source=override",
+        f"scope=key name={bob.access_key} ops_per_s=50 bytes_per_s=0 source=override"]), out
+    time.sleep(1.1)
+    srv.request("GET", "/", creds=alice.creds)
+    rs = burst(srv, 10, f"/{bk}", creds=alice.creds)
+    assert slowdowns(rs) and slowdowns(rs)[0].error_code == "SlowDown"
+    # remove: the defaults apply again
+    assert limits(srv, "remove", "--key", bob.access_key).returncode == 0
+    cp = limits(srv, "remove", "--key", bob.access_key, check=False)
+    assert cp.returncode == 1 and "no override" in cp.stderr
+
+
+def test_a_deleted_buckets_override_does_not_reach_its_successor(make_server):
+    srv = make_server()
+    s3 = srv.client()
+    bk = unique_bucket("rlsucc")
+    s3.create_bucket(Bucket=bk)
+    limits(srv, "set", "--bucket", bk, "--ops", "1")
+    s3.delete_bucket(Bucket=bk)
+    s3.create_bucket(Bucket=bk)
+    assert limits(srv, "list").stdout == ""
+    cp = limits(srv, "get", "--bucket", bk)
+    assert "source=default" in cp.stdout
+
+
+@pytest.mark.parametrize("args,err", [
+    (["set", "--key", "AK", "--ops", "-1"], "--ops wants"),
+    (["set", "--key", "AK", "--bytes", "lots"], "--bytes wants"),
+    (["set", "--bucket", "no-such-bucket-here", "--ops", "1"], "no bucket"),
+    (["set", "--ip", "1.2.3.4"], "usage"),
+    (["get"], "usage"),
+])
+def test_limits_usage_errors(make_server, args, err):
+    srv = make_server()
+    cp = limits(srv, *args, check=False)
+    assert cp.returncode in (1, 2) and err in cp.stderr, cp.stderr
+    assert limits(srv, "list").stdout == ""

@@ -5507,6 +5507,8 @@ static const char *const seed_rows[] = {
            " VALUES ('up1', 15, 'pv15', 1, 'e', 'l', 15, 'crc32:AAAAAA==') ON CONFLICT DO NOTHING;"
            "INSERT INTO object_parts(version_id, part_number, \"offset\", size, etag, part_version_id, layout, checksum)"
            " VALUES ('v2', 15, 1, 1, 'e', 'pv15o', 'l', 'sha1:x') ON CONFLICT DO NOTHING;",
+    [16] = "INSERT INTO rate_limits(scope, name, ops_per_s, bytes_per_s, updated_ms) VALUES ('key', 'AK16', 16, 0, 16)"
+           " ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -7142,6 +7144,62 @@ Test(meta, notify_targets_add_get_list_remove) {
     cr_assert_eq(n, 1);
     cr_assert_eq(meta_notify_target_remove(f.ms, "hook-1"), 0);
     cr_assert_eq(meta_notify_target_remove(f.ms, "hook-1"), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_limit l[8];
+    int n;
+} limits_seen;
+
+static int collect_limit(void *ud, const meta_limit *l) {
+    limits_seen *s = ud;
+    if (s->n < 8) s->l[s->n++] = *l;
+    return 0;
+}
+
+Test(meta, rate_limit_overrides_set_list_remove_and_go_with_their_bucket) {
+    fx f;
+    fx_open(&f, 1);
+    mk_bucket(f.ms, "hot", 1);
+    meta_limit l = {.scope = "key", .name = "AKIDFAST", .ops_per_s = 50, .bytes_per_s = 0, .updated_ms = 1};
+    cr_assert_eq(meta_limit_set(f.ms, &l), 0);
+    l.ops_per_s = 60; /* replaced, not added */
+    cr_assert_eq(meta_limit_set(f.ms, &l), 0);
+    meta_limit b = {.scope = "bucket", .name = "hot", .ops_per_s = 0, .bytes_per_s = 1048576, .updated_ms = 2};
+    cr_assert_eq(meta_limit_set(f.ms, &b), 0);
+    meta_limit bad = l;
+    strcpy(bad.scope, "ip");
+    cr_assert_eq(meta_limit_set(f.ms, &bad), CAIRN_EINVAL, "only keys and buckets have overrides");
+    bad = l;
+    bad.ops_per_s = -1;
+    cr_assert_eq(meta_limit_set(f.ms, &bad), CAIRN_EINVAL);
+    bad = l;
+    bad.name[0] = '\0';
+    cr_assert_eq(meta_limit_set(f.ms, &bad), CAIRN_EINVAL);
+    limits_seen s = {0};
+    cr_assert_eq(meta_limit_list(f.ms, collect_limit, &s), 0);
+    cr_assert_eq(s.n, 2);
+    cr_assert_str_eq(s.l[0].scope, "bucket", "in (scope, name) order");
+    cr_assert_str_eq(s.l[0].name, "hot");
+    cr_assert_eq(s.l[0].bytes_per_s, 1048576);
+    cr_assert_str_eq(s.l[1].name, "AKIDFAST");
+    cr_assert_eq(s.l[1].ops_per_s, 60);
+    cr_assert_eq(s.l[1].updated_ms, 1);
+    /* The bucket's override goes with it: a later bucket of the name starts
+     * from the defaults. */
+    cr_assert_eq(meta_bucket_delete(f.ms, "hot", 0), 0);
+    s.n = 0;
+    cr_assert_eq(meta_limit_list(f.ms, collect_limit, &s), 0);
+    cr_assert_eq(s.n, 1);
+    cr_assert_str_eq(s.l[0].scope, "key");
+    cr_assert_eq(meta_limit_remove(f.ms, "key", "AKIDFAST"), 0);
+    cr_assert_eq(meta_limit_remove(f.ms, "key", "AKIDFAST"), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_limit_remove(f.ms, "bucket", "hot"), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_limit_remove(f.ms, "nonsense", "x"), CAIRN_EINVAL);
+    s.n = 0;
+    cr_assert_eq(meta_limit_list(f.ms, collect_limit, &s), 0);
+    cr_assert_eq(s.n, 0);
     fx_close(&f);
 }
 
