@@ -81,9 +81,6 @@ int data_open(const data_options *opt, data_store **out, int *cleaned);
 void data_close(data_store *ds);
 /* The layout new objects get. */
 void data_store_layout(const data_store *ds, int *k, int *m, uint32_t *block);
-/* Whether writers must know an object's size up front (storage nodes are
- * told each shard's length): then data_writer_open_size takes no -1. */
-bool data_store_needs_size(const data_store *ds);
 
 /* ---- writing -------------------------------------------------------------------- */
 
@@ -96,8 +93,9 @@ typedef void (*data_tap)(void *ud, const void *p, size_t n);
  * placement).  tap may be NULL.  The caller must finish+commit or abort. */
 int data_writer_open(data_store *ds, const char *version_id, data_tap tap, void *tap_ud,
                      data_writer **w);
-/* The same for an object of exactly size bytes (needed by storage nodes,
- * which are told each shard's length; -1 = unknown, local drives only). */
+/* The same for an object of exactly size bytes, or -1 = unknown.  Knowing it
+ * lets storage nodes be told each shard's length up front (the fast path);
+ * an unknown size is streamed to them chunked (remote.c). */
 int data_writer_open_size(data_store *ds, const char *version_id, int64_t size, data_tap tap,
                           void *tap_ud, data_writer **w);
 /* Appends bytes.  CAIRN_ENOSPC / CAIRN_EIO only when write quorum is lost. */

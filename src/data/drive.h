@@ -103,7 +103,9 @@ void drive_close(drive *d);
 const char *drive_id(const drive *d);
 const char *drive_path(const drive *d);
 
-/* Starts a shard of exactly size bytes (remote drives announce it). */
+/* Starts a shard of exactly size bytes (remote drives announce it), or of a
+ * size not known yet (DRIVE_SIZE_UNKNOWN: a remote drive sends it chunked). */
+#define DRIVE_SIZE_UNKNOWN UINT64_MAX
 int drive_create(drive *d, const char *name, uint64_t size, shard_out **out);
 /* Appends; CAIRN_ENOSPC / CAIRN_EIO. */
 int drive_append(shard_out *o, const struct iovec *iov, int iovcnt);

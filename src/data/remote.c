@@ -9,9 +9,15 @@
  * of timeout_ms, so a dead or hung (SIGSTOPped) node costs at most one timeout
  * per call, after which the store treats that shard as lost and uses parity.
  *
- * Uploads announce Content-Length (the store knows each shard's size up
- * front); a shard read is one ranged GET streamed forward, re-issued only when
- * the reader jumps.
+ * An upload announces Content-Length when the store knows each shard's size
+ * up front (the fast path: the node checks the length before the first
+ * byte).  A shard of unknown size (an object whose body came without a
+ * length: a chunked PUT, a POST form) is sent Transfer-Encoding: chunked,
+ * one chunk per append, and ends with its tag as the last data chunk and
+ * then the zero chunk: only a stream that ended that way can become a
+ * shard, so an upload cut short at any byte leaves nothing on the node.
+ * A shard read is one ranged GET streamed forward, re-issued only when the
+ * reader jumps.
  *
  * Every request is signed for the node's id (learned from the unsigned
  * /health/live, or the registry's when the node is down) with a nonce: this
@@ -72,6 +78,7 @@ typedef struct {
     shard_out base;
     rconn c;
     uint64_t remaining;
+    bool chunked;       /* size unknown: Transfer-Encoding: chunked, no remaining */
     bool failed;
     EVP_MAC_CTX *tag;   /* over the shard bytes sent so far */
 } remote_out;
@@ -216,6 +223,7 @@ static int send_head(remote_drive *d, rconn *c, const char *method, const char *
                      method, target, d->host, d->port, date, nonce, sig, extra ? extra : "");
     if (n < 0 || n >= (int)sizeof head - 48) return CAIRN_EINVAL;
     if (content_length >= 0) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %lld\r\n", (long long)content_length);
+    else if (content_length == SHARD_LENGTH_CHUNKED) n += snprintf(head + n, sizeof head - (size_t)n, "Transfer-Encoding: chunked\r\n");
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
     if (sig_out) memcpy(sig_out, sig, sizeof sig);
     struct iovec iov = {head, (size_t)n};
@@ -288,12 +296,14 @@ static int remote_create(drive *dd, const char *name, uint64_t size, shard_out *
     remote_out *o = calloc(1, sizeof *o);
     if (!o) return CAIRN_ENOMEM;
     o->base.d = dd;
-    o->remaining = size;
+    o->chunked = size == DRIVE_SIZE_UNKNOWN;
+    o->remaining = o->chunked ? 0 : size;
     char target[80], sig[65];
     shard_target(name, target, sizeof target);
     o->c.fd = -1;
     int rc = CAIRN_EIO;
-    if (rconn_open(d, &o->c) == 0 && send_head(d, &o->c, "PUT", target, (int64_t)(size + SHARD_TAG_LEN), NULL, sig) == 0)
+    int64_t cl = o->chunked ? SHARD_LENGTH_CHUNKED : (int64_t)(size + SHARD_TAG_LEN);
+    if (rconn_open(d, &o->c) == 0 && send_head(d, &o->c, "PUT", target, cl, NULL, sig) == 0)
         rc = (o->tag = shard_tag_new(d->poly, d->secret, sig)) ? 0 : CAIRN_ENOMEM;
     if (rc != 0) {
         rconn_close(&o->c); /* the node discards a body cut short */
@@ -304,18 +314,31 @@ static int remote_create(drive *dd, const char *name, uint64_t size, shard_out *
     return 0;
 }
 
+/* Sends iov as one chunk of a chunked body: size line, bytes, CRLF. */
+static int send_chunk(rconn *c, const struct iovec *iov, int iovcnt, size_t n) {
+    assert(n > 0); /* a zero-size chunk would end the body */
+    if (iovcnt > 6) return CAIRN_EINVAL;
+    char line[24];
+    struct iovec v[8];
+    v[0] = (struct iovec){line, (size_t)snprintf(line, sizeof line, "%zx\r\n", n)};
+    memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
+    v[iovcnt + 1] = (struct iovec){(void *)"\r\n", 2};
+    return send_all(c, v, iovcnt + 2);
+}
+
 static int remote_append(shard_out *oo, const struct iovec *iov, int iovcnt) {
     remote_out *o = (remote_out *)oo;
     size_t n = 0;
     for (int i = 0; i < iovcnt; i++) n += iov[i].iov_len;
-    if (o->failed || n > o->remaining) return CAIRN_EIO;
+    if (o->failed || (!o->chunked && n > o->remaining)) return CAIRN_EIO;
+    if (n == 0) return 0;
     for (int i = 0; i < iovcnt; i++) EVP_MAC_update(o->tag, iov[i].iov_base, iov[i].iov_len);
-    int rc = send_all(&o->c, iov, iovcnt);
+    int rc = o->chunked ? send_chunk(&o->c, iov, iovcnt, n) : send_all(&o->c, iov, iovcnt);
     if (rc != 0) {
         o->failed = true;
         return rc;
     }
-    o->remaining -= n;
+    if (!o->chunked) o->remaining -= n;
     return 0;
 }
 
@@ -323,8 +346,8 @@ static void remote_writeback(shard_out *o) { (void)o; }
 
 static void remote_abort(shard_out *oo) {
     remote_out *o = (remote_out *)oo;
-    /* Closing before the announced length leaves the node a cut-short body,
-     * which it discards. */
+    /* Closing before the announced length, or before a chunked body's zero
+     * chunk, leaves the node a cut-short body, which it discards. */
     rconn_close(&o->c);
     EVP_MAC_CTX_free(o->tag);
     free(o);
@@ -336,11 +359,17 @@ static int remote_commit(shard_out *oo) {
     unsigned char tag[SHARD_TAG_LEN + 16];
     size_t tl = 0;
     if (!o->failed && o->remaining == 0 && EVP_MAC_final(o->tag, tag, &tl, sizeof tag) && tl == SHARD_TAG_LEN) {
-        struct iovec iov = {tag, SHARD_TAG_LEN};
         shard_head h;
         char spill[SHARD_HEAD_MAX];
         size_t sl;
-        int status = send_all(&o->c, &iov, 1) == 0 ? read_head(&o->c, &h, spill, &sl) : -1;
+        /* Chunked: the tag as the last data chunk, then the zero chunk
+         * (no trailer) that ends the body. */
+        char line[8];
+        int ll = snprintf(line, sizeof line, "%x\r\n", SHARD_TAG_LEN);
+        struct iovec plain = {tag, SHARD_TAG_LEN};
+        struct iovec chunked[3] = {{line, (size_t)ll}, {tag, SHARD_TAG_LEN}, {(void *)"\r\n0\r\n\r\n", 7}};
+        int sent = o->chunked ? send_all(&o->c, chunked, 3) : send_all(&o->c, &plain, 1);
+        int status = sent == 0 ? read_head(&o->c, &h, spill, &sl) : -1;
         rc = status == 201 ? 0 : status == 507 ? CAIRN_ENOSPC : CAIRN_EIO;
     }
     rconn_close(&o->c);

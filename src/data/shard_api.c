@@ -20,7 +20,9 @@
 int shard_sign(const char *secret, const char *node_id, const char *method, const char *target, const char *date,
               const char *nonce, int64_t content_length, char out[65]) {
     char msg[SHARD_MAX_TARGET + 512], len[24] = "";
+    assert(content_length >= -1 || content_length == SHARD_LENGTH_CHUNKED);
     if (content_length >= 0) snprintf(len, sizeof len, "%lld", (long long)content_length);
+    else if (content_length == SHARD_LENGTH_CHUNKED) snprintf(len, sizeof len, "chunked");
     int n = snprintf(msg, sizeof msg, "CAIRN-SHARD-2\n%s\n%s\n%s\n%s\n%s\n%s", node_id, method, target, date, nonce,
                      len);
     if (n < 0 || n >= (int)sizeof msg) {
@@ -56,6 +58,31 @@ EVP_MAC_CTX *shard_tag_new(EVP_MAC *poly, const char *secret, const char *sig) {
     }
     OPENSSL_cleanse(key, sizeof key);
     return c;
+}
+
+int shard_tail_feed(shard_tail *t, const void *p, size_t n, unsigned char rel[SHARD_TAG_LEN], struct iovec iov[2]) {
+    assert(t->n <= SHARD_TAG_LEN);
+    const unsigned char *c = p;
+    int cnt = 0;
+    if (t->n + n > SHARD_TAG_LEN) {
+        size_t out = t->n + n - SHARD_TAG_LEN;          /* bytes no longer among the last 16 */
+        size_t from_held = out < t->n ? out : t->n, from_p = out - from_held;
+        if (from_held) {
+            memcpy(rel, t->b, from_held);
+            memmove(t->b, t->b + from_held, t->n - from_held);
+            t->n -= from_held;
+            iov[cnt++] = (struct iovec){rel, from_held};
+        }
+        if (from_p) {
+            iov[cnt++] = (struct iovec){(void *)(uintptr_t)c, from_p};
+            c += from_p;
+            n -= from_p;
+        }
+        assert(t->n + n == SHARD_TAG_LEN);
+    }
+    if (n) memcpy(t->b + t->n, c, n);
+    t->n += n;
+    return cnt;
 }
 
 static int hexval(char c) {

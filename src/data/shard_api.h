@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <openssl/evp.h>
 
@@ -23,10 +24,13 @@
 #define SHARD_NONCE_MAX 56               /* "<32 hex>.<seq>" and its NUL */
 #define SHARD_TAG_LEN 16                 /* the Poly1305 tag after a PUT's shard bytes */
 #define SHARD_MAX_TARGET 4096            /* the longest request target signed */
+#define SHARD_LENGTH_CHUNKED (-2)        /* shard_sign: a body sent Transfer-Encoding: chunked */
 
 /* The request signature (64 hex and a NUL): HMAC-SHA256(secret,
  * "CAIRN-SHARD-2\n" node_id "\n" method "\n" target "\n" date "\n" nonce "\n"
- * length), length being the decimal Content-Length or "" (content_length < 0).
+ * length), length being the decimal Content-Length, "chunked" for a body
+ * of unknown length sent chunked (content_length == SHARD_LENGTH_CHUNKED), or
+ * "" for no body (content_length == -1).
  * Shared by the node (to check) and the gateway (to sign).  CAIRN_EINVAL when
  * the parts are longer than a shard API request can be (4 KiB of target),
  * CAIRN_ENOMEM when the HMAC could not be computed (out[0] is then NUL). */
@@ -40,6 +44,19 @@ bool shard_body_key(const char *secret, const char *sig, unsigned char key[32]);
  * "POLY1305", NULL), shared); NULL when out of memory.  The caller frees it
  * with EVP_MAC_CTX_free. */
 EVP_MAC_CTX *shard_tag_new(EVP_MAC *poly, const char *secret, const char *sig);
+
+/* The tag of a PUT sent chunked trails shard bytes of unknown count: the
+ * node holds back the last SHARD_TAG_LEN bytes it has seen, so when the
+ * stream ends properly they are the tag.  Zero-initialise. */
+typedef struct {
+    unsigned char b[SHARD_TAG_LEN];
+    size_t n;                            /* bytes held, at most SHARD_TAG_LEN */
+} shard_tail;
+/* Feeds a body piece p[0..n): fills iov[0..return) with the bytes now known
+ * to be shard bytes, in order (held bytes released are copied to rel, the
+ * rest point into p), and holds back the newest SHARD_TAG_LEN bytes.  Returns
+ * 0, 1 or 2.  Pure; the fuzz target checks it against a whole-body split. */
+int shard_tail_feed(shard_tail *t, const void *p, size_t n, unsigned char rel[SHARD_TAG_LEN], struct iovec iov[2]);
 
 /* Parses a nonce "<32 lowercase hex>.<decimal seq>" (no sign, no leading
  * zeros, at most UINT64_MAX); 0 or CAIRN_EINVAL. */

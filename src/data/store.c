@@ -337,8 +337,6 @@ void data_store_layout(const data_store *ds, int *k, int *m, uint32_t *block) {
     *block = ds->block;
 }
 
-bool data_store_needs_size(const data_store *ds) { return ds->remote; }
-
 /* ---- writer ------------------------------------------------------------------------------- */
 
 struct data_writer {
@@ -540,7 +538,7 @@ int data_writer_open_size(data_store *ds, const char *version_id, int64_t size, 
     }
     place(ds, version_id, w->n, w->drive_idx);
     int rc = 0;
-    uint64_t sbytes = size >= 0 ? shard_bytes(size, w->k, w->block) : 0;
+    uint64_t sbytes = size >= 0 ? shard_bytes(size, w->k, w->block) : DRIVE_SIZE_UNKNOWN;
     for (int i = 0; i < w->n; i++) {
         char name[48];
         shard_name(version_id, i, name, sizeof name);

@@ -8,6 +8,14 @@
  * rename) and answers 201; done removes the temp shard of a body that never
  * completed or did not authenticate, and logs the request.
  *
+ * A PUT comes with Content-Length (the shard's size was known: the tag is
+ * the last 16 bytes of the announced length) or Transfer-Encoding: chunked
+ * (it was not).  MHD decodes the chunks; the handler holds back the last 16
+ * bytes seen (shard_tail_feed), which are the tag once the zero chunk ends
+ * the body.  end is only reached on that zero chunk: a stream cut short
+ * anywhere, even between whole chunks, goes to done and leaves nothing.  The
+ * signature covers the framing: "chunked" stands where the length would.
+ *
  * Authentication, and why it looks like this:
  *
  *   - The head signature (HMAC-SHA256 with the cluster secret) covers the
@@ -80,6 +88,8 @@ typedef struct {
     uint64_t expected;           /* Content-Length: shard bytes and the tag */
     uint64_t got;                /* body bytes seen */
     unsigned char tag_in[SHARD_TAG_LEN];
+    bool chunked;                /* no length: the tag is what tail holds at the end */
+    shard_tail tail;
     const char *refused;         /* why a 401, for the log */
 } node_req;
 
@@ -384,7 +394,9 @@ static int authenticate(node_server *n, http_req *r, char sig_out[65], const cha
     int tl = snprintf(target, sizeof target, "%s%s%s", r->raw_path, r->raw_query[0] ? "?" : "", r->raw_query);
     if (tl < 0 || tl >= (int)sizeof target) return CAIRN_ETOOBIG;
     char want[65];
-    int rc = shard_sign(n->secret, n->id, r->method, target, date, nonce, r->content_length, want);
+    /* The framing is signed: "chunked" where the length would be. */
+    int64_t length = r->content_length < 0 && r->chunked_transfer ? SHARD_LENGTH_CHUNKED : r->content_length;
+    int rc = shard_sign(n->secret, n->id, r->method, target, date, nonce, length, want);
     if (rc != 0) return rc == CAIRN_ENOMEM ? rc : CAIRN_ETOOBIG;
     if (CRYPTO_memcmp(want, sig, 64) != 0) {
         *why = "wrong signature";
@@ -579,11 +591,13 @@ static void serve_list(node_server *n, http_req *r) {
 
 static void begin_put(node_server *n, http_req *r, node_req *q, const char *name) {
     r->api = "ShardPut";
-    if (r->content_length < 0) return reply(r, 411, "Content-Length required\n");
-    if (r->content_length < SHARD_TAG_LEN) return reply(r, 400, "body shorter than its tag\n");
-    q->expected = (uint64_t)r->content_length;
+    q->chunked = r->content_length < 0 && r->chunked_transfer;
+    if (r->content_length < 0 && !q->chunked) return reply(r, 411, "Content-Length or chunked body required\n");
+    if (!q->chunked && r->content_length < SHARD_TAG_LEN) return reply(r, 400, "body shorter than its tag\n");
+    q->expected = q->chunked ? 0 : (uint64_t)r->content_length;
     if (!(q->tag = shard_tag_new(n->poly, n->secret, q->sig))) return reply(r, 503, "out of memory\n");
-    int rc = drive_create(home_drive(n, name), name, q->expected - SHARD_TAG_LEN, &q->out);
+    int rc = drive_create(home_drive(n, name), name, q->chunked ? DRIVE_SIZE_UNKNOWN : q->expected - SHARD_TAG_LEN,
+                          &q->out);
     if (rc == CAIRN_ENOSPC) return reply(r, 507, "drive full\n");
     if (rc != 0) return reply(r, 500, "cannot create shard\n");
 }
@@ -649,12 +663,36 @@ static void drop_shard(node_req *q) {
     q->out = NULL;
 }
 
-/* The first expected - SHARD_TAG_LEN bytes are the shard (to the drive and the
- * tag), the rest is the tag the gateway computed. */
+/* Shard bytes to the drive and the tag. */
+static int put_bytes(node_req *q, const struct iovec *iov, int iovcnt) {
+    for (int i = 0; i < iovcnt; i++) EVP_MAC_update(q->tag, iov[i].iov_base, iov[i].iov_len);
+    int rc = drive_append(q->out, iov, iovcnt);
+    if (rc == 0) drive_writeback(q->out);
+    return rc;
+}
+
+static void body_failed(http_req *r, node_req *q, int rc) {
+    drop_shard(q);
+    reply(r, rc == CAIRN_ENOSPC ? 507 : 500, rc == CAIRN_ENOSPC ? "drive full\n" : "write failed\n");
+}
+
+/* Chunked: everything but the newest 16 bytes is shard bytes. */
+static void on_body_chunked(http_req *r, node_req *q, const char *data, size_t len) {
+    unsigned char rel[SHARD_TAG_LEN];
+    struct iovec iov[2];
+    int cnt = shard_tail_feed(&q->tail, data, len, rel, iov);
+    int rc = cnt ? put_bytes(q, iov, cnt) : 0;
+    if (rc != 0) return body_failed(r, q, rc);
+    q->got += len;
+}
+
+/* With a length, the first expected - SHARD_TAG_LEN bytes are the shard (to
+ * the drive and the tag), the rest is the tag the gateway computed. */
 static void on_body(void *app, http_req *r, const char *data, size_t len) {
     (void)app;
     node_req *q = r->ctx;
     if (!q || !q->out) return;
+    if (q->chunked) return on_body_chunked(r, q, data, len);
     if (len > q->expected - q->got) { /* more than announced: the server never passes that on */
         drop_shard(q);
         return reply(r, 400, "body longer than Content-Length\n");
@@ -662,14 +700,9 @@ static void on_body(void *app, http_req *r, const char *data, size_t len) {
     uint64_t shard_len = q->expected - SHARD_TAG_LEN;
     size_t take = q->got < shard_len ? (size_t)(shard_len - q->got < len ? shard_len - q->got : len) : 0;
     if (take) {
-        EVP_MAC_update(q->tag, (const unsigned char *)data, take);
         struct iovec iov = {(void *)(uintptr_t)data, take};
-        int rc = drive_append(q->out, &iov, 1);
-        if (rc != 0) {
-            drop_shard(q);
-            return reply(r, rc == CAIRN_ENOSPC ? 507 : 500, rc == CAIRN_ENOSPC ? "drive full\n" : "write failed\n");
-        }
-        drive_writeback(q->out);
+        int rc = put_bytes(q, &iov, 1);
+        if (rc != 0) return body_failed(r, q, rc);
     }
     if (len > take) memcpy(q->tag_in + (q->got + take - shard_len), data + take, len - take);
     q->got += len;
@@ -681,7 +714,14 @@ static void on_end(void *app, http_req *r) {
     /* begin answered every request but a PUT it took: here without a shard
      * being written, that answer could not be made (no memory for it). */
     if (!q || !q->out) return reply(r, 500, "out of memory\n");
-    if (q->got != q->expected) {
+    if (q->chunked) {
+        /* The zero chunk came: the bytes held back are the tag. */
+        if (q->tail.n < SHARD_TAG_LEN) {
+            drop_shard(q);
+            return reply(r, 400, "body shorter than its tag\n");
+        }
+        memcpy(q->tag_in, q->tail.b, SHARD_TAG_LEN);
+    } else if (q->got != q->expected) {
         drop_shard(q);
         return reply(r, 400, "incomplete body\n");
     }

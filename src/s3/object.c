@@ -392,9 +392,9 @@ static void object_tap(void *ud, const void *p, size_t n) {
  * A body without a length: Transfer-Encoding: chunked, no Content-Length,
  * no aws-chunked x-amz-decoded-content-length.  S3 refuses it (411
  * MissingContentLength); cairn takes it when nothing needs the length up
- * front: the payload is not signed as one SHA-256 (UNSIGNED-PAYLOAD), and
- * the shards are on local drives (storage nodes are told each shard's
- * length).  0 to go on, nonzero = answered.
+ * front: the payload is not signed as one SHA-256 (UNSIGNED-PAYLOAD).  Its
+ * shards go to local drives as they come, and to storage nodes chunked
+ * (remote.c).  0 to go on, nonzero = answered.
  */
 static int begin_unknown_size(s3_req *q) {
     if (!q->http->chunked_transfer) {
@@ -405,11 +405,6 @@ static int begin_unknown_size(s3_req *q) {
         s3_error(q, "MissingContentLength", "You must provide the Content-Length HTTP header: a chunked body "
                                             "is taken only with x-amz-content-sha256: UNSIGNED-PAYLOAD, or "
                                             "aws-chunked with x-amz-decoded-content-length.");
-        return -1;
-    }
-    if (data_store_needs_size(q->gw->d.data)) {
-        s3_error(q, "MissingContentLength", "You must provide the Content-Length HTTP header: the storage "
-                                            "nodes need each object's length before its first byte.");
         return -1;
     }
     q->size_unknown = true;

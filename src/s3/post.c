@@ -593,11 +593,6 @@ int s3_post_begin(s3_req *q) {
         return -1;
     }
     q->bucket_id = q->bk.id;
-    if (data_store_needs_size(q->gw->d.data)) {
-        s3_error(q, "NotImplemented", "POST Object needs the object's length before its first byte on storage "
-                                      "nodes; this gateway's shards are on nodes.");
-        return -1;
-    }
     s3_post *p = arena_calloc(q->http->arena, 1, sizeof *p);
     if (!p) {
         s3_error_nomem(q);

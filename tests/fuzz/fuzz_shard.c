@@ -11,6 +11,15 @@
  * is 200..599 and its Content-Length -1 or 0..SHARD_MAX_CONTENT_LENGTH; a
  * prefix never parses as complete before the whole head, and once the
  * whole head is in, the answer does not depend on the bytes after it.
+ *
+ * A third mode feeds the input as a chunked PUT's body to shard_tail_feed
+ * (the node's split of shard bytes from the trailing tag), in pieces whose
+ * sizes the input's own bytes choose, and checks the split against the
+ * whole: the bytes released are the body but its last 16, in order, and the
+ * tail holds those 16 (or the whole body when shorter).
+ *
+ * The first byte picks the mode: bit 0 set, a head; else bit 1 set, a body
+ * split; else a nonce.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +55,35 @@ static void check_head(const char *b, size_t n) {
     }
 }
 
+static void check_tail(const unsigned char *b, size_t n) {
+    shard_tail t = {0};
+    unsigned char *out = malloc(n ? n : 1);
+    if (!out) abort();
+    size_t outn = 0, off = 0, step = 0;
+    bool last_empty = false;
+    while (off < n) {
+        size_t piece = b[step++ % n] % 41;   /* 0..40: around a tag's length */
+        if (piece == 0 && last_empty) piece = 1; /* an empty piece, but never two in a row: progress */
+        last_empty = piece == 0;
+        if (piece > n - off) piece = n - off;
+        unsigned char rel[SHARD_TAG_LEN];
+        struct iovec iov[2];
+        int cnt = shard_tail_feed(&t, b + off, piece, rel, iov);
+        if (cnt < 0 || cnt > 2) abort();
+        for (int k = 0; k < cnt; k++) {
+            if (iov[k].iov_len == 0 || outn + iov[k].iov_len > n) abort();
+            memcpy(out + outn, iov[k].iov_base, iov[k].iov_len);
+            outn += iov[k].iov_len;
+        }
+        if (t.n > SHARD_TAG_LEN) abort();
+        off += piece;
+    }
+    size_t want = n > SHARD_TAG_LEN ? n - SHARD_TAG_LEN : 0;
+    if (outn != want || memcmp(out, b, outn) != 0) abort();
+    if (t.n != n - want || memcmp(t.b, b + want, t.n) != 0) abort();
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > 3 * SHARD_HEAD_MAX) return 0;
     char *b = malloc(size - 1 ? size - 1 : 1);
@@ -53,6 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(b, data + 1, size - 1);
     if (data[0] & 1) {
         check_head(b, size - 1);
+    } else if (data[0] & 2) {
+        check_tail((const unsigned char *)b, size - 1);
     } else {
         /* The nonce arrives as a NUL-terminated header value. */
         char *s = malloc(size);

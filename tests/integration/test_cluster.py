@@ -297,28 +297,6 @@ def new_bucket(gw):
     return name
 
 
-def test_chunked_upload_without_length_needs_one_on_nodes(make_cluster):
-    """A chunked UNSIGNED-PAYLOAD body without a length, which a server on
-    local drives takes (test_s3_surface.py), is 411 MissingContentLength
-    through a gateway: storage nodes are told each shard's length first."""
-    gw = make_cluster().gateway
-    bucket = new_bucket(gw)
-    path = sigv4.object_path(bucket, "k")
-    h, _sig, _date = sigv4.sign_request("PUT", path, None, {"Host": gw.host}, gw.root[0], gw.root[1],
-                                        sigv4.UNSIGNED_PAYLOAD)
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
-    try:
-        conn.request("PUT", path, body=iter([b"x" * 1000]), headers=h, encode_chunked=True)
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    assert resp.status == 411 and b"<Code>MissingContentLength</Code>" in body, body
-    assert gw.request("HEAD", path).status == 404
-    # With a length it is stored.
-    assert put(gw, bucket, "k", b"x" * 1000).status == 200
-
-
 def put(gw, bucket, key, data, timeout=60):
     return gw.request("PUT", sigv4.object_path(bucket, key), body=data, timeout=timeout)
 

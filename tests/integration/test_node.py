@@ -249,6 +249,50 @@ def test_cut_short_upload_leaves_nothing(node):
     assert node.request("GET", path)[0] == 404
 
 
+def chunked_put(node, path, shard, tag=None, sign_as=None, cut=False, piece=1000):
+    """A PUT of shard and its tag sent Transfer-Encoding: chunked, signed with
+    "chunked" where the length goes (sign_as: another LENGTH to sign).
+    Returns the status, or None when cut (no zero chunk; we hang up)."""
+    d, nonce = str(now_ms()), f"{node.signer.session}.{node.signer.next_seq()}"
+    sts = "\n".join(["CAIRN-SHARD-2", node.id, "PUT", path, d, nonce, "chunked" if sign_as is None else sign_as])
+    sig = hmac.new(SECRET.encode(), sts.encode(), hashlib.sha256).hexdigest()
+    body = shard + (tag if tag is not None else body_tag(SECRET, sig, shard))
+    raw = (f"PUT {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\nX-Cairn-Date: {d}\r\n"
+           f"X-Cairn-Nonce: {nonce}\r\nX-Cairn-Signature: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    for i in range(0, len(body), piece):
+        c = body[i:i + piece]
+        raw += b"%x\r\n" % len(c) + c + b"\r\n"
+    if cut:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=20) as s:
+            s.sendall(raw)
+            wait_until(lambda: node.tmp_files(), 10, what="the cut-short upload's temp shard")
+        return None
+    return node.send(raw + b"0\r\n\r\n")[0]
+
+
+def test_a_chunked_put_is_a_shard_only_when_whole_and_tagged(node):
+    """A shard of unknown size comes chunked (docs/shard-api.md): the tag,
+    checked here against the pure-Python Poly1305, is the last 16 bytes
+    before the zero chunk; the framing is signed; a stream without its zero
+    chunk leaves nothing."""
+    path = f"/v1/shards/{NAME}"
+    shard = os.urandom(100_000)
+    for piece in (1, 15, 16, 17, 4096, 200_000):
+        shard_piece = shard[:3000] if piece < 16 else shard
+        assert chunked_put(node, path, shard_piece, piece=piece) == 201, piece
+        st, got, _ = node.request("GET", path)
+        assert st == 200 and got == shard_piece, piece
+    other = os.urandom(50_000)
+    assert chunked_put(node, path, other, tag=os.urandom(TAG_LEN)) == 401        # a wrong tag
+    assert chunked_put(node, path, other, sign_as="") == 401                     # signed as no body
+    assert chunked_put(node, path, other, sign_as=str(len(other) + TAG_LEN)) == 401  # signed with a length
+    assert chunked_put(node, path, b"", tag=b"short") == 400                     # shorter than a tag
+    assert chunked_put(node, path, other, cut=True) is None                      # no zero chunk
+    wait_until(lambda: not node.tmp_files(), 10, what="the temp shard to be removed")
+    assert node.request("GET", path)[1] == shard                                 # the last good one stays
+    assert not node.tmp_files()
+
+
 def test_node_needs_a_cluster_secret(tmp_path):
     e = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     cp = subprocess.run([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{free_port()}", "--drives",

@@ -1,7 +1,8 @@
 /*
  * test_shard_api.c — the shard API's shared pieces (src/data/shard_api.h):
  * the parser of a node's response head (untrusted input for the gateway),
- * the nonce parser, the request signature; and the node's replay table
+ * the nonce parser, the request signature, the split of a chunked PUT's body
+ * into shard bytes and tag; and the node's replay table
  * (src/node/node.h).
  *
  * Heads are parsed from malloc'd buffers of exactly their length, so an ASan
@@ -226,6 +227,67 @@ Test(sign, refuses_a_target_longer_than_the_api_has) {
     free(target);
 }
 
+Test(sign, a_chunked_body_signs_chunked_where_the_length_stands) {
+    char got[65], want[65];
+    cr_assert_eq(shard_sign("the-cluster-secret", "0123456789abcdef", "PUT", "/v1/shards/x.1", "1", SESSION ".9",
+                           SHARD_LENGTH_CHUNKED, got), 0);
+    hmac_hex("the-cluster-secret", "CAIRN-SHARD-2\n0123456789abcdef\nPUT\n/v1/shards/x.1\n1\n" SESSION ".9\nchunked",
+             want);
+    cr_expect_str_eq(got, want);
+    /* Not the signature of the same head with no body or any length. */
+    char other[65];
+    cr_assert_eq(shard_sign("the-cluster-secret", "0123456789abcdef", "PUT", "/v1/shards/x.1", "1", SESSION ".9", -1,
+                           other), 0);
+    cr_expect_str_neq(got, other);
+}
+
+/* ---- the tag of a chunked body ---------------------------------------------------------------- */
+
+/* Feeds body in pieces of the given sizes (cycled); checks that the bytes
+ * released are body[0 .. len-16) in order and that the tail holds the rest. */
+static void split_in_pieces(const unsigned char *body, size_t len, const size_t *sizes, size_t nsizes) {
+    shard_tail t = {0};
+    unsigned char *out = malloc(len + 1);
+    cr_assert(out);
+    size_t outn = 0, off = 0;
+    for (size_t i = 0; off < len; i++) {
+        size_t n = sizes[i % nsizes];
+        if (n > len - off) n = len - off;
+        unsigned char rel[SHARD_TAG_LEN];
+        struct iovec iov[2];
+        int cnt = shard_tail_feed(&t, body + off, n, rel, iov);
+        cr_assert(cnt >= 0 && cnt <= 2);
+        for (int k = 0; k < cnt; k++) {
+            cr_assert(iov[k].iov_len > 0);
+            memcpy(out + outn, iov[k].iov_base, iov[k].iov_len);
+            outn += iov[k].iov_len;
+        }
+        off += n;
+        cr_assert_leq(t.n, SHARD_TAG_LEN);
+    }
+    size_t want = len > SHARD_TAG_LEN ? len - SHARD_TAG_LEN : 0;
+    cr_assert_eq(outn, want, "released %zu of %zu", outn, len);
+    cr_expect(memcmp(out, body, outn) == 0);
+    cr_assert_eq(t.n, len < SHARD_TAG_LEN ? len : SHARD_TAG_LEN);
+    cr_expect(memcmp(t.b, body + want, t.n) == 0);
+    free(out);
+}
+
+Test(tail, holds_back_the_last_sixteen_bytes_however_the_body_is_cut) {
+    unsigned char body[1000];
+    for (size_t i = 0; i < sizeof body; i++) body[i] = (unsigned char)(i * 37 + 11);
+    const size_t ones[] = {1}, sevens[] = {7}, mixed[] = {3, 16, 1, 40, 15, 17, 0, 2}, whole[] = {1000},
+                 tags[] = {16};
+    size_t lens[] = {0, 1, 15, 16, 17, 31, 32, 33, 999, 1000};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        split_in_pieces(body, lens[i], ones, 1);
+        split_in_pieces(body, lens[i], sevens, 1);
+        split_in_pieces(body, lens[i], mixed, 8);
+        split_in_pieces(body, lens[i], whole, 1);
+        split_in_pieces(body, lens[i], tags, 1);
+    }
+}
+
 /* ---- the replay table --------------------------------------------------------------------- */
 
 #define T0 1700000000000LL
@@ -390,6 +452,7 @@ Test(replay, threads_racing_admit_each_number_once) {
  * the bytes a test gave it for that request — to show the client refuses
  * every bad answer with an error instead of trusting it.
  */
+#include <dirent.h>
 #include <arpa/inet.h>
 #include <ftw.h>
 #include <sys/resource.h>
@@ -819,11 +882,21 @@ Test(node, refuses_bad_paths_methods_names_and_queries) {
 Test(node, puts_need_a_length_and_the_right_tag) {
     live_node ln;
     node_up(&ln, 1);
-    /* Chunked: no Content-Length to sign. */
+    /* No length and not chunked. */
     buf_t h;
+    signed_head(&ln, "PUT", "/v1/shards/" SHARD_A, &(req_opts){.length = -1}, &h);
+    cr_expect_eq(exchange(ln.port, h.data, h.len, NULL), 411);
+    buf_free(&h);
+    /* Chunked, but signed as a request without a body: the framing is signed. */
     signed_head(&ln, "PUT", "/v1/shards/" SHARD_A, &(req_opts){.length = -1, .extra = "Transfer-Encoding: chunked\r\n"}, &h);
     buf_puts(&h, "0\r\n\r\n");
-    cr_expect_eq(exchange(ln.port, h.data, h.len, NULL), 411);
+    cr_expect_eq(exchange(ln.port, h.data, h.len, NULL), 401);
+    buf_free(&h);
+    /* Chunked and signed so, but shorter than a tag. */
+    signed_head(&ln, "PUT", "/v1/shards/" SHARD_A,
+                &(req_opts){.length = SHARD_LENGTH_CHUNKED, .extra = "Transfer-Encoding: chunked\r\n"}, &h);
+    buf_puts(&h, "5\r\n12345\r\n0\r\n\r\n");
+    cr_expect_eq(exchange(ln.port, h.data, h.len, NULL), 400);
     buf_free(&h);
     /* The tag of other bytes. */
     cr_expect_eq(put_raw(&ln, SHARD_A, "good", 4, "evil"), 401);
@@ -840,6 +913,161 @@ Test(node, puts_need_a_length_and_the_right_tag) {
     cr_expect_eq(call(&ln, "GET", "/v1/shards/" SHARD_A, NULL, &a), 200);
     cr_expect_str_eq(body_of(&a), "");
     buf_free(&a);
+    node_down(&ln);
+}
+
+/* A signed chunked PUT of shard bytes and their tag (computed over tag_over,
+ * the shard itself when NULL), in chunks of at most piece bytes; ended by the
+ * zero chunk when end is true.  The caller frees out. */
+static void chunked_put_request(live_node *ln, const char *name, const char *shard, size_t n, const char *tag_over,
+                                size_t piece, bool end, buf_t *out) {
+    char target[96], sig[65];
+    snprintf(target, sizeof target, "/v1/shards/%s", name);
+    req_opts o = {.length = SHARD_LENGTH_CHUNKED, .extra = "Transfer-Encoding: chunked\r\n"};
+    signed_head(ln, "PUT", target, &o, out);
+    const char *s = strstr(out->data, "X-Cairn-Signature: ");
+    cr_assert(s);
+    memcpy(sig, s + 19, 64);
+    sig[64] = '\0';
+    EVP_MAC *poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+    EVP_MAC_CTX *t = shard_tag_new(poly, SECRET, sig);
+    EVP_MAC_update(t, (const unsigned char *)(tag_over ? tag_over : shard), n);
+    unsigned char tag[SHARD_TAG_LEN + 16];
+    size_t tl = 0;
+    cr_assert(EVP_MAC_final(t, tag, &tl, sizeof tag));
+    EVP_MAC_CTX_free(t);
+    EVP_MAC_free(poly);
+    /* The shard and its tag as one stream, cut into chunks anywhere. */
+    char *all = malloc(n + SHARD_TAG_LEN);
+    cr_assert(all);
+    memcpy(all, shard, n);
+    memcpy(all + n, tag, SHARD_TAG_LEN);
+    for (size_t off = 0; off < n + SHARD_TAG_LEN;) {
+        size_t k = n + SHARD_TAG_LEN - off < piece ? n + SHARD_TAG_LEN - off : piece;
+        buf_printf(out, "%zx\r\n", k);
+        buf_append(out, all + off, k);
+        buf_puts(out, "\r\n");
+        off += k;
+    }
+    free(all);
+    if (end) buf_puts(out, "0\r\n\r\n");
+}
+
+static int chunked_put(live_node *ln, const char *name, const char *shard, size_t n, const char *tag_over,
+                       size_t piece, bool end) {
+    buf_t b;
+    chunked_put_request(ln, name, shard, n, tag_over, piece, end, &b);
+    int st = exchange(ln->port, b.data, b.len, NULL);
+    buf_free(&b);
+    return st;
+}
+
+/* Polls until the node's first drive holds no temp file (a cut-short
+ * upload's is removed when the node sees the connection end). */
+static int tmp_files_after_a_while(live_node *ln) {
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/d0/tmp", ln->dir);
+    DIR *d = NULL;
+    int n = 0;
+    for (int i = 0; i < 500; i++) {
+        n = 0;
+        d = opendir(tmp);
+        cr_assert_not_null(d, "%s", tmp);
+        for (struct dirent *e; (e = readdir(d));)
+            if (e->d_name[0] != '.') n++;
+        closedir(d);
+        if (n == 0) break;
+        usleep(10000);
+    }
+    return n;
+}
+
+Test(node, takes_a_chunked_shard_only_whole_and_with_its_tag) {
+    live_node ln;
+    node_up(&ln, 1);
+    char shard[3000];
+    for (size_t i = 0; i < sizeof shard; i++) shard[i] = (char)(i * 7 + 3);
+    /* Chunks of every size around the tag's: the tag split across chunks too. */
+    const size_t pieces[] = {1, 7, 16, 17, 1000, 5000};
+    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+        cr_expect_eq(chunked_put(&ln, SHARD_A, shard, sizeof shard, NULL, pieces[i], true), 201, "chunks of %zu",
+                     pieces[i]);
+        buf_t a;
+        cr_expect_eq(call(&ln, "GET", "/v1/shards/" SHARD_A, NULL, &a), 200);
+        const char *b = body_of(&a);
+        cr_expect_eq(a.len - (size_t)(b - a.data), sizeof shard);
+        cr_expect(memcmp(b, shard, sizeof shard) == 0, "chunks of %zu: other bytes", pieces[i]);
+        buf_free(&a);
+        cr_expect_eq(call(&ln, "DELETE", "/v1/shards/" SHARD_A, NULL, NULL), 204);
+    }
+    /* An empty shard: the body is its tag alone. */
+    cr_expect_eq(chunked_put(&ln, SHARD_B, "", 0, NULL, 5, true), 201);
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_B, NULL, NULL), 200);
+    /* The tag of other bytes. */
+    char evil[sizeof shard];
+    memcpy(evil, shard, sizeof shard);
+    evil[100] ^= 1;
+    cr_expect_eq(chunked_put(&ln, SHARD_A, shard, sizeof shard, evil, 64, true), 401);
+    /* A stream that lost its middle and was ended properly, with a tag
+     * captured from another request over the whole shard: refused. */
+    char tag_of_all[SHARD_TAG_LEN];
+    {
+        buf_t b;
+        chunked_put_request(&ln, SHARD_A, shard, sizeof shard, NULL, sizeof shard + SHARD_TAG_LEN, false, &b);
+        memcpy(tag_of_all, b.data + b.len - 2 - SHARD_TAG_LEN, SHARD_TAG_LEN);
+        buf_free(&b);
+    }
+    buf_t h;
+    signed_head(&ln, "PUT", "/v1/shards/" SHARD_A,
+                &(req_opts){.length = SHARD_LENGTH_CHUNKED, .extra = "Transfer-Encoding: chunked\r\n"}, &h);
+    buf_printf(&h, "%x\r\n", 1000 + SHARD_TAG_LEN);
+    buf_append(&h, shard, 1000);
+    buf_append(&h, tag_of_all, SHARD_TAG_LEN);
+    buf_puts(&h, "\r\n0\r\n\r\n");
+    cr_expect_eq(exchange(ln.port, h.data, h.len, NULL), 401);
+    buf_free(&h);
+    /* Cut short, after whole chunks and the whole tag: no zero chunk, no shard. */
+    cr_expect_eq(chunked_put(&ln, SHARD_A, shard, sizeof shard, NULL, 64, false), 0);
+    cr_expect_eq(call(&ln, "HEAD", "/v1/shards/" SHARD_A, NULL, NULL), 404);
+    cr_expect_eq(tmp_files_after_a_while(&ln), 0, "a refused or cut-short body left its temp file");
+    node_down(&ln);
+}
+
+Test(node, the_gateway_client_streams_a_shard_of_unknown_size) {
+    live_node ln;
+    node_up(&ln, 1);
+    drive *d = NULL;
+    cr_assert_eq(drive_remote_open(ln.url, SECRET, NULL, 2000, &d), 0);
+    static char data[200000];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (char)(i * 13 + i / 251);
+    shard_out *o;
+    cr_assert_eq(drive_create(d, SHARD_A, DRIVE_SIZE_UNKNOWN, &o), 0);
+    size_t off = 0;
+    const size_t steps[] = {3, 0, 16, 4096, 65536, 9, 70000};
+    for (size_t i = 0; off < sizeof data; i++) {
+        size_t k = steps[i % 7];
+        if (k > sizeof data - off) k = sizeof data - off;
+        struct iovec two[2] = {{data + off, k / 2}, {data + off + k / 2, k - k / 2}};
+        cr_assert_eq(drive_append(o, two, 2), 0);
+        off += k;
+    }
+    cr_assert_eq(drive_commit(o), 0);
+    shard_in *in;
+    cr_assert_eq(drive_open(d, SHARD_A, &in), 0);
+    cr_expect_eq(drive_shard_size(in), (int64_t)sizeof data);
+    static char got[sizeof data];
+    struct iovec all = {got, sizeof got};
+    cr_expect_eq(drive_preadv(in, &all, 1, 0), (ssize_t)sizeof data);
+    cr_expect(memcmp(got, data, sizeof data) == 0);
+    drive_close_shard(in);
+    /* Aborted mid-stream: the node never sees the zero chunk, keeps nothing. */
+    cr_assert_eq(drive_create(d, SHARD_B, DRIVE_SIZE_UNKNOWN, &o), 0);
+    struct iovec v = {data, 50000};
+    cr_assert_eq(drive_append(o, &v, 1), 0);
+    drive_abort(o);
+    cr_expect_eq(tmp_files_after_a_while(&ln), 0, "an aborted upload left its temp file");
+    cr_expect_eq(drive_open(d, SHARD_B, &in), CAIRN_ENOTFOUND);
+    drive_close(d);
     node_down(&ln);
 }
 
@@ -1600,7 +1828,6 @@ Test(remote, https_to_a_node_that_speaks_plain_http_fails) {
     fake_stop(&f);
 }
 
-#include <dirent.h>
 #include <microhttpd.h>
 
 static int files_in(const char *dir) {
