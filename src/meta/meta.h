@@ -452,7 +452,7 @@ typedef struct {
     size_t key_len;
     const char *version_id;    /* in: NULL the current version (as meta_object_delete_version), else that one */
     int64_t owner_id;          /* in: who deletes (a delete marker's owner) */
-    const char *marker_id;     /* in: the id a delete marker made takes (NULL: drawn), as meta_object_delete_version_lock */
+    const char *marker_id;     /* in: the id a marker made takes (NULL: drawn), as in meta_object_delete_version_lock */
     int rc;                    /* out: 0 deleted or absent, or an error */
     meta_object deleted;       /* out: the removed version (rc 0, version_id set) */
     meta_object marker;        /* out: the delete marker made (version_id set), as in meta_delete_result */

@@ -278,7 +278,8 @@ int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     pg_conn *c;
     int err = pg_tx_begin(ms, &c);
     if (err != 0) return err;
-    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock, jobs, njobs, res));
+    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
+                                            jobs, njobs, res));
     if (err != 0) {
         meta_delete_result_clear(res);
         memset(res, 0, sizeof *res);
@@ -351,8 +352,8 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         if (rc == 0) {
             meta_delete_result res;
             memset(&res, 0, sizeof res);
-            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->version_id, it->owner_id, it->marker_id, &it->lock,
-                                  it->jobs, it->njobs, &res);
+            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->version_id, it->owner_id,
+                                  it->marker_id, &it->lock, it->jobs, it->njobs, &res);
             it->deleted = res.removed;
             it->marker = res.marker;
             it->deleted_marker = res.removed_marker;

@@ -393,7 +393,8 @@ int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     conn *w;
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock, jobs, njobs, res));
+    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
+                                          jobs, njobs, res));
     if (err != 0) {
         meta_delete_result_clear(res);
         memset(res, 0, sizeof *res);
@@ -443,7 +444,8 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
             meta_delete_result res;
             memset(&res, 0, sizeof res);
             rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, items[i].version_id,
-                                  items[i].owner_id, items[i].marker_id, &items[i].lock, items[i].jobs, items[i].njobs, &res);
+                                  items[i].owner_id, items[i].marker_id, &items[i].lock, items[i].jobs,
+                                  items[i].njobs, &res);
             items[i].deleted = res.removed;
             items[i].marker = res.marker;
             items[i].deleted_marker = res.removed_marker;

@@ -230,7 +230,8 @@ static int delete_current_once(const meta_vops *v, meta_versioning state, const 
         }
     }
     meta_object m;
-    make_marker(&m, bucket, key, key_len, owner_id, marker_id, had ? cur.seq + 1 : 1, state == META_VERSIONING_SUSPENDED);
+    make_marker(&m, bucket, key, key_len, owner_id, marker_id, had ? cur.seq + 1 : 1,
+                state == META_VERSIONING_SUSPENDED);
     if (!freed) meta_object_clear(&cur);
     if (err == 0) err = v->insert(v->c, &m);
     assert(err != META_V_RETRY || !had);
@@ -245,7 +246,8 @@ int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket,
     memset(res, 0, sizeof *res);
     int err;
     if (!version_id) {
-        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, marker_id, lock, res)) == META_V_RETRY)
+        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, marker_id, lock, res)) ==
+               META_V_RETRY)
             meta_delete_result_clear(res), memset(res, 0, sizeof *res);
     } else {
         meta_object gone = {0};

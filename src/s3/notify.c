@@ -4,13 +4,17 @@
  * and the jobs a change enqueues with itself.
  *
  * A handler about to commit an object change asks s3_notify_jobs for the
- * deliveries it owes (lifecycle, which has no request, s3_notify_jobs_of): every rule of the bucket's configuration that the
+ * deliveries it owes (lifecycle, which has no request, asks
+ * s3_notify_jobs_of): every rule of the bucket's configuration that the
  * event (its type, its key's prefix and suffix) matches gives one job of
  * kind "notify" carrying the target's name and the S3 event message to
  * POST.  The handler hands them to the metadata call, which enqueues them
- * in the change's own transaction (meta_object.jobs): a change that
- * committed has its deliveries queued, one that did not has none, and a
- * crash in between cannot separate them.  Delivery is events/notify.c's.
+ * in the change's own transaction (meta_object.jobs, meta_delete_item.jobs):
+ * a change that committed has its deliveries queued, one that did not has
+ * none, and a crash in between cannot separate them.  The message is
+ * rendered before the commit, so all it names must be known then: a new
+ * version's id, and a delete marker's, are drawn by the caller and handed
+ * to the commit.  Delivery is events/notify.c's.
  *
  * Configurations and targets are read through a small cache (one second):
  * a write does not pay a database read for them, and a configuration
