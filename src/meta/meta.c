@@ -397,7 +397,7 @@ int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_
 }
 
 int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
-    if (!ms) return CAIRN_EINVAL;
+    if (!ms || n < 0 || n > 1000) return CAIRN_EINVAL;    /* the batch's bound, before items[] is read */
     for (int i = 0; items && i < n; i++)
         if (!marker_id_ok(items[i].marker_id)) return CAIRN_EINVAL;
     return ms->ops->object_delete_many(ms, bucket, bucket_id, items, n);
