@@ -740,10 +740,10 @@ static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *rep
 }
 
 static int c_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                           const char *version_id, int64_t owner_id, const meta_lock_check *lock,
-                           const meta_job *jobs, int njobs, meta_delete_result *res) {
-    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, version_id, owner_id, lock, jobs,
-                                        njobs, res);
+                           const char *version_id, int64_t owner_id, const char *marker_id,
+                           const meta_lock_check *lock, const meta_job *jobs, int njobs, meta_delete_result *res) {
+    int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, version_id, owner_id, marker_id,
+                                        lock, jobs, njobs, res);
     invalidate_object(T(ms), bucket, key, key_len);
     return rc;
 }

@@ -326,24 +326,31 @@ int meta_object_delete_jobs(meta_store *ms, const char *bucket, int64_t bucket_i
     return rc;
 }
 
+/* A delete marker's id a caller chose: none, or one a version can have
+ * (32 lowercase hex digits; never "null", which the bucket's state gives). */
+static bool marker_id_ok(const char *marker_id) {
+    return !marker_id || (strcmp(marker_id, "null") != 0 && meta_v_id_ok(marker_id));
+}
+
 int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                                size_t key_len, const char *version_id, int64_t owner_id, const meta_job *jobs,
                                int njobs, meta_delete_result *res) {
-    return meta_object_delete_version_lock(ms, bucket, bucket_id, key, key_len, version_id, owner_id, NULL, jobs,
-                                           njobs, res);
+    return meta_object_delete_version_lock(ms, bucket, bucket_id, key, key_len, version_id, owner_id, NULL, NULL,
+                                           jobs, njobs, res);
 }
 
 int meta_object_delete_version_lock(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                                     size_t key_len, const char *version_id, int64_t owner_id,
-                                    const meta_lock_check *lock, const meta_job *jobs, int njobs,
-                                    meta_delete_result *res) {
+                                    const char *marker_id, const meta_lock_check *lock, const meta_job *jobs,
+                                    int njobs, meta_delete_result *res) {
     meta_delete_result local;
     if (!res) res = &local;
     memset(res, 0, sizeof *res);
-    if (!ms || !bucket || njobs < 0 || (njobs && !jobs)) return CAIRN_EINVAL;
+    if (!ms || !bucket || njobs < 0 || (njobs && !jobs) || !marker_id_ok(marker_id)) return CAIRN_EINVAL;
     /* An id no version can have names none. */
     if (version_id && !meta_v_id_ok(version_id)) return CAIRN_ENOTFOUND;
-    int rc = ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, version_id, owner_id, lock, jobs, njobs, res);
+    int rc = ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock, jobs,
+                                    njobs, res);
     if (res == &local) meta_delete_result_clear(&local);
     return rc;
 }
@@ -390,7 +397,10 @@ int meta_bucket_set_versioning(meta_store *ms, const char *name, int64_t bucket_
 }
 
 int meta_object_delete_many(meta_store *ms, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
-    return ms ? ms->ops->object_delete_many(ms, bucket, bucket_id, items, n) : CAIRN_EINVAL;
+    if (!ms || n < 0 || n > 1000) return CAIRN_EINVAL;    /* the batch's bound, before items[] is read */
+    for (int i = 0; items && i < n; i++)
+        if (!marker_id_ok(items[i].marker_id)) return CAIRN_EINVAL;
+    return ms->ops->object_delete_many(ms, bucket, bucket_id, items, n);
 }
 
 int meta_object_list(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *from, size_t from_len, bool inclusive, int limit, int (*cb)(void *ud, const meta_list_entry *e), void *ud, bool *more) {

@@ -452,6 +452,7 @@ typedef struct {
     size_t key_len;
     const char *version_id;    /* in: NULL the current version (as meta_object_delete_version), else that one */
     int64_t owner_id;          /* in: who deletes (a delete marker's owner) */
+    const char *marker_id;     /* in: the id a marker made takes (NULL: drawn), as in meta_object_delete_version_lock */
     int rc;                    /* out: 0 deleted or absent, or an error */
     meta_object deleted;       /* out: the removed version (rc 0, version_id set) */
     meta_object marker;        /* out: the delete marker made (version_id set), as in meta_delete_result */
@@ -486,11 +487,16 @@ int meta_object_delete_version(meta_store *ms, const char *bucket, int64_t bucke
                                const struct meta_job_s *jobs, int njobs, meta_delete_result *res);
 /* The same under object lock's check (NULL: the strictest): a version it
  * would remove that is locked makes the call CAIRN_ELOCKED, nothing
- * changed.  meta_object_delete_version is this with NULL. */
+ * changed.  marker_id: the id a delete marker it makes takes (NULL: one is
+ * drawn), so a caller can name the marker in what it hands over with the
+ * change (a notification's versionId) before the commit; 32 lowercase hex
+ * digits (else CAIRN_EINVAL), unique as a drawn one is.  A null marker
+ * (suspended versioning) keeps it as its row's id too, and is still named
+ * "null".  meta_object_delete_version is this with NULLs. */
 int meta_object_delete_version_lock(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
                                     size_t key_len, const char *version_id, int64_t owner_id,
-                                    const meta_lock_check *lock, const struct meta_job_s *jobs, int njobs,
-                                    meta_delete_result *res);
+                                    const char *marker_id, const meta_lock_check *lock,
+                                    const struct meta_job_s *jobs, int njobs, meta_delete_result *res);
 /* One version of (bucket, key) by its id ("null": the null version),
  * delete markers included (out->delete_marker).  CAIRN_ENOTFOUND without
  * it (bucket_id as in meta_object_get). */

@@ -81,7 +81,7 @@ typedef struct meta_ops {
     int (*bucket_set_public)(meta_store *ms, const char *name, bool public_read);
     int (*object_put)(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced);
     int (*object_get)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, int64_t owner_id, const meta_lock_check *lock, const meta_job *jobs, int njobs, meta_delete_result *res);
+    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock, const meta_job *jobs, int njobs, meta_delete_result *res);
     int (*object_get_version)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, bool with_data, meta_object *out);
     int (*object_list_versions)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq, int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
     int (*bucket_set_versioning)(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state);
@@ -225,9 +225,11 @@ typedef struct {
 int meta_v_put(const meta_vops *v, meta_versioning state, const meta_object *obj, meta_object *freed,
                bool *had_freed);
 /* lock: what object lock allows (NULL: the strictest); a version this
- * would remove that it forbids makes the step CAIRN_ELOCKED. */
+ * would remove that it forbids makes the step CAIRN_ELOCKED.  marker_id:
+ * the id a delete marker it makes takes (NULL: one is drawn). */
 int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket, const char *key, size_t key_len,
-                  const char *version_id, int64_t owner_id, const meta_lock_check *lock, meta_delete_result *res);
+                  const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
+                  meta_delete_result *res);
 /* A versions listing (meta_object_list_versions), shared by the backends:
  * each fetches a batch into meta_vlist_rows (the rest of the key the last
  * batch ended in, then the keys after it, from lo on the first), and

@@ -397,8 +397,8 @@ int pg_bucket_set_public(meta_store *base_, const char *name, bool public_read);
 int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replaced, bool *had_replaced);
 int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     const char *version_id, int64_t owner_id, const meta_lock_check *lock, const meta_job *jobs,
-                     int njobs, meta_delete_result *res);
+                     const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
+                     const meta_job *jobs, int njobs, meta_delete_result *res);
 int pg_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, bool with_data, meta_object *out);
 int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,

@@ -256,20 +256,21 @@ int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 }
 
 static int object_delete_tx(pg_conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                            const char *version_id, int64_t owner_id, const meta_lock_check *lock,
-                            const meta_job *jobs, int njobs, meta_delete_result *res) {
+                            const char *version_id, int64_t owner_id, const char *marker_id,
+                            const meta_lock_check *lock, const meta_job *jobs, int njobs,
+                            meta_delete_result *res) {
     meta_versioning state = META_VERSIONING_OFF;
     int err = pg_bucket_versioning(c, PS_BUCKET_VERSIONING, bucket, bucket_id, &state, NULL);
     if (err != 0) return err;
     meta_vops v = vops_of(c);
-    err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, lock, res);
+    err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, marker_id, lock, res);
     if (err == 0 && njobs) err = pg_jobs_insert_tx(c, jobs, njobs);
     return err;
 }
 
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     const char *version_id, int64_t owner_id, const meta_lock_check *lock, const meta_job *jobs,
-                     int njobs, meta_delete_result *res) {
+                     const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
+                     const meta_job *jobs, int njobs, meta_delete_result *res) {
     pg_store *ms = PG(base_);
     memset(res, 0, sizeof *res);
     if (!bucket) return CAIRN_EINVAL;
@@ -277,7 +278,8 @@ int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     pg_conn *c;
     int err = pg_tx_begin(ms, &c);
     if (err != 0) return err;
-    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, version_id, owner_id, lock, jobs, njobs, res));
+    err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
+                                            jobs, njobs, res));
     if (err != 0) {
         meta_delete_result_clear(res);
         memset(res, 0, sizeof *res);
@@ -350,8 +352,8 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         if (rc == 0) {
             meta_delete_result res;
             memset(&res, 0, sizeof res);
-            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->version_id, it->owner_id, &it->lock,
-                                  it->jobs, it->njobs, &res);
+            rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->version_id, it->owner_id,
+                                  it->marker_id, &it->lock, it->jobs, it->njobs, &res);
             it->deleted = res.removed;
             it->marker = res.marker;
             it->deleted_marker = res.removed_marker;

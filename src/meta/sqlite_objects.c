@@ -371,20 +371,21 @@ int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 
 /* Inside the writer's transaction: meta_object_delete_version. */
 static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                            const char *version_id, int64_t owner_id, const meta_lock_check *lock,
-                            const meta_job *jobs, int njobs, meta_delete_result *res) {
+                            const char *version_id, int64_t owner_id, const char *marker_id,
+                            const meta_lock_check *lock, const meta_job *jobs, int njobs,
+                            meta_delete_result *res) {
     meta_versioning state = META_VERSIONING_OFF;
     int err = sq_bucket_versioning(w, bucket, bucket_id, &state, NULL);
     if (err != 0) return err;
     meta_vops v = vops_of(w);
-    err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, lock, res);
+    err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, marker_id, lock, res);
     if (err == 0 && njobs) err = sq_jobs_insert_tx(w, jobs, njobs);
     return err;
 }
 
 int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
-                     const char *version_id, int64_t owner_id, const meta_lock_check *lock, const meta_job *jobs,
-                     int njobs, meta_delete_result *res) {
+                     const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
+                     const meta_job *jobs, int njobs, meta_delete_result *res) {
     sq_store *ms = SQ(base_);
     memset(res, 0, sizeof *res);
     if (!ms || !bucket) return CAIRN_EINVAL;
@@ -392,7 +393,8 @@ int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     conn *w;
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) return err;
-    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, version_id, owner_id, lock, jobs, njobs, res));
+    err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
+                                          jobs, njobs, res));
     if (err != 0) {
         meta_delete_result_clear(res);
         memset(res, 0, sizeof *res);
@@ -442,7 +444,8 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
             meta_delete_result res;
             memset(&res, 0, sizeof res);
             rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, items[i].version_id,
-                                  items[i].owner_id, &items[i].lock, items[i].jobs, items[i].njobs, &res);
+                                  items[i].owner_id, items[i].marker_id, &items[i].lock, items[i].jobs,
+                                  items[i].njobs, &res);
             items[i].deleted = res.removed;
             items[i].marker = res.marker;
             items[i].deleted_marker = res.removed_marker;

@@ -179,14 +179,16 @@ int meta_v_put(const meta_vops *v, meta_versioning state, const meta_object *obj
     return err;
 }
 
-/* A delete marker of (bucket, key) by owner_id, at seq. */
+/* A delete marker of (bucket, key) by owner_id, at seq, whose id is
+ * marker_id (NULL: a new random one). */
 static void make_marker(meta_object *m, const char *bucket, const char *key, size_t key_len, int64_t owner_id,
-                        int64_t seq, bool null_version) {
+                        const char *marker_id, int64_t seq, bool null_version) {
     memset(m, 0, sizeof *m);
     snprintf(m->bucket, sizeof m->bucket, "%s", bucket);
     memcpy(m->key, key, key_len);
     m->key_len = key_len;
-    rand_hex_id(m->version_id, 16);
+    if (marker_id) snprintf(m->version_id, sizeof m->version_id, "%s", marker_id);
+    else rand_hex_id(m->version_id, 16);
     m->mtime_ms = time_now_ms();
     m->owner_id = owner_id;
     m->storage = META_STORE_INLINE;
@@ -197,7 +199,7 @@ static void make_marker(meta_object *m, const char *bucket, const char *key, siz
 }
 
 static int delete_current_once(const meta_vops *v, meta_versioning state, const char *bucket, const char *key,
-                               size_t key_len, int64_t owner_id, const meta_lock_check *lock,
+                               size_t key_len, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
                                meta_delete_result *res) {
     meta_object cur = {0};
     int err = v->current(v->c, bucket, key, key_len, &cur);
@@ -228,7 +230,8 @@ static int delete_current_once(const meta_vops *v, meta_versioning state, const 
         }
     }
     meta_object m;
-    make_marker(&m, bucket, key, key_len, owner_id, had ? cur.seq + 1 : 1, state == META_VERSIONING_SUSPENDED);
+    make_marker(&m, bucket, key, key_len, owner_id, marker_id, had ? cur.seq + 1 : 1,
+                state == META_VERSIONING_SUSPENDED);
     if (!freed) meta_object_clear(&cur);
     if (err == 0) err = v->insert(v->c, &m);
     assert(err != META_V_RETRY || !had);
@@ -237,11 +240,14 @@ static int delete_current_once(const meta_vops *v, meta_versioning state, const 
 }
 
 int meta_v_delete(const meta_vops *v, meta_versioning state, const char *bucket, const char *key, size_t key_len,
-                  const char *version_id, int64_t owner_id, const meta_lock_check *lock, meta_delete_result *res) {
+                  const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
+                  meta_delete_result *res) {
+    assert(!marker_id || (meta_v_id_ok(marker_id) && strcmp(marker_id, "null") != 0));
     memset(res, 0, sizeof *res);
     int err;
     if (!version_id) {
-        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, lock, res)) == META_V_RETRY)
+        while ((err = delete_current_once(v, state, bucket, key, key_len, owner_id, marker_id, lock, res)) ==
+               META_V_RETRY)
             meta_delete_result_clear(res), memset(res, 0, sizeof *res);
     } else {
         meta_object gone = {0};

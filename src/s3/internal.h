@@ -295,6 +295,12 @@ void s3_notify_cache_free(s3_notify_cache *c);
  * configuration. */
 int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len, int64_t size, const char *etag,
                    meta_job **jobs, int *njobs);
+/* The same without a request (lifecycle): event says all the message
+ * carries but its time, sequencer and configurationId, which each rule's
+ * job gets here; the rules are read through c (NULL: none) from ms.
+ * s3_notify_jobs is this with the request's principal, address and id. */
+int s3_notify_jobs_of(s3_notify_cache *c, meta_store *ms, int64_t bucket_id, const events_object *event,
+                      meta_job **jobs, int *njobs);
 void s3_notify_jobs_free(meta_job *jobs, int n);
 /* After a commit that carried njobs deliveries: a worker starts on them now
  * rather than at its next poll. */
@@ -512,6 +518,9 @@ const char *s3_version_id(const meta_object *o);
 void s3_new_version_header(s3_req *q, const meta_object *obj);
 /* That version id, or NULL where versions are not kept. */
 const char *s3_new_version_id(const s3_req *q, const meta_object *obj);
+/* The same for a delete marker a DELETE makes with the id marker_id it drew
+ * (meta_object_delete_version_lock): "null" on a suspended bucket. */
+const char *s3_marker_event_version(const s3_req *q, const char *marker_id);
 
 /* ownership.c */
 void s3_put_bucket_ownership(s3_req *q);

@@ -240,7 +240,7 @@ typedef struct {
     size_t key_len;
     char version_id[33];
     int64_t seq;
-    bool is_latest, delete_marker;
+    bool is_latest, delete_marker, null_version;
     int64_t size;
     int64_t mtime_ms;
 } lc_entry;
@@ -281,6 +281,7 @@ static int take_entry(void *ud, const meta_version_entry *e) {
     x->seq = e->seq;
     x->is_latest = e->is_latest;
     x->delete_marker = e->delete_marker;
+    x->null_version = e->null_version;
     x->size = e->size;
     x->mtime_ms = e->mtime_ms;
     p->n++;
@@ -355,18 +356,51 @@ static void drop_bytes(lc_ctx *x, const meta_object *o, lc_counts *n) {
 }
 
 /* What a page decided: removals (a version by its id) and delete markers
- * (version NULL), made in one metadata transaction (meta_object_delete_many:
- * one synced commit for the page, each item in its own savepoint under the
- * strictest object lock check). */
+ * (version NULL, with the id drawn here), made in one metadata transaction
+ * (meta_object_delete_many: one synced commit for the page, each item in
+ * its own savepoint under the strictest object lock check).  Each item
+ * carries the bucket notifications it owes, enqueued with it: a removal
+ * that committed has its deliveries queued, one that did not (locked,
+ * gone already) has none. */
 typedef enum { DO_EXPIRE, DO_MARKER_REMOVE, DO_NONCURRENT } lc_do;
 
 typedef struct {
     meta_delete_item items[PAGE];
     lc_do what[PAGE];
+    char marker_ids[PAGE][33];
     int n;
+    s3_notify_cache *notify;    /* the bucket's notification rules, for this run */
 } lc_batch;
 
-static void queue_removal(lc_batch *bt, const meta_bucket *b, const lc_entry *e, const char *version_id, lc_do what) {
+/* The webhook deliveries of a removal (it: its key, version and marker id
+ * filled), as S3 names lifecycle's events, by "cairn:lifecycle". */
+static int removal_jobs(lc_ctx *x, const meta_bucket *b, lc_batch *bt, const lc_entry *e, meta_delete_item *it) {
+    bool versioned = b->versioning != META_VERSIONING_OFF;
+    const char *vid = NULL;
+    if (it->marker_id) vid = b->versioning == META_VERSIONING_SUSPENDED ? "null" : it->marker_id;
+    else if (versioned) vid = e->null_version ? "null" : it->version_id;
+    events_object ev = {
+        .name = it->marker_id ? "LifecycleExpiration:DeleteMarkerCreated" : "LifecycleExpiration:Delete",
+        .region = x->region,
+        .bucket = b->name,
+        .key = it->key,
+        .key_len = it->key_len,
+        .size = -1,
+        .version_id = vid,
+        .request_id = "",
+        .principal = "cairn:lifecycle",
+        .source_ip = "",
+    };
+    meta_job *jobs = NULL;
+    int n = 0;
+    int rc = s3_notify_jobs_of(bt->notify, x->ms, b->id, &ev, &jobs, &n);
+    it->jobs = jobs;
+    it->njobs = n;
+    return rc;
+}
+
+static int queue_removal(lc_ctx *x, lc_batch *bt, const meta_bucket *b, const lc_entry *e, const char *version_id,
+                         lc_do what) {
     assert(bt->n < PAGE);
     meta_delete_item *it = &bt->items[bt->n];
     memset(it, 0, sizeof *it);
@@ -375,7 +409,14 @@ static void queue_removal(lc_batch *bt, const meta_bucket *b, const lc_entry *e,
     it->version_id = version_id;
     it->owner_id = b->owner_id;
     it->lock = (meta_lock_check){.now_ms = time_now_ms(), .bypass_governance = false};
+    if (!version_id) {
+        rand_hex_id(bt->marker_ids[bt->n], 16);
+        it->marker_id = bt->marker_ids[bt->n];
+    }
+    int rc = removal_jobs(x, b, bt, e, it);
+    if (rc != 0) return rc;     /* nothing queued: the item is not counted */
     bt->what[bt->n++] = what;
+    return 0;
 }
 
 /* Publishes what a removal did on the bucket's live stream, as S3 names
@@ -410,9 +451,14 @@ static void publish(lc_ctx *x, const meta_bucket *b, const meta_delete_item *it)
 static int apply_batch(lc_ctx *x, const meta_bucket *b, lc_batch *bt, lc_counts *n) {
     if (bt->n == 0) return 0;
     int rc = meta_object_delete_many(x->ms, b->name, b->id, bt->items, bt->n);
+    int queued = 0;
     for (int i = 0; i < bt->n; i++) {
         meta_delete_item *it = &bt->items[i];
         bool did = it->rc == 0 && (it->deleted.version_id[0] || it->marker.version_id[0]);
+        if (did) queued += it->njobs;
+        s3_notify_jobs_free((meta_job *)it->jobs, it->njobs);
+        it->jobs = NULL;
+        it->njobs = 0;
         if (it->rc == CAIRN_ELOCKED) n->locked++;
         else if (it->rc != 0 && it->rc != CAIRN_ENOTFOUND && rc == 0) rc = it->rc;
         if (did && bt->what[i] == DO_EXPIRE) n->expired++;
@@ -425,6 +471,7 @@ static int apply_batch(lc_ctx *x, const meta_bucket *b, lc_batch *bt, lc_counts 
         meta_object_clear(&it->marker);
     }
     bt->n = 0;
+    if (queued > 0) jobs_wake(x->q);
     return rc;
 }
 
@@ -469,28 +516,23 @@ static int act_current(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_confi
         bool alone = false;
         int rc = marker_alone(x, b, e, &alone);
         if (rc != 0 || !alone) return rc;
-        queue_removal(bt, b, e, e->version_id, DO_MARKER_REMOVE);
-        return 0;
+        return queue_removal(x, bt, b, e, e->version_id, DO_MARKER_REMOVE);
     }
     s3_tagset tags = {0};
     if (tags_needed) tags_of(x, b, e, &tags);
     int64_t due = s3_lifecycle_expiry(cfg, e->key, e->key_len, e->size, e->mtime_ms, &tags, x->day_ms, NULL);
     s3_tagset_free(&tags);
     if (due == 0 || now < due) return 0;
-    if (b->versioning == META_VERSIONING_OFF) {
-        queue_removal(bt, b, e, e->version_id, DO_EXPIRE);
-    } else {
-        /* A delete marker only while the version judged is still current:
-         * a rerun, or a client's newer write, finds another there. */
-        meta_object cur;
-        int rc = meta_object_get_current(x->ms, b->name, b->id, e->key, e->key_len, false, &cur);
-        bool same = rc == 0 && !cur.delete_marker && !strcmp(cur.version_id, e->version_id);
-        meta_object_clear(&cur);
-        if (rc == CAIRN_ENOTFOUND || (rc == 0 && !same)) return 0;
-        if (rc != 0) return rc;
-        queue_removal(bt, b, e, NULL, DO_EXPIRE);
-    }
-    return 0;
+    if (b->versioning == META_VERSIONING_OFF) return queue_removal(x, bt, b, e, e->version_id, DO_EXPIRE);
+    /* A delete marker only while the version judged is still current: a
+     * rerun, or a client's newer write, finds another there. */
+    meta_object cur;
+    int rc = meta_object_get_current(x->ms, b->name, b->id, e->key, e->key_len, false, &cur);
+    bool same = rc == 0 && !cur.delete_marker && !strcmp(cur.version_id, e->version_id);
+    meta_object_clear(&cur);
+    if (rc == CAIRN_ENOTFOUND || (rc == 0 && !same)) return 0;
+    if (rc != 0) return rc;
+    return queue_removal(x, bt, b, e, NULL, DO_EXPIRE);
 }
 
 static int act_noncurrent(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config *cfg, const lc_entry *e,
@@ -509,8 +551,7 @@ static int act_noncurrent(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_co
         due = s3_lifecycle_filter_match(r, e->key, e->key_len, e->size, &tags);
     }
     s3_tagset_free(&tags);
-    if (due) queue_removal(bt, b, e, e->version_id, DO_NONCURRENT);
-    return 0;
+    return due ? queue_removal(x, bt, b, e, e->version_id, DO_NONCURRENT) : 0;
 }
 
 /* ---- pacing ---- */
@@ -625,8 +666,11 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
     bool tags_needed = needs_tags(cfg);
     lc_page p = {calloc(PAGE, sizeof(lc_entry)), 0, false};
     lc_batch *bt = calloc(1, sizeof *bt);
-    if (!p.v || !bt) {
+    /* The notification rules are read through a cache of the run's own (a
+     * change to them applies within its TTL). */
+    if (!p.v || !bt || s3_notify_cache_new(&bt->notify) != 0) {
         free(p.v);
+        if (bt) s3_notify_cache_free(bt->notify);
         free(bt);
         free(st.key);
         return CAIRN_ENOMEM;
@@ -672,12 +716,14 @@ static int run_bucket(lc_ctx *x, const meta_bucket *b, const s3_lifecycle_config
             /* The next run reads it and resumes from the cursor (or, with
              * none left, drops it). */
             free(p.v);
+            s3_notify_cache_free(bt->notify);
             free(bt);
             free(st.key);
             return JOBS_DEFER;
         }
     }
     free(p.v);
+    s3_notify_cache_free(bt->notify);
     free(bt);
     free(st.key);
     if (rc != 0) return rc;

@@ -4,13 +4,17 @@
  * and the jobs a change enqueues with itself.
  *
  * A handler about to commit an object change asks s3_notify_jobs for the
- * deliveries it owes: every rule of the bucket's configuration that the
+ * deliveries it owes (lifecycle, which has no request, asks
+ * s3_notify_jobs_of): every rule of the bucket's configuration that the
  * event (its type, its key's prefix and suffix) matches gives one job of
  * kind "notify" carrying the target's name and the S3 event message to
  * POST.  The handler hands them to the metadata call, which enqueues them
- * in the change's own transaction (meta_object.jobs): a change that
- * committed has its deliveries queued, one that did not has none, and a
- * crash in between cannot separate them.  Delivery is events/notify.c's.
+ * in the change's own transaction (meta_object.jobs, meta_delete_item.jobs):
+ * a change that committed has its deliveries queued, one that did not has
+ * none, and a crash in between cannot separate them.  The message is
+ * rendered before the commit, so all it names must be known then: a new
+ * version's id, and a delete marker's, are drawn by the caller and handed
+ * to the commit.  Delivery is events/notify.c's.
  *
  * Configurations and targets are read through a small cache (one second):
  * a write does not pay a database read for them, and a configuration
@@ -71,8 +75,7 @@ static void forget(s3_notify_cache *c, int64_t bucket_id) {
 
 /* The bucket's rules, fresh within the TTL (c->mu held).  0 (maybe none),
  * or the metadata's error. */
-static int rules_locked(s3_gateway *gw, int64_t bucket_id, slot **out) {
-    s3_notify_cache *c = gw->notify;
+static int rules_locked(s3_notify_cache *c, meta_store *ms, int64_t bucket_id, slot **out) {
     slot *s = &c->slots[(uint64_t)bucket_id % CACHE_SLOTS];
     int64_t now = time_now_ms();
     if (s->bucket_id == bucket_id && now - s->fetched_ms < CACHE_TTL_MS) {
@@ -80,7 +83,7 @@ static int rules_locked(s3_gateway *gw, int64_t bucket_id, slot **out) {
         return 0;
     }
     char *json = NULL;
-    int rc = meta_bucket_notification_get(gw->d.meta, bucket_id, &json);
+    int rc = meta_bucket_notification_get(ms, bucket_id, &json);
     s3_notify_rule *rules = NULL;
     int n = 0;
     if (rc == 0 && s3_notify_rules_from_json(json, &rules, &n) != 0) {
@@ -114,12 +117,11 @@ static int collect_target(void *ud, const meta_notify_target *t) {
 }
 
 /* The target's max_attempts, from a list fresh within the TTL (c->mu held). */
-static int max_attempts_locked(s3_gateway *gw, const char *target) {
-    s3_notify_cache *c = gw->notify;
+static int max_attempts_locked(s3_notify_cache *c, meta_store *ms, const char *target) {
     int64_t now = time_now_ms();
     if (now - c->targets_ms >= CACHE_TTL_MS) {
         target_acc a = {0};
-        if (meta_notify_target_list(gw->d.meta, collect_target, &a) == 0) {
+        if (meta_notify_target_list(ms, collect_target, &a) == 0) {
             free(c->targets);
             c->targets = a.l;
             c->ntargets = a.n;
@@ -143,33 +145,31 @@ void s3_notify_committed(s3_req *q, int njobs) {
     if (njobs > 0 && j->wake) j->wake(j->ud);
 }
 
-int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len, int64_t size, const char *etag,
-                   meta_job **jobs, int *njobs) {
+int s3_notify_jobs_of(s3_notify_cache *c, meta_store *ms, int64_t bucket_id, const events_object *event,
+                      meta_job **jobs, int *njobs) {
     *jobs = NULL;
     *njobs = 0;
-    s3_gateway *gw = q->gw;
-    if (!gw->notify || q->bucket_id <= 0) return 0;
+    if (!c || bucket_id <= 0) return 0;
     char name[64];
-    snprintf(name, sizeof name, "s3:%s", event);
-    pthread_mutex_lock(&gw->notify->mu);
+    snprintf(name, sizeof name, "s3:%s", event->name);
+    pthread_mutex_lock(&c->mu);
     slot *s;
-    int rc = rules_locked(gw, q->bucket_id, &s);
+    int rc = rules_locked(c, ms, bucket_id, &s);
     meta_job *out = NULL;
     int n = 0;
     int64_t now = time_now_us();
     for (int i = 0; rc == 0 && i < s->n; i++) {
         const s3_notify_rule *r = &s->rules[i];
-        if (!s3_notify_rule_match(r, name, key, key_len)) continue;
-        events_object e = {.name = event, .region = gw->cfg.region, .bucket = q->bucket, .key = key, .key_len = key_len,
-                           .size = size, .etag = etag, .request_id = q->http->request_id,
-                           .principal = q->http->principal[0] ? q->http->principal : "anonymous",
-                           .source_ip = q->http->remote_addr, .time_us = now, .sequencer = events_sequencer(now),
-                           .configuration_id = r->id, .version_id = q->event_version};
+        if (!s3_notify_rule_match(r, name, event->key, event->key_len)) continue;
+        events_object e = *event;
+        e.time_us = now;
+        e.sequencer = events_sequencer(now);
+        e.configuration_id = r->id;
         buf_t body;
         buf_init(&body);
         events_render_records(&body, &e);
-        json_t *args = body.oom ? NULL : json_pack("{s:s, s:s, s:s%, s:s#}", "target", r->target, "bucket", q->bucket,
-                                                   "key", key, key_len, "body", body.data, body.len);
+        json_t *args = body.oom ? NULL : json_pack("{s:s, s:s, s:s%, s:s#}", "target", r->target, "bucket", e.bucket,
+                                                   "key", e.key, e.key_len, "body", body.data, body.len);
         buf_free(&body);
         char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
         json_decref(args);
@@ -184,10 +184,10 @@ int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len
         snprintf(out[n].kind, sizeof out[n].kind, "notify");
         out[n].args = text;
         out[n].run_at_ms = now / 1000;
-        out[n].max_attempts = max_attempts_locked(gw, r->target);
+        out[n].max_attempts = max_attempts_locked(c, ms, r->target);
         n++;
     }
-    pthread_mutex_unlock(&gw->notify->mu);
+    pthread_mutex_unlock(&c->mu);
     if (rc != 0) {
         s3_notify_jobs_free(out, n);
         return rc;
@@ -195,6 +195,15 @@ int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len
     *jobs = out;
     *njobs = n;
     return 0;
+}
+
+int s3_notify_jobs(s3_req *q, const char *event, const char *key, size_t key_len, int64_t size, const char *etag,
+                   meta_job **jobs, int *njobs) {
+    events_object e = {.name = event, .region = q->gw->cfg.region, .bucket = q->bucket, .key = key, .key_len = key_len,
+                       .size = size, .etag = etag, .request_id = q->http->request_id,
+                       .principal = q->http->principal[0] ? q->http->principal : "anonymous",
+                       .source_ip = q->http->remote_addr, .version_id = q->event_version};
+    return s3_notify_jobs_of(q->gw->notify, q->gw->d.meta, q->bucket_id, &e, jobs, njobs);
 }
 
 /* ---- the API ----------------------------------------------------------------------------------- */

@@ -559,6 +559,11 @@ const char *s3_new_version_id(const s3_req *q, const meta_object *obj) {
     return q->bk.versioning == META_VERSIONING_SUSPENDED ? "null" : NULL;
 }
 
+const char *s3_marker_event_version(const s3_req *q, const char *marker_id) {
+    /* As s3_new_version_id: a suspended bucket's marker is the null version. */
+    return q->bk.versioning == META_VERSIONING_SUSPENDED ? "null" : marker_id;
+}
+
 void s3_new_version_header(s3_req *q, const meta_object *obj) {
     const char *id = s3_new_version_id(q, obj);
     if (id) http_add_header(q->http, "x-amz-version-id", id);
@@ -1338,18 +1343,20 @@ void s3_delete_object(s3_req *q) {
     memset(&res, 0, sizeof res);
     meta_job *jobs = NULL;
     int njobs = 0;
-    /* Where versions are kept a plain DELETE makes a delete marker. */
+    /* Where versions are kept a plain DELETE makes a delete marker.  Its id
+     * is drawn here, not by the commit, so the events queued with the
+     * commit name it as the response does. */
     bool marker = !version && q->bk.versioning != META_VERSIONING_OFF;
-    /* A version removed by id is named; a marker's id is made by the commit
-     * (the live stream carries it; webhook events go without). */
-    q->event_version = version;
+    char marker_id[33] = "";
+    if (marker) rand_hex_id(marker_id, 16);
+    q->event_version = marker ? s3_marker_event_version(q, marker_id) : version;
     int rc = s3_notify_jobs(q, marker ? "ObjectRemoved:DeleteMarkerCreated" : s3_event_name(q->route->api, S3_CHANGE_REMOVED),
                             q->key, q->key_len, -1, NULL, &jobs, &njobs);
     if (rc == 0) {
         /* Object lock is checked by meta in the delete's own transaction. */
         meta_lock_check lock = {.now_ms = time_now_ms(), .bypass_governance = s3_lock_bypass(q)};
         rc = meta_object_delete_version_lock(q->gw->d.meta, q->bucket, q->bucket_id, q->key, q->key_len, version,
-                                             q->who.user_id, &lock, jobs, njobs, &res);
+                                             q->who.user_id, marker ? marker_id : NULL, &lock, jobs, njobs, &res);
         s3_notify_jobs_free(jobs, njobs);
         if (rc == 0) s3_notify_committed(q, njobs);
     }
@@ -1395,7 +1402,9 @@ void s3_delete_objects(s3_req *q) {
     meta_delete_item *items = calloc((size_t)d.count, sizeof *items);
     int *at = calloc((size_t)d.count, sizeof *at);
     bool *allowed = calloc((size_t)d.count, sizeof *allowed);
-    if (!items || !at || !allowed) {
+    char (*marker_ids)[33] = calloc((size_t)d.count + 1, sizeof *marker_ids);
+    if (!items || !at || !allowed || !marker_ids) {
+        free(marker_ids);
         free(items);
         free(at);
         free(allowed);
@@ -1404,6 +1413,7 @@ void s3_delete_objects(s3_req *q) {
         return;
     }
     if (s3_authorize_keys(q, &d, allowed) != 0) {
+        free(marker_ids);
         free(items);
         free(at);
         free(allowed);
@@ -1422,16 +1432,22 @@ void s3_delete_objects(s3_req *q) {
         items[i].version_id = d.objects[j].version_id;
         items[i].owner_id = q->who.user_id;
         items[i].lock = lock;
+        /* A marker's id is drawn here, as DeleteObject draws it. */
+        bool marker = !d.objects[j].version_id && q->bk.versioning != META_VERSIONING_OFF;
+        if (marker) {
+            rand_hex_id(marker_ids[i], 16);
+            items[i].marker_id = marker_ids[i];
+        }
+        q->event_version = marker ? s3_marker_event_version(q, marker_ids[i]) : d.objects[j].version_id;
         meta_job *jobs = NULL;
         int nj = 0;
         if (d.objects[j].key_len <= 1024)
-            batch = s3_notify_jobs(q,
-                                   !d.objects[j].version_id && q->bk.versioning != META_VERSIONING_OFF
-                                       ? "ObjectRemoved:DeleteMarkerCreated" : "ObjectRemoved:Delete",
+            batch = s3_notify_jobs(q, marker ? "ObjectRemoved:DeleteMarkerCreated" : "ObjectRemoved:Delete",
                                    d.objects[j].key, d.objects[j].key_len, -1, NULL, &jobs, &nj);
         items[i].jobs = jobs;
         items[i].njobs = nj;
     }
+    q->event_version = NULL;
     if (batch == 0 && n > 0) batch = meta_object_delete_many(q->gw->d.meta, q->bucket, q->bucket_id, items, n);
     else
         for (int i = 0; i < n; i++) items[i].rc = batch;   /* nothing was deleted */
@@ -1449,6 +1465,7 @@ void s3_delete_objects(s3_req *q) {
             meta_object_clear(&items[i].deleted);
             meta_object_clear(&items[i].marker);
         }
+        free(marker_ids);
         free(items);
         free(at);
         free(allowed);
@@ -1518,6 +1535,7 @@ void s3_delete_objects(s3_req *q) {
         }
     }
     buf_puts(&b, "</DeleteResult>");
+    free(marker_ids);
     free(items);
     free(at);
     free(allowed);

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import signal
+import time
 import urllib.parse
 
 import pytest
@@ -280,8 +281,147 @@ def test_versioned_buckets_send_version_ids_and_delete_marker_events(make_server
     def names():
         return [(r["eventName"], r["s3"]["object"].get("versionId")) for _, r in receiver.events()]
     wait_until(lambda: len(names()) >= 3, 30, what=f"three events, not {names()}")
-    # The marker's id is made by the commit the event's job is part of:
-    # the webhook event names none (the live stream's does).
-    assert marker
-    assert sorted(names()) == sorted([("ObjectCreated:Put", vid), ("ObjectRemoved:DeleteMarkerCreated", None),
+    # The marker's event names it as the response's x-amz-version-id does,
+    # though its job was rendered before the commit that made the marker.
+    assert marker and marker != vid
+    assert sorted(names()) == sorted([("ObjectCreated:Put", vid), ("ObjectRemoved:DeleteMarkerCreated", marker),
                                       ("ObjectRemoved:Delete", vid)])
+    assert listed_versions(c, b) == ([], [("k", marker)]), "the marker is stored under the id its event names"
+
+
+def listed_versions(c, b):
+    r = c.list_object_versions(Bucket=b)
+    return ([(v["Key"], v["VersionId"]) for v in r.get("Versions", [])],
+            [(m["Key"], m["VersionId"]) for m in r.get("DeleteMarkers", [])])
+
+
+def test_delete_objects_names_each_marker_it_makes(make_server, receiver):
+    srv = make_server(env=fast_retries())
+    c = srv.client()
+    b = unique_bucket()
+    c.create_bucket(Bucket=b)
+    c.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    add_target(srv, "dm", receiver.url)
+    configure(c, b, [("dm", ["s3:ObjectRemoved:*"], "", "")])
+    vids = {k: c.put_object(Bucket=b, Key=k, Body=b"x")["VersionId"] for k in ("a", "b", "c")}
+    r = c.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "a"}, {"Key": "b"},
+                                                       {"Key": "c", "VersionId": vids["c"]}]})
+    answered = {d["Key"]: d.get("DeleteMarkerVersionId") for d in r["Deleted"]}
+    assert answered["a"] and answered["b"] and answered["a"] != answered["b"] and answered["c"] is None
+
+    def got():
+        return sorted((urllib.parse.unquote_plus(r["s3"]["object"]["key"]), r["eventName"],
+                       r["s3"]["object"].get("versionId")) for _, r in receiver.events())
+    wait_until(lambda: len(got()) >= 3, 30, what=f"three events, not {got()}")
+    assert got() == [("a", "ObjectRemoved:DeleteMarkerCreated", answered["a"]),
+                     ("b", "ObjectRemoved:DeleteMarkerCreated", answered["b"]),
+                     ("c", "ObjectRemoved:Delete", vids["c"])]
+    assert sorted(listed_versions(c, b)[1]) == [("a", answered["a"]), ("b", answered["b"])]
+
+
+def test_a_suspended_buckets_marker_is_the_null_version(make_server, receiver):
+    srv = make_server(env=fast_retries())
+    c = srv.client()
+    b = unique_bucket()
+    c.create_bucket(Bucket=b)
+    c.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+    add_target(srv, "dm", receiver.url)
+    configure(c, b, [("dm", ["s3:ObjectRemoved:DeleteMarkerCreated"], "", "")])
+    c.put_object(Bucket=b, Key="k", Body=b"x")
+    assert c.delete_object(Bucket=b, Key="k")["VersionId"] == "null"
+    wait_until(lambda: len(receiver.events()) >= 1, 30, what="the marker's event")
+    assert [r["s3"]["object"].get("versionId") for _, r in receiver.events()] == ["null"]
+
+
+# ---- lifecycle's removals (docs/lifecycle.md) --------------------------------------------------
+
+LIFECYCLE_FAST = {"CAIRN_LIFECYCLE_DAY_SECONDS": "1", "CAIRN_LIFECYCLE_OBJECTS_PER_SECOND": "0"}
+
+
+def lifecycle_run(srv, bucket, deadline=60):
+    """Runs lifecycle on bucket now and waits for the run to complete."""
+    def done():
+        return [r for r in srv.log_records() if r.get("msg") == "lifecycle run done" and r.get("bucket") == bucket]
+    before = len(done())
+    srv.admin("lifecycle", "run", "--bucket", bucket)
+    wait_until(lambda: len(done()) > before, deadline, interval=0.05, what=f"a lifecycle run of {bucket}")
+    return done()[-1]
+
+
+def expire_all(c, b):
+    c.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [
+        {"ID": "e", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 1}}]})
+    time.sleep(2.2)     # with lifecycle_day_seconds 1 every version is due by then: the run's precondition
+
+
+def test_lifecycle_expiration_notifies_each_removed_object(make_server, receiver):
+    srv = make_server(env=fast_retries(LIFECYCLE_FAST))
+    c = srv.client()
+    b = unique_bucket()
+    c.create_bucket(Bucket=b)
+    add_target(srv, "lc", receiver.url)
+    add_target(srv, "created", receiver.url + "/created")
+    configure(c, b, [("lc", ["s3:LifecycleExpiration:*"], "", ""), ("created", ["s3:ObjectCreated:*"], "", ""),
+                     ("lc", ["s3:ObjectRemoved:*"], "", "")])
+    keys = ["a", "dir/b", "c d+e"]
+    for k in keys:
+        c.put_object(Bucket=b, Key=k, Body=b"x")
+    wait_until(lambda: len(receiver.events()) >= 3, 30, what="the creations delivered")
+    created = len(receiver.events())
+    expire_all(c, b)
+    rec = lifecycle_run(srv, b)
+    assert int(rec["expired"]) == 3
+    wait_until(lambda: len(receiver.events()) >= created + 3, 30, what="three expirations delivered")
+    srv.wait_jobs_idle("notify")    # the jobs were queued by the run's commits: all are done now
+    assert len(srv.jobs("--kind", "notify")) == created + 3, "one job per object, none for the other rules"
+    got = [r for _, r in receiver.events()][created:]
+    assert sorted(urllib.parse.unquote_plus(r["s3"]["object"]["key"]) for r in got) == sorted(keys)
+    for r in got:
+        assert r["eventName"] == "LifecycleExpiration:Delete"
+        assert r["eventSource"] == "aws:s3" and r["s3"]["bucket"]["name"] == b
+        assert r["userIdentity"]["principalId"] == "cairn:lifecycle"
+        assert r["s3"]["configurationId"] == "rule-0"
+        assert "versionId" not in r["s3"]["object"], "an unversioned bucket's events name no version"
+    with receiver.lock:
+        assert all(h["X-Cairn-Target"] == "lc" for h, _ in receiver.requests[created:])
+
+
+def test_lifecycle_delete_markers_are_notified_with_their_version_id(make_server, receiver):
+    srv = make_server(env=fast_retries(LIFECYCLE_FAST))
+    c = srv.client()
+    b = unique_bucket()
+    c.create_bucket(Bucket=b)
+    c.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    add_target(srv, "lc", receiver.url)
+    configure(c, b, [("lc", ["s3:LifecycleExpiration:DeleteMarkerCreated"], "", "")])
+    v1 = {k: c.put_object(Bucket=b, Key=k, Body=b"x")["VersionId"] for k in ("k1", "k2")}
+    expire_all(c, b)
+    rec = lifecycle_run(srv, b)
+    assert int(rec["markers_made"]) == 2
+    vs, ms = listed_versions(c, b)
+    assert sorted(vs) == sorted(v1.items())
+    markers = dict(ms)
+    assert len(markers) == 2 and not set(markers.values()) & set(v1.values())
+    wait_until(lambda: len(receiver.events()) >= 2, 30, what="two markers delivered")
+    got = {urllib.parse.unquote_plus(r["s3"]["object"]["key"]): r for _, r in receiver.events()}
+    assert len(receiver.events()) == 2
+    for k in ("k1", "k2"):
+        assert got[k]["eventName"] == "LifecycleExpiration:DeleteMarkerCreated"
+        assert got[k]["s3"]["object"]["versionId"] == markers[k], "the marker's id, as ListObjectVersions shows it"
+        assert got[k]["userIdentity"]["principalId"] == "cairn:lifecycle"
+
+
+def test_lifecycle_removals_do_not_reach_a_rule_for_creations(make_server, receiver):
+    srv = make_server(env=fast_retries(LIFECYCLE_FAST))
+    c = srv.client()
+    b = unique_bucket()
+    c.create_bucket(Bucket=b)
+    add_target(srv, "created", receiver.url)
+    configure(c, b, [("created", ["s3:ObjectCreated:*"], "", "")])
+    c.put_object(Bucket=b, Key="k", Body=b"x")
+    expire_all(c, b)
+    assert int(lifecycle_run(srv, b)["expired"]) == 1
+    assert c.list_objects_v2(Bucket=b).get("KeyCount", 0) == 0
+    srv.wait_jobs_idle("notify")
+    assert len(srv.jobs("--kind", "notify")) == 1, "the creation's job alone"
+    assert [(r["eventName"], r["s3"]["object"]["key"]) for _, r in receiver.events()] == [("ObjectCreated:Put", "k")]

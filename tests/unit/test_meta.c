@@ -7610,6 +7610,80 @@ Test(versions, suspended_writes_and_deletes_replace_the_null_version) {
     fx_close(&f);
 }
 
+/* A delete marker's id chosen by the caller (who names it in the
+ * notifications queued with the delete, before the commit): the marker is
+ * stored under it, on both backends, alone or in a DeleteObjects batch. */
+Test(versions, a_delete_marker_takes_the_id_its_caller_chose) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "v", 1);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_ENABLED), 0);
+    meta_object v1, rep;
+    bool had, more;
+    put_version(f.ms, "v", "k", &v1, &had, &rep);
+    const char *mine = "0123456789abcdef0123456789abcdef";
+    meta_delete_result res;
+    /* Ids no version could have are refused, and nothing changes. */
+    const char *bad[] = {"null", "0123456789ABCDEF0123456789ABCDEF", "0123", "0123456789abcdef0123456789abcdeg"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "k", 1, NULL, 7, bad[i], NULL, NULL, 0, &res),
+                     CAIRN_EINVAL, "%s", bad[i]);
+    vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 1);
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "k", 1, NULL, 7, mine, NULL, NULL, 0, &res), 0);
+    cr_assert_str_eq(res.marker.version_id, mine);
+    cr_assert(res.marker.delete_marker && !res.marker.null_version);
+    meta_delete_result_clear(&res);
+    meta_object got;
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, mine, false, &got), 0);
+    cr_assert(got.delete_marker && got.is_latest);
+    meta_object_clear(&got);
+    c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 2);
+    cr_assert_str_eq(c.ids[0], mine);
+    cr_assert(c.marker[0] && c.latest[0]);
+    /* A batch: each item's marker takes its own id; one bad id refuses the batch whole. */
+    put_version(f.ms, "v", "a", &v1, &had, &rep);
+    put_version(f.ms, "v", "b", &v1, &had, &rep);
+    const char *ids[] = {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"};
+    meta_delete_item items[2];
+    memset(items, 0, sizeof items);
+    items[0] = (meta_delete_item){.key = "a", .key_len = 1, .owner_id = 7, .marker_id = ids[0]};
+    items[1] = (meta_delete_item){.key = "b", .key_len = 1, .owner_id = 7, .marker_id = "null"};
+    cr_assert_eq(meta_object_delete_many(f.ms, "v", 0, items, 2), CAIRN_EINVAL);
+    c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
+    cr_assert_eq(c.n, 4, "nothing was deleted");
+    items[1].marker_id = ids[1];
+    cr_assert_eq(meta_object_delete_many(f.ms, "v", 0, items, 2), 0);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(items[i].rc, 0);
+        cr_assert_str_eq(items[i].marker.version_id, ids[i]);
+        meta_object_clear(&items[i].deleted);
+        meta_object_clear(&items[i].marker);
+        cr_assert_eq(meta_object_get_version(f.ms, "v", 0, i ? "b" : "a", 1, ids[i], false, &got), 0);
+        cr_assert(got.delete_marker && got.is_latest);
+        meta_object_clear(&got);
+    }
+    /* Suspended: the marker is the null version, kept under the chosen id. */
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "v", 0, META_VERSIONING_SUSPENDED), 0);
+    const char *third = "cccccccccccccccccccccccccccccccc";
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "k", 1, NULL, 7, third, NULL, NULL, 0, &res), 0);
+    cr_assert_str_eq(res.marker.version_id, third);
+    cr_assert(res.marker.null_version);
+    meta_delete_result_clear(&res);
+    cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "k", 1, "null", false, &got), 0);
+    cr_assert(got.delete_marker);
+    meta_object_clear(&got);
+    /* Where no marker is made the id goes unused. */
+    mk_bucket(f.ms, "u", 1);
+    put_version(f.ms, "u", "k", &v1, &had, &rep);
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "u", 0, "k", 1, NULL, 7, mine, NULL, NULL, 0, &res), 0);
+    cr_assert_eq(res.marker.version_id[0], '\0');
+    cr_assert_str_eq(res.removed.version_id, v1.version_id);
+    meta_delete_result_clear(&res);
+    fx_close(&f);
+}
+
 Test(versions, listing_pages_by_key_and_version_with_a_prefix) {
     fx f;
     fx_open(&f, 2);
@@ -7798,13 +7872,13 @@ Test(objectlock, a_locked_version_is_not_removed_by_id) {
     cr_assert_eq(meta_object_delete_version(f.ms, "v", 0, "g", 1, gov.version_id, 0, NULL, 0, &res), CAIRN_ELOCKED,
                  "the plain call is the strictest");
     cr_assert_eq(res.removed.version_id[0], '\0');
-    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "g", 1, gov.version_id, 0, &now, NULL, 0, &res),
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "g", 1, gov.version_id, 0, NULL, &now, NULL, 0, &res),
                  CAIRN_ELOCKED);
-    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "c", 1, comp.version_id, 0, &byp, NULL, 0, &res),
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "c", 1, comp.version_id, 0, NULL, &byp, NULL, 0, &res),
                  CAIRN_ELOCKED, "COMPLIANCE is never bypassed");
-    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "h", 1, hold.version_id, 0, &byp, NULL, 0, &res),
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "h", 1, hold.version_id, 0, NULL, &byp, NULL, 0, &res),
                  CAIRN_ELOCKED, "a legal hold is never bypassed");
-    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "x", 1, bad.version_id, 0, &byp, NULL, 0, &res),
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "x", 1, bad.version_id, 0, NULL, &byp, NULL, 0, &res),
                  CAIRN_ELOCKED, "unreadable lock state fails closed");
     meta_object got;
     cr_assert_eq(meta_object_get_version(f.ms, "v", 0, "c", 1, comp.version_id, false, &got), 0, "still there");
@@ -7814,11 +7888,11 @@ Test(objectlock, a_locked_version_is_not_removed_by_id) {
     cr_assert_neq(res.marker.version_id[0], '\0');
     meta_delete_result_clear(&res);
     /* GOVERNANCE yields to the bypass; the rest to their date passing. */
-    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "g", 1, gov.version_id, 0, &byp, NULL, 0, &res), 0);
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "g", 1, gov.version_id, 0, NULL, &byp, NULL, 0, &res), 0);
     cr_assert_str_eq(res.removed.version_id, gov.version_id);
     meta_delete_result_clear(&res);
     meta_lock_check later = {.now_ms = MS2030};
-    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "c", 1, comp.version_id, 0, &later, NULL, 0, &res), 0);
+    cr_assert_eq(meta_object_delete_version_lock(f.ms, "v", 0, "c", 1, comp.version_id, 0, NULL, &later, NULL, 0, &res), 0);
     meta_delete_result_clear(&res);
     /* Lifting the hold (compare-and-set on what was read) frees it. */
     const char *held = "{\"x-amz-object-lock-legal-hold\":\"ON\"}";
