@@ -292,7 +292,9 @@ static void fill_ctx(s3_req *q, const meta_bucket *bk, const char *action, const
         .key = key,
         .key_len = key_len,
         .source_ip = q->http->remote_addr,
-        .secure = false,
+        /* The S3 listener serves HTTPS alone when tls_cert is set: every
+         * request then came over TLS (aws:SecureTransport). */
+        .secure = q->gw->cfg.tls_cert[0] != '\0',
         .now_s = time_now_ms() / 1000,
         .lookup = request_value,
         .ud = u,

@@ -135,6 +135,24 @@ def test_s3_api_over_https(tmp_path):
         assert signed(port, "PUT", sigv4.object_path(bucket), conn=conn())[0] == 200
         assert signed(port, "PUT", sigv4.object_path(bucket, "x"), b"over tls", conn=conn())[0] == 200
         assert signed(port, "GET", sigv4.object_path(bucket, "x"), conn=conn()) == (200, b"over tls")
+        # aws:SecureTransport is true for every request over this listener:
+        # a policy that denies requests without TLS denies nothing here.
+        deny_plain = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}/*"],
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::{bucket}/*"],
+             "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]})
+        path = sigv4.object_path(bucket)
+        c = conn()
+        h, _, _ = sigv4.sign_request("PUT", path, {"policy": ""}, {"Host": f"127.0.0.1:{port}"}, AK, SK,
+                                     hashlib.sha256(deny_plain.encode()).hexdigest())
+        c.request("PUT", path + "?policy=", body=deny_plain.encode(), headers=h)
+        assert c.getresponse().status == 204
+        assert signed(port, "GET", sigv4.object_path(bucket, "x"), conn=conn()) == (200, b"over tls")
+        c = conn()
+        c.request("GET", sigv4.object_path(bucket, "x"), headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"over tls"), "anonymous over TLS: the policy's Allow applies"
         # A client that does not trust the CA gets no answer.
         with pytest.raises(ssl.SSLError):
             c = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(), timeout=5)
