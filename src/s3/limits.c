@@ -39,12 +39,8 @@ int s3_limits_new(s3_gateway *gw) {
     return rl_new(&rc, &gw->limiter);
 }
 
-/* The client address the IP limits count: the peer's, or through trusted
- * proxies the nearest X-Forwarded-For hop that is not one of them. */
-static void client_address(s3_req *q, char *out, size_t cap) {
-    const char *peer = q->http->remote_addr, *trusted = q->gw->cfg.ratelimit_trusted_proxies;
+void s3_client_address(const char *peer, const char *xff, const char *trusted, char *out, size_t cap) {
     snprintf(out, cap, "%s", peer);
-    const char *xff = http_header(q->http, "x-forwarded-for");
     if (!xff || !trusted[0] || net_addr_in_list(trusted, peer, NULL) != 1) return;
     /* From the right: each hop was appended by the one before it. */
     size_t end = strlen(xff);
@@ -127,7 +123,8 @@ int s3_rate_admit(s3_req *q) {
     s3_rate *r = &q->rate;
     if (!q->who.anonymous && q->who.cred.access_key[0])
         snprintf(r->key, sizeof r->key, "%s", q->who.cred.access_key);
-    client_address(q, r->ip, sizeof r->ip);
+    s3_client_address(q->http->remote_addr, http_header(q->http, "x-forwarded-for"),
+                      q->gw->cfg.ratelimit_trusted_proxies, r->ip, sizeof r->ip);
     if (q->route->bucket && q->bucket[0]) snprintf(r->bucket, sizeof r->bucket, "%s", q->bucket);
     s3_rate_subject_fix(r);
     rl_refusal why;

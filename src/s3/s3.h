@@ -491,4 +491,10 @@ int s3_parse_max(const char *v, int def, int cap, int *out);
 /* Looks up the HTTP status of an S3 error code (500 for unknown codes). */
 unsigned s3_error_status(const char *code);
 
+/* The client address rate limits count (s3/limits.c): peer, or, when peer
+ * is one of trusted (net_addr_in_list), the nearest hop of the
+ * X-Forwarded-For value xff (NULL: none) that is not itself trusted.  A
+ * malformed hop ends the walk at the last good one.  Into out (cap bytes). */
+void s3_client_address(const char *peer, const char *xff, const char *trusted, char *out, size_t cap);
+
 #endif
