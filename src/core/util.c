@@ -557,7 +557,7 @@ uint64_t crc_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t po
 
 /* ---- addresses ------------------------------------------------------------------------------ */
 
-/* addr's 16 bytes (IPv4 as ::ffff:a.b.c.d) and whether it was IPv4. */
+/* addr's 16 bytes (IPv4 as ::ffff:a.b.c.d) and whether it was written as IPv4. */
 static bool addr_bytes(const char *s, size_t n, uint8_t out[16], bool *v4) {
     char tmp[64];
     if (n == 0 || n >= sizeof tmp) return false;
@@ -571,9 +571,10 @@ static bool addr_bytes(const char *s, size_t n, uint8_t out[16], bool *v4) {
         *v4 = true;
         return true;
     }
+    /* IPv6 text, an IPv4-mapped one included: its prefix counts in bits of
+     * 128, and it compares with IPv4 addresses as their mapped form. */
     if (inet_pton(AF_INET6, tmp, out) != 1) return false;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    *v4 = memcmp(out, mapped, 12) == 0;
+    *v4 = false;
     return true;
 }
 

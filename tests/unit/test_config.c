@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "s3/s3.h"
 
 #define KIB 1024LL
 #define MIB (KIB * 1024)
@@ -876,10 +877,68 @@ Test(config, describe_table_is_consistent)
         config_defaults(&tmp);
         cr_assert_eq(config_load_env(&tmp, envp, &e), 0, "%s", assign);
     }
-    cr_assert_eq(rows, 103, "one row per config_t field");
+    cr_assert_eq(rows, 113, "one row per config_t field");
     cr_assert(memcmp(&from_table, &def, sizeof def) == 0,
               "defaults in the describe table differ from config_defaults()");
     buf_free(&out);
+}
+
+/* ---- rate limiting ------------------------------------------------------------------------ */
+
+Test(config, trusted_proxies_are_addresses_and_blocks)
+{
+    expect_set_ok("ratelimit_trusted_proxies", "");
+    expect_set_ok("ratelimit_trusted_proxies", "10.0.0.0/8, 192.168.1.7,::1, fd00::/8");
+    expect_set_bad("ratelimit_trusted_proxies", "10.0.0.0/33", "not '10.0.0.0/33'");
+    expect_set_bad("ratelimit_trusted_proxies", "10.0.0.1,proxy.local", "not 'proxy.local'");
+    expect_set_bad("ratelimit_trusted_proxies", "::1/129", "CIDR block");
+    expect_set_bad("ratelimit_trusted_proxies", "10.0.0.1/", "CIDR block");
+    expect_set_bad("ratelimit_trusted_proxies", "10.0.0.1/+8", "CIDR block");
+    expect_set_ok("ratelimit_key_bytes_per_s", "10MiB");
+    expect_set_bad("ratelimit_burst_s", "0", "");
+}
+
+Test(config, addresses_in_lists)
+{
+    cr_assert_eq(net_addr_in_list("10.0.0.0/8", "10.200.3.4", NULL), 1);
+    cr_assert_eq(net_addr_in_list("10.0.0.0/8", "11.0.0.1", NULL), 0);
+    cr_assert_eq(net_addr_in_list("192.168.1.7", "192.168.1.7", NULL), 1);
+    cr_assert_eq(net_addr_in_list("192.168.1.7", "192.168.1.8", NULL), 0);
+    cr_assert_eq(net_addr_in_list("0.0.0.0/0", "8.8.8.8", NULL), 1);
+    cr_assert_eq(net_addr_in_list("10.0.0.0/8", "::ffff:10.1.1.1", NULL), 1, "IPv4-mapped IPv6 is its IPv4");
+    cr_assert_eq(net_addr_in_list("::ffff:10.0.0.0/104", "10.9.9.9", NULL), 1);
+    cr_assert_eq(net_addr_in_list("fd00::/8", "fd12::1", NULL), 1);
+    cr_assert_eq(net_addr_in_list("fd00::/8", "fe80::1", NULL), 0);
+    cr_assert_eq(net_addr_in_list("::1", "::1", NULL), 1);
+    cr_assert_eq(net_addr_in_list("::1", "127.0.0.1", NULL), 0);
+    cr_assert_eq(net_addr_in_list("1.2.3.4, 5.6.7.8", "5.6.7.8", NULL), 1);
+    cr_assert_eq(net_addr_in_list("", "5.6.7.8", NULL), 0);
+    cr_assert_eq(net_addr_in_list("10.0.0.0/8", "not an address", NULL), 0);
+    cr_assert_eq(net_addr_in_list("10.0.0.0/8", NULL, NULL), 0);
+    const char *bad = NULL;
+    cr_assert_eq(net_addr_in_list("1.2.3.4,nope,5.6.7.8", "1.2.3.4", &bad), -1, "a bad element fails the list");
+    cr_assert(bad && !strncmp(bad, "nope", 4));
+}
+
+Test(config, client_address_through_trusted_proxies)
+{
+    char out[64];
+    s3_client_address("10.0.0.1", "203.0.113.9", "", out, sizeof out);
+    cr_assert_str_eq(out, "10.0.0.1", "no trusted proxies: the peer");
+    s3_client_address("10.0.0.1", "203.0.113.9", "192.168.0.0/16", out, sizeof out);
+    cr_assert_str_eq(out, "10.0.0.1", "an untrusted peer's header is ignored");
+    s3_client_address("10.0.0.1", "203.0.113.9", "10.0.0.0/8", out, sizeof out);
+    cr_assert_str_eq(out, "203.0.113.9");
+    s3_client_address("10.0.0.1", "198.51.100.1, 203.0.113.9, 10.0.0.2", "10.0.0.0/8", out, sizeof out);
+    cr_assert_str_eq(out, "203.0.113.9", "the nearest hop that is not a trusted proxy");
+    s3_client_address("10.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.0/8", out, sizeof out);
+    cr_assert_str_eq(out, "10.0.0.3", "all trusted: the farthest");
+    s3_client_address("10.0.0.1", "garbage, 10.0.0.2", "10.0.0.0/8", out, sizeof out);
+    cr_assert_str_eq(out, "10.0.0.2", "a malformed hop ends the walk at the last good one");
+    s3_client_address("10.0.0.1", "", "10.0.0.0/8", out, sizeof out);
+    cr_assert_str_eq(out, "10.0.0.1");
+    s3_client_address("10.0.0.1", NULL, "10.0.0.0/8", out, sizeof out);
+    cr_assert_str_eq(out, "10.0.0.1");
 }
 
 /* ---- cluster options: nodes, drives, secrets ---------------------------------------- */
