@@ -547,7 +547,9 @@ def put_many(s3, bucket, keys_, body=b"x", threads=8):
 
 
 def test_a_run_killed_mid_way_resumes_and_fsck_is_clean(make_server):
-    env = {"CAIRN_LIFECYCLE_DAY_SECONDS": "1", "CAIRN_LIFECYCLE_OBJECTS_PER_SECOND": "400",
+    # 200 a second: the run takes about 11 s, and is killed once its first
+    # page (256 versions) is gone, about 1.5 s in, however slow the machine
+    env = {"CAIRN_LIFECYCLE_DAY_SECONDS": "1", "CAIRN_LIFECYCLE_OBJECTS_PER_SECOND": "200",
            "CAIRN_JOB_LEASE_MS": "1500", "CAIRN_JOB_POLL_MS": "50"}
     srv = make_server(env=env)
     s3 = srv.client()
@@ -564,7 +566,9 @@ def test_a_run_killed_mid_way_resumes_and_fsck_is_clean(make_server):
     srv.admin("lifecycle", "run", "--bucket", b)
 
     def some_gone():
-        n = s3.list_objects_v2(Bucket=b, Prefix="tmp/", MaxKeys=1000)["KeyCount"]
+        # keys are removed in order: fewer than 1000 after tmp/00299 means
+        # the run is past its first page (256) and saved its cursor
+        n = s3.list_objects_v2(Bucket=b, Prefix="tmp/", MaxKeys=1000, StartAfter="tmp/00299")["KeyCount"]
         return n < 1000
     wait_until(some_gone, 60, interval=0.1, what="the run to remove some versions")
     srv.kill()
