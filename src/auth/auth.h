@@ -343,13 +343,28 @@ typedef struct {
     uint64_t bytes[RL__DIMS], throttled_ns[RL__DIMS];
     uint64_t evictions;
     int64_t in_flight;
+    bool shared, redis_up;      /* limits kept in Redis; and Redis answering now */
+    int gateways;               /* live gateways sharing them (the fallback's divisor) */
+    uint64_t shared_checks, fallback_checks; /* decided by Redis; decided alone while it was down */
 } rl_stats;
+
+/* Sharing the limits with every gateway through Redis. */
+typedef struct {
+    const char *redis_url;      /* "" or NULL: this gateway alone */
+    int timeout_ms;             /* one Redis call */
+    int breaker_ms;             /* Redis left alone this long after a failure */
+} rl_shared;
 
 typedef struct rl_limiter rl_limiter;
 
 /* A limiter of cfg; rl_free releases it.  0 or CAIRN_ENOMEM. */
 int rl_new(const rl_config *cfg, rl_limiter **out);
 void rl_free(rl_limiter *l);
+/* Keeps the limits in Redis from now on (before the limiter is shared
+ * between threads).  0, or CAIRN_EINVAL (a bad URL, with why) or
+ * CAIRN_ENOMEM.  Redis need not be up: until it answers, each gateway
+ * enforces its share alone. */
+int rl_share(rl_limiter *l, const rl_shared *o, char *why, size_t whylen);
 /* Whether any limit or cap is set (a limiter with none admits everything). */
 bool rl_enabled(const rl_limiter *l);
 /* Replaces every override with e[0..n) (copied).  0 or CAIRN_ENOMEM (the

@@ -34,6 +34,7 @@
  * rwlock.
  */
 #include "auth/auth.h"
+#include "auth/ratelimit_int.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -74,6 +75,8 @@ struct rl_limiter {
     /* counters, per dimension (RL_INFLIGHT last) */
     atomic_uint_fast64_t admitted[RL__DIMS + 1], limited[RL__DIMS + 1], bytes[RL__DIMS], throttled_ns[RL__DIMS];
     atomic_uint_fast64_t evictions;
+    rl_remote *remote;            /* shared through Redis (ratelimit_redis.c); NULL: this gateway alone */
+    atomic_uint_fast64_t shared_checks, fallback_checks;
 };
 
 static const char *const dim_names[RL__DIMS + 1] = {"key", "ip", "bucket", "in_flight"};
@@ -120,7 +123,13 @@ void rl_free(rl_limiter *l) {
     for (size_t i = 0; i < l->nov; i++) free(l->ov[i].name);
     free(l->ov);
     pthread_rwlock_destroy(&l->ov_mu);
+    rl_remote_free(l->remote);
     free(l);
+}
+
+int rl_share(rl_limiter *l, const rl_shared *o, char *why, size_t whylen) {
+    if (!o->redis_url || !o->redis_url[0]) return 0;
+    return rl_remote_new(o, &l->remote, why, whylen);
 }
 
 bool rl_enabled(const rl_limiter *l) {
@@ -243,27 +252,28 @@ static int64_t tau_ns(const rl_limiter *l, int64_t per_s) {
     return (int64_t)(t > one ? t : one);
 }
 
-int rl_admit(rl_limiter *l, const rl_subject *s, int64_t now, rl_refusal *why) {
-    memset(why, 0, sizeof *why);
-    if (!l) return 0;
-    if (l->cfg.max_in_flight > 0 && atomic_fetch_add(&l->in_flight, 1) >= l->cfg.max_in_flight) {
-        atomic_fetch_sub(&l->in_flight, 1);
-        atomic_fetch_add(&l->limited[RL__DIMS], 1);
-        why->dim = RL__DIMS;
-        why->retry_after_ms = 1000;
-        return CAIRN_EBUSY;
+/* Every dimension's limits for s: its override or the defaults, divided by
+ * share (this gateway's part when Redis is down). */
+static void limits_for(rl_limiter *l, const rl_subject *s, int share, rl_limits lim[RL__DIMS]) {
+    for (int d = 0; d < RL__DIMS; d++) {
+        lim[d] = s->name[d] ? limits_of(l, d, s->name[d]) : (rl_limits){0, 0};
+        if (share > 1) {
+            if (lim[d].ops_per_s > 0) lim[d].ops_per_s = lim[d].ops_per_s / share > 0 ? lim[d].ops_per_s / share : 1;
+            if (lim[d].bytes_per_s > 0)
+                lim[d].bytes_per_s = lim[d].bytes_per_s / share > 0 ? lim[d].bytes_per_s / share : 1;
+        }
     }
-    if (l->cfg.max_in_flight > 0) atomic_fetch_add(&l->admitted[RL__DIMS], 1);
-    rl_limits lim[RL__DIMS];
+}
+
+/* One request of s against this gateway's own tables. */
+static int local_admit(rl_limiter *l, const rl_subject *s, const rl_limits *lim, int64_t now, rl_refusal *why) {
     rl_slot *slot[RL__DIMS] = {0};
     pthread_mutex_t *held[RL__DIMS] = {0};
     int rc = 0;
     /* Lock every dimension's window in dimension order (each dimension has
      * its own mutexes, so the order cannot deadlock), check, then charge. */
     for (int d = 0; d < RL__DIMS; d++) {
-        if (!s->name[d]) continue;
-        lim[d] = limits_of(l, d, s->name[d]);
-        if (lim[d].ops_per_s <= 0 && lim[d].bytes_per_s <= 0) continue;
+        if (!s->name[d] || (lim[d].ops_per_s <= 0 && lim[d].bytes_per_s <= 0)) continue;
         uint64_t h = hash_of(l, d, s->name[d]);
         held[d] = window_stripe(&l->t[d], h);
         pthread_mutex_lock(held[d]);
@@ -295,8 +305,42 @@ int rl_admit(rl_limiter *l, const rl_subject *s, int64_t now, rl_refusal *why) {
             slot[d]->tat_ops = tat + (int64_t)unit_ns(lim[d].ops_per_s);
         }
         pthread_mutex_unlock(held[d]);
-        if (rc == 0) atomic_fetch_add(&l->admitted[d], 1);
     }
+    return rc;
+}
+
+/* Every dimension's bucket holds burst_s seconds (microseconds, for Redis). */
+static void taus_us(const rl_limiter *l, int64_t tau[RL__DIMS]) {
+    for (int d = 0; d < RL__DIMS; d++) tau[d] = (int64_t)l->cfg.burst_s * 1000000;
+}
+
+int rl_admit(rl_limiter *l, const rl_subject *s, int64_t now, rl_refusal *why) {
+    memset(why, 0, sizeof *why);
+    if (!l) return 0;
+    if (l->cfg.max_in_flight > 0 && atomic_fetch_add(&l->in_flight, 1) >= l->cfg.max_in_flight) {
+        atomic_fetch_sub(&l->in_flight, 1);
+        atomic_fetch_add(&l->limited[RL__DIMS], 1);
+        why->dim = RL__DIMS;
+        why->retry_after_ms = 1000;
+        return CAIRN_EBUSY;
+    }
+    if (l->cfg.max_in_flight > 0) atomic_fetch_add(&l->admitted[RL__DIMS], 1);
+    rl_limits lim[RL__DIMS];
+    int rc;
+    bool decided = false;
+    if (l->remote) {
+        limits_for(l, s, 1, lim);
+        int64_t tau[RL__DIMS];
+        taus_us(l, tau);
+        rc = rl_remote_admit(l->remote, s, lim, tau, why, &decided);
+        atomic_fetch_add(decided ? &l->shared_checks : &l->fallback_checks, 1);
+    }
+    if (!decided) {
+        limits_for(l, s, l->remote ? rl_remote_gateways(l->remote) : 1, lim);
+        rc = local_admit(l, s, lim, now, why);
+    }
+    for (int d = 0; d < RL__DIMS; d++)
+        if (rc == 0 && s->name[d] && (lim[d].ops_per_s > 0 || lim[d].bytes_per_s > 0)) atomic_fetch_add(&l->admitted[d], 1);
     if (rc != 0) {
         atomic_fetch_add(&l->limited[why->dim], 1);
         if (l->cfg.max_in_flight > 0) atomic_fetch_sub(&l->in_flight, 1);
@@ -308,25 +352,44 @@ void rl_release(rl_limiter *l) {
     if (l && l->cfg.max_in_flight > 0) atomic_fetch_sub(&l->in_flight, 1);
 }
 
-int64_t rl_charge(rl_limiter *l, const rl_subject *s, uint64_t n, int64_t now) {
-    if (!l || n == 0) return 0;
+static int64_t local_charge(rl_limiter *l, const rl_subject *s, const rl_limits *lim, uint64_t n, int64_t now) {
     int64_t wait = 0;
     for (int d = 0; d < RL__DIMS; d++) {
-        if (!s->name[d]) continue;
-        rl_limits lim = limits_of(l, d, s->name[d]);
-        if (lim.bytes_per_s <= 0) continue;
+        if (!s->name[d] || lim[d].bytes_per_s <= 0) continue;
         uint64_t h = hash_of(l, d, s->name[d]);
         pthread_mutex_t *mu = window_stripe(&l->t[d], h);
         pthread_mutex_lock(mu);
         rl_slot *slot = slot_of(l, &l->t[d], h, now);
         int64_t tat = slot->tat_bytes > now ? slot->tat_bytes : now;
-        double cost = (double)n * unit_ns(lim.bytes_per_s);
+        double cost = (double)n * unit_ns(lim[d].bytes_per_s);
         slot->tat_bytes = tat + (cost > 9e18 ? (int64_t)9e18 : (int64_t)cost);
-        int64_t over = slot->tat_bytes - now - tau_ns(l, lim.bytes_per_s);
+        int64_t over = slot->tat_bytes - now - tau_ns(l, lim[d].bytes_per_s);
         pthread_mutex_unlock(mu);
-        atomic_fetch_add(&l->bytes[d], n);
-        if (over > 0) atomic_fetch_add(&l->throttled_ns[d], (uint64_t)over);
         if (over > wait) wait = over;
+    }
+    return wait;
+}
+
+int64_t rl_charge(rl_limiter *l, const rl_subject *s, uint64_t n, int64_t now) {
+    if (!l || n == 0) return 0;
+    rl_limits lim[RL__DIMS];
+    int64_t wait = 0;
+    bool done = false;
+    if (l->remote) {
+        limits_for(l, s, 1, lim);
+        int64_t tau[RL__DIMS];
+        taus_us(l, tau);
+        done = rl_remote_charge(l->remote, s, lim, tau, n, &wait) == 0;
+        atomic_fetch_add(done ? &l->shared_checks : &l->fallback_checks, 1);
+    }
+    if (!done) {
+        limits_for(l, s, l->remote ? rl_remote_gateways(l->remote) : 1, lim);
+        wait = local_charge(l, s, lim, n, now);
+    }
+    for (int d = 0; d < RL__DIMS; d++) {
+        if (!s->name[d] || lim[d].bytes_per_s <= 0) continue;
+        atomic_fetch_add(&l->bytes[d], n);
+        if (wait > 0) atomic_fetch_add(&l->throttled_ns[d], (uint64_t)wait);
     }
     return wait;
 }
@@ -347,4 +410,9 @@ void rl_stats_get(const rl_limiter *l, rl_stats *st) {
     }
     st->evictions = atomic_load(&m->evictions);
     st->in_flight = atomic_load(&m->in_flight);
+    st->shared = m->remote != NULL;
+    st->redis_up = m->remote && rl_remote_up(m->remote);
+    st->gateways = m->remote ? rl_remote_gateways(m->remote) : 1;
+    st->shared_checks = atomic_load(&m->shared_checks);
+    st->fallback_checks = atomic_load(&m->fallback_checks);
 }

@@ -46,6 +46,7 @@ typedef struct {
     rl_limiter *l;              /* set once admitted: release and charge through it; NULL: nothing */
     char key[129], ip[64], bucket[64];
     rl_subject s;               /* points into the above (s3_rate_subject_fix after a copy) */
+    uint64_t pending;           /* body bytes not charged yet */
 } s3_rate;
 
 /* Operations, one per route (routes.c); the unsupported ones have no handler. */
@@ -461,8 +462,11 @@ void s3_render_meta_metrics(meta_store *ms, buf_t *b);
 int s3_limits_new(s3_gateway *gw);
 /* The rate limit stage: 0 admitted, or answered 503 SlowDown. */
 int s3_rate_admit(s3_req *q);
-/* Charges n body bytes of r and waits as long as its byte limits ask. */
-void s3_rate_flow(const s3_rate *r, size_t n);
+/* Counts n body bytes of r; every 256 KiB they are charged, and the flow
+ * waits as long as its byte limits ask.  s3_rate_flush charges the rest
+ * without waiting (the request's end). */
+void s3_rate_flow(s3_rate *r, size_t n);
+void s3_rate_flush(s3_rate *r);
 void s3_rate_subject_fix(s3_rate *r);
 /* Gives back the request's slot in flight (on_done). */
 void s3_rate_done(s3_req *q);

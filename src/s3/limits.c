@@ -36,7 +36,14 @@ int s3_limits_new(s3_gateway *gw) {
         .max_in_flight = c->max_requests_in_flight,
         .max_entries = c->ratelimit_max_entries,
     };
-    return rl_new(&rc, &gw->limiter);
+    int err = rl_new(&rc, &gw->limiter);
+    if (err != 0 || !c->redis_url[0]) return err;
+    /* With Redis, every gateway shares the limits (ratelimit_redis.c). */
+    rl_shared sh = {.redis_url = c->redis_url, .timeout_ms = c->redis_timeout_ms, .breaker_ms = c->redis_breaker_ms};
+    char why[160];
+    err = rl_share(gw->limiter, &sh, why, sizeof why);
+    if (err != 0) log_write(LOG_ERROR, NULL, "rate limits cannot use redis_url", "error", why, NULL);
+    return err;
 }
 
 void s3_client_address(const char *peer, const char *xff, const char *trusted, char *out, size_t cap) {
@@ -142,16 +149,31 @@ int s3_rate_admit(s3_req *q) {
     return -1;
 }
 
-void s3_rate_flow(const s3_rate *r, size_t n) {
+/* Bytes are charged in pieces of at least this many (one Redis call each
+ * when the limits are shared), and the rest when the request ends. */
+#define CHARGE_PIECE (256 * 1024)
+
+static void charge(s3_rate *r, bool wait_for_it) {
+    uint64_t n = r->pending;
+    r->pending = 0;
     if (!r->l || n == 0) return;
     int64_t wait = rl_charge(r->l, &r->s, n, time_mono_ns());
-    if (wait <= 0) return;
+    if (wait <= 0 || !wait_for_it) return;
     struct timespec ts = {(time_t)(wait / 1000000000LL), (long)(wait % 1000000000LL)};
     while (nanosleep(&ts, &ts) != 0) {
     }
 }
 
+void s3_rate_flow(s3_rate *r, size_t n) {
+    if (!r->l) return;
+    r->pending += n;
+    if (r->pending >= CHARGE_PIECE) charge(r, true);
+}
+
+void s3_rate_flush(s3_rate *r) { charge(r, false); }
+
 void s3_rate_done(s3_req *q) {
+    s3_rate_flush(&q->rate);
     if (q->rate.l) rl_release(q->rate.l);
     q->rate.l = NULL;
 }
@@ -183,6 +205,14 @@ void s3_render_limit_metrics(s3_gateway *gw, buf_t *b) {
     buf_printf(b, "# HELP cairn_ratelimit_evictions_total Subjects forgotten while they owed, to bound memory.\n"
                   "# TYPE cairn_ratelimit_evictions_total counter\ncairn_ratelimit_evictions_total %llu\n",
                (unsigned long long)st.evictions);
+    buf_printf(b, "# HELP cairn_ratelimit_shared Whether the rate limits are shared by the gateways through Redis "
+                  "now (1), or this gateway enforces its share alone (0).\n# TYPE cairn_ratelimit_shared gauge\n"
+                  "cairn_ratelimit_shared %d\n", st.shared && st.redis_up ? 1 : 0);
+    buf_printf(b, "# HELP cairn_ratelimit_gateways Gateways sharing the limits when Redis last answered.\n"
+                  "# TYPE cairn_ratelimit_gateways gauge\ncairn_ratelimit_gateways %d\n", st.gateways);
+    buf_printf(b, "# HELP cairn_ratelimit_fallback_total Checks this gateway decided alone, at its share, because "
+                  "Redis did not answer.\n# TYPE cairn_ratelimit_fallback_total counter\n"
+                  "cairn_ratelimit_fallback_total %llu\n", (unsigned long long)st.fallback_checks);
     buf_printf(b, "# HELP cairn_requests_admitted_in_flight S3 requests holding a slot of max_requests_in_flight.\n"
                   "# TYPE cairn_requests_admitted_in_flight gauge\ncairn_requests_admitted_in_flight %lld\n",
                (long long)st.in_flight);

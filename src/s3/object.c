@@ -825,6 +825,7 @@ static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *ud) {
     object_stream *st = ud;
+    s3_rate_flush(&st->rate);
     obj_reader_close(st->reader);
     free(st);
 }

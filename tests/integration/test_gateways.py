@@ -637,3 +637,49 @@ def test_32_if_none_match_writers_over_two_gateways_have_exactly_one_winner(make
     wait_until(three_versions, 30, what=f"only the winners' shards on the nodes, not {len(pair.shard_files())}")
     doc = pair.stop_and_fsck()
     assert doc["check"]["orphans"] == 0 and doc["check"]["placements"] == 3, doc["check"]
+
+
+# ---- rate limits shared through Redis ---------------------------------------------------------
+
+
+def drive(gws, bucket, seconds):
+    """Requests as fast as one client sends them, round robin over gws, for
+    seconds: (admitted, elapsed between the first and the last)."""
+    admitted, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for gw in gws:
+            r = gw.request("GET", f"/{bucket}", query={"location": ""})
+            assert r.status in (200, 503), r
+            if r.status == 503:
+                assert r.error_code == "SlowDown" and int(r.header("Retry-After")) >= 1
+            admitted += r.status == 200
+    return admitted, time.monotonic() - t0
+
+
+def test_rate_limits_are_shared_by_the_gateways_and_fall_back_to_a_share_without_redis(make_pair, redis_server):
+    rate = 40
+    pair = make_pair(env={"CAIRN_RATELIMIT_KEY_OPS_PER_S": str(rate), "CAIRN_RATELIMIT_BURST_S": "1",
+                          "CAIRN_REDIS_BREAKER_MS": "500"})
+    bucket = new_bucket(pair.a)
+    time.sleep(1.1)  # the bucket's create spent from the burst: a full bucket to start from
+    admitted, elapsed = drive(pair.gws, bucket, 4)
+    expected = rate + rate * elapsed   # the burst, then the rate: for both gateways together
+    assert abs(admitted - expected) <= 0.1 * expected, (admitted, expected, elapsed)
+    assert pair.a.metric("cairn_ratelimit_shared") == 1
+    assert pair.a.metric("cairn_ratelimit_gateways") == 2
+    # Redis stopped: each gateway enforces its share (rate / 2) alone
+    redis_server.stop()
+    wait_until(lambda: (pair.a.request("GET", "/"), pair.a.metric("cairn_ratelimit_shared") == 0)[1], 20,
+               what="gateway A to notice Redis is gone")
+    time.sleep(1.1)
+    admitted, elapsed = drive([pair.a], bucket, 3)
+    share = rate / 2
+    expected = share + share * elapsed
+    assert abs(admitted - expected) <= 0.15 * expected, (admitted, expected, elapsed)
+    assert pair.a.metric("cairn_ratelimit_fallback_total") > 0
+    assert pair.a.log_count("redis failed: each gateway enforces its share of the rate limits alone") >= 1
+    # Redis back: shared again, by itself
+    redis_server.start()
+    wait_until(lambda: (pair.a.request("GET", "/"), pair.a.metric("cairn_ratelimit_shared") == 1)[1], 30,
+               what="gateway A to share the limits again")
+    pair.stop_and_fsck()
