@@ -21,6 +21,8 @@
 #   7. bench/jobs.py: durable job queue jobs/s against a bare SQLite loop
 #   8. build/cairn-cachebench (no server): the L1 cache's hit ratio (S3-FIFO
 #      beside LRU, Zipf and Zipf polluted by scans) and the ns of a hit
+#      and build/cairn-rlbench (no server): the rate limiter's ns per check,
+#      and its us per check through a Redis started for it
 #   9. bench/metadata.sh: SQLite against PostgreSQL with the metadata cache on
 #      and off (4 KiB PUT/GET/HEAD/DELETE and LIST, p50 and p99), page 1
 #      against page 500 of a 1M-object bucket on PostgreSQL, and two gateways
@@ -396,6 +398,28 @@ if [ -x "$BUILD/cairn-cachebench" ]; then
 else
   echo "bench: $BUILD/cairn-cachebench not built; no cache figures" >&2
 fi
+# The rate limiter's cost per check, local and through a Redis of its own
+# (started here from Debian's redis-server when it is installed).
+RL_LINES=""
+if [ -x "$BUILD/cairn-rlbench" ]; then
+  RL_REDIS_ARGS=()
+  RL_REDIS_PID=""
+  if command -v redis-server >/dev/null 2>&1; then
+    RL_REDIS_PORT=$(free_port)
+    redis-server --port "$RL_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+      >/dev/null 2>&1 &
+    RL_REDIS_PID=$!
+    for _ in $(seq 50); do
+      redis-cli -p "$RL_REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+      sleep 0.1
+    done
+    RL_REDIS_ARGS=(--redis "redis://127.0.0.1:$RL_REDIS_PORT")
+  fi
+  RL_LINES=$("$BUILD/cairn-rlbench" --runs "$RUNS" "${RL_REDIS_ARGS[@]}" 2>&1) || INVALID=$((INVALID + 1))
+  [ -n "$RL_REDIS_PID" ] && kill "$RL_REDIS_PID" 2>/dev/null && wait "$RL_REDIS_PID" 2>/dev/null
+else
+  echo "bench: $BUILD/cairn-rlbench not built; no rate limiter figures" >&2
+fi
 rc=0
 report || rc=$?
 if [ -n "$RSS_LINE" ]; then
@@ -407,6 +431,9 @@ if [ -n "$EC_LINES" ]; then
 fi
 if [ -n "$CACHE_LINES" ]; then
   echo "$CACHE_LINES"
+fi
+if [ -n "$RL_LINES" ]; then
+  echo "$RL_LINES"
 fi
 # Multipart transfers (issue 4): 4 and 16 parallel parts, and the server's
 # peak RSS over a large multipart upload.
