@@ -8,7 +8,7 @@ PKGS=(
   # build
   build-essential pkg-config meson ninja-build clang
   # libraries
-  libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libhiredis-dev
+  libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libhiredis-dev
   libssl-dev libsodium-dev libisal-dev libjansson-dev libxml2-dev libyaml-dev
   libwslay-dev libzstd-dev libxxhash-dev
   # tests

@@ -91,6 +91,7 @@ static int http_start(void *ud) {
     char err[256];
     int rc = http_server_start(&ho, node_http_handler(), np->node, &np->srv, &np->port, err, sizeof err);
     tls_stop(np); /* the server has read them */
+    if (rc == 0 && c->tls_cert[0]) cmd_tls_reload_on_sighup(&np->cfg);
     if (rc == 0) return 0;
     fprintf(stderr, "cairn node: %s\n", err);
     return fail_with(np, 1);

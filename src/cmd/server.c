@@ -294,19 +294,48 @@ void cmd_block_signals(sigset_t *sigs) {
     sigemptyset(sigs);
     sigaddset(sigs, SIGTERM);
     sigaddset(sigs, SIGINT);
+    /* SIGHUP reloads the HTTPS listener's certificate (cmd_tls_reload_on_sighup). */
+    sigaddset(sigs, SIGHUP);
     /* The fault build re-arms fault injection on SIGUSR1 (fault_reload). */
     if (CAIRN_FAULT_BUILD) sigaddset(sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* Waits for SIGTERM or SIGINT (the fault build re-arms on SIGUSR1 meanwhile). */
+/* The configuration whose tls_cert and tls_key SIGHUP reads again; NULL:
+ * the process serves no HTTPS. */
+static const config_t *tls_reload_cfg;
+
+void cmd_tls_reload_on_sighup(const config_t *cfg) { tls_reload_cfg = cfg; }
+
+/* SIGHUP: the certificate and key files read again and served from the
+ * next handshake on; connections already open keep theirs.  A pair that
+ * cannot be read or does not match keeps the old one. */
+static void tls_reload(void) {
+    if (!tls_reload_cfg || !tls_reload_cfg->tls_cert[0]) {
+        log_write(LOG_INFO, NULL, "SIGHUP: no TLS certificate to reload", NULL);
+        return;
+    }
+    char *cert = NULL, *key = NULL, err[200] = "";
+    int rc = cmd_load_tls(tls_reload_cfg, &cert, &key);
+    if (rc == 0) rc = http_tls_set(cert, key, err, sizeof err);
+    else snprintf(err, sizeof err, "cannot read %s or %s", tls_reload_cfg->tls_cert, tls_reload_cfg->tls_key);
+    if (key) sodium_memzero(key, strlen(key));
+    free(cert);
+    free(key);
+    if (rc == 0) log_write(LOG_INFO, NULL, "TLS certificate reloaded", "tls_cert", tls_reload_cfg->tls_cert, NULL);
+    else log_write(LOG_ERROR, NULL, "TLS certificate not reloaded: the old one is still served", "error", err, NULL);
+}
+
+/* Waits for SIGTERM or SIGINT (SIGHUP reloads the TLS certificate meanwhile;
+ * the fault build re-arms on SIGUSR1). */
 static int wait_for_stop_signal(const sigset_t *sigs) {
     int sig = 0;
     for (;;) {
         sigwait(sigs, &sig);
-        if (sig != SIGUSR1) break;
-        fault_reload();
+        if (sig == SIGHUP) tls_reload();
+        else if (sig == SIGUSR1) fault_reload();
+        else break;
     }
     log_write(LOG_INFO, NULL, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     return sig;
@@ -767,6 +796,7 @@ static int http_start(void *ud) {
     int rc = sv->audit_only ? http_server_start(&ho, audit_store_handler(), sv->astore, &sv->srv, NULL, err, sizeof err)
                             : http_server_start(&ho, audit_mux_handler(), sv->mux, &sv->srv, NULL, err, sizeof err);
     tls_forget(sv); /* read by now */
+    if (rc == 0 && sv->cfg.tls_cert[0]) cmd_tls_reload_on_sighup(&sv->cfg);
     if (rc == 0) return 0;
     fprintf(stderr, "cairn: %s\n", err);
     return fail_with(sv, 1);

@@ -210,6 +210,12 @@ int http_server_inflight(http_server *s);
 int http_server_upgraded(http_server *s);
 /* Closes all connections and frees the server. */
 void http_server_stop(http_server *s);
+/* Serves cert_pem (a chain) with key_pem from the next handshake on, on
+ * this process's HTTPS listener (tls.c): connections already open keep
+ * theirs.  0, or CAIRN_EINVAL with err (a chain or key that does not
+ * parse, or a key that is not the certificate's: the old pair stays) or
+ * CAIRN_ENOMEM.  Thread-safe. */
+int http_tls_set(const char *cert_pem, const char *key_pem, char *err, size_t errlen);
 
 /* ---- the outbound client (client.c, libcurl) ---------------------------------
  * One client is one connection kept alive between calls; use it from one

@@ -87,7 +87,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
+
+/* tls.c */
+extern const char *const HTTP_TLS_PRIORITIES;
+int http_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                      const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
+                      unsigned int *pcert_length, gnutls_privkey_t *pkey);
 
 /* The watchdog's record of one connection; all fields under server.mu. */
 typedef struct http_conn {
@@ -1001,6 +1009,13 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     bool tls = opt->tls_cert_pem && opt->tls_key_pem;
     if (tls) flags |= MHD_USE_TLS;
     s->tls = tls;
+    /* The certificate through a callback, so that SIGHUP can replace it
+     * without a restart (tls.c). */
+    if (tls && (rc = http_tls_set(opt->tls_cert_pem, opt->tls_key_pem, errbuf, errlen)) != 0) {
+        close(s->listen_fd);
+        server_free(s);
+        return rc;
+    }
     /* The pool holds the head and the read buffer.  libmicrohttpd 0.9.75
      * zero-fills the pool's free part when it shrinks the read buffer for
      * the reply and again when it resets the pool between keep-alive
@@ -1020,8 +1035,8 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(opt->connection_limit_per_ip > 0 ? opt->connection_limit_per_ip : 0),
-        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, opt->tls_cert_pem,
-        MHD_OPTION_HTTPS_MEM_KEY, opt->tls_key_pem,
+        tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, http_tls_retrieve,
+        MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errbuf, errlen, "cannot start HTTP server on %s", opt->listen);

@@ -251,3 +251,100 @@ def test_the_audit_shipper_verifies_an_https_store_against_tls_ca(tmp_path):
             p.send_signal(signal.SIGTERM)
         for p in servers + [store]:
             assert p.wait(30) == 0
+
+
+# ---- the S3 listener's TLS: versions, ciphers, reload on SIGHUP --------------------------------
+
+
+def served_cert(port, **ctx_opts):
+    """The DER certificate the listener serves to a new handshake."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for k, v in ctx_opts.items():
+        if k == "ciphers":
+            ctx.set_ciphers(v)
+        else:
+            setattr(ctx, k, v)
+    import socket as _socket
+    with _socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.getpeercert(binary_form=True), s.version(), s.cipher()[0]
+
+
+def der_of(path):
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+@pytest.fixture
+def https_server(tmp_path):
+    ca = make_ca(tmp_path / "pki", "cairn-s3")
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "cert.pem").write_text((ca / "node.pem").read_text())
+    (live / "key.pem").write_text((ca / "node.key").read_text())
+    port = free_port()
+    log = tmp_path / "srv.log"
+    srv = subprocess.Popen([CAIRN_BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "d")],
+                           env=env({"CAIRN_ROOT_USER": AK, "CAIRN_ROOT_PASSWORD": SK,
+                                    "CAIRN_TLS_CERT": str(live / "cert.pem"), "CAIRN_TLS_KEY": str(live / "key.pem")}),
+                           stdout=subprocess.DEVNULL, stderr=open(log, "w"), text=True)
+    wait_until(lambda: https_live(port, str(ca / "ca.pem")), 20, what="the HTTPS server")
+    yield srv, port, ca, live, log
+    srv.send_signal(signal.SIGTERM)
+    assert srv.wait(20) == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_only_tls_1_2_and_1_3_with_aead_ciphers(https_server):
+    _srv, port, _ca, _live, _log = https_server
+    _, version, _ = served_cert(port)
+    assert version == "TLSv1.3"
+    _, version, cipher = served_cert(port, maximum_version=ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2" and ("GCM" in cipher or "CHACHA20" in cipher), cipher
+    # TLS 1.1 and 1.0 are refused, whatever the client allows
+    for old in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1):
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            served_cert(port, minimum_version=old, maximum_version=old, ciphers="DEFAULT:@SECLEVEL=0")
+    # CBC and RSA key exchange are refused in TLS 1.2
+    for weak in ("ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256", "AES256-SHA256"):
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            served_cert(port, maximum_version=ssl.TLSVersion.TLSv1_2, ciphers=weak)
+
+
+def test_sighup_reloads_the_certificate_without_dropping_connections(https_server, tmp_path):
+    srv, port, ca, live, log = https_server
+    assert served_cert(port)[0] == der_of(ca / "node.pem")
+    # a request in flight across the reload: its head and half its body
+    # sent before, the rest after, on the same TLS connection
+    bucket = unique_bucket()
+    assert signed(port, "PUT", sigv4.object_path(bucket), conn=http.client.HTTPSConnection(
+        "127.0.0.1", port, context=ssl.create_default_context(cafile=str(ca / "ca.pem")), timeout=20))[0] == 200
+    path = sigv4.object_path(bucket, "across")
+    h, _, _ = sigv4.sign_request("PUT", path, {}, {"Host": f"127.0.0.1:{port}", "Content-Length": "10",
+                                                   "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
+                                 AK, SK, "UNSIGNED-PAYLOAD")
+    import socket as _socket
+    raw = _socket.create_connection(("127.0.0.1", port), timeout=20)
+    kept = ssl.create_default_context(cafile=str(ca / "ca.pem")).wrap_socket(raw, server_hostname="127.0.0.1")
+    kept.sendall((f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n12345").encode())
+    new = make_ca(tmp_path / "pki2", "cairn-s3-renewed")
+    (live / "cert.pem").write_text((new / "node.pem").read_text())
+    (live / "key.pem").write_text((new / "node.key").read_text())
+    srv.send_signal(signal.SIGHUP)
+    wait_until(lambda: "TLS certificate reloaded" in log.read_text(), 20, what="the reload")
+    assert served_cert(port)[0] == der_of(new / "node.pem"), "a new handshake gets the new certificate"
+    kept.sendall(b"67890")
+    assert kept.recv(4096).startswith(b"HTTP/1.1 200"), "the request in flight across the reload completes"
+    kept.close()
+    new_ctx = ssl.create_default_context(cafile=str(new / "ca.pem"))
+    assert signed(port, "GET", path, conn=http.client.HTTPSConnection("127.0.0.1", port, context=new_ctx,
+                                                                     timeout=20)) == (200, b"1234567890")
+    # a key that is not the certificate's is refused; the renewed pair stays
+    (live / "key.pem").write_text((ca / "node.key").read_text())
+    srv.send_signal(signal.SIGHUP)
+    wait_until(lambda: "TLS certificate not reloaded" in log.read_text(), 20, what="the refused reload")
+    assert "not the certificate's" in log.read_text()
+    assert served_cert(port)[0] == der_of(new / "node.pem")
+    assert https_live(port, str(new / "ca.pem"))
+    assert srv.poll() is None
