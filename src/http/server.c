@@ -96,6 +96,7 @@ extern const char *const HTTP_TLS_PRIORITIES;
 int http_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
                       unsigned int *pcert_length, gnutls_privkey_t *pkey);
+void http_tls_release_all(void);
 
 /* The watchdog's record of one connection; all fields under server.mu. */
 typedef struct http_conn {
@@ -1082,6 +1083,7 @@ void http_server_stop(http_server *s) {
     assert(left == 0 && "an upgraded connection outlived its owner");
     if (left) log_write(LOG_ERROR, NULL, "upgraded connections still open at stop", NULL);
     MHD_stop_daemon(s->daemon);     /* closed notifications free every http_conn */
+    if (s->tls) http_tls_release_all(); /* no handshake can ask for the pair any more */
     assert(s->conns == NULL);
     server_free(s);
 }
