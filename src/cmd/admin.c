@@ -94,6 +94,8 @@ int cmd_load_config(int argc, char **argv, config_t *cfg, char **rest, int *nres
         print_errors("configuration", &errs);
         return 2;
     }
+    /* What this process shows nodes that ask for a client certificate. */
+    tls_client_identity_set(cfg->tls_client_cert, cfg->tls_client_key);
     return 0;
 }
 

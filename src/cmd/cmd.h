@@ -99,6 +99,8 @@ int cmd_split_list(const char *csv, char *buf, size_t bufsz, char **out, int max
  * terminated; the caller frees).  Prints the problem and returns 2 on error
  * (server.c). */
 int cmd_load_tls(const config_t *cfg, char **cert, char **key);
+/* A PEM file's text (malloc'd, under 1 MiB), or NULL. */
+char *cmd_read_pem(const char *path);
 /* From now on SIGHUP reads cfg's tls_cert and tls_key again and serves them
  * (cmd_wait_stop_signal); cfg must outlive the wait. */
 void cmd_tls_reload_on_sighup(const config_t *cfg);

@@ -89,8 +89,16 @@ static int http_start(void *ud) {
                        .body_rate_window = c->min_body_rate_window,
                        .tls_cert_pem = np->tls_cert, .tls_key_pem = np->tls_key};
     char err[256];
+    char *client_ca = NULL;
+    if (c->tls_client_ca[0] && !(client_ca = cmd_read_pem(c->tls_client_ca))) {
+        fprintf(stderr, "cairn node: cannot read %s (tls_client_ca)\n", c->tls_client_ca);
+        tls_stop(np);
+        return fail_with(np, 2);
+    }
+    ho.tls_client_ca_pem = client_ca;
     int rc = http_server_start(&ho, node_http_handler(), np->node, &np->srv, &np->port, err, sizeof err);
     tls_stop(np); /* the server has read them */
+    free(client_ca);
     if (rc == 0 && c->tls_cert[0]) cmd_tls_reload_on_sighup(&np->cfg);
     if (rc == 0) return 0;
     fprintf(stderr, "cairn node: %s\n", err);

@@ -119,7 +119,7 @@ static void print_banner(const config_t *cfg, int port, const root_creds *rc, co
     fflush(stdout);
 }
 
-static char *read_pem(const char *path) {
+char *cmd_read_pem(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return NULL;
     buf_t b;
@@ -138,8 +138,8 @@ static char *read_pem(const char *path) {
 int cmd_load_tls(const config_t *cfg, char **cert, char **key) {
     *cert = *key = NULL;
     if (!cfg->tls_cert[0]) return 0;
-    *cert = read_pem(cfg->tls_cert);
-    *key = read_pem(cfg->tls_key);
+    *cert = cmd_read_pem(cfg->tls_cert);
+    *key = cmd_read_pem(cfg->tls_key);
     if (*cert && *key) return 0;
     fprintf(stderr, "cairn: cannot read %s (tls_%s)\n", *cert ? cfg->tls_key : cfg->tls_cert, *cert ? "key" : "cert");
     free(*cert);

@@ -334,6 +334,12 @@ static const option options[] = {
             "PEM private key of tls_cert; never logged"),
     OPT_STR(tls_ca, "CAIRN_TLS_CA", NULL, "path", "",
             "CA bundle (PEM) that verifies https:// storage nodes, audit_url and log_ship_url (host names are checked); empty = system CAs"),
+    OPT_STR(tls_client_ca, "CAIRN_TLS_CLIENT_CA", NULL, "path", "",
+            "Mutual TLS on an HTTPS listener (a node's shard API): only clients with a certificate this CA bundle (PEM) signed are served, others get 403; empty = none asked"),
+    OPT_STR(tls_client_cert, "CAIRN_TLS_CLIENT_CERT", NULL, "path", "",
+            "PEM certificate chain a gateway (or cairn admin) shows https:// storage nodes that ask for one; with tls_client_key"),
+    OPT_STR(tls_client_key, "CAIRN_TLS_CLIENT_KEY", NULL, "path", "",
+            "PEM private key of tls_client_cert; never logged"),
     OPT_NUM(job_workers, "CAIRN_JOB_WORKERS", 1, 64, "2",
             "Threads running background jobs from the durable queue"),
     OPT_NUM(job_lease_ms, "CAIRN_JOB_LEASE_MS", 100, 86400000, "60000",
@@ -1107,6 +1113,11 @@ int config_validate(const config_t *c, config_errors *errs)
                 "audit_access_key and audit_secret_key go together");
     if (!c->tls_cert[0] != !c->tls_key[0])
         err_add(errs, c->tls_cert[0] ? "tls_key" : "tls_cert", "tls_cert and tls_key go together");
+    if (!c->tls_client_cert[0] != !c->tls_client_key[0])
+        err_add(errs, c->tls_client_cert[0] ? "tls_client_key" : "tls_client_cert",
+                "tls_client_cert and tls_client_key go together");
+    if (c->tls_client_ca[0] && !c->tls_cert[0])
+        err_add(errs, "tls_client_ca", "client certificates are asked for over HTTPS only: set tls_cert and tls_key");
     if (c->db_pool_min > c->db_pool_max)
         err_add(errs, "db_pool_min", "must be at most db_pool_max (%d)", c->db_pool_max);
     /* Erasure-coding geometry must fit the drives it spreads over. */

@@ -209,6 +209,12 @@ int hex_decode(const char *hex, size_t hexlen, void *out, size_t outcap, size_t 
  * blocks ("10.0.0.0/8, ::1").  1 yes, 0 no, -1 when an element of list is
  * not an address or block (*bad, if given, points at it). */
 int net_addr_in_list(const char *list, const char *addr, const char **bad);
+/* The certificate and key files (PEM) this process shows TLS servers that
+ * ask for one (mutual TLS to storage nodes: tls_client_cert,
+ * tls_client_key).  Set once at start, before any connection; the strings
+ * are copied.  get gives "" for none. */
+void tls_client_identity_set(const char *cert_path, const char *key_path);
+void tls_client_identity_get(const char **cert_path, const char **key_path);
 /* Fills out (>= 2n+1) with a random lowercase hex id of n random bytes. */
 void rand_hex_id(char *out, size_t nbytes);
 /* Time-ordered ids: 32 lowercase hex digits and a NUL, 48 bits of
@@ -420,6 +426,9 @@ typedef struct {
     char tls_cert[1024];       /* tls_cert: PEM certificate (chain) to serve HTTPS with */
     char tls_key[1024];        /* tls_key: PEM private key of tls_cert */
     char tls_ca[1024];         /* tls_ca: CA bundle that verifies https:// nodes; empty = system CAs */
+    char tls_client_ca[1024];  /* tls_client_ca: a node asks its clients for a certificate this CA signed */
+    char tls_client_cert[1024]; /* tls_client_cert: the certificate a gateway shows https:// nodes */
+    char tls_client_key[1024]; /* tls_client_key: its private key */
     int job_workers;           /* job_workers: threads running background jobs */
     int job_lease_ms;          /* job_lease_ms: a run's lease; a crashed worker's job reruns after it */
     int job_backoff_base_ms;   /* job_backoff_base_ms: first retry delay ceiling */

@@ -624,3 +624,17 @@ int net_addr_in_list(const char *list, const char *addr, const char **bad) {
     }
     return found;
 }
+
+/* ---- the TLS client identity (a process-wide registry, set once at start) -------------------- */
+
+static char tls_id_cert[1024], tls_id_key[1024];
+
+void tls_client_identity_set(const char *cert_path, const char *key_path) {
+    snprintf(tls_id_cert, sizeof tls_id_cert, "%s", cert_path ? cert_path : "");
+    snprintf(tls_id_key, sizeof tls_id_key, "%s", key_path ? key_path : "");
+}
+
+void tls_client_identity_get(const char **cert_path, const char **key_path) {
+    *cert_path = tls_id_cert;
+    *key_path = tls_id_key;
+}

@@ -595,6 +595,14 @@ static SSL_CTX *tls_client(const char *tls_ca) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     int ok = tls_ca && *tls_ca ? SSL_CTX_load_verify_locations(ctx, tls_ca, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+    /* Mutual TLS: the certificate this process shows nodes that ask. */
+    const char *cert, *key;
+    tls_client_identity_get(&cert, &key);
+    if (ok == 1 && cert[0])
+        ok = SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 && SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 &&
+                     SSL_CTX_check_private_key(ctx) == 1
+                 ? 1
+                 : 0;
     if (ok != 1) {
         ERR_clear_error();
         SSL_CTX_free(ctx);

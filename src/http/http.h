@@ -185,6 +185,7 @@ typedef struct {
     int body_rate_window;      /* seconds per judged window (the first is the grace); 0 = 10 */
     const char *tls_cert_pem;  /* both set: serve HTTPS (GnuTLS inside MHD) */
     const char *tls_key_pem;
+    const char *tls_client_ca_pem; /* with HTTPS: serve only clients whose certificate it signed (403 else) */
     bool have_listen_fd;       /* listen_fd is a socket from http_listener_open, taken over */
     int listen_fd;
 } http_options;

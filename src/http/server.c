@@ -158,6 +158,7 @@ struct http_server {
     int64_t window_ns;
     int64_t min_body_rate, min_drain_rate;
     bool tls;
+    bool client_certs;          /* mutual TLS: every request's connection must show a verified certificate */
 };
 
 enum { ST_HEAD = 0, ST_BODY, ST_QUEUED };
@@ -597,7 +598,7 @@ static const char *framing_error(struct MHD_Connection *c, const char *version) 
 /* Answers a request the server refuses from its head alone: an S3-style XML
  * error, the connection closed after it.  Logged here, since the handler
  * never sees the request. */
-static void refuse(http_req *r, const char *code, const char *message) {
+static void refuse_status(http_req *r, unsigned status, const char *code, const char *message) {
     r->refusal = code;
     buf_t b;
     buf_init(&b);
@@ -609,13 +610,17 @@ static void refuse(http_req *r, const char *code, const char *message) {
     size_t len = b.len;
     if (b.oom) {
         buf_free(&b);
-        http_respond(r, 400, "", 0);
+        http_respond(r, status, "", 0);
     } else {
-        http_respond_take(r, 400, buf_steal(&b), len);
+        http_respond_take(r, status, buf_steal(&b), len);
     }
-    log_write(LOG_INFO, r->request_id, "request refused", "status", "400", "error", code, "reason", message,
+    char st[16];
+    snprintf(st, sizeof st, "%u", status);
+    log_write(LOG_INFO, r->request_id, "request refused", "status", st, "error", code, "reason", message,
               "remote", r->remote_addr, NULL);
 }
+
+static void refuse(http_req *r, const char *code, const char *message) { refuse_status(r, 400, code, message); }
 
 /* ---- MHD callbacks ------------------------------------------------------------ */
 
@@ -746,6 +751,19 @@ static enum MHD_Result queue(http_server *s, http_req *r) {
     return ret;
 }
 
+/* Mutual TLS: whether the connection's client showed a certificate that
+ * verifies against the listener's client CA (MHD asked for one, with
+ * MHD_OPTION_HTTPS_MEM_TRUST, but serves a client that shows none). */
+static bool client_verified(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session) return false;
+    gnutls_session_t session = (gnutls_session_t)ci->tls_session;
+    unsigned int n = 0;
+    if (!gnutls_certificate_get_peers(session, &n) || n == 0) return false;
+    unsigned int status = 0;
+    return gnutls_certificate_verify_peers2(session, &status) == 0 && status == 0;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls) {
@@ -762,6 +780,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         if (bad || (hi && hi->header_size > (size_t)s->max_header_bytes)) {
             if (bad) refuse(r, "InvalidRequest", bad);
             else refuse(r, "RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size.");
+            track_phase(s, r, PH_REPLY, false);
+            return queue(s, r);
+        }
+        if (s->client_certs && !client_verified(c)) {
+            refuse_status(r, 403, "AccessDenied", "This server serves only clients with a certificate its CA signed.");
             track_phase(s, r, PH_REPLY, false);
             return queue(s, r);
         }
@@ -1010,6 +1033,7 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
     bool tls = opt->tls_cert_pem && opt->tls_key_pem;
     if (tls) flags |= MHD_USE_TLS;
     s->tls = tls;
+    s->client_certs = tls && opt->tls_client_ca_pem && opt->tls_client_ca_pem[0];
     /* The certificate through a callback, so that SIGHUP can replace it
      * without a restart (tls.c). */
     if (tls && (rc = http_tls_set(opt->tls_cert_pem, opt->tls_key_pem, errbuf, errlen)) != 0) {
@@ -1038,6 +1062,7 @@ int http_server_start(const http_options *opt, const http_handler *h, void *app,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(opt->connection_limit_per_ip > 0 ? opt->connection_limit_per_ip : 0),
         tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, http_tls_retrieve,
         MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
+        s->client_certs ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, opt->tls_client_ca_pem,
         MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errbuf, errlen, "cannot start HTTP server on %s", opt->listen);

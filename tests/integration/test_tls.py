@@ -348,3 +348,93 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(https_serve
     assert served_cert(port)[0] == der_of(new / "node.pem")
     assert https_live(port, str(new / "ca.pem"))
     assert srv.poll() is None
+
+
+# ---- mutual TLS between gateways and nodes ----------------------------------------------------
+
+
+def client_cert(ca, name):
+    """A client certificate the CA in ca signs: (cert.pem, key.pem)."""
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    key, csr, pem = ca / f"{name}.key", ca / f"{name}.csr", ca / f"{name}.pem"
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+    (ca / "client.cnf").write_text("extendedKeyUsage=clientAuth\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca / "ca.pem"), "-CAkey", str(ca / "ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ca / "client.cnf"), "-out", str(pem))
+    return pem, key
+
+
+def node_status(port, cafile, cert=None):
+    """The status a node answers GET /health/live with, showing cert (or none)."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    if cert:
+        ctx.load_cert_chain(*cert)
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    c.request("GET", "/health/live")
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+def test_mutual_tls_between_gateway_and_nodes(tmp_path):
+    ca = make_ca(tmp_path / "pki", "cairn-mtls")
+    gw_cert = client_cert(ca, "gateway")
+    stranger = make_ca(tmp_path / "stranger-pki", "stranger")
+    stranger_cert = client_cert(stranger, "intruder")
+    procs, ports = [], []
+    try:
+        for i in range(3):
+            port = free_port()
+            procs.append(subprocess.Popen(
+                [CAIRN_BIN, "node", "--listen", f"127.0.0.1:{port}", "--drives", str(tmp_path / f"n{i}")],
+                env=env({"CAIRN_TLS_CERT": str(ca / "node.pem"), "CAIRN_TLS_KEY": str(ca / "node.key"),
+                         "CAIRN_TLS_CLIENT_CA": str(ca / "ca.pem")}),
+                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"n{i}.log", "w")))
+            ports.append(port)
+            def up(p=port):
+                try:
+                    return node_status(p, str(ca / "ca.pem"), gw_cert)[0] == 200
+                except (OSError, ssl.SSLError):
+                    return False
+            wait_until(up, 20, what="an mTLS node")
+        # without a certificate, or with one another CA signed: 403, nothing served
+        status, body = node_status(ports[0], str(ca / "ca.pem"))
+        assert status == 403 and b"AccessDenied" in body
+        assert node_status(ports[0], str(ca / "ca.pem"), stranger_cert)[0] == 403
+        urls = ",".join(f"https://127.0.0.1:{p}" for p in ports)
+        # a gateway without the client certificate cannot use the nodes
+        gw, _ = start_gateway(tmp_path, urls, {"CAIRN_TLS_CA": str(ca / "ca.pem"), "CAIRN_SHARD_TIMEOUT_MS": "2000"})
+        assert gw.wait(30) == 1
+        # with it, it can
+        gw, port = start_gateway(tmp_path, urls, {"CAIRN_TLS_CA": str(ca / "ca.pem"),
+                                                  "CAIRN_TLS_CLIENT_CERT": str(gw_cert[0]),
+                                                  "CAIRN_TLS_CLIENT_KEY": str(gw_cert[1])})
+        try:
+            def live():
+                try:
+                    return signed(port, "GET", "/health/live")[0] == 200
+                except OSError:
+                    return False
+            wait_until(live, 20, what="the gateway over mTLS nodes")
+            bucket = unique_bucket()
+            assert signed(port, "PUT", sigv4.object_path(bucket))[0] == 200
+            body = os.urandom(300_000)
+            assert signed(port, "PUT", sigv4.object_path(bucket, "k"), body)[0] == 200
+            assert signed(port, "GET", sigv4.object_path(bucket, "k")) == (200, body)
+        finally:
+            gw.send_signal(signal.SIGTERM)
+            assert gw.wait(20) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("settings,key", [
+    ({"CAIRN_TLS_CLIENT_CERT": "/x/c.pem"}, "tls_client_key"),
+    ({"CAIRN_TLS_CLIENT_KEY": "/x/k.pem"}, "tls_client_cert"),
+    ({"CAIRN_TLS_CLIENT_CA": "/x/ca.pem"}, "tls_client_ca"),
+])
+def test_mutual_tls_settings_are_checked(tmp_path, settings, key):
+    cp = subprocess.run([CAIRN_BIN, "node", "--listen", f"127.0.0.1:{free_port()}", "--drives", str(tmp_path / "n")],
+                        env=env(settings), capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 2 and key in cp.stderr, cp.stderr
