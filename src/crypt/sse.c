@@ -1,0 +1,94 @@
+/*
+ * sse.c — the package format and key wrapping of crypt.h, over OpenSSL's
+ * AES-256-GCM (EVP).  crypt.h says what is bound where, and why.
+ */
+#include "crypt/crypt.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+
+static const char AAD_PREFIX[] = "cairn-sse-v1";
+#define AAD_PREFIX_LEN (sizeof AAD_PREFIX - 1)
+
+uint64_t crypt_packages(uint64_t n) { return n == 0 ? 1 : (n + CRYPT_PACKAGE - 1) / CRYPT_PACKAGE; }
+
+uint64_t crypt_sealed_size(uint64_t n) { return n + crypt_packages(n) * CRYPT_TAG; }
+
+static int gcm(bool seal, const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uint8_t *aad, size_t aadlen,
+               const uint8_t *in, size_t n, uint8_t *out, uint8_t tag[CRYPT_TAG]) {
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (!c) return CAIRN_ENOMEM;
+    int len = 0, rc = CAIRN_ENOMEM;
+    bool ok = (seal ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv)
+                    : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv)) == 1;
+    if (ok && aadlen)
+        ok = (seal ? EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) : EVP_DecryptUpdate(c, NULL, &len, aad, (int)aadlen)) == 1;
+    if (ok && n)
+        ok = (seal ? EVP_EncryptUpdate(c, out, &len, in, (int)n) : EVP_DecryptUpdate(c, out, &len, in, (int)n)) == 1;
+    if (ok && seal) {
+        ok = EVP_EncryptFinal_ex(c, out + n, &len) == 1 && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CRYPT_TAG, tag) == 1;
+        rc = ok ? 0 : CAIRN_ENOMEM;
+    } else if (ok) {
+        ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CRYPT_TAG, tag) == 1;
+        rc = ok && EVP_DecryptFinal_ex(c, out + n, &len) == 1 ? 0 : CAIRN_EAUTH;
+        if (rc != 0 && n) OPENSSL_cleanse(out, n); /* never plaintext that did not authenticate */
+    }
+    EVP_CIPHER_CTX_free(c);
+    return rc;
+}
+
+int crypt_gcm_seal(const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uint8_t *aad, size_t aadlen,
+                   const uint8_t *in, size_t n, uint8_t *out, uint8_t tag[CRYPT_TAG]) {
+    return gcm(true, key, iv, aad, aadlen, in, n, out, tag);
+}
+
+int crypt_gcm_open(const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uint8_t *aad, size_t aadlen,
+                   const uint8_t *in, size_t n, const uint8_t tag[CRYPT_TAG], uint8_t *out) {
+    return gcm(false, key, iv, aad, aadlen, in, n, out, (uint8_t *)tag);
+}
+
+static void be64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static void package_iv_aad(uint64_t index, bool last, uint8_t iv[12], uint8_t aad[AAD_PREFIX_LEN + 9]) {
+    iv[0] = 0x63, iv[1] = 0x61, iv[2] = 0x69, iv[3] = 0x72;
+    be64(iv + 4, index);
+    memcpy(aad, AAD_PREFIX, AAD_PREFIX_LEN);
+    be64(aad + AAD_PREFIX_LEN, index);
+    aad[AAD_PREFIX_LEN + 8] = last ? 1 : 0;
+}
+
+int crypt_package_seal(const uint8_t key[CRYPT_KEY], uint64_t index, bool last, const uint8_t *in, size_t n,
+                       uint8_t *out) {
+    assert(n <= CRYPT_PACKAGE);
+    uint8_t iv[12], aad[AAD_PREFIX_LEN + 9];
+    package_iv_aad(index, last, iv, aad);
+    return gcm(true, key, iv, aad, sizeof aad, in, n, out, out + n);
+}
+
+int crypt_package_open(const uint8_t key[CRYPT_KEY], uint64_t index, bool last, const uint8_t *in, size_t n,
+                       uint8_t *out) {
+    if (n < CRYPT_TAG || n > CRYPT_PACKAGE + CRYPT_TAG) return CAIRN_EINVAL;
+    uint8_t iv[12], aad[AAD_PREFIX_LEN + 9];
+    package_iv_aad(index, last, iv, aad);
+    return gcm(false, key, iv, aad, sizeof aad, in, n - CRYPT_TAG, out, (uint8_t *)in + n - CRYPT_TAG);
+}
+
+void crypt_key_new(uint8_t key[CRYPT_KEY]) { randombytes_buf(key, CRYPT_KEY); }
+
+int crypt_key_wrap(const uint8_t kek[CRYPT_KEY], const char *purpose, const uint8_t dk[CRYPT_KEY],
+                   uint8_t out[CRYPT_WRAPPED]) {
+    randombytes_buf(out, 12);
+    return gcm(true, kek, out, (const uint8_t *)purpose, strlen(purpose), dk, CRYPT_KEY, out + 12, out + 12 + CRYPT_KEY);
+}
+
+int crypt_key_unwrap(const uint8_t kek[CRYPT_KEY], const char *purpose, const uint8_t in[CRYPT_WRAPPED],
+                     uint8_t dk[CRYPT_KEY]) {
+    return gcm(false, kek, in, (const uint8_t *)purpose, strlen(purpose), in + 12, CRYPT_KEY, dk,
+               (uint8_t *)in + 12 + CRYPT_KEY);
+}
