@@ -125,6 +125,45 @@ static bool parse_form_credential(const char *c, sigv4_auth *cred) {
     return true;
 }
 
+/* A POST form's signature of its base64 policy by id's access key: SigV4
+ * (hex HMAC-SHA256 with the scope's signing key) or SigV2 (base64
+ * HMAC-SHA1 with the secret).  0 with id->secret set, or refused. */
+static int check_form_signature(const auth_keys *k, auth_identity *id, const char *policy_b64, const char *signature,
+                                bool v4, auth_refusal *why) {
+    const sigv4_auth *c = &id->cred;
+    const char *secret = NULL;
+    buf_t opened;
+    buf_init(&opened);
+    int rc = load_secret(k, id, &opened, &secret, why);
+    if (rc == 0) {
+        uint8_t key[32], mac[EVP_MAX_MD_SIZE];
+        unsigned int ml = 0;
+        char want[EVP_MAX_MD_SIZE * 2 + 1];
+        if (v4) sigv4_signing_key(secret, c->date, c->region, c->service, key);
+        bool ok = v4 ? HMAC(EVP_sha256(), key, 32, (const unsigned char *)policy_b64, strlen(policy_b64), mac, &ml) != NULL
+                     : HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)policy_b64,
+                            strlen(policy_b64), mac, &ml) != NULL;
+        size_t n = 0;
+        if (ok && v4) {
+            hex_encode(mac, ml, want);
+            n = 2 * (size_t)ml;
+        } else if (ok) {
+            int e = EVP_EncodeBlock((unsigned char *)want, mac, (int)ml);
+            ok = e > 0;
+            n = ok ? (size_t)e : 0;
+        }
+        if (!ok) rc = refuse(why, CAIRN_ENOMEM, "InternalError", "out of memory while checking the signature");
+        else if (strlen(signature) != n || CRYPTO_memcmp(want, signature, n) != 0)
+            rc = refuse(why, CAIRN_EAUTH, "SignatureDoesNotMatch", NULL);
+        else snprintf(id->secret, sizeof id->secret, "%s", secret);
+        OPENSSL_cleanse(key, sizeof key);
+        OPENSSL_cleanse(mac, sizeof mac);
+    }
+    if (opened.data) sodium_memzero(opened.data, opened.len);
+    buf_free(&opened);
+    return rc;
+}
+
 int auth_post_form(const auth_keys *k, const char *credential, const char *amz_date, const char *policy_b64,
                    const char *signature, auth_identity *id, auth_refusal *why) {
     memset(id, 0, sizeof *id);
@@ -144,29 +183,7 @@ int auth_post_form(const auth_keys *k, const char *credential, const char *amz_d
     c->kind = SIGV4_HEADER;
     c->payload = PAYLOAD_UNSIGNED;
     memcpy(c->amz_date, amz_date, 16);
-    const char *secret = NULL;
-    buf_t opened;
-    buf_init(&opened);
-    int rc = load_secret(k, id, &opened, &secret, why);
-    if (rc == 0) {
-        uint8_t key[32], mac[32];
-        unsigned int ml = 32;
-        char hex[65];
-        sigv4_signing_key(secret, c->date, c->region, c->service, key);
-        if (!HMAC(EVP_sha256(), key, 32, (const unsigned char *)policy_b64, strlen(policy_b64), mac, &ml)) {
-            rc = refuse(why, CAIRN_ENOMEM, "InternalError", "out of memory while checking the signature");
-        } else {
-            hex_encode(mac, 32, hex);
-            if (strlen(signature) != 64 || CRYPTO_memcmp(hex, signature, 64) != 0)
-                rc = refuse(why, CAIRN_EAUTH, "SignatureDoesNotMatch", NULL);
-            else
-                snprintf(id->secret, sizeof id->secret, "%s", secret);
-        }
-        OPENSSL_cleanse(key, sizeof key);
-    }
-    if (opened.data) sodium_memzero(opened.data, opened.len);
-    buf_free(&opened);
-    return rc;
+    return check_form_signature(k, id, policy_b64, signature, true, why);
 }
 
 int auth_post_form_v2(const auth_keys *k, const char *access_key, const char *policy_b64, const char *signature,
@@ -183,29 +200,7 @@ int auth_post_form_v2(const auth_keys *k, const char *access_key, const char *po
     memcpy(c->access_key, access_key, akl + 1);
     c->kind = SIGV2_HEADER;
     c->payload = PAYLOAD_UNSIGNED;
-    const char *secret = NULL;
-    buf_t opened;
-    buf_init(&opened);
-    int rc = load_secret(k, id, &opened, &secret, why);
-    if (rc == 0) {
-        uint8_t mac[EVP_MAX_MD_SIZE];
-        unsigned int ml = 0;
-        char b64[64];
-        if (!HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)policy_b64, strlen(policy_b64), mac,
-                  &ml)) {
-            rc = refuse(why, CAIRN_ENOMEM, "InternalError", "out of memory while checking the signature");
-        } else {
-            int n = EVP_EncodeBlock((unsigned char *)b64, mac, (int)ml);
-            if (n <= 0 || strlen(signature) != (size_t)n || CRYPTO_memcmp(b64, signature, (size_t)n) != 0)
-                rc = refuse(why, CAIRN_EAUTH, "SignatureDoesNotMatch", NULL);
-            else
-                snprintf(id->secret, sizeof id->secret, "%s", secret);
-        }
-        OPENSSL_cleanse(mac, sizeof mac);
-    }
-    if (opened.data) sodium_memzero(opened.data, opened.len);
-    buf_free(&opened);
-    return rc;
+    return check_form_signature(k, id, policy_b64, signature, false, why);
 }
 
 void auth_identity_wipe(auth_identity *id) { sodium_memzero(id->secret, sizeof id->secret); }

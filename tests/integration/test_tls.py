@@ -84,17 +84,19 @@ def signed(port, method, path, body=b"", conn=None):
     return r.status, r.read()
 
 
+def gateway_live(port):
+    try:
+        return signed(port, "GET", "/health/live")[0] == 200
+    except OSError:
+        return False
+
+
 def test_gateway_over_tls_nodes(tls_nodes, tmp_path):
     ca, ports = tls_nodes
     urls = ",".join(f"https://127.0.0.1:{p}" for p in ports)
     gw, port = start_gateway(tmp_path, urls, {"CAIRN_TLS_CA": str(ca / "ca.pem")})
     try:
-        def live():
-            try:
-                return signed(port, "GET", "/health/live")[0] == 200
-            except OSError:
-                return False
-        wait_until(live, 20, what="the gateway over TLS nodes")
+        wait_until(lambda: gateway_live(port), 20, what="the gateway over TLS nodes")
         bucket = unique_bucket()
         assert signed(port, "PUT", sigv4.object_path(bucket))[0] == 200
         body = os.urandom(400_000)
@@ -409,12 +411,7 @@ def test_mutual_tls_between_gateway_and_nodes(tmp_path):
                                                   "CAIRN_TLS_CLIENT_CERT": str(gw_cert[0]),
                                                   "CAIRN_TLS_CLIENT_KEY": str(gw_cert[1])})
         try:
-            def live():
-                try:
-                    return signed(port, "GET", "/health/live")[0] == 200
-                except OSError:
-                    return False
-            wait_until(live, 20, what="the gateway over mTLS nodes")
+            wait_until(lambda: gateway_live(port), 20, what="the gateway over mTLS nodes")
             bucket = unique_bucket()
             assert signed(port, "PUT", sigv4.object_path(bucket))[0] == 200
             body = os.urandom(300_000)
