@@ -42,6 +42,8 @@
 #  13. bench/features.sh: the rest of S3 (issue 12): 4 KiB PUT and GET into a
 #      versioned bucket (a version per key per run) against a plain one,
 #      alternating on one server (target within 10%)
+#  14. bench/tls.sh: TLS against plain HTTP, two servers side by side: 4 KiB
+#      GET req/s over one connection and 64 MiB GET MB/s, by curl
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -482,6 +484,10 @@ fi
 # The rest of S3 (issue 12): a versioned bucket against a plain one.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/features.sh" "$BUILD" || rc=$?
+fi
+# TLS against plain HTTP (issue 13): 4 KiB and 64 MiB GETs by curl.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/tls.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
