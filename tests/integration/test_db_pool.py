@@ -397,17 +397,25 @@ def test_a_commit_cut_off_after_it_committed_keeps_its_bytes(make_server):
         sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
         sql("SELECT pg_reload_conf()")
         sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cairn'")
+        # The pool learns of its ended sessions as they fail (a 503 each):
+        # reads until one succeeds, so the PUT runs on live sessions and
+        # fails only where the test cuts it, in its COMMIT.
+        wait_until(lambda: all(srv.request("GET", f"/{b}", query={"list-type": "2"}).status == 200
+                               for _ in range(20)), 30, what="the pool to replace its ended sessions")
         body = os.urandom(200 * 1024)  # past inline_max_size: its bytes are shards on the drive
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("put", put(srv, b, "cut", body, timeout=60)))
         t.start()
 
-        def put_waits_for_the_standby():
-            pid = sql("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'cairn' "
-                      "AND query = 'COMMIT' LIMIT 1")
-            return pid or None
-        pid = wait_until(put_waits_for_the_standby, 20, what="the PUT's COMMIT to wait for the standby")
-        sql(f"SELECT pg_terminate_backend({pid})")
+        # Every COMMIT of the server now waits for the standby: the PUT's,
+        # and background ones (job claims, leases) that may come first.
+        # Each waiting session is ended (its transaction committed locally)
+        # until the PUT has its answer.
+        def put_answered():
+            sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep' "
+                "AND application_name = 'cairn' AND query = 'COMMIT'")
+            return not t.is_alive()
+        wait_until(put_answered, 40, interval=0.05, what="the PUT's COMMIT to wait for the standby and be cut")
         t.join(60)
         r = result["put"]
         assert r.status == 503 and r.error_code == "ServiceUnavailable", r
