@@ -38,6 +38,7 @@ struct s3_gateway {
     s3_lifecycle_cache *lifecycle; /* buckets' lifecycle configurations, for x-amz-expiration (lifecycle.c) */
     rl_limiter *limiter;        /* the rate limits and the in-flight cap (limits.c) */
     _Atomic int64_t limits_read_ns; /* when the overrides were last read (monotonic; 0 never) */
+    _Atomic bool limits_read_failing; /* the last read of them failed */
 };
 
 /* Who a request's bytes and operations count against (limits.c): copies,

@@ -111,8 +111,12 @@ static void read_overrides(s3_gateway *gw) {
         e[i] = (rl_override_entry){!strcmp(r.rows[i].scope, "key") ? RL_KEY : RL_BUCKET, r.rows[i].name,
                                    {r.rows[i].ops_per_s, r.rows[i].bytes_per_s}};
     if (rc == 0) rc = rl_overrides_replace(gw->limiter, e, r.n);
-    if (rc != 0) log_write(LOG_WARN, NULL, "reading the rate limit overrides failed: the ones read before apply",
-                           "error", cairn_strerror(rc), NULL);
+    /* Logged when reading starts failing, not every second it goes on
+     * failing (a database outage says so elsewhere). */
+    bool failed_before = atomic_exchange(&gw->limits_read_failing, rc != 0);
+    if (rc != 0 && !failed_before)
+        log_write(LOG_WARN, NULL, "reading the rate limit overrides failed: the ones read before apply", "error",
+                  cairn_strerror(rc), NULL);
     free(e);
     free(r.rows);
 }
