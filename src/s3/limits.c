@@ -76,7 +76,6 @@ void s3_client_address(const char *peer, const char *xff, const char *trusted, c
  * gateway applies everywhere within about a second.  A failed read keeps
  * the overrides it had (logged). */
 typedef struct {
-    rl_override_entry *e;
     meta_limit *rows;
     size_t n, cap;
     bool oom;
