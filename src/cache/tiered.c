@@ -868,9 +868,16 @@ static int c_bucket_config_get(meta_store *ms, int64_t bucket_id, const char *ki
     if (rc != 0) return rc;
     value_head h;
     const char *rec = decode_head(val, vlen, "C1", 0, &h);
-    if (rec && !(*body = strndup(rec, h.headers_len))) rc = CAIRN_ENOMEM;
-    free(val);
-    if (!rec) return IN(ms)->ops->bucket_config_get(IN(ms), bucket_id, kind, body);
+    if (!rec) {
+        free(val);
+        return IN(ms)->ops->bucket_config_get(IN(ms), bucket_id, kind, body);
+    }
+    /* The document is handed out in the value's own buffer (a policy is
+     * read on every request of its bucket: one copy, not two).  The value
+     * holds the head, then the body without its NUL: room for one. */
+    memmove(val, rec, h.headers_len);
+    ((char *)val)[h.headers_len] = '\0';
+    *body = val;
     return rc;
 }
 /* The bucket record carries which configurations it has (meta_bucket.configs). */
