@@ -15,7 +15,7 @@ import json
 import pytest
 
 import sigv4
-from cairn_harness import unique_bucket
+from cairn_harness import unique_bucket, wait_until
 from faultlib import FaultStore, Ledger, loop_over_calls
 
 ARN = "arn:aws:iam::123456789012:user/{}"
@@ -37,7 +37,9 @@ def answer(store, method, path, creds=None, anonymous=False):
     if r.status >= 500:
         assert r.error_code in ("InternalError", "ServiceUnavailable", "SlowDown"), r
         rid = r.headers.get("x-amz-request-id")
-        assert rid and rid in store.srv.log_text(), f"no log line for request {rid}"
+        assert rid
+        # the request's line is written as it ends, just after its answer
+        wait_until(lambda: rid in store.srv.log_text(), 10, what=f"a log line for request {rid}")
     elif r.status >= 300:
         assert r.error_code, r
     return r
