@@ -97,17 +97,31 @@ class Node:
         self.starts += 1
         log = self.workdir / f"{self.name}-{self.starts}.log"
         self.log_paths.append(log)
-        cmd = [CAIRN_BIN, "node", "--listen", f"127.0.0.1:{self.port}", "--drives", str(self.drive)]
-        with open(log, "wb") as f:
-            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=server_env({"CAIRN_CLUSTER_SECRET": SECRET}), cwd=self.workdir)
-        wait_until(self._live, 20, what=f"{self.name} to answer /health/live")
-        return self
+        for attempt in range(5):
+            cmd = [CAIRN_BIN, "node", "--listen", f"127.0.0.1:{self.port}", "--drives", str(self.drive)]
+            with open(log, "wb") as f:
+                self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             env=server_env({"CAIRN_CLUSTER_SECRET": SECRET}), cwd=self.workdir)
+            try:
+                wait_until(self._live, 20, what=f"{self.name} to answer /health/live")
+                return self
+            except AssertionError:
+                # Its port, chosen when the node was made, was taken meanwhile
+                # (servers of the other test passes run beside this one): on
+                # its first start, before anyone knows its URL, it takes another.
+                if self.starts > 1 or self.proc.poll() is None or "Address already in use" not in log.read_text():
+                    raise
+                self.port = free_port()
+        raise AssertionError(f"{self.name} found no free port")
 
     def _live(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.name} exited with {self.proc.returncode} before becoming live\n"
                                  + self.log_tail())
+        # Its own listening line first: another process on the port it wanted
+        # would otherwise answer for it.
+        if b"listening on" not in self.log_paths[-1].read_bytes():
+            return False
         try:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             conn.request("GET", "/health/live")
