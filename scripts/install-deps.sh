@@ -13,7 +13,7 @@ PKGS=(
   libwslay-dev libzstd-dev libxxhash-dev
   # tests
   libcriterion-dev python3-pytest python3-boto3 python3-websockets gcovr
-  awscli s3cmd rclone sqlite3
+  awscli s3cmd rclone sqlite3 curl
   # a real browser for the CORS test (tests/integration/test_cors.py), headless
   chromium
   # servers the tests and benchmarks start themselves
