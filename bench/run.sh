@@ -418,7 +418,10 @@ if [ -x "$BUILD/cairn-rlbench" ]; then
     RL_REDIS_ARGS=(--redis "redis://127.0.0.1:$RL_REDIS_PORT")
   fi
   RL_LINES=$("$BUILD/cairn-rlbench" --runs "$RUNS" "${RL_REDIS_ARGS[@]}" 2>&1) || INVALID=$((INVALID + 1))
-  [ -n "$RL_REDIS_PID" ] && kill "$RL_REDIS_PID" 2>/dev/null && wait "$RL_REDIS_PID" 2>/dev/null
+  if [ -n "$RL_REDIS_PID" ]; then
+    kill "$RL_REDIS_PID" 2>/dev/null || true
+    wait "$RL_REDIS_PID" 2>/dev/null || true
+  fi
 else
   echo "bench: $BUILD/cairn-rlbench not built; no rate limiter figures" >&2
 fi
