@@ -90,7 +90,13 @@ static int policy_compiled(int64_t bucket_id, const char *bucket, const char *te
     pthread_mutex_lock(&policy_mu);
     policy_entry *old = policy_slots[slot];
     policy_slots[slot] = e;
-    bool free_old = old && (old->cached = false, old->refs == 0);
+    /* The slot's own reference to the entry it held goes with it: the
+     * entry is freed now, or by its last user's release. */
+    bool free_old = false;
+    if (old) {
+        old->cached = false;
+        free_old = --old->refs == 0;
+    }
     if (old && !free_old) old = NULL;
     pthread_mutex_unlock(&policy_mu);
     if (old) entry_free(old);
