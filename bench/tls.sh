@@ -63,30 +63,22 @@ for url, verify in ((f"http://127.0.0.1:{plain}", None), (f"https://127.0.0.1:{t
     s3.put_object(Bucket="bench", Key="big", Body=bytes(range(256)) * (64 * 1024 * 1024 // 256))
 PY
 
-small_run() { # URL CURLOPTS... -> req/s
-  local url=$1; shift
+# fetch KEY N SIZE URL CURLOPTS...: N GETs of KEY over one curl (one kept-
+# alive connection); each must answer 200 with SIZE bytes.  Prints the
+# requests per second.
+fetch() {
+  local key=$1 n=$2 size=$3 url=$4; shift 4
   local cfg="$DIR/urls.$$"
-  : > "$cfg"
-  for _ in $(seq "$SMALL_N"); do echo "url = \"$url/bench/small\""; echo "output = /dev/null"; done >> "$cfg"
-  local t0 t1 codes
+  for _ in $(seq "$n"); do echo "url = \"$url/bench/$key\""; echo "output = /dev/null"; done > "$cfg"
+  local t0 t1 got
   t0=$(date +%s.%N)
-  codes=$(curl -s "$@" -K "$cfg" -w '%{http_code}\n') || die "curl failed"
+  got=$(curl -s "$@" -K "$cfg" -w '%{http_code} %{size_download}\n') || die "curl failed"
   t1=$(date +%s.%N)
-  [ "$(echo "$codes" | grep -c '^200$')" = "$SMALL_N" ] || die "a 4 KiB GET failed"
-  echo "$SMALL_N $t0 $t1" | awk '{ printf "%.0f", $1 / ($3 - $2) }'
+  [ "$(echo "$got" | grep -c "^200 $size\$")" = "$n" ] || die "a GET of $key failed"
+  echo "$n $t0 $t1" | awk '{ printf "%.3f", $1 / ($3 - $2) }'
 }
-big_run() { # URL CURLOPTS... -> MB/s
-  local url=$1; shift
-  local cfg="$DIR/big.$$"
-  : > "$cfg"
-  for _ in $(seq "$BIG_N"); do echo "url = \"$url/bench/big\""; echo "output = /dev/null"; done >> "$cfg"
-  local t0 t1 sizes
-  t0=$(date +%s.%N)
-  sizes=$(curl -s "$@" -K "$cfg" -w '%{http_code} %{size_download}\n') || die "curl failed"
-  t1=$(date +%s.%N)
-  [ "$(echo "$sizes" | grep -c '^200 67108864$')" = "$BIG_N" ] || die "a 64 MiB GET failed"
-  echo "$BIG_N $t0 $t1" | awk '{ printf "%.0f", $1 * 64 * 1.048576 / ($3 - $2) }'
-}
+small_run() { fetch small "$SMALL_N" 4096 "$@" | awk '{ printf "%.0f", $1 }'; }                 # req/s
+big_run() { fetch big "$BIG_N" 67108864 "$@" | awk '{ printf "%.0f", $1 * 64 * 1.048576 }'; }   # MB/s
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 PS=() TS=() PB=() TB=()
