@@ -74,4 +74,39 @@ int crypt_gcm_seal(const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uin
 int crypt_gcm_open(const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uint8_t *aad, size_t aadlen,
                    const uint8_t *in, size_t n, const uint8_t tag[CRYPT_TAG], uint8_t *out);
 
+/*
+ * How a version (or a multipart upload, whose parts share it) is sealed,
+ * as kept in its headers_json under CRYPT_SSE_MEMBER, a member no
+ * response sends:
+ *
+ *   "v1:<mode>:<key id>:<key version>:<wrapped data key, hex>:<key MAC, hex>"
+ *
+ * mode 'S' (SSE-S3) and 'K' (SSE-KMS): the data key wrapped by the KMS
+ * key <key id> at <key version> (kms.h); no MAC.  mode 'C' (SSE-C): the
+ * data key wrapped by the customer's key (purpose "sse-c"), key id "",
+ * version 0, and HMAC-SHA256(mac key, customer key) so a wrong key is
+ * refused before anything is read.  The data key of a whole object's
+ * bytes is this key; a multipart part's is crypt_part_key of it and the
+ * part's own version id, so a part uploaded again gets a new key.
+ */
+#define CRYPT_SSE_MEMBER "cairn-sse"
+#define CRYPT_SSE_MAX 320               /* formatted, with NUL */
+typedef struct {
+    char mode;                          /* 'S', 'K' or 'C' */
+    char key_id[65];
+    int key_version;
+    uint8_t wrapped[CRYPT_WRAPPED];
+    bool has_mac;
+    uint8_t mac[32];
+} crypt_sse;
+/* 0 or CAIRN_EINVAL (too long: never with a valid key id). */
+int crypt_sse_format(const crypt_sse *s, char *out, size_t n);
+/* 0 or CAIRN_EINVAL for anything that is not the format above. */
+int crypt_sse_parse(const char *text, crypt_sse *out);
+/* The data key of a multipart part: HMAC-SHA256(upload key, "cairn-part" ||
+ * part version id). */
+void crypt_part_key(const uint8_t upload_key[CRYPT_KEY], const char *part_version_id, uint8_t out[CRYPT_KEY]);
+/* HMAC-SHA256(key, msg) into out. */
+void crypt_hmac(const uint8_t *key, size_t keylen, const void *msg, size_t n, uint8_t out[32]);
+
 #endif

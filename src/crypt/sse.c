@@ -5,6 +5,8 @@
 #include "crypt/crypt.h"
 
 #include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -91,4 +93,60 @@ int crypt_key_unwrap(const uint8_t kek[CRYPT_KEY], const char *purpose, const ui
                      uint8_t dk[CRYPT_KEY]) {
     return gcm(false, kek, in, (const uint8_t *)purpose, strlen(purpose), in + 12, CRYPT_KEY, dk,
                (uint8_t *)in + 12 + CRYPT_KEY);
+}
+
+/* ---- the stored description of a sealed version ------------------------------------------ */
+
+void crypt_hmac(const uint8_t *key, size_t keylen, const void *msg, size_t n, uint8_t out[32]) {
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, keylen);
+    crypto_auth_hmacsha256_update(&st, msg, n);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+void crypt_part_key(const uint8_t upload_key[CRYPT_KEY], const char *part_version_id, uint8_t out[CRYPT_KEY]) {
+    char msg[80];
+    int n = snprintf(msg, sizeof msg, "cairn-part%s", part_version_id);
+    crypt_hmac(upload_key, CRYPT_KEY, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, out);
+}
+
+int crypt_sse_format(const crypt_sse *s, char *out, size_t n) {
+    char w[2 * CRYPT_WRAPPED + 1], m[65] = "";
+    hex_encode(s->wrapped, CRYPT_WRAPPED, w);
+    if (s->has_mac) hex_encode(s->mac, sizeof s->mac, m);
+    if (s->mode != 'S' && s->mode != 'K' && s->mode != 'C') return CAIRN_EINVAL;
+    int len = snprintf(out, n, "v1:%c:%s:%d:%s:%s", s->mode, s->key_id, s->key_version, w, m);
+    return len > 0 && (size_t)len < n ? 0 : CAIRN_EINVAL;
+}
+
+int crypt_sse_parse(const char *text, crypt_sse *out) {
+    memset(out, 0, sizeof *out);
+    if (!text || strncmp(text, "v1:", 3) != 0) return CAIRN_EINVAL;
+    const char *p = text + 3;
+    if ((*p != 'S' && *p != 'K' && *p != 'C') || p[1] != ':') return CAIRN_EINVAL;
+    out->mode = *p;
+    p += 2;
+    size_t idl = strcspn(p, ":");
+    if (p[idl] != ':' || idl >= sizeof out->key_id) return CAIRN_EINVAL;
+    memcpy(out->key_id, p, idl);
+    p += idl + 1;
+    char *end = NULL;
+    long v = strtol(p, &end, 10);
+    if (end == p || *end != ':' || v < 0 || v > 1000000) return CAIRN_EINVAL;
+    out->key_version = (int)v;
+    p = end + 1;
+    size_t wl = strcspn(p, ":"), got = 0;
+    if (p[wl] != ':' || wl != 2 * CRYPT_WRAPPED || hex_decode(p, wl, out->wrapped, CRYPT_WRAPPED, &got) != 0 ||
+        got != CRYPT_WRAPPED)
+        return CAIRN_EINVAL;
+    p += wl + 1;
+    size_t ml = strlen(p);
+    if (ml) {
+        if (ml != 64 || hex_decode(p, ml, out->mac, sizeof out->mac, &got) != 0 || got != sizeof out->mac)
+            return CAIRN_EINVAL;
+        out->has_mac = true;
+    }
+    if ((out->mode == 'C') != (out->key_id[0] == '\0') || (out->mode == 'C') != out->has_mac) return CAIRN_EINVAL;
+    return 0;
 }
