@@ -33,7 +33,7 @@
 #define KMS_ID_MAX 64
 #define KMS_CACHE_MS 1000
 
-typedef struct kms kms;
+typedef struct kms kms; /* struct kms: s3.h names it without this header */
 
 /* ms and master (32 bytes, copied) stay the caller's. */
 int kms_open(meta_store *ms, const uint8_t master[CRYPT_KEY], kms **out);

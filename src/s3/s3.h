@@ -66,6 +66,9 @@ typedef struct {
      * serves GET /events/ws (events/events.h); NULL: events are off. */
     events_bus *events;
     events_hub *events_hub;
+    /* The key manager SSE-S3 and SSE-KMS wrap data keys with (crypt/kms.h);
+     * NULL: neither is available (requests for them get 501). */
+    struct kms *kms;
 } s3_deps;
 
 /* The gateway copies deps (the handles stay owned by the caller). */
