@@ -336,6 +336,8 @@ static const option options[] = {
             "CA bundle (PEM) that verifies https:// storage nodes, audit_url and log_ship_url (host names are checked); empty = system CAs"),
     OPT_STR(tls_client_ca, "CAIRN_TLS_CLIENT_CA", NULL, "path", "",
             "Mutual TLS on an HTTPS listener (a node's shard API): only clients with a certificate this CA bundle (PEM) signed are served, others get 403; empty = none asked"),
+    OPT_BOOLEAN(sse_c_allow_insecure, "CAIRN_SSE_C_ALLOW_INSECURE", "false",
+                "Take SSE-C (customer-provided keys) over plain HTTP, which S3 refuses because the key crosses the wire in the clear: for tests only"),
     OPT_STR(tls_client_cert, "CAIRN_TLS_CLIENT_CERT", NULL, "path", "",
             "PEM certificate chain a gateway (or cairn admin) shows https:// storage nodes that ask for one; with tls_client_key"),
     OPT_STR(tls_client_key, "CAIRN_TLS_CLIENT_KEY", NULL, "path", "",

@@ -35,6 +35,7 @@ enum {
     CAIRN_ETIMEDOUT = -13,
     CAIRN_EPRECOND = -14,  /* a write's precondition does not hold (If-Match, If-None-Match) */
     CAIRN_ELOCKED = -15,   /* object lock: the version's retention or legal hold forbids it */
+    CAIRN_EPERM = -16,     /* not permitted in its current state (a disabled KMS key) */
 };
 
 /* Returns a static, human-readable name for an error code. */
@@ -426,6 +427,7 @@ typedef struct {
     char tls_cert[1024];       /* tls_cert: PEM certificate (chain) to serve HTTPS with */
     char tls_key[1024];        /* tls_key: PEM private key of tls_cert */
     char tls_ca[1024];         /* tls_ca: CA bundle that verifies https:// nodes; empty = system CAs */
+    bool sse_c_allow_insecure; /* sse_c_allow_insecure: SSE-C over plain HTTP (tests only) */
     char tls_client_ca[1024];  /* tls_client_ca: a node asks its clients for a certificate this CA signed */
     char tls_client_cert[1024]; /* tls_client_cert: the certificate a gateway shows https:// nodes */
     char tls_client_key[1024]; /* tls_client_key: its private key */

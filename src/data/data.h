@@ -46,11 +46,19 @@ typedef struct {
     int k, m;
     uint32_t block;
     char drive_ids[DATA_MAX_SHARDS][DATA_DRIVE_ID_LEN + 1];
+    /* The stored stream is sealed (encryption at rest, crypt/crypt.h): it
+     * holds crypt_sealed_size(size) bytes for an object of size bytes.
+     * Every call below that takes a layout and a size takes the object's
+     * size and stores or reads the sealed length; only s3/ opens the
+     * packages, so healing, scrubbing and rebalancing never see a key. */
+    bool sealed;
 } data_layout;
 
-/* "k+m:block:id,id,..." — the text stored in metadata. */
+/* "k+m:block:id,id,...", and ":s" when sealed — the text stored in metadata. */
 int data_layout_format(const data_layout *l, char *out, size_t n);
 int data_layout_parse(const char *s, data_layout *out);
+/* The bytes stored for an object of size bytes under layout l. */
+int64_t data_stored_size(const data_layout *l, int64_t size);
 
 typedef struct data_store data_store;
 typedef struct data_writer data_writer;

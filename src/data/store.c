@@ -31,6 +31,7 @@
 
 #include "data/drive.h"
 #include "data/ec.h"
+#include "crypt/crypt.h"
 
 #define DEFAULT_BLOCK (256u * 1024)
 #define CRC_LEN 4
@@ -160,6 +161,7 @@ int data_layout_format(const data_layout *l, char *out, size_t n) {
         if (i) buf_putc(&b, ',');
         buf_puts(&b, l->drive_ids[i]);
     }
+    if (l->sealed) buf_puts(&b, ":s");
     int rc = b.oom ? CAIRN_ENOMEM : b.len >= n ? CAIRN_EINVAL : 0;
     if (rc == 0) memcpy(out, b.data, b.len + 1);
     buf_free(&b);
@@ -177,7 +179,7 @@ int data_layout_parse(const char *s, data_layout *out) {
     out->block = block;
     const char *p = s + used;
     for (int i = 0; i < k + m; i++) {
-        size_t len = strcspn(p, ",");
+        size_t len = strcspn(p, ",:");
         if (len != DATA_DRIVE_ID_LEN) return CAIRN_EINVAL;
         memcpy(out->drive_ids[i], p, len);
         out->drive_ids[i][len] = '\0';
@@ -187,7 +189,15 @@ int data_layout_parse(const char *s, data_layout *out) {
             p++;
         }
     }
+    if (!strcmp(p, ":s")) {
+        out->sealed = true;
+        p += 2;
+    }
     return *p == '\0' ? 0 : CAIRN_EINVAL;
+}
+
+int64_t data_stored_size(const data_layout *l, int64_t size) {
+    return l->sealed && size >= 0 ? (int64_t)crypt_sealed_size((uint64_t)size) : size;
 }
 
 /* Rendezvous hashing: every drive gets a score for this version; the k+m
@@ -655,7 +665,8 @@ struct data_reader {
     ec_codec *codec;
     data_layout layout;
     char version_id[33];
-    int64_t size;
+    int64_t size;                     /* bytes stored (sealed: crypt_sealed_size of meta_size) */
+    int64_t meta_size;                /* the size the caller gave (metadata's) */
     int k, m, n;
     uint64_t nstripes;
     uint32_t last_len;
@@ -687,6 +698,8 @@ static int reader_new(data_store *ds, const char *version_id, const data_layout 
     r->k = l->k;
     r->m = l->m;
     r->n = l->k + l->m;
+    r->meta_size = size;
+    size = data_stored_size(l, size);
     r->size = size;
     r->cached = -1;
     r->failed_stripe = -1;
@@ -839,7 +852,7 @@ void data_reader_close(data_reader *r) {
     for (int i = 0; i < r->n; i++) drive_close_shard(r->in[i]);
     if (r->degraded && !r->no_heal) {
         atomic_fetch_add(&r->ds->degraded_reads, 1);
-        heal_enqueue(r->ds, r->version_id, &r->layout, r->size);
+        heal_enqueue(r->ds, r->version_id, &r->layout, r->meta_size);
     }
     free(r->buf);
     free(r);
@@ -915,7 +928,7 @@ int data_check(data_store *ds, const char *version_id, const data_layout *l, int
     if (rc != 0) return rc;
     r->no_heal = true;
     out->n = r->n;
-    uint64_t expect = shard_bytes(size, r->k, l->block);
+    uint64_t expect = shard_bytes(r->size, r->k, l->block);
     for (int i = 0; i < r->n; i++) {
         out->missing[i] = why[i] == CAIRN_ENOTFOUND;
         out->unreachable[i] = why[i] != 0 && why[i] != CAIRN_ENOTFOUND;
@@ -958,7 +971,7 @@ int data_heal(data_store *ds, const char *version_id, const data_layout *l, int6
     /* Pass 1: verify every block of every shard; a shard with any bad block,
      * or of another length than the geometry gives, is rewritten whole. */
     bool bad[EC_MAX_SHARDS];
-    uint64_t expect = shard_bytes(size, r->k, l->block);
+    uint64_t expect = shard_bytes(r->size, r->k, l->block);
     for (int i = 0; i < r->n; i++) bad[i] = r->bad[i] || (uint64_t)drive_shard_size(r->in[i]) != expect;
     unsigned char *scratch = malloc(l->block);
     if (!scratch) { data_reader_close(r); return CAIRN_ENOMEM; }

@@ -32,7 +32,9 @@ static const char *const problem_sql[META_PROBLEM__COUNT] = {
         "    AND q.part_number < p.part_number)))",
     [META_PROBLEM_INLINE_WITHOUT_DATA] =
         "SELECT o.version_id, o.key FROM objects o LEFT JOIN object_data d ON d.version_id = o.version_id"
-        " WHERE o.storage = 0 AND NOT o.delete_marker AND (d.version_id IS NULL OR length(d.data) <> o.size)",
+        " WHERE o.storage = 0 AND NOT o.delete_marker AND (d.version_id IS NULL OR length(d.data) <>"
+        "  CASE WHEN o.headers_json LIKE '%\"cairn-sse\"%' THEN o.size + 16 * CASE WHEN o.size = 0 THEN 1"
+        "  ELSE (o.size + 65535) / 65536 END ELSE o.size END)",  /* sealed: packages and tags (crypt.h) */
     [META_PROBLEM_DATA_WITHOUT_OBJECT] =
         "SELECT version_id, ''::bytea FROM object_data WHERE version_id NOT IN"
         " (SELECT version_id FROM objects WHERE storage = 0)",

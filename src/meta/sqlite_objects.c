@@ -2,6 +2,7 @@
  * sqlite_objects.c — the SQLite backend (sqlite.c): objects: put (with the group commit), get, delete, DeleteObjects batches, listing and the scans.
  */
 #include "meta/sqlite_int.h"
+#include "crypt/crypt.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -35,9 +36,11 @@ int sq_obj_validate(const meta_object *o) {
     if (o->cond == META_PUT_IF_MATCH && strnlen(o->cond_etag, sizeof o->cond_etag) >= sizeof o->cond_etag)
         return CAIRN_EINVAL;
     /* Inline bytes are the object: a size that disagrees would be served as
-     * a wrong Content-Length. */
-    if (o->storage == META_STORE_INLINE &&
-        ((uint64_t)o->size != o->data_len || (o->data_len && !o->data)))
+     * a wrong Content-Length.  Sealed bytes (the headers name their key,
+     * crypt.h) are the object's packages, each with its tag. */
+    bool sealed = o->headers_json && strstr(o->headers_json, "\"" CRYPT_SSE_MEMBER "\"");
+    uint64_t want = sealed ? crypt_sealed_size((uint64_t)o->size) : (uint64_t)o->size;
+    if (o->storage == META_STORE_INLINE && (want != o->data_len || (o->data_len && !o->data)))
         return CAIRN_EINVAL;
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "auth/auth.h"
+#include "crypt/crypt.h"
 #include "s3/s3.h"
 
 typedef struct s3_health s3_health;
@@ -106,6 +107,29 @@ typedef enum {
 
 typedef struct s3_req s3_req;
 typedef struct s3_post s3_post;
+
+/* Seals a stream into a data writer (sse.c): 64 KiB packages (crypt.h),
+ * the last one held back until the stream ends, so it is the one marked
+ * last.  Two package buffers, made on first use. */
+typedef struct {
+    uint8_t key[CRYPT_KEY];
+    uint64_t index;
+    uint8_t *pkg;               /* CRYPT_PACKAGE plaintext bytes */
+    size_t fill;
+    uint8_t *out;               /* CRYPT_PACKAGE + CRYPT_TAG */
+} s3_sealer;
+
+/* How what a request writes is sealed (sse.c), decided before its body. */
+typedef struct {
+    char mode;                  /* 0: stored plain; 'S' SSE-S3, 'K' SSE-KMS, 'C' SSE-C */
+    bool upload;                /* key is an upload's: a part's own is crypt_part_key of it */
+    uint8_t key[CRYPT_KEY];     /* the data key (an upload's, for parts) */
+    char kms_key_id[65];
+    char member[CRYPT_SSE_MAX]; /* CRYPT_SSE_MEMBER's value for the headers */
+    char customer_md5[32];      /* SSE-C: the key's MD5, base64 */
+    bool bucket_key;            /* x-amz-server-side-encryption-bucket-key-enabled, echoed */
+    s3_sealer sealer;           /* the body on its way to q->writer */
+} s3_sse;
 
 /* One route: what the pipeline does around its handler. */
 typedef struct {
@@ -222,6 +246,9 @@ struct s3_req {
     int checksum_want;          /* S3_CK_*: computed even without a header (parts of an upload that has one) */
     bool checksum_compute_only; /* checksum_name is computed, not verified: no value was sent */
     char checksum_got[96];      /* the computed value (base64), once the body is in (S3_CK_VALUE_MAX) */
+    s3_sse sse;                 /* what the body is sealed with (sse.c) */
+    bool src_sealed;            /* a copy's source is sealed under src_key (s3_load_copy_source) */
+    uint8_t src_key[CRYPT_KEY];
     int body_error;             /* first error while storing the body */
     const char *body_error_code;
     const char *body_error_msg;    /* NULL: the code's usual message */
@@ -601,10 +628,10 @@ char *s3_headers_json_from_request(s3_req *q);
 /* Verifies the received body and makes its shards durable (non-inline
  * bodies); nonzero = answered. */
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]);
-/* The second half of that: makes the writer's shards durable, for a body
- * whose md5 the caller verified.  Nonzero = answered. */
-int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
-                            char layout[320]);
+/* A body whose md5 the caller verified, as obj's bytes: inline (sealed
+ * when q->sse says so) or the writer's shards made durable; fills obj's
+ * version id, size, etag, storage and data or layout.  Nonzero = answered. */
+int s3_object_take_body(s3_req *q, const unsigned char md5[16], meta_object *obj);
 /* Commits obj as the key's new version (events, notifications, hooks,
  * the replaced version's bytes removed); answers itself on failure, after
  * removing obj's bytes.  0 on success. */
@@ -630,14 +657,17 @@ void s3_drop_version_data(s3_req *q, const meta_object *o);
 /* An object's bytes, plain or multipart (object.c).  CAIRN_ENOTFOUND when
  * they are gone, CAIRN_EIO when they cannot be rebuilt. */
 typedef struct obj_reader obj_reader;
-int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out);
+/* key: the version's data key when its bytes are sealed (s3_sse_read_key),
+ * else NULL. */
+int obj_reader_open(s3_req *q, const meta_object *obj, const uint8_t *key, obj_reader **out);
 ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n);
 void obj_reader_close(obj_reader *o);
-/* Copies [start, start+len) of src (inline or stored) into a new stored
- * version version_id: fills its etag (MD5 of the bytes) and layout, and
- * feeds the bytes to ck (initialised; NULL: none). */
+/* Copies [start, start+len) of src (inline or stored; sealed under
+ * q->src_key when q->src_sealed) into a new stored version version_id,
+ * sealed under key (NULL: plain): fills its etag (MD5 of the bytes) and
+ * layout, and feeds the bytes to ck (initialised; NULL: none). */
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
-                  char etag[72], char layout[320], s3_ck *ck);
+                  const uint8_t *key, char etag[72], char layout[320], s3_ck *ck);
 /* The source of CopyObject / UploadPartCopy (x-amz-copy-source): parses it,
  * loads the source bucket (which the caller must be allowed to read), applies
  * its versionId (s3_version_param), reads the object with its inline bytes
@@ -663,5 +693,61 @@ void s3_drop_multipart_version(s3_req *q, const char *version_id);
 /* util.c */
 /* Formats an ETag with quotes into out (>= 80). */
 void s3_quote_etag(const char *etag, char *out, size_t n);
+
+/* ---- server-side encryption (sse.c) ---------------------------------------- */
+
+/* A bucket's default encryption (encryption.c). */
+typedef struct {
+    char mode;                 /* 0: none, 'S': AES256, 'K': aws:kms */
+    char kms_key_id[65];       /* 'K': the key id ("" = the default key: AWS's aws/s3, cairn's cairn-sse-s3) */
+    bool bucket_key;           /* BucketKeyEnabled, stored and returned only */
+} s3_sse_default;
+/* The request's bucket's default encryption: 0 with out filled (mode 0 when none);
+ * nonzero = answered (a metadata failure: 503/500 as other config reads answer). */
+int s3_bucket_sse_default(s3_req *q, s3_sse_default *out);
+
+/* What a write (PutObject, POST Object, CopyObject's copy,
+ * CreateMultipartUpload) is sealed with: the request's x-amz-server-side-
+ * encryption* values, else the bucket's default; fills q->sse with a new
+ * data key, wrapped.  Nonzero = answered (a bad or unsupported value, an
+ * unknown or disabled KMS key, SSE-C over plain HTTP). */
+int s3_sse_begin_write(s3_req *q);
+/* An UploadPart (or UploadPartCopy) of the upload whose headers are
+ * upload_headers: the upload's key (the request's SSE-C key must be the
+ * upload's).  Nonzero = answered. */
+int s3_sse_begin_part(s3_req *q, const char *upload_headers);
+/* *headers_json without any encryption member, then with q->sse's (the
+ * member no response sends, and the x-amz-server-side-encryption* headers
+ * GET and HEAD send back), in the request's arena.  Nonzero = answered. */
+int s3_sse_headers_set(s3_req *q, char **headers_json);
+/* The data key a read of the version whose headers are headers_json needs:
+ * *key_out points at key when it is sealed, else is NULL.  SSE-C takes the
+ * request's x-amz-server-side-encryption-customer-* headers (copy_source:
+ * x-amz-copy-source-server-side-encryption-customer-*).  Nonzero =
+ * answered (no key, a wrong key, a disabled KMS key, ...). */
+int s3_sse_read_key(s3_req *q, const char *headers_json, bool copy_source, uint8_t key[CRYPT_KEY],
+                    const uint8_t **key_out);
+/* Whether a version (or upload) whose headers are headers_json is sealed. */
+bool s3_sse_sealed(const char *headers_json);
+/* HEAD of such a version: an SSE-C one needs the right key, and a plain one
+ * no key.  Nonzero = answered. */
+int s3_sse_check_head(s3_req *q, const char *headers_json);
+/* Adds the x-amz-server-side-encryption* response headers of a version or
+ * upload whose headers are headers_json. */
+void s3_sse_add_headers(s3_req *q, const char *headers_json);
+/* The sealer (s3_sealer): write seals every full package but the last,
+ * finish seals what is left as the last one.  0 or the writer's error. */
+void s3_sealer_init(s3_sealer *s, const uint8_t key[CRYPT_KEY]);
+int s3_sealer_write(s3_sealer *s, data_writer *w, const void *p, size_t n);
+int s3_sealer_finish(s3_sealer *s, data_writer *w);
+void s3_sealer_free(s3_sealer *s);
+/* Seals n bytes whole (inline objects) into a buffer of the request's arena
+ * (crypt_sealed_size(n) bytes).  NULL when memory ran out. */
+uint8_t *s3_sse_seal_buffer(s3_req *q, const uint8_t key[CRYPT_KEY], const void *p, size_t n);
+/* Opens a sealed inline body of plain bytes into out (plain bytes, malloc'd).
+ * 0, CAIRN_EAUTH (tampered), CAIRN_ENOMEM. */
+int s3_sse_open_buffer(const uint8_t key[CRYPT_KEY], const uint8_t *in, size_t n, int64_t plain, uint8_t **out);
+/* Clears the request's key material and buffers. */
+void s3_sse_clear(s3_req *q);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #define MIN_PART_SIZE (5LL * 1024 * 1024)
@@ -142,8 +143,9 @@ void s3_create_multipart(s3_req *q) {
     u.headers_json = s3_headers_json_from_request(q);
     /* The lock its headers ask for goes with the upload to the object; the
      * bucket's default is the complete's to apply. */
+    /* The upload's key: its parts are each sealed under one derived from it. */
     if (!u.headers_json || s3_lock_stamp(q, &u.headers_json, u.initiated_ms, S3_LOCK_HEADERS) != 0 ||
-        s3_acl_stamp(q, &u.headers_json) != 0)
+        s3_acl_stamp(q, &u.headers_json) != 0 || s3_sse_begin_write(q) != 0 || s3_sse_headers_set(q, &u.headers_json) != 0)
         return;
     /* The algorithm and type go with the upload's headers, until Complete
      * puts the object's checksum there instead. */
@@ -170,10 +172,23 @@ void s3_create_multipart(s3_req *q) {
         http_add_header(q->http, "x-amz-checksum-algorithm", s3_ck_info_of(alg)->name);
         http_add_header(q->http, "x-amz-checksum-type", full ? "FULL_OBJECT" : "COMPOSITE");
     }
+    s3_sse_add_headers(q, u.headers_json);
     s3_respond_xml(q, 200, &b);
 }
 
 /* ---- UploadPart ------------------------------------------------------------------------ */
+
+/* UploadPart's and UploadPartCopy's x-amz-server-side-encryption*: the upload's. */
+static void sse_part_headers(s3_req *q) {
+    const s3_sse *s = &q->sse;
+    if (s->mode == 'C') {
+        http_add_header(q->http, "x-amz-server-side-encryption-customer-algorithm", "AES256");
+        http_add_header(q->http, "x-amz-server-side-encryption-customer-key-MD5", s->customer_md5);
+    } else if (s->mode) {
+        http_add_header(q->http, "x-amz-server-side-encryption", s->mode == 'S' ? "AES256" : "aws:kms");
+        if (s->mode == 'K') http_add_header(q->http, "x-amz-server-side-encryption-aws-kms-key-id", s->kms_key_id);
+    }
+}
 
 int s3_upload_part_begin(s3_req *q) {
     int n;
@@ -182,7 +197,10 @@ int s3_upload_part_begin(s3_req *q) {
     if (load_upload(q, &u) != 0) return -1;
     s3_ck_stored ck;
     s3_ck_from_headers(u.headers_json, &ck);
+    /* The part is sealed under a key derived from the upload's. */
+    int src = s3_sse_begin_part(q, u.headers_json);
     meta_upload_clear(&u);
+    if (src != 0) return -1;
     /* A part of an upload with an algorithm carries a checksum of it; in a
      * FULL_OBJECT upload it may come without, and we compute it. */
     int sent = s3_ck_in_request(q);
@@ -221,6 +239,7 @@ void s3_upload_part(s3_req *q) {
     s3_quote_etag(p.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
     if (sum) http_add_header(q->http, q->checksum_name, sum);
+    sse_part_headers(q);
     http_respond(q->http, 200, "", 0);
 }
 
@@ -234,7 +253,11 @@ static int copy_into_part(s3_req *q, const meta_object *src, int64_t start, int6
     p->mtime_ms = time_now_ms();
     s3_ck ck;
     if (alg && s3_ck_init(&ck, alg) != 0) return CAIRN_ENOMEM;
-    int rc = s3_copy_range(q, src, start, len, p->version_id, p->etag, p->layout, alg ? &ck : NULL);
+    uint8_t key[CRYPT_KEY];
+    if (q->sse.mode) crypt_part_key(q->sse.key, p->version_id, key);
+    int rc = s3_copy_range(q, src, start, len, p->version_id, q->sse.mode ? key : NULL, p->etag, p->layout,
+                           alg ? &ck : NULL);
+    OPENSSL_cleanse(key, sizeof key);
     if (alg) {
         char v[S3_CK_VALUE_MAX];
         s3_ck_final(&ck, v);
@@ -256,6 +279,10 @@ void s3_upload_part_copy(s3_req *q) {
     char sbucket[256], skey[1025];
     size_t sklen = 0;
     meta_object src;
+    if (s3_sse_begin_part(q, u.headers_json) != 0) {
+        meta_upload_clear(&u);
+        return;
+    }
     if (s3_load_copy_source(q, &src, sbucket, skey, &sklen) != 0) {
         meta_upload_clear(&u);
         return;
@@ -306,6 +333,7 @@ void s3_upload_part_copy(s3_req *q) {
     int alg = s3_ck_split(p.checksum, &v);
     if (alg) buf_printf(&b, "<%s>%s</%s>", s3_ck_info_of(alg)->xml, v, s3_ck_info_of(alg)->xml);
     buf_puts(&b, "</CopyPartResult>");
+    sse_part_headers(q);
     s3_respond_xml(q, 200, &b);
 }
 
@@ -557,6 +585,7 @@ static int complete_once(s3_req *q, const s3_complete_part *want, int n) {
                 meta_object_clear(&old);
             }
             s3_new_version_header(q, &obj);
+            s3_sse_add_headers(q, obj.headers_json);
             complete_result(q, obj.etag, &ock);
         } else if (rc == CAIRN_ENOTFOUND) {
             answer_gone_upload(q); /* completed or aborted by another request meanwhile */

@@ -24,6 +24,7 @@
 #include <zlib.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #define MAX_USER_METADATA 2048
@@ -388,6 +389,22 @@ static void object_tap(void *ud, const void *p, size_t n) {
     if (n > k) s3_body_transform(q, (const char *)p + k, n - k);
 }
 
+/* Opens the writer of q->version_id for a body of size bytes (-1 unknown).
+ * A sealed body (q->sse) is sealed on this thread, after its transforms,
+ * and the writer gets the sealed stream and no tap; a part's key is
+ * derived from its upload's and its own version id. */
+static int open_writer(s3_req *q, int64_t size) {
+    if (!q->sse.mode)
+        return data_writer_open_size(q->gw->d.data, q->version_id, size, object_tap, q, &q->writer);
+    uint8_t key[CRYPT_KEY];
+    if (q->sse.upload) crypt_part_key(q->sse.key, q->version_id, key);
+    else memcpy(key, q->sse.key, CRYPT_KEY);
+    s3_sealer_init(&q->sse.sealer, key);
+    OPENSSL_cleanse(key, sizeof key);
+    return data_writer_open_size(q->gw->d.data, q->version_id, size < 0 ? -1 : (int64_t)crypt_sealed_size((uint64_t)size),
+                                 NULL, NULL, &q->writer);
+}
+
 /*
  * A body without a length: Transfer-Encoding: chunked, no Content-Length,
  * no aws-chunked x-amz-decoded-content-length.  S3 refuses it (411
@@ -414,11 +431,13 @@ static int begin_unknown_size(s3_req *q) {
 /* Moves a body of unknown size that outgrew the inline buffer to a writer. */
 static int spill_to_writer(s3_req *q) {
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open_size(q->gw->d.data, q->version_id, -1, object_tap, q, &q->writer);
+    int rc = open_writer(q, -1);
     if (rc != 0) return rc;
     q->inline_object = false;
     q->tap_skip = q->body.len;
-    rc = data_writer_write(q->writer, q->body.data ? q->body.data : "", q->body.len);
+    /* A sealed body's transforms ran as it came (s3_object_sink). */
+    rc = q->sse.mode ? s3_sealer_write(&q->sse.sealer, q->writer, q->body.data ? q->body.data : "", q->body.len)
+                     : data_writer_write(q->writer, q->body.data ? q->body.data : "", q->body.len);
     buf_free(&q->body);
     buf_init(&q->body);
     return rc;
@@ -455,6 +474,9 @@ int s3_object_begin(s3_req *q) {
         if (s3_tagging_header(q, &tags) != 0) return -1;
         s3_tagset_free(&tags);
     }
+    /* How the body is sealed: the request's or the bucket's choice; a
+     * part's is its upload's (s3_sse_begin_part ran). */
+    if (q->op == OP_PUT_OBJECT && s3_sse_begin_write(q) != 0) return -1;
     q->md5 = EVP_MD_CTX_new();
     if (!q->md5 || !EVP_DigestInit_ex(q->md5, EVP_md5(), NULL) || setup_checksum(q) != 0) {
         s3_error(q, "InternalError", NULL);
@@ -473,8 +495,7 @@ int s3_object_begin(s3_req *q) {
         return 0;
     }
     rand_hex_id(q->version_id, 16);
-    int rc = data_writer_open_size(gw->d.data, q->version_id, q->size_unknown ? -1 : q->declared_size, object_tap, q,
-                                   &q->writer);
+    int rc = open_writer(q, q->size_unknown ? -1 : q->declared_size);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "cannot create the object's shards");
@@ -503,6 +524,10 @@ int s3_object_sink(s3_req *q, const char *data, size_t n) {
         buf_append(&q->body, data, n);
         return q->body.oom ? CAIRN_ENOMEM : 0;
     }
+    if (q->sse.mode) {
+        s3_body_transform(q, data, n);
+        return s3_sealer_write(&q->sse.sealer, q->writer, data, n);
+    }
     /* The writer runs the transforms as its tap, on its own thread for
      * large bodies, so hashing overlaps receiving. */
     return data_writer_write(q->writer, data, n);
@@ -510,7 +535,8 @@ int s3_object_sink(s3_req *q, const char *data, size_t n) {
 
 int s3_object_body_end(s3_req *q) {
     if (!q->writer) return 0;
-    int rc = data_writer_finish(q->writer);
+    int rc = q->sse.mode ? s3_sealer_finish(&q->sse.sealer, q->writer) : 0;
+    if (rc == 0) rc = data_writer_finish(q->writer);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError",
                  "storing the object's shards failed");
@@ -534,6 +560,7 @@ void s3_object_cleanup(s3_req *q) {
     if (q->md5) EVP_MD_CTX_free(q->md5);
     if (q->checksum_md) EVP_MD_CTX_free(q->checksum_md);
     q->md5 = q->checksum_md = NULL;
+    s3_sse_clear(q);
 }
 
 /* Removes the bytes of a version that metadata no longer references. */
@@ -639,6 +666,7 @@ static int commit_shards(s3_req *q, const unsigned char md5[16], char version_id
     q->writer = NULL;
     data_layout l;
     int rc = data_writer_commit(w, &l);
+    l.sealed = q->sse.mode != 0;
     if (rc == 0) rc = data_layout_format(&l, layout, 320);
     if (rc != 0) {
         s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : "InternalError", "making the object durable failed");
@@ -650,9 +678,26 @@ static int commit_shards(s3_req *q, const unsigned char md5[16], char version_id
     return 0;
 }
 
-int s3_object_commit_shards(s3_req *q, const unsigned char md5[16], char version_id[33], int64_t *size, char etag[72],
-                            char layout[320]) {
-    return commit_shards(q, md5, version_id, size, etag, layout);
+int s3_object_take_body(s3_req *q, const unsigned char md5[16], meta_object *obj) {
+    if (!q->inline_object) {
+        obj->storage = META_STORE_FILE;
+        return commit_shards(q, md5, obj->version_id, &obj->size, obj->etag, obj->layout);
+    }
+    rand_hex_id(obj->version_id, 16);
+    obj->size = (int64_t)q->payload_bytes;
+    hex_encode(md5, 16, obj->etag);
+    obj->storage = META_STORE_INLINE;
+    obj->data = (uint8_t *)q->body.data;
+    obj->data_len = q->body.len;
+    if (q->sse.mode) {
+        obj->data = s3_sse_seal_buffer(q, q->sse.key, q->body.data, q->body.len);
+        obj->data_len = (size_t)crypt_sealed_size(q->body.len);
+        if (!obj->data) {
+            s3_error_nomem(q);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int s3_object_store_body(s3_req *q, char version_id[33], int64_t *size, char etag[72], char layout[320]) {
@@ -671,20 +716,10 @@ void s3_put_object(s3_req *q) {
     obj.key_len = q->key_len;
     obj.mtime_ms = time_now_ms();
     obj.owner_id = q->who.user_id;
-    if (q->inline_object) {
-        rand_hex_id(obj.version_id, 16);
-        obj.size = (int64_t)q->payload_bytes;
-        hex_encode(md5, 16, obj.etag);
-        obj.storage = META_STORE_INLINE;
-        obj.data = (uint8_t *)q->body.data;
-        obj.data_len = q->body.len;
-    } else {
-        obj.storage = META_STORE_FILE;
-        if (commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
-    }
+    if (s3_object_take_body(q, md5, &obj) != 0) return;
     obj.headers_json = s3_headers_json_from_request(q);
     if (!obj.headers_json || s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0 ||
-        s3_acl_stamp(q, &obj.headers_json) != 0) {
+        s3_acl_stamp(q, &obj.headers_json) != 0 || s3_sse_headers_set(q, &obj.headers_json) != 0) {
         s3_drop_version_data(q, &obj);
         return;
     }
@@ -697,6 +732,7 @@ void s3_put_object(s3_req *q) {
     }
     int rc = s3_object_publish(q, &obj);
     if (rc != 0) return;
+    s3_sse_add_headers(q, obj.headers_json);
     char etag[80];
     s3_quote_etag(obj.etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
@@ -723,6 +759,17 @@ struct obj_reader {
     bool multipart;
     int cur;               /* part whose reader is open, -1 none */
     data_reader *r;
+    /* Sealed bytes (sse.c): the version's key, the open part's own (a
+     * multipart part's is derived from the version's), and the one package
+     * opened last. */
+    bool sealed;
+    uint8_t key[CRYPT_KEY];
+    uint8_t part_key[CRYPT_KEY];
+    uint8_t *stored;       /* CRYPT_PACKAGE + CRYPT_TAG */
+    uint8_t *plain;        /* CRYPT_PACKAGE */
+    int pkg_part;          /* the part and package plain holds, -1 none */
+    uint64_t pkg_index;
+    size_t pkg_len;
 };
 
 static int add_part(void *ud, const meta_part *p) {
@@ -738,6 +785,11 @@ void obj_reader_close(obj_reader *o) {
     if (!o) return;
     data_reader_close(o->r);
     free(o->parts);
+    if (o->plain) OPENSSL_cleanse(o->plain, CRYPT_PACKAGE);
+    free(o->plain);
+    free(o->stored);
+    OPENSSL_cleanse(o->key, sizeof o->key);
+    OPENSSL_cleanse(o->part_key, sizeof o->part_key);
     free(o);
 }
 
@@ -749,6 +801,11 @@ static int obj_reader_seek_part(obj_reader *o, int i) {
     o->cur = -1;
     data_layout l;
     if (data_layout_parse(o->parts[i].layout, &l) != 0) return CAIRN_EIO;
+    /* A version's bytes are sealed or not as a whole: a layout that
+     * disagrees was not written by this code. */
+    if (l.sealed != o->sealed) return CAIRN_EIO;
+    if (o->sealed && o->multipart) crypt_part_key(o->key, o->parts[i].version_id, o->part_key);
+    else if (o->sealed) memcpy(o->part_key, o->key, CRYPT_KEY);
     int rc = data_reader_open(o->ds, o->parts[i].version_id, &l, o->parts[i].size, &o->r);
     if (rc == 0) o->cur = i;
     return rc;
@@ -756,12 +813,20 @@ static int obj_reader_seek_part(obj_reader *o, int i) {
 
 /* CAIRN_ENOTFOUND when the bytes are gone (replaced or deleted since the row
  * was read), CAIRN_EIO when they cannot be rebuilt. */
-int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
+int obj_reader_open(s3_req *q, const meta_object *obj, const uint8_t *key, obj_reader **out) {
     obj_reader *o = calloc(1, sizeof *o);
     if (!o) return CAIRN_ENOMEM;
     o->ds = q->gw->d.data;
     o->cur = -1;
+    o->pkg_part = -1;
     int rc = 0;
+    if (key) {
+        o->sealed = true;
+        memcpy(o->key, key, CRYPT_KEY);
+        o->stored = malloc(CRYPT_PACKAGE + CRYPT_TAG);
+        o->plain = malloc(CRYPT_PACKAGE);
+        if (!o->stored || !o->plain) rc = CAIRN_ENOMEM;
+    }
     if (!strncmp(obj->layout, META_MULTIPART_PREFIX, strlen(META_MULTIPART_PREFIX))) {
         o->multipart = true;
         rc = meta_object_parts(q->gw->d.meta, obj->version_id, add_part, o);
@@ -776,6 +841,9 @@ int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
     }
     if (rc == 0) rc = obj_reader_seek_part(o, 0);
     if (rc != 0) {
+        if (rc == CAIRN_EIO && o->nparts > 0 && o->cur < 0)
+            log_write(LOG_ERROR, q->http->request_id, "object's bytes cannot be opened (lost shards, or a layout whose "
+                      "sealing disagrees with the version's headers)", "version_id", obj->version_id, NULL);
         if (rc != CAIRN_ENOTFOUND && rc != CAIRN_EIO && rc != CAIRN_ENOMEM)
             log_write(LOG_ERROR, q->http->request_id, "object has no valid layout", "version_id", obj->version_id, NULL);
         obj_reader_close(o);
@@ -785,6 +853,36 @@ int obj_reader_open(s3_req *q, const meta_object *obj, obj_reader **out) {
     return 0;
 }
 
+/* Reads from part i's plaintext at off (inside the part): opens the package
+ * holding off, and only that one.  CAIRN_EAUTH when it does not
+ * authenticate (tampered, truncated, reordered: never its bytes). */
+static ssize_t read_sealed(obj_reader *o, int i, uint64_t off, void *buf, size_t n) {
+    uint64_t size = (uint64_t)o->parts[i].size, idx = off / CRYPT_PACKAGE;
+    uint64_t npk = crypt_packages(size);
+    if (o->pkg_part != i || o->pkg_index != idx) {
+        o->pkg_part = -1;
+        size_t plen = idx + 1 == npk ? (size_t)(size - idx * CRYPT_PACKAGE) : CRYPT_PACKAGE;
+        size_t want = plen + CRYPT_TAG, got = 0;
+        uint64_t at = idx * (uint64_t)(CRYPT_PACKAGE + CRYPT_TAG);
+        while (got < want) {
+            ssize_t r = data_reader_read(o->r, at + got, o->stored + got, want - got);
+            if (r < 0) return r;
+            if (r == 0) return CAIRN_EAUTH; /* shorter than its size says: truncated */
+            got += (size_t)r;
+        }
+        int rc = crypt_package_open(o->part_key, idx, idx + 1 == npk, o->stored, want, o->plain);
+        if (rc != 0) return rc;
+        o->pkg_part = i;
+        o->pkg_index = idx;
+        o->pkg_len = plen;
+    }
+    size_t within = (size_t)(off - idx * CRYPT_PACKAGE);
+    if (within >= o->pkg_len) return 0;
+    size_t take = o->pkg_len - within < n ? o->pkg_len - within : n;
+    memcpy(buf, o->plain + within, take);
+    return (ssize_t)take;
+}
+
 ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n) {
     int i = o->cur >= 0 ? o->cur : 0;
     while (i > 0 && (uint64_t)o->parts[i].offset > off) i--;
@@ -792,6 +890,7 @@ ssize_t obj_reader_read(obj_reader *o, uint64_t off, void *buf, size_t n) {
     if (off >= (uint64_t)(o->parts[i].offset + o->parts[i].size)) return 0;
     int rc = obj_reader_seek_part(o, i);
     if (rc != 0) return rc == CAIRN_ENOTFOUND ? CAIRN_EIO : rc;
+    if (o->sealed) return read_sealed(o, i, off - (uint64_t)o->parts[i].offset, buf, n);
     return data_reader_read(o->r, off - (uint64_t)o->parts[i].offset, buf, n);
 }
 
@@ -812,7 +911,9 @@ static long stream_object(void *ud, uint64_t pos, char *buf, size_t max) {
         if (n < 0) {
             /* The status line is sent: the only honest answer left is to cut the
              * connection, so the client sees a short body, never wrong bytes. */
-            log_write(LOG_ERROR, st->request_id, "object unreadable mid-response: too many shards lost",
+            log_write(LOG_ERROR, st->request_id,
+                      n == CAIRN_EAUTH ? "object unreadable mid-response: a sealed package does not authenticate"
+                                       : "object unreadable mid-response: too many shards lost",
                       "version_id", st->version_id, NULL);
             return -1;
         }
@@ -881,6 +982,45 @@ static int part_range(s3_req *q, const meta_object *o, int64_t *start, int64_t *
     return rc;
 }
 
+static void tampered(s3_req *q, const meta_object *o) {
+    log_write(LOG_ERROR, q->http->request_id, "sealed object bytes do not authenticate: tampered or damaged",
+              "version_id", o->version_id, NULL);
+    s3_error(q, "InternalError", "The object's stored bytes do not authenticate: they were damaged or tampered with.");
+}
+
+/* A sealed version's key, once access is judged: its reader opened with it
+ * (GET of a FILE version), or its inline bytes opened in place.  HEAD
+ * checks an SSE-C key and opens nothing.  Nonzero = answered. */
+static int open_sealed(s3_req *q, meta_object *o, bool head, obj_reader **reader) {
+    if (*reader || o->delete_marker) return 0;
+    if (head) return s3_sse_check_head(q, o->headers_json);
+    uint8_t key[CRYPT_KEY];
+    const uint8_t *kp = NULL;
+    if (s3_sse_read_key(q, o->headers_json, false, key, &kp) != 0) return -1;
+    int rc = 0;
+    if (kp && o->storage == META_STORE_INLINE) {
+        uint8_t *plain = NULL;
+        rc = s3_sse_open_buffer(kp, o->data, o->data_len, o->size, &plain);
+        if (rc == 0) {
+            free(o->data);
+            o->data = plain;
+            o->data_len = (size_t)o->size;
+        }
+    } else if (kp || o->storage == META_STORE_FILE) {
+        /* An overwrite that removed the bytes since the row was read is
+         * not retried here (get_object's loop does, for plain versions):
+         * it answers 500, and the client's retry reads the new version. */
+        rc = o->storage == META_STORE_FILE ? obj_reader_open(q, o, kp, reader) : 0;
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc == 0) return 0;
+    if (rc == CAIRN_EAUTH) tampered(q, o);
+    else if (rc == CAIRN_ENOMEM) s3_error_nomem(q);
+    else if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
+    else unreadable(q);
+    return -1;
+}
+
 static void get_object(s3_req *q, bool head) {
     http_req *r = q->http;
     const char *version = s3_param_get(q, "versionId");
@@ -904,7 +1044,10 @@ static void get_object(s3_req *q, bool head) {
             rc = CAIRN_EIO;
             break;
         }
-        rc = obj_reader_open(q, &o, &reader);
+        /* Sealed bytes are opened once access is judged (below): a key's
+         * errors tell nothing to one who may not read the object. */
+        if (s3_sse_sealed(o.headers_json)) break;
+        rc = obj_reader_open(q, &o, NULL, &reader);
         if (rc != CAIRN_ENOTFOUND) break;
         memcpy(tried, o.version_id, sizeof tried);
         rc = CAIRN_EIO; /* if the attempts run out, the shards are lost */
@@ -943,6 +1086,10 @@ static void get_object(s3_req *q, bool head) {
         meta_object_clear(&o);
         return;
     }
+    if (open_sealed(q, &o, head, &reader) != 0) {
+        meta_object_clear(&o);
+        return;
+    }
     if (version || q->bk.versioning != META_VERSIONING_OFF) http_add_header(r, "x-amz-version-id", s3_version_id(&o));
     char etag[80], lm[40];
     s3_quote_etag(o.etag, etag, sizeof etag);
@@ -978,10 +1125,15 @@ static void get_object(s3_req *q, bool head) {
      * not a 200 that breaks off. */
     if (!cond && rr != S3_RANGE_UNSATISFIABLE && reader && len > 0) {
         char probe[1];
-        if (obj_reader_read(reader, (uint64_t)start, probe, 1) < 0) {
+        ssize_t pr = obj_reader_read(reader, (uint64_t)start, probe, 1);
+        if (pr < 0) {
             obj_reader_close(reader);
+            if (pr == CAIRN_EAUTH) {
+                tampered(q, &o);
+            } else {
+                unreadable(q);
+            }
             meta_object_clear(&o);
-            unreadable(q);
             return;
         }
     }
@@ -1170,6 +1322,27 @@ int s3_load_copy_source(s3_req *q, meta_object *src, char sbucket[256], char ske
         s3_error(q, "PreconditionFailed", NULL);
         return -1;
     }
+    /* A sealed source's key (SSE-C: the x-amz-copy-source-server-side-
+     * encryption-customer-* headers); its inline bytes are opened here. */
+    const uint8_t *kp = NULL;
+    if (s3_sse_read_key(q, src->headers_json, true, q->src_key, &kp) != 0) {
+        meta_object_clear(src);
+        return -1;
+    }
+    q->src_sealed = kp != NULL;
+    if (kp && src->storage == META_STORE_INLINE) {
+        uint8_t *plain = NULL;
+        rc = s3_sse_open_buffer(kp, src->data, src->data_len, src->size, &plain);
+        if (rc != 0) {
+            if (rc == CAIRN_EAUTH) tampered(q, src);
+            else s3_error_nomem(q);
+            meta_object_clear(src);
+            return -1;
+        }
+        free(src->data);
+        src->data = plain;
+        src->data_len = (size_t)src->size;
+    }
     return 0;
 }
 
@@ -1185,7 +1358,7 @@ static void copy_tap(void *ud, const void *p, size_t n) {
 }
 
 int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len, const char *version_id,
-                  char etag[72], char layout[320], s3_ck *ck) {
+                  const uint8_t *key, char etag[72], char layout[320], s3_ck *ck) {
     obj_reader *r = NULL;
     data_writer *w = NULL;
     /* A copy is a plain object: its ETag is the MD5 of its bytes (for a
@@ -1194,20 +1367,32 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
     char *buf = malloc(256 * 1024);
     bool inline_src = src->storage == META_STORE_INLINE;
     int rc = md5 && buf && EVP_DigestInit_ex(md5, EVP_md5(), NULL) ? 0 : CAIRN_ENOMEM;
-    if (rc == 0 && !inline_src) rc = obj_reader_open(q, src, &r);
+    if (rc == 0 && !inline_src) rc = obj_reader_open(q, src, q->src_sealed ? q->src_key : NULL, &r);
     copy_tap_ctx tap = {md5, ck};
-    if (rc == 0) rc = data_writer_open_size(q->gw->d.data, version_id, len, copy_tap, &tap, &w);
-    if (rc == 0 && inline_src) rc = data_writer_write(w, src->data + start, (size_t)len);
-    for (int64_t off = 0; rc == 0 && !inline_src && off < len;) {
+    /* A sealed copy is hashed here and sealed on its way to the writer. */
+    s3_sealer sealer;
+    if (key) s3_sealer_init(&sealer, key);
+    if (rc == 0)
+        rc = key ? data_writer_open_size(q->gw->d.data, version_id, (int64_t)crypt_sealed_size((uint64_t)len), NULL, NULL, &w)
+                 : data_writer_open_size(q->gw->d.data, version_id, len, copy_tap, &tap, &w);
+    for (int64_t off = 0; rc == 0 && off < len;) {
         size_t want = len - off < 256 * 1024 ? (size_t)(len - off) : 256 * 1024;
-        ssize_t n = obj_reader_read(r, (uint64_t)(start + off), buf, want);
+        const char *p = inline_src ? (const char *)src->data + start + off : buf;
+        ssize_t n = inline_src ? (ssize_t)want : obj_reader_read(r, (uint64_t)(start + off), buf, want);
         if (n <= 0) {
             rc = n < 0 ? (int)n : CAIRN_EIO;
             break;
         }
-        rc = data_writer_write(w, buf, (size_t)n);
+        if (key) {
+            copy_tap(&tap, p, (size_t)n);
+            rc = s3_sealer_write(&sealer, w, p, (size_t)n);
+        } else {
+            rc = data_writer_write(w, p, (size_t)n);
+        }
         off += n;
     }
+    if (rc == 0 && key) rc = s3_sealer_finish(&sealer, w);
+    if (key) s3_sealer_free(&sealer);
     if (rc == 0) rc = data_writer_finish(w);
     if (rc == 0) {
         unsigned char digest[16];
@@ -1218,6 +1403,7 @@ int s3_copy_range(s3_req *q, const meta_object *src, int64_t start, int64_t len,
         data_writer *cw = w;
         w = NULL;
         rc = data_writer_commit(cw, &l);
+        l.sealed = key != NULL;
         if (rc == 0) rc = data_layout_format(&l, layout, 320);
     }
     if (w) data_writer_abort(w);
@@ -1257,7 +1443,15 @@ void s3_copy_object(s3_req *q) {
         s3_error(q, "InternalError", "the source's stored headers do not read back");
         return;
     }
-    if (!strcmp(sbucket, q->bucket) && sklen == q->key_len && !memcmp(skey, q->key, sklen) && !replace) {
+    /* The copy's own encryption: the request's, else the bucket's default. */
+    if (s3_sse_begin_write(q) != 0) {
+        meta_object_clear(&src);
+        s3_tagset_free(&tags);
+        return;
+    }
+    bool sse_change = http_header(r, "x-amz-server-side-encryption") ||
+                      http_header(r, "x-amz-server-side-encryption-customer-algorithm");
+    if (!strcmp(sbucket, q->bucket) && sklen == q->key_len && !memcmp(skey, q->key, sklen) && !replace && !sse_change) {
         meta_object_clear(&src);
         s3_tagset_free(&tags);
         s3_error(q, "InvalidRequest",
@@ -1299,14 +1493,22 @@ void s3_copy_object(s3_req *q) {
      * never the source's. */
     if (!dst.headers_json ||
         s3_lock_stamp(q, &dst.headers_json, dst.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT | S3_LOCK_STRIP) != 0 ||
-        s3_acl_stamp(q, &dst.headers_json) != 0) {
+        s3_acl_stamp(q, &dst.headers_json) != 0 || s3_sse_headers_set(q, &dst.headers_json) != 0) {
         meta_object_clear(&src);
         return;
     }
+    /* The source's bytes were opened (s3_load_copy_source); the copy is
+     * sealed under a key of its own, never the source's. */
     if (src.storage == META_STORE_INLINE) {
-        dst.data = src.data;
-        dst.data_len = src.data_len;
-    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, dst.etag, dst.layout, NULL)) != 0) {
+        dst.data = q->sse.mode ? s3_sse_seal_buffer(q, q->sse.key, src.data, src.data_len) : src.data;
+        dst.data_len = q->sse.mode ? (size_t)crypt_sealed_size(src.data_len) : src.data_len;
+        if (!dst.data) {
+            meta_object_clear(&src);
+            s3_error_nomem(q);
+            return;
+        }
+    } else if ((rc = s3_copy_range(q, &src, 0, src.size, dst.version_id, q->sse.mode ? q->sse.key : NULL, dst.etag,
+                                   dst.layout, NULL)) != 0) {
         meta_object_clear(&src);
         if (q->meta_failure) s3_meta_error(q, q->meta_failure, "InternalError", NULL);
         else s3_error(q, rc == CAIRN_ENOSPC ? "InsufficientStorage" : rc == CAIRN_ENOTFOUND ? "NoSuchKey" : "InternalError", NULL);
@@ -1316,6 +1518,7 @@ void s3_copy_object(s3_req *q) {
     meta_object_clear(&src);
     if (rc != 0) return;
     s3_new_version_header(q, &dst);
+    s3_sse_add_headers(q, dst.headers_json);
     char ts[40];
     time_fmt_iso8601(dst.mtime_ms, ts, sizeof ts);
     buf_t b;

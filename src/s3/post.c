@@ -438,12 +438,6 @@ static int read_options(s3_post *p) {
     const char *redir = field(p, "success_action_redirect");
     if (!redir) redir = field(p, "redirect");
     if (redir && *redir) p->redirect = redir;
-    for (int i = 0; i < p->nfields; i++)
-        if (!strncmp(p->fields[i].name, "x-amz-server-side-encryption", 28)) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "The form field %.64s is not supported by this server.", p->fields[i].name);
-            return refuse(q, "NotImplemented", msg);
-        }
     return 0;
 }
 
@@ -481,7 +475,10 @@ static int file_begins(s3_post *p, const char *filename) {
     if (read_options(p) != 0) return CAIRN_EINVAL;
     /* Validated now, stored with the commit. */
     p->headers = headers_json(p);
-    if (!p->headers || s3_acl_stamp(q, &p->headers) != 0) return CAIRN_EINVAL;
+    /* The x-amz-server-side-encryption* fields (or the bucket's default). */
+    if (!p->headers || s3_acl_stamp(q, &p->headers) != 0 || s3_sse_begin_write(q) != 0 ||
+        s3_sse_headers_set(q, &p->headers) != 0)
+        return CAIRN_EINVAL;
     /* The x-amz-object-lock-* fields are judged now (stamped at the
      * commit, with the bucket's default retention where they set none). */
     char *probe = p->headers;
@@ -638,6 +635,7 @@ static void answer(s3_post *p, const meta_object *obj) {
     s3_quote_etag(obj->etag, etag, sizeof etag);
     http_add_header(q->http, "ETag", etag);
     s3_new_version_header(q, obj);
+    s3_sse_add_headers(q, obj->headers_json);
     if (q->checksum_name && q->checksum_expected[0]) http_add_header(q->http, q->checksum_name, q->checksum_expected);
     buf_t loc;
     buf_init(&loc);
@@ -725,17 +723,7 @@ void s3_post_object(s3_req *q) {
     obj.key_len = q->key_len;
     obj.mtime_ms = time_now_ms();
     obj.owner_id = q->who.user_id;
-    if (q->inline_object) {
-        rand_hex_id(obj.version_id, 16);
-        obj.size = (int64_t)p->file_bytes;
-        hex_encode(md5, 16, obj.etag);
-        obj.storage = META_STORE_INLINE;
-        obj.data = (uint8_t *)q->body.data;
-        obj.data_len = q->body.len;
-    } else {
-        obj.storage = META_STORE_FILE;
-        if (s3_object_commit_shards(q, md5, obj.version_id, &obj.size, obj.etag, obj.layout) != 0) return;
-    }
+    if (s3_object_take_body(q, md5, &obj) != 0) return;
     obj.headers_json = p->headers;
     if (!obj.headers_json ||
         s3_lock_stamp(q, &obj.headers_json, obj.mtime_ms, S3_LOCK_HEADERS | S3_LOCK_DEFAULT) != 0) {

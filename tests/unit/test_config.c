@@ -877,7 +877,7 @@ Test(config, describe_table_is_consistent)
         config_defaults(&tmp);
         cr_assert_eq(config_load_env(&tmp, envp, &e), 0, "%s", assign);
     }
-    cr_assert_eq(rows, 116, "one row per config_t field");
+    cr_assert_eq(rows, 117, "one row per config_t field");
     cr_assert(memcmp(&from_table, &def, sizeof def) == 0,
               "defaults in the describe table differ from config_defaults()");
     buf_free(&out);
