@@ -659,14 +659,6 @@ def test_sigv2_forms_when_sigv2_is_off(make_server):
     assert absent(s3, bucket, "v2")
 
 
-def test_server_side_encryption_fields_are_not_supported_yet(server, s3, bucket):
-    name = "x-amz-server-side-encryption"
-    p = presigned(s3, bucket, "ns", fields={name: "AES256"}, conditions=[{name: "AES256"}])
-    r = post(server, bucket, p["fields"])
-    assert r.status_code == 501 and err(r)[0] == "NotImplemented"
-    assert absent(s3, bucket, "ns")
-
-
 def test_content_md5_field_is_verified(server, s3, bucket):
     body = b"checked by md5"
     good = base64.b64encode(hashlib.md5(body).digest()).decode()

@@ -281,6 +281,28 @@ def test_sse_c_stored_bytes_are_not_plaintext(srv, c):
     srv.stop_and_fsck()
 
 
+def test_post_object_sse_c(srv, c):
+    from test_post_object import err, post, presigned
+    b = new_bucket(c)
+    key = ckey()["SSECustomerKey"]
+    f = {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+         "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+         "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(hashlib.md5(key).digest()).decode()}
+    for name, body in (("small", payload(1000, 1)), ("big", payload(300000, 2))):
+        p = presigned(c, b, name, fields=f, conditions=[{k: v} for k, v in f.items()])
+        r = post(srv, b, p["fields"], body)
+        assert r.status_code == 204, r.text
+        assert r.headers["x-amz-server-side-encryption-customer-algorithm"] == "AES256"
+        assert c.get_object(Bucket=b, Key=name, **ckey())["Body"].read() == body
+        with pytest.raises(botocore.exceptions.ClientError):
+            c.get_object(Bucket=b, Key=name)
+    bad = dict(f, **{"x-amz-server-side-encryption-customer-algorithm": "DES"})
+    p = presigned(c, b, "bad", fields=bad, conditions=[{k: v} for k, v in bad.items()])
+    r = post(srv, b, p["fields"], b"x")
+    assert r.status_code == 400 and err(r)[0] == "InvalidEncryptionAlgorithmError"
+    assert "Contents" not in c.list_objects_v2(Bucket=b, Prefix="bad")
+
+
 # ---- tamper tests: the stored bytes edited under the shard's CRCs ------------------------------
 
 def tamper(srv, c, edit, size=5 * PKG + 1000):
@@ -412,3 +434,31 @@ def test_tamper_inline_object(srv, c):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         srv.client().get_object(Bucket=b, Key="small", **ckey())
     assert err_code(e.value) == ("InternalError", 500)
+
+
+# ---- erasure coding, healing and fsck work on sealed bytes ---------------------------------------
+
+def test_sealed_objects_heal_from_parity(make_server, tmp_path):
+    from test_erasure import K, metrics, put_ec, shard_files, start_ec, wait_healed, wait_metric
+    srv, drives = start_ec(make_server, tmp_path, env={"CAIRN_SSE_C_ALLOW_INSECURE": "true"})
+    cl = srv.client()
+    b = new_bucket(cl)
+    data = payload(40 * 4096 + 3 * PKG + 5, 11)
+    before = shard_files(drives)
+    cl.put_object(Bucket=b, Key="sealed", Body=data, **ckey())
+    new = [v for v in shard_files(drives) if v not in before]
+    assert len(new) == 1
+    shards = shard_files(drives)[new[0]]
+    saved = {i: p.read_bytes() for i, p in shards.items()}
+    assert all(b"PLAINTEXT" not in v for v in saved.values())
+    m0 = metrics(srv)
+    shards[0].unlink()
+    shards[K + 1].unlink()
+    assert cl.get_object(Bucket=b, Key="sealed", **ckey())["Body"].read() == data
+    g = cl.get_object(Bucket=b, Key="sealed", Range=f"bytes={PKG - 7}-{2 * PKG + 9}", **ckey())
+    assert g["Body"].read() == data[PKG - 7:2 * PKG + 10]
+    wait_healed([(shards[0], saved[0]), (shards[K + 1], saved[K + 1])])
+    wait_metric(srv, "healed_shards", m0["healed_shards"] + 2)
+    assert metrics(srv)["heal_failures"] == 0
+    assert cl.get_object(Bucket=b, Key="sealed", **ckey())["Body"].read() == data
+    srv.stop_and_fsck()

@@ -159,3 +159,68 @@ Test(crypt, data_keys_are_wrapped_under_their_kek_and_purpose) {
     w1[20] ^= 1;
     cr_expect_eq(crypt_key_unwrap(kek, "sse-s3", w1, back), CAIRN_EAUTH, "tampered");
 }
+
+Test(crypt, stored_descriptions_round_trip_and_refuse_damage) {
+    crypt_sse d = {.mode = 'K', .key_version = 3};
+    snprintf(d.key_id, sizeof d.key_id, "%s", "orders-key");
+    for (int i = 0; i < CRYPT_WRAPPED; i++) d.wrapped[i] = (uint8_t)i;
+    char s[CRYPT_SSE_MAX];
+    cr_assert_eq(crypt_sse_format(&d, s, sizeof s), 0);
+    crypt_sse back;
+    cr_assert_eq(crypt_sse_parse(s, &back), 0, "%s", s);
+    cr_expect_eq(back.mode, 'K');
+    cr_expect_str_eq(back.key_id, "orders-key");
+    cr_expect_eq(back.key_version, 3);
+    cr_expect(!memcmp(back.wrapped, d.wrapped, CRYPT_WRAPPED));
+    cr_expect(!back.has_mac);
+    /* SSE-C: no key id, a MAC */
+    crypt_sse c = {.mode = 'C', .has_mac = true};
+    memset(c.mac, 0xab, sizeof c.mac);
+    cr_assert_eq(crypt_sse_format(&c, s, sizeof s), 0);
+    cr_assert_eq(crypt_sse_parse(s, &back), 0, "%s", s);
+    cr_expect(back.has_mac && back.mac[31] == 0xab && back.key_id[0] == '\0');
+    /* too little room, an unknown mode */
+    cr_expect_eq(crypt_sse_format(&d, s, 20), CAIRN_EINVAL);
+    crypt_sse x = d;
+    x.mode = 'Z';
+    cr_expect_eq(crypt_sse_format(&x, s, sizeof s), CAIRN_EINVAL);
+    /* damage: every one refused */
+    char good[CRYPT_SSE_MAX];
+    crypt_sse_format(&d, good, sizeof good);
+    char w[2 * CRYPT_WRAPPED + 1];
+    memset(w, 'a', sizeof w - 1);
+    w[sizeof w - 1] = '\0';
+    char bad[12][CRYPT_SSE_MAX];
+    snprintf(bad[0], sizeof bad[0], "v2%s", good + 2);
+    snprintf(bad[1], sizeof bad[1], "v1:X%s", good + 4);
+    snprintf(bad[2], sizeof bad[2], "v1:K:k:-1:%s:", w);
+    snprintf(bad[3], sizeof bad[3], "v1:K:k:x:%s:", w);
+    snprintf(bad[4], sizeof bad[4], "v1:K:k:1:%.119s:", w);           /* wrapped key cut short */
+    snprintf(bad[5], sizeof bad[5], "v1:K:k:1:%sz:", w);
+    snprintf(bad[6], sizeof bad[6], "v1:K::1:%s:", w);                  /* KMS without a key id */
+    snprintf(bad[7], sizeof bad[7], "v1:C::0:%s:", w);                  /* SSE-C without its MAC */
+    snprintf(bad[8], sizeof bad[8], "v1:K:k:1:%s:%.64s", w, w);         /* KMS with a MAC */
+    snprintf(bad[9], sizeof bad[9], "v1:C::0:%s:%.63s", w, w);          /* MAC cut short */
+    snprintf(bad[10], sizeof bad[10], "v1:K:k:1:%s", w);               /* no MAC field at all */
+    snprintf(bad[11], sizeof bad[11], "v1:C:k:0:%s:%.64s", w, w);        /* SSE-C with a key id */
+    for (int i = 0; i < 12; i++) cr_expect_eq(crypt_sse_parse(bad[i], &back), CAIRN_EINVAL, "accepted %s", bad[i]);
+    cr_expect_eq(crypt_sse_parse(NULL, &back), CAIRN_EINVAL);
+    cr_expect_eq(crypt_sse_parse("", &back), CAIRN_EINVAL);
+}
+
+Test(crypt, part_keys_differ_per_part_upload) {
+    uint8_t up[CRYPT_KEY], a[CRYPT_KEY], b[CRYPT_KEY], a2[CRYPT_KEY], other[CRYPT_KEY];
+    memset(up, 7, sizeof up);
+    crypt_part_key(up, "00000000000000000000000000000001", a);
+    crypt_part_key(up, "00000000000000000000000000000002", b);
+    crypt_part_key(up, "00000000000000000000000000000001", a2);
+    up[0] ^= 1;
+    crypt_part_key(up, "00000000000000000000000000000001", other);
+    cr_expect(memcmp(a, b, CRYPT_KEY) != 0, "a part uploaded again (a new version id) gets a new key");
+    cr_expect(!memcmp(a, a2, CRYPT_KEY), "derivation is deterministic");
+    cr_expect(memcmp(a, other, CRYPT_KEY) != 0, "another upload's key derives another part key");
+    /* HMAC-SHA256, RFC 4231 test case 2 */
+    uint8_t mac[32];
+    crypt_hmac((const uint8_t *)"Jefe", 4, "what do ya want for nothing?", 28, mac);
+    expect_hex(mac, 32, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "hmac");
+}

@@ -372,6 +372,28 @@ Test(layout, round_trip) {
     cr_expect_str_eq(s, "2+1:4096:00000000000abc00,00000000000abc01,00000000000abc02");
 }
 
+Test(layout, sealed_streams_are_marked_and_store_their_sealed_length) {
+    data_layout l = {.k = 2, .m = 1, .block = 4096, .sealed = true};
+    fill_ids(&l);
+    char s[DATA_LAYOUT_MAX];
+    cr_assert_eq(data_layout_format(&l, s, sizeof s), 0);
+    cr_expect_str_eq(s, "2+1:4096:00000000000abc00,00000000000abc01,00000000000abc02:s");
+    data_layout back;
+    cr_assert_eq(data_layout_parse(s, &back), 0);
+    cr_expect(back.sealed);
+    cr_expect_str_eq(back.drive_ids[2], "00000000000abc02");
+    /* the longest layout (16 shards, 64 MiB blocks) still fits, marked */
+    data_layout big = {.k = 12, .m = 4, .block = 64u << 20, .sealed = true};
+    fill_ids(&big);
+    cr_assert_eq(data_layout_format(&big, s, sizeof s), 0);
+    /* n bytes stored as n + 16 per 64 KiB package (an empty stream is one package) */
+    cr_expect_eq(data_stored_size(&back, 0), 16);
+    cr_expect_eq(data_stored_size(&back, 65536), 65536 + 16);
+    cr_expect_eq(data_stored_size(&back, 65537), 65537 + 32);
+    back.sealed = false;
+    cr_expect_eq(data_stored_size(&back, 65537), 65537);
+}
+
 Test(layout, format_needs_room) {
     data_layout l = {.k = 4, .m = 2, .block = 4096};
     fill_ids(&l);
@@ -415,6 +437,11 @@ Test(layout, rejects_malformed) {
         "x+1:4096:0123456789abcdef,0123456789abcdef,0123456789abcdef",
         "2+1:40x96:0123456789abcdef,0123456789abcdef,0123456789abcdef",
         "2+1:4096:0123456789abcdef;0123456789abcdef;0123456789abcdef",
+        "2+1:4096:0123456789abcdef,0123456789abcdef,0123456789abcdef:",     /* a sealed mark cut short */
+        "2+1:4096:0123456789abcdef,0123456789abcdef,0123456789abcdef:S",
+        "2+1:4096:0123456789abcdef,0123456789abcdef,0123456789abcdef:s:s",
+        "2+1:4096:0123456789abcdef,0123456789abcdef,0123456789abcdef:ss",
+        "2+1:4096:0123456789abcdef:s,0123456789abcdef,0123456789abcdef",    /* the mark among the ids */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_expect_eq(data_layout_parse(bad[i], &l), CAIRN_EINVAL, "accepted \"%s\"", bad[i]);
