@@ -3,11 +3,17 @@
  * (src/s3/encryption.c, docs/bucket-encryption.md): what PutBucketEncryption
  * accepts and how it is kept (an ARN's key id, BucketKeyEnabled), each
  * refusal with the S3 error code it answers, and the stored form reading
- * back to the same configuration.
+ * back to the same configuration; then what the object write path reads
+ * (s3_bucket_sse_default) over a real gateway and SQLite metadata.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "data/data.h"
+#include "meta/meta.h"
+#include "obs/obs.h"
 #include "s3/internal.h"
 
 #define NS "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
@@ -174,4 +180,104 @@ Test(sse_config, the_dsse_refusal_names_what_is_supported) {
     const char *code, *why;
     cr_assert_eq(parse(doc_of(DEF("<SSEAlgorithm>aws:kms:dsse</SSEAlgorithm>")), &c, &code, &why), CAIRN_EINVAL);
     cr_expect(strstr(why, "aws:kms:dsse") && strstr(why, "not supported"), "%s", why);
+}
+
+/* ---- what the write path reads, through the gateway's cache ------------------------------------- */
+
+typedef struct {
+    char dir[64];
+    meta_store *ms;
+    data_store *ds;
+    obs_registry *obs;
+    config_t cfg;
+    s3_gateway *gw;
+} gateway_fx;
+
+static void fx_up(gateway_fx *f) {
+    cr_assert_eq(core_init(), 0);
+    memset(f, 0, sizeof *f);
+    strcpy(f->dir, "/tmp/cairn-test-sse-XXXXXX");
+    cr_assert_not_null(mkdtemp(f->dir));
+    char path[160];
+    snprintf(path, sizeof path, "%s/meta.db", f->dir);
+    meta_options mo = {.readers = 2, .fsync = false, .busy_timeout_ms = 5000};
+    cr_assert_eq(meta_open(path, &mo, &f->ms), 0);
+    meta_user root;
+    cr_assert_eq(meta_user_ensure_root(f->ms, "sseroot", &root), 0);
+    snprintf(path, sizeof path, "%s/d0", f->dir);
+    const char *drives[] = {path};
+    data_options dopt = {.drives = drives, .ndrives = 1, .fsync = false};
+    cr_assert_eq(data_open(&dopt, &f->ds, NULL), 0);
+    f->obs = obs_new();
+    cr_assert_not_null(f->obs);
+    config_defaults(&f->cfg);
+    s3_deps deps = {.cfg = &f->cfg, .meta = f->ms, .data = f->ds, .obs = f->obs, .root_access_key = "sseroot",
+                    .root_secret = "sse-root-secret-0123456789", .root_user_id = root.id};
+    cr_assert_eq(s3_gateway_new(&deps, &f->gw), 0);
+}
+
+static void fx_down(gateway_fx *f) {
+    s3_gateway_free(f->gw);
+    data_close(f->ds);
+    meta_close(f->ms);
+    obs_free(f->obs);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static int64_t make_bucket(gateway_fx *f, const char *name) {
+    meta_bucket b = {0};
+    snprintf(b.name, sizeof b.name, "%s", name);
+    b.owner_id = 1;
+    cr_assert_eq(meta_bucket_create(f->ms, &b, NULL), 0);
+    return b.id;
+}
+
+static void store(gateway_fx *f, const char *bucket, int64_t id, const s3_sse_default *c) {
+    buf_t b;
+    buf_init(&b);
+    s3_sse_config_render(c, &b);
+    cr_assert_eq(meta_bucket_config_put(f->ms, bucket, id, "encryption", b.data), 0);
+    buf_free(&b);
+}
+
+static s3_sse_default read_default(gateway_fx *f, int64_t bucket_id) {
+    http_req r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.request_id, sizeof r.request_id, "test");
+    s3_req q;
+    memset(&q, 0, sizeof q);
+    q.gw = f->gw;
+    q.http = &r;
+    q.bucket_id = bucket_id;
+    s3_sse_default d;
+    memset(&d, 0x55, sizeof d);
+    cr_assert_eq(s3_bucket_sse_default(&q, &d), 0);
+    return d;
+}
+
+Test(sse_config, the_write_path_reads_the_stored_default) {
+    gateway_fx f;
+    fx_up(&f);
+    int64_t a = make_bucket(&f, "sse-a"), b = make_bucket(&f, "sse-b");
+    s3_sse_default d = read_default(&f, a);
+    cr_expect_eq(d.mode, 0, "none until one is put");
+    cr_expect_str_eq(d.kms_key_id, "");
+    s3_sse_default kms = {.mode = 'K', .kms_key_id = "team-key", .bucket_key = true};
+    store(&f, "sse-b", b, &kms);
+    d = read_default(&f, b);
+    cr_expect(d.mode == 'K' && !strcmp(d.kms_key_id, "team-key") && d.bucket_key);
+    /* A change made elsewhere (another gateway: straight into the metadata
+     * here) is seen once the cached answer is no longer fresh. */
+    s3_sse_default aes = {.mode = 'S'};
+    store(&f, "sse-a", a, &aes);
+    int64_t deadline = time_now_ms() + 10000;
+    while ((d = read_default(&f, a)).mode != 'S' && time_now_ms() < deadline) usleep(50 * 1000);
+    cr_expect_eq(d.mode, 'S', "the change was never seen");
+    cr_expect_str_eq(d.kms_key_id, "");
+    cr_assert_eq(meta_bucket_config_put(f.ms, "sse-b", b, "encryption", ""), 0);
+    while ((d = read_default(&f, b)).mode != 0 && time_now_ms() < deadline) usleep(50 * 1000);
+    cr_expect_eq(d.mode, 0, "the removal was never seen");
+    fx_down(&f);
 }
