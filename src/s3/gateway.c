@@ -24,6 +24,7 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
     int rc = s3_notify_cache_new(&gw->notify);
     if (rc == 0) rc = s3_cors_cache_new(&gw->cors);
     if (rc == 0) rc = s3_lifecycle_cache_new(&gw->lifecycle);
+    if (rc == 0) rc = s3_sse_cache_new(&gw->sse);
     if (rc == 0) rc = s3_limits_new(gw);
     if (rc == 0 && gw->d.events) rc = s3_hook_add(gw, s3_events_hook, gw);
     if (rc == 0) rc = s3_health_start(gw, &gw->health);
@@ -31,6 +32,7 @@ int s3_gateway_new(const s3_deps *deps, s3_gateway **out) {
         s3_notify_cache_free(gw->notify);
         s3_cors_cache_free(gw->cors);
         s3_lifecycle_cache_free(gw->lifecycle);
+        s3_sse_cache_free(gw->sse);
         rl_free(gw->limiter);
         free(gw);
         return rc;
@@ -45,6 +47,7 @@ void s3_gateway_free(s3_gateway *gw) {
     s3_notify_cache_free(gw->notify);
     s3_cors_cache_free(gw->cors);
     s3_lifecycle_cache_free(gw->lifecycle);
+    s3_sse_cache_free(gw->sse);
     rl_free(gw->limiter);
     free(gw);
 }

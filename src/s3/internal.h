@@ -15,6 +15,7 @@ typedef struct s3_health s3_health;
 typedef struct s3_notify_cache s3_notify_cache;
 typedef struct s3_cors_cache s3_cors_cache;
 typedef struct s3_lifecycle_cache s3_lifecycle_cache;
+typedef struct s3_sse_cache s3_sse_cache;
 
 /* A registry of callbacks (post-commit hooks, response filters): filled
  * before the gateway serves, read-only after. */
@@ -37,6 +38,7 @@ struct s3_gateway {
     s3_notify_cache *notify;    /* bucket notification configurations and targets (notify.c) */
     s3_cors_cache *cors;        /* buckets' CORS configurations (cors.c) */
     s3_lifecycle_cache *lifecycle; /* buckets' lifecycle configurations, for x-amz-expiration (lifecycle.c) */
+    s3_sse_cache *sse;          /* buckets' default encryption (encryption.c) */
     rl_limiter *limiter;        /* the rate limits and the in-flight cap (limits.c) */
     _Atomic int64_t limits_read_ns; /* when the overrides were last read (monotonic; 0 never) */
     _Atomic bool limits_read_failing; /* the last read of them failed */
@@ -62,6 +64,7 @@ typedef enum {
     OP_PUT_BUCKET_NOTIFICATION, OP_GET_BUCKET_NOTIFICATION,
     OP_PUT_BUCKET_VERSIONING, OP_LIST_OBJECT_VERSIONS,
     OP_PUT_BUCKET_CORS, OP_GET_BUCKET_CORS, OP_DELETE_BUCKET_CORS, OP_CORS_PREFLIGHT, OP_CORS_PREFLIGHT_OBJECT,
+    OP_PUT_BUCKET_ENCRYPTION, OP_GET_BUCKET_ENCRYPTION, OP_DELETE_BUCKET_ENCRYPTION,
     OP_PUT_BUCKET_OWNERSHIP, OP_GET_BUCKET_OWNERSHIP, OP_DELETE_BUCKET_OWNERSHIP,
     OP_PUT_OBJECT_LOCK_CONFIG, OP_GET_OBJECT_LOCK_CONFIG,
     OP_PUT_OBJECT_RETENTION, OP_GET_OBJECT_RETENTION, OP_PUT_OBJECT_LEGAL_HOLD, OP_GET_OBJECT_LEGAL_HOLD,
@@ -346,6 +349,32 @@ void s3_get_bucket_cors(s3_req *q);
 void s3_delete_bucket_cors(s3_req *q);
 void s3_cors_preflight(s3_req *q);
 void s3_cors_filter(void *ud, const s3_response *resp);
+/* Default encryption (encryption.c, docs/bucket-encryption.md): the
+ * configuration's cache (one per gateway: 64 slots fresh for a second, as
+ * CORS's), the handlers of ?encryption, and what the object write path asks. */
+typedef struct {
+    char mode;                 /* 0: none, 'S': AES256, 'K': aws:kms */
+    char kms_key_id[65];       /* 'K': the key id ("" = the default key: AWS's aws/s3, cairn's cairn-sse-s3) */
+    bool bucket_key;           /* BucketKeyEnabled, stored and returned only */
+} s3_sse_default;
+#define S3_SSE_CONFIG_MAX_BYTES (64 * 1024)   /* the largest document PutBucketEncryption takes */
+/* Parses a ServerSideEncryptionConfiguration document (namespace or not):
+ * 0 with *out filled (mode 'S' or 'K', the key id bare, an ARN's id);
+ * CAIRN_EINVAL with *code the S3 error (MalformedXML, InvalidArgument, or
+ * NotImplemented for aws:kms:dsse) and *why its message (static); or
+ * CAIRN_ENOMEM.  On failure *out is zeroed.  Thread-safe. */
+int s3_sse_config_parse(const char *body, size_t len, s3_sse_default *out, const char **code, const char **why);
+/* The configuration (mode 'S' or 'K') as GetBucketEncryption answers it,
+ * which is also the form the metadata keeps: parsing it gives it back. */
+void s3_sse_config_render(const s3_sse_default *c, buf_t *out);
+int s3_sse_cache_new(s3_sse_cache **out);
+void s3_sse_cache_free(s3_sse_cache *c);
+void s3_put_bucket_encryption(s3_req *q);
+void s3_get_bucket_encryption(s3_req *q);
+void s3_delete_bucket_encryption(s3_req *q);
+/* The request's bucket's default encryption: 0 with out filled (mode 0 when none);
+ * nonzero = answered (a metadata failure: 503/500 as other config reads answer). */
+int s3_bucket_sse_default(s3_req *q, s3_sse_default *out);
 /* Lifecycle (lifecycle.c): the configuration's cache (one per gateway, for
  * x-amz-expiration: 64 slots fresh for a second, as CORS's), the handlers
  * of ?lifecycle, and the header GET and HEAD add for a current version an

@@ -68,6 +68,10 @@ static const s3_route routes[] = {
     [OP_PUT_BUCKET_CORS] =         {"PutBucketCors",           BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_put_bucket_cors, "s3:PutBucketCORS"},
     [OP_GET_BUCKET_CORS] =         {"GetBucketCors",           BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_cors, "s3:GetBucketCORS"},
     [OP_DELETE_BUCKET_CORS] =      {"DeleteBucketCors",        BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket_cors, "s3:PutBucketCORS"},
+    [OP_PUT_BUCKET_ENCRYPTION] =   {"PutBucketEncryption",     BUCKET,   SIGNED, LOAD, BODY_BUFFER, NULL,                  s3_put_bucket_encryption, "s3:PutEncryptionConfiguration"},
+    [OP_GET_BUCKET_ENCRYPTION] =   {"GetBucketEncryption",     BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_get_bucket_encryption, "s3:GetEncryptionConfiguration"},
+    /* IAM has no action of its own for the delete: it is the put's. */
+    [OP_DELETE_BUCKET_ENCRYPTION] = {"DeleteBucketEncryption", BUCKET,   SIGNED, LOAD, BODY_IGNORE, NULL,                  s3_delete_bucket_encryption, "s3:PutEncryptionConfiguration"},
     /* A browser's preflight carries no credentials: anyone, and the bucket
      * is the handler's to look up (a missing one is a CORS refusal, 403). */
     [OP_CORS_PREFLIGHT] =          {"PreflightRequest",        BUCKET,   ANYONE, NONE, BODY_IGNORE, NULL,                  s3_cors_preflight, "s3:Unknown"},
@@ -189,6 +193,9 @@ static const s3_rule rules[] = {
     {M_PUT, BUCKET, .param = "cors", .op = OP_PUT_BUCKET_CORS},
     {M_GET, BUCKET, .param = "cors", .op = OP_GET_BUCKET_CORS},
     {M_DELETE, BUCKET, .param = "cors", .op = OP_DELETE_BUCKET_CORS},
+    {M_PUT, BUCKET, .param = "encryption", .op = OP_PUT_BUCKET_ENCRYPTION},
+    {M_GET, BUCKET, .param = "encryption", .op = OP_GET_BUCKET_ENCRYPTION},
+    {M_DELETE, BUCKET, .param = "encryption", .op = OP_DELETE_BUCKET_ENCRYPTION},
     {M_GET, BUCKET, .param = "location", .op = OP_GET_BUCKET_LOCATION},
     {M_GET, BUCKET, .param = "versioning", .op = OP_GET_BUCKET_VERSIONING},
     {M_PUT, BUCKET, .param = "versioning", .op = OP_PUT_BUCKET_VERSIONING},

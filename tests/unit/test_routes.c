@@ -74,6 +74,10 @@ Test(routes, every_operation_resolves_to_its_handler) {
         {"GET", B, "cors", false, "GetBucketCors", OP_GET_BUCKET_CORS, s3_get_bucket_cors},
         {"PUT", B, "cors", false, "PutBucketCors", OP_PUT_BUCKET_CORS, s3_put_bucket_cors},
         {"DELETE", B, "cors", false, "DeleteBucketCors", OP_DELETE_BUCKET_CORS, s3_delete_bucket_cors},
+        {"PUT", B, "encryption", false, "PutBucketEncryption", OP_PUT_BUCKET_ENCRYPTION, s3_put_bucket_encryption},
+        {"GET", B, "encryption", false, "GetBucketEncryption", OP_GET_BUCKET_ENCRYPTION, s3_get_bucket_encryption},
+        {"DELETE", B, "encryption", false, "DeleteBucketEncryption", OP_DELETE_BUCKET_ENCRYPTION,
+         s3_delete_bucket_encryption},
         /* a browser's preflight, on a bucket or an object, whatever the query */
         {"OPTIONS", B, "", false, "PreflightRequest", OP_CORS_PREFLIGHT, s3_cors_preflight},
         {"OPTIONS", B, "cors", false, "PreflightRequest", OP_CORS_PREFLIGHT, s3_cors_preflight},
