@@ -725,15 +725,6 @@ void s3_quote_etag(const char *etag, char *out, size_t n);
 
 /* ---- server-side encryption (sse.c) ---------------------------------------- */
 
-/* A bucket's default encryption (encryption.c). */
-typedef struct {
-    char mode;                 /* 0: none, 'S': AES256, 'K': aws:kms */
-    char kms_key_id[65];       /* 'K': the key id ("" = the default key: AWS's aws/s3, cairn's cairn-sse-s3) */
-    bool bucket_key;           /* BucketKeyEnabled, stored and returned only */
-} s3_sse_default;
-/* The request's bucket's default encryption: 0 with out filled (mode 0 when none);
- * nonzero = answered (a metadata failure: 503/500 as other config reads answer). */
-int s3_bucket_sse_default(s3_req *q, s3_sse_default *out);
 
 /* What a write (PutObject, POST Object, CopyObject's copy,
  * CreateMultipartUpload) is sealed with: the request's x-amz-server-side-
