@@ -190,10 +190,12 @@ int s3_sse_begin_write(s3_req *q) {
                                        "encryption method specified");
         return -1;
     }
+    if (sse && !strcmp(sse, "aws:kms:dsse")) {
+        s3_error(q, "NotImplemented", "Dual-layer encryption (aws:kms:dsse) is not supported by this server.");
+        return -1;
+    }
     if (sse && strcmp(sse, "AES256") != 0 && strcmp(sse, "aws:kms") != 0) {
-        s3_error(q, "InvalidArgument", !strcmp(sse, "aws:kms:dsse")
-                                           ? "Dual-layer encryption (aws:kms:dsse) is not supported by this server."
-                                           : "The encryption method specified is not supported");
+        s3_error(q, "InvalidArgument", "The encryption method specified is not supported");
         return -1;
     }
     if (kid && !(sse && !strcmp(sse, "aws:kms"))) {
