@@ -44,6 +44,9 @@
 #      alternating on one server (target within 10%)
 #  14. bench/tls.sh: TLS against plain HTTP, two servers side by side: 4 KiB
 #      GET req/s over one connection and 64 MiB GET MB/s, by curl
+#  15. bench/sse.sh: SSE-S3 (a bucket's default encryption) against a plain
+#      bucket on one server: 4 KiB PUT and GET req/s, 64 MiB PUT and GET MB/s
+#      (targets 0.9x and 0.8x)
 #
 # Runs alternate between the servers (nginx, cairn, nginx, cairn, ...) so drift
 # in the machine hits both alike; every figure is the median of the runs and
@@ -491,6 +494,10 @@ fi
 # TLS against plain HTTP (issue 13): 4 KiB and 64 MiB GETs by curl.
 if [ "$want_cairn" = 1 ]; then
   BENCH_QUICK=$QUICK bash "$HERE/tls.sh" "$BUILD" || rc=$?
+fi
+# SSE-S3 against plain storage (issue 13): 4 KiB and 64 MiB PUTs and GETs.
+if [ "$want_cairn" = 1 ]; then
+  BENCH_QUICK=$QUICK bash "$HERE/sse.sh" "$BUILD" || rc=$?
 fi
 echo "bench: finished in $((SECONDS - START)) s" >&2
 exit $rc
