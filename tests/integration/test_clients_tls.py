@@ -127,3 +127,97 @@ def test_s3cmd_over_https(tls_server, tmp_path):
     assert "up.bin" in s3cmd("ls", f"s3://{b}/").stdout
     s3cmd("del", f"s3://{b}/up.bin")
     s3cmd("rb", f"s3://{b}")
+
+
+# ---- encryption at rest through the real clients (docs/encryption.md) ------------------------------
+
+def test_aws_cli_sse_c_and_sse_s3_over_https(tls_server, tmp_path):
+    endpoint, _port, ca = tls_server
+    if not os.path.exists("/usr/bin/aws"):
+        pytest.skip("Debian's awscli (/usr/bin/aws) is not installed")
+    cfg = tmp_path / "aws-config"
+    # 9 MiB crosses the CLI's 8 MiB multipart threshold: the SSE-C key goes
+    # with the upload's creation and every part.
+    cfg.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    e = clean_env(tmp_path, {"AWS_CONFIG_FILE": str(cfg), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                             "AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_DEFAULT_REGION": "us-east-1",
+                             "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""})
+    base = ["/usr/bin/aws", "--endpoint-url", endpoint, "--ca-bundle", ca]
+    aws = lambda *a: run([*base, *a], e)
+    b = unique_bucket("tlsawssse")
+    aws("s3", "mb", f"s3://{b}")
+    key = tmp_path / "key.bin"
+    key.write_bytes(os.urandom(32))
+    src = payload(tmp_path, "big.bin", 9 * MiB + 7)
+    aws("s3", "cp", src, f"s3://{b}/big.bin", "--sse-c", "AES256", "--sse-c-key", f"fileb://{key}")
+    aws("s3", "cp", f"s3://{b}/big.bin", tmp_path / "down.bin", "--sse-c", "AES256", "--sse-c-key", f"fileb://{key}")
+    assert (tmp_path / "down.bin").read_bytes() == src.read_bytes()
+    # without the key the download fails and writes nothing usable
+    cp = subprocess.run([str(x) for x in (*base, "s3", "cp", f"s3://{b}/big.bin", tmp_path / "nokey.bin")],
+                        capture_output=True, text=True, env=e, timeout=120, stdin=subprocess.DEVNULL)
+    assert cp.returncode != 0 and "400" in cp.stderr, cp.stderr
+    # SSE-S3: the key is cairn's, the header comes back on HEAD
+    small = payload(tmp_path, "small.bin", 100 * 1024)
+    aws("s3", "cp", small, f"s3://{b}/small.bin", "--sse", "AES256")
+    head = aws("s3api", "head-object", "--bucket", b, "--key", "small.bin").stdout
+    assert '"ServerSideEncryption": "AES256"' in head, head
+    aws("s3", "cp", f"s3://{b}/small.bin", tmp_path / "small.down")
+    assert (tmp_path / "small.down").read_bytes() == small.read_bytes()
+    aws("s3", "rb", f"s3://{b}", "--force")
+
+
+def test_rclone_sse_c_over_https(tls_server, tmp_path):
+    endpoint, _port, ca = tls_server
+    exe = shutil.which("rclone")
+    if exe is None:
+        pytest.skip("rclone is not installed (Debian package rclone)")
+    cfg = tmp_path / "rclone.conf"
+    cfg.write_text("[cairn]\ntype = s3\nprovider = Other\nenv_auth = false\n"
+                   f"access_key_id = {AK}\nsecret_access_key = {SK}\nendpoint = {endpoint}\n"
+                   "region = us-east-1\nforce_path_style = true\n"
+                   "sse_customer_algorithm = AES256\nsse_customer_key = 0123456789abcdef0123456789abcdef\n")
+    rc = lambda *a: run([exe, "--config", cfg, "--ca-cert", ca, "--retries", "1", "--low-level-retries", "1", *a],
+                        clean_env(tmp_path))
+    b = unique_bucket("tlsrclonesse")
+    rc("mkdir", f"cairn:{b}")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(6 * MiB + 3))   # rclone's multipart cutoff is 200 MiB: one PUT
+    (src / "b.txt").write_bytes(b"rclone sse-c\n")
+    rc("copy", src, f"cairn:{b}/dir")
+    dst = tmp_path / "dst"
+    rc("copy", f"cairn:{b}/dir", dst)
+    assert (dst / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
+    assert (dst / "b.txt").read_bytes() == b"rclone sse-c\n"
+    # the stored object is SSE-C: a plain GET is refused
+    s3 = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                        aws_access_key_id=AK, aws_secret_access_key=SK, verify=str(ca),
+                                        config=Config(s3={"addressing_style": "path"}))
+    with pytest.raises(Exception) as e:
+        s3.get_object(Bucket=b, Key="dir/b.txt")
+    assert "InvalidRequest" in str(e.value)
+    rc("purge", f"cairn:{b}")
+
+
+def test_s3cmd_sse_s3_over_https(tls_server, tmp_path):
+    _endpoint, port, ca = tls_server
+    exe = shutil.which("s3cmd")
+    if exe is None:
+        pytest.skip("s3cmd is not installed (Debian package s3cmd)")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text("[default]\n"
+                   f"access_key = {AK}\nsecret_key = {SK}\n"
+                   f"host_base = 127.0.0.1:{port}\nhost_bucket = 127.0.0.1:{port}\n"
+                   "bucket_location = us-east-1\nuse_https = True\nsignature_v2 = False\n"
+                   f"check_ssl_certificate = True\ncheck_ssl_hostname = True\nca_certs_file = {ca}\n")
+    s3cmd = lambda *a: run([exe, "-c", cfg, "--no-progress", *a], clean_env(tmp_path))
+    b = unique_bucket("tlss3cmdsse")
+    s3cmd("mb", f"s3://{b}")
+    src = payload(tmp_path, "up.bin", 7 * MiB + 9)   # s3cmd's multipart chunks are 15 MiB: one PUT
+    s3cmd("put", "--server-side-encryption", src, f"s3://{b}/up.bin")
+    info = s3cmd("info", f"s3://{b}/up.bin").stdout
+    assert "AES256" in info, info
+    s3cmd("get", f"s3://{b}/up.bin", tmp_path / "down.bin")
+    assert (tmp_path / "down.bin").read_bytes() == src.read_bytes()
+    s3cmd("del", f"s3://{b}/up.bin")
+    s3cmd("rb", f"s3://{b}")
