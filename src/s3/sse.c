@@ -419,6 +419,16 @@ int s3_sealer_write(s3_sealer *s, data_writer *w, const void *p, size_t n) {
             int rc = seal_held(s, w, false);
             if (rc != 0) return rc;
         }
+        /* A whole package with more after it is sealed where it lies. */
+        if (s->fill == 0 && n > CRYPT_PACKAGE) {
+            int rc = crypt_package_seal(s->key, s->index, false, c, CRYPT_PACKAGE, s->out);
+            if (rc == 0) rc = data_writer_write(w, s->out, CRYPT_PACKAGE + CRYPT_TAG);
+            if (rc != 0) return rc;
+            s->index++;
+            c += CRYPT_PACKAGE;
+            n -= CRYPT_PACKAGE;
+            continue;
+        }
         size_t take = CRYPT_PACKAGE - s->fill;
         if (take > n) take = n;
         memcpy(s->pkg + s->fill, c, take);
