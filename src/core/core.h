@@ -35,6 +35,7 @@ enum {
     CAIRN_ETIMEDOUT = -13,
     CAIRN_EPRECOND = -14,  /* a write's precondition does not hold (If-Match, If-None-Match) */
     CAIRN_ELOCKED = -15,   /* object lock: the version's retention or legal hold forbids it */
+    CAIRN_EPERM = -16,     /* not permitted in its state (a disabled KMS key) */
 };
 
 /* Returns a static, human-readable name for an error code. */

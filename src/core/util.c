@@ -43,6 +43,7 @@ const char *cairn_strerror(int err) {
     case CAIRN_ETIMEDOUT: return "timed out";
     case CAIRN_EPRECOND: return "precondition failed";
     case CAIRN_ELOCKED: return "locked by object lock";
+    case CAIRN_EPERM: return "not permitted";
     default: return "unknown error";
     }
 }

@@ -5509,6 +5509,11 @@ static const char *const seed_rows[] = {
            " VALUES ('v2', 15, 1, 1, 'e', 'pv15o', 'l', 'sha1:x') ON CONFLICT DO NOTHING;",
     [16] = "INSERT INTO rate_limits(scope, name, ops_per_s, bytes_per_s, updated_ms) VALUES ('key', 'AK16', 16, 0, 16)"
            " ON CONFLICT DO NOTHING;",
+    /* 60 bytes of sealed material: a 60-character literal is 60 bytes as a bytea and as SQLite text. */
+    [17] = "INSERT INTO kms_keys(id, description, created_ms) VALUES ('k17', 'd', 17) ON CONFLICT DO NOTHING;"
+           "INSERT INTO kms_key_versions(key_id, version, sealed, created_ms)"
+           " VALUES ('k17', 1, '012345678901234567890123456789012345678901234567890123456789', 17)"
+           " ON CONFLICT DO NOTHING;",
 };
 
 /*
