@@ -227,3 +227,187 @@ Test(kms, the_sse_s3_key_is_made_once_on_first_use_however_many_race) {
     cr_expect_eq(kms_wrap(f.k, "other", dk, w, &v), CAIRN_ENOTFOUND);
     fx_close(&f);
 }
+
+/* ---- the kms_rewrap job ---------------------------------------------------------------- */
+
+/* The headers of a version sealed under key_id at version with dk. */
+static void sse_headers(kms *k, char mode, const char *key_id, const uint8_t dk[CRYPT_KEY], int *version,
+                        char *out, size_t n) {
+    crypt_sse s = {.mode = mode};
+    snprintf(s.key_id, sizeof s.key_id, "%s", key_id);
+    cr_assert_eq(kms_wrap(k, key_id, dk, s.wrapped, &s.key_version), 0);
+    if (version) *version = s.key_version;
+    char fmt[CRYPT_SSE_MAX];
+    cr_assert_eq(crypt_sse_format(&s, fmt, sizeof fmt), 0);
+    snprintf(out, n, "{\"content-type\":\"text/plain\",\"" CRYPT_SSE_MEMBER "\":\"%s\"}", fmt);
+}
+
+static void put_version(meta_store *ms, const char *key, const char *headers) {
+    meta_object o;
+    memset(&o, 0, sizeof o);
+    strcpy(o.bucket, "b");
+    o.key_len = strlen(key);
+    memcpy(o.key, key, o.key_len);
+    rand_hex_id(o.version_id, 16);
+    o.size = 1;
+    strcpy(o.etag, "d41d8cd98f00b204e9800998ecf8427e");
+    o.mtime_ms = 1700000000000;
+    o.owner_id = 1;
+    o.storage = META_STORE_FILE;
+    strcpy(o.layout, "1+0:65536:d0");
+    o.headers_json = (char *)headers;
+    cr_assert_eq(meta_object_put(ms, &o, NULL, NULL), 0, "put %s", key);
+}
+
+/* The member of a version's (or an upload's) headers, parsed. */
+static void sse_of(const char *headers, crypt_sse *s) {
+    const char *m = strstr(headers, "\"" CRYPT_SSE_MEMBER "\":\"");
+    cr_assert_not_null(m, "%s", headers);
+    m += strlen(CRYPT_SSE_MEMBER) + 4;
+    char text[CRYPT_SSE_MAX];
+    size_t n = strcspn(m, "\"");
+    cr_assert_lt(n, sizeof text);
+    memcpy(text, m, n);
+    text[n] = 0;
+    cr_assert_eq(crypt_sse_parse(text, s), 0, "%s", text);
+}
+
+typedef struct {
+    meta_store *ms;
+    int n;
+    crypt_sse s[16];
+    char other[16][8];
+} version_scan;
+
+static int read_version(void *ud, const meta_version_entry *e) {
+    version_scan *v = ud;
+    meta_object o;
+    cr_assert_eq(meta_object_get_version(v->ms, "b", 0, e->key, e->key_len, e->version_id, false, &o), 0);
+    cr_assert(strstr(o.headers_json, "\"content-type\":\"text/plain\""), "the other headers stay: %s", o.headers_json);
+    sse_of(o.headers_json, &v->s[v->n]);
+    snprintf(v->other[v->n], sizeof v->other[0], "%.*s", (int)e->key_len, e->key);
+    v->n++;
+    meta_object_clear(&o);
+    return 0;
+}
+
+/* Runs the walk to its end in batches of batch rows, as the chain of jobs does. */
+static jobs_rewrap_stats run_rewrap(fx *f, const char *key_id, int batch, int *runs) {
+    jobs_rewrap_stats st = {0};
+    char args[128], err[256];
+    snprintf(args, sizeof args, "{\"key_id\":\"%s\"}", key_id);
+    char *cur = strdup(args), *next = NULL;
+    *runs = 0;
+    while (cur) {
+        cr_assert_lt(++*runs, 100, "the walk ends");
+        cr_assert_eq(jobs_kms_rewrap_batch(f->ms, f->k, cur, batch, &next, &st, err, sizeof err), 0, "%s", err);
+        free(cur);
+        cur = next;
+    }
+    return st;
+}
+
+Test(kms, the_rewrap_job_moves_every_data_key_to_the_newest_version_and_never_the_bytes) {
+    fx f;
+    fx_open(&f);
+    meta_bucket b = {.owner_id = 1, .created_ms = 1};
+    strcpy(b.name, "b");
+    cr_assert_eq(meta_bucket_create(f.ms, &b, NULL), 0);
+    cr_assert_eq(meta_bucket_set_versioning(f.ms, "b", 0, META_VERSIONING_ENABLED), 0);
+    cr_assert_eq(kms_key_create(f.k, "k1", ""), 0);
+    cr_assert_eq(kms_key_create(f.k, "k2", ""), 0);
+
+    /* Five versions under k1 (two of one key), one under k2, one SSE-S3. */
+    enum { N = 5 };
+    uint8_t dk[N][CRYPT_KEY];
+    const char *keys[N] = {"a", "a", "b", "c/d", "e"};
+    char h[1024];
+    for (int i = 0; i < N; i++) {
+        crypt_key_new(dk[i]);
+        int v;
+        sse_headers(f.k, i % 2 ? 'S' : 'K', "k1", dk[i], &v, h, sizeof h);
+        cr_assert_eq(v, 1);
+        put_version(f.ms, keys[i], h);
+    }
+    uint8_t dk2[CRYPT_KEY];
+    crypt_key_new(dk2);
+    sse_headers(f.k, 'K', "k2", dk2, NULL, h, sizeof h);
+    put_version(f.ms, "z-other-key", h);
+    /* An upload in progress under k1. */
+    uint8_t dku[CRYPT_KEY];
+    crypt_key_new(dku);
+    sse_headers(f.k, 'K', "k1", dku, NULL, h, sizeof h);
+    meta_upload u = {.bucket_id = b.id, .owner_id = 1, .initiated_ms = 1, .key_len = 1};
+    strcpy(u.upload_id, "up1");
+    strcpy(u.bucket, "b");
+    strcpy(u.key, "u");
+    u.headers_json = h;
+    cr_assert_eq(meta_upload_create(f.ms, &u), 0);
+
+    /* Before a rotation there is nothing to move. */
+    int runs;
+    jobs_rewrap_stats st = run_rewrap(&f, "k1", 2, &runs);
+    cr_expect_eq(st.rewrapped, 0);
+
+    int nv;
+    cr_assert_eq(kms_key_rotate(f.k, "k1", &nv), 0);
+    cr_assert_eq(nv, 2);
+    st = run_rewrap(&f, "k1", 2, &runs);
+    cr_expect_eq(st.rewrapped, N + 1, "every k1 version and the upload");
+    cr_expect_eq(st.skipped, 0);
+    cr_expect_gt(runs, 3, "batches of 2 rows: a chain of runs, each resuming at its cursor");
+
+    version_scan vs = {.ms = f.ms};
+    bool more;
+    cr_assert_eq(meta_object_list_versions(f.ms, "b", 0, "", 0, NULL, 0, 0, 100, read_version, &vs, &more), 0);
+    cr_assert_eq(vs.n, N + 1);
+    int k1_seen = 0;
+    for (int i = 0; i < vs.n; i++) {
+        crypt_sse *s = &vs.s[i];
+        uint8_t back[CRYPT_KEY];
+        if (!strcmp(s->key_id, "k2")) {
+            cr_expect_eq(s->key_version, 1, "another key's versions stay");
+            cr_assert_eq(kms_unwrap(f.k, "k2", 1, s->wrapped, back), 0);
+            cr_expect_eq(memcmp(back, dk2, CRYPT_KEY), 0);
+            continue;
+        }
+        cr_expect_eq(s->key_version, 2, "version of %s", vs.other[i]);
+        cr_assert_eq(kms_unwrap(f.k, "k1", 2, s->wrapped, back), 0);
+        bool found = false;
+        for (int j = 0; j < N; j++) found |= memcmp(back, dk[j], CRYPT_KEY) == 0;
+        cr_expect(found, "%s's data key is the one it had", vs.other[i]);
+        k1_seen++;
+    }
+    cr_expect_eq(k1_seen, N);
+    meta_upload got;
+    cr_assert_eq(meta_upload_get(f.ms, "up1", &got), 0);
+    crypt_sse s;
+    sse_of(got.headers_json, &s);
+    meta_upload_clear(&got);
+    cr_expect_eq(s.key_version, 2);
+    uint8_t back[CRYPT_KEY];
+    cr_assert_eq(kms_unwrap(f.k, "k1", 2, s.wrapped, back), 0);
+    cr_expect_eq(memcmp(back, dku, CRYPT_KEY), 0);
+
+    /* Idempotent: a second walk finds nothing to move. */
+    st = run_rewrap(&f, "k1", 3, &runs);
+    cr_expect_eq(st.rewrapped, 0);
+
+    /* A disabled key stops the run (retried later); bad args and unknown keys are errors. */
+    cr_assert_eq(kms_key_rotate(f.k, "k1", &nv), 0);
+    cr_assert_eq(meta_kms_key_set_enabled(f.ms, "k1", false), 0);
+    kms_forget(f.k, "k1");
+    char *next = NULL, err[256];
+    jobs_rewrap_stats st2 = {0};
+    cr_expect_eq(jobs_kms_rewrap_batch(f.ms, f.k, "{\"key_id\":\"k1\"}", 10, &next, &st2, err, sizeof err),
+                 CAIRN_EPERM);
+    cr_expect(strstr(err, "not permitted"), "%s", err);
+    cr_expect_eq(jobs_kms_rewrap_batch(f.ms, f.k, "{}", 10, &next, &st2, err, sizeof err), CAIRN_EINVAL);
+    cr_expect_eq(jobs_kms_rewrap_batch(f.ms, f.k, "{\"key_id\":\"nope\"}", 10, &next, &st2, err, sizeof err),
+                 CAIRN_ENOTFOUND);
+    cr_expect_eq(jobs_kms_rewrap_batch(f.ms, f.k, "{\"key_id\":\"k1\",\"key\":\"zz\"}", 10, &next, &st2, err,
+                                       sizeof err),
+                 CAIRN_EINVAL);
+    cr_expect_null(next);
+    fx_close(&f);
+}
