@@ -872,10 +872,16 @@ static int kms_rotate_master(meta_store *ms, const config_t *cfg, const unsigned
     char hex[80] = {0};
     hex_encode(nk, 32, hex);
     hex[64] = '\n';
-    int rc = file_write_atomic(staged, hex, 65, 0600, true);
-    if (rc != 0) {
+    /* Create only: a .new file left by an interrupted run may be the only
+     * copy of the key that opens the database now. */
+    int rc = file_write_atomic(staged, hex, 65, 0600, false);
+    if (rc == CAIRN_EEXIST)
+        fprintf(stderr, "cairn: %s exists: an earlier rotate-master may have been interrupted (docs/kms.md says how "
+                        "to recover); nothing was changed\n", staged);
+    else if (rc != 0)
         fprintf(stderr, "cairn: cannot write the new master key to %s: %s (nothing was changed)\n", staged,
                 cairn_strerror(rc));
+    if (rc != 0) {
         sodium_memzero(hex, sizeof hex);
         sodium_memzero(nk, sizeof nk);
         return 1;

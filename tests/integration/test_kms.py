@@ -139,6 +139,17 @@ def test_rotate_master_with_an_inline_key_prints_the_new_one_and_keeps_a_copy(da
     assert (staged.stat().st_mode & 0o777) == 0o600
     cp = admin(data, "key", "list", env=env)
     assert cp.returncode == 1, "the old key no longer opens the secrets"
-    cp = admin(data, "key", "list", env={**env, "CAIRN_MASTER_KEY": m.group(1)})
+    new_env = {**env, "CAIRN_MASTER_KEY": m.group(1)}
+    cp = admin(data, "key", "list", env=new_env)
     assert cp.returncode == 0, cp.stderr
     assert ak in cp.stdout
+
+    # The copy may be the only one of the key that opens the database: never overwritten.
+    cp = admin(data, "kms", "rotate-master", env=new_env)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert cp.stderr == (f"cairn: {staged} exists: an earlier rotate-master may have been interrupted "
+                         "(docs/kms.md says how to recover); nothing was changed\n")
+    assert staged.read_text() == m.group(1) + "\n"
+    staged.unlink()
+    cp = admin(data, "kms", "rotate-master", env=new_env)
+    assert cp.returncode == 0, cp.stderr
