@@ -22,7 +22,9 @@
  * newest version, which the walk skips.  So the job is idempotent and
  * resumes.  A continuation's unique key names the key, the version the
  * chain moves to, and its place in the chain, so a run repeated after a
- * crash does not start a second chain.
+ * crash finds its continuation still pending and adds none.  (Repeated
+ * after the continuation ran, it starts a second walk from its cursor:
+ * wasted reads, never a wrong write.)
  */
 #include "crypt/kms.h"
 #include "jobs/jobs.h"
