@@ -242,10 +242,10 @@ static void sse_headers(kms *k, char mode, const char *key_id, const uint8_t dk[
     snprintf(out, n, "{\"content-type\":\"text/plain\",\"" CRYPT_SSE_MEMBER "\":\"%s\"}", fmt);
 }
 
-static void put_version(meta_store *ms, const char *key, const char *headers) {
+static void put_version_in(meta_store *ms, const char *bucket, const char *key, const char *headers) {
     meta_object o;
     memset(&o, 0, sizeof o);
-    strcpy(o.bucket, "b");
+    strcpy(o.bucket, bucket);
     o.key_len = strlen(key);
     memcpy(o.key, key, o.key_len);
     rand_hex_id(o.version_id, 16);
@@ -258,6 +258,8 @@ static void put_version(meta_store *ms, const char *key, const char *headers) {
     o.headers_json = (char *)headers;
     cr_assert_eq(meta_object_put(ms, &o, NULL, NULL), 0, "put %s", key);
 }
+
+static void put_version(meta_store *ms, const char *key, const char *headers) { put_version_in(ms, "b", key, headers); }
 
 /* The member of a version's (or an upload's) headers, parsed. */
 static void sse_of(const char *headers, crypt_sse *s) {
@@ -343,6 +345,17 @@ Test(kms, the_rewrap_job_moves_every_data_key_to_the_newest_version_and_never_th
     strcpy(u.key, "u");
     u.headers_json = h;
     cr_assert_eq(meta_upload_create(f.ms, &u), 0);
+    /* Buckets before and after "b", one version each. */
+    uint8_t dka[CRYPT_KEY], dkc[CRYPT_KEY];
+    crypt_key_new(dka);
+    crypt_key_new(dkc);
+    for (int i = 0; i < 2; i++) {
+        meta_bucket o = {.owner_id = 1, .created_ms = 1};
+        strcpy(o.name, i ? "c" : "a");
+        cr_assert_eq(meta_bucket_create(f.ms, &o, NULL), 0);
+        sse_headers(f.k, 'S', "k1", i ? dkc : dka, NULL, h, sizeof h);
+        put_version_in(f.ms, o.name, "x", h);
+    }
 
     /* Before a rotation there is nothing to move. */
     int runs;
@@ -353,7 +366,7 @@ Test(kms, the_rewrap_job_moves_every_data_key_to_the_newest_version_and_never_th
     cr_assert_eq(kms_key_rotate(f.k, "k1", &nv), 0);
     cr_assert_eq(nv, 2);
     st = run_rewrap(&f, "k1", 2, &runs);
-    cr_expect_eq(st.rewrapped, N + 1, "every k1 version and the upload");
+    cr_expect_eq(st.rewrapped, N + 3, "every k1 version, in every bucket, and the upload");
     cr_expect_eq(st.skipped, 0);
     cr_expect_gt(runs, 3, "batches of 2 rows: a chain of runs, each resuming at its cursor");
 
@@ -389,8 +402,26 @@ Test(kms, the_rewrap_job_moves_every_data_key_to_the_newest_version_and_never_th
     cr_assert_eq(kms_unwrap(f.k, "k1", 2, s.wrapped, back), 0);
     cr_expect_eq(memcmp(back, dku, CRYPT_KEY), 0);
 
+    for (int i = 0; i < 2; i++) {
+        meta_object o;
+        cr_assert_eq(meta_object_get(f.ms, i ? "c" : "a", 0, "x", 1, false, &o), 0);
+        sse_of(o.headers_json, &s);
+        meta_object_clear(&o);
+        cr_expect_eq(s.key_version, 2);
+        cr_assert_eq(kms_unwrap(f.k, "k1", 2, s.wrapped, back), 0);
+        cr_expect_eq(memcmp(back, i ? dkc : dka, CRYPT_KEY), 0);
+    }
+
     /* Idempotent: a second walk finds nothing to move. */
     st = run_rewrap(&f, "k1", 3, &runs);
+    cr_expect_eq(st.rewrapped, 0);
+
+    /* Batches of one row: every cursor position is a place a run resumes from. */
+    cr_assert_eq(kms_key_rotate(f.k, "k1", &nv), 0);
+    st = run_rewrap(&f, "k1", 1, &runs);
+    cr_expect_eq(st.rewrapped, N + 3);
+    cr_expect_geq(runs, N + 5, "a run per row at least");
+    st = run_rewrap(&f, "k1", 1, &runs);
     cr_expect_eq(st.rewrapped, 0);
 
     /* A disabled key stops the run (retried later); bad args and unknown keys are errors. */
