@@ -81,6 +81,8 @@ def test_rotate_master_reseals_keys_and_secrets_and_replaces_the_key_file(make_s
     srv.client(ak, sk).create_bucket(Bucket=b)
     assert admin(srv.data_dir, "kms", "key", "create", "--id", "k1", env=env).returncode == 0
     assert admin(srv.data_dir, "kms", "key", "rotate", "k1", env=env).returncode == 0
+    cp = admin(srv.data_dir, "notify", "target", "add", "hook", "http://127.0.0.1:9/x", "--secret", "s3cr3t", env=env)
+    assert cp.returncode == 0, cp.stderr
     key_file = srv.data_dir / "master.key"
     old = key_file.read_text().strip()
 
@@ -97,8 +99,8 @@ def test_rotate_master_reseals_keys_and_secrets_and_replaces_the_key_file(make_s
     new_file.write_text(new + "\n")
     cp = admin(srv.data_dir, "kms", "rotate-master", "--new-key-file", new_file, env=env)
     assert cp.returncode == 0, cp.stderr
-    # Two versions of k1 and alice's access key (the root's lives in the configuration).
-    assert cp.stdout.splitlines()[0] == f"master key rotated: 3 sealed values re-sealed; the new key is in {key_file}"
+    # Two versions of k1, alice's access key (the root's lives in the configuration) and the target's secret.
+    assert cp.stdout.splitlines()[0] == f"master key rotated: 4 sealed values re-sealed; the new key is in {key_file}"
     assert key_file.read_text().strip() == new
     assert not (srv.data_dir / "master.key.new").exists()
 
