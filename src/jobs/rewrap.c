@@ -302,6 +302,11 @@ static int walk_versions(walk *w, const meta_bucket *b, cursor *c, int *budget, 
         int rc = meta_object_list_versions(w->ms, b->name, b->id, "", 0, c->has_key ? c->key : NULL,
                                            c->has_key ? c->key_len : 0, c->has_key ? c->seq : 0, limit,
                                            collect_version, p, &more);
+        if (rc == CAIRN_ENOTFOUND) { /* the bucket was deleted meanwhile: nothing left in it */
+            free(p);
+            *through = true;
+            return 0;
+        }
         if (rc != 0) snprintf(w->err, w->errlen, "listing versions of %s: %s", b->name, cairn_strerror(rc));
         for (int i = 0; rc == 0 && i < p->n; i++) {
             const vrow *r = &p->rows[i];
@@ -335,6 +340,12 @@ static int walk_uploads(walk *w, const meta_bucket *b, cursor *c, int *budget, b
         bool more = false;
         int rc = meta_upload_list(w->ms, b->id, "", 0, c->has_key ? c->key : NULL, c->has_key ? c->key_len : 0,
                                   c->has_key ? c->upload : NULL, limit, collect_upload, p, &more);
+        if (rc == CAIRN_ENOTFOUND) { /* the bucket was deleted meanwhile */
+            for (int i = 0; i < p->n; i++) meta_upload_clear(&p->rows[i]);
+            free(p);
+            *through = true;
+            return 0;
+        }
         if (rc == 0 && p->oom) rc = CAIRN_ENOMEM;
         if (rc != 0) snprintf(w->err, w->errlen, "listing uploads of %s: %s", b->name, cairn_strerror(rc));
         for (int i = 0; rc == 0 && i < p->n; i++) {
