@@ -956,6 +956,44 @@ static int map_epoch(const char *path, uint64_t **out, char *why, size_t whylen)
     return 0;
 }
 
+/* The key manager's rows are read by kms.c's own cache (kms.h): never
+ * cached here, only passed through. */
+static int f_kms_key_create(meta_store *ms, const char *id, const char *description, const uint8_t *sealed,
+                            int64_t now_ms) {
+    return IN(ms)->ops->kms_key_create(IN(ms), id, description, sealed, now_ms);
+}
+static int f_kms_key_get(meta_store *ms, const char *id, meta_kms_key *out) {
+    return IN(ms)->ops->kms_key_get(IN(ms), id, out);
+}
+static int f_kms_key_list(meta_store *ms, int (*cb)(void *ud, const meta_kms_key *k), void *ud) {
+    return IN(ms)->ops->kms_key_list(IN(ms), cb, ud);
+}
+static int f_kms_key_set_enabled(meta_store *ms, const char *id, bool enabled) {
+    return IN(ms)->ops->kms_key_set_enabled(IN(ms), id, enabled);
+}
+static int f_kms_version_add(meta_store *ms, const char *id, int version, const uint8_t *sealed, int64_t now_ms) {
+    return IN(ms)->ops->kms_version_add(IN(ms), id, version, sealed, now_ms);
+}
+static int f_kms_version_get(meta_store *ms, const char *id, int version, uint8_t *sealed) {
+    return IN(ms)->ops->kms_version_get(IN(ms), id, version, sealed);
+}
+static int f_upload_set_headers_if(meta_store *ms, const char *upload_id, const char *expected, const char *headers_json) {
+    return IN(ms)->ops->upload_set_headers_if(IN(ms), upload_id, expected, headers_json);
+}
+
+static int invalidate_key_row(void *ud, const meta_key *k) {
+    invalidate_name(ud, 'k', k->access_key);
+    return 0;
+}
+
+/* A re-seal rewrites every access key's sealed secret: the cached rows go,
+ * whatever the outcome (an unknown one may have committed). */
+static int c_master_reseal(meta_store *ms, const meta_reseal *r, int64_t *count) {
+    int rc = IN(ms)->ops->master_reseal(IN(ms), r, count);
+    IN(ms)->ops->key_list(IN(ms), -1, invalidate_key_row, T(ms));
+    return rc;
+}
+
 static void set_ops(tiered *t) {
     meta_ops *o = &t->ops;
     *o = *t->inner->ops; /* the name and the migrations; every function is replaced below */
@@ -974,12 +1012,15 @@ static void set_ops(tiered *t) {
     F(limit_remove);
     F(object_get_version); F(object_list_versions);
     F(bucket_list_page);
+    F(kms_key_create); F(kms_key_get); F(kms_key_list); F(kms_key_set_enabled); F(kms_version_add);
+    F(kms_version_get); F(upload_set_headers_if);
 #undef F
 #define C(n) o->n = c_##n
     C(close); C(migrate); C(key_create); C(key_get); C(key_set_active); C(bucket_create); C(bucket_get); C(bucket_config_get);
     C(bucket_delete); C(bucket_set_public); C(object_put); C(object_get); C(object_delete); C(object_delete_many);
     C(placement_set_layout); C(repair); C(upload_complete); C(user_get); C(user_create); C(user_ensure_root);
     C(user_set_audit); C(bucket_set_versioning); C(bucket_enable_object_lock); C(object_set_headers);
+    C(master_reseal);
 #undef C
     o->pool_stats = t->inner->ops->pool_stats ? c_pool_stats : NULL;
     o->job_listener_open = t->inner->ops->job_listener_open ? c_job_listener_open : NULL;

@@ -17,6 +17,7 @@
 #include "auth/auth.h"
 #include "cache/tiered.h"
 #include "cmd/cmd.h"
+#include "crypt/kms.h"
 #include "data/data.h"
 #include "jobs/jobs.h"
 #include "s3/s3.h"
@@ -758,6 +759,269 @@ static int set_public_policy(meta_store *ms, const meta_bucket *b, bool on) {
     return rc;
 }
 
+/* ---- cairn admin kms ... (docs/kms.md) ---- */
+
+static int print_kms_key(void *ud, const meta_kms_key *k) {
+    json_t *arr = ud;
+    char when[40];
+    time_fmt_iso8601(k->created_ms, when, sizeof when);
+    if (arr) {
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:i,s:s,s:s}", "id", k->id, "state",
+                                             k->enabled ? "enabled" : "disabled", "version", k->version, "created",
+                                             when, "description", k->description));
+        return 0;
+    }
+    printf("%s %s v%d %s%s%s\n", k->id, k->enabled ? "enabled" : "disabled", k->version, when,
+           k->description[0] ? " " : "", k->description);
+    return 0;
+}
+
+static void kms_error(const char *what, const char *id, int rc) {
+    if (rc == CAIRN_ENOTFOUND) fprintf(stderr, "cairn: no KMS key '%s'\n", id);
+    else if (rc == CAIRN_EEXIST) fprintf(stderr, "cairn: KMS key '%s' already exists\n", id);
+    else if (rc == CAIRN_EAUTH)
+        fprintf(stderr, "cairn: %s: the master key does not open KMS key '%s' (was it sealed under another?)\n", what,
+                id);
+    else fprintf(stderr, "cairn: %s '%s' failed: %s\n", what, id, cairn_strerror(rc));
+}
+
+/* Re-seals one value under the new master key (meta_master_reseal). */
+typedef struct {
+    const unsigned char *old_key, *new_key;
+    char failed[160];
+} reseal_keys;
+
+static int reseal_material(void *ud, const char *key_id, int version, const uint8_t old[META_KMS_SEALED],
+                           uint8_t out[META_KMS_SEALED]) {
+    reseal_keys *r = ud;
+    uint8_t m[CRYPT_KEY];
+    int rc = kms_material_open(r->old_key, key_id, version, old, m);
+    if (rc == 0) rc = kms_material_seal(r->new_key, key_id, version, m, out);
+    sodium_memzero(m, sizeof m);
+    if (rc != 0) snprintf(r->failed, sizeof r->failed, "KMS key %s version %d", key_id, version);
+    return rc;
+}
+
+static int reseal_secret(void *ud, const char *what, const char *name, const char *old, char *out, size_t cap) {
+    reseal_keys *r = ud;
+    buf_t plain, sealed;
+    buf_init(&plain);
+    buf_init(&sealed);
+    int rc = auth_secret_open(r->old_key, old, &plain);
+    if (rc == 0) buf_append(&plain, "", 1); /* NUL-terminated for the seal */
+    if (rc == 0 && plain.oom) rc = CAIRN_ENOMEM;
+    if (rc == 0) rc = auth_secret_seal(r->new_key, (const char *)plain.data, &sealed);
+    if (rc == 0 && sealed.len + 1 > cap) rc = CAIRN_ETOOBIG;
+    if (rc == 0) {
+        memcpy(out, sealed.data, sealed.len);
+        out[sealed.len] = '\0';
+    }
+    if (plain.data) sodium_memzero(plain.data, plain.len);
+    buf_free(&plain);
+    buf_free(&sealed);
+    if (rc != 0) snprintf(r->failed, sizeof r->failed, "%s %s", what, name);
+    return rc;
+}
+
+static int fsync_dir_of(const char *path) {
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return CAIRN_EIO;
+    int rc = fsync(fd) == 0 ? 0 : CAIRN_EIO;
+    close(fd);
+    return rc;
+}
+
+/*
+ * cairn admin kms rotate-master [--new-key-file PATH]: every sealed value
+ * (KMS key versions, access-key and notify-target secrets) re-sealed under
+ * a new master key in one transaction.  The new key is written durably
+ * first, to "<key file>.new" (or DATA/master.key.new when the key comes
+ * from master_key / CAIRN_MASTER_KEY), so a crash at any point leaves the
+ * key that opens the database on disk: before the commit the old one still
+ * does; after it, the .new file does until it is moved into place.
+ */
+static int kms_rotate_master(meta_store *ms, const config_t *cfg, const unsigned char mk[32], const char *new_file) {
+    unsigned char nk[32];
+    if (new_file) {
+        int rc = read_key_file(new_file, nk);
+        if (rc != 0) {
+            fprintf(stderr, "cairn: cannot read the new master key from %s: %s\n", new_file,
+                    rc == CAIRN_EINVAL ? "it does not hold 64 hex digits" : rc == CAIRN_ENOTFOUND ? "no such file"
+                                                                                                 : strerror(errno));
+            return 1;
+        }
+    } else {
+        rand_bytes(nk, sizeof nk);
+    }
+    if (sodium_memcmp(nk, mk, 32) == 0) {
+        fprintf(stderr, "cairn: the new master key is the current one\n");
+        sodium_memzero(nk, sizeof nk);
+        return 1;
+    }
+    bool inline_key = cfg->master_key[0] != '\0';
+    char key_path[1100], staged[1120];
+    if (cfg->master_key_file[0]) snprintf(key_path, sizeof key_path, "%s", cfg->master_key_file);
+    else snprintf(key_path, sizeof key_path, "%s/master.key", cfg->data_dir);
+    snprintf(staged, sizeof staged, "%s.new", key_path);
+    char hex[80] = {0};
+    hex_encode(nk, 32, hex);
+    hex[64] = '\n';
+    /* Create only: a .new file left by an interrupted run may be the only
+     * copy of the key that opens the database now. */
+    int rc = file_write_atomic(staged, hex, 65, 0600, false);
+    if (rc == CAIRN_EEXIST)
+        fprintf(stderr, "cairn: %s exists: an earlier rotate-master may have been interrupted (docs/kms.md says how "
+                        "to recover); nothing was changed\n", staged);
+    else if (rc != 0)
+        fprintf(stderr, "cairn: cannot write the new master key to %s: %s (nothing was changed)\n", staged,
+                cairn_strerror(rc));
+    if (rc != 0) {
+        sodium_memzero(hex, sizeof hex);
+        sodium_memzero(nk, sizeof nk);
+        return 1;
+    }
+    reseal_keys r = {.old_key = mk, .new_key = nk};
+    meta_reseal rs = {reseal_material, reseal_secret, &r};
+    int64_t n = 0;
+    rc = meta_master_reseal(ms, &rs, &n);
+    sodium_memzero(nk, sizeof nk);
+    if (rc != 0) {
+        unlink(staged);
+        if (r.failed[0])
+            fprintf(stderr, "cairn: rotate-master: %s does not open under the current master key: %s; nothing was "
+                            "changed (if an earlier rotate-master was interrupted after its commit, %s holds the key "
+                            "that opens them)\n",
+                    r.failed, cairn_strerror(rc), staged);
+        else fprintf(stderr, "cairn: rotate-master failed: %s; nothing was changed\n", cairn_strerror(rc));
+        sodium_memzero(hex, sizeof hex);
+        return 1;
+    }
+    /* Committed: the database opens only under the new key now. */
+    if (inline_key) {
+        hex[64] = '\0';
+        printf("master key rotated: %lld sealed values re-sealed\n", (long long)n);
+        printf("new master key: %s\n", hex);
+        printf("it is also in %s (mode 0600): set master_key (CAIRN_MASTER_KEY) to it and restart every gateway, "
+               "then delete that file\n",
+               staged);
+        sodium_memzero(hex, sizeof hex);
+        return 0;
+    }
+    sodium_memzero(hex, sizeof hex);
+    if (rename(staged, key_path) != 0 || fsync_dir_of(key_path) != 0) {
+        fprintf(stderr,
+                "cairn: the master key was rotated but %s could not be moved to %s: %s; move it there by hand "
+                "before anything restarts\n",
+                staged, key_path, strerror(errno));
+        return 1;
+    }
+    printf("master key rotated: %lld sealed values re-sealed; the new key is in %s\n", (long long)n, key_path);
+    printf("restart every gateway (each must read the new key: copy %s to every host that has its own copy)\n",
+           key_path);
+    return 0;
+}
+
+/* cairn admin kms key create [--id ID] [--description TEXT] | key list [--json] |
+ * key rotate ID | key disable ID | key enable ID | rotate-master [--new-key-file PATH]. */
+static int admin_kms(meta_store *ms, const config_t *cfg, const unsigned char mk[32], int argc, char **argv) {
+    const char *what = argc > 1 ? argv[1] : "", *verb = argc > 2 ? argv[2] : "";
+    if (!strcmp(what, "rotate-master")) {
+        const char *file = NULL;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--new-key-file") && i + 1 < argc) file = argv[++i];
+            else return 2;
+        }
+        return kms_rotate_master(ms, cfg, mk, file);
+    }
+    if (strcmp(what, "key") != 0) return 2;
+    if (!strcmp(verb, "create")) {
+        const char *id = NULL, *desc = "";
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "--id") && i + 1 < argc) id = argv[++i];
+            else if (!strcmp(argv[i], "--description") && i + 1 < argc) desc = argv[++i];
+            else return 2;
+        }
+        char made[33];
+        if (!id) {
+            rand_hex_id(made, 16);
+            id = made;
+        }
+        if (!kms_id_valid(id)) {
+            fprintf(stderr, "cairn: invalid KMS key id '%s' (1-%d of A-Z a-z 0-9 - _)\n", id, KMS_ID_MAX);
+            return 2;
+        }
+        if (strlen(desc) > META_KMS_DESC_MAX) {
+            fprintf(stderr, "cairn: the description is longer than %d bytes\n", META_KMS_DESC_MAX);
+            return 2;
+        }
+        kms *k;
+        int rc = kms_open(ms, mk, &k);
+        if (rc == 0) rc = kms_key_create(k, id, desc);
+        kms_close(k);
+        if (rc != 0) {
+            kms_error("creating KMS key", id, rc);
+            return 1;
+        }
+        printf("%s\n", id);
+        return 0;
+    }
+    if (!strcmp(verb, "list")) {
+        bool json = argc > 3 && !strcmp(argv[3], "--json");
+        if (argc > (json ? 4 : 3)) return 2;
+        json_t *arr = json ? json_array() : NULL;
+        int rc = meta_kms_key_list(ms, print_kms_key, arr);
+        if (rc == 0 && arr) {
+            char *text = json_dumps(arr, JSON_COMPACT);
+            if (text) printf("%s\n", text);
+            else rc = CAIRN_ENOMEM;
+            free(text);
+        }
+        json_decref(arr);
+        if (rc != 0) fprintf(stderr, "cairn: listing KMS keys failed: %s\n", cairn_strerror(rc));
+        return rc ? 1 : 0;
+    }
+    const char *id = argc > 3 ? argv[3] : NULL;
+    if (!id || argc > 4) return 2;
+    if (!strcmp(verb, "rotate")) {
+        kms *k;
+        int version = 0;
+        int rc = kms_open(ms, mk, &k);
+        if (rc == 0) rc = kms_key_rotate(k, id, &version);
+        kms_close(k);
+        if (rc != 0) {
+            kms_error("rotating KMS key", id, rc);
+            return 1;
+        }
+        int64_t job = 0;
+        rc = jobs_enqueue_kms_rewrap(ms, id, &job);
+        if (rc != 0) {
+            fprintf(stderr, "cairn: KMS key %s is at version %d, but its re-wrap job could not be enqueued: %s "
+                            "(enqueue it with: cairn admin jobs enqueue kms_rewrap '{\"key_id\":\"%s\"}')\n",
+                    id, version, cairn_strerror(rc), id);
+            return 1;
+        }
+        printf("KMS key %s rotated to version %d; re-wrap job %lld enqueued\n", id, version, (long long)job);
+        return 0;
+    }
+    if (!strcmp(verb, "disable") || !strcmp(verb, "enable")) {
+        bool on = !strcmp(verb, "enable");
+        int rc = meta_kms_key_set_enabled(ms, id, on);
+        if (rc != 0) {
+            kms_error(on ? "enabling KMS key" : "disabling KMS key", id, rc);
+            return 1;
+        }
+        printf("KMS key %s %s (every gateway within %d ms)\n", id, on ? "enabled" : "disabled", KMS_CACHE_MS);
+        return 0;
+    }
+    return 2;
+}
+
 static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk[32], int argc, char **argv) {
     const char *what = argc > 0 ? argv[0] : "", *verb = argc > 1 ? argv[1] : "";
     const char *arg = argc > 2 ? argv[2] : NULL;
@@ -865,6 +1129,10 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
         rc = admin_limits(ms, argc, argv);
         if (rc != 2) return rc;
     }
+    if (!strcmp(what, "kms")) {
+        rc = admin_kms(ms, cfg, mk, argc, argv);
+        if (rc != 2) return rc;
+    }
     fprintf(stderr,
             "usage: cairn admin [--data DIR] user create NAME [--audit] | user list | user audit NAME --grant|--revoke\n"
             "       cairn admin [--data DIR] audit query [--correlation-id X] [--principal X] ... [--url URL]\n"
@@ -879,6 +1147,9 @@ static int admin_run(meta_store *ms, const config_t *cfg, const unsigned char mk
             "       cairn admin [--data DIR] lifecycle run [--bucket NAME]\n"
             "       cairn admin [--data DIR] limits set --key AK|--bucket NAME [--ops N] [--bytes N] |\n"
             "                                get --key AK|--bucket NAME | list | remove --key AK|--bucket NAME\n"
+            "       cairn admin [--data DIR] kms key create [--id ID] [--description TEXT] | key list [--json] |\n"
+            "                                key rotate ID | key disable ID | key enable ID\n"
+            "       cairn admin [--data DIR] kms rotate-master [--new-key-file PATH]\n"
             "       cairn admin [--data DIR] fsck [--repair] [--json]\n"
             "       cairn admin [--data DIR] audit journal-dump [--all | --spool]\n"
             "       cairn admin [--data DIR] audit dlq [--rejected]\n");

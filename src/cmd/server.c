@@ -22,6 +22,7 @@
 #include "audit/logship.h"
 #include "auth/auth.h"
 #include "cmd/cmd.h"
+#include "crypt/kms.h"
 #include "data/data.h"
 #include "events/events.h"
 #include "events/ws.h"
@@ -413,6 +414,7 @@ typedef struct {
     events_bus *bus;           /* the event bus (NULL: events_enabled is false) */
     events_hub *hub;           /* the event stream's sockets */
     events_notify *notify;     /* bucket notifications' delivery (the "notify" jobs) */
+    kms *kms;                  /* the key manager (SSE-S3, SSE-KMS; the kms_rewrap jobs) */
 } server;
 
 static int fail_with(server *sv, int exit_code) {
@@ -603,13 +605,29 @@ static int gateway_start(void *ud) {
     s3_deps deps = {.cfg = &sv->cfg, .meta = sv->ms, .data = sv->ds, .obs = sv->obs, .root_access_key = sv->root.user,
                     .root_secret = sv->root.password, .root_user_id = sv->root_user.id,
                     .jobs = {sv, gateway_job_metrics, gateway_empty_trash, gateway_empty_trash_later, gateway_jobs_wake},
-                    .audit = sv->audit, .events = sv->bus, .events_hub = sv->hub};
+                    .audit = sv->audit, .events = sv->bus, .events_hub = sv->hub, .kms = sv->kms};
     memcpy(deps.master_key, sv->mk, 32);
     int rc = s3_gateway_new(&deps, &sv->gw);
     sodium_memzero(deps.master_key, sizeof deps.master_key);
     if (rc == 0) return 0;
     fprintf(stderr, "cairn: out of memory\n");
     return fail_with(sv, 1);
+}
+
+/* The key manager: opened after the metadata, closed after everything
+ * that wraps with it (the gateway, the jobs) has stopped. */
+static int kms_start(void *ud) {
+    server *sv = ud;
+    int rc = kms_open(sv->ms, sv->mk, &sv->kms);
+    if (rc == 0) return 0;
+    fprintf(stderr, "cairn: cannot start the key manager: %s\n", cairn_strerror(rc));
+    return fail_with(sv, 1);
+}
+
+static void kms_stop(void *ud) {
+    server *sv = ud;
+    kms_close(sv->kms);
+    sv->kms = NULL;
 }
 
 static void gateway_stop(void *ud) {
@@ -703,7 +721,8 @@ static int jobs_start(void *ud) {
     if (jobs_queue_new(sv->ms, sv->obs, &jo, &sv->jobs) != 0 || jobs_register_builtin(sv->jobs, sv->ms, sv->ds, &jbo) != 0 ||
         jobs_register_audit(sv->jobs, sv->audit_ms, c->audit_retention_days) != 0 ||
         events_notify_new(&no, &sv->notify) != 0 || jobs_register(sv->jobs, "notify", events_notify_job, sv->notify) != 0 ||
-        s3_lifecycle_register(sv->jobs, sv->ms, sv->ds, sv->bus, c) != 0 || jobs_queue_start(sv->jobs) != 0)
+        s3_lifecycle_register(sv->jobs, sv->ms, sv->ds, sv->bus, c) != 0 ||
+        jobs_register_kms_rewrap(sv->jobs, sv->ms, sv->kms) != 0 || jobs_queue_start(sv->jobs) != 0)
         log_write(LOG_WARN, NULL, "job queue not fully started: out of memory", NULL);
     else
         data_set_heal_sink(sv->ds, jobs_enqueue_heal, sv->ms); /* heals become durable, retried jobs */
@@ -836,11 +855,12 @@ static int register_services(svc_registry *r, server *sv) {
         {"data", "metadata", data_start, data_stop, sv, 0},
         {"obs", NULL, obs_start, obs_stop, sv, 0},
         {"audit", NULL, audit_start, audit_stop, sv, 0},
-        {"gateway", "metadata,data,obs,audit,events", gateway_start, gateway_stop, sv, 0},
+        {"kms", "metadata", kms_start, kms_stop, sv, 0},
+        {"gateway", "metadata,kms,data,obs,audit,events", gateway_start, gateway_stop, sv, 0},
         {"auditstore", "metadata,obs,gateway,audit", auditstore_start, auditstore_stop, sv, 0},
         {"shipper", "metadata,audit", shipper_start, shipper_stop, sv, sv->cfg.shutdown_timeout * 1000 + 5000},
         {"scrubber", "metadata,data,obs,events", scrubber_start, scrubber_stop, sv, 0},
-        {"jobs", "metadata,data,obs,events", jobs_start, jobs_stop, sv, 0},
+        {"jobs", "metadata,kms,data,obs,events", jobs_start, jobs_stop, sv, 0},
         {"membership", "metadata,data,obs,events", membership_run, membership_end, sv, 0},
         {"http",
          sv->gateway ? "tls,listener,gateway,audit,auditstore,shipper,scrubber,jobs,membership"

@@ -52,4 +52,28 @@ int kms_wrap(kms *k, const char *key_id, const uint8_t dk[CRYPT_KEY], uint8_t wr
 int kms_unwrap(kms *k, const char *key_id, int version, const uint8_t wrapped[CRYPT_WRAPPED],
                uint8_t dk[CRYPT_KEY]);
 
+/* ---- beyond the request path: the admin commands and the re-wrap job ---- */
+
+/* kms_wrap under a given version of key_id (the re-wrap job moves data
+ * keys to the version it read from the key row itself, never a cached
+ * one).  Errors as kms_wrap; CAIRN_ENOTFOUND also for no such version. */
+int kms_wrap_at(kms *k, const char *key_id, int version, const uint8_t dk[CRYPT_KEY],
+                uint8_t wrapped[CRYPT_WRAPPED]);
+/* Creates key id (kms_id_valid) with fresh material as version 1.
+ * CAIRN_EINVAL for a bad id, CAIRN_EEXIST when it exists. */
+int kms_key_create(kms *k, const char *id, const char *description);
+/* Adds the next version of fresh material; *version gets it.  A concurrent
+ * rotation that took the number is retried with the next one. */
+int kms_key_rotate(kms *k, const char *id, int *version);
+/* Forgets what this process cached of key id (after a change it made). */
+void kms_forget(kms *k, const char *id);
+
+/* Sealing of material under a master key with the purpose
+ * "kms:<id>:<version>": 0, CAIRN_EAUTH (open: another master key, or
+ * tampered), CAIRN_ENOMEM.  Thread-safe. */
+int kms_material_seal(const uint8_t master[CRYPT_KEY], const char *id, int version,
+                      const uint8_t material[CRYPT_KEY], uint8_t sealed[CRYPT_WRAPPED]);
+int kms_material_open(const uint8_t master[CRYPT_KEY], const char *id, int version,
+                      const uint8_t sealed[CRYPT_WRAPPED], uint8_t material[CRYPT_KEY]);
+
 #endif

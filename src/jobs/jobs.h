@@ -217,4 +217,25 @@ int jobs_register_prune(job_queue *q, meta_store *ms, const jobs_builtin_options
  * than retention_days (0 = keeps them forever), periodically. */
 int jobs_register_audit(job_queue *q, meta_store *ms, int retention_days);
 
+/* kms_rewrap (rewrap.c; docs/kms.md): moves the data keys wrapped by older
+ * versions of a KMS key to its newest.  Its args: {"key_id": ID} and, in a
+ * continuation, the cursor. */
+struct kms;
+typedef struct {
+    int64_t seen;              /* object versions and uploads looked at */
+    int64_t rewrapped;         /* data keys moved to the newest version */
+    int64_t conflicts;         /* compare-and-sets lost to a concurrent change (read again) */
+    int64_t skipped;           /* data keys that did not open (logged, left as they are) */
+} jobs_rewrap_stats;
+/* One run's work: at most batch rows after the cursor in args (st counts
+ * them); *next gets the continuation's args (malloc'd, the caller frees) or
+ * NULL when the walk is through.  CAIRN_EINVAL for bad args, CAIRN_ENOTFOUND
+ * without the key, CAIRN_EPERM when it is disabled (err says which). */
+int jobs_kms_rewrap_batch(meta_store *ms, struct kms *k, const char *args, int batch, char **next,
+                          jobs_rewrap_stats *st, char *err, size_t errlen);
+/* Enqueues the first run for key_id (`cairn admin kms key rotate`). */
+int jobs_enqueue_kms_rewrap(meta_store *ms, const char *key_id, int64_t *id);
+/* Registers kms_rewrap on q, with k (stays the caller's, open while q runs). */
+int jobs_register_kms_rewrap(job_queue *q, meta_store *ms, struct kms *k);
+
 #endif

@@ -38,6 +38,10 @@
  *   own transaction; periodic.  Registered by every process that serves
  *   the audit store (jobs_register_audit), so it runs on whichever claims
  *   it: once per period across gateways, by its unique key.
+ * kms_rewrap: after a KMS key's rotation, moves the data keys wrapped by
+ *   its older versions to the newest one, a batch per run, each run
+ *   enqueueing the next with its cursor (rewrap.c says how).  Registered by
+ *   jobs_register_kms_rewrap, with the process's key manager.
  * test.record / test.fail (only with CAIRN_TEST_JOB_KINDS set): append to a
  *   file named in the arguments, so tests can see every run; test.record may
  *   sleep first (args "sleep_ms"; with "interruptible": true it releases the

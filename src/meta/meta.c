@@ -950,3 +950,58 @@ int meta_audit_rows_deliver(meta_audit_row *rows, int n, int err, int (*cb)(void
     *count = delivered;
     return err;
 }
+
+/* ---- the key manager's keys ---- */
+
+static bool kms_id_ok(const char *id) {
+    size_t n = id ? strnlen(id, META_KMS_ID_MAX + 1) : 0;
+    return n > 0 && n <= META_KMS_ID_MAX;
+}
+
+int meta_kms_key_create(meta_store *ms, const char *id, const char *description,
+                        const uint8_t sealed[META_KMS_SEALED], int64_t now_ms) {
+    if (!ms || !kms_id_ok(id) || !sealed || (description && strnlen(description, META_KMS_DESC_MAX + 1) > META_KMS_DESC_MAX))
+        return CAIRN_EINVAL;
+    return ms->ops->kms_key_create(ms, id, description ? description : "", sealed, now_ms);
+}
+
+int meta_kms_key_get(meta_store *ms, const char *id, meta_kms_key *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!ms || !out) return CAIRN_EINVAL;
+    if (!kms_id_ok(id)) return CAIRN_ENOTFOUND;
+    return ms->ops->kms_key_get(ms, id, out);
+}
+
+int meta_kms_key_list(meta_store *ms, int (*cb)(void *ud, const meta_kms_key *k), void *ud) {
+    return ms && cb ? ms->ops->kms_key_list(ms, cb, ud) : CAIRN_EINVAL;
+}
+
+int meta_kms_key_set_enabled(meta_store *ms, const char *id, bool enabled) {
+    if (!ms) return CAIRN_EINVAL;
+    if (!kms_id_ok(id)) return CAIRN_ENOTFOUND;
+    return ms->ops->kms_key_set_enabled(ms, id, enabled);
+}
+
+int meta_kms_version_add(meta_store *ms, const char *id, int version, const uint8_t sealed[META_KMS_SEALED],
+                         int64_t now_ms) {
+    if (!ms || !sealed || version < 1) return CAIRN_EINVAL;
+    if (!kms_id_ok(id)) return CAIRN_ENOTFOUND;
+    return ms->ops->kms_version_add(ms, id, version, sealed, now_ms);
+}
+
+int meta_kms_version_get(meta_store *ms, const char *id, int version, uint8_t sealed[META_KMS_SEALED]) {
+    if (!ms || !sealed) return CAIRN_EINVAL;
+    if (!kms_id_ok(id) || version < 1) return CAIRN_ENOTFOUND;
+    return ms->ops->kms_version_get(ms, id, version, sealed);
+}
+
+int meta_master_reseal(meta_store *ms, const meta_reseal *r, int64_t *count) {
+    if (count) *count = 0;
+    if (!ms || !r || !r->material || !r->secret) return CAIRN_EINVAL;
+    return ms->ops->master_reseal(ms, r, count);
+}
+
+int meta_upload_set_headers_if(meta_store *ms, const char *upload_id, const char *expected, const char *headers_json) {
+    if (!ms || !upload_id || !expected || !headers_json) return CAIRN_EINVAL;
+    return ms->ops->upload_set_headers_if(ms, upload_id, expected, headers_json);
+}

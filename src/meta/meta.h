@@ -1071,4 +1071,65 @@ int meta_audit_query(meta_store *ms, const meta_audit_filter *f, int limit,
  * calls it until fewer than limit go). */
 int meta_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64_t *deleted);
 
+/* ---- the key manager's keys (src/crypt/kms.h, docs/kms.md) ---------------------------- */
+
+/*
+ * A KMS key: an id, a state, and versions 1 .. n of key material, each
+ * stored only sealed by the master key (META_KMS_SEALED bytes: kms.c seals
+ * and opens them; meta never sees material).  Few rows: read by id.
+ */
+#define META_KMS_SEALED 60             /* crypt.h's CRYPT_WRAPPED, without including it */
+#define META_KMS_ID_MAX 64             /* bytes of an id */
+#define META_KMS_DESC_MAX 256          /* bytes of a description */
+
+typedef struct {
+    char id[META_KMS_ID_MAX + 1];
+    bool enabled;
+    char description[META_KMS_DESC_MAX + 1];
+    int64_t created_ms;
+    int version;                       /* the newest version (1 .. ) */
+} meta_kms_key;
+
+/* Creates key id, enabled, with version 1 sealed as given, in one
+ * transaction.  CAIRN_EEXIST when the id is taken; CAIRN_EINVAL for an
+ * empty or overlong id or description. */
+int meta_kms_key_create(meta_store *ms, const char *id, const char *description,
+                        const uint8_t sealed[META_KMS_SEALED], int64_t now_ms);
+int meta_kms_key_get(meta_store *ms, const char *id, meta_kms_key *out);      /* ENOTFOUND */
+/* Every key in id order; rows are copied out before cb runs (nonzero stops). */
+int meta_kms_key_list(meta_store *ms, int (*cb)(void *ud, const meta_kms_key *k), void *ud);
+int meta_kms_key_set_enabled(meta_store *ms, const char *id, bool enabled);   /* ENOTFOUND */
+/* Adds version (a rotation: the newest + 1).  CAIRN_EEXIST when that
+ * version exists already (a concurrent rotation won: read the key again),
+ * CAIRN_ENOTFOUND without the key, CAIRN_EINVAL for version < 1. */
+int meta_kms_version_add(meta_store *ms, const char *id, int version, const uint8_t sealed[META_KMS_SEALED],
+                         int64_t now_ms);
+/* The sealed material of one version.  CAIRN_ENOTFOUND. */
+int meta_kms_version_get(meta_store *ms, const char *id, int version, uint8_t sealed[META_KMS_SEALED]);
+
+/*
+ * What a new master key needs re-sealed, in ONE write transaction (`cairn
+ * admin kms rotate-master`): every KMS key version's material, every access
+ * key's sealed secret and every notify target's sealed secret.  The
+ * callbacks run inside the transaction, holding its connection (the one
+ * exception to "Callbacks" above): they must not call meta, only open with
+ * the old key and seal with the new.  material(ud, key id, version, old,
+ * new) and secret(ud, what, name, old, out, cap) — what is "access_key" or
+ * "notify_target"; the new sealed secret goes into out (cap bytes, NUL
+ * terminated).  A nonzero return from either rolls everything back and is
+ * the call's result.  *count (may be NULL) gets how many rows changed.
+ */
+typedef struct {
+    int (*material)(void *ud, const char *key_id, int version, const uint8_t old[META_KMS_SEALED],
+                    uint8_t out[META_KMS_SEALED]);
+    int (*secret)(void *ud, const char *what, const char *name, const char *old, char *out, size_t cap);
+    void *ud;
+} meta_reseal;
+int meta_master_reseal(meta_store *ms, const meta_reseal *r, int64_t *count);
+
+/* Replaces an upload's stored headers while they are still exactly
+ * expected (meta_object_set_headers_if's rule).  CAIRN_ENOTFOUND when the
+ * upload is gone or its headers changed. */
+int meta_upload_set_headers_if(meta_store *ms, const char *upload_id, const char *expected, const char *headers_json);
+
 #endif

@@ -149,6 +149,14 @@ typedef struct meta_ops {
     int (*bucket_config_get)(meta_store *ms, int64_t bucket_id, const char *kind, char **body);
     int (*bucket_config_put)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *kind, const char *body);
     int (*job_pending_count)(meta_store *ms, const char *kind, const char *needle, int64_t before_id, int64_t *n);
+    int (*kms_key_create)(meta_store *ms, const char *id, const char *description, const uint8_t *sealed, int64_t now_ms);
+    int (*kms_key_get)(meta_store *ms, const char *id, meta_kms_key *out);
+    int (*kms_key_list)(meta_store *ms, int (*cb)(void *ud, const meta_kms_key *k), void *ud);
+    int (*kms_key_set_enabled)(meta_store *ms, const char *id, bool enabled);
+    int (*kms_version_add)(meta_store *ms, const char *id, int version, const uint8_t *sealed, int64_t now_ms);
+    int (*kms_version_get)(meta_store *ms, const char *id, int version, uint8_t *sealed);
+    int (*master_reseal)(meta_store *ms, const meta_reseal *r, int64_t *count);
+    int (*upload_set_headers_if)(meta_store *ms, const char *upload_id, const char *expected, const char *headers_json);
     /* Optional (NULL: the backend has no notifications). */
     int (*job_listener_open)(meta_store *ms, meta_listener **out);
     /* Optional (NULL: the backend has no pool to report). */

@@ -403,6 +403,27 @@ static const char up_v16[] =
     "  PRIMARY KEY (scope, name)) WITHOUT ROWID;";
 static const char down_v16[] = "DROP TABLE rate_limits;";
 
+/* v17: the built-in key manager's keys (src/crypt/kms.h, docs/kms.md): a
+ * key is a name and a state; its material, one row per version (1, 2, ...
+ * a rotation adds the next), is stored only sealed by the master key
+ * (crypt_key_wrap: 60 bytes).  A version is never removed while a data key
+ * may be wrapped by it; the key's newest version is max(version). */
+static const char up_v17[] =
+    "CREATE TABLE kms_keys("
+    "  id TEXT PRIMARY KEY,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE kms_key_versions("
+    "  key_id TEXT NOT NULL REFERENCES kms_keys(id),"
+    "  version INTEGER NOT NULL CHECK (version >= 1),"
+    "  sealed BLOB NOT NULL CHECK (length(sealed) = 60),"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (key_id, version)) WITHOUT ROWID;";
+static const char down_v17[] =
+    "DROP TABLE kms_key_versions;"
+    "DROP TABLE kms_keys;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -420,6 +441,7 @@ static const migration migrations[] = {
     {14, "versions: every version of a key a row, delete markers, the current one by index; bucket versioning", up_v14, down_v14},
     {15, "part checksums: the x-amz-checksum-* of each part of uploads and of completed objects", up_v15, down_v15},
     {16, "rate limits: the overrides of one access key's or one bucket's limits", up_v16, down_v16},
+    {17, "key manager: KMS keys and their versions of sealed key material", up_v17, down_v17},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -352,6 +352,27 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_BUCKET_LIMIT_DROP] = "DELETE FROM rate_limits WHERE scope = 'bucket' AND name = $1::text",
     [PS_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
                              " AND kind = $1::text AND strpos(args, $2::text) > 0 AND id < $3::int8",
+    [PS_KMS_KEY_INSERT] = "INSERT INTO kms_keys(id, enabled, description, created_ms)"
+                          " VALUES ($1::text, true, $2::text, $3::int8)",
+    [PS_KMS_KEY_GET] = "SELECT k.id, k.enabled, k.description, k.created_ms,"
+                       " (SELECT max(version) FROM kms_key_versions v WHERE v.key_id = k.id)"
+                       " FROM kms_keys k WHERE k.id = $1::text",
+    [PS_KMS_KEY_LIST] = "SELECT k.id, k.enabled, k.description, k.created_ms,"
+                        " (SELECT max(version) FROM kms_key_versions v WHERE v.key_id = k.id)"
+                        " FROM kms_keys k ORDER BY k.id",
+    [PS_KMS_KEY_SET_ENABLED] = "UPDATE kms_keys SET enabled = $2::bool WHERE id = $1::text",
+    [PS_KMS_VERSION_INSERT] = "INSERT INTO kms_key_versions(key_id, version, sealed, created_ms)"
+                              " VALUES ($1::text, $2::int8, $3::bytea, $4::int8)",
+    [PS_KMS_VERSION_GET] = "SELECT sealed FROM kms_key_versions WHERE key_id = $1::text AND version = $2::int8",
+    [PS_KMS_VERSION_ALL] = "SELECT key_id, version, sealed FROM kms_key_versions ORDER BY key_id, version FOR UPDATE",
+    [PS_KMS_VERSION_SET] = "UPDATE kms_key_versions SET sealed = $3::bytea WHERE key_id = $1::text"
+                           " AND version = $2::int8",
+    [PS_KEY_SECRETS] = "SELECT access_key, sealed_secret FROM access_keys ORDER BY access_key FOR UPDATE",
+    [PS_KEY_SET_SECRET] = "UPDATE access_keys SET sealed_secret = $2::text WHERE access_key = $1::text",
+    [PS_NOTIFY_SECRETS] = "SELECT name, secret FROM notify_targets WHERE secret <> '' ORDER BY name FOR UPDATE",
+    [PS_NOTIFY_SET_SECRET] = "UPDATE notify_targets SET secret = $2::text WHERE name = $1::text",
+    [PS_UPLOAD_SET_HEADERS] = "UPDATE uploads SET headers_json = $3::bytea WHERE upload_id = $1::text"
+                              " AND headers_json = $2::bytea",
 };
 
 /* ---- parameters ------------------------------------------------------------- */
@@ -865,6 +886,14 @@ const meta_ops pg_ops = {
     .notify_target_list = pg_notify_target_list,
     .notify_target_remove = pg_notify_target_remove,
     .limit_set = pg_limit_set,
+    .kms_key_create = pg_kms_key_create,
+    .kms_key_get = pg_kms_key_get,
+    .kms_key_list = pg_kms_key_list,
+    .kms_key_set_enabled = pg_kms_key_set_enabled,
+    .kms_version_add = pg_kms_version_add,
+    .kms_version_get = pg_kms_version_get,
+    .master_reseal = pg_master_reseal,
+    .upload_set_headers_if = pg_upload_set_headers_if,
     .limit_list = pg_limit_list,
     .limit_remove = pg_limit_remove,
     .bucket_notification_get = pg_bucket_notification_get,

@@ -166,6 +166,19 @@ typedef enum {
     PS_LIMIT_REMOVE,
     PS_BUCKET_LIMIT_DROP,
     PS_JOB_PENDING_COUNT,
+    PS_KMS_KEY_INSERT,
+    PS_KMS_KEY_GET,
+    PS_KMS_KEY_LIST,
+    PS_KMS_KEY_SET_ENABLED,
+    PS_KMS_VERSION_INSERT,
+    PS_KMS_VERSION_GET,
+    PS_KMS_VERSION_ALL,
+    PS_KMS_VERSION_SET,
+    PS_KEY_SECRETS,
+    PS_KEY_SET_SECRET,
+    PS_NOTIFY_SECRETS,
+    PS_NOTIFY_SET_SECRET,
+    PS_UPLOAD_SET_HEADERS,
     PS__COUNT
 } pg_stmt_id;
 
@@ -457,5 +470,13 @@ int pg_lease_acquire(meta_store *base_, const char *name, const char *holder, in
 int pg_lease_release(meta_store *base_, const char *name, const char *holder);
 int pg_lease_get(meta_store *base_, const char *name, meta_lease *out);
 int pg_job_listener_open(meta_store *base_, meta_listener **out);
+int pg_kms_key_create(meta_store *base_, const char *id, const char *description, const uint8_t *sealed, int64_t now_ms);
+int pg_kms_key_get(meta_store *base_, const char *id, meta_kms_key *out);
+int pg_kms_key_list(meta_store *base_, int (*cb)(void *ud, const meta_kms_key *k), void *ud);
+int pg_kms_key_set_enabled(meta_store *base_, const char *id, bool enabled);
+int pg_kms_version_add(meta_store *base_, const char *id, int version, const uint8_t *sealed, int64_t now_ms);
+int pg_kms_version_get(meta_store *base_, const char *id, int version, uint8_t *sealed);
+int pg_master_reseal(meta_store *base_, const meta_reseal *r, int64_t *count);
+int pg_upload_set_headers_if(meta_store *base_, const char *upload_id, const char *expected, const char *headers_json);
 
 #endif

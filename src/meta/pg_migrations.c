@@ -304,11 +304,28 @@ static const char up_v16[] =
     "  PRIMARY KEY (scope, name));";
 static const char down_v16[] = "DROP TABLE rate_limits;";
 
+/* v17: the key manager's keys and versions (migrations.c says why). */
+static const char up_v17[] =
+    "CREATE TABLE kms_keys("
+    "  id TEXT COLLATE \"C\" PRIMARY KEY,"
+    "  enabled BOOLEAN NOT NULL DEFAULT true,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL);"
+    "CREATE TABLE kms_key_versions("
+    "  key_id TEXT COLLATE \"C\" NOT NULL REFERENCES kms_keys(id),"
+    "  version INTEGER NOT NULL CHECK (version >= 1),"
+    "  sealed BYTEA NOT NULL CHECK (length(sealed) = 60),"
+    "  created_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (key_id, version));";
+static const char down_v17[] =
+    "DROP TABLE kms_key_versions;"
+    "DROP TABLE kms_keys;";
+
 static const pg_migration migrations[] = {
     {up_v1, down_v1}, {up_v2, down_v2}, {up_v3, down_v3}, {up_v4, down_v4}, {up_v5, down_v5},
     {up_v6, down_v6}, {up_v7, down_v7}, {up_v8, down_v8}, {up_v9, down_v9},
     {up_v10, down_v10}, {up_v11, down_v11}, {up_v12, down_v12}, {up_v13, down_v13}, {up_v14, down_v14},
-    {up_v15, down_v15}, {up_v16, down_v16},
+    {up_v15, down_v15}, {up_v16, down_v16}, {up_v17, down_v17},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -261,6 +261,23 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_BUCKET_LIMIT_DROP] = "DELETE FROM rate_limits WHERE scope = 'bucket' AND name = ?1",
     [ST_JOB_PENDING_COUNT] = "SELECT count(*) FROM jobs WHERE state IN ('available', 'running', 'retryable')"
                              " AND kind = ?1 AND instr(args, ?2) > 0 AND id < ?3",
+    [ST_KMS_KEY_INSERT] = "INSERT INTO kms_keys(id, enabled, description, created_ms) VALUES (?1, 1, ?2, ?3)",
+    [ST_KMS_KEY_GET] = "SELECT k.id, k.enabled, k.description, k.created_ms,"
+                       " (SELECT max(version) FROM kms_key_versions v WHERE v.key_id = k.id)"
+                       " FROM kms_keys k WHERE k.id = ?1",
+    [ST_KMS_KEY_LIST] = "SELECT k.id, k.enabled, k.description, k.created_ms,"
+                        " (SELECT max(version) FROM kms_key_versions v WHERE v.key_id = k.id)"
+                        " FROM kms_keys k ORDER BY k.id",
+    [ST_KMS_KEY_SET_ENABLED] = "UPDATE kms_keys SET enabled = ?2 WHERE id = ?1",
+    [ST_KMS_VERSION_INSERT] = "INSERT INTO kms_key_versions(key_id, version, sealed, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    [ST_KMS_VERSION_GET] = "SELECT sealed FROM kms_key_versions WHERE key_id = ?1 AND version = ?2",
+    [ST_KMS_VERSION_ALL] = "SELECT key_id, version, sealed FROM kms_key_versions ORDER BY key_id, version",
+    [ST_KMS_VERSION_SET] = "UPDATE kms_key_versions SET sealed = ?3 WHERE key_id = ?1 AND version = ?2",
+    [ST_KEY_SECRETS] = "SELECT access_key, sealed_secret FROM access_keys ORDER BY access_key",
+    [ST_KEY_SET_SECRET] = "UPDATE access_keys SET sealed_secret = ?2 WHERE access_key = ?1",
+    [ST_NOTIFY_SECRETS] = "SELECT name, secret FROM notify_targets WHERE secret <> '' ORDER BY name",
+    [ST_NOTIFY_SET_SECRET] = "UPDATE notify_targets SET secret = ?2 WHERE name = ?1",
+    [ST_UPLOAD_SET_HEADERS] = "UPDATE uploads SET headers_json = ?3 WHERE upload_id = ?1 AND headers_json = ?2",
     [ST_OBJPARTS_TRASH] = "INSERT OR IGNORE INTO trash(version_id, layout, added_ms)"
                           " SELECT part_version_id, layout, ?2 FROM object_parts WHERE version_id = ?1",
     [ST_LAYOUT_REFS] = "SELECT (SELECT count(*) FROM objects WHERE instr(layout, ?1) > 0)"
@@ -714,6 +731,14 @@ const meta_ops sq_ops = {
     .notify_target_list = sq_notify_target_list,
     .notify_target_remove = sq_notify_target_remove,
     .limit_set = sq_limit_set,
+    .kms_key_create = sq_kms_key_create,
+    .kms_key_get = sq_kms_key_get,
+    .kms_key_list = sq_kms_key_list,
+    .kms_key_set_enabled = sq_kms_key_set_enabled,
+    .kms_version_add = sq_kms_version_add,
+    .kms_version_get = sq_kms_version_get,
+    .master_reseal = sq_master_reseal,
+    .upload_set_headers_if = sq_upload_set_headers_if,
     .limit_list = sq_limit_list,
     .limit_remove = sq_limit_remove,
     .bucket_notification_get = sq_bucket_notification_get,

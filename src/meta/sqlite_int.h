@@ -150,6 +150,19 @@ typedef enum {
     ST_LIMIT_REMOVE,
     ST_BUCKET_LIMIT_DROP,
     ST_JOB_PENDING_COUNT,
+    ST_KMS_KEY_INSERT,
+    ST_KMS_KEY_GET,
+    ST_KMS_KEY_LIST,
+    ST_KMS_KEY_SET_ENABLED,
+    ST_KMS_VERSION_INSERT,
+    ST_KMS_VERSION_GET,
+    ST_KMS_VERSION_ALL,
+    ST_KMS_VERSION_SET,
+    ST_KEY_SECRETS,
+    ST_KEY_SET_SECRET,
+    ST_NOTIFY_SECRETS,
+    ST_NOTIFY_SET_SECRET,
+    ST_UPLOAD_SET_HEADERS,
     ST__COUNT
 } stmt_id;
 
@@ -375,5 +388,13 @@ int sq_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *i
 int sq_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
                    int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
 int sq_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted);
+int sq_kms_key_create(meta_store *base_, const char *id, const char *description, const uint8_t *sealed, int64_t now_ms);
+int sq_kms_key_get(meta_store *base_, const char *id, meta_kms_key *out);
+int sq_kms_key_list(meta_store *base_, int (*cb)(void *ud, const meta_kms_key *k), void *ud);
+int sq_kms_key_set_enabled(meta_store *base_, const char *id, bool enabled);
+int sq_kms_version_add(meta_store *base_, const char *id, int version, const uint8_t *sealed, int64_t now_ms);
+int sq_kms_version_get(meta_store *base_, const char *id, int version, uint8_t *sealed);
+int sq_master_reseal(meta_store *base_, const meta_reseal *r, int64_t *count);
+int sq_upload_set_headers_if(meta_store *base_, const char *upload_id, const char *expected, const char *headers_json);
 
 #endif

@@ -5509,6 +5509,11 @@ static const char *const seed_rows[] = {
            " VALUES ('v2', 15, 1, 1, 'e', 'pv15o', 'l', 'sha1:x') ON CONFLICT DO NOTHING;",
     [16] = "INSERT INTO rate_limits(scope, name, ops_per_s, bytes_per_s, updated_ms) VALUES ('key', 'AK16', 16, 0, 16)"
            " ON CONFLICT DO NOTHING;",
+    /* 60 bytes of sealed material: a 60-character literal is 60 bytes as a bytea and as SQLite text. */
+    [17] = "INSERT INTO kms_keys(id, description, created_ms) VALUES ('k17', 'd', 17) ON CONFLICT DO NOTHING;"
+           "INSERT INTO kms_key_versions(key_id, version, sealed, created_ms)"
+           " VALUES ('k17', 1, '012345678901234567890123456789012345678901234567890123456789', 17)"
+           " ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -7961,5 +7966,178 @@ Test(objectlock, no_removal_path_drops_a_locked_null_version) {
     bool more;
     vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
     cr_assert_eq(c.n, 2, "nothing changed");
+    fx_close(&f);
+}
+
+/* ---- the key manager's keys (migration 17) ------------------------------------------------- */
+
+static void fill_sealed(uint8_t s[META_KMS_SEALED], uint8_t v) { memset(s, v, META_KMS_SEALED); }
+
+static int collect_kms_key(void *ud, const meta_kms_key *k) {
+    buf_t *b = ud;
+    buf_printf(b, "%s:%d:%d:%s;", k->id, k->enabled ? 1 : 0, k->version, k->description);
+    return 0;
+}
+
+static int stop_at_first_kms_key(void *ud, const meta_kms_key *k) {
+    (void)k;
+    (*(int *)ud)++;
+    return 1;
+}
+
+Test(meta, kms_keys_are_made_read_listed_disabled_and_rotated) {
+    fx f;
+    fx_open(&f, 2);
+    uint8_t s1[META_KMS_SEALED], s2[META_KMS_SEALED], got[META_KMS_SEALED];
+    fill_sealed(s1, 1);
+    fill_sealed(s2, 2);
+    cr_assert_eq(meta_kms_key_create(f.ms, "kb", "second", s1, 100), 0);
+    cr_assert_eq(meta_kms_key_create(f.ms, "ka", "", s1, 200), 0);
+    cr_expect_eq(meta_kms_key_create(f.ms, "ka", "again", s2, 300), CAIRN_EEXIST);
+    cr_expect_eq(meta_kms_key_create(f.ms, "", "x", s1, 1), CAIRN_EINVAL);
+    char longid[META_KMS_ID_MAX + 2];
+    memset(longid, 'a', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    cr_expect_eq(meta_kms_key_create(f.ms, longid, "x", s1, 1), CAIRN_EINVAL);
+    char longdesc[META_KMS_DESC_MAX + 2];
+    memset(longdesc, 'd', sizeof longdesc - 1);
+    longdesc[sizeof longdesc - 1] = 0;
+    cr_expect_eq(meta_kms_key_create(f.ms, "kc", longdesc, s1, 1), CAIRN_EINVAL);
+
+    meta_kms_key k;
+    cr_assert_eq(meta_kms_key_get(f.ms, "kb", &k), 0);
+    cr_expect_str_eq(k.id, "kb");
+    cr_expect(k.enabled);
+    cr_expect_str_eq(k.description, "second");
+    cr_expect_eq(k.created_ms, 100);
+    cr_expect_eq(k.version, 1);
+    cr_expect_eq(meta_kms_key_get(f.ms, "none", &k), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_kms_key_get(f.ms, longid, &k), CAIRN_ENOTFOUND);
+
+    cr_assert_eq(meta_kms_version_get(f.ms, "kb", 1, got), 0);
+    cr_expect_eq(memcmp(got, s1, sizeof got), 0);
+    cr_expect_eq(meta_kms_version_get(f.ms, "kb", 2, got), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_kms_version_get(f.ms, "kb", 0, got), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_kms_version_get(f.ms, "none", 1, got), CAIRN_ENOTFOUND);
+
+    /* A rotation adds version 2; the same number again is a lost race. */
+    cr_assert_eq(meta_kms_version_add(f.ms, "kb", 2, s2, 500), 0);
+    cr_expect_eq(meta_kms_version_add(f.ms, "kb", 2, s1, 600), CAIRN_EEXIST);
+    cr_expect_eq(meta_kms_version_add(f.ms, "none", 1, s1, 600), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_kms_version_add(f.ms, "kb", 0, s1, 600), CAIRN_EINVAL);
+    cr_assert_eq(meta_kms_version_get(f.ms, "kb", 2, got), 0);
+    cr_expect_eq(memcmp(got, s2, sizeof got), 0);
+    cr_assert_eq(meta_kms_version_get(f.ms, "kb", 1, got), 0);
+    cr_expect_eq(memcmp(got, s1, sizeof got), 0, "the old version stays");
+    cr_assert_eq(meta_kms_key_get(f.ms, "kb", &k), 0);
+    cr_expect_eq(k.version, 2);
+
+    cr_assert_eq(meta_kms_key_set_enabled(f.ms, "ka", false), 0);
+    cr_expect_eq(meta_kms_key_set_enabled(f.ms, "none", false), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_kms_key_get(f.ms, "ka", &k), 0);
+    cr_expect_not(k.enabled);
+
+    buf_t b;
+    buf_init(&b);
+    cr_assert_eq(meta_kms_key_list(f.ms, collect_kms_key, &b), 0);
+    cr_expect_str_eq(b.data, "ka:0:1:;kb:1:2:second;");
+    buf_free(&b);
+    int seen = 0;
+    cr_assert_eq(meta_kms_key_list(f.ms, stop_at_first_kms_key, &seen), 0);
+    cr_expect_eq(seen, 1);
+    cr_expect_eq(meta_kms_key_list(f.ms, NULL, NULL), CAIRN_EINVAL);
+    cr_assert_eq(meta_kms_key_set_enabled(f.ms, "ka", true), 0);
+    cr_assert_eq(meta_kms_key_get(f.ms, "ka", &k), 0);
+    cr_expect(k.enabled);
+    fx_close(&f);
+}
+
+/* A re-seal that changes every sealed value, counting calls. */
+typedef struct {
+    int materials, secrets, fail_at;
+} reseal_ctx;
+
+static int reseal_material_cb(void *ud, const char *key_id, int version, const uint8_t old[META_KMS_SEALED],
+                              uint8_t out[META_KMS_SEALED]) {
+    (void)key_id;
+    (void)version;
+    reseal_ctx *c = ud;
+    if (++c->materials == c->fail_at) return CAIRN_EAUTH;
+    for (int i = 0; i < META_KMS_SEALED; i++) out[i] = old[i] ^ 0xff;
+    return 0;
+}
+
+static int reseal_secret_cb(void *ud, const char *what, const char *name, const char *old, char *out, size_t cap) {
+    reseal_ctx *c = ud;
+    c->secrets++;
+    snprintf(out, cap, "%s:%s:%s", what[0] == 'a' ? "ak" : "nt", name, old);
+    return 0;
+}
+
+Test(meta, master_reseal_rewrites_every_sealed_value_in_one_transaction) {
+    fx f;
+    fx_open(&f, 2);
+    int64_t uid = mk_user(f.ms, "alice");
+    meta_key ak = {.user_id = uid, .active = true};
+    strcpy(ak.access_key, "AK1");
+    strcpy(ak.sealed_secret, "old1");
+    cr_assert_eq(meta_key_create(f.ms, &ak), 0);
+    meta_notify_target t = {.max_attempts = 3};
+    strcpy(t.name, "hook");
+    strcpy(t.url, "http://127.0.0.1:1/x");
+    strcpy(t.secret, "olds");
+    cr_assert_eq(meta_notify_target_add(f.ms, &t), 0);
+    strcpy(t.name, "plain");
+    t.secret[0] = 0;
+    cr_assert_eq(meta_notify_target_add(f.ms, &t), 0);
+    uint8_t s[META_KMS_SEALED], got[META_KMS_SEALED];
+    fill_sealed(s, 0x11);
+    cr_assert_eq(meta_kms_key_create(f.ms, "k1", "", s, 1), 0);
+    cr_assert_eq(meta_kms_version_add(f.ms, "k1", 2, s, 2), 0);
+
+    /* A callback that fails rolls back everything, even what came before it. */
+    reseal_ctx c = {.fail_at = 2};
+    meta_reseal r = {reseal_material_cb, reseal_secret_cb, &c};
+    int64_t n = -1;
+    cr_expect_eq(meta_master_reseal(f.ms, &r, &n), CAIRN_EAUTH);
+    cr_expect_eq(n, 0);
+    cr_assert_eq(meta_kms_version_get(f.ms, "k1", 1, got), 0);
+    cr_expect_eq(got[0], 0x11, "the first version's new seal was rolled back");
+
+    c = (reseal_ctx){0};
+    cr_assert_eq(meta_master_reseal(f.ms, &r, &n), 0);
+    cr_expect_eq(n, 4, "two versions, one access key, one target with a secret");
+    cr_expect_eq(c.materials, 2);
+    cr_expect_eq(c.secrets, 2);
+    for (int v = 1; v <= 2; v++) {
+        cr_assert_eq(meta_kms_version_get(f.ms, "k1", v, got), 0);
+        cr_expect_eq(got[0], 0xee);
+    }
+    meta_key k;
+    cr_assert_eq(meta_key_get(f.ms, "AK1", &k), 0);
+    cr_expect_str_eq(k.sealed_secret, "ak:AK1:old1");
+    cr_assert_eq(meta_notify_target_get(f.ms, "hook", &t), 0);
+    cr_expect_str_eq(t.secret, "nt:hook:olds");
+    cr_assert_eq(meta_notify_target_get(f.ms, "plain", &t), 0);
+    cr_expect_str_eq(t.secret, "", "an unsigned target stays unsigned");
+    cr_expect_eq(meta_master_reseal(f.ms, NULL, NULL), CAIRN_EINVAL);
+    fx_close(&f);
+}
+
+Test(meta, upload_headers_change_only_while_they_are_what_the_caller_read) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 3);
+    mk_upload_at(f.ms, "b", 0, "k", "up1", 1);
+    const char *was = "{\"content-type\":\"a/b\"}";
+    cr_expect_eq(meta_upload_set_headers_if(f.ms, "up1", "{}", "{\"x\":\"1\"}"), CAIRN_ENOTFOUND);
+    cr_assert_eq(meta_upload_set_headers_if(f.ms, "up1", was, "{\"x\":\"2\"}"), 0);
+    cr_expect_eq(meta_upload_set_headers_if(f.ms, "up1", was, "{\"x\":\"3\"}"), CAIRN_ENOTFOUND, "lost to the first");
+    cr_expect_eq(meta_upload_set_headers_if(f.ms, "none", was, "{}"), CAIRN_ENOTFOUND);
+    cr_expect_eq(meta_upload_set_headers_if(f.ms, NULL, was, "{}"), CAIRN_EINVAL);
+    meta_upload u;
+    cr_assert_eq(meta_upload_get(f.ms, "up1", &u), 0);
+    cr_expect_str_eq(u.headers_json, "{\"x\":\"2\"}");
+    meta_upload_clear(&u);
     fx_close(&f);
 }
