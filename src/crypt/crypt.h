@@ -83,9 +83,11 @@ int crypt_gcm_open(const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uin
  *
  * mode 'S' (SSE-S3) and 'K' (SSE-KMS): the data key wrapped by the KMS
  * key <key id> at <key version> (kms.h); no MAC.  mode 'C' (SSE-C): the
- * data key wrapped by the customer's key (purpose "sse-c"), key id "",
- * version 0, and HMAC-SHA256(mac key, customer key) so a wrong key is
- * refused before anything is read.  The data key of a whole object's
+ * data key wrapped by the customer's key (purpose "sse-c"), and a MAC of
+ * the customer's key under the KMS key <key id> at <key version>
+ * (kms_mac), so a wrong key is refused before anything is read.  A KMS
+ * key's material survives a master key rotation (it is re-sealed, not
+ * changed), so the MAC does too.  The data key of a whole object's
  * bytes is this key; a multipart part's is crypt_part_key of it and the
  * part's own version id, so a part uploaded again gets a new key.
  */

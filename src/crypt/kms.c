@@ -318,3 +318,26 @@ int kms_unwrap(kms *k, const char *key_id, int version, const uint8_t wrapped[CR
     OPENSSL_cleanse(material, sizeof material);
     return rc;
 }
+
+int kms_mac(kms *k, const char *key_id, int *version, const void *msg, size_t n, uint8_t mac[32]) {
+    if (!k || !version || !mac || *version < 0) return CAIRN_EINVAL;
+    if (!kms_id_valid(key_id)) return CAIRN_ENOTFOUND;
+    if (*version == 0) {
+        bool enabled;
+        int newest;
+        int rc = key_row(k, key_id, true, &enabled, &newest);
+        if (rc != 0) return rc;
+        *version = newest;
+    }
+    uint8_t material[CRYPT_KEY], sub[32];
+    int rc = material_of(k, key_id, *version, material);
+    if (rc == 0) {
+        char p[KMS_ID_MAX + 32];
+        purpose(p, sizeof p, "mac", key_id, *version);
+        crypt_hmac(material, sizeof material, p, strlen(p), sub);
+        crypt_hmac(sub, sizeof sub, msg, n, mac);
+    }
+    OPENSSL_cleanse(material, sizeof material);
+    OPENSSL_cleanse(sub, sizeof sub);
+    return rc;
+}

@@ -52,6 +52,12 @@ int kms_wrap(kms *k, const char *key_id, const uint8_t dk[CRYPT_KEY], uint8_t wr
 int kms_unwrap(kms *k, const char *key_id, int version, const uint8_t wrapped[CRYPT_WRAPPED],
                uint8_t dk[CRYPT_KEY]);
 
+/* HMAC-SHA256 of msg under a key derived from key_id's material at
+ * *version (0: the newest, which *version then gets; KMS_SSE_S3_KEY is
+ * made when absent).  A disabled key still MACs: this checks keys (SSE-C),
+ * it opens nothing.  Errors as kms_wrap but CAIRN_EPERM. */
+int kms_mac(kms *k, const char *key_id, int *version, const void *msg, size_t n, uint8_t mac[32]);
+
 /* ---- beyond the request path: the admin commands and the re-wrap job ---- */
 
 /* kms_wrap under a given version of key_id (the re-wrap job moves data

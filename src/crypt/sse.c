@@ -147,6 +147,6 @@ int crypt_sse_parse(const char *text, crypt_sse *out) {
             return CAIRN_EINVAL;
         out->has_mac = true;
     }
-    if ((out->mode == 'C') != (out->key_id[0] == '\0') || (out->mode == 'C') != out->has_mac) return CAIRN_EINVAL;
+    if (!out->key_id[0] || out->key_version < 1 || (out->mode == 'C') != out->has_mac) return CAIRN_EINVAL;
     return 0;
 }

@@ -59,19 +59,6 @@ static int fail(verdict *v, const char *code, const char *why) {
 
 static int malformed(verdict *v) { return fail(v, "MalformedXML", malformed_msg); }
 
-/* The key ids cairn's key manager takes: 1 .. KMS_ID_MAX of [A-Za-z0-9_-]
- * (crypt/kms.h).  The same rule as kms_id_valid, checked here so the
- * configuration can be validated on a build without the key manager. */
-static bool key_id_valid(const char *id) {
-    size_t n = strlen(id);
-    if (n == 0 || n > KMS_ID_MAX) return false;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-              *p == '-'))
-            return false;
-    return true;
-}
-
 /* One ARN field: 1 .. 64 of [a-z0-9-] (a partition, a region; an account
  * is digits, which this takes too). */
 static bool arn_field_valid(const char *s, size_t n) {
@@ -81,10 +68,7 @@ static bool arn_field_valid(const char *s, size_t n) {
     return true;
 }
 
-/* The bare key id a KMSMasterKeyID names: itself, or the ID of
- * "arn:PARTITION:kms:REGION:ACCOUNT:key/ID".  NULL when it names none (an
- * alias, another service's ARN, a malformed one). */
-static const char *key_id_of(const char *v) {
+const char *s3_kms_key_id_of(const char *v) {
     if (strncmp(v, "arn:", 4) != 0) return v;
     const char *p = v + 4;
     /* PARTITION, "kms", REGION, ACCOUNT: each ends at a ':' */
@@ -130,8 +114,8 @@ static int parse_default(xmlNodePtr e, s3_sse_default *out, verdict *v) {
     if (out->mode != 'K')
         return fail(v, "InvalidArgument",
                     "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse");
-    const char *id = key_id_of(key);
-    if (!id || !key_id_valid(id))
+    const char *id = s3_kms_key_id_of(key);
+    if (!id || !kms_id_valid(id))
         return fail(v, "InvalidArgument", "KMSMasterKeyID is not a valid KMS key id or key ARN.");
     snprintf(out->kms_key_id, sizeof out->kms_key_id, "%s", id);
     return 0;

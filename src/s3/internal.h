@@ -375,6 +375,11 @@ void s3_delete_bucket_encryption(s3_req *q);
 /* The request's bucket's default encryption: 0 with out filled (mode 0 when none);
  * nonzero = answered (a metadata failure: 503/500 as other config reads answer). */
 int s3_bucket_sse_default(s3_req *q, s3_sse_default *out);
+/* The bare key id a KMSMasterKeyID or x-amz-server-side-encryption-aws-
+ * kms-key-id names: itself, or the ID of "arn:PARTITION:kms:REGION:ACCOUNT:
+ * key/ID" (a pointer into v).  NULL when it names none (an alias, another
+ * service's ARN, a malformed one).  The id itself is not checked. */
+const char *s3_kms_key_id_of(const char *v);
 /* Lifecycle (lifecycle.c): the configuration's cache (one per gateway, for
  * x-amz-expiration: 64 slots fresh for a second, as CORS's), the handlers
  * of ?lifecycle, and the header GET and HEAD add for a current version an

@@ -105,15 +105,10 @@ static int customer_key_of(s3_req *q, bool copy_source, customer_key *out) {
     return 0;
 }
 
-/* HMAC of a customer key under a key derived from the master key: what is
- * kept to refuse a wrong key. */
-static void customer_mac(s3_req *q, const uint8_t key[CRYPT_KEY], uint8_t mac[32]) {
-    static const char label[] = "cairn sse-c key mac v1";
-    uint8_t mk[32];
-    crypt_hmac(q->gw->d.master_key, sizeof q->gw->d.master_key, label, sizeof label - 1, mk);
-    crypt_hmac(mk, sizeof mk, key, CRYPT_KEY, mac);
-    OPENSSL_cleanse(mk, sizeof mk);
-}
+/* The MAC of a customer key that is kept to refuse a wrong key: under the
+ * SSE-S3 KMS key (*version 0: its newest, which *version gets), so it
+ * outlives a master key rotation.  Nonzero = answered. */
+static int customer_mac(s3_req *q, const uint8_t key[CRYPT_KEY], int *version, uint8_t mac[32]);
 
 /* ---- KMS errors ----------------------------------------------------------------------------- */
 
@@ -134,15 +129,15 @@ static void kms_error(s3_req *q, int rc, const char *key_id) {
     }
 }
 
-/* A KMS key id as a request names it: a bare id, or an ARN
- * arn:aws:kms:REGION:ACCOUNT:key/ID.  NULL when it is neither. */
-static const char *kms_id_of(const char *v) {
-    if (!strncmp(v, "arn:", 4)) {
-        const char *k = strstr(v, ":key/");
-        if (!k) return NULL;
-        v = k + 5;
-    }
-    return kms_id_valid(v) ? v : NULL;
+static int customer_mac(s3_req *q, const uint8_t key[CRYPT_KEY], int *version, uint8_t mac[32]) {
+    static const char label[] = "cairn sse-c key check v1";
+    uint8_t msg[sizeof label - 1 + CRYPT_KEY];
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, key, CRYPT_KEY);
+    int rc = kms_mac(q->gw->d.kms, KMS_SSE_S3_KEY, version, msg, sizeof msg, mac);
+    OPENSSL_cleanse(msg, sizeof msg);
+    if (rc != 0) kms_error(q, rc, KMS_SSE_S3_KEY);
+    return rc;
 }
 
 /* ---- writes ------------------------------------------------------------------------------------ */
@@ -152,16 +147,17 @@ static int new_key(s3_req *q, const customer_key *ck) {
     crypt_key_new(s->key);
     crypt_sse d = {.mode = s->mode};
     int rc;
+    if (!q->gw->d.kms) {
+        s3_error(q, "NotImplemented", "This gateway has no key manager: server-side encryption is unavailable.");
+        return -1;
+    }
     if (s->mode == 'C') {
         rc = crypt_key_wrap(ck->key, "sse-c", s->key, d.wrapped);
-        customer_mac(q, ck->key, d.mac);
+        snprintf(d.key_id, sizeof d.key_id, "%s", KMS_SSE_S3_KEY);
+        if (rc == 0 && customer_mac(q, ck->key, &d.key_version, d.mac) != 0) return -1;
         d.has_mac = true;
         memcpy(s->customer_md5, ck->md5, sizeof s->customer_md5);
     } else {
-        if (!q->gw->d.kms) {
-            s3_error(q, "NotImplemented", "This gateway has no key manager: SSE-S3 and SSE-KMS are unavailable.");
-            return -1;
-        }
         snprintf(d.key_id, sizeof d.key_id, "%s", s->kms_key_id);
         rc = kms_wrap(q->gw->d.kms, s->kms_key_id, s->key, d.wrapped, &d.key_version);
         if (rc != 0) {
@@ -212,7 +208,8 @@ int s3_sse_begin_write(s3_req *q) {
         s->mode = 'C';
     } else if (sse) {
         s->mode = !strcmp(sse, "AES256") ? 'S' : 'K';
-        const char *id = kid ? kms_id_of(kid) : KMS_SSE_S3_KEY;
+        const char *id = kid ? s3_kms_key_id_of(kid) : KMS_SSE_S3_KEY;
+        if (id && !kms_id_valid(id)) id = NULL;
         if (!id) {
             s3_error(q, "KMS.NotFoundException", "Invalid keyId");
             return -1;
@@ -242,7 +239,15 @@ static int open_key(s3_req *q, const crypt_sse *d, const customer_key *ck, uint8
             return -1;
         }
         uint8_t mac[32];
-        customer_mac(q, ck->key, mac);
+        int version = d->key_version;
+        if (!q->gw->d.kms) {
+            s3_error(q, "NotImplemented", "This gateway has no key manager: the object's key cannot be checked.");
+            return -1;
+        }
+        if (strcmp(d->key_id, KMS_SSE_S3_KEY) != 0 || customer_mac(q, ck->key, &version, mac) != 0) {
+            if (strcmp(d->key_id, KMS_SSE_S3_KEY) != 0) s3_error(q, "InternalError", "The object's key check is damaged.");
+            return -1;
+        }
         if (CRYPTO_memcmp(mac, d->mac, sizeof mac) != 0 || crypt_key_unwrap(ck->key, "sse-c", d->wrapped, key) != 0) {
             s3_error(q, "AccessDenied", "The provided customer key does not match the key the object was encrypted with.");
             return -1;

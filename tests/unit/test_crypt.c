@@ -174,11 +174,12 @@ Test(crypt, stored_descriptions_round_trip_and_refuse_damage) {
     cr_expect(!memcmp(back.wrapped, d.wrapped, CRYPT_WRAPPED));
     cr_expect(!back.has_mac);
     /* SSE-C: no key id, a MAC */
-    crypt_sse c = {.mode = 'C', .has_mac = true};
+    crypt_sse c = {.mode = 'C', .has_mac = true, .key_version = 1};
+    snprintf(c.key_id, sizeof c.key_id, "%s", "cairn-sse-s3");
     memset(c.mac, 0xab, sizeof c.mac);
     cr_assert_eq(crypt_sse_format(&c, s, sizeof s), 0);
     cr_assert_eq(crypt_sse_parse(s, &back), 0, "%s", s);
-    cr_expect(back.has_mac && back.mac[31] == 0xab && back.key_id[0] == '\0');
+    cr_expect(back.has_mac && back.mac[31] == 0xab && !strcmp(back.key_id, "cairn-sse-s3"));
     /* too little room, an unknown mode */
     cr_expect_eq(crypt_sse_format(&d, s, 20), CAIRN_EINVAL);
     crypt_sse x = d;
@@ -194,15 +195,15 @@ Test(crypt, stored_descriptions_round_trip_and_refuse_damage) {
     snprintf(bad[0], sizeof bad[0], "v2%s", good + 2);
     snprintf(bad[1], sizeof bad[1], "v1:X%s", good + 4);
     snprintf(bad[2], sizeof bad[2], "v1:K:k:-1:%s:", w);
-    snprintf(bad[3], sizeof bad[3], "v1:K:k:x:%s:", w);
+    snprintf(bad[3], sizeof bad[3], "v1:K:k:0:%s:", w);                 /* versions start at 1 */
     snprintf(bad[4], sizeof bad[4], "v1:K:k:1:%.119s:", w);           /* wrapped key cut short */
     snprintf(bad[5], sizeof bad[5], "v1:K:k:1:%sz:", w);
     snprintf(bad[6], sizeof bad[6], "v1:K::1:%s:", w);                  /* KMS without a key id */
-    snprintf(bad[7], sizeof bad[7], "v1:C::0:%s:", w);                  /* SSE-C without its MAC */
+    snprintf(bad[7], sizeof bad[7], "v1:C:k:1:%s:", w);                 /* SSE-C without its MAC */
     snprintf(bad[8], sizeof bad[8], "v1:K:k:1:%s:%.64s", w, w);         /* KMS with a MAC */
-    snprintf(bad[9], sizeof bad[9], "v1:C::0:%s:%.63s", w, w);          /* MAC cut short */
+    snprintf(bad[9], sizeof bad[9], "v1:C:k:1:%s:%.63s", w, w);         /* MAC cut short */
     snprintf(bad[10], sizeof bad[10], "v1:K:k:1:%s", w);               /* no MAC field at all */
-    snprintf(bad[11], sizeof bad[11], "v1:C:k:0:%s:%.64s", w, w);        /* SSE-C with a key id */
+    snprintf(bad[11], sizeof bad[11], "v1:C::1:%s:%.64s", w, w);         /* SSE-C without the MAC's key */
     for (int i = 0; i < 12; i++) cr_expect_eq(crypt_sse_parse(bad[i], &back), CAIRN_EINVAL, "accepted %s", bad[i]);
     cr_expect_eq(crypt_sse_parse(NULL, &back), CAIRN_EINVAL);
     cr_expect_eq(crypt_sse_parse("", &back), CAIRN_EINVAL);

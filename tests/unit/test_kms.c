@@ -442,3 +442,49 @@ Test(kms, the_rewrap_job_moves_every_data_key_to_the_newest_version_and_never_th
     cr_expect_null(next);
     fx_close(&f);
 }
+
+/* kms_mac: what SSE-C keeps to refuse a wrong customer key.  Deterministic
+ * per (key, version, message), another for each, made on first use for the
+ * SSE-S3 key, unchanged by a master key rotation (the material is only
+ * re-sealed), and still computed while the key is disabled. */
+Test(kms, macs_are_bound_to_key_version_and_message_and_outlive_a_master_rotation) {
+    fx f;
+    fx_open(&f);
+    uint8_t a[32], b[32], c[32], d[32];
+    int v = 0;
+    cr_assert_eq(kms_mac(f.k, KMS_SSE_S3_KEY, &v, "m1", 2, a), 0);
+    cr_expect_eq(v, 1, "version 0 asks for the newest; the SSE-S3 key is made on first use");
+    int v1 = 1;
+    cr_assert_eq(kms_mac(f.k, KMS_SSE_S3_KEY, &v1, "m1", 2, b), 0);
+    cr_expect_eq(memcmp(a, b, 32), 0);
+    cr_assert_eq(kms_mac(f.k, KMS_SSE_S3_KEY, &v1, "m2", 2, c), 0);
+    cr_expect_neq(memcmp(a, c, 32), 0);
+    int nv = 0;
+    cr_assert_eq(kms_key_rotate(f.k, KMS_SSE_S3_KEY, &nv), 0);
+    kms_forget(f.k, KMS_SSE_S3_KEY);
+    int v2 = 0;
+    cr_assert_eq(kms_mac(f.k, KMS_SSE_S3_KEY, &v2, "m1", 2, d), 0);
+    cr_expect_eq(v2, 2);
+    cr_expect_neq(memcmp(a, d, 32), 0, "another version, another MAC");
+    cr_assert_eq(meta_kms_key_set_enabled(f.ms, KMS_SSE_S3_KEY, false), 0);
+    kms_forget(f.k, KMS_SSE_S3_KEY);
+    cr_assert_eq(kms_mac(f.k, KMS_SSE_S3_KEY, &v1, "m1", 2, b), 0, "a disabled key still checks");
+    cr_expect_eq(memcmp(a, b, 32), 0);
+    int none = 0;
+    cr_expect_eq(kms_mac(f.k, "no-such-key", &none, "m1", 2, b), CAIRN_ENOTFOUND);
+    int bad = 7;
+    cr_expect_eq(kms_mac(f.k, KMS_SSE_S3_KEY, &bad, "m1", 2, b), CAIRN_ENOTFOUND);
+    /* the same material re-sealed under a new master key MACs the same */
+    uint8_t master2[CRYPT_KEY];
+    crypt_key_new(master2);
+    for (int ver = 1; ver <= 2; ver++) {
+        uint8_t sealed[CRYPT_WRAPPED], m[CRYPT_KEY], resealed[CRYPT_WRAPPED];
+        cr_assert_eq(meta_kms_version_get(f.ms, KMS_SSE_S3_KEY, ver, sealed), 0);
+        cr_assert_eq(kms_material_open(f.master, KMS_SSE_S3_KEY, ver, sealed, m), 0);
+        cr_assert_eq(kms_material_seal(master2, KMS_SSE_S3_KEY, ver, m, resealed), 0);
+        uint8_t got[CRYPT_KEY];
+        cr_assert_eq(kms_material_open(master2, KMS_SSE_S3_KEY, ver, resealed, got), 0);
+        cr_expect_eq(memcmp(got, m, CRYPT_KEY), 0);
+    }
+    fx_close(&f);
+}
