@@ -5,6 +5,7 @@
 #include "crypt/crypt.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,44 @@ uint64_t crypt_packages(uint64_t n) { return n == 0 ? 1 : (n + CRYPT_PACKAGE - 1
 
 uint64_t crypt_sealed_size(uint64_t n) { return n + crypt_packages(n) * CRYPT_TAG; }
 
+/* AES-256-GCM fetched once: OpenSSL 3 looks a legacy EVP_aes_256_gcm() up
+ * in its provider tables (locks and all) on every init, which costs a
+ * small object's GET more than the cipher does. */
+static EVP_CIPHER *gcm_cipher;
+static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
+/* Each thread keeps one context (freed when it exits): a new one per call
+ * allocates the provider's context again every time. */
+static pthread_key_t gcm_ctx_key;
+static bool gcm_ctx_key_ok;
+static void gcm_ctx_free(void *c) { EVP_CIPHER_CTX_free(c); }
+static void gcm_fetch(void) {
+    gcm_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    gcm_ctx_key_ok = pthread_key_create(&gcm_ctx_key, gcm_ctx_free) == 0;
+}
+
+static EVP_CIPHER_CTX *gcm_ctx(void) {
+    if (!gcm_ctx_key_ok) return EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *c = pthread_getspecific(gcm_ctx_key);
+    if (c) return c;
+    c = EVP_CIPHER_CTX_new();
+    if (c && pthread_setspecific(gcm_ctx_key, c) != 0) {
+        EVP_CIPHER_CTX_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 static int gcm(bool seal, const uint8_t key[CRYPT_KEY], const uint8_t iv[12], const uint8_t *aad, size_t aadlen,
                const uint8_t *in, size_t n, uint8_t *out, uint8_t tag[CRYPT_TAG]) {
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    pthread_once(&gcm_once, gcm_fetch);
+    const EVP_CIPHER *cipher = gcm_cipher ? gcm_cipher : EVP_aes_256_gcm();
+    EVP_CIPHER_CTX *c = gcm_ctx();
     if (!c) return CAIRN_ENOMEM;
     int len = 0, rc = CAIRN_ENOMEM;
-    bool ok = (seal ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv)
-                    : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv)) == 1;
+    /* A context that has the cipher keeps its provider context: only the
+     * key and nonce are set again. */
+    if (EVP_CIPHER_CTX_get0_cipher(c) == cipher) cipher = NULL;
+    bool ok = (seal ? EVP_EncryptInit_ex(c, cipher, NULL, key, iv) : EVP_DecryptInit_ex(c, cipher, NULL, key, iv)) == 1;
     if (ok && aadlen)
         ok = (seal ? EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) : EVP_DecryptUpdate(c, NULL, &len, aad, (int)aadlen)) == 1;
     if (ok && n)
@@ -39,7 +71,12 @@ static int gcm(bool seal, const uint8_t key[CRYPT_KEY], const uint8_t iv[12], co
         rc = ok && EVP_DecryptFinal_ex(c, out + n, &len) == 1 ? 0 : CAIRN_EAUTH;
         if (rc != 0 && n) OPENSSL_cleanse(out, n); /* never plaintext that did not authenticate */
     }
-    EVP_CIPHER_CTX_free(c);
+    /* The thread's context keeps the last key schedule until its next use
+     * or the thread's end; a failure gives it up (it may be half set). */
+    if (!gcm_ctx_key_ok || !ok) {
+        if (gcm_ctx_key_ok) pthread_setspecific(gcm_ctx_key, NULL);
+        EVP_CIPHER_CTX_free(c);
+    }
     return rc;
 }
 
