@@ -78,8 +78,8 @@ class Cluster:
             assert cp.returncode == 0, cp.stderr
         return cp
 
-    def request(self, method, path, body=b""):
-        headers, _sig, _date = sigv4.sign_request(method, path, {}, {"Host": f"127.0.0.1:{self.port}"},
+    def request(self, method, path, body=b"", headers=None):
+        headers, _sig, _date = sigv4.sign_request(method, path, {}, {"Host": f"127.0.0.1:{self.port}", **(headers or {})},
                                                   AK, SK, hashlib.sha256(body).hexdigest())
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         c.request(method, path, body=body, headers=headers)

@@ -12,7 +12,7 @@ from pathlib import Path
 import botocore
 import pytest
 
-from conftest import pg_cluster, postgres, unique_bucket
+from conftest import pg_cluster, postgres, unique_bucket, wait_until
 
 PKG = 65536
 TAG = 16
@@ -547,7 +547,6 @@ def test_sse_kms_keys_disable_enable_unknown(srv, c):
         assert err_code(e.value) == ("KMS.NotFoundException", 400), bad
     srv.admin("kms", "key", "disable", "app")
     deadline_ok = lambda: _code_of(lambda: c.get_object(Bucket=b, Key="k")) == "KMS.DisabledException"
-    from conftest import wait_until
     wait_until(deadline_ok, 10, what="the disabled key refused")
     assert c.head_object(Bucket=b, Key="k")["SSEKMSKeyId"] == "app", "HEAD opens nothing"
     assert _code_of(lambda: c.put_object(Bucket=b, Key="k2", Body=b"x", ServerSideEncryption="aws:kms",
@@ -583,7 +582,6 @@ def test_rotation_rewraps_data_keys_and_master_rotation_keeps_everything_readabl
     before = sse_member(srv, "kms")
     assert before[2:4] == ["rot", "1"]
     srv.admin("kms", "key", "rotate", "rot")
-    from conftest import wait_until
     wait_until(lambda: sse_member(srv, "kms")[3] == "2", 30, what="the re-wrap job")
     after = sse_member(srv, "kms")
     assert after[4] != before[4], "the data key was re-wrapped"
@@ -616,3 +614,52 @@ def test_post_object_sse_s3(srv, c):
     assert r.status_code == 204 and r.headers["x-amz-server-side-encryption"] == "AES256", r.text
     assert c.head_object(Bucket=b, Key="form")["ServerSideEncryption"] == "AES256"
     assert c.get_object(Bucket=b, Key="form")["Body"].read() == payload(70000, 8)
+
+
+def test_scrubber_repairs_sealed_objects(make_server, tmp_path):
+    import sigv4
+    from test_scrub import metric, shard_files as scrub_shards
+    drives = [str(tmp_path / f"d{i}") for i in range(6)]
+    srv = make_server(env={"CAIRN_DRIVES": ",".join(drives), "CAIRN_EC_BLOCK_SIZE": "4KiB",
+                           "CAIRN_SCRUB_INTERVAL": "1", "CAIRN_SCRUB_RATE": "0"})
+    cl = srv.client()
+    b = new_bucket(cl)
+    body = payload(200_000, 12)
+    cl.put_object(Bucket=b, Key="scrubbed", Body=body, ServerSideEncryption="AES256")
+    files = scrub_shards(drives)
+    assert len(files) == 6, files
+    victim = files[0]
+    original = open(victim, "rb").read()
+    damaged = bytearray(original)
+    damaged[4 + 100] ^= 0xFF
+    with open(victim, "wb") as f:
+        f.write(damaged)
+    before = metric(srv, "cairn_scrub_repaired_shards_total")
+    wait_until(lambda: open(victim, "rb").read() == original
+               and metric(srv, "cairn_scrub_repaired_shards_total") >= before + 1, 30,
+               what="the scrubber to restore the sealed object's shard")
+    assert cl.get_object(Bucket=b, Key="scrubbed")["Body"].read() == body
+    srv.stop_and_fsck()
+
+
+def test_rebalancing_moves_sealed_shards(tmp_path):
+    import sigv4
+    from test_membership import Cluster, all_read_back
+    cl = Cluster(tmp_path)
+    try:
+        bucket = unique_bucket()
+        assert cl.request("PUT", sigv4.object_path(bucket))[0] == 200
+        objs = {}
+        for i in range(20):
+            data = payload(20_000 + 137 * i, 100 + i)
+            st, _ = cl.request("PUT", sigv4.object_path(bucket, f"o{i}"), data,
+                               headers={"x-amz-server-side-encryption": "AES256"})
+            assert st == 200
+            objs[f"o{i}"] = data
+        total = 6 * len(objs)
+        cl.add_and_rebalance(f"http://127.0.0.1:{cl.node_ports[6]}")
+        assert sum(cl.shards(i) for i in range(7)) == total, "a moved shard was left behind"
+        assert cl.shards(6) > 0, "nothing moved to the new node"
+        all_read_back(cl, bucket, objs)
+    finally:
+        cl.close()
