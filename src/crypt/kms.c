@@ -274,15 +274,22 @@ static int wrap_with(kms *k, const char *key_id, int version, const uint8_t dk[C
     return rc;
 }
 
+/* Whether key_id may wrap or unwrap now: 0 with *newest, CAIRN_ENOTFOUND
+ * (a bad id, a version below 1 when version_needed, no such key),
+ * CAIRN_EPERM (disabled), or the metadata's error. */
+static int usable(kms *k, const char *key_id, bool create, int version, bool version_needed, int *newest) {
+    if (!kms_id_valid(key_id) || (version_needed && version < 1)) return CAIRN_ENOTFOUND;
+    bool enabled;
+    int rc = key_row(k, key_id, create, &enabled, newest);
+    if (rc != 0) return rc;
+    return enabled ? 0 : CAIRN_EPERM;
+}
+
 int kms_wrap(kms *k, const char *key_id, const uint8_t dk[CRYPT_KEY], uint8_t wrapped[CRYPT_WRAPPED], int *version) {
     if (!k || !dk || !wrapped || !version) return CAIRN_EINVAL;
-    if (!kms_id_valid(key_id)) return CAIRN_ENOTFOUND;
-    bool enabled;
     int newest;
-    int rc = key_row(k, key_id, true, &enabled, &newest);
-    if (rc != 0) return rc;
-    if (!enabled) return CAIRN_EPERM;
-    rc = wrap_with(k, key_id, newest, dk, wrapped);
+    int rc = usable(k, key_id, true, 0, false, &newest);
+    if (rc == 0) rc = wrap_with(k, key_id, newest, dk, wrapped);
     if (rc == 0) *version = newest;
     return rc;
 }
@@ -290,24 +297,17 @@ int kms_wrap(kms *k, const char *key_id, const uint8_t dk[CRYPT_KEY], uint8_t wr
 int kms_wrap_at(kms *k, const char *key_id, int version, const uint8_t dk[CRYPT_KEY],
                 uint8_t wrapped[CRYPT_WRAPPED]) {
     if (!k || !dk || !wrapped) return CAIRN_EINVAL;
-    if (!kms_id_valid(key_id) || version < 1) return CAIRN_ENOTFOUND;
-    bool enabled;
     int newest;
-    int rc = key_row(k, key_id, false, &enabled, &newest);
-    if (rc != 0) return rc;
-    if (!enabled) return CAIRN_EPERM;
-    return wrap_with(k, key_id, version, dk, wrapped);
+    int rc = usable(k, key_id, false, version, true, &newest);
+    return rc != 0 ? rc : wrap_with(k, key_id, version, dk, wrapped);
 }
 
 int kms_unwrap(kms *k, const char *key_id, int version, const uint8_t wrapped[CRYPT_WRAPPED],
                uint8_t dk[CRYPT_KEY]) {
     if (!k || !wrapped || !dk) return CAIRN_EINVAL;
-    if (!kms_id_valid(key_id) || version < 1) return CAIRN_ENOTFOUND;
-    bool enabled;
     int newest;
-    int rc = key_row(k, key_id, false, &enabled, &newest);
+    int rc = usable(k, key_id, false, version, true, &newest);
     if (rc != 0) return rc;
-    if (!enabled) return CAIRN_EPERM;
     uint8_t material[CRYPT_KEY];
     rc = material_of(k, key_id, version, material);
     if (rc == 0) {
