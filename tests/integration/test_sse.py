@@ -663,3 +663,44 @@ def test_rebalancing_moves_sealed_shards(tmp_path):
         all_read_back(cl, bucket, objs)
     finally:
         cl.close()
+
+
+# ---- versions, crashes --------------------------------------------------------------------------------
+
+def test_versions_keep_their_own_encryption(srv, c):
+    b = new_bucket(c)
+    c.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    v1 = c.put_object(Bucket=b, Key="k", Body=b"one" * 9000, ServerSideEncryption="AES256")["VersionId"]
+    v2 = c.put_object(Bucket=b, Key="k", Body=b"two" * 9000, **ckey())["VersionId"]
+    v3 = c.put_object(Bucket=b, Key="k", Body=b"three")["VersionId"]
+    assert c.get_object(Bucket=b, Key="k", VersionId=v1)["Body"].read() == b"one" * 9000
+    assert c.get_object(Bucket=b, Key="k", VersionId=v2, **ckey())["Body"].read() == b"two" * 9000
+    assert _code_of(lambda: c.get_object(Bucket=b, Key="k", VersionId=v2)) == "InvalidRequest"
+    assert c.get_object(Bucket=b, Key="k")["Body"].read() == b"three"
+    h = c.head_object(Bucket=b, Key="k", VersionId=v1)
+    assert h["ServerSideEncryption"] == "AES256"
+    assert "ServerSideEncryption" not in c.head_object(Bucket=b, Key="k", VersionId=v3)
+    # a delete marker, then the SSE-C version copied back as current, re-sealed under SSE-S3
+    c.delete_object(Bucket=b, Key="k")
+    c.copy_object(Bucket=b, Key="k", CopySource={"Bucket": b, "Key": "k", "VersionId": v2}, **copy_ckey(),
+                  ServerSideEncryption="AES256")
+    g = c.get_object(Bucket=b, Key="k")
+    assert g["ServerSideEncryption"] == "AES256" and g["Body"].read() == b"two" * 9000
+    srv.stop_and_fsck()
+
+
+def test_kill_during_a_sealed_upload_leaves_nothing(srv, c):
+    from conftest import open_put
+    b = new_bucket(c)
+    c.put_object(Bucket=b, Key="kept", Body=payload(300000, 1), ServerSideEncryption="AES256")  # acknowledged
+    sock = open_put(srv, b, "cut", 8 * 1024 * 1024, extra_headers={"x-amz-server-side-encryption": "AES256"})
+    sock.sendall(payload(3 * 1024 * 1024, 2))
+    wait_until(lambda: any(p.is_file() for p in Path(srv.data_dir).rglob("tmp/*")), 10,
+               what="the upload's temp shards")
+    srv.kill()
+    sock.close()
+    srv.start()
+    cl = srv.client()
+    assert cl.get_object(Bucket=b, Key="kept")["Body"].read() == payload(300000, 1)
+    assert [o["Key"] for o in cl.list_objects_v2(Bucket=b)["Contents"]] == ["kept"]
+    srv.stop_and_fsck()
