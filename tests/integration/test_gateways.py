@@ -683,3 +683,57 @@ def test_rate_limits_are_shared_by_the_gateways_and_fall_back_to_a_share_without
     wait_until(lambda: (pair.a.request("GET", "/"), pair.a.metric("cairn_ratelimit_shared") == 1)[1], 30,
                what="gateway A to share the limits again")
     pair.stop_and_fsck()
+
+
+# ---- encryption at rest across gateways (issue 13) ----------------------------------------------
+
+
+@pytest.mark.deadline(240)
+def test_encrypted_objects_across_gateways(make_pair):
+    import hashlib
+    import botocore
+    pair = make_pair(env={"CAIRN_SSE_C_ALLOW_INSECURE": "true"})
+    a, b = pair.a, pair.b
+    ca, cb = a.client(), b.client()
+    bucket = new_bucket(a)
+    # The SSE-S3 key is made on first use: once, however many gateways race.
+    def put_s3(c, i):
+        c.put_object(Bucket=bucket, Key=f"race{i}", Body=payload(10 * KiB, i), ServerSideEncryption="AES256")
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: put_s3(ca if i % 2 else cb, i), range(16)))
+    keys = json.loads(a.admin("kms", "key", "list", "--json").stdout)
+    assert [k["id"] for k in keys] == ["cairn-sse-s3"], keys
+    for i in range(16):
+        assert (cb if i % 2 else ca).get_object(Bucket=bucket, Key=f"race{i}")["Body"].read() == payload(10 * KiB, i)
+    # SSE-KMS by a bucket default set through A, written through A, read through B
+    a.admin("kms", "key", "create", "--id", "gwkey")
+    ca.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "gwkey"}}]})
+    big = payload(300 * KiB, 7)
+    wait_until(lambda: cb.put_object(Bucket=bucket, Key="big", Body=big).get("SSEKMSKeyId") == "gwkey", 10,
+               what="B to see the bucket's default encryption")
+    g = ca.get_object(Bucket=bucket, Key="big")
+    assert g["SSEKMSKeyId"] == "gwkey" and g["Body"].read() == big
+    # SSE-C multipart: begun on A, a part through each, completed on B
+    key = hashlib.sha256(b"gw").digest()
+    sc = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    up = ca.create_multipart_upload(Bucket=bucket, Key="mp", **sc)["UploadId"]
+    p1, p2 = payload(5 * MiB, 8), payload(70 * KiB, 9)
+    e1 = ca.upload_part(Bucket=bucket, Key="mp", PartNumber=1, UploadId=up, Body=p1, **sc)["ETag"]
+    e2 = cb.upload_part(Bucket=bucket, Key="mp", PartNumber=2, UploadId=up, Body=p2, **sc)["ETag"]
+    cb.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert ca.get_object(Bucket=bucket, Key="mp", **sc)["Body"].read() == p1 + p2
+    # a key disabled through the CLI is refused by both gateways within the cache window
+    a.admin("kms", "key", "disable", "gwkey")
+
+    def refused(c):
+        try:
+            c.get_object(Bucket=bucket, Key="big")["Body"].read()
+            return False
+        except botocore.exceptions.ClientError as e:
+            return e.response["Error"]["Code"] == "KMS.DisabledException"
+    wait_until(lambda: refused(ca) and refused(cb), 10, what="both gateways to refuse the disabled key")
+    a.admin("kms", "key", "enable", "gwkey")
+    wait_until(lambda: not refused(ca) and not refused(cb), 10, what="both gateways to take the key again")
+    pair.stop_and_fsck()
