@@ -15,8 +15,8 @@ LOADGEN=$BUILD/cairn-loadgen
 QUICK=${BENCH_QUICK:-0}
 RUNS=${BENCH_RUNS:-$([ "$QUICK" = 1 ] && echo 3 || echo 5)}
 SECS=$([ "$QUICK" = 1 ] && echo 2 || echo 5)
-KEYS=$([ "$QUICK" = 1 ] && echo 2000 || echo 5000)
-BIG_N=$([ "$QUICK" = 1 ] && echo 4 || echo 8)
+KEYS=$([ "$QUICK" = 1 ] && echo 1000 || echo 5000)
+BIG_N=$([ "$QUICK" = 1 ] && echo 2 || echo 8)
 AK=benchroot SK=benchroot-secret-0123
 T=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/cairn-sse.XXXXXX")
 PID=

@@ -127,6 +127,11 @@ int data_reader_open(data_store *ds, const char *version_id, const data_layout *
 /* Reads up to n bytes at offset; returns the count (0 at the end) or a negative
  * CAIRN_E* (CAIRN_EIO when a stripe has fewer than k good blocks). */
 ssize_t data_reader_read(data_reader *r, uint64_t offset, void *buf, size_t n);
+/* The same without the copy: *p points at up to n verified bytes at offset
+ * inside the reader's own stripe buffer, valid until the next call on r;
+ * returns the count (0 at the end, fewer than n at a stripe's end) or a
+ * negative CAIRN_E*. */
+ssize_t data_reader_peek(data_reader *r, uint64_t offset, const void **p, size_t n);
 /* Closes; queues a heal if the reads found missing or corrupt blocks. */
 void data_reader_close(data_reader *r);
 

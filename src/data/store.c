@@ -816,6 +816,22 @@ static int load_stripe(data_reader *r, uint64_t s) {
     return 0;
 }
 
+ssize_t data_reader_peek(data_reader *r, uint64_t offset, const void **p, size_t n) {
+    *p = NULL;
+    if (offset >= (uint64_t)r->size || n == 0) return 0;
+    uint64_t stripe_data = (uint64_t)r->k * r->layout.block;
+    uint64_t s = offset / stripe_data;
+    int rc = load_stripe(r, s);
+    if (rc != 0) return rc;
+    uint64_t stripe_start = s * stripe_data;
+    uint64_t stripe_bytes = (uint64_t)r->size - stripe_start;
+    if (stripe_bytes > stripe_data) stripe_bytes = stripe_data;
+    uint64_t within = offset - stripe_start;
+    size_t take = (size_t)(stripe_bytes - within);
+    *p = r->buf + within;
+    return (ssize_t)(take < n ? take : n);
+}
+
 ssize_t data_reader_read(data_reader *r, uint64_t offset, void *buf, size_t n) {
     if (offset >= (uint64_t)r->size || n == 0) return 0;
     uint64_t stripe_data = (uint64_t)r->k * r->layout.block;

@@ -865,19 +865,31 @@ static ssize_t read_sealed(obj_reader *o, int i, uint64_t off, void *buf, size_t
         size_t plen = idx + 1 == npk ? (size_t)(size - idx * CRYPT_PACKAGE) : CRYPT_PACKAGE;
         size_t want = plen + CRYPT_TAG, got = 0;
         uint64_t at = idx * (uint64_t)(CRYPT_PACKAGE + CRYPT_TAG);
-        while (got < want) {
-            ssize_t r = data_reader_read(o->r, at + got, o->stored + got, want - got);
-            if (r < 0) return r;
-            if (r == 0) return CAIRN_EAUTH; /* shorter than its size says: truncated */
-            got += (size_t)r;
+        /* A package inside one stripe is opened where the reader holds it;
+         * one across stripes is gathered first. */
+        const void *in = NULL;
+        ssize_t r = data_reader_peek(o->r, at, &in, want);
+        if (r < 0) return r;
+        if (r == 0) return CAIRN_EAUTH; /* shorter than its size says: truncated */
+        const uint8_t *sealed = in;
+        if ((size_t)r < want) {
+            memcpy(o->stored, in, (size_t)r);
+            got = (size_t)r;
+            while (got < want) {
+                ssize_t m = data_reader_read(o->r, at + got, o->stored + got, want - got);
+                if (m < 0) return m;
+                if (m == 0) return CAIRN_EAUTH;
+                got += (size_t)m;
+            }
+            sealed = o->stored;
         }
         /* A read of the whole package (a sequential GET) opens it straight
          * into the caller's buffer: one copy fewer. */
         if (within == 0 && n >= plen) {
-            int rc = crypt_package_open(o->part_key, idx, idx + 1 == npk, o->stored, want, buf);
+            int rc = crypt_package_open(o->part_key, idx, idx + 1 == npk, sealed, want, buf);
             return rc != 0 ? rc : (ssize_t)plen;
         }
-        int rc = crypt_package_open(o->part_key, idx, idx + 1 == npk, o->stored, want, o->plain);
+        int rc = crypt_package_open(o->part_key, idx, idx + 1 == npk, sealed, want, o->plain);
         if (rc != 0) return rc;
         o->pkg_part = i;
         o->pkg_index = idx;

@@ -704,3 +704,20 @@ def test_kill_during_a_sealed_upload_leaves_nothing(srv, c):
     assert cl.get_object(Bucket=b, Key="kept")["Body"].read() == payload(300000, 1)
     assert [o["Key"] for o in cl.list_objects_v2(Bucket=b)["Contents"]] == ["kept"]
     srv.stop_and_fsck()
+
+
+def test_a_sealed_object_past_repair_answers_500(srv, c):
+    """A block whose CRC fails on a 1+0 store cannot be rebuilt: the read of a
+    sealed object stops at the data layer (EIO), before any decryption."""
+    b = new_bucket(c)
+    data = payload(3 * PKG, 13)
+    c.put_object(Bucket=b, Key="lost", Body=data, **ckey())
+    path, _block = shard_of(srv, c, b, "lost")
+    raw = bytearray(path.read_bytes())
+    raw[4 + 10] ^= 0xFF  # inside the first block, its CRC left as it was
+    path.write_bytes(bytes(raw))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_object(Bucket=b, Key="lost", **ckey())
+    assert err_code(e.value) == ("InternalError", 500)
+    assert "cannot be read" in e.value.response["Error"]["Message"]
+    assert "do not authenticate" not in srv.log_text()

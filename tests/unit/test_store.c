@@ -769,6 +769,11 @@ Test(rw, reads_at_every_offset) {
             ssize_t one = data_reader_read(fresh, off, buf, lens[j]);
             cr_assert(one > 0 && (size_t)one <= want, "off %zu len %zu: single read %zd", off, lens[j], one);
             cr_assert(memcmp(buf, data + off, (size_t)one) == 0);
+            /* A peek sees the same bytes in place, never past its stripe's end. */
+            const void *in = NULL;
+            ssize_t pk = data_reader_peek(fresh, off, &in, lens[j]);
+            cr_assert(pk > 0 && (size_t)pk <= want && (size_t)pk <= stripe - off % stripe, "off %zu: peek %zd", off, pk);
+            cr_assert(memcmp(in, data + off, (size_t)pk) == 0, "off %zu len %zu: peeked wrong bytes", off, lens[j]);
             data_reader_close(fresh);
         }
     }
@@ -776,6 +781,10 @@ Test(rw, reads_at_every_offset) {
     const uint64_t past[] = {len, len + 1, len + stripe, (uint64_t)1 << 40};
     for (int i = 0; i < 4; i++) cr_expect_eq(data_reader_read(shared, past[i], buf, 100), 0);
     cr_expect_eq(data_reader_read(shared, 0, buf, 0), 0);
+    const void *none = buf;
+    cr_expect_eq(data_reader_peek(shared, len, &none, 100), 0);
+    cr_expect_null(none);
+    cr_expect_eq(data_reader_peek(shared, 0, &none, 0), 0);
     data_reader_close(shared);
     data_stats st;
     data_get_stats(ds, &st);
