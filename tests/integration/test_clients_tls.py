@@ -40,6 +40,49 @@ def payload(tmp_path, name, size):
     return p
 
 
+def aws_cli(tls_server, tmp_path):
+    """(run, base argv, env): the AWS CLI told to trust the test CA."""
+    endpoint, _port, ca = tls_server
+    if not os.path.exists("/usr/bin/aws"):
+        pytest.skip("Debian's awscli (/usr/bin/aws) is not installed")
+    cfg = tmp_path / "aws-config"
+    cfg.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    e = clean_env(tmp_path, {"AWS_CONFIG_FILE": str(cfg), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                             "AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_DEFAULT_REGION": "us-east-1",
+                             "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""})
+    base = ["/usr/bin/aws", "--endpoint-url", endpoint, "--ca-bundle", ca]
+    return (lambda *a: run([*base, *a], e)), base, e
+
+
+def rclone(tls_server, tmp_path, extra_conf=""):
+    """rclone with a remote "cairn:" that trusts the test CA."""
+    endpoint, _port, ca = tls_server
+    exe = shutil.which("rclone")
+    if exe is None:
+        pytest.skip("rclone is not installed (Debian package rclone)")
+    cfg = tmp_path / "rclone.conf"
+    cfg.write_text("[cairn]\ntype = s3\nprovider = Other\nenv_auth = false\n"
+                   f"access_key_id = {AK}\nsecret_access_key = {SK}\nendpoint = {endpoint}\n"
+                   "region = us-east-1\nforce_path_style = true\n" + extra_conf)
+    return lambda *a: run([exe, "--config", cfg, "--ca-cert", ca, "--retries", "1", "--low-level-retries", "1", *a],
+                          clean_env(tmp_path))
+
+
+def s3cmd_of(tls_server, tmp_path):
+    """s3cmd configured for the server, checking its certificate and name."""
+    _endpoint, port, ca = tls_server
+    exe = shutil.which("s3cmd")
+    if exe is None:
+        pytest.skip("s3cmd is not installed (Debian package s3cmd)")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text("[default]\n"
+                   f"access_key = {AK}\nsecret_key = {SK}\n"
+                   f"host_base = 127.0.0.1:{port}\nhost_bucket = 127.0.0.1:{port}\n"
+                   "bucket_location = us-east-1\nuse_https = True\nsignature_v2 = False\n"
+                   f"check_ssl_certificate = True\ncheck_ssl_hostname = True\nca_certs_file = {ca}\n")
+    return lambda *a: run([exe, "-c", cfg, "--no-progress", *a], clean_env(tmp_path))
+
+
 def test_boto3_over_https(tls_server, tmp_path):
     endpoint, _port, ca = tls_server
     s3 = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -62,15 +105,7 @@ def test_boto3_over_https(tls_server, tmp_path):
 
 
 def test_aws_cli_over_https(tls_server, tmp_path):
-    endpoint, _port, ca = tls_server
-    if not os.path.exists("/usr/bin/aws"):
-        pytest.skip("Debian's awscli (/usr/bin/aws) is not installed")
-    cfg = tmp_path / "aws-config"
-    cfg.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
-    e = clean_env(tmp_path, {"AWS_CONFIG_FILE": str(cfg), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                             "AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_DEFAULT_REGION": "us-east-1",
-                             "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""})
-    aws = lambda *a: run(["/usr/bin/aws", "--endpoint-url", endpoint, "--ca-bundle", ca, *a], e)
+    aws, _base, _env = aws_cli(tls_server, tmp_path)
     b = unique_bucket("tlsaws")
     aws("s3", "mb", f"s3://{b}")
     src = payload(tmp_path, "up.bin", 2 * MiB + 1)
@@ -82,16 +117,7 @@ def test_aws_cli_over_https(tls_server, tmp_path):
 
 
 def test_rclone_over_https(tls_server, tmp_path):
-    endpoint, _port, ca = tls_server
-    exe = shutil.which("rclone")
-    if exe is None:
-        pytest.skip("rclone is not installed (Debian package rclone)")
-    cfg = tmp_path / "rclone.conf"
-    cfg.write_text("[cairn]\ntype = s3\nprovider = Other\nenv_auth = false\n"
-                   f"access_key_id = {AK}\nsecret_access_key = {SK}\nendpoint = {endpoint}\n"
-                   "region = us-east-1\nforce_path_style = true\n")
-    rc = lambda *a: run([exe, "--config", cfg, "--ca-cert", ca, "--retries", "1", "--low-level-retries", "1", *a],
-                        clean_env(tmp_path))
+    rc = rclone(tls_server, tmp_path)
     b = unique_bucket("tlsrclone")
     rc("mkdir", f"cairn:{b}")
     src = tmp_path / "src"
@@ -107,17 +133,7 @@ def test_rclone_over_https(tls_server, tmp_path):
 
 
 def test_s3cmd_over_https(tls_server, tmp_path):
-    _endpoint, port, ca = tls_server
-    exe = shutil.which("s3cmd")
-    if exe is None:
-        pytest.skip("s3cmd is not installed (Debian package s3cmd)")
-    cfg = tmp_path / "s3cfg"
-    cfg.write_text("[default]\n"
-                   f"access_key = {AK}\nsecret_key = {SK}\n"
-                   f"host_base = 127.0.0.1:{port}\nhost_bucket = 127.0.0.1:{port}\n"
-                   "bucket_location = us-east-1\nuse_https = True\nsignature_v2 = False\n"
-                   f"check_ssl_certificate = True\ncheck_ssl_hostname = True\nca_certs_file = {ca}\n")
-    s3cmd = lambda *a: run([exe, "-c", cfg, "--no-progress", *a], clean_env(tmp_path))
+    s3cmd = s3cmd_of(tls_server, tmp_path)
     b = unique_bucket("tlss3cmd")
     s3cmd("mb", f"s3://{b}")
     src = payload(tmp_path, "up.bin", MiB + 9)
@@ -132,18 +148,9 @@ def test_s3cmd_over_https(tls_server, tmp_path):
 # ---- encryption at rest through the real clients (docs/encryption.md) ------------------------------
 
 def test_aws_cli_sse_c_and_sse_s3_over_https(tls_server, tmp_path):
-    endpoint, _port, ca = tls_server
-    if not os.path.exists("/usr/bin/aws"):
-        pytest.skip("Debian's awscli (/usr/bin/aws) is not installed")
-    cfg = tmp_path / "aws-config"
     # 9 MiB crosses the CLI's 8 MiB multipart threshold: the SSE-C key goes
     # with the upload's creation and every part.
-    cfg.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
-    e = clean_env(tmp_path, {"AWS_CONFIG_FILE": str(cfg), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                             "AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_DEFAULT_REGION": "us-east-1",
-                             "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": ""})
-    base = ["/usr/bin/aws", "--endpoint-url", endpoint, "--ca-bundle", ca]
-    aws = lambda *a: run([*base, *a], e)
+    aws, base, e = aws_cli(tls_server, tmp_path)
     b = unique_bucket("tlsawssse")
     aws("s3", "mb", f"s3://{b}")
     key = tmp_path / "key.bin"
@@ -168,16 +175,8 @@ def test_aws_cli_sse_c_and_sse_s3_over_https(tls_server, tmp_path):
 
 def test_rclone_sse_c_over_https(tls_server, tmp_path):
     endpoint, _port, ca = tls_server
-    exe = shutil.which("rclone")
-    if exe is None:
-        pytest.skip("rclone is not installed (Debian package rclone)")
-    cfg = tmp_path / "rclone.conf"
-    cfg.write_text("[cairn]\ntype = s3\nprovider = Other\nenv_auth = false\n"
-                   f"access_key_id = {AK}\nsecret_access_key = {SK}\nendpoint = {endpoint}\n"
-                   "region = us-east-1\nforce_path_style = true\n"
-                   "sse_customer_algorithm = AES256\nsse_customer_key = 0123456789abcdef0123456789abcdef\n")
-    rc = lambda *a: run([exe, "--config", cfg, "--ca-cert", ca, "--retries", "1", "--low-level-retries", "1", *a],
-                        clean_env(tmp_path))
+    rc = rclone(tls_server, tmp_path,
+                "sse_customer_algorithm = AES256\nsse_customer_key = 0123456789abcdef0123456789abcdef\n")
     b = unique_bucket("tlsrclonesse")
     rc("mkdir", f"cairn:{b}")
     src = tmp_path / "src"
@@ -200,17 +199,7 @@ def test_rclone_sse_c_over_https(tls_server, tmp_path):
 
 
 def test_s3cmd_sse_s3_over_https(tls_server, tmp_path):
-    _endpoint, port, ca = tls_server
-    exe = shutil.which("s3cmd")
-    if exe is None:
-        pytest.skip("s3cmd is not installed (Debian package s3cmd)")
-    cfg = tmp_path / "s3cfg"
-    cfg.write_text("[default]\n"
-                   f"access_key = {AK}\nsecret_key = {SK}\n"
-                   f"host_base = 127.0.0.1:{port}\nhost_bucket = 127.0.0.1:{port}\n"
-                   "bucket_location = us-east-1\nuse_https = True\nsignature_v2 = False\n"
-                   f"check_ssl_certificate = True\ncheck_ssl_hostname = True\nca_certs_file = {ca}\n")
-    s3cmd = lambda *a: run([exe, "-c", cfg, "--no-progress", *a], clean_env(tmp_path))
+    s3cmd = s3cmd_of(tls_server, tmp_path)
     b = unique_bucket("tlss3cmdsse")
     s3cmd("mb", f"s3://{b}")
     src = payload(tmp_path, "up.bin", 7 * MiB + 9)   # s3cmd's multipart chunks are 15 MiB: one PUT
