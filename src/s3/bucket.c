@@ -771,6 +771,21 @@ void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_co
     s3_respond_xml(q, 200, &b);
 }
 
+int s3_store_bucket_config(s3_req *q, const char *kind, const char *text, const char *what) {
+    int rc = text ? meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, kind, text) : CAIRN_ENOMEM;
+    if (rc == CAIRN_ENOMEM) {
+        s3_error_nomem(q);
+        return -1;
+    }
+    if (rc != 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "storing %s failed", what);
+        s3_meta_error(q, rc, "InternalError", msg);
+        return -1;
+    }
+    return 0;
+}
+
 int s3_drop_bucket_config(s3_req *q, const char *kind) {
     int rc = meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, kind, "");
     if (rc != 0) {

@@ -303,16 +303,9 @@ void s3_put_bucket_encryption(s3_req *q) {
     buf_t doc;
     buf_init(&doc);
     s3_sse_config_render(&cfg, &doc);
-    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, KIND, doc.data);
+    rc = s3_store_bucket_config(q, KIND, doc.oom ? NULL : doc.data, "the default encryption configuration");
     buf_free(&doc);
-    if (rc == CAIRN_ENOMEM) {
-        s3_error_nomem(q);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "storing the default encryption configuration failed");
-        return;
-    }
+    if (rc != 0) return;
     forget(q->gw->sse, q->bucket_id);
     s3_committed(q, NULL, 0);
     http_respond(q->http, 200, "", 0);

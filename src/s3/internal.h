@@ -574,6 +574,10 @@ bool s3_xml_text(struct _xmlNode *e, char *out, size_t n);
 int s3_named_version(s3_req *q, meta_object *o);
 /* GET of a configuration kept as the very document S3 answers
  * (meta_bucket_config, kind): 200 with it, or missing_code (404). */
+/* Stores a bucket's configuration of kind as text ("" removes it; NULL:
+ * memory ran out rendering it): 0, or answered (what names it in the
+ * error: "the CORS configuration"). */
+int s3_store_bucket_config(s3_req *q, const char *kind, const char *text, const char *what);
 void s3_answer_bucket_config(s3_req *q, const char *kind, const char *missing_code);
 /* DELETE of one: 0 done, nonzero answered (the database failed). */
 int s3_drop_bucket_config(s3_req *q, const char *kind);

@@ -146,16 +146,9 @@ void s3_put_bucket_lifecycle(s3_req *q) {
     buf_init(&doc);
     s3_lifecycle_render(&cfg, &doc);
     s3_lifecycle_config_free(&cfg);
-    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, "lifecycle", doc.data);
+    rc = s3_store_bucket_config(q, "lifecycle", doc.oom ? NULL : doc.data, "the lifecycle configuration");
     buf_free(&doc);
-    if (rc == CAIRN_ENOMEM) {
-        s3_error_nomem(q);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "storing the lifecycle configuration failed");
-        return;
-    }
+    if (rc != 0) return;
     forget(q->gw->lifecycle, q->bucket_id);
     s3_committed(q, NULL, 0);
     http_respond(q->http, 200, "", 0);

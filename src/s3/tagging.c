@@ -500,17 +500,10 @@ void s3_put_bucket_tagging(s3_req *q) {
     buf_init(&doc);
     s3_tagging_render(&tags, &doc);
     /* An empty set leaves the bucket without tags, as a delete does. */
-    rc = doc.oom ? CAIRN_ENOMEM : meta_bucket_config_put(q->gw->d.meta, q->bk.name, q->bucket_id, "tagging", tags.n ? doc.data : "");
+    rc = s3_store_bucket_config(q, "tagging", doc.oom ? NULL : tags.n ? doc.data : "", "the bucket's tags");
     s3_tagset_free(&tags);
     buf_free(&doc);
-    if (rc == CAIRN_ENOMEM) {
-        s3_error_nomem(q);
-        return;
-    }
-    if (rc != 0) {
-        s3_meta_error(q, rc, "InternalError", "storing the bucket's tags failed");
-        return;
-    }
+    if (rc != 0) return;
     s3_committed(q, NULL, 0);
     http_respond(q->http, 204, "", 0);
 }
