@@ -47,6 +47,7 @@ static const char *const site_names[FAULT__COUNT] = {
     [FAULT_META_UNLINK] = "meta.unlink", [FAULT_META_BIND] = "meta.bind",   [FAULT_META_WAL] = "meta.wal",
     [FAULT_NET_SEND] = "net.send",       [FAULT_NET_RECV] = "net.recv",     [FAULT_NODE_FLOOR] = "node.floor",
     [FAULT_AUDIT_WRITE] = "audit.write", [FAULT_AUDIT_FSYNC] = "audit.fsync",
+    [FAULT_PG_SEND] = "pg.send",         [FAULT_PG_ANSWER] = "pg.answer",
 };
 
 #define MAX_PAUSES 8

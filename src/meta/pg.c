@@ -587,6 +587,33 @@ static int answer_late(pg_conn *c, const char *op) {
     return CAIRN_EIO;
 }
 
+/* The fault build's pg.answer site (docs/fault-injection.md): PostgreSQL
+ * ran the statement and answered, and the answer is lost with the
+ * connection, as when a network drops between the two: a COMMIT has
+ * committed and its caller hears CAIRN_EIO.  True when injected (the result
+ * freed, the connection broken: it is closed on release, which rolls back
+ * whatever transaction it still had open). */
+static bool answer_lost(pg_conn *c, PGresult **r, const char *op);
+
+/* The fault build's pg.send site: the connection lost before a statement
+ * was sent; nothing of it ran.  True when injected (the connection broken). */
+static bool send_lost(pg_conn *c, const char *op) {
+    if (!fault_inject(FAULT_PG_SEND)) return false;
+    c->broken = true;
+    log_write(LOG_ERROR, NULL, "meta: postgres connection lost before the statement was sent (fault injected)", "op",
+              op, NULL);
+    return true;
+}
+
+static bool answer_lost(pg_conn *c, PGresult **r, const char *op) {
+    if (!fault_inject(FAULT_PG_ANSWER)) return false;
+    PQclear(*r);
+    *r = NULL;
+    c->broken = true;
+    log_write(LOG_ERROR, NULL, "meta: postgres connection lost before its answer (fault injected)", "op", op, NULL);
+    return true;
+}
+
 static int result_done(pg_conn *c, PGresult *r, PGresult **out, int64_t *changes, const char *op) {
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
@@ -621,30 +648,34 @@ int pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, PGresult **out, int64_
         PQclear(r);
         c->prepared[id] = true;
     }
+    if (send_lost(c, op)) return CAIRN_EIO;
     int sent = PQsendQueryPrepared(c->db, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
                                    p ? p->formats : NULL, 1);
     PGresult *r = await_answer(c, sent, answer_deadline(c), &late);
     if (late) return answer_late(c, op);
+    if (answer_lost(c, &r, op)) return CAIRN_EIO;
     return result_done(c, r, out, changes, op);
 }
 
 int pg_run_sql(pg_conn *c, const char *sql, const pg_params *p, PGresult **out, int64_t *changes, const char *op) {
     if (out) *out = NULL;
     if (changes) *changes = 0;
-    if (c->broken) return CAIRN_EIO;
+    if (c->broken || send_lost(c, op)) return CAIRN_EIO;
     int sent = PQsendQueryParams(c->db, sql, p ? p->n : 0, NULL, p ? p->values : NULL, p ? p->lengths : NULL,
                                  p ? p->formats : NULL, 1);
     bool late;
     PGresult *r = await_answer(c, sent, answer_deadline(c), &late);
     if (late) return answer_late(c, op);
+    if (answer_lost(c, &r, op)) return CAIRN_EIO;
     return result_done(c, r, out, changes, op);
 }
 
 int pg_exec_sql(pg_conn *c, const char *sql, const char *op) {
-    if (c->broken) return CAIRN_EIO;
+    if (c->broken || send_lost(c, op)) return CAIRN_EIO;
     bool late;
     PGresult *r = pg_exec_until(c, sql, answer_deadline(c), &late);
     if (late) return answer_late(c, op);
+    if (answer_lost(c, &r, op)) return CAIRN_EIO;
     return result_done(c, r, NULL, NULL, op);
 }
 
@@ -698,11 +729,80 @@ int pg_tx_begin_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     return 0;
 }
 
+/* How long a lost COMMIT's outcome is asked after (commit_outcome): a
+ * request waits this much longer at most before its 503. */
+#define OUTCOME_WAIT_MS 3000
+
+/* One question of commit_outcome on c, answered by the deadline: the first
+ * column of its one row (text), or "" when none came. */
+static void ask(pg_conn *c, const char *sql, int64_t deadline_ns, char *out, size_t cap) {
+    bool late;
+    PGresult *r = pg_exec_until(c, sql, deadline_ns, &late);
+    if (late) c->broken = true;
+    else if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+/* The outcome of a COMMIT whose answer was lost with its connection (a
+ * network drop, a server that stopped answering in time): PostgreSQL knows
+ * it, by the transaction id read before the COMMIT was sent
+ * (docs/metadata.md, "A lost COMMIT").  A backend still holding that
+ * transaction open (the COMMIT never reached it, and it has not noticed its
+ * client is gone) is ended first, so that the answer becomes final:
+ * committed (0) or aborted (err).  When it cannot be learnt within
+ * OUTCOME_WAIT_MS (PostgreSQL unreachable or frozen), err stands and the
+ * caller treats the outcome as unknown: a write keeps its new bytes
+ * (s3_commit_failed_drop_ok), which orphan collection takes if the commit
+ * did not happen. */
+static int commit_outcome(pg_store *ms, const char *xid, int err) {
+    if (!xid[0] || strspn(xid, "0123456789") != strlen(xid) || strlen(xid) > 20) return err;
+    int64_t deadline = time_mono_ns() + (int64_t)OUTCOME_WAIT_MS * 1000000;
+    char end_sql[200], status_sql[120];
+    /* backend_xid is the 32-bit xid of the 64-bit transaction id. */
+    snprintf(end_sql, sizeof end_sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_xid::text = '%llu'",
+             (unsigned long long)(strtoull(xid, NULL, 10) & 0xffffffffULL));
+    snprintf(status_sql, sizeof status_sql, "SELECT coalesce(txid_status(%s), 'unknown')", xid);
+    for (;;) {
+        char status[32] = "", ended[24] = "";
+        pg_conn *c;
+        if (pg_acquire(ms, &c) == 0) {
+            ask(c, end_sql, deadline, ended, sizeof ended);
+            if (!c->broken) ask(c, status_sql, deadline, status, sizeof status);
+            pg_release(ms, c);
+        }
+        bool final = !strcmp(status, "committed") || !strcmp(status, "aborted") || !strcmp(status, "unknown");
+        if (final || time_mono_ns() >= deadline) {
+            log_write(!strcmp(status, "committed") ? LOG_WARN : LOG_ERROR, NULL,
+                      "meta: the outcome of a commit whose answer was lost", "xid", xid, "outcome",
+                      final ? status : "not learnt", NULL);
+            return !strcmp(status, "committed") ? 0 : err;
+        }
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int pg_tx_end(pg_store *ms, pg_conn *c, int err) {
     /* A failed statement aborts the transaction, and every call returns its
      * error: committing one would silently roll back. */
     assert(err != 0 || PQtransactionStatus(c->db) == PQTRANS_INTRANS);
-    if (err == 0) err = pg_exec_sql(c, "COMMIT", "commit");
+    /* The transaction's id, before the COMMIT: what tells a lost COMMIT's
+     * outcome (commit_outcome).  NULL for a transaction that wrote nothing,
+     * whose outcome does not matter. */
+    char xid[32] = "";
+    bool committing = false;
+    if (err == 0) {
+        PGresult *r = NULL;
+        err = pg_run_sql(c, "SELECT txid_current_if_assigned()::text", NULL, &r, NULL, "transaction id");
+        if (err == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) err = pg_copy(r, 0, 0, xid, sizeof xid);
+        PQclear(r);
+    }
+    if (err == 0) {
+        committing = true;
+        err = pg_exec_sql(c, "COMMIT", "commit");
+    }
     /* A failed COMMIT ends the transaction itself; anything else still in
      * one is rolled back here (a lost connection is dropped on release). */
     PGTransactionStatusType ts = PQtransactionStatus(c->db);
@@ -711,8 +811,9 @@ int pg_tx_end(pg_store *ms, pg_conn *c, int err) {
         PQclear(pg_exec_until(c, "ROLLBACK", answer_deadline(c), &late));
         if (late) answer_late(c, "rollback");
     }
+    bool lost = committing && err != 0 && c->broken && xid[0];
     pg_release(ms, c);
-    return err;
+    return lost ? commit_outcome(ms, xid, err) : err;
 }
 
 int pg_savepoint(pg_conn *c) { return pg_exec_sql(c, "SAVEPOINT item", "savepoint"); }

@@ -416,6 +416,7 @@ static void stage_response_filters(s3_req *q) {
 
 static void on_begin(void *app, http_req *r) {
     assert(r->arena);
+    fault_point("s3.request.begin");
     tiered_scope_begin(); /* the request's metadata reads share one check of the cache (cache/tiered.h) */
     s3_req *q = arena_calloc(r->arena, 1, sizeof *q);
     if (!q) {
@@ -509,6 +510,7 @@ static bool method_mutates(const char *m) {
  * The operator endpoints (/health, /metrics) are not audited.
  */
 static void on_reply(void *app, http_req *r, bool will_send) {
+    fault_point("s3.request.end"); /* window=s3.request: tests/fault/test_pg_faults.py */
     s3_gateway *gw = app;
     audit_journal *aj = gw->d.audit;
     s3_req *q = r->ctx;

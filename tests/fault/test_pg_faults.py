@@ -1,0 +1,175 @@
+"""PostgreSQL metadata with the answer to each statement of a request lost in
+turn (the fault build's `pg.answer` site: PostgreSQL ran the statement, then
+the connection went, as when a network drops between the two) or lost
+before it was sent (`pg.send`), or the gateway crashing at either point.  Six local drives; the loop
+and the checks after each run are faultlib.py's: a clean answer, the ledger
+of acknowledged writes, no temp file, and `cairn admin fsck` clean.
+
+A lost COMMIT is the case that matters: the transaction committed, and the
+gateway must not answer as if it had not.  It learns the outcome from
+PostgreSQL by the transaction's id (docs/metadata.md, "A lost COMMIT"), so
+such a run answers the success the write was: not a 500 a client retries
+into a 412 (If-None-Match), a 404 (NoSuchUpload) or a second delete marker.
+"""
+import json
+
+import pytest
+
+import cairn_harness
+from faultlib import FaultStore, Ledger, loop_over_calls, response_is_clean
+from test_faults import body_for, complete_body, getter, request, setup_bucket
+
+SITES = "pg.*"      # pg.send, pg.answer
+WINDOW = "s3.request"   # the calls one S3 request makes, not the background's
+
+
+@pytest.fixture(scope="module")
+def pg():
+    cluster = cairn_harness.pg_cluster()
+    yield cluster
+    cluster.close()
+    cairn_harness._pg = None
+
+
+@pytest.fixture
+def store(tmp_path, pg):
+    name = pg.clone()
+    s = FaultStore(tmp_path, env={"CAIRN_METADATA_URL": pg.url(name)}).start()
+    yield s
+    if s.srv.proc and s.srv.proc.poll() is None:
+        s.srv.kill()
+    assert pg.drop(name), f"the metadata clone {name} is still in use"
+
+
+def lost_at(store, mark):
+    """This run's injected loss: ("answer" or "send", the statement's op),
+    or None."""
+    for line in store.log_lines()[mark:]:
+        if "fault injected)" in line and "connection lost before" in line:
+            doc = json.loads(line)
+            return ("answer" if "its answer" in doc["msg"] else "send"), doc.get("op")
+    return None
+
+
+def check_answer(store, mark, action, r, ok_status):
+    """A clean answer; with the server alive, a COMMIT whose answer was lost
+    is answered as the success it was, and one never sent as the failure it
+    was, each after PostgreSQL told the gateway so."""
+    assert response_is_clean(r), r
+    lost = lost_at(store, mark) if action == "fail" else None
+    if lost and lost[1] == "commit":
+        store.lost_commits.add(lost[0])
+        outcome = [l for l in store.log_lines()[mark:] if "the outcome of a commit" in l]
+        if lost[0] == "answer":
+            assert r is not None and r.status == ok_status, f"the COMMIT committed but the answer was {r}: {outcome}"
+            assert outcome and '"outcome":"committed"' in outcome[0], outcome
+        else:
+            assert r is not None and r.status >= 500, f"the COMMIT was never sent but the answer was {r}"
+            assert outcome and '"outcome":"aborted"' in outcome[0], outcome
+
+
+def run_loop(store, action, op, ledger, bucket, setup=None):
+    """The loop; with action=fail, it must have lost a COMMIT both ways."""
+    marks = {}
+    store.lost_commits = set()
+
+    def armed_op(n, ctx):
+        marks[n] = len(store.log_lines())
+        op(n, ctx, marks[n])
+    runs = loop_over_calls(store, SITES, action, armed_op, lambda: ledger.check(getter(store, bucket)),
+                           window=WINDOW, setup=setup)
+    if action == "fail":
+        assert store.lost_commits == {"answer", "send"}, store.lost_commits
+    return runs
+
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_overwrite(store, action):
+    b = setup_bucket(store)
+    ledger = Ledger()
+    old = body_for("v0")
+    assert store.srv.request("PUT", f"/{b}/k", body=old).status == 200
+    ledger.acknowledged("k", old)
+
+    def op(n, _ctx, mark):
+        body = body_for(f"v{n}")
+        r = request(store, "PUT", f"/{b}/k", body=body)
+        check_answer(store, mark, action, r, 200)
+        if r is not None and r.status == 200:
+            ledger.acknowledged("k", body)
+        else:
+            ledger.uncertain("k", body)
+
+    runs = run_loop(store, action, op, ledger, b)
+    assert runs >= 3, f"an overwrite makes several statements (the commit among them); only {runs} reached"
+
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_conditional_put(store, action):
+    """If-None-Match: * on a new key: a lost COMMIT must not turn into a 412
+    for the write that made the key (the client's retry would get one)."""
+    b = setup_bucket(store)
+    ledger = Ledger()
+
+    def op(n, _ctx, mark):
+        key, body = f"c{n}", body_for(f"c{n}")
+        r = request(store, "PUT", f"/{b}/{key}", body=body, headers={"If-None-Match": "*"})
+        check_answer(store, mark, action, r, 200)
+        if r is not None and r.status == 200:
+            ledger.acknowledged(key, body)
+        else:
+            ledger.uncertain(key, body)
+
+    assert run_loop(store, action, op, ledger, b) >= 3
+
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_delete(store, action):
+    b = setup_bucket(store)
+    ledger = Ledger()
+
+    def setup(n):
+        key, body = f"k{n}", body_for(f"del{n}")
+        assert store.srv.request("PUT", f"/{b}/{key}", body=body).status == 200
+        ledger.acknowledged(key, body)
+        return key
+
+    def op(n, key, mark):
+        r = request(store, "DELETE", f"/{b}/{key}")
+        check_answer(store, mark, action, r, 204)
+        if r is not None and r.status == 204:
+            ledger.acknowledged(key, None)
+        else:
+            ledger.uncertain(key, None)
+
+    assert run_loop(store, action, op, ledger, b, setup=setup) >= 2
+
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_complete_multipart(store, action):
+    b = setup_bucket(store)
+    ledger = Ledger()
+
+    def setup(n):
+        key = f"mp{n}"
+        p1, p2 = body_for(f"p1-{n}") * 18, body_for(f"p2-{n}")   # 5.4 MB, 300 kB
+        c = store.srv.client()
+        uid = c.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        for num, part in ((1, p1), (2, p2)):
+            c.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=num, Body=part)
+        return key, uid, p1, p2
+
+    def op(n, ctx, mark):
+        key, uid, p1, p2 = ctx
+        r = request(store, "POST", f"/{b}/{key}", query={"uploadId": uid}, body=complete_body([(1, p1), (2, p2)]))
+        check_answer(store, mark, action, r, 200)
+        if r is not None and r.status == 200:
+            ledger.acknowledged(key, p1 + p2)
+        else:
+            ledger.uncertain(key, p1 + p2)
+
+    assert run_loop(store, action, op, ledger, b, setup=setup) >= 3
