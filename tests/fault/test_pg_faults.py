@@ -11,7 +11,10 @@ PostgreSQL by the transaction's id (docs/metadata.md, "A lost COMMIT"), so
 such a run answers the success the write was: not a 500 a client retries
 into a 412 (If-None-Match), a 404 (NoSuchUpload) or a second delete marker.
 """
+import base64
+import hashlib
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -171,5 +174,54 @@ def test_complete_multipart(store, action):
             ledger.acknowledged(key, p1 + p2)
         else:
             ledger.uncertain(key, p1 + p2)
+
+    assert run_loop(store, action, op, ledger, b, setup=setup) >= 3
+
+
+def delete_objects_body(keys):
+    return ("<Delete>" + "".join(f"<Object><Key>{k}</Key></Object>" for k in keys) + "</Delete>").encode()
+
+
+def delete_objects_result(body):
+    """(keys reported deleted, keys reported as errors) of a DeleteObjects answer."""
+    root = ET.fromstring(body)
+    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    deleted = {e.findtext(f"{ns}Key") for e in root.findall(f"{ns}Deleted")}
+    errors = {e.findtext(f"{ns}Key") for e in root.findall(f"{ns}Error")}
+    return deleted, errors
+
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_delete_objects(store, action):
+    """DeleteObjects of three keys in one transaction (a savepoint each): a
+    key the answer lists as Deleted is gone, whichever statement was lost."""
+    b = setup_bucket(store)
+    ledger = Ledger()
+
+    def setup(n):
+        keys = [f"d{n}-{i}" for i in range(3)]
+        for i, k in enumerate(keys):
+            body = body_for(k) if i % 2 else body_for(k)[:1000]   # shard-backed and inline
+            assert store.srv.request("PUT", f"/{b}/{k}", body=body).status == 200
+            ledger.acknowledged(k, body)
+        return keys
+
+    def op(n, keys, mark):
+        body = delete_objects_body(keys)
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        r = request(store, "POST", f"/{b}", query={"delete": ""}, body=body, headers={"Content-MD5": md5})
+        check_answer(store, mark, action, r, 200)
+        if r is not None and r.status == 200:
+            deleted, errors = delete_objects_result(r.body)
+            assert deleted | errors == set(keys), r.body
+            for k in keys:
+                if k in deleted:
+                    ledger.acknowledged(k, None)
+                else:
+                    ledger.uncertain(k, None)
+        else:
+            for k in keys:
+                ledger.uncertain(k, None)
 
     assert run_loop(store, action, op, ledger, b, setup=setup) >= 3
