@@ -2,7 +2,6 @@
 DeleteObjects, heal and rebalance, failed with EIO or ENOSPC in turn, or with the server crashing
 right before it (see faultlib.py for the loop and the checks after each run).
 """
-import base64
 import hashlib
 import os
 
@@ -221,32 +220,13 @@ def test_delete_multipart_object(store, action):
 @pytest.mark.parametrize("action", ["fail", "abort"])
 def test_delete_objects(store, action):
     """DeleteObjects of three keys, inline and shard-backed, with every I/O
-    call failing or crashing in turn: a key the answer lists as Deleted is
-    gone, and one listed as an Error, or in a failed answer, is either."""
-    from test_pg_faults import delete_objects_body, delete_objects_result
+    call failing or crashing in turn (the case is test_pg_faults.py's)."""
+    from test_pg_faults import delete_objects_case
     b = setup_bucket(store)
     ledger = Ledger()
 
-    def setup(n):
-        keys = [f"d{n}-{i}" for i in range(3)]
-        for i, k in enumerate(keys):
-            body = body_for(k) if i % 2 else body_for(k)[:1000]
-            assert store.srv.request("PUT", f"/{b}/{k}", body=body).status == 200
-            ledger.acknowledged(k, body)
-        return keys
-
-    def op(n, keys):
-        body = delete_objects_body(keys)
-        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-        r = request(store, "POST", f"/{b}", query={"delete": ""}, body=body, headers={"Content-MD5": md5})
+    def check(r):
         assert response_is_clean(r), r
-        deleted, errors = delete_objects_result(r.body) if r is not None and r.status == 200 else (set(), set(keys))
-        assert deleted | errors == set(keys), r.body
-        for k in keys:
-            if k in deleted:
-                ledger.acknowledged(k, None)
-            else:
-                ledger.uncertain(k, None)
-
+    setup, op = delete_objects_case(store, b, ledger, check)
     runs = loop_over_calls(store, ALL, action, op, lambda: ledger.check(getter(store, b)), setup=setup)
     assert runs >= 3, runs
