@@ -50,9 +50,9 @@ test-postgres: build
 	CAIRN_BIN=$(CURDIR)/$(BUILD)/cairn $(PYTHON) -m pytest -q tests/integration --metadata=postgres
 
 # Every suite: unit tests on the normal build and on the fault build, then
-# three pytest passes side by side (they mostly wait on the servers they
+# four pytest passes side by side (they mostly wait on the servers they
 # start): the integration suite with metadata on SQLite, the same on
-# PostgreSQL, and the fault suite on the fault build.  SERIAL_INTEGRATION=1
+# PostgreSQL, and the fault suite on the fault build in two halves.  SERIAL_INTEGRATION=1
 # runs the passes one after the other.
 test: build
 	$(call meson_build,$(FAULT_BUILD),-Dfaults=true)

@@ -7,8 +7,8 @@
 #      the whole suite on SQLite and the whole suite on PostgreSQL, which
 #      conftest.py starts from Debian's binaries; about 5 and 9 minutes one
 #      after the other on two cores, so they run side by side)
-#   3. with FAULT_BUILD set: the fault suite (tests/fault) on that build,
-#      side by side with the passes of 2 (about 13 minutes alone)
+#   3. with FAULT_BUILD set: the fault suite (tests/fault) on that build, in
+#      two passes (run_pass), side by side with the passes of 2
 # Exits non-zero if any suite fails.  Used by `make test` and `make test-asan`
 # (which runs the integration suite on SQLite only: see the Makefile).
 set -uo pipefail
@@ -38,12 +38,20 @@ backends=(${METADATA_BACKENDS:-sqlite postgres})
 # start, so they share 2 cores well): CI's 45-minute budget.
 # SERIAL_INTEGRATION=1 runs them one after the other, output as it comes.
 logs=$(mktemp -d "${TMPDIR:-/tmp}/cairn-it-logs.XXXXXX")
-run_pass() {  # BACKEND (sqlite, postgres, or faults: the fault suite)
+run_pass() {  # BACKEND (sqlite, postgres, or faults and faults-nodes: the fault suite)
   local backend=$1 started rc base
   started=$(date +%s)
   base=$(mktemp -d "${TMPDIR:-/tmp}/cairn-it-$backend.XXXXXX")
-  if [ "$backend" = faults ]; then
-    CAIRN_BIN="$PWD/$FAULT_BUILD/cairn" $PY -m pytest -q -p no:cacheprovider tests/fault --basetemp="$base"
+  if [ "$backend" = faults ] || [ "$backend" = faults-nodes ]; then
+    # The fault suite in two passes of about the same length (its loops
+    # mostly wait on the servers they restart): drives, races and
+    # PostgreSQL; then storage nodes, the audit trail and notifications.
+    local files=(tests/fault/test_faults.py tests/fault/test_races.py tests/fault/test_access_faults.py
+                 tests/fault/test_pg_faults.py)
+    if [ "$backend" = faults-nodes ]; then
+      files=($(ls tests/fault/test_*.py | grep -v -x -F -e "${files[0]}" -e "${files[1]}" -e "${files[2]}" -e "${files[3]}"))
+    fi
+    CAIRN_BIN="$PWD/$FAULT_BUILD/cairn" $PY -m pytest -q -p no:cacheprovider "${files[@]}" --basetemp="$base"
   else
     $PY -m pytest -q -p no:cacheprovider tests/integration --metadata="$backend" --basetemp="$base" ${PYTEST_ARGS:-}
   fi
@@ -54,7 +62,7 @@ run_pass() {  # BACKEND (sqlite, postgres, or faults: the fault suite)
   return $rc
 }
 passes=("${backends[@]}")
-[ -n "${FAULT_BUILD:-}" ] && passes+=(faults)
+[ -n "${FAULT_BUILD:-}" ] && passes+=(faults faults-nodes)
 if [ ${#passes[@]} -gt 1 ] && [ "${SERIAL_INTEGRATION:-0}" != 1 ]; then
   echo "== pytest passes side by side: ${passes[*]}"
   pids=()
