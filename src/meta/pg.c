@@ -670,14 +670,18 @@ int pg_run_sql(pg_conn *c, const char *sql, const pg_params *p, PGresult **out, 
     return result_done(c, r, out, changes, op);
 }
 
-int pg_exec_sql(pg_conn *c, const char *sql, const char *op) {
+/* pg_exec_sql with the result (*out as in pg_run). */
+static int exec_sql(pg_conn *c, const char *sql, PGresult **out, const char *op) {
+    if (out) *out = NULL;
     if (c->broken || send_lost(c, op)) return CAIRN_EIO;
     bool late;
     PGresult *r = pg_exec_until(c, sql, answer_deadline(c), &late);
     if (late) return answer_late(c, op);
     if (answer_lost(c, &r, op)) return CAIRN_EIO;
-    return result_done(c, r, NULL, NULL, op);
+    return result_done(c, r, out, NULL, op);
 }
+
+int pg_exec_sql(pg_conn *c, const char *sql, const char *op) { return exec_sql(c, sql, NULL, op); }
 
 int pg_read_at(pg_store *ms, pg_stmt_id id, const pg_params *p, PGresult **out, int64_t *changes, const char *op,
                const char *func, int line) {
@@ -720,7 +724,13 @@ int pg_tx_begin_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     pg_conn *c;
     int err = pg_acquire_at(ms, &c, func, line);
     if (err != 0) return err;
-    err = pg_exec_sql(c, "BEGIN", "begin");
+    /* The transaction's id comes with the BEGIN, in the same round trip:
+     * what tells a lost COMMIT's outcome (commit_outcome). */
+    PGresult *r;
+    err = exec_sql(c, "BEGIN; SELECT txid_current()::text", &r, "begin");
+    c->xid[0] = '\0';
+    if (err == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) snprintf(c->xid, sizeof c->xid, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
     if (err != 0) {
         pg_release(ms, c);
         return err;
@@ -788,17 +798,10 @@ int pg_tx_end(pg_store *ms, pg_conn *c, int err) {
     /* A failed statement aborts the transaction, and every call returns its
      * error: committing one would silently roll back. */
     assert(err != 0 || PQtransactionStatus(c->db) == PQTRANS_INTRANS);
-    /* The transaction's id, before the COMMIT: what tells a lost COMMIT's
-     * outcome (commit_outcome).  NULL for a transaction that wrote nothing,
-     * whose outcome does not matter. */
-    char xid[32] = "";
+    char xid[sizeof c->xid];
+    memcpy(xid, c->xid, sizeof xid);
+    c->xid[0] = '\0';
     bool committing = false;
-    if (err == 0) {
-        PGresult *r = NULL;
-        err = pg_run_sql(c, "SELECT txid_current_if_assigned()::text", NULL, &r, NULL, "transaction id");
-        if (err == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) err = pg_copy(r, 0, 0, xid, sizeof xid);
-        PQclear(r);
-    }
     if (err == 0) {
         committing = true;
         err = pg_exec_sql(c, "COMMIT", "commit");

@@ -190,6 +190,7 @@ typedef struct pg_conn {
     bool prepared[PS__COUNT]; /* statements prepared on this connection so far */
     bool broken;              /* a connection-level error: closed when released */
     bool unbounded;           /* pg_no_timeout ran: no answer deadline until released */
+    char xid[24];             /* the open transaction's id (pg_tx_begin), for a lost COMMIT */
     int64_t born_ns, expires_ns, idle_since_ns, acquired_ns; /* time_mono_ns; expires 0 = never */
     const char *func;         /* the call site holding it (long-hold log) */
     int line;
