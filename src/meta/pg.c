@@ -587,30 +587,27 @@ static int answer_late(pg_conn *c, const char *op) {
     return CAIRN_EIO;
 }
 
-/* The fault build's pg.answer site (docs/fault-injection.md): PostgreSQL
- * ran the statement and answered, and the answer is lost with the
- * connection, as when a network drops between the two: a COMMIT has
- * committed and its caller hears CAIRN_EIO.  True when injected (the result
- * freed, the connection broken: it is closed on release, which rolls back
- * whatever transaction it still had open). */
-static bool answer_lost(pg_conn *c, PGresult **r, const char *op);
-
-/* The fault build's pg.send site: the connection lost before a statement
- * was sent; nothing of it ran.  True when injected (the connection broken). */
-static bool send_lost(pg_conn *c, const char *op) {
-    if (!fault_inject(FAULT_PG_SEND)) return false;
+/* The fault build's sites on the connection (docs/fault-injection.md), as
+ * when a network drops: pg.send, lost before a statement is sent (nothing of
+ * it ran); pg.answer, lost after PostgreSQL ran it and answered (a COMMIT has
+ * committed).  Either way the caller hears CAIRN_EIO and the connection is
+ * broken: closed on release, which rolls back what it still had open.  True
+ * when injected. */
+static bool connection_lost(pg_conn *c, fault_site site, const char *op) {
+    if (!fault_inject(site)) return false;
     c->broken = true;
-    log_write(LOG_ERROR, NULL, "meta: postgres connection lost before the statement was sent (fault injected)", "op",
-              op, NULL);
+    log_write(LOG_ERROR, NULL,
+              site == FAULT_PG_SEND ? "meta: postgres connection lost before the statement was sent (fault injected)"
+                                    : "meta: postgres connection lost before its answer (fault injected)",
+              "op", op, NULL);
     return true;
 }
+#define send_lost(c, op) connection_lost((c), FAULT_PG_SEND, (op))
 
 static bool answer_lost(pg_conn *c, PGresult **r, const char *op) {
-    if (!fault_inject(FAULT_PG_ANSWER)) return false;
+    if (!connection_lost(c, FAULT_PG_ANSWER, op)) return false;
     PQclear(*r);
     *r = NULL;
-    c->broken = true;
-    log_write(LOG_ERROR, NULL, "meta: postgres connection lost before its answer (fault injected)", "op", op, NULL);
     return true;
 }
 
@@ -729,7 +726,8 @@ int pg_tx_begin_at(pg_store *ms, pg_conn **out, const char *func, int line) {
     PGresult *r;
     err = exec_sql(c, "BEGIN; SELECT txid_current()::text", &r, "begin");
     c->xid[0] = '\0';
-    if (err == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) snprintf(c->xid, sizeof c->xid, "%s", PQgetvalue(r, 0, 0));
+    if (err == 0 && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(c->xid, sizeof c->xid, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     if (err != 0) {
         pg_release(ms, c);
@@ -756,8 +754,8 @@ static void ask(pg_conn *c, const char *sql, int64_t deadline_ns, char *out, siz
 
 /* The outcome of a COMMIT whose answer was lost with its connection (a
  * network drop, a server that stopped answering in time): PostgreSQL knows
- * it, by the transaction id read before the COMMIT was sent
- * (docs/metadata.md, "A lost COMMIT").  A backend still holding that
+ * it, by the transaction id its BEGIN returned (docs/metadata.md, "A lost
+ * COMMIT").  A backend still holding that
  * transaction open (the COMMIT never reached it, and it has not noticed its
  * client is gone) is ended first, so that the answer becomes final:
  * committed (0) or aborted (err).  When it cannot be learnt within
