@@ -45,6 +45,14 @@ class Ledger:
     def uncertain(self, key, body):
         self.may.setdefault(key, {None}).add(body)
 
+    def record(self, key, body, r, ok_status):
+        """body is what key holds after an answer r of ok_status; after any
+        other answer (or none: the server died) it may hold either."""
+        if r is not None and r.status == ok_status:
+            self.acknowledged(key, body)
+        else:
+            self.uncertain(key, body)
+
     def check(self, s3_get, keys=None):
         for key in keys or list(self.may):
             got = s3_get(key)

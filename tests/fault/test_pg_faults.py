@@ -20,7 +20,7 @@ import pytest
 
 import cairn_harness
 from faultlib import FaultStore, Ledger, loop_over_calls, response_is_clean
-from test_faults import body_for, complete_body, getter, request, setup_bucket
+from test_faults import body_for, complete_body, delete_case, getter, request, setup_bucket
 
 SITES = "pg.*"      # pg.send, pg.answer
 WINDOW = "s3.request"   # the calls one S3 request makes, not the background's
@@ -54,11 +54,12 @@ def lost_at(store, mark):
     return None
 
 
-def check_answer(store, mark, action, r, ok_status):
+def check_answer(store, action, r, ok_status):
     """A clean answer; with the server alive, a COMMIT whose answer was lost
     is answered as the success it was, and one never sent as the failure it
     was, each after PostgreSQL told the gateway so."""
     assert response_is_clean(r), r
+    mark = store.mark
     lost = lost_at(store, mark) if action == "fail" else None
     if lost and lost[1] == "commit":
         store.lost_commits.add(lost[0])
@@ -72,14 +73,14 @@ def check_answer(store, mark, action, r, ok_status):
 
 
 def run_loop(store, action, op, ledger, bucket, setup=None):
-    """The loop; with action=fail, it must have lost a COMMIT both ways."""
-    marks = {}
+    """The loop (store.mark: where this run's log begins, for check_answer);
+    with action=fail, it must have lost a COMMIT both ways."""
     store.lost_commits = set()
 
-    def armed_op(n, ctx):
-        marks[n] = len(store.log_lines())
-        op(n, ctx, marks[n])
-    runs = loop_over_calls(store, SITES, action, armed_op, lambda: ledger.check(getter(store, bucket)),
+    def marked_op(n, ctx):
+        store.mark = len(store.log_lines())
+        op(n, ctx)
+    runs = loop_over_calls(store, SITES, action, marked_op, lambda: ledger.check(getter(store, bucket)),
                            window=WINDOW, setup=setup)
     if action == "fail":
         assert store.lost_commits == {"answer", "send"}, store.lost_commits
@@ -95,14 +96,11 @@ def test_overwrite(store, action):
     assert store.srv.request("PUT", f"/{b}/k", body=old).status == 200
     ledger.acknowledged("k", old)
 
-    def op(n, _ctx, mark):
+    def op(n, _ctx):
         body = body_for(f"v{n}")
         r = request(store, "PUT", f"/{b}/k", body=body)
-        check_answer(store, mark, action, r, 200)
-        if r is not None and r.status == 200:
-            ledger.acknowledged("k", body)
-        else:
-            ledger.uncertain("k", body)
+        check_answer(store, action, r, 200)
+        ledger.record("k", body, r, 200)
 
     runs = run_loop(store, action, op, ledger, b)
     assert runs >= 3, f"an overwrite makes several statements (the commit among them); only {runs} reached"
@@ -116,14 +114,11 @@ def test_conditional_put(store, action):
     b = setup_bucket(store)
     ledger = Ledger()
 
-    def op(n, _ctx, mark):
+    def op(n, _ctx):
         key, body = f"c{n}", body_for(f"c{n}")
         r = request(store, "PUT", f"/{b}/{key}", body=body, headers={"If-None-Match": "*"})
-        check_answer(store, mark, action, r, 200)
-        if r is not None and r.status == 200:
-            ledger.acknowledged(key, body)
-        else:
-            ledger.uncertain(key, body)
+        check_answer(store, action, r, 200)
+        ledger.record(key, body, r, 200)
 
     assert run_loop(store, action, op, ledger, b) >= 3
 
@@ -134,20 +129,9 @@ def test_delete(store, action):
     b = setup_bucket(store)
     ledger = Ledger()
 
-    def setup(n):
-        key, body = f"k{n}", body_for(f"del{n}")
-        assert store.srv.request("PUT", f"/{b}/{key}", body=body).status == 200
-        ledger.acknowledged(key, body)
-        return key
-
-    def op(n, key, mark):
-        r = request(store, "DELETE", f"/{b}/{key}")
-        check_answer(store, mark, action, r, 204)
-        if r is not None and r.status == 204:
-            ledger.acknowledged(key, None)
-        else:
-            ledger.uncertain(key, None)
-
+    def check(r):
+        check_answer(store, action, r, 204)
+    setup, op = delete_case(store, b, ledger, check)
     assert run_loop(store, action, op, ledger, b, setup=setup) >= 2
 
 
@@ -166,14 +150,11 @@ def test_complete_multipart(store, action):
             c.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=num, Body=part)
         return key, uid, p1, p2
 
-    def op(n, ctx, mark):
+    def op(n, ctx):
         key, uid, p1, p2 = ctx
         r = request(store, "POST", f"/{b}/{key}", query={"uploadId": uid}, body=complete_body([(1, p1), (2, p2)]))
-        check_answer(store, mark, action, r, 200)
-        if r is not None and r.status == 200:
-            ledger.acknowledged(key, p1 + p2)
-        else:
-            ledger.uncertain(key, p1 + p2)
+        check_answer(store, action, r, 200)
+        ledger.record(key, p1 + p2, r, 200)
 
     assert run_loop(store, action, op, ledger, b, setup=setup) >= 3
 
@@ -226,13 +207,8 @@ def test_delete_objects(store, action):
     whichever statement was lost."""
     b = setup_bucket(store)
     ledger = Ledger()
-    marks = {}
 
     def check(r):
-        check_answer(store, marks["now"], action, r, 200)
+        check_answer(store, action, r, 200)
     setup, op = delete_objects_case(store, b, ledger, check)
-
-    def marked_op(n, keys, mark):
-        marks["now"] = mark
-        op(n, keys)
-    assert run_loop(store, action, marked_op, ledger, b, setup=setup) >= 3
+    assert run_loop(store, action, op, ledger, b, setup=setup) >= 3
