@@ -20,7 +20,10 @@
  *   status CODE, its first COUNT times when given: the audit store's test
  *   mode answers with it)  window=NAME (count only between the
  *   points NAME.begin and NAME.end, e.g. one rebalance pass, so a
- *   background thread's calls around it do not move the nth call).  Set at start by CAIRN_TEST_FAULT, or
+ *   background thread's calls around it do not move the nth call)
+ *   window_scope=thread|process (thread: count only the calls of the thread
+ *   inside the window, e.g. one S3 request's, not the audit shipper's or a
+ *   job worker's made meanwhile; default process).  Set at start by CAIRN_TEST_FAULT, or
  *   re-read from the file CAIRN_TEST_FAULT_FILE names on fault_reload()
  *   (the services call it on SIGUSR1), which also resets the counter.  Each
  *   injection is logged ("fault injected", with the site and call number) so
@@ -71,6 +74,7 @@ typedef struct {
     } statuses[MAX_PAUSES];
     int nstatuses;
     char window[64];           /* "" = always counting */
+    bool window_thread;        /* window_scope=thread: only the opening thread's calls */
 } fault_spec;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -78,6 +82,11 @@ static fault_spec spec;
 static atomic_bool armed;
 static atomic_int_fast64_t calls;
 static atomic_bool in_window;
+/* window_scope=thread: a thread is inside the window while the generation it
+ * opened it in is the current one (each spec armed is a new generation, so a
+ * window a thread never closed does not outlive its spec). */
+static atomic_int_fast64_t generation;
+static _Thread_local int_fast64_t thread_window_gen;
 
 const char *fault_site_name(fault_site site) {
     return site >= 0 && site < FAULT__COUNT ? site_names[site] : "?";
@@ -134,6 +143,9 @@ static int parse_spec(const char *text, fault_spec *out) {
         } else if (!strcmp(item, "window")) {
             if (strlen(v) >= sizeof out->window) return CAIRN_EINVAL;
             snprintf(out->window, sizeof out->window, "%s", v);
+        } else if (!strcmp(item, "window_scope")) {
+            if (!strcmp(v, "thread")) out->window_thread = true;
+            else if (strcmp(v, "process") != 0) return CAIRN_EINVAL;
         } else if (!strcmp(item, "pause") || !strcmp(item, "status")) {
             /* NAME:VALUE[:COUNT] (point names have no ':') */
             bool pause = !strcmp(item, "pause");
@@ -179,6 +191,7 @@ int fault_configure(const char *text) {
     spec = s;
     atomic_store(&calls, 0);
     atomic_store(&in_window, false);
+    atomic_fetch_add(&generation, 1);
     atomic_store(&armed, s.nth > 0 || s.npauses > 0 || s.nstatuses > 0);
     pthread_mutex_unlock(&mu);
     log_write(LOG_WARN, NULL, "fault injection armed", "spec", text, NULL);
@@ -205,8 +218,9 @@ void fault_init_from_env(void) {
 int fault_inject(fault_site site) {
     if (!atomic_load_explicit(&armed, memory_order_relaxed)) return 0;
     pthread_mutex_lock(&mu);
-    bool selected = site >= 0 && site < FAULT__COUNT && spec.sites[site] && spec.nth > 0 &&
-                    (!spec.window[0] || atomic_load(&in_window));
+    bool inside = !spec.window[0] ||
+                  (spec.window_thread ? thread_window_gen == atomic_load(&generation) : atomic_load(&in_window));
+    bool selected = site >= 0 && site < FAULT__COUNT && spec.sites[site] && spec.nth > 0 && inside;
     int64_t nth = spec.nth, count = spec.count;
     int err = spec.err;
     bool abort_process = spec.abort_process;
@@ -232,8 +246,13 @@ void fault_point(const char *name) {
         }
     size_t wl = strlen(spec.window);
     if (wl && !strncmp(name, spec.window, wl)) {
-        if (!strcmp(name + wl, ".begin")) atomic_store(&in_window, true);
-        else if (!strcmp(name + wl, ".end")) atomic_store(&in_window, false);
+        if (!strcmp(name + wl, ".begin")) {
+            atomic_store(&in_window, true);
+            thread_window_gen = atomic_load(&generation);
+        } else if (!strcmp(name + wl, ".end")) {
+            atomic_store(&in_window, false);
+            thread_window_gen = 0;
+        }
     }
     pthread_mutex_unlock(&mu);
     if (ms <= 0) return;

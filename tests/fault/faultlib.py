@@ -160,20 +160,23 @@ def response_is_clean(r):
     return r.status >= 400 and r.error_code is not None
 
 
-def loop_over_calls(store, sites, action, op, verify, limit=400, window=None, setup=None):
+def loop_over_calls(store, sites, action, op, verify, limit=400, window=None, setup=None, window_scope="process"):
     """Runs op(n) for n = 1.. with the nth call of sites failing (or the
     server aborting right before it), then the checks of after_run with
     verify.  setup(n), if given, runs first with nothing armed (what the
     operation needs: an object to delete, an upload to complete); op issues
     the operation's requests and updates the ledger.  Stops after the first
     run that did not reach call n (the operation makes fewer calls).
+    window (a point pair) counts only the calls between them; with
+    window_scope="thread", only those of the thread that opened it (one S3
+    request's, not a job worker's or the audit shipper's meanwhile).
     Returns how many runs reached their fault."""
     reached = 0
     for n in range(1, limit + 1):
         ctx = setup(n) if setup else None
         spec = f"sites={sites}\nnth={n}\nerrno={errno_for(n)}\naction={action}\n"
         if window:
-            spec += f"window={window}\n"
+            spec += f"window={window}\nwindow_scope={window_scope}\n"
         mark = store.arm(spec)
         op(n, ctx)
         hit = store.reached(mark)

@@ -23,7 +23,7 @@ from faultlib import FaultStore, Ledger, loop_over_calls, response_is_clean
 from test_faults import body_for, complete_body, delete_case, getter, request, setup_bucket
 
 SITES = "pg.*"      # pg.send, pg.answer
-WINDOW = "s3.request"   # the calls one S3 request makes, not the background's
+WINDOW = "s3.request"   # the calls one S3 request's thread makes, not the background's
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def run_loop(store, action, op, ledger, bucket, setup=None):
         store.mark = len(store.log_lines())
         op(n, ctx)
     runs = loop_over_calls(store, SITES, action, marked_op, lambda: ledger.check(getter(store, bucket)),
-                           window=WINDOW, setup=setup)
+                           window=WINDOW, window_scope="thread", setup=setup)
     if action == "fail":
         assert store.lost_commits == {"answer", "send"}, store.lost_commits
     return runs

@@ -12,6 +12,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,37 @@ Test(faults, windows_count_only_between_their_points) {
     cr_expect_eq(fault_inject(FAULT_DATA_WRITE), 0);
     fault_point("pass.end");
     cr_expect_eq(fault_inject(FAULT_DATA_WRITE), 0, "the second call is outside: not counted");
+    arm("");
+}
+
+static void *call_data_write(void *arg) {
+    *(int *)arg = fault_inject(FAULT_DATA_WRITE);
+    return NULL;
+}
+
+static int call_from_another_thread(void) {
+    int rc = -1;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, call_data_write, &rc), 0);
+    pthread_join(t, NULL);
+    return rc;
+}
+
+Test(faults, a_thread_window_counts_only_its_own_thread) {
+    arm("sites=*\nnth=1\nwindow=req\nwindow_scope=thread");
+    fault_point("req.begin");
+    cr_expect_eq(call_from_another_thread(), 0, "another thread while the window is open: not counted");
+    cr_expect_eq(fault_inject(FAULT_DATA_WRITE), EIO, "the window's own thread: the first call counted");
+    fault_point("req.end");
+    arm("sites=*\nnth=1\nwindow=req\nwindow_scope=process");
+    fault_point("req.begin");
+    cr_expect_eq(call_from_another_thread(), EIO, "process scope: any thread's call counts");
+    fault_point("req.end");
+    arm("sites=*\nnth=1\nwindow=req\nwindow_scope=thread");
+    fault_point("req.begin");
+    arm("sites=*\nnth=1\nwindow=req\nwindow_scope=thread");
+    cr_expect_eq(fault_inject(FAULT_DATA_WRITE), 0, "a window opened under the previous spec is not this one's");
+    cr_expect_eq(fault_configure("window=req\nwindow_scope=request"), CAIRN_EINVAL);
     arm("");
 }
 
