@@ -127,6 +127,21 @@ static void release_job(job_queue *q, const char *owner, const meta_job *job, co
               "job_id", id, "kind", job->kind, NULL);
 }
 
+/* The fault build's window around one run of a job and the recording of
+ * its end: the points job.KIND.begin and job.KIND.end, so a test counts the
+ * calls of one kind's run (window=job.heal, window_scope=thread:
+ * tests/fault/test_pg_faults.py), not the claim or another kind's. */
+static void job_window(const char *kind, const char *edge) {
+#if CAIRN_FAULT_BUILD
+    char name[96];
+    snprintf(name, sizeof name, "job.%s.%s", kind, edge);
+    fault_point(name);
+#else
+    (void)kind;
+    (void)edge;
+#endif
+}
+
 typedef struct {
     job_queue *q;
     int index;
@@ -167,6 +182,9 @@ static void *worker_main(void *arg) {
             snprintf(q->running[index].owner, sizeof q->running[index].owner, "%s", owner);
             pthread_mutex_unlock(&q->mu);
             run_outcome o;
+            char kind[64];
+            snprintf(kind, sizeof kind, "%s", job.kind);
+            job_window(kind, "begin");
             run_job(q, &job, &o);
             if (o.release) {
                 release_job(q, owner, &job, "job released at shutdown; it runs again later");
@@ -193,6 +211,7 @@ static void *worker_main(void *arg) {
                     have = true;
                 }
             }
+            job_window(kind, "end");
             pthread_mutex_lock(&q->mu);
             q->running[index].job_id = have ? job.id : 0;
             pthread_mutex_unlock(&q->mu);
@@ -257,6 +276,16 @@ static bool listener_wait(job_queue *q, int ms, bool *readable) {
     return p[0].revents != 0 || jobs_stopping(q);
 }
 
+/* Opens the listener (PostgreSQL: a connection of its own and LISTEN),
+ * between the fault build's points jobs.listen.begin and .end
+ * (tests/fault/test_pg_faults.py loses each statement of it in turn). */
+static int listener_open(job_queue *q) {
+    fault_point("jobs.listen.begin");
+    int rc = meta_job_listener_open(q->ms, &q->listen);
+    fault_point("jobs.listen.end");
+    return rc;
+}
+
 static void *listener_main(void *arg) {
     pthread_setname_np(pthread_self(), "job-listener");
     job_queue *q = arg;
@@ -265,7 +294,7 @@ static void *listener_main(void *arg) {
     if (q->listen) log_write(LOG_INFO, NULL, "job listener listening: workers wake on every enqueue", NULL);
     for (;;) {
         if (!q->listen) {
-            if (meta_job_listener_open(q->ms, &q->listen) != 0) {
+            if (listener_open(q) != 0) {
                 backoff_ms = backoff_ms ? (backoff_ms < 5000 ? backoff_ms * 2 : 10000) : 250;
                 if (listener_wait(q, backoff_ms, &readable)) break;
                 continue;
@@ -361,7 +390,7 @@ int jobs_queue_start(job_queue *q) {
     q->keeper_started = true;
     /* A listener when the backend notifies (PostgreSQL); one that cannot
      * connect now is retried by its thread. */
-    int rc = meta_job_listener_open(q->ms, &q->listen);
+    int rc = listener_open(q);
     if (rc == CAIRN_EINVAL) return 0;
     if (rc != 0)
         log_write(LOG_WARN, NULL, "job listener cannot connect yet; workers poll until it can", "error",

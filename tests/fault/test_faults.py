@@ -154,15 +154,12 @@ def test_complete_multipart(store, action):
     assert runs >= 3, runs
 
 
-@pytest.mark.deadline(900)
-@pytest.mark.parametrize("action", ["fail", "abort"])
-def test_heal(store, action):
-    """A degraded read queues a heal (a durable job) that rewrites the lost
-    shard; every call of that, failed or crashed, ends healed after the
-    restart (the job is retried) and fsck finds the shard back."""
+def heal_case(store, b, ledger):
+    """setup(n) and op(n, key) of a heal loop (test_pg_faults.py has one
+    too): setup writes an object and removes one of its shards; op reads it
+    degraded (served from parity), which queues a heal job, and waits for
+    the job to settle or the server to die."""
     import glob
-    b = setup_bucket(store)
-    ledger = Ledger()
     drives = [store.tmp / f"d{i}" for i in range(6)]
 
     def setup(n):
@@ -183,7 +180,18 @@ def test_heal(store, action):
                 return True
             return not [j for j in store.jobs() if j[2] in ("available", "running", "retryable")]
         wait_until(settled, 30, interval=0.1, what="the heal to finish or the server to crash")
+    return setup, op
 
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_heal(store, action):
+    """A degraded read queues a heal (a durable job) that rewrites the lost
+    shard; every call of that, failed or crashed, ends healed after the
+    restart (the job is retried) and fsck finds the shard back."""
+    b = setup_bucket(store)
+    ledger = Ledger()
+    setup, op = heal_case(store, b, ledger)
     runs = loop_over_calls(store, ALL, action, op, lambda: ledger.check(getter(store, b)), setup=setup)
     assert runs >= 8, runs
 

@@ -19,8 +19,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import cairn_harness
+from cairn_harness import wait_until
 from faultlib import FaultStore, Ledger, loop_over_calls, response_is_clean
-from test_faults import body_for, complete_body, delete_case, getter, request, setup_bucket
+from test_faults import body_for, complete_body, delete_case, getter, heal_case, request, setup_bucket
 
 SITES = "pg.*"      # pg.send, pg.answer
 WINDOW = "s3.request"   # the calls one S3 request's thread makes, not the background's
@@ -212,3 +213,69 @@ def test_delete_objects(store, action):
         check_answer(store, action, r, 200)
     setup, op = delete_objects_case(store, b, ledger, check)
     assert run_loop(store, action, op, ledger, b, setup=setup) >= 3
+
+
+@pytest.mark.deadline(900)
+@pytest.mark.parametrize("action", ["fail", "abort"])
+def test_heal_job(store, action):
+    """Background work: a heal job (queued by a degraded read) with each
+    statement of its run and of the recording of its end lost in turn
+    (window=job.heal, the worker's own calls), or the gateway crashing
+    there.  The job is retried until the shard is back (fsck clean), and a
+    lost COMMIT of its end is learnt from PostgreSQL like a request's."""
+    b = setup_bucket(store)
+    ledger = Ledger()
+    setup, op = heal_case(store, b, ledger)
+    lost_commits = set()
+
+    def marked_op(n, key):
+        mark = len(store.log_lines())
+        op(n, key)
+        lost = lost_at(store, mark) if action == "fail" else None
+        if lost and lost[1] == "commit":
+            lost_commits.add(lost[0])
+            outcome = [l for l in store.log_lines()[mark:] if "the outcome of a commit" in l]
+            want = "committed" if lost[0] == "answer" else "aborted"
+            assert outcome and f'"outcome":"{want}"' in outcome[0], outcome
+    runs = loop_over_calls(store, SITES, action, marked_op, lambda: ledger.check(getter(store, b)),
+                           window="job.heal", window_scope="thread", setup=setup)
+    if action == "fail":
+        assert lost_commits == {"answer", "send"}, lost_commits
+    assert runs >= 4, runs
+
+
+def test_job_listener_open_fails(pg, tmp_path):
+    """The job listener's opening (its own connection, then LISTEN) with
+    each of its statements lost in turn, at start: the failure is logged,
+    the listener retries by itself, and a job runs meanwhile (the workers
+    poll).  Each run on a fresh clone and fresh drives; ends when a run's
+    opening makes fewer statements."""
+    reached = 0
+    for n in range(1, 20):
+        name = pg.clone()
+        (tmp_path / f"run{n}").mkdir()
+        spec = f"sites={SITES};nth={n};window=jobs.listen;window_scope=thread"
+        s = FaultStore(tmp_path / f"run{n}", env={"CAIRN_METADATA_URL": pg.url(name), "CAIRN_TEST_FAULT": spec})
+        try:
+            s.start()
+            log = s.log_lines()
+            injected = [i for i, l in enumerate(log) if "fault injected" in l]
+            if not injected:
+                break
+            reached += 1
+            assert any("job listener cannot connect yet" in l for l in log[injected[0]:]), "the failed start was not logged"
+            wait_until(lambda: any("job listener listening" in l for l in s.log_lines()[injected[0]:]), 15,
+                       what="the job listener to open after its failed start")
+            # A job still runs: a heal, queued by a degraded read.
+            b = setup_bucket(s)
+            ledger = Ledger()
+            setup, op = heal_case(s, b, ledger)
+            op(n, setup(n))
+            ledger.check(getter(s, b))
+            assert s.srv.stop() == 0
+            s.fsck()
+        finally:
+            if s.srv.proc and s.srv.proc.poll() is None:
+                s.srv.kill()
+            assert pg.drop(name), f"the metadata clone {name} is still in use"
+    assert reached >= 2, f"only {reached} statements of the listener's opening were reached"
