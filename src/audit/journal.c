@@ -205,6 +205,7 @@ struct audit_journal {
     char dir[PATH_MAX];
     pthread_t writer;
     pthread_mutex_t mu;
+    pthread_mutex_t commit_mu;  /* one audit_journal_commit at a time (the cursor file outside mu) */
     pthread_cond_t work;        /* the writer waits for records */
     pthread_cond_t done;        /* durable appenders wait for their batch */
     pthread_cond_t room;        /* appenders wait for room in the queue */
@@ -826,6 +827,7 @@ int audit_journal_open(const audit_journal_opts *o, audit_journal **out) {
     buf_init(&j->queue);
     buf_init(&j->spare);
     pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->commit_mu, NULL);
     pthread_mutex_init(&j->spool_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -842,6 +844,7 @@ int audit_journal_open(const audit_journal_opts *o, audit_journal **out) {
         if (j->fd >= 0) close(j->fd);
         free(j->segs);
         pthread_mutex_destroy(&j->mu);
+        pthread_mutex_destroy(&j->commit_mu);
         pthread_mutex_destroy(&j->spool_mu);
         pthread_cond_destroy(&j->work);
         pthread_cond_destroy(&j->done);
@@ -878,6 +881,7 @@ void audit_journal_close(audit_journal *j) {
     buf_free(&j->spare);
     free(j->segs);
     pthread_mutex_destroy(&j->mu);
+    pthread_mutex_destroy(&j->commit_mu);
     pthread_mutex_destroy(&j->spool_mu);
     pthread_cond_destroy(&j->work);
     pthread_cond_destroy(&j->done);
@@ -1014,37 +1018,43 @@ static int64_t first_time_after(audit_journal *j, audit_cursor c) {
     return 0;
 }
 
+/* The cursor file is written and synced outside mu, so appenders (every
+ * request's emit) and the writer's wakeups never wait on its two fsyncs;
+ * commit_mu keeps commits one at a time, so nothing but this call moves
+ * j->shipped or drops segments meanwhile.  The shipped segments' files
+ * are unlinked after mu too (they left the list under it). */
 int audit_journal_commit(audit_journal *j, audit_cursor upto) {
+    pthread_mutex_lock(&j->commit_mu);
     pthread_mutex_lock(&j->mu);
     const audit_cursor old = j->shipped;
     segment *s = seg_find(j, upto.segment);
     bool behind = upto.segment < old.segment || (upto.segment == old.segment && upto.offset < old.offset);
     bool past = upto.segment && (!s || upto.offset > s->size);
+    pthread_mutex_unlock(&j->mu);
     if (behind || past) {
-        pthread_mutex_unlock(&j->mu);
+        pthread_mutex_unlock(&j->commit_mu);
         return CAIRN_EINVAL;
     }
     char path[PATH_MAX + 16], text[128];
     cursor_path(j->dir, path, sizeof path);
     int len = snprintf(text, sizeof text, "cairn-audit-cursor 1 %llu %llu %llu\n", (unsigned long long)upto.segment,
                        (unsigned long long)upto.offset, (unsigned long long)upto.seq);
-    int rc = file_write_atomic(path, text, (size_t)len, 0644, true);
-    if (rc != 0) {
-        pthread_mutex_unlock(&j->mu);
+    if (file_write_atomic(path, text, (size_t)len, 0644, true) != 0) {
+        pthread_mutex_unlock(&j->commit_mu);
         log_write(LOG_ERROR, NULL, "cannot persist the audit journal cursor", "path", path, NULL);
         return CAIRN_EIO;
     }
+    fault_point("audit.cursor.written"); /* test_audit_journal.c: appends go on meanwhile */
+    pthread_mutex_lock(&j->mu);
     j->shipped = upto;
     /* Segments wholly shipped go, but never the one being written. */
-    size_t keep = 0;
+    uint64_t *gone = malloc(j->nsegs * sizeof *gone);
+    size_t keep = 0, ngone = 0;
     for (size_t i = 0; i < j->nsegs; i++) {
         segment *g = &j->segs[i];
         bool shipped = g->id < upto.segment || (g->id == upto.segment && upto.offset >= g->size);
-        if (shipped && g->id != j->cur_id) {
-            char sp[PATH_MAX + 64];
-            seg_path(j, "journal", g->id, sp, sizeof sp);
-            if (unlink(sp) != 0 && errno != ENOENT)
-                log_write(LOG_WARN, NULL, "cannot delete a shipped audit journal segment", "path", sp, NULL);
+        if (shipped && g->id != j->cur_id && gone) {
+            gone[ngone++] = g->id;
             continue;
         }
         j->segs[keep++] = *g;
@@ -1055,6 +1065,15 @@ int audit_journal_commit(audit_journal *j, audit_cursor upto) {
     j->oldest_ms = t;
     refresh_full(j);
     pthread_mutex_unlock(&j->mu);
+    /* (Without memory for the list they stay, listed, until the next commit.) */
+    for (size_t i = 0; i < ngone; i++) {
+        char sp[PATH_MAX + 64];
+        seg_path(j, "journal", gone[i], sp, sizeof sp);
+        if (unlink(sp) != 0 && errno != ENOENT)
+            log_write(LOG_WARN, NULL, "cannot delete a shipped audit journal segment", "path", sp, NULL);
+    }
+    free(gone);
+    pthread_mutex_unlock(&j->commit_mu);
     return 0;
 }
 
