@@ -289,6 +289,96 @@ Test(audit_journal, torn_tail_is_truncated_at_reopen) {
     audit_journal_close(j);
 }
 
+static off_t file_size(const char *path) {
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    return st.st_size;
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    cr_assert(in && out);
+    char b[65536];
+    size_t n;
+    while ((n = fread(b, 1, sizeof b, in)) > 0) cr_assert_eq(fwrite(b, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+/* The open segment is zeroed ahead of its records (so a batch's fdatasync
+ * does not change the file's size); a close cuts it back, and a journal
+ * killed with its zeros (a copy of its files taken while open) opens with
+ * every record, nothing counted torn or corrupt, and the zeros cut. */
+Test(audit_journal, preallocated_zeros_are_not_damage) {
+    audit_journal_opts o = opts();
+    audit_journal *j = open_j(&o);
+    append_n(j, 0, 30, AUDIT_APPEND_DURABLE);
+    char path[512], saved[600];
+    last_segment(path, sizeof path);
+    off_t open_size = file_size(path);
+    cr_expect_geq(open_size, 1024 * 1024, "zeroed ahead while open (%lld bytes)", (long long)open_size);
+    snprintf(saved, sizeof saved, "%s.killed", path);
+    copy_file(path, saved);           /* the file as a kill -9 would leave it */
+    audit_journal_close(j);
+    off_t records = file_size(path);
+    cr_expect_lt(records, open_size, "cut back to its records at close");
+    off_t want = 0;
+    for (int i = 0; i < 30; i++) {
+        char p[256];
+        payload(p, sizeof p, i);
+        want += (off_t)(AUDIT_RECORD_HEADER + strlen(p));
+    }
+    cr_expect_eq(records, want, "only the records");
+    cr_assert_eq(rename(saved, path), 0);
+    j = open_j(&o);
+    audit_journal_stats st;
+    audit_journal_get_stats(j, &st);
+    cr_expect_eq(st.truncated_bytes, 0, "zeros are not a torn tail");
+    cr_expect_eq(st.corrupt_records, 0);
+    cr_expect_eq(st.depth, 30);
+    cr_expect_eq(file_size(path), records, "the zeros were cut at open");
+    append_n(j, 30, 5, AUDIT_APPEND_DURABLE);
+    int n;
+    read_all(j, audit_journal_shipped(j), 8, 0, &n);
+    cr_expect_eq(n, 35);
+    audit_journal_close(j);
+}
+
+/* A crash right after the writer moved to a new segment, before it cut the
+ * old one: an older segment with zeros at its end.  Not corruption; cut. */
+Test(audit_journal, zeros_at_the_end_of_an_older_segment_are_cut) {
+    audit_journal_opts o = opts();
+    o.segment_bytes = 4096;
+    audit_journal *j = open_j(&o);
+    for (int i = 0; i < 60; i++) append_n(j, i, 1, AUDIT_APPEND_DURABLE);
+    audit_journal_close(j);
+    cr_assert_geq(count_files("journal-"), 2);
+    char first[512];
+    snprintf(first, sizeof first, "%s/journal-%020d.log", dir, 1);
+    off_t size = file_size(first);
+    cr_assert_eq(truncate(first, size + 3000), 0);
+    /* And zeros inside a segment that are followed by more bytes are damage. */
+    j = open_j(&o);
+    audit_journal_stats st;
+    audit_journal_get_stats(j, &st);
+    cr_expect_eq(st.corrupt_records, 0);
+    cr_expect_eq(st.truncated_bytes, 0);
+    cr_expect_eq(file_size(first), size);
+    int n;
+    read_all(j, audit_journal_shipped(j), 16, 0, &n);
+    cr_expect_eq(n, 60);
+    audit_journal_close(j);
+    int fd = open(first, O_RDWR);
+    cr_assert_geq(fd, 0);
+    static const char zeros[64];
+    cr_assert_eq(pwrite(fd, zeros, sizeof zeros, size / 2), (ssize_t)sizeof zeros);
+    close(fd);
+    j = open_j(&o);
+    audit_journal_get_stats(j, &st);
+    cr_expect_geq(st.corrupt_records, 1, "zeros with records after them are counted");
+    audit_journal_close(j);
+}
+
 Test(audit_journal, corruption_in_an_older_segment_is_skipped_and_counted) {
     audit_journal_opts o = opts();
     o.segment_bytes = 4096;
