@@ -55,22 +55,31 @@ def lost_at(store, mark):
     return None
 
 
+def lost_commit(store, mark, seen):
+    """Which way this run (its log from mark) lost a COMMIT, "answer" or
+    "send", or None; added to seen.  The gateway must have learnt the
+    outcome from PostgreSQL: committed for a lost answer, aborted for a
+    COMMIT never sent."""
+    lost = lost_at(store, mark)
+    if not lost or lost[1] != "commit":
+        return None
+    seen.add(lost[0])
+    outcome = [l for l in store.log_lines()[mark:] if "the outcome of a commit" in l]
+    want = "committed" if lost[0] == "answer" else "aborted"
+    assert outcome and f'"outcome":"{want}"' in outcome[0], outcome
+    return lost[0]
+
+
 def check_answer(store, action, r, ok_status):
     """A clean answer; with the server alive, a COMMIT whose answer was lost
     is answered as the success it was, and one never sent as the failure it
     was, each after PostgreSQL told the gateway so."""
     assert response_is_clean(r), r
-    mark = store.mark
-    lost = lost_at(store, mark) if action == "fail" else None
-    if lost and lost[1] == "commit":
-        store.lost_commits.add(lost[0])
-        outcome = [l for l in store.log_lines()[mark:] if "the outcome of a commit" in l]
-        if lost[0] == "answer":
-            assert r is not None and r.status == ok_status, f"the COMMIT committed but the answer was {r}: {outcome}"
-            assert outcome and '"outcome":"committed"' in outcome[0], outcome
-        else:
-            assert r is not None and r.status >= 500, f"the COMMIT was never sent but the answer was {r}"
-            assert outcome and '"outcome":"aborted"' in outcome[0], outcome
+    way = lost_commit(store, store.mark, store.lost_commits) if action == "fail" else None
+    if way == "answer":
+        assert r is not None and r.status == ok_status, f"the COMMIT committed but the answer was {r}"
+    elif way == "send":
+        assert r is not None and r.status >= 500, f"the COMMIT was never sent but the answer was {r}"
 
 
 def run_loop(store, action, op, ledger, bucket, setup=None):
@@ -231,12 +240,8 @@ def test_heal_job(store, action):
     def marked_op(n, key):
         mark = len(store.log_lines())
         op(n, key)
-        lost = lost_at(store, mark) if action == "fail" else None
-        if lost and lost[1] == "commit":
-            lost_commits.add(lost[0])
-            outcome = [l for l in store.log_lines()[mark:] if "the outcome of a commit" in l]
-            want = "committed" if lost[0] == "answer" else "aborted"
-            assert outcome and f'"outcome":"{want}"' in outcome[0], outcome
+        if action == "fail":
+            lost_commit(store, mark, lost_commits)
     runs = loop_over_calls(store, SITES, action, marked_op, lambda: ledger.check(getter(store, b)),
                            window="job.heal", window_scope="thread", setup=setup)
     if action == "fail":
