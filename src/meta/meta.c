@@ -79,6 +79,28 @@ int meta_open_url(const char *url, const char *data_dir, const meta_options *opt
     return rc;
 }
 
+void meta_delete_items_start(meta_delete_item *items, int n, size_t key_max, bool (*key_ok)(const char *, size_t)) {
+    for (int i = 0; i < n; i++) {
+        memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        memset(&items[i].marker, 0, sizeof items[i].marker);
+        items[i].deleted_marker = false;
+        /* A key too long to exist is absent: nothing to delete. */
+        items[i].rc = key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > key_max)
+                          ? 0 : CAIRN_EINVAL;
+    }
+}
+
+void meta_delete_items_undone(meta_delete_item *items, int n, int err) {
+    for (int i = 0; i < n; i++) {
+        meta_object_clear(&items[i].deleted);
+        meta_object_clear(&items[i].marker);
+        memset(&items[i].deleted, 0, sizeof items[i].deleted);
+        memset(&items[i].marker, 0, sizeof items[i].marker);
+        items[i].deleted_marker = false;
+        if (items[i].rc == 0) items[i].rc = err;
+    }
+}
+
 int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen) {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     if (c != 0) return c;

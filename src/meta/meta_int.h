@@ -190,6 +190,35 @@ typedef struct {
  * rows beyond limit exist (meaningless if the callback stopped early). */
 int meta_page_rows(const meta_pager *p, void *fetch_ud, void *ud, int limit, bool *more);
 
+/* An object listing on either backend (its paged fetch, meta_page_rows):
+ * one object copied out, and what the query needs.  META_LIST_KEY_MAX is
+ * both backends' longest key (PG_KEY_MAX, KEY_MAX). */
+#define META_LIST_KEY_MAX 1024
+typedef struct {
+    char key[META_LIST_KEY_MAX + 1];
+    size_t key_len;
+    char etag[72];
+    int64_t size, mtime_ms, owner_id;
+} meta_list_row;
+
+typedef struct {
+    const char *bucket;
+    int64_t bucket_id;
+    const char *lo, *hi; /* the first batch's lower bound; the prefix successor */
+    size_t lo_len, hi_len;
+    bool lo_incl;
+    int (*cb)(void *ud, const meta_list_entry *e);
+    void *ud;
+} meta_list_ctx;
+
+/* DeleteObjects on either backend (meta.c): items_start clears each item's
+ * results and sets its rc (0, or CAIRN_EINVAL for a key that is not valid;
+ * a key longer than key_max is valid and absent); items_undone, after a
+ * batch that did not commit (or never began), clears what was reported
+ * deleted and gives err to every key that had no error of its own. */
+void meta_delete_items_start(meta_delete_item *items, int n, size_t key_max, bool (*key_ok)(const char *, size_t));
+void meta_delete_items_undone(meta_delete_item *items, int n, int err);
+
 /* Keys compare as bytes: memcmp, then the shorter first (meta.c). */
 int meta_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
 

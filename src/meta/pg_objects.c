@@ -326,22 +326,14 @@ static void lock_order(meta_delete_item *items, int n, int *order, int *m) {
 int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
     pg_store *ms = PG(base_);
     if (!bucket || n < 0 || n > 1000 || (n && !items)) return CAIRN_EINVAL;
-    for (int i = 0; i < n; i++) {
-        memset(&items[i].deleted, 0, sizeof items[i].deleted);
-        memset(&items[i].marker, 0, sizeof items[i].marker);
-        items[i].deleted_marker = false;
-        /* A key too long to exist is absent: nothing to delete. */
-        items[i].rc = sq_key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > PG_KEY_MAX)
-                          ? 0 : CAIRN_EINVAL;
-    }
+    meta_delete_items_start(items, n, PG_KEY_MAX, sq_key_ok);
     int order[1000], m = 0;
     lock_order(items, n, order, &m);
     pg_conn *c;
     int err = pg_tx_begin(ms, &c);
     if (err != 0) {
         /* Callers read each key's outcome: none of them was deleted. */
-        for (int i = 0; i < n; i++)
-            if (items[i].rc == 0) items[i].rc = err;
+        meta_delete_items_undone(items, n, err);
         return err;
     }
     for (int k = 0; k < m; k++) {
@@ -376,38 +368,15 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         }
     }
     err = pg_tx_end(ms, c, err);
-    if (err != 0) {
-        /* Nothing was deleted after all. */
-        for (int i = 0; i < n; i++) {
-            meta_object_clear(&items[i].deleted);
-            meta_object_clear(&items[i].marker);
-            memset(&items[i].deleted, 0, sizeof items[i].deleted);
-            memset(&items[i].marker, 0, sizeof items[i].marker);
-            items[i].deleted_marker = false;
-            if (items[i].rc == 0) items[i].rc = err;
-        }
-    }
+    if (err != 0) meta_delete_items_undone(items, n, err); /* nothing was deleted after all */
     return err;
 }
 
 
-/* One object of a listing, copied out (pg_page_rows). */
-typedef struct {
-    char key[PG_KEY_MAX + 1];
-    size_t key_len;
-    char etag[72];
-    int64_t size, mtime_ms, owner_id;
-} list_row;
-
-typedef struct {
-    const char *bucket;
-    int64_t bucket_id;
-    const char *lo, *hi; /* the first batch's lower bound; the prefix successor */
-    size_t lo_len, hi_len;
-    bool lo_incl;
-    int (*cb)(void *ud, const meta_list_entry *e);
-    void *ud;
-} list_ctx;
+/* One object of a listing, copied out (pg_page_rows), and the query's bounds (meta_int.h). */
+typedef meta_list_row list_row;
+typedef meta_list_ctx list_ctx;
+_Static_assert(PG_KEY_MAX == META_LIST_KEY_MAX, "a listed key fits its row");
 
 static int list_query(pg_conn *c, void *ctx, const void *after, int fetch, PGresult **out) {
     const list_ctx *l = ctx;

@@ -420,20 +420,12 @@ int sq_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_
 int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_id, meta_delete_item *items, int n) {
     sq_store *ms = SQ(base_);
     if (!ms || !bucket || n < 0 || n > 1000 || (n && !items)) return CAIRN_EINVAL;
-    for (int i = 0; i < n; i++) {
-        memset(&items[i].deleted, 0, sizeof items[i].deleted);
-        memset(&items[i].marker, 0, sizeof items[i].marker);
-        items[i].deleted_marker = false;
-        /* A key too long to exist is absent: nothing to delete. */
-        items[i].rc = sq_key_ok(items[i].key, items[i].key_len) || (items[i].key && items[i].key_len > KEY_MAX)
-                          ? 0 : CAIRN_EINVAL;
-    }
+    meta_delete_items_start(items, n, KEY_MAX, sq_key_ok);
     conn *w;
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) {
         /* Callers read each key's outcome: none of them was deleted. */
-        for (int i = 0; i < n; i++)
-            if (items[i].rc == 0) items[i].rc = err;
+        meta_delete_items_undone(items, n, err);
         return err;
     }
     bool lost = false;
@@ -476,39 +468,16 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
         }
     }
     err = sq_wtx_end(ms, err);
-    if (err != 0) {
-        /* Nothing was deleted after all. */
-        for (int i = 0; i < n; i++) {
-            meta_object_clear(&items[i].deleted);
-            meta_object_clear(&items[i].marker);
-            memset(&items[i].deleted, 0, sizeof items[i].deleted);
-            memset(&items[i].marker, 0, sizeof items[i].marker);
-            items[i].deleted_marker = false;
-            if (items[i].rc == 0) items[i].rc = err;
-        }
-    }
+    if (err != 0) meta_delete_items_undone(items, n, err); /* nothing was deleted after all */
     return err;
 }
 
 
 
-/* One object of a listing, copied out (sq_page_rows). */
-typedef struct {
-    char key[KEY_MAX + 1];
-    size_t key_len;
-    char etag[72];
-    int64_t size, mtime_ms, owner_id;
-} list_row;
-
-typedef struct {
-    const char *bucket;
-    int64_t bucket_id;
-    const char *lo, *hi; /* the first batch's lower bound; the prefix successor */
-    size_t lo_len, hi_len;
-    bool lo_incl;
-    int (*cb)(void *ud, const meta_list_entry *e);
-    void *ud;
-} list_ctx;
+/* One object of a listing, copied out (sq_page_rows), and the query's bounds (meta_int.h). */
+typedef meta_list_row list_row;
+typedef meta_list_ctx list_ctx;
+_Static_assert(KEY_MAX == META_LIST_KEY_MAX, "a listed key fits its row");
 
 static int list_prepare(conn *c, void *ctx, const void *after, int fetch, sqlite3_stmt **out) {
     const list_ctx *l = ctx;
