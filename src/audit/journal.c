@@ -12,8 +12,8 @@
  * with pwrite at the segment's end and fdatasyncs once.  Back under the
  * lock it records how it went for every waiter whose ticket the batch
  * covered, then lets go of the lock and wakes those waiters, only them.
- * The open segment is zeroed ahead of its end (PREALLOC bytes at a time,
- * in the batch that crosses it), so most batches overwrite blocks the file
+ * The open segment is zeroed ahead of its end (64 KiB, then doubling up to
+ * PREALLOC bytes at a time, in the batch that crosses it), so most batches overwrite blocks the file
  * already has and their fdatasync does not change the file's size: no
  * journal commit of the filesystem's own (an fdatasync that keeps the size
  * measured about a third cheaper here).  A segment is cut back to its
@@ -391,14 +391,17 @@ static void observe_sync(audit_journal *j, int64_t ns) {
     atomic_fetch_add(&j->syncs, 1);
 }
 
+#define PREALLOC_MIN (64 * 1024)
 #define PREALLOC (1024 * 1024)
 
-/* Zeros from the open segment's allocated end to at least need, PREALLOC
- * at a time, never past the segment's size (unless need is); synced with
- * the batch that needed them.  0 or an errno (the caller writes the batch
- * anyway). */
+/* Zeros from the open segment's allocated end to at least need, as much
+ * again as the segment has (64 KiB first: a short-lived process writes
+ * little), PREALLOC at most at a time, never past the segment's size
+ * (unless need is); synced with the batch that needed them.  0 or an
+ * errno (the caller writes the batch anyway). */
 static int preallocate(audit_journal *j, uint64_t need) {
-    uint64_t to = j->alloc_end + PREALLOC;
+    uint64_t step = j->alloc_end < PREALLOC_MIN ? PREALLOC_MIN : j->alloc_end < PREALLOC ? j->alloc_end : PREALLOC;
+    uint64_t to = j->alloc_end + step;
     if (to > (uint64_t)j->o.segment_bytes) to = (uint64_t)j->o.segment_bytes;
     if (to < need) to = need;
     static const unsigned char zeros[65536];

@@ -111,7 +111,7 @@ class FaultStore:
         before = sum(1 for l in lines if "fault injection armed" in l)
         self.spec_file.write_text(spec)
         self.srv.proc.send_signal(signal.SIGUSR1)
-        wait_until(lambda: sum(1 for l in self.log_lines() if "fault injection armed" in l) > before, 10,
+        wait_until(lambda: sum(1 for l in self.log_lines() if "fault injection armed" in l) > before, 60,
                    what="the server to arm the fault spec")
         return len(lines)
 

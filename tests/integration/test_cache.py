@@ -122,6 +122,7 @@ def list_keys(g, bucket, prefix):
     return [c.find("{*}Key").text for c in root.findall("{*}Contents")]
 
 
+@pytest.mark.deadline(900)   # 10,000 rounds of 3 requests: 1-2 min, several on a loaded machine
 def test_read_after_write_across_two_gateways(two_gateways):
     a, b, _redis = two_gateways
     bucket = unique_bucket("raw")
