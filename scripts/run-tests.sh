@@ -7,6 +7,7 @@
 #      the whole suite on SQLite and the whole suite on PostgreSQL, which
 #      conftest.py starts from Debian's binaries; about 5 and 9 minutes one
 #      after the other on two cores, so they run side by side)
+#   (each pytest pass ends with its 15 slowest tests: where CI time goes)
 #   3. with FAULT_BUILD set: the fault suite (tests/fault) on that build, in
 #      two passes (run_pass), side by side with the passes of 2
 # Exits non-zero if any suite fails.  Used by `make test` and `make test-asan`
@@ -51,9 +52,9 @@ run_pass() {  # BACKEND (sqlite, postgres, or faults and faults-nodes: the fault
     if [ "$backend" = faults-nodes ]; then
       files=($(ls tests/fault/test_*.py | grep -v -x -F -e "${files[0]}" -e "${files[1]}" -e "${files[2]}" -e "${files[3]}"))
     fi
-    CAIRN_BIN="$PWD/$FAULT_BUILD/cairn" $PY -m pytest -q -p no:cacheprovider "${files[@]}" --basetemp="$base"
+    CAIRN_BIN="$PWD/$FAULT_BUILD/cairn" $PY -m pytest -q -p no:cacheprovider "${files[@]}" --basetemp="$base" --durations=15
   else
-    $PY -m pytest -q -p no:cacheprovider tests/integration --metadata="$backend" --basetemp="$base" ${PYTEST_ARGS:-}
+    $PY -m pytest -q -p no:cacheprovider tests/integration --metadata="$backend" --basetemp="$base" --durations=15 ${PYTEST_ARGS:-}
   fi
   rc=$?
   rm -rf "$base"
