@@ -741,9 +741,10 @@ static int c_object_put(meta_store *ms, const meta_object *obj, meta_object *rep
 
 static int c_object_delete(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                            const char *version_id, int64_t owner_id, const char *marker_id,
-                           const meta_lock_check *lock, const meta_job *jobs, int njobs, meta_delete_result *res) {
+                           const meta_lock_check *lock, const meta_job *jobs, int njobs,
+                           const meta_audit_outbox *audit, meta_delete_result *res) {
     int rc = IN(ms)->ops->object_delete(IN(ms), bucket, bucket_id, key, key_len, version_id, owner_id, marker_id,
-                                        lock, jobs, njobs, res);
+                                        lock, jobs, njobs, audit, res);
     invalidate_object(T(ms), bucket, key, key_len);
     return rc;
 }
@@ -918,6 +919,16 @@ static int f_audit_query(meta_store *ms, const meta_audit_filter *f, int limit,
 static int f_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64_t *deleted) {
     return IN(ms)->ops->audit_delete_before(IN(ms), before_us, limit, deleted);
 }
+static int f_audit_outbox_read(meta_store *ms, const char *origin, int64_t adopt_before_ms, int limit,
+                               meta_outbox_row **rows, int *n) {
+    return IN(ms)->ops->audit_outbox_read(IN(ms), origin, adopt_before_ms, limit, rows, n);
+}
+static int f_audit_outbox_delete(meta_store *ms, const int64_t *ids, int n) {
+    return IN(ms)->ops->audit_outbox_delete(IN(ms), ids, n);
+}
+static int f_audit_outbox_count(meta_store *ms, const char *origin, int64_t *count, int64_t *oldest_ms) {
+    return IN(ms)->ops->audit_outbox_count(IN(ms), origin, count, oldest_ms);
+}
 
 static int c_job_listener_open(meta_store *ms, meta_listener **out) {
     return IN(ms)->ops->job_listener_open(IN(ms), out);
@@ -1006,7 +1017,7 @@ static void set_ops(tiered *t) {
     F(job_finish_claim); F(job_release); F(job_extend); F(job_cancel); F(job_retry); F(job_get); F(job_list);
     F(job_prune); F(job_counts); F(upload_list_older); F(node_upsert); F(node_list); F(node_get);
     F(node_set_state); F(node_seen); F(version_referenced); F(object_count); F(lease_acquire); F(lease_release);
-    F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(notify_target_add);
+    F(lease_get); F(audit_insert); F(audit_query); F(audit_delete_before); F(audit_outbox_read); F(audit_outbox_delete); F(audit_outbox_count); F(notify_target_add);
     F(notify_target_get); F(notify_target_list); F(notify_target_remove); F(bucket_notification_get);
     F(bucket_notification_put); F(job_pending_count); F(bucket_config_put); F(limit_set); F(limit_list);
     F(limit_remove);

@@ -315,7 +315,8 @@ int meta_bucket_set_public(meta_store *ms, const char *name, bool public_read) {
 
 int meta_object_put(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced) {
     if (had_replaced) *had_replaced = false;
-    return ms ? ms->ops->object_put(ms, obj, replaced, had_replaced) : CAIRN_EINVAL;
+    if (!ms || !obj || !meta_audit_outbox_ok(obj->audit)) return CAIRN_EINVAL;
+    return ms->ops->object_put(ms, obj, replaced, had_replaced);
 }
 
 int meta_object_get(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out) {
@@ -365,14 +366,23 @@ int meta_object_delete_version_lock(meta_store *ms, const char *bucket, int64_t 
                                     size_t key_len, const char *version_id, int64_t owner_id,
                                     const char *marker_id, const meta_lock_check *lock, const meta_job *jobs,
                                     int njobs, meta_delete_result *res) {
+    return meta_object_delete_audited(ms, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
+                                      jobs, njobs, NULL, res);
+}
+
+int meta_object_delete_audited(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                               size_t key_len, const char *version_id, int64_t owner_id, const char *marker_id,
+                               const meta_lock_check *lock, const meta_job *jobs, int njobs,
+                               const meta_audit_outbox *audit, meta_delete_result *res) {
     meta_delete_result local;
     if (!res) res = &local;
     memset(res, 0, sizeof *res);
-    if (!ms || !bucket || njobs < 0 || (njobs && !jobs) || !marker_id_ok(marker_id)) return CAIRN_EINVAL;
+    if (!ms || !bucket || njobs < 0 || (njobs && !jobs) || !marker_id_ok(marker_id) || !meta_audit_outbox_ok(audit))
+        return CAIRN_EINVAL;
     /* An id no version can have names none. */
     if (version_id && !meta_v_id_ok(version_id)) return CAIRN_ENOTFOUND;
     int rc = ms->ops->object_delete(ms, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock, jobs,
-                                    njobs, res);
+                                    njobs, audit, res);
     if (res == &local) meta_delete_result_clear(&local);
     return rc;
 }
@@ -827,6 +837,41 @@ int meta_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64
     if (deleted) *deleted = 0;
     if (!ms || !deleted || limit < 1 || limit > 100000) return CAIRN_EINVAL;
     return ms->ops->audit_delete_before(ms, before_us, limit, deleted);
+}
+
+static bool outbox_origin_ok(const char *origin) {
+    size_t n = origin ? strlen(origin) : 0;
+    return n >= 1 && n <= META_OUTBOX_ORIGIN_MAX;
+}
+
+bool meta_audit_outbox_ok(const meta_audit_outbox *a) {
+    return !a || (outbox_origin_ok(a->origin) && a->event && a->len >= 1 && a->len <= META_OUTBOX_EVENT_MAX &&
+                  strlen(a->event) == a->len);
+}
+
+int meta_audit_outbox_read(meta_store *ms, const char *origin, int64_t adopt_before_ms, int limit,
+                           meta_outbox_row **rows, int *n) {
+    if (rows) *rows = NULL;
+    if (n) *n = 0;
+    if (!ms || !rows || !n || !outbox_origin_ok(origin) || limit < 1 || limit > 10000) return CAIRN_EINVAL;
+    return ms->ops->audit_outbox_read(ms, origin, adopt_before_ms, limit, rows, n);
+}
+
+void meta_outbox_rows_free(meta_outbox_row *rows, int n) {
+    for (int i = 0; rows && i < n; i++) free(rows[i].event);
+    free(rows);
+}
+
+int meta_audit_outbox_delete(meta_store *ms, const int64_t *ids, int n) {
+    if (!ms || !ids || n < 1 || n > 10000) return CAIRN_EINVAL;
+    return ms->ops->audit_outbox_delete(ms, ids, n);
+}
+
+int meta_audit_outbox_count(meta_store *ms, const char *origin, int64_t *count, int64_t *oldest_ms) {
+    if (count) *count = 0;
+    if (oldest_ms) *oldest_ms = 0;
+    if (!ms || !count || !oldest_ms || !outbox_origin_ok(origin)) return CAIRN_EINVAL;
+    return ms->ops->audit_outbox_count(ms, origin, count, oldest_ms);
 }
 
 static void audit_arg_str(bool pg, buf_t *sql, meta_audit_args *a, const char *s) {

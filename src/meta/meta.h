@@ -356,6 +356,10 @@ typedef struct {
      * returned; NULL/0: none. */
     const struct meta_job_s *jobs;
     int njobs;
+    /* Puts: the request's audit event, inserted into the audit outbox in
+     * the put's own transaction (docs/audit.md "The outbox"); borrowed,
+     * never returned; NULL: none. */
+    const struct meta_audit_outbox_s *audit;
     /* Puts and completes: the write's condition (never stored); when it
      * does not hold nothing changes and the call is CAIRN_EPRECOND.  A
      * current version that is a delete marker counts as no version. */
@@ -497,6 +501,12 @@ int meta_object_delete_version_lock(meta_store *ms, const char *bucket, int64_t 
                                     size_t key_len, const char *version_id, int64_t owner_id,
                                     const char *marker_id, const meta_lock_check *lock,
                                     const struct meta_job_s *jobs, int njobs, meta_delete_result *res);
+/* The same, and audit (NULL: none) goes into the audit outbox in the same
+ * transaction when the call succeeds (docs/audit.md "The outbox"). */
+int meta_object_delete_audited(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key,
+                               size_t key_len, const char *version_id, int64_t owner_id, const char *marker_id,
+                               const meta_lock_check *lock, const struct meta_job_s *jobs, int njobs,
+                               const struct meta_audit_outbox_s *audit, meta_delete_result *res);
 /* One version of (bucket, key) by its id ("null": the null version),
  * delete markers included (out->delete_marker).  CAIRN_ENOTFOUND without
  * it (bucket_id as in meta_object_get). */
@@ -1070,6 +1080,48 @@ int meta_audit_query(meta_store *ms, const meta_audit_filter *f, int limit,
  * before_us, in one transaction; *deleted gets how many went (retention
  * calls it until fewer than limit go). */
 int meta_audit_delete_before(meta_store *ms, int64_t before_us, int limit, int64_t *deleted);
+
+/* ---- the audit outbox (docs/audit.md "The outbox") ----------------------------------- */
+
+/*
+ * A write's audit event, stored in the write's own transaction, so that the
+ * write's commit makes its event durable too (no journal sync on its path):
+ * a committed write never lacks its event, a failed one never has it.  The
+ * shipper reads the rows, delivers them like journal records and deletes
+ * them.  origin names the gateway that wrote the row (its journal's id):
+ * each shipper takes its own rows, and another gateway's only once they are
+ * older than its adoption age (a gateway gone for good).
+ */
+#define META_OUTBOX_ORIGIN_MAX 64     /* bytes of origin */
+#define META_OUTBOX_EVENT_MAX 65536   /* bytes of one event's JSON */
+
+typedef struct meta_audit_outbox_s {
+    const char *origin;    /* 1 .. META_OUTBOX_ORIGIN_MAX bytes */
+    const char *event;     /* the event's JSON (what the journal would hold), 1 .. META_OUTBOX_EVENT_MAX bytes, NUL at len */
+    size_t len;
+    int64_t time_ms;       /* when it was made */
+} meta_audit_outbox;
+
+typedef struct {
+    int64_t id;            /* the row's id: rows are read in id order */
+    int64_t time_ms;
+    char *event;           /* malloc'd, NUL-terminated; freed by meta_outbox_rows_free */
+    size_t len;
+} meta_outbox_row;
+
+/* At most limit (1 .. 10000) rows in id order whose origin is origin, or
+ * whose time_ms < adopt_before_ms (anyone's, old), copied into *rows (n of
+ * them; free with meta_outbox_rows_free). */
+int meta_audit_outbox_read(meta_store *ms, const char *origin, int64_t adopt_before_ms, int limit,
+                           meta_outbox_row **rows, int *n);
+void meta_outbox_rows_free(meta_outbox_row *rows, int n);
+/* Deletes the rows ids[0..n) (1 .. 10000; ids already gone are no error),
+ * in one transaction. */
+int meta_audit_outbox_delete(meta_store *ms, const int64_t *ids, int n);
+/* origin's rows: how many, and the oldest one's time_ms (0: none). */
+int meta_audit_outbox_count(meta_store *ms, const char *origin, int64_t *count, int64_t *oldest_ms);
+/* For the backends: is this outbox row insertable (NULL is: none)? */
+bool meta_audit_outbox_ok(const meta_audit_outbox *a);
 
 /* ---- the key manager's keys (src/crypt/kms.h, docs/kms.md) ---------------------------- */
 

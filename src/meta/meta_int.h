@@ -81,7 +81,7 @@ typedef struct meta_ops {
     int (*bucket_set_public)(meta_store *ms, const char *name, bool public_read);
     int (*object_put)(meta_store *ms, const meta_object *obj, meta_object *replaced, bool *had_replaced);
     int (*object_get)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
-    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock, const meta_job *jobs, int njobs, meta_delete_result *res);
+    int (*object_delete)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock, const meta_job *jobs, int njobs, const meta_audit_outbox *audit, meta_delete_result *res);
     int (*object_get_version)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, const char *version_id, bool with_data, meta_object *out);
     int (*object_list_versions)(meta_store *ms, const char *bucket, int64_t bucket_id, const char *prefix, size_t prefix_len, const char *after_key, size_t after_key_len, int64_t after_seq, int limit, int (*cb)(void *ud, const meta_version_entry *e), void *ud, bool *more);
     int (*bucket_set_versioning)(meta_store *ms, const char *name, int64_t bucket_id, meta_versioning state);
@@ -137,6 +137,10 @@ typedef struct meta_ops {
     int (*audit_query)(meta_store *ms, const meta_audit_filter *f, int limit,
                        int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
     int (*audit_delete_before)(meta_store *ms, int64_t before_us, int limit, int64_t *deleted);
+    int (*audit_outbox_read)(meta_store *ms, const char *origin, int64_t adopt_before_ms, int limit,
+                             meta_outbox_row **rows, int *n);
+    int (*audit_outbox_delete)(meta_store *ms, const int64_t *ids, int n);
+    int (*audit_outbox_count)(meta_store *ms, const char *origin, int64_t *count, int64_t *oldest_ms);
     int (*notify_target_add)(meta_store *ms, const meta_notify_target *t);
     int (*notify_target_get)(meta_store *ms, const char *name, meta_notify_target *out);
     int (*notify_target_list)(meta_store *ms, int (*cb)(void *ud, const meta_notify_target *t), void *ud);

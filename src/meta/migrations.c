@@ -424,6 +424,18 @@ static const char down_v17[] =
     "DROP TABLE kms_key_versions;"
     "DROP TABLE kms_keys;";
 
+/* v18: the audit outbox (docs/audit.md "The outbox"): a write's audit
+ * event, inserted in the write's own transaction so that its commit makes
+ * the event durable; the shipper delivers the rows and deletes them, so the
+ * table holds only what is on its way (read in id order, whole). */
+static const char up_v18[] =
+    "CREATE TABLE audit_outbox("
+    "  id INTEGER PRIMARY KEY,"
+    "  origin TEXT NOT NULL,"
+    "  time_ms INTEGER NOT NULL,"
+    "  event TEXT NOT NULL);";
+static const char down_v18[] = "DROP TABLE audit_outbox;";
+
 static const migration migrations[] = {
     {1, "initial schema: users, access keys, buckets, objects, inline data", up_v1, down_v1},
     {2, "object layout: erasure-coding geometry and shard placement", up_v2, down_v2},
@@ -442,6 +454,7 @@ static const migration migrations[] = {
     {15, "part checksums: the x-amz-checksum-* of each part of uploads and of completed objects", up_v15, down_v15},
     {16, "rate limits: the overrides of one access key's or one bucket's limits", up_v16, down_v16},
     {17, "key manager: KMS keys and their versions of sealed key material", up_v17, down_v17},
+    {18, "audit outbox: writes' audit events, stored in the writes' own transactions", up_v18, down_v18},
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -315,6 +315,7 @@ static const char *const pg_sql[PS__COUNT] = {
     [PS_LEASE_RELEASE] = "DELETE FROM leases WHERE name = $1::text AND holder = $2::text",
     /* A chunk of a batch in one statement: one text-format array per
      * column (pg_audit.c builds them), unnested in the arrays' order. */
+    [PS_OUTBOX_INSERT] = "INSERT INTO audit_outbox(origin, time_ms, event) VALUES ($1::text, $2::int8, $3::text)",
     [PS_AUDIT_INSERT] = "INSERT INTO audit_events(event_id, time_us, request_id, correlation_id, principal, user_name,"
                         " source_address, action, bucket, key, version_id, outcome, status, error_code, bytes_in,"
                         " bytes_out, duration_us) SELECT e, t, r, c, p, u, s, a, b, k, v, o, st, ec, bi, bo, d FROM"
@@ -1051,6 +1052,9 @@ const meta_ops pg_ops = {
     .audit_insert = pg_audit_insert,
     .audit_query = pg_audit_query,
     .audit_delete_before = pg_audit_delete_before,
+    .audit_outbox_read = pg_audit_outbox_read,
+    .audit_outbox_delete = pg_audit_outbox_delete,
+    .audit_outbox_count = pg_audit_outbox_count,
     .job_listener_open = pg_job_listener_open,
     .pool_stats = pg_pool_stats_get,
 };

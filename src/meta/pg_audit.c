@@ -182,3 +182,90 @@ int pg_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int6
     if (err == 0) *deleted = changes;
     return err;
 }
+
+/* ---- the audit outbox ------------------------------------------------------------------------ */
+
+int pg_outbox_insert_tx(pg_conn *c, const meta_audit_outbox *a) {
+    if (!a) return 0;
+    pg_params p = {0};
+    pgp_text(&p, a->origin);
+    pgp_int(&p, a->time_ms);
+    pgp_text(&p, a->event); /* NUL-free and NUL-terminated: the pipeline's buffer */
+    return pg_run(c, PS_OUTBOX_INSERT, &p, NULL, NULL, "audit outbox insert");
+}
+
+int pg_audit_outbox_read(meta_store *base_, const char *origin, int64_t adopt_before_ms, int limit,
+                         meta_outbox_row **rows, int *n) {
+    pg_params p = {0};
+    pgp_text(&p, origin);
+    pgp_int(&p, adopt_before_ms);
+    pgp_int(&p, limit);
+    pg_conn *c;
+    int err = pg_acquire(PG(base_), &c);
+    if (err != 0) return err;
+    PGresult *r = NULL;
+    err = pg_run_sql(c,
+                     "SELECT id, time_ms, event FROM audit_outbox WHERE origin = $1::text OR time_ms < $2::int8"
+                     " ORDER BY id LIMIT $3::int8",
+                     &p, &r, NULL, "audit outbox read");
+    pg_release(PG(base_), c);
+    if (err != 0) return err;
+    int got = PQntuples(r);
+    meta_outbox_row *out = calloc(got ? (size_t)got : 1, sizeof *out);
+    if (!out) err = CAIRN_ENOMEM;
+    for (int i = 0; err == 0 && i < got; i++) {
+        out[i].id = pg_int(r, i, 0);
+        out[i].time_ms = pg_int(r, i, 1);
+        out[i].event = pg_strdup(r, i, 2, "");
+        if (!out[i].event) err = CAIRN_ENOMEM;
+        else out[i].len = strlen(out[i].event);
+    }
+    PQclear(r);
+    if (err != 0) {
+        meta_outbox_rows_free(out, got);
+        return err;
+    }
+    *rows = out;
+    *n = got;
+    return 0;
+}
+
+int pg_audit_outbox_delete(meta_store *base_, const int64_t *ids, int n) {
+    pg_params p = {0};
+    buf_t list;
+    buf_init(&list);
+    buf_putc(&list, '{');
+    for (int i = 0; i < n; i++) buf_printf(&list, "%s%lld", i ? "," : "", (long long)ids[i]);
+    buf_putc(&list, '}');
+    if (list.oom) {
+        buf_free(&list);
+        return CAIRN_ENOMEM;
+    }
+    pgp_text(&p, list.data);
+    pg_conn *c;
+    int err = pg_acquire(PG(base_), &c);
+    if (err == 0) {
+        err = pg_run_sql(c, "DELETE FROM audit_outbox WHERE id = ANY($1::text::int8[])", &p, NULL, NULL,
+                         "audit outbox delete");
+        pg_release(PG(base_), c);
+    }
+    buf_free(&list);
+    return err;
+}
+
+int pg_audit_outbox_count(meta_store *base_, const char *origin, int64_t *count, int64_t *oldest_ms) {
+    pg_params p = {0};
+    pgp_text(&p, origin);
+    pg_conn *c;
+    int err = pg_acquire(PG(base_), &c);
+    if (err != 0) return err;
+    PGresult *r = NULL;
+    err = pg_run_sql(c, "SELECT count(*)::int8, coalesce(min(time_ms), 0)::int8 FROM audit_outbox WHERE origin = $1::text",
+                     &p, &r, NULL, "audit outbox count");
+    pg_release(PG(base_), c);
+    if (err != 0) return err;
+    *count = pg_int(r, 0, 0);
+    *oldest_ms = pg_int(r, 0, 1);
+    PQclear(r);
+    return 0;
+}

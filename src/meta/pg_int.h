@@ -149,6 +149,7 @@ typedef enum {
     PS_LEASE_RELEASE,
     PS_LEASE_GET,
     PS_AUDIT_INSERT,
+    PS_OUTBOX_INSERT,
     PS_USER_SET_AUDIT,
     PS_NOTIFY_TARGET_ADD,
     PS_NOTIFY_TARGET_GET,
@@ -388,6 +389,12 @@ int pg_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *i
 int pg_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
                    int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
 int pg_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted);
+/* Inside a transaction: the write's audit event into the outbox (NULL: none). */
+int pg_outbox_insert_tx(pg_conn *c, const meta_audit_outbox *a);
+int pg_audit_outbox_read(meta_store *base_, const char *origin, int64_t adopt_before_ms, int limit,
+                         meta_outbox_row **rows, int *n);
+int pg_audit_outbox_delete(meta_store *base_, const int64_t *ids, int n);
+int pg_audit_outbox_count(meta_store *base_, const char *origin, int64_t *count, int64_t *oldest_ms);
 int pg_ping(meta_store *base_);
 int pg_schema_version(meta_store *base_, int *version);
 int pg_migrate(meta_store *base_, int target, char *why, size_t whylen);
@@ -412,7 +419,7 @@ int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 int pg_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                      const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
-                     const meta_job *jobs, int njobs, meta_delete_result *res);
+                     const meta_job *jobs, int njobs, const meta_audit_outbox *audit, meta_delete_result *res);
 int pg_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, bool with_data, meta_object *out);
 int pg_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,

@@ -229,6 +229,7 @@ int pg_object_put_tx(pg_conn *c, const meta_object *obj, meta_object *old, bool 
     meta_vops v = vops_of(c);
     err = meta_v_put(&v, state, obj, old, had_old);
     if (err == 0 && obj->njobs) err = pg_jobs_insert_tx(c, obj->jobs, obj->njobs);
+    if (err == 0) err = pg_outbox_insert_tx(c, obj->audit);
     return err;
 }
 
@@ -258,19 +259,20 @@ int pg_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 static int object_delete_tx(pg_conn *c, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             const char *version_id, int64_t owner_id, const char *marker_id,
                             const meta_lock_check *lock, const meta_job *jobs, int njobs,
-                            meta_delete_result *res) {
+                            const meta_audit_outbox *audit, meta_delete_result *res) {
     meta_versioning state = META_VERSIONING_OFF;
     int err = pg_bucket_versioning(c, PS_BUCKET_VERSIONING, bucket, bucket_id, &state, NULL);
     if (err != 0) return err;
     meta_vops v = vops_of(c);
     err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, marker_id, lock, res);
     if (err == 0 && njobs) err = pg_jobs_insert_tx(c, jobs, njobs);
+    if (err == 0) err = pg_outbox_insert_tx(c, audit);
     return err;
 }
 
 int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                      const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
-                     const meta_job *jobs, int njobs, meta_delete_result *res) {
+                     const meta_job *jobs, int njobs, const meta_audit_outbox *audit, meta_delete_result *res) {
     pg_store *ms = PG(base_);
     memset(res, 0, sizeof *res);
     if (!bucket) return CAIRN_EINVAL;
@@ -279,7 +281,7 @@ int pg_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     int err = pg_tx_begin(ms, &c);
     if (err != 0) return err;
     err = pg_tx_end(ms, c, object_delete_tx(c, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
-                                            jobs, njobs, res));
+                                            jobs, njobs, audit, res));
     if (err != 0) {
         meta_delete_result_clear(res);
         memset(res, 0, sizeof *res);
@@ -345,7 +347,7 @@ int pg_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
             meta_delete_result res;
             memset(&res, 0, sizeof res);
             rc = object_delete_tx(c, bucket, bucket_id, it->key, it->key_len, it->version_id, it->owner_id,
-                                  it->marker_id, &it->lock, it->jobs, it->njobs, &res);
+                                  it->marker_id, &it->lock, it->jobs, it->njobs, NULL, &res);
             it->deleted = res.removed;
             it->marker = res.marker;
             it->deleted_marker = res.removed_marker;

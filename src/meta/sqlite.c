@@ -166,6 +166,7 @@ static const char *const stmt_sql[ST__COUNT] = {
                               " OR EXISTS(SELECT 1 FROM object_parts WHERE part_version_id = ?1)",
     [ST_JOB_INSERT] = "INSERT INTO jobs(kind, args, priority, run_at_ms, max_attempts, unique_key, created_ms)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_OUTBOX_INSERT] = "INSERT INTO audit_outbox(origin, time_ms, event) VALUES (?1, ?2, ?3)",
     [ST_JOB_BY_UNIQUE] = "SELECT id, state IN ('completed', 'cancelled', 'discarded') FROM jobs WHERE unique_key = ?1",
     [ST_JOB_DROP_KEY] = "UPDATE jobs SET unique_key = NULL WHERE id = ?1",
     [ST_JOB_PRUNE] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE"
@@ -794,4 +795,7 @@ const meta_ops sq_ops = {
     .audit_insert = sq_audit_insert,
     .audit_query = sq_audit_query,
     .audit_delete_before = sq_audit_delete_before,
+    .audit_outbox_read = sq_audit_outbox_read,
+    .audit_outbox_delete = sq_audit_outbox_delete,
+    .audit_outbox_count = sq_audit_outbox_count,
 };

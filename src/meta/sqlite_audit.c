@@ -161,3 +161,101 @@ int sq_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int6
     if (err == 0) *deleted = n;
     return err;
 }
+
+/* ---- the audit outbox ------------------------------------------------------------------------ */
+
+int sq_outbox_insert_tx(conn *w, const meta_audit_outbox *a) {
+    if (!a) return 0;
+    sqlite3_stmt *st = sq_stmt(w, ST_OUTBOX_INSERT);
+    if (!st) return CAIRN_EDB;
+    int b = sq_bind_str(st, 1, a->origin) | sqlite3_bind_int64(st, 2, a->time_ms) |
+            sq_bind_bytes_text(st, 3, a->event, a->len);
+    return sq_stmt_exec_bound(w, st, b, "audit outbox insert");
+}
+
+int sq_audit_outbox_read(meta_store *base_, const char *origin, int64_t adopt_before_ms, int limit,
+                         meta_outbox_row **rows, int *n) {
+    sq_store *ms = SQ(base_);
+    meta_outbox_row *out = calloc((size_t)limit, sizeof *out);
+    if (!out) return CAIRN_ENOMEM;
+    int got = 0, err = 0;
+    conn *r = sq_reader_get(ms);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(r->db,
+                                "SELECT id, time_ms, event FROM audit_outbox WHERE origin = ?1 OR time_ms < ?2"
+                                " ORDER BY id LIMIT ?3",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) err = sq_db_fail(r, rc, "audit outbox read prepare");
+    else
+        err = sq_bind_result(r, sq_bind_str(st, 1, origin) | sqlite3_bind_int64(st, 2, adopt_before_ms) |
+                                    sqlite3_bind_int(st, 3, limit),
+                             "audit outbox read bind");
+    while (err == 0 && got < limit) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) {
+            err = sq_db_fail(r, rc, "audit outbox read");
+            break;
+        }
+        const char *ev = (const char *)sqlite3_column_text(st, 2);
+        size_t len = (size_t)sqlite3_column_bytes(st, 2);
+        out[got].event = malloc(len + 1);
+        if (!out[got].event) {
+            err = CAIRN_ENOMEM;
+            break;
+        }
+        memcpy(out[got].event, ev ? ev : "", len);
+        out[got].event[len] = '\0';
+        out[got].len = len;
+        out[got].id = sqlite3_column_int64(st, 0);
+        out[got].time_ms = sqlite3_column_int64(st, 1);
+        got++;
+    }
+    sqlite3_finalize(st);
+    sq_reader_put(ms, r);
+    if (err != 0) {
+        meta_outbox_rows_free(out, got);
+        return err;
+    }
+    *rows = out;
+    *n = got;
+    return 0;
+}
+
+int sq_audit_outbox_delete(meta_store *base_, const int64_t *ids, int n) {
+    sq_store *ms = SQ(base_);
+    conn *w;
+    int err = sq_wtx_begin(ms, &w);
+    if (err != 0) return err;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(w->db, "DELETE FROM audit_outbox WHERE id = ?1", -1, &st, NULL);
+    if (rc != SQLITE_OK) return sq_wtx_end(ms, sq_db_fail(w, rc, "audit outbox delete prepare"));
+    for (int i = 0; err == 0 && i < n; i++) {
+        err = sq_stmt_exec_bound(w, st, sqlite3_bind_int64(st, 1, ids[i]), "audit outbox delete");
+    }
+    sqlite3_finalize(st);
+    return sq_wtx_end(ms, err);
+}
+
+int sq_audit_outbox_count(meta_store *base_, const char *origin, int64_t *count, int64_t *oldest_ms) {
+    sq_store *ms = SQ(base_);
+    conn *r = sq_reader_get(ms);
+    sqlite3_stmt *st = NULL;
+    int err = 0;
+    int rc = sqlite3_prepare_v2(r->db, "SELECT count(*), coalesce(min(time_ms), 0) FROM audit_outbox WHERE origin = ?1",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) err = sq_db_fail(r, rc, "audit outbox count prepare");
+    else err = sq_bind_result(r, sq_bind_str(st, 1, origin), "audit outbox count bind");
+    if (err == 0) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *count = sqlite3_column_int64(st, 0);
+            *oldest_ms = sqlite3_column_int64(st, 1);
+        } else {
+            err = sq_db_fail(r, rc, "audit outbox count");
+        }
+    }
+    sqlite3_finalize(st);
+    sq_reader_put(ms, r);
+    return err;
+}

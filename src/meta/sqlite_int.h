@@ -58,6 +58,7 @@ typedef enum {
     ST_VERSION_REFERENCED,
     ST_OBJ_SCAN,
     ST_JOB_INSERT,
+    ST_OUTBOX_INSERT,
     ST_JOB_BY_UNIQUE,
     ST_JOB_DROP_KEY,
     ST_JOB_PRUNE,
@@ -327,7 +328,7 @@ int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 int sq_object_get(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len, bool with_data, meta_object *out);
 int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                      const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
-                     const meta_job *jobs, int njobs, meta_delete_result *res);
+                     const meta_job *jobs, int njobs, const meta_audit_outbox *audit, meta_delete_result *res);
 int sq_object_get_version(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                           const char *version_id, bool with_data, meta_object *out);
 int sq_object_list_versions(meta_store *base_, const char *bucket, int64_t bucket_id, const char *prefix,
@@ -388,6 +389,12 @@ int sq_audit_insert(meta_store *base_, const meta_audit_event *ev, int n, int *i
 int sq_audit_query(meta_store *base_, const meta_audit_filter *f, int limit,
                    int (*cb)(void *ud, const meta_audit_event *e), void *ud, int *count);
 int sq_audit_delete_before(meta_store *base_, int64_t before_us, int limit, int64_t *deleted);
+/* Inside the writer's transaction: the write's audit event into the outbox (NULL: none). */
+int sq_outbox_insert_tx(conn *w, const meta_audit_outbox *a);
+int sq_audit_outbox_read(meta_store *base_, const char *origin, int64_t adopt_before_ms, int limit,
+                         meta_outbox_row **rows, int *n);
+int sq_audit_outbox_delete(meta_store *base_, const int64_t *ids, int n);
+int sq_audit_outbox_count(meta_store *base_, const char *origin, int64_t *count, int64_t *oldest_ms);
 int sq_kms_key_create(meta_store *base_, const char *id, const char *description, const uint8_t *sealed, int64_t now_ms);
 int sq_kms_key_get(meta_store *base_, const char *id, meta_kms_key *out);
 int sq_kms_key_list(meta_store *base_, int (*cb)(void *ud, const meta_kms_key *k), void *ud);

@@ -272,6 +272,7 @@ int sq_object_put_tx(conn *w, const meta_object *obj, meta_object *old, bool *ha
     meta_vops v = vops_of(w);
     err = meta_v_put(&v, state, obj, old, had_old);
     if (err == 0 && obj->njobs) err = sq_jobs_insert_tx(w, obj->jobs, obj->njobs);
+    if (err == 0) err = sq_outbox_insert_tx(w, obj->audit);
     return err;
 }
 
@@ -376,19 +377,20 @@ int sq_object_put(meta_store *base_, const meta_object *obj, meta_object *replac
 static int object_delete_tx(conn *w, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                             const char *version_id, int64_t owner_id, const char *marker_id,
                             const meta_lock_check *lock, const meta_job *jobs, int njobs,
-                            meta_delete_result *res) {
+                            const meta_audit_outbox *audit, meta_delete_result *res) {
     meta_versioning state = META_VERSIONING_OFF;
     int err = sq_bucket_versioning(w, bucket, bucket_id, &state, NULL);
     if (err != 0) return err;
     meta_vops v = vops_of(w);
     err = meta_v_delete(&v, state, bucket, key, key_len, version_id, owner_id, marker_id, lock, res);
     if (err == 0 && njobs) err = sq_jobs_insert_tx(w, jobs, njobs);
+    if (err == 0) err = sq_outbox_insert_tx(w, audit);
     return err;
 }
 
 int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, const char *key, size_t key_len,
                      const char *version_id, int64_t owner_id, const char *marker_id, const meta_lock_check *lock,
-                     const meta_job *jobs, int njobs, meta_delete_result *res) {
+                     const meta_job *jobs, int njobs, const meta_audit_outbox *audit, meta_delete_result *res) {
     sq_store *ms = SQ(base_);
     memset(res, 0, sizeof *res);
     if (!ms || !bucket) return CAIRN_EINVAL;
@@ -397,7 +399,7 @@ int sq_object_delete(meta_store *base_, const char *bucket, int64_t bucket_id, c
     int err = sq_wtx_begin(ms, &w);
     if (err != 0) return err;
     err = sq_wtx_end(ms, object_delete_tx(w, bucket, bucket_id, key, key_len, version_id, owner_id, marker_id, lock,
-                                          jobs, njobs, res));
+                                          jobs, njobs, audit, res));
     if (err != 0) {
         meta_delete_result_clear(res);
         memset(res, 0, sizeof *res);
@@ -440,7 +442,7 @@ int sq_object_delete_many(meta_store *base_, const char *bucket, int64_t bucket_
             memset(&res, 0, sizeof res);
             rc = object_delete_tx(w, bucket, bucket_id, items[i].key, items[i].key_len, items[i].version_id,
                                   items[i].owner_id, items[i].marker_id, &items[i].lock, items[i].jobs,
-                                  items[i].njobs, &res);
+                                  items[i].njobs, NULL, &res);
             items[i].deleted = res.removed;
             items[i].marker = res.marker;
             items[i].deleted_marker = res.removed_marker;

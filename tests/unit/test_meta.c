@@ -5514,6 +5514,7 @@ static const char *const seed_rows[] = {
            "INSERT INTO kms_key_versions(key_id, version, sealed, created_ms)"
            " VALUES ('k17', 1, '012345678901234567890123456789012345678901234567890123456789', 17)"
            " ON CONFLICT DO NOTHING;",
+    [18] = "INSERT INTO audit_outbox(id, origin, time_ms, event) VALUES (18, 'gw', 18, '{}') ON CONFLICT DO NOTHING;",
 };
 
 /*
@@ -7966,6 +7967,138 @@ Test(objectlock, no_removal_path_drops_a_locked_null_version) {
     bool more;
     vcollect c = versions_of(f.ms, "v", NULL, NULL, 0, 100, &more);
     cr_assert_eq(c.n, 2, "nothing changed");
+    fx_close(&f);
+}
+
+/* ---- the audit outbox (migration 18) ------------------------------------------------------ */
+
+static meta_audit_outbox outbox_row(const char *origin, const char *event, int64_t time_ms) {
+    return (meta_audit_outbox){.origin = origin, .event = event, .len = strlen(event), .time_ms = time_ms};
+}
+
+/* The events of origin's rows (and adopted ones), in order, joined by '|'. */
+static const char *outbox_events(meta_store *ms, const char *origin, int64_t adopt_before_ms, int limit,
+                                 int64_t *ids, int *n) {
+    static char out[4096];
+    meta_outbox_row *rows = NULL;
+    int got = -1;
+    cr_assert_eq(meta_audit_outbox_read(ms, origin, adopt_before_ms, limit, &rows, &got), 0);
+    out[0] = '\0';
+    for (int i = 0; i < got; i++) {
+        cr_assert_eq(rows[i].len, strlen(rows[i].event));
+        strcat(out, rows[i].event);
+        strcat(out, "|");
+        if (ids) ids[i] = rows[i].id;
+        if (i > 0) cr_assert_gt(rows[i].id, rows[i - 1].id, "rows come in id order");
+    }
+    if (n) *n = got;
+    meta_outbox_rows_free(rows, got);
+    return out;
+}
+
+Test(audit_outbox, a_write_stores_its_event_in_its_own_transaction_and_a_failed_one_none) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    meta_audit_outbox put_ev = outbox_row("gw-a", "{\"e\":\"put\"}", 100);
+    meta_object o = mk_obj("b", "k", 1, 1);
+    o.audit = &put_ev;
+    cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    /* A put whose condition fails changes nothing: no event row either. */
+    meta_audit_outbox failed = outbox_row("gw-a", "{\"e\":\"failed\"}", 101);
+    meta_object c = mk_obj("b", "k", 1, 1);
+    c.audit = &failed;
+    c.cond = META_PUT_IF_ABSENT;
+    cr_assert_eq(meta_object_put(f.ms, &c, NULL, NULL), CAIRN_EPRECOND);
+    /* Nor does a put into a bucket that is not there. */
+    meta_object gone = mk_obj("nobucket", "k", 1, 1);
+    gone.audit = &failed;
+    cr_assert_neq(meta_object_put(f.ms, &gone, NULL, NULL), 0);
+    meta_audit_outbox del_ev = outbox_row("gw-a", "{\"e\":\"delete\"}", 102);
+    meta_delete_result res;
+    cr_assert_eq(meta_object_delete_audited(f.ms, "b", 0, "k", 1, NULL, 1, NULL, NULL, NULL, 0, &del_ev, &res), 0);
+    meta_delete_result_clear(&res);
+    cr_assert_neq(meta_object_delete_audited(f.ms, "nobucket", 0, "k", 1, NULL, 1, NULL, NULL, NULL, 0, &failed, &res),
+                  0);
+    meta_delete_result_clear(&res);
+    int64_t count = -1, oldest = -1;
+    cr_assert_eq(meta_audit_outbox_count(f.ms, "gw-a", &count, &oldest), 0);
+    cr_expect_eq(count, 2);
+    cr_expect_eq(oldest, 100);
+    int64_t ids[16];
+    int n = 0;
+    cr_expect_str_eq(outbox_events(f.ms, "gw-a", 0, 100, ids, &n), "{\"e\":\"put\"}|{\"e\":\"delete\"}|");
+    cr_assert_eq(n, 2);
+    cr_assert_eq(meta_audit_outbox_delete(f.ms, ids, 1), 0);
+    cr_expect_str_eq(outbox_events(f.ms, "gw-a", 0, 100, NULL, NULL), "{\"e\":\"delete\"}|");
+    cr_assert_eq(meta_audit_outbox_delete(f.ms, ids, 2), 0, "ids already gone are no error");
+    cr_assert_eq(meta_audit_outbox_count(f.ms, "gw-a", &count, &oldest), 0);
+    cr_expect_eq(count, 0);
+    cr_expect_eq(oldest, 0);
+    fx_close(&f);
+}
+
+Test(audit_outbox, each_origin_reads_its_own_rows_and_adopts_only_old_ones_of_others) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    const char *origins[] = {"gw-a", "gw-b", "gw-a", "gw-b"};
+    const int64_t times[] = {10, 20, 30, 40};
+    for (int i = 0; i < 4; i++) {
+        char ev[32];
+        snprintf(ev, sizeof ev, "{\"n\":%d}", i);
+        meta_audit_outbox a = outbox_row(origins[i], ev, times[i]);
+        meta_object o = mk_obj("b", "k", 1, 1);
+        o.audit = &a;
+        cr_assert_eq(meta_object_put(f.ms, &o, NULL, NULL), 0);
+    }
+    cr_expect_str_eq(outbox_events(f.ms, "gw-a", 0, 100, NULL, NULL), "{\"n\":0}|{\"n\":2}|");
+    cr_expect_str_eq(outbox_events(f.ms, "gw-a", 21, 100, NULL, NULL), "{\"n\":0}|{\"n\":1}|{\"n\":2}|",
+                     "gw-b's row older than the adoption age");
+    cr_expect_str_eq(outbox_events(f.ms, "gw-c", 0, 100, NULL, NULL), "");
+    cr_expect_str_eq(outbox_events(f.ms, "gw-a", 100, 3, NULL, NULL), "{\"n\":0}|{\"n\":1}|{\"n\":2}|",
+                     "at most limit rows");
+    int64_t count = 0, oldest = 0;
+    cr_assert_eq(meta_audit_outbox_count(f.ms, "gw-b", &count, &oldest), 0);
+    cr_expect_eq(count, 2);
+    cr_expect_eq(oldest, 20);
+    fx_close(&f);
+}
+
+Test(audit_outbox, bad_arguments_are_refused_before_anything_is_written) {
+    fx f;
+    fx_open(&f, 2);
+    mk_bucket(f.ms, "b", 1);
+    char long_origin[META_OUTBOX_ORIGIN_MAX + 2];
+    memset(long_origin, 'o', sizeof long_origin - 1);
+    long_origin[sizeof long_origin - 1] = '\0';
+    meta_audit_outbox bad[] = {
+        outbox_row("", "{}", 1),
+        outbox_row(long_origin, "{}", 1),
+        {.origin = "gw", .event = NULL, .len = 2},
+        {.origin = "gw", .event = "{}", .len = 0},
+        {.origin = "gw", .event = "{}\0x", .len = 4},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        meta_object o = mk_obj("b", "k", 1, 1);
+        o.audit = &bad[i];
+        cr_expect_eq(meta_object_put(f.ms, &o, NULL, NULL), CAIRN_EINVAL, "bad row %zu", i);
+        meta_delete_result res;
+        cr_expect_eq(meta_object_delete_audited(f.ms, "b", 0, "k", 1, NULL, 1, NULL, NULL, NULL, 0, &bad[i], &res),
+                     CAIRN_EINVAL, "bad row %zu", i);
+    }
+    meta_object o = mk_obj("b", "k", 1, 1);
+    cr_expect_eq(meta_object_get(f.ms, "b", 0, "k", 1, false, &o), CAIRN_ENOTFOUND, "nothing was written");
+    meta_outbox_row *rows = NULL;
+    int n = 0;
+    cr_expect_eq(meta_audit_outbox_read(f.ms, "", 0, 10, &rows, &n), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_outbox_read(f.ms, "gw", 0, 0, &rows, &n), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_outbox_read(f.ms, "gw", 0, 10001, &rows, &n), CAIRN_EINVAL);
+    int64_t id = 1;
+    cr_expect_eq(meta_audit_outbox_delete(f.ms, &id, 0), CAIRN_EINVAL);
+    cr_expect_eq(meta_audit_outbox_delete(f.ms, NULL, 1), CAIRN_EINVAL);
+    int64_t count, oldest;
+    cr_expect_eq(meta_audit_outbox_count(f.ms, NULL, &count, &oldest), CAIRN_EINVAL);
     fx_close(&f);
 }
 
