@@ -197,7 +197,10 @@ def test_an_absent_endpoint_blocks_no_request_and_the_queue_stays_bounded(make_s
     try:
         wait_until(lambda: srv.metrics()["cairn_log_ship_queued_lines"] < 5, 30,
                    what="the queue shipped once the endpoint is up")
-        assert len(request_ids(rx.loki_lines())) > 50
+        # A batch leaves the queue when it is taken, before its POST (and its
+        # retries after backoff) lands: wait for the lines to arrive.
+        wait_until(lambda: len(request_ids(rx.loki_lines())) > 50, 30,
+                   what="more than 50 of the queued request lines received")
         last = srv.request("PUT", f"/{bucket}/last", body=b"v").header("x-amz-request-id")
         wait_until(lambda: last in request_ids(rx.loki_lines()), 30, what="a new line shipped")
         assert srv.stop() == 0
