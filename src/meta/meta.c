@@ -167,17 +167,18 @@ int meta_open_raw(const char *path, const meta_options *opt, meta_store **out) {
 
 void meta_close(meta_store *ms) {
     if (!ms) return;
-    free(ms->job_kinds);
-    ms->job_kinds = NULL;
+    for (meta_kinds *k = atomic_exchange(&ms->job_kinds, NULL), *prev; k; k = prev) {
+        prev = k->prev;
+        free(k);
+    }
     ms->ops->close(ms);
 }
 
 int meta_job_kinds_set(meta_store *ms, const char *const *kinds, int n) {
     if (!ms || n < 0 || (n > 0 && !kinds)) return CAIRN_EINVAL;
-    char *json = NULL;
+    buf_t b;
+    buf_init(&b);
     if (n > 0) {
-        buf_t b;
-        buf_init(&b);
         buf_putc(&b, '[');
         for (int i = 0; i < n; i++) {
             if (i) buf_putc(&b, ',');
@@ -186,13 +187,25 @@ int meta_job_kinds_set(meta_store *ms, const char *const *kinds, int n) {
             buf_putc(&b, '"');
         }
         buf_putc(&b, ']');
-        buf_putc(&b, '\0');
-        if (b.oom) return CAIRN_ENOMEM;
-        json = b.data;
     }
-    free(ms->job_kinds);
-    ms->job_kinds = json;
+    meta_kinds *k = malloc(sizeof *k + b.len + 1);
+    if (!k || b.oom) {
+        free(k);
+        buf_free(&b);
+        return CAIRN_ENOMEM;
+    }
+    if (b.len) memcpy(k->json, b.data, b.len);
+    k->json[b.len] = '\0';
+    buf_free(&b);
+    /* The old value is kept, not freed: a claim running now may read it. */
+    k->prev = atomic_exchange(&ms->job_kinds, k);
     return 0;
+}
+
+/* The kinds claims take (NULL: every kind). */
+static const char *job_kinds(meta_store *ms) {
+    meta_kinds *k = atomic_load(&ms->job_kinds);
+    return k && k->json[0] ? k->json : NULL;
 }
 
 int meta_ping(meta_store *ms) {
@@ -527,7 +540,7 @@ int meta_job_enqueue(meta_store *ms, const meta_job *j, int64_t *id) {
 }
 
 int meta_job_claim(meta_store *ms, const char *owner, int64_t now_ms, int64_t lease_ms, meta_job *out) {
-    return ms ? ms->ops->job_claim(ms, ms->job_kinds, owner, now_ms, lease_ms, out) : CAIRN_EINVAL;
+    return ms ? ms->ops->job_claim(ms, job_kinds(ms), owner, now_ms, lease_ms, out) : CAIRN_EINVAL;
 }
 
 int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error) {
@@ -535,7 +548,7 @@ int meta_job_finish(meta_store *ms, int64_t id, const char *owner, const char *s
 }
 
 int meta_job_finish_claim(meta_store *ms, int64_t id, const char *owner, const char *state, int64_t run_at_ms, const char *error, int64_t now_ms, int64_t lease_ms, int *finish_rc, meta_job *next) {
-    return ms ? ms->ops->job_finish_claim(ms, ms->job_kinds, id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next) : CAIRN_EINVAL;
+    return ms ? ms->ops->job_finish_claim(ms, job_kinds(ms), id, owner, state, run_at_ms, error, now_ms, lease_ms, finish_rc, next) : CAIRN_EINVAL;
 }
 
 int meta_job_release(meta_store *ms, int64_t id, const char *owner) {

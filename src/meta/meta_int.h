@@ -13,6 +13,8 @@
 
 #include "meta/meta.h"
 
+#include <stdatomic.h>
+
 /*
  * A backend's migrations (migrations.c, pg_migrations.c): the same versions
  * under the same names (meta_migration_name), each backend's SQL in its own
@@ -359,10 +361,17 @@ struct meta_listener {
     void (*close)(meta_listener *l);
 };
 
+/* One value of meta_job_kinds_set.  A value replaced stays allocated
+ * (prev) until meta_close: a worker's claim may be reading it. */
+typedef struct meta_kinds {
+    struct meta_kinds *prev;
+    char json[];                /* a JSON array of the kinds claims take */
+} meta_kinds;
+
 /* The first member of every backend's store. */
 struct meta_store {
     const meta_ops *ops;
-    char *job_kinds;            /* meta_job_kinds_set: a JSON array of the kinds claims take; NULL = every kind */
+    _Atomic(meta_kinds *) job_kinds; /* meta_job_kinds_set; NULL (or an empty json) = every kind */
 };
 
 #endif
